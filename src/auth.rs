@@ -1,0 +1,273 @@
+//! Gateway credentials: the master key, managed keys stored as SHA-256 hashes, and
+//! minting new managed keys.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use base64::Engine;
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::providers::Secret;
+
+/// Prefix of every managed key, so leaked keys are easy to grep for.
+pub const MANAGED_KEY_PREFIX: &str = "sk-aurora-";
+
+/// A managed gateway key as configured.
+#[derive(Debug, Clone)]
+pub struct ManagedKey {
+    /// Who the key belongs to; shown in logs instead of the key.
+    pub name: String,
+    /// Disabled keys are refused.
+    pub enabled: bool,
+    /// Keys are refused from this instant on.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Who made a request, as far as the gateway knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No gateway key is configured: anyone may call.
+    Open,
+    /// The master key.
+    Master,
+    /// A managed key, by name.
+    Managed(String),
+}
+
+impl Caller {
+    /// A label for logs; never the credential.
+    pub fn label(&self) -> &str {
+        match self {
+            Caller::Open => "-",
+            Caller::Master => "master",
+            Caller::Managed(name) => name,
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing gateway key: send it as `Authorization: Bearer <key>` or `X-Api-Key: <key>`")]
+    Missing,
+    #[error("invalid gateway key")]
+    Invalid,
+    #[error("gateway key `{0}` is disabled")]
+    Disabled(String),
+    #[error("gateway key `{0}` has expired")]
+    Expired(String),
+}
+
+/// The gateway's credential set.
+#[derive(Debug, Default)]
+pub struct GatewayAuth {
+    master_hash: Option<[u8; 32]>,
+    managed: HashMap<[u8; 32], ManagedKey>,
+}
+
+impl GatewayAuth {
+    /// Builds the set from the master key and managed keys keyed by their SHA-256.
+    pub fn new(master: Option<&Secret>, managed: HashMap<[u8; 32], ManagedKey>) -> Self {
+        Self {
+            master_hash: master.map(|m| sha256(m.expose().as_bytes())),
+            managed,
+        }
+    }
+
+    /// True when no key is configured and every request is let in.
+    pub fn is_open(&self) -> bool {
+        self.master_hash.is_none() && self.managed.is_empty()
+    }
+
+    /// Whether a master key is set.
+    pub fn has_master(&self) -> bool {
+        self.master_hash.is_some()
+    }
+
+    /// Number of managed keys.
+    pub fn managed_len(&self) -> usize {
+        self.managed.len()
+    }
+
+    /// Checks the token a client presented.
+    pub fn authenticate(&self, headers: &HeaderMap, now: SystemTime) -> Result<Caller, AuthError> {
+        if self.is_open() {
+            return Ok(Caller::Open);
+        }
+        let token = presented_token(headers).ok_or(AuthError::Missing)?;
+        self.check_token(token, now)
+    }
+
+    /// Checks one token.
+    pub fn check_token(&self, token: &str, now: SystemTime) -> Result<Caller, AuthError> {
+        // Comparing digests in constant time hides both content and length of the master key.
+        let digest = sha256(token.as_bytes());
+        if let Some(master) = &self.master_hash {
+            if bool::from(master.ct_eq(&digest)) {
+                return Ok(Caller::Master);
+            }
+        }
+        let key = self.managed.get(&digest).ok_or(AuthError::Invalid)?;
+        if !key.enabled {
+            return Err(AuthError::Disabled(key.name.clone()));
+        }
+        if key.expires_at.is_some_and(|at| now >= at) {
+            return Err(AuthError::Expired(key.name.clone()));
+        }
+        Ok(Caller::Managed(key.name.clone()))
+    }
+}
+
+/// The gateway token from `Authorization: Bearer` or, failing that, `X-Api-Key`.
+pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    bearer.or_else(|| {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
+}
+
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// A freshly minted managed key and the YAML stanza that stores only its hash.
+#[derive(Debug)]
+pub struct MintedKey {
+    /// The key itself, shown once.
+    pub key: Secret,
+    /// Lowercase hex SHA-256 of the key.
+    pub sha256_hex: String,
+}
+
+impl MintedKey {
+    /// The `auth.keys` entry for this key.
+    pub fn yaml_stanza(&self, name: &str) -> String {
+        format!(
+            "auth:\n  keys:\n    - {{name: {}, sha256: \"{}\", enabled: true}}\n",
+            serde_json::Value::String(name.to_string()),
+            self.sha256_hex
+        )
+    }
+}
+
+/// Mints `sk-aurora-` + 32 random bytes in unpadded base64url.
+pub fn mint_managed_key() -> Result<MintedKey, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let key = format!(
+        "{MANAGED_KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let sha256_hex = hex::encode(sha256(key.as_bytes()));
+    Ok(MintedKey {
+        key: Secret::new(key),
+        sha256_hex,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn auth_with_managed(enabled: bool, expires_at: Option<SystemTime>) -> GatewayAuth {
+        let mut managed = HashMap::new();
+        managed.insert(
+            sha256(b"sk-aurora-managed"),
+            ManagedKey {
+                name: "ci".into(),
+                enabled,
+                expires_at,
+            },
+        );
+        GatewayAuth::new(Some(&Secret::new("master-secret")), managed)
+    }
+
+    #[test]
+    fn open_gateway_lets_everyone_in() {
+        let a = GatewayAuth::default();
+        assert!(a.is_open());
+        assert_eq!(
+            a.authenticate(&HeaderMap::new(), SystemTime::now()),
+            Ok(Caller::Open)
+        );
+    }
+
+    #[test]
+    fn accepts_master_key_as_bearer_or_x_api_key() {
+        let a = auth_with_managed(true, None);
+        let now = SystemTime::now();
+        let h = headers(&[("authorization", "Bearer master-secret")]);
+        assert_eq!(a.authenticate(&h, now), Ok(Caller::Master));
+        let h = headers(&[("x-api-key", "master-secret")]);
+        assert_eq!(a.authenticate(&h, now), Ok(Caller::Master));
+    }
+
+    #[test]
+    fn refuses_missing_and_wrong_keys() {
+        let a = auth_with_managed(true, None);
+        let now = SystemTime::now();
+        assert_eq!(
+            a.authenticate(&HeaderMap::new(), now),
+            Err(AuthError::Missing)
+        );
+        let h = headers(&[("authorization", "Bearer master-secreT")]);
+        assert_eq!(a.authenticate(&h, now), Err(AuthError::Invalid));
+        let h = headers(&[("authorization", "Basic master-secret")]);
+        assert_eq!(a.authenticate(&h, now), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn managed_keys_match_by_hash_and_honour_enabled_and_expiry() {
+        let now = SystemTime::now();
+        let h = headers(&[("authorization", "Bearer sk-aurora-managed")]);
+        let ok = auth_with_managed(true, Some(now + Duration::from_secs(60)));
+        assert_eq!(ok.authenticate(&h, now), Ok(Caller::Managed("ci".into())));
+        let disabled = auth_with_managed(false, None);
+        assert_eq!(
+            disabled.authenticate(&h, now),
+            Err(AuthError::Disabled("ci".into()))
+        );
+        let expired = auth_with_managed(true, Some(now - Duration::from_secs(1)));
+        assert_eq!(
+            expired.authenticate(&h, now),
+            Err(AuthError::Expired("ci".into()))
+        );
+    }
+
+    #[test]
+    fn minted_keys_have_prefix_and_matching_hash() {
+        let k = mint_managed_key().unwrap();
+        let raw = k.key.expose();
+        assert!(raw.starts_with(MANAGED_KEY_PREFIX));
+        assert_eq!(raw.len(), MANAGED_KEY_PREFIX.len() + 43);
+        assert_eq!(k.sha256_hex, hex::encode(sha256(raw.as_bytes())));
+        assert!(k.yaml_stanza("ci").contains(&k.sha256_hex));
+        assert!(!k.yaml_stanza("ci").contains(raw));
+        assert_ne!(mint_managed_key().unwrap().key, k.key);
+    }
+}

@@ -1,0 +1,424 @@
+//! Turns YAML text plus the environment into a validated [`Config`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderName, HeaderValue};
+
+use super::schema::{FileConfig, FileProvider, SizeValue};
+use super::{env_prefix, Config, ConfigError, EnvSnapshot, ServerSettings};
+use crate::auth::{GatewayAuth, ManagedKey};
+use crate::providers::{
+    load_roots_with_ca_file, BaseUrl, Provider, ProviderCatalogue, ProviderKind, Secret, Timeouts,
+};
+
+/// Parses `yaml` (absent: environment only), overlays `env`, and validates everything.
+pub fn build_config(
+    yaml: Option<&str>,
+    path: Option<&Path>,
+    env: &EnvSnapshot,
+) -> Result<Config, ConfigError> {
+    let path_label = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<config>".into());
+    let file: FileConfig = match yaml {
+        Some(text) if !text.trim().is_empty() => {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(&path_label, &e))?
+        }
+        _ => FileConfig::default(),
+    };
+    let server = server_settings(&file, env)?;
+    let master = env
+        .get("AURORA_MASTER_KEY")
+        .map(str::to_string)
+        .or_else(|| file.server.master_key.as_deref().map(|m| env.expand(m)))
+        .filter(|m| !m.is_empty())
+        .map(Secret::new);
+    let auth = GatewayAuth::new(master.as_ref(), managed_keys(&file)?);
+    let providers = providers(&file, env)?;
+    for entry in &server.enabled_passthrough_providers {
+        if providers.find(entry).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "server.enabled_passthrough_providers names `{entry}`, which is neither a configured provider nor a built-in type"
+            )));
+        }
+    }
+    Ok(Config {
+        server,
+        auth,
+        providers,
+    })
+}
+
+fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSettings, ConfigError> {
+    let defaults = ServerSettings::default();
+    let s = &file.server;
+    let mut listen = env
+        .get("AURORA_LISTEN")
+        .map(str::to_string)
+        .or_else(|| s.listen.as_deref().map(|l| env.expand(l)))
+        .unwrap_or(defaults.listen);
+    if let Some(port) = env.get("PORT") {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| invalid(format!("PORT must be a port number, got `{port}`")))?;
+        let host = listen
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        listen = format!("{host}:{port}");
+    }
+    listen
+        .parse::<std::net::SocketAddr>()
+        .map_err(|_| invalid(format!("server.listen must be `ip:port`, got `{listen}`")))?;
+    let threads = match env.get("AURORA_THREADS") {
+        Some(t) => t
+            .parse()
+            .map_err(|_| invalid(format!("AURORA_THREADS must be a number, got `{t}`")))?,
+        None => s.threads.unwrap_or(defaults.threads),
+    };
+    if threads == 0 {
+        return Err(invalid("server.threads must be at least 1"));
+    }
+    let body_size_limit = match env.get("BODY_SIZE_LIMIT") {
+        Some(v) => parse_size("BODY_SIZE_LIMIT", v)?,
+        None => match &s.body_size_limit {
+            Some(SizeValue::Bytes(b)) => *b,
+            Some(SizeValue::Text(t)) => parse_size("server.body_size_limit", t)?,
+            None => defaults.body_size_limit,
+        },
+    };
+    let enabled_passthrough_providers = match env.get("ENABLED_PASSTHROUGH_PROVIDERS") {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => s
+            .enabled_passthrough_providers
+            .clone()
+            .unwrap_or(defaults.enabled_passthrough_providers),
+    };
+    Ok(ServerSettings {
+        listen,
+        threads,
+        body_size_limit,
+        enable_passthrough_routes: env_bool(env, "ENABLE_PASSTHROUGH_ROUTES")?
+            .or(s.enable_passthrough_routes)
+            .unwrap_or(defaults.enable_passthrough_routes),
+        allow_passthrough_v1_alias: env_bool(env, "ALLOW_PASSTHROUGH_V1_ALIAS")?
+            .or(s.allow_passthrough_v1_alias)
+            .unwrap_or(defaults.allow_passthrough_v1_alias),
+        enabled_passthrough_providers,
+        grace_period_seconds: match env.get("AURORA_GRACE_PERIOD_SECONDS") {
+            Some(v) => v.parse().map_err(|_| {
+                invalid(format!(
+                    "AURORA_GRACE_PERIOD_SECONDS must be a number, got `{v}`"
+                ))
+            })?,
+            None => s
+                .grace_period_seconds
+                .unwrap_or(defaults.grace_period_seconds),
+        },
+    })
+}
+
+fn managed_keys(file: &FileConfig) -> Result<HashMap<[u8; 32], ManagedKey>, ConfigError> {
+    let mut keys = HashMap::new();
+    for (i, k) in file.auth.keys.iter().enumerate() {
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(k.sha256.trim(), &mut digest).map_err(|_| {
+            invalid(format!(
+                "auth.keys[{i}] (`{}`): sha256 must be 64 hex characters (see `aurora keys new`)",
+                k.name
+            ))
+        })?;
+        let expires_at = match &k.expires_at {
+            Some(t) => Some(parse_instant(t).map_err(|e| {
+                invalid(format!(
+                    "auth.keys[{i}] (`{}`): expires_at `{t}` is not an RFC 3339 time: {e}",
+                    k.name
+                ))
+            })?),
+            None => None,
+        };
+        let key = ManagedKey {
+            name: k.name.clone(),
+            enabled: k.enabled,
+            expires_at,
+        };
+        if keys.insert(digest, key).is_some() {
+            return Err(invalid(format!(
+                "auth.keys[{i}] (`{}`) repeats the hash of an earlier key",
+                k.name
+            )));
+        }
+    }
+    Ok(keys)
+}
+
+fn parse_instant(text: &str) -> Result<SystemTime, humantime::TimestampError> {
+    humantime::parse_rfc3339_weak(text.trim().trim_end_matches('Z'))
+}
+
+fn providers(file: &FileConfig, env: &EnvSnapshot) -> Result<ProviderCatalogue, ConfigError> {
+    let mut out = Vec::new();
+    for (name, p) in &file.providers {
+        out.push(provider(name, p, env)?);
+    }
+    // A built-in type also comes to life from its environment variables alone.
+    for kind in ProviderKind::ALL {
+        if file.providers.contains_key(kind.name()) {
+            continue;
+        }
+        let prefix = env_prefix(kind.name());
+        if env.get(&format!("{prefix}_API_KEY")).is_some()
+            || env.get(&format!("{prefix}_BASE_URL")).is_some()
+        {
+            out.push(provider(kind.name(), &FileProvider::default(), env)?);
+        }
+    }
+    Ok(ProviderCatalogue::new(out))
+}
+
+fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider, ConfigError> {
+    let type_name = p.kind.as_deref().unwrap_or(name);
+    let kind = ProviderKind::from_name(type_name).ok_or_else(|| {
+        let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
+        invalid(format!(
+            "provider `{name}` has unknown type `{type_name}`: set `type:` to one of {}",
+            known.join(", ")
+        ))
+    })?;
+    let prefix = env_prefix(name);
+    let key_env = format!("{prefix}_API_KEY");
+    let api_key = env
+        .get(&key_env)
+        .map(str::to_string)
+        .or_else(|| p.api_key.as_deref().map(|k| env.expand(k)))
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| Secret::new(k.trim()));
+    let base_text = env
+        .get(&format!("{prefix}_BASE_URL"))
+        .map(str::to_string)
+        .or_else(|| p.base_url.as_deref().map(|u| env.expand(u)))
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| kind.default_base_url().to_string());
+    let base = BaseUrl::parse(&base_text)
+        .map_err(|e| invalid(format!("provider `{name}`: base_url `{base_text}` {e}")))?;
+    let mut headers = Vec::new();
+    for (k, v) in &p.headers {
+        let hn = HeaderName::try_from(k.as_str())
+            .map_err(|_| invalid(format!("provider `{name}`: `{k}` is not a header name")))?;
+        let hv = HeaderValue::try_from(env.expand(v)).map_err(|_| {
+            invalid(format!(
+                "provider `{name}`: header `{k}` has an invalid value"
+            ))
+        })?;
+        headers.push((hn, hv));
+    }
+    let defaults = Timeouts::default();
+    let timeouts = Timeouts {
+        connect: duration(name, "connect", &p.timeouts.connect, defaults.connect)?,
+        read: duration(name, "read", &p.timeouts.read, defaults.read)?,
+        write: duration(name, "write", &p.timeouts.write, defaults.write)?,
+        idle: duration(name, "idle", &p.timeouts.idle, defaults.idle)?,
+    };
+    let tls_roots = match p.ca_file.as_deref().map(|f| env.expand(f)) {
+        Some(f) if !f.is_empty() => Some(
+            load_roots_with_ca_file(&f)
+                .map_err(|e| invalid(format!("provider `{name}`: ca_file: {e}")))?,
+        ),
+        _ => None,
+    };
+    Ok(Provider {
+        name: name.to_string(),
+        kind,
+        base,
+        api_key,
+        key_env,
+        headers,
+        timeouts,
+        tls_roots,
+        configured: true,
+    })
+}
+
+fn duration(
+    provider: &str,
+    field: &str,
+    value: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => humantime::parse_duration(v.trim()).map_err(|e| {
+            invalid(format!(
+                "provider `{provider}`: timeouts.{field} `{v}` is not a duration like `10s`: {e}"
+            ))
+        }),
+    }
+}
+
+fn parse_size(field: &str, text: &str) -> Result<u64, ConfigError> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| invalid(format!("{field} `{text}` is not a size like `10MiB`: {e}")))
+}
+
+fn env_bool(env: &EnvSnapshot, name: &str) -> Result<Option<bool>, ConfigError> {
+    match env.get(name) {
+        None => Ok(None),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            _ => Err(invalid(format!("{name} must be true or false, got `{v}`"))),
+        },
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        build_config(Some(yaml), None, &EnvSnapshot::from_pairs(env.to_vec()))
+    }
+
+    #[test]
+    fn empty_config_uses_defaults() {
+        let c = build("", &[]).unwrap();
+        assert_eq!(c.server, ServerSettings::default());
+        assert!(c.auth.is_open());
+        assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn env_alone_registers_builtin_providers() {
+        let c = build(
+            "",
+            &[
+                ("ANTHROPIC_API_KEY", "sk-ant-test"),
+                ("VLLM_BASE_URL", "http://127.0.0.1:9000/v1"),
+            ],
+        )
+        .unwrap();
+        let a = c.providers.find("anthropic").unwrap();
+        assert!(a.configured);
+        assert_eq!(a.api_key.as_ref().unwrap().expose(), "sk-ant-test");
+        assert_eq!(a.base.host, "api.anthropic.com");
+        let v = c.providers.find("vllm").unwrap();
+        assert_eq!(v.base.port, 9000);
+        assert_eq!(c.providers.len(), 2);
+    }
+
+    #[test]
+    fn env_wins_over_yaml() {
+        let yaml = r#"
+server:
+  listen: "127.0.0.1:9999"
+  body_size_limit: 1MiB
+  enable_passthrough_routes: true
+providers:
+  openai-east:
+    type: openai
+    api_key: yaml-key
+    base_url: http://127.0.0.1:1/v1
+"#;
+        let c = build(
+            yaml,
+            &[
+                ("PORT", "7000"),
+                ("BODY_SIZE_LIMIT", "2MiB"),
+                ("ENABLE_PASSTHROUGH_ROUTES", "false"),
+                ("OPENAI_EAST_API_KEY", "env-key"),
+                ("ENABLED_PASSTHROUGH_PROVIDERS", "openai-east, anthropic"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7000");
+        assert_eq!(c.server.body_size_limit, 2 * 1024 * 1024);
+        assert!(!c.server.enable_passthrough_routes);
+        assert_eq!(
+            c.server.enabled_passthrough_providers,
+            vec!["openai-east", "anthropic"]
+        );
+        let p = c.providers.find("openai-east").unwrap();
+        assert_eq!(p.api_key.as_ref().unwrap().expose(), "env-key");
+        assert_eq!(p.key_env, "OPENAI_EAST_API_KEY");
+    }
+
+    #[test]
+    fn expands_variables_in_yaml_values() {
+        let yaml = "providers:\n  anthropic:\n    api_key: ${MY_KEY}\n    headers: {x-team: \"${TEAM:-core}\"}\n";
+        let c = build(yaml, &[("MY_KEY", "sk-expanded")]).unwrap();
+        let p = c.providers.find("anthropic").unwrap();
+        assert_eq!(p.api_key.as_ref().unwrap().expose(), "sk-expanded");
+        assert_eq!(p.headers[0].1, "core");
+    }
+
+    #[test]
+    fn yaml_errors_carry_line_and_column() {
+        let err = build("server:\n  threads: many\n", &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(":2:"), "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = build("server:\n  lisen: x\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn rejects_unknown_types_bad_urls_and_bad_timeouts() {
+        let e = build("providers:\n  foo: {}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown type `foo`"), "{e}");
+        let e = build(
+            "providers:\n  openai: {base_url: \"api.openai.com\"}\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("http://"), "{e}");
+        let e = build("providers:\n  openai: {timeouts: {read: soon}}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("timeouts.read"), "{e}");
+    }
+
+    #[test]
+    fn managed_keys_need_hex_hashes_and_rfc3339_expiry() {
+        let good = format!(
+            "auth:\n  keys:\n    - {{name: ci, sha256: \"{}\", expires_at: \"2027-01-01T00:00:00Z\"}}\n",
+            "ab".repeat(32)
+        );
+        let c = build(&good, &[]).unwrap();
+        assert_eq!(c.auth.managed_len(), 1);
+        let e = build("auth:\n  keys:\n    - {name: ci, sha256: nothex}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("64 hex"), "{e}");
+        let bad_time = good.replace("2027-01-01T00:00:00Z", "tomorrow");
+        assert!(build(&bad_time, &[]).is_err());
+    }
+
+    #[test]
+    fn enabled_passthrough_entries_must_be_known() {
+        let e = build("", &[("ENABLED_PASSTHROUGH_PROVIDERS", "openai,typo")]).unwrap_err();
+        assert!(e.to_string().contains("`typo`"), "{e}");
+    }
+
+    #[test]
+    fn master_key_comes_from_env() {
+        let c = build("", &[("AURORA_MASTER_KEY", "m")]).unwrap();
+        assert!(c.auth.has_master());
+        assert!(
+            c.summary().contains("1 keys, gateway auth on"),
+            "{}",
+            c.summary()
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Configuration: the YAML schema, the environment overlay (env wins), validation into
+//! the runtime [`Config`], and the live handle the proxy reads on every request.
+
+mod build;
+mod env;
+mod error;
+mod live;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+
+pub use build::build_config;
+pub use env::{env_prefix, EnvSnapshot};
+pub use error::ConfigError;
+pub use live::LiveConfig;
+
+use crate::auth::GatewayAuth;
+use crate::providers::ProviderCatalogue;
+
+/// Default config file, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "conf/aurora.yaml";
+
+/// Default body size limit: 10 MiB.
+pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 10 * 1024 * 1024;
+
+/// Passthrough providers enabled when config says nothing.
+pub const DEFAULT_PASSTHROUGH_PROVIDERS: [&str; 5] =
+    ["openai", "anthropic", "openrouter", "zai", "vllm"];
+
+/// Gateway-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Plain HTTP listener (`host:port`).
+    pub listen: String,
+    /// Worker threads.
+    pub threads: usize,
+    /// Largest request body accepted, in bytes.
+    pub body_size_limit: u64,
+    /// Whether `/p/{provider}/…` is served at all.
+    pub enable_passthrough_routes: bool,
+    /// Whether `/p/{provider}/v1/x` is read as `/p/{provider}/x`.
+    pub allow_passthrough_v1_alias: bool,
+    /// Instance names or types reachable through `/p/`.
+    pub enabled_passthrough_providers: Vec<String>,
+    /// Seconds SIGTERM waits for in-flight requests.
+    pub grace_period_seconds: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".to_string(),
+            threads: 2,
+            body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
+            enable_passthrough_routes: true,
+            allow_passthrough_v1_alias: true,
+            enabled_passthrough_providers: DEFAULT_PASSTHROUGH_PROVIDERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            grace_period_seconds: 30,
+        }
+    }
+}
+
+/// The validated configuration one request sees from start to end.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// Gateway-wide settings.
+    pub server: ServerSettings,
+    /// Gateway credentials.
+    pub auth: GatewayAuth,
+    /// Provider instances.
+    pub providers: ProviderCatalogue,
+}
+
+impl Config {
+    /// One line for logs and `--check-config`: counts and names, never secrets.
+    pub fn summary(&self) -> String {
+        let names: Vec<&str> = self
+            .providers
+            .configured()
+            .map(|p| p.name.as_str())
+            .collect();
+        let keys = self.auth.managed_len() + usize::from(self.auth.has_master());
+        format!(
+            "{} providers ({}), {} keys, gateway auth {}",
+            names.len(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            },
+            keys,
+            if self.auth.is_open() { "OFF" } else { "on" }
+        )
+    }
+
+    /// Whether `provider` (instance name or type) is reachable through `/p/`.
+    pub fn passthrough_enabled(&self, name: &str, kind: &str) -> bool {
+        self.server
+            .enabled_passthrough_providers
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(name) || e.eq_ignore_ascii_case(kind))
+    }
+}
+
+/// Where the YAML comes from.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// File path.
+    pub path: PathBuf,
+    /// False for the default path: a missing default file means "environment only".
+    pub required: bool,
+}
+
+impl ConfigSource {
+    /// Reads the file (if any) and the environment and validates the result.
+    pub fn load(&self, env: &EnvSnapshot) -> Result<Config, ConfigError> {
+        let text = read_optional(&self.path, self.required)?;
+        build_config(text.as_deref(), Some(&self.path), env)
+    }
+}
+
+fn read_optional(path: &Path, required: bool) -> Result<Option<String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+        Err(source) => Err(ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,89 @@
+//! The YAML file as written by an operator. Every key is optional; values that may
+//! reference the environment (`${VAR}`) stay raw strings here and are expanded and
+//! checked in [`super::build`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Top level of `aurora.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listener and gateway-wide switches.
+    pub server: FileServer,
+    /// Gateway credentials.
+    pub auth: FileAuth,
+    /// Provider instances keyed by instance name.
+    pub providers: BTreeMap<String, FileProvider>,
+}
+
+/// `server:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileServer {
+    pub listen: Option<String>,
+    pub threads: Option<usize>,
+    pub master_key: Option<String>,
+    /// A size such as `10MiB`, or a plain number of bytes.
+    pub body_size_limit: Option<SizeValue>,
+    pub enable_passthrough_routes: Option<bool>,
+    pub allow_passthrough_v1_alias: Option<bool>,
+    pub enabled_passthrough_providers: Option<Vec<String>>,
+    /// Seconds a SIGTERM waits for in-flight requests before exiting.
+    pub grace_period_seconds: Option<u64>,
+}
+
+/// A size written either as a number of bytes or with a unit (`10MiB`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// `auth:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileAuth {
+    pub keys: Vec<FileManagedKey>,
+}
+
+/// One managed gateway key: only its SHA-256 is stored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileManagedKey {
+    pub name: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// One provider instance under `providers:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileProvider {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub timeouts: FileTimeouts,
+    pub ca_file: Option<String>,
+}
+
+/// Upstream timeouts, as humane durations (`10s`, `2m`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileTimeouts {
+    pub connect: Option<String>,
+    pub read: Option<String>,
+    pub write: Option<String>,
+    pub idle: Option<String>,
+}

@@ -1,0 +1,8 @@
+//! Aurora: an AI gateway on Pingora. The crate is a library so the binary, the
+//! integration tests and the benches share one implementation.
+
+pub mod auth;
+pub mod config;
+pub mod providers;
+pub mod proxy;
+pub mod server;

@@ -1,0 +1,115 @@
+//! The `aurora` binary: command line, config loading, and the Pingora server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pingora_core::server::configuration::Opt;
+
+use aurora::config::{ConfigSource, EnvSnapshot, DEFAULT_CONFIG_PATH};
+
+/// Aurora, an AI gateway.
+#[derive(Debug, Parser)]
+#[command(name = "aurora", version, about)]
+struct Cli {
+    /// Config file (env AURORA_CONFIG; default conf/aurora.yaml).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Validate the config and the environment, then exit 0 (valid) or 1.
+    #[arg(long)]
+    check_config: bool,
+
+    #[command(flatten)]
+    pingora: Opt,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage gateway keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Mint a managed key: prints it once, with the YAML stanza holding only its hash.
+    New {
+        /// Who the key is for; shown in logs instead of the key.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Keys {
+        action: KeysAction::New { name },
+    }) = &cli.command
+    {
+        return new_key(name);
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let env = EnvSnapshot::from_process();
+    let source = config_source(cli.config.clone(), &env);
+    let config = match source.load(&env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aurora: config error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.check_config {
+        println!(
+            "aurora: config OK ({}): {}",
+            source.path.display(),
+            config.summary()
+        );
+        return ExitCode::SUCCESS;
+    }
+    log::info!("config loaded: {}", config.summary());
+    if config.auth.is_open() {
+        log::warn!(
+            "GATEWAY AUTH IS OFF: no master_key or managed key is configured, so anyone who can reach {} can spend the provider credentials. Set AURORA_MASTER_KEY or auth.keys.",
+            config.server.listen
+        );
+    }
+    log::info!("listening on http://{}", config.server.listen);
+    aurora::server::build_server(config, Some(cli.pingora)).run_forever()
+}
+
+fn config_source(flag: Option<PathBuf>, env: &EnvSnapshot) -> ConfigSource {
+    match flag.or_else(|| env.get("AURORA_CONFIG").map(PathBuf::from)) {
+        Some(path) => ConfigSource {
+            path,
+            required: true,
+        },
+        None => ConfigSource {
+            path: PathBuf::from(DEFAULT_CONFIG_PATH),
+            required: false,
+        },
+    }
+}
+
+fn new_key(name: &str) -> ExitCode {
+    match aurora::auth::mint_managed_key() {
+        Ok(minted) => {
+            println!("New gateway key for `{name}` (shown once; store it now):");
+            println!("{}", minted.key.expose());
+            println!();
+            println!("Add to your config (only the hash is stored):");
+            print!("{}", minted.yaml_stanza(name));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("aurora: cannot get random bytes: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! A provider base URL split into the parts the proxy needs on every request.
+
+use std::fmt;
+
+/// `scheme://host[:port]/path` of a provider, validated once at config load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    /// Whether the upstream speaks TLS.
+    pub tls: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// Explicit or scheme-default port.
+    pub port: u16,
+    /// Path prefix without a trailing slash (`/v1`, or empty).
+    pub path: String,
+}
+
+/// Why a base URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaseUrlError {
+    #[error("must start with http:// or https://")]
+    Scheme,
+    #[error("has no host")]
+    NoHost,
+    #[error("has an invalid port")]
+    Port,
+    #[error("must not carry a query string, fragment or credentials")]
+    Extra,
+}
+
+impl BaseUrl {
+    /// Parses `http(s)://host[:port][/path]`.
+    pub fn parse(url: &str) -> Result<Self, BaseUrlError> {
+        let uri: http::Uri = url.trim().parse().map_err(|_| BaseUrlError::Scheme)?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(BaseUrlError::Scheme),
+        };
+        let authority = uri.authority().ok_or(BaseUrlError::NoHost)?;
+        if authority.as_str().contains('@') || uri.query().is_some() || url.contains('#') {
+            return Err(BaseUrlError::Extra);
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if host.is_empty() {
+            return Err(BaseUrlError::NoHost);
+        }
+        let port = match authority.port() {
+            Some(p) => p.as_u16(),
+            None if authority.as_str().ends_with(':') => return Err(BaseUrlError::Port),
+            None if tls => 443,
+            None => 80,
+        };
+        let path = uri.path().trim_end_matches('/').to_string();
+        Ok(Self {
+            tls,
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// The value for the upstream `Host` header: the port only when not the default.
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default_port = if self.tls { 443 } else { 80 };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_https_with_path() {
+        let b = BaseUrl::parse("https://api.anthropic.com/v1/").unwrap();
+        assert!(b.tls);
+        assert_eq!(b.host, "api.anthropic.com");
+        assert_eq!(b.port, 443);
+        assert_eq!(b.path, "/v1");
+        assert_eq!(b.host_header(), "api.anthropic.com");
+    }
+
+    #[test]
+    fn keeps_explicit_port_in_host_header() {
+        let b = BaseUrl::parse("http://127.0.0.1:8000/v1").unwrap();
+        assert!(!b.tls);
+        assert_eq!(b.port, 8000);
+        assert_eq!(b.host_header(), "127.0.0.1:8000");
+        assert_eq!(b.to_string(), "http://127.0.0.1:8000/v1");
+    }
+
+    #[test]
+    fn accepts_empty_path() {
+        assert_eq!(BaseUrl::parse("http://h").unwrap().path, "");
+    }
+
+    #[test]
+    fn refuses_other_schemes_queries_and_userinfo() {
+        assert_eq!(BaseUrl::parse("ftp://h/x"), Err(BaseUrlError::Scheme));
+        assert_eq!(BaseUrl::parse("api.openai.com"), Err(BaseUrlError::Scheme));
+        assert_eq!(BaseUrl::parse("https://h/v1?x=1"), Err(BaseUrlError::Extra));
+        assert_eq!(BaseUrl::parse("https://u:p@h/v1"), Err(BaseUrlError::Extra));
+    }
+
+    #[test]
+    fn brackets_ipv6_hosts() {
+        let b = BaseUrl::parse("http://[::1]:9000").unwrap();
+        assert_eq!(b.host, "::1");
+        assert_eq!(b.host_header(), "[::1]:9000");
+    }
+}

@@ -1,0 +1,184 @@
+//! The configured provider instances, looked up by instance name or type.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::{BaseUrl, ProviderKind, Secret, TlsRoots};
+
+/// Upstream timeouts of one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect (and, doubled, connect plus TLS handshake).
+    pub connect: Duration,
+    /// Longest wait for the next bytes from the upstream; LLMs can think for minutes.
+    pub read: Duration,
+    /// Longest wait to write to the upstream.
+    pub write: Duration,
+    /// How long an unused pooled connection is kept.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(600),
+            write: Duration::from_secs(60),
+            idle: Duration::from_secs(90),
+        }
+    }
+}
+
+/// One provider instance, ready for the request path.
+#[derive(Debug)]
+pub struct Provider {
+    /// Instance name (`anthropic`, `openai-east`).
+    pub name: String,
+    /// Built-in type.
+    pub kind: ProviderKind,
+    /// Where requests go.
+    pub base: BaseUrl,
+    /// The credential the gateway adds, if any.
+    pub api_key: Option<Secret>,
+    /// The environment variable that sets the key, for error messages.
+    pub key_env: String,
+    /// Extra headers sent upstream on every request.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// System roots plus `ca_file`, when a CA file is configured.
+    pub tls_roots: Option<TlsRoots>,
+    /// False for a built-in type nobody configured (known, so errors can say how to set it up).
+    pub configured: bool,
+}
+
+impl Provider {
+    /// A provider of `kind` with built-in defaults and no credential.
+    pub fn unconfigured(kind: ProviderKind) -> Self {
+        let base =
+            BaseUrl::parse(kind.default_base_url()).unwrap_or_else(|_| unreachable_base_url(kind));
+        Self {
+            name: kind.name().to_string(),
+            kind,
+            base,
+            api_key: None,
+            key_env: format!("{}_API_KEY", super::env_prefix(kind.name())),
+            headers: Vec::new(),
+            timeouts: Timeouts::default(),
+            tls_roots: None,
+            configured: false,
+        }
+    }
+
+    /// Whether requests need a key this provider does not have.
+    pub fn missing_key(&self) -> bool {
+        self.kind.requires_key() && self.api_key.is_none()
+    }
+}
+
+// The built-in URLs are constants checked by a unit test; this keeps the constructor
+// total without a panic path.
+fn unreachable_base_url(kind: ProviderKind) -> BaseUrl {
+    BaseUrl {
+        tls: true,
+        host: format!("{}.invalid", kind.name()),
+        port: 443,
+        path: String::new(),
+    }
+}
+
+/// All providers a config knows.
+#[derive(Debug, Default)]
+pub struct ProviderCatalogue {
+    configured: BTreeMap<String, Arc<Provider>>,
+    builtin: BTreeMap<&'static str, Arc<Provider>>,
+}
+
+impl ProviderCatalogue {
+    /// Builds the catalogue from configured instances; every built-in type not
+    /// configured under its own name stays known as an unconfigured provider.
+    pub fn new(providers: Vec<Provider>) -> Self {
+        let configured: BTreeMap<String, Arc<Provider>> = providers
+            .into_iter()
+            .map(|p| (p.name.clone(), Arc::new(p)))
+            .collect();
+        let builtin = ProviderKind::ALL
+            .into_iter()
+            .map(|k| (k.name(), Arc::new(Provider::unconfigured(k))))
+            .collect();
+        Self {
+            configured,
+            builtin,
+        }
+    }
+
+    /// Finds a provider by instance name, else by type (the first configured instance of
+    /// that type by name), else the unconfigured built-in type.
+    pub fn find(&self, name: &str) -> Option<&Arc<Provider>> {
+        if let Some(p) = self.configured.get(name) {
+            return Some(p);
+        }
+        let kind = ProviderKind::from_name(name)?;
+        self.configured
+            .values()
+            .find(|p| p.kind == kind)
+            .or_else(|| self.builtin.get(kind.name()))
+    }
+
+    /// Configured instances in name order.
+    pub fn configured(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.configured.values()
+    }
+
+    /// Number of configured instances.
+    pub fn len(&self) -> usize {
+        self.configured.len()
+    }
+
+    /// Whether no provider is configured.
+    pub fn is_empty(&self) -> bool {
+        self.configured.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(name: &str, kind: ProviderKind) -> Provider {
+        Provider {
+            name: name.to_string(),
+            api_key: Some(Secret::new("k")),
+            configured: true,
+            ..Provider::unconfigured(kind)
+        }
+    }
+
+    #[test]
+    fn builtin_base_urls_parse() {
+        for kind in ProviderKind::ALL {
+            assert!(BaseUrl::parse(kind.default_base_url()).is_ok(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn finds_by_instance_name_then_type() {
+        let c = ProviderCatalogue::new(vec![provider("openai-east", ProviderKind::OpenAi)]);
+        assert_eq!(c.find("openai-east").unwrap().name, "openai-east");
+        assert_eq!(c.find("openai").unwrap().name, "openai-east");
+        assert!(c.find("openai").unwrap().configured);
+    }
+
+    #[test]
+    fn unconfigured_builtin_is_known_without_key() {
+        let c = ProviderCatalogue::new(vec![]);
+        let p = c.find("anthropic").unwrap();
+        assert!(!p.configured);
+        assert!(p.missing_key());
+        assert_eq!(p.key_env, "ANTHROPIC_API_KEY");
+        assert!(c.find("unknown").is_none());
+    }
+}

@@ -1,0 +1,15 @@
+//! The provider catalogue: built-in types, their base URLs, auth styles and formats,
+//! and the configured instances.
+
+mod base_url;
+mod catalogue;
+mod kind;
+mod secret;
+mod tls_roots;
+
+pub use crate::config::env_prefix;
+pub use base_url::{BaseUrl, BaseUrlError};
+pub use catalogue::{Provider, ProviderCatalogue, Timeouts};
+pub use kind::{AuthStyle, ProviderKind, WireFormat};
+pub use secret::Secret;
+pub use tls_roots::{load_roots_with_ca_file, TlsRoots};

@@ -1,0 +1,70 @@
+//! Per-request state shared by the proxy hooks.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::Caller;
+use crate::config::Config;
+use crate::providers::Provider;
+
+use super::GatewayError;
+
+/// Where an accepted request goes.
+#[derive(Debug)]
+pub struct UpstreamTarget {
+    /// The provider instance.
+    pub provider: Arc<Provider>,
+    /// Path and query sent upstream.
+    pub path_and_query: String,
+}
+
+/// State of one request across hooks.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// When the request arrived.
+    pub started: Instant,
+    /// The config snapshot this request uses throughout.
+    pub config: Option<Arc<Config>>,
+    /// Request id sent upstream and back.
+    pub request_id: String,
+    /// Route label for logs.
+    pub route_kind: &'static str,
+    /// Who called.
+    pub caller: Option<Caller>,
+    /// Chosen upstream.
+    pub upstream: Option<UpstreamTarget>,
+    /// A gateway error raised inside a hook, rendered by `fail_to_proxy`.
+    pub error: Option<GatewayError>,
+    /// Status the upstream answered with.
+    pub upstream_status: Option<u16>,
+    /// Request body bytes seen so far.
+    pub request_body_bytes: u64,
+}
+
+impl RequestContext {
+    /// A fresh context.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            config: None,
+            request_id: String::new(),
+            route_kind: "-",
+            caller: None,
+            upstream: None,
+            error: None,
+            upstream_status: None,
+            request_body_bytes: 0,
+        }
+    }
+
+    /// The provider name for logs.
+    pub fn provider_name(&self) -> Option<&str> {
+        self.upstream.as_ref().map(|u| u.provider.name.as_str())
+    }
+}
+
+impl Default for RequestContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,147 @@
+//! Errors the gateway itself raises, and the one place they become a client envelope.
+
+use serde_json::json;
+
+/// The error family, which fixes the envelope `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request cannot be served as sent (400, 404 route, 413).
+    InvalidRequest,
+    /// Missing or wrong gateway credential (401).
+    Authentication,
+    /// No such provider or route (404).
+    NotFound,
+    /// Too many requests (429).
+    RateLimit,
+    /// The upstream could not be reached or did not answer in time (502, 504).
+    Provider,
+}
+
+impl ErrorKind {
+    /// The OpenAI envelope `type`.
+    pub fn openai_type(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::Authentication => "authentication_error",
+            ErrorKind::NotFound => "not_found_error",
+            ErrorKind::RateLimit => "rate_limit_error",
+            ErrorKind::Provider => "provider_error",
+        }
+    }
+}
+
+/// An error raised by the gateway (never an upstream's own error, which passes through).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct GatewayError {
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// Envelope family.
+    pub kind: ErrorKind,
+    /// What went wrong and what to do; never contains a credential.
+    pub message: String,
+    /// The request field or path part at fault.
+    pub param: Option<String>,
+    /// A stable machine-readable code.
+    pub code: Option<&'static str>,
+}
+
+impl GatewayError {
+    fn new(status: u16, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    /// 400 `invalid_request_error`.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(400, ErrorKind::InvalidRequest, message)
+    }
+
+    /// 401 `authentication_error`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, ErrorKind::Authentication, message)
+    }
+
+    /// 404 `not_found_error`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, ErrorKind::NotFound, message)
+    }
+
+    /// 413 for a body over `body_size_limit`.
+    pub fn payload_too_large(limit: u64) -> Self {
+        Self::new(
+            413,
+            ErrorKind::InvalidRequest,
+            format!(
+                "request body exceeds the gateway limit of {limit} bytes; send a smaller body or raise server.body_size_limit"
+            ),
+        )
+        .with_code("request_too_large")
+    }
+
+    /// 502: the upstream could not be reached (refused, DNS, TLS) or broke the exchange.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(502, ErrorKind::Provider, message).with_code("upstream_unreachable")
+    }
+
+    /// 504: the upstream did not answer in time.
+    pub fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self::new(504, ErrorKind::Provider, message).with_code("upstream_timeout")
+    }
+
+    /// Sets the offending parameter.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// Sets the machine-readable code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// The OpenAI error envelope `{"error":{"type","message","param","code"}}`.
+    pub fn openai_envelope(&self) -> Vec<u8> {
+        let body = json!({
+            "error": {
+                "type": self.kind.openai_type(),
+                "message": self.message,
+                "param": self.param,
+                "code": self.code,
+            }
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_envelope_has_type_message_param_code() {
+        let e = GatewayError::invalid_request("bad").with_param("model");
+        let v: serde_json::Value = serde_json::from_slice(&e.openai_envelope()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["message"], "bad");
+        assert_eq!(v["error"]["param"], "model");
+        assert!(v["error"]["code"].is_null());
+    }
+
+    #[test]
+    fn upstream_failures_are_provider_errors() {
+        assert_eq!(GatewayError::bad_gateway("x").status, 502);
+        assert_eq!(GatewayError::gateway_timeout("x").status, 504);
+        assert_eq!(
+            GatewayError::gateway_timeout("x").kind.openai_type(),
+            "provider_error"
+        );
+        assert_eq!(GatewayError::payload_too_large(1).status, 413);
+    }
+}

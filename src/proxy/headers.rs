@@ -1,0 +1,292 @@
+//! Header rules on both sides of the wire: what the client may not send upstream,
+//! what the gateway adds, and what the provider may not send back.
+
+use http::header::{self, HeaderName, HeaderValue};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use crate::providers::{AuthStyle, Provider, ProviderKind};
+
+/// The request id header, sent upstream and returned to the client.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Anthropic API version sent when the client names none.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+const OPENROUTER_REFERER: &str = "https://aurora-gateway.local";
+const OPENROUTER_TITLE: &str = "Aurora";
+
+/// Client headers that carry credentials or client identity and never go upstream.
+const CLIENT_ONLY: [&str; 5] = [
+    "authorization",
+    "x-api-key",
+    "cookie",
+    "proxy-authorization",
+    "forwarded",
+];
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `Proxy-Connection`).
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
+/// Headers named by `Connection`, lowercased.
+fn connection_nominated(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Removes every header that must not reach the provider: credentials, cookies,
+/// hop-by-hop headers (with those `Connection` names) and forwarding headers that
+/// would leak the client's address.
+pub fn strip_client_headers(req: &mut RequestHeader) {
+    let mut doomed = connection_nominated(&req.headers);
+    doomed.extend(
+        req.headers
+            .keys()
+            .map(HeaderName::as_str)
+            .filter(|n| n.starts_with("x-forwarded-"))
+            .map(str::to_string),
+    );
+    doomed.extend(CLIENT_ONLY.iter().chain(&HOP_BY_HOP).map(|s| s.to_string()));
+    for name in doomed {
+        // Framing is Pingora's job: a `Connection: content-length` must not unframe the body.
+        if name != "content-length" && name != "transfer-encoding" && name != "host" {
+            while req.remove_header(name.as_str()).is_some() {}
+        }
+    }
+}
+
+/// Adds the provider's credential in its style, its required and default headers, the
+/// configured extra headers and the request id. Call after [`strip_client_headers`].
+pub fn add_provider_headers(
+    req: &mut RequestHeader,
+    provider: &Provider,
+    request_id: &str,
+) -> pingora_core::Result<()> {
+    req.insert_header(header::HOST, provider.base.host_header())?;
+    if let Some(key) = &provider.api_key {
+        match provider.kind.auth_style() {
+            AuthStyle::XApiKey => req.insert_header("x-api-key", key.expose())?,
+            AuthStyle::Bearer => {
+                req.insert_header(header::AUTHORIZATION, format!("Bearer {}", key.expose()))?
+            }
+            AuthStyle::GoogApiKey => req.insert_header("x-goog-api-key", key.expose())?,
+        }
+    }
+    match provider.kind {
+        ProviderKind::Anthropic if !req.headers.contains_key("anthropic-version") => {
+            req.insert_header("anthropic-version", ANTHROPIC_VERSION)?
+        }
+        ProviderKind::OpenRouter => {
+            if !req.headers.contains_key("http-referer") {
+                req.insert_header("http-referer", OPENROUTER_REFERER)?;
+            }
+            if !req.headers.contains_key("x-title") {
+                req.insert_header("x-title", OPENROUTER_TITLE)?;
+            }
+        }
+        _ => {}
+    }
+    for (name, value) in &provider.headers {
+        req.insert_header(name.clone(), value.clone())?;
+    }
+    req.insert_header(REQUEST_ID, request_id)?;
+    Ok(())
+}
+
+/// Removes what the provider may not pass to the client: hop-by-hop headers (framing
+/// stays, Pingora re-frames) and cookies.
+pub fn strip_upstream_response_headers(resp: &mut ResponseHeader) {
+    let mut doomed = connection_nominated(&resp.headers);
+    doomed.extend(HOP_BY_HOP.iter().map(|s| s.to_string()));
+    doomed.push("set-cookie".into());
+    for name in doomed {
+        if name != "content-length" && name != "transfer-encoding" {
+            while resp.remove_header(name.as_str()).is_some() {}
+        }
+    }
+}
+
+/// The client's `X-Request-Id` when it is a sane token, else a fresh UUID.
+pub fn request_id_for(req: &RequestHeader) -> String {
+    req.headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// A header value from text the gateway made (request ids are checked ASCII).
+pub fn header_value(text: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{BaseUrl, Secret};
+
+    fn request(pairs: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/p/x/y", None).unwrap();
+        for (k, v) in pairs {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn provider(kind: ProviderKind) -> Provider {
+        Provider {
+            api_key: Some(Secret::new("sk-provider")),
+            base: BaseUrl::parse("https://api.example.com:8443/v1").unwrap(),
+            ..Provider::unconfigured(kind)
+        }
+    }
+
+    #[test]
+    fn strips_client_credentials_cookies_and_forwarding_headers() {
+        let mut r = request(&[
+            ("authorization", "Bearer gw"),
+            ("x-api-key", "gw"),
+            ("cookie", "a=b"),
+            ("proxy-authorization", "Basic x"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-custom", "kept"),
+            ("anthropic-beta", "tools-2024"),
+        ]);
+        strip_client_headers(&mut r);
+        for gone in [
+            "authorization",
+            "x-api-key",
+            "cookie",
+            "proxy-authorization",
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+        ] {
+            assert!(!r.headers.contains_key(gone), "{gone}");
+        }
+        assert_eq!(r.headers["x-custom"], "kept");
+        assert_eq!(r.headers["anthropic-beta"], "tools-2024");
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_nominated_headers() {
+        let mut r = request(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("upgrade", "h2c"),
+            ("proxy-connection", "keep-alive"),
+            ("content-length", "3"),
+        ]);
+        strip_client_headers(&mut r);
+        for gone in [
+            "connection",
+            "x-secret-hop",
+            "keep-alive",
+            "te",
+            "trailer",
+            "upgrade",
+            "proxy-connection",
+        ] {
+            assert!(!r.headers.contains_key(gone), "{gone}");
+        }
+        assert_eq!(r.headers["content-length"], "3");
+    }
+
+    #[test]
+    fn anthropic_gets_x_api_key_and_default_version() {
+        let mut r = request(&[]);
+        add_provider_headers(&mut r, &provider(ProviderKind::Anthropic), "rid").unwrap();
+        assert_eq!(r.headers["x-api-key"], "sk-provider");
+        assert_eq!(r.headers["anthropic-version"], ANTHROPIC_VERSION);
+        assert_eq!(r.headers["host"], "api.example.com:8443");
+        assert_eq!(r.headers[REQUEST_ID], "rid");
+        assert!(!r.headers.contains_key("authorization"));
+    }
+
+    #[test]
+    fn client_anthropic_version_is_kept() {
+        let mut r = request(&[("anthropic-version", "2024-01-01")]);
+        add_provider_headers(&mut r, &provider(ProviderKind::Anthropic), "rid").unwrap();
+        assert_eq!(r.headers["anthropic-version"], "2024-01-01");
+    }
+
+    #[test]
+    fn openai_style_gets_bearer_and_gemini_gets_goog_key() {
+        let mut r = request(&[]);
+        add_provider_headers(&mut r, &provider(ProviderKind::Groq), "rid").unwrap();
+        assert_eq!(r.headers["authorization"], "Bearer sk-provider");
+        let mut r = request(&[]);
+        add_provider_headers(&mut r, &provider(ProviderKind::Gemini), "rid").unwrap();
+        assert_eq!(r.headers["x-goog-api-key"], "sk-provider");
+        assert!(!r.headers.contains_key("authorization"));
+    }
+
+    #[test]
+    fn openrouter_defaults_yield_to_client_values() {
+        let mut r = request(&[("x-title", "mine")]);
+        add_provider_headers(&mut r, &provider(ProviderKind::OpenRouter), "rid").unwrap();
+        assert_eq!(r.headers["x-title"], "mine");
+        assert_eq!(r.headers["http-referer"], OPENROUTER_REFERER);
+    }
+
+    #[test]
+    fn configured_headers_are_added() {
+        let mut p = provider(ProviderKind::OpenAi);
+        p.headers.push((
+            HeaderName::from_static("openai-organization"),
+            HeaderValue::from_static("org-1"),
+        ));
+        let mut r = request(&[]);
+        add_provider_headers(&mut r, &p, "rid").unwrap();
+        assert_eq!(r.headers["openai-organization"], "org-1");
+    }
+
+    #[test]
+    fn response_loses_hop_by_hop_and_set_cookie() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in [
+            ("connection", "close, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("set-cookie", "a=b"),
+            ("retry-after", "3"),
+            ("transfer-encoding", "chunked"),
+        ] {
+            resp.append_header(k, v).unwrap();
+        }
+        strip_upstream_response_headers(&mut resp);
+        for gone in ["connection", "x-hop", "keep-alive", "set-cookie"] {
+            assert!(!resp.headers.contains_key(gone), "{gone}");
+        }
+        assert_eq!(resp.headers["retry-after"], "3");
+        assert_eq!(resp.headers["transfer-encoding"], "chunked");
+    }
+
+    #[test]
+    fn request_id_is_client_value_or_fresh() {
+        let r = request(&[(REQUEST_ID, "abc-123")]);
+        assert_eq!(request_id_for(&r), "abc-123");
+        let r = request(&[(REQUEST_ID, "bad value with spaces")]);
+        assert_eq!(request_id_for(&r).len(), 36);
+        assert_ne!(request_id_for(&request(&[])), request_id_for(&request(&[])));
+    }
+}

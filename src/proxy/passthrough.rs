@@ -1,0 +1,191 @@
+//! `/p/{provider}/{endpoint}`: parsing and checking the client's path so it can only
+//! ever address a path below the provider's base URL.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+use super::GatewayError;
+
+/// Path prefix of the passthrough routes.
+pub const PASSTHROUGH_PREFIX: &str = "/p/";
+
+/// Characters re-encoded when the decoded endpoint is written upstream: everything a
+/// path may not hold literally. `/` stays, so `%2F` from the client becomes a separator.
+const PATH_ENCODE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'[')
+    .add(b']');
+
+/// A parsed passthrough request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassthroughRoute {
+    /// Provider instance name or type, as the client wrote it.
+    pub provider: String,
+    /// Decoded endpoint below the base URL, without a leading slash.
+    pub endpoint: String,
+}
+
+impl PassthroughRoute {
+    /// Parses the part of the path after `/p/`. `allow_v1_alias` drops a leading `v1`.
+    pub fn parse(rest: &str, allow_v1_alias: bool) -> Result<Self, GatewayError> {
+        let (provider_raw, endpoint_raw) = rest.split_once('/').unwrap_or((rest, ""));
+        let provider = percent_decode_str(provider_raw)
+            .decode_utf8()
+            .map_err(|_| GatewayError::invalid_request("provider name is not valid UTF-8"))?
+            .into_owned();
+        if provider.is_empty() {
+            return Err(GatewayError::invalid_request(
+                "missing provider: use /p/{provider}/{endpoint}",
+            ));
+        }
+        let endpoint = percent_decode_str(endpoint_raw)
+            .decode_utf8()
+            .map_err(|_| GatewayError::invalid_request("endpoint is not valid UTF-8"))?
+            .into_owned();
+        check_endpoint(&endpoint)?;
+        let endpoint = match endpoint.strip_prefix("v1") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                let rest = &rest[rest.len().min(1)..];
+                if !allow_v1_alias {
+                    return Err(GatewayError::invalid_request(format!(
+                        "the `v1/` prefix is disabled on passthrough routes: call /p/{provider}/{rest} instead"
+                    )));
+                }
+                if rest.is_empty() {
+                    return Err(empty_endpoint(&provider));
+                }
+                check_endpoint(rest)?;
+                rest.to_string()
+            }
+            _ => endpoint,
+        };
+        Ok(Self { provider, endpoint })
+    }
+
+    /// The upstream path and query: `{base_path}/{endpoint}` plus the client's query,
+    /// byte for byte.
+    pub fn upstream_path(&self, base_path: &str, query: Option<&str>) -> String {
+        let encoded = utf8_percent_encode(&self.endpoint, PATH_ENCODE);
+        match query {
+            Some(q) => format!("{base_path}/{encoded}?{q}"),
+            None => format!("{base_path}/{encoded}"),
+        }
+    }
+}
+
+fn empty_endpoint(provider: &str) -> GatewayError {
+    GatewayError::invalid_request(format!(
+        "missing endpoint: use /p/{provider}/{{endpoint}}, e.g. /p/{provider}/models"
+    ))
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), GatewayError> {
+    if endpoint.is_empty() {
+        return Err(GatewayError::invalid_request(
+            "missing endpoint: use /p/{provider}/{endpoint}",
+        ));
+    }
+    let refuse = |why: &str| {
+        Err(GatewayError::invalid_request(format!(
+            "endpoint refused: {why}; passthrough endpoints are paths below the provider's base URL"
+        )))
+    };
+    if endpoint.starts_with('/') {
+        return refuse("it starts with `/`");
+    }
+    if endpoint.contains("://") {
+        return refuse("it contains `://`");
+    }
+    if endpoint.contains('\\') {
+        return refuse("it contains a backslash");
+    }
+    if endpoint.chars().any(char::is_control) {
+        return refuse("it contains a control character");
+    }
+    if endpoint.split('/').any(|s| s == "." || s == "..") {
+        return refuse("it contains a `.` or `..` segment");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(rest: &str) -> Result<PassthroughRoute, GatewayError> {
+        PassthroughRoute::parse(rest, true)
+    }
+
+    #[test]
+    fn splits_provider_and_multi_segment_endpoint() {
+        let r = parse("anthropic/messages/batches").unwrap();
+        assert_eq!(r.provider, "anthropic");
+        assert_eq!(r.endpoint, "messages/batches");
+    }
+
+    #[test]
+    fn encoded_slash_is_a_separator() {
+        assert_eq!(parse("openai/files%2Fabc").unwrap().endpoint, "files/abc");
+    }
+
+    #[test]
+    fn v1_alias_is_dropped_when_allowed() {
+        assert_eq!(parse("anthropic/v1/messages").unwrap().endpoint, "messages");
+        assert_eq!(parse("anthropic/messages").unwrap().endpoint, "messages");
+        assert_eq!(parse("anthropic/v1beta/x").unwrap().endpoint, "v1beta/x");
+    }
+
+    #[test]
+    fn v1_alias_refused_when_disabled() {
+        let e = PassthroughRoute::parse("anthropic/v1/messages", false).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("/p/anthropic/messages"), "{}", e.message);
+    }
+
+    #[test]
+    fn empty_endpoint_is_refused() {
+        for p in ["anthropic", "anthropic/", "anthropic/v1", "anthropic/v1/"] {
+            assert_eq!(parse(p).unwrap_err().status, 400, "{p}");
+        }
+    }
+
+    #[test]
+    fn traversal_and_host_escapes_are_refused() {
+        for p in [
+            "openai/../secret",
+            "openai/a/%2e%2e/b",
+            "openai/./x",
+            "openai/%2Fetc",
+            "openai//x",
+            "openai/http://evil.example/x",
+            "openai/a%5Cb",
+            "openai/a%00b",
+            "openai/a%0d%0ab",
+            "openai/v1/../x",
+        ] {
+            assert_eq!(parse(p).unwrap_err().status, 400, "{p}");
+        }
+    }
+
+    #[test]
+    fn upstream_path_keeps_query_bytes_and_reencodes() {
+        let r = parse("gemini/models/gemini-pro:generateContent").unwrap();
+        assert_eq!(
+            r.upstream_path("/v1beta", Some("alt=sse&x=%20y")),
+            "/v1beta/models/gemini-pro:generateContent?alt=sse&x=%20y"
+        );
+        let r = parse("openai/a%20b%25c").unwrap();
+        assert_eq!(r.upstream_path("/v1", None), "/v1/a%20b%25c");
+    }
+}

@@ -1,0 +1,37 @@
+//! Writing gateway-made responses (health, errors) to the client.
+
+use bytes::Bytes;
+use pingora_core::Result;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use super::headers::REQUEST_ID;
+use super::GatewayError;
+
+/// Sends a complete JSON response, keeping the connection reusable.
+pub async fn send_json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &str,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(REQUEST_ID, request_id)?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Sends `err` in the OpenAI envelope.
+pub async fn send_error(session: &mut Session, err: &GatewayError, request_id: &str) -> Result<()> {
+    send_json(session, err.status, err.openai_envelope(), request_id).await
+}
