@@ -1,0 +1,18 @@
+//! Shared integration-test harness: the mock provider and the real gateway.
+#![allow(dead_code, unused_imports)]
+
+pub mod gateway;
+pub mod mock;
+pub mod tls;
+
+pub use gateway::{client, free_port, raw_request, run_cli, scratch_dir, Gateway};
+pub use mock::{MockUpstream, Recorded, Reply};
+
+/// Reads a fixture under `tests/fixtures/`.
+pub fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}

@@ -1,0 +1,122 @@
+"""Session fixtures: a mock provider and the real gateway binary pointed at it."""
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mock_provider import MockProvider
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Fake credentials: the tests check where each one does (and does not) end up.
+MASTER_KEY = "aurora-e2e-master"
+PROVIDER_KEYS = {"anthropic": "sk-ant-e2e-provider", "openai": "sk-openai-e2e-provider"}
+
+STARTUP_TIMEOUT = 15.0
+
+
+@dataclass
+class Gateway:
+    base_url: str
+    master_key: str
+    provider_keys: dict[str, str]
+    mock: MockProvider
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_sdk_env():
+    """Drop the developer's SDK settings (keys, base URLs, custom headers) and proxies,
+    so the SDKs talk straight to the gateway with only what the tests pass."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            upper = name.upper()
+            if upper.startswith(("ANTHROPIC_", "OPENAI_")) or upper.endswith("_PROXY"):
+                mp.delenv(name)
+        yield
+
+
+@pytest.fixture(scope="session")
+def mock_provider():
+    mock = MockProvider()
+    mock.start()
+    yield mock
+    mock.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(proc: subprocess.Popen, base_url: str, log_path: Path):
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"gateway exited with {proc.returncode}:\n{log_path.read_text()}", pytrace=False)
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"gateway not healthy after {STARTUP_TIMEOUT}s:\n{log_path.read_text()}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def gateway(mock_provider, tmp_path_factory):
+    binary = Path(os.environ.get("AURORA_BIN", REPO / "target" / "debug" / "aurora"))
+    if not binary.is_file():
+        pytest.fail(f"gateway binary {binary} not found: run `cargo build` or set AURORA_BIN", pytrace=False)
+    work = tmp_path_factory.mktemp("aurora")
+    config = work / "aurora.yaml"
+    config.write_text("")  # everything comes from the environment below
+    log_path = work / "aurora.log"
+    port = _free_port()
+    # Only what the gateway needs, so nothing from the developer's shell leaks in.
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(work)),
+        "RUST_LOG": "info",
+        "AURORA_LISTEN": f"127.0.0.1:{port}",
+        "AURORA_MASTER_KEY": MASTER_KEY,
+        "ANTHROPIC_API_KEY": PROVIDER_KEYS["anthropic"],
+        "ANTHROPIC_BASE_URL": mock_provider.base_url,
+        "OPENAI_API_KEY": PROVIDER_KEYS["openai"],
+        "OPENAI_BASE_URL": mock_provider.base_url,
+    }
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(binary), "--config", str(config)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(proc, base_url, log_path)
+        yield Gateway(base_url, MASTER_KEY, dict(PROVIDER_KEYS), mock_provider, log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mock(gateway):
+    """Each test sees only the upstream requests it caused."""
+    gateway.mock.clear()

@@ -1,0 +1,198 @@
+"""The official Anthropic and OpenAI SDKs, pointed at /p/{provider}, work unchanged
+through the gateway, and the gateway swaps the gateway key for the provider key."""
+
+import json
+import time
+
+import anthropic
+import openai
+import pytest
+
+from mock_provider import RATE_LIMIT_MESSAGE, RATE_LIMITED_MODEL, fixture_bytes, sse_events
+
+CLAUDE = "claude-sonnet-4-20250514"
+GPT = "gpt-4o-mini"
+PROMPT = [{"role": "user", "content": "Say hello"}]
+
+# What the fixtures say, so the assertions follow the recorded responses.
+ANTHROPIC_TEXT = json.loads(fixture_bytes("anthropic/messages.json"))["content"][0]["text"]
+OPENAI_TEXT = json.loads(fixture_bytes("openai/chat_completion.json"))["choices"][0]["message"]["content"]
+
+
+def _sse_data(name):
+    for event in sse_events(name):
+        for line in event.decode().splitlines():
+            if line.startswith("data:") and line != "data: [DONE]":
+                yield json.loads(line[len("data:"):])
+
+
+ANTHROPIC_STREAM_TEXT = "".join(
+    d["delta"]["text"] for d in _sse_data("anthropic/messages_stream.txt") if d["type"] == "content_block_delta"
+)
+OPENAI_STREAM_TEXT = "".join(
+    c["choices"][0]["delta"].get("content") or ""
+    for c in _sse_data("openai/chat_completion_stream.txt")
+    if c["choices"]
+)
+
+
+# max_retries=0: a 429 must surface at once, not be retried by the SDK.
+def claude_client(gateway, **credential):
+    return anthropic.Anthropic(base_url=f"{gateway.base_url}/p/anthropic", max_retries=0, **credential)
+
+
+def openai_client(gateway, api_key):
+    return openai.OpenAI(base_url=f"{gateway.base_url}/p/openai", api_key=api_key, max_retries=0)
+
+
+def single_upstream_request(gateway, path):
+    (request,) = gateway.mock.requests
+    assert request.method == "POST"
+    assert request.path == path
+    # The gateway key must never reach a provider, under any header name.
+    assert not [k for k, v in request.headers.items() if gateway.master_key in v]
+    return request
+
+
+# --- Anthropic ---------------------------------------------------------------------
+
+
+def test_anthropic_create_with_bearer_gateway_key_sends_provider_x_api_key(gateway):
+    message = claude_client(gateway, auth_token=gateway.master_key).messages.create(
+        model=CLAUDE, max_tokens=32, messages=PROMPT
+    )
+
+    assert message.content[0].text == ANTHROPIC_TEXT
+    assert message.stop_reason == "end_turn"
+    upstream = single_upstream_request(gateway, "/v1/messages")
+    assert upstream.headers["x-api-key"] == gateway.provider_keys["anthropic"]
+    assert upstream.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in upstream.headers
+    assert upstream.json()["model"] == CLAUDE
+
+
+def test_anthropic_create_with_x_api_key_gateway_key(gateway):
+    message = claude_client(gateway, api_key=gateway.master_key).messages.create(
+        model=CLAUDE, max_tokens=32, messages=PROMPT
+    )
+
+    assert message.content[0].text == ANTHROPIC_TEXT
+    upstream = single_upstream_request(gateway, "/v1/messages")
+    assert upstream.headers["x-api-key"] == gateway.provider_keys["anthropic"]
+    assert "authorization" not in upstream.headers
+
+
+def test_anthropic_stream_yields_fixture_text_and_final_message(gateway):
+    client = claude_client(gateway, auth_token=gateway.master_key)
+    with client.messages.stream(model=CLAUDE, max_tokens=32, messages=PROMPT) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+
+    assert text == ANTHROPIC_STREAM_TEXT
+    assert final.content[0].text == ANTHROPIC_STREAM_TEXT
+    assert final.stop_reason == "end_turn"
+    upstream = single_upstream_request(gateway, "/v1/messages")
+    assert upstream.json()["stream"] is True
+    assert upstream.headers["x-api-key"] == gateway.provider_keys["anthropic"]
+
+
+def test_anthropic_wrong_gateway_key_is_authentication_error_and_never_forwarded(gateway):
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        claude_client(gateway, auth_token="not-the-gateway-key").messages.create(
+            model=CLAUDE, max_tokens=32, messages=PROMPT
+        )
+
+    assert caught.value.status_code == 401
+    assert caught.value.response.json()["error"]["type"] == "authentication_error"
+    assert gateway.mock.requests == []
+
+
+def test_anthropic_upstream_429_is_rate_limit_error_with_provider_message_and_headers(gateway):
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        claude_client(gateway, auth_token=gateway.master_key).messages.create(
+            model=RATE_LIMITED_MODEL, max_tokens=32, messages=PROMPT
+        )
+
+    response = caught.value.response
+    assert response.status_code == 429
+    assert response.json()["error"] == {"type": "rate_limit_error", "message": RATE_LIMIT_MESSAGE}
+    assert response.headers["retry-after"] == "7"
+    assert response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    single_upstream_request(gateway, "/v1/messages")
+
+
+# --- OpenAI ------------------------------------------------------------------------
+
+
+def test_openai_create_sends_provider_bearer_key(gateway):
+    completion = openai_client(gateway, gateway.master_key).chat.completions.create(
+        model=GPT, messages=PROMPT
+    )
+
+    assert completion.choices[0].message.content == OPENAI_TEXT
+    upstream = single_upstream_request(gateway, "/v1/chat/completions")
+    assert upstream.headers["authorization"] == f"Bearer {gateway.provider_keys['openai']}"
+    assert "x-api-key" not in upstream.headers
+    assert upstream.json()["model"] == GPT
+
+
+def test_openai_stream_yields_fixture_content(gateway):
+    stream = openai_client(gateway, gateway.master_key).chat.completions.create(
+        model=GPT, messages=PROMPT, stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+
+    assert text == OPENAI_STREAM_TEXT
+    upstream = single_upstream_request(gateway, "/v1/chat/completions")
+    assert upstream.json()["stream"] is True
+
+
+def test_openai_wrong_gateway_key_is_authentication_error_and_never_forwarded(gateway):
+    with pytest.raises(openai.AuthenticationError) as caught:
+        openai_client(gateway, "not-the-gateway-key").chat.completions.create(model=GPT, messages=PROMPT)
+
+    assert caught.value.status_code == 401
+    assert caught.value.response.json()["error"]["type"] == "authentication_error"
+    assert gateway.mock.requests == []
+
+
+def test_openai_upstream_429_is_rate_limit_error_with_provider_message_and_headers(gateway):
+    with pytest.raises(openai.RateLimitError) as caught:
+        openai_client(gateway, gateway.master_key).chat.completions.create(
+            model=RATE_LIMITED_MODEL, messages=PROMPT
+        )
+
+    response = caught.value.response
+    assert response.status_code == 429
+    assert response.json()["error"]["message"] == RATE_LIMIT_MESSAGE
+    assert response.headers["retry-after"] == "7"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    single_upstream_request(gateway, "/v1/chat/completions")
+
+
+# --- Logs --------------------------------------------------------------------------
+
+
+def test_gateway_log_never_contains_provider_or_gateway_keys(gateway):
+    # Make traffic of our own (success, stream, auth failure) so the test stands alone;
+    # the log also holds every earlier test's requests.
+    marker = "e2e-log-check"
+    claude_client(gateway, api_key=gateway.master_key).messages.create(
+        model=CLAUDE, max_tokens=32, messages=PROMPT
+    )
+    with pytest.raises(openai.AuthenticationError):
+        openai_client(gateway, "not-the-gateway-key").chat.completions.create(model=GPT, messages=PROMPT)
+    list(
+        openai_client(gateway, gateway.master_key).chat.completions.create(
+            model=GPT, messages=PROMPT, stream=True, extra_headers={"x-request-id": marker}
+        )
+    )
+    # The access line is written after the response; wait for the last one.
+    deadline = time.monotonic() + 5
+    while f"request_id={marker}" not in gateway.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    log = gateway.log()
+    assert f"request_id={marker}" in log
+    for secret in (gateway.master_key, *gateway.provider_keys.values()):
+        assert secret not in log

@@ -1,0 +1,551 @@
+//! Provider passthrough `/p/{provider}/{endpoint}` end to end: a real gateway in front
+//! of a recording mock provider, asserting on both sides of the wire.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{client, raw_request, Gateway, MockUpstream, Reply};
+use sha2::{Digest, Sha256};
+
+const MASTER: &str = "gw-master-test-key";
+const ANT_KEY: &str = "sk-ant-provider-test";
+const OAI_KEY: &str = "sk-oai-provider-test";
+
+async fn ok_mock() -> MockUpstream {
+    MockUpstream::start(|_| Reply::json(200, r#"{"ok":true}"#)).await
+}
+
+/// A gateway whose anthropic, openai and gemini providers all point at `mock`.
+fn gateway_for(mock: &MockUpstream, yaml: &str, extra: &[(&str, &str)]) -> Gateway {
+    let base = mock.url("/v1");
+    let mut env = vec![
+        ("AURORA_MASTER_KEY", MASTER),
+        ("ANTHROPIC_API_KEY", ANT_KEY),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+        ("OPENAI_API_KEY", OAI_KEY),
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("GEMINI_API_KEY", "gemini-provider-test"),
+        ("GEMINI_BASE_URL", base.as_str()),
+        ("OPENROUTER_API_KEY", "or-provider-test"),
+        ("OPENROUTER_BASE_URL", base.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Gateway::start(yaml, &env)
+}
+
+fn authed(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    rb.bearer_auth(MASTER)
+}
+
+async fn error_json(resp: reqwest::Response) -> serde_json::Value {
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_every_method_to_base_url_plus_endpoint() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let c = client();
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = authed(c.request(m, gw.url("/p/openai/files/abc%2Fcontent/x")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{method}");
+        let rec = mock.last();
+        assert_eq!(rec.method, method);
+        assert_eq!(rec.uri, "/v1/files/abc/content/x");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_may_be_named_by_instance_or_type() {
+    let mock = ok_mock().await;
+    let yaml = format!(
+        "providers:\n  openai-east:\n    type: openai\n    api_key: east-key\n    base_url: {}\nserver:\n  enabled_passthrough_providers: [openai-east]\n",
+        mock.url("/east")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let c = client();
+    for path in ["/p/openai-east/models", "/p/openai/models"] {
+        let resp = authed(c.get(gw.url(path))).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(mock.last().uri, "/east/models");
+        assert_eq!(mock.last().header("authorization"), Some("Bearer east-key"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_string_is_forwarded_byte_for_byte() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let resp = raw_request(
+        &gw.addr(),
+        &format!("GET /p/openai/models?b=2&a=%20x&a=1&empty=&flag HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(mock.last().uri, "/v1/models?b=2&a=%20x&a=1&empty=&flag");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_alias_is_dropped_when_allowed() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let c = client();
+    for path in ["/p/anthropic/v1/messages", "/p/anthropic/messages"] {
+        let resp = authed(c.post(gw.url(path)))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(mock.last().uri, "/v1/messages");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_alias_refused_when_disabled_and_empty_endpoint_refused() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[("ALLOW_PASSTHROUGH_V1_ALIAS", "false")]);
+    let c = client();
+    let resp = authed(c.post(gw.url("/p/anthropic/v1/messages")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body = error_json(resp).await;
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(body["error"]["message"].as_str().unwrap().contains("v1"));
+    for path in ["/p/anthropic/", "/p/anthropic"] {
+        let resp = authed(c.get(gw.url(path))).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_that_escape_the_base_path_are_refused() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    for path in [
+        "/p/openai/../../etc/passwd",
+        "/p/openai/a/%2e%2e/b",
+        "/p/openai/./models",
+        "/p/openai/%2Fmodels",
+        "/p/openai//models",
+        "/p/openai/http:%2F%2Fevil.example%2Fx",
+        "/p/openai/a%5Cb",
+        "/p/openai/a%00b",
+        "/p/openai/a%0d%0aX-Injected:%201",
+    ] {
+        let resp = raw_request(
+            &gw.addr(),
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(resp.status, 400, "{path}: {}", resp.head);
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_host_header_is_always_the_providers() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let resp = authed(client().get(gw.url("/p/openai/models")))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        mock.last().header("host").unwrap(),
+        mock.addr.to_string().as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strips_client_credentials_hop_by_hop_and_forwarding_headers() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let resp = raw_request(
+        &gw.addr(),
+        &format!(
+            "POST /p/openai/chat/completions HTTP/1.1\r\nHost: x\r\n\
+             X-Api-Key: {MASTER}\r\nCookie: session=1\r\nProxy-Authorization: Basic abc\r\n\
+             Connection: close, X-Secret-Hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+             TE: trailers\r\nTrailer: X-T\r\nProxy-Connection: keep-alive\r\n\
+             Forwarded: for=203.0.113.9\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Host: c\r\n\
+             X-Custom: kept\r\nUser-Agent: test-agent/1\r\nOpenAI-Beta: assistants=v2\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    let rec = mock.last();
+    for gone in [
+        "x-api-key",
+        "cookie",
+        "proxy-authorization",
+        "x-secret-hop",
+        "keep-alive",
+        "te",
+        "trailer",
+        "proxy-connection",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+    ] {
+        assert!(
+            rec.headers.get(gone).is_none(),
+            "{gone} reached the provider"
+        );
+    }
+    assert_eq!(
+        rec.header("authorization"),
+        Some(format!("Bearer {OAI_KEY}").as_str())
+    );
+    assert_eq!(rec.header("x-custom"), Some("kept"));
+    assert_eq!(rec.header("user-agent"), Some("test-agent/1"));
+    assert_eq!(rec.header("openai-beta"), Some("assistants=v2"));
+    assert_eq!(rec.body.as_ref(), b"{}");
+    let all: String = rec
+        .headers
+        .values()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string())
+        .collect();
+    assert!(!all.contains(MASTER), "gateway key reached the provider");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_gets_x_api_key_version_and_client_beta() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let c = client();
+    authed(c.post(gw.url("/p/anthropic/v1/messages")))
+        .header("anthropic-beta", "prompt-caching-2024-07-31")
+        .send()
+        .await
+        .unwrap();
+    let rec = mock.last();
+    assert_eq!(rec.header("x-api-key"), Some(ANT_KEY));
+    assert_eq!(rec.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(
+        rec.header("anthropic-beta"),
+        Some("prompt-caching-2024-07-31")
+    );
+    assert!(rec.headers.get("authorization").is_none());
+    authed(c.post(gw.url("/p/anthropic/v1/messages")))
+        .header("anthropic-version", "2099-01-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mock.last().header("anthropic-version"), Some("2099-01-01"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_gets_goog_api_key_and_openrouter_gets_attribution_defaults() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(
+        &mock,
+        "",
+        &[("ENABLED_PASSTHROUGH_PROVIDERS", "gemini,openrouter")],
+    );
+    let c = client();
+    authed(c.get(gw.url("/p/gemini/models")))
+        .send()
+        .await
+        .unwrap();
+    let rec = mock.last();
+    assert_eq!(rec.header("x-goog-api-key"), Some("gemini-provider-test"));
+    assert!(rec.headers.get("authorization").is_none());
+    authed(c.get(gw.url("/p/openrouter/models")))
+        .header("x-title", "my-app")
+        .send()
+        .await
+        .unwrap();
+    let rec = mock.last();
+    assert_eq!(rec.header("authorization"), Some("Bearer or-provider-test"));
+    assert_eq!(rec.header("x-title"), Some("my-app"));
+    assert!(rec.header("http-referer").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_provider_headers_are_added() {
+    let mock = ok_mock().await;
+    let yaml = "providers:\n  openai:\n    headers: {OpenAI-Organization: org-42}\n";
+    let gw = gateway_for(&mock, yaml, &[]);
+    authed(client().get(gw.url("/p/openai/models")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mock.last().header("openai-organization"), Some("org-42"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_goes_upstream_and_comes_back() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let c = client();
+    let resp = authed(c.get(gw.url("/p/openai/models")))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-abc-123");
+    assert_eq!(mock.last().header("x-request-id"), Some("req-abc-123"));
+    let resp = authed(c.get(gw.url("/p/openai/models")))
+        .send()
+        .await
+        .unwrap();
+    let fresh = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(fresh.len(), 36);
+    assert_eq!(mock.last().header("x-request-id"), Some(fresh.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabled_set_unknown_provider_and_missing_key_errors() {
+    let mock = ok_mock().await;
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("GROQ_API_KEY", "groq-test"),
+            ("GROQ_BASE_URL", &mock.url("/v1")),
+        ],
+    );
+    let c = client();
+    let resp = authed(c.get(gw.url("/p/groq/models")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let msg = error_json(resp).await["error"]["message"].to_string();
+    assert!(
+        msg.contains("openai, anthropic, openrouter, zai, vllm"),
+        "{msg}"
+    );
+
+    let resp = authed(c.get(gw.url("/p/nosuch/models")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(error_json(resp).await["error"]["type"], "not_found_error");
+
+    let resp = authed(c.get(gw.url("/p/anthropic/models")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let msg = error_json(resp).await["error"]["message"].to_string();
+    assert!(msg.contains("ANTHROPIC_API_KEY"), "{msg}");
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_routes_can_be_switched_off() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "server:\n  enable_passthrough_routes: false\n", &[]);
+    let resp = authed(client().get(gw.url("/p/openai/models")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_statuses_headers_and_bodies_come_back_unchanged() {
+    let mock = MockUpstream::start(|r| {
+        let code: u16 = r.uri.rsplit('/').next().unwrap().parse().unwrap();
+        Reply::Full {
+            status: code,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-provider-thing".into(), "v".into()),
+                ("set-cookie".into(), "tracking=1".into()),
+                ("location".into(), "https://elsewhere.example/".into()),
+            ],
+            body: if code == 204 || code == 304 {
+                bytes::Bytes::new()
+            } else {
+                format!("{{\"status\":{code}}}").into()
+            },
+        }
+    })
+    .await;
+    let gw = gateway_for(&mock, "", &[]);
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for code in [200u16, 201, 202, 204, 301, 302, 400, 404, 422, 500, 503] {
+        let resp = authed(c.post(gw.url(&format!("/p/openai/status/{code}"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), code);
+        assert_eq!(resp.headers()["x-provider-thing"], "v");
+        assert!(resp.headers().get("set-cookie").is_none());
+        let body = resp.bytes().await.unwrap();
+        if code == 204 {
+            assert!(body.is_empty());
+        } else {
+            assert_eq!(body, format!("{{\"status\":{code}}}").as_bytes());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_and_204_carry_no_body() {
+    let mock = MockUpstream::start(|r| {
+        if r.method == "HEAD" {
+            Reply::Full {
+                status: 200,
+                headers: vec![("content-length".into(), "42".into())],
+                body: bytes::Bytes::new(),
+            }
+        } else {
+            Reply::Full {
+                status: 204,
+                headers: vec![],
+                body: bytes::Bytes::new(),
+            }
+        }
+    })
+    .await;
+    let gw = gateway_for(&mock, "", &[]);
+    let head = raw_request(
+        &gw.addr(),
+        &format!("HEAD /p/openai/files/f HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let del = raw_request(
+        &gw.addr(),
+        &format!("DELETE /p/openai/files/f HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(del.status, 204);
+    assert!(del.body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_events_reach_the_client_as_they_are_produced() {
+    const EVENTS: usize = 5;
+    let mock = MockUpstream::start(|_| Reply::Stream {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks: (0..EVENTS)
+            .map(|i| {
+                (
+                    Duration::from_millis(if i == 0 { 0 } else { 200 }),
+                    bytes::Bytes::from(format!("event: tick\ndata: {{\"n\":{i}}}\n\n")),
+                )
+            })
+            .collect(),
+    })
+    .await;
+    let gw = gateway_for(&mock, "", &[]);
+    let mut resp = authed(client().post(gw.url("/p/anthropic/v1/messages")))
+        .body(r#"{"stream":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let mut arrived = Vec::new();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while arrived.len() < text.matches("\n\n").count() {
+            arrived.push(Instant::now());
+        }
+    }
+    assert_eq!(arrived.len(), EVENTS, "{text}");
+    let sent = mock.chunk_sent_at.lock().unwrap().clone();
+    for i in 0..EVENTS - 1 {
+        assert!(
+            arrived[i] < sent[i + 1],
+            "event {i} was held back until event {} was sent",
+            i + 1
+        );
+    }
+    assert_eq!(
+        text,
+        (0..EVENTS)
+            .map(|i| format!("event: tick\ndata: {{\"n\":{i}}}\n\n"))
+            .collect::<String>()
+    );
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[0] ^ seed)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_bodies_arrive_hash_identical_both_ways() {
+    const SIZE: usize = 20 * 1024 * 1024 + 7;
+    let download = bytes::Bytes::from(pattern(SIZE, 0x5a));
+    let download_hash = Sha256::digest(&download);
+    let served = download.clone();
+    let mock = MockUpstream::start(move |_| Reply::Full {
+        status: 200,
+        headers: vec![("content-type".into(), "application/octet-stream".into())],
+        body: served.clone(),
+    })
+    .await;
+    let gw = gateway_for(&mock, "", &[("BODY_SIZE_LIMIT", "64MiB")]);
+    let upload = pattern(SIZE, 0xa5);
+    let upload_hash = Sha256::digest(&upload);
+    let resp = authed(client().post(gw.url("/p/openai/files")))
+        .header("content-type", "application/octet-stream")
+        .body(upload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = resp.bytes().await.unwrap();
+    assert_eq!(got.len(), SIZE);
+    assert_eq!(Sha256::digest(&got), download_hash);
+    let rec = mock.last();
+    assert_eq!(rec.body.len(), SIZE);
+    assert_eq!(Sha256::digest(&rec.body), upload_hash);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_429_reaches_the_client_untouched() {
+    let body = r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#;
+    let mock = MockUpstream::start(move |_| Reply::Full {
+        status: 429,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("retry-after".into(), "17".into()),
+            ("anthropic-ratelimit-requests-remaining".into(), "0".into()),
+            ("x-ratelimit-reset-requests".into(), "1s".into()),
+        ],
+        body: body.into(),
+    })
+    .await;
+    let gw = gateway_for(&mock, "", &[]);
+    let resp = authed(client().post(gw.url("/p/anthropic/v1/messages")))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "17");
+    assert_eq!(
+        resp.headers()["anthropic-ratelimit-requests-remaining"],
+        "0"
+    );
+    assert_eq!(resp.headers()["x-ratelimit-reset-requests"], "1s");
+    assert_eq!(resp.text().await.unwrap(), body);
+}
