@@ -88,6 +88,7 @@ def gateway(mock_provider, tmp_path_factory):
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(work)),
         "RUST_LOG": "info",
+        "AURORA_GRACE_PERIOD_SECONDS": "0",  # no load balancer to drain: exit on SIGTERM at once
         "AURORA_LISTEN": f"127.0.0.1:{port}",
         "AURORA_MASTER_KEY": MASTER_KEY,
         "ANTHROPIC_API_KEY": PROVIDER_KEYS["anthropic"],

@@ -5,14 +5,18 @@ import json
 import time
 
 import anthropic
+import httpx
 import openai
 import pytest
 
 from mock_provider import RATE_LIMIT_MESSAGE, RATE_LIMITED_MODEL, fixture_bytes, sse_events
 
-CLAUDE = "claude-sonnet-4-20250514"
+CLAUDE = "claude-sonnet-4-20250514"  # the model the fixtures were recorded with
 GPT = "gpt-4o-mini"
 PROMPT = [{"role": "user", "content": "Say hello"}]
+
+# Newer SDKs warn that the recorded model is deprecated; that is not what is tested here.
+pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
 # What the fixtures say, so the assertions follow the recorded responses.
 ANTHROPIC_TEXT = json.loads(fixture_bytes("anthropic/messages.json"))["content"][0]["text"]
@@ -58,17 +62,32 @@ def single_upstream_request(gateway, path):
 
 
 def test_anthropic_create_with_bearer_gateway_key_sends_provider_x_api_key(gateway):
-    message = claude_client(gateway, auth_token=gateway.master_key).messages.create(
-        model=CLAUDE, max_tokens=32, messages=PROMPT
-    )
+    client = claude_client(gateway, auth_token=gateway.master_key)
+    message = client.messages.create(model=CLAUDE, max_tokens=32, messages=PROMPT)
 
     assert message.content[0].text == ANTHROPIC_TEXT
     assert message.stop_reason == "end_turn"
     upstream = single_upstream_request(gateway, "/v1/messages")
     assert upstream.headers["x-api-key"] == gateway.provider_keys["anthropic"]
-    assert upstream.headers["anthropic-version"] == "2023-06-01"
+    # The SDK names its own API version; the gateway keeps it.
+    assert upstream.headers["anthropic-version"] == client.default_headers["anthropic-version"]
     assert "authorization" not in upstream.headers
     assert upstream.json()["model"] == CLAUDE
+
+
+def test_anthropic_version_defaults_when_client_sends_none(gateway):
+    # Not an SDK call: the official SDKs always send a version, plain HTTP clients may not.
+    response = httpx.post(
+        f"{gateway.base_url}/p/anthropic/v1/messages",
+        headers={"x-api-key": gateway.master_key},
+        json={"model": CLAUDE, "max_tokens": 32, "messages": PROMPT},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["content"][0]["text"] == ANTHROPIC_TEXT
+    upstream = single_upstream_request(gateway, "/v1/messages")
+    assert upstream.headers["anthropic-version"] == "2023-06-01"
+    assert upstream.headers["x-api-key"] == gateway.provider_keys["anthropic"]
 
 
 def test_anthropic_create_with_x_api_key_gateway_key(gateway):

@@ -1,0 +1,92 @@
+//! The `aurora` command line: `--check-config` and `keys new`.
+
+mod common;
+
+use common::{client, run_cli, scratch_dir, Gateway, MockUpstream, Reply};
+
+#[test]
+fn check_config_accepts_a_valid_file() {
+    let path = scratch_dir().join("ok.yaml");
+    std::fs::write(
+        &path,
+        "providers:\n  anthropic:\n    api_key: ${ANT}\nserver:\n  master_key: m\n",
+    )
+    .unwrap();
+    let out = run_cli(
+        &["--config", path.to_str().unwrap(), "--check-config"],
+        &[("ANT", "sk-ant-secret-value")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("config OK"), "{stdout}");
+    assert!(stdout.contains("anthropic"), "{stdout}");
+    assert!(!stdout.contains("sk-ant-secret-value"));
+}
+
+#[test]
+fn check_config_refuses_a_broken_file_with_its_position() {
+    let path = scratch_dir().join("bad.yaml");
+    std::fs::write(&path, "server:\n  threads: [\n").unwrap();
+    let out = run_cli(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.yaml:"), "{stderr}");
+
+    std::fs::write(&path, "providers:\n  mystery: {}\n").unwrap();
+    let out = run_cli(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown type `mystery`"));
+}
+
+#[test]
+fn check_config_fails_for_a_missing_explicit_file() {
+    let out = run_cli(
+        &["--config", "/nonexistent/aurora.yaml", "--check-config"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = run_cli(
+        &["--check-config"],
+        &[("AURORA_CONFIG", "/nonexistent/a.yaml")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_new_prints_a_key_whose_stanza_lets_it_in() {
+    let out = run_cli(&["keys", "new", "--name", "ci"], &[]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let key = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("sk-aurora-"))
+        .unwrap()
+        .to_string();
+    assert_eq!(key.len(), "sk-aurora-".len() + 43);
+    let yaml_start = stdout.find("auth:").unwrap();
+    let yaml = &stdout[yaml_start..];
+    assert!(!yaml.contains(&key), "the stanza must hold only the hash");
+
+    let mock = MockUpstream::start(|_| Reply::json(200, "{}")).await;
+    let gw = Gateway::start(
+        yaml,
+        &[
+            ("OPENAI_API_KEY", "sk-p"),
+            ("OPENAI_BASE_URL", &mock.url("/v1")),
+        ],
+    );
+    let c = client();
+    let ok = c
+        .get(gw.url("/p/openai/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let denied = c.get(gw.url("/p/openai/models")).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+}

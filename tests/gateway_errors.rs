@@ -1,0 +1,328 @@
+//! Errors the gateway raises itself (auth, size limit, unreachable or slow upstreams,
+//! TLS), upstream TLS verification and pooling, and the access log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, scratch_dir, Gateway, MockUpstream, Reply};
+
+const MASTER: &str = "gw-master-test-key";
+const PROVIDER_KEY: &str = "sk-oai-provider-secret";
+
+async fn ok_mock() -> MockUpstream {
+    MockUpstream::start(|_| Reply::json(200, r#"{"ok":true}"#)).await
+}
+
+fn openai_at(base: &str, extra: &[(&str, &str)]) -> Gateway {
+    let mut env = vec![
+        ("AURORA_MASTER_KEY", MASTER),
+        ("OPENAI_API_KEY", PROVIDER_KEY),
+        ("OPENAI_BASE_URL", base),
+    ];
+    env.extend_from_slice(extra);
+    Gateway::start("", &env)
+}
+
+async fn assert_envelope(resp: reqwest::Response, status: u16, kind: &str) -> String {
+    assert_eq!(resp.status().as_u16(), status);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], kind, "{v}");
+    assert!(v["error"].get("param").is_some() && v["error"].get("code").is_some());
+    let msg = v["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        !msg.contains(PROVIDER_KEY) && !msg.contains(MASTER),
+        "{msg}"
+    );
+    msg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_needs_no_auth() {
+    let gw = openai_at("http://127.0.0.1:9/v1", &[]);
+    let resp = client().get(gw.url("/health")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#"{"status":"ok"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requires_gateway_key_as_bearer_or_x_api_key() {
+    let mock = ok_mock().await;
+    let gw = openai_at(&mock.url("/v1"), &[]);
+    let c = client();
+    let resp = c.get(gw.url("/p/openai/models")).send().await.unwrap();
+    assert_envelope(resp, 401, "authentication_error").await;
+    let resp = c
+        .get(gw.url("/p/openai/models"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(resp, 401, "authentication_error").await;
+    let resp = c.get(gw.url("/nowhere")).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "auth comes before routing");
+    assert!(mock.requests().is_empty());
+    let ok = c
+        .get(gw.url("/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let ok = c
+        .get(gw.url("/p/openai/models"))
+        .header("x-api-key", MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_keys_match_by_hash_and_honour_enabled_and_expiry() {
+    let mock = ok_mock().await;
+    let hash = |k: &str| hex::encode(aurora::auth::sha256(k.as_bytes()));
+    let yaml = format!(
+        "auth:\n  keys:\n    - {{name: live, sha256: \"{}\", expires_at: \"2999-01-01T00:00:00Z\"}}\n    - {{name: off, sha256: \"{}\", enabled: false}}\n    - {{name: old, sha256: \"{}\", expires_at: \"2001-01-01T00:00:00Z\"}}\n",
+        hash("sk-aurora-live"),
+        hash("sk-aurora-off"),
+        hash("sk-aurora-old")
+    );
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        &yaml,
+        &[("OPENAI_API_KEY", PROVIDER_KEY), ("OPENAI_BASE_URL", &base)],
+    );
+    let c = client();
+    let call = |key: &'static str| c.get(gw.url("/p/openai/models")).bearer_auth(key).send();
+    assert_eq!(call("sk-aurora-live").await.unwrap().status(), 200);
+    let msg = assert_envelope(
+        call("sk-aurora-off").await.unwrap(),
+        401,
+        "authentication_error",
+    )
+    .await;
+    assert!(msg.contains("disabled"), "{msg}");
+    let msg = assert_envelope(
+        call("sk-aurora-old").await.unwrap(),
+        401,
+        "authentication_error",
+    )
+    .await;
+    assert!(msg.contains("expired"), "{msg}");
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_gateway_says_so_loudly_at_startup() {
+    let gw = Gateway::start("", &[]);
+    assert!(gw.log().contains("GATEWAY AUTH IS OFF"), "{}", gw.log());
+    let secured = openai_at("http://127.0.0.1:9/v1", &[]);
+    assert!(!secured.log().contains("GATEWAY AUTH IS OFF"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_over_the_limit_is_413_declared_or_chunked() {
+    let mock = ok_mock().await;
+    let gw = openai_at(&mock.url("/v1"), &[("BODY_SIZE_LIMIT", "1KiB")]);
+    let c = client();
+    let resp = c
+        .post(gw.url("/p/openai/chat/completions"))
+        .bearer_auth(MASTER)
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    let msg = assert_envelope(resp, 413, "invalid_request_error").await;
+    assert!(msg.contains("1024"), "{msg}");
+    // Chunked: no length up front, so the limit bites while streaming.
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..8)
+        .map(|_| Ok(bytes::Bytes::from(vec![b'y'; 512])))
+        .collect();
+    let resp = c
+        .post(gw.url("/p/openai/chat/completions"))
+        .bearer_auth(MASTER)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(resp, 413, "invalid_request_error").await;
+    let small = c
+        .post(gw.url("/p/openai/chat/completions"))
+        .bearer_auth(MASTER)
+        .body(vec![b'z'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_upstream_is_502() {
+    let port = common::free_port();
+    let gw = openai_at(&format!("http://127.0.0.1:{port}/v1"), &[]);
+    let resp = client()
+        .get(gw.url("/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    let msg = assert_envelope(resp, 502, "provider_error").await;
+    assert!(msg.contains("openai"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unresolvable_upstream_host_is_502() {
+    let gw = openai_at("http://no-such-provider.invalid/v1", &[]);
+    let resp = client()
+        .get(gw.url("/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    let msg = assert_envelope(resp, 502, "provider_error").await;
+    assert!(msg.contains("resolve"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_is_504() {
+    let mock = MockUpstream::start(|_| {
+        Reply::Delayed(Duration::from_secs(3), Box::new(Reply::json(200, "{}")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  openai:\n    api_key: {PROVIDER_KEY}\n    base_url: {}\n    timeouts: {{read: 300ms}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = client()
+        .get(gw.url("/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(resp, 504, "provider_error").await;
+}
+
+fn tls_yaml(port: u16, ca_file: Option<&str>) -> String {
+    let ca = ca_file.map_or(String::new(), |f| format!("    ca_file: {f}\n"));
+    format!(
+        "providers:\n  openai:\n    api_key: {PROVIDER_KEY}\n    base_url: https://localhost:{port}/v1\n{ca}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_is_verified_against_ca_file() {
+    let pki = common::tls::TestPki::new();
+    let mock = MockUpstream::start_tls(
+        |_| Reply::json(200, r#"{"tls":true}"#),
+        pki.acceptor.clone(),
+    )
+    .await;
+    let ca_path = scratch_dir().join("ca.pem");
+    pki.write_ca(&ca_path);
+    let trusted = Gateway::start(
+        &tls_yaml(mock.addr.port(), ca_path.to_str()),
+        &[("AURORA_MASTER_KEY", MASTER)],
+    );
+    let resp = client()
+        .get(trusted.url("/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#"{"tls":true}"#);
+    assert_eq!(
+        mock.last().header("authorization"),
+        Some(format!("Bearer {PROVIDER_KEY}").as_str())
+    );
+
+    let untrusted = Gateway::start(
+        &tls_yaml(mock.addr.port(), None),
+        &[("AURORA_MASTER_KEY", MASTER)],
+    );
+    let before = mock.requests().len();
+    let resp = client()
+        .get(untrusted.url("/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    let msg = assert_envelope(resp, 502, "provider_error").await;
+    assert!(msg.contains("TLS"), "{msg}");
+    assert_eq!(
+        mock.requests().len(),
+        before,
+        "no request may cross an untrusted TLS link"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_pooled_and_reused() {
+    let mock = ok_mock().await;
+    let gw = openai_at(&mock.url("/v1"), &[("AURORA_THREADS", "1")]);
+    let c = client();
+    for _ in 0..10 {
+        let resp = c
+            .post(gw.url("/p/openai/chat/completions"))
+            .bearer_auth(MASTER)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(mock.requests().len(), 10);
+    assert_eq!(
+        mock.connections(),
+        1,
+        "ten sequential requests should share one upstream connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_has_one_line_per_request_and_no_credentials() {
+    let mock = ok_mock().await;
+    let gw = openai_at(&mock.url("/v1"), &[]);
+    let c = client();
+    for _ in 0..3 {
+        c.get(gw.url("/p/openai/models?key=query-secret"))
+            .bearer_auth(MASTER)
+            .header("x-request-id", "log-test-id")
+            .send()
+            .await
+            .unwrap();
+    }
+    c.get(gw.url("/p/openai/models"))
+        .bearer_auth("wrong-key-secret")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("request_id=log-test-id"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    for field in [
+        "method=GET",
+        "route=passthrough",
+        "provider=openai",
+        "status=200",
+        "upstream_status=200",
+        "duration_ms=",
+        "bytes_in=",
+        "bytes_out=",
+    ] {
+        assert!(lines[0].contains(field), "{field} missing in {}", lines[0]);
+    }
+    assert!(log.contains("status=401"));
+    for secret in [MASTER, PROVIDER_KEY, "wrong-key-secret", "query-secret"] {
+        assert!(!log.contains(secret), "{secret} leaked into the log");
+    }
+}
