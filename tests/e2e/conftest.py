@@ -33,10 +33,11 @@ class Gateway:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_sdk_env():
+@pytest.fixture(scope="session")
+def isolated_sdk_env():
     """Drop the developer's SDK settings (keys, base URLs, custom headers) and proxies,
-    so the SDKs talk straight to the gateway with only what the tests pass."""
+    so the SDKs talk straight to the gateway with only what the tests pass. `gateway`
+    depends on it, so it is in place before any client is made."""
     with pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):
             upper = name.upper()
@@ -74,7 +75,7 @@ def _wait_healthy(proc: subprocess.Popen, base_url: str, log_path: Path):
 
 
 @pytest.fixture(scope="session")
-def gateway(mock_provider, tmp_path_factory):
+def gateway(isolated_sdk_env, mock_provider, tmp_path_factory):
     binary = Path(os.environ.get("AURORA_BIN", REPO / "target" / "debug" / "aurora"))
     if not binary.is_file():
         pytest.fail(f"gateway binary {binary} not found: run `cargo build` or set AURORA_BIN", pytrace=False)
