@@ -24,6 +24,16 @@ fn openai_at(base: &str, extra: &[(&str, &str)]) -> Gateway {
     Gateway::start("", &env)
 }
 
+/// `GET /p/openai/models` with the master key.
+async fn get_models(gw: &Gateway) -> reqwest::Response {
+    client()
+        .get(gw.url("/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn assert_envelope(resp: reqwest::Response, status: u16, kind: &str) -> String {
     assert_eq!(resp.status().as_u16(), status);
     assert_eq!(resp.headers()["content-type"], "application/json");
@@ -164,12 +174,7 @@ async fn body_over_the_limit_is_413_declared_or_chunked() {
 async fn unreachable_upstream_is_502() {
     let port = common::free_port();
     let gw = openai_at(&format!("http://127.0.0.1:{port}/v1"), &[]);
-    let resp = client()
-        .get(gw.url("/p/openai/models"))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_models(&gw).await;
     let msg = assert_envelope(resp, 502, "provider_error").await;
     assert!(msg.contains("openai"), "{msg}");
 }
@@ -177,12 +182,7 @@ async fn unreachable_upstream_is_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unresolvable_upstream_host_is_502() {
     let gw = openai_at("http://no-such-provider.invalid/v1", &[]);
-    let resp = client()
-        .get(gw.url("/p/openai/models"))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_models(&gw).await;
     let msg = assert_envelope(resp, 502, "provider_error").await;
     assert!(msg.contains("resolve"), "{msg}");
 }
@@ -198,12 +198,7 @@ async fn slow_upstream_is_504() {
         mock.url("/v1")
     );
     let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
-    let resp = client()
-        .get(gw.url("/p/openai/models"))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_models(&gw).await;
     assert_envelope(resp, 504, "provider_error").await;
 }
 
@@ -228,12 +223,7 @@ async fn https_upstream_is_verified_against_ca_file() {
         &tls_yaml(mock.addr.port(), ca_path.to_str()),
         &[("AURORA_MASTER_KEY", MASTER)],
     );
-    let resp = client()
-        .get(trusted.url("/p/openai/models"))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_models(&trusted).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), r#"{"tls":true}"#);
     assert_eq!(
@@ -246,12 +236,7 @@ async fn https_upstream_is_verified_against_ca_file() {
         &[("AURORA_MASTER_KEY", MASTER)],
     );
     let before = mock.requests().len();
-    let resp = client()
-        .get(untrusted.url("/p/openai/models"))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_models(&untrusted).await;
     let msg = assert_envelope(resp, 502, "provider_error").await;
     assert!(msg.contains("TLS"), "{msg}");
     assert_eq!(
