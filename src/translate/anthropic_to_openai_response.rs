@@ -1,0 +1,413 @@
+//! Anthropic Messages response → OpenAI `chat.completion`.
+//!
+//! Text blocks are concatenated into `content` (null when there are none),
+//! thinking blocks into `reasoning_content` (omitted when there are none;
+//! signatures and redacted thinking are dropped), and `tool_use` blocks become
+//! `tool_calls` with the input re-encoded as a JSON string. Usage counts
+//! cache reads and writes as prompt tokens, as OpenAI does.
+
+use super::error::TranslateError;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// Settings for [`anthropic_to_openai_response`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseOptions {
+    /// The model name the client asked for, returned as `model`.
+    pub model: String,
+    /// Unix time for `created`, passed in so translation stays pure.
+    pub created: u64,
+}
+
+/// Maps an Anthropic `stop_reason` to an OpenAI `finish_reason`.
+pub fn openai_finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens" | "model_context_window_exceeded") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        // end_turn, stop_sequence, pause_turn and anything new.
+        _ => "stop",
+    }
+}
+
+/// `chatcmpl-` followed by the Anthropic id without its `msg_` prefix.
+pub fn openai_completion_id(anthropic_id: &str) -> String {
+    let bare = anthropic_id.strip_prefix("msg_").unwrap_or(anthropic_id);
+    format!("chatcmpl-{bare}")
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<Vec<Block<'a>>>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<AnthropicUsageIn>,
+    #[serde(borrow, default)]
+    error: Option<ErrorDetail<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail<'a> {
+    #[serde(borrow, default)]
+    message: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+}
+
+/// Anthropic usage counters; input excludes cache reads and writes.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub(crate) struct AnthropicUsageIn {
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+}
+
+/// OpenAI usage object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct OpenAiUsageOut {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+/// OpenAI `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct PromptTokensDetails {
+    pub cached_tokens: u64,
+}
+
+impl OpenAiUsageOut {
+    /// Builds OpenAI usage from Anthropic counters: OpenAI's prompt tokens
+    /// include the cached ones.
+    pub(crate) fn from_parts(
+        input: u64,
+        cache_read: u64,
+        cache_creation: u64,
+        output: u64,
+    ) -> Self {
+        let prompt = input
+            .saturating_add(cache_read)
+            .saturating_add(cache_creation);
+        Self {
+            prompt_tokens: prompt,
+            completion_tokens: output,
+            total_tokens: prompt.saturating_add(output),
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: cache_read,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ChatCompletion<'a> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice; 1],
+    usage: OpenAiUsageOut,
+}
+
+#[derive(Serialize)]
+struct Choice {
+    index: u32,
+    message: OutMessage,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct OutMessage {
+    role: &'static str,
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCall>,
+    refusal: Option<()>,
+}
+
+#[derive(Serialize)]
+struct ToolCall {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionCall,
+}
+
+#[derive(Serialize)]
+struct FunctionCall {
+    name: String,
+    arguments: String,
+}
+
+/// Translates an Anthropic Messages response body into an OpenAI
+/// `chat.completion` body.
+pub fn anthropic_to_openai_response(
+    body: &[u8],
+    opts: &ResponseOptions,
+) -> Result<Vec<u8>, TranslateError> {
+    let msg: Message = serde_json::from_slice(body)
+        .map_err(|e| TranslateError::UpstreamResponse(format!("invalid Anthropic message: {e}")))?;
+    if msg.kind.as_deref() == Some("error") || msg.error.is_some() {
+        let detail = msg
+            .error
+            .and_then(|e| e.message)
+            .unwrap_or(Cow::Borrowed("no message"));
+        return Err(TranslateError::UpstreamResponse(format!(
+            "Anthropic returned an error: {detail}"
+        )));
+    }
+    let blocks = msg.content.ok_or_else(|| {
+        TranslateError::UpstreamResponse("Anthropic message has no `content`".into())
+    })?;
+
+    let mut text: Option<String> = None;
+    let mut reasoning: Option<String> = None;
+    let mut tool_calls = Vec::new();
+    for block in blocks {
+        match block.kind.as_ref() {
+            "text" => {
+                if let Some(t) = block.text {
+                    text.get_or_insert_with(String::new).push_str(&t);
+                }
+            }
+            "thinking" => {
+                if let Some(t) = block.thinking {
+                    reasoning.get_or_insert_with(String::new).push_str(&t);
+                }
+            }
+            "tool_use" => {
+                let input = block
+                    .input
+                    .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+                tool_calls.push(ToolCall {
+                    id: block.id.map(Cow::into_owned).unwrap_or_default(),
+                    kind: "function",
+                    function: FunctionCall {
+                        name: block.name.map(Cow::into_owned).unwrap_or_default(),
+                        arguments: input.to_string(),
+                    },
+                });
+            }
+            // redacted_thinking, server tool blocks: nothing OpenAI can show.
+            _ => {}
+        }
+    }
+
+    let u = msg.usage.unwrap_or_default();
+    let completion = ChatCompletion {
+        id: openai_completion_id(msg.id.as_deref().unwrap_or("")),
+        object: "chat.completion",
+        created: opts.created,
+        model: &opts.model,
+        choices: [Choice {
+            index: 0,
+            message: OutMessage {
+                role: "assistant",
+                content: text,
+                reasoning_content: reasoning,
+                tool_calls,
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: openai_finish_reason(msg.stop_reason.as_deref()),
+        }],
+        usage: OpenAiUsageOut::from_parts(
+            u.input_tokens.unwrap_or(0),
+            u.cache_read_input_tokens.unwrap_or(0),
+            u.cache_creation_input_tokens.unwrap_or(0),
+            u.output_tokens.unwrap_or(0),
+        ),
+    };
+    serde_json::to_vec(&completion)
+        .map_err(|e| TranslateError::UpstreamResponse(format!("could not encode response: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    macro_rules! fixture {
+        ($path:literal) => {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/",
+                $path
+            ))
+        };
+    }
+
+    fn opts() -> ResponseOptions {
+        ResponseOptions {
+            model: "claude-sonnet-4".into(),
+            created: 1_700_000_000,
+        }
+    }
+
+    fn translate(body: &str) -> Value {
+        serde_json::from_slice(&anthropic_to_openai_response(body.as_bytes(), &opts()).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn fixture_text_message_becomes_chat_completion() {
+        let got = translate(fixture!("anthropic/messages.json"));
+        assert_eq!(
+            got,
+            json!({
+                "id": "chatcmpl-013LBDy1nvGiRgxiRAWseYRS",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": "claude-sonnet-4",
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hello World", "refusal": null},
+                    "logprobs": null,
+                    "finish_reason": "stop"
+                }],
+                "usage": {"prompt_tokens": 14, "completion_tokens": 5, "total_tokens": 19,
+                          "prompt_tokens_details": {"cached_tokens": 0}}
+            })
+        );
+    }
+
+    #[test]
+    fn fixture_tool_use_becomes_tool_calls() {
+        let got = translate(fixture!("anthropic/messages_with_tools.json"));
+        let msg = &got["choices"][0]["message"];
+        assert_eq!(
+            msg["content"],
+            "I'll check the current weather in Paris for you."
+        );
+        assert_eq!(
+            msg["tool_calls"],
+            json!([{"id": "toolu_01Dq95J3WcnLmvSvBpAuaXwi", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}}])
+        );
+        assert_eq!(got["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(got["usage"]["prompt_tokens"], 380);
+    }
+
+    #[test]
+    fn fixture_thinking_becomes_reasoning_content() {
+        let got = translate(fixture!("anthropic/messages_extended_thinking.json"));
+        let msg = &got["choices"][0]["message"];
+        assert!(msg["reasoning_content"]
+            .as_str()
+            .unwrap()
+            .starts_with("I need to solve for x"));
+        assert!(msg["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("Therefore, x = 7."));
+        assert!(!msg.to_string().contains("signature"));
+        assert_eq!(got["usage"]["completion_tokens"], 211);
+    }
+
+    #[test]
+    fn fixture_stop_sequence_maps_to_stop() {
+        let got = translate(fixture!("anthropic/messages_with_params.json"));
+        assert_eq!(got["choices"][0]["finish_reason"], "stop");
+        assert_eq!(got["choices"][0]["message"]["content"], "1, 2, ");
+    }
+
+    #[test]
+    fn fixtures_multi_turn_and_multimodal_translate() {
+        let got = translate(fixture!("anthropic/messages_multi_turn.json"));
+        assert_eq!(got["choices"][0]["message"]["content"], "16");
+        let got = translate(fixture!("anthropic/messages_multimodal.json"));
+        assert_eq!(got["usage"]["total_tokens"], 259);
+    }
+
+    #[test]
+    fn stop_reasons_map_to_finish_reasons() {
+        for (stop, finish) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+            ("tool_use", "tool_calls"),
+            ("refusal", "content_filter"),
+            ("pause_turn", "stop"),
+        ] {
+            let body =
+                json!({"id": "msg_1", "type": "message", "content": [], "stop_reason": stop});
+            let got = translate(&body.to_string());
+            assert_eq!(got["choices"][0]["finish_reason"], finish, "{stop}");
+        }
+    }
+
+    #[test]
+    fn no_text_blocks_gives_null_content_and_no_reasoning() {
+        let body = json!({"id": "msg_1", "type": "message", "stop_reason": "tool_use", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+        ]});
+        let got = translate(&body.to_string());
+        let msg = &got["choices"][0]["message"];
+        assert_eq!(msg["content"], Value::Null);
+        assert!(msg.get("reasoning_content").is_none());
+        assert_eq!(msg["tool_calls"][0]["function"]["arguments"], "{}");
+    }
+
+    #[test]
+    fn multiple_text_blocks_are_concatenated() {
+        let body = json!({"id": "msg_1", "type": "message", "stop_reason": "end_turn", "content": [
+            {"type": "text", "text": "Hello "}, {"type": "redacted_thinking", "data": "x"}, {"type": "text", "text": "there"}
+        ]});
+        assert_eq!(
+            translate(&body.to_string())["choices"][0]["message"]["content"],
+            "Hello there"
+        );
+    }
+
+    #[test]
+    fn cache_tokens_count_as_prompt_tokens() {
+        let body = json!({"id": "msg_1", "type": "message", "content": [], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 50, "output_tokens": 7}});
+        assert_eq!(
+            translate(&body.to_string())["usage"],
+            json!({"prompt_tokens": 160, "completion_tokens": 7, "total_tokens": 167,
+                   "prompt_tokens_details": {"cached_tokens": 100}})
+        );
+    }
+
+    #[test]
+    fn invalid_or_error_bodies_are_upstream_errors() {
+        for body in [
+            "not json",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            r#"{"id":"msg_1","type":"message"}"#,
+        ] {
+            let e = anthropic_to_openai_response(body.as_bytes(), &opts()).unwrap_err();
+            assert!(matches!(e, TranslateError::UpstreamResponse(_)), "{body}");
+        }
+    }
+}

@@ -1,0 +1,1023 @@
+//! Anthropic Messages stream → OpenAI `chat.completion.chunk` stream.
+//!
+//! Each Anthropic event is translated as soon as it is complete; only an
+//! unfinished event is held between pushes. A stream ends either with
+//! `data: [DONE]` (after `message_stop`) or with an OpenAI error chunk (after
+//! an upstream `error` event, a malformed event, or an upstream end without
+//! `message_stop`), never both.
+
+use super::anthropic_to_openai_error::{openai_error_type_for_anthropic_type, OpenAiErrorBody};
+use super::anthropic_to_openai_response::{
+    openai_completion_id, openai_finish_reason, AnthropicUsageIn, OpenAiUsageOut,
+};
+use super::sse::{write_json_event, SseEventRef, SseParser};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// Settings for [`AnthropicToOpenAiStream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// The model name the client asked for, returned as `model`.
+    pub model: String,
+    /// Unix time for `created`, passed in so translation stays pure.
+    pub created: u64,
+    /// Emit a final usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+}
+
+/// Incremental translator from Anthropic SSE bytes to OpenAI SSE bytes.
+#[derive(Debug)]
+pub struct AnthropicToOpenAiStream {
+    parser: SseParser,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Streaming,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    /// A `tool_use` block and its 0-based position among tool calls.
+    Tool(u32),
+    Other,
+}
+
+#[derive(Debug)]
+struct State {
+    opts: StreamOptions,
+    id: String,
+    /// `data: ` and the serialized chunk up to the delta, identical for
+    /// every chunk of the stream; built once the id is known.
+    prefix: Vec<u8>,
+    role_sent: bool,
+    finish_sent: bool,
+    /// Anthropic block index → kind, for routing `input_json_delta`s. A list
+    /// rather than an index-addressed table so a bogus huge index cannot
+    /// make it allocate.
+    blocks: Vec<(u64, BlockKind)>,
+    tool_count: u32,
+    input_tokens: u64,
+    cache_read: u64,
+    cache_creation: u64,
+    output_tokens: u64,
+    phase: Phase,
+}
+
+const TRUNCATED: &str =
+    "the provider's stream ended before the response was complete; retry the request";
+const MALFORMED: &str = "the provider sent a malformed stream event; retry the request";
+
+const KNOWN_EVENTS: [&str; 8] = [
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "ping",
+    "error",
+];
+
+impl AnthropicToOpenAiStream {
+    /// Creates a translator for one response stream.
+    pub fn new(opts: StreamOptions) -> Self {
+        Self {
+            parser: SseParser::new(),
+            state: State {
+                opts,
+                id: String::new(),
+                prefix: Vec::new(),
+                role_sent: false,
+                finish_sent: false,
+                blocks: Vec::new(),
+                tool_count: 0,
+                input_tokens: 0,
+                cache_read: 0,
+                cache_creation: 0,
+                output_tokens: 0,
+                phase: Phase::Streaming,
+            },
+        }
+    }
+
+    /// Translates a chunk of upstream bytes, appending OpenAI SSE bytes to
+    /// `out`. Input after the end of the stream or an error is ignored.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.state.phase != Phase::Streaming {
+            return;
+        }
+        self.parser.feed(chunk);
+        self.drain(out);
+    }
+
+    /// Signals the end of upstream input. Emits an error chunk when the
+    /// stream was cut short; emits nothing after `[DONE]` or an error.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.state.phase != Phase::Streaming {
+            return;
+        }
+        self.parser.finish();
+        self.drain(out);
+        if self.state.phase == Phase::Streaming {
+            self.state.fail(out, "provider_error", TRUNCATED);
+        }
+    }
+
+    /// True once an error chunk has been emitted; the stream must then be
+    /// closed without `[DONE]`.
+    pub fn is_failed(&self) -> bool {
+        self.state.phase == Phase::Failed
+    }
+
+    /// True once `[DONE]` has been emitted.
+    pub fn is_done(&self) -> bool {
+        self.state.phase == Phase::Done
+    }
+
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        while let Some(ev) = self.parser.next_event_ref() {
+            self.state.handle(ev, out);
+            if self.state.phase != Phase::Streaming {
+                break;
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TypeOnly<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct MessageStart<'a> {
+    #[serde(borrow)]
+    message: StartMessage<'a>,
+}
+
+#[derive(Deserialize)]
+struct StartMessage<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<AnthropicUsageIn>,
+}
+
+#[derive(Deserialize)]
+struct BlockStart<'a> {
+    index: u64,
+    #[serde(borrow)]
+    content_block: StartBlock<'a>,
+}
+
+#[derive(Deserialize)]
+struct StartBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct BlockDelta<'a> {
+    index: u64,
+    #[serde(borrow)]
+    delta: Delta<'a>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    partial_json: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct MessageDelta<'a> {
+    #[serde(borrow)]
+    delta: MessageDeltaBody<'a>,
+    #[serde(default)]
+    usage: Option<AnthropicUsageIn>,
+}
+
+#[derive(Deserialize)]
+struct MessageDeltaBody<'a> {
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEvent<'a> {
+    #[serde(borrow)]
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    message: Option<Cow<'a, str>>,
+}
+
+/// The fields every chunk starts with.
+#[derive(Serialize)]
+struct ChunkHead<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+}
+
+/// The final usage chunk, which has no choices.
+#[derive(Serialize)]
+struct UsageChunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [(); 0],
+    usage: OpenAiUsageOut,
+}
+
+#[derive(Serialize, Default)]
+struct DeltaOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+impl State {
+    fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>) {
+        let data = ev.data;
+        let owned_kind;
+        // The event name saves a parse; without a known one (some proxies
+        // drop or rename it) the `type` member decides.
+        let kind = match ev.event {
+            Some(name) if KNOWN_EVENTS.contains(&name) => name,
+            name => match serde_json::from_str::<TypeOnly>(data) {
+                Ok(t) => {
+                    owned_kind = t.kind;
+                    owned_kind.as_ref()
+                }
+                // An unknown named event may carry anything; skip it.
+                Err(_) if name.is_some() => return,
+                Err(_) => return self.fail(out, "provider_error", MALFORMED),
+            },
+        };
+        let result = match kind {
+            "message_start" => self.on_message_start(data, out),
+            "content_block_start" => self.on_block_start(data, out),
+            "content_block_delta" => self.on_block_delta(data, out),
+            "message_delta" => self.on_message_delta(data, out),
+            "message_stop" => {
+                self.on_message_stop(out);
+                Ok(())
+            }
+            "error" => {
+                self.on_error(data, out);
+                Ok(())
+            }
+            // ping, content_block_stop and future event types carry nothing
+            // an OpenAI client needs.
+            _ => Ok(()),
+        };
+        if result.is_err() {
+            self.fail(out, "provider_error", MALFORMED);
+        }
+    }
+
+    fn ensure_id(&mut self) {
+        if self.id.is_empty() {
+            self.set_id(format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()));
+        }
+    }
+
+    fn set_id(&mut self, id: String) {
+        self.id = id;
+        self.prefix.clear();
+    }
+
+    /// Builds the per-stream chunk prefix.
+    fn ensure_prefix(&mut self) -> serde_json::Result<()> {
+        if !self.prefix.is_empty() {
+            return Ok(());
+        }
+        self.ensure_id();
+        let head = ChunkHead {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.opts.created,
+            model: &self.opts.model,
+        };
+        self.prefix.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut self.prefix, &head)?;
+        // Reopen the object to append the choices.
+        self.prefix.pop();
+        self.prefix
+            .extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+        Ok(())
+    }
+
+    fn on_message_start(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let ev: MessageStart = serde_json::from_str(data)?;
+        if let Some(id) = ev.message.id.as_deref().filter(|id| !id.is_empty()) {
+            self.set_id(openai_completion_id(id));
+        }
+        if let Some(u) = ev.message.usage {
+            self.record_usage(&u);
+        }
+        self.emit(
+            out,
+            DeltaOut {
+                content: Some(""),
+                ..DeltaOut::default()
+            },
+            None,
+        );
+        Ok(())
+    }
+
+    fn on_block_start(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let ev: BlockStart = serde_json::from_str(data)?;
+        let block = ev.content_block;
+        match block.kind.as_ref() {
+            "text" => {
+                self.blocks.push((ev.index, BlockKind::Other));
+                if let Some(t) = block.text.as_deref().filter(|t| !t.is_empty()) {
+                    self.emit_content(out, t);
+                }
+            }
+            "thinking" => {
+                self.blocks.push((ev.index, BlockKind::Other));
+                if let Some(t) = block.thinking.as_deref().filter(|t| !t.is_empty()) {
+                    self.emit_reasoning(out, t);
+                }
+            }
+            "tool_use" => {
+                let k = self.tool_count;
+                self.tool_count = self.tool_count.saturating_add(1);
+                self.blocks.push((ev.index, BlockKind::Tool(k)));
+                let delta = DeltaOut {
+                    tool_calls: Some([ToolCallDelta {
+                        index: k,
+                        id: Some(block.id.as_deref().unwrap_or("")),
+                        kind: Some("function"),
+                        function: FunctionDelta {
+                            name: Some(block.name.as_deref().unwrap_or("")),
+                            arguments: "",
+                        },
+                    }]),
+                    ..DeltaOut::default()
+                };
+                self.emit(out, delta, None);
+            }
+            // Server tools and redacted thinking have no OpenAI equivalent.
+            _ => self.blocks.push((ev.index, BlockKind::Other)),
+        }
+        Ok(())
+    }
+
+    fn on_block_delta(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let ev: BlockDelta = serde_json::from_str(data)?;
+        let d = ev.delta;
+        match d.kind.as_ref() {
+            "text_delta" => {
+                if let Some(t) = d.text.as_deref().filter(|t| !t.is_empty()) {
+                    self.emit_content(out, t);
+                }
+            }
+            "thinking_delta" => {
+                if let Some(t) = d.thinking.as_deref().filter(|t| !t.is_empty()) {
+                    self.emit_reasoning(out, t);
+                }
+            }
+            "input_json_delta" => {
+                let tool = self
+                    .blocks
+                    .iter()
+                    .rev()
+                    .find(|(i, _)| *i == ev.index)
+                    .map(|(_, kind)| *kind);
+                let json = d.partial_json.as_deref().unwrap_or("");
+                if let (Some(BlockKind::Tool(k)), false) = (tool, json.is_empty()) {
+                    let delta = DeltaOut {
+                        tool_calls: Some([ToolCallDelta {
+                            index: k,
+                            id: None,
+                            kind: None,
+                            function: FunctionDelta {
+                                name: None,
+                                arguments: json,
+                            },
+                        }]),
+                        ..DeltaOut::default()
+                    };
+                    self.emit(out, delta, None);
+                }
+            }
+            // signature_delta (Anthropic-only proof of thinking) and
+            // citations_delta have no OpenAI field.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_message_delta(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let ev: MessageDelta = serde_json::from_str(data)?;
+        if let Some(u) = ev.usage {
+            self.record_usage(&u);
+        }
+        let finish = openai_finish_reason(ev.delta.stop_reason.as_deref());
+        self.emit(out, DeltaOut::default(), Some(finish));
+        self.finish_sent = true;
+        Ok(())
+    }
+
+    fn on_message_stop(&mut self, out: &mut Vec<u8>) {
+        if !self.finish_sent {
+            self.emit(out, DeltaOut::default(), Some("stop"));
+        }
+        if self.opts.include_usage && self.phase == Phase::Streaming {
+            let usage = OpenAiUsageOut::from_parts(
+                self.input_tokens,
+                self.cache_read,
+                self.cache_creation,
+                self.output_tokens,
+            );
+            self.ensure_id();
+            let chunk = UsageChunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.opts.created,
+                model: &self.opts.model,
+                choices: [],
+                usage,
+            };
+            if write_json_event(out, None, &chunk).is_err() {
+                return self.fail(out, "provider_error", MALFORMED);
+            }
+        }
+        if self.phase == Phase::Streaming {
+            out.extend_from_slice(b"data: [DONE]\n\n");
+            self.phase = Phase::Done;
+        }
+    }
+
+    fn on_error(&mut self, data: &str, out: &mut Vec<u8>) {
+        let parsed = serde_json::from_str::<ErrorEvent>(data).ok();
+        let detail = parsed.as_ref().map(|e| &e.error);
+        let kind = detail
+            .and_then(|d| d.kind.as_deref())
+            .and_then(openai_error_type_for_anthropic_type)
+            .unwrap_or("provider_error");
+        let message = detail
+            .and_then(|d| d.message.as_deref())
+            .filter(|m| !m.is_empty())
+            .unwrap_or("the provider reported an error mid-stream; retry the request");
+        self.fail(out, kind, message);
+    }
+
+    fn record_usage(&mut self, u: &AnthropicUsageIn) {
+        if let Some(n) = u.input_tokens {
+            self.input_tokens = n;
+        }
+        if let Some(n) = u.cache_read_input_tokens {
+            self.cache_read = n;
+        }
+        if let Some(n) = u.cache_creation_input_tokens {
+            self.cache_creation = n;
+        }
+        if let Some(n) = u.output_tokens {
+            self.output_tokens = n;
+        }
+    }
+
+    fn emit_content(&mut self, out: &mut Vec<u8>, text: &str) {
+        let delta = DeltaOut {
+            content: Some(text),
+            ..DeltaOut::default()
+        };
+        self.emit(out, delta, None);
+    }
+
+    fn emit_reasoning(&mut self, out: &mut Vec<u8>, text: &str) {
+        let delta = DeltaOut {
+            reasoning_content: Some(text),
+            ..DeltaOut::default()
+        };
+        self.emit(out, delta, None);
+    }
+
+    /// Writes one chunk with a single choice. The first chunk of the stream
+    /// carries the assistant role.
+    fn emit(&mut self, out: &mut Vec<u8>, mut delta: DeltaOut<'_>, finish: Option<&'static str>) {
+        if self.phase != Phase::Streaming {
+            return;
+        }
+        if !self.role_sent {
+            delta.role = Some("assistant");
+            self.role_sent = true;
+        }
+        let start = out.len();
+        let written = self.ensure_prefix().and_then(|()| {
+            out.extend_from_slice(&self.prefix);
+            serde_json::to_writer(&mut *out, &delta)
+        });
+        if written.is_err() {
+            out.truncate(start);
+            return self.fail(out, "provider_error", MALFORMED);
+        }
+        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        match finish {
+            Some(reason) => {
+                out.push(b'"');
+                out.extend_from_slice(reason.as_bytes());
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"}]}\n\n");
+    }
+
+    /// Emits an OpenAI error chunk and stops the stream for good.
+    fn fail(&mut self, out: &mut Vec<u8>, kind: &str, message: &str) {
+        if self.phase != Phase::Streaming {
+            return;
+        }
+        self.phase = Phase::Failed;
+        let body = OpenAiErrorBody::new(message, kind).to_vec();
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\n\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    macro_rules! fixture {
+        ($path:literal) => {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/",
+                $path
+            ))
+        };
+    }
+
+    const TOOL_STREAM: &str = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_014p7gG3wDgGV9EUtLvnow3U","type":"message","role":"assistant","model":"claude-opus-4-1-20250805","stop_sequence":null,"usage":{"input_tokens":472,"cache_read_input_tokens":100,"output_tokens":2},"content":[],"stop_reason":null}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+
+event: ping
+data: {"type": "ping"}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Okay, checking Zürich 😊:"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"get_weather","input":{}}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"location\":"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":" \"Zürich\"}"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":1}
+
+event: content_block_start
+data: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_02","name":"get_time","input":{}}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"tz\": \"CET\"}"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":2}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+
+    const THINKING_STREAM: &str = "event: message_start\r\n\
+data: {\"type\": \"message_start\", \"message\": {\"id\": \"msg_01T\", \"type\": \"message\", \"role\": \"assistant\", \"content\": [], \"model\": \"claude-sonnet-4\", \"stop_reason\": null, \"stop_sequence\": null, \"usage\": {\"input_tokens\": 30, \"output_tokens\": 1}}}\r\n\r\n\
+event: content_block_start\r\n\
+data: {\"type\": \"content_block_start\", \"index\": 0, \"content_block\": {\"type\": \"thinking\", \"thinking\": \"\", \"signature\": \"\"}}\r\n\r\n\
+event: content_block_delta\r\n\
+data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"thinking_delta\", \"thinking\": \"Let me solve this step by step:\\n\\n1. First break down 27 * 453\"}}\r\n\r\n\
+event: content_block_delta\r\n\
+data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"thinking_delta\", \"thinking\": \"\\n2. 453 = 400 + 50 + 3\"}}\r\n\r\n\
+event: content_block_delta\r\n\
+data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"signature_delta\", \"signature\": \"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds\"}}\r\n\r\n\
+event: content_block_stop\r\n\
+data: {\"type\": \"content_block_stop\", \"index\": 0}\r\n\r\n\
+event: content_block_start\r\n\
+data: {\"type\": \"content_block_start\", \"index\": 1, \"content_block\": {\"type\": \"text\", \"text\": \"\"}}\r\n\r\n\
+event: content_block_delta\r\n\
+data: {\"type\": \"content_block_delta\", \"index\": 1, \"delta\": {\"type\": \"text_delta\", \"text\": \"27 * 453 = 12,231\"}}\r\n\r\n\
+event: content_block_stop\r\n\
+data: {\"type\": \"content_block_stop\", \"index\": 1}\r\n\r\n\
+event: message_delta\r\n\
+data: {\"type\": \"message_delta\", \"delta\": {\"stop_reason\": \"end_turn\", \"stop_sequence\": null}, \"usage\": {\"output_tokens\": 120}}\r\n\r\n\
+event: message_stop\r\n\
+data: {\"type\": \"message_stop\"}\r\n\r\n";
+
+    const ERROR_STREAM: &str = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_err","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":5,"output_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}
+
+event: error
+data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo"}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+
+    /// The stream above, cut off after the first text delta.
+    fn truncated_stream() -> &'static str {
+        let end = ERROR_STREAM.find("event: error").unwrap_or(0);
+        &ERROR_STREAM[..end]
+    }
+
+    fn opts(include_usage: bool) -> StreamOptions {
+        StreamOptions {
+            model: "claude-sonnet-4".into(),
+            created: 1_700_000_000,
+            include_usage,
+        }
+    }
+
+    fn run_pieces(pieces: &[&[u8]], include_usage: bool) -> Vec<u8> {
+        let mut t = AnthropicToOpenAiStream::new(opts(include_usage));
+        let mut out = Vec::new();
+        for p in pieces {
+            t.push(p, &mut out);
+        }
+        t.finish(&mut out);
+        out
+    }
+
+    fn run(input: &str, include_usage: bool) -> Vec<u8> {
+        run_pieces(&[input.as_bytes()], include_usage)
+    }
+
+    /// Output events: JSON values, with `[DONE]` as the string "[DONE]".
+    fn events(out: &[u8]) -> Vec<Value> {
+        let mut p = SseParser::new();
+        p.feed(out);
+        p.finish();
+        let mut v = Vec::new();
+        while let Some(e) = p.next_event() {
+            assert_eq!(e.event, None);
+            if e.data == "[DONE]" {
+                v.push(Value::String(e.data));
+            } else {
+                v.push(serde_json::from_str(&e.data).unwrap());
+            }
+        }
+        v
+    }
+
+    fn deltas(evs: &[Value]) -> Vec<Value> {
+        evs.iter()
+            .filter(|e| {
+                e.get("choices")
+                    .is_some_and(|c| c.as_array().is_some_and(|c| !c.is_empty()))
+            })
+            .map(|e| e["choices"][0]["delta"].clone())
+            .collect()
+    }
+
+    fn concat(evs: &[Value], field: &str) -> String {
+        deltas(evs)
+            .iter()
+            .filter_map(|d| d[field].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn fixture_text_stream_translates() {
+        let evs = events(&run(fixture!("anthropic/messages_stream.txt"), false));
+        assert_eq!(evs.len(), 4);
+        assert_eq!(
+            evs[0],
+            json!({"id": "chatcmpl-01SJmPi7XXP8qscFQiHPR9oy", "object": "chat.completion.chunk",
+                   "created": 1_700_000_000, "model": "claude-sonnet-4",
+                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                "logprobs": null, "finish_reason": null}]})
+        );
+        assert_eq!(
+            evs[1]["choices"][0]["delta"],
+            json!({"content": "Hello World"})
+        );
+        assert_eq!(evs[2]["choices"][0]["delta"], json!({}));
+        assert_eq!(evs[2]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(evs[3], "[DONE]");
+    }
+
+    #[test]
+    fn every_chunk_has_the_chunk_envelope() {
+        for input in [
+            fixture!("anthropic/messages_stream.txt"),
+            TOOL_STREAM,
+            THINKING_STREAM,
+        ] {
+            for e in events(&run(input, true)) {
+                if e == "[DONE]" {
+                    continue;
+                }
+                assert!(e["id"].as_str().unwrap().starts_with("chatcmpl-"));
+                assert_eq!(e["object"], "chat.completion.chunk");
+                assert_eq!(e["created"], 1_700_000_000);
+                assert_eq!(e["model"], "claude-sonnet-4");
+                for c in e["choices"].as_array().unwrap() {
+                    assert_eq!(c["index"], 0);
+                    assert_eq!(c["logprobs"], Value::Null);
+                    assert!(c.get("finish_reason").is_some());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn include_usage_adds_usage_chunk_before_done() {
+        let evs = events(&run(fixture!("anthropic/messages_stream.txt"), true));
+        let n = evs.len();
+        assert_eq!(evs[n - 1], "[DONE]");
+        assert_eq!(evs[n - 2]["choices"], json!([]));
+        assert_eq!(
+            evs[n - 2]["usage"],
+            json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                   "prompt_tokens_details": {"cached_tokens": 0}})
+        );
+        let without = events(&run(fixture!("anthropic/messages_stream.txt"), false));
+        assert!(without.iter().all(|e| e.get("usage").is_none()));
+    }
+
+    #[test]
+    fn tool_use_stream_becomes_indexed_tool_call_deltas() {
+        let evs = events(&run(TOOL_STREAM, true));
+        let d = deltas(&evs);
+        assert_eq!(d[0], json!({"role": "assistant", "content": ""}));
+        assert_eq!(d[1], json!({"content": "Okay, checking Zürich 😊:"}));
+        assert_eq!(
+            d[2],
+            json!({"tool_calls": [{"index": 0, "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "type": "function",
+                                   "function": {"name": "get_weather", "arguments": ""}}]})
+        );
+        assert_eq!(
+            d[3],
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"location\":"}}]})
+        );
+        assert_eq!(
+            d[4],
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": " \"Zürich\"}"}}]})
+        );
+        assert_eq!(d[5]["tool_calls"][0]["index"], 1);
+        assert_eq!(d[5]["tool_calls"][0]["id"], "toolu_02");
+        assert_eq!(
+            d[6],
+            json!({"tool_calls": [{"index": 1, "function": {"arguments": "{\"tz\": \"CET\"}"}}]})
+        );
+        let last_choice = evs
+            .iter()
+            .rev()
+            .find(|e| e["choices"].as_array().is_some_and(|c| !c.is_empty()))
+            .unwrap();
+        assert_eq!(last_choice["choices"][0]["finish_reason"], "tool_calls");
+        let usage = &evs[evs.len() - 2]["usage"];
+        assert_eq!(usage["prompt_tokens"], 572);
+        assert_eq!(usage["completion_tokens"], 89);
+        assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 100);
+    }
+
+    #[test]
+    fn thinking_stream_becomes_reasoning_content_and_drops_signature() {
+        let out = run(THINKING_STREAM, false);
+        let evs = events(&out);
+        assert_eq!(
+            concat(&evs, "reasoning_content"),
+            "Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3"
+        );
+        assert_eq!(concat(&evs, "content"), "27 * 453 = 12,231");
+        assert!(!String::from_utf8_lossy(&out).contains("signature"));
+        assert_eq!(evs.last().unwrap(), "[DONE]");
+    }
+
+    #[test]
+    fn ping_is_dropped() {
+        let out = run(fixture!("anthropic/messages_stream.txt"), false);
+        assert!(!String::from_utf8_lossy(&out).contains("ping"));
+    }
+
+    #[test]
+    fn error_event_emits_error_chunk_and_never_done() {
+        let mut t = AnthropicToOpenAiStream::new(opts(true));
+        let mut out = Vec::new();
+        t.push(ERROR_STREAM.as_bytes(), &mut out);
+        assert!(t.is_failed());
+        let evs = events(&out);
+        assert_eq!(
+            evs.last().unwrap(),
+            &json!({"error": {"message": "Overloaded", "type": "provider_error", "param": null, "code": null}})
+        );
+        assert_eq!(concat(&evs, "content"), "Hel");
+        let before = out.len();
+        t.push(
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            &mut out,
+        );
+        t.finish(&mut out);
+        assert_eq!(out.len(), before);
+        assert!(!String::from_utf8_lossy(&out).contains("[DONE]"));
+    }
+
+    #[test]
+    fn error_types_are_mapped() {
+        for (anthropic, openai) in [
+            ("overloaded_error", "provider_error"),
+            ("rate_limit_error", "rate_limit_error"),
+            ("invalid_request_error", "invalid_request_error"),
+            ("authentication_error", "authentication_error"),
+            ("permission_error", "authentication_error"),
+            ("not_found_error", "not_found_error"),
+            ("api_error", "provider_error"),
+            ("something_new", "provider_error"),
+        ] {
+            let input = format!(
+                "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"{anthropic}\",\"message\":\"m\"}}}}\n\n"
+            );
+            let evs = events(&run(&input, false));
+            assert_eq!(evs.len(), 1);
+            assert_eq!(evs[0]["error"]["type"], openai, "{anthropic}");
+        }
+    }
+
+    #[test]
+    fn truncated_stream_ends_with_error_not_done() {
+        let mut t = AnthropicToOpenAiStream::new(opts(true));
+        let mut out = Vec::new();
+        t.push(truncated_stream().as_bytes(), &mut out);
+        assert!(!t.is_failed());
+        t.finish(&mut out);
+        assert!(t.is_failed());
+        let evs = events(&out);
+        assert_eq!(evs.last().unwrap()["error"]["type"], "provider_error");
+        assert!(!evs.iter().any(|e| e == "[DONE]"));
+    }
+
+    #[test]
+    fn malformed_event_fails_the_stream() {
+        let evs = events(&run(
+            "event: content_block_delta\ndata: {not json\n\n",
+            false,
+        ));
+        assert_eq!(evs.len(), 1);
+        assert!(evs[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed"));
+    }
+
+    #[test]
+    fn events_without_event_field_are_dispatched_by_type() {
+        let input: String = fixture!("anthropic/messages_stream.txt")
+            .lines()
+            .filter(|l| !l.starts_with("event:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            run(&input, true),
+            run(fixture!("anthropic/messages_stream.txt"), true)
+        );
+    }
+
+    #[test]
+    fn renamed_events_are_dispatched_by_type_and_unknown_ones_skipped() {
+        let input = fixture!("anthropic/messages_stream.txt")
+            .replace("event: content_block_delta", "event: message")
+            .replace(
+                "event: ping",
+                "event: keepalive\ndata: not json\n\nevent: ping",
+            );
+        assert_eq!(
+            run(&input, true),
+            run(fixture!("anthropic/messages_stream.txt"), true)
+        );
+    }
+
+    #[test]
+    fn final_event_without_blank_line_is_processed() {
+        let input = fixture!("anthropic/messages_stream.txt").trim_end();
+        assert!(events(&run(input, false)).last().unwrap() == "[DONE]");
+    }
+
+    #[test]
+    fn input_after_done_is_ignored() {
+        let mut t = AnthropicToOpenAiStream::new(opts(false));
+        let mut out = Vec::new();
+        t.push(
+            fixture!("anthropic/messages_stream.txt").as_bytes(),
+            &mut out,
+        );
+        t.push(b"\n", &mut out);
+        assert!(t.is_done());
+        let len = out.len();
+        t.push(TOOL_STREAM.as_bytes(), &mut out);
+        t.finish(&mut out);
+        assert_eq!(out.len(), len);
+    }
+
+    fn all_inputs() -> Vec<&'static str> {
+        vec![
+            fixture!("anthropic/messages_stream.txt"),
+            TOOL_STREAM,
+            THINKING_STREAM,
+            ERROR_STREAM,
+            truncated_stream(),
+        ]
+    }
+
+    #[test]
+    fn split_at_every_offset_gives_identical_output() {
+        for input in all_inputs() {
+            let bytes = input.as_bytes();
+            let whole = run(input, true);
+            for i in 0..=bytes.len() {
+                let split = run_pieces(&[&bytes[..i], &bytes[i..]], true);
+                assert_eq!(split, whole, "split at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time_gives_identical_output() {
+        for input in all_inputs() {
+            let pieces: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
+            assert_eq!(run_pieces(&pieces, true), run(input, true));
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Pure translation between the OpenAI Chat Completions and Anthropic
+//! Messages wire formats: request bodies, response bodies, error bodies and
+//! SSE streams, in both directions. Nothing here performs I/O; callers pass
+//! in bytes (and values such as the current time) and get bytes back.
+//!
+//! - OpenAI clients → Anthropic providers:
+//!   [`openai_to_anthropic_request`](fn@openai_to_anthropic_request),
+//!   [`anthropic_to_openai_response`](fn@anthropic_to_openai_response),
+//!   [`AnthropicToOpenAiStream`], [`anthropic_error_to_openai`].
+//! - Anthropic clients (`/v1/messages`) → OpenAI-compatible providers:
+//!   [`anthropic_to_openai_request`](fn@anthropic_to_openai_request),
+//!   [`openai_to_anthropic_response`](fn@openai_to_anthropic_response),
+//!   [`OpenAiToAnthropicStream`], [`openai_error_to_anthropic`].
+//! - [`sse`]: the incremental SSE parser and writer both streams use.
+//!
+//! Request translation fails with [`TranslateError`] when the request cannot
+//! be expressed faithfully; fields that do not change the shape of the
+//! answer are dropped instead. Each module documents its choices.
+
+pub mod anthropic_to_openai_error;
+pub mod anthropic_to_openai_request;
+pub mod anthropic_to_openai_response;
+pub mod anthropic_to_openai_stream;
+pub mod error;
+pub mod openai_to_anthropic_error;
+pub mod openai_to_anthropic_request;
+pub mod openai_to_anthropic_response;
+pub mod openai_to_anthropic_stream;
+pub mod sse;
+
+pub use anthropic_to_openai_error::{
+    anthropic_error_to_openai, openai_error_type_for_anthropic_type, openai_error_type_for_status,
+};
+pub use anthropic_to_openai_request::{
+    anthropic_to_openai_request, OpenAiRequest, OpenAiRequestOptions,
+};
+pub use anthropic_to_openai_response::{anthropic_to_openai_response, ResponseOptions};
+pub use anthropic_to_openai_stream::{AnthropicToOpenAiStream, StreamOptions};
+pub use error::TranslateError;
+pub use openai_to_anthropic_error::{anthropic_error_type_for_status, openai_error_to_anthropic};
+pub use openai_to_anthropic_request::{
+    openai_to_anthropic_request, AnthropicRequest, RequestOptions,
+};
+pub use openai_to_anthropic_response::{openai_to_anthropic_response, MessageOptions};
+pub use openai_to_anthropic_stream::OpenAiToAnthropicStream;
+pub use sse::{SseEvent, SseEventRef, SseParser};

@@ -1,0 +1,219 @@
+//! OpenAI-format error responses rewritten as Anthropic error bodies.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// The Anthropic error `type` for an HTTP status.
+pub fn anthropic_error_type_for_status(status: u16) -> &'static str {
+    match status {
+        400 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        500..=599 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+/// Anthropic's error envelope: `{"type":"error","error":{"type","message"}}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct AnthropicErrorBody<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub error: AnthropicErrorDetail<'a>,
+}
+
+/// The inner object of [`AnthropicErrorBody`].
+#[derive(Debug, Serialize)]
+pub(crate) struct AnthropicErrorDetail<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub message: &'a str,
+}
+
+impl<'a> AnthropicErrorBody<'a> {
+    pub(crate) fn new(kind: &'a str, message: &'a str) -> Self {
+        Self {
+            kind: "error",
+            error: AnthropicErrorDetail { kind, message },
+        }
+    }
+
+    /// Serializes the body; the fallback is never needed for these plain
+    /// string fields but keeps the function infallible.
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_else(|_| {
+            br#"{"type":"error","error":{"type":"api_error","message":"upstream error"}}"#.to_vec()
+        })
+    }
+}
+
+/// The `error` object OpenAI-compatible providers send, in a response body or
+/// as a stream event. Every member is optional because providers differ
+/// (some send `code` as a number, some put the status in `code`).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct OpenAiErrorDetail<'a> {
+    #[serde(borrow, default)]
+    pub message: Option<Cow<'a, str>>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<serde_json::Value>,
+    #[serde(default)]
+    pub code: Option<serde_json::Value>,
+}
+
+impl OpenAiErrorDetail<'_> {
+    /// True when the provider says it is overloaded or temporarily
+    /// unavailable, which Anthropic clients retry as `overloaded_error`.
+    pub(crate) fn is_overloaded(&self) -> bool {
+        let says = |v: &Option<serde_json::Value>| match v {
+            Some(serde_json::Value::String(s)) => {
+                let s = s.to_ascii_lowercase();
+                s.contains("overload") || s.contains("unavailable") || s == "503" || s == "529"
+            }
+            Some(serde_json::Value::Number(n)) => matches!(n.as_u64(), Some(503 | 529)),
+            _ => false,
+        };
+        says(&self.kind) || says(&self.code)
+    }
+}
+
+impl OpenAiErrorOrString<'_> {
+    /// The provider's message, if it gave a non-empty one.
+    pub(crate) fn message(&self) -> Option<&str> {
+        match self {
+            Self::Detail(d) => d.message.as_deref(),
+            Self::Text(t) => Some(t.as_ref()),
+        }
+        .filter(|m| !m.is_empty())
+    }
+
+    /// The Anthropic error type for an error received mid-stream.
+    pub(crate) fn anthropic_stream_type(&self) -> &'static str {
+        match self {
+            Self::Detail(d) if d.is_overloaded() => "overloaded_error",
+            _ => "api_error",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct OpenAiErrorEnvelope<'a> {
+    #[serde(borrow)]
+    error: OpenAiErrorOrString<'a>,
+}
+
+/// An `error` member: some OpenAI-compatible servers send `{"error": "text"}`
+/// instead of an object.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OpenAiErrorOrString<'a> {
+    Detail(#[serde(borrow)] OpenAiErrorDetail<'a>),
+    Text(#[serde(borrow)] Cow<'a, str>),
+}
+
+/// Rewrites an OpenAI-format error response as an Anthropic error body.
+///
+/// The status decides the Anthropic `type`, except that a provider saying it
+/// is overloaded yields `overloaded_error`. The message is the provider's
+/// `error.message`, or a generic one naming the status when the body is not
+/// OpenAI error JSON.
+pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
+    let parsed = serde_json::from_slice::<OpenAiErrorEnvelope>(body).ok();
+    let (message, overloaded) = match &parsed {
+        Some(OpenAiErrorEnvelope {
+            error: OpenAiErrorOrString::Detail(d),
+        }) => (d.message.as_deref(), d.is_overloaded()),
+        Some(OpenAiErrorEnvelope {
+            error: OpenAiErrorOrString::Text(t),
+        }) => (Some(t.as_ref()), false),
+        None => (None, false),
+    };
+    let kind = if (overloaded && status >= 500) || status == 503 || status == 529 {
+        "overloaded_error"
+    } else {
+        anthropic_error_type_for_status(status)
+    };
+    let generic;
+    let message = match message {
+        Some(m) if !m.is_empty() => m,
+        _ => {
+            generic = format!(
+                "the upstream provider returned HTTP {status} without a readable error; retry later or check the provider's status"
+            );
+            &generic
+        }
+    };
+    AnthropicErrorBody::new(kind, message).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn translate(status: u16, body: &str) -> Value {
+        serde_json::from_slice(&openai_error_to_anthropic(status, body.as_bytes())).unwrap()
+    }
+
+    fn openai(message: &str, kind: &str) -> String {
+        json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+            .to_string()
+    }
+
+    #[test]
+    fn status_maps_to_anthropic_error_type() {
+        assert_eq!(
+            anthropic_error_type_for_status(400),
+            "invalid_request_error"
+        );
+        assert_eq!(anthropic_error_type_for_status(401), "authentication_error");
+        assert_eq!(anthropic_error_type_for_status(403), "permission_error");
+        assert_eq!(anthropic_error_type_for_status(404), "not_found_error");
+        assert_eq!(
+            anthropic_error_type_for_status(413),
+            "invalid_request_error"
+        );
+        assert_eq!(anthropic_error_type_for_status(429), "rate_limit_error");
+        assert_eq!(anthropic_error_type_for_status(503), "overloaded_error");
+        assert_eq!(anthropic_error_type_for_status(529), "overloaded_error");
+        assert_eq!(anthropic_error_type_for_status(500), "api_error");
+        assert_eq!(anthropic_error_type_for_status(502), "api_error");
+    }
+
+    #[test]
+    fn openai_error_keeps_message() {
+        let got = translate(400, &openai("Invalid 'messages'", "invalid_request_error"));
+        assert_eq!(
+            got,
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": "Invalid 'messages'"}})
+        );
+        let got = translate(429, &openai("Rate limit reached", "requests"));
+        assert_eq!(got["error"]["type"], "rate_limit_error");
+        assert_eq!(got["error"]["message"], "Rate limit reached");
+    }
+
+    #[test]
+    fn overloaded_provider_maps_to_overloaded_error() {
+        let got = translate(
+            500,
+            &openai("The server is overloaded", "server_overloaded"),
+        );
+        assert_eq!(got["error"]["type"], "overloaded_error");
+        let got = translate(503, "{}");
+        assert_eq!(got["error"]["type"], "overloaded_error");
+    }
+
+    #[test]
+    fn string_error_and_non_json_bodies_are_handled() {
+        let got = translate(400, r#"{"error":"bad model"}"#);
+        assert_eq!(got["error"]["message"], "bad model");
+        let got = translate(502, "upstream connect error");
+        assert_eq!(got["error"]["type"], "api_error");
+        assert!(got["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 502"));
+    }
+}

@@ -1,0 +1,1134 @@
+//! OpenAI `chat.completion.chunk` stream → Anthropic Messages stream.
+//!
+//! Output always starts with `message_start`. Reasoning, text and each tool
+//! call become content blocks: a block is opened (`content_block_start`)
+//! right before its first delta and closed (`content_block_stop`) exactly
+//! once, when another kind of content starts or the choice finishes. The
+//! stream ends with `message_delta` (stop reason and usage) and
+//! `message_stop` at `[DONE]`, or at the upstream end once a `finish_reason`
+//! was seen; `[DONE]` without a `finish_reason` is taken as a normal end.
+//! An upstream error, a malformed chunk or an end without a finish produces
+//! one `event: error` and nothing after it.
+//!
+//! Usage is only known at the end, so `message_start` reports zeros and
+//! `message_delta` carries the real input and output counts.
+
+use super::openai_to_anthropic_error::OpenAiErrorOrString;
+use super::openai_to_anthropic_response::{
+    anthropic_message_id, anthropic_stop_reason, generated_tool_use_id, AnthropicUsageOut,
+    MessageOptions, OpenAiUsageIn,
+};
+use super::sse::{write_json_event, SseEventRef, SseParser};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// Incremental translator from OpenAI SSE bytes to Anthropic SSE bytes.
+#[derive(Debug)]
+pub struct OpenAiToAnthropicStream {
+    parser: SseParser,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Streaming,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Text,
+    Thinking,
+    /// A tool call, by its OpenAI `tool_calls[].index`.
+    Tool(u32),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OpenBlock {
+    index: u32,
+    kind: BlockKind,
+}
+
+#[derive(Debug)]
+struct State {
+    model: String,
+    started: bool,
+    next_index: u32,
+    open: Option<OpenBlock>,
+    /// OpenAI indices of tool calls already started, to spot a provider
+    /// returning to an earlier (closed) call.
+    tools_seen: Vec<u32>,
+    /// Provider id of the most recently started tool call.
+    last_tool_id: String,
+    stop_reason: Option<&'static str>,
+    usage: OpenAiUsageIn,
+    phase: Phase,
+}
+
+const TRUNCATED: &str =
+    "the provider's stream ended before the response was complete; retry the request";
+const MALFORMED: &str = "the provider sent a malformed stream event; retry the request";
+const INTERLEAVED: &str = "the provider interleaved the arguments of several tool calls, which cannot be streamed as Anthropic content blocks; retry, or disable parallel tool use";
+
+impl OpenAiToAnthropicStream {
+    /// Creates a translator for one response stream.
+    pub fn new(opts: MessageOptions) -> Self {
+        Self {
+            parser: SseParser::new(),
+            state: State {
+                model: opts.model,
+                started: false,
+                next_index: 0,
+                open: None,
+                tools_seen: Vec::new(),
+                last_tool_id: String::new(),
+                stop_reason: None,
+                usage: OpenAiUsageIn::default(),
+                phase: Phase::Streaming,
+            },
+        }
+    }
+
+    /// Translates a chunk of upstream bytes, appending Anthropic SSE bytes
+    /// to `out`. Input after the end of the stream or an error is ignored.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.state.phase != Phase::Streaming {
+            return;
+        }
+        self.parser.feed(chunk);
+        self.drain(out);
+    }
+
+    /// Signals the end of upstream input: completes the message if the
+    /// provider had finished, otherwise emits an error event.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.state.phase != Phase::Streaming {
+            return;
+        }
+        self.parser.finish();
+        self.drain(out);
+        if self.state.phase != Phase::Streaming {
+            return;
+        }
+        if self.state.stop_reason.is_some() {
+            self.state.complete(out);
+        } else {
+            self.state.fail(out, "api_error", TRUNCATED);
+        }
+    }
+
+    /// True once an error event has been emitted; no `message_stop` follows.
+    pub fn is_failed(&self) -> bool {
+        self.state.phase == Phase::Failed
+    }
+
+    /// True once `message_stop` has been emitted.
+    pub fn is_done(&self) -> bool {
+        self.state.phase == Phase::Done
+    }
+
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        while let Some(ev) = self.parser.next_event_ref() {
+            self.state.handle(ev, out);
+            if self.state.phase != Phase::Streaming {
+                break;
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    usage: Option<OpenAiUsageIn>,
+    #[serde(borrow, default)]
+    error: Option<OpenAiErrorOrString<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(borrow, default)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow, default)]
+    content: Option<LenientStr<'a>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<LenientStr<'a>>,
+    #[serde(borrow, default)]
+    reasoning: Option<LenientStr<'a>>,
+    #[serde(borrow, default)]
+    refusal: Option<LenientStr<'a>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// A text field that some providers fill with another JSON type (e.g.
+/// `reasoning` as an object); anything but a string reads as absent rather
+/// than failing the whole chunk.
+struct LenientStr<'a>(Option<Cow<'a, str>>);
+
+impl<'a> LenientStr<'a> {
+    fn non_empty(field: &'a Option<LenientStr<'_>>) -> Option<&'a str> {
+        field
+            .as_ref()
+            .and_then(|s| s.0.as_deref())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = LenientStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(LenientStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(LenientStr(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(LenientStr(Some(Cow::Owned(v))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(LenientStr(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(LenientStr(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(LenientStr(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(LenientStr(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(LenientStr(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LenientStr(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LenientStr(None))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event<'a> {
+    MessageStart {
+        message: StartMessage<'a>,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: StartBlock<'a>,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: BlockDelta<'a>,
+    },
+    ContentBlockStop {
+        index: u32,
+    },
+    MessageDelta {
+        delta: MessageDeltaBody,
+        usage: AnthropicUsageOut,
+    },
+    MessageStop,
+    Error {
+        error: ErrorBody<'a>,
+    },
+}
+
+impl Event<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::MessageStart { .. } => "message_start",
+            Self::ContentBlockStart { .. } => "content_block_start",
+            Self::ContentBlockDelta { .. } => "content_block_delta",
+            Self::ContentBlockStop { .. } => "content_block_stop",
+            Self::MessageDelta { .. } => "message_delta",
+            Self::MessageStop => "message_stop",
+            Self::Error { .. } => "error",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StartMessage<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: [(); 0],
+    stop_reason: Option<()>,
+    stop_sequence: Option<()>,
+    usage: AnthropicUsageOut,
+}
+
+/// Serializes as `{}`.
+#[derive(Serialize)]
+struct EmptyObject {}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StartBlock<'a> {
+    Text {
+        text: &'static str,
+    },
+    Thinking {
+        thinking: &'static str,
+        signature: &'static str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: EmptyObject,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum BlockDelta<'a> {
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+}
+
+#[derive(Serialize)]
+struct MessageDeltaBody {
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    message: &'a str,
+}
+
+impl State {
+    fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>) {
+        let data = ev.data.trim();
+        if data == "[DONE]" {
+            return self.complete(out);
+        }
+        if data.is_empty() {
+            return;
+        }
+        let chunk: Chunk = match serde_json::from_str(data) {
+            Ok(c) => c,
+            Err(_) => return self.fail(out, "api_error", MALFORMED),
+        };
+        if let Some(err) = &chunk.error {
+            let message = err
+                .message()
+                .unwrap_or("the provider reported an error mid-stream; retry the request");
+            return self.fail(out, err.anthropic_stream_type(), message);
+        }
+        self.ensure_started(out, chunk.id.as_deref());
+        if let Some(u) = chunk.usage {
+            self.usage = u;
+        }
+        let Some(choice) = chunk
+            .choices
+            .as_ref()
+            .and_then(|c| c.iter().find(|c| c.index.unwrap_or(0) == 0))
+        else {
+            return;
+        };
+        if let Some(delta) = &choice.delta {
+            if let Some(t) = LenientStr::non_empty(&delta.reasoning_content)
+                .or_else(|| LenientStr::non_empty(&delta.reasoning))
+            {
+                self.text_like(out, BlockKind::Thinking, t);
+            }
+            if let Some(t) = LenientStr::non_empty(&delta.content) {
+                self.text_like(out, BlockKind::Text, t);
+            }
+            if let Some(t) = LenientStr::non_empty(&delta.refusal) {
+                self.text_like(out, BlockKind::Text, t);
+            }
+            for call in delta.tool_calls.iter().flatten() {
+                self.tool_call(out, call);
+                if self.phase != Phase::Streaming {
+                    return;
+                }
+            }
+        }
+        if let Some(finish) = choice.finish_reason.as_deref() {
+            self.close_open(out);
+            self.stop_reason = Some(anthropic_stop_reason(
+                Some(finish),
+                !self.tools_seen.is_empty(),
+            ));
+        }
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>, id: Option<&str>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let id = anthropic_message_id(id);
+        let ev = Event::MessageStart {
+            message: StartMessage {
+                id: &id,
+                kind: "message",
+                role: "assistant",
+                model: &self.model,
+                content: [],
+                stop_reason: None,
+                stop_sequence: None,
+                usage: AnthropicUsageOut::default(),
+            },
+        };
+        Self::write(&mut self.phase, out, &ev);
+    }
+
+    /// Text or thinking content: continues the open block of that kind or
+    /// opens a new one.
+    fn text_like(&mut self, out: &mut Vec<u8>, kind: BlockKind, text: &str) {
+        let index = match self.open {
+            Some(b) if b.kind == kind => b.index,
+            _ => {
+                let block = match kind {
+                    BlockKind::Thinking => StartBlock::Thinking {
+                        thinking: "",
+                        signature: "",
+                    },
+                    _ => StartBlock::Text { text: "" },
+                };
+                self.open_block(out, kind, block)
+            }
+        };
+        let delta = match kind {
+            BlockKind::Thinking => BlockDelta::Thinking { thinking: text },
+            _ => BlockDelta::Text { text },
+        };
+        Self::write(
+            &mut self.phase,
+            out,
+            &Event::ContentBlockDelta { index, delta },
+        );
+    }
+
+    fn tool_call(&mut self, out: &mut Vec<u8>, call: &ToolCallDelta<'_>) {
+        let open_tool = match self.open {
+            Some(OpenBlock {
+                kind: BlockKind::Tool(k),
+                index,
+            }) => Some((k, index)),
+            _ => None,
+        };
+        let id = call.id.as_deref().filter(|id| !id.is_empty());
+        // Without an index, a new id means a new call; no id or the open
+        // call's id (some servers repeat it) continues the open one.
+        let k = match (call.index, open_tool) {
+            (Some(k), _) => k,
+            (None, Some((k, _))) if id.is_none_or(|id| id == self.last_tool_id) => k,
+            (None, _) => self
+                .tools_seen
+                .iter()
+                .max()
+                .map_or(0, |m| m.saturating_add(1)),
+        };
+        let block_index = match open_tool {
+            Some((open_k, index)) if open_k == k => index,
+            _ => {
+                if self.tools_seen.contains(&k) {
+                    return self.fail(out, "api_error", INTERLEAVED);
+                }
+                self.tools_seen.push(k);
+                self.last_tool_id.clear();
+                let generated;
+                let id = match id {
+                    Some(id) => {
+                        self.last_tool_id.push_str(id);
+                        id
+                    }
+                    None => {
+                        generated = generated_tool_use_id();
+                        &generated
+                    }
+                };
+                let name = call
+                    .function
+                    .as_ref()
+                    .and_then(|f| f.name.as_deref())
+                    .unwrap_or("");
+                let block = StartBlock::ToolUse {
+                    id,
+                    name,
+                    input: EmptyObject {},
+                };
+                self.open_block(out, BlockKind::Tool(k), block)
+            }
+        };
+        let args = call
+            .function
+            .as_ref()
+            .and_then(|f| f.arguments.as_deref())
+            .unwrap_or("");
+        if !args.is_empty() {
+            let delta = BlockDelta::InputJson { partial_json: args };
+            Self::write(
+                &mut self.phase,
+                out,
+                &Event::ContentBlockDelta {
+                    index: block_index,
+                    delta,
+                },
+            );
+        }
+    }
+
+    fn open_block(&mut self, out: &mut Vec<u8>, kind: BlockKind, block: StartBlock<'_>) -> u32 {
+        self.close_open(out);
+        let index = self.next_index;
+        self.next_index = self.next_index.saturating_add(1);
+        self.open = Some(OpenBlock { index, kind });
+        Self::write(
+            &mut self.phase,
+            out,
+            &Event::ContentBlockStart {
+                index,
+                content_block: block,
+            },
+        );
+        index
+    }
+
+    fn close_open(&mut self, out: &mut Vec<u8>) {
+        if let Some(b) = self.open.take() {
+            Self::write(
+                &mut self.phase,
+                out,
+                &Event::ContentBlockStop { index: b.index },
+            );
+        }
+    }
+
+    /// Ends the message normally: closes the open block, then emits
+    /// `message_delta` and `message_stop`.
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        if self.phase != Phase::Streaming {
+            return;
+        }
+        self.ensure_started(out, None);
+        self.close_open(out);
+        let stop_reason = self
+            .stop_reason
+            .unwrap_or_else(|| anthropic_stop_reason(None, !self.tools_seen.is_empty()));
+        let ev = Event::MessageDelta {
+            delta: MessageDeltaBody {
+                stop_reason,
+                stop_sequence: None,
+            },
+            usage: self.usage.to_anthropic(),
+        };
+        Self::write(&mut self.phase, out, &ev);
+        Self::write(&mut self.phase, out, &Event::MessageStop);
+        if self.phase == Phase::Streaming {
+            self.phase = Phase::Done;
+        }
+    }
+
+    /// Emits an Anthropic error event and stops the stream for good.
+    fn fail(&mut self, out: &mut Vec<u8>, kind: &str, message: &str) {
+        if self.phase != Phase::Streaming {
+            return;
+        }
+        let ev = Event::Error {
+            error: ErrorBody { kind, message },
+        };
+        Self::write(&mut self.phase, out, &ev);
+        if self.phase == Phase::Streaming {
+            self.phase = Phase::Failed;
+        }
+    }
+
+    /// Writes one event unless the stream has ended. Takes the phase alone
+    /// so events may borrow other fields of the state.
+    fn write(phase: &mut Phase, out: &mut Vec<u8>, ev: &Event<'_>) {
+        if *phase != Phase::Streaming {
+            return;
+        }
+        if write_json_event(out, Some(ev.name()), ev).is_err() {
+            // Serializing these plain structs cannot fail; if it ever did,
+            // end the stream with a fixed error rather than emit a gap.
+            *phase = Phase::Failed;
+            out.extend_from_slice(
+                b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"internal translation error\"}}\n\n",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    macro_rules! fixture {
+        ($path:literal) => {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/",
+                $path
+            ))
+        };
+    }
+
+    /// OpenAI's tool-call streaming shape: id and name first, then argument
+    /// fragments, `finish_reason: tool_calls`, then a usage-only chunk.
+    const TOOL_STREAM: &str = r#"data: {"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_A","type":"function","function":{"name":"get_weather","arguments":""}}],"refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"loc"}}]},"logprobs":null,"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ation\": \"Zürich\"}"}}]},"logprobs":null,"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_B","type":"function","function":{"name":"get_time","arguments":""}}]},"logprobs":null,"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{\"tz\":\"CET\"}"}}]},"logprobs":null,"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}],"usage":null}
+
+data: {"id":"chatcmpl-T1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":82,"completion_tokens":17,"total_tokens":99,"prompt_tokens_details":{"cached_tokens":64}}}
+
+data: [DONE]
+
+"#;
+
+    /// Reasoning, then text, then a tool call, with CRLF line endings and a
+    /// keep-alive comment.
+    const MIXED_STREAM: &str = ": keep-alive\r\n\r\n\
+data: {\"id\":\"chatcmpl-M\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"Think \"}}]}\r\n\r\n\
+data: {\"id\":\"chatcmpl-M\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hard — ü\"}}]}\r\n\r\n\
+data: {\"id\":\"chatcmpl-M\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Answer\"}}]}\r\n\r\n\
+data: {\"id\":\"chatcmpl-M\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\": 42\"}}]}\r\n\r\n\
+data: {\"id\":\"chatcmpl-M\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}\r\n\r\n\
+data: {\"id\":\"chatcmpl-M\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":9}}\r\n\r\n\
+data: [DONE]\r\n\r\n";
+
+    const ERROR_STREAM: &str = r#"data: {"id":"chatcmpl-E","choices":[{"index":0,"delta":{"role":"assistant","content":"Par"}}]}
+
+data: {"error":{"message":"The server is overloaded","type":"server_error","code":"server_overloaded"}}
+
+data: {"id":"chatcmpl-E","choices":[{"index":0,"delta":{"content":"tial"}}]}
+
+data: [DONE]
+
+"#;
+
+    /// A stream that ends after a finish_reason but without `[DONE]`.
+    const NO_DONE_STREAM: &str = r#"data: {"id":"chatcmpl-N","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}
+
+data: {"id":"chatcmpl-N","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}
+"#;
+
+    /// A stream cut off mid-answer.
+    const TRUNCATED_STREAM: &str = r#"data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}
+
+data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{\"a\""}}]}}]}
+
+"#;
+
+    fn opts() -> MessageOptions {
+        MessageOptions {
+            model: "claude-sonnet-4".into(),
+        }
+    }
+
+    fn run_pieces(pieces: &[&[u8]]) -> Vec<u8> {
+        let mut t = OpenAiToAnthropicStream::new(opts());
+        let mut out = Vec::new();
+        for p in pieces {
+            t.push(p, &mut out);
+        }
+        t.finish(&mut out);
+        out
+    }
+
+    fn run(input: &str) -> Vec<u8> {
+        run_pieces(&[input.as_bytes()])
+    }
+
+    /// Output as (event name, data) pairs; asserts event name and type agree.
+    fn events(out: &[u8]) -> Vec<(String, Value)> {
+        let mut p = SseParser::new();
+        p.feed(out);
+        p.finish();
+        let mut v = Vec::new();
+        while let Some(e) = p.next_event() {
+            let name = e.event.unwrap();
+            let data: Value = serde_json::from_str(&e.data).unwrap();
+            assert_eq!(data["type"], name.as_str());
+            v.push((name, data));
+        }
+        v
+    }
+
+    fn names(evs: &[(String, Value)]) -> Vec<&str> {
+        evs.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    fn block_text(evs: &[(String, Value)], field: &str) -> String {
+        evs.iter()
+            .filter_map(|(_, d)| d["delta"][field].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Checks the Anthropic stream grammar.
+    fn assert_invariants(out: &[u8]) {
+        let evs = events(out);
+        assert!(!evs.is_empty());
+        let mut open: Vec<u64> = Vec::new();
+        let mut closed: Vec<u64> = Vec::new();
+        let mut started = false;
+        let mut saw_message_delta = false;
+        let mut ended = false;
+        for (i, (name, d)) in evs.iter().enumerate() {
+            assert!(!ended, "event after stream end: {name}");
+            match name.as_str() {
+                "message_start" => {
+                    assert_eq!(i, 0, "message_start must come first");
+                    started = true;
+                }
+                "content_block_start" => {
+                    assert!(started);
+                    let idx = d["index"].as_u64().unwrap();
+                    assert!(open.is_empty(), "a block is still open");
+                    assert!(!closed.contains(&idx), "index reused");
+                    assert_eq!(idx, closed.len() as u64, "indices are sequential");
+                    open.push(idx);
+                }
+                "content_block_delta" => {
+                    let idx = d["index"].as_u64().unwrap();
+                    assert_eq!(open, [idx], "delta for a block that is not open");
+                }
+                "content_block_stop" => {
+                    let idx = d["index"].as_u64().unwrap();
+                    assert_eq!(open, [idx], "stop for a block that is not open");
+                    open.clear();
+                    closed.push(idx);
+                }
+                "message_delta" => {
+                    assert!(open.is_empty(), "message_delta with an open block");
+                    saw_message_delta = true;
+                }
+                "message_stop" => {
+                    assert!(saw_message_delta, "message_stop before message_delta");
+                    ended = true;
+                }
+                "error" => ended = true,
+                other => panic!("unexpected event {other}"),
+            }
+        }
+        assert!(ended, "stream must end with message_stop or error");
+    }
+
+    fn all_inputs() -> Vec<&'static str> {
+        vec![
+            fixture!("openai/chat_completion_stream.txt"),
+            fixture!("groq/chat_completion_stream.txt"),
+            fixture!("xai/chat_completion_stream.txt"),
+            fixture!("gemini/chat_completion_stream.txt"),
+            TOOL_STREAM,
+            MIXED_STREAM,
+            ERROR_STREAM,
+            NO_DONE_STREAM,
+            TRUNCATED_STREAM,
+        ]
+    }
+
+    #[test]
+    fn fixture_openai_text_stream_translates() {
+        let evs = events(&run(fixture!("openai/chat_completion_stream.txt")));
+        assert_eq!(
+            names(&evs),
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(
+            evs[0].1,
+            json!({"type": "message_start", "message": {"id": "msg_D0q8CZXN1uEzngZGkU7FuV92lnXWq",
+                "type": "message", "role": "assistant", "model": "claude-sonnet-4", "content": [],
+                "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}}})
+        );
+        assert_eq!(
+            evs[1].1,
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        );
+        assert_eq!(
+            evs[2].1,
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}})
+        );
+        assert_eq!(block_text(&evs, "text"), "Hello, World!");
+        assert_eq!(
+            evs[7].1,
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                   "usage": {"input_tokens": 0, "output_tokens": 0}})
+        );
+    }
+
+    #[test]
+    fn fixture_groq_usage_in_finish_chunk_is_reported() {
+        let evs = events(&run(fixture!("groq/chat_completion_stream.txt")));
+        assert_eq!(block_text(&evs, "text"), "Hello World!");
+        let (_, delta) = evs.iter().find(|(n, _)| n == "message_delta").unwrap();
+        assert_eq!(
+            delta["usage"],
+            json!({"input_tokens": 38, "output_tokens": 4})
+        );
+    }
+
+    #[test]
+    fn fixture_xai_reasoning_becomes_thinking_block_before_text() {
+        let evs = events(&run(fixture!("xai/chat_completion_stream.txt")));
+        assert_eq!(
+            evs[1].1["content_block"],
+            json!({"type": "thinking", "thinking": "", "signature": ""})
+        );
+        let thinking = block_text(&evs, "thinking");
+        assert!(thinking.starts_with("First, the user said: \"Say Hello World\"."));
+        let text = block_text(&evs, "text");
+        assert!(text.ends_with("I'm here to help!"));
+        let starts: Vec<&str> = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| d["content_block"]["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(starts, ["thinking", "text"]);
+    }
+
+    #[test]
+    fn fixture_gemini_single_chunk_with_finish_translates() {
+        let evs = events(&run(fixture!("gemini/chat_completion_stream.txt")));
+        assert_eq!(block_text(&evs, "text"), "Hello World");
+        assert_eq!(evs.last().unwrap().0, "message_stop");
+    }
+
+    #[test]
+    fn tool_call_stream_becomes_tool_use_blocks() {
+        let evs = events(&run(TOOL_STREAM));
+        assert_eq!(
+            evs[1].1,
+            json!({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "tool_use", "id": "call_A", "name": "get_weather", "input": {}}})
+        );
+        assert_eq!(
+            evs[2].1,
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "input_json_delta", "partial_json": "{\"loc"}})
+        );
+        let partial: String = evs
+            .iter()
+            .filter(|(_, d)| d["index"] == 0)
+            .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
+            .collect();
+        assert_eq!(partial, "{\"location\": \"Zürich\"}");
+        let second = evs
+            .iter()
+            .find(|(n, d)| n == "content_block_start" && d["index"] == 1)
+            .unwrap();
+        assert_eq!(second.1["content_block"]["id"], "call_B");
+        let (_, delta) = evs.iter().find(|(n, _)| n == "message_delta").unwrap();
+        assert_eq!(
+            delta,
+            &json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                    "usage": {"input_tokens": 18, "output_tokens": 17, "cache_read_input_tokens": 64}})
+        );
+    }
+
+    #[test]
+    fn block_kinds_switch_with_stop_and_start() {
+        let evs = events(&run(MIXED_STREAM));
+        assert_eq!(
+            names(&evs),
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(block_text(&evs, "thinking"), "Think hard — ü");
+        assert_eq!(block_text(&evs, "text"), "Answer: 42");
+        assert_eq!(
+            evs[12].1["usage"],
+            json!({"input_tokens": 5, "output_tokens": 9})
+        );
+    }
+
+    #[test]
+    fn upstream_error_emits_error_event_and_nothing_after() {
+        let mut t = OpenAiToAnthropicStream::new(opts());
+        let mut out = Vec::new();
+        t.push(ERROR_STREAM.as_bytes(), &mut out);
+        assert!(t.is_failed());
+        let evs = events(&out);
+        assert_eq!(
+            evs.last().unwrap().1,
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "The server is overloaded"}})
+        );
+        assert_eq!(block_text(&evs, "text"), "Par");
+        let len = out.len();
+        t.push(TOOL_STREAM.as_bytes(), &mut out);
+        t.finish(&mut out);
+        assert_eq!(out.len(), len);
+        assert!(!names(&evs).contains(&"message_stop"));
+    }
+
+    #[test]
+    fn other_upstream_errors_are_api_errors() {
+        let evs = events(&run(
+            "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n",
+        ));
+        assert_eq!(names(&evs), ["error"]);
+        assert_eq!(
+            evs[0].1["error"],
+            json!({"type": "api_error", "message": "boom"})
+        );
+        let evs = events(&run("data: {\"error\":\"plain text\"}\n\n"));
+        assert_eq!(evs[0].1["error"]["message"], "plain text");
+    }
+
+    #[test]
+    fn end_after_finish_without_done_completes_normally() {
+        let evs = events(&run(NO_DONE_STREAM));
+        assert_eq!(evs.last().unwrap().0, "message_stop");
+        let (_, delta) = evs.iter().find(|(n, _)| n == "message_delta").unwrap();
+        assert_eq!(delta["delta"]["stop_reason"], "max_tokens");
+    }
+
+    #[test]
+    fn end_without_finish_is_an_error() {
+        let mut t = OpenAiToAnthropicStream::new(opts());
+        let mut out = Vec::new();
+        t.push(TRUNCATED_STREAM.as_bytes(), &mut out);
+        t.finish(&mut out);
+        assert!(t.is_failed());
+        let evs = events(&out);
+        assert_eq!(evs.last().unwrap().0, "error");
+        // The open tool block is left as is: nothing follows the error.
+        assert!(!evs
+            .iter()
+            .any(|(n, d)| n == "content_block_stop" && d["index"] == 1));
+        assert!(!names(&evs).contains(&"message_stop"));
+    }
+
+    #[test]
+    fn done_without_finish_reason_ends_normally() {
+        let input = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n";
+        let evs = events(&run(input));
+        assert_eq!(evs.last().unwrap().0, "message_stop");
+        assert_eq!(evs[evs.len() - 2].1["delta"]["stop_reason"], "end_turn");
+    }
+
+    #[test]
+    fn malformed_chunk_is_an_error() {
+        let evs = events(&run("data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {oops\n\n"));
+        let (name, data) = evs.last().unwrap();
+        assert_eq!(name, "error");
+        assert!(data["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed"));
+    }
+
+    #[test]
+    fn non_string_reasoning_is_ignored() {
+        let input = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":{\"effort\":\"low\"},\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n";
+        let evs = events(&run(input));
+        assert_eq!(block_text(&evs, "text"), "a");
+        assert_eq!(block_text(&evs, "thinking"), "");
+    }
+
+    #[test]
+    fn reasoning_field_is_accepted_as_thinking() {
+        let input = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"hmm\"}}]}\n\ndata: [DONE]\n\n";
+        assert_eq!(block_text(&events(&run(input)), "thinking"), "hmm");
+    }
+
+    #[test]
+    fn tool_calls_without_index_or_id_still_form_blocks() {
+        let input = concat!(
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"1}\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"c1\",\"function\":{\"name\":\"h\",\"arguments\":\"{\\\"b\\\":\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"c1\",\"function\":{\"arguments\":\"2}\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"c2\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let out = run(input);
+        assert_invariants(&out);
+        let evs = events(&out);
+        let starts: Vec<&Value> = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| &d["content_block"])
+            .collect();
+        assert_eq!(starts.len(), 3);
+        assert!(starts[0]["id"].as_str().unwrap().starts_with("toolu_"));
+        assert_eq!(starts[1]["id"], "c1");
+        assert_eq!(starts[2]["id"], "c2");
+        let args: Vec<String> = (0..3)
+            .map(|i| {
+                evs.iter()
+                    .filter(|(n, d)| n == "content_block_delta" && d["index"] == i)
+                    .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(args, ["{\"a\":1}", "{\"b\":2}", "{}"]);
+        assert_eq!(evs[evs.len() - 2].1["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn interleaved_tool_arguments_are_an_error() {
+        let input = concat!(
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"{\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"}\"}}]}}]}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let out = run(input);
+        assert_invariants(&out);
+        assert_eq!(events(&out).last().unwrap().0, "error");
+    }
+
+    #[test]
+    fn comments_and_empty_role_chunks_emit_no_blocks() {
+        let input = ": ping\n\ndata: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\ndata: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let evs = events(&run(input));
+        assert_eq!(
+            names(&evs),
+            ["message_start", "message_delta", "message_stop"]
+        );
+    }
+
+    #[test]
+    fn all_outputs_satisfy_stream_invariants() {
+        for input in all_inputs() {
+            assert_invariants(&run(input));
+        }
+    }
+
+    /// The xAI fixture (66 KB) cut to its first events, the switch from
+    /// reasoning to text, and its end: splitting at every offset is
+    /// quadratic, and the full fixture is covered one byte at a time.
+    fn xai_condensed() -> String {
+        let events: Vec<&str> = fixture!("xai/chat_completion_stream.txt")
+            .split_inclusive("\n\n")
+            .collect();
+        let switch = events
+            .iter()
+            .position(|e| e.contains("\"delta\":{\"content\""))
+            .unwrap();
+        let n = events.len();
+        [
+            &events[..4],
+            &events[switch - 2..switch + 2],
+            &events[n - 3..],
+        ]
+        .concat()
+        .concat()
+    }
+
+    #[test]
+    fn split_at_every_offset_gives_identical_output() {
+        let xai = xai_condensed();
+        assert!(xai.len() < 4000 && xai.contains("reasoning_content") && xai.ends_with("[DONE]\n"));
+        let inputs = all_inputs()
+            .into_iter()
+            .filter(|i| i.len() < 10_000)
+            .chain([xai.as_str()]);
+        for input in inputs {
+            let bytes = input.as_bytes();
+            let whole = run(input);
+            for i in 0..=bytes.len() {
+                let split = run_pieces(&[&bytes[..i], &bytes[i..]]);
+                assert_eq!(split, whole, "split at {i}");
+                if i % 97 == 0 {
+                    assert_invariants(&split);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time_gives_identical_output() {
+        for input in all_inputs() {
+            let pieces: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
+            let out = run_pieces(&pieces);
+            assert_eq!(out, run(input));
+            assert_invariants(&out);
+        }
+    }
+}

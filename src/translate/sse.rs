@@ -1,0 +1,458 @@
+//! Incremental Server-Sent Events parsing and writing.
+//!
+//! The parser follows the WHATWG event-stream rules that matter for LLM
+//! streams: `\n`, `\r\n` and `\r` line endings, comment lines starting with
+//! `:`, one optional space after the field colon, multiple `data:` lines
+//! joined with `\n`, and events dispatched on a blank line. Input may be split
+//! anywhere (inside a `\r\n` pair or a multi-byte UTF-8 character); only the
+//! unfinished line is kept between calls.
+
+use serde::Serialize;
+
+/// One dispatched event, owning its text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    /// The `event:` field; `None` when absent or empty (the default "message").
+    pub event: Option<String>,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+/// One dispatched event, borrowing the parser's buffers (valid until the next
+/// call on the parser). Lets hot paths avoid an allocation per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEventRef<'a> {
+    /// The `event:` field; `None` when absent or empty.
+    pub event: Option<&'a str>,
+    /// The `data:` lines joined with `\n`.
+    pub data: &'a str,
+}
+
+impl SseEventRef<'_> {
+    /// Copies the event into an owned [`SseEvent`].
+    pub fn to_event(&self) -> SseEvent {
+        SseEvent {
+            event: self.event.map(str::to_owned),
+            data: self.data.to_owned(),
+        }
+    }
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Fields of the event being assembled. Kept apart from the input buffer so a
+/// line borrowed from the buffer can be applied to it.
+#[derive(Debug, Default)]
+struct Pending {
+    event: String,
+    data: String,
+    has_data: bool,
+    /// The previous call dispatched this event; clear it before reuse.
+    dispatched: bool,
+}
+
+impl Pending {
+    fn reset_if_dispatched(&mut self) {
+        if self.dispatched {
+            self.event.clear();
+            self.data.clear();
+            self.has_data = false;
+            self.dispatched = false;
+        }
+    }
+
+    /// Applies one complete line; returns true when it ends an event that
+    /// has data (so the event must be dispatched).
+    fn apply_line(&mut self, line: &[u8]) -> bool {
+        if line.is_empty() {
+            if self.has_data {
+                self.dispatched = true;
+                return true;
+            }
+            // A block without data is not an event; forget its `event:` field.
+            self.event.clear();
+            return false;
+        }
+        if line[0] == b':' {
+            return false;
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                push_utf8(&mut self.data, value);
+                self.has_data = true;
+            }
+            b"event" => {
+                self.event.clear();
+                push_utf8(&mut self.event, value);
+            }
+            // `id`, `retry` and unknown fields carry nothing the translators use.
+            _ => {}
+        }
+        false
+    }
+
+    fn as_ref(&self) -> SseEventRef<'_> {
+        SseEventRef {
+            event: (!self.event.is_empty()).then_some(self.event.as_str()),
+            data: &self.data,
+        }
+    }
+}
+
+fn push_utf8(dst: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => dst.push_str(s),
+        Err(_) => dst.push_str(&String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// Incremental SSE parser: [`feed`](Self::feed) bytes as they arrive, then
+/// drain events with [`next_event`](Self::next_event) (or the allocation-free
+/// [`next_event_ref`](Self::next_event_ref)) until it returns `None`.
+/// At end of input call [`finish`](Self::finish) and drain once more, so a
+/// final event without a trailing blank line is still delivered.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    /// Input not yet consumed, starting at `pos`.
+    buf: Vec<u8>,
+    pos: usize,
+    /// The last line ended with `\r` at the end of the input seen so far; a
+    /// `\n` arriving next belongs to that line ending.
+    skip_lf: bool,
+    bom_checked: bool,
+    eof: bool,
+    pending: Pending,
+}
+
+impl SseParser {
+    /// Creates an empty parser.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends input bytes. Events become available through `next_event*`.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.pos > 0 {
+            if self.pos >= self.buf.len() {
+                self.buf.clear();
+            } else {
+                self.buf.drain(..self.pos);
+            }
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Marks the end of input: the unterminated last line is treated as
+    /// complete and a pending event is dispatched by the next `next_event*`.
+    pub fn finish(&mut self) {
+        self.eof = true;
+    }
+
+    /// Bytes held for an unfinished line or event.
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len() - self.pos + self.pending.data.len()
+    }
+
+    /// Returns the next complete event, owned.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        self.next_event_ref().map(|e| e.to_event())
+    }
+
+    /// Returns the next complete event, borrowing the parser's buffers.
+    pub fn next_event_ref(&mut self) -> Option<SseEventRef<'_>> {
+        self.pending.reset_if_dispatched();
+        if !self.bom_checked {
+            let rest = &self.buf[self.pos..];
+            if rest.len() < BOM.len() && BOM.starts_with(rest) && !self.eof {
+                return None;
+            }
+            if rest.starts_with(BOM) {
+                self.pos += BOM.len();
+            }
+            self.bom_checked = true;
+        }
+        loop {
+            if self.skip_lf {
+                match self.buf.get(self.pos) {
+                    Some(&b) => {
+                        if b == b'\n' {
+                            self.pos += 1;
+                        }
+                        self.skip_lf = false;
+                    }
+                    None if self.eof => self.skip_lf = false,
+                    None => return None,
+                }
+            }
+            let rest = &self.buf[self.pos..];
+            match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => {
+                    let line = &rest[..i];
+                    let mut consumed = i + 1;
+                    if rest[i] == b'\r' {
+                        match rest.get(i + 1) {
+                            Some(b'\n') => consumed += 1,
+                            Some(_) => {}
+                            None => self.skip_lf = true,
+                        }
+                    }
+                    let dispatch = self.pending.apply_line(line);
+                    self.pos += consumed;
+                    if dispatch {
+                        return Some(self.pending.as_ref());
+                    }
+                }
+                None => {
+                    if !self.eof {
+                        return None;
+                    }
+                    if !rest.is_empty() {
+                        // The unterminated final line counts as complete.
+                        self.pending.apply_line(rest);
+                        self.pos = self.buf.len();
+                    }
+                    if self.pending.has_data {
+                        self.pending.dispatched = true;
+                        return Some(self.pending.as_ref());
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Appends one event: `event: <name>\n` (when given), one `data:` line per
+/// line of `data` (any of `\n`, `\r\n`, `\r` ends a line, so a reader gets
+/// the lines back joined with `\n`), and the blank line that dispatches it.
+pub fn write_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
+    write_event_header(out, event);
+    let bytes = data.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' | b'\r' => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(b"\ndata: ");
+                if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Appends one event whose data is `value` serialized as JSON (a single line,
+/// since JSON output escapes newlines). On a serialization error nothing is
+/// appended.
+pub fn write_json_event<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    event: Option<&str>,
+    value: &T,
+) -> Result<(), serde_json::Error> {
+    let start = out.len();
+    write_event_header(out, event);
+    if let Err(e) = serde_json::to_writer(&mut *out, value) {
+        out.truncate(start);
+        return Err(e);
+    }
+    out.extend_from_slice(b"\n\n");
+    Ok(())
+}
+
+fn write_event_header(out: &mut Vec<u8>, event: Option<&str>) {
+    if let Some(name) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed(c);
+            while let Some(e) = p.next_event() {
+                out.push(e);
+            }
+        }
+        p.finish();
+        while let Some(e) = p.next_event() {
+            out.push(e);
+        }
+        out
+    }
+
+    fn ev(event: Option<&str>, data: &str) -> SseEvent {
+        SseEvent {
+            event: event.map(str::to_owned),
+            data: data.to_owned(),
+        }
+    }
+
+    #[test]
+    fn parses_event_and_data_fields() {
+        let got = parse_all(&[b"event: ping\ndata: {\"a\":1}\n\n"]);
+        assert_eq!(got, vec![ev(Some("ping"), "{\"a\":1}")]);
+    }
+
+    #[test]
+    fn joins_multiple_data_lines_with_newline() {
+        let got = parse_all(&[b"data: a\ndata:b\ndata:  c\n\n"]);
+        assert_eq!(got, vec![ev(None, "a\nb\n c")]);
+    }
+
+    #[test]
+    fn strips_only_one_space_after_colon() {
+        let got = parse_all(&[b"data:   x\n\n"]);
+        assert_eq!(got, vec![ev(None, "  x")]);
+    }
+
+    #[test]
+    fn ignores_comments_and_unknown_fields() {
+        let got = parse_all(&[b": keep-alive\nid: 7\nretry: 10\nfoo: bar\ndata: x\n\n:ping\n\n"]);
+        assert_eq!(got, vec![ev(None, "x")]);
+    }
+
+    #[test]
+    fn field_without_colon_has_empty_value() {
+        let got = parse_all(&[b"data\n\n"]);
+        assert_eq!(got, vec![ev(None, "")]);
+    }
+
+    #[test]
+    fn block_without_data_is_not_dispatched_and_forgets_its_event_name() {
+        let got = parse_all(&[b"event: a\n\ndata: x\n\n"]);
+        assert_eq!(got, vec![ev(None, "x")]);
+    }
+
+    #[test]
+    fn handles_crlf_and_cr_line_endings() {
+        let expected = vec![ev(Some("e"), "1"), ev(None, "2")];
+        assert_eq!(
+            parse_all(&[b"event: e\r\ndata: 1\r\n\r\ndata: 2\r\n\r\n"]),
+            expected
+        );
+        assert_eq!(parse_all(&[b"event: e\rdata: 1\r\rdata: 2\r\r"]), expected);
+    }
+
+    #[test]
+    fn crlf_split_between_cr_and_lf_is_one_line_ending() {
+        let got = parse_all(&[b"data: 1\r", b"\n\r", b"\ndata: 2\r\n\r\n"]);
+        assert_eq!(got, vec![ev(None, "1"), ev(None, "2")]);
+    }
+
+    #[test]
+    fn multibyte_utf8_split_across_chunks_is_preserved() {
+        let full = "data: héllo — 😊\n\n".as_bytes();
+        for i in 0..full.len() {
+            let got = parse_all(&[&full[..i], &full[i..]]);
+            assert_eq!(got, vec![ev(None, "héllo — 😊")], "split at {i}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_rejected() {
+        let got = parse_all(&[b"data: a\xFFb\n\n"]);
+        assert_eq!(got, vec![ev(None, "a\u{FFFD}b")]);
+    }
+
+    #[test]
+    fn finish_flushes_final_event_without_blank_line() {
+        assert_eq!(parse_all(&[b"data: [DONE]\n"]), vec![ev(None, "[DONE]")]);
+        assert_eq!(parse_all(&[b"data: [DONE]"]), vec![ev(None, "[DONE]")]);
+        assert_eq!(parse_all(&[b"data: x\r"]), vec![ev(None, "x")]);
+    }
+
+    #[test]
+    fn incomplete_event_is_not_dispatched_before_finish() {
+        let mut p = SseParser::new();
+        p.feed(b"data: x\n");
+        assert_eq!(p.next_event(), None);
+        p.feed(b"\n");
+        assert_eq!(p.next_event(), Some(ev(None, "x")));
+        assert_eq!(p.next_event(), None);
+    }
+
+    #[test]
+    fn leading_bom_is_stripped_even_when_split() {
+        let got = parse_all(&[b"\xEF", b"\xBB\xBFdata: x\n\n"]);
+        assert_eq!(got, vec![ev(None, "x")]);
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let input: &[u8] = b"event: a\r\ndata: 1\r\ndata: 2\r\n\r\n: c\rdata: \xC3\xA9\r\rid: 1\ndata:3\n\ndata: tail";
+        let whole = parse_all(&[input]);
+        assert_eq!(whole.len(), 4);
+        for i in 0..=input.len() {
+            assert_eq!(
+                parse_all(&[&input[..i], &input[i..]]),
+                whole,
+                "split at {i}"
+            );
+        }
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(parse_all(&bytes), whole);
+    }
+
+    #[test]
+    fn buffers_only_the_unfinished_line() {
+        let mut p = SseParser::new();
+        p.feed(b"data: 1\n\ndata: 2");
+        assert!(p.next_event().is_some());
+        assert_eq!(p.next_event(), None);
+        p.feed(b"");
+        assert_eq!(p.buffered_len(), "data: 2".len());
+    }
+
+    #[test]
+    fn write_event_formats_name_and_data() {
+        let mut out = Vec::new();
+        write_event(&mut out, Some("x"), "y");
+        write_event(&mut out, None, "a\nb");
+        assert_eq!(out, b"event: x\ndata: y\n\ndata: a\ndata: b\n\n");
+    }
+
+    #[test]
+    fn write_event_splits_on_every_line_break() {
+        let mut out = Vec::new();
+        write_event(&mut out, None, "a\r\nb\rc\n");
+        assert_eq!(out, b"data: a\ndata: b\ndata: c\ndata: \n\n");
+        assert_eq!(parse_all(&[&out]), vec![ev(None, "a\nb\nc\n")]);
+    }
+
+    #[test]
+    fn written_events_parse_back() {
+        let mut out = Vec::new();
+        write_event(&mut out, Some("m"), "l1\nl2");
+        write_json_event(&mut out, None, &serde_json::json!({"k": "v\nw"})).unwrap();
+        assert_eq!(
+            parse_all(&[&out]),
+            vec![ev(Some("m"), "l1\nl2"), ev(None, r#"{"k":"v\nw"}"#)]
+        );
+    }
+}
