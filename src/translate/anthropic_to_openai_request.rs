@@ -26,6 +26,7 @@
 //!   cannot run elsewhere and are rejected.
 
 use super::error::TranslateError;
+use super::request_fields::{field, stream_flag};
 use serde_json::{json, Map, Value};
 
 /// Settings for [`anthropic_to_openai_request`].
@@ -136,16 +137,7 @@ pub fn anthropic_to_openai_request(
 
     convert_tooling(&req, &mut out)?;
 
-    let stream = match field(&req, "stream") {
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(TranslateError::invalid_field(
-                "stream",
-                "must be true or false",
-            ))
-        }
-        None => false,
-    };
+    let stream = stream_flag(&req)?;
     if stream {
         out.insert("stream".into(), Value::Bool(true));
         // Anthropic streams always report usage; OpenAI only on request.
@@ -156,11 +148,6 @@ pub fn anthropic_to_openai_request(
         body: Value::Object(out).to_string().into_bytes(),
         stream,
     })
-}
-
-/// A present, non-null field.
-fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
 }
 
 fn reasoning_effort(thinking: Option<&Value>) -> Option<&'static str> {

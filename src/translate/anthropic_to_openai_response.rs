@@ -256,16 +256,6 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    macro_rules! fixture {
-        ($path:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/",
-                $path
-            ))
-        };
-    }
-
     fn opts() -> ResponseOptions {
         ResponseOptions {
             model: "claude-sonnet-4".into(),

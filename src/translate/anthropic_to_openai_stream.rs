@@ -11,6 +11,7 @@ use super::anthropic_to_openai_response::{
     openai_completion_id, openai_finish_reason, AnthropicUsageIn, OpenAiUsageOut,
 };
 use super::sse::{write_json_event, SseEventRef, SseParser};
+use super::stream_phase::Phase;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -30,13 +31,6 @@ pub struct StreamOptions {
 pub struct AnthropicToOpenAiStream {
     parser: SseParser,
     state: State,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Streaming,
-    Done,
-    Failed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -595,16 +589,6 @@ impl State {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
-
-    macro_rules! fixture {
-        ($path:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/",
-                $path
-            ))
-        };
-    }
 
     const TOOL_STREAM: &str = r#"event: message_start
 data: {"type":"message_start","message":{"id":"msg_014p7gG3wDgGV9EUtLvnow3U","type":"message","role":"assistant","model":"claude-opus-4-1-20250805","stop_sequence":null,"usage":{"input_tokens":472,"cache_read_input_tokens":100,"output_tokens":2},"content":[],"stop_reason":null}}

@@ -17,6 +17,18 @@
 //! be expressed faithfully; fields that do not change the shape of the
 //! answer are dropped instead. Each module documents its choices.
 
+/// A recorded provider response under `tests/fixtures/`, compiled into the test.
+#[cfg(test)]
+macro_rules! fixture {
+    ($path:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/",
+            $path
+        ))
+    };
+}
+
 pub mod anthropic_to_openai_error;
 pub mod anthropic_to_openai_request;
 pub mod anthropic_to_openai_response;
@@ -26,7 +38,9 @@ pub mod openai_to_anthropic_error;
 pub mod openai_to_anthropic_request;
 pub mod openai_to_anthropic_response;
 pub mod openai_to_anthropic_stream;
+mod request_fields;
 pub mod sse;
+mod stream_phase;
 
 pub use anthropic_to_openai_error::{
     anthropic_error_to_openai, openai_error_type_for_anthropic_type, openai_error_type_for_status,

@@ -32,6 +32,7 @@
 //! - A `file` part holding a base64 PDF becomes a `document` block.
 
 use super::error::TranslateError;
+use super::request_fields::{field, stream_flag};
 use serde_json::{json, Map, Value};
 
 /// Settings for [`openai_to_anthropic_request`].
@@ -151,16 +152,7 @@ pub fn openai_to_anthropic_request(
         out.insert("metadata".into(), json!({"user_id": user}));
     }
 
-    let stream = match field(&req, "stream") {
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(TranslateError::invalid_field(
-                "stream",
-                "must be true or false",
-            ))
-        }
-        None => false,
-    };
+    let stream = stream_flag(&req)?;
     if stream {
         out.insert("stream".into(), Value::Bool(true));
     }
@@ -174,11 +166,6 @@ pub fn openai_to_anthropic_request(
         stream,
         include_usage,
     })
-}
-
-/// A present, non-null field.
-fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
 }
 
 fn kind_of(v: &Value) -> &'static str {

@@ -276,16 +276,6 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    macro_rules! fixture {
-        ($path:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/",
-                $path
-            ))
-        };
-    }
-
     fn opts() -> MessageOptions {
         MessageOptions {
             model: "claude-via-openai".into(),

@@ -19,6 +19,7 @@ use super::openai_to_anthropic_response::{
     MessageOptions, OpenAiUsageIn,
 };
 use super::sse::{write_json_event, SseEventRef, SseParser};
+use super::stream_phase::Phase;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -30,13 +31,6 @@ use std::marker::PhantomData;
 pub struct OpenAiToAnthropicStream {
     parser: SseParser,
     state: State,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Streaming,
-    Done,
-    Failed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -615,16 +609,6 @@ impl State {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
-
-    macro_rules! fixture {
-        ($path:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/",
-                $path
-            ))
-        };
-    }
 
     /// OpenAI's tool-call streaming shape: id and name first, then argument
     /// fragments, `finish_reason: tool_calls`, then a usage-only chunk.
