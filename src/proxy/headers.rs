@@ -1,7 +1,7 @@
 //! Header rules on both sides of the wire: what the client may not send upstream,
 //! what the gateway adds, and what the provider may not send back.
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::providers::{AuthStyle, Provider, ProviderKind};
@@ -129,15 +129,11 @@ pub fn request_id_for(req: &RequestHeader) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// A header value from text the gateway made (request ids are checked ASCII).
-pub fn header_value(text: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(text).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::providers::{BaseUrl, Secret};
+    use http::HeaderValue;
 
     fn request(pairs: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/p/x/y", None).unwrap();

@@ -52,17 +52,18 @@ impl AuroraProxy {
         ctx: &mut RequestContext,
     ) -> std::result::Result<Option<UpstreamTarget>, GatewayError> {
         let req = session.req_header();
-        let path = req.uri.path();
-        if path == "/health" {
+        let route = route::classify(req.uri.path(), &config.server);
+        if let Ok(Route::Health) = route {
             ctx.route_kind = "health";
             return Ok(None);
         }
+        // Everything but /health needs the gateway key, even to learn that a route is wrong.
         let caller = config
             .auth
             .authenticate(&req.headers, SystemTime::now())
             .map_err(|e| GatewayError::unauthorized(e.to_string()))?;
         ctx.caller = Some(caller);
-        let route = route::classify(path, &config.server)?;
+        let route = route?;
         ctx.route_kind = route.kind();
         let Route::Passthrough(pt) = route else {
             return Ok(None);
