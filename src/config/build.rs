@@ -1,16 +1,17 @@
 //! Turns YAML text plus the environment into a validated [`Config`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue};
 
 use super::schema::{FileConfig, FileProvider, SizeValue};
-use super::{env_prefix, Config, ConfigError, EnvSnapshot, ServerSettings};
+use super::{env_prefix, Config, ConfigError, EnvSnapshot, ModelSettings, ServerSettings};
 use crate::auth::{GatewayAuth, ManagedKey};
 use crate::providers::{
-    load_roots_with_ca_file, BaseUrl, Provider, ProviderCatalogue, ProviderKind, Secret, Timeouts,
+    load_roots_with_ca_file, split_model_prefix, BaseUrl, Provider, ProviderCatalogue,
+    ProviderKind, Secret, Timeouts, WireFormat,
 };
 
 /// Parses `yaml` (absent: environment only), overlays `env`, and validates everything.
@@ -44,11 +45,98 @@ pub fn build_config(
             )));
         }
     }
+    let models = model_settings(&file, env, &providers)?;
     Ok(Config {
         server,
         auth,
         providers,
+        models,
     })
+}
+
+fn model_settings(
+    file: &FileConfig,
+    env: &EnvSnapshot,
+    providers: &ProviderCatalogue,
+) -> Result<ModelSettings, ConfigError> {
+    let defaults = ModelSettings::default();
+    let default_max_tokens = match env.get("AURORA_DEFAULT_MAX_TOKENS") {
+        Some(v) => v.trim().parse().map_err(|_| {
+            invalid(format!(
+                "AURORA_DEFAULT_MAX_TOKENS must be a positive number, got `{v}`"
+            ))
+        })?,
+        None => file
+            .models
+            .default_max_tokens
+            .unwrap_or(defaults.default_max_tokens),
+    };
+    if default_max_tokens == 0 {
+        return Err(invalid("models.default_max_tokens must be at least 1"));
+    }
+    let mut aliases = BTreeMap::new();
+    for (alias, target) in &file.models.aliases {
+        let target = target.trim();
+        check_alias(alias, target, providers)?;
+        aliases.insert(alias.clone(), target.to_string());
+    }
+    Ok(ModelSettings {
+        aliases,
+        default_max_tokens,
+    })
+}
+
+/// An alias must point at `provider/model` with a configured provider, so a typo shows
+/// at load time rather than as a 400 on the first request that uses it.
+fn check_alias(
+    alias: &str,
+    target: &str,
+    providers: &ProviderCatalogue,
+) -> Result<(), ConfigError> {
+    let configured = || {
+        let names: Vec<&str> = providers.configured().map(|p| p.name.as_str()).collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    if alias.trim().is_empty() {
+        return Err(invalid("models.aliases: an alias name must not be empty"));
+    }
+    // A name with a configured provider prefix is always routed to that provider, and
+    // one with an empty prefix is always refused, so such an alias could never be used.
+    if let Some((prefix, _)) = split_model_prefix(alias) {
+        if prefix.is_empty() {
+            return Err(invalid(format!(
+                "models.aliases: alias `{alias}` can never be used because it starts with `/` or `:`"
+            )));
+        }
+        if let Some(p) = providers.configured_named(prefix) {
+            return Err(invalid(format!(
+                "models.aliases: alias `{alias}` can never be used because `{prefix}` names the configured provider `{}`; pick a name without that prefix",
+                p.name
+            )));
+        }
+    }
+    let Some((prefix, model)) = split_model_prefix(target) else {
+        return Err(invalid(format!(
+            "models.aliases: alias `{alias}` points to `{target}`, which must be `provider/model` or `provider:model` (configured providers: {})",
+            configured()
+        )));
+    };
+    if providers.configured_named(prefix).is_none() {
+        return Err(invalid(format!(
+            "models.aliases: alias `{alias}` points to `{target}`, but `{prefix}` is not a configured provider (configured providers: {})",
+            configured()
+        )));
+    }
+    if model.is_empty() || model.starts_with(['/', ':']) {
+        return Err(invalid(format!(
+            "models.aliases: alias `{alias}` points to `{target}`, which has no model after `{prefix}`"
+        )));
+    }
+    Ok(())
 }
 
 fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSettings, ConfigError> {
@@ -233,6 +321,26 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         ),
         _ => None,
     };
+    let format = match p.format.as_deref().map(str::trim) {
+        None => kind.wire_format(),
+        Some(f) => WireFormat::from_name(f).ok_or_else(|| {
+            let known: Vec<&str> = WireFormat::ALL.iter().map(|f| f.name()).collect();
+            invalid(format!(
+                "provider `{name}`: format `{f}` is not one of {}",
+                known.join(", ")
+            ))
+        })?,
+    };
+    let mut models = Vec::with_capacity(p.models.len());
+    for (i, m) in p.models.iter().enumerate() {
+        let m = m.trim();
+        if m.is_empty() {
+            return Err(invalid(format!("provider `{name}`: models[{i}] is empty")));
+        }
+        if !models.iter().any(|known: &String| known == m) {
+            models.push(m.to_string());
+        }
+    }
     Ok(Provider {
         name: name.to_string(),
         kind,
@@ -243,6 +351,8 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         timeouts,
         tls_roots,
         configured: true,
+        models,
+        format,
     })
 }
 
@@ -409,6 +519,132 @@ providers:
     fn enabled_passthrough_entries_must_be_known() {
         let e = build("", &[("ENABLED_PASSTHROUGH_PROVIDERS", "openai,typo")]).unwrap_err();
         assert!(e.to_string().contains("`typo`"), "{e}");
+    }
+
+    #[test]
+    fn models_section_defaults_to_no_aliases_and_4096_tokens() {
+        let c = build("", &[]).unwrap();
+        assert!(c.models.aliases.is_empty());
+        assert_eq!(c.models.default_max_tokens, 4096);
+    }
+
+    #[test]
+    fn aliases_and_default_max_tokens_are_parsed() {
+        let yaml = "models:\n  aliases:\n    fast: groq/llama-3.1-8b\n    smart: \"anthropic:claude-sonnet-4-5\"\n  default_max_tokens: 1024\nproviders:\n  groq: {api_key: k}\n  anthropic: {api_key: k}\n";
+        let c = build(yaml, &[]).unwrap();
+        assert_eq!(c.models.aliases["fast"], "groq/llama-3.1-8b");
+        assert_eq!(c.models.aliases["smart"], "anthropic:claude-sonnet-4-5");
+        assert_eq!(c.models.default_max_tokens, 1024);
+    }
+
+    #[test]
+    fn alias_target_may_name_an_env_registered_provider() {
+        let yaml = "models:\n  aliases:\n    fast: groq/llama-3.1-8b\n";
+        let c = build(yaml, &[("GROQ_API_KEY", "k")]).unwrap();
+        assert_eq!(c.models.aliases.len(), 1);
+    }
+
+    #[test]
+    fn alias_to_unconfigured_provider_is_refused_naming_the_alias() {
+        let yaml = "models:\n  aliases:\n    fast: groq/llama-3.1-8b\nproviders:\n  openai: {api_key: k}\n";
+        let e = build(yaml, &[]).unwrap_err().to_string();
+        assert!(e.contains("alias `fast`"), "{e}");
+        assert!(e.contains("`groq` is not a configured provider"), "{e}");
+        assert!(e.contains("configured providers: openai"), "{e}");
+    }
+
+    #[test]
+    fn alias_without_provider_prefix_or_model_is_refused() {
+        let e = build(
+            "models:\n  aliases:\n    fast: llama\n",
+            &[("GROQ_API_KEY", "k")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("alias `fast`") && e.contains("provider/model"),
+            "{e}"
+        );
+        let e = build(
+            "models:\n  aliases:\n    fast: \"groq:\"\n",
+            &[("GROQ_API_KEY", "k")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("alias `fast`") && e.contains("no model"), "{e}");
+    }
+
+    #[test]
+    fn alias_shadowed_by_a_provider_prefix_is_refused() {
+        let yaml = "models:\n  aliases:\n    groq/fast: groq/llama-3.1-8b\n";
+        let e = build(yaml, &[("GROQ_API_KEY", "k")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("alias `groq/fast` can never be used"), "{e}");
+        let yaml = "models:\n  aliases:\n    \":fast\": groq/llama-3.1-8b\n";
+        let e = build(yaml, &[("GROQ_API_KEY", "k")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("alias `:fast` can never be used"), "{e}");
+    }
+
+    #[test]
+    fn default_max_tokens_must_be_positive() {
+        let e = build("models: {default_max_tokens: 0}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+        assert!(build("models: {default_max_tokens: -5}\n", &[]).is_err());
+    }
+
+    #[test]
+    fn default_max_tokens_env_overlay_wins() {
+        let c = build(
+            "models: {default_max_tokens: 100}\n",
+            &[("AURORA_DEFAULT_MAX_TOKENS", "8192")],
+        )
+        .unwrap();
+        assert_eq!(c.models.default_max_tokens, 8192);
+        let e = build("", &[("AURORA_DEFAULT_MAX_TOKENS", "lots")]).unwrap_err();
+        assert!(e.to_string().contains("AURORA_DEFAULT_MAX_TOKENS"), "{e}");
+        let e = build("", &[("AURORA_DEFAULT_MAX_TOKENS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+
+    #[test]
+    fn provider_format_defaults_to_the_type_and_may_be_overridden() {
+        let yaml = "providers:\n  anthropic: {}\n  claude-compat: {type: vllm, format: anthropic}\n  openai: {format: OpenAI}\n";
+        let c = build(yaml, &[]).unwrap();
+        assert_eq!(
+            c.providers.find("anthropic").unwrap().format,
+            WireFormat::Anthropic
+        );
+        assert_eq!(
+            c.providers.find("claude-compat").unwrap().format,
+            WireFormat::Anthropic
+        );
+        assert_eq!(
+            c.providers.find("openai").unwrap().format,
+            WireFormat::OpenAi
+        );
+        let e = build("providers:\n  openai: {format: gemini}\n", &[]).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("provider `openai`") && e.contains("openai, anthropic"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn provider_models_are_trimmed_deduplicated_and_non_empty() {
+        let yaml = "providers:\n  anthropic:\n    models: [claude-sonnet-4-5, \" claude-haiku-4-5 \", claude-sonnet-4-5]\n";
+        let c = build(yaml, &[]).unwrap();
+        assert_eq!(
+            c.providers.find("anthropic").unwrap().models,
+            vec!["claude-sonnet-4-5", "claude-haiku-4-5"]
+        );
+        let e = build("providers:\n  anthropic: {models: [\"\"]}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("models[0] is empty"), "{e}");
+        let e = build("models: {alias: {}}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("alias"), "{e}");
     }
 
     #[test]

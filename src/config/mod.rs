@@ -7,6 +7,7 @@ mod error;
 mod live;
 pub mod schema;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use build::build_config;
@@ -26,6 +27,29 @@ pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 10 * 1024 * 1024;
 /// Passthrough providers enabled when config says nothing.
 pub const DEFAULT_PASSTHROUGH_PROVIDERS: [&str; 5] =
     ["openai", "anthropic", "openrouter", "zai", "vllm"];
+
+/// `max_tokens` sent to Anthropic when a translated OpenAI request names none
+/// (Anthropic requires the field, OpenAI does not).
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// Model names and request defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSettings {
+    /// Alias name → `provider/model` (or `provider:model`); every target names a
+    /// configured provider.
+    pub aliases: BTreeMap<String, String>,
+    /// `max_tokens` for translated requests that name none.
+    pub default_max_tokens: u32,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            aliases: BTreeMap::new(),
+            default_max_tokens: DEFAULT_MAX_TOKENS,
+        }
+    }
+}
 
 /// Gateway-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +96,8 @@ pub struct Config {
     pub auth: GatewayAuth,
     /// Provider instances.
     pub providers: ProviderCatalogue,
+    /// Model aliases and request defaults.
+    pub models: ModelSettings,
 }
 
 impl Config {

@@ -16,6 +16,18 @@ pub struct FileConfig {
     pub auth: FileAuth,
     /// Provider instances keyed by instance name.
     pub providers: BTreeMap<String, FileProvider>,
+    /// Model names and request defaults.
+    pub models: FileModels,
+}
+
+/// `models:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileModels {
+    /// Alias name → `provider/model` or `provider:model`.
+    pub aliases: BTreeMap<String, String>,
+    /// `max_tokens` for translated requests that name none.
+    pub default_max_tokens: Option<u32>,
 }
 
 /// `server:` section.
@@ -76,6 +88,10 @@ pub struct FileProvider {
     pub headers: BTreeMap<String, String>,
     pub timeouts: FileTimeouts,
     pub ca_file: Option<String>,
+    /// Model ids this instance serves.
+    pub models: Vec<String>,
+    /// `openai` or `anthropic`; the type's own format when absent.
+    pub format: Option<String>,
 }
 
 /// Upstream timeouts, as humane durations (`10s`, `2m`).

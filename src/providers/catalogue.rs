@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use super::{BaseUrl, ProviderKind, Secret, TlsRoots};
+use super::{BaseUrl, ProviderKind, Secret, TlsRoots, WireFormat};
 
 /// Upstream timeouts of one provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,10 @@ pub struct Provider {
     pub tls_roots: Option<TlsRoots>,
     /// False for a built-in type nobody configured (known, so errors can say how to set it up).
     pub configured: bool,
+    /// Model ids this instance serves, as configured; empty when not listed.
+    pub models: Vec<String>,
+    /// The request format the instance speaks (the type's own unless overridden).
+    pub format: WireFormat,
 }
 
 impl Provider {
@@ -70,6 +74,8 @@ impl Provider {
             timeouts: Timeouts::default(),
             tls_roots: None,
             configured: false,
+            models: Vec::new(),
+            format: kind.wire_format(),
         }
     }
 
@@ -128,6 +134,25 @@ impl ProviderCatalogue {
             .or_else(|| self.builtin.get(kind.name()))
     }
 
+    /// The configured instance called `name`: an exact match first, else one whose name
+    /// differs only in ASCII case. Types and unconfigured built-ins are not considered.
+    pub fn configured_named(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.configured.get(name).or_else(|| {
+            self.configured
+                .values()
+                .find(|p| p.name.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// The configured instance that serves `kind` by default: the one named like the type
+    /// when it has that type, else the first instance of the type by name.
+    pub fn preferred_of_kind(&self, kind: ProviderKind) -> Option<&Arc<Provider>> {
+        self.configured
+            .get(kind.name())
+            .filter(|p| p.kind == kind)
+            .or_else(|| self.configured.values().find(|p| p.kind == kind))
+    }
+
     /// Configured instances in name order.
     pub fn configured(&self) -> impl Iterator<Item = &Arc<Provider>> {
         self.configured.values()
@@ -142,6 +167,14 @@ impl ProviderCatalogue {
     pub fn is_empty(&self) -> bool {
         self.configured.is_empty()
     }
+}
+
+/// Splits `provider/model` or `provider:model` at the first `/` or `:`, whichever comes
+/// first. `None` when the name has neither. Either side may be empty; callers decide
+/// whether that is an error, because a bare model id may itself contain a `/`.
+pub fn split_model_prefix(name: &str) -> Option<(&str, &str)> {
+    let at = name.find(['/', ':'])?;
+    Some((&name[..at], &name[at + 1..]))
 }
 
 #[cfg(test)]
@@ -170,6 +203,53 @@ mod tests {
         assert_eq!(c.find("openai-east").unwrap().name, "openai-east");
         assert_eq!(c.find("openai").unwrap().name, "openai-east");
         assert!(c.find("openai").unwrap().configured);
+    }
+
+    #[test]
+    fn configured_named_ignores_case_but_prefers_exact() {
+        let c = ProviderCatalogue::new(vec![
+            provider("Groq", ProviderKind::Groq),
+            provider("groq", ProviderKind::OpenAi),
+        ]);
+        assert_eq!(
+            c.configured_named("groq").unwrap().kind,
+            ProviderKind::OpenAi
+        );
+        assert_eq!(c.configured_named("GROQ").unwrap().name, "Groq");
+        assert!(c.configured_named("openai").is_none());
+    }
+
+    #[test]
+    fn preferred_of_kind_wants_the_type_name_with_the_type() {
+        let c = ProviderCatalogue::new(vec![
+            provider("anthropic", ProviderKind::Vllm),
+            provider("b-claude", ProviderKind::Anthropic),
+            provider("a-claude", ProviderKind::Anthropic),
+        ]);
+        let p = c.preferred_of_kind(ProviderKind::Anthropic).unwrap();
+        assert_eq!(p.name, "a-claude");
+        let c = ProviderCatalogue::new(vec![
+            provider("a-claude", ProviderKind::Anthropic),
+            provider("anthropic", ProviderKind::Anthropic),
+        ]);
+        let p = c.preferred_of_kind(ProviderKind::Anthropic).unwrap();
+        assert_eq!(p.name, "anthropic");
+        assert!(c.preferred_of_kind(ProviderKind::Gemini).is_none());
+    }
+
+    #[test]
+    fn model_prefix_splits_at_the_first_separator() {
+        assert_eq!(
+            split_model_prefix("openrouter/google/gemini-2.5"),
+            Some(("openrouter", "google/gemini-2.5"))
+        );
+        assert_eq!(
+            split_model_prefix("groq:llama:8b"),
+            Some(("groq", "llama:8b"))
+        );
+        assert_eq!(split_model_prefix("a:b/c"), Some(("a", "b/c")));
+        assert_eq!(split_model_prefix("::x"), Some(("", ":x")));
+        assert_eq!(split_model_prefix("gpt-4o"), None);
     }
 
     #[test]

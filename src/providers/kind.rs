@@ -23,6 +23,32 @@ pub enum WireFormat {
     Anthropic,
 }
 
+impl WireFormat {
+    /// Every format, in the order error messages list them.
+    pub const ALL: [WireFormat; 2] = [WireFormat::OpenAi, WireFormat::Anthropic];
+
+    /// The format's name as written in config.
+    pub fn name(self) -> &'static str {
+        match self {
+            WireFormat::OpenAi => "openai",
+            WireFormat::Anthropic => "anthropic",
+        }
+    }
+
+    /// Parses a format name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for WireFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A built-in provider type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
@@ -147,6 +173,18 @@ mod tests {
         assert_eq!(ProviderKind::Anthropic.auth_style(), AuthStyle::XApiKey);
         assert_eq!(ProviderKind::Gemini.auth_style(), AuthStyle::GoogApiKey);
         assert_eq!(ProviderKind::Groq.auth_style(), AuthStyle::Bearer);
+    }
+
+    #[test]
+    fn wire_format_names_round_trip() {
+        for format in WireFormat::ALL {
+            assert_eq!(WireFormat::from_name(format.name()), Some(format));
+        }
+        assert_eq!(
+            WireFormat::from_name("Anthropic"),
+            Some(WireFormat::Anthropic)
+        );
+        assert_eq!(WireFormat::from_name("gemini"), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod tls_roots;
 
 pub use crate::config::env_prefix;
 pub use base_url::{BaseUrl, BaseUrlError};
-pub use catalogue::{Provider, ProviderCatalogue, Timeouts};
+pub use catalogue::{split_model_prefix, Provider, ProviderCatalogue, Timeouts};
 pub use kind::{AuthStyle, ProviderKind, WireFormat};
 pub use secret::Secret;
 pub use tls_roots::{load_roots_with_ca_file, TlsRoots};

@@ -1,0 +1,478 @@
+//! Which provider instance serves a requested model, and under which upstream name.
+//!
+//! Pure: the answer depends on the model string and the configuration only, so the
+//! same request always lands on the same provider.
+
+use std::sync::Arc;
+
+use super::GatewayError;
+use crate::config::Config;
+use crate::providers::{split_model_prefix, Provider, ProviderKind};
+
+/// Model-name prefixes that identify a provider family, checked in order.
+const FAMILIES: [(&str, ProviderKind); 9] = [
+    ("claude-", ProviderKind::Anthropic),
+    ("gpt-", ProviderKind::OpenAi),
+    ("chatgpt-", ProviderKind::OpenAi),
+    ("o1", ProviderKind::OpenAi),
+    ("o3", ProviderKind::OpenAi),
+    ("o4", ProviderKind::OpenAi),
+    ("gemini-", ProviderKind::Gemini),
+    ("grok-", ProviderKind::Xai),
+    ("deepseek-", ProviderKind::DeepSeek),
+];
+
+/// Where a request for a model goes.
+#[derive(Debug, Clone)]
+pub struct ModelRoute {
+    /// The configured provider instance.
+    pub provider: Arc<Provider>,
+    /// The model name sent upstream (without any provider prefix).
+    pub model: String,
+}
+
+/// Routes `requested` to a configured provider. In order: an explicit
+/// `provider/model` or `provider:model` whose prefix is a configured instance name; an
+/// alias from `models.aliases`; a provider whose `models:` list holds the name; the
+/// provider of the model's family (`claude-*` → anthropic, …). Anything else is a 400
+/// on `model` that says how to make the name routable.
+pub fn route_model(requested: &str, config: &Config) -> Result<ModelRoute, GatewayError> {
+    if requested.trim().is_empty() {
+        return Err(model_error(
+            "model must not be empty: name one as `provider/model` or use an alias from `models.aliases`",
+        ));
+    }
+    if let Some(route) = explicit(requested, config)? {
+        return Ok(route);
+    }
+    if let Some(target) = config.models.aliases.get(requested) {
+        // Targets are checked at load time; a miss here means the config was built by hand.
+        return explicit(target, config)?.ok_or_else(|| {
+            model_error(format!(
+                "alias `{requested}` points to `{target}`, which names no configured provider; fix `models.aliases`"
+            ))
+        });
+    }
+    if let Some(provider) = config
+        .providers
+        .configured()
+        .find(|p| p.models.iter().any(|m| m == requested))
+    {
+        return Ok(ModelRoute {
+            provider: Arc::clone(provider),
+            model: requested.to_string(),
+        });
+    }
+    let family = family_of(requested);
+    if let Some(provider) = family.and_then(|k| config.providers.preferred_of_kind(k)) {
+        return Ok(ModelRoute {
+            provider: Arc::clone(provider),
+            model: requested.to_string(),
+        });
+    }
+    Err(unsupported(requested, family, config))
+}
+
+/// Every model id the configuration names: `provider/model` for each entry of a
+/// provider's `models:` list, and each alias by its own name. Sorted, no duplicates.
+pub fn configured_model_ids(config: &Config) -> Vec<String> {
+    let mut ids: Vec<String> = config
+        .providers
+        .configured()
+        .flat_map(|p| p.models.iter().map(move |m| format!("{}/{m}", p.name)))
+        .chain(config.models.aliases.keys().cloned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Step 1: `provider/model` with a configured prefix. `Ok(None)` when the name has no
+/// prefix or its prefix is no configured instance: such a name may still be a bare id
+/// (`meta-llama/Llama-3`) that a later step knows.
+fn explicit(requested: &str, config: &Config) -> Result<Option<ModelRoute>, GatewayError> {
+    let Some((prefix, model)) = split_model_prefix(requested) else {
+        return Ok(None);
+    };
+    if prefix.is_empty() {
+        return Err(model_error(format!(
+            "model `{requested}` has an empty provider prefix: write `provider/model` with one of the configured providers ({})",
+            configured_names(config)
+        )));
+    }
+    let Some(provider) = config.providers.configured_named(prefix) else {
+        return Ok(None);
+    };
+    if model.is_empty() {
+        return Err(model_error(format!(
+            "model `{requested}` names provider `{}` but no model after it: write `{}/<model>`",
+            provider.name, provider.name
+        )));
+    }
+    if model.starts_with(['/', ':']) {
+        return Err(model_error(format!(
+            "model `{requested}` has a doubled separator after provider `{}`: write `{}/<model>`",
+            provider.name, provider.name
+        )));
+    }
+    Ok(Some(ModelRoute {
+        provider: Arc::clone(provider),
+        model: model.to_string(),
+    }))
+}
+
+fn family_of(model: &str) -> Option<ProviderKind> {
+    let lower = model.to_ascii_lowercase();
+    FAMILIES
+        .iter()
+        .find(|(prefix, _)| lower.starts_with(prefix))
+        .map(|&(_, kind)| kind)
+}
+
+fn unsupported(requested: &str, family: Option<ProviderKind>, config: &Config) -> GatewayError {
+    let why = match family {
+        Some(kind) => {
+            format!("it looks like a {kind} model, but no provider of type `{kind}` is configured")
+        }
+        None => {
+            "no configured provider lists it and its name matches no known model family".to_string()
+        }
+    };
+    model_error(format!(
+        "unsupported model `{requested}`: {why}; prefix it with a configured provider as `provider/{requested}` (configured: {}) or add an alias under `models.aliases`",
+        configured_names(config)
+    ))
+}
+
+fn configured_names(config: &Config) -> String {
+    let names: Vec<&str> = config
+        .providers
+        .configured()
+        .map(|p| p.name.as_str())
+        .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn model_error(message: impl Into<String>) -> GatewayError {
+    GatewayError::invalid_request(message).with_param("model")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{build_config, EnvSnapshot};
+
+    const PROVIDERS: &str = "
+providers:
+  anthropic: {api_key: k}
+  openai: {api_key: k}
+  openrouter: {api_key: k}
+  groq: {api_key: k, models: [llama-3.1-8b, meta-llama/Llama-3]}
+  z-gemini: {type: gemini, api_key: k}
+  a-gemini: {type: gemini, api_key: k}
+  deepseek: {type: vllm}
+  b-deepseek: {type: deepseek, api_key: k}
+";
+
+    fn config(extra: &str) -> Config {
+        let yaml = format!("{PROVIDERS}{extra}");
+        build_config(Some(&yaml), None, &EnvSnapshot::default()).unwrap()
+    }
+
+    fn route(requested: &str) -> Result<(String, String), GatewayError> {
+        route_in(&config(""), requested)
+    }
+
+    fn route_in(config: &Config, requested: &str) -> Result<(String, String), GatewayError> {
+        route_model(requested, config).map(|r| (r.provider.name.clone(), r.model))
+    }
+
+    fn pair(provider: &str, model: &str) -> (String, String) {
+        (provider.to_string(), model.to_string())
+    }
+
+    fn error(requested: &str) -> GatewayError {
+        let e = route(requested).unwrap_err();
+        assert_eq!(e.status, 400, "{e}");
+        assert_eq!(e.kind.openai_type(), "invalid_request_error");
+        assert_eq!(e.param.as_deref(), Some("model"));
+        e
+    }
+
+    #[test]
+    fn explicit_slash_prefix_routes_to_that_provider() {
+        assert_eq!(
+            route("groq/mixtral-8x7b").unwrap(),
+            pair("groq", "mixtral-8x7b")
+        );
+    }
+
+    #[test]
+    fn explicit_colon_prefix_routes_to_that_provider() {
+        assert_eq!(
+            route("groq:mixtral-8x7b").unwrap(),
+            pair("groq", "mixtral-8x7b")
+        );
+    }
+
+    #[test]
+    fn explicit_prefix_splits_at_the_first_separator() {
+        assert_eq!(
+            route("openrouter/google/gemini-2.5").unwrap(),
+            pair("openrouter", "google/gemini-2.5")
+        );
+        assert_eq!(
+            route("openrouter:google/gemini-2.5").unwrap(),
+            pair("openrouter", "google/gemini-2.5")
+        );
+        assert_eq!(route("groq/a:b").unwrap(), pair("groq", "a:b"));
+    }
+
+    #[test]
+    fn explicit_prefix_ignores_case() {
+        assert_eq!(route("OpenRouter/x-1").unwrap(), pair("openrouter", "x-1"));
+    }
+
+    #[test]
+    fn explicit_prefix_wins_over_family() {
+        assert_eq!(
+            route("openrouter/claude-sonnet-4-5").unwrap(),
+            pair("openrouter", "claude-sonnet-4-5")
+        );
+    }
+
+    #[test]
+    fn explicit_prefix_wins_over_alias_of_the_same_name() {
+        let c = config("models:\n  aliases:\n    fast: anthropic/claude-haiku-4-5\n");
+        assert_eq!(route_in(&c, "groq/fast").unwrap(), pair("groq", "fast"));
+    }
+
+    #[test]
+    fn alias_resolves_to_its_target() {
+        let c = config("models:\n  aliases:\n    fast: groq/llama-3.1-8b\n    smart: \"anthropic:claude-sonnet-4-5\"\n");
+        assert_eq!(route_in(&c, "fast").unwrap(), pair("groq", "llama-3.1-8b"));
+        assert_eq!(
+            route_in(&c, "smart").unwrap(),
+            pair("anthropic", "claude-sonnet-4-5")
+        );
+    }
+
+    #[test]
+    fn alias_wins_over_list_and_family() {
+        let c = config(
+            "models:\n  aliases:\n    llama-3.1-8b: openrouter/meta/llama\n    gpt-4o: openrouter/openai/gpt-4o\n",
+        );
+        assert_eq!(
+            route_in(&c, "llama-3.1-8b").unwrap(),
+            pair("openrouter", "meta/llama")
+        );
+        assert_eq!(
+            route_in(&c, "gpt-4o").unwrap(),
+            pair("openrouter", "openai/gpt-4o")
+        );
+    }
+
+    #[test]
+    fn alias_never_resolves_to_another_alias() {
+        // `second` is not a provider, so `groq/second` is taken literally.
+        let c =
+            config("models:\n  aliases:\n    first: groq/second\n    second: anthropic/claude-x\n");
+        assert_eq!(route_in(&c, "first").unwrap(), pair("groq", "second"));
+    }
+
+    #[test]
+    fn alias_with_unconfigured_target_is_400_not_a_panic() {
+        let mut c = config("");
+        c.models
+            .aliases
+            .insert("fast".into(), "nowhere/model".into());
+        let e = route_model("fast", &c).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("alias `fast`"), "{e}");
+    }
+
+    #[test]
+    fn bare_name_on_a_models_list_routes_to_that_provider() {
+        assert_eq!(route("llama-3.1-8b").unwrap(), pair("groq", "llama-3.1-8b"));
+    }
+
+    #[test]
+    fn unconfigured_prefix_falls_through_to_models_lists() {
+        assert_eq!(
+            route("meta-llama/Llama-3").unwrap(),
+            pair("groq", "meta-llama/Llama-3")
+        );
+    }
+
+    #[test]
+    fn models_list_wins_over_family() {
+        let c = build_config(
+            Some("providers:\n  anthropic: {api_key: k}\n  proxy: {type: openai, api_key: k, models: [claude-sonnet-4-5]}\n"),
+            None,
+            &EnvSnapshot::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            route_in(&c, "claude-sonnet-4-5").unwrap(),
+            pair("proxy", "claude-sonnet-4-5")
+        );
+        assert_eq!(
+            route_in(&c, "claude-haiku-4-5").unwrap(),
+            pair("anthropic", "claude-haiku-4-5")
+        );
+    }
+
+    #[test]
+    fn family_routes_claude_to_anthropic() {
+        assert_eq!(
+            route("claude-sonnet-4-5").unwrap(),
+            pair("anthropic", "claude-sonnet-4-5")
+        );
+    }
+
+    #[test]
+    fn family_routes_openai_names_to_openai() {
+        for m in [
+            "gpt-4o",
+            "o1",
+            "o1-mini",
+            "o3-mini",
+            "o4-mini",
+            "chatgpt-4o-latest",
+        ] {
+            assert_eq!(route(m).unwrap(), pair("openai", m), "{m}");
+        }
+    }
+
+    #[test]
+    fn family_routes_grok_to_xai() {
+        let c = build_config(
+            Some("providers:\n  my-xai: {type: xai, api_key: k}\n"),
+            None,
+            &EnvSnapshot::default(),
+        )
+        .unwrap();
+        assert_eq!(route_in(&c, "grok-4").unwrap(), pair("my-xai", "grok-4"));
+    }
+
+    #[test]
+    fn family_prefers_the_first_instance_by_name_when_none_is_named_like_the_type() {
+        assert_eq!(
+            route("gemini-2.5-pro").unwrap(),
+            pair("a-gemini", "gemini-2.5-pro")
+        );
+    }
+
+    #[test]
+    fn family_prefers_the_instance_named_like_the_type() {
+        let c = build_config(
+            Some("providers:\n  a-claude: {type: anthropic, api_key: k}\n  anthropic: {api_key: k}\n"),
+            None,
+            &EnvSnapshot::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            route_in(&c, "claude-haiku-4-5").unwrap(),
+            pair("anthropic", "claude-haiku-4-5")
+        );
+    }
+
+    #[test]
+    fn family_ignores_an_instance_named_like_the_type_with_another_type() {
+        // `deepseek` is a vLLM instance here; the deepseek-type instance gets the model.
+        assert_eq!(
+            route("deepseek-chat").unwrap(),
+            pair("b-deepseek", "deepseek-chat")
+        );
+    }
+
+    #[test]
+    fn family_without_a_configured_provider_is_400_unsupported() {
+        let c = build_config(
+            Some("providers:\n  openai: {api_key: k}\n"),
+            None,
+            &EnvSnapshot::default(),
+        )
+        .unwrap();
+        let e = route_model("claude-sonnet-4-5", &c).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message
+                .starts_with("unsupported model `claude-sonnet-4-5`"),
+            "{e}"
+        );
+        assert!(e.message.contains("type `anthropic`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_bare_model_is_400_unsupported() {
+        let e = error("llama-70b");
+        assert!(
+            e.message.starts_with("unsupported model `llama-70b`: "),
+            "{e}"
+        );
+        assert!(e.message.contains("provider/llama-70b"), "{e}");
+        assert!(e.message.contains("models.aliases"), "{e}");
+        assert!(e.message.contains("configured: a-gemini, anthropic"), "{e}");
+    }
+
+    #[test]
+    fn unknown_prefix_with_unknown_model_is_400_unsupported() {
+        let e = error("mistral/mistral-large");
+        assert!(
+            e.message
+                .starts_with("unsupported model `mistral/mistral-large`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn empty_model_is_400() {
+        assert!(error("").message.contains("must not be empty"));
+        assert!(error("  ").message.contains("must not be empty"));
+    }
+
+    #[test]
+    fn empty_provider_prefix_is_400() {
+        for m in [":x", "/x", "::x", ":"] {
+            let e = error(m);
+            assert!(e.message.contains("empty provider prefix"), "{m}: {e}");
+        }
+    }
+
+    #[test]
+    fn configured_prefix_without_model_is_400() {
+        for m in ["groq:", "groq/"] {
+            let e = error(m);
+            assert!(e.message.contains("no model after it"), "{m}: {e}");
+            assert!(e.message.contains("groq/<model>"), "{m}: {e}");
+        }
+    }
+
+    #[test]
+    fn configured_prefix_with_doubled_separator_is_400() {
+        for m in ["groq::x", "groq//x", "groq:/x"] {
+            let e = error(m);
+            assert!(e.message.contains("doubled separator"), "{m}: {e}");
+        }
+    }
+
+    #[test]
+    fn unconfigured_prefix_without_model_is_400_unsupported() {
+        assert!(error("mistral:").message.starts_with("unsupported model"));
+    }
+
+    #[test]
+    fn configured_model_ids_lists_provider_models_and_aliases_sorted() {
+        let c = config("models:\n  aliases:\n    fast: groq/llama-3.1-8b\n    zz: openai/gpt-4o\n");
+        assert_eq!(
+            configured_model_ids(&c),
+            vec!["fast", "groq/llama-3.1-8b", "groq/meta-llama/Llama-3", "zz",]
+        );
+        assert!(configured_model_ids(&Config::default()).is_empty());
+    }
+}
