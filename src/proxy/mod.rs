@@ -5,6 +5,7 @@ mod access_log;
 mod context;
 mod error;
 pub mod headers;
+pub mod model_directory;
 pub mod model_route;
 pub mod passthrough;
 mod respond;
