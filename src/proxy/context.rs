@@ -39,6 +39,10 @@ pub struct RequestContext {
     pub upstream_status: Option<u16>,
     /// Request body bytes seen so far.
     pub request_body_bytes: u64,
+    /// This is the subrequest carrying a `/v1` request's prepared body.
+    pub is_subrequest: bool,
+    /// The response is translated into the client's format.
+    pub translated: bool,
 }
 
 impl RequestContext {
@@ -54,6 +58,8 @@ impl RequestContext {
             error: None,
             upstream_status: None,
             request_body_bytes: 0,
+            is_subrequest: false,
+            translated: false,
         }
     }
 

@@ -72,6 +72,16 @@ impl GatewayError {
         Self::new(404, ErrorKind::NotFound, message)
     }
 
+    /// 405: the route exists but answers another method.
+    pub fn method_not_allowed(path: &str, allowed: &http::Method) -> Self {
+        Self::new(
+            405,
+            ErrorKind::InvalidRequest,
+            format!("`{path}` accepts only {allowed}"),
+        )
+        .with_code("method_not_allowed")
+    }
+
     /// 413 for a body over `body_size_limit`.
     pub fn payload_too_large(limit: u64) -> Self {
         Self::new(

@@ -6,18 +6,22 @@ mod context;
 mod error;
 pub mod headers;
 pub mod model_directory;
+mod model_field;
+pub mod model_request;
 pub mod model_route;
 pub mod passthrough;
 mod respond;
 pub mod route;
+mod subrequest;
 mod upstream;
 mod upstream_failure;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -30,11 +34,30 @@ pub use upstream::UpstreamResolver;
 pub use upstream_failure::gateway_error_for;
 
 use crate::config::{Config, LiveConfig};
+use crate::translate::{Translation, TranslationModule};
+use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
+use model_request::ModelEndpoint;
+use subrequest::SubrequestPlan;
+
+/// What `request_filter` does with an admitted request.
+enum Admission {
+    /// Answer `/health`.
+    Health,
+    /// Stream to this upstream as it arrives.
+    Proxy(UpstreamTarget),
+    /// Read the body, route its model, and send it through a subrequest.
+    ModelCall(ModelEndpoint),
+    /// List the models.
+    Models,
+    /// Describe one model.
+    Model(String),
+}
 
 /// Aurora's proxy service.
 pub struct AuroraProxy {
     config: Arc<LiveConfig>,
     resolver: UpstreamResolver,
+    models: ModelDirectory,
 }
 
 impl AuroraProxy {
@@ -43,21 +66,22 @@ impl AuroraProxy {
         Self {
             config,
             resolver: UpstreamResolver::default(),
+            models: ModelDirectory::new(),
         }
     }
 
-    /// Decides what to do with a request; `Ok(None)` means "answered: health".
+    /// Decides what to do with a request.
     fn admit(
         &self,
         session: &Session,
         config: &Config,
         ctx: &mut RequestContext,
-    ) -> std::result::Result<Option<UpstreamTarget>, GatewayError> {
+    ) -> std::result::Result<Admission, GatewayError> {
         let req = session.req_header();
         let route = route::classify(req.uri.path(), &config.server);
         if let Ok(Route::Health) = route {
             ctx.route_kind = "health";
-            return Ok(None);
+            return Ok(Admission::Health);
         }
         // Everything but /health needs the gateway key, even to learn that a route is wrong.
         let caller = config
@@ -67,36 +91,149 @@ impl AuroraProxy {
         ctx.caller = Some(caller);
         let route = route?;
         ctx.route_kind = route.kind();
-        let Route::Passthrough(pt) = route else {
-            return Ok(None);
-        };
-        let provider = config.providers.find(&pt.provider).ok_or_else(|| {
-            GatewayError::not_found(format!(
-                "unknown provider `{}`: configure it under `providers:` or use a built-in type",
-                pt.provider
-            ))
-        })?;
-        if !config.passthrough_enabled(&provider.name, provider.kind.name()) {
-            return Err(GatewayError::invalid_request(format!(
-                "provider `{}` is not enabled for passthrough; enabled: {}",
-                pt.provider,
-                config.server.enabled_passthrough_providers.join(", ")
-            )));
-        }
-        if provider.missing_key() {
-            return Err(GatewayError::invalid_request(format!(
-                "provider `{}` has no API key: set {} on the gateway",
-                provider.name, provider.key_env
-            )));
+        if let Some(method) = route.method() {
+            if req.method != method
+                && !(method == http::Method::GET && req.method == http::Method::HEAD)
+            {
+                return Err(GatewayError::method_not_allowed(req.uri.path(), &method));
+            }
         }
         let limit = config.server.body_size_limit;
         if declared_length(req).is_some_and(|len| len > limit) {
             return Err(GatewayError::payload_too_large(limit));
         }
-        Ok(Some(UpstreamTarget {
-            path_and_query: pt.upstream_path(&provider.base.path, req.uri.query()),
-            provider: Arc::clone(provider),
-        }))
+        match route {
+            Route::Health => Ok(Admission::Health),
+            Route::Passthrough(pt) => passthrough_target(config, &pt, req).map(Admission::Proxy),
+            Route::ModelCall(endpoint) => Ok(Admission::ModelCall(endpoint)),
+            Route::Models => Ok(Admission::Models),
+            Route::Model(id) => Ok(Admission::Model(id)),
+        }
+    }
+
+    /// `/v1/chat/completions` and `/v1/embeddings`: the provider is named by the body.
+    async fn call_model(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        config: &Arc<Config>,
+        endpoint: ModelEndpoint,
+    ) -> Result<bool> {
+        let prepared = match subrequest::read_body_within(session, config.server.body_size_limit)
+            .await
+            .and_then(|body| model_request::prepare(endpoint, &body, config, unix_now()))
+        {
+            Ok(prepared) => prepared,
+            Err(err) => return reject(session, ctx, err).await,
+        };
+        ctx.upstream = Some(UpstreamTarget {
+            provider: Arc::clone(&prepared.target.provider),
+            path_and_query: prepared.target.path_and_query.clone(),
+        });
+        let plan = SubrequestPlan {
+            config: Arc::clone(config),
+            request_id: ctx.request_id.clone(),
+            caller: ctx.caller.clone(),
+            route_kind: ctx.route_kind,
+            target: prepared.target,
+            translation: prepared.translation,
+        };
+        subrequest::run(session, plan, prepared.body).await?;
+        Ok(true)
+    }
+}
+
+impl AuroraProxy {
+    /// `/v1/models/{id}`: a listed model, or any id the gateway can route.
+    async fn describe_model(
+        &self,
+        config: &Config,
+        id: &str,
+    ) -> std::result::Result<ModelEntry, GatewayError> {
+        let listed = self.models.list(config, &self.resolver).await;
+        if let Some(entry) = listed.into_iter().find(|e| e.id == id) {
+            return Ok(entry);
+        }
+        match model_route::route_model(id, config) {
+            Ok(route) => Ok(ModelEntry {
+                id: id.to_string(),
+                owned_by: route.provider.name.clone(),
+            }),
+            Err(_) => Err(GatewayError::not_found(format!(
+                "model `{id}` not found: GET /v1/models lists the models this gateway serves"
+            ))
+            .with_param("model")),
+        }
+    }
+}
+
+/// The upstream of a `/p/{provider}/…` request.
+fn passthrough_target(
+    config: &Config,
+    pt: &passthrough::PassthroughRoute,
+    req: &RequestHeader,
+) -> std::result::Result<UpstreamTarget, GatewayError> {
+    let provider = config.providers.find(&pt.provider).ok_or_else(|| {
+        GatewayError::not_found(format!(
+            "unknown provider `{}`: configure it under `providers:` or use a built-in type",
+            pt.provider
+        ))
+    })?;
+    if !config.passthrough_enabled(&provider.name, provider.kind.name()) {
+        return Err(GatewayError::invalid_request(format!(
+            "provider `{}` is not enabled for passthrough; enabled: {}",
+            pt.provider,
+            config.server.enabled_passthrough_providers.join(", ")
+        )));
+    }
+    if provider.missing_key() {
+        return Err(GatewayError::invalid_request(format!(
+            "provider `{}` has no API key: set {} on the gateway",
+            provider.name, provider.key_env
+        )));
+    }
+    Ok(UpstreamTarget {
+        path_and_query: pt.upstream_path(&provider.base.path, req.uri.query()),
+        provider: Arc::clone(provider),
+    })
+}
+
+/// Answers with `err` from `request_filter`.
+async fn reject(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    err: GatewayError,
+) -> Result<bool> {
+    respond::send_error(session, &err, &ctx.request_id).await?;
+    ctx.error = Some(err);
+    Ok(true)
+}
+
+/// Seconds since the Unix epoch, for `created` fields.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Applies the main request's plan to its subrequest.
+fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: SubrequestPlan) {
+    ctx.is_subrequest = true;
+    ctx.config = Some(plan.config);
+    ctx.request_id = plan.request_id;
+    ctx.caller = plan.caller;
+    ctx.route_kind = plan.route_kind;
+    ctx.upstream = Some(plan.target);
+    if let Some(translation) = plan.translation {
+        ctx.translated = true;
+        // Translators must see plain bytes, whatever the provider decides to send.
+        session.upstream_compression.adjust_decompression(true);
+        if let Some(module) = session
+            .downstream_modules_ctx
+            .get_mut::<TranslationModule>()
+        {
+            module.translate(translation);
+        }
     }
 }
 
@@ -123,16 +260,29 @@ impl ProxyHttp for AuroraProxy {
         RequestContext::new()
     }
 
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        modules.add_module(Box::new(Translation));
+    }
+
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &Self::CTX) -> bool {
+        // Only client requests spawn (the `/v1` body-before-routing subrequest).
+        session.subrequest_ctx.is_none()
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if let Some(plan) = subrequest::take_plan(session) {
+            begin_subrequest(session, ctx, plan);
+            return Ok(false);
+        }
         let config = self.config.snapshot();
         ctx.request_id = headers::request_id_for(session.req_header());
         ctx.config = Some(Arc::clone(&config));
         match self.admit(session, &config, ctx) {
-            Ok(Some(target)) => {
+            Ok(Admission::Proxy(target)) => {
                 ctx.upstream = Some(target);
                 Ok(false)
             }
-            Ok(None) => {
+            Ok(Admission::Health) => {
                 respond::send_json(
                     session,
                     200,
@@ -142,11 +292,24 @@ impl ProxyHttp for AuroraProxy {
                 .await?;
                 Ok(true)
             }
-            Err(err) => {
-                respond::send_error(session, &err, &ctx.request_id).await?;
-                ctx.error = Some(err);
+            Ok(Admission::ModelCall(endpoint)) => {
+                self.call_model(session, ctx, &config, endpoint).await
+            }
+            Ok(Admission::Models) => {
+                let entries = self.models.list(&config, &self.resolver).await;
+                let body = openai_list_body(&entries, unix_now());
+                respond::send_json(session, 200, body, &ctx.request_id).await?;
                 Ok(true)
             }
+            Ok(Admission::Model(id)) => match self.describe_model(&config, &id).await {
+                Ok(entry) => {
+                    let body = openai_model_body(&entry, unix_now());
+                    respond::send_json(session, 200, body, &ctx.request_id).await?;
+                    Ok(true)
+                }
+                Err(err) => reject(session, ctx, err).await,
+            },
+            Err(err) => reject(session, ctx, err).await,
         }
     }
 
@@ -185,6 +348,10 @@ impl ProxyHttp for AuroraProxy {
             .map_err(|_| status_error(400))?;
         upstream_request.set_uri(uri);
         headers::strip_client_headers(upstream_request);
+        if ctx.translated {
+            // The translator reads the provider's bytes; compressed ones would be wasted work.
+            upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+        }
         headers::add_provider_headers(upstream_request, &target.provider, &ctx.request_id)
     }
 
@@ -195,6 +362,10 @@ impl ProxyHttp for AuroraProxy {
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if ctx.is_subrequest {
+            // The prepared body was checked against the limit as the client sent it.
+            return Ok(());
+        }
         if let Some(chunk) = body {
             ctx.request_body_bytes += chunk.len() as u64;
             let limit = ctx
@@ -237,20 +408,46 @@ impl ProxyHttp for AuroraProxy {
                 can_reuse_downstream: false,
             };
         };
-        // Once the provider's status line went out, the client already has its answer.
+        // Once the provider's status line went out, the client already has its answer,
+        // unless a translated stream can still be closed with an error event.
+        let mut ended_cleanly = false;
         if session.response_written().is_none() {
+            // The gateway's own envelope is already in the client's format.
+            if let Some(module) = session
+                .downstream_modules_ctx
+                .get_mut::<TranslationModule>()
+            {
+                module.disable();
+            }
             if let Err(write_err) = respond::send_error(session, &err, &ctx.request_id).await {
                 log::debug!("could not send error response: {write_err}");
+            }
+        } else if session
+            .downstream_modules_ctx
+            .get_mut::<TranslationModule>()
+            .is_some_and(|m| m.is_mid_response())
+        {
+            let ended = match session.write_response_body(Some(Bytes::new()), true).await {
+                // A subrequest session needs the explicit finish to pass the end on.
+                Ok(()) => session.downstream_session.finish_body().await,
+                Err(e) => Err(e),
+            };
+            match ended {
+                Ok(()) => ended_cleanly = true,
+                Err(write_err) => log::debug!("could not end the translated response: {write_err}"),
             }
         }
         ctx.error = Some(err.clone());
         FailToProxy {
             error_code: err.status,
-            can_reuse_downstream: false,
+            can_reuse_downstream: ended_cleanly,
         }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
-        access_log::log_request(session, e, ctx);
+        // The main request logs for its subrequest.
+        if !ctx.is_subrequest {
+            access_log::log_request(session, e, ctx);
+        }
     }
 }

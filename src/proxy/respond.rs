@@ -28,7 +28,8 @@ pub async fn send_json(
             .write_response_body(Some(Bytes::from(body)), true)
             .await?;
     }
-    Ok(())
+    // A subrequest session ignores the end flag above; this marks the end for it too.
+    session.downstream_session.finish_body().await
 }
 
 /// Sends `err` in the OpenAI envelope.

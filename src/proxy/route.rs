@@ -1,5 +1,6 @@
 //! Which face of the gateway a request path addresses.
 
+use super::model_request::ModelEndpoint;
 use super::passthrough::{PassthroughRoute, PASSTHROUGH_PREFIX};
 use super::GatewayError;
 use crate::config::ServerSettings;
@@ -11,6 +12,12 @@ pub enum Route {
     Health,
     /// `/p/{provider}/{endpoint}`.
     Passthrough(PassthroughRoute),
+    /// `POST /v1/chat/completions` and `POST /v1/embeddings`: routed by the body's model.
+    ModelCall(ModelEndpoint),
+    /// `GET /v1/models`.
+    Models,
+    /// `GET /v1/models/{id}`; the id may hold slashes (`openrouter/google/gemini-2.5`).
+    Model(String),
 }
 
 impl Route {
@@ -19,6 +26,17 @@ impl Route {
         match self {
             Route::Health => "health",
             Route::Passthrough(_) => "passthrough",
+            Route::ModelCall(endpoint) => endpoint.label(),
+            Route::Models | Route::Model(_) => "models",
+        }
+    }
+
+    /// The one method the route answers.
+    pub fn method(&self) -> Option<http::Method> {
+        match self {
+            Route::Health | Route::Passthrough(_) => None,
+            Route::ModelCall(_) => Some(http::Method::POST),
+            Route::Models | Route::Model(_) => Some(http::Method::GET),
         }
     }
 }
@@ -37,13 +55,25 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
         return PassthroughRoute::parse(rest, settings.allow_passthrough_v1_alias)
             .map(Route::Passthrough);
     }
+    match path {
+        "/v1/chat/completions" => return Ok(Route::ModelCall(ModelEndpoint::ChatCompletions)),
+        "/v1/embeddings" => return Ok(Route::ModelCall(ModelEndpoint::Embeddings)),
+        "/v1/models" => return Ok(Route::Models),
+        _ => {}
+    }
+    if let Some(id) = path.strip_prefix("/v1/models/").filter(|id| !id.is_empty()) {
+        let id = percent_encoding::percent_decode_str(id)
+            .decode_utf8()
+            .map_err(|_| GatewayError::invalid_request("model id is not valid UTF-8"))?;
+        return Ok(Route::Model(id.into_owned()));
+    }
     if path == "/p" {
         return Err(GatewayError::invalid_request(
             "missing provider: use /p/{provider}/{endpoint}",
         ));
     }
     Err(GatewayError::not_found(format!(
-        "no route for `{path}`: provider APIs are served under /p/{{provider}}/{{endpoint}}"
+        "no route for `{path}`: the gateway serves /v1/chat/completions, /v1/embeddings, /v1/models and provider APIs under /p/{{provider}}/{{endpoint}}"
     )))
 }
 
@@ -60,6 +90,25 @@ mod tests {
             Ok(Route::Passthrough(_))
         ));
         assert_eq!(classify("/nope", &s).unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn v1_routes_are_classified() {
+        let s = ServerSettings::default();
+        assert_eq!(
+            classify("/v1/chat/completions", &s),
+            Ok(Route::ModelCall(ModelEndpoint::ChatCompletions))
+        );
+        assert_eq!(
+            classify("/v1/embeddings", &s),
+            Ok(Route::ModelCall(ModelEndpoint::Embeddings))
+        );
+        assert_eq!(classify("/v1/models", &s), Ok(Route::Models));
+        assert_eq!(
+            classify("/v1/models/openrouter/google%2Fgemini-2.5", &s),
+            Ok(Route::Model("openrouter/google/gemini-2.5".into()))
+        );
+        assert_eq!(classify("/v1/models/", &s).unwrap_err().status, 404);
     }
 
     #[test]

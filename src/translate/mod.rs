@@ -12,6 +12,8 @@
 //!   [`openai_to_anthropic_response`](fn@openai_to_anthropic_response),
 //!   [`OpenAiToAnthropicStream`], [`openai_error_to_anthropic`].
 //! - [`sse`]: the incremental SSE parser and writer both streams use.
+//! - [`ResponseTranslator`] drives the response side for one request, and
+//!   [`TranslationModule`] runs it as a Pingora HTTP module.
 //!
 //! Request translation fails with [`TranslateError`] when the request cannot
 //! be expressed faithfully; fields that do not change the shape of the
@@ -34,11 +36,13 @@ pub mod anthropic_to_openai_request;
 pub mod anthropic_to_openai_response;
 pub mod anthropic_to_openai_stream;
 pub mod error;
+pub mod module;
 pub mod openai_to_anthropic_error;
 pub mod openai_to_anthropic_request;
 pub mod openai_to_anthropic_response;
 pub mod openai_to_anthropic_stream;
 mod request_fields;
+pub mod response_translator;
 pub mod sse;
 mod stream_phase;
 
@@ -51,10 +55,12 @@ pub use anthropic_to_openai_request::{
 pub use anthropic_to_openai_response::{anthropic_to_openai_response, ResponseOptions};
 pub use anthropic_to_openai_stream::{AnthropicToOpenAiStream, StreamOptions};
 pub use error::TranslateError;
+pub use module::{Translation, TranslationModule};
 pub use openai_to_anthropic_error::{anthropic_error_type_for_status, openai_error_to_anthropic};
 pub use openai_to_anthropic_request::{
     openai_to_anthropic_request, AnthropicRequest, RequestOptions,
 };
 pub use openai_to_anthropic_response::{openai_to_anthropic_response, MessageOptions};
 pub use openai_to_anthropic_stream::OpenAiToAnthropicStream;
+pub use response_translator::{ResponseTranslation, ResponseTranslator};
 pub use sse::{SseEvent, SseEventRef, SseParser};

@@ -1,29 +1,42 @@
 """A stand-in for Anthropic and OpenAI: replays recorded responses from tests/fixtures
-and records every request, so tests can see exactly what the gateway sent upstream."""
+and records every request, so tests can see exactly what the gateway sent upstream.
 
+Routes (paths are under the mock's base URL, which ends in `/v1`):
+
+- `POST /v1/messages` answers like Anthropic's Messages API, `POST /v1/chat/completions`
+  like OpenAI's Chat Completions; `"stream": true` gets an SSE answer.
+- `GET /v1/models` lists models in Anthropic's format when the request carries Anthropic
+  credentials (`x-api-key` / `anthropic-version`), in OpenAI's otherwise.
+
+What a chat request gets is chosen by a marker such as `[scenario:tool]` in the text of
+its last user message (see SCENARIOS); without one it gets the recorded plain-text answer.
+A request for the model RATE_LIMITED_MODEL gets a 429 whatever its messages say.
+"""
+
+import copy
 import json
+import re
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
-# Request path -> (JSON response fixture, SSE transcript fixture).
-ROUTES = {
-    "/v1/messages": ("anthropic/messages.json", "anthropic/messages_stream.txt"),
-    "/v1/chat/completions": ("openai/chat_completion.json", "openai/chat_completion_stream.txt"),
-}
+MESSAGES_PATH = "/v1/messages"
+CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
 
 # A request for this model gets a 429 in the provider's own error format.
 RATE_LIMITED_MODEL = "rate-limited"
 RATE_LIMIT_MESSAGE = "mock provider: rate limit exceeded"
 RATE_LIMITS = {
-    "/v1/messages": (
+    MESSAGES_PATH: (
         {"type": "error", "error": {"type": "rate_limit_error", "message": RATE_LIMIT_MESSAGE}},
         {"anthropic-ratelimit-requests-remaining": "0"},
     ),
-    "/v1/chat/completions": (
+    CHAT_COMPLETIONS_PATH: (
         {
             "error": {
                 "message": RATE_LIMIT_MESSAGE,
@@ -35,10 +48,58 @@ RATE_LIMITS = {
         {"x-ratelimit-remaining-requests": "0"},
     ),
 }
+RETRY_AFTER = "7"
+
+# --- Scenarios -----------------------------------------------------------------------
+
+TOOL = "tool"  # the model calls TOOL_NAME with TOOL_INPUT
+RATE_LIMIT = "rate_limit"  # 429 with retry-after, as RATE_LIMITED_MODEL gets
+MIDSTREAM_ERROR = "midstream_error"  # Anthropic streams only: some text, then an error event
+SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR)
+_MARKER = re.compile(r"\[scenario:([A-Za-z0-9_]+)\]")
+
+
+def scenario(name: str) -> str:
+    """The marker to put in a user message to get scenario `name`."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}")
+    return f"[scenario:{name}]"
+
+
+TOOL_NAME = "get_weather"
+TOOL_INPUT = {"city": "Paris"}
+TOOL_USE_ID = "toolu_01Dq95J3WcnLmvSvBpAuaXwi"  # the recorded tool_use block's id
+
+# The midstream_error scenario: this text, in several deltas, then this error event.
+MIDSTREAM_TEXT = "The answer starts here and then"
+MIDSTREAM_ERROR_EVENT = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+# Anthropic's model list (GET /v1/models); there is no recorded one.
+ANTHROPIC_MODELS = [
+    {
+        "type": "model",
+        "id": "claude-sonnet-4-5-20250929",
+        "display_name": "Claude Sonnet 4.5",
+        "created_at": "2025-09-29T00:00:00Z",
+    },
+    {
+        "type": "model",
+        "id": "claude-sonnet-4-20250514",
+        "display_name": "Claude Sonnet 4",
+        "created_at": "2025-05-22T00:00:00Z",
+    },
+]
+
+
+# --- Fixtures and SSE ------------------------------------------------------------------
 
 
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
+
+
+def fixture_json(name: str):
+    return json.loads(fixture_bytes(name))
 
 
 def sse_events(name: str) -> list[bytes]:
@@ -46,10 +107,220 @@ def sse_events(name: str) -> list[bytes]:
     return [event + b"\n\n" for event in fixture_bytes(name).strip(b"\n").split(b"\n\n")]
 
 
+def sse_event(event_type: str | None, data) -> bytes:
+    head = f"event: {event_type}\n" if event_type else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def sse_data(event: bytes):
+    """The JSON `data:` of one event (None when it has none or it is not JSON)."""
+    lines = [line[5:] for line in event.decode().splitlines() if line.startswith("data:")]
+    try:
+        return json.loads("\n".join(lines)) if lines else None
+    except ValueError:
+        return None
+
+
+def split_text(text: str) -> list[str]:
+    """Word-sized pieces that join back to `text`; at least two when it has two chars."""
+    pieces = re.findall(r"\s*\S+|\s+", text)
+    if len(pieces) == 1 and len(text) > 1:
+        pieces = [text[: len(text) // 2], text[len(text) // 2 :]]
+    return pieces
+
+
+def split_json(value, size: int = 6) -> list[str]:
+    """`value` as JSON in `size`-character fragments, after the empty fragment Anthropic
+    sends first."""
+    text = json.dumps(value)
+    return [""] + [text[i : i + size] for i in range(0, len(text), size)]
+
+
+# --- Anthropic answers -------------------------------------------------------------------
+
+
+def anthropic_text_message() -> dict:
+    return fixture_json("anthropic/messages.json")
+
+
+def anthropic_tool_message() -> dict:
+    """The recorded tool_use answer, asking for TOOL_INPUT."""
+    message = fixture_json("anthropic/messages_with_tools.json")
+    for block in message["content"]:
+        if block["type"] == "tool_use":
+            block.update(id=TOOL_USE_ID, name=TOOL_NAME, input=copy.deepcopy(TOOL_INPUT))
+    return message
+
+
+def anthropic_text_stream() -> list[bytes]:
+    """The recorded text stream with its text delta split into several events; every
+    other event is replayed byte for byte, odd whitespace and `ping` included."""
+    out = []
+    for event in sse_events("anthropic/messages_stream.txt"):
+        data = sse_data(event)
+        if data and data.get("type") == "content_block_delta" and data["delta"].get("type") == "text_delta":
+            for piece in split_text(data["delta"]["text"]):
+                delta = {**data, "delta": {"type": "text_delta", "text": piece}}
+                out.append(sse_event("content_block_delta", delta))
+        else:
+            out.append(event)
+    return out
+
+
+def anthropic_stream_of(message: dict) -> list[bytes]:
+    """The SSE events Anthropic sends for `message`, following its streaming docs:
+    message_start (empty content, input usage), per block a start, deltas and a stop
+    (a ping after the first start), message_delta (stop reason, output tokens),
+    message_stop."""
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+    start["usage"] = {**usage, "output_tokens": 1}
+    events = [sse_event("message_start", {"type": "message_start", "message": start})]
+    for index, block in enumerate(message["content"]):
+        events += _anthropic_block_events(index, block)
+        if index == 0:
+            events.insert(2, sse_event("ping", {"type": "ping"}))
+    stop = {"stop_reason": message["stop_reason"], "stop_sequence": message.get("stop_sequence")}
+    end_usage = {"output_tokens": usage["output_tokens"]}
+    events.append(sse_event("message_delta", {"type": "message_delta", "delta": stop, "usage": end_usage}))
+    events.append(sse_event("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def _anthropic_block_events(index: int, block: dict) -> list[bytes]:
+    if block["type"] == "text":
+        opening = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": piece} for piece in split_text(block["text"])]
+    elif block["type"] == "tool_use":
+        opening = {**block, "input": {}}
+        deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in split_json(block["input"])]
+    else:
+        raise ValueError(f"mock: cannot stream a {block['type']} block")
+    start = {"type": "content_block_start", "index": index, "content_block": opening}
+    return [
+        sse_event("content_block_start", start),
+        *(
+            sse_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            for delta in deltas
+        ),
+        sse_event("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
+
+
+def anthropic_midstream_error_stream(model: str) -> list[bytes]:
+    """MIDSTREAM_TEXT in several deltas, then an `error` event; no block stop, no
+    message_stop."""
+    message = {**anthropic_text_message(), "model": model}
+    message["content"] = [{"type": "text", "text": MIDSTREAM_TEXT}]
+    events = anthropic_stream_of(message)
+    cut = next(i for i, e in enumerate(events) if sse_data(e)["type"] == "content_block_stop")
+    return events[:cut] + [sse_event("error", MIDSTREAM_ERROR_EVENT)]
+
+
+# Chat Completions fields Anthropic's Messages API refuses ("Extra inputs are not
+# permitted"), so a request that was not translated is caught here.
+OPENAI_ONLY_FIELDS = (
+    "stream_options",
+    "max_completion_tokens",
+    "n",
+    "response_format",
+    "parallel_tool_calls",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "user",
+    "functions",
+    "function_call",
+    "store",
+    "modalities",
+    "audio",
+    "prediction",
+    "reasoning_effort",
+)
+
+
+def anthropic_request_problem(payload) -> str | None:
+    """What Anthropic would reject in a Messages request (the checks a translated
+    request can plausibly get wrong), or None."""
+    if not isinstance(payload, dict):
+        return "body: Input should be an object"
+    for field in OPENAI_ONLY_FIELDS:
+        if field in payload:
+            return f"{field}: Extra inputs are not permitted"
+    if not isinstance(payload.get("model"), str) or not payload["model"]:
+        return "model: Field required"
+    max_tokens = payload.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        return "max_tokens: Field required"
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: Field required"
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("user", "assistant"):
+            return f'messages.{i}.role: Input should be "user" or "assistant"'
+    for i, tool in enumerate(payload.get("tools") or []):
+        if not isinstance(tool, dict) or "name" not in tool:
+            return f"tools.{i}.name: Field required"
+        if tool.get("type") in (None, "custom") and "input_schema" not in tool:
+            return f"tools.{i}.custom.input_schema: Field required"
+    return None
+
+
+def requested_scenario(messages) -> str | None:
+    """The scenario named in the last user message, if any."""
+    users = [m for m in messages or [] if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        return None
+    match = _MARKER.search(message_text(users[-1].get("content")))
+    return match.group(1) if match else None
+
+
+def message_text(content) -> str:
+    """The text of a message's content: a string, or text parts/blocks (both formats
+    use `{"type": "text", "text": ...}`)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+# --- OpenAI answers ----------------------------------------------------------------------
+
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+
+
+def openai_completion(model: str, tool: bool = False) -> bytes:
+    """A recorded completion (the tool call one asking for TOOL_INPUT), with `model` set
+    to the one requested."""
+    completion = fixture_json("openai/chat_with_tools.json" if tool else "openai/chat_completion.json")
+    completion["model"] = model
+    for call in completion["choices"][0]["message"].get("tool_calls") or []:
+        call["function"].update(name=TOOL_NAME, arguments=json.dumps(TOOL_INPUT, separators=(",", ":")))
+    return json.dumps(completion).encode()
+
+
+def openai_stream(model: str) -> list[bytes]:
+    """The recorded stream, byte for byte except `model` set to the one requested."""
+    echoed = b'"model":' + json.dumps(model).encode()
+    return [_MODEL_FIELD.sub(lambda _: echoed, e) for e in sse_events("openai/chat_completion_stream.txt")]
+
+
+# --- Server ------------------------------------------------------------------------------
+
+
 @dataclass
 class RecordedRequest:
     method: str
-    path: str
+    path: str  # as sent, query string included
     headers: dict[str, str]  # names lowercased
     body: bytes
 
@@ -73,25 +344,68 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self):
         body = self._read_body()
-        self.mock._record(
-            RecordedRequest(
-                self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
-            )
-        )
-        route = ROUTES.get(self.path)
-        if self.command != "POST" or route is None:
-            return self._send_json(404, {"error": {"message": f"mock: no route {self.path}"}})
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.mock._record(RecordedRequest(self.command, self.path, headers, body))
+        path = urlsplit(self.path).path
+        if (self.command, path) == ("GET", MODELS_PATH):
+            return self._models(headers)
+        handlers = {MESSAGES_PATH: self._anthropic_messages, CHAT_COMPLETIONS_PATH: self._openai_chat}
+        handler = handlers.get(path)
+        if self.command != "POST" or handler is None:
+            return self._send_json(404, {"error": {"message": f"mock: no route {self.command} {path}"}})
         try:
             payload = json.loads(body or b"{}")
         except ValueError:
             return self._send_json(400, {"error": {"message": "mock: body is not JSON"}})
-        if payload.get("model") == RATE_LIMITED_MODEL:
-            error, headers = RATE_LIMITS[self.path]
-            return self._send_json(429, error, {"retry-after": "7", **headers})
-        json_fixture, sse_fixture = route
+        if not isinstance(payload, dict):
+            return self._send_json(400, {"error": {"message": "mock: body is not a JSON object"}})
+        wanted = requested_scenario(payload.get("messages"))
+        if wanted is not None and wanted not in SCENARIOS:
+            return self._send_json(400, {"error": {"message": f"mock: unknown scenario {wanted!r}"}})
+        if payload.get("model") == RATE_LIMITED_MODEL or wanted == RATE_LIMIT:
+            error, extra = RATE_LIMITS[path]
+            return self._send_json(429, error, {"retry-after": RETRY_AFTER, **extra})
+        handler(payload, wanted)
+
+    def _anthropic_messages(self, payload, wanted):
+        problem = anthropic_request_problem(payload)
+        if problem:
+            error = {"type": "error", "error": {"type": "invalid_request_error", "message": problem}}
+            return self._send_json(400, error)
+        stream = payload.get("stream") is True
+        if wanted == TOOL:
+            message = {**anthropic_tool_message(), "model": payload["model"]}
+            return self._send_sse(anthropic_stream_of(message)) if stream else self._send_json(200, message)
+        if wanted == MIDSTREAM_ERROR:
+            if not stream:
+                return self._send_json(400, {"error": {"message": "mock: midstream_error needs stream"}})
+            return self._send_sse(anthropic_midstream_error_stream(payload["model"]))
+        if stream:
+            return self._send_sse(anthropic_text_stream())
+        self._send(200, "application/json", fixture_bytes("anthropic/messages.json"))
+
+    def _openai_chat(self, payload, wanted):
+        model = payload.get("model")
+        if not isinstance(model, str) or not isinstance(payload.get("messages"), list):
+            return self._send_json(400, {"error": {"message": "mock: model and messages are required"}})
+        if wanted == MIDSTREAM_ERROR:
+            return self._send_json(400, {"error": {"message": "mock: midstream_error is Anthropic-only"}})
         if payload.get("stream") is True:
-            return self._send_sse(sse_events(sse_fixture))
-        self._send(200, "application/json", fixture_bytes(json_fixture))
+            if wanted == TOOL:
+                return self._send_json(400, {"error": {"message": "mock: no recorded OpenAI tool stream"}})
+            return self._send_sse(openai_stream(model))
+        self._send(200, "application/json", openai_completion(model, tool=wanted == TOOL))
+
+    def _models(self, headers):
+        if "x-api-key" in headers or "anthropic-version" in headers:
+            listing = {
+                "data": ANTHROPIC_MODELS,
+                "has_more": False,
+                "first_id": ANTHROPIC_MODELS[0]["id"],
+                "last_id": ANTHROPIC_MODELS[-1]["id"],
+            }
+            return self._send_json(200, listing)
+        self._send(200, "application/json", fixture_bytes("openai/models.json"))
 
     def _read_body(self) -> bytes:
         if self.headers.get("transfer-encoding", "").lower() == "chunked":

@@ -1,0 +1,105 @@
+//! The top-level `model` of a JSON request body: read it, and replace its value
+//! without touching a single other byte, so unknown and future fields reach the
+//! provider exactly as the client wrote them.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+
+use serde_json::value::RawValue;
+
+use super::GatewayError;
+
+/// The `model` member of a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelField {
+    /// The model the client asked for.
+    pub name: String,
+    /// Byte range of the JSON string value (quotes included) inside the body.
+    span: Range<usize>,
+}
+
+impl ModelField {
+    /// Finds `model` in `body`, which must be a JSON object with a string `model`.
+    pub fn find(body: &[u8]) -> Result<Self, GatewayError> {
+        let members: HashMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_slice(body).map_err(|e| {
+                GatewayError::invalid_request(format!(
+                    "request body is not a JSON object ({e}); send a single JSON object"
+                ))
+            })?;
+        let raw = members.get("model").ok_or_else(|| {
+            GatewayError::invalid_request("missing `model`: name the model to use")
+                .with_param("model")
+        })?;
+        let name: String = serde_json::from_str(raw.get()).map_err(|_| {
+            GatewayError::invalid_request("`model` must be a string").with_param("model")
+        })?;
+        if name.trim().is_empty() {
+            return Err(
+                GatewayError::invalid_request("`model` must not be empty").with_param("model")
+            );
+        }
+        // RawValue borrows from `body`, so its address gives the exact span.
+        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        Ok(Self {
+            name,
+            span: start..start + raw.get().len(),
+        })
+    }
+
+    /// `body` with this field's value replaced by `model`; every other byte unchanged.
+    pub fn replace(&self, body: &[u8], model: &str) -> Vec<u8> {
+        let encoded = serde_json::Value::String(model.to_string()).to_string();
+        let mut out = Vec::with_capacity(body.len() + encoded.len());
+        out.extend_from_slice(&body[..self.span.start]);
+        out.extend_from_slice(encoded.as_bytes());
+        out.extend_from_slice(&body[self.span.end..]);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_only_the_model_value() {
+        let body = br#"{ "stream" :true,"model":  "openai/gpt-4o" , "x_future": {"model": "keep"}, "n":1 }"#;
+        let field = ModelField::find(body).unwrap();
+        assert_eq!(field.name, "openai/gpt-4o");
+        let out = field.replace(body, "gpt-4o");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{ "stream" :true,"model":  "gpt-4o" , "x_future": {"model": "keep"}, "n":1 }"#
+        );
+    }
+
+    #[test]
+    fn escaped_model_names_are_decoded_and_reencoded() {
+        let body = br#"{"model":"a\/b\u0020c"}"#;
+        let field = ModelField::find(body).unwrap();
+        assert_eq!(field.name, "a/b c");
+        assert_eq!(field.replace(body, "q\"x"), br#"{"model":"q\"x"}"#);
+    }
+
+    #[test]
+    fn missing_or_non_string_model_is_400_naming_model() {
+        for body in [
+            &br#"{"messages":[]}"#[..],
+            br#"{"model":3}"#,
+            br#"{"model":" "}"#,
+        ] {
+            let err = ModelField::find(body).unwrap_err();
+            assert_eq!(err.status, 400);
+            assert_eq!(err.param.as_deref(), Some("model"));
+        }
+    }
+
+    #[test]
+    fn non_object_body_is_400() {
+        for body in [&b"[1]"[..], b"nope", b""] {
+            assert_eq!(ModelField::find(body).unwrap_err().status, 400);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Body-before-routing. A `/v1` request names its provider inside its body, so the
+//! gateway reads the whole body (up to `body_size_limit`) in `request_filter`. Stock
+//! Pingora sends nothing upstream once `request_filter` consumed the body (its retry
+//! buffer replays only 64 KiB), so the request is re-issued as a Pingora subrequest
+//! through this same proxy with the prepared body preset, and the subrequest's
+//! response is piped back to the client. The subrequest runs the ordinary hooks
+//! (peer, header rewrite, translation module), configured by [`SubrequestPlan`].
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use pingora_core::protocols::http::v1::client::http_req_header_to_wire;
+use pingora_core::protocols::http::{HttpTask, ServerSession};
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::RequestHeader;
+use pingora_proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType};
+use pingora_proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
+use pingora_proxy::Session;
+
+use super::{GatewayError, UpstreamTarget};
+use crate::auth::Caller;
+use crate::config::Config;
+use crate::translate::ResponseTranslation;
+
+/// Everything the main request decided, handed to its subrequest.
+#[derive(Debug)]
+pub struct SubrequestPlan {
+    /// The config snapshot the main request started with.
+    pub config: Arc<Config>,
+    /// The main request's id, sent upstream and back.
+    pub request_id: String,
+    /// Who called (already authenticated by the main request).
+    pub caller: Option<Caller>,
+    /// Route label for logs.
+    pub route_kind: &'static str,
+    /// Provider and upstream path.
+    pub target: UpstreamTarget,
+    /// How the response is translated, if at all.
+    pub translation: Option<ResponseTranslation>,
+}
+
+/// The plan a subrequest was started with; `None` on every request a client sent.
+/// Taking it leaves nothing behind, so it is applied once.
+pub fn take_plan(session: &mut Session) -> Option<SubrequestPlan> {
+    session
+        .subrequest_ctx
+        .as_mut()?
+        .user_ctx_mut()?
+        .downcast_mut::<Option<SubrequestPlan>>()?
+        .take()
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes.
+pub async fn read_body_within(session: &mut Session, limit: u64) -> Result<Bytes, GatewayError> {
+    let mut body = BytesMut::new();
+    loop {
+        let chunk = session.read_request_body().await.map_err(|e| {
+            GatewayError::invalid_request(format!("could not read the request body: {e}"))
+        })?;
+        let Some(chunk) = chunk else {
+            return Ok(body.freeze());
+        };
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(GatewayError::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+}
+
+/// Sends `body` upstream through a subrequest planned by `plan` and pipes the
+/// answer to the client. `Ok` once the client has a complete response (the
+/// provider's, or the error the subrequest wrote itself).
+pub async fn run(session: &mut Session, plan: SubrequestPlan, body: Bytes) -> Result<()> {
+    let template = template_session(session.req_header(), body.len()).await?;
+    let spawner = session
+        .subrequest_spawner
+        .as_ref()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "subrequests are not enabled"))?;
+    let ctx = SubrequestCtx::builder()
+        .body_mode(BodyMode::ExpectBody)
+        .user_ctx(Box::new(Some(plan)))
+        .build();
+    let (subrequest, handle) = spawner.create_subrequest(&template, ctx);
+    let input = if body.is_empty() {
+        InputBody::NoBody
+    } else {
+        InputBody::Bytes(vec![body])
+    };
+    let mut ended = false;
+    let outcome = pipe_subrequest(
+        session,
+        subrequest,
+        handle,
+        |task| {
+            ended |= ends_response(&task);
+            Ok(Some(task))
+        },
+        InputBodyType::Preset(input),
+    )
+    .await;
+    let failure = match outcome {
+        Ok(_) => return Ok(()),
+        Err(failure) => failure,
+    };
+    if !failure.from_subreq {
+        // Writing to the client failed: nobody is left to answer.
+        return Err(failure.error);
+    }
+    // A failing subrequest writes its own answer (a gateway error, or the end of a
+    // translated stream) before it reports the failure: forward what is left.
+    if let Some(mut rest) = failure.state.pipe_rx {
+        while let Some(task) = rest.recv().await {
+            ended |= ends_response(&task);
+            session.write_response_tasks(vec![task]).await?;
+        }
+    }
+    if ended {
+        Ok(())
+    } else {
+        Err(failure.error)
+    }
+}
+
+fn ends_response(task: &HttpTask) -> bool {
+    match task {
+        HttpTask::Header(_, end) | HttpTask::Body(_, end) | HttpTask::UpgradedBody(_, end) => *end,
+        HttpTask::Trailer(_) | HttpTask::Done => true,
+        HttpTask::Failed(_) => false,
+    }
+}
+
+/// The request line and headers the subrequest reads: the client's, framed for
+/// the prepared body (whatever the client's framing or HTTP version was).
+async fn template_session(req: &RequestHeader, body_len: usize) -> Result<ServerSession> {
+    let mut header = req.clone();
+    header.set_version(http::Version::HTTP_11);
+    header.remove_header(&http::header::TRANSFER_ENCODING);
+    header.remove_header(&http::header::EXPECT);
+    header.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
+    let wire = http_req_header_to_wire(&header).ok_or_else(|| {
+        Error::explain(
+            ErrorType::InternalError,
+            "request header cannot be re-issued",
+        )
+    })?;
+    let mut session = ServerSession::new_http1(Box::new(Cursor::new(wire.to_vec())));
+    session.read_request().await?;
+    Ok(session)
+}

@@ -1,0 +1,502 @@
+//! The OpenAI-compatible `/v1` API end to end: model routing from the body, bodies of
+//! megabytes read before routing and re-issued intact, OpenAI-format providers
+//! untouched but for `model`, Anthropic translated both ways (streams included).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
+use serde_json::{json, Value};
+
+const MASTER: &str = "gw-master-v1-test";
+const ANT_KEY: &str = "sk-ant-provider-v1-test";
+const OAI_KEY: &str = "sk-oai-provider-v1-test";
+
+/// Anthropic and OpenAI both served by `mock` under `/v1`.
+fn gateway_for(mock: &MockUpstream, yaml: &str) -> Gateway {
+    let base = mock.url("/v1");
+    Gateway::start(
+        yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ],
+    )
+}
+
+/// Answers like each provider would: Anthropic JSON or SSE on `/v1/messages`,
+/// an OpenAI completion on `/v1/chat/completions`, an embedding on `/v1/embeddings`.
+fn provider_like(rec: &Recorded) -> Reply {
+    let streaming = serde_json::from_slice::<Value>(&rec.body)
+        .map(|v| v["stream"] == true)
+        .unwrap_or(false);
+    match (rec.uri.as_str(), streaming) {
+        ("/v1/messages", false) => Reply::json(200, fixture("anthropic/messages.json")),
+        ("/v1/messages", true) => sse(fixture("anthropic/messages_stream.txt"), 64, 0),
+        ("/v1/chat/completions", _) => Reply::json(200, fixture("openai/chat_completion.json")),
+        ("/v1/embeddings", _) => Reply::json(
+            200,
+            r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5]}]}"#,
+        ),
+        _ => Reply::json(404, r#"{"error":"no route"}"#),
+    }
+}
+
+/// `text` as an SSE response in `size`-byte chunks, `pause_ms` apart.
+fn sse(text: String, size: usize, pause_ms: u64) -> Reply {
+    Reply::Stream {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks: text
+            .as_bytes()
+            .chunks(size)
+            .map(|c| (Duration::from_millis(pause_ms), Bytes::copy_from_slice(c)))
+            .collect(),
+    }
+}
+
+/// A long agent conversation of about `mib` MiB, with fields the gateway does not know.
+fn conversation(model: &str, mib: usize) -> Vec<u8> {
+    let turn = "x".repeat(64 * 1024);
+    let mut messages = vec![json!({"role": "system", "content": "be brief"})];
+    for i in 0..mib * 16 {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        messages.push(json!({"role": role, "content": format!("{i}:{turn}")}));
+    }
+    messages.push(json!({"role": "user", "content": "and now?"}));
+    serde_json::to_vec(&json!({
+        "model": model,
+        "messages": messages,
+        "temperature": 0.2,
+        "x_vendor_extension": {"keep": [1, 2, 3]},
+    }))
+    .unwrap()
+}
+
+async fn post(gw: &Gateway, path: &str, body: Vec<u8>) -> reqwest::Response {
+    client()
+        .post(gw.url(path))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn declared_length(rec: &Recorded) -> usize {
+    rec.header("content-length").unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_format_body_arrives_byte_identical_but_for_the_model() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "");
+    let body = conversation("openai/gpt-4o-mini", 3);
+    assert!(body.len() > 3 * 1024 * 1024);
+    let resp = post(&gw, "/v1/chat/completions", body.clone()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.bytes().await.unwrap(),
+        fixture("openai/chat_completion.json").as_bytes()
+    );
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/chat/completions");
+    let expected = String::from_utf8(body).unwrap().replacen(
+        r#""model":"openai/gpt-4o-mini""#,
+        r#""model":"gpt-4o-mini""#,
+        1,
+    );
+    assert_eq!(rec.body, expected.as_bytes());
+    assert_eq!(declared_length(&rec), rec.body.len());
+    assert!(rec.header("transfer-encoding").is_none());
+    assert_eq!(
+        rec.header("authorization"),
+        Some(format!("Bearer {OAI_KEY}").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_model_gets_a_translated_body_of_megabytes_intact() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "");
+    let body = conversation("anthropic/claude-sonnet-4-5", 3);
+    let resp = post(&gw, "/v1/chat/completions", body.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let completion: Value = resp.json().await.unwrap();
+    assert_eq!(completion["object"], "chat.completion");
+    assert_eq!(completion["model"], "anthropic/claude-sonnet-4-5");
+    assert_eq!(
+        completion["choices"][0]["message"]["content"],
+        "Hello World"
+    );
+    assert_eq!(completion["choices"][0]["finish_reason"], "stop");
+
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/messages");
+    assert_eq!(declared_length(&rec), rec.body.len());
+    assert_eq!(rec.header("x-api-key"), Some(ANT_KEY));
+    assert!(rec.header("authorization").is_none());
+    assert!(rec.header("anthropic-version").is_some());
+    assert_eq!(rec.header("accept-encoding"), Some("identity"));
+    let sent: Value = serde_json::from_slice(&rec.body).unwrap();
+    let original: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["model"], "claude-sonnet-4-5");
+    assert_eq!(sent["max_tokens"], 4096);
+    assert_eq!(sent["system"], "be brief");
+    let sent_turns = sent["messages"].as_array().unwrap();
+    let original_turns = &original["messages"].as_array().unwrap()[1..];
+    assert_eq!(sent_turns.len(), original_turns.len());
+    for (s, o) in sent_turns.iter().zip(original_turns) {
+        assert_eq!(s["role"], o["role"]);
+        let text = s["content"]
+            .as_str()
+            .or_else(|| s["content"][0]["text"].as_str())
+            .unwrap();
+        assert_eq!(text, o["content"].as_str().unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_of_megabytes_reach_an_openai_format_provider_intact() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "");
+    let input = "y".repeat(3 * 1024 * 1024);
+    let body =
+        serde_json::to_vec(&json!({"model": "openai:text-embedding-3-small", "input": input}))
+            .unwrap();
+    let resp = post(&gw, "/v1/embeddings", body).await;
+    assert_eq!(resp.status(), 200);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/embeddings");
+    assert_eq!(declared_length(&rec), rec.body.len());
+    let sent: Value = serde_json::from_slice(&rec.body).unwrap();
+    assert_eq!(sent["model"], "text-embedding-3-small");
+    assert_eq!(sent["input"].as_str().unwrap().len(), input.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_for_an_anthropic_model_are_refused_naming_the_reason() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "");
+    let resp = post(
+        &gw,
+        "/v1/embeddings",
+        br#"{"model":"anthropic/claude-sonnet-4-5","input":"hi"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("OpenAI-format"));
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_stream_is_translated_as_it_arrives() {
+    let mock = MockUpstream::start(|rec| {
+        if rec.uri == "/v1/messages" {
+            // One event per chunk, 150 ms apart.
+            let text = fixture("anthropic/messages_stream.txt");
+            let events: Vec<(Duration, Bytes)> = text
+                .split_inclusive("\n\n")
+                .map(|e| (Duration::from_millis(150), Bytes::from(e.to_string())))
+                .collect();
+            Reply::Stream {
+                status: 200,
+                headers: vec![("content-type".into(), "text/event-stream".into())],
+                chunks: events,
+            }
+        } else {
+            Reply::json(404, "{}")
+        }
+    })
+    .await;
+    let gw = gateway_for(&mock, "");
+    let body = json!({
+        "model": "anthropic/claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let mut resp = post(&gw, "/v1/chat/completions", body.to_string().into_bytes()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let mut first_at = None;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        first_at.get_or_insert_with(Instant::now);
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let sent = mock.chunk_sent_at.lock().unwrap().clone();
+    // The first translated chunk reached the client before the provider finished.
+    assert!(first_at.unwrap() < *sent.last().unwrap());
+    let chunks: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "Hello World");
+    assert!(chunks.iter().any(|c| c["usage"]["total_tokens"].is_u64()));
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    let sent_body: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent_body["stream"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_rate_limit_becomes_openai_envelope_keeping_retry_after() {
+    let mock = MockUpstream::start(|_| Reply::Full {
+        status: 429,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("retry-after".into(), "7".into()),
+        ],
+        body: Bytes::from_static(
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+        ),
+    })
+    .await;
+    let gw = gateway_for(&mock, "");
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "rate_limit_error");
+    assert_eq!(err["error"]["message"], "slow down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_error_event_mid_stream_ends_the_stream_without_done() {
+    let mock = MockUpstream::start(|_| {
+        let stream = fixture("anthropic/messages_stream.txt");
+        let cut = stream.find("event: content_block_stop").unwrap();
+        let text = format!(
+            "{}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}}}\n\n",
+            &stream[..cut]
+        );
+        sse(text, 50, 0)
+    })
+    .await;
+    let gw = gateway_for(&mock, "");
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("Hello World"));
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let err: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(err["error"]["type"], "provider_error");
+    assert_eq!(err["error"]["message"], "Overloaded");
+    assert!(!text.contains("[DONE]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_stream_cut_short_ends_with_an_error_chunk() {
+    let mock = MockUpstream::start(|_| {
+        let stream = fixture("anthropic/messages_stream.txt");
+        let cut = stream.find("event: message_delta").unwrap();
+        sse(stream[..cut].to_string(), 40, 0)
+    })
+    .await;
+    let gw = gateway_for(&mock, "");
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("Hello World"), "{text}");
+    assert!(text.contains(r#""error""#), "{text}");
+    assert!(!text.contains("[DONE]"));
+}
+
+/// A provider that starts an SSE answer, then drops the connection mid-body.
+async fn provider_that_hangs_up_mid_stream() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read the header and the (small) body before answering.
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") || !seen.ends_with(b"}") {
+            let n = sock.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let stream = fixture("anthropic/messages_stream.txt");
+        let part = &stream[..stream.find("event: content_block_stop").unwrap()];
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let chunk = format!("{:x}\r\n{part}\r\n", part.len());
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(chunk.as_bytes()).await.unwrap();
+        sock.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Dropping the socket cuts the chunked body short.
+    });
+    (base, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_hanging_up_mid_stream_ends_the_translated_stream_with_an_error() {
+    let (base, provider) = provider_that_hangs_up_mid_stream().await;
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    );
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    provider.await.unwrap();
+    assert!(text.contains("Hello World"), "{text}");
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let err: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(err["error"]["type"], "provider_error");
+    assert!(!text.contains("[DONE]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_anthropic_provider_gets_the_gateway_envelope_untranslated() {
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    );
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 502);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "provider_error");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("anthropic"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_errors_are_openai_envelopes_before_anything_goes_upstream() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "server:\n  body_size_limit: 1KiB\n");
+    let cases: Vec<(Vec<u8>, u16, Option<&str>)> = vec![
+        (b"{not json".to_vec(), 400, None),
+        (br#"{"messages":[]}"#.to_vec(), 400, Some("model")),
+        (
+            br#"{"model":"anthropic/claude-x","n":2,"messages":[{"role":"user","content":"hi"}]}"#
+                .to_vec(),
+            400,
+            Some("n"),
+        ),
+        (vec![b' '; 2048], 413, None),
+    ];
+    for (body, status, param) in cases {
+        let resp = post(&gw, "/v1/chat/completions", body).await;
+        assert_eq!(resp.status(), status);
+        let err: Value = resp.json().await.unwrap();
+        assert!(err["error"]["message"].is_string());
+        if let Some(param) = param {
+            assert_eq!(err["error"]["param"], param);
+        }
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_routes_need_the_gateway_key_and_the_right_method() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "");
+    let c = client();
+    let resp = c
+        .post(gw.url("/v1/chat/completions"))
+        .body(r#"{"model":"openai/gpt-4o"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .get(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_v1_call_is_logged_once_on_a_reused_client() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "");
+    let c = client();
+    for model in [
+        "anthropic/claude-sonnet-4-5",
+        "openai/gpt-4o",
+        "claude-sonnet-4-5",
+    ] {
+        let resp = c
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(MASTER)
+            .body(
+                json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{model}");
+        assert!(resp.headers().contains_key("x-request-id"));
+        resp.bytes().await.unwrap();
+    }
+    let log = gw.log();
+    assert_eq!(log.matches("route=chat_completions").count(), 3, "{log}");
+}
