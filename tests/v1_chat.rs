@@ -500,3 +500,56 @@ async fn each_v1_call_is_logged_once_on_a_reused_client() {
     let log = gw.log();
     assert_eq!(log.matches("route=chat_completions").count(), 3, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_format_stream_passes_back_byte_identical() {
+    let stream = fixture("openai/chat_completion_stream.txt");
+    let upstream = stream.clone();
+    let mock = MockUpstream::start(move |_| sse(upstream.clone(), 33, 0)).await;
+    let gw = gateway_for(&mock, "");
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    assert_eq!(resp.text().await.unwrap(), stream);
+    assert_eq!(mock.last().uri, "/v1/chat/completions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_provider_answer_is_decoded_before_translation() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(fixture("anthropic/messages.json").as_bytes())
+        .unwrap();
+    let compressed = Bytes::from(gz.finish().unwrap());
+    // This provider compresses whatever the request asked for.
+    let mock = MockUpstream::start(move |_| Reply::Full {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("content-encoding".into(), "gzip".into()),
+        ],
+        body: compressed.clone(),
+    })
+    .await;
+    let gw = gateway_for(&mock, "");
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-encoding").is_none());
+    let completion: Value = resp.json().await.unwrap();
+    assert_eq!(
+        completion["choices"][0]["message"]["content"],
+        "Hello World"
+    );
+}

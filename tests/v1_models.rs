@@ -1,0 +1,111 @@
+//! `/v1/models` and `/v1/models/{id}` through the gateway: every configured provider's
+//! models as `provider/model` ids, one provider being down never failing the listing.
+
+mod common;
+
+use common::{client, free_port, Gateway, MockUpstream, Reply};
+use serde_json::Value;
+
+const MASTER: &str = "gw-master-models-test";
+
+async fn listing_gateway() -> (MockUpstream, Gateway) {
+    let mock = MockUpstream::start(|rec| {
+        if rec.uri == "/v1/models" {
+            Reply::json(
+                200,
+                r#"{"object":"list","data":[{"id":"gpt-4o","object":"model"}]}"#,
+            )
+        } else {
+            Reply::json(404, "{}")
+        }
+    })
+    .await;
+    let closed = format!("http://127.0.0.1:{}/v1", free_port());
+    let yaml = format!(
+        "
+models:
+  aliases:
+    fast: anthropic/claude-haiku-4-5
+providers:
+  openai: {{api_key: sk-oai-models-test, base_url: '{live}'}}
+  groq: {{api_key: sk-groq-models-test, base_url: '{closed}'}}
+  anthropic: {{api_key: sk-ant-models-test, base_url: '{closed}', models: [claude-haiku-4-5, claude-sonnet-4-5]}}
+",
+        live = mock.url("/v1"),
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    (mock, gw)
+}
+
+async fn get(gw: &Gateway, path: &str) -> reqwest::Response {
+    client()
+        .get(gw.url(path))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_lists_every_provider_as_prefixed_ids_despite_one_being_down() {
+    let (mock, gw) = listing_gateway().await;
+    let resp = get(&gw, "/v1/models").await;
+    assert_eq!(resp.status(), 200);
+    let list: Value = resp.json().await.unwrap();
+    assert_eq!(list["object"], "list");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["object"], "model");
+            m["id"].as_str().unwrap()
+        })
+        .collect();
+    for id in [
+        "openai/gpt-4o",
+        "anthropic/claude-haiku-4-5",
+        "anthropic/claude-sonnet-4-5",
+        "fast",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    assert!(!ids.iter().any(|id| id.starts_with("groq/")));
+    // The provider list was fetched with the provider's key, never the gateway's.
+    let rec = mock.last();
+    assert_eq!(
+        rec.header("authorization"),
+        Some("Bearer sk-oai-models-test")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_by_id_describes_listed_and_routable_models_and_404s_the_rest() {
+    let (_mock, gw) = listing_gateway().await;
+    let listed: Value = get(&gw, "/v1/models/openai/gpt-4o")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["id"], "openai/gpt-4o");
+    assert_eq!(listed["owned_by"], "openai");
+    let routable: Value = get(&gw, "/v1/models/claude-opus-4-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(routable["id"], "claude-opus-4-1");
+    assert_eq!(routable["owned_by"], "anthropic");
+    let missing = get(&gw, "/v1/models/no-such-model").await;
+    assert_eq!(missing.status(), 404);
+    let err: Value = missing.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "not_found_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_need_the_gateway_key() {
+    let (mock, gw) = listing_gateway().await;
+    let resp = client().get(gw.url("/v1/models")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(mock.requests().is_empty());
+}
