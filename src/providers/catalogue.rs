@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use super::{BaseUrl, ProviderKind, Secret, TlsRoots, WireFormat};
+use super::{AuthStyle, BaseUrl, ProviderKind, Secret, TlsRoots, WireFormat};
 
 /// Upstream timeouts of one provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,15 @@ impl Provider {
             configured: false,
             models: Vec::new(),
             format: kind.wire_format(),
+        }
+    }
+
+    /// How the credential is sent: Anthropic-format endpoints (of any vendor) take
+    /// `x-api-key`, the rest follow their type.
+    pub fn auth_style(&self) -> AuthStyle {
+        match self.format {
+            WireFormat::Anthropic => AuthStyle::XApiKey,
+            WireFormat::OpenAi => self.kind.auth_style(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::auth::Caller;
 use crate::config::Config;
-use crate::providers::Provider;
+use crate::providers::{Provider, WireFormat};
 
 use super::GatewayError;
 
@@ -43,6 +43,8 @@ pub struct RequestContext {
     pub is_subrequest: bool,
     /// The response is translated into the client's format.
     pub translated: bool,
+    /// The API the client speaks, which fixes the envelope of gateway errors.
+    pub error_format: WireFormat,
 }
 
 impl RequestContext {
@@ -60,6 +62,7 @@ impl RequestContext {
             request_body_bytes: 0,
             is_subrequest: false,
             translated: false,
+            error_format: WireFormat::OpenAi,
         }
     }
 

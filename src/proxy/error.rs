@@ -2,6 +2,9 @@
 
 use serde_json::json;
 
+use crate::providers::WireFormat;
+use crate::translate::anthropic_error_type_for_status;
+
 /// The error family, which fixes the envelope `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -116,6 +119,27 @@ impl GatewayError {
         self
     }
 
+    /// The envelope a client of `format` expects.
+    pub fn envelope(&self, format: WireFormat) -> Vec<u8> {
+        match format {
+            WireFormat::OpenAi => self.openai_envelope(),
+            WireFormat::Anthropic => self.anthropic_envelope(),
+        }
+    }
+
+    /// The Anthropic error envelope `{"type":"error","error":{"type","message"}}`, so
+    /// Anthropic SDKs raise their own typed errors.
+    pub fn anthropic_envelope(&self) -> Vec<u8> {
+        let body = json!({
+            "type": "error",
+            "error": {
+                "type": anthropic_error_type_for_status(self.status),
+                "message": self.message,
+            }
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
     /// The OpenAI error envelope `{"error":{"type","message","param","code"}}`.
     pub fn openai_envelope(&self) -> Vec<u8> {
         let body = json!({
@@ -142,6 +166,25 @@ mod tests {
         assert_eq!(v["error"]["message"], "bad");
         assert_eq!(v["error"]["param"], "model");
         assert!(v["error"]["code"].is_null());
+    }
+
+    #[test]
+    fn anthropic_envelope_types_follow_the_status() {
+        let cases = [
+            (GatewayError::invalid_request("x"), "invalid_request_error"),
+            (GatewayError::unauthorized("x"), "authentication_error"),
+            (GatewayError::not_found("x"), "not_found_error"),
+            (GatewayError::payload_too_large(1), "invalid_request_error"),
+            (GatewayError::bad_gateway("x"), "api_error"),
+            (GatewayError::gateway_timeout("x"), "api_error"),
+        ];
+        for (err, kind) in cases {
+            let v: serde_json::Value =
+                serde_json::from_slice(&err.envelope(WireFormat::Anthropic)).unwrap();
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["error"]["type"], kind, "{}", err.status);
+            assert_eq!(v["error"]["message"], "x".replace('x', &err.message));
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use http::header::{self, HeaderName};
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use crate::providers::{AuthStyle, Provider, ProviderKind};
+use crate::providers::{AuthStyle, Provider, ProviderKind, WireFormat};
 
 /// The request id header, sent upstream and returned to the client.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -76,7 +76,7 @@ pub fn add_provider_headers(
 ) -> pingora_core::Result<()> {
     req.insert_header(header::HOST, provider.base.host_header())?;
     if let Some(key) = &provider.api_key {
-        match provider.kind.auth_style() {
+        match provider.auth_style() {
             AuthStyle::XApiKey => req.insert_header("x-api-key", key.expose())?,
             AuthStyle::Bearer => {
                 req.insert_header(header::AUTHORIZATION, format!("Bearer {}", key.expose()))?
@@ -84,19 +84,16 @@ pub fn add_provider_headers(
             AuthStyle::GoogApiKey => req.insert_header("x-goog-api-key", key.expose())?,
         }
     }
-    match provider.kind {
-        ProviderKind::Anthropic if !req.headers.contains_key("anthropic-version") => {
-            req.insert_header("anthropic-version", ANTHROPIC_VERSION)?
+    if provider.format == WireFormat::Anthropic && !req.headers.contains_key("anthropic-version") {
+        req.insert_header("anthropic-version", ANTHROPIC_VERSION)?;
+    }
+    if provider.kind == ProviderKind::OpenRouter {
+        if !req.headers.contains_key("http-referer") {
+            req.insert_header("http-referer", OPENROUTER_REFERER)?;
         }
-        ProviderKind::OpenRouter => {
-            if !req.headers.contains_key("http-referer") {
-                req.insert_header("http-referer", OPENROUTER_REFERER)?;
-            }
-            if !req.headers.contains_key("x-title") {
-                req.insert_header("x-title", OPENROUTER_TITLE)?;
-            }
+        if !req.headers.contains_key("x-title") {
+            req.insert_header("x-title", OPENROUTER_TITLE)?;
         }
-        _ => {}
     }
     for (name, value) in &provider.headers {
         req.insert_header(name.clone(), value.clone())?;

@@ -79,6 +79,10 @@ impl AuroraProxy {
     ) -> std::result::Result<Admission, GatewayError> {
         let req = session.req_header();
         let route = route::classify(req.uri.path(), &config.server);
+        if let Ok(Route::ModelCall(endpoint)) = &route {
+            // Even a refused key must come back in the envelope the client's SDK reads.
+            ctx.error_format = endpoint.error_format();
+        }
         if let Ok(Route::Health) = route {
             ctx.route_kind = "health";
             return Ok(Admission::Health);
@@ -137,6 +141,7 @@ impl AuroraProxy {
             route_kind: ctx.route_kind,
             target: prepared.target,
             translation: prepared.translation,
+            error_format: ctx.error_format,
         };
         subrequest::run(session, plan, prepared.body).await?;
         Ok(true)
@@ -204,7 +209,7 @@ async fn reject(
     ctx: &mut RequestContext,
     err: GatewayError,
 ) -> Result<bool> {
-    respond::send_error(session, &err, &ctx.request_id).await?;
+    respond::send_error(session, &err, ctx.error_format, &ctx.request_id).await?;
     ctx.error = Some(err);
     Ok(true)
 }
@@ -224,6 +229,7 @@ fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: Subre
     ctx.caller = plan.caller;
     ctx.route_kind = plan.route_kind;
     ctx.upstream = Some(plan.target);
+    ctx.error_format = plan.error_format;
     if let Some(translation) = plan.translation {
         ctx.translated = true;
         // Translators must see plain bytes, whatever the provider decides to send.
@@ -419,7 +425,9 @@ impl ProxyHttp for AuroraProxy {
             {
                 module.disable();
             }
-            if let Err(write_err) = respond::send_error(session, &err, &ctx.request_id).await {
+            if let Err(write_err) =
+                respond::send_error(session, &err, ctx.error_format, &ctx.request_id).await
+            {
                 log::debug!("could not send error response: {write_err}");
             }
         } else if session

@@ -10,9 +10,11 @@ use super::model_field::ModelField;
 use super::model_route::route_model;
 use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
+use crate::providers::ProviderKind;
 use crate::providers::{Provider, WireFormat};
 use crate::translate::{
-    openai_to_anthropic_request, RequestOptions, ResponseTranslation, TranslateError,
+    anthropic_to_openai_request, openai_to_anthropic_request, OpenAiRequestOptions, RequestOptions,
+    ResponseTranslation, TranslateError,
 };
 
 /// The `/v1` endpoints that carry a model in their body.
@@ -22,6 +24,10 @@ pub enum ModelEndpoint {
     ChatCompletions,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/messages` (Anthropic Messages API).
+    Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
 }
 
 impl ModelEndpoint {
@@ -30,6 +36,16 @@ impl ModelEndpoint {
         match self {
             ModelEndpoint::ChatCompletions => "chat_completions",
             ModelEndpoint::Embeddings => "embeddings",
+            ModelEndpoint::Messages => "messages",
+            ModelEndpoint::CountTokens => "count_tokens",
+        }
+    }
+
+    /// The envelope the client expects for errors the gateway raises.
+    pub fn error_format(self) -> WireFormat {
+        match self {
+            ModelEndpoint::ChatCompletions | ModelEndpoint::Embeddings => WireFormat::OpenAi,
+            ModelEndpoint::Messages | ModelEndpoint::CountTokens => WireFormat::Anthropic,
         }
     }
 }
@@ -94,6 +110,42 @@ pub fn prepare(
         (ModelEndpoint::Embeddings, WireFormat::Anthropic) => Err(GatewayError::invalid_request(
             format!(
                 "embeddings are served only by OpenAI-format providers; `{}` speaks the Anthropic format and has no embeddings API",
+                provider.name
+            ),
+        )
+        .with_param("model")),
+        (ModelEndpoint::Messages, WireFormat::Anthropic) => Ok(PreparedRequest {
+            target: target(&provider, "/messages"),
+            body: field.replace(body, &route.model).into(),
+            translation: None,
+        }),
+        (ModelEndpoint::Messages, WireFormat::OpenAi) => {
+            let opts = OpenAiRequestOptions {
+                model: route.model,
+                supports_reasoning_effort: matches!(
+                    provider.kind,
+                    ProviderKind::OpenAi | ProviderKind::OpenRouter | ProviderKind::Xai
+                ),
+            };
+            let translated =
+                anthropic_to_openai_request(body, &opts).map_err(GatewayError::from)?;
+            Ok(PreparedRequest {
+                target: target(&provider, "/chat/completions"),
+                body: translated.body.into(),
+                translation: Some(ResponseTranslation::OpenAiToAnthropic {
+                    model: field.name,
+                    stream: translated.stream,
+                }),
+            })
+        }
+        (ModelEndpoint::CountTokens, WireFormat::Anthropic) => Ok(PreparedRequest {
+            target: target(&provider, "/messages/count_tokens"),
+            body: field.replace(body, &route.model).into(),
+            translation: None,
+        }),
+        (ModelEndpoint::CountTokens, WireFormat::OpenAi) => Err(GatewayError::invalid_request(
+            format!(
+                "count_tokens is served only by Anthropic-format providers; `{}` speaks the OpenAI format and has no token counting API",
                 provider.name
             ),
         )

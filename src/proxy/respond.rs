@@ -7,6 +7,7 @@ use pingora_proxy::Session;
 
 use super::headers::REQUEST_ID;
 use super::GatewayError;
+use crate::providers::WireFormat;
 
 /// Sends a complete JSON response, keeping the connection reusable.
 pub async fn send_json(
@@ -32,7 +33,12 @@ pub async fn send_json(
     session.downstream_session.finish_body().await
 }
 
-/// Sends `err` in the OpenAI envelope.
-pub async fn send_error(session: &mut Session, err: &GatewayError, request_id: &str) -> Result<()> {
-    send_json(session, err.status, err.openai_envelope(), request_id).await
+/// Sends `err` in the envelope of the client's API.
+pub async fn send_error(
+    session: &mut Session,
+    err: &GatewayError,
+    format: WireFormat,
+    request_id: &str,
+) -> Result<()> {
+    send_json(session, err.status, err.envelope(format), request_id).await
 }

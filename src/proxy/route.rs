@@ -58,6 +58,8 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
     match path {
         "/v1/chat/completions" => return Ok(Route::ModelCall(ModelEndpoint::ChatCompletions)),
         "/v1/embeddings" => return Ok(Route::ModelCall(ModelEndpoint::Embeddings)),
+        "/v1/messages" => return Ok(Route::ModelCall(ModelEndpoint::Messages)),
+        "/v1/messages/count_tokens" => return Ok(Route::ModelCall(ModelEndpoint::CountTokens)),
         "/v1/models" => return Ok(Route::Models),
         _ => {}
     }
@@ -73,7 +75,7 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
         ));
     }
     Err(GatewayError::not_found(format!(
-        "no route for `{path}`: the gateway serves /v1/chat/completions, /v1/embeddings, /v1/models and provider APIs under /p/{{provider}}/{{endpoint}}"
+        "no route for `{path}`: the gateway serves /v1/chat/completions, /v1/embeddings, /v1/models, /v1/messages and provider APIs under /p/{{provider}}/{{endpoint}}"
     )))
 }
 
@@ -104,6 +106,14 @@ mod tests {
             Ok(Route::ModelCall(ModelEndpoint::Embeddings))
         );
         assert_eq!(classify("/v1/models", &s), Ok(Route::Models));
+        assert_eq!(
+            classify("/v1/messages", &s),
+            Ok(Route::ModelCall(ModelEndpoint::Messages))
+        );
+        assert_eq!(
+            classify("/v1/messages/count_tokens", &s),
+            Ok(Route::ModelCall(ModelEndpoint::CountTokens))
+        );
         assert_eq!(
             classify("/v1/models/openrouter/google%2Fgemini-2.5", &s),
             Ok(Route::Model("openrouter/google/gemini-2.5".into()))

@@ -21,6 +21,7 @@ use pingora_proxy::Session;
 use super::{GatewayError, UpstreamTarget};
 use crate::auth::Caller;
 use crate::config::Config;
+use crate::providers::WireFormat;
 use crate::translate::ResponseTranslation;
 
 /// Everything the main request decided, handed to its subrequest.
@@ -38,6 +39,8 @@ pub struct SubrequestPlan {
     pub target: UpstreamTarget,
     /// How the response is translated, if at all.
     pub translation: Option<ResponseTranslation>,
+    /// The envelope of errors the gateway raises.
+    pub error_format: WireFormat,
 }
 
 /// The plan a subrequest was started with; `None` on every request a client sent.

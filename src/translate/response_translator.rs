@@ -6,8 +6,11 @@
 use bytes::Bytes;
 use pingora_http::ResponseHeader;
 
+use super::anthropic_to_openai_error::OpenAiErrorBody;
+use super::openai_to_anthropic_error::AnthropicErrorBody;
 use super::{
-    anthropic_error_to_openai, anthropic_to_openai_response, AnthropicToOpenAiStream,
+    anthropic_error_to_openai, anthropic_to_openai_response, openai_error_to_anthropic,
+    openai_to_anthropic_response, AnthropicToOpenAiStream, MessageOptions, OpenAiToAnthropicStream,
     ResponseOptions, StreamOptions,
 };
 
@@ -26,13 +29,103 @@ pub enum ResponseTranslation {
         /// `stream_options.include_usage`.
         include_usage: bool,
     },
+    /// OpenAI Chat Completions → Anthropic Messages.
+    OpenAiToAnthropic {
+        /// The model name the client sent, echoed back as `model`.
+        model: String,
+        /// Whether the client asked for a stream.
+        stream: bool,
+    },
+}
+
+impl ResponseTranslation {
+    fn stream_requested(&self) -> bool {
+        match self {
+            Self::AnthropicToOpenAi { stream, .. } | Self::OpenAiToAnthropic { stream, .. } => {
+                *stream
+            }
+        }
+    }
+
+    fn stream_translator(&self) -> StreamTranslator {
+        match self {
+            Self::AnthropicToOpenAi {
+                model,
+                created,
+                include_usage,
+                ..
+            } => StreamTranslator::AnthropicToOpenAi(Box::new(AnthropicToOpenAiStream::new(
+                StreamOptions {
+                    model: model.clone(),
+                    created: *created,
+                    include_usage: *include_usage,
+                },
+            ))),
+            Self::OpenAiToAnthropic { model, .. } => StreamTranslator::OpenAiToAnthropic(Box::new(
+                OpenAiToAnthropicStream::new(MessageOptions {
+                    model: model.clone(),
+                }),
+            )),
+        }
+    }
+
+    /// The complete body, success or error, in the client's format.
+    fn translate_whole(&self, status: u16, body: &[u8]) -> Vec<u8> {
+        let success = (200..300).contains(&status);
+        match self {
+            Self::AnthropicToOpenAi { .. } if !success => anthropic_error_to_openai(status, body),
+            Self::OpenAiToAnthropic { .. } if !success => openai_error_to_anthropic(status, body),
+            Self::AnthropicToOpenAi { model, created, .. } => {
+                let opts = ResponseOptions {
+                    model: model.clone(),
+                    created: *created,
+                };
+                anthropic_to_openai_response(body, &opts).unwrap_or_else(|e| {
+                    // The status line already went out as a success; the body says what broke.
+                    log::warn!("untranslatable provider response: {e}");
+                    OpenAiErrorBody::new(&e.to_string(), "provider_error").to_vec()
+                })
+            }
+            Self::OpenAiToAnthropic { model, .. } => {
+                let opts = MessageOptions {
+                    model: model.clone(),
+                };
+                openai_to_anthropic_response(body, &opts).unwrap_or_else(|e| {
+                    log::warn!("untranslatable provider response: {e}");
+                    AnthropicErrorBody::new("api_error", &e.to_string()).to_vec()
+                })
+            }
+        }
+    }
+}
+
+/// An incremental stream translator of either direction.
+enum StreamTranslator {
+    AnthropicToOpenAi(Box<AnthropicToOpenAiStream>),
+    OpenAiToAnthropic(Box<OpenAiToAnthropicStream>),
+}
+
+impl StreamTranslator {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Self::AnthropicToOpenAi(s) => s.push(chunk, out),
+            Self::OpenAiToAnthropic(s) => s.push(chunk, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        match self {
+            Self::AnthropicToOpenAi(s) => s.finish(out),
+            Self::OpenAiToAnthropic(s) => s.finish(out),
+        }
+    }
 }
 
 enum Body {
     /// No header seen yet.
     Pending,
     /// A success stream, translated as it arrives.
-    Stream(Box<AnthropicToOpenAiStream>),
+    Stream(StreamTranslator),
     /// A JSON body (success or error) collected until its end.
     Whole { status: u16, buf: Vec<u8> },
     /// Everything has been written.
@@ -61,24 +154,15 @@ impl ResponseTranslator {
     /// chunked, and its type follows the translated body.
     pub fn on_header(&mut self, resp: &mut ResponseHeader) -> pingora_core::Result<()> {
         let status = resp.status.as_u16();
-        let ResponseTranslation::AnthropicToOpenAi {
-            model,
-            created,
-            stream,
-            include_usage,
-        } = &self.translation;
         let is_event_stream = resp
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map_or(*stream, |ct| ct.trim_start().starts_with(EVENT_STREAM));
-        let success = (200..300).contains(&status);
-        self.body = if success && is_event_stream {
-            Body::Stream(Box::new(AnthropicToOpenAiStream::new(StreamOptions {
-                model: model.clone(),
-                created: *created,
-                include_usage: *include_usage,
-            })))
+            .map_or(self.translation.stream_requested(), |ct| {
+                ct.trim_start().starts_with(EVENT_STREAM)
+            });
+        self.body = if (200..300).contains(&status) && is_event_stream {
+            Body::Stream(self.translation.stream_translator())
         } else {
             Body::Whole {
                 status,
@@ -111,12 +195,12 @@ impl ResponseTranslator {
                     stream.finish(&mut out);
                 }
             }
-            Body::Whole { buf, .. } => {
+            Body::Whole { status, buf } => {
                 if let Some(chunk) = chunk {
                     buf.extend_from_slice(chunk);
                 }
                 if end_of_stream {
-                    out = self.translate_whole();
+                    out = self.translation.translate_whole(*status, buf);
                 }
             }
             Body::Pending | Body::Finished => {}
@@ -143,26 +227,6 @@ impl ResponseTranslator {
     /// Whether the last body chunk has been translated.
     pub fn is_finished(&self) -> bool {
         matches!(self.body, Body::Finished)
-    }
-
-    fn translate_whole(&self) -> Vec<u8> {
-        let Body::Whole { status, buf } = &self.body else {
-            return Vec::new();
-        };
-        let ResponseTranslation::AnthropicToOpenAi { model, created, .. } = &self.translation;
-        if !(200..300).contains(status) {
-            return anthropic_error_to_openai(*status, buf);
-        }
-        let opts = ResponseOptions {
-            model: model.clone(),
-            created: *created,
-        };
-        anthropic_to_openai_response(buf, &opts).unwrap_or_else(|e| {
-            // The status line already went out as a success; the body says what broke.
-            log::warn!("untranslatable provider response: {e}");
-            super::anthropic_to_openai_error::OpenAiErrorBody::new(&e.to_string(), "provider_error")
-                .to_vec()
-        })
     }
 }
 
@@ -249,5 +313,57 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(r#""error""#));
         assert!(!text.contains("[DONE]"));
+    }
+
+    fn openai_translator() -> ResponseTranslator {
+        ResponseTranslator::new(ResponseTranslation::OpenAiToAnthropic {
+            model: "openai:gpt-4o".into(),
+            stream: true,
+        })
+    }
+
+    #[test]
+    fn openai_stream_becomes_anthropic_events() {
+        let mut t = openai_translator();
+        let mut h = header(200, "text/event-stream");
+        t.on_header(&mut h).unwrap();
+        let body = fixture!("openai/chat_completion_stream.txt").as_bytes();
+        let mut out = Vec::new();
+        for chunk in body.chunks(5) {
+            out.extend_from_slice(&t.on_body(Some(chunk), false));
+        }
+        out.extend_from_slice(&t.on_done().unwrap_or_default());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("event: message_start"));
+        assert!(text.contains("event: content_block_delta"));
+        assert!(text
+            .trim_end()
+            .ends_with(r#"data: {"type":"message_stop"}"#));
+    }
+
+    #[test]
+    fn openai_error_becomes_anthropic_error_envelope() {
+        let mut t = openai_translator();
+        t.on_header(&mut header(429, "application/json")).unwrap();
+        let out = t.on_body(
+            Some(br#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#),
+            true,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+    }
+
+    #[test]
+    fn openai_json_becomes_an_anthropic_message() {
+        let mut t = openai_translator();
+        t.on_header(&mut header(200, "application/json")).unwrap();
+        let out = t.on_body(
+            Some(fixture!("openai/chat_completion.json").as_bytes()),
+            true,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["model"], "openai:gpt-4o");
     }
 }

@@ -4,13 +4,20 @@ and records every request, so tests can see exactly what the gateway sent upstre
 Routes (paths are under the mock's base URL, which ends in `/v1`):
 
 - `POST /v1/messages` answers like Anthropic's Messages API, `POST /v1/chat/completions`
-  like OpenAI's Chat Completions; `"stream": true` gets an SSE answer.
+  like OpenAI's Chat Completions; `"stream": true` gets an SSE answer (an OpenAI stream
+  ends with a usage-only chunk when `stream_options.include_usage` is set).
+- `POST /v1/messages/count_tokens` answers like Anthropic's token counting:
+  `{"input_tokens": anthropic_input_tokens(body)}`.
 - `GET /v1/models` lists models in Anthropic's format when the request carries Anthropic
   credentials (`x-api-key` / `anthropic-version`), in OpenAI's otherwise.
 
 What a chat request gets is chosen by a marker such as `[scenario:tool]` in the text of
-its last user message (see SCENARIOS); without one it gets the recorded plain-text answer.
-A request for the model RATE_LIMITED_MODEL gets a 429 whatever its messages say.
+its last user message (see SCENARIOS; both routes understand them); without one it gets
+the recorded plain-text answer. A request for the model RATE_LIMITED_MODEL gets a 429
+whatever its messages say.
+
+Requests a provider would refuse get that provider's 400, so a request that reached the
+wrong format is caught (see anthropic_request_problem and openai_request_problem).
 """
 
 import copy
@@ -25,17 +32,20 @@ from urllib.parse import urlsplit
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 
 # A request for this model gets a 429 in the provider's own error format.
 RATE_LIMITED_MODEL = "rate-limited"
 RATE_LIMIT_MESSAGE = "mock provider: rate limit exceeded"
+_ANTHROPIC_RATE_LIMIT = (
+    {"type": "error", "error": {"type": "rate_limit_error", "message": RATE_LIMIT_MESSAGE}},
+    {"anthropic-ratelimit-requests-remaining": "0"},
+)
 RATE_LIMITS = {
-    MESSAGES_PATH: (
-        {"type": "error", "error": {"type": "rate_limit_error", "message": RATE_LIMIT_MESSAGE}},
-        {"anthropic-ratelimit-requests-remaining": "0"},
-    ),
+    MESSAGES_PATH: _ANTHROPIC_RATE_LIMIT,
+    COUNT_TOKENS_PATH: _ANTHROPIC_RATE_LIMIT,
     CHAT_COMPLETIONS_PATH: (
         {
             "error": {
@@ -52,9 +62,9 @@ RETRY_AFTER = "7"
 
 # --- Scenarios -----------------------------------------------------------------------
 
-TOOL = "tool"  # the model calls TOOL_NAME with TOOL_INPUT
+TOOL = "tool"  # the model calls TOOL_NAME with TOOL_INPUT (streamed too)
 RATE_LIMIT = "rate_limit"  # 429 with retry-after, as RATE_LIMITED_MODEL gets
-MIDSTREAM_ERROR = "midstream_error"  # Anthropic streams only: some text, then an error event
+MIDSTREAM_ERROR = "midstream_error"  # streams only: some text, then an in-stream error
 SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR)
 _MARKER = re.compile(r"\[scenario:([A-Za-z0-9_]+)\]")
 
@@ -69,10 +79,21 @@ def scenario(name: str) -> str:
 TOOL_NAME = "get_weather"
 TOOL_INPUT = {"city": "Paris"}
 TOOL_USE_ID = "toolu_01Dq95J3WcnLmvSvBpAuaXwi"  # the recorded tool_use block's id
+TOOL_CALL_ID = "call_X8zi23yeE70r4qiZ2lhIuRNK"  # the recorded OpenAI tool call's id
 
-# The midstream_error scenario: this text, in several deltas, then this error event.
+# The midstream_error scenario: this text, in several deltas, then this error: an
+# `error` event from Anthropic, a `data: {"error": ...}` chunk from OpenAI. Neither
+# stream finishes (no block stop or message_stop; no finish_reason or [DONE]).
 MIDSTREAM_TEXT = "The answer starts here and then"
 MIDSTREAM_ERROR_EVENT = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+OPENAI_MIDSTREAM_ERROR = {
+    "error": {
+        "message": "mock provider: the server had an error while processing your request",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+}
 
 # Anthropic's model list (GET /v1/models); there is no recorded one.
 ANTHROPIC_MODELS = [
@@ -242,18 +263,20 @@ OPENAI_ONLY_FIELDS = (
 )
 
 
-def anthropic_request_problem(payload) -> str | None:
+def anthropic_request_problem(payload, count_tokens: bool = False) -> str | None:
     """What Anthropic would reject in a Messages request (the checks a translated
-    request can plausibly get wrong), or None."""
+    request can plausibly get wrong), or None. A token counting request
+    (`count_tokens`) takes the same fields less `max_tokens` and `stream`."""
     if not isinstance(payload, dict):
         return "body: Input should be an object"
-    for field in OPENAI_ONLY_FIELDS:
+    refused = OPENAI_ONLY_FIELDS + (("max_tokens", "stream") if count_tokens else ())
+    for field in refused:
         if field in payload:
             return f"{field}: Extra inputs are not permitted"
     if not isinstance(payload.get("model"), str) or not payload["model"]:
         return "model: Field required"
     max_tokens = payload.get("max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+    if not count_tokens and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         return "max_tokens: Field required"
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -268,6 +291,16 @@ def anthropic_request_problem(payload) -> str | None:
         if tool.get("type") in (None, "custom") and "input_schema" not in tool:
             return f"tools.{i}.custom.input_schema: Field required"
     return None
+
+
+def anthropic_input_tokens(payload: dict) -> int:
+    """The mock's token count for a Messages request: one per word of the system prompt
+    and the messages' text, plus three per message."""
+    system = payload.get("system")
+    texts = [message_text(system)] + [
+        message_text(m.get("content")) for m in payload.get("messages") or [] if isinstance(m, dict)
+    ]
+    return sum(len(text.split()) for text in texts) + 3 * len(payload.get("messages") or [])
 
 
 def requested_scenario(messages) -> str | None:
@@ -295,6 +328,57 @@ def message_text(content) -> str:
 
 # --- OpenAI answers ----------------------------------------------------------------------
 
+# Messages API fields Chat Completions has no use for, so a request that was not
+# translated is caught here (OpenAI answers 400 "Unrecognized request argument").
+ANTHROPIC_ONLY_FIELDS = (
+    "system",
+    "stop_sequences",
+    "top_k",
+    "thinking",
+    "anthropic_version",
+    "container",
+    "mcp_servers",
+    "inference_geo",
+)
+OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+OPENAI_PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
+
+
+def openai_request_problem(payload) -> str | None:
+    """What OpenAI would reject in a Chat Completions request (the checks a translated
+    request can plausibly get wrong), or None. Fields it does not know are let through,
+    since the gateway forwards those from OpenAI clients as they are."""
+    if not isinstance(payload, dict):
+        return "body: expected an object"
+    for field in ANTHROPIC_ONLY_FIELDS:
+        if field in payload:
+            return f"Unrecognized request argument supplied: {field}"
+    if not isinstance(payload.get("model"), str) or not payload["model"]:
+        return "you must provide a model parameter"
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty array"
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in OPENAI_ROLES:
+            return f"Invalid value for 'messages[{i}].role': {role!r}"
+        content = message.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind not in OPENAI_PART_TYPES:
+                    return f"Invalid value for 'messages[{i}].content[{j}].type': {kind!r}"
+        if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+            return f"Missing required parameter: 'messages[{i}].tool_call_id'"
+    for i, tool in enumerate(payload.get("tools") or []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            return f"Missing required parameter: 'tools[{i}].function'"
+        if tool.get("type") != "function":
+            return f"Invalid value for 'tools[{i}].type': {tool.get('type')!r}"
+    return None
+
+
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 
 
@@ -308,10 +392,71 @@ def openai_completion(model: str, tool: bool = False) -> bytes:
     return json.dumps(completion).encode()
 
 
-def openai_stream(model: str) -> list[bytes]:
-    """The recorded stream, byte for byte except `model` set to the one requested."""
+def openai_stream(model: str, include_usage: bool = False) -> list[bytes]:
+    """The recorded stream, byte for byte except `model` set to the one requested; with
+    `include_usage`, a usage-only chunk (the recorded completion's usage) before [DONE]."""
     echoed = b'"model":' + json.dumps(model).encode()
-    return [_MODEL_FIELD.sub(lambda _: echoed, e) for e in sse_events("openai/chat_completion_stream.txt")]
+    events = [_MODEL_FIELD.sub(lambda _: echoed, e) for e in sse_events("openai/chat_completion_stream.txt")]
+    if include_usage:
+        first = sse_data(events[0])
+        base = {k: first[k] for k in ("id", "object", "created", "model", "service_tier", "system_fingerprint")}
+        usage = fixture_json("openai/chat_completion.json")["usage"]
+        events.insert(-1, sse_event(None, {**base, "choices": [], "usage": usage}))
+    return events
+
+
+def _openai_chunks(model: str, include_usage: bool):
+    """A chunk maker for a stream shaped like the recorded tool call completion."""
+    recorded = fixture_json("openai/chat_with_tools.json")
+    base = {
+        "id": recorded["id"],
+        "object": "chat.completion.chunk",
+        "created": recorded["created"],
+        "model": model,
+        "service_tier": recorded["service_tier"],
+        "system_fingerprint": recorded["system_fingerprint"],
+    }
+
+    def chunk(delta=None, finish_reason=None, usage=None) -> bytes:
+        choices = [] if delta is None else [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        ]
+        data = {**base, "choices": choices}
+        if include_usage:
+            data["usage"] = usage
+        return sse_event(None, data)
+
+    return chunk, recorded["usage"]
+
+
+def openai_tool_stream(model: str, include_usage: bool = False) -> list[bytes]:
+    """OpenAI's stream for the recorded tool call: the call's id and name with empty
+    arguments, the arguments (TOOL_INPUT) in several fragments, finish_reason
+    `tool_calls`, the usage chunk when asked for, then [DONE]."""
+    chunk, usage = _openai_chunks(model, include_usage)
+    arguments = json.dumps(TOOL_INPUT, separators=(",", ":"))
+    opening = {
+        "index": 0,
+        "id": TOOL_CALL_ID,
+        "type": "function",
+        "function": {"name": TOOL_NAME, "arguments": ""},
+    }
+    events = [chunk({"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None})]
+    for i in range(0, len(arguments), 5):
+        events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 5]}}]}))
+    events.append(chunk({}, "tool_calls"))
+    if include_usage:
+        events.append(chunk(usage=usage))
+    return events + [b"data: [DONE]\n\n"]
+
+
+def openai_midstream_error_stream(model: str, include_usage: bool = False) -> list[bytes]:
+    """MIDSTREAM_TEXT in several content chunks, then OPENAI_MIDSTREAM_ERROR as a
+    `data:` chunk, and the stream ends: no finish_reason, no usage, no [DONE]."""
+    chunk, _ = _openai_chunks(model, include_usage)
+    events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    events += [chunk({"content": piece}) for piece in split_text(MIDSTREAM_TEXT)]
+    return events + [sse_event(None, OPENAI_MIDSTREAM_ERROR)]
 
 
 # --- Server ------------------------------------------------------------------------------
@@ -349,7 +494,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if (self.command, path) == ("GET", MODELS_PATH):
             return self._models(headers)
-        handlers = {MESSAGES_PATH: self._anthropic_messages, CHAT_COMPLETIONS_PATH: self._openai_chat}
+        handlers = {
+            MESSAGES_PATH: self._anthropic_messages,
+            COUNT_TOKENS_PATH: self._anthropic_count_tokens,
+            CHAT_COMPLETIONS_PATH: self._openai_chat,
+        }
         handler = handlers.get(path)
         if self.command != "POST" or handler is None:
             return self._send_json(404, {"error": {"message": f"mock: no route {self.command} {path}"}})
@@ -384,16 +533,30 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_sse(anthropic_text_stream())
         self._send(200, "application/json", fixture_bytes("anthropic/messages.json"))
 
+    def _anthropic_count_tokens(self, payload, wanted):
+        problem = anthropic_request_problem(payload, count_tokens=True)
+        if problem:
+            error = {"type": "error", "error": {"type": "invalid_request_error", "message": problem}}
+            return self._send_json(400, error)
+        self._send_json(200, {"input_tokens": anthropic_input_tokens(payload)})
+
     def _openai_chat(self, payload, wanted):
-        model = payload.get("model")
-        if not isinstance(model, str) or not isinstance(payload.get("messages"), list):
-            return self._send_json(400, {"error": {"message": "mock: model and messages are required"}})
+        problem = openai_request_problem(payload)
+        if problem:
+            error = {"message": problem, "type": "invalid_request_error", "param": None, "code": None}
+            return self._send_json(400, {"error": error})
+        model = payload["model"]
+        stream = payload.get("stream") is True
+        options = payload.get("stream_options")
+        include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
         if wanted == MIDSTREAM_ERROR:
-            return self._send_json(400, {"error": {"message": "mock: midstream_error is Anthropic-only"}})
-        if payload.get("stream") is True:
+            if not stream:
+                return self._send_json(400, {"error": {"message": "mock: midstream_error needs stream"}})
+            return self._send_sse(openai_midstream_error_stream(model, include_usage))
+        if stream:
             if wanted == TOOL:
-                return self._send_json(400, {"error": {"message": "mock: no recorded OpenAI tool stream"}})
-            return self._send_sse(openai_stream(model))
+                return self._send_sse(openai_tool_stream(model, include_usage))
+            return self._send_sse(openai_stream(model, include_usage))
         self._send(200, "application/json", openai_completion(model, tool=wanted == TOOL))
 
     def _models(self, headers):

@@ -1,0 +1,261 @@
+//! The Anthropic-native `/v1/messages` face: provider-prefixed models, Anthropic-format
+//! providers (of any vendor) served byte for byte, OpenAI-format providers translated,
+//! and every gateway error in Anthropic's envelope.
+
+mod common;
+
+use bytes::Bytes;
+use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use serde_json::Value;
+
+const MASTER: &str = "gw-master-messages-test";
+const ANT_KEY: &str = "sk-ant-provider-messages-test";
+const OAI_KEY: &str = "sk-oai-provider-messages-test";
+const ZAI_KEY: &str = "zai-provider-messages-test";
+
+fn provider_like(rec: &Recorded) -> Reply {
+    match rec.uri.as_str() {
+        "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
+        "/v1/messages/count_tokens" => Reply::json(200, r#"{"input_tokens":12}"#),
+        "/v1/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
+        "/zai/messages" => Reply::json(200, fixture("anthropic/messages.json")),
+        _ => Reply::json(404, "{}"),
+    }
+}
+
+/// Anthropic, OpenAI and an Anthropic-format Z.ai endpoint, all on `mock`.
+fn gateway_for(mock: &MockUpstream) -> Gateway {
+    let yaml = format!(
+        "providers:\n  zai:\n    base_url: '{}'\n    format: anthropic\n",
+        mock.url("/zai")
+    );
+    let base = mock.url("/v1");
+    Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("ZAI_API_KEY", ZAI_KEY),
+        ],
+    )
+}
+
+async fn post(gw: &Gateway, path: &str, body: &str) -> reqwest::Response {
+    client()
+        .post(gw.url(path))
+        .header("x-api-key", MASTER)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "test-beta-1")
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_format_body_and_answer_pass_byte_for_byte_but_for_the_model() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock);
+    let body = r#"{ "model" : "anthropic:claude-sonnet-4-5", "max_tokens":64,
+        "messages":[{"role":"user","content":"caf\u00e9"}], "x_future": [1, {"a":null}] }"#;
+    let resp = post(&gw, "/v1/messages", body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.bytes().await.unwrap(),
+        fixture("anthropic/messages.json").as_bytes()
+    );
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/messages");
+    assert_eq!(
+        rec.body,
+        body.replace("anthropic:claude-sonnet-4-5", "claude-sonnet-4-5")
+            .as_bytes()
+    );
+    assert_eq!(rec.header("x-api-key"), Some(ANT_KEY));
+    assert_eq!(rec.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(rec.header("anthropic-beta"), Some("test-beta-1"));
+    assert!(rec.header("authorization").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_anthropic_provider_of_another_vendor_gets_x_api_key_and_messages_path() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"zai/glm-4.6","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/zai/messages");
+    assert_eq!(rec.header("x-api-key"), Some(ZAI_KEY));
+    assert!(rec.header("authorization").is_none());
+    let sent: Value = serde_json::from_slice(&rec.body).unwrap();
+    assert_eq!(sent["model"], "glm-4.6");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_format_provider_gets_a_translated_request_and_answers_as_anthropic() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"openai:gpt-4o-mini","max_tokens":32,"system":"be brief","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let msg: Value = resp.json().await.unwrap();
+    assert_eq!(msg["type"], "message");
+    assert_eq!(msg["role"], "assistant");
+    assert!(msg["id"].as_str().unwrap().starts_with("msg_"));
+    assert_eq!(msg["content"][0]["type"], "text");
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/chat/completions");
+    assert_eq!(
+        rec.header("authorization"),
+        Some(format!("Bearer {OAI_KEY}").as_str())
+    );
+    let sent: Value = serde_json::from_slice(&rec.body).unwrap();
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(sent["messages"][0]["content"], "be brief");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_tokens_goes_to_the_anthropic_format_provider() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock);
+    let resp = post(
+        &gw,
+        "/v1/messages/count_tokens",
+        r#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#"{"input_tokens":12}"#);
+    assert_eq!(mock.last().uri, "/v1/messages/count_tokens");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_errors_on_messages_use_the_anthropic_envelope() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock);
+    let no_key = client()
+        .post(gw.url("/v1/messages"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let cases: Vec<(reqwest::Response, u16, &str)> = vec![
+        (no_key, 401, "authentication_error"),
+        (
+            post(
+                &gw,
+                "/v1/messages",
+                r#"{"model":"::x","max_tokens":1,"messages":[]}"#,
+            )
+            .await,
+            400,
+            "invalid_request_error",
+        ),
+        (
+            post(
+                &gw,
+                "/v1/messages",
+                r#"{"model":":x","max_tokens":1,"messages":[]}"#,
+            )
+            .await,
+            400,
+            "invalid_request_error",
+        ),
+        (
+            post(
+                &gw,
+                "/v1/messages",
+                r#"{"model":"x:","max_tokens":1,"messages":[]}"#,
+            )
+            .await,
+            400,
+            "invalid_request_error",
+        ),
+        (
+            post(
+                &gw,
+                "/v1/messages/count_tokens",
+                r#"{"model":"openai/gpt-4o","messages":[]}"#,
+            )
+            .await,
+            400,
+            "invalid_request_error",
+        ),
+    ];
+    for (resp, status, kind) in cases {
+        assert_eq!(resp.status(), status);
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["type"], "error");
+        assert_eq!(err["error"]["type"], kind);
+        assert!(err["error"]["message"].is_string());
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_provider_on_messages_is_an_anthropic_api_error() {
+    let closed = format!("http://127.0.0.1:{}/v1", free_port());
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", closed.as_str()),
+        ],
+    );
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"openai:gpt-4o","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 502);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["error"]["type"], "api_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_stream_cut_short_ends_with_an_anthropic_error_event() {
+    let stream = fixture("openai/chat_completion_stream.txt");
+    let cut = stream.find("\n\n").unwrap() + 2;
+    let partial = Bytes::from(stream[..cut].to_string());
+    let mock = MockUpstream::start(move |_| Reply::Stream {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks: vec![(std::time::Duration::ZERO, partial.clone())],
+    })
+    .await;
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", mock.url("/v1").as_str()),
+        ],
+    );
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"openai:gpt-4o","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.contains("event: error"), "{text}");
+    assert!(!text.contains("message_stop"), "{text}");
+}
