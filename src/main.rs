@@ -107,16 +107,13 @@ fn main() -> ExitCode {
 }
 
 fn config_source(flag: Option<PathBuf>, env: &EnvSnapshot) -> ConfigSource {
-    match flag.or_else(|| env.get("AURORA_CONFIG").map(PathBuf::from)) {
-        Some(path) => ConfigSource {
-            path,
-            required: true,
-        },
-        None => ConfigSource {
-            path: PathBuf::from(DEFAULT_CONFIG_PATH),
-            required: false,
-        },
-    }
+    let (path, required) = match flag.or_else(|| env.get("AURORA_CONFIG").map(PathBuf::from)) {
+        Some(path) => (path, true),
+        None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    };
+    // Reloads must find the same file whatever the working directory is by then.
+    let path = std::path::absolute(&path).unwrap_or(path);
+    ConfigSource { path, required }
 }
 
 fn new_key(name: &str) -> ExitCode {

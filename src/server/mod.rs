@@ -48,7 +48,10 @@ pub fn build_server(
     source: ConfigSource,
     opt: Option<Opt>,
 ) -> pingora_core::Result<AuroraServer> {
-    let conf = server_conf(&config);
+    let mut conf = server_conf(&config);
+    // A daemon (`-d`) would otherwise move to `/`, breaking relative paths in the
+    // config (CA and certificate files) for reloads.
+    conf.working_directory = std::env::current_dir().ok();
     let listen = config.server.listen.clone();
     let tls = config.server.tls.clone();
     let live = Arc::new(LiveConfig::new(config));

@@ -35,6 +35,11 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     base_command(env).args(args).output().unwrap()
 }
 
+/// The `aurora` binary with a clean environment plus `env`.
+pub fn aurora_command(env: &[(&str, &str)]) -> Command {
+    base_command(env)
+}
+
 fn base_command(env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aurora"));
     // No RUST_LOG: the gateway's default is `info`, and tests that reload

@@ -7,7 +7,7 @@ pub mod mock;
 pub mod sse;
 pub mod tls;
 
-pub use gateway::{client, free_port, raw_request, run_cli, scratch_dir, Gateway};
+pub use gateway::{aurora_command, client, free_port, raw_request, run_cli, scratch_dir, Gateway};
 pub use load::Load;
 pub use mock::{MockUpstream, Recorded, Reply};
 
