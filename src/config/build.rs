@@ -111,7 +111,7 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         .filter(|l| !l.trim().is_empty())
         .unwrap_or(defaults.log_level);
     crate::logging::parse_filter(&log_level)
-        .map_err(|e| invalid(format!("server.log_level {e}")))?;
+        .map_err(|e| invalid(format!("server.log_level (or RUST_LOG) {e}")))?;
     let tls = downstream_tls(s, env, &listen)?;
     Ok(ServerSettings {
         log_level,
