@@ -3,8 +3,12 @@ CARGO ?= cargo
 PYTHON ?= python3
 VENV ?= .venv
 CONFIG ?= conf/aurora.yaml
+# Daemon bookkeeping for `make daemon/reload/upgrade/stop`.
+PID_FILE ?= /tmp/aurora.pid
+LOG_FILE ?= aurora.log
+AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build release run check-config test test-rust test-e2e fmt lint bench deps venv
+.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fmt lint bench deps venv
 
 all: build
 
@@ -21,11 +25,34 @@ build: deps
 release: deps
 	$(CARGO) build --release
 
+# Foreground; Ctrl-C stops. `kill -HUP <pid>` reloads the config, `kill -TERM <pid>` drains.
 run: release
-	./target/release/aurora --config $(CONFIG)
+	$(AURORA)
+
+# Background daemon writing $(PID_FILE), logging to $(LOG_FILE).
+daemon: release check-config
+	$(AURORA) -d 2>>$(LOG_FILE)
+	@echo "aurora daemon started: pid file $(PID_FILE), log $(LOG_FILE)"
+
+# Re-read $(CONFIG) and the environment; a broken file changes nothing (see the log).
+reload:
+	kill -HUP $$(cat $(PID_FILE))
+
+# Zero-downtime binary upgrade: a new daemon takes the listening sockets over from the
+# running one (which gets SIGQUIT and drains). Read the old pid first: the new process
+# renames the pid file to $(PID_FILE).old once it has the sockets.
+upgrade: release check-config
+	old=$$(cat $(PID_FILE)); \
+	$(AURORA) -d -u 2>>$(LOG_FILE) & \
+	kill -QUIT $$old; \
+	wait
+
+# Graceful stop: in-flight requests get `server.grace_period_seconds` to finish.
+stop:
+	kill -TERM $$(cat $(PID_FILE))
 
 check-config: release
-	./target/release/aurora --config $(CONFIG) --check-config
+	$(AURORA) --check-config
 
 venv: $(VENV)/.installed
 

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod logging;
 pub mod providers;
 pub mod proxy;
 pub mod server;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use pingora_core::server::configuration::Opt;
 
 use aurora::config::{ConfigSource, EnvSnapshot, DEFAULT_CONFIG_PATH};
+use aurora::logging;
 
 /// Aurora, an AI gateway.
 #[derive(Debug, Parser)]
@@ -54,9 +55,13 @@ fn main() -> ExitCode {
     {
         return new_key(name);
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-
     let env = EnvSnapshot::from_process();
+    // Start with RUST_LOG (or the default) so loading is logged; the config's own
+    // filter, which RUST_LOG also wins in, takes over once it is loaded.
+    let early_filter = env.get("RUST_LOG").unwrap_or(logging::DEFAULT_LOG_FILTER);
+    if logging::install(early_filter).is_err() {
+        let _ = logging::install(logging::DEFAULT_LOG_FILTER);
+    }
     let source = config_source(cli.config.clone(), &env);
     let config = match source.load(&env) {
         Ok(c) => c,
@@ -73,6 +78,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if let Err(e) = logging::set_filter(&config.server.log_level) {
+        log::error!("log filter not applied: {e}");
+    }
     log::info!("config loaded: {}", config.summary());
     if config.auth.is_open() {
         log::warn!(
@@ -81,20 +89,31 @@ fn main() -> ExitCode {
         );
     }
     log::info!("listening on http://{}", config.server.listen);
-    aurora::server::build_server(config, Some(cli.pingora)).run_forever()
+    if let Some(tls) = &config.server.tls {
+        log::info!("listening on https://{} (HTTP/2 and HTTP/1.1)", tls.listen);
+    }
+    log::info!(
+        "SIGHUP reloads {}, SIGTERM drains for {}s, SIGQUIT hands the listeners to `aurora -u`",
+        source.path.display(),
+        config.server.grace_period_seconds
+    );
+    match aurora::server::build_server(config, source, Some(cli.pingora)) {
+        Ok(built) => built.server.run_forever(),
+        Err(e) => {
+            eprintln!("aurora: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn config_source(flag: Option<PathBuf>, env: &EnvSnapshot) -> ConfigSource {
-    match flag.or_else(|| env.get("AURORA_CONFIG").map(PathBuf::from)) {
-        Some(path) => ConfigSource {
-            path,
-            required: true,
-        },
-        None => ConfigSource {
-            path: PathBuf::from(DEFAULT_CONFIG_PATH),
-            required: false,
-        },
-    }
+    let (path, required) = match flag.or_else(|| env.get("AURORA_CONFIG").map(PathBuf::from)) {
+        Some(path) => (path, true),
+        None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    };
+    // Reloads must find the same file whatever the working directory is by then.
+    let path = std::path::absolute(&path).unwrap_or(path);
+    ConfigSource { path, required }
 }
 
 fn new_key(name: &str) -> ExitCode {

@@ -90,3 +90,45 @@ async fn keys_new_prints_a_key_whose_stanza_lets_it_in() {
     let denied = c.get(gw.url("/p/openai/models")).send().await.unwrap();
     assert_eq!(denied.status(), 401);
 }
+
+#[test]
+fn shipped_config_passes_check_config() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/aurora.yaml");
+    let out = run_cli(&["--config", path, "--check-config"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn systemd_unit_checks_the_config_first_and_reloads_with_sighup() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/aurora.service"))
+        .unwrap();
+    let directives: Vec<(&str, &str)> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let values = |key: &str| -> Vec<&str> {
+        directives
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    let check = values("ExecStartPre");
+    assert!(
+        check.iter().any(|v| v.contains("--check-config")),
+        "{check:?}"
+    );
+    assert_eq!(values("ExecReload"), vec!["/bin/kill -HUP $MAINPID"]);
+    assert!(values("ExecStart").iter().all(|v| v.ends_with(" -d")));
+    // systemd watches the pid file the daemon writes.
+    let pid_file = values("PIDFile");
+    assert_eq!(pid_file.len(), 1);
+    let expected = format!("AURORA_PID_FILE={}", pid_file[0]);
+    assert!(values("Environment").contains(&expected.as_str()), "{unit}");
+}

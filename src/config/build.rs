@@ -1,13 +1,16 @@
 //! Turns YAML text plus the environment into a validated [`Config`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue};
 
-use super::schema::{FileConfig, FileProvider, SizeValue};
-use super::{env_prefix, Config, ConfigError, EnvSnapshot, ModelSettings, ServerSettings};
+use super::schema::{FileConfig, FileProvider, FileServer, SizeValue};
+use super::{
+    env_prefix, Config, ConfigError, DownstreamTls, EnvSnapshot, ModelSettings, ServerCert,
+    ServerSettings, DEFAULT_TLS_LISTEN,
+};
 use crate::auth::{GatewayAuth, ManagedKey};
 use crate::providers::{
     load_roots_with_ca_file, split_model_prefix, BaseUrl, Provider, ProviderCatalogue,
@@ -189,7 +192,25 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
             .clone()
             .unwrap_or(defaults.enabled_passthrough_providers),
     };
+    let log_level = env
+        .get("RUST_LOG")
+        .map(str::to_string)
+        .or_else(|| s.log_level.as_deref().map(|l| env.expand(l)))
+        .filter(|l| !l.trim().is_empty())
+        .unwrap_or(defaults.log_level);
+    crate::logging::parse_filter(&log_level)
+        .map_err(|e| invalid(format!("server.log_level (or RUST_LOG) {e}")))?;
+    let tls = downstream_tls(s, env, &listen)?;
     Ok(ServerSettings {
+        log_level,
+        pid_file: path_setting(env, "AURORA_PID_FILE", &s.pid_file, defaults.pid_file),
+        upgrade_sock: path_setting(
+            env,
+            "AURORA_UPGRADE_SOCK",
+            &s.upgrade_sock,
+            defaults.upgrade_sock,
+        ),
+        tls,
         listen,
         threads,
         body_size_limit,
@@ -211,6 +232,66 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
                 .unwrap_or(defaults.grace_period_seconds),
         },
     })
+}
+
+/// A path-like setting: the environment, else the file (with `${VAR}` expanded), else `default`.
+fn path_setting(env: &EnvSnapshot, var: &str, file: &Option<String>, default: String) -> String {
+    env.get(var)
+        .map(str::to_string)
+        .or_else(|| file.as_deref().map(|v| env.expand(v)))
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or(default)
+}
+
+fn downstream_tls(
+    s: &FileServer,
+    env: &EnvSnapshot,
+    plain_listen: &str,
+) -> Result<Option<DownstreamTls>, ConfigError> {
+    let file = s.tls.as_ref();
+    let pick = |var: &str, value: Option<&String>| {
+        env.get(var)
+            .map(str::to_string)
+            .or_else(|| value.map(|v| env.expand(v)))
+            .filter(|v| !v.trim().is_empty())
+    };
+    let cert_file = pick(
+        "AURORA_TLS_CERT_FILE",
+        file.and_then(|t| t.cert_file.as_ref()),
+    );
+    let key_file = pick(
+        "AURORA_TLS_KEY_FILE",
+        file.and_then(|t| t.key_file.as_ref()),
+    );
+    let (cert_file, key_file) = match (cert_file, key_file) {
+        (Some(c), Some(k)) => (PathBuf::from(c), PathBuf::from(k)),
+        (None, None) if file.is_none() => return Ok(None),
+        _ => {
+            return Err(invalid(
+                "server.tls needs both cert_file and key_file (AURORA_TLS_CERT_FILE, AURORA_TLS_KEY_FILE)",
+            ))
+        }
+    };
+    let listen = pick("AURORA_TLS_LISTEN", file.and_then(|t| t.listen.as_ref()))
+        .unwrap_or_else(|| DEFAULT_TLS_LISTEN.to_string());
+    listen.parse::<std::net::SocketAddr>().map_err(|_| {
+        invalid(format!(
+            "server.tls.listen must be `ip:port`, got `{listen}`"
+        ))
+    })?;
+    if listen == plain_listen {
+        return Err(invalid(format!(
+            "server.tls.listen `{listen}` is also server.listen: give HTTPS its own port"
+        )));
+    }
+    let cert =
+        ServerCert::load(&cert_file, &key_file).map_err(|e| invalid(format!("server.tls: {e}")))?;
+    Ok(Some(DownstreamTls {
+        listen,
+        cert_file,
+        key_file,
+        cert,
+    }))
 }
 
 fn managed_keys(file: &FileConfig) -> Result<HashMap<[u8; 32], ManagedKey>, ConfigError> {
@@ -656,5 +737,56 @@ providers:
             "{}",
             c.summary()
         );
+    }
+
+    #[test]
+    fn log_level_comes_from_rust_log_then_the_file_and_must_parse() {
+        assert_eq!(build("", &[]).unwrap().server.log_level, "info");
+        let yaml = "server:\n  log_level: warn,aurora::access=info\n";
+        assert_eq!(
+            build(yaml, &[]).unwrap().server.log_level,
+            "warn,aurora::access=info"
+        );
+        assert_eq!(
+            build(yaml, &[("RUST_LOG", "debug")])
+                .unwrap()
+                .server
+                .log_level,
+            "debug"
+        );
+        let e = build("server:\n  log_level: aurora=loud\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("server.log_level"), "{e}");
+    }
+
+    #[test]
+    fn pid_file_and_upgrade_socket_are_configurable() {
+        let c = build("", &[]).unwrap();
+        assert_eq!(c.server.pid_file, "/tmp/aurora.pid");
+        assert_eq!(c.server.upgrade_sock, "/tmp/aurora_upgrade.sock");
+        let yaml = "server:\n  pid_file: /run/a.pid\n  upgrade_sock: /run/a.sock\n";
+        let c = build(yaml, &[("AURORA_UPGRADE_SOCK", "/tmp/t.sock")]).unwrap();
+        assert_eq!(c.server.pid_file, "/run/a.pid");
+        assert_eq!(c.server.upgrade_sock, "/tmp/t.sock");
+        let c = build("", &[("AURORA_PID_FILE", "/tmp/t.pid")]).unwrap();
+        assert_eq!(c.server.pid_file, "/tmp/t.pid");
+    }
+
+    #[test]
+    fn tls_listener_needs_both_files_its_own_port_and_a_loadable_pair() {
+        let e = build("server:\n  tls: {cert_file: a.pem}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("both cert_file and key_file"), "{e}");
+        let e = build(
+            "server:\n  listen: 127.0.0.1:9000\n  tls: {listen: 127.0.0.1:9000, cert_file: a, key_file: b}\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("its own port"), "{e}");
+        let e = build(
+            "server:\n  tls: {cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem}\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/c.pem"), "{e}");
+        assert!(build("", &[]).unwrap().server.tls.is_none());
     }
 }

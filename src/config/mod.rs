@@ -5,7 +5,9 @@ mod build;
 mod env;
 mod error;
 mod live;
+mod reload;
 pub mod schema;
+mod tls_listener;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ pub use build::build_config;
 pub use env::{env_prefix, EnvSnapshot};
 pub use error::ConfigError;
 pub use live::LiveConfig;
+pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
+pub use tls_listener::{DownstreamTls, ServerCert, DEFAULT_TLS_LISTEN};
 
 use crate::auth::GatewayAuth;
 use crate::providers::ProviderCatalogue;
@@ -51,6 +55,12 @@ impl Default for ModelSettings {
     }
 }
 
+/// Default pid file of a daemonized gateway.
+pub const DEFAULT_PID_FILE: &str = "/tmp/aurora.pid";
+
+/// Default socket for handing the listeners to a new process (`-u`).
+pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/aurora_upgrade.sock";
+
 /// Gateway-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
@@ -68,6 +78,14 @@ pub struct ServerSettings {
     pub enabled_passthrough_providers: Vec<String>,
     /// Seconds SIGTERM waits for in-flight requests.
     pub grace_period_seconds: u64,
+    /// Log filter in `RUST_LOG` syntax, already checked.
+    pub log_level: String,
+    /// Pid file written when running as a daemon.
+    pub pid_file: String,
+    /// Unix socket the listeners are handed over on during an upgrade.
+    pub upgrade_sock: String,
+    /// The HTTPS listener, when configured.
+    pub tls: Option<DownstreamTls>,
 }
 
 impl Default for ServerSettings {
@@ -83,6 +101,10 @@ impl Default for ServerSettings {
                 .map(|s| s.to_string())
                 .collect(),
             grace_period_seconds: 30,
+            log_level: crate::logging::DEFAULT_LOG_FILTER.to_string(),
+            pid_file: DEFAULT_PID_FILE.to_string(),
+            upgrade_sock: DEFAULT_UPGRADE_SOCK.to_string(),
+            tls: None,
         }
     }
 }
@@ -119,6 +141,15 @@ impl Config {
             },
             keys,
             if self.auth.is_open() { "OFF" } else { "on" }
+        )
+    }
+
+    /// Provider and key counts for the reload log line: `3 providers, 2 keys`.
+    pub fn counts(&self) -> String {
+        let keys = self.auth.managed_len() + usize::from(self.auth.has_master());
+        format!(
+            "{} providers, {keys} keys",
+            self.providers.configured().count()
         )
     }
 

@@ -44,6 +44,23 @@ pub struct FileServer {
     pub enabled_passthrough_providers: Option<Vec<String>>,
     /// Seconds a SIGTERM waits for in-flight requests before exiting.
     pub grace_period_seconds: Option<u64>,
+    /// Log filter in `RUST_LOG` syntax (`info`, `warn,aurora::access=info`).
+    pub log_level: Option<String>,
+    /// Where a daemon (`-d`) writes its pid.
+    pub pid_file: Option<String>,
+    /// Socket a new process started with `-u` takes the listeners over from.
+    pub upgrade_sock: Option<String>,
+    /// An HTTPS listener beside the plain one.
+    pub tls: Option<FileTls>,
+}
+
+/// `server.tls:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileTls {
+    pub listen: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 /// A size written either as a number of bytes or with a unit (`10MiB`).

@@ -35,11 +35,17 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     base_command(env).args(args).output().unwrap()
 }
 
+/// The `aurora` binary with a clean environment plus `env`.
+pub fn aurora_command(env: &[(&str, &str)]) -> Command {
+    base_command(env)
+}
+
 fn base_command(env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aurora"));
+    // No RUST_LOG: the gateway's default is `info`, and tests that reload
+    // `server.log_level` need the file to decide.
     cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info");
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -50,35 +56,116 @@ fn base_command(env: &[(&str, &str)]) -> Command {
 pub struct Gateway {
     pub port: u16,
     pub log_path: PathBuf,
+    /// Scratch directory holding the config, logs, pid file and upgrade socket.
+    pub dir: PathBuf,
+    env: Vec<(String, String)>,
     child: Child,
 }
 
 impl Gateway {
     /// Starts the gateway with `yaml` as its config file and `env` as its environment.
+    /// The pid file and upgrade socket live in the test's own scratch directory.
     pub fn start(yaml: &str, env: &[(&str, &str)]) -> Self {
         let dir = scratch_dir();
-        let config = dir.join("aurora.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        let log_path = dir.join("aurora.log");
-        let log = std::fs::File::create(&log_path).unwrap();
+        std::fs::write(dir.join("aurora.yaml"), yaml).unwrap();
         let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut env = env.to_vec();
-        env.push(("AURORA_LISTEN", &listen));
-        let child = base_command(&env)
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("AURORA_LISTEN".into(), format!("127.0.0.1:{port}")));
+        env.push((
+            "AURORA_PID_FILE".into(),
+            dir.join("aurora.pid").display().to_string(),
+        ));
+        env.push((
+            "AURORA_UPGRADE_SOCK".into(),
+            dir.join("upgrade.sock").display().to_string(),
+        ));
+        let mut gw = Self::spawn(dir, port, env, &[], "aurora.log");
+        gw.wait_ready();
+        gw
+    }
+
+    fn spawn(
+        dir: PathBuf,
+        port: u16,
+        env: Vec<(String, String)>,
+        args: &[&str],
+        log_name: &str,
+    ) -> Self {
+        let log_path = dir.join(log_name);
+        let log = std::fs::File::create(&log_path).unwrap();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let child = base_command(&pairs)
             .arg("--config")
-            .arg(&config)
+            .arg(dir.join("aurora.yaml"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        let mut gw = Gateway {
+        Gateway {
             port,
             log_path,
+            dir,
+            env,
             child,
-        };
-        gw.wait_ready();
-        gw
+        }
+    }
+
+    /// Starts a second gateway with `-u` on the same config, port, pid file and upgrade
+    /// socket. It waits for this one's listeners, which it gets once this one is sent
+    /// SIGQUIT.
+    pub fn spawn_upgrade(&self) -> Gateway {
+        Self::spawn(
+            self.dir.clone(),
+            self.port,
+            self.env.clone(),
+            &["-u"],
+            "aurora-upgraded.log",
+        )
+    }
+
+    /// The config file the gateway reads (again on SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("aurora.yaml")
+    }
+
+    /// The upgrade socket path.
+    pub fn upgrade_sock(&self) -> PathBuf {
+        self.dir.join("upgrade.sock")
+    }
+
+    /// Replaces the config file; takes effect on the next SIGHUP.
+    pub fn write_config(&self, yaml: &str) {
+        // Write then rename, as an operator's editor or deploy tool would: a reload
+        // never sees half a file.
+        let tmp = self.dir.join("aurora.yaml.tmp");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the log holds `needle` at least `count` times; panics with the log
+    /// after a generous deadline.
+    pub async fn wait_for_log(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{needle}` did not appear {count} times in the log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn wait_ready(&mut self) {

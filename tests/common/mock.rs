@@ -49,6 +49,13 @@ pub enum Reply {
     },
     /// Waits, then answers.
     Delayed(Duration, Box<Reply>),
+    /// A chunked response whose chunks the test pushes through a channel, each as
+    /// soon as it is sent; it ends when the sender is dropped.
+    Channel {
+        status: u16,
+        headers: Vec<(String, String)>,
+        chunks: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    },
 }
 
 impl Reply {
@@ -206,6 +213,17 @@ async fn serve(
                     Some((Ok::<_, Infallible>(Frame::data(chunk)), (it, sent)))
                 },
             );
+            build(status, headers, StreamBody::new(stream).boxed())
+        }
+        Reply::Channel {
+            status,
+            headers,
+            chunks,
+        } => {
+            let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
+                let chunk = rx.recv().await?;
+                Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
+            });
             build(status, headers, StreamBody::new(stream).boxed())
         }
         Reply::Delayed(..) => unreachable!(),

@@ -2,10 +2,13 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod gateway;
+pub mod load;
 pub mod mock;
+pub mod sse;
 pub mod tls;
 
-pub use gateway::{client, free_port, raw_request, run_cli, scratch_dir, Gateway};
+pub use gateway::{aurora_command, client, free_port, raw_request, run_cli, scratch_dir, Gateway};
+pub use load::Load;
 pub use mock::{MockUpstream, Recorded, Reply};
 
 /// Reads a fixture under `tests/fixtures/`.

@@ -1,0 +1,327 @@
+//! Reloading the configuration while serving: re-read the file and the environment,
+//! validate everything, and swap the result in whole — or change nothing.
+//!
+//! The signal plumbing lives with the server; this type is plain so it can be tested
+//! without processes or signals.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::{ConfigError, ConfigSource, EnvSnapshot, LiveConfig, ServerSettings};
+
+/// Settings fixed when the process starts (sockets, runtimes, Pingora's server
+/// settings). A reload keeps their running values; a graceful upgrade (`-u`) or a
+/// restart applies them.
+pub const RESTART_ONLY_KEYS: [&str; 7] = [
+    "server.listen",
+    "server.threads",
+    "server.grace_period_seconds",
+    "server.pid_file",
+    "server.upgrade_sock",
+    "server.tls",
+    "server.tls.listen",
+];
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    /// The new configuration serves every request that starts from now on.
+    Applied {
+        /// `3 providers, 2 keys`.
+        counts: String,
+        /// Restart-only keys that changed in the file but kept their running values.
+        kept: Vec<&'static str>,
+    },
+    /// The new configuration was refused; the running one stays.
+    Rejected(ConfigError),
+}
+
+/// Re-reads a [`ConfigSource`] into a [`LiveConfig`] and counts every attempt.
+#[derive(Debug)]
+pub struct ConfigReloader {
+    source: ConfigSource,
+    live: Arc<LiveConfig>,
+    attempts: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl ConfigReloader {
+    /// A reloader feeding `live` from `source`.
+    pub fn new(source: ConfigSource, live: Arc<LiveConfig>) -> Self {
+        Self {
+            source,
+            live,
+            attempts: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// The live configuration this reloader swaps.
+    pub fn live(&self) -> &Arc<LiveConfig> {
+        &self.live
+    }
+
+    /// Reloads from the file and the current process environment.
+    pub fn reload(&self) -> ReloadOutcome {
+        self.reload_with(&EnvSnapshot::from_process())
+    }
+
+    /// Reloads from the file and `env`, logs the outcome and, when applied, switches
+    /// the log filter to the new one (after logging, so the line obeys the filter in
+    /// force when the reload was asked for).
+    pub fn reload_with(&self, env: &EnvSnapshot) -> ReloadOutcome {
+        let attempt = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut next = match self.source.load(env) {
+            Ok(config) => config,
+            Err(err) => {
+                let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                log::error!(
+                    "config reload failed: {err}; still serving the previous config (reload {attempt}, {failed} failed so far)"
+                );
+                return ReloadOutcome::Rejected(err);
+            }
+        };
+        let running = self.live.snapshot();
+        let kept = keep_restart_only(&running.server, &mut next.server);
+        if !kept.is_empty() {
+            log::warn!(
+                "config reload: restart-only settings changed and were not applied: {}; still using the running values. Apply them with a graceful upgrade (start the new process with `-u`, then send SIGQUIT to this one) or a restart",
+                kept.join(", ")
+            );
+        }
+        if next.auth.is_open() && !running.auth.is_open() {
+            log::warn!(
+                "GATEWAY AUTH IS OFF after this reload: no master_key or managed key is configured"
+            );
+        }
+        let counts = next.counts();
+        let log_level = next.server.log_level.clone();
+        self.live.replace(next);
+        log::info!("config reloaded: {counts} (reload {attempt})");
+        if let Err(e) = crate::logging::set_filter(&log_level) {
+            // Validated while building the config; kept as a guard, not expected.
+            log::error!("config reload: log filter not applied: {e}");
+        }
+        ReloadOutcome::Applied { counts, kept }
+    }
+
+    /// Reloads attempted so far, successful or not.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// Reloads refused so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+/// Puts the running value of every restart-only setting into `next` and names the
+/// ones the new file wanted to change.
+fn keep_restart_only(running: &ServerSettings, next: &mut ServerSettings) -> Vec<&'static str> {
+    let mut kept = Vec::new();
+    fn keep<T: PartialEq + Clone>(
+        key: &'static str,
+        running: &T,
+        next: &mut T,
+        kept: &mut Vec<&'static str>,
+    ) {
+        if running != next {
+            *next = running.clone();
+            kept.push(key);
+        }
+    }
+    keep(
+        "server.listen",
+        &running.listen,
+        &mut next.listen,
+        &mut kept,
+    );
+    keep(
+        "server.threads",
+        &running.threads,
+        &mut next.threads,
+        &mut kept,
+    );
+    keep(
+        "server.grace_period_seconds",
+        &running.grace_period_seconds,
+        &mut next.grace_period_seconds,
+        &mut kept,
+    );
+    keep(
+        "server.pid_file",
+        &running.pid_file,
+        &mut next.pid_file,
+        &mut kept,
+    );
+    keep(
+        "server.upgrade_sock",
+        &running.upgrade_sock,
+        &mut next.upgrade_sock,
+        &mut kept,
+    );
+    match (&running.tls, &mut next.tls) {
+        (None, None) => {}
+        (Some(run), Some(new)) => {
+            keep("server.tls.listen", &run.listen, &mut new.listen, &mut kept)
+        }
+        // Adding or removing the HTTPS listener needs a restart; the running listener
+        // keeps the certificate it has.
+        (run, new) => {
+            *new = run.clone();
+            kept.push("server.tls");
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::{build_config, Config};
+
+    struct Fixture {
+        path: PathBuf,
+        reloader: ConfigReloader,
+    }
+
+    fn env() -> EnvSnapshot {
+        EnvSnapshot::from_pairs([("AURORA_MASTER_KEY", "m")])
+    }
+
+    fn fixture(tag: &str, yaml: &str) -> Fixture {
+        let dir =
+            std::env::temp_dir().join(format!("aurora-unit-reload-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("aurora.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let first = build_config(Some(yaml), Some(&path), &env()).unwrap();
+        let live = Arc::new(LiveConfig::new(first));
+        let source = ConfigSource {
+            path: path.clone(),
+            required: true,
+        };
+        Fixture {
+            path,
+            reloader: ConfigReloader::new(source, live),
+        }
+    }
+
+    fn key_of(config: &Config, provider: &str) -> String {
+        let p = config.providers.find(provider).unwrap();
+        p.api_key.as_ref().unwrap().expose().to_string()
+    }
+
+    const KEY_A: &str = "providers:\n  openai:\n    api_key: sk-fake-a\n";
+    const KEY_B: &str = "providers:\n  openai:\n    api_key: sk-fake-b\n";
+
+    #[test]
+    fn a_valid_file_replaces_the_config_for_later_snapshots_only() {
+        let f = fixture("swap", KEY_A);
+        let before = f.reloader.live().snapshot();
+        std::fs::write(&f.path, KEY_B).unwrap();
+        let outcome = f.reloader.reload_with(&env());
+        assert!(
+            matches!(&outcome, ReloadOutcome::Applied { kept, counts } if kept.is_empty() && counts == "1 providers, 1 keys"),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            key_of(&before, "openai"),
+            "sk-fake-a",
+            "a taken snapshot never changes"
+        );
+        assert_eq!(key_of(&f.reloader.live().snapshot(), "openai"), "sk-fake-b");
+    }
+
+    #[test]
+    fn a_broken_file_changes_nothing_and_says_where() {
+        let f = fixture("broken", KEY_A);
+        std::fs::write(&f.path, "providers:\n  openai:\n    api_key: [unclosed\n").unwrap();
+        let ReloadOutcome::Rejected(err) = f.reloader.reload_with(&env()) else {
+            panic!("a broken file must be refused");
+        };
+        let text = err.to_string();
+        assert!(text.contains("aurora.yaml:"), "{text}");
+        assert!(
+            text.contains(":3:") || text.contains(":4:"),
+            "line number missing: {text}"
+        );
+        assert_eq!(key_of(&f.reloader.live().snapshot(), "openai"), "sk-fake-a");
+
+        std::fs::write(&f.path, "providers:\n  openai:\n    base_url: nope\n").unwrap();
+        assert!(matches!(
+            f.reloader.reload_with(&env()),
+            ReloadOutcome::Rejected(_)
+        ));
+        assert_eq!(key_of(&f.reloader.live().snapshot(), "openai"), "sk-fake-a");
+    }
+
+    #[test]
+    fn every_attempt_and_failure_is_counted() {
+        let f = fixture("count", KEY_A);
+        f.reloader.reload_with(&env());
+        std::fs::write(&f.path, "server: [").unwrap();
+        f.reloader.reload_with(&env());
+        std::fs::write(&f.path, KEY_B).unwrap();
+        f.reloader.reload_with(&env());
+        assert_eq!(f.reloader.attempts(), 3);
+        assert_eq!(f.reloader.failures(), 1);
+    }
+
+    #[test]
+    fn restart_only_settings_keep_their_running_values_and_are_named() {
+        let f = fixture(
+            "restart",
+            "server:\n  listen: 127.0.0.1:7001\n  threads: 2\n  body_size_limit: 1MiB\n",
+        );
+        std::fs::write(
+            &f.path,
+            "server:\n  listen: 127.0.0.1:7002\n  threads: 4\n  grace_period_seconds: 1\n  pid_file: /tmp/x.pid\n  upgrade_sock: /tmp/x.sock\n  body_size_limit: 2MiB\n",
+        )
+        .unwrap();
+        let ReloadOutcome::Applied { kept, .. } = f.reloader.reload_with(&env()) else {
+            panic!("a valid file must apply");
+        };
+        assert_eq!(
+            kept,
+            vec![
+                "server.listen",
+                "server.threads",
+                "server.grace_period_seconds",
+                "server.pid_file",
+                "server.upgrade_sock"
+            ]
+        );
+        let now = f.reloader.live().snapshot();
+        assert_eq!(now.server.listen, "127.0.0.1:7001");
+        assert_eq!(now.server.threads, 2);
+        assert_eq!(now.server.grace_period_seconds, 30);
+        assert_eq!(now.server.body_size_limit, 2 * 1024 * 1024, "reloadable");
+    }
+
+    #[test]
+    fn passthrough_switches_auth_and_limits_reload() {
+        let _guard = crate::logging::TEST_FILTER_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let f = fixture("switches", KEY_A);
+        let hash = "ab".repeat(32);
+        std::fs::write(
+            &f.path,
+            format!(
+                "{KEY_A}server:\n  enabled_passthrough_providers: [anthropic]\n  allow_passthrough_v1_alias: false\n  log_level: warn\nauth:\n  keys:\n    - {{name: ci, sha256: \"{hash}\"}}\n"
+            ),
+        )
+        .unwrap();
+        f.reloader.reload_with(&env());
+        let now = f.reloader.live().snapshot();
+        assert!(!now.passthrough_enabled("openai", "openai"));
+        assert!(!now.server.allow_passthrough_v1_alias);
+        assert_eq!(now.auth.managed_len(), 1);
+        assert_eq!(now.server.log_level, "warn");
+        assert_eq!(crate::logging::max_level(), log::LevelFilter::Warn);
+    }
+}

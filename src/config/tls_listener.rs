@@ -1,0 +1,145 @@
+//! The optional HTTPS listener: where it listens and the certificate it presents.
+//!
+//! The certificate is loaded while the config is built, so a reload that names an
+//! unreadable or mismatched pair is refused like any other invalid value, and the
+//! handshake code only ever sees a certificate that already parsed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pingora_core::tls::sign::CertifiedKey;
+use pingora_core::tls::{CertificateDer, CryptoProvider, PrivateKeyDer};
+
+/// Default HTTPS listen address when `server.tls` gives none.
+pub const DEFAULT_TLS_LISTEN: &str = "0.0.0.0:8443";
+
+/// `server.tls`: an HTTPS listener (HTTP/2 and HTTP/1.1) beside the plain one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownstreamTls {
+    /// `host:port` of the HTTPS listener; fixed for the life of the process.
+    pub listen: String,
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key matching the leaf.
+    pub key_file: PathBuf,
+    /// The pair as loaded when this config was built.
+    pub cert: ServerCert,
+}
+
+/// A certificate chain and its signing key, ready for handshakes.
+#[derive(Clone)]
+pub struct ServerCert(Arc<CertifiedKey>);
+
+impl ServerCert {
+    /// Reads and checks `cert_file` and `key_file`: both PEM, the key matching the leaf.
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, String> {
+        let chain = read_chain(cert_file)?;
+        let key = read_key(key_file)?;
+        pingora_core::tls::install_default_crypto_provider();
+        let provider = CryptoProvider::get_default()
+            .ok_or_else(|| "no TLS crypto provider is installed".to_string())?;
+        let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+            format!(
+                "{} does not fit {}: {e}",
+                key_file.display(),
+                cert_file.display()
+            )
+        })?;
+        Ok(Self(Arc::new(certified)))
+    }
+
+    /// The chain and key, as rustls wants them.
+    pub fn certified_key(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.0)
+    }
+
+    /// DER of the leaf certificate.
+    pub fn leaf_der(&self) -> &[u8] {
+        self.0.cert.first().map_or(&[], |c| c.as_ref())
+    }
+}
+
+// Same loaded pair, same value: a reload that re-reads unchanged files still counts as
+// a change, which is harmless and keeps comparison cheap.
+impl PartialEq for ServerCert {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ServerCert {}
+
+// Never print key material.
+impl fmt::Debug for ServerCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerCert({} certificates)", self.0.cert.len())
+    }
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let chain = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(chain)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| format!("{} is not a PEM key file: {e}", path.display()))?
+        .ok_or_else(|| format!("{} holds no PEM private key", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("aurora-unit-tls-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn loads_a_matching_pair() {
+        let dir = scratch("ok");
+        let (c, k) = write_pair(&dir, "a");
+        let cert = ServerCert::load(&c, &k).unwrap();
+        assert!(!cert.leaf_der().is_empty());
+        assert_eq!(format!("{cert:?}"), "ServerCert(1 certificates)");
+    }
+
+    #[test]
+    fn refuses_a_key_of_another_certificate_and_missing_files() {
+        let dir = scratch("bad");
+        let (c, _) = write_pair(&dir, "a");
+        let (_, other_key) = write_pair(&dir, "b");
+        let err = ServerCert::load(&c, &other_key).unwrap_err();
+        assert!(err.contains("does not fit"), "{err}");
+        let err = ServerCert::load(&dir.join("none.crt"), &other_key).unwrap_err();
+        assert!(err.contains("cannot read"), "{err}");
+        let err = ServerCert::load(&other_key, &other_key).unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+    }
+}

@@ -1,0 +1,94 @@
+//! Builds the Pingora server: the proxy service on the plain listener and, when
+//! configured, the HTTPS one, plus the background service that reloads the config on
+//! SIGHUP.
+
+mod cert_resolver;
+mod reload_service;
+
+use std::sync::Arc;
+
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+
+pub use cert_resolver::LiveCertResolver;
+pub use reload_service::ReloadOnHangup;
+
+use crate::config::{Config, ConfigReloader, ConfigSource, DownstreamTls, LiveConfig};
+use crate::proxy::AuroraProxy;
+
+/// Pingora's server settings derived from Aurora's config.
+pub fn server_conf(config: &Config) -> ServerConf {
+    ServerConf {
+        threads: config.server.threads,
+        pid_file: config.server.pid_file.clone(),
+        upgrade_sock: config.server.upgrade_sock.clone(),
+        // Pingora waits 300 s by default; an edge proxy should drain faster.
+        grace_period_seconds: Some(config.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    }
+}
+
+/// A server ready to run, and the reloader its SIGHUP service drives.
+pub struct AuroraServer {
+    /// The Pingora server; call `run_forever` or `run`.
+    pub server: Server,
+    /// Reloads `source` into the live config; counts attempts and failures.
+    pub reloader: Arc<ConfigReloader>,
+}
+
+/// Builds the server for `config`, which was loaded from `source`.
+///
+/// With `-u` in `opt` this blocks until the running process hands its listening
+/// sockets over (after it receives SIGQUIT).
+pub fn build_server(
+    config: Config,
+    source: ConfigSource,
+    opt: Option<Opt>,
+) -> pingora_core::Result<AuroraServer> {
+    let mut conf = server_conf(&config);
+    // A daemon (`-d`) would otherwise move to `/`, breaking relative paths in the
+    // config (CA and certificate files) for reloads.
+    conf.working_directory = std::env::current_dir().ok();
+    let listen = config.server.listen.clone();
+    let tls = config.server.tls.clone();
+    let live = Arc::new(LiveConfig::new(config));
+    let reloader = Arc::new(ConfigReloader::new(source, Arc::clone(&live)));
+
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    let reload = server.add_service(background_service(
+        "config reload",
+        ReloadOnHangup::new(Arc::clone(&reloader)),
+    ));
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        AuroraProxy::new(Arc::clone(&live)),
+        "aurora",
+    );
+    proxy.add_tcp(&listen);
+    if let Some(tls) = &tls {
+        proxy.add_tls_with_settings(&tls.listen, None, tls_settings(tls, &live)?);
+    }
+    let proxy = server.add_service(proxy);
+    // SIGHUP's default action ends the process: accept connections only once the
+    // reload handler is installed.
+    proxy.add_dependency(&reload);
+    Ok(AuroraServer { server, reloader })
+}
+
+/// HTTPS with HTTP/2 offered first (ALPN h2, http/1.1). The certificate is looked up
+/// in the live config on every handshake, so a reload that re-reads the files reaches
+/// new connections without restarting the listener.
+fn tls_settings(tls: &DownstreamTls, live: &Arc<LiveConfig>) -> pingora_core::Result<TlsSettings> {
+    // The paths are not read here: the resolver supplies the certificate.
+    let mut settings = TlsSettings::intermediate(
+        &tls.cert_file.to_string_lossy(),
+        &tls.key_file.to_string_lossy(),
+    )?;
+    settings.set_cert_resolver(Arc::new(LiveCertResolver::new(Arc::clone(live))));
+    settings.enable_h2();
+    Ok(settings)
+}

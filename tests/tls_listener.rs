@@ -1,0 +1,166 @@
+//! The HTTPS listener beside the plain one: HTTP/2 negotiated through ALPN, the same
+//! routes as plain HTTP, and certificate files re-read on SIGHUP.
+
+mod common;
+
+use std::path::Path;
+
+use common::tls::{Leaf, TestPki};
+use common::{client, free_port, scratch_dir, sse, Gateway, MockUpstream, Reply};
+
+const MASTER: &str = "gw-master-test-key";
+const PROVIDER_KEY: &str = "sk-fake-provider-key";
+
+fn yaml(tls_port: u16, cert: &Path, key: &Path, mock: &MockUpstream) -> String {
+    format!(
+        "server:\n  tls:\n    listen: 127.0.0.1:{tls_port}\n    cert_file: {}\n    key_file: {}\nproviders:\n  openai:\n    api_key: {PROVIDER_KEY}\n    base_url: {}\n",
+        cert.display(),
+        key.display(),
+        mock.url("/v1")
+    )
+}
+
+/// A client trusting only the test CA, reporting the certificate it was shown. Each
+/// client has its own connections and session cache, so each makes a full handshake.
+fn https_client(pki: &TestPki) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], 0).into())
+        .tls_info(true)
+        .build()
+        .unwrap()
+}
+
+fn peer_certificate(resp: &reqwest::Response) -> Vec<u8> {
+    resp.extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
+async fn health(c: &reqwest::Client, tls_port: u16) -> reqwest::Response {
+    let resp = c
+        .get(format!("https://localhost:{tls_port}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_listener_speaks_http2_negotiated_by_alpn() {
+    let pki = TestPki::new();
+    let leaf = pki.issue_leaf();
+    let dir = scratch_dir();
+    let (cert, key) = leaf.write(&dir);
+    let (mut feed, source) = sse::channel();
+    let mock = MockUpstream::start(move |r| {
+        if r.uri.ends_with("/chat/completions") {
+            source.reply()
+        } else {
+            Reply::json(200, r#"{"data":[]}"#)
+        }
+    })
+    .await;
+    let tls_port = free_port();
+    let gw = Gateway::start(
+        &yaml(tls_port, &cert, &key, &mock),
+        &[("AURORA_MASTER_KEY", MASTER)],
+    );
+    let c = https_client(&pki);
+
+    let resp = health(&c, tls_port).await;
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(peer_certificate(&resp), leaf.der);
+
+    let resp = c
+        .get(format!("https://localhost:{tls_port}/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#"{"data":[]}"#);
+    assert_eq!(
+        mock.last().header("authorization"),
+        Some(format!("Bearer {PROVIDER_KEY}").as_str())
+    );
+
+    // SSE over an HTTP/2 stream arrives event by event and ends cleanly.
+    feed.send(0);
+    let resp = c
+        .post(format!(
+            "https://localhost:{tls_port}/p/openai/chat/completions"
+        ))
+        .bearer_auth(MASTER)
+        .body(r#"{"stream":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let stream = sse::SseClient::start(resp);
+    stream.wait_events(1).await;
+    for n in 1..4 {
+        feed.send(n);
+        stream.wait_events(n + 1).await;
+    }
+    feed.close();
+    let (text, end) = stream.finish().await;
+    assert_eq!(end, Ok(()));
+    assert_eq!(text, sse::events(4));
+
+    // The plain listener is unchanged.
+    let plain = client().get(gw.url("/health")).send().await.unwrap();
+    assert_eq!(plain.version(), reqwest::Version::HTTP_11);
+    assert_eq!(plain.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_the_certificate_files() {
+    let pki = TestPki::new();
+    let first = pki.issue_leaf();
+    let dir = scratch_dir();
+    let (cert, key) = first.write(&dir);
+    let mock = MockUpstream::start(|_| Reply::json(200, "{}")).await;
+    let tls_port = free_port();
+    let gw = Gateway::start(
+        &yaml(tls_port, &cert, &key, &mock),
+        &[("AURORA_MASTER_KEY", MASTER)],
+    );
+    let before = https_client(&pki);
+    assert_eq!(
+        peer_certificate(&health(&before, tls_port).await),
+        first.der
+    );
+
+    let second = pki.issue_leaf();
+    second.write(&dir);
+    gw.signal("HUP");
+    gw.wait_for_log("config reloaded:", 1).await;
+    let resp = health(&https_client(&pki), tls_port).await;
+    assert_eq!(
+        peer_certificate(&resp),
+        second.der,
+        "new handshakes use the new pair"
+    );
+    // A connection made before the reload keeps working.
+    assert_eq!(health(&before, tls_port).await.status(), 200);
+
+    // A certificate and a key that do not belong together are refused; the served
+    // pair stays.
+    let mismatched = Leaf {
+        cert_pem: first.cert_pem.clone(),
+        key_pem: second.key_pem.clone(),
+        der: Vec::new(),
+    };
+    mismatched.write(&dir);
+    gw.signal("HUP");
+    let log = gw.wait_for_log("config reload failed", 1).await;
+    assert!(log.contains("does not fit"), "{log}");
+    let resp = health(&https_client(&pki), tls_port).await;
+    assert_eq!(peer_certificate(&resp), second.der);
+}
