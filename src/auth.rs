@@ -122,17 +122,24 @@ impl GatewayAuth {
 
 /// The gateway token from `Authorization: Bearer` or, failing that, `X-Api-Key`.
 pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
+    presented_bearer(headers).or_else(|| header_token(headers, "x-api-key"))
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+pub fn presented_bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    bearer.or_else(|| {
-        headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-    })
+        .and_then(bearer_token)
+}
+
+/// The trimmed value of header `name`, unless absent, empty or not visible ASCII.
+pub fn header_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 fn bearer_token(value: &str) -> Option<&str> {

@@ -43,6 +43,42 @@ fn check_config_refuses_a_broken_file_with_its_position() {
 }
 
 #[test]
+fn check_config_refuses_passthru_mixed_with_static_keys_naming_the_provider() {
+    let path = scratch_dir().join("mixed.yaml");
+    for yaml in [
+        "providers:\n  openai-east:\n    type: openai\n    api_keys: [\"!PASSTHRU\", sk-static-test]\n",
+        "providers:\n  openai-east:\n    type: openai\n    api_key: \"!PASSTHRU\"\n    api_keys: [sk-static-test]\n",
+    ] {
+        std::fs::write(&path, yaml).unwrap();
+        let out = run_cli(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+        assert_eq!(out.status.code(), Some(1), "{yaml}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("provider `openai-east`"), "{stderr}");
+        assert!(stderr.contains("!PASSTHRU"), "{stderr}");
+        assert!(!stderr.contains("sk-static-test"), "{stderr}");
+    }
+}
+
+#[test]
+fn check_config_accepts_passthru_and_api_keys() {
+    let path = scratch_dir().join("keys.yaml");
+    std::fs::write(
+        &path,
+        "providers:\n  anthropic:\n    api_key: !PASSTHRU\n  openai:\n    api_keys: [sk-a-test, sk-b-test]\n",
+    )
+    .unwrap();
+    let out = run_cli(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("anthropic, openai"), "{stdout}");
+    assert!(!stdout.contains("sk-a-test"), "{stdout}");
+}
+
+#[test]
 fn check_config_fails_for_a_missing_explicit_file() {
     let out = run_cli(
         &["--config", "/nonexistent/aurora.yaml", "--check-config"],

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue};
 
+use super::credential::provider_credential;
+use super::passthru_tag::{may_hold_passthru_tag, restore_passthru_tags};
 use super::schema::{FileConfig, FileProvider, FileServer, SizeValue};
 use super::{
     env_prefix, Config, ConfigError, DownstreamTls, EnvSnapshot, ModelSettings, ServerCert,
@@ -28,7 +30,14 @@ pub fn build_config(
         .unwrap_or_else(|| "<config>".into());
     let file: FileConfig = match yaml {
         Some(text) if !text.trim().is_empty() => {
-            serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(&path_label, &e))?
+            let mut file: FileConfig =
+                serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(&path_label, &e))?;
+            if may_hold_passthru_tag(text) {
+                let tree =
+                    serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(&path_label, &e))?;
+                restore_passthru_tags(&tree, &mut file);
+            }
+            file
         }
         _ => FileConfig::default(),
     };
@@ -363,12 +372,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     })?;
     let prefix = env_prefix(name);
     let key_env = format!("{prefix}_API_KEY");
-    let api_key = env
-        .get(&key_env)
-        .map(str::to_string)
-        .or_else(|| p.api_key.as_deref().map(|k| env.expand(k)))
-        .filter(|k| !k.trim().is_empty())
-        .map(|k| Secret::new(k.trim()));
+    let credential = provider_credential(name, &key_env, p, env)?;
     let base_text = env
         .get(&format!("{prefix}_BASE_URL"))
         .map(str::to_string)
@@ -426,7 +430,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         name: name.to_string(),
         kind,
         base,
-        api_key,
+        credential,
         key_env,
         headers,
         timeouts,
@@ -503,7 +507,10 @@ mod tests {
         .unwrap();
         let a = c.providers.find("anthropic").unwrap();
         assert!(a.configured);
-        assert_eq!(a.api_key.as_ref().unwrap().expose(), "sk-ant-test");
+        assert_eq!(
+            a.credential.next_static_key().unwrap().expose(),
+            "sk-ant-test"
+        );
         assert_eq!(a.base.host, "api.anthropic.com");
         let v = c.providers.find("vllm").unwrap();
         assert_eq!(v.base.port, 9000);
@@ -542,7 +549,7 @@ providers:
             vec!["openai-east", "anthropic"]
         );
         let p = c.providers.find("openai-east").unwrap();
-        assert_eq!(p.api_key.as_ref().unwrap().expose(), "env-key");
+        assert_eq!(p.credential.next_static_key().unwrap().expose(), "env-key");
         assert_eq!(p.key_env, "OPENAI_EAST_API_KEY");
     }
 
@@ -551,7 +558,10 @@ providers:
         let yaml = "providers:\n  anthropic:\n    api_key: ${MY_KEY}\n    headers: {x-team: \"${TEAM:-core}\"}\n";
         let c = build(yaml, &[("MY_KEY", "sk-expanded")]).unwrap();
         let p = c.providers.find("anthropic").unwrap();
-        assert_eq!(p.api_key.as_ref().unwrap().expose(), "sk-expanded");
+        assert_eq!(
+            p.credential.next_static_key().unwrap().expose(),
+            "sk-expanded"
+        );
         assert_eq!(p.headers[0].1, "core");
     }
 
@@ -726,6 +736,41 @@ providers:
         assert!(e.to_string().contains("models[0] is empty"), "{e}");
         let e = build("models: {alias: {}}\n", &[]).unwrap_err();
         assert!(e.to_string().contains("alias"), "{e}");
+    }
+
+    #[test]
+    fn passthru_from_yaml_quoted_or_not_and_from_env_alone() {
+        let yaml = "providers:\n  openai: {api_key: \"!PASSTHRU\"}\n  anthropic:\n    api_key: !PASSTHRU\n";
+        let c = build(yaml, &[("GROQ_API_KEY", "!PASSTHRU")]).unwrap();
+        for name in ["openai", "anthropic", "groq"] {
+            let p = c.providers.find(name).unwrap();
+            assert!(p.configured && p.credential.is_passthru(), "{name}");
+            assert!(!p.missing_key(), "{name}");
+        }
+    }
+
+    #[test]
+    fn api_keys_list_is_rotated_round_robin() {
+        let yaml = "providers:\n  openai: {api_keys: [sk-a, \"${B}\"]}\n";
+        let c = build(yaml, &[("B", "sk-b")]).unwrap();
+        let p = c.providers.find("openai").unwrap();
+        let turns: Vec<&str> = (0..3)
+            .map(|_| p.credential.next_static_key().unwrap().expose())
+            .collect();
+        assert_eq!(turns, ["sk-a", "sk-b", "sk-a"]);
+    }
+
+    #[test]
+    fn passthru_mixed_with_static_keys_fails_the_whole_config() {
+        for yaml in [
+            "providers:\n  openai-east: {type: openai, api_keys: [\"!PASSTHRU\", sk-a]}\n",
+            "providers:\n  openai-east:\n    type: openai\n    api_keys:\n      - sk-a\n      - !PASSTHRU\n",
+            "providers:\n  openai-east:\n    type: openai\n    api_key: !PASSTHRU\n    api_keys: [sk-a]\n",
+        ] {
+            let e = build(yaml, &[]).unwrap_err().to_string();
+            assert!(e.contains("provider `openai-east`"), "{e}");
+            assert!(e.contains("!PASSTHRU"), "{e}");
+        }
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! the runtime [`Config`], and the live handle the proxy reads on every request.
 
 mod build;
+mod credential;
 mod env;
 mod error;
 mod live;
+mod passthru_tag;
 mod reload;
 pub mod schema;
 mod tls_listener;

@@ -212,7 +212,7 @@ mod tests {
 
     fn key_of(config: &Config, provider: &str) -> String {
         let p = config.providers.find(provider).unwrap();
-        p.api_key.as_ref().unwrap().expose().to_string()
+        p.credential.next_static_key().unwrap().expose().to_string()
     }
 
     const KEY_A: &str = "providers:\n  openai:\n    api_key: sk-fake-a\n";

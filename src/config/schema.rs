@@ -100,7 +100,10 @@ fn enabled_by_default() -> bool {
 pub struct FileProvider {
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// One key, or `!PASSTHRU` for the caller's own key.
     pub api_key: Option<String>,
+    /// Several static keys, used round-robin; not together with `api_key`.
+    pub api_keys: Option<Vec<String>>,
     pub base_url: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub timeouts: FileTimeouts,

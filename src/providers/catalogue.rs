@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use super::{AuthStyle, BaseUrl, ProviderKind, Secret, TlsRoots, WireFormat};
+use super::{AuthStyle, BaseUrl, ProviderCredential, ProviderKind, TlsRoots, WireFormat};
 
 /// Upstream timeouts of one provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +41,8 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// Where requests go.
     pub base: BaseUrl,
-    /// The credential the gateway adds, if any.
-    pub api_key: Option<Secret>,
+    /// How requests authenticate upstream: no key, the gateway's keys, or the caller's.
+    pub credential: ProviderCredential,
     /// The environment variable that sets the key, for error messages.
     pub key_env: String,
     /// Extra headers sent upstream on every request.
@@ -68,7 +68,7 @@ impl Provider {
             name: kind.name().to_string(),
             kind,
             base,
-            api_key: None,
+            credential: ProviderCredential::None,
             key_env: format!("{}_API_KEY", super::env_prefix(kind.name())),
             headers: Vec::new(),
             timeouts: Timeouts::default(),
@@ -88,9 +88,10 @@ impl Provider {
         }
     }
 
-    /// Whether requests need a key this provider does not have.
+    /// Whether requests need a key this provider does not have. A `!PASSTHRU`
+    /// provider is never missing one: each caller brings its own.
     pub fn missing_key(&self) -> bool {
-        self.kind.requires_key() && self.api_key.is_none()
+        self.kind.requires_key() && matches!(self.credential, ProviderCredential::None)
     }
 }
 
@@ -189,11 +190,12 @@ pub fn split_model_prefix(name: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Secret;
 
     fn provider(name: &str, kind: ProviderKind) -> Provider {
         Provider {
             name: name.to_string(),
-            api_key: Some(Secret::new("k")),
+            credential: ProviderCredential::single(Secret::new("k")),
             configured: true,
             ..Provider::unconfigured(kind)
         }
@@ -269,5 +271,14 @@ mod tests {
         assert!(p.missing_key());
         assert_eq!(p.key_env, "ANTHROPIC_API_KEY");
         assert!(c.find("unknown").is_none());
+    }
+
+    #[test]
+    fn passthru_provider_is_not_missing_a_key() {
+        let p = Provider {
+            credential: ProviderCredential::Passthru,
+            ..Provider::unconfigured(ProviderKind::OpenAi)
+        };
+        assert!(!p.missing_key());
     }
 }

@@ -1,8 +1,9 @@
 //! The provider catalogue: built-in types, their base URLs, auth styles and formats,
-//! and the configured instances.
+//! credentials, and the configured instances.
 
 mod base_url;
 mod catalogue;
+mod credential;
 mod kind;
 mod secret;
 mod tls_roots;
@@ -10,6 +11,7 @@ mod tls_roots;
 pub use crate::config::env_prefix;
 pub use base_url::{BaseUrl, BaseUrlError};
 pub use catalogue::{split_model_prefix, Provider, ProviderCatalogue, Timeouts};
+pub use credential::{is_passthru_marker, KeyRing, ProviderCredential, PASSTHRU};
 pub use kind::{AuthStyle, ProviderKind, WireFormat};
 pub use secret::Secret;
 pub use tls_roots::{load_roots_with_ca_file, TlsRoots};

@@ -7,15 +7,18 @@ use crate::auth::Caller;
 use crate::config::Config;
 use crate::providers::{Provider, WireFormat};
 
+use super::provider_key::UpstreamCredential;
 use super::GatewayError;
 
 /// Where an accepted request goes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UpstreamTarget {
     /// The provider instance.
     pub provider: Arc<Provider>,
     /// Path and query sent upstream.
     pub path_and_query: String,
+    /// The key sent upstream (see [`super::provider_key::upstream_credential`]).
+    pub credential: UpstreamCredential,
 }
 
 /// State of one request across hooks.
@@ -69,6 +72,13 @@ impl RequestContext {
     /// The provider name for logs.
     pub fn provider_name(&self) -> Option<&str> {
         self.upstream.as_ref().map(|u| u.provider.name.as_str())
+    }
+
+    /// The log label of the caller's own provider key, when it sent one.
+    pub fn passthru_label(&self) -> Option<&str> {
+        self.upstream
+            .as_ref()
+            .and_then(|u| u.credential.passthru_label.as_deref())
     }
 }
 

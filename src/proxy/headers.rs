@@ -4,7 +4,8 @@
 use http::header::{self, HeaderName};
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use crate::providers::{AuthStyle, Provider, ProviderKind, WireFormat};
+use super::provider_key::PROVIDER_KEY_HEADER;
+use crate::providers::{AuthStyle, Provider, ProviderKind, Secret, WireFormat};
 
 /// The request id header, sent upstream and returned to the client.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -16,9 +17,10 @@ const OPENROUTER_REFERER: &str = "https://aurora-gateway.local";
 const OPENROUTER_TITLE: &str = "Aurora";
 
 /// Client headers that carry credentials or client identity and never go upstream.
-const CLIENT_ONLY: [&str; 5] = [
+const CLIENT_ONLY: [&str; 6] = [
     "authorization",
     "x-api-key",
+    PROVIDER_KEY_HEADER,
     "cookie",
     "proxy-authorization",
     "forwarded",
@@ -67,15 +69,17 @@ pub fn strip_client_headers(req: &mut RequestHeader) {
     }
 }
 
-/// Adds the provider's credential in its style, its required and default headers, the
-/// configured extra headers and the request id. Call after [`strip_client_headers`].
+/// Adds `key` (when there is one) in the provider's auth style, the provider's required
+/// and default headers, the configured extra headers and the request id. Call after
+/// [`strip_client_headers`].
 pub fn add_provider_headers(
     req: &mut RequestHeader,
     provider: &Provider,
+    key: Option<&Secret>,
     request_id: &str,
 ) -> pingora_core::Result<()> {
     req.insert_header(header::HOST, provider.base.host_header())?;
-    if let Some(key) = &provider.api_key {
+    if let Some(key) = key {
         match provider.auth_style() {
             AuthStyle::XApiKey => req.insert_header("x-api-key", key.expose())?,
             AuthStyle::Bearer => {
@@ -129,7 +133,7 @@ pub fn request_id_for(req: &RequestHeader) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::{BaseUrl, Secret};
+    use crate::providers::BaseUrl;
     use http::HeaderValue;
 
     fn request(pairs: &[(&str, &str)]) -> RequestHeader {
@@ -142,10 +146,13 @@ mod tests {
 
     fn provider(kind: ProviderKind) -> Provider {
         Provider {
-            api_key: Some(Secret::new("sk-provider")),
             base: BaseUrl::parse("https://api.example.com:8443/v1").unwrap(),
             ..Provider::unconfigured(kind)
         }
+    }
+
+    fn key() -> Secret {
+        Secret::new("sk-provider")
     }
 
     #[test]
@@ -153,6 +160,7 @@ mod tests {
         let mut r = request(&[
             ("authorization", "Bearer gw"),
             ("x-api-key", "gw"),
+            ("x-provider-api-key", "sk-client"),
             ("cookie", "a=b"),
             ("proxy-authorization", "Basic x"),
             ("forwarded", "for=1.2.3.4"),
@@ -165,6 +173,7 @@ mod tests {
         for gone in [
             "authorization",
             "x-api-key",
+            "x-provider-api-key",
             "cookie",
             "proxy-authorization",
             "forwarded",
@@ -207,7 +216,13 @@ mod tests {
     #[test]
     fn anthropic_gets_x_api_key_and_default_version() {
         let mut r = request(&[]);
-        add_provider_headers(&mut r, &provider(ProviderKind::Anthropic), "rid").unwrap();
+        add_provider_headers(
+            &mut r,
+            &provider(ProviderKind::Anthropic),
+            Some(&key()),
+            "rid",
+        )
+        .unwrap();
         assert_eq!(r.headers["x-api-key"], "sk-provider");
         assert_eq!(r.headers["anthropic-version"], ANTHROPIC_VERSION);
         assert_eq!(r.headers["host"], "api.example.com:8443");
@@ -216,19 +231,40 @@ mod tests {
     }
 
     #[test]
+    fn no_key_adds_no_credential_header() {
+        for kind in [
+            ProviderKind::Anthropic,
+            ProviderKind::OpenAi,
+            ProviderKind::Gemini,
+        ] {
+            let mut r = request(&[]);
+            add_provider_headers(&mut r, &provider(kind), None, "rid").unwrap();
+            for absent in ["authorization", "x-api-key", "x-goog-api-key"] {
+                assert!(!r.headers.contains_key(absent), "{kind}: {absent}");
+            }
+        }
+    }
+
+    #[test]
     fn client_anthropic_version_is_kept() {
         let mut r = request(&[("anthropic-version", "2024-01-01")]);
-        add_provider_headers(&mut r, &provider(ProviderKind::Anthropic), "rid").unwrap();
+        add_provider_headers(
+            &mut r,
+            &provider(ProviderKind::Anthropic),
+            Some(&key()),
+            "rid",
+        )
+        .unwrap();
         assert_eq!(r.headers["anthropic-version"], "2024-01-01");
     }
 
     #[test]
     fn openai_style_gets_bearer_and_gemini_gets_goog_key() {
         let mut r = request(&[]);
-        add_provider_headers(&mut r, &provider(ProviderKind::Groq), "rid").unwrap();
+        add_provider_headers(&mut r, &provider(ProviderKind::Groq), Some(&key()), "rid").unwrap();
         assert_eq!(r.headers["authorization"], "Bearer sk-provider");
         let mut r = request(&[]);
-        add_provider_headers(&mut r, &provider(ProviderKind::Gemini), "rid").unwrap();
+        add_provider_headers(&mut r, &provider(ProviderKind::Gemini), Some(&key()), "rid").unwrap();
         assert_eq!(r.headers["x-goog-api-key"], "sk-provider");
         assert!(!r.headers.contains_key("authorization"));
     }
@@ -236,7 +272,13 @@ mod tests {
     #[test]
     fn openrouter_defaults_yield_to_client_values() {
         let mut r = request(&[("x-title", "mine")]);
-        add_provider_headers(&mut r, &provider(ProviderKind::OpenRouter), "rid").unwrap();
+        add_provider_headers(
+            &mut r,
+            &provider(ProviderKind::OpenRouter),
+            Some(&key()),
+            "rid",
+        )
+        .unwrap();
         assert_eq!(r.headers["x-title"], "mine");
         assert_eq!(r.headers["http-referer"], OPENROUTER_REFERER);
     }
@@ -249,7 +291,7 @@ mod tests {
             HeaderValue::from_static("org-1"),
         ));
         let mut r = request(&[]);
-        add_provider_headers(&mut r, &p, "rid").unwrap();
+        add_provider_headers(&mut r, &p, Some(&key()), "rid").unwrap();
         assert_eq!(r.headers["openai-organization"], "org-1");
     }
 

@@ -10,6 +10,7 @@ mod model_field;
 pub mod model_request;
 pub mod model_route;
 pub mod passthrough;
+pub mod provider_key;
 mod respond;
 pub mod route;
 mod subrequest;
@@ -130,16 +131,25 @@ impl AuroraProxy {
             Ok(prepared) => prepared,
             Err(err) => return reject(session, ctx, err).await,
         };
-        ctx.upstream = Some(UpstreamTarget {
-            provider: Arc::clone(&prepared.target.provider),
-            path_and_query: prepared.target.path_and_query.clone(),
-        });
+        let credential = match provider_key::upstream_credential(
+            &prepared.target.provider,
+            &session.req_header().headers,
+            !config.auth.is_open(),
+        ) {
+            Ok(credential) => credential,
+            Err(err) => return reject(session, ctx, err).await,
+        };
+        let target = UpstreamTarget {
+            credential,
+            ..prepared.target
+        };
+        ctx.upstream = Some(target.clone());
         let plan = SubrequestPlan {
             config: Arc::clone(config),
             request_id: ctx.request_id.clone(),
             caller: ctx.caller.clone(),
             route_kind: ctx.route_kind,
-            target: prepared.target,
+            target,
             translation: prepared.translation,
             error_format: ctx.error_format,
         };
@@ -197,9 +207,12 @@ fn passthrough_target(
             provider.name, provider.key_env
         )));
     }
+    let credential =
+        provider_key::upstream_credential(provider, &req.headers, !config.auth.is_open())?;
     Ok(UpstreamTarget {
         path_and_query: pt.upstream_path(&provider.base.path, req.uri.query()),
         provider: Arc::clone(provider),
+        credential,
     })
 }
 
@@ -358,7 +371,12 @@ impl ProxyHttp for AuroraProxy {
             // The translator reads the provider's bytes; compressed ones would be wasted work.
             upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
         }
-        headers::add_provider_headers(upstream_request, &target.provider, &ctx.request_id)
+        headers::add_provider_headers(
+            upstream_request,
+            &target.provider,
+            target.credential.key.as_ref(),
+            &ctx.request_id,
+        )
     }
 
     async fn request_body_filter(

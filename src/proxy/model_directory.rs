@@ -97,10 +97,13 @@ impl ModelDirectory {
             .filter(|p| !p.missing_key())
             .collect();
         let lookups = providers.iter().map(|p| async move {
-            if p.models.is_empty() {
-                self.fetched_ids(p, resolver).await
-            } else {
+            if !p.models.is_empty() {
                 p.models.clone()
+            } else if p.credential.is_passthru() {
+                // The gateway holds no key to ask with; only a `models:` list can say.
+                Vec::new()
+            } else {
+                self.fetched_ids(p, resolver).await
             }
         });
         let per_provider = join_all(lookups).await;
@@ -267,7 +270,8 @@ fn list_request(provider: &Provider) -> pingora_core::Result<RequestHeader> {
     let mut request = RequestHeader::build("GET", path.as_bytes(), None)?;
     request.insert_header(http::header::ACCEPT, "application/json")?;
     let request_id = uuid::Uuid::new_v4().to_string();
-    headers::add_provider_headers(&mut request, provider, &request_id)?;
+    let key = provider.credential.next_static_key();
+    headers::add_provider_headers(&mut request, provider, key, &request_id)?;
     Ok(request)
 }
 
@@ -312,7 +316,7 @@ fn model_object(entry: &ModelEntry, created: u64) -> Value {
 mod tests {
     use super::*;
     use crate::config::{build_config, EnvSnapshot};
-    use crate::providers::{BaseUrl, Secret};
+    use crate::providers::{BaseUrl, ProviderCredential, Secret};
 
     fn entry(id: &str, owned_by: &str) -> ModelEntry {
         ModelEntry {
@@ -367,7 +371,7 @@ mod tests {
     #[test]
     fn list_request_uses_the_base_path_and_provider_credential() {
         let p = Provider {
-            api_key: Some(Secret::new("sk-test")),
+            credential: ProviderCredential::single(Secret::new("sk-test")),
             base: BaseUrl::parse("http://127.0.0.1:9/api/v1").unwrap(),
             ..Provider::unconfigured(ProviderKind::OpenRouter)
         };
@@ -380,7 +384,7 @@ mod tests {
     #[test]
     fn anthropic_list_request_asks_for_a_full_page_with_its_headers() {
         let p = Provider {
-            api_key: Some(Secret::new("sk-ant-test")),
+            credential: ProviderCredential::single(Secret::new("sk-ant-test")),
             ..Provider::unconfigured(ProviderKind::Anthropic)
         };
         let r = list_request(&p).unwrap();
@@ -411,6 +415,20 @@ providers:
                 entry("groq/mixtral", "groq"),
             ]
         );
+        assert!(dir.inner.connector.get().is_none());
+    }
+
+    #[tokio::test]
+    async fn passthru_providers_are_listed_from_config_and_never_asked() {
+        let yaml = "
+providers:
+  openai: {api_key: '!PASSTHRU', base_url: 'http://127.0.0.1:9/v1'}
+  groq: {api_key: '!PASSTHRU', base_url: 'http://127.0.0.1:9/v1', models: [llama-3.1-8b]}
+";
+        let config = build_config(Some(yaml), None, &EnvSnapshot::default()).unwrap();
+        let dir = ModelDirectory::new();
+        let entries = dir.list(&config, &UpstreamResolver::default()).await;
+        assert_eq!(entries, vec![entry("groq/llama-3.1-8b", "groq")]);
         assert!(dir.inner.connector.get().is_none());
     }
 }

@@ -157,6 +157,8 @@ fn target(provider: &Arc<Provider>, endpoint: &str) -> UpstreamTarget {
     UpstreamTarget {
         path_and_query: format!("{}{endpoint}", provider.base.path),
         provider: Arc::clone(provider),
+        // Needs the client's headers: set by the caller (provider_key::upstream_credential).
+        credential: Default::default(),
     }
 }
 

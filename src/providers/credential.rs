@@ -1,0 +1,151 @@
+//! How the gateway authenticates to one provider: no key, keys it holds itself
+//! (rotated per request), or the caller's own key (`!PASSTHRU`).
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::Secret;
+
+/// The configured value that makes a provider use the caller's own key.
+pub const PASSTHRU: &str = "!PASSTHRU";
+
+/// Whether a configured key value is the [`PASSTHRU`] marker (any case: a real
+/// provider key never starts with `!`, so `!passthru` is a typo, not a key).
+pub fn is_passthru_marker(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case(PASSTHRU)
+}
+
+/// A provider's credential as configured.
+#[derive(Debug, Default)]
+pub enum ProviderCredential {
+    /// No key: self-hosted servers, or a provider nobody configured.
+    #[default]
+    None,
+    /// Keys the gateway holds, used round-robin, one per request.
+    Static(KeyRing),
+    /// Every request carries the caller's own provider key.
+    Passthru,
+}
+
+impl ProviderCredential {
+    /// One static key.
+    pub fn single(key: Secret) -> Self {
+        ProviderCredential::Static(KeyRing::single(key))
+    }
+
+    /// Whether callers bring their own key.
+    pub fn is_passthru(&self) -> bool {
+        matches!(self, ProviderCredential::Passthru)
+    }
+
+    /// The next static key in rotation; `None` unless the gateway holds keys.
+    pub fn next_static_key(&self) -> Option<&Secret> {
+        match self {
+            ProviderCredential::Static(ring) => Some(ring.next()),
+            ProviderCredential::None | ProviderCredential::Passthru => None,
+        }
+    }
+}
+
+/// One or more static keys handed out round-robin. Never empty.
+pub struct KeyRing {
+    keys: Vec<Secret>,
+    turn: AtomicUsize,
+}
+
+impl KeyRing {
+    /// A ring of `keys`; `None` when there are none.
+    pub fn new(keys: Vec<Secret>) -> Option<Self> {
+        (!keys.is_empty()).then(|| Self {
+            keys,
+            turn: AtomicUsize::new(0),
+        })
+    }
+
+    /// A ring of one key.
+    pub fn single(key: Secret) -> Self {
+        Self {
+            keys: vec![key],
+            turn: AtomicUsize::new(0),
+        }
+    }
+
+    /// The key for the next request: each key in turn, starting with the first.
+    pub fn next(&self) -> &Secret {
+        // Only the spread matters, so a relaxed counter shared by all workers will do.
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        &self.keys[turn % self.keys.len()]
+    }
+
+    /// All keys, in rotation order.
+    pub fn keys(&self) -> &[Secret] {
+        &self.keys
+    }
+
+    /// Number of keys (at least one).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always false: a ring holds at least one key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyRing({} keys)", self.keys.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(keys: &[&str]) -> KeyRing {
+        KeyRing::new(keys.iter().map(|k| Secret::new(*k)).collect()).unwrap()
+    }
+
+    #[test]
+    fn ring_hands_out_keys_round_robin_from_the_first() {
+        let r = ring(&["sk-a", "sk-b", "sk-c"]);
+        let turns: Vec<&str> = (0..7).map(|_| r.next().expose()).collect();
+        assert_eq!(
+            turns,
+            ["sk-a", "sk-b", "sk-c", "sk-a", "sk-b", "sk-c", "sk-a"]
+        );
+    }
+
+    #[test]
+    fn empty_ring_cannot_be_built() {
+        assert!(KeyRing::new(Vec::new()).is_none());
+        assert_eq!(KeyRing::single(Secret::new("k")).len(), 1);
+    }
+
+    #[test]
+    fn debug_shows_the_count_never_a_key() {
+        let c = ProviderCredential::Static(ring(&["sk-live-1", "sk-live-2"]));
+        let text = format!("{c:?}");
+        assert!(text.contains("2 keys"), "{text}");
+        assert!(!text.contains("sk-live"), "{text}");
+    }
+
+    #[test]
+    fn only_static_credentials_yield_a_gateway_key() {
+        assert!(ProviderCredential::None.next_static_key().is_none());
+        assert!(ProviderCredential::Passthru.next_static_key().is_none());
+        let c = ProviderCredential::single(Secret::new("sk-one"));
+        assert_eq!(c.next_static_key().unwrap().expose(), "sk-one");
+        assert!(ProviderCredential::Passthru.is_passthru());
+        assert!(!c.is_passthru());
+    }
+
+    #[test]
+    fn passthru_marker_is_matched_in_any_case_and_trimmed() {
+        assert!(is_passthru_marker("!PASSTHRU"));
+        assert!(is_passthru_marker(" !passthru "));
+        assert!(!is_passthru_marker("PASSTHRU"));
+        assert!(!is_passthru_marker("sk-!PASSTHRU"));
+    }
+}

@@ -1,0 +1,288 @@
+//! Which provider key one request sends upstream: the gateway's own (rotated), none,
+//! or, for a `!PASSTHRU` provider, the caller's, told apart from the gateway token.
+
+use http::HeaderMap;
+
+use super::GatewayError;
+use crate::auth::{header_token, presented_bearer, presented_token, sha256};
+use crate::providers::{Provider, ProviderCredential, Secret};
+
+/// The header that carries a caller's provider key when gateway auth is on (the
+/// gateway token then travels as `Authorization: Bearer`). Never sent upstream.
+pub const PROVIDER_KEY_HEADER: &str = "x-provider-api-key";
+
+/// The prefix of the log label of a caller's own key.
+pub const PASSTHRU_LABEL_PREFIX: &str = "passthru:";
+
+/// The key one request sends upstream, decided before anything is sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamCredential {
+    /// Sent in the provider's auth style; `None` for a provider without a key.
+    pub key: Option<Secret>,
+    /// For a caller's own key: [`passthru_label`] of it, the only way logs name it.
+    pub passthru_label: Option<String>,
+}
+
+/// Decides the upstream key of a request to `provider` with client `headers`.
+///
+/// A provider without a key sends none; one with static keys sends the next in turn.
+/// A `!PASSTHRU` provider sends the caller's key, read from
+/// - gateway auth off: `X-Provider-Api-Key`, else `X-Api-Key`, else `Authorization: Bearer`;
+/// - gateway auth on: `X-Provider-Api-Key`, else `X-Api-Key`; `Authorization` carries
+///   the gateway token, and a value equal to the presented gateway token is never
+///   taken as a provider key.
+///
+/// A `!PASSTHRU` provider called without a key is a 401 naming the provider and the
+/// header to send. No I/O; the only state touched is the static key rotation.
+pub fn upstream_credential(
+    provider: &Provider,
+    headers: &HeaderMap,
+    gateway_auth_on: bool,
+) -> Result<UpstreamCredential, GatewayError> {
+    match &provider.credential {
+        ProviderCredential::None => Ok(UpstreamCredential::default()),
+        ProviderCredential::Static(ring) => Ok(UpstreamCredential {
+            key: Some(ring.next().clone()),
+            passthru_label: None,
+        }),
+        ProviderCredential::Passthru => {
+            let key = client_provider_key(headers, gateway_auth_on)
+                .ok_or_else(|| missing_client_key(&provider.name, gateway_auth_on))?;
+            Ok(UpstreamCredential {
+                passthru_label: Some(passthru_label(key)),
+                key: Some(Secret::new(key)),
+            })
+        }
+    }
+}
+
+/// `passthru:` and the first 8 hex digits of the key's SHA-256: enough to tell
+/// callers apart in logs, far too little to recover the key.
+pub fn passthru_label(key: &str) -> String {
+    let digest = sha256(key.as_bytes());
+    format!("{PASSTHRU_LABEL_PREFIX}{}", hex::encode(&digest[..4]))
+}
+
+fn client_provider_key(headers: &HeaderMap, gateway_auth_on: bool) -> Option<&str> {
+    let explicit = header_token(headers, PROVIDER_KEY_HEADER);
+    let x_api_key = header_token(headers, "x-api-key");
+    if !gateway_auth_on {
+        return explicit.or(x_api_key).or_else(|| presented_bearer(headers));
+    }
+    // The gateway token is whatever authentication read (Bearer, else X-Api-Key): a
+    // client that sent it only as X-Api-Key has sent no provider key there.
+    let gateway_token = presented_token(headers);
+    [explicit, x_api_key]
+        .into_iter()
+        .flatten()
+        .find(|key| Some(*key) != gateway_token)
+}
+
+fn missing_client_key(provider: &str, gateway_auth_on: bool) -> GatewayError {
+    let how = if gateway_auth_on {
+        "send it as `X-Provider-Api-Key: <provider key>` (or `X-Api-Key`), with the gateway key as `Authorization: Bearer <gateway key>`"
+    } else {
+        "send it as `X-Api-Key: <provider key>` or `Authorization: Bearer <provider key>`"
+    };
+    GatewayError::unauthorized(format!(
+        "provider `{provider}` uses each caller's own API key and this request has none: {how}"
+    ))
+    .with_code("missing_provider_key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{KeyRing, ProviderKind};
+    use crate::proxy::ErrorKind;
+
+    const GW: &str = "gw-token-test";
+    const CLIENT: &str = "sk-client-test";
+
+    fn passthru() -> Provider {
+        Provider {
+            name: "openai-east".into(),
+            credential: ProviderCredential::Passthru,
+            ..Provider::unconfigured(ProviderKind::OpenAi)
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn sent(pairs: &[(&'static str, &str)], auth_on: bool) -> Option<String> {
+        upstream_credential(&passthru(), &headers(pairs), auth_on)
+            .ok()
+            .map(|c| c.key.unwrap().expose().to_string())
+    }
+
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
+    #[test]
+    fn keyless_provider_sends_no_key_whatever_the_client_sent() {
+        let p = Provider::unconfigured(ProviderKind::Vllm);
+        let h = headers(&[("x-api-key", CLIENT)]);
+        assert_eq!(
+            upstream_credential(&p, &h, false).unwrap(),
+            UpstreamCredential::default()
+        );
+    }
+
+    #[test]
+    fn static_provider_sends_its_keys_in_turn_never_the_clients() {
+        let ring = KeyRing::new(vec![Secret::new("sk-a"), Secret::new("sk-b")]).unwrap();
+        let p = Provider {
+            credential: ProviderCredential::Static(ring),
+            ..Provider::unconfigured(ProviderKind::OpenAi)
+        };
+        let h = headers(&[("x-api-key", CLIENT), ("x-provider-api-key", CLIENT)]);
+        let keys: Vec<String> = (0..3)
+            .map(|_| {
+                let c = upstream_credential(&p, &h, true).unwrap();
+                assert_eq!(c.passthru_label, None);
+                c.key.unwrap().expose().to_string()
+            })
+            .collect();
+        assert_eq!(keys, ["sk-a", "sk-b", "sk-a"]);
+    }
+
+    #[test]
+    fn auth_off_reads_x_api_key() {
+        assert_eq!(
+            sent(&[("x-api-key", CLIENT)], false).as_deref(),
+            Some(CLIENT)
+        );
+    }
+
+    #[test]
+    fn auth_off_reads_bearer_when_there_is_no_x_api_key() {
+        let b = bearer(CLIENT);
+        assert_eq!(
+            sent(&[("authorization", &b)], false).as_deref(),
+            Some(CLIENT)
+        );
+    }
+
+    #[test]
+    fn auth_off_prefers_x_provider_api_key_then_x_api_key_over_bearer() {
+        let b = bearer("sk-from-bearer");
+        let all = [
+            ("x-provider-api-key", "sk-explicit"),
+            ("x-api-key", "sk-from-x-api-key"),
+            ("authorization", b.as_str()),
+        ];
+        assert_eq!(sent(&all, false).as_deref(), Some("sk-explicit"));
+        assert_eq!(sent(&all[1..], false).as_deref(), Some("sk-from-x-api-key"));
+    }
+
+    #[test]
+    fn auth_off_ignores_empty_headers_and_non_bearer_schemes() {
+        assert_eq!(sent(&[("x-api-key", "  ")], false), None);
+        assert_eq!(sent(&[("authorization", "Basic abc")], false), None);
+        assert_eq!(sent(&[("authorization", "Bearer ")], false), None);
+        assert_eq!(sent(&[], false), None);
+    }
+
+    #[test]
+    fn auth_on_reads_x_provider_api_key_beside_the_bearer_gateway_token() {
+        let b = bearer(GW);
+        let h = [
+            ("authorization", b.as_str()),
+            ("x-provider-api-key", CLIENT),
+        ];
+        assert_eq!(sent(&h, true).as_deref(), Some(CLIENT));
+    }
+
+    #[test]
+    fn auth_on_reads_x_api_key_beside_the_bearer_gateway_token() {
+        let b = bearer(GW);
+        let h = [("authorization", b.as_str()), ("x-api-key", CLIENT)];
+        assert_eq!(sent(&h, true).as_deref(), Some(CLIENT));
+    }
+
+    #[test]
+    fn auth_on_prefers_x_provider_api_key_over_x_api_key() {
+        let b = bearer(GW);
+        let h = [
+            ("authorization", b.as_str()),
+            ("x-api-key", "sk-other"),
+            ("x-provider-api-key", CLIENT),
+        ];
+        assert_eq!(sent(&h, true).as_deref(), Some(CLIENT));
+    }
+
+    #[test]
+    fn auth_on_never_takes_the_bearer_gateway_token_as_the_provider_key() {
+        let b = bearer(GW);
+        assert_eq!(sent(&[("authorization", &b)], true), None);
+    }
+
+    #[test]
+    fn auth_on_x_api_key_equal_to_the_gateway_token_is_not_a_provider_key() {
+        // The Anthropic SDK style: gateway token only as X-Api-Key.
+        assert_eq!(sent(&[("x-api-key", GW)], true), None);
+        // The same token sent in both places.
+        let b = bearer(GW);
+        assert_eq!(
+            sent(&[("authorization", &b), ("x-api-key", GW)], true),
+            None
+        );
+    }
+
+    #[test]
+    fn auth_on_x_provider_api_key_equal_to_the_gateway_token_is_not_a_provider_key() {
+        let b = bearer(GW);
+        let h = [("authorization", b.as_str()), ("x-provider-api-key", GW)];
+        assert_eq!(sent(&h, true), None);
+        let h = [("x-api-key", GW), ("x-provider-api-key", GW)];
+        assert_eq!(sent(&h, true), None);
+        let h = [
+            ("authorization", b.as_str()),
+            ("x-provider-api-key", GW),
+            ("x-api-key", CLIENT),
+        ];
+        assert_eq!(sent(&h, true).as_deref(), Some(CLIENT));
+    }
+
+    #[test]
+    fn auth_on_gateway_token_in_x_api_key_with_provider_key_in_x_provider_api_key() {
+        let h = [("x-api-key", GW), ("x-provider-api-key", CLIENT)];
+        assert_eq!(sent(&h, true).as_deref(), Some(CLIENT));
+    }
+
+    #[test]
+    fn missing_client_key_is_401_naming_provider_and_header() {
+        let err = upstream_credential(&passthru(), &HeaderMap::new(), false).unwrap_err();
+        assert_eq!(err.status, 401);
+        assert_eq!(err.kind, ErrorKind::Authentication);
+        assert!(err.message.contains("`openai-east`"), "{}", err.message);
+        assert!(err.message.contains("X-Api-Key"), "{}", err.message);
+        let b = bearer(GW);
+        let err =
+            upstream_credential(&passthru(), &headers(&[("authorization", &b)]), true).unwrap_err();
+        assert_eq!(err.status, 401);
+        assert!(
+            err.message.contains("X-Provider-Api-Key"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains(GW), "{}", err.message);
+    }
+
+    #[test]
+    fn passthru_credential_carries_a_short_hash_label_not_the_key() {
+        let c =
+            upstream_credential(&passthru(), &headers(&[("x-api-key", CLIENT)]), false).unwrap();
+        let label = c.passthru_label.unwrap();
+        let expected = hex::encode(sha256(CLIENT.as_bytes()));
+        assert_eq!(label, format!("passthru:{}", &expected[..8]));
+        assert!(!label.contains(CLIENT));
+    }
+}

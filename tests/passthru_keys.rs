@@ -1,0 +1,361 @@
+//! Provider keys a caller brings itself (`api_key: "!PASSTHRU"`) and static keys used
+//! in turn (`api_keys`), end to end: which key reaches the provider on `/p/…` and
+//! `/v1/chat/completions`, with gateway auth on and off, and what the log shows.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const MASTER: &str = "gw-master-passthru-test";
+const CLIENT_KEY: &str = "sk-client-own-key-test";
+
+/// Answers like each provider would, whatever key it was sent.
+fn provider_like(rec: &Recorded) -> Reply {
+    match rec.uri.as_str() {
+        "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
+        "/v1/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
+        _ => Reply::json(200, r#"{"object":"list","data":[]}"#),
+    }
+}
+
+/// Anthropic and OpenAI, both `!PASSTHRU`, both served by `mock` under `/v1`.
+fn passthru_gateway(mock: &MockUpstream, auth_on: bool) -> Gateway {
+    let yaml = format!(
+        "providers:\n  anthropic:\n    api_key: \"!PASSTHRU\"\n    base_url: {base}\n  openai:\n    api_key: !PASSTHRU\n    base_url: {base}\n",
+        base = mock.url("/v1")
+    );
+    let env: &[(&str, &str)] = if auth_on {
+        &[("AURORA_MASTER_KEY", MASTER)]
+    } else {
+        &[]
+    };
+    Gateway::start(&yaml, env)
+}
+
+fn chat(model: &str) -> String {
+    json!({"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+        .to_string()
+}
+
+async fn post(
+    gw: &Gateway,
+    path: &str,
+    body: String,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut rb = client()
+        .post(gw.url(path))
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    rb.send().await.unwrap()
+}
+
+/// Request headers as name/value pairs.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Every header value the provider received, joined.
+fn all_header_values(rec: &Recorded) -> String {
+    rec.headers
+        .values()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn short_hash(key: &str) -> String {
+    format!(
+        "passthru:{}",
+        &hex::encode(Sha256::digest(key.as_bytes()))[..8]
+    )
+}
+
+/// The gateway's log once `count` access lines (other than readiness probes) are in it.
+async fn log_with_access_lines(gw: &Gateway, count: usize) -> String {
+    for _ in 0..100 {
+        let log = gw.log();
+        let lines = log
+            .lines()
+            .filter(|l| l.contains("aurora::access") && !l.contains("route=health"))
+            .count();
+        if lines >= count {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.log()
+}
+
+/// Sends a request to every route kind and returns what reached the provider for each:
+/// `/p/anthropic/v1/messages`, `/p/openai/chat/completions`, and `/v1/chat/completions`
+/// to an OpenAI-format and an Anthropic-format provider.
+async fn every_route(
+    gw: &Gateway,
+    mock: &MockUpstream,
+    headers: &[(&str, &str)],
+) -> Vec<(String, Recorded)> {
+    let calls = [
+        ("/p/anthropic/v1/messages", "claude-sonnet-4-5"),
+        ("/p/openai/chat/completions", "gpt-4o-mini"),
+        ("/v1/chat/completions", "openai/gpt-4o-mini"),
+        ("/v1/chat/completions", "anthropic/claude-sonnet-4-5"),
+    ];
+    let mut seen = Vec::new();
+    for (path, model) in calls {
+        let resp = post(gw, path, chat(model), headers).await;
+        let label = format!("{path} {model}");
+        assert_eq!(resp.status(), 200, "{label}");
+        resp.bytes().await.unwrap();
+        seen.push((label, mock.last()));
+    }
+    seen
+}
+
+/// The key `rec` carried in the style of the provider it was meant for.
+fn upstream_key(rec: &Recorded) -> Option<String> {
+    if rec.uri == "/v1/messages" {
+        assert!(
+            rec.header("authorization").is_none(),
+            "Anthropic got Bearer"
+        );
+        rec.header("x-api-key").map(str::to_string)
+    } else {
+        assert!(rec.header("x-api-key").is_none(), "OpenAI got X-Api-Key");
+        rec.header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_off_client_key_in_x_api_key_reaches_every_route_in_the_providers_style() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = passthru_gateway(&mock, false);
+    for (label, rec) in every_route(&gw, &mock, &[("x-api-key", CLIENT_KEY)]).await {
+        assert_eq!(upstream_key(&rec).as_deref(), Some(CLIENT_KEY), "{label}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_off_client_key_as_bearer_reaches_every_route() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = passthru_gateway(&mock, false);
+    let auth = bearer(CLIENT_KEY);
+    for (label, rec) in every_route(&gw, &mock, &[("authorization", &auth)]).await {
+        assert_eq!(upstream_key(&rec).as_deref(), Some(CLIENT_KEY), "{label}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_on_provider_key_in_x_provider_api_key_reaches_every_route_and_gateway_key_does_not() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = passthru_gateway(&mock, true);
+    let auth = bearer(MASTER);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("x-provider-api-key", CLIENT_KEY),
+    ];
+    for (label, rec) in every_route(&gw, &mock, &headers).await {
+        assert_eq!(upstream_key(&rec).as_deref(), Some(CLIENT_KEY), "{label}");
+        assert!(rec.header("x-provider-api-key").is_none(), "{label}");
+        assert!(!all_header_values(&rec).contains(MASTER), "{label}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_on_provider_key_in_x_api_key_beside_bearer_gateway_key_reaches_every_route() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = passthru_gateway(&mock, true);
+    let auth = bearer(MASTER);
+    let headers = [("authorization", auth.as_str()), ("x-api-key", CLIENT_KEY)];
+    for (label, rec) in every_route(&gw, &mock, &headers).await {
+        assert_eq!(upstream_key(&rec).as_deref(), Some(CLIENT_KEY), "{label}");
+        assert!(!all_header_values(&rec).contains(MASTER), "{label}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_client_key_is_401_naming_provider_and_header_and_nothing_goes_upstream() {
+    let mock = MockUpstream::start(provider_like).await;
+    let open = passthru_gateway(&mock, false);
+    let secured = passthru_gateway(&mock, true);
+    let auth = bearer(MASTER);
+    let cases: [(&Gateway, Headers, &str); 3] = [
+        (&open, vec![], "X-Api-Key"),
+        // Gateway auth on: the gateway key is never the provider key, wherever it is sent.
+        (
+            &secured,
+            vec![("authorization", auth.as_str())],
+            "X-Provider-Api-Key",
+        ),
+        (
+            &secured,
+            vec![("authorization", auth.as_str()), ("x-api-key", MASTER)],
+            "X-Provider-Api-Key",
+        ),
+    ];
+    for (gw, headers, header_hint) in cases {
+        for (path, model, provider) in [
+            ("/p/anthropic/v1/messages", "claude-sonnet-4-5", "anthropic"),
+            ("/p/openai/chat/completions", "gpt-4o-mini", "openai"),
+            ("/v1/chat/completions", "openai/gpt-4o-mini", "openai"),
+            (
+                "/v1/chat/completions",
+                "anthropic/claude-sonnet-4-5",
+                "anthropic",
+            ),
+        ] {
+            let resp = post(gw, path, chat(model), &headers).await;
+            assert_eq!(resp.status(), 401, "{path} {model} {headers:?}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["type"], "authentication_error");
+            let msg = body["error"]["message"].as_str().unwrap();
+            assert!(msg.contains(&format!("`{provider}`")), "{msg}");
+            assert!(msg.contains(header_hint), "{msg}");
+            assert!(!msg.contains(MASTER), "{msg}");
+        }
+    }
+    assert!(mock.requests().is_empty(), "{:?}", mock.requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_key_only_in_x_api_key_is_refused_for_passthru_but_still_works_for_static() {
+    let mock = MockUpstream::start(provider_like).await;
+    let yaml = format!(
+        "providers:\n  anthropic:\n    api_key: sk-ant-static-test\n    base_url: {base}\n  openai:\n    api_key: \"!PASSTHRU\"\n    base_url: {base}\n",
+        base = mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    // An Anthropic SDK pointed at the gateway sends the gateway key as X-Api-Key.
+    let sdk_style = [("x-api-key", MASTER)];
+    let resp = post(
+        &gw,
+        "/p/anthropic/v1/messages",
+        chat("claude-sonnet-4-5"),
+        &sdk_style,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let rec = mock.last();
+    assert_eq!(rec.header("x-api-key"), Some("sk-ant-static-test"));
+    let resp = post(
+        &gw,
+        "/p/openai/chat/completions",
+        chat("gpt-4o-mini"),
+        &sdk_style,
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_passthru_marker_registers_a_passthru_provider() {
+    let mock = MockUpstream::start(provider_like).await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "",
+        &[
+            ("OPENAI_API_KEY", "!PASSTHRU"),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ],
+    );
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        chat("gpt-4o-mini"),
+        &[("x-api-key", CLIENT_KEY)],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        mock.last().header("authorization"),
+        Some(bearer(CLIENT_KEY).as_str())
+    );
+    let resp = post(&gw, "/v1/chat/completions", chat("gpt-4o-mini"), &[]).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_sent_round_robin_on_every_route() {
+    let mock = MockUpstream::start(provider_like).await;
+    let yaml = format!(
+        "providers:\n  openai:\n    api_keys: [sk-ring-a-test, sk-ring-b-test, sk-ring-c-test]\n    base_url: {}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let auth = bearer(MASTER);
+    // A client key is ignored by a static provider.
+    let headers = [("authorization", auth.as_str()), ("x-api-key", CLIENT_KEY)];
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        let path = if i % 2 == 0 {
+            "/p/openai/chat/completions"
+        } else {
+            "/v1/chat/completions"
+        };
+        let resp = post(&gw, path, chat("gpt-4o-mini"), &headers).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        sent.push(upstream_key(&mock.last()).unwrap());
+    }
+    assert_eq!(
+        sent,
+        [
+            "sk-ring-a-test",
+            "sk-ring-b-test",
+            "sk-ring-c-test",
+            "sk-ring-a-test",
+            "sk-ring-b-test",
+            "sk-ring-c-test"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_names_passthru_caller_by_key_hash_and_never_holds_a_key() {
+    let mock = MockUpstream::start(provider_like).await;
+    let open = passthru_gateway(&mock, false);
+    every_route(&open, &mock, &[("x-api-key", CLIENT_KEY)]).await;
+    let secured = passthru_gateway(&mock, true);
+    let auth = bearer(MASTER);
+    let headers = [("authorization", auth.as_str()), ("x-api-key", CLIENT_KEY)];
+    every_route(&secured, &mock, &headers).await;
+    post(
+        &secured,
+        "/p/openai/chat/completions",
+        chat("gpt-4o-mini"),
+        &[("authorization", auth.as_str())],
+    )
+    .await;
+
+    let label = short_hash(CLIENT_KEY);
+    let log = log_with_access_lines(&open, 4).await;
+    assert_eq!(log.matches(&format!("caller={label} ")).count(), 4, "{log}");
+    let secured_log = log_with_access_lines(&secured, 5).await;
+    assert_eq!(
+        secured_log
+            .matches(&format!("caller=master+{label} "))
+            .count(),
+        4,
+        "{secured_log}"
+    );
+    assert!(
+        secured_log.contains("caller=master status=401"),
+        "{secured_log}"
+    );
+    for log in [log, secured_log] {
+        assert!(!log.contains(CLIENT_KEY), "client key logged: {log}");
+        assert!(!log.contains(MASTER), "gateway key logged: {log}");
+    }
+}
