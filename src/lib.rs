@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod server;

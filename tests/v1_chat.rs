@@ -497,7 +497,10 @@ async fn each_v1_call_is_logged_once_on_a_reused_client() {
         assert!(resp.headers().contains_key("x-request-id"));
         resp.bytes().await.unwrap();
     }
-    let log = gw.log();
+    // Access lines are written after the response; a later request's line comes after
+    // every earlier one.
+    c.get(gw.url("/health")).send().await.unwrap();
+    let log = gw.wait_for_log("route=health", 1).await;
     assert_eq!(log.matches("route=chat_completions").count(), 3, "{log}");
 }
 

@@ -259,3 +259,47 @@ async fn openai_stream_cut_short_ends_with_an_anthropic_error_event() {
     assert!(text.contains("event: error"), "{text}");
     assert!(!text.contains("message_stop"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthru_anthropic_provider_forwards_the_callers_own_key_on_messages() {
+    let mock = MockUpstream::start(provider_like).await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", "!PASSTHRU"),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    );
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#;
+    // Gateway key as Bearer, the caller's own provider key as X-Api-Key.
+    let resp = client()
+        .post(gw.url("/v1/messages"))
+        .bearer_auth(MASTER)
+        .header("x-api-key", "sk-ant-callers-own-key")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let rec = mock.last();
+    assert_eq!(rec.header("x-api-key"), Some("sk-ant-callers-own-key"));
+    assert!(rec.header("authorization").is_none());
+    // Without a key of its own the caller is refused, in Anthropic's envelope.
+    let resp = client()
+        .post(gw.url("/v1/messages"))
+        .bearer_auth(MASTER)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "authentication_error");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("anthropic"));
+    assert_eq!(mock.requests().len(), 1);
+}

@@ -46,7 +46,7 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
 
 /// The `caller` field: the gateway key's name, the passthru label of the caller's own
 /// provider key, both joined by `+`, or `-` when neither is known.
-fn caller_field(caller: Option<&Caller>, passthru_label: Option<&str>) -> String {
+pub(crate) fn caller_field(caller: Option<&Caller>, passthru_label: Option<&str>) -> String {
     let gateway = caller.filter(|c| **c != Caller::Open).map(Caller::label);
     match (gateway, passthru_label) {
         (Some(name), Some(label)) => format!("{name}+{label}"),

@@ -48,6 +48,8 @@ pub struct RequestContext {
     pub translated: bool,
     /// The API the client speaks, which fixes the envelope of gateway errors.
     pub error_format: WireFormat,
+    /// Counted as in flight by the metrics.
+    pub in_flight: bool,
 }
 
 impl RequestContext {
@@ -66,6 +68,7 @@ impl RequestContext {
             is_subrequest: false,
             translated: false,
             error_format: WireFormat::OpenAi,
+            in_flight: false,
         }
     }
 

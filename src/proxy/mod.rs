@@ -35,6 +35,7 @@ pub use upstream::UpstreamResolver;
 pub use upstream_failure::gateway_error_for;
 
 use crate::config::{Config, LiveConfig};
+use crate::metrics;
 use crate::translate::{Translation, TranslationModule};
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_request::ModelEndpoint;
@@ -52,6 +53,8 @@ enum Admission {
     Models,
     /// Describe one model.
     Model(String),
+    /// Expose the metrics.
+    Metrics,
 }
 
 /// Aurora's proxy service.
@@ -113,6 +116,7 @@ impl AuroraProxy {
             Route::ModelCall(endpoint) => Ok(Admission::ModelCall(endpoint)),
             Route::Models => Ok(Admission::Models),
             Route::Model(id) => Ok(Admission::Model(id)),
+            Route::Metrics => Ok(Admission::Metrics),
         }
     }
 
@@ -293,6 +297,10 @@ impl ProxyHttp for AuroraProxy {
             begin_subrequest(session, ctx, plan);
             return Ok(false);
         }
+        if let Some(m) = metrics::metrics() {
+            m.request_started();
+            ctx.in_flight = true;
+        }
         let config = self.config.snapshot();
         ctx.request_id = headers::request_id_for(session.req_header());
         ctx.config = Some(Arc::clone(&config));
@@ -318,6 +326,11 @@ impl ProxyHttp for AuroraProxy {
                 let entries = self.models.list(&config, &self.resolver).await;
                 let body = openai_list_body(&entries, unix_now());
                 respond::send_json(session, 200, body, &ctx.request_id).await?;
+                Ok(true)
+            }
+            Ok(Admission::Metrics) => {
+                let body = metrics::metrics().map(|m| m.render()).unwrap_or_default();
+                respond::send(session, 200, metrics::CONTENT_TYPE, body, &ctx.request_id).await?;
                 Ok(true)
             }
             Ok(Admission::Model(id)) => match self.describe_model(&config, &id).await {
@@ -474,6 +487,18 @@ impl ProxyHttp for AuroraProxy {
         // The main request logs for its subrequest.
         if !ctx.is_subrequest {
             access_log::log_request(session, e, ctx);
+        }
+        if ctx.in_flight {
+            if let Some(m) = metrics::metrics() {
+                let caller = access_log::caller_field(ctx.caller.as_ref(), ctx.passthru_label());
+                m.request_finished(&metrics::RequestOutcome {
+                    route: ctx.route_kind,
+                    provider: ctx.provider_name().unwrap_or("-"),
+                    status: session.response_written().map_or(0, |r| r.status.as_u16()),
+                    caller: &caller,
+                    seconds: ctx.started.elapsed().as_secs_f64(),
+                });
+            }
         }
     }
 }

@@ -16,8 +16,19 @@ pub async fn send_json(
     body: Vec<u8>,
     request_id: &str,
 ) -> Result<()> {
+    send(session, status, "application/json", body, request_id).await
+}
+
+/// Sends a complete response of `content_type`, keeping the connection reusable.
+pub async fn send(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    request_id: &str,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(REQUEST_ID, request_id)?;
     let head_only = session.req_header().method == http::Method::HEAD;

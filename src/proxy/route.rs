@@ -16,6 +16,8 @@ pub enum Route {
     ModelCall(ModelEndpoint),
     /// `GET /v1/models`.
     Models,
+    /// `GET /metrics` (Prometheus).
+    Metrics,
     /// `GET /v1/models/{id}`; the id may hold slashes (`openrouter/google/gemini-2.5`).
     Model(String),
 }
@@ -28,6 +30,7 @@ impl Route {
             Route::Passthrough(_) => "passthrough",
             Route::ModelCall(endpoint) => endpoint.label(),
             Route::Models | Route::Model(_) => "models",
+            Route::Metrics => "metrics",
         }
     }
 
@@ -36,7 +39,7 @@ impl Route {
         match self {
             Route::Health | Route::Passthrough(_) => None,
             Route::ModelCall(_) => Some(http::Method::POST),
-            Route::Models | Route::Model(_) => Some(http::Method::GET),
+            Route::Models | Route::Model(_) | Route::Metrics => Some(http::Method::GET),
         }
     }
 }
@@ -56,6 +59,7 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
             .map(Route::Passthrough);
     }
     match path {
+        "/metrics" => return Ok(Route::Metrics),
         "/v1/chat/completions" => return Ok(Route::ModelCall(ModelEndpoint::ChatCompletions)),
         "/v1/embeddings" => return Ok(Route::ModelCall(ModelEndpoint::Embeddings)),
         "/v1/messages" => return Ok(Route::ModelCall(ModelEndpoint::Messages)),
@@ -106,6 +110,7 @@ mod tests {
             Ok(Route::ModelCall(ModelEndpoint::Embeddings))
         );
         assert_eq!(classify("/v1/models", &s), Ok(Route::Models));
+        assert_eq!(classify("/metrics", &s), Ok(Route::Metrics));
         assert_eq!(
             classify("/v1/messages", &s),
             Ok(Route::ModelCall(ModelEndpoint::Messages))

@@ -8,7 +8,7 @@ use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::ConfigReloader;
+use crate::config::{ConfigReloader, ReloadOutcome};
 
 /// Reloads the configuration on every SIGHUP until the server shuts down.
 ///
@@ -54,8 +54,15 @@ impl BackgroundService for ReloadOnHangup {
                     log::info!("SIGHUP received: reloading the config");
                     let reloader = Arc::clone(&self.reloader);
                     // File reads and certificate parsing block: keep them off the runtime.
-                    if let Err(e) = tokio::task::spawn_blocking(move || reloader.reload()).await {
-                        log::error!("config reload task failed: {e}");
+                    let applied = match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                        Ok(outcome) => matches!(outcome, ReloadOutcome::Applied { .. }),
+                        Err(e) => {
+                            log::error!("config reload task failed: {e}");
+                            false
+                        }
+                    };
+                    if let Some(m) = crate::metrics::metrics() {
+                        m.reload_finished(applied);
                     }
                 }
                 changed = shutdown.changed() => {
