@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::providers::WireFormat;
+use crate::providers::{Provider, WireFormat};
 use crate::translate::anthropic_error_type_for_status;
 
 /// The error family, which fixes the envelope `type`.
@@ -83,6 +83,14 @@ impl GatewayError {
             format!("`{path}` accepts only {allowed}"),
         )
         .with_code("method_not_allowed")
+    }
+
+    /// 400: the provider needs a key the gateway was not given.
+    pub fn missing_provider_key(provider: &Provider) -> Self {
+        Self::invalid_request(format!(
+            "provider `{}` has no API key: set {} on the gateway",
+            provider.name, provider.key_env
+        ))
     }
 
     /// 413 for a body over `body_size_limit`.

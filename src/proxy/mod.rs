@@ -206,10 +206,7 @@ fn passthrough_target(
         )));
     }
     if provider.missing_key() {
-        return Err(GatewayError::invalid_request(format!(
-            "provider `{}` has no API key: set {} on the gateway",
-            provider.name, provider.key_env
-        )));
+        return Err(GatewayError::missing_provider_key(provider));
     }
     let credential =
         provider_key::upstream_credential(provider, &req.headers, !config.auth.is_open())?;

@@ -41,12 +41,20 @@ impl ModelEndpoint {
         }
     }
 
+    /// The format the endpoint speaks, and its path under a provider's base URL. The
+    /// format also fixes the envelope of the errors the gateway raises on it.
+    pub fn native(self) -> (WireFormat, &'static str) {
+        match self {
+            ModelEndpoint::ChatCompletions => (WireFormat::OpenAi, "/chat/completions"),
+            ModelEndpoint::Embeddings => (WireFormat::OpenAi, "/embeddings"),
+            ModelEndpoint::Messages => (WireFormat::Anthropic, "/messages"),
+            ModelEndpoint::CountTokens => (WireFormat::Anthropic, "/messages/count_tokens"),
+        }
+    }
+
     /// The envelope the client expects for errors the gateway raises.
     pub fn error_format(self) -> WireFormat {
-        match self {
-            ModelEndpoint::ChatCompletions | ModelEndpoint::Embeddings => WireFormat::OpenAi,
-            ModelEndpoint::Messages | ModelEndpoint::CountTokens => WireFormat::Anthropic,
-        }
+        self.native().0
     }
 }
 
@@ -73,18 +81,19 @@ pub fn prepare(
     let route = route_model(&field.name, config)?;
     let provider = route.provider;
     if provider.missing_key() {
-        return Err(GatewayError::invalid_request(format!(
-            "provider `{}` has no API key: set {} on the gateway",
-            provider.name, provider.key_env
-        )));
+        return Err(GatewayError::missing_provider_key(&provider));
     }
-    match (endpoint, provider.format) {
-        (ModelEndpoint::ChatCompletions, WireFormat::OpenAi) => Ok(PreparedRequest {
-            target: target(&provider, "/chat/completions"),
+    let (native, path) = endpoint.native();
+    if provider.format == native {
+        // Same API on both sides: the body goes as sent, only `model` changes.
+        return Ok(PreparedRequest {
+            target: target(&provider, path),
             body: field.replace(body, &route.model).into(),
             translation: None,
-        }),
-        (ModelEndpoint::ChatCompletions, WireFormat::Anthropic) => {
+        });
+    }
+    match endpoint {
+        ModelEndpoint::ChatCompletions => {
             let opts = RequestOptions {
                 model: route.model,
                 default_max_tokens: config.models.default_max_tokens,
@@ -92,7 +101,7 @@ pub fn prepare(
             let translated =
                 openai_to_anthropic_request(body, &opts).map_err(GatewayError::from)?;
             Ok(PreparedRequest {
-                target: target(&provider, "/messages"),
+                target: target(&provider, ModelEndpoint::Messages.native().1),
                 body: translated.body.into(),
                 translation: Some(ResponseTranslation::AnthropicToOpenAi {
                     model: field.name,
@@ -102,24 +111,7 @@ pub fn prepare(
                 }),
             })
         }
-        (ModelEndpoint::Embeddings, WireFormat::OpenAi) => Ok(PreparedRequest {
-            target: target(&provider, "/embeddings"),
-            body: field.replace(body, &route.model).into(),
-            translation: None,
-        }),
-        (ModelEndpoint::Embeddings, WireFormat::Anthropic) => Err(GatewayError::invalid_request(
-            format!(
-                "embeddings are served only by OpenAI-format providers; `{}` speaks the Anthropic format and has no embeddings API",
-                provider.name
-            ),
-        )
-        .with_param("model")),
-        (ModelEndpoint::Messages, WireFormat::Anthropic) => Ok(PreparedRequest {
-            target: target(&provider, "/messages"),
-            body: field.replace(body, &route.model).into(),
-            translation: None,
-        }),
-        (ModelEndpoint::Messages, WireFormat::OpenAi) => {
+        ModelEndpoint::Messages => {
             let opts = OpenAiRequestOptions {
                 model: route.model,
                 supports_reasoning_effort: matches!(
@@ -130,7 +122,7 @@ pub fn prepare(
             let translated =
                 anthropic_to_openai_request(body, &opts).map_err(GatewayError::from)?;
             Ok(PreparedRequest {
-                target: target(&provider, "/chat/completions"),
+                target: target(&provider, ModelEndpoint::ChatCompletions.native().1),
                 body: translated.body.into(),
                 translation: Some(ResponseTranslation::OpenAiToAnthropic {
                     model: field.name,
@@ -138,18 +130,23 @@ pub fn prepare(
                 }),
             })
         }
-        (ModelEndpoint::CountTokens, WireFormat::Anthropic) => Ok(PreparedRequest {
-            target: target(&provider, "/messages/count_tokens"),
-            body: field.replace(body, &route.model).into(),
-            translation: None,
-        }),
-        (ModelEndpoint::CountTokens, WireFormat::OpenAi) => Err(GatewayError::invalid_request(
-            format!(
-                "count_tokens is served only by Anthropic-format providers; `{}` speaks the OpenAI format and has no token counting API",
-                provider.name
-            ),
-        )
-        .with_param("model")),
+        ModelEndpoint::Embeddings | ModelEndpoint::CountTokens => {
+            Err(GatewayError::invalid_request(format!(
+                "{} is served only by {}-format providers; `{}` speaks the {} format",
+                endpoint.label(),
+                api_name(native),
+                provider.name,
+                api_name(provider.format)
+            ))
+            .with_param("model"))
+        }
+    }
+}
+
+fn api_name(format: WireFormat) -> &'static str {
+    match format {
+        WireFormat::OpenAi => "OpenAI",
+        WireFormat::Anthropic => "Anthropic",
     }
 }
 
