@@ -41,22 +41,6 @@ use model_directory::{openai_list_body, openai_model_body, ModelDirectory, Model
 use model_request::ModelEndpoint;
 use subrequest::SubrequestPlan;
 
-/// What `request_filter` does with an admitted request.
-enum Admission {
-    /// Answer `/health`.
-    Health,
-    /// Stream to this upstream as it arrives.
-    Proxy(UpstreamTarget),
-    /// Read the body, route its model, and send it through a subrequest.
-    ModelCall(ModelEndpoint),
-    /// List the models.
-    Models,
-    /// Describe one model.
-    Model(String),
-    /// Expose the metrics.
-    Metrics,
-}
-
 /// Aurora's proxy service.
 pub struct AuroraProxy {
     config: Arc<LiveConfig>,
@@ -74,13 +58,14 @@ impl AuroraProxy {
         }
     }
 
-    /// Decides what to do with a request.
+    /// The route of a request the gateway accepts: authenticated (but for `/health`),
+    /// the right method, a declared body within the limit.
     fn admit(
         &self,
         session: &Session,
         config: &Config,
         ctx: &mut RequestContext,
-    ) -> std::result::Result<Admission, GatewayError> {
+    ) -> std::result::Result<Route, GatewayError> {
         let req = session.req_header();
         let route = route::classify(req.uri.path(), &config.server);
         if let Ok(Route::ModelCall(endpoint)) = &route {
@@ -89,7 +74,7 @@ impl AuroraProxy {
         }
         if let Ok(Route::Health) = route {
             ctx.route_kind = "health";
-            return Ok(Admission::Health);
+            return Ok(Route::Health);
         }
         // Everything but /health needs the gateway key, even to learn that a route is wrong.
         let caller = config
@@ -110,17 +95,11 @@ impl AuroraProxy {
         if declared_length(req).is_some_and(|len| len > limit) {
             return Err(GatewayError::payload_too_large(limit));
         }
-        match route {
-            Route::Health => Ok(Admission::Health),
-            Route::Passthrough(pt) => passthrough_target(config, &pt, req).map(Admission::Proxy),
-            Route::ModelCall(endpoint) => Ok(Admission::ModelCall(endpoint)),
-            Route::Models => Ok(Admission::Models),
-            Route::Model(id) => Ok(Admission::Model(id)),
-            Route::Metrics => Ok(Admission::Metrics),
-        }
+        Ok(route)
     }
 
-    /// `/v1/chat/completions` and `/v1/embeddings`: the provider is named by the body.
+    /// `/v1/chat/completions`, `/v1/embeddings` and `/v1/messages`: the provider is
+    /// named by the body, so the body is read first and sent through a subrequest.
     async fn call_model(
         &self,
         session: &mut Session,
@@ -301,12 +280,21 @@ impl ProxyHttp for AuroraProxy {
         let config = self.config.snapshot();
         ctx.request_id = headers::request_id_for(session.req_header());
         ctx.config = Some(Arc::clone(&config));
-        match self.admit(session, &config, ctx) {
-            Ok(Admission::Proxy(target)) => {
-                ctx.upstream = Some(target);
-                Ok(false)
+        let route = match self.admit(session, &config, ctx) {
+            Ok(route) => route,
+            Err(err) => return reject(session, ctx, err).await,
+        };
+        match route {
+            Route::Passthrough(pt) => {
+                match passthrough_target(&config, &pt, session.req_header()) {
+                    Ok(target) => {
+                        ctx.upstream = Some(target);
+                        Ok(false)
+                    }
+                    Err(err) => reject(session, ctx, err).await,
+                }
             }
-            Ok(Admission::Health) => {
+            Route::Health => {
                 respond::send_json(
                     session,
                     200,
@@ -316,21 +304,19 @@ impl ProxyHttp for AuroraProxy {
                 .await?;
                 Ok(true)
             }
-            Ok(Admission::ModelCall(endpoint)) => {
-                self.call_model(session, ctx, &config, endpoint).await
-            }
-            Ok(Admission::Models) => {
+            Route::ModelCall(endpoint) => self.call_model(session, ctx, &config, endpoint).await,
+            Route::Models => {
                 let entries = self.models.list(&config, &self.resolver).await;
                 let body = openai_list_body(&entries, unix_now());
                 respond::send_json(session, 200, body, &ctx.request_id).await?;
                 Ok(true)
             }
-            Ok(Admission::Metrics) => {
+            Route::Metrics => {
                 let body = metrics::metrics().map(|m| m.render()).unwrap_or_default();
                 respond::send(session, 200, metrics::CONTENT_TYPE, body, &ctx.request_id).await?;
                 Ok(true)
             }
-            Ok(Admission::Model(id)) => match self.describe_model(&config, &id).await {
+            Route::Model(id) => match self.describe_model(&config, &id).await {
                 Ok(entry) => {
                     let body = openai_model_body(&entry, unix_now());
                     respond::send_json(session, 200, body, &ctx.request_id).await?;
@@ -338,7 +324,6 @@ impl ProxyHttp for AuroraProxy {
                 }
                 Err(err) => reject(session, ctx, err).await,
             },
-            Err(err) => reject(session, ctx, err).await,
         }
     }
 
