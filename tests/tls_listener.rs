@@ -164,3 +164,84 @@ async fn sighup_rereads_the_certificate_files() {
     let resp = health(&https_client(&pki), tls_port).await;
     assert_eq!(peer_certificate(&resp), second.der);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_calls_over_http2_are_routed_translated_and_streamed() {
+    let pki = TestPki::new();
+    let leaf = pki.issue_leaf();
+    let dir = scratch_dir();
+    let (cert, key) = leaf.write(&dir);
+    let mock = MockUpstream::start(|r| {
+        let streaming = r.body.windows(13).any(|w| w == b"\"stream\":true");
+        match (r.uri.as_str(), streaming) {
+            ("/v1/messages", false) => Reply::json(200, common::fixture("anthropic/messages.json")),
+            ("/v1/messages", true) => Reply::Stream {
+                status: 200,
+                headers: vec![("content-type".into(), "text/event-stream".into())],
+                chunks: vec![(
+                    std::time::Duration::ZERO,
+                    common::fixture("anthropic/messages_stream.txt").into(),
+                )],
+            },
+            _ => Reply::json(404, "{}"),
+        }
+    })
+    .await;
+    let tls_port = free_port();
+    let yaml = format!(
+        "server:\n  tls:\n    listen: 127.0.0.1:{tls_port}\n    cert_file: {}\n    key_file: {}\nproviders:\n  anthropic:\n    api_key: sk-ant-fake-h2\n    base_url: {}\n",
+        cert.display(),
+        key.display(),
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let c = https_client(&pki);
+    let url = format!("https://localhost:{tls_port}/v1/chat/completions");
+    let resp = c
+        .post(&url)
+        .bearer_auth(MASTER)
+        .body(r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let completion: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        completion["choices"][0]["message"]["content"],
+        "Hello World"
+    );
+    let sent = mock.last();
+    assert_eq!(
+        sent.header("content-length"),
+        Some(sent.body.len().to_string().as_str())
+    );
+
+    let resp = c
+        .post(&url)
+        .bearer_auth(MASTER)
+        // A body of unknown length: HTTP/2 frames it without a Content-Length.
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            vec![
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+                    br#"{"model":"claude-sonnet-4-5","#,
+                )),
+                Ok(bytes::Bytes::from_static(
+                    br#""stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                )),
+            ],
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("Hello World"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let sent = mock.last();
+    assert_eq!(
+        sent.header("content-length"),
+        Some(sent.body.len().to_string().as_str())
+    );
+    drop(gw);
+}
