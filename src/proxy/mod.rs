@@ -139,9 +139,7 @@ impl AuroraProxy {
         subrequest::run(session, plan, prepared.body).await?;
         Ok(true)
     }
-}
 
-impl AuroraProxy {
     /// `/v1/models/{id}`: a listed model, or any id the gateway can route.
     async fn describe_model(
         &self,
