@@ -79,6 +79,8 @@ async fn upgrade_hands_the_socket_to_a_new_process_without_failing_a_request() {
 
     // One connection per request, so every request tests who accepts it; an idle
     // keep-alive connection closed by the old process would be a client retry case.
+    // An empty idle pool alone is not enough: hyper hands a finished connection straight
+    // to a request already waiting for one, so each request also says `close`.
     let c = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
@@ -88,7 +90,13 @@ async fn upgrade_hands_the_socket_to_a_new_process_without_failing_a_request() {
     let load = Load::start(2, move || {
         let (c, url) = (c.clone(), url.clone());
         async move {
-            let result = match c.get(&url).bearer_auth(MASTER).send().await {
+            let result = match c
+                .get(&url)
+                .bearer_auth(MASTER)
+                .header(reqwest::header::CONNECTION, "close")
+                .send()
+                .await
+            {
                 Ok(r) if r.status() == 200 => r
                     .text()
                     .await
