@@ -502,6 +502,14 @@ async fn each_v1_call_is_logged_once_on_a_reused_client() {
     c.get(gw.url("/health")).send().await.unwrap();
     let log = gw.wait_for_log("route=health", 1).await;
     assert_eq!(log.matches("route=chat_completions").count(), 3, "{log}");
+    // The provider's status, seen inside the subrequest, reaches the access line.
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("route=chat_completions") && l.contains("upstream_status=200"))
+            .count(),
+        3,
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

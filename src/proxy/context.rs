@@ -1,5 +1,6 @@
 //! Per-request state shared by the proxy hooks.
 
+use std::sync::atomic::AtomicU16;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -50,6 +51,8 @@ pub struct RequestContext {
     pub error_format: WireFormat,
     /// Counted as in flight by the metrics.
     pub in_flight: bool,
+    /// In a subrequest: where the main request reads the provider's status from.
+    pub upstream_status_out: Option<Arc<AtomicU16>>,
 }
 
 impl RequestContext {
@@ -69,6 +72,7 @@ impl RequestContext {
             translated: false,
             error_format: WireFormat::OpenAi,
             in_flight: false,
+            upstream_status_out: None,
         }
     }
 

@@ -17,6 +17,7 @@ mod subrequest;
 mod upstream;
 mod upstream_failure;
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -127,6 +128,7 @@ impl AuroraProxy {
             ..prepared.target
         };
         ctx.upstream = Some(target.clone());
+        let upstream_status = Arc::new(AtomicU16::new(0));
         let plan = SubrequestPlan {
             config: Arc::clone(config),
             request_id: ctx.request_id.clone(),
@@ -135,9 +137,11 @@ impl AuroraProxy {
             target,
             translation: prepared.translation,
             error_format: ctx.error_format,
+            upstream_status: Arc::clone(&upstream_status),
         };
-        subrequest::run(session, plan, prepared.body).await?;
-        Ok(true)
+        let outcome = subrequest::run(session, plan, prepared.body).await;
+        ctx.upstream_status = Some(upstream_status.load(Ordering::Relaxed)).filter(|s| *s != 0);
+        outcome.map(|()| true)
     }
 
     /// `/v1/models/{id}`: a listed model, or any id the gateway can route.
@@ -221,6 +225,7 @@ fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: Subre
     ctx.route_kind = plan.route_kind;
     ctx.upstream = Some(plan.target);
     ctx.error_format = plan.error_format;
+    ctx.upstream_status_out = Some(plan.upstream_status);
     if let Some(translation) = plan.translation {
         ctx.translated = true;
         // Translators must see plain bytes, whatever the provider decides to send.
@@ -403,7 +408,11 @@ impl ProxyHttp for AuroraProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        let status = upstream_response.status.as_u16();
+        ctx.upstream_status = Some(status);
+        if let Some(out) = &ctx.upstream_status_out {
+            out.store(status, Ordering::Relaxed);
+        }
         headers::strip_upstream_response_headers(upstream_response);
         upstream_response.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())

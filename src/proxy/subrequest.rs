@@ -7,6 +7,7 @@
 //! (peer, header rewrite, translation module), configured by [`SubrequestPlan`].
 
 use std::io::Cursor;
+use std::sync::atomic::AtomicU16;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -41,6 +42,8 @@ pub struct SubrequestPlan {
     pub translation: Option<ResponseTranslation>,
     /// The envelope of errors the gateway raises.
     pub error_format: WireFormat,
+    /// Where the subrequest leaves the provider's status for the main request's log.
+    pub upstream_status: Arc<AtomicU16>,
 }
 
 /// The plan a subrequest was started with; `None` on every request a client sent.
