@@ -82,5 +82,7 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# Criterion micro benches, kept short: routing, header rewrite, translation.
+BENCH_ARGS ?= --warm-up-time 1 --measurement-time 3
 bench: deps
-	$(CARGO) bench
+	$(CARGO) bench --bench translate --bench proxy -- $(BENCH_ARGS)
