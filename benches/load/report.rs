@@ -34,9 +34,8 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0 && a.is_finite()).then(|| a / b)
 }
 
-/// How busy the machine's CPUs were with processes outside the bench during `m`.
 fn other_share(m: &Measured) -> f64 {
-    m.other_cpu / m.stats.elapsed.as_secs_f64().max(1e-9) / m.cpus as f64
+    m.other_share()
 }
 
 fn show_ratio(r: Option<f64>) -> String {
@@ -334,7 +333,7 @@ impl Report<'_> {
         if let Some((share, r)) = busiest {
             let _ = writeln!(
                 o,
-                "\nClosed-loop requests/s are bounded by the load generator's CPU as well as by the server's: \"gen CPU %\" is how busy the generator CPU(s) (client + mock provider) were, at most {:.0}% ({} / {}); near 100% the number is the generator's limit, not the server's. The closed-loop latencies are mostly queueing at saturation; the open-loop ones (a pacing thread releases each request at its intended time, `send_lag_us` in load.json) are the latency comparison, and \"added\" is the open-loop quantile minus the direct-to-mock one at the same quantile. CPU s / 1k req is the server's user + system time in the closed loop. \"other CPU %\" is the machine's CPU time spent outside the bench's processes during the run (the higher of the two loops), as a share of all CPUs: anything above a few percent means the figures are disturbed. Whole run: {:.0} s.",
+                "\nClosed-loop requests/s are bounded by the load generator's CPU as well as by the server's: \"gen CPU %\" is how busy the generator CPU(s) (client + mock provider) were, at most {:.0}% ({} / {}); near 100% the number is the generator's limit, not the server's. The closed-loop latencies are mostly queueing at saturation; the open-loop ones (a pacing thread releases each request at its intended time, `send_lag_us` in load.json) are the latency comparison, and \"added\" is the open-loop quantile minus the direct-to-mock one at the same quantile. CPU s / 1k req is the server's user + system time in the closed loop. \"other CPU %\" is the machine's CPU time spent outside the bench's processes during the run (the higher of the two loops), as a share of all CPUs: a loop where it exceeded 10% was run again (at most twice; `repeats_for_disturbance` in load.json), and a figure above 10% that remains means the neighbours disturbed it. Whole run: {:.0} s.",
                 share * 100.0,
                 r.scenario.name,
                 r.target.name(),
@@ -379,6 +378,7 @@ impl Report<'_> {
             "generator_cpu_share": self.generator_share(m),
             "other_processes_cpu_s": m.other_cpu,
             "other_processes_cpu_share": other_share(m),
+            "repeats_for_disturbance": m.repeats,
             "error_samples": st.error_samples,
         })
     }
