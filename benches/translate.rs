@@ -1,5 +1,6 @@
 //! Translation throughput: request and response translation, both stream directions
-//! (MB/s via criterion's byte throughput) and raw SSE parsing.
+//! and raw SSE parsing. Streams are measured twice, with the same work: in bytes
+//! (group `stream`, MB/s) and in SSE events (group `stream_events`, events/s).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -45,56 +46,82 @@ fn openai_stream() -> Vec<u8> {
     s.into_bytes()
 }
 
+/// SSE events in `input`.
+fn count_events(input: &[u8]) -> u64 {
+    let mut p = SseParser::new();
+    p.feed(input);
+    let mut n = 0;
+    while p.next_event_ref().is_some() {
+        n += 1;
+    }
+    n
+}
+
+fn anthropic_to_openai(input: &[u8], out: &mut Vec<u8>) {
+    let mut t = AnthropicToOpenAiStream::new(StreamOptions {
+        model: "claude-sonnet-4-5".into(),
+        created: 0,
+        include_usage: true,
+    });
+    for piece in input.chunks(PUSH) {
+        t.push(piece, out);
+        out.clear();
+    }
+    t.finish(out);
+    out.clear();
+}
+
+fn openai_to_anthropic(input: &[u8], out: &mut Vec<u8>) {
+    let mut t = OpenAiToAnthropicStream::new(MessageOptions {
+        model: "gpt-4o-mini".into(),
+    });
+    for piece in input.chunks(PUSH) {
+        t.push(piece, out);
+        out.clear();
+    }
+    t.finish(out);
+    out.clear();
+}
+
+fn sse_parse(input: &[u8]) -> usize {
+    let mut p = SseParser::new();
+    let mut n = 0usize;
+    for piece in input.chunks(PUSH) {
+        p.feed(piece);
+        while let Some(e) = p.next_event_ref() {
+            n += e.data.len();
+        }
+    }
+    n
+}
+
 fn streams(c: &mut Criterion) {
-    let mut g = c.benchmark_group("stream");
-    let input = anthropic_stream();
-    g.throughput(Throughput::Bytes(input.len() as u64));
-    g.bench_function("anthropic_to_openai", |b| {
+    let anthropic = anthropic_stream();
+    let openai = openai_stream();
+    for (group, events) in [("stream", false), ("stream_events", true)] {
+        let mut g = c.benchmark_group(group);
+        // One iteration is a whole multi-megabyte stream: few samples suffice.
+        g.sample_size(10);
+        let throughput = |input: &[u8]| {
+            if events {
+                Throughput::Elements(count_events(input))
+            } else {
+                Throughput::Bytes(input.len() as u64)
+            }
+        };
         let mut out = Vec::with_capacity(PUSH * 4);
-        b.iter(|| {
-            let mut t = AnthropicToOpenAiStream::new(StreamOptions {
-                model: "claude-sonnet-4-5".into(),
-                created: 0,
-                include_usage: true,
-            });
-            for piece in input.chunks(PUSH) {
-                t.push(piece, &mut out);
-                out.clear();
-            }
-            t.finish(&mut out);
-            out.clear();
-        })
-    });
-    let input = openai_stream();
-    g.throughput(Throughput::Bytes(input.len() as u64));
-    g.bench_function("openai_to_anthropic", |b| {
-        let mut out = Vec::with_capacity(PUSH * 4);
-        b.iter(|| {
-            let mut t = OpenAiToAnthropicStream::new(MessageOptions {
-                model: "gpt-4o-mini".into(),
-            });
-            for piece in input.chunks(PUSH) {
-                t.push(piece, &mut out);
-                out.clear();
-            }
-            t.finish(&mut out);
-            out.clear();
-        })
-    });
-    g.bench_function("sse_parse", |b| {
-        b.iter(|| {
-            let mut p = SseParser::new();
-            let mut n = 0usize;
-            for piece in input.chunks(PUSH) {
-                p.feed(piece);
-                while let Some(e) = p.next_event_ref() {
-                    n += e.data.len();
-                }
-            }
-            n
-        })
-    });
-    g.finish();
+        g.throughput(throughput(&anthropic));
+        g.bench_function("anthropic_to_openai", |b| {
+            b.iter(|| anthropic_to_openai(&anthropic, &mut out))
+        });
+        g.bench_function("sse_parse_anthropic", |b| b.iter(|| sse_parse(&anthropic)));
+        g.throughput(throughput(&openai));
+        g.bench_function("openai_to_anthropic", |b| {
+            b.iter(|| openai_to_anthropic(&openai, &mut out))
+        });
+        g.bench_function("sse_parse", |b| b.iter(|| sse_parse(&openai)));
+        g.finish();
+    }
 }
 
 fn one_shot(c: &mut Criterion) {

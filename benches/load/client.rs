@@ -1,0 +1,416 @@
+//! The load generator: HTTP/1.1 keep-alive connections (hyper's connection-level
+//! client, one request at a time per connection), a closed loop at fixed concurrency,
+//! an open loop at a fixed rate timed from each request's intended send time, and a
+//! holder of idle streams. Latencies go into HDR histograms in microseconds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// How many failure messages a run keeps for the report.
+const KEEP_ERRORS: usize = 5;
+
+/// One request, sent the same way every time.
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Bytes the end of a complete answer holds (checked in its last `TAIL` bytes).
+    pub marker: &'static str,
+}
+
+const TAIL: usize = 512;
+
+/// What one loop measured.
+#[derive(Debug)]
+pub struct RunStats {
+    pub requests: u64,
+    pub errors: u64,
+    /// Connections re-opened because the server closed an idle one (not failures).
+    pub reconnects: u64,
+    pub elapsed: Duration,
+    pub latency_us: Histogram<u64>,
+    /// Open loop: how late each request left after its intended send time.
+    pub send_lag_us: Option<Histogram<u64>>,
+    pub error_samples: Vec<String>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
+}
+
+impl RunStats {
+    fn empty(open: bool) -> Self {
+        Self {
+            requests: 0,
+            errors: 0,
+            reconnects: 0,
+            elapsed: Duration::ZERO,
+            latency_us: histogram(),
+            send_lag_us: open.then(histogram),
+            error_samples: Vec::new(),
+        }
+    }
+
+    fn merge(&mut self, other: RunStats) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.reconnects += other.reconnects;
+        self.latency_us.add(&other.latency_us).expect("same bounds");
+        if let (Some(a), Some(b)) = (&mut self.send_lag_us, &other.send_lag_us) {
+            a.add(b).expect("same bounds");
+        }
+        for e in other.error_samples {
+            if self.error_samples.len() < KEEP_ERRORS && !self.error_samples.contains(&e) {
+                self.error_samples.push(e);
+            }
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        self.errors += 1;
+        if self.error_samples.len() < KEEP_ERRORS && !self.error_samples.contains(&why) {
+            self.error_samples.push(why);
+        }
+    }
+
+    /// Completed requests per second.
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// A latency quantile in microseconds (0 without samples).
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        if self.latency_us.is_empty() {
+            0
+        } else {
+            self.latency_us.value_at_quantile(q)
+        }
+    }
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Opens one keep-alive connection.
+pub async fn connect(addr: SocketAddr) -> Result<Sender, String> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn build(spec: &RequestSpec) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(spec.body.clone()));
+    *req.method_mut() = spec.method.clone();
+    *req.uri_mut() = spec.path.parse().expect("request path");
+    *req.headers_mut() = spec.headers.clone();
+    req
+}
+
+/// The last `TAIL` bytes of a body.
+#[derive(Default)]
+struct Tail(Vec<u8>);
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        if data.len() >= TAIL {
+            self.0.clear();
+            self.0.extend_from_slice(&data[data.len() - TAIL..]);
+        } else {
+            self.0.extend_from_slice(data);
+            if self.0.len() > 2 * TAIL {
+                self.0.drain(..self.0.len() - TAIL);
+            }
+        }
+    }
+
+    fn holds(&self, marker: &str) -> bool {
+        let m = marker.as_bytes();
+        self.0.windows(m.len()).any(|w| w == m)
+    }
+}
+
+/// Why an exchange did not produce a complete answer.
+pub enum Failure {
+    /// The connection was closed before the request went out: reconnect and retry.
+    Closed,
+    /// The request failed.
+    Request(String),
+}
+
+/// Sends `spec` and reads the whole answer, checking status and completeness.
+pub async fn exchange(sender: &mut Sender, spec: &RequestSpec) -> Result<(), Failure> {
+    if sender.ready().await.is_err() {
+        return Err(Failure::Closed);
+    }
+    let resp = sender
+        .send_request(build(spec))
+        .await
+        .map_err(|e| Failure::Request(format!("send: {e}")))?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let mut tail = Tail::default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure::Request(format!("body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            tail.push(data);
+        }
+    }
+    if !status.is_success() {
+        return Err(Failure::Request(format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(&tail.0)
+        )));
+    }
+    if !tail.holds(spec.marker) {
+        return Err(Failure::Request(format!(
+            "incomplete answer (no `{}` at its end): …{}",
+            spec.marker,
+            String::from_utf8_lossy(&tail.0[tail.0.len().saturating_sub(160)..])
+        )));
+    }
+    Ok(())
+}
+
+/// One request on a fresh connection: checks that a target answers `spec` correctly.
+pub async fn check(addr: SocketAddr, spec: &RequestSpec) -> Result<(), String> {
+    let mut sender = connect(addr).await?;
+    match exchange(&mut sender, spec).await {
+        Ok(()) => Ok(()),
+        Err(Failure::Closed) => Err("connection closed before the request".into()),
+        Err(Failure::Request(why)) => Err(why),
+    }
+}
+
+/// Sends on one connection, re-opening it when the server closed it; records latency
+/// from `from` (the intended send time in the open loop, the actual one otherwise).
+async fn timed(
+    addr: SocketAddr,
+    sender: &mut Option<Sender>,
+    spec: &RequestSpec,
+    stats: &mut RunStats,
+    from: Option<Instant>,
+) {
+    for _ in 0..3 {
+        if sender.as_ref().is_none_or(|s| s.is_closed()) {
+            match connect(addr).await {
+                Ok(s) => *sender = Some(s),
+                Err(e) => {
+                    stats.fail(e);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    return;
+                }
+            }
+        }
+        let s = sender.as_mut().expect("connected");
+        let start = from.unwrap_or_else(Instant::now);
+        match exchange(s, spec).await {
+            Ok(()) => {
+                stats.requests += 1;
+                let us = start.elapsed().as_micros().max(1) as u64;
+                stats.latency_us.saturating_record(us);
+                return;
+            }
+            Err(Failure::Closed) => {
+                stats.reconnects += 1;
+                *sender = None;
+            }
+            Err(Failure::Request(why)) => {
+                stats.fail(why);
+                *sender = None;
+                return;
+            }
+        }
+    }
+    stats.fail("connection kept closing".into());
+}
+
+/// `concurrency` connections, each sending its next request as soon as the previous
+/// answer is complete, for `duration`.
+pub async fn closed_loop(
+    addr: SocketAddr,
+    spec: Arc<RequestSpec>,
+    concurrency: usize,
+    duration: Duration,
+) -> RunStats {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let spec = spec.clone();
+            tokio::spawn(async move {
+                let mut stats = RunStats::empty(false);
+                let mut sender = None;
+                while Instant::now() < deadline {
+                    timed(addr, &mut sender, &spec, &mut stats, None).await;
+                }
+                stats
+            })
+        })
+        .collect();
+    let mut total = RunStats::empty(false);
+    for t in tasks {
+        total.merge(t.await.expect("load task"));
+    }
+    total.elapsed = start.elapsed();
+    total
+}
+
+/// `rate` requests per second in all, handed round-robin to `connections`
+/// connections, for `duration`. A pacing thread (high-resolution sleeps rather than
+/// the runtime's millisecond timer) releases each request at its intended send time;
+/// a request whose connection is still busy waits its turn, and its latency still
+/// counts from when it should have left: queueing behind a slow answer is measured,
+/// not hidden.
+pub async fn open_loop(
+    addr: SocketAddr,
+    spec: Arc<RequestSpec>,
+    connections: usize,
+    rate: f64,
+    duration: Duration,
+) -> RunStats {
+    let mut total = RunStats::empty(true);
+    let mut queues = Vec::with_capacity(connections);
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let mut sender = match connect(addr).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                total.fail(e);
+                None
+            }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        queues.push(tx);
+        let spec = spec.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stats = RunStats::empty(true);
+            while let Some(intended) = rx.recv().await {
+                let lag = intended.elapsed().as_micros().max(1) as u64;
+                if let Some(h) = &mut stats.send_lag_us {
+                    h.saturating_record(lag);
+                }
+                timed(addr, &mut sender, &spec, &mut stats, Some(intended)).await;
+            }
+            stats
+        }));
+    }
+    let start = Instant::now() + Duration::from_millis(20);
+    let pacer = std::thread::spawn(move || {
+        // SAFETY: prctl on the calling thread; asks for 1 µs timer slack instead of 50.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1) };
+        let end = start + duration;
+        for k in 0u64.. {
+            let intended = start + Duration::from_secs_f64(k as f64 / rate);
+            if intended >= end {
+                break;
+            }
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            let _ = queues[(k % queues.len() as u64) as usize].send(intended);
+        }
+    });
+    for t in tasks {
+        total.merge(t.await.expect("load task"));
+    }
+    pacer.join().expect("pacer thread");
+    total.elapsed = start.elapsed();
+    total
+}
+
+/// Streams held open: each connection, its answer's body and nothing read past the
+/// first event.
+pub struct HeldStreams {
+    held: Vec<(Sender, Incoming)>,
+    pub failed: u64,
+    pub error_samples: Vec<String>,
+}
+
+impl HeldStreams {
+    pub fn open(&self) -> usize {
+        self.held.len()
+    }
+}
+
+async fn open_stream(addr: SocketAddr, spec: &RequestSpec) -> Result<(Sender, Incoming), String> {
+    let mut sender = connect(addr).await?;
+    let resp = sender
+        .send_request(build(spec))
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status()));
+    }
+    let mut body = resp.into_body();
+    // The first event proves the stream flows end to end.
+    loop {
+        match body.frame().await {
+            Some(Ok(f)) if f.data_ref().is_some_and(|d| !d.is_empty()) => break,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(format!("body: {e}")),
+            None => return Err("stream ended at once".into()),
+        }
+    }
+    Ok((sender, body))
+}
+
+/// Opens `n` streams, `parallel` at a time, and keeps them open until dropped.
+pub async fn hold_streams(
+    addr: SocketAddr,
+    spec: Arc<RequestSpec>,
+    n: usize,
+    parallel: usize,
+) -> HeldStreams {
+    let results: Vec<_> = futures_util::stream::iter(0..n)
+        .map(|_| {
+            let spec = spec.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(10), open_stream(addr, &spec))
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into()))
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    let mut held = Vec::with_capacity(n);
+    let mut failed = 0;
+    let mut error_samples = Vec::new();
+    for r in results {
+        match r {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                failed += 1;
+                if error_samples.len() < KEEP_ERRORS && !error_samples.contains(&e) {
+                    error_samples.push(e);
+                }
+            }
+        }
+    }
+    HeldStreams {
+        held,
+        failed,
+        error_samples,
+    }
+}

@@ -1,0 +1,509 @@
+//! Loopback load bench: Aurora (the release binary) against nginx as a plain reverse
+//! proxy and against the mock provider called directly, under the same load.
+//!
+//! `cargo bench --bench load` (or `make bench-load`, which builds the release binary
+//! and installs nginx first). Each scenario runs against each target as a closed loop
+//! at fixed concurrency and as an open loop at a fixed rate (latency from the intended
+//! send time), then idle SSE streams are held open to measure memory per stream. The
+//! results go to `target/bench/load.md` and `target/bench/load.json`, and the table to
+//! stdout. Knobs (environment): `AURORA_BENCH_SECS` (per loop, default 3),
+//! `AURORA_BENCH_WARMUP_SECS` (1), `AURORA_BENCH_CONCURRENCY` (32), `AURORA_BENCH_RATE`
+//! (open-loop requests/s for the small-JSON scenario, others get a share; 2000),
+//! `AURORA_BENCH_IDLE_STREAMS` (2000), `AURORA_BENCH_SSE_EVENTS` (100),
+//! `AURORA_BENCH_MOCK_LATENCY_MS` (0), `AURORA_BENCH_THREADS` (gateway worker threads,
+//! 1, like nginx's one worker), `AURORA_BENCH_LOG` (gateway log filter, `warn`),
+//! `AURORA_BENCH_SCENARIOS` (comma-separated names to run), `AURORA_BIN`,
+//! `AURORA_NGINX`.
+
+mod client;
+mod mock;
+mod procfs;
+mod report;
+mod scenarios;
+mod servers;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use client::RunStats;
+use scenarios::{Scenario, SCENARIOS};
+use servers::{Server, Target};
+
+/// Settings of one run, from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub secs: f64,
+    pub warmup_secs: f64,
+    pub concurrency: usize,
+    pub rate: f64,
+    pub idle_streams: usize,
+    pub sse_events: usize,
+    pub mock_latency_ms: u64,
+    pub threads: usize,
+    pub log_filter: String,
+    pub only: Option<Vec<String>>,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        Self {
+            secs: env_or("AURORA_BENCH_SECS", 3.0f64).max(0.5),
+            warmup_secs: env_or("AURORA_BENCH_WARMUP_SECS", 1.0f64).max(0.0),
+            concurrency: env_or("AURORA_BENCH_CONCURRENCY", 32usize).max(1),
+            rate: env_or("AURORA_BENCH_RATE", 2000.0f64).max(1.0),
+            idle_streams: env_or("AURORA_BENCH_IDLE_STREAMS", 2000usize),
+            sse_events: env_or("AURORA_BENCH_SSE_EVENTS", 100usize),
+            mock_latency_ms: env_or("AURORA_BENCH_MOCK_LATENCY_MS", 0u64),
+            threads: env_or("AURORA_BENCH_THREADS", 1usize).max(1),
+            log_filter: std::env::var("AURORA_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            only: std::env::var("AURORA_BENCH_SCENARIOS")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
+        }
+    }
+}
+
+/// Which CPUs the generator and the servers run on.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub generator: Vec<usize>,
+    pub server: Option<Vec<usize>>,
+    pub how: String,
+}
+
+fn place() -> Placement {
+    let cpus = procfs::allowed_cpus();
+    if cpus.len() < 2 {
+        return Placement {
+            generator: cpus,
+            server: None,
+            how: "one CPU available: generator, mock and servers share it (no pinning)".into(),
+        };
+    }
+    // The server under test gets one CPU (like nginx's single worker); the generator
+    // (client and mock provider) gets the rest.
+    let server = vec![cpus[1]];
+    let generator: Vec<usize> = cpus.iter().copied().filter(|c| *c != cpus[1]).collect();
+    let pinned = procfs::pin_current_thread(&generator);
+    let how = if pinned {
+        format!(
+            "load generator (client + mock provider) pinned to CPU {:?}, server under test (aurora / nginx) to CPU {:?}, with sched_setaffinity",
+            generator, server
+        )
+    } else {
+        "pinning failed: processes float over all CPUs".into()
+    };
+    Placement {
+        generator,
+        server: pinned.then_some(server),
+        how,
+    }
+}
+
+/// One loop and what it cost.
+#[derive(Debug)]
+pub struct Measured {
+    pub stats: RunStats,
+    /// CPU seconds of the server under test.
+    pub server_cpu: f64,
+    /// CPU seconds of the load generator (the client, plus the mock when it is not
+    /// the server under test).
+    pub generator_cpu: f64,
+    /// Open loop: the intended rate.
+    pub rate: Option<f64>,
+    /// CPU seconds the machine spent in processes other than the bench's own.
+    pub other_cpu: f64,
+    /// CPUs of the machine.
+    pub cpus: usize,
+    /// How often the loop was run again because other processes disturbed it.
+    pub repeats: u32,
+}
+
+/// Loops disturbed by other processes are run again at most this often.
+const MAX_REPEATS: u32 = 2;
+
+impl Measured {
+    /// How busy the machine's CPUs were with processes outside the bench.
+    pub fn other_share(&self) -> f64 {
+        self.other_cpu / self.stats.elapsed.as_secs_f64().max(1e-9) / self.cpus as f64
+    }
+
+    /// Server CPU seconds per 1,000 completed requests.
+    pub fn cpu_per_1k(&self) -> f64 {
+        if self.stats.requests == 0 {
+            0.0
+        } else {
+            self.server_cpu * 1000.0 / self.stats.requests as f64
+        }
+    }
+}
+
+/// A scenario against one target.
+#[derive(Debug)]
+pub struct LoadResult {
+    pub scenario: Scenario,
+    pub target: Target,
+    pub check_error: Option<String>,
+    pub closed: Option<Measured>,
+    pub open: Option<Measured>,
+    pub peak_rss_kib: u64,
+}
+
+/// Idle streams against one target.
+#[derive(Debug)]
+pub struct IdleResult {
+    pub target: Target,
+    pub requested: usize,
+    pub opened: usize,
+    pub failed: u64,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub error_samples: Vec<String>,
+}
+
+impl IdleResult {
+    pub fn per_stream_bytes(&self) -> f64 {
+        if self.opened == 0 {
+            0.0
+        } else {
+            (self.rss_after_kib as f64 - self.rss_before_kib as f64) * 1024.0 / self.opened as f64
+        }
+    }
+}
+
+struct Bench {
+    settings: Settings,
+    placement: Placement,
+    rt: tokio::runtime::Runtime,
+    mock: Server,
+    aurora_bin: PathBuf,
+    nginx_bin: Option<PathBuf>,
+    nofile: u64,
+    dir: PathBuf,
+}
+
+impl Bench {
+    fn server_cpus(&self) -> Option<&[usize]> {
+        self.placement.server.as_deref()
+    }
+
+    /// Starts `target` (the mock is always running); `None` for the mock itself.
+    fn start(&self, target: Target) -> Option<Server> {
+        match target {
+            Target::Direct => None,
+            Target::Aurora => Some(servers::start_aurora(
+                &self.aurora_bin,
+                self.mock.port,
+                self.settings.threads,
+                &self.settings.log_filter,
+                self.server_cpus(),
+                &self.dir,
+            )),
+            Target::Nginx => Some(servers::start_nginx(
+                self.nginx_bin.as_deref().expect("nginx present"),
+                self.mock.port,
+                self.nofile,
+                self.server_cpus(),
+                &self.dir,
+            )),
+        }
+    }
+
+    fn measure(
+        &self,
+        server: &Server,
+        target: Target,
+        run: impl std::future::Future<Output = RunStats>,
+        rate: Option<f64>,
+    ) -> Measured {
+        let mock_is_generator = target != Target::Direct;
+        let generator_cpu = || {
+            procfs::self_cpu_seconds()
+                + if mock_is_generator {
+                    self.mock.cpu_seconds()
+                } else {
+                    0.0
+                }
+        };
+        let (s0, g0, m0) = (
+            server.cpu_seconds(),
+            generator_cpu(),
+            procfs::machine_busy_seconds(),
+        );
+        let stats = self.rt.block_on(run);
+        let server_cpu = server.cpu_seconds() - s0;
+        let generator_cpu = generator_cpu() - g0;
+        // The server, the client and the mock, whichever role the mock plays.
+        let ours = server_cpu + generator_cpu;
+        let machine_cpu = procfs::machine_busy_seconds() - m0;
+        Measured {
+            server_cpu,
+            generator_cpu,
+            stats,
+            rate,
+            other_cpu: (machine_cpu - ours).max(0.0),
+            cpus: procfs::online_cpus(),
+            repeats: 0,
+        }
+    }
+
+    /// Runs `loop_once` again (at most twice more) while other processes took more than
+    /// a tenth of the machine during it: the figures then measure the neighbours too.
+    fn measure_quietly(
+        &self,
+        scenario: Scenario,
+        target: Target,
+        loop_once: impl Fn() -> Measured,
+    ) -> Measured {
+        let mut m = loop_once();
+        for _ in 0..MAX_REPEATS {
+            let share = m.other_share();
+            if share <= 0.10 {
+                break;
+            }
+            eprintln!(
+                "  {} / {}: other processes used {:.0}% of the machine; running that loop again",
+                scenario.name,
+                target.name(),
+                share * 100.0
+            );
+            let repeats = m.repeats + 1;
+            m = loop_once();
+            m.repeats = repeats;
+        }
+        m
+    }
+
+    fn run_load(&self, scenario: Scenario, target: Target) -> LoadResult {
+        let started = self.start(target);
+        let server = started.as_ref().unwrap_or(&self.mock);
+        let addr = server.addr();
+        let spec = Arc::new(scenario.request(target, server.port));
+        let mut result = LoadResult {
+            scenario,
+            target,
+            check_error: None,
+            closed: None,
+            open: None,
+            peak_rss_kib: 0,
+        };
+        if let Err(e) = self.rt.block_on(client::check(addr, &spec)) {
+            eprintln!(
+                "  {}: {} answers wrongly: {e}",
+                scenario.name,
+                target.name()
+            );
+            result.check_error = Some(e);
+            return result;
+        }
+        let s = &self.settings;
+        let secs = Duration::from_secs_f64(s.secs);
+        if s.warmup_secs > 0.0 {
+            let warm = Duration::from_secs_f64(s.warmup_secs);
+            self.rt
+                .block_on(client::closed_loop(addr, spec.clone(), s.concurrency, warm));
+        }
+        server.reset_peak_rss();
+        let closed = self.measure_quietly(scenario, target, || {
+            self.measure(
+                server,
+                target,
+                client::closed_loop(addr, spec.clone(), s.concurrency, secs),
+                None,
+            )
+        });
+        let rate = (s.rate * scenario.rate_share).max(1.0);
+        let open = self.measure_quietly(scenario, target, || {
+            self.measure(
+                server,
+                target,
+                client::open_loop(addr, spec.clone(), s.concurrency, rate, secs),
+                Some(rate),
+            )
+        });
+        result.peak_rss_kib = server.peak_rss_kib();
+        eprintln!(
+            "  {:<26} {:<6} closed {:>9.0} req/s p99 {:>8.3} ms fail {} | open {:>6.0}/s p99 {:>8.3} ms fail {}",
+            scenario.name,
+            target.name(),
+            closed.stats.rps(),
+            closed.stats.quantile_us(0.99) as f64 / 1000.0,
+            closed.stats.errors,
+            rate,
+            open.stats.quantile_us(0.99) as f64 / 1000.0,
+            open.stats.errors,
+        );
+        result.closed = Some(closed);
+        result.open = Some(open);
+        result
+    }
+
+    fn run_idle(&self, scenario: Scenario, target: Target) -> IdleResult {
+        let started = self.start(target);
+        let server = started.as_ref().unwrap_or(&self.mock);
+        let spec = Arc::new(scenario.request(target, server.port));
+        let addr = server.addr();
+        // A few streams first, so one-time allocations are not charged to the streams.
+        let warm = self
+            .rt
+            .block_on(client::hold_streams(addr, spec.clone(), 16, 16));
+        drop(warm);
+        std::thread::sleep(Duration::from_millis(300));
+        let rss_before_kib = server.rss_kib();
+        let n = self.settings.idle_streams;
+        let held = self.rt.block_on(client::hold_streams(addr, spec, n, 64));
+        std::thread::sleep(Duration::from_millis(1000));
+        let rss_after_kib = server.rss_kib();
+        let result = IdleResult {
+            target,
+            requested: n,
+            opened: held.open(),
+            failed: held.failed,
+            rss_before_kib,
+            rss_after_kib,
+            error_samples: held.error_samples.clone(),
+        };
+        drop(held);
+        eprintln!(
+            "  {:<26} {:<6} {} of {} open, RSS {:.1} → {:.1} MiB, {:.1} KiB per stream",
+            scenario.name,
+            target.name(),
+            result.opened,
+            n,
+            rss_before_kib as f64 / 1024.0,
+            rss_after_kib as f64 / 1024.0,
+            result.per_stream_bytes() / 1024.0
+        );
+        // Let the closed connections drain before the next server starts.
+        std::thread::sleep(Duration::from_millis(300));
+        result
+    }
+}
+
+/// `target/bench`, under `CARGO_TARGET_DIR` when set.
+fn output_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("bench")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--mock") {
+        mock::run_from_env();
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --benches` and friends: nothing to check here.
+        println!("load bench: run it with `cargo bench --bench load` or `make bench-load`");
+        return;
+    }
+    let settings = Settings::from_env();
+    let placement = place();
+    let nofile = procfs::raise_nofile_limit();
+    let machine = procfs::machine();
+    let dir = output_dir();
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let aurora_bin = servers::aurora_binary();
+    let nginx_bin = servers::nginx_binary();
+    eprintln!(
+        "load bench: {} CPUs ({}), {:.1} GiB; {}",
+        machine.nproc, machine.cpu_model, machine.mem_gib, placement.how
+    );
+    eprintln!(
+        "  aurora: {}; nginx: {}; open files: {nofile}",
+        aurora_bin.display(),
+        nginx_bin
+            .as_ref()
+            .map_or("not found (install it: make bench-deps)".into(), |p| p
+                .display()
+                .to_string())
+    );
+    let idle_streams = settings.idle_streams;
+    // Each idle stream holds a socket here and at the mock; the proxies hold two.
+    let settings = if (idle_streams as u64) * 2 + 512 > nofile {
+        let scaled = (nofile.saturating_sub(512) / 2) as usize;
+        eprintln!(
+            "  open-file limit {nofile}: idle streams scaled down from {idle_streams} to {scaled}"
+        );
+        Settings {
+            idle_streams: scaled,
+            ..settings
+        }
+    } else {
+        settings
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(placement.generator.len().max(1))
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let mock = servers::start_mock(
+        settings.sse_events,
+        settings.mock_latency_ms,
+        Some(&placement.generator)
+            .filter(|g| !g.is_empty())
+            .map(|g| g.as_slice()),
+        &dir,
+    );
+    let bench = Bench {
+        settings,
+        placement,
+        rt,
+        mock,
+        aurora_bin,
+        nginx_bin,
+        nofile,
+        dir: dir.clone(),
+    };
+    let started = Instant::now();
+    let mut loads = Vec::new();
+    let mut idles = Vec::new();
+    for scenario in SCENARIOS {
+        if let Some(only) = &bench.settings.only {
+            if !only.iter().any(|n| n == scenario.name) {
+                continue;
+            }
+        }
+        for target in scenario.targets() {
+            if target == Target::Nginx && bench.nginx_bin.is_none() {
+                continue;
+            }
+            if scenario.idle {
+                idles.push(bench.run_idle(scenario, target));
+            } else {
+                loads.push(bench.run_load(scenario, target));
+            }
+        }
+    }
+    let report = report::Report {
+        settings: &bench.settings,
+        placement: &bench.placement,
+        machine: &machine,
+        aurora_bin: &bench.aurora_bin,
+        nginx_bin: bench.nginx_bin.as_deref(),
+        loads: &loads,
+        idles: &idles,
+        wall: started.elapsed(),
+    };
+    let markdown = report.markdown();
+    std::fs::write(dir.join("load.md"), &markdown).expect("write load.md");
+    let json = serde_json::to_string_pretty(&report.json()).expect("json");
+    std::fs::write(dir.join("load.json"), json).expect("write load.json");
+    println!("{markdown}");
+    eprintln!(
+        "load bench: wrote {} and {}",
+        dir.join("load.md").display(),
+        dir.join("load.json").display()
+    );
+}

@@ -1,0 +1,482 @@
+//! The markdown table and the JSON document of a run, and the targets checked
+//! against them.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::procfs::Machine;
+use crate::servers::Target;
+use crate::{IdleResult, LoadResult, Measured, Placement, Settings};
+
+pub struct Report<'a> {
+    pub settings: &'a Settings,
+    pub placement: &'a Placement,
+    pub machine: &'a Machine,
+    pub aurora_bin: &'a Path,
+    pub nginx_bin: Option<&'a Path>,
+    pub loads: &'a [LoadResult],
+    pub idles: &'a [IdleResult],
+    pub wall: Duration,
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.3}", us / 1000.0)
+}
+
+fn signed_ms(us: f64) -> String {
+    format!("{:+.3}", us / 1000.0)
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0 && a.is_finite()).then(|| a / b)
+}
+
+fn other_share(m: &Measured) -> f64 {
+    m.other_share()
+}
+
+fn show_ratio(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.2}×"))
+}
+
+/// One verdict on a target.
+struct Verdict {
+    what: String,
+    met: Option<bool>,
+    figures: String,
+}
+
+impl Report<'_> {
+    fn load(&self, scenario: &str, target: Target) -> Option<&LoadResult> {
+        self.loads
+            .iter()
+            .find(|r| r.scenario.name == scenario && r.target == target)
+    }
+
+    /// Open-loop latency at quantile `q` over the direct-to-mock run, in µs.
+    fn added_us(&self, r: &LoadResult, q: f64) -> Option<f64> {
+        let direct = self.load(r.scenario.name, Target::Direct)?.open.as_ref()?;
+        let open = r.open.as_ref()?;
+        Some(open.stats.quantile_us(q) as f64 - direct.stats.quantile_us(q) as f64)
+    }
+
+    fn failures(&self) -> u64 {
+        self.loads
+            .iter()
+            .map(|r| {
+                u64::from(r.check_error.is_some())
+                    + r.closed.as_ref().map_or(0, |m| m.stats.errors)
+                    + r.open.as_ref().map_or(0, |m| m.stats.errors)
+            })
+            .sum::<u64>()
+            + self.idles.iter().map(|i| i.failed).sum::<u64>()
+    }
+
+    fn verdicts(&self) -> Vec<Verdict> {
+        let mut out = Vec::new();
+        let small = "passthrough_small_json";
+        let aurora = self.load(small, Target::Aurora);
+        let nginx = self.load(small, Target::Nginx);
+        fn closed(r: Option<&LoadResult>) -> Option<&Measured> {
+            r.and_then(|r| r.closed.as_ref())
+        }
+        if let (Some(a), Some(n)) = (closed(aurora), closed(nginx)) {
+            let r = ratio(a.stats.rps(), n.stats.rps());
+            out.push(Verdict {
+                what: "passthrough small JSON req/s ≥ 0.9× nginx".into(),
+                met: r.map(|r| r >= 0.9),
+                figures: format!(
+                    "{:.0} vs {:.0} req/s = {}",
+                    a.stats.rps(),
+                    n.stats.rps(),
+                    show_ratio(r)
+                ),
+            });
+            let r = ratio(a.cpu_per_1k(), n.cpu_per_1k());
+            out.push(Verdict {
+                what: "passthrough small JSON CPU per request ≤ 1.2× nginx".into(),
+                met: r.map(|r| r <= 1.2),
+                figures: format!(
+                    "{:.3} vs {:.3} CPU s per 1k requests = {}",
+                    a.cpu_per_1k(),
+                    n.cpu_per_1k(),
+                    show_ratio(r)
+                ),
+            });
+        }
+        if let (Some(a), Some(n)) = (aurora, nginx) {
+            if let (Some(aa), Some(na)) = (self.added_us(a, 0.99), self.added_us(n, 0.99)) {
+                // An added p99 at or below zero is noise: compare against 50 µs at least.
+                let floor = na.max(50.0);
+                out.push(Verdict {
+                    what: "passthrough small JSON added p99 ≤ 1.5× nginx's added p99".into(),
+                    met: Some(aa <= 1.5 * floor),
+                    figures: format!(
+                        "{} ms vs {} ms added at p99 (open loop{})",
+                        signed_ms(aa),
+                        signed_ms(na),
+                        if na < 50.0 {
+                            "; nginx's below 0.05 ms, compared with 0.05 ms"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+            }
+        }
+        if let (Some(t), Some(p)) = (
+            closed(self.load("chat_to_anthropic_json", Target::Aurora)),
+            closed(aurora),
+        ) {
+            let r = ratio(t.stats.rps(), p.stats.rps());
+            out.push(Verdict {
+                what: "translated /v1/chat/completions JSON req/s ≥ 0.8× Aurora passthrough".into(),
+                met: r.map(|r| r >= 0.8),
+                figures: format!(
+                    "{:.0} vs {:.0} req/s = {}",
+                    t.stats.rps(),
+                    p.stats.rps(),
+                    show_ratio(r)
+                ),
+            });
+        }
+        if let Some(i) = self.idles.iter().find(|i| i.target == Target::Aurora) {
+            let kib = i.per_stream_bytes() / 1024.0;
+            out.push(Verdict {
+                what: format!(
+                    "idle SSE ≤ 32 KiB gateway RSS per open stream at 2,000 streams{}",
+                    if i.requested == 2000 {
+                        String::new()
+                    } else {
+                        format!(" (run with {})", i.requested)
+                    }
+                ),
+                met: Some(kib <= 32.0 && i.opened == 2000),
+                figures: format!("{kib:.1} KiB per stream, {} open", i.opened),
+            });
+        }
+        let failures = self.failures();
+        out.push(Verdict {
+            what: "no request fails in any scenario".into(),
+            met: Some(failures == 0),
+            figures: format!("{failures} failed"),
+        });
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let s = self.settings;
+        let m = self.machine;
+        let mut o = String::new();
+        let _ = writeln!(o, "## Load bench results\n");
+        let _ = writeln!(
+            o,
+            "Machine: {} CPUs ({}), {:.1} GiB RAM, Linux {}. {}. Aurora {} worker thread(s), nginx 1 worker; both log warnings only (no access log). Each loop {} s after {} s of warm-up; closed loop at {} connections; open loop at the rate shown over {} connections, latency from the intended send time. SSE answers carry {} events{}.\n",
+            m.nproc,
+            m.cpu_model,
+            m.mem_gib,
+            m.kernel,
+            self.placement.how,
+            s.threads,
+            s.secs,
+            s.warmup_secs,
+            s.concurrency,
+            s.concurrency,
+            s.sse_events,
+            if s.mock_latency_ms > 0 {
+                format!("; the mock waits {} ms before answering", s.mock_latency_ms)
+            } else {
+                "; the mock answers at once".into()
+            }
+        );
+        let _ = writeln!(
+            o,
+            "| scenario | target | closed req/s | p50 ms | p99 ms | p99.9 ms | open rate/s | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | CPU s / 1k req | peak RSS MiB | gen CPU % | other CPU % | failed |"
+        );
+        let _ = writeln!(
+            o,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in self.loads {
+            let target = r.target.name();
+            let (Some(c), Some(op)) = (&r.closed, &r.open) else {
+                let _ = writeln!(
+                    o,
+                    "| {} | {target} | check failed: {} |||||||||||||||",
+                    r.scenario.name,
+                    r.check_error
+                        .as_deref()
+                        .unwrap_or("not run")
+                        .replace('|', "/")
+                );
+                continue;
+            };
+            let q = |m: &Measured, q: f64| ms(m.stats.quantile_us(q) as f64);
+            let added = |q: f64| match r.target {
+                Target::Direct => "–".to_string(),
+                _ => self.added_us(r, q).map_or("–".into(), signed_ms),
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {target} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.3} | {:.1} | {:.0} | {:.0} | {} |",
+                r.scenario.name,
+                c.stats.rps(),
+                q(c, 0.5),
+                q(c, 0.99),
+                q(c, 0.999),
+                op.rate.unwrap_or(0.0),
+                q(op, 0.5),
+                q(op, 0.99),
+                q(op, 0.999),
+                added(0.5),
+                added(0.99),
+                c.cpu_per_1k(),
+                r.peak_rss_kib as f64 / 1024.0,
+                self.generator_share(c) * 100.0,
+                other_share(c).max(other_share(op)) * 100.0,
+                c.stats.errors + op.stats.errors,
+            );
+        }
+        let _ = writeln!(o, "\nAurora / nginx:\n");
+        let _ = writeln!(
+            o,
+            "| scenario | req/s | added p99 | CPU per request | peak RSS |\n|---|---:|---:|---:|---:|"
+        );
+        for r in self.loads.iter().filter(|r| r.target == Target::Aurora) {
+            let Some(n) = self.load(r.scenario.name, Target::Nginx) else {
+                continue;
+            };
+            let (Some(ac), Some(nc)) = (&r.closed, &n.closed) else {
+                continue;
+            };
+            let added = match (self.added_us(r, 0.99), self.added_us(n, 0.99)) {
+                (Some(a), Some(b)) if b > 0.0 => show_ratio(ratio(a, b)),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                r.scenario.name,
+                show_ratio(ratio(ac.stats.rps(), nc.stats.rps())),
+                added,
+                show_ratio(ratio(ac.cpu_per_1k(), nc.cpu_per_1k())),
+                show_ratio(ratio(r.peak_rss_kib as f64, n.peak_rss_kib as f64)),
+            );
+        }
+        if !self.idles.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nIdle SSE streams (RSS of the server process(es), `VmRSS`):\n"
+            );
+            let _ = writeln!(
+                o,
+                "| target | streams open | failed | RSS before MiB | RSS after MiB | per stream KiB |\n|---|---:|---:|---:|---:|---:|"
+            );
+            for i in self.idles {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} of {} | {} | {:.1} | {:.1} | {:.1} |",
+                    i.target.name(),
+                    i.opened,
+                    i.requested,
+                    i.failed,
+                    i.rss_before_kib as f64 / 1024.0,
+                    i.rss_after_kib as f64 / 1024.0,
+                    i.per_stream_bytes() / 1024.0
+                );
+            }
+        }
+        let _ = writeln!(o, "\nTargets:\n");
+        for v in self.verdicts() {
+            let mark = match v.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measured",
+            };
+            let _ = writeln!(o, "- {}: {mark} ({})", v.what, v.figures);
+        }
+        let samples: Vec<String> = self
+            .loads
+            .iter()
+            .flat_map(|r| {
+                let errs = r
+                    .closed
+                    .iter()
+                    .chain(r.open.iter())
+                    .flat_map(|m| m.stats.error_samples.iter().cloned())
+                    .chain(r.check_error.clone());
+                errs.map(move |e| format!("{} / {}: {e}", r.scenario.name, r.target.name()))
+            })
+            .chain(self.idles.iter().flat_map(|i| {
+                i.error_samples
+                    .iter()
+                    .map(move |e| format!("idle / {}: {e}", i.target.name()))
+            }))
+            .collect();
+        if !samples.is_empty() {
+            let _ = writeln!(o, "\nFailures seen:\n");
+            for e in samples.iter().take(20) {
+                let _ = writeln!(o, "- {}", e.replace('\n', " "));
+            }
+        }
+        let busiest = self
+            .loads
+            .iter()
+            .filter_map(|r| {
+                let c = r.closed.as_ref()?;
+                Some((self.generator_share(c), r))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((share, r)) = busiest {
+            let _ = writeln!(
+                o,
+                "\nClosed-loop requests/s are bounded by the load generator's CPU as well as by the server's: \"gen CPU %\" is how busy the generator CPU(s) (client + mock provider) were, at most {:.0}% ({} / {}); near 100% the number is the generator's limit, not the server's. The closed-loop latencies are mostly queueing at saturation; the open-loop ones (a pacing thread releases each request at its intended time, `send_lag_us` in load.json) are the latency comparison, and \"added\" is the open-loop quantile minus the direct-to-mock one at the same quantile. CPU s / 1k req is the server's user + system time in the closed loop. \"other CPU %\" is the machine's CPU time spent outside the bench's processes during the run (the higher of the two loops), as a share of all CPUs: a loop where it exceeded 10% was run again (at most twice; `repeats_for_disturbance` in load.json), and a figure above 10% that remains means the neighbours disturbed it. Whole run: {:.0} s.",
+                share * 100.0,
+                r.scenario.name,
+                r.target.name(),
+                self.wall.as_secs_f64()
+            );
+        }
+        o
+    }
+
+    /// How busy the generator's CPUs were during `m` (1.0 = all of them all the time).
+    fn generator_share(&self, m: &Measured) -> f64 {
+        m.generator_cpu
+            / m.stats.elapsed.as_secs_f64().max(1e-9)
+            / self.placement.generator.len().max(1) as f64
+    }
+
+    fn measured_json(&self, m: &Measured) -> Value {
+        let st = &m.stats;
+        let elapsed = st.elapsed.as_secs_f64();
+        let lag = st.send_lag_us.as_ref().filter(|h| !h.is_empty()).map(|h| {
+            json!({"p50": h.value_at_quantile(0.5), "p99": h.value_at_quantile(0.99), "max": h.max()})
+        });
+        json!({
+            "requests": st.requests,
+            "failed": st.errors,
+            "reconnects": st.reconnects,
+            "elapsed_s": elapsed,
+            "requests_per_s": st.rps(),
+            "target_rate_per_s": m.rate,
+            "latency_us": {
+                "p50": st.quantile_us(0.5),
+                "p90": st.quantile_us(0.9),
+                "p99": st.quantile_us(0.99),
+                "p99_9": st.quantile_us(0.999),
+                "max": st.latency_us.max(),
+                "mean": st.latency_us.mean(),
+            },
+            "send_lag_us": lag,
+            "server_cpu_s": m.server_cpu,
+            "server_cpu_s_per_1k_requests": m.cpu_per_1k(),
+            "generator_cpu_s": m.generator_cpu,
+            "generator_cpu_share": self.generator_share(m),
+            "other_processes_cpu_s": m.other_cpu,
+            "other_processes_cpu_share": other_share(m),
+            "repeats_for_disturbance": m.repeats,
+            "error_samples": st.error_samples,
+        })
+    }
+
+    pub fn json(&self) -> Value {
+        let s = self.settings;
+        let m = self.machine;
+        let loads: Vec<Value> = self
+            .loads
+            .iter()
+            .map(|r| {
+                let added = |q| self.added_us(r, q).filter(|_| r.target != Target::Direct);
+                json!({
+                    "scenario": r.scenario.name,
+                    "title": r.scenario.title,
+                    "target": r.target.name(),
+                    "check_error": r.check_error,
+                    "closed_loop": r.closed.as_ref().map(|m| self.measured_json(m)),
+                    "open_loop": r.open.as_ref().map(|m| self.measured_json(m)),
+                    "latency_added_us": {
+                        "p50": added(0.5),
+                        "p99": added(0.99),
+                        "p99_9": added(0.999),
+                    },
+                    "peak_rss_kib": r.peak_rss_kib,
+                })
+            })
+            .collect();
+        let ratios: Vec<Value> = self
+            .loads
+            .iter()
+            .filter(|r| r.target == Target::Aurora)
+            .filter_map(|r| {
+                let n = self.load(r.scenario.name, Target::Nginx)?;
+                let (ac, nc) = (r.closed.as_ref()?, n.closed.as_ref()?);
+                Some(json!({
+                    "scenario": r.scenario.name,
+                    "requests_per_s": ratio(ac.stats.rps(), nc.stats.rps()),
+                    "latency_added_p99": match (self.added_us(r, 0.99), self.added_us(n, 0.99)) {
+                        (Some(a), Some(b)) => ratio(a, b),
+                        _ => None,
+                    },
+                    "cpu_per_request": ratio(ac.cpu_per_1k(), nc.cpu_per_1k()),
+                    "peak_rss": ratio(r.peak_rss_kib as f64, n.peak_rss_kib as f64),
+                }))
+            })
+            .collect();
+        let idles: Vec<Value> = self
+            .idles
+            .iter()
+            .map(|i| {
+                json!({
+                    "target": i.target.name(),
+                    "requested": i.requested,
+                    "open": i.opened,
+                    "failed": i.failed,
+                    "rss_before_kib": i.rss_before_kib,
+                    "rss_after_kib": i.rss_after_kib,
+                    "rss_per_stream_bytes": i.per_stream_bytes(),
+                    "error_samples": i.error_samples,
+                })
+            })
+            .collect();
+        let verdicts: Vec<Value> = self
+            .verdicts()
+            .into_iter()
+            .map(|v| json!({"target": v.what, "met": v.met, "figures": v.figures}))
+            .collect();
+        json!({
+            "machine": {
+                "nproc": m.nproc,
+                "cpu_model": m.cpu_model,
+                "mem_gib": m.mem_gib,
+                "kernel": m.kernel,
+            },
+            "placement": {
+                "generator_cpus": self.placement.generator,
+                "server_cpus": self.placement.server,
+                "description": self.placement.how,
+            },
+            "settings": {
+                "secs": s.secs,
+                "warmup_secs": s.warmup_secs,
+                "concurrency": s.concurrency,
+                "rate": s.rate,
+                "idle_streams": s.idle_streams,
+                "sse_events": s.sse_events,
+                "mock_latency_ms": s.mock_latency_ms,
+                "aurora_threads": s.threads,
+                "aurora_log_filter": s.log_filter,
+                "aurora_bin": self.aurora_bin.display().to_string(),
+                "nginx_bin": self.nginx_bin.map(|p| p.display().to_string()),
+            },
+            "results": loads,
+            "aurora_over_nginx": ratios,
+            "idle_streams": idles,
+            "targets": verdicts,
+            "wall_s": self.wall.as_secs_f64(),
+        })
+    }
+}

@@ -1,0 +1,209 @@
+//! The scenarios and the exact request each target gets in each of them. "direct" gets
+//! what the gateway would send the provider, so its numbers are the floor the proxies
+//! are compared with.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::client::RequestSpec;
+use crate::servers::{Target, GATEWAY_KEY, PROVIDER_KEY};
+
+/// Size of the upload scenario's request body.
+pub const UPLOAD_BYTES: usize = 1 << 20;
+
+/// One scenario of the load bench.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// Whether nginx, a plain proxy, can serve it (no translation).
+    pub nginx: bool,
+    /// The open-loop rate as a share of `AURORA_BENCH_RATE`: heavier requests get less.
+    pub rate_share: f64,
+    /// Held idle streams rather than request/response load.
+    pub idle: bool,
+}
+
+pub const SCENARIOS: [Scenario; 7] = [
+    Scenario {
+        name: "passthrough_small_json",
+        title: "passthrough, small JSON (1 KiB answer)",
+        nginx: true,
+        rate_share: 1.0,
+        idle: false,
+    },
+    Scenario {
+        name: "passthrough_upload_1mb",
+        title: "passthrough, 1 MiB request body",
+        nginx: true,
+        rate_share: 0.05,
+        idle: false,
+    },
+    Scenario {
+        name: "passthrough_sse",
+        title: "passthrough, SSE (N events)",
+        nginx: true,
+        rate_share: 0.25,
+        idle: false,
+    },
+    Scenario {
+        name: "chat_to_anthropic_json",
+        title: "/v1/chat/completions → Anthropic, JSON",
+        nginx: false,
+        rate_share: 0.5,
+        idle: false,
+    },
+    Scenario {
+        name: "chat_to_anthropic_stream",
+        title: "/v1/chat/completions → Anthropic, stream",
+        nginx: false,
+        rate_share: 0.25,
+        idle: false,
+    },
+    Scenario {
+        name: "messages_to_openai_stream",
+        title: "/v1/messages → OpenAI, stream",
+        nginx: false,
+        rate_share: 0.25,
+        idle: false,
+    },
+    Scenario {
+        name: "idle_sse_streams",
+        title: "idle SSE streams held open",
+        nginx: true,
+        rate_share: 0.0,
+        idle: true,
+    },
+];
+
+impl Scenario {
+    /// The targets this scenario runs against, baseline first.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut t = vec![Target::Direct, Target::Aurora];
+        if self.nginx {
+            t.push(Target::Nginx);
+        }
+        t
+    }
+
+    /// The request `target` gets, on a server listening on `port`.
+    pub fn request(&self, target: Target, port: u16) -> RequestSpec {
+        let direct = target == Target::Direct;
+        let openai_chat = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":256"#;
+        let anthropic_messages = r#"{"model":"claude-sonnet-4-5","max_tokens":256,"system":"You are terse.","messages":[{"role":"user","content":"Say hello to the benchmark."}]"#;
+        let (method, path, body, marker): (Method, &str, Bytes, &'static str) = match self.name {
+            "passthrough_small_json" => (
+                Method::POST,
+                "/v1/small",
+                Bytes::from(format!("{openai_chat}}}")),
+                r#""bench":"small"}"#,
+            ),
+            "passthrough_upload_1mb" => (
+                Method::POST,
+                "/v1/consume",
+                upload_body(),
+                r#""received":1048576}"#,
+            ),
+            "passthrough_sse" => (
+                Method::POST,
+                "/v1/chat/completions",
+                Bytes::from(format!(r#"{openai_chat},"stream":true}}"#)),
+                "data: [DONE]",
+            ),
+            "chat_to_anthropic_json" if direct => (
+                Method::POST,
+                "/v1/messages",
+                Bytes::from(format!("{anthropic_messages}}}")),
+                r#""output_tokens""#,
+            ),
+            "chat_to_anthropic_json" => (
+                Method::POST,
+                "/v1/chat/completions",
+                Bytes::from(
+                    format!("{openai_chat}}}")
+                        .replace("gpt-4o-mini", "anthropic/claude-sonnet-4-5"),
+                ),
+                r#""total_tokens""#,
+            ),
+            "chat_to_anthropic_stream" if direct => (
+                Method::POST,
+                "/v1/messages",
+                Bytes::from(format!(r#"{anthropic_messages},"stream":true}}"#)),
+                "message_stop",
+            ),
+            "chat_to_anthropic_stream" => (
+                Method::POST,
+                "/v1/chat/completions",
+                Bytes::from(
+                    format!(r#"{openai_chat},"stream":true}}"#)
+                        .replace("gpt-4o-mini", "anthropic/claude-sonnet-4-5"),
+                ),
+                "data: [DONE]",
+            ),
+            "messages_to_openai_stream" if direct => (
+                Method::POST,
+                "/v1/chat/completions",
+                Bytes::from(format!(r#"{openai_chat},"stream":true}}"#)),
+                "data: [DONE]",
+            ),
+            "messages_to_openai_stream" => (
+                Method::POST,
+                "/v1/messages",
+                Bytes::from(
+                    format!(r#"{anthropic_messages},"stream":true}}"#)
+                        .replace("claude-sonnet-4-5", "openai:gpt-4o-mini"),
+                ),
+                "message_stop",
+            ),
+            "idle_sse_streams" => (Method::GET, "/v1/idle", Bytes::new(), "ping"),
+            other => unreachable!("scenario {other}"),
+        };
+        // Passthrough paths go under /p/openai/ on the proxies; /v1 faces stay as they are.
+        let path = match (target, self.name) {
+            (Target::Direct, _) => path.to_string(),
+            (_, n) if n.starts_with("passthrough") || n.starts_with("idle") => {
+                format!("/p/openai{path}")
+            }
+            _ => path.to_string(),
+        };
+        let mut headers = HeaderMap::new();
+        let mut put = |k: &'static str, v: &str| {
+            headers.insert(
+                HeaderName::from_static(k),
+                HeaderValue::from_str(v).expect("header value"),
+            );
+        };
+        put("host", &format!("127.0.0.1:{port}"));
+        put("user-agent", "aurora-load-bench/1");
+        put("accept", "application/json, text/event-stream");
+        if !body.is_empty() {
+            put("content-type", "application/json");
+        }
+        let key = if direct { PROVIDER_KEY } else { GATEWAY_KEY };
+        put("authorization", &format!("Bearer {key}"));
+        if path.ends_with("/messages") {
+            put("anthropic-version", "2023-06-01");
+        }
+        RequestSpec {
+            method,
+            path,
+            headers,
+            body,
+            marker,
+        }
+    }
+}
+
+/// A JSON document of exactly `UPLOAD_BYTES` bytes.
+fn upload_body() -> Bytes {
+    let head = r#"{"model":"gpt-4o-mini","input":""#;
+    let tail = r#""}"#;
+    let mut s = String::with_capacity(UPLOAD_BYTES);
+    s.push_str(head);
+    s.extend(std::iter::repeat_n(
+        'a',
+        UPLOAD_BYTES - head.len() - tail.len(),
+    ));
+    s.push_str(tail);
+    Bytes::from(s)
+}

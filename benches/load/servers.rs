@@ -1,0 +1,381 @@
+//! The processes under test: the mock provider, the Aurora release binary and nginx,
+//! each started on loopback, optionally pinned to CPUs, and stopped when dropped.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::procfs;
+
+/// The gateway key clients present to Aurora: a placeholder, not a credential.
+pub const GATEWAY_KEY: &str = "bench-gateway-placeholder-key";
+/// The provider key the gateway (and nginx) send upstream: a placeholder as well.
+pub const PROVIDER_KEY: &str = "sk-bench-provider-placeholder";
+
+/// Who answers the load generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The mock provider itself: the baseline for "latency added".
+    Direct,
+    Aurora,
+    Nginx,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Aurora => "aurora",
+            Target::Nginx => "nginx",
+        }
+    }
+}
+
+/// A running server process (and, for nginx, its worker).
+pub struct Server {
+    pub port: u16,
+    child: Child,
+    /// Processes whose CPU and memory count for this server.
+    pids: Vec<u32>,
+    stop_signal: i32,
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// CPU seconds used so far by the server's processes.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.pids.iter().map(|&p| procfs::cpu_seconds(p)).sum()
+    }
+
+    /// Resident memory (`VmRSS`) of the server's processes, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.pids
+            .iter()
+            .map(|&p| procfs::status_kib(p, "VmRSS"))
+            .sum()
+    }
+
+    /// Peak resident memory (`VmHWM`) of the server's processes, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.pids
+            .iter()
+            .map(|&p| procfs::status_kib(p, "VmHWM"))
+            .sum()
+    }
+
+    /// Starts the peak-memory count afresh.
+    pub fn reset_peak_rss(&self) {
+        for &p in &self.pids {
+            procfs::reset_peak_rss(p);
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, self.stop_signal);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes the child run on `cpus` (when given) and die with the bench.
+fn prepare(cmd: &mut Command, cpus: Option<&[usize]>) {
+    let set = cpus.map(procfs::cpu_set);
+    // SAFETY: the closure only makes async-signal-safe system calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(set) = &set {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Status of a one-off request with `Connection: close`, if any answer came.
+pub fn probe(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: 0\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+fn wait_until(server: &mut Server, what: &str, log: &Path, ready: impl Fn(u16) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if !server.is_running() {
+            panic!(
+                "{what} exited at startup; its log ({}):\n{}",
+                log.display(),
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if ready(server.port) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!(
+        "{what} did not become ready; its log ({}):\n{}",
+        log.display(),
+        fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Starts this bench binary as the mock provider and reads the port it bound.
+pub fn start_mock(events: usize, latency_ms: u64, cpus: Option<&[usize]>, dir: &Path) -> Server {
+    let exe = std::env::current_exe().expect("bench binary path");
+    let log = dir.join("mock.log");
+    let mut cmd = Command::new(exe);
+    cmd.arg("--mock")
+        .env("AURORA_BENCH_SSE_EVENTS", events.to_string())
+        .env("AURORA_BENCH_MOCK_LATENCY_MS", latency_ms.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(fs::File::create(&log).expect("mock log")));
+    prepare(&mut cmd, cpus);
+    let mut child = cmd.spawn().expect("start the mock provider");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("mock stdout"))
+        .read_line(&mut line)
+        .expect("mock port");
+    let port = line.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "the mock provider printed no port: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    let pid = child.id();
+    Server {
+        port,
+        child,
+        pids: vec![pid],
+        stop_signal: libc::SIGKILL,
+    }
+}
+
+/// Where the gateway binary is: `AURORA_BIN`, else the one cargo built beside this bench.
+pub fn aurora_binary() -> PathBuf {
+    std::env::var_os("AURORA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_aurora")))
+}
+
+/// Starts the gateway with both providers on the mock and only a gateway key.
+pub fn start_aurora(
+    bin: &Path,
+    mock_port: u16,
+    threads: usize,
+    log_filter: &str,
+    cpus: Option<&[usize]>,
+    dir: &Path,
+) -> Server {
+    let port = free_port();
+    let config = dir.join("aurora.yaml");
+    fs::write(
+        &config,
+        "# Written by the load bench; providers and keys come from the environment.\n",
+    )
+    .expect("aurora config");
+    let log = dir.join("aurora.log");
+    let base = format!("http://127.0.0.1:{mock_port}/v1");
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AURORA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AURORA_THREADS", threads.to_string())
+        .env("AURORA_MASTER_KEY", GATEWAY_KEY)
+        .env("OPENAI_API_KEY", PROVIDER_KEY)
+        .env("OPENAI_BASE_URL", &base)
+        .env("ANTHROPIC_API_KEY", PROVIDER_KEY)
+        .env("ANTHROPIC_BASE_URL", &base)
+        .env("AURORA_PID_FILE", dir.join("aurora.pid"))
+        .env("AURORA_UPGRADE_SOCK", dir.join("aurora-upgrade.sock"))
+        .env("AURORA_GRACE_PERIOD_SECONDS", "0")
+        .env("RUST_LOG", log_filter)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("aurora log"),
+        ));
+    prepare(&mut cmd, cpus);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e} (build it: make release)", bin.display()));
+    let pid = child.id();
+    let mut server = Server {
+        port,
+        child,
+        pids: vec![pid],
+        stop_signal: libc::SIGINT,
+    };
+    wait_until(&mut server, "aurora", &log, |p| {
+        probe(p, "GET", "/health", &[]) == Some(200)
+    });
+    server
+}
+
+/// nginx: `AURORA_NGINX`, else `nginx` on the `PATH` or in the usual sbin directories.
+pub fn nginx_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AURORA_NGINX") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"])
+        .map(|d| Path::new(d).join("nginx"))
+        .find(|p| p.is_file());
+    found
+}
+
+/// A plain reverse proxy to the mock under `/p/openai/`, as the gateway's passthrough
+/// route: one worker, keep-alive both ways, request bodies streamed, and responses of
+/// the streaming paths unbuffered.
+fn nginx_conf(dir: &Path, port: u16, mock_port: u16, nofile: u64) -> String {
+    let d = dir.display();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // As root the worker would switch to `nobody`; keep it the current user instead.
+    let user = if root { "user root;\n" } else { "" };
+    let common = format!(
+        "proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host 127.0.0.1:{mock_port};
+            proxy_set_header Authorization \"Bearer {PROVIDER_KEY}\";
+            proxy_request_buffering off;
+            proxy_read_timeout 600s;"
+    );
+    let worker_connections = nofile.clamp(1024, 65536);
+    format!(
+        "# Written by the load bench.
+{user}worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+worker_rlimit_nofile {nofile};
+events {{ worker_connections {worker_connections}; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/nginx-tmp/body;
+    proxy_temp_path {d}/nginx-tmp/proxy;
+    fastcgi_temp_path {d}/nginx-tmp/fastcgi;
+    uwsgi_temp_path {d}/nginx-tmp/uwsgi;
+    scgi_temp_path {d}/nginx-tmp/scgi;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    client_max_body_size 0;
+    upstream mock {{
+        server 127.0.0.1:{mock_port};
+        keepalive 256;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location /p/openai/v1/chat/completions {{
+            proxy_pass http://mock/v1/chat/completions;
+            proxy_buffering off;
+            {common}
+        }}
+        location /p/openai/v1/idle {{
+            proxy_pass http://mock/v1/idle;
+            proxy_buffering off;
+            {common}
+        }}
+        location /p/openai/ {{
+            proxy_pass http://mock/;
+            {common}
+        }}
+    }}
+}}
+"
+    )
+}
+
+/// Starts nginx in the foreground (master + one worker) with its files under `dir`.
+pub fn start_nginx(
+    bin: &Path,
+    mock_port: u16,
+    nofile: u64,
+    cpus: Option<&[usize]>,
+    dir: &Path,
+) -> Server {
+    let port = free_port();
+    fs::create_dir_all(dir.join("nginx-tmp")).expect("nginx temp dir");
+    let conf = dir.join("nginx.conf");
+    fs::write(&conf, nginx_conf(dir, port, mock_port, nofile)).expect("nginx config");
+    let log = dir.join("nginx-error.log");
+    let mut cmd = Command::new(bin);
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(&log)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            fs::File::create(dir.join("nginx-stderr.log")).expect("nginx stderr"),
+        ));
+    prepare(&mut cmd, cpus);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+    let master = child.id();
+    let mut server = Server {
+        port,
+        child,
+        pids: vec![master],
+        // Fast shutdown: the master stops its worker and exits.
+        stop_signal: libc::SIGTERM,
+    };
+    wait_until(&mut server, "nginx", &log, |p| {
+        probe(p, "GET", "/p/openai/v1/small", &[]) == Some(200)
+    });
+    server.pids.extend(procfs::children_of(master));
+    server
+}

@@ -1,0 +1,127 @@
+//! Per-request proxy work outside the translators: classifying a path, parsing a
+//! passthrough route, routing a model name, and the upstream header rewrite on a
+//! request header shaped like an SDK's.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use pingora_http::RequestHeader;
+
+use aurora::config::{build_config, Config, EnvSnapshot, ServerSettings};
+use aurora::providers::Secret;
+use aurora::proxy::headers::{add_provider_headers, strip_client_headers};
+use aurora::proxy::model_route::route_model;
+use aurora::proxy::passthrough::PassthroughRoute;
+use aurora::proxy::route::classify;
+
+/// Providers as a small deployment would configure them; the keys are placeholders.
+const YAML: &str = "
+providers:
+  anthropic: {api_key: sk-ant-bench-placeholder}
+  openai: {api_key: sk-bench-placeholder}
+  openrouter: {api_key: sk-or-bench-placeholder}
+  groq: {api_key: gsk-bench-placeholder, models: [llama-3.1-8b-instant]}
+models:
+  aliases:
+    fast: groq/llama-3.1-8b-instant
+    smart: anthropic/claude-sonnet-4-5
+";
+
+fn config() -> Config {
+    build_config(Some(YAML), None, &EnvSnapshot::default()).expect("bench config")
+}
+
+fn routing(c: &mut Criterion) {
+    let settings = ServerSettings::default();
+    let mut g = c.benchmark_group("route");
+    for path in [
+        "/p/anthropic/v1/messages",
+        "/p/openai/v1/chat/completions",
+        "/v1/chat/completions",
+        "/v1/models/openrouter/google%2Fgemini-2.5-pro",
+    ] {
+        g.bench_function(format!("classify {path}"), |b| {
+            b.iter(|| classify(black_box(path), &settings))
+        });
+    }
+    for rest in [
+        "anthropic/v1/messages",
+        "gemini/models/gemini-2.5-pro:streamGenerateContent",
+        "openai/files%2Ffile-abc123/content",
+    ] {
+        g.bench_function(format!("passthrough_parse {rest}"), |b| {
+            b.iter(|| PassthroughRoute::parse(black_box(rest), true))
+        });
+    }
+    let config = config();
+    for model in [
+        "anthropic/claude-sonnet-4-5",
+        "openrouter/google/gemini-2.5-pro",
+        "smart",
+        "llama-3.1-8b-instant",
+        "gpt-4o-mini",
+    ] {
+        g.bench_function(format!("route_model {model}"), |b| {
+            b.iter(|| route_model(black_box(model), &config))
+        });
+    }
+    g.finish();
+}
+
+/// What the OpenAI Python SDK sends through a proxy, plus the gateway credential and
+/// forwarding headers the gateway must drop.
+fn sdk_request() -> RequestHeader {
+    let mut r = RequestHeader::build("POST", b"/p/anthropic/v1/messages", None).unwrap();
+    for (k, v) in [
+        ("host", "gateway.internal:8080"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate"),
+        ("connection", "keep-alive"),
+        ("content-type", "application/json"),
+        ("content-length", "1432"),
+        ("user-agent", "Anthropic/Python 0.40.0"),
+        ("x-stainless-lang", "python"),
+        ("x-stainless-package-version", "0.40.0"),
+        ("x-stainless-os", "Linux"),
+        ("x-stainless-arch", "x64"),
+        ("x-stainless-runtime", "CPython"),
+        ("x-stainless-runtime-version", "3.12.3"),
+        ("x-stainless-retry-count", "0"),
+        ("x-stainless-timeout", "600"),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "prompt-caching-2024-07-31"),
+        ("authorization", "Bearer gateway-placeholder-token"),
+        ("x-forwarded-for", "10.0.0.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "4f1c2d8e-58a4-4f55-9c1e-0d1c8e4b9a77"),
+    ] {
+        r.append_header(k, v).unwrap();
+    }
+    r
+}
+
+fn header_rewrite(c: &mut Criterion) {
+    let config = config();
+    let key = Secret::new("sk-ant-bench-placeholder");
+    let template = sdk_request();
+    let mut g = c.benchmark_group("headers");
+    for name in ["anthropic", "openai", "openrouter"] {
+        let provider = config.providers.find(name).expect("configured").clone();
+        g.bench_function(format!("strip_and_add {name}"), |b| {
+            b.iter_batched(
+                || template.clone(),
+                |mut req| {
+                    strip_client_headers(&mut req);
+                    add_provider_headers(&mut req, &provider, Some(&key), "req-1").unwrap();
+                    req
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.bench_function("clone_only", |b| b.iter(|| black_box(&template).clone()));
+    g.finish();
+}
+
+criterion_group!(benches, routing, header_rewrite);
+criterion_main!(benches);
