@@ -10,8 +10,8 @@ use super::anthropic_to_openai_error::{openai_error_type_for_anthropic_type, Ope
 use super::anthropic_to_openai_response::{
     openai_completion_id, openai_finish_reason, AnthropicUsageIn, OpenAiUsageOut,
 };
-use super::sse::{write_json_event, SseEventRef, SseParser};
-use super::stream_phase::Phase;
+use super::sse::{write_json_event, SseEventRef};
+use super::sse_translator::{EventTranslation, Phase, SseTranslator};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -29,8 +29,7 @@ pub struct StreamOptions {
 /// Incremental translator from Anthropic SSE bytes to OpenAI SSE bytes.
 #[derive(Debug)]
 pub struct AnthropicToOpenAiStream {
-    parser: SseParser,
-    state: State,
+    inner: SseTranslator<State>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +79,7 @@ impl AnthropicToOpenAiStream {
     /// Creates a translator for one response stream.
     pub fn new(opts: StreamOptions) -> Self {
         Self {
-            parser: SseParser::new(),
-            state: State {
+            inner: SseTranslator::new(State {
                 opts,
                 id: String::new(),
                 prefix: Vec::new(),
@@ -94,51 +92,45 @@ impl AnthropicToOpenAiStream {
                 cache_creation: 0,
                 output_tokens: 0,
                 phase: Phase::Streaming,
-            },
+            }),
         }
     }
 
     /// Translates a chunk of upstream bytes, appending OpenAI SSE bytes to
     /// `out`. Input after the end of the stream or an error is ignored.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        if self.state.phase != Phase::Streaming {
-            return;
-        }
-        self.parser.feed(chunk);
-        self.drain(out);
+        self.inner.push(chunk, out);
     }
 
     /// Signals the end of upstream input. Emits an error chunk when the
     /// stream was cut short; emits nothing after `[DONE]` or an error.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.state.phase != Phase::Streaming {
-            return;
-        }
-        self.parser.finish();
-        self.drain(out);
-        if self.state.phase == Phase::Streaming {
-            self.state.fail(out, "provider_error", TRUNCATED);
-        }
+        self.inner.finish(out);
     }
 
     /// True once an error chunk has been emitted; the stream must then be
     /// closed without `[DONE]`.
     pub fn is_failed(&self) -> bool {
-        self.state.phase == Phase::Failed
+        self.inner.phase() == Phase::Failed
     }
 
     /// True once `[DONE]` has been emitted.
     pub fn is_done(&self) -> bool {
-        self.state.phase == Phase::Done
+        self.inner.phase() == Phase::Done
+    }
+}
+
+impl EventTranslation for State {
+    fn phase(&self) -> Phase {
+        self.phase
     }
 
-    fn drain(&mut self, out: &mut Vec<u8>) {
-        while let Some(ev) = self.parser.next_event_ref() {
-            self.state.handle(ev, out);
-            if self.state.phase != Phase::Streaming {
-                break;
-            }
-        }
+    fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>) {
+        State::handle(self, ev, out);
+    }
+
+    fn end_of_input(&mut self, out: &mut Vec<u8>) {
+        self.fail(out, "provider_error", TRUNCATED);
     }
 }
 
@@ -588,6 +580,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::SseParser;
     use serde_json::{json, Value};
 
     const TOOL_STREAM: &str = r#"event: message_start

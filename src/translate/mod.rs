@@ -44,7 +44,7 @@ pub mod openai_to_anthropic_stream;
 mod request_fields;
 pub mod response_translator;
 pub mod sse;
-mod stream_phase;
+mod sse_translator;
 
 pub use anthropic_to_openai_error::{
     anthropic_error_to_openai, openai_error_type_for_anthropic_type, openai_error_type_for_status,

@@ -18,8 +18,8 @@ use super::openai_to_anthropic_response::{
     anthropic_message_id, anthropic_stop_reason, generated_tool_use_id, AnthropicUsageOut,
     MessageOptions, OpenAiUsageIn,
 };
-use super::sse::{write_json_event, SseEventRef, SseParser};
-use super::stream_phase::Phase;
+use super::sse::{write_json_event, SseEventRef};
+use super::sse_translator::{EventTranslation, Phase, SseTranslator};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -29,8 +29,7 @@ use std::marker::PhantomData;
 /// Incremental translator from OpenAI SSE bytes to Anthropic SSE bytes.
 #[derive(Debug)]
 pub struct OpenAiToAnthropicStream {
-    parser: SseParser,
-    state: State,
+    inner: SseTranslator<State>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +71,7 @@ impl OpenAiToAnthropicStream {
     /// Creates a translator for one response stream.
     pub fn new(opts: MessageOptions) -> Self {
         Self {
-            parser: SseParser::new(),
-            state: State {
+            inner: SseTranslator::new(State {
                 model: opts.model,
                 started: false,
                 next_index: 0,
@@ -83,54 +81,48 @@ impl OpenAiToAnthropicStream {
                 stop_reason: None,
                 usage: OpenAiUsageIn::default(),
                 phase: Phase::Streaming,
-            },
+            }),
         }
     }
 
     /// Translates a chunk of upstream bytes, appending Anthropic SSE bytes
     /// to `out`. Input after the end of the stream or an error is ignored.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        if self.state.phase != Phase::Streaming {
-            return;
-        }
-        self.parser.feed(chunk);
-        self.drain(out);
+        self.inner.push(chunk, out);
     }
 
     /// Signals the end of upstream input: completes the message if the
     /// provider had finished, otherwise emits an error event.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.state.phase != Phase::Streaming {
-            return;
-        }
-        self.parser.finish();
-        self.drain(out);
-        if self.state.phase != Phase::Streaming {
-            return;
-        }
-        if self.state.stop_reason.is_some() {
-            self.state.complete(out);
-        } else {
-            self.state.fail(out, "api_error", TRUNCATED);
-        }
+        self.inner.finish(out);
     }
 
     /// True once an error event has been emitted; no `message_stop` follows.
     pub fn is_failed(&self) -> bool {
-        self.state.phase == Phase::Failed
+        self.inner.phase() == Phase::Failed
     }
 
     /// True once `message_stop` has been emitted.
     pub fn is_done(&self) -> bool {
-        self.state.phase == Phase::Done
+        self.inner.phase() == Phase::Done
+    }
+}
+
+impl EventTranslation for State {
+    fn phase(&self) -> Phase {
+        self.phase
     }
 
-    fn drain(&mut self, out: &mut Vec<u8>) {
-        while let Some(ev) = self.parser.next_event_ref() {
-            self.state.handle(ev, out);
-            if self.state.phase != Phase::Streaming {
-                break;
-            }
+    fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>) {
+        State::handle(self, ev, out);
+    }
+
+    fn end_of_input(&mut self, out: &mut Vec<u8>) {
+        // A provider that said why it stopped but dropped its [DONE] still finished.
+        if self.stop_reason.is_some() {
+            self.complete(out);
+        } else {
+            self.fail(out, "api_error", TRUNCATED);
         }
     }
 }
@@ -608,6 +600,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::SseParser;
     use serde_json::{json, Value};
 
     /// OpenAI's tool-call streaming shape: id and name first, then argument

@@ -1,0 +1,77 @@
+//! What both stream translators share: an incremental SSE parser feeding one
+//! direction's event handler, and the rule that translation stops after the
+//! provider's end marker or after an error the translator reported.
+
+use super::sse::{SseEventRef, SseParser};
+
+/// Lifecycle of a stream translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Still translating events.
+    Streaming,
+    /// The end marker was written; later input is ignored.
+    Done,
+    /// An error was written; nothing follows it.
+    Failed,
+}
+
+/// One direction's translation of parsed events.
+pub(super) trait EventTranslation {
+    /// Where the translation is.
+    fn phase(&self) -> Phase;
+    /// Translates one upstream event, appending client bytes to `out`.
+    fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>);
+    /// The provider's input ended while still streaming: complete the answer or
+    /// report it cut short.
+    fn end_of_input(&mut self, out: &mut Vec<u8>);
+}
+
+/// Parser plus event translation: bytes in, translated bytes out.
+#[derive(Debug)]
+pub(super) struct SseTranslator<S> {
+    parser: SseParser,
+    state: S,
+}
+
+impl<S: EventTranslation> SseTranslator<S> {
+    pub(super) fn new(state: S) -> Self {
+        Self {
+            parser: SseParser::new(),
+            state,
+        }
+    }
+
+    /// Translates a chunk of upstream bytes; input after the end or an error is ignored.
+    pub(super) fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.state.phase() != Phase::Streaming {
+            return;
+        }
+        self.parser.feed(chunk);
+        self.drain(out);
+    }
+
+    /// Signals the end of upstream input.
+    pub(super) fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.state.phase() != Phase::Streaming {
+            return;
+        }
+        self.parser.finish();
+        self.drain(out);
+        if self.state.phase() == Phase::Streaming {
+            self.state.end_of_input(out);
+        }
+    }
+
+    pub(super) fn phase(&self) -> Phase {
+        self.state.phase()
+    }
+
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        while let Some(ev) = self.parser.next_event_ref() {
+            self.state.handle(ev, out);
+            if self.state.phase() != Phase::Streaming {
+                break;
+            }
+        }
+    }
+}
