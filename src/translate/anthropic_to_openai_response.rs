@@ -43,7 +43,7 @@ struct Message<'a> {
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    content: Option<Vec<Block<'a>>>,
+    content: Option<Vec<ContentBlock<'a>>>,
     #[serde(borrow, default)]
     stop_reason: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -58,20 +58,21 @@ struct ErrorDetail<'a> {
     message: Option<Cow<'a, str>>,
 }
 
+/// An Anthropic content block, in a message or at a stream's `content_block_start`.
 #[derive(Deserialize)]
-struct Block<'a> {
+pub(crate) struct ContentBlock<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+    pub kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
+    pub text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
+    pub thinking: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    pub id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
     #[serde(default)]
-    input: Option<serde_json::Value>,
+    pub input: Option<serde_json::Value>,
 }
 
 /// Anthropic usage counters; input excludes cache reads and writes.

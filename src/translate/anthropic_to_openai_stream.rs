@@ -8,7 +8,7 @@
 
 use super::anthropic_to_openai_error::{openai_error_type_for_anthropic_type, OpenAiErrorBody};
 use super::anthropic_to_openai_response::{
-    openai_completion_id, openai_finish_reason, AnthropicUsageIn, OpenAiUsageOut,
+    openai_completion_id, openai_finish_reason, AnthropicUsageIn, ContentBlock, OpenAiUsageOut,
 };
 use super::sse::{write_json_event, SseEventRef};
 use super::sse_translator::{EventTranslation, Phase, SseTranslator};
@@ -158,21 +158,7 @@ struct StartMessage<'a> {
 struct BlockStart<'a> {
     index: u64,
     #[serde(borrow)]
-    content_block: StartBlock<'a>,
-}
-
-#[derive(Deserialize)]
-struct StartBlock<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    content_block: ContentBlock<'a>,
 }
 
 #[derive(Deserialize)]
