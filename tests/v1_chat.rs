@@ -564,3 +564,48 @@ async fn compressed_provider_answer_is_decoded_before_translation() {
         "Hello World"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_before_the_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "");
+    let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {MASTER}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Like curl, send the body only once the gateway says to.
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no interim response: the client would wait for nothing")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    s.write_all(body).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = s.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&chunk[..n]);
+            if rest.ends_with(b"}") || rest.windows(4).any(|w| w == b"0\r\n\r") {
+                break;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("200 OK"), "{text}");
+    let rec = mock.last();
+    assert_eq!(rec.body.len(), body.len() - "openai/".len());
+    assert!(rec.header("expect").is_none());
+}

@@ -108,6 +108,13 @@ impl AuroraProxy {
         config: &Arc<Config>,
         endpoint: ModelEndpoint,
     ) -> Result<bool> {
+        if expects_continue(session.req_header()) {
+            // The client (curl, for one) holds the body back until told to send it.
+            let proceed = ResponseHeader::build(100, Some(0))?;
+            session
+                .write_response_header(Box::new(proceed), false)
+                .await?;
+        }
         let prepared = match subrequest::read_body_within(session, config.server.body_size_limit)
             .await
             .and_then(|body| model_request::prepare(endpoint, &body, config, unix_now()))
@@ -237,6 +244,15 @@ fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: Subre
             module.translate(translation);
         }
     }
+}
+
+/// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits before sending its body.
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn declared_length(req: &RequestHeader) -> Option<u64> {
