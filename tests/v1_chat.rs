@@ -29,6 +29,22 @@ fn gateway_for(mock: &MockUpstream, yaml: &str) -> Gateway {
     )
 }
 
+/// A gateway whose only provider is Anthropic at `base`.
+fn anthropic_gateway(base: &str) -> Gateway {
+    Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base),
+        ],
+    )
+}
+
+/// A minimal streamed chat request routed to Anthropic.
+const ANTHROPIC_STREAM_REQUEST: &[u8] =
+    br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+
 /// Answers like each provider would: Anthropic JSON or SSE on `/v1/messages`,
 /// an OpenAI completion on `/v1/chat/completions`, an embedding on `/v1/embeddings`.
 fn provider_like(rec: &Recorded) -> Reply {
@@ -274,8 +290,7 @@ async fn anthropic_rate_limit_becomes_openai_envelope_keeping_retry_after() {
     let resp = post(
         &gw,
         "/v1/chat/completions",
-        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#
-            .to_vec(),
+        ANTHROPIC_STREAM_REQUEST.to_vec(),
     )
     .await;
     assert_eq!(resp.status(), 429);
@@ -301,8 +316,7 @@ async fn anthropic_error_event_mid_stream_ends_the_stream_without_done() {
     let resp = post(
         &gw,
         "/v1/chat/completions",
-        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#
-            .to_vec(),
+        ANTHROPIC_STREAM_REQUEST.to_vec(),
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -371,19 +385,11 @@ async fn provider_that_hangs_up_mid_stream() -> (String, tokio::task::JoinHandle
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_hanging_up_mid_stream_ends_the_translated_stream_with_an_error() {
     let (base, provider) = provider_that_hangs_up_mid_stream().await;
-    let gw = Gateway::start(
-        "",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("ANTHROPIC_API_KEY", ANT_KEY),
-            ("ANTHROPIC_BASE_URL", base.as_str()),
-        ],
-    );
+    let gw = anthropic_gateway(&base);
     let resp = post(
         &gw,
         "/v1/chat/completions",
-        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#
-            .to_vec(),
+        ANTHROPIC_STREAM_REQUEST.to_vec(),
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -400,14 +406,7 @@ async fn provider_hanging_up_mid_stream_ends_the_translated_stream_with_an_error
 async fn unreachable_anthropic_provider_gets_the_gateway_envelope_untranslated() {
     let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}/v1");
-    let gw = Gateway::start(
-        "",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("ANTHROPIC_API_KEY", ANT_KEY),
-            ("ANTHROPIC_BASE_URL", base.as_str()),
-        ],
-    );
+    let gw = anthropic_gateway(&base);
     let resp = post(
         &gw,
         "/v1/chat/completions",
