@@ -94,6 +94,20 @@ fn conversation(model: &str, mib: usize) -> Vec<u8> {
     .unwrap()
 }
 
+/// Body sizes that take each of the gateway's two ways upstream: proxied by the client's
+/// own session (the body fits Pingora's 64 KiB retry buffer), or through a subrequest.
+const SMALL_AND_LARGE: [usize; 2] = [0, 100 * 1024];
+
+/// `body` (a JSON object) grown by an unknown field of `pad` bytes.
+fn padded(body: &[u8], pad: usize) -> Vec<u8> {
+    if pad == 0 {
+        return body.to_vec();
+    }
+    let mut out = format!(r#"{{"x_pad":"{}","#, "p".repeat(pad)).into_bytes();
+    out.extend_from_slice(&body[1..]);
+    out
+}
+
 async fn post(gw: &Gateway, path: &str, body: Vec<u8>) -> reqwest::Response {
     client()
         .post(gw.url(path))
@@ -313,20 +327,18 @@ async fn anthropic_error_event_mid_stream_ends_the_stream_without_done() {
     })
     .await;
     let gw = gateway_for(&mock, "");
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        ANTHROPIC_STREAM_REQUEST.to_vec(),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
-    assert!(text.contains("Hello World"));
-    let last = text.trim_end().rsplit("\n\n").next().unwrap();
-    let err: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
-    assert_eq!(err["error"]["type"], "provider_error");
-    assert_eq!(err["error"]["message"], "Overloaded");
-    assert!(!text.contains("[DONE]"));
+    for pad in SMALL_AND_LARGE {
+        let body = padded(ANTHROPIC_STREAM_REQUEST, pad);
+        let resp = post(&gw, "/v1/chat/completions", body).await;
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("Hello World"), "pad {pad}: {text}");
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        let err: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(err["error"]["type"], "provider_error");
+        assert_eq!(err["error"]["message"], "Overloaded");
+        assert!(!text.contains("[DONE]"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,22 +396,20 @@ async fn provider_that_hangs_up_mid_stream() -> (String, tokio::task::JoinHandle
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_hanging_up_mid_stream_ends_the_translated_stream_with_an_error() {
-    let (base, provider) = provider_that_hangs_up_mid_stream().await;
-    let gw = anthropic_gateway(&base);
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        ANTHROPIC_STREAM_REQUEST.to_vec(),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
-    provider.await.unwrap();
-    assert!(text.contains("Hello World"), "{text}");
-    let last = text.trim_end().rsplit("\n\n").next().unwrap();
-    let err: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
-    assert_eq!(err["error"]["type"], "provider_error");
-    assert!(!text.contains("[DONE]"));
+    for pad in SMALL_AND_LARGE {
+        let (base, provider) = provider_that_hangs_up_mid_stream().await;
+        let gw = anthropic_gateway(&base);
+        let body = padded(ANTHROPIC_STREAM_REQUEST, pad);
+        let resp = post(&gw, "/v1/chat/completions", body).await;
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        provider.await.unwrap();
+        assert!(text.contains("Hello World"), "pad {pad}: {text}");
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        let err: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(err["error"]["type"], "provider_error");
+        assert!(!text.contains("[DONE]"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,20 +417,56 @@ async fn unreachable_anthropic_provider_gets_the_gateway_envelope_untranslated()
     let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}/v1");
     let gw = anthropic_gateway(&base);
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#
-            .to_vec(),
-    )
-    .await;
-    assert_eq!(resp.status(), 502);
-    let err: Value = resp.json().await.unwrap();
-    assert_eq!(err["error"]["type"], "provider_error");
-    assert!(err["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("anthropic"));
+    let request =
+        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
+    for pad in SMALL_AND_LARGE {
+        let resp = post(&gw, "/v1/chat/completions", padded(request, pad)).await;
+        assert_eq!(resp.status(), 502, "pad {pad}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["type"], "provider_error");
+        assert!(err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("anthropic"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_client_body_goes_upstream_with_the_exact_length_of_the_prepared_body() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "");
+    let requests: [&[u8]; 2] = [
+        br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#,
+    ];
+    for request in requests {
+        for pad in SMALL_AND_LARGE {
+            let body = padded(request, pad);
+            // A body of unknown length: the client sends it chunked.
+            let parts: Vec<Result<Bytes, std::io::Error>> = body
+                .chunks(1000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let resp = client()
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(MASTER)
+                .header("content-type", "application/json")
+                .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                    parts,
+                )))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "pad {pad}");
+            let completion: Value = resp.json().await.unwrap();
+            assert_eq!(completion["object"], "chat.completion");
+            let rec = mock.last();
+            assert_eq!(declared_length(&rec), rec.body.len(), "pad {pad}");
+            assert!(rec.header("transfer-encoding").is_none());
+            let sent: Value = serde_json::from_slice(&rec.body).unwrap();
+            assert_eq!(sent["messages"].as_array().unwrap().len(), 1);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,8 @@ use std::sync::atomic::AtomicU16;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::providers::{Provider, WireFormat};
@@ -45,6 +47,9 @@ pub struct RequestContext {
     pub request_body_bytes: u64,
     /// This is the subrequest carrying a `/v1` request's prepared body.
     pub is_subrequest: bool,
+    /// A `/v1` body the gateway already read and prepared, sent upstream in place of
+    /// the client's (which Pingora replays from its retry buffer).
+    pub prepared_body: Option<Bytes>,
     /// The response is translated into the client's format.
     pub translated: bool,
     /// The API the client speaks, which fixes the envelope of gateway errors.
@@ -69,6 +74,7 @@ impl RequestContext {
             upstream_status: None,
             request_body_bytes: 0,
             is_subrequest: false,
+            prepared_body: None,
             translated: false,
             error_format: WireFormat::OpenAi,
             in_flight: false,

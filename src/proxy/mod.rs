@@ -37,7 +37,7 @@ pub use upstream_failure::gateway_error_for;
 
 use crate::config::{Config, LiveConfig};
 use crate::metrics;
-use crate::translate::{Translation, TranslationModule};
+use crate::translate::{ResponseTranslation, Translation, TranslationModule};
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_request::ModelEndpoint;
 use subrequest::SubrequestPlan;
@@ -100,7 +100,9 @@ impl AuroraProxy {
     }
 
     /// `/v1/chat/completions`, `/v1/embeddings` and `/v1/messages`: the provider is
-    /// named by the body, so the body is read first and sent through a subrequest.
+    /// named by the body, so the body is read first. A body that fits Pingora's retry
+    /// buffer (64 KiB, nearly every chat request) is proxied by this very session, the
+    /// replayed body swapped for the prepared one; a larger one goes through a subrequest.
     async fn call_model(
         &self,
         session: &mut Session,
@@ -115,6 +117,8 @@ impl AuroraProxy {
                 .write_response_header(Box::new(proceed), false)
                 .await?;
         }
+        // Keeps a copy of a small body, which tells the proxy loop to send it on.
+        session.as_mut().enable_retry_buffering();
         let prepared = match subrequest::read_body_within(session, config.server.body_size_limit)
             .await
             .and_then(|body| model_request::prepare(endpoint, &body, config, unix_now()))
@@ -134,6 +138,14 @@ impl AuroraProxy {
             credential,
             ..prepared.target
         };
+        if !session.as_ref().retry_buffer_truncated() {
+            ctx.upstream = Some(target);
+            ctx.prepared_body = Some(prepared.body);
+            if let Some(translation) = prepared.translation {
+                translate_response(session, ctx, translation);
+            }
+            return Ok(false);
+        }
         ctx.upstream = Some(target.clone());
         let upstream_status = Arc::new(AtomicU16::new(0));
         let plan = SubrequestPlan {
@@ -234,15 +246,24 @@ fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: Subre
     ctx.error_format = plan.error_format;
     ctx.upstream_status_out = Some(plan.upstream_status);
     if let Some(translation) = plan.translation {
-        ctx.translated = true;
-        // Translators must see plain bytes, whatever the provider decides to send.
-        session.upstream_compression.adjust_decompression(true);
-        if let Some(module) = session
-            .downstream_modules_ctx
-            .get_mut::<TranslationModule>()
-        {
-            module.translate(translation);
-        }
+        translate_response(session, ctx, translation);
+    }
+}
+
+/// Switches the translation module on for this session's response.
+fn translate_response(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    translation: ResponseTranslation,
+) {
+    ctx.translated = true;
+    // Translators must see plain bytes, whatever the provider decides to send.
+    session.upstream_compression.adjust_decompression(true);
+    if let Some(module) = session
+        .downstream_modules_ctx
+        .get_mut::<TranslationModule>()
+    {
+        module.translate(translation);
     }
 }
 
@@ -381,6 +402,13 @@ impl ProxyHttp for AuroraProxy {
             .map_err(|_| status_error(400))?;
         upstream_request.set_uri(uri);
         headers::strip_client_headers(upstream_request);
+        if let Some(body) = &ctx.prepared_body {
+            // Framed for the prepared body, whatever the client's framing was; the
+            // client's `Expect` was answered before its body was read.
+            upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream_request.remove_header(&http::header::EXPECT);
+            upstream_request.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        }
         if ctx.translated {
             // The translator reads the provider's bytes; compressed ones would be wasted work.
             upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
@@ -400,6 +428,12 @@ impl ProxyHttp for AuroraProxy {
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if let Some(prepared) = &ctx.prepared_body {
+            // The whole client body comes back as one replayed chunk (once per attempt
+            // at an upstream); the prepared body takes its place.
+            *body = Some(prepared.clone());
+            return Ok(());
+        }
         if ctx.is_subrequest {
             // The prepared body was checked against the limit as the client sent it.
             return Ok(());

@@ -1,7 +1,8 @@
 //! Body-before-routing. A `/v1` request names its provider inside its body, so the
-//! gateway reads the whole body (up to `body_size_limit`) in `request_filter`. Stock
-//! Pingora sends nothing upstream once `request_filter` consumed the body (its retry
-//! buffer replays only 64 KiB), so the request is re-issued as a Pingora subrequest
+//! gateway reads the whole body (up to `body_size_limit`) in `request_filter`. Pingora
+//! replays a consumed body from its retry buffer, but only up to 64 KiB: a body that
+//! fits is proxied by the client's own session (see `AuroraProxy::call_model`). A
+//! larger one would hang there, so the request is re-issued as a Pingora subrequest
 //! through this same proxy with the prepared body preset, and the subrequest's
 //! response is piped back to the client. The subrequest runs the ordinary hooks
 //! (peer, header rewrite, translation module), configured by [`SubrequestPlan`].
