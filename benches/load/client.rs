@@ -414,3 +414,122 @@ pub async fn hold_streams(
         error_samples,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// How long the server holds its first answer back.
+    const STALL: Duration = Duration::from_millis(300);
+
+    /// A keep-alive HTTP/1.1 server on loopback answering `ok` to every request, but
+    /// only after `STALL` for the very first one.
+    async fn server_stalling_once() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = Arc::new(AtomicBool::new(false));
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let stalled = stalled.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            if !stalled.swap(true, Ordering::SeqCst) {
+                                tokio::time::sleep(STALL).await;
+                            }
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if sock.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn get(marker: &'static str) -> Arc<RequestSpec> {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::HOST, "127.0.0.1".parse().unwrap());
+        Arc::new(RequestSpec {
+            method: Method::GET,
+            path: "/".into(),
+            headers,
+            body: Bytes::new(),
+            marker,
+        })
+    }
+
+    /// Requests whose recorded latency is at least 100 ms.
+    fn slow(stats: &RunStats) -> u64 {
+        stats.latency_us.count_between(100_000, u64::MAX)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_loop_charges_requests_queued_behind_a_slow_answer() {
+        let addr = server_stalling_once().await;
+        // 50 requests/s on one connection: about 15 are due while the first is stalled.
+        let stats = open_loop(addr, get("ok"), 1, 50.0, Duration::from_secs(1)).await;
+        assert_eq!(stats.errors, 0, "{:?}", stats.error_samples);
+        assert!(stats.requests >= 45, "{} requests", stats.requests);
+        // Each queued request counts from when it should have left, not from when the
+        // connection was free again: the stall shows in many samples, not one.
+        assert!(
+            slow(&stats) >= 8,
+            "{} slow of {}",
+            slow(&stats),
+            stats.requests
+        );
+        assert!(stats.latency_us.max() >= STALL.as_micros() as u64);
+        let lag = stats.send_lag_us.as_ref().unwrap();
+        assert!(lag.max() >= 100_000, "send lag max {} µs", lag.max());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_loop_sees_the_stall_once() {
+        let addr = server_stalling_once().await;
+        let stats = closed_loop(addr, get("ok"), 1, Duration::from_millis(600)).await;
+        assert_eq!(stats.errors, 0, "{:?}", stats.error_samples);
+        assert!(stats.requests > 1);
+        assert_eq!(slow(&stats), 1);
+        assert!(stats.send_lag_us.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answer_without_its_marker_counts_as_failed() {
+        let addr = server_stalling_once().await;
+        let stats = closed_loop(addr, get("[DONE]"), 1, Duration::from_millis(400)).await;
+        assert_eq!(stats.requests, 0);
+        assert!(stats.errors >= 1);
+        assert!(stats.error_samples[0].contains("incomplete answer"));
+    }
+
+    #[test]
+    fn tail_finds_a_marker_split_across_chunks_and_keeps_only_the_end() {
+        let mut tail = Tail::default();
+        tail.push(b"data: {}\n\ndata: [DO");
+        tail.push(b"NE]\n\n");
+        assert!(tail.holds("data: [DONE]"));
+        tail.push(&vec![b'x'; 3 * TAIL]);
+        assert!(!tail.holds("[DONE]"));
+        assert_eq!(tail.0.len(), TAIL);
+        for _ in 0..100 {
+            tail.push(b"0123456789");
+        }
+        assert!(tail.0.len() <= 2 * TAIL);
+        assert!(tail.holds("789"));
+    }
+}

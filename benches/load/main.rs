@@ -15,6 +15,11 @@
 //! `AURORA_BENCH_SCENARIOS` (comma-separated names to run), `AURORA_BIN`,
 //! `AURORA_NGINX`.
 
+// Also a module of `tests/load_harness.rs`, where only the tests call in; and when the
+// bench itself is checked with `cfg(test)` (clippy --all-targets), without a test
+// harness its `#[test]` functions are left out, leaving their imports unused.
+#![cfg_attr(test, allow(dead_code, unused_imports))]
+
 mod client;
 mod mock;
 mod procfs;

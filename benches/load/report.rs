@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::procfs::Machine;
-use crate::servers::Target;
-use crate::{IdleResult, LoadResult, Measured, Placement, Settings};
+use super::procfs::Machine;
+use super::servers::Target;
+use super::{IdleResult, LoadResult, Measured, Placement, Settings};
 
 pub struct Report<'a> {
     pub settings: &'a Settings,
@@ -478,5 +478,192 @@ impl Report<'_> {
             "targets": verdicts,
             "wall_s": self.wall.as_secs_f64(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hdrhistogram::Histogram;
+
+    use super::super::client::RunStats;
+    use super::super::scenarios::SCENARIOS;
+    use super::*;
+
+    /// A loop of `rps` requests/s over one second, every latency `latency_us`, costing
+    /// the server `cpu_per_1k` CPU seconds per 1,000 requests.
+    fn measured(rps: u64, latency_us: u64, cpu_per_1k: f64, errors: u64) -> Measured {
+        let mut latency = Histogram::new_with_bounds(1, 120_000_000, 3).unwrap();
+        latency.record_n(latency_us, rps).unwrap();
+        Measured {
+            stats: RunStats {
+                requests: rps,
+                errors,
+                reconnects: 0,
+                elapsed: Duration::from_secs(1),
+                latency_us: latency,
+                send_lag_us: None,
+                error_samples: Vec::new(),
+            },
+            server_cpu: cpu_per_1k * rps as f64 / 1000.0,
+            generator_cpu: 0.5,
+            rate: None,
+            other_cpu: 0.0,
+            cpus: 2,
+            repeats: 0,
+        }
+    }
+
+    /// `scenario` against `target`: closed loop at `rps`, open loop with every latency
+    /// at `open_us`.
+    fn load(scenario: &str, target: Target, rps: u64, open_us: u64, cpu: f64) -> LoadResult {
+        LoadResult {
+            scenario: *SCENARIOS.iter().find(|s| s.name == scenario).unwrap(),
+            target,
+            check_error: None,
+            closed: Some(measured(rps, 1000, cpu, 0)),
+            open: Some(measured(1000, open_us, cpu, 0)),
+            peak_rss_kib: 10_240,
+        }
+    }
+
+    fn idle(per_stream_kib: u64) -> IdleResult {
+        IdleResult {
+            target: Target::Aurora,
+            requested: 2000,
+            opened: 2000,
+            failed: 0,
+            rss_before_kib: 10_000,
+            rss_after_kib: 10_000 + 2000 * per_stream_kib,
+            error_samples: Vec::new(),
+        }
+    }
+
+    /// Aurora at `aurora_rps` against nginx at 10,000 req/s on small JSON.
+    fn run(
+        aurora_rps: u64,
+        translated_rps: u64,
+        idle_kib: u64,
+    ) -> (Vec<LoadResult>, Vec<IdleResult>) {
+        let small = "passthrough_small_json";
+        let loads = vec![
+            load(small, Target::Direct, 20_000, 100, 0.005),
+            load(small, Target::Aurora, aurora_rps, 160, 0.012),
+            load(small, Target::Nginx, 10_000, 150, 0.010),
+            load("chat_to_anthropic_json", Target::Direct, 20_000, 100, 0.005),
+            load(
+                "chat_to_anthropic_json",
+                Target::Aurora,
+                translated_rps,
+                300,
+                0.02,
+            ),
+        ];
+        (loads, vec![idle(idle_kib)])
+    }
+
+    fn verdicts(loads: &[LoadResult], idles: &[IdleResult]) -> Vec<(String, Option<bool>, String)> {
+        let settings = Settings {
+            secs: 1.0,
+            warmup_secs: 0.0,
+            concurrency: 32,
+            rate: 2000.0,
+            idle_streams: 2000,
+            sse_events: 100,
+            mock_latency_ms: 0,
+            threads: 1,
+            log_filter: "warn".into(),
+            only: None,
+        };
+        let placement = Placement {
+            generator: vec![0],
+            server: Some(vec![1]),
+            how: "pinned".into(),
+        };
+        let machine = Machine {
+            nproc: 2,
+            cpu_model: "test".into(),
+            mem_gib: 1.0,
+            kernel: "6".into(),
+        };
+        let report = Report {
+            settings: &settings,
+            placement: &placement,
+            machine: &machine,
+            aurora_bin: Path::new("aurora"),
+            nginx_bin: None,
+            loads,
+            idles,
+            wall: Duration::from_secs(1),
+        };
+        let json = report.json();
+        let markdown = report.markdown();
+        for target in ["direct", "aurora", "nginx"] {
+            assert!(markdown.contains(&format!("| passthrough_small_json | {target} |")));
+        }
+        assert_eq!(
+            json["aurora_over_nginx"][0]["scenario"],
+            "passthrough_small_json"
+        );
+        report
+            .verdicts()
+            .into_iter()
+            .map(|v| (v.what, v.met, v.figures))
+            .collect()
+    }
+
+    fn met(verdicts: &[(String, Option<bool>, String)], what: &str) -> Option<bool> {
+        verdicts
+            .iter()
+            .find(|v| v.0.starts_with(what))
+            .unwrap_or_else(|| panic!("no verdict on {what}: {verdicts:?}"))
+            .1
+    }
+
+    #[test]
+    fn every_target_is_met_when_the_ratios_are() {
+        let (loads, idles) = run(9_500, 8_000, 30);
+        let v = verdicts(&loads, &idles);
+        assert_eq!(v.len(), 6, "{v:?}");
+        assert!(v.iter().all(|v| v.1 == Some(true)), "{v:?}");
+    }
+
+    #[test]
+    fn each_missed_target_is_reported_with_its_figures() {
+        let (loads, idles) = run(5_000, 3_000, 64);
+        let v = verdicts(&loads, &idles);
+        assert_eq!(met(&v, "passthrough small JSON req/s"), Some(false));
+        assert!(v[0].2.contains("0.50×"), "{v:?}");
+        assert_eq!(met(&v, "translated"), Some(false));
+        assert_eq!(met(&v, "idle SSE"), Some(false));
+        // CPU per request and added latency do not depend on the request rate here.
+        assert_eq!(met(&v, "passthrough small JSON CPU"), Some(true));
+        assert_eq!(met(&v, "passthrough small JSON added p99"), Some(true));
+    }
+
+    #[test]
+    fn translated_json_is_compared_with_aurora_passthrough_not_nginx() {
+        // 8,000 is 0.8× of Aurora's passthrough (10,000) but would be 0.8× nginx too:
+        // make Aurora's passthrough faster than nginx to tell the two apart.
+        let (loads, idles) = run(12_000, 9_000, 30);
+        let v = verdicts(&loads, &idles);
+        assert_eq!(met(&v, "translated"), Some(false), "{v:?}");
+    }
+
+    #[test]
+    fn added_latency_is_measured_over_the_direct_run() {
+        let (mut loads, idles) = run(9_500, 8_000, 30);
+        // Aurora adds 260 µs at p99 where nginx adds 50 µs.
+        loads[1].open = Some(measured(1000, 360, 0.012, 0));
+        let v = verdicts(&loads, &idles);
+        assert_eq!(met(&v, "passthrough small JSON added p99"), Some(false));
+    }
+
+    #[test]
+    fn one_failed_request_misses_the_no_failure_target() {
+        let (mut loads, idles) = run(9_500, 8_000, 30);
+        loads[4].open = Some(measured(1000, 300, 0.02, 1));
+        let v = verdicts(&loads, &idles);
+        assert_eq!(met(&v, "no request fails"), Some(false));
+        assert_eq!(v.last().unwrap().2, "1 failed");
     }
 }

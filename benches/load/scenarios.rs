@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use crate::client::RequestSpec;
-use crate::servers::{Target, GATEWAY_KEY, PROVIDER_KEY};
+use super::client::RequestSpec;
+use super::servers::{Target, GATEWAY_KEY, PROVIDER_KEY};
 
 /// Size of the upload scenario's request body.
 pub const UPLOAD_BYTES: usize = 1 << 20;
@@ -206,4 +206,72 @@ fn upload_body() -> Bytes {
     ));
     s.push_str(tail);
     Bytes::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(scenario: &str, target: Target) -> RequestSpec {
+        SCENARIOS
+            .iter()
+            .find(|s| s.name == scenario)
+            .unwrap()
+            .request(target, 8080)
+    }
+
+    fn bearer(spec: &RequestSpec) -> &str {
+        spec.headers["authorization"].to_str().unwrap()
+    }
+
+    #[test]
+    fn proxies_get_the_passthrough_path_and_the_gateway_key() {
+        for s in SCENARIOS
+            .iter()
+            .filter(|s| s.name.starts_with("passthrough"))
+        {
+            let direct = s.request(Target::Direct, 1);
+            for proxy in [Target::Aurora, Target::Nginx] {
+                let spec = s.request(proxy, 1);
+                assert_eq!(spec.path, format!("/p/openai{}", direct.path), "{}", s.name);
+                assert_eq!(bearer(&spec), format!("Bearer {GATEWAY_KEY}"));
+                assert_eq!(spec.body, direct.body);
+            }
+            assert_eq!(bearer(&direct), format!("Bearer {PROVIDER_KEY}"));
+        }
+    }
+
+    #[test]
+    fn translated_scenarios_send_direct_what_the_gateway_would_send_the_provider() {
+        let chat = request("chat_to_anthropic_json", Target::Aurora);
+        assert_eq!(chat.path, "/v1/chat/completions");
+        assert!(String::from_utf8_lossy(&chat.body).contains("anthropic/claude"));
+        let direct = request("chat_to_anthropic_json", Target::Direct);
+        assert_eq!(direct.path, "/v1/messages");
+        assert!(direct.headers.contains_key("anthropic-version"));
+        let messages = request("messages_to_openai_stream", Target::Aurora);
+        assert_eq!(messages.path, "/v1/messages");
+        assert!(String::from_utf8_lossy(&messages.body).contains("openai:gpt-4o-mini"));
+        assert_eq!(messages.marker, "message_stop");
+        let direct = request("messages_to_openai_stream", Target::Direct);
+        assert_eq!(direct.path, "/v1/chat/completions");
+        assert_eq!(direct.marker, "data: [DONE]");
+    }
+
+    #[test]
+    fn only_plain_proxy_scenarios_run_against_nginx() {
+        for s in SCENARIOS {
+            let targets = s.targets();
+            assert_eq!(targets[0], Target::Direct, "{}: baseline first", s.name);
+            assert_eq!(targets.contains(&Target::Nginx), s.nginx, "{}", s.name);
+            assert!(targets.contains(&Target::Aurora));
+        }
+    }
+
+    #[test]
+    fn upload_body_is_exactly_one_mebibyte_of_json() {
+        let body = upload_body();
+        assert_eq!(body.len(), UPLOAD_BYTES);
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+    }
 }

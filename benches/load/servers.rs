@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::procfs;
+use super::procfs;
 
 /// The gateway key clients present to Aurora: a placeholder, not a credential.
 pub const GATEWAY_KEY: &str = "bench-gateway-placeholder-key";
@@ -378,4 +378,33 @@ pub fn start_nginx(
     });
     server.pids.extend(procfs::children_of(master));
     server
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_listens_on_loopback_only_and_proxies_like_the_gateway() {
+        let conf = nginx_conf(Path::new("/tmp/bench"), 8080, 9090, 4096);
+        let listens: Vec<&str> = conf
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("listen"))
+            .collect();
+        assert_eq!(listens, ["listen 127.0.0.1:8080 backlog=4096;"]);
+        assert!(conf.contains("server 127.0.0.1:9090;"));
+        assert!(conf.contains("worker_processes 1;"));
+        // Keep-alive to the mock, as the gateway's pool does, and the provider key swap.
+        assert!(conf.contains("keepalive 256;"));
+        assert!(conf.contains(&format!("Authorization \"Bearer {PROVIDER_KEY}\"")));
+        // Streams are passed on as they come; so are request bodies.
+        let sse = conf
+            .split("location ")
+            .find(|b| b.starts_with("/p/openai/v1/chat/completions"))
+            .unwrap();
+        assert!(sse.contains("proxy_buffering off;"));
+        assert!(sse.contains("proxy_request_buffering off;"));
+        assert!(conf.contains("pid /tmp/bench/nginx.pid;"));
+    }
 }
