@@ -8,6 +8,8 @@ mod reload_service;
 use std::sync::Arc;
 
 use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::ListenerConfig;
+use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
@@ -68,7 +70,12 @@ pub fn build_server(
         AuroraProxy::new(Arc::clone(&live)),
         "aurora",
     );
-    proxy.add_tcp(&listen);
+    // Plain TCP reads straight into Pingora's HTTP buffers: the 64 KiB L4 read buffer
+    // in front of them serves TLS's record-sized reads, and on a plain connection only
+    // holds memory for as long as the connection lives (an idle stream, for one).
+    proxy.add_listener(
+        ListenerConfig::tcp(listen.clone()).l4_buffer(L4BufferSettings::default().read(0)),
+    );
     if let Some(tls) = &tls {
         proxy.add_tls_with_settings(&tls.listen, None, tls_settings(tls, &live)?);
     }
