@@ -30,6 +30,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether process `pid` holds the socket listening on loopback `port` (Linux
+/// `/proc`): an answer on the port alone may come from another test's gateway.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    // Columns: sl, local address, remote address, state (0A: listening), …, inode.
+    let Some(inode) = table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.get(1) == Some(&local.as_str()) && cols.get(3) == Some(&"0A"))
+            .then(|| cols.get(9).map(|i| format!("socket:[{i}]")))
+            .flatten()
+    }) else {
+        return false;
+    };
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == inode.as_str()))
+    })
+}
+
 /// Runs `aurora` with `args` and a clean environment plus `env`, to completion.
 pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     base_command(env).args(args).output().unwrap()
@@ -68,12 +90,10 @@ impl Gateway {
     pub fn start(yaml: &str, env: &[(&str, &str)]) -> Self {
         let dir = scratch_dir();
         std::fs::write(dir.join("aurora.yaml"), yaml).unwrap();
-        let port = free_port();
         let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        env.push(("AURORA_LISTEN".into(), format!("127.0.0.1:{port}")));
         env.push((
             "AURORA_PID_FILE".into(),
             dir.join("aurora.pid").display().to_string(),
@@ -82,9 +102,19 @@ impl Gateway {
             "AURORA_UPGRADE_SOCK".into(),
             dir.join("upgrade.sock").display().to_string(),
         ));
-        let mut gw = Self::spawn(dir, port, env, &[], "aurora.log");
-        gw.wait_ready();
-        gw
+        // Tests run in parallel, each asking the OS for a free port: another test's
+        // gateway may take the same one first. Then this one cannot bind (Pingora
+        // retries) while that one answers: start again on another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut env = env.clone();
+            env.push(("AURORA_LISTEN".into(), format!("127.0.0.1:{port}")));
+            let mut gw = Self::spawn(dir.clone(), port, env, &[], "aurora.log");
+            if gw.wait_ready() {
+                return gw;
+            }
+        }
+        panic!("no free port for the gateway after 5 tries");
     }
 
     fn spawn(
@@ -168,19 +198,26 @@ impl Gateway {
         }
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until this gateway listens on its port and answers `/health`; `false`
+    /// when another process holds the port.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("gateway exited early ({status}): {}", self.log());
             }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ =
-                    s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out);
-                if out.starts_with("HTTP/1.1 200") {
-                    return;
+            if self.log().contains("is in use") {
+                return false;
+            }
+            if listens_on(self.child.id(), self.port) {
+                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                    let _ = s
+                        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                    let mut out = String::new();
+                    let _ = s.read_to_string(&mut out);
+                    if out.starts_with("HTTP/1.1 200") {
+                        return true;
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
