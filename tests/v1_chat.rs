@@ -654,3 +654,73 @@ async fn expect_100_continue_is_answered_before_the_body_is_read() {
     assert_eq!(rec.body.len(), body.len() - "openai/".len());
     assert!(rec.header("expect").is_none());
 }
+
+/// Segments the socket has received so far (Linux `TCP_INFO`).
+fn segments_in(sock: &tokio::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `tcp_info` is plain data; getsockopt writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_segs_in
+}
+
+/// Reads one chunked HTTP/1.1 response from `sock`.
+async fn read_chunked_response(sock: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"\r\n0\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+            .await
+            .expect("answer stalled")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_translated_answers_leave_in_one_segment_and_release_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_for(&mock, "");
+    let body =
+        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {MASTER}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        String::from_utf8_lossy(body)
+    );
+    let mut sock = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    sock.set_nodelay(true).unwrap();
+    let started = Instant::now();
+    let mut per_answer = Vec::new();
+    for _ in 0..5 {
+        let before = segments_in(&sock);
+        sock.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_chunked_response(&mut sock).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(r#""object":"chat.completion""#), "{answer}");
+        per_answer.push(segments_in(&sock) - before);
+    }
+    // Header, body and last chunk come as one segment (an ACK of the request may
+    // come on its own), not three.
+    assert!(per_answer.iter().all(|&n| n <= 2), "{per_answer:?}");
+    // A socket left corked would hold each answer for the kernel's 200 ms.
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::providers::{Provider, WireFormat};
 
 use super::provider_key::UpstreamCredential;
+use super::response_cork::CorkedSocket;
 use super::GatewayError;
 
 /// Where an accepted request goes.
@@ -50,6 +51,8 @@ pub struct RequestContext {
     /// A `/v1` body the gateway already read and prepared, sent upstream in place of
     /// the client's (which Pingora replays from its retry buffer).
     pub prepared_body: Option<Bytes>,
+    /// The client socket, corked while a whole translated answer is written.
+    pub corked: Option<CorkedSocket>,
     /// The response is translated into the client's format.
     pub translated: bool,
     /// The API the client speaks, which fixes the envelope of gateway errors.
@@ -75,6 +78,7 @@ impl RequestContext {
             request_body_bytes: 0,
             is_subrequest: false,
             prepared_body: None,
+            corked: None,
             translated: false,
             error_format: WireFormat::OpenAi,
             in_flight: false,

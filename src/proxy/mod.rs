@@ -12,6 +12,7 @@ pub mod model_route;
 pub mod passthrough;
 pub mod provider_key;
 mod respond;
+mod response_cork;
 pub mod route;
 mod subrequest;
 mod upstream;
@@ -454,10 +455,13 @@ impl ProxyHttp for AuroraProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if ctx.translated && response_cork::is_whole_answer(upstream_response) {
+            ctx.corked = response_cork::CorkedSocket::cork(session);
+        }
         let status = upstream_response.status.as_u16();
         ctx.upstream_status = Some(status);
         if let Some(out) = &ctx.upstream_status_out {
@@ -523,6 +527,9 @@ impl ProxyHttp for AuroraProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        if let Some(corked) = ctx.corked.take() {
+            corked.release();
+        }
         // The main request logs for its subrequest.
         if !ctx.is_subrequest {
             access_log::log_request(session, e, ctx);
