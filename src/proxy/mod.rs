@@ -432,7 +432,9 @@ impl ProxyHttp for AuroraProxy {
         if let Some(prepared) = &ctx.prepared_body {
             // The whole client body comes back as one replayed chunk (once per attempt
             // at an upstream); the prepared body takes its place.
-            *body = Some(prepared.clone());
+            if body.is_some() {
+                *body = Some(prepared.clone());
+            }
             return Ok(());
         }
         if ctx.is_subrequest {
@@ -459,7 +461,11 @@ impl ProxyHttp for AuroraProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if ctx.translated && response_cork::is_whole_answer(upstream_response) {
+        if session
+            .downstream_modules_ctx
+            .get::<TranslationModule>()
+            .is_some_and(|m| m.answers_whole(upstream_response))
+        {
             ctx.corked = response_cork::CorkedSocket::cork(session);
         }
         let status = upstream_response.status.as_u16();

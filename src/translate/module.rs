@@ -33,6 +33,12 @@ impl TranslationModule {
         self.translator.is_some()
     }
 
+    /// Whether the answer with this provider header will be translated whole, once
+    /// the provider's body has ended (not as a stream).
+    pub fn answers_whole(&self, resp: &ResponseHeader) -> bool {
+        self.translator.as_ref().is_some_and(|t| !t.streams(resp))
+    }
+
     /// Whether a translated response has started but not yet ended: after an
     /// upstream failure, ending its body lets a stream close with an error event.
     pub fn is_mid_response(&self) -> bool {

@@ -150,10 +150,9 @@ impl ResponseTranslator {
         }
     }
 
-    /// Rewrites the response header: the body changes length, so it is sent
-    /// chunked, and its type follows the translated body.
-    pub fn on_header(&mut self, resp: &mut ResponseHeader) -> pingora_core::Result<()> {
-        let status = resp.status.as_u16();
+    /// Whether the provider's answer with this header is translated as it arrives
+    /// (a successful event stream) rather than collected whole (JSON, any error).
+    pub fn streams(&self, resp: &ResponseHeader) -> bool {
         let is_event_stream = resp
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -161,7 +160,14 @@ impl ResponseTranslator {
             .map_or(self.translation.stream_requested(), |ct| {
                 ct.trim_start().starts_with(EVENT_STREAM)
             });
-        self.body = if (200..300).contains(&status) && is_event_stream {
+        resp.status.is_success() && is_event_stream
+    }
+
+    /// Rewrites the response header: the body changes length, so it is sent
+    /// chunked, and its type follows the translated body.
+    pub fn on_header(&mut self, resp: &mut ResponseHeader) -> pingora_core::Result<()> {
+        let status = resp.status.as_u16();
+        self.body = if self.streams(resp) {
             Body::Stream(self.translation.stream_translator())
         } else {
             Body::Whole {
@@ -249,6 +255,18 @@ mod tests {
         h.insert_header("content-length", "10").unwrap();
         h.insert_header("retry-after", "7").unwrap();
         h
+    }
+
+    #[test]
+    fn only_successful_event_streams_stream() {
+        let t = translator(false);
+        assert!(t.streams(&header(200, "text/event-stream; charset=utf-8")));
+        assert!(!t.streams(&header(200, "application/json")));
+        assert!(!t.streams(&header(429, "text/event-stream")));
+        // Without a content type, the client's `stream` decides.
+        let bare = ResponseHeader::build(200, None).unwrap();
+        assert!(!t.streams(&bare));
+        assert!(translator(true).streams(&bare));
     }
 
     #[test]
