@@ -174,7 +174,7 @@ impl Report<'_> {
         let _ = writeln!(o, "## Load bench results\n");
         let _ = writeln!(
             o,
-            "Machine: {} CPUs ({}), {:.1} GiB RAM, Linux {}. {}. Aurora {} worker thread(s), nginx 1 worker; both log warnings only (no access log). Each loop {} s after {} s of warm-up; closed loop at {} connections; open loop at the rate shown over {} connections, latency from the intended send time. SSE answers carry {} events{}.\n",
+            "Machine: {} CPUs ({}), {:.1} GiB RAM, Linux {}. {}. Aurora {} worker thread(s), nginx 1 worker; both log warnings only (no access log). Each loop {} s after {} s of warm-up, run {} time(s), the median round kept (closed: by req/s; open: by p99); closed loop at {} connections; open loop at the rate shown over {} connections, latency from the intended send time. SSE answers carry {} events{}.\n",
             m.nproc,
             m.cpu_model,
             m.mem_gib,
@@ -183,6 +183,7 @@ impl Report<'_> {
             s.threads,
             s.secs,
             s.warmup_secs,
+            s.rounds,
             s.concurrency,
             s.concurrency,
             s.sse_events,
@@ -379,6 +380,7 @@ impl Report<'_> {
             "other_processes_cpu_s": m.other_cpu,
             "other_processes_cpu_share": other_share(m),
             "repeats_for_disturbance": m.repeats,
+            "rounds": m.rounds,
             "error_samples": st.error_samples,
         })
     }
@@ -461,6 +463,7 @@ impl Report<'_> {
             },
             "settings": {
                 "secs": s.secs,
+                "rounds": s.rounds,
                 "warmup_secs": s.warmup_secs,
                 "concurrency": s.concurrency,
                 "rate": s.rate,
@@ -510,6 +513,7 @@ mod tests {
             other_cpu: 0.0,
             cpus: 2,
             repeats: 0,
+            rounds: Vec::new(),
         }
     }
 
@@ -564,6 +568,7 @@ mod tests {
     fn verdicts(loads: &[LoadResult], idles: &[IdleResult]) -> Vec<(String, Option<bool>, String)> {
         let settings = Settings {
             secs: 1.0,
+            rounds: 1,
             warmup_secs: 0.0,
             concurrency: 32,
             rate: 2000.0,
