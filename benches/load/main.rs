@@ -308,6 +308,21 @@ impl Bench {
         m
     }
 
+    /// `loop_once` run `AURORA_BENCH_ROUNDS` times (each quietly), and the median
+    /// round by `figure`.
+    fn median_of_rounds(
+        &self,
+        scenario: Scenario,
+        target: Target,
+        figure: impl Fn(&Measured) -> f64,
+        loop_once: impl Fn() -> Measured,
+    ) -> Measured {
+        let rounds = (0..self.settings.rounds)
+            .map(|_| self.measure_quietly(scenario, target, &loop_once))
+            .collect();
+        median_round(rounds, figure).expect("at least one round")
+    }
+
     fn run_load(&self, scenario: Scenario, target: Target) -> LoadResult {
         let started = self.start(target);
         let server = started.as_ref().unwrap_or(&self.mock);
@@ -338,34 +353,33 @@ impl Bench {
                 .block_on(client::closed_loop(addr, spec.clone(), s.concurrency, warm));
         }
         server.reset_peak_rss();
-        let closed = (0..s.rounds)
-            .map(|_| {
-                self.measure_quietly(scenario, target, || {
-                    self.measure(
-                        server,
-                        target,
-                        client::closed_loop(addr, spec.clone(), s.concurrency, secs),
-                        None,
-                    )
-                })
-            })
-            .collect();
-        let closed = median_round(closed, |m| m.stats.rps()).expect("at least one round");
+        let closed = self.median_of_rounds(
+            scenario,
+            target,
+            |m| m.stats.rps(),
+            || {
+                self.measure(
+                    server,
+                    target,
+                    client::closed_loop(addr, spec.clone(), s.concurrency, secs),
+                    None,
+                )
+            },
+        );
         let rate = (s.rate * scenario.rate_share).max(1.0);
-        let open = (0..s.rounds)
-            .map(|_| {
-                self.measure_quietly(scenario, target, || {
-                    self.measure(
-                        server,
-                        target,
-                        client::open_loop(addr, spec.clone(), s.concurrency, rate, secs),
-                        Some(rate),
-                    )
-                })
-            })
-            .collect();
-        let open =
-            median_round(open, |m| m.stats.quantile_us(0.99) as f64).expect("at least one round");
+        let open = self.median_of_rounds(
+            scenario,
+            target,
+            |m| m.stats.quantile_us(0.99) as f64,
+            || {
+                self.measure(
+                    server,
+                    target,
+                    client::open_loop(addr, spec.clone(), s.concurrency, rate, secs),
+                    Some(rate),
+                )
+            },
+        );
         result.peak_rss_kib = server.peak_rss_kib();
         eprintln!(
             "  {:<26} {:<6} closed {:>9.0} req/s p99 {:>8.3} ms fail {} | open {:>6.0}/s p99 {:>8.3} ms fail {}",
