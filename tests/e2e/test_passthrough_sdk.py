@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from mock_provider import RATE_LIMIT_MESSAGE, RATE_LIMITED_MODEL, fixture_bytes, sse_events
+from upstream_requests import single_upstream_request
 
 CLAUDE = "claude-sonnet-4-20250514"  # the model the fixtures were recorded with
 GPT = "gpt-4o-mini"
@@ -47,15 +48,6 @@ def claude_client(gateway, **credential):
 
 def openai_client(gateway, api_key):
     return openai.OpenAI(base_url=f"{gateway.base_url}/p/openai", api_key=api_key, max_retries=0)
-
-
-def single_upstream_request(gateway, path):
-    (request,) = gateway.mock.requests
-    assert request.method == "POST"
-    assert request.path == path
-    # The gateway key must never reach a provider, under any header name.
-    assert not [k for k, v in request.headers.items() if gateway.master_key in v]
-    return request
 
 
 # --- Anthropic ---------------------------------------------------------------------

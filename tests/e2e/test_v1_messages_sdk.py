@@ -37,6 +37,7 @@ from mock_provider import (
     sse_data,
     sse_events,
 )
+from upstream_requests import anthropic_upstream_request, openai_upstream_request, single_upstream_request
 
 CLAUDE = "anthropic:claude-sonnet-4-5"
 CLAUDE_UPSTREAM = "claude-sonnet-4-5"
@@ -101,32 +102,6 @@ def messages_client(gateway, key=None, via="x-api-key"):
         return anthropic.Anthropic(auth_token=key, **common)
     assert via == "x-api-key"
     return anthropic.Anthropic(api_key=None, default_headers={"x-api-key": key}, **common)
-
-
-def single_upstream_request(gateway, path):
-    (request,) = gateway.mock.requests
-    assert request.method == "POST"
-    assert request.path == path
-    # The gateway key must never reach a provider, under any header name or in the body.
-    assert not [k for k, v in request.headers.items() if gateway.master_key in v]
-    assert gateway.master_key.encode() not in request.body
-    return request
-
-
-def anthropic_upstream_request(gateway, path=MESSAGES_PATH):
-    """The one request the gateway sent to Anthropic, checked for Anthropic's credentials."""
-    upstream = single_upstream_request(gateway, path)
-    assert upstream.headers["x-api-key"] == gateway.provider_keys["anthropic"]
-    assert "authorization" not in upstream.headers
-    return upstream
-
-
-def openai_upstream_request(gateway):
-    """The one request the gateway sent to OpenAI, checked for OpenAI's credentials."""
-    upstream = single_upstream_request(gateway, CHAT_COMPLETIONS_PATH)
-    assert upstream.headers["authorization"] == f"Bearer {gateway.provider_keys['openai']}"
-    assert "x-api-key" not in upstream.headers
-    return upstream
 
 
 def without_model(body: dict) -> dict:

@@ -32,6 +32,8 @@ from mock_provider import (
     sse_data,
     sse_events,
 )
+import upstream_requests
+from upstream_requests import openai_upstream_request
 
 CLAUDE = "anthropic/claude-sonnet-4-5"
 CLAUDE_UPSTREAM = "claude-sonnet-4-5"
@@ -99,29 +101,11 @@ def v1_client(gateway, api_key=None):
     )
 
 
-def single_upstream_request(gateway, path):
-    (request,) = gateway.mock.requests
-    assert request.method == "POST"
-    assert request.path == path
-    # The gateway key must never reach a provider, under any header name.
-    assert not [k for k, v in request.headers.items() if gateway.master_key in v]
-    return request
-
-
 def anthropic_upstream_request(gateway):
-    """The one request the gateway sent to Anthropic, checked for Anthropic's credentials."""
-    upstream = single_upstream_request(gateway, MESSAGES_PATH)
-    assert upstream.headers["x-api-key"] == gateway.provider_keys["anthropic"]
+    """The one request the gateway sent to Anthropic, with the `anthropic-version` a
+    translated request carries."""
+    upstream = upstream_requests.anthropic_upstream_request(gateway)
     assert upstream.headers["anthropic-version"] == ANTHROPIC_VERSION
-    assert "authorization" not in upstream.headers
-    return upstream
-
-
-def openai_upstream_request(gateway):
-    """The one request the gateway sent to OpenAI, checked for OpenAI's credentials."""
-    upstream = single_upstream_request(gateway, CHAT_COMPLETIONS_PATH)
-    assert upstream.headers["authorization"] == f"Bearer {gateway.provider_keys['openai']}"
-    assert "x-api-key" not in upstream.headers
     return upstream
 
 
