@@ -50,6 +50,11 @@ fn config_after(mock: &MockUpstream, reload: usize) -> String {
     }
 }
 
+/// A gateway on `yaml` whose clients present `MASTER`.
+fn gateway(yaml: &str) -> Gateway {
+    Gateway::start(yaml, &[("AURORA_MASTER_KEY", MASTER)])
+}
+
 /// A provider that answers with the credential it received, and streams chat
 /// completions from `stream`.
 async fn echo_mock(stream: Option<Arc<sse::SseSource>>) -> MockUpstream {
@@ -99,21 +104,11 @@ async fn sighup_under_load_switches_configs_without_failing_a_request() {
     const RELOADS: usize = 10;
     let (mut feed, source) = sse::channel();
     let mock = echo_mock(Some(source)).await;
-    let gw = Gateway::start(&config_after(&mock, 0), &[("AURORA_MASTER_KEY", MASTER)]);
+    let gw = gateway(&config_after(&mock, 0));
     let c = client();
 
     // Opened under the first config, this stream must outlive every reload.
-    feed.send(0);
-    let resp = c
-        .post(gw.url("/p/openai/chat/completions"))
-        .bearer_auth(MASTER)
-        .body(r#"{"stream":true}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let stream = sse::SseClient::start(resp);
-    stream.wait_events(1).await;
+    let stream = sse::open_passthrough_stream(&gw, MASTER, &feed).await;
 
     let phase = Arc::new(AtomicUsize::new(0));
     let url = gw.url("/p/openai/models");
@@ -213,10 +208,7 @@ fn has_position(line: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_file_on_sighup_changes_nothing_and_logs_where() {
     let mock = echo_mock(None).await;
-    let gw = Gateway::start(
-        &config(&mock, KEY_A, true, ""),
-        &[("AURORA_MASTER_KEY", MASTER)],
-    );
+    let gw = gateway(&config(&mock, KEY_A, true, ""));
     let c = client();
     let url = gw.url("/p/openai/models");
     assert_eq!(models(&c, &url, "before").await, Ok(Served::KeyA));
@@ -250,10 +242,7 @@ async fn broken_file_on_sighup_changes_nothing_and_logs_where() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_only_changes_are_kept_and_named_in_a_warning() {
     let mock = echo_mock(None).await;
-    let gw = Gateway::start(
-        &config(&mock, KEY_A, true, ""),
-        &[("AURORA_MASTER_KEY", MASTER)],
-    );
+    let gw = gateway(&config(&mock, KEY_A, true, ""));
     gw.write_config(&config(
         &mock,
         KEY_B,
@@ -285,10 +274,7 @@ async fn restart_only_changes_are_kept_and_named_in_a_warning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_filter_follows_the_file_on_sighup() {
     let mock = echo_mock(None).await;
-    let gw = Gateway::start(
-        &config(&mock, KEY_A, true, ""),
-        &[("AURORA_MASTER_KEY", MASTER)],
-    );
+    let gw = gateway(&config(&mock, KEY_A, true, ""));
     let c = client();
     let url = gw.url("/p/openai/models");
     models(&c, &url, "loud-first").await.unwrap();

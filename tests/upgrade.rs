@@ -33,21 +33,6 @@ async fn mock_with_stream(stream: std::sync::Arc<sse::SseSource>) -> MockUpstrea
     .await
 }
 
-async fn open_stream(gw: &Gateway, feed: &sse::SseFeed) -> sse::SseClient {
-    feed.send(0);
-    let resp = common::client()
-        .post(gw.url("/p/openai/chat/completions"))
-        .bearer_auth(MASTER)
-        .body(r#"{"stream":true}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let stream = sse::SseClient::start(resp);
-    stream.wait_events(1).await;
-    stream
-}
-
 /// Sends `signal` to `pid`.
 fn kill(signal: &str, pid: u32) {
     Command::new("kill")
@@ -75,7 +60,7 @@ async fn upgrade_hands_the_socket_to_a_new_process_without_failing_a_request() {
             ("AURORA_GRACE_PERIOD_SECONDS", "1"),
         ],
     );
-    let stream = open_stream(&old, &feed).await;
+    let stream = sse::open_passthrough_stream(&old, MASTER, &feed).await;
 
     // One connection per request, so every request tests who accepts it; an idle
     // keep-alive connection closed by the old process would be a client retry case.
@@ -171,7 +156,7 @@ async fn sigterm_lets_an_inflight_sse_stream_finish() {
             ("AURORA_GRACE_PERIOD_SECONDS", "5"),
         ],
     );
-    let stream = open_stream(&gw, &feed).await;
+    let stream = sse::open_passthrough_stream(&gw, MASTER, &feed).await;
     gw.signal("TERM");
     gw.wait_for_log("SIGTERM received", 1).await;
     // No new connections once the listener is closed...
@@ -206,7 +191,7 @@ async fn sigterm_cuts_streams_still_open_after_the_grace_period() {
             ("AURORA_GRACE_PERIOD_SECONDS", "1"),
         ],
     );
-    let stream = open_stream(&gw, &feed).await;
+    let stream = sse::open_passthrough_stream(&gw, MASTER, &feed).await;
     gw.signal("TERM");
     // The provider never ends this stream; the gateway still exits.
     let status = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(60)))

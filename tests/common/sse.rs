@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::Reply;
+use super::{client, Gateway, Reply};
 
 /// The text of event `n`.
 pub fn event(n: usize) -> String {
@@ -63,6 +63,23 @@ pub fn channel() -> (SseFeed, Arc<SseSource>) {
             rx: Mutex::new(Some(rx)),
         }),
     )
+}
+
+/// Opens a streamed chat completion through `gw`'s OpenAI passthrough with `key`,
+/// feeds the provider's first event and waits until it reached the client.
+pub async fn open_passthrough_stream(gw: &Gateway, key: &str, feed: &SseFeed) -> SseClient {
+    feed.send(0);
+    let resp = client()
+        .post(gw.url("/p/openai/chat/completions"))
+        .bearer_auth(key)
+        .body(r#"{"stream":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let stream = SseClient::start(resp);
+    stream.wait_events(1).await;
+    stream
 }
 
 /// Reads a streaming response in the background.
