@@ -461,10 +461,12 @@ impl ProxyHttp for AuroraProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if session
-            .downstream_modules_ctx
-            .get::<TranslationModule>()
-            .is_some_and(|m| m.answers_whole(upstream_response))
+        // Only translated answers are held whole; passthrough skips the module lookup.
+        if ctx.translated
+            && session
+                .downstream_modules_ctx
+                .get::<TranslationModule>()
+                .is_some_and(|m| m.answers_whole(upstream_response))
         {
             ctx.corked = response_cork::CorkedSocket::cork(session);
         }
