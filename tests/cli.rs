@@ -6,7 +6,8 @@ use common::{client, run_cli, scratch_dir, Gateway, MockUpstream, Reply};
 
 #[test]
 fn check_config_accepts_a_valid_file() {
-    let path = scratch_dir().join("ok.yaml");
+    let dir = scratch_dir();
+    let path = dir.join("ok.yaml");
     std::fs::write(
         &path,
         "providers:\n  anthropic:\n    api_key: ${ANT}\nserver:\n  master_key: m\n",
@@ -29,7 +30,8 @@ fn check_config_accepts_a_valid_file() {
 
 #[test]
 fn check_config_refuses_a_broken_file_with_its_position() {
-    let path = scratch_dir().join("bad.yaml");
+    let dir = scratch_dir();
+    let path = dir.join("bad.yaml");
     std::fs::write(&path, "server:\n  threads: [\n").unwrap();
     let out = run_cli(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -44,7 +46,8 @@ fn check_config_refuses_a_broken_file_with_its_position() {
 
 #[test]
 fn check_config_refuses_passthru_mixed_with_static_keys_naming_the_provider() {
-    let path = scratch_dir().join("mixed.yaml");
+    let dir = scratch_dir();
+    let path = dir.join("mixed.yaml");
     for yaml in [
         "providers:\n  openai-east:\n    type: openai\n    api_keys: [\"!PASSTHRU\", sk-static-test]\n",
         "providers:\n  openai-east:\n    type: openai\n    api_key: \"!PASSTHRU\"\n    api_keys: [sk-static-test]\n",
@@ -61,7 +64,8 @@ fn check_config_refuses_passthru_mixed_with_static_keys_naming_the_provider() {
 
 #[test]
 fn check_config_accepts_passthru_and_api_keys() {
-    let path = scratch_dir().join("keys.yaml");
+    let dir = scratch_dir();
+    let path = dir.join("keys.yaml");
     std::fs::write(
         &path,
         "providers:\n  anthropic:\n    api_key: !PASSTHRU\n  openai:\n    api_keys: [sk-a-test, sk-b-test]\n",

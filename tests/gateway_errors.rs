@@ -217,7 +217,8 @@ async fn https_upstream_is_verified_against_ca_file() {
         pki.acceptor.clone(),
     )
     .await;
-    let ca_path = scratch_dir().join("ca.pem");
+    let dir = scratch_dir();
+    let ca_path = dir.join("ca.pem");
     pki.write_ca(&ca_path);
     let trusted = Gateway::start(
         &tls_yaml(mock.addr.port(), ca_path.to_str()),

@@ -218,7 +218,8 @@ async fn anthropic_provider_over_tls_gets_its_own_headers() {
         pki.acceptor.clone(),
     )
     .await;
-    let ca = scratch_dir().join("ca.pem");
+    let dir = scratch_dir();
+    let ca = dir.join("ca.pem");
     pki.write_ca(&ca);
     let config = config(&format!(
         "providers:\n  claude: {{type: anthropic, api_key: sk-ant-tls-test, base_url: 'https://localhost:{}/v1', ca_file: '{}'}}\n",

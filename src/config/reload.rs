@@ -184,6 +184,8 @@ mod tests {
     use crate::config::{build_config, Config};
 
     struct Fixture {
+        /// Removed with the fixture.
+        _dir: tempfile::TempDir,
         path: PathBuf,
         reloader: ConfigReloader,
     }
@@ -192,11 +194,12 @@ mod tests {
         EnvSnapshot::from_pairs([("AURORA_MASTER_KEY", "m")])
     }
 
-    fn fixture(tag: &str, yaml: &str) -> Fixture {
-        let dir =
-            std::env::temp_dir().join(format!("aurora-unit-reload-{}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("aurora.yaml");
+    fn fixture(yaml: &str) -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("aurora-unit-reload-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("aurora.yaml");
         std::fs::write(&path, yaml).unwrap();
         let first = build_config(Some(yaml), Some(&path), &env()).unwrap();
         let live = Arc::new(LiveConfig::new(first));
@@ -205,6 +208,7 @@ mod tests {
             required: true,
         };
         Fixture {
+            _dir: dir,
             path,
             reloader: ConfigReloader::new(source, live),
         }
@@ -220,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_valid_file_replaces_the_config_for_later_snapshots_only() {
-        let f = fixture("swap", KEY_A);
+        let f = fixture(KEY_A);
         let before = f.reloader.live().snapshot();
         std::fs::write(&f.path, KEY_B).unwrap();
         let outcome = f.reloader.reload_with(&env());
@@ -238,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_broken_file_changes_nothing_and_says_where() {
-        let f = fixture("broken", KEY_A);
+        let f = fixture(KEY_A);
         std::fs::write(&f.path, "providers:\n  openai:\n    api_key: [unclosed\n").unwrap();
         let ReloadOutcome::Rejected(err) = f.reloader.reload_with(&env()) else {
             panic!("a broken file must be refused");
@@ -261,7 +265,7 @@ mod tests {
 
     #[test]
     fn every_attempt_and_failure_is_counted() {
-        let f = fixture("count", KEY_A);
+        let f = fixture(KEY_A);
         f.reloader.reload_with(&env());
         std::fs::write(&f.path, "server: [").unwrap();
         f.reloader.reload_with(&env());
@@ -273,10 +277,8 @@ mod tests {
 
     #[test]
     fn restart_only_settings_keep_their_running_values_and_are_named() {
-        let f = fixture(
-            "restart",
-            "server:\n  listen: 127.0.0.1:7001\n  threads: 2\n  body_size_limit: 1MiB\n",
-        );
+        let f =
+            fixture("server:\n  listen: 127.0.0.1:7001\n  threads: 2\n  body_size_limit: 1MiB\n");
         std::fs::write(
             &f.path,
             "server:\n  listen: 127.0.0.1:7002\n  threads: 4\n  grace_period_seconds: 1\n  pid_file: /tmp/x.pid\n  upgrade_sock: /tmp/x.sock\n  body_size_limit: 2MiB\n",
@@ -307,7 +309,7 @@ mod tests {
         let _guard = crate::logging::TEST_FILTER_LOCK
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let f = fixture("switches", KEY_A);
+        let f = fixture(KEY_A);
         let hash = "ab".repeat(32);
         std::fs::write(
             &f.path,

@@ -114,17 +114,17 @@ mod tests {
         (c, k)
     }
 
-    fn scratch(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("aurora-unit-tls-{}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn scratch() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("aurora-unit-tls-")
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn loads_a_matching_pair() {
-        let dir = scratch("ok");
-        let (c, k) = write_pair(&dir, "a");
+        let dir = scratch();
+        let (c, k) = write_pair(dir.path(), "a");
         let cert = ServerCert::load(&c, &k).unwrap();
         assert!(!cert.leaf_der().is_empty());
         assert_eq!(format!("{cert:?}"), "ServerCert(1 certificates)");
@@ -132,12 +132,12 @@ mod tests {
 
     #[test]
     fn refuses_a_key_of_another_certificate_and_missing_files() {
-        let dir = scratch("bad");
-        let (c, _) = write_pair(&dir, "a");
-        let (_, other_key) = write_pair(&dir, "b");
+        let dir = scratch();
+        let (c, _) = write_pair(dir.path(), "a");
+        let (_, other_key) = write_pair(dir.path(), "b");
         let err = ServerCert::load(&c, &other_key).unwrap_err();
         assert!(err.contains("does not fit"), "{err}");
-        let err = ServerCert::load(&dir.join("none.crt"), &other_key).unwrap_err();
+        let err = ServerCert::load(&dir.path().join("none.crt"), &other_key).unwrap_err();
         assert!(err.contains("cannot read"), "{err}");
         let err = ServerCert::load(&other_key, &other_key).unwrap_err();
         assert!(err.contains("no PEM certificate"), "{err}");

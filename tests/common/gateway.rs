@@ -3,22 +3,43 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
+/// A test's own scratch directory (config, logs, pid file, certificates). It is
+/// removed when dropped, unless the test is failing: then it stays, and its path is
+/// printed, so the gateway's log can be read.
+pub struct ScratchDir(Option<tempfile::TempDir>);
 
-/// A unique scratch directory for one test.
-pub fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "aurora-test-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+impl Deref for ScratchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.0.take() {
+                eprintln!("test files kept in {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch_dir() -> ScratchDir {
+    ScratchDir(Some(
+        tempfile::Builder::new()
+            .prefix("aurora-test-")
+            .tempdir()
+            .unwrap(),
+    ))
 }
 
 /// A loopback port nobody listens on right now.
@@ -80,6 +101,8 @@ pub struct Gateway {
     pub log_path: PathBuf,
     /// Scratch directory holding the config, logs, pid file and upgrade socket.
     pub dir: PathBuf,
+    /// Keeps `dir` until the last gateway using it (an upgrade shares it) is gone.
+    scratch: Arc<ScratchDir>,
     env: Vec<(String, String)>,
     child: Child,
 }
@@ -88,7 +111,8 @@ impl Gateway {
     /// Starts the gateway with `yaml` as its config file and `env` as its environment.
     /// The pid file and upgrade socket live in the test's own scratch directory.
     pub fn start(yaml: &str, env: &[(&str, &str)]) -> Self {
-        let dir = scratch_dir();
+        let scratch = Arc::new(scratch_dir());
+        let dir = scratch.to_path_buf();
         std::fs::write(dir.join("aurora.yaml"), yaml).unwrap();
         let mut env: Vec<(String, String)> = env
             .iter()
@@ -109,7 +133,7 @@ impl Gateway {
             let port = free_port();
             let mut env = env.clone();
             env.push(("AURORA_LISTEN".into(), format!("127.0.0.1:{port}")));
-            let mut gw = Self::spawn(dir.clone(), port, env, &[], "aurora.log");
+            let mut gw = Self::spawn(scratch.clone(), port, env, &[], "aurora.log");
             if gw.wait_ready() {
                 return gw;
             }
@@ -118,12 +142,13 @@ impl Gateway {
     }
 
     fn spawn(
-        dir: PathBuf,
+        scratch: Arc<ScratchDir>,
         port: u16,
         env: Vec<(String, String)>,
         args: &[&str],
         log_name: &str,
     ) -> Self {
+        let dir = scratch.to_path_buf();
         let log_path = dir.join(log_name);
         let log = std::fs::File::create(&log_path).unwrap();
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -139,6 +164,7 @@ impl Gateway {
             port,
             log_path,
             dir,
+            scratch,
             env,
             child,
         }
@@ -149,7 +175,7 @@ impl Gateway {
     /// SIGQUIT.
     pub fn spawn_upgrade(&self) -> Gateway {
         Self::spawn(
-            self.dir.clone(),
+            self.scratch.clone(),
             self.port,
             self.env.clone(),
             &["-u"],
