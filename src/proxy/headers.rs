@@ -157,6 +157,13 @@ mod tests {
         Secret::new("sk-provider")
     }
 
+    /// A client request with `pairs`, as sent to a `kind` provider holding `key()`.
+    fn sent_to(kind: ProviderKind, pairs: &[(&str, &str)]) -> RequestHeader {
+        let mut r = request(pairs);
+        add_provider_headers(&mut r, &provider(kind), Some(&key()), "rid").unwrap();
+        r
+    }
+
     #[test]
     fn strips_client_credentials_cookies_and_forwarding_headers() {
         let mut r = request(&[
@@ -217,14 +224,7 @@ mod tests {
 
     #[test]
     fn anthropic_gets_x_api_key_and_default_version() {
-        let mut r = request(&[]);
-        add_provider_headers(
-            &mut r,
-            &provider(ProviderKind::Anthropic),
-            Some(&key()),
-            "rid",
-        )
-        .unwrap();
+        let r = sent_to(ProviderKind::Anthropic, &[]);
         assert_eq!(r.headers["x-api-key"], "sk-provider");
         assert_eq!(r.headers["anthropic-version"], ANTHROPIC_VERSION);
         assert_eq!(r.headers["host"], "api.example.com:8443");
@@ -249,38 +249,25 @@ mod tests {
 
     #[test]
     fn client_anthropic_version_is_kept() {
-        let mut r = request(&[("anthropic-version", "2024-01-01")]);
-        add_provider_headers(
-            &mut r,
-            &provider(ProviderKind::Anthropic),
-            Some(&key()),
-            "rid",
-        )
-        .unwrap();
+        let r = sent_to(
+            ProviderKind::Anthropic,
+            &[("anthropic-version", "2024-01-01")],
+        );
         assert_eq!(r.headers["anthropic-version"], "2024-01-01");
     }
 
     #[test]
     fn openai_style_gets_bearer_and_gemini_gets_goog_key() {
-        let mut r = request(&[]);
-        add_provider_headers(&mut r, &provider(ProviderKind::Groq), Some(&key()), "rid").unwrap();
+        let r = sent_to(ProviderKind::Groq, &[]);
         assert_eq!(r.headers["authorization"], "Bearer sk-provider");
-        let mut r = request(&[]);
-        add_provider_headers(&mut r, &provider(ProviderKind::Gemini), Some(&key()), "rid").unwrap();
+        let r = sent_to(ProviderKind::Gemini, &[]);
         assert_eq!(r.headers["x-goog-api-key"], "sk-provider");
         assert!(!r.headers.contains_key("authorization"));
     }
 
     #[test]
     fn openrouter_defaults_yield_to_client_values() {
-        let mut r = request(&[("x-title", "mine")]);
-        add_provider_headers(
-            &mut r,
-            &provider(ProviderKind::OpenRouter),
-            Some(&key()),
-            "rid",
-        )
-        .unwrap();
+        let r = sent_to(ProviderKind::OpenRouter, &[("x-title", "mine")]);
         assert_eq!(r.headers["x-title"], "mine");
         assert_eq!(r.headers["http-referer"], OPENROUTER_REFERER);
     }
