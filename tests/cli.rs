@@ -2,19 +2,23 @@
 
 mod common;
 
+use std::process::Output;
+
 use common::{client, run_cli, scratch_dir, Gateway, MockUpstream, Reply};
+
+/// `aurora --check-config` on `yaml`, saved as `name` in a scratch directory.
+fn check_config(name: &str, yaml: &str, env: &[(&str, &str)]) -> Output {
+    let dir = scratch_dir();
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    run_cli(&["--config", path.to_str().unwrap(), "--check-config"], env)
+}
 
 #[test]
 fn check_config_accepts_a_valid_file() {
-    let dir = scratch_dir();
-    let path = dir.join("ok.yaml");
-    std::fs::write(
-        &path,
+    let out = check_config(
+        "ok.yaml",
         "providers:\n  anthropic:\n    api_key: ${ANT}\nserver:\n  master_key: m\n",
-    )
-    .unwrap();
-    let out = run_cli(
-        &["--config", path.to_str().unwrap(), "--check-config"],
         &[("ANT", "sk-ant-secret-value")],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -30,30 +34,23 @@ fn check_config_accepts_a_valid_file() {
 
 #[test]
 fn check_config_refuses_a_broken_file_with_its_position() {
-    let dir = scratch_dir();
-    let path = dir.join("bad.yaml");
-    std::fs::write(&path, "server:\n  threads: [\n").unwrap();
-    let out = run_cli(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    let out = check_config("bad.yaml", "server:\n  threads: [\n", &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.yaml:"), "{stderr}");
 
-    std::fs::write(&path, "providers:\n  mystery: {}\n").unwrap();
-    let out = run_cli(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    let out = check_config("bad.yaml", "providers:\n  mystery: {}\n", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown type `mystery`"));
 }
 
 #[test]
 fn check_config_refuses_passthru_mixed_with_static_keys_naming_the_provider() {
-    let dir = scratch_dir();
-    let path = dir.join("mixed.yaml");
     for yaml in [
         "providers:\n  openai-east:\n    type: openai\n    api_keys: [\"!PASSTHRU\", sk-static-test]\n",
         "providers:\n  openai-east:\n    type: openai\n    api_key: \"!PASSTHRU\"\n    api_keys: [sk-static-test]\n",
     ] {
-        std::fs::write(&path, yaml).unwrap();
-        let out = run_cli(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+        let out = check_config("mixed.yaml", yaml, &[]);
         assert_eq!(out.status.code(), Some(1), "{yaml}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("provider `openai-east`"), "{stderr}");
@@ -64,14 +61,11 @@ fn check_config_refuses_passthru_mixed_with_static_keys_naming_the_provider() {
 
 #[test]
 fn check_config_accepts_passthru_and_api_keys() {
-    let dir = scratch_dir();
-    let path = dir.join("keys.yaml");
-    std::fs::write(
-        &path,
+    let out = check_config(
+        "keys.yaml",
         "providers:\n  anthropic:\n    api_key: !PASSTHRU\n  openai:\n    api_keys: [sk-a-test, sk-b-test]\n",
-    )
-    .unwrap();
-    let out = run_cli(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+        &[],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
