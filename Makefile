@@ -8,7 +8,7 @@ PID_FILE ?= /tmp/aurora.pid
 LOG_FILE ?= aurora.log
 AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fmt lint bench bench-deps bench-load deps venv
+.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fmt lint bench bench-micro bench-deps bench-load deps venv
 
 all: build
 
@@ -82,9 +82,12 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# Every bench: the micro benches, then the load bench.
+bench: bench-micro bench-load
+
 # Criterion micro benches, kept short: routing, header rewrite, translation.
 BENCH_ARGS ?= --warm-up-time 1 --measurement-time 3
-bench: deps
+bench-micro: deps
 	$(CARGO) bench --bench translate --bench proxy -- $(BENCH_ARGS)
 
 # nginx, the load bench's reference proxy (the bench runs its own instance under
@@ -96,7 +99,7 @@ bench-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx >/dev/null; }
 
 # Loopback load test of the release binary against nginx and the mock provider called
-# directly; about 3 minutes. Results in target/bench/load.{md,json}. Knobs: see README.
+# directly; about 6 minutes. Results in target/bench/load.{md,json}. Knobs: see README.
 AURORA_BENCH_BIN ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/aurora
 bench-load: release bench-deps
 	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load
