@@ -22,15 +22,30 @@ fn yaml(mock: &MockUpstream) -> String {
 }
 
 /// A provider answering JSON, and streaming chat completions from `stream`.
-async fn mock_with_stream(stream: std::sync::Arc<sse::SseSource>) -> MockUpstream {
-    MockUpstream::start(move |r| {
+/// A gateway given `grace_seconds` to drain, with one passthrough SSE stream open
+/// through it to a mock provider: the stream's feed, the mock (keep it alive), the
+/// gateway and the client end of the stream.
+async fn gateway_with_open_stream(
+    grace_seconds: &str,
+) -> (sse::SseFeed, MockUpstream, Gateway, sse::SseClient) {
+    let (feed, source) = sse::channel();
+    let mock = MockUpstream::start(move |r| {
         if r.uri.ends_with("/chat/completions") {
-            stream.reply()
+            source.reply()
         } else {
             Reply::json(200, r#"{"ok":true}"#)
         }
     })
-    .await
+    .await;
+    let gw = Gateway::start(
+        &yaml(&mock),
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("AURORA_GRACE_PERIOD_SECONDS", grace_seconds),
+        ],
+    );
+    let stream = sse::open_passthrough_stream(&gw, MASTER, &feed).await;
+    (feed, mock, gw, stream)
 }
 
 /// Sends `signal` to `pid`.
@@ -51,16 +66,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_hands_the_socket_to_a_new_process_without_failing_a_request() {
-    let (mut feed, source) = sse::channel();
-    let mock = mock_with_stream(source).await;
-    let mut old = Gateway::start(
-        &yaml(&mock),
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("AURORA_GRACE_PERIOD_SECONDS", "1"),
-        ],
-    );
-    let stream = sse::open_passthrough_stream(&old, MASTER, &feed).await;
+    let (mut feed, _mock, mut old, stream) = gateway_with_open_stream("1").await;
 
     // One connection per request, so every request tests who accepts it; an idle
     // keep-alive connection closed by the old process would be a client retry case.
@@ -147,16 +153,7 @@ async fn upgrade_hands_the_socket_to_a_new_process_without_failing_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_inflight_sse_stream_finish() {
-    let (mut feed, source) = sse::channel();
-    let mock = mock_with_stream(source).await;
-    let mut gw = Gateway::start(
-        &yaml(&mock),
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("AURORA_GRACE_PERIOD_SECONDS", "5"),
-        ],
-    );
-    let stream = sse::open_passthrough_stream(&gw, MASTER, &feed).await;
+    let (mut feed, _mock, mut gw, stream) = gateway_with_open_stream("5").await;
     gw.signal("TERM");
     gw.wait_for_log("SIGTERM received", 1).await;
     // No new connections once the listener is closed...
@@ -182,16 +179,7 @@ async fn sigterm_lets_an_inflight_sse_stream_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_cuts_streams_still_open_after_the_grace_period() {
-    let (feed, source) = sse::channel();
-    let mock = mock_with_stream(source).await;
-    let mut gw = Gateway::start(
-        &yaml(&mock),
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("AURORA_GRACE_PERIOD_SECONDS", "1"),
-        ],
-    );
-    let stream = sse::open_passthrough_stream(&gw, MASTER, &feed).await;
+    let (feed, _mock, mut gw, stream) = gateway_with_open_stream("1").await;
     gw.signal("TERM");
     // The provider never ends this stream; the gateway still exits.
     let status = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(60)))
