@@ -349,14 +349,32 @@ def test_anthropic_count_tokens_forwarded_with_only_model_renamed(gateway):
     assert without_model(body) == without_model(sent)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_anthropic_upstream_429_is_rate_limit_error_with_provider_body(gateway, stream):
+def rate_limit_error(gateway, model, stream):
+    """The error the SDK raises for a request the provider answers with 429."""
     with pytest.raises(anthropic.RateLimitError) as caught:
         messages_client(gateway).messages.create(
-            model=CLAUDE, max_tokens=32, messages=asking(RATE_LIMIT), stream=stream
+            model=model, max_tokens=32, messages=asking(RATE_LIMIT), stream=stream
         )
+    return caught.value
 
-    response = caught.value.response
+
+def text_until_stream_error(gateway, model):
+    """Streams a reply the provider breaks off with an error: the text received before
+    it, and the error the SDK raised."""
+    received = []
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        with messages_client(gateway).messages.stream(
+            model=model, max_tokens=32, messages=asking(MIDSTREAM_ERROR)
+        ) as stream:
+            for text in stream.text_stream:
+                received.append(text)
+    return "".join(received), caught.value
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_anthropic_upstream_429_is_rate_limit_error_with_provider_body(gateway, stream):
+    error = rate_limit_error(gateway, CLAUDE, stream)
+    response = error.response
     assert response.status_code == 429
     assert response.json() == ANTHROPIC_RATE_LIMIT_BODY  # passed through as the provider sent it
     assert response.headers["retry-after"] == RETRY_AFTER
@@ -366,18 +384,12 @@ def test_anthropic_upstream_429_is_rate_limit_error_with_provider_body(gateway, 
 
 
 def test_anthropic_midstream_error_event_raises_after_partial_text(gateway):
-    received = []
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with messages_client(gateway).messages.stream(
-            model=CLAUDE, max_tokens=32, messages=asking(MIDSTREAM_ERROR)
-        ) as stream:
-            for text in stream.text_stream:
-                received.append(text)
+    received, error = text_until_stream_error(gateway, CLAUDE)
 
-    assert caught.value.status_code == 200  # an error event inside the stream, not a failed request
-    assert "".join(received) == MIDSTREAM_TEXT
-    assert caught.value.type == MIDSTREAM_ERROR_EVENT["error"]["type"]
-    assert caught.value.api_message == MIDSTREAM_ERROR_EVENT["error"]["message"]
+    assert error.status_code == 200  # an error event inside the stream, not a failed request
+    assert received == MIDSTREAM_TEXT
+    assert error.type == MIDSTREAM_ERROR_EVENT["error"]["type"]
+    assert error.api_message == MIDSTREAM_ERROR_EVENT["error"]["message"]
     assert anthropic_upstream_request(gateway).json()["stream"] is True
 
 
@@ -495,33 +507,23 @@ def test_openai_model_stream_on_the_wire_is_anthropic_sse(gateway, scenario_name
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_openai_upstream_429_is_anthropic_rate_limit_error(gateway, stream):
-    with pytest.raises(anthropic.RateLimitError) as caught:
-        messages_client(gateway).messages.create(
-            model=GPT, max_tokens=32, messages=asking(RATE_LIMIT), stream=stream
-        )
-
-    response = caught.value.response
+    error = rate_limit_error(gateway, GPT, stream)
+    response = error.response
     assert response.status_code == 429
-    body = anthropic_error_body(caught.value, "rate_limit_error")  # Anthropic's shape, not OpenAI's
+    body = anthropic_error_body(error, "rate_limit_error")  # Anthropic's shape, not OpenAI's
     assert RATE_LIMIT_MESSAGE in body["error"]["message"]
     assert response.headers["retry-after"] == RETRY_AFTER
     openai_upstream_request(gateway)
 
 
 def test_openai_midstream_error_chunk_raises_after_partial_text(gateway):
-    received = []
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with messages_client(gateway).messages.stream(
-            model=GPT, max_tokens=32, messages=asking(MIDSTREAM_ERROR)
-        ) as stream:
-            for text in stream.text_stream:
-                received.append(text)
+    received, error = text_until_stream_error(gateway, GPT)
 
     # Raised from an `event: error` in the stream, which the status (200) cannot carry.
-    assert caught.value.status_code == 200
-    assert "".join(received) == MIDSTREAM_TEXT
-    assert caught.value.type in ("overloaded_error", "api_error")
-    assert OPENAI_MIDSTREAM_ERROR["error"]["message"] in (caught.value.api_message or "")
+    assert error.status_code == 200
+    assert received == MIDSTREAM_TEXT
+    assert error.type in ("overloaded_error", "api_error")
+    assert OPENAI_MIDSTREAM_ERROR["error"]["message"] in (error.api_message or "")
     assert openai_upstream_request(gateway).json()["stream"] is True
 
 
