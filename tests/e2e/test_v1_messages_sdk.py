@@ -420,11 +420,8 @@ def test_openai_model_text_translated_to_message(gateway):
     assert not body.get("stream")
 
 
-def test_openai_model_tool_call_translated_to_tool_use(gateway):
-    message = messages_client(gateway).messages.create(
-        model=GPT, max_tokens=64, messages=asking(TOOL), tools=[WEATHER_TOOL]
-    )
-
+def assert_weather_tool_use(message):
+    """`message` is the provider's weather tool call, as Anthropic's tool_use block."""
     assert message.stop_reason == "tool_use"
     (tool_use,) = [b for b in message.content if b.type == "tool_use"]
     assert tool_use.id == TOOL_CALL_ID or tool_use.id.startswith("toolu_")
@@ -432,6 +429,14 @@ def test_openai_model_tool_call_translated_to_tool_use(gateway):
     assert tool_use.input == TOOL_INPUT
     # The provider sent no text; Anthropic never answers with an empty text block.
     assert all(b.text for b in message.content if b.type == "text")
+
+
+def test_openai_model_tool_call_translated_to_tool_use(gateway):
+    message = messages_client(gateway).messages.create(
+        model=GPT, max_tokens=64, messages=asking(TOOL), tools=[WEATHER_TOOL]
+    )
+
+    assert_weather_tool_use(message)
 
     body = openai_upstream_request(gateway).json()
     (tool,) = body["tools"]
@@ -471,12 +476,7 @@ def test_openai_model_stream_tool_call_translated_to_tool_use(gateway):
         final = stream.get_final_message()
 
     assert json.loads("".join(partial_json)) == TOOL_INPUT
-    assert final.stop_reason == "tool_use"
-    (tool_use,) = [b for b in final.content if b.type == "tool_use"]
-    assert tool_use.id == TOOL_CALL_ID or tool_use.id.startswith("toolu_")
-    assert tool_use.name == TOOL_NAME
-    assert tool_use.input == TOOL_INPUT
-    assert all(b.text for b in final.content if b.type == "text")
+    assert_weather_tool_use(final)
 
     body = openai_upstream_request(gateway).json()
     assert body["stream"] is True
