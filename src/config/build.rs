@@ -181,14 +181,49 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
     if threads == 0 {
         return Err(invalid("server.threads must be at least 1"));
     }
-    let body_size_limit = match env.get("BODY_SIZE_LIMIT") {
-        Some(v) => parse_size("BODY_SIZE_LIMIT", v)?,
-        None => match &s.body_size_limit {
-            Some(SizeValue::Bytes(b)) => *b,
-            Some(SizeValue::Text(t)) => parse_size("server.body_size_limit", t)?,
-            None => defaults.body_size_limit,
-        },
-    };
+    let body_size_limit = size_setting(
+        env,
+        "BODY_SIZE_LIMIT",
+        "server.body_size_limit",
+        &s.body_size_limit,
+        defaults.body_size_limit,
+    )?;
+    let max_header_bytes = size_setting(
+        env,
+        "AURORA_MAX_HEADER_BYTES",
+        "server.max_header_bytes",
+        &s.max_header_bytes,
+        defaults.max_header_bytes,
+    )?;
+    let max_buffered_bytes = size_setting(
+        env,
+        "AURORA_MAX_BUFFERED_BYTES",
+        "server.max_buffered_bytes",
+        &s.max_buffered_bytes,
+        defaults.max_buffered_bytes,
+    )?;
+    let header_timeout = duration_setting(
+        env,
+        "AURORA_HEADER_TIMEOUT",
+        "server.header_timeout",
+        &s.header_timeout,
+        defaults.header_timeout,
+    )?;
+    let body_timeout = duration_setting(
+        env,
+        "AURORA_BODY_TIMEOUT",
+        "server.body_timeout",
+        &s.body_timeout,
+        defaults.body_timeout,
+    )?;
+    if max_header_bytes < 1024 {
+        return Err(invalid("server.max_header_bytes must be at least 1KiB"));
+    }
+    if header_timeout.is_zero() || body_timeout.is_zero() {
+        return Err(invalid(
+            "server.header_timeout and server.body_timeout must be longer than zero",
+        ));
+    }
     let enabled_passthrough_providers = match env.get("ENABLED_PASSTHROUGH_PROVIDERS") {
         Some(list) => list
             .split(',')
@@ -223,6 +258,10 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         listen,
         threads,
         body_size_limit,
+        header_timeout,
+        max_header_bytes,
+        body_timeout,
+        max_buffered_bytes,
         enable_passthrough_routes: env_bool(env, "ENABLE_PASSTHROUGH_ROUTES")?
             .or(s.enable_passthrough_routes)
             .unwrap_or(defaults.enable_passthrough_routes),
@@ -457,6 +496,43 @@ fn duration(
     }
 }
 
+/// A size setting: the environment, else the file, else `default`.
+fn size_setting(
+    env: &EnvSnapshot,
+    var: &str,
+    field: &str,
+    file: &Option<SizeValue>,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match env.get(var) {
+        Some(v) => parse_size(var, v),
+        None => match file {
+            Some(SizeValue::Bytes(b)) => Ok(*b),
+            Some(SizeValue::Text(t)) => parse_size(field, &env.expand(t)),
+            None => Ok(default),
+        },
+    }
+}
+
+/// A duration setting (`10s`, `2m`): the environment, else the file, else `default`.
+fn duration_setting(
+    env: &EnvSnapshot,
+    var: &str,
+    field: &str,
+    file: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let (name, text) = match env.get(var) {
+        Some(v) => (var, v.to_string()),
+        None => match file {
+            Some(v) => (field, env.expand(v)),
+            None => return Ok(default),
+        },
+    };
+    humantime::parse_duration(text.trim())
+        .map_err(|e| invalid(format!("{name} `{text}` is not a duration like `10s`: {e}")))
+}
+
 fn parse_size(field: &str, text: &str) -> Result<u64, ConfigError> {
     text.trim()
         .parse::<bytesize::ByteSize>()
@@ -493,6 +569,29 @@ mod tests {
         assert_eq!(c.server, ServerSettings::default());
         assert!(c.auth.is_open());
         assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn request_deadlines_and_caps_come_from_file_then_env() {
+        let yaml = "server:\n  header_timeout: 3s\n  max_header_bytes: 16KiB\n  body_timeout: 2m\n  max_buffered_bytes: 1MiB\n";
+        let c = build(yaml, &[]).unwrap();
+        assert_eq!(c.server.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.server.max_header_bytes, 16 * 1024);
+        assert_eq!(c.server.body_timeout, Duration::from_secs(120));
+        assert_eq!(c.server.max_buffered_bytes, 1024 * 1024);
+        let c = build(
+            yaml,
+            &[
+                ("AURORA_HEADER_TIMEOUT", "1s"),
+                ("AURORA_MAX_BUFFERED_BYTES", "2MiB"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.header_timeout, Duration::from_secs(1));
+        assert_eq!(c.server.max_buffered_bytes, 2 * 1024 * 1024);
+        let err = build("server:\n  header_timeout: soon\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("server.header_timeout"), "{err}");
+        assert!(build("server:\n  max_header_bytes: 10\n", &[]).is_err());
     }
 
     #[test]

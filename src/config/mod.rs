@@ -13,6 +13,7 @@ mod tls_listener;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use build::build_config;
 pub use env::{env_prefix, EnvSnapshot};
@@ -29,6 +30,18 @@ pub const DEFAULT_CONFIG_PATH: &str = "conf/aurora.yaml";
 
 /// Default body size limit: 10 MiB.
 pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 10 * 1024 * 1024;
+
+/// Default whole-header deadline: a request header must arrive within 10 s of its first byte.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default cap on a request header (request line and fields): 64 KiB.
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 * 1024;
+
+/// Default whole-body deadline for a request body: 60 s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default cap on the request bodies held in memory at once across the gateway: 256 MiB.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Passthrough providers enabled when config says nothing.
 pub const DEFAULT_PASSTHROUGH_PROVIDERS: [&str; 5] =
@@ -72,6 +85,14 @@ pub struct ServerSettings {
     pub threads: usize,
     /// Largest request body accepted, in bytes.
     pub body_size_limit: u64,
+    /// Time a client has to send a whole request header, from its first byte (408).
+    pub header_timeout: Duration,
+    /// Largest request header accepted, in bytes (431).
+    pub max_header_bytes: u64,
+    /// Time a client has to send a whole request body, from the end of its header (408).
+    pub body_timeout: Duration,
+    /// Request bodies held in memory at once, gateway-wide; past it, 503.
+    pub max_buffered_bytes: u64,
     /// Whether `/p/{provider}/…` is served at all.
     pub enable_passthrough_routes: bool,
     /// Whether `/p/{provider}/v1/x` is read as `/p/{provider}/x`.
@@ -96,6 +117,10 @@ impl Default for ServerSettings {
             listen: "0.0.0.0:8080".to_string(),
             threads: 2,
             body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             enable_passthrough_routes: true,
             allow_passthrough_v1_alias: true,
             enabled_passthrough_providers: DEFAULT_PASSTHROUGH_PROVIDERS

@@ -39,6 +39,14 @@ pub struct FileServer {
     pub master_key: Option<String>,
     /// A size such as `10MiB`, or a plain number of bytes.
     pub body_size_limit: Option<SizeValue>,
+    /// Whole-header deadline, a duration such as `10s`.
+    pub header_timeout: Option<String>,
+    /// Request header cap, a size such as `64KiB`.
+    pub max_header_bytes: Option<SizeValue>,
+    /// Whole-body deadline, a duration such as `60s`.
+    pub body_timeout: Option<String>,
+    /// Request bodies held in memory at once, a size such as `256MiB`.
+    pub max_buffered_bytes: Option<SizeValue>,
     pub enable_passthrough_routes: Option<bool>,
     pub allow_passthrough_v1_alias: Option<bool>,
     pub enabled_passthrough_providers: Option<Vec<String>>,
