@@ -17,7 +17,7 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         return;
     }
     let req = session.req_header();
-    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let status = super::final_status(session).unwrap_or(0);
     let upstream_status = ctx
         .upstream_status
         .map_or_else(|| "-".to_string(), |s| s.to_string());

@@ -51,6 +51,8 @@ pub struct RequestContext {
     /// A `/v1` body the gateway already read and prepared, sent upstream in place of
     /// the client's (which Pingora replays from its retry buffer).
     pub prepared_body: Option<Bytes>,
+    /// The prepared body went out on the current upstream attempt.
+    pub prepared_body_sent: bool,
     /// The client socket, corked while a whole translated answer is written.
     pub corked: Option<CorkedSocket>,
     /// The response is translated into the client's format.
@@ -78,6 +80,7 @@ impl RequestContext {
             request_body_bytes: 0,
             is_subrequest: false,
             prepared_body: None,
+            prepared_body_sent: false,
             corked: None,
             translated: false,
             error_format: WireFormat::OpenAi,

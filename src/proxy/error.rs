@@ -47,6 +47,8 @@ pub struct GatewayError {
     pub param: Option<String>,
     /// A stable machine-readable code.
     pub code: Option<&'static str>,
+    /// Seconds to send as `Retry-After`.
+    pub retry_after: Option<u32>,
 }
 
 impl GatewayError {
@@ -57,6 +59,7 @@ impl GatewayError {
             message: message.into(),
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -103,6 +106,25 @@ impl GatewayError {
             ),
         )
         .with_code("request_too_large")
+    }
+
+    /// 501: the request uses an HTTP feature the gateway does not implement.
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        Self::new(501, ErrorKind::InvalidRequest, message).with_code("not_implemented")
+    }
+
+    /// 503: the gateway holds as many request bodies as it may; the client should retry
+    /// after `retry_after` seconds.
+    pub fn overloaded(message: impl Into<String>, retry_after: u32) -> Self {
+        let mut err = Self::new(503, ErrorKind::Provider, message).with_code("gateway_overloaded");
+        err.retry_after = Some(retry_after);
+        err
+    }
+
+    /// 502 `provider_error`: the provider answered, but not with what its format
+    /// promises (an untranslatable success body, or one cut short).
+    pub fn bad_provider_answer(message: impl Into<String>) -> Self {
+        Self::new(502, ErrorKind::Provider, message).with_code("bad_provider_response")
     }
 
     /// 502: the upstream could not be reached (refused, DNS, TLS) or broke the exchange.

@@ -4,6 +4,7 @@
 mod access_log;
 mod context;
 mod error;
+mod framing;
 pub mod headers;
 pub mod model_directory;
 mod model_field;
@@ -93,6 +94,7 @@ impl AuroraProxy {
                 return Err(GatewayError::method_not_allowed(req.uri.path(), &method));
             }
         }
+        framing::check_transfer_coding(req)?;
         let limit = config.server.body_size_limit;
         if declared_length(req).is_some_and(|len| len > limit) {
             return Err(GatewayError::payload_too_large(limit));
@@ -120,10 +122,17 @@ impl AuroraProxy {
         }
         // Keeps a copy of a small body, which tells the proxy loop to send it on.
         session.as_mut().enable_retry_buffering();
-        let prepared = match subrequest::read_body_within(session, config.server.body_size_limit)
-            .await
-            .and_then(|body| model_request::prepare(endpoint, &body, config, unix_now()))
+        let body = match subrequest::read_body_within(session, config.server.body_size_limit).await
         {
+            Ok(body) => body,
+            Err(err) => {
+                // The body was cut short, malformed or too large: whatever follows on
+                // this connection cannot be trusted to start a request.
+                session.set_keepalive(None);
+                return reject(session, ctx, err).await;
+            }
+        };
+        let prepared = match model_request::prepare(endpoint, &body, config, unix_now()) {
             Ok(prepared) => prepared,
             Err(err) => return reject(session, ctx, err).await,
         };
@@ -287,6 +296,15 @@ fn declared_length(req: &RequestHeader) -> Option<u64> {
         .ok()
 }
 
+/// The status of the final response the client was sent, if any: an informational
+/// answer such as `100 Continue` is not a response, and an error may still follow it.
+fn final_status(session: &Session) -> Option<u16> {
+    session
+        .response_written()
+        .map(|r| r.status.as_u16())
+        .filter(|status| *status >= 200)
+}
+
 /// A Pingora error carrying nothing but its HTTP status; the details wait in the context.
 fn status_error(status: u16) -> Box<Error> {
     Error::new(ErrorType::HTTPStatus(status))
@@ -402,7 +420,10 @@ impl ProxyHttp for AuroraProxy {
             .parse()
             .map_err(|_| status_error(400))?;
         upstream_request.set_uri(uri);
+        framing::collapse_content_length(upstream_request);
         headers::strip_client_headers(upstream_request);
+        // A new attempt at an upstream replays the body from its start.
+        ctx.prepared_body_sent = false;
         if let Some(body) = &ctx.prepared_body {
             // Framed for the prepared body, whatever the client's framing was; the
             // client's `Expect` was answered before its body was read.
@@ -430,10 +451,17 @@ impl ProxyHttp for AuroraProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(prepared) = &ctx.prepared_body {
-            // The whole client body comes back as one replayed chunk (once per attempt
-            // at an upstream); the prepared body takes its place.
+            // Pingora replays the client's body (as one chunk today) on each attempt at
+            // an upstream: the prepared body takes the place of its first chunk, and any
+            // later chunk of the same attempt sends nothing (empty, never `None`, which
+            // would end the body).
             if body.is_some() {
-                *body = Some(prepared.clone());
+                *body = Some(if ctx.prepared_body_sent {
+                    Bytes::new()
+                } else {
+                    prepared.clone()
+                });
+                ctx.prepared_body_sent = true;
             }
             return Ok(());
         }
@@ -461,6 +489,10 @@ impl ProxyHttp for AuroraProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if upstream_response.status.is_informational() {
+            // `100 Continue`, `103 Early Hints`: the provider's real answer is still to come.
+            return Ok(());
+        }
         // Only translated answers are held whole; passthrough skips the module lookup.
         if ctx.translated
             && session
@@ -499,7 +531,7 @@ impl ProxyHttp for AuroraProxy {
         // Once the provider's status line went out, the client already has its answer,
         // unless a translated stream can still be closed with an error event.
         let mut ended_cleanly = false;
-        if session.response_written().is_none() {
+        if final_status(session).is_none() {
             // The gateway's own envelope is already in the client's format.
             if let Some(module) = session
                 .downstream_modules_ctx
@@ -548,7 +580,7 @@ impl ProxyHttp for AuroraProxy {
                 m.request_finished(&metrics::RequestOutcome {
                     route: ctx.route_kind,
                     provider: ctx.provider_name().unwrap_or("-"),
-                    status: session.response_written().map_or(0, |r| r.status.as_u16()),
+                    status: final_status(session).unwrap_or(0),
                     caller: &caller,
                     seconds: ctx.started.elapsed().as_secs_f64(),
                 });

@@ -3,9 +3,9 @@
 //! provider exactly as the client wrote them.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::ops::Range;
 
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::GatewayError;
@@ -22,13 +22,18 @@ pub struct ModelField {
 impl ModelField {
     /// Finds `model` in `body`, which must be a JSON object with a string `model`.
     pub fn find(body: &[u8]) -> Result<Self, GatewayError> {
-        let members: HashMap<Cow<'_, str>, &RawValue> =
-            serde_json::from_slice(body).map_err(|e| {
-                GatewayError::invalid_request(format!(
-                    "request body is not a JSON object ({e}); send a single JSON object"
-                ))
-            })?;
-        let raw = members.get("model").ok_or_else(|| {
+        let members: TopLevelModel<'_> = serde_json::from_slice(body).map_err(|e| {
+            if e.to_string().starts_with(DUPLICATE_MODEL) {
+                return GatewayError::invalid_request(
+                    "`model` appears more than once; send it once",
+                )
+                .with_param("model");
+            }
+            GatewayError::invalid_request(format!(
+                "request body is not a JSON object ({e}); send a single JSON object"
+            ))
+        })?;
+        let raw = members.model.ok_or_else(|| {
             GatewayError::invalid_request("missing `model`: name the model to use")
                 .with_param("model")
         })?;
@@ -56,6 +61,47 @@ impl ModelField {
         out.extend_from_slice(encoded.as_bytes());
         out.extend_from_slice(&body[self.span.end..]);
         out
+    }
+}
+
+/// The start of the error a body with two top-level `model` members fails with.
+const DUPLICATE_MODEL: &str = "duplicate `model`";
+
+/// A JSON object's top-level `model` value, every other member checked as JSON but
+/// never kept. A second `model` is an error: the gateway routes on one value and the
+/// provider, whose parser may keep the first or the last, must not see another.
+struct TopLevelModel<'a> {
+    model: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for TopLevelModel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(TopLevelModelVisitor)
+    }
+}
+
+struct TopLevelModelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelModelVisitor {
+    type Value = TopLevelModel<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut model = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "model" {
+                if model.is_some() {
+                    return Err(de::Error::custom(DUPLICATE_MODEL));
+                }
+                model = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(TopLevelModel { model })
     }
 }
 
@@ -94,6 +140,21 @@ mod tests {
             assert_eq!(err.status, 400);
             assert_eq!(err.param.as_deref(), Some("model"));
         }
+    }
+
+    #[test]
+    fn duplicate_model_is_400_naming_model() {
+        let body = br#"{"model":"openai/gpt-4o","messages":[],"model":"openai/gpt-4o-mini"}"#;
+        let err = ModelField::find(body).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.param.as_deref(), Some("model"));
+        assert!(err.message.contains("more than once"), "{}", err.message);
+        // A `model` inside another member is not the top-level one.
+        let nested = br#"{"model":"a","metadata":{"model":"b"}}"#;
+        assert_eq!(ModelField::find(nested).unwrap().name, "a");
+        // An escaped key is the same key.
+        let escaped = br#"{"model":"a","model":"b"}"#;
+        assert_eq!(ModelField::find(escaped).unwrap_err().status, 400);
     }
 
     #[test]

@@ -27,7 +27,22 @@ pub async fn send(
     body: Vec<u8>,
     request_id: &str,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    send_with(session, status, content_type, body, request_id, None).await
+}
+
+/// [`send`], with a `Retry-After` of `retry_after` seconds when given.
+async fn send_with(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    request_id: &str,
+    retry_after: Option<u32>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    if let Some(seconds) = retry_after {
+        resp.insert_header(http::header::RETRY_AFTER, seconds.to_string())?;
+    }
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(REQUEST_ID, request_id)?;
@@ -51,5 +66,13 @@ pub async fn send_error(
     format: WireFormat,
     request_id: &str,
 ) -> Result<()> {
-    send_json(session, err.status, err.envelope(format), request_id).await
+    send_with(
+        session,
+        err.status,
+        "application/json",
+        err.envelope(format),
+        request_id,
+        err.retry_after,
+    )
+    .await
 }

@@ -166,6 +166,10 @@ impl ResponseTranslator {
     /// Rewrites the response header: the body changes length, so it is sent
     /// chunked, and its type follows the translated body.
     pub fn on_header(&mut self, resp: &mut ResponseHeader) -> pingora_core::Result<()> {
+        if resp.status.is_informational() {
+            // `100 Continue` or `103 Early Hints`: the answer to translate comes after it.
+            return Ok(());
+        }
         let status = resp.status.as_u16();
         self.body = if self.streams(resp) {
             Body::Stream(self.translation.stream_translator())
@@ -267,6 +271,26 @@ mod tests {
         let bare = ResponseHeader::build(200, None).unwrap();
         assert!(!t.streams(&bare));
         assert!(translator(true).streams(&bare));
+    }
+
+    #[test]
+    fn informational_header_passes_untouched_and_waits_for_the_answer() {
+        let mut t = translator(false);
+        let mut hints = ResponseHeader::build(103, None).unwrap();
+        hints
+            .insert_header("link", "</style.css>; rel=preload")
+            .unwrap();
+        t.on_header(&mut hints).unwrap();
+        assert_eq!(hints.status.as_u16(), 103);
+        assert!(hints.headers.get("transfer-encoding").is_none());
+        assert!(hints.headers.get("content-type").is_none());
+        assert!(!t.has_started());
+        let mut h = header(200, "application/json");
+        t.on_header(&mut h).unwrap();
+        assert!(t.has_started());
+        let out = t.on_body(Some(fixture!("anthropic/messages.json").as_bytes()), true);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["object"], "chat.completion");
     }
 
     #[test]

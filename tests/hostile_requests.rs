@@ -1,0 +1,374 @@
+//! Requests an edge proxy meets from broken clients and attackers: bodies that break
+//! mid-read, framing that two ends could read differently, a `model` given twice,
+//! `Expect: 100-continue` followed by a failure, and provider 1xx answers. Raw
+//! sockets, so the bytes are exactly the ones under test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fixture, Gateway, MockUpstream, Recorded, Reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const MASTER: &str = "gw-master-hostile-test";
+const OAI_KEY: &str = "sk-oai-provider-hostile-test";
+const ANT_KEY: &str = "sk-ant-provider-hostile-test";
+
+/// OpenAI and Anthropic both served by `base`.
+fn gateway_at(base: &str) -> Gateway {
+    Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base),
+        ],
+    )
+}
+
+fn provider_like(rec: &Recorded) -> Reply {
+    match rec.uri.as_str() {
+        "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
+        _ => Reply::json(200, fixture("openai/chat_completion.json")),
+    }
+}
+
+/// Reads until the gateway closes the connection or `wait` passes; the second value
+/// says whether it closed.
+async fn read_until_close(sock: &mut TcpStream, wait: Duration) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = tokio::time::timeout(wait, async {
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+fn head(method: &str, path: &str, extra: &str) -> String {
+    format!("{method} {path} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {MASTER}\r\n{extra}\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_read_error_on_v1_closes_the_connection_so_nothing_is_smuggled() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_at(&mock.url("/v1"));
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let smuggled = head("GET", "/p/openai/smuggled", "");
+        let request = format!(
+            "{}zz\r\n{smuggled}",
+            head("POST", path, "transfer-encoding: chunked\r\n")
+        );
+        let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
+        sock.write_all(request.as_bytes()).await.unwrap();
+        let (answer, closed) = read_until_close(&mut sock, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{path}: {answer}"
+        );
+        assert!(
+            closed,
+            "{path}: the connection stayed open after a broken body"
+        );
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{path}: {answer}");
+    }
+    assert!(
+        mock.requests().is_empty(),
+        "a request reached the provider: {:?}",
+        mock.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_over_the_limit_on_v1_closes_the_connection() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = Gateway::start(
+        "server:\n  body_size_limit: 1KiB\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", &mock.url("/v1")),
+        ],
+    );
+    // Chunked, so the limit is only found while reading.
+    let chunk = "x".repeat(1500);
+    let request = format!(
+        "{}{:x}\r\n{chunk}\r\n{}",
+        head(
+            "POST",
+            "/v1/chat/completions",
+            "transfer-encoding: chunked\r\n"
+        ),
+        chunk.len(),
+        head("GET", "/p/openai/smuggled", "")
+    );
+    let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
+    sock.write_all(request.as_bytes()).await.unwrap();
+    let (answer, closed) = read_until_close(&mut sock, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(closed, "the connection stayed open: {answer}");
+    assert!(mock.requests().is_empty());
+}
+
+/// Sends `body` to `path` with `Expect: 100-continue`, the way curl does, and returns
+/// everything after the interim answer.
+async fn expect_continue(gw: &Gateway, path: &str, body: &[u8]) -> String {
+    let request = head(
+        "POST",
+        path,
+        &format!(
+            "content-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n",
+            body.len()
+        ),
+    );
+    let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
+    sock.write_all(request.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut interim))
+        .await
+        .expect("no interim answer")
+        .unwrap();
+    assert!(interim[..n].starts_with(b"HTTP/1.1 100"));
+    sock.write_all(body).await.unwrap();
+    read_until_close(&mut sock, Duration::from_secs(10)).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_then_unreachable_provider_still_gets_the_error_envelope() {
+    // Nothing listens on port 9: the provider cannot be reached.
+    let gw = gateway_at("http://127.0.0.1:9/v1");
+    let small = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let padding = "x".repeat(100 * 1024);
+    let large = format!(
+        r#"{{"model":"anthropic/claude-sonnet-4-5","messages":[{{"role":"user","content":"{padding}"}}]}}"#
+    );
+    for (path, body) in [
+        ("/v1/chat/completions", small.to_vec()),
+        ("/v1/chat/completions", large.into_bytes()),
+    ] {
+        let answer = expect_continue(&gw, path, &body).await;
+        assert!(answer.starts_with("HTTP/1.1 502"), "{path}: {answer}");
+        assert!(answer.contains(r#""type":"provider_error""#), "{answer}");
+    }
+    let log = gw.log();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("aurora::access") && l.contains("method=POST"))
+        .collect();
+    assert_eq!(access.len(), 2, "{log}");
+    assert!(access.iter().all(|l| l.contains(" status=502 ")), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_duplicate_content_lengths_reach_the_provider_as_one() {
+    let provider = raw_provider(json_reply("", r#"{"ok":true}"#)).await;
+    let gw = gateway_at(&provider.base);
+    let body = r#"{"model":"gpt-4o-mini","messages":[]}"#;
+    let request = format!(
+        "{}{body}",
+        head(
+            "POST",
+            "/p/openai/chat/completions",
+            &format!(
+                "content-type: application/json\r\ncontent-length: {0}\r\ncontent-length: {0}\r\n",
+                body.len()
+            )
+        )
+    );
+    let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
+    sock.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let sent = provider.received.lock().unwrap().pop().unwrap();
+    let lengths = sent
+        .to_ascii_lowercase()
+        .lines()
+        .filter(|l| l.starts_with("content-length:"))
+        .count();
+    assert_eq!(lengths, 1, "{sent}");
+    assert!(sent.ends_with(body), "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_coding_other_than_chunked_is_501() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_at(&mock.url("/v1"));
+    for path in ["/p/openai/chat/completions", "/v1/chat/completions"] {
+        let request = format!(
+            "{}2\r\n{{}}\r\n0\r\n\r\n",
+            head("POST", path, "transfer-encoding: gzip, chunked\r\n")
+        );
+        let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
+        sock.write_all(request.as_bytes()).await.unwrap();
+        let (answer, _) = read_until_close(&mut sock, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 501"), "{path}: {answer}");
+        assert!(answer.contains("not_implemented"), "{answer}");
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_model_key_is_refused_before_routing() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_at(&mock.url("/v1"));
+    let body = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"model":"anthropic/claude-opus-4"}"#;
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let resp = common::client()
+            .post(gw.url(path))
+            .bearer_auth(MASTER)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("more than once"), "{text}");
+    }
+    assert!(mock.requests().is_empty());
+}
+
+/// A client body of `len` bytes for `/v1/chat/completions`, padded to the byte.
+fn chat_body_of(len: usize) -> String {
+    let frame = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":""}]}"#;
+    let padding = "y".repeat(len - frame.len());
+    format!(
+        r#"{{"model":"openai/gpt-4o-mini","messages":[{{"role":"user","content":"{padding}"}}]}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_body_replaces_the_replayed_one_exactly_around_the_replay_buffer_size() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_at(&mock.url("/v1"));
+    for len in [64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1] {
+        let body = chat_body_of(len);
+        assert_eq!(body.len(), len);
+        // Sent in many small chunks: Pingora's replay must not turn into many copies.
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = body
+            .as_bytes()
+            .chunks(997)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let resp = common::client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(MASTER)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{len}");
+        let sent = mock.last();
+        let expected = body.replacen("openai/gpt-4o-mini", "gpt-4o-mini", 1);
+        assert_eq!(sent.body.len(), expected.len(), "{len}");
+        assert!(sent.body == expected.as_bytes(), "{len}: body differs");
+        assert_eq!(
+            sent.header("content-length"),
+            Some(expected.len().to_string().as_str())
+        );
+    }
+}
+
+/// A provider on a raw socket: it keeps each request's bytes exactly as received (hyper
+/// would merge or refuse what this file tests) and answers with `reply`, which may
+/// begin with `1xx` answers hyper cannot send.
+struct RawProvider {
+    base: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn raw_provider(reply: String) -> RawProvider {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = received.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (reply, log) = (reply.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 8192];
+                // The request header and its Content-Length body.
+                loop {
+                    let Ok(n) = sock.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&got).into_owned());
+                let _ = sock.write_all(reply.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    RawProvider {
+        base,
+        received,
+        _task: task,
+    }
+}
+
+/// A complete JSON answer, preceded by `interim` (raw `1xx` answers, or nothing).
+fn json_reply(interim: &str, body: &str) -> String {
+    format!(
+        "{interim}HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_early_hints_pass_the_translation_untouched() {
+    let provider = raw_provider(json_reply(
+        "HTTP/1.1 103 Early Hints\r\nlink: </hint>; rel=preload\r\n\r\n",
+        &fixture("anthropic/messages.json"),
+    ))
+    .await;
+    let gw = gateway_at(&provider.base);
+    let resp = common::client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello World");
+}
