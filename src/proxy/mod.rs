@@ -2,6 +2,7 @@
 //! error mapping and logging live in the sibling modules as plain functions.
 
 mod access_log;
+mod client_hangup;
 mod context;
 mod error;
 mod framing;

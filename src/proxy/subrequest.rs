@@ -20,6 +20,7 @@ use pingora_proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType}
 use pingora_proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora_proxy::Session;
 
+use super::client_hangup::ClientSocket;
 use super::{GatewayError, UpstreamTarget};
 use crate::auth::Caller;
 use crate::config::Config;
@@ -95,17 +96,29 @@ pub async fn run(session: &mut Session, plan: SubrequestPlan, body: Bytes) -> Re
         InputBody::Bytes(vec![body])
     };
     let mut ended = false;
-    let outcome = pipe_subrequest(
-        session,
-        subrequest,
-        handle,
-        |task| {
-            ended |= ends_response(&task);
-            Ok(Some(task))
-        },
-        InputBodyType::Preset(input),
-    )
-    .await;
+    let client = ClientSocket::of(session);
+    // Piping writes to the client only once the provider answers: a client that hangs
+    // up before then is noticed here, and dropping the pipe ends the subrequest, which
+    // closes its upstream connection (a provider would otherwise go on generating).
+    let outcome = tokio::select! {
+        outcome = pipe_subrequest(
+            session,
+            subrequest,
+            handle,
+            |task| {
+                ended |= ends_response(&task);
+                Ok(Some(task))
+            },
+            InputBodyType::Preset(input),
+        ) => outcome,
+        () = client.hung_up() => {
+            return Err(Error::explain(
+                ErrorType::ConnectionClosed,
+                "client hung up while waiting for the provider",
+            )
+            .into_down());
+        }
+    };
     let failure = match outcome {
         Ok(_) => return Ok(()),
         Err(failure) => failure,

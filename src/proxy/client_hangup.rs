@@ -1,0 +1,95 @@
+//! Noticing a client that hangs up while the gateway waits on the provider.
+//!
+//! Pingora's own proxy loop watches the client connection while the provider is
+//! silent, and closes the upstream connection as soon as the client goes. The paths
+//! where the gateway drives the upstream exchange itself (a `/v1` body re-issued as a
+//! subrequest, a whole answer translated before it is sent) are not inside that loop,
+//! so they ask the kernel directly: `poll(2)` on the client socket for `POLLRDHUP`
+//! (the peer closed its side) or `POLLHUP`/`POLLERR` (reset). Pipelined bytes alone
+//! (`POLLIN`) are not a hang-up.
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use pingora_proxy::Session;
+
+/// How often a waiting request looks at its client socket: a provider still working
+/// for a client that left is told within this much (plus the time to close).
+pub const HANGUP_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The client connection of one request, watched for a hang-up.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSocket {
+    fd: Option<RawFd>,
+}
+
+impl ClientSocket {
+    /// The socket of `session`'s client: HTTP/1 only (an HTTP/2 connection carries
+    /// other streams, whose end is not this request's).
+    pub fn of(session: &Session) -> Self {
+        let fd = if session.downstream_session.is_http2() {
+            None
+        } else {
+            session.downstream_session.stream().map(|s| s.id())
+        };
+        Self { fd }
+    }
+
+    /// Resolves once the client has hung up; never, when that cannot be watched.
+    pub async fn hung_up(self) {
+        let Some(fd) = self.fd else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(HANGUP_POLL_INTERVAL).await;
+            if peer_closed(fd) {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether the peer of `fd` closed or reset the connection (a non-blocking look).
+fn peer_closed(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid `pollfd`, a zero timeout; `fd` is the request's client socket,
+    // owned by its session for as long as the request runs.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+    ready > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn pipelined_bytes_are_not_a_hangup_but_a_close_is() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert!(!peer_closed(server.as_raw_fd()));
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!peer_closed(server.as_raw_fd()), "data is not a hang-up");
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(peer_closed(server.as_raw_fd()));
+    }
+
+    #[tokio::test]
+    async fn unwatchable_socket_never_reports_a_hangup() {
+        let waited = tokio::time::timeout(
+            HANGUP_POLL_INTERVAL * 3,
+            ClientSocket { fd: None }.hung_up(),
+        )
+        .await;
+        assert!(waited.is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! A client that hangs up while the provider is still silent: the gateway closes its
+//! upstream connection at once, so the provider stops generating (and billing), on
+//! every path a `/v1` request can take — a small body proxied by the client's own
+//! session, a large one re-issued as a subrequest, a whole answer translated before it
+//! is sent, a stream.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Gateway;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const MASTER: &str = "gw-master-hangup-test";
+
+/// A provider that reads each request whole, says so, and never answers; it reports
+/// when the gateway closes the connection.
+struct SilentProvider {
+    base: String,
+    received: mpsc::UnboundedReceiver<()>,
+    closed: mpsc::UnboundedReceiver<Instant>,
+}
+
+async fn silent_provider() -> SilentProvider {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (got_tx, received) = mpsc::unbounded_channel();
+    let (closed_tx, closed) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (got_tx, closed_tx) = (got_tx.clone(), closed_tx.clone());
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut announced = false;
+                loop {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => {
+                            let _ = closed_tx.send(Instant::now());
+                            return;
+                        }
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    if !announced && request_complete(&got) {
+                        announced = true;
+                        let _ = got_tx.send(());
+                    }
+                }
+            });
+        }
+    });
+    SilentProvider {
+        base,
+        received,
+        closed,
+    }
+}
+
+fn request_complete(got: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(got).to_ascii_lowercase();
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let len = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    got.len() >= end + 4 + len
+}
+
+fn chat(model: &str, stream: bool, padding: usize) -> String {
+    format!(
+        r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "p".repeat(padding)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_closes_soon_after_the_client_hangs_up_on_every_v1_path() {
+    let mut provider = silent_provider().await;
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-hangup-test"),
+            ("OPENAI_BASE_URL", provider.base.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-hangup-test"),
+            ("ANTHROPIC_BASE_URL", provider.base.as_str()),
+        ],
+    );
+    let cases = [
+        (
+            "small body, same format",
+            chat("openai/gpt-4o-mini", false, 100),
+        ),
+        (
+            "large body, same format",
+            chat("openai/gpt-4o-mini", false, 200_000),
+        ),
+        (
+            "small body, translated whole",
+            chat("anthropic/claude-x", false, 100),
+        ),
+        (
+            "large body, translated whole",
+            chat("anthropic/claude-x", false, 200_000),
+        ),
+        (
+            "small body, translated stream",
+            chat("anthropic/claude-x", true, 100),
+        ),
+        (
+            "large body, translated stream",
+            chat("anthropic/claude-x", true, 200_000),
+        ),
+    ];
+    for (case, body) in cases {
+        let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {MASTER}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), provider.received.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{case}: the provider never got the request"));
+        let hung_up = Instant::now();
+        drop(sock);
+        let closed = tokio::time::timeout(Duration::from_secs(10), provider.closed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{case}: upstream still open 10 s after the client left"))
+            .unwrap();
+        let after = closed.saturating_duration_since(hung_up);
+        // The gateway looks every 100 ms; the margin is for a loaded test machine.
+        assert!(
+            after < Duration::from_secs(2),
+            "{case}: closed after {after:?}"
+        );
+    }
+}
