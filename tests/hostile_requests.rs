@@ -372,3 +372,65 @@ async fn provider_early_hints_pass_the_translation_untouched() {
     assert_eq!(v["object"], "chat.completion", "{v}");
     assert_eq!(v["choices"][0]["message"]["content"], "Hello World");
 }
+
+/// Asks `path` for a whole (not streamed) answer from `model`.
+async fn ask_whole(gw: &Gateway, path: &str, model: &str) -> (u16, serde_json::Value) {
+    let body = format!(
+        r#"{{"model":"{model}","max_tokens":16,"messages":[{{"role":"user","content":"hi"}}]}}"#
+    );
+    let resp = common::client()
+        .post(gw.url(path))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untranslatable_whole_answer_is_502_in_the_route_envelope_not_200() {
+    let provider = raw_provider(json_reply("", r#"{"unexpected":true}"#)).await;
+    let gw = gateway_at(&provider.base);
+    let (status, v) = ask_whole(&gw, "/v1/chat/completions", "anthropic/claude-x").await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["error"]["type"], "provider_error", "{v}");
+    let (status, v) = ask_whole(&gw, "/v1/messages", "openai/gpt-4o-mini").await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "api_error", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_hanging_up_mid_answer_is_502_not_200() {
+    let cut = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"id\":\"msg_1\",\"type\":\"mess";
+    let provider = raw_provider(cut.to_string()).await;
+    let gw = gateway_at(&provider.base);
+    let (status, v) = ask_whole(&gw, "/v1/chat/completions", "anthropic/claude-x").await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["error"]["type"], "provider_error", "{v}");
+    let (status, v) = ask_whole(&gw, "/v1/messages", "openai/gpt-4o-mini").await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["type"], "error", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_errors_on_whole_answers_keep_status_and_retry_after() {
+    let reply = "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 7\r\ncontent-length: 74\r\n\r\n{\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}";
+    let provider = raw_provider(reply.to_string()).await;
+    let gw = gateway_at(&provider.base);
+    let resp = common::client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .body(r#"{"model":"anthropic/claude-x","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+    assert_eq!(v["error"]["message"], "slow down");
+}

@@ -137,6 +137,17 @@ impl GatewayError {
         Self::new(504, ErrorKind::Provider, message).with_code("upstream_timeout")
     }
 
+    /// The client closed its connection before the answer: nothing is sent, the
+    /// access log says why.
+    pub fn client_gone() -> Self {
+        Self::new(
+            499,
+            ErrorKind::InvalidRequest,
+            "client closed the connection",
+        )
+        .with_code("client_closed")
+    }
+
     /// Sets the offending parameter.
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());

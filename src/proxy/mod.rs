@@ -19,6 +19,7 @@ pub mod route;
 mod subrequest;
 mod upstream;
 mod upstream_failure;
+mod whole_answer;
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora_core::connectors::http::Connector;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
@@ -40,7 +42,9 @@ pub use upstream_failure::gateway_error_for;
 
 use crate::config::{Config, LiveConfig};
 use crate::metrics;
+use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{ResponseTranslation, Translation, TranslationModule};
+use client_hangup::ClientSocket;
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_request::ModelEndpoint;
 use subrequest::SubrequestPlan;
@@ -50,6 +54,8 @@ pub struct AuroraProxy {
     config: Arc<LiveConfig>,
     resolver: UpstreamResolver,
     models: ModelDirectory,
+    /// Upstream connections for exchanges the gateway drives itself (whole answers).
+    connector: Connector,
 }
 
 impl AuroraProxy {
@@ -59,6 +65,8 @@ impl AuroraProxy {
             config,
             resolver: UpstreamResolver::default(),
             models: ModelDirectory::new(),
+            // Built once here: it loads the system trust roots.
+            connector: Connector::new(None),
         }
     }
 
@@ -149,6 +157,14 @@ impl AuroraProxy {
             credential,
             ..prepared.target
         };
+        if let Some(translation) = &prepared.translation {
+            if !translation.stream_requested() {
+                let translation = translation.clone();
+                return self
+                    .answer_whole(session, ctx, target, prepared.body, translation)
+                    .await;
+            }
+        }
         if !session.as_ref().retry_buffer_truncated() {
             ctx.upstream = Some(target);
             ctx.prepared_body = Some(prepared.body);
@@ -172,6 +188,89 @@ impl AuroraProxy {
         let outcome = subrequest::run(session, plan, prepared.body).await;
         ctx.upstream_status = Some(upstream_status.load(Ordering::Relaxed)).filter(|s| *s != 0);
         outcome.map(|()| true)
+    }
+
+    /// A translated answer the client takes whole: read the provider's answer to its
+    /// end, then send the client its status and body together, so an answer that
+    /// cannot be translated is a 502 rather than a `200` carrying an error.
+    async fn answer_whole(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        target: UpstreamTarget,
+        body: Bytes,
+        translation: ResponseTranslation,
+    ) -> Result<bool> {
+        let base = &target.provider.base;
+        let addr = match self.resolver.resolve(&base.host, base.port).await {
+            Ok(addr) => addr,
+            Err(err) => return reject(session, ctx, err).await,
+        };
+        let peer = upstream::provider_peer(&target.provider, addr);
+        let mut request = session.req_header().clone();
+        request.set_version(http::Version::HTTP_11);
+        rewrite_upstream_request(
+            &mut request,
+            &target,
+            Some(body.len()),
+            true,
+            &ctx.request_id,
+        )?;
+        let provider = target.provider.name.clone();
+        ctx.upstream = Some(target);
+        let client = ClientSocket::of(session);
+        let exchange = whole_answer::exchange(
+            &self.connector,
+            &peer,
+            &request,
+            &body,
+            MAX_WHOLE_ANSWER_BYTES,
+        );
+        let answer = tokio::select! {
+            answer = exchange => answer,
+            () = client.hung_up() => {
+                // Dropping the exchange closes the upstream connection: the provider
+                // stops working for a client that is gone.
+                session.set_keepalive(None);
+                ctx.error = Some(GatewayError::client_gone());
+                return Ok(true);
+            }
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                let err = gateway_error_for(&e, Some(&provider)).unwrap_or_else(|| {
+                    GatewayError::bad_gateway(format!("provider `{provider}` broke the exchange"))
+                });
+                return reject(session, ctx, err).await;
+            }
+        };
+        let status = answer.header.status.as_u16();
+        ctx.upstream_status = Some(status);
+        let translated = match translation.answer_whole(status, &answer.body) {
+            Ok(translated) => translated,
+            Err(e) => {
+                log::warn!("untranslatable answer from provider `{provider}`: {e}");
+                let err = GatewayError::bad_provider_answer(format!(
+                    "provider `{provider}` answered {status} with a body that could not be translated: {e}"
+                ));
+                return reject(session, ctx, err).await;
+            }
+        };
+        let mut header = answer.header;
+        headers::strip_upstream_response_headers(&mut header);
+        header.remove_header(&http::header::TRANSFER_ENCODING);
+        header.remove_header(&http::header::CONTENT_ENCODING);
+        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        header.insert_header(http::header::CONTENT_LENGTH, translated.len())?;
+        header.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        // Header and body leave as one TCP segment.
+        let corked = response_cork::CorkedSocket::cork(session);
+        let written = respond::send_header_and_body(session, header, translated).await;
+        if let Some(corked) = corked {
+            corked.release();
+        }
+        written.map(|()| true)
     }
 
     /// `/v1/models/{id}`: a listed model, or any id the gateway can route.
@@ -306,6 +405,42 @@ fn final_status(session: &Session) -> Option<u16> {
         .filter(|status| *status >= 200)
 }
 
+/// Turns a copy of the client's request header into the provider's: its path, one
+/// `Content-Length` (the prepared body's, when the gateway rewrote the body), no client
+/// credentials or hop-by-hop headers, and the provider's own credential and headers.
+fn rewrite_upstream_request(
+    req: &mut RequestHeader,
+    target: &UpstreamTarget,
+    prepared_len: Option<usize>,
+    translated: bool,
+    request_id: &str,
+) -> Result<()> {
+    let uri: http::Uri = target
+        .path_and_query
+        .parse()
+        .map_err(|_| status_error(400))?;
+    req.set_uri(uri);
+    framing::collapse_content_length(req);
+    headers::strip_client_headers(req);
+    if let Some(len) = prepared_len {
+        // Framed for the prepared body, whatever the client's framing was; the
+        // client's `Expect` was answered before its body was read.
+        req.remove_header(&http::header::TRANSFER_ENCODING);
+        req.remove_header(&http::header::EXPECT);
+        req.insert_header(http::header::CONTENT_LENGTH, len)?;
+    }
+    if translated {
+        // The translator reads the provider's bytes; compressed ones would be wasted work.
+        req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+    }
+    headers::add_provider_headers(
+        req,
+        &target.provider,
+        target.credential.key.as_ref(),
+        request_id,
+    )
+}
+
 /// A Pingora error carrying nothing but its HTTP status; the details wait in the context.
 fn status_error(status: u16) -> Box<Error> {
     Error::new(ErrorType::HTTPStatus(status))
@@ -416,30 +551,13 @@ impl ProxyHttp for AuroraProxy {
         let Some(target) = ctx.upstream.as_ref() else {
             return Err(status_error(404));
         };
-        let uri: http::Uri = target
-            .path_and_query
-            .parse()
-            .map_err(|_| status_error(400))?;
-        upstream_request.set_uri(uri);
-        framing::collapse_content_length(upstream_request);
-        headers::strip_client_headers(upstream_request);
         // A new attempt at an upstream replays the body from its start.
         ctx.prepared_body_sent = false;
-        if let Some(body) = &ctx.prepared_body {
-            // Framed for the prepared body, whatever the client's framing was; the
-            // client's `Expect` was answered before its body was read.
-            upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
-            upstream_request.remove_header(&http::header::EXPECT);
-            upstream_request.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-        }
-        if ctx.translated {
-            // The translator reads the provider's bytes; compressed ones would be wasted work.
-            upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
-        }
-        headers::add_provider_headers(
+        rewrite_upstream_request(
             upstream_request,
-            &target.provider,
-            target.credential.key.as_ref(),
+            target,
+            ctx.prepared_body.as_ref().map(Bytes::len),
+            ctx.translated,
             &ctx.request_id,
         )
     }

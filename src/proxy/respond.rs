@@ -59,6 +59,21 @@ async fn send_with(
     session.downstream_session.finish_body().await
 }
 
+/// Sends a complete response already built, keeping the connection reusable.
+pub async fn send_header_and_body(
+    session: &mut Session,
+    header: ResponseHeader,
+    body: Vec<u8>,
+) -> Result<()> {
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
+    session.downstream_session.finish_body().await
+}
+
 /// Sends `err` in the envelope of the client's API.
 pub async fn send_error(
     session: &mut Session,

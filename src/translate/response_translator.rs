@@ -11,7 +11,7 @@ use super::openai_to_anthropic_error::AnthropicErrorBody;
 use super::{
     anthropic_error_to_openai, anthropic_to_openai_response, openai_error_to_anthropic,
     openai_to_anthropic_response, AnthropicToOpenAiStream, MessageOptions, OpenAiToAnthropicStream,
-    ResponseOptions, StreamOptions,
+    ResponseOptions, StreamOptions, TranslateError,
 };
 
 /// Which way a response is translated, with what the client asked for.
@@ -38,8 +38,13 @@ pub enum ResponseTranslation {
     },
 }
 
+/// The most a translated answer taken whole may hold, before or after translation:
+/// a chat answer is bounded by its token limit, so anything near this is not one.
+pub const MAX_WHOLE_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
 impl ResponseTranslation {
-    fn stream_requested(&self) -> bool {
+    /// Whether the client asked for a stream.
+    pub fn stream_requested(&self) -> bool {
         match self {
             Self::AnthropicToOpenAi { stream, .. } | Self::OpenAiToAnthropic { stream, .. } => {
                 *stream
@@ -69,31 +74,52 @@ impl ResponseTranslation {
         }
     }
 
-    /// The complete body, success or error, in the client's format.
-    fn translate_whole(&self, status: u16, body: &[u8]) -> Vec<u8> {
+    /// A complete provider answer, success or error, in the client's format. An error
+    /// always translates (into the client's envelope, status kept); a success body
+    /// that is not what the provider's format promises is an `Err`, for the caller to
+    /// answer before any status goes out.
+    pub fn answer_whole(&self, status: u16, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
         let success = (200..300).contains(&status);
         match self {
-            Self::AnthropicToOpenAi { .. } if !success => anthropic_error_to_openai(status, body),
-            Self::OpenAiToAnthropic { .. } if !success => openai_error_to_anthropic(status, body),
+            Self::AnthropicToOpenAi { .. } if !success => {
+                Ok(anthropic_error_to_openai(status, body))
+            }
+            Self::OpenAiToAnthropic { .. } if !success => {
+                Ok(openai_error_to_anthropic(status, body))
+            }
             Self::AnthropicToOpenAi { model, created, .. } => {
                 let opts = ResponseOptions {
                     model: model.clone(),
                     created: *created,
                 };
-                anthropic_to_openai_response(body, &opts).unwrap_or_else(|e| {
-                    // The status line already went out as a success; the body says what broke.
-                    log::warn!("untranslatable provider response: {e}");
-                    OpenAiErrorBody::new(&e.to_string(), "provider_error").to_vec()
-                })
+                anthropic_to_openai_response(body, &opts)
             }
             Self::OpenAiToAnthropic { model, .. } => {
                 let opts = MessageOptions {
                     model: model.clone(),
                 };
-                openai_to_anthropic_response(body, &opts).unwrap_or_else(|e| {
-                    log::warn!("untranslatable provider response: {e}");
-                    AnthropicErrorBody::new("api_error", &e.to_string()).to_vec()
-                })
+                openai_to_anthropic_response(body, &opts)
+            }
+        }
+    }
+
+    /// The complete body in the client's format, once its status is already out: an
+    /// untranslatable success becomes an error body, which is all that is left to say.
+    fn translate_whole(&self, status: u16, body: &[u8]) -> Vec<u8> {
+        self.answer_whole(status, body).unwrap_or_else(|e| {
+            log::warn!("untranslatable provider response: {e}");
+            self.error_body(&e.to_string())
+        })
+    }
+
+    /// A provider-error body in the client's envelope.
+    fn error_body(&self, message: &str) -> Vec<u8> {
+        match self {
+            Self::AnthropicToOpenAi { .. } => {
+                OpenAiErrorBody::new(message, "provider_error").to_vec()
+            }
+            Self::OpenAiToAnthropic { .. } => {
+                AnthropicErrorBody::new("api_error", message).to_vec()
             }
         }
     }
@@ -207,6 +233,17 @@ impl ResponseTranslator {
             }
             Body::Whole { status, buf } => {
                 if let Some(chunk) = chunk {
+                    if buf.len() + chunk.len() > MAX_WHOLE_ANSWER_BYTES {
+                        // Nothing this large is an answer to translate: stop holding it.
+                        log::warn!(
+                            "provider answer over {MAX_WHOLE_ANSWER_BYTES} bytes; not translated"
+                        );
+                        out = self
+                            .translation
+                            .error_body("the provider's answer is too large to translate");
+                        self.body = Body::Finished;
+                        return Bytes::from(out);
+                    }
                     buf.extend_from_slice(chunk);
                 }
                 if end_of_stream {
@@ -309,6 +346,41 @@ mod tests {
         assert_eq!(v["model"], "anthropic/claude-x");
         assert!(t.is_finished());
         assert_eq!(t.on_done(), None);
+    }
+
+    #[test]
+    fn untranslatable_success_is_an_error_for_the_whole_path() {
+        let t = ResponseTranslation::AnthropicToOpenAi {
+            model: "anthropic/claude-x".into(),
+            created: 7,
+            stream: false,
+            include_usage: false,
+        };
+        assert!(t.answer_whole(200, br#"{"unexpected":true}"#).is_err());
+        assert!(t.answer_whole(200, b"{\"type\":\"mess").is_err());
+        let ok = t
+            .answer_whole(200, fixture!("anthropic/messages.json").as_bytes())
+            .unwrap();
+        assert!(String::from_utf8(ok).unwrap().contains("chat.completion"));
+        // Errors always translate, keeping their meaning.
+        let err = t.answer_whole(429, b"not json at all").unwrap();
+        assert!(String::from_utf8(err).unwrap().contains("error"));
+    }
+
+    #[test]
+    fn whole_answer_over_the_cap_is_not_held() {
+        let mut t = translator(false);
+        t.on_header(&mut header(200, "application/json")).unwrap();
+        let chunk = vec![b' '; 1024 * 1024];
+        let mut out = Vec::new();
+        for _ in 0..=MAX_WHOLE_ANSWER_BYTES / chunk.len() {
+            out.extend_from_slice(&t.on_body(Some(&chunk), false));
+            if t.is_finished() {
+                break;
+            }
+        }
+        assert!(t.is_finished(), "still holding the answer");
+        assert!(String::from_utf8(out).unwrap().contains("too large"));
     }
 
     #[test]
