@@ -286,7 +286,7 @@ async fn configured_provider_headers_are_added() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_id_goes_upstream_and_comes_back() {
+async fn request_id_goes_upstream_and_comes_back_as_x_aurora_request_id() {
     let mock = ok_mock().await;
     let gw = gateway_for(&mock, "", &[]);
     let c = client();
@@ -295,13 +295,16 @@ async fn request_id_goes_upstream_and_comes_back() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.headers()["x-request-id"], "req-abc-123");
+    assert_eq!(resp.headers()["x-aurora-request-id"], "req-abc-123");
     assert_eq!(mock.last().header("x-request-id"), Some("req-abc-123"));
     let resp = authed(c.get(gw.url("/p/openai/models")))
         .send()
         .await
         .unwrap();
-    let fresh = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let fresh = resp.headers()["x-aurora-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(fresh.len(), 36);
     assert_eq!(mock.last().header("x-request-id"), Some(fresh.as_str()));
 }

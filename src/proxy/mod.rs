@@ -130,7 +130,7 @@ impl AuroraProxy {
         let credential = match provider_key::upstream_credential(
             &prepared.target.provider,
             &session.req_header().headers,
-            !config.auth.is_open(),
+            &config.auth,
         ) {
             Ok(credential) => credential,
             Err(err) => return reject(session, ctx, err).await,
@@ -209,8 +209,7 @@ fn passthrough_target(
     if provider.missing_key() {
         return Err(GatewayError::missing_provider_key(provider));
     }
-    let credential =
-        provider_key::upstream_credential(provider, &req.headers, !config.auth.is_open())?;
+    let credential = provider_key::upstream_credential(provider, &req.headers, &config.auth)?;
     Ok(UpstreamTarget {
         path_and_query: pt.upstream_path(&provider.base.path, req.uri.query()),
         provider: Arc::clone(provider),
@@ -302,6 +301,10 @@ impl ProxyHttp for AuroraProxy {
 
     fn init_downstream_modules(&self, modules: &mut HttpModules) {
         modules.add_module(Box::new(Translation));
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        access_log::request_summary(session.req_header())
     }
 
     fn allow_spawning_subrequest(&self, session: &Session, _ctx: &Self::CTX) -> bool {
@@ -476,7 +479,7 @@ impl ProxyHttp for AuroraProxy {
             out.store(status, Ordering::Relaxed);
         }
         headers::strip_upstream_response_headers(upstream_response);
-        upstream_response.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        upstream_response.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }
 
