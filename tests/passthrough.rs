@@ -318,6 +318,8 @@ async fn enabled_set_unknown_provider_and_missing_key_errors() {
             ("AURORA_MASTER_KEY", MASTER),
             ("GROQ_API_KEY", "groq-test"),
             ("GROQ_BASE_URL", &mock.url("/v1")),
+            // Configured by its base URL alone: known, but without a key.
+            ("ANTHROPIC_BASE_URL", &mock.url("/v1")),
         ],
     );
     let c = client();
@@ -346,6 +348,17 @@ async fn enabled_set_unknown_provider_and_missing_key_errors() {
     assert_eq!(resp.status(), 400);
     let msg = error_json(resp).await["error"]["message"].to_string();
     assert!(msg.contains("ANTHROPIC_API_KEY"), "{msg}");
+
+    // A built-in type nobody configured is not reachable at all.
+    let resp = authed(c.get(gw.url("/p/openai/models")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body = error_json(resp).await;
+    assert_eq!(body["error"]["type"], "not_found_error");
+    let msg = body["error"]["message"].to_string();
+    assert!(msg.contains("OPENAI_API_KEY"), "{msg}");
     assert!(mock.requests().is_empty());
 }
 

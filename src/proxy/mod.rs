@@ -193,12 +193,10 @@ fn passthrough_target(
     pt: &passthrough::PassthroughRoute,
     req: &RequestHeader,
 ) -> std::result::Result<UpstreamTarget, GatewayError> {
-    let provider = config.providers.find(&pt.provider).ok_or_else(|| {
-        GatewayError::not_found(format!(
-            "unknown provider `{}`: configure it under `providers:` or use a built-in type",
-            pt.provider
-        ))
-    })?;
+    let provider = config
+        .providers
+        .find(&pt.provider)
+        .ok_or_else(|| GatewayError::provider_not_found(&pt.provider, &config.providers))?;
     if !config.passthrough_enabled(&provider.name, provider.kind.name()) {
         return Err(GatewayError::invalid_request(format!(
             "provider `{}` is not enabled for passthrough; enabled: {}",
