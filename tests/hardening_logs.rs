@@ -116,6 +116,40 @@ async fn log_with_access_lines(gw: &Gateway, count: usize) -> String {
     gw.log()
 }
 
+/// One request of a test and the status it must get.
+struct Call {
+    method: &'static str,
+    path: String,
+    body: Option<String>,
+    headers: Vec<(&'static str, String)>,
+    status: u16,
+}
+
+impl Call {
+    fn get(path: &str, status: u16) -> Self {
+        Call {
+            method: "GET",
+            path: path.to_string(),
+            body: None,
+            headers: Vec::new(),
+            status,
+        }
+    }
+
+    fn post(path: &str, body: String, status: u16) -> Self {
+        Call {
+            method: "POST",
+            body: Some(body),
+            ..Call::get(path, status)
+        }
+    }
+
+    fn with(mut self, headers: &[(&'static str, &str)]) -> Self {
+        self.headers = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        self
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_reaches_the_log_at_trace() {
     let mock = MockUpstream::start(provider_like).await;
@@ -126,66 +160,33 @@ async fn no_credential_reaches_the_log_at_trace() {
     let cookie = format!("session={MASTER}");
     let path_with_key = format!("/p/anthropic/v1/models?key={QUERY_KEY}");
     let unreachable = format!("/p/groq/models?key={QUERY_KEY}");
-    let cases: Vec<(&str, &str, Option<String>, Vec<(&str, &str)>, u16)> = vec![
+    let cases = [
         // A `!PASSTHRU` caller with a managed gateway key.
-        (
-            "POST",
-            "/p/openai/chat/completions",
-            Some(chat("gpt-4o-mini")),
-            vec![
-                ("authorization", managed.as_str()),
-                ("x-provider-api-key", CALLER),
-            ],
-            200,
-        ),
+        Call::post("/p/openai/chat/completions", chat("gpt-4o-mini"), 200)
+            .with(&[("authorization", &managed), ("x-provider-api-key", CALLER)]),
         // Translated to the Anthropic-format mock with the gateway's held key.
-        (
-            "POST",
+        Call::post(
             "/v1/chat/completions",
-            Some(chat("anthropic/claude-sonnet-4-5")),
-            vec![
-                ("authorization", master.as_str()),
-                ("cookie", cookie.as_str()),
-            ],
+            chat("anthropic/claude-sonnet-4-5"),
             200,
-        ),
+        )
+        .with(&[("authorization", &master), ("cookie", &cookie)]),
         // A held key on `/p/`, with a key in the query string too.
-        (
-            "GET",
-            path_with_key.as_str(),
-            None,
-            vec![("x-api-key", MASTER)],
-            200,
-        ),
+        Call::get(&path_with_key, 200).with(&[("x-api-key", MASTER)]),
         // A wrong gateway key.
-        (
-            "GET",
-            "/p/anthropic/v1/models",
-            None,
-            vec![("authorization", wrong.as_str())],
-            401,
-        ),
+        Call::get("/p/anthropic/v1/models", 401).with(&[("authorization", &wrong)]),
         // The provider answers with an error.
-        (
-            "POST",
-            "/p/openai/fail",
-            Some("{}".into()),
-            vec![("authorization", master.as_str()), ("x-api-key", CALLER)],
-            500,
-        ),
+        Call::post("/p/openai/fail", "{}".into(), 500)
+            .with(&[("authorization", &master), ("x-api-key", CALLER)]),
         // The provider cannot be reached: Pingora's own error line names the request.
-        (
-            "GET",
-            unreachable.as_str(),
-            None,
-            vec![("authorization", master.as_str())],
-            502,
-        ),
+        Call::get(&unreachable, 502).with(&[("authorization", &master)]),
     ];
     let count = cases.len();
-    for (method, path, body, headers, status) in cases {
-        let resp = send(&gw, method, path, body, &headers).await;
-        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+    for call in cases {
+        let headers: Vec<(&str, &str)> =
+            call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let resp = send(&gw, call.method, &call.path, call.body, &headers).await;
+        assert_eq!(resp.status().as_u16(), call.status, "{}", call.path);
         resp.bytes().await.unwrap();
     }
     // A request Pingora cannot parse, carrying a key: its parser error quotes the bytes.
