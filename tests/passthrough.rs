@@ -296,6 +296,8 @@ async fn request_id_goes_upstream_and_comes_back_as_x_aurora_request_id() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-aurora-request-id"], "req-abc-123");
+    // The mock sends no id of its own, and the gateway does not make one up for it.
+    assert!(resp.headers().get("x-request-id").is_none());
     assert_eq!(mock.last().header("x-request-id"), Some("req-abc-123"));
     let resp = authed(c.get(gw.url("/p/openai/models")))
         .send()
