@@ -100,6 +100,18 @@ impl GatewayAuth {
         self.check_token(token, now)
     }
 
+    /// Whether `token` is one of the gateway's own keys: the master key (compared in
+    /// constant time) or any managed key, enabled or not. Such a value is never a
+    /// provider credential.
+    pub fn is_gateway_key(&self, token: &str) -> bool {
+        let digest = sha256(token.as_bytes());
+        let master = self
+            .master_hash
+            .as_ref()
+            .is_some_and(|m| bool::from(m.ct_eq(&digest)));
+        master || self.managed.contains_key(&digest)
+    }
+
     /// Checks one token.
     pub fn check_token(&self, token: &str, now: SystemTime) -> Result<Caller, AuthError> {
         // Comparing digests in constant time hides both content and length of the master key.
@@ -264,6 +276,22 @@ mod tests {
             expired.authenticate(&h, now),
             Err(AuthError::Expired("ci".into()))
         );
+    }
+
+    #[test]
+    fn every_configured_key_is_a_gateway_key_and_nothing_else_is() {
+        for auth in [
+            auth_with_managed(true, None),
+            auth_with_managed(false, None),
+            auth_with_managed(true, Some(SystemTime::UNIX_EPOCH)),
+        ] {
+            assert!(auth.is_gateway_key("master-secret"));
+            assert!(auth.is_gateway_key("sk-aurora-managed"));
+            assert!(!auth.is_gateway_key("master-secreT"));
+            assert!(!auth.is_gateway_key("sk-client-own"));
+            assert!(!auth.is_gateway_key(""));
+        }
+        assert!(!GatewayAuth::default().is_gateway_key("master-secret"));
     }
 
     #[test]

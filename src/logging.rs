@@ -1,9 +1,16 @@
-//! Process-wide logging whose filter can change while the gateway runs.
+//! Process-wide logging whose filter can change while the gateway runs, and which
+//! never writes a credential.
 //!
 //! env_logger fixes its filter when it is built, so Aurora installs its own
 //! [`log::Log`]: an env_logger that formats and writes everything it is handed, behind
 //! a filter (`RUST_LOG` syntax) held in an atomic pointer. A reload swaps the filter
 //! and moves `log::max_level` with it, so disabled levels stay as cheap as before.
+//!
+//! Pingora prints whole request headers (keys included) at `debug` and `trace`, so
+//! its targets are held at [`PINGORA_MAX_LEVEL`] whatever the filter says, and every
+//! record that is written goes through [`redact`] first.
+
+mod redact;
 
 use std::sync::Arc;
 
@@ -11,6 +18,8 @@ use arc_swap::ArcSwap;
 use env_filter::Filter;
 use log::{LevelFilter, Log, Metadata, Record};
 use once_cell::sync::Lazy;
+
+pub use redact::{is_credential_header, redact, RedactedHeaders, CREDENTIAL_HEADERS, REDACTED};
 
 /// The filter used when neither `RUST_LOG` nor `server.log_level` says otherwise.
 pub const DEFAULT_LOG_FILTER: &str = "info";
@@ -20,6 +29,16 @@ static FILTER: Lazy<ArcSwap<Filter>> = Lazy::new(|| {
         parse_filter(DEFAULT_LOG_FILTER).unwrap_or_else(|_| env_filter::Builder::new().build()),
     )
 });
+
+/// The most verbose level written for Pingora's own targets (`pingora_proxy::…`,
+/// `pingora_core::…`): below it they log whole request headers.
+pub const PINGORA_MAX_LEVEL: LevelFilter = LevelFilter::Info;
+
+/// Whether a record of `target` at `level` is beyond what Aurora ever writes,
+/// whatever the filter.
+fn held_back(target: &str, level: log::Level) -> bool {
+    target.starts_with("pingora") && level > PINGORA_MAX_LEVEL
+}
 
 /// Parses a `RUST_LOG`-style filter (`info`, `warn,aurora::access=info`), refusing the
 /// malformed directives env_logger would only warn about and skip.
@@ -61,13 +80,31 @@ struct ReloadableLogger {
 
 impl Log for ReloadableLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        FILTER.load().enabled(metadata)
+        !held_back(metadata.target(), metadata.level()) && FILTER.load().enabled(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
-        if FILTER.load().matches(record) {
-            self.writer.log(record);
+        if held_back(record.target(), record.level()) || !FILTER.load().matches(record) {
+            return;
         }
+        let formatted;
+        let message = match record.args().as_str() {
+            Some(fixed) => fixed,
+            None => {
+                formatted = record.args().to_string();
+                &formatted
+            }
+        };
+        let message = redact(message);
+        self.writer.log(
+            &Record::builder()
+                .args(format_args!("{message}"))
+                .metadata(record.metadata().clone())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
     }
 
     fn flush(&self) {
@@ -95,6 +132,37 @@ mod tests {
         let err = parse_filter("aurora=shout").unwrap_err();
         assert!(err.contains("`aurora=shout`"), "{err}");
         assert!(parse_filter("a=b=c").is_err());
+    }
+
+    #[test]
+    fn pingora_targets_are_held_at_info_whatever_the_filter() {
+        use log::Level;
+        for target in [
+            "pingora_proxy::proxy_h1",
+            "pingora_core::protocols::http::v1::client",
+            "pingora_proxy",
+        ] {
+            assert!(held_back(target, Level::Debug), "{target}");
+            assert!(held_back(target, Level::Trace), "{target}");
+            assert!(!held_back(target, Level::Info), "{target}");
+            assert!(!held_back(target, Level::Error), "{target}");
+        }
+        assert!(!held_back("aurora::proxy::headers", Level::Trace));
+    }
+
+    #[test]
+    fn a_trace_filter_does_not_enable_pingora_debug_records() {
+        let _guard = TEST_FILTER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        set_filter("trace").unwrap();
+        let logger = ReloadableLogger {
+            writer: env_logger::Builder::new().build(),
+        };
+        let meta = |target, level| Metadata::builder().target(target).level(level).build();
+        assert!(!logger.enabled(&meta("pingora_proxy::proxy_h1", log::Level::Debug)));
+        assert!(!logger.enabled(&meta("pingora_core::connectors", log::Level::Trace)));
+        assert!(logger.enabled(&meta("pingora_proxy", log::Level::Warn)));
+        assert!(logger.enabled(&meta("aurora::proxy", log::Level::Trace)));
+        set_filter("warn").unwrap();
     }
 
     #[test]

@@ -286,7 +286,7 @@ async fn configured_provider_headers_are_added() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_id_goes_upstream_and_comes_back() {
+async fn request_id_goes_upstream_and_comes_back_as_x_aurora_request_id() {
     let mock = ok_mock().await;
     let gw = gateway_for(&mock, "", &[]);
     let c = client();
@@ -295,13 +295,18 @@ async fn request_id_goes_upstream_and_comes_back() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.headers()["x-request-id"], "req-abc-123");
+    assert_eq!(resp.headers()["x-aurora-request-id"], "req-abc-123");
+    // The mock sends no id of its own, and the gateway does not make one up for it.
+    assert!(resp.headers().get("x-request-id").is_none());
     assert_eq!(mock.last().header("x-request-id"), Some("req-abc-123"));
     let resp = authed(c.get(gw.url("/p/openai/models")))
         .send()
         .await
         .unwrap();
-    let fresh = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let fresh = resp.headers()["x-aurora-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(fresh.len(), 36);
     assert_eq!(mock.last().header("x-request-id"), Some(fresh.as_str()));
 }
@@ -315,6 +320,8 @@ async fn enabled_set_unknown_provider_and_missing_key_errors() {
             ("AURORA_MASTER_KEY", MASTER),
             ("GROQ_API_KEY", "groq-test"),
             ("GROQ_BASE_URL", &mock.url("/v1")),
+            // Configured by its base URL alone: known, but without a key.
+            ("ANTHROPIC_BASE_URL", &mock.url("/v1")),
         ],
     );
     let c = client();
@@ -343,6 +350,17 @@ async fn enabled_set_unknown_provider_and_missing_key_errors() {
     assert_eq!(resp.status(), 400);
     let msg = error_json(resp).await["error"]["message"].to_string();
     assert!(msg.contains("ANTHROPIC_API_KEY"), "{msg}");
+
+    // A built-in type nobody configured is not reachable at all.
+    let resp = authed(c.get(gw.url("/p/openai/models")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body = error_json(resp).await;
+    assert_eq!(body["error"]["type"], "not_found_error");
+    let msg = body["error"]["message"].to_string();
+    assert!(msg.contains("OPENAI_API_KEY"), "{msg}");
     assert!(mock.requests().is_empty());
 }
 

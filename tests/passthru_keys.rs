@@ -359,3 +359,58 @@ async fn log_names_passthru_caller_by_key_hash_and_never_holds_a_key() {
         assert!(!log.contains(MASTER), "gateway key logged: {log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_gateway_key_is_ever_sent_as_a_provider_key_whoever_presents_it() {
+    const MANAGED: &str = "sk-aurora-managed-passthru-test";
+    const OTHER: &str = "sk-aurora-other-passthru-test";
+    let mock = MockUpstream::start(provider_like).await;
+    let hash = |k: &str| hex::encode(Sha256::digest(k.as_bytes()));
+    let yaml = format!(
+        "auth:\n  keys:\n    - {{name: ci, sha256: \"{}\"}}\n    - {{name: off, sha256: \"{}\", enabled: false}}\nproviders:\n  anthropic:\n    api_key: \"!PASSTHRU\"\n    base_url: {base}\n  openai:\n    api_key: \"!PASSTHRU\"\n    base_url: {base}\n",
+        hash(MANAGED),
+        hash(OTHER),
+        base = mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let managed = bearer(MANAGED);
+    let master = bearer(MASTER);
+    let cases: [Headers; 4] = [
+        // A managed key presented, the master key offered as the provider key.
+        vec![("authorization", managed.as_str()), ("x-api-key", MASTER)],
+        vec![
+            ("authorization", managed.as_str()),
+            ("x-provider-api-key", MASTER),
+        ],
+        // The master key presented, a managed key (enabled or not) offered.
+        vec![("authorization", master.as_str()), ("x-api-key", MANAGED)],
+        vec![
+            ("authorization", master.as_str()),
+            ("x-provider-api-key", OTHER),
+        ],
+    ];
+    for headers in cases {
+        for (path, model) in [
+            ("/p/openai/chat/completions", "gpt-4o-mini"),
+            ("/p/anthropic/v1/messages", "claude-sonnet-4-5"),
+            ("/v1/chat/completions", "openai/gpt-4o-mini"),
+            ("/v1/chat/completions", "anthropic/claude-sonnet-4-5"),
+        ] {
+            let resp = post(&gw, path, chat(model), &headers).await;
+            assert_eq!(resp.status(), 401, "{path} {model} {headers:?}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "missing_provider_key", "{body}");
+        }
+    }
+    assert!(mock.requests().is_empty(), "{:?}", mock.requests());
+    // The managed key's holder still reaches the provider with a provider key of its own.
+    let headers = [
+        ("authorization", managed.as_str()),
+        ("x-provider-api-key", CLIENT_KEY),
+    ];
+    for (label, rec) in every_route(&gw, &mock, &headers).await {
+        assert_eq!(upstream_key(&rec).as_deref(), Some(CLIENT_KEY), "{label}");
+        let sent = all_header_values(&rec);
+        assert!(!sent.contains(MANAGED) && !sent.contains(MASTER), "{label}");
+    }
+}

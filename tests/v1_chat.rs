@@ -539,7 +539,7 @@ async fn each_v1_call_is_logged_once_on_a_reused_client() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200, "{model}");
-        assert!(resp.headers().contains_key("x-request-id"));
+        assert!(resp.headers().contains_key("x-aurora-request-id"));
         resp.bytes().await.unwrap();
     }
     // Access lines are written after the response; a later request's line comes after

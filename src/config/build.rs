@@ -51,7 +51,7 @@ pub fn build_config(
     let auth = GatewayAuth::new(master.as_ref(), managed_keys(&file)?);
     let providers = providers(&file, env)?;
     for entry in &server.enabled_passthrough_providers {
-        if providers.find(entry).is_none() {
+        if !providers.knows(entry) {
             return Err(ConfigError::Invalid(format!(
                 "server.enabled_passthrough_providers names `{entry}`, which is neither a configured provider nor a built-in type"
             )));

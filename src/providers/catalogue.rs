@@ -106,42 +106,43 @@ fn unreachable_base_url(kind: ProviderKind) -> BaseUrl {
     }
 }
 
-/// All providers a config knows.
+/// The configured providers. Only these are ever reachable: a built-in type nobody
+/// configured is known by name (so errors can say how to configure it) and nothing more.
 #[derive(Debug, Default)]
 pub struct ProviderCatalogue {
     configured: BTreeMap<String, Arc<Provider>>,
-    builtin: BTreeMap<&'static str, Arc<Provider>>,
 }
 
 impl ProviderCatalogue {
-    /// Builds the catalogue from configured instances; every built-in type not
-    /// configured under its own name stays known as an unconfigured provider.
+    /// Builds the catalogue from configured instances.
     pub fn new(providers: Vec<Provider>) -> Self {
-        let configured: BTreeMap<String, Arc<Provider>> = providers
+        let configured = providers
             .into_iter()
             .map(|p| (p.name.clone(), Arc::new(p)))
             .collect();
-        let builtin = ProviderKind::ALL
-            .into_iter()
-            .map(|k| (k.name(), Arc::new(Provider::unconfigured(k))))
-            .collect();
-        Self {
-            configured,
-            builtin,
-        }
+        Self { configured }
     }
 
-    /// Finds a provider by instance name, else by type (the first configured instance of
-    /// that type by name), else the unconfigured built-in type.
+    /// Finds a configured provider by instance name, else by type (the first configured
+    /// instance of that type by name). A built-in type nobody configured is `None`.
     pub fn find(&self, name: &str) -> Option<&Arc<Provider>> {
         if let Some(p) = self.configured.get(name) {
             return Some(p);
         }
         let kind = ProviderKind::from_name(name)?;
-        self.configured
-            .values()
-            .find(|p| p.kind == kind)
-            .or_else(|| self.builtin.get(kind.name()))
+        self.configured.values().find(|p| p.kind == kind)
+    }
+
+    /// The built-in type `name` names when no configured provider answers to it: the
+    /// case where an error should say how to configure it rather than call it unknown.
+    pub fn unconfigured_type(&self, name: &str) -> Option<ProviderKind> {
+        ProviderKind::from_name(name).filter(|_| self.find(name).is_none())
+    }
+
+    /// Whether `name` is a configured instance or a built-in type, configured or not
+    /// (what a list of provider names in the config may hold).
+    pub fn knows(&self, name: &str) -> bool {
+        self.find(name).is_some() || ProviderKind::from_name(name).is_some()
     }
 
     /// The configured instance called `name`: an exact match first, else one whose name
@@ -177,6 +178,18 @@ impl ProviderCatalogue {
     pub fn is_empty(&self) -> bool {
         self.configured.is_empty()
     }
+}
+
+/// How to make built-in type `kind` reachable: its environment variable (the key for a
+/// type that needs one, else the base URL) or a `providers:` entry.
+pub fn how_to_configure(kind: ProviderKind) -> String {
+    let prefix = super::env_prefix(kind.name());
+    let variable = if kind.requires_key() {
+        format!("{prefix}_API_KEY")
+    } else {
+        format!("{prefix}_BASE_URL")
+    };
+    format!("set {variable} on the gateway or add `{kind}` under `providers:` in the config")
 }
 
 /// Splits `provider/model` or `provider:model` at the first `/` or `:`, whichever comes
@@ -264,13 +277,32 @@ mod tests {
     }
 
     #[test]
-    fn unconfigured_builtin_is_known_without_key() {
-        let c = ProviderCatalogue::new(vec![]);
-        let p = c.find("anthropic").unwrap();
-        assert!(!p.configured);
-        assert!(p.missing_key());
-        assert_eq!(p.key_env, "ANTHROPIC_API_KEY");
+    fn unconfigured_builtin_is_never_found_only_known() {
+        let c = ProviderCatalogue::new(vec![provider("openai-east", ProviderKind::OpenAi)]);
+        for name in ["vllm", "anthropic", "Ollama"] {
+            assert!(c.find(name).is_none(), "{name}");
+            assert!(c.knows(name), "{name}");
+        }
+        assert_eq!(c.unconfigured_type("vllm"), Some(ProviderKind::Vllm));
+        assert_eq!(
+            c.unconfigured_type("ANTHROPIC"),
+            Some(ProviderKind::Anthropic)
+        );
+        // A type served by an instance of another name is configured.
+        assert_eq!(c.unconfigured_type("openai"), None);
+        assert!(c.knows("openai-east"));
         assert!(c.find("unknown").is_none());
+        assert!(!c.knows("unknown"));
+        assert_eq!(c.unconfigured_type("unknown"), None);
+    }
+
+    #[test]
+    fn how_to_configure_names_the_key_or_the_base_url_variable() {
+        let anthropic = how_to_configure(ProviderKind::Anthropic);
+        assert!(anthropic.contains("ANTHROPIC_API_KEY"), "{anthropic}");
+        assert!(anthropic.contains("`providers:`"), "{anthropic}");
+        let vllm = how_to_configure(ProviderKind::Vllm);
+        assert!(vllm.contains("VLLM_BASE_URL"), "{vllm}");
     }
 
     #[test]

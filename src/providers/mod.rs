@@ -10,7 +10,7 @@ mod tls_roots;
 
 pub use crate::config::env_prefix;
 pub use base_url::{BaseUrl, BaseUrlError};
-pub use catalogue::{split_model_prefix, Provider, ProviderCatalogue, Timeouts};
+pub use catalogue::{how_to_configure, split_model_prefix, Provider, ProviderCatalogue, Timeouts};
 pub use credential::{is_passthru_marker, KeyRing, ProviderCredential, PASSTHRU};
 pub use kind::{AuthStyle, ProviderKind, WireFormat};
 pub use secret::Secret;

@@ -32,7 +32,7 @@ pub struct RequestContext {
     pub started: Instant,
     /// The config snapshot this request uses throughout.
     pub config: Option<Arc<Config>>,
-    /// Request id sent upstream and back.
+    /// The gateway's request id: sent upstream as `X-Request-Id`, back as `X-Aurora-Request-Id`.
     pub request_id: String,
     /// Route label for logs.
     pub route_kind: &'static str,

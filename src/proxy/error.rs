@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::providers::{Provider, WireFormat};
+use crate::providers::{how_to_configure, Provider, ProviderCatalogue, WireFormat};
 use crate::translate::anthropic_error_type_for_status;
 
 /// The error family, which fixes the envelope `type`.
@@ -86,6 +86,20 @@ impl GatewayError {
             format!("`{path}` accepts only {allowed}"),
         )
         .with_code("method_not_allowed")
+    }
+
+    /// 404 for a provider name no configured provider answers to: for a built-in type
+    /// nobody configured, how to configure it.
+    pub fn provider_not_found(name: &str, providers: &ProviderCatalogue) -> Self {
+        match providers.unconfigured_type(name) {
+            Some(kind) => Self::not_found(format!(
+                "provider `{kind}` is not configured: {}",
+                how_to_configure(kind)
+            )),
+            None => Self::not_found(format!(
+                "unknown provider `{name}`: configure it under `providers:` in the config"
+            )),
+        }
     }
 
     /// 400: the provider needs a key the gateway was not given.

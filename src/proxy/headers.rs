@@ -5,10 +5,15 @@ use http::header::{self, HeaderName};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::provider_key::PROVIDER_KEY_HEADER;
+use crate::logging::RedactedHeaders;
 use crate::providers::{AuthStyle, Provider, ProviderKind, Secret, WireFormat};
 
-/// The request id header, sent upstream and returned to the client.
+/// The request id header: the gateway's id goes upstream under it, and a provider's
+/// own id comes back under it untouched.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// The gateway's request id on every response, beside any `X-Request-Id` of the provider.
+pub const AURORA_REQUEST_ID: &str = "x-aurora-request-id";
 
 /// Anthropic API version sent when the client names none.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -16,14 +21,16 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 const OPENROUTER_REFERER: &str = "https://aurora-gateway.local";
 const OPENROUTER_TITLE: &str = "Aurora";
 
-/// Client headers that carry credentials or client identity and never go upstream.
-const CLIENT_ONLY: [&str; 6] = [
+/// Client headers that carry credentials or the client's address and never go upstream.
+const CLIENT_ONLY: [&str; 8] = [
     "authorization",
     "x-api-key",
     PROVIDER_KEY_HEADER,
     "cookie",
     "proxy-authorization",
     "forwarded",
+    "x-real-ip",
+    "true-client-ip",
 ];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `Proxy-Connection`).
@@ -105,6 +112,14 @@ pub fn add_provider_headers(
         req.insert_header(name.clone(), value.clone())?;
     }
     req.insert_header(REQUEST_ID, request_id)?;
+    // Pingora's own line with this header is held back (it holds the key); this one
+    // shows the rest.
+    log::trace!(
+        "request {request_id} to provider `{}`: {} {}",
+        provider.name,
+        req.method,
+        RedactedHeaders(&req.headers)
+    );
     Ok(())
 }
 
@@ -165,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn strips_client_credentials_cookies_and_forwarding_headers() {
+    fn strips_client_credentials_cookies_and_client_address_headers() {
         let mut r = request(&[
             ("authorization", "Bearer gw"),
             ("x-api-key", "gw"),
@@ -173,6 +188,8 @@ mod tests {
             ("cookie", "a=b"),
             ("proxy-authorization", "Basic x"),
             ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("true-client-ip", "1.2.3.4"),
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
             ("x-custom", "kept"),
@@ -186,6 +203,8 @@ mod tests {
             "cookie",
             "proxy-authorization",
             "forwarded",
+            "x-real-ip",
+            "true-client-ip",
             "x-forwarded-for",
             "x-forwarded-proto",
         ] {

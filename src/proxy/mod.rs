@@ -148,7 +148,7 @@ impl AuroraProxy {
         let credential = match provider_key::upstream_credential(
             &prepared.target.provider,
             &session.req_header().headers,
-            !config.auth.is_open(),
+            &config.auth,
         ) {
             Ok(credential) => credential,
             Err(err) => return reject(session, ctx, err).await,
@@ -263,7 +263,7 @@ impl AuroraProxy {
         header.remove_header(&http::header::CONTENT_ENCODING);
         header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         header.insert_header(http::header::CONTENT_LENGTH, translated.len())?;
-        header.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
         // Header and body leave as one TCP segment.
         let corked = response_cork::CorkedSocket::cork(session);
         let written = respond::send_header_and_body(session, header, translated).await;
@@ -302,12 +302,10 @@ fn passthrough_target(
     pt: &passthrough::PassthroughRoute,
     req: &RequestHeader,
 ) -> std::result::Result<UpstreamTarget, GatewayError> {
-    let provider = config.providers.find(&pt.provider).ok_or_else(|| {
-        GatewayError::not_found(format!(
-            "unknown provider `{}`: configure it under `providers:` or use a built-in type",
-            pt.provider
-        ))
-    })?;
+    let provider = config
+        .providers
+        .find(&pt.provider)
+        .ok_or_else(|| GatewayError::provider_not_found(&pt.provider, &config.providers))?;
     if !config.passthrough_enabled(&provider.name, provider.kind.name()) {
         return Err(GatewayError::invalid_request(format!(
             "provider `{}` is not enabled for passthrough; enabled: {}",
@@ -318,8 +316,7 @@ fn passthrough_target(
     if provider.missing_key() {
         return Err(GatewayError::missing_provider_key(provider));
     }
-    let credential =
-        provider_key::upstream_credential(provider, &req.headers, !config.auth.is_open())?;
+    let credential = provider_key::upstream_credential(provider, &req.headers, &config.auth)?;
     Ok(UpstreamTarget {
         path_and_query: pt.upstream_path(&provider.base.path, req.uri.query()),
         provider: Arc::clone(provider),
@@ -456,6 +453,10 @@ impl ProxyHttp for AuroraProxy {
 
     fn init_downstream_modules(&self, modules: &mut HttpModules) {
         modules.add_module(Box::new(Translation));
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        access_log::request_summary(session.req_header())
     }
 
     fn allow_spawning_subrequest(&self, session: &Session, _ctx: &Self::CTX) -> bool {
@@ -627,7 +628,7 @@ impl ProxyHttp for AuroraProxy {
             out.store(status, Ordering::Relaxed);
         }
         headers::strip_upstream_response_headers(upstream_response);
-        upstream_response.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        upstream_response.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }
 

@@ -34,8 +34,9 @@ pub struct ModelRoute {
 /// Routes `requested` to a configured provider. In order: an explicit
 /// `provider/model` or `provider:model` whose prefix is a configured instance name; an
 /// alias from `models.aliases`; a provider whose `models:` list holds the name; the
-/// provider of the model's family (`claude-*` → anthropic, …). Anything else is a 400
-/// on `model` that says how to make the name routable.
+/// provider of the model's family (`claude-*` → anthropic, …). A prefix naming a
+/// built-in type nobody configured is a 404 that says how to configure it; anything
+/// else is a 400 on `model` that says how to make the name routable.
 pub fn route_model(requested: &str, config: &Config) -> Result<ModelRoute, GatewayError> {
     if requested.trim().is_empty() {
         return Err(model_error(
@@ -62,6 +63,13 @@ pub fn route_model(requested: &str, config: &Config) -> Result<ModelRoute, Gatew
             provider: Arc::clone(provider),
             model: requested.to_string(),
         });
+    }
+    if let Some((prefix, _)) = split_model_prefix(requested) {
+        if config.providers.unconfigured_type(prefix).is_some() {
+            return Err(
+                GatewayError::provider_not_found(prefix, &config.providers).with_param("model")
+            );
+        }
     }
     let family = family_of(requested);
     if let Some(provider) = family.and_then(|k| config.providers.preferred_of_kind(k)) {
@@ -422,12 +430,42 @@ providers:
 
     #[test]
     fn unknown_prefix_with_unknown_model_is_400_unsupported() {
-        let e = error("mistral/mistral-large");
+        let e = error("acme/acme-large");
         assert!(
-            e.message
-                .starts_with("unsupported model `mistral/mistral-large`"),
+            e.message.starts_with("unsupported model `acme/acme-large`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn unconfigured_builtin_type_prefix_is_404_saying_how_to_configure_it() {
+        for (m, variable) in [
+            ("mistral/mistral-large", "MISTRAL_API_KEY"),
+            ("zai:glm-4.6", "ZAI_API_KEY"),
+            ("Ollama/llama3", "OLLAMA_BASE_URL"),
+        ] {
+            let e = route(m).unwrap_err();
+            assert_eq!(e.status, 404, "{m}: {e}");
+            assert_eq!(e.kind.openai_type(), "not_found_error");
+            assert_eq!(e.param.as_deref(), Some("model"));
+            assert!(e.message.contains("is not configured"), "{m}: {e}");
+            assert!(e.message.contains(variable), "{m}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_models_list_entry_wins_over_an_unconfigured_type_prefix() {
+        let c = build_config(
+            Some("providers:\n  proxy: {type: openai, api_key: k, models: [vllm/llama]}\n"),
+            None,
+            &EnvSnapshot::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            route_in(&c, "vllm/llama").unwrap(),
+            pair("proxy", "vllm/llama")
+        );
+        assert_eq!(route_in(&c, "vllm/other").unwrap_err().status, 404);
     }
 
     #[test]
@@ -463,7 +501,7 @@ providers:
 
     #[test]
     fn unconfigured_prefix_without_model_is_400_unsupported() {
-        assert!(error("mistral:").message.starts_with("unsupported model"));
+        assert!(error("acme:").message.starts_with("unsupported model"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use http::HeaderMap;
 
 use super::GatewayError;
-use crate::auth::{header_token, presented_bearer, presented_token, sha256};
+use crate::auth::{header_token, presented_bearer, sha256, GatewayAuth};
 use crate::providers::{Provider, ProviderCredential, Secret};
 
 /// The header that carries a caller's provider key when gateway auth is on (the
@@ -29,15 +29,15 @@ pub struct UpstreamCredential {
 /// A `!PASSTHRU` provider sends the caller's key, read from
 /// - gateway auth off: `X-Provider-Api-Key`, else `X-Api-Key`, else `Authorization: Bearer`;
 /// - gateway auth on: `X-Provider-Api-Key`, else `X-Api-Key`; `Authorization` carries
-///   the gateway token, and a value equal to the presented gateway token is never
-///   taken as a provider key.
+///   the gateway token, and a value equal to any gateway key (the master key or any
+///   managed key, presented or not) is never taken as a provider key.
 ///
 /// A `!PASSTHRU` provider called without a key is a 401 naming the provider and the
 /// header to send. No I/O; the only state touched is the static key rotation.
 pub fn upstream_credential(
     provider: &Provider,
     headers: &HeaderMap,
-    gateway_auth_on: bool,
+    auth: &GatewayAuth,
 ) -> Result<UpstreamCredential, GatewayError> {
     match &provider.credential {
         ProviderCredential::None => Ok(UpstreamCredential::default()),
@@ -46,8 +46,8 @@ pub fn upstream_credential(
             passthru_label: None,
         }),
         ProviderCredential::Passthru => {
-            let key = client_provider_key(headers, gateway_auth_on)
-                .ok_or_else(|| missing_client_key(&provider.name, gateway_auth_on))?;
+            let key = client_provider_key(headers, auth)
+                .ok_or_else(|| missing_client_key(&provider.name, !auth.is_open()))?;
             Ok(UpstreamCredential {
                 passthru_label: Some(passthru_label(key)),
                 key: Some(Secret::new(key)),
@@ -63,19 +63,18 @@ pub fn passthru_label(key: &str) -> String {
     format!("{PASSTHRU_LABEL_PREFIX}{}", hex::encode(&digest[..4]))
 }
 
-fn client_provider_key(headers: &HeaderMap, gateway_auth_on: bool) -> Option<&str> {
+fn client_provider_key<'a>(headers: &'a HeaderMap, auth: &GatewayAuth) -> Option<&'a str> {
     let explicit = header_token(headers, PROVIDER_KEY_HEADER);
     let x_api_key = header_token(headers, "x-api-key");
-    if !gateway_auth_on {
+    if auth.is_open() {
         return explicit.or(x_api_key).or_else(|| presented_bearer(headers));
     }
-    // The gateway token is whatever authentication read (Bearer, else X-Api-Key): a
-    // client that sent it only as X-Api-Key has sent no provider key there.
-    let gateway_token = presented_token(headers);
+    // Not only the token authentication read: a caller holding a managed key and the
+    // master key must not be able to hand the master key to a provider.
     [explicit, x_api_key]
         .into_iter()
         .flatten()
-        .find(|key| Some(*key) != gateway_token)
+        .find(|key| !auth.is_gateway_key(key))
 }
 
 fn missing_client_key(provider: &str, gateway_auth_on: bool) -> GatewayError {
@@ -93,11 +92,34 @@ fn missing_client_key(provider: &str, gateway_auth_on: bool) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::ManagedKey;
     use crate::providers::{KeyRing, ProviderKind};
     use crate::proxy::ErrorKind;
 
     const GW: &str = "gw-token-test";
+    const MANAGED: &str = "sk-aurora-managed-test";
+    const DISABLED: &str = "sk-aurora-disabled-test";
     const CLIENT: &str = "sk-client-test";
+
+    /// Gateway auth with master key `GW` and managed keys `MANAGED` and `DISABLED`
+    /// when on; open when off.
+    fn gateway_auth(on: bool) -> GatewayAuth {
+        if !on {
+            return GatewayAuth::default();
+        }
+        let managed = [(MANAGED, "ci", true), (DISABLED, "old", false)]
+            .into_iter()
+            .map(|(key, name, enabled)| {
+                let entry = ManagedKey {
+                    name: name.into(),
+                    enabled,
+                    expires_at: None,
+                };
+                (sha256(key.as_bytes()), entry)
+            })
+            .collect();
+        GatewayAuth::new(Some(&Secret::new(GW)), managed)
+    }
 
     fn passthru() -> Provider {
         Provider {
@@ -116,7 +138,7 @@ mod tests {
     }
 
     fn sent(pairs: &[(&'static str, &str)], auth_on: bool) -> Option<String> {
-        upstream_credential(&passthru(), &headers(pairs), auth_on)
+        upstream_credential(&passthru(), &headers(pairs), &gateway_auth(auth_on))
             .ok()
             .map(|c| c.key.unwrap().expose().to_string())
     }
@@ -130,7 +152,7 @@ mod tests {
         let p = Provider::unconfigured(ProviderKind::Vllm);
         let h = headers(&[("x-api-key", CLIENT)]);
         assert_eq!(
-            upstream_credential(&p, &h, false).unwrap(),
+            upstream_credential(&p, &h, &gateway_auth(false)).unwrap(),
             UpstreamCredential::default()
         );
     }
@@ -145,7 +167,7 @@ mod tests {
         let h = headers(&[("x-api-key", CLIENT), ("x-provider-api-key", CLIENT)]);
         let keys: Vec<String> = (0..3)
             .map(|_| {
-                let c = upstream_credential(&p, &h, true).unwrap();
+                let c = upstream_credential(&p, &h, &gateway_auth(true)).unwrap();
                 assert_eq!(c.passthru_label, None);
                 c.key.unwrap().expose().to_string()
             })
@@ -258,15 +280,60 @@ mod tests {
     }
 
     #[test]
+    fn auth_on_master_key_beside_a_managed_bearer_is_not_a_provider_key() {
+        let b = bearer(MANAGED);
+        for header in ["x-api-key", "x-provider-api-key"] {
+            assert_eq!(sent(&[("authorization", &b), (header, GW)], true), None);
+        }
+        let both = [
+            ("authorization", b.as_str()),
+            ("x-provider-api-key", GW),
+            ("x-api-key", GW),
+        ];
+        assert_eq!(sent(&both, true), None);
+    }
+
+    #[test]
+    fn auth_on_any_managed_key_is_not_a_provider_key_whoever_presents_it() {
+        let b = bearer(GW);
+        for key in [MANAGED, DISABLED] {
+            assert_eq!(
+                sent(&[("authorization", &b), ("x-api-key", key)], true),
+                None
+            );
+            let h = [("authorization", b.as_str()), ("x-provider-api-key", key)];
+            assert_eq!(sent(&h, true), None);
+        }
+        // A real provider key beside them is still found.
+        let h = [
+            ("authorization", b.as_str()),
+            ("x-provider-api-key", MANAGED),
+            ("x-api-key", CLIENT),
+        ];
+        assert_eq!(sent(&h, true).as_deref(), Some(CLIENT));
+    }
+
+    #[test]
+    fn auth_on_a_gateway_key_refused_as_provider_key_is_the_missing_key_401() {
+        let b = bearer(MANAGED);
+        let h = headers(&[("authorization", &b), ("x-api-key", GW)]);
+        let err = upstream_credential(&passthru(), &h, &gateway_auth(true)).unwrap_err();
+        assert_eq!(err.status, 401);
+        assert_eq!(err.code, Some("missing_provider_key"));
+        assert!(!err.message.contains(GW), "{}", err.message);
+    }
+
+    #[test]
     fn missing_client_key_is_401_naming_provider_and_header() {
-        let err = upstream_credential(&passthru(), &HeaderMap::new(), false).unwrap_err();
+        let err =
+            upstream_credential(&passthru(), &HeaderMap::new(), &gateway_auth(false)).unwrap_err();
         assert_eq!(err.status, 401);
         assert_eq!(err.kind, ErrorKind::Authentication);
         assert!(err.message.contains("`openai-east`"), "{}", err.message);
         assert!(err.message.contains("X-Api-Key"), "{}", err.message);
         let b = bearer(GW);
-        let err =
-            upstream_credential(&passthru(), &headers(&[("authorization", &b)]), true).unwrap_err();
+        let h = headers(&[("authorization", &b)]);
+        let err = upstream_credential(&passthru(), &h, &gateway_auth(true)).unwrap_err();
         assert_eq!(err.status, 401);
         assert!(
             err.message.contains("X-Provider-Api-Key"),
@@ -278,8 +345,8 @@ mod tests {
 
     #[test]
     fn passthru_credential_carries_a_short_hash_label_not_the_key() {
-        let c =
-            upstream_credential(&passthru(), &headers(&[("x-api-key", CLIENT)]), false).unwrap();
+        let h = headers(&[("x-api-key", CLIENT)]);
+        let c = upstream_credential(&passthru(), &h, &gateway_auth(false)).unwrap();
         let label = c.passthru_label.unwrap();
         let expected = hex::encode(sha256(CLIENT.as_bytes()));
         assert_eq!(label, format!("passthru:{}", &expected[..8]));

@@ -5,7 +5,7 @@ use pingora_core::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-use super::headers::REQUEST_ID;
+use super::headers::AURORA_REQUEST_ID;
 use super::GatewayError;
 use crate::providers::WireFormat;
 
@@ -45,7 +45,7 @@ async fn send_with(
     }
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(REQUEST_ID, request_id)?;
+    resp.insert_header(AURORA_REQUEST_ID, request_id)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)

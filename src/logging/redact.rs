@@ -1,0 +1,280 @@
+//! Takes credentials out of log text, whoever wrote the line: the value of a credential
+//! header (as `name: value`, as Debug's `"name": "value"`, or inside a raw request
+//! `name: value\r\n`), a `Bearer` token, and the `key`/`api_key` query parameters some
+//! APIs take keys in.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::HeaderMap;
+
+/// Headers whose values are credentials, lowercase.
+pub const CREDENTIAL_HEADERS: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "x-provider-api-key",
+    "x-goog-api-key",
+    "cookie",
+];
+
+/// Query parameters that carry API keys (Gemini's `?key=`), lowercase.
+const CREDENTIAL_PARAMS: [&str; 2] = ["key", "api_key"];
+
+/// What a credential is replaced with.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether header `name` (any case) carries a credential.
+pub fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// `text` with every credential value replaced by [`REDACTED`]; borrowed when there
+/// was none. A value that is already a placeholder (`<key>`, as in the gateway's own
+/// help messages) is left alone.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let lower = text.to_ascii_lowercase();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let names = CREDENTIAL_HEADERS
+        .iter()
+        .map(|n| (n, b":=".as_slice()))
+        .chain(CREDENTIAL_PARAMS.iter().map(|n| (n, b"=".as_slice())));
+    for (name, separators) in names {
+        for (at, _) in lower.match_indices(name) {
+            if let Some(span) = value_after_name(lower.as_bytes(), at, name.len(), separators) {
+                spans.push(span);
+            }
+        }
+    }
+    for (at, _) in lower.match_indices("bearer") {
+        if let Some(span) = token_after_scheme(lower.as_bytes(), at, "bearer".len()) {
+            spans.push(span);
+        }
+    }
+    if spans.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, end) in spans {
+        if end <= copied {
+            continue;
+        }
+        if start >= copied {
+            out.push_str(&text[copied..start]);
+            out.push_str(REDACTED);
+        }
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+/// Header map contents for a log line, credential values shown as [`REDACTED`].
+pub struct RedactedHeaders<'a>(pub &'a HeaderMap);
+
+impl fmt::Display for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            if is_credential_header(name.as_str()) {
+                write!(f, "{name}: {REDACTED}")?;
+            } else {
+                write!(f, "{name}: {value:?}")?;
+            }
+        }
+        f.write_str("}")
+    }
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Whether a word matched at `at` is not the tail of a longer name. A written-out
+/// line break (`\r\n` in Debug output of raw bytes) counts as a boundary.
+fn starts_alone(lower: &[u8], at: usize) -> bool {
+    at == 0
+        || !is_name_byte(lower[at - 1])
+        || (at >= 2 && lower[at - 2] == b'\\' && matches!(lower[at - 1], b'n' | b'r' | b't'))
+}
+
+/// The span of the value after the name matched at `at`: the name must stand alone,
+/// then come one of `separators` (after a closing `"` of a quoted name, spaces allowed).
+fn value_after_name(
+    lower: &[u8],
+    at: usize,
+    len: usize,
+    separators: &[u8],
+) -> Option<(usize, usize)> {
+    if !starts_alone(lower, at) {
+        return None;
+    }
+    let mut i = at + len;
+    if lower.get(i).is_some_and(|b| is_name_byte(*b)) {
+        return None;
+    }
+    if lower.get(i) == Some(&b'"') {
+        i += 1;
+    }
+    i = skip_spaces(lower, i);
+    let separator = *lower.get(i)?;
+    if !separators.contains(&separator) {
+        return None;
+    }
+    i = skip_spaces(lower, i + 1);
+    if lower.get(i) == Some(&b'"') {
+        let start = i + 1;
+        let end = closing_quote(lower, start);
+        return (end > start && !is_placeholder(lower, start, end)).then_some((start, end));
+    }
+    let end = unquoted_end(lower, i, separator == b'=');
+    (end > i && !is_placeholder(lower, i, end)).then_some((i, end))
+}
+
+/// The span of the token after an auth scheme word matched at `at`.
+fn token_after_scheme(lower: &[u8], at: usize, len: usize) -> Option<(usize, usize)> {
+    if !starts_alone(lower, at) {
+        return None;
+    }
+    let i = at + len;
+    if lower.get(i) != Some(&b' ') {
+        return None;
+    }
+    let start = skip_spaces(lower, i);
+    let end = unquoted_end(lower, start, true);
+    (end > start && lower[start] != b'<').then_some((start, end))
+}
+
+fn skip_spaces(lower: &[u8], mut i: usize) -> usize {
+    while lower.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the `"` closing a quoted value that starts at `start` (escaped quotes
+/// skipped), or the end of the text.
+fn closing_quote(lower: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while i < lower.len() {
+        match lower[i] {
+            b'\\' => i += 2,
+            b'"' => return i,
+            _ => i += 1,
+        }
+    }
+    lower.len()
+}
+
+/// Where an unquoted value ends: at a line break (raw or written as `\r`/`\n`), a quote
+/// or backtick, and for a `=` parameter or a token also at a space, `&`, `;`, `,` or `#`.
+fn unquoted_end(lower: &[u8], start: usize, word: bool) -> usize {
+    lower[start.min(lower.len())..]
+        .iter()
+        .position(|&b| {
+            matches!(b, b'\r' | b'\n' | b'\\' | b'"' | b'`' | b'\'')
+                || (word && matches!(b, b' ' | b'&' | b';' | b',' | b'#' | b'}' | b')'))
+        })
+        .map_or(lower.len(), |p| start + p)
+}
+
+/// A value like `<key>` or `Bearer <gateway key>`: the gateway's own help text.
+fn is_placeholder(lower: &[u8], start: usize, end: usize) -> bool {
+    let value = &lower[start..end];
+    let value = value
+        .strip_prefix(b"bearer ")
+        .or_else(|| value.strip_prefix(b"basic "))
+        .unwrap_or(value);
+    value.first() == Some(&b'<')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_debug_header_maps() {
+        let line = r#"headers: {"host": "gw", "authorization": "Bearer gw-secret", "x-api-key": "sk-secret", "accept": "*/*"}"#;
+        assert_eq!(
+            redact(line),
+            r#"headers: {"host": "gw", "authorization": "<redacted>", "x-api-key": "<redacted>", "accept": "*/*"}"#
+        );
+    }
+
+    #[test]
+    fn redacts_raw_request_bytes_in_any_case() {
+        let line = r#"Writing request header: b"POST /v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-one\r\nX-Goog-Api-Key: AIza-two\r\nCookie: s=three; t=four\r\n\r\n""#;
+        let out = redact(line);
+        for secret in ["sk-one", "AIza-two", "three", "four"] {
+            assert!(!out.contains(secret), "{out}");
+        }
+        assert!(out.contains(r"Host: x\r\n"), "{out}");
+        assert!(out.contains(r"X-Goog-Api-Key: <redacted>\r\n"), "{out}");
+    }
+
+    #[test]
+    fn redacts_real_line_breaks_and_every_credential_header() {
+        for name in CREDENTIAL_HEADERS {
+            let line = format!("{name}: secret-value\nnext: kept");
+            assert_eq!(redact(&line), format!("{name}: <redacted>\nnext: kept"));
+        }
+    }
+
+    #[test]
+    fn redacts_key_query_parameters_but_not_other_parameters() {
+        assert_eq!(
+            redact("GET /v1beta/models?alt=sse&key=AIza-secret&x=1 HTTP/1.1"),
+            "GET /v1beta/models?alt=sse&key=<redacted>&x=1 HTTP/1.1"
+        );
+        assert_eq!(redact("uri: /x?api_key=abc"), "uri: /x?api_key=<redacted>");
+        assert_eq!(redact("uri: /x?monkey=abc"), "uri: /x?monkey=abc");
+    }
+
+    #[test]
+    fn redacts_bearer_tokens_wherever_they_appear() {
+        assert_eq!(
+            redact("upstream said: bad token Bearer sk-leak, try again"),
+            "upstream said: bad token Bearer <redacted>, try again"
+        );
+    }
+
+    #[test]
+    fn leaves_placeholders_and_names_inside_other_words_alone() {
+        let help =
+            "missing gateway key: send it as `Authorization: Bearer <key>` or `X-Api-Key: <key>`";
+        assert!(matches!(redact(help), Cow::Borrowed(_)));
+        let plain = "request_id=abc method=POST path=/p/openai/keys route=passthrough";
+        assert!(matches!(redact(plain), Cow::Borrowed(_)));
+        assert_eq!(redact("x-authorization-hint: 1"), "x-authorization-hint: 1");
+    }
+
+    #[test]
+    fn proxy_authorization_is_redacted_whole() {
+        assert_eq!(
+            redact(r#""proxy-authorization": "Basic dXNlcjpwYXNz""#),
+            r#""proxy-authorization": "<redacted>""#
+        );
+    }
+
+    #[test]
+    fn redacted_headers_hide_credential_values_only() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer sk-secret".parse().unwrap());
+        h.insert("x-goog-api-key", "AIza-secret".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        let shown = RedactedHeaders(&h).to_string();
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("authorization: <redacted>"), "{shown}");
+        assert!(
+            shown.contains(r#"content-type: "application/json""#),
+            "{shown}"
+        );
+    }
+}
