@@ -434,3 +434,71 @@ async fn provider_errors_on_whole_answers_keep_status_and_retry_after() {
     assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
     assert_eq!(v["error"]["message"], "slow down");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_past_the_buffer_budget_get_503_with_retry_after() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = Gateway::start(
+        "server:\n  max_buffered_bytes: 100KiB\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", &mock.url("/v1")),
+        ],
+    );
+    let request_for = |body: &str| {
+        format!(
+            "{}{body}",
+            head(
+                "POST",
+                "/v1/chat/completions",
+                &format!(
+                    "content-type: application/json\r\ncontent-length: {}\r\n",
+                    body.len()
+                )
+            )
+        )
+    };
+    // One upload of 90 KiB, held open halfway: the gateway holds its declared length.
+    let held = chat_body_of(90 * 1024);
+    let held_request = request_for(&held);
+    let mut slow = TcpStream::connect(gw.addr()).await.unwrap();
+    let split = held_request.len() - 40 * 1024;
+    slow.write_all(&held_request.as_bytes()[..split])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let second = chat_body_of(50 * 1024);
+    let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
+    sock.write_all(request_for(&second).as_bytes())
+        .await
+        .unwrap();
+    let (answer, _) = read_until_close(&mut sock, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(answer.contains("gateway_overloaded"), "{answer}");
+
+    // Once the first upload is done, its share is given back.
+    slow.write_all(&held_request.as_bytes()[split..])
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    drop(slow);
+    let resp = common::client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .body(second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -51,6 +51,8 @@ pub struct RequestContext {
     /// A `/v1` body the gateway already read and prepared, sent upstream in place of
     /// the client's (which Pingora replays from its retry buffer).
     pub prepared_body: Option<Bytes>,
+    /// The share of the gateway's body budget this request's body holds.
+    pub body_permit: Option<super::body_budget::BodyPermit>,
     /// The prepared body went out on the current upstream attempt.
     pub prepared_body_sent: bool,
     /// The client socket, corked while a whole translated answer is written.
@@ -81,6 +83,7 @@ impl RequestContext {
             is_subrequest: false,
             prepared_body: None,
             prepared_body_sent: false,
+            body_permit: None,
             corked: None,
             translated: false,
             error_format: WireFormat::OpenAi,

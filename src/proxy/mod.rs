@@ -2,6 +2,7 @@
 //! error mapping and logging live in the sibling modules as plain functions.
 
 mod access_log;
+mod body_budget;
 mod client_hangup;
 mod context;
 mod error;
@@ -56,6 +57,8 @@ pub struct AuroraProxy {
     models: ModelDirectory,
     /// Upstream connections for exchanges the gateway drives itself (whole answers).
     connector: Connector,
+    /// Request bodies held in memory, all requests together.
+    bodies: Arc<body_budget::BodyBudget>,
 }
 
 impl AuroraProxy {
@@ -67,6 +70,7 @@ impl AuroraProxy {
             models: ModelDirectory::new(),
             // Built once here: it loads the system trust roots.
             connector: Connector::new(None),
+            bodies: Arc::default(),
         }
     }
 
@@ -131,8 +135,20 @@ impl AuroraProxy {
         }
         // Keeps a copy of a small body, which tells the proxy loop to send it on.
         session.as_mut().enable_retry_buffering();
-        let body = match subrequest::read_body_within(session, config.server.body_size_limit).await
-        {
+        let mut permit = self.bodies.permit(config.server.max_buffered_bytes);
+        let limit = config.server.body_size_limit;
+        // A declared length is held from the start, so a burst of large uploads is
+        // refused before they are read rather than halfway through.
+        if let Some(declared) = declared_length(session.req_header()) {
+            if let Err(err) = permit.cover(declared) {
+                session.set_keepalive(None);
+                return reject(session, ctx, err).await;
+            }
+        }
+        let read = subrequest::read_body_within(session, limit, &mut permit).await;
+        // Held until the request ends: the body and what is prepared from it live as long.
+        ctx.body_permit = Some(permit);
+        let body = match read {
             Ok(body) => body,
             Err(err) => {
                 // The body was cut short, malformed or too large: whatever follows on

@@ -20,6 +20,7 @@ use pingora_proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType}
 use pingora_proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora_proxy::Session;
 
+use super::body_budget::BodyPermit;
 use super::client_hangup::ClientSocket;
 use super::{GatewayError, UpstreamTarget};
 use crate::auth::Caller;
@@ -59,8 +60,13 @@ pub fn take_plan(session: &mut Session) -> Option<SubrequestPlan> {
         .take()
 }
 
-/// Reads the whole request body, refusing more than `limit` bytes.
-pub async fn read_body_within(session: &mut Session, limit: u64) -> Result<Bytes, GatewayError> {
+/// Reads the whole request body, refusing more than `limit` bytes, and more than
+/// `permit` can cover of the gateway's body budget.
+pub async fn read_body_within(
+    session: &mut Session,
+    limit: u64,
+    permit: &mut BodyPermit,
+) -> Result<Bytes, GatewayError> {
     let mut body = BytesMut::new();
     loop {
         let chunk = session.read_request_body().await.map_err(|e| {
@@ -69,9 +75,11 @@ pub async fn read_body_within(session: &mut Session, limit: u64) -> Result<Bytes
         let Some(chunk) = chunk else {
             return Ok(body.freeze());
         };
-        if (body.len() + chunk.len()) as u64 > limit {
+        let total = (body.len() + chunk.len()) as u64;
+        if total > limit {
             return Err(GatewayError::payload_too_large(limit));
         }
+        permit.cover(total)?;
         body.extend_from_slice(&chunk);
     }
 }
