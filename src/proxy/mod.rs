@@ -2,6 +2,7 @@
 //! error mapping and logging live in the sibling modules as plain functions.
 
 mod access_log;
+mod body_deadline;
 mod context;
 mod error;
 pub mod headers;
@@ -20,7 +21,7 @@ mod upstream_failure;
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -39,6 +40,7 @@ pub use upstream_failure::gateway_error_for;
 use crate::config::{Config, LiveConfig};
 use crate::metrics;
 use crate::translate::{ResponseTranslation, Translation, TranslationModule};
+use body_deadline::BodyDeadline;
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_request::ModelEndpoint;
 use subrequest::SubrequestPlan;
@@ -120,7 +122,9 @@ impl AuroraProxy {
         }
         // Keeps a copy of a small body, which tells the proxy loop to send it on.
         session.as_mut().enable_retry_buffering();
-        let prepared = match subrequest::read_body_within(session, config.server.body_size_limit)
+        let deadline = BodyDeadline::new(ctx.started, config.server.body_timeout);
+        let limit = config.server.body_size_limit;
+        let prepared = match subrequest::read_body_within(session, limit, deadline)
             .await
             .and_then(|body| model_request::prepare(endpoint, &body, config, unix_now()))
         {
@@ -319,6 +323,9 @@ impl ProxyHttp for AuroraProxy {
             ctx.in_flight = true;
         }
         let config = self.config.snapshot();
+        // No read of the body waits past its whole-body deadline; a trickled body is
+        // caught in `request_body_filter`.
+        session.set_read_timeout(Some(config.server.body_timeout));
         ctx.request_id = headers::request_id_for(session.req_header());
         ctx.config = Some(Arc::clone(&config));
         let route = match self.admit(session, &config, ctx) {
@@ -424,7 +431,7 @@ impl ProxyHttp for AuroraProxy {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
@@ -450,6 +457,20 @@ impl ProxyHttp for AuroraProxy {
             if ctx.request_body_bytes > limit {
                 ctx.error = Some(GatewayError::payload_too_large(limit));
                 return Err(status_error(413));
+            }
+            if !session.was_upgraded() {
+                let timeout = ctx.config.as_ref().map(|c| c.server.body_timeout);
+                let deadline = timeout.map(|t| BodyDeadline::new(ctx.started, t));
+                match deadline.map(|d| (d, d.time_left(Instant::now()))) {
+                    // A client that goes silent is cut at the deadline too.
+                    Some((_, Some(left))) => session.set_read_timeout(Some(left)),
+                    Some((deadline, None)) => {
+                        ctx.error = Some(deadline.error());
+                        session.set_keepalive(None);
+                        return Err(status_error(408));
+                    }
+                    None => {}
+                }
             }
         }
         Ok(())
@@ -500,6 +521,8 @@ impl ProxyHttp for AuroraProxy {
         // unless a translated stream can still be closed with an error event.
         let mut ended_cleanly = false;
         if session.response_written().is_none() {
+            // This connection is not reused after a failed attempt: the answer says so.
+            session.set_keepalive(None);
             // The gateway's own envelope is already in the client's format.
             if let Some(module) = session
                 .downstream_modules_ctx

@@ -20,6 +20,7 @@ use pingora_proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType}
 use pingora_proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora_proxy::Session;
 
+use super::body_deadline::BodyDeadline;
 use super::{GatewayError, UpstreamTarget};
 use crate::auth::Caller;
 use crate::config::Config;
@@ -58,13 +59,28 @@ pub fn take_plan(session: &mut Session) -> Option<SubrequestPlan> {
         .take()
 }
 
-/// Reads the whole request body, refusing more than `limit` bytes.
-pub async fn read_body_within(session: &mut Session, limit: u64) -> Result<Bytes, GatewayError> {
+/// Reads the whole request body, refusing more than `limit` bytes and a body that
+/// misses `deadline` (408, and the connection closes: the rest of the body is unread).
+pub async fn read_body_within(
+    session: &mut Session,
+    limit: u64,
+    deadline: BodyDeadline,
+) -> Result<Bytes, GatewayError> {
     let mut body = BytesMut::new();
     loop {
-        let chunk = session.read_request_body().await.map_err(|e| {
-            GatewayError::invalid_request(format!("could not read the request body: {e}"))
-        })?;
+        let read = tokio::time::timeout_at(deadline.at().into(), session.read_request_body()).await;
+        let chunk = match read {
+            Ok(Ok(chunk)) => chunk,
+            Ok(Err(e)) if *e.etype() != ErrorType::ReadTimedout => {
+                return Err(GatewayError::invalid_request(format!(
+                    "could not read the request body: {e}"
+                )))
+            }
+            Ok(Err(_)) | Err(_) => {
+                session.set_keepalive(None);
+                return Err(deadline.error());
+            }
+        };
         let Some(chunk) = chunk else {
             return Ok(body.freeze());
         };

@@ -72,10 +72,8 @@ pub fn build_server(
         "config reload",
         ReloadOnHangup::new(Arc::clone(&reloader)),
     ));
-    let proxy_app = pingora_proxy::http_proxy(
-        &server.configuration,
-        AuroraProxy::new(Arc::clone(&live)),
-    );
+    let proxy_app =
+        pingora_proxy::http_proxy(&server.configuration, AuroraProxy::new(Arc::clone(&live)));
     let mut proxy = Service::new(
         "aurora".to_string(),
         GuardedHttpApp::new(proxy_app, Arc::clone(&live)),

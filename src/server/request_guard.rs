@@ -63,11 +63,10 @@ impl HeaderBreach {
     /// The gateway error sent for this breach.
     pub fn error(self, limits: HeaderLimits) -> GatewayError {
         match self {
-            HeaderBreach::TooSlow => GatewayError::request_timeout(
-                "request header",
-                limits.timeout,
-                "server.header_timeout",
-            ),
+            HeaderBreach::TooSlow => GatewayError::request_timeout(format!(
+                "the request header did not arrive within {} of its first byte; send it without pauses or raise server.header_timeout",
+                humantime::format_duration(limits.timeout)
+            )),
             HeaderBreach::TooLarge => GatewayError::header_too_large(limits.max_bytes as u64),
         }
     }
@@ -249,7 +248,10 @@ mod tests {
     #[test]
     fn a_crlf_split_across_reads_still_ends_the_header() {
         let mut w = watch();
-        assert_eq!(w.observe(b"GET / HTTP/1.1\r\nA: b\r"), HeaderProgress::Started);
+        assert_eq!(
+            w.observe(b"GET / HTTP/1.1\r\nA: b\r"),
+            HeaderProgress::Started
+        );
         assert_eq!(w.observe(b"\n\r"), HeaderProgress::Continued);
         assert_eq!(w.observe(b"\n"), HeaderProgress::Complete);
     }
@@ -312,7 +314,10 @@ mod tests {
         let slow = HeaderBreach::TooSlow.answer(limits);
         let text = std::str::from_utf8(&slow).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{head}"
+        );
         assert!(head.contains("\r\nconnection: close"), "{head}");
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
