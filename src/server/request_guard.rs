@@ -117,18 +117,26 @@ enum EndScan {
 }
 
 impl EndScan {
-    /// The index of the byte that ends the header, if it is in `bytes`.
+    /// The index of the byte that ends the header, if it is in `bytes`. Only line
+    /// ends are visited (found with `memchr`), not every byte of the header.
     fn find_end(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (i, &b) in bytes.iter().enumerate() {
-            *self = match (*self, b) {
-                (EndScan::Leading, b'\r' | b'\n') => EndScan::Leading,
-                (EndScan::AfterLf | EndScan::AfterLfCr, b'\n') => return Some(i),
-                (_, b'\n') => EndScan::AfterLf,
-                (EndScan::AfterLf, b'\r') => EndScan::AfterLfCr,
-                _ => EndScan::InLine,
-            };
+        let mut i = 0;
+        if *self == EndScan::Leading {
+            i = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
+            *self = EndScan::InLine;
         }
-        None
+        loop {
+            match (*self, bytes.get(i)?) {
+                (EndScan::AfterLf | EndScan::AfterLfCr, b'\n') => return Some(i),
+                (EndScan::AfterLf, b'\r') => *self = EndScan::AfterLfCr,
+                (EndScan::InLine, _) => {
+                    i += memchr::memchr(b'\n', &bytes[i..])?;
+                    *self = EndScan::AfterLf;
+                }
+                _ => *self = EndScan::InLine,
+            }
+            i += 1;
+        }
     }
 }
 
@@ -254,6 +262,45 @@ mod tests {
         );
         assert_eq!(w.observe(b"\n\r"), HeaderProgress::Continued);
         assert_eq!(w.observe(b"\n"), HeaderProgress::Complete);
+    }
+
+    /// The scan, one byte at a time, as httparse reads line ends.
+    fn reference_end(bytes: &[u8]) -> Option<usize> {
+        let start = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
+        (start..bytes.len()).find(|&i| {
+            bytes[i] == b'\n'
+                && i > start
+                && (bytes[i - 1] == b'\n'
+                    || (bytes[i - 1] == b'\r' && i > start + 1 && bytes[i - 2] == b'\n'))
+        })
+    }
+
+    #[test]
+    fn the_end_is_found_wherever_the_reads_split_the_header() {
+        let headers: [&[u8]; 6] = [
+            b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\nbody",
+            b"\r\n\nGET / HTTP/1.1\nHost: x\n\nrest",
+            b"GET / HTTP/1.1\r\nA: \r\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n\rX\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n",
+        ];
+        for header in headers {
+            let expected = reference_end(header);
+            for split in 0..=header.len() {
+                let mut scan = EndScan::Leading;
+                let (a, b) = header.split_at(split);
+                let found = scan
+                    .find_end(a)
+                    .or_else(|| scan.find_end(b).map(|i| i + split));
+                assert_eq!(
+                    found,
+                    expected,
+                    "{:?} split at {split}",
+                    header.escape_ascii()
+                );
+            }
+        }
     }
 
     #[test]
