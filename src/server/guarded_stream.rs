@@ -318,3 +318,96 @@ pub fn reclaim(stream: Stream) -> Option<Box<GuardedStream>> {
     let any: Box<dyn Any> = stream.into_any();
     any.downcast::<GuardedStream>().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    fn guarded(max_bytes: usize) -> (GuardedStream, DuplexStream) {
+        let (server, client) = tokio::io::duplex(64 * 1024);
+        let limits = HeaderLimits {
+            timeout: Duration::from_millis(200),
+            max_bytes,
+        };
+        (GuardedStream::new(Box::new(server), limits), client)
+    }
+
+    /// Reads as Pingora reads a header: into one growing buffer until an error or EOF.
+    async fn read_like_pingora(stream: &mut GuardedStream, buf: &mut BytesMut) -> io::Error {
+        loop {
+            match stream.read_buf(buf).await {
+                Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
+                Ok(_) => {}
+                Err(e) => return e,
+            }
+        }
+    }
+
+    async fn answer_then_eof(client: &mut DuplexStream) -> String {
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_silent_unfinished_header_is_answered_408_and_the_read_fails() {
+        let (mut stream, mut client) = guarded(1024);
+        client.write_all(b"GET / HTTP/1.1\r\nHost").await.unwrap();
+        let mut buf = BytesMut::new();
+        let err = tokio::time::timeout(
+            Duration::from_secs(10),
+            read_like_pingora(&mut stream, &mut buf),
+        )
+        .await
+        .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(stream.breach(), Some(HeaderBreach::TooSlow));
+        AsyncWriteExt::shutdown(&mut stream).await.unwrap();
+        let answer = answer_then_eof(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn bytes_past_the_cap_never_reach_the_reader() {
+        let (mut stream, mut client) = guarded(1024);
+        client.write_all(&[b'a'; 4096]).await.unwrap();
+        let mut buf = BytesMut::with_capacity(4096);
+        let err = read_like_pingora(&mut stream, &mut buf).await;
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(buf.len() < 1024, "{} bytes reached the reader", buf.len());
+        assert_eq!(stream.breach(), Some(HeaderBreach::TooLarge));
+        // The client's unread bytes are drained while the connection lingers.
+        client.write_all(&[b'a'; 8192]).await.unwrap();
+        AsyncWriteExt::shutdown(&mut stream).await.unwrap();
+        let answer = answer_then_eof(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_body_and_the_idle_wait_for_the_next_request_are_not_cut() {
+        let (mut stream, mut client) = guarded(1024);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        stream.read(&mut buf).await.unwrap();
+        // Longer than the header deadline, while the body is read.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        client.write_all(b"ok").await.unwrap();
+        assert_eq!(stream.read(&mut buf).await.unwrap(), 2);
+        stream.next_request(stream.watch.limits());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        assert_eq!(stream.read(&mut buf).await.unwrap(), 18);
+        assert_eq!(stream.breach(), None);
+    }
+}
