@@ -102,11 +102,15 @@ impl GuardedStream {
     fn cut(&mut self, breach: HeaderBreach) {
         self.armed = false;
         let limits = self.watch.limits();
-        let message = format!(
-            "request header cut with {}: {}",
-            breach.error(limits).status,
-            breach.error(limits).message
-        );
+        let err = breach.error(limits);
+        let message = format!("request header cut with {}: {}", err.status, err.message);
+        // Pingora logs the failed read only when it had taken bytes of the header.
+        let peer = self
+            .inner
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().map(|a| a.to_string()))
+            .unwrap_or_else(|| "-".to_string());
+        log::info!("client {peer}: {message}");
         self.cut = Some(Cut {
             breach,
             answer: breach.answer(limits),
