@@ -458,18 +458,19 @@ impl ProxyHttp for AuroraProxy {
                 ctx.error = Some(GatewayError::payload_too_large(limit));
                 return Err(status_error(413));
             }
-            if !session.was_upgraded() {
-                let timeout = ctx.config.as_ref().map(|c| c.server.body_timeout);
-                let deadline = timeout.map(|t| BodyDeadline::new(ctx.started, t));
-                match deadline.map(|d| (d, d.time_left(Instant::now()))) {
+            let deadline = ctx
+                .config
+                .as_ref()
+                .map(|c| BodyDeadline::new(ctx.started, c.server.body_timeout));
+            if let Some(deadline) = deadline.filter(|_| !session.was_upgraded()) {
+                match deadline.time_left(Instant::now()) {
                     // A client that goes silent is cut at the deadline too.
-                    Some((_, Some(left))) => session.set_read_timeout(Some(left)),
-                    Some((deadline, None)) => {
+                    Some(left) => session.set_read_timeout(Some(left)),
+                    None => {
                         ctx.error = Some(deadline.error());
                         session.set_keepalive(None);
                         return Err(status_error(408));
                     }
-                    None => {}
                 }
             }
         }
