@@ -398,12 +398,10 @@ mod tests {
     #[tokio::test]
     async fn a_slow_body_and_the_idle_wait_for_the_next_request_are_not_cut() {
         let (mut stream, mut client) = guarded(1024);
-        client
-            .write_all(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
-            .await
-            .unwrap();
+        let header = b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n";
+        client.write_all(header).await.unwrap();
         let mut buf = [0u8; 256];
-        stream.read(&mut buf).await.unwrap();
+        assert_eq!(stream.read(&mut buf).await.unwrap(), header.len());
         // Longer than the header deadline, while the body is read.
         tokio::time::sleep(Duration::from_millis(400)).await;
         client.write_all(b"ok").await.unwrap();
