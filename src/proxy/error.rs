@@ -8,7 +8,7 @@ use crate::translate::anthropic_error_type_for_status;
 /// The error family, which fixes the envelope `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The request cannot be served as sent (400, 404 route, 413).
+    /// The request cannot be served as sent (400, 404 route, 408, 413, 431).
     InvalidRequest,
     /// Missing or wrong gateway credential (401).
     Authentication,
@@ -141,6 +141,24 @@ impl GatewayError {
         Self::new(502, ErrorKind::Provider, message).with_code("bad_provider_response")
     }
 
+    /// 408: the client did not send its request in time; the connection is closed
+    /// after it.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(408, ErrorKind::InvalidRequest, message).with_code("request_timeout")
+    }
+
+    /// 431 for a request header over `max_header_bytes`; the connection is closed after it.
+    pub fn header_too_large(limit: u64) -> Self {
+        Self::new(
+            431,
+            ErrorKind::InvalidRequest,
+            format!(
+                "request header exceeds the gateway limit of {limit} bytes; send fewer or shorter header fields or raise server.max_header_bytes"
+            ),
+        )
+        .with_code("request_header_fields_too_large")
+    }
+
     /// 502: the upstream could not be reached (refused, DNS, TLS) or broke the exchange.
     pub fn bad_gateway(message: impl Into<String>) -> Self {
         Self::new(502, ErrorKind::Provider, message).with_code("upstream_unreachable")
@@ -240,6 +258,20 @@ mod tests {
             assert_eq!(v["error"]["type"], kind, "{}", err.status);
             assert_eq!(v["error"]["message"], "x".replace('x', &err.message));
         }
+    }
+
+    #[test]
+    fn slow_or_oversized_requests_say_which_setting_to_raise() {
+        let slow = GatewayError::request_timeout("too slow");
+        assert_eq!((slow.status, slow.code), (408, Some("request_timeout")));
+        assert_eq!(slow.kind.openai_type(), "invalid_request_error");
+        let big = GatewayError::header_too_large(65536);
+        assert_eq!(
+            (big.status, big.code),
+            (431, Some("request_header_fields_too_large"))
+        );
+        assert!(big.message.contains("65536 bytes"), "{}", big.message);
+        assert_eq!(big.kind.openai_type(), "invalid_request_error");
     }
 
     #[test]

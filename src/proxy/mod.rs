@@ -3,6 +3,7 @@
 
 mod access_log;
 mod body_budget;
+mod body_deadline;
 mod client_hangup;
 mod context;
 mod error;
@@ -24,7 +25,7 @@ mod whole_answer;
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -45,6 +46,7 @@ use crate::config::{Config, LiveConfig};
 use crate::metrics;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{ResponseTranslation, Translation, TranslationModule};
+use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_request::ModelEndpoint;
@@ -145,7 +147,8 @@ impl AuroraProxy {
                 return reject(session, ctx, err).await;
             }
         }
-        let read = subrequest::read_body_within(session, limit, &mut permit).await;
+        let deadline = BodyDeadline::new(ctx.started, config.server.body_timeout);
+        let read = subrequest::read_body_within(session, limit, &mut permit, deadline).await;
         // Held until the request ends: the body and what is prepared from it live as long.
         ctx.body_permit = Some(permit);
         let body = match read {
@@ -490,6 +493,9 @@ impl ProxyHttp for AuroraProxy {
             ctx.in_flight = true;
         }
         let config = self.config.snapshot();
+        // No read of the body waits past its whole-body deadline; a trickled body is
+        // caught in `request_body_filter`.
+        session.set_read_timeout(Some(config.server.body_timeout));
         ctx.request_id = headers::request_id_for(session.req_header());
         ctx.config = Some(Arc::clone(&config));
         let route = match self.admit(session, &config, ctx) {
@@ -581,7 +587,7 @@ impl ProxyHttp for AuroraProxy {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
@@ -614,6 +620,21 @@ impl ProxyHttp for AuroraProxy {
             if ctx.request_body_bytes > limit {
                 ctx.error = Some(GatewayError::payload_too_large(limit));
                 return Err(status_error(413));
+            }
+            let deadline = ctx
+                .config
+                .as_ref()
+                .map(|c| BodyDeadline::new(ctx.started, c.server.body_timeout));
+            if let Some(deadline) = deadline.filter(|_| !session.was_upgraded()) {
+                match deadline.time_left(Instant::now()) {
+                    // A client that goes silent is cut at the deadline too.
+                    Some(left) => session.set_read_timeout(Some(left)),
+                    None => {
+                        ctx.error = Some(deadline.error());
+                        session.set_keepalive(None);
+                        return Err(status_error(408));
+                    }
+                }
             }
         }
         Ok(())
@@ -668,6 +689,8 @@ impl ProxyHttp for AuroraProxy {
         // unless a translated stream can still be closed with an error event.
         let mut ended_cleanly = false;
         if final_status(session).is_none() {
+            // This connection is not reused after a failed attempt: the answer says so.
+            session.set_keepalive(None);
             // The gateway's own envelope is already in the client's format.
             if let Some(module) = session
                 .downstream_modules_ctx

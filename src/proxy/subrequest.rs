@@ -21,6 +21,7 @@ use pingora_proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora_proxy::Session;
 
 use super::body_budget::BodyPermit;
+use super::body_deadline::BodyDeadline;
 use super::client_hangup::ClientSocket;
 use super::{GatewayError, UpstreamTarget};
 use crate::auth::Caller;
@@ -60,18 +61,30 @@ pub fn take_plan(session: &mut Session) -> Option<SubrequestPlan> {
         .take()
 }
 
-/// Reads the whole request body, refusing more than `limit` bytes, and more than
-/// `permit` can cover of the gateway's body budget.
+/// Reads the whole request body, refusing more than `limit` bytes, more than `permit`
+/// can cover of the gateway's body budget, and a body that misses `deadline` (408, and
+/// the connection closes: the rest of the body is unread).
 pub async fn read_body_within(
     session: &mut Session,
     limit: u64,
     permit: &mut BodyPermit,
+    deadline: BodyDeadline,
 ) -> Result<Bytes, GatewayError> {
     let mut body = BytesMut::new();
     loop {
-        let chunk = session.read_request_body().await.map_err(|e| {
-            GatewayError::invalid_request(format!("could not read the request body: {e}"))
-        })?;
+        let read = tokio::time::timeout_at(deadline.at().into(), session.read_request_body()).await;
+        let chunk = match read {
+            Ok(Ok(chunk)) => chunk,
+            Ok(Err(e)) if *e.etype() != ErrorType::ReadTimedout => {
+                return Err(GatewayError::invalid_request(format!(
+                    "could not read the request body: {e}"
+                )))
+            }
+            Ok(Err(_)) | Err(_) => {
+                session.set_keepalive(None);
+                return Err(deadline.error());
+            }
+        };
         let Some(chunk) = chunk else {
             return Ok(body.freeze());
         };

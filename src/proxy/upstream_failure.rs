@@ -20,6 +20,12 @@ pub fn gateway_error_for(e: &Error, provider: Option<&str>) -> Option<GatewayErr
                 "timed out connecting to provider `{who}`; check its base_url or raise timeouts.connect"
             ))
         }
+        // The client's body stopped arriving (see `body_deadline`).
+        ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => {
+            GatewayError::request_timeout(
+                "the request body stopped arriving; send it without pauses or raise server.body_timeout",
+            )
+        }
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             GatewayError::gateway_timeout(format!(
                 "provider `{who}` did not answer in time; retry, or raise timeouts.read"
@@ -73,6 +79,18 @@ mod tests {
         assert_eq!(gateway_error_for(&slow, None).unwrap().status, 504);
         let slow = Error::new_up(ErrorType::ConnectTimedout);
         assert_eq!(gateway_error_for(&slow, None).unwrap().status, 504);
+    }
+
+    #[test]
+    fn a_client_body_that_stops_arriving_is_408_not_504() {
+        let slow_client = Error::new_down(ErrorType::ReadTimedout);
+        let err = gateway_error_for(&slow_client, Some("x")).unwrap();
+        assert_eq!((err.status, err.code), (408, Some("request_timeout")));
+        assert!(
+            err.message.contains("server.body_timeout"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Builds the Pingora server: the proxy service on the plain listener and, when
 //! configured, the HTTPS one, plus the background service that reloads the config on
-//! SIGHUP.
+//! SIGHUP. Every HTTP/1 connection's request headers are held to `header_timeout` and
+//! `max_header_bytes` below Pingora (see [`GuardedHttpApp`]).
 
 mod cert_resolver;
+mod guarded_app;
+mod guarded_stream;
 mod reload_service;
+pub mod request_guard;
 
 use std::sync::Arc;
 
@@ -13,8 +17,11 @@ use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
 
 pub use cert_resolver::LiveCertResolver;
+pub use guarded_app::GuardedHttpApp;
+pub use guarded_stream::GuardedStream;
 pub use reload_service::ReloadOnHangup;
 
 use crate::config::{Config, ConfigReloader, ConfigSource, DownstreamTls, LiveConfig};
@@ -65,10 +72,11 @@ pub fn build_server(
         "config reload",
         ReloadOnHangup::new(Arc::clone(&reloader)),
     ));
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        AuroraProxy::new(Arc::clone(&live)),
-        "aurora",
+    let proxy_app =
+        pingora_proxy::http_proxy(&server.configuration, AuroraProxy::new(Arc::clone(&live)));
+    let mut proxy = Service::new(
+        "aurora".to_string(),
+        GuardedHttpApp::new(proxy_app, Arc::clone(&live)),
     );
     // Plain TCP reads straight into Pingora's HTTP buffers: the 64 KiB L4 read buffer
     // in front of them serves TLS's record-sized reads, and on a plain connection only

@@ -1,0 +1,107 @@
+//! The listening service's application: Pingora's HTTP app (the proxy) behind a
+//! [`GuardedStream`] on every HTTP/1 connection.
+//!
+//! Pingora turns an accepted connection into HTTP sessions itself (its `ServerApp` for
+//! every `HttpServerApp`), one after another on a kept-alive connection. This app does
+//! the same for HTTP/1, so that between two requests it can tell the stream a new
+//! request begins, with the limits of the config live at that moment. HTTP/2
+//! connections (ALPN h2 on the TLS listener) go to Pingora untouched: the h2 codec
+//! bounds its own headers.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::{Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+
+use super::guarded_stream::{reclaim, GuardedStream};
+use super::request_guard::HeaderLimits;
+use crate::config::LiveConfig;
+
+/// Seconds a kept-alive connection may wait for its next request (Pingora's default).
+const KEEPALIVE_SECONDS: u64 = 60;
+
+/// `app` with the request header of every HTTP/1 connection held to the live config's
+/// `header_timeout` and `max_header_bytes`.
+pub struct GuardedHttpApp<A> {
+    app: Arc<A>,
+    config: Arc<LiveConfig>,
+}
+
+impl<A> GuardedHttpApp<A> {
+    /// Guards `app`, reading the limits from `config` at each request.
+    pub fn new(app: A, config: Arc<LiveConfig>) -> Self {
+        Self {
+            app: Arc::new(app),
+            config,
+        }
+    }
+
+    fn limits(&self) -> HeaderLimits {
+        HeaderLimits::from_settings(&self.config.snapshot().server)
+    }
+}
+
+impl<A: HttpServerApp> GuardedHttpApp<A> {
+    /// Whether Pingora must see the connection as it is: HTTP/2 (negotiated, or
+    /// cleartext h2c when enabled) and custom protocols.
+    fn passes_through(&self, stream: &Stream) -> bool {
+        let options = self.app.server_options();
+        let h2c = stream.get_ssl_digest().is_none() && options.is_some_and(|o| o.h2c);
+        h2c || options.is_some_and(|o| o.force_custom)
+            || matches!(
+                stream.selected_alpn_proto(),
+                Some(ALPN::H2) | Some(ALPN::Custom(_))
+            )
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for GuardedHttpApp<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if self.passes_through(&stream) {
+            return self.app.process_new(stream, shutdown).await;
+        }
+        let guarded: Stream = Box::new(GuardedStream::new(stream, self.limits()));
+        let mut session = ServerSession::new_http1(guarded);
+        // As Pingora's own HTTP/1 loop: no keep-alive once shutting down.
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(KEEPALIVE_SECONDS));
+        }
+        session.set_keepalive_reuses_remaining(
+            self.app
+                .server_options()
+                .and_then(|o| o.keepalive_request_limit),
+        );
+        let mut reused = self.app.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+            let Some(mut guarded) = reclaim(stream) else {
+                log::warn!("a kept-alive client connection lost its header guard; closing it");
+                return None;
+            };
+            guarded.next_request(self.limits());
+            let mut session = ServerSession::new_http1(guarded);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            reused = self.app.process_new_http(session, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        // Tells the proxy to stop waiting on kept-alive connections (graceful shutdown).
+        self.app.http_cleanup().await;
+    }
+}
