@@ -70,7 +70,10 @@ pub async fn read_body_within(
     permit: &mut BodyPermit,
     deadline: BodyDeadline,
 ) -> Result<Bytes, GatewayError> {
-    let mut body = BytesMut::new();
+    // Sized once from a declared length (already checked against `limit`), so a large
+    // body is not copied again each time the buffer doubles.
+    let declared = super::declared_length(session.req_header()).filter(|len| *len <= limit);
+    let mut body = BytesMut::with_capacity(declared.map_or(0, |len| len as usize));
     loop {
         let read = tokio::time::timeout_at(deadline.at().into(), session.read_request_body()).await;
         let chunk = match read {
