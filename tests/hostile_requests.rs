@@ -150,11 +150,16 @@ async fn expect_continue_then_unreachable_provider_still_gets_the_error_envelope
     let small = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
     let padding = "x".repeat(100 * 1024);
     let large = format!(
-        r#"{{"model":"anthropic/claude-sonnet-4-5","messages":[{{"role":"user","content":"{padding}"}}]}}"#
+        r#"{{"model":"openai/gpt-4o-mini","messages":[{{"role":"user","content":"{padding}"}}]}}"#
     );
+    let translated =
+        br#"{"model":"anthropic/claude-x","messages":[{"role":"user","content":"hi"}]}"#;
+    // A small body is proxied by the client's own session, a large one by a subrequest,
+    // and a translated whole answer by the gateway's own exchange.
     for (path, body) in [
         ("/v1/chat/completions", small.to_vec()),
         ("/v1/chat/completions", large.into_bytes()),
+        ("/v1/chat/completions", translated.to_vec()),
     ] {
         let answer = expect_continue(&gw, path, &body).await;
         assert!(answer.starts_with("HTTP/1.1 502"), "{path}: {answer}");
@@ -165,7 +170,7 @@ async fn expect_continue_then_unreachable_provider_still_gets_the_error_envelope
         .lines()
         .filter(|l| l.contains("aurora::access") && l.contains("method=POST"))
         .collect();
-    assert_eq!(access.len(), 2, "{log}");
+    assert_eq!(access.len(), 3, "{log}");
     assert!(access.iter().all(|l| l.contains(" status=502 ")), "{log}");
 }
 
