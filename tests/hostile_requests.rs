@@ -54,6 +54,23 @@ async fn read_until_close(sock: &mut TcpStream, wait: Duration) -> (String, bool
     (String::from_utf8_lossy(&got).into_owned(), closed)
 }
 
+/// A connection to the gateway that has sent `request`.
+async fn sent(gw: &Gateway, request: &str) -> TcpStream {
+    let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
+    sock.write_all(request.as_bytes()).await.unwrap();
+    sock
+}
+
+/// What the gateway sends next, after at most 10 s.
+async fn next_bytes(sock: &mut TcpStream) -> String {
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
+        .await
+        .expect("the gateway said nothing for 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 fn head(method: &str, path: &str, extra: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {MASTER}\r\n{extra}\r\n")
 }
@@ -68,8 +85,7 @@ async fn body_read_error_on_v1_closes_the_connection_so_nothing_is_smuggled() {
             "{}zz\r\n{smuggled}",
             head("POST", path, "transfer-encoding: chunked\r\n")
         );
-        let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
-        sock.write_all(request.as_bytes()).await.unwrap();
+        let mut sock = sent(&gw, &request).await;
         let (answer, closed) = read_until_close(&mut sock, Duration::from_secs(5)).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
         assert!(
@@ -112,8 +128,7 @@ async fn body_over_the_limit_on_v1_closes_the_connection() {
         chunk.len(),
         head("GET", "/p/openai/smuggled", "")
     );
-    let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
-    sock.write_all(request.as_bytes()).await.unwrap();
+    let mut sock = sent(&gw, &request).await;
     let (answer, closed) = read_until_close(&mut sock, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(closed, "the connection stayed open: {answer}");
@@ -131,14 +146,8 @@ async fn expect_continue(gw: &Gateway, path: &str, body: &[u8]) -> String {
             body.len()
         ),
     );
-    let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
-    sock.write_all(request.as_bytes()).await.unwrap();
-    let mut interim = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut interim))
-        .await
-        .expect("no interim answer")
-        .unwrap();
-    assert!(interim[..n].starts_with(b"HTTP/1.1 100"));
+    let mut sock = sent(&gw, &request).await;
+    assert!(next_bytes(&mut sock).await.starts_with("HTTP/1.1 100"));
     sock.write_all(body).await.unwrap();
     read_until_close(&mut sock, Duration::from_secs(10)).await.0
 }
@@ -190,14 +199,8 @@ async fn identical_duplicate_content_lengths_reach_the_provider_as_one() {
             )
         )
     );
-    let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
-    sock.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = [0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]);
+    let mut sock = sent(&gw, &request).await;
+    let answer = next_bytes(&mut sock).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let sent = provider.received.lock().unwrap().pop().unwrap();
     let lengths = sent
@@ -218,8 +221,7 @@ async fn transfer_coding_other_than_chunked_is_501() {
             "{}2\r\n{{}}\r\n0\r\n\r\n",
             head("POST", path, "transfer-encoding: gzip, chunked\r\n")
         );
-        let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
-        sock.write_all(request.as_bytes()).await.unwrap();
+        let mut sock = sent(&gw, &request).await;
         let (answer, _) = read_until_close(&mut sock, Duration::from_secs(5)).await;
         assert!(answer.starts_with("HTTP/1.1 501"), "{path}: {answer}");
         assert!(answer.contains("not_implemented"), "{answer}");
@@ -487,8 +489,7 @@ async fn bodies_past_the_buffer_budget_get_503_with_retry_after() {
     // then a second upload still fits.
     let mut answer = String::new();
     for _ in 0..20 {
-        let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
-        sock.write_all(second_request.as_bytes()).await.unwrap();
+        let mut sock = sent(&gw, &second_request).await;
         answer = read_until_close(&mut sock, Duration::from_secs(5)).await.0;
         if !answer.starts_with("HTTP/1.1 200") {
             break;
@@ -506,12 +507,7 @@ async fn bodies_past_the_buffer_budget_get_503_with_retry_after() {
     slow.write_all(&held_request.as_bytes()[split..])
         .await
         .unwrap();
-    let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(next_bytes(&mut slow).await.starts_with("HTTP/1.1 200"));
     drop(slow);
     let resp = common::client()
         .post(gw.url("/v1/chat/completions"))
