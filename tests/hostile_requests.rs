@@ -146,7 +146,7 @@ async fn expect_continue(gw: &Gateway, path: &str, body: &[u8]) -> String {
             body.len()
         ),
     );
-    let mut sock = sent(&gw, &request).await;
+    let mut sock = sent(gw, &request).await;
     assert!(next_bytes(&mut sock).await.starts_with("HTTP/1.1 100"));
     sock.write_all(body).await.unwrap();
     read_until_close(&mut sock, Duration::from_secs(10)).await.0
