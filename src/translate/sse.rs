@@ -113,6 +113,10 @@ impl Pending {
                 }
                 push_utf8(&mut self.data, value);
                 self.has_data = true;
+                // Invalid UTF-8 grows when replaced, so check again.
+                if self.data.len() > limit {
+                    return Err(SseError::EventTooLong { limit });
+                }
             }
             b"event" => {
                 self.event.clear();
@@ -560,6 +564,15 @@ mod tests {
         p.feed(&[b'x'; 16]);
         p.feed(b"\n\n");
         assert_eq!(p.next_event().map(|e| e.data.len()), Some(16));
+    }
+
+    #[test]
+    fn invalid_utf8_counts_as_its_replacement_characters() {
+        // Each invalid byte becomes U+FFFD, three bytes long.
+        let mut p = SseParser::with_limit(16);
+        p.feed(b"data: \x80\x80\x80\x80\x80\x80\n\n");
+        assert_eq!(p.next_event(), None);
+        assert_eq!(p.error(), Some(SseError::EventTooLong { limit: 16 }));
     }
 
     #[test]
