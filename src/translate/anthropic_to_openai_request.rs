@@ -15,7 +15,8 @@
 //!   string content; otherwise it is an array of parts. Assistant text blocks
 //!   are concatenated, as they are pieces of one answer.
 //! - Thinking blocks in the history are dropped: their signatures mean
-//!   nothing to other providers.
+//!   nothing to other providers. A `tool_use` input that is not an object is
+//!   refused, as OpenAI arguments must encode one.
 //! - A base64 PDF `document` becomes a `file` part and a plain-text document
 //!   a text part; other documents are rejected.
 //! - `top_k` is passed through (vLLM and other OpenAI-compatible servers
@@ -655,7 +656,16 @@ fn convert_assistant_blocks(
                 calls.extend_from_slice(br#"{"function":{"arguments":"#);
                 match field(block.input) {
                     None => calls.extend_from_slice(br#""{}""#),
-                    Some(input) => write_compact_as_str(&mut calls, input.text()),
+                    Some(input) if input.is_object() => {
+                        write_compact_as_str(&mut calls, input.text())
+                    }
+                    // OpenAI arguments are the text of an object.
+                    Some(_) => {
+                        return Err(TranslateError::invalid_field(
+                            format!("{}.input", path()),
+                            "must be an object, as tool inputs are",
+                        ))
+                    }
                 }
                 calls.extend_from_slice(br#","name":"#);
                 write_str(&mut calls, &name);
@@ -919,6 +929,20 @@ mod tests {
             got["messages"][1]["tool_calls"][0]["function"]["arguments"],
             "{}"
         );
+    }
+
+    #[test]
+    fn tool_use_input_that_is_not_an_object_is_invalid() {
+        for input in [json!([1]), json!("x"), json!(5), json!(true)] {
+            let e = translate_err(json!({"messages": [
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "ok"},
+                    {"type": "tool_use", "id": "t", "name": "f", "input": input}
+                ]}
+            ]}));
+            assert_eq!(e.param(), Some("messages[1].content[1].input"), "{input}");
+        }
     }
 
     #[test]
