@@ -8,7 +8,7 @@ PID_FILE ?= /tmp/aurora.pid
 LOG_FILE ?= aurora.log
 AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fmt lint bench bench-micro bench-deps bench-load deps venv
+.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load deps venv
 
 all: build
 
@@ -74,6 +74,19 @@ test-rust: build
 
 test-e2e: build venv
 	AURORA_BIN=$(CURDIR)/target/debug/aurora $(VENV)/bin/pytest -q tests/e2e
+
+# The property tests of the decoders and routers (tests/fuzz_*.rs), which `make test`
+# runs with a few cases each, with FUZZ_CASES cases per property for at most
+# FUZZ_SECONDS. Reaching the time limit without a failure is a pass.
+FUZZ_CASES ?= 20000
+FUZZ_SECONDS ?= 300
+FUZZ_TESTS = $(patsubst tests/%.rs,--test %,$(wildcard tests/fuzz_*.rs))
+fuzz: deps
+	$(CARGO) test --no-run $(FUZZ_TESTS)
+	@PROPTEST_CASES=$(FUZZ_CASES) timeout $(FUZZ_SECONDS) $(CARGO) test $(FUZZ_TESTS); \
+	status=$$?; \
+	if [ $$status = 124 ]; then echo "fuzz: no failure in $(FUZZ_SECONDS)s (time limit reached)"; exit 0; fi; \
+	exit $$status
 
 fmt:
 	$(CARGO) fmt --all
