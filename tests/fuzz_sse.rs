@@ -67,13 +67,13 @@ proptest! {
         bytes in sse_bytes(),
         cuts in prop::collection::vec(any::<usize>(), 0..8),
     ) {
-        let whole = parse(SseParser::new(), &[bytes.clone()]);
+        let whole = parse(SseParser::new(), std::slice::from_ref(&bytes));
         prop_assert_eq!(parse(SseParser::new(), &split(&bytes, &cuts)), whole);
     }
 
     #[test]
     fn any_bytes_one_at_a_time_parse_like_the_whole(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        let whole = parse(SseParser::new(), &[bytes.clone()]);
+        let whole = parse(SseParser::new(), std::slice::from_ref(&bytes));
         let single: Vec<Vec<u8>> = bytes.iter().map(|b| vec![*b]).collect();
         prop_assert_eq!(parse(SseParser::new(), &single), whole);
     }
