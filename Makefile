@@ -8,7 +8,7 @@ PID_FILE ?= /tmp/aurora.pid
 LOG_FILE ?= aurora.log
 AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fmt lint bench bench-micro bench-deps bench-load deps venv
+.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load deps venv
 
 all: build
 
@@ -74,6 +74,22 @@ test-rust: build
 
 test-e2e: build venv
 	AURORA_BIN=$(CURDIR)/target/debug/aurora $(VENV)/bin/pytest -q tests/e2e
+
+# The property tests of the decoders and routers (tests/fuzz_*.rs), which `make test`
+# runs with a few cases each, with FUZZ_CASES cases per property; each file runs for
+# at most FUZZ_SECONDS (four files: 5 minutes in all). Reaching the time limit without
+# a failure is a pass.
+FUZZ_CASES ?= 20000
+FUZZ_SECONDS ?= 75
+FUZZ_NAMES = $(patsubst tests/%.rs,%,$(wildcard tests/fuzz_*.rs))
+fuzz: deps
+	$(CARGO) test --no-run $(addprefix --test ,$(FUZZ_NAMES))
+	@for t in $(FUZZ_NAMES); do \
+		PROPTEST_CASES=$(FUZZ_CASES) timeout $(FUZZ_SECONDS) $(CARGO) test --test $$t; \
+		status=$$?; \
+		if [ $$status = 124 ]; then echo "fuzz: $$t stopped after $(FUZZ_SECONDS)s without a failure"; \
+		elif [ $$status != 0 ]; then exit $$status; fi; \
+	done
 
 fmt:
 	$(CARGO) fmt --all

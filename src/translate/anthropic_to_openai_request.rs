@@ -15,7 +15,8 @@
 //!   string content; otherwise it is an array of parts. Assistant text blocks
 //!   are concatenated, as they are pieces of one answer.
 //! - Thinking blocks in the history are dropped: their signatures mean
-//!   nothing to other providers.
+//!   nothing to other providers. A `tool_use` input that is not an object is
+//!   refused, as OpenAI arguments must encode one.
 //! - A base64 PDF `document` becomes a `file` part and a plain-text document
 //!   a text part; other documents are rejected.
 //! - `top_k` is passed through (vLLM and other OpenAI-compatible servers
@@ -25,9 +26,18 @@
 //! - Server tools (typed tools such as `web_search_…`) and `mcp_servers`
 //!   cannot run elsewhere and are rejected.
 
+//!
+//! The body is read one level at a time and the OpenAI request is written
+//! straight into one buffer (see `request_fields`), so a long conversation
+//! costs little more memory than its own size.
+
+use std::borrow::Cow;
+
 use super::error::TranslateError;
-use super::request_fields::{field, stream_flag};
-use serde_json::{json, Map, Value};
+use super::json_writer::{
+    write_compact, write_compact_as_str, write_number, write_str, write_str_fragment, write_u64,
+};
+use super::request_fields::{field, json_object, parse_body, stream_flag, Json};
 
 /// Settings for [`anthropic_to_openai_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,118 +57,220 @@ pub struct OpenAiRequest {
     pub stream: bool,
 }
 
+/// OpenAI's schema when an Anthropic tool has no `input_schema`.
+const EMPTY_SCHEMA: &[u8] = br#"{"properties":{},"type":"object"}"#;
+
+json_object!(
+    /// The members of a Messages request that translation reads.
+    struct MessagesRequest {
+        mcp_servers,
+        system,
+        messages,
+        max_tokens,
+        temperature,
+        top_p,
+        top_k,
+        stop_sequences,
+        metadata,
+        thinking,
+        tools,
+        tool_choice,
+        stream,
+    }
+);
+
+json_object!(
+    struct Message {
+        role,
+        content,
+    }
+);
+
+json_object!(
+    /// The members of any content block that translation reads.
+    struct ContentBlock {
+        kind = "type",
+        text,
+        source,
+        title,
+        id,
+        name,
+        input,
+        tool_use_id,
+        content,
+        is_error,
+    }
+);
+
+json_object!(
+    struct Source {
+        kind = "type",
+        media_type,
+        data,
+        url,
+    }
+);
+
+json_object!(
+    struct Tool {
+        kind = "type",
+        name,
+        description,
+        input_schema,
+    }
+);
+
 /// Translates an Anthropic Messages request body into an OpenAI Chat
 /// Completions request body.
 pub fn anthropic_to_openai_request(
     body: &[u8],
     opts: &OpenAiRequestOptions,
 ) -> Result<OpenAiRequest, TranslateError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| TranslateError::InvalidJson(e.to_string()))?;
-    let Value::Object(req) = value else {
+    let value = parse_body(body)?;
+    if !value.is_object() {
         return Err(TranslateError::InvalidJson("expected an object".into()));
-    };
-    if field(&req, "mcp_servers").is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
+    }
+    let req = MessagesRequest::read(value);
+    if field(req.mcp_servers).is_some_and(|v| v.elements().is_none_or(|a| !a.is_empty())) {
         return Err(TranslateError::unsupported(
             "mcp_servers",
             "MCP servers are run by Anthropic and cannot be used with this model; remove `mcp_servers`",
         ));
     }
 
-    let mut out = Map::new();
-    out.insert("model".into(), Value::String(opts.model.clone()));
-
-    let mut messages = Vec::new();
-    if let Some(system) = field(&req, "system") {
-        let text = system_text(system)?;
-        if !text.is_empty() {
-            messages.push(json!({"role": "system", "content": text}));
-        }
-    }
-    let Some(Value::Array(input)) = field(&req, "messages") else {
+    // `max_tokens` is written first (keys are sorted as before), but its
+    // errors are reported after those of the messages.
+    let max_tokens = field(req.max_tokens)
+        .map(|v| {
+            v.as_u64().ok_or_else(|| {
+                TranslateError::invalid_field("max_tokens", "must be a positive integer")
+            })
+        })
+        .transpose();
+    let system = field(req.system).map(system_text).transpose()?;
+    let Some(input) = field(req.messages).and_then(Json::elements) else {
         return Err(TranslateError::invalid_field(
             "messages",
             "is required and must be an array of messages",
         ));
     };
-    for (i, msg) in input.iter().enumerate() {
-        convert_message(msg, i, &mut messages)?;
-    }
-    out.insert("messages".into(), Value::Array(messages));
 
-    if let Some(v) = field(&req, "max_tokens") {
-        let n = v.as_u64().ok_or_else(|| {
-            TranslateError::invalid_field("max_tokens", "must be a positive integer")
-        })?;
-        out.insert("max_tokens".into(), n.into());
+    // A translated conversation is at most about twice as long as the
+    // client's (block wrappers around one-word messages, escaped tool
+    // arguments), so one allocation holds it; what is left over is released
+    // at the end.
+    let mut out = Vec::with_capacity(2 * body.len() + 256);
+    out.push(b'{');
+    if let Ok(Some(n)) = max_tokens {
+        out.extend_from_slice(br#""max_tokens":"#);
+        write_u64(&mut out, n);
+        out.push(b',');
     }
-    for key in ["temperature", "top_p"] {
-        if let Some(v) = field(&req, key) {
-            if !v.is_number() {
-                return Err(TranslateError::invalid_field(key, "must be a number"));
-            }
-            out.insert(key.into(), v.clone());
-        }
+    out.extend_from_slice(br#""messages":["#);
+    let mut messages = MessagesWriter::default();
+    // Joined with separators, several texts are never empty.
+    if let Some(system) = system.filter(|s| s.len() > 1 || s.iter().any(|t| !t.is_empty())) {
+        let out = messages.next(&mut out);
+        out.extend_from_slice(br#"{"content":""#);
+        write_joined(out, &system, "\\n\\n");
+        out.extend_from_slice(br#"","role":"system"}"#);
     }
-    if let Some(v) = field(&req, "top_k") {
-        let k = v.as_u64().ok_or_else(|| {
-            TranslateError::invalid_field("top_k", "must be a non-negative integer")
-        })?;
-        out.insert("top_k".into(), k.into());
+    for (i, msg) in input.into_iter().enumerate() {
+        convert_message(msg, i, &mut messages, &mut out)?;
     }
-    if let Some(v) = field(&req, "stop_sequences") {
-        let Value::Array(stops) = v else {
-            return Err(TranslateError::invalid_field(
-                "stop_sequences",
-                "must be an array of strings",
-            ));
-        };
-        if stops.iter().any(|s| !s.is_string()) {
-            return Err(TranslateError::invalid_field(
-                "stop_sequences",
-                "must be an array of strings",
-            ));
-        }
-        if !stops.is_empty() {
-            out.insert("stop".into(), v.clone());
-        }
-    }
-    if let Some(user) = field(&req, "metadata")
-        .and_then(|m| m.get("user_id"))
-        .and_then(Value::as_str)
+    out.push(b']');
+    max_tokens?;
+
+    let mut sampling = [None, None];
+    for (slot, (key, value)) in sampling
+        .iter_mut()
+        .zip([("temperature", req.temperature), ("top_p", req.top_p)])
     {
-        out.insert("user".into(), user.into());
-    }
-    if opts.supports_reasoning_effort {
-        if let Some(effort) = reasoning_effort(field(&req, "thinking")) {
-            out.insert("reasoning_effort".into(), effort.into());
+        if let Some(v) = field(value) {
+            *slot = Some(
+                v.as_number()
+                    .ok_or_else(|| TranslateError::invalid_field(key, "must be a number"))?,
+            );
         }
     }
+    let [temperature, top_p] = sampling;
+    let top_k = match field(req.top_k) {
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            TranslateError::invalid_field("top_k", "must be a non-negative integer")
+        })?),
+        None => None,
+    };
+    let stops = stop_sequences(req.stop_sequences)?;
+    let user = field(req.metadata)
+        .and_then(|m| m.get("user_id"))
+        .and_then(Json::as_str);
+    let effort = if opts.supports_reasoning_effort {
+        reasoning_effort(field(req.thinking))
+    } else {
+        None
+    };
+    let tooling = convert_tooling(&req)?;
+    let stream = stream_flag(req.stream)?;
 
-    convert_tooling(&req, &mut out)?;
-
-    let stream = stream_flag(&req)?;
-    if stream {
-        out.insert("stream".into(), Value::Bool(true));
-        // Anthropic streams always report usage; OpenAI only on request.
-        out.insert("stream_options".into(), json!({"include_usage": true}));
+    out.extend_from_slice(br#","model":"#);
+    write_str(&mut out, &opts.model);
+    if tooling.as_ref().is_some_and(|t| t.no_parallel) {
+        out.extend_from_slice(br#","parallel_tool_calls":false"#);
     }
+    if let Some(effort) = effort {
+        out.extend_from_slice(br#","reasoning_effort":"#);
+        write_str(&mut out, effort);
+    }
+    if !stops.is_empty() {
+        out.extend_from_slice(br#","stop":["#);
+        for (k, s) in stops.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            write_str(&mut out, s);
+        }
+        out.push(b']');
+    }
+    if stream {
+        // Anthropic streams always report usage; OpenAI only on request.
+        out.extend_from_slice(br#","stream":true,"stream_options":{"include_usage":true}"#);
+    }
+    if let Some(t) = temperature {
+        out.extend_from_slice(br#","temperature":"#);
+        write_number(&mut out, &t);
+    }
+    if let Some(tooling) = tooling {
+        if let Some(choice) = tooling.choice {
+            out.extend_from_slice(br#","tool_choice":"#);
+            out.extend_from_slice(&choice);
+        }
+        out.extend_from_slice(br#","tools":"#);
+        out.extend_from_slice(&tooling.tools);
+    }
+    if let Some(k) = top_k {
+        out.extend_from_slice(br#","top_k":"#);
+        write_u64(&mut out, k);
+    }
+    if let Some(p) = top_p {
+        out.extend_from_slice(br#","top_p":"#);
+        write_number(&mut out, &p);
+    }
+    if let Some(user) = user {
+        out.extend_from_slice(br#","user":"#);
+        write_str(&mut out, &user);
+    }
+    out.push(b'}');
+    out.shrink_to_fit();
 
-    Ok(OpenAiRequest {
-        body: Value::Object(out).to_string().into_bytes(),
-        stream,
-    })
+    Ok(OpenAiRequest { body: out, stream })
 }
 
-fn reasoning_effort(thinking: Option<&Value>) -> Option<&'static str> {
-    let thinking = thinking?;
-    if thinking.get("type").and_then(Value::as_str) != Some("enabled") {
+fn reasoning_effort(thinking: Option<Json<'_>>) -> Option<&'static str> {
+    let [kind, budget] = thinking?.members(["type", "budget_tokens"]);
+    if kind.and_then(Json::as_str).as_deref() != Some("enabled") {
         return None;
     }
-    let budget = thinking
-        .get("budget_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let budget = budget.and_then(Json::as_u64).unwrap_or(0);
     Some(match budget {
         0..2048 => "low",
         2048..8192 => "medium",
@@ -166,290 +278,501 @@ fn reasoning_effort(thinking: Option<&Value>) -> Option<&'static str> {
     })
 }
 
-fn system_text(system: &Value) -> Result<String, TranslateError> {
-    match system {
-        Value::String(s) => Ok(s.clone()),
-        Value::Array(blocks) => {
-            let mut texts = Vec::with_capacity(blocks.len());
-            for (j, b) in blocks.iter().enumerate() {
-                match (
-                    b.get("type").and_then(Value::as_str),
-                    b.get("text").and_then(Value::as_str),
-                ) {
-                    (Some("text"), Some(t)) => texts.push(t),
-                    _ => {
-                        return Err(TranslateError::invalid_field(
-                            format!("system[{j}]"),
-                            "system blocks must be text blocks",
-                        ))
-                    }
-                }
-            }
-            Ok(texts.join("\n\n"))
-        }
-        _ => Err(TranslateError::invalid_field(
+fn stop_sequences(stops: Option<Json<'_>>) -> Result<Vec<Cow<'_, str>>, TranslateError> {
+    let Some(v) = field(stops) else {
+        return Ok(Vec::new());
+    };
+    let invalid = || TranslateError::invalid_field("stop_sequences", "must be an array of strings");
+    v.elements()
+        .ok_or_else(invalid)?
+        .into_iter()
+        .map(|s| s.as_str().ok_or_else(invalid))
+        .collect()
+}
+
+/// The system prompt's texts, to be joined with a blank line.
+fn system_text(system: Json<'_>) -> Result<Vec<Cow<'_, str>>, TranslateError> {
+    if let Some(s) = system.as_str() {
+        return Ok(vec![s]);
+    }
+    let Some(blocks) = system.elements() else {
+        return Err(TranslateError::invalid_field(
             "system",
             "must be a string or an array of text blocks",
-        )),
+        ));
+    };
+    let mut texts = Vec::with_capacity(blocks.len());
+    for (j, b) in blocks.into_iter().enumerate() {
+        let [kind, text] = b.members(["type", "text"]);
+        match (kind.and_then(Json::as_str), text.and_then(Json::as_str)) {
+            (Some(kind), Some(t)) if kind == "text" => texts.push(t),
+            _ => {
+                return Err(TranslateError::invalid_field(
+                    format!("system[{j}]"),
+                    "system blocks must be text blocks",
+                ))
+            }
+        }
+    }
+    Ok(texts)
+}
+
+/// Writes `texts` joined by `separator` (already escaped) inside a string.
+fn write_joined(out: &mut Vec<u8>, texts: &[Cow<'_, str>], separator: &str) {
+    for (k, t) in texts.iter().enumerate() {
+        if k > 0 {
+            out.extend_from_slice(separator.as_bytes());
+        }
+        write_str_fragment(out, t);
     }
 }
 
-fn convert_message(msg: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), TranslateError> {
-    let role = msg.get("role").and_then(Value::as_str);
-    let content = msg.get("content");
-    match (role, content) {
-        (Some(role @ ("user" | "assistant")), Some(Value::String(s))) => {
-            out.push(json!({"role": role, "content": s}));
-            Ok(())
+/// The `messages` array being written, one comma-separated message at a time.
+#[derive(Default)]
+struct MessagesWriter {
+    written: usize,
+    /// The assistant message's tool calls, reused from message to message.
+    tool_calls: Vec<u8>,
+}
+
+impl MessagesWriter {
+    /// The buffer to write the next message into, separator written.
+    fn next<'o>(&mut self, out: &'o mut Vec<u8>) -> &'o mut Vec<u8> {
+        if self.written > 0 {
+            out.push(b',');
         }
-        (Some("user"), Some(Value::Array(blocks))) => convert_user_blocks(blocks, i, out),
-        (Some("assistant"), Some(Value::Array(blocks))) => convert_assistant_blocks(blocks, i, out),
-        (Some("user" | "assistant"), _) => Err(TranslateError::invalid_field(
+        self.written += 1;
+        out
+    }
+}
+
+fn convert_message(
+    msg: Json<'_>,
+    i: usize,
+    messages: &mut MessagesWriter,
+    out: &mut Vec<u8>,
+) -> Result<(), TranslateError> {
+    let msg = Message::read(msg);
+    let role = msg.role.and_then(Json::as_str);
+    let role = match role.as_deref() {
+        Some("user") => "user",
+        Some("assistant") => "assistant",
+        _ => {
+            return Err(TranslateError::invalid_field(
+                format!("messages[{i}].role"),
+                "must be user or assistant",
+            ))
+        }
+    };
+    let content = msg.content;
+    if let Some(s) = content.and_then(Json::as_str) {
+        let out = messages.next(out);
+        out.extend_from_slice(br#"{"content":"#);
+        write_str(out, &s);
+        out.extend_from_slice(br#","role":"#);
+        write_str(out, role);
+        out.push(b'}');
+        return Ok(());
+    }
+    match content.and_then(Json::elements) {
+        Some(blocks) if role == "user" => convert_user_blocks(blocks, i, messages, out),
+        Some(blocks) => convert_assistant_blocks(blocks, i, messages, out),
+        None => Err(TranslateError::invalid_field(
             format!("messages[{i}].content"),
             "must be a string or an array of content blocks",
         )),
-        _ => Err(TranslateError::invalid_field(
-            format!("messages[{i}].role"),
-            "must be user or assistant",
-        )),
     }
 }
 
-fn block_type(block: &Value) -> &str {
-    block.get("type").and_then(Value::as_str).unwrap_or("")
+fn block_path(i: usize, j: usize) -> String {
+    format!("messages[{i}].content[{j}]")
+}
+
+/// An image or document URL: a base64 source becomes a data URL.
+enum SourceUrl<'a> {
+    Base64 {
+        media_type: Cow<'a, str>,
+        data: Cow<'a, str>,
+    },
+    Url(Cow<'a, str>),
+}
+
+impl SourceUrl<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        match self {
+            SourceUrl::Base64 { media_type, data } => {
+                out.extend_from_slice(b"data:");
+                write_str_fragment(out, media_type);
+                out.extend_from_slice(b";base64,");
+                write_str_fragment(out, data);
+            }
+            SourceUrl::Url(url) => write_str_fragment(out, url),
+        }
+        out.push(b'"');
+    }
+}
+
+/// An OpenAI content part of a user message.
+enum UserPart<'a> {
+    Text(Cow<'a, str>),
+    Image(SourceUrl<'a>),
+    File {
+        filename: Cow<'a, str>,
+        url: SourceUrl<'a>,
+    },
+}
+
+impl UserPart<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            UserPart::Text(text) => {
+                out.extend_from_slice(br#"{"text":"#);
+                write_str(out, text);
+                out.extend_from_slice(br#","type":"text"}"#);
+            }
+            UserPart::Image(url) => {
+                out.extend_from_slice(br#"{"image_url":{"url":"#);
+                url.write(out);
+                out.extend_from_slice(br#"},"type":"image_url"}"#);
+            }
+            UserPart::File { filename, url } => {
+                out.extend_from_slice(br#"{"file":{"file_data":"#);
+                url.write(out);
+                out.extend_from_slice(br#","filename":"#);
+                write_str(out, filename);
+                out.extend_from_slice(br#"},"type":"file"}"#);
+            }
+        }
+    }
 }
 
 fn convert_user_blocks(
-    blocks: &[Value],
+    blocks: Vec<Json<'_>>,
     i: usize,
-    out: &mut Vec<Value>,
+    messages: &mut MessagesWriter,
+    out: &mut Vec<u8>,
 ) -> Result<(), TranslateError> {
     let mut parts = Vec::new();
-    for (j, block) in blocks.iter().enumerate() {
-        let path = format!("messages[{i}].content[{j}]");
-        match block_type(block) {
-            "tool_result" => out.push(tool_message(block, &path)?),
-            _ => parts.push(user_part(block, &path)?),
+    for (j, block) in blocks.into_iter().enumerate() {
+        let block = ContentBlock::read(block);
+        match block.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
+            "tool_result" => write_tool_message(&block, i, j, messages.next(out))?,
+            kind => parts.push(user_part(kind, &block, i, j)?),
         }
     }
     if parts.is_empty() {
         return Ok(());
     }
-    let all_text = parts.iter().all(|p| p["type"] == "text");
-    let content = if all_text {
-        let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-        Value::String(texts.join("\n\n"))
-    } else {
-        Value::Array(parts)
-    };
-    out.push(json!({"role": "user", "content": content}));
+    let out = messages.next(out);
+    out.extend_from_slice(br#"{"content":"#);
+    let texts: Option<Vec<Cow<'_, str>>> = parts
+        .iter()
+        .map(|p| match p {
+            UserPart::Text(t) => Some(Cow::Borrowed(t.as_ref())),
+            _ => None,
+        })
+        .collect();
+    match texts {
+        // Some OpenAI-compatible servers accept only string content.
+        Some(texts) => {
+            out.push(b'"');
+            write_joined(out, &texts, "\\n\\n");
+            out.push(b'"');
+        }
+        None => {
+            out.push(b'[');
+            for (k, p) in parts.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                p.write(out);
+            }
+            out.push(b']');
+        }
+    }
+    out.extend_from_slice(br#","role":"user"}"#);
     Ok(())
 }
 
-fn text_of(block: &Value, path: &str) -> Result<String, TranslateError> {
-    block
-        .get("text")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| TranslateError::invalid_field(format!("{path}.text"), "must be a string"))
+fn text_of<'a>(
+    block: &ContentBlock<'a>,
+    path: impl FnOnce() -> String,
+) -> Result<Cow<'a, str>, TranslateError> {
+    block.text.and_then(Json::as_str).ok_or_else(|| {
+        TranslateError::invalid_field(format!("{}.text", path()), "must be a string")
+    })
 }
 
-fn user_part(block: &Value, path: &str) -> Result<Value, TranslateError> {
-    match block_type(block) {
-        "text" => Ok(json!({"type": "text", "text": text_of(block, path)?})),
-        "image" => {
-            let url = source_url(block, path)?;
-            Ok(json!({"type": "image_url", "image_url": {"url": url}}))
-        }
+fn user_part<'a>(
+    kind: &str,
+    block: &ContentBlock<'a>,
+    i: usize,
+    j: usize,
+) -> Result<UserPart<'a>, TranslateError> {
+    let path = || block_path(i, j);
+    match kind {
+        "text" => Ok(UserPart::Text(text_of(block, path)?)),
+        "image" => Ok(UserPart::Image(source_url(block, path)?)),
         "document" => {
-            let source = block.get("source");
-            match source.and_then(|s| s.get("type")).and_then(Value::as_str) {
-                Some("text") => {
-                    let data = source.and_then(|s| s.get("data")).and_then(Value::as_str).unwrap_or("");
-                    Ok(json!({"type": "text", "text": data}))
-                }
+            let source = block.source.map(Source::read).unwrap_or_default();
+            match source.kind.and_then(Json::as_str).as_deref() {
+                Some("text") => Ok(UserPart::Text(
+                    source
+                        .data
+                        .and_then(Json::as_str)
+                        .unwrap_or(Cow::Borrowed("")),
+                )),
                 Some("base64")
-                    if source.and_then(|s| s.get("media_type")).and_then(Value::as_str)
+                    if source.media_type.and_then(Json::as_str).as_deref()
                         == Some("application/pdf") =>
                 {
                     let url = source_url(block, path)?;
-                    let filename = block.get("title").and_then(Value::as_str).unwrap_or("document.pdf");
-                    Ok(json!({"type": "file", "file": {"filename": filename, "file_data": url}}))
+                    let filename = block
+                        .title
+                        .and_then(Json::as_str)
+                        .unwrap_or(Cow::Borrowed("document.pdf"));
+                    Ok(UserPart::File { filename, url })
                 }
                 _ => Err(TranslateError::unsupported(
-                    path,
+                    path(),
                     "only base64 PDF and plain-text documents can be sent to this model",
                 )),
             }
         }
         other => Err(TranslateError::unsupported(
-            path,
+            path(),
             format!("content block type `{other}` cannot be sent to this model; use text or image blocks"),
         )),
     }
 }
 
 /// An image or document `source` as a URL: base64 becomes a data URL.
-fn source_url(block: &Value, path: &str) -> Result<String, TranslateError> {
-    let source = block.get("source");
-    let get = |k: &str| source.and_then(|s| s.get(k)).and_then(Value::as_str);
-    match get("type") {
-        Some("base64") => match (get("media_type"), get("data")) {
-            (Some(mime), Some(data)) => Ok(format!("data:{mime};base64,{data}")),
+fn source_url<'a>(
+    block: &ContentBlock<'a>,
+    path: impl FnOnce() -> String,
+) -> Result<SourceUrl<'a>, TranslateError> {
+    let source = block.source.map(Source::read).unwrap_or_default();
+    match source.kind.and_then(Json::as_str).as_deref() {
+        Some("base64") => match (
+            source.media_type.and_then(Json::as_str),
+            source.data.and_then(Json::as_str),
+        ) {
+            (Some(media_type), Some(data)) => Ok(SourceUrl::Base64 { media_type, data }),
             _ => Err(TranslateError::invalid_field(
-                format!("{path}.source"),
+                format!("{}.source", path()),
                 "base64 sources need `media_type` and `data`",
             )),
         },
-        Some("url") => get("url").map(str::to_owned).ok_or_else(|| {
-            TranslateError::invalid_field(format!("{path}.source.url"), "must be a string")
-        }),
+        Some("url") => source
+            .url
+            .and_then(Json::as_str)
+            .map(SourceUrl::Url)
+            .ok_or_else(|| {
+                TranslateError::invalid_field(format!("{}.source.url", path()), "must be a string")
+            }),
         _ => Err(TranslateError::unsupported(
-            format!("{path}.source"),
+            format!("{}.source", path()),
             "only base64 and url sources can be sent to this model",
         )),
     }
 }
 
-fn tool_message(block: &Value, path: &str) -> Result<Value, TranslateError> {
-    let id = block
-        .get("tool_use_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            TranslateError::invalid_field(format!("{path}.tool_use_id"), "must be a string")
-        })?;
-    let mut text = match block.get("content") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => {
-            let mut texts = Vec::with_capacity(items.len());
-            for (k, item) in items.iter().enumerate() {
-                let item_path = format!("{path}.content[{k}]");
-                match block_type(item) {
-                    "text" => texts.push(text_of(item, &item_path)?),
-                    _ => return Err(TranslateError::unsupported(
-                        item_path,
-                        "tool results can only carry text for this model; describe images in text",
-                    )),
-                }
-            }
-            texts.join("\n")
-        }
-        Some(_) => {
-            return Err(TranslateError::invalid_field(
-                format!("{path}.content"),
-                "must be a string or an array of text blocks",
-            ))
-        }
-    };
-    if block.get("is_error").and_then(Value::as_bool) == Some(true) {
-        text.insert_str(0, "Error: ");
+fn write_tool_message(
+    block: &ContentBlock<'_>,
+    i: usize,
+    j: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), TranslateError> {
+    let path = || block_path(i, j);
+    let id = block.tool_use_id.and_then(Json::as_str).ok_or_else(|| {
+        TranslateError::invalid_field(format!("{}.tool_use_id", path()), "must be a string")
+    })?;
+    out.extend_from_slice(br#"{"content":""#);
+    if block.is_error.and_then(Json::as_bool) == Some(true) {
+        out.extend_from_slice(b"Error: ");
     }
-    Ok(json!({"role": "tool", "tool_call_id": id, "content": text}))
+    match field(block.content) {
+        None => {}
+        Some(content) => {
+            if let Some(s) = content.as_str() {
+                write_str_fragment(out, &s);
+            } else if let Some(items) = content.elements() {
+                for (k, item) in items.into_iter().enumerate() {
+                    let item_path = || format!("{}.content[{k}]", path());
+                    let item = ContentBlock::read(item);
+                    if item.kind.and_then(Json::as_str).as_deref() != Some("text") {
+                        return Err(TranslateError::unsupported(
+                            item_path(),
+                            "tool results can only carry text for this model; describe images in text",
+                        ));
+                    }
+                    if k > 0 {
+                        out.extend_from_slice(b"\\n");
+                    }
+                    write_str_fragment(out, &text_of(&item, item_path)?);
+                }
+            } else {
+                return Err(TranslateError::invalid_field(
+                    format!("{}.content", path()),
+                    "must be a string or an array of text blocks",
+                ));
+            }
+        }
+    }
+    out.extend_from_slice(br#"","role":"tool","tool_call_id":"#);
+    write_str(out, &id);
+    out.push(b'}');
+    Ok(())
 }
 
 fn convert_assistant_blocks(
-    blocks: &[Value],
+    blocks: Vec<Json<'_>>,
     i: usize,
-    out: &mut Vec<Value>,
+    messages: &mut MessagesWriter,
+    out: &mut Vec<u8>,
 ) -> Result<(), TranslateError> {
-    let mut text = String::new();
-    let mut tool_calls = Vec::new();
-    for (j, block) in blocks.iter().enumerate() {
-        let path = format!("messages[{i}].content[{j}]");
-        match block_type(block) {
-            "text" => text.push_str(&text_of(block, &path)?),
+    // Text blocks are pieces of one answer.
+    let mut text = Vec::new();
+    let mut calls = std::mem::take(&mut messages.tool_calls);
+    calls.clear();
+    let mut call_count = 0;
+    for (j, block) in blocks.into_iter().enumerate() {
+        let path = || block_path(i, j);
+        let block = ContentBlock::read(block);
+        match block.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
+            "text" => text.push(text_of(&block, path)?),
             "tool_use" => {
-                let id = block.get("id").and_then(Value::as_str).ok_or_else(|| {
-                    TranslateError::invalid_field(format!("{path}.id"), "must be a string")
+                let id = block.id.and_then(Json::as_str).ok_or_else(|| {
+                    TranslateError::invalid_field(format!("{}.id", path()), "must be a string")
                 })?;
-                let name = block.get("name").and_then(Value::as_str).ok_or_else(|| {
-                    TranslateError::invalid_field(format!("{path}.name"), "must be a string")
+                let name = block.name.and_then(Json::as_str).ok_or_else(|| {
+                    TranslateError::invalid_field(format!("{}.name", path()), "must be a string")
                 })?;
-                let arguments = match block.get("input") {
-                    None | Some(Value::Null) => "{}".to_owned(),
-                    Some(input) => input.to_string(),
-                };
-                tool_calls.push(json!({"id": id, "type": "function",
-                    "function": {"name": name, "arguments": arguments}}));
+                if call_count > 0 {
+                    calls.push(b',');
+                }
+                call_count += 1;
+                calls.extend_from_slice(br#"{"function":{"arguments":"#);
+                match field(block.input) {
+                    None => calls.extend_from_slice(br#""{}""#),
+                    Some(input) if input.is_object() => {
+                        write_compact_as_str(&mut calls, input.text())
+                    }
+                    // OpenAI arguments are the text of an object.
+                    Some(_) => {
+                        return Err(TranslateError::invalid_field(
+                            format!("{}.input", path()),
+                            "must be an object, as tool inputs are",
+                        ))
+                    }
+                }
+                calls.extend_from_slice(br#","name":"#);
+                write_str(&mut calls, &name);
+                calls.extend_from_slice(br#"},"id":"#);
+                write_str(&mut calls, &id);
+                calls.extend_from_slice(br#","type":"function"}"#);
             }
             "thinking" | "redacted_thinking" => {}
             other => {
                 return Err(TranslateError::unsupported(
-                    path,
+                    path(),
                     format!("assistant block type `{other}` cannot be sent to this model"),
                 ))
             }
         }
     }
-    let mut msg = Map::new();
-    msg.insert("role".into(), "assistant".into());
-    let content = if text.is_empty() && !tool_calls.is_empty() {
-        Value::Null
+    let out = messages.next(out);
+    out.extend_from_slice(br#"{"content":"#);
+    if call_count > 0 && text.iter().all(|t| t.is_empty()) {
+        out.extend_from_slice(b"null");
     } else {
-        Value::String(text)
-    };
-    msg.insert("content".into(), content);
-    if !tool_calls.is_empty() {
-        msg.insert("tool_calls".into(), Value::Array(tool_calls));
+        out.push(b'"');
+        write_joined(out, &text, "");
+        out.push(b'"');
     }
-    out.push(Value::Object(msg));
+    out.extend_from_slice(br#","role":"assistant""#);
+    if call_count > 0 {
+        out.extend_from_slice(br#","tool_calls":["#);
+        out.extend_from_slice(&calls);
+        out.push(b']');
+    }
+    out.push(b'}');
+    messages.tool_calls = calls;
     Ok(())
 }
 
-fn convert_tooling(
-    req: &Map<String, Value>,
-    out: &mut Map<String, Value>,
-) -> Result<(), TranslateError> {
-    let Some(tools) = field(req, "tools") else {
-        return Ok(());
+/// The translated `tools` array, `tool_choice` and whether parallel calls
+/// are off.
+struct Tooling {
+    tools: Vec<u8>,
+    choice: Option<Vec<u8>>,
+    no_parallel: bool,
+}
+
+fn convert_tooling(req: &MessagesRequest<'_>) -> Result<Option<Tooling>, TranslateError> {
+    let Some(tools) = field(req.tools) else {
+        return Ok(None);
     };
-    let Value::Array(tools) = tools else {
+    let Some(tools) = tools.elements() else {
         return Err(TranslateError::invalid_field("tools", "must be an array"));
     };
     if tools.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let mut converted = Vec::with_capacity(tools.len());
-    for (i, tool) in tools.iter().enumerate() {
-        if let Some(kind) = tool
-            .get("type")
-            .and_then(Value::as_str)
-            .filter(|k| *k != "custom")
-        {
+    let mut out = Vec::with_capacity(tools.iter().map(|t| t.text().len()).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, tool) in tools.into_iter().enumerate() {
+        let tool = Tool::read(tool);
+        if let Some(kind) = tool.kind.and_then(Json::as_str).filter(|k| k != "custom") {
             return Err(TranslateError::unsupported(
                 format!("tools[{i}]"),
                 format!("`{kind}` is a tool run by Anthropic and cannot be used with this model; define it as a custom tool"),
             ));
         }
-        let name = tool.get("name").and_then(Value::as_str).ok_or_else(|| {
+        let name = tool.name.and_then(Json::as_str).ok_or_else(|| {
             TranslateError::invalid_field(format!("tools[{i}].name"), "must be a string")
         })?;
-        let mut function = Map::new();
-        function.insert("name".into(), name.into());
-        if let Some(d) = tool.get("description").filter(|d| !d.is_null()) {
-            function.insert("description".into(), d.clone());
+        if i > 0 {
+            out.push(b',');
         }
-        let params = tool
-            .get("input_schema")
-            .filter(|s| !s.is_null())
-            .cloned()
-            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-        function.insert("parameters".into(), params);
-        converted.push(json!({"type": "function", "function": function}));
+        out.extend_from_slice(br#"{"function":{"#);
+        if let Some(d) = field(tool.description) {
+            out.extend_from_slice(br#""description":"#);
+            write_compact(&mut out, d.text());
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""name":"#);
+        write_str(&mut out, &name);
+        out.extend_from_slice(br#","parameters":"#);
+        match field(tool.input_schema) {
+            Some(schema) => write_compact(&mut out, schema.text()),
+            None => out.extend_from_slice(EMPTY_SCHEMA),
+        }
+        out.extend_from_slice(br#"},"type":"function"}"#);
     }
-    out.insert("tools".into(), Value::Array(converted));
+    out.push(b']');
 
-    if let Some(choice) = field(req, "tool_choice") {
-        let mapped = match choice.get("type").and_then(Value::as_str) {
-            Some("auto") => json!("auto"),
-            Some("any") => json!("required"),
-            Some("none") => json!("none"),
+    let mut tooling = Tooling {
+        tools: out,
+        choice: None,
+        no_parallel: false,
+    };
+    if let Some(choice) = field(req.tool_choice) {
+        let [kind, name, no_parallel] =
+            choice.members(["type", "name", "disable_parallel_tool_use"]);
+        let mapped: Vec<u8> = match kind.and_then(Json::as_str).as_deref() {
+            Some("auto") => br#""auto""#.to_vec(),
+            Some("any") => br#""required""#.to_vec(),
+            Some("none") => br#""none""#.to_vec(),
             Some("tool") => {
-                let name = choice.get("name").and_then(Value::as_str).ok_or_else(|| {
+                let name = name.and_then(Json::as_str).ok_or_else(|| {
                     TranslateError::invalid_field("tool_choice.name", "must be a string")
                 })?;
-                json!({"type": "function", "function": {"name": name}})
+                let mut mapped = br#"{"function":{"name":"#.to_vec();
+                write_str(&mut mapped, &name);
+                mapped.extend_from_slice(br#"},"type":"function"}"#);
+                mapped
             }
             _ => {
                 return Err(TranslateError::invalid_field(
@@ -458,21 +781,16 @@ fn convert_tooling(
                 ))
             }
         };
-        out.insert("tool_choice".into(), mapped);
-        if choice
-            .get("disable_parallel_tool_use")
-            .and_then(Value::as_bool)
-            == Some(true)
-        {
-            out.insert("parallel_tool_calls".into(), Value::Bool(false));
-        }
+        tooling.choice = Some(mapped);
+        tooling.no_parallel = no_parallel.and_then(Json::as_bool) == Some(true);
     }
-    Ok(())
+    Ok(Some(tooling))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn opts(reasoning: bool) -> OpenAiRequestOptions {
         OpenAiRequestOptions {
@@ -611,6 +929,20 @@ mod tests {
             got["messages"][1]["tool_calls"][0]["function"]["arguments"],
             "{}"
         );
+    }
+
+    #[test]
+    fn tool_use_input_that_is_not_an_object_is_invalid() {
+        for input in [json!([1]), json!("x"), json!(5), json!(true)] {
+            let e = translate_err(json!({"messages": [
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "ok"},
+                    {"type": "tool_use", "id": "t", "name": "f", "input": input}
+                ]}
+            ]}));
+            assert_eq!(e.param(), Some("messages[1].content[1].input"), "{input}");
+        }
     }
 
     #[test]

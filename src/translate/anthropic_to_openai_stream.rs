@@ -10,8 +10,8 @@ use super::anthropic_to_openai_error::{openai_error_type_for_anthropic_type, Ope
 use super::anthropic_to_openai_response::{
     openai_completion_id, openai_finish_reason, AnthropicUsageIn, ContentBlock, OpenAiUsageOut,
 };
-use super::sse::{write_json_event, SseEventRef};
-use super::sse_translator::{EventTranslation, Phase, SseTranslator};
+use super::sse::{write_json_event, SseError, SseEventRef};
+use super::sse_translator::{unreadable_message, EventTranslation, Phase, SseTranslator};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -131,6 +131,10 @@ impl EventTranslation for State {
 
     fn end_of_input(&mut self, out: &mut Vec<u8>) {
         self.fail(out, "provider_error", TRUNCATED);
+    }
+
+    fn unreadable(&mut self, out: &mut Vec<u8>, error: SseError) {
+        self.fail(out, "provider_error", &unreadable_message(error));
     }
 }
 
@@ -890,6 +894,31 @@ data: {"type":"message_stop"}
         let evs = events(&out);
         assert_eq!(evs.last().unwrap()["error"]["type"], "provider_error");
         assert!(!evs.iter().any(|e| e == "[DONE]"));
+    }
+
+    #[test]
+    fn an_event_that_never_ends_fails_the_stream_without_done() {
+        let mut t = AnthropicToOpenAiStream::new(opts(true));
+        let mut out = Vec::new();
+        t.push(truncated_stream().as_bytes(), &mut out);
+        let start = out.len();
+        t.push(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"", &mut out);
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..=(crate::translate::sse::MAX_PENDING_BYTES >> 20) {
+            t.push(&chunk, &mut out);
+        }
+        assert!(t.is_failed());
+        let evs = events(&out[start..]);
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0]["error"]["type"], "provider_error");
+        assert!(evs[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read"));
+        let len = out.len();
+        t.push(b"\n\n", &mut out);
+        t.finish(&mut out);
+        assert_eq!(out.len(), len);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod anthropic_to_openai_request;
 pub mod anthropic_to_openai_response;
 pub mod anthropic_to_openai_stream;
 pub mod error;
+mod json_writer;
 pub mod module;
 pub mod openai_to_anthropic_error;
 pub mod openai_to_anthropic_request;

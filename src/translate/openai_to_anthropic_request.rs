@@ -31,9 +31,18 @@
 //!   of 1024, 4096 and 16384 tokens; `none` disables thinking.
 //! - A `file` part holding a base64 PDF becomes a `document` block.
 
+//!
+//! The body is read one level at a time and the Anthropic request is written
+//! straight into one buffer (see `request_fields`), so a long conversation
+//! costs little more memory than its own size.
+
+use std::borrow::Cow;
+
 use super::error::TranslateError;
-use super::request_fields::{field, stream_flag};
-use serde_json::{json, Map, Value};
+use super::json_writer::{
+    write_compact, write_f64, write_key, write_str, write_str_fragment, write_u64,
+};
+use super::request_fields::{field, json_object, parse_body, parse_text, stream_flag, Json};
 
 /// Settings for [`openai_to_anthropic_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,14 +65,87 @@ pub struct AnthropicRequest {
 }
 
 /// Anthropic's default schema when an OpenAI function has no `parameters`.
-fn empty_schema() -> Value {
-    json!({"type": "object", "properties": {}})
-}
+const EMPTY_SCHEMA: &[u8] = br#"{"properties":{},"type":"object"}"#;
 
 /// Thinking budgets for OpenAI's `reasoning_effort` levels.
 const BUDGET_LOW: u64 = 1024;
 const BUDGET_MEDIUM: u64 = 4096;
 const BUDGET_HIGH: u64 = 16384;
+
+json_object!(
+    /// The members of a Chat Completions request that translation reads.
+    struct ChatRequest {
+        messages,
+        n,
+        logprobs,
+        top_logprobs,
+        audio,
+        modalities,
+        response_format,
+        functions,
+        function_call,
+        max_completion_tokens,
+        max_tokens,
+        reasoning_effort,
+        temperature,
+        top_p,
+        top_k,
+        stop,
+        user,
+        safety_identifier,
+        stream,
+        stream_options,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+    }
+);
+
+json_object!(
+    struct Message {
+        role,
+        content,
+        tool_calls,
+        tool_call_id,
+        function_call,
+    }
+);
+
+json_object!(
+    struct Part {
+        kind = "type",
+        text,
+        refusal,
+        image_url,
+        file,
+        cache_control,
+    }
+);
+
+json_object!(
+    struct ToolCall {
+        kind = "type",
+        id,
+        function,
+    }
+);
+
+json_object!(
+    struct Function {
+        name,
+        description,
+        parameters,
+        arguments,
+    }
+);
+
+json_object!(
+    struct Tool {
+        kind = "type",
+        function,
+        cache_control,
+    }
+);
 
 /// Translates an OpenAI Chat Completions request body into an Anthropic
 /// Messages request body.
@@ -71,126 +153,126 @@ pub fn openai_to_anthropic_request(
     body: &[u8],
     opts: &RequestOptions,
 ) -> Result<AnthropicRequest, TranslateError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| TranslateError::InvalidJson(e.to_string()))?;
-    let Value::Object(req) = value else {
+    let value = parse_body(body)?;
+    if !value.is_object() {
         return Err(TranslateError::InvalidJson(format!(
             "expected an object, got {}",
-            kind_of(&value)
+            value.kind_name()
         )));
-    };
+    }
+    let req = ChatRequest::read(value);
     reject_unsupported(&req)?;
 
-    let mut out = Map::new();
-    out.insert("model".into(), Value::String(opts.model.clone()));
-
-    let conv = convert_messages(field(&req, "messages"))?;
-
-    let thinking_budget = reasoning_budget(&req)?;
-    let mut max_tokens = max_tokens(&req, opts.default_max_tokens)?;
-    if let Some(budget) = thinking_budget {
-        // Anthropic counts thinking inside max_tokens and requires room for
-        // the answer as well.
-        if max_tokens <= budget {
-            max_tokens = budget + u64::from(opts.default_max_tokens);
+    // `max_tokens` is written first (keys are sorted as before), but its
+    // errors are reported after those of the messages.
+    let limits = reasoning_budget(&req).and_then(|budget| {
+        let mut max = max_tokens(&req, opts.default_max_tokens)?;
+        if let Some(budget) = budget {
+            // Anthropic counts thinking inside max_tokens and requires room
+            // for the answer as well.
+            if max <= budget {
+                max = budget + u64::from(opts.default_max_tokens);
+            }
         }
+        Ok((budget, max))
+    });
+
+    // A translated conversation is at most about twice as long as the
+    // client's (block wrappers around one-word messages, escaped tool
+    // arguments), so one allocation holds it; what is left over is released
+    // at the end.
+    let mut out = Vec::with_capacity(2 * body.len() + 256);
+    out.push(b'{');
+    if let Ok((_, max)) = &limits {
+        write_key(&mut out, "max_tokens");
+        write_u64(&mut out, *max);
+        out.push(b',');
     }
-    out.insert("max_tokens".into(), max_tokens.into());
+    let conv = convert_messages(req.messages, &mut out)?;
+    let (thinking_budget, _) = limits?;
 
-    if !conv.system.is_empty() {
-        out.insert("system".into(), system_value(conv.system));
-    }
-    out.insert(
-        "messages".into(),
-        Value::Array(
-            conv.messages
-                .into_iter()
-                .map(|(role, content)| json!({"role": role, "content": content}))
-                .collect(),
-        ),
-    );
-
-    convert_tooling(
-        &req,
-        &mut out,
-        conv.has_tool_blocks,
-        thinking_budget.is_some(),
-    )?;
-
-    if let Some(budget) = thinking_budget {
-        out.insert(
-            "thinking".into(),
-            json!({"type": "enabled", "budget_tokens": budget}),
-        );
-    } else {
+    let tooling = tooling(&req, conv.has_tool_blocks, thinking_budget.is_some())?;
+    let sampling = match thinking_budget {
         // Anthropic rejects sampling changes with thinking enabled (it
         // requires temperature 1), so these are only sent without it.
-        if let Some(t) = number(&req, "temperature")? {
-            out.insert("temperature".into(), json!(t.min(1.0)));
-        }
-        if let Some(p) = number(&req, "top_p")? {
-            out.insert("top_p".into(), json!(p));
-        }
-        if let Some(k) = field(&req, "top_k") {
-            let k = k.as_u64().ok_or_else(|| {
-                TranslateError::invalid_field("top_k", "must be a non-negative integer")
-            })?;
-            out.insert("top_k".into(), k.into());
-        }
-    }
-
-    if let Some(stops) = stop_sequences(&req)? {
-        out.insert("stop_sequences".into(), stops);
-    }
-
-    let user = match field(&req, "user").or_else(|| field(&req, "safety_identifier")) {
-        Some(Value::String(u)) => Some(u.clone()),
-        Some(_) => return Err(TranslateError::invalid_field("user", "must be a string")),
+        Some(_) => Sampling::default(),
+        None => sampling(&req)?,
+    };
+    let stops = stop_sequences(&req)?;
+    let user = match field(req.user).or_else(|| field(req.safety_identifier)) {
+        Some(u) => Some(
+            u.as_str()
+                .ok_or_else(|| TranslateError::invalid_field("user", "must be a string"))?,
+        ),
         None => None,
     };
-    if let Some(user) = user {
-        out.insert("metadata".into(), json!({"user_id": user}));
-    }
-
-    let stream = stream_flag(&req)?;
-    if stream {
-        out.insert("stream".into(), Value::Bool(true));
-    }
-    let include_usage = field(&req, "stream_options")
+    let stream = stream_flag(req.stream)?;
+    let include_usage = field(req.stream_options)
         .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
+        .and_then(Json::as_bool)
         .unwrap_or(false);
 
+    if let Some(user) = user {
+        out.extend_from_slice(br#","metadata":{"user_id":"#);
+        write_str(&mut out, &user);
+        out.push(b'}');
+    }
+    out.extend_from_slice(br#","model":"#);
+    write_str(&mut out, &opts.model);
+    if !stops.is_empty() {
+        out.extend_from_slice(br#","stop_sequences":["#);
+        for (k, s) in stops.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            write_str(&mut out, s);
+        }
+        out.push(b']');
+    }
+    if stream {
+        out.extend_from_slice(br#","stream":true"#);
+    }
+    if !conv.system.is_empty() {
+        out.extend_from_slice(br#","system":"#);
+        write_system(&mut out, &conv.system);
+    }
+    if let Some(t) = sampling.temperature {
+        out.extend_from_slice(br#","temperature":"#);
+        write_f64(&mut out, t.min(1.0));
+    }
+    if let Some(budget) = thinking_budget {
+        out.extend_from_slice(br#","thinking":{"budget_tokens":"#);
+        write_u64(&mut out, budget);
+        out.extend_from_slice(br#","type":"enabled"}"#);
+    }
+    if let Some(tooling) = tooling {
+        if let Some(choice) = tooling.choice {
+            out.extend_from_slice(br#","tool_choice":"#);
+            choice.write(&mut out);
+        }
+        out.extend_from_slice(br#","tools":"#);
+        out.extend_from_slice(&tooling.tools);
+    }
+    if let Some(k) = sampling.top_k {
+        out.extend_from_slice(br#","top_k":"#);
+        write_u64(&mut out, k);
+    }
+    if let Some(p) = sampling.top_p {
+        out.extend_from_slice(br#","top_p":"#);
+        write_f64(&mut out, p);
+    }
+    out.push(b'}');
+    out.shrink_to_fit();
+
     Ok(AnthropicRequest {
-        body: Value::Object(out).to_string().into_bytes(),
+        body: out,
         stream,
         include_usage,
     })
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn number(req: &Map<String, Value>, key: &str) -> Result<Option<f64>, TranslateError> {
-    match field(req, key) {
-        None => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| TranslateError::invalid_field(key, "must be a number")),
-    }
-}
-
-fn reject_unsupported(req: &Map<String, Value>) -> Result<(), TranslateError> {
-    if let Some(n) = field(req, "n") {
+fn reject_unsupported(req: &ChatRequest<'_>) -> Result<(), TranslateError> {
+    if let Some(n) = field(req.n) {
         if n.as_u64() != Some(1) {
             return Err(TranslateError::unsupported(
                 "n",
@@ -198,13 +280,13 @@ fn reject_unsupported(req: &Map<String, Value>) -> Result<(), TranslateError> {
             ));
         }
     }
-    if field(req, "logprobs").and_then(Value::as_bool) == Some(true) {
+    if field(req.logprobs).and_then(Json::as_bool) == Some(true) {
         return Err(TranslateError::unsupported(
             "logprobs",
             "Anthropic models do not return log probabilities; remove `logprobs`",
         ));
     }
-    if let Some(t) = field(req, "top_logprobs") {
+    if let Some(t) = field(req.top_logprobs) {
         if t.as_u64() != Some(0) {
             return Err(TranslateError::unsupported(
                 "top_logprobs",
@@ -212,22 +294,22 @@ fn reject_unsupported(req: &Map<String, Value>) -> Result<(), TranslateError> {
             ));
         }
     }
-    if field(req, "audio").is_some() {
+    if field(req.audio).is_some() {
         return Err(TranslateError::unsupported(
             "audio",
             "Anthropic models cannot produce audio; remove `audio` and request text",
         ));
     }
-    if let Some(Value::Array(m)) = field(req, "modalities") {
-        if m.iter().any(|v| v.as_str() == Some("audio")) {
+    if let Some(m) = field(req.modalities).and_then(Json::elements) {
+        if m.iter().any(|v| v.as_str().as_deref() == Some("audio")) {
             return Err(TranslateError::unsupported(
                 "modalities",
                 "Anthropic models cannot produce audio; request only `[\"text\"]`",
             ));
         }
     }
-    if let Some(rf) = field(req, "response_format") {
-        match rf.get("type").and_then(Value::as_str) {
+    if let Some(rf) = field(req.response_format) {
+        match rf.get("type").and_then(Json::as_str).as_deref() {
             Some("text") => {}
             Some("json_object" | "json_schema") => {
                 return Err(TranslateError::unsupported(
@@ -243,8 +325,11 @@ fn reject_unsupported(req: &Map<String, Value>) -> Result<(), TranslateError> {
             }
         }
     }
-    for key in ["functions", "function_call"] {
-        if field(req, key).is_some() {
+    for (key, value) in [
+        ("functions", req.functions),
+        ("function_call", req.function_call),
+    ] {
+        if field(value).is_some() {
             return Err(TranslateError::unsupported(
                 key,
                 "the deprecated functions API is not translated; send `tools` and `tool_choice` instead",
@@ -254,9 +339,12 @@ fn reject_unsupported(req: &Map<String, Value>) -> Result<(), TranslateError> {
     Ok(())
 }
 
-fn max_tokens(req: &Map<String, Value>, default: u32) -> Result<u64, TranslateError> {
-    for key in ["max_completion_tokens", "max_tokens"] {
-        if let Some(v) = field(req, key) {
+fn max_tokens(req: &ChatRequest<'_>, default: u32) -> Result<u64, TranslateError> {
+    for (key, value) in [
+        ("max_completion_tokens", req.max_completion_tokens),
+        ("max_tokens", req.max_tokens),
+    ] {
+        if let Some(v) = field(value) {
             return v
                 .as_u64()
                 .filter(|n| *n > 0)
@@ -266,11 +354,11 @@ fn max_tokens(req: &Map<String, Value>, default: u32) -> Result<u64, TranslateEr
     Ok(u64::from(default))
 }
 
-fn reasoning_budget(req: &Map<String, Value>) -> Result<Option<u64>, TranslateError> {
-    let Some(v) = field(req, "reasoning_effort") else {
+fn reasoning_budget(req: &ChatRequest<'_>) -> Result<Option<u64>, TranslateError> {
+    let Some(v) = field(req.reasoning_effort) else {
         return Ok(None);
     };
-    match v.as_str() {
+    match v.as_str().as_deref() {
         Some("none") => Ok(None),
         Some("minimal" | "low") => Ok(Some(BUDGET_LOW)),
         Some("medium") => Ok(Some(BUDGET_MEDIUM)),
@@ -282,64 +370,161 @@ fn reasoning_budget(req: &Map<String, Value>) -> Result<Option<u64>, TranslateEr
     }
 }
 
-fn stop_sequences(req: &Map<String, Value>) -> Result<Option<Value>, TranslateError> {
-    let invalid =
-        || TranslateError::invalid_field("stop", "must be a string or an array of strings");
-    let stops: Vec<Value> = match field(req, "stop") {
-        None => return Ok(None),
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|s| {
-                s.as_str()
-                    .map(|s| Value::String(s.to_owned()))
-                    .ok_or_else(invalid)
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(invalid()),
-    };
-    let stops: Vec<Value> = stops
-        .into_iter()
-        .filter(|s| s.as_str().is_some_and(|s| !s.is_empty()))
-        .collect();
-    Ok((!stops.is_empty()).then_some(Value::Array(stops)))
+/// Sampling settings copied when thinking is off.
+#[derive(Default)]
+struct Sampling {
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<u64>,
 }
 
-/// Messages split into Anthropic's top-level system prompt and the
-/// alternating conversation.
-struct Converted {
-    system: Vec<Value>,
-    messages: Vec<(&'static str, Vec<Value>)>,
+fn sampling(req: &ChatRequest<'_>) -> Result<Sampling, TranslateError> {
+    let number = |key: &str, value: Option<Json<'_>>| match field(value) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| TranslateError::invalid_field(key, "must be a number")),
+    };
+    let temperature = number("temperature", req.temperature)?;
+    let top_p = number("top_p", req.top_p)?;
+    let top_k = match field(req.top_k) {
+        Some(k) => Some(k.as_u64().ok_or_else(|| {
+            TranslateError::invalid_field("top_k", "must be a non-negative integer")
+        })?),
+        None => None,
+    };
+    Ok(Sampling {
+        temperature,
+        top_p,
+        top_k,
+    })
+}
+
+/// `stop` as Anthropic stop sequences, empty ones dropped.
+fn stop_sequences<'a>(req: &ChatRequest<'a>) -> Result<Vec<Cow<'a, str>>, TranslateError> {
+    let invalid =
+        || TranslateError::invalid_field("stop", "must be a string or an array of strings");
+    let stops: Vec<Cow<'a, str>> = match field(req.stop) {
+        None => return Ok(Vec::new()),
+        Some(v) if v.is_string() => v.as_str().into_iter().collect(),
+        Some(v) => v
+            .elements()
+            .ok_or_else(invalid)?
+            .into_iter()
+            .map(|s| s.as_str().ok_or_else(invalid))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(stops.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+/// A text block of the system prompt.
+struct SystemText<'a> {
+    text: Cow<'a, str>,
+    cache_control: Option<Json<'a>>,
+}
+
+/// The system prompt: a string, or an array of text blocks when some part
+/// carries `cache_control`.
+fn write_system(out: &mut Vec<u8>, blocks: &[SystemText<'_>]) {
+    if blocks.iter().any(|b| b.cache_control.is_some()) {
+        out.push(b'[');
+        for (k, b) in blocks.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            write_text_block(out, &b.text, b.cache_control);
+        }
+        out.push(b']');
+        return;
+    }
+    out.push(b'"');
+    for (k, b) in blocks.iter().enumerate() {
+        if k > 0 {
+            out.extend_from_slice(b"\\n\\n");
+        }
+        write_str_fragment(out, &b.text);
+    }
+    out.push(b'"');
+}
+
+/// What converting the messages yields besides the written `messages` array.
+struct Converted<'a> {
+    system: Vec<SystemText<'a>>,
     has_tool_blocks: bool,
 }
 
-impl Converted {
-    /// Appends blocks, merging into the previous message when the role is
-    /// the same so roles alternate.
-    fn push(&mut self, role: &'static str, blocks: Vec<Value>) {
-        if blocks.is_empty() {
+/// Content blocks written one after the other, comma-separated.
+#[derive(Default)]
+struct BlockList {
+    json: Vec<u8>,
+    len: usize,
+}
+
+impl BlockList {
+    /// The buffer to write the next block into, separator written.
+    fn next(&mut self) -> &mut Vec<u8> {
+        if self.len > 0 {
+            self.json.push(b',');
+        }
+        self.len += 1;
+        &mut self.json
+    }
+
+    fn clear(&mut self) {
+        self.json.clear();
+        self.len = 0;
+    }
+}
+
+/// The `messages` array being written: adjacent messages of the same role are
+/// merged so roles alternate, and messages without blocks are left out.
+struct MessagesWriter {
+    open_role: Option<&'static str>,
+}
+
+impl MessagesWriter {
+    fn push(&mut self, out: &mut Vec<u8>, role: &'static str, blocks: &BlockList) {
+        if blocks.len == 0 {
             return;
         }
-        match self.messages.last_mut() {
-            Some((last, content)) if *last == role => content.extend(blocks),
-            _ => self.messages.push((role, blocks)),
+        match self.open_role {
+            Some(open) if open == role => out.push(b','),
+            Some(open) => {
+                close_message(out, open);
+                out.extend_from_slice(br#",{"content":["#);
+            }
+            None => out.extend_from_slice(br#"{"content":["#),
         }
+        out.extend_from_slice(&blocks.json);
+        self.open_role = Some(role);
+    }
+
+    fn finish(self, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+        let Some(open) = self.open_role else {
+            return Err(TranslateError::invalid_field(
+                "messages",
+                "must contain at least one non-empty user or assistant message",
+            ));
+        };
+        close_message(out, open);
+        out.push(b']');
+        Ok(())
     }
 }
 
-fn system_value(blocks: Vec<Value>) -> Value {
-    if blocks.iter().any(|b| b.get("cache_control").is_some()) {
-        return Value::Array(blocks);
-    }
-    let texts: Vec<&str> = blocks
-        .iter()
-        .filter_map(|b| b.get("text").and_then(Value::as_str))
-        .collect();
-    Value::String(texts.join("\n\n"))
+fn close_message(out: &mut Vec<u8>, role: &str) {
+    out.extend_from_slice(br#"],"role":"#);
+    write_str(out, role);
+    out.push(b'}');
 }
 
-fn convert_messages(messages: Option<&Value>) -> Result<Converted, TranslateError> {
-    let Some(Value::Array(messages)) = messages else {
+/// Writes `"messages":[...]` and collects the system prompt.
+fn convert_messages<'a>(
+    messages: Option<Json<'a>>,
+    out: &mut Vec<u8>,
+) -> Result<Converted<'a>, TranslateError> {
+    let Some(messages) = field(messages).and_then(Json::elements) else {
         return Err(TranslateError::invalid_field(
             "messages",
             "is required and must be an array of messages",
@@ -347,48 +532,64 @@ fn convert_messages(messages: Option<&Value>) -> Result<Converted, TranslateErro
     };
     let mut conv = Converted {
         system: Vec::new(),
-        messages: Vec::new(),
         has_tool_blocks: false,
     };
-    for (i, msg) in messages.iter().enumerate() {
-        let Value::Object(msg) = msg else {
+    out.extend_from_slice(br#""messages":["#);
+    let mut writer = MessagesWriter { open_role: None };
+    // One buffer for every message's blocks, reused.
+    let mut blocks = BlockList::default();
+    for (i, msg) in messages.into_iter().enumerate() {
+        if !msg.is_object() {
             return Err(TranslateError::invalid_field(
                 format!("messages[{i}]"),
                 "must be an object with `role` and `content`",
             ));
-        };
-        let role = msg.get("role").and_then(Value::as_str).unwrap_or("");
-        let content_path = format!("messages[{i}].content");
-        match role {
+        }
+        let msg = Message::read(msg);
+        let role = msg.role.and_then(Json::as_str);
+        blocks.clear();
+        match role.as_deref().unwrap_or("") {
             "system" | "developer" => {
-                let blocks =
-                    content_blocks(field(msg, "content"), &content_path, PartRole::System)?;
-                conv.system.extend(blocks);
+                content_blocks(field(msg.content), i, PartRole::System, |block| {
+                    if let Block::Text {
+                        text,
+                        cache_control,
+                    } = block
+                    {
+                        conv.system.push(SystemText {
+                            text,
+                            cache_control,
+                        });
+                    }
+                })?;
             }
             "user" => {
-                let blocks = content_blocks(field(msg, "content"), &content_path, PartRole::User)?;
-                conv.push("user", blocks);
+                content_blocks(field(msg.content), i, PartRole::User, |block| {
+                    block.write(blocks.next())
+                })?;
+                writer.push(out, "user", &blocks);
             }
             "assistant" => {
-                if field(msg, "function_call").is_some() {
+                if field(msg.function_call).is_some() {
                     return Err(TranslateError::unsupported(
                         format!("messages[{i}].function_call"),
                         "the deprecated functions API is not translated; send `tool_calls` instead",
                     ));
                 }
-                let mut blocks =
-                    content_blocks(field(msg, "content"), &content_path, PartRole::Assistant)?;
-                if let Some(calls) = field(msg, "tool_calls") {
-                    let uses = tool_use_blocks(calls, i)?;
-                    conv.has_tool_blocks |= !uses.is_empty();
-                    blocks.extend(uses);
+                content_blocks(field(msg.content), i, PartRole::Assistant, |block| {
+                    block.write(blocks.next())
+                })?;
+                if let Some(calls) = field(msg.tool_calls) {
+                    let before = blocks.len;
+                    write_tool_use_blocks(calls, i, &mut blocks)?;
+                    conv.has_tool_blocks |= blocks.len > before;
                 }
-                conv.push("assistant", blocks);
+                writer.push(out, "assistant", &blocks);
             }
             "tool" => {
-                let block = tool_result_block(msg, i)?;
+                write_tool_result_block(&msg, i, blocks.next())?;
                 conv.has_tool_blocks = true;
-                conv.push("user", vec![block]);
+                writer.push(out, "user", &blocks);
             }
             "function" => return Err(TranslateError::unsupported(
                 format!("messages[{i}].role"),
@@ -402,12 +603,7 @@ fn convert_messages(messages: Option<&Value>) -> Result<Converted, TranslateErro
             }
         }
     }
-    if conv.messages.is_empty() {
-        return Err(TranslateError::invalid_field(
-            "messages",
-            "must contain at least one non-empty user or assistant message",
-        ));
-    }
+    writer.finish(out)?;
     Ok(conv)
 }
 
@@ -419,71 +615,156 @@ enum PartRole {
     Tool,
 }
 
-/// Converts a message's `content` (string or parts) into Anthropic blocks.
-fn content_blocks(
-    content: Option<&Value>,
-    path: &str,
-    role: PartRole,
-) -> Result<Vec<Value>, TranslateError> {
-    match content {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(text_block(s, None).into_iter().collect()),
-        Some(Value::Array(parts)) => {
-            let mut blocks = Vec::with_capacity(parts.len());
-            for (j, part) in parts.iter().enumerate() {
-                if let Some(block) = part_block(part, &format!("{path}[{j}]"), role)? {
-                    blocks.push(block);
-                }
+/// An Anthropic content block made from one OpenAI content part.
+enum Block<'a> {
+    Text {
+        text: Cow<'a, str>,
+        cache_control: Option<Json<'a>>,
+    },
+    /// An image from a checked http(s) or base64 data URL.
+    Image {
+        url: Cow<'a, str>,
+        cache_control: Option<Json<'a>>,
+    },
+    /// A PDF from a checked base64 data URL.
+    Document {
+        url: Cow<'a, str>,
+        cache_control: Option<Json<'a>>,
+    },
+}
+
+impl Block<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let (kind, url, cache_control) = match self {
+            Block::Text {
+                text,
+                cache_control,
+            } => return write_text_block(out, text, *cache_control),
+            Block::Image { url, cache_control } => ("image", url, cache_control),
+            Block::Document { url, cache_control } => ("document", url, cache_control),
+        };
+        out.push(b'{');
+        write_cache_control(out, *cache_control);
+        out.extend_from_slice(br#""source":"#);
+        match split_data_url(url) {
+            Some((media_type, data)) => {
+                out.extend_from_slice(br#"{"data":"#);
+                write_str(out, data);
+                out.extend_from_slice(br#","media_type":"#);
+                write_str(out, media_type);
+                out.extend_from_slice(br#","type":"base64"}"#);
             }
-            Ok(blocks)
+            None => {
+                out.extend_from_slice(br#"{"type":"url","url":"#);
+                write_str(out, url);
+                out.push(b'}');
+            }
         }
-        Some(_) => Err(TranslateError::invalid_field(
-            path,
-            "must be a string or an array of content parts",
-        )),
+        out.extend_from_slice(br#","type":"#);
+        write_str(out, kind);
+        out.push(b'}');
     }
 }
 
-fn text_block(text: &str, cache_control: Option<&Value>) -> Option<Value> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut block = Map::new();
-    block.insert("type".into(), "text".into());
-    block.insert("text".into(), text.into());
+fn write_text_block(out: &mut Vec<u8>, text: &str, cache_control: Option<Json<'_>>) {
+    out.push(b'{');
+    write_cache_control(out, cache_control);
+    out.extend_from_slice(br#""text":"#);
+    write_str(out, text);
+    out.extend_from_slice(br#","type":"text"}"#);
+}
+
+/// `"cache_control":…,` when present; it sorts first among a block's keys.
+fn write_cache_control(out: &mut Vec<u8>, cache_control: Option<Json<'_>>) {
     if let Some(cc) = cache_control {
-        block.insert("cache_control".into(), cc.clone());
+        out.extend_from_slice(br#""cache_control":"#);
+        write_compact(out, cc.text());
+        out.push(b',');
     }
-    Some(Value::Object(block))
 }
 
-fn with_cache_control(mut block: Value, part: &Map<String, Value>) -> Value {
-    if let (Some(cc), Value::Object(b)) = (field(part, "cache_control"), &mut block) {
-        b.insert("cache_control".into(), cc.clone());
-    }
-    block
+fn content_path(i: usize) -> String {
+    format!("messages[{i}].content")
 }
 
-fn part_block(part: &Value, path: &str, role: PartRole) -> Result<Option<Value>, TranslateError> {
-    let Value::Object(part) = part else {
+fn part_path(i: usize, j: usize) -> String {
+    format!("messages[{i}].content[{j}]")
+}
+
+/// Converts a message's `content` (string or parts) into Anthropic blocks,
+/// handing each to `emit`.
+fn content_blocks<'a>(
+    content: Option<Json<'a>>,
+    i: usize,
+    role: PartRole,
+    mut emit: impl FnMut(Block<'a>),
+) -> Result<(), TranslateError> {
+    let Some(content) = content else {
+        return Ok(());
+    };
+    if let Some(s) = content.as_str() {
+        if let Some(block) = text_block(s, None) {
+            emit(block);
+        }
+        return Ok(());
+    }
+    let Some(parts) = content.elements() else {
         return Err(TranslateError::invalid_field(
-            path,
-            "content parts must be objects with a `type`",
+            content_path(i),
+            "must be a string or an array of content parts",
         ));
     };
-    let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
+    for (j, part) in parts.into_iter().enumerate() {
+        if let Some(block) = part_block(part, i, j, role)? {
+            emit(block);
+        }
+    }
+    Ok(())
+}
+
+/// Anthropic rejects empty text blocks, so empty text is dropped.
+fn text_block<'a>(text: Cow<'a, str>, cache_control: Option<Json<'a>>) -> Option<Block<'a>> {
+    (!text.is_empty()).then_some(Block::Text {
+        text,
+        cache_control,
+    })
+}
+
+fn part_block<'a>(
+    part: Json<'a>,
+    i: usize,
+    j: usize,
+    role: PartRole,
+) -> Result<Option<Block<'a>>, TranslateError> {
+    if !part.is_object() {
+        return Err(TranslateError::invalid_field(
+            part_path(i, j),
+            "content parts must be objects with a `type`",
+        ));
+    }
+    let p = Part::read(part);
+    let kind = p.kind.and_then(Json::as_str).unwrap_or(Cow::Borrowed(""));
     let text_only = |what: &str| {
-        TranslateError::invalid_field(path, format!("{what} messages may only contain text parts"))
+        TranslateError::invalid_field(
+            part_path(i, j),
+            format!("{what} messages may only contain text parts"),
+        )
     };
-    match kind {
+    match kind.as_ref() {
         "text" => {
-            let text = part.get("text").and_then(Value::as_str).ok_or_else(|| {
-                TranslateError::invalid_field(format!("{path}.text"), "must be a string")
+            let text = p.text.and_then(Json::as_str).ok_or_else(|| {
+                TranslateError::invalid_field(
+                    format!("{}.text", part_path(i, j)),
+                    "must be a string",
+                )
             })?;
-            Ok(text_block(text, field(part, "cache_control")))
+            Ok(text_block(text, field(p.cache_control)))
         }
         "refusal" if role == PartRole::Assistant => {
-            let text = part.get("refusal").and_then(Value::as_str).unwrap_or("");
+            let text = p
+                .refusal
+                .and_then(Json::as_str)
+                .unwrap_or(Cow::Borrowed(""));
             Ok(text_block(text, None))
         }
         "image_url" => {
@@ -492,190 +773,223 @@ fn part_block(part: &Value, path: &str, role: PartRole) -> Result<Option<Value>,
                 PartRole::Assistant => return Err(text_only("assistant")),
                 PartRole::User | PartRole::Tool => {}
             }
-            let url = match part.get("image_url") {
-                Some(Value::String(u)) => Some(u.as_str()),
-                Some(Value::Object(o)) => o.get("url").and_then(Value::as_str),
-                _ => None,
-            }
-            .ok_or_else(|| {
-                TranslateError::invalid_field(format!("{path}.image_url.url"), "must be a string")
-            })?;
-            let source = image_source(url, &format!("{path}.image_url.url"))?;
-            Ok(Some(with_cache_control(
-                json!({"type": "image", "source": source}),
-                part,
-            )))
+            let url_path = || format!("{}.image_url.url", part_path(i, j));
+            let url = p
+                .image_url
+                .and_then(|u| {
+                    if u.is_object() {
+                        u.get("url").and_then(Json::as_str)
+                    } else {
+                        u.as_str()
+                    }
+                })
+                .ok_or_else(|| TranslateError::invalid_field(url_path(), "must be a string"))?;
+            check_image_url(&url, url_path)?;
+            Ok(Some(Block::Image {
+                url,
+                cache_control: field(p.cache_control),
+            }))
         }
         "file" if role == PartRole::User => {
-            let data = part
-                .get("file")
+            let data = p
+                .file
                 .and_then(|f| f.get("file_data"))
-                .and_then(Value::as_str);
-            let source = match data {
-                Some(d) => data_url(d, &format!("{path}.file.file_data"))?,
-                None => {
-                    return Err(TranslateError::unsupported(
-                        path,
-                        "only inline files (`file.file_data` as a base64 data URL) can be sent to Anthropic models; uploaded `file_id`s cannot",
-                    ))
-                }
-            };
-            if source.get("media_type").and_then(Value::as_str) != Some("application/pdf") {
+                .and_then(Json::as_str);
+            let Some(url) = data else {
                 return Err(TranslateError::unsupported(
-                    path,
+                    part_path(i, j),
+                    "only inline files (`file.file_data` as a base64 data URL) can be sent to Anthropic models; uploaded `file_id`s cannot",
+                ));
+            };
+            let (media_type, _) = data_url(&url, || {
+                format!("{}.file.file_data", part_path(i, j))
+            })?;
+            if media_type != "application/pdf" {
+                return Err(TranslateError::unsupported(
+                    part_path(i, j),
                     "Anthropic models accept PDF files only; send other documents as text",
                 ));
             }
-            Ok(Some(with_cache_control(
-                json!({"type": "document", "source": source}),
-                part,
-            )))
+            Ok(Some(Block::Document {
+                url,
+                cache_control: field(p.cache_control),
+            }))
         }
         "input_audio" => Err(TranslateError::unsupported(
-            path,
+            part_path(i, j),
             "Anthropic models do not accept audio input; transcribe the audio and send text",
         )),
         _ => match role {
             PartRole::System => Err(text_only("system")),
             PartRole::Assistant => Err(text_only("assistant")),
             PartRole::User | PartRole::Tool => Err(TranslateError::unsupported(
-                path,
+                part_path(i, j),
                 format!("content part type `{kind}` cannot be sent to Anthropic models; use text, image_url or a PDF file"),
             )),
         },
     }
 }
 
-/// `data:<mime>;base64,<data>` → Anthropic base64 source.
-fn data_url(url: &str, path: &str) -> Result<Value, TranslateError> {
-    let bad = || {
-        TranslateError::invalid_field(path, "data URLs must look like data:<mime>;base64,<data>")
-    };
-    let rest = url.strip_prefix("data:").ok_or_else(bad)?;
-    let (meta, data) = rest.split_once(',').ok_or_else(bad)?;
+/// `data:<mime>;base64,<data>` → (mime, data).
+fn split_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
     let mut params = meta.split(';');
     let mime = params.next().unwrap_or("");
     if mime.is_empty() || !params.any(|p| p.eq_ignore_ascii_case("base64")) {
-        return Err(bad());
+        return None;
     }
-    Ok(json!({"type": "base64", "media_type": mime, "data": data}))
+    Some((mime, data))
 }
 
-fn image_source(url: &str, path: &str) -> Result<Value, TranslateError> {
+/// A base64 data URL's parts, or an error naming the field at `path`.
+fn data_url(url: &str, path: impl FnOnce() -> String) -> Result<(&str, &str), TranslateError> {
+    split_data_url(url).ok_or_else(|| {
+        TranslateError::invalid_field(path(), "data URLs must look like data:<mime>;base64,<data>")
+    })
+}
+
+fn check_image_url(url: &str, path: impl FnOnce() -> String) -> Result<(), TranslateError> {
     if url.starts_with("data:") {
-        return data_url(url, path);
+        return data_url(url, path).map(|_| ());
     }
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     if lower.starts_with("https://") || lower.starts_with("http://") {
-        return Ok(json!({"type": "url", "url": url}));
+        return Ok(());
     }
     Err(TranslateError::invalid_field(
-        path,
+        path(),
         "must be an http(s) URL or a data:<mime>;base64,<data> URL",
     ))
 }
 
-fn tool_use_blocks(calls: &Value, i: usize) -> Result<Vec<Value>, TranslateError> {
-    let Value::Array(calls) = calls else {
+fn write_tool_use_blocks(
+    calls: Json<'_>,
+    i: usize,
+    blocks: &mut BlockList,
+) -> Result<(), TranslateError> {
+    let Some(calls) = calls.elements() else {
         return Err(TranslateError::invalid_field(
             format!("messages[{i}].tool_calls"),
             "must be an array",
         ));
     };
-    let mut blocks = Vec::with_capacity(calls.len());
-    for (j, call) in calls.iter().enumerate() {
-        let path = format!("messages[{i}].tool_calls[{j}]");
-        let kind = call
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("function");
-        if kind != "function" {
+    for (j, call) in calls.into_iter().enumerate() {
+        let path = || format!("messages[{i}].tool_calls[{j}]");
+        let call = ToolCall::read(call);
+        let kind = call.kind.and_then(Json::as_str);
+        if kind.as_deref().unwrap_or("function") != "function" {
             return Err(TranslateError::unsupported(
-                format!("{path}.type"),
+                format!("{}.type", path()),
                 "only function tool calls can be sent to Anthropic models",
             ));
         }
-        let id = call.get("id").and_then(Value::as_str).ok_or_else(|| {
-            TranslateError::invalid_field(format!("{path}.id"), "must be a string")
+        let id = call.id.and_then(Json::as_str).ok_or_else(|| {
+            TranslateError::invalid_field(format!("{}.id", path()), "must be a string")
         })?;
-        let function = call.get("function");
-        let name = function
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                TranslateError::invalid_field(format!("{path}.function.name"), "must be a string")
-            })?;
-        let args_path = format!("{path}.function.arguments");
-        let input = match function.and_then(|f| f.get("arguments")) {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(Value::String(s)) if s.trim().is_empty() => Value::Object(Map::new()),
-            Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| {
-                TranslateError::invalid_field(
-                    args_path.as_str(),
-                    format!("must be a JSON object encoded as a string ({e})"),
-                )
-            })?,
-            // Some clients send the object itself rather than its encoding.
-            Some(v) => v.clone(),
+        let function = call.function.map(Function::read).unwrap_or_default();
+        let name = function.name.and_then(Json::as_str).ok_or_else(|| {
+            TranslateError::invalid_field(format!("{}.function.name", path()), "must be a string")
+        })?;
+        let args_path = || format!("{}.function.arguments", path());
+        let input: Cow<'_, str> = match field(function.arguments) {
+            None => Cow::Borrowed("{}"),
+            Some(args) => match args.as_str() {
+                Some(s) if s.trim().is_empty() => Cow::Borrowed("{}"),
+                Some(s) => {
+                    let parsed = parse_text(&s).map_err(|e| {
+                        TranslateError::invalid_field(
+                            args_path(),
+                            format!("must be a JSON object encoded as a string ({e})"),
+                        )
+                    })?;
+                    if !parsed.is_object() {
+                        return Err(not_an_object(args_path()));
+                    }
+                    s
+                }
+                // Some clients send the object itself rather than its encoding.
+                None if args.is_object() => Cow::Borrowed(args.text()),
+                None => return Err(not_an_object(args_path())),
+            },
         };
-        if !input.is_object() {
+        let out = blocks.next();
+        out.extend_from_slice(br#"{"id":"#);
+        write_str(out, &id);
+        out.extend_from_slice(br#","input":"#);
+        write_compact(out, &input);
+        out.extend_from_slice(br#","name":"#);
+        write_str(out, &name);
+        out.extend_from_slice(br#","type":"tool_use"}"#);
+    }
+    Ok(())
+}
+
+fn not_an_object(args_path: String) -> TranslateError {
+    TranslateError::invalid_field(
+        args_path,
+        "must encode a JSON object, as Anthropic tool inputs are objects",
+    )
+}
+
+fn write_tool_result_block(
+    msg: &Message<'_>,
+    i: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), TranslateError> {
+    let id = msg.tool_call_id.and_then(Json::as_str).ok_or_else(|| {
+        TranslateError::invalid_field(
+            format!("messages[{i}].tool_call_id"),
+            "is required on tool messages and must match a preceding assistant tool call id",
+        )
+    })?;
+    out.push(b'{');
+    if let Some(content) = field(msg.content) {
+        if let Some(s) = content.as_str() {
+            if !s.is_empty() {
+                out.extend_from_slice(br#""content":"#);
+                write_str(out, &s);
+                out.push(b',');
+            }
+        } else if content.elements().is_some() {
+            let mark = out.len();
+            out.extend_from_slice(br#""content":["#);
+            let mut written = 0;
+            content_blocks(Some(content), i, PartRole::Tool, |block| {
+                if written > 0 {
+                    out.push(b',');
+                }
+                written += 1;
+                block.write(out);
+            })?;
+            if written == 0 {
+                out.truncate(mark);
+            } else {
+                out.extend_from_slice(b"],");
+            }
+        } else {
             return Err(TranslateError::invalid_field(
-                args_path,
-                "must encode a JSON object, as Anthropic tool inputs are objects",
+                content_path(i),
+                "must be a string or an array of content parts",
             ));
         }
-        blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
     }
-    Ok(blocks)
+    out.extend_from_slice(br#""tool_use_id":"#);
+    write_str(out, &id);
+    out.extend_from_slice(br#","type":"tool_result"}"#);
+    Ok(())
 }
 
-fn tool_result_block(msg: &Map<String, Value>, i: usize) -> Result<Value, TranslateError> {
-    let id = msg
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            TranslateError::invalid_field(
-                format!("messages[{i}].tool_call_id"),
-                "is required on tool messages and must match a preceding assistant tool call id",
-            )
-        })?;
-    let mut block = Map::new();
-    block.insert("type".into(), "tool_result".into());
-    block.insert("tool_use_id".into(), id.into());
-    match field(msg, "content") {
-        None => {}
-        Some(Value::String(s)) => {
-            if !s.is_empty() {
-                block.insert("content".into(), s.as_str().into());
-            }
-        }
-        content @ Some(Value::Array(_)) => {
-            let blocks =
-                content_blocks(content, &format!("messages[{i}].content"), PartRole::Tool)?;
-            if !blocks.is_empty() {
-                block.insert("content".into(), Value::Array(blocks));
-            }
-        }
-        Some(_) => {
-            return Err(TranslateError::invalid_field(
-                format!("messages[{i}].content"),
-                "must be a string or an array of content parts",
-            ))
-        }
-    }
-    Ok(Value::Object(block))
-}
-
-enum ToolChoice {
+enum ToolChoice<'a> {
     Auto,
     Any,
     None,
-    Tool(String),
+    Tool(Cow<'a, str>),
 }
 
-fn parse_tool_choice(v: &Value) -> Result<ToolChoice, TranslateError> {
-    match v {
-        Value::String(s) => match s.as_str() {
+fn parse_tool_choice(v: Json<'_>) -> Result<ToolChoice<'_>, TranslateError> {
+    if let Some(s) = v.as_str() {
+        return match s.as_ref() {
             "auto" => Ok(ToolChoice::Auto),
             "required" => Ok(ToolChoice::Any),
             "none" => Ok(ToolChoice::None),
@@ -683,128 +997,158 @@ fn parse_tool_choice(v: &Value) -> Result<ToolChoice, TranslateError> {
                 "tool_choice",
                 "must be auto, required, none or {\"type\":\"function\",\"function\":{\"name\":...}}",
             )),
-        },
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
-            let name = o
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    TranslateError::invalid_field("tool_choice.function.name", "must be a string")
-                })?;
-            Ok(ToolChoice::Tool(name.to_owned()))
-        }
-        Value::Object(_) => Err(TranslateError::unsupported(
-            "tool_choice",
-            "only auto, required, none and a named function can be sent to Anthropic models",
-        )),
-        _ => Err(TranslateError::invalid_field(
+        };
+    }
+    if !v.is_object() {
+        return Err(TranslateError::invalid_field(
             "tool_choice",
             "must be a string or an object",
-        )),
+        ));
+    }
+    let [kind, function] = v.members(["type", "function"]);
+    if kind.and_then(Json::as_str).as_deref() != Some("function") {
+        return Err(TranslateError::unsupported(
+            "tool_choice",
+            "only auto, required, none and a named function can be sent to Anthropic models",
+        ));
+    }
+    let name = function
+        .and_then(|f| f.get("name"))
+        .and_then(Json::as_str)
+        .ok_or_else(|| {
+            TranslateError::invalid_field("tool_choice.function.name", "must be a string")
+        })?;
+    Ok(ToolChoice::Tool(name))
+}
+
+/// Anthropic's `tool_choice`.
+struct ChoiceOut<'a> {
+    kind: &'static str,
+    name: Option<Cow<'a, str>>,
+    disable_parallel_tool_use: bool,
+}
+
+impl ChoiceOut<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        if self.disable_parallel_tool_use {
+            out.extend_from_slice(br#""disable_parallel_tool_use":true,"#);
+        }
+        if let Some(name) = &self.name {
+            out.extend_from_slice(br#""name":"#);
+            write_str(out, name);
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""type":"#);
+        write_str(out, self.kind);
+        out.push(b'}');
     }
 }
 
-fn convert_tools(tools: &Value) -> Result<Vec<Value>, TranslateError> {
-    let Value::Array(tools) = tools else {
+/// The translated `tools` array and `tool_choice`.
+struct Tooling<'a> {
+    tools: Vec<u8>,
+    choice: Option<ChoiceOut<'a>>,
+}
+
+/// The `tools` array, or `None` when there are no tools.
+fn convert_tools(tools: Json<'_>) -> Result<Option<Vec<u8>>, TranslateError> {
+    let Some(tools) = tools.elements() else {
         return Err(TranslateError::invalid_field("tools", "must be an array"));
     };
-    let mut out = Vec::with_capacity(tools.len());
-    for (i, tool) in tools.iter().enumerate() {
-        let kind = tool
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("function");
-        if kind != "function" {
+    if tools.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(tools.iter().map(|t| t.text().len()).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, tool) in tools.into_iter().enumerate() {
+        let tool = Tool::read(tool);
+        let kind = tool.kind.and_then(Json::as_str);
+        if kind.as_deref().unwrap_or("function") != "function" {
             return Err(TranslateError::unsupported(
                 format!("tools[{i}].type"),
                 "only `function` tools can be sent to Anthropic models",
             ));
         }
-        let function = tool
-            .get("function")
-            .and_then(Value::as_object)
-            .ok_or_else(|| {
-                TranslateError::invalid_field(format!("tools[{i}].function"), "must be an object")
-            })?;
-        let name = function
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                TranslateError::invalid_field(
-                    format!("tools[{i}].function.name"),
-                    "must be a string",
-                )
-            })?;
-        let mut t = Map::new();
-        t.insert("name".into(), name.into());
-        if let Some(d) = field(function, "description") {
-            t.insert("description".into(), d.clone());
+        let function = tool.function.filter(|f| f.is_object()).ok_or_else(|| {
+            TranslateError::invalid_field(format!("tools[{i}].function"), "must be an object")
+        })?;
+        let function = Function::read(function);
+        let name = function.name.and_then(Json::as_str).ok_or_else(|| {
+            TranslateError::invalid_field(format!("tools[{i}].function.name"), "must be a string")
+        })?;
+        if i > 0 {
+            out.push(b',');
         }
-        let schema = field(function, "parameters")
-            .cloned()
-            .unwrap_or_else(empty_schema);
-        t.insert("input_schema".into(), schema);
-        if let Some(cc) = tool.get("cache_control").filter(|v| !v.is_null()) {
-            t.insert("cache_control".into(), cc.clone());
+        out.push(b'{');
+        write_cache_control(&mut out, field(tool.cache_control));
+        if let Some(d) = field(function.description) {
+            out.extend_from_slice(br#""description":"#);
+            write_compact(&mut out, d.text());
+            out.push(b',');
         }
-        out.push(Value::Object(t));
+        out.extend_from_slice(br#""input_schema":"#);
+        match field(function.parameters) {
+            Some(schema) => write_compact(&mut out, schema.text()),
+            None => out.extend_from_slice(EMPTY_SCHEMA),
+        }
+        out.extend_from_slice(br#","name":"#);
+        write_str(&mut out, &name);
+        out.push(b'}');
     }
-    Ok(out)
+    out.push(b']');
+    Ok(Some(out))
 }
 
-fn convert_tooling(
-    req: &Map<String, Value>,
-    out: &mut Map<String, Value>,
+fn tooling<'a>(
+    req: &ChatRequest<'a>,
     has_tool_blocks: bool,
     thinking: bool,
-) -> Result<(), TranslateError> {
-    let tools = match field(req, "tools") {
+) -> Result<Option<Tooling<'a>>, TranslateError> {
+    let tools = match field(req.tools) {
         Some(t) => convert_tools(t)?,
-        None => Vec::new(),
-    };
-    let choice = field(req, "tool_choice")
-        .map(parse_tool_choice)
-        .transpose()?;
-    if tools.is_empty() {
-        return Ok(());
-    }
-    let no_parallel = field(req, "parallel_tool_calls").and_then(Value::as_bool) == Some(false);
-    let mut tc = match choice {
-        Some(ToolChoice::None) => {
-            if has_tool_blocks {
-                out.insert("tools".into(), Value::Array(tools));
-                out.insert("tool_choice".into(), json!({"type": "none"}));
-            }
-            return Ok(());
-        }
-        Some(ToolChoice::Auto) => Some(json!({"type": "auto"})),
-        Some(ToolChoice::Any) => Some(json!({"type": "any"})),
-        Some(ToolChoice::Tool(name)) => Some(json!({"type": "tool", "name": name})),
         None => None,
     };
-    if thinking && tc.as_ref().is_some_and(|c| c["type"] != "auto") {
+    let choice = field(req.tool_choice).map(parse_tool_choice).transpose()?;
+    let Some(tools) = tools else {
+        return Ok(None);
+    };
+    let no_parallel = field(req.parallel_tool_calls).and_then(Json::as_bool) == Some(false);
+    let choice_out = |kind, name| ChoiceOut {
+        kind,
+        name,
+        disable_parallel_tool_use: false,
+    };
+    let mut choice = match choice {
+        Some(ToolChoice::None) => {
+            return Ok(has_tool_blocks.then(|| Tooling {
+                tools,
+                choice: Some(choice_out("none", None)),
+            }));
+        }
+        Some(ToolChoice::Auto) => Some(choice_out("auto", None)),
+        Some(ToolChoice::Any) => Some(choice_out("any", None)),
+        Some(ToolChoice::Tool(name)) => Some(choice_out("tool", Some(name))),
+        None => None,
+    };
+    if thinking && choice.as_ref().is_some_and(|c| c.kind != "auto") {
         return Err(TranslateError::unsupported(
             "reasoning_effort",
             "Anthropic models cannot think while forced to call a tool; remove `reasoning_effort` or set `tool_choice` to auto",
         ));
     }
     if no_parallel {
-        let c = tc.get_or_insert_with(|| json!({"type": "auto"}));
-        if let Value::Object(c) = c {
-            c.insert("disable_parallel_tool_use".into(), Value::Bool(true));
-        }
+        choice
+            .get_or_insert_with(|| choice_out("auto", None))
+            .disable_parallel_tool_use = true;
     }
-    out.insert("tools".into(), Value::Array(tools));
-    if let Some(tc) = tc {
-        out.insert("tool_choice".into(), tc);
-    }
-    Ok(())
+    Ok(Some(Tooling { tools, choice }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn opts() -> RequestOptions {
         RequestOptions {

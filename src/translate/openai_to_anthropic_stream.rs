@@ -18,8 +18,8 @@ use super::openai_to_anthropic_response::{
     anthropic_message_id, anthropic_stop_reason, generated_tool_use_id, AnthropicUsageOut,
     MessageOptions, OpenAiUsageIn,
 };
-use super::sse::{write_json_event, SseEventRef};
-use super::sse_translator::{EventTranslation, Phase, SseTranslator};
+use super::sse::{write_json_event, SseError, SseEventRef};
+use super::sse_translator::{unreadable_message, EventTranslation, Phase, SseTranslator};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -124,6 +124,10 @@ impl EventTranslation for State {
         } else {
             self.fail(out, "api_error", TRUNCATED);
         }
+    }
+
+    fn unreadable(&mut self, out: &mut Vec<u8>, error: SseError) {
+        self.fail(out, "api_error", &unreadable_message(error));
     }
 }
 
@@ -942,6 +946,34 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         assert_eq!(evs.last().unwrap().0, "message_stop");
         let (_, delta) = evs.iter().find(|(n, _)| n == "message_delta").unwrap();
         assert_eq!(delta["delta"]["stop_reason"], "max_tokens");
+    }
+
+    #[test]
+    fn an_event_that_never_ends_fails_the_stream_with_an_error_event() {
+        let mut t = OpenAiToAnthropicStream::new(opts());
+        let mut out = Vec::new();
+        t.push(TRUNCATED_STREAM.as_bytes(), &mut out);
+        let start = out.len();
+        t.push(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"",
+            &mut out,
+        );
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..=(crate::translate::sse::MAX_PENDING_BYTES >> 20) {
+            t.push(&chunk, &mut out);
+        }
+        assert!(t.is_failed());
+        let evs = events(&out[start..]);
+        assert_eq!(names(&evs), ["error"]);
+        assert_eq!(evs[0].1["error"]["type"], "api_error");
+        assert!(evs[0].1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read"));
+        let len = out.len();
+        t.push(b"\n\ndata: [DONE]\n\n", &mut out);
+        t.finish(&mut out);
+        assert_eq!(out.len(), len);
     }
 
     #[test]

@@ -1,22 +1,429 @@
-//! Reading request fields the same way in both request translators.
+//! Reading request bodies the same way in both request translators, without
+//! building a tree of the whole body: the body is checked once, as strictly
+//! as `serde_json::Value` would parse it, then read one level at a time with
+//! every value borrowed from the body as its JSON text. Memory then follows
+//! the level being read (one message, one array of parts), not the body.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Number;
 
 use super::TranslateError;
 
-/// A present, non-null field.
-pub(super) fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
+/// One JSON value of a checked request body, as its text (no surrounding
+/// whitespace). Reading it never fails: the whole body was checked first, so
+/// a value of the wrong kind simply reads as `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Json<'a>(&'a str);
+
+/// Checks that `body` is a single JSON value that `serde_json::Value` would
+/// accept (same errors, same messages) and returns it, unparsed.
+pub(super) fn parse_body(body: &[u8]) -> Result<Json<'_>, TranslateError> {
+    let invalid = |e: serde_json::Error| TranslateError::InvalidJson(e.to_string());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    AnyValue.deserialize(&mut de).map_err(invalid)?;
+    de.end().map_err(invalid)?;
+    // serde_json only accepts UTF-8 text, so this cannot fail after the check.
+    let text = std::str::from_utf8(body).map_err(|e| TranslateError::InvalidJson(e.to_string()))?;
+    Ok(Json(
+        text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r')),
+    ))
+}
+
+/// Checks that `text` is one JSON value, as [`parse_body`] does, and returns
+/// it; the error is serde_json's.
+pub(super) fn parse_text(text: &str) -> Result<Json<'_>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    AnyValue.deserialize(&mut de)?;
+    de.end()?;
+    Ok(Json(
+        text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r')),
+    ))
+}
+
+impl<'a> Json<'a> {
+    /// The value's JSON text.
+    pub(super) fn text(self) -> &'a str {
+        self.0
+    }
+
+    fn first(self) -> u8 {
+        self.0.as_bytes().first().copied().unwrap_or(b'n')
+    }
+
+    /// `null`.
+    pub(super) fn is_null(self) -> bool {
+        self.0 == "null"
+    }
+
+    /// An object.
+    pub(super) fn is_object(self) -> bool {
+        self.first() == b'{'
+    }
+
+    /// A string.
+    pub(super) fn is_string(self) -> bool {
+        self.first() == b'"'
+    }
+
+    /// A number.
+    pub(super) fn is_number(self) -> bool {
+        matches!(self.first(), b'-' | b'0'..=b'9')
+    }
+
+    /// The value itself, or `None` for `null`.
+    pub(super) fn non_null(self) -> Option<Self> {
+        (!self.is_null()).then_some(self)
+    }
+
+    /// "null", "a boolean", "an array"…, for error messages.
+    pub(super) fn kind_name(self) -> &'static str {
+        match self.first() {
+            b'n' => "null",
+            b't' | b'f' => "a boolean",
+            b'"' => "a string",
+            b'[' => "an array",
+            b'{' => "an object",
+            _ => "a number",
+        }
+    }
+
+    /// The string's contents, borrowed from the body unless it has escapes.
+    pub(super) fn as_str(self) -> Option<Cow<'a, str>> {
+        let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
+        if !inner.contains('\\') {
+            return Some(Cow::Borrowed(inner));
+        }
+        serde_json::from_str::<String>(self.0).ok().map(Cow::Owned)
+    }
+
+    /// The boolean.
+    pub(super) fn as_bool(self) -> Option<bool> {
+        match self.0 {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The number, represented as `serde_json::Value` would hold it.
+    pub(super) fn as_number(self) -> Option<Number> {
+        if !self.is_number() {
+            return None;
+        }
+        serde_json::from_str(self.0).ok()
+    }
+
+    /// A non-negative integer (not `1.0`), as `Value::as_u64`.
+    pub(super) fn as_u64(self) -> Option<u64> {
+        self.as_number()?.as_u64()
+    }
+
+    /// Any number as a float, as `Value::as_f64`.
+    pub(super) fn as_f64(self) -> Option<f64> {
+        self.as_number()?.as_f64()
+    }
+
+    /// The array's elements.
+    pub(super) fn elements(self) -> Option<Vec<Json<'a>>> {
+        if self.first() != b'[' {
+            return None;
+        }
+        serde_json::from_str(self.0).ok()
+    }
+
+    /// The members called `names`, in that order; a member given twice reads
+    /// as its last value (as `Value` keeps it). All are `None` when this is
+    /// not an object.
+    pub(super) fn members<const N: usize>(self, names: [&str; N]) -> [Option<Json<'a>>; N] {
+        if !self.is_object() {
+            return [None; N];
+        }
+        let mut de = serde_json::Deserializer::from_str(self.0);
+        de.deserialize_map(MembersVisitor { names })
+            .unwrap_or([None; N])
+    }
+
+    /// One member (`Value::get`): present, possibly `null`.
+    pub(super) fn get(self, name: &str) -> Option<Json<'a>> {
+        let [v] = self.members([name]);
+        v
+    }
+}
+
+/// A present, non-null member.
+pub(super) fn field(v: Option<Json<'_>>) -> Option<Json<'_>> {
+    v.and_then(Json::non_null)
 }
 
 /// The `stream` flag: absent or null is false, anything but a boolean is refused.
-pub(super) fn stream_flag(req: &Map<String, Value>) -> Result<bool, TranslateError> {
-    match field(req, "stream") {
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(TranslateError::invalid_field(
-            "stream",
-            "must be true or false",
-        )),
+pub(super) fn stream_flag(stream: Option<Json<'_>>) -> Result<bool, TranslateError> {
+    match field(stream) {
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| TranslateError::invalid_field("stream", "must be true or false")),
         None => Ok(false),
+    }
+}
+
+/// Declares a struct holding the listed members of a JSON object, read in one
+/// pass over it: `json_object!(struct Tool { name, kind = "type" })`.
+macro_rules! json_object {
+    ($(#[$meta:meta])* struct $name:ident { $($field:ident $(= $key:literal)?),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default)]
+        struct $name<'a> {
+            $($field: Option<$crate::translate::request_fields::Json<'a>>,)*
+        }
+
+        impl<'a> $name<'a> {
+            /// Reads the members; all are `None` when `obj` is not an object.
+            fn read(obj: $crate::translate::request_fields::Json<'a>) -> Self {
+                let [$($field),*] = obj.members([$(json_object!(@key $field $($key)?)),*]);
+                Self { $($field),* }
+            }
+        }
+    };
+    (@key $field:ident) => { stringify!($field) };
+    (@key $field:ident $key:literal) => { $key };
+}
+pub(super) use json_object;
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?;
+        Ok(Json(raw.get()))
+    }
+}
+
+struct MembersVisitor<'n, const N: usize> {
+    names: [&'n str; N],
+}
+
+impl<'de, const N: usize> Visitor<'de> for MembersVisitor<'_, N> {
+    type Value = [Option<Json<'de>>; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = [None; N];
+        while let Some(slot) = map.next_key_seed(KeySlot { names: &self.names })? {
+            match slot {
+                Some(i) => found[i] = Some(map.next_value::<Json<'de>>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Reads a key and finds it among the wanted names, without allocating.
+struct KeySlot<'s, 'n> {
+    names: &'s [&'n str],
+}
+
+impl<'de> DeserializeSeed<'de> for KeySlot<'_, '_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySlot<'_, '_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.names.iter().position(|n| *n == key))
+    }
+}
+
+/// Walks any JSON value through serde_json's full parser, so the body is
+/// held to `Value`'s rules (nesting limit, number range, valid escapes)
+/// without keeping anything.
+struct AnyValue;
+
+impl<'de> DeserializeSeed<'de> for AnyValue {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AnyValue {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(AnyValue)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(AnyKey)?.is_some() {
+            map.next_value_seed(AnyValue)?;
+        }
+        Ok(())
+    }
+}
+
+/// A key, parsed as `Value` parses its keys.
+struct AnyKey;
+
+impl<'de> DeserializeSeed<'de> for AnyKey {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(AnyValue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn json(text: &str) -> Json<'_> {
+        parse_text(text).unwrap()
+    }
+
+    #[test]
+    fn parse_body_accepts_and_rejects_what_value_does() {
+        let deep_ok = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        let deep_bad = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        for body in [
+            " {\"a\": [1, 2.5, -3, true, null, \"x\\u00e9\"]} ",
+            "{",
+            "[1]",
+            "{\"a\":1} x",
+            "\"\\ud800\"",
+            "1e400",
+            "{\"a\":01}",
+            "\"\u{1}\"",
+            deep_ok.as_str(),
+            deep_bad.as_str(),
+            "",
+        ] {
+            let ours = parse_body(body.as_bytes()).map(|_| ());
+            let value = serde_json::from_str::<Value>(body)
+                .map(|_| ())
+                .map_err(|e| TranslateError::InvalidJson(e.to_string()));
+            assert_eq!(ours, value, "{body}");
+        }
+        assert_eq!(
+            parse_body(b"\xff"),
+            Err(TranslateError::InvalidJson(
+                serde_json::from_slice::<Value>(b"\xff")
+                    .unwrap_err()
+                    .to_string()
+            ))
+        );
+        assert_eq!(parse_body(b" \n{} ").unwrap().text(), "{}");
+    }
+
+    #[test]
+    fn strings_are_borrowed_unless_escaped() {
+        assert!(matches!(
+            json("\"abc\"").as_str(),
+            Some(Cow::Borrowed("abc"))
+        ));
+        assert_eq!(json(r#""a\nb\u00e9""#).as_str().unwrap(), "a\nbé");
+        assert_eq!(json("1").as_str(), None);
+        assert_eq!(json("null").as_str(), None);
+    }
+
+    #[test]
+    fn numbers_read_as_value_reads_them() {
+        for text in ["1", "0", "-1", "1.0", "1e2", "18446744073709551616", "2.5"] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(json(text).as_u64(), v.as_u64(), "{text}");
+            assert_eq!(json(text).as_f64(), v.as_f64(), "{text}");
+        }
+        assert_eq!(json("\"1\"").as_u64(), None);
+        assert_eq!(json("true").as_bool(), Some(true));
+        assert_eq!(json("1").as_bool(), None);
+    }
+
+    #[test]
+    fn members_are_read_in_one_pass_and_the_last_duplicate_wins() {
+        let obj = json(r#"{"b": [1, {"x": 2}], "a": null, "c": "s", "\u0061": 3, "b": 4}"#);
+        let [a, b, z] = obj.members(["a", "b", "z"]);
+        assert_eq!(a.map(Json::text), Some("3"));
+        assert_eq!(b.map(Json::text), Some("4"));
+        assert_eq!(z, None);
+        assert_eq!(field(json(r#"{"a":null}"#).get("a")), None);
+        assert_eq!(json("[1]").get("a"), None);
+        assert_eq!(json("\"x\"").members(["a"]), [None]);
+    }
+
+    #[test]
+    fn elements_borrow_each_value() {
+        let items = json(r#"[ {"a": 1} , "x", null ]"#).elements().unwrap();
+        let texts: Vec<&str> = items.iter().map(|j| j.text()).collect();
+        assert_eq!(texts, [r#"{"a": 1}"#, "\"x\"", "null"]);
+        assert_eq!(json("{}").elements(), None);
+    }
+
+    #[test]
+    fn kinds_are_named_for_errors() {
+        for (text, name) in [
+            ("null", "null"),
+            ("true", "a boolean"),
+            ("1", "a number"),
+            ("-1", "a number"),
+            ("\"\"", "a string"),
+            ("[]", "an array"),
+            ("{}", "an object"),
+        ] {
+            assert_eq!(json(text).kind_name(), name);
+        }
+    }
+
+    #[test]
+    fn stream_flag_accepts_only_booleans() {
+        assert_eq!(stream_flag(None), Ok(false));
+        assert_eq!(stream_flag(Some(json("null"))), Ok(false));
+        assert_eq!(stream_flag(Some(json("true"))), Ok(true));
+        assert!(stream_flag(Some(json("1"))).is_err());
     }
 }

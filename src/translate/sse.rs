@@ -5,7 +5,9 @@
 //! `:`, one optional space after the field colon, multiple `data:` lines
 //! joined with `\n`, and events dispatched on a blank line. Input may be split
 //! anywhere (inside a `\r\n` pair or a multi-byte UTF-8 character); only the
-//! unfinished line is kept between calls.
+//! unfinished line is kept between calls. An event that never ends cannot
+//! grow without bound: past [`MAX_PENDING_BYTES`] the parser stops with an
+//! [`SseError`].
 
 use serde::Serialize;
 
@@ -40,6 +42,22 @@ impl SseEventRef<'_> {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// The most bytes the parser holds for one event still being received: its
+/// unfinished line plus the data lines already read. Real events are a few
+/// KiB; a provider sending more without ending the event is broken.
+pub const MAX_PENDING_BYTES: usize = 16 << 20;
+
+/// Why the parser stopped reading its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SseError {
+    /// An event (or a single line) grew past the limit without ending.
+    #[error("an SSE event grew past {limit} bytes without ending")]
+    EventTooLong {
+        /// The limit in bytes, [`MAX_PENDING_BYTES`] unless set otherwise.
+        limit: usize,
+    },
+}
+
 /// Fields of the event being assembled. Kept apart from the input buffer so a
 /// line borrowed from the buffer can be applied to it.
 #[derive(Debug, Default)]
@@ -62,19 +80,20 @@ impl Pending {
     }
 
     /// Applies one complete line; returns true when it ends an event that
-    /// has data (so the event must be dispatched).
-    fn apply_line(&mut self, line: &[u8]) -> bool {
+    /// has data (so the event must be dispatched). Data past `limit` bytes is
+    /// refused.
+    fn apply_line(&mut self, line: &[u8], limit: usize) -> Result<bool, SseError> {
         if line.is_empty() {
             if self.has_data {
                 self.dispatched = true;
-                return true;
+                return Ok(true);
             }
             // A block without data is not an event; forget its `event:` field.
             self.event.clear();
-            return false;
+            return Ok(false);
         }
         if line[0] == b':' {
-            return false;
+            return Ok(false);
         }
         let (name, value) = match line.iter().position(|&b| b == b':') {
             Some(i) => {
@@ -85,11 +104,19 @@ impl Pending {
         };
         match name {
             b"data" => {
+                let joined = self.data.len() + usize::from(self.has_data) + value.len();
+                if joined > limit {
+                    return Err(SseError::EventTooLong { limit });
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
                 push_utf8(&mut self.data, value);
                 self.has_data = true;
+                // Invalid UTF-8 grows when replaced, so check again.
+                if self.data.len() > limit {
+                    return Err(SseError::EventTooLong { limit });
+                }
             }
             b"event" => {
                 self.event.clear();
@@ -98,7 +125,7 @@ impl Pending {
             // `id`, `retry` and unknown fields carry nothing the translators use.
             _ => {}
         }
-        false
+        Ok(false)
     }
 
     fn as_ref(&self) -> SseEventRef<'_> {
@@ -121,11 +148,20 @@ fn push_utf8(dst: &mut String, bytes: &[u8]) {
 /// [`next_event_ref`](Self::next_event_ref)) until it returns `None`.
 /// At end of input call [`finish`](Self::finish) and drain once more, so a
 /// final event without a trailing blank line is still delivered.
-#[derive(Debug, Default)]
+///
+/// When an event grows past the limit the parser drops what it holds,
+/// ignores further input and reports [`error`](Self::error); `next_event*`
+/// then return `None`.
+#[derive(Debug)]
 pub struct SseParser {
     /// Input not yet consumed, starting at `pos`.
     buf: Vec<u8>,
     pos: usize,
+    /// Bytes after `pos` already searched for a line ending, so a long
+    /// unfinished line is scanned once, not once per feed.
+    scanned: usize,
+    limit: usize,
+    error: Option<SseError>,
     /// The last line ended with `\r` at the end of the input seen so far; a
     /// `\n` arriving next belongs to that line ending.
     skip_lf: bool,
@@ -134,14 +170,44 @@ pub struct SseParser {
     pending: Pending,
 }
 
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::with_limit(MAX_PENDING_BYTES)
+    }
+}
+
 impl SseParser {
-    /// Creates an empty parser.
+    /// Creates an empty parser holding at most [`MAX_PENDING_BYTES`] for one
+    /// event.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Creates an empty parser holding at most `limit` bytes for one event.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            pos: 0,
+            scanned: 0,
+            limit,
+            error: None,
+            skip_lf: false,
+            bom_checked: false,
+            eof: false,
+            pending: Pending::default(),
+        }
+    }
+
+    /// Why the parser stopped, once it has.
+    pub fn error(&self) -> Option<SseError> {
+        self.error
+    }
+
     /// Appends input bytes. Events become available through `next_event*`.
     pub fn feed(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
         if self.pos > 0 {
             if self.pos >= self.buf.len() {
                 self.buf.clear();
@@ -171,6 +237,9 @@ impl SseParser {
 
     /// Returns the next complete event, borrowing the parser's buffers.
     pub fn next_event_ref(&mut self) -> Option<SseEventRef<'_>> {
+        if self.error.is_some() {
+            return None;
+        }
         self.pending.reset_if_dispatched();
         if !self.bom_checked {
             let rest = &self.buf[self.pos..];
@@ -196,8 +265,11 @@ impl SseParser {
                 }
             }
             let rest = &self.buf[self.pos..];
-            match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
-                Some(i) => {
+            let unscanned = rest.get(self.scanned..).unwrap_or_default();
+            match unscanned.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(at) => {
+                    let i = self.scanned + at;
+                    self.scanned = 0;
                     let line = &rest[..i];
                     let mut consumed = i + 1;
                     if rest[i] == b'\r' {
@@ -207,7 +279,10 @@ impl SseParser {
                             None => self.skip_lf = true,
                         }
                     }
-                    let dispatch = self.pending.apply_line(line);
+                    let dispatch = match self.pending.apply_line(line, self.limit) {
+                        Ok(dispatch) => dispatch,
+                        Err(e) => return self.fail(e),
+                    };
                     self.pos += consumed;
                     if dispatch {
                         return Some(self.pending.as_ref());
@@ -215,11 +290,17 @@ impl SseParser {
                 }
                 None => {
                     if !self.eof {
+                        if rest.len() + self.pending.data.len() > self.limit {
+                            return self.fail(SseError::EventTooLong { limit: self.limit });
+                        }
+                        self.scanned = rest.len();
                         return None;
                     }
                     if !rest.is_empty() {
                         // The unterminated final line counts as complete.
-                        self.pending.apply_line(rest);
+                        if let Err(e) = self.pending.apply_line(rest, self.limit) {
+                            return self.fail(e);
+                        }
                         self.pos = self.buf.len();
                     }
                     if self.pending.has_data {
@@ -230,6 +311,16 @@ impl SseParser {
                 }
             }
         }
+    }
+
+    /// Stops for good: drops the held input and remembers why.
+    fn fail<T>(&mut self, error: SseError) -> Option<T> {
+        self.error = Some(error);
+        self.buf = Vec::new();
+        self.pos = 0;
+        self.scanned = 0;
+        self.pending = Pending::default();
+        None
     }
 }
 
@@ -427,6 +518,92 @@ mod tests {
         assert_eq!(p.next_event(), None);
         p.feed(b"");
         assert_eq!(p.buffered_len(), "data: 2".len());
+    }
+
+    #[test]
+    fn an_unfinished_line_past_the_limit_stops_the_parser() {
+        let mut p = SseParser::with_limit(16);
+        p.feed(b"data: 0123456789");
+        assert_eq!(p.next_event(), None);
+        assert_eq!(p.error(), None);
+        p.feed(b"x");
+        assert_eq!(p.next_event(), None);
+        assert_eq!(p.error(), Some(SseError::EventTooLong { limit: 16 }));
+        // What it held is dropped and later input ignored.
+        assert_eq!(p.buffered_len(), 0);
+        p.feed(b"\n\ndata: y\n\n");
+        p.finish();
+        assert_eq!(p.next_event(), None);
+        assert_eq!(p.buffered_len(), 0);
+    }
+
+    #[test]
+    fn an_event_whose_data_lines_never_end_stops_the_parser() {
+        let mut p = SseParser::with_limit(64);
+        for _ in 0..40 {
+            p.feed(b"data: x\n");
+            assert_eq!(p.next_event(), None);
+        }
+        assert_eq!(p.error(), Some(SseError::EventTooLong { limit: 64 }));
+        assert_eq!(p.buffered_len(), 0);
+    }
+
+    #[test]
+    fn the_limit_applies_to_each_event_not_the_stream() {
+        let mut p = SseParser::with_limit(16);
+        let mut got = 0;
+        for _ in 0..100 {
+            p.feed(b"data: 0123456789\n\n");
+            while p.next_event().is_some() {
+                got += 1;
+            }
+        }
+        assert_eq!((got, p.error()), (100, None));
+        // Data of exactly the limit is still an event.
+        p.feed(b"data: ");
+        p.feed(&[b'x'; 16]);
+        p.feed(b"\n\n");
+        assert_eq!(p.next_event().map(|e| e.data.len()), Some(16));
+    }
+
+    #[test]
+    fn invalid_utf8_counts_as_its_replacement_characters() {
+        // Each invalid byte becomes U+FFFD, three bytes long.
+        let mut p = SseParser::with_limit(16);
+        p.feed(b"data: \x80\x80\x80\x80\x80\x80\n\n");
+        assert_eq!(p.next_event(), None);
+        assert_eq!(p.error(), Some(SseError::EventTooLong { limit: 16 }));
+    }
+
+    #[test]
+    fn the_default_limit_is_16_mib() {
+        assert_eq!(MAX_PENDING_BYTES, 16 * 1024 * 1024);
+        let mut p = SseParser::new();
+        p.feed(b"data: ");
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut fed = "data: ".len();
+        while fed <= MAX_PENDING_BYTES {
+            assert_eq!(p.next_event(), None);
+            assert_eq!(p.error(), None, "after {fed} bytes");
+            p.feed(&chunk);
+            fed += chunk.len();
+        }
+        assert_eq!(p.next_event(), None);
+        assert_eq!(
+            p.error(),
+            Some(SseError::EventTooLong {
+                limit: MAX_PENDING_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn an_unterminated_final_line_past_the_limit_is_an_error_at_finish() {
+        let mut p = SseParser::with_limit(10);
+        p.feed(b"data: 1234\ndata: 567890");
+        p.finish();
+        assert_eq!(p.next_event(), None);
+        assert!(p.error().is_some());
     }
 
     #[test]

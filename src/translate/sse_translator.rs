@@ -1,8 +1,9 @@
 //! What both stream translators share: an incremental SSE parser feeding one
 //! direction's event handler, and the rule that translation stops after the
-//! provider's end marker or after an error the translator reported.
+//! provider's end marker, after an error the translator reported, or when the
+//! parser gives up on an event that never ends.
 
-use super::sse::{SseEventRef, SseParser};
+use super::sse::{SseError, SseEventRef, SseParser};
 
 /// Lifecycle of a stream translation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,14 @@ pub(super) trait EventTranslation {
     /// The provider's input ended while still streaming: complete the answer or
     /// report it cut short.
     fn end_of_input(&mut self, out: &mut Vec<u8>);
+    /// The provider's stream cannot be read any further: end the client's
+    /// stream with an error, as for a provider that hangs up mid-answer.
+    fn unreadable(&mut self, out: &mut Vec<u8>, error: SseError);
+}
+
+/// The client-facing message for an unreadable stream.
+pub(super) fn unreadable_message(error: SseError) -> String {
+    format!("the provider's stream could not be read ({error}); retry the request")
 }
 
 /// Parser plus event translation: bytes in, translated bytes out.
@@ -70,8 +79,11 @@ impl<S: EventTranslation> SseTranslator<S> {
         while let Some(ev) = self.parser.next_event_ref() {
             self.state.handle(ev, out);
             if self.state.phase() != Phase::Streaming {
-                break;
+                return;
             }
+        }
+        if let Some(error) = self.parser.error() {
+            self.state.unreadable(out, error);
         }
     }
 }

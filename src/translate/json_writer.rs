@@ -1,0 +1,165 @@
+//! Writing JSON text straight into a byte buffer, for the request
+//! translators: strings escaped exactly as `serde_json` escapes them, and
+//! values copied from the client's body with insignificant whitespace
+//! removed. Writing never fails, so callers need no error paths.
+
+use serde_json::Number;
+
+/// Appends `s` as a JSON string literal, quotes included.
+pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    write_str_fragment(out, s);
+    out.push(b'"');
+}
+
+/// Appends the escaped contents of a JSON string without the quotes, so a
+/// string can be written in pieces (joined texts, data URLs).
+pub(super) fn write_str_fragment(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0C => b"\\f",
+            0..=0x1F => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xF)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+const HEX: [u8; 16] = *b"0123456789abcdef";
+
+/// Appends `"key":`.
+pub(super) fn write_key(out: &mut Vec<u8>, key: &str) {
+    write_str(out, key);
+    out.push(b':');
+}
+
+/// Appends a number the way `serde_json` serializes it.
+pub(super) fn write_number(out: &mut Vec<u8>, n: &Number) {
+    out.extend_from_slice(n.to_string().as_bytes());
+}
+
+/// Appends an unsigned integer.
+pub(super) fn write_u64(out: &mut Vec<u8>, n: u64) {
+    write_number(out, &Number::from(n));
+}
+
+/// Appends a float the way `serde_json` serializes it (`null` for the
+/// non-finite values JSON cannot hold).
+pub(super) fn write_f64(out: &mut Vec<u8>, f: f64) {
+    match Number::from_f64(f) {
+        Some(n) => write_number(out, &n),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends valid JSON text with the whitespace between tokens removed;
+/// strings are copied as they are.
+pub(super) fn write_compact(out: &mut Vec<u8>, json: &str) {
+    for_each_compact_run(json, |run| out.extend_from_slice(run.as_bytes()));
+}
+
+/// Appends valid JSON text, compacted as by [`write_compact`], as a JSON
+/// string literal (how OpenAI carries tool-call arguments).
+pub(super) fn write_compact_as_str(out: &mut Vec<u8>, json: &str) {
+    out.push(b'"');
+    for_each_compact_run(json, |run| write_str_fragment(out, run));
+    out.push(b'"');
+}
+
+/// Calls `f` with the pieces of `json` left once the whitespace between
+/// tokens is cut out. Only ASCII bytes are cut, so every piece is a `str`.
+fn for_each_compact_run(json: &str, mut f: impl FnMut(&str)) {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut start = 0;
+    for (i, b) in json.bytes().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            if start < i {
+                f(&json[start..i]);
+            }
+            start = i + 1;
+        }
+    }
+    if start < json.len() {
+        f(&json[start..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_string(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_like_serde_json() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é — 😊 \u{2028}\u{7f}");
+        for s in [all.as_str(), "", "plain", "a\"b\\c", "\u{0}\u{1f}"] {
+            assert_eq!(
+                as_string(|o| write_str(o, s)),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_like_serde_json() {
+        for f in [0.0, 1.0, 0.1, 1.7, -2.5e-8, 1e300, 123456789.125] {
+            assert_eq!(
+                as_string(|o| write_f64(o, f)),
+                serde_json::to_string(&f).unwrap()
+            );
+        }
+        assert_eq!(as_string(|o| write_u64(o, u64::MAX)), u64::MAX.to_string());
+        assert_eq!(as_string(|o| write_f64(o, f64::NAN)), "null");
+    }
+
+    #[test]
+    fn compact_removes_whitespace_between_tokens_only() {
+        let json = " {\n\t\"a b\" : [1, 2 ,\r\n {\"c\":\" \\\" x \\\\\"}],\"d\" :null } ";
+        assert_eq!(
+            as_string(|o| write_compact(o, json)),
+            r#"{"a b":[1,2,{"c":" \" x \\"}],"d":null}"#
+        );
+    }
+
+    #[test]
+    fn compact_as_str_is_the_string_of_the_compact_json() {
+        let got = as_string(|o| write_compact_as_str(o, "{ \"k\": \"é\\n\" }"));
+        let decoded: String = serde_json::from_str(&got).unwrap();
+        assert_eq!(decoded, "{\"k\":\"é\\n\"}");
+    }
+}

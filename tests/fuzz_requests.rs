@@ -1,0 +1,139 @@
+//! Property tests of both request translators: any JSON value, any bytes and
+//! mostly plausible requests give a translated request or a client error,
+//! never a panic, and what they give is a well-formed request.
+
+#[path = "common/proptest_config.rs"]
+mod proptest_config;
+#[path = "common/request_json.rs"]
+mod request_json;
+
+use aurora::translate::{
+    anthropic_to_openai_request, openai_to_anthropic_request, OpenAiRequestOptions, RequestOptions,
+    TranslateError,
+};
+use proptest::prelude::*;
+use proptest_config::config;
+use request_json::{anthropic_request, any_json, mangled, openai_request};
+use serde_json::Value;
+
+fn to_anthropic(body: &[u8]) -> Result<(), TestCaseError> {
+    let opts = RequestOptions {
+        model: "claude-sonnet-4-5".into(),
+        default_max_tokens: 4096,
+    };
+    match openai_to_anthropic_request(body, &opts) {
+        Ok(r) => {
+            let v: Value = serde_json::from_slice(&r.body)
+                .map_err(|e| TestCaseError::fail(format!("output is not JSON: {e}")))?;
+            prop_assert_eq!(v["model"].as_str(), Some("claude-sonnet-4-5"));
+            prop_assert!(v["max_tokens"].as_u64().is_some_and(|n| n > 0));
+            let messages = v["messages"].as_array().cloned().unwrap_or_default();
+            prop_assert!(!messages.is_empty());
+            // Roles alternate and every message has blocks.
+            for pair in messages.windows(2) {
+                prop_assert_ne!(&pair[0]["role"], &pair[1]["role"]);
+            }
+            for m in &messages {
+                prop_assert!(matches!(m["role"].as_str(), Some("user" | "assistant")));
+                prop_assert!(m["content"].as_array().is_some_and(|c| !c.is_empty()));
+            }
+            prop_assert_eq!(v.get("stream").is_some(), r.stream);
+            Ok(())
+        }
+        Err(e) => client_error(e),
+    }
+}
+
+fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
+    let opts = OpenAiRequestOptions {
+        model: "gpt-4o-mini".into(),
+        supports_reasoning_effort: true,
+    };
+    match anthropic_to_openai_request(body, &opts) {
+        Ok(r) => {
+            let v: Value = serde_json::from_slice(&r.body)
+                .map_err(|e| TestCaseError::fail(format!("output is not JSON: {e}")))?;
+            prop_assert_eq!(v["model"].as_str(), Some("gpt-4o-mini"));
+            for m in v["messages"].as_array().cloned().unwrap_or_default() {
+                prop_assert!(matches!(
+                    m["role"].as_str(),
+                    Some("system" | "user" | "assistant" | "tool")
+                ));
+                for call in m["tool_calls"].as_array().cloned().unwrap_or_default() {
+                    // Arguments are the JSON text of an object.
+                    let args = call["function"]["arguments"].as_str().unwrap_or("");
+                    let args: Value = serde_json::from_str(args)
+                        .map_err(|e| TestCaseError::fail(format!("arguments: {e}")))?;
+                    prop_assert!(args.is_object());
+                }
+            }
+            prop_assert_eq!(v.get("stream").is_some(), r.stream);
+            Ok(())
+        }
+        Err(e) => client_error(e),
+    }
+}
+
+/// A refused request is the client's fault and names what to change.
+fn client_error(e: TranslateError) -> Result<(), TestCaseError> {
+    prop_assert!(e.is_client_error(), "{e}");
+    prop_assert!(!e.to_string().is_empty());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn plausible_chat_requests_translate_or_are_refused(req in openai_request()) {
+        to_anthropic(req.to_string().as_bytes())?;
+        to_openai(req.to_string().as_bytes())?;
+    }
+
+    #[test]
+    fn plausible_messages_requests_translate_or_are_refused(req in anthropic_request()) {
+        to_openai(req.to_string().as_bytes())?;
+        to_anthropic(req.to_string().as_bytes())?;
+    }
+
+    #[test]
+    fn any_json_value_translates_or_is_refused(v in any_json()) {
+        to_anthropic(v.to_string().as_bytes())?;
+        to_openai(v.to_string().as_bytes())?;
+    }
+
+    #[test]
+    fn any_bytes_translate_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        to_anthropic(&bytes)?;
+        to_openai(&bytes)?;
+    }
+
+    #[test]
+    fn damaged_requests_translate_or_are_refused(
+        bytes in prop_oneof![
+            openai_request().prop_flat_map(|r| mangled(r.to_string().into_bytes())),
+            anthropic_request().prop_flat_map(|r| mangled(r.to_string().into_bytes())),
+        ],
+    ) {
+        to_anthropic(&bytes)?;
+        to_openai(&bytes)?;
+    }
+
+    #[test]
+    fn pretty_printed_requests_translate_like_compact_ones(
+        req in prop_oneof![openai_request(), anthropic_request()],
+    ) {
+        let o = RequestOptions { model: "m".into(), default_max_tokens: 8 };
+        let a = OpenAiRequestOptions { model: "m".into(), supports_reasoning_effort: false };
+        let compact = req.to_string();
+        let pretty = serde_json::to_string_pretty(&req).unwrap();
+        prop_assert_eq!(
+            openai_to_anthropic_request(pretty.as_bytes(), &o),
+            openai_to_anthropic_request(compact.as_bytes(), &o)
+        );
+        prop_assert_eq!(
+            anthropic_to_openai_request(pretty.as_bytes(), &a),
+            anthropic_to_openai_request(compact.as_bytes(), &a)
+        );
+    }
+}
