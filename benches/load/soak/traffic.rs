@@ -153,12 +153,8 @@ impl Traffic {
             http::header::AUTHORIZATION,
             HeaderValue::from_static("Bearer soak-wrong-gateway-key"),
         );
-        let mut models = variant(
-            &small,
-            "/v1/models",
-            Bytes::new(),
-            r#""owned_by":"aurora"}]}"#,
-        );
+        // Sorted by id, the steady alias comes last.
+        let mut models = variant(&small, "/v1/models", Bytes::new(), r#""id":"soak-steady""#);
         models.method = Method::GET;
         models.headers.remove(http::header::CONTENT_TYPE);
         let requests = BTreeMap::from([
