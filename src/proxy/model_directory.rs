@@ -2,8 +2,10 @@
 //! serve, as `provider/model` ids, plus the aliases.
 //!
 //! A provider with a `models:` list is taken at its word; any other is asked for its
-//! own list. Those answers are cached per provider instance, because a listing fans
-//! out to every provider and clients tend to ask for it on every start.
+//! own list. Those answers, failures included, are cached per provider instance,
+//! because a listing fans out to every provider and clients tend to ask for it on every
+//! start. A listing waits for the providers only so long: one still busy then goes on
+//! in the background, and the listing answers with what is known.
 
 mod list_cache;
 
@@ -63,7 +65,8 @@ pub struct DirectoryLimits {
     /// How long a failed fetch (an error, a timeout, an answer that is no model list)
     /// is remembered: the provider contributes nothing and is not asked meanwhile.
     pub failure_ttl: Duration,
-    /// How long a fetch may take in all.
+    /// How long a provider may take to answer once its host is resolved (connect,
+    /// headers and body).
     pub fetch_timeout: Duration,
     /// How long a listing waits for a fetch, counted from the fetch's start.
     pub answer_within: Duration,
