@@ -8,7 +8,7 @@ PID_FILE ?= /tmp/aurora.pid
 LOG_FILE ?= aurora.log
 AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load deps venv
+.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load soak deps venv
 
 all: build
 
@@ -119,3 +119,10 @@ bench-deps:
 AURORA_BENCH_BIN ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/aurora
 bench-load: release bench-deps
 	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load
+
+# Mixed loopback traffic against the release binary for 10 minutes (AURORA_SOAK_SECS),
+# with the config file rewritten and reloaded every 10 s; fails on a request that
+# should have succeeded, RSS growth over 10 % or a leaked descriptor. Not part of
+# `make test`. Knobs: see README (Soak).
+soak: release
+	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load -- --soak

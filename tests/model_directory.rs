@@ -1,13 +1,16 @@
 //! The model directory against mock providers on loopback: fetched lists come back
 //! prefixed, configured lists and aliases join them, broken providers contribute
-//! nothing, and fetched lists are cached.
+//! nothing, fetched lists and failures are cached, and a listing never waits past its
+//! answer budget.
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurora::config::{build_config, Config, EnvSnapshot};
-use aurora::proxy::model_directory::{ModelDirectory, ModelEntry, ALIAS_OWNER};
+use aurora::proxy::model_directory::{DirectoryLimits, ModelDirectory, ModelEntry, ALIAS_OWNER};
 use aurora::proxy::UpstreamResolver;
 use common::tls::TestPki;
 use common::{free_port, scratch_dir, MockUpstream, Reply};
@@ -119,7 +122,10 @@ async fn second_listing_within_the_ttl_does_not_ask_the_provider_again() {
 async fn expired_cache_entries_are_fetched_again() {
     let mock = models_mock(Duration::ZERO).await;
     let config = mixed_config(&mock);
-    let directory = ModelDirectory::with_limits(Duration::from_millis(100), Duration::from_secs(5));
+    let directory = ModelDirectory::with_limits(DirectoryLimits {
+        list_ttl: Duration::from_millis(100),
+        ..DirectoryLimits::default()
+    });
     let resolver = UpstreamResolver::default();
     directory.list(&config, &resolver).await;
     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -129,7 +135,7 @@ async fn expired_cache_entries_are_fetched_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn error_answers_contribute_nothing_and_are_not_cached() {
+async fn error_answers_contribute_nothing_and_are_remembered() {
     let mock = MockUpstream::start(|_| Reply::json(500, r#"{"error":"boom"}"#)).await;
     let config = config(&format!(
         "providers:\n  flaky: {{type: groq, api_key: sk-flaky-test, base_url: '{}'}}\n",
@@ -139,8 +145,118 @@ async fn error_answers_contribute_nothing_and_are_not_cached() {
     let resolver = UpstreamResolver::default();
     assert!(directory.list(&config, &resolver).await.is_empty());
     assert!(directory.list(&config, &resolver).await.is_empty());
-    assert_eq!(mock.requests().len(), 2);
+    // The failure is cached like a list: the provider was asked once.
+    assert_eq!(mock.requests().len(), 1);
     assert_eq!(mock.last().uri, "/openai/v1/models");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_provider_comes_back_after_the_failure_period() {
+    // Fails the first time it is asked, answers its list from then on.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let mock = {
+        let asked = Arc::clone(&asked);
+        MockUpstream::start(move |_| {
+            if asked.fetch_add(1, Ordering::SeqCst) == 0 {
+                Reply::json(503, r#"{"error":"overloaded"}"#)
+            } else {
+                Reply::json(200, MODELS_JSON)
+            }
+        })
+        .await
+    };
+    let config = config(&format!(
+        "providers:\n  flaky: {{type: openai, api_key: sk-flaky-test, base_url: '{}'}}\n",
+        mock.url("/v1")
+    ));
+    let failure_ttl = Duration::from_millis(300);
+    let directory = ModelDirectory::with_limits(DirectoryLimits {
+        failure_ttl,
+        ..DirectoryLimits::default()
+    });
+    let resolver = UpstreamResolver::default();
+    assert!(directory.list(&config, &resolver).await.is_empty());
+    // Within the failure period the provider is left out without being asked.
+    assert!(directory.list(&config, &resolver).await.is_empty());
+    assert_eq!(mock.requests().len(), 1);
+    tokio::time::sleep(failure_ttl + Duration::from_millis(200)).await;
+    let entries = directory.list(&config, &resolver).await;
+    assert_eq!(ids(&entries), vec!["flaky/gpt-4o", "flaky/o3-mini"]);
+    assert_eq!(mock.requests().len(), 2);
+}
+
+/// A loopback listener that accepts connections and never says a word; the sockets
+/// stay open until the test ends.
+async fn silent_provider() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_provider_costs_one_wait_within_the_answer_budget() {
+    let (silent, _listener) = silent_provider().await;
+    let fast = models_mock(Duration::ZERO).await;
+    let config = config(&format!(
+        "providers:\n  silent: {{type: openai, api_key: sk-silent-test, base_url: '{silent}'}}\n  fast: {{type: openai, api_key: sk-fast-test, base_url: '{}'}}\n",
+        fast.url("/v1")
+    ));
+    let directory = ModelDirectory::new();
+    let resolver = UpstreamResolver::default();
+    let started = Instant::now();
+    let first = directory.list(&config, &resolver).await;
+    // The 2 s budget, not the 5 s fetch timeout (bounds with a wide margin).
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(ids(&first), vec!["fast/gpt-4o", "fast/o3-mini"]);
+    // The fetch still runs in the background; the next listing does not wait for it.
+    let started = Instant::now();
+    let second = directory.list(&config, &resolver).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(first, second);
+    // Nor once the fetch has timed out: the failure is remembered.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let started = Instant::now();
+    let third = directory.list(&config, &resolver).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(first, third);
+    assert_eq!(fast.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_fills_the_cache_for_the_next_listing() {
+    let late = models_mock(Duration::from_millis(1500)).await;
+    let config = config(&format!(
+        "providers:\n  late: {{type: openai, api_key: sk-late-test, base_url: '{}'}}\n",
+        late.url("/v1")
+    ));
+    let directory = ModelDirectory::with_limits(DirectoryLimits {
+        answer_within: Duration::from_millis(300),
+        ..DirectoryLimits::default()
+    });
+    let resolver = UpstreamResolver::default();
+    assert!(directory.list(&config, &resolver).await.is_empty());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let entries = directory.list(&config, &resolver).await;
+    assert_eq!(ids(&entries), vec!["late/gpt-4o", "late/o3-mini"]);
+    assert_eq!(late.requests().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,8 +282,10 @@ async fn a_slow_provider_is_cut_off_by_the_fetch_timeout() {
         slow.url("/v1"),
         fast.url("/v1")
     ));
-    let directory =
-        ModelDirectory::with_limits(Duration::from_secs(300), Duration::from_millis(300));
+    let directory = ModelDirectory::with_limits(DirectoryLimits {
+        fetch_timeout: Duration::from_millis(300),
+        ..DirectoryLimits::default()
+    });
     let started = Instant::now();
     let entries = directory.list(&config, &UpstreamResolver::default()).await;
     assert!(

@@ -1,7 +1,10 @@
 //! `/v1/models` and `/v1/models/{id}` through the gateway: every configured provider's
-//! models as `provider/model` ids, one provider being down never failing the listing.
+//! models as `provider/model` ids, one provider being down or silent never failing or
+//! stalling the listing.
 
 mod common;
+
+use std::time::{Duration, Instant};
 
 use common::{client, free_port, Gateway, MockUpstream, Reply};
 use serde_json::Value;
@@ -108,4 +111,65 @@ async fn models_need_the_gateway_key() {
     let resp = client().get(gw.url("/v1/models")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     assert!(mock.requests().is_empty());
+}
+
+fn listed_ids(list: &Value) -> Vec<String> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_never_answers_delays_only_the_first_listing() {
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/v1", silent.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let mock = MockUpstream::start(|_| {
+        Reply::json(
+            200,
+            r#"{"object":"list","data":[{"id":"gpt-4o","object":"model"}]}"#,
+        )
+    })
+    .await;
+    let yaml = format!(
+        "
+providers:
+  openai: {{api_key: sk-oai-models-test, base_url: '{live}'}}
+  groq: {{api_key: sk-groq-models-test, base_url: '{silent_url}'}}
+",
+        live = mock.url("/v1"),
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let started = Instant::now();
+    let first = get(&gw, "/v1/models").await;
+    let waited = started.elapsed();
+    assert_eq!(first.status(), 200);
+    // The gateway answers within its 2 s budget, not after the 5 s fetch timeout
+    // (bounds with a wide margin: they prove the behaviour, not a speed).
+    assert!(
+        waited < Duration::from_secs(4),
+        "first listing took {waited:?}"
+    );
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(listed_ids(&first), ["openai/gpt-4o"]);
+    let started = Instant::now();
+    let second = get(&gw, "/v1/models").await;
+    let waited = started.elapsed();
+    assert_eq!(second.status(), 200);
+    assert!(
+        waited < Duration::from_millis(1500),
+        "second listing took {waited:?}"
+    );
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(listed_ids(&second), ["openai/gpt-4o"]);
+    assert_eq!(mock.requests().len(), 1);
 }

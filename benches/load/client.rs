@@ -101,13 +101,32 @@ impl RunStats {
     }
 }
 
-type Sender = SendRequest<Full<Bytes>>;
+/// One HTTP/1.1 connection's request side.
+pub type Sender = SendRequest<Full<Bytes>>;
 
 /// Opens one keep-alive connection.
 pub async fn connect(addr: SocketAddr) -> Result<Sender, String> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    handshake(tcp).await
+}
+
+/// Opens one connection whose socket receives into a buffer of about `bytes` (the
+/// kernel doubles it): a client that reads slowly then pushes back on the server soon.
+pub async fn connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> Result<Sender, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    socket
+        .set_recv_buffer_size(bytes)
+        .map_err(|e| format!("receive buffer: {e}"))?;
+    let tcp = socket
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    handshake(tcp).await
+}
+
+async fn handshake(tcp: TcpStream) -> Result<Sender, String> {
     let _ = tcp.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -118,7 +137,7 @@ pub async fn connect(addr: SocketAddr) -> Result<Sender, String> {
     Ok(sender)
 }
 
-fn build(spec: &RequestSpec) -> Request<Full<Bytes>> {
+pub fn build(spec: &RequestSpec) -> Request<Full<Bytes>> {
     let mut req = Request::new(Full::new(spec.body.clone()));
     *req.method_mut() = spec.method.clone();
     *req.uri_mut() = spec.path.parse().expect("request path");
@@ -157,8 +176,28 @@ pub enum Failure {
     Request(String),
 }
 
-/// Sends `spec` and reads the whole answer, checking status and completeness.
-pub async fn exchange(sender: &mut Sender, spec: &RequestSpec) -> Result<(), Failure> {
+/// A whole answer as the client saw it: its status, its size and how it ended.
+pub struct Answer {
+    pub status: http::StatusCode,
+    pub bytes: usize,
+    tail: Tail,
+}
+
+impl Answer {
+    /// Whether the end of the body holds `marker`.
+    pub fn ends_with_marker(&self, marker: &str) -> bool {
+        self.tail.holds(marker)
+    }
+
+    /// The last bytes of the body, for a failure message.
+    pub fn ending(&self) -> String {
+        let t = &self.tail.0;
+        String::from_utf8_lossy(&t[t.len().saturating_sub(160)..]).into_owned()
+    }
+}
+
+/// Sends `spec` and reads the whole answer, whatever its status.
+pub async fn exchange_answer(sender: &mut Sender, spec: &RequestSpec) -> Result<Answer, Failure> {
     if sender.ready().await.is_err() {
         return Err(Failure::Closed);
     }
@@ -169,23 +208,36 @@ pub async fn exchange(sender: &mut Sender, spec: &RequestSpec) -> Result<(), Fai
     let status = resp.status();
     let mut body = resp.into_body();
     let mut tail = Tail::default();
+    let mut bytes = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Failure::Request(format!("body: {e}")))?;
         if let Some(data) = frame.data_ref() {
+            bytes += data.len();
             tail.push(data);
         }
     }
-    if !status.is_success() {
+    Ok(Answer {
+        status,
+        bytes,
+        tail,
+    })
+}
+
+/// Sends `spec` and reads the whole answer, checking status and completeness.
+pub async fn exchange(sender: &mut Sender, spec: &RequestSpec) -> Result<(), Failure> {
+    let answer = exchange_answer(sender, spec).await?;
+    if !answer.status.is_success() {
         return Err(Failure::Request(format!(
-            "status {status}: {}",
-            String::from_utf8_lossy(&tail.0)
+            "status {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.tail.0)
         )));
     }
-    if !tail.holds(spec.marker) {
+    if !answer.ends_with_marker(spec.marker) {
         return Err(Failure::Request(format!(
             "incomplete answer (no `{}` at its end): …{}",
             spec.marker,
-            String::from_utf8_lossy(&tail.0[tail.0.len().saturating_sub(160)..])
+            answer.ending()
         )));
     }
     Ok(())
@@ -353,7 +405,11 @@ impl HeldStreams {
     }
 }
 
-async fn open_stream(addr: SocketAddr, spec: &RequestSpec) -> Result<(Sender, Incoming), String> {
+/// Opens a connection, sends `spec` and reads the answer up to its first event.
+pub async fn open_stream(
+    addr: SocketAddr,
+    spec: &RequestSpec,
+) -> Result<(Sender, Incoming), String> {
     let mut sender = connect(addr).await?;
     let resp = sender
         .send_request(build(spec))

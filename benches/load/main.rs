@@ -15,6 +15,10 @@
 //! 1, like nginx's one worker), `AURORA_BENCH_LOG` (gateway log filter, `warn`),
 //! `AURORA_BENCH_SCENARIOS` (comma-separated names to run), `AURORA_BIN`,
 //! `AURORA_NGINX`.
+//!
+//! `cargo bench --bench load -- --soak` (or `make soak`) runs the soak instead: mixed
+//! traffic for ten minutes with a config reload every ten seconds, judged on failed
+//! requests, memory growth and leaked descriptors (see `soak/mod.rs`).
 
 // Also a module of `tests/load_harness.rs`, where only the tests call in; and when the
 // bench itself is checked with `cfg(test)` (clippy --all-targets), without a test
@@ -27,6 +31,7 @@ mod procfs;
 mod report;
 mod scenarios;
 mod servers;
+mod soak;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -452,6 +457,9 @@ fn main() {
     if args.iter().any(|a| a == "--mock") {
         mock::run_from_env();
         return;
+    }
+    if args.iter().any(|a| a == "--soak") {
+        std::process::exit(soak::run());
     }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --benches` and friends: nothing to check here.

@@ -10,6 +10,11 @@
 //! | `/v1/chat/completions` | an OpenAI completion, or with `"stream":true` N chunks + `[DONE]` |
 //! | `/v1/messages` | an Anthropic message, or with `"stream":true` N text deltas |
 //! | `/v1/idle` | an SSE stream that sends one event, then nothing until the client leaves |
+//! | `/v1/models` | a model list of two models |
+//! | `/v1/status/{code}` | that status with an OpenAI-style error (429 also with `retry-after`) |
+//!
+//! A chat or messages request whose body names the model `mock-status-{code}` gets that
+//! status with the error shape of its API.
 //!
 //! `AURORA_BENCH_MOCK_LATENCY_MS` delays every answer; `AURORA_BENCH_SSE_EVENTS` sets N.
 
@@ -167,8 +172,53 @@ fn idle_sse() -> Response<MockBody> {
         .expect("mock response")
 }
 
+/// The answer of `/v1/models`.
+pub const MODEL_LIST: &str = r#"{"object":"list","data":[{"id":"gpt-4o-mini","object":"model","owned_by":"mock"},{"id":"claude-sonnet-4-5","object":"model","owned_by":"mock"}]}"#;
+
+/// The model name that makes the chat and messages paths answer `status`.
+pub fn failing_model(status: u16) -> String {
+    format!("mock-status-{status}")
+}
+
+/// The status a `mock-status-{code}` model in `body` asks for.
+fn requested_status(body: &[u8]) -> Option<u16> {
+    let needle = b"mock-status-";
+    let at = body.windows(needle.len()).position(|w| w == needle)? + needle.len();
+    std::str::from_utf8(body.get(at..at + 3)?)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|s| (200..600).contains(s))
+}
+
+/// An error answer in the shape of the OpenAI API, or of Anthropic's.
+fn error_answer(status: u16, anthropic: bool) -> Response<MockBody> {
+    let message = format!("mock answered {status}");
+    let body = if anthropic {
+        let kind = match status {
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        };
+        format!(r#"{{"type":"error","error":{{"type":"{kind}","message":"{message}"}}}}"#)
+    } else {
+        let kind = if status == 429 {
+            "rate_limit_exceeded"
+        } else {
+            "server_error"
+        };
+        format!(r#"{{"error":{{"message":"{message}","type":"{kind}","param":null,"code":null}}}}"#)
+    };
+    let mut resp = full(status, Bytes::from(body), "application/json");
+    if status == 429 {
+        resp.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+    }
+    resp
+}
+
 /// Reads the body: its length, and whether it asks for a stream.
-async fn read_body(body: Incoming, keep: bool) -> (usize, bool) {
+async fn read_body(body: Incoming, keep: bool) -> (usize, bool, Vec<u8>) {
     let mut len = 0;
     let mut kept = Vec::new();
     let mut body = body;
@@ -183,7 +233,7 @@ async fn read_body(body: Incoming, keep: bool) -> (usize, bool) {
     let wants_stream = [&b"\"stream\":true"[..], &b"\"stream\": true"[..]]
         .iter()
         .any(|needle| kept.windows(needle.len()).any(|w| w == *needle));
-    (len, wants_stream)
+    (len, wants_stream, kept)
 }
 
 async fn answer(
@@ -205,17 +255,35 @@ async fn answer(
             full(200, answers.small.clone(), json)
         }
         "/v1/consume" => {
-            let (len, _) = read_body(req.into_body(), false).await;
+            let (len, ..) = read_body(req.into_body(), false).await;
             full(200, Bytes::from(format!("{{\"received\":{len}}}")), json)
         }
-        "/v1/chat/completions" => match read_body(req.into_body(), true).await {
-            (_, true) => sse(answers.openai_stream.clone()),
-            (_, false) => full(200, answers.openai_json.clone(), json),
-        },
-        "/v1/messages" => match read_body(req.into_body(), true).await {
-            (_, true) => sse(answers.anthropic_stream.clone()),
-            (_, false) => full(200, answers.anthropic_json.clone(), json),
-        },
+        "/v1/chat/completions" => {
+            let (_, stream, kept) = read_body(req.into_body(), true).await;
+            match (requested_status(&kept), stream) {
+                (Some(status), _) => error_answer(status, false),
+                (None, true) => sse(answers.openai_stream.clone()),
+                (None, false) => full(200, answers.openai_json.clone(), json),
+            }
+        }
+        "/v1/messages" => {
+            let (_, stream, kept) = read_body(req.into_body(), true).await;
+            match (requested_status(&kept), stream) {
+                (Some(status), _) => error_answer(status, true),
+                (None, true) => sse(answers.anthropic_stream.clone()),
+                (None, false) => full(200, answers.anthropic_json.clone(), json),
+            }
+        }
+        "/v1/models" => full(200, Bytes::from_static(MODEL_LIST.as_bytes()), json),
+        p if p.starts_with("/v1/status/") => {
+            read_body(req.into_body(), false).await;
+            let status = p["/v1/status/".len()..]
+                .parse()
+                .ok()
+                .filter(|s| (200..600).contains(s))
+                .unwrap_or(500);
+            error_answer(status, false)
+        }
         "/v1/idle" => {
             read_body(req.into_body(), false).await;
             idle_sse()
@@ -226,4 +294,18 @@ async fn answer(
             json,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_model_in_the_body_names_the_status() {
+        let body = format!(r#"{{"model":"{}","messages":[]}}"#, failing_model(429));
+        assert_eq!(requested_status(body.as_bytes()), Some(429));
+        assert_eq!(requested_status(br#"{"model":"gpt-4o-mini"}"#), None);
+        assert_eq!(requested_status(b"mock-status-9x"), None);
+        assert_eq!(requested_status(b"mock-status-999"), None);
+    }
 }

@@ -49,6 +49,16 @@ impl Server {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// The process id of the server (the master, for nginx).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// File descriptors the server's processes hold open.
+    pub fn open_fds(&self) -> usize {
+        self.pids.iter().map(|&p| procfs::open_fds(p)).sum()
+    }
+
     /// CPU seconds used so far by the server's processes.
     pub fn cpu_seconds(&self) -> f64 {
         self.pids.iter().map(|&p| procfs::cpu_seconds(p)).sum()
@@ -208,13 +218,24 @@ pub fn start_aurora(
     cpus: Option<&[usize]>,
     dir: &Path,
 ) -> Server {
+    let config = "# Written by the load bench; providers and keys come from the environment.\n";
+    start_aurora_with_config(bin, mock_port, threads, log_filter, cpus, dir, config)
+}
+
+/// [`start_aurora`] with `yaml` in its config file (`dir/aurora.yaml`), which the
+/// environment's providers and keys join.
+pub fn start_aurora_with_config(
+    bin: &Path,
+    mock_port: u16,
+    threads: usize,
+    log_filter: &str,
+    cpus: Option<&[usize]>,
+    dir: &Path,
+    yaml: &str,
+) -> Server {
     let port = free_port();
     let config = dir.join("aurora.yaml");
-    fs::write(
-        &config,
-        "# Written by the load bench; providers and keys come from the environment.\n",
-    )
-    .expect("aurora config");
+    fs::write(&config, yaml).expect("aurora config");
     let log = dir.join("aurora.log");
     let base = format!("http://127.0.0.1:{mock_port}/v1");
     let mut cmd = Command::new(bin);

@@ -2,12 +2,16 @@
 //! serve, as `provider/model` ids, plus the aliases.
 //!
 //! A provider with a `models:` list is taken at its word; any other is asked for its
-//! own list. Those answers are cached per provider instance, because a listing fans
-//! out to every provider and clients tend to ask for it on every start.
+//! own list. Those answers, failures included, are cached per provider instance,
+//! because a listing fans out to every provider and clients tend to ask for it on every
+//! start. A listing waits for the providers only so long: one still busy then goes on
+//! in the background, and the listing answers with what is known.
 
-use std::collections::HashMap;
+mod list_cache;
+
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -19,12 +23,21 @@ use super::headers;
 use super::upstream::{provider_peer, UpstreamResolver};
 use crate::config::Config;
 use crate::providers::{Provider, ProviderKind};
+use list_cache::{CacheKey, ListCache, Outcome, Plan, Ticket};
 
 /// How long a provider's fetched model list is reused.
 pub const MODEL_CACHE_TTL: Duration = Duration::from_secs(300);
 
-/// How long one provider may take to answer (resolve, connect, headers and body).
+/// How long a provider that failed to list its models is left out before it is asked
+/// again.
+pub const MODEL_FAILURE_TTL: Duration = Duration::from_secs(300);
+
+/// How long one provider may take to answer (connect, headers and body); the fetch
+/// goes on in the background after the listing has answered.
 pub const MODEL_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a listing waits for providers before answering with what is known.
+pub const MODEL_ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 /// The `owned_by` of alias entries.
 pub const ALIAS_OWNER: &str = "aurora";
@@ -44,6 +57,32 @@ pub struct ModelEntry {
     pub owned_by: String,
 }
 
+/// The periods the directory works with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectoryLimits {
+    /// How long a fetched list is reused.
+    pub list_ttl: Duration,
+    /// How long a failed fetch (an error, a timeout, an answer that is no model list)
+    /// is remembered: the provider contributes nothing and is not asked meanwhile.
+    pub failure_ttl: Duration,
+    /// How long a provider may take to answer once its host is resolved (connect,
+    /// headers and body).
+    pub fetch_timeout: Duration,
+    /// How long a listing waits for a fetch, counted from the fetch's start.
+    pub answer_within: Duration,
+}
+
+impl Default for DirectoryLimits {
+    fn default() -> Self {
+        Self {
+            list_ttl: MODEL_CACHE_TTL,
+            failure_ttl: MODEL_FAILURE_TTL,
+            fetch_timeout: MODEL_FETCH_TIMEOUT,
+            answer_within: MODEL_ANSWER_WITHIN,
+        }
+    }
+}
+
 /// Lists the models of all configured providers. Clones share one cache and one
 /// connection pool.
 #[derive(Clone)]
@@ -52,44 +91,41 @@ pub struct ModelDirectory {
 }
 
 struct Inner {
-    // Created on first use: building it loads the system trust roots, which a gateway
-    // whose providers all have `models:` lists never needs.
-    connector: OnceLock<Connector>,
-    cache: Mutex<HashMap<CacheKey, CachedList>>,
-    ttl: Duration,
-    fetch_timeout: Duration,
+    // Built with the directory, at startup: building it reads the system trust store,
+    // which must not happen on a worker thread serving a request.
+    connector: Connector,
+    cache: ListCache,
+    limits: DirectoryLimits,
 }
 
-/// Instance name and base URL: a reload that moves a provider must not reuse its list.
-type CacheKey = (String, String);
-
-struct CachedList {
-    ids: Vec<String>,
-    at: Instant,
+/// Builds the connector the directory fetches with.
+fn build_connector() -> Connector {
+    #[cfg(test)]
+    tests::CONNECTORS_BUILT.with(|n| n.set(n.get() + 1));
+    Connector::new(None)
 }
 
 impl ModelDirectory {
-    /// A directory with the default cache lifetime and fetch timeout.
+    /// A directory with the default periods.
     pub fn new() -> Self {
-        Self::with_limits(MODEL_CACHE_TTL, MODEL_FETCH_TIMEOUT)
+        Self::with_limits(DirectoryLimits::default())
     }
 
-    /// A directory that keeps fetched lists for `cache_ttl` and gives each provider
-    /// `fetch_timeout` to answer.
-    pub fn with_limits(cache_ttl: Duration, fetch_timeout: Duration) -> Self {
+    /// A directory working with `limits`.
+    pub fn with_limits(limits: DirectoryLimits) -> Self {
         Self {
             inner: Arc::new(Inner {
-                connector: OnceLock::new(),
-                cache: Mutex::new(HashMap::new()),
-                ttl: cache_ttl,
-                fetch_timeout,
+                connector: build_connector(),
+                cache: ListCache::new(limits.list_ttl, limits.failure_ttl, limits.answer_within),
+                limits,
             }),
         }
     }
 
     /// Every model of every configured provider with a usable key, plus the aliases,
-    /// sorted by id. Providers without a `models:` list are asked concurrently; one that
-    /// is down, slow or answers an error contributes nothing and is logged.
+    /// sorted by id. Providers without a `models:` list are asked concurrently, and
+    /// waited for at most [`DirectoryLimits::answer_within`]: one that is down, slow or
+    /// answers an error contributes its last list, or nothing, and is logged.
     pub async fn list(&self, config: &Config, resolver: &UpstreamResolver) -> Vec<ModelEntry> {
         let providers: Vec<&Arc<Provider>> = config
             .providers
@@ -126,75 +162,94 @@ impl ModelDirectory {
         entries
     }
 
-    /// The provider's own list, from the cache when fresh; empty when it cannot be had.
-    async fn fetched_ids(&self, provider: &Provider, resolver: &UpstreamResolver) -> Vec<String> {
-        let key = (provider.name.clone(), provider.base.to_string());
-        if let Some(ids) = self.cached(&key) {
-            return ids;
-        }
-        let outcome =
-            tokio::time::timeout(self.inner.fetch_timeout, self.fetch(provider, resolver)).await;
-        match outcome {
+    /// The provider's own list as far as it is known within the answer budget.
+    async fn fetched_ids(
+        &self,
+        provider: &Arc<Provider>,
+        resolver: &UpstreamResolver,
+    ) -> Vec<String> {
+        let key: CacheKey = (provider.name.clone(), provider.base.to_string());
+        let cache = &self.inner.cache;
+        let waiter = match cache.plan(&key, Instant::now()) {
+            Plan::Known(ids) => return ids,
+            Plan::Wait(waiter) => waiter,
+            Plan::Fetch(ticket, waiter) => {
+                let base = &provider.base;
+                // The resolver is the proxy's, borrowed: only the fetch proper can outlive
+                // this listing, so the name must resolve within its budget.
+                match tokio::time::timeout_at(
+                    waiter.until().into(),
+                    resolver.resolve(&base.host, base.port),
+                )
+                .await
+                {
+                    Ok(Ok(addr)) => {
+                        let directory = self.clone();
+                        let provider = Arc::clone(provider);
+                        let key = key.clone();
+                        tokio::spawn(async move {
+                            directory.refresh(&provider, addr, key, ticket).await;
+                        });
+                    }
+                    Ok(Err(e)) => self.settle_failure(&key, provider, &e.message, ticket),
+                    Err(_) => self.settle_failure(
+                        &key,
+                        provider,
+                        &format!(
+                            "host `{}` not resolved within {:?}",
+                            base.host, self.inner.limits.answer_within
+                        ),
+                        ticket,
+                    ),
+                }
+                waiter
+            }
+        };
+        waiter.wait().await;
+        cache.current(&key, Instant::now())
+    }
+
+    /// Fetches the provider's list within the fetch timeout and settles the outcome;
+    /// runs on its own task, so it ends even when the listing has answered already.
+    async fn refresh(&self, provider: &Provider, addr: SocketAddr, key: CacheKey, ticket: Ticket) {
+        let timeout = self.inner.limits.fetch_timeout;
+        match tokio::time::timeout(timeout, self.fetch(provider, addr)).await {
             Ok(Ok(ids)) => {
-                self.store(key, ids.clone());
-                ids
+                self.inner
+                    .cache
+                    .settle(&key, Outcome::Listed(ids), Instant::now());
+                drop(ticket);
             }
-            Ok(Err(why)) => {
-                log::warn!(
-                    "model list of provider `{}` unavailable: {why}",
-                    provider.name
-                );
-                Vec::new()
-            }
-            Err(_) => {
-                log::warn!(
-                    "model list of provider `{}` unavailable: no answer within {:?}",
-                    provider.name,
-                    self.inner.fetch_timeout
-                );
-                Vec::new()
-            }
+            Ok(Err(why)) => self.settle_failure(&key, provider, &why, ticket),
+            Err(_) => self.settle_failure(
+                &key,
+                provider,
+                &format!("no answer within {timeout:?}"),
+                ticket,
+            ),
         }
     }
 
-    fn cached(&self, key: &CacheKey) -> Option<Vec<String>> {
-        let cache = self.inner.cache.lock().ok()?;
-        cache
-            .get(key)
-            .filter(|c| c.at.elapsed() < self.inner.ttl)
-            .map(|c| c.ids.clone())
-    }
-
-    fn store(&self, key: CacheKey, ids: Vec<String>) {
-        if let Ok(mut cache) = self.inner.cache.lock() {
-            // Drop stale entries too, so providers removed by a reload do not linger.
-            let ttl = self.inner.ttl;
-            cache.retain(|_, c| c.at.elapsed() < ttl);
-            cache.insert(
-                key,
-                CachedList {
-                    ids,
-                    at: Instant::now(),
-                },
-            );
-        }
+    fn settle_failure(&self, key: &CacheKey, provider: &Provider, why: &str, ticket: Ticket) {
+        log::warn!(
+            "model list of provider `{}` unavailable: {why}; left out for {:?}",
+            provider.name,
+            self.inner.limits.failure_ttl
+        );
+        self.inner
+            .cache
+            .settle(key, Outcome::Failed, Instant::now());
+        // Waiters wake now and find the outcome.
+        drop(ticket);
     }
 
     /// `GET {base path}/models` with the provider's credential. Error texts name what
     /// failed but never carry a header value.
-    async fn fetch(
-        &self,
-        provider: &Provider,
-        resolver: &UpstreamResolver,
-    ) -> Result<Vec<String>, String> {
+    async fn fetch(&self, provider: &Provider, addr: SocketAddr) -> Result<Vec<String>, String> {
         let base = &provider.base;
-        let addr = resolver
-            .resolve(&base.host, base.port)
-            .await
-            .map_err(|e| e.message)?;
         let peer = provider_peer(provider, addr);
         let request = list_request(provider).map_err(|e| format!("cannot build request: {e}"))?;
-        let connector = self.inner.connector.get_or_init(|| Connector::new(None));
+        let connector = &self.inner.connector;
         let (mut session, _reused) = connector
             .get_http_session(&peer)
             .await
@@ -250,11 +305,9 @@ impl Default for ModelDirectory {
 
 impl fmt::Debug for ModelDirectory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cached = self.inner.cache.lock().map(|c| c.len()).unwrap_or(0);
         f.debug_struct("ModelDirectory")
-            .field("ttl", &self.inner.ttl)
-            .field("fetch_timeout", &self.inner.fetch_timeout)
-            .field("cached_providers", &cached)
+            .field("limits", &self.inner.limits)
+            .field("cached_providers", &self.inner.cache.len())
             .finish()
     }
 }
@@ -314,9 +367,21 @@ fn model_object(entry: &ModelEntry, created: u64) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
     use crate::config::{build_config, EnvSnapshot};
     use crate::providers::{BaseUrl, ProviderCredential, Secret};
+
+    thread_local! {
+        /// Connectors built on this thread; a current-thread runtime keeps a test's
+        /// directory, listings and fetch tasks all on the test's thread.
+        pub(super) static CONNECTORS_BUILT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn connectors_built() -> usize {
+        CONNECTORS_BUILT.with(Cell::get)
+    }
 
     fn entry(id: &str, owned_by: &str) -> ModelEntry {
         ModelEntry {
@@ -415,7 +480,8 @@ providers:
                 entry("groq/mixtral", "groq"),
             ]
         );
-        assert!(dir.inner.connector.get().is_none());
+        // Nobody was asked: an attempt would have left an outcome in the cache.
+        assert_eq!(dir.inner.cache.len(), 0);
     }
 
     #[tokio::test]
@@ -429,6 +495,27 @@ providers:
         let dir = ModelDirectory::new();
         let entries = dir.list(&config, &UpstreamResolver::default()).await;
         assert_eq!(entries, vec![entry("groq/llama-3.1-8b", "groq")]);
-        assert!(dir.inner.connector.get().is_none());
+        // Nobody was asked: an attempt would have left an outcome in the cache.
+        assert_eq!(dir.inner.cache.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_connector_is_built_with_the_directory_not_by_the_first_fetch() {
+        let before = connectors_built();
+        let dir = ModelDirectory::with_limits(DirectoryLimits {
+            fetch_timeout: Duration::from_millis(500),
+            ..DirectoryLimits::default()
+        });
+        assert_eq!(connectors_built(), before + 1);
+        // A provider that must be asked (on a closed port: the fetch fails, but only
+        // after it has used the connector).
+        let yaml = "providers:\n  openai: {api_key: k, base_url: 'http://127.0.0.1:9/v1'}\n";
+        let config = build_config(Some(yaml), None, &EnvSnapshot::default()).unwrap();
+        assert!(dir
+            .list(&config, &UpstreamResolver::default())
+            .await
+            .is_empty());
+        assert_eq!(dir.inner.cache.len(), 1);
+        assert_eq!(connectors_built(), before + 1);
     }
 }
