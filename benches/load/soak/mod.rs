@@ -8,6 +8,7 @@
 //! Knobs (environment): `AURORA_SOAK_SECS`, `AURORA_SOAK_WARMUP_SECS` (20),
 //! `AURORA_SOAK_RATE` (requests/s in all, 200), `AURORA_SOAK_WORKERS` (16),
 //! `AURORA_SOAK_THREADS` (gateway worker threads, 2), `AURORA_SOAK_RELOAD_SECS`,
+//! `AURORA_SOAK_KINDS` (comma-separated kinds of request to send, all by default),
 //! `AURORA_BENCH_LOG` (gateway log filter, `warn`), `AURORA_BIN`.
 
 mod reload;
@@ -44,6 +45,7 @@ struct SoakSettings {
     workers: usize,
     threads: usize,
     reload_every: f64,
+    kinds: Option<Vec<String>>,
     log_filter: String,
 }
 
@@ -56,6 +58,10 @@ impl SoakSettings {
             workers: env_or("AURORA_SOAK_WORKERS", 16usize).max(1),
             threads: env_or("AURORA_SOAK_THREADS", 2usize).max(1),
             reload_every: env_or("AURORA_SOAK_RELOAD_SECS", 10.0f64).max(1.0),
+            kinds: std::env::var("AURORA_SOAK_KINDS")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
             log_filter: std::env::var("AURORA_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
         }
     }
@@ -164,6 +170,13 @@ fn print_counts(title: &str, tally: &Tally) {
 /// Runs the soak; the process's exit code.
 pub fn run() -> i32 {
     let s = SoakSettings::from_env();
+    let schedule = match traffic::schedule(s.kinds.as_deref()) {
+        Ok(schedule) => Arc::new(schedule),
+        Err(unknown) => {
+            eprintln!("soak: unknown kinds in AURORA_SOAK_KINDS: {unknown}");
+            return 2;
+        }
+    };
     let machine = procfs::machine();
     let nofile = procfs::raise_nofile_limit();
     let dir = output_dir().join("soak");
@@ -220,7 +233,15 @@ pub fn run() -> i32 {
             every.min(Duration::from_secs_f64(s.warmup_secs / 2.0)),
             until,
         ));
-        traffic::run(traffic.clone(), warm.clone(), s.workers, s.rate, until).await;
+        traffic::run(
+            traffic.clone(),
+            warm.clone(),
+            schedule.clone(),
+            s.workers,
+            s.rate,
+            until,
+        )
+        .await;
         let _ = reloading.await;
     });
     let start = settled(&gateway);
@@ -242,7 +263,15 @@ pub fn run() -> i32 {
             until,
         ));
         let progress = tokio::spawn(report_progress(handle.pid, tally.clone(), started, until));
-        traffic::run(traffic.clone(), tally.clone(), s.workers, s.rate, until).await;
+        traffic::run(
+            traffic.clone(),
+            tally.clone(),
+            schedule.clone(),
+            s.workers,
+            s.rate,
+            until,
+        )
+        .await;
         let _ = reloading.await;
         let _ = progress.await;
     });

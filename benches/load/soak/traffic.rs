@@ -47,6 +47,24 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The name `AURORA_SOAK_KINDS` knows it by.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::PassthroughJson => "passthrough_json",
+            Kind::PassthroughSse => "passthrough_sse",
+            Kind::ChatJsonTranslated => "chat_json",
+            Kind::ChatStreamTranslated => "chat_stream",
+            Kind::MessagesStreamTranslated => "messages_stream",
+            Kind::ProviderRateLimited => "provider_429",
+            Kind::ProviderErrorTranslated => "provider_500",
+            Kind::BadGatewayKey => "bad_key",
+            Kind::UnknownModel => "unknown_model",
+            Kind::HangUpMidStream => "hang_up",
+            Kind::SlowReader => "slow_reader",
+            Kind::ModelList => "model_list",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::PassthroughJson => "passthrough JSON",
@@ -385,10 +403,32 @@ impl Tally {
     }
 }
 
-/// `workers` loops sending the mix at `rate` requests per second in all until `until`.
+/// [`SCHEDULE`] with only the kinds whose keys `only` names (all without a list); the
+/// unknown names, if any, as the error.
+pub fn schedule(only: Option<&[String]>) -> Result<Vec<Kind>, String> {
+    let Some(only) = only else {
+        return Ok(SCHEDULE.to_vec());
+    };
+    let unknown: Vec<&str> = only
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !SCHEDULE.iter().any(|k| k.key() == *name))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(unknown.join(", "));
+    }
+    Ok(SCHEDULE
+        .into_iter()
+        .filter(|k| only.iter().any(|name| name == k.key()))
+        .collect())
+}
+
+/// `workers` loops sending the kinds of `schedule` in turn, at `rate` requests per
+/// second in all, until `until`.
 pub async fn run(
     traffic: Arc<Traffic>,
     tally: Arc<Tally>,
+    schedule: Arc<Vec<Kind>>,
     workers: usize,
     rate: f64,
     until: Instant,
@@ -396,16 +436,16 @@ pub async fn run(
     let period = Duration::from_secs_f64(workers as f64 / rate.max(1.0));
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
-            let (traffic, tally) = (traffic.clone(), tally.clone());
+            let (traffic, tally, schedule) = (traffic.clone(), tally.clone(), schedule.clone());
             tokio::spawn(async move {
                 let mut sender = None;
                 // Workers start spread over one period and at different places in the mix.
                 let mut next = Instant::now() + period.mul_f64(w as f64 / workers as f64);
                 let mut turn = w * 7;
-                while next < until {
+                while next < until && !schedule.is_empty() {
                     tokio::time::sleep_until(next.into()).await;
-                    let kind = SCHEDULE[turn % SCHEDULE.len()];
-                    let outcome = traffic.send(kind, &mut sender, turn / SCHEDULE.len()).await;
+                    let kind = schedule[turn % schedule.len()];
+                    let outcome = traffic.send(kind, &mut sender, turn / schedule.len()).await;
                     tally.record(kind, outcome);
                     turn += 1;
                     // Behind schedule (a slow reader, say): carry on from now, no burst.
@@ -434,6 +474,23 @@ mod tests {
         }
         let kinds: std::collections::BTreeSet<Kind> = SCHEDULE.into_iter().collect();
         assert_eq!(kinds.len(), 12);
+    }
+
+    #[test]
+    fn a_list_of_kinds_keeps_only_those_in_their_turns() {
+        assert_eq!(schedule(None).unwrap(), SCHEDULE.to_vec());
+        let only = ["hang_up".to_string(), "bad_key".to_string()];
+        let picked = schedule(Some(&only)).unwrap();
+        assert_eq!(
+            picked,
+            [
+                Kind::HangUpMidStream,
+                Kind::BadGatewayKey,
+                Kind::HangUpMidStream
+            ]
+        );
+        let wrong = ["hang_up".to_string(), "nope".to_string()];
+        assert_eq!(schedule(Some(&wrong)).unwrap_err(), "nope");
     }
 
     #[test]
