@@ -111,7 +111,7 @@ fn explicit(requested: &str, config: &Config) -> Result<Option<ModelRoute>, Gate
     let Some(provider) = config.providers.configured_named(prefix) else {
         return Ok(None);
     };
-    if model.is_empty() {
+    if model.trim().is_empty() {
         return Err(model_error(format!(
             "model `{requested}` names provider `{}` but no model after it: write `{}/<model>`",
             provider.name, provider.name
