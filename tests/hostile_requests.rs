@@ -29,6 +29,18 @@ fn gateway_at(base: &str) -> Gateway {
     )
 }
 
+/// OpenAI alone at `base`, with `yaml` as the config file.
+fn openai_gateway(yaml: &str, base: &str) -> Gateway {
+    Gateway::start(
+        yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base),
+        ],
+    )
+}
+
 fn provider_like(rec: &Recorded) -> Reply {
     match rec.uri.as_str() {
         "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
@@ -108,14 +120,7 @@ async fn body_read_error_on_v1_closes_the_connection_so_nothing_is_smuggled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_over_the_limit_on_v1_closes_the_connection() {
     let mock = MockUpstream::start(provider_like).await;
-    let gw = Gateway::start(
-        "server:\n  body_size_limit: 1KiB\n",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", OAI_KEY),
-            ("OPENAI_BASE_URL", &mock.url("/v1")),
-        ],
-    );
+    let gw = openai_gateway("server:\n  body_size_limit: 1KiB\n", &mock.url("/v1"));
     // Chunked, so the limit is only found while reading.
     let chunk = "x".repeat(1500);
     let request = format!(
@@ -445,14 +450,7 @@ async fn provider_errors_on_whole_answers_keep_status_and_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_past_the_buffer_budget_get_503_with_retry_after() {
     let mock = MockUpstream::start(provider_like).await;
-    let gw = Gateway::start(
-        "server:\n  max_buffered_bytes: 100KiB\n",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", OAI_KEY),
-            ("OPENAI_BASE_URL", &mock.url("/v1")),
-        ],
-    );
+    let gw = openai_gateway("server:\n  max_buffered_bytes: 100KiB\n", &mock.url("/v1"));
     let request_for = |body: &str| {
         format!(
             "{}{body}",

@@ -35,7 +35,8 @@ use std::borrow::Cow;
 
 use super::error::TranslateError;
 use super::json_writer::{
-    write_compact, write_compact_as_str, write_number, write_str, write_str_fragment, write_u64,
+    write_compact, write_compact_as_str, write_number, write_str, write_str_array,
+    write_str_fragment, write_u64,
 };
 use super::request_fields::{field, json_object, parse_body, stream_flag, Json};
 
@@ -222,14 +223,8 @@ pub fn anthropic_to_openai_request(
         write_str(&mut out, effort);
     }
     if !stops.is_empty() {
-        out.extend_from_slice(br#","stop":["#);
-        for (k, s) in stops.iter().enumerate() {
-            if k > 0 {
-                out.push(b',');
-            }
-            write_str(&mut out, s);
-        }
-        out.push(b']');
+        out.extend_from_slice(br#","stop":"#);
+        write_str_array(&mut out, &stops);
     }
     if stream {
         // Anthropic streams always report usage; OpenAI only on request.

@@ -12,6 +12,18 @@ pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Appends `strings` as a JSON array of string literals.
+pub(super) fn write_str_array<S: AsRef<str>>(out: &mut Vec<u8>, strings: &[S]) {
+    out.push(b'[');
+    for (k, s) in strings.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        write_str(out, s.as_ref());
+    }
+    out.push(b']');
+}
+
 /// Appends the escaped contents of a JSON string without the quotes, so a
 /// string can be written in pieces (joined texts, data URLs).
 pub(super) fn write_str_fragment(out: &mut Vec<u8>, s: &str) {

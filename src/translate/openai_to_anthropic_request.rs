@@ -40,7 +40,7 @@ use std::borrow::Cow;
 
 use super::error::TranslateError;
 use super::json_writer::{
-    write_compact, write_f64, write_key, write_str, write_str_fragment, write_u64,
+    write_compact, write_f64, write_key, write_str, write_str_array, write_str_fragment, write_u64,
 };
 use super::request_fields::{field, json_object, parse_body, parse_text, stream_flag, Json};
 
@@ -220,14 +220,8 @@ pub fn openai_to_anthropic_request(
     out.extend_from_slice(br#","model":"#);
     write_str(&mut out, &opts.model);
     if !stops.is_empty() {
-        out.extend_from_slice(br#","stop_sequences":["#);
-        for (k, s) in stops.iter().enumerate() {
-            if k > 0 {
-                out.push(b',');
-            }
-            write_str(&mut out, s);
-        }
-        out.push(b']');
+        out.extend_from_slice(br#","stop_sequences":"#);
+        write_str_array(&mut out, &stops);
     }
     if stream {
         out.extend_from_slice(br#","stream":true"#);
