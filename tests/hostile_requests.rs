@@ -516,3 +516,15 @@ async fn bodies_past_the_buffer_budget_get_503_with_retry_after() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_translated_answers_reuse_pooled_upstream_connections() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_at(&mock.url("/v1"));
+    for _ in 0..10 {
+        let (status, v) = ask_whole(&gw, "/v1/chat/completions", "anthropic/claude-x").await;
+        assert_eq!(status, 200, "{v}");
+    }
+    assert_eq!(mock.requests().len(), 10);
+    assert_eq!(mock.connections(), 1, "each answer opened its own upstream connection");
+}
