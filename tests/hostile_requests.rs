@@ -526,5 +526,9 @@ async fn whole_translated_answers_reuse_pooled_upstream_connections() {
         assert_eq!(status, 200, "{v}");
     }
     assert_eq!(mock.requests().len(), 10);
-    assert_eq!(mock.connections(), 1, "each answer opened its own upstream connection");
+    assert_eq!(
+        mock.connections(),
+        1,
+        "each answer opened its own upstream connection"
+    );
 }
