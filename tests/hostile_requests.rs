@@ -41,6 +41,18 @@ fn openai_gateway(yaml: &str, base: &str) -> Gateway {
     )
 }
 
+/// POSTs `body` as JSON to `path` with the gateway key.
+async fn post_json(gw: &Gateway, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    common::client()
+        .post(gw.url(path))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn provider_like(rec: &Recorded) -> Reply {
     match rec.uri.as_str() {
         "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
@@ -240,14 +252,7 @@ async fn duplicate_model_key_is_refused_before_routing() {
     let gw = gateway_at(&mock.url("/v1"));
     let body = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"model":"anthropic/claude-opus-4"}"#;
     for path in ["/v1/chat/completions", "/v1/messages"] {
-        let resp = common::client()
-            .post(gw.url(path))
-            .bearer_auth(MASTER)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_json(&gw, path, body).await;
         assert_eq!(resp.status(), 400, "{path}");
         let text = resp.text().await.unwrap();
         assert!(text.contains("more than once"), "{text}");
@@ -277,16 +282,12 @@ async fn prepared_body_replaces_the_replayed_one_exactly_around_the_replay_buffe
             .chunks(997)
             .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
             .collect();
-        let resp = common::client()
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(MASTER)
-            .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-                chunks,
-            )))
-            .send()
-            .await
-            .unwrap();
+        let resp = post_json(
+            &gw,
+            "/v1/chat/completions",
+            reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),
+        )
+        .await;
         assert_eq!(resp.status(), 200, "{len}");
         let sent = mock.last();
         let expected = body.replacen("openai/gpt-4o-mini", "gpt-4o-mini", 1);
@@ -371,14 +372,12 @@ async fn provider_early_hints_pass_the_translation_untouched() {
     ))
     .await;
     let gw = gateway_at(&provider.base);
-    let resp = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(MASTER)
-        .header("content-type", "application/json")
-        .body(r#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion", "{v}");
@@ -390,14 +389,7 @@ async fn ask_whole(gw: &Gateway, path: &str, model: &str) -> (u16, serde_json::V
     let body = format!(
         r#"{{"model":"{model}","max_tokens":16,"messages":[{{"role":"user","content":"hi"}}]}}"#
     );
-    let resp = common::client()
-        .post(gw.url(path))
-        .bearer_auth(MASTER)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(gw, path, body).await;
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
 }
@@ -433,13 +425,12 @@ async fn provider_errors_on_whole_answers_keep_status_and_retry_after() {
     let reply = "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 7\r\ncontent-length: 74\r\n\r\n{\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}";
     let provider = raw_provider(reply.to_string()).await;
     let gw = gateway_at(&provider.base);
-    let resp = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(MASTER)
-        .body(r#"{"model":"anthropic/claude-x","messages":[{"role":"user","content":"hi"}]}"#)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"anthropic/claude-x","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
     let v: serde_json::Value = resp.json().await.unwrap();
@@ -507,13 +498,7 @@ async fn bodies_past_the_buffer_budget_get_503_with_retry_after() {
         .unwrap();
     assert!(next_bytes(&mut slow).await.starts_with("HTTP/1.1 200"));
     drop(slow);
-    let resp = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(MASTER)
-        .body(second)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", second).await;
     assert_eq!(resp.status(), 200);
 }
 
