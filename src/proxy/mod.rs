@@ -44,6 +44,7 @@ pub use upstream_failure::gateway_error_for;
 
 use crate::config::{Config, LiveConfig};
 use crate::metrics;
+use crate::providers::Provider;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{ResponseTranslation, Translation, TranslationModule};
 use body_deadline::BodyDeadline;
@@ -209,6 +210,13 @@ impl AuroraProxy {
         outcome.map(|()| true)
     }
 
+    /// The peer for `provider`, its host resolved without blocking a worker.
+    async fn peer_for(&self, provider: &Provider) -> std::result::Result<HttpPeer, GatewayError> {
+        let base = &provider.base;
+        let addr = self.resolver.resolve(&base.host, base.port).await?;
+        Ok(upstream::provider_peer(provider, addr))
+    }
+
     /// A translated answer the client takes whole: read the provider's answer to its
     /// end, then send the client its status and body together, so an answer that
     /// cannot be translated is a 502 rather than a `200` carrying an error.
@@ -220,12 +228,10 @@ impl AuroraProxy {
         body: Bytes,
         translation: ResponseTranslation,
     ) -> Result<bool> {
-        let base = &target.provider.base;
-        let addr = match self.resolver.resolve(&base.host, base.port).await {
-            Ok(addr) => addr,
+        let peer = match self.peer_for(&target.provider).await {
+            Ok(peer) => peer,
             Err(err) => return reject(session, ctx, err).await,
         };
-        let peer = upstream::provider_peer(&target.provider, addr);
         let mut request = session.req_header().clone();
         request.set_version(http::Version::HTTP_11);
         rewrite_upstream_request(
@@ -554,9 +560,8 @@ impl ProxyHttp for AuroraProxy {
             ctx.error = Some(GatewayError::not_found("no upstream for this request"));
             return Err(status_error(404));
         };
-        let base = &target.provider.base;
-        match self.resolver.resolve(&base.host, base.port).await {
-            Ok(addr) => Ok(Box::new(upstream::provider_peer(&target.provider, addr))),
+        match self.peer_for(&target.provider).await {
+            Ok(peer) => Ok(Box::new(peer)),
             Err(err) => {
                 let status = err.status;
                 ctx.error = Some(err);
