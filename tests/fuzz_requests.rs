@@ -9,7 +9,7 @@ mod request_json;
 
 use aurora::translate::{
     anthropic_to_openai_request, openai_to_anthropic_request, OpenAiRequestOptions, RequestOptions,
-    TranslateError,
+    TokenLimitField, TranslateError,
 };
 use proptest::prelude::*;
 use proptest_config::config;
@@ -47,7 +47,9 @@ fn to_anthropic(body: &[u8]) -> Result<(), TestCaseError> {
 fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
     let opts = OpenAiRequestOptions {
         model: "gpt-4o-mini".into(),
-        supports_reasoning_effort: true,
+        reasoning: true,
+        token_limit: TokenLimitField::MaxCompletionTokens,
+        max_output_tokens: Some(16384),
     };
     match anthropic_to_openai_request(body, &opts) {
         Ok(r) => {
@@ -124,7 +126,12 @@ proptest! {
         req in prop_oneof![openai_request(), anthropic_request()],
     ) {
         let o = RequestOptions { model: "m".into(), default_max_tokens: 8 };
-        let a = OpenAiRequestOptions { model: "m".into(), supports_reasoning_effort: false };
+        let a = OpenAiRequestOptions {
+            model: "m".into(),
+            reasoning: false,
+            token_limit: TokenLimitField::MaxTokens,
+            max_output_tokens: None,
+        };
         let compact = req.to_string();
         let pretty = serde_json::to_string_pretty(&req).unwrap();
         prop_assert_eq!(

@@ -8,6 +8,7 @@ use std::cell::Cell;
 
 use aurora::translate::{
     anthropic_to_openai_request, openai_to_anthropic_request, OpenAiRequestOptions, RequestOptions,
+    TokenLimitField,
 };
 use serde_json::Value;
 
@@ -179,7 +180,9 @@ fn anthropic_to_openai_translation_peak_heap_is_at_most_four_times_the_body() {
     assert!(count > 50_000, "{count} messages");
     let opts = OpenAiRequestOptions {
         model: "gpt-4o-mini".into(),
-        supports_reasoning_effort: false,
+        reasoning: false,
+        token_limit: TokenLimitField::MaxTokens,
+        max_output_tokens: None,
     };
     let (translated, peak) = peak_extra_heap(|| anthropic_to_openai_request(&body, &opts));
     let translated = translated.unwrap();

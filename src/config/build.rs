@@ -8,14 +8,14 @@ use http::{HeaderName, HeaderValue};
 
 use super::credential::provider_credential;
 use super::passthru_tag::{may_hold_passthru_tag, restore_passthru_tags};
-use super::schema::{FileConfig, FileProvider, FileServer, SizeValue};
+use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer, SizeValue};
 use super::{
     env_prefix, Config, ConfigError, DownstreamTls, EnvSnapshot, ModelSettings, ServerCert,
     ServerSettings, DEFAULT_TLS_LISTEN,
 };
 use crate::auth::{GatewayAuth, ManagedKey};
 use crate::providers::{
-    load_roots_with_ca_file, split_model_prefix, BaseUrl, Provider, ProviderCatalogue,
+    load_roots_with_ca_file, split_model_prefix, BaseUrl, ModelTraits, Provider, ProviderCatalogue,
     ProviderKind, Secret, Timeouts, WireFormat,
 };
 
@@ -92,9 +92,32 @@ fn model_settings(
         check_alias(alias, target, providers)?;
         aliases.insert(alias.clone(), target.to_string());
     }
+    let mut limits = BTreeMap::new();
+    for (model, traits) in &file.models.limits {
+        let model = model.trim();
+        if model.is_empty() {
+            return Err(invalid("models.limits: a model name must not be empty"));
+        }
+        let traits = model_traits_of(&format!("models.limits.{model}"), traits)?;
+        limits.insert(model.to_string(), traits);
+    }
     Ok(ModelSettings {
         aliases,
         default_max_tokens,
+        limits,
+    })
+}
+
+/// Checked model traits: an output ceiling of 0 would refuse every request.
+fn model_traits_of(at: &str, traits: &FileModelTraits) -> Result<ModelTraits, ConfigError> {
+    if traits.max_output_tokens == Some(0) {
+        return Err(invalid(format!(
+            "{at}: max_output_tokens must be at least 1"
+        )));
+    }
+    Ok(ModelTraits {
+        max_output_tokens: traits.max_output_tokens,
+        reasoning: traits.reasoning,
     })
 }
 
@@ -456,13 +479,18 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         })?,
     };
     let mut models = Vec::with_capacity(p.models.len());
-    for (i, m) in p.models.iter().enumerate() {
-        let m = m.trim();
+    let mut model_traits = BTreeMap::new();
+    for (i, entry) in p.models.iter().enumerate() {
+        let m = entry.id().trim();
         if m.is_empty() {
             return Err(invalid(format!("provider `{name}`: models[{i}] is empty")));
         }
         if !models.iter().any(|known: &String| known == m) {
             models.push(m.to_string());
+        }
+        let traits = model_traits_of(&format!("provider `{name}`: models[{i}]"), &entry.traits())?;
+        if traits != ModelTraits::default() {
+            model_traits.insert(m.to_string(), traits);
         }
     }
     Ok(Provider {
@@ -476,6 +504,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         tls_roots,
         configured: true,
         models,
+        model_traits,
         format,
     })
 }

@@ -23,7 +23,7 @@ pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
 pub use tls_listener::{DownstreamTls, ServerCert, DEFAULT_TLS_LISTEN};
 
 use crate::auth::GatewayAuth;
-use crate::providers::ProviderCatalogue;
+use crate::providers::{ModelTraits, Provider, ProviderCatalogue};
 
 /// Default config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "conf/aurora.yaml";
@@ -59,6 +59,8 @@ pub struct ModelSettings {
     pub aliases: BTreeMap<String, String>,
     /// `max_tokens` for translated requests that name none.
     pub default_max_tokens: u32,
+    /// `models.limits`: model name → what configuration says about it.
+    pub limits: BTreeMap<String, ModelTraits>,
 }
 
 impl Default for ModelSettings {
@@ -66,7 +68,24 @@ impl Default for ModelSettings {
         Self {
             aliases: BTreeMap::new(),
             default_max_tokens: DEFAULT_MAX_TOKENS,
+            limits: BTreeMap::new(),
         }
+    }
+}
+
+impl ModelSettings {
+    /// What is known of `model` (routed to `provider` as `upstream`): the provider's own
+    /// entry first, then `models.limits` under the client's name, then under the
+    /// provider's.
+    pub fn traits(&self, provider: &Provider, client_name: &str, upstream: &str) -> ModelTraits {
+        let limit = |name: &str| self.limits.get(name).copied().unwrap_or_default();
+        provider
+            .model_traits
+            .get(upstream)
+            .copied()
+            .unwrap_or_default()
+            .or(limit(client_name))
+            .or(limit(upstream))
     }
 }
 

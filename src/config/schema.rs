@@ -28,6 +28,60 @@ pub struct FileModels {
     pub aliases: BTreeMap<String, String>,
     /// `max_tokens` for translated requests that name none.
     pub default_max_tokens: Option<u32>,
+    /// Model name (as the client writes it, or as the provider knows it) → its traits.
+    pub limits: BTreeMap<String, FileModelTraits>,
+}
+
+/// What configuration may say about one model.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileModelTraits {
+    /// The most output tokens the model takes.
+    pub max_output_tokens: Option<u32>,
+    /// The model takes a reasoning effort.
+    pub reasoning: Option<bool>,
+}
+
+/// One entry of a provider's `models:` list: a model id, or an id with its traits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FileProviderModel {
+    /// `gpt-4o`.
+    Id(String),
+    /// `{id: gpt-4o-mini, max_output_tokens: 16384, reasoning: false}`.
+    Described(FileDescribedModel),
+}
+
+/// A provider's model with its traits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDescribedModel {
+    pub id: String,
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+    #[serde(default)]
+    pub reasoning: Option<bool>,
+}
+
+impl FileProviderModel {
+    /// The model id.
+    pub fn id(&self) -> &str {
+        match self {
+            FileProviderModel::Id(id) => id,
+            FileProviderModel::Described(m) => &m.id,
+        }
+    }
+
+    /// The traits the entry gives (none for a bare id).
+    pub fn traits(&self) -> FileModelTraits {
+        match self {
+            FileProviderModel::Id(_) => FileModelTraits::default(),
+            FileProviderModel::Described(m) => FileModelTraits {
+                max_output_tokens: m.max_output_tokens,
+                reasoning: m.reasoning,
+            },
+        }
+    }
 }
 
 /// `server:` section.
@@ -116,8 +170,8 @@ pub struct FileProvider {
     pub headers: BTreeMap<String, String>,
     pub timeouts: FileTimeouts,
     pub ca_file: Option<String>,
-    /// Model ids this instance serves.
-    pub models: Vec<String>,
+    /// Model ids this instance serves, each optionally with its traits.
+    pub models: Vec<FileProviderModel>,
     /// `openai` or `anthropic`; the type's own format when absent.
     pub format: Option<String>,
 }

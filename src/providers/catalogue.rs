@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use super::{AuthStyle, BaseUrl, ProviderCredential, ProviderKind, TlsRoots, WireFormat};
+use super::{
+    AuthStyle, BaseUrl, ModelTraits, ProviderCredential, ProviderKind, TlsRoots, WireFormat,
+};
 
 /// Upstream timeouts of one provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,8 @@ pub struct Provider {
     pub configured: bool,
     /// Model ids this instance serves, as configured; empty when not listed.
     pub models: Vec<String>,
+    /// What this instance's configuration says about some of its models.
+    pub model_traits: BTreeMap<String, ModelTraits>,
     /// The request format the instance speaks (the type's own unless overridden).
     pub format: WireFormat,
 }
@@ -75,6 +79,7 @@ impl Provider {
             tls_roots: None,
             configured: false,
             models: Vec::new(),
+            model_traits: BTreeMap::new(),
             format: kind.wire_format(),
         }
     }

@@ -5,6 +5,7 @@ mod base_url;
 mod catalogue;
 mod credential;
 mod kind;
+mod model_traits;
 mod secret;
 mod tls_roots;
 
@@ -13,5 +14,6 @@ pub use base_url::{BaseUrl, BaseUrlError};
 pub use catalogue::{how_to_configure, split_model_prefix, Provider, ProviderCatalogue, Timeouts};
 pub use credential::{is_passthru_marker, KeyRing, ProviderCredential, PASSTHRU};
 pub use kind::{AuthStyle, ProviderKind, WireFormat};
+pub use model_traits::{reasoning_family, ModelTraits};
 pub use secret::Secret;
 pub use tls_roots::{load_roots_with_ca_file, TlsRoots};

@@ -78,6 +78,27 @@ pub fn strip_client_headers(req: &mut RequestHeader) {
     }
 }
 
+/// Removes the client's headers of the other API family (`anthropic-version`,
+/// `anthropic-beta`, … for an OpenAI-format provider; `openai-*` for an
+/// Anthropic-format one): on a translated request they describe a body the provider
+/// never sees.
+pub fn strip_foreign_format_headers(req: &mut RequestHeader, provider_format: WireFormat) {
+    let foreign = match provider_format {
+        WireFormat::OpenAi => "anthropic-",
+        WireFormat::Anthropic => "openai-",
+    };
+    // Most requests carry none, and an empty Vec does not allocate.
+    let doomed: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(foreign))
+        .cloned()
+        .collect();
+    for name in doomed {
+        while req.remove_header(&name).is_some() {}
+    }
+}
+
 /// Adds `key` (when there is one) in the provider's auth style, the provider's required
 /// and default headers, the configured extra headers and the request id. Call after
 /// [`strip_client_headers`].
@@ -170,6 +191,26 @@ mod tests {
 
     fn key() -> Secret {
         Secret::new("sk-provider")
+    }
+
+    #[test]
+    fn translated_requests_lose_the_other_api_familys_headers() {
+        let client = [
+            ("anthropic-version", "2023-06-01"),
+            ("anthropic-beta", "claude-code-20250219"),
+            ("anthropic-dangerous-direct-browser-access", "true"),
+            ("openai-organization", "org-1"),
+            ("x-app", "cli"),
+        ];
+        let mut r = request(&client);
+        strip_foreign_format_headers(&mut r, WireFormat::OpenAi);
+        let mut left: Vec<&str> = r.headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["openai-organization", "x-app"]);
+        let mut r = request(&client);
+        strip_foreign_format_headers(&mut r, WireFormat::Anthropic);
+        assert!(r.headers.get("openai-organization").is_none());
+        assert_eq!(r.headers["anthropic-beta"], "claude-code-20250219");
     }
 
     /// A client request with `pairs`, as sent to a `kind` provider holding `key()`.

@@ -91,9 +91,10 @@ impl AuroraProxy {
             // Even a refused key must come back in the envelope the client's SDK reads.
             ctx.error_format = endpoint.error_format();
         }
-        if let Ok(Route::Health) = route {
-            ctx.route_kind = "health";
-            return Ok(Route::Health);
+        if let Ok(open @ (Route::Health | Route::Root)) = route {
+            ctx.route_kind = open.kind();
+            check_method(&open, req)?;
+            return Ok(open);
         }
         // Everything but /health needs the gateway key, even to learn that a route is wrong.
         let caller = config
@@ -103,13 +104,7 @@ impl AuroraProxy {
         ctx.caller = Some(caller);
         let route = route?;
         ctx.route_kind = route.kind();
-        if let Some(method) = route.method() {
-            if req.method != method
-                && !(method == http::Method::GET && req.method == http::Method::HEAD)
-            {
-                return Err(GatewayError::method_not_allowed(req.uri.path(), &method));
-            }
-        }
+        check_method(&route, req)?;
         framing::check_transfer_coding(req)?;
         let limit = config.server.body_size_limit;
         if declared_length(req).is_some_and(|len| len > limit) {
@@ -161,7 +156,8 @@ impl AuroraProxy {
                 return reject(session, ctx, err).await;
             }
         };
-        let prepared = match model_request::prepare(endpoint, &body, config, unix_now()) {
+        let query = session.req_header().uri.query();
+        let prepared = match model_request::prepare(endpoint, &body, query, config, unix_now()) {
             Ok(prepared) => prepared,
             Err(err) => return reject(session, ctx, err).await,
         };
@@ -399,6 +395,19 @@ fn translate_response(
     }
 }
 
+/// The route's one method (a `GET` route answers `HEAD` too), or a 405.
+fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), GatewayError> {
+    match route.method() {
+        Some(method)
+            if req.method != method
+                && !(method == http::Method::GET && req.method == http::Method::HEAD) =>
+        {
+            Err(GatewayError::method_not_allowed(req.uri.path(), &method))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits before sending its body.
 fn expects_continue(req: &RequestHeader) -> bool {
     req.version == http::Version::HTTP_11
@@ -452,6 +461,7 @@ fn rewrite_upstream_request(
         req.insert_header(http::header::CONTENT_LENGTH, len)?;
     }
     if translated {
+        headers::strip_foreign_format_headers(req, target.provider.format);
         // The translator reads the provider's bytes; compressed ones would be wasted work.
         req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
     }
@@ -526,6 +536,10 @@ impl ProxyHttp for AuroraProxy {
                     &ctx.request_id,
                 )
                 .await?;
+                Ok(true)
+            }
+            Route::Root => {
+                respond::send(session, 200, "text/plain", Vec::new(), &ctx.request_id).await?;
                 Ok(true)
             }
             Route::ModelCall(endpoint) => self.call_model(session, ctx, &config, endpoint).await,

@@ -14,7 +14,7 @@ use crate::providers::ProviderKind;
 use crate::providers::{Provider, WireFormat};
 use crate::translate::{
     anthropic_to_openai_request, openai_to_anthropic_request, OpenAiRequestOptions, RequestOptions,
-    ResponseTranslation, TranslateError,
+    ResponseTranslation, TokenLimitField, TranslateError,
 };
 
 /// The `/v1` endpoints that carry a model in their body.
@@ -70,10 +70,13 @@ pub struct PreparedRequest {
 }
 
 /// Routes `body`'s model and prepares the upstream request for `endpoint`.
-/// `created` is the Unix time a translated response reports.
+/// `query` is the client's query string, kept when the provider speaks the
+/// endpoint's own format (`/v1/messages?beta=true`). `created` is the Unix time a
+/// translated response reports.
 pub fn prepare(
     endpoint: ModelEndpoint,
     body: &[u8],
+    query: Option<&str>,
     config: &Config,
     created: u64,
 ) -> Result<PreparedRequest, GatewayError> {
@@ -87,7 +90,7 @@ pub fn prepare(
     if provider.format == native {
         // Same API on both sides: the body goes as sent, only `model` changes.
         return Ok(PreparedRequest {
-            target: target(&provider, path),
+            target: target(&provider, path, query),
             body: field.replace(body, &route.model).into(),
             translation: None,
         });
@@ -101,7 +104,7 @@ pub fn prepare(
             let translated =
                 openai_to_anthropic_request(body, &opts).map_err(GatewayError::from)?;
             Ok(PreparedRequest {
-                target: target(&provider, ModelEndpoint::Messages.native().1),
+                target: target(&provider, ModelEndpoint::Messages.native().1, None),
                 body: translated.body.into(),
                 translation: Some(ResponseTranslation::AnthropicToOpenAi {
                     model: field.name,
@@ -112,17 +115,21 @@ pub fn prepare(
             })
         }
         ModelEndpoint::Messages => {
+            let traits = config.models.traits(&provider, &field.name, &route.model);
             let opts = OpenAiRequestOptions {
+                reasoning: traits.reasons(&route.model),
+                token_limit: if provider.kind == ProviderKind::OpenAi {
+                    TokenLimitField::MaxCompletionTokens
+                } else {
+                    TokenLimitField::MaxTokens
+                },
+                max_output_tokens: traits.max_output_tokens.map(u64::from),
                 model: route.model,
-                supports_reasoning_effort: matches!(
-                    provider.kind,
-                    ProviderKind::OpenAi | ProviderKind::OpenRouter | ProviderKind::Xai
-                ),
             };
             let translated =
                 anthropic_to_openai_request(body, &opts).map_err(GatewayError::from)?;
             Ok(PreparedRequest {
-                target: target(&provider, ModelEndpoint::ChatCompletions.native().1),
+                target: target(&provider, ModelEndpoint::ChatCompletions.native().1, None),
                 body: translated.body.into(),
                 translation: Some(ResponseTranslation::OpenAiToAnthropic {
                     model: field.name,
@@ -150,9 +157,13 @@ fn api_name(format: WireFormat) -> &'static str {
     }
 }
 
-fn target(provider: &Arc<Provider>, endpoint: &str) -> UpstreamTarget {
+fn target(provider: &Arc<Provider>, endpoint: &str, query: Option<&str>) -> UpstreamTarget {
+    let path_and_query = match query {
+        Some(query) => format!("{}{endpoint}?{query}", provider.base.path),
+        None => format!("{}{endpoint}", provider.base.path),
+    };
     UpstreamTarget {
-        path_and_query: format!("{}{endpoint}", provider.base.path),
+        path_and_query,
         provider: Arc::clone(provider),
         // Needs the client's headers: set by the caller (provider_key::upstream_credential).
         credential: Default::default(),

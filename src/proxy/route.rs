@@ -10,6 +10,9 @@ use crate::config::ServerSettings;
 pub enum Route {
     /// `GET /health`, answered by the gateway without auth.
     Health,
+    /// `GET /` or `HEAD /`: an empty 200 without auth, for clients that probe their
+    /// base URL (Claude Code does before every run).
+    Root,
     /// `/p/{provider}/{endpoint}`.
     Passthrough(PassthroughRoute),
     /// `POST /v1/chat/completions` and `POST /v1/embeddings`: routed by the body's model.
@@ -27,6 +30,7 @@ impl Route {
     pub fn kind(&self) -> &'static str {
         match self {
             Route::Health => "health",
+            Route::Root => "root",
             Route::Passthrough(_) => "passthrough",
             Route::ModelCall(endpoint) => endpoint.label(),
             Route::Models | Route::Model(_) => "models",
@@ -38,6 +42,7 @@ impl Route {
     pub fn method(&self) -> Option<http::Method> {
         match self {
             Route::Health | Route::Passthrough(_) => None,
+            Route::Root => Some(http::Method::GET),
             Route::ModelCall(_) => Some(http::Method::POST),
             Route::Models | Route::Model(_) | Route::Metrics => Some(http::Method::GET),
         }
@@ -48,6 +53,9 @@ impl Route {
 pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayError> {
     if path == "/health" {
         return Ok(Route::Health);
+    }
+    if path == "/" {
+        return Ok(Route::Root);
     }
     if let Some(rest) = path.strip_prefix(PASSTHROUGH_PREFIX) {
         if !settings.enable_passthrough_routes {
@@ -91,6 +99,7 @@ mod tests {
     fn health_and_passthrough_are_routed() {
         let s = ServerSettings::default();
         assert_eq!(classify("/health", &s), Ok(Route::Health));
+        assert_eq!(classify("/", &s), Ok(Route::Root));
         assert!(matches!(
             classify("/p/openai/models", &s),
             Ok(Route::Passthrough(_))

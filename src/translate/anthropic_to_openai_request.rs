@@ -5,11 +5,17 @@
 //! - The system prompt (string or text blocks, joined with a blank line)
 //!   becomes a leading `system` message; `cache_control` is dropped
 //!   everywhere, as OpenAI-compatible providers cache on their own.
+//! - A `system` message inside `messages` (Claude Code sends them mid-conversation)
+//!   becomes an OpenAI `system` message at the same position, its text blocks
+//!   joined with a blank line.
 //! - A user message's `tool_result` blocks become `tool` messages placed
 //!   first, directly after the assistant message that made the calls; the
-//!   message's other blocks follow as one user message. Tool results are text
-//!   only in OpenAI: text blocks are joined with a newline, images are
-//!   rejected, and `is_error: true` is kept by prefixing `Error: `.
+//!   message's other blocks follow as one user message. Tool messages carry
+//!   text only in OpenAI: text blocks are joined with a newline and
+//!   `is_error: true` is kept by prefixing `Error: `. Images and PDFs in a tool
+//!   result go into that user message instead, right after the run of tool
+//!   messages, each group behind a text part naming the tool call it came from
+//!   (the tool message says so too), so the model still sees them.
 //! - User content made only of text is sent as one string (text blocks joined
 //!   with a blank line), since some OpenAI-compatible servers accept only
 //!   string content; otherwise it is an array of parts. Assistant text blocks
@@ -19,10 +25,23 @@
 //!   refused, as OpenAI arguments must encode one.
 //! - A base64 PDF `document` becomes a `file` part and a plain-text document
 //!   a text part; other documents are rejected.
-//! - `top_k` is passed through (vLLM and other OpenAI-compatible servers
-//!   accept it; OpenAI itself rejects it, which is clearer than dropping it).
-//! - `thinking` becomes `reasoning_effort` only for providers that support it
-//!   (budget < 2048 low, < 8192 medium, else high); otherwise it is dropped.
+//! - Fields Chat Completions has no counterpart for are not sent: `top_k`,
+//!   `cache_control`, `context_management`, and `metadata` but for `user_id`,
+//!   which becomes `user` (cut to OpenAI's 64 characters).
+//! - Reasoning, for models that reason (see [`OpenAiRequestOptions::reasoning`]),
+//!   becomes `reasoning_effort`; for other models it is dropped:
+//!
+//!   | Messages request | `reasoning_effort` |
+//!   |---|---|
+//!   | `output_config.effort` `low` / `medium` / `high` (`max`) | the same (`high`) |
+//!   | `thinking: {type: enabled}`, `budget_tokens` < 2048 | `low` |
+//!   | `budget_tokens` 2048–8191 | `medium` |
+//!   | `budget_tokens` ≥ 8192 | `high` |
+//!   | `thinking: {type: adaptive}` | `medium` (OpenAI's default) |
+//!   | `thinking: {type: disabled}` or none | not sent |
+//! - `max_tokens` is sent as `max_completion_tokens` to OpenAI itself (its
+//!   reasoning models refuse `max_tokens`) and as `max_tokens` to other
+//!   OpenAI-compatible servers, lowered to the model's configured ceiling.
 //! - Server tools (typed tools such as `web_search_…`) and `mcp_servers`
 //!   cannot run elsewhere and are rejected.
 
@@ -45,9 +64,25 @@ use super::request_fields::{field, json_object, parse_body, stream_flag, Json};
 pub struct OpenAiRequestOptions {
     /// The upstream model name, routing prefix already removed.
     pub model: String,
-    /// The provider understands `reasoning_effort`.
-    pub supports_reasoning_effort: bool,
+    /// The model reasons and takes `reasoning_effort`.
+    pub reasoning: bool,
+    /// The member that carries the output-token limit.
+    pub token_limit: TokenLimitField,
+    /// The model's output-token ceiling: a larger `max_tokens` is lowered to it.
+    pub max_output_tokens: Option<u64>,
 }
+
+/// How an OpenAI-format provider names the output-token limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLimitField {
+    /// `max_completion_tokens`: OpenAI itself (its reasoning models refuse `max_tokens`).
+    MaxCompletionTokens,
+    /// `max_tokens`: OpenAI-compatible servers, many of which know nothing newer.
+    MaxTokens,
+}
+
+/// OpenAI's longest `user`.
+const MAX_USER_CHARS: usize = 64;
 
 /// A translated request, ready to send to an OpenAI-compatible provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +105,10 @@ json_object!(
         max_tokens,
         temperature,
         top_p,
-        top_k,
         stop_sequences,
         metadata,
         thinking,
+        output_config,
         tools,
         tool_choice,
         stream,
@@ -100,6 +135,7 @@ json_object!(
         tool_use_id,
         content,
         is_error,
+        tool_name,
     }
 );
 
@@ -148,7 +184,9 @@ pub fn anthropic_to_openai_request(
             })
         })
         .transpose();
-    let system = field(req.system).map(system_text).transpose()?;
+    let system = field(req.system)
+        .map(|s| system_text(s, || "system".into()))
+        .transpose()?;
     let Some(input) = field(req.messages).and_then(Json::elements) else {
         return Err(TranslateError::invalid_field(
             "messages",
@@ -163,18 +201,19 @@ pub fn anthropic_to_openai_request(
     let mut out = Vec::with_capacity(2 * body.len() + 256);
     out.push(b'{');
     if let Ok(Some(n)) = max_tokens {
-        out.extend_from_slice(br#""max_tokens":"#);
+        let n = opts.max_output_tokens.map_or(n, |ceiling| n.min(ceiling));
+        out.extend_from_slice(match opts.token_limit {
+            TokenLimitField::MaxCompletionTokens => br#""max_completion_tokens":"#.as_slice(),
+            TokenLimitField::MaxTokens => br#""max_tokens":"#.as_slice(),
+        });
         write_u64(&mut out, n);
         out.push(b',');
     }
     out.extend_from_slice(br#""messages":["#);
     let mut messages = MessagesWriter::default();
     // Joined with separators, several texts are never empty.
-    if let Some(system) = system.filter(|s| s.len() > 1 || s.iter().any(|t| !t.is_empty())) {
-        let out = messages.next(&mut out);
-        out.extend_from_slice(br#"{"content":""#);
-        write_joined(out, &system, "\\n\\n");
-        out.extend_from_slice(br#"","role":"system"}"#);
+    if let Some(system) = system {
+        write_system_message(&system, &mut messages, &mut out);
     }
     for (i, msg) in input.into_iter().enumerate() {
         convert_message(msg, i, &mut messages, &mut out)?;
@@ -195,18 +234,12 @@ pub fn anthropic_to_openai_request(
         }
     }
     let [temperature, top_p] = sampling;
-    let top_k = match field(req.top_k) {
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            TranslateError::invalid_field("top_k", "must be a non-negative integer")
-        })?),
-        None => None,
-    };
     let stops = stop_sequences(req.stop_sequences)?;
     let user = field(req.metadata)
         .and_then(|m| m.get("user_id"))
         .and_then(Json::as_str);
-    let effort = if opts.supports_reasoning_effort {
-        reasoning_effort(field(req.thinking))
+    let effort = if opts.reasoning {
+        reasoning_effort(field(req.thinking), field(req.output_config))
     } else {
         None
     };
@@ -242,17 +275,13 @@ pub fn anthropic_to_openai_request(
         out.extend_from_slice(br#","tools":"#);
         out.extend_from_slice(&tooling.tools);
     }
-    if let Some(k) = top_k {
-        out.extend_from_slice(br#","top_k":"#);
-        write_u64(&mut out, k);
-    }
     if let Some(p) = top_p {
         out.extend_from_slice(br#","top_p":"#);
         write_number(&mut out, &p);
     }
     if let Some(user) = user {
         out.extend_from_slice(br#","user":"#);
-        write_str(&mut out, &user);
+        write_str(&mut out, first_chars(&user, MAX_USER_CHARS));
     }
     out.push(b'}');
     out.shrink_to_fit();
@@ -260,17 +289,37 @@ pub fn anthropic_to_openai_request(
     Ok(OpenAiRequest { body: out, stream })
 }
 
-fn reasoning_effort(thinking: Option<Json<'_>>) -> Option<&'static str> {
-    let [kind, budget] = thinking?.members(["type", "budget_tokens"]);
-    if kind.and_then(Json::as_str).as_deref() != Some("enabled") {
-        return None;
+/// The `reasoning_effort` a Messages request asks for (the table in the module doc).
+fn reasoning_effort(
+    thinking: Option<Json<'_>>,
+    output_config: Option<Json<'_>>,
+) -> Option<&'static str> {
+    let effort = output_config
+        .and_then(|c| c.get("effort"))
+        .and_then(Json::as_str);
+    match effort.as_deref() {
+        Some("low") => return Some("low"),
+        Some("medium") => return Some("medium"),
+        Some("high" | "max") => return Some("high"),
+        _ => {}
     }
-    let budget = budget.and_then(Json::as_u64).unwrap_or(0);
-    Some(match budget {
-        0..2048 => "low",
-        2048..8192 => "medium",
-        _ => "high",
-    })
+    let [kind, budget] = thinking?.members(["type", "budget_tokens"]);
+    match kind.and_then(Json::as_str).as_deref() {
+        Some("enabled") => Some(match budget.and_then(Json::as_u64).unwrap_or(0) {
+            0..2048 => "low",
+            2048..8192 => "medium",
+            _ => "high",
+        }),
+        Some("adaptive") => Some("medium"),
+        _ => None,
+    }
+}
+
+/// At most `n` characters of `text`, cut at a character boundary.
+fn first_chars(text: &str, n: usize) -> &str {
+    text.char_indices()
+        .nth(n)
+        .map_or(text, |(end, _)| &text[..end])
 }
 
 fn stop_sequences(stops: Option<Json<'_>>) -> Result<Vec<Cow<'_, str>>, TranslateError> {
@@ -285,14 +334,18 @@ fn stop_sequences(stops: Option<Json<'_>>) -> Result<Vec<Cow<'_, str>>, Translat
         .collect()
 }
 
-/// The system prompt's texts, to be joined with a blank line.
-fn system_text(system: Json<'_>) -> Result<Vec<Cow<'_, str>>, TranslateError> {
+/// The texts of a system prompt (the top-level `system`, or a `system` message's
+/// content at `path`), to be joined with a blank line.
+fn system_text(
+    system: Json<'_>,
+    path: impl Fn() -> String,
+) -> Result<Vec<Cow<'_, str>>, TranslateError> {
     if let Some(s) = system.as_str() {
         return Ok(vec![s]);
     }
     let Some(blocks) = system.elements() else {
         return Err(TranslateError::invalid_field(
-            "system",
+            path(),
             "must be a string or an array of text blocks",
         ));
     };
@@ -303,13 +356,26 @@ fn system_text(system: Json<'_>) -> Result<Vec<Cow<'_, str>>, TranslateError> {
             (Some(kind), Some(t)) if kind == "text" => texts.push(t),
             _ => {
                 return Err(TranslateError::invalid_field(
-                    format!("system[{j}]"),
+                    format!("{}[{j}]", path()),
                     "system blocks must be text blocks",
                 ))
             }
         }
     }
     Ok(texts)
+}
+
+/// Writes a `system` message of `texts` joined with a blank line, unless there is
+/// nothing in them.
+fn write_system_message(texts: &[Cow<'_, str>], messages: &mut MessagesWriter, out: &mut Vec<u8>) {
+    // Joined with separators, several texts are never empty.
+    if texts.len() < 2 && texts.iter().all(|t| t.is_empty()) {
+        return;
+    }
+    let out = messages.next(out);
+    out.extend_from_slice(br#"{"content":""#);
+    write_joined(out, texts, "\\n\\n");
+    out.extend_from_slice(br#"","role":"system"}"#);
 }
 
 /// Writes `texts` joined by `separator` (already escaped) inside a string.
@@ -352,10 +418,18 @@ fn convert_message(
     let role = match role.as_deref() {
         Some("user") => "user",
         Some("assistant") => "assistant",
+        Some("system") => {
+            let content = msg.content.ok_or_else(|| {
+                TranslateError::invalid_field(format!("messages[{i}].content"), "is required")
+            })?;
+            let texts = system_text(content, || format!("messages[{i}].content"))?;
+            write_system_message(&texts, messages, out);
+            return Ok(());
+        }
         _ => {
             return Err(TranslateError::invalid_field(
                 format!("messages[{i}].role"),
-                "must be user or assistant",
+                "must be user, assistant or system",
             ))
         }
     };
@@ -448,13 +522,20 @@ fn convert_user_blocks(
     messages: &mut MessagesWriter,
     out: &mut Vec<u8>,
 ) -> Result<(), TranslateError> {
+    // What tool results attach (images, PDFs) comes first: it belongs right after
+    // the tool messages.
+    let mut attached = Vec::new();
     let mut parts = Vec::new();
     for (j, block) in blocks.into_iter().enumerate() {
         let block = ContentBlock::read(block);
         match block.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
-            "tool_result" => write_tool_message(&block, i, j, messages.next(out))?,
-            kind => parts.push(user_part(kind, &block, i, j)?),
+            "tool_result" => write_tool_message(&block, i, j, messages.next(out), &mut attached)?,
+            kind => parts.push(user_part(kind, &block, || block_path(i, j))?),
         }
+    }
+    if !attached.is_empty() {
+        attached.append(&mut parts);
+        parts = attached;
     }
     if parts.is_empty() {
         return Ok(());
@@ -502,10 +583,8 @@ fn text_of<'a>(
 fn user_part<'a>(
     kind: &str,
     block: &ContentBlock<'a>,
-    i: usize,
-    j: usize,
+    path: impl Fn() -> String + Copy,
 ) -> Result<UserPart<'a>, TranslateError> {
-    let path = || block_path(i, j);
     match kind {
         "text" => Ok(UserPart::Text(text_of(block, path)?)),
         "image" => Ok(UserPart::Image(source_url(block, path)?)),
@@ -573,11 +652,17 @@ fn source_url<'a>(
     }
 }
 
-fn write_tool_message(
-    block: &ContentBlock<'_>,
+/// What a tool message says when its images or PDFs follow in a user message.
+const ATTACHED_NOTE: &str = "(attached in the next message)";
+
+/// Writes a `tool_result` block as a tool message; its images and PDFs are pushed to
+/// `attached`, behind a text part naming the tool call.
+fn write_tool_message<'a>(
+    block: &ContentBlock<'a>,
     i: usize,
     j: usize,
     out: &mut Vec<u8>,
+    attached: &mut Vec<UserPart<'a>>,
 ) -> Result<(), TranslateError> {
     let path = || block_path(i, j);
     let id = block.tool_use_id.and_then(Json::as_str).ok_or_else(|| {
@@ -593,19 +678,50 @@ fn write_tool_message(
             if let Some(s) = content.as_str() {
                 write_str_fragment(out, &s);
             } else if let Some(items) = content.elements() {
+                let attached_before = attached.len();
+                let mut texts = 0;
                 for (k, item) in items.into_iter().enumerate() {
                     let item_path = || format!("{}.content[{k}]", path());
                     let item = ContentBlock::read(item);
-                    if item.kind.and_then(Json::as_str).as_deref() != Some("text") {
-                        return Err(TranslateError::unsupported(
-                            item_path(),
-                            "tool results can only carry text for this model; describe images in text",
-                        ));
-                    }
-                    if k > 0 {
+                    let text = match item.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
+                        "text" => text_of(&item, item_path)?,
+                        // Tool search names the tools it loaded; they are all offered here.
+                        "tool_reference" => match item.tool_name.and_then(Json::as_str) {
+                            Some(name) => Cow::Owned(format!("Tool available: {name}")),
+                            None => Cow::Borrowed(""),
+                        },
+                        kind @ ("image" | "document") => {
+                            match user_part(kind, &item, item_path)? {
+                                UserPart::Text(text) => text,
+                                part => {
+                                    if attached.len() == attached_before {
+                                        attached.push(UserPart::Text(Cow::Owned(format!(
+                                            "Attached by tool call {id}:"
+                                        ))));
+                                    }
+                                    attached.push(part);
+                                    continue;
+                                }
+                            }
+                        }
+                        other => {
+                            return Err(TranslateError::unsupported(
+                                item_path(),
+                                format!("tool result block type `{other}` cannot be sent to this model; use text, image or document blocks"),
+                            ))
+                        }
+                    };
+                    if texts > 0 {
                         out.extend_from_slice(b"\\n");
                     }
-                    write_str_fragment(out, &text_of(&item, item_path)?);
+                    texts += 1;
+                    write_str_fragment(out, &text);
+                }
+                if attached.len() > attached_before {
+                    if texts > 0 {
+                        out.extend_from_slice(b"\\n");
+                    }
+                    write_str_fragment(out, ATTACHED_NOTE);
                 }
             } else {
                 return Err(TranslateError::invalid_field(
@@ -790,7 +906,9 @@ mod tests {
     fn opts(reasoning: bool) -> OpenAiRequestOptions {
         OpenAiRequestOptions {
             model: "gpt-4o-mini".into(),
-            supports_reasoning_effort: reasoning,
+            reasoning,
+            token_limit: TokenLimitField::MaxTokens,
+            max_output_tokens: None,
         }
     }
 
@@ -828,8 +946,12 @@ mod tests {
             translate_err(json!({"max_tokens": 1})).param(),
             Some("messages")
         );
-        let e = translate_err(json!({"messages": [{"role": "system", "content": "x"}]}));
+        let e = translate_err(json!({"messages": [{"role": "developer", "content": "x"}]}));
         assert_eq!(e.param(), Some("messages[0].role"));
+        let e = translate_err(
+            json!({"messages": [{"role": "system", "content": [{"type": "image"}]}]}),
+        );
+        assert_eq!(e.param(), Some("messages[0].content[0]"));
     }
 
     #[test]
@@ -848,6 +970,28 @@ mod tests {
         assert_eq!(
             got["messages"][0],
             json!({"role": "system", "content": "A\n\nB"})
+        );
+    }
+
+    #[test]
+    fn system_messages_inside_messages_stay_in_place() {
+        let got = translate(json!({"system": "top", "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "system", "content": [{"type": "text", "text": "A"}, {"type": "text", "text": "B", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": "Go on"},
+            {"role": "system", "content": "plain"}
+        ]}));
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "system", "content": "top"},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello"},
+                {"role": "system", "content": "A\n\nB"},
+                {"role": "user", "content": "Go on"},
+                {"role": "system", "content": "plain"}
+            ])
         );
     }
 
@@ -979,13 +1123,72 @@ mod tests {
     }
 
     #[test]
-    fn tool_result_with_image_is_unsupported() {
-        let e = translate_err(json!({"messages": [{"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "t1", "content": [
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "x"}}
+    fn tool_result_images_follow_the_tool_messages_in_a_user_message() {
+        let png = "iVBORw0KGgoAAAANSUhEUg==";
+        let got = translate(json!({"messages": [
+            {"role": "user", "content": "Look at both"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "Read", "input": {"file_path": "/a.png"}},
+                {"type": "tool_use", "id": "t2", "name": "Read", "input": {"file_path": "/b.txt"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+                ]},
+                {"type": "tool_result", "tool_use_id": "t2", "content": [{"type": "text", "text": "hello"}]},
+                {"type": "text", "text": "What do you see?"}
+            ]},
+            {"role": "assistant", "content": "A cat."}
+        ]}));
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "user", "content": "Look at both"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "t1", "type": "function", "function": {"name": "Read", "arguments": "{\"file_path\":\"/a.png\"}"}},
+                    {"id": "t2", "type": "function", "function": {"name": "Read", "arguments": "{\"file_path\":\"/b.txt\"}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "t1", "content": "(attached in the next message)"},
+                {"role": "tool", "tool_call_id": "t2", "content": "hello"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Attached by tool call t1:"},
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}")}},
+                    {"type": "text", "text": "What do you see?"}
+                ]},
+                {"role": "assistant", "content": "A cat."}
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_result_text_pdf_and_tool_references_are_kept() {
+        let got = translate(json!({"messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "is_error": true, "content": [
+                {"type": "text", "text": "partial"},
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}},
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}},
+                {"type": "tool_reference", "tool_name": "WebFetch"}
             ]}
         ]}]}));
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "tool", "tool_call_id": "t1",
+                 "content": "Error: partial\nnotes\nTool available: WebFetch\n(attached in the next message)"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Attached by tool call t1:"},
+                    {"type": "file", "file": {"filename": "document.pdf", "file_data": "data:application/pdf;base64,JVBE"}}
+                ]}
+            ])
+        );
+        let e = translate_err(json!({"messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "search_result"}]}
+        ]}]}));
         assert_eq!(e.param(), Some("messages[0].content[0].content[0]"));
+        let e = translate_err(json!({"messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}
+        ]}]}));
+        assert_eq!(e.param(), Some("messages[0].content[0].content[0].source"));
     }
 
     #[test]
@@ -1037,14 +1240,49 @@ mod tests {
     fn sampling_stop_and_user_are_mapped() {
         let got = translate(
             json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
-            "temperature": 0.5, "top_p": 0.9, "top_k": 40, "stop_sequences": ["3", "END"],
+            "temperature": 0.5, "top_p": 0.9, "stop_sequences": ["3", "END"],
             "metadata": {"user_id": "u-1"}}),
         );
         assert_eq!(got["temperature"], 0.5);
         assert_eq!(got["top_p"], 0.9);
-        assert_eq!(got["top_k"], 40);
         assert_eq!(got["stop"], json!(["3", "END"]));
         assert_eq!(got["user"], "u-1");
+    }
+
+    #[test]
+    fn fields_without_a_chat_counterpart_are_not_sent() {
+        let long_user = format!("{}é{}", "u".repeat(62), "tail");
+        let got = translate(json!({"messages": [{"role": "user", "content": "x"}],
+            "top_k": 40, "context_management": {"edits": [{"type": "clear_thinking_20251015"}]},
+            "metadata": {"user_id": long_user, "trace": "t"},
+            "thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "low"}}));
+        let keys: Vec<&str> = got
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["messages", "model", "user"]);
+        assert_eq!(got["user"], format!("{}ét", "u".repeat(62)));
+        assert_eq!(got["user"].as_str().unwrap().chars().count(), 64);
+    }
+
+    #[test]
+    fn max_tokens_takes_the_providers_name_and_the_models_ceiling() {
+        let req = json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 32000});
+        let mut o = opts(false);
+        o.token_limit = TokenLimitField::MaxCompletionTokens;
+        o.max_output_tokens = Some(16384);
+        let r = anthropic_to_openai_request(req.to_string().as_bytes(), &o).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(got["max_completion_tokens"], 16384);
+        assert!(got.get("max_tokens").is_none());
+        o.token_limit = TokenLimitField::MaxTokens;
+        o.max_output_tokens = Some(64000);
+        let r = anthropic_to_openai_request(req.to_string().as_bytes(), &o).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(got["max_tokens"], 32000);
+        assert!(got.get("max_completion_tokens").is_none());
     }
 
     #[test]
@@ -1068,6 +1306,34 @@ mod tests {
         }
         let req = json!({"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "disabled"}});
         assert!(translate_with(req, true).get("reasoning_effort").is_none());
+        let req = json!({"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "adaptive"}});
+        assert_eq!(
+            translate_with(req.clone(), true)["reasoning_effort"],
+            "medium"
+        );
+        assert!(translate_with(req, false).get("reasoning_effort").is_none());
+    }
+
+    #[test]
+    fn output_config_effort_wins_over_the_thinking_budget() {
+        for (effort, expected) in [
+            ("low", "low"),
+            ("medium", "medium"),
+            ("high", "high"),
+            ("max", "high"),
+        ] {
+            let req = json!({"messages": [{"role": "user", "content": "x"}],
+                "thinking": {"type": "enabled", "budget_tokens": 31999}, "output_config": {"effort": effort}});
+            assert_eq!(
+                translate_with(req.clone(), true)["reasoning_effort"],
+                expected,
+                "{effort}"
+            );
+            assert!(translate_with(req, false).get("reasoning_effort").is_none());
+        }
+        let req = json!({"messages": [{"role": "user", "content": "x"}],
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}});
+        assert_eq!(translate_with(req, true)["reasoning_effort"], "high");
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub use anthropic_to_openai_error::{
     anthropic_error_to_openai, openai_error_type_for_anthropic_type, openai_error_type_for_status,
 };
 pub use anthropic_to_openai_request::{
-    anthropic_to_openai_request, OpenAiRequest, OpenAiRequestOptions,
+    anthropic_to_openai_request, OpenAiRequest, OpenAiRequestOptions, TokenLimitField,
 };
 pub use anthropic_to_openai_response::{anthropic_to_openai_response, ResponseOptions};
 pub use anthropic_to_openai_stream::{AnthropicToOpenAiStream, StreamOptions};
