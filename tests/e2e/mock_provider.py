@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agent_script import READ_TOOL, anthropic_turn, openai_turn
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 MESSAGES_PATH = "/v1/messages"
@@ -263,10 +265,15 @@ OPENAI_ONLY_FIELDS = (
 )
 
 
-def anthropic_request_problem(payload, count_tokens: bool = False) -> str | None:
+MID_CONVERSATION_SYSTEM_BETA = "mid-conversation-system"
+
+
+def anthropic_request_problem(payload, count_tokens: bool = False, betas: str = "") -> str | None:
     """What Anthropic would reject in a Messages request (the checks a translated
     request can plausibly get wrong), or None. A token counting request
-    (`count_tokens`) takes the same fields less `max_tokens` and `stream`."""
+    (`count_tokens`) takes the same fields less `max_tokens` and `stream`. A `system`
+    role inside `messages` needs its beta in `betas` (the `anthropic-beta` header), and
+    every `tool_result` needs its `tool_use` in the message before."""
     if not isinstance(payload, dict):
         return "body: Input should be an object"
     refused = OPENAI_ONLY_FIELDS + (("max_tokens", "stream") if count_tokens else ())
@@ -281,10 +288,21 @@ def anthropic_request_problem(payload, count_tokens: bool = False) -> str | None
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: Field required"
+    system_allowed = MID_CONVERSATION_SYSTEM_BETA in betas
+    calls_before: list[str] = []
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
-        if role not in ("user", "assistant"):
+        if role not in ("user", "assistant") and not (role == "system" and system_allowed):
             return f'messages.{i}.role: Input should be "user" or "assistant"'
+        blocks = message.get("content") if isinstance(message.get("content"), list) else []
+        for j, block in enumerate(blocks):
+            if isinstance(block, dict) and block.get("type") == "tool_result" and block.get("tool_use_id") not in calls_before:
+                return (
+                    f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                    f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                    "`tool_use` block in the previous message."
+                )
+        calls_before = [b.get("id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"]
     for i, tool in enumerate(payload.get("tools") or []):
         if not isinstance(tool, dict) or "name" not in tool:
             return f"tools.{i}.name: Field required"
@@ -339,7 +357,16 @@ ANTHROPIC_ONLY_FIELDS = (
     "container",
     "mcp_servers",
     "inference_geo",
+    "context_management",
+    "output_config",
 )
+# OpenAI's output ceilings for the models the tests use.
+OPENAI_OUTPUT_CEILINGS = {"gpt-4o-mini": 16384, "gpt-4o": 16384}
+
+
+def openai_reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning families (o-series, GPT-5), which refuse `max_tokens`."""
+    return bool(re.match(r"o\d", model)) or model.startswith("gpt-5")
 OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 OPENAI_PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
 
@@ -355,6 +382,16 @@ def openai_request_problem(payload) -> str | None:
             return f"Unrecognized request argument supplied: {field}"
     if not isinstance(payload.get("model"), str) or not payload["model"]:
         return "you must provide a model parameter"
+    model = payload["model"]
+    if openai_reasoning_model(model) and "max_tokens" in payload:
+        return "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
+    for field in ("max_tokens", "max_completion_tokens"):
+        asked, ceiling = payload.get(field), OPENAI_OUTPUT_CEILINGS.get(model)
+        if isinstance(asked, int) and ceiling and asked > ceiling:
+            return (
+                f"max_tokens is too large: {asked}. This model supports at most {ceiling} "
+                f"completion tokens, whereas you provided {asked}."
+            )
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty array"
@@ -368,6 +405,11 @@ def openai_request_problem(payload) -> str | None:
                 kind = part.get("type") if isinstance(part, dict) else None
                 if kind not in OPENAI_PART_TYPES:
                     return f"Invalid value for 'messages[{i}].content[{j}].type': {kind!r}"
+                if kind == "image_url" and role != "user":
+                    return (
+                        f"Invalid 'messages[{i}]'. Image URLs are only allowed for messages with role "
+                        f"'user', but this message with role '{role}' contains an image URL."
+                    )
         if role == "tool" and not isinstance(message.get("tool_call_id"), str):
             return f"Missing required parameter: 'messages[{i}].tool_call_id'"
     for i, tool in enumerate(payload.get("tools") or []):
@@ -429,17 +471,23 @@ def _openai_chunks(model: str, include_usage: bool):
     return chunk, recorded["usage"]
 
 
-def openai_tool_stream(model: str, include_usage: bool = False) -> list[bytes]:
-    """OpenAI's stream for the recorded tool call: the call's id and name with empty
-    arguments, the arguments (TOOL_INPUT) in several fragments, finish_reason
-    `tool_calls`, the usage chunk when asked for, then [DONE]."""
+def openai_tool_stream(
+    model: str,
+    include_usage: bool = False,
+    name: str = TOOL_NAME,
+    tool_input: dict | None = None,
+    call_id: str = TOOL_CALL_ID,
+) -> list[bytes]:
+    """OpenAI's stream for one tool call (the recorded one by default): the call's id
+    and name with empty arguments, the arguments (TOOL_INPUT) in several fragments,
+    finish_reason `tool_calls`, the usage chunk when asked for, then [DONE]."""
     chunk, usage = _openai_chunks(model, include_usage)
-    arguments = json.dumps(TOOL_INPUT, separators=(",", ":"))
+    arguments = json.dumps(TOOL_INPUT if tool_input is None else tool_input, separators=(",", ":"))
     opening = {
         "index": 0,
-        "id": TOOL_CALL_ID,
+        "id": call_id,
         "type": "function",
-        "function": {"name": TOOL_NAME, "arguments": ""},
+        "function": {"name": name, "arguments": ""},
     }
     events = [chunk({"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None})]
     for i in range(0, len(arguments), 5):
@@ -448,6 +496,57 @@ def openai_tool_stream(model: str, include_usage: bool = False) -> list[bytes]:
     if include_usage:
         events.append(chunk(usage=usage))
     return events + [b"data: [DONE]\n\n"]
+
+
+def openai_text_stream(model: str, text: str, include_usage: bool = False) -> list[bytes]:
+    """OpenAI's stream for an answer of `text`, in word-sized chunks."""
+    chunk, usage = _openai_chunks(model, include_usage)
+    events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    events += [chunk({"content": piece}) for piece in split_text(text)]
+    events.append(chunk({}, "stop"))
+    if include_usage:
+        events.append(chunk(usage=usage))
+    return events + [b"data: [DONE]\n\n"]
+
+
+# --- The scripted agent model (agent_script) ---------------------------------------------
+
+AGENT_TOOL_USE_ID = "toolu_agent_read_1"
+AGENT_CALL_ID = "call_agent_read_1"
+
+
+def agent_anthropic_message(model: str, turn) -> dict:
+    kind, value = turn
+    message = {**anthropic_text_message(), "model": model}
+    if kind == "tool":
+        message["content"] = [{"type": "tool_use", "id": AGENT_TOOL_USE_ID, "name": READ_TOOL, "input": {"file_path": value}}]
+        message["stop_reason"] = "tool_use"
+    else:
+        message["content"] = [{"type": "text", "text": value}]
+        message["stop_reason"] = "end_turn"
+    return message
+
+
+def agent_openai_answer(model: str, turn, stream: bool, include_usage: bool):
+    """The SSE events (stream) or the completion JSON for an agent turn."""
+    kind, value = turn
+    if stream:
+        if kind == "tool":
+            return openai_tool_stream(model, include_usage, READ_TOOL, {"file_path": value}, AGENT_CALL_ID)
+        return openai_text_stream(model, value, include_usage)
+    completion = fixture_json("openai/chat_completion.json")
+    completion["model"] = model
+    choice = completion["choices"][0]
+    if kind == "tool":
+        arguments = json.dumps({"file_path": value})
+        choice["message"] = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": AGENT_CALL_ID, "type": "function", "function": {"name": READ_TOOL, "arguments": arguments}}
+        ]}
+        choice["finish_reason"] = "tool_calls"
+    else:
+        choice["message"] = {"role": "assistant", "content": value}
+        choice["finish_reason"] = "stop"
+    return completion
 
 
 def openai_midstream_error_stream(model: str, include_usage: bool = False) -> list[bytes]:
@@ -517,11 +616,15 @@ class _Handler(BaseHTTPRequestHandler):
         handler(payload, wanted)
 
     def _anthropic_messages(self, payload, wanted):
-        problem = anthropic_request_problem(payload)
+        problem = anthropic_request_problem(payload, betas=self.headers.get("anthropic-beta", ""))
         if problem:
             error = {"type": "error", "error": {"type": "invalid_request_error", "message": problem}}
             return self._send_json(400, error)
         stream = payload.get("stream") is True
+        turn = anthropic_turn(payload)
+        if turn is not None:
+            message = agent_anthropic_message(payload["model"], turn)
+            return self._send_sse(anthropic_stream_of(message)) if stream else self._send_json(200, message)
         if wanted == TOOL:
             message = {**anthropic_tool_message(), "model": payload["model"]}
             return self._send_sse(anthropic_stream_of(message)) if stream else self._send_json(200, message)
@@ -534,7 +637,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, "application/json", fixture_bytes("anthropic/messages.json"))
 
     def _anthropic_count_tokens(self, payload, wanted):
-        problem = anthropic_request_problem(payload, count_tokens=True)
+        problem = anthropic_request_problem(payload, count_tokens=True, betas=self.headers.get("anthropic-beta", ""))
         if problem:
             error = {"type": "error", "error": {"type": "invalid_request_error", "message": problem}}
             return self._send_json(400, error)
@@ -549,6 +652,10 @@ class _Handler(BaseHTTPRequestHandler):
         stream = payload.get("stream") is True
         options = payload.get("stream_options")
         include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+        turn = openai_turn(payload)
+        if turn is not None:
+            answer = agent_openai_answer(model, turn, stream, include_usage)
+            return self._send_sse(answer) if stream else self._send_json(200, answer)
         if wanted == MIDSTREAM_ERROR:
             if not stream:
                 return self._send_json(400, {"error": {"message": "mock: midstream_error needs stream"}})

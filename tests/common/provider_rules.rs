@@ -1,0 +1,156 @@
+//! What the real APIs refuse, with their own 400 texts, so a mock provider that
+//! validates like them catches a translation that only a real provider would catch.
+//! Each rule was taken from the provider's documented or observed answer.
+
+use serde_json::{json, Value};
+
+use super::mock::{Recorded, Reply};
+
+const OPENAI_ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
+/// Members a Chat Completions request may not carry (OpenAI answers "Unrecognized
+/// request argument"): the Messages API's own.
+const ANTHROPIC_ONLY: [&str; 6] = [
+    "system",
+    "stop_sequences",
+    "top_k",
+    "thinking",
+    "context_management",
+    "output_config",
+];
+
+/// OpenAI's output ceilings for the models the tests use.
+fn openai_output_ceiling(model: &str) -> Option<u64> {
+    match model {
+        "gpt-4o-mini" | "gpt-4o" => Some(16_384),
+        _ => None,
+    }
+}
+
+fn openai_reasons(model: &str) -> bool {
+    let o_series = model
+        .strip_prefix('o')
+        .and_then(|r| r.chars().next())
+        .is_some_and(|c| c.is_ascii_digit());
+    o_series || model.starts_with("gpt-5")
+}
+
+fn openai_400(message: String, param: Option<String>, code: &str) -> Reply {
+    let body = json!({"error": {"message": message, "type": "invalid_request_error",
+        "param": param, "code": code}});
+    Reply::json(400, body.to_string())
+}
+
+/// OpenAI's 400 for a Chat Completions request it would refuse, or `None`.
+pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
+    let Ok(body) = serde_json::from_slice::<Value>(&rec.body) else {
+        return Some(openai_400(
+            "We could not parse the JSON body of your request.".into(),
+            None,
+            "invalid_json",
+        ));
+    };
+    for field in ANTHROPIC_ONLY {
+        if body.get(field).is_some() {
+            return Some(openai_400(
+                format!("Unrecognized request argument supplied: {field}"),
+                None,
+                "unknown_parameter",
+            ));
+        }
+    }
+    let model = body["model"].as_str().unwrap_or_default();
+    if openai_reasons(model) && body.get("max_tokens").is_some() {
+        return Some(openai_400(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.".into(),
+            Some("max_tokens".into()),
+            "unsupported_parameter",
+        ));
+    }
+    for field in ["max_tokens", "max_completion_tokens"] {
+        let asked = body.get(field).and_then(Value::as_u64);
+        if let (Some(asked), Some(ceiling)) = (asked, openai_output_ceiling(model)) {
+            if asked > ceiling {
+                return Some(openai_400(
+                    format!("max_tokens is too large: {asked}. This model supports at most {ceiling} completion tokens, whereas you provided {asked}."),
+                    Some(field.into()),
+                    "invalid_value",
+                ));
+            }
+        }
+    }
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    for (i, message) in messages.iter().enumerate() {
+        let role = message["role"].as_str().unwrap_or_default();
+        if !OPENAI_ROLES.contains(&role) {
+            return Some(openai_400(
+                format!("Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'."),
+                Some(format!("messages[{i}].role")),
+                "invalid_value",
+            ));
+        }
+        let parts = message["content"].as_array().cloned().unwrap_or_default();
+        let has_image = parts.iter().any(|p| p["type"] == "image_url");
+        if has_image && role != "user" {
+            return Some(openai_400(
+                format!("Invalid 'messages[{i}]'. Image URLs are only allowed for messages with role 'user', but this message with role '{role}' contains an image URL."),
+                Some(format!("messages[{i}]")),
+                "invalid_value",
+            ));
+        }
+    }
+    None
+}
+
+fn anthropic_400(message: String) -> Reply {
+    let body =
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
+    Reply::json(400, body.to_string())
+}
+
+/// Anthropic's 400 for a Messages request it would refuse, or `None`. A `system` role
+/// inside `messages` needs the beta that allows it.
+pub fn anthropic_messages_refusal(rec: &Recorded) -> Option<Reply> {
+    let Ok(body) = serde_json::from_slice::<Value>(&rec.body) else {
+        return Some(anthropic_400(
+            "There was an issue with the JSON body of your request.".into(),
+        ));
+    };
+    let system_beta = rec
+        .header("anthropic-beta")
+        .is_some_and(|b| b.contains("mid-conversation-system"));
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let mut calls_before: Vec<String> = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let role = message["role"].as_str().unwrap_or_default();
+        if !(role == "user" || role == "assistant" || (role == "system" && system_beta)) {
+            return Some(anthropic_400(format!(
+                "messages.{i}.role: Input should be 'user' or 'assistant'"
+            )));
+        }
+        let blocks = message["content"].as_array().cloned().unwrap_or_default();
+        for (j, block) in blocks.iter().enumerate() {
+            if block["type"] == "tool_result" {
+                let id = block["tool_use_id"].as_str().unwrap_or_default();
+                if !calls_before.iter().any(|c| c == id) {
+                    return Some(anthropic_400(format!(
+                        "messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: {id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+                    )));
+                }
+            }
+        }
+        calls_before = blocks
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .filter_map(|b| b["id"].as_str().map(str::to_string))
+            .collect();
+    }
+    None
+}
