@@ -8,7 +8,7 @@ PID_FILE ?= /tmp/aurora.pid
 LOG_FILE ?= aurora.log
 AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load soak deps venv
+.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load soak deps venv agents
 
 all: build
 
@@ -62,8 +62,25 @@ $(VENV)/.installed: tests/e2e/requirements.txt
 	$(VENV)/bin/pip install -q -r tests/e2e/requirements.txt
 	touch $@
 
-# Everything: unit and integration tests, then the official SDKs end to end.
-test: build venv test-rust test-e2e
+# The coding-agent CLIs the e2e tests drive, pinned, from npm into an ignored folder
+# (node and npm come from apt when missing).
+AGENTS_DIR ?= tests/e2e/agents
+CLAUDE_CODE_VERSION ?= 2.1.332
+agents: $(AGENTS_DIR)/.installed-$(CLAUDE_CODE_VERSION)
+
+$(AGENTS_DIR)/.installed-$(CLAUDE_CODE_VERSION):
+	@command -v npm >/dev/null 2>&1 || { \
+		echo "npm missing: installing node and npm with apt-get"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	mkdir -p $(AGENTS_DIR)
+	npm install --prefix $(AGENTS_DIR) --no-save --no-audit --no-fund --loglevel=error \
+		@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	$(AGENTS_DIR)/node_modules/.bin/claude --version
+	touch $@
+
+# Everything: unit and integration tests, then the official SDKs and agent CLIs end to end.
+test: build venv agents test-rust test-e2e
 
 test-rust: build
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -72,7 +89,7 @@ test-rust: build
 		$(CARGO) test --no-fail-fast; \
 	fi
 
-test-e2e: build venv
+test-e2e: build venv agents
 	AURORA_BIN=$(CURDIR)/target/debug/aurora $(VENV)/bin/pytest -q tests/e2e
 
 # The property tests of the decoders and routers (tests/fuzz_*.rs), which `make test`

@@ -20,6 +20,13 @@ PROVIDER_KEYS = {"anthropic": "sk-ant-e2e-provider", "openai": "sk-openai-e2e-pr
 
 STARTUP_TIMEOUT = 15.0
 
+# OpenAI's output ceiling for gpt-4o-mini, which the mock provider enforces as OpenAI
+# does: coding agents ask for more (Claude Code: 32000).
+GATEWAY_CONFIG = """models:
+  limits:
+    gpt-4o-mini: {max_output_tokens: 16384}
+"""
+
 
 @dataclass
 class Gateway:
@@ -81,7 +88,8 @@ def gateway(isolated_sdk_env, mock_provider, tmp_path_factory):
         pytest.fail(f"gateway binary {binary} not found: run `cargo build` or set AURORA_BIN", pytrace=False)
     work = tmp_path_factory.mktemp("aurora")
     config = work / "aurora.yaml"
-    config.write_text("")  # everything comes from the environment below
+    # Providers come from the environment below; the file holds what only it can say.
+    config.write_text(GATEWAY_CONFIG)
     log_path = work / "aurora.log"
     port = _free_port()
     # Only what the gateway needs, so nothing from the developer's shell leaks in.
