@@ -44,6 +44,7 @@ pub mod openai_to_anthropic_response;
 pub mod openai_to_anthropic_stream;
 mod request_fields;
 pub mod response_translator;
+pub mod responses;
 pub mod sse;
 mod sse_translator;
 
