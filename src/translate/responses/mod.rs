@@ -10,9 +10,11 @@
 //! Errors use OpenAI's envelope, as the Responses API does.
 
 pub mod reasoning_state;
+pub mod request;
 pub mod tool_names;
 
 pub use reasoning_state::ReasoningState;
+pub use request::{responses_to_anthropic_request, ResponsesRequest, ResponsesRequestOptions};
 pub use tool_names::ToolNames;
 
 use std::sync::Arc;
