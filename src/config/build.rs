@@ -18,6 +18,7 @@ use crate::providers::{
     load_roots_with_ca_file, split_model_prefix, BaseUrl, ModelTraits, Provider, ProviderCatalogue,
     ProviderKind, Secret, Timeouts, WireFormat,
 };
+use crate::proxy::response_store::StoreLimits;
 
 /// Parses `yaml` (absent: environment only), overlays `env`, and validates everything.
 pub fn build_config(
@@ -58,11 +59,45 @@ pub fn build_config(
         }
     }
     let models = model_settings(&file, env, &providers)?;
+    let responses = response_store_limits(&file, env)?;
     Ok(Config {
         server,
         auth,
         providers,
         models,
+        responses,
+    })
+}
+
+fn response_store_limits(file: &FileConfig, env: &EnvSnapshot) -> Result<StoreLimits, ConfigError> {
+    let defaults = StoreLimits::default();
+    let r = &file.responses;
+    let max_entries = match env.get("AURORA_RESPONSES_STORE_MAX_ENTRIES") {
+        Some(v) => v.trim().parse().map_err(|_| {
+            invalid(format!(
+                "AURORA_RESPONSES_STORE_MAX_ENTRIES must be a number, got `{v}`"
+            ))
+        })?,
+        None => r.store_max_entries.unwrap_or(defaults.max_entries),
+    };
+    let max_bytes = size_setting(
+        env,
+        "AURORA_RESPONSES_STORE_MAX_BYTES",
+        "responses.store_max_bytes",
+        &r.store_max_bytes,
+        defaults.max_bytes as u64,
+    )?;
+    let ttl = duration_setting(
+        env,
+        "AURORA_RESPONSES_STORE_TTL",
+        "responses.store_ttl",
+        &r.store_ttl,
+        defaults.ttl,
+    )?;
+    Ok(StoreLimits {
+        max_entries,
+        max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+        ttl,
     })
 }
 

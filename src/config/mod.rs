@@ -24,6 +24,7 @@ pub use tls_listener::{DownstreamTls, ServerCert, DEFAULT_TLS_LISTEN};
 
 use crate::auth::GatewayAuth;
 use crate::providers::{ModelTraits, Provider, ProviderCatalogue};
+use crate::proxy::response_store::StoreLimits;
 
 /// Default config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "conf/aurora.yaml";
@@ -166,6 +167,8 @@ pub struct Config {
     pub providers: ProviderCatalogue,
     /// Model aliases and request defaults.
     pub models: ModelSettings,
+    /// How much of the Responses API's answers the gateway keeps.
+    pub responses: StoreLimits,
 }
 
 impl Config {

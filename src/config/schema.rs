@@ -18,6 +18,21 @@ pub struct FileConfig {
     pub providers: BTreeMap<String, FileProvider>,
     /// Model names and request defaults.
     pub models: FileModels,
+    /// The Responses API's stored answers.
+    pub responses: FileResponses,
+}
+
+/// `responses:` section: the store behind `previous_response_id` for providers the
+/// gateway translates for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileResponses {
+    /// Responses kept at most.
+    pub store_max_entries: Option<usize>,
+    /// Bytes kept at most, a size such as `256MiB`.
+    pub store_max_bytes: Option<SizeValue>,
+    /// How long a response is kept, a duration such as `24h`.
+    pub store_ttl: Option<String>,
 }
 
 /// `models:` section.

@@ -137,6 +137,11 @@ impl ProviderKind {
         !matches!(self, ProviderKind::Vllm | ProviderKind::Ollama)
     }
 
+    /// Whether the type serves the OpenAI Responses API (`/responses`) itself.
+    pub fn serves_responses_api(self) -> bool {
+        matches!(self, ProviderKind::OpenAi | ProviderKind::Xai)
+    }
+
     /// The native wire format.
     pub fn wire_format(self) -> WireFormat {
         match self {

@@ -31,6 +31,9 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
     let upstream_id = written
         .and_then(provider_request_id)
         .unwrap_or(Cow::Borrowed("-"));
+    let omitted = ctx.omitted_tools.as_deref().map_or_else(String::new, |t| {
+        format!(" omitted_tools={}", field_value(t))
+    });
     let error = match (&ctx.error, e) {
         (Some(g), _) => format!(" error={}", quoted(&g.message)),
         (None, Some(e)) => format!(" error={}", quoted(e.etype().as_str())),
@@ -38,7 +41,7 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
     };
     log::info!(
         target: ACCESS_TARGET,
-        "request_id={} upstream_request_id={} method={} path={} route={} provider={} caller={} status={} upstream_status={} duration_ms={:.3} bytes_in={} bytes_out={}{}",
+        "request_id={} upstream_request_id={} method={} path={} route={} provider={} caller={} status={} upstream_status={} duration_ms={:.3} bytes_in={} bytes_out={}{}{}",
         field_value(&ctx.request_id),
         field_value(&upstream_id),
         field_value(req.method.as_str()),
@@ -51,6 +54,7 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         ctx.started.elapsed().as_secs_f64() * 1000.0,
         session.body_bytes_read(),
         session.body_bytes_sent(),
+        omitted,
         error,
     );
 }

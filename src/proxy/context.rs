@@ -65,6 +65,9 @@ pub struct RequestContext {
     pub in_flight: bool,
     /// In a subrequest: where the main request reads the provider's status from.
     pub upstream_status_out: Option<Arc<AtomicU16>>,
+    /// Hosted tools a translated Responses request offered and the provider did not
+    /// get, comma-separated.
+    pub omitted_tools: Option<String>,
 }
 
 impl RequestContext {
@@ -88,6 +91,7 @@ impl RequestContext {
             translated: false,
             error_format: WireFormat::OpenAi,
             in_flight: false,
+            omitted_tools: None,
             upstream_status_out: None,
         }
     }

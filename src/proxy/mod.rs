@@ -17,6 +17,7 @@ pub mod passthrough;
 pub mod provider_key;
 mod respond;
 mod response_cork;
+pub mod response_store;
 pub mod route;
 mod subrequest;
 mod upstream;
@@ -46,11 +47,15 @@ use crate::config::{Config, LiveConfig};
 use crate::metrics;
 use crate::providers::Provider;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
-use crate::translate::{ResponseTranslation, Translation, TranslationModule};
+use crate::translate::{
+    ClientEncoder, OnCompleted, ResponseTranslation, Translation, TranslationModule,
+    OMITTED_TOOLS_HEADER,
+};
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_request::ModelEndpoint;
+use response_store::{MemoryResponseStore, ResponseStore, StoredResponse};
 use subrequest::SubrequestPlan;
 
 /// Aurora's proxy service.
@@ -62,6 +67,8 @@ pub struct AuroraProxy {
     connector: Connector,
     /// Request bodies held in memory, all requests together.
     bodies: Arc<body_budget::BodyBudget>,
+    /// Translated Responses API answers kept for `previous_response_id`.
+    responses: Arc<dyn ResponseStore>,
 }
 
 impl AuroraProxy {
@@ -74,6 +81,7 @@ impl AuroraProxy {
             // Built once here: it loads the system trust roots.
             connector: Connector::new(None),
             bodies: Arc::default(),
+            responses: Arc::new(MemoryResponseStore::default()),
         }
     }
 
@@ -156,11 +164,30 @@ impl AuroraProxy {
                 return reject(session, ctx, err).await;
             }
         };
+        let history = match endpoint {
+            ModelEndpoint::Responses => match self.stored_history(&body, config).await {
+                Ok(history) => history,
+                Err(err) => return reject(session, ctx, err).await,
+            },
+            _ => None,
+        };
         let query = session.req_header().uri.query();
-        let prepared = match model_request::prepare(endpoint, &body, query, config, unix_now()) {
+        let prepared = model_request::prepare(
+            endpoint,
+            &body,
+            query,
+            history.as_deref(),
+            config,
+            unix_now(),
+        );
+        drop(history);
+        let mut prepared = match prepared {
             Ok(prepared) => prepared,
             Err(err) => return reject(session, ctx, err).await,
         };
+        if let Some(plan) = prepared.responses.take() {
+            self.keep_responses(&mut prepared, plan, config, ctx);
+        }
         let credential = match provider_key::upstream_credential(
             &prepared.target.provider,
             &session.req_header().headers,
@@ -204,6 +231,114 @@ impl AuroraProxy {
         let outcome = subrequest::run(session, plan, prepared.body).await;
         ctx.upstream_status = Some(upstream_status.load(Ordering::Relaxed)).filter(|s| *s != 0);
         outcome.map(|()| true)
+    }
+
+    /// The conversation a translated Responses request continues, from the store.
+    async fn stored_history(
+        &self,
+        body: &[u8],
+        config: &Config,
+    ) -> std::result::Result<Option<Vec<u8>>, GatewayError> {
+        let Some(previous) = model_request::stored_history_needed(body, config) else {
+            return Ok(None);
+        };
+        response_store::history(&*self.responses, &previous)
+            .await
+            .map(Some)
+            .map_err(|e| GatewayError::not_found(e.to_string()).with_param("previous_response_id"))
+    }
+
+    /// Notes what a translated Responses answer leaves out, and has it stored when it
+    /// completes if the client asked for that.
+    fn keep_responses(
+        &self,
+        prepared: &mut model_request::PreparedRequest,
+        plan: model_request::ResponsesPlan,
+        config: &Config,
+        ctx: &mut RequestContext,
+    ) {
+        if !plan.omitted_tools.is_empty() {
+            ctx.omitted_tools = Some(plan.omitted_tools.join(","));
+        }
+        let Some(ResponseTranslation {
+            client: ClientEncoder::Responses { on_completed, .. },
+            ..
+        }) = prepared.translation.as_mut()
+        else {
+            return;
+        };
+        if !plan.store {
+            return;
+        }
+        let store = Arc::clone(&self.responses);
+        let limits = config.responses;
+        *on_completed = Some(OnCompleted(Arc::new(move |response: &[u8]| {
+            let stored = StoredResponse {
+                response: Bytes::copy_from_slice(response),
+                input_items: plan.input_items.clone(),
+                previous: plan.previous.clone(),
+            };
+            // The in-memory store has it once `put` returns; a remote one when the
+            // future completes.
+            let pending = store.put(plan.id.clone(), stored, limits);
+            tokio::spawn(pending);
+        })));
+    }
+
+    /// `GET` or `DELETE /v1/responses/{id}`.
+    async fn stored_response(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        config: &Config,
+        id: &str,
+    ) -> Result<bool> {
+        let not_found = || {
+            GatewayError::not_found(format!(
+                "response `{id}` not found: only responses this gateway translated and stored can be read here"
+            ))
+            .with_param("response_id")
+        };
+        let method = session.req_header().method.clone();
+        if ![http::Method::GET, http::Method::HEAD, http::Method::DELETE].contains(&method) {
+            let err = GatewayError::method_not_allowed(
+                session.req_header().uri.path(),
+                &http::Method::GET,
+            );
+            return reject(session, ctx, err).await;
+        }
+        let stored_here = match method {
+            http::Method::DELETE => self.responses.delete(id).await,
+            _ => self.responses.get(id).await.is_some(),
+        };
+        if !stored_here {
+            // Not one of the gateway's own: the provider that serves the Responses API
+            // itself may hold it.
+            let Some(target) = native_responses_target(config, id, session.req_header()) else {
+                return reject(session, ctx, not_found()).await;
+            };
+            match target {
+                Ok(target) => {
+                    ctx.upstream = Some(target);
+                    return Ok(false);
+                }
+                Err(err) => return reject(session, ctx, err).await,
+            }
+        }
+        if method == http::Method::DELETE {
+            let mut body = br#"{"deleted":true,"id":"#.to_vec();
+            body.extend_from_slice(serde_json::Value::from(id).to_string().as_bytes());
+            body.extend_from_slice(br#","object":"response"}"#);
+            respond::send_json(session, 200, body, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        match self.responses.get(id).await {
+            Some(stored) => {
+                respond::send_json(session, 200, stored.response.to_vec(), &ctx.request_id).await?;
+                Ok(true)
+            }
+            None => reject(session, ctx, not_found()).await,
+        }
     }
 
     /// The peer for `provider`, its host resolved without blocking a worker.
@@ -285,6 +420,9 @@ impl AuroraProxy {
         header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         header.insert_header(http::header::CONTENT_LENGTH, translated.len())?;
         header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(tools) = translation.client.omitted_tools() {
+            header.insert_header(OMITTED_TOOLS_HEADER, tools)?;
+        }
         // Header and body leave as one TCP segment.
         let corked = response_cork::CorkedSocket::cork(session);
         let written = respond::send_header_and_body(session, header, translated).await;
@@ -343,6 +481,47 @@ fn passthrough_target(
         provider: Arc::clone(provider),
         credential,
     })
+}
+
+/// Where `GET`/`DELETE /v1/responses/{id}` goes when the gateway did not store `id`:
+/// the configured provider that serves the Responses API itself (an `openai`-type
+/// instance first), with its credential; `None` when there is none.
+fn native_responses_target(
+    config: &Config,
+    id: &str,
+    req: &RequestHeader,
+) -> Option<std::result::Result<UpstreamTarget, GatewayError>> {
+    let mut natives = config.providers.configured().filter(|p| {
+        p.kind.serves_responses_api() && p.format == crate::providers::WireFormat::OpenAi
+    });
+    let first = natives.next()?;
+    let provider = std::iter::once(first)
+        .chain(natives)
+        .find(|p| p.kind == crate::providers::ProviderKind::OpenAi)
+        .unwrap_or(first);
+    if provider.missing_key() {
+        return Some(Err(GatewayError::missing_provider_key(provider)));
+    }
+    let credential = match provider_key::upstream_credential(provider, &req.headers, &config.auth) {
+        Ok(credential) => credential,
+        Err(err) => return Some(Err(err)),
+    };
+    // Response ids are `resp_` and hex; nothing else is put into an upstream path.
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return None;
+    }
+    let path_and_query = match req.uri.query() {
+        Some(query) => format!("{}/responses/{id}?{query}", provider.base.path),
+        None => format!("{}/responses/{id}", provider.base.path),
+    };
+    Some(Ok(UpstreamTarget {
+        path_and_query,
+        provider: Arc::clone(provider),
+        credential,
+    }))
 }
 
 /// Answers with `err` from `request_filter`.
@@ -554,6 +733,7 @@ impl ProxyHttp for AuroraProxy {
                 respond::send(session, 200, metrics::CONTENT_TYPE, body, &ctx.request_id).await?;
                 Ok(true)
             }
+            Route::StoredResponse(id) => self.stored_response(session, ctx, &config, &id).await,
             Route::Model(id) => match self.describe_model(&config, &id).await {
                 Ok(entry) => {
                     let body = openai_model_body(&entry, unix_now());

@@ -12,9 +12,12 @@ use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
 use crate::providers::ProviderKind;
 use crate::providers::{Provider, WireFormat};
+use crate::translate::responses::{
+    responses_to_anthropic_request, ResponsesOptions, ResponsesRequestOptions,
+};
 use crate::translate::{
-    anthropic_to_openai_request, openai_to_anthropic_request, OpenAiRequestOptions, RequestOptions,
-    ResponseTranslation, TokenLimitField, TranslateError,
+    anthropic_to_openai_request, openai_to_anthropic_request, ClientEncoder, OpenAiRequestOptions,
+    ProviderDecoder, RequestOptions, ResponseTranslation, TokenLimitField, TranslateError,
 };
 
 /// The `/v1` endpoints that carry a model in their body.
@@ -28,6 +31,8 @@ pub enum ModelEndpoint {
     Messages,
     /// `POST /v1/messages/count_tokens`.
     CountTokens,
+    /// `POST /v1/responses` (OpenAI Responses API).
+    Responses,
 }
 
 impl ModelEndpoint {
@@ -38,6 +43,7 @@ impl ModelEndpoint {
             ModelEndpoint::Embeddings => "embeddings",
             ModelEndpoint::Messages => "messages",
             ModelEndpoint::CountTokens => "count_tokens",
+            ModelEndpoint::Responses => "responses",
         }
     }
 
@@ -49,6 +55,7 @@ impl ModelEndpoint {
             ModelEndpoint::Embeddings => (WireFormat::OpenAi, "/embeddings"),
             ModelEndpoint::Messages => (WireFormat::Anthropic, "/messages"),
             ModelEndpoint::CountTokens => (WireFormat::Anthropic, "/messages/count_tokens"),
+            ModelEndpoint::Responses => (WireFormat::OpenAi, "/responses"),
         }
     }
 
@@ -67,16 +74,53 @@ pub struct PreparedRequest {
     pub body: Bytes,
     /// How the provider's response becomes the client's, when it must change.
     pub translation: Option<ResponseTranslation>,
+    /// For a translated Responses API request: what the gateway keeps and reports.
+    pub responses: Option<ResponsesPlan>,
+}
+
+/// What the gateway does around a translated Responses API answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsesPlan {
+    /// The id the answer carries.
+    pub id: String,
+    /// Keep the answer for `previous_response_id` and `GET /v1/responses/{id}`.
+    pub store: bool,
+    /// The request's own input items (a JSON array), kept with the answer.
+    pub input_items: Bytes,
+    /// The response this one continues.
+    pub previous: Option<String>,
+    /// Hosted tools offered but left out (`X-Aurora-Omitted-Tools`).
+    pub omitted_tools: Vec<String>,
+}
+
+/// The `previous_response_id` of a Responses API request whose model is served by
+/// translation (its history then comes from the gateway's store); `None` when there is
+/// none, or when the provider keeps its own state.
+pub fn stored_history_needed(body: &[u8], config: &Config) -> Option<String> {
+    let previous = stored_previous_id(body)?;
+    let field = ModelField::find(body).ok()?;
+    let route = route_model(&field.name, config).ok()?;
+    (!serves_natively(ModelEndpoint::Responses, &route.provider)).then_some(previous)
+}
+
+/// Whether `provider` answers `endpoint` in its own format, the body going as sent.
+fn serves_natively(endpoint: ModelEndpoint, provider: &Provider) -> bool {
+    let (native, _) = endpoint.native();
+    provider.format == native
+        && (endpoint != ModelEndpoint::Responses || provider.kind.serves_responses_api())
 }
 
 /// Routes `body`'s model and prepares the upstream request for `endpoint`.
 /// `query` is the client's query string, kept when the provider speaks the
-/// endpoint's own format (`/v1/messages?beta=true`). `created` is the Unix time a
-/// translated response reports.
+/// endpoint's own format (`/v1/messages?beta=true`). `history` is the stored
+/// conversation a translated Responses request continues (see
+/// [`stored_history_needed`]). `created` is the Unix time a translated response
+/// reports.
 pub fn prepare(
     endpoint: ModelEndpoint,
     body: &[u8],
     query: Option<&str>,
+    history: Option<&[u8]>,
     config: &Config,
     created: u64,
 ) -> Result<PreparedRequest, GatewayError> {
@@ -87,12 +131,13 @@ pub fn prepare(
         return Err(GatewayError::missing_provider_key(&provider));
     }
     let (native, path) = endpoint.native();
-    if provider.format == native {
+    if serves_natively(endpoint, &provider) {
         // Same API on both sides: the body goes as sent, only `model` changes.
         return Ok(PreparedRequest {
             target: target(&provider, path, query),
             body: field.replace(body, &route.model).into(),
             translation: None,
+            responses: None,
         });
     }
     match endpoint {
@@ -106,37 +151,38 @@ pub fn prepare(
             Ok(PreparedRequest {
                 target: target(&provider, ModelEndpoint::Messages.native().1, None),
                 body: translated.body.into(),
-                translation: Some(ResponseTranslation::AnthropicToOpenAi {
-                    model: field.name,
+                translation: Some(ResponseTranslation::anthropic_to_openai(
+                    field.name,
                     created,
-                    stream: translated.stream,
-                    include_usage: translated.include_usage,
-                }),
+                    translated.stream,
+                    translated.include_usage,
+                )),
+                responses: None,
             })
         }
         ModelEndpoint::Messages => {
-            let traits = config.models.traits(&provider, &field.name, &route.model);
-            let opts = OpenAiRequestOptions {
-                reasoning: traits.reasons(&route.model),
-                token_limit: if provider.kind == ProviderKind::OpenAi {
-                    TokenLimitField::MaxCompletionTokens
-                } else {
-                    TokenLimitField::MaxTokens
-                },
-                max_output_tokens: traits.max_output_tokens.map(u64::from),
-                model: route.model,
-            };
+            let opts = chat_options(config, &provider, &field.name, route.model);
             let translated =
                 anthropic_to_openai_request(body, &opts).map_err(GatewayError::from)?;
             Ok(PreparedRequest {
                 target: target(&provider, ModelEndpoint::ChatCompletions.native().1, None),
                 body: translated.body.into(),
-                translation: Some(ResponseTranslation::OpenAiToAnthropic {
-                    model: field.name,
-                    stream: translated.stream,
-                }),
+                translation: Some(ResponseTranslation::openai_to_anthropic(
+                    field.name,
+                    translated.stream,
+                )),
+                responses: None,
             })
         }
+        ModelEndpoint::Responses => prepare_responses(
+            body,
+            history,
+            config,
+            &provider,
+            field.name,
+            route.model,
+            created,
+        ),
         ModelEndpoint::Embeddings | ModelEndpoint::CountTokens => {
             Err(GatewayError::invalid_request(format!(
                 "{} is served only by {}-format providers; `{}` speaks the {} format",
@@ -148,6 +194,106 @@ pub fn prepare(
             .with_param("model"))
         }
     }
+}
+
+/// How a Messages request becomes a Chat request for `provider`'s `model`.
+fn chat_options(
+    config: &Config,
+    provider: &Provider,
+    client_model: &str,
+    model: String,
+) -> OpenAiRequestOptions {
+    let traits = config.models.traits(provider, client_model, &model);
+    OpenAiRequestOptions {
+        reasoning: traits.reasons(&model),
+        token_limit: if provider.kind == ProviderKind::OpenAi {
+            TokenLimitField::MaxCompletionTokens
+        } else {
+            TokenLimitField::MaxTokens
+        },
+        max_output_tokens: traits.max_output_tokens.map(u64::from),
+        model,
+    }
+}
+
+/// A Responses API request for a provider without it: into the hub (Messages), and on
+/// to Chat Completions for an OpenAI-format provider.
+fn prepare_responses(
+    body: &[u8],
+    history: Option<&[u8]>,
+    config: &Config,
+    provider: &Arc<Provider>,
+    client_model: String,
+    model: String,
+    created: u64,
+) -> Result<PreparedRequest, GatewayError> {
+    let previous = stored_previous_id(body);
+    let hub = responses_to_anthropic_request(
+        body,
+        history,
+        &ResponsesRequestOptions {
+            model: model.clone(),
+            default_max_tokens: config.models.default_max_tokens,
+        },
+    )
+    .map_err(GatewayError::from)?;
+    let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
+    let (path, upstream_body, decoder) = match provider.format {
+        WireFormat::Anthropic => (
+            ModelEndpoint::Messages.native().1,
+            hub.body,
+            ProviderDecoder::Messages,
+        ),
+        WireFormat::OpenAi => {
+            let opts = chat_options(config, provider, &client_model, model);
+            let chat = anthropic_to_openai_request(&hub.body, &opts).map_err(GatewayError::from)?;
+            (
+                ModelEndpoint::ChatCompletions.native().1,
+                chat.body,
+                ProviderDecoder::Chat,
+            )
+        }
+    };
+    let options = ResponsesOptions {
+        id: id.clone(),
+        model: client_model,
+        created_at: created,
+        tool_names: Arc::new(hub.tool_names),
+        include_encrypted_reasoning: hub.include_encrypted_reasoning,
+        echo: hub.echo,
+    };
+    Ok(PreparedRequest {
+        target: target(provider, path, None),
+        body: upstream_body.into(),
+        translation: Some(ResponseTranslation {
+            provider: decoder,
+            client: ClientEncoder::Responses {
+                options,
+                on_completed: None,
+                omitted_tools: (!hub.omitted_tools.is_empty()).then(|| hub.omitted_tools.join(",")),
+            },
+            stream: hub.stream,
+        }),
+        responses: Some(ResponsesPlan {
+            id,
+            store: hub.store,
+            input_items: hub.input_items.into(),
+            previous,
+            omitted_tools: hub.omitted_tools,
+        }),
+    })
+}
+
+/// `previous_response_id`, when the body names one.
+fn stored_previous_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Previous {
+        #[serde(default)]
+        previous_response_id: Option<String>,
+    }
+    serde_json::from_slice::<Previous>(body)
+        .ok()?
+        .previous_response_id
 }
 
 fn api_name(format: WireFormat) -> &'static str {

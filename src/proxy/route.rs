@@ -23,6 +23,8 @@ pub enum Route {
     Metrics,
     /// `GET /v1/models/{id}`; the id may hold slashes (`openrouter/google/gemini-2.5`).
     Model(String),
+    /// `GET` or `DELETE /v1/responses/{id}`: a stored Responses API answer.
+    StoredResponse(String),
 }
 
 impl Route {
@@ -35,6 +37,7 @@ impl Route {
             Route::ModelCall(endpoint) => endpoint.label(),
             Route::Models | Route::Model(_) => "models",
             Route::Metrics => "metrics",
+            Route::StoredResponse(_) => "responses",
         }
     }
 
@@ -45,6 +48,8 @@ impl Route {
             Route::Root => Some(http::Method::GET),
             Route::ModelCall(_) => Some(http::Method::POST),
             Route::Models | Route::Model(_) | Route::Metrics => Some(http::Method::GET),
+            // GET or DELETE, checked by its handler.
+            Route::StoredResponse(_) => None,
         }
     }
 }
@@ -72,6 +77,7 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
         "/v1/embeddings" => return Ok(Route::ModelCall(ModelEndpoint::Embeddings)),
         "/v1/messages" => return Ok(Route::ModelCall(ModelEndpoint::Messages)),
         "/v1/messages/count_tokens" => return Ok(Route::ModelCall(ModelEndpoint::CountTokens)),
+        "/v1/responses" => return Ok(Route::ModelCall(ModelEndpoint::Responses)),
         "/v1/models" => return Ok(Route::Models),
         _ => {}
     }
@@ -81,13 +87,22 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
             .map_err(|_| GatewayError::invalid_request("model id is not valid UTF-8"))?;
         return Ok(Route::Model(id.into_owned()));
     }
+    if let Some(id) = path
+        .strip_prefix("/v1/responses/")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+    {
+        let id = percent_encoding::percent_decode_str(id)
+            .decode_utf8()
+            .map_err(|_| GatewayError::invalid_request("response id is not valid UTF-8"))?;
+        return Ok(Route::StoredResponse(id.into_owned()));
+    }
     if path == "/p" {
         return Err(GatewayError::invalid_request(
             "missing provider: use /p/{provider}/{endpoint}",
         ));
     }
     Err(GatewayError::not_found(format!(
-        "no route for `{path}`: the gateway serves /v1/chat/completions, /v1/embeddings, /v1/models, /v1/messages and provider APIs under /p/{{provider}}/{{endpoint}}"
+        "no route for `{path}`: the gateway serves /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, /v1/messages and provider APIs under /p/{{provider}}/{{endpoint}}"
     )))
 }
 
@@ -133,6 +148,20 @@ mod tests {
             Ok(Route::Model("openrouter/google/gemini-2.5".into()))
         );
         assert_eq!(classify("/v1/models/", &s).unwrap_err().status, 404);
+        assert_eq!(
+            classify("/v1/responses", &s),
+            Ok(Route::ModelCall(ModelEndpoint::Responses))
+        );
+        assert_eq!(
+            classify("/v1/responses/resp_1", &s),
+            Ok(Route::StoredResponse("resp_1".into()))
+        );
+        assert_eq!(
+            classify("/v1/responses/resp_1/input_items", &s)
+                .unwrap_err()
+                .status,
+            404
+        );
     }
 
     #[test]

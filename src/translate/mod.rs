@@ -64,5 +64,8 @@ pub use openai_to_anthropic_request::{
 };
 pub use openai_to_anthropic_response::{openai_to_anthropic_response, MessageOptions};
 pub use openai_to_anthropic_stream::OpenAiToAnthropicStream;
-pub use response_translator::{ResponseTranslation, ResponseTranslator};
+pub use response_translator::{
+    ClientEncoder, OnCompleted, ProviderDecoder, ResponseTranslation, ResponseTranslator,
+    OMITTED_TOOLS_HEADER,
+};
 pub use sse::{SseEvent, SseEventRef, SseParser};

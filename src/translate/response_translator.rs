@@ -2,40 +2,106 @@
 //! format. Success streams are translated event by event as bytes arrive;
 //! JSON bodies and error bodies are collected and translated once complete.
 //! Plain state, no I/O: the HTTP module feeds it.
+//!
+//! Every translation goes through the hub format, Anthropic Messages: the
+//! provider's answer is read into it ([`ProviderDecoder`]) and written out in the
+//! client's format ([`ClientEncoder`]). A pair that is one step from the hub
+//! (Chat ↔ Messages, Responses ← Messages) takes that one step; a Responses client
+//! of a Chat provider takes two.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use pingora_http::ResponseHeader;
 
 use super::anthropic_to_openai_error::OpenAiErrorBody;
 use super::openai_to_anthropic_error::AnthropicErrorBody;
+use super::responses::{
+    anthropic_to_responses_response, AnthropicToResponsesStream, ResponsesOptions,
+};
 use super::{
     anthropic_error_to_openai, anthropic_to_openai_response, openai_error_to_anthropic,
     openai_to_anthropic_response, AnthropicToOpenAiStream, MessageOptions, OpenAiToAnthropicStream,
     ResponseOptions, StreamOptions, TranslateError,
 };
 
-/// Which way a response is translated, with what the client asked for.
+/// How the provider's answer reaches the hub format (Anthropic Messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResponseTranslation {
-    /// Anthropic Messages → OpenAI Chat Completions.
-    AnthropicToOpenAi {
+pub enum ProviderDecoder {
+    /// The provider speaks Messages: nothing to do.
+    Messages,
+    /// OpenAI Chat Completions, read through the Chat → Messages translators.
+    Chat,
+}
+
+/// How a hub-format answer is written for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEncoder {
+    /// Anthropic Messages (`/v1/messages`).
+    Messages {
+        /// The model name the client sent, echoed back as `model`.
+        model: String,
+    },
+    /// OpenAI Chat Completions (`/v1/chat/completions`).
+    Chat {
         /// The model name the client sent, echoed back as `model`.
         model: String,
         /// Unix time stamped on every chunk as `created`.
         created: u64,
-        /// Whether the client asked for a stream (used when the provider
-        /// does not say by `Content-Type`).
-        stream: bool,
         /// `stream_options.include_usage`.
         include_usage: bool,
     },
-    /// OpenAI Chat Completions → Anthropic Messages.
-    OpenAiToAnthropic {
-        /// The model name the client sent, echoed back as `model`.
-        model: String,
-        /// Whether the client asked for a stream.
-        stream: bool,
+    /// The OpenAI Responses API (`/v1/responses`).
+    Responses {
+        /// What the answer says about itself.
+        options: ResponsesOptions,
+        /// Called with the final `response` object when the answer completes.
+        on_completed: Option<OnCompleted>,
+        /// Hosted tools offered but not sent to the provider, comma-separated, for
+        /// the answer's `X-Aurora-Omitted-Tools`.
+        omitted_tools: Option<String>,
     },
+}
+
+/// Names the hosted tools a translated Responses request offered and the provider
+/// never saw.
+pub const OMITTED_TOOLS_HEADER: &str = "x-aurora-omitted-tools";
+
+/// A hook given the final `response` object of a completed Responses answer (the
+/// gateway stores it for `previous_response_id`).
+#[derive(Clone)]
+pub struct OnCompleted(pub Arc<CompletionHook>);
+
+/// What [`OnCompleted`] calls.
+pub type CompletionHook = dyn Fn(&[u8]) + Send + Sync;
+
+impl fmt::Debug for OnCompleted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnCompleted")
+    }
+}
+
+impl PartialEq for OnCompleted {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OnCompleted {}
+
+/// How one provider answer becomes the client's: the provider's format read into the
+/// hub, then written in the client's. A pair of the same format is never translated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseTranslation {
+    /// The provider's side.
+    pub provider: ProviderDecoder,
+    /// The client's side.
+    pub client: ClientEncoder,
+    /// Whether the client asked for a stream (used when the provider does not say by
+    /// `Content-Type`).
+    pub stream: bool,
 }
 
 /// The most a translated answer taken whole may hold, before or after translation:
@@ -43,34 +109,69 @@ pub enum ResponseTranslation {
 pub const MAX_WHOLE_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 impl ResponseTranslation {
-    /// Whether the client asked for a stream.
-    pub fn stream_requested(&self) -> bool {
-        match self {
-            Self::AnthropicToOpenAi { stream, .. } | Self::OpenAiToAnthropic { stream, .. } => {
-                *stream
-            }
-        }
-    }
-
-    fn stream_translator(&self) -> StreamTranslator {
-        match self {
-            Self::AnthropicToOpenAi {
+    /// Anthropic Messages → OpenAI Chat Completions.
+    pub fn anthropic_to_openai(
+        model: String,
+        created: u64,
+        stream: bool,
+        include_usage: bool,
+    ) -> Self {
+        Self {
+            provider: ProviderDecoder::Messages,
+            client: ClientEncoder::Chat {
                 model,
                 created,
                 include_usage,
+            },
+            stream,
+        }
+    }
+
+    /// OpenAI Chat Completions → Anthropic Messages.
+    pub fn openai_to_anthropic(model: String, stream: bool) -> Self {
+        Self {
+            provider: ProviderDecoder::Chat,
+            client: ClientEncoder::Messages { model },
+            stream,
+        }
+    }
+
+    /// Whether the client asked for a stream.
+    pub fn stream_requested(&self) -> bool {
+        self.stream
+    }
+
+    fn stream_translator(&self) -> StreamTranslator {
+        let decode = match self.provider {
+            ProviderDecoder::Messages => None,
+            ProviderDecoder::Chat => Some(Box::new(OpenAiToAnthropicStream::new(MessageOptions {
+                model: self.client.model().to_string(),
+            }))),
+        };
+        let encode = match &self.client {
+            ClientEncoder::Messages { .. } => ClientStream::Messages,
+            ClientEncoder::Chat {
+                model,
+                created,
+                include_usage,
+            } => ClientStream::Chat(Box::new(AnthropicToOpenAiStream::new(StreamOptions {
+                model: model.clone(),
+                created: *created,
+                include_usage: *include_usage,
+            }))),
+            ClientEncoder::Responses {
+                options,
+                on_completed,
                 ..
-            } => StreamTranslator::AnthropicToOpenAi(Box::new(AnthropicToOpenAiStream::new(
-                StreamOptions {
-                    model: model.clone(),
-                    created: *created,
-                    include_usage: *include_usage,
-                },
-            ))),
-            Self::OpenAiToAnthropic { model, .. } => StreamTranslator::OpenAiToAnthropic(Box::new(
-                OpenAiToAnthropicStream::new(MessageOptions {
-                    model: model.clone(),
-                }),
-            )),
+            } => ClientStream::Responses(
+                Box::new(AnthropicToResponsesStream::new(options.clone())),
+                on_completed.clone(),
+            ),
+        };
+        StreamTranslator {
+            decode,
+            encode,
+            hub: Vec::new(),
         }
     }
 
@@ -79,26 +180,47 @@ impl ResponseTranslation {
     /// that is not what the provider's format promises is an `Err`, for the caller to
     /// answer before any status goes out.
     pub fn answer_whole(&self, status: u16, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
-        let success = (200..300).contains(&status);
-        match self {
-            Self::AnthropicToOpenAi { .. } if !success => {
-                Ok(anthropic_error_to_openai(status, body))
-            }
-            Self::OpenAiToAnthropic { .. } if !success => {
-                Ok(openai_error_to_anthropic(status, body))
-            }
-            Self::AnthropicToOpenAi { model, created, .. } => {
-                let opts = ResponseOptions {
+        let model = self.client.model();
+        if !(200..300).contains(&status) {
+            let hub = match self.provider {
+                ProviderDecoder::Messages => Cow::Borrowed(body),
+                ProviderDecoder::Chat => Cow::Owned(openai_error_to_anthropic(status, body)),
+            };
+            return Ok(match self.client {
+                ClientEncoder::Messages { .. } => hub.into_owned(),
+                ClientEncoder::Chat { .. } | ClientEncoder::Responses { .. } => {
+                    anthropic_error_to_openai(status, &hub)
+                }
+            });
+        }
+        let hub = match self.provider {
+            ProviderDecoder::Messages => Cow::Borrowed(body),
+            ProviderDecoder::Chat => Cow::Owned(openai_to_anthropic_response(
+                body,
+                &MessageOptions {
+                    model: model.to_string(),
+                },
+            )?),
+        };
+        match &self.client {
+            ClientEncoder::Messages { .. } => Ok(hub.into_owned()),
+            ClientEncoder::Chat { model, created, .. } => anthropic_to_openai_response(
+                &hub,
+                &ResponseOptions {
                     model: model.clone(),
                     created: *created,
-                };
-                anthropic_to_openai_response(body, &opts)
-            }
-            Self::OpenAiToAnthropic { model, .. } => {
-                let opts = MessageOptions {
-                    model: model.clone(),
-                };
-                openai_to_anthropic_response(body, &opts)
+                },
+            ),
+            ClientEncoder::Responses {
+                options,
+                on_completed,
+                ..
+            } => {
+                let answer = anthropic_to_responses_response(&hub, options)?;
+                if let Some(hook) = on_completed {
+                    (hook.0)(&answer);
+                }
+                Ok(answer)
             }
         }
     }
@@ -114,35 +236,93 @@ impl ResponseTranslation {
 
     /// A provider-error body in the client's envelope.
     fn error_body(&self, message: &str) -> Vec<u8> {
-        match self {
-            Self::AnthropicToOpenAi { .. } => {
+        match self.client {
+            ClientEncoder::Chat { .. } | ClientEncoder::Responses { .. } => {
                 OpenAiErrorBody::new(message, "provider_error").to_vec()
             }
-            Self::OpenAiToAnthropic { .. } => {
+            ClientEncoder::Messages { .. } => {
                 AnthropicErrorBody::new("api_error", message).to_vec()
             }
         }
     }
 }
 
-/// An incremental stream translator of either direction.
-enum StreamTranslator {
-    AnthropicToOpenAi(Box<AnthropicToOpenAiStream>),
-    OpenAiToAnthropic(Box<OpenAiToAnthropicStream>),
+impl ClientEncoder {
+    /// `X-Aurora-Omitted-Tools` for the answer, when there is one.
+    pub fn omitted_tools(&self) -> Option<&str> {
+        match self {
+            ClientEncoder::Responses { omitted_tools, .. } => omitted_tools.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The model name the client sent.
+    fn model(&self) -> &str {
+        match self {
+            ClientEncoder::Messages { model } | ClientEncoder::Chat { model, .. } => model,
+            ClientEncoder::Responses { options, .. } => &options.model,
+        }
+    }
+}
+
+/// The client's side of a stream.
+enum ClientStream {
+    /// The hub's own events go out as they are.
+    Messages,
+    Chat(Box<AnthropicToOpenAiStream>),
+    Responses(Box<AnthropicToResponsesStream>, Option<OnCompleted>),
+}
+
+/// An incremental stream translation: the provider's events into the hub's (when
+/// they are not already), then into the client's.
+struct StreamTranslator {
+    decode: Option<Box<OpenAiToAnthropicStream>>,
+    encode: ClientStream,
+    /// Hub bytes between the two steps, reused from chunk to chunk.
+    hub: Vec<u8>,
 }
 
 impl StreamTranslator {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        match self.decode.as_mut() {
+            None => self.encode.push(chunk, out),
+            Some(decode) => {
+                self.hub.clear();
+                decode.push(chunk, &mut self.hub);
+                self.encode.push(&self.hub, out);
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Some(decode) = self.decode.as_mut() {
+            self.hub.clear();
+            decode.finish(&mut self.hub);
+            self.encode.push(&self.hub, out);
+        }
+        self.encode.finish(out);
+    }
+}
+
+impl ClientStream {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         match self {
-            Self::AnthropicToOpenAi(s) => s.push(chunk, out),
-            Self::OpenAiToAnthropic(s) => s.push(chunk, out),
+            Self::Messages => out.extend_from_slice(chunk),
+            Self::Chat(s) => s.push(chunk, out),
+            Self::Responses(s, _) => s.push(chunk, out),
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
-            Self::AnthropicToOpenAi(s) => s.finish(out),
-            Self::OpenAiToAnthropic(s) => s.finish(out),
+            Self::Messages => {}
+            Self::Chat(s) => s.finish(out),
+            Self::Responses(s, on_completed) => {
+                s.finish(out);
+                if let (Some(hook), Some(response)) = (on_completed.take(), s.final_response()) {
+                    (hook.0)(response);
+                }
+            }
         }
     }
 }
@@ -197,6 +377,9 @@ impl ResponseTranslator {
             return Ok(());
         }
         let status = resp.status.as_u16();
+        if let Some(tools) = self.translation.client.omitted_tools() {
+            resp.insert_header(OMITTED_TOOLS_HEADER, tools)?;
+        }
         self.body = if self.streams(resp) {
             Body::Stream(self.translation.stream_translator())
         } else {
@@ -282,12 +465,12 @@ mod tests {
     use super::*;
 
     fn translator(stream: bool) -> ResponseTranslator {
-        ResponseTranslator::new(ResponseTranslation::AnthropicToOpenAi {
-            model: "anthropic/claude-x".into(),
-            created: 7,
+        ResponseTranslator::new(ResponseTranslation::anthropic_to_openai(
+            "anthropic/claude-x".into(),
+            7,
             stream,
-            include_usage: false,
-        })
+            false,
+        ))
     }
 
     fn header(status: u16, content_type: &str) -> ResponseHeader {
@@ -350,12 +533,8 @@ mod tests {
 
     #[test]
     fn untranslatable_success_is_an_error_for_the_whole_path() {
-        let t = ResponseTranslation::AnthropicToOpenAi {
-            model: "anthropic/claude-x".into(),
-            created: 7,
-            stream: false,
-            include_usage: false,
-        };
+        let t =
+            ResponseTranslation::anthropic_to_openai("anthropic/claude-x".into(), 7, false, false);
         assert!(t.answer_whole(200, br#"{"unexpected":true}"#).is_err());
         assert!(t.answer_whole(200, b"{\"type\":\"mess").is_err());
         let ok = t
@@ -430,10 +609,10 @@ mod tests {
     }
 
     fn openai_translator() -> ResponseTranslator {
-        ResponseTranslator::new(ResponseTranslation::OpenAiToAnthropic {
-            model: "openai:gpt-4o".into(),
-            stream: true,
-        })
+        ResponseTranslator::new(ResponseTranslation::openai_to_anthropic(
+            "openai:gpt-4o".into(),
+            true,
+        ))
     }
 
     #[test]

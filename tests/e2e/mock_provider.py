@@ -29,7 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agent_script import READ_TOOL, anthropic_turn, openai_turn
+from agent_script import anthropic_turn, openai_turn, responses_turn
+from responses_mock import ResponsesApi, call_output, stream_events, text_output
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -37,6 +38,7 @@ MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+RESPONSES_PATH = "/v1/responses"
 
 # A request for this model gets a 429 in the provider's own error format.
 RATE_LIMITED_MODEL = "rate-limited"
@@ -67,7 +69,11 @@ RETRY_AFTER = "7"
 TOOL = "tool"  # the model calls TOOL_NAME with TOOL_INPUT (streamed too)
 RATE_LIMIT = "rate_limit"  # 429 with retry-after, as RATE_LIMITED_MODEL gets
 MIDSTREAM_ERROR = "midstream_error"  # streams only: some text, then an in-stream error
-SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR)
+THINKING = "thinking"  # Anthropic: a signed thinking block (THINKING_TEXT), then the text
+SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR, THINKING)
+THINKING_TEXT = "The user wants a greeting."
+THINKING_SIGNATURE = "EqQBCgIYAhIM-mock-signature"
+
 _MARKER = re.compile(r"\[scenario:([A-Za-z0-9_]+)\]")
 
 
@@ -211,7 +217,11 @@ def anthropic_stream_of(message: dict) -> list[bytes]:
 
 
 def _anthropic_block_events(index: int, block: dict) -> list[bytes]:
-    if block["type"] == "text":
+    if block["type"] == "thinking":
+        opening = {"type": "thinking", "thinking": ""}
+        deltas = [{"type": "thinking_delta", "thinking": piece} for piece in split_text(block["thinking"])]
+        deltas.append({"type": "signature_delta", "signature": block["signature"]})
+    elif block["type"] == "text":
         opening = {"type": "text", "text": ""}
         deltas = [{"type": "text_delta", "text": piece} for piece in split_text(block["text"])]
     elif block["type"] == "tool_use":
@@ -330,6 +340,16 @@ def requested_scenario(messages) -> str | None:
     return match.group(1) if match else None
 
 
+def responses_messages(items) -> list:
+    """A Responses API `input` as messages: a string is one user message; items that
+    are messages are kept."""
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    if isinstance(items, list):
+        return [i for i in items if isinstance(i, dict) and "role" in i and i.get("type", "message") == "message"]
+    return []
+
+
 def message_text(content) -> str:
     """The text of a message's content: a string, or text parts/blocks (both formats
     use `{"type": "text", "text": ...}`)."""
@@ -339,7 +359,9 @@ def message_text(content) -> str:
         return "\n".join(
             part["text"]
             for part in content
-            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+            if isinstance(part, dict)
+            and part.get("type") in ("text", "input_text")
+            and isinstance(part.get("text"), str)
         )
     return ""
 
@@ -519,7 +541,8 @@ def agent_anthropic_message(model: str, turn) -> dict:
     kind, value = turn
     message = {**anthropic_text_message(), "model": model}
     if kind == "tool":
-        message["content"] = [{"type": "tool_use", "id": AGENT_TOOL_USE_ID, "name": READ_TOOL, "input": {"file_path": value}}]
+        name, arguments = value
+        message["content"] = [{"type": "tool_use", "id": AGENT_TOOL_USE_ID, "name": name, "input": arguments}]
         message["stop_reason"] = "tool_use"
     else:
         message["content"] = [{"type": "text", "text": value}]
@@ -532,15 +555,15 @@ def agent_openai_answer(model: str, turn, stream: bool, include_usage: bool):
     kind, value = turn
     if stream:
         if kind == "tool":
-            return openai_tool_stream(model, include_usage, READ_TOOL, {"file_path": value}, AGENT_CALL_ID)
+            return openai_tool_stream(model, include_usage, value[0], value[1], AGENT_CALL_ID)
         return openai_text_stream(model, value, include_usage)
     completion = fixture_json("openai/chat_completion.json")
     completion["model"] = model
     choice = completion["choices"][0]
     if kind == "tool":
-        arguments = json.dumps({"file_path": value})
+        name, arguments = value
         choice["message"] = {"role": "assistant", "content": None, "tool_calls": [
-            {"id": AGENT_CALL_ID, "type": "function", "function": {"name": READ_TOOL, "arguments": arguments}}
+            {"id": AGENT_CALL_ID, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
         ]}
         choice["finish_reason"] = "tool_calls"
     else:
@@ -586,6 +609,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._handle()
 
+    def do_DELETE(self):
+        self._handle()
+
     def _handle(self):
         body = self._read_body()
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -593,10 +619,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if (self.command, path) == ("GET", MODELS_PATH):
             return self._models(headers)
+        if path.startswith(RESPONSES_PATH + "/") and self.command in ("GET", "DELETE"):
+            return self._stored_response(path[len(RESPONSES_PATH) + 1 :])
         handlers = {
             MESSAGES_PATH: self._anthropic_messages,
             COUNT_TOKENS_PATH: self._anthropic_count_tokens,
             CHAT_COMPLETIONS_PATH: self._openai_chat,
+            RESPONSES_PATH: self._openai_responses,
         }
         handler = handlers.get(path)
         if self.command != "POST" or handler is None:
@@ -607,7 +636,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(400, {"error": {"message": "mock: body is not JSON"}})
         if not isinstance(payload, dict):
             return self._send_json(400, {"error": {"message": "mock: body is not a JSON object"}})
-        wanted = requested_scenario(payload.get("messages"))
+        wanted = requested_scenario(payload.get("messages") or responses_messages(payload.get("input")))
         if wanted is not None and wanted not in SCENARIOS:
             return self._send_json(400, {"error": {"message": f"mock: unknown scenario {wanted!r}"}})
         if payload.get("model") == RATE_LIMITED_MODEL or wanted == RATE_LIMIT:
@@ -627,6 +656,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_sse(anthropic_stream_of(message)) if stream else self._send_json(200, message)
         if wanted == TOOL:
             message = {**anthropic_tool_message(), "model": payload["model"]}
+            return self._send_sse(anthropic_stream_of(message)) if stream else self._send_json(200, message)
+        if wanted == THINKING:
+            message = {**anthropic_text_message(), "model": payload["model"]}
+            thinking = {"type": "thinking", "thinking": THINKING_TEXT, "signature": THINKING_SIGNATURE}
+            message["content"] = [thinking, *message["content"]]
             return self._send_sse(anthropic_stream_of(message)) if stream else self._send_json(200, message)
         if wanted == MIDSTREAM_ERROR:
             if not stream:
@@ -665,6 +699,36 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_sse(openai_tool_stream(model, include_usage))
             return self._send_sse(openai_stream(model, include_usage))
         self._send(200, "application/json", openai_completion(model, tool=wanted == TOOL))
+
+    def _openai_responses(self, payload, wanted):
+        problem = self.mock.responses.problem(payload)
+        if problem:
+            status, message = problem
+            error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+            return self._send_json(status, {"error": error})
+        turn = responses_turn(payload)
+        if turn is not None:
+            kind, value = turn
+            output = call_output(value[0], value[1], AGENT_CALL_ID) if kind == "tool" else text_output(value)
+        elif wanted == TOOL:
+            output = call_output(TOOL_NAME, TOOL_INPUT, TOOL_CALL_ID)
+        else:
+            output = text_output("Hello, World!")
+        response = self.mock.responses.answer(payload, output)
+        if payload.get("stream") is True:
+            return self._send_sse(stream_events(response))
+        self._send_json(200, response)
+
+    def _stored_response(self, response_id):
+        if self.command == "DELETE":
+            if not self.mock.responses.delete(response_id):
+                return self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            return self._send_json(200, {"id": response_id, "object": "response", "deleted": True})
+        response = self.mock.responses.get(response_id)
+        if response is None:
+            return self._send_json(404, {"error": {"message": f"Response with id '{response_id}' not found.",
+                                                   "type": "invalid_request_error"}})
+        self._send_json(200, response)
 
     def _models(self, headers):
         if "x-api-key" in headers or "anthropic-version" in headers:
@@ -720,6 +784,7 @@ class MockProvider:
     def __init__(self):
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self.responses = ResponsesApi()
         handler = type("Handler", (_Handler,), {"mock": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True

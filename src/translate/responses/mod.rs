@@ -11,10 +11,14 @@
 
 pub mod reasoning_state;
 pub mod request;
+pub mod response;
+pub mod stream;
 pub mod tool_names;
 
 pub use reasoning_state::ReasoningState;
 pub use request::{responses_to_anthropic_request, ResponsesRequest, ResponsesRequestOptions};
+pub use response::anthropic_to_responses_response;
+pub use stream::AnthropicToResponsesStream;
 pub use tool_names::ToolNames;
 
 use std::sync::Arc;

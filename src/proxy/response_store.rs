@@ -1,0 +1,346 @@
+//! Stored Responses API answers, for `previous_response_id`, `GET` and `DELETE
+//! /v1/responses/{id}` on providers that keep no such state themselves (every
+//! provider the gateway translates for).
+//!
+//! A stored response keeps its own input items and the id of the response it
+//! continued, not the whole conversation, so a long conversation costs memory in
+//! proportion to its length rather than its square; the history is rebuilt by
+//! walking back the chain. The store is a trait so that a store shared by several
+//! replicas can stand in for the in-memory one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// One stored response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The `response` object as the client received it.
+    pub response: Bytes,
+    /// The request's own input items (a JSON array).
+    pub input_items: Bytes,
+    /// The response it continued (`previous_response_id`), if any.
+    pub previous: Option<String>,
+}
+
+impl StoredResponse {
+    fn size(&self) -> usize {
+        self.response.len() + self.input_items.len() + self.previous.as_ref().map_or(0, String::len)
+    }
+}
+
+/// How much the store may hold; read from the live config at each insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Responses kept at most.
+    pub max_entries: usize,
+    /// Bytes kept at most, all responses together.
+    pub max_bytes: usize,
+    /// How long a response is kept.
+    pub ttl: Duration,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_bytes: 256 * 1024 * 1024,
+            ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Why a conversation could not be rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    /// The response (or one it continued) is unknown, expired or evicted.
+    #[error("response `{0}` not found: it was never stored here, or it expired")]
+    NotFound(String),
+    /// A stored response is not what the store wrote.
+    #[error("stored response `{0}` cannot be read")]
+    Corrupt(String),
+}
+
+/// Where stored responses live. Every call returns a future so a remote store can
+/// stand behind the trait; the in-memory store has done its work before it returns,
+/// so a response is there for the client's next request the moment it completes.
+pub trait ResponseStore: Send + Sync {
+    /// Keeps `stored` under `id`, within `limits`.
+    fn put(
+        &self,
+        id: String,
+        stored: StoredResponse,
+        limits: StoreLimits,
+    ) -> BoxFuture<'static, ()>;
+    /// The response stored under `id`.
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<StoredResponse>>;
+    /// Forgets `id`; whether it was there.
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool>;
+}
+
+/// The whole conversation up to and including response `id`, as one JSON array of
+/// items (each response's input items, then its output), oldest first.
+pub async fn history(store: &dyn ResponseStore, id: &str) -> Result<Vec<u8>, HistoryError> {
+    // Each link holds its input items and output as JSON array texts.
+    let mut links = Vec::new();
+    let mut next = Some(id.to_string());
+    while let Some(id) = next {
+        let stored = store
+            .get(&id)
+            .await
+            .ok_or_else(|| HistoryError::NotFound(id.clone()))?;
+        next = stored.previous.clone();
+        links.push((id, stored));
+        if links.len() > MAX_CHAIN {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(links.iter().map(|(_, s)| s.size()).sum::<usize>() + 2);
+    out.push(b'[');
+    for (id, stored) in links.iter().rev() {
+        let output =
+            output_items(&stored.response).ok_or_else(|| HistoryError::Corrupt(id.clone()))?;
+        for array in [&stored.input_items[..], output.as_bytes()] {
+            let inner = array_contents(array).ok_or_else(|| HistoryError::Corrupt(id.clone()))?;
+            if !inner.is_empty() {
+                if out.len() > 1 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(inner);
+            }
+        }
+    }
+    out.push(b']');
+    Ok(out)
+}
+
+/// More links than any real conversation has: a cycle cannot loop forever.
+const MAX_CHAIN: usize = 100_000;
+
+/// The `output` array of a `response` object, as its text.
+fn output_items(response: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Output<'a> {
+        #[serde(borrow)]
+        output: &'a RawValue,
+    }
+    let parsed: Output<'_> = serde_json::from_slice(response).ok()?;
+    Some(parsed.output.get().to_string())
+}
+
+/// What is between the brackets of a JSON array's text.
+fn array_contents(array: &[u8]) -> Option<&[u8]> {
+    let trimmed = array.trim_ascii();
+    trimmed
+        .strip_prefix(b"[")?
+        .strip_suffix(b"]")
+        .map(<[u8]>::trim_ascii)
+}
+
+/// The default store: this process's memory, bounded in entries, bytes and age;
+/// the oldest responses go first.
+#[derive(Debug, Default)]
+pub struct MemoryResponseStore {
+    inner: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// Id → the response and when it expires.
+    map: HashMap<String, (Arc<StoredResponse>, Instant)>,
+    /// Insertion order, for eviction; ids already removed are skipped.
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Entries {
+    fn remove(&mut self, id: &str) -> bool {
+        match self.map.remove(id) {
+            Some((stored, _)) => {
+                self.bytes -= stored.size();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the oldest entry has expired by `now`.
+    fn oldest_expired(&self, now: Instant) -> bool {
+        self.order
+            .front()
+            .is_some_and(|id| self.map.get(id).is_none_or(|(_, expires)| *expires <= now))
+    }
+}
+
+impl ResponseStore for MemoryResponseStore {
+    fn put(
+        &self,
+        id: String,
+        stored: StoredResponse,
+        limits: StoreLimits,
+    ) -> BoxFuture<'static, ()> {
+        self.insert(id, stored, limits);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<StoredResponse>> {
+        Box::pin(std::future::ready(self.lookup(id)))
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(std::future::ready(
+            self.inner.lock().is_ok_and(|mut e| e.remove(id)),
+        ))
+    }
+}
+
+impl MemoryResponseStore {
+    fn insert(&self, id: String, stored: StoredResponse, limits: StoreLimits) {
+        let size = stored.size();
+        if size > limits.max_bytes || limits.max_entries == 0 {
+            return;
+        }
+        let Ok(mut entries) = self.inner.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        entries.remove(&id);
+        // Oldest first: the expired, then as many as it takes to make room.
+        while entries.map.len() >= limits.max_entries
+            || entries.bytes + size > limits.max_bytes
+            || entries.oldest_expired(now)
+        {
+            let Some(oldest) = entries.order.pop_front() else {
+                break;
+            };
+            entries.remove(&oldest);
+        }
+        entries.bytes += size;
+        entries.order.push_back(id.clone());
+        entries.map.insert(id, (Arc::new(stored), now + limits.ttl));
+        // Ids replaced or deleted linger in `order`; keep it from growing past the map.
+        if entries.order.len() > 2 * entries.map.len() + 16 {
+            let Entries { map, order, .. } = &mut *entries;
+            order.retain(|id| map.contains_key(id));
+        }
+    }
+
+    fn lookup(&self, id: &str) -> Option<StoredResponse> {
+        let entries = self.inner.lock().ok()?;
+        let (stored, expires) = entries.map.get(id)?;
+        // Past its age it is gone, even before an insert evicts it.
+        (*expires > Instant::now()).then(|| StoredResponse::clone(stored))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(previous: Option<&str>, input: &str, output: &str) -> StoredResponse {
+        StoredResponse {
+            response: Bytes::from(format!(
+                r#"{{"id":"x","object":"response","output":{output}}}"#
+            )),
+            input_items: Bytes::from(input.to_string()),
+            previous: previous.map(str::to_string),
+        }
+    }
+
+    fn limits() -> StoreLimits {
+        StoreLimits::default()
+    }
+
+    #[tokio::test]
+    async fn history_walks_back_the_chain_oldest_first() {
+        let store = MemoryResponseStore::default();
+        store
+            .put(
+                "r1".into(),
+                stored(None, r#"[{"a":1}]"#, r#"[{"b":2}]"#),
+                limits(),
+            )
+            .await;
+        store
+            .put(
+                "r2".into(),
+                stored(Some("r1"), r#"[{"c":3}]"#, "[]"),
+                limits(),
+            )
+            .await;
+        store
+            .put(
+                "r3".into(),
+                stored(Some("r2"), "[]", r#"[{"d":4},{"e":5}]"#),
+                limits(),
+            )
+            .await;
+        let got = history(&store, "r3").await.unwrap();
+        assert_eq!(
+            std::str::from_utf8(&got).unwrap(),
+            r#"[{"a":1},{"b":2},{"c":3},{"d":4},{"e":5}]"#
+        );
+        assert!(store.delete("r2").await);
+        assert!(!store.delete("r2").await);
+        assert_eq!(
+            history(&store, "r3").await,
+            Err(HistoryError::NotFound("r2".into()))
+        );
+        assert_eq!(
+            history(&store, "nope").await,
+            Err(HistoryError::NotFound("nope".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_oldest_go_first_when_entries_or_bytes_run_out() {
+        let store = MemoryResponseStore::default();
+        let few = StoreLimits {
+            max_entries: 2,
+            ..limits()
+        };
+        for id in ["a", "b", "c"] {
+            store.put(id.into(), stored(None, "[]", "[]"), few).await;
+        }
+        assert!(store.get("a").await.is_none());
+        assert!(store.get("b").await.is_some() && store.get("c").await.is_some());
+        let one_size = stored(None, "[]", "[]").size();
+        let small = StoreLimits {
+            max_bytes: 2 * one_size,
+            ..limits()
+        };
+        for id in ["d", "e", "f"] {
+            store.put(id.into(), stored(None, "[]", "[]"), small).await;
+        }
+        assert!(store.get("d").await.is_none());
+        assert!(store.get("f").await.is_some());
+        // One response larger than the whole store is not kept at all.
+        let tiny = StoreLimits {
+            max_bytes: 4,
+            ..limits()
+        };
+        store.put("g".into(), stored(None, "[]", "[]"), tiny).await;
+        assert!(store.get("g").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_expired_response_is_gone() {
+        let store = MemoryResponseStore::default();
+        let brief = StoreLimits {
+            ttl: Duration::ZERO,
+            ..limits()
+        };
+        store.put("a".into(), stored(None, "[]", "[]"), brief).await;
+        assert!(store.get("a").await.is_none());
+        store
+            .put("b".into(), stored(None, "[]", "[]"), limits())
+            .await;
+        // The expired one was evicted by the next insert.
+        assert_eq!(store.inner.lock().unwrap().map.len(), 1);
+    }
+}

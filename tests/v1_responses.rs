@@ -1,0 +1,598 @@
+//! `/v1/responses`, the OpenAI Responses API, on every provider: OpenAI's own
+//! answers it natively, Anthropic-format providers and chat-only OpenAI-compatible
+//! servers are translated, with the gateway keeping stored responses for
+//! `previous_response_id`. The mock providers refuse what the real APIs refuse.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::provider_rules::{anthropic_messages_refusal, openai_chat_refusal};
+use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
+use serde_json::{json, Value};
+
+const MASTER: &str = "gw-master-responses-test";
+const ANT_KEY: &str = "sk-ant-provider-responses-test";
+const OAI_KEY: &str = "sk-oai-provider-responses-test";
+
+/// What the Anthropic mock answers: a text answer, unless the last user turn asks for
+/// a tool call or thinking by name.
+fn anthropic_answer(rec: &Recorded) -> Value {
+    let body: Value = serde_json::from_slice(&rec.body).unwrap();
+    let last = body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .to_string();
+    let mut message: Value = serde_json::from_str(&fixture("anthropic/messages.json")).unwrap();
+    message["model"] = body["model"].clone();
+    if last.contains("spawn") {
+        message["content"] = json!([{"type": "tool_use", "id": "toolu_spawn_1",
+            "name": "multi_agent_v1__spawn_agent", "input": {"task": "lint"}}]);
+        message["stop_reason"] = json!("tool_use");
+    } else if last.contains("think") {
+        message["content"] = json!([
+            {"type": "thinking", "thinking": "Let me run ls.", "signature": "sig-abc"},
+            {"type": "tool_use", "id": "toolu_ls_1", "name": "exec_command", "input": {"cmd": "ls"}}
+        ]);
+        message["stop_reason"] = json!("tool_use");
+    }
+    message
+}
+
+fn anthropic_stream_of(message: &Value) -> Vec<(Duration, Bytes)> {
+    let mut events = Vec::new();
+    let mut start = message.clone();
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    events.push((
+        "message_start",
+        json!({"type": "message_start", "message": start}),
+    ));
+    for (i, block) in message["content"].as_array().unwrap().iter().enumerate() {
+        let (opening, delta) = match block["type"].as_str().unwrap() {
+            "text" => (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": block["text"]}),
+            ),
+            "tool_use" => (
+                json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
+                json!({"type": "input_json_delta", "partial_json": block["input"].to_string()}),
+            ),
+            _ => (
+                json!({"type": "thinking", "thinking": ""}),
+                json!({"type": "thinking_delta", "thinking": block["thinking"]}),
+            ),
+        };
+        events.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": i, "content_block": opening}),
+        ));
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": i, "delta": delta}),
+        ));
+        if block["type"] == "thinking" {
+            events.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": i,
+                    "delta": {"type": "signature_delta", "signature": block["signature"]}}),
+            ));
+        }
+        events.push((
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": i}),
+        ));
+    }
+    events.push((
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"]},
+            "usage": {"output_tokens": message["usage"]["output_tokens"]}}),
+    ));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+    events
+        .into_iter()
+        .map(|(name, data)| {
+            (
+                Duration::ZERO,
+                Bytes::from(format!("event: {name}\ndata: {data}\n\n")),
+            )
+        })
+        .collect()
+}
+
+fn sse(chunks: Vec<(Duration, Bytes)>) -> Reply {
+    Reply::Stream {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks,
+    }
+}
+
+fn provider(rec: &Recorded) -> Reply {
+    let path = rec.uri.split('?').next().unwrap_or_default();
+    let body: Value = serde_json::from_slice(&rec.body).unwrap_or(Value::Null);
+    let stream = body["stream"] == true;
+    match path {
+        "/v1/messages" => {
+            if let Some(refusal) = anthropic_messages_refusal(rec) {
+                return refusal;
+            }
+            let message = anthropic_answer(rec);
+            if stream {
+                sse(anthropic_stream_of(&message))
+            } else {
+                Reply::json(200, message.to_string())
+            }
+        }
+        "/v1/responses" => Reply::json(200, fixture("openai/responses.json")),
+        "/vllm/chat/completions" => {
+            if let Some(refusal) = openai_chat_refusal(rec) {
+                return refusal;
+            }
+            if stream {
+                let stream = fixture("openai/chat_completion_stream.txt");
+                sse(vec![(Duration::ZERO, Bytes::from(stream))])
+            } else {
+                Reply::json(200, fixture("openai/chat_completion.json"))
+            }
+        }
+        _ => Reply::json(404, "{}"),
+    }
+}
+
+fn gateway_for(mock: &MockUpstream) -> Gateway {
+    let yaml = format!(
+        "providers:\n  vllm:\n    base_url: '{}'\n",
+        mock.url("/vllm")
+    );
+    let base = mock.url("/v1");
+    Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ],
+    )
+}
+
+async fn post(gw: &Gateway, body: &Value) -> reqwest::Response {
+    client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(MASTER)
+        .header("openai-beta", "responses=v1")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn ok_json(resp: reqwest::Response) -> Value {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn sent(rec: &Recorded) -> Value {
+    serde_json::from_slice(&rec.body).unwrap()
+}
+
+/// The `data` of every event of an SSE body, in order.
+fn events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_model_answers_in_responses_shape() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let resp = post(
+        &gw,
+        &json!({"model": "anthropic:claude-sonnet-4-5", "input": "Hi", "instructions": "Be brief.",
+            "max_output_tokens": 100}),
+    )
+    .await;
+    let answer = ok_json(resp).await;
+    assert_eq!(answer["object"], "response");
+    assert!(answer["id"].as_str().unwrap().starts_with("resp_"));
+    assert_eq!(answer["status"], "completed");
+    assert_eq!(answer["model"], "anthropic:claude-sonnet-4-5");
+    let message = &answer["output"][0];
+    assert_eq!(message["type"], "message");
+    assert_eq!(message["content"][0]["type"], "output_text");
+    assert!(answer["usage"]["input_tokens"].as_u64().unwrap() > 0);
+
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/messages");
+    assert_eq!(rec.header("x-api-key"), Some(ANT_KEY));
+    assert!(rec.header("openai-beta").is_none());
+    let body = sent(&rec);
+    assert_eq!(body["model"], "claude-sonnet-4-5");
+    assert_eq!(body["system"], "Be brief.");
+    assert_eq!(body["max_tokens"], 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_stream_becomes_the_responses_event_sequence() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let resp = post(
+        &gw,
+        &json!({"model": "anthropic:claude-sonnet-4-5", "input": "Hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = resp.text().await.unwrap();
+    let events = events(&text);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"response.created"));
+    assert_eq!(kinds.last(), Some(&"response.completed"));
+    for kind in [
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_item.done",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["sequence_number"], i, "{event}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_answers_the_responses_api_itself() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let request = json!({"model": "openai:gpt-4o", "input": "Hi", "store": true, "tools": [{"type": "web_search"}]});
+    let resp = post(&gw, &request).await;
+    assert!(resp.headers().get("x-aurora-omitted-tools").is_none());
+    let answer = ok_json(resp).await;
+    let recorded: Value = serde_json::from_str(&fixture("openai/responses.json")).unwrap();
+    assert_eq!(answer, recorded);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/responses");
+    let mut expected = request.clone();
+    expected["model"] = json!("gpt-4o");
+    assert_eq!(sent(&rec), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_only_server_is_reached_through_chat_completions() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let answer = ok_json(
+        post(
+            &gw,
+            &json!({"model": "vllm/qwen3", "input": [{"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "input_text", "text": "Hi"}]}],
+                "max_output_tokens": 64}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(answer["object"], "response");
+    assert_eq!(answer["output"][0]["type"], "message");
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/vllm/chat/completions");
+    let body = sent(&rec);
+    assert_eq!(body["model"], "qwen3");
+    assert_eq!(body["max_tokens"], 64);
+    assert_eq!(
+        body["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+
+    let resp = post(
+        &gw,
+        &json!({"model": "vllm/qwen3", "input": "Hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let events = events(&resp.text().await.unwrap());
+    assert_eq!(events.first().unwrap()["type"], "response.created");
+    assert_eq!(events.last().unwrap()["type"], "response.completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_responses_continue_a_conversation_and_can_be_read_and_deleted() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let first = ok_json(
+        post(
+            &gw,
+            &json!({"model": "anthropic:claude-sonnet-4-5", "input": "first question"}),
+        )
+        .await,
+    )
+    .await;
+    let id = first["id"].as_str().unwrap().to_string();
+    let first_text = first["output"][0]["content"][0]["text"].clone();
+
+    // Streamed, continuing the first.
+    let resp = post(
+        &gw,
+        &json!({"model": "anthropic:claude-sonnet-4-5", "input": "second question",
+            "previous_response_id": id, "stream": true}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let events = events(&resp.text().await.unwrap());
+    let second = events.last().unwrap()["response"].clone();
+    assert_eq!(second["previous_response_id"], id.as_str());
+    let body = sent(&mock.last());
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "first question"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": first_text}]},
+            {"role": "user", "content": [{"type": "text", "text": "second question"}]}
+        ])
+    );
+
+    // The third continues the streamed second: its history holds all of it.
+    let second_id = second["id"].as_str().unwrap();
+    ok_json(
+        post(
+            &gw,
+            &json!({"model": "anthropic:claude-sonnet-4-5", "input": "third", "previous_response_id": second_id}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(sent(&mock.last())["messages"].as_array().unwrap().len(), 5);
+
+    let read = client()
+        .get(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok_json(read).await, first);
+    let deleted = client()
+        .delete(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ok_json(deleted).await,
+        json!({"id": id, "object": "response", "deleted": true})
+    );
+    let gone = client()
+        .get(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    // Not the gateway's own any more: OpenAI, which keeps its own, was asked.
+    let asked = mock.last();
+    assert_eq!(asked.method, "GET");
+    assert_eq!(asked.uri, format!("/v1/responses/{id}"));
+    assert_eq!(
+        asked.header("authorization"),
+        Some(format!("Bearer {OAI_KEY}").as_str())
+    );
+
+    // A conversation whose start is gone cannot go on.
+    let requests = mock.requests().len();
+    let resp = post(
+        &gw,
+        &json!({"model": "anthropic:claude-sonnet-4-5", "input": "more", "previous_response_id": second_id}),
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "previous_response_id");
+    assert_eq!(mock.requests().len(), requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_false_keeps_nothing() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let answer = ok_json(
+        post(
+            &gw,
+            &json!({"model": "anthropic:claude-sonnet-4-5", "input": "x", "store": false}),
+        )
+        .await,
+    )
+    .await;
+    let read = client()
+        .get(gw.url(&format!("/v1/responses/{}", answer["id"].as_str().unwrap())))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 404);
+}
+
+fn codex_tools() -> Value {
+    json!([
+        {"type": "function", "name": "exec_command", "strict": false,
+         "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}},
+        {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents", "tools": [
+            {"type": "function", "name": "spawn_agent", "parameters": {"type": "object", "properties": {"task": {"type": "string"}}}}
+        ]},
+        {"type": "web_search", "external_web_access": false}
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_tools_reach_anthropic_flattened_and_calls_come_back_namespaced() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    for stream in [false, true] {
+        let resp = post(
+            &gw,
+            &json!({"model": "anthropic:claude-sonnet-4-5", "stream": stream, "store": false,
+                "tools": codex_tools(), "tool_choice": "auto", "parallel_tool_calls": true,
+                "prompt_cache_key": "k", "client_metadata": {"a": "b"},
+                "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "spawn a linter"}]}]}),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-aurora-omitted-tools"], "web_search");
+        let text = resp.text().await.unwrap();
+        let answer = if stream {
+            events(&text).last().unwrap()["response"].clone()
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        let call = &answer["output"][0];
+        assert_eq!(call["type"], "function_call", "{answer}");
+        assert_eq!(call["name"], "spawn_agent");
+        assert_eq!(call["namespace"], "multi_agent_v1");
+        assert_eq!(call["call_id"], "toolu_spawn_1");
+        assert_eq!(
+            serde_json::from_str::<Value>(call["arguments"].as_str().unwrap()).unwrap(),
+            json!({"task": "lint"})
+        );
+        let body = sent(&mock.last());
+        let names: Vec<&str> = body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["exec_command", "multi_agent_v1__spawn_agent"]);
+        for hint in [
+            "prompt_cache_key",
+            "client_metadata",
+            "store",
+            "parallel_tool_calls",
+        ] {
+            assert!(body.get(hint).is_none(), "{hint} sent");
+        }
+    }
+    assert!(gw.log().contains("omitted_tools=web_search"));
+
+    let resp = post(
+        &gw,
+        &json!({"model": "anthropic:claude-sonnet-4-5", "input": "x", "tools": codex_tools(),
+            "tool_choice": {"type": "web_search"}}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "tool_choice");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("web_search"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thinking_round_trips_through_encrypted_content_without_a_store() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let first_input = json!([{"role": "user", "content": "think, then list files"}]);
+    let first = ok_json(
+        post(
+            &gw,
+            &json!({"model": "anthropic:claude-sonnet-4-5", "store": false, "tools": codex_tools(),
+                "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "low", "summary": "auto"},
+                "input": first_input}),
+        )
+        .await,
+    )
+    .await;
+    let reasoning = first["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "reasoning")
+        .unwrap()
+        .clone();
+    assert!(reasoning["encrypted_content"].is_string(), "{first}");
+    let call = first["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .unwrap()
+        .clone();
+    assert_eq!(call["name"], "exec_command");
+
+    // Codex sends the whole turn back, with the call's output.
+    let mut input = first_input.as_array().unwrap().clone();
+    input.push(reasoning);
+    input.push(call.clone());
+    input.push(
+        json!({"type": "function_call_output", "call_id": call["call_id"], "output": "a.txt"}),
+    );
+    ok_json(
+        post(
+            &gw,
+            &json!({"model": "anthropic:claude-sonnet-4-5", "store": false, "tools": codex_tools(),
+                "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "low"}, "input": input}),
+        )
+        .await,
+    )
+    .await;
+    let body = sent(&mock.last());
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([
+            {"type": "thinking", "thinking": "Let me run ls.", "signature": "sig-abc"},
+            {"type": "tool_use", "id": "toolu_ls_1", "name": "exec_command", "input": {"cmd": "ls"}}
+        ])
+    );
+    assert_eq!(
+        body["messages"][2]["content"][0],
+        json!({"type": "tool_result", "tool_use_id": "toolu_ls_1", "content": "a.txt"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_errors_use_openais_envelope() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let no_key = client()
+        .post(gw.url("/v1/responses"))
+        .json(&json!({"model": "anthropic:claude-sonnet-4-5", "input": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), 401);
+    let err: Value = no_key.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "authentication_error");
+    let resp = post(
+        &gw,
+        &json!({"model": "anthropic:claude-sonnet-4-5", "input": "x", "background": true}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "background");
+    let resp = post(
+        &gw,
+        &json!({"model": "anthropic:claude-sonnet-4-5", "input": "x", "previous_response_id": "resp_unknown"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    let resp = client()
+        .put(gw.url("/v1/responses/resp_x"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(mock.requests().is_empty());
+}
