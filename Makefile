@@ -66,17 +66,20 @@ $(VENV)/.installed: tests/e2e/requirements.txt
 # (node and npm come from apt when missing).
 AGENTS_DIR ?= tests/e2e/agents
 CLAUDE_CODE_VERSION ?= 2.1.332
-agents: $(AGENTS_DIR)/.installed-$(CLAUDE_CODE_VERSION)
+CODEX_VERSION ?= 0.171.0
+AGENTS_STAMP = $(AGENTS_DIR)/.installed-$(CLAUDE_CODE_VERSION)-$(CODEX_VERSION)
+agents: $(AGENTS_STAMP)
 
-$(AGENTS_DIR)/.installed-$(CLAUDE_CODE_VERSION):
+$(AGENTS_STAMP):
 	@command -v npm >/dev/null 2>&1 || { \
 		echo "npm missing: installing node and npm with apt-get"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
 	mkdir -p $(AGENTS_DIR)
 	npm install --prefix $(AGENTS_DIR) --no-save --no-audit --no-fund --loglevel=error \
-		@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+		@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION)
 	$(AGENTS_DIR)/node_modules/.bin/claude --version
+	$(AGENTS_DIR)/node_modules/.bin/codex --version
 	touch $@
 
 # Everything: unit and integration tests, then the official SDKs and agent CLIs end to end.

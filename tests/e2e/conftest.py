@@ -20,11 +20,18 @@ PROVIDER_KEYS = {"anthropic": "sk-ant-e2e-provider", "openai": "sk-openai-e2e-pr
 
 STARTUP_TIMEOUT = 15.0
 
-# OpenAI's output ceiling for gpt-4o-mini, which the mock provider enforces as OpenAI
-# does: coding agents ask for more (Claude Code: 32000).
-GATEWAY_CONFIG = """models:
+
+
+def gateway_config(mock_base_url: str) -> str:
+    """What only the file can say: a chat-only OpenAI-compatible server (vLLM) on the
+    mock, and OpenAI's output ceiling for gpt-4o-mini, which the mock enforces as OpenAI
+    does (coding agents ask for more: Claude Code 32000)."""
+    return f"""providers:
+  vllm:
+    base_url: {mock_base_url}
+models:
   limits:
-    gpt-4o-mini: {max_output_tokens: 16384}
+    gpt-4o-mini: {{max_output_tokens: 16384}}
 """
 
 
@@ -89,7 +96,7 @@ def gateway(isolated_sdk_env, mock_provider, tmp_path_factory):
     work = tmp_path_factory.mktemp("aurora")
     config = work / "aurora.yaml"
     # Providers come from the environment below; the file holds what only it can say.
-    config.write_text(GATEWAY_CONFIG)
+    config.write_text(gateway_config(mock_provider.base_url))
     log_path = work / "aurora.log"
     port = _free_port()
     # Only what the gateway needs, so nothing from the developer's shell leaks in.

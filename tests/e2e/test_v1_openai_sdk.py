@@ -383,6 +383,6 @@ def test_models_list_names_models_by_provider(gateway):
         provider, _, name = model.id.partition("/")
         assert name, f"{model.id} is not provider/model"
         providers.add(provider)
-    assert providers == {"anthropic", "openai"}  # the two providers configured
+    assert providers == {"anthropic", "openai", "vllm"}  # the three providers configured
     for request in gateway.mock.requests:
         assert not [k for k, v in request.headers.items() if gateway.master_key in v]
