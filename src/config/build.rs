@@ -902,6 +902,54 @@ providers:
     }
 
     #[test]
+    fn model_traits_come_from_provider_entries_then_models_limits() {
+        let yaml = "providers:\n  vllm:\n    base_url: http://127.0.0.1:9/v1\n    models:\n      - plain\n      - {id: qwen3, max_output_tokens: 8192, reasoning: true}\nmodels:\n  limits:\n    qwen3: {max_output_tokens: 100, reasoning: false}\n    vllm/llama: {max_output_tokens: 2048}\n    llama: {reasoning: true}\n";
+        let c = build(yaml, &[]).unwrap();
+        let vllm = c.providers.find("vllm").unwrap();
+        assert_eq!(vllm.models, vec!["plain", "qwen3"]);
+        // The provider's own entry wins over models.limits.
+        let qwen = c.models.traits(vllm, "vllm/qwen3", "qwen3");
+        assert_eq!(
+            (qwen.max_output_tokens, qwen.reasoning),
+            (Some(8192), Some(true))
+        );
+        // The client's name first, then the provider's, trait by trait.
+        let llama = c.models.traits(vllm, "vllm/llama", "llama");
+        assert_eq!(
+            (llama.max_output_tokens, llama.reasoning),
+            (Some(2048), Some(true))
+        );
+        assert_eq!(c.models.traits(vllm, "x", "plain"), ModelTraits::default());
+        let e = build("models:\n  limits:\n    m: {max_output_tokens: 0}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("models.limits.m"), "{e}");
+        let e = build("models:\n  limits:\n    m: {max_tokens: 5}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("max_tokens"), "{e}");
+    }
+
+    #[test]
+    fn response_store_limits_come_from_file_then_env() {
+        let c = build("", &[]).unwrap();
+        assert_eq!(c.responses, StoreLimits::default());
+        let yaml =
+            "responses:\n  store_max_entries: 5\n  store_max_bytes: 1MiB\n  store_ttl: 10m\n";
+        let c = build(yaml, &[]).unwrap();
+        assert_eq!(c.responses.max_entries, 5);
+        assert_eq!(c.responses.max_bytes, 1024 * 1024);
+        assert_eq!(c.responses.ttl, Duration::from_secs(600));
+        let c = build(
+            yaml,
+            &[
+                ("AURORA_RESPONSES_STORE_MAX_ENTRIES", "7"),
+                ("AURORA_RESPONSES_STORE_TTL", "1h"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.responses.max_entries, 7);
+        assert_eq!(c.responses.ttl, Duration::from_secs(3600));
+        assert!(build("responses: {store_ttl: soon}\n", &[]).is_err());
+    }
+
+    #[test]
     fn passthru_from_yaml_quoted_or_not_and_from_env_alone() {
         let yaml = "providers:\n  openai: {api_key: \"!PASSTHRU\"}\n  anthropic:\n    api_key: !PASSTHRU\n";
         let c = build(yaml, &[("GROQ_API_KEY", "!PASSTHRU")]).unwrap();
