@@ -1,10 +1,15 @@
-//! Translation throughput: request and response translation, both stream directions
-//! and raw SSE parsing. Streams are measured twice, with the same work: in bytes
+//! Translation throughput: request and response translation, every stream direction
+//! (Chat and Responses clients of Anthropic, Messages clients of Chat) and raw SSE
+//! parsing. Streams are measured twice, with the same work: in bytes
 //! (group `stream`, MB/s) and in SSE events (group `stream_events`, events/s).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use aurora::translate::openai_to_anthropic_request::{openai_to_anthropic_request, RequestOptions};
+use aurora::translate::responses::{
+    responses_to_anthropic_request, AnthropicToResponsesStream, ResponsesOptions,
+    ResponsesRequestOptions,
+};
 use aurora::translate::{
     anthropic_to_openai_response, AnthropicToOpenAiStream, MessageOptions, OpenAiToAnthropicStream,
     ResponseOptions, SseParser, StreamOptions,
@@ -83,6 +88,23 @@ fn openai_to_anthropic(input: &[u8], out: &mut Vec<u8>) {
     out.clear();
 }
 
+fn anthropic_to_responses(input: &[u8], out: &mut Vec<u8>) {
+    let mut t = AnthropicToResponsesStream::new(ResponsesOptions {
+        id: "resp_bench".into(),
+        model: "claude-sonnet-4-5".into(),
+        created_at: 0,
+        tool_names: Default::default(),
+        include_encrypted_reasoning: true,
+        echo: String::new(),
+    });
+    for piece in input.chunks(PUSH) {
+        t.push(piece, out);
+        out.clear();
+    }
+    t.finish(out);
+    out.clear();
+}
+
 fn sse_parse(input: &[u8]) -> usize {
     let mut p = SseParser::new();
     let mut n = 0usize;
@@ -113,6 +135,9 @@ fn streams(c: &mut Criterion) {
         g.throughput(throughput(&anthropic));
         g.bench_function("anthropic_to_openai", |b| {
             b.iter(|| anthropic_to_openai(&anthropic, &mut out))
+        });
+        g.bench_function("anthropic_to_responses", |b| {
+            b.iter(|| anthropic_to_responses(&anthropic, &mut out))
         });
         g.bench_function("sse_parse_anthropic", |b| b.iter(|| sse_parse(&anthropic)));
         g.throughput(throughput(&openai));
@@ -145,6 +170,31 @@ fn one_shot(c: &mut Criterion) {
             default_max_tokens: 4096,
         };
         b.iter(|| openai_to_anthropic_request(chat_request.as_bytes(), &opts))
+    });
+    let codex_request = serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "instructions": "You are a coding agent.",
+        "input": [
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Work in /repo."}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "List the files."}]},
+            {"type": "function_call", "call_id": "call_1", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "Cargo.toml\nsrc"},
+        ],
+        "tools": [
+            {"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}},
+            {"type": "namespace", "name": "multi_agent_v1", "tools": [{"type": "function", "name": "spawn_agent"}]},
+            {"type": "web_search"},
+        ],
+        "stream": true, "store": false, "include": ["reasoning.encrypted_content"],
+    })
+    .to_string();
+    g.throughput(Throughput::Bytes(codex_request.len() as u64));
+    g.bench_function("responses_to_anthropic_request", |b| {
+        let opts = ResponsesRequestOptions {
+            model: "claude-sonnet-4-5".into(),
+            default_max_tokens: 4096,
+        };
+        b.iter(|| responses_to_anthropic_request(codex_request.as_bytes(), None, &opts))
     });
     let response = fixture("anthropic/messages_with_tools.json");
     g.throughput(Throughput::Bytes(response.len() as u64));

@@ -12,12 +12,9 @@ use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
 use crate::providers::ProviderKind;
 use crate::providers::{Provider, WireFormat};
-use crate::translate::responses::{
-    responses_to_anthropic_request, ResponsesOptions, ResponsesRequestOptions,
-};
+use crate::translate::codec::{decode_request, encode_request, ClientFormat, DecodeOptions};
 use crate::translate::{
-    anthropic_to_openai_request, openai_to_anthropic_request, ClientEncoder, OpenAiRequestOptions,
-    ProviderDecoder, RequestOptions, ResponseTranslation, TokenLimitField, TranslateError,
+    OpenAiRequestOptions, ResponseTranslation, TokenLimitField, TranslateError,
 };
 
 /// The `/v1` endpoints that carry a model in their body.
@@ -140,51 +137,12 @@ pub fn prepare(
             responses: None,
         });
     }
-    match endpoint {
-        ModelEndpoint::ChatCompletions => {
-            let opts = RequestOptions {
-                model: route.model,
-                default_max_tokens: config.models.default_max_tokens,
-            };
-            let translated =
-                openai_to_anthropic_request(body, &opts).map_err(GatewayError::from)?;
-            Ok(PreparedRequest {
-                target: target(&provider, ModelEndpoint::Messages.native().1, None),
-                body: translated.body.into(),
-                translation: Some(ResponseTranslation::anthropic_to_openai(
-                    field.name,
-                    created,
-                    translated.stream,
-                    translated.include_usage,
-                )),
-                responses: None,
-            })
-        }
-        ModelEndpoint::Messages => {
-            let opts = chat_options(config, &provider, &field.name, route.model);
-            let translated =
-                anthropic_to_openai_request(body, &opts).map_err(GatewayError::from)?;
-            Ok(PreparedRequest {
-                target: target(&provider, ModelEndpoint::ChatCompletions.native().1, None),
-                body: translated.body.into(),
-                translation: Some(ResponseTranslation::openai_to_anthropic(
-                    field.name,
-                    translated.stream,
-                )),
-                responses: None,
-            })
-        }
-        ModelEndpoint::Responses => prepare_responses(
-            body,
-            history,
-            config,
-            &provider,
-            field.name,
-            route.model,
-            created,
-        ),
+    let client = match endpoint {
+        ModelEndpoint::ChatCompletions => ClientFormat::Chat,
+        ModelEndpoint::Messages => ClientFormat::Messages,
+        ModelEndpoint::Responses => ClientFormat::Responses,
         ModelEndpoint::Embeddings | ModelEndpoint::CountTokens => {
-            Err(GatewayError::invalid_request(format!(
+            return Err(GatewayError::invalid_request(format!(
                 "{} is served only by {}-format providers; `{}` speaks the {} format",
                 endpoint.label(),
                 api_name(native),
@@ -193,7 +151,46 @@ pub fn prepare(
             ))
             .with_param("model"))
         }
-    }
+    };
+    let response_id = format!("resp_{}", uuid::Uuid::new_v4().simple());
+    let hub = decode_request(
+        client,
+        body,
+        &DecodeOptions {
+            client_model: &field.name,
+            upstream_model: &route.model,
+            default_max_tokens: config.models.default_max_tokens,
+            created,
+            history,
+            response_id: &response_id,
+        },
+    )
+    .map_err(GatewayError::from)?;
+    let (upstream_body, decoder) = encode_request(provider.format, hub.body, || {
+        chat_options(config, &provider, &field.name, route.model)
+    })
+    .map_err(GatewayError::from)?;
+    let path = match provider.format {
+        WireFormat::Anthropic => ModelEndpoint::Messages.native().1,
+        WireFormat::OpenAi => ModelEndpoint::ChatCompletions.native().1,
+    };
+    let responses = hub.responses.map(|extras| ResponsesPlan {
+        id: response_id,
+        store: extras.store,
+        input_items: extras.input_items.into(),
+        previous: stored_previous_id(body),
+        omitted_tools: extras.omitted_tools,
+    });
+    Ok(PreparedRequest {
+        target: target(&provider, path, None),
+        body: upstream_body.into(),
+        translation: Some(ResponseTranslation {
+            provider: decoder,
+            client: hub.encoder,
+            stream: hub.stream,
+        }),
+        responses,
+    })
 }
 
 /// How a Messages request becomes a Chat request for `provider`'s `model`.
@@ -214,74 +211,6 @@ fn chat_options(
         max_output_tokens: traits.max_output_tokens.map(u64::from),
         model,
     }
-}
-
-/// A Responses API request for a provider without it: into the hub (Messages), and on
-/// to Chat Completions for an OpenAI-format provider.
-fn prepare_responses(
-    body: &[u8],
-    history: Option<&[u8]>,
-    config: &Config,
-    provider: &Arc<Provider>,
-    client_model: String,
-    model: String,
-    created: u64,
-) -> Result<PreparedRequest, GatewayError> {
-    let previous = stored_previous_id(body);
-    let hub = responses_to_anthropic_request(
-        body,
-        history,
-        &ResponsesRequestOptions {
-            model: model.clone(),
-            default_max_tokens: config.models.default_max_tokens,
-        },
-    )
-    .map_err(GatewayError::from)?;
-    let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
-    let (path, upstream_body, decoder) = match provider.format {
-        WireFormat::Anthropic => (
-            ModelEndpoint::Messages.native().1,
-            hub.body,
-            ProviderDecoder::Messages,
-        ),
-        WireFormat::OpenAi => {
-            let opts = chat_options(config, provider, &client_model, model);
-            let chat = anthropic_to_openai_request(&hub.body, &opts).map_err(GatewayError::from)?;
-            (
-                ModelEndpoint::ChatCompletions.native().1,
-                chat.body,
-                ProviderDecoder::Chat,
-            )
-        }
-    };
-    let options = ResponsesOptions {
-        id: id.clone(),
-        model: client_model,
-        created_at: created,
-        tool_names: Arc::new(hub.tool_names),
-        include_encrypted_reasoning: hub.include_encrypted_reasoning,
-        echo: hub.echo,
-    };
-    Ok(PreparedRequest {
-        target: target(provider, path, None),
-        body: upstream_body.into(),
-        translation: Some(ResponseTranslation {
-            provider: decoder,
-            client: ClientEncoder::Responses {
-                options,
-                on_completed: None,
-                omitted_tools: (!hub.omitted_tools.is_empty()).then(|| hub.omitted_tools.join(",")),
-            },
-            stream: hub.stream,
-        }),
-        responses: Some(ResponsesPlan {
-            id,
-            store: hub.store,
-            input_items: hub.input_items.into(),
-            previous,
-            omitted_tools: hub.omitted_tools,
-        }),
-    })
 }
 
 /// `previous_response_id`, when the body names one.

@@ -1,19 +1,24 @@
-//! Pure translation between the OpenAI Chat Completions and Anthropic
-//! Messages wire formats: request bodies, response bodies, error bodies and
-//! SSE streams, in both directions. Nothing here performs I/O; callers pass
-//! in bytes (and values such as the current time) and get bytes back.
+//! Pure translation between wire formats: request bodies, response bodies,
+//! error bodies and SSE streams. Nothing here performs I/O; callers pass in
+//! bytes (and values such as the current time) and get bytes back.
 //!
-//! - OpenAI clients → Anthropic providers:
+//! Every format meets the others in one hub, the Anthropic Messages format; see
+//! [`codec`] for the core (client and provider codecs, how a pair is chosen)
+//! and the table of which translator serves which side.
+//!
+//! - The Chat Completions codec, as a client of the hub:
 //!   [`openai_to_anthropic_request`](fn@openai_to_anthropic_request),
 //!   [`anthropic_to_openai_response`](fn@anthropic_to_openai_response),
-//!   [`AnthropicToOpenAiStream`], [`anthropic_error_to_openai`].
-//! - Anthropic clients (`/v1/messages`) → OpenAI-compatible providers:
+//!   [`AnthropicToOpenAiStream`], [`anthropic_error_to_openai`];
+//!   as a provider behind it:
 //!   [`anthropic_to_openai_request`](fn@anthropic_to_openai_request),
 //!   [`openai_to_anthropic_response`](fn@openai_to_anthropic_response),
 //!   [`OpenAiToAnthropicStream`], [`openai_error_to_anthropic`].
-//! - [`sse`]: the incremental SSE parser and writer both streams use.
-//! - [`ResponseTranslator`] drives the response side for one request, and
-//!   [`TranslationModule`] runs it as a Pingora HTTP module.
+//! - The Responses codec, as a client: [`responses`].
+//! - [`sse`]: the incremental SSE parser and writer every stream uses.
+//! - [`ResponseTranslator`] drives the response side for one request (the
+//!   provider's decoder, then the client's encoder), and [`TranslationModule`]
+//!   runs it as a Pingora HTTP module.
 //!
 //! Request translation fails with [`TranslateError`] when the request cannot
 //! be expressed faithfully; fields that do not change the shape of the
@@ -35,6 +40,7 @@ pub mod anthropic_to_openai_error;
 pub mod anthropic_to_openai_request;
 pub mod anthropic_to_openai_response;
 pub mod anthropic_to_openai_stream;
+pub mod codec;
 pub mod error;
 mod json_writer;
 pub mod module;
