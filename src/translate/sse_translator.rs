@@ -39,7 +39,7 @@ pub(super) fn unreadable_message(error: SseError) -> String {
 #[derive(Debug)]
 pub(super) struct SseTranslator<S> {
     parser: SseParser,
-    state: S,
+    pub(super) state: S,
 }
 
 impl<S: EventTranslation> SseTranslator<S> {

@@ -10,9 +10,13 @@
 //! Errors use OpenAI's envelope, as the Responses API does.
 
 pub mod reasoning_state;
+pub mod response;
+pub mod stream;
 pub mod tool_names;
 
 pub use reasoning_state::ReasoningState;
+pub use response::anthropic_to_responses_response;
+pub use stream::AnthropicToResponsesStream;
 pub use tool_names::ToolNames;
 
 use std::sync::Arc;
