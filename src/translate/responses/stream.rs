@@ -894,3 +894,674 @@ impl State {
         end_event(out, &mut self.seq);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::responses::{anthropic_to_responses_response, ToolNames};
+    use crate::translate::SseParser;
+    use serde_json::{json, Value};
+    use std::sync::Arc;
+
+    const TOOL_STREAM: &str = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_014p7gG3wDgGV9EUtLvnow3U","type":"message","role":"assistant","model":"claude-opus-4-1-20250805","stop_sequence":null,"usage":{"input_tokens":472,"cache_read_input_tokens":100,"output_tokens":2},"content":[],"stop_reason":null}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+
+event: ping
+data: {"type": "ping"}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Okay, checking Zürich 😊:"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"weather__get_weather","input":{}}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"location\":"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":" \"Zürich\"}"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":1}
+
+event: content_block_start
+data: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_02","name":"get_time","input":{}}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":2}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+
+    const THINKING_STREAM: &str = "event: message_start\r\n\
+data: {\"type\": \"message_start\", \"message\": {\"id\": \"msg_01T\", \"type\": \"message\", \"role\": \"assistant\", \"content\": [], \"model\": \"claude-sonnet-4\", \"stop_reason\": null, \"stop_sequence\": null, \"usage\": {\"input_tokens\": 30, \"output_tokens\": 1}}}\r\n\r\n\
+event: content_block_start\r\n\
+data: {\"type\": \"content_block_start\", \"index\": 0, \"content_block\": {\"type\": \"thinking\", \"thinking\": \"\", \"signature\": \"\"}}\r\n\r\n\
+event: content_block_delta\r\n\
+data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"thinking_delta\", \"thinking\": \"Let me solve this step by step:\\n\\n1. First break down 27 * 453\"}}\r\n\r\n\
+event: content_block_delta\r\n\
+data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"thinking_delta\", \"thinking\": \"\\n2. 453 = 400 + 50 + 3\"}}\r\n\r\n\
+event: content_block_delta\r\n\
+data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"signature_delta\", \"signature\": \"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds\"}}\r\n\r\n\
+event: content_block_stop\r\n\
+data: {\"type\": \"content_block_stop\", \"index\": 0}\r\n\r\n\
+event: content_block_start\r\n\
+data: {\"type\": \"content_block_start\", \"index\": 1, \"content_block\": {\"type\": \"text\", \"text\": \"\"}}\r\n\r\n\
+event: content_block_delta\r\n\
+data: {\"type\": \"content_block_delta\", \"index\": 1, \"delta\": {\"type\": \"text_delta\", \"text\": \"27 * 453 = 12,231\"}}\r\n\r\n\
+event: content_block_stop\r\n\
+data: {\"type\": \"content_block_stop\", \"index\": 1}\r\n\r\n\
+event: message_delta\r\n\
+data: {\"type\": \"message_delta\", \"delta\": {\"stop_reason\": \"end_turn\", \"stop_sequence\": null}, \"usage\": {\"output_tokens\": 120}}\r\n\r\n\
+event: message_stop\r\n\
+data: {\"type\": \"message_stop\"}\r\n\r\n";
+
+    const ERROR_STREAM: &str = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_err","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":5,"output_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}
+
+event: error
+data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo"}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+
+    /// The stream above, cut off after the first text delta.
+    fn truncated_stream() -> &'static str {
+        let end = ERROR_STREAM.find("event: error").unwrap_or(0);
+        &ERROR_STREAM[..end]
+    }
+
+    fn opts() -> ResponsesOptions {
+        let mut names = ToolNames::default();
+        names.flatten("weather", "get_weather");
+        ResponsesOptions {
+            id: "resp_abc123".into(),
+            model: "gpt-5-codex".into(),
+            created_at: 1_700_000_000,
+            tool_names: Arc::new(names),
+            include_encrypted_reasoning: false,
+            echo: r#""store":true,"tool_choice":"required""#.into(),
+        }
+    }
+
+    fn included() -> ResponsesOptions {
+        ResponsesOptions {
+            include_encrypted_reasoning: true,
+            ..opts()
+        }
+    }
+
+    fn run_pieces_with(opts: ResponsesOptions, pieces: &[&[u8]]) -> (Vec<u8>, Option<Vec<u8>>) {
+        let mut t = AnthropicToResponsesStream::new(opts);
+        let mut out = Vec::new();
+        for p in pieces {
+            t.push(p, &mut out);
+        }
+        t.finish(&mut out);
+        assert!(t.is_done() != t.is_failed());
+        assert_eq!(t.final_response().is_some(), t.is_done());
+        (out, t.final_response().map(<[u8]>::to_vec))
+    }
+
+    fn run_with(opts: ResponsesOptions, input: &str) -> Vec<u8> {
+        run_pieces_with(opts, &[input.as_bytes()]).0
+    }
+
+    fn run(input: &str) -> Vec<u8> {
+        run_with(opts(), input)
+    }
+
+    /// The output's events as JSON data, checking that each event's name is
+    /// its `type` and that sequence numbers count from 0.
+    fn events(out: &[u8]) -> Vec<Value> {
+        let mut p = SseParser::new();
+        p.feed(out);
+        p.finish();
+        let mut v: Vec<Value> = Vec::new();
+        while let Some(e) = p.next_event() {
+            let data: Value = serde_json::from_str(&e.data).unwrap();
+            assert_eq!(e.event.as_deref(), data["type"].as_str());
+            assert_eq!(data["sequence_number"], v.len());
+            v.push(data);
+        }
+        v
+    }
+
+    fn types(evs: &[Value]) -> Vec<&str> {
+        evs.iter().map(|e| e["type"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn recorded_text_stream_becomes_the_message_event_sequence() {
+        let out = run(fixture!("anthropic/messages_stream.txt"));
+        let evs = events(&out);
+        assert_eq!(
+            types(&evs),
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let in_progress = json!({
+            "id": "resp_abc123", "object": "response", "created_at": 1_700_000_000,
+            "status": "in_progress", "error": null, "incomplete_details": null,
+            "model": "gpt-5-codex", "output": [], "usage": null,
+            "store": true, "tool_choice": "required", "parallel_tool_calls": true, "tools": []
+        });
+        assert_eq!(evs[0]["response"], in_progress);
+        assert_eq!(evs[1]["response"], in_progress);
+        assert_eq!(
+            evs[2],
+            json!({"type": "response.output_item.added", "output_index": 0, "sequence_number": 2,
+                   "item": {"id": "msg_abc123_0", "type": "message", "status": "in_progress",
+                            "role": "assistant", "content": []}})
+        );
+        assert_eq!(
+            evs[3],
+            json!({"type": "response.content_part.added", "item_id": "msg_abc123_0",
+                   "output_index": 0, "content_index": 0, "sequence_number": 3,
+                   "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}})
+        );
+        assert_eq!(
+            evs[4],
+            json!({"type": "response.output_text.delta", "item_id": "msg_abc123_0",
+                   "output_index": 0, "content_index": 0, "delta": "Hello World",
+                   "logprobs": [], "sequence_number": 4})
+        );
+        assert_eq!(evs[5]["text"], "Hello World");
+        assert_eq!(evs[6]["part"]["text"], "Hello World");
+        let item = json!({"id": "msg_abc123_0", "type": "message", "status": "completed",
+                          "role": "assistant",
+                          "content": [{"type": "output_text", "text": "Hello World",
+                                       "annotations": [], "logprobs": []}]});
+        assert_eq!(evs[7]["item"], item);
+        let done = &evs[8]["response"];
+        assert_eq!(done["status"], "completed");
+        assert_eq!(done["output"], json!([item]));
+        assert_eq!(
+            done["usage"],
+            json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
+                   "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
+                   "total_tokens": 15})
+        );
+    }
+
+    #[test]
+    fn tool_use_streams_function_call_arguments_and_splits_namespaces() {
+        let evs = events(&run(TOOL_STREAM));
+        assert_eq!(
+            types(&evs)[2..],
+            [
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                // The message stays open until a block of another kind starts.
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        assert_eq!(
+            evs[8]["item"],
+            json!({"id": "fc_abc123_1", "type": "function_call", "status": "in_progress",
+                   "arguments": "", "call_id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
+                   "name": "get_weather", "namespace": "weather"})
+        );
+        assert_eq!(evs[9]["delta"], "{\"location\":");
+        assert_eq!(evs[9]["item_id"], "fc_abc123_1");
+        assert_eq!(evs[9]["output_index"], 1);
+        assert_eq!(
+            evs[11],
+            json!({"type": "response.function_call_arguments.done", "item_id": "fc_abc123_1",
+                   "output_index": 1, "name": "get_weather",
+                   "arguments": "{\"location\": \"Zürich\"}", "sequence_number": 11})
+        );
+        assert_eq!(evs[12]["item"]["status"], "completed");
+        assert_eq!(evs[12]["item"]["arguments"], "{\"location\": \"Zürich\"}");
+        // A call whose input never came is called with `{}`.
+        assert_eq!(evs[14]["delta"], "{}");
+        assert_eq!(evs[15]["arguments"], "{}");
+        assert_eq!(evs[16]["item"]["name"], "get_time");
+        assert!(evs[16]["item"].get("namespace").is_none());
+        let done = &evs[17]["response"];
+        assert_eq!(done["output"].as_array().unwrap().len(), 3);
+        assert_eq!(done["usage"]["input_tokens"], 572);
+        assert_eq!(done["usage"]["input_tokens_details"]["cached_tokens"], 100);
+        assert_eq!(done["usage"]["output_tokens"], 89);
+    }
+
+    #[test]
+    fn thinking_streams_a_reasoning_summary_and_keeps_the_signature_when_included() {
+        let evs = events(&run_with(included(), THINKING_STREAM));
+        assert_eq!(
+            types(&evs)[2..9],
+            [
+                "response.output_item.added",
+                "response.reasoning_summary_part.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.reasoning_summary_part.done",
+                "response.output_item.done",
+            ]
+        );
+        assert_eq!(
+            evs[2]["item"],
+            json!({"id": "rs_abc123_0", "type": "reasoning", "summary": []})
+        );
+        assert_eq!(
+            evs[3],
+            json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_abc123_0",
+                   "output_index": 0, "summary_index": 0, "sequence_number": 3,
+                   "part": {"type": "summary_text", "text": ""}})
+        );
+        assert_eq!(evs[5]["delta"], "\n2. 453 = 400 + 50 + 3");
+        let thinking =
+            "Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3";
+        assert_eq!(evs[6]["text"], thinking);
+        assert_eq!(evs[7]["part"]["text"], thinking);
+        let item = &evs[8]["item"];
+        assert_eq!(item["summary"][0]["text"], thinking);
+        assert_eq!(
+            ReasoningState::decode(item["encrypted_content"].as_str().unwrap()),
+            Some(ReasoningState::Thinking {
+                thinking: thinking.into(),
+                signature: "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds".into(),
+            })
+        );
+        assert_eq!(evs[9]["item"]["id"], "msg_abc123_1");
+        assert_eq!(evs.last().unwrap()["type"], "response.completed");
+
+        let without = events(&run(THINKING_STREAM));
+        assert!(without[8]["item"].get("encrypted_content").is_none());
+    }
+
+    #[test]
+    fn redacted_thinking_is_added_and_done_at_once() {
+        let input = r#"event: message_start
+data: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"redacted_thinking","data":"EmwKAhgBEgy3va3pzix"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+        let evs = events(&run_with(included(), input));
+        assert_eq!(
+            types(&evs)[2..],
+            [
+                "response.output_item.added",
+                "response.output_item.done",
+                "response.completed"
+            ]
+        );
+        let item = &evs[3]["item"];
+        assert_eq!(item["summary"], json!([]));
+        assert_eq!(
+            ReasoningState::decode(item["encrypted_content"].as_str().unwrap()),
+            Some(ReasoningState::Redacted {
+                redacted: "EmwKAhgBEgy3va3pzix".into()
+            })
+        );
+    }
+
+    #[test]
+    fn max_tokens_ends_with_response_incomplete() {
+        let input = fixture!("anthropic/messages_stream.txt").replace("end_turn", "max_tokens");
+        let evs = events(&run(&input));
+        let last = evs.last().unwrap();
+        assert_eq!(last["type"], "response.incomplete");
+        assert_eq!(last["response"]["status"], "incomplete");
+        assert_eq!(
+            last["response"]["incomplete_details"],
+            json!({"reason": "max_output_tokens"})
+        );
+    }
+
+    #[test]
+    fn upstream_error_event_ends_the_stream_with_one_error_event() {
+        let mut t = AnthropicToResponsesStream::new(opts());
+        let mut out = Vec::new();
+        t.push(ERROR_STREAM.as_bytes(), &mut out);
+        assert!(t.is_failed());
+        assert!(!t.is_done());
+        assert_eq!(t.final_response(), None);
+        let evs = events(&out);
+        let n = evs.len();
+        assert_eq!(
+            evs[n - 1],
+            json!({"type": "error", "code": "server_error", "message": "Overloaded",
+                   "param": null, "sequence_number": n - 1})
+        );
+        assert_eq!(evs[n - 2]["type"], "response.output_text.delta");
+        assert_eq!(evs.iter().filter(|e| e["type"] == "error").count(), 1);
+        let before = out.len();
+        t.push(
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            &mut out,
+        );
+        t.finish(&mut out);
+        assert_eq!(out.len(), before);
+    }
+
+    #[test]
+    fn error_types_are_mapped_to_codes() {
+        for (anthropic, code) in [
+            ("overloaded_error", "server_error"),
+            ("api_error", "server_error"),
+            ("rate_limit_error", "rate_limit_exceeded"),
+            ("invalid_request_error", "invalid_request_error"),
+            ("authentication_error", "authentication_error"),
+            ("permission_error", "authentication_error"),
+            ("not_found_error", "not_found_error"),
+            ("something_new", "server_error"),
+        ] {
+            let input = format!(
+                "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"{anthropic}\",\"message\":\"m\"}}}}\n\n"
+            );
+            let evs = events(&run(&input));
+            assert_eq!(evs.len(), 1);
+            assert_eq!(evs[0]["code"], code, "{anthropic}");
+        }
+    }
+
+    #[test]
+    fn input_ending_before_message_stop_is_an_error_not_a_completion() {
+        let mut t = AnthropicToResponsesStream::new(opts());
+        let mut out = Vec::new();
+        t.push(truncated_stream().as_bytes(), &mut out);
+        assert!(!t.is_failed());
+        t.finish(&mut out);
+        assert!(t.is_failed());
+        let evs = events(&out);
+        let last = evs.last().unwrap();
+        assert_eq!(last["type"], "error");
+        assert_eq!(last["code"], "server_error");
+        assert!(last["message"].as_str().unwrap().contains("ended before"));
+        assert!(!evs.iter().any(|e| e["type"] == "response.completed"));
+    }
+
+    #[test]
+    fn malformed_event_fails_the_stream() {
+        let evs = events(&run("event: content_block_delta\ndata: {not json\n\n"));
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0]["type"], "error");
+        assert!(evs[0]["message"].as_str().unwrap().contains("malformed"));
+    }
+
+    #[test]
+    fn an_event_that_never_ends_fails_the_stream() {
+        let mut t = AnthropicToResponsesStream::new(opts());
+        let mut out = Vec::new();
+        t.push(truncated_stream().as_bytes(), &mut out);
+        let start = out.len();
+        t.push(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"", &mut out);
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..=(crate::translate::sse::MAX_PENDING_BYTES >> 20) {
+            t.push(&chunk, &mut out);
+        }
+        assert!(t.is_failed());
+        let tail = String::from_utf8_lossy(&out[start..]).into_owned();
+        assert!(tail.starts_with("event: error\n"));
+        assert!(tail.contains("could not be read"));
+    }
+
+    #[test]
+    fn events_without_or_with_renamed_event_names_are_dispatched_by_type() {
+        let recorded = fixture!("anthropic/messages_stream.txt");
+        let unnamed: String = recorded
+            .lines()
+            .filter(|l| !l.starts_with("event:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let renamed = recorded
+            .replace("event: content_block_delta", "event: message")
+            .replace(
+                "event: ping",
+                "event: keepalive\ndata: not json\n\nevent: ping",
+            );
+        assert_eq!(run(&unnamed), run(recorded));
+        assert_eq!(run(&renamed), run(recorded));
+    }
+
+    #[test]
+    fn input_after_the_terminal_event_is_ignored() {
+        let mut t = AnthropicToResponsesStream::new(opts());
+        let mut out = Vec::new();
+        t.push(
+            fixture!("anthropic/messages_stream.txt").as_bytes(),
+            &mut out,
+        );
+        t.push(b"\n", &mut out);
+        assert!(t.is_done());
+        let len = out.len();
+        t.push(TOOL_STREAM.as_bytes(), &mut out);
+        t.finish(&mut out);
+        assert_eq!(out.len(), len);
+    }
+
+    fn all_inputs() -> Vec<&'static str> {
+        vec![
+            fixture!("anthropic/messages_stream.txt"),
+            TOOL_STREAM,
+            THINKING_STREAM,
+            ERROR_STREAM,
+            truncated_stream(),
+        ]
+    }
+
+    #[test]
+    fn split_at_every_offset_gives_identical_output() {
+        for input in all_inputs() {
+            let bytes = input.as_bytes();
+            let whole = run_pieces_with(included(), &[bytes]);
+            for i in 0..=bytes.len() {
+                let split = run_pieces_with(included(), &[&bytes[..i], &bytes[i..]]);
+                assert_eq!(split, whole, "split at {i}");
+            }
+            let pieces: Vec<&[u8]> = bytes.chunks(1).collect();
+            assert_eq!(run_pieces_with(included(), &pieces), whole);
+        }
+    }
+
+    /// The Anthropic stream of a whole message: each block streamed in two
+    /// deltas, as Anthropic does.
+    fn stream_of(msg: &Value) -> String {
+        fn event(out: &mut String, data: Value) {
+            let kind = data["type"].as_str().unwrap().to_string();
+            out.push_str(&format!("event: {kind}\ndata: {data}\n\n"));
+        }
+        fn halves(s: &str) -> (&str, &str) {
+            let mut mid = s.len() / 2;
+            while !s.is_char_boundary(mid) {
+                mid += 1;
+            }
+            s.split_at(mid)
+        }
+        let mut out = String::new();
+        let mut usage = msg["usage"].clone();
+        usage["output_tokens"] = json!(1);
+        event(
+            &mut out,
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+                   "role": "assistant", "content": [], "model": "claude", "usage": usage}}),
+        );
+        for (index, block) in msg["content"].as_array().unwrap().iter().enumerate() {
+            let delta = |out: &mut String, d: Value| {
+                event(
+                    out,
+                    json!({"type": "content_block_delta", "index": index, "delta": d}),
+                );
+            };
+            let start = match block["type"].as_str().unwrap() {
+                "text" => json!({"type": "text", "text": ""}),
+                "thinking" => json!({"type": "thinking", "thinking": "", "signature": ""}),
+                "tool_use" => json!({"type": "tool_use", "id": block["id"],
+                                     "name": block["name"], "input": {}}),
+                _ => block.clone(),
+            };
+            event(
+                &mut out,
+                json!({"type": "content_block_start", "index": index, "content_block": start}),
+            );
+            match block["type"].as_str().unwrap() {
+                "text" => {
+                    let (a, b) = halves(block["text"].as_str().unwrap());
+                    for t in [a, b] {
+                        delta(&mut out, json!({"type": "text_delta", "text": t}));
+                    }
+                }
+                "thinking" => {
+                    let (a, b) = halves(block["thinking"].as_str().unwrap());
+                    for t in [a, b] {
+                        delta(&mut out, json!({"type": "thinking_delta", "thinking": t}));
+                    }
+                    delta(
+                        &mut out,
+                        json!({"type": "signature_delta", "signature": block["signature"]}),
+                    );
+                }
+                "tool_use" => {
+                    let input = block.get("input").map(Value::to_string).unwrap_or_default();
+                    let (a, b) = halves(&input);
+                    for j in [a, b] {
+                        delta(
+                            &mut out,
+                            json!({"type": "input_json_delta", "partial_json": j}),
+                        );
+                    }
+                }
+                _ => {}
+            }
+            event(
+                &mut out,
+                json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+        event(
+            &mut out,
+            json!({"type": "message_delta", "delta": {"stop_reason": msg["stop_reason"]},
+                   "usage": {"output_tokens": msg["usage"]["output_tokens"]}}),
+        );
+        event(&mut out, json!({"type": "message_stop"}));
+        out
+    }
+
+    fn messages() -> Vec<Value> {
+        vec![
+            json!({"type": "message", "id": "msg_1", "role": "assistant",
+                   "content": [
+                       {"type": "thinking", "thinking": "Plan: call both \"tools\".\n", "signature": "c2ln"},
+                       {"type": "text", "text": "Calling "},
+                       {"type": "text", "text": "tools 😊"},
+                       {"type": "tool_use", "id": "toolu_1", "name": "weather__get_weather",
+                        "input": {"location": "Zürich", "days": [1, 2]}},
+                       {"type": "tool_use", "id": "toolu_2", "name": "get_time"},
+                   ],
+                   "stop_reason": "tool_use",
+                   "usage": {"input_tokens": 12, "cache_read_input_tokens": 300,
+                             "cache_creation_input_tokens": 40, "output_tokens": 77}}),
+            json!({"type": "message", "id": "msg_2", "role": "assistant",
+                   "content": [
+                       {"type": "redacted_thinking", "data": "EmwKAhgB"},
+                       {"type": "thinking", "thinking": "", "signature": "s"},
+                       {"type": "text", "text": ""},
+                       {"type": "text", "text": "Searching."},
+                       {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                        "input": {"query": "x"}},
+                       {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+                       {"type": "text", "text": " Found it, but"},
+                   ],
+                   "stop_reason": "max_tokens",
+                   "usage": {"input_tokens": 5, "output_tokens": 9}}),
+            json!({"type": "message", "id": "msg_3", "role": "assistant", "content": [],
+                   "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 0}}),
+        ]
+    }
+
+    #[test]
+    fn final_response_equals_the_translation_of_the_whole_message() {
+        for msg in messages() {
+            for opts in [opts(), included()] {
+                let input = stream_of(&msg);
+                let (out, final_response) = run_pieces_with(opts.clone(), &[input.as_bytes()]);
+                let streamed: Value = serde_json::from_slice(&final_response.unwrap()).unwrap();
+                let whole: Value = serde_json::from_slice(
+                    &anthropic_to_responses_response(msg.to_string().as_bytes(), &opts).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(streamed, whole, "{msg}");
+
+                // The terminal event carries it, and the items done along
+                // the way are its output.
+                let evs = events(&out);
+                let last = evs.last().unwrap();
+                assert_eq!(last["response"], whole);
+                let done: Vec<Value> = evs
+                    .iter()
+                    .filter(|e| e["type"] == "response.output_item.done")
+                    .map(|e| e["item"].clone())
+                    .collect();
+                assert_eq!(Value::Array(done), whole["output"]);
+            }
+        }
+    }
+
+    #[test]
+    fn generated_streams_split_anywhere_give_identical_output() {
+        let input = stream_of(&messages()[0]);
+        let bytes = input.as_bytes();
+        let whole = run_pieces_with(included(), &[bytes]);
+        for i in (0..=bytes.len()).step_by(7) {
+            let split = run_pieces_with(included(), &[&bytes[..i], &bytes[i..]]);
+            assert_eq!(split, whole, "split at {i}");
+        }
+    }
+}
