@@ -450,7 +450,8 @@ impl State {
             }
             "thinking" => {
                 self.close_open(out);
-                let head = self.open_item(out, "rs", |out, id| {
+                let head = self.next_head("rs");
+                Self::added(out, &mut self.seq, &head, |out, id| {
                     write_reasoning_item(out, id, "", None);
                 });
                 self.open = OpenItem::Reasoning {
@@ -467,7 +468,8 @@ impl State {
             }
             "redacted_thinking" => {
                 self.close_open(out);
-                let head = self.open_item(out, "rs", |out, id| {
+                let head = self.next_head("rs");
+                Self::added(out, &mut self.seq, &head, |out, id| {
                     write_reasoning_item(out, id, "", None);
                 });
                 let encrypted = self.opts.include_encrypted_reasoning.then(|| {
@@ -505,7 +507,7 @@ impl State {
                 };
                 // Streams carry the input in deltas after an empty `{}`;
                 // a start that already has the input counts as a delta.
-                if let Some(input) = block.input {
+                if let Some(input) = block.input.filter(|i| i.get() != "{}") {
                     let mut compact = Vec::new();
                     write_compact(&mut compact, input.get());
                     if compact != b"{}" {
@@ -614,19 +616,7 @@ impl State {
         self.fail(out, code, message);
     }
 
-    /// Starts the next output item, sending `response.output_item.added`
-    /// with the item as `write` writes it for its id.
-    fn open_item(
-        &mut self,
-        out: &mut Vec<u8>,
-        kind: &str,
-        write: impl FnOnce(&mut Vec<u8>, &str),
-    ) -> ItemHead {
-        let head = self.next_head(kind);
-        Self::added(out, &mut self.seq, &head, write);
-        head
-    }
-
+    /// Numbers and names the next output item.
     fn next_head(&mut self, kind: &str) -> ItemHead {
         let output_index = self.item_count;
         self.item_count += 1;
@@ -644,6 +634,8 @@ impl State {
         }
     }
 
+    /// Sends `response.output_item.added` with the item as `write` writes it
+    /// for its id.
     fn added(
         out: &mut Vec<u8>,
         seq: &mut u64,
@@ -664,7 +656,10 @@ impl State {
     fn text_delta(&mut self, out: &mut Vec<u8>, t: &str) {
         if !matches!(self.open, OpenItem::Message { .. }) {
             self.close_open(out);
-            let head = self.open_item(out, "msg", |out, id| write_message_item(out, id, None));
+            let head = self.next_head("msg");
+            Self::added(out, &mut self.seq, &head, |out, id| {
+                write_message_item(out, id, None);
+            });
             item_event(
                 out,
                 &mut self.seq,
@@ -1250,6 +1245,27 @@ data: {"type":"message_stop"}
                 redacted: "EmwKAhgBEgy3va3pzix".into()
             })
         );
+    }
+
+    #[test]
+    fn tool_input_given_at_block_start_is_streamed_as_a_delta() {
+        let input = r#"event: message_start
+data: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f","input":{ "a" : [1, 2] }}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+        let evs = events(&run(input));
+        assert_eq!(evs[3]["type"], "response.function_call_arguments.delta");
+        assert_eq!(evs[3]["delta"], "{\"a\":[1,2]}");
+        assert_eq!(evs[4]["arguments"], "{\"a\":[1,2]}");
     }
 
     #[test]
