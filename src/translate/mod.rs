@@ -42,6 +42,8 @@ pub mod anthropic_to_openai_response;
 pub mod anthropic_to_openai_stream;
 pub mod codec;
 pub mod error;
+#[cfg(test)]
+mod hub_streams;
 mod json_writer;
 pub mod module;
 pub mod openai_to_anthropic_error;

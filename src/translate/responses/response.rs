@@ -359,26 +359,26 @@ struct ErrorDetail<'a> {
     message: Option<Cow<'a, str>>,
 }
 
-/// A content block of a whole message; only the members the Responses items
-/// need.
+/// An Anthropic content block, in a whole message or at a stream's
+/// `content_block_start`; only the members the Responses items need.
 #[derive(Deserialize)]
-struct Block<'a> {
+pub(super) struct Block<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+    pub(super) kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
+    pub(super) text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
+    pub(super) thinking: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    signature: Option<Cow<'a, str>>,
+    pub(super) signature: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    data: Option<Cow<'a, str>>,
+    pub(super) data: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    pub(super) id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    pub(super) name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
+    pub(super) input: Option<&'a RawValue>,
 }
 
 /// Builds the output list of a whole message.

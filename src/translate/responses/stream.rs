@@ -30,7 +30,7 @@
 
 use super::response::{
     item_separator, write_function_call_item, write_message_item, write_output_text_part,
-    write_reasoning_item, write_summary_part, Arguments, ResponseHead, Status, Usage,
+    write_reasoning_item, write_summary_part, Arguments, Block, ResponseHead, Status, Usage,
 };
 use super::{ReasoningState, ResponsesOptions};
 use crate::translate::anthropic_to_openai_error::openai_error_type_for_anthropic_type;
@@ -41,7 +41,6 @@ use crate::translate::sse_translator::{
     unreadable_message, EventTranslation, Phase, SseTranslator,
 };
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// Incremental translator from Anthropic SSE bytes to Responses API SSE bytes.
@@ -235,27 +234,7 @@ struct StartMessage {
 struct BlockStart<'a> {
     index: u64,
     #[serde(borrow)]
-    content_block: StartBlock<'a>,
-}
-
-#[derive(Deserialize)]
-struct StartBlock<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    signature: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    data: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
+    content_block: Block<'a>,
 }
 
 #[derive(Deserialize)]
@@ -942,55 +921,7 @@ data: {"type":"message_stop"}
 
 "#;
 
-    const THINKING_STREAM: &str = "event: message_start\r\n\
-data: {\"type\": \"message_start\", \"message\": {\"id\": \"msg_01T\", \"type\": \"message\", \"role\": \"assistant\", \"content\": [], \"model\": \"claude-sonnet-4\", \"stop_reason\": null, \"stop_sequence\": null, \"usage\": {\"input_tokens\": 30, \"output_tokens\": 1}}}\r\n\r\n\
-event: content_block_start\r\n\
-data: {\"type\": \"content_block_start\", \"index\": 0, \"content_block\": {\"type\": \"thinking\", \"thinking\": \"\", \"signature\": \"\"}}\r\n\r\n\
-event: content_block_delta\r\n\
-data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"thinking_delta\", \"thinking\": \"Let me solve this step by step:\\n\\n1. First break down 27 * 453\"}}\r\n\r\n\
-event: content_block_delta\r\n\
-data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"thinking_delta\", \"thinking\": \"\\n2. 453 = 400 + 50 + 3\"}}\r\n\r\n\
-event: content_block_delta\r\n\
-data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"signature_delta\", \"signature\": \"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds\"}}\r\n\r\n\
-event: content_block_stop\r\n\
-data: {\"type\": \"content_block_stop\", \"index\": 0}\r\n\r\n\
-event: content_block_start\r\n\
-data: {\"type\": \"content_block_start\", \"index\": 1, \"content_block\": {\"type\": \"text\", \"text\": \"\"}}\r\n\r\n\
-event: content_block_delta\r\n\
-data: {\"type\": \"content_block_delta\", \"index\": 1, \"delta\": {\"type\": \"text_delta\", \"text\": \"27 * 453 = 12,231\"}}\r\n\r\n\
-event: content_block_stop\r\n\
-data: {\"type\": \"content_block_stop\", \"index\": 1}\r\n\r\n\
-event: message_delta\r\n\
-data: {\"type\": \"message_delta\", \"delta\": {\"stop_reason\": \"end_turn\", \"stop_sequence\": null}, \"usage\": {\"output_tokens\": 120}}\r\n\r\n\
-event: message_stop\r\n\
-data: {\"type\": \"message_stop\"}\r\n\r\n";
-
-    const ERROR_STREAM: &str = r#"event: message_start
-data: {"type":"message_start","message":{"id":"msg_err","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":5,"output_tokens":1}}}
-
-event: content_block_start
-data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}
-
-event: error
-data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-
-event: content_block_delta
-data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo"}}
-
-event: message_stop
-data: {"type":"message_stop"}
-
-"#;
-
-    /// The stream above, cut off after the first text delta.
-    fn truncated_stream() -> &'static str {
-        let end = ERROR_STREAM.find("event: error").unwrap_or(0);
-        &ERROR_STREAM[..end]
-    }
-
+    use crate::translate::hub_streams::{truncated_stream, ERROR_STREAM, THINKING_STREAM};
     fn opts() -> ResponsesOptions {
         let mut names = ToolNames::default();
         names.flatten("weather", "get_weather");
