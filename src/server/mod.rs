@@ -121,3 +121,26 @@ fn tls_settings(tls: &DownstreamTls, live: &Arc<LiveConfig>) -> pingora_core::Re
     settings.enable_h2();
     Ok(settings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{build_config, EnvSnapshot};
+    use crate::providers::Timeouts;
+
+    #[test]
+    fn long_timeouts_leave_pingora_fast_timer() {
+        let env = EnvSnapshot::from_pairs(Vec::<(String, String)>::new());
+        let config = build_config(None, None, &env).unwrap();
+        let limit = server_conf(&config)
+            .fast_timeout_to_tokio_threshold_seconds
+            .unwrap();
+        assert_eq!(limit, FAST_TIMEOUT_LIMIT_SECS);
+        // The provider read, write and idle timeouts, set on every upstream request,
+        // must be above the limit, so their cancelled timers are freed at once.
+        let t = Timeouts::default();
+        for long in [t.read, t.write, t.idle] {
+            assert!(long.as_secs() > limit, "{long:?}");
+        }
+    }
+}
