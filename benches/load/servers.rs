@@ -125,6 +125,18 @@ fn prepare(cmd: &mut Command, cpus: Option<&[usize]>) {
     }
 }
 
+/// The allocator's tuning variables of this process (`MALLOC_ARENA_MAX`, glibc's
+/// `GLIBC_TUNABLES`, jemalloc's `MALLOC_CONF` / `_RJEM_MALLOC_CONF`), handed to the
+/// gateway, whose environment is otherwise cleared: memory is studied by setting them
+/// on the bench's command line.
+fn allocator_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("MALLOC_") || k == "GLIBC_TUNABLES" || k == "_RJEM_MALLOC_CONF"
+        })
+        .collect()
+}
+
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -254,6 +266,7 @@ pub fn start_aurora_with_config(
         .env("AURORA_UPGRADE_SOCK", dir.join("aurora-upgrade.sock"))
         .env("AURORA_GRACE_PERIOD_SECONDS", "0")
         .env("RUST_LOG", log_filter)
+        .envs(allocator_env())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(

@@ -27,6 +27,19 @@ pub use reload_service::ReloadOnHangup;
 use crate::config::{Config, ConfigReloader, ConfigSource, DownstreamTls, LiveConfig};
 use crate::proxy::AuroraProxy;
 
+/// Timeouts longer than this run on tokio's timer instead of Pingora's fast one.
+///
+/// Pingora's fast timer keeps, per worker thread, one entry for each 10 ms slot in
+/// which a timeout was set, until that slot's time comes, even when the timeout was
+/// cancelled long before (as nearly all are: the answer came). Pingora's default limit
+/// is 900 s, so with the 600 s provider read timeout every request proxied upstream
+/// added to a tree that only stopped growing after ten minutes (up to 60,000 entries
+/// per thread, each also pinning allocator pages): the soak's steady RSS growth. A
+/// tokio timer is freed when it is cancelled; at 10 s the fast timer holds at most
+/// 1,000 entries per thread, full within seconds, and keeps the short timeouts
+/// (connect) it is built for.
+pub const FAST_TIMEOUT_LIMIT_SECS: u64 = 10;
+
 /// Pingora's server settings derived from Aurora's config.
 pub fn server_conf(config: &Config) -> ServerConf {
     ServerConf {
@@ -36,6 +49,7 @@ pub fn server_conf(config: &Config) -> ServerConf {
         // Pingora waits 300 s by default; an edge proxy should drain faster.
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(5),
+        fast_timeout_to_tokio_threshold_seconds: Some(FAST_TIMEOUT_LIMIT_SECS),
         ..ServerConf::default()
     }
 }
@@ -106,4 +120,27 @@ fn tls_settings(tls: &DownstreamTls, live: &Arc<LiveConfig>) -> pingora_core::Re
     settings.set_cert_resolver(Arc::new(LiveCertResolver::new(Arc::clone(live))));
     settings.enable_h2();
     Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{build_config, EnvSnapshot};
+    use crate::providers::Timeouts;
+
+    #[test]
+    fn long_timeouts_leave_pingora_fast_timer() {
+        let env = EnvSnapshot::from_pairs(Vec::<(String, String)>::new());
+        let config = build_config(None, None, &env).unwrap();
+        let limit = server_conf(&config)
+            .fast_timeout_to_tokio_threshold_seconds
+            .unwrap();
+        assert_eq!(limit, FAST_TIMEOUT_LIMIT_SECS);
+        // The provider read, write and idle timeouts, set on every upstream request,
+        // must be above the limit, so their cancelled timers are freed at once.
+        let t = Timeouts::default();
+        for long in [t.read, t.write, t.idle] {
+            assert!(long.as_secs() > limit, "{long:?}");
+        }
+    }
 }
