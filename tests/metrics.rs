@@ -321,3 +321,54 @@ async fn five_hundred_client_keys_and_model_names_add_no_series() {
         501.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_provider_counts_one_connect_error_per_request_on_every_path() {
+    // Nothing listens on port 9.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("AURORA_METRICS_LISTEN", listen.as_str()),
+        ],
+    );
+    let passthrough = client()
+        .get(gw.url("/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(passthrough.status(), 502);
+    let chat = |model: &str, content: &str| {
+        format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"{content}"}}]}}"#)
+    };
+    let large = "x".repeat(100 * 1024);
+    // The client's own session, a subrequest (a body past 64 KiB), and the gateway's
+    // own exchange for a translated whole answer.
+    for body in [
+        chat("gpt-4o", "hi"),
+        chat("gpt-4o", &large),
+        chat("claude-sonnet-4-5", "hi"),
+    ] {
+        assert_eq!(post(&gw, "/v1/chat/completions", &body).await, 502);
+    }
+    let text = scrape_after(port, 4.0).await;
+    let errors: BTreeSet<String> = [
+        r#"aurora_upstream_errors_total{kind="connect",provider="anthropic"} 1"#,
+        r#"aurora_upstream_errors_total{kind="connect",provider="openai"} 3"#,
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(
+        samples(&text, "aurora_upstream_errors_total"),
+        errors,
+        "{text}"
+    );
+}
