@@ -10,6 +10,7 @@
 //! its targets are held at [`PINGORA_MAX_LEVEL`] whatever the filter says, and every
 //! record that is written goes through [`redact`] first.
 
+mod access_writer;
 mod redact;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use env_filter::Filter;
 use log::{LevelFilter, Log, Metadata, Record};
 use once_cell::sync::Lazy;
 
+pub use access_writer::{AccessLogWriter, LineFilter, ACCESS_LOG_CAPACITY};
 pub use redact::{is_credential_header, redact, RedactedHeaders, CREDENTIAL_HEADERS, REDACTED};
 
 /// The filter used when neither `RUST_LOG` nor `server.log_level` says otherwise.
@@ -29,6 +31,33 @@ static FILTER: Lazy<ArcSwap<Filter>> = Lazy::new(|| {
         parse_filter(DEFAULT_LOG_FILTER).unwrap_or_else(|_| env_filter::Builder::new().build()),
     )
 });
+
+/// The access log's writer thread, started on the first access line. Its lines go to
+/// stderr like every other record, redacted on the writer thread; a full queue drops
+/// them into `aurora_log_lines_dropped_total`.
+static ACCESS_LOG: Lazy<Option<AccessLogWriter>> = Lazy::new(|| {
+    let dropped = match crate::metrics::metrics() {
+        Some(m) => m.log_lines_dropped(),
+        None => prometheus::IntCounter::new("log_lines_dropped_total", "unregistered").ok()?,
+    };
+    match AccessLogWriter::spawn(
+        Box::new(std::io::stderr()),
+        redact,
+        ACCESS_LOG_CAPACITY,
+        dropped,
+    ) {
+        Ok(writer) => Some(writer),
+        Err(e) => {
+            log::error!("the access log is unavailable: cannot start its writer: {e}");
+            None
+        }
+    }
+});
+
+/// The process-wide access log writer, if its thread could be started.
+pub fn access_log() -> Option<&'static AccessLogWriter> {
+    ACCESS_LOG.as_ref()
+}
 
 /// The most verbose level written for Pingora's own targets (`pingora_proxy::…`,
 /// `pingora_core::…`): below it they log whole request headers.

@@ -92,6 +92,9 @@ fn main() -> ExitCode {
     if let Some(tls) = &config.server.tls {
         log::info!("listening on https://{} (HTTP/2 and HTTP/1.1)", tls.listen);
     }
+    if let Some(addr) = &config.server.metrics_listen {
+        log::info!("metrics on http://{addr}/metrics (no key)");
+    }
     log::info!(
         "SIGHUP reloads {}, SIGTERM drains for {}s, SIGQUIT hands the listeners to `aurora -u`",
         source.path.display(),

@@ -191,7 +191,8 @@ async fn expect_continue_then_unreachable_provider_still_gets_the_error_envelope
         assert!(answer.starts_with("HTTP/1.1 502"), "{path}: {answer}");
         assert!(answer.contains(r#""type":"provider_error""#), "{answer}");
     }
-    let log = gw.log();
+    // Access lines are written by the log's own thread, just after each answer.
+    let log = gw.wait_for_log("method=POST", 3).await;
     let access: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("aurora::access") && l.contains("method=POST"))

@@ -1,43 +1,229 @@
-//! `GET /metrics`: Prometheus text behind the gateway key, counting requests by route,
-//! provider, status and caller, where a caller's own provider key shows only as a hash.
+//! Prometheus metrics: the metrics listener answers without a key while the main
+//! listener's `/metrics` needs one, a scrape after scripted traffic shows exactly the
+//! requests sent, and no client input can add a series.
 
 mod common;
 
-use common::{client, Gateway, MockUpstream, Reply};
+use std::collections::BTreeSet;
+
+use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
 
 const MASTER: &str = "gw-master-metrics-test";
-const CLIENT_PROVIDER_KEY: &str = "sk-client-own-metrics-test";
+const OAI_KEY: &str = "sk-oai-provider-metrics-test";
+const ANT_KEY: &str = "sk-ant-provider-metrics-test";
+
+/// OpenAI and Anthropic answers, JSON or a stream as the request asks.
+fn provider_like(rec: &Recorded) -> Reply {
+    let streamed = String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#);
+    match rec.uri.as_str() {
+        "/v1/models" => Reply::json(200, fixture("openai/models.json")),
+        "/v1/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
+        "/v1/messages" if streamed => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            body: fixture("anthropic/messages_stream.txt").into(),
+        },
+        "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
+        _ => Reply::json(404, "{}"),
+    }
+}
+
+/// A gateway with its metrics listener on a port of its own; OpenAI and Anthropic on
+/// `mock`, one alias and one listed model.
+fn gateway(mock: &MockUpstream, metrics_port: u16, extra: &[(&str, &str)]) -> Gateway {
+    let base = mock.url("/v1");
+    let yaml = "models:\n  aliases:\n    fast: openai/gpt-4o-mini\nproviders:\n  anthropic:\n    models: [claude-sonnet-4-5]\n  openai: {}\n";
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let mut env = vec![
+        ("AURORA_MASTER_KEY", MASTER),
+        ("ANTHROPIC_API_KEY", ANT_KEY),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("AURORA_METRICS_LISTEN", listen.as_str()),
+    ];
+    if !extra.iter().any(|(k, _)| *k == "OPENAI_API_KEY") {
+        env.push(("OPENAI_API_KEY", OAI_KEY));
+    }
+    env.extend_from_slice(extra);
+    Gateway::start(yaml, &env)
+}
+
+async fn scrape(metrics_port: u16) -> String {
+    let resp = client()
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
+}
+
+/// A scrape once `requests` requests (readiness probes aside) are counted: a request
+/// is counted when it has been logged, just after its client has the whole answer.
+async fn scrape_after(metrics_port: u16, requests: f64) -> String {
+    for _ in 0..250 {
+        let text = scrape(metrics_port).await;
+        let counted: f64 = samples(&text, "aurora_requests_total")
+            .iter()
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if counted >= requests {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!(
+        "{requests} requests were never counted: {}",
+        scrape(metrics_port).await
+    )
+}
+
+async fn post(gw: &Gateway, path: &str, body: &str) -> u16 {
+    client()
+        .post(gw.url(path))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The samples of `metric` (name and labels → value), readiness probes left out.
+fn samples(text: &str, metric: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+        .filter(|l| !l.contains(r#"route="health""#))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The value of the one sample whose line starts with `prefix`.
+fn value(text: &str, prefix: &str) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` in\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_requests_and_name_passthru_callers_by_hash_only() {
-    let mock = MockUpstream::start(|_| Reply::json(200, r#"{"ok":true}"#)).await;
-    let base = mock.url("/v1");
-    let gw = Gateway::start(
-        "",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", "!PASSTHRU"),
-            ("OPENAI_BASE_URL", base.as_str()),
-        ],
-    );
+async fn one_scrape_after_scripted_traffic_shows_exactly_the_requests_sent() {
+    let mock = MockUpstream::start(provider_like).await;
+    let port = free_port();
+    let gw = gateway(&mock, port, &[]);
     let c = client();
-    for _ in 0..3 {
+    for _ in 0..2 {
         let resp = c
             .get(gw.url("/p/openai/models"))
             .bearer_auth(MASTER)
-            .header("x-provider-api-key", CLIENT_PROVIDER_KEY)
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
     }
+    let chat = |model: &str, stream: bool| {
+        format!(
+            r#"{{"model":"{model}","stream":{stream},"max_tokens":16,"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    };
+    // Native, by alias; translated to Anthropic, JSON and stream.
     assert_eq!(
-        c.get(gw.url("/metrics")).send().await.unwrap().status(),
-        401
+        post(&gw, "/v1/chat/completions", &chat("fast", false)).await,
+        200
     );
+    assert_eq!(
+        post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("anthropic/claude-sonnet-4-5", false)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("claude-sonnet-4-5", true)
+        )
+        .await,
+        200
+    );
+    // Native Anthropic; translated to OpenAI with a model nobody configured.
+    assert_eq!(
+        post(&gw, "/v1/messages", &chat("claude-sonnet-4-5", false)).await,
+        200
+    );
+    assert_eq!(
+        post(&gw, "/v1/messages", &chat("openai/gpt-unlisted", false)).await,
+        200
+    );
+    // Refused before routing.
+    let refused = c.get(gw.url("/p/openai/models")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let text = scrape_after(port, 8.0).await;
+    let expected: BTreeSet<String> = [
+        r#"aurora_requests_total{key="-",model="-",provider="-",route="-",status="401"} 1"#,
+        r#"aurora_requests_total{key="master",model="-",provider="openai",route="passthrough",status="200"} 2"#,
+        r#"aurora_requests_total{key="master",model="gpt-4o-mini",provider="openai",route="chat_completions",status="200"} 1"#,
+        r#"aurora_requests_total{key="master",model="claude-sonnet-4-5",provider="anthropic",route="chat_completions",status="200"} 2"#,
+        r#"aurora_requests_total{key="master",model="claude-sonnet-4-5",provider="anthropic",route="messages",status="200"} 1"#,
+        r#"aurora_requests_total{key="master",model="other",provider="openai",route="messages",status="200"} 1"#,
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(samples(&text, "aurora_requests_total"), expected, "{text}");
+    // Every exchange with a provider timed, once.
+    let first_byte = "aurora_upstream_first_byte_seconds_count";
+    assert_eq!(
+        value(&text, &format!(r#"{first_byte}{{provider="openai"}}"#)),
+        4.0
+    );
+    assert_eq!(
+        value(&text, &format!(r#"{first_byte}{{provider="anthropic"}}"#)),
+        3.0
+    );
+    let overhead = "aurora_gateway_overhead_seconds_count";
+    assert_eq!(
+        value(&text, &format!(r#"{overhead}{{route="passthrough"}}"#)),
+        2.0
+    );
+    assert_eq!(
+        value(&text, &format!(r#"{overhead}{{route="chat_completions"}}"#)),
+        3.0
+    );
+    assert_eq!(
+        value(&text, &format!(r#"{overhead}{{route="messages"}}"#)),
+        2.0
+    );
+    let duration = "aurora_request_duration_seconds_count";
+    assert_eq!(
+        value(
+            &text,
+            &format!(r#"{duration}{{provider="anthropic",route="chat_completions"}}"#)
+        ),
+        2.0
+    );
+    for line in samples(&text, "aurora_requests_in_flight") {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
+    assert!(!text.contains("aurora_upstream_errors_total{"), "{text}");
+    assert!(text.contains("aurora_log_lines_dropped_total 0"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_needs_no_key_and_the_main_listener_needs_one() {
+    let mock = MockUpstream::start(provider_like).await;
+    let port = free_port();
+    let gw = gateway(&mock, port, &[]);
+    let c = client();
     let resp = c
-        .get(gw.url("/metrics"))
-        .bearer_auth(MASTER)
+        .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await
         .unwrap();
@@ -46,13 +232,143 @@ async fn metrics_count_requests_and_name_passthru_callers_by_hash_only() {
         .to_str()
         .unwrap()
         .starts_with("text/plain"));
-    let text = resp.text().await.unwrap();
-    let label = aurora::proxy::provider_key::passthru_label(CLIENT_PROVIDER_KEY);
-    let line = format!(
-        r#"aurora_requests_total{{caller="master+{label}",provider="openai",route="passthrough",status="200"}} 3"#
+    let unknown = c
+        .get(format!("http://127.0.0.1:{port}/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    assert_eq!(
+        c.get(gw.url("/metrics")).send().await.unwrap().status(),
+        401
     );
-    assert!(text.contains(&line), "{text}");
-    assert!(text.contains("aurora_request_duration_seconds_bucket"));
-    assert!(!text.contains(CLIENT_PROVIDER_KEY));
-    assert!(!text.contains(MASTER));
+    let behind_key = c
+        .get(gw.url("/metrics"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(behind_key.status(), 200);
+    let text = behind_key.text().await.unwrap();
+    assert!(text.contains("aurora_requests_total"), "{text}");
+    for secret in [MASTER, OAI_KEY, ANT_KEY] {
+        assert!(!text.contains(secret));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_client_keys_and_model_names_add_no_series() {
+    let mock = MockUpstream::start(provider_like).await;
+    let port = free_port();
+    let gw = gateway(&mock, port, &[("OPENAI_API_KEY", "!PASSTHRU")]);
+    let c = client();
+    let send = |i: usize| {
+        let c = c.clone();
+        let passthrough = gw.url("/p/openai/models");
+        let chat = gw.url("/v1/chat/completions");
+        async move {
+            let key = format!("sk-caller-{i}");
+            let listed = c
+                .get(passthrough)
+                .bearer_auth(MASTER)
+                .header("x-provider-api-key", &key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(listed.status(), 200);
+            let body = format!(
+                r#"{{"model":"openai/model-{i}","messages":[{{"role":"user","content":"hi"}}]}}"#
+            );
+            let chatted = c
+                .post(chat)
+                .bearer_auth(MASTER)
+                .header("x-provider-api-key", &key)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(chatted.status(), 200);
+        }
+    };
+    send(0).await;
+    let series = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_string()))
+            .collect()
+    };
+    let before = series(&scrape_after(port, 2.0).await);
+    for i in 1..=500 {
+        send(i).await;
+    }
+    let text = scrape_after(port, 1002.0).await;
+    let after = series(&text);
+    eprintln!(
+        "series after 1 caller: {}; after 501 callers and models: {}",
+        before.len(),
+        after.len()
+    );
+    let added: Vec<&String> = after.difference(&before).collect();
+    assert!(added.is_empty(), "series added: {added:?}");
+    assert_eq!(before.len(), after.len());
+    assert_eq!(
+        value(
+            &text,
+            r#"aurora_requests_total{key="master",model="other",provider="openai",route="chat_completions",status="200"}"#
+        ),
+        501.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_provider_counts_one_connect_error_per_request_on_every_path() {
+    // Nothing listens on port 9.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("AURORA_METRICS_LISTEN", listen.as_str()),
+        ],
+    );
+    let passthrough = client()
+        .get(gw.url("/p/openai/models"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(passthrough.status(), 502);
+    let chat = |model: &str, content: &str| {
+        format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"{content}"}}]}}"#)
+    };
+    let large = "x".repeat(100 * 1024);
+    // The client's own session, a subrequest (a body past 64 KiB), and the gateway's
+    // own exchange for a translated whole answer.
+    for body in [
+        chat("gpt-4o", "hi"),
+        chat("gpt-4o", &large),
+        chat("claude-sonnet-4-5", "hi"),
+    ] {
+        assert_eq!(post(&gw, "/v1/chat/completions", &body).await, 502);
+    }
+    let text = scrape_after(port, 4.0).await;
+    let errors: BTreeSet<String> = [
+        r#"aurora_upstream_errors_total{kind="connect",provider="anthropic"} 1"#,
+        r#"aurora_upstream_errors_total{kind="connect",provider="openai"} 3"#,
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(
+        samples(&text, "aurora_upstream_errors_total"),
+        errors,
+        "{text}"
+    );
 }

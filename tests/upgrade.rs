@@ -246,6 +246,7 @@ async fn daemon_writes_its_pid_file_and_reloads_on_sighup() {
         ("AURORA_UPGRADE_SOCK", upgrade_sock.to_str().unwrap()),
         ("AURORA_GRACE_PERIOD_SECONDS", "1"),
         ("AURORA_MASTER_KEY", MASTER),
+        ("AURORA_METRICS_LISTEN", ""),
     ];
     let parent = aurora_command(&env)
         .arg("--config")

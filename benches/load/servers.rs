@@ -256,6 +256,7 @@ pub fn start_aurora_with_config(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AURORA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AURORA_METRICS_LISTEN", "")
         .env("AURORA_THREADS", threads.to_string())
         .env("AURORA_MASTER_KEY", GATEWAY_KEY)
         .env("OPENAI_API_KEY", PROVIDER_KEY)

@@ -304,6 +304,8 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         .map_err(|e| invalid(format!("server.log_level (or RUST_LOG) {e}")))?;
     let tls = downstream_tls(s, env, &listen)?;
     Ok(ServerSettings {
+        metrics_listen: super::observability::metrics_listen(s.metrics_listen.as_deref(), env)?,
+        access_log: super::observability::access_log(s.access_log.as_deref(), env)?,
         log_level,
         pid_file: path_setting(env, "AURORA_PID_FILE", &s.pid_file, defaults.pid_file),
         upgrade_sock: path_setting(

@@ -39,6 +39,12 @@ impl EnvSnapshot {
             .filter(|v| !v.is_empty())
     }
 
+    /// The value of `name` when set, even empty: for the few settings where an empty
+    /// value means something (`AURORA_METRICS_LISTEN=` turns the listener off).
+    pub fn get_raw(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
     /// Expands `${VAR}` and `${VAR:-default}` in `input`. An unset variable expands to
     /// the default or to nothing; `$$` stands for a literal `$`.
     pub fn expand(&self, input: &str) -> String {

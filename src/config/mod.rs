@@ -6,6 +6,7 @@ mod credential;
 mod env;
 mod error;
 mod live;
+mod observability;
 mod passthru_tag;
 mod reload;
 pub mod schema;
@@ -19,6 +20,7 @@ pub use build::build_config;
 pub use env::{env_prefix, EnvSnapshot};
 pub use error::ConfigError;
 pub use live::LiveConfig;
+pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
 pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
 pub use tls_listener::{DownstreamTls, ServerCert, DEFAULT_TLS_LISTEN};
 
@@ -129,6 +131,10 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
     /// The HTTPS listener, when configured.
     pub tls: Option<DownstreamTls>,
+    /// The metrics listener (`GET /metrics` without auth), `None` when off.
+    pub metrics_listen: Option<String>,
+    /// How finished requests are logged.
+    pub access_log: AccessLogFormat,
 }
 
 impl Default for ServerSettings {
@@ -152,6 +158,8 @@ impl Default for ServerSettings {
             pid_file: DEFAULT_PID_FILE.to_string(),
             upgrade_sock: DEFAULT_UPGRADE_SOCK.to_string(),
             tls: None,
+            metrics_listen: Some(DEFAULT_METRICS_LISTEN.to_string()),
+            access_log: AccessLogFormat::default(),
         }
     }
 }

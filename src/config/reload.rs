@@ -12,7 +12,7 @@ use super::{ConfigError, ConfigSource, EnvSnapshot, LiveConfig, ServerSettings};
 /// Settings fixed when the process starts (sockets, runtimes, Pingora's server
 /// settings). A reload keeps their running values; a graceful upgrade (`-u`) or a
 /// restart applies them.
-pub const RESTART_ONLY_KEYS: [&str; 7] = [
+pub const RESTART_ONLY_KEYS: [&str; 8] = [
     "server.listen",
     "server.threads",
     "server.grace_period_seconds",
@@ -20,6 +20,7 @@ pub const RESTART_ONLY_KEYS: [&str; 7] = [
     "server.upgrade_sock",
     "server.tls",
     "server.tls.listen",
+    "server.metrics_listen",
 ];
 
 /// What a reload did.
@@ -159,6 +160,12 @@ fn keep_restart_only(running: &ServerSettings, next: &mut ServerSettings) -> Vec
         "server.upgrade_sock",
         &running.upgrade_sock,
         &mut next.upgrade_sock,
+        &mut kept,
+    );
+    keep(
+        "server.metrics_listen",
+        &running.metrics_listen,
+        &mut next.metrics_listen,
         &mut kept,
     );
     match (&running.tls, &mut next.tls) {

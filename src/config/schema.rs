@@ -129,6 +129,10 @@ pub struct FileServer {
     pub upgrade_sock: Option<String>,
     /// An HTTPS listener beside the plain one.
     pub tls: Option<FileTls>,
+    /// The metrics listener (`ip:port`; empty or `off` for none).
+    pub metrics_listen: Option<String>,
+    /// `text`, `json` or `off`.
+    pub access_log: Option<String>,
 }
 
 /// `server.tls:` section.

@@ -1,62 +1,190 @@
-//! One access line per request. Credentials never appear: the caller is named by its
-//! gateway key name and, for a caller's own provider key, a short hash of it; the
-//! query string (where some APIs put keys) is left out. Every free-text value is
-//! escaped, so a name sent by a client can never start a line of its own.
+//! One access line per finished request, as `key=value` text or as JSON
+//! (`server.access_log`), handed to the access log's writer thread. Credentials never
+//! appear: the caller is named by its gateway key name and, for a caller's own
+//! provider key, a short hash of it; the query string (where some APIs put keys) is
+//! left out. Every free-text value is escaped, so a name sent by a client can never
+//! start a line of its own.
 
 use std::borrow::Cow;
 use std::fmt::Write;
+use std::time::{Duration, SystemTime};
 
 use pingora_core::Error;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
+use serde::Serialize;
 
 use super::headers::REQUEST_ID;
-use super::RequestContext;
+use super::{observe, RequestContext};
 use crate::auth::Caller;
+use crate::config::AccessLogFormat;
 
 /// Target of access lines, so they can be filtered: `RUST_LOG=aurora::access=info`.
 pub const ACCESS_TARGET: &str = "aurora::access";
 
-/// Writes the access line for a finished request.
+/// Everything one access line says. Token counts and cost join here as optional
+/// fields once they are read from answers.
+#[derive(Debug, Serialize)]
+pub struct AccessRecord<'a> {
+    /// The gateway's request id (`X-Aurora-Request-Id`).
+    pub request_id: &'a str,
+    /// The provider's `X-Request-Id`, `-` when there is none.
+    pub upstream_request_id: Cow<'a, str>,
+    pub method: &'a str,
+    /// The path, never the query string.
+    pub path: &'a str,
+    pub route: &'a str,
+    /// Provider instance, `-` when none.
+    pub provider: &'a str,
+    /// The model the provider was asked for, `-` when the route names none.
+    pub model: &'a str,
+    /// `master`, a managed key's name, `passthru` or `open` (as the metrics' `key`).
+    pub key_name: &'a str,
+    /// Gateway key name and passthru hash of the caller's own provider key.
+    pub caller: Cow<'a, str>,
+    /// Status sent to the client, 0 when none could be sent.
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub duration_ms: f64,
+    /// The provider's time from the request header to its response header.
+    pub first_byte_ms: Option<f64>,
+    /// The gateway's time from arrival to the request header handed to the provider.
+    pub overhead_ms: Option<f64>,
+    pub bytes_in: usize,
+    pub bytes_out: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted_tools: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+/// Hands the access line of a finished request to the writer.
 pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
-    if !log::log_enabled!(target: ACCESS_TARGET, log::Level::Info) {
+    let format = ctx
+        .config
+        .as_ref()
+        .map_or(AccessLogFormat::default(), |c| c.server.access_log);
+    if format == AccessLogFormat::Off || !log::log_enabled!(target: ACCESS_TARGET, log::Level::Info)
+    {
         return;
     }
-    let req = session.req_header();
-    let written = session.response_written();
-    let status = super::final_status(session).unwrap_or(0);
-    let upstream_status = ctx
-        .upstream_status
-        .map_or_else(|| "-".to_string(), |s| s.to_string());
-    let upstream_id = written
-        .and_then(provider_request_id)
-        .unwrap_or(Cow::Borrowed("-"));
-    let omitted = ctx.omitted_tools.as_deref().map_or_else(String::new, |t| {
-        format!(" omitted_tools={}", field_value(t))
-    });
-    let error = match (&ctx.error, e) {
-        (Some(g), _) => format!(" error={}", quoted(&g.message)),
-        (None, Some(e)) => format!(" error={}", quoted(e.etype().as_str())),
-        _ => String::new(),
+    let Some(writer) = crate::logging::access_log() else {
+        return;
     };
-    log::info!(
-        target: ACCESS_TARGET,
-        "request_id={} upstream_request_id={} method={} path={} route={} provider={} caller={} status={} upstream_status={} duration_ms={:.3} bytes_in={} bytes_out={}{}{}",
-        field_value(&ctx.request_id),
-        field_value(&upstream_id),
-        field_value(req.method.as_str()),
-        field_value(req.uri.path()),
-        ctx.route_kind,
-        field_value(ctx.provider_name().unwrap_or("-")),
-        field_value(&caller_field(ctx.caller.as_ref(), ctx.passthru_label())),
-        status,
-        upstream_status,
-        ctx.started.elapsed().as_secs_f64() * 1000.0,
-        session.body_bytes_read(),
-        session.body_bytes_sent(),
-        omitted,
+    let req = session.req_header();
+    let error = match (&ctx.error, e) {
+        (Some(g), _) => Some(g.message.as_str()),
+        (None, Some(e)) => Some(e.etype().as_str()),
+        _ => None,
+    };
+    let record = AccessRecord {
+        request_id: &ctx.request_id,
+        upstream_request_id: session
+            .response_written()
+            .and_then(provider_request_id)
+            .unwrap_or(Cow::Borrowed("-")),
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        route: ctx.route_kind,
+        provider: ctx.provider_name().unwrap_or("-"),
+        model: ctx.obs.model().unwrap_or("-"),
+        key_name: observe::key_name(ctx),
+        caller: caller_field(ctx.caller.as_ref(), ctx.passthru_label()),
+        status: super::final_status(session).unwrap_or(0),
+        upstream_status: ctx.upstream_status,
+        duration_ms: millis(ctx.started.elapsed()),
+        first_byte_ms: ctx.obs.first_byte().map(millis),
+        overhead_ms: ctx.obs.overhead().map(millis),
+        bytes_in: session.body_bytes_read(),
+        bytes_out: session.body_bytes_sent(),
+        omitted_tools: ctx.omitted_tools.as_deref(),
         error,
+    };
+    let now = SystemTime::now();
+    let line = match format {
+        AccessLogFormat::Json => json_line(&record, now),
+        _ => text_line(&record, now),
+    };
+    writer.submit(line);
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The text line, as the gateway's other log lines look:
+/// `[2026-01-01T00:00:00Z INFO  aurora::access] request_id=… status=200 …`.
+pub fn text_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
+    let mut line = String::with_capacity(384);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        line,
+        "[{} INFO  {ACCESS_TARGET}] request_id={} upstream_request_id={} method={} path={} route={} provider={} model={} key_name={} caller={} status={} upstream_status=",
+        humantime::format_rfc3339_seconds(at),
+        field_value(r.request_id),
+        field_value(&r.upstream_request_id),
+        field_value(r.method),
+        field_value(r.path),
+        r.route,
+        field_value(r.provider),
+        field_value(r.model),
+        field_value(r.key_name),
+        field_value(&r.caller),
+        r.status,
     );
+    match r.upstream_status {
+        Some(s) => {
+            let _ = write!(line, "{s}");
+        }
+        None => line.push('-'),
+    }
+    let _ = write!(line, " duration_ms={:.3} first_byte_ms=", r.duration_ms);
+    write_optional_ms(&mut line, r.first_byte_ms);
+    line.push_str(" overhead_ms=");
+    write_optional_ms(&mut line, r.overhead_ms);
+    let _ = write!(line, " bytes_in={} bytes_out={}", r.bytes_in, r.bytes_out);
+    if let Some(tools) = r.omitted_tools {
+        let _ = write!(line, " omitted_tools={}", field_value(tools));
+    }
+    if let Some(error) = r.error {
+        let _ = write!(line, " error={}", quoted(error));
+    }
+    line.push('\n');
+    line
+}
+
+fn write_optional_ms(line: &mut String, ms: Option<f64>) {
+    match ms {
+        Some(ms) => {
+            let _ = write!(line, "{ms:.3}");
+        }
+        None => line.push('-'),
+    }
+}
+
+/// The JSON line: one object, the record's fields after `ts` and `target`. JSON's own
+/// escaping keeps every control character inside its string.
+pub fn json_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
+    #[derive(Serialize)]
+    struct Line<'r, 'a> {
+        ts: String,
+        target: &'static str,
+        #[serde(flatten)]
+        record: &'r AccessRecord<'a>,
+    }
+    let line = Line {
+        ts: humantime::format_rfc3339_millis(at).to_string(),
+        target: ACCESS_TARGET,
+        record: r,
+    };
+    match serde_json::to_string(&line) {
+        Ok(mut json) => {
+            json.push('\n');
+            json
+        }
+        // Plain strings and numbers always serialise; kept as a guard.
+        Err(_) => String::new(),
+    }
 }
 
 /// The provider's own `X-Request-Id` on a response it sent; gateway-made responses
@@ -86,13 +214,16 @@ pub fn request_summary(req: &RequestHeader) -> String {
 
 /// The `caller` field: the gateway key's name, the passthru label of the caller's own
 /// provider key, both joined by `+`, or `-` when neither is known.
-pub(crate) fn caller_field(caller: Option<&Caller>, passthru_label: Option<&str>) -> String {
+pub(crate) fn caller_field<'a>(
+    caller: Option<&'a Caller>,
+    passthru_label: Option<&'a str>,
+) -> Cow<'a, str> {
     let gateway = caller.filter(|c| **c != Caller::Open).map(Caller::label);
     match (gateway, passthru_label) {
-        (Some(name), Some(label)) => format!("{name}+{label}"),
-        (Some(name), None) => name.to_string(),
-        (None, Some(label)) => label.to_string(),
-        (None, None) => "-".to_string(),
+        (Some(name), Some(label)) => Cow::Owned(format!("{name}+{label}")),
+        (Some(name), None) => Cow::Borrowed(name),
+        (None, Some(label)) => Cow::Borrowed(label),
+        (None, None) => Cow::Borrowed("-"),
     }
 }
 

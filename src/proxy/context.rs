@@ -61,8 +61,8 @@ pub struct RequestContext {
     pub translated: bool,
     /// The API the client speaks, which fixes the envelope of gateway errors.
     pub error_format: WireFormat,
-    /// Counted as in flight by the metrics.
-    pub in_flight: bool,
+    /// What the metrics and the access log learn about the request.
+    pub obs: super::observe::Observation,
     /// In a subrequest: where the main request reads the provider's status from.
     pub upstream_status_out: Option<Arc<AtomicU16>>,
     /// Hosted tools a translated Responses request offered and the provider did not
@@ -90,7 +90,7 @@ impl RequestContext {
             corked: None,
             translated: false,
             error_format: WireFormat::OpenAi,
-            in_flight: false,
+            obs: Default::default(),
             omitted_tools: None,
             upstream_status_out: None,
         }

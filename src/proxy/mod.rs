@@ -13,6 +13,7 @@ pub mod model_directory;
 mod model_field;
 pub mod model_request;
 pub mod model_route;
+mod observe;
 pub mod passthrough;
 pub mod provider_key;
 mod respond;
@@ -185,6 +186,7 @@ impl AuroraProxy {
             Ok(prepared) => prepared,
             Err(err) => return reject(session, ctx, err).await,
         };
+        observe::model_routed(ctx, std::mem::take(&mut prepared.model));
         if let Some(plan) = prepared.responses.take() {
             self.keep_responses(&mut prepared, plan, config, ctx);
         }
@@ -227,6 +229,8 @@ impl AuroraProxy {
             translation: prepared.translation,
             error_format: ctx.error_format,
             upstream_status: Arc::clone(&upstream_status),
+            started: ctx.started,
+            timings: observe::delegate(ctx),
         };
         let outcome = subrequest::run(session, plan, prepared.body).await;
         ctx.upstream_status = Some(upstream_status.load(Ordering::Relaxed)).filter(|s| *s != 0);
@@ -375,6 +379,7 @@ impl AuroraProxy {
         let provider = target.provider.name.clone();
         ctx.upstream = Some(target);
         let client = ClientSocket::of(session);
+        observe::upstream_request_ready(ctx);
         let exchange = whole_answer::exchange(
             &self.connector,
             &peer,
@@ -393,8 +398,12 @@ impl AuroraProxy {
             }
         };
         let answer = match answer {
-            Ok(answer) => answer,
+            Ok(answer) => {
+                observe::upstream_answered(ctx, answer.header_at);
+                answer
+            }
             Err(e) => {
+                observe::upstream_failed(ctx, &e);
                 let err = gateway_error_for(&e, Some(&provider)).unwrap_or_else(|| {
                     GatewayError::bad_gateway(format!("provider `{provider}` broke the exchange"))
                 });
@@ -552,6 +561,8 @@ fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: Subre
     ctx.upstream = Some(plan.target);
     ctx.error_format = plan.error_format;
     ctx.upstream_status_out = Some(plan.upstream_status);
+    ctx.started = plan.started;
+    observe::subrequest_began(ctx, plan.timings);
     if let Some(translation) = plan.translation {
         translate_response(session, ctx, translation);
     }
@@ -683,17 +694,15 @@ impl ProxyHttp for AuroraProxy {
             begin_subrequest(session, ctx, plan);
             return Ok(false);
         }
-        if let Some(m) = metrics::metrics() {
-            m.request_started();
-            ctx.in_flight = true;
-        }
         let config = self.config.snapshot();
         // No read of the body waits past its whole-body deadline; a trickled body is
         // caught in `request_body_filter`.
         session.set_read_timeout(Some(config.server.body_timeout));
         ctx.request_id = headers::request_id_for(session.req_header());
         ctx.config = Some(Arc::clone(&config));
-        let route = match self.admit(session, &config, ctx) {
+        let admitted = self.admit(session, &config, ctx);
+        observe::request_admitted(ctx);
+        let route = match admitted {
             Ok(route) => route,
             Err(err) => return reject(session, ctx, err).await,
         };
@@ -770,6 +779,7 @@ impl ProxyHttp for AuroraProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        observe::upstream_request_ready(ctx);
         let Some(target) = ctx.upstream.as_ref() else {
             return Err(status_error(404));
         };
@@ -849,6 +859,7 @@ impl ProxyHttp for AuroraProxy {
             // `100 Continue`, `103 Early Hints`: the provider's real answer is still to come.
             return Ok(());
         }
+        observe::upstream_answered(ctx, Instant::now());
         // Only translated answers are held whole; passthrough skips the module lookup.
         if ctx.translated
             && session
@@ -932,17 +943,6 @@ impl ProxyHttp for AuroraProxy {
         if !ctx.is_subrequest {
             access_log::log_request(session, e, ctx);
         }
-        if ctx.in_flight {
-            if let Some(m) = metrics::metrics() {
-                let caller = access_log::caller_field(ctx.caller.as_ref(), ctx.passthru_label());
-                m.request_finished(&metrics::RequestOutcome {
-                    route: ctx.route_kind,
-                    provider: ctx.provider_name().unwrap_or("-"),
-                    status: final_status(session).unwrap_or(0),
-                    caller: &caller,
-                    seconds: ctx.started.elapsed().as_secs_f64(),
-                });
-            }
-        }
+        observe::request_finished(session, e, ctx);
     }
 }

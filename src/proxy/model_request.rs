@@ -69,6 +69,8 @@ pub struct PreparedRequest {
     pub target: UpstreamTarget,
     /// The body the provider receives.
     pub body: Bytes,
+    /// The model the provider is asked for.
+    pub model: String,
     /// How the provider's response becomes the client's, when it must change.
     pub translation: Option<ResponseTranslation>,
     /// For a translated Responses API request: what the gateway keeps and reports.
@@ -133,6 +135,7 @@ pub fn prepare(
         return Ok(PreparedRequest {
             target: target(&provider, path, query),
             body: field.replace(body, &route.model).into(),
+            model: route.model,
             translation: None,
             responses: None,
         });
@@ -166,6 +169,7 @@ pub fn prepare(
         },
     )
     .map_err(GatewayError::from)?;
+    let model = route.model.clone();
     let (upstream_body, decoder) = encode_request(provider.format, hub.body, || {
         chat_options(config, &provider, &field.name, route.model)
     })
@@ -184,6 +188,7 @@ pub fn prepare(
     Ok(PreparedRequest {
         target: target(&provider, path, None),
         body: upstream_body.into(),
+        model,
         translation: Some(ResponseTranslation {
             provider: decoder,
             client: hub.encoder,

@@ -48,6 +48,10 @@ pub struct SubrequestPlan {
     pub error_format: WireFormat,
     /// Where the subrequest leaves the provider's status for the main request's log.
     pub upstream_status: Arc<AtomicU16>,
+    /// When the main request arrived: the subrequest's timings count from it.
+    pub started: std::time::Instant,
+    /// Where the subrequest leaves its timings for the main request's log.
+    pub timings: Arc<super::observe::SharedTimings>,
 }
 
 /// The plan a subrequest was started with; `None` on every request a client sent.

@@ -23,6 +23,8 @@ pub struct ProviderAnswer {
     pub header: ResponseHeader,
     /// The whole body.
     pub body: Bytes,
+    /// When the response header arrived (the provider's time to first byte ends here).
+    pub header_at: std::time::Instant,
 }
 
 /// Sends `request` and `body` to `peer` through `connector` and reads the answer,
@@ -90,6 +92,7 @@ async fn attempt(
             break header.clone();
         }
     };
+    let header_at = std::time::Instant::now();
     let mut decoder = ResponseCompressionCtx::new(0, true, false);
     decoder.response_header_filter(&mut header, false);
     let mut whole = BytesMut::new();
@@ -122,6 +125,7 @@ async fn attempt(
     Ok(ProviderAnswer {
         header,
         body: whole.freeze(),
+        header_at,
     })
 }
 

@@ -1,11 +1,12 @@
 //! Builds the Pingora server: the proxy service on the plain listener and, when
-//! configured, the HTTPS one, plus the background service that reloads the config on
-//! SIGHUP. Every HTTP/1 connection's request headers are held to `header_timeout` and
-//! `max_header_bytes` below Pingora (see [`GuardedHttpApp`]).
+//! configured, the HTTPS one; the metrics listener; and the background service that
+//! reloads the config on SIGHUP. Every HTTP/1 connection's request headers are held to
+//! `header_timeout` and `max_header_bytes` below Pingora (see [`GuardedHttpApp`]).
 
 mod cert_resolver;
 mod guarded_app;
 mod guarded_stream;
+mod metrics_service;
 mod reload_service;
 pub mod request_guard;
 
@@ -22,6 +23,7 @@ use pingora_core::services::listening::Service;
 pub use cert_resolver::LiveCertResolver;
 pub use guarded_app::GuardedHttpApp;
 pub use guarded_stream::GuardedStream;
+pub use metrics_service::{metrics_service, MetricsApp};
 pub use reload_service::ReloadOnHangup;
 
 use crate::config::{Config, ConfigReloader, ConfigSource, DownstreamTls, LiveConfig};
@@ -77,6 +79,7 @@ pub fn build_server(
     conf.working_directory = std::env::current_dir().ok();
     let listen = config.server.listen.clone();
     let tls = config.server.tls.clone();
+    let metrics_listen = config.server.metrics_listen.clone();
     let live = Arc::new(LiveConfig::new(config));
     let reloader = Arc::new(ConfigReloader::new(source, Arc::clone(&live)));
 
@@ -105,6 +108,9 @@ pub fn build_server(
     // SIGHUP's default action ends the process: accept connections only once the
     // reload handler is installed.
     proxy.add_dependency(&reload);
+    if let Some(addr) = &metrics_listen {
+        server.add_service(metrics_service(addr));
+    }
     Ok(AuroraServer { server, reloader })
 }
 

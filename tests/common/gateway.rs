@@ -126,6 +126,11 @@ impl Gateway {
             "AURORA_UPGRADE_SOCK".into(),
             dir.join("upgrade.sock").display().to_string(),
         ));
+        // Gateways run side by side: none takes the metrics listener's fixed default
+        // port unless its test asks for one.
+        if !env.iter().any(|(k, _)| k == "AURORA_METRICS_LISTEN") {
+            env.push(("AURORA_METRICS_LISTEN".into(), String::new()));
+        }
         // Tests run in parallel, each asking the OS for a free port: another test's
         // gateway may take the same one first. Then this one cannot bind (Pingora
         // retries) while that one answers: start again on another port.

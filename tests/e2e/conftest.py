@@ -106,6 +106,7 @@ def gateway(isolated_sdk_env, mock_provider, tmp_path_factory):
         "RUST_LOG": "info",
         "AURORA_GRACE_PERIOD_SECONDS": "0",  # no load balancer to drain: exit on SIGTERM at once
         "AURORA_LISTEN": f"127.0.0.1:{port}",
+        "AURORA_METRICS_LISTEN": "",  # no fixed port shared with another gateway
         "AURORA_MASTER_KEY": MASTER_KEY,
         "ANTHROPIC_API_KEY": PROVIDER_KEYS["anthropic"],
         "ANTHROPIC_BASE_URL": mock_provider.base_url,

@@ -1,0 +1,205 @@
+//! Prometheus metrics, served on the metrics listener (`server.metrics_listen`, no
+//! auth) and at `GET /metrics` on the main listener (behind the gateway key).
+//!
+//! Every label value comes from configuration or a fixed set (see [`labels`]), so the
+//! number of series is bounded by the config, whatever clients send. The handles a
+//! request needs are resolved once per config snapshot (see [`handles`]).
+
+pub mod handles;
+pub mod labels;
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub use handles::{handles_for, MetricHandles, ProviderId};
+pub use labels::{KnownModels, UpstreamErrorKind};
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    first_byte: HistogramVec,
+    overhead: HistogramVec,
+    in_flight: IntGaugeVec,
+    upstream_errors: IntCounterVec,
+    reloads: IntCounterVec,
+    log_lines_dropped: IntCounter,
+}
+
+/// Content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// Buckets of whole requests: 1 ms to 10 min (long streams).
+const DURATION_BUCKETS: [f64; 18] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0,
+];
+
+/// Buckets of a provider's time to its response header: 1 ms to 10 min (reasoning
+/// models think before the first byte).
+const FIRST_BYTE_BUCKETS: [f64; 17] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0,
+];
+
+/// Buckets of the gateway's own time: 10 µs up, to the 60 s a slow client may take to
+/// upload a `/v1` body.
+const OVERHEAD_BUCKETS: [f64; 18] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 10.0, 60.0,
+];
+
+static METRICS: Lazy<Option<Metrics>> = Lazy::new(|| match Metrics::new() {
+    Ok(m) => Some(m),
+    Err(e) => {
+        log::error!("metrics are unavailable: {e}");
+        None
+    }
+});
+
+/// The process-wide metrics, if they could be registered.
+pub fn metrics() -> Option<&'static Metrics> {
+    METRICS.as_ref()
+}
+
+/// One finished client request, every label already bounded.
+pub struct RequestOutcome<'a> {
+    /// Route label (`passthrough`, `chat_completions`, …).
+    pub route: &'a str,
+    /// Provider instance, or `-`.
+    pub provider: &'a str,
+    /// Configured model name, `other`, or `-`.
+    pub model: &'a str,
+    /// Status sent to the client, from [`labels::status_label`].
+    pub status: &'a str,
+    /// Gateway key name, `master`, `open` or `passthru` ([`labels::key_label`]).
+    pub key: &'a str,
+}
+
+impl Metrics {
+    /// A fresh set of metrics in its own registry.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some("aurora".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "requests_total",
+                "Client requests by route, provider, model, status and gateway key",
+            ),
+            &["route", "provider", "model", "status", "key"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "Time from request arrival to the end of the response (streams included)",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["route", "provider"],
+        )?;
+        let first_byte = HistogramVec::new(
+            HistogramOpts::new(
+                "upstream_first_byte_seconds",
+                "Time from the request header handed to the provider to its response header",
+            )
+            .buckets(FIRST_BYTE_BUCKETS.to_vec()),
+            &["provider"],
+        )?;
+        let overhead = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_overhead_seconds",
+                "Time from request arrival to the request header handed to the provider",
+            )
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let in_flight = IntGaugeVec::new(
+            Opts::new(
+                "requests_in_flight",
+                "Client requests being served, open streams included",
+            ),
+            &["route"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "upstream_errors_total",
+                "Failed exchanges with providers by kind (connect, tls, timeout, reset, protocol)",
+            ),
+            &["provider", "kind"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new("config_reloads_total", "Config reloads by outcome"),
+            &["outcome"],
+        )?;
+        let log_lines_dropped = IntCounter::new(
+            "log_lines_dropped_total",
+            "Access lines dropped because the log writer fell behind",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(first_byte.clone()))?;
+        registry.register(Box::new(overhead.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(log_lines_dropped.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+            first_byte,
+            overhead,
+            in_flight,
+            upstream_errors,
+            reloads,
+            log_lines_dropped,
+        })
+    }
+
+    /// A config reload was applied (`true`) or refused.
+    pub fn reload_finished(&self, applied: bool) {
+        let outcome = if applied { "applied" } else { "failed" };
+        self.reloads.with_label_values(&[outcome]).inc();
+    }
+
+    /// The counter of access lines dropped by a log writer that fell behind.
+    pub fn log_lines_dropped(&self) -> IntCounter {
+        self.log_lines_dropped.clone()
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::warn!("could not encode metrics: {e}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_with_their_bounded_labels() {
+        let m = Metrics::new().unwrap();
+        let h = MetricHandles::new(&m, std::sync::Arc::default());
+        h.request_finished(&RequestOutcome {
+            route: "chat_completions",
+            provider: "anthropic",
+            model: "other",
+            status: labels::status_label(200),
+            key: "passthru",
+        });
+        m.reload_finished(false);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(
+            r#"aurora_requests_total{key="passthru",model="other",provider="anthropic",route="chat_completions",status="200"} 1"#
+        ), "{text}");
+        assert!(text.contains(r#"aurora_config_reloads_total{outcome="failed"} 1"#));
+        assert!(text.contains("aurora_log_lines_dropped_total 0"));
+    }
+}

@@ -1,0 +1,199 @@
+//! What the metrics and the access log learn about a request as it goes: its handles,
+//! its in-flight gauge, the routed model, and when the provider got the request and
+//! answered. The hooks call these; the figures are plain subtractions of instants.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pingora_core::Error;
+use pingora_proxy::Session;
+use prometheus::IntGauge;
+
+use super::RequestContext;
+use crate::metrics::labels::{key_label, status_label, NONE};
+use crate::metrics::{handles_for, MetricHandles, RequestOutcome, UpstreamErrorKind};
+
+/// One request's observations.
+#[derive(Default)]
+pub struct Observation {
+    /// The metric handles of the request's config snapshot.
+    handles: Option<Arc<MetricHandles>>,
+    /// The gauge this request incremented, decremented when it ends.
+    in_flight: Option<IntGauge>,
+    /// The model the request was routed to, as sent to the provider.
+    model: Option<String>,
+    /// The `model` label: `model` when configuration names it, else `other`.
+    model_label: Option<Arc<str>>,
+    /// From arrival to the first request header handed to a provider.
+    upstream_sent: Option<Duration>,
+    /// From arrival to the latest attempt's request header handed to a provider.
+    attempt_sent: Option<Duration>,
+    /// From the latest attempt's request header to the provider's response header.
+    first_byte: Option<Duration>,
+    /// A subrequest does the exchange: its timings come back through here.
+    shared: Option<Arc<SharedTimings>>,
+    /// The exchange with the provider happened in a subrequest, which counts its errors.
+    delegated: bool,
+}
+
+impl fmt::Debug for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observation")
+            .field("model", &self.model)
+            .field("upstream_sent", &self.upstream_sent)
+            .field("first_byte", &self.first_byte)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Observation {
+    /// The routed model, as sent to the provider.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The gateway's own time before the provider got the request.
+    pub fn overhead(&self) -> Option<Duration> {
+        self.upstream_sent
+            .or_else(|| self.shared.as_ref().and_then(|s| load(&s.overhead_ns)))
+    }
+
+    /// The provider's time to its response header.
+    pub fn first_byte(&self) -> Option<Duration> {
+        self.first_byte
+            .or_else(|| self.shared.as_ref().and_then(|s| load(&s.first_byte_ns)))
+    }
+}
+
+/// Timings a subrequest leaves for the main request's access line (nanoseconds + 1;
+/// 0 is "not yet").
+#[derive(Debug, Default)]
+pub struct SharedTimings {
+    overhead_ns: AtomicU64,
+    first_byte_ns: AtomicU64,
+}
+
+fn store(cell: &AtomicU64, d: Duration) {
+    let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1);
+    cell.store(ns + 1, Ordering::Relaxed);
+}
+
+fn load(cell: &AtomicU64) -> Option<Duration> {
+    match cell.load(Ordering::Relaxed) {
+        0 => None,
+        ns => Some(Duration::from_nanos(ns - 1)),
+    }
+}
+
+/// The request was routed (or refused): it counts as in flight on its route from now.
+pub fn request_admitted(ctx: &mut RequestContext) {
+    let Some(config) = ctx.config.as_ref() else {
+        return;
+    };
+    let Some(handles) = handles_for(config) else {
+        return;
+    };
+    let gauge = handles.in_flight(ctx.route_kind);
+    gauge.inc();
+    ctx.obs.in_flight = Some(gauge);
+    ctx.obs.handles = Some(handles);
+}
+
+/// A subrequest carries out the main request's exchange with the provider: it works
+/// under the main request's config, arrival time and route.
+pub fn subrequest_began(ctx: &mut RequestContext, shared: Arc<SharedTimings>) {
+    ctx.obs.handles = ctx.config.as_ref().and_then(handles_for);
+    ctx.obs.shared = Some(shared);
+}
+
+/// The main request hands its exchange to a subrequest: the timings to share with it.
+pub fn delegate(ctx: &mut RequestContext) -> Arc<SharedTimings> {
+    ctx.obs.delegated = true;
+    let shared = Arc::new(SharedTimings::default());
+    ctx.obs.shared = Some(Arc::clone(&shared));
+    shared
+}
+
+/// The request was routed to `model` (the name the provider gets).
+pub fn model_routed(ctx: &mut RequestContext, model: String) {
+    ctx.obs.model_label = ctx.obs.handles.as_ref().map(|h| h.model_label(&model));
+    ctx.obs.model = Some(model);
+}
+
+/// The request header is about to go to the provider (each attempt).
+pub fn upstream_request_ready(ctx: &mut RequestContext) {
+    let now = ctx.started.elapsed();
+    ctx.obs.attempt_sent = Some(now);
+    if ctx.obs.upstream_sent.is_some() {
+        return;
+    }
+    ctx.obs.upstream_sent = Some(now);
+    if let Some(shared) = &ctx.obs.shared {
+        store(&shared.overhead_ns, now);
+    }
+    if let Some(h) = &ctx.obs.handles {
+        h.observe_overhead(ctx.route_kind, now.as_secs_f64());
+    }
+}
+
+/// The provider's response header arrived (not an informational one) at `at`.
+pub fn upstream_answered(ctx: &mut RequestContext, at: Instant) {
+    let Some(sent) = ctx.obs.attempt_sent else {
+        return;
+    };
+    let waited = at
+        .saturating_duration_since(ctx.started)
+        .saturating_sub(sent);
+    ctx.obs.first_byte = Some(waited);
+    if let Some(shared) = &ctx.obs.shared {
+        store(&shared.first_byte_ns, waited);
+    }
+    if let Some(h) = &ctx.obs.handles {
+        h.observe_first_byte(h.provider(ctx.provider_name()), waited.as_secs_f64());
+    }
+}
+
+/// An exchange with the provider failed with `e`.
+pub fn upstream_failed(ctx: &RequestContext, e: &Error) {
+    let (Some(h), Some(kind)) = (&ctx.obs.handles, UpstreamErrorKind::of(e)) else {
+        return;
+    };
+    h.upstream_error(h.provider(ctx.provider_name()), kind);
+}
+
+/// The request is over: count it, and its provider's failure if that ended it.
+pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestContext) {
+    if let Some(e) = e.filter(|_| !ctx.obs.delegated) {
+        upstream_failed(ctx, e);
+    }
+    if let Some(gauge) = ctx.obs.in_flight.take() {
+        gauge.dec();
+    }
+    if ctx.is_subrequest {
+        // The main request counts itself.
+        return;
+    }
+    let Some(h) = &ctx.obs.handles else {
+        return;
+    };
+    let provider = h.provider(ctx.provider_name());
+    h.request_finished(&RequestOutcome {
+        route: ctx.route_kind,
+        provider: h.provider_label(provider),
+        model: ctx.obs.model_label.as_deref().unwrap_or(NONE),
+        status: status_label(super::final_status(session).unwrap_or(0)),
+        key: key_label(ctx.caller.as_ref(), ctx.passthru_label().is_some()),
+    });
+    h.observe_duration(
+        ctx.route_kind,
+        provider,
+        ctx.started.elapsed().as_secs_f64(),
+    );
+}
+
+/// The `key` the access log names the caller by (as the metrics do).
+pub fn key_name(ctx: &RequestContext) -> &str {
+    key_label(ctx.caller.as_ref(), ctx.passthru_label().is_some())
+}

@@ -1,0 +1,142 @@
+//! `server.access_log`: JSON lines that parse and carry every field, and `off`, which
+//! writes none.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
+use serde_json::Value;
+
+const MASTER: &str = "gw-master-access-log-test";
+const OAI_KEY: &str = "sk-oai-provider-access-log-test";
+
+fn provider_like(rec: &Recorded) -> Reply {
+    match rec.uri.as_str() {
+        "/v1/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
+        _ => Reply::json(200, r#"{"object":"list","data":[]}"#),
+    }
+}
+
+fn gateway(mock: &MockUpstream, access_log: &str) -> Gateway {
+    let base = mock.url("/v1");
+    Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("AURORA_ACCESS_LOG", access_log),
+        ],
+    )
+}
+
+async fn traffic(gw: &Gateway, id: &str) {
+    let c = client();
+    let listed = c
+        .get(gw.url("/p/openai/models?key=query-secret"))
+        .bearer_auth(MASTER)
+        .header("x-request-id", format!("{id}-passthrough"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let chatted = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("x-request-id", format!("{id}-chat"))
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi\nthere"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chatted.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_lines_parse_and_carry_every_field() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(&mock, "json");
+    traffic(&gw, "json-log").await;
+    let log = gw.wait_for_log("json-log-chat", 1).await;
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| l.contains(r#""target":"aurora::access""#) && l.contains("json-log"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for line in &lines {
+        for field in [
+            "ts",
+            "request_id",
+            "upstream_request_id",
+            "method",
+            "path",
+            "route",
+            "provider",
+            "model",
+            "key_name",
+            "caller",
+            "status",
+            "upstream_status",
+            "duration_ms",
+            "first_byte_ms",
+            "overhead_ms",
+            "bytes_in",
+            "bytes_out",
+        ] {
+            assert!(line.get(field).is_some(), "{field} missing in {line}");
+        }
+        assert_eq!(line["status"], 200, "{line}");
+        assert_eq!(line["key_name"], "master", "{line}");
+        assert_eq!(line["provider"], "openai", "{line}");
+        assert!(line["first_byte_ms"].as_f64().is_some(), "{line}");
+        assert!(line["overhead_ms"].as_f64().is_some(), "{line}");
+    }
+    let chat = lines
+        .iter()
+        .find(|l| l["route"] == "chat_completions")
+        .unwrap();
+    assert_eq!(chat["model"], "gpt-4o");
+    assert_eq!(chat["path"], "/v1/chat/completions");
+    for secret in [MASTER, OAI_KEY, "query-secret"] {
+        assert!(!log.contains(secret), "{secret} leaked into the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_access_lines_name_the_model_key_and_timings() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(&mock, "text");
+    traffic(&gw, "text-log").await;
+    let log = gw.wait_for_log("request_id=text-log-chat", 1).await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("request_id=text-log-chat"))
+        .unwrap();
+    assert!(line.contains(" INFO  aurora::access] "), "{line}");
+    for field in [
+        "route=chat_completions",
+        "provider=openai",
+        "model=gpt-4o",
+        "key_name=master",
+        "caller=master status=200",
+        "upstream_status=200",
+        "first_byte_ms=",
+        "overhead_ms=",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    assert!(!line.contains("first_byte_ms=-"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_off_writes_no_access_line() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(&mock, "off");
+    traffic(&gw, "quiet-log").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = gw.log();
+    assert!(!log.contains("aurora::access"), "{log}");
+    assert!(!log.contains("quiet-log"), "{log}");
+}
