@@ -14,6 +14,7 @@ use super::{
     ServerSettings, DEFAULT_TLS_LISTEN,
 };
 use crate::auth::{GatewayAuth, ManagedKey};
+use crate::metrics::usage::Price;
 use crate::providers::{
     load_roots_with_ca_file, split_model_prefix, BaseUrl, ModelTraits, Provider, ProviderCatalogue,
     ProviderKind, Secret, Timeouts, WireFormat,
@@ -136,10 +137,33 @@ fn model_settings(
         let traits = model_traits_of(&format!("models.limits.{model}"), traits)?;
         limits.insert(model.to_string(), traits);
     }
+    let mut prices = BTreeMap::new();
+    for (model, p) in &file.models.prices {
+        let fields = [Some(p.input), Some(p.output), p.cache_read, p.cache_write];
+        if fields
+            .into_iter()
+            .flatten()
+            .any(|v| !v.is_finite() || v < 0.0)
+        {
+            return Err(invalid(format!(
+                "models.prices.{model}: prices must be non-negative numbers (US dollars per million tokens)"
+            )));
+        }
+        prices.insert(
+            model.trim().to_string(),
+            Price {
+                input: p.input,
+                output: p.output,
+                cache_read: p.cache_read,
+                cache_write: p.cache_write,
+            },
+        );
+    }
     Ok(ModelSettings {
         aliases,
         default_max_tokens,
         limits,
+        prices,
     })
 }
 

@@ -25,6 +25,7 @@ pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
 pub use tls_listener::{DownstreamTls, ServerCert, DEFAULT_TLS_LISTEN};
 
 use crate::auth::GatewayAuth;
+use crate::metrics::usage::Price;
 use crate::providers::{ModelTraits, Provider, ProviderCatalogue};
 use crate::proxy::response_store::StoreLimits;
 
@@ -55,7 +56,7 @@ pub const DEFAULT_PASSTHROUGH_PROVIDERS: [&str; 5] =
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 /// Model names and request defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelSettings {
     /// Alias name → `provider/model` (or `provider:model`); every target names a
     /// configured provider.
@@ -64,6 +65,8 @@ pub struct ModelSettings {
     pub default_max_tokens: u32,
     /// `models.limits`: model name → what configuration says about it.
     pub limits: BTreeMap<String, ModelTraits>,
+    /// `models.prices`: model name → its price per million tokens.
+    pub prices: BTreeMap<String, Price>,
 }
 
 impl Default for ModelSettings {
@@ -72,11 +75,23 @@ impl Default for ModelSettings {
             aliases: BTreeMap::new(),
             default_max_tokens: DEFAULT_MAX_TOKENS,
             limits: BTreeMap::new(),
+            prices: BTreeMap::new(),
         }
     }
 }
 
 impl ModelSettings {
+    /// The price of `model` as `provider` serves it: `provider/model` first, then the
+    /// model's own name.
+    pub fn price(&self, provider: &str, model: &str) -> Option<&Price> {
+        if self.prices.is_empty() {
+            return None;
+        }
+        self.prices
+            .get(&format!("{provider}/{model}"))
+            .or_else(|| self.prices.get(model))
+    }
+
     /// What is known of `model` (routed to `provider` as `upstream`): the provider's own
     /// entry first, then `models.limits` under the client's name, then under the
     /// provider's.

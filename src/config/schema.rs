@@ -45,6 +45,20 @@ pub struct FileModels {
     pub default_max_tokens: Option<u32>,
     /// Model name (as the client writes it, or as the provider knows it) → its traits.
     pub limits: BTreeMap<String, FileModelTraits>,
+    /// Model name → US dollars per million tokens.
+    pub prices: BTreeMap<String, FilePrice>,
+}
+
+/// A model's price per million tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePrice {
+    pub input: f64,
+    pub output: f64,
+    #[serde(default)]
+    pub cache_read: Option<f64>,
+    #[serde(default)]
+    pub cache_write: Option<f64>,
 }
 
 /// What configuration may say about one model.

@@ -44,6 +44,8 @@ pub struct MetricHandles {
     overhead: HistogramVec,
     in_flight: IntGaugeVec,
     upstream_errors: IntCounterVec,
+    tokens: IntCounterVec,
+    cost: prometheus::CounterVec,
     /// Instance name → index; `provider_names[0]` is `-`.
     provider_ids: HashMap<Box<str>, usize>,
     provider_names: Vec<Box<str>>,
@@ -92,6 +94,8 @@ impl MetricHandles {
             overhead: metrics.overhead.clone(),
             in_flight: metrics.in_flight.clone(),
             upstream_errors: metrics.upstream_errors.clone(),
+            tokens: metrics.tokens.clone(),
+            cost: metrics.cost.clone(),
             provider_ids,
             provider_names,
             routes,
@@ -177,6 +181,30 @@ impl MetricHandles {
                     .with_label_values(&[self.provider_label(provider), kind.label()])
             })
             .inc();
+    }
+
+    /// Adds an answer's reported tokens, and their cost when the model has a price.
+    /// Only kinds that were used get a series.
+    pub fn tokens_used(
+        &self,
+        provider: &str,
+        model: &str,
+        key: &str,
+        usage: &crate::metrics::usage::Usage,
+        cost_usd: Option<f64>,
+    ) {
+        for (kind, n) in usage.by_kind() {
+            if n > 0 {
+                self.tokens
+                    .with_label_values(&[provider, model, key, kind])
+                    .inc_by(n);
+            }
+        }
+        if let Some(cost) = cost_usd {
+            self.cost
+                .with_label_values(&[provider, model, key])
+                .inc_by(cost);
+        }
     }
 
     /// Counts a finished request.

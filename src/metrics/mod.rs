@@ -7,11 +7,12 @@
 
 pub mod handles;
 pub mod labels;
+pub mod usage;
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub use handles::{handles_for, MetricHandles, ProviderId};
@@ -28,6 +29,8 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     reloads: IntCounterVec,
     log_lines_dropped: IntCounter,
+    tokens: IntCounterVec,
+    cost: CounterVec,
 }
 
 /// Content type of the text exposition format.
@@ -137,6 +140,22 @@ impl Metrics {
             "log_lines_dropped_total",
             "Access lines dropped because the log writer fell behind",
         )?;
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "tokens_total",
+                "Tokens the providers reported, by provider, model, gateway key and kind (input, output, cache_read, cache_write, reasoning)",
+            ),
+            &["provider", "model", "key", "kind"],
+        )?;
+        let cost = CounterVec::new(
+            Opts::new(
+                "cost_usd_total",
+                "Cost in US dollars of the tokens reported, for models with a configured price (models.prices)",
+            ),
+            &["provider", "model", "key"],
+        )?;
+        registry.register(Box::new(tokens.clone()))?;
+        registry.register(Box::new(cost.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(first_byte.clone()))?;
@@ -155,6 +174,8 @@ impl Metrics {
             upstream_errors,
             reloads,
             log_lines_dropped,
+            tokens,
+            cost,
         })
     }
 

@@ -18,6 +18,7 @@ use super::headers::REQUEST_ID;
 use super::{observe, RequestContext};
 use crate::auth::Caller;
 use crate::config::AccessLogFormat;
+use crate::metrics::usage::Usage;
 
 /// Target of access lines, so they can be filtered: `RUST_LOG=aurora::access=info`.
 pub const ACCESS_TARGET: &str = "aurora::access";
@@ -52,10 +53,38 @@ pub struct AccessRecord<'a> {
     pub overhead_ms: Option<f64>,
     pub bytes_in: usize,
     pub bytes_out: usize,
+    /// The tokens the provider reported, by kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenFields>,
+    /// Their cost in US dollars, when the model has a price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub omitted_tools: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+}
+
+/// An answer's tokens, as the access line names them.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TokenFields {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub reasoning: u64,
+}
+
+impl From<Usage> for TokenFields {
+    fn from(u: Usage) -> Self {
+        Self {
+            input: u.input,
+            output: u.output,
+            cache_read: u.cache_read,
+            cache_write: u.cache_write,
+            reasoning: u.reasoning,
+        }
+    }
 }
 
 /// Hands the access line of a finished request to the writer.
@@ -97,6 +126,8 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         overhead_ms: ctx.obs.overhead().map(millis),
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
+        tokens: ctx.obs.usage().map(TokenFields::from),
+        cost_usd: observe::cost_usd(ctx),
         omitted_tools: ctx.omitted_tools.as_deref(),
         error,
     };
@@ -143,6 +174,16 @@ pub fn text_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
     line.push_str(" overhead_ms=");
     write_optional_ms(&mut line, r.overhead_ms);
     let _ = write!(line, " bytes_in={} bytes_out={}", r.bytes_in, r.bytes_out);
+    if let Some(t) = r.tokens {
+        let _ = write!(
+            line,
+            " tokens_input={} tokens_output={} tokens_cache_read={} tokens_cache_write={} tokens_reasoning={}",
+            t.input, t.output, t.cache_read, t.cache_write, t.reasoning
+        );
+    }
+    if let Some(cost) = r.cost_usd {
+        let _ = write!(line, " cost_usd={cost:.6}");
+    }
     if let Some(tools) = r.omitted_tools {
         let _ = write!(line, " omitted_tools={}", field_value(tools));
     }

@@ -412,6 +412,11 @@ impl AuroraProxy {
         };
         let status = answer.header.status.as_u16();
         ctx.upstream_status = Some(status);
+        if answer.header.status.is_success() {
+            if let Some(usage) = crate::metrics::usage::usage_of_json(&answer.body) {
+                observe::usage_reported(ctx, usage);
+            }
+        }
         let translated = match translation.answer_whole(status, &answer.body) {
             Ok(translated) => translated,
             Err(e) => {
@@ -874,9 +879,23 @@ impl ProxyHttp for AuroraProxy {
         if let Some(out) = &ctx.upstream_status_out {
             out.store(status, Ordering::Relaxed);
         }
+        observe::answer_header(ctx, upstream_response);
         headers::strip_upstream_response_headers(upstream_response);
         upstream_response.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<std::time::Duration>> {
+        // The provider's bytes, before the translation module rewrites them: read for
+        // their token usage, never changed.
+        observe::answer_bytes(ctx, body.as_deref(), end_of_stream);
+        Ok(None)
     }
 
     async fn fail_to_proxy(

@@ -4,15 +4,17 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pingora_core::Error;
+use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use prometheus::IntGauge;
 
 use super::RequestContext;
 use crate::metrics::labels::{key_label, status_label, NONE};
+use crate::metrics::usage::{Usage, UsageMeter};
 use crate::metrics::{handles_for, MetricHandles, RequestOutcome, UpstreamErrorKind};
 
 /// One request's observations.
@@ -36,6 +38,10 @@ pub struct Observation {
     shared: Option<Arc<SharedTimings>>,
     /// The exchange with the provider happened in a subrequest, which counts its errors.
     delegated: bool,
+    /// Reads the provider's answer as it passes, for its token usage.
+    meter: Option<UsageMeter>,
+    /// The tokens the provider reported.
+    usage: Option<Usage>,
 }
 
 impl fmt::Debug for Observation {
@@ -60,6 +66,15 @@ impl Observation {
             .or_else(|| self.shared.as_ref().and_then(|s| load(&s.overhead_ns)))
     }
 
+    /// The tokens the provider reported for this request's answer.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage.or_else(|| {
+            self.shared
+                .as_ref()
+                .and_then(|s| s.usage.lock().ok().and_then(|u| *u))
+        })
+    }
+
     /// The provider's time to its response header.
     pub fn first_byte(&self) -> Option<Duration> {
         self.first_byte
@@ -73,6 +88,8 @@ impl Observation {
 pub struct SharedTimings {
     overhead_ns: AtomicU64,
     first_byte_ns: AtomicU64,
+    /// The tokens the answer reported.
+    usage: Mutex<Option<Usage>>,
 }
 
 fn store(cell: &AtomicU64, d: Duration) {
@@ -155,6 +172,59 @@ pub fn upstream_answered(ctx: &mut RequestContext, at: Instant) {
     }
 }
 
+/// The provider's response header: a successful answer is metered for its usage as
+/// it passes. A translated answer reaches the body filters decompressed (the gateway
+/// asked for it so); a passthrough one is read only when it is not compressed.
+pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
+    if !resp.status.is_success() {
+        return;
+    }
+    let header = |name| resp.headers.get(name).and_then(|v| v.to_str().ok());
+    let encoding = if ctx.translated {
+        None
+    } else {
+        header(http::header::CONTENT_ENCODING)
+    };
+    ctx.obs.meter = UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding);
+}
+
+/// The next bytes of the provider's answer, as it sent them.
+pub fn answer_bytes(ctx: &mut RequestContext, bytes: Option<&[u8]>, end_of_stream: bool) {
+    let Some(meter) = ctx.obs.meter.as_mut() else {
+        return;
+    };
+    if let Some(bytes) = bytes {
+        meter.feed(bytes);
+    }
+    if end_of_stream {
+        let usage = meter.finish();
+        ctx.obs.meter = None;
+        if let Some(usage) = usage {
+            usage_reported(ctx, usage);
+        }
+    }
+}
+
+/// The provider reported `usage` for this request's answer.
+pub fn usage_reported(ctx: &mut RequestContext, usage: Usage) {
+    ctx.obs.usage = Some(usage);
+    if let Some(shared) = &ctx.obs.shared {
+        if let Ok(mut cell) = shared.usage.lock() {
+            *cell = Some(usage);
+        }
+    }
+}
+
+/// The cost of this request's reported tokens, when its model has a price.
+pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
+    let usage = ctx.obs.usage()?;
+    let config = ctx.config.as_ref()?;
+    let price = config
+        .models
+        .price(ctx.provider_name()?, ctx.obs.model()?)?;
+    Some(price.cost(&usage))
+}
+
 /// An exchange with the provider failed with `e`.
 pub fn upstream_failed(ctx: &RequestContext, e: &Error) {
     let (Some(h), Some(kind)) = (&ctx.obs.handles, UpstreamErrorKind::of(e)) else {
@@ -191,6 +261,15 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         provider,
         ctx.started.elapsed().as_secs_f64(),
     );
+    if let Some(usage) = ctx.obs.usage() {
+        h.tokens_used(
+            h.provider_label(provider),
+            ctx.obs.model_label.as_deref().unwrap_or(NONE),
+            key_label(ctx.caller.as_ref(), ctx.passthru_label().is_some()),
+            &usage,
+            cost_usd(ctx),
+        );
+    }
 }
 
 /// The `key` the access log names the caller by (as the metrics do).

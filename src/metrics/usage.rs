@@ -1,0 +1,405 @@
+//! Token usage read from a provider's answer as it flows: OpenAI Chat Completions,
+//! the Responses API and Anthropic Messages, as JSON or as an SSE stream, on every
+//! route (passthrough included). The meter only reads: the answer reaches the client
+//! byte for byte as the provider sent it. Usage the provider did not report is not
+//! made up: an answer without it yields `None`.
+//!
+//! The kinds, the same whatever the format:
+//! - `input`: input tokens not read from a cache (OpenAI's `prompt_tokens` and the
+//!   Responses API's `input_tokens` count cached ones too; they are taken out);
+//! - `cache_read`, `cache_write`: input tokens read from and written to a prompt
+//!   cache (only Anthropic reports writes);
+//! - `output`: all output tokens, reasoning included (as providers bill them);
+//! - `reasoning`: the part of `output` spent reasoning, where reported.
+
+use serde::Deserialize;
+
+use crate::translate::sse::SseParser;
+
+/// Token counts of one answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Input tokens not read from a cache.
+    pub input: u64,
+    /// Output tokens, reasoning included.
+    pub output: u64,
+    /// Input tokens read from a prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to a prompt cache.
+    pub cache_write: u64,
+    /// Output tokens spent reasoning.
+    pub reasoning: u64,
+}
+
+impl Usage {
+    /// Each kind with its metric label.
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        [
+            ("input", self.input),
+            ("output", self.output),
+            ("cache_read", self.cache_read),
+            ("cache_write", self.cache_write),
+            ("reasoning", self.reasoning),
+        ]
+    }
+}
+
+/// What a model's tokens cost, in US dollars per million (`models.prices`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// Input tokens not read from a cache.
+    pub input: f64,
+    /// Output tokens, reasoning included.
+    pub output: f64,
+    /// Cache reads; the input price when not set.
+    pub cache_read: Option<f64>,
+    /// Cache writes; the input price when not set.
+    pub cache_write: Option<f64>,
+}
+
+impl Price {
+    /// The cost of `usage`, in US dollars.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let per_token = |n: u64, price: f64| n as f64 * price / 1_000_000.0;
+        per_token(usage.input, self.input)
+            + per_token(usage.output, self.output)
+            + per_token(usage.cache_read, self.cache_read.unwrap_or(self.input))
+            + per_token(usage.cache_write, self.cache_write.unwrap_or(self.input))
+    }
+}
+
+/// A usage object of any of the formats; members of the others are absent.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct RawUsage {
+    // Anthropic and the Responses API.
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    // Anthropic.
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    // Chat Completions.
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<Details>,
+    completion_tokens_details: Option<Details>,
+    // The Responses API.
+    input_tokens_details: Option<Details>,
+    output_tokens_details: Option<Details>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct Details {
+    cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
+}
+
+impl RawUsage {
+    /// `later`'s members over these: streams report usage in parts (Anthropic's
+    /// `message_start`, then the running output count in each `message_delta`).
+    fn merge(&mut self, later: RawUsage) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
+        }
+        take!(
+            input_tokens,
+            output_tokens,
+            cache_read_input_tokens,
+            cache_creation_input_tokens,
+            prompt_tokens,
+            completion_tokens,
+            prompt_tokens_details,
+            completion_tokens_details,
+            input_tokens_details,
+            output_tokens_details
+        );
+    }
+
+    fn normalize(&self) -> Usage {
+        let detail = |d: Option<Details>, f: fn(Details) -> Option<u64>| d.and_then(f).unwrap_or(0);
+        if self.prompt_tokens.is_some() || self.completion_tokens.is_some() {
+            let cached = detail(self.prompt_tokens_details, |d| d.cached_tokens);
+            return Usage {
+                input: self.prompt_tokens.unwrap_or(0).saturating_sub(cached),
+                output: self.completion_tokens.unwrap_or(0),
+                cache_read: cached,
+                cache_write: 0,
+                reasoning: detail(self.completion_tokens_details, |d| d.reasoning_tokens),
+            };
+        }
+        if self.input_tokens_details.is_some() || self.output_tokens_details.is_some() {
+            let cached = detail(self.input_tokens_details, |d| d.cached_tokens);
+            return Usage {
+                input: self.input_tokens.unwrap_or(0).saturating_sub(cached),
+                output: self.output_tokens.unwrap_or(0),
+                cache_read: cached,
+                cache_write: 0,
+                reasoning: detail(self.output_tokens_details, |d| d.reasoning_tokens),
+            };
+        }
+        Usage {
+            input: self.input_tokens.unwrap_or(0),
+            output: self.output_tokens.unwrap_or(0),
+            cache_read: self.cache_read_input_tokens.unwrap_or(0),
+            cache_write: self.cache_creation_input_tokens.unwrap_or(0),
+            reasoning: 0,
+        }
+    }
+}
+
+/// Where usage sits in an answer or an event: `usage` (Chat Completions, a whole
+/// Messages or Responses answer, Anthropic's `message_delta`), `message.usage`
+/// (Anthropic's `message_start`) or `response.usage` (the Responses API's terminal
+/// events).
+#[derive(Deserialize)]
+struct Carrier {
+    usage: Option<RawUsage>,
+    message: Option<Inner>,
+    response: Option<Inner>,
+}
+
+#[derive(Deserialize)]
+struct Inner {
+    usage: Option<RawUsage>,
+}
+
+impl Carrier {
+    fn usage(self) -> Option<RawUsage> {
+        self.usage
+            .or(self.message.and_then(|m| m.usage))
+            .or(self.response.and_then(|r| r.usage))
+    }
+}
+
+/// The most of a JSON answer held to read its usage; a larger one is not metered.
+pub const MAX_METERED_JSON: usize = 8 * 1024 * 1024;
+
+/// Reads the usage of one answer from its bytes as they pass.
+pub struct UsageMeter {
+    body: Body,
+    seen: Option<RawUsage>,
+}
+
+enum Body {
+    Json(Vec<u8>),
+    Sse(Box<SseParser>),
+    /// Too large, or unreadable: nothing more to learn.
+    Done,
+}
+
+impl UsageMeter {
+    /// A meter for a successful answer of this `Content-Type`; `None` for what carries
+    /// no usage (not JSON or SSE) or cannot be read as it passes (compressed).
+    pub fn for_answer(content_type: Option<&str>, content_encoding: Option<&str>) -> Option<Self> {
+        if content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+            return None;
+        }
+        let ct = content_type?.trim_start().to_ascii_lowercase();
+        let body = if ct.starts_with("text/event-stream") {
+            Body::Sse(Box::new(SseParser::new()))
+        } else if ct.starts_with("application/json") {
+            Body::Json(Vec::new())
+        } else {
+            return None;
+        };
+        Some(Self { body, seen: None })
+    }
+
+    /// Reads the next bytes of the answer.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        match &mut self.body {
+            Body::Json(buf) => {
+                if buf.len() + bytes.len() > MAX_METERED_JSON {
+                    self.body = Body::Done;
+                } else {
+                    buf.extend_from_slice(bytes);
+                }
+            }
+            Body::Sse(parser) => {
+                parser.feed(bytes);
+                drain(parser, &mut self.seen);
+            }
+            Body::Done => {}
+        }
+    }
+
+    /// The answer ended: its usage, when it reported any.
+    pub fn finish(&mut self) -> Option<Usage> {
+        match std::mem::replace(&mut self.body, Body::Done) {
+            Body::Json(buf) => {
+                if let Some(usage) = serde_json::from_slice::<Carrier>(&buf)
+                    .ok()
+                    .and_then(Carrier::usage)
+                {
+                    self.seen.get_or_insert_with(RawUsage::default).merge(usage);
+                }
+            }
+            // A last event without its blank line still counts.
+            Body::Sse(mut parser) => {
+                parser.finish();
+                drain(&mut parser, &mut self.seen);
+            }
+            Body::Done => {}
+        }
+        self.seen.map(|u| u.normalize())
+    }
+}
+
+/// Reads the usage of every complete event the parser holds.
+fn drain(parser: &mut SseParser, seen: &mut Option<RawUsage>) {
+    while let Some(event) = parser.next_event_ref() {
+        // Most events carry no usage: skip them without parsing.
+        if !event.data.contains("\"usage\"") {
+            continue;
+        }
+        if let Some(usage) = serde_json::from_str::<Carrier>(event.data)
+            .ok()
+            .and_then(Carrier::usage)
+        {
+            seen.get_or_insert_with(RawUsage::default).merge(usage);
+        }
+    }
+}
+
+/// The usage in one whole answer.
+pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
+    let mut meter = UsageMeter::for_answer(Some("application/json"), None)?;
+    meter.feed(body);
+    meter.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! fixture {
+        ($path:literal) => {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/",
+                $path
+            ))
+        };
+    }
+
+    fn metered(content_type: &str, body: &[u8], split: usize) -> Option<Usage> {
+        let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
+        for piece in body.chunks(split) {
+            m.feed(piece);
+        }
+        m.finish()
+    }
+
+    #[test]
+    fn chat_completions_usage_takes_cached_tokens_out_of_input() {
+        let body = br#"{"id":"x","usage":{"prompt_tokens":100,"completion_tokens":40,"total_tokens":140,
+            "prompt_tokens_details":{"cached_tokens":64},"completion_tokens_details":{"reasoning_tokens":25}}}"#;
+        assert_eq!(
+            usage_of_json(body),
+            Some(Usage {
+                input: 36,
+                output: 40,
+                cache_read: 64,
+                cache_write: 0,
+                reasoning: 25
+            })
+        );
+    }
+
+    #[test]
+    fn anthropic_usage_keeps_cache_reads_and_writes_apart() {
+        let body = fixture!("anthropic/messages.json").as_bytes();
+        let u = usage_of_json(body).unwrap();
+        assert!(u.input > 0 && u.output > 0);
+        let body = br#"{"type":"message","usage":{"input_tokens":10,"cache_read_input_tokens":200,"cache_creation_input_tokens":30,"output_tokens":5}}"#;
+        assert_eq!(
+            usage_of_json(body),
+            Some(Usage {
+                input: 10,
+                output: 5,
+                cache_read: 200,
+                cache_write: 30,
+                reasoning: 0
+            })
+        );
+    }
+
+    #[test]
+    fn responses_usage_is_read_whole_and_from_its_terminal_event() {
+        let whole = usage_of_json(fixture!("openai/responses.json").as_bytes()).unwrap();
+        assert_eq!((whole.input, whole.output), (17, 5));
+        let stream = fixture!("openai/responses_stream.txt").as_bytes();
+        for split in [1, 7, 4096] {
+            let u = metered("text/event-stream", stream, split).unwrap();
+            assert!(u.input > 0 && u.output > 0, "{u:?}");
+        }
+    }
+
+    #[test]
+    fn streams_are_read_however_they_are_split() {
+        for (path, stream) in [
+            ("anthropic", fixture!("anthropic/messages_stream.txt")),
+            ("openai", fixture!("openai/chat_completion_stream.txt")),
+            ("groq", fixture!("groq/chat_completion_stream.txt")),
+        ] {
+            let whole = metered("text/event-stream", stream.as_bytes(), usize::MAX);
+            for split in [1, 3, 64] {
+                assert_eq!(
+                    metered("text/event-stream", stream.as_bytes(), split),
+                    whole,
+                    "{path}"
+                );
+            }
+            if path == "anthropic" {
+                // message_start's input, message_delta's final output count.
+                let u = whole.unwrap();
+                assert!(u.input > 0 && u.output > 1, "{u:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn cost_is_priced_per_million_with_cache_defaults() {
+        let price = Price {
+            input: 2.5,
+            output: 10.0,
+            cache_read: Some(1.25),
+            cache_write: None,
+        };
+        let usage = Usage {
+            input: 1_000_000,
+            output: 500_000,
+            cache_read: 2_000_000,
+            cache_write: 400_000,
+            reasoning: 100_000,
+        };
+        // 2.5 + 5.0 + 2.5 + 1.0 (writes at the input price); reasoning is in output.
+        assert!((price.cost(&usage) - 11.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn no_usage_reported_is_none_not_zero() {
+        assert_eq!(usage_of_json(br#"{"id":"x","choices":[]}"#), None);
+        assert_eq!(
+            metered(
+                "text/event-stream",
+                b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n",
+                5
+            ),
+            None
+        );
+        assert_eq!(usage_of_json(b"not json"), None);
+    }
+
+    #[test]
+    fn compressed_binary_and_oversized_answers_are_not_metered() {
+        assert!(UsageMeter::for_answer(Some("application/json"), Some("gzip")).is_none());
+        assert!(UsageMeter::for_answer(Some("audio/mpeg"), None).is_none());
+        assert!(UsageMeter::for_answer(None, None).is_none());
+        let mut m =
+            UsageMeter::for_answer(Some("application/json; charset=utf-8"), Some("identity"))
+                .unwrap();
+        m.feed(&vec![b' '; MAX_METERED_JSON]);
+        m.feed(br#"{"usage":{"input_tokens":1,"output_tokens":1}}"#);
+        assert_eq!(m.finish(), None);
+    }
+}
