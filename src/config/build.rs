@@ -953,6 +953,19 @@ providers:
     }
 
     #[test]
+    fn prices_are_looked_up_by_provider_and_model_then_model() {
+        let yaml = "models:\n  prices:\n    gpt-4o: {input: 2.5, output: 10}\n    openrouter/gpt-4o: {input: 3, output: 12, cache_read: 1}\n";
+        let c = build(yaml, &[]).unwrap();
+        assert_eq!(c.models.price("openai", "gpt-4o").unwrap().input, 2.5);
+        let routed = c.models.price("openrouter", "gpt-4o").unwrap();
+        assert_eq!((routed.input, routed.cache_read), (3.0, Some(1.0)));
+        assert!(c.models.price("openai", "gpt-4o-mini").is_none());
+        let e = build("models:\n  prices:\n    m: {input: -1, output: 1}\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("models.prices.m"), "{e}");
+        assert!(build("models:\n  prices:\n    m: {input: 1}\n", &[]).is_err());
+    }
+
+    #[test]
     fn response_store_limits_come_from_file_then_env() {
         let c = build("", &[]).unwrap();
         assert_eq!(c.responses, StoreLimits::default());
