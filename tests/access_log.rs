@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::Value;
 
-const MASTER: &str = "gw-master-access-log-test";
+const MASTER: &str = "gw-master-access-log-test-012345678";
 const OAI_KEY: &str = "sk-oai-provider-access-log-test";
 
 fn provider_like(rec: &Recorded) -> Reply {

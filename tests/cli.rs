@@ -18,7 +18,7 @@ fn check_config(name: &str, yaml: &str, env: &[(&str, &str)]) -> Output {
 fn check_config_accepts_a_valid_file() {
     let out = check_config(
         "ok.yaml",
-        "providers:\n  anthropic:\n    api_key: ${ANT}\nserver:\n  master_key: m\n",
+        "providers:\n  anthropic:\n    api_key: ${ANT}\nserver:\n  master_key: cli-test-master-key-0123456789abcdef\n",
         &[("ANT", "sk-ant-secret-value")],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -64,7 +64,7 @@ fn check_config_accepts_passthru_and_api_keys() {
     let out = check_config(
         "keys.yaml",
         "providers:\n  anthropic:\n    api_key: !PASSTHRU\n  openai:\n    api_keys: [sk-a-test, sk-b-test]\n",
-        &[],
+        &[("AURORA_LISTEN", "127.0.0.1:8080")],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -165,4 +165,68 @@ fn systemd_unit_checks_the_config_first_and_reloads_with_sighup() {
     assert_eq!(pid_file.len(), 1);
     let expected = format!("AURORA_PID_FILE={}", pid_file[0]);
     assert!(values("Environment").contains(&expected.as_str()), "{unit}");
+    // Each credential is loaded and handed over as a *_FILE variable of the same name.
+    let credentials = values("LoadCredential");
+    assert!(credentials.len() >= 2, "{unit}");
+    for credential in credentials {
+        let (name, _) = credential.split_once(':').unwrap();
+        let wanted = format!("=%d/{name}");
+        assert!(
+            values("Environment")
+                .iter()
+                .any(|e| e.ends_with(&wanted) && e.split('=').next().unwrap().ends_with("_FILE")),
+            "{name} is loaded but never read: {unit}"
+        );
+    }
+}
+
+#[test]
+fn an_open_gateway_on_a_public_address_does_not_start_and_check_config_says_why() {
+    let yaml = "providers:\n  openai:\n    api_key: sk-openai-cli-test\n";
+    let out = check_config("open.yaml", yaml, &[("AURORA_LISTEN", "0.0.0.0:8080")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for way_out in [
+        "AURORA_MASTER_KEY",
+        "127.0.0.1",
+        "AURORA_ALLOW_UNAUTHENTICATED",
+    ] {
+        assert!(stderr.contains(way_out), "{stderr}");
+    }
+    assert!(!stderr.contains("sk-openai-cli-test"), "{stderr}");
+    // Starting refuses the same way, before listening.
+    let dir = scratch_dir();
+    let path = dir.join("open.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let port = common::free_port().to_string();
+    let listen = format!("0.0.0.0:{port}");
+    let out = run_cli(
+        &["--config", path.to_str().unwrap()],
+        &[("AURORA_LISTEN", listen.as_str())],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing an open gateway"));
+    // Said on purpose, it starts checking fine.
+    let out = check_config(
+        "open.yaml",
+        yaml,
+        &[
+            ("AURORA_LISTEN", "0.0.0.0:8080"),
+            ("AURORA_ALLOW_UNAUTHENTICATED", "1"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_weak_master_key_is_refused_with_how_to_mint_one() {
+    let out = check_config("weak.yaml", "server:\n  master_key: changeme\n", &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("openssl rand -hex 24"), "{stderr}");
+    assert!(!stderr.contains("changeme"), "{stderr}");
 }

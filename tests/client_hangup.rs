@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-const MASTER: &str = "gw-master-hangup-test";
+const MASTER: &str = "gw-master-hangup-test-0123456789";
 
 /// A provider that reads each request whole, says so, and never answers; it reports
 /// when the gateway closes the connection.

@@ -9,7 +9,7 @@ use common::provider_rules::{anthropic_messages_refusal, openai_chat_refusal};
 use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 
-const MASTER: &str = "gw-master-coding-agents-test";
+const MASTER: &str = "gw-master-coding-agents-test-012345678";
 const ANT_KEY: &str = "sk-ant-provider-coding-agents-test";
 const OAI_KEY: &str = "sk-oai-provider-coding-agents-test";
 const BETAS: &str =

@@ -117,7 +117,9 @@ models:
     fast: groq/llama-3.1-8b
     smart: anthropic/claude-sonnet-4-5
 ";
-    build_config(Some(yaml), None, &EnvSnapshot::default()).unwrap()
+    // A loopback listener: these providers hold keys and the gateway has none.
+    let env = EnvSnapshot::from_pairs([("AURORA_LISTEN", "127.0.0.1:8080")]);
+    build_config(Some(yaml), None, &env).unwrap()
 }
 
 const MODEL_PIECES: &[&str] = &[

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{client, scratch_dir, Gateway, MockUpstream, Reply};
 
-const MASTER: &str = "gw-master-test-key";
+const MASTER: &str = "gw-master-test-key-0123456789abc";
 const PROVIDER_KEY: &str = "sk-oai-provider-secret";
 
 async fn ok_mock() -> MockUpstream {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{client, fixture, free_port, raw_request, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 
-const MASTER: &str = "gw-master-SECRET-logs-test";
+const MASTER: &str = "gw-master-SECRET-logs-test-012345678";
 const MANAGED: &str = "sk-aurora-managed-SECRET-logs-test";
 const WRONG: &str = "gw-wrong-SECRET-logs-test";
 const HELD_ANTHROPIC: &str = "sk-ant-held-SECRET-logs-test";

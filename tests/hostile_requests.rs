@@ -11,7 +11,7 @@ use common::{fixture, Gateway, MockUpstream, Recorded, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const MASTER: &str = "gw-master-hostile-test";
+const MASTER: &str = "gw-master-hostile-test-012345678";
 const OAI_KEY: &str = "sk-oai-provider-hostile-test";
 const ANT_KEY: &str = "sk-ant-provider-hostile-test";
 

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
 
-const MASTER: &str = "gw-master-metrics-test";
+const MASTER: &str = "gw-master-metrics-test-012345678";
 const OAI_KEY: &str = "sk-oai-provider-metrics-test";
 const ANT_KEY: &str = "sk-ant-provider-metrics-test";
 

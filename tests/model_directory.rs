@@ -35,7 +35,8 @@ fn config(yaml: &str) -> Config {
     build_config(
         Some(yaml),
         None,
-        &EnvSnapshot::from_pairs(Vec::<(String, String)>::new()),
+        // A loopback listener: these providers hold keys and the gateway has none.
+        &EnvSnapshot::from_pairs([("AURORA_LISTEN", "127.0.0.1:8080")]),
     )
     .unwrap()
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::{client, raw_request, Gateway, MockUpstream, Reply};
 use sha2::{Digest, Sha256};
 
-const MASTER: &str = "gw-master-test-key";
+const MASTER: &str = "gw-master-test-key-0123456789abc";
 const ANT_KEY: &str = "sk-ant-provider-test";
 const OAI_KEY: &str = "sk-oai-provider-test";
 

@@ -10,7 +10,7 @@ use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const MASTER: &str = "gw-master-passthru-test";
+const MASTER: &str = "gw-master-passthru-test-012345678";
 const CLIENT_KEY: &str = "sk-client-own-key-test";
 
 /// Answers like each provider would, whatever key it was sent.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::{client, sse, Gateway, Load, MockUpstream, Reply};
 
-const MASTER: &str = "gw-master-test-key";
+const MASTER: &str = "gw-master-test-key-0123456789abc";
 const KEY_A: &str = "sk-fake-provider-a";
 const KEY_B: &str = "sk-fake-provider-b";
 
@@ -302,4 +302,56 @@ async fn log_filter_follows_the_file_on_sighup() {
         !gw.log().contains("request_id=quiet"),
         "an info line was written under `warn`"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_files_are_read_again_on_sighup() {
+    let mock = echo_mock(None).await;
+    let dir = common::scratch_dir();
+    let master_file = dir.join("master_key");
+    let provider_file = dir.join("openai_key");
+    let (old_master, new_master) = (
+        "old-master-key-from-a-file-0123456789",
+        "new-master-key-from-a-file-9876543210",
+    );
+    std::fs::write(&master_file, format!("{old_master}\n")).unwrap();
+    std::fs::write(&provider_file, format!("{KEY_A}\n")).unwrap();
+    let yaml = format!(
+        "server:\n  master_key_file: {}\nproviders:\n  openai:\n    api_key_file: {}\n    base_url: {}\n",
+        master_file.display(),
+        provider_file.display(),
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[]);
+    let ask = |key: &'static str| {
+        let url = gw.url("/p/openai/models");
+        async move { client().get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    let resp = ask(old_master).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        format!(r#"{{"key":"{KEY_A}"}}"#)
+    );
+
+    // Both secrets rotated in their files (a systemd credential or a mounted secret).
+    std::fs::write(&master_file, format!("{new_master}\n")).unwrap();
+    std::fs::write(&provider_file, format!("{KEY_B}\n")).unwrap();
+    gw.signal("HUP");
+    gw.wait_for_log("config reloaded:", 1).await;
+    assert_eq!(ask(old_master).await.status(), 401);
+    let resp = ask(new_master).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        format!(r#"{{"key":"{KEY_B}"}}"#)
+    );
+
+    // A file that cannot be read is a failed reload naming its path; the keys stay.
+    std::fs::remove_file(&master_file).unwrap();
+    gw.signal("HUP");
+    let log = gw.wait_for_log("config reload failed", 1).await;
+    assert!(log.contains(&master_file.display().to_string()), "{log}");
+    assert!(!log.contains(new_master) && !log.contains(KEY_B), "{log}");
+    assert_eq!(ask(new_master).await.status(), 200);
 }

@@ -14,7 +14,7 @@ use common::tls::TestPki;
 use common::{client, scratch_dir, Gateway, MockUpstream, Reply};
 use serde_json::{json, Value};
 
-const MASTER: &str = "gw-master-slow-clients-test";
+const MASTER: &str = "gw-master-slow-clients-test-012345678";
 const OAI_KEY: &str = "sk-oai-provider-slow-clients-test";
 
 /// Short deadlines and a small header cap, so the tests stay fast.

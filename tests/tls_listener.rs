@@ -8,7 +8,7 @@ use std::path::Path;
 use common::tls::{Leaf, TestPki};
 use common::{client, free_port, scratch_dir, sse, Gateway, MockUpstream, Reply};
 
-const MASTER: &str = "gw-master-test-key";
+const MASTER: &str = "gw-master-test-key-0123456789abc";
 const PROVIDER_KEY: &str = "sk-fake-provider-key";
 
 fn yaml(tls_port: u16, cert: &Path, key: &Path, mock: &MockUpstream) -> String {

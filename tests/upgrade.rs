@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{aurora_command, free_port, scratch_dir, sse, Gateway, Load, MockUpstream, Reply};
 
-const MASTER: &str = "gw-master-test-key";
+const MASTER: &str = "gw-master-test-key-0123456789abc";
 const PROVIDER_KEY: &str = "sk-fake-provider-key";
 
 fn yaml(mock: &MockUpstream) -> String {

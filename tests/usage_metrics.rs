@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::json;
 
-const MASTER: &str = "gw-master-usage-metrics-test";
+const MASTER: &str = "gw-master-usage-metrics-test-012345678";
 const OAI_KEY: &str = "sk-oai-provider-usage-test";
 const ANT_KEY: &str = "sk-ant-provider-usage-test";
 
@@ -140,6 +140,8 @@ async fn tokens_and_cost_are_counted_on_every_route_and_passthrough_is_untouched
     )
     .await;
 
+    // Each request is counted before its access line is written.
+    let log = gw.wait_for_log("tokens_input=", 7).await;
     let scrape = client()
         .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
         .send()
@@ -189,7 +191,6 @@ async fn tokens_and_cost_are_counted_on_every_route_and_passthrough_is_untouched
     assert!((cost("openai", gpt) - gpt_cost).abs() < 1e-12);
 
     // The access line says it too.
-    let log = gw.wait_for_log("tokens_input=", 7).await;
     assert!(log.contains("tokens_input=10 tokens_output=9 tokens_cache_read=20 tokens_cache_write=0 tokens_reasoning=4"), "{log}");
     assert!(log.contains("cost_usd="), "{log}");
 }

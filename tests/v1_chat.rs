@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 
-const MASTER: &str = "gw-master-v1-test";
+const MASTER: &str = "gw-master-v1-test-0123456789abcd";
 const ANT_KEY: &str = "sk-ant-provider-v1-test";
 const OAI_KEY: &str = "sk-oai-provider-v1-test";
 

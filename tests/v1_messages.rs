@@ -8,7 +8,7 @@ use bytes::Bytes;
 use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::Value;
 
-const MASTER: &str = "gw-master-messages-test";
+const MASTER: &str = "gw-master-messages-test-012345678";
 const ANT_KEY: &str = "sk-ant-provider-messages-test";
 const OAI_KEY: &str = "sk-oai-provider-messages-test";
 const ZAI_KEY: &str = "zai-provider-messages-test";

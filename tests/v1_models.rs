@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{client, free_port, Gateway, MockUpstream, Reply};
 use serde_json::Value;
 
-const MASTER: &str = "gw-master-models-test";
+const MASTER: &str = "gw-master-models-test-0123456789";
 
 async fn listing_gateway() -> (MockUpstream, Gateway) {
     let mock = MockUpstream::start(|rec| {

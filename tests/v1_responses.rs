@@ -12,7 +12,7 @@ use common::provider_rules::{anthropic_messages_refusal, openai_chat_refusal};
 use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 
-const MASTER: &str = "gw-master-responses-test";
+const MASTER: &str = "gw-master-responses-test-012345678";
 const ANT_KEY: &str = "sk-ant-provider-responses-test";
 const OAI_KEY: &str = "sk-oai-provider-responses-test";
 

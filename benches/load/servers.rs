@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::procfs;
 
 /// The gateway key clients present to Aurora: a placeholder, not a credential.
-pub const GATEWAY_KEY: &str = "bench-gateway-placeholder-key";
+pub const GATEWAY_KEY: &str = "bench-gateway-placeholder-key-012345678";
 /// The provider key the gateway (and nginx) send upstream: a placeholder as well.
 pub const PROVIDER_KEY: &str = "sk-bench-provider-placeholder";
 

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderName, HeaderValue};
 
 use super::credential::provider_credential;
+use super::exposure;
 use super::passthru_tag::{may_hold_passthru_tag, restore_passthru_tags};
 use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer, SizeValue};
 use super::{
@@ -44,14 +45,15 @@ pub fn build_config(
         _ => FileConfig::default(),
     };
     let server = server_settings(&file, env)?;
-    let master = env
-        .get("AURORA_MASTER_KEY")
-        .map(str::to_string)
-        .or_else(|| file.server.master_key.as_deref().map(|m| env.expand(m)))
-        .filter(|m| !m.is_empty())
-        .map(Secret::new);
+    let master = master_key(&file, env)?;
+    if let Some(master) = &master {
+        exposure::check_master_key(master)?;
+    }
     let auth = GatewayAuth::new(master.as_ref(), managed_keys(&file)?);
     let providers = providers(&file, env)?;
+    let mut listeners = vec![server.listen.as_str()];
+    listeners.extend(server.tls.as_ref().map(|t| t.listen.as_str()));
+    exposure::check_open_gateway(&auth, &providers, &listeners, server.allow_unauthenticated)?;
     for entry in &server.enabled_passthrough_providers {
         if !providers.knows(entry) {
             return Err(ConfigError::Invalid(format!(
@@ -352,6 +354,9 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         allow_passthrough_v1_alias: env_bool(env, "ALLOW_PASSTHROUGH_V1_ALIAS")?
             .or(s.allow_passthrough_v1_alias)
             .unwrap_or(defaults.allow_passthrough_v1_alias),
+        allow_unauthenticated: env_bool(env, "AURORA_ALLOW_UNAUTHENTICATED")?
+            .or(s.allow_unauthenticated)
+            .unwrap_or(defaults.allow_unauthenticated),
         enabled_passthrough_providers,
         grace_period_seconds: match env.get("AURORA_GRACE_PERIOD_SECONDS") {
             Some(v) => v.parse().map_err(|_| {
@@ -426,6 +431,40 @@ fn downstream_tls(
     }))
 }
 
+/// The master key: `AURORA_MASTER_KEY`, else the file `AURORA_MASTER_KEY_FILE` names,
+/// else `server.master_key`, else the file `server.master_key_file` names.
+fn master_key(file: &FileConfig, env: &EnvSnapshot) -> Result<Option<Secret>, ConfigError> {
+    let s = &file.server;
+    if s.master_key.as_deref().is_some_and(|m| !m.is_empty()) && s.master_key_file.is_some() {
+        return Err(invalid(
+            "server: set `master_key` or `master_key_file`, not both",
+        ));
+    }
+    let key = match env.get("AURORA_MASTER_KEY") {
+        Some(key) => Some(key.to_string()),
+        None => match env.get("AURORA_MASTER_KEY_FILE") {
+            Some(path) => Some(read_secret_file("AURORA_MASTER_KEY_FILE", path)?),
+            None => match (&s.master_key, &s.master_key_file) {
+                (Some(m), _) if !m.is_empty() => Some(env.expand(m)),
+                (_, Some(path)) => Some(read_secret_file(
+                    "server.master_key_file",
+                    &env.expand(path),
+                )?),
+                _ => None,
+            },
+        },
+    };
+    Ok(key.filter(|k| !k.is_empty()).map(Secret::new))
+}
+
+/// A secret kept in a file: its content less the trailing newline. An error names
+/// the setting and the path, never the content.
+pub(super) fn read_secret_file(setting: &str, path: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path.trim())
+        .map_err(|e| invalid(format!("{setting}: cannot read `{}`: {e}", path.trim())))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
 fn managed_keys(file: &FileConfig) -> Result<HashMap<[u8; 32], ManagedKey>, ConfigError> {
     let mut keys = HashMap::new();
     for (i, k) in file.auth.keys.iter().enumerate() {
@@ -445,6 +484,7 @@ fn managed_keys(file: &FileConfig) -> Result<HashMap<[u8; 32], ManagedKey>, Conf
             })?),
             None => None,
         };
+        exposure::check_managed_key(&k.name, &digest)?;
         let key = ManagedKey {
             name: k.name.clone(),
             enabled: k.enabled,
@@ -476,6 +516,7 @@ fn providers(file: &FileConfig, env: &EnvSnapshot) -> Result<ProviderCatalogue, 
         }
         let prefix = env_prefix(kind.name());
         if env.get(&format!("{prefix}_API_KEY")).is_some()
+            || env.get(&format!("{prefix}_API_KEY_FILE")).is_some()
             || env.get(&format!("{prefix}_BASE_URL")).is_some()
         {
             out.push(provider(kind.name(), &FileProvider::default(), env)?);
@@ -650,12 +691,22 @@ mod tests {
     use super::*;
 
     fn build(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        build_config(Some(yaml), None, &EnvSnapshot::from_pairs(env.to_vec()))
+        // These tests are about other settings: a loopback listener keeps the refusal of
+        // an open gateway out of them, unless a test names its own listener.
+        let mut env = env.to_vec();
+        let names_listener = yaml.contains("listen:")
+            || env
+                .iter()
+                .any(|(k, _)| *k == "AURORA_LISTEN" || *k == "PORT");
+        if !names_listener {
+            env.push(("AURORA_LISTEN", "127.0.0.1:8080"));
+        }
+        build_config(Some(yaml), None, &EnvSnapshot::from_pairs(env))
     }
 
     #[test]
     fn empty_config_uses_defaults() {
-        let c = build("", &[]).unwrap();
+        let c = build_config(Some(""), None, &EnvSnapshot::default()).unwrap();
         assert_eq!(c.server, ServerSettings::default());
         assert!(c.auth.is_open());
         assert!(c.providers.is_empty());
@@ -1023,9 +1074,117 @@ providers:
         }
     }
 
+    const LONG_KEY: &str = "a-master-key-of-at-least-32-characters";
+
+    #[test]
+    fn an_open_gateway_holding_credentials_on_a_public_listener_is_refused() {
+        let public = [
+            ("AURORA_LISTEN", "0.0.0.0:8080"),
+            ("OPENAI_API_KEY", "sk-x"),
+        ];
+        let e = build("", &public).unwrap_err().to_string();
+        for way_out in ["AURORA_MASTER_KEY", "127.0.0.1", "allow_unauthenticated"] {
+            assert!(e.contains(way_out), "{e}");
+        }
+        assert!(e.contains("0.0.0.0:8080"), "{e}");
+        // A key, a loopback listener, or saying so on purpose: each is a way out.
+        let mut keyed = public.to_vec();
+        keyed.push(("AURORA_MASTER_KEY", LONG_KEY));
+        assert!(build("", &keyed).is_ok());
+        assert!(build(
+            "",
+            &[
+                ("AURORA_LISTEN", "127.0.0.1:8080"),
+                ("OPENAI_API_KEY", "sk-x")
+            ]
+        )
+        .is_ok());
+        let mut allowed = public.to_vec();
+        allowed.push(("AURORA_ALLOW_UNAUTHENTICATED", "1"));
+        assert!(build("", &allowed).is_ok());
+        assert!(build("server: {allow_unauthenticated: true}\n", &public).is_ok());
+        // Nothing to spend: no credential at all, or only callers' own keys.
+        assert!(build("", &[("AURORA_LISTEN", "0.0.0.0:8080")]).is_ok());
+        assert!(build(
+            "",
+            &[
+                ("AURORA_LISTEN", "0.0.0.0:8080"),
+                ("OPENAI_API_KEY", "!PASSTHRU")
+            ]
+        )
+        .is_ok());
+        assert!(build(
+            "",
+            &[
+                ("AURORA_LISTEN", "0.0.0.0:8080"),
+                ("VLLM_BASE_URL", "http://127.0.0.1:8000/v1")
+            ]
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn weak_gateway_keys_are_refused() {
+        for weak in ["m", "sk-1234", "changeme"] {
+            let e = build("", &[("AURORA_MASTER_KEY", weak)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("aurora keys new"), "{e}");
+        }
+        let yaml = "server:\n  master_key: password\n";
+        assert!(build(yaml, &[]).is_err());
+        let sample_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"sk-1234"));
+        let yaml = format!("auth:\n  keys:\n    - {{name: ci, sha256: \"{sample_hash}\"}}\n");
+        let e = build(&yaml, &[]).unwrap_err().to_string();
+        assert!(e.contains("auth.keys `ci`"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_with_the_trailing_newline_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = dir.path().join("master");
+        std::fs::write(&master, format!("{LONG_KEY}\n")).unwrap();
+        let provider = dir.path().join("openai");
+        std::fs::write(&provider, "sk-from-file\r\n").unwrap();
+        let master_path = master.display().to_string();
+        let provider_path = provider.display().to_string();
+        let c = build(
+            "",
+            &[
+                ("AURORA_MASTER_KEY_FILE", master_path.as_str()),
+                ("OPENAI_API_KEY_FILE", provider_path.as_str()),
+            ],
+        )
+        .unwrap();
+        assert!(c.auth.has_master());
+        let openai = c.providers.find("openai").unwrap();
+        assert_eq!(
+            openai.credential.next_static_key().map(|k| k.expose()),
+            Some("sk-from-file")
+        );
+        let yaml = format!(
+            "server:\n  master_key_file: {master_path}\nproviders:\n  anthropic:\n    api_key_file: {provider_path}\n"
+        );
+        let c = build(&yaml, &[]).unwrap();
+        assert!(c.auth.has_master());
+        assert!(c.providers.find("anthropic").is_some());
+        // An unreadable file is an error naming the path, never a content.
+        let missing = dir.path().join("nope").display().to_string();
+        let e = build("", &[("AURORA_MASTER_KEY_FILE", missing.as_str())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("AURORA_MASTER_KEY_FILE") && e.contains(&missing),
+            "{e}"
+        );
+        let yaml =
+            format!("providers:\n  openai:\n    api_key: k\n    api_key_file: {provider_path}\n");
+        assert!(build(&yaml, &[]).is_err());
+    }
+
     #[test]
     fn master_key_comes_from_env() {
-        let c = build("", &[("AURORA_MASTER_KEY", "m")]).unwrap();
+        let c = build("", &[("AURORA_MASTER_KEY", LONG_KEY)]).unwrap();
         assert!(c.auth.has_master());
         assert!(
             c.summary().contains("1 keys, gateway auth on"),

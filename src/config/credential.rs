@@ -15,8 +15,19 @@ pub(super) fn provider_credential(
     env: &EnvSnapshot,
 ) -> Result<ProviderCredential, ConfigError> {
     let file = file_credential(name, p, env)?;
-    match env.get(key_env).map(str::trim).filter(|k| !k.is_empty()) {
-        Some(key) => Ok(from_one(key)),
+    if let Some(key) = env.get(key_env).map(str::trim).filter(|k| !k.is_empty()) {
+        return Ok(from_one(key));
+    }
+    let file_var = format!("{key_env}_FILE");
+    match env.get(&file_var) {
+        Some(path) => {
+            let key = super::build::read_secret_file(&file_var, path)?;
+            Ok(if key.trim().is_empty() {
+                ProviderCredential::None
+            } else {
+                from_one(key.trim())
+            })
+        }
         None => Ok(file),
     }
 }
@@ -26,10 +37,23 @@ fn file_credential(
     p: &FileProvider,
     env: &EnvSnapshot,
 ) -> Result<ProviderCredential, ConfigError> {
-    let one = p
-        .api_key
-        .as_deref()
-        .map(|k| env.expand(k).trim().to_string());
+    if p.api_key.is_some() && p.api_key_file.is_some() {
+        return Err(invalid(format!(
+            "provider `{name}`: set `api_key` or `api_key_file`, not both"
+        )));
+    }
+    let one = match (&p.api_key, &p.api_key_file) {
+        (Some(k), _) => Some(env.expand(k).trim().to_string()),
+        (None, Some(path)) => Some(
+            super::build::read_secret_file(
+                &format!("provider `{name}`: api_key_file"),
+                &env.expand(path),
+            )?
+            .trim()
+            .to_string(),
+        ),
+        (None, None) => None,
+    };
     let many = match &p.api_keys {
         None => None,
         Some(list) => Some(expanded_list(name, list, env)?),

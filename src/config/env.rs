@@ -31,6 +31,14 @@ impl EnvSnapshot {
         }
     }
 
+    /// For tests of routing and other settings: a loopback listener, so the refusal of
+    /// an open gateway facing the network stays out of them (its own tests set the
+    /// listener).
+    #[cfg(test)]
+    pub fn loopback() -> Self {
+        Self::from_pairs([("AURORA_LISTEN", "127.0.0.1:8080")])
+    }
+
     /// The value of `name`, unless unset or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars

@@ -5,6 +5,7 @@ mod build;
 mod credential;
 mod env;
 mod error;
+mod exposure;
 mod live;
 mod observability;
 mod passthru_tag;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use build::build_config;
 pub use env::{env_prefix, EnvSnapshot};
 pub use error::ConfigError;
+pub use exposure::MIN_MASTER_KEY_LEN;
 pub use live::LiveConfig;
 pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
 pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
@@ -134,6 +136,9 @@ pub struct ServerSettings {
     pub enable_passthrough_routes: bool,
     /// Whether `/p/{provider}/v1/x` is read as `/p/{provider}/x`.
     pub allow_passthrough_v1_alias: bool,
+    /// Serve without a gateway key on a non-loopback listener while holding provider
+    /// credentials (otherwise refused).
+    pub allow_unauthenticated: bool,
     /// Instance names or types reachable through `/p/`.
     pub enabled_passthrough_providers: Vec<String>,
     /// Seconds SIGTERM waits for in-flight requests.
@@ -164,6 +169,7 @@ impl Default for ServerSettings {
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             enable_passthrough_routes: true,
             allow_passthrough_v1_alias: true,
+            allow_unauthenticated: false,
             enabled_passthrough_providers: DEFAULT_PASSTHROUGH_PROVIDERS
                 .iter()
                 .map(|s| s.to_string())

@@ -198,7 +198,10 @@ mod tests {
     }
 
     fn env() -> EnvSnapshot {
-        EnvSnapshot::from_pairs([("AURORA_MASTER_KEY", "m")])
+        EnvSnapshot::from_pairs([(
+            "AURORA_MASTER_KEY",
+            "reload-test-master-key-0123456789abcdef",
+        )])
     }
 
     fn fixture(yaml: &str) -> Fixture {
@@ -245,6 +248,28 @@ mod tests {
             "a taken snapshot never changes"
         );
         assert_eq!(key_of(&f.reloader.live().snapshot(), "openai"), "sk-fake-b");
+    }
+
+    #[test]
+    fn a_reload_into_an_open_public_gateway_or_a_weak_key_keeps_the_old_config() {
+        let public_keyed = format!("{KEY_A}server:\n  listen: 0.0.0.0:8080\n");
+        let f = fixture(&public_keyed);
+        // The master key came from the environment; the reload's environment has none.
+        let bare = EnvSnapshot::default();
+        let ReloadOutcome::Rejected(err) = f.reloader.reload_with(&bare) else {
+            panic!("an open gateway facing the network must be refused");
+        };
+        assert!(
+            err.to_string().contains("refusing an open gateway"),
+            "{err}"
+        );
+        assert!(f.reloader.live().snapshot().auth.has_master());
+        let weak = EnvSnapshot::from_pairs([("AURORA_MASTER_KEY", "changeme")]);
+        assert!(matches!(
+            f.reloader.reload_with(&weak),
+            ReloadOutcome::Rejected(_)
+        ));
+        assert_eq!(key_of(&f.reloader.live().snapshot(), "openai"), "sk-fake-a");
     }
 
     #[test]

@@ -120,6 +120,12 @@ pub struct FileServer {
     pub listen: Option<String>,
     pub threads: Option<usize>,
     pub master_key: Option<String>,
+    /// A file holding the master key (systemd credentials, Docker and Kubernetes
+    /// secrets); its trailing newline is trimmed.
+    pub master_key_file: Option<String>,
+    /// Serve without any gateway key even on a non-loopback listener while holding
+    /// provider credentials.
+    pub allow_unauthenticated: Option<bool>,
     /// A size such as `10MiB`, or a plain number of bytes.
     pub body_size_limit: Option<SizeValue>,
     /// Whole-header deadline, a duration such as `10s`.
@@ -197,6 +203,8 @@ pub struct FileProvider {
     pub kind: Option<String>,
     /// One key, or `!PASSTHRU` for the caller's own key.
     pub api_key: Option<String>,
+    /// A file holding the key; its trailing newline is trimmed.
+    pub api_key_file: Option<String>,
     /// Several static keys, used round-robin; not together with `api_key`.
     pub api_keys: Option<Vec<String>>,
     pub base_url: Option<String>,

@@ -958,10 +958,12 @@ impl ProxyHttp for AuroraProxy {
         if let Some(corked) = ctx.corked.take() {
             corked.release();
         }
+        // Counted before its line is written, so a line in the log means the metrics
+        // already show the request.
+        observe::request_finished(session, e, ctx);
         // The main request logs for its subrequest.
         if !ctx.is_subrequest {
             access_log::log_request(session, e, ctx);
         }
-        observe::request_finished(session, e, ctx);
     }
 }

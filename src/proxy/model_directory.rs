@@ -468,7 +468,7 @@ providers:
   groq: {api_key: k, base_url: 'http://127.0.0.1:9/v1', models: [llama-3.1-8b, mixtral]}
   openai: {base_url: 'http://127.0.0.1:9/v1', models: [gpt-4o]}
 ";
-        let config = build_config(Some(yaml), None, &EnvSnapshot::default()).unwrap();
+        let config = build_config(Some(yaml), None, &EnvSnapshot::loopback()).unwrap();
         let dir = ModelDirectory::new();
         let entries = dir.list(&config, &UpstreamResolver::default()).await;
         // `openai` has no key, so it is left out even with a list.
@@ -491,7 +491,7 @@ providers:
   openai: {api_key: '!PASSTHRU', base_url: 'http://127.0.0.1:9/v1'}
   groq: {api_key: '!PASSTHRU', base_url: 'http://127.0.0.1:9/v1', models: [llama-3.1-8b]}
 ";
-        let config = build_config(Some(yaml), None, &EnvSnapshot::default()).unwrap();
+        let config = build_config(Some(yaml), None, &EnvSnapshot::loopback()).unwrap();
         let dir = ModelDirectory::new();
         let entries = dir.list(&config, &UpstreamResolver::default()).await;
         assert_eq!(entries, vec![entry("groq/llama-3.1-8b", "groq")]);
@@ -510,7 +510,7 @@ providers:
         // A provider that must be asked (on a closed port: the fetch fails, but only
         // after it has used the connector).
         let yaml = "providers:\n  openai: {api_key: k, base_url: 'http://127.0.0.1:9/v1'}\n";
-        let config = build_config(Some(yaml), None, &EnvSnapshot::default()).unwrap();
+        let config = build_config(Some(yaml), None, &EnvSnapshot::loopback()).unwrap();
         assert!(dir
             .list(&config, &UpstreamResolver::default())
             .await

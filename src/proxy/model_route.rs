@@ -188,7 +188,7 @@ providers:
 
     fn config(extra: &str) -> Config {
         let yaml = format!("{PROVIDERS}{extra}");
-        build_config(Some(&yaml), None, &EnvSnapshot::default()).unwrap()
+        build_config(Some(&yaml), None, &EnvSnapshot::loopback()).unwrap()
     }
 
     fn route(requested: &str) -> Result<(String, String), GatewayError> {
@@ -321,7 +321,7 @@ providers:
         let c = build_config(
             Some("providers:\n  anthropic: {api_key: k}\n  proxy: {type: openai, api_key: k, models: [claude-sonnet-4-5]}\n"),
             None,
-            &EnvSnapshot::default(),
+            &EnvSnapshot::loopback(),
         )
         .unwrap();
         assert_eq!(
@@ -361,7 +361,7 @@ providers:
         let c = build_config(
             Some("providers:\n  my-xai: {type: xai, api_key: k}\n"),
             None,
-            &EnvSnapshot::default(),
+            &EnvSnapshot::loopback(),
         )
         .unwrap();
         assert_eq!(route_in(&c, "grok-4").unwrap(), pair("my-xai", "grok-4"));
@@ -380,7 +380,7 @@ providers:
         let c = build_config(
             Some("providers:\n  a-claude: {type: anthropic, api_key: k}\n  anthropic: {api_key: k}\n"),
             None,
-            &EnvSnapshot::default(),
+            &EnvSnapshot::loopback(),
         )
         .unwrap();
         assert_eq!(
@@ -403,7 +403,7 @@ providers:
         let c = build_config(
             Some("providers:\n  openai: {api_key: k}\n"),
             None,
-            &EnvSnapshot::default(),
+            &EnvSnapshot::loopback(),
         )
         .unwrap();
         let e = route_model("claude-sonnet-4-5", &c).unwrap_err();
@@ -458,7 +458,7 @@ providers:
         let c = build_config(
             Some("providers:\n  proxy: {type: openai, api_key: k, models: [vllm/llama]}\n"),
             None,
-            &EnvSnapshot::default(),
+            &EnvSnapshot::loopback(),
         )
         .unwrap();
         assert_eq!(

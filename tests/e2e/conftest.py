@@ -15,7 +15,7 @@ from mock_provider import MockProvider
 REPO = Path(__file__).resolve().parents[2]
 
 # Fake credentials: the tests check where each one does (and does not) end up.
-MASTER_KEY = "aurora-e2e-master"
+MASTER_KEY = "aurora-e2e-master-0123456789abcdef"
 PROVIDER_KEYS = {"anthropic": "sk-ant-e2e-provider", "openai": "sk-openai-e2e-provider"}
 
 STARTUP_TIMEOUT = 15.0

@@ -112,7 +112,10 @@ mod tests {
 
     #[test]
     fn the_config_is_one_the_gateway_accepts() {
+        // As the soak starts the gateway: on loopback, with the bench's gateway key.
         let env = aurora::config::EnvSnapshot::from_pairs([
+            ("AURORA_LISTEN", "127.0.0.1:8080"),
+            ("AURORA_MASTER_KEY", super::super::servers::GATEWAY_KEY),
             ("OPENAI_API_KEY", "sk-soak-placeholder"),
             ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
             ("ANTHROPIC_API_KEY", "sk-soak-placeholder"),
