@@ -184,6 +184,48 @@ async fn a_translated_answer_read_whole_names_the_model_that_answered() {
 }
 
 #[tokio::test]
+async fn a_body_past_the_retry_buffer_keeps_its_attempt_under_the_request_span() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    // Over 64 KiB: the exchange with the provider runs in a subrequest.
+    let long = "x".repeat(100 * 1024);
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+        .body(format!(
+            r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{long}"}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+
+    let spans = otlp.wait_for(2).await;
+    let server = one_of_kind(&spans, SERVER);
+    let attempt = one_of_kind(&spans, CLIENT);
+    assert_eq!(server.parent_span_id(), CLIENT_SPAN);
+    assert_eq!(attempt.parent_span_id(), server.span_id());
+    assert_eq!(
+        attempt.attr("gen_ai.request.model").as_deref(),
+        Some("gpt-4o-mini")
+    );
+    assert_eq!(
+        server.attr("gen_ai.usage.output_tokens").as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        mock.last().header("traceparent"),
+        Some(format!("00-{TRACE_ID}-{}-01", attempt.span_id()).as_str())
+    );
+}
+
+#[tokio::test]
 async fn a_passthrough_call_is_traced_with_the_operation_its_path_names() {
     let mock = MockUpstream::start(provider_like).await;
     let otlp = OtlpReceiver::start().await;

@@ -79,12 +79,3 @@ pub fn install(settings: &TelemetrySettings) -> Result<bool, TelemetryError> {
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     Ok(true)
 }
-
-/// Sends the spans still queued; for a process about to exit.
-pub fn flush() {
-    if let Some((provider, _)) = TRACING.get() {
-        if let Err(e) = provider.force_flush() {
-            log::debug!("spans not flushed: {e}");
-        }
-    }
-}
