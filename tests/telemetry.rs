@@ -319,3 +319,38 @@ async fn an_unreachable_collector_costs_requests_nothing_but_dropped_spans() {
     }
     assert_eq!(dropped, 10.0);
 }
+
+#[tokio::test]
+async fn a_client_trace_not_sampled_exports_nothing_and_tells_the_provider_so() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    let resp = chat(
+        &gw,
+        "gpt-4o-mini",
+        Some(&format!("00-{TRACE_ID}-{CLIENT_SPAN}-00")),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let sent = mock.last();
+    let traceparent = sent.header("traceparent").unwrap();
+    assert!(
+        traceparent.starts_with(&format!("00-{TRACE_ID}-")),
+        "{traceparent}"
+    );
+    assert!(traceparent.ends_with("-00"), "{traceparent}");
+    assert!(!traceparent.contains(CLIENT_SPAN), "{traceparent}");
+
+    // A sampled request after it is exported alone, within the same second or the next.
+    let resp = chat(&gw, "gpt-4o-mini", None).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let spans = otlp.wait_for(2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let spans_later = otlp.spans();
+    assert_eq!(spans_later.len(), 2, "{spans_later:#?}");
+    assert!(spans.iter().all(|s| s.trace_id() != TRACE_ID));
+}
