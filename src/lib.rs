@@ -8,4 +8,5 @@ pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod server;
+pub mod telemetry;
 pub mod translate;

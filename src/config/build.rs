@@ -63,12 +63,14 @@ pub fn build_config(
     }
     let models = model_settings(&file, env, &providers)?;
     let responses = response_store_limits(&file, env)?;
+    let telemetry = super::telemetry::telemetry_settings(&file.telemetry, env)?;
     Ok(Config {
         server,
         auth,
         providers,
         models,
         responses,
+        telemetry,
     })
 }
 

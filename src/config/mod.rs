@@ -11,6 +11,7 @@ mod observability;
 mod passthru_tag;
 mod reload;
 pub mod schema;
+mod telemetry;
 mod tls_listener;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ pub use exposure::MIN_MASTER_KEY_LEN;
 pub use live::LiveConfig;
 pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
 pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
+pub use telemetry::{TelemetrySettings, DEFAULT_SERVICE_NAME};
 pub use tls_listener::{DownstreamTls, ServerCert, DEFAULT_TLS_LISTEN};
 
 use crate::auth::GatewayAuth;
@@ -198,6 +200,8 @@ pub struct Config {
     pub models: ModelSettings,
     /// How much of the Responses API's answers the gateway keeps.
     pub responses: StoreLimits,
+    /// Where traces go; read once at start (restart only).
+    pub telemetry: TelemetrySettings,
 }
 
 impl Config {

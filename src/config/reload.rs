@@ -12,7 +12,7 @@ use super::{ConfigError, ConfigSource, EnvSnapshot, LiveConfig, ServerSettings};
 /// Settings fixed when the process starts (sockets, runtimes, Pingora's server
 /// settings). A reload keeps their running values; a graceful upgrade (`-u`) or a
 /// restart applies them.
-pub const RESTART_ONLY_KEYS: [&str; 8] = [
+pub const RESTART_ONLY_KEYS: [&str; 9] = [
     "server.listen",
     "server.threads",
     "server.grace_period_seconds",
@@ -21,6 +21,7 @@ pub const RESTART_ONLY_KEYS: [&str; 8] = [
     "server.tls",
     "server.tls.listen",
     "server.metrics_listen",
+    "telemetry",
 ];
 
 /// What a reload did.
@@ -83,7 +84,12 @@ impl ConfigReloader {
             }
         };
         let running = self.live.snapshot();
-        let kept = keep_restart_only(&running.server, &mut next.server);
+        let mut kept = keep_restart_only(&running.server, &mut next.server);
+        // The span exporter is built once, at start.
+        if next.telemetry != running.telemetry {
+            next.telemetry = running.telemetry.clone();
+            kept.push("telemetry");
+        }
         if !kept.is_empty() {
             log::warn!(
                 "config reload: restart-only settings changed and were not applied: {}; still using the running values. Apply them with a graceful upgrade (start the new process with `-u`, then send SIGQUIT to this one) or a restart",

@@ -20,6 +20,18 @@ pub struct FileConfig {
     pub models: FileModels,
     /// The Responses API's stored answers.
     pub responses: FileResponses,
+    /// Traces (OpenTelemetry).
+    pub telemetry: FileTelemetry,
+}
+
+/// `telemetry:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileTelemetry {
+    /// OTLP/HTTP base URL (`http://collector:4318`); unset or empty: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans.
+    pub service_name: Option<String>,
 }
 
 /// `responses:` section: the store behind `previous_response_id` for providers the

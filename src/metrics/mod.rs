@@ -29,6 +29,7 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     reloads: IntCounterVec,
     log_lines_dropped: IntCounter,
+    trace_spans_dropped: IntCounter,
     tokens: IntCounterVec,
     cost: CounterVec,
 }
@@ -140,6 +141,11 @@ impl Metrics {
             "log_lines_dropped_total",
             "Access lines dropped because the log writer fell behind",
         )?;
+        let trace_spans_dropped = IntCounter::new(
+            "trace_spans_dropped_total",
+            "Spans not exported: the export queue was full or the collector did not take them",
+        )?;
+        registry.register(Box::new(trace_spans_dropped.clone()))?;
         let tokens = IntCounterVec::new(
             Opts::new(
                 "tokens_total",
@@ -174,6 +180,7 @@ impl Metrics {
             upstream_errors,
             reloads,
             log_lines_dropped,
+            trace_spans_dropped,
             tokens,
             cost,
         })
@@ -188,6 +195,11 @@ impl Metrics {
     /// The counter of access lines dropped by a log writer that fell behind.
     pub fn log_lines_dropped(&self) -> IntCounter {
         self.log_lines_dropped.clone()
+    }
+
+    /// The counter of spans dropped on their way to the trace collector.
+    pub fn trace_spans_dropped(&self) -> IntCounter {
+        self.trace_spans_dropped.clone()
     }
 
     /// The text exposition of every metric.

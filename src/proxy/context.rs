@@ -63,6 +63,8 @@ pub struct RequestContext {
     pub error_format: WireFormat,
     /// What the metrics and the access log learn about the request.
     pub obs: super::observe::Observation,
+    /// The request's spans, when tracing is on.
+    pub trace: crate::telemetry::RequestTrace,
     /// In a subrequest: where the main request reads the provider's status from.
     pub upstream_status_out: Option<Arc<AtomicU16>>,
     /// Hosted tools a translated Responses request offered and the provider did not
@@ -91,6 +93,7 @@ impl RequestContext {
             translated: false,
             error_format: WireFormat::OpenAi,
             obs: Default::default(),
+            trace: Default::default(),
             omitted_tools: None,
             upstream_status_out: None,
         }

@@ -47,6 +47,7 @@ pub use upstream_failure::gateway_error_for;
 use crate::config::{Config, LiveConfig};
 use crate::metrics;
 use crate::providers::Provider;
+use crate::telemetry;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{
     ClientEncoder, OnCompleted, ResponseTranslation, Translation, TranslationModule,
@@ -231,6 +232,7 @@ impl AuroraProxy {
             upstream_status: Arc::clone(&upstream_status),
             started: ctx.started,
             timings: observe::delegate(ctx),
+            trace: telemetry::handoff(ctx),
         };
         let outcome = subrequest::run(session, plan, prepared.body).await;
         ctx.upstream_status = Some(upstream_status.load(Ordering::Relaxed)).filter(|s| *s != 0);
@@ -380,6 +382,8 @@ impl AuroraProxy {
         ctx.upstream = Some(target);
         let client = ClientSocket::of(session);
         observe::upstream_request_ready(ctx);
+        telemetry::attempt_began(ctx);
+        telemetry::inject(ctx, &mut request);
         let exchange = whole_answer::exchange(
             &self.connector,
             &peer,
@@ -400,10 +404,12 @@ impl AuroraProxy {
         let answer = match answer {
             Ok(answer) => {
                 observe::upstream_answered(ctx, answer.header_at);
+                telemetry::attempt_answered(ctx, answer.header.status.as_u16());
                 answer
             }
             Err(e) => {
                 observe::upstream_failed(ctx, &e);
+                telemetry::attempt_failed(ctx, &e);
                 let err = gateway_error_for(&e, Some(&provider)).unwrap_or_else(|| {
                     GatewayError::bad_gateway(format!("provider `{provider}` broke the exchange"))
                 });
@@ -412,6 +418,7 @@ impl AuroraProxy {
         };
         let status = answer.header.status.as_u16();
         ctx.upstream_status = Some(status);
+        telemetry::answer_body(ctx, &answer.body);
         if answer.header.status.is_success() {
             if let Some(usage) = crate::metrics::usage::usage_of_json(&answer.body) {
                 observe::usage_reported(ctx, usage);
@@ -568,6 +575,7 @@ fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: Subre
     ctx.upstream_status_out = Some(plan.upstream_status);
     ctx.started = plan.started;
     observe::subrequest_began(ctx, plan.timings);
+    telemetry::subrequest_began(ctx, plan.trace);
     if let Some(translation) = plan.translation {
         translate_response(session, ctx, translation);
     }
@@ -707,6 +715,7 @@ impl ProxyHttp for AuroraProxy {
         ctx.config = Some(Arc::clone(&config));
         let admitted = self.admit(session, &config, ctx);
         observe::request_admitted(ctx);
+        telemetry::request_admitted(session.req_header(), ctx);
         let route = match admitted {
             Ok(route) => route,
             Err(err) => return reject(session, ctx, err).await,
@@ -764,6 +773,7 @@ impl ProxyHttp for AuroraProxy {
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
+        telemetry::attempt_began(ctx);
         let Some(target) = ctx.upstream.as_ref() else {
             ctx.error = Some(GatewayError::not_found("no upstream for this request"));
             return Err(status_error(404));
@@ -785,6 +795,7 @@ impl ProxyHttp for AuroraProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         observe::upstream_request_ready(ctx);
+        telemetry::inject(ctx, upstream_request);
         let Some(target) = ctx.upstream.as_ref() else {
             return Err(status_error(404));
         };
@@ -865,6 +876,7 @@ impl ProxyHttp for AuroraProxy {
             return Ok(());
         }
         observe::upstream_answered(ctx, Instant::now());
+        telemetry::attempt_answered(ctx, upstream_response.status.as_u16());
         // Only translated answers are held whole; passthrough skips the module lookup.
         if ctx.translated
             && session
@@ -965,5 +977,6 @@ impl ProxyHttp for AuroraProxy {
         if !ctx.is_subrequest {
             access_log::log_request(session, e, ctx);
         }
+        telemetry::request_finished(session, e, ctx);
     }
 }

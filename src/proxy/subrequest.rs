@@ -52,6 +52,8 @@ pub struct SubrequestPlan {
     pub started: std::time::Instant,
     /// Where the subrequest leaves its timings for the main request's log.
     pub timings: Arc<super::observe::SharedTimings>,
+    /// The main request's span, which the subrequest's attempts belong to.
+    pub trace: crate::telemetry::TraceHandoff,
 }
 
 /// The plan a subrequest was started with; `None` on every request a client sent.

@@ -80,6 +80,14 @@ pub fn build_server(
     let listen = config.server.listen.clone();
     let tls = config.server.tls.clone();
     let metrics_listen = config.server.metrics_listen.clone();
+    match crate::telemetry::install(&config.telemetry) {
+        Ok(true) => log::info!(
+            "traces go to {}",
+            config.telemetry.otlp_traces_url.as_deref().unwrap_or("-")
+        ),
+        Ok(false) => {}
+        Err(e) => log::error!("traces are off: {e}"),
+    }
     let live = Arc::new(LiveConfig::new(config));
     let reloader = Arc::new(ConfigReloader::new(source, Arc::clone(&live)));
 

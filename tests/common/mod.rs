@@ -4,6 +4,7 @@
 pub mod gateway;
 pub mod load;
 pub mod mock;
+pub mod otlp;
 pub mod provider_rules;
 pub mod sse;
 pub mod tls;

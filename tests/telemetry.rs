@@ -1,0 +1,356 @@
+//! Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, each request is exported as a
+//! server span under the client's `traceparent`, with a client span per attempt at
+//! the provider whose context the provider receives, carrying the generative AI
+//! attributes. An unreachable collector costs requests nothing; its spans are counted
+//! as dropped.
+
+mod common;
+
+use common::otlp::{ExportedSpan, OtlpReceiver, CLIENT, SERVER};
+use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+
+const MASTER: &str = "gw-master-telemetry-test-0123456789";
+const OAI_KEY: &str = "sk-oai-provider-telemetry-test";
+const ANT_KEY: &str = "sk-ant-provider-telemetry-test";
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+fn provider_like(rec: &Recorded) -> Reply {
+    match rec.uri.as_str() {
+        "/v1/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
+        "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
+        _ => Reply::json(404, "{}"),
+    }
+}
+
+fn gateway(mock: &MockUpstream, extra: &[(&str, &str)]) -> Gateway {
+    let base = mock.url("/v1");
+    let mut env = vec![
+        ("AURORA_MASTER_KEY", MASTER),
+        ("OPENAI_API_KEY", OAI_KEY),
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("ANTHROPIC_API_KEY", ANT_KEY),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Gateway::start("", &env)
+}
+
+async fn chat(gw: &Gateway, model: &str, traceparent: Option<&str>) -> reqwest::Response {
+    let mut req = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#
+        ));
+    if let Some(tp) = traceparent {
+        req = req.header("traceparent", tp);
+    }
+    req.send().await.unwrap()
+}
+
+fn one_of_kind(spans: &[ExportedSpan], kind: i32) -> ExportedSpan {
+    let found: Vec<_> = spans.iter().filter(|s| s.span.kind == kind).collect();
+    assert_eq!(found.len(), 1, "one span of kind {kind}: {spans:#?}");
+    found[0].clone()
+}
+
+#[tokio::test]
+async fn a_request_is_a_server_span_under_the_clients_trace_with_a_child_per_attempt() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let resp = chat(&gw, "gpt-4o-mini", Some(&traceparent)).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+
+    let spans = otlp.wait_for(2).await;
+    let server = one_of_kind(&spans, SERVER);
+    let attempt = one_of_kind(&spans, CLIENT);
+
+    // The client's trace goes on: the request span is its child, the attempt the
+    // request span's.
+    assert_eq!(server.trace_id(), TRACE_ID);
+    assert_eq!(server.parent_span_id(), CLIENT_SPAN);
+    assert_eq!(attempt.trace_id(), TRACE_ID);
+    assert_eq!(attempt.parent_span_id(), server.span_id());
+    assert_eq!(server.service.as_deref(), Some("aurora"));
+
+    // The provider was told the attempt's context, in place of the client's.
+    let sent = mock.last();
+    assert_eq!(
+        sent.header("traceparent"),
+        Some(format!("00-{TRACE_ID}-{}-01", attempt.span_id()).as_str())
+    );
+
+    assert_eq!(server.span.name, "chat gpt-4o-mini");
+    for (key, value) in [
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "openai"),
+        ("gen_ai.system", "openai"),
+        ("gen_ai.request.model", "gpt-4o-mini"),
+        ("server.address", "127.0.0.1"),
+        ("http.response.status_code", "200"),
+        ("http.request.method", "POST"),
+        ("aurora.route", "chat_completions"),
+        // The fixture's usage: 17 prompt tokens, 4 completion tokens.
+        ("gen_ai.usage.input_tokens", "17"),
+        ("gen_ai.usage.output_tokens", "4"),
+    ] {
+        assert_eq!(
+            server.attr(key).as_deref(),
+            Some(value),
+            "request span {key}"
+        );
+    }
+    for (key, value) in [
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "openai"),
+        ("gen_ai.request.model", "gpt-4o-mini"),
+        ("server.address", "127.0.0.1"),
+        ("http.response.status_code", "200"),
+    ] {
+        assert_eq!(
+            attempt.attr(key).as_deref(),
+            Some(value),
+            "attempt span {key}"
+        );
+    }
+    let port = mock.addr.port().to_string();
+    assert_eq!(attempt.attr("server.port").as_deref(), Some(port.as_str()));
+    // The attempt lies within the request.
+    assert!(attempt.span.start_time_unix_nano >= server.span.start_time_unix_nano);
+    assert!(attempt.span.end_time_unix_nano <= server.span.end_time_unix_nano);
+
+    // No credential leaves in a span.
+    for body in otlp.bodies() {
+        for secret in [MASTER, OAI_KEY, ANT_KEY] {
+            assert!(
+                !body.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} exported"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_translated_answer_read_whole_names_the_model_that_answered() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    // No traceparent: the gateway starts the trace.
+    let resp = chat(&gw, "claude-sonnet-4-5", None).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+
+    let spans = otlp.wait_for(2).await;
+    let server = one_of_kind(&spans, SERVER);
+    let attempt = one_of_kind(&spans, CLIENT);
+    assert!(server.span.parent_span_id.is_empty(), "a root span");
+    assert_eq!(attempt.parent_span_id(), server.span_id());
+    assert_eq!(
+        mock.last().header("traceparent"),
+        Some(format!("00-{}-{}-01", server.trace_id(), attempt.span_id()).as_str())
+    );
+    for span in [&server, &attempt] {
+        assert_eq!(
+            span.attr("gen_ai.provider.name").as_deref(),
+            Some("anthropic")
+        );
+        assert_eq!(
+            span.attr("gen_ai.request.model").as_deref(),
+            Some("claude-sonnet-4-5")
+        );
+    }
+    // Read from the answer's body, after the attempt (which ends at its header).
+    assert_eq!(
+        server.attr("gen_ai.response.model").as_deref(),
+        Some("claude-sonnet-4-20250514")
+    );
+    assert_eq!(
+        server.attr("gen_ai.usage.input_tokens").as_deref(),
+        Some("14")
+    );
+    assert_eq!(
+        server.attr("gen_ai.usage.output_tokens").as_deref(),
+        Some("5")
+    );
+}
+
+#[tokio::test]
+async fn a_body_past_the_retry_buffer_keeps_its_attempt_under_the_request_span() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    // Over 64 KiB: the exchange with the provider runs in a subrequest.
+    let long = "x".repeat(100 * 1024);
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+        .body(format!(
+            r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{long}"}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+
+    let spans = otlp.wait_for(2).await;
+    let server = one_of_kind(&spans, SERVER);
+    let attempt = one_of_kind(&spans, CLIENT);
+    assert_eq!(server.parent_span_id(), CLIENT_SPAN);
+    assert_eq!(attempt.parent_span_id(), server.span_id());
+    assert_eq!(
+        attempt.attr("gen_ai.request.model").as_deref(),
+        Some("gpt-4o-mini")
+    );
+    assert_eq!(
+        server.attr("gen_ai.usage.output_tokens").as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        mock.last().header("traceparent"),
+        Some(format!("00-{TRACE_ID}-{}-01", attempt.span_id()).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_passthrough_call_is_traced_with_the_operation_its_path_names() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    let resp = client()
+        .post(gw.url("/p/anthropic/v1/messages"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    // A health probe makes no span.
+    let health = client().get(gw.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let spans = otlp.wait_for(2).await;
+    let server = one_of_kind(&spans, SERVER);
+    one_of_kind(&spans, CLIENT);
+    assert_eq!(server.span.name, "chat");
+    assert_eq!(
+        server.attr("gen_ai.operation.name").as_deref(),
+        Some("chat")
+    );
+    assert_eq!(
+        server.attr("gen_ai.provider.name").as_deref(),
+        Some("anthropic")
+    );
+    assert_eq!(server.attr("aurora.route").as_deref(), Some("passthrough"));
+    assert_eq!(
+        server.attr("gen_ai.usage.input_tokens").as_deref(),
+        Some("14")
+    );
+}
+
+#[tokio::test]
+async fn without_an_endpoint_no_span_is_made_and_the_clients_traceparent_passes_unchanged() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(&mock, &[]);
+    let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let resp = chat(&gw, "gpt-4o-mini", Some(&traceparent)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        mock.last().header("traceparent"),
+        Some(traceparent.as_str())
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_collector_costs_requests_nothing_but_dropped_spans() {
+    let mock = MockUpstream::start(provider_like).await;
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let metrics_port = free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let gw = gateway(
+        &mock,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", nobody.as_str()),
+            ("AURORA_METRICS_LISTEN", metrics_listen.as_str()),
+        ],
+    );
+    for _ in 0..5 {
+        let resp = chat(&gw, "gpt-4o-mini", None).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    // Five requests, two spans each, none of which the collector took.
+    let mut dropped = 0.0;
+    for _ in 0..200 {
+        let text = client()
+            .get(format!("http://{metrics_listen}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        dropped = text
+            .lines()
+            .find_map(|l| l.strip_prefix("aurora_trace_spans_dropped_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if dropped >= 10.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(dropped, 10.0);
+}
+
+#[tokio::test]
+async fn a_client_trace_not_sampled_exports_nothing_and_tells_the_provider_so() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    let resp = chat(
+        &gw,
+        "gpt-4o-mini",
+        Some(&format!("00-{TRACE_ID}-{CLIENT_SPAN}-00")),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let sent = mock.last();
+    let traceparent = sent.header("traceparent").unwrap();
+    assert!(
+        traceparent.starts_with(&format!("00-{TRACE_ID}-")),
+        "{traceparent}"
+    );
+    assert!(traceparent.ends_with("-00"), "{traceparent}");
+    assert!(!traceparent.contains(CLIENT_SPAN), "{traceparent}");
+
+    // A sampled request after it is exported alone, within the same second or the next.
+    let resp = chat(&gw, "gpt-4o-mini", None).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let spans = otlp.wait_for(2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let spans_later = otlp.spans();
+    assert_eq!(spans_later.len(), 2, "{spans_later:#?}");
+    assert!(spans.iter().all(|s| s.trace_id() != TRACE_ID));
+}
