@@ -6,9 +6,11 @@
 //! the same for HTTP/1, so that between two requests it can tell the stream a new
 //! request begins, with the limits of the config live at that moment. HTTP/2
 //! connections (ALPN h2 on the TLS listener) go to Pingora untouched: the h2 codec
-//! bounds its own headers.
+//! bounds its own headers. The first request header of a connection is read here
+//! before Pingora sees it, so that a shutdown beginning meanwhile does not drop it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora_core::apps::{HttpServerApp, ServerApp};
@@ -71,8 +73,17 @@ where
         if self.passes_through(&stream) {
             return self.app.process_new(stream, shutdown).await;
         }
-        let guarded: Stream = Box::new(GuardedStream::new(stream, self.limits()));
-        let mut session = ServerSession::new_http1(guarded);
+        let mut guarded = GuardedStream::new(stream, self.limits());
+        // Pingora drops a connection whose request header is still on its way when a
+        // graceful shutdown or upgrade begins, as it does an idle kept-alive one. On a
+        // new connection the client has already sent (or is sending) its request, so
+        // the first header is read here, out of the shutdown's reach, and handed over
+        // whole: Pingora parses it without waiting and answers it with `close`.
+        let first_header = guarded
+            .read_first_header(Duration::from_secs(KEEPALIVE_SECONDS))
+            .await?;
+        let mut session = ServerSession::new_http1(Box::new(guarded));
+        session.set_pipelined_prefix(first_header);
         // As Pingora's own HTTP/1 loop: no keep-alive once shutting down.
         if *shutdown.borrow() {
             session.set_keepalive(None);

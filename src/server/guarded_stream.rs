@@ -18,14 +18,14 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::tls::{SslDigest, TlsRef};
 use pingora_core::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::request_guard::{HeaderBreach, HeaderLimits, HeaderProgress, HeaderWatch};
@@ -34,6 +34,9 @@ use super::request_guard::{HeaderBreach, HeaderLimits, HeaderProgress, HeaderWat
 /// client still sends before it closes, and how much it reads at most.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 256 * 1024;
+
+/// The first header's buffer to begin with (Pingora's own initial header buffer size).
+const FIRST_HEADER_CAPACITY: usize = 4096;
 
 /// A client connection whose request headers are watched.
 #[derive(Debug)]
@@ -78,6 +81,30 @@ impl GuardedStream {
     pub fn next_request(&mut self, limits: HeaderLimits) {
         self.watch.next_request(limits);
         self.armed = false;
+    }
+
+    /// Reads the connection's first request header to its end, with whatever came after
+    /// it in the same reads, for Pingora to parse as the start of the first request.
+    /// Each read may wait `idle` (the header's own deadline still applies once it has
+    /// begun). `None` when the client closed or stayed silent, or when the header was
+    /// cut: then its answer has been written and the connection shut down.
+    pub async fn read_first_header(&mut self, idle: Duration) -> Option<BytesMut> {
+        let mut buf = BytesMut::with_capacity(FIRST_HEADER_CAPACITY);
+        while !self.watch.header_read() {
+            match tokio::time::timeout(idle, self.read_buf(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) => return None,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    if self.cut.is_some() {
+                        Shutdown::shutdown(self).await;
+                    } else {
+                        log::debug!("reading a first request header: {e}");
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(buf)
     }
 
     /// Why the connection was cut, if it was.

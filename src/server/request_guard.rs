@@ -170,6 +170,11 @@ impl HeaderWatch {
         self.limits
     }
 
+    /// Whether the current request's header has been read to its end.
+    pub fn header_read(&self) -> bool {
+        self.phase == Phase::PastHeader
+    }
+
     /// Takes in the bytes of one read from the client.
     pub fn observe(&mut self, bytes: &[u8]) -> HeaderProgress {
         if bytes.is_empty() || self.phase == Phase::PastHeader {
