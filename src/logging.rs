@@ -59,6 +59,16 @@ pub fn access_log() -> Option<&'static AccessLogWriter> {
     ACCESS_LOG.as_ref()
 }
 
+/// Writes out the access lines still queued, waiting at most `timeout`: called
+/// before the process exits. Nothing to do when no line was ever logged.
+pub fn flush_access_log(timeout: std::time::Duration) {
+    if let Some(Some(writer)) = Lazy::get(&ACCESS_LOG) {
+        if !writer.flush(timeout) {
+            log::warn!("access lines still queued after {timeout:?} at exit are lost");
+        }
+    }
+}
+
 /// The most verbose level written for Pingora's own targets (`pingora_proxy::…`,
 /// `pingora_core::…`): below it they log whole request headers.
 pub const PINGORA_MAX_LEVEL: LevelFilter = LevelFilter::Info;

@@ -5,9 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pingora_core::server::configuration::Opt;
+use pingora_core::server::RunArgs;
 
 use aurora::config::{ConfigSource, EnvSnapshot, DEFAULT_CONFIG_PATH};
 use aurora::logging;
+
+/// How long queued access lines and spans may take to leave at exit.
+const EXIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Aurora, an AI gateway.
 #[derive(Debug, Parser)]
@@ -101,7 +105,14 @@ fn main() -> ExitCode {
         config.server.grace_period_seconds
     );
     match aurora::server::build_server(config, source, Some(cli.pingora)) {
-        Ok(built) => built.server.run_forever(),
+        Ok(built) => {
+            // `run` returns once every runtime has stopped (`run_forever` would exit
+            // at once): what is still queued for the log and the collector goes out.
+            built.server.run(RunArgs::default());
+            logging::flush_access_log(EXIT_FLUSH_TIMEOUT);
+            aurora::telemetry::flush(EXIT_FLUSH_TIMEOUT);
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("aurora: cannot start: {e}");
             ExitCode::FAILURE

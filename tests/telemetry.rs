@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::otlp::{ExportedSpan, OtlpReceiver, CLIENT, SERVER};
 use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
 
@@ -16,7 +18,13 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
 fn provider_like(rec: &Recorded) -> Reply {
+    let streamed = String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#);
     match rec.uri.as_str() {
+        "/v1/messages" if streamed => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            body: fixture("anthropic/messages_stream.txt").into(),
+        },
         "/v1/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
         "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
         _ => Reply::json(404, "{}"),
@@ -180,6 +188,71 @@ async fn a_translated_answer_read_whole_names_the_model_that_answered() {
     assert_eq!(
         server.attr("gen_ai.usage.output_tokens").as_deref(),
         Some("5")
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_answer_names_the_model_that_answered() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            r#"{"model":"anthropic/claude-sonnet-4-5","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        (
+            "/p/anthropic/v1/messages",
+            r#"{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[]}"#,
+        ),
+    ] {
+        let resp = client()
+            .post(gw.url(path))
+            .bearer_auth(MASTER)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.bytes().await.unwrap();
+    }
+
+    let spans = otlp.wait_for(4).await;
+    let servers: Vec<_> = spans.iter().filter(|s| s.span.kind == SERVER).collect();
+    assert_eq!(servers.len(), 2, "{spans:#?}");
+    for server in servers {
+        // Read from the stream's `message_start` as it passed.
+        assert_eq!(
+            server.attr("gen_ai.response.model").as_deref(),
+            Some("claude-sonnet-4-20250514"),
+            "{server:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn spans_still_queued_are_sent_before_the_gateway_exits() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let mut gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    let resp = chat(&gw, "gpt-4o-mini", None).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    // At once, before the export thread's next batch is due: SIGINT stops at once.
+    gw.signal("INT");
+    let status = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(status.is_some(), "the gateway exits");
+    assert_eq!(
+        otlp.spans().len(),
+        2,
+        "the request's spans reached the collector before the exit"
     );
 }
 

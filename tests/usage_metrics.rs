@@ -42,7 +42,7 @@ fn provider(rec: &Recorded) -> Reply {
 
 fn gateway(mock: &MockUpstream, metrics_port: u16) -> Gateway {
     let base = mock.url("/v1");
-    let yaml = "models:\n  prices:\n    gpt-4o-mini: {input: 0.15, output: 0.60, cache_read: 0.075}\n    anthropic/claude-sonnet-4-5: {input: 3.0, output: 15.0}\nproviders:\n  anthropic:\n    models: [claude-sonnet-4-5]\n  openai:\n    models: [gpt-4o-mini]\n";
+    let yaml = "models:\n  prices:\n    gpt-4o-mini: {input: 0.15, output: 0.60, cache_read: 0.075}\n    anthropic/claude-sonnet-4-5: {input: 3.0, output: 15.0}\nproviders:\n  anthropic:\n    models: [claude-sonnet-4-5, claude-sonnet-4-20250514]\n  openai:\n    models: [gpt-4o-mini, gpt-4o-mini-2024-07-18]\n";
     let listen = format!("127.0.0.1:{metrics_port}");
     Gateway::start(
         yaml,
@@ -158,11 +158,27 @@ async fn tokens_and_cost_are_counted_on_every_route_and_passthrough_is_untouched
             ),
         )
     };
-    // Passthrough reads no body, so its model is `-`.
-    assert_eq!(tokens("anthropic", "-", "input"), Some(10.0), "{scrape}");
-    assert_eq!(tokens("anthropic", "-", "output"), Some(5.0));
-    assert_eq!(tokens("openai", "-", "input"), Some(17.0));
-    assert_eq!(tokens("openai", "-", "output"), Some(4.0));
+    // Passthrough reads no request body: its model is the one the answer names.
+    let dated_claude = "claude-sonnet-4-20250514";
+    assert_eq!(
+        tokens("anthropic", dated_claude, "input"),
+        Some(10.0),
+        "{scrape}"
+    );
+    assert_eq!(tokens("anthropic", dated_claude, "output"), Some(5.0));
+    assert_eq!(
+        tokens("openai", "gpt-4o-mini-2024-07-18", "input"),
+        Some(17.0)
+    );
+    assert_eq!(
+        tokens("openai", "gpt-4o-mini-2024-07-18", "output"),
+        Some(4.0)
+    );
+    assert!(
+        !scrape.contains(r#"model="-",provider="anthropic",route="passthrough""#),
+        "{scrape}"
+    );
+    assert!(log.contains("model=claude-sonnet-4-20250514"), "{log}");
     let claude = "claude-sonnet-4-5";
     assert_eq!(
         tokens("anthropic", claude, "input"),

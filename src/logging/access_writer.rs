@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 
@@ -21,10 +22,17 @@ pub type LineFilter = fn(&str) -> Cow<'_, str>;
 /// Bytes gathered into one write when lines queue up.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// What the writer thread is handed.
+enum Entry {
+    Line(String),
+    /// Write what is queued before this, then answer.
+    Flush(SyncSender<()>),
+}
+
 /// The sending side of the access log.
 #[derive(Debug)]
 pub struct AccessLogWriter {
-    lines: SyncSender<String>,
+    lines: SyncSender<Entry>,
     dropped: IntCounter,
 }
 
@@ -48,7 +56,7 @@ impl AccessLogWriter {
     /// Queues `line` (ending in a newline) without waiting: `false` when it was
     /// dropped because the writer is behind or gone.
     pub fn submit(&self, line: String) -> bool {
-        match self.lines.try_send(line) {
+        match self.lines.try_send(Entry::Line(line)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.inc();
@@ -56,26 +64,58 @@ impl AccessLogWriter {
             }
         }
     }
+
+    /// Waits (at most `timeout`) until every line queued so far is written: the
+    /// process calls it before it exits, so the last requests' lines are not lost.
+    /// `false` when the writer did not get there in time.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (done, written) = sync_channel(1);
+        let mut entry = Entry::Flush(done);
+        loop {
+            match self.lines.try_send(entry) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    entry = back;
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        written
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
 }
 
 /// The writer thread: lines that queued up meanwhile go out together in one write
 /// (whole lines only, so they never interleave with other writers' lines), and a
 /// quiet log is never held back.
-fn write_lines(lines: Receiver<String>, filter: LineFilter, mut sink: Box<dyn Write + Send>) {
+fn write_lines(lines: Receiver<Entry>, filter: LineFilter, mut sink: Box<dyn Write + Send>) {
     let mut batch = String::new();
-    while let Ok(line) = lines.recv() {
+    while let Ok(entry) = lines.recv() {
         batch.clear();
-        batch.push_str(&filter(&line));
-        while batch.len() < BATCH_BYTES {
+        let mut flushed = None;
+        match entry {
+            Entry::Line(line) => batch.push_str(&filter(&line)),
+            Entry::Flush(done) => flushed = Some(done),
+        }
+        while flushed.is_none() && batch.len() < BATCH_BYTES {
             match lines.try_recv() {
-                Ok(more) => batch.push_str(&filter(&more)),
+                Ok(Entry::Line(more)) => batch.push_str(&filter(&more)),
+                Ok(Entry::Flush(done)) => flushed = Some(done),
                 Err(_) => break,
             }
         }
         // A failed write has nowhere to be reported (the sink is stderr); carrying on
         // keeps the channel draining, so workers still never wait.
-        let _ = sink.write_all(batch.as_bytes());
-        let _ = sink.flush();
+        if !batch.is_empty() {
+            let _ = sink.write_all(batch.as_bytes());
+            let _ = sink.flush();
+        }
+        if let Some(done) = flushed {
+            let _ = done.try_send(());
+        }
     }
 }
 
@@ -108,6 +148,28 @@ mod tests {
 
     fn as_is(line: &str) -> Cow<'_, str> {
         Cow::Borrowed(line)
+    }
+
+    #[test]
+    fn flush_returns_once_every_queued_line_is_written() {
+        let (open_gate, gate) = channel();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = BlockedSink {
+            release: Arc::new(Mutex::new(Some(gate))),
+            written: Arc::clone(&written),
+        };
+        let dropped = IntCounter::new("dropped", "test").unwrap();
+        let writer = AccessLogWriter::spawn(Box::new(sink), as_is, 16, dropped).unwrap();
+        for i in 0..5 {
+            assert!(writer.submit(format!("line {i}\n")));
+        }
+        // The sink is stalled: a flush gives up at its timeout.
+        assert!(!writer.flush(Duration::from_millis(50)));
+        open_gate.send(()).unwrap();
+        assert!(writer.flush(Duration::from_secs(10)));
+        let lines = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert_eq!(lines.lines().count(), 5, "{lines}");
+        assert!(lines.ends_with("line 4\n"), "{lines}");
     }
 
     #[test]

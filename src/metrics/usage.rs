@@ -1,4 +1,5 @@
-//! Token usage read from a provider's answer as it flows: OpenAI Chat Completions,
+//! Token usage (and the model that answered) read from a provider's answer as it
+//! flows: OpenAI Chat Completions,
 //! the Responses API and Anthropic Messages, as JSON or as an SSE stream, on every
 //! route (passthrough included). The meter only reads: the answer reaches the client
 //! byte for byte as the provider sent it. Usage the provider did not report is not
@@ -146,13 +147,14 @@ impl RawUsage {
     }
 }
 
-/// Where usage sits in an answer or an event: `usage` (Chat Completions, a whole
-/// Messages or Responses answer, Anthropic's `message_delta`), `message.usage`
-/// (Anthropic's `message_start`) or `response.usage` (the Responses API's terminal
-/// events).
+/// Where usage and the model sit in an answer or an event: at the top (Chat
+/// Completions answers and chunks, a whole Messages or Responses answer, Anthropic's
+/// `message_delta`), under `message` (Anthropic's `message_start`) or under `response`
+/// (the Responses API's lifecycle events).
 #[derive(Deserialize)]
 struct Carrier {
     usage: Option<RawUsage>,
+    model: Option<String>,
     message: Option<Inner>,
     response: Option<Inner>,
 }
@@ -160,23 +162,30 @@ struct Carrier {
 #[derive(Deserialize)]
 struct Inner {
     usage: Option<RawUsage>,
+    model: Option<String>,
 }
 
 impl Carrier {
-    fn usage(self) -> Option<RawUsage> {
-        self.usage
-            .or(self.message.and_then(|m| m.usage))
-            .or(self.response.and_then(|r| r.usage))
+    /// The usage and the model this answer or event carries.
+    fn split(self) -> (Option<RawUsage>, Option<String>) {
+        let (mut usage, mut model) = (self.usage, self.model);
+        for inner in [self.message, self.response].into_iter().flatten() {
+            usage = usage.or(inner.usage);
+            model = model.or(inner.model);
+        }
+        (usage, model)
     }
 }
 
 /// The most of a JSON answer held to read its usage; a larger one is not metered.
 pub const MAX_METERED_JSON: usize = 8 * 1024 * 1024;
 
-/// Reads the usage of one answer from its bytes as they pass.
+/// Reads the usage of one answer, and the model that answered, from its bytes as
+/// they pass.
 pub struct UsageMeter {
     body: Body,
     seen: Option<RawUsage>,
+    model: Option<String>,
 }
 
 enum Body {
@@ -201,7 +210,11 @@ impl UsageMeter {
         } else {
             return None;
         };
-        Some(Self { body, seen: None })
+        Some(Self {
+            body,
+            seen: None,
+            model: None,
+        })
     }
 
     /// Reads the next bytes of the answer.
@@ -216,27 +229,34 @@ impl UsageMeter {
             }
             Body::Sse(parser) => {
                 parser.feed(bytes);
-                drain(parser, &mut self.seen);
+                drain(parser, &mut self.seen, &mut self.model);
             }
             Body::Done => {}
         }
+    }
+
+    /// The model the answer says answered, once read (at its end for JSON, from the
+    /// first event naming it for a stream).
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 
     /// The answer ended: its usage, when it reported any.
     pub fn finish(&mut self) -> Option<Usage> {
         match std::mem::replace(&mut self.body, Body::Done) {
             Body::Json(buf) => {
-                if let Some(usage) = serde_json::from_slice::<Carrier>(&buf)
-                    .ok()
-                    .and_then(Carrier::usage)
-                {
-                    self.seen.get_or_insert_with(RawUsage::default).merge(usage);
+                if let Ok(carrier) = serde_json::from_slice::<Carrier>(&buf) {
+                    let (usage, model) = carrier.split();
+                    if let Some(usage) = usage {
+                        self.seen.get_or_insert_with(RawUsage::default).merge(usage);
+                    }
+                    self.model = self.model.take().or(model);
                 }
             }
             // A last event without its blank line still counts.
             Body::Sse(mut parser) => {
                 parser.finish();
-                drain(&mut parser, &mut self.seen);
+                drain(&mut parser, &mut self.seen, &mut self.model);
             }
             Body::Done => {}
         }
@@ -244,18 +264,25 @@ impl UsageMeter {
     }
 }
 
-/// Reads the usage of every complete event the parser holds.
-fn drain(parser: &mut SseParser, seen: &mut Option<RawUsage>) {
+/// Reads the usage of every complete event the parser holds, and the model from the
+/// first event that names it.
+fn drain(parser: &mut SseParser, seen: &mut Option<RawUsage>, model: &mut Option<String>) {
     while let Some(event) = parser.next_event_ref() {
-        // Most events carry no usage: skip them without parsing.
-        if !event.data.contains("\"usage\"") {
+        // Most events carry neither: skip them without parsing.
+        let wanted = event.data.contains("\"usage\"")
+            || (model.is_none() && event.data.contains("\"model\""));
+        if !wanted {
             continue;
         }
-        if let Some(usage) = serde_json::from_str::<Carrier>(event.data)
-            .ok()
-            .and_then(Carrier::usage)
-        {
+        let Ok(carrier) = serde_json::from_str::<Carrier>(event.data) else {
+            continue;
+        };
+        let (usage, named) = carrier.split();
+        if let Some(usage) = usage {
             seen.get_or_insert_with(RawUsage::default).merge(usage);
+        }
+        if model.is_none() {
+            *model = named;
         }
     }
 }
@@ -355,6 +382,44 @@ mod tests {
                 assert!(u.input > 0 && u.output > 1, "{u:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_answering_model_is_read_from_every_format_however_split() {
+        for (content_type, answer, model) in [
+            (
+                "application/json",
+                fixture!("anthropic/messages.json"),
+                "claude-sonnet-4-20250514",
+            ),
+            (
+                "text/event-stream",
+                fixture!("anthropic/messages_stream.txt"),
+                "claude-sonnet-4-20250514",
+            ),
+            (
+                "text/event-stream",
+                fixture!("openai/chat_completion_stream.txt"),
+                "gpt-4o-mini-2024-07-18",
+            ),
+            (
+                "text/event-stream",
+                fixture!("openai/responses_stream.txt"),
+                "gpt-4o-mini-2024-07-18",
+            ),
+        ] {
+            for split in [1, 5, usize::MAX] {
+                let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
+                for piece in answer.as_bytes().chunks(split) {
+                    m.feed(piece);
+                }
+                m.finish();
+                assert_eq!(m.model(), Some(model), "{content_type} split {split}");
+            }
+        }
+        let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
+        m.feed(b"data: {\"choices\":[]}\n\n");
+        assert_eq!(m.model(), None, "an answer that names no model has none");
     }
 
     #[test]

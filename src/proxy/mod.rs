@@ -416,6 +416,8 @@ impl AuroraProxy {
                 return reject(session, ctx, err).await;
             }
         };
+        // The gateway's own work on the answer starts here (part of its overhead).
+        let work_began = Instant::now();
         let status = answer.header.status.as_u16();
         ctx.upstream_status = Some(status);
         telemetry::answer_body(ctx, &answer.body);
@@ -444,6 +446,7 @@ impl AuroraProxy {
         if let Some(tools) = translation.client.omitted_tools() {
             header.insert_header(OMITTED_TOOLS_HEADER, tools)?;
         }
+        observe::response_work(ctx, work_began.elapsed());
         // Header and body leave as one TCP segment.
         let corked = response_cork::CorkedSocket::cork(session);
         let written = respond::send_header_and_body(session, header, translated).await;
@@ -875,7 +878,8 @@ impl ProxyHttp for AuroraProxy {
             // `100 Continue`, `103 Early Hints`: the provider's real answer is still to come.
             return Ok(());
         }
-        observe::upstream_answered(ctx, Instant::now());
+        let answered = Instant::now();
+        observe::upstream_answered(ctx, answered);
         telemetry::attempt_answered(ctx, upstream_response.status.as_u16());
         // Only translated answers are held whole; passthrough skips the module lookup.
         if ctx.translated
@@ -894,6 +898,7 @@ impl ProxyHttp for AuroraProxy {
         observe::answer_header(ctx, upstream_response);
         headers::strip_upstream_response_headers(upstream_response);
         upstream_response.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
+        observe::response_work(ctx, answered.elapsed());
         Ok(())
     }
 
@@ -905,8 +910,12 @@ impl ProxyHttp for AuroraProxy {
         ctx: &mut Self::CTX,
     ) -> Result<Option<std::time::Duration>> {
         // The provider's bytes, before the translation module rewrites them: read for
-        // their token usage, never changed.
-        observe::answer_bytes(ctx, body.as_deref(), end_of_stream);
+        // their token usage and model, never changed.
+        let began = Instant::now();
+        if let Some(model) = observe::answer_bytes(ctx, body.as_deref(), end_of_stream) {
+            telemetry::response_model(ctx, &model);
+        }
+        observe::response_work(ctx, began.elapsed());
         Ok(None)
     }
 
@@ -969,6 +978,9 @@ impl ProxyHttp for AuroraProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         if let Some(corked) = ctx.corked.take() {
             corked.release();
+        }
+        if let Some(module) = session.downstream_modules_ctx.get::<TranslationModule>() {
+            observe::response_work(ctx, module.busy());
         }
         // Counted before its line is written, so a line in the log means the metrics
         // already show the request.

@@ -24,8 +24,11 @@ pub struct Observation {
     handles: Option<Arc<MetricHandles>>,
     /// The gauge this request incremented, decremented when it ends.
     in_flight: Option<IntGauge>,
-    /// The model the request was routed to, as sent to the provider.
+    /// The model the request was routed to, as sent to the provider; for a request
+    /// whose body is not read (passthrough), the model its answer names.
     model: Option<String>,
+    /// `model` was named by the answer, not by the request.
+    model_from_answer: bool,
     /// The `model` label: `model` when configuration names it, else `other`.
     model_label: Option<Arc<str>>,
     /// From arrival to the first request header handed to a provider.
@@ -34,6 +37,8 @@ pub struct Observation {
     attempt_sent: Option<Duration>,
     /// From the latest attempt's request header to the provider's response header.
     first_byte: Option<Duration>,
+    /// The gateway's own work on the answer: response filters and translation.
+    response_work: Duration,
     /// A subrequest does the exchange: its timings come back through here.
     shared: Option<Arc<SharedTimings>>,
     /// The exchange with the provider happened in a subrequest, which counts its errors.
@@ -55,15 +60,26 @@ impl fmt::Debug for Observation {
 }
 
 impl Observation {
-    /// The routed model, as sent to the provider.
+    /// The routed model, as sent to the provider; else the model the answer named.
     pub fn model(&self) -> Option<&str> {
         self.model.as_deref()
     }
 
-    /// The gateway's own time before the provider got the request.
+    /// The model the request asked for, when the gateway read it from the request.
+    pub fn request_model(&self) -> Option<&str> {
+        self.model.as_deref().filter(|_| !self.model_from_answer)
+    }
+
+    /// The gateway's own time: before the provider got the request, plus its work on
+    /// the answer (filters and translation). `None` when no provider got the request.
     pub fn overhead(&self) -> Option<Duration> {
-        self.upstream_sent
-            .or_else(|| self.shared.as_ref().and_then(|s| load(&s.overhead_ns)))
+        let before = self
+            .upstream_sent
+            .or_else(|| self.shared.as_ref().and_then(|s| load(&s.overhead_ns)))?;
+        let delegated_work = self.shared.as_ref().map_or(Duration::ZERO, |s| {
+            Duration::from_nanos(s.response_work_ns.load(Ordering::Relaxed))
+        });
+        Some(before + self.response_work + delegated_work)
     }
 
     /// The tokens the provider reported for this request's answer.
@@ -88,6 +104,8 @@ impl Observation {
 pub struct SharedTimings {
     overhead_ns: AtomicU64,
     first_byte_ns: AtomicU64,
+    /// The subrequest's work on the answer, in nanoseconds (a plain sum).
+    response_work_ns: AtomicU64,
     /// The tokens the answer reported.
     usage: Mutex<Option<Usage>>,
 }
@@ -150,8 +168,17 @@ pub fn upstream_request_ready(ctx: &mut RequestContext) {
     if let Some(shared) = &ctx.obs.shared {
         store(&shared.overhead_ns, now);
     }
-    if let Some(h) = &ctx.obs.handles {
-        h.observe_overhead(ctx.route_kind, now.as_secs_f64());
+}
+
+/// The gateway spent `work` on the answer (a response filter, translation): part of
+/// its overhead. A subrequest's work counts for the main request it serves.
+pub fn response_work(ctx: &mut RequestContext, work: Duration) {
+    match (&ctx.obs.shared, ctx.is_subrequest) {
+        (Some(shared), true) => {
+            let ns = u64::try_from(work.as_nanos()).unwrap_or(u64::MAX);
+            shared.response_work_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+        _ => ctx.obs.response_work += work,
     }
 }
 
@@ -188,21 +215,32 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     ctx.obs.meter = UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding);
 }
 
-/// The next bytes of the provider's answer, as it sent them.
-pub fn answer_bytes(ctx: &mut RequestContext, bytes: Option<&[u8]>, end_of_stream: bool) {
-    let Some(meter) = ctx.obs.meter.as_mut() else {
-        return;
-    };
+/// The next bytes of the provider's answer, as it sent them. At its end, the model
+/// the answer names as having answered, if it names one.
+pub fn answer_bytes(
+    ctx: &mut RequestContext,
+    bytes: Option<&[u8]>,
+    end_of_stream: bool,
+) -> Option<String> {
+    let meter = ctx.obs.meter.as_mut()?;
     if let Some(bytes) = bytes {
         meter.feed(bytes);
     }
-    if end_of_stream {
-        let usage = meter.finish();
-        ctx.obs.meter = None;
-        if let Some(usage) = usage {
-            usage_reported(ctx, usage);
-        }
+    if !end_of_stream {
+        return None;
     }
+    let usage = meter.finish();
+    let model = meter.model().map(str::to_owned);
+    ctx.obs.meter = None;
+    if let Some(usage) = usage {
+        usage_reported(ctx, usage);
+    }
+    // A passthrough request's body is not read: the answer names its model.
+    if let (None, Some(model)) = (&ctx.obs.model, &model) {
+        model_routed(ctx, model.clone());
+        ctx.obs.model_from_answer = true;
+    }
+    model
 }
 
 /// The provider reported `usage` for this request's answer.
@@ -261,6 +299,9 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         provider,
         ctx.started.elapsed().as_secs_f64(),
     );
+    if let Some(overhead) = ctx.obs.overhead() {
+        h.observe_overhead(ctx.route_kind, overhead.as_secs_f64());
+    }
     if let Some(usage) = ctx.obs.usage() {
         h.tokens_used(
             h.provider_label(provider),
@@ -275,4 +316,27 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
 /// The `key` the access log names the caller by (as the metrics do).
 pub fn key_name(ctx: &RequestContext) -> &str {
     key_label(ctx.caller.as_ref(), ctx.passthru_label().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overhead_is_the_time_before_the_provider_plus_the_work_on_the_answer() {
+        let mut ctx = RequestContext::new();
+        response_work(&mut ctx, Duration::from_millis(3));
+        assert_eq!(ctx.obs.overhead(), None, "no provider got the request");
+        ctx.obs.upstream_sent = Some(Duration::from_millis(2));
+        assert_eq!(ctx.obs.overhead(), Some(Duration::from_millis(5)));
+
+        // A subrequest's work on the answer counts for the main request it serves.
+        let shared = delegate(&mut ctx);
+        let mut sub = RequestContext::new();
+        sub.is_subrequest = true;
+        subrequest_began(&mut sub, shared);
+        response_work(&mut sub, Duration::from_millis(4));
+        assert_eq!(sub.obs.response_work, Duration::ZERO);
+        assert_eq!(ctx.obs.overhead(), Some(Duration::from_millis(9)));
+    }
 }

@@ -37,6 +37,16 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// the provider stops the export).
 static TRACING: OnceLock<(SdkTracerProvider, SdkTracer)> = OnceLock::new();
 
+/// Sends the spans still queued, waiting at most `timeout`: called before the
+/// process exits. Nothing to do when tracing is off.
+pub fn flush(timeout: Duration) {
+    if let Some((provider, _)) = TRACING.get() {
+        if let Err(e) = provider.shutdown_with_timeout(timeout) {
+            log::warn!("spans still queued at exit may be lost: {e}");
+        }
+    }
+}
+
 /// The tracer, when tracing is on.
 fn tracer() -> Option<&'static SdkTracer> {
     TRACING.get().map(|(_, tracer)| tracer)

@@ -204,7 +204,7 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         tokens_reported(ctx, Some(input), Some(usage.output));
     }
     let operation = operation(ctx);
-    let model = ctx.obs.model();
+    let model = ctx.obs.request_model();
     let provider = ctx.upstream.as_ref().map(|u| &*u.provider);
     let status = session
         .response_written()
@@ -241,7 +241,11 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
 /// The request's generative AI operation, if it is one.
 fn operation(ctx: &RequestContext) -> Option<&'static str> {
     let upstream_path = ctx.upstream.as_ref().map(|u| u.path_and_query.as_str());
-    attributes::operation(ctx.route_kind, ctx.obs.model().is_some(), upstream_path)
+    attributes::operation(
+        ctx.route_kind,
+        ctx.obs.request_model().is_some(),
+        upstream_path,
+    )
 }
 
 /// The wall-clock time of an arrival measured on the monotonic clock.

@@ -2,6 +2,8 @@
 //! a proxy hook configures it through `session.downstream_modules_ctx`, the
 //! way `pingora-core`'s gRPC-web bridge is switched on per request.
 
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::modules::http::{HttpModule, HttpModuleBuilder, Module};
@@ -14,6 +16,8 @@ use super::response_translator::{ResponseTranslation, ResponseTranslator};
 #[derive(Default)]
 pub struct TranslationModule {
     translator: Option<ResponseTranslator>,
+    /// Time spent translating this response (the gateway's own overhead).
+    busy: Duration,
 }
 
 impl TranslationModule {
@@ -31,6 +35,11 @@ impl TranslationModule {
     /// Whether a response is being translated.
     pub fn is_active(&self) -> bool {
         self.translator.is_some()
+    }
+
+    /// The time spent translating this response so far.
+    pub fn busy(&self) -> Duration {
+        self.busy
     }
 
     /// Whether the answer with this provider header will be translated whole, once
@@ -63,10 +72,13 @@ impl HttpModule for TranslationModule {
         resp: &mut ResponseHeader,
         _end_of_stream: bool,
     ) -> Result<()> {
-        match self.translator.as_mut() {
-            Some(t) => t.on_header(resp),
-            None => Ok(()),
-        }
+        let Some(t) = self.translator.as_mut() else {
+            return Ok(());
+        };
+        let began = Instant::now();
+        let translated = t.on_header(resp);
+        self.busy += began.elapsed();
+        translated
     }
 
     fn response_body_filter(
@@ -75,16 +87,21 @@ impl HttpModule for TranslationModule {
         end_of_stream: bool,
     ) -> Result<()> {
         if let Some(t) = self.translator.as_mut() {
+            let began = Instant::now();
             *body = Some(t.on_body(body.as_deref(), end_of_stream));
+            self.busy += began.elapsed();
         }
         Ok(())
     }
 
     fn response_done_filter(&mut self) -> Result<Option<Bytes>> {
-        Ok(self
-            .translator
-            .as_mut()
-            .and_then(ResponseTranslator::on_done))
+        let Some(t) = self.translator.as_mut() else {
+            return Ok(None);
+        };
+        let began = Instant::now();
+        let last = t.on_done();
+        self.busy += began.elapsed();
+        Ok(last)
     }
 }
 
@@ -94,5 +111,46 @@ pub struct Translation;
 impl HttpModuleBuilder for Translation {
     fn init(&self) -> Module {
         Box::new(TranslationModule::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_spent_translating_is_counted_and_an_idle_module_counts_none() {
+        let mut idle = TranslationModule::default();
+        let mut body = Some(Bytes::from_static(b"untouched"));
+        idle.response_body_filter(&mut body, true).unwrap();
+        assert_eq!(idle.busy(), Duration::ZERO);
+
+        let mut module = TranslationModule::default();
+        module.translate(ResponseTranslation::anthropic_to_openai(
+            "claude".into(),
+            1,
+            true,
+            false,
+        ));
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header
+            .insert_header("content-type", "text/event-stream")
+            .unwrap();
+        let stream = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/anthropic/messages_stream.txt"
+        ));
+        block_on(module.response_header_filter(&mut header, false)).unwrap();
+        let mut body = Some(Bytes::from_static(stream.as_bytes()));
+        module.response_body_filter(&mut body, true).unwrap();
+        assert!(module.busy() > Duration::ZERO);
+    }
+
+    /// Runs a future to its end (the header filter does no I/O).
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 }
