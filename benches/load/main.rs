@@ -237,6 +237,13 @@ impl Bench {
                 self.server_cpus(),
                 &self.dir,
             )),
+            Target::AuroraObserved => Some(servers::start_aurora_observed(
+                &self.aurora_bin,
+                self.mock.port,
+                self.settings.threads,
+                self.server_cpus(),
+                &self.dir,
+            )),
             Target::Nginx => Some(servers::start_nginx(
                 self.nginx_bin.as_deref().expect("nginx present"),
                 self.mock.port,

@@ -127,6 +127,22 @@ impl Report<'_> {
                 });
             }
         }
+        if let (Some(o), Some(a)) = (
+            closed(self.load(small, Target::AuroraObserved)),
+            closed(aurora),
+        ) {
+            let r = ratio(o.stats.rps(), a.stats.rps());
+            out.push(Verdict {
+                what: "passthrough small JSON with the access log on and /metrics scraped every second: req/s ≥ 0.97× with both off".into(),
+                met: r.map(|r| r >= 0.97),
+                figures: format!(
+                    "{:.0} vs {:.0} req/s = {}",
+                    o.stats.rps(),
+                    a.stats.rps(),
+                    show_ratio(r)
+                ),
+            });
+        }
         if let (Some(t), Some(p)) = (
             closed(self.load("chat_to_anthropic_json", Target::Aurora)),
             closed(aurora),
@@ -561,6 +577,14 @@ mod tests {
                 300,
                 0.02,
             ),
+            // The access log and the scrapes cost 2 %.
+            load(
+                small,
+                Target::AuroraObserved,
+                aurora_rps * 98 / 100,
+                165,
+                0.0125,
+            ),
         ];
         (loads, vec![idle(idle_kib)])
     }
@@ -602,7 +626,7 @@ mod tests {
         };
         let json = report.json();
         let markdown = report.markdown();
-        for target in ["direct", "aurora", "nginx"] {
+        for target in ["direct", "aurora", "aurora_observed", "nginx"] {
             assert!(markdown.contains(&format!("| passthrough_small_json | {target} |")));
         }
         assert_eq!(
@@ -628,7 +652,7 @@ mod tests {
     fn every_target_is_met_when_the_ratios_are() {
         let (loads, idles) = run(9_500, 8_000, 30);
         let v = verdicts(&loads, &idles);
-        assert_eq!(v.len(), 6, "{v:?}");
+        assert_eq!(v.len(), 7, "{v:?}");
         assert!(v.iter().all(|v| v.1 == Some(true)), "{v:?}");
     }
 
@@ -652,6 +676,23 @@ mod tests {
         let (loads, idles) = run(12_000, 9_000, 30);
         let v = verdicts(&loads, &idles);
         assert_eq!(met(&v, "translated"), Some(false), "{v:?}");
+    }
+
+    #[test]
+    fn the_access_log_and_scrapes_may_cost_three_percent_of_throughput() {
+        let (mut loads, idles) = run(10_000, 8_000, 30);
+        let v = verdicts(&loads, &idles);
+        assert_eq!(
+            met(&v, "passthrough small JSON with the access log"),
+            Some(true)
+        );
+        loads[5].closed = Some(measured(9_600, 1000, 0.0125, 0));
+        let v = verdicts(&loads, &idles);
+        assert_eq!(
+            met(&v, "passthrough small JSON with the access log"),
+            Some(false),
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -80,6 +80,10 @@ impl Scenario {
     /// The targets this scenario runs against, baseline first.
     pub fn targets(&self) -> Vec<Target> {
         let mut t = vec![Target::Direct, Target::Aurora];
+        // The cost of the access log and of being scraped, on the lightest request.
+        if self.name == "passthrough_small_json" {
+            t.push(Target::AuroraObserved);
+        }
         if self.nginx {
             t.push(Target::Nginx);
         }

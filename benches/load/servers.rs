@@ -7,6 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::procfs;
@@ -22,6 +24,8 @@ pub enum Target {
     /// The mock provider itself: the baseline for "latency added".
     Direct,
     Aurora,
+    /// Aurora with its access log written and its metrics scraped every second.
+    AuroraObserved,
     Nginx,
 }
 
@@ -30,6 +34,7 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Aurora => "aurora",
+            Target::AuroraObserved => "aurora_observed",
             Target::Nginx => "nginx",
         }
     }
@@ -42,6 +47,48 @@ pub struct Server {
     /// Processes whose CPU and memory count for this server.
     pids: Vec<u32>,
     stop_signal: i32,
+    /// Scrapes the server's metrics listener while it runs.
+    scraper: Option<MetricsScraper>,
+}
+
+/// A thread that fetches `/metrics` once a second, as Prometheus would.
+struct MetricsScraper {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsScraper {
+    fn start(port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                if probe(port, "GET", "/metrics", &[]) != Some(200) {
+                    eprintln!("  metrics scrape on port {port} failed");
+                }
+                // A second between scrapes, noticing a stop within 50 ms.
+                for _ in 0..20 {
+                    if stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MetricsScraper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Server {
@@ -211,6 +258,7 @@ pub fn start_mock(events: usize, latency_ms: u64, cpus: Option<&[usize]>, dir: &
         child,
         pids: vec![pid],
         stop_signal: libc::SIGKILL,
+        scraper: None,
     }
 }
 
@@ -231,11 +279,40 @@ pub fn start_aurora(
     dir: &Path,
 ) -> Server {
     let config = "# Written by the load bench; providers and keys come from the environment.\n";
-    start_aurora_with_config(bin, mock_port, threads, log_filter, cpus, dir, config)
+    start_aurora_with_config(bin, mock_port, threads, log_filter, cpus, dir, config, None)
+}
+
+/// [`start_aurora`] as operators run it: the access log written (text, to the log
+/// file) and the metrics listener scraped every second.
+pub fn start_aurora_observed(
+    bin: &Path,
+    mock_port: u16,
+    threads: usize,
+    cpus: Option<&[usize]>,
+    dir: &Path,
+) -> Server {
+    let metrics_port = free_port();
+    let config = "# Written by the load bench; providers and keys come from the environment.\nserver:\n  access_log: text\n";
+    // The access log is written at `info`; the filter keeps other records quiet.
+    let filter = "warn,aurora::access=info";
+    let mut server = start_aurora_with_config(
+        bin,
+        mock_port,
+        threads,
+        filter,
+        cpus,
+        dir,
+        config,
+        Some(metrics_port),
+    );
+    server.scraper = Some(MetricsScraper::start(metrics_port));
+    server
 }
 
 /// [`start_aurora`] with `yaml` in its config file (`dir/aurora.yaml`), which the
-/// environment's providers and keys join.
+/// environment's providers and keys join, and its metrics listener on
+/// `metrics_port` (off when `None`).
+#[allow(clippy::too_many_arguments)]
 pub fn start_aurora_with_config(
     bin: &Path,
     mock_port: u16,
@@ -244,8 +321,10 @@ pub fn start_aurora_with_config(
     cpus: Option<&[usize]>,
     dir: &Path,
     yaml: &str,
+    metrics_port: Option<u16>,
 ) -> Server {
     let port = free_port();
+    let metrics_listen = metrics_port.map_or(String::new(), |p| format!("127.0.0.1:{p}"));
     let config = dir.join("aurora.yaml");
     fs::write(&config, yaml).expect("aurora config");
     let log = dir.join("aurora.log");
@@ -256,7 +335,7 @@ pub fn start_aurora_with_config(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AURORA_LISTEN", format!("127.0.0.1:{port}"))
-        .env("AURORA_METRICS_LISTEN", "")
+        .env("AURORA_METRICS_LISTEN", metrics_listen)
         .env("AURORA_THREADS", threads.to_string())
         .env("AURORA_MASTER_KEY", GATEWAY_KEY)
         .env("OPENAI_API_KEY", PROVIDER_KEY)
@@ -287,6 +366,7 @@ pub fn start_aurora_with_config(
         child,
         pids: vec![pid],
         stop_signal: libc::SIGINT,
+        scraper: None,
     };
     wait_until(&mut server, "aurora", &log, |p| {
         probe(p, "GET", "/health", &[]) == Some(200)
@@ -407,6 +487,7 @@ pub fn start_nginx(
         pids: vec![master],
         // Fast shutdown: the master stops its worker and exits.
         stop_signal: libc::SIGTERM,
+        scraper: None,
     };
     wait_until(&mut server, "nginx", &log, |p| {
         probe(p, "GET", "/p/openai/v1/small", &[]) == Some(200)

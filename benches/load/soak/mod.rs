@@ -211,6 +211,7 @@ pub fn run() -> i32 {
         None,
         &dir,
         &reload::config_yaml(0),
+        None,
     );
     let handle = GatewayRef {
         pid: gateway.pid(),
