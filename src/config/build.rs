@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue};
 use super::credential::provider_credential;
 use super::exposure;
 use super::passthru_tag::{may_hold_passthru_tag, restore_passthru_tags};
+use super::resilience::RetryPolicy;
 use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer, SizeValue};
 use super::{
     env_prefix, Config, ConfigError, DownstreamTls, EnvSnapshot, ModelSettings, ServerCert,
@@ -50,7 +51,9 @@ pub fn build_config(
         exposure::check_master_key(master)?;
     }
     let auth = GatewayAuth::new(master.as_ref(), managed_keys(&file)?);
-    let providers = providers(&file, env)?;
+    let retry = super::resilience::retry_policy(&file.retry)?;
+    let health = super::resilience::health_policy(&file.health)?;
+    let providers = providers(&file, env, &retry)?;
     let mut listeners = vec![server.listen.as_str()];
     listeners.extend(server.tls.as_ref().map(|t| t.listen.as_str()));
     exposure::check_open_gateway(&auth, &providers, &listeners, server.allow_unauthenticated)?;
@@ -71,6 +74,8 @@ pub fn build_config(
         models,
         responses,
         telemetry,
+        retry,
+        health,
     })
 }
 
@@ -163,7 +168,9 @@ fn model_settings(
             },
         );
     }
+    let fallbacks = super::resilience::fallbacks(&file.models, providers)?;
     Ok(ModelSettings {
+        fallbacks,
         aliases,
         default_max_tokens,
         limits,
@@ -506,10 +513,21 @@ fn parse_instant(text: &str) -> Result<SystemTime, humantime::TimestampError> {
     humantime::parse_rfc3339_weak(text.trim().trim_end_matches('Z'))
 }
 
-fn providers(file: &FileConfig, env: &EnvSnapshot) -> Result<ProviderCatalogue, ConfigError> {
+fn providers(
+    file: &FileConfig,
+    env: &EnvSnapshot,
+    retry: &RetryPolicy,
+) -> Result<ProviderCatalogue, ConfigError> {
     let mut out = Vec::new();
     for (name, p) in &file.providers {
-        out.push(provider(name, p, env)?);
+        let mut provider = provider(name, p, env)?;
+        if let Some(own) = &p.retry {
+            provider.retry = Some(super::resilience::provider_retry_policy(name, retry, own)?);
+        }
+        if let Some(weight) = p.weight {
+            provider.weight = weight;
+        }
+        out.push(provider);
     }
     // A built-in type also comes to life from its environment variables alone.
     for kind in ProviderKind::ALL {
@@ -610,6 +628,8 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         models,
         model_traits,
         format,
+        retry: None,
+        weight: 1,
     })
 }
 
@@ -884,6 +904,29 @@ providers:
         assert!(e.contains("alias `fast`"), "{e}");
         assert!(e.contains("`groq` is not a configured provider"), "{e}");
         assert!(e.contains("configured providers: openai"), "{e}");
+    }
+
+    #[test]
+    fn retry_health_weights_and_fallbacks_are_read_and_checked() {
+        let yaml = "retry:\n  attempts: 2\nhealth:\n  failures: 2\n  cooldown: 1s\nmodels:\n  aliases:\n    smart: anthropic/claude-sonnet-4-5\n  fallbacks:\n    gpt-4o: [anthropic/claude-sonnet-4-5, smart]\n  fallbacks_on_context_overflow: [gpt-4o]\nproviders:\n  openai: {api_key: k, weight: 3, retry: {attempts: 1}}\n  anthropic: {api_key: k}\n";
+        let c = build(yaml, &[]).unwrap();
+        assert_eq!(c.retry.attempts, 2);
+        assert_eq!(c.health.failures, 2);
+        let openai = c.providers.configured_named("openai").unwrap();
+        assert_eq!(openai.weight, 3);
+        assert_eq!(c.retry_for(openai).attempts, 1);
+        let anthropic = c.providers.configured_named("anthropic").unwrap();
+        assert_eq!(c.retry_for(anthropic).attempts, 2);
+        assert_eq!(
+            c.models.fallbacks.after("gpt-4o"),
+            ["anthropic/claude-sonnet-4-5", "smart"]
+        );
+        assert!(c.models.fallbacks.covers_context_overflow("gpt-4o"));
+
+        let broken =
+            "models:\n  fallbacks:\n    gpt-4o: [groq/llama]\nproviders:\n  openai: {api_key: k}\n";
+        let e = build(broken, &[]).unwrap_err().to_string();
+        assert!(e.contains("models.fallbacks.gpt-4o"), "{e}");
     }
 
     #[test]

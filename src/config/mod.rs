@@ -10,6 +10,7 @@ mod live;
 mod observability;
 mod passthru_tag;
 mod reload;
+mod resilience;
 pub mod schema;
 mod telemetry;
 mod tls_listener;
@@ -25,6 +26,7 @@ pub use exposure::MIN_MASTER_KEY_LEN;
 pub use live::LiveConfig;
 pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
 pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
+pub use resilience::{Fallbacks, HealthPolicy, RetryOn, RetryPolicy};
 pub use telemetry::{TelemetrySettings, DEFAULT_SERVICE_NAME};
 pub use tls_listener::{DownstreamTls, ServerCert, DEFAULT_TLS_LISTEN};
 
@@ -71,6 +73,8 @@ pub struct ModelSettings {
     pub limits: BTreeMap<String, ModelTraits>,
     /// `models.prices`: model name → its price per million tokens.
     pub prices: BTreeMap<String, Price>,
+    /// `models.fallbacks`: what is tried when a model fails.
+    pub fallbacks: Fallbacks,
 }
 
 impl Default for ModelSettings {
@@ -80,6 +84,7 @@ impl Default for ModelSettings {
             default_max_tokens: DEFAULT_MAX_TOKENS,
             limits: BTreeMap::new(),
             prices: BTreeMap::new(),
+            fallbacks: Fallbacks::default(),
         }
     }
 }
@@ -202,9 +207,18 @@ pub struct Config {
     pub responses: StoreLimits,
     /// Where traces go; read once at start (restart only).
     pub telemetry: TelemetrySettings,
+    /// How failed attempts are retried (a provider's own `retry:` wins for it).
+    pub retry: RetryPolicy,
+    /// When an instance or key is skipped for a while.
+    pub health: HealthPolicy,
 }
 
 impl Config {
+    /// The retry policy of `provider`: its own, else the top-level one.
+    pub fn retry_for<'a>(&'a self, provider: &'a Provider) -> &'a RetryPolicy {
+        provider.retry.as_ref().unwrap_or(&self.retry)
+    }
+
     /// One line for logs and `--check-config`: counts and names, never secrets.
     pub fn summary(&self) -> String {
         let names: Vec<&str> = self

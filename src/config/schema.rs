@@ -22,6 +22,36 @@ pub struct FileConfig {
     pub responses: FileResponses,
     /// Traces (OpenTelemetry).
     pub telemetry: FileTelemetry,
+    /// How failed attempts at a provider are retried.
+    pub retry: FileRetry,
+    /// When a provider instance or key is skipped for a while.
+    pub health: FileHealth,
+}
+
+/// `retry:` section, and `providers.<name>.retry` over it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileRetry {
+    /// Extra attempts after the first; 0 disables retries.
+    pub attempts: Option<u32>,
+    /// The first wait (`200ms`), doubled each attempt, with full jitter.
+    pub backoff: Option<String>,
+    /// The longest wait between two attempts.
+    pub max_backoff: Option<String>,
+    /// A provider's `Retry-After` is honoured up to this; longer, the answer goes out.
+    pub max_retry_after: Option<String>,
+    /// Failures retried: `connect`, `timeout` and status codes.
+    pub on: Option<Vec<serde_yaml::Value>>,
+}
+
+/// `health:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileHealth {
+    /// Consecutive retryable failures that put an instance or key in cooldown.
+    pub failures: Option<u32>,
+    /// How long it is skipped.
+    pub cooldown: Option<String>,
 }
 
 /// `telemetry:` section.
@@ -59,6 +89,10 @@ pub struct FileModels {
     pub limits: BTreeMap<String, FileModelTraits>,
     /// Model name → US dollars per million tokens.
     pub prices: BTreeMap<String, FilePrice>,
+    /// Model name → the models tried in order when it fails.
+    pub fallbacks: BTreeMap<String, Vec<String>>,
+    /// Models whose fallbacks also apply to a context-length refusal.
+    pub fallbacks_on_context_overflow: Vec<String>,
 }
 
 /// A model's price per million tokens.
@@ -227,6 +261,10 @@ pub struct FileProvider {
     pub models: Vec<FileProviderModel>,
     /// `openai` or `anthropic`; the type's own format when absent.
     pub format: Option<String>,
+    /// Overrides of the top-level `retry:` for this instance.
+    pub retry: Option<FileRetry>,
+    /// Its share of a model's traffic among instances serving the same model.
+    pub weight: Option<u32>,
 }
 
 /// Upstream timeouts, as humane durations (`10s`, `2m`).

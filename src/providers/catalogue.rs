@@ -61,6 +61,10 @@ pub struct Provider {
     pub model_traits: BTreeMap<String, ModelTraits>,
     /// The request format the instance speaks (the type's own unless overridden).
     pub format: WireFormat,
+    /// Its own retry policy, when `providers.<name>.retry` sets one.
+    pub retry: Option<crate::config::RetryPolicy>,
+    /// Its share of a model's traffic among the instances serving that model.
+    pub weight: u32,
 }
 
 impl Provider {
@@ -81,6 +85,8 @@ impl Provider {
             models: Vec::new(),
             model_traits: BTreeMap::new(),
             format: kind.wire_format(),
+            retry: None,
+            weight: 1,
         }
     }
 
