@@ -38,6 +38,14 @@ impl ProviderCredential {
         matches!(self, ProviderCredential::Passthru)
     }
 
+    /// How many keys the gateway holds for this provider.
+    pub fn static_key_count(&self) -> usize {
+        match self {
+            ProviderCredential::Static(ring) => ring.len(),
+            ProviderCredential::None | ProviderCredential::Passthru => 0,
+        }
+    }
+
     /// The next static key in rotation; `None` unless the gateway holds keys.
     pub fn next_static_key(&self) -> Option<&Secret> {
         match self {

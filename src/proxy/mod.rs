@@ -16,6 +16,7 @@ pub mod model_route;
 mod observe;
 pub mod passthrough;
 pub mod provider_key;
+pub mod resilience;
 mod respond;
 mod response_cork;
 pub mod response_store;

@@ -1,0 +1,473 @@
+//! The attempts of one request: which instance of the requested model goes first (by
+//! weight, skipping those cooling down), then, after each failure, whether to wait and
+//! try again, move to another instance or key, fall back to the next model, or give up.
+//! Pure but for the health book it reads and writes.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use super::failure::{backoff, AttemptFailure};
+use super::health::{HealthBook, HealthKey, Transition};
+use crate::config::Config;
+use crate::proxy::model_route::ModelRoute;
+
+/// A model the request may be sent to.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The instance and the model name it gets.
+    pub route: ModelRoute,
+    /// The model as the client or `models.fallbacks` names it.
+    pub requested: String,
+    /// Not the model the client asked for, but one of its fallbacks.
+    pub fallback: bool,
+}
+
+/// What follows a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextAttempt {
+    /// Wait, then try again (see [`AttemptPlan::current`] for where).
+    Retry {
+        /// How long to wait first.
+        wait: Duration,
+    },
+    /// The failure goes to the client.
+    GiveUp,
+}
+
+/// One attempt, for the access log and `X-Aurora-Attempts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The instance tried.
+    pub provider: String,
+    /// The model it was asked for.
+    pub model: String,
+    /// Its status, or how it failed (`connect`, `timeout`, `error`).
+    pub outcome: String,
+    /// From its start to its outcome.
+    pub took: Duration,
+}
+
+/// The attempts of one request.
+#[derive(Debug)]
+pub struct AttemptPlan {
+    /// The requested model's instances (best first), then its fallbacks in order.
+    candidates: Vec<Candidate>,
+    /// How many of `candidates` serve the requested model itself.
+    pool: usize,
+    /// The candidate tried now.
+    at: usize,
+    /// Retries spent on the current model (a pool counts as one model).
+    retries: u32,
+    /// Attempts moved to another key after a key failure, on the current model.
+    key_turns: u32,
+    /// The attempts so far.
+    records: Vec<AttemptRecord>,
+    /// When the current attempt began.
+    began: Option<Instant>,
+}
+
+impl AttemptPlan {
+    /// A plan for the requested model's `pool` (every instance serving it, in
+    /// configuration order) followed by `fallbacks`. The instance tried first is drawn
+    /// by weight among those not cooling down; when all are, the one that failed
+    /// longest ago goes first.
+    pub fn new(
+        pool: Vec<Candidate>,
+        fallbacks: Vec<Candidate>,
+        book: &HealthBook,
+        now: Instant,
+    ) -> Self {
+        let pool = order_pool(pool, book, now, &mut rand::rng());
+        let size = pool.len();
+        let mut candidates = pool;
+        candidates.extend(fallbacks);
+        Self {
+            candidates,
+            pool: size,
+            at: 0,
+            retries: 0,
+            key_turns: 0,
+            records: Vec::new(),
+            began: None,
+        }
+    }
+
+    /// The candidate the next attempt goes to.
+    pub fn current(&self) -> &Candidate {
+        // `new` is always given the routed model, so the list is never empty; the
+        // cursor only moves to existing entries.
+        &self.candidates[self.at.min(self.candidates.len().saturating_sub(1))]
+    }
+
+    /// Whether the current candidate is a fallback.
+    pub fn on_fallback(&self) -> bool {
+        self.at >= self.pool
+    }
+
+    /// The attempts so far.
+    pub fn records(&self) -> &[AttemptRecord] {
+        &self.records
+    }
+
+    /// An attempt at the current candidate begins.
+    pub fn attempt_began(&mut self, now: Instant) {
+        self.began = Some(now);
+    }
+
+    fn record(&mut self, outcome: String, now: Instant) {
+        let candidate = self.current();
+        let record = AttemptRecord {
+            provider: candidate.route.provider.name.clone(),
+            model: candidate.route.model.clone(),
+            outcome,
+            took: self
+                .began
+                .take()
+                .map_or(Duration::ZERO, |b| now.saturating_duration_since(b)),
+        };
+        self.records.push(record);
+    }
+
+    /// The current attempt got an answer the client takes (`status`): its instance and
+    /// key are healthy.
+    pub fn answered(
+        &mut self,
+        status: u16,
+        key: Option<usize>,
+        book: &HealthBook,
+        now: Instant,
+    ) -> Vec<(String, Transition)> {
+        self.record(status.to_string(), now);
+        let name = self.current().route.provider.name.clone();
+        let mut changes = vec![(name.clone(), book.succeeded(&HealthKey::instance(&name)))];
+        if let Some(key) = key {
+            book.succeeded(&HealthKey::key(&name, key));
+        }
+        changes.retain(|(_, t)| *t != Transition::None);
+        changes
+    }
+
+    /// The current attempt failed with `failure` (with key number `key` of the
+    /// instance, when it used one of several): what happens next, and any change in an
+    /// instance's availability.
+    pub fn failed(
+        &mut self,
+        failure: AttemptFailure,
+        key: Option<usize>,
+        config: &Config,
+        book: &HealthBook,
+        now: Instant,
+    ) -> (NextAttempt, Option<(String, Transition)>) {
+        self.record(failure.label(), now);
+        let provider = std::sync::Arc::clone(&self.current().route.provider);
+        let policy = config.retry_for(&provider);
+        let keys = provider.credential.static_key_count();
+        let mut change = None;
+        // A key refused (401) or out of quota (429) among several: cool that key
+        // down and go on at once with another, without counting against the instance.
+        if let (true, Some(key)) = (failure.is_key_failure() && keys > 1, key) {
+            let cooldown = failure.retry_after().unwrap_or(config.health.cooldown);
+            book.cool_down(&HealthKey::key(&provider.name, key), cooldown, now);
+            if self.key_turns + 1 < keys as u32 {
+                self.key_turns += 1;
+                return (
+                    NextAttempt::Retry {
+                        wait: Duration::ZERO,
+                    },
+                    None,
+                );
+            }
+        } else if failure.is_retried_by(&policy.on) {
+            let transition = book.failed(&HealthKey::instance(&provider.name), &config.health, now);
+            if transition != Transition::None {
+                change = Some((provider.name.clone(), transition));
+            }
+        }
+        if !failure.is_retried_by(&policy.on) {
+            return (NextAttempt::GiveUp, change);
+        }
+        // A provider asking for a longer pause than configured: no more tries here.
+        let too_long = failure
+            .retry_after()
+            .is_some_and(|after| after > policy.max_retry_after);
+        if !too_long && self.retries < policy.attempts {
+            self.retries += 1;
+            let wait = failure
+                .retry_after()
+                .unwrap_or_else(|| backoff(policy, self.retries, rand::rng().random::<f64>()));
+            self.next_in_pool(book, now);
+            return (NextAttempt::Retry { wait }, change);
+        }
+        let next = if self.at < self.pool {
+            self.pool
+        } else {
+            self.at + 1
+        };
+        if next < self.candidates.len() {
+            self.at = next;
+            self.retries = 0;
+            self.key_turns = 0;
+            return (
+                NextAttempt::Retry {
+                    wait: Duration::ZERO,
+                },
+                change,
+            );
+        }
+        (NextAttempt::GiveUp, change)
+    }
+
+    /// A retry within the requested model's pool goes to the next instance that is
+    /// not cooling down (the same one when there is no other).
+    fn next_in_pool(&mut self, book: &HealthBook, now: Instant) {
+        if self.at >= self.pool || self.pool < 2 {
+            return;
+        }
+        for step in 1..self.pool {
+            let i = (self.at + step) % self.pool;
+            let name = &self.candidates[i].route.provider.name;
+            if book.try_acquire(&HealthKey::instance(name), now) {
+                self.at = i;
+                return;
+            }
+        }
+    }
+}
+
+/// The pool with the instance to try first at its head: drawn by weight among those
+/// that may be tried now; when none may, the one whose last failure is oldest.
+fn order_pool(
+    mut pool: Vec<Candidate>,
+    book: &HealthBook,
+    now: Instant,
+    rng: &mut impl Rng,
+) -> Vec<Candidate> {
+    if pool.len() < 2 {
+        return pool;
+    }
+    let open: Vec<usize> = (0..pool.len())
+        .filter(|&i| !book.is_cooling(&HealthKey::instance(&pool[i].route.provider.name), now))
+        .collect();
+    let first = if open.is_empty() {
+        (0..pool.len())
+            .min_by_key(|&i| book.last_failure(&HealthKey::instance(&pool[i].route.provider.name)))
+    } else {
+        let total: u64 = open
+            .iter()
+            .map(|&i| u64::from(pool[i].route.provider.weight))
+            .sum();
+        if total == 0 {
+            open.first().copied()
+        } else {
+            let mut draw = rng.random_range(0..total);
+            open.iter().copied().find(|&i| {
+                let weight = u64::from(pool[i].route.provider.weight);
+                if draw < weight {
+                    true
+                } else {
+                    draw -= weight;
+                    false
+                }
+            })
+        }
+    };
+    if let Some(first) = first {
+        let chosen = pool.remove(first);
+        pool.insert(0, chosen);
+    }
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{build_config, EnvSnapshot};
+
+    fn config(yaml: &str) -> Config {
+        build_config(Some(yaml), None, &EnvSnapshot::loopback()).unwrap()
+    }
+
+    fn candidate(config: &Config, provider: &str, model: &str, fallback: bool) -> Candidate {
+        Candidate {
+            route: ModelRoute {
+                provider: Arc::clone(config.providers.configured_named(provider).unwrap()),
+                model: model.into(),
+            },
+            requested: model.into(),
+            fallback,
+        }
+    }
+
+    const YAML: &str = "retry:\n  attempts: 2\n  backoff: 100ms\n  max_retry_after: 10s\nproviders:\n  east: {type: openai, api_key: k, weight: 1}\n  west: {type: openai, api_key: k, weight: 3}\n  anthropic: {api_key: k}\n  multi: {type: openai, api_keys: [k1, k2]}\n";
+
+    fn status(code: u16, retry_after: Option<u64>) -> AttemptFailure {
+        AttemptFailure::Status {
+            code,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn retries_wait_then_fall_back_then_give_up() {
+        let c = config(YAML);
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let mut plan = AttemptPlan::new(
+            vec![candidate(&c, "east", "gpt-4o", false)],
+            vec![candidate(&c, "anthropic", "claude-sonnet-4-5", true)],
+            &book,
+            now,
+        );
+        for _ in 0..2 {
+            let (next, _) = plan.failed(status(503, None), None, &c, &book, now);
+            assert!(
+                matches!(next, NextAttempt::Retry { wait } if wait <= Duration::from_millis(200)),
+                "{next:?}"
+            );
+            assert_eq!(plan.current().route.provider.name, "east");
+        }
+        let (next, _) = plan.failed(status(503, None), None, &c, &book, now);
+        assert_eq!(
+            next,
+            NextAttempt::Retry {
+                wait: Duration::ZERO
+            }
+        );
+        assert!(plan.on_fallback());
+        assert_eq!(plan.current().route.provider.name, "anthropic");
+        plan.failed(status(503, None), None, &c, &book, now);
+        plan.failed(status(503, None), None, &c, &book, now);
+        let (next, _) = plan.failed(status(503, None), None, &c, &book, now);
+        assert_eq!(next, NextAttempt::GiveUp);
+        assert_eq!(plan.records().len(), 6);
+        assert_eq!(plan.records()[0].outcome, "503");
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_its_limit_and_a_longer_one_answers_at_once() {
+        let c = config(YAML);
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let mut plan = AttemptPlan::new(
+            vec![candidate(&c, "east", "gpt-4o", false)],
+            Vec::new(),
+            &book,
+            now,
+        );
+        let (next, _) = plan.failed(status(429, Some(1)), None, &c, &book, now);
+        assert_eq!(
+            next,
+            NextAttempt::Retry {
+                wait: Duration::from_secs(1)
+            }
+        );
+        let (next, _) = plan.failed(status(429, Some(3600)), None, &c, &book, now);
+        assert_eq!(next, NextAttempt::GiveUp);
+    }
+
+    #[test]
+    fn what_the_policy_does_not_list_is_given_up_at_once() {
+        let c = config(YAML);
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let mut plan = AttemptPlan::new(
+            vec![candidate(&c, "east", "gpt-4o", false)],
+            vec![candidate(&c, "anthropic", "claude", true)],
+            &book,
+            now,
+        );
+        let (next, _) = plan.failed(status(400, None), None, &c, &book, now);
+        assert_eq!(
+            next,
+            NextAttempt::GiveUp,
+            "a bad request is not a provider failure"
+        );
+        let (next, _) = plan.failed(AttemptFailure::Other, None, &c, &book, now);
+        assert_eq!(next, NextAttempt::GiveUp);
+    }
+
+    #[test]
+    fn a_refused_key_among_several_moves_to_the_next_key_at_once() {
+        let c = config(YAML);
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let mut plan = AttemptPlan::new(
+            vec![candidate(&c, "multi", "gpt-4o", false)],
+            Vec::new(),
+            &book,
+            now,
+        );
+        let (next, change) = plan.failed(status(429, None), Some(0), &c, &book, now);
+        assert_eq!(
+            next,
+            NextAttempt::Retry {
+                wait: Duration::ZERO
+            }
+        );
+        assert_eq!(change, None, "the instance is not blamed for its key");
+        assert!(book.is_cooling(&HealthKey::key("multi", 0), now));
+        assert!(!book.is_cooling(&HealthKey::instance("multi"), now));
+    }
+
+    #[test]
+    fn a_pool_is_shared_by_weight_and_skips_instances_cooling_down() {
+        let c = config(YAML);
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let pool = || {
+            vec![
+                candidate(&c, "east", "gpt-4o", false),
+                candidate(&c, "west", "gpt-4o", false),
+            ]
+        };
+        let mut rng = rand::rng();
+        let west = (0..4000)
+            .filter(|_| {
+                order_pool(pool(), &book, now, &mut rng)[0]
+                    .route
+                    .provider
+                    .name
+                    == "west"
+            })
+            .count();
+        assert!((2700..3300).contains(&west), "west first {west} of 4000");
+
+        let c2 = config(YAML);
+        for _ in 0..3 {
+            book.failed(&HealthKey::instance("west"), &c2.health, now);
+        }
+        for _ in 0..100 {
+            let plan = AttemptPlan::new(pool(), Vec::new(), &book, now);
+            assert_eq!(plan.current().route.provider.name, "east");
+        }
+        // Every instance cooling: the one that failed longest ago is tried.
+        let later = now + Duration::from_millis(50);
+        for _ in 0..3 {
+            book.failed(&HealthKey::instance("east"), &c2.health, later);
+        }
+        let plan = AttemptPlan::new(pool(), Vec::new(), &book, later);
+        assert_eq!(plan.current().route.provider.name, "west");
+    }
+
+    #[test]
+    fn a_retry_in_a_pool_goes_to_another_instance() {
+        let c = config(YAML);
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let mut plan = AttemptPlan::new(
+            vec![
+                candidate(&c, "east", "gpt-4o", false),
+                candidate(&c, "west", "gpt-4o", false),
+            ],
+            Vec::new(),
+            &book,
+            now,
+        );
+        let first = plan.current().route.provider.name.clone();
+        plan.failed(AttemptFailure::Connect, None, &c, &book, now);
+        assert_ne!(plan.current().route.provider.name, first);
+    }
+}
