@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 
 use super::Config;
 
@@ -11,6 +12,9 @@ use super::Config;
 #[derive(Debug)]
 pub struct LiveConfig {
     current: ArcSwap<Config>,
+    /// Marked on every swap, so background work that depends on the config (resolving
+    /// provider hosts) can follow a reload at once instead of on its next tick.
+    swaps: watch::Sender<()>,
 }
 
 impl LiveConfig {
@@ -18,6 +22,7 @@ impl LiveConfig {
     pub fn new(config: Config) -> Self {
         Self {
             current: ArcSwap::from_pointee(config),
+            swaps: watch::Sender::new(()),
         }
     }
 
@@ -29,5 +34,11 @@ impl LiveConfig {
     /// Replaces the configuration for every request that starts from now on.
     pub fn replace(&self, config: Config) {
         self.current.store(Arc::new(config));
+        self.swaps.send_replace(());
+    }
+
+    /// A receiver whose `changed()` completes after each later [`replace`](Self::replace).
+    pub fn swaps(&self) -> watch::Receiver<()> {
+        self.swaps.subscribe()
     }
 }

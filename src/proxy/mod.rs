@@ -88,6 +88,11 @@ impl AuroraProxy {
         }
     }
 
+    /// The resolver this proxy connects with; a clone shares its address table.
+    pub fn resolver(&self) -> &UpstreamResolver {
+        &self.resolver
+    }
+
     /// The route of a request the gateway accepts: authenticated (but for `/health`),
     /// the right method, a declared body within the limit.
     fn admit(

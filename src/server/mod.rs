@@ -1,9 +1,11 @@
 //! Builds the Pingora server: the proxy service on the plain listener and, when
-//! configured, the HTTPS one; the metrics listener; and the background service that
-//! reloads the config on SIGHUP. Every HTTP/1 connection's request headers are held to
-//! `header_timeout` and `max_header_bytes` below Pingora (see [`GuardedHttpApp`]).
+//! configured, the HTTPS one; the metrics listener; and the background services that
+//! reload the config on SIGHUP and keep provider host addresses resolved. Every HTTP/1
+//! connection's request headers are held to `header_timeout` and `max_header_bytes`
+//! below Pingora (see [`GuardedHttpApp`]).
 
 mod cert_resolver;
+mod dns_service;
 mod guarded_app;
 mod guarded_stream;
 mod metrics_service;
@@ -21,6 +23,7 @@ use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 
 pub use cert_resolver::LiveCertResolver;
+pub use dns_service::{DnsRefresh, DNS_REFRESH_PERIOD};
 pub use guarded_app::GuardedHttpApp;
 pub use guarded_stream::GuardedStream;
 pub use metrics_service::{metrics_service, MetricsApp};
@@ -97,8 +100,18 @@ pub fn build_server(
         "config reload",
         ReloadOnHangup::new(Arc::clone(&reloader)),
     ));
-    let proxy_app =
-        pingora_proxy::http_proxy(&server.configuration, AuroraProxy::new(Arc::clone(&live)));
+    let aurora = AuroraProxy::new(Arc::clone(&live));
+    // Not a dependency of the proxy: a request for a host not resolved yet looks it up
+    // itself, so a slow resolver never delays the listener.
+    server.add_service(background_service(
+        "provider dns",
+        DnsRefresh::new(
+            Arc::clone(&live),
+            aurora.resolver().clone(),
+            DNS_REFRESH_PERIOD,
+        ),
+    ));
+    let proxy_app = pingora_proxy::http_proxy(&server.configuration, aurora);
     let mut proxy = Service::new(
         "aurora".to_string(),
         GuardedHttpApp::new(proxy_app, Arc::clone(&live)),
