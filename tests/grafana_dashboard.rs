@@ -87,6 +87,7 @@ fn exported_families() -> BTreeSet<String> {
     m.reload_finished(true);
     m.log_lines_dropped().inc();
     m.trace_spans_dropped().inc();
+    m.upstream_available("openai", false);
     let text = String::from_utf8(m.render()).unwrap();
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

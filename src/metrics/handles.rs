@@ -67,6 +67,9 @@ impl MetricHandles {
                 .configured()
                 .map(|p| p.name.as_str().into()),
         );
+        for name in provider_names.iter().skip(1) {
+            metrics.provider_configured(name);
+        }
         let provider_ids = provider_names
             .iter()
             .enumerate()

@@ -32,6 +32,9 @@ pub struct Metrics {
     trace_spans_dropped: IntCounter,
     tokens: IntCounterVec,
     cost: CounterVec,
+    upstream_available: IntGaugeVec,
+    /// Instances whose availability series exists (set to 1 when first configured).
+    availability_known: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Content type of the text exposition format.
@@ -160,6 +163,14 @@ impl Metrics {
             ),
             &["provider", "model", "key"],
         )?;
+        let upstream_available = IntGaugeVec::new(
+            Opts::new(
+                "upstream_available",
+                "1 while a provider instance is tried, 0 while it cools down after repeated failures (health)",
+            ),
+            &["provider"],
+        )?;
+        registry.register(Box::new(upstream_available.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(cost.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -183,7 +194,32 @@ impl Metrics {
             trace_spans_dropped,
             tokens,
             cost,
+            upstream_available,
+            availability_known: Default::default(),
         })
+    }
+
+    /// Whether `provider` is tried (`true`) or cooling down.
+    pub fn upstream_available(&self, provider: &str, available: bool) {
+        if let Ok(mut known) = self.availability_known.lock() {
+            known.insert(provider.to_string());
+        }
+        self.upstream_available
+            .with_label_values(&[provider])
+            .set(i64::from(available));
+    }
+
+    /// `provider` is configured: its availability series starts at 1 the first time.
+    pub fn provider_configured(&self, provider: &str) {
+        let first = self
+            .availability_known
+            .lock()
+            .is_ok_and(|mut known| known.insert(provider.to_string()));
+        if first {
+            self.upstream_available
+                .with_label_values(&[provider])
+                .set(1);
+        }
     }
 
     /// A config reload was applied (`true`) or refused.

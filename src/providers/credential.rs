@@ -85,6 +85,17 @@ impl KeyRing {
         &self.keys[turn % self.keys.len()]
     }
 
+    /// The key for the next request and its position, passing over those for which
+    /// `skip` is true; when every key is skipped, the one whose turn it is.
+    pub fn next_avoiding(&self, skip: impl Fn(usize) -> bool) -> (usize, &Secret) {
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed) % self.keys.len();
+        let index = (0..self.keys.len())
+            .map(|step| (turn + step) % self.keys.len())
+            .find(|&i| !skip(i))
+            .unwrap_or(turn);
+        (index, &self.keys[index])
+    }
+
     /// All keys, in rotation order.
     pub fn keys(&self) -> &[Secret] {
         &self.keys
@@ -113,6 +124,18 @@ mod tests {
 
     fn ring(keys: &[&str]) -> KeyRing {
         KeyRing::new(keys.iter().map(|k| Secret::new(*k)).collect()).unwrap()
+    }
+
+    #[test]
+    fn keys_cooling_down_are_passed_over_while_another_remains() {
+        let r = ring(&["sk-a", "sk-b", "sk-c"]);
+        let turns: Vec<usize> = (0..4).map(|_| r.next_avoiding(|i| i == 1).0).collect();
+        assert_eq!(turns, [0, 2, 2, 0]);
+        assert_eq!(
+            r.next_avoiding(|_| true).0,
+            1,
+            "all cooling: the turn's key"
+        );
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct AccessRecord<'a> {
     pub cost_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub omitted_tools: Option<&'a str>,
+    /// Each attempt (`provider/model:outcome:ms`), when there was more than one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
 }
@@ -129,6 +132,10 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         tokens: ctx.obs.usage().map(TokenFields::from),
         cost_usd: observe::cost_usd(ctx),
         omitted_tools: ctx.omitted_tools.as_deref(),
+        attempts: ctx
+            .plan
+            .as_ref()
+            .and_then(|plan| super::attempts::attempts_summary(plan).1),
         error,
     };
     let now = SystemTime::now();
@@ -186,6 +193,9 @@ pub fn text_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
     }
     if let Some(tools) = r.omitted_tools {
         let _ = write!(line, " omitted_tools={}", field_value(tools));
+    }
+    if let Some(attempts) = &r.attempts {
+        let _ = write!(line, " attempts={}", field_value(attempts));
     }
     if let Some(error) = r.error {
         let _ = write!(line, " error={}", quoted(error));

@@ -70,6 +70,16 @@ pub struct RequestContext {
     /// Hosted tools a translated Responses request offered and the provider did not
     /// get, comma-separated.
     pub omitted_tools: Option<String>,
+    /// The request's attempts: where each goes, and what follows a failure.
+    pub plan: Option<super::resilience::AttemptPlan>,
+    /// A `/v1` call kept to be prepared again for another model.
+    pub held_call: Option<super::attempts::HeldCall>,
+    /// The plan position the prepared body and target were made for.
+    pub prepared_at: usize,
+    /// How long to wait before the next attempt.
+    pub retry_wait: Option<std::time::Duration>,
+    /// A failure already decided in a hook (a retried status), for `error_while_proxy`.
+    pub retry_decided: Option<bool>,
 }
 
 impl RequestContext {
@@ -96,6 +106,11 @@ impl RequestContext {
             trace: Default::default(),
             omitted_tools: None,
             upstream_status_out: None,
+            plan: None,
+            held_call: None,
+            prepared_at: 0,
+            retry_wait: None,
+            retry_decided: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! error mapping and logging live in the sibling modules as plain functions.
 
 mod access_log;
+mod attempts;
 mod body_budget;
 mod body_deadline;
 mod client_hangup;
@@ -54,10 +55,13 @@ use crate::translate::{
     ClientEncoder, OnCompleted, ResponseTranslation, Translation, TranslationModule,
     OMITTED_TOOLS_HEADER,
 };
+use attempts::HeldCall;
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_request::ModelEndpoint;
+use model_request::ModelField;
+use resilience::{retry_after, AttemptFailure, HealthBook};
 use response_store::{MemoryResponseStore, ResponseStore, StoredResponse};
 use subrequest::SubrequestPlan;
 
@@ -72,6 +76,8 @@ pub struct AuroraProxy {
     bodies: Arc<body_budget::BodyBudget>,
     /// Translated Responses API answers kept for `previous_response_id`.
     responses: Arc<dyn ResponseStore>,
+    /// Which provider instances and keys are failing (passive health).
+    health: HealthBook,
 }
 
 impl AuroraProxy {
@@ -85,6 +91,7 @@ impl AuroraProxy {
             connector: Connector::new(None),
             bodies: Arc::default(),
             responses: Arc::new(MemoryResponseStore::default()),
+            health: HealthBook::default(),
         }
     }
 
@@ -179,28 +186,41 @@ impl AuroraProxy {
             },
             _ => None,
         };
-        let query = session.req_header().uri.query();
-        let prepared = model_request::prepare(
+        let field = match ModelField::find(&body) {
+            Ok(field) => field,
+            Err(err) => return reject(session, ctx, err).await,
+        };
+        let plan = match attempts::plan_for_model(
+            &field.name,
             endpoint,
-            &body,
-            query,
-            history.as_deref(),
+            &session.req_header().headers,
             config,
-            unix_now(),
-        );
-        drop(history);
-        let mut prepared = match prepared {
+            &self.health,
+        ) {
+            Ok(plan) => plan,
+            Err(err) => return reject(session, ctx, err).await,
+        };
+        let held = HeldCall {
+            endpoint,
+            body,
+            field,
+            query: session.req_header().uri.query().map(str::to_string),
+            history,
+            created: unix_now(),
+        };
+        let mut prepared = match attempts::prepare_current(&plan, &held, config) {
             Ok(prepared) => prepared,
             Err(err) => return reject(session, ctx, err).await,
         };
         observe::model_routed(ctx, std::mem::take(&mut prepared.model));
-        if let Some(plan) = prepared.responses.take() {
-            self.keep_responses(&mut prepared, plan, config, ctx);
+        if let Some(responses) = prepared.responses.take() {
+            self.keep_responses(&mut prepared, responses, config, ctx);
         }
-        let credential = match provider_key::upstream_credential(
+        let credential = match attempts::credential(
             &prepared.target.provider,
             &session.req_header().headers,
-            &config.auth,
+            config,
+            &self.health,
         ) {
             Ok(credential) => credential,
             Err(err) => return reject(session, ctx, err).await,
@@ -209,9 +229,16 @@ impl AuroraProxy {
             credential,
             ..prepared.target
         };
+        // Only a plan that may try again is carried, with the call to prepare again.
+        if plan.can_retry(config) {
+            ctx.plan = Some(plan);
+            ctx.held_call = Some(held);
+        } else {
+            drop(held);
+        }
         if let Some(translation) = &prepared.translation {
             if !translation.stream_requested() {
-                let translation = translation.clone();
+                let translation = Some(translation.clone());
                 return self
                     .answer_whole(session, ctx, target, prepared.body, translation)
                     .await;
@@ -225,6 +252,9 @@ impl AuroraProxy {
             }
             return Ok(false);
         }
+        // A body past the retry buffer cannot be sent twice: one attempt.
+        ctx.plan = None;
+        ctx.held_call = None;
         ctx.upstream = Some(target.clone());
         let upstream_status = Arc::new(AtomicU16::new(0));
         let plan = SubrequestPlan {
@@ -353,75 +383,191 @@ impl AuroraProxy {
         }
     }
 
-    /// The peer for `provider`, its host resolved without blocking a worker.
-    async fn peer_for(&self, provider: &Provider) -> std::result::Result<HttpPeer, GatewayError> {
+    /// The peer for `provider`, its host resolved without blocking a worker; a retry
+    /// (`attempt` > 0) goes to the host's next address.
+    async fn peer_for(
+        &self,
+        provider: &Provider,
+        attempt: usize,
+    ) -> std::result::Result<HttpPeer, GatewayError> {
         let base = &provider.base;
-        let addr = self.resolver.resolve(&base.host, base.port).await?;
+        let addr = self
+            .resolver
+            .resolve_nth(&base.host, base.port, attempt)
+            .await?;
         Ok(upstream::provider_peer(provider, addr))
+    }
+
+    /// A failed exchange (`e`, counted as `failure`): whether the plan tries again;
+    /// when it does, the failure is counted and traced now, as the request's final
+    /// error would be.
+    fn retry_after_error(
+        &self,
+        ctx: &mut RequestContext,
+        e: &Error,
+        failure: AttemptFailure,
+    ) -> bool {
+        match attempts::after_failure(ctx, failure, &self.health) {
+            Some(wait) => {
+                observe::upstream_failed(ctx, e);
+                telemetry::attempt_failed(ctx, e);
+                ctx.retry_wait = Some(wait);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Readies the next attempt of a request carrying a plan: a fresh credential
+    /// (another key after a refused one), and, when the plan moved to another model,
+    /// its request prepared again: the new body and how its answer is translated.
+    fn ready_attempt(
+        &self,
+        ctx: &mut RequestContext,
+        headers: &http::HeaderMap,
+    ) -> std::result::Result<Option<(Bytes, Option<ResponseTranslation>)>, GatewayError> {
+        let (Some(plan), Some(config)) = (ctx.plan.as_ref(), ctx.config.clone()) else {
+            return Ok(None);
+        };
+        if plan.records().is_empty() {
+            // The first attempt was readied with the request.
+            return Ok(None);
+        }
+        let mut moved = None;
+        if plan.position() != ctx.prepared_at {
+            let Some(held) = ctx.held_call.as_ref() else {
+                return Err(GatewayError::bad_gateway(
+                    "no request to send to the fallback",
+                ));
+            };
+            let mut prepared = attempts::prepare_current(plan, held, &config)?;
+            ctx.prepared_at = plan.position();
+            observe::model_routed(ctx, std::mem::take(&mut prepared.model));
+            ctx.upstream = Some(prepared.target);
+            moved = Some((prepared.body, prepared.translation));
+        }
+        if let Some(upstream) = ctx.upstream.as_mut() {
+            upstream.credential =
+                attempts::credential(&upstream.provider, headers, &config, &self.health)?;
+        }
+        Ok(moved)
     }
 
     /// A translated answer the client takes whole: read the provider's answer to its
     /// end, then send the client its status and body together, so an answer that
-    /// cannot be translated is a 502 rather than a `200` carrying an error.
+    /// cannot be translated is a 502 rather than a `200` carrying an error. A failed
+    /// attempt is retried, or falls back, as the request's plan says, before anything
+    /// reaches the client.
     async fn answer_whole(
         &self,
         session: &mut Session,
         ctx: &mut RequestContext,
         target: UpstreamTarget,
-        body: Bytes,
-        translation: ResponseTranslation,
+        mut body: Bytes,
+        mut translation: Option<ResponseTranslation>,
     ) -> Result<bool> {
-        let peer = match self.peer_for(&target.provider).await {
-            Ok(peer) => peer,
-            Err(err) => return reject(session, ctx, err).await,
-        };
-        let mut request = session.req_header().clone();
-        request.set_version(http::Version::HTTP_11);
-        rewrite_upstream_request(
-            &mut request,
-            &target,
-            Some(body.len()),
-            true,
-            &ctx.request_id,
-        )?;
-        let provider = target.provider.name.clone();
         ctx.upstream = Some(target);
         let client = ClientSocket::of(session);
-        observe::upstream_request_ready(ctx);
-        telemetry::attempt_began(ctx);
-        telemetry::inject(ctx, &mut request);
-        let exchange = whole_answer::exchange(
-            &self.connector,
-            &peer,
-            &request,
-            &body,
-            MAX_WHOLE_ANSWER_BYTES,
-        );
-        let answer = tokio::select! {
-            answer = exchange => answer,
-            () = client.hung_up() => {
-                // Dropping the exchange closes the upstream connection: the provider
-                // stops working for a client that is gone.
-                session.set_keepalive(None);
-                ctx.error = Some(GatewayError::client_gone());
-                return Ok(true);
+        let answer = loop {
+            match self.ready_attempt(ctx, &session.req_header().headers) {
+                Ok(Some((new_body, new_translation))) => {
+                    body = new_body;
+                    translation = new_translation;
+                }
+                Ok(None) => {}
+                Err(err) => return reject(session, ctx, err).await,
+            }
+            let Some(target) = ctx.upstream.clone() else {
+                return reject(session, ctx, GatewayError::not_found("no upstream")).await;
+            };
+            let attempt = ctx.plan.as_ref().map_or(0, |p| p.records().len());
+            let peer = match self.peer_for(&target.provider, attempt).await {
+                Ok(peer) => peer,
+                Err(err) => return reject(session, ctx, err).await,
+            };
+            let mut request = session.req_header().clone();
+            request.set_version(http::Version::HTTP_11);
+            rewrite_upstream_request(
+                &mut request,
+                &target,
+                Some(body.len()),
+                translation.is_some(),
+                &ctx.request_id,
+            )?;
+            let provider = target.provider.name.clone();
+            observe::upstream_request_ready(ctx);
+            telemetry::attempt_began(ctx);
+            telemetry::inject(ctx, &mut request);
+            if let Some(plan) = ctx.plan.as_mut() {
+                plan.attempt_began(Instant::now());
+            }
+            let exchange = whole_answer::exchange(
+                &self.connector,
+                &peer,
+                &request,
+                &body,
+                MAX_WHOLE_ANSWER_BYTES,
+            );
+            let answer = tokio::select! {
+                answer = exchange => answer,
+                () = client.hung_up() => {
+                    // Dropping the exchange closes the upstream connection: the provider
+                    // stops working for a client that is gone.
+                    session.set_keepalive(None);
+                    ctx.error = Some(GatewayError::client_gone());
+                    return Ok(true);
+                }
+            };
+            let failure = match &answer {
+                Ok(answer) => {
+                    observe::upstream_answered(ctx, answer.header_at);
+                    telemetry::attempt_answered(ctx, answer.header.status.as_u16());
+                    let status = answer.header.status.as_u16();
+                    if status < 400 {
+                        attempts::after_answer(ctx, status, &self.health);
+                        None
+                    } else {
+                        Some(AttemptFailure::Status {
+                            code: status,
+                            retry_after: retry_after(&answer.header.headers, SystemTime::now()),
+                        })
+                    }
+                }
+                Err(e) => {
+                    observe::upstream_failed(ctx, e);
+                    telemetry::attempt_failed(ctx, e);
+                    Some(attempts::failure_of(e))
+                }
+            };
+            let retry = match failure {
+                Some(failure) if ctx.plan.is_some() => {
+                    attempts::after_failure(ctx, failure, &self.health)
+                }
+                _ => None,
+            };
+            let Some(wait) = retry else {
+                match answer {
+                    Ok(answer) => break answer,
+                    Err(e) => {
+                        let err = gateway_error_for(&e, Some(&provider)).unwrap_or_else(|| {
+                            GatewayError::bad_gateway(format!(
+                                "provider `{provider}` broke the exchange"
+                            ))
+                        });
+                        return reject(session, ctx, err).await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = client.hung_up() => {
+                    session.set_keepalive(None);
+                    ctx.error = Some(GatewayError::client_gone());
+                    return Ok(true);
+                }
             }
         };
-        let answer = match answer {
-            Ok(answer) => {
-                observe::upstream_answered(ctx, answer.header_at);
-                telemetry::attempt_answered(ctx, answer.header.status.as_u16());
-                answer
-            }
-            Err(e) => {
-                observe::upstream_failed(ctx, &e);
-                telemetry::attempt_failed(ctx, &e);
-                let err = gateway_error_for(&e, Some(&provider)).unwrap_or_else(|| {
-                    GatewayError::bad_gateway(format!("provider `{provider}` broke the exchange"))
-                });
-                return reject(session, ctx, err).await;
-            }
-        };
+        let provider = ctx.provider_name().unwrap_or("-").to_string();
         // The gateway's own work on the answer starts here (part of its overhead).
         let work_began = Instant::now();
         let status = answer.header.status.as_u16();
@@ -432,24 +578,31 @@ impl AuroraProxy {
                 observe::usage_reported(ctx, usage);
             }
         }
-        let translated = match translation.answer_whole(status, &answer.body) {
-            Ok(translated) => translated,
-            Err(e) => {
-                log::warn!("untranslatable answer from provider `{provider}`: {e}");
-                let err = GatewayError::bad_provider_answer(format!(
-                    "provider `{provider}` answered {status} with a body that could not be translated: {e}"
-                ));
-                return reject(session, ctx, err).await;
-            }
+        let translated = match &translation {
+            Some(translation) => match translation.answer_whole(status, &answer.body) {
+                Ok(translated) => Bytes::from(translated),
+                Err(e) => {
+                    log::warn!("untranslatable answer from provider `{provider}`: {e}");
+                    let err = GatewayError::bad_provider_answer(format!(
+                        "provider `{provider}` answered {status} with a body that could not be translated: {e}"
+                    ));
+                    return reject(session, ctx, err).await;
+                }
+            },
+            // A fallback that speaks the client's own format: its answer as it is.
+            None => answer.body,
         };
         let mut header = answer.header;
         headers::strip_upstream_response_headers(&mut header);
         header.remove_header(&http::header::TRANSFER_ENCODING);
         header.remove_header(&http::header::CONTENT_ENCODING);
-        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        if translation.is_some() {
+            header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        }
         header.insert_header(http::header::CONTENT_LENGTH, translated.len())?;
         header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
-        if let Some(tools) = translation.client.omitted_tools() {
+        attempts::describe_answer(&mut header, ctx)?;
+        if let Some(tools) = translation.as_ref().and_then(|t| t.client.omitted_tools()) {
             header.insert_header(OMITTED_TOOLS_HEADER, tools)?;
         }
         observe::response_work(ctx, work_began.elapsed());
@@ -733,6 +886,12 @@ impl ProxyHttp for AuroraProxy {
             Route::Passthrough(pt) => {
                 match passthrough_target(&config, &pt, session.req_header()) {
                     Ok(target) => {
+                        // A passthrough body streams: only a connection that was never
+                        // made is tried again.
+                        if config.retry_for(&target.provider).attempts > 0 {
+                            ctx.plan =
+                                Some(attempts::plan_for_provider(&target.provider, &self.health));
+                        }
                         ctx.upstream = Some(target);
                         Ok(false)
                     }
@@ -779,22 +938,105 @@ impl ProxyHttp for AuroraProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
+        if let Some(wait) = ctx.retry_wait.take() {
+            tokio::time::sleep(wait).await;
+        }
+        match self.ready_attempt(ctx, &session.req_header().headers) {
+            Ok(Some((body, translation))) => {
+                ctx.prepared_body = Some(body);
+                match translation {
+                    Some(translation) => translate_response(session, ctx, translation),
+                    None => {
+                        // A fallback in the client's own format: its answer passes as is.
+                        ctx.translated = false;
+                        if let Some(module) = session
+                            .downstream_modules_ctx
+                            .get_mut::<TranslationModule>()
+                        {
+                            module.disable();
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(err) => {
+                let status = err.status;
+                ctx.error = Some(err);
+                return Err(status_error(status));
+            }
+        }
         telemetry::attempt_began(ctx);
         let Some(target) = ctx.upstream.as_ref() else {
             ctx.error = Some(GatewayError::not_found("no upstream for this request"));
             return Err(status_error(404));
         };
-        match self.peer_for(&target.provider).await {
-            Ok(peer) => Ok(Box::new(peer)),
+        let attempt = ctx.plan.as_ref().map_or(0, |p| p.records().len());
+        match self.peer_for(&target.provider, attempt).await {
+            Ok(peer) => {
+                if let Some(plan) = ctx.plan.as_mut() {
+                    plan.attempt_began(Instant::now());
+                }
+                Ok(Box::new(peer))
+            }
             Err(err) => {
                 let status = err.status;
                 ctx.error = Some(err);
                 Err(status_error(status))
             }
         }
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing reached the provider: safe to try again on every route.
+        if ctx.plan.is_some() {
+            let retry = self.retry_after_error(ctx, &e, AttemptFailure::Connect);
+            e.set_retry(retry);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if let Some(retry) = ctx.retry_decided.take() {
+            // A provider status the plan retries (see `upstream_response_filter`).
+            e.set_retry(retry);
+            return e;
+        }
+        // A `/v1` body is held whole: while the client has heard nothing, a failed
+        // exchange may go again, as the plan says.
+        let replayable = ctx.held_call.is_some()
+            && final_status(session).is_none()
+            && !session.as_ref().retry_buffer_truncated();
+        if ctx.plan.is_some() && replayable {
+            let failure = attempts::failure_of(&e);
+            let retry = self.retry_after_error(ctx, &e, failure);
+            e.set_retry(retry);
+            return e;
+        }
+        // Pingora's own rule: only idempotent requests, on a reused connection.
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -887,6 +1129,30 @@ impl ProxyHttp for AuroraProxy {
         let answered = Instant::now();
         observe::upstream_answered(ctx, answered);
         telemetry::attempt_answered(ctx, upstream_response.status.as_u16());
+        if ctx.plan.is_some() {
+            let status = upstream_response.status.as_u16();
+            // Only a `/v1` body, held whole, can go to the provider again.
+            let failure =
+                (status >= 400 && ctx.held_call.is_some()).then(|| AttemptFailure::Status {
+                    code: status,
+                    retry_after: retry_after(&upstream_response.headers, SystemTime::now()),
+                });
+            match failure {
+                Some(failure) => {
+                    if let Some(wait) = attempts::after_failure(ctx, failure, &self.health) {
+                        // Nothing has reached the client: this answer is dropped unread
+                        // and the request goes out again.
+                        ctx.retry_wait = Some(wait);
+                        ctx.retry_decided = Some(true);
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(status),
+                            "provider failure, trying again",
+                        ));
+                    }
+                }
+                None => attempts::after_answer(ctx, status, &self.health),
+            }
+        }
         // Only translated answers are held whole; passthrough skips the module lookup.
         if ctx.translated
             && session
@@ -904,6 +1170,7 @@ impl ProxyHttp for AuroraProxy {
         observe::answer_header(ctx, upstream_response);
         headers::strip_upstream_response_headers(upstream_response);
         upstream_response.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
+        attempts::describe_answer(upstream_response, ctx)?;
         observe::response_work(ctx, answered.elapsed());
         Ok(())
     }

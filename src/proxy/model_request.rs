@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::model_field::ModelField;
+pub use super::model_field::ModelField;
 use super::model_route::route_model;
 use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
@@ -125,6 +125,51 @@ pub fn prepare(
 ) -> Result<PreparedRequest, GatewayError> {
     let field = ModelField::find(body)?;
     let route = route_model(&field.name, config)?;
+    let requested = field.name.clone();
+    let call = ModelCall {
+        endpoint,
+        body,
+        field: &field,
+        query,
+        history,
+        created,
+    };
+    prepare_for(&call, &requested, route, config)
+}
+
+/// A client's `/v1` call as the gateway read it, ready to be prepared for any model.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelCall<'a> {
+    /// The endpoint called.
+    pub endpoint: ModelEndpoint,
+    /// The client's body.
+    pub body: &'a [u8],
+    /// Where `model` sits in it.
+    pub field: &'a ModelField,
+    /// The client's query string.
+    pub query: Option<&'a str>,
+    /// The stored conversation a translated Responses request continues.
+    pub history: Option<&'a [u8]>,
+    /// The Unix time a translated response reports.
+    pub created: u64,
+}
+
+/// Prepares `call` for `route`, the model named `requested` (the client's model, or
+/// one of its fallbacks): the body as the route's provider speaks it.
+pub fn prepare_for(
+    call: &ModelCall<'_>,
+    requested: &str,
+    route: super::model_route::ModelRoute,
+    config: &Config,
+) -> Result<PreparedRequest, GatewayError> {
+    let ModelCall {
+        endpoint,
+        body,
+        field,
+        query,
+        history,
+        created,
+    } = *call;
     let provider = route.provider;
     if provider.missing_key() {
         return Err(GatewayError::missing_provider_key(&provider));
@@ -160,7 +205,7 @@ pub fn prepare(
         client,
         body,
         &DecodeOptions {
-            client_model: &field.name,
+            client_model: requested,
             upstream_model: &route.model,
             default_max_tokens: config.models.default_max_tokens,
             created,
@@ -171,7 +216,7 @@ pub fn prepare(
     .map_err(GatewayError::from)?;
     let model = route.model.clone();
     let (upstream_body, decoder) = encode_request(provider.format, hub.body, || {
-        chat_options(config, &provider, &field.name, route.model)
+        chat_options(config, &provider, requested, route.model)
     })
     .map_err(GatewayError::from)?;
     let path = match provider.format {

@@ -81,6 +81,28 @@ pub fn route_model(requested: &str, config: &Config) -> Result<ModelRoute, Gatew
     Err(unsupported(requested, family, config))
 }
 
+/// Every instance that may serve `requested`, the one [`route_model`] picks first: a
+/// bare model name that several instances list (`models:`) is served by all of them,
+/// which share its traffic by weight; any other name has one route.
+pub fn route_pool(requested: &str, config: &Config) -> Result<Vec<ModelRoute>, GatewayError> {
+    let first = route_model(requested, config)?;
+    let listed = explicit(requested, config)?.is_none()
+        && !config.models.aliases.contains_key(requested)
+        && first.provider.models.iter().any(|m| m == requested);
+    if !listed {
+        return Ok(vec![first]);
+    }
+    Ok(config
+        .providers
+        .configured()
+        .filter(|p| p.models.iter().any(|m| m == requested))
+        .map(|p| ModelRoute {
+            provider: Arc::clone(p),
+            model: requested.to_string(),
+        })
+        .collect())
+}
+
 /// Every model id the configuration names: `provider/model` for each entry of a
 /// provider's `models:` list, and each alias by its own name. Sorted, no duplicates.
 pub fn configured_model_ids(config: &Config) -> Vec<String> {
@@ -209,6 +231,26 @@ providers:
         assert_eq!(e.kind.openai_type(), "invalid_request_error");
         assert_eq!(e.param.as_deref(), Some("model"));
         e
+    }
+
+    #[test]
+    fn a_model_several_instances_list_is_served_by_all_of_them() {
+        let c = config("  groq-2: {type: groq, api_key: k, models: [llama-3.1-8b]}\n");
+        let names = |requested: &str| -> Vec<String> {
+            route_pool(requested, &c)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.provider.name.clone())
+                .collect()
+        };
+        assert_eq!(names("llama-3.1-8b"), ["groq", "groq-2"]);
+        assert_eq!(
+            names("groq-2/llama-3.1-8b"),
+            ["groq-2"],
+            "named, not pooled"
+        );
+        assert_eq!(names("meta-llama/Llama-3"), ["groq"]);
+        assert_eq!(names("gpt-4o"), ["openai"]);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct UpstreamCredential {
     pub key: Option<Secret>,
     /// For a caller's own key: [`passthru_label`] of it, the only way logs name it.
     pub passthru_label: Option<String>,
+    /// Which of the provider's static keys it is, when the gateway holds several.
+    pub key_index: Option<usize>,
 }
 
 /// Decides the upstream key of a request to `provider` with client `headers`.
@@ -39,18 +41,34 @@ pub fn upstream_credential(
     headers: &HeaderMap,
     auth: &GatewayAuth,
 ) -> Result<UpstreamCredential, GatewayError> {
+    upstream_credential_avoiding(provider, headers, auth, |_| false)
+}
+
+/// [`upstream_credential`], passing over the static keys for which `cooling` is true
+/// (keys refused or out of quota a moment ago) while another remains.
+pub fn upstream_credential_avoiding(
+    provider: &Provider,
+    headers: &HeaderMap,
+    auth: &GatewayAuth,
+    cooling: impl Fn(usize) -> bool,
+) -> Result<UpstreamCredential, GatewayError> {
     match &provider.credential {
         ProviderCredential::None => Ok(UpstreamCredential::default()),
-        ProviderCredential::Static(ring) => Ok(UpstreamCredential {
-            key: Some(ring.next().clone()),
-            passthru_label: None,
-        }),
+        ProviderCredential::Static(ring) => {
+            let (index, key) = ring.next_avoiding(cooling);
+            Ok(UpstreamCredential {
+                key: Some(key.clone()),
+                passthru_label: None,
+                key_index: (ring.len() > 1).then_some(index),
+            })
+        }
         ProviderCredential::Passthru => {
             let key = client_provider_key(headers, auth)
                 .ok_or_else(|| missing_client_key(&provider.name, !auth.is_open()))?;
             Ok(UpstreamCredential {
                 passthru_label: Some(passthru_label(key)),
                 key: Some(Secret::new(key)),
+                key_index: None,
             })
         }
     }

@@ -63,14 +63,12 @@ async fn send_with(
 pub async fn send_header_and_body(
     session: &mut Session,
     header: ResponseHeader,
-    body: Vec<u8>,
+    body: Bytes,
 ) -> Result<()> {
     session
         .write_response_header(Box::new(header), false)
         .await?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await?;
+    session.write_response_body(Some(body), true).await?;
     session.downstream_session.finish_body().await
 }
 

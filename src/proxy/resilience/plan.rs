@@ -100,6 +100,21 @@ impl AttemptPlan {
         &self.candidates[self.at.min(self.candidates.len().saturating_sub(1))]
     }
 
+    /// Where in the list of candidates the plan stands (changes when it moves on).
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
+    /// Whether a failure could ever lead to another attempt: more than one candidate,
+    /// retries configured for the first, or several keys to turn to. A plan that
+    /// cannot is not worth carrying.
+    pub fn can_retry(&self, config: &Config) -> bool {
+        let provider = &self.current().route.provider;
+        self.candidates.len() > 1
+            || config.retry_for(provider).attempts > 0
+            || provider.credential.static_key_count() > 1
+    }
+
     /// Whether the current candidate is a fallback.
     pub fn on_fallback(&self) -> bool {
         self.at >= self.pool

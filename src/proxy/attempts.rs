@@ -1,0 +1,242 @@
+//! Carrying out a request's [`AttemptPlan`]: building it from the routed model and
+//! its fallbacks, preparing the body for whichever candidate comes next, and turning a
+//! failed attempt into the decision the proxy hooks act on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use pingora_core::Error;
+
+use super::model_request::{self, ModelCall, ModelEndpoint, ModelField, PreparedRequest};
+use super::model_route::{route_model, route_pool, ModelRoute};
+use super::provider_key::{upstream_credential_avoiding, UpstreamCredential};
+use super::resilience::{
+    AttemptFailure, AttemptPlan, Candidate, HealthBook, HealthKey, NextAttempt, Transition,
+};
+use super::{GatewayError, RequestContext};
+use crate::config::Config;
+use crate::metrics::UpstreamErrorKind;
+use crate::providers::Provider;
+
+/// The header with which a client turns fallbacks off for one request.
+pub const FALLBACKS_HEADER: &str = "x-aurora-fallbacks";
+/// Response header: the instance that answered.
+pub const PROVIDER_HEADER: &str = "x-aurora-provider";
+/// Response header: the model it was asked for.
+pub const MODEL_HEADER: &str = "x-aurora-model";
+/// Response header: how many attempts the answer took.
+pub const ATTEMPTS_HEADER: &str = "x-aurora-attempts";
+
+/// A client's `/v1` call, kept so that a retry on another model can prepare it again.
+#[derive(Debug)]
+pub struct HeldCall {
+    /// The endpoint called.
+    pub endpoint: ModelEndpoint,
+    /// The client's body as read.
+    pub body: Bytes,
+    /// Where its `model` sits.
+    pub field: ModelField,
+    /// The client's query string.
+    pub query: Option<String>,
+    /// The stored conversation a translated Responses request continues.
+    pub history: Option<Vec<u8>>,
+    /// The Unix time a translated response reports.
+    pub created: u64,
+}
+
+impl HeldCall {
+    /// The call as [`model_request::prepare_for`] reads it.
+    pub fn view(&self) -> ModelCall<'_> {
+        ModelCall {
+            endpoint: self.endpoint,
+            body: &self.body,
+            field: &self.field,
+            query: self.query.as_deref(),
+            history: self.history.as_deref(),
+            created: self.created,
+        }
+    }
+}
+
+/// The plan of a `/v1` call for `requested`: every instance serving it, then its
+/// fallbacks unless the client sent `X-Aurora-Fallbacks: none` or the endpoint keeps
+/// state with the provider (the Responses API).
+pub fn plan_for_model(
+    requested: &str,
+    endpoint: ModelEndpoint,
+    headers: &HeaderMap,
+    config: &Config,
+    book: &HealthBook,
+) -> Result<AttemptPlan, GatewayError> {
+    let pool = route_pool(requested, config)?
+        .into_iter()
+        .map(|route| Candidate {
+            route,
+            requested: requested.to_string(),
+            fallback: false,
+        })
+        .collect();
+    let refused = headers
+        .get(FALLBACKS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    let fallbacks = if refused || endpoint == ModelEndpoint::Responses {
+        Vec::new()
+    } else {
+        config
+            .models
+            .fallbacks
+            .after(requested)
+            .iter()
+            // Checked at load time; an entry that no longer routes is passed over.
+            .filter_map(|target| {
+                route_model(target, config).ok().map(|route| Candidate {
+                    route,
+                    requested: target.clone(),
+                    fallback: true,
+                })
+            })
+            .collect()
+    };
+    Ok(AttemptPlan::new(pool, fallbacks, book, Instant::now()))
+}
+
+/// The plan of a passthrough request: its one provider, retried only where the
+/// provider never saw the request.
+pub fn plan_for_provider(provider: &Arc<Provider>, book: &HealthBook) -> AttemptPlan {
+    let candidate = Candidate {
+        route: ModelRoute {
+            provider: Arc::clone(provider),
+            model: String::new(),
+        },
+        requested: String::new(),
+        fallback: false,
+    };
+    AttemptPlan::new(vec![candidate], Vec::new(), book, Instant::now())
+}
+
+/// The request for the plan's current candidate.
+pub fn prepare_current(
+    plan: &AttemptPlan,
+    call: &HeldCall,
+    config: &Config,
+) -> Result<PreparedRequest, GatewayError> {
+    let candidate = plan.current();
+    model_request::prepare_for(
+        &call.view(),
+        &candidate.requested,
+        candidate.route.clone(),
+        config,
+    )
+}
+
+/// The credential for `provider`, passing over keys cooling down.
+pub fn credential(
+    provider: &Provider,
+    headers: &HeaderMap,
+    config: &Config,
+    book: &HealthBook,
+) -> Result<UpstreamCredential, GatewayError> {
+    let now = Instant::now();
+    upstream_credential_avoiding(provider, headers, &config.auth, |i| {
+        book.is_cooling(&HealthKey::key(&provider.name, i), now)
+    })
+}
+
+/// How a failed exchange counts for the plan.
+pub fn failure_of(e: &Error) -> AttemptFailure {
+    match UpstreamErrorKind::of(e) {
+        Some(UpstreamErrorKind::Connect) => AttemptFailure::Connect,
+        // Dropped or silent before an answer came: the provider may do better next time.
+        Some(UpstreamErrorKind::Timeout | UpstreamErrorKind::Reset) => AttemptFailure::Timeout,
+        _ => AttemptFailure::Other,
+    }
+}
+
+/// The current attempt failed with `failure`: `Some(wait)` when the plan tries again
+/// (its current candidate is then the next one), `None` when the failure stands.
+pub fn after_failure(
+    ctx: &mut RequestContext,
+    failure: AttemptFailure,
+    book: &HealthBook,
+) -> Option<Duration> {
+    let key = ctx.upstream.as_ref().and_then(|u| u.credential.key_index);
+    let config = ctx.config.clone()?;
+    let plan = ctx.plan.as_mut()?;
+    let (next, change) = plan.failed(failure, key, &config, book, Instant::now());
+    if let Some((provider, transition)) = change {
+        availability_changed(&provider, transition);
+    }
+    match next {
+        NextAttempt::Retry { wait } => Some(wait),
+        NextAttempt::GiveUp => None,
+    }
+}
+
+/// The current attempt got the answer the client takes, with `status`.
+pub fn after_answer(ctx: &mut RequestContext, status: u16, book: &HealthBook) {
+    let key = ctx.upstream.as_ref().and_then(|u| u.credential.key_index);
+    if let Some(plan) = ctx.plan.as_mut() {
+        for (provider, transition) in plan.answered(status, key, book, Instant::now()) {
+            availability_changed(&provider, transition);
+        }
+    }
+}
+
+fn availability_changed(provider: &str, transition: Transition) {
+    let available = match transition {
+        Transition::CooledDown => {
+            log::warn!("provider `{provider}` keeps failing: skipped while it cools down");
+            false
+        }
+        Transition::Recovered => {
+            log::info!("provider `{provider}` answers again");
+            true
+        }
+        Transition::None => return,
+    };
+    if let Some(m) = crate::metrics::metrics() {
+        m.upstream_available(provider, available);
+    }
+}
+
+/// `X-Aurora-Attempts`, and the access log's list of attempts
+/// (`provider/model:outcome:ms`, comma-separated) when there was more than one.
+pub fn attempts_summary(plan: &AttemptPlan) -> (usize, Option<String>) {
+    let records = plan.records();
+    let count = records.len().max(1);
+    if records.len() < 2 {
+        return (count, None);
+    }
+    let list = records
+        .iter()
+        .map(|r| {
+            let who = if r.model.is_empty() {
+                r.provider.clone()
+            } else {
+                format!("{}/{}", r.provider, r.model)
+            };
+            format!("{who}:{}:{}ms", r.outcome, r.took.as_millis())
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    (count, Some(list))
+}
+
+/// Says who answered: `X-Aurora-Provider`, `X-Aurora-Model` (when the request named
+/// one) and `X-Aurora-Attempts`.
+pub fn describe_answer(
+    header: &mut pingora_http::ResponseHeader,
+    ctx: &RequestContext,
+) -> pingora_core::Result<()> {
+    if let Some(provider) = ctx.provider_name() {
+        header.insert_header(PROVIDER_HEADER, provider)?;
+    }
+    if let Some(model) = ctx.obs.request_model() {
+        header.insert_header(MODEL_HEADER, model)?;
+    }
+    let attempts = ctx.plan.as_ref().map_or(1, |plan| attempts_summary(plan).0);
+    header.insert_header(ATTEMPTS_HEADER, attempts)
+}
