@@ -28,8 +28,14 @@ pub(super) fn write_str_array<S: AsRef<str>>(out: &mut Vec<u8>, strings: &[S]) {
 /// string can be written in pieces (joined texts, data URLs).
 pub(super) fn write_str_fragment(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    out.reserve(bytes.len());
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    loop {
+        let i = start + plain_prefix_len(&bytes[start..]);
+        out.extend_from_slice(&bytes[start..i]);
+        let Some(&b) = bytes.get(i) else {
+            return;
+        };
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -38,21 +44,49 @@ pub(super) fn write_str_fragment(out: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0C => b"\\f",
-            0..=0x1F => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xF)]);
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
+            _ => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xF)],
+            ],
         };
-        out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(escape);
         start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+}
+
+/// How many leading bytes of `bytes` a JSON string holds as they are: up to
+/// the first control character, quote or backslash. Text is mostly plain, so
+/// eight bytes are tested at a time.
+fn plain_prefix_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let mut words = bytes.chunks_exact(8);
+    let mut skipped = 0;
+    for word in words.by_ref() {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        // A byte's high bit is set in each mask when the byte is below 0x20,
+        // a quote or a backslash; a byte with its own high bit set is none.
+        let control = w.wrapping_sub(ONES * 0x20);
+        let quote = (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
+        let backslash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+        let found = (control | quote | backslash) & !w & HIGH;
+        if found != 0 {
+            return skipped + (found.trailing_zeros() / 8) as usize;
+        }
+        skipped += 8;
+    }
+    skipped
+        + words
+            .remainder()
+            .iter()
+            .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+            .unwrap_or(words.remainder().len())
 }
 
 const HEX: [u8; 16] = *b"0123456789abcdef";
@@ -68,9 +102,21 @@ pub(super) fn write_number(out: &mut Vec<u8>, n: &Number) {
     out.extend_from_slice(n.to_string().as_bytes());
 }
 
-/// Appends an unsigned integer.
-pub(super) fn write_u64(out: &mut Vec<u8>, n: u64) {
-    write_number(out, &Number::from(n));
+/// Appends an unsigned integer in decimal. Written digit by digit rather
+/// than through `Number`, whose `to_string` allocates: streams write one or
+/// more per event.
+pub(super) fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Appends a float the way `serde_json` serializes it (`null` for the
@@ -148,6 +194,24 @@ mod tests {
     }
 
     #[test]
+    fn escapes_are_found_at_every_position_of_long_text() {
+        for special in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+            for at in 0..24 {
+                let mut chars: Vec<char> = "é plain ascii text 😊 and more".chars().collect();
+                chars.insert(at, special);
+                let s: String = chars
+                    .into_iter()
+                    .chain("\u{7f}\u{80}tail".chars())
+                    .collect();
+                assert_eq!(
+                    as_string(|o| write_str(o, &s)),
+                    serde_json::to_string(&s).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn numbers_are_written_like_serde_json() {
         for f in [0.0, 1.0, 0.1, 1.7, -2.5e-8, 1e300, 123456789.125] {
             assert_eq!(
@@ -155,7 +219,9 @@ mod tests {
                 serde_json::to_string(&f).unwrap()
             );
         }
-        assert_eq!(as_string(|o| write_u64(o, u64::MAX)), u64::MAX.to_string());
+        for n in [0, 7, 10, 99, 100, 1_234_567, u64::MAX] {
+            assert_eq!(as_string(|o| write_u64(o, n)), n.to_string());
+        }
         assert_eq!(as_string(|o| write_f64(o, f64::NAN)), "null");
     }
 
