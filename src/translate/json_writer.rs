@@ -89,6 +89,68 @@ fn plain_prefix_len(bytes: &[u8]) -> usize {
             .unwrap_or(words.remainder().len())
 }
 
+/// Text collected piece by piece and kept escaped as the contents of a JSON
+/// string, so text written several times (a stream's deltas, then its
+/// `.done` events and the final answer) is escaped only once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct JsonText {
+    escaped: Vec<u8>,
+}
+
+impl JsonText {
+    /// Appends `piece` to the text.
+    pub(super) fn push(&mut self, piece: &str) {
+        write_str_fragment(&mut self.escaped, piece);
+    }
+
+    /// Appends `piece` to `out` as a JSON string literal and to the text,
+    /// escaping it once for both.
+    pub(super) fn push_and_write(&mut self, piece: &str, out: &mut Vec<u8>) {
+        out.push(b'"');
+        let start = out.len();
+        write_str_fragment(out, piece);
+        self.escaped.extend_from_slice(&out[start..]);
+        out.push(b'"');
+    }
+
+    /// Whether no text was added.
+    pub(super) fn is_empty(&self) -> bool {
+        self.escaped.is_empty()
+    }
+}
+
+/// Text written as a JSON string literal: plain text, escaped as it is
+/// written, or a [`JsonText`] escaped already.
+pub(super) trait JsonString {
+    /// Appends the text as a JSON string literal, quotes included.
+    fn write_json(&self, out: &mut Vec<u8>);
+    /// Whether the text is empty.
+    fn is_empty_text(&self) -> bool;
+}
+
+impl JsonString for str {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_str(out, self);
+    }
+
+    fn is_empty_text(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl JsonString for JsonText {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.reserve(self.escaped.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(&self.escaped);
+        out.push(b'"');
+    }
+
+    fn is_empty_text(&self) -> bool {
+        self.is_empty()
+    }
+}
+
 const HEX: [u8; 16] = *b"0123456789abcdef";
 
 /// Appends `"key":`.
@@ -209,6 +271,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn collected_text_is_written_like_the_joined_string() {
+        let pieces = ["a \"quoted\"", "", "\n\u{0}é", "\\ 😊"];
+        let mut text = JsonText::default();
+        let mut out = Vec::new();
+        for (k, piece) in pieces.iter().enumerate() {
+            if k % 2 == 0 {
+                text.push(piece);
+            } else {
+                text.push_and_write(piece, &mut out);
+            }
+        }
+        let joined = pieces.concat();
+        assert_eq!(
+            as_string(|o| text.write_json(o)),
+            serde_json::to_string(&joined).unwrap()
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(pieces[1]).unwrap() + &serde_json::to_string(pieces[3]).unwrap()
+        );
+        assert!(JsonText::default().is_empty() && !text.is_empty());
     }
 
     #[test]
