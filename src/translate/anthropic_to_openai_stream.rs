@@ -6,6 +6,7 @@
 //! an upstream `error` event, a malformed event, or an upstream end without
 //! `message_stop`), never both.
 
+use super::anthropic_text_delta::{plain_text_delta, PlainTextDelta};
 use super::anthropic_to_openai_error::{openai_error_type_for_anthropic_type, OpenAiErrorBody};
 use super::anthropic_to_openai_response::{
     openai_completion_id, openai_finish_reason, AnthropicUsageIn, ContentBlock, OpenAiUsageOut,
@@ -183,6 +184,27 @@ struct Delta<'a> {
     thinking: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     partial_json: Option<Cow<'a, str>>,
+}
+
+impl<'a> BlockDelta<'a> {
+    /// The delta of a text or thinking event read without serde.
+    fn plain(d: PlainTextDelta<'a>) -> Self {
+        let text = Some(Cow::Borrowed(d.text));
+        let (kind, text, thinking) = if d.thinking {
+            ("thinking_delta", None, text)
+        } else {
+            ("text_delta", text, None)
+        };
+        Self {
+            index: d.index,
+            delta: Delta {
+                kind: Cow::Borrowed(kind),
+                text,
+                thinking,
+                partial_json: None,
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -446,7 +468,10 @@ impl State {
     }
 
     fn on_block_delta(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let ev: BlockDelta = serde_json::from_str(data)?;
+        let ev = match plain_text_delta(data) {
+            Some(d) => BlockDelta::plain(d),
+            None => serde_json::from_str(data)?,
+        };
         let d = ev.delta;
         match d.kind.as_ref() {
             "text_delta" => {

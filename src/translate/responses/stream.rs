@@ -33,6 +33,7 @@ use super::response::{
     write_reasoning_item, write_summary_part, Arguments, Block, ResponseHead, Status, Usage,
 };
 use super::{ReasoningState, ResponsesOptions};
+use crate::translate::anthropic_text_delta::{plain_text_delta, PlainTextDelta};
 use crate::translate::anthropic_to_openai_error::openai_error_type_for_anthropic_type;
 use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
 use crate::translate::json_writer::{write_compact, write_str, write_u64, JsonString, JsonText};
@@ -264,6 +265,28 @@ struct Delta<'a> {
 #[derive(Deserialize)]
 struct BlockStop {
     index: u64,
+}
+
+impl<'a> BlockDelta<'a> {
+    /// The delta of a text or thinking event read without serde.
+    fn plain(d: PlainTextDelta<'a>) -> Self {
+        let text = Some(Cow::Borrowed(d.text));
+        let (kind, text, thinking) = if d.thinking {
+            ("thinking_delta", None, text)
+        } else {
+            ("text_delta", text, None)
+        };
+        Self {
+            index: d.index,
+            delta: Delta {
+                kind: Cow::Borrowed(kind),
+                text,
+                thinking,
+                signature: None,
+                partial_json: None,
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -527,7 +550,10 @@ impl State {
     }
 
     fn on_block_delta(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let ev: BlockDelta = serde_json::from_str(data)?;
+        let ev = match plain_text_delta(data) {
+            Some(d) => BlockDelta::plain(d),
+            None => serde_json::from_str(data)?,
+        };
         let Some((index, kind)) = self.block else {
             return Ok(());
         };
