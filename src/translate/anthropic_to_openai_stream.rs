@@ -6,10 +6,12 @@
 //! an upstream `error` event, a malformed event, or an upstream end without
 //! `message_stop`), never both.
 
+use super::anthropic_text_delta::{plain_text_delta, PlainTextDelta};
 use super::anthropic_to_openai_error::{openai_error_type_for_anthropic_type, OpenAiErrorBody};
 use super::anthropic_to_openai_response::{
     openai_completion_id, openai_finish_reason, AnthropicUsageIn, ContentBlock, OpenAiUsageOut,
 };
+use super::json_writer::{write_str, write_u64};
 use super::sse::{write_json_event, SseError, SseEventRef};
 use super::sse_translator::{unreadable_message, EventTranslation, Phase, SseTranslator};
 use serde::{Deserialize, Serialize};
@@ -184,6 +186,27 @@ struct Delta<'a> {
     partial_json: Option<Cow<'a, str>>,
 }
 
+impl<'a> BlockDelta<'a> {
+    /// The delta of a text or thinking event read without serde.
+    fn plain(d: PlainTextDelta<'a>) -> Self {
+        let text = Some(Cow::Borrowed(d.text));
+        let (kind, text, thinking) = if d.thinking {
+            ("thinking_delta", None, text)
+        } else {
+            ("text_delta", text, None)
+        };
+        Self {
+            index: d.index,
+            delta: Delta {
+                kind: Cow::Borrowed(kind),
+                text,
+                thinking,
+                partial_json: None,
+            },
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct MessageDelta<'a> {
     #[serde(borrow)]
@@ -212,15 +235,6 @@ struct ErrorDetail<'a> {
     message: Option<Cow<'a, str>>,
 }
 
-/// The fields every chunk starts with.
-#[derive(Serialize)]
-struct ChunkHead<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-}
-
 /// The final usage chunk, which has no choices.
 #[derive(Serialize)]
 struct UsageChunk<'a> {
@@ -232,33 +246,98 @@ struct UsageChunk<'a> {
     usage: OpenAiUsageOut,
 }
 
-#[derive(Serialize, Default)]
+/// A chunk's `delta`; absent members are left out. Written by hand, as
+/// every chunk of a stream has one.
+#[derive(Default)]
 struct DeltaOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallDelta<'a>; 1]>,
 }
 
-#[derive(Serialize)]
 struct ToolCallDelta<'a> {
     index: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
     function: FunctionDelta<'a>,
 }
 
-#[derive(Serialize)]
 struct FunctionDelta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     arguments: &'a str,
+}
+
+impl DeltaOut<'_> {
+    /// Appends the delta as a JSON object, members in declaration order.
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut members = Members::open(out);
+        if let Some(role) = self.role {
+            write_str(members.next("role"), role);
+        }
+        if let Some(content) = self.content {
+            write_str(members.next("content"), content);
+        }
+        if let Some(reasoning) = self.reasoning_content {
+            write_str(members.next("reasoning_content"), reasoning);
+        }
+        if let Some([call]) = &self.tool_calls {
+            let out = members.next("tool_calls");
+            out.push(b'[');
+            call.write(out);
+            out.push(b']');
+        }
+        members.close();
+    }
+}
+
+impl ToolCallDelta<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut members = Members::open(out);
+        write_u64(members.next("index"), u64::from(self.index));
+        if let Some(id) = self.id {
+            write_str(members.next("id"), id);
+        }
+        if let Some(kind) = self.kind {
+            write_str(members.next("type"), kind);
+        }
+        let out = members.next("function");
+        let mut function = Members::open(out);
+        if let Some(name) = self.function.name {
+            write_str(function.next("name"), name);
+        }
+        write_str(function.next("arguments"), self.function.arguments);
+        function.close();
+        members.close();
+    }
+}
+
+/// A JSON object being written member by member, commas between them.
+struct Members<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Members<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    /// Writes the next member's key; the caller writes its value.
+    fn next(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        write_str(self.out, key);
+        self.out.push(b':');
+        self.out
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
 }
 
 impl State {
@@ -312,25 +391,21 @@ impl State {
         self.prefix.clear();
     }
 
-    /// Builds the per-stream chunk prefix.
-    fn ensure_prefix(&mut self) -> serde_json::Result<()> {
+    /// Builds the per-stream chunk prefix: the members every chunk starts
+    /// with, then the choice up to its delta.
+    fn ensure_prefix(&mut self) {
         if !self.prefix.is_empty() {
-            return Ok(());
+            return;
         }
         self.ensure_id();
-        let head = ChunkHead {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.opts.created,
-            model: &self.opts.model,
-        };
-        self.prefix.extend_from_slice(b"data: ");
-        serde_json::to_writer(&mut self.prefix, &head)?;
-        // Reopen the object to append the choices.
-        self.prefix.pop();
-        self.prefix
-            .extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
-        Ok(())
+        let prefix = &mut self.prefix;
+        prefix.extend_from_slice(b"data: {\"id\":");
+        write_str(prefix, &self.id);
+        prefix.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        write_u64(prefix, self.opts.created);
+        prefix.extend_from_slice(b",\"model\":");
+        write_str(prefix, &self.opts.model);
+        prefix.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
     }
 
     fn on_message_start(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
@@ -393,7 +468,10 @@ impl State {
     }
 
     fn on_block_delta(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let ev: BlockDelta = serde_json::from_str(data)?;
+        let ev = match plain_text_delta(data) {
+            Some(d) => BlockDelta::plain(d),
+            None => serde_json::from_str(data)?,
+        };
         let d = ev.delta;
         match d.kind.as_ref() {
             "text_delta" => {
@@ -533,15 +611,9 @@ impl State {
             delta.role = Some("assistant");
             self.role_sent = true;
         }
-        let start = out.len();
-        let written = self.ensure_prefix().and_then(|()| {
-            out.extend_from_slice(&self.prefix);
-            serde_json::to_writer(&mut *out, &delta)
-        });
-        if written.is_err() {
-            out.truncate(start);
-            return self.fail(out, "provider_error", MALFORMED);
-        }
+        self.ensure_prefix();
+        out.extend_from_slice(&self.prefix);
+        delta.write(out);
         out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
         match finish {
             Some(reason) => {

@@ -28,8 +28,14 @@ pub(super) fn write_str_array<S: AsRef<str>>(out: &mut Vec<u8>, strings: &[S]) {
 /// string can be written in pieces (joined texts, data URLs).
 pub(super) fn write_str_fragment(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    out.reserve(bytes.len());
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    loop {
+        let i = start + plain_prefix_len(&bytes[start..]);
+        out.extend_from_slice(&bytes[start..i]);
+        let Some(&b) = bytes.get(i) else {
+            return;
+        };
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -38,21 +44,111 @@ pub(super) fn write_str_fragment(out: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0C => b"\\f",
-            0..=0x1F => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xF)]);
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
+            _ => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xF)],
+            ],
         };
-        out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(escape);
         start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+}
+
+/// How many leading bytes of `bytes` a JSON string holds as they are: up to
+/// the first control character, quote or backslash. Text is mostly plain, so
+/// eight bytes are tested at a time.
+fn plain_prefix_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let mut words = bytes.chunks_exact(8);
+    let mut skipped = 0;
+    for word in words.by_ref() {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        // A byte's high bit is set in each mask when the byte is below 0x20,
+        // a quote or a backslash; a byte with its own high bit set is none.
+        let control = w.wrapping_sub(ONES * 0x20);
+        let quote = (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
+        let backslash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+        let found = (control | quote | backslash) & !w & HIGH;
+        if found != 0 {
+            return skipped + (found.trailing_zeros() / 8) as usize;
+        }
+        skipped += 8;
+    }
+    skipped
+        + words
+            .remainder()
+            .iter()
+            .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+            .unwrap_or(words.remainder().len())
+}
+
+/// Text collected piece by piece and kept escaped as the contents of a JSON
+/// string, so text written several times (a stream's deltas, then its
+/// `.done` events and the final answer) is escaped only once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct JsonText {
+    escaped: Vec<u8>,
+}
+
+impl JsonText {
+    /// Appends `piece` to the text.
+    pub(super) fn push(&mut self, piece: &str) {
+        write_str_fragment(&mut self.escaped, piece);
+    }
+
+    /// Appends `piece` to `out` as a JSON string literal and to the text,
+    /// escaping it once for both.
+    pub(super) fn push_and_write(&mut self, piece: &str, out: &mut Vec<u8>) {
+        out.push(b'"');
+        let start = out.len();
+        write_str_fragment(out, piece);
+        self.escaped.extend_from_slice(&out[start..]);
+        out.push(b'"');
+    }
+
+    /// Whether no text was added.
+    pub(super) fn is_empty(&self) -> bool {
+        self.escaped.is_empty()
+    }
+}
+
+/// Text written as a JSON string literal: plain text, escaped as it is
+/// written, or a [`JsonText`] escaped already.
+pub(super) trait JsonString {
+    /// Appends the text as a JSON string literal, quotes included.
+    fn write_json(&self, out: &mut Vec<u8>);
+    /// Whether the text is empty.
+    fn is_empty_text(&self) -> bool;
+}
+
+impl JsonString for str {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_str(out, self);
+    }
+
+    fn is_empty_text(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl JsonString for JsonText {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.reserve(self.escaped.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(&self.escaped);
+        out.push(b'"');
+    }
+
+    fn is_empty_text(&self) -> bool {
+        self.is_empty()
+    }
 }
 
 const HEX: [u8; 16] = *b"0123456789abcdef";
@@ -68,9 +164,21 @@ pub(super) fn write_number(out: &mut Vec<u8>, n: &Number) {
     out.extend_from_slice(n.to_string().as_bytes());
 }
 
-/// Appends an unsigned integer.
-pub(super) fn write_u64(out: &mut Vec<u8>, n: u64) {
-    write_number(out, &Number::from(n));
+/// Appends an unsigned integer in decimal. Written digit by digit rather
+/// than through `Number`, whose `to_string` allocates: streams write one or
+/// more per event.
+pub(super) fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Appends a float the way `serde_json` serializes it (`null` for the
@@ -148,6 +256,48 @@ mod tests {
     }
 
     #[test]
+    fn escapes_are_found_at_every_position_of_long_text() {
+        for special in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+            for at in 0..24 {
+                let mut chars: Vec<char> = "é plain ascii text 😊 and more".chars().collect();
+                chars.insert(at, special);
+                let s: String = chars
+                    .into_iter()
+                    .chain("\u{7f}\u{80}tail".chars())
+                    .collect();
+                assert_eq!(
+                    as_string(|o| write_str(o, &s)),
+                    serde_json::to_string(&s).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn collected_text_is_written_like_the_joined_string() {
+        let pieces = ["a \"quoted\"", "", "\n\u{0}é", "\\ 😊"];
+        let mut text = JsonText::default();
+        let mut out = Vec::new();
+        for (k, piece) in pieces.iter().enumerate() {
+            if k % 2 == 0 {
+                text.push(piece);
+            } else {
+                text.push_and_write(piece, &mut out);
+            }
+        }
+        let joined = pieces.concat();
+        assert_eq!(
+            as_string(|o| text.write_json(o)),
+            serde_json::to_string(&joined).unwrap()
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(pieces[1]).unwrap() + &serde_json::to_string(pieces[3]).unwrap()
+        );
+        assert!(JsonText::default().is_empty() && !text.is_empty());
+    }
+
+    #[test]
     fn numbers_are_written_like_serde_json() {
         for f in [0.0, 1.0, 0.1, 1.7, -2.5e-8, 1e300, 123456789.125] {
             assert_eq!(
@@ -155,7 +305,9 @@ mod tests {
                 serde_json::to_string(&f).unwrap()
             );
         }
-        assert_eq!(as_string(|o| write_u64(o, u64::MAX)), u64::MAX.to_string());
+        for n in [0, 7, 10, 99, 100, 1_234_567, u64::MAX] {
+            assert_eq!(as_string(|o| write_u64(o, n)), n.to_string());
+        }
         assert_eq!(as_string(|o| write_f64(o, f64::NAN)), "null");
     }
 

@@ -36,6 +36,7 @@ macro_rules! fixture {
     };
 }
 
+mod anthropic_text_delta;
 pub mod anthropic_to_openai_error;
 pub mod anthropic_to_openai_request;
 pub mod anthropic_to_openai_response;

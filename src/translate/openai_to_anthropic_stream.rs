@@ -13,6 +13,7 @@
 //! Usage is only known at the end, so `message_start` reports zeros and
 //! `message_delta` carries the real input and output counts.
 
+use super::json_writer::{write_str, write_u64};
 use super::openai_to_anthropic_error::OpenAiErrorOrString;
 use super::openai_to_anthropic_response::{
     anthropic_message_id, anthropic_stop_reason, generated_tool_use_id, AnthropicUsageOut,
@@ -136,7 +137,7 @@ struct Chunk<'a> {
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
+    choices: Option<FirstChoice<'a>>,
     #[serde(default)]
     usage: Option<OpenAiUsageIn>,
     #[serde(borrow, default)]
@@ -183,6 +184,33 @@ struct FunctionDelta<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     arguments: Option<Cow<'a, str>>,
+}
+
+/// The first choice of a chunk's `choices` with index 0 (or none). Every
+/// choice is still read, so a malformed one fails the chunk, but only this
+/// one is kept: no list is built for each chunk.
+struct FirstChoice<'a>(Option<Choice<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut first = None;
+                while let Some(choice) = seq.next_element::<Choice<'a>>()? {
+                    if first.is_none() && choice.index.unwrap_or(0) == 0 {
+                        first = Some(choice);
+                    }
+                }
+                Ok(FirstChoice(first))
+            }
+        }
+        d.deserialize_seq(V(PhantomData))
+    }
 }
 
 /// A text field that some providers fill with another JSON type (e.g.
@@ -254,10 +282,6 @@ enum Event<'a> {
         index: u32,
         content_block: StartBlock<'a>,
     },
-    ContentBlockDelta {
-        index: u32,
-        delta: BlockDelta<'a>,
-    },
     ContentBlockStop {
         index: u32,
     },
@@ -276,7 +300,6 @@ impl Event<'_> {
         match self {
             Self::MessageStart { .. } => "message_start",
             Self::ContentBlockStart { .. } => "content_block_start",
-            Self::ContentBlockDelta { .. } => "content_block_delta",
             Self::ContentBlockStop { .. } => "content_block_stop",
             Self::MessageDelta { .. } => "message_delta",
             Self::MessageStop => "message_stop",
@@ -319,14 +342,10 @@ enum StartBlock<'a> {
     },
 }
 
-#[derive(Serialize)]
-#[serde(tag = "type")]
+/// A `content_block_delta` event's delta, written by [`State::write_delta`].
 enum BlockDelta<'a> {
-    #[serde(rename = "text_delta")]
     Text { text: &'a str },
-    #[serde(rename = "thinking_delta")]
     Thinking { thinking: &'a str },
-    #[serde(rename = "input_json_delta")]
     InputJson { partial_json: &'a str },
 }
 
@@ -366,11 +385,7 @@ impl State {
         if let Some(u) = chunk.usage {
             self.usage = u;
         }
-        let Some(choice) = chunk
-            .choices
-            .as_ref()
-            .and_then(|c| c.iter().find(|c| c.index.unwrap_or(0) == 0))
-        else {
+        let Some(choice) = chunk.choices.as_ref().and_then(|c| c.0.as_ref()) else {
             return;
         };
         if let Some(delta) = &choice.delta {
@@ -442,11 +457,7 @@ impl State {
             BlockKind::Thinking => BlockDelta::Thinking { thinking: text },
             _ => BlockDelta::Text { text },
         };
-        Self::write(
-            &mut self.phase,
-            out,
-            &Event::ContentBlockDelta { index, delta },
-        );
+        Self::write_delta(self.phase, out, index, &delta);
     }
 
     fn tool_call(&mut self, out: &mut Vec<u8>, call: &ToolCallDelta<'_>) {
@@ -508,14 +519,7 @@ impl State {
             .unwrap_or("");
         if !args.is_empty() {
             let delta = BlockDelta::InputJson { partial_json: args };
-            Self::write(
-                &mut self.phase,
-                out,
-                &Event::ContentBlockDelta {
-                    index: block_index,
-                    delta,
-                },
-            );
+            Self::write_delta(self.phase, out, block_index, &delta);
         }
     }
 
@@ -582,6 +586,33 @@ impl State {
         if self.phase == Phase::Streaming {
             self.phase = Phase::Failed;
         }
+    }
+
+    /// Writes a `content_block_delta` event unless the stream has ended.
+    /// Written by hand rather than through serde like the other events:
+    /// one is written per chunk.
+    fn write_delta(phase: Phase, out: &mut Vec<u8>, index: u32, delta: &BlockDelta<'_>) {
+        if phase != Phase::Streaming {
+            return;
+        }
+        let (kind, key, value) = match delta {
+            BlockDelta::Text { text } => ("text_delta", "text", text),
+            BlockDelta::Thinking { thinking } => ("thinking_delta", "thinking", thinking),
+            BlockDelta::InputJson { partial_json } => {
+                ("input_json_delta", "partial_json", partial_json)
+            }
+        };
+        out.extend_from_slice(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+        );
+        write_u64(out, u64::from(index));
+        out.extend_from_slice(b",\"delta\":{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_str(out, value);
+        out.extend_from_slice(b"}}\n\n");
     }
 
     /// Writes one event unless the stream has ended. Takes the phase alone

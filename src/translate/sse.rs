@@ -95,7 +95,7 @@ impl Pending {
         if line[0] == b':' {
             return Ok(false);
         }
-        let (name, value) = match line.iter().position(|&b| b == b':') {
+        let (name, value) = match memchr::memchr(b':', line) {
             Some(i) => {
                 let v = &line[i + 1..];
                 (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
@@ -266,7 +266,7 @@ impl SseParser {
             }
             let rest = &self.buf[self.pos..];
             let unscanned = rest.get(self.scanned..).unwrap_or_default();
-            match unscanned.iter().position(|&b| b == b'\n' || b == b'\r') {
+            match memchr::memchr2(b'\n', b'\r', unscanned) {
                 Some(at) => {
                     let i = self.scanned + at;
                     self.scanned = 0;

@@ -34,7 +34,9 @@
 use super::{ReasoningState, ResponsesOptions, ToolNames};
 use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
 use crate::translate::error::TranslateError;
-use crate::translate::json_writer::{write_compact_as_str, write_key, write_str, write_u64};
+use crate::translate::json_writer::{
+    write_compact_as_str, write_key, write_str, write_u64, JsonString, JsonText,
+};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -243,15 +245,15 @@ pub(super) fn item_separator(list: &mut Vec<u8>) {
 }
 
 /// Appends an `output_text` content part.
-pub(super) fn write_output_text_part(out: &mut Vec<u8>, text: &str) {
+pub(super) fn write_output_text_part<T: JsonString + ?Sized>(out: &mut Vec<u8>, text: &T) {
     out.extend_from_slice(b"{\"type\":\"output_text\",\"text\":");
-    write_str(out, text);
+    text.write_json(out);
     out.extend_from_slice(b",\"annotations\":[],\"logprobs\":[]}");
 }
 
 /// Appends a `message` item: in progress with no content yet when `text` is
 /// `None`, completed with one `output_text` part otherwise.
-pub(super) fn write_message_item(out: &mut Vec<u8>, id: &str, text: Option<&str>) {
+pub(super) fn write_message_item(out: &mut Vec<u8>, id: &str, text: Option<&JsonText>) {
     out.extend_from_slice(b"{\"id\":");
     write_str(out, id);
     out.extend_from_slice(b",\"type\":\"message\",\"status\":");
@@ -269,6 +271,8 @@ pub(super) fn write_message_item(out: &mut Vec<u8>, id: &str, text: Option<&str>
 pub(super) enum Arguments<'a> {
     /// Already JSON text (streamed input): written as a string as it is.
     Text(&'a str),
+    /// Streamed input collected as a [`JsonText`].
+    Collected(&'a JsonText),
     /// A JSON value from a whole message, compacted into a string.
     Json(&'a str),
 }
@@ -296,6 +300,7 @@ pub(super) fn write_function_call_item(
     out.extend_from_slice(b",\"arguments\":");
     match arguments {
         Arguments::Text(text) => write_str(out, text),
+        Arguments::Collected(text) => text.write_json(out),
         Arguments::Json(json) => write_compact_as_str(out, json),
     }
     out.extend_from_slice(b",\"call_id\":");
@@ -312,16 +317,16 @@ pub(super) fn write_function_call_item(
 
 /// Appends a `reasoning` item whose summary is `summary` (an empty list when
 /// it is empty), with `encrypted_content` when given.
-pub(super) fn write_reasoning_item(
+pub(super) fn write_reasoning_item<T: JsonString + ?Sized>(
     out: &mut Vec<u8>,
     id: &str,
-    summary: &str,
+    summary: &T,
     encrypted_content: Option<&str>,
 ) {
     out.extend_from_slice(b"{\"id\":");
     write_str(out, id);
     out.extend_from_slice(b",\"type\":\"reasoning\",\"summary\":[");
-    if !summary.is_empty() {
+    if !summary.is_empty_text() {
         write_summary_part(out, summary);
     }
     out.push(b']');
@@ -333,9 +338,9 @@ pub(super) fn write_reasoning_item(
 }
 
 /// Appends a `summary_text` part.
-pub(super) fn write_summary_part(out: &mut Vec<u8>, text: &str) {
+pub(super) fn write_summary_part<T: JsonString + ?Sized>(out: &mut Vec<u8>, text: &T) {
     out.extend_from_slice(b"{\"type\":\"summary_text\",\"text\":");
-    write_str(out, text);
+    text.write_json(out);
     out.push(b'}');
 }
 
@@ -388,7 +393,7 @@ struct OutputBuilder<'o> {
     items: Vec<u8>,
     count: usize,
     /// The joined text of the message item being collected.
-    text: Option<String>,
+    text: Option<JsonText>,
 }
 
 impl OutputBuilder<'_> {
@@ -412,7 +417,7 @@ impl OutputBuilder<'_> {
         match block.kind.as_ref() {
             "text" => {
                 if let Some(t) = block.text.as_deref().filter(|t| !t.is_empty()) {
-                    self.text.get_or_insert_with(String::new).push_str(t);
+                    self.text.get_or_insert_with(JsonText::default).push(t);
                 }
             }
             "tool_use" => {
@@ -439,7 +444,7 @@ impl OutputBuilder<'_> {
                     .encode()
                 });
                 let id = self.next_item("rs");
-                write_reasoning_item(&mut self.items, &id, &thinking, encrypted.as_deref());
+                write_reasoning_item(&mut self.items, &id, &*thinking, encrypted.as_deref());
             }
             "redacted_thinking" => {
                 self.flush_text();

@@ -33,9 +33,10 @@ use super::response::{
     write_reasoning_item, write_summary_part, Arguments, Block, ResponseHead, Status, Usage,
 };
 use super::{ReasoningState, ResponsesOptions};
+use crate::translate::anthropic_text_delta::{plain_text_delta, PlainTextDelta};
 use crate::translate::anthropic_to_openai_error::openai_error_type_for_anthropic_type;
 use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
-use crate::translate::json_writer::{write_compact, write_str, write_u64};
+use crate::translate::json_writer::{write_compact, write_str, write_u64, JsonString, JsonText};
 use crate::translate::sse::{SseError, SseEventRef};
 use crate::translate::sse_translator::{
     unreadable_message, EventTranslation, Phase, SseTranslator,
@@ -126,17 +127,20 @@ enum OpenItem {
     None,
     Message {
         head: ItemHead,
-        text: String,
+        text: JsonText,
     },
     Function {
         head: ItemHead,
         call_id: String,
         /// The provider's tool name (flattened for namespace tools).
         name: String,
-        arguments: String,
+        arguments: JsonText,
     },
     Reasoning {
         head: ItemHead,
+        /// The thinking, for the summary.
+        summary: JsonText,
+        /// The thinking as it is, kept only for `encrypted_content`.
         thinking: String,
         signature: String,
         /// Whether `response.reasoning_summary_part.added` was sent.
@@ -263,6 +267,28 @@ struct BlockStop {
     index: u64,
 }
 
+impl<'a> BlockDelta<'a> {
+    /// The delta of a text or thinking event read without serde.
+    fn plain(d: PlainTextDelta<'a>) -> Self {
+        let text = Some(Cow::Borrowed(d.text));
+        let (kind, text, thinking) = if d.thinking {
+            ("thinking_delta", None, text)
+        } else {
+            ("text_delta", text, None)
+        };
+        Self {
+            index: d.index,
+            delta: Delta {
+                kind: Cow::Borrowed(kind),
+                text,
+                thinking,
+                signature: None,
+                partial_json: None,
+            },
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct MessageDelta<'a> {
     #[serde(borrow)]
@@ -323,6 +349,24 @@ fn item_event(
     out.extend_from_slice(&head.members);
     body(out);
     end_event(out, seq);
+}
+
+/// Sends the `.done` event of an item's streamed text: the members `lead`,
+/// the whole text, then `trail`, which ends with a comma.
+fn text_done(
+    out: &mut Vec<u8>,
+    seq: &mut u64,
+    kind: &str,
+    head: &ItemHead,
+    lead: &[u8],
+    text: &JsonText,
+    trail: &[u8],
+) {
+    item_event(out, seq, kind, head, |out| {
+        out.extend_from_slice(lead);
+        text.write_json(out);
+        out.extend_from_slice(trail);
+    });
 }
 
 /// Adds a finished item, as `write` writes it, to `output` (the final
@@ -435,6 +479,7 @@ impl State {
                 });
                 self.open = OpenItem::Reasoning {
                     head,
+                    summary: JsonText::default(),
                     thinking: String::new(),
                     signature: block.signature.unwrap_or_default().into_owned(),
                     part_open: false,
@@ -482,7 +527,7 @@ impl State {
                     head,
                     call_id,
                     name,
-                    arguments: String::new(),
+                    arguments: JsonText::default(),
                 };
                 // Streams carry the input in deltas after an empty `{}`;
                 // a start that already has the input counts as a delta.
@@ -505,7 +550,10 @@ impl State {
     }
 
     fn on_block_delta(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let ev: BlockDelta = serde_json::from_str(data)?;
+        let ev = match plain_text_delta(data) {
+            Some(d) => BlockDelta::plain(d),
+            None => serde_json::from_str(data)?,
+        };
         let Some((index, kind)) = self.block else {
             return Ok(());
         };
@@ -652,11 +700,10 @@ impl State {
             );
             self.open = OpenItem::Message {
                 head,
-                text: String::new(),
+                text: JsonText::default(),
             };
         }
         if let OpenItem::Message { head, text } = &mut self.open {
-            text.push_str(t);
             item_event(
                 out,
                 &mut self.seq,
@@ -664,7 +711,7 @@ impl State {
                 head,
                 |out| {
                     out.extend_from_slice(b"\"content_index\":0,\"delta\":");
-                    write_str(out, t);
+                    text.push_and_write(t, out);
                     out.extend_from_slice(b",\"logprobs\":[],");
                 },
             );
@@ -673,8 +720,10 @@ impl State {
 
     /// Streams thinking into the open reasoning item's summary.
     fn thinking_delta(&mut self, out: &mut Vec<u8>, t: &str) {
+        let keep_thinking = self.opts.include_encrypted_reasoning;
         let OpenItem::Reasoning {
             head,
+            summary,
             thinking,
             part_open,
             ..
@@ -696,7 +745,9 @@ impl State {
                 },
             );
         }
-        thinking.push_str(t);
+        if keep_thinking {
+            thinking.push_str(t);
+        }
         item_event(
             out,
             &mut self.seq,
@@ -704,7 +755,7 @@ impl State {
             head,
             |out| {
                 out.extend_from_slice(b"\"summary_index\":0,\"delta\":");
-                write_str(out, t);
+                summary.push_and_write(t, out);
                 out.push(b',');
             },
         );
@@ -716,7 +767,6 @@ impl State {
             head, arguments, ..
         } = &mut self.open
         {
-            arguments.push_str(json);
             item_event(
                 out,
                 &mut self.seq,
@@ -724,7 +774,7 @@ impl State {
                 head,
                 |out| {
                     out.extend_from_slice(b"\"delta\":");
-                    write_str(out, json);
+                    arguments.push_and_write(json, out);
                     out.push(b',');
                 },
             );
@@ -736,16 +786,14 @@ impl State {
         match std::mem::replace(&mut self.open, OpenItem::None) {
             OpenItem::None => {}
             OpenItem::Message { head, text } => {
-                item_event(
+                text_done(
                     out,
                     &mut self.seq,
                     "response.output_text.done",
                     &head,
-                    |out| {
-                        out.extend_from_slice(b"\"content_index\":0,\"text\":");
-                        write_str(out, &text);
-                        out.extend_from_slice(b",\"logprobs\":[],");
-                    },
+                    b"\"content_index\":0,\"text\":",
+                    &text,
+                    b",\"logprobs\":[],",
                 );
                 item_event(
                     out,
@@ -771,7 +819,7 @@ impl State {
                 if arguments.is_empty() {
                     // A call without input: its deltas add up to `{}`, as the
                     // whole answer's arguments do.
-                    arguments.push_str("{}");
+                    arguments.push("{}");
                     item_event(
                         out,
                         &mut self.seq,
@@ -782,18 +830,18 @@ impl State {
                 }
                 let tool_names = &self.opts.tool_names;
                 let (_, client_name) = tool_names.split(&name);
-                item_event(
+                let mut lead = Vec::with_capacity(client_name.len() + 24);
+                lead.extend_from_slice(b"\"name\":");
+                write_str(&mut lead, client_name);
+                lead.extend_from_slice(b",\"arguments\":");
+                text_done(
                     out,
                     &mut self.seq,
                     "response.function_call_arguments.done",
                     &head,
-                    |out| {
-                        out.extend_from_slice(b"\"name\":");
-                        write_str(out, client_name);
-                        out.extend_from_slice(b",\"arguments\":");
-                        write_str(out, &arguments);
-                        out.push(b',');
-                    },
+                    &lead,
+                    &arguments,
+                    b",",
                 );
                 item_done(&mut self.output, &mut self.seq, out, &head, |out| {
                     write_function_call_item(
@@ -803,27 +851,26 @@ impl State {
                         &call_id,
                         &name,
                         tool_names,
-                        Arguments::Text(&arguments),
+                        Arguments::Collected(&arguments),
                     );
                 });
             }
             OpenItem::Reasoning {
                 head,
+                summary,
                 thinking,
                 signature,
                 part_open,
             } => {
                 if part_open {
-                    item_event(
+                    text_done(
                         out,
                         &mut self.seq,
                         "response.reasoning_summary_text.done",
                         &head,
-                        |out| {
-                            out.extend_from_slice(b"\"summary_index\":0,\"text\":");
-                            write_str(out, &thinking);
-                            out.push(b',');
-                        },
+                        b"\"summary_index\":0,\"text\":",
+                        &summary,
+                        b",",
                     );
                     item_event(
                         out,
@@ -832,20 +879,20 @@ impl State {
                         &head,
                         |out| {
                             out.extend_from_slice(b"\"summary_index\":0,\"part\":");
-                            write_summary_part(out, &thinking);
+                            write_summary_part(out, &summary);
                             out.push(b',');
                         },
                     );
                 }
                 let encrypted = self.opts.include_encrypted_reasoning.then(|| {
                     ReasoningState::Thinking {
-                        thinking: thinking.clone(),
+                        thinking,
                         signature,
                     }
                     .encode()
                 });
                 item_done(&mut self.output, &mut self.seq, out, &head, |out| {
-                    write_reasoning_item(out, &head.id, &thinking, encrypted.as_deref());
+                    write_reasoning_item(out, &head.id, &summary, encrypted.as_deref());
                 });
             }
         }
