@@ -1,0 +1,484 @@
+//! Retries, key turns, pools, cooldowns and fallbacks, against fault-injecting
+//! providers on loopback. Each test checks both sides: what the client got, and what
+//! every provider received (how many attempts, in which order, with which key).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use serde_json::Value;
+
+const MASTER: &str = "gw-master-resilience-test-0123456789";
+const OAI_KEY: &str = "sk-oai-resilience-test";
+const ANT_KEY: &str = "sk-ant-resilience-test";
+
+const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+const CHAT_STREAM: &str =
+    r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// `status` `n` times, then what `then` answers.
+fn failing_first(
+    n: usize,
+    status: u16,
+    headers: Vec<(String, String)>,
+    then: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    let seen = AtomicUsize::new(0);
+    move |rec| {
+        if seen.fetch_add(1, Ordering::SeqCst) < n {
+            let mut h = headers.clone();
+            h.push(("content-type".into(), "application/json".into()));
+            Reply::Full {
+                status,
+                headers: h,
+                body: format!(r#"{{"error":{{"message":"failing","code":{status}}}}}"#).into(),
+            }
+        } else {
+            then(rec)
+        }
+    }
+}
+
+/// Answers like OpenAI and Anthropic do, JSON or SSE.
+fn provider_like(rec: &Recorded) -> Reply {
+    let streamed = String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#);
+    let sse = |body: String| Reply::Full {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body: body.into(),
+    };
+    match rec.uri.as_str() {
+        "/v1/chat/completions" if streamed => sse(fixture("openai/chat_completion_stream.txt")),
+        "/v1/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
+        "/v1/messages" if streamed => sse(fixture("anthropic/messages_stream.txt")),
+        "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
+        _ => Reply::json(404, "{}"),
+    }
+}
+
+fn gateway(yaml: &str, openai: &str, anthropic: &str, extra: &[(&str, &str)]) -> Gateway {
+    let mut env = vec![
+        ("AURORA_MASTER_KEY", MASTER),
+        ("OPENAI_API_KEY", OAI_KEY),
+        ("OPENAI_BASE_URL", openai),
+        ("ANTHROPIC_API_KEY", ANT_KEY),
+        ("ANTHROPIC_BASE_URL", anthropic),
+    ];
+    env.extend_from_slice(extra);
+    Gateway::start(yaml, &env)
+}
+
+async fn post(gw: &Gateway, path: &str, body: &str) -> reqwest::Response {
+    client()
+        .post(gw.url(path))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+const RETRY: &str = "retry:\n  attempts: 2\n  backoff: 10ms\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_answering_503_twice_then_200_is_retried_until_it_answers() {
+    // Same format (the body replayed by the proxy), JSON and stream; translated JSON
+    // (read whole by the gateway) and translated stream.
+    for (model_path, body, upstream_path) in [
+        ("gpt-4o-mini", CHAT, "/v1/chat/completions"),
+        ("gpt-4o-mini", CHAT_STREAM, "/v1/chat/completions"),
+        (
+            "anthropic/claude-sonnet-4-5",
+            &CHAT.replace("gpt-4o-mini", "anthropic/claude-sonnet-4-5"),
+            "/v1/messages",
+        ),
+        (
+            "anthropic/claude-sonnet-4-5",
+            &CHAT_STREAM.replace("gpt-4o-mini", "anthropic/claude-sonnet-4-5"),
+            "/v1/messages",
+        ),
+    ] {
+        let mock = MockUpstream::start(failing_first(2, 503, Vec::new(), provider_like)).await;
+        let base = mock.url("/v1");
+        let gw = gateway(RETRY, &base, &base, &[]);
+        let resp = post(&gw, "/v1/chat/completions", body).await;
+        assert_eq!(resp.status(), 200, "{model_path} {body}");
+        assert_eq!(header(&resp, "x-aurora-attempts"), "3");
+        let provider = if upstream_path == "/v1/messages" {
+            "anthropic"
+        } else {
+            "openai"
+        };
+        assert_eq!(header(&resp, "x-aurora-provider"), provider);
+        let text = resp.text().await.unwrap();
+        assert!(
+            text.contains("Hello") || text.contains("hello") || text.contains("content"),
+            "{text}"
+        );
+        let seen = mock.requests();
+        assert_eq!(seen.len(), 3, "{body}");
+        for rec in &seen {
+            assert_eq!(rec.uri, upstream_path);
+            assert_eq!(
+                rec.body, seen[0].body,
+                "every attempt carries the same body"
+            );
+        }
+        let log = gw.wait_for_log("attempts=", 1).await;
+        assert!(log.contains(":503:") && log.contains(":200:"), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_retries_configured_a_failure_reaches_the_client_at_once() {
+    let mock = MockUpstream::start(failing_first(2, 503, Vec::new(), provider_like)).await;
+    let base = mock.url("/v1");
+    let gw = gateway("", &base, &base, &[]);
+    let resp = post(&gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(header(&resp, "x-aurora-attempts"), "1");
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_waited_for_up_to_its_limit_and_a_longer_one_answers_at_once() {
+    let retry_after = |secs: &str| vec![("retry-after".to_string(), secs.to_string())];
+    let mock = MockUpstream::start(failing_first(1, 429, retry_after("1"), provider_like)).await;
+    let base = mock.url("/v1");
+    let gw = gateway(RETRY, &base, &base, &[]);
+    let began = Instant::now();
+    let resp = post(&gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        began.elapsed() >= Duration::from_millis(900),
+        "Retry-After: 1 was waited for ({:?})",
+        began.elapsed()
+    );
+    assert_eq!(mock.requests().len(), 2);
+
+    let mock = MockUpstream::start(failing_first(1, 429, retry_after("3600"), provider_like)).await;
+    let base = mock.url("/v1");
+    let gw = gateway(RETRY, &base, &base, &[]);
+    let began = Instant::now();
+    let resp = post(&gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 429, "answered at once, not waited");
+    assert_eq!(header(&resp, "retry-after"), "3600");
+    assert!(began.elapsed() < Duration::from_secs(5));
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_always_answers_429_is_passed_over_for_the_good_one() {
+    let mock = MockUpstream::start(|rec: &Recorded| {
+        if rec.header("authorization") == Some("Bearer sk-over-quota") {
+            Reply::json(429, r#"{"error":{"message":"quota"}}"#)
+        } else {
+            provider_like(rec)
+        }
+    })
+    .await;
+    let base = mock.url("/v1");
+    // No retries configured: a second key is itself a reason to try again.
+    let yaml = format!(
+        "providers:\n  openai:\n    api_keys: [sk-over-quota, sk-good]\n    base_url: {base}\n"
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    for _ in 0..6 {
+        let resp = post(&gw, "/v1/chat/completions", CHAT).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    let keys: Vec<String> = mock
+        .requests()
+        .iter()
+        .map(|r| r.header("authorization").unwrap_or("").to_string())
+        .collect();
+    let refused = keys.iter().filter(|k| k.ends_with("sk-over-quota")).count();
+    assert_eq!(
+        refused, 1,
+        "the refused key cools down after one 429: {keys:?}"
+    );
+    assert_eq!(keys.len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_on_a_closed_port_shares_nothing_once_it_cools_down() {
+    let mock = MockUpstream::start(provider_like).await;
+    let metrics_port = free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let closed = format!("http://127.0.0.1:{}/v1", free_port());
+    let yaml = format!(
+        "retry:\n  attempts: 1\n  backoff: 1ms\nhealth:\n  failures: 3\n  cooldown: 60s\nproviders:\n  dead:\n    type: openai\n    api_key: sk-dead\n    base_url: {closed}\n    models: [pooled-model]\n  live:\n    type: openai\n    api_key: sk-live\n    base_url: {}\n    models: [pooled-model]\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("AURORA_METRICS_LISTEN", metrics_listen.as_str()),
+        ],
+    );
+    let body = CHAT.replace("gpt-4o-mini", "pooled-model");
+    let mut attempts = Vec::new();
+    for _ in 0..20 {
+        let resp = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-aurora-provider"), "live");
+        attempts.push(header(&resp, "x-aurora-attempts").to_string());
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!(
+        mock.requests().len(),
+        20,
+        "every request answered by `live`"
+    );
+    // `dead` was tried until it had failed three times, then no more.
+    let retried = attempts.iter().filter(|a| *a == "2").count();
+    assert_eq!(retried, 3, "{attempts:?}");
+    let scrape = client()
+        .get(format!("http://{metrics_listen}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scrape.contains(r#"aurora_upstream_available{provider="dead"} 0"#),
+        "{scrape}"
+    );
+    assert!(scrape.contains(r#"aurora_upstream_available{provider="live"} 1"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_three_failures_an_instance_rests_for_its_cooldown_then_gets_one_probe() {
+    let east_hits = Arc::new(AtomicUsize::new(0));
+    let hits = Arc::clone(&east_hits);
+    let east = MockUpstream::start(move |_| {
+        hits.fetch_add(1, Ordering::SeqCst);
+        Reply::json(503, r#"{"error":{"message":"down"}}"#)
+    })
+    .await;
+    let west = MockUpstream::start(provider_like).await;
+    // `east` weighs so much that it goes first whenever it may be tried.
+    let yaml = format!(
+        "retry:\n  attempts: 1\n  backoff: 1ms\nhealth:\n  failures: 3\n  cooldown: 1s\nproviders:\n  east:\n    type: openai\n    api_key: sk-east\n    base_url: {}\n    models: [pooled-model]\n    weight: 1000000\n  west:\n    type: openai\n    api_key: sk-west\n    base_url: {}\n    models: [pooled-model]\n    weight: 1\n",
+        east.url("/v1"),
+        west.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let body = CHAT.replace("gpt-4o-mini", "pooled-model");
+    for _ in 0..6 {
+        let resp = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!(
+        east_hits.load(Ordering::SeqCst),
+        3,
+        "no traffic while cooling"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..3 {
+        let resp = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!(
+        east_hits.load(Ordering::SeqCst),
+        4,
+        "one probe after the cooldown, which failed: cooling again"
+    );
+    assert_eq!(west.requests().len(), 9);
+}
+
+/// A provider that sends the first SSE event of its answer and then resets the
+/// connection; it counts the connections it got.
+async fn provider_resetting_after_the_first_event() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") || !seen.ends_with(b"}") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let event = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n";
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(chunk.as_bytes()).await;
+                let _ = sock.flush().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Linger 0: closing now sends a reset.
+                let _ = sock.set_zero_linger();
+            });
+        }
+    });
+    (base, connections)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_after_its_first_event_is_not_answered_twice() {
+    let (base, connections) = provider_resetting_after_the_first_event().await;
+    let unused = format!("http://127.0.0.1:{}/v1", free_port());
+    let gw = gateway(RETRY, &base, &unused, &[]);
+    let resp = post(&gw, "/v1/chat/completions", CHAT_STREAM).await;
+    assert_eq!(resp.status(), 200);
+    // The body is cut short: read what came before the cut.
+    let mut resp = resp;
+    let mut bytes = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        bytes.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("Hel"), "{text}");
+    assert!(
+        !text.contains("[DONE]"),
+        "a cut stream must not look complete"
+    );
+    assert_eq!(
+        text.matches("\"role\":\"assistant\"").count(),
+        1,
+        "one answer, not a second after the first: {text}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "no retry once bytes went out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_model_falls_back_to_anthropic_and_answers_in_openai_shape() {
+    let openai = MockUpstream::start(|_: &Recorded| {
+        Reply::json(503, r#"{"error":{"message":"overloaded"}}"#)
+    })
+    .await;
+    let anthropic = MockUpstream::start(provider_like).await;
+    let yaml = "retry:\n  attempts: 1\n  backoff: 1ms\nmodels:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+
+    let resp = post(&gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-aurora-provider"), "anthropic");
+    assert_eq!(header(&resp, "x-aurora-model"), "claude-sonnet-4-5");
+    assert_eq!(header(&resp, "x-aurora-attempts"), "3");
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["object"], "chat.completion", "{answer}");
+    assert!(answer["choices"][0]["message"]["content"].is_string());
+
+    let resp = post(&gw, "/v1/chat/completions", CHAT_STREAM).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-aurora-provider"), "anthropic");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("chat.completion.chunk"), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+
+    // Two attempts at OpenAI per request, then one at Anthropic, translated.
+    assert_eq!(openai.requests().len(), 4);
+    let seen = anthropic.requests();
+    assert_eq!(seen.len(), 2);
+    for rec in &seen {
+        assert_eq!(rec.uri, "/v1/messages");
+        assert_eq!(rec.header("x-api-key"), Some(ANT_KEY));
+        let body: Value = serde_json::from_slice(&rec.body).unwrap();
+        assert_eq!(body["model"], "claude-sonnet-4-5");
+        assert!(body["max_tokens"].is_number());
+    }
+    // The client may turn fallbacks off for one request.
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("x-aurora-fallbacks", "none")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(anthropic.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_fall_back_from_anthropic_to_an_openai_model() {
+    let anthropic = MockUpstream::start(|_: &Recorded| {
+        Reply::json(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"overloaded"}}"#,
+        )
+    })
+    .await;
+    let openai = MockUpstream::start(provider_like).await;
+    let yaml = "models:\n  fallbacks:\n    claude-sonnet-4-5: [openai/gpt-4o-mini]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+    for stream in [false, true] {
+        let body = format!(
+            r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let resp = post(&gw, "/v1/messages", &body).await;
+        assert_eq!(resp.status(), 200, "stream {stream}");
+        assert_eq!(header(&resp, "x-aurora-provider"), "openai");
+        let text = resp.text().await.unwrap();
+        if stream {
+            assert!(text.contains("event: message_stop"), "{text}");
+        } else {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(answer["type"], "message", "{answer}");
+        }
+    }
+    assert_eq!(anthropic.requests().len(), 2);
+    let seen = openai.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.uri == "/v1/chat/completions"));
+    assert!(seen
+        .iter()
+        .all(|r| r.header("authorization") == Some(&format!("Bearer {OAI_KEY}"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_call_tries_again_only_when_no_connection_was_made() {
+    // Nothing listens there: each attempt fails to connect, so it is tried again.
+    let closed = format!("http://127.0.0.1:{}/v1", free_port());
+    let yaml = format!("retry:\n  attempts: 2\n  backoff: 1ms\nproviders:\n  openai:\n    api_key: {OAI_KEY}\n    base_url: {closed}\n");
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let began = Instant::now();
+    let resp = post(&gw, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 502, "nothing listens: every attempt fails");
+    assert!(began.elapsed() < Duration::from_secs(10));
+    let log = gw.wait_for_log("attempts=", 1).await;
+    assert!(
+        log.contains("attempts=openai:connect:") && log.matches(":connect:").count() >= 3,
+        "{log}"
+    );
+    // A provider status on passthrough is the provider's answer, never retried.
+    let failing = MockUpstream::start(failing_first(1, 503, Vec::new(), provider_like)).await;
+    let yaml = format!(
+        "retry:\n  attempts: 2\n  backoff: 1ms\nproviders:\n  openai:\n    api_key: {OAI_KEY}\n    base_url: {}\n",
+        failing.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(&gw, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(failing.requests().len(), 1);
+}
