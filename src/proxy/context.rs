@@ -80,6 +80,12 @@ pub struct RequestContext {
     pub retry_wait: Option<std::time::Duration>,
     /// A failure already decided in a hook (a retried status), for `error_while_proxy`.
     pub retry_decided: Option<bool>,
+    /// In a subrequest: where its attempts go back to the main request for a retry.
+    pub handback: Option<Arc<std::sync::Mutex<Option<super::subrequest::Handback>>>>,
+    /// This subrequest's failure is retried by the main request: it answers nothing.
+    pub handed_back: bool,
+    /// The next attempt is already readied (target, body and key chosen).
+    pub attempt_ready: bool,
 }
 
 impl RequestContext {
@@ -111,6 +117,9 @@ impl RequestContext {
             prepared_at: 0,
             retry_wait: None,
             retry_decided: None,
+            handback: None,
+            handed_back: false,
+            attempt_ready: false,
         }
     }
 

@@ -233,6 +233,7 @@ impl AuroraProxy {
         if plan.can_retry(config) {
             ctx.plan = Some(plan);
             ctx.held_call = Some(held);
+            ctx.attempt_ready = true;
         } else {
             drop(held);
         }
@@ -252,27 +253,87 @@ impl AuroraProxy {
             }
             return Ok(false);
         }
-        // A body past the retry buffer cannot be sent twice: one attempt.
-        ctx.plan = None;
-        ctx.held_call = None;
-        ctx.upstream = Some(target.clone());
-        let upstream_status = Arc::new(AtomicU16::new(0));
-        let plan = SubrequestPlan {
-            config: Arc::clone(config),
-            request_id: ctx.request_id.clone(),
-            caller: ctx.caller.clone(),
-            route_kind: ctx.route_kind,
+        self.call_through_subrequests(
+            session,
+            ctx,
+            config,
             target,
-            translation: prepared.translation,
-            error_format: ctx.error_format,
-            upstream_status: Arc::clone(&upstream_status),
-            started: ctx.started,
-            timings: observe::delegate(ctx),
-            trace: telemetry::handoff(ctx),
-        };
-        let outcome = subrequest::run(session, plan, prepared.body).await;
-        ctx.upstream_status = Some(upstream_status.load(Ordering::Relaxed)).filter(|s| *s != 0);
-        outcome.map(|()| true)
+            prepared.body,
+            prepared.translation,
+        )
+        .await
+    }
+
+    /// A body past Pingora's retry buffer goes through a subrequest. A subrequest does
+    /// not send its body twice: when its attempt fails in a way the plan retries, it
+    /// hands the plan back and the next attempt is a new subrequest.
+    async fn call_through_subrequests(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        config: &Arc<Config>,
+        mut target: UpstreamTarget,
+        mut body: Bytes,
+        mut translation: Option<ResponseTranslation>,
+    ) -> Result<bool> {
+        let timings = observe::delegate(ctx);
+        let client = ClientSocket::of(session);
+        loop {
+            ctx.upstream = Some(target.clone());
+            let upstream_status = Arc::new(AtomicU16::new(0));
+            let handback = Arc::new(std::sync::Mutex::new(None));
+            let attempts = match (ctx.plan.take(), ctx.held_call.take()) {
+                (Some(plan), Some(call)) => Some((plan, call)),
+                _ => None,
+            };
+            let plan = SubrequestPlan {
+                config: Arc::clone(config),
+                request_id: ctx.request_id.clone(),
+                caller: ctx.caller.clone(),
+                route_kind: ctx.route_kind,
+                target: target.clone(),
+                translation: translation.clone(),
+                error_format: ctx.error_format,
+                upstream_status: Arc::clone(&upstream_status),
+                started: ctx.started,
+                timings: Arc::clone(&timings),
+                trace: telemetry::handoff(ctx),
+                attempts,
+                handback: Arc::clone(&handback),
+            };
+            let outcome = subrequest::run(session, plan, body.clone()).await;
+            ctx.upstream_status = Some(upstream_status.load(Ordering::Relaxed)).filter(|s| *s != 0);
+            let returned = handback.lock().ok().and_then(|mut slot| slot.take());
+            let Some(back) = returned else {
+                return outcome.map(|()| true);
+            };
+            ctx.plan = Some(back.plan);
+            ctx.held_call = Some(back.call);
+            let Some(wait) = back.wait.filter(|_| final_status(session).is_none()) else {
+                return outcome.map(|()| true);
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = client.hung_up() => {
+                    session.set_keepalive(None);
+                    ctx.error = Some(GatewayError::client_gone());
+                    return Ok(true);
+                }
+            }
+            match self.ready_attempt(ctx, &session.req_header().headers) {
+                Ok(Some((new_body, new_translation))) => {
+                    body = new_body;
+                    translation = new_translation;
+                }
+                Ok(None) => {}
+                Err(err) => return reject(session, ctx, err).await,
+            }
+            match ctx.upstream.clone() {
+                Some(next) => target = next,
+                None => return reject(session, ctx, GatewayError::not_found("no upstream")).await,
+            }
+            ctx.attempt_ready = true;
+        }
     }
 
     /// The conversation a translated Responses request continues, from the store.
@@ -411,10 +472,13 @@ impl AuroraProxy {
             Some(wait) => {
                 observe::upstream_failed(ctx, e);
                 telemetry::attempt_failed(ctx, e);
-                ctx.retry_wait = Some(wait);
-                true
+                // A subrequest's body is not replayed: its main request tries again.
+                !hand_back(ctx, wait)
             }
-            None => false,
+            None => {
+                return_plan(ctx, None);
+                false
+            }
         }
     }
 
@@ -426,13 +490,13 @@ impl AuroraProxy {
         ctx: &mut RequestContext,
         headers: &http::HeaderMap,
     ) -> std::result::Result<Option<(Bytes, Option<ResponseTranslation>)>, GatewayError> {
+        if std::mem::take(&mut ctx.attempt_ready) {
+            // Readied with the request (or by the main request, for a subrequest).
+            return Ok(None);
+        }
         let (Some(plan), Some(config)) = (ctx.plan.as_ref(), ctx.config.clone()) else {
             return Ok(None);
         };
-        if plan.records().is_empty() {
-            // The first attempt was readied with the request.
-            return Ok(None);
-        }
         let mut moved = None;
         if plan.position() != ctx.prepared_at {
             let Some(held) = ctx.held_call.as_ref() else {
@@ -725,6 +789,37 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// In a subrequest, hands the plan back to the main request, which starts the next
+/// attempt after `wait`: `true` when it did (this subrequest then answers nothing);
+/// `false` for a client's own request, which Pingora retries itself after `wait`.
+fn hand_back(ctx: &mut RequestContext, wait: std::time::Duration) -> bool {
+    if !ctx.is_subrequest || ctx.handback.is_none() {
+        ctx.retry_wait = Some(wait);
+        return false;
+    }
+    ctx.handed_back = return_plan(ctx, Some(wait));
+    ctx.handed_back
+}
+
+/// In a subrequest, gives the plan back to the main request (for its next attempt
+/// after `wait`, or for its log when there is none); `true` when it did.
+fn return_plan(ctx: &mut RequestContext, wait: Option<std::time::Duration>) -> bool {
+    let Some(cell) = ctx.handback.clone().filter(|_| ctx.is_subrequest) else {
+        return false;
+    };
+    let (Some(plan), Some(call)) = (ctx.plan.take(), ctx.held_call.take()) else {
+        return false;
+    };
+    let returned = match cell.lock() {
+        Ok(mut slot) => {
+            *slot = Some(subrequest::Handback { plan, call, wait });
+            true
+        }
+        Err(_) => false,
+    };
+    returned
+}
+
 /// Applies the main request's plan to its subrequest.
 fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: SubrequestPlan) {
     ctx.is_subrequest = true;
@@ -736,6 +831,13 @@ fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: Subre
     ctx.error_format = plan.error_format;
     ctx.upstream_status_out = Some(plan.upstream_status);
     ctx.started = plan.started;
+    ctx.handback = Some(plan.handback);
+    if let Some((attempts, call)) = plan.attempts {
+        ctx.prepared_at = attempts.position();
+        ctx.plan = Some(attempts);
+        ctx.held_call = Some(call);
+        ctx.attempt_ready = true;
+    }
     observe::subrequest_began(ctx, plan.timings);
     telemetry::subrequest_began(ctx, plan.trace);
     if let Some(translation) = plan.translation {
@@ -855,6 +957,11 @@ impl ProxyHttp for AuroraProxy {
         modules.add_module(Box::new(Translation));
     }
 
+    fn suppress_error_log(&self, _session: &Session, ctx: &Self::CTX, _error: &Error) -> bool {
+        // Not a failure of the request: its main request tries again.
+        ctx.handed_back
+    }
+
     fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
         access_log::request_summary(session.req_header())
     }
@@ -891,6 +998,7 @@ impl ProxyHttp for AuroraProxy {
                         if config.retry_for(&target.provider).attempts > 0 {
                             ctx.plan =
                                 Some(attempts::plan_for_provider(&target.provider, &self.health));
+                            ctx.attempt_ready = true;
                         }
                         ctx.upstream = Some(target);
                         Ok(false)
@@ -1141,9 +1249,9 @@ impl ProxyHttp for AuroraProxy {
                 Some(failure) => {
                     if let Some(wait) = attempts::after_failure(ctx, failure, &self.health) {
                         // Nothing has reached the client: this answer is dropped unread
-                        // and the request goes out again.
-                        ctx.retry_wait = Some(wait);
-                        ctx.retry_decided = Some(true);
+                        // and the request goes out again (from the main request, when
+                        // this is a subrequest).
+                        ctx.retry_decided = Some(!hand_back(ctx, wait));
                         return Err(Error::explain(
                             ErrorType::HTTPStatus(status),
                             "provider failure, trying again",
@@ -1171,6 +1279,8 @@ impl ProxyHttp for AuroraProxy {
         headers::strip_upstream_response_headers(upstream_response);
         upstream_response.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
         attempts::describe_answer(upstream_response, ctx)?;
+        // This answer goes to the client: the main request logs the attempts.
+        return_plan(ctx, None);
         observe::response_work(ctx, answered.elapsed());
         Ok(())
     }
@@ -1198,6 +1308,13 @@ impl ProxyHttp for AuroraProxy {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        if ctx.handed_back {
+            // The main request tries again: nothing goes to the client from here.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let err = ctx
             .error
             .clone()

@@ -273,7 +273,8 @@ pub fn upstream_failed(ctx: &RequestContext, e: &Error) {
 
 /// The request is over: count it, and its provider's failure if that ended it.
 pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestContext) {
-    if let Some(e) = e.filter(|_| !ctx.obs.delegated) {
+    // A failure handed back for another attempt was counted when it happened.
+    if let Some(e) = e.filter(|_| !ctx.obs.delegated && !ctx.handed_back) {
         upstream_failed(ctx, e);
     }
     if let Some(gauge) = ctx.obs.in_flight.take() {

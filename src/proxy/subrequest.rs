@@ -9,7 +9,7 @@
 
 use std::io::Cursor;
 use std::sync::atomic::AtomicU16;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use pingora_core::protocols::http::v1::client::http_req_header_to_wire;
@@ -20,9 +20,11 @@ use pingora_proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType}
 use pingora_proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora_proxy::Session;
 
+use super::attempts::HeldCall;
 use super::body_budget::BodyPermit;
 use super::body_deadline::BodyDeadline;
 use super::client_hangup::ClientSocket;
+use super::resilience::AttemptPlan;
 use super::{GatewayError, UpstreamTarget};
 use crate::auth::Caller;
 use crate::config::Config;
@@ -54,6 +56,24 @@ pub struct SubrequestPlan {
     pub timings: Arc<super::observe::SharedTimings>,
     /// The main request's span, which the subrequest's attempts belong to.
     pub trace: crate::telemetry::TraceHandoff,
+    /// The request's attempts and its call, when it may try again.
+    pub attempts: Option<(AttemptPlan, HeldCall)>,
+    /// Where the subrequest hands the attempts back when another one is due.
+    pub handback: Arc<Mutex<Option<Handback>>>,
+}
+
+/// A subrequest's body is not replayed: when its attempt failed in a way the plan
+/// retries, the subrequest writes nothing to the client and hands the plan back for
+/// the main request to start the next attempt as a new subrequest.
+#[derive(Debug)]
+pub struct Handback {
+    /// The plan, moved on to the next attempt.
+    pub plan: AttemptPlan,
+    /// The call, to prepare again.
+    pub call: HeldCall,
+    /// How long to wait before the next attempt; `None` when there is none (the plan
+    /// comes back only for the main request's log).
+    pub wait: Option<std::time::Duration>,
 }
 
 /// The plan a subrequest was started with; `None` on every request a client sent.
