@@ -24,14 +24,18 @@ STARTUP_TIMEOUT = 15.0
 
 def gateway_config(mock_base_url: str) -> str:
     """What only the file can say: a chat-only OpenAI-compatible server (vLLM) on the
-    mock, and OpenAI's output ceiling for gpt-4o-mini, which the mock enforces as OpenAI
-    does (coding agents ask for more: Claude Code 32000)."""
+    mock, OpenAI's output ceiling for gpt-4o-mini, which the mock enforces as OpenAI
+    does (coding agents ask for more: Claude Code 32000), and fallbacks for the mock's
+    always-overloaded models."""
     return f"""providers:
   vllm:
     base_url: {mock_base_url}
 models:
   limits:
     gpt-4o-mini: {{max_output_tokens: 16384}}
+  fallbacks:
+    gpt-4o-overloaded: [anthropic/claude-sonnet-4-5]
+    claude-overloaded: [openai/gpt-4o-mini]
 """
 
 

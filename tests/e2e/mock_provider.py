@@ -42,6 +42,10 @@ RESPONSES_PATH = "/v1/responses"
 
 # A request for this model gets a 429 in the provider's own error format.
 RATE_LIMITED_MODEL = "rate-limited"
+# Models that are always overloaded: OpenAI answers 503, Anthropic 529, as they do
+# under load. The gateway's config gives them fallbacks.
+OVERLOADED_GPT = "gpt-4o-overloaded"
+OVERLOADED_CLAUDE = "claude-overloaded"
 RATE_LIMIT_MESSAGE = "mock provider: rate limit exceeded"
 _ANTHROPIC_RATE_LIMIT = (
     {"type": "error", "error": {"type": "rate_limit_error", "message": RATE_LIMIT_MESSAGE}},
@@ -639,6 +643,12 @@ class _Handler(BaseHTTPRequestHandler):
         wanted = requested_scenario(payload.get("messages") or responses_messages(payload.get("input")))
         if wanted is not None and wanted not in SCENARIOS:
             return self._send_json(400, {"error": {"message": f"mock: unknown scenario {wanted!r}"}})
+        if payload.get("model") == OVERLOADED_GPT and path == CHAT_COMPLETIONS_PATH:
+            error = {"message": "mock: the engine is currently overloaded", "type": "server_error", "param": None, "code": None}
+            return self._send_json(503, {"error": error})
+        if payload.get("model") == OVERLOADED_CLAUDE and path == MESSAGES_PATH:
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+            return self._send_json(529, error)
         if payload.get("model") == RATE_LIMITED_MODEL or wanted == RATE_LIMIT:
             error, extra = RATE_LIMITS[path]
             return self._send_json(429, error, {"retry-after": RETRY_AFTER, **extra})
