@@ -499,3 +499,32 @@ async fn a_passthrough_call_tries_again_only_when_no_connection_was_made() {
     assert_eq!(resp.status(), 503);
     assert_eq!(failing.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_too_long_falls_back_only_for_models_configured_so() {
+    let too_long = r#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+    let openai = MockUpstream::start(move |_: &Recorded| Reply::json(400, too_long)).await;
+    let anthropic = MockUpstream::start(provider_like).await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n    gpt-4o: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+
+    let resp = post(&gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-aurora-provider"), "anthropic");
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["object"], "chat.completion");
+    assert_eq!(anthropic.requests().len(), 1);
+
+    // `gpt-4o` has fallbacks, but not for a prompt too long: the 400 is the answer.
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        &CHAT.replace("gpt-4o-mini", "gpt-4o"),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "context_length_exceeded");
+    assert_eq!(anthropic.requests().len(), 1);
+    assert_eq!(openai.requests().len(), 2);
+}

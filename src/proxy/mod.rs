@@ -61,7 +61,7 @@ use client_hangup::ClientSocket;
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_request::ModelEndpoint;
 use model_request::ModelField;
-use resilience::{retry_after, AttemptFailure, HealthBook};
+use resilience::{is_context_overflow, retry_after, AttemptFailure, HealthBook};
 use response_store::{MemoryResponseStore, ResponseStore, StoredResponse};
 use subrequest::SubrequestPlan;
 
@@ -229,6 +229,15 @@ impl AuroraProxy {
             credential,
             ..prepared.target
         };
+        // A context overflow is told only by the error's body: a whole answer is read
+        // before it goes out, so a model with overflow fallbacks is answered that way.
+        let overflow_falls_back = prepared.translation.is_none()
+            && config
+                .models
+                .fallbacks
+                .covers_context_overflow(&held.field.name)
+            && !config.models.fallbacks.after(&held.field.name).is_empty()
+            && !asks_for_stream(&held.body);
         // Only a plan that may try again is carried, with the call to prepare again.
         if plan.can_retry(config) {
             ctx.plan = Some(plan);
@@ -237,13 +246,15 @@ impl AuroraProxy {
         } else {
             drop(held);
         }
-        if let Some(translation) = &prepared.translation {
-            if !translation.stream_requested() {
-                let translation = Some(translation.clone());
-                return self
-                    .answer_whole(session, ctx, target, prepared.body, translation)
-                    .await;
-            }
+        let whole = match &prepared.translation {
+            Some(translation) => !translation.stream_requested(),
+            None => overflow_falls_back,
+        };
+        if whole {
+            let translation = prepared.translation.clone();
+            return self
+                .answer_whole(session, ctx, target, prepared.body, translation)
+                .await;
         }
         if !session.as_ref().retry_buffer_truncated() {
             ctx.upstream = Some(target);
@@ -590,6 +601,8 @@ impl AuroraProxy {
                     if status < 400 {
                         attempts::after_answer(ctx, status, &self.health);
                         None
+                    } else if is_context_overflow(status, &answer.body) {
+                        Some(AttemptFailure::ContextOverflow { code: status })
                     } else {
                         Some(AttemptFailure::Status {
                             code: status,
@@ -818,6 +831,19 @@ fn return_plan(ctx: &mut RequestContext, wait: Option<std::time::Duration>) -> b
         Err(_) => false,
     };
     returned
+}
+
+/// Whether a `/v1` body asks for a streamed answer (`"stream": true`).
+fn asks_for_stream(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Stream {
+        #[serde(default)]
+        stream: Option<bool>,
+    }
+    serde_json::from_slice::<Stream>(body)
+        .ok()
+        .and_then(|s| s.stream)
+        .unwrap_or(false)
 }
 
 /// Applies the main request's plan to its subrequest.

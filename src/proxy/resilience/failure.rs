@@ -21,6 +21,12 @@ pub enum AttemptFailure {
         /// Its `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
     },
+    /// The provider refused the prompt as too long for the model (`code`, usually
+    /// 400): only a fallback with more room may help, and only where configured.
+    ContextOverflow {
+        /// The status.
+        code: u16,
+    },
     /// Anything else (a TLS or protocol failure): never retried.
     Other,
 }
@@ -32,7 +38,7 @@ impl AttemptFailure {
             AttemptFailure::Connect => on.connect,
             AttemptFailure::Timeout => on.timeout,
             AttemptFailure::Status { code, .. } => on.statuses.contains(code),
-            AttemptFailure::Other => false,
+            AttemptFailure::ContextOverflow { .. } | AttemptFailure::Other => false,
         }
     }
 
@@ -60,10 +66,30 @@ impl AttemptFailure {
         match self {
             AttemptFailure::Connect => "connect".into(),
             AttemptFailure::Timeout => "timeout".into(),
-            AttemptFailure::Status { code, .. } => code.to_string(),
+            AttemptFailure::Status { code, .. } | AttemptFailure::ContextOverflow { code } => {
+                code.to_string()
+            }
             AttemptFailure::Other => "error".into(),
         }
     }
+}
+
+/// Whether an error answer says the prompt is too long for the model: OpenAI's
+/// `context_length_exceeded`, Anthropic's "prompt is too long", and the wording of
+/// OpenAI-compatible servers.
+pub fn is_context_overflow(status: u16, body: &[u8]) -> bool {
+    const SIGNS: [&[u8]; 5] = [
+        b"context_length_exceeded",
+        b"prompt is too long",
+        b"maximum context length",
+        b"context window",
+        b"too many tokens",
+    ];
+    matches!(status, 400 | 413 | 422)
+        && SIGNS.iter().any(|sign| {
+            body.windows(sign.len())
+                .any(|w| w.eq_ignore_ascii_case(sign))
+        })
 }
 
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3), from `now`.
@@ -130,6 +156,19 @@ mod tests {
         assert_eq!(backoff(&policy, 3, 1.0), Duration::from_millis(500));
         assert_eq!(backoff(&policy, 30, 0.5), Duration::from_millis(250));
         assert_eq!(backoff(&policy, 1, 0.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_prompt_too_long_is_told_apart_from_other_refusals() {
+        let openai = br#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+        let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215000 tokens > 200000 maximum"}}"#;
+        assert!(is_context_overflow(400, openai));
+        assert!(is_context_overflow(400, anthropic));
+        assert!(!is_context_overflow(
+            400,
+            br#"{"error":{"message":"bad tool"}}"#
+        ));
+        assert!(!is_context_overflow(500, openai));
     }
 
     #[test]

@@ -6,6 +6,6 @@ mod failure;
 mod health;
 mod plan;
 
-pub use failure::{backoff, retry_after, AttemptFailure};
+pub use failure::{backoff, is_context_overflow, retry_after, AttemptFailure};
 pub use health::{HealthBook, HealthKey, Transition};
 pub use plan::{AttemptPlan, AttemptRecord, Candidate, NextAttempt};

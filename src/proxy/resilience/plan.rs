@@ -175,6 +175,9 @@ impl AttemptPlan {
         now: Instant,
     ) -> (NextAttempt, Option<(String, Transition)>) {
         self.record(failure.label(), now);
+        if let AttemptFailure::ContextOverflow { .. } = failure {
+            return (self.past_context_overflow(config), None);
+        }
         let provider = std::sync::Arc::clone(&self.current().route.provider);
         let policy = config.retry_for(&provider);
         let keys = provider.credential.static_key_count();
@@ -231,6 +234,25 @@ impl AttemptPlan {
             );
         }
         (NextAttempt::GiveUp, change)
+    }
+
+    /// The prompt is too long for the current model: the next fallback (past the
+    /// rest of the pool, which serves the same model) when the requested model's
+    /// fallbacks cover a context overflow.
+    fn past_context_overflow(&mut self, config: &Config) -> NextAttempt {
+        let requested = &self.candidates[0].requested;
+        let next = self.pool.max(self.at + 1);
+        if !config.models.fallbacks.covers_context_overflow(requested)
+            || next >= self.candidates.len()
+        {
+            return NextAttempt::GiveUp;
+        }
+        self.at = next;
+        self.retries = 0;
+        self.key_turns = 0;
+        NextAttempt::Retry {
+            wait: Duration::ZERO,
+        }
     }
 
     /// A retry within the requested model's pool goes to the next instance that is
@@ -425,6 +447,37 @@ mod tests {
         assert_eq!(change, None, "the instance is not blamed for its key");
         assert!(book.is_cooling(&HealthKey::key("multi", 0), now));
         assert!(!book.is_cooling(&HealthKey::instance("multi"), now));
+    }
+
+    #[test]
+    fn a_context_overflow_falls_back_only_where_configured() {
+        let yaml = format!("{YAML}models:\n  fallbacks_on_context_overflow: [gpt-4o]\n");
+        let c = config(&yaml);
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let overflow = AttemptFailure::ContextOverflow { code: 400 };
+        let plan_for = |requested: &str| {
+            let mut first = candidate(&c, "east", requested, false);
+            first.requested = requested.into();
+            AttemptPlan::new(
+                vec![first],
+                vec![candidate(&c, "anthropic", "claude", true)],
+                &book,
+                now,
+            )
+        };
+        let mut covered = plan_for("gpt-4o");
+        let (next, _) = covered.failed(overflow, None, &c, &book, now);
+        assert_eq!(
+            next,
+            NextAttempt::Retry {
+                wait: Duration::ZERO
+            }
+        );
+        assert!(covered.on_fallback());
+        let mut not_covered = plan_for("gpt-4o-mini");
+        let (next, _) = not_covered.failed(overflow, None, &c, &book, now);
+        assert_eq!(next, NextAttempt::GiveUp);
     }
 
     #[test]
