@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod providers;

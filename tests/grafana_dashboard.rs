@@ -88,6 +88,7 @@ fn exported_families() -> BTreeSet<String> {
     m.log_lines_dropped().inc();
     m.trace_spans_dropped().inc();
     m.upstream_available("openai", false);
+    m.limit_store_error();
     let text = String::from_utf8(m.render()).unwrap();
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -67,6 +67,7 @@ pub fn build_config(
     let models = model_settings(&file, env, &providers)?;
     let responses = response_store_limits(&file, env)?;
     let telemetry = super::telemetry::telemetry_settings(&file.telemetry, env)?;
+    let limits = super::limits::limit_settings(&file, env)?;
     Ok(Config {
         server,
         auth,
@@ -76,6 +77,7 @@ pub fn build_config(
         telemetry,
         retry,
         health,
+        limits,
     })
 }
 

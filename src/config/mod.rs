@@ -6,6 +6,7 @@ mod credential;
 mod env;
 mod error;
 mod exposure;
+mod limits;
 mod live;
 mod observability;
 mod passthru_tag;
@@ -23,6 +24,7 @@ pub use build::build_config;
 pub use env::{env_prefix, EnvSnapshot};
 pub use error::ConfigError;
 pub use exposure::MIN_MASTER_KEY_LEN;
+pub use limits::{Budget, BudgetPeriod, KeyLimits, LimitSettings, LimitStoreKind, OnStoreError};
 pub use live::LiveConfig;
 pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
 pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
@@ -211,6 +213,8 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// When an instance or key is skipped for a while.
     pub health: HealthPolicy,
+    /// Request, token, concurrency and budget limits.
+    pub limits: LimitSettings,
 }
 
 impl Config {

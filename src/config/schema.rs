@@ -26,6 +26,44 @@ pub struct FileConfig {
     pub retry: FileRetry,
     /// When a provider instance or key is skipped for a while.
     pub health: FileHealth,
+    /// Request, token, concurrency and budget limits, and where their counters live.
+    pub limits: FileLimits,
+}
+
+/// `limits:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileLimits {
+    /// `memory`, or a `redis://` / `rediss://` URL.
+    pub store: Option<String>,
+    /// `allow` or `deny`, when the store cannot be reached.
+    pub on_store_error: Option<String>,
+    /// For managed keys without limits of their own.
+    pub default: Option<FileKeyLimits>,
+}
+
+/// What one gateway key (or provider) is held to.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileKeyLimits {
+    pub requests_per_minute: Option<u64>,
+    /// Input plus output tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+    /// Calls in flight at once.
+    pub concurrent: Option<u32>,
+    /// Spending per period.
+    pub budget: Option<FileBudget>,
+}
+
+/// A key's budget: US dollars or tokens per day, week or month.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBudget {
+    #[serde(default)]
+    pub usd: Option<f64>,
+    #[serde(default)]
+    pub tokens: Option<u64>,
+    pub period: String,
 }
 
 /// `retry:` section, and `providers.<name>.retry` over it.
@@ -235,6 +273,9 @@ pub struct FileManagedKey {
     pub expires_at: Option<String>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// What the key is held to; `limits.default` when absent.
+    #[serde(default)]
+    pub limits: Option<FileKeyLimits>,
 }
 
 fn enabled_by_default() -> bool {
@@ -265,6 +306,8 @@ pub struct FileProvider {
     pub retry: Option<FileRetry>,
     /// Its share of a model's traffic among instances serving the same model.
     pub weight: Option<u32>,
+    /// Protects the provider's own quota: requests and tokens per minute.
+    pub limits: Option<FileKeyLimits>,
 }
 
 /// Upstream timeouts, as humane durations (`10s`, `2m`).

@@ -33,6 +33,7 @@ pub struct Metrics {
     tokens: IntCounterVec,
     cost: CounterVec,
     upstream_available: IntGaugeVec,
+    limit_store_errors: IntCounter,
     /// Instances whose availability series exists (set to 1 when first configured).
     availability_known: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -171,6 +172,11 @@ impl Metrics {
             &["provider"],
         )?;
         registry.register(Box::new(upstream_available.clone()))?;
+        let limit_store_errors = IntCounter::new(
+            "limit_store_errors_total",
+            "Limit checks and charges the limit store could not answer",
+        )?;
+        registry.register(Box::new(limit_store_errors.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(cost.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -195,8 +201,14 @@ impl Metrics {
             tokens,
             cost,
             upstream_available,
+            limit_store_errors,
             availability_known: Default::default(),
         })
+    }
+
+    /// The limit store could not answer.
+    pub fn limit_store_error(&self) {
+        self.limit_store_errors.inc();
     }
 
     /// Whether `provider` is tried (`true`) or cooling down.

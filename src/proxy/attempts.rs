@@ -238,5 +238,9 @@ pub fn describe_answer(
         header.insert_header(MODEL_HEADER, model)?;
     }
     let attempts = ctx.plan.as_ref().map_or(1, |plan| attempts_summary(plan).0);
-    header.insert_header(ATTEMPTS_HEADER, attempts)
+    header.insert_header(ATTEMPTS_HEADER, attempts)?;
+    match &ctx.rate {
+        Some(rate) => super::limit_check::insert_rate_headers(header, rate),
+        None => Ok(()),
+    }
 }

@@ -86,6 +86,10 @@ pub struct RequestContext {
     pub handed_back: bool,
     /// The next attempt is already readied (target, body and key chosen).
     pub attempt_ready: bool,
+    /// The limits the request counts against (its call slots are held here).
+    pub held_to: Vec<super::limit_check::HeldTo>,
+    /// The caller's rate windows, for the `x-ratelimit-*` headers.
+    pub rate: Option<crate::limits::RateState>,
 }
 
 impl RequestContext {
@@ -120,6 +124,8 @@ impl RequestContext {
             handback: None,
             handed_back: false,
             attempt_ready: false,
+            held_to: Vec::new(),
+            rate: None,
         }
     }
 

@@ -49,6 +49,8 @@ pub struct GatewayError {
     pub code: Option<&'static str>,
     /// Seconds to send as `Retry-After`.
     pub retry_after: Option<u32>,
+    /// The caller's rate windows, sent as `x-ratelimit-*` headers.
+    pub rate: Option<Box<crate::limits::RateState>>,
 }
 
 impl GatewayError {
@@ -60,6 +62,7 @@ impl GatewayError {
             param: None,
             code: None,
             retry_after: None,
+            rate: None,
         }
     }
 
@@ -108,6 +111,24 @@ impl GatewayError {
             "provider `{}` has no API key: set {} on the gateway",
             provider.name, provider.key_env
         ))
+    }
+
+    /// 429 for a caller (or provider) over one of its limits: `rate_limit_exceeded`,
+    /// or `insufficient_quota` for a spent budget; try again after `retry_after`.
+    pub fn rate_limited(
+        message: impl Into<String>,
+        budget: bool,
+        retry_after: u64,
+        rate: crate::limits::RateState,
+    ) -> Self {
+        let mut err = Self::new(429, ErrorKind::RateLimit, message).with_code(if budget {
+            "insufficient_quota"
+        } else {
+            "rate_limit_exceeded"
+        });
+        err.retry_after = Some(u32::try_from(retry_after.max(1)).unwrap_or(u32::MAX));
+        err.rate = Some(Box::new(rate));
+        err
     }
 
     /// 413 for a body over `body_size_limit`.

@@ -10,6 +10,7 @@ mod context;
 mod error;
 mod framing;
 pub mod headers;
+mod limit_check;
 pub mod model_directory;
 mod model_field;
 pub mod model_request;
@@ -78,6 +79,8 @@ pub struct AuroraProxy {
     responses: Arc<dyn ResponseStore>,
     /// Which provider instances and keys are failing (passive health).
     health: HealthBook,
+    /// Where the counters of limits live.
+    limits: Arc<dyn crate::limits::LimitStore>,
 }
 
 impl AuroraProxy {
@@ -92,6 +95,7 @@ impl AuroraProxy {
             bodies: Arc::default(),
             responses: Arc::new(MemoryResponseStore::default()),
             health: HealthBook::default(),
+            limits: Arc::new(crate::limits::MemoryStore::default()),
         }
     }
 
@@ -229,6 +233,10 @@ impl AuroraProxy {
             credential,
             ..prepared.target
         };
+        ctx.upstream = Some(target.clone());
+        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+            return reject(session, ctx, err).await;
+        }
         // A context overflow is told only by the error's body: a whole answer is read
         // before it goes out, so a model with overflow fallbacks is answered that way.
         let overflow_falls_back = prepared.translation.is_none()
@@ -1015,6 +1023,11 @@ impl ProxyHttp for AuroraProxy {
             Ok(route) => route,
             Err(err) => return reject(session, ctx, err).await,
         };
+        if matches!(route, Route::Passthrough(_) | Route::ModelCall(_)) {
+            if let Err(err) = limit_check::admit_caller(&self.limits, ctx).await {
+                return reject(session, ctx, err).await;
+            }
+        }
         match route {
             Route::Passthrough(pt) => {
                 match passthrough_target(&config, &pt, session.req_header()) {
@@ -1027,6 +1040,9 @@ impl ProxyHttp for AuroraProxy {
                             ctx.attempt_ready = true;
                         }
                         ctx.upstream = Some(target);
+                        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+                            return reject(session, ctx, err).await;
+                        }
                         Ok(false)
                     }
                     Err(err) => reject(session, ctx, err).await,
@@ -1397,6 +1413,9 @@ impl ProxyHttp for AuroraProxy {
         }
         if let Some(module) = session.downstream_modules_ctx.get::<TranslationModule>() {
             observe::response_work(ctx, module.busy());
+        }
+        if !ctx.is_subrequest {
+            limit_check::charge(&self.limits, ctx).await;
         }
         // Counted before its line is written, so a line in the log means the metrics
         // already show the request.

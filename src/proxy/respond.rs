@@ -27,7 +27,7 @@ pub async fn send(
     body: Vec<u8>,
     request_id: &str,
 ) -> Result<()> {
-    send_with(session, status, content_type, body, request_id, None).await
+    send_with(session, status, content_type, body, request_id, None, None).await
 }
 
 /// [`send`], with a `Retry-After` of `retry_after` seconds when given.
@@ -38,10 +38,14 @@ async fn send_with(
     body: Vec<u8>,
     request_id: &str,
     retry_after: Option<u32>,
+    rate: Option<&crate::limits::RateState>,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(5))?;
     if let Some(seconds) = retry_after {
         resp.insert_header(http::header::RETRY_AFTER, seconds.to_string())?;
+    }
+    if let Some(rate) = rate {
+        super::limit_check::insert_rate_headers(&mut resp, rate)?;
     }
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
@@ -86,6 +90,7 @@ pub async fn send_error(
         err.envelope(format),
         request_id,
         err.retry_after,
+        err.rate.as_deref(),
     )
     .await
 }

@@ -1,0 +1,204 @@
+//! `limits:`, `auth.keys[].limits` and `providers.<name>.limits`: what each gateway key
+//! and each provider is held to, and where the counters live.
+
+use std::collections::HashMap;
+
+use super::error::ConfigError;
+use super::schema::{FileBudget, FileConfig, FileKeyLimits};
+use super::EnvSnapshot;
+
+/// Where limit counters live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitStoreKind {
+    /// In this process: exact, nothing else needed.
+    Memory,
+    /// In Redis (`redis://` or `rediss://`), shared by every replica.
+    Redis(String),
+}
+
+/// What happens when the store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// Serve, unlimited, and count the errors.
+    Allow,
+    /// Answer 503.
+    Deny,
+}
+
+/// The period a budget covers (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetPeriod {
+    Day,
+    Week,
+    Month,
+}
+
+/// A spending cap per period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// US dollars, from `models.prices`.
+    pub usd: Option<f64>,
+    /// Input plus output tokens.
+    pub tokens: Option<u64>,
+    pub period: BudgetPeriod,
+}
+
+/// What one gateway key (or provider) is held to; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KeyLimits {
+    pub requests_per_minute: Option<u64>,
+    /// Input plus output tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+    /// Calls in flight at once.
+    pub concurrent: Option<u32>,
+    pub budget: Option<Budget>,
+}
+
+impl KeyLimits {
+    /// Whether anything is limited.
+    pub fn is_empty(&self) -> bool {
+        *self == KeyLimits::default()
+    }
+}
+
+/// Every limit of the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSettings {
+    pub store: LimitStoreKind,
+    pub on_store_error: OnStoreError,
+    /// Managed key name → its limits (its own, else `limits.default`).
+    pub keys: HashMap<String, KeyLimits>,
+    /// Provider instance name → its limits.
+    pub providers: HashMap<String, KeyLimits>,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            store: LimitStoreKind::Memory,
+            on_store_error: OnStoreError::Allow,
+            keys: HashMap::new(),
+            providers: HashMap::new(),
+        }
+    }
+}
+
+impl LimitSettings {
+    /// The limits of the managed key `name`, when it has any.
+    pub fn for_key(&self, name: &str) -> Option<&KeyLimits> {
+        self.keys.get(name)
+    }
+
+    /// The limits of provider instance `name`, when it has any.
+    pub fn for_provider(&self, name: &str) -> Option<&KeyLimits> {
+        self.providers.get(name)
+    }
+}
+
+/// Reads the limits of `file`; the store URL may come from `AURORA_REDIS_URL`.
+pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSettings, ConfigError> {
+    let store_text = env
+        .get("AURORA_REDIS_URL")
+        .map(str::to_string)
+        .or_else(|| file.limits.store.as_ref().map(|s| env.expand(s)));
+    let store = match store_text.as_deref().map(str::trim) {
+        None | Some("") | Some("memory") => LimitStoreKind::Memory,
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            LimitStoreKind::Redis(url.to_string())
+        }
+        Some(other) => {
+            return Err(ConfigError::Invalid(format!(
+                "limits.store must be `memory` or a redis:// URL, got `{}`",
+                other.split('@').next_back().unwrap_or("")
+            )))
+        }
+    };
+    let on_store_error = match file.limits.on_store_error.as_deref().map(str::trim) {
+        None | Some("allow") => OnStoreError::Allow,
+        Some("deny") => OnStoreError::Deny,
+        Some(other) => {
+            return Err(ConfigError::Invalid(format!(
+                "limits.on_store_error must be `allow` or `deny`, got `{other}`"
+            )))
+        }
+    };
+    let default = file
+        .limits
+        .default
+        .as_ref()
+        .map(|l| key_limits("limits.default", l))
+        .transpose()?;
+    let mut keys = HashMap::new();
+    for k in &file.auth.keys {
+        let own = k
+            .limits
+            .as_ref()
+            .map(|l| key_limits(&format!("auth.keys `{}`.limits", k.name), l))
+            .transpose()?;
+        if let Some(limits) = own.or(default).filter(|l| !l.is_empty()) {
+            keys.insert(k.name.clone(), limits);
+        }
+    }
+    let mut providers = HashMap::new();
+    for (name, p) in &file.providers {
+        let Some(limits) = &p.limits else { continue };
+        let at = format!("providers.{name}.limits");
+        let limits = key_limits(&at, limits)?;
+        if limits.concurrent.is_some() || limits.budget.is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "{at}: a provider takes requests_per_minute and tokens_per_minute only"
+            )));
+        }
+        providers.insert(name.clone(), limits);
+    }
+    Ok(LimitSettings {
+        store,
+        on_store_error,
+        keys,
+        providers,
+    })
+}
+
+fn key_limits(at: &str, file: &FileKeyLimits) -> Result<KeyLimits, ConfigError> {
+    let positive = |field: &str, v: Option<u64>| match v {
+        Some(0) => Err(ConfigError::Invalid(format!(
+            "{at}.{field} must be at least 1"
+        ))),
+        v => Ok(v),
+    };
+    Ok(KeyLimits {
+        requests_per_minute: positive("requests_per_minute", file.requests_per_minute)?,
+        tokens_per_minute: positive("tokens_per_minute", file.tokens_per_minute)?,
+        concurrent: positive("concurrent", file.concurrent.map(u64::from))?
+            .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
+        budget: file.budget.as_ref().map(|b| budget(at, b)).transpose()?,
+    })
+}
+
+fn budget(at: &str, file: &FileBudget) -> Result<Budget, ConfigError> {
+    let period = match file.period.trim() {
+        "day" => BudgetPeriod::Day,
+        "week" => BudgetPeriod::Week,
+        "month" => BudgetPeriod::Month,
+        other => {
+            return Err(ConfigError::Invalid(format!(
+                "{at}.budget.period must be day, week or month, got `{other}`"
+            )))
+        }
+    };
+    if file.usd.is_none() && file.tokens.is_none() {
+        return Err(ConfigError::Invalid(format!(
+            "{at}.budget needs usd or tokens"
+        )));
+    }
+    if file.usd.is_some_and(|u| !u.is_finite() || u < 0.0) {
+        return Err(ConfigError::Invalid(format!(
+            "{at}.budget.usd must be a non-negative number"
+        )));
+    }
+    Ok(Budget {
+        usd: file.usd,
+        tokens: file.tokens,
+        period,
+    })
+}

@@ -1,0 +1,276 @@
+//! The in-process store: exact counters per subject, kept behind a lock of its own
+//! each, with nothing but memory on the request path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+
+use super::period::{budget_period, minute_window};
+use super::{Admission, LimitStore, RateState, Refusal, StoreError, WindowState};
+use crate::config::KeyLimits;
+
+/// US dollars are counted in millionths, as integers.
+const MICROS_PER_USD: f64 = 1_000_000.0;
+
+#[derive(Debug, Default)]
+struct Counters {
+    window: Mutex<Window>,
+    in_flight: AtomicU32,
+    budget: Mutex<Spent>,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    minute: u64,
+    requests: u64,
+    tokens: u64,
+}
+
+impl Window {
+    fn roll(&mut self, minute: u64) {
+        if self.minute != minute {
+            *self = Window {
+                minute,
+                ..Window::default()
+            };
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Spent {
+    period: u64,
+    usd_micros: u64,
+    tokens: u64,
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError("a limit counter lock was poisoned".into())
+}
+
+/// Counters in this process's memory: exact for one replica.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    subjects: RwLock<HashMap<String, Arc<Counters>>>,
+}
+
+impl MemoryStore {
+    fn counters(&self, subject: &str) -> Result<Arc<Counters>, StoreError> {
+        if let Some(c) = self.subjects.read().map_err(poisoned)?.get(subject) {
+            return Ok(Arc::clone(c));
+        }
+        let mut all = self.subjects.write().map_err(poisoned)?;
+        Ok(Arc::clone(all.entry(subject.to_string()).or_default()))
+    }
+}
+
+#[async_trait]
+impl LimitStore for MemoryStore {
+    async fn admit(
+        &self,
+        subject: &str,
+        limits: &KeyLimits,
+        now: u64,
+    ) -> Result<Admission, StoreError> {
+        let counters = self.counters(subject)?;
+        let (minute, window_left) = minute_window(now);
+        let mut refused = None;
+        if let Some(budget) = limits.budget {
+            let (period, period_left) = budget_period(now, budget.period);
+            let mut spent = counters.budget.lock().map_err(poisoned)?;
+            if spent.period != period {
+                *spent = Spent {
+                    period,
+                    ..Spent::default()
+                };
+            }
+            let over_usd = budget
+                .usd
+                .is_some_and(|usd| spent.usd_micros as f64 >= usd * MICROS_PER_USD);
+            let over_tokens = budget.tokens.is_some_and(|t| spent.tokens >= t);
+            if over_usd || over_tokens {
+                refused = Some((Refusal::Budget, period_left));
+            }
+        }
+        let mut window = counters.window.lock().map_err(poisoned)?;
+        window.roll(minute);
+        if refused.is_none() {
+            if limits.tokens_per_minute.is_some_and(|l| window.tokens >= l) {
+                refused = Some((Refusal::Tokens, window_left));
+            } else if limits
+                .requests_per_minute
+                .is_some_and(|l| window.requests >= l)
+            {
+                refused = Some((Refusal::Requests, window_left));
+            }
+        }
+        let mut slot_taken = false;
+        if let (None, Some(max)) = (refused, limits.concurrent) {
+            if counters.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
+                counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+                refused = Some((Refusal::Concurrency, 1));
+            } else {
+                slot_taken = true;
+            }
+        }
+        if refused.is_none() && limits.requests_per_minute.is_some() {
+            window.requests += 1;
+        }
+        let state = RateState {
+            requests: limits.requests_per_minute.map(|limit| WindowState {
+                limit,
+                remaining: limit.saturating_sub(window.requests),
+                reset_secs: window_left,
+            }),
+            tokens: limits.tokens_per_minute.map(|limit| WindowState {
+                limit,
+                remaining: limit.saturating_sub(window.tokens),
+                reset_secs: window_left,
+            }),
+        };
+        Ok(Admission {
+            state,
+            refused,
+            slot_taken,
+        })
+    }
+
+    async fn charge(
+        &self,
+        subject: &str,
+        limits: &KeyLimits,
+        tokens: u64,
+        usd: f64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let counters = self.counters(subject)?;
+        if limits.tokens_per_minute.is_some() {
+            let mut window = counters.window.lock().map_err(poisoned)?;
+            window.roll(minute_window(now).0);
+            window.tokens = window.tokens.saturating_add(tokens);
+        }
+        if let Some(budget) = limits.budget {
+            let (period, _) = budget_period(now, budget.period);
+            let mut spent = counters.budget.lock().map_err(poisoned)?;
+            if spent.period != period {
+                *spent = Spent {
+                    period,
+                    ..Spent::default()
+                };
+            }
+            spent.tokens = spent.tokens.saturating_add(tokens);
+            spent.usd_micros = spent
+                .usd_micros
+                .saturating_add((usd.max(0.0) * MICROS_PER_USD).round() as u64);
+        }
+        Ok(())
+    }
+
+    fn release(&self, subject: &str) {
+        if let Ok(all) = self.subjects.read() {
+            if let Some(c) = all.get(subject) {
+                // Never below zero, whatever the caller does.
+                let _ = c
+                    .in_flight
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Budget, BudgetPeriod};
+
+    const NOW: u64 = 1_796_351_415;
+
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn requests_per_minute_are_counted_exactly_and_start_again_each_minute() {
+        let store = MemoryStore::default();
+        let limits = KeyLimits {
+            requests_per_minute: Some(3),
+            ..KeyLimits::default()
+        };
+        run(async {
+            for left in [2, 1, 0] {
+                let a = store.admit("key:a", &limits, NOW).await.unwrap();
+                assert_eq!(a.refused, None);
+                assert_eq!(a.state.requests.unwrap().remaining, left);
+            }
+            let a = store.admit("key:a", &limits, NOW).await.unwrap();
+            assert_eq!(a.refused, Some((Refusal::Requests, 45)));
+            let other = store.admit("key:b", &limits, NOW).await.unwrap();
+            assert_eq!(other.refused, None, "each key counts alone");
+            let next_minute = store.admit("key:a", &limits, NOW + 45).await.unwrap();
+            assert_eq!(next_minute.refused, None);
+        });
+    }
+
+    #[test]
+    fn tokens_and_budgets_are_charged_after_and_refuse_the_next_call() {
+        let store = MemoryStore::default();
+        let limits = KeyLimits {
+            tokens_per_minute: Some(100),
+            budget: Some(Budget {
+                usd: Some(1.0),
+                tokens: None,
+                period: BudgetPeriod::Day,
+            }),
+            ..KeyLimits::default()
+        };
+        run(async {
+            assert_eq!(
+                store.admit("key:a", &limits, NOW).await.unwrap().refused,
+                None
+            );
+            store.charge("key:a", &limits, 150, 0.2, NOW).await.unwrap();
+            let a = store.admit("key:a", &limits, NOW + 1).await.unwrap();
+            assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Tokens));
+            assert_eq!(a.state.tokens.unwrap().remaining, 0);
+            // A new minute: the tokens are back, the budget goes on.
+            store
+                .charge("key:a", &limits, 10, 0.9, NOW + 60)
+                .await
+                .unwrap();
+            let a = store.admit("key:a", &limits, NOW + 61).await.unwrap();
+            assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Budget));
+            let tomorrow = NOW + 86_400;
+            assert_eq!(
+                store
+                    .admit("key:a", &limits, tomorrow)
+                    .await
+                    .unwrap()
+                    .refused,
+                None
+            );
+        });
+    }
+
+    #[test]
+    fn calls_in_flight_hold_slots_until_released() {
+        let store = MemoryStore::default();
+        let limits = KeyLimits {
+            concurrent: Some(2),
+            ..KeyLimits::default()
+        };
+        run(async {
+            assert!(store.admit("key:a", &limits, NOW).await.unwrap().slot_taken);
+            assert!(store.admit("key:a", &limits, NOW).await.unwrap().slot_taken);
+            let third = store.admit("key:a", &limits, NOW).await.unwrap();
+            assert_eq!(third.refused, Some((Refusal::Concurrency, 1)));
+            assert!(!third.slot_taken);
+            store.release("key:a");
+            assert!(store.admit("key:a", &limits, NOW).await.unwrap().slot_taken);
+        });
+    }
+}

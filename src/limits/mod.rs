@@ -1,0 +1,120 @@
+//! Limits per gateway key and per provider: requests and tokens per minute, calls in
+//! flight, and budgets per day, week or month. Checked before a request goes
+//! upstream, charged after from the usage its answer reported. The counters live in a
+//! [`LimitStore`]: this process's memory by default.
+
+mod memory;
+mod period;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+pub use period::{budget_period, minute_window, reset_text};
+
+use crate::config::KeyLimits;
+
+/// One rate window as the client is told about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowState {
+    /// The limit per window.
+    pub limit: u64,
+    /// What is left of it.
+    pub remaining: u64,
+    /// Seconds until the window starts again.
+    pub reset_secs: u64,
+}
+
+/// The request and token windows of a subject after an admission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateState {
+    pub requests: Option<WindowState>,
+    pub tokens: Option<WindowState>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Requests per minute spent.
+    Requests,
+    /// Tokens per minute spent.
+    Tokens,
+    /// As many calls in flight as allowed.
+    Concurrency,
+    /// The period's budget is spent.
+    Budget,
+}
+
+/// The answer of a store to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// The windows, for the `x-ratelimit-*` headers.
+    pub state: RateState,
+    /// Why the request is refused, and the seconds after which it may be tried again.
+    pub refused: Option<(Refusal, u64)>,
+    /// A call-in-flight slot was taken (release it when the request ends).
+    pub slot_taken: bool,
+}
+
+/// The store could not be reached or answered nonsense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limit store: {0}")]
+pub struct StoreError(pub String);
+
+/// Where limit counters live.
+#[async_trait]
+pub trait LimitStore: Send + Sync + std::fmt::Debug {
+    /// Checks `subject` (`key:NAME`, `provider:NAME`) against `limits` at `now` (Unix
+    /// seconds): when it is within them, counts the request and takes a call slot.
+    async fn admit(
+        &self,
+        subject: &str,
+        limits: &KeyLimits,
+        now: u64,
+    ) -> Result<Admission, StoreError>;
+
+    /// Charges what a finished request used: `tokens` (input plus output) and
+    /// `usd` (its cost).
+    async fn charge(
+        &self,
+        subject: &str,
+        limits: &KeyLimits,
+        tokens: u64,
+        usd: f64,
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Gives back a call slot taken by [`LimitStore::admit`].
+    fn release(&self, subject: &str);
+}
+
+/// A call slot, given back when the request ends (dropped).
+#[derive(Debug)]
+pub struct CallSlot {
+    store: Arc<dyn LimitStore>,
+    subject: String,
+}
+
+impl CallSlot {
+    /// The slot `subject` took in `store`.
+    pub fn new(store: Arc<dyn LimitStore>, subject: String) -> Self {
+        Self { store, subject }
+    }
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        self.store.release(&self.subject);
+    }
+}
+
+/// The subject of a managed key's counters.
+pub fn key_subject(name: &str) -> String {
+    format!("key:{name}")
+}
+
+/// The subject of a provider instance's counters.
+pub fn provider_subject(name: &str) -> String {
+    format!("provider:{name}")
+}

@@ -1,0 +1,208 @@
+//! Holding callers and providers to their limits: admission before anything goes
+//! upstream, the `x-ratelimit-*` headers, and the charge once the answer has said
+//! what it used.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use once_cell::sync::Lazy;
+use pingora_http::ResponseHeader;
+
+use super::{GatewayError, RequestContext};
+use crate::auth::Caller;
+use crate::config::{KeyLimits, OnStoreError};
+use crate::limits::{
+    key_subject, provider_subject, reset_text, CallSlot, LimitStore, RateState, Refusal,
+};
+
+/// What a request is held to: the subject it counts against, its limits, and the call
+/// slot it holds while it runs.
+#[derive(Debug)]
+pub struct HeldTo {
+    pub subject: String,
+    pub limits: KeyLimits,
+    _slot: Option<CallSlot>,
+}
+
+/// Unix seconds now.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Admits the request against the limits of its caller (a managed key with limits).
+pub async fn admit_caller(
+    store: &Arc<dyn LimitStore>,
+    ctx: &mut RequestContext,
+) -> Result<(), GatewayError> {
+    let Some(config) = ctx.config.clone() else {
+        return Ok(());
+    };
+    let Some(Caller::Managed(name)) = ctx.caller.as_ref() else {
+        return Ok(());
+    };
+    let Some(limits) = config.limits.for_key(name).copied() else {
+        return Ok(());
+    };
+    let subject = key_subject(name);
+    let held = admit(
+        store,
+        subject,
+        limits,
+        config.limits.on_store_error,
+        "your key",
+    )
+    .await?;
+    if let Some(held) = held {
+        ctx.rate = held.1.or(ctx.rate);
+        ctx.held_to.push(held.0);
+    }
+    Ok(())
+}
+
+/// Admits the request against the limits of the provider it goes to, if any.
+pub async fn admit_provider(
+    store: &Arc<dyn LimitStore>,
+    ctx: &mut RequestContext,
+) -> Result<(), GatewayError> {
+    let (Some(config), Some(provider)) = (ctx.config.clone(), ctx.provider_name()) else {
+        return Ok(());
+    };
+    let Some(limits) = config.limits.for_provider(provider).copied() else {
+        return Ok(());
+    };
+    let subject = provider_subject(provider);
+    let what = format!("provider `{provider}`");
+    if let Some((held, _)) =
+        admit(store, subject, limits, config.limits.on_store_error, &what).await?
+    {
+        ctx.held_to.push(held);
+    }
+    Ok(())
+}
+
+/// One admission: `Some` when the subject is counted (with its windows when it has
+/// any), `None` when the store failed and `on_error` lets the request through.
+async fn admit(
+    store: &Arc<dyn LimitStore>,
+    subject: String,
+    limits: KeyLimits,
+    on_error: OnStoreError,
+    whose: &str,
+) -> Result<Option<(HeldTo, Option<RateState>)>, GatewayError> {
+    let admission = match store.admit(&subject, &limits, now()).await {
+        Ok(admission) => admission,
+        Err(e) => return store_failed(&e, on_error).map(|()| None),
+    };
+    if let Some((refusal, retry_after)) = admission.refused {
+        let (what, budget) = match refusal {
+            Refusal::Requests => ("requests per minute", false),
+            Refusal::Tokens => ("tokens per minute", false),
+            Refusal::Concurrency => ("calls at once", false),
+            Refusal::Budget => ("budget for this period", true),
+        };
+        return Err(GatewayError::rate_limited(
+            format!("{whose} has used its {what}; retry after {retry_after} s"),
+            budget,
+            retry_after,
+            admission.state,
+        ));
+    }
+    let slot = admission
+        .slot_taken
+        .then(|| CallSlot::new(Arc::clone(store), subject.clone()));
+    let windows = admission.state;
+    let has_windows = windows.requests.is_some() || windows.tokens.is_some();
+    Ok(Some((
+        HeldTo {
+            subject,
+            limits,
+            _slot: slot,
+        },
+        has_windows.then_some(windows),
+    )))
+}
+
+fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result<(), GatewayError> {
+    if let Some(m) = crate::metrics::metrics() {
+        m.limit_store_error();
+    }
+    match on_error {
+        OnStoreError::Allow => {
+            log::warn!("{e}; serving without limits (limits.on_store_error: allow)");
+            Ok(())
+        }
+        OnStoreError::Deny => Err(GatewayError::overloaded(
+            "the limit store cannot be reached; retry shortly",
+            1,
+        )),
+    }
+}
+
+/// Charges what the finished request used to every subject it counted against.
+pub async fn charge(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
+    if ctx.held_to.is_empty() {
+        return;
+    }
+    let Some(usage) = ctx.obs.usage() else {
+        return;
+    };
+    let tokens = usage.input + usage.cache_read + usage.cache_write + usage.output;
+    let usd = super::observe::cost_usd(ctx).unwrap_or_else(|| {
+        if ctx
+            .held_to
+            .iter()
+            .any(|h| h.limits.budget.is_some_and(|b| b.usd.is_some()))
+        {
+            unpriced_once(ctx.obs.model().unwrap_or("-"));
+        }
+        0.0
+    });
+    for held in &ctx.held_to {
+        let needs = held.limits.tokens_per_minute.is_some() || held.limits.budget.is_some();
+        if !needs {
+            continue;
+        }
+        if let Err(e) = store
+            .charge(&held.subject, &held.limits, tokens, usd, now())
+            .await
+        {
+            log::warn!("{e}; this request's usage is not charged");
+        }
+    }
+}
+
+/// A USD budget counts a model without a price as free: said once per model.
+fn unpriced_once(model: &str) {
+    static SAID: Lazy<Mutex<HashSet<String>>> = Lazy::new(Mutex::default);
+    if SAID
+        .lock()
+        .is_ok_and(|mut said| said.insert(model.to_string()))
+    {
+        log::warn!(
+            "model `{model}` has no price in models.prices: USD budgets count its calls as free"
+        );
+    }
+}
+
+/// OpenAI's `x-ratelimit-*` headers for the caller's windows.
+pub fn insert_rate_headers(
+    resp: &mut ResponseHeader,
+    rate: &RateState,
+) -> pingora_core::Result<()> {
+    for (kind, window) in [("requests", rate.requests), ("tokens", rate.tokens)] {
+        let Some(w) = window else { continue };
+        resp.insert_header(format!("x-ratelimit-limit-{kind}"), w.limit.to_string())?;
+        resp.insert_header(
+            format!("x-ratelimit-remaining-{kind}"),
+            w.remaining.to_string(),
+        )?;
+        resp.insert_header(
+            format!("x-ratelimit-reset-{kind}"),
+            reset_text(w.reset_secs),
+        )?;
+    }
+    Ok(())
+}
