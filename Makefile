@@ -8,7 +8,7 @@ PID_FILE ?= /tmp/aurora.pid
 LOG_FILE ?= aurora.log
 AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load soak deps venv agents
+.PHONY: all build redis release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load soak deps venv agents
 
 all: build
 
@@ -21,6 +21,13 @@ deps:
 
 build: deps
 	$(CARGO) build --all-targets
+
+# The shared-limit tests start their own redis-server (tests/common/redis.rs).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server missing: installing it with apt-get"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
 release: deps
 	$(CARGO) build --release
@@ -85,7 +92,7 @@ $(AGENTS_STAMP):
 # Everything: unit and integration tests, then the official SDKs and agent CLIs end to end.
 test: build venv agents test-rust test-e2e
 
-test-rust: build
+test-rust: build redis
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --no-fail-fast; \
 	else \

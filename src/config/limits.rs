@@ -104,6 +104,11 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
     let store = match store_text.as_deref().map(str::trim) {
         None | Some("") | Some("memory") => LimitStoreKind::Memory,
         Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            if redis::Client::open(url).is_err() {
+                return Err(ConfigError::Invalid(
+                    "limits.store (or AURORA_REDIS_URL) is not a usable redis:// URL".into(),
+                ));
+            }
             LimitStoreKind::Redis(url.to_string())
         }
         Some(other) => {

@@ -5,6 +5,7 @@
 
 mod memory;
 mod period;
+mod redis_store;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 
 pub use memory::MemoryStore;
 pub use period::{budget_period, minute_window, reset_text};
+pub use redis_store::RedisStore;
 
 use crate::config::KeyLimits;
 
@@ -107,6 +109,14 @@ impl Drop for CallSlot {
     fn drop(&mut self) {
         self.store.release(&self.subject);
     }
+}
+
+/// The store `kind` names: memory, or Redis at its URL.
+pub fn store_for(kind: &crate::config::LimitStoreKind) -> Result<Arc<dyn LimitStore>, StoreError> {
+    Ok(match kind {
+        crate::config::LimitStoreKind::Memory => Arc::new(MemoryStore::default()),
+        crate::config::LimitStoreKind::Redis(url) => Arc::new(RedisStore::new(url)?),
+    })
 }
 
 /// The subject of a managed key's counters.

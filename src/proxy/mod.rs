@@ -86,8 +86,15 @@ pub struct AuroraProxy {
 impl AuroraProxy {
     /// A proxy reading its configuration from `config` on every request.
     pub fn new(config: Arc<LiveConfig>) -> Self {
+        // Read once: the store is chosen at start (restart only).
+        let limits =
+            crate::limits::store_for(&config.snapshot().limits.store).unwrap_or_else(|e| {
+                log::error!("{e}; limits are counted in this process instead");
+                Arc::new(crate::limits::MemoryStore::default())
+            });
         Self {
             config,
+            limits,
             resolver: UpstreamResolver::default(),
             models: ModelDirectory::new(),
             // Built once here: it loads the system trust roots.
@@ -95,7 +102,6 @@ impl AuroraProxy {
             bodies: Arc::default(),
             responses: Arc::new(MemoryResponseStore::default()),
             health: HealthBook::default(),
-            limits: Arc::new(crate::limits::MemoryStore::default()),
         }
     }
 

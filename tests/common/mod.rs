@@ -6,6 +6,7 @@ pub mod load;
 pub mod mock;
 pub mod otlp;
 pub mod provider_rules;
+pub mod redis;
 pub mod sse;
 pub mod tls;
 

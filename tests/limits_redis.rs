@@ -1,0 +1,218 @@
+//! Limits shared by two gateway replicas through a real Redis: requests per minute
+//! held exactly across both, calls at once counted across both, a token budget
+//! charged at one and refused at the other; Redis going away (`allow` serves and
+//! counts, `deny` answers 503) and coming back (limits enforced again, no restart).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use serde_json::Value;
+
+const MASTER: &str = "gw-master-limits-redis-0123456789abcdef";
+const TEAM_KEY: &str = "aur_limits_redis_team_key_0123456789abcdef";
+
+fn sha256_hex(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+fn provider_like(rec: &Recorded) -> Reply {
+    let streamed = String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#);
+    match rec.uri.as_str() {
+        "/v1/messages" if streamed => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            body: fixture("anthropic/messages_stream.txt").into(),
+        },
+        "/v1/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
+        _ => Reply::json(404, "{}"),
+    }
+}
+
+/// A replica: the same config (and Redis) as every other one.
+fn replica(mock: &MockUpstream, redis: &RedisServer, team_limits: &str, extra: &str) -> Gateway {
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "limits:\n  store: {}\n{extra}auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {team_limits}\n",
+        redis.url(),
+        sha256_hex(TEAM_KEY),
+    );
+    Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-limits-redis"),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-limits-redis"),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    )
+}
+
+const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+
+async fn chat(gw: &Gateway) -> reqwest::Response {
+    client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_a_keys_requests_per_minute_exactly() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    let replicas = [
+        replica(&mock, &redis, "{requests_per_minute: 10}", ""),
+        replica(&mock, &redis, "{requests_per_minute: 10}", ""),
+    ];
+    let mut ok = 0;
+    let mut refused = 0;
+    for i in 0..20 {
+        let resp = chat(&replicas[i % 2]).await;
+        match resp.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                refused += 1;
+                assert_eq!(
+                    resp.headers()["x-ratelimit-remaining-requests"],
+                    "0",
+                    "429s carry the headers"
+                );
+                assert!(resp.headers().contains_key("retry-after"));
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // A minute boundary between two requests would reset the window: allow for it.
+    assert!(ok == 10 || (ok > 10 && ok <= 20), "{ok} successes");
+    assert_eq!(ok + refused, 20);
+    assert_eq!(mock.requests().len(), ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_at_once_are_counted_across_replicas() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(|rec: &Recorded| {
+        Reply::Delayed(Duration::from_millis(800), Box::new(provider_like(rec)))
+    })
+    .await;
+    let one = Arc::new(replica(&mock, &redis, "{concurrent: 2}", ""));
+    let two = replica(&mock, &redis, "{concurrent: 2}", "");
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let one = Arc::clone(&one);
+            tokio::spawn(async move { chat(&one).await.status() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = chat(&two).await;
+    assert_eq!(
+        third.status(),
+        429,
+        "two calls are in flight at the other replica"
+    );
+    for call in slow {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    // The slots are given back asynchronously.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(chat(&two).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_budget_charged_at_one_replica_refuses_at_the_other() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    let limits = "{budget: {tokens: 20, period: day}}";
+    let one = replica(&mock, &redis, limits, "");
+    let two = replica(&mock, &redis, limits, "");
+    let stream = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    for _ in 0..2 {
+        let resp = client()
+            .post(one.url("/p/anthropic/v1/messages"))
+            .bearer_auth(TEAM_KEY)
+            .body(stream)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resp = chat(&two).await;
+    assert_eq!(resp.status(), 429);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "insufficient_quota");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_allow_serves_and_counts_deny_refuses_and_both_recover() {
+    let mut redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    let metrics_port = free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let base = mock.url("/v1");
+    let start = |on_error: &str, metrics: &str| {
+        let yaml = format!(
+            "limits:\n  store: {}\n  on_store_error: {on_error}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{requests_per_minute: 2}}\n",
+            redis.url(),
+            sha256_hex(TEAM_KEY),
+        );
+        Gateway::start(
+            &yaml,
+            &[
+                ("AURORA_MASTER_KEY", MASTER),
+                ("OPENAI_API_KEY", "sk-oai-limits-redis"),
+                ("OPENAI_BASE_URL", base.as_str()),
+                ("AURORA_METRICS_LISTEN", metrics),
+            ],
+        )
+    };
+    let allow = start("allow", &metrics_listen);
+    let deny = start("deny", "");
+    // Both connected while Redis was up.
+    assert_eq!(chat(&allow).await.status(), 200);
+    redis.stop();
+    for _ in 0..3 {
+        assert_eq!(chat(&allow).await.status(), 200, "allow: served unlimited");
+        assert_eq!(chat(&deny).await.status(), 503, "deny: refused");
+    }
+    let scrape = client()
+        .get(format!("http://{metrics_listen}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let errors: f64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("aurora_limit_store_errors_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(errors >= 3.0, "{scrape}");
+
+    redis.resume();
+    // The connection manager reconnects by itself: the limit holds again.
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(chat(&deny).await.status().as_u16());
+        if statuses.ends_with(&[200, 200, 429]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        statuses.ends_with(&[200, 200, 429]),
+        "two allowed, then refused: {statuses:?}"
+    );
+}
