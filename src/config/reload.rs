@@ -12,7 +12,8 @@ use super::{ConfigError, ConfigSource, EnvSnapshot, LiveConfig, ServerSettings};
 /// Settings fixed when the process starts (sockets, runtimes, Pingora's server
 /// settings). A reload keeps their running values; a graceful upgrade (`-u`) or a
 /// restart applies them.
-pub const RESTART_ONLY_KEYS: [&str; 9] = [
+pub const RESTART_ONLY_KEYS: [&str; 10] = [
+    "limits.store",
     "server.listen",
     "server.threads",
     "server.grace_period_seconds",
@@ -86,6 +87,10 @@ impl ConfigReloader {
         let running = self.live.snapshot();
         let mut kept = keep_restart_only(&running.server, &mut next.server);
         // The span exporter is built once, at start.
+        if next.limits.store != running.limits.store {
+            next.limits.store = running.limits.store.clone();
+            kept.push("limits.store");
+        }
         if next.telemetry != running.telemetry {
             next.telemetry = running.telemetry.clone();
             kept.push("telemetry");
@@ -340,6 +345,22 @@ mod tests {
         assert_eq!(now.server.threads, 2);
         assert_eq!(now.server.grace_period_seconds, 30);
         assert_eq!(now.server.body_size_limit, 2 * 1024 * 1024, "reloadable");
+    }
+
+    #[test]
+    fn the_limit_store_is_kept_over_a_reload() {
+        let f = fixture("limits:\n  default: {requests_per_minute: 5}\n");
+        std::fs::write(
+            &f.path,
+            "limits:\n  store: redis://127.0.0.1:1/0\n  default: {requests_per_minute: 7}\n",
+        )
+        .unwrap();
+        let ReloadOutcome::Applied { kept, .. } = f.reloader.reload_with(&env()) else {
+            panic!("a valid file must apply");
+        };
+        assert_eq!(kept, vec!["limits.store"]);
+        let now = f.reloader.live().snapshot();
+        assert_eq!(now.limits.store, crate::config::LimitStoreKind::Memory);
     }
 
     #[test]
