@@ -58,6 +58,21 @@ fn first(seen: &mut bool) -> Option<()> {
     (!std::mem::replace(seen, true)).then_some(())
 }
 
+/// The bytes that end a string in the accepted form: its closing quote, an
+/// escape, or a control character (a malformed string). One table lookup
+/// per byte rather than three comparisons.
+static ENDS_PLAIN_STRING: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// A position in the data being read. Each reader returns `None` as soon as
 /// the data leaves the accepted form.
 struct Cursor<'a> {
@@ -83,7 +98,7 @@ impl<'a> Cursor<'a> {
         let rest = self.data.as_bytes().get(start..)?;
         let len = rest
             .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            .position(|&b| ENDS_PLAIN_STRING[usize::from(b)])?;
         if rest.get(len) != Some(&b'"') {
             return None;
         }
