@@ -47,6 +47,7 @@ pub mod error;
 mod hub_streams;
 mod json_writer;
 pub mod module;
+mod openai_content_chunk;
 pub mod openai_to_anthropic_error;
 pub mod openai_to_anthropic_request;
 pub mod openai_to_anthropic_response;

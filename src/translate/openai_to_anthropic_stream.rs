@@ -14,6 +14,7 @@
 //! `message_delta` carries the real input and output counts.
 
 use super::json_writer::{write_str, write_u64};
+use super::openai_content_chunk::content_chunk;
 use super::openai_to_anthropic_error::OpenAiErrorOrString;
 use super::openai_to_anthropic_response::{
     anthropic_message_id, anthropic_stop_reason, generated_tool_use_id, AnthropicUsageOut,
@@ -371,6 +372,18 @@ impl State {
         if data.is_empty() {
             return;
         }
+        // Most chunks carry only text: read those without serde, to the
+        // same values serde would give.
+        if let Some(chunk) = content_chunk(data) {
+            self.ensure_started(out, chunk.id);
+            let thinking = chunk.reasoning_content.filter(|t| !t.is_empty());
+            return self.texts(
+                out,
+                thinking.or(chunk.reasoning),
+                chunk.content,
+                chunk.refusal,
+            );
+        }
         let chunk: Chunk = match serde_json::from_str(data) {
             Ok(c) => c,
             Err(_) => return self.fail(out, "api_error", MALFORMED),
@@ -389,17 +402,14 @@ impl State {
             return;
         };
         if let Some(delta) = &choice.delta {
-            if let Some(t) = LenientStr::non_empty(&delta.reasoning_content)
-                .or_else(|| LenientStr::non_empty(&delta.reasoning))
-            {
-                self.text_like(out, BlockKind::Thinking, t);
-            }
-            if let Some(t) = LenientStr::non_empty(&delta.content) {
-                self.text_like(out, BlockKind::Text, t);
-            }
-            if let Some(t) = LenientStr::non_empty(&delta.refusal) {
-                self.text_like(out, BlockKind::Text, t);
-            }
+            let thinking = LenientStr::non_empty(&delta.reasoning_content)
+                .or_else(|| LenientStr::non_empty(&delta.reasoning));
+            self.texts(
+                out,
+                thinking,
+                LenientStr::non_empty(&delta.content),
+                LenientStr::non_empty(&delta.refusal),
+            );
             for call in delta.tool_calls.iter().flatten() {
                 self.tool_call(out, call);
                 if self.phase != Phase::Streaming {
@@ -413,6 +423,27 @@ impl State {
                 Some(finish),
                 !self.tools_seen.is_empty(),
             ));
+        }
+    }
+
+    /// The text members of a delta, in the order they become blocks; empty
+    /// ones are skipped.
+    fn texts(
+        &mut self,
+        out: &mut Vec<u8>,
+        thinking: Option<&str>,
+        content: Option<&str>,
+        refusal: Option<&str>,
+    ) {
+        let texts = [
+            (BlockKind::Thinking, thinking),
+            (BlockKind::Text, content),
+            (BlockKind::Text, refusal),
+        ];
+        for (kind, text) in texts {
+            if let Some(text) = text.filter(|t| !t.is_empty()) {
+                self.text_like(out, kind, text);
+            }
         }
     }
 
@@ -1139,6 +1170,63 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         ]
         .concat()
         .concat()
+    }
+
+    /// A text member as the translator reads it, before dropping empty ones.
+    fn text<'a>(field: &'a Option<LenientStr<'_>>) -> Option<&'a str> {
+        field.as_ref().and_then(|s| s.0.as_deref())
+    }
+
+    #[test]
+    fn chunks_read_without_serde_give_the_values_serde_reads() {
+        let mut datas: Vec<&str> = [
+            TOOL_STREAM,
+            MIXED_STREAM,
+            ERROR_STREAM,
+            fixture!("openai/chat_completion_stream.txt"),
+            fixture!("groq/chat_completion_stream.txt"),
+            fixture!("xai/chat_completion_stream.txt"),
+            fixture!("gemini/chat_completion_stream.txt"),
+        ]
+        .iter()
+        .flat_map(|s| s.lines())
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+        datas.extend([
+            "{}",
+            r#"{"choices":[]}"#,
+            r#"{"choices":[{}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null,"reasoning":null,"tool_calls":null}}],"usage":null}"#,
+            r#"{"choices":[{"delta":{"reasoning":"r","reasoning_content":"","refusal":"no"}}],"created":0,"ok":true,"x":false}"#,
+        ]);
+        let mut fast = 0;
+        for data in datas {
+            let Some(chunk) = content_chunk(data) else {
+                continue;
+            };
+            fast += 1;
+            let parsed: Chunk = serde_json::from_str(data).unwrap();
+            assert!(parsed.error.is_none() && parsed.usage.is_none(), "{data}");
+            assert_eq!(chunk.id, parsed.id.as_deref(), "{data}");
+            let choice = parsed.choices.as_ref().and_then(|c| c.0.as_ref());
+            let delta = choice.and_then(|c| c.delta.as_ref());
+            assert!(choice.is_none_or(|c| c.finish_reason.is_none()), "{data}");
+            assert!(delta.is_none_or(|d| d.tool_calls.is_none()), "{data}");
+            let read = (
+                delta.and_then(|d| text(&d.content)),
+                delta.and_then(|d| text(&d.reasoning_content)),
+                delta.and_then(|d| text(&d.reasoning)),
+                delta.and_then(|d| text(&d.refusal)),
+            );
+            let fast_read = (
+                chunk.content,
+                chunk.reasoning_content,
+                chunk.reasoning,
+                chunk.refusal,
+            );
+            assert_eq!(fast_read, read, "{data}");
+        }
+        assert!(fast >= 10, "only {fast} chunks took the fast path");
     }
 
     #[test]
