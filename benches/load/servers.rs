@@ -278,8 +278,19 @@ pub fn start_aurora(
     cpus: Option<&[usize]>,
     dir: &Path,
 ) -> Server {
-    let config = "# Written by the load bench; providers and keys come from the environment.\n";
-    start_aurora_with_config(bin, mock_port, threads, log_filter, cpus, dir, config, None)
+    let config = format!(
+        "# Written by the load bench; providers and keys come from the environment.\n{}",
+        extra_config()
+    );
+    start_aurora_with_config(bin, mock_port, threads, log_filter, cpus, dir, &config, None)
+}
+
+/// `AURORA_BENCH_CONFIG`: YAML added to the gateway's config (to measure what a
+/// setting costs, e.g. `retry: {attempts: 2}`).
+fn extra_config() -> String {
+    std::env::var("AURORA_BENCH_CONFIG")
+        .map(|yaml| format!("{yaml}\n"))
+        .unwrap_or_default()
 }
 
 /// [`start_aurora`] as operators run it: the access log written (text, to the log
@@ -292,7 +303,10 @@ pub fn start_aurora_observed(
     dir: &Path,
 ) -> Server {
     let metrics_port = free_port();
-    let config = "# Written by the load bench; providers and keys come from the environment.\nserver:\n  access_log: text\n";
+    let config = format!(
+        "# Written by the load bench; providers and keys come from the environment.\nserver:\n  access_log: text\n{}",
+        extra_config()
+    );
     // The access log is written at `info`; the filter keeps other records quiet.
     let filter = "warn,aurora::access=info";
     let mut server = start_aurora_with_config(
@@ -302,7 +316,7 @@ pub fn start_aurora_observed(
         filter,
         cpus,
         dir,
-        config,
+        &config,
         Some(metrics_port),
     );
     server.scraper = Some(MetricsScraper::start(metrics_port));
