@@ -7,18 +7,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
+use common::{client, fixture, sha256_hex, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::Value;
 
 const MASTER: &str = "gw-master-limits-test-0123456789abcdef";
 /// Managed keys: the key, and the SHA-256 of it the config holds.
 const TEAM_KEY: &str = "aur_limits_test_team_key_0123456789abcdef";
 const OTHER_KEY: &str = "aur_limits_test_other_key_0123456789abcdef";
-
-fn sha256_hex(key: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(key.as_bytes()))
-}
 
 fn provider_like(rec: &Recorded) -> Reply {
     let streamed = String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#);

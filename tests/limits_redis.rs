@@ -9,16 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use common::{client, fixture, free_port, sha256_hex, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::Value;
 
 const MASTER: &str = "gw-master-limits-redis-0123456789abcdef";
 const TEAM_KEY: &str = "aur_limits_redis_team_key_0123456789abcdef";
-
-fn sha256_hex(key: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(key.as_bytes()))
-}
 
 fn provider_like(rec: &Recorded) -> Reply {
     let streamed = String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#);
@@ -186,14 +181,7 @@ async fn without_redis_allow_serves_and_counts_deny_refuses_and_both_recover() {
         assert_eq!(chat(&allow).await.status(), 200, "allow: served unlimited");
         assert_eq!(chat(&deny).await.status(), 503, "deny: refused");
     }
-    let scrape = client()
-        .get(format!("http://{metrics_listen}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = common::scrape(&metrics_listen).await;
     let errors: f64 = scrape
         .lines()
         .find_map(|l| l.strip_prefix("aurora_limit_store_errors_total "))

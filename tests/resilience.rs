@@ -263,14 +263,7 @@ async fn an_instance_on_a_closed_port_shares_nothing_once_it_cools_down() {
     // `dead` was tried until it had failed three times, then no more.
     let retried = attempts.iter().filter(|a| *a == "2").count();
     assert_eq!(retried, 3, "{attempts:?}");
-    let scrape = client()
-        .get(format!("http://{metrics_listen}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = common::scrape(&metrics_listen).await;
     assert!(
         scrape.contains(r#"aurora_upstream_available{provider="dead"} 0"#),
         "{scrape}"

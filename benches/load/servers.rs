@@ -282,7 +282,9 @@ pub fn start_aurora(
         "# Written by the load bench; providers and keys come from the environment.\n{}",
         extra_config()
     );
-    start_aurora_with_config(bin, mock_port, threads, log_filter, cpus, dir, &config, None)
+    start_aurora_with_config(
+        bin, mock_port, threads, log_filter, cpus, dir, &config, None,
+    )
 }
 
 /// `AURORA_BENCH_CONFIG`: YAML added to the gateway's config (to measure what a

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 
 use super::period::{budget_period, minute_window};
-use super::{Admission, LimitStore, RateState, Refusal, StoreError, WindowState};
+use super::{Admission, LimitStore, RateState, Refusal, StoreError};
 use crate::config::KeyLimits;
 
 /// US dollars are counted in millionths, as integers.
@@ -118,18 +118,7 @@ impl LimitStore for MemoryStore {
         if refused.is_none() && limits.requests_per_minute.is_some() {
             window.requests += 1;
         }
-        let state = RateState {
-            requests: limits.requests_per_minute.map(|limit| WindowState {
-                limit,
-                remaining: limit.saturating_sub(window.requests),
-                reset_secs: window_left,
-            }),
-            tokens: limits.tokens_per_minute.map(|limit| WindowState {
-                limit,
-                remaining: limit.saturating_sub(window.tokens),
-                reset_secs: window_left,
-            }),
-        };
+        let state = RateState::of(limits, window.requests, window.tokens, window_left);
         Ok(Admission {
             state,
             refused,

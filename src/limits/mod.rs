@@ -35,6 +35,24 @@ pub struct RateState {
     pub tokens: Option<WindowState>,
 }
 
+impl RateState {
+    /// The windows of `limits` after `requests` requests and `tokens` tokens counted in
+    /// the current minute, which ends in `reset_secs`.
+    pub fn of(limits: &KeyLimits, requests: u64, tokens: u64, reset_secs: u64) -> Self {
+        let window = |limit: Option<u64>, used: u64| {
+            limit.map(|limit| WindowState {
+                limit,
+                remaining: limit.saturating_sub(used),
+                reset_secs,
+            })
+        };
+        Self {
+            requests: window(limits.requests_per_minute, requests),
+            tokens: window(limits.tokens_per_minute, tokens),
+        }
+    }
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -17,7 +17,7 @@ use redis::{Client, Script};
 use tokio::sync::OnceCell;
 
 use super::period::{budget_period, minute_window};
-use super::{Admission, LimitStore, RateState, Refusal, StoreError, WindowState};
+use super::{Admission, LimitStore, RateState, Refusal, StoreError};
 use crate::config::KeyLimits;
 
 /// The longest a request waits on Redis before the store counts as unreachable.
@@ -191,18 +191,7 @@ impl LimitStore for RedisStore {
             _ => None,
         }
         .map(|r| (r, count(retry_after)));
-        let state = RateState {
-            requests: limits.requests_per_minute.map(|limit| WindowState {
-                limit,
-                remaining: limit.saturating_sub(count(requests)),
-                reset_secs: window_left,
-            }),
-            tokens: limits.tokens_per_minute.map(|limit| WindowState {
-                limit,
-                remaining: limit.saturating_sub(count(tokens)),
-                reset_secs: window_left,
-            }),
-        };
+        let state = RateState::of(limits, count(requests), count(tokens), window_left);
         Ok(Admission {
             state,
             refused,

@@ -22,6 +22,11 @@ pub type LineFilter = fn(&str) -> Cow<'_, str>;
 /// Bytes gathered into one write when lines queue up.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// After a write, the writer lets lines gather this long before it looks again: a
+/// worker that hands a line over then never has to wake the writer, which would cost
+/// it a system call and, on a busy CPU, a context switch per request.
+const GATHER: Duration = Duration::from_millis(10);
+
 /// What the writer thread is handed.
 enum Entry {
     Line(String),
@@ -100,11 +105,15 @@ fn write_lines(lines: Receiver<Entry>, filter: LineFilter, mut sink: Box<dyn Wri
             Entry::Line(line) => batch.push_str(&filter(&line)),
             Entry::Flush(done) => flushed = Some(done),
         }
+        let mut drained = false;
         while flushed.is_none() && batch.len() < BATCH_BYTES {
             match lines.try_recv() {
                 Ok(Entry::Line(more)) => batch.push_str(&filter(&more)),
                 Ok(Entry::Flush(done)) => flushed = Some(done),
-                Err(_) => break,
+                Err(_) => {
+                    drained = true;
+                    break;
+                }
             }
         }
         // A failed write has nowhere to be reported (the sink is stderr); carrying on
@@ -115,6 +124,10 @@ fn write_lines(lines: Receiver<Entry>, filter: LineFilter, mut sink: Box<dyn Wri
         }
         if let Some(done) = flushed {
             let _ = done.try_send(());
+        }
+        // Lines still queued are written at once; a drained queue gathers a while.
+        if drained {
+            thread::sleep(GATHER);
         }
     }
 }

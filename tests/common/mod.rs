@@ -22,3 +22,21 @@ pub fn fixture(path: &str) -> String {
     ))
     .unwrap()
 }
+
+/// The SHA-256 of a managed key, in hex, as `auth.keys[].sha256` holds it.
+pub fn sha256_hex(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+/// One scrape of a gateway's metrics listener at `listen` (`ip:port`).
+pub async fn scrape(listen: &str) -> String {
+    client()
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
