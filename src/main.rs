@@ -18,7 +18,7 @@ const EXIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5
 #[command(name = "aurora", version, about)]
 struct Cli {
     /// Config file (env AURORA_CONFIG; default conf/aurora.yaml).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
 
     /// Validate the config and the environment, then exit 0 (valid) or 1.
@@ -38,6 +38,16 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// What a gateway key used this period, per model: asks the running gateway's
+    /// metrics listener (`GET /admin/usage`) with the master key, both from the config.
+    Usage {
+        /// The key's name.
+        #[arg(long)]
+        key: String,
+        /// day, week or month.
+        #[arg(long, default_value = "month")]
+        period: String,
     },
 }
 
@@ -60,6 +70,16 @@ fn main() -> ExitCode {
         return new_key(name);
     }
     let env = EnvSnapshot::from_process();
+    if let Some(Command::Usage { key, period }) = &cli.command {
+        let source = config_source(cli.config.clone(), &env);
+        return match source.load(&env) {
+            Ok(config) => usage(&config, &env, key, period),
+            Err(e) => {
+                eprintln!("aurora: config error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Start with RUST_LOG (or the default) so loading is logged; the config's own
     // filter, which RUST_LOG also wins in, takes over once it is loaded.
     let early_filter = env.get("RUST_LOG").unwrap_or(logging::DEFAULT_LOG_FILTER);
@@ -115,6 +135,25 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("aurora: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `aurora usage`: the report from the running gateway, printed as JSON; the master
+/// key comes from `AURORA_MASTER_KEY`, as the gateway's does.
+fn usage(config: &aurora::config::Config, env: &EnvSnapshot, key: &str, period: &str) -> ExitCode {
+    let Some(master) = env.get("AURORA_MASTER_KEY").filter(|k| !k.is_empty()) else {
+        eprintln!("aurora: set AURORA_MASTER_KEY to the gateway's master key: the report needs it");
+        return ExitCode::FAILURE;
+    };
+    match aurora::server::fetch_usage_report(config, key, period, master) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("aurora: {e}");
             ExitCode::FAILURE
         }
     }

@@ -202,3 +202,83 @@ async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_with
         429
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
+    let mock = MockUpstream::start(provider_like).await;
+    let metrics_port = common::free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "server:\n  metrics_listen: {listen}\nmodels:\n  limits:\n    gpt-4o-mini: {{max_output_tokens: 1000}}\n  prices:\n    gpt-4o-mini: {{input: 1.0, output: 2.0}}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        sha256_hex(TEAM_KEY)
+    );
+    let env = [
+        ("AURORA_MASTER_KEY", MASTER),
+        ("OPENAI_API_KEY", "sk-oai-limits"),
+        ("OPENAI_BASE_URL", base.as_str()),
+        // The harness turns the listener off unless told where it goes.
+        ("AURORA_METRICS_LISTEN", listen.as_str()),
+    ];
+    let gw = Gateway::start(&yaml, &env);
+    for _ in 0..2 {
+        assert_eq!(
+            post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT)
+                .await
+                .status(),
+            200
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = format!("http://{listen}/admin/usage?key=team-a&period=month");
+    let refused = client()
+        .get(&url)
+        .bearer_auth(TEAM_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "the report is for the master key");
+    let report: Value = client()
+        .get(&url)
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let model = &report["models"]["gpt-4o-mini"];
+    assert_eq!(model["requests"], 2, "{report}");
+    // The recorded completion reports 17 input and 4 output tokens.
+    assert_eq!(model["tokens"]["input"], 34);
+    assert_eq!(model["tokens"]["output"], 8);
+    let cost = (34.0 * 1.0 + 8.0 * 2.0) / 1e6;
+    assert!(
+        (report["total"]["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9,
+        "{report}"
+    );
+
+    // `aurora usage` asks the same listener, with the same config and master key.
+    let config = gw.config_path();
+    let out = tokio::task::spawn_blocking(move || {
+        common::run_cli(
+            &[
+                "usage",
+                "--key",
+                "team-a",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            &[("AURORA_MASTER_KEY", MASTER)],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["models"]["gpt-4o-mini"]["requests"], 2);
+}

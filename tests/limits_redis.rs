@@ -204,3 +204,28 @@ async fn without_redis_allow_serves_and_counts_deny_refuses_and_both_recover() {
         "two allowed, then refused: {statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
+    use aurora::limits::{LimitStore, RedisStore, UsageRecord};
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let one = UsageRecord {
+        requests: 1,
+        input: 10,
+        output: 4,
+        cost_micros: 250,
+        ..UsageRecord::default()
+    };
+    let today = 20_426;
+    store.record_usage("team-a", "gpt-4o", today, &one).await.unwrap();
+    store.record_usage("team-a", "gpt-4o", today - 1, &one).await.unwrap();
+    store.record_usage("team-a", "claude", today, &one).await.unwrap();
+    store.record_usage("team-a", "gpt-4o", today - 40, &one).await.unwrap();
+    let usage = store.usage("team-a", today - 6, today).await.unwrap();
+    assert_eq!(usage["gpt-4o"].requests, 2);
+    assert_eq!(usage["gpt-4o"].input, 20);
+    assert_eq!(usage["gpt-4o"].cost_micros, 500);
+    assert_eq!(usage["claude"].output, 4);
+    assert_eq!(usage.len(), 2);
+}

@@ -1,14 +1,14 @@
 //! The in-process store: exact counters per subject, kept behind a lock of its own
 //! each, with nothing but memory on the request path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 
 use super::period::{budget_period, minute_window};
-use super::{Admission, LimitStore, RateState, Refusal, StoreError};
+use super::{Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT};
 use crate::config::KeyLimits;
 
 /// US dollars are counted in millionths, as integers.
@@ -54,6 +54,8 @@ fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     subjects: RwLock<HashMap<String, Arc<Counters>>>,
+    /// (key, day) → model → usage.
+    usage: Mutex<HashMap<(String, u64), BTreeMap<String, UsageRecord>>>,
 }
 
 impl MemoryStore {
@@ -155,6 +157,45 @@ impl LimitStore for MemoryStore {
                 .saturating_add((usd.max(0.0) * MICROS_PER_USD).round() as u64);
         }
         Ok(())
+    }
+
+    async fn record_usage(
+        &self,
+        key: &str,
+        model: &str,
+        day: u64,
+        usage: &UsageRecord,
+    ) -> Result<(), StoreError> {
+        let mut all = self.usage.lock().map_err(poisoned)?;
+        if !all.contains_key(&(key.to_string(), day)) {
+            // A new day: what is past keeping goes.
+            all.retain(|(_, d), _| d + USAGE_DAYS_KEPT > day);
+        }
+        all.entry((key.to_string(), day))
+            .or_default()
+            .entry(model.to_string())
+            .or_default()
+            .add(usage);
+        Ok(())
+    }
+
+    async fn usage(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<BTreeMap<String, UsageRecord>, StoreError> {
+        let all = self.usage.lock().map_err(poisoned)?;
+        let mut out: BTreeMap<String, UsageRecord> = BTreeMap::new();
+        for ((k, day), models) in all.iter() {
+            if k != key || *day < first || *day > last {
+                continue;
+            }
+            for (model, usage) in models {
+                out.entry(model.clone()).or_default().add(usage);
+            }
+        }
+        Ok(out)
     }
 
     fn release(&self, subject: &str) {

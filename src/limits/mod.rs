@@ -6,14 +6,16 @@
 mod memory;
 mod period;
 mod redis_store;
+mod report;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
-pub use period::{budget_period, minute_window, reset_text};
+pub use period::{budget_period, date_text, minute_window, period_start_day, reset_text};
 pub use redis_store::RedisStore;
+pub use report::{parse_period, usage_report};
 
 use crate::config::KeyLimits;
 
@@ -82,9 +84,85 @@ pub struct Admission {
 #[error("limit store: {0}")]
 pub struct StoreError(pub String);
 
+/// What one key used of one model on one day (or summed over days).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsageRecord {
+    pub requests: u64,
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub reasoning: u64,
+    /// US dollars, in millionths.
+    #[serde(skip)]
+    pub cost_micros: u64,
+}
+
+impl UsageRecord {
+    /// Adds `other` to this one.
+    pub fn add(&mut self, other: &UsageRecord) {
+        self.requests += other.requests;
+        self.input += other.input;
+        self.output += other.output;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
+        self.reasoning += other.reasoning;
+        self.cost_micros += other.cost_micros;
+    }
+
+    /// The fields with their names, as the stores keep them.
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("requests", self.requests),
+            ("input", self.input),
+            ("output", self.output),
+            ("cache_read", self.cache_read),
+            ("cache_write", self.cache_write),
+            ("reasoning", self.reasoning),
+            ("cost_micros", self.cost_micros),
+        ]
+    }
+
+    /// Sets the field named `name` (see [`UsageRecord::fields`]); unknown names are
+    /// left alone.
+    pub fn set(&mut self, name: &str, value: u64) {
+        match name {
+            "requests" => self.requests = value,
+            "input" => self.input = value,
+            "output" => self.output = value,
+            "cache_read" => self.cache_read = value,
+            "cache_write" => self.cache_write = value,
+            "reasoning" => self.reasoning = value,
+            "cost_micros" => self.cost_micros = value,
+            _ => {}
+        }
+    }
+}
+
+/// Days a key's usage is kept for the report.
+pub const USAGE_DAYS_KEPT: u64 = 400;
+
 /// Where limit counters live.
 #[async_trait]
 pub trait LimitStore: Send + Sync + std::fmt::Debug {
+    /// Adds a finished request's `usage` to what `key` used of `model` on `day`
+    /// (days since 1970-01-01), for the usage report.
+    async fn record_usage(
+        &self,
+        key: &str,
+        model: &str,
+        day: u64,
+        usage: &UsageRecord,
+    ) -> Result<(), StoreError>;
+
+    /// What `key` used, per model, from day `first` to day `last` (both included).
+    async fn usage(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<std::collections::BTreeMap<String, UsageRecord>, StoreError>;
+
     /// Checks `subject` (`key:NAME`, `provider:NAME`) against `limits` at `now` (Unix
     /// seconds): when it is within them, counts the request and takes a call slot.
     async fn admit(

@@ -34,6 +34,22 @@ pub fn budget_period(unix_secs: u64, period: BudgetPeriod) -> (u64, u64) {
     }
 }
 
+/// The first day (days since 1970-01-01) of the period `unix_secs` falls in.
+pub fn period_start_day(unix_secs: u64, period: BudgetPeriod) -> u64 {
+    let days = unix_secs / 86_400;
+    match period {
+        BudgetPeriod::Day => days,
+        BudgetPeriod::Week => days - (days + 3) % 7,
+        BudgetPeriod::Month => days - (civil_from_days(days).2 - 1),
+    }
+}
+
+/// `YYYY-MM-DD` of a count of days since 1970-01-01.
+pub fn date_text(days: u64) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Year, month (1–12) and day (1–31) of a count of days since 1970-01-01
 /// (the proleptic Gregorian calendar; Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -92,6 +108,20 @@ mod tests {
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
         assert_eq!(days_in_month(2024, 2), 29);
         assert_eq!(days_in_month(2100, 2), 28);
+    }
+
+    #[test]
+    fn periods_start_on_the_day_monday_and_first_of_the_month() {
+        let today = NOW / 86_400;
+        assert_eq!(period_start_day(NOW, BudgetPeriod::Day), today);
+        assert_eq!(
+            date_text(period_start_day(NOW, BudgetPeriod::Week)),
+            "2026-11-30"
+        );
+        assert_eq!(
+            date_text(period_start_day(NOW, BudgetPeriod::Month)),
+            "2026-12-01"
+        );
     }
 
     #[test]

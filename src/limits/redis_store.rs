@@ -17,7 +17,9 @@ use redis::{Client, Script};
 use tokio::sync::OnceCell;
 
 use super::period::{budget_period, minute_window};
-use super::{Admission, LimitStore, RateState, Refusal, StoreError};
+use std::collections::{BTreeMap, HashMap};
+
+use super::{Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT};
 use crate::config::KeyLimits;
 
 /// The longest a request waits on Redis before the store counts as unreachable.
@@ -112,6 +114,11 @@ impl RedisStore {
 /// A key of `subject`'s counters; the braces keep a subject's keys in one cluster slot.
 fn key(subject: &str, what: &str, period: u64) -> String {
     format!("aurora:{{{subject}}}:{what}:{period}")
+}
+
+/// The hash of what `key` (a gateway key's name) used on `day`, field `model|kind`.
+fn usage_key(key: &str, day: u64) -> String {
+    format!("aurora:{{key:{key}}}:usage:{day}")
 }
 
 fn limit_arg(limit: Option<u64>) -> i64 {
@@ -241,6 +248,74 @@ impl LimitStore for RedisStore {
             ))),
             Err(_) => Err(StoreError("Redis did not take a charge in time".into())),
         }
+    }
+
+    async fn record_usage(
+        &self,
+        key: &str,
+        model: &str,
+        day: u64,
+        usage: &UsageRecord,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        let hash = usage_key(key, day);
+        let mut pipe = redis::pipe();
+        for (name, value) in usage.fields() {
+            if value > 0 {
+                let value = i64::try_from(value).unwrap_or(i64::MAX);
+                pipe.hincr(&hash, format!("{model}|{name}"), value).ignore();
+            }
+        }
+        let ttl = i64::try_from(USAGE_DAYS_KEPT * 86_400).unwrap_or(i64::MAX);
+        pipe.expire(&hash, ttl).ignore();
+        match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError(format!(
+                "Redis refused usage: {}",
+                e.kind_text()
+            ))),
+            Err(_) => Err(StoreError("Redis did not take usage in time".into())),
+        }
+    }
+
+    async fn usage(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<BTreeMap<String, UsageRecord>, StoreError> {
+        let mut conn = self.connection().await?;
+        let mut pipe = redis::pipe();
+        for day in first..=last {
+            pipe.hgetall(usage_key(key, day));
+        }
+        let days: Vec<HashMap<String, u64>> =
+            match tokio::time::timeout(CALL_TIMEOUT * 4, pipe.query_async(&mut conn)).await {
+                Ok(Ok(days)) => days,
+                Ok(Err(e)) => {
+                    return Err(StoreError(format!(
+                        "Redis refused a usage read: {}",
+                        e.kind_text()
+                    )))
+                }
+                Err(_) => {
+                    return Err(StoreError(
+                        "Redis did not answer a usage read in time".into(),
+                    ))
+                }
+            };
+        let mut out: BTreeMap<String, UsageRecord> = BTreeMap::new();
+        for fields in days {
+            for (field, value) in fields {
+                let Some((model, name)) = field.rsplit_once('|') else {
+                    continue;
+                };
+                let mut one = UsageRecord::default();
+                one.set(name, value);
+                out.entry(model.to_string()).or_default().add(&one);
+            }
+        }
+        Ok(out)
     }
 
     fn release(&self, subject: &str) {

@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::config::{KeyLimits, OnStoreError};
 use crate::limits::{
     key_subject, provider_subject, reset_text, CallSlot, LimitStore, RateState, Refusal,
+    UsageRecord,
 };
 
 /// What a request is held to: the subject it counts against, its limits, and the call
@@ -177,6 +178,37 @@ pub async fn charge(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
         {
             log::warn!("{e}; this request's usage is not charged");
         }
+    }
+}
+
+/// Adds what the finished request used to its gateway key's usage report (per model,
+/// per day): every request a named key sent to a provider.
+pub async fn record_usage(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
+    let key = match ctx.caller.as_ref() {
+        Some(Caller::Master) => "master",
+        Some(Caller::Managed(name)) => name.as_str(),
+        _ => return,
+    };
+    if ctx.upstream.is_none() {
+        return;
+    }
+    let usage = ctx.obs.usage().unwrap_or_default();
+    let cost = super::observe::cost_usd(ctx).unwrap_or(0.0);
+    let record = UsageRecord {
+        requests: 1,
+        input: usage.input,
+        output: usage.output,
+        cache_read: usage.cache_read,
+        cache_write: usage.cache_write,
+        reasoning: usage.reasoning,
+        cost_micros: (cost.max(0.0) * 1_000_000.0).round() as u64,
+    };
+    let model = ctx.obs.model_label().unwrap_or("-");
+    if let Err(e) = store
+        .record_usage(key, model, now() / 86_400, &record)
+        .await
+    {
+        log::warn!("{e}; this request is missing from the usage report");
     }
 }
 

@@ -105,6 +105,11 @@ impl AuroraProxy {
         }
     }
 
+    /// The store of limit counters and usage (shared with the usage report).
+    pub fn limit_store(&self) -> Arc<dyn crate::limits::LimitStore> {
+        Arc::clone(&self.limits)
+    }
+
     /// The resolver this proxy connects with; a clone shares its address table.
     pub fn resolver(&self) -> &UpstreamResolver {
         &self.resolver
@@ -1422,6 +1427,7 @@ impl ProxyHttp for AuroraProxy {
         }
         if !ctx.is_subrequest {
             limit_check::charge(&self.limits, ctx).await;
+            limit_check::record_usage(&self.limits, ctx).await;
         }
         // Counted before its line is written, so a line in the log means the metrics
         // already show the request.

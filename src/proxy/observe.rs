@@ -65,6 +65,11 @@ impl Observation {
         self.model.as_deref()
     }
 
+    /// The bounded `model` label: the model when configuration names it, else `other`.
+    pub fn model_label(&self) -> Option<&str> {
+        self.model_label.as_deref()
+    }
+
     /// The model the request asked for, when the gateway read it from the request.
     pub fn request_model(&self) -> Option<&str> {
         self.model.as_deref().filter(|_| !self.model_from_answer)

@@ -1,6 +1,10 @@
 //! The metrics listener (`server.metrics_listen`): a second Pingora service answering
-//! `GET /metrics` without auth, for Prometheus to scrape. It binds loopback by
-//! default; anything but `/metrics` is a 404.
+//! `GET /metrics` without auth, for Prometheus to scrape, and the usage report
+//! `GET /admin/usage?key=NAME&period=month` behind the master key. It binds loopback
+//! by default; anything else is a 404.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
@@ -8,34 +12,113 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::services::listening::Service;
 
+use crate::auth::Caller;
+use crate::config::LiveConfig;
+use crate::limits::{self, LimitStore};
 use crate::metrics;
 
-/// Serves the process-wide metrics.
-pub struct MetricsApp;
+/// Serves the process-wide metrics and the usage report.
+pub struct MetricsApp {
+    config: Arc<LiveConfig>,
+    store: Arc<dyn LimitStore>,
+}
 
-/// The metrics listener on `addr`.
-pub fn metrics_service(addr: &str) -> Service<MetricsApp> {
-    let mut service = Service::new("aurora metrics".to_string(), MetricsApp);
+/// The metrics listener on `addr`; the usage report reads `store`.
+pub fn metrics_service(
+    addr: &str,
+    config: Arc<LiveConfig>,
+    store: Arc<dyn LimitStore>,
+) -> Service<MetricsApp> {
+    let mut service = Service::new("aurora metrics".to_string(), MetricsApp { config, store });
     service.add_tcp(addr);
     service
+}
+
+impl MetricsApp {
+    /// `GET /admin/usage?key=NAME&period=day|week|month` (month by default), for the
+    /// master key only.
+    async fn usage(&self, session: &ServerSession) -> (StatusCode, Vec<u8>) {
+        let req = session.req_header();
+        let config = self.config.snapshot();
+        match config.auth.authenticate(&req.headers, SystemTime::now()) {
+            Ok(Caller::Master) => {}
+            _ => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    error_json("the usage report needs the master key"),
+                )
+            }
+        }
+        let mut key = None;
+        let mut period = "month".to_string();
+        for (name, value) in query_pairs(req.uri.query().unwrap_or("")) {
+            match name.as_str() {
+                "key" => key = Some(value),
+                "period" => period = value,
+                _ => {}
+            }
+        }
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                error_json("name the key: ?key=NAME"),
+            );
+        };
+        let Some(period) = limits::parse_period(&period) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                error_json("period is day, week or month"),
+            );
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match limits::usage_report(&*self.store, &key, period, now).await {
+            Ok(report) => (StatusCode::OK, report.to_string().into_bytes()),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, error_json(&e.to_string())),
+        }
+    }
+}
+
+fn error_json(message: &str) -> Vec<u8> {
+    serde_json::json!({"error": {"message": message}})
+        .to_string()
+        .into_bytes()
+}
+
+/// The query's `name=value` pairs, percent-decoded.
+fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        (decode(name), decode(value))
+    })
 }
 
 #[async_trait]
 impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let (status, content_type, body) = if req.uri.path() != "/metrics" {
-            (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec())
-        } else if req.method != Method::GET && req.method != Method::HEAD {
-            (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                b"GET only\n".to_vec(),
-            )
-        } else {
-            let body = metrics::metrics().map(|m| m.render()).unwrap_or_default();
-            (StatusCode::OK, metrics::CONTENT_TYPE, body)
-        };
+        let (status, content_type, body) =
+            if req.uri.path() == "/admin/usage" && req.method == Method::GET {
+                let (status, body) = self.usage(session).await;
+                (status, "application/json", body)
+            } else if req.uri.path() != "/metrics" {
+                (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec())
+            } else if req.method != Method::GET && req.method != Method::HEAD {
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    b"GET only\n".to_vec(),
+                )
+            } else {
+                let body = metrics::metrics().map(|m| m.render()).unwrap_or_default();
+                (StatusCode::OK, metrics::CONTENT_TYPE, body)
+            };
         let head = req.method == Method::HEAD;
         let mut builder = Response::builder()
             .status(status)

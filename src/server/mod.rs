@@ -11,6 +11,7 @@ mod guarded_stream;
 mod metrics_service;
 mod reload_service;
 pub mod request_guard;
+mod usage_client;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use guarded_app::GuardedHttpApp;
 pub use guarded_stream::GuardedStream;
 pub use metrics_service::{metrics_service, MetricsApp};
 pub use reload_service::ReloadOnHangup;
+pub use usage_client::fetch_usage_report;
 
 use crate::config::{Config, ConfigReloader, ConfigSource, DownstreamTls, LiveConfig};
 use crate::proxy::AuroraProxy;
@@ -101,6 +103,7 @@ pub fn build_server(
         ReloadOnHangup::new(Arc::clone(&reloader)),
     ));
     let aurora = AuroraProxy::new(Arc::clone(&live));
+    let limit_store = aurora.limit_store();
     // Not a dependency of the proxy: a request for a host not resolved yet looks it up
     // itself, so a slow resolver never delays the listener.
     server.add_service(background_service(
@@ -130,7 +133,7 @@ pub fn build_server(
     // reload handler is installed.
     proxy.add_dependency(&reload);
     if let Some(addr) = &metrics_listen {
-        server.add_service(metrics_service(addr));
+        server.add_service(metrics_service(addr, Arc::clone(&live), limit_store));
     }
     Ok(AuroraServer { server, reloader })
 }
