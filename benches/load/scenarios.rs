@@ -186,7 +186,11 @@ impl Scenario {
         // `AURORA_BENCH_KEY`: another gateway key (a managed key that
         // `AURORA_BENCH_CONFIG` gives limits), to measure what limits cost.
         let gateway_key = std::env::var("AURORA_BENCH_KEY").unwrap_or_else(|_| GATEWAY_KEY.into());
-        let key = if direct { PROVIDER_KEY } else { gateway_key.as_str() };
+        let key = if direct {
+            PROVIDER_KEY
+        } else {
+            gateway_key.as_str()
+        };
         put("authorization", &format!("Bearer {key}"));
         if path.ends_with("/messages") {
             put("anthropic-version", "2023-06-01");

@@ -50,12 +50,15 @@ fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
     StoreError("a limit counter lock was poisoned".into())
 }
 
+/// One key's usage: day → model → what it used.
+type UsageByDay = BTreeMap<u64, HashMap<String, UsageRecord>>;
+
 /// Counters in this process's memory: exact for one replica.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     subjects: RwLock<HashMap<String, Arc<Counters>>>,
-    /// (key, day) → model → usage.
-    usage: Mutex<HashMap<(String, u64), BTreeMap<String, UsageRecord>>>,
+    /// Key → day → model → usage.
+    usage: Mutex<HashMap<String, UsageByDay>>,
 }
 
 impl MemoryStore {
@@ -167,15 +170,24 @@ impl LimitStore for MemoryStore {
         usage: &UsageRecord,
     ) -> Result<(), StoreError> {
         let mut all = self.usage.lock().map_err(poisoned)?;
-        if !all.contains_key(&(key.to_string(), day)) {
-            // A new day: what is past keeping goes.
-            all.retain(|(_, d), _| d + USAGE_DAYS_KEPT > day);
+        // Nothing is allocated once a key has its day and model: the usual case.
+        if !all.contains_key(key) {
+            all.insert(key.to_string(), BTreeMap::new());
         }
-        all.entry((key.to_string(), day))
-            .or_default()
-            .entry(model.to_string())
-            .or_default()
-            .add(usage);
+        let Some(days) = all.get_mut(key) else {
+            return Ok(());
+        };
+        if !days.contains_key(&day) {
+            // A new day: what is past keeping goes.
+            days.retain(|d, _| d + USAGE_DAYS_KEPT > day);
+        }
+        let models = days.entry(day).or_default();
+        match models.get_mut(model) {
+            Some(total) => total.add(usage),
+            None => {
+                models.insert(model.to_string(), *usage);
+            }
+        }
         Ok(())
     }
 
@@ -187,10 +199,10 @@ impl LimitStore for MemoryStore {
     ) -> Result<BTreeMap<String, UsageRecord>, StoreError> {
         let all = self.usage.lock().map_err(poisoned)?;
         let mut out: BTreeMap<String, UsageRecord> = BTreeMap::new();
-        for ((k, day), models) in all.iter() {
-            if k != key || *day < first || *day > last {
-                continue;
-            }
+        let Some(days) = all.get(key) else {
+            return Ok(out);
+        };
+        for (_, models) in days.range(first..=last) {
             for (model, usage) in models {
                 out.entry(model.clone()).or_default().add(usage);
             }
