@@ -62,6 +62,20 @@ async fn post(gw: &Gateway, key: &str, path: &str, body: &str) -> reqwest::Respo
         .unwrap()
 }
 
+/// Waits (at most 10 s) until the provider has received `count` requests.
+async fn wait_for_requests(mock: &MockUpstream, count: usize) {
+    for _ in 0..500 {
+        if mock.requests().len() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the provider got {} requests, not {count}",
+        mock.requests().len()
+    );
+}
+
 fn header(resp: &reqwest::Response, name: &str) -> String {
     resp.headers()
         .get(name)
@@ -127,7 +141,8 @@ async fn a_key_at_its_calls_at_once_is_refused_until_one_ends() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both calls hold their slots once the provider has them.
+    wait_for_requests(&mock, 2).await;
     let third = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
     assert_eq!(third.status(), 429);
     let err: Value = third.json().await.unwrap();
@@ -152,8 +167,8 @@ async fn a_token_budget_is_charged_from_streamed_usage_and_the_next_call_refused
         assert_eq!(resp.status(), 200);
         resp.bytes().await.unwrap();
     }
-    // The charge follows the answer's end; give the logging hook a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The charge comes before the access line, once the answer has ended.
+    gw.wait_for_log("path=/p/anthropic/v1/messages", 2).await;
     let resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await;
     assert_eq!(resp.status(), 429);
     let err: Value = resp.json().await.unwrap();
@@ -229,7 +244,8 @@ async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
             200
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Usage is recorded before the access line is written.
+    gw.wait_for_log("path=/v1/chat/completions", 2).await;
     let url = format!("http://{listen}/admin/usage?key=team-a&period=month");
     let refused = client()
         .get(&url)

@@ -108,7 +108,13 @@ async fn calls_at_once_are_counted_across_replicas() {
             tokio::spawn(async move { chat(&one).await.status() })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both calls hold their slots once the provider has them.
+    for _ in 0..500 {
+        if mock.requests().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let third = chat(&two).await;
     assert_eq!(
         third.status(),
@@ -118,9 +124,16 @@ async fn calls_at_once_are_counted_across_replicas() {
     for call in slow {
         assert_eq!(call.await.unwrap(), 200);
     }
-    // The slots are given back asynchronously.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(chat(&two).await.status(), 200);
+    // The slots are given back asynchronously: soon.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = chat(&two).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +155,8 @@ async fn a_token_budget_charged_at_one_replica_refuses_at_the_other() {
         assert_eq!(resp.status(), 200);
         resp.bytes().await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The charge comes before the access line, once the answer has ended.
+    one.wait_for_log("path=/p/anthropic/v1/messages", 2).await;
     let resp = chat(&two).await;
     assert_eq!(resp.status(), 429);
     let err: Value = resp.json().await.unwrap();

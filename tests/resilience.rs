@@ -283,7 +283,7 @@ async fn after_three_failures_an_instance_rests_for_its_cooldown_then_gets_one_p
     let west = MockUpstream::start(provider_like).await;
     // `east` weighs so much that it goes first whenever it may be tried.
     let yaml = format!(
-        "retry:\n  attempts: 1\n  backoff: 1ms\nhealth:\n  failures: 3\n  cooldown: 1s\nproviders:\n  east:\n    type: openai\n    api_key: sk-east\n    base_url: {}\n    models: [pooled-model]\n    weight: 1000000\n  west:\n    type: openai\n    api_key: sk-west\n    base_url: {}\n    models: [pooled-model]\n    weight: 1\n",
+        "retry:\n  attempts: 1\n  backoff: 1ms\nhealth:\n  failures: 3\n  cooldown: 2s\nproviders:\n  east:\n    type: openai\n    api_key: sk-east\n    base_url: {}\n    models: [pooled-model]\n    weight: 1000000\n  west:\n    type: openai\n    api_key: sk-west\n    base_url: {}\n    models: [pooled-model]\n    weight: 1\n",
         east.url("/v1"),
         west.url("/v1")
     );
@@ -299,7 +299,7 @@ async fn after_three_failures_an_instance_rests_for_its_cooldown_then_gets_one_p
         3,
         "no traffic while cooling"
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     for _ in 0..3 {
         let resp = post(&gw, "/v1/chat/completions", &body).await;
         assert_eq!(resp.status(), 200);
