@@ -372,14 +372,7 @@ async fn an_unreachable_collector_costs_requests_nothing_but_dropped_spans() {
     // Five requests, two spans each, none of which the collector took.
     let mut dropped = 0.0;
     for _ in 0..200 {
-        let text = client()
-            .get(format!("http://{metrics_listen}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = common::scrape(&metrics_listen).await;
         dropped = text
             .lines()
             .find_map(|l| l.strip_prefix("aurora_trace_spans_dropped_total "))

@@ -142,14 +142,7 @@ async fn tokens_and_cost_are_counted_on_every_route_and_passthrough_is_untouched
 
     // Each request is counted before its access line is written.
     let log = gw.wait_for_log("tokens_input=", 7).await;
-    let scrape = client()
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = common::scrape(&format!("127.0.0.1:{metrics_port}")).await;
     let tokens = |provider: &str, model: &str, kind: &str| {
         value(
             &scrape,
@@ -237,14 +230,7 @@ async fn answers_without_usage_or_compressed_add_no_tokens() {
         assert_eq!(resp.status(), 200);
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let scrape = client()
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = common::scrape(&format!("127.0.0.1:{metrics_port}")).await;
     assert!(!scrape.contains("aurora_tokens_total{"), "{scrape}");
     assert!(!scrape.contains("aurora_cost_usd_total{"), "{scrape}");
 }

@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 
 use super::period::{budget_period, minute_window};
-use super::{Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT};
+use super::{
+    usd_micros, Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT,
+};
 use crate::config::KeyLimits;
-
-/// US dollars are counted in millionths, as integers.
-const MICROS_PER_USD: f64 = 1_000_000.0;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -93,7 +92,7 @@ impl LimitStore for MemoryStore {
             }
             let over_usd = budget
                 .usd
-                .is_some_and(|usd| spent.usd_micros as f64 >= usd * MICROS_PER_USD);
+                .is_some_and(|usd| spent.usd_micros >= usd_micros(usd));
             let over_tokens = budget.tokens.is_some_and(|t| spent.tokens >= t);
             if over_usd || over_tokens {
                 refused = Some((Refusal::Budget, period_left));
@@ -155,9 +154,7 @@ impl LimitStore for MemoryStore {
                 };
             }
             spent.tokens = spent.tokens.saturating_add(tokens);
-            spent.usd_micros = spent
-                .usd_micros
-                .saturating_add((usd.max(0.0) * MICROS_PER_USD).round() as u64);
+            spent.usd_micros = spent.usd_micros.saturating_add(usd_micros(usd));
         }
         Ok(())
     }

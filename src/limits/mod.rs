@@ -139,6 +139,11 @@ impl UsageRecord {
     }
 }
 
+/// US dollars in millionths, the integer unit every store counts money in.
+pub fn usd_micros(usd: f64) -> u64 {
+    (usd.max(0.0) * 1_000_000.0).round() as u64
+}
+
 /// Days a key's usage is kept for the report.
 pub const USAGE_DAYS_KEPT: u64 = 400;
 

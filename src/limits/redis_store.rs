@@ -19,7 +19,9 @@ use tokio::sync::OnceCell;
 use super::period::{budget_period, minute_window};
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT};
+use super::{
+    usd_micros, Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT,
+};
 use crate::config::KeyLimits;
 
 /// The longest a request waits on Redis before the store counts as unreachable.
@@ -125,9 +127,9 @@ fn limit_arg(limit: Option<u64>) -> i64 {
     limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
 }
 
-/// US dollars are counted in millionths, as integers.
+/// [`usd_micros`] as a Redis integer argument.
 fn micros(usd: f64) -> i64 {
-    (usd.max(0.0) * 1_000_000.0).round() as i64
+    i64::try_from(usd_micros(usd)).unwrap_or(i64::MAX)
 }
 
 trait KindText {

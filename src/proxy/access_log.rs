@@ -132,10 +132,7 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         tokens: ctx.obs.usage().map(TokenFields::from),
         cost_usd: observe::cost_usd(ctx),
         omitted_tools: ctx.omitted_tools.as_deref(),
-        attempts: ctx
-            .plan
-            .as_ref()
-            .and_then(|plan| super::attempts::attempts_summary(plan).1),
+        attempts: ctx.plan.as_ref().and_then(super::attempts::attempts_list),
         error,
     };
     let now = SystemTime::now();

@@ -202,13 +202,17 @@ fn availability_changed(provider: &str, transition: Transition) {
     }
 }
 
-/// `X-Aurora-Attempts`, and the access log's list of attempts
-/// (`provider/model:outcome:ms`, comma-separated) when there was more than one.
-pub fn attempts_summary(plan: &AttemptPlan) -> (usize, Option<String>) {
+/// How many attempts the answer took (`X-Aurora-Attempts`).
+pub fn attempt_count(plan: &AttemptPlan) -> usize {
+    plan.records().len().max(1)
+}
+
+/// The access log's list of attempts (`provider/model:outcome:ms`, comma-separated),
+/// when there was more than one.
+pub fn attempts_list(plan: &AttemptPlan) -> Option<String> {
     let records = plan.records();
-    let count = records.len().max(1);
     if records.len() < 2 {
-        return (count, None);
+        return None;
     }
     let list = records
         .iter()
@@ -222,7 +226,7 @@ pub fn attempts_summary(plan: &AttemptPlan) -> (usize, Option<String>) {
         })
         .collect::<Vec<_>>()
         .join(",");
-    (count, Some(list))
+    Some(list)
 }
 
 /// Says who answered: `X-Aurora-Provider`, `X-Aurora-Model` (when the request named
@@ -237,7 +241,7 @@ pub fn describe_answer(
     if let Some(model) = ctx.obs.request_model() {
         header.insert_header(MODEL_HEADER, model)?;
     }
-    let attempts = ctx.plan.as_ref().map_or(1, |plan| attempts_summary(plan).0);
+    let attempts = ctx.plan.as_ref().map_or(1, attempt_count);
     header.insert_header(ATTEMPTS_HEADER, attempts)?;
     match &ctx.rate {
         Some(rate) => super::limit_check::insert_rate_headers(header, rate),

@@ -14,8 +14,8 @@ use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
 use crate::config::{KeyLimits, OnStoreError};
 use crate::limits::{
-    key_subject, provider_subject, reset_text, CallSlot, LimitStore, RateState, Refusal,
-    UsageRecord,
+    key_subject, provider_subject, reset_text, usd_micros, CallSlot, LimitStore, RateState,
+    Refusal, UsageRecord,
 };
 
 /// What a request is held to: the subject it counts against, its limits, and the call
@@ -148,16 +148,53 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
     }
 }
 
-/// Charges what the finished request used to every subject it counted against.
-pub async fn charge(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
-    if ctx.held_to.is_empty() {
+/// The finished request's usage, read once: charged to every subject it counted
+/// against, and added to its gateway key's usage report (per model, per day) for
+/// every request a named key sent to a provider.
+pub async fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
+    let key = match ctx.caller.as_ref() {
+        Some(Caller::Master) => Some("master"),
+        Some(Caller::Managed(name)) => Some(name.as_str()),
+        _ => None,
+    };
+    let reported = key.is_some() && ctx.upstream.is_some();
+    let usage = ctx.obs.usage();
+    if !reported && (ctx.held_to.is_empty() || usage.is_none()) {
         return;
     }
-    let Some(usage) = ctx.obs.usage() else {
-        return;
-    };
+    let cost = super::observe::cost_usd(ctx);
+    let now = now();
+    if let Some(usage) = &usage {
+        charge(store, ctx, usage, cost, now).await;
+    }
+    if let (true, Some(key)) = (reported, key) {
+        let usage = usage.unwrap_or_default();
+        let record = UsageRecord {
+            requests: 1,
+            input: usage.input,
+            output: usage.output,
+            cache_read: usage.cache_read,
+            cache_write: usage.cache_write,
+            reasoning: usage.reasoning,
+            cost_micros: usd_micros(cost.unwrap_or(0.0)),
+        };
+        let model = ctx.obs.model_label().unwrap_or("-");
+        if let Err(e) = store.record_usage(key, model, now / 86_400, &record).await {
+            log::warn!("{e}; this request is missing from the usage report");
+        }
+    }
+}
+
+/// Charges `usage` (costing `cost`) to every subject the request counted against.
+async fn charge(
+    store: &Arc<dyn LimitStore>,
+    ctx: &RequestContext,
+    usage: &crate::metrics::usage::Usage,
+    cost: Option<f64>,
+    now: u64,
+) {
     let tokens = usage.input + usage.cache_read + usage.cache_write + usage.output;
-    let usd = super::observe::cost_usd(ctx).unwrap_or_else(|| {
+    let usd = cost.unwrap_or_else(|| {
         if ctx
             .held_to
             .iter()
@@ -173,42 +210,11 @@ pub async fn charge(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
             continue;
         }
         if let Err(e) = store
-            .charge(&held.subject, &held.limits, tokens, usd, now())
+            .charge(&held.subject, &held.limits, tokens, usd, now)
             .await
         {
             log::warn!("{e}; this request's usage is not charged");
         }
-    }
-}
-
-/// Adds what the finished request used to its gateway key's usage report (per model,
-/// per day): every request a named key sent to a provider.
-pub async fn record_usage(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
-    let key = match ctx.caller.as_ref() {
-        Some(Caller::Master) => "master",
-        Some(Caller::Managed(name)) => name.as_str(),
-        _ => return,
-    };
-    if ctx.upstream.is_none() {
-        return;
-    }
-    let usage = ctx.obs.usage().unwrap_or_default();
-    let cost = super::observe::cost_usd(ctx).unwrap_or(0.0);
-    let record = UsageRecord {
-        requests: 1,
-        input: usage.input,
-        output: usage.output,
-        cache_read: usage.cache_read,
-        cache_write: usage.cache_write,
-        reasoning: usage.reasoning,
-        cost_micros: (cost.max(0.0) * 1_000_000.0).round() as u64,
-    };
-    let model = ctx.obs.model_label().unwrap_or("-");
-    if let Err(e) = store
-        .record_usage(key, model, now() / 86_400, &record)
-        .await
-    {
-        log::warn!("{e}; this request is missing from the usage report");
     }
 }
 

@@ -1426,8 +1426,7 @@ impl ProxyHttp for AuroraProxy {
             observe::response_work(ctx, module.busy());
         }
         if !ctx.is_subrequest {
-            limit_check::charge(&self.limits, ctx).await;
-            limit_check::record_usage(&self.limits, ctx).await;
+            limit_check::settle(&self.limits, ctx).await;
         }
         // Counted before its line is written, so a line in the log means the metrics
         // already show the request.
