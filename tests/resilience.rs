@@ -367,6 +367,10 @@ async fn a_stream_cut_after_its_first_event_is_not_answered_twice() {
         !text.contains("[DONE]"),
         "a cut stream must not look complete"
     );
+    assert!(
+        text.contains("\n\ndata: {\"error\":"),
+        "the route's error event ends it: {text}"
+    );
     assert_eq!(
         text.matches("\"role\":\"assistant\"").count(),
         1,

@@ -19,7 +19,7 @@ use crate::auth::{GatewayAuth, ManagedKey};
 use crate::metrics::usage::Price;
 use crate::providers::{
     load_roots_with_ca_file, split_model_prefix, BaseUrl, ModelTraits, Provider, ProviderCatalogue,
-    ProviderKind, Secret, Timeouts, WireFormat,
+    ProviderKind, Secret, WireFormat,
 };
 use crate::proxy::response_store::StoreLimits;
 
@@ -171,8 +171,10 @@ fn model_settings(
         );
     }
     let fallbacks = super::resilience::fallbacks(&file.models, providers)?;
+    let timeouts = super::timeouts::model_timeouts(&file.models.timeouts)?;
     Ok(ModelSettings {
         fallbacks,
+        timeouts,
         aliases,
         default_max_tokens,
         limits,
@@ -578,13 +580,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         })?;
         headers.push((hn, hv));
     }
-    let defaults = Timeouts::default();
-    let timeouts = Timeouts {
-        connect: duration(name, "connect", &p.timeouts.connect, defaults.connect)?,
-        read: duration(name, "read", &p.timeouts.read, defaults.read)?,
-        write: duration(name, "write", &p.timeouts.write, defaults.write)?,
-        idle: duration(name, "idle", &p.timeouts.idle, defaults.idle)?,
-    };
+    let timeouts = super::timeouts::provider_timeouts(name, &p.timeouts)?;
     let tls_roots = match p.ca_file.as_deref().map(|f| env.expand(f)) {
         Some(f) if !f.is_empty() => Some(
             load_roots_with_ca_file(&f)
@@ -633,22 +629,6 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         retry: None,
         weight: 1,
     })
-}
-
-fn duration(
-    provider: &str,
-    field: &str,
-    value: &Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) => humantime::parse_duration(v.trim()).map_err(|e| {
-            invalid(format!(
-                "provider `{provider}`: timeouts.{field} `{v}` is not a duration like `10s`: {e}"
-            ))
-        }),
-    }
 }
 
 /// A size setting: the environment, else the file, else `default`.

@@ -14,6 +14,7 @@ mod reload;
 mod resilience;
 pub mod schema;
 mod telemetry;
+mod timeouts;
 mod tls_listener;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
 pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
 pub use resilience::{Fallbacks, HealthPolicy, RetryOn, RetryPolicy};
 pub use telemetry::{TelemetrySettings, DEFAULT_SERVICE_NAME};
+pub use timeouts::ModelTimeouts;
 pub use tls_listener::{DownstreamTls, ServerCert, DEFAULT_TLS_LISTEN};
 
 use crate::auth::GatewayAuth;
@@ -77,6 +79,8 @@ pub struct ModelSettings {
     pub prices: BTreeMap<String, Price>,
     /// `models.fallbacks`: what is tried when a model fails.
     pub fallbacks: Fallbacks,
+    /// `models.timeouts`: model name → what it changes of its provider's timeouts.
+    pub timeouts: BTreeMap<String, ModelTimeouts>,
 }
 
 impl Default for ModelSettings {
@@ -87,6 +91,7 @@ impl Default for ModelSettings {
             limits: BTreeMap::new(),
             prices: BTreeMap::new(),
             fallbacks: Fallbacks::default(),
+            timeouts: BTreeMap::new(),
         }
     }
 }
@@ -101,6 +106,16 @@ impl ModelSettings {
         self.prices
             .get(&format!("{provider}/{model}"))
             .or_else(|| self.prices.get(model))
+    }
+
+    /// The timeouts of `client_name`, routed to `provider` as `upstream`.
+    pub fn timeouts(
+        &self,
+        provider: &Provider,
+        client_name: &str,
+        upstream: &str,
+    ) -> crate::providers::Timeouts {
+        timeouts::timeouts_for(&self.timeouts, provider, client_name, upstream)
     }
 
     /// What is known of `model` (routed to `provider` as `upstream`): the provider's own

@@ -131,6 +131,8 @@ pub struct FileModels {
     pub fallbacks: BTreeMap<String, Vec<String>>,
     /// Models whose fallbacks also apply to a context-length refusal.
     pub fallbacks_on_context_overflow: Vec<String>,
+    /// Model name → its own upstream timeouts, over its provider's.
+    pub timeouts: BTreeMap<String, FileModelTimeouts>,
 }
 
 /// A model's price per million tokens.
@@ -315,7 +317,21 @@ pub struct FileProvider {
 #[serde(default, deny_unknown_fields)]
 pub struct FileTimeouts {
     pub connect: Option<String>,
+    /// The older name for `first_byte` and `idle` together.
     pub read: Option<String>,
-    pub write: Option<String>,
+    pub first_byte: Option<String>,
     pub idle: Option<String>,
+    pub total: Option<String>,
+    pub write: Option<String>,
+    pub keepalive: Option<String>,
+}
+
+/// `models.timeouts.<model>`: what a model changes of its provider's timeouts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileModelTimeouts {
+    pub connect: Option<String>,
+    pub first_byte: Option<String>,
+    pub idle: Option<String>,
+    pub total: Option<String>,
 }

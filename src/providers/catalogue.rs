@@ -10,26 +10,34 @@ use super::{
     AuthStyle, BaseUrl, ModelTraits, ProviderCredential, ProviderKind, TlsRoots, WireFormat,
 };
 
-/// Upstream timeouts of one provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Upstream timeouts of one provider (or of one model, see
+/// [`crate::config::ModelTimeouts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeouts {
     /// TCP connect (and, doubled, connect plus TLS handshake).
     pub connect: Duration,
-    /// Longest wait for the next bytes from the upstream; LLMs can think for minutes.
-    pub read: Duration,
+    /// From the request sent to the first byte of the answer; LLMs can think for
+    /// minutes before a whole (not streamed) answer starts.
+    pub first_byte: Duration,
+    /// Longest silence between two pieces of an answer once it has started.
+    pub idle: Duration,
+    /// A whole (not streamed) answer, from the request sent to its last byte.
+    pub total: Duration,
     /// Longest wait to write to the upstream.
     pub write: Duration,
     /// How long an unused pooled connection is kept.
-    pub idle: Duration,
+    pub keepalive: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
             connect: Duration::from_secs(10),
-            read: Duration::from_secs(600),
+            first_byte: Duration::from_secs(600),
+            idle: Duration::from_secs(600),
+            total: Duration::from_secs(600),
             write: Duration::from_secs(60),
-            idle: Duration::from_secs(90),
+            keepalive: Duration::from_secs(90),
         }
     }
 }

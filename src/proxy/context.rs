@@ -23,6 +23,40 @@ pub struct UpstreamTarget {
     pub path_and_query: String,
     /// The key sent upstream (see [`super::provider_key::upstream_credential`]).
     pub credential: UpstreamCredential,
+    /// The provider's timeouts, with what the model changes of them.
+    pub timeouts: crate::providers::Timeouts,
+    /// Whether the answer is streamed, as far as the gateway knows.
+    pub shape: super::upstream::AnswerShape,
+}
+
+impl UpstreamTarget {
+    /// `provider` at `path_and_query` with its own timeouts, for an answer of unknown shape.
+    pub fn new(
+        provider: Arc<Provider>,
+        path_and_query: String,
+        credential: UpstreamCredential,
+    ) -> Self {
+        Self {
+            timeouts: provider.timeouts,
+            path_and_query,
+            provider,
+            credential,
+            shape: Default::default(),
+        }
+    }
+
+    /// This target with a model's `timeouts`, for an answer of `shape`.
+    pub fn timed(
+        self,
+        timeouts: crate::providers::Timeouts,
+        shape: super::upstream::AnswerShape,
+    ) -> Self {
+        Self {
+            timeouts,
+            shape,
+            ..self
+        }
+    }
 }
 
 /// State of one request across hooks.
@@ -90,6 +124,8 @@ pub struct RequestContext {
     pub held_to: Vec<super::limit_check::HeldTo>,
     /// The caller's rate windows, for the `x-ratelimit-*` headers.
     pub rate: Option<crate::limits::RateState>,
+    /// When the current attempt's whole (not streamed) answer must be over.
+    pub answer_due: Option<Instant>,
 }
 
 impl RequestContext {
@@ -126,6 +162,7 @@ impl RequestContext {
             attempt_ready: false,
             held_to: Vec::new(),
             rate: None,
+            answer_due: None,
         }
     }
 

@@ -44,12 +44,11 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 pub use context::{RequestContext, UpstreamTarget};
 pub use error::{ErrorKind, GatewayError};
 pub use route::Route;
-pub use upstream::UpstreamResolver;
+pub use upstream::{AnswerShape, UpstreamResolver, UpstreamWait};
 pub use upstream_failure::gateway_error_for;
 
 use crate::config::{Config, LiveConfig};
 use crate::metrics;
-use crate::providers::Provider;
 use crate::telemetry;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{
@@ -256,7 +255,7 @@ impl AuroraProxy {
                 .fallbacks
                 .covers_context_overflow(&held.field.name)
             && !config.models.fallbacks.after(&held.field.name).is_empty()
-            && !asks_for_stream(&held.body);
+            && !held.field.stream;
         // Only a plan that may try again is carried, with the call to prepare again.
         if plan.can_retry(config) {
             ctx.plan = Some(plan);
@@ -478,15 +477,21 @@ impl AuroraProxy {
     /// (`attempt` > 0) goes to the host's next address.
     async fn peer_for(
         &self,
-        provider: &Provider,
+        target: &UpstreamTarget,
         attempt: usize,
     ) -> std::result::Result<HttpPeer, GatewayError> {
+        let provider = &target.provider;
         let base = &provider.base;
         let addr = self
             .resolver
             .resolve_nth(&base.host, base.port, attempt)
             .await?;
-        Ok(upstream::provider_peer(provider, addr))
+        Ok(upstream::provider_peer(
+            provider,
+            addr,
+            &target.timeouts,
+            target.shape,
+        ))
     }
 
     /// A failed exchange (`e`, counted as `failure`): whether the plan tries again;
@@ -575,7 +580,7 @@ impl AuroraProxy {
                 return reject(session, ctx, GatewayError::not_found("no upstream")).await;
             };
             let attempt = ctx.plan.as_ref().map_or(0, |p| p.records().len());
-            let peer = match self.peer_for(&target.provider, attempt).await {
+            let peer = match self.peer_for(&target, attempt).await {
                 Ok(peer) => peer,
                 Err(err) => return reject(session, ctx, err).await,
             };
@@ -595,13 +600,14 @@ impl AuroraProxy {
             if let Some(plan) = ctx.plan.as_mut() {
                 plan.attempt_began(Instant::now());
             }
-            let exchange = whole_answer::exchange(
-                &self.connector,
-                &peer,
-                &request,
-                &body,
-                MAX_WHOLE_ANSWER_BYTES,
-            );
+            let call = whole_answer::Exchange {
+                peer: &peer,
+                request: &request,
+                body: &body,
+                max_body: MAX_WHOLE_ANSWER_BYTES,
+                timeouts: &target.timeouts,
+            };
+            let exchange = whole_answer::exchange(&self.connector, &call);
             let answer = tokio::select! {
                 answer = exchange => answer,
                 () = client.hung_up() => {
@@ -755,11 +761,11 @@ fn passthrough_target(
         return Err(GatewayError::missing_provider_key(provider));
     }
     let credential = provider_key::upstream_credential(provider, &req.headers, &config.auth)?;
-    Ok(UpstreamTarget {
-        path_and_query: pt.upstream_path(&provider.base.path, req.uri.query()),
-        provider: Arc::clone(provider),
+    Ok(UpstreamTarget::new(
+        Arc::clone(provider),
+        pt.upstream_path(&provider.base.path, req.uri.query()),
         credential,
-    })
+    ))
 }
 
 /// Where `GET`/`DELETE /v1/responses/{id}` goes when the gateway did not store `id`:
@@ -796,11 +802,11 @@ fn native_responses_target(
         Some(query) => format!("{}/responses/{id}?{query}", provider.base.path),
         None => format!("{}/responses/{id}", provider.base.path),
     };
-    Some(Ok(UpstreamTarget {
+    Some(Ok(UpstreamTarget::new(
+        Arc::clone(provider),
         path_and_query,
-        provider: Arc::clone(provider),
         credential,
-    }))
+    )))
 }
 
 /// Answers with `err` from `request_filter`.
@@ -852,17 +858,16 @@ fn return_plan(ctx: &mut RequestContext, wait: Option<std::time::Duration>) -> b
     returned
 }
 
-/// Whether a `/v1` body asks for a streamed answer (`"stream": true`).
-fn asks_for_stream(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Stream {
-        #[serde(default)]
-        stream: Option<bool>,
-    }
-    serde_json::from_slice::<Stream>(body)
-        .ok()
-        .and_then(|s| s.stream)
-        .unwrap_or(false)
+/// A `/v1` stream the provider answers in the client's own format, under way: a
+/// failure now ends it with an error event. Passthrough streams are the provider's
+/// bytes alone, and error answers are not streams.
+fn streams_as_is(ctx: &RequestContext) -> bool {
+    !ctx.translated
+        && ctx.upstream_status.is_some_and(|s| s < 400)
+        && ctx
+            .upstream
+            .as_ref()
+            .is_some_and(|u| u.shape == AnswerShape::Stream)
 }
 
 /// Applies the main request's plan to its subrequest.
@@ -1135,7 +1140,9 @@ impl ProxyHttp for AuroraProxy {
             return Err(status_error(404));
         };
         let attempt = ctx.plan.as_ref().map_or(0, |p| p.records().len());
-        match self.peer_for(&target.provider, attempt).await {
+        ctx.answer_due =
+            (target.shape == AnswerShape::Whole).then(|| Instant::now() + target.timeouts.total);
+        match self.peer_for(target, attempt).await {
             Ok(peer) => {
                 if let Some(plan) = ctx.plan.as_mut() {
                     plan.attempt_began(Instant::now());
@@ -1348,6 +1355,18 @@ impl ProxyHttp for AuroraProxy {
         // The provider's bytes, before the translation module rewrites them: read for
         // their token usage and model, never changed.
         let began = Instant::now();
+        if ctx.answer_due.is_some_and(|due| began > due) {
+            // A whole answer still trickling in at its `total`: each read was within
+            // the read timer, all of them together are not.
+            let who = ctx.provider_name().unwrap_or("upstream");
+            ctx.error = Some(GatewayError::gateway_timeout(
+                upstream_failure::waited_too_long(who, UpstreamWait::Total),
+            ));
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "whole answer past timeouts.total",
+            ));
+        }
         if let Some(model) = observe::answer_bytes(ctx, body.as_deref(), end_of_stream) {
             telemetry::response_model(ctx, &model);
         }
@@ -1368,10 +1387,10 @@ impl ProxyHttp for AuroraProxy {
                 can_reuse_downstream: false,
             };
         }
-        let err = ctx
-            .error
-            .clone()
-            .or_else(|| gateway_error_for(e, ctx.provider_name()));
+        let err = ctx.error.clone().or_else(|| {
+            upstream_failure::read_timer_error(e, ctx.upstream.as_ref())
+                .or_else(|| gateway_error_for(e, ctx.provider_name()))
+        });
         let Some(err) = err else {
             return FailToProxy {
                 error_code: 0,
@@ -1409,6 +1428,11 @@ impl ProxyHttp for AuroraProxy {
             match ended {
                 Ok(()) => ended_cleanly = true,
                 Err(write_err) => log::debug!("could not end the translated response: {write_err}"),
+            }
+        } else if streams_as_is(ctx) {
+            match respond::end_stream_with_error(session, &err, ctx.error_format).await {
+                Ok(()) => ended_cleanly = true,
+                Err(write_err) => log::debug!("could not end the stream: {write_err}"),
             }
         }
         ctx.error = Some(err.clone());

@@ -20,7 +20,7 @@ use pingora_http::RequestHeader;
 use serde_json::{json, Value};
 
 use super::headers;
-use super::upstream::{provider_peer, UpstreamResolver};
+use super::upstream::{provider_peer, AnswerShape, UpstreamResolver};
 use crate::config::Config;
 use crate::providers::{Provider, ProviderKind};
 use list_cache::{CacheKey, ListCache, Outcome, Plan, Ticket};
@@ -247,7 +247,7 @@ impl ModelDirectory {
     /// failed but never carry a header value.
     async fn fetch(&self, provider: &Provider, addr: SocketAddr) -> Result<Vec<String>, String> {
         let base = &provider.base;
-        let peer = provider_peer(provider, addr);
+        let peer = provider_peer(provider, addr, &provider.timeouts, AnswerShape::Whole);
         let request = list_request(provider).map_err(|e| format!("cannot build request: {e}"))?;
         let connector = &self.inner.connector;
         let (mut session, _reused) = connector
@@ -291,7 +291,7 @@ impl ModelDirectory {
             body.extend_from_slice(&chunk);
         }
         connector
-            .release_http_session(session, &peer, Some(provider.timeouts.idle))
+            .release_http_session(session, &peer, Some(provider.timeouts.keepalive))
             .await;
         parse_model_ids(&body)
     }

@@ -17,6 +17,8 @@ pub struct ModelField {
     pub name: String,
     /// Byte range of the JSON string value (quotes included) inside the body.
     span: Range<usize>,
+    /// The body asks for a streamed answer (top-level `"stream": true`).
+    pub stream: bool,
 }
 
 impl ModelField {
@@ -50,6 +52,7 @@ impl ModelField {
         Ok(Self {
             name,
             span: start..start + raw.get().len(),
+            stream: members.stream,
         })
     }
 
@@ -72,6 +75,8 @@ const DUPLICATE_MODEL: &str = "duplicate `model`";
 /// provider, whose parser may keep the first or the last, must not see another.
 struct TopLevelModel<'a> {
     model: Option<&'a RawValue>,
+    /// `stream` is `true` (any other value, or none, is not a stream).
+    stream: bool,
 }
 
 impl<'de> Deserialize<'de> for TopLevelModel<'de> {
@@ -91,17 +96,20 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut model = None;
+        let mut stream = false;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if key == "model" {
                 if model.is_some() {
                     return Err(de::Error::custom(DUPLICATE_MODEL));
                 }
                 model = Some(map.next_value::<&'de RawValue>()?);
+            } else if key == "stream" {
+                stream = map.next_value::<&'de RawValue>()?.get() == "true";
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(TopLevelModel { model })
+        Ok(TopLevelModel { model, stream })
     }
 }
 
@@ -119,6 +127,16 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{ "stream" :true,"model":  "gpt-4o" , "x_future": {"model": "keep"}, "n":1 }"#
         );
+    }
+
+    #[test]
+    fn notes_whether_the_body_asks_for_a_stream() {
+        let field = |b: &[u8]| ModelField::find(b).unwrap().stream;
+        assert!(field(br#"{"model":"m","stream": true}"#));
+        assert!(!field(br#"{"model":"m","stream":false}"#));
+        assert!(!field(br#"{"model":"m","stream":"true"}"#));
+        assert!(!field(br#"{"model":"m","x":{"stream":true}}"#));
+        assert!(!field(br#"{"model":"m"}"#));
     }
 
     #[test]

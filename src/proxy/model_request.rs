@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 pub use super::model_field::ModelField;
 use super::model_route::route_model;
+use super::upstream::AnswerShape;
 use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
 use crate::providers::ProviderKind;
@@ -175,10 +176,16 @@ pub fn prepare_for(
         return Err(GatewayError::missing_provider_key(&provider));
     }
     let (native, path) = endpoint.native();
+    let timeouts = config.models.timeouts(&provider, requested, &route.model);
+    let shape = if field.stream {
+        AnswerShape::Stream
+    } else {
+        AnswerShape::Whole
+    };
     if serves_natively(endpoint, &provider) {
         // Same API on both sides: the body goes as sent, only `model` changes.
         return Ok(PreparedRequest {
-            target: target(&provider, path, query),
+            target: target(&provider, path, query).timed(timeouts, shape),
             body: field.replace(body, &route.model).into(),
             model: route.model,
             translation: None,
@@ -231,7 +238,7 @@ pub fn prepare_for(
         omitted_tools: extras.omitted_tools,
     });
     Ok(PreparedRequest {
-        target: target(&provider, path, None),
+        target: target(&provider, path, None).timed(timeouts, shape),
         body: upstream_body.into(),
         model,
         translation: Some(ResponseTranslation {
@@ -287,12 +294,9 @@ fn target(provider: &Arc<Provider>, endpoint: &str, query: Option<&str>) -> Upst
         Some(query) => format!("{}{endpoint}?{query}", provider.base.path),
         None => format!("{}{endpoint}", provider.base.path),
     };
-    UpstreamTarget {
-        path_and_query,
-        provider: Arc::clone(provider),
-        // Needs the client's headers: set by the caller (provider_key::upstream_credential).
-        credential: Default::default(),
-    }
+    // The credential needs the client's headers: set by the caller
+    // (provider_key::upstream_credential).
+    UpstreamTarget::new(Arc::clone(provider), path_and_query, Default::default())
 }
 
 impl From<TranslateError> for GatewayError {

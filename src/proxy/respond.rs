@@ -76,6 +76,28 @@ pub async fn send_header_and_body(
     session.downstream_session.finish_body().await
 }
 
+/// Ends a stream already under way with `err` as the client's API writes an error
+/// event: `event: error` and Anthropic's envelope, or OpenAI's `data: {"error": …}`
+/// (which the OpenAI SDKs raise for Chat Completions and Responses streams alike).
+/// A blank line first closes whatever event the provider left half-written.
+pub async fn end_stream_with_error(
+    session: &mut Session,
+    err: &GatewayError,
+    format: WireFormat,
+) -> Result<()> {
+    let mut event = Vec::with_capacity(256);
+    event.extend_from_slice(match format {
+        WireFormat::Anthropic => b"\n\nevent: error\ndata: ".as_slice(),
+        WireFormat::OpenAi => b"\n\ndata: ".as_slice(),
+    });
+    event.extend_from_slice(&err.envelope(format));
+    event.extend_from_slice(b"\n\n");
+    session
+        .write_response_body(Some(Bytes::from(event)), true)
+        .await?;
+    session.downstream_session.finish_body().await
+}
+
 /// Sends `err` in the envelope of the client's API.
 pub async fn send_error(
     session: &mut Session,

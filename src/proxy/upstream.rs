@@ -4,25 +4,32 @@
 
 mod lookup;
 mod resolver;
+mod waits;
 
 use std::net::SocketAddr;
 
 use pingora_core::upstreams::peer::HttpPeer;
 
-use crate::providers::Provider;
+use crate::providers::{Provider, Timeouts};
 
 pub use resolver::UpstreamResolver;
+pub use waits::{read_timer, AnswerShape, UpstreamWait};
 
-/// The Pingora peer for `provider` at `addr`.
-pub fn provider_peer(provider: &Provider, addr: SocketAddr) -> HttpPeer {
+/// The Pingora peer for `provider` at `addr`, its reads timed for an answer of
+/// `shape` (see [`read_timer`]) under `timeouts` (the provider's, or a model's).
+pub fn provider_peer(
+    provider: &Provider,
+    addr: SocketAddr,
+    timeouts: &Timeouts,
+    shape: AnswerShape,
+) -> HttpPeer {
     let mut peer = HttpPeer::new(addr, provider.base.tls, provider.base.host.clone());
-    let t = provider.timeouts;
     let o = &mut peer.options;
-    o.connection_timeout = Some(t.connect);
-    o.total_connection_timeout = Some(t.connect.saturating_mul(2));
-    o.read_timeout = Some(t.read);
-    o.write_timeout = Some(t.write);
-    o.idle_timeout = Some(t.idle);
+    o.connection_timeout = Some(timeouts.connect);
+    o.total_connection_timeout = Some(timeouts.connect.saturating_mul(2));
+    o.read_timeout = Some(read_timer(timeouts, shape).0);
+    o.write_timeout = Some(timeouts.write);
+    o.idle_timeout = Some(timeouts.keepalive);
     o.ca = provider.tls_roots.clone();
     peer
 }
@@ -38,9 +45,19 @@ mod tests {
             base: BaseUrl::parse("https://api.example.com/v1").unwrap(),
             ..Provider::unconfigured(ProviderKind::OpenAi)
         };
-        let peer = provider_peer(&p, "127.0.0.1:443".parse().unwrap());
+        let t = Timeouts {
+            idle: std::time::Duration::from_secs(7),
+            ..p.timeouts
+        };
+        let peer = provider_peer(
+            &p,
+            "127.0.0.1:443".parse().unwrap(),
+            &t,
+            AnswerShape::Stream,
+        );
         assert!(peer.is_tls());
         assert_eq!(peer.sni, "api.example.com");
-        assert_eq!(peer.options.read_timeout, Some(p.timeouts.read));
+        assert_eq!(peer.options.read_timeout, Some(t.idle));
+        assert_eq!(peer.options.idle_timeout, Some(t.keepalive));
     }
 }

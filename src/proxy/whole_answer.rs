@@ -6,7 +6,12 @@
 //! body cut short or not what the format promises would reach the client as a `200`
 //! carrying an error. Here the gateway drives the exchange itself with Pingora's
 //! connector (the same pooled, verified connections the proxy uses), and the caller
-//! decides the status once the whole answer is known.
+//! decides the status once the whole answer is known. Driving it also lets each stage
+//! have its own time: `first_byte` for the header, `idle` between pieces of the body,
+//! `total` for all of it.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pingora_core::connectors::http::Connector;
@@ -14,6 +19,9 @@ use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
+
+use super::upstream::UpstreamWait;
+use crate::providers::Timeouts;
 
 /// The provider's final answer (informational answers skipped), decoded if the
 /// provider compressed it.
@@ -27,23 +35,53 @@ pub struct ProviderAnswer {
     pub header_at: std::time::Instant,
 }
 
-/// Sends `request` and `body` to `peer` through `connector` and reads the answer,
-/// refusing one larger than `max_body` bytes. A pooled connection the provider closed
-/// meanwhile fails before any answer; that one is tried again on a new connection.
-pub async fn exchange(
-    connector: &Connector,
-    peer: &HttpPeer,
-    request: &RequestHeader,
-    body: &Bytes,
-    max_body: usize,
-) -> Result<ProviderAnswer> {
-    match attempt(connector, peer, request, body, max_body).await {
+/// Where one exchange goes and how long it may take.
+pub struct Exchange<'a> {
+    /// The provider's address and connection settings.
+    pub peer: &'a HttpPeer,
+    /// The request header sent.
+    pub request: &'a RequestHeader,
+    /// The request body sent.
+    pub body: &'a Bytes,
+    /// The largest answer taken, in bytes.
+    pub max_body: usize,
+    /// The provider's (or model's) timeouts.
+    pub timeouts: &'a Timeouts,
+}
+
+/// Sends the request through `connector` and reads the answer, refusing one larger
+/// than `max_body` bytes. A pooled connection the provider closed meanwhile fails
+/// before any answer; that one is tried again on a new connection.
+pub async fn exchange(connector: &Connector, x: &Exchange<'_>) -> Result<ProviderAnswer> {
+    let deadline = Instant::now() + x.timeouts.total;
+    match attempt(connector, x, deadline).await {
         Err(failure) if failure.stale_connection => {
-            attempt(connector, peer, request, body, max_body)
-                .await
-                .map_err(|f| f.error)
+            attempt(connector, x, deadline).await.map_err(|f| f.error)
         }
         outcome => outcome.map_err(|f| f.error),
+    }
+}
+
+/// `read` within `wait`'s time (`limit`), and never past the exchange's `deadline`.
+async fn within<T>(
+    read: impl Future<Output = Result<T>>,
+    wait: UpstreamWait,
+    limit: Duration,
+    deadline: Instant,
+) -> Result<T> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (limit, wait) = if left < limit {
+        (left, UpstreamWait::Total)
+    } else {
+        (limit, wait)
+    };
+    match tokio::time::timeout(limit, read).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::because(
+            ErrorType::ReadTimedout,
+            format!("no answer within timeouts.{} ({limit:?})", wait.field()),
+            wait,
+        )),
     }
 }
 
@@ -55,18 +93,29 @@ struct Failure {
 
 async fn attempt(
     connector: &Connector,
-    peer: &HttpPeer,
-    request: &RequestHeader,
-    body: &Bytes,
-    max_body: usize,
+    x: &Exchange<'_>,
+    deadline: Instant,
 ) -> std::result::Result<ProviderAnswer, Failure> {
+    let Exchange {
+        peer,
+        request,
+        body,
+        max_body,
+        timeouts,
+    } = *x;
     let (mut session, reused) = connector
         .get_http_session(peer)
         .await
         .map_err(|e| upstream_failure(e, false))?;
-    session.set_read_timeout(peer.options.read_timeout);
+    // Each read is timed here, by its stage.
+    session.set_read_timeout(None);
     session.set_write_timeout(peer.options.write_timeout);
-    let before_answer = |e| upstream_failure(e, reused);
+    // A pooled connection the provider closed fails at once; a slow provider is not
+    // a closed connection and is not asked twice.
+    let before_answer = |e: Box<Error>| {
+        let stale = reused && e.etype() != &ErrorType::ReadTimedout;
+        upstream_failure(e, stale)
+    };
     session
         .write_request_header(Box::new(request.clone()))
         .await
@@ -77,10 +126,14 @@ async fn attempt(
         .map_err(before_answer)?;
     session.finish_request_body().await.map_err(before_answer)?;
     let mut header = loop {
-        session
-            .read_response_header()
-            .await
-            .map_err(before_answer)?;
+        within(
+            session.read_response_header(),
+            UpstreamWait::FirstByte,
+            timeouts.first_byte,
+            deadline,
+        )
+        .await
+        .map_err(before_answer)?;
         let Some(header) = session.response_header() else {
             return Err(upstream_failure(
                 Error::explain(ErrorType::InvalidHTTPHeader, "no response header"),
@@ -110,10 +163,14 @@ async fn attempt(
         whole.extend_from_slice(&piece);
         Ok(())
     };
-    while let Some(chunk) = session
-        .read_response_body()
-        .await
-        .map_err(|e| upstream_failure(e, false))?
+    while let Some(chunk) = within(
+        session.read_response_body(),
+        UpstreamWait::Idle,
+        timeouts.idle,
+        deadline,
+    )
+    .await
+    .map_err(|e| upstream_failure(e, false))?
     {
         let decoded = decoder.response_body_filter(Some(&chunk), false);
         keep(decoded.or(Some(chunk)), &mut whole)?;

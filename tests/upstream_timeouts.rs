@@ -1,0 +1,250 @@
+//! Provider timeouts by stage: `first_byte` (request sent → answer header), `idle`
+//! (silence inside an answer) and `total` (a whole answer), per provider and per
+//! model, on the proxy path and on the gateway's own whole-answer path.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use serde_json::Value;
+
+const MASTER: &str = "gw-master-timeouts-test-0123456789ab";
+const OAI_KEY: &str = "sk-oai-timeouts-test";
+const ANT_KEY: &str = "sk-ant-timeouts-test";
+
+fn chat(model: &str, stream: bool) -> String {
+    format!(
+        r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+    )
+}
+
+fn gateway(yaml: &str, openai: &str, anthropic: &str) -> Gateway {
+    Gateway::start(
+        yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", openai),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", anthropic),
+        ],
+    )
+}
+
+async fn post(gw: &Gateway, body: String) -> reqwest::Response {
+    client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn unused_base() -> String {
+    format!("http://127.0.0.1:{}/v1", free_port())
+}
+
+/// Answers like OpenAI after `delay`; only the first request is slow.
+fn slow_first(delay: Duration) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    move |_| {
+        let answer = Reply::json(200, fixture("openai/chat_completion.json"));
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::Delayed(delay, Box::new(answer))
+        } else {
+            answer
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_silent_past_first_byte_is_cut_and_the_retry_answers() {
+    let openai = MockUpstream::start(slow_first(Duration::from_secs(20))).await;
+    let yaml = "retry:\n  attempts: 1\n  backoff: 1ms\nproviders:\n  openai:\n    timeouts: {first_byte: 300ms}\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &unused_base());
+
+    let resp = post(&gw, chat("gpt-4o-mini", false)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-aurora-attempts"], "2");
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["object"], "chat.completion");
+    // The silent attempt was given up, and the request sent again.
+    assert_eq!(openai.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_models_own_first_byte_wins_over_its_providers() {
+    let openai = MockUpstream::start(|_: &Recorded| {
+        Reply::Delayed(
+            Duration::from_millis(1500),
+            Box::new(Reply::json(200, fixture("openai/chat_completion.json"))),
+        )
+    })
+    .await;
+    let yaml = "models:\n  timeouts:\n    gpt-4o-mini: {first_byte: 300ms}\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &unused_base());
+
+    let resp = post(&gw, chat("gpt-4o-mini", false)).await;
+    assert_eq!(resp.status(), 504);
+    let err: Value = resp.json().await.unwrap();
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("timeouts.first_byte"), "{err}");
+    assert_eq!(openai.requests().len(), 1, "no retry configured");
+
+    // Another model of the same provider keeps the provider's own (long) wait.
+    let resp = post(&gw, chat("gpt-4o", false)).await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// An Anthropic stream that sends its first events and then nothing, holding the
+/// connection open (the senders are kept until the test ends).
+fn stalling_anthropic_stream(
+    kept: Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
+) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    move |_| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+        );
+        let _ = tx.send(Bytes::from_static(start.as_bytes()));
+        if let Ok(mut kept) = kept.lock() {
+            kept.push(tx);
+        }
+        Reply::Channel {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            chunks: rx,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_silent_past_idle_ends_with_an_error_event() {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let anthropic = MockUpstream::start(stalling_anthropic_stream(Arc::clone(&kept))).await;
+    // A long first-byte wait does not stretch the silence allowed inside a stream.
+    let yaml = "providers:\n  anthropic:\n    timeouts: {first_byte: 60s, idle: 400ms}\n";
+    let gw = gateway(yaml, &unused_base(), &anthropic.url("/v1"));
+
+    let resp = post(&gw, chat("anthropic/claude-sonnet-4-5", true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
+        .await
+        .expect("the stream ends at the idle timeout")
+        .unwrap_or_default();
+    assert!(text.contains("Hel"), "{text}");
+    assert!(
+        text.contains(r#""error""#),
+        "an error event ends it: {text}"
+    );
+    assert!(!text.contains("[DONE]"), "{text}");
+    assert_eq!(
+        anthropic.requests().len(),
+        1,
+        "no retry once bytes went out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_format_stream_silent_past_idle_ends_with_the_routes_error_event() {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let hold = Arc::clone(&kept);
+    let openai = MockUpstream::start(move |_: &Recorded| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let first = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n";
+        let _ = tx.send(Bytes::from_static(first.as_bytes()));
+        if let Ok(mut kept) = hold.lock() {
+            kept.push(tx);
+        }
+        Reply::Channel {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            chunks: rx,
+        }
+    })
+    .await;
+    let yaml = "providers:\n  openai:\n    timeouts: {idle: 400ms}\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &unused_base());
+
+    let resp = post(&gw, chat("gpt-4o-mini", true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
+        .await
+        .expect("the stream ends at the idle timeout")
+        .expect("the stream ends cleanly, with an error event");
+    assert!(text.contains("Hel"), "{text}");
+    assert!(
+        text.contains("timeouts.idle"),
+        "the error names the timeout: {text}"
+    );
+    let last = text.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    let error: Value = serde_json::from_str(last.trim_start_matches("data: ")).unwrap();
+    assert_eq!(error["error"]["type"], "provider_error", "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    drop(kept);
+}
+
+/// A JSON answer whose header comes at once and whose body trickles in, a piece every
+/// 150 ms: each silence is short, the whole is long.
+fn trickling(body: String) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    move |_| {
+        let bytes = body.as_bytes();
+        let step = bytes.len().div_ceil(8);
+        let chunks = bytes
+            .chunks(step)
+            .map(|c| (Duration::from_millis(150), Bytes::copy_from_slice(c)))
+            .collect();
+        Reply::Stream {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            chunks,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_translated_answer_past_total_is_504() {
+    let anthropic = MockUpstream::start(trickling(fixture("anthropic/messages.json"))).await;
+    let yaml = "providers:\n  anthropic:\n    timeouts: {idle: 5s, total: 500ms}\n";
+    let gw = gateway(yaml, &unused_base(), &anthropic.url("/v1"));
+
+    let resp = post(&gw, chat("anthropic/claude-sonnet-4-5", false)).await;
+    assert_eq!(resp.status(), 504);
+    let err: Value = resp.json().await.unwrap();
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("timeouts.total"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_proxied_answer_past_total_is_cut() {
+    let openai = MockUpstream::start(trickling(fixture("openai/chat_completion.json"))).await;
+    let yaml = "providers:\n  openai:\n    timeouts: {idle: 5s, total: 500ms}\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &unused_base());
+
+    let resp = post(&gw, chat("gpt-4o-mini", false)).await;
+    // The status went out with the header; the body is cut at the total.
+    assert_eq!(resp.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(20), resp.bytes())
+        .await
+        .expect("the answer ends at the total");
+    let whole = body
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    assert!(whole.is_none(), "a cut answer must not parse as whole");
+
+    // A stream of the same provider is not bound by `total`.
+    let streamed =
+        MockUpstream::start(trickling(fixture("openai/chat_completion_stream.txt"))).await;
+    let gw = gateway(yaml, &streamed.url("/v1"), &unused_base());
+    let resp = post(&gw, chat("gpt-4o-mini", true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+}
