@@ -525,3 +525,72 @@ async fn a_prompt_too_long_falls_back_only_for_models_configured_so() {
     assert_eq!(anthropic.requests().len(), 1);
     assert_eq!(openai.requests().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_prompt_too_long_falls_back_and_streams_from_the_fallback() {
+    let too_long = r#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+    let openai = MockUpstream::start(move |_: &Recorded| Reply::json(400, too_long)).await;
+    let anthropic = MockUpstream::start(provider_like).await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+
+    let resp = post(&gw, "/v1/chat/completions", CHAT_STREAM).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-aurora-provider"), "anthropic");
+    assert_eq!(header(&resp, "x-aurora-attempts"), "2");
+    assert!(header(&resp, "content-type").starts_with("text/event-stream"));
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("chat.completion.chunk"), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert_eq!(openai.requests().len(), 1);
+    let seen = anthropic.requests();
+    assert_eq!(seen.len(), 1);
+    let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(body["stream"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_a_model_with_overflow_fallbacks_flows_as_usual_when_it_fits() {
+    let openai = MockUpstream::start(provider_like).await;
+    let anthropic = MockUpstream::start(provider_like).await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+
+    let resp = post(&gw, "/v1/chat/completions", CHAT_STREAM).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-aurora-provider"), "openai");
+    let text = resp.text().await.unwrap();
+    // The provider's own stream, byte for byte.
+    assert_eq!(text, fixture("openai/chat_completion_stream.txt"));
+    assert_eq!(anthropic.requests().len(), 0);
+
+    // Anthropic's stream for a Messages client, likewise.
+    let messages = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let yaml = "models:\n  fallbacks:\n    claude-sonnet-4-5: [openai/gpt-4o-mini]\n  fallbacks_on_context_overflow: [claude-sonnet-4-5]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+    let resp = post(&gw, "/v1/messages", messages).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert_eq!(text, fixture("anthropic/messages_stream.txt"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_messages_prompt_too_long_falls_back_to_an_openai_model() {
+    let too_long = r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
+    let anthropic = MockUpstream::start(move |_: &Recorded| Reply::json(400, too_long)).await;
+    let openai = MockUpstream::start(provider_like).await;
+    let yaml = "models:\n  fallbacks:\n    claude-sonnet-4-5: [openai/gpt-4o-mini]\n  fallbacks_on_context_overflow: [claude-sonnet-4-5]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+    let messages = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+    let resp = post(&gw, "/v1/messages", messages).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-aurora-provider"), "openai");
+    let text = resp.text().await.unwrap();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.contains("event: message_stop"), "{text}");
+    assert_eq!(anthropic.requests().len(), 1);
+    let seen = openai.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].uri, "/v1/chat/completions");
+}

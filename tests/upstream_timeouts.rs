@@ -170,24 +170,29 @@ async fn a_same_format_stream_silent_past_idle_ends_with_the_routes_error_event(
         }
     })
     .await;
-    let yaml = "providers:\n  openai:\n    timeouts: {idle: 400ms}\n";
-    let gw = gateway(yaml, &openai.url("/v1"), &unused_base());
-
-    let resp = post(&gw, chat("gpt-4o-mini", true)).await;
-    assert_eq!(resp.status(), 200);
-    let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
-        .await
-        .expect("the stream ends at the idle timeout")
-        .expect("the stream ends cleanly, with an error event");
-    assert!(text.contains("Hel"), "{text}");
-    assert!(
-        text.contains("timeouts.idle"),
-        "the error names the timeout: {text}"
-    );
-    let last = text.trim_end().rsplit("\n\n").next().unwrap_or_default();
-    let error: Value = serde_json::from_str(last.trim_start_matches("data: ")).unwrap();
-    assert_eq!(error["error"]["type"], "provider_error", "{text}");
-    assert!(!text.contains("[DONE]"), "{text}");
+    let timeouts = "providers:\n  openai:\n    timeouts: {idle: 400ms}\n";
+    // Proxied by Pingora, and streamed from the gateway's own exchange (a model whose
+    // prompt-too-long errors fall back is read that way).
+    let overflow = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
+    for yaml in [timeouts.to_string(), format!("{timeouts}{overflow}")] {
+        let gw = gateway(&yaml, &openai.url("/v1"), &unused_base());
+        let resp = post(&gw, chat("gpt-4o-mini", true)).await;
+        assert_eq!(resp.status(), 200);
+        let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
+            .await
+            .expect("the stream ends at the idle timeout")
+            .expect("the stream ends cleanly, with an error event");
+        assert!(text.contains("Hel"), "{text}");
+        assert!(
+            text.contains("timeouts.idle"),
+            "the error names the timeout: {text}"
+        );
+        let last = text.trim_end().rsplit("\n\n").next().unwrap_or_default();
+        let error: Value = serde_json::from_str(last.trim_start_matches("data: ")).unwrap();
+        assert_eq!(error["error"]["type"], "provider_error", "{text}");
+        assert!(!text.contains("[DONE]"), "{text}");
+    }
+    assert_eq!(openai.requests().len(), 2);
     drop(kept);
 }
 

@@ -16,6 +16,7 @@ mod model_field;
 pub mod model_request;
 pub mod model_route;
 mod observe;
+mod open_answer;
 pub mod passthrough;
 pub mod provider_key;
 pub mod resilience;
@@ -247,15 +248,15 @@ impl AuroraProxy {
         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
             return reject(session, ctx, err).await;
         }
-        // A context overflow is told only by the error's body: a whole answer is read
-        // before it goes out, so a model with overflow fallbacks is answered that way.
-        let overflow_falls_back = prepared.translation.is_none()
-            && config
-                .models
-                .fallbacks
-                .covers_context_overflow(&held.field.name)
-            && !config.models.fallbacks.after(&held.field.name).is_empty()
-            && !held.field.stream;
+        // A context overflow is told only by the error's body: for a model with
+        // overflow fallbacks an error answer is read whole before anything goes out
+        // (a successful stream then flows on from the gateway's own exchange).
+        let overflow_falls_back = config
+            .models
+            .fallbacks
+            .covers_context_overflow(&held.field.name)
+            && !config.models.fallbacks.after(&held.field.name).is_empty();
+        let streamed = held.field.stream;
         // Only a plan that may try again is carried, with the call to prepare again.
         if plan.can_retry(config) {
             ctx.plan = Some(plan);
@@ -265,13 +266,13 @@ impl AuroraProxy {
             drop(held);
         }
         let whole = match &prepared.translation {
-            Some(translation) => !translation.stream_requested(),
+            Some(translation) => !translation.stream_requested() || overflow_falls_back,
             None => overflow_falls_back,
         };
         if whole {
             let translation = prepared.translation.clone();
             return self
-                .answer_whole(session, ctx, target, prepared.body, translation)
+                .answer_whole(session, ctx, target, prepared.body, translation, streamed)
                 .await;
         }
         if !session.as_ref().retry_buffer_truncated() {
@@ -556,7 +557,8 @@ impl AuroraProxy {
     /// end, then send the client its status and body together, so an answer that
     /// cannot be translated is a 502 rather than a `200` carrying an error. A failed
     /// attempt is retried, or falls back, as the request's plan says, before anything
-    /// reaches the client.
+    /// reaches the client. A `streamed` call comes here only to have its errors read
+    /// whole; its successful answer is streamed on.
     async fn answer_whole(
         &self,
         session: &mut Session,
@@ -564,10 +566,11 @@ impl AuroraProxy {
         target: UpstreamTarget,
         mut body: Bytes,
         mut translation: Option<ResponseTranslation>,
+        streamed: bool,
     ) -> Result<bool> {
         ctx.upstream = Some(target);
         let client = ClientSocket::of(session);
-        let answer = loop {
+        let mut answer = loop {
             match self.ready_attempt(ctx, &session.req_header().headers) {
                 Ok(Some((new_body, new_translation))) => {
                     body = new_body;
@@ -606,6 +609,7 @@ impl AuroraProxy {
                 body: &body,
                 max_body: MAX_WHOLE_ANSWER_BYTES,
                 timeouts: &target.timeouts,
+                open_success: streamed,
             };
             let exchange = whole_answer::exchange(&self.connector, &call);
             let answer = tokio::select! {
@@ -669,6 +673,17 @@ impl AuroraProxy {
                 }
             }
         };
+        if let Some(open) = answer.open.take() {
+            return open_answer::stream_to_client(
+                session,
+                ctx,
+                answer.header,
+                open,
+                translation,
+                &self.connector,
+            )
+            .await;
+        }
         let provider = ctx.provider_name().unwrap_or("-").to_string();
         // The gateway's own work on the answer starts here (part of its overhead).
         let work_began = Instant::now();
@@ -896,7 +911,7 @@ fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: Subre
 }
 
 /// Switches the translation module on for this session's response.
-fn translate_response(
+pub(crate) fn translate_response(
     session: &mut Session,
     ctx: &mut RequestContext,
     translation: ResponseTranslation,

@@ -9,12 +9,18 @@
 //! decides the status once the whole answer is known. Driving it also lets each stage
 //! have its own time: `first_byte` for the header, `idle` between pieces of the body,
 //! `total` for all of it.
+//!
+//! A stream whose failure must be read before it is told (a prompt too long, which
+//! only the error's body says, for a model that falls back on it) takes this path
+//! too: an error answer is read whole, a successful one is left open
+//! ([`OpenAnswer`]) for the caller to stream to the client.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pingora_core::connectors::http::Connector;
+use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
@@ -25,14 +31,63 @@ use crate::providers::Timeouts;
 
 /// The provider's final answer (informational answers skipped), decoded if the
 /// provider compressed it.
-#[derive(Debug)]
 pub struct ProviderAnswer {
     /// Status and headers; `Content-Encoding` is gone once the body is decoded.
     pub header: ResponseHeader,
-    /// The whole body.
+    /// The whole body; empty when the answer is [`ProviderAnswer::open`].
     pub body: Bytes,
+    /// A successful answer left to stream, when the exchange asked for that.
+    pub open: Option<OpenAnswer>,
     /// When the response header arrived (the provider's time to first byte ends here).
     pub header_at: std::time::Instant,
+}
+
+/// A successful answer whose body is still to be read, piece by piece.
+pub struct OpenAnswer {
+    session: HttpSession,
+    decoder: ResponseCompressionCtx,
+    peer: HttpPeer,
+    idle: Duration,
+    done: bool,
+}
+
+impl OpenAnswer {
+    /// The next piece of the body, decoded; `None` at its end. A silence longer than
+    /// `timeouts.idle` fails.
+    pub async fn next(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        let far = Instant::now() + self.idle + Duration::from_secs(1);
+        let read = within(
+            self.session.read_response_body(),
+            UpstreamWait::Idle,
+            self.idle,
+            far,
+        )
+        .await
+        .map_err(|e| e.into_up())?;
+        match read {
+            Some(chunk) => Ok(Some(
+                self.decoder
+                    .response_body_filter(Some(&chunk), false)
+                    .unwrap_or(chunk),
+            )),
+            None => {
+                self.done = true;
+                Ok(self.decoder.response_body_filter(None, true))
+            }
+        }
+    }
+
+    /// Gives a connection whose answer was read to its end back to the pool.
+    pub async fn finish(self, connector: &Connector) {
+        if self.done {
+            connector
+                .release_http_session(self.session, &self.peer, self.peer.options.idle_timeout)
+                .await;
+        }
+    }
 }
 
 /// Where one exchange goes and how long it may take.
@@ -47,6 +102,8 @@ pub struct Exchange<'a> {
     pub max_body: usize,
     /// The provider's (or model's) timeouts.
     pub timeouts: &'a Timeouts,
+    /// Leave a successful answer open (see [`OpenAnswer`]) rather than read it whole.
+    pub open_success: bool,
 }
 
 /// Sends the request through `connector` and reads the answer, refusing one larger
@@ -102,6 +159,7 @@ async fn attempt(
         body,
         max_body,
         timeouts,
+        open_success,
     } = *x;
     let (mut session, reused) = connector
         .get_http_session(peer)
@@ -148,6 +206,20 @@ async fn attempt(
     let header_at = std::time::Instant::now();
     let mut decoder = ResponseCompressionCtx::new(0, true, false);
     decoder.response_header_filter(&mut header, false);
+    if open_success && header.status.is_success() {
+        return Ok(ProviderAnswer {
+            header,
+            body: Bytes::new(),
+            open: Some(OpenAnswer {
+                session,
+                decoder,
+                peer: peer.clone(),
+                idle: timeouts.idle,
+                done: false,
+            }),
+            header_at,
+        });
+    }
     let mut whole = BytesMut::new();
     let keep = |piece: Option<Bytes>, whole: &mut BytesMut| {
         let piece = piece.unwrap_or_default();
@@ -182,6 +254,7 @@ async fn attempt(
     Ok(ProviderAnswer {
         header,
         body: whole.freeze(),
+        open: None,
         header_at,
     })
 }

@@ -1,0 +1,131 @@
+//! Streams a successful answer the gateway's own exchange left open (see
+//! [`super::whole_answer::OpenAnswer`]) to the client, as the proxy loop would: the
+//! header rewritten and described, each piece read for usage and passed through the
+//! translation module, and a failure under way ended with the route's error event.
+
+use pingora_core::connectors::http::Connector;
+use pingora_core::Result;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use super::client_hangup::ClientSocket;
+use super::whole_answer::OpenAnswer;
+use super::{
+    attempts, headers, observe, respond, upstream_failure, GatewayError, RequestContext,
+    OMITTED_TOOLS_HEADER,
+};
+use crate::telemetry;
+use crate::translate::{ResponseTranslation, TranslationModule};
+
+/// Sends `header` and then `answer`'s body to the client; `Ok(true)`: the request is
+/// answered (or the client is gone).
+pub async fn stream_to_client(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    mut header: ResponseHeader,
+    mut answer: OpenAnswer,
+    translation: Option<ResponseTranslation>,
+    connector: &Connector,
+) -> Result<bool> {
+    let omitted = translation
+        .as_ref()
+        .and_then(|t| t.client.omitted_tools())
+        .map(str::to_string);
+    match translation {
+        Some(translation) => super::translate_response(session, ctx, translation),
+        None => {
+            if let Some(module) = session
+                .downstream_modules_ctx
+                .get_mut::<TranslationModule>()
+            {
+                module.disable();
+            }
+        }
+    }
+    ctx.upstream_status = Some(header.status.as_u16());
+    observe::answer_header(ctx, &header);
+    headers::strip_upstream_response_headers(&mut header);
+    header.remove_header(&http::header::CONTENT_ENCODING);
+    header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
+    attempts::describe_answer(&mut header, ctx)?;
+    if let Some(tools) = omitted {
+        header.insert_header(OMITTED_TOOLS_HEADER, tools)?;
+    }
+    if let Err(e) = session.write_response_header(Box::new(header), false).await {
+        return client_gone(ctx, e);
+    }
+    let client = ClientSocket::of(session);
+    loop {
+        let next = tokio::select! {
+            next = answer.next() => next,
+            () = client.hung_up() => {
+                // Dropping the answer closes the provider's connection: it stops
+                // working for a client that is gone.
+                session.set_keepalive(None);
+                ctx.error = Some(GatewayError::client_gone());
+                return Ok(true);
+            }
+        };
+        match next {
+            Ok(piece) => {
+                let end = piece.is_none();
+                if let Some(model) = observe::answer_bytes(ctx, piece.as_deref(), end) {
+                    telemetry::response_model(ctx, &model);
+                }
+                let written = match session.write_response_body(piece, end).await {
+                    Ok(()) if end => session.downstream_session.finish_body().await,
+                    other => other,
+                };
+                if let Err(e) = written {
+                    return client_gone(ctx, e);
+                }
+                if end {
+                    answer.finish(connector).await;
+                    return Ok(true);
+                }
+            }
+            Err(e) => {
+                observe::upstream_failed(ctx, &e);
+                telemetry::attempt_failed(ctx, &e);
+                let who = ctx.provider_name().unwrap_or("upstream").to_string();
+                let err =
+                    upstream_failure::gateway_error_for(&e, Some(&who)).unwrap_or_else(|| {
+                        GatewayError::bad_gateway(format!("provider `{who}` broke the exchange"))
+                    });
+                end_with_error(session, ctx, &err).await;
+                ctx.error = Some(err);
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Ends a stream under way: the translation module closes a translated one with its
+/// error event; otherwise the route's own error event goes out.
+async fn end_with_error(session: &mut Session, ctx: &RequestContext, err: &GatewayError) {
+    let translated = session
+        .downstream_modules_ctx
+        .get_mut::<TranslationModule>()
+        .is_some_and(|m| m.is_mid_response());
+    let ended = if translated {
+        match session
+            .write_response_body(Some(bytes::Bytes::new()), true)
+            .await
+        {
+            Ok(()) => session.downstream_session.finish_body().await,
+            Err(e) => Err(e),
+        }
+    } else {
+        respond::end_stream_with_error(session, err, ctx.error_format).await
+    };
+    if let Err(e) = ended {
+        log::debug!("could not end the stream: {e}");
+        session.set_keepalive(None);
+    }
+}
+
+fn client_gone(ctx: &mut RequestContext, e: Box<pingora_core::Error>) -> Result<bool> {
+    log::debug!("client went away during the answer: {e}");
+    ctx.error = Some(GatewayError::client_gone());
+    Ok(true)
+}
