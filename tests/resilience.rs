@@ -594,3 +594,57 @@ async fn a_streamed_messages_prompt_too_long_falls_back_to_an_openai_model() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].uri, "/v1/chat/completions");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responses_call_falls_back_unless_it_continues_a_conversation() {
+    let openai = MockUpstream::start(|_: &Recorded| {
+        Reply::json(503, r#"{"error":{"message":"overloaded"}}"#)
+    })
+    .await;
+    let anthropic = MockUpstream::start(provider_like).await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+
+    let resp = post(
+        &gw,
+        "/v1/responses",
+        r#"{"model":"gpt-4o-mini","input":"hi"}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-aurora-provider"), "anthropic");
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["object"], "response", "{answer}");
+    assert_eq!(answer["status"], "completed", "{answer}");
+    // Kept by the gateway as the first model's answer would have been.
+    let id = answer["id"].as_str().unwrap().to_string();
+    let stored = client()
+        .get(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+
+    let resp = post(
+        &gw,
+        "/v1/responses",
+        r#"{"model":"gpt-4o-mini","input":"hi","stream":true}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-aurora-provider"), "anthropic");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("event: response.completed"), "{text}");
+    assert_eq!(anthropic.requests().len(), 2);
+
+    // A call continuing a conversation OpenAI holds cannot move: its failure stands.
+    let resp = post(
+        &gw,
+        "/v1/responses",
+        r#"{"model":"gpt-4o-mini","input":"and?","previous_response_id":"resp_held_by_openai"}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(anthropic.requests().len(), 2);
+}

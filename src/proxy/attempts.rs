@@ -61,11 +61,12 @@ impl HeldCall {
 }
 
 /// The plan of a `/v1` call for `requested`: every instance serving it, then its
-/// fallbacks unless the client sent `X-Aurora-Fallbacks: none` or the endpoint keeps
-/// state with the provider (the Responses API).
+/// fallbacks unless the client sent `X-Aurora-Fallbacks: none` or the call continues
+/// a conversation another provider may hold (`stateful`: a Responses API call naming
+/// `previous_response_id` or `conversation`).
 pub fn plan_for_model(
     requested: &str,
-    endpoint: ModelEndpoint,
+    stateful: bool,
     headers: &HeaderMap,
     config: &Config,
     book: &HealthBook,
@@ -82,7 +83,7 @@ pub fn plan_for_model(
         .get(FALLBACKS_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
-    let fallbacks = if refused || endpoint == ModelEndpoint::Responses {
+    let fallbacks = if refused || stateful {
         Vec::new()
     } else {
         config

@@ -205,9 +205,11 @@ impl AuroraProxy {
             Ok(field) => field,
             Err(err) => return reject(session, ctx, err).await,
         };
+        let stateful =
+            endpoint == ModelEndpoint::Responses && model_request::continues_conversation(&body);
         let plan = match attempts::plan_for_model(
             &field.name,
-            endpoint,
+            stateful,
             &session.req_header().headers,
             config,
             &self.health,
@@ -542,6 +544,11 @@ impl AuroraProxy {
             };
             let mut prepared = attempts::prepare_current(plan, held, &config)?;
             ctx.prepared_at = plan.position();
+            if let Some(responses) = prepared.responses.take() {
+                // A Responses call falling back to a translated model: its answer is
+                // kept as the first model's would have been.
+                self.keep_responses(&mut prepared, responses, &config, ctx);
+            }
             observe::model_routed(ctx, std::mem::take(&mut prepared.model));
             ctx.upstream = Some(prepared.target);
             moved = Some((prepared.body, prepared.translation));

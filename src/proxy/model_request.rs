@@ -270,6 +270,21 @@ fn chat_options(
     }
 }
 
+/// Whether a Responses API body continues a conversation (`previous_response_id` or
+/// `conversation`), whose history its provider or the gateway's store holds.
+pub fn continues_conversation(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Continued<'a> {
+        #[serde(default, borrow)]
+        previous_response_id: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        conversation: Option<&'a serde_json::value::RawValue>,
+    }
+    let is_set = |v: Option<&serde_json::value::RawValue>| v.is_some_and(|v| v.get() != "null");
+    serde_json::from_slice::<Continued<'_>>(body)
+        .is_ok_and(|c| is_set(c.previous_response_id) || is_set(c.conversation))
+}
+
 /// `previous_response_id`, when the body names one.
 fn stored_previous_id(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
