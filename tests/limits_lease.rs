@@ -224,3 +224,22 @@ async fn a_slots_charges_travel_with_its_release() {
         "one script per admission"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_together_share_one_lease() {
+    let redis = RedisServer::start();
+    let store = std::sync::Arc::new(RedisStore::new(&redis.url()).unwrap());
+    let limits = per_minute(3000);
+    let calls: Vec<_> = (0..32)
+        .map(|_| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move { admitted(&store, &limits).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap());
+    }
+    // The first ask may find the script not yet loaded and send it again.
+    let asked = redis.calls("evalsha");
+    assert!(asked <= 2, "{asked} leases for 32 calls that fit in one");
+}

@@ -75,27 +75,43 @@ impl Lease {
     }
 }
 
+/// A subject's lease, and the turn its replica's requests take to ask for a new one.
+#[derive(Debug, Default)]
+struct Entry {
+    lease: Mutex<Lease>,
+    asking: Arc<tokio::sync::Mutex<()>>,
+}
+
 /// The leases of one replica, per subject.
 #[derive(Debug, Default)]
 pub struct LeaseBook {
-    subjects: RwLock<HashMap<String, Arc<Mutex<Lease>>>>,
+    subjects: RwLock<HashMap<String, Arc<Entry>>>,
 }
 
 impl LeaseBook {
-    fn lease(&self, subject: &str) -> Option<Arc<Mutex<Lease>>> {
-        if let Some(l) = self.subjects.read().ok()?.get(subject) {
-            return Some(Arc::clone(l));
+    fn entry(&self, subject: &str) -> Option<Arc<Entry>> {
+        if let Some(e) = self.subjects.read().ok()?.get(subject) {
+            return Some(Arc::clone(e));
         }
         let mut all = self.subjects.write().ok()?;
         Some(Arc::clone(all.entry(subject.to_string()).or_default()))
+    }
+
+    /// Waits for `subject`'s turn to ask Redis for a lease: one request of a replica
+    /// at a time, so requests arriving together share one lease rather than each
+    /// taking one and leaving the others' units unused. The turn ends when the guard
+    /// is dropped; `None` when the book cannot be read.
+    pub async fn turn_to_ask(&self, subject: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let entry = self.entry(subject)?;
+        Some(Arc::clone(&entry.asking).lock_owned().await)
     }
 
     /// The answer to `subject`'s request at `now` from its lease, or `None` when Redis
     /// must be asked (no lease for this minute, none left, or the tokens or budget
     /// look spent from here).
     pub fn admit(&self, subject: &str, limits: &KeyLimits, now: u64) -> Option<Admission> {
-        let lease = self.lease(subject)?;
-        let mut lease = lease.lock().ok()?;
+        let entry = self.entry(subject)?;
+        let mut lease = entry.lease.lock().ok()?;
         if !lease.current(limits, now) {
             return None;
         }
@@ -149,8 +165,8 @@ impl LeaseBook {
             refused: granted.refused,
             slot_taken: false,
         };
-        if let Some(lease) = self.lease(subject) {
-            if let Ok(mut lease) = lease.lock() {
+        if let Some(entry) = self.entry(subject) {
+            if let Ok(mut lease) = entry.lease.lock() {
                 *lease = fresh;
             }
         }
@@ -163,10 +179,10 @@ impl LeaseBook {
         let Ok(all) = self.subjects.read() else {
             return;
         };
-        let Some(lease) = all.get(subject) else {
+        let Some(entry) = all.get(subject) else {
             return;
         };
-        let Ok(mut lease) = lease.lock() else {
+        let Ok(mut lease) = entry.lease.lock() else {
             return;
         };
         if lease.current(limits, now) {

@@ -203,6 +203,11 @@ impl LimitStore for RedisStore {
         if let Some(admission) = self.leases.admit(subject, limits, now) {
             return Ok(admission);
         }
+        let _turn = self.leases.turn_to_ask(subject).await;
+        // Another request may have brought a lease while this one waited its turn.
+        if let Some(admission) = self.leases.admit(subject, limits, now) {
+            return Ok(admission);
+        }
         self.take_lease(subject, limits, now).await
     }
 
