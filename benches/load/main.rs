@@ -26,6 +26,7 @@
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
 mod client;
+mod limited;
 mod mock;
 mod procfs;
 mod report;
@@ -216,11 +217,34 @@ struct Bench {
     mock: Server,
     aurora_bin: PathBuf,
     nginx_bin: Option<PathBuf>,
+    /// The Redis of the limited-in-Redis target, when redis-server is installed.
+    redis: Option<Server>,
     nofile: u64,
     dir: PathBuf,
 }
 
 impl Bench {
+    /// The gateway as a key with limits finds it, counted in Redis at `redis_port`
+    /// (else in memory).
+    fn start_limited(&self, redis_port: Option<u16>) -> Server {
+        let url = redis_port.map(|p| format!("redis://127.0.0.1:{p}/0"));
+        let config = format!(
+            "# Written by the load bench; providers come from the environment.\n{}{}",
+            limited::limited_config(url.as_deref()),
+            servers::extra_config()
+        );
+        servers::start_aurora_with_config(
+            &self.aurora_bin,
+            self.mock.port,
+            self.settings.threads,
+            &self.settings.log_filter,
+            self.server_cpus(),
+            &self.dir,
+            &config,
+            None,
+        )
+    }
+
     fn server_cpus(&self) -> Option<&[usize]> {
         self.placement.server.as_deref()
     }
@@ -244,6 +268,10 @@ impl Bench {
                 self.server_cpus(),
                 &self.dir,
             )),
+            Target::AuroraLimited => Some(self.start_limited(None)),
+            Target::AuroraLimitedRedis => {
+                Some(self.start_limited(Some(self.redis.as_ref().expect("redis running").port)))
+            }
             Target::Nginx => Some(servers::start_nginx(
                 self.nginx_bin.as_deref().expect("nginx present"),
                 self.mock.port,
@@ -262,6 +290,12 @@ impl Bench {
         rate: Option<f64>,
     ) -> Measured {
         let mock_is_generator = target != Target::Direct;
+        // Redis stands for a service elsewhere, like the mock: it runs beside the
+        // generator and counts with it.
+        let redis = self
+            .redis
+            .as_ref()
+            .filter(|_| target == Target::AuroraLimitedRedis);
         let generator_cpu = || {
             procfs::self_cpu_seconds()
                 + if mock_is_generator {
@@ -269,6 +303,7 @@ impl Bench {
                 } else {
                     0.0
                 }
+                + redis.map_or(0.0, |r| r.cpu_seconds())
         };
         let (s0, g0, m0) = (
             server.cpu_seconds(),
@@ -521,6 +556,27 @@ fn main() {
             .map(|g| g.as_slice()),
         &dir,
     );
+    let wants_redis = SCENARIOS.iter().any(|s| {
+        s.targets().contains(&Target::AuroraLimitedRedis)
+            && settings
+                .only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|n| n == s.name))
+    });
+    let redis = match limited::redis_binary() {
+        Some(bin) if wants_redis => Some(limited::start_redis(
+            &bin,
+            Some(&placement.generator)
+                .filter(|g| !g.is_empty())
+                .map(|g| g.as_slice()),
+            &dir,
+        )),
+        None if wants_redis => {
+            eprintln!("  redis-server not found (install it: make redis): no limited-in-Redis row");
+            None
+        }
+        _ => None,
+    };
     let bench = Bench {
         settings,
         placement,
@@ -528,6 +584,7 @@ fn main() {
         mock,
         aurora_bin,
         nginx_bin,
+        redis,
         nofile,
         dir: dir.clone(),
     };
@@ -542,6 +599,9 @@ fn main() {
         }
         for target in scenario.targets() {
             if target == Target::Nginx && bench.nginx_bin.is_none() {
+                continue;
+            }
+            if target == Target::AuroraLimitedRedis && bench.redis.is_none() {
                 continue;
             }
             if scenario.idle {

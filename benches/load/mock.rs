@@ -49,7 +49,8 @@ struct Answers {
 /// The 1 KiB answer of `/v1/small`; it ends with `"bench":"small"}`.
 pub fn small_json() -> String {
     let head = r#"{"id":"bench-small","object":"bench.small","pad":""#;
-    let tail = r#"","bench":"small"}"#;
+    // Usage as a provider reports it, so a limited key is charged from each answer.
+    let tail = r#"","usage":{"prompt_tokens":20,"completion_tokens":5,"total_tokens":25},"bench":"small"}"#;
     let pad = SMALL_BYTES - head.len() - tail.len();
     format!("{head}{}{tail}", "x".repeat(pad))
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::client::RequestSpec;
+use super::limited::LIMITED_KEY;
 use super::servers::{Target, GATEWAY_KEY, PROVIDER_KEY};
 
 /// Size of the upload scenario's request body.
@@ -83,6 +84,9 @@ impl Scenario {
         // The cost of the access log and of being scraped, on the lightest request.
         if self.name == "passthrough_small_json" {
             t.push(Target::AuroraObserved);
+            // And of limits, in memory and in Redis (when redis-server is there).
+            t.push(Target::AuroraLimited);
+            t.push(Target::AuroraLimitedRedis);
         }
         if self.nginx {
             t.push(Target::Nginx);
@@ -186,10 +190,10 @@ impl Scenario {
         // `AURORA_BENCH_KEY`: another gateway key (a managed key that
         // `AURORA_BENCH_CONFIG` gives limits), to measure what limits cost.
         let gateway_key = std::env::var("AURORA_BENCH_KEY").unwrap_or_else(|_| GATEWAY_KEY.into());
-        let key = if direct {
-            PROVIDER_KEY
-        } else {
-            gateway_key.as_str()
+        let key = match target {
+            Target::Direct => PROVIDER_KEY,
+            Target::AuroraLimited | Target::AuroraLimitedRedis => LIMITED_KEY,
+            _ => gateway_key.as_str(),
         };
         put("authorization", &format!("Bearer {key}"));
         if path.ends_with("/messages") {
@@ -249,6 +253,21 @@ mod tests {
                 assert_eq!(spec.body, direct.body);
             }
             assert_eq!(bearer(&direct), format!("Bearer {PROVIDER_KEY}"));
+        }
+    }
+
+    #[test]
+    fn limited_targets_send_the_limited_key_on_small_json_only() {
+        let small = SCENARIOS[0];
+        assert_eq!(small.name, "passthrough_small_json");
+        for limited in [Target::AuroraLimited, Target::AuroraLimitedRedis] {
+            assert!(small.targets().contains(&limited));
+            let spec = small.request(limited, 1);
+            assert_eq!(bearer(&spec), format!("Bearer {LIMITED_KEY}"));
+            assert_eq!(spec.path, small.request(Target::Aurora, 1).path);
+            assert!(SCENARIOS[1..]
+                .iter()
+                .all(|s| !s.targets().contains(&limited)));
         }
     }
 

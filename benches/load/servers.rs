@@ -26,6 +26,10 @@ pub enum Target {
     Aurora,
     /// Aurora with its access log written and its metrics scraped every second.
     AuroraObserved,
+    /// Aurora asked by a key with limits, counted in memory.
+    AuroraLimited,
+    /// Aurora asked by a key with limits, counted in a local Redis.
+    AuroraLimitedRedis,
     Nginx,
 }
 
@@ -35,6 +39,8 @@ impl Target {
             Target::Direct => "direct",
             Target::Aurora => "aurora",
             Target::AuroraObserved => "aurora_observed",
+            Target::AuroraLimited => "aurora_limited",
+            Target::AuroraLimitedRedis => "aurora_limited_redis",
             Target::Nginx => "nginx",
         }
     }
@@ -92,6 +98,18 @@ impl Drop for MetricsScraper {
 }
 
 impl Server {
+    /// A started `child` listening on `port`, stopped with `stop_signal`.
+    pub fn new(port: u16, child: Child, stop_signal: i32) -> Self {
+        let pid = child.id();
+        Self {
+            port,
+            child,
+            pids: vec![pid],
+            stop_signal,
+            scraper: None,
+        }
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -158,7 +176,7 @@ impl Drop for Server {
 }
 
 /// Makes the child run on `cpus` (when given) and die with the bench.
-fn prepare(cmd: &mut Command, cpus: Option<&[usize]>) {
+pub fn prepare(cmd: &mut Command, cpus: Option<&[usize]>) {
     let set = cpus.map(procfs::cpu_set);
     // SAFETY: the closure only makes async-signal-safe system calls.
     unsafe {
@@ -185,7 +203,7 @@ fn allocator_env() -> Vec<(String, String)> {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -207,7 +225,7 @@ pub fn probe(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> O
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-fn wait_until(server: &mut Server, what: &str, log: &Path, ready: impl Fn(u16) -> bool) {
+pub fn wait_until(server: &mut Server, what: &str, log: &Path, ready: impl Fn(u16) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if !server.is_running() {
@@ -289,7 +307,7 @@ pub fn start_aurora(
 
 /// `AURORA_BENCH_CONFIG`: YAML added to the gateway's config (to measure what a
 /// setting costs, e.g. `retry: {attempts: 2}`).
-fn extra_config() -> String {
+pub fn extra_config() -> String {
     std::env::var("AURORA_BENCH_CONFIG")
         .map(|yaml| format!("{yaml}\n"))
         .unwrap_or_default()

@@ -3,18 +3,25 @@
 //! upstream, charged after from the usage its answer reported. The counters live in a
 //! [`LimitStore`]: this process's memory by default.
 
+mod lease;
 mod memory;
+mod pending;
 mod period;
+mod redis_link;
+mod redis_scripts;
 mod redis_store;
+mod redis_writer;
 mod report;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use lease::{LEASE_MAX, LEASE_SHARE};
 pub use memory::MemoryStore;
 pub use period::{budget_period, date_text, minute_window, period_start_day, reset_text};
 pub use redis_store::RedisStore;
+pub use redis_writer::FLUSH_AFTER;
 pub use report::{parse_period, usage_report};
 
 use crate::config::KeyLimits;

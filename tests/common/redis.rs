@@ -89,3 +89,33 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+impl RedisServer {
+    /// How many times Redis ran `command` (lower case, from `INFO commandstats`).
+    pub fn calls(&self, command: &str) -> u64 {
+        let info: String = ::redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .expect("INFO commandstats");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The value of `key`, if it has one.
+    pub fn get(&self, key: &str) -> Option<String> {
+        ::redis::cmd("GET")
+            .arg(key)
+            .query(&mut self.connection())
+            .expect("GET")
+    }
+
+    fn connection(&self) -> ::redis::Connection {
+        ::redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("a connection to the test Redis")
+    }
+}

@@ -1,0 +1,181 @@
+//! Writes to Redis that no request waits for: charges (per subject, per counter key)
+//! and usage (per hash and field), summed while they wait so a flush sends one
+//! increment per key however many requests made it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// One counter's increment and how long its key lives once written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Increment {
+    pub by: i64,
+    pub ttl_secs: u64,
+    /// Past this instant the key has expired anyway: the increment is dropped.
+    pub stale_at: Instant,
+}
+
+impl Increment {
+    fn merge(&mut self, other: Increment) {
+        self.by = self.by.saturating_add(other.by);
+        self.ttl_secs = self.ttl_secs.max(other.ttl_secs);
+        self.stale_at = self.stale_at.max(other.stale_at);
+    }
+}
+
+/// Counter key → increment.
+pub type Counters = HashMap<String, Increment>;
+
+/// A usage hash: field → increment, and the hash's lifetime.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HashIncrements {
+    pub fields: HashMap<String, i64>,
+    pub ttl_secs: u64,
+}
+
+/// Everything waiting to be written.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Subject → its counters (token windows, budgets).
+    pub charges: HashMap<String, Counters>,
+    /// Usage hash key → its fields.
+    pub usage: HashMap<String, HashIncrements>,
+}
+
+impl Pending {
+    /// Nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.charges.is_empty() && self.usage.is_empty()
+    }
+
+    /// Adds `by` to `key`, a counter of `subject` that lives `ttl_secs` once written.
+    pub fn charge(&mut self, subject: &str, key: String, by: i64, ttl_secs: u64, now: Instant) {
+        if by <= 0 {
+            return;
+        }
+        let add = Increment {
+            by,
+            ttl_secs,
+            stale_at: now + Duration::from_secs(ttl_secs),
+        };
+        // Nothing is allocated once a subject and its key wait already: the usual case.
+        if let Some(counters) = self.charges.get_mut(subject) {
+            match counters.get_mut(&key) {
+                Some(waiting) => waiting.merge(add),
+                None => {
+                    counters.insert(key, add);
+                }
+            }
+            return;
+        }
+        self.charges
+            .insert(subject.to_string(), HashMap::from([(key, add)]));
+    }
+
+    /// Adds `by` to `field` of the usage hash `hash`, which lives `ttl_secs`.
+    pub fn usage(&mut self, hash: &str, field: &str, by: i64, ttl_secs: u64) {
+        if by <= 0 {
+            return;
+        }
+        if !self.usage.contains_key(hash) {
+            self.usage
+                .insert(hash.to_string(), HashIncrements::default());
+        }
+        let Some(h) = self.usage.get_mut(hash) else {
+            return;
+        };
+        h.ttl_secs = h.ttl_secs.max(ttl_secs);
+        match h.fields.get_mut(field) {
+            Some(n) => *n = n.saturating_add(by),
+            None => {
+                h.fields.insert(field.to_string(), by);
+            }
+        }
+    }
+
+    /// Takes what waits for `subject`'s counter `key`.
+    pub fn take_one(&mut self, subject: &str, key: &str) -> Option<Increment> {
+        let counters = self.charges.get_mut(subject)?;
+        let taken = counters.remove(key);
+        if counters.is_empty() {
+            self.charges.remove(subject);
+        }
+        taken
+    }
+
+    /// Takes every counter waiting for `subject`.
+    pub fn take_subject(&mut self, subject: &str) -> Counters {
+        self.charges.remove(subject).unwrap_or_default()
+    }
+
+    /// Takes everything.
+    pub fn take_all(&mut self) -> Pending {
+        std::mem::take(self)
+    }
+
+    /// Puts back what could not be written, dropping increments to keys that have
+    /// expired meanwhile (a past minute's tokens), so an outage cannot pile them up.
+    pub fn put_back(&mut self, failed: Pending, now: Instant) {
+        for (subject, counters) in failed.charges {
+            self.put_back_counters(&subject, counters, now);
+        }
+        for (hash, h) in failed.usage {
+            for (field, by) in h.fields {
+                self.usage(&hash, &field, by, h.ttl_secs);
+            }
+        }
+    }
+
+    /// [`Pending::put_back`] for one subject's counters.
+    pub fn put_back_counters(&mut self, subject: &str, counters: Counters, now: Instant) {
+        for (key, add) in counters {
+            if add.stale_at <= now {
+                continue;
+            }
+            let entry = self.charges.entry(subject.to_string()).or_default();
+            match entry.get_mut(&key) {
+                Some(waiting) => waiting.merge(add),
+                None => {
+                    entry.insert(key, add);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increments_to_one_key_are_summed_while_they_wait() {
+        let now = Instant::now();
+        let mut p = Pending::default();
+        for _ in 0..100 {
+            p.charge("key:a", "tok:1".into(), 10, 61, now);
+            p.usage("usage:a:1", "gpt|input", 3, 400);
+        }
+        p.charge("key:a", "tok:1".into(), 0, 61, now);
+        assert_eq!(p.charges["key:a"]["tok:1"].by, 1000);
+        assert_eq!(p.usage["usage:a:1"].fields["gpt|input"], 300);
+        let one = p.take_one("key:a", "tok:1").unwrap();
+        assert_eq!(one.by, 1000);
+        assert!(p.charges.is_empty(), "a subject with nothing left goes");
+        assert!(!p.is_empty(), "usage still waits");
+        let all = p.take_all();
+        assert!(p.is_empty());
+        assert_eq!(all.usage.len(), 1);
+    }
+
+    #[test]
+    fn what_failed_is_put_back_without_what_expired_meanwhile() {
+        let now = Instant::now();
+        let mut p = Pending::default();
+        p.charge("key:a", "tok:1".into(), 5, 1, now);
+        p.charge("key:a", "usd:7".into(), 9, 86_400, now);
+        let failed = p.take_all();
+        p.charge("key:a", "usd:7".into(), 1, 86_400, now);
+        p.put_back(failed, now + Duration::from_secs(2));
+        assert_eq!(p.charges["key:a"].len(), 1, "the minute's tokens expired");
+        assert_eq!(p.charges["key:a"]["usd:7"].by, 10);
+    }
+}

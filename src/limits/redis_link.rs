@@ -1,0 +1,105 @@
+//! The Redis connection the store shares between requests and its writer, and the
+//! names of its keys.
+//!
+//! The connection is made on first use and kept by redis-rs's connection manager,
+//! which reconnects by itself: when Redis goes away, calls fail (and
+//! `limits.on_store_error` decides) until it is back.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Client;
+use tokio::sync::OnceCell;
+
+use super::{usd_micros, StoreError};
+
+/// The longest a call waits on Redis before the store counts as unreachable.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A Redis to connect to, and the connection once made.
+pub struct Link {
+    client: Client,
+    connection: OnceCell<ConnectionManager>,
+}
+
+impl Link {
+    /// A link to `url` (`redis://` or `rediss://`); it connects on first use.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        let client = Client::open(url)
+            .map_err(|e| StoreError(format!("the Redis URL cannot be used: {}", e.kind_text())))?;
+        Ok(Self {
+            client,
+            connection: OnceCell::new(),
+        })
+    }
+
+    /// The connection, made now if it was not yet.
+    pub async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let made = self
+            .connection
+            .get_or_try_init(|| async {
+                let connect = ConnectionManager::new(self.client.clone());
+                match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+                    Ok(Ok(manager)) => Ok(manager),
+                    Ok(Err(e)) => Err(StoreError(format!("cannot reach Redis: {}", e.kind_text()))),
+                    Err(_) => Err(StoreError("Redis did not answer in time".into())),
+                }
+            })
+            .await?;
+        Ok(made.clone())
+    }
+
+    /// The connection when it has been made.
+    pub fn made(&self) -> Option<ConnectionManager> {
+        self.connection.get().cloned()
+    }
+}
+
+/// Awaits `call` for at most [`CALL_TIMEOUT`] (`patience` times it), naming `what`
+/// in the error.
+pub async fn within<T>(
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    what: &str,
+    patience: u32,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(CALL_TIMEOUT * patience, call).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(StoreError(format!(
+            "Redis refused {what}: {}",
+            e.kind_text()
+        ))),
+        Err(_) => Err(StoreError(format!("Redis did not answer {what} in time"))),
+    }
+}
+
+/// A key of `subject`'s counters; the braces keep a subject's keys in one cluster slot.
+pub fn key(subject: &str, what: &str, period: u64) -> String {
+    format!("aurora:{{{subject}}}:{what}:{period}")
+}
+
+/// The hash of what `key` (a gateway key's name) used on `day`, field `model|kind`.
+pub fn usage_key(key: &str, day: u64) -> String {
+    format!("aurora:{{key:{key}}}:usage:{day}")
+}
+
+/// A limit as a Redis integer argument, -1 for none.
+pub fn limit_arg(limit: Option<u64>) -> i64 {
+    limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
+}
+
+/// [`usd_micros`] as a Redis integer argument.
+pub fn micros(usd: f64) -> i64 {
+    i64::try_from(usd_micros(usd)).unwrap_or(i64::MAX)
+}
+
+/// A Redis error without its details.
+pub trait KindText {
+    /// The error's kind only: details may quote the URL.
+    fn kind_text(&self) -> String;
+}
+
+impl KindText for redis::RedisError {
+    fn kind_text(&self) -> String {
+        format!("{:?}", self.kind())
+    }
+}

@@ -1,0 +1,94 @@
+//! The Lua scripts the Redis store runs: each one atomic, so replicas never race each
+//! other past a limit.
+
+/// One exact admission, for a subject with calls at once: checks budgets, then the
+/// token and request windows, then takes a call slot and counts the request. KEYS:
+/// requests window, tokens window, slots, budget USD (millionths), budget tokens.
+/// ARGV: requests per minute, tokens per minute, calls at once, budget USD
+/// (millionths), budget tokens (-1: no limit), seconds left in the window, seconds
+/// left in the period, slot TTL. Returns {refusal, retry after, requests, tokens,
+/// slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget.
+pub const ADMIT: &str = r"
+local rpm, tpm, calls = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local usd, btok = tonumber(ARGV[4]), tonumber(ARGV[5])
+local wleft, pleft, slot_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local reqs = tonumber(redis.call('GET', KEYS[1]) or '0')
+local toks = tonumber(redis.call('GET', KEYS[2]) or '0')
+if usd >= 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= usd then return {4, pleft, reqs, toks, 0} end
+if btok >= 0 and tonumber(redis.call('GET', KEYS[5]) or '0') >= btok then return {4, pleft, reqs, toks, 0} end
+if tpm >= 0 and toks >= tpm then return {2, wleft, reqs, toks, 0} end
+if rpm >= 0 and reqs >= rpm then return {1, wleft, reqs, toks, 0} end
+local slot = 0
+if calls >= 0 then
+  local n = redis.call('INCR', KEYS[3])
+  redis.call('EXPIRE', KEYS[3], slot_ttl)
+  if n > calls then
+    redis.call('DECR', KEYS[3])
+    return {3, 1, reqs, toks, 0}
+  end
+  slot = 1
+end
+if rpm >= 0 then
+  reqs = redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], wleft + 1)
+end
+return {0, 0, reqs, toks, slot}
+";
+
+/// A lease, for a subject without calls at once: first adds the replica's charges
+/// still waiting for this minute and period, then checks budgets and windows as
+/// [`ADMIT`] does, then grants up to `lease_max` calls: at most 1/`share` of the
+/// minute's requests left, at most `lease_max` times the share left of the tokens per
+/// minute or budget, at least 1, never more than the requests left (the units are
+/// counted at once). KEYS: requests window, tokens window, budget USD, budget tokens.
+/// ARGV: requests per minute, tokens per minute, budget USD, budget tokens (-1: no
+/// limit), seconds left in the window, seconds left in the period, lease max, share,
+/// tokens to add, USD to add, budget tokens to add, budget key TTL. Returns {refusal,
+/// retry after, requests, tokens, USD spent, budget tokens spent, calls granted}.
+pub const LEASE: &str = r"
+local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
+local usd, btok = tonumber(ARGV[3]), tonumber(ARGV[4])
+local wleft, pleft = tonumber(ARGV[5]), tonumber(ARGV[6])
+local lease_max, share = tonumber(ARGV[7]), tonumber(ARGV[8])
+local add_tok, add_usd, add_btok = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local budget_ttl = tonumber(ARGV[12])
+if add_tok > 0 then
+  redis.call('INCRBY', KEYS[2], add_tok)
+  redis.call('EXPIRE', KEYS[2], wleft + 1)
+end
+if add_usd > 0 then
+  redis.call('INCRBY', KEYS[3], add_usd)
+  redis.call('EXPIRE', KEYS[3], budget_ttl)
+end
+if add_btok > 0 then
+  redis.call('INCRBY', KEYS[4], add_btok)
+  redis.call('EXPIRE', KEYS[4], budget_ttl)
+end
+local reqs = tonumber(redis.call('GET', KEYS[1]) or '0')
+local toks = tonumber(redis.call('GET', KEYS[2]) or '0')
+local spent_usd = tonumber(redis.call('GET', KEYS[3]) or '0')
+local spent_btok = tonumber(redis.call('GET', KEYS[4]) or '0')
+if usd >= 0 and spent_usd >= usd then return {4, pleft, reqs, toks, spent_usd, spent_btok, 0} end
+if btok >= 0 and spent_btok >= btok then return {4, pleft, reqs, toks, spent_usd, spent_btok, 0} end
+if tpm >= 0 and toks >= tpm then return {2, wleft, reqs, toks, spent_usd, spent_btok, 0} end
+if rpm >= 0 and reqs >= rpm then return {1, wleft, reqs, toks, spent_usd, spent_btok, 0} end
+local n = lease_max
+if rpm >= 0 then n = math.min(n, math.floor((rpm - reqs) / share)) end
+if tpm > 0 then n = math.min(n, math.floor(lease_max * (tpm - toks) / tpm)) end
+if usd > 0 then n = math.min(n, math.floor(lease_max * (usd - spent_usd) / usd)) end
+if btok > 0 then n = math.min(n, math.floor(lease_max * (btok - spent_btok) / btok)) end
+if n < 1 then n = 1 end
+if rpm >= 0 then
+  n = math.min(n, rpm - reqs)
+  reqs = redis.call('INCRBY', KEYS[1], n)
+  redis.call('EXPIRE', KEYS[1], wleft + 1)
+end
+return {0, 0, reqs, toks, spent_usd, spent_btok, n}
+";
+
+/// Gives a call slot back, never below zero. KEYS: the slots.
+pub const RELEASE: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+";

@@ -1,0 +1,245 @@
+//! Leases and gathered writes of the Redis store, with two stores on one real Redis
+//! standing for two replicas: the bounds the README states (Limits and budgets) hold.
+//! Requests per minute are never exceeded and the only shortfall is what other
+//! replicas hold unused; a budget is overshot by at most one lease per other replica,
+//! and by none once little of it is left; a busy key rarely asks Redis; charges and
+//! usage are summed and sent later, a slot's charges with its release.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use aurora::config::{Budget, BudgetPeriod, KeyLimits};
+use aurora::limits::{LimitStore, RedisStore, Refusal, UsageRecord, LEASE_MAX};
+use common::redis::RedisServer;
+
+/// 2026-12-04T02:30:15Z: 45 s left in its minute, so its window keys outlive the test.
+const NOW: u64 = 1_796_351_415;
+const SUBJECT: &str = "key:team-lease-0123456789abcdef0123456789";
+
+fn stores(redis: &RedisServer) -> [RedisStore; 2] {
+    [
+        RedisStore::new(&redis.url()).unwrap(),
+        RedisStore::new(&redis.url()).unwrap(),
+    ]
+}
+
+fn per_minute(n: u64) -> KeyLimits {
+    KeyLimits {
+        requests_per_minute: Some(n),
+        ..KeyLimits::default()
+    }
+}
+
+fn token_budget(tokens: u64) -> KeyLimits {
+    KeyLimits {
+        budget: Some(Budget {
+            usd: None,
+            tokens: Some(tokens),
+            period: BudgetPeriod::Day,
+        }),
+        ..KeyLimits::default()
+    }
+}
+
+async fn admitted(store: &RedisStore, limits: &KeyLimits) -> bool {
+    store
+        .admit(SUBJECT, limits, NOW)
+        .await
+        .unwrap()
+        .refused
+        .is_none()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_key_is_served_from_leases_and_never_past_its_minute() {
+    let redis = RedisServer::start();
+    let replicas = stores(&redis);
+    let limits = per_minute(3000);
+    let mut served = 0;
+    let mut refused_in_a_row = 0;
+    for i in 0.. {
+        if admitted(&replicas[i % 2], &limits).await {
+            served += 1;
+            refused_in_a_row = 0;
+        } else {
+            refused_in_a_row += 1;
+            if refused_in_a_row == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(served, 3000, "every unit leased is served, none more");
+    let asked = redis.calls("evalsha");
+    assert!(
+        asked <= 3000 / 10,
+        "Redis was asked {asked} times for 3000 calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minute_falls_short_only_by_what_another_replica_holds_unused() {
+    let redis = RedisServer::start();
+    let [one, two] = stores(&redis);
+    let limits = per_minute(3000);
+    assert!(
+        admitted(&one, &limits).await,
+        "one takes a lease and goes quiet"
+    );
+    let mut served_by_two = 0;
+    while admitted(&two, &limits).await {
+        served_by_two += 1;
+    }
+    let short = 3000 - 1 - served_by_two;
+    assert!(
+        short < LEASE_MAX,
+        "{short} units were out of reach, more than one lease"
+    );
+    let mut served_by_one = 1;
+    while admitted(&one, &limits).await {
+        served_by_one += 1;
+    }
+    assert_eq!(served_by_one + served_by_two, 3000, "and they were one's");
+}
+
+/// Admits and charges `tokens` at `store` (its charges sent at once, so the figure
+/// is about leases alone) until it is refused; how many were admitted.
+async fn spend(store: &RedisStore, limits: &KeyLimits, tokens: u64, at_most: u64) -> u64 {
+    let mut n = 0;
+    while n < at_most && admitted(store, limits).await {
+        store
+            .charge(SUBJECT, limits, tokens, 0.0, NOW)
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_is_overshot_by_at_most_one_lease_per_other_replica() {
+    let redis = RedisServer::start();
+    let [one, two] = stores(&redis);
+    // 100 calls of 1,000 tokens; two takes a lease while the budget is whole.
+    let limits = token_budget(100_000);
+    assert_eq!(spend(&two, &limits, 1000, 1).await, 1);
+    let by_one = spend(&one, &limits, 1000, u64::MAX).await;
+    assert_eq!(by_one, 99, "one counts two's charge and its own exactly");
+    // Past the budget, two goes on from its lease until it asks Redis again.
+    let stale = spend(&two, &limits, 1000, u64::MAX).await;
+    assert!(
+        stale < LEASE_MAX,
+        "{stale} calls past the budget at one other replica"
+    );
+    let last = two.admit(SUBJECT, &limits, NOW).await.unwrap();
+    assert_eq!(last.refused.map(|r| r.0), Some(Refusal::Budget));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_shrink_to_one_call_when_little_of_a_budget_is_left() {
+    let redis = RedisServer::start();
+    let [one, two] = stores(&redis);
+    let limits = token_budget(100_000);
+    // 99 % spent; then two takes its lease, then one spends the rest.
+    assert_eq!(spend(&one, &limits, 1000, 99).await, 99);
+    assert_eq!(spend(&two, &limits, 10, 1).await, 1);
+    assert!(spend(&one, &limits, 1000, u64::MAX).await >= 1);
+    assert_eq!(
+        spend(&two, &limits, 10, u64::MAX).await,
+        0,
+        "two's lease was that one call"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_and_charges_are_summed_and_reach_redis_without_being_awaited() {
+    let redis = RedisServer::start();
+    let [one, two] = stores(&redis);
+    let usage = UsageRecord {
+        requests: 1,
+        input: 10,
+        output: 2,
+        ..UsageRecord::default()
+    };
+    let limits = token_budget(1000);
+    for _ in 0..200 {
+        one.record_usage("team-lease", "gpt-4o", 20_426, &usage)
+            .await
+            .unwrap();
+    }
+    one.charge(SUBJECT, &limits, 1000, 0.0, NOW).await.unwrap();
+    // `two` has nothing of its own to send: what it reads came from one's writer.
+    let spent = format!("aurora:{{{SUBJECT}}}:btok:{}", NOW / 86_400);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = two.usage("team-lease", 20_426, 20_426).await.unwrap();
+        let charged = redis.get(&spent);
+        if seen.get("gpt-4o").map(|u| u.requests) == Some(200) && charged.as_deref() == Some("1000")
+        {
+            assert_eq!(seen["gpt-4o"].input, 2000);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "one's writes never reached Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let increments = redis.calls("hincrby");
+    assert!(
+        increments < 200,
+        "{increments} increments for 200 requests: not summed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slots_charges_travel_with_its_release() {
+    let redis = RedisServer::start();
+    let [one, two] = stores(&redis);
+    let limits = KeyLimits {
+        concurrent: Some(1),
+        ..token_budget(100)
+    };
+    let a = one.admit(SUBJECT, &limits, NOW).await.unwrap();
+    assert!(a.slot_taken);
+    let asked = redis.calls("evalsha");
+    one.charge(SUBJECT, &limits, 100, 0.0, NOW).await.unwrap();
+    one.release(SUBJECT);
+    let slots = format!("aurora:{{{SUBJECT}}}:calls:0");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.get(&slots).as_deref() != Some("0") {
+        assert!(Instant::now() < deadline, "the slot never came back");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let b = two.admit(SUBJECT, &limits, NOW).await.unwrap();
+    assert_eq!(
+        b.refused.map(|r| r.0),
+        Some(Refusal::Budget),
+        "the free slot came with the charge"
+    );
+    assert_eq!(
+        redis.calls("evalsha"),
+        asked + 1,
+        "one script per admission"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_together_share_one_lease() {
+    let redis = RedisServer::start();
+    let store = std::sync::Arc::new(RedisStore::new(&redis.url()).unwrap());
+    let limits = per_minute(3000);
+    let calls: Vec<_> = (0..32)
+        .map(|_| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move { admitted(&store, &limits).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap());
+    }
+    // The first ask may find the script not yet loaded and send it again.
+    let asked = redis.calls("evalsha");
+    assert!(asked <= 2, "{asked} leases for 32 calls that fit in one");
+}
