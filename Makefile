@@ -144,7 +144,11 @@ bench-deps:
 # Loopback load test of the release binary against nginx and the mock provider called
 # directly; about 6 minutes. Results in target/bench/load.{md,json}. Knobs: see README.
 AURORA_BENCH_BIN ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/aurora
+# Also builds the bare Pingora proxy (the engine alone) and, with the `alloc-count`
+# feature in their own profile, the binaries whose allocations per request are counted.
 bench-load: release bench-deps
+	$(CARGO) build --release --example bare_pingora
+	$(CARGO) build --profile alloc-count --features alloc-count --bin aurora --example bare_pingora
 	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load
 
 # Mixed loopback traffic against the release binary for 10 minutes (AURORA_SOAK_SECS),

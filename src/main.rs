@@ -10,6 +10,10 @@ use pingora_core::server::RunArgs;
 use aurora::config::{ConfigSource, EnvSnapshot, DEFAULT_CONFIG_PATH};
 use aurora::logging;
 
+#[cfg(feature = "alloc-count")]
+#[global_allocator]
+static ALLOCATOR: aurora::alloc_count::CountingAllocator = aurora::alloc_count::CountingAllocator;
+
 /// How long queued access lines and spans may take to leave at exit.
 const EXIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 

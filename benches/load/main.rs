@@ -25,6 +25,7 @@
 // harness its `#[test]` functions are left out, leaving their imports unused.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
+mod allocations;
 mod client;
 mod limited;
 mod mock;
@@ -217,6 +218,8 @@ struct Bench {
     mock: Server,
     aurora_bin: PathBuf,
     nginx_bin: Option<PathBuf>,
+    /// The bare Pingora proxy, when built.
+    pingora_bin: Option<PathBuf>,
     /// The Redis of the limited-in-Redis target, when redis-server is installed.
     redis: Option<Server>,
     nofile: u64,
@@ -277,6 +280,26 @@ impl Bench {
                 self.mock.port,
                 self.nofile,
                 self.server_cpus(),
+                &self.dir,
+            )),
+            // Two threads on a CPU of their own would measure nothing: these float.
+            Target::AuroraTwoThreads => Some(servers::start_aurora(
+                &self.aurora_bin,
+                self.mock.port,
+                2,
+                &self.settings.log_filter,
+                None,
+                &self.dir,
+            )),
+            Target::Pingora | Target::PingoraTwoThreads => Some(servers::start_pingora(
+                self.pingora_bin.as_deref().expect("bare pingora built"),
+                self.mock.port,
+                target.own_threads().unwrap_or(self.settings.threads),
+                if target == Target::Pingora {
+                    self.server_cpus()
+                } else {
+                    None
+                },
                 &self.dir,
             )),
         }
@@ -488,10 +511,7 @@ impl Bench {
 
 /// `target/bench`, under `CARGO_TARGET_DIR` when set.
 fn output_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("bench")
+    servers::target_dir().join("bench")
 }
 
 fn main() {
@@ -516,6 +536,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("create target/bench");
     let aurora_bin = servers::aurora_binary();
     let nginx_bin = servers::nginx_binary();
+    let pingora_bin = servers::pingora_binary();
     eprintln!(
         "load bench: {} CPUs ({}), {:.1} GiB; {}",
         machine.nproc, machine.cpu_model, machine.mem_gib, placement.how
@@ -584,6 +605,7 @@ fn main() {
         mock,
         aurora_bin,
         nginx_bin,
+        pingora_bin,
         redis,
         nofile,
         dir: dir.clone(),
@@ -604,6 +626,9 @@ fn main() {
             if target == Target::AuroraLimitedRedis && bench.redis.is_none() {
                 continue;
             }
+            if target.is_pingora() && bench.pingora_bin.is_none() {
+                continue;
+            }
             if scenario.idle {
                 idles.push(bench.run_idle(scenario, target));
             } else {
@@ -611,6 +636,20 @@ fn main() {
             }
         }
     }
+    let allocs = match servers::counting_binaries() {
+        Some((aurora, pingora)) => allocations::measure(
+            &bench.rt,
+            bench.mock.port,
+            bench.settings.threads,
+            (&aurora, &pingora),
+            &bench.dir,
+            bench.settings.secs,
+        ),
+        None => {
+            eprintln!("  allocation counting binaries not built (make bench-load builds them): no allocations table");
+            Vec::new()
+        }
+    };
     let report = report::Report {
         settings: &bench.settings,
         placement: &bench.placement,
@@ -619,6 +658,7 @@ fn main() {
         nginx_bin: bench.nginx_bin.as_deref(),
         loads: &loads,
         idles: &idles,
+        allocs: &allocs,
         wall: started.elapsed(),
     };
     let markdown = report.markdown();

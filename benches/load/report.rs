@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::allocations::AllocResult;
 use super::procfs::Machine;
 use super::servers::Target;
 use super::{IdleResult, LoadResult, Measured, Placement, Settings};
@@ -19,6 +20,8 @@ pub struct Report<'a> {
     pub nginx_bin: Option<&'a Path>,
     pub loads: &'a [LoadResult],
     pub idles: &'a [IdleResult],
+    /// Allocations per request, when the counting binaries were built.
+    pub allocs: &'a [AllocResult],
     pub wall: Duration,
 }
 
@@ -83,26 +86,57 @@ impl Report<'_> {
         fn closed(r: Option<&LoadResult>) -> Option<&Measured> {
             r.and_then(|r| r.closed.as_ref())
         }
-        if let (Some(a), Some(n)) = (closed(aurora), closed(nginx)) {
-            let r = ratio(a.stats.rps(), n.stats.rps());
+        for (ours, engine, threads) in [
+            (Target::Aurora, Target::Pingora, "1 thread"),
+            (
+                Target::AuroraTwoThreads,
+                Target::PingoraTwoThreads,
+                "2 threads",
+            ),
+        ] {
+            let (Some(a), Some(p)) = (
+                closed(self.load(small, ours)),
+                closed(self.load(small, engine)),
+            ) else {
+                continue;
+            };
+            let r = ratio(a.stats.rps(), p.stats.rps());
             out.push(Verdict {
-                what: "passthrough small JSON req/s ≥ 0.9× nginx".into(),
-                met: r.map(|r| r >= 0.9),
+                what: format!("passthrough small JSON req/s ≥ 0.95× bare Pingora ({threads})"),
+                met: r.map(|r| r >= 0.95),
                 figures: format!(
                     "{:.0} vs {:.0} req/s = {}",
                     a.stats.rps(),
-                    n.stats.rps(),
+                    p.stats.rps(),
                     show_ratio(r)
                 ),
             });
-            let r = ratio(a.cpu_per_1k(), n.cpu_per_1k());
+            let r = ratio(a.cpu_per_1k(), p.cpu_per_1k());
             out.push(Verdict {
-                what: "passthrough small JSON CPU per request ≤ 1.2× nginx".into(),
-                met: r.map(|r| r <= 1.2),
+                what: format!(
+                    "passthrough small JSON CPU per request ≤ 1.05× bare Pingora ({threads})"
+                ),
+                met: r.map(|r| r <= 1.05),
                 figures: format!(
-                    "{:.3} vs {:.3} CPU s per 1k requests = {}",
+                    "{:.4} vs {:.4} CPU s per 1k requests = {}",
                     a.cpu_per_1k(),
-                    n.cpu_per_1k(),
+                    p.cpu_per_1k(),
+                    show_ratio(r)
+                ),
+            });
+        }
+        if let (Some(two), Some(one)) = (
+            closed(self.load(small, Target::AuroraTwoThreads)),
+            closed(aurora),
+        ) {
+            let r = ratio(two.stats.rps(), one.stats.rps());
+            out.push(Verdict {
+                what: "passthrough small JSON req/s at 2 threads ≥ at 1 thread".into(),
+                met: r.map(|r| r >= 1.0),
+                figures: format!(
+                    "{:.0} vs {:.0} req/s = {}",
+                    two.stats.rps(),
+                    one.stats.rps(),
                     show_ratio(r)
                 ),
             });
@@ -112,8 +146,8 @@ impl Report<'_> {
                 // An added p99 at or below zero is noise: compare against 50 µs at least.
                 let floor = na.max(50.0);
                 out.push(Verdict {
-                    what: "passthrough small JSON added p99 ≤ 1.5× nginx's added p99".into(),
-                    met: Some(aa <= 1.5 * floor),
+                    what: "passthrough small JSON added p99 ≤ nginx's added p99".into(),
+                    met: Some(aa <= floor),
                     figures: format!(
                         "{} ms vs {} ms added at p99 (open loop{})",
                         signed_ms(aa),
@@ -150,8 +184,9 @@ impl Report<'_> {
         ) {
             let r = ratio(t.stats.rps(), p.stats.rps());
             out.push(Verdict {
-                what: "translated /v1/chat/completions JSON req/s ≥ 0.8× Aurora passthrough".into(),
-                met: r.map(|r| r >= 0.8),
+                what: "translated /v1/chat/completions JSON req/s ≥ 0.85× Aurora passthrough"
+                    .into(),
+                met: r.map(|r| r >= 0.85),
                 figures: format!(
                     "{:.0} vs {:.0} req/s = {}",
                     t.stats.rps(),
@@ -173,6 +208,23 @@ impl Report<'_> {
                 ),
                 met: Some(kib <= 32.0 && i.opened == 2000),
                 figures: format!("{kib:.1} KiB per stream, {} open", i.opened),
+            });
+        }
+        let allocs = |target| {
+            self.allocs
+                .iter()
+                .find(|a| a.scenario == small && a.target == target)
+        };
+        if let (Some(a), Some(p)) = (allocs(Target::Aurora), allocs(Target::Pingora)) {
+            out.push(Verdict {
+                what: "passthrough small JSON allocations per request ≤ bare Pingora's + 15".into(),
+                met: Some(a.per_request <= p.per_request + 15.0),
+                figures: format!(
+                    "{:.1} vs {:.1} per request ({:+.1})",
+                    a.per_request,
+                    p.per_request,
+                    a.per_request - p.per_request
+                ),
             });
         }
         let failures = self.failures();
@@ -336,6 +388,60 @@ impl Report<'_> {
                 show_ratio(ratio(r.peak_rss_kib as f64, n.peak_rss_kib as f64)),
             );
         }
+        let _ = writeln!(
+            o,
+            "\nAurora / bare Pingora (the engine alone, same threads; what Aurora adds):\n"
+        );
+        let _ = writeln!(
+            o,
+            "| scenario | threads | req/s | CPU per request | added p99 | peak RSS |\n|---|---|---:|---:|---:|---:|"
+        );
+        for r in self.loads {
+            let Some(engine) = r.target.pingora_peer() else {
+                continue;
+            };
+            let Some(p) = self.load(r.scenario.name, engine) else {
+                continue;
+            };
+            let (Some(ac), Some(pc)) = (&r.closed, &p.closed) else {
+                continue;
+            };
+            let added = match (self.added_us(r, 0.99), self.added_us(p, 0.99)) {
+                (Some(a), Some(b)) if b > 0.0 => show_ratio(ratio(a, b)),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} |",
+                r.scenario.name,
+                r.target.own_threads().unwrap_or(self.settings.threads),
+                show_ratio(ratio(ac.stats.rps(), pc.stats.rps())),
+                show_ratio(ratio(ac.cpu_per_1k(), pc.cpu_per_1k())),
+                added,
+                show_ratio(ratio(r.peak_rss_kib as f64, p.peak_rss_kib as f64)),
+            );
+        }
+        if !self.allocs.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nHeap allocations per request (`alloc-count` builds, {} requests at once):\n",
+                4
+            );
+            let _ = writeln!(
+                o,
+                "| scenario | target | allocations / request | requests counted |\n|---|---|---:|---:|"
+            );
+            for a in self.allocs {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {:.1} | {} |",
+                    a.scenario,
+                    a.target.name(),
+                    a.per_request,
+                    a.requests
+                );
+            }
+        }
         if !self.idles.is_empty() {
             let _ = writeln!(
                 o,
@@ -497,6 +603,32 @@ impl Report<'_> {
                 }))
             })
             .collect();
+        let over_pingora: Vec<Value> = self
+            .loads
+            .iter()
+            .filter_map(|r| {
+                let p = self.load(r.scenario.name, r.target.pingora_peer()?)?;
+                let (ac, pc) = (r.closed.as_ref()?, p.closed.as_ref()?);
+                Some(json!({
+                    "scenario": r.scenario.name,
+                    "target": r.target.name(),
+                    "requests_per_s": ratio(ac.stats.rps(), pc.stats.rps()),
+                    "cpu_per_request": ratio(ac.cpu_per_1k(), pc.cpu_per_1k()),
+                }))
+            })
+            .collect();
+        let allocations: Vec<Value> = self
+            .allocs
+            .iter()
+            .map(|a| {
+                json!({
+                    "scenario": a.scenario,
+                    "target": a.target.name(),
+                    "per_request": a.per_request,
+                    "requests": a.requests,
+                })
+            })
+            .collect();
         let idles: Vec<Value> = self
             .idles
             .iter()
@@ -546,6 +678,8 @@ impl Report<'_> {
             },
             "results": loads,
             "aurora_over_nginx": ratios,
+            "aurora_over_bare_pingora": over_pingora,
+            "allocations": allocations,
             "idle_streams": idles,
             "targets": verdicts,
             "wall_s": self.wall.as_secs_f64(),
@@ -620,8 +754,17 @@ mod tests {
         let small = "passthrough_small_json";
         let loads = vec![
             load(small, Target::Direct, 20_000, 100, 0.005),
-            load(small, Target::Aurora, aurora_rps, 160, 0.012),
+            load(small, Target::Aurora, aurora_rps, 150, 0.012),
             load(small, Target::Nginx, 10_000, 150, 0.010),
+            load(small, Target::Pingora, 10_000, 150, 0.012),
+            load(
+                small,
+                Target::AuroraTwoThreads,
+                aurora_rps * 11 / 10,
+                160,
+                0.0125,
+            ),
+            load(small, Target::PingoraTwoThreads, 11_000, 150, 0.012),
             load("chat_to_anthropic_json", Target::Direct, 20_000, 100, 0.005),
             load(
                 "chat_to_anthropic_json",
@@ -682,6 +825,20 @@ mod tests {
             mem_gib: 1.0,
             kernel: "6".into(),
         };
+        let allocs = [
+            AllocResult {
+                scenario: "passthrough_small_json",
+                target: Target::Aurora,
+                requests: 1000,
+                per_request: 80.0,
+            },
+            AllocResult {
+                scenario: "passthrough_small_json",
+                target: Target::Pingora,
+                requests: 1000,
+                per_request: 70.0,
+            },
+        ];
         let report = Report {
             settings: &settings,
             placement: &placement,
@@ -690,6 +847,7 @@ mod tests {
             nginx_bin: None,
             loads,
             idles,
+            allocs: &allocs,
             wall: Duration::from_secs(1),
         };
         let json = report.json();
@@ -700,7 +858,10 @@ mod tests {
             "aurora_observed",
             "aurora_limited",
             "aurora_limited_redis",
+            "aurora_2t",
             "nginx",
+            "pingora",
+            "pingora_2t",
         ] {
             assert!(markdown.contains(&format!("| passthrough_small_json | {target} |")));
         }
@@ -708,6 +869,9 @@ mod tests {
             json["aurora_over_nginx"][0]["scenario"],
             "passthrough_small_json"
         );
+        assert_eq!(json["aurora_over_bare_pingora"][0]["target"], "aurora");
+        assert_eq!(json["allocations"][0]["per_request"], 80.0);
+        assert!(markdown.contains("Aurora / bare Pingora"));
         report
             .verdicts()
             .into_iter()
@@ -725,9 +889,9 @@ mod tests {
 
     #[test]
     fn every_target_is_met_when_the_ratios_are() {
-        let (loads, idles) = run(9_500, 8_000, 30);
+        let (loads, idles) = run(9_600, 8_200, 30);
         let v = verdicts(&loads, &idles);
-        assert_eq!(v.len(), 10, "{v:?}");
+        assert_eq!(v.len(), 14, "{v:?}");
         assert!(v.iter().all(|v| v.1 == Some(true)), "{v:?}");
     }
 
@@ -735,7 +899,13 @@ mod tests {
     fn each_missed_target_is_reported_with_its_figures() {
         let (loads, idles) = run(5_000, 3_000, 64);
         let v = verdicts(&loads, &idles);
-        assert_eq!(met(&v, "passthrough small JSON req/s"), Some(false));
+        assert_eq!(
+            met(
+                &v,
+                "passthrough small JSON req/s ≥ 0.95× bare Pingora (1 thread)"
+            ),
+            Some(false)
+        );
         assert!(v[0].2.contains("0.50×"), "{v:?}");
         assert_eq!(met(&v, "translated"), Some(false));
         assert_eq!(met(&v, "idle SSE"), Some(false));
@@ -746,8 +916,7 @@ mod tests {
 
     #[test]
     fn translated_json_is_compared_with_aurora_passthrough_not_nginx() {
-        // 8,000 is 0.8× of Aurora's passthrough (10,000) but would be 0.8× nginx too:
-        // make Aurora's passthrough faster than nginx to tell the two apart.
+        // 9,000 is 0.75× of Aurora's passthrough (12,000) but 0.9× nginx's (10,000).
         let (loads, idles) = run(12_000, 9_000, 30);
         let v = verdicts(&loads, &idles);
         assert_eq!(met(&v, "translated"), Some(false), "{v:?}");
@@ -761,7 +930,7 @@ mod tests {
             met(&v, "passthrough small JSON with the access log"),
             Some(true)
         );
-        loads[5].closed = Some(measured(9_600, 1000, 0.0125, 0));
+        loads[8].closed = Some(measured(9_600, 1000, 0.0125, 0));
         let v = verdicts(&loads, &idles);
         assert_eq!(
             met(&v, "passthrough small JSON with the access log"),
@@ -793,9 +962,9 @@ mod tests {
             Some(true)
         );
         // Memory at 0.96×, Redis at 0.89× and 0.31 ms more at p99: all three missed.
-        loads[6].closed = Some(measured(9_600, 1000, 0.0125, 0));
-        loads[7].closed = Some(measured(8_900, 1000, 0.013, 0));
-        loads[7].open = Some(measured(1000, 470, 0.013, 0));
+        loads[9].closed = Some(measured(9_600, 1000, 0.0125, 0));
+        loads[10].closed = Some(measured(8_900, 1000, 0.013, 0));
+        loads[10].open = Some(measured(1000, 460, 0.013, 0));
         let v = verdicts(&loads, &idles);
         assert_eq!(
             met(&v, "passthrough small JSON from a key with limits (memory"),
@@ -814,8 +983,38 @@ mod tests {
     }
 
     #[test]
+    fn aurora_is_judged_against_the_engine_alone_at_each_thread_count() {
+        let (mut loads, idles) = run(9_600, 8_200, 30);
+        // At two threads Aurora falls behind bare Pingora and behind itself at one.
+        loads[4].closed = Some(measured(9_000, 1000, 0.0125, 0));
+        let v = verdicts(&loads, &idles);
+        assert_eq!(
+            met(
+                &v,
+                "passthrough small JSON req/s ≥ 0.95× bare Pingora (1 thread)"
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            met(
+                &v,
+                "passthrough small JSON req/s ≥ 0.95× bare Pingora (2 threads)"
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            met(&v, "passthrough small JSON req/s at 2 threads"),
+            Some(false)
+        );
+        assert_eq!(
+            met(&v, "passthrough small JSON allocations per request"),
+            Some(true)
+        );
+    }
+
+    #[test]
     fn added_latency_is_measured_over_the_direct_run() {
-        let (mut loads, idles) = run(9_500, 8_000, 30);
+        let (mut loads, idles) = run(9_600, 8_200, 30);
         // Aurora adds 260 µs at p99 where nginx adds 50 µs.
         loads[1].open = Some(measured(1000, 360, 0.012, 0));
         let v = verdicts(&loads, &idles);
@@ -824,8 +1023,8 @@ mod tests {
 
     #[test]
     fn one_failed_request_misses_the_no_failure_target() {
-        let (mut loads, idles) = run(9_500, 8_000, 30);
-        loads[4].open = Some(measured(1000, 300, 0.02, 1));
+        let (mut loads, idles) = run(9_600, 8_200, 30);
+        loads[7].open = Some(measured(1000, 300, 0.02, 1));
         let v = verdicts(&loads, &idles);
         assert_eq!(met(&v, "no request fails"), Some(false));
         assert_eq!(v.last().unwrap().2, "1 failed");

@@ -90,6 +90,22 @@ impl Scenario {
         }
         if self.nginx {
             t.push(Target::Nginx);
+            // What the engine alone does with the same request, at the same threads.
+            t.push(Target::Pingora);
+        }
+        // Does each gain from a second thread (on this machine's two CPUs, shared
+        // with the load generator)?
+        if matches!(
+            self.name,
+            "passthrough_small_json"
+                | "passthrough_sse"
+                | "chat_to_anthropic_json"
+                | "chat_to_anthropic_stream"
+        ) {
+            t.push(Target::AuroraTwoThreads);
+            if self.nginx {
+                t.push(Target::PingoraTwoThreads);
+            }
         }
         t
     }

@@ -30,7 +30,13 @@ pub enum Target {
     AuroraLimited,
     /// Aurora asked by a key with limits, counted in a local Redis.
     AuroraLimitedRedis,
+    /// Aurora with two worker threads, free to use every CPU.
+    AuroraTwoThreads,
     Nginx,
+    /// The engine alone: a minimal Pingora proxy (`benches/load/bare_pingora.rs`).
+    Pingora,
+    /// The engine alone with two worker threads, free to use every CPU.
+    PingoraTwoThreads,
 }
 
 impl Target {
@@ -41,8 +47,30 @@ impl Target {
             Target::AuroraObserved => "aurora_observed",
             Target::AuroraLimited => "aurora_limited",
             Target::AuroraLimitedRedis => "aurora_limited_redis",
+            Target::AuroraTwoThreads => "aurora_2t",
             Target::Nginx => "nginx",
+            Target::Pingora => "pingora",
+            Target::PingoraTwoThreads => "pingora_2t",
         }
+    }
+
+    /// The bare-Pingora target run with the same threads as this Aurora target.
+    pub fn pingora_peer(self) -> Option<Target> {
+        match self {
+            Target::Aurora => Some(Target::Pingora),
+            Target::AuroraTwoThreads => Some(Target::PingoraTwoThreads),
+            _ => None,
+        }
+    }
+
+    /// Whether this target is the bare Pingora proxy.
+    pub fn is_pingora(self) -> bool {
+        matches!(self, Target::Pingora | Target::PingoraTwoThreads)
+    }
+
+    /// Worker threads of a two-thread target, which is never pinned to one CPU.
+    pub fn own_threads(self) -> Option<usize> {
+        matches!(self, Target::AuroraTwoThreads | Target::PingoraTwoThreads).then_some(2)
     }
 }
 
@@ -404,6 +432,79 @@ pub fn start_aurora_with_config(
     };
     wait_until(&mut server, "aurora", &log, |p| {
         probe(p, "GET", "/health", &[]) == Some(200)
+    });
+    server
+}
+
+/// The bare Pingora proxy: `AURORA_PINGORA_BIN`, else the release example cargo built
+/// (`make bench-load` builds it); `None` when it is not there.
+pub fn pingora_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AURORA_PINGORA_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let built = target_dir().join("release/examples/bare_pingora");
+    built.is_file().then_some(built)
+}
+
+/// The binaries that count their allocations (`make bench-load` builds them with the
+/// `alloc-count` feature): the gateway and the bare Pingora proxy, when both are there.
+pub fn counting_binaries() -> Option<(PathBuf, PathBuf)> {
+    let dir = target_dir().join("alloc-count");
+    let aurora = dir.join("aurora");
+    let pingora = dir.join("examples/bare_pingora");
+    (aurora.is_file() && pingora.is_file()).then_some((aurora, pingora))
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target` in the crate.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// Starts the bare Pingora proxy in front of the mock with `threads` workers.
+pub fn start_pingora(
+    bin: &Path,
+    mock_port: u16,
+    threads: usize,
+    cpus: Option<&[usize]>,
+    dir: &Path,
+) -> Server {
+    let port = free_port();
+    let log = dir.join("pingora.log");
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen", &port.to_string()])
+        .args(["--upstream", &mock_port.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--key", PROVIDER_KEY])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .envs(allocator_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("pingora log"),
+        ));
+    prepare(&mut cmd, cpus);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e} (build it: make bench-load)", bin.display()));
+    let pid = child.id();
+    let mut server = Server {
+        port,
+        child,
+        pids: vec![pid],
+        stop_signal: libc::SIGINT,
+        scraper: None,
+    };
+    // Any HTTP answer means it listens (an unknown path is proxied to the mock).
+    wait_until(&mut server, "bare pingora", &log, |p| {
+        probe(p, "GET", "/p/openai/v1/small", &[]).is_some()
     });
     server
 }

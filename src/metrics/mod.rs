@@ -256,6 +256,14 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             log::warn!("could not encode metrics: {e}");
         }
+        #[cfg(feature = "alloc-count")]
+        out.extend_from_slice(
+            format!(
+                "# HELP aurora_allocations_total Heap allocations made by the process (alloc-count builds only).\n# TYPE aurora_allocations_total counter\naurora_allocations_total {}\n",
+                crate::alloc_count::allocations()
+            )
+            .as_bytes(),
+        );
         out
     }
 }
