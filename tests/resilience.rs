@@ -495,6 +495,14 @@ async fn a_passthrough_call_tries_again_only_when_no_connection_was_made() {
     let resp = post(&gw, "/p/openai/chat/completions", CHAT).await;
     assert_eq!(resp.status(), 503);
     assert_eq!(failing.requests().len(), 1);
+    // The client named the provider: a one-attempt answer carries none of the
+    // routing headers.
+    let resp = post(&gw, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
+    for name in ["x-aurora-provider", "x-aurora-model", "x-aurora-attempts"] {
+        assert!(resp.headers().get(name).is_none(), "{name}");
+    }
+    assert!(resp.headers().get("x-aurora-request-id").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

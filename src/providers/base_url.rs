@@ -13,6 +13,8 @@ pub struct BaseUrl {
     pub port: u16,
     /// Path prefix without a trailing slash (`/v1`, or empty).
     pub path: String,
+    /// The `Host` header value, made once: every request sends it.
+    host_value: http::HeaderValue,
 }
 
 /// Why a base URL was refused.
@@ -56,34 +58,53 @@ impl BaseUrl {
             None => 80,
         };
         let path = uri.path().trim_end_matches('/').to_string();
-        Ok(Self {
+        Ok(Self::new(tls, host, port, path))
+    }
+
+    /// A base URL from its parts (already checked).
+    pub fn new(tls: bool, host: String, port: u16, path: String) -> Self {
+        let value = host_header_text(tls, &host, port);
+        let host_value = http::HeaderValue::from_str(&value)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("invalid"));
+        Self {
             tls,
             host,
             port,
             path,
-        })
+            host_value,
+        }
     }
 
     /// The value for the upstream `Host` header: the port only when not the default.
-    pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default_port = if self.tls { 443 } else { 80 };
-        if self.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    pub fn host_header(&self) -> &http::HeaderValue {
+        &self.host_value
+    }
+}
+
+/// `host[:port]`, the port left out when it is the scheme's, an IPv6 host bracketed.
+fn host_header_text(tls: bool, host: &str, port: u16) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let default_port = if tls { 443 } else { 80 };
+    if port == default_port {
+        host
+    } else {
+        format!("{host}:{port}")
     }
 }
 
 impl fmt::Display for BaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "https" } else { "http" };
-        write!(f, "{scheme}://{}{}", self.host_header(), self.path)
+        write!(
+            f,
+            "{scheme}://{}{}",
+            host_header_text(self.tls, &self.host, self.port),
+            self.path
+        )
     }
 }
 

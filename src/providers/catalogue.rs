@@ -117,12 +117,7 @@ impl Provider {
 // The built-in URLs are constants checked by a unit test; this keeps the constructor
 // total without a panic path.
 fn unreachable_base_url(kind: ProviderKind) -> BaseUrl {
-    BaseUrl {
-        tls: true,
-        host: format!("{}.invalid", kind.name()),
-        port: 443,
-        path: String::new(),
-    }
+    BaseUrl::new(true, format!("{}.invalid", kind.name()), 443, String::new())
 }
 
 /// The configured providers. Only these are ever reachable: a built-in type nobody

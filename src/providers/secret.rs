@@ -4,13 +4,14 @@ use std::fmt;
 
 /// A secret string (provider key, master key). `Debug` and `Display` are redacted so a
 /// stray `{:?}` in a log line cannot leak it.
+/// Shared, so handing a request its provider key copies nothing.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 impl Secret {
     /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(std::sync::Arc::from(value.into()))
     }
 
     /// The raw value, for the one place that puts it on the wire.

@@ -236,14 +236,21 @@ pub fn describe_answer(
     header: &mut pingora_http::ResponseHeader,
     ctx: &RequestContext,
 ) -> pingora_core::Result<()> {
-    if let Some(provider) = ctx.provider_name() {
-        header.insert_header(PROVIDER_HEADER, provider)?;
-    }
-    if let Some(model) = ctx.obs.request_model() {
-        header.insert_header(MODEL_HEADER, model)?;
-    }
     let attempts = ctx.plan.as_ref().map_or(1, attempt_count);
-    header.insert_header(ATTEMPTS_HEADER, attempts)?;
+    // A passthrough call named its provider and model itself: its answer says only
+    // that it took more than one attempt, when it did.
+    let routed = ctx.route_kind != "passthrough";
+    if routed {
+        if let Some(provider) = ctx.provider_name() {
+            header.insert_header(PROVIDER_HEADER, provider)?;
+        }
+        if let Some(model) = ctx.obs.request_model() {
+            header.insert_header(MODEL_HEADER, model)?;
+        }
+    }
+    if routed || attempts > 1 {
+        header.insert_header(ATTEMPTS_HEADER, attempts)?;
+    }
     match &ctx.rate {
         Some(rate) => super::limit_check::insert_rate_headers(header, rate),
         None => Ok(()),

@@ -108,12 +108,18 @@ pub fn add_provider_headers(
     key: Option<&Secret>,
     request_id: &str,
 ) -> pingora_core::Result<()> {
-    req.insert_header(header::HOST, provider.base.host_header())?;
+    req.insert_header(header::HOST, provider.base.host_header().clone())?;
     if let Some(key) = key {
         match provider.auth_style() {
             AuthStyle::XApiKey => req.insert_header("x-api-key", key.expose())?,
             AuthStyle::Bearer => {
-                req.insert_header(header::AUTHORIZATION, format!("Bearer {}", key.expose()))?
+                let value = bearer(key).map_err(|_| {
+                    pingora_core::Error::explain(
+                        pingora_core::ErrorType::InvalidHTTPHeader,
+                        "invalid value while insert",
+                    )
+                })?;
+                req.insert_header(header::AUTHORIZATION, value)?
             }
             AuthStyle::GoogApiKey => req.insert_header("x-goog-api-key", key.expose())?,
         }
@@ -144,15 +150,53 @@ pub fn add_provider_headers(
     Ok(())
 }
 
+/// `Bearer {key}` as a header value, built in one allocation.
+fn bearer(key: &Secret) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+    let key = key.expose();
+    let mut value = bytes::BytesMut::with_capacity(7 + key.len());
+    value.extend_from_slice(b"Bearer ");
+    value.extend_from_slice(key.as_bytes());
+    http::HeaderValue::from_maybe_shared(value.freeze())
+}
+
 /// Removes what the provider may not pass to the client: hop-by-hop headers (framing
 /// stays, Pingora re-frames) and cookies.
 pub fn strip_upstream_response_headers(resp: &mut ResponseHeader) {
-    let mut doomed = connection_nominated(&resp.headers);
-    doomed.extend(HOP_BY_HOP.iter().map(|s| s.to_string()));
-    doomed.push("set-cookie".into());
-    for name in doomed {
-        if name != "content-length" && name != "transfer-encoding" {
-            while resp.remove_header(name.as_str()).is_some() {}
+    // Every answer passes here: nothing is allocated. The `Connection` lines are taken
+    // out first (their values share the answer's buffer), then what they name goes.
+    let mut lines: [Option<http::HeaderValue>; 4] = Default::default();
+    let mut count = 0;
+    for value in resp.headers.get_all(header::CONNECTION) {
+        if let Some(slot) = lines.get_mut(count) {
+            *slot = Some(value.clone());
+        }
+        count += 1;
+    }
+    if count > lines.len() {
+        // More `Connection` lines than anyone sends: take the general path.
+        let nominated = connection_nominated(&resp.headers);
+        remove_nominated(resp, nominated.iter().map(String::as_str));
+    } else {
+        // The tokens borrow the copies in `lines`, not the header map being changed.
+        let tokens = lines
+            .iter()
+            .flatten()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','));
+        remove_nominated(resp, tokens);
+    }
+    for name in HOP_BY_HOP.iter().chain(&["set-cookie"]) {
+        while resp.remove_header(*name).is_some() {}
+    }
+}
+
+/// Removes the headers a `Connection` header named, framing aside.
+fn remove_nominated<'a>(resp: &mut ResponseHeader, names: impl Iterator<Item = &'a str>) {
+    for name in names.map(str::trim).filter(|n| !n.is_empty()) {
+        if !name.eq_ignore_ascii_case("content-length")
+            && !name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            while resp.remove_header(name).is_some() {}
         }
     }
 }
@@ -363,6 +407,27 @@ mod tests {
         }
         assert_eq!(resp.headers["retry-after"], "3");
         assert_eq!(resp.headers["transfer-encoding"], "chunked");
+    }
+
+    #[test]
+    fn response_loses_what_any_connection_line_names_in_any_case() {
+        for lines in [2, 6] {
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            for i in 0..lines {
+                resp.append_header("connection", format!("X-Hop-{i}"))
+                    .unwrap();
+                resp.append_header(format!("x-hop-{i}"), "1").unwrap();
+            }
+            resp.append_header("connection", "Content-Length").unwrap();
+            resp.append_header("content-length", "3").unwrap();
+            strip_upstream_response_headers(&mut resp);
+            for i in 0..lines {
+                let gone = format!("x-hop-{i}");
+                assert!(!resp.headers.contains_key(&gone), "{gone} of {lines}");
+            }
+            assert!(!resp.headers.contains_key("connection"));
+            assert_eq!(resp.headers["content-length"], "3", "framing stays");
+        }
     }
 
     #[test]
