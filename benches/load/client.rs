@@ -431,6 +431,81 @@ pub async fn open_stream(
     Ok((sender, body))
 }
 
+/// What a run of streams read to their ends measured.
+#[derive(Debug, Default)]
+pub struct StreamRun {
+    pub completed: u64,
+    pub failed: u64,
+    /// Events read (blank-line separated) over every completed stream.
+    pub events: u64,
+    pub elapsed: Duration,
+    pub error_samples: Vec<String>,
+}
+
+/// Runs `n` streams at once, each on its own connection and read to its end (its
+/// last bytes holding `spec.marker`), each given at most `limit`.
+pub async fn run_streams(
+    addr: SocketAddr,
+    spec: Arc<RequestSpec>,
+    n: usize,
+    limit: Duration,
+) -> StreamRun {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let spec = spec.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(limit, read_stream(addr, &spec))
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into()))
+            })
+        })
+        .collect();
+    let mut run = StreamRun::default();
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| Err(format!("task: {e}"))) {
+            Ok(events) => {
+                run.completed += 1;
+                run.events += events;
+            }
+            Err(e) => {
+                run.failed += 1;
+                if run.error_samples.len() < KEEP_ERRORS && !run.error_samples.contains(&e) {
+                    run.error_samples.push(e);
+                }
+            }
+        }
+    }
+    run.elapsed = start.elapsed();
+    run
+}
+
+/// One stream read to its end: the events it carried.
+async fn read_stream(addr: SocketAddr, spec: &RequestSpec) -> Result<u64, String> {
+    let mut sender = connect(addr).await?;
+    let resp = sender
+        .send_request(build(spec))
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status()));
+    }
+    let mut body = resp.into_body();
+    let mut events = 0u64;
+    let mut tail = Tail::default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            events += data.windows(2).filter(|w| w == b"\n\n").count() as u64;
+            tail.push(data);
+        }
+    }
+    if !tail.holds(spec.marker) {
+        return Err(format!("stream ended without `{}`", spec.marker));
+    }
+    Ok(events)
+}
+
 /// Opens `n` streams, `parallel` at a time, and keeps them open until dropped.
 pub async fn hold_streams(
     addr: SocketAddr,

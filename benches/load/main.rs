@@ -29,6 +29,7 @@ mod allocations;
 mod client;
 mod limited;
 mod mock;
+mod paced;
 mod procfs;
 mod report;
 mod scenarios;
@@ -467,6 +468,61 @@ impl Bench {
         result
     }
 
+    fn run_paced(&self, scenario: Scenario, target: Target) -> paced::PacedResult {
+        let mut pacing = paced::Pacing::from_env();
+        // Each stream holds a socket here and at the mock; the proxies hold two.
+        let fits = (self.nofile.saturating_sub(512) / 2) as usize;
+        if pacing.streams > fits {
+            eprintln!(
+                "  open-file limit {}: paced streams scaled down from {} to {fits}",
+                self.nofile, pacing.streams
+            );
+            pacing.streams = fits;
+        }
+        let started = self.start(target);
+        let server = started.as_ref().unwrap_or(&self.mock);
+        let spec = Arc::new(scenario.request(target, server.port));
+        let addr = server.addr();
+        // A few streams first, so one-time allocations are not charged to the run.
+        let limit = Duration::from_millis(pacing.pace_ms * pacing.events as u64 * 3 + 30_000);
+        self.rt
+            .block_on(client::run_streams(addr, spec.clone(), 8, limit));
+        std::thread::sleep(Duration::from_millis(300));
+        let rss_before_kib = server.rss_kib();
+        server.reset_peak_rss();
+        let cpu_before = server.cpu_seconds();
+        let run = self
+            .rt
+            .block_on(client::run_streams(addr, spec, pacing.streams, limit));
+        let result = paced::PacedResult {
+            scenario: scenario.name,
+            target,
+            streams: pacing.streams,
+            completed: run.completed,
+            failed: run.failed,
+            events: run.events,
+            elapsed_secs: run.elapsed.as_secs_f64(),
+            server_cpu: server.cpu_seconds() - cpu_before,
+            rss_before_kib,
+            rss_peak_kib: server.peak_rss_kib(),
+            error_samples: run.error_samples,
+        };
+        eprintln!(
+            "  {:<32} {:<8} {} of {} streams, {} events in {:.1} s, {:.4} CPU s per 1k events, {:.1} KiB per stream",
+            scenario.name,
+            target.name(),
+            result.completed,
+            result.streams,
+            result.events,
+            result.elapsed_secs,
+            result.cpu_per_1k_events(),
+            result.rss_per_stream_kib()
+        );
+        // Let the closed connections drain before the next server starts.
+        std::thread::sleep(Duration::from_millis(300));
+        result
+    }
+
     fn run_idle(&self, scenario: Scenario, target: Target) -> IdleResult {
         let started = self.start(target);
         let server = started.as_ref().unwrap_or(&self.mock);
@@ -613,6 +669,7 @@ fn main() {
     let started = Instant::now();
     let mut loads = Vec::new();
     let mut idles = Vec::new();
+    let mut paced_runs = Vec::new();
     for scenario in SCENARIOS {
         if let Some(only) = &bench.settings.only {
             if !only.iter().any(|n| n == scenario.name) {
@@ -631,6 +688,8 @@ fn main() {
             }
             if scenario.idle {
                 idles.push(bench.run_idle(scenario, target));
+            } else if scenario.paced {
+                paced_runs.push(bench.run_paced(scenario, target));
             } else {
                 loads.push(bench.run_load(scenario, target));
             }
@@ -659,6 +718,7 @@ fn main() {
         loads: &loads,
         idles: &idles,
         allocs: &allocs,
+        paced: &paced_runs,
         wall: started.elapsed(),
     };
     let markdown = report.markdown();

@@ -17,6 +17,8 @@
 //! status with the error shape of its API.
 //!
 //! `AURORA_BENCH_MOCK_LATENCY_MS` delays every answer; `AURORA_BENCH_SSE_EVENTS` sets N.
+//! A stream request carrying `x-mock-pace-ms` and `x-mock-events` gets that many
+//! events instead, one every that many milliseconds, as a model sends its tokens.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -31,6 +33,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+/// Request header: milliseconds between two events of a paced stream.
+pub const PACE_HEADER: &str = "x-mock-pace-ms";
+/// Request header: how many events a paced stream carries.
+pub const EVENTS_HEADER: &str = "x-mock-events";
 
 /// Size of the `/v1/small` answer.
 pub const SMALL_BYTES: usize = 1024;
@@ -148,6 +155,34 @@ fn full(status: u16, body: Bytes, content_type: &str) -> Response<MockBody> {
         .expect("mock response")
 }
 
+/// The pace and length a request asks for, when it asks for a paced stream.
+fn pacing(req: &Request<Incoming>) -> Option<(Duration, usize)> {
+    let number = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((
+        Duration::from_millis(number(PACE_HEADER)?),
+        number(EVENTS_HEADER)? as usize,
+    ))
+}
+
+/// `events`, one every `pace`.
+fn paced_sse(events: Vec<Bytes>, pace: Duration) -> Response<MockBody> {
+    use futures_util::StreamExt;
+    let frames = futures_util::stream::iter(events).then(move |b| async move {
+        tokio::time::sleep(pace).await;
+        Ok::<_, hyper::Error>(Frame::data(b))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .expect("mock response")
+}
+
 fn sse(events: Vec<Bytes>) -> Response<MockBody> {
     let frames = futures_util::stream::iter(events.into_iter().map(|b| Ok(Frame::data(b))));
     Response::builder()
@@ -260,18 +295,26 @@ async fn answer(
             full(200, Bytes::from(format!("{{\"received\":{len}}}")), json)
         }
         "/v1/chat/completions" => {
+            let paced = pacing(&req);
             let (_, stream, kept) = read_body(req.into_body(), true).await;
             match (requested_status(&kept), stream) {
                 (Some(status), _) => error_answer(status, false),
-                (None, true) => sse(answers.openai_stream.clone()),
+                (None, true) => match paced {
+                    Some((pace, n)) => paced_sse(openai_stream(n), pace),
+                    None => sse(answers.openai_stream.clone()),
+                },
                 (None, false) => full(200, answers.openai_json.clone(), json),
             }
         }
         "/v1/messages" => {
+            let paced = pacing(&req);
             let (_, stream, kept) = read_body(req.into_body(), true).await;
             match (requested_status(&kept), stream) {
                 (Some(status), _) => error_answer(status, true),
-                (None, true) => sse(answers.anthropic_stream.clone()),
+                (None, true) => match paced {
+                    Some((pace, n)) => paced_sse(anthropic_stream(n), pace),
+                    None => sse(answers.anthropic_stream.clone()),
+                },
                 (None, false) => full(200, answers.anthropic_json.clone(), json),
             }
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::allocations::AllocResult;
+use super::paced::PacedResult;
 use super::procfs::Machine;
 use super::servers::Target;
 use super::{IdleResult, LoadResult, Measured, Placement, Settings};
@@ -22,6 +23,8 @@ pub struct Report<'a> {
     pub idles: &'a [IdleResult],
     /// Allocations per request, when the counting binaries were built.
     pub allocs: &'a [AllocResult],
+    /// Many paced streams at once.
+    pub paced: &'a [PacedResult],
     pub wall: Duration,
 }
 
@@ -76,6 +79,51 @@ impl Report<'_> {
             })
             .sum::<u64>()
             + self.idles.iter().map(|i| i.failed).sum::<u64>()
+            + self.paced.iter().map(|p| p.failed).sum::<u64>()
+    }
+
+    /// CPU per event of paced streams against the engine alone's passthrough ones.
+    fn paced_verdicts(&self) -> Vec<Verdict> {
+        let find = |scenario: &str, target| {
+            self.paced
+                .iter()
+                .find(|p| p.scenario == scenario && p.target == target && p.events > 0)
+        };
+        let Some(engine) = find("paced_streams_passthrough", Target::Pingora) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (scenario, ceiling, what) in [
+            ("paced_streams_passthrough", 1.1, "passthrough"),
+            (
+                "paced_streams_chat_to_anthropic",
+                1.5,
+                "/v1/chat/completions → Anthropic",
+            ),
+            (
+                "paced_streams_messages_to_openai",
+                1.5,
+                "/v1/messages → OpenAI",
+            ),
+        ] {
+            let Some(ours) = find(scenario, Target::Aurora) else {
+                continue;
+            };
+            let r = ratio(ours.cpu_per_1k_events(), engine.cpu_per_1k_events());
+            out.push(Verdict {
+                what: format!(
+                    "paced streams, {what}: CPU per event ≤ {ceiling}× bare Pingora's passthrough"
+                ),
+                met: r.map(|r| r <= ceiling),
+                figures: format!(
+                    "{:.4} vs {:.4} CPU s per 1k events = {}",
+                    ours.cpu_per_1k_events(),
+                    engine.cpu_per_1k_events(),
+                    show_ratio(r)
+                ),
+            });
+        }
+        out
     }
 
     fn verdicts(&self) -> Vec<Verdict> {
@@ -210,6 +258,7 @@ impl Report<'_> {
                 figures: format!("{kib:.1} KiB per stream, {} open", i.opened),
             });
         }
+        out.extend(self.paced_verdicts());
         let allocs = |target| {
             self.allocs
                 .iter()
@@ -442,6 +491,31 @@ impl Report<'_> {
                 );
             }
         }
+        if !self.paced.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nPaced streams (all at once, each read to its end; CPU and peak RSS of the server):\n"
+            );
+            let _ = writeln!(
+                o,
+                "| scenario | target | streams done | events | seconds | CPU s / 1k events | peak RSS per stream KiB | failed |\n|---|---|---:|---:|---:|---:|---:|---:|"
+            );
+            for p in self.paced {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} of {} | {} | {:.1} | {:.4} | {:.1} | {} |",
+                    p.scenario,
+                    p.target.name(),
+                    p.completed,
+                    p.streams,
+                    p.events,
+                    p.elapsed_secs,
+                    p.cpu_per_1k_events(),
+                    p.rss_per_stream_kib(),
+                    p.failed
+                );
+            }
+        }
         if !self.idles.is_empty() {
             let _ = writeln!(
                 o,
@@ -629,6 +703,24 @@ impl Report<'_> {
                 })
             })
             .collect();
+        let paced: Vec<Value> = self
+            .paced
+            .iter()
+            .map(|p| {
+                json!({
+                    "scenario": p.scenario,
+                    "target": p.target.name(),
+                    "streams": p.streams,
+                    "completed": p.completed,
+                    "failed": p.failed,
+                    "events": p.events,
+                    "seconds": p.elapsed_secs,
+                    "cpu_s_per_1k_events": p.cpu_per_1k_events(),
+                    "rss_per_stream_kib": p.rss_per_stream_kib(),
+                    "error_samples": p.error_samples,
+                })
+            })
+            .collect();
         let idles: Vec<Value> = self
             .idles
             .iter()
@@ -680,6 +772,7 @@ impl Report<'_> {
             "aurora_over_nginx": ratios,
             "aurora_over_bare_pingora": over_pingora,
             "allocations": allocations,
+            "paced_streams": paced,
             "idle_streams": idles,
             "targets": verdicts,
             "wall_s": self.wall.as_secs_f64(),
@@ -848,6 +941,7 @@ mod tests {
             loads,
             idles,
             allocs: &allocs,
+            paced: &[],
             wall: Duration::from_secs(1),
         };
         let json = report.json();

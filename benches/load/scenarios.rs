@@ -23,15 +23,19 @@ pub struct Scenario {
     pub rate_share: f64,
     /// Held idle streams rather than request/response load.
     pub idle: bool,
+    /// Many long streams at once, their events paced like a model's tokens (see
+    /// `paced.rs`), rather than request/response load.
+    pub paced: bool,
 }
 
-pub const SCENARIOS: [Scenario; 7] = [
+pub const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "passthrough_small_json",
         title: "passthrough, small JSON (1 KiB answer)",
         nginx: true,
         rate_share: 1.0,
         idle: false,
+        paced: false,
     },
     Scenario {
         name: "passthrough_upload_1mb",
@@ -39,6 +43,7 @@ pub const SCENARIOS: [Scenario; 7] = [
         nginx: true,
         rate_share: 0.05,
         idle: false,
+        paced: false,
     },
     Scenario {
         name: "passthrough_sse",
@@ -46,6 +51,7 @@ pub const SCENARIOS: [Scenario; 7] = [
         nginx: true,
         rate_share: 0.25,
         idle: false,
+        paced: false,
     },
     Scenario {
         name: "chat_to_anthropic_json",
@@ -53,6 +59,7 @@ pub const SCENARIOS: [Scenario; 7] = [
         nginx: false,
         rate_share: 0.5,
         idle: false,
+        paced: false,
     },
     Scenario {
         name: "chat_to_anthropic_stream",
@@ -60,6 +67,7 @@ pub const SCENARIOS: [Scenario; 7] = [
         nginx: false,
         rate_share: 0.25,
         idle: false,
+        paced: false,
     },
     Scenario {
         name: "messages_to_openai_stream",
@@ -67,6 +75,7 @@ pub const SCENARIOS: [Scenario; 7] = [
         nginx: false,
         rate_share: 0.25,
         idle: false,
+        paced: false,
     },
     Scenario {
         name: "idle_sse_streams",
@@ -74,12 +83,46 @@ pub const SCENARIOS: [Scenario; 7] = [
         nginx: true,
         rate_share: 0.0,
         idle: true,
+        paced: false,
+    },
+    Scenario {
+        name: "paced_streams_passthrough",
+        title: "passthrough, many streams at once, events paced like tokens",
+        nginx: true,
+        rate_share: 0.0,
+        idle: false,
+        paced: true,
+    },
+    Scenario {
+        name: "paced_streams_chat_to_anthropic",
+        title: "/v1/chat/completions → Anthropic, many streams at once, events paced",
+        nginx: false,
+        rate_share: 0.0,
+        idle: false,
+        paced: true,
+    },
+    Scenario {
+        name: "paced_streams_messages_to_openai",
+        title: "/v1/messages → OpenAI, many streams at once, events paced",
+        nginx: false,
+        rate_share: 0.0,
+        idle: false,
+        paced: true,
     },
 ];
 
 impl Scenario {
     /// The targets this scenario runs against, baseline first.
     pub fn targets(&self) -> Vec<Target> {
+        if self.paced {
+            // The engine alone serves the passthrough only; translated streams are
+            // compared with its passthrough.
+            let mut t = vec![Target::Aurora];
+            if self.nginx {
+                t.extend([Target::Pingora, Target::Nginx]);
+            }
+            return t;
+        }
         let mut t = vec![Target::Direct, Target::Aurora];
         // The cost of the access log and of being scraped, on the lightest request.
         if self.name == "passthrough_small_json" {
@@ -115,7 +158,14 @@ impl Scenario {
         let direct = target == Target::Direct;
         let openai_chat = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":256"#;
         let anthropic_messages = r#"{"model":"claude-sonnet-4-5","max_tokens":256,"system":"You are terse.","messages":[{"role":"user","content":"Say hello to the benchmark."}]"#;
-        let (method, path, body, marker): (Method, &str, Bytes, &'static str) = match self.name {
+        // A paced scenario sends what its unpaced stream scenario sends.
+        let name = match self.name {
+            "paced_streams_passthrough" => "passthrough_sse",
+            "paced_streams_chat_to_anthropic" => "chat_to_anthropic_stream",
+            "paced_streams_messages_to_openai" => "messages_to_openai_stream",
+            other => other,
+        };
+        let (method, path, body, marker): (Method, &str, Bytes, &'static str) = match name {
             "passthrough_small_json" => (
                 Method::POST,
                 "/v1/small",
@@ -183,7 +233,7 @@ impl Scenario {
             other => unreachable!("scenario {other}"),
         };
         // Passthrough paths go under /p/openai/ on the proxies; /v1 faces stay as they are.
-        let path = match (target, self.name) {
+        let path = match (target, name) {
             (Target::Direct, _) => path.to_string(),
             (_, n) if n.starts_with("passthrough") || n.starts_with("idle") => {
                 format!("/p/openai{path}")
@@ -214,6 +264,12 @@ impl Scenario {
         put("authorization", &format!("Bearer {key}"));
         if path.ends_with("/messages") {
             put("anthropic-version", "2023-06-01");
+        }
+        if self.paced {
+            // Read by the mock provider (and passed on by every proxy).
+            let p = super::paced::Pacing::from_env();
+            put(super::mock::PACE_HEADER, &p.pace_ms.to_string());
+            put(super::mock::EVENTS_HEADER, &p.events.to_string());
         }
         RequestSpec {
             method,
@@ -308,9 +364,28 @@ mod tests {
     fn only_plain_proxy_scenarios_run_against_nginx() {
         for s in SCENARIOS {
             let targets = s.targets();
-            assert_eq!(targets[0], Target::Direct, "{}: baseline first", s.name);
+            if !s.paced {
+                assert_eq!(targets[0], Target::Direct, "{}: baseline first", s.name);
+            }
             assert_eq!(targets.contains(&Target::Nginx), s.nginx, "{}", s.name);
+            assert_eq!(targets.contains(&Target::Pingora), s.nginx, "{}", s.name);
             assert!(targets.contains(&Target::Aurora));
+        }
+    }
+
+    #[test]
+    fn paced_streams_ask_the_mock_for_their_pace_and_send_what_their_stream_sends() {
+        for (paced, plain) in [
+            ("paced_streams_passthrough", "passthrough_sse"),
+            ("paced_streams_chat_to_anthropic", "chat_to_anthropic_stream"),
+            ("paced_streams_messages_to_openai", "messages_to_openai_stream"),
+        ] {
+            let spec = request(paced, Target::Aurora);
+            let same = request(plain, Target::Aurora);
+            assert_eq!((spec.path.as_str(), &spec.body), (same.path.as_str(), &same.body));
+            assert!(spec.headers.contains_key(super::super::mock::PACE_HEADER));
+            assert!(spec.headers.contains_key(super::super::mock::EVENTS_HEADER));
+            assert!(!same.headers.contains_key(super::super::mock::PACE_HEADER));
         }
     }
 
