@@ -283,6 +283,13 @@ impl Bench {
                 self.server_cpus(),
                 &self.dir,
             )),
+            Target::AuroraProduction => Some(servers::start_aurora_production(
+                &self.aurora_bin,
+                self.mock.port,
+                self.settings.threads,
+                self.server_cpus(),
+                &self.dir,
+            )),
             // Two threads on a CPU of their own would measure nothing: these float.
             Target::AuroraTwoThreads => Some(servers::start_aurora(
                 &self.aurora_bin,

@@ -130,6 +130,8 @@ impl Scenario {
             // And of limits, in memory and in Redis (when redis-server is there).
             t.push(Target::AuroraLimited);
             t.push(Target::AuroraLimitedRedis);
+            // All of those at once, and the provider by host name: what users run.
+            t.push(Target::AuroraProduction);
         }
         if self.nginx {
             t.push(Target::Nginx);
@@ -258,7 +260,9 @@ impl Scenario {
         let gateway_key = std::env::var("AURORA_BENCH_KEY").unwrap_or_else(|_| GATEWAY_KEY.into());
         let key = match target {
             Target::Direct => PROVIDER_KEY,
-            Target::AuroraLimited | Target::AuroraLimitedRedis => LIMITED_KEY,
+            Target::AuroraLimited | Target::AuroraLimitedRedis | Target::AuroraProduction => {
+                LIMITED_KEY
+            }
             _ => gateway_key.as_str(),
         };
         put("authorization", &format!("Bearer {key}"));
@@ -377,12 +381,21 @@ mod tests {
     fn paced_streams_ask_the_mock_for_their_pace_and_send_what_their_stream_sends() {
         for (paced, plain) in [
             ("paced_streams_passthrough", "passthrough_sse"),
-            ("paced_streams_chat_to_anthropic", "chat_to_anthropic_stream"),
-            ("paced_streams_messages_to_openai", "messages_to_openai_stream"),
+            (
+                "paced_streams_chat_to_anthropic",
+                "chat_to_anthropic_stream",
+            ),
+            (
+                "paced_streams_messages_to_openai",
+                "messages_to_openai_stream",
+            ),
         ] {
             let spec = request(paced, Target::Aurora);
             let same = request(plain, Target::Aurora);
-            assert_eq!((spec.path.as_str(), &spec.body), (same.path.as_str(), &same.body));
+            assert_eq!(
+                (spec.path.as_str(), &spec.body),
+                (same.path.as_str(), &same.body)
+            );
             assert!(spec.headers.contains_key(super::super::mock::PACE_HEADER));
             assert!(spec.headers.contains_key(super::super::mock::EVENTS_HEADER));
             assert!(!same.headers.contains_key(super::super::mock::PACE_HEADER));

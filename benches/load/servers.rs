@@ -32,6 +32,9 @@ pub enum Target {
     AuroraLimitedRedis,
     /// Aurora with two worker threads, free to use every CPU.
     AuroraTwoThreads,
+    /// Aurora as users run it: the provider by host name, the access log written,
+    /// metrics scraped, a key with limits (memory store).
+    AuroraProduction,
     Nginx,
     /// The engine alone: a minimal Pingora proxy (`benches/load/bare_pingora.rs`).
     Pingora,
@@ -48,6 +51,7 @@ impl Target {
             Target::AuroraLimited => "aurora_limited",
             Target::AuroraLimitedRedis => "aurora_limited_redis",
             Target::AuroraTwoThreads => "aurora_2t",
+            Target::AuroraProduction => "aurora_production",
             Target::Nginx => "nginx",
             Target::Pingora => "pingora",
             Target::PingoraTwoThreads => "pingora_2t",
@@ -385,12 +389,68 @@ pub fn start_aurora_with_config(
     yaml: &str,
     metrics_port: Option<u16>,
 ) -> Server {
+    let upstream = format!("http://127.0.0.1:{mock_port}/v1");
+    start_aurora_at(
+        bin,
+        &upstream,
+        threads,
+        log_filter,
+        cpus,
+        dir,
+        yaml,
+        metrics_port,
+    )
+}
+
+/// [`start_aurora`] as users run it: the provider named by host name (`localhost`,
+/// resolved by the gateway's DNS service), the access log written at `info`, the
+/// metrics listener scraped every second, and the client a key with limits.
+pub fn start_aurora_production(
+    bin: &Path,
+    mock_port: u16,
+    threads: usize,
+    cpus: Option<&[usize]>,
+    dir: &Path,
+) -> Server {
+    let metrics_port = free_port();
+    let config = format!(
+        "# Written by the load bench: the production shape.\nserver:\n  access_log: text\n{}{}",
+        super::limited::limited_config(None),
+        extra_config()
+    );
+    let upstream = format!("http://localhost:{mock_port}/v1");
+    let mut server = start_aurora_at(
+        bin,
+        &upstream,
+        threads,
+        "warn,aurora::access=info",
+        cpus,
+        dir,
+        &config,
+        Some(metrics_port),
+    );
+    server.scraper = Some(MetricsScraper::start(metrics_port));
+    server
+}
+
+/// Starts the gateway with both providers at `upstream` (a base URL).
+#[allow(clippy::too_many_arguments)]
+fn start_aurora_at(
+    bin: &Path,
+    upstream: &str,
+    threads: usize,
+    log_filter: &str,
+    cpus: Option<&[usize]>,
+    dir: &Path,
+    yaml: &str,
+    metrics_port: Option<u16>,
+) -> Server {
     let port = free_port();
     let metrics_listen = metrics_port.map_or(String::new(), |p| format!("127.0.0.1:{p}"));
     let config = dir.join("aurora.yaml");
     fs::write(&config, yaml).expect("aurora config");
     let log = dir.join("aurora.log");
-    let base = format!("http://127.0.0.1:{mock_port}/v1");
+    let base = upstream;
     let mut cmd = Command::new(bin);
     cmd.arg("--config")
         .arg(&config)
@@ -401,9 +461,9 @@ pub fn start_aurora_with_config(
         .env("AURORA_THREADS", threads.to_string())
         .env("AURORA_MASTER_KEY", GATEWAY_KEY)
         .env("OPENAI_API_KEY", PROVIDER_KEY)
-        .env("OPENAI_BASE_URL", &base)
+        .env("OPENAI_BASE_URL", base)
         .env("ANTHROPIC_API_KEY", PROVIDER_KEY)
-        .env("ANTHROPIC_BASE_URL", &base)
+        .env("ANTHROPIC_BASE_URL", base)
         .env("AURORA_PID_FILE", dir.join("aurora.pid"))
         .env("AURORA_UPGRADE_SOCK", dir.join("aurora-upgrade.sock"))
         .env("AURORA_GRACE_PERIOD_SECONDS", "0")
