@@ -245,7 +245,7 @@ pub fn describe_answer(
     let attempts = ctx.plan.as_ref().map_or(1, attempt_count);
     header.insert_header(ATTEMPTS_HEADER, attempts)?;
     match &ctx.rate {
-        Some(rate) => super::limit_check::insert_rate_headers(header, rate),
+        Some(rate) => crate::limits::insert_rate_headers(header, rate),
         None => Ok(()),
     }
 }
