@@ -1,13 +1,17 @@
 //! Per-request proxy work outside the translators: classifying a path, parsing a
-//! passthrough route, routing a model name, and the upstream header rewrite on a
-//! request header shaped like an SDK's.
+//! passthrough route, routing a model name, the upstream header rewrite on a
+//! request header shaped like an SDK's, and what a key with limits adds (admission
+//! and charge in the memory store, the `x-ratelimit-*` answer headers).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 
-use aurora::config::{build_config, Config, EnvSnapshot, ServerSettings};
+use aurora::config::{
+    build_config, Budget, BudgetPeriod, Config, EnvSnapshot, KeyLimits, ServerSettings,
+};
+use aurora::limits::{insert_rate_headers, LimitStore, MemoryStore};
 use aurora::providers::Secret;
 use aurora::proxy::headers::{add_provider_headers, strip_client_headers};
 use aurora::proxy::model_route::route_model;
@@ -15,7 +19,9 @@ use aurora::proxy::passthrough::PassthroughRoute;
 use aurora::proxy::route::classify;
 
 /// Providers as a small deployment would configure them; the keys are placeholders.
+/// On loopback: an open gateway is refused anywhere else.
 const YAML: &str = "
+server: {listen: 127.0.0.1:8080}
 providers:
   anthropic: {api_key: sk-ant-bench-placeholder}
   openai: {api_key: sk-bench-placeholder}
@@ -123,5 +129,71 @@ fn header_rewrite(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, routing, header_rewrite);
+/// A provider's answer header as the gateway reads it (names kept as sent).
+fn provider_answer() -> ResponseHeader {
+    let mut resp = ResponseHeader::build(200, None).expect("status");
+    for (name, value) in [
+        ("Content-Type", "application/json"),
+        ("Content-Length", "312"),
+        ("Date", "Fri, 04 Dec 2026 02:30:15 GMT"),
+        ("Connection", "keep-alive"),
+        ("x-request-id", "req_0123456789abcdef"),
+    ] {
+        resp.append_header(name, value).expect("header");
+    }
+    resp
+}
+
+/// The limits of the load bench's limited key: every kind, none near refusing.
+fn bench_limits() -> KeyLimits {
+    KeyLimits {
+        requests_per_minute: Some(1_000_000_000),
+        tokens_per_minute: Some(1_000_000_000_000),
+        budget: Some(Budget {
+            usd: None,
+            tokens: Some(1_000_000_000_000_000),
+            period: BudgetPeriod::Month,
+        }),
+        ..KeyLimits::default()
+    }
+}
+
+fn limits(c: &mut Criterion) {
+    let store = MemoryStore::default();
+    let limits = bench_limits();
+    let now = 1_796_351_415;
+    let mut g = c.benchmark_group("limits");
+    g.bench_function("memory admit_and_charge", |b| {
+        b.iter(|| {
+            futures_executor::block_on(async {
+                let a = store.admit("key:bench", &limits, now).await.unwrap();
+                store
+                    .charge("key:bench", &limits, 42, 0.0, now)
+                    .await
+                    .unwrap();
+                a
+            })
+        })
+    });
+    let rate = futures_executor::block_on(store.admit("key:bench", &limits, now))
+        .unwrap()
+        .state;
+    let template = provider_answer();
+    g.bench_function("rate_headers", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |mut resp| {
+                insert_rate_headers(&mut resp, black_box(&rate)).unwrap();
+                resp
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("answer_clone_only", |b| {
+        b.iter(|| black_box(&template).clone())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, routing, header_rewrite, limits);
 criterion_main!(benches);

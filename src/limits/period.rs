@@ -76,12 +76,9 @@ fn days_in_month(year: u64, month: u64) -> u64 {
 
 /// `6m0s`, `1s`, `59s`: a reset time as OpenAI's `x-ratelimit-reset-*` headers write it.
 pub fn reset_text(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
+    super::rate_headers::ResetText::default()
+        .write(secs)
+        .to_string()
 }
 
 #[cfg(test)]

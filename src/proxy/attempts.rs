@@ -252,7 +252,7 @@ pub fn describe_answer(
         header.insert_header(ATTEMPTS_HEADER, attempts)?;
     }
     match &ctx.rate {
-        Some(rate) => super::limit_check::insert_rate_headers(header, rate),
+        Some(rate) => crate::limits::insert_rate_headers(header, rate),
         None => Ok(()),
     }
 }

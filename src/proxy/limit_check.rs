@@ -8,14 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use once_cell::sync::Lazy;
-use pingora_http::ResponseHeader;
 
 use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
 use crate::config::{KeyLimits, OnStoreError};
 use crate::limits::{
-    key_subject, provider_subject, reset_text, usd_micros, CallSlot, LimitStore, RateState,
-    Refusal, UsageRecord,
+    key_subject, provider_subject, usd_micros, CallSlot, LimitStore, RateState, Refusal,
+    UsageRecord,
 };
 
 /// What a request is held to: the subject it counts against, its limits, and the call
@@ -229,24 +228,4 @@ fn unpriced_once(model: &str) {
             "model `{model}` has no price in models.prices: USD budgets count its calls as free"
         );
     }
-}
-
-/// OpenAI's `x-ratelimit-*` headers for the caller's windows.
-pub fn insert_rate_headers(
-    resp: &mut ResponseHeader,
-    rate: &RateState,
-) -> pingora_core::Result<()> {
-    for (kind, window) in [("requests", rate.requests), ("tokens", rate.tokens)] {
-        let Some(w) = window else { continue };
-        resp.insert_header(format!("x-ratelimit-limit-{kind}"), w.limit.to_string())?;
-        resp.insert_header(
-            format!("x-ratelimit-remaining-{kind}"),
-            w.remaining.to_string(),
-        )?;
-        resp.insert_header(
-            format!("x-ratelimit-reset-{kind}"),
-            reset_text(w.reset_secs),
-        )?;
-    }
-    Ok(())
 }

@@ -45,7 +45,7 @@ async fn send_with(
         resp.insert_header(http::header::RETRY_AFTER, seconds.to_string())?;
     }
     if let Some(rate) = rate {
-        super::limit_check::insert_rate_headers(&mut resp, rate)?;
+        crate::limits::insert_rate_headers(&mut resp, rate)?;
     }
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
