@@ -49,13 +49,13 @@ impl PassthroughRoute {
                 "missing provider: use /p/{provider}/{endpoint}",
             ));
         }
-        let endpoint = percent_decode_str(endpoint_raw)
+        let mut endpoint = percent_decode_str(endpoint_raw)
             .decode_utf8()
             .map_err(|_| GatewayError::invalid_request("endpoint is not valid UTF-8"))?
             .into_owned();
         check_endpoint(&endpoint)?;
-        let endpoint = match endpoint.strip_prefix("v1") {
-            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+        if let Some(rest) = endpoint.strip_prefix("v1") {
+            if rest.is_empty() || rest.starts_with('/') {
                 let rest = &rest[rest.len().min(1)..];
                 if !allow_v1_alias {
                     return Err(GatewayError::invalid_request(format!(
@@ -66,21 +66,28 @@ impl PassthroughRoute {
                     return Err(empty_endpoint(&provider));
                 }
                 check_endpoint(rest)?;
-                rest.to_string()
+                // Dropped in place: the decoded path is not copied again.
+                let prefix = endpoint.len() - rest.len();
+                endpoint.replace_range(..prefix, "");
             }
-            _ => endpoint,
-        };
+        }
         Ok(Self { provider, endpoint })
     }
 
     /// The upstream path and query: `{base_path}/{endpoint}` plus the client's query,
     /// byte for byte.
     pub fn upstream_path(&self, base_path: &str, query: Option<&str>) -> String {
-        let encoded = utf8_percent_encode(&self.endpoint, PATH_ENCODE);
-        match query {
-            Some(q) => format!("{base_path}/{encoded}?{q}"),
-            None => format!("{base_path}/{encoded}"),
+        // Sized once: most endpoints need no escaping, so this is the final length.
+        let query_len = query.map_or(0, |q| q.len() + 1);
+        let mut out = String::with_capacity(base_path.len() + 1 + self.endpoint.len() + query_len);
+        out.push_str(base_path);
+        out.push('/');
+        out.extend(utf8_percent_encode(&self.endpoint, PATH_ENCODE));
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
         }
+        out
     }
 }
 

@@ -23,7 +23,14 @@ pub fn provider_peer(
     timeouts: &Timeouts,
     shape: AnswerShape,
 ) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, provider.base.tls, provider.base.host.clone());
+    // The name is sent as SNI; a plain-HTTP provider has no use for it (its `Host`
+    // header is set per request), so it costs no copy there.
+    let sni = if provider.base.tls {
+        provider.base.host.clone()
+    } else {
+        String::new()
+    };
+    let mut peer = HttpPeer::new(addr, provider.base.tls, sni);
     let o = &mut peer.options;
     o.connection_timeout = Some(timeouts.connect);
     o.total_connection_timeout = Some(timeouts.connect.saturating_mul(2));
