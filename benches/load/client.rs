@@ -405,8 +405,8 @@ impl HeldStreams {
     }
 }
 
-/// Opens a connection, sends `spec` and reads the answer up to its first event.
-pub async fn open_stream(
+/// Opens a connection, sends `spec` and hands back a successful answer's body.
+async fn send_on_new_connection(
     addr: SocketAddr,
     spec: &RequestSpec,
 ) -> Result<(Sender, Incoming), String> {
@@ -418,7 +418,15 @@ pub async fn open_stream(
     if !resp.status().is_success() {
         return Err(format!("status {}", resp.status()));
     }
-    let mut body = resp.into_body();
+    Ok((sender, resp.into_body()))
+}
+
+/// Opens a connection, sends `spec` and reads the answer up to its first event.
+pub async fn open_stream(
+    addr: SocketAddr,
+    spec: &RequestSpec,
+) -> Result<(Sender, Incoming), String> {
+    let (sender, mut body) = send_on_new_connection(addr, spec).await?;
     // The first event proves the stream flows end to end.
     loop {
         match body.frame().await {
@@ -482,15 +490,8 @@ pub async fn run_streams(
 
 /// One stream read to its end: the events it carried.
 async fn read_stream(addr: SocketAddr, spec: &RequestSpec) -> Result<u64, String> {
-    let mut sender = connect(addr).await?;
-    let resp = sender
-        .send_request(build(spec))
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("status {}", resp.status()));
-    }
-    let mut body = resp.into_body();
+    // The sender keeps the connection open until the body is read.
+    let (_sender, mut body) = send_on_new_connection(addr, spec).await?;
     let mut events = 0u64;
     let mut tail = Tail::default();
     while let Some(frame) = body.frame().await {

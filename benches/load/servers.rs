@@ -468,20 +468,35 @@ fn start_aurora_at(
         .env("AURORA_UPGRADE_SOCK", dir.join("aurora-upgrade.sock"))
         .env("AURORA_GRACE_PERIOD_SECONDS", "0")
         .env("RUST_LOG", log_filter)
-        .envs(allocator_env())
-        .stdin(Stdio::null())
+        .envs(allocator_env());
+    spawn_server(cmd, port, cpus, "aurora", "make release", &log, |p| {
+        probe(p, "GET", "/health", &[]) == Some(200)
+    })
+}
+
+/// Starts `cmd` (a server listening on `port`) with its output appended to `log` and
+/// on `cpus`, and waits until `ready`; stopped with SIGINT.
+fn spawn_server(
+    mut cmd: Command,
+    port: u16,
+    cpus: Option<&[usize]>,
+    what: &str,
+    build_with: &str,
+    log: &Path,
+    ready: impl Fn(u16) -> bool,
+) -> Server {
+    let output = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("{what} log {}: {e}", log.display()));
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("aurora log"),
-        ));
+        .stderr(Stdio::from(output));
     prepare(&mut cmd, cpus);
     let child = cmd
         .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e} (build it: make release)", bin.display()));
+        .unwrap_or_else(|e| panic!("start {what}: {e} (build it: {build_with})"));
     let pid = child.id();
     let mut server = Server {
         port,
@@ -490,9 +505,7 @@ fn start_aurora_at(
         stop_signal: libc::SIGINT,
         scraper: None,
     };
-    wait_until(&mut server, "aurora", &log, |p| {
-        probe(p, "GET", "/health", &[]) == Some(200)
-    });
+    wait_until(&mut server, what, log, ready);
     server
 }
 
@@ -540,33 +553,17 @@ pub fn start_pingora(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "warn")
-        .envs(allocator_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("pingora log"),
-        ));
-    prepare(&mut cmd, cpus);
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e} (build it: make bench-load)", bin.display()));
-    let pid = child.id();
-    let mut server = Server {
-        port,
-        child,
-        pids: vec![pid],
-        stop_signal: libc::SIGINT,
-        scraper: None,
-    };
+        .envs(allocator_env());
     // Any HTTP answer means it listens (an unknown path is proxied to the mock).
-    wait_until(&mut server, "bare pingora", &log, |p| {
-        probe(p, "GET", "/p/openai/v1/small", &[]).is_some()
-    });
-    server
+    spawn_server(
+        cmd,
+        port,
+        cpus,
+        "bare pingora",
+        "make bench-load",
+        &log,
+        |p| probe(p, "GET", "/p/openai/v1/small", &[]).is_some(),
+    )
 }
 
 /// nginx: `AURORA_NGINX`, else `nginx` on the `PATH` or in the usual sbin directories.
