@@ -354,21 +354,33 @@ pub fn start_aurora_observed(
     cpus: Option<&[usize]>,
     dir: &Path,
 ) -> Server {
-    let metrics_port = free_port();
     let config = format!(
         "# Written by the load bench; providers and keys come from the environment.\nserver:\n  access_log: text\n{}",
         extra_config()
     );
-    // The access log is written at `info`; the filter keeps other records quiet.
-    let filter = "warn,aurora::access=info";
-    let mut server = start_aurora_with_config(
+    let upstream = format!("http://127.0.0.1:{mock_port}/v1");
+    start_observed_at(bin, &upstream, threads, cpus, dir, &config)
+}
+
+/// The gateway with providers at `upstream` and `yaml`, its access log written at
+/// `info` (the filter keeps other records quiet) and its metrics scraped every second.
+fn start_observed_at(
+    bin: &Path,
+    upstream: &str,
+    threads: usize,
+    cpus: Option<&[usize]>,
+    dir: &Path,
+    yaml: &str,
+) -> Server {
+    let metrics_port = free_port();
+    let mut server = start_aurora_at(
         bin,
-        mock_port,
+        upstream,
         threads,
-        filter,
+        "warn,aurora::access=info",
         cpus,
         dir,
-        &config,
+        yaml,
         Some(metrics_port),
     );
     server.scraper = Some(MetricsScraper::start(metrics_port));
@@ -412,25 +424,13 @@ pub fn start_aurora_production(
     cpus: Option<&[usize]>,
     dir: &Path,
 ) -> Server {
-    let metrics_port = free_port();
     let config = format!(
         "# Written by the load bench: the production shape.\nserver:\n  access_log: text\n{}{}",
         super::limited::limited_config(None),
         extra_config()
     );
     let upstream = format!("http://localhost:{mock_port}/v1");
-    let mut server = start_aurora_at(
-        bin,
-        &upstream,
-        threads,
-        "warn,aurora::access=info",
-        cpus,
-        dir,
-        &config,
-        Some(metrics_port),
-    );
-    server.scraper = Some(MetricsScraper::start(metrics_port));
-    server
+    start_observed_at(bin, &upstream, threads, cpus, dir, &config)
 }
 
 /// Starts the gateway with both providers at `upstream` (a base URL).
