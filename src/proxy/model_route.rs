@@ -103,20 +103,6 @@ pub fn route_pool(requested: &str, config: &Config) -> Result<Vec<ModelRoute>, G
         .collect())
 }
 
-/// Every model id the configuration names: `provider/model` for each entry of a
-/// provider's `models:` list, and each alias by its own name. Sorted, no duplicates.
-pub fn configured_model_ids(config: &Config) -> Vec<String> {
-    let mut ids: Vec<String> = config
-        .providers
-        .configured()
-        .flat_map(|p| p.models.iter().map(move |m| format!("{}/{m}", p.name)))
-        .chain(config.models.aliases.keys().cloned())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
-}
-
 /// Step 1: `provider/model` with a configured prefix. `Ok(None)` when the name has no
 /// prefix or its prefix is no configured instance: such a name may still be a bare id
 /// (`meta-llama/Llama-3`) that a later step knows.
@@ -544,15 +530,5 @@ providers:
     #[test]
     fn unconfigured_prefix_without_model_is_400_unsupported() {
         assert!(error("acme:").message.starts_with("unsupported model"));
-    }
-
-    #[test]
-    fn configured_model_ids_lists_provider_models_and_aliases_sorted() {
-        let c = config("models:\n  aliases:\n    fast: groq/llama-3.1-8b\n    zz: openai/gpt-4o\n");
-        assert_eq!(
-            configured_model_ids(&c),
-            vec!["fast", "groq/llama-3.1-8b", "groq/meta-llama/Llama-3", "zz",]
-        );
-        assert!(configured_model_ids(&Config::default()).is_empty());
     }
 }

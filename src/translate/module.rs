@@ -32,11 +32,6 @@ impl TranslationModule {
         self.translator = None;
     }
 
-    /// Whether a response is being translated.
-    pub fn is_active(&self) -> bool {
-        self.translator.is_some()
-    }
-
     /// The time spent translating this response so far.
     pub fn busy(&self) -> Duration {
         self.busy
