@@ -892,6 +892,39 @@ fn streams_as_is(ctx: &RequestContext) -> bool {
             .is_some_and(|u| u.shape == AnswerShape::Stream)
 }
 
+/// Ends an answer already under way after a failure: the translation module closes a
+/// translated stream with its error event, a same-format `/v1` stream gets the route's
+/// error event, anything else stays cut. Whether the answer ended cleanly (the client
+/// connection can then be reused).
+async fn end_answer_under_way(
+    session: &mut Session,
+    ctx: &RequestContext,
+    err: &GatewayError,
+) -> bool {
+    let translated = session
+        .downstream_modules_ctx
+        .get_mut::<TranslationModule>()
+        .is_some_and(|m| m.is_mid_response());
+    let ended = if translated {
+        match session.write_response_body(Some(Bytes::new()), true).await {
+            // A subrequest session needs the explicit finish to pass the end on.
+            Ok(()) => session.downstream_session.finish_body().await,
+            Err(e) => Err(e),
+        }
+    } else if streams_as_is(ctx) {
+        respond::end_stream_with_error(session, err, ctx.error_format).await
+    } else {
+        return false;
+    };
+    match ended {
+        Ok(()) => true,
+        Err(write_err) => {
+            log::debug!("could not end the answer: {write_err}");
+            false
+        }
+    }
+}
+
 /// Applies the main request's plan to its subrequest.
 fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: SubrequestPlan) {
     ctx.is_subrequest = true;
@@ -1437,25 +1470,8 @@ impl ProxyHttp for AuroraProxy {
             {
                 log::debug!("could not send error response: {write_err}");
             }
-        } else if session
-            .downstream_modules_ctx
-            .get_mut::<TranslationModule>()
-            .is_some_and(|m| m.is_mid_response())
-        {
-            let ended = match session.write_response_body(Some(Bytes::new()), true).await {
-                // A subrequest session needs the explicit finish to pass the end on.
-                Ok(()) => session.downstream_session.finish_body().await,
-                Err(e) => Err(e),
-            };
-            match ended {
-                Ok(()) => ended_cleanly = true,
-                Err(write_err) => log::debug!("could not end the translated response: {write_err}"),
-            }
-        } else if streams_as_is(ctx) {
-            match respond::end_stream_with_error(session, &err, ctx.error_format).await {
-                Ok(()) => ended_cleanly = true,
-                Err(write_err) => log::debug!("could not end the stream: {write_err}"),
-            }
+        } else {
+            ended_cleanly = end_answer_under_way(session, ctx, &err).await;
         }
         ctx.error = Some(err.clone());
         FailToProxy {

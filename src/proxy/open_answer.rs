@@ -11,7 +11,7 @@ use pingora_proxy::Session;
 use super::client_hangup::ClientSocket;
 use super::whole_answer::OpenAnswer;
 use super::{
-    attempts, headers, observe, respond, upstream_failure, GatewayError, RequestContext,
+    attempts, headers, observe, upstream_failure, GatewayError, RequestContext,
     OMITTED_TOOLS_HEADER,
 };
 use crate::telemetry;
@@ -92,35 +92,13 @@ pub async fn stream_to_client(
                     upstream_failure::gateway_error_for(&e, Some(&who)).unwrap_or_else(|| {
                         GatewayError::bad_gateway(format!("provider `{who}` broke the exchange"))
                     });
-                end_with_error(session, ctx, &err).await;
+                if !super::end_answer_under_way(session, ctx, &err).await {
+                    session.set_keepalive(None);
+                }
                 ctx.error = Some(err);
                 return Ok(true);
             }
         }
-    }
-}
-
-/// Ends a stream under way: the translation module closes a translated one with its
-/// error event; otherwise the route's own error event goes out.
-async fn end_with_error(session: &mut Session, ctx: &RequestContext, err: &GatewayError) {
-    let translated = session
-        .downstream_modules_ctx
-        .get_mut::<TranslationModule>()
-        .is_some_and(|m| m.is_mid_response());
-    let ended = if translated {
-        match session
-            .write_response_body(Some(bytes::Bytes::new()), true)
-            .await
-        {
-            Ok(()) => session.downstream_session.finish_body().await,
-            Err(e) => Err(e),
-        }
-    } else {
-        respond::end_stream_with_error(session, err, ctx.error_format).await
-    };
-    if let Err(e) = ended {
-        log::debug!("could not end the stream: {e}");
-        session.set_keepalive(None);
     }
 }
 
