@@ -1133,9 +1133,14 @@ impl ProxyHttp for AuroraProxy {
                 respond::send(session, 200, "text/plain", Vec::new(), &ctx.request_id).await?;
                 Ok(true)
             }
-            Route::ModelCall(endpoint) => self.call_model(session, ctx, &config, endpoint).await,
+            // The model routes' futures are large (the whole exchange with a provider
+            // may run inside them): boxed, so that the future of every request's
+            // `request_filter`, allocated and moved per request, stays small.
+            Route::ModelCall(endpoint) => {
+                Box::pin(self.call_model(session, ctx, &config, endpoint)).await
+            }
             Route::Models => {
-                let entries = self.models.list(&config, &self.resolver).await;
+                let entries = Box::pin(self.models.list(&config, &self.resolver)).await;
                 let body = openai_list_body(&entries, unix_now());
                 respond::send_json(session, 200, body, &ctx.request_id).await?;
                 Ok(true)
@@ -1145,8 +1150,10 @@ impl ProxyHttp for AuroraProxy {
                 respond::send(session, 200, metrics::CONTENT_TYPE, body, &ctx.request_id).await?;
                 Ok(true)
             }
-            Route::StoredResponse(id) => self.stored_response(session, ctx, &config, &id).await,
-            Route::Model(id) => match self.describe_model(&config, &id).await {
+            Route::StoredResponse(id) => {
+                Box::pin(self.stored_response(session, ctx, &config, &id)).await
+            }
+            Route::Model(id) => match Box::pin(self.describe_model(&config, &id)).await {
                 Ok(entry) => {
                     let body = openai_model_body(&entry, unix_now());
                     respond::send_json(session, 200, body, &ctx.request_id).await?;

@@ -21,12 +21,13 @@ use crate::proxy::RequestContext;
 #[derive(Default)]
 pub struct RequestTrace {
     /// The request's own span; `None` when tracing is off, the route is not traced,
-    /// or this is a subrequest (the main request holds it).
-    span: Option<Span>,
+    /// or this is a subrequest (the main request holds it). Spans are boxed so that a
+    /// request without them carries (and its hooks' futures copy) only a pointer.
+    span: Option<Box<Span>>,
     /// Where attempts hang: the request span, or the main request's in a subrequest.
     parent: Option<SpanContext>,
     /// The attempt at a provider under way.
-    attempt: Option<Span>,
+    attempt: Option<Box<Span>>,
     /// In a subrequest: the model the main request routed to.
     handed_model: Option<String>,
 }
@@ -69,7 +70,7 @@ pub fn request_admitted(req: &RequestHeader, ctx: &mut RequestContext) {
         ))
         .start_with_context(tracer, &parent);
     ctx.trace.parent = Some(span.span_context().clone());
-    ctx.trace.span = Some(span);
+    ctx.trace.span = Some(Box::new(span));
 }
 
 /// What a subrequest needs to hang its attempts under this request's span.
@@ -116,7 +117,7 @@ pub fn attempt_began(ctx: &mut RequestContext) {
         .with_kind(SpanKind::Client)
         .with_attributes(attributes::gen_ai(operation, provider, model))
         .start_with_context(tracer, &propagation::child_of(parent));
-    ctx.trace.attempt = Some(span);
+    ctx.trace.attempt = Some(Box::new(span));
 }
 
 /// Sets the provider's `traceparent` to the attempt under way (or the request span).
@@ -146,7 +147,7 @@ pub fn attempt_answered(ctx: &mut RequestContext, status: u16) {
 /// The attempt failed with `e` before the provider answered.
 pub fn attempt_failed(ctx: &mut RequestContext, e: &Error) {
     if let Some(attempt) = ctx.trace.attempt.take() {
-        end_failed(attempt, Some(e));
+        end_failed(*attempt, Some(e));
     }
 }
 
@@ -194,7 +195,7 @@ pub fn tokens_reported(ctx: &mut RequestContext, input: Option<u64>, output: Opt
 /// gets what the request learned (model, provider, status, tokens) and ends.
 pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestContext) {
     if let Some(attempt) = ctx.trace.attempt.take() {
-        end_failed(attempt, e);
+        end_failed(*attempt, e);
     }
     if ctx.trace.span.is_none() {
         return;
