@@ -14,6 +14,10 @@ use aurora::logging;
 #[global_allocator]
 static ALLOCATOR: aurora::alloc_count::CountingAllocator = aurora::alloc_count::CountingAllocator;
 
+#[cfg(all(feature = "jemalloc", not(feature = "alloc-count")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// How long queued access lines and spans may take to leave at exit.
 const EXIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 

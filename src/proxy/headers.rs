@@ -59,8 +59,36 @@ fn connection_nominated(headers: &http::HeaderMap) -> Vec<String> {
 /// hop-by-hop headers (with those `Connection` names) and forwarding headers that
 /// would leak the client's address.
 pub fn strip_client_headers(req: &mut RequestHeader) {
-    // Names read from the request itself; most requests carry none, and an empty Vec
-    // does not allocate.
+    // Every request passes here: the request's own names are read once and only those
+    // present are removed (a removal by name hashes it into both header maps). A
+    // `Connection` or `X-Forwarded-*` header (which name more), or more known names
+    // than expected, take the general path.
+    let mut present: [&'static str; 4] = [""; 4];
+    let mut count = 0;
+    let mut names_others = false;
+    for name in req.headers.keys().map(HeaderName::as_str) {
+        match CLIENT_ONLY.iter().chain(&HOP_BY_HOP).find(|k| **k == name) {
+            Some(&known) if known != "connection" && count < present.len() => {
+                present[count] = known;
+                count += 1;
+            }
+            Some(_) => names_others = true,
+            None => names_others |= name.starts_with("x-forwarded-"),
+        }
+        if names_others {
+            break;
+        }
+    }
+    if names_others {
+        return strip_client_headers_naming_others(req);
+    }
+    for name in &present[..count] {
+        while req.remove_header(*name).is_some() {}
+    }
+}
+
+/// [`strip_client_headers`] for a request whose headers name others to remove.
+fn strip_client_headers_naming_others(req: &mut RequestHeader) {
     let mut doomed = connection_nominated(&req.headers);
     doomed.extend(
         req.headers
@@ -297,6 +325,39 @@ mod tests {
         }
         assert_eq!(r.headers["x-custom"], "kept");
         assert_eq!(r.headers["anthropic-beta"], "tools-2024");
+    }
+
+    #[test]
+    fn strips_the_few_credential_headers_a_usual_request_carries() {
+        let mut r = request(&[
+            ("host", "gw.example"),
+            ("authorization", "Bearer gw"),
+            ("x-api-key", "gw"),
+            ("te", "trailers"),
+            ("content-type", "application/json"),
+            ("content-length", "2"),
+        ]);
+        strip_client_headers(&mut r);
+        for gone in ["authorization", "x-api-key", "te"] {
+            assert!(!r.headers.contains_key(gone), "{gone}");
+        }
+        for kept in ["host", "content-type", "content-length"] {
+            assert!(r.headers.contains_key(kept), "{kept}");
+        }
+    }
+
+    #[test]
+    fn strips_more_credential_headers_than_a_usual_request_carries() {
+        let gone = [
+            "authorization",
+            "x-api-key",
+            "cookie",
+            "proxy-authorization",
+            "x-real-ip",
+        ];
+        let mut r = request(&gone.map(|name| (name, "x")));
+        strip_client_headers(&mut r);
+        assert!(r.headers.is_empty(), "{:?}", r.headers);
     }
 
     #[test]
