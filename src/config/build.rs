@@ -18,7 +18,7 @@ use super::{
 use crate::auth::{GatewayAuth, ManagedKey};
 use crate::metrics::usage::Price;
 use crate::providers::{
-    load_roots_with_ca_file, split_model_prefix, BaseUrl, ModelTraits, Provider, ProviderCatalogue,
+    load_roots_with_ca_file, BaseUrl, ModelRef, ModelTraits, Provider, ProviderCatalogue,
     ProviderKind, Secret, WireFormat,
 };
 use crate::proxy::response_store::StoreLimits;
@@ -215,7 +215,7 @@ fn check_alias(
     }
     // A name with a configured provider prefix is always routed to that provider, and
     // one with an empty prefix is always refused, so such an alias could never be used.
-    if let Some((prefix, _)) = split_model_prefix(alias) {
+    if let Some(prefix) = ModelRef::parse(alias).prefix() {
         if prefix.is_empty() {
             return Err(invalid(format!(
                 "models.aliases: alias `{alias}` can never be used because it starts with `/` or `:`"
@@ -228,7 +228,8 @@ fn check_alias(
             )));
         }
     }
-    let Some((prefix, model)) = split_model_prefix(target) else {
+    let target_ref = ModelRef::parse(target);
+    let Some(prefix) = target_ref.prefix() else {
         return Err(invalid(format!(
             "models.aliases: alias `{alias}` points to `{target}`, which must be `provider/model` or `provider:model` (configured providers: {})",
             configured()
@@ -240,7 +241,7 @@ fn check_alias(
             configured()
         )));
     }
-    if model.is_empty() || model.starts_with(['/', ':']) {
+    if let Some(Err(_)) = target_ref.model_after_prefix() {
         return Err(invalid(format!(
             "models.aliases: alias `{alias}` points to `{target}`, which has no model after `{prefix}`"
         )));
