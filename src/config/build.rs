@@ -10,7 +10,8 @@ use super::credential::provider_credential;
 use super::exposure;
 use super::passthru_tag::{may_hold_passthru_tag, restore_passthru_tags};
 use super::resilience::RetryPolicy;
-use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer, SizeValue};
+use super::overlay;
+use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer};
 use super::{
     env_prefix, Config, ConfigError, DownstreamTls, EnvSnapshot, ModelSettings, ServerCert,
     ServerSettings, DEFAULT_TLS_LISTEN,
@@ -84,28 +85,26 @@ pub fn build_config(
 fn response_store_limits(file: &FileConfig, env: &EnvSnapshot) -> Result<StoreLimits, ConfigError> {
     let defaults = StoreLimits::default();
     let r = &file.responses;
-    let max_entries = match env.get("AURORA_RESPONSES_STORE_MAX_ENTRIES") {
-        Some(v) => v.trim().parse().map_err(|_| {
-            invalid(format!(
-                "AURORA_RESPONSES_STORE_MAX_ENTRIES must be a number, got `{v}`"
-            ))
-        })?,
-        None => r.store_max_entries.unwrap_or(defaults.max_entries),
-    };
-    let max_bytes = size_setting(
+    let max_entries = overlay::number(
+        env,
+        "AURORA_RESPONSES_STORE_MAX_ENTRIES",
+        r.store_max_entries,
+    )?
+    .unwrap_or(defaults.max_entries);
+    let max_bytes = overlay::size(
         env,
         "AURORA_RESPONSES_STORE_MAX_BYTES",
         "responses.store_max_bytes",
-        &r.store_max_bytes,
-        defaults.max_bytes as u64,
-    )?;
-    let ttl = duration_setting(
+        r.store_max_bytes.as_ref(),
+    )?
+    .unwrap_or(defaults.max_bytes as u64);
+    let ttl = overlay::duration(
         env,
         "AURORA_RESPONSES_STORE_TTL",
         "responses.store_ttl",
-        &r.store_ttl,
-        defaults.ttl,
-    )?;
+        r.store_ttl.as_deref(),
+    )?
+    .unwrap_or(defaults.ttl);
     Ok(StoreLimits {
         max_entries,
         max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
@@ -119,17 +118,19 @@ fn model_settings(
     providers: &ProviderCatalogue,
 ) -> Result<ModelSettings, ConfigError> {
     let defaults = ModelSettings::default();
-    let default_max_tokens = match env.get("AURORA_DEFAULT_MAX_TOKENS") {
-        Some(v) => v.trim().parse().map_err(|_| {
-            invalid(format!(
-                "AURORA_DEFAULT_MAX_TOKENS must be a positive number, got `{v}`"
-            ))
-        })?,
-        None => file
-            .models
-            .default_max_tokens
-            .unwrap_or(defaults.default_max_tokens),
-    };
+    let default_max_tokens = overlay::overlay(
+        env.get("AURORA_DEFAULT_MAX_TOKENS"),
+        file.models.default_max_tokens,
+        |v| {
+            v.trim().parse().map_err(|_| {
+                invalid(format!(
+                    "AURORA_DEFAULT_MAX_TOKENS must be a positive number, got `{v}`"
+                ))
+            })
+        },
+        Ok,
+    )?
+    .unwrap_or(defaults.default_max_tokens);
     if default_max_tokens == 0 {
         return Err(invalid("models.default_max_tokens must be at least 1"));
     }
@@ -252,11 +253,8 @@ fn check_alias(
 fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSettings, ConfigError> {
     let defaults = ServerSettings::default();
     let s = &file.server;
-    let mut listen = env
-        .get("AURORA_LISTEN")
-        .map(str::to_string)
-        .or_else(|| s.listen.as_deref().map(|l| env.expand(l)))
-        .unwrap_or(defaults.listen);
+    let mut listen =
+        overlay::text(env, "AURORA_LISTEN", s.listen.as_deref()).unwrap_or(defaults.listen);
     if let Some(port) = env.get("PORT") {
         let port: u16 = port
             .parse()
@@ -270,50 +268,20 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
     listen
         .parse::<std::net::SocketAddr>()
         .map_err(|_| invalid(format!("server.listen must be `ip:port`, got `{listen}`")))?;
-    let threads = match env.get("AURORA_THREADS") {
-        Some(t) => t
-            .parse()
-            .map_err(|_| invalid(format!("AURORA_THREADS must be a number, got `{t}`")))?,
-        None => s.threads.unwrap_or(defaults.threads),
-    };
+    let threads = overlay::number(env, "AURORA_THREADS", s.threads)?.unwrap_or(defaults.threads);
     if threads == 0 {
         return Err(invalid("server.threads must be at least 1"));
     }
-    let body_size_limit = size_setting(
-        env,
-        "BODY_SIZE_LIMIT",
-        "server.body_size_limit",
-        &s.body_size_limit,
-        defaults.body_size_limit,
-    )?;
-    let max_header_bytes = size_setting(
-        env,
-        "AURORA_MAX_HEADER_BYTES",
-        "server.max_header_bytes",
-        &s.max_header_bytes,
-        defaults.max_header_bytes,
-    )?;
-    let max_buffered_bytes = size_setting(
-        env,
-        "AURORA_MAX_BUFFERED_BYTES",
-        "server.max_buffered_bytes",
-        &s.max_buffered_bytes,
-        defaults.max_buffered_bytes,
-    )?;
-    let header_timeout = duration_setting(
-        env,
-        "AURORA_HEADER_TIMEOUT",
-        "server.header_timeout",
-        &s.header_timeout,
-        defaults.header_timeout,
-    )?;
-    let body_timeout = duration_setting(
-        env,
-        "AURORA_BODY_TIMEOUT",
-        "server.body_timeout",
-        &s.body_timeout,
-        defaults.body_timeout,
-    )?;
+    let body_size_limit = overlay::size(env, "BODY_SIZE_LIMIT", "server.body_size_limit", s.body_size_limit.as_ref())?
+        .unwrap_or(defaults.body_size_limit);
+    let max_header_bytes = overlay::size(env, "AURORA_MAX_HEADER_BYTES", "server.max_header_bytes", s.max_header_bytes.as_ref())?
+        .unwrap_or(defaults.max_header_bytes);
+    let max_buffered_bytes = overlay::size(env, "AURORA_MAX_BUFFERED_BYTES", "server.max_buffered_bytes", s.max_buffered_bytes.as_ref())?
+        .unwrap_or(defaults.max_buffered_bytes);
+    let header_timeout = overlay::duration(env, "AURORA_HEADER_TIMEOUT", "server.header_timeout", s.header_timeout.as_deref())?
+        .unwrap_or(defaults.header_timeout);
+    let body_timeout = overlay::duration(env, "AURORA_BODY_TIMEOUT", "server.body_timeout", s.body_timeout.as_deref())?
+        .unwrap_or(defaults.body_timeout);
     if max_header_bytes < 1024 {
         return Err(invalid("server.max_header_bytes must be at least 1KiB"));
     }
@@ -322,23 +290,13 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
             "server.header_timeout and server.body_timeout must be longer than zero",
         ));
     }
-    let enabled_passthrough_providers = match env.get("ENABLED_PASSTHROUGH_PROVIDERS") {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        None => s
-            .enabled_passthrough_providers
-            .clone()
-            .unwrap_or(defaults.enabled_passthrough_providers),
-    };
-    let log_level = env
-        .get("RUST_LOG")
-        .map(str::to_string)
-        .or_else(|| s.log_level.as_deref().map(|l| env.expand(l)))
-        .filter(|l| !l.trim().is_empty())
+    let enabled_passthrough_providers = overlay::list(
+        env,
+        "ENABLED_PASSTHROUGH_PROVIDERS",
+        s.enabled_passthrough_providers.as_deref(),
+    )
+    .unwrap_or(defaults.enabled_passthrough_providers);
+    let log_level = overlay::non_blank_text(env, "RUST_LOG", s.log_level.as_deref())
         .unwrap_or(defaults.log_level);
     crate::logging::parse_filter(&log_level)
         .map_err(|e| invalid(format!("server.log_level (or RUST_LOG) {e}")))?;
@@ -347,13 +305,14 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         metrics_listen: super::observability::metrics_listen(s.metrics_listen.as_deref(), env)?,
         access_log: super::observability::access_log(s.access_log.as_deref(), env)?,
         log_level,
-        pid_file: path_setting(env, "AURORA_PID_FILE", &s.pid_file, defaults.pid_file),
-        upgrade_sock: path_setting(
+        pid_file: overlay::non_blank_text(env, "AURORA_PID_FILE", s.pid_file.as_deref())
+            .unwrap_or(defaults.pid_file),
+        upgrade_sock: overlay::non_blank_text(
             env,
             "AURORA_UPGRADE_SOCK",
-            &s.upgrade_sock,
-            defaults.upgrade_sock,
-        ),
+            s.upgrade_sock.as_deref(),
+        )
+        .unwrap_or(defaults.upgrade_sock),
         tls,
         listen,
         threads,
@@ -362,36 +321,20 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         max_header_bytes,
         body_timeout,
         max_buffered_bytes,
-        enable_passthrough_routes: env_bool(env, "ENABLE_PASSTHROUGH_ROUTES")?
-            .or(s.enable_passthrough_routes)
+        enable_passthrough_routes: overlay::flag(env, "ENABLE_PASSTHROUGH_ROUTES", s.enable_passthrough_routes)?
             .unwrap_or(defaults.enable_passthrough_routes),
-        allow_passthrough_v1_alias: env_bool(env, "ALLOW_PASSTHROUGH_V1_ALIAS")?
-            .or(s.allow_passthrough_v1_alias)
+        allow_passthrough_v1_alias: overlay::flag(env, "ALLOW_PASSTHROUGH_V1_ALIAS", s.allow_passthrough_v1_alias)?
             .unwrap_or(defaults.allow_passthrough_v1_alias),
-        allow_unauthenticated: env_bool(env, "AURORA_ALLOW_UNAUTHENTICATED")?
-            .or(s.allow_unauthenticated)
+        allow_unauthenticated: overlay::flag(env, "AURORA_ALLOW_UNAUTHENTICATED", s.allow_unauthenticated)?
             .unwrap_or(defaults.allow_unauthenticated),
         enabled_passthrough_providers,
-        grace_period_seconds: match env.get("AURORA_GRACE_PERIOD_SECONDS") {
-            Some(v) => v.parse().map_err(|_| {
-                invalid(format!(
-                    "AURORA_GRACE_PERIOD_SECONDS must be a number, got `{v}`"
-                ))
-            })?,
-            None => s
-                .grace_period_seconds
-                .unwrap_or(defaults.grace_period_seconds),
-        },
+        grace_period_seconds: overlay::number(
+            env,
+            "AURORA_GRACE_PERIOD_SECONDS",
+            s.grace_period_seconds,
+        )?
+        .unwrap_or(defaults.grace_period_seconds),
     })
-}
-
-/// A path-like setting: the environment, else the file (with `${VAR}` expanded), else `default`.
-fn path_setting(env: &EnvSnapshot, var: &str, file: &Option<String>, default: String) -> String {
-    env.get(var)
-        .map(str::to_string)
-        .or_else(|| file.as_deref().map(|v| env.expand(v)))
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or(default)
 }
 
 fn downstream_tls(
@@ -401,10 +344,7 @@ fn downstream_tls(
 ) -> Result<Option<DownstreamTls>, ConfigError> {
     let file = s.tls.as_ref();
     let pick = |var: &str, value: Option<&String>| {
-        env.get(var)
-            .map(str::to_string)
-            .or_else(|| value.map(|v| env.expand(v)))
-            .filter(|v| !v.trim().is_empty())
+        overlay::non_blank_text(env, var, value.map(String::as_str))
     };
     let cert_file = pick(
         "AURORA_TLS_CERT_FILE",
@@ -562,12 +502,9 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     let prefix = env_prefix(name);
     let key_env = format!("{prefix}_API_KEY");
     let credential = provider_credential(name, &key_env, p, env)?;
-    let base_text = env
-        .get(&format!("{prefix}_BASE_URL"))
-        .map(str::to_string)
-        .or_else(|| p.base_url.as_deref().map(|u| env.expand(u)))
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| kind.default_base_url().to_string());
+    let base_text =
+        overlay::non_blank_text(env, &format!("{prefix}_BASE_URL"), p.base_url.as_deref())
+            .unwrap_or_else(|| kind.default_base_url().to_string());
     let base = BaseUrl::parse(&base_text)
         .map_err(|e| invalid(format!("provider `{name}`: base_url `{base_text}` {e}")))?;
     let mut headers = Vec::new();
@@ -630,61 +567,6 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         retry: None,
         weight: 1,
     })
-}
-
-/// A size setting: the environment, else the file, else `default`.
-fn size_setting(
-    env: &EnvSnapshot,
-    var: &str,
-    field: &str,
-    file: &Option<SizeValue>,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match env.get(var) {
-        Some(v) => parse_size(var, v),
-        None => match file {
-            Some(SizeValue::Bytes(b)) => Ok(*b),
-            Some(SizeValue::Text(t)) => parse_size(field, &env.expand(t)),
-            None => Ok(default),
-        },
-    }
-}
-
-/// A duration setting (`10s`, `2m`): the environment, else the file, else `default`.
-fn duration_setting(
-    env: &EnvSnapshot,
-    var: &str,
-    field: &str,
-    file: &Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let (name, text) = match env.get(var) {
-        Some(v) => (var, v.to_string()),
-        None => match file {
-            Some(v) => (field, env.expand(v)),
-            None => return Ok(default),
-        },
-    };
-    humantime::parse_duration(text.trim())
-        .map_err(|e| invalid(format!("{name} `{text}` is not a duration like `10s`: {e}")))
-}
-
-fn parse_size(field: &str, text: &str) -> Result<u64, ConfigError> {
-    text.trim()
-        .parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| invalid(format!("{field} `{text}` is not a size like `10MiB`: {e}")))
-}
-
-fn env_bool(env: &EnvSnapshot, name: &str) -> Result<Option<bool>, ConfigError> {
-    match env.get(name) {
-        None => Ok(None),
-        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(Some(true)),
-            "0" | "false" | "no" | "off" => Ok(Some(false)),
-            _ => Err(invalid(format!("{name} must be true or false, got `{v}`"))),
-        },
-    }
 }
 
 fn invalid(message: impl Into<String>) -> ConfigError {

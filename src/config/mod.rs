@@ -9,6 +9,7 @@ mod exposure;
 mod limits;
 mod live;
 mod observability;
+mod overlay;
 mod passthru_tag;
 mod reload;
 mod resilience;
