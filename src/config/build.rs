@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::{HeaderName, HeaderValue};
 
@@ -13,8 +13,8 @@ use super::resilience::RetryPolicy;
 use super::overlay;
 use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer};
 use super::{
-    env_prefix, Config, ConfigError, DownstreamTls, EnvSnapshot, ModelSettings, ServerCert,
-    ServerSettings, DEFAULT_TLS_LISTEN,
+    env_prefix, Config, ConfigError, EnvSnapshot, ListenerCert, ModelSettings, ServerCert,
+    ServerSettings, ServerStartup, DEFAULT_TLS_LISTEN,
 };
 use crate::auth::{GatewayAuth, ManagedKey};
 use crate::metrics::usage::Price;
@@ -55,8 +55,8 @@ pub fn build_config(
     let retry = super::resilience::retry_policy(&file.retry)?;
     let health = super::resilience::health_policy(&file.health)?;
     let providers = providers(&file, env, &retry)?;
-    let mut listeners = vec![server.listen.as_str()];
-    listeners.extend(server.tls.as_ref().map(|t| t.listen.as_str()));
+    let mut listeners = vec![server.startup.listen.as_str()];
+    listeners.extend(server.startup.tls_listen.as_deref());
     exposure::check_open_gateway(&auth, &providers, &listeners, server.allow_unauthenticated)?;
     for entry in &server.enabled_passthrough_providers {
         if !providers.knows(entry) {
@@ -252,9 +252,10 @@ fn check_alias(
 
 fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSettings, ConfigError> {
     let defaults = ServerSettings::default();
+    let startup_defaults = defaults.startup;
     let s = &file.server;
-    let mut listen =
-        overlay::text(env, "AURORA_LISTEN", s.listen.as_deref()).unwrap_or(defaults.listen);
+    let mut listen = overlay::text(env, "AURORA_LISTEN", s.listen.as_deref())
+        .unwrap_or(startup_defaults.listen);
     if let Some(port) = env.get("PORT") {
         let port: u16 = port
             .parse()
@@ -268,7 +269,8 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
     listen
         .parse::<std::net::SocketAddr>()
         .map_err(|_| invalid(format!("server.listen must be `ip:port`, got `{listen}`")))?;
-    let threads = overlay::number(env, "AURORA_THREADS", s.threads)?.unwrap_or(defaults.threads);
+    let threads =
+        overlay::number(env, "AURORA_THREADS", s.threads)?.unwrap_or(startup_defaults.threads);
     if threads == 0 {
         return Err(invalid("server.threads must be at least 1"));
     }
@@ -300,22 +302,32 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         .unwrap_or(defaults.log_level);
     crate::logging::parse_filter(&log_level)
         .map_err(|e| invalid(format!("server.log_level (or RUST_LOG) {e}")))?;
-    let tls = downstream_tls(s, env, &listen)?;
-    Ok(ServerSettings {
+    let (tls_listen, tls_cert) = downstream_tls(s, env, &listen)?.unzip();
+    let startup = ServerStartup {
         metrics_listen: super::observability::metrics_listen(s.metrics_listen.as_deref(), env)?,
-        access_log: super::observability::access_log(s.access_log.as_deref(), env)?,
-        log_level,
         pid_file: overlay::non_blank_text(env, "AURORA_PID_FILE", s.pid_file.as_deref())
-            .unwrap_or(defaults.pid_file),
+            .unwrap_or(startup_defaults.pid_file),
         upgrade_sock: overlay::non_blank_text(
             env,
             "AURORA_UPGRADE_SOCK",
             s.upgrade_sock.as_deref(),
         )
-        .unwrap_or(defaults.upgrade_sock),
-        tls,
+        .unwrap_or(startup_defaults.upgrade_sock),
+        tls_listen,
         listen,
         threads,
+        grace_period_seconds: overlay::number(
+            env,
+            "AURORA_GRACE_PERIOD_SECONDS",
+            s.grace_period_seconds,
+        )?
+        .unwrap_or(startup_defaults.grace_period_seconds),
+    };
+    Ok(ServerSettings {
+        startup,
+        access_log: super::observability::access_log(s.access_log.as_deref(), env)?,
+        log_level,
+        tls_cert,
         body_size_limit,
         header_timeout,
         max_header_bytes,
@@ -328,12 +340,6 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         allow_unauthenticated: overlay::flag(env, "AURORA_ALLOW_UNAUTHENTICATED", s.allow_unauthenticated)?
             .unwrap_or(defaults.allow_unauthenticated),
         enabled_passthrough_providers,
-        grace_period_seconds: overlay::number(
-            env,
-            "AURORA_GRACE_PERIOD_SECONDS",
-            s.grace_period_seconds,
-        )?
-        .unwrap_or(defaults.grace_period_seconds),
     })
 }
 
@@ -341,7 +347,7 @@ fn downstream_tls(
     s: &FileServer,
     env: &EnvSnapshot,
     plain_listen: &str,
-) -> Result<Option<DownstreamTls>, ConfigError> {
+) -> Result<Option<(String, ListenerCert)>, ConfigError> {
     let file = s.tls.as_ref();
     let pick = |var: &str, value: Option<&String>| {
         overlay::non_blank_text(env, var, value.map(String::as_str))
@@ -377,12 +383,14 @@ fn downstream_tls(
     }
     let cert =
         ServerCert::load(&cert_file, &key_file).map_err(|e| invalid(format!("server.tls: {e}")))?;
-    Ok(Some(DownstreamTls {
+    Ok(Some((
         listen,
-        cert_file,
-        key_file,
-        cert,
-    }))
+        ListenerCert {
+            cert_file,
+            key_file,
+            cert,
+        },
+    )))
 }
 
 /// The master key: `AURORA_MASTER_KEY`, else the file `AURORA_MASTER_KEY_FILE` names,
@@ -575,6 +583,8 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn build(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -668,7 +678,7 @@ providers:
             ],
         )
         .unwrap();
-        assert_eq!(c.server.listen, "127.0.0.1:7000");
+        assert_eq!(c.server.startup.listen, "127.0.0.1:7000");
         assert_eq!(c.server.body_size_limit, 2 * 1024 * 1024);
         assert!(!c.server.enable_passthrough_routes);
         assert_eq!(
@@ -1125,14 +1135,14 @@ providers:
     #[test]
     fn pid_file_and_upgrade_socket_are_configurable() {
         let c = build("", &[]).unwrap();
-        assert_eq!(c.server.pid_file, "/tmp/aurora.pid");
-        assert_eq!(c.server.upgrade_sock, "/tmp/aurora_upgrade.sock");
+        assert_eq!(c.server.startup.pid_file, "/tmp/aurora.pid");
+        assert_eq!(c.server.startup.upgrade_sock, "/tmp/aurora_upgrade.sock");
         let yaml = "server:\n  pid_file: /run/a.pid\n  upgrade_sock: /run/a.sock\n";
         let c = build(yaml, &[("AURORA_UPGRADE_SOCK", "/tmp/t.sock")]).unwrap();
-        assert_eq!(c.server.pid_file, "/run/a.pid");
-        assert_eq!(c.server.upgrade_sock, "/tmp/t.sock");
+        assert_eq!(c.server.startup.pid_file, "/run/a.pid");
+        assert_eq!(c.server.startup.upgrade_sock, "/tmp/t.sock");
         let c = build("", &[("AURORA_PID_FILE", "/tmp/t.pid")]).unwrap();
-        assert_eq!(c.server.pid_file, "/tmp/t.pid");
+        assert_eq!(c.server.startup.pid_file, "/tmp/t.pid");
     }
 
     #[test]
@@ -1151,6 +1161,6 @@ providers:
         )
         .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/c.pem"), "{e}");
-        assert!(build("", &[]).unwrap().server.tls.is_none());
+        assert!(build("", &[]).unwrap().server.tls_cert.is_none());
     }
 }
