@@ -29,6 +29,10 @@ struct Cli {
     #[arg(long)]
     check_config: bool,
 
+    /// Print the built-in defaults as an `aurora.yaml`, then exit.
+    #[arg(long)]
+    print_default_config: bool,
+
     #[command(flatten)]
     pingora: Opt,
 
@@ -67,6 +71,10 @@ enum KeysAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", aurora::config::default_config_yaml());
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Keys {
         action: KeysAction::New { name },
     }) = &cli.command

@@ -8,9 +8,9 @@ use http::{HeaderName, HeaderValue};
 
 use super::credential::provider_credential;
 use super::exposure;
+use super::overlay;
 use super::passthru_tag::{may_hold_passthru_tag, restore_passthru_tags};
 use super::resilience::RetryPolicy;
-use super::overlay;
 use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer};
 use super::{
     env_prefix, Config, ConfigError, EnvSnapshot, ListenerCert, ModelSettings, ServerCert,
@@ -254,8 +254,8 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
     let defaults = ServerSettings::default();
     let startup_defaults = defaults.startup;
     let s = &file.server;
-    let mut listen = overlay::text(env, "AURORA_LISTEN", s.listen.as_deref())
-        .unwrap_or(startup_defaults.listen);
+    let mut listen =
+        overlay::text(env, "AURORA_LISTEN", s.listen.as_deref()).unwrap_or(startup_defaults.listen);
     if let Some(port) = env.get("PORT") {
         let port: u16 = port
             .parse()
@@ -274,16 +274,41 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
     if threads == 0 {
         return Err(invalid("server.threads must be at least 1"));
     }
-    let body_size_limit = overlay::size(env, "BODY_SIZE_LIMIT", "server.body_size_limit", s.body_size_limit.as_ref())?
-        .unwrap_or(defaults.body_size_limit);
-    let max_header_bytes = overlay::size(env, "AURORA_MAX_HEADER_BYTES", "server.max_header_bytes", s.max_header_bytes.as_ref())?
-        .unwrap_or(defaults.max_header_bytes);
-    let max_buffered_bytes = overlay::size(env, "AURORA_MAX_BUFFERED_BYTES", "server.max_buffered_bytes", s.max_buffered_bytes.as_ref())?
-        .unwrap_or(defaults.max_buffered_bytes);
-    let header_timeout = overlay::duration(env, "AURORA_HEADER_TIMEOUT", "server.header_timeout", s.header_timeout.as_deref())?
-        .unwrap_or(defaults.header_timeout);
-    let body_timeout = overlay::duration(env, "AURORA_BODY_TIMEOUT", "server.body_timeout", s.body_timeout.as_deref())?
-        .unwrap_or(defaults.body_timeout);
+    let body_size_limit = overlay::size(
+        env,
+        "BODY_SIZE_LIMIT",
+        "server.body_size_limit",
+        s.body_size_limit.as_ref(),
+    )?
+    .unwrap_or(defaults.body_size_limit);
+    let max_header_bytes = overlay::size(
+        env,
+        "AURORA_MAX_HEADER_BYTES",
+        "server.max_header_bytes",
+        s.max_header_bytes.as_ref(),
+    )?
+    .unwrap_or(defaults.max_header_bytes);
+    let max_buffered_bytes = overlay::size(
+        env,
+        "AURORA_MAX_BUFFERED_BYTES",
+        "server.max_buffered_bytes",
+        s.max_buffered_bytes.as_ref(),
+    )?
+    .unwrap_or(defaults.max_buffered_bytes);
+    let header_timeout = overlay::duration(
+        env,
+        "AURORA_HEADER_TIMEOUT",
+        "server.header_timeout",
+        s.header_timeout.as_deref(),
+    )?
+    .unwrap_or(defaults.header_timeout);
+    let body_timeout = overlay::duration(
+        env,
+        "AURORA_BODY_TIMEOUT",
+        "server.body_timeout",
+        s.body_timeout.as_deref(),
+    )?
+    .unwrap_or(defaults.body_timeout);
     if max_header_bytes < 1024 {
         return Err(invalid("server.max_header_bytes must be at least 1KiB"));
     }
@@ -333,12 +358,24 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         max_header_bytes,
         body_timeout,
         max_buffered_bytes,
-        enable_passthrough_routes: overlay::flag(env, "ENABLE_PASSTHROUGH_ROUTES", s.enable_passthrough_routes)?
-            .unwrap_or(defaults.enable_passthrough_routes),
-        allow_passthrough_v1_alias: overlay::flag(env, "ALLOW_PASSTHROUGH_V1_ALIAS", s.allow_passthrough_v1_alias)?
-            .unwrap_or(defaults.allow_passthrough_v1_alias),
-        allow_unauthenticated: overlay::flag(env, "AURORA_ALLOW_UNAUTHENTICATED", s.allow_unauthenticated)?
-            .unwrap_or(defaults.allow_unauthenticated),
+        enable_passthrough_routes: overlay::flag(
+            env,
+            "ENABLE_PASSTHROUGH_ROUTES",
+            s.enable_passthrough_routes,
+        )?
+        .unwrap_or(defaults.enable_passthrough_routes),
+        allow_passthrough_v1_alias: overlay::flag(
+            env,
+            "ALLOW_PASSTHROUGH_V1_ALIAS",
+            s.allow_passthrough_v1_alias,
+        )?
+        .unwrap_or(defaults.allow_passthrough_v1_alias),
+        allow_unauthenticated: overlay::flag(
+            env,
+            "AURORA_ALLOW_UNAUTHENTICATED",
+            s.allow_unauthenticated,
+        )?
+        .unwrap_or(defaults.allow_unauthenticated),
         enabled_passthrough_providers,
     })
 }

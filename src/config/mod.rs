@@ -3,6 +3,7 @@
 
 mod build;
 mod credential;
+mod defaults;
 mod env;
 mod error;
 mod exposure;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use build::build_config;
+pub use defaults::default_config_yaml;
 pub use env::{env_prefix, EnvSnapshot};
 pub use error::ConfigError;
 pub use exposure::MIN_MASTER_KEY_LEN;
@@ -31,13 +33,13 @@ pub use live::LiveConfig;
 pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
 pub use reload::{ConfigReloader, ReloadOutcome};
 pub use resilience::{Fallbacks, HealthPolicy, RetryOn, RetryPolicy};
-pub use telemetry::{TelemetrySettings, DEFAULT_SERVICE_NAME};
-pub use timeouts::ModelTimeouts;
 pub use server::{
     ServerSettings, ServerStartup, DEFAULT_BODY_SIZE_LIMIT, DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_PASSTHROUGH_PROVIDERS, DEFAULT_PID_FILE, DEFAULT_UPGRADE_SOCK,
 };
+pub use telemetry::{TelemetrySettings, DEFAULT_SERVICE_NAME};
+pub use timeouts::ModelTimeouts;
 pub use tls_listener::{ListenerCert, ServerCert, DEFAULT_TLS_LISTEN};
 
 use crate::auth::GatewayAuth;

@@ -185,7 +185,12 @@ mod tests {
 
     #[test]
     fn numbers_and_flags_name_the_variable_when_broken() {
-        let e = env(&[("T", " 4 "), ("BAD", "many"), ("ON", "Yes"), ("NO", "maybe")]);
+        let e = env(&[
+            ("T", " 4 "),
+            ("BAD", "many"),
+            ("ON", "Yes"),
+            ("NO", "maybe"),
+        ]);
         assert_eq!(number::<u32>(&e, "T", Some(2)).unwrap(), Some(4));
         assert_eq!(number::<u32>(&e, "UNSET", Some(2)).unwrap(), Some(2));
         let err = number::<u32>(&e, "BAD", None).unwrap_err().to_string();
@@ -235,6 +240,9 @@ mod tests {
             Some(Duration::from_secs(5))
         );
         let err = duration(&e, "X", "f.time", None).unwrap_err().to_string();
-        assert!(err.contains("X `${S}`"), "the environment is never expanded: {err}");
+        assert!(
+            err.contains("X `${S}`"),
+            "the environment is never expanded: {err}"
+        );
     }
 }
