@@ -33,6 +33,10 @@ struct Cli {
     #[arg(long)]
     check_config: bool,
 
+    /// Print the built-in defaults as an `aurora.yaml`, then exit.
+    #[arg(long)]
+    print_default_config: bool,
+
     #[command(flatten)]
     pingora: Opt,
 
@@ -71,6 +75,10 @@ enum KeysAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", aurora::config::default_config_yaml());
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Keys {
         action: KeysAction::New { name },
     }) = &cli.command
@@ -117,20 +125,20 @@ fn main() -> ExitCode {
     if config.auth.is_open() {
         log::warn!(
             "GATEWAY AUTH IS OFF: no master_key or managed key is configured, so anyone who can reach {} can spend the provider credentials. Set AURORA_MASTER_KEY or auth.keys.",
-            config.server.listen
+            config.server.startup.listen
         );
     }
-    log::info!("listening on http://{}", config.server.listen);
-    if let Some(tls) = &config.server.tls {
-        log::info!("listening on https://{} (HTTP/2 and HTTP/1.1)", tls.listen);
+    log::info!("listening on http://{}", config.server.startup.listen);
+    if let Some(tls_listen) = &config.server.startup.tls_listen {
+        log::info!("listening on https://{tls_listen} (HTTP/2 and HTTP/1.1)");
     }
-    if let Some(addr) = &config.server.metrics_listen {
+    if let Some(addr) = &config.server.startup.metrics_listen {
         log::info!("metrics on http://{addr}/metrics (no key)");
     }
     log::info!(
         "SIGHUP reloads {}, SIGTERM drains for {}s, SIGQUIT hands the listeners to `aurora -u`",
         source.path.display(),
-        config.server.grace_period_seconds
+        config.server.startup.grace_period_seconds
     );
     match aurora::server::build_server(config, source, Some(cli.pingora)) {
         Ok(built) => {

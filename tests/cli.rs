@@ -1,4 +1,4 @@
-//! The `aurora` command line: `--check-config` and `keys new`.
+//! The `aurora` command line: `--check-config`, `--print-default-config` and `keys new`.
 
 mod common;
 
@@ -123,6 +123,25 @@ async fn keys_new_prints_a_key_whose_stanza_lets_it_in() {
     assert_eq!(ok.status(), 200);
     let denied = c.get(gw.url("/p/openai/models")).send().await.unwrap();
     assert_eq!(denied.status(), 401);
+}
+
+#[test]
+fn print_default_config_prints_the_code_defaults_and_they_check() {
+    let out = run_cli(&["--print-default-config"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed, aurora::config::default_config_yaml());
+    assert!(printed.contains("grace_period_seconds: 30"), "{printed}");
+    let out = check_config("defaults.yaml", &printed, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -2,23 +2,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::{HeaderName, HeaderValue};
 
 use super::credential::provider_credential;
 use super::exposure;
+use super::overlay;
 use super::passthru_tag::{may_hold_passthru_tag, restore_passthru_tags};
 use super::resilience::RetryPolicy;
-use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer, SizeValue};
+use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer};
 use super::{
-    env_prefix, Config, ConfigError, DownstreamTls, EnvSnapshot, ModelSettings, ServerCert,
-    ServerSettings, DEFAULT_TLS_LISTEN,
+    env_prefix, Config, ConfigError, EnvSnapshot, ListenerCert, ModelSettings, ServerCert,
+    ServerSettings, ServerStartup, DEFAULT_TLS_LISTEN,
 };
 use crate::auth::{GatewayAuth, ManagedKey};
 use crate::metrics::usage::Price;
 use crate::providers::{
-    load_roots_with_ca_file, split_model_prefix, BaseUrl, ModelTraits, Provider, ProviderCatalogue,
+    load_roots_with_ca_file, BaseUrl, ModelRef, ModelTraits, Provider, ProviderCatalogue,
     ProviderKind, Secret, WireFormat,
 };
 use crate::proxy::response_store::StoreLimits;
@@ -54,8 +55,8 @@ pub fn build_config(
     let retry = super::resilience::retry_policy(&file.retry)?;
     let health = super::resilience::health_policy(&file.health)?;
     let providers = providers(&file, env, &retry)?;
-    let mut listeners = vec![server.listen.as_str()];
-    listeners.extend(server.tls.as_ref().map(|t| t.listen.as_str()));
+    let mut listeners = vec![server.startup.listen.as_str()];
+    listeners.extend(server.startup.tls_listen.as_deref());
     exposure::check_open_gateway(&auth, &providers, &listeners, server.allow_unauthenticated)?;
     for entry in &server.enabled_passthrough_providers {
         if !providers.knows(entry) {
@@ -84,28 +85,26 @@ pub fn build_config(
 fn response_store_limits(file: &FileConfig, env: &EnvSnapshot) -> Result<StoreLimits, ConfigError> {
     let defaults = StoreLimits::default();
     let r = &file.responses;
-    let max_entries = match env.get("AURORA_RESPONSES_STORE_MAX_ENTRIES") {
-        Some(v) => v.trim().parse().map_err(|_| {
-            invalid(format!(
-                "AURORA_RESPONSES_STORE_MAX_ENTRIES must be a number, got `{v}`"
-            ))
-        })?,
-        None => r.store_max_entries.unwrap_or(defaults.max_entries),
-    };
-    let max_bytes = size_setting(
+    let max_entries = overlay::number(
+        env,
+        "AURORA_RESPONSES_STORE_MAX_ENTRIES",
+        r.store_max_entries,
+    )?
+    .unwrap_or(defaults.max_entries);
+    let max_bytes = overlay::size(
         env,
         "AURORA_RESPONSES_STORE_MAX_BYTES",
         "responses.store_max_bytes",
-        &r.store_max_bytes,
-        defaults.max_bytes as u64,
-    )?;
-    let ttl = duration_setting(
+        r.store_max_bytes.as_ref(),
+    )?
+    .unwrap_or(defaults.max_bytes as u64);
+    let ttl = overlay::duration(
         env,
         "AURORA_RESPONSES_STORE_TTL",
         "responses.store_ttl",
-        &r.store_ttl,
-        defaults.ttl,
-    )?;
+        r.store_ttl.as_deref(),
+    )?
+    .unwrap_or(defaults.ttl);
     Ok(StoreLimits {
         max_entries,
         max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
@@ -119,17 +118,19 @@ fn model_settings(
     providers: &ProviderCatalogue,
 ) -> Result<ModelSettings, ConfigError> {
     let defaults = ModelSettings::default();
-    let default_max_tokens = match env.get("AURORA_DEFAULT_MAX_TOKENS") {
-        Some(v) => v.trim().parse().map_err(|_| {
-            invalid(format!(
-                "AURORA_DEFAULT_MAX_TOKENS must be a positive number, got `{v}`"
-            ))
-        })?,
-        None => file
-            .models
-            .default_max_tokens
-            .unwrap_or(defaults.default_max_tokens),
-    };
+    let default_max_tokens = overlay::overlay(
+        env.get("AURORA_DEFAULT_MAX_TOKENS"),
+        file.models.default_max_tokens,
+        |v| {
+            v.trim().parse().map_err(|_| {
+                invalid(format!(
+                    "AURORA_DEFAULT_MAX_TOKENS must be a positive number, got `{v}`"
+                ))
+            })
+        },
+        Ok,
+    )?
+    .unwrap_or(defaults.default_max_tokens);
     if default_max_tokens == 0 {
         return Err(invalid("models.default_max_tokens must be at least 1"));
     }
@@ -215,7 +216,7 @@ fn check_alias(
     }
     // A name with a configured provider prefix is always routed to that provider, and
     // one with an empty prefix is always refused, so such an alias could never be used.
-    if let Some((prefix, _)) = split_model_prefix(alias) {
+    if let Some(prefix) = ModelRef::parse(alias).prefix() {
         if prefix.is_empty() {
             return Err(invalid(format!(
                 "models.aliases: alias `{alias}` can never be used because it starts with `/` or `:`"
@@ -228,7 +229,8 @@ fn check_alias(
             )));
         }
     }
-    let Some((prefix, model)) = split_model_prefix(target) else {
+    let target_ref = ModelRef::parse(target);
+    let Some(prefix) = target_ref.prefix() else {
         return Err(invalid(format!(
             "models.aliases: alias `{alias}` points to `{target}`, which must be `provider/model` or `provider:model` (configured providers: {})",
             configured()
@@ -240,7 +242,7 @@ fn check_alias(
             configured()
         )));
     }
-    if model.is_empty() || model.starts_with(['/', ':']) {
+    if let Some(Err(_)) = target_ref.model_after_prefix() {
         return Err(invalid(format!(
             "models.aliases: alias `{alias}` points to `{target}`, which has no model after `{prefix}`"
         )));
@@ -250,12 +252,10 @@ fn check_alias(
 
 fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSettings, ConfigError> {
     let defaults = ServerSettings::default();
+    let startup_defaults = defaults.startup;
     let s = &file.server;
-    let mut listen = env
-        .get("AURORA_LISTEN")
-        .map(str::to_string)
-        .or_else(|| s.listen.as_deref().map(|l| env.expand(l)))
-        .unwrap_or(defaults.listen);
+    let mut listen =
+        overlay::text(env, "AURORA_LISTEN", s.listen.as_deref()).unwrap_or(startup_defaults.listen);
     if let Some(port) = env.get("PORT") {
         let port: u16 = port
             .parse()
@@ -269,50 +269,46 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
     listen
         .parse::<std::net::SocketAddr>()
         .map_err(|_| invalid(format!("server.listen must be `ip:port`, got `{listen}`")))?;
-    let threads = match env.get("AURORA_THREADS") {
-        Some(t) => t
-            .parse()
-            .map_err(|_| invalid(format!("AURORA_THREADS must be a number, got `{t}`")))?,
-        None => s.threads.unwrap_or(defaults.threads),
-    };
+    let threads =
+        overlay::number(env, "AURORA_THREADS", s.threads)?.unwrap_or(startup_defaults.threads);
     if threads == 0 {
         return Err(invalid("server.threads must be at least 1"));
     }
-    let body_size_limit = size_setting(
+    let body_size_limit = overlay::size(
         env,
         "BODY_SIZE_LIMIT",
         "server.body_size_limit",
-        &s.body_size_limit,
-        defaults.body_size_limit,
-    )?;
-    let max_header_bytes = size_setting(
+        s.body_size_limit.as_ref(),
+    )?
+    .unwrap_or(defaults.body_size_limit);
+    let max_header_bytes = overlay::size(
         env,
         "AURORA_MAX_HEADER_BYTES",
         "server.max_header_bytes",
-        &s.max_header_bytes,
-        defaults.max_header_bytes,
-    )?;
-    let max_buffered_bytes = size_setting(
+        s.max_header_bytes.as_ref(),
+    )?
+    .unwrap_or(defaults.max_header_bytes);
+    let max_buffered_bytes = overlay::size(
         env,
         "AURORA_MAX_BUFFERED_BYTES",
         "server.max_buffered_bytes",
-        &s.max_buffered_bytes,
-        defaults.max_buffered_bytes,
-    )?;
-    let header_timeout = duration_setting(
+        s.max_buffered_bytes.as_ref(),
+    )?
+    .unwrap_or(defaults.max_buffered_bytes);
+    let header_timeout = overlay::duration(
         env,
         "AURORA_HEADER_TIMEOUT",
         "server.header_timeout",
-        &s.header_timeout,
-        defaults.header_timeout,
-    )?;
-    let body_timeout = duration_setting(
+        s.header_timeout.as_deref(),
+    )?
+    .unwrap_or(defaults.header_timeout);
+    let body_timeout = overlay::duration(
         env,
         "AURORA_BODY_TIMEOUT",
         "server.body_timeout",
-        &s.body_timeout,
-        defaults.body_timeout,
-    )?;
+        s.body_timeout.as_deref(),
+    )?
+    .unwrap_or(defaults.body_timeout);
     if max_header_bytes < 1024 {
         return Err(invalid("server.max_header_bytes must be at least 1KiB"));
     }
@@ -321,89 +317,77 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
             "server.header_timeout and server.body_timeout must be longer than zero",
         ));
     }
-    let enabled_passthrough_providers = match env.get("ENABLED_PASSTHROUGH_PROVIDERS") {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        None => s
-            .enabled_passthrough_providers
-            .clone()
-            .unwrap_or(defaults.enabled_passthrough_providers),
-    };
-    let log_level = env
-        .get("RUST_LOG")
-        .map(str::to_string)
-        .or_else(|| s.log_level.as_deref().map(|l| env.expand(l)))
-        .filter(|l| !l.trim().is_empty())
+    let enabled_passthrough_providers = overlay::list(
+        env,
+        "ENABLED_PASSTHROUGH_PROVIDERS",
+        s.enabled_passthrough_providers.as_deref(),
+    )
+    .unwrap_or(defaults.enabled_passthrough_providers);
+    let log_level = overlay::non_blank_text(env, "RUST_LOG", s.log_level.as_deref())
         .unwrap_or(defaults.log_level);
     crate::logging::parse_filter(&log_level)
         .map_err(|e| invalid(format!("server.log_level (or RUST_LOG) {e}")))?;
-    let tls = downstream_tls(s, env, &listen)?;
-    Ok(ServerSettings {
+    let (tls_listen, tls_cert) = downstream_tls(s, env, &listen)?.unzip();
+    let startup = ServerStartup {
         metrics_listen: super::observability::metrics_listen(s.metrics_listen.as_deref(), env)?,
-        access_log: super::observability::access_log(s.access_log.as_deref(), env)?,
-        log_level,
-        pid_file: path_setting(env, "AURORA_PID_FILE", &s.pid_file, defaults.pid_file),
-        upgrade_sock: path_setting(
+        pid_file: overlay::non_blank_text(env, "AURORA_PID_FILE", s.pid_file.as_deref())
+            .unwrap_or(startup_defaults.pid_file),
+        upgrade_sock: overlay::non_blank_text(
             env,
             "AURORA_UPGRADE_SOCK",
-            &s.upgrade_sock,
-            defaults.upgrade_sock,
-        ),
-        tls,
+            s.upgrade_sock.as_deref(),
+        )
+        .unwrap_or(startup_defaults.upgrade_sock),
+        tls_listen,
         listen,
         threads,
+        grace_period_seconds: overlay::number(
+            env,
+            "AURORA_GRACE_PERIOD_SECONDS",
+            s.grace_period_seconds,
+        )?
+        .unwrap_or(startup_defaults.grace_period_seconds),
+    };
+    Ok(ServerSettings {
+        startup,
+        access_log: super::observability::access_log(s.access_log.as_deref(), env)?,
+        log_level,
+        tls_cert,
         body_size_limit,
         header_timeout,
         max_header_bytes,
         body_timeout,
         max_buffered_bytes,
-        enable_passthrough_routes: env_bool(env, "ENABLE_PASSTHROUGH_ROUTES")?
-            .or(s.enable_passthrough_routes)
-            .unwrap_or(defaults.enable_passthrough_routes),
-        allow_passthrough_v1_alias: env_bool(env, "ALLOW_PASSTHROUGH_V1_ALIAS")?
-            .or(s.allow_passthrough_v1_alias)
-            .unwrap_or(defaults.allow_passthrough_v1_alias),
-        allow_unauthenticated: env_bool(env, "AURORA_ALLOW_UNAUTHENTICATED")?
-            .or(s.allow_unauthenticated)
-            .unwrap_or(defaults.allow_unauthenticated),
+        enable_passthrough_routes: overlay::flag(
+            env,
+            "ENABLE_PASSTHROUGH_ROUTES",
+            s.enable_passthrough_routes,
+        )?
+        .unwrap_or(defaults.enable_passthrough_routes),
+        allow_passthrough_v1_alias: overlay::flag(
+            env,
+            "ALLOW_PASSTHROUGH_V1_ALIAS",
+            s.allow_passthrough_v1_alias,
+        )?
+        .unwrap_or(defaults.allow_passthrough_v1_alias),
+        allow_unauthenticated: overlay::flag(
+            env,
+            "AURORA_ALLOW_UNAUTHENTICATED",
+            s.allow_unauthenticated,
+        )?
+        .unwrap_or(defaults.allow_unauthenticated),
         enabled_passthrough_providers,
-        grace_period_seconds: match env.get("AURORA_GRACE_PERIOD_SECONDS") {
-            Some(v) => v.parse().map_err(|_| {
-                invalid(format!(
-                    "AURORA_GRACE_PERIOD_SECONDS must be a number, got `{v}`"
-                ))
-            })?,
-            None => s
-                .grace_period_seconds
-                .unwrap_or(defaults.grace_period_seconds),
-        },
     })
-}
-
-/// A path-like setting: the environment, else the file (with `${VAR}` expanded), else `default`.
-fn path_setting(env: &EnvSnapshot, var: &str, file: &Option<String>, default: String) -> String {
-    env.get(var)
-        .map(str::to_string)
-        .or_else(|| file.as_deref().map(|v| env.expand(v)))
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or(default)
 }
 
 fn downstream_tls(
     s: &FileServer,
     env: &EnvSnapshot,
     plain_listen: &str,
-) -> Result<Option<DownstreamTls>, ConfigError> {
+) -> Result<Option<(String, ListenerCert)>, ConfigError> {
     let file = s.tls.as_ref();
     let pick = |var: &str, value: Option<&String>| {
-        env.get(var)
-            .map(str::to_string)
-            .or_else(|| value.map(|v| env.expand(v)))
-            .filter(|v| !v.trim().is_empty())
+        overlay::non_blank_text(env, var, value.map(String::as_str))
     };
     let cert_file = pick(
         "AURORA_TLS_CERT_FILE",
@@ -436,12 +420,14 @@ fn downstream_tls(
     }
     let cert =
         ServerCert::load(&cert_file, &key_file).map_err(|e| invalid(format!("server.tls: {e}")))?;
-    Ok(Some(DownstreamTls {
+    Ok(Some((
         listen,
-        cert_file,
-        key_file,
-        cert,
-    }))
+        ListenerCert {
+            cert_file,
+            key_file,
+            cert,
+        },
+    )))
 }
 
 /// The master key: `AURORA_MASTER_KEY`, else the file `AURORA_MASTER_KEY_FILE` names,
@@ -561,12 +547,9 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     let prefix = env_prefix(name);
     let key_env = format!("{prefix}_API_KEY");
     let credential = provider_credential(name, &key_env, p, env)?;
-    let base_text = env
-        .get(&format!("{prefix}_BASE_URL"))
-        .map(str::to_string)
-        .or_else(|| p.base_url.as_deref().map(|u| env.expand(u)))
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| kind.default_base_url().to_string());
+    let base_text =
+        overlay::non_blank_text(env, &format!("{prefix}_BASE_URL"), p.base_url.as_deref())
+            .unwrap_or_else(|| kind.default_base_url().to_string());
     let base = BaseUrl::parse(&base_text)
         .map_err(|e| invalid(format!("provider `{name}`: base_url `{base_text}` {e}")))?;
     let mut headers = Vec::new();
@@ -631,67 +614,14 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     })
 }
 
-/// A size setting: the environment, else the file, else `default`.
-fn size_setting(
-    env: &EnvSnapshot,
-    var: &str,
-    field: &str,
-    file: &Option<SizeValue>,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match env.get(var) {
-        Some(v) => parse_size(var, v),
-        None => match file {
-            Some(SizeValue::Bytes(b)) => Ok(*b),
-            Some(SizeValue::Text(t)) => parse_size(field, &env.expand(t)),
-            None => Ok(default),
-        },
-    }
-}
-
-/// A duration setting (`10s`, `2m`): the environment, else the file, else `default`.
-fn duration_setting(
-    env: &EnvSnapshot,
-    var: &str,
-    field: &str,
-    file: &Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let (name, text) = match env.get(var) {
-        Some(v) => (var, v.to_string()),
-        None => match file {
-            Some(v) => (field, env.expand(v)),
-            None => return Ok(default),
-        },
-    };
-    humantime::parse_duration(text.trim())
-        .map_err(|e| invalid(format!("{name} `{text}` is not a duration like `10s`: {e}")))
-}
-
-fn parse_size(field: &str, text: &str) -> Result<u64, ConfigError> {
-    text.trim()
-        .parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| invalid(format!("{field} `{text}` is not a size like `10MiB`: {e}")))
-}
-
-fn env_bool(env: &EnvSnapshot, name: &str) -> Result<Option<bool>, ConfigError> {
-    match env.get(name) {
-        None => Ok(None),
-        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(Some(true)),
-            "0" | "false" | "no" | "off" => Ok(Some(false)),
-            _ => Err(invalid(format!("{name} must be true or false, got `{v}`"))),
-        },
-    }
-}
-
 fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn build(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -785,7 +715,7 @@ providers:
             ],
         )
         .unwrap();
-        assert_eq!(c.server.listen, "127.0.0.1:7000");
+        assert_eq!(c.server.startup.listen, "127.0.0.1:7000");
         assert_eq!(c.server.body_size_limit, 2 * 1024 * 1024);
         assert!(!c.server.enable_passthrough_routes);
         assert_eq!(
@@ -1242,14 +1172,14 @@ providers:
     #[test]
     fn pid_file_and_upgrade_socket_are_configurable() {
         let c = build("", &[]).unwrap();
-        assert_eq!(c.server.pid_file, "/tmp/aurora.pid");
-        assert_eq!(c.server.upgrade_sock, "/tmp/aurora_upgrade.sock");
+        assert_eq!(c.server.startup.pid_file, "/tmp/aurora.pid");
+        assert_eq!(c.server.startup.upgrade_sock, "/tmp/aurora_upgrade.sock");
         let yaml = "server:\n  pid_file: /run/a.pid\n  upgrade_sock: /run/a.sock\n";
         let c = build(yaml, &[("AURORA_UPGRADE_SOCK", "/tmp/t.sock")]).unwrap();
-        assert_eq!(c.server.pid_file, "/run/a.pid");
-        assert_eq!(c.server.upgrade_sock, "/tmp/t.sock");
+        assert_eq!(c.server.startup.pid_file, "/run/a.pid");
+        assert_eq!(c.server.startup.upgrade_sock, "/tmp/t.sock");
         let c = build("", &[("AURORA_PID_FILE", "/tmp/t.pid")]).unwrap();
-        assert_eq!(c.server.pid_file, "/tmp/t.pid");
+        assert_eq!(c.server.startup.pid_file, "/tmp/t.pid");
     }
 
     #[test]
@@ -1268,6 +1198,6 @@ providers:
         )
         .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/c.pem"), "{e}");
-        assert!(build("", &[]).unwrap().server.tls.is_none());
+        assert!(build("", &[]).unwrap().server.tls_cert.is_none());
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::error::ConfigError;
+use super::overlay::text;
 use super::schema::{FileBudget, FileConfig, FileKeyLimits};
 use super::EnvSnapshot;
 
@@ -97,10 +98,7 @@ impl LimitSettings {
 
 /// Reads the limits of `file`; the store URL may come from `AURORA_REDIS_URL`.
 pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSettings, ConfigError> {
-    let store_text = env
-        .get("AURORA_REDIS_URL")
-        .map(str::to_string)
-        .or_else(|| file.limits.store.as_ref().map(|s| env.expand(s)));
+    let store_text = text(env, "AURORA_REDIS_URL", file.limits.store.as_deref());
     let store = match store_text.as_deref().map(str::trim) {
         None | Some("") | Some("memory") => LimitStoreKind::Memory,
         Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {

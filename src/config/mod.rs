@@ -3,36 +3,44 @@
 
 mod build;
 mod credential;
+mod defaults;
 mod env;
 mod error;
 mod exposure;
 mod limits;
 mod live;
 mod observability;
+mod overlay;
 mod passthru_tag;
 mod reload;
 mod resilience;
 pub mod schema;
+mod server;
 mod telemetry;
 mod timeouts;
 mod tls_listener;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 pub use build::build_config;
+pub use defaults::default_config_yaml;
 pub use env::{env_prefix, EnvSnapshot};
 pub use error::ConfigError;
 pub use exposure::MIN_MASTER_KEY_LEN;
 pub use limits::{Budget, BudgetPeriod, KeyLimits, LimitSettings, LimitStoreKind, OnStoreError};
 pub use live::LiveConfig;
 pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
-pub use reload::{ConfigReloader, ReloadOutcome, RESTART_ONLY_KEYS};
+pub use reload::{ConfigReloader, ReloadOutcome};
 pub use resilience::{Fallbacks, HealthPolicy, RetryOn, RetryPolicy};
+pub use server::{
+    ServerSettings, ServerStartup, DEFAULT_BODY_SIZE_LIMIT, DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_PASSTHROUGH_PROVIDERS, DEFAULT_PID_FILE, DEFAULT_UPGRADE_SOCK,
+};
 pub use telemetry::{TelemetrySettings, DEFAULT_SERVICE_NAME};
 pub use timeouts::ModelTimeouts;
-pub use tls_listener::{DownstreamTls, ServerCert, DEFAULT_TLS_LISTEN};
+pub use tls_listener::{ListenerCert, ServerCert, DEFAULT_TLS_LISTEN};
 
 use crate::auth::GatewayAuth;
 use crate::metrics::usage::Price;
@@ -41,25 +49,6 @@ use crate::proxy::response_store::StoreLimits;
 
 /// Default config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "conf/aurora.yaml";
-
-/// Default body size limit: 10 MiB.
-pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 10 * 1024 * 1024;
-
-/// Default whole-header deadline: a request header must arrive within 10 s of its first byte.
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Default cap on a request header (request line and fields): 64 KiB.
-pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 * 1024;
-
-/// Default whole-body deadline for a request body: 60 s.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Default cap on the request bodies held in memory at once across the gateway: 256 MiB.
-pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
-
-/// Passthrough providers enabled when config says nothing.
-pub const DEFAULT_PASSTHROUGH_PROVIDERS: [&str; 5] =
-    ["openai", "anthropic", "openrouter", "zai", "vllm"];
 
 /// `max_tokens` sent to Anthropic when a translated OpenAI request names none
 /// (Anthropic requires the field, OpenAI does not).
@@ -130,82 +119,6 @@ impl ModelSettings {
             .unwrap_or_default()
             .or(limit(client_name))
             .or(limit(upstream))
-    }
-}
-
-/// Default pid file of a daemonized gateway.
-pub const DEFAULT_PID_FILE: &str = "/tmp/aurora.pid";
-
-/// Default socket for handing the listeners to a new process (`-u`).
-pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/aurora_upgrade.sock";
-
-/// Gateway-wide settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSettings {
-    /// Plain HTTP listener (`host:port`).
-    pub listen: String,
-    /// Worker threads.
-    pub threads: usize,
-    /// Largest request body accepted, in bytes.
-    pub body_size_limit: u64,
-    /// Time a client has to send a whole request header, from its first byte (408).
-    pub header_timeout: Duration,
-    /// Largest request header accepted, in bytes (431).
-    pub max_header_bytes: u64,
-    /// Time a client has to send a whole request body, from the end of its header (408).
-    pub body_timeout: Duration,
-    /// Request bodies held in memory at once, gateway-wide; past it, 503.
-    pub max_buffered_bytes: u64,
-    /// Whether `/p/{provider}/…` is served at all.
-    pub enable_passthrough_routes: bool,
-    /// Whether `/p/{provider}/v1/x` is read as `/p/{provider}/x`.
-    pub allow_passthrough_v1_alias: bool,
-    /// Serve without a gateway key on a non-loopback listener while holding provider
-    /// credentials (otherwise refused).
-    pub allow_unauthenticated: bool,
-    /// Instance names or types reachable through `/p/`.
-    pub enabled_passthrough_providers: Vec<String>,
-    /// Seconds SIGTERM waits for in-flight requests.
-    pub grace_period_seconds: u64,
-    /// Log filter in `RUST_LOG` syntax, already checked.
-    pub log_level: String,
-    /// Pid file written when running as a daemon.
-    pub pid_file: String,
-    /// Unix socket the listeners are handed over on during an upgrade.
-    pub upgrade_sock: String,
-    /// The HTTPS listener, when configured.
-    pub tls: Option<DownstreamTls>,
-    /// The metrics listener (`GET /metrics` without auth), `None` when off.
-    pub metrics_listen: Option<String>,
-    /// How finished requests are logged.
-    pub access_log: AccessLogFormat,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            listen: "0.0.0.0:8080".to_string(),
-            threads: 2,
-            body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
-            header_timeout: DEFAULT_HEADER_TIMEOUT,
-            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
-            body_timeout: DEFAULT_BODY_TIMEOUT,
-            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
-            enable_passthrough_routes: true,
-            allow_passthrough_v1_alias: true,
-            allow_unauthenticated: false,
-            enabled_passthrough_providers: DEFAULT_PASSTHROUGH_PROVIDERS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            grace_period_seconds: 30,
-            log_level: crate::logging::DEFAULT_LOG_FILTER.to_string(),
-            pid_file: DEFAULT_PID_FILE.to_string(),
-            upgrade_sock: DEFAULT_UPGRADE_SOCK.to_string(),
-            tls: None,
-            metrics_listen: Some(DEFAULT_METRICS_LISTEN.to_string()),
-            access_log: AccessLogFormat::default(),
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::env::EnvSnapshot;
 use super::error::ConfigError;
+use super::overlay::{overlay, text};
 
 /// Where the metrics listener binds when nothing says otherwise: loopback only, as
 /// it answers without a key.
@@ -25,10 +26,14 @@ pub fn metrics_listen(
     file: Option<&str>,
     env: &EnvSnapshot,
 ) -> Result<Option<String>, ConfigError> {
-    let value = match env.get_raw("AURORA_METRICS_LISTEN") {
-        Some(v) => v.to_string(),
-        None => file.map_or_else(|| DEFAULT_METRICS_LISTEN.to_string(), |f| env.expand(f)),
-    };
+    // `get_raw`: an empty variable means "no listener", not "unset".
+    let Ok(value) = overlay::<_, _, std::convert::Infallible>(
+        env.get_raw("AURORA_METRICS_LISTEN"),
+        file,
+        |v| Ok(v.to_string()),
+        |f| Ok(env.expand(f)),
+    );
+    let value = value.unwrap_or_else(|| DEFAULT_METRICS_LISTEN.to_string());
     let value = value.trim();
     if value.is_empty() || value.eq_ignore_ascii_case("off") {
         return Ok(None);
@@ -43,12 +48,8 @@ pub fn metrics_listen(
 
 /// `server.access_log` (env `AURORA_ACCESS_LOG` wins): `text`, `json` or `off`.
 pub fn access_log(file: Option<&str>, env: &EnvSnapshot) -> Result<AccessLogFormat, ConfigError> {
-    let value = match env.get("AURORA_ACCESS_LOG") {
-        Some(v) => v.to_string(),
-        None => match file {
-            Some(f) => env.expand(f),
-            None => return Ok(AccessLogFormat::default()),
-        },
+    let Some(value) = text(env, "AURORA_ACCESS_LOG", file) else {
+        return Ok(AccessLogFormat::default());
     };
     match value.trim().to_ascii_lowercase().as_str() {
         "text" => Ok(AccessLogFormat::Text),

@@ -7,23 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{ConfigError, ConfigSource, EnvSnapshot, LiveConfig, ServerSettings};
-
-/// Settings fixed when the process starts (sockets, runtimes, Pingora's server
-/// settings). A reload keeps their running values; a graceful upgrade (`-u`) or a
-/// restart applies them.
-pub const RESTART_ONLY_KEYS: [&str; 10] = [
-    "limits.store",
-    "server.listen",
-    "server.threads",
-    "server.grace_period_seconds",
-    "server.pid_file",
-    "server.upgrade_sock",
-    "server.tls",
-    "server.tls.listen",
-    "server.metrics_listen",
-    "telemetry",
-];
+use super::{ConfigError, ConfigSource, EnvSnapshot, LiveConfig};
 
 /// What a reload did.
 #[derive(Debug)]
@@ -85,8 +69,8 @@ impl ConfigReloader {
             }
         };
         let running = self.live.snapshot();
-        let mut kept = keep_restart_only(&running.server, &mut next.server);
-        // The span exporter is built once, at start.
+        let mut kept = next.server.keep_startup_of(&running.server);
+        // The limit store is connected and the span exporter built once, at start.
         if next.limits.store != running.limits.store {
             next.limits.store = running.limits.store.clone();
             kept.push("limits.store");
@@ -126,72 +110,6 @@ impl ConfigReloader {
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
-}
-
-/// Puts the running value of every restart-only setting into `next` and names the
-/// ones the new file wanted to change.
-fn keep_restart_only(running: &ServerSettings, next: &mut ServerSettings) -> Vec<&'static str> {
-    let mut kept = Vec::new();
-    fn keep<T: PartialEq + Clone>(
-        key: &'static str,
-        running: &T,
-        next: &mut T,
-        kept: &mut Vec<&'static str>,
-    ) {
-        if running != next {
-            *next = running.clone();
-            kept.push(key);
-        }
-    }
-    keep(
-        "server.listen",
-        &running.listen,
-        &mut next.listen,
-        &mut kept,
-    );
-    keep(
-        "server.threads",
-        &running.threads,
-        &mut next.threads,
-        &mut kept,
-    );
-    keep(
-        "server.grace_period_seconds",
-        &running.grace_period_seconds,
-        &mut next.grace_period_seconds,
-        &mut kept,
-    );
-    keep(
-        "server.pid_file",
-        &running.pid_file,
-        &mut next.pid_file,
-        &mut kept,
-    );
-    keep(
-        "server.upgrade_sock",
-        &running.upgrade_sock,
-        &mut next.upgrade_sock,
-        &mut kept,
-    );
-    keep(
-        "server.metrics_listen",
-        &running.metrics_listen,
-        &mut next.metrics_listen,
-        &mut kept,
-    );
-    match (&running.tls, &mut next.tls) {
-        (None, None) => {}
-        (Some(run), Some(new)) => {
-            keep("server.tls.listen", &run.listen, &mut new.listen, &mut kept)
-        }
-        // Adding or removing the HTTPS listener needs a restart; the running listener
-        // keeps the certificate it has.
-        (run, new) => {
-            *new = run.clone();
-            kept.push("server.tls");
-        }
-    }
-    kept
 }
 
 #[cfg(test)]
@@ -341,10 +259,63 @@ mod tests {
             ]
         );
         let now = f.reloader.live().snapshot();
-        assert_eq!(now.server.listen, "127.0.0.1:7001");
-        assert_eq!(now.server.threads, 2);
-        assert_eq!(now.server.grace_period_seconds, 30);
+        assert_eq!(now.server.startup.listen, "127.0.0.1:7001");
+        assert_eq!(now.server.startup.threads, 2);
+        assert_eq!(now.server.startup.grace_period_seconds, 30);
         assert_eq!(now.server.body_size_limit, 2 * 1024 * 1024, "reloadable");
+    }
+
+    fn write_cert_pair(dir: &std::path::Path, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    }
+
+    fn tls_yaml(listen: &str, (cert, key): &(String, String)) -> String {
+        format!("server:\n  tls: {{listen: \"{listen}\", cert_file: {cert}, key_file: {key}}}\n")
+    }
+
+    #[test]
+    fn the_https_certificate_reloads_while_its_listener_stays() {
+        let certs = tempfile::Builder::new()
+            .prefix("aurora-unit-reload-tls-")
+            .tempdir()
+            .unwrap();
+        let first = write_cert_pair(certs.path(), "first");
+        let second = write_cert_pair(certs.path(), "second");
+        let f = fixture(&tls_yaml("127.0.0.1:8443", &first));
+        std::fs::write(&f.path, tls_yaml("127.0.0.1:8444", &second)).unwrap();
+        let ReloadOutcome::Applied { kept, .. } = f.reloader.reload_with(&env()) else {
+            panic!("a valid file must apply");
+        };
+        assert_eq!(kept, vec!["server.tls.listen"]);
+        let now = f.reloader.live().snapshot();
+        assert_eq!(
+            now.server.startup.tls_listen.as_deref(),
+            Some("127.0.0.1:8443")
+        );
+        let served = now.server.tls_cert.clone().unwrap();
+        assert!(served.cert_file.ends_with("second.crt"), "{served:?}");
+
+        // Dropping `server.tls` keeps the listener and the certificate it serves.
+        std::fs::write(&f.path, "server:\n  metrics_listen: off\n").unwrap();
+        let ReloadOutcome::Applied { kept, .. } = f.reloader.reload_with(&env()) else {
+            panic!("a valid file must apply");
+        };
+        assert_eq!(kept, vec!["server.metrics_listen", "server.tls"]);
+        let now = f.reloader.live().snapshot();
+        assert!(now.server.startup.tls_listen.is_some());
+        assert_eq!(now.server.tls_cert, Some(served));
+        assert!(now.server.startup.metrics_listen.is_some());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::schema::{FileHealth, FileModels, FileRetry};
-use crate::providers::{split_model_prefix, ProviderCatalogue};
+use crate::providers::{ModelAfterPrefixError, ModelRef, ProviderCatalogue};
 
 /// Extra attempts after the first, unless configured.
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 0;
@@ -230,9 +230,7 @@ pub fn fallbacks(
         for target in chain {
             let target = target.trim();
             let routable = file.aliases.contains_key(target)
-                || split_model_prefix(target).is_some_and(|(prefix, rest)| {
-                    !rest.trim().is_empty() && providers.configured_named(prefix).is_some()
-                });
+                || routable_by_prefix(&ModelRef::parse(target), providers);
             if !routable {
                 return Err(ConfigError::Invalid(format!(
                     "models.fallbacks.{model}: `{target}` names no configured provider; write `provider/model` with a configured provider, or an alias"
@@ -256,6 +254,19 @@ pub fn fallbacks(
         chains,
         on_context_overflow,
     })
+}
+
+/// A fallback `provider/model` needs a configured provider and a model after it; a
+/// doubled separator is left for routing to refuse, as for any client-written name.
+fn routable_by_prefix(target: &ModelRef<'_>, providers: &ProviderCatalogue) -> bool {
+    let has_model = !matches!(
+        target.model_after_prefix(),
+        None | Some(Err(ModelAfterPrefixError::Missing))
+    );
+    has_model
+        && target
+            .prefix()
+            .is_some_and(|prefix| providers.configured_named(prefix).is_some())
 }
 
 #[cfg(test)]

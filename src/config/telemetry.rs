@@ -3,6 +3,7 @@
 
 use super::env::EnvSnapshot;
 use super::error::ConfigError;
+use super::overlay::{non_blank_text, overlay};
 use super::schema::FileTelemetry;
 
 /// The service name spans carry when nothing says otherwise.
@@ -32,25 +33,21 @@ pub fn telemetry_settings(
     file: &FileTelemetry,
     env: &EnvSnapshot,
 ) -> Result<TelemetrySettings, ConfigError> {
-    let endpoint = match env.get_raw("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        Some(v) => Some(v.to_string()),
-        None => file.otlp_endpoint.as_deref().map(|e| env.expand(e)),
-    };
+    // `get_raw`: an empty variable turns traces off, whatever the file says.
+    let Ok(endpoint) = overlay::<_, _, std::convert::Infallible>(
+        env.get_raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        file.otlp_endpoint.as_deref(),
+        |v| Ok(v.to_string()),
+        |f| Ok(env.expand(f)),
+    );
     let otlp_traces_url = endpoint
         .as_deref()
         .map(str::trim)
         .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("off"))
         .map(traces_url)
         .transpose()?;
-    let service_name = match env.get("OTEL_SERVICE_NAME") {
-        Some(v) => v.to_string(),
-        None => file
-            .service_name
-            .as_deref()
-            .map(|s| env.expand(s))
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_string()),
-    };
+    let service_name = non_blank_text(env, "OTEL_SERVICE_NAME", file.service_name.as_deref())
+        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_string());
     Ok(TelemetrySettings {
         otlp_traces_url,
         service_name,

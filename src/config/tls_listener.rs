@@ -14,11 +14,11 @@ use pingora_core::tls::{CertificateDer, CryptoProvider, PrivateKeyDer};
 /// Default HTTPS listen address when `server.tls` gives none.
 pub const DEFAULT_TLS_LISTEN: &str = "0.0.0.0:8443";
 
-/// `server.tls`: an HTTPS listener (HTTP/2 and HTTP/1.1) beside the plain one.
+/// The certificate of `server.tls`, the HTTPS listener (HTTP/2 and HTTP/1.1) beside
+/// the plain one. Its address is a startup setting ([`super::ServerStartup`]); the
+/// certificate reloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DownstreamTls {
-    /// `host:port` of the HTTPS listener; fixed for the life of the process.
-    pub listen: String,
+pub struct ListenerCert {
     /// PEM certificate chain, leaf first.
     pub cert_file: PathBuf,
     /// PEM private key matching the leaf.

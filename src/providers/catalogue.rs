@@ -206,14 +206,6 @@ pub fn how_to_configure(kind: ProviderKind) -> String {
     format!("set {variable} on the gateway or add `{kind}` under `providers:` in the config")
 }
 
-/// Splits `provider/model` or `provider:model` at the first `/` or `:`, whichever comes
-/// first. `None` when the name has neither. Either side may be empty; callers decide
-/// whether that is an error, because a bare model id may itself contain a `/`.
-pub fn split_model_prefix(name: &str) -> Option<(&str, &str)> {
-    let at = name.find(['/', ':'])?;
-    Some((&name[..at], &name[at + 1..]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,21 +265,6 @@ mod tests {
         let p = c.preferred_of_kind(ProviderKind::Anthropic).unwrap();
         assert_eq!(p.name, "anthropic");
         assert!(c.preferred_of_kind(ProviderKind::Gemini).is_none());
-    }
-
-    #[test]
-    fn model_prefix_splits_at_the_first_separator() {
-        assert_eq!(
-            split_model_prefix("openrouter/google/gemini-2.5"),
-            Some(("openrouter", "google/gemini-2.5"))
-        );
-        assert_eq!(
-            split_model_prefix("groq:llama:8b"),
-            Some(("groq", "llama:8b"))
-        );
-        assert_eq!(split_model_prefix("a:b/c"), Some(("a", "b/c")));
-        assert_eq!(split_model_prefix("::x"), Some(("", ":x")));
-        assert_eq!(split_model_prefix("gpt-4o"), None);
     }
 
     #[test]

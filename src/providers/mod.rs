@@ -5,15 +5,17 @@ mod base_url;
 mod catalogue;
 mod credential;
 mod kind;
+mod model_ref;
 mod model_traits;
 mod secret;
 mod tls_roots;
 
 pub use crate::config::env_prefix;
 pub use base_url::{BaseUrl, BaseUrlError};
-pub use catalogue::{how_to_configure, split_model_prefix, Provider, ProviderCatalogue, Timeouts};
+pub use catalogue::{how_to_configure, Provider, ProviderCatalogue, Timeouts};
 pub use credential::{is_passthru_marker, KeyRing, ProviderCredential, PASSTHRU};
 pub use kind::{AuthStyle, ProviderKind, WireFormat};
+pub use model_ref::{ModelAfterPrefixError, ModelRef};
 pub use model_traits::{reasoning_family, ModelTraits};
 pub use secret::Secret;
 pub use tls_roots::{load_roots_with_ca_file, TlsRoots};

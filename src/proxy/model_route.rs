@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::GatewayError;
 use crate::config::Config;
-use crate::providers::{split_model_prefix, Provider, ProviderKind};
+use crate::providers::{ModelAfterPrefixError, ModelRef, Provider, ProviderKind};
 
 /// Model-name prefixes that identify a provider family, checked in order.
 const FAMILIES: [(&str, ProviderKind); 9] = [
@@ -64,7 +64,7 @@ pub fn route_model(requested: &str, config: &Config) -> Result<ModelRoute, Gatew
             model: requested.to_string(),
         });
     }
-    if let Some((prefix, _)) = split_model_prefix(requested) {
+    if let Some(prefix) = ModelRef::parse(requested).prefix() {
         if config.providers.unconfigured_type(prefix).is_some() {
             return Err(
                 GatewayError::provider_not_found(prefix, &config.providers).with_param("model")
@@ -107,7 +107,8 @@ pub fn route_pool(requested: &str, config: &Config) -> Result<Vec<ModelRoute>, G
 /// prefix or its prefix is no configured instance: such a name may still be a bare id
 /// (`meta-llama/Llama-3`) that a later step knows.
 fn explicit(requested: &str, config: &Config) -> Result<Option<ModelRoute>, GatewayError> {
-    let Some((prefix, model)) = split_model_prefix(requested) else {
+    let name = ModelRef::parse(requested);
+    let Some(prefix) = name.prefix() else {
         return Ok(None);
     };
     if prefix.is_empty() {
@@ -119,22 +120,21 @@ fn explicit(requested: &str, config: &Config) -> Result<Option<ModelRoute>, Gate
     let Some(provider) = config.providers.configured_named(prefix) else {
         return Ok(None);
     };
-    if model.trim().is_empty() {
-        return Err(model_error(format!(
-            "model `{requested}` names provider `{}` but no model after it: write `{}/<model>`",
-            provider.name, provider.name
-        )));
-    }
-    if model.starts_with(['/', ':']) {
-        return Err(model_error(format!(
+    match name.model_after_prefix() {
+        Some(Ok(model)) => Ok(Some(ModelRoute {
+            provider: Arc::clone(provider),
+            model: model.to_string(),
+        })),
+        Some(Err(ModelAfterPrefixError::DoubledSeparator)) => Err(model_error(format!(
             "model `{requested}` has a doubled separator after provider `{}`: write `{}/<model>`",
             provider.name, provider.name
-        )));
+        ))),
+        // A prefixed name always has a part after the prefix; `None` cannot happen.
+        Some(Err(ModelAfterPrefixError::Missing)) | None => Err(model_error(format!(
+            "model `{requested}` names provider `{}` but no model after it: write `{}/<model>`",
+            provider.name, provider.name
+        ))),
     }
-    Ok(Some(ModelRoute {
-        provider: Arc::clone(provider),
-        model: model.to_string(),
-    }))
 }
 
 fn family_of(model: &str) -> Option<ProviderKind> {

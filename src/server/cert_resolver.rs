@@ -23,12 +23,12 @@ impl LiveCertResolver {
 
 impl ResolvesServerCert for LiveCertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        // A reload keeps the running `server.tls` when the new file drops it, so a
-        // listener that exists always finds a certificate here.
+        // A reload keeps the running certificate when the new file drops `server.tls`,
+        // so a listener that exists always finds one here.
         self.live
             .snapshot()
             .server
-            .tls
+            .tls_cert
             .as_ref()
             .map(|tls| tls.cert.certified_key())
     }

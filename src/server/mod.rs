@@ -31,7 +31,7 @@ pub use metrics_service::{metrics_service, MetricsApp};
 pub use reload_service::ReloadOnHangup;
 pub use usage_client::fetch_usage_report;
 
-use crate::config::{Config, ConfigReloader, ConfigSource, DownstreamTls, LiveConfig};
+use crate::config::{Config, ConfigReloader, ConfigSource, ListenerCert, LiveConfig};
 use crate::proxy::AuroraProxy;
 
 /// Timeouts longer than this run on tokio's timer instead of Pingora's fast one.
@@ -50,11 +50,11 @@ pub const FAST_TIMEOUT_LIMIT_SECS: u64 = 10;
 /// Pingora's server settings derived from Aurora's config.
 pub fn server_conf(config: &Config) -> ServerConf {
     ServerConf {
-        threads: config.server.threads,
-        pid_file: config.server.pid_file.clone(),
-        upgrade_sock: config.server.upgrade_sock.clone(),
+        threads: config.server.startup.threads,
+        pid_file: config.server.startup.pid_file.clone(),
+        upgrade_sock: config.server.startup.upgrade_sock.clone(),
         // Pingora waits 300 s by default; an edge proxy should drain faster.
-        grace_period_seconds: Some(config.server.grace_period_seconds),
+        grace_period_seconds: Some(config.server.startup.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(5),
         fast_timeout_to_tokio_threshold_seconds: Some(FAST_TIMEOUT_LIMIT_SECS),
         ..ServerConf::default()
@@ -82,9 +82,14 @@ pub fn build_server(
     // A daemon (`-d`) would otherwise move to `/`, breaking relative paths in the
     // config (CA and certificate files) for reloads.
     conf.working_directory = std::env::current_dir().ok();
-    let listen = config.server.listen.clone();
-    let tls = config.server.tls.clone();
-    let metrics_listen = config.server.metrics_listen.clone();
+    let listen = config.server.startup.listen.clone();
+    let tls = config
+        .server
+        .startup
+        .tls_listen
+        .clone()
+        .zip(config.server.tls_cert.clone());
+    let metrics_listen = config.server.startup.metrics_listen.clone();
     match crate::telemetry::install(&config.telemetry) {
         Ok(true) => log::info!(
             "traces go to {}",
@@ -125,8 +130,8 @@ pub fn build_server(
     proxy.add_listener(
         ListenerConfig::tcp(listen.clone()).l4_buffer(L4BufferSettings::default().read(0)),
     );
-    if let Some(tls) = &tls {
-        proxy.add_tls_with_settings(&tls.listen, None, tls_settings(tls, &live)?);
+    if let Some((tls_listen, cert)) = &tls {
+        proxy.add_tls_with_settings(tls_listen, None, tls_settings(cert, &live)?);
     }
     let proxy = server.add_service(proxy);
     // SIGHUP's default action ends the process: accept connections only once the
@@ -141,7 +146,7 @@ pub fn build_server(
 /// HTTPS with HTTP/2 offered first (ALPN h2, http/1.1). The certificate is looked up
 /// in the live config on every handshake, so a reload that re-reads the files reaches
 /// new connections without restarting the listener.
-fn tls_settings(tls: &DownstreamTls, live: &Arc<LiveConfig>) -> pingora_core::Result<TlsSettings> {
+fn tls_settings(tls: &ListenerCert, live: &Arc<LiveConfig>) -> pingora_core::Result<TlsSettings> {
     // The paths are not read here: the resolver supplies the certificate.
     let mut settings = TlsSettings::intermediate(
         &tls.cert_file.to_string_lossy(),

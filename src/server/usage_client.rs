@@ -17,6 +17,7 @@ pub fn fetch_usage_report(
 ) -> Result<String, String> {
     let addr = config
         .server
+        .startup
         .metrics_listen
         .as_deref()
         .ok_or("server.metrics_listen is off: the usage report is served there")?;
