@@ -28,14 +28,27 @@ pub fn insert_rate_headers(
     resp: &mut ResponseHeader,
     rate: &RateState,
 ) -> pingora_core::Result<()> {
-    for ([limit, remaining, reset], window) in NAMES.into_iter().zip([rate.requests, rate.tokens]) {
+    let windows = [rate.requests, rate.tokens];
+    // Room in the header map up front: one growth instead of one per threshold crossed
+    // (Pingora's own map of the names' case grows by itself).
+    resp.headers.reserve(3 * windows.iter().flatten().count());
+    for ([limit, remaining, reset], window) in NAMES.into_iter().zip(windows) {
         let Some(w) = window else { continue };
-        resp.insert_header(limit, HeaderValue::from(w.limit))?;
-        resp.insert_header(remaining, HeaderValue::from(w.remaining))?;
+        resp.insert_header(limit, number(w.limit))?;
+        resp.insert_header(remaining, number(w.remaining))?;
         let mut text = ResetText::default();
         resp.insert_header(reset, text.write(w.reset_secs))?;
     }
     Ok(())
+}
+
+/// `n` as a header value, formatted on the stack (`HeaderValue::from(u64)` goes
+/// through a growable buffer first).
+fn number(n: u64) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(n);
+    // Digits are always a valid header value; the fallback is never taken.
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Room for the longest reset text: `u64::MAX` seconds as hours, minutes and seconds.
@@ -77,6 +90,13 @@ impl ResetText {
 mod tests {
     use super::*;
     use crate::limits::WindowState;
+
+    #[test]
+    fn numbers_read_as_decimal_text() {
+        for n in [0, 7, 1_000_000, u64::MAX] {
+            assert_eq!(number(n).to_str().unwrap(), n.to_string());
+        }
+    }
 
     #[test]
     fn reset_texts_read_as_openai_writes_them() {
