@@ -566,7 +566,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         .map(str::to_string)
         .or_else(|| p.base_url.as_deref().map(|u| env.expand(u)))
         .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| kind.default_base_url().to_string());
+        .unwrap_or_else(|| kind.facts().default_base_url.to_string());
     let base = BaseUrl::parse(&base_text)
         .map_err(|e| invalid(format!("provider `{name}`: base_url `{base_text}` {e}")))?;
     let mut headers = Vec::new();
@@ -589,7 +589,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         _ => None,
     };
     let format = match p.format.as_deref().map(str::trim) {
-        None => kind.wire_format(),
+        None => kind.facts().wire_format,
         Some(f) => WireFormat::from_name(f).ok_or_else(|| {
             let known: Vec<&str> = WireFormat::ALL.iter().map(|f| f.name()).collect();
             invalid(format!(
