@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::provider_rules::{anthropic_messages_refusal, openai_chat_refusal};
+use common::mock::provider_rules::{anthropic_messages_refusal, openai_chat_refusal};
 use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 
@@ -241,11 +241,13 @@ async fn anthropic_format_providers_get_the_beta_query_and_headers_as_sent() {
 async fn the_validating_mocks_refuse_what_the_real_apis_refuse() {
     let mock = MockUpstream::start(validating_provider).await;
     let openai = |body: Value| {
+        let body = bytes::Bytes::from(body.to_string());
         openai_chat_refusal(&Recorded {
             method: "POST".into(),
             uri: "/v1/chat/completions".into(),
             headers: http::HeaderMap::new(),
-            body: body.to_string().into(),
+            body_len: body.len(),
+            body,
         })
     };
     let user = json!([{"role": "user", "content": "x"}]);

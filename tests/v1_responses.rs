@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::provider_rules::{anthropic_messages_refusal, openai_chat_refusal};
+use common::mock::provider_rules::{anthropic_messages_refusal, openai_chat_refusal};
 use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 

@@ -28,7 +28,10 @@
 mod allocations;
 mod client;
 mod limited;
+// The mock provider the integration tests use too: one mock, two users.
+#[path = "../../tests/common/mock/mod.rs"]
 mod mock;
+mod mock_process;
 mod paced;
 mod procfs;
 mod report;
@@ -580,7 +583,7 @@ fn output_dir() -> PathBuf {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--mock") {
-        mock::run_from_env();
+        mock_process::run_from_env();
         return;
     }
     if args.iter().any(|a| a == "--soak") {

@@ -272,8 +272,8 @@ impl Scenario {
         if self.paced {
             // Read by the mock provider (and passed on by every proxy).
             let p = super::paced::Pacing::from_env();
-            put(super::mock::PACE_HEADER, &p.pace_ms.to_string());
-            put(super::mock::EVENTS_HEADER, &p.events.to_string());
+            put(super::mock::canned::PACE_HEADER, &p.pace_ms.to_string());
+            put(super::mock::canned::EVENTS_HEADER, &p.events.to_string());
         }
         RequestSpec {
             method,
@@ -396,9 +396,15 @@ mod tests {
                 (spec.path.as_str(), &spec.body),
                 (same.path.as_str(), &same.body)
             );
-            assert!(spec.headers.contains_key(super::super::mock::PACE_HEADER));
-            assert!(spec.headers.contains_key(super::super::mock::EVENTS_HEADER));
-            assert!(!same.headers.contains_key(super::super::mock::PACE_HEADER));
+            assert!(spec
+                .headers
+                .contains_key(super::super::mock::canned::PACE_HEADER));
+            assert!(spec
+                .headers
+                .contains_key(super::super::mock::canned::EVENTS_HEADER));
+            assert!(!same
+                .headers
+                .contains_key(super::super::mock::canned::PACE_HEADER));
         }
     }
 

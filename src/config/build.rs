@@ -549,7 +549,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     let credential = provider_credential(name, &key_env, p, env)?;
     let base_text =
         overlay::non_blank_text(env, &format!("{prefix}_BASE_URL"), p.base_url.as_deref())
-            .unwrap_or_else(|| kind.default_base_url().to_string());
+            .unwrap_or_else(|| kind.facts().default_base_url.to_string());
     let base = BaseUrl::parse(&base_text)
         .map_err(|e| invalid(format!("provider `{name}`: base_url `{base_text}` {e}")))?;
     let mut headers = Vec::new();
@@ -572,7 +572,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         _ => None,
     };
     let format = match p.format.as_deref().map(str::trim) {
-        None => kind.wire_format(),
+        None => kind.facts().wire_format,
         Some(f) => WireFormat::from_name(f).ok_or_else(|| {
             let known: Vec<&str> = WireFormat::ALL.iter().map(|f| f.name()).collect();
             invalid(format!(

@@ -78,8 +78,8 @@ pub struct Provider {
 impl Provider {
     /// A provider of `kind` with built-in defaults and no credential.
     pub fn unconfigured(kind: ProviderKind) -> Self {
-        let base =
-            BaseUrl::parse(kind.default_base_url()).unwrap_or_else(|_| unreachable_base_url(kind));
+        let base = BaseUrl::parse(kind.facts().default_base_url)
+            .unwrap_or_else(|_| unreachable_base_url(kind));
         Self {
             name: kind.name().to_string(),
             kind,
@@ -92,25 +92,25 @@ impl Provider {
             configured: false,
             models: Vec::new(),
             model_traits: BTreeMap::new(),
-            format: kind.wire_format(),
+            format: kind.facts().wire_format,
             retry: None,
             weight: 1,
         }
     }
 
-    /// How the credential is sent: Anthropic-format endpoints (of any vendor) take
-    /// `x-api-key`, the rest follow their type.
+    /// How the credential is sent: as its format demands (Anthropic-format endpoints of
+    /// any vendor take `x-api-key`), else in its type's style.
     pub fn auth_style(&self) -> AuthStyle {
-        match self.format {
-            WireFormat::Anthropic => AuthStyle::XApiKey,
-            WireFormat::OpenAi => self.kind.auth_style(),
-        }
+        self.format
+            .facts()
+            .auth_style
+            .unwrap_or(self.kind.facts().auth_style)
     }
 
     /// Whether requests need a key this provider does not have. A `!PASSTHRU`
     /// provider is never missing one: each caller brings its own.
     pub fn missing_key(&self) -> bool {
-        self.kind.requires_key() && matches!(self.credential, ProviderCredential::None)
+        self.kind.facts().requires_key && matches!(self.credential, ProviderCredential::None)
     }
 }
 
@@ -198,7 +198,7 @@ impl ProviderCatalogue {
 /// type that needs one, else the base URL) or a `providers:` entry.
 pub fn how_to_configure(kind: ProviderKind) -> String {
     let prefix = super::env_prefix(kind.name());
-    let variable = if kind.requires_key() {
+    let variable = if kind.facts().requires_key {
         format!("{prefix}_API_KEY")
     } else {
         format!("{prefix}_BASE_URL")
@@ -223,7 +223,10 @@ mod tests {
     #[test]
     fn builtin_base_urls_parse() {
         for kind in ProviderKind::ALL {
-            assert!(BaseUrl::parse(kind.default_base_url()).is_ok(), "{kind}");
+            assert!(
+                BaseUrl::parse(kind.facts().default_base_url).is_ok(),
+                "{kind}"
+            );
         }
     }
 

@@ -1,5 +1,5 @@
-//! The built-in provider types: where they live, how they authenticate, which wire
-//! format they speak.
+//! The built-in provider types, the wire formats and the auth styles, by name; what
+//! each type and format is lives in `kind_facts.rs` and `format_facts.rs`.
 
 use std::fmt;
 
@@ -83,19 +83,7 @@ impl ProviderKind {
 
     /// The type's name as written in config and URLs.
     pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::OpenRouter => "openrouter",
-            ProviderKind::Zai => "zai",
-            ProviderKind::Vllm => "vllm",
-            ProviderKind::DeepSeek => "deepseek",
-            ProviderKind::Groq => "groq",
-            ProviderKind::Xai => "xai",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Mistral => "mistral",
-            ProviderKind::Ollama => "ollama",
-        }
+        self.facts().name
     }
 
     /// Parses a type name (case-insensitive).
@@ -103,51 +91,6 @@ impl ProviderKind {
         Self::ALL
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(name))
-    }
-
-    /// The public base URL used when config gives none.
-    pub fn default_base_url(self) -> &'static str {
-        match self {
-            ProviderKind::Anthropic => "https://api.anthropic.com/v1",
-            ProviderKind::OpenAi => "https://api.openai.com/v1",
-            ProviderKind::OpenRouter => "https://openrouter.ai/api/v1",
-            ProviderKind::Zai => "https://api.z.ai/api/paas/v4",
-            ProviderKind::Vllm => "http://localhost:8000/v1",
-            ProviderKind::DeepSeek => "https://api.deepseek.com/v1",
-            ProviderKind::Groq => "https://api.groq.com/openai/v1",
-            ProviderKind::Xai => "https://api.x.ai/v1",
-            ProviderKind::Gemini => "https://generativelanguage.googleapis.com/v1beta/openai",
-            ProviderKind::Mistral => "https://api.mistral.ai/v1",
-            ProviderKind::Ollama => "http://localhost:11434/v1",
-        }
-    }
-
-    /// How the credential is sent upstream.
-    pub fn auth_style(self) -> AuthStyle {
-        match self {
-            ProviderKind::Anthropic => AuthStyle::XApiKey,
-            ProviderKind::Gemini => AuthStyle::GoogApiKey,
-            _ => AuthStyle::Bearer,
-        }
-    }
-
-    /// Whether requests are pointless without a credential. Self-hosted servers
-    /// (vLLM, Ollama) usually run without one.
-    pub fn requires_key(self) -> bool {
-        !matches!(self, ProviderKind::Vllm | ProviderKind::Ollama)
-    }
-
-    /// Whether the type serves the OpenAI Responses API (`/responses`) itself.
-    pub fn serves_responses_api(self) -> bool {
-        matches!(self, ProviderKind::OpenAi | ProviderKind::Xai)
-    }
-
-    /// The native wire format.
-    pub fn wire_format(self) -> WireFormat {
-        match self {
-            ProviderKind::Anthropic => WireFormat::Anthropic,
-            _ => WireFormat::OpenAi,
-        }
     }
 }
 
@@ -175,9 +118,15 @@ mod tests {
 
     #[test]
     fn auth_styles_follow_the_provider() {
-        assert_eq!(ProviderKind::Anthropic.auth_style(), AuthStyle::XApiKey);
-        assert_eq!(ProviderKind::Gemini.auth_style(), AuthStyle::GoogApiKey);
-        assert_eq!(ProviderKind::Groq.auth_style(), AuthStyle::Bearer);
+        assert_eq!(
+            ProviderKind::Anthropic.facts().auth_style,
+            AuthStyle::XApiKey
+        );
+        assert_eq!(
+            ProviderKind::Gemini.facts().auth_style,
+            AuthStyle::GoogApiKey
+        );
+        assert_eq!(ProviderKind::Groq.facts().auth_style, AuthStyle::Bearer);
     }
 
     #[test]
@@ -194,8 +143,8 @@ mod tests {
 
     #[test]
     fn self_hosted_types_need_no_key() {
-        assert!(!ProviderKind::Vllm.requires_key());
-        assert!(!ProviderKind::Ollama.requires_key());
-        assert!(ProviderKind::OpenAi.requires_key());
+        assert!(!ProviderKind::Vllm.facts().requires_key);
+        assert!(!ProviderKind::Ollama.facts().requires_key);
+        assert!(ProviderKind::OpenAi.facts().requires_key);
     }
 }

@@ -6,7 +6,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::provider_key::PROVIDER_KEY_HEADER;
 use crate::logging::RedactedHeaders;
-use crate::providers::{AuthStyle, Provider, ProviderKind, Secret, WireFormat};
+use crate::providers::{AuthStyle, Provider, Secret, WireFormat};
 
 /// The request id header: the gateway's id goes upstream under it, and a provider's
 /// own id comes back under it untouched.
@@ -14,12 +14,6 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// The gateway's request id on every response, beside any `X-Request-Id` of the provider.
 pub const AURORA_REQUEST_ID: &str = "x-aurora-request-id";
-
-/// Anthropic API version sent when the client names none.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-const OPENROUTER_REFERER: &str = "https://aurora-gateway.local";
-const OPENROUTER_TITLE: &str = "Aurora";
 
 /// Client headers that carry credentials or the client's address and never go upstream.
 const CLIENT_ONLY: [&str; 8] = [
@@ -111,15 +105,18 @@ fn strip_client_headers_naming_others(req: &mut RequestHeader) {
 /// Anthropic-format one): on a translated request they describe a body the provider
 /// never sees.
 pub fn strip_foreign_format_headers(req: &mut RequestHeader, provider_format: WireFormat) {
-    let foreign = match provider_format {
-        WireFormat::OpenAi => "anthropic-",
-        WireFormat::Anthropic => "openai-",
+    let own = provider_format.facts().header_prefix;
+    let foreign = |name: &str| {
+        WireFormat::ALL
+            .iter()
+            .map(|f| f.facts().header_prefix)
+            .any(|prefix| prefix != own && name.starts_with(prefix))
     };
     // Most requests carry none, and an empty Vec does not allocate.
     let doomed: Vec<HeaderName> = req
         .headers
         .keys()
-        .filter(|n| n.as_str().starts_with(foreign))
+        .filter(|n| foreign(n.as_str()))
         .cloned()
         .collect();
     for name in doomed {
@@ -152,15 +149,10 @@ pub fn add_provider_headers(
             AuthStyle::GoogApiKey => req.insert_header("x-goog-api-key", key.expose())?,
         }
     }
-    if provider.format == WireFormat::Anthropic && !req.headers.contains_key("anthropic-version") {
-        req.insert_header("anthropic-version", ANTHROPIC_VERSION)?;
-    }
-    if provider.kind == ProviderKind::OpenRouter {
-        if !req.headers.contains_key("http-referer") {
-            req.insert_header("http-referer", OPENROUTER_REFERER)?;
-        }
-        if !req.headers.contains_key("x-title") {
-            req.insert_header("x-title", OPENROUTER_TITLE)?;
+    let defaults = provider.format.facts().default_headers.iter();
+    for &(name, value) in defaults.chain(provider.kind.facts().default_headers) {
+        if !req.headers.contains_key(name) {
+            req.insert_header(name, value)?;
         }
     }
     for (name, value) in &provider.headers {
@@ -243,7 +235,7 @@ pub fn request_id_for(req: &RequestHeader) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::BaseUrl;
+    use crate::providers::{BaseUrl, ProviderKind, ANTHROPIC_VERSION};
     use http::HeaderValue;
 
     fn request(pairs: &[(&str, &str)]) -> RequestHeader {
@@ -434,7 +426,7 @@ mod tests {
     fn openrouter_defaults_yield_to_client_values() {
         let r = sent_to(ProviderKind::OpenRouter, &[("x-title", "mine")]);
         assert_eq!(r.headers["x-title"], "mine");
-        assert_eq!(r.headers["http-referer"], OPENROUTER_REFERER);
+        assert_eq!(r.headers["http-referer"], "https://aurora-gateway.local");
     }
 
     #[test]

@@ -799,7 +799,7 @@ fn native_responses_target(
     req: &RequestHeader,
 ) -> Option<std::result::Result<UpstreamTarget, GatewayError>> {
     let mut natives = config.providers.configured().filter(|p| {
-        p.kind.serves_responses_api() && p.format == crate::providers::WireFormat::OpenAi
+        p.kind.facts().serves_responses_api && p.format == crate::providers::WireFormat::OpenAi
     });
     let first = natives.next()?;
     let provider = std::iter::once(first)

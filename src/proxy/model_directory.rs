@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::headers;
 use super::upstream::{provider_peer, AnswerShape, UpstreamResolver};
 use crate::config::Config;
-use crate::providers::{Provider, ProviderKind};
+use crate::providers::Provider;
 use list_cache::{CacheKey, ListCache, Outcome, Plan, Ticket};
 
 /// How long a provider's fetched model list is reused.
@@ -44,9 +44,6 @@ pub const ALIAS_OWNER: &str = "aurora";
 
 /// A model list larger than this is refused rather than buffered.
 const MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
-
-/// Anthropic pages its model list (20 by default); 1000 is its largest page.
-const ANTHROPIC_LIST_QUERY: &str = "?limit=1000";
 
 /// One model the gateway can route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,11 +311,7 @@ impl fmt::Debug for ModelDirectory {
 
 /// The request for a provider's model list, with its credential and required headers.
 fn list_request(provider: &Provider) -> pingora_core::Result<RequestHeader> {
-    let query = if provider.kind == ProviderKind::Anthropic {
-        ANTHROPIC_LIST_QUERY
-    } else {
-        ""
-    };
+    let query = provider.kind.facts().models_list_query;
     let path = format!("{}/models{query}", provider.base.path);
     let mut request = RequestHeader::build("GET", path.as_bytes(), None)?;
     request.insert_header(http::header::ACCEPT, "application/json")?;
@@ -371,6 +364,7 @@ mod tests {
 
     use super::*;
     use crate::config::{build_config, EnvSnapshot};
+    use crate::providers::ProviderKind;
     use crate::providers::{BaseUrl, ProviderCredential, Secret};
 
     thread_local! {
@@ -455,7 +449,10 @@ mod tests {
         let r = list_request(&p).unwrap();
         assert_eq!(r.uri.to_string(), "/v1/models?limit=1000");
         assert_eq!(r.headers["x-api-key"], "sk-ant-test");
-        assert_eq!(r.headers["anthropic-version"], headers::ANTHROPIC_VERSION);
+        assert_eq!(
+            r.headers["anthropic-version"],
+            crate::providers::ANTHROPIC_VERSION
+        );
         assert!(!r.headers.contains_key("authorization"));
     }
 

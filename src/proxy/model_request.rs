@@ -11,12 +11,9 @@ use super::model_route::route_model;
 use super::upstream::AnswerShape;
 use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
-use crate::providers::ProviderKind;
 use crate::providers::{Provider, WireFormat};
 use crate::translate::codec::{decode_request, encode_request, ClientFormat, DecodeOptions};
-use crate::translate::{
-    OpenAiRequestOptions, ResponseTranslation, TokenLimitField, TranslateError,
-};
+use crate::translate::{OpenAiRequestOptions, ResponseTranslation, TranslateError};
 
 /// The `/v1` endpoints that carry a model in their body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +104,7 @@ pub fn stored_history_needed(body: &[u8], config: &Config) -> Option<String> {
 fn serves_natively(endpoint: ModelEndpoint, provider: &Provider) -> bool {
     let (native, _) = endpoint.native();
     provider.format == native
-        && (endpoint != ModelEndpoint::Responses || provider.kind.serves_responses_api())
+        && (endpoint != ModelEndpoint::Responses || provider.kind.facts().serves_responses_api)
 }
 
 /// Routes `body`'s model and prepares the upstream request for `endpoint`.
@@ -200,9 +197,9 @@ pub fn prepare_for(
             return Err(GatewayError::invalid_request(format!(
                 "{} is served only by {}-format providers; `{}` speaks the {} format",
                 endpoint.label(),
-                api_name(native),
+                native.facts().api_name,
                 provider.name,
-                api_name(provider.format)
+                provider.format.facts().api_name
             ))
             .with_param("model"))
         }
@@ -260,11 +257,7 @@ fn chat_options(
     let traits = config.models.traits(provider, client_model, &model);
     OpenAiRequestOptions {
         reasoning: traits.reasons(&model),
-        token_limit: if provider.kind == ProviderKind::OpenAi {
-            TokenLimitField::MaxCompletionTokens
-        } else {
-            TokenLimitField::MaxTokens
-        },
+        token_limit: provider.kind.facts().chat_token_limit,
         max_output_tokens: traits.max_output_tokens.map(u64::from),
         model,
     }
@@ -295,13 +288,6 @@ fn stored_previous_id(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Previous>(body)
         .ok()?
         .previous_response_id
-}
-
-fn api_name(format: WireFormat) -> &'static str {
-    match format {
-        WireFormat::OpenAi => "OpenAI",
-        WireFormat::Anthropic => "Anthropic",
-    }
 }
 
 fn target(provider: &Arc<Provider>, endpoint: &str, query: Option<&str>) -> UpstreamTarget {

@@ -9,19 +9,6 @@ use super::GatewayError;
 use crate::config::Config;
 use crate::providers::{ModelAfterPrefixError, ModelRef, Provider, ProviderKind};
 
-/// Model-name prefixes that identify a provider family, checked in order.
-const FAMILIES: [(&str, ProviderKind); 9] = [
-    ("claude-", ProviderKind::Anthropic),
-    ("gpt-", ProviderKind::OpenAi),
-    ("chatgpt-", ProviderKind::OpenAi),
-    ("o1", ProviderKind::OpenAi),
-    ("o3", ProviderKind::OpenAi),
-    ("o4", ProviderKind::OpenAi),
-    ("gemini-", ProviderKind::Gemini),
-    ("grok-", ProviderKind::Xai),
-    ("deepseek-", ProviderKind::DeepSeek),
-];
-
 /// Where a request for a model goes.
 #[derive(Debug, Clone)]
 pub struct ModelRoute {
@@ -71,7 +58,7 @@ pub fn route_model(requested: &str, config: &Config) -> Result<ModelRoute, Gatew
             );
         }
     }
-    let family = family_of(requested);
+    let family = ProviderKind::of_model_family(requested);
     if let Some(provider) = family.and_then(|k| config.providers.preferred_of_kind(k)) {
         return Ok(ModelRoute {
             provider: Arc::clone(provider),
@@ -135,14 +122,6 @@ fn explicit(requested: &str, config: &Config) -> Result<Option<ModelRoute>, Gate
             provider.name, provider.name
         ))),
     }
-}
-
-fn family_of(model: &str) -> Option<ProviderKind> {
-    let lower = model.to_ascii_lowercase();
-    FAMILIES
-        .iter()
-        .find(|(prefix, _)| lower.starts_with(prefix))
-        .map(|&(_, kind)| kind)
 }
 
 fn unsupported(requested: &str, family: Option<ProviderKind>, config: &Config) -> GatewayError {

@@ -84,12 +84,7 @@ fn operation_of_path(path_and_query: &str) -> Option<&'static str> {
 /// The `gen_ai.provider.name` of a provider type: the convention's well-known value
 /// where it has one, else the type's own name.
 pub fn provider_name(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::Gemini => "gcp.gemini",
-        ProviderKind::Mistral => "mistral_ai",
-        ProviderKind::Xai => "x_ai",
-        other => other.name(),
-    }
+    kind.facts().telemetry_name
 }
 
 /// `{operation} {model}` for a generative AI call (as the convention names spans),

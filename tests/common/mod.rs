@@ -5,14 +5,13 @@ pub mod gateway;
 pub mod load;
 pub mod mock;
 pub mod otlp;
-pub mod provider_rules;
 pub mod redis;
 pub mod sse;
 pub mod tls;
 
 pub use gateway::{aurora_command, client, free_port, raw_request, run_cli, scratch_dir, Gateway};
 pub use load::Load;
-pub use mock::{MockUpstream, Recorded, Reply};
+pub use mock::{CannedProvider, MockUpstream, Recorded, Reply};
 
 /// Reads a fixture under `tests/fixtures/`.
 pub fn fixture(path: &str) -> String {

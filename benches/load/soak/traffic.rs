@@ -205,7 +205,7 @@ impl Traffic {
                     spec: variant(
                         &chat,
                         &chat.path,
-                        chat_body(&format!("anthropic/{}", mock::failing_model(500))),
+                        chat_body(&format!("anthropic/{}", mock::canned::failing_model(500))),
                         "mock answered 500",
                     ),
                     status: StatusCode::INTERNAL_SERVER_ERROR,

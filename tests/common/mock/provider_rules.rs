@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::mock::{Recorded, Reply};
+use super::{Recorded, Reply};
 
 const OPENAI_ROLES: [&str; 6] = [
     "system",
