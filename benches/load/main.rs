@@ -16,6 +16,9 @@
 //! `AURORA_BENCH_SCENARIOS` (comma-separated names to run), `AURORA_BIN`,
 //! `AURORA_NGINX`.
 //!
+//! `cargo bench --bench load -- --instructions` (or `make bench-instructions`) counts
+//! instructions per request under callgrind instead (see `instructions.rs`).
+//!
 //! `cargo bench --bench load -- --soak` (or `make soak`) runs the soak instead: mixed
 //! traffic for ten minutes with a config reload every ten seconds, judged on failed
 //! requests, memory growth and leaked descriptors (see `soak/mod.rs`).
@@ -27,6 +30,7 @@
 
 mod allocations;
 mod client;
+mod instructions;
 mod limited;
 // The mock provider the integration tests use too: one mock, two users.
 #[path = "../../tests/common/mock/mod.rs"]
@@ -588,6 +592,9 @@ fn main() {
     }
     if args.iter().any(|a| a == "--soak") {
         std::process::exit(soak::run());
+    }
+    if args.iter().any(|a| a == "--instructions") {
+        std::process::exit(instructions::run());
     }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --benches` and friends: nothing to check here.

@@ -8,10 +8,35 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::procfs;
+
+/// A command every proxy of this bench process runs under (callgrind, for the
+/// instructions count), set once before the first starts.
+static RUN_UNDER: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Makes every proxy started from now on run under `wrapper` (its program and
+/// arguments, the proxy's command line after them).
+pub fn run_under(wrapper: Vec<String>) {
+    let _ = RUN_UNDER.set(wrapper);
+}
+
+/// `cmd` run under `wrapper`: the same arguments and (cleared) environment.
+fn wrapped(cmd: &Command, wrapper: &[String]) -> Command {
+    let mut out = Command::new(&wrapper[0]);
+    out.args(&wrapper[1..])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear();
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            out.env(key, value);
+        }
+    }
+    out
+}
 
 /// The gateway key clients present to Aurora: a placeholder, not a credential.
 pub const GATEWAY_KEY: &str = "bench-gateway-placeholder-key-012345678";
@@ -258,7 +283,9 @@ pub fn probe(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> O
 }
 
 pub fn wait_until(server: &mut Server, what: &str, log: &Path, ready: impl Fn(u16) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Under callgrind a start takes many times longer.
+    let patience = if RUN_UNDER.get().is_some() { 180 } else { 30 };
+    let deadline = Instant::now() + Duration::from_secs(patience);
     while Instant::now() < deadline {
         if !server.is_running() {
             panic!(
@@ -477,7 +504,7 @@ fn start_aurora_at(
 /// Starts `cmd` (a server listening on `port`) with its output appended to `log` and
 /// on `cpus`, and waits until `ready`; stopped with SIGINT.
 fn spawn_server(
-    mut cmd: Command,
+    cmd: Command,
     port: u16,
     cpus: Option<&[usize]>,
     what: &str,
@@ -485,6 +512,10 @@ fn spawn_server(
     log: &Path,
     ready: impl Fn(u16) -> bool,
 ) -> Server {
+    let mut cmd = match RUN_UNDER.get() {
+        Some(wrapper) if !wrapper.is_empty() => wrapped(&cmd, wrapper),
+        _ => cmd,
+    };
     let output = fs::OpenOptions::new()
         .create(true)
         .append(true)
