@@ -8,7 +8,7 @@ PID_FILE ?= /tmp/aurora.pid
 LOG_FILE ?= aurora.log
 AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build redis release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load bench-instructions soak deps venv agents
+.PHONY: all build redis release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load bench-counts soak deps venv agents
 
 all: build
 
@@ -151,15 +151,15 @@ bench-load: release bench-deps
 	$(CARGO) build --profile alloc-count --features alloc-count --bin aurora --example bare_pingora
 	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load
 
-# Instructions per passthrough request under callgrind, for the gateway (no limits, and a
-# key with limits) and bare Pingora: the same count on a busy machine as on a quiet one.
-bench-instructions: release
-	@command -v valgrind >/dev/null 2>&1 || { \
-		echo "valgrind missing: installing it with apt-get"; \
+# Instructions (callgrind) and system calls (strace) per passthrough request for the
+# gateway, bare Pingora and nginx: counts a busy machine gives as a quiet one does.
+bench-counts: release bench-deps
+	@for tool in valgrind strace; do command -v $$tool >/dev/null 2>&1 || { \
+		echo "$$tool missing: installing it with apt-get"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq valgrind >/dev/null; }
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$tool >/dev/null; }; done
 	$(CARGO) build --release --example bare_pingora
-	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load -- --instructions
+	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load -- --counts
 
 # Mixed loopback traffic against the release binary for 10 minutes (AURORA_SOAK_SECS),
 # with the config file rewritten and reloaded every 10 s; fails on a request that

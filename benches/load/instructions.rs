@@ -2,12 +2,8 @@
 //! with limits in memory) and the bare Pingora proxy, each under `valgrind
 //! --tool=callgrind`, sent the same small-JSON passthrough requests one at a time.
 //!
-//! Unlike the seconds the load bench measures, the count is the same from run to run
-//! whatever else the machine is doing, so a change's cost shows on a shared machine.
 //! It counts user-space instructions only: the kernel's share of a request (the
-//! socket calls) is not in it. `cargo bench --bench load -- --instructions` (or
-//! `make bench-instructions`); knob: `AURORA_BENCH_INSTRUCTION_SECS` (the counted
-//! loop, default 10 s; each request takes a few hundred microseconds under callgrind).
+//! socket calls) is not in it (`syscalls.rs` counts those calls).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,54 +25,34 @@ pub struct InstructionCount {
 }
 
 /// The measured scenario: the plainest request, so the count is what each proxy adds.
-const SCENARIO: &str = "passthrough_small_json";
+pub const SCENARIO: &str = "passthrough_small_json";
 
-/// Runs the count; the exit code of the bench process.
-pub fn run() -> i32 {
-    if !has_callgrind() {
-        eprintln!("instructions: valgrind (with callgrind_control) is not installed");
-        return 1;
-    }
-    let dir = servers::target_dir().join("bench/instructions");
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("instructions: create {}: {e}", dir.display());
-        return 1;
-    }
-    let secs = std::env::var("AURORA_BENCH_INSTRUCTION_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(10.0)
-        .max(1.0);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("bench runtime");
-    let mock = servers::start_mock(10, 0, None, &dir);
-    servers::run_under(callgrind_wrapper(&dir));
+/// Whether valgrind and `callgrind_control` are installed.
+pub fn available() -> bool {
+    let ok = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    ok("valgrind") && ok("callgrind_control")
+}
+
+/// Counts each target for `secs` seconds of requests, its files under `dir`.
+pub fn measure(
+    rt: &tokio::runtime::Runtime,
+    mock_port: u16,
+    dir: &Path,
+    secs: f64,
+) -> Vec<InstructionCount> {
+    servers::run_under(callgrind_wrapper(dir));
     let aurora_bin = servers::aurora_binary();
     let mut counts = Vec::new();
     for target in [Target::Aurora, Target::AuroraLimited, Target::Pingora] {
-        let server = match target {
-            Target::Pingora => match servers::pingora_binary() {
-                Some(bin) => servers::start_pingora(&bin, mock.port, 1, None, &dir),
-                None => {
-                    eprintln!("  bare Pingora not built (make bench-instructions builds it)");
-                    continue;
-                }
-            },
-            Target::AuroraLimited => servers::start_aurora_with_config(
-                &aurora_bin,
-                mock.port,
-                1,
-                "warn",
-                None,
-                &dir,
-                &limited::limited_config(None),
-                None,
-            ),
-            _ => servers::start_aurora(&aurora_bin, mock.port, 1, "warn", None, &dir),
+        let Some(mut server) = start(target, &aurora_bin, mock_port, dir) else {
+            continue;
         };
-        match count(&rt, target, &server, &dir, secs) {
+        match count(rt, target, &server, dir, secs) {
             Some(c) => {
                 eprintln!(
                     "  {:<16} {:>9.0} instructions per request ({} requests)",
@@ -86,16 +62,36 @@ pub fn run() -> i32 {
                 );
                 counts.push(c);
             }
-            None => eprintln!("  {:<16} not counted", target.name()),
+            None => eprintln!("  {:<16} instructions not counted", target.name()),
         }
+        server.stop_wrapped(Duration::from_secs(30));
     }
-    let table = table(&counts);
-    println!("{table}");
-    let out = dir.join("instructions.md");
-    if let Err(e) = std::fs::write(&out, &table) {
-        eprintln!("instructions: write {}: {e}", out.display());
-    }
-    i32::from(counts.is_empty())
+    servers::run_under(Vec::new());
+    counts
+}
+
+/// Starts `target` (the gateway, the limited gateway or bare Pingora) on the mock.
+pub fn start(target: Target, aurora_bin: &Path, mock_port: u16, dir: &Path) -> Option<Server> {
+    Some(match target {
+        Target::Pingora => match servers::pingora_binary() {
+            Some(bin) => servers::start_pingora(&bin, mock_port, 1, None, dir),
+            None => {
+                eprintln!("  bare Pingora not built (make bench-counts builds it)");
+                return None;
+            }
+        },
+        Target::AuroraLimited => servers::start_aurora_with_config(
+            aurora_bin,
+            mock_port,
+            1,
+            "warn",
+            None,
+            dir,
+            &limited::limited_config(None),
+            None,
+        ),
+        _ => servers::start_aurora(aurora_bin, mock_port, 1, "warn", None, dir),
+    })
 }
 
 /// Warms `server` up, zeroes its counters, sends requests one at a time for `secs`,
@@ -147,16 +143,6 @@ fn callgrind_wrapper(dir: &Path) -> Vec<String> {
         "--tool=callgrind".into(),
         format!("--callgrind-out-file={}", out.display()),
     ]
-}
-
-fn has_callgrind() -> bool {
-    let ok = |cmd: &str, arg: &str| {
-        Command::new(cmd)
-            .arg(arg)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    ok("valgrind", "--version") && ok("callgrind_control", "--version")
 }
 
 /// Runs `callgrind_control` with `args`; `None` when it fails.

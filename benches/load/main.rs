@@ -16,8 +16,9 @@
 //! `AURORA_BENCH_SCENARIOS` (comma-separated names to run), `AURORA_BIN`,
 //! `AURORA_NGINX`.
 //!
-//! `cargo bench --bench load -- --instructions` (or `make bench-instructions`) counts
-//! instructions per request under callgrind instead (see `instructions.rs`).
+//! `cargo bench --bench load -- --counts` (or `make bench-counts`) counts instructions
+//! and system calls per request instead, figures the machine's noise cannot move (see
+//! `counts.rs`).
 //!
 //! `cargo bench --bench load -- --soak` (or `make soak`) runs the soak instead: mixed
 //! traffic for ten minutes with a config reload every ten seconds, judged on failed
@@ -30,6 +31,7 @@
 
 mod allocations;
 mod client;
+mod counts;
 mod instructions;
 mod limited;
 // The mock provider the integration tests use too: one mock, two users.
@@ -42,6 +44,7 @@ mod report;
 mod scenarios;
 mod servers;
 mod soak;
+mod syscalls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -593,8 +596,8 @@ fn main() {
     if args.iter().any(|a| a == "--soak") {
         std::process::exit(soak::run());
     }
-    if args.iter().any(|a| a == "--instructions") {
-        std::process::exit(instructions::run());
+    if args.iter().any(|a| a == "--counts") {
+        std::process::exit(counts::run());
     }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --benches` and friends: nothing to check here.

@@ -8,19 +8,30 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::procfs;
 
-/// A command every proxy of this bench process runs under (callgrind, for the
-/// instructions count), set once before the first starts.
-static RUN_UNDER: OnceLock<Vec<String>> = OnceLock::new();
+/// A command every proxy started from this bench process runs under (callgrind or
+/// strace, for the counts of `counts.rs`); empty: none.
+static RUN_UNDER: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Makes every proxy started from now on run under `wrapper` (its program and
-/// arguments, the proxy's command line after them).
+/// arguments, the proxy's command line after them); an empty one ends that.
 pub fn run_under(wrapper: Vec<String>) {
-    let _ = RUN_UNDER.set(wrapper);
+    if let Ok(mut current) = RUN_UNDER.lock() {
+        *current = wrapper;
+    }
+}
+
+/// The wrapper set by [`run_under`], if any.
+fn wrapper() -> Option<Vec<String>> {
+    RUN_UNDER
+        .lock()
+        .ok()
+        .map(|w| w.clone())
+        .filter(|w| !w.is_empty())
 }
 
 /// `cmd` run under `wrapper`: the same arguments and (cleared) environment.
@@ -212,6 +223,30 @@ impl Server {
     fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Stops the program a wrapper runs (the wrapper's child; the process itself when
+    /// the wrapper became it, as valgrind does) and waits for the wrapper to end, as
+    /// strace writes its summary only then. Whether it ended within `patience`.
+    pub fn stop_wrapped(&mut self, patience: Duration) -> bool {
+        let pid = self.child.id();
+        let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+        let program = children
+            .ok()
+            .and_then(|c| c.split_whitespace().next()?.parse::<i32>().ok())
+            .unwrap_or(pid as i32);
+        // SAFETY: signalling our own child, or its child, by pid.
+        unsafe {
+            libc::kill(program, self.stop_signal);
+        }
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
 }
 
 impl Drop for Server {
@@ -284,7 +319,7 @@ pub fn probe(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> O
 
 pub fn wait_until(server: &mut Server, what: &str, log: &Path, ready: impl Fn(u16) -> bool) {
     // Under callgrind a start takes many times longer.
-    let patience = if RUN_UNDER.get().is_some() { 180 } else { 30 };
+    let patience = if wrapper().is_some() { 180 } else { 30 };
     let deadline = Instant::now() + Duration::from_secs(patience);
     while Instant::now() < deadline {
         if !server.is_running() {
@@ -512,9 +547,9 @@ fn spawn_server(
     log: &Path,
     ready: impl Fn(u16) -> bool,
 ) -> Server {
-    let mut cmd = match RUN_UNDER.get() {
-        Some(wrapper) if !wrapper.is_empty() => wrapped(&cmd, wrapper),
-        _ => cmd,
+    let mut cmd = match wrapper() {
+        Some(wrapper) => wrapped(&cmd, &wrapper),
+        None => cmd,
     };
     let output = fs::OpenOptions::new()
         .create(true)
