@@ -182,8 +182,38 @@ fn bearer(key: &Secret) -> Result<http::HeaderValue, http::header::InvalidHeader
 /// Removes what the provider may not pass to the client: hop-by-hop headers (framing
 /// stays, Pingora re-frames) and cookies.
 pub fn strip_upstream_response_headers(resp: &mut ResponseHeader) {
-    // Every answer passes here: nothing is allocated. The `Connection` lines are taken
-    // out first (their values share the answer's buffer), then what they name goes.
+    // Every answer passes here: the answer's own names are read once and only those
+    // present are removed (a removal by name hashes it into both header maps). An
+    // answer with `Connection`, which names more, or with more of them than expected,
+    // takes the general path.
+    let mut present: [&'static str; 4] = [""; 4];
+    let mut count = 0;
+    let mut names_others = false;
+    for name in resp.headers.keys().map(HeaderName::as_str) {
+        match HOP_BY_HOP.iter().chain(&["set-cookie"]).find(|k| **k == name) {
+            Some(&known) if known != "connection" && count < present.len() => {
+                present[count] = known;
+                count += 1;
+            }
+            Some(_) => names_others = true,
+            None => {}
+        }
+        if names_others {
+            break;
+        }
+    }
+    if names_others {
+        return strip_upstream_response_headers_naming_others(resp);
+    }
+    for name in &present[..count] {
+        while resp.remove_header(*name).is_some() {}
+    }
+}
+
+/// [`strip_upstream_response_headers`] for an answer whose headers name others to remove.
+fn strip_upstream_response_headers_naming_others(resp: &mut ResponseHeader) {
+    // Nothing is allocated: the `Connection` lines are taken out first (their values
+    // share the answer's buffer), then what they name goes.
     let mut lines: [Option<http::HeaderValue>; 4] = Default::default();
     let mut count = 0;
     for value in resp.headers.get_all(header::CONNECTION) {
@@ -460,6 +490,30 @@ mod tests {
         }
         assert_eq!(resp.headers["retry-after"], "3");
         assert_eq!(resp.headers["transfer-encoding"], "chunked");
+    }
+
+    #[test]
+    fn response_without_connection_loses_its_hop_by_hop_and_cookies() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in [
+            ("content-type", "application/json"),
+            ("keep-alive", "timeout=5"),
+            ("set-cookie", "a=b"),
+            ("set-cookie", "c=d"),
+            ("upgrade", "h2c"),
+            ("content-length", "2"),
+        ] {
+            resp.append_header(k, v).unwrap();
+        }
+        strip_upstream_response_headers(&mut resp);
+        for gone in ["keep-alive", "set-cookie", "upgrade"] {
+            assert!(!resp.headers.contains_key(gone), "{gone}");
+        }
+        assert_eq!(resp.headers["content-type"], "application/json");
+        assert_eq!(resp.headers["content-length"], "2");
+        let mut wire = Vec::new();
+        resp.header_to_h1_wire(&mut wire);
+        assert!(!String::from_utf8_lossy(&wire).contains("a=b"));
     }
 
     #[test]
