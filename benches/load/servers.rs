@@ -34,6 +34,14 @@ fn wrapper() -> Option<Vec<String>> {
         .filter(|w| !w.is_empty())
 }
 
+/// `cmd`, or `cmd` under the wrapper set by [`run_under`].
+fn under_wrapper(cmd: Command) -> Command {
+    match wrapper() {
+        Some(wrapper) => wrapped(&cmd, &wrapper),
+        None => cmd,
+    }
+}
+
 /// `cmd` run under `wrapper`: the same arguments and (cleared) environment.
 fn wrapped(cmd: &Command, wrapper: &[String]) -> Command {
     let mut out = Command::new(&wrapper[0]);
@@ -547,10 +555,7 @@ fn spawn_server(
     log: &Path,
     ready: impl Fn(u16) -> bool,
 ) -> Server {
-    let mut cmd = match wrapper() {
-        Some(wrapper) => wrapped(&cmd, &wrapper),
-        None => cmd,
-    };
+    let mut cmd = under_wrapper(cmd);
     let output = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -734,6 +739,7 @@ pub fn start_nginx(
         .stderr(Stdio::from(
             fs::File::create(dir.join("nginx-stderr.log")).expect("nginx stderr"),
         ));
+    let mut cmd = under_wrapper(cmd);
     prepare(&mut cmd, cpus);
     let child = cmd
         .spawn()

@@ -127,25 +127,34 @@ fn strace_wrapper(summary: &Path) -> Vec<String> {
     ]
 }
 
-/// The total number of calls in an `strace -c` summary (its `total` line).
+/// The total number of calls in an `strace -c` summary: the sum of its lines (the
+/// `total` line's columns differ between strace versions).
 fn calls(summary: &str) -> Option<u64> {
-    calls_of(summary, "total")
+    let counted: Vec<u64> = summary
+        .lines()
+        .filter_map(|line| {
+            let (name, calls) = calls_on(line)?;
+            (name != "total").then_some(calls)
+        })
+        .collect();
+    (!counted.is_empty()).then(|| counted.iter().sum())
 }
 
-/// The calls of `name` in an `strace -c` summary: the column before the optional
-/// errors column and the name, which ends the line.
+/// The calls of `name` in an `strace -c` summary.
 fn calls_of(summary: &str, name: &str) -> Option<u64> {
-    summary.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.last() != Some(&name) {
-            return None;
-        }
-        // `% time, seconds, usecs/call, calls, [errors,] syscall`; the total line has
-        // no usecs/call.
-        let numbers = &fields[..fields.len() - 1];
-        let calls_at = if name == "total" { 2 } else { 3 };
-        numbers.get(calls_at)?.parse().ok()
-    })
+    summary
+        .lines()
+        .filter_map(calls_on)
+        .find_map(|(n, calls)| (n == name).then_some(calls))
+}
+
+/// The system call and its calls on one line of an `strace -c` summary: `% time,
+/// seconds, usecs/call, calls, [errors,] syscall`.
+fn calls_on(line: &str) -> Option<(&str, u64)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let name = *fields.last()?;
+    let calls = fields.get(3)?.parse().ok()?;
+    (fields.len() >= 5).then_some((name, calls))
 }
 
 /// The markdown table of the counts.
@@ -178,7 +187,7 @@ mod tests {
  30.00    0.003000           1      3000       500 recvfrom
  30.00    0.003000           1      3000           epoll_wait
 ------ ----------- ----------- --------- --------- ----------------
-100.00    0.010000                    8000       500 total
+100.00    0.010000           1      8000       500 total
 ";
 
     #[test]
