@@ -610,6 +610,11 @@ fn main() {
     let machine = procfs::machine();
     let dir = output_dir();
     std::fs::create_dir_all(&dir).expect("create target/bench");
+    // The servers append to their logs; a run starts them afresh, so that the access
+    // log of the observed rows (gigabytes over many runs) does not pile up.
+    for log in ["aurora.log", "pingora.log", "mock.log"] {
+        let _ = std::fs::remove_file(dir.join(log));
+    }
     let aurora_bin = servers::aurora_binary();
     let nginx_bin = servers::nginx_binary();
     let pingora_bin = servers::pingora_binary();
