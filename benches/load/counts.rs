@@ -16,6 +16,14 @@ pub fn run() -> i32 {
         eprintln!("counts: create {}: {e}", dir.display());
         return 1;
     }
+    // The dumps of an earlier run would be read as this run's.
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("callgrind.") || name.starts_with("strace-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let secs = std::env::var("AURORA_BENCH_COUNT_SECS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
