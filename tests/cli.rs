@@ -45,7 +45,7 @@ fn check_config_refuses_a_broken_file_with_its_position() {
 }
 
 #[test]
-fn check_config_refuses_passthru_mixed_with_static_keys_naming_the_provider() {
+fn check_config_refuses_caller_key_mixed_with_static_keys_naming_the_provider() {
     for yaml in [
         "providers:\n  openai-east:\n    type: openai\n    api_keys: [\"!PASSTHRU\", sk-static-test]\n",
         "providers:\n  openai-east:\n    type: openai\n    api_key: \"!PASSTHRU\"\n    api_keys: [sk-static-test]\n",
@@ -60,7 +60,7 @@ fn check_config_refuses_passthru_mixed_with_static_keys_naming_the_provider() {
 }
 
 #[test]
-fn check_config_accepts_passthru_and_api_keys() {
+fn check_config_accepts_caller_key_and_api_keys() {
     let out = check_config(
         "keys.yaml",
         "providers:\n  anthropic:\n    api_key: !PASSTHRU\n  openai:\n    api_keys: [sk-a-test, sk-b-test]\n",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aurora::translate::responses::{ResponsesOptions, ToolNames};
-use aurora::translate::{ClientEncoder, ProviderDecoder, ResponseTranslation, ResponseTranslator};
+use aurora::translate::{ClientEncoder, ProviderDecoder, ResponseCodecs, ResponseTranslator};
 use pingora_http::ResponseHeader;
 
 fn fixtures() -> PathBuf {
@@ -57,12 +57,7 @@ fn clients(provider: &ProviderDecoder) -> Vec<(&'static str, ClientEncoder)> {
 
 /// The client's bytes for a provider answer fed in pieces of `split` bytes
 /// (`usize::MAX`: whole).
-fn translate(
-    translation: &ResponseTranslation,
-    body: &[u8],
-    stream: bool,
-    split: usize,
-) -> Vec<u8> {
+fn translate(translation: &ResponseCodecs, body: &[u8], stream: bool, split: usize) -> Vec<u8> {
     let mut t = ResponseTranslator::new(translation.clone());
     let mut header = ResponseHeader::build(200, None).unwrap();
     let content_type = if stream {
@@ -111,7 +106,7 @@ fn recorded_answers_translate_to_their_golden_form_for_every_client() {
     for (decoder, path, stream) in recorded() {
         let body = std::fs::read(fixtures().join(&path)).unwrap();
         for (client_name, client) in clients(&decoder) {
-            let translation = ResponseTranslation {
+            let translation = ResponseCodecs {
                 provider: decoder.clone(),
                 client,
                 stream,

@@ -232,7 +232,7 @@ async fn openai_stream_cut_short_ends_with_an_anthropic_error_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passthru_anthropic_provider_forwards_the_callers_own_key_on_messages() {
+async fn caller_key_anthropic_provider_forwards_the_callers_own_key_on_messages() {
     let mock = MockUpstream::start(provider_like).await;
     let base = mock.url("/v1");
     let gw = Gateway::start(

@@ -6,10 +6,10 @@ use std::time::SystemTime;
 
 use http::{HeaderName, HeaderValue};
 
+use super::caller_key_tag::{may_hold_caller_key_tag, restore_caller_key_tags};
 use super::credential::provider_credential;
 use super::exposure;
 use super::overlay;
-use super::passthru_tag::{may_hold_passthru_tag, restore_passthru_tags};
 use super::resilience::RetryPolicy;
 use super::schema::{FileConfig, FileModelTraits, FileProvider, FileServer};
 use super::{
@@ -37,10 +37,10 @@ pub fn build_config(
         Some(text) if !text.trim().is_empty() => {
             let mut file: FileConfig =
                 serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(&path_label, &e))?;
-            if may_hold_passthru_tag(text) {
+            if may_hold_caller_key_tag(text) {
                 let tree =
                     serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(&path_label, &e))?;
-                restore_passthru_tags(&tree, &mut file);
+                restore_caller_key_tags(&tree, &mut file);
             }
             file
         }
@@ -997,12 +997,12 @@ providers:
     }
 
     #[test]
-    fn passthru_from_yaml_quoted_or_not_and_from_env_alone() {
+    fn caller_key_from_yaml_quoted_or_not_and_from_env_alone() {
         let yaml = "providers:\n  openai: {api_key: \"!PASSTHRU\"}\n  anthropic:\n    api_key: !PASSTHRU\n";
         let c = build(yaml, &[("GROQ_API_KEY", "!PASSTHRU")]).unwrap();
         for name in ["openai", "anthropic", "groq"] {
             let p = c.providers.find(name).unwrap();
-            assert!(p.configured && p.credential.is_passthru(), "{name}");
+            assert!(p.configured && p.credential.is_caller_key(), "{name}");
             assert!(!p.missing_key(), "{name}");
         }
     }
@@ -1019,7 +1019,7 @@ providers:
     }
 
     #[test]
-    fn passthru_mixed_with_static_keys_fails_the_whole_config() {
+    fn caller_key_mixed_with_static_keys_fails_the_whole_config() {
         for yaml in [
             "providers:\n  openai-east: {type: openai, api_keys: [\"!PASSTHRU\", sk-a]}\n",
             "providers:\n  openai-east:\n    type: openai\n    api_keys:\n      - sk-a\n      - !PASSTHRU\n",

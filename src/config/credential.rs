@@ -3,7 +3,7 @@
 
 use super::schema::FileProvider;
 use super::{ConfigError, EnvSnapshot};
-use crate::providers::{is_passthru_marker, KeyRing, ProviderCredential, Secret};
+use crate::providers::{is_caller_key_marker, KeyRing, ProviderCredential, Secret};
 
 /// The credential of provider `name`. The file's fields are checked even when the
 /// environment variable `key_env` overrides them, so a file that only works while
@@ -58,10 +58,10 @@ fn file_credential(
         None => None,
         Some(list) => Some(expanded_list(name, list, env)?),
     };
-    let passthru_anywhere = one.as_deref().is_some_and(is_passthru_marker)
-        || many.iter().flatten().any(|k| is_passthru_marker(k));
+    let caller_key_anywhere = one.as_deref().is_some_and(is_caller_key_marker)
+        || many.iter().flatten().any(|k| is_caller_key_marker(k));
     match (one, many) {
-        (Some(_), Some(_)) if passthru_anywhere => Err(mixed(name)),
+        (Some(_), Some(_)) if caller_key_anywhere => Err(mixed(name)),
         (Some(_), Some(_)) => Err(invalid(format!(
             "provider `{name}`: set `api_key` (one key) or `api_keys` (several, used in turn), not both"
         ))),
@@ -95,20 +95,20 @@ fn expanded_list(
 }
 
 fn from_one(key: &str) -> ProviderCredential {
-    if is_passthru_marker(key) {
-        ProviderCredential::Passthru
+    if is_caller_key_marker(key) {
+        ProviderCredential::CallerKey
     } else {
         ProviderCredential::single(Secret::new(key))
     }
 }
 
 fn from_list(name: &str, keys: Vec<String>) -> Result<ProviderCredential, ConfigError> {
-    let passthru = keys.iter().filter(|k| is_passthru_marker(k)).count();
-    if passthru > 0 && passthru < keys.len() {
+    let caller_keys = keys.iter().filter(|k| is_caller_key_marker(k)).count();
+    if caller_keys > 0 && caller_keys < keys.len() {
         return Err(mixed(name));
     }
-    if passthru > 0 {
-        return Ok(ProviderCredential::Passthru);
+    if caller_keys > 0 {
+        return Ok(ProviderCredential::CallerKey);
     }
     Ok(KeyRing::new(keys.into_iter().map(Secret::new).collect())
         .map_or(ProviderCredential::None, ProviderCredential::Static))
@@ -116,7 +116,7 @@ fn from_list(name: &str, keys: Vec<String>) -> Result<ProviderCredential, Config
 
 fn mixed(name: &str) -> ConfigError {
     invalid(format!(
-        "provider `{name}`: `!PASSTHRU` (each caller sends its own key) cannot be mixed with static keys; use either `api_key: \"!PASSTHRU\"` or static keys"
+        "provider `{name}`: `!PASSTHRU` (caller keys: each caller sends its own key) cannot be mixed with static keys; use either `api_key: \"!PASSTHRU\"` or static keys"
     ))
 }
 
@@ -180,14 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn passthru_marker_in_api_key_api_keys_or_env_means_passthru() {
+    fn caller_key_marker_in_api_key_api_keys_or_env_means_caller_key() {
         for c in [
             credential(&file(Some("!PASSTHRU"), None), &[]),
             credential(&file(None, Some(&["!PASSTHRU"])), &[]),
             credential(&file(None, None), &[("ACME_API_KEY", "!PASSTHRU")]),
             credential(&file(Some("${K}"), None), &[("K", "!PASSTHRU")]),
         ] {
-            assert!(c.unwrap().is_passthru());
+            assert!(c.unwrap().is_caller_key());
         }
     }
 
@@ -198,7 +198,7 @@ mod tests {
             &[("ACME_API_KEY", "!PASSTHRU")],
         )
         .unwrap();
-        assert!(c.is_passthru());
+        assert!(c.is_caller_key());
         let c = credential(
             &file(Some("!PASSTHRU"), None),
             &[("ACME_API_KEY", "sk-env")],
@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn passthru_mixed_with_static_keys_is_refused_naming_the_provider() {
+    fn caller_key_mixed_with_static_keys_is_refused_naming_the_provider() {
         for p in [
             file(None, Some(&["!PASSTHRU", "sk-a"])),
             file(None, Some(&["sk-a", "!passthru"])),

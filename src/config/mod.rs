@@ -2,6 +2,7 @@
 //! the runtime [`Config`], and the live handle the proxy reads on every request.
 
 mod build;
+mod caller_key_tag;
 mod credential;
 mod defaults;
 mod env;
@@ -11,7 +12,6 @@ mod limits;
 mod live;
 mod observability;
 mod overlay;
-mod passthru_tag;
 mod reload;
 mod resilience;
 pub mod schema;

@@ -54,14 +54,14 @@ pub fn status_label(status: u16) -> &'static str {
 }
 
 /// The `key` label: the gateway key's name (`master` or a managed key's name); on a
-/// gateway without keys, `passthru` for a caller who brought its own provider key and
+/// gateway without keys, `caller_key` for a caller who brought its own provider key and
 /// `open` otherwise; `-` when no caller was authenticated (a refused key, `/health`).
 /// Never anything derived from a provider key.
 pub fn key_label(caller: Option<&Caller>, brought_provider_key: bool) -> &str {
     match caller {
         Some(Caller::Master) => "master",
         Some(Caller::Managed(name)) => name,
-        Some(Caller::Open) if brought_provider_key => "passthru",
+        Some(Caller::Open) if brought_provider_key => "caller_key",
         Some(Caller::Open) => "open",
         None => NONE,
     }
@@ -197,10 +197,10 @@ mod tests {
     }
 
     #[test]
-    fn key_label_names_the_gateway_key_else_passthru_else_open() {
+    fn key_label_names_the_gateway_key_else_caller_key_else_open() {
         assert_eq!(key_label(Some(&Caller::Master), true), "master");
         assert_eq!(key_label(Some(&Caller::Managed("ci".into())), true), "ci");
-        assert_eq!(key_label(Some(&Caller::Open), true), "passthru");
+        assert_eq!(key_label(Some(&Caller::Open), true), "caller_key");
         assert_eq!(key_label(Some(&Caller::Open), false), "open");
         assert_eq!(key_label(None, true), "-", "nobody was authenticated");
     }

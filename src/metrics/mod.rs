@@ -84,7 +84,7 @@ pub struct RequestOutcome<'a> {
     pub model: &'a str,
     /// Status sent to the client, from [`labels::status_label`].
     pub status: &'a str,
-    /// Gateway key name, `master`, `open` or `passthru` ([`labels::key_label`]).
+    /// Gateway key name, `master`, `open` or `caller_key` ([`labels::key_label`]).
     pub key: &'a str,
 }
 
@@ -281,12 +281,12 @@ mod tests {
             provider: "anthropic",
             model: "other",
             status: labels::status_label(200),
-            key: "passthru",
+            key: "caller_key",
         });
         m.reload_finished(false);
         let text = String::from_utf8(m.render()).unwrap();
         assert!(text.contains(
-            r#"aurora_requests_total{key="passthru",model="other",provider="anthropic",route="chat_completions",status="200"} 1"#
+            r#"aurora_requests_total{key="caller_key",model="other",provider="anthropic",route="chat_completions",status="200"} 1"#
         ), "{text}");
         assert!(text.contains(r#"aurora_config_reloads_total{outcome="failed"} 1"#));
         assert!(text.contains("aurora_log_lines_dropped_total 0"));

@@ -300,9 +300,9 @@ mod tests {
     }
 
     #[test]
-    fn passthru_provider_is_not_missing_a_key() {
+    fn caller_key_provider_is_not_missing_a_key() {
         let p = Provider {
-            credential: ProviderCredential::Passthru,
+            credential: ProviderCredential::CallerKey,
             ..Provider::unconfigured(ProviderKind::OpenAi)
         };
         assert!(!p.missing_key());

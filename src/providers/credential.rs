@@ -1,5 +1,5 @@
 //! How the gateway authenticates to one provider: no key, keys it holds itself
-//! (rotated per request), or the caller's own key (`!PASSTHRU`).
+//! (rotated per request), or the caller's own key (a caller key, `!PASSTHRU`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::Secret;
 
 /// The configured value that makes a provider use the caller's own key.
-pub const PASSTHRU: &str = "!PASSTHRU";
+pub const CALLER_KEY_MARKER: &str = "!PASSTHRU";
 
-/// Whether a configured key value is the [`PASSTHRU`] marker (any case: a real
+/// Whether a configured key value is the [`CALLER_KEY_MARKER`] (any case: a real
 /// provider key never starts with `!`, so `!passthru` is a typo, not a key).
-pub fn is_passthru_marker(value: &str) -> bool {
-    value.trim().eq_ignore_ascii_case(PASSTHRU)
+pub fn is_caller_key_marker(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case(CALLER_KEY_MARKER)
 }
 
 /// A provider's credential as configured.
@@ -24,7 +24,7 @@ pub enum ProviderCredential {
     /// Keys the gateway holds, used round-robin, one per request.
     Static(KeyRing),
     /// Every request carries the caller's own provider key.
-    Passthru,
+    CallerKey,
 }
 
 impl ProviderCredential {
@@ -34,15 +34,15 @@ impl ProviderCredential {
     }
 
     /// Whether callers bring their own key.
-    pub fn is_passthru(&self) -> bool {
-        matches!(self, ProviderCredential::Passthru)
+    pub fn is_caller_key(&self) -> bool {
+        matches!(self, ProviderCredential::CallerKey)
     }
 
     /// How many keys the gateway holds for this provider.
     pub fn static_key_count(&self) -> usize {
         match self {
             ProviderCredential::Static(ring) => ring.len(),
-            ProviderCredential::None | ProviderCredential::Passthru => 0,
+            ProviderCredential::None | ProviderCredential::CallerKey => 0,
         }
     }
 
@@ -50,7 +50,7 @@ impl ProviderCredential {
     pub fn next_static_key(&self) -> Option<&Secret> {
         match self {
             ProviderCredential::Static(ring) => Some(ring.next()),
-            ProviderCredential::None | ProviderCredential::Passthru => None,
+            ProviderCredential::None | ProviderCredential::CallerKey => None,
         }
     }
 }
@@ -165,18 +165,18 @@ mod tests {
     #[test]
     fn only_static_credentials_yield_a_gateway_key() {
         assert!(ProviderCredential::None.next_static_key().is_none());
-        assert!(ProviderCredential::Passthru.next_static_key().is_none());
+        assert!(ProviderCredential::CallerKey.next_static_key().is_none());
         let c = ProviderCredential::single(Secret::new("sk-one"));
         assert_eq!(c.next_static_key().unwrap().expose(), "sk-one");
-        assert!(ProviderCredential::Passthru.is_passthru());
-        assert!(!c.is_passthru());
+        assert!(ProviderCredential::CallerKey.is_caller_key());
+        assert!(!c.is_caller_key());
     }
 
     #[test]
-    fn passthru_marker_is_matched_in_any_case_and_trimmed() {
-        assert!(is_passthru_marker("!PASSTHRU"));
-        assert!(is_passthru_marker(" !passthru "));
-        assert!(!is_passthru_marker("PASSTHRU"));
-        assert!(!is_passthru_marker("sk-!PASSTHRU"));
+    fn caller_key_marker_is_matched_in_any_case_and_trimmed() {
+        assert!(is_caller_key_marker("!PASSTHRU"));
+        assert!(is_caller_key_marker(" !passthru "));
+        assert!(!is_caller_key_marker("PASSTHRU"));
+        assert!(!is_caller_key_marker("sk-!PASSTHRU"));
     }
 }

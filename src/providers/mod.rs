@@ -15,7 +15,7 @@ mod tls_roots;
 pub use crate::config::env_prefix;
 pub use base_url::{BaseUrl, BaseUrlError};
 pub use catalogue::{how_to_configure, Provider, ProviderCatalogue, Timeouts};
-pub use credential::{is_passthru_marker, KeyRing, ProviderCredential, PASSTHRU};
+pub use credential::{is_caller_key_marker, KeyRing, ProviderCredential, CALLER_KEY_MARKER};
 pub use format_facts::{FormatFacts, ANTHROPIC_VERSION};
 pub use kind::{AuthStyle, ProviderKind, WireFormat};
 pub use kind_facts::KindFacts;

@@ -39,9 +39,9 @@ pub struct AccessRecord<'a> {
     pub provider: &'a str,
     /// The model the provider was asked for, `-` when the route names none.
     pub model: &'a str,
-    /// `master`, a managed key's name, `passthru` or `open` (as the metrics' `key`).
+    /// `master`, a managed key's name, `caller_key` or `open` (as the metrics' `key`).
     pub key_name: &'a str,
-    /// Gateway key name and passthru hash of the caller's own provider key.
+    /// Gateway key name and caller-key hash of the caller's own provider key.
     pub caller: Cow<'a, str>,
     /// Status sent to the client, 0 when none could be sent.
     pub status: u16,
@@ -121,7 +121,7 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         provider: ctx.provider_name().unwrap_or("-"),
         model: ctx.obs.model().unwrap_or("-"),
         key_name: observe::key_name(ctx),
-        caller: caller_field(ctx.caller.as_ref(), ctx.passthru_label()),
+        caller: caller_field(ctx.caller.as_ref(), ctx.caller_key_label()),
         status: super::final_status(session).unwrap_or(0),
         upstream_status: ctx.upstream_status,
         duration_ms: millis(ctx.started.elapsed()),
@@ -260,14 +260,14 @@ pub fn request_summary(req: &RequestHeader) -> String {
     )
 }
 
-/// The `caller` field: the gateway key's name, the passthru label of the caller's own
+/// The `caller` field: the gateway key's name, the caller-key label of the caller's own
 /// provider key, both joined by `+`, or `-` when neither is known.
 pub(crate) fn caller_field<'a>(
     caller: Option<&'a Caller>,
-    passthru_label: Option<&'a str>,
+    caller_key_label: Option<&'a str>,
 ) -> Cow<'a, str> {
     let gateway = caller.filter(|c| **c != Caller::Open).map(Caller::label);
-    match (gateway, passthru_label) {
+    match (gateway, caller_key_label) {
         (Some(name), Some(label)) => Cow::Owned(format!("{name}+{label}")),
         (Some(name), None) => Cow::Borrowed(name),
         (None, Some(label)) => Cow::Borrowed(label),
@@ -323,18 +323,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn caller_field_names_gateway_key_and_passthru_hash() {
-        let label = Some("passthru:0123abcd");
+    fn caller_field_names_gateway_key_and_caller_key_hash() {
+        let label = Some("caller_key:0123abcd");
         assert_eq!(caller_field(None, None), "-");
         assert_eq!(caller_field(Some(&Caller::Open), None), "-");
         assert_eq!(
             caller_field(Some(&Caller::Open), label),
-            "passthru:0123abcd"
+            "caller_key:0123abcd"
         );
         assert_eq!(caller_field(Some(&Caller::Master), None), "master");
         assert_eq!(
             caller_field(Some(&Caller::Managed("ci".into())), label),
-            "ci+passthru:0123abcd"
+            "ci+caller_key:0123abcd"
         );
     }
 

@@ -172,10 +172,10 @@ impl RequestContext {
     }
 
     /// The log label of the caller's own provider key, when it sent one.
-    pub fn passthru_label(&self) -> Option<&str> {
+    pub fn caller_key_label(&self) -> Option<&str> {
         self.upstream
             .as_ref()
-            .and_then(|u| u.credential.passthru_label.as_deref())
+            .and_then(|u| u.credential.caller_key_label.as_deref())
     }
 }
 

@@ -53,7 +53,7 @@ use crate::metrics;
 use crate::telemetry;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{
-    ClientEncoder, OnCompleted, ResponseTranslation, Translation, TranslationModule,
+    ClientEncoder, OnCompleted, ResponseCodecs, ResponseTranslator, ResponseTranslatorBuilder,
     OMITTED_TOOLS_HEADER,
 };
 use attempts::HeldCall;
@@ -306,7 +306,7 @@ impl AuroraProxy {
         config: &Arc<Config>,
         mut target: UpstreamTarget,
         mut body: Bytes,
-        mut translation: Option<ResponseTranslation>,
+        mut translation: Option<ResponseCodecs>,
     ) -> Result<bool> {
         let timings = observe::delegate(ctx);
         let client = ClientSocket::of(session);
@@ -395,7 +395,7 @@ impl AuroraProxy {
         if !plan.omitted_tools.is_empty() {
             ctx.omitted_tools = Some(plan.omitted_tools.join(","));
         }
-        let Some(ResponseTranslation {
+        let Some(ResponseCodecs {
             client: ClientEncoder::Responses { on_completed, .. },
             ..
         }) = prepared.translation.as_mut()
@@ -527,7 +527,7 @@ impl AuroraProxy {
         &self,
         ctx: &mut RequestContext,
         headers: &http::HeaderMap,
-    ) -> std::result::Result<Option<(Bytes, Option<ResponseTranslation>)>, GatewayError> {
+    ) -> std::result::Result<Option<(Bytes, Option<ResponseCodecs>)>, GatewayError> {
         if std::mem::take(&mut ctx.attempt_ready) {
             // Readied with the request (or by the main request, for a subrequest).
             return Ok(None);
@@ -572,7 +572,7 @@ impl AuroraProxy {
         ctx: &mut RequestContext,
         target: UpstreamTarget,
         mut body: Bytes,
-        mut translation: Option<ResponseTranslation>,
+        mut translation: Option<ResponseCodecs>,
         streamed: bool,
     ) -> Result<bool> {
         ctx.upstream = Some(target);
@@ -903,7 +903,7 @@ async fn end_answer_under_way(
 ) -> bool {
     let translated = session
         .downstream_modules_ctx
-        .get_mut::<TranslationModule>()
+        .get_mut::<ResponseTranslator>()
         .is_some_and(|m| m.is_mid_response());
     let ended = if translated {
         match session.write_response_body(Some(Bytes::new()), true).await {
@@ -954,14 +954,14 @@ fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: Subre
 pub(crate) fn translate_response(
     session: &mut Session,
     ctx: &mut RequestContext,
-    translation: ResponseTranslation,
+    translation: ResponseCodecs,
 ) {
     ctx.translated = true;
     // Translators must see plain bytes, whatever the provider decides to send.
     session.upstream_compression.adjust_decompression(true);
     if let Some(module) = session
         .downstream_modules_ctx
-        .get_mut::<TranslationModule>()
+        .get_mut::<ResponseTranslator>()
     {
         module.translate(translation);
     }
@@ -1059,7 +1059,7 @@ impl ProxyHttp for AuroraProxy {
     }
 
     fn init_downstream_modules(&self, modules: &mut HttpModules) {
-        modules.add_module(Box::new(Translation));
+        modules.add_module(Box::new(ResponseTranslatorBuilder));
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &Self::CTX, _error: &Error) -> bool {
@@ -1182,7 +1182,7 @@ impl ProxyHttp for AuroraProxy {
                         ctx.translated = false;
                         if let Some(module) = session
                             .downstream_modules_ctx
-                            .get_mut::<TranslationModule>()
+                            .get_mut::<ResponseTranslator>()
                         {
                             module.disable();
                         }
@@ -1387,7 +1387,7 @@ impl ProxyHttp for AuroraProxy {
         if ctx.translated
             && session
                 .downstream_modules_ctx
-                .get::<TranslationModule>()
+                .get::<ResponseTranslator>()
                 .is_some_and(|m| m.answers_whole(upstream_response))
         {
             ctx.corked = response_cork::CorkedSocket::cork(session);
@@ -1468,7 +1468,7 @@ impl ProxyHttp for AuroraProxy {
             // The gateway's own envelope is already in the client's format.
             if let Some(module) = session
                 .downstream_modules_ctx
-                .get_mut::<TranslationModule>()
+                .get_mut::<ResponseTranslator>()
             {
                 module.disable();
             }
@@ -1491,7 +1491,7 @@ impl ProxyHttp for AuroraProxy {
         if let Some(corked) = ctx.corked.take() {
             corked.release();
         }
-        if let Some(module) = session.downstream_modules_ctx.get::<TranslationModule>() {
+        if let Some(module) = session.downstream_modules_ctx.get::<ResponseTranslator>() {
             observe::response_work(ctx, module.busy());
         }
         if !ctx.is_subrequest {

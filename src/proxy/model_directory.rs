@@ -132,7 +132,7 @@ impl ModelDirectory {
         let lookups = providers.iter().map(|p| async move {
             if !p.models.is_empty() {
                 p.models.clone()
-            } else if p.credential.is_passthru() {
+            } else if p.credential.is_caller_key() {
                 // The gateway holds no key to ask with; only a `models:` list can say.
                 Vec::new()
             } else {
@@ -482,7 +482,7 @@ providers:
     }
 
     #[tokio::test]
-    async fn passthru_providers_are_listed_from_config_and_never_asked() {
+    async fn caller_key_providers_are_listed_from_config_and_never_asked() {
         let yaml = "
 providers:
   openai: {api_key: '!PASSTHRU', base_url: 'http://127.0.0.1:9/v1'}

@@ -13,7 +13,7 @@ use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
 use crate::providers::{Provider, WireFormat};
 use crate::translate::codec::{decode_request, encode_request, ClientFormat, DecodeOptions};
-use crate::translate::{OpenAiRequestOptions, ResponseTranslation, TranslateError};
+use crate::translate::{OpenAiRequestOptions, ResponseCodecs, TranslateError};
 
 /// The `/v1` endpoints that carry a model in their body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub struct PreparedRequest {
     /// The model the provider is asked for.
     pub model: String,
     /// How the provider's response becomes the client's, when it must change.
-    pub translation: Option<ResponseTranslation>,
+    pub translation: Option<ResponseCodecs>,
     /// For a translated Responses API request: what the gateway keeps and reports.
     pub responses: Option<ResponsesPlan>,
 }
@@ -238,7 +238,7 @@ pub fn prepare_for(
         target: target(&provider, path, None).timed(timeouts, shape),
         body: upstream_body.into(),
         model,
-        translation: Some(ResponseTranslation {
+        translation: Some(ResponseCodecs {
             provider: decoder,
             client: hub.encoder,
             stream: hub.stream,

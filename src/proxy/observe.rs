@@ -298,7 +298,7 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         provider: h.provider_label(provider),
         model: ctx.obs.model_label.as_deref().unwrap_or(NONE),
         status: status_label(super::final_status(session).unwrap_or(0)),
-        key: key_label(ctx.caller.as_ref(), ctx.passthru_label().is_some()),
+        key: key_label(ctx.caller.as_ref(), ctx.caller_key_label().is_some()),
     });
     h.observe_duration(
         ctx.route_kind,
@@ -312,7 +312,7 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         h.tokens_used(
             h.provider_label(provider),
             ctx.obs.model_label.as_deref().unwrap_or(NONE),
-            key_label(ctx.caller.as_ref(), ctx.passthru_label().is_some()),
+            key_label(ctx.caller.as_ref(), ctx.caller_key_label().is_some()),
             &usage,
             cost_usd(ctx),
         );
@@ -321,7 +321,7 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
 
 /// The `key` the access log names the caller by (as the metrics do).
 pub fn key_name(ctx: &RequestContext) -> &str {
-    key_label(ctx.caller.as_ref(), ctx.passthru_label().is_some())
+    key_label(ctx.caller.as_ref(), ctx.caller_key_label().is_some())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::{
     OMITTED_TOOLS_HEADER,
 };
 use crate::telemetry;
-use crate::translate::{ResponseTranslation, TranslationModule};
+use crate::translate::{ResponseCodecs, ResponseTranslator};
 
 /// Sends `header` and then `answer`'s body to the client; `Ok(true)`: the request is
 /// answered (or the client is gone).
@@ -24,7 +24,7 @@ pub async fn stream_to_client(
     ctx: &mut RequestContext,
     mut header: ResponseHeader,
     mut answer: OpenAnswer,
-    translation: Option<ResponseTranslation>,
+    translation: Option<ResponseCodecs>,
     connector: &Connector,
 ) -> Result<bool> {
     let omitted = translation
@@ -36,7 +36,7 @@ pub async fn stream_to_client(
         None => {
             if let Some(module) = session
                 .downstream_modules_ctx
-                .get_mut::<TranslationModule>()
+                .get_mut::<ResponseTranslator>()
             {
                 module.disable();
             }

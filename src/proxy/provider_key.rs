@@ -12,15 +12,15 @@ use crate::providers::{Provider, ProviderCredential, Secret};
 pub const PROVIDER_KEY_HEADER: &str = "x-provider-api-key";
 
 /// The prefix of the log label of a caller's own key.
-pub const PASSTHRU_LABEL_PREFIX: &str = "passthru:";
+pub const CALLER_KEY_LABEL_PREFIX: &str = "caller_key:";
 
 /// The key one request sends upstream, decided before anything is sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamCredential {
     /// Sent in the provider's auth style; `None` for a provider without a key.
     pub key: Option<Secret>,
-    /// For a caller's own key: [`passthru_label`] of it, the only way logs name it.
-    pub passthru_label: Option<String>,
+    /// For a caller's own key: [`caller_key_label`] of it, the only way logs name it.
+    pub caller_key_label: Option<String>,
     /// Which of the provider's static keys it is, when the gateway holds several.
     pub key_index: Option<usize>,
 }
@@ -58,15 +58,15 @@ pub fn upstream_credential_avoiding(
             let (index, key) = ring.next_avoiding(cooling);
             Ok(UpstreamCredential {
                 key: Some(key.clone()),
-                passthru_label: None,
+                caller_key_label: None,
                 key_index: (ring.len() > 1).then_some(index),
             })
         }
-        ProviderCredential::Passthru => {
+        ProviderCredential::CallerKey => {
             let key = client_provider_key(headers, auth)
                 .ok_or_else(|| missing_client_key(&provider.name, !auth.is_open()))?;
             Ok(UpstreamCredential {
-                passthru_label: Some(passthru_label(key)),
+                caller_key_label: Some(caller_key_label(key)),
                 key: Some(Secret::new(key)),
                 key_index: None,
             })
@@ -74,11 +74,11 @@ pub fn upstream_credential_avoiding(
     }
 }
 
-/// `passthru:` and the first 8 hex digits of the key's SHA-256: enough to tell
+/// `caller_key:` and the first 8 hex digits of the key's SHA-256: enough to tell
 /// callers apart in logs, far too little to recover the key.
-pub fn passthru_label(key: &str) -> String {
+pub fn caller_key_label(key: &str) -> String {
     let digest = sha256(key.as_bytes());
-    format!("{PASSTHRU_LABEL_PREFIX}{}", hex::encode(&digest[..4]))
+    format!("{CALLER_KEY_LABEL_PREFIX}{}", hex::encode(&digest[..4]))
 }
 
 fn client_provider_key<'a>(headers: &'a HeaderMap, auth: &GatewayAuth) -> Option<&'a str> {
@@ -139,10 +139,10 @@ mod tests {
         GatewayAuth::new(Some(&Secret::new(GW)), managed)
     }
 
-    fn passthru() -> Provider {
+    fn caller_key_provider() -> Provider {
         Provider {
             name: "openai-east".into(),
-            credential: ProviderCredential::Passthru,
+            credential: ProviderCredential::CallerKey,
             ..Provider::unconfigured(ProviderKind::OpenAi)
         }
     }
@@ -156,9 +156,13 @@ mod tests {
     }
 
     fn sent(pairs: &[(&'static str, &str)], auth_on: bool) -> Option<String> {
-        upstream_credential(&passthru(), &headers(pairs), &gateway_auth(auth_on))
-            .ok()
-            .map(|c| c.key.unwrap().expose().to_string())
+        upstream_credential(
+            &caller_key_provider(),
+            &headers(pairs),
+            &gateway_auth(auth_on),
+        )
+        .ok()
+        .map(|c| c.key.unwrap().expose().to_string())
     }
 
     fn bearer(token: &str) -> String {
@@ -186,7 +190,7 @@ mod tests {
         let keys: Vec<String> = (0..3)
             .map(|_| {
                 let c = upstream_credential(&p, &h, &gateway_auth(true)).unwrap();
-                assert_eq!(c.passthru_label, None);
+                assert_eq!(c.caller_key_label, None);
                 c.key.unwrap().expose().to_string()
             })
             .collect();
@@ -335,7 +339,7 @@ mod tests {
     fn auth_on_a_gateway_key_refused_as_provider_key_is_the_missing_key_401() {
         let b = bearer(MANAGED);
         let h = headers(&[("authorization", &b), ("x-api-key", GW)]);
-        let err = upstream_credential(&passthru(), &h, &gateway_auth(true)).unwrap_err();
+        let err = upstream_credential(&caller_key_provider(), &h, &gateway_auth(true)).unwrap_err();
         assert_eq!(err.status, 401);
         assert_eq!(err.code, Some("missing_provider_key"));
         assert!(!err.message.contains(GW), "{}", err.message);
@@ -343,15 +347,19 @@ mod tests {
 
     #[test]
     fn missing_client_key_is_401_naming_provider_and_header() {
-        let err =
-            upstream_credential(&passthru(), &HeaderMap::new(), &gateway_auth(false)).unwrap_err();
+        let err = upstream_credential(
+            &caller_key_provider(),
+            &HeaderMap::new(),
+            &gateway_auth(false),
+        )
+        .unwrap_err();
         assert_eq!(err.status, 401);
         assert_eq!(err.kind, ErrorKind::Authentication);
         assert!(err.message.contains("`openai-east`"), "{}", err.message);
         assert!(err.message.contains("X-Api-Key"), "{}", err.message);
         let b = bearer(GW);
         let h = headers(&[("authorization", &b)]);
-        let err = upstream_credential(&passthru(), &h, &gateway_auth(true)).unwrap_err();
+        let err = upstream_credential(&caller_key_provider(), &h, &gateway_auth(true)).unwrap_err();
         assert_eq!(err.status, 401);
         assert!(
             err.message.contains("X-Provider-Api-Key"),
@@ -362,12 +370,12 @@ mod tests {
     }
 
     #[test]
-    fn passthru_credential_carries_a_short_hash_label_not_the_key() {
+    fn caller_key_credential_carries_a_short_hash_label_not_the_key() {
         let h = headers(&[("x-api-key", CLIENT)]);
-        let c = upstream_credential(&passthru(), &h, &gateway_auth(false)).unwrap();
-        let label = c.passthru_label.unwrap();
+        let c = upstream_credential(&caller_key_provider(), &h, &gateway_auth(false)).unwrap();
+        let label = c.caller_key_label.unwrap();
         let expected = hex::encode(sha256(CLIENT.as_bytes()));
-        assert_eq!(label, format!("passthru:{}", &expected[..8]));
+        assert_eq!(label, format!("caller_key:{}", &expected[..8]));
         assert!(!label.contains(CLIENT));
     }
 }

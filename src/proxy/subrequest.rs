@@ -29,7 +29,7 @@ use super::{GatewayError, UpstreamTarget};
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::providers::WireFormat;
-use crate::translate::ResponseTranslation;
+use crate::translate::ResponseCodecs;
 
 /// Everything the main request decided, handed to its subrequest.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ pub struct SubrequestPlan {
     /// Provider and upstream path.
     pub target: UpstreamTarget,
     /// How the response is translated, if at all.
-    pub translation: Option<ResponseTranslation>,
+    pub translation: Option<ResponseCodecs>,
     /// The envelope of errors the gateway raises.
     pub error_format: WireFormat,
     /// Where the subrequest leaves the provider's status for the main request's log.

@@ -13,7 +13,7 @@ use super::anthropic_to_openai_response::{
 };
 use super::json_writer::{write_str, write_u64};
 use super::sse::{write_json_event, SseError, SseEventRef};
-use super::sse_translator::{unreadable_message, EventTranslation, Phase, SseTranslator};
+use super::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -31,7 +31,7 @@ pub struct StreamOptions {
 /// Incremental translator from Anthropic SSE bytes to OpenAI SSE bytes.
 #[derive(Debug)]
 pub struct AnthropicToOpenAiStream {
-    inner: SseTranslator<State>,
+    inner: SseDriver<State>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,7 @@ impl AnthropicToOpenAiStream {
     /// Creates a translator for one response stream.
     pub fn new(opts: StreamOptions) -> Self {
         Self {
-            inner: SseTranslator::new(State {
+            inner: SseDriver::new(State {
                 opts,
                 id: String::new(),
                 prefix: Vec::new(),
@@ -122,7 +122,7 @@ impl AnthropicToOpenAiStream {
     }
 }
 
-impl EventTranslation for State {
+impl EventHandler for State {
     fn phase(&self) -> Phase {
         self.phase
     }

@@ -16,9 +16,9 @@
 //!   [`OpenAiToAnthropicStream`], [`openai_error_to_anthropic`].
 //! - The Responses codec, as a client: [`responses`].
 //! - [`sse`]: the incremental SSE parser and writer every stream uses.
-//! - [`ResponseTranslator`] drives the response side for one request (the
-//!   provider's decoder, then the client's encoder), and [`TranslationModule`]
-//!   runs it as a Pingora HTTP module.
+//! - [`ResponseTranslator`] drives the response side for one request through its
+//!   [`ResponseCodecs`] (the provider's decoder, then the client's encoder), as the
+//!   Pingora HTTP module [`ResponseTranslatorBuilder`] registers.
 //!
 //! Request translation fails with [`TranslateError`] when the request cannot
 //! be expressed faithfully; fields that do not change the shape of the
@@ -46,7 +46,6 @@ pub mod error;
 #[cfg(test)]
 mod hub_streams;
 mod json_writer;
-pub mod module;
 mod openai_content_chunk;
 pub mod openai_to_anthropic_error;
 pub mod openai_to_anthropic_request;
@@ -56,7 +55,7 @@ mod request_fields;
 pub mod response_translator;
 pub mod responses;
 pub mod sse;
-mod sse_translator;
+mod sse_driver;
 
 pub use anthropic_to_openai_error::{
     anthropic_error_to_openai, openai_error_type_for_anthropic_type, openai_error_type_for_status,
@@ -67,7 +66,6 @@ pub use anthropic_to_openai_request::{
 pub use anthropic_to_openai_response::{anthropic_to_openai_response, ResponseOptions};
 pub use anthropic_to_openai_stream::{AnthropicToOpenAiStream, StreamOptions};
 pub use error::TranslateError;
-pub use module::{Translation, TranslationModule};
 pub use openai_to_anthropic_error::{anthropic_error_type_for_status, openai_error_to_anthropic};
 pub use openai_to_anthropic_request::{
     openai_to_anthropic_request, AnthropicRequest, RequestOptions,
@@ -75,7 +73,7 @@ pub use openai_to_anthropic_request::{
 pub use openai_to_anthropic_response::{openai_to_anthropic_response, MessageOptions};
 pub use openai_to_anthropic_stream::OpenAiToAnthropicStream;
 pub use response_translator::{
-    ClientEncoder, OnCompleted, ProviderDecoder, ResponseTranslation, ResponseTranslator,
-    OMITTED_TOOLS_HEADER,
+    ClientEncoder, OnCompleted, ProviderDecoder, ResponseCodecs, ResponseTranslator,
+    ResponseTranslatorBuilder, OMITTED_TOOLS_HEADER,
 };
 pub use sse::{SseEvent, SseEventRef, SseParser};

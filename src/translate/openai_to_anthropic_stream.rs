@@ -21,7 +21,7 @@ use super::openai_to_anthropic_response::{
     MessageOptions, OpenAiUsageIn,
 };
 use super::sse::{write_json_event, SseError, SseEventRef};
-use super::sse_translator::{unreadable_message, EventTranslation, Phase, SseTranslator};
+use super::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -31,7 +31,7 @@ use std::marker::PhantomData;
 /// Incremental translator from OpenAI SSE bytes to Anthropic SSE bytes.
 #[derive(Debug)]
 pub struct OpenAiToAnthropicStream {
-    inner: SseTranslator<State>,
+    inner: SseDriver<State>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl OpenAiToAnthropicStream {
     /// Creates a translator for one response stream.
     pub fn new(opts: MessageOptions) -> Self {
         Self {
-            inner: SseTranslator::new(State {
+            inner: SseDriver::new(State {
                 model: opts.model,
                 started: false,
                 next_index: 0,
@@ -110,7 +110,7 @@ impl OpenAiToAnthropicStream {
     }
 }
 
-impl EventTranslation for State {
+impl EventHandler for State {
     fn phase(&self) -> Phase {
         self.phase
     }

@@ -1,7 +1,10 @@
 //! Turns one provider response (header, then body chunks) into the client's
 //! format. Success streams are translated event by event as bytes arrive;
 //! JSON bodies and error bodies are collected and translated once complete.
-//! Plain state, no I/O: the HTTP module feeds it.
+//! Plain state, no I/O: [`ResponseTranslator`] is itself the Pingora HTTP module
+//! that Pingora feeds, idle until a proxy hook hands it the codecs of a request
+//! through `session.downstream_modules_ctx` (the way `pingora-core`'s gRPC-web
+//! bridge is switched on per request).
 //!
 //! Every translation goes through the hub format, Anthropic Messages: the
 //! provider's answer is read into it ([`ProviderDecoder`]) and written out in the
@@ -12,8 +15,11 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use bytes::Bytes;
+use pingora_core::modules::http::{HttpModule, HttpModuleBuilder, Module};
 use pingora_http::ResponseHeader;
 
 use super::anthropic_to_openai_error::OpenAiErrorBody;
@@ -91,10 +97,11 @@ impl PartialEq for OnCompleted {
 
 impl Eq for OnCompleted {}
 
-/// How one provider answer becomes the client's: the provider's format read into the
-/// hub, then written in the client's. A pair of the same format is never translated.
+/// The codecs one provider answer goes through to become the client's: the
+/// provider's decoder into the hub, then the client's encoder. A pair of the same
+/// format is never translated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseTranslation {
+pub struct ResponseCodecs {
     /// The provider's side.
     pub provider: ProviderDecoder,
     /// The client's side.
@@ -108,7 +115,7 @@ pub struct ResponseTranslation {
 /// a chat answer is bounded by its token limit, so anything near this is not one.
 pub const MAX_WHOLE_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
-impl ResponseTranslation {
+impl ResponseCodecs {
     /// Anthropic Messages → OpenAI Chat Completions.
     pub fn anthropic_to_openai(
         model: String,
@@ -141,7 +148,20 @@ impl ResponseTranslation {
         self.stream
     }
 
-    fn stream_translator(&self) -> StreamTranslator {
+    /// Whether the provider's answer with this header is translated as it arrives
+    /// (a successful event stream) rather than collected whole (JSON, any error).
+    fn streams(&self, resp: &ResponseHeader) -> bool {
+        let is_event_stream = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(self.stream_requested(), |ct| {
+                ct.trim_start().starts_with(EVENT_STREAM)
+            });
+        resp.status.is_success() && is_event_stream
+    }
+
+    fn stream_codecs(&self) -> StreamCodecs {
         let decode = match self.provider {
             ProviderDecoder::Messages => None,
             ProviderDecoder::Chat => Some(Box::new(OpenAiToAnthropicStream::new(MessageOptions {
@@ -168,7 +188,7 @@ impl ResponseTranslation {
                 on_completed.clone(),
             ),
         };
-        StreamTranslator {
+        StreamCodecs {
             decode,
             encode,
             hub: Vec::new(),
@@ -273,16 +293,16 @@ enum ClientStream {
     Responses(Box<AnthropicToResponsesStream>, Option<OnCompleted>),
 }
 
-/// An incremental stream translation: the provider's events into the hub's (when
-/// they are not already), then into the client's.
-struct StreamTranslator {
+/// The stream codecs of one answer, running: the provider's events decoded into the
+/// hub's (when they are not already), then encoded into the client's.
+struct StreamCodecs {
     decode: Option<Box<OpenAiToAnthropicStream>>,
     encode: ClientStream,
     /// Hub bytes between the two steps, reused from chunk to chunk.
     hub: Vec<u8>,
 }
 
-impl StreamTranslator {
+impl StreamCodecs {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         match self.decode.as_mut() {
             None => self.encode.push(chunk, out),
@@ -327,61 +347,99 @@ impl ClientStream {
     }
 }
 
+#[derive(Default)]
 enum Body {
     /// No header seen yet.
+    #[default]
     Pending,
     /// A success stream, translated as it arrives.
-    Stream(StreamTranslator),
+    Stream(StreamCodecs),
     /// A JSON body (success or error) collected until its end.
     Whole { status: u16, buf: Vec<u8> },
     /// Everything has been written.
     Finished,
 }
 
-/// The translation state of one response.
+/// The translation of one response, and the Pingora HTTP module that runs it: every
+/// request gets one, idle (the response untouched) until [`translate`] hands it the
+/// codecs.
+///
+/// [`translate`]: ResponseTranslator::translate
+#[derive(Default)]
 pub struct ResponseTranslator {
-    translation: ResponseTranslation,
+    /// `None`: idle.
+    codecs: Option<ResponseCodecs>,
     body: Body,
+    /// Time spent translating this response (the gateway's own overhead).
+    busy: Duration,
 }
 
 const EVENT_STREAM: &str = "text/event-stream";
 const JSON: &str = "application/json";
 
 impl ResponseTranslator {
-    /// A translator for one response.
-    pub fn new(translation: ResponseTranslation) -> Self {
+    /// A translator for one response, through these codecs.
+    pub fn new(codecs: ResponseCodecs) -> Self {
         Self {
-            translation,
-            body: Body::Pending,
+            codecs: Some(codecs),
+            ..Self::default()
         }
+    }
+
+    /// Translates this request's response through these codecs.
+    pub fn translate(&mut self, codecs: ResponseCodecs) {
+        self.codecs = Some(codecs);
+        self.body = Body::Pending;
+    }
+
+    /// Leaves the response untouched: the gateway writes an answer already in
+    /// the client's format (its own error envelope).
+    pub fn disable(&mut self) {
+        self.codecs = None;
+        self.body = Body::Pending;
+    }
+
+    /// The time spent translating this response so far.
+    pub fn busy(&self) -> Duration {
+        self.busy
     }
 
     /// Whether the provider's answer with this header is translated as it arrives
     /// (a successful event stream) rather than collected whole (JSON, any error).
+    /// An idle translator does neither.
     pub fn streams(&self, resp: &ResponseHeader) -> bool {
-        let is_event_stream = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map_or(self.translation.stream_requested(), |ct| {
-                ct.trim_start().starts_with(EVENT_STREAM)
-            });
-        resp.status.is_success() && is_event_stream
+        self.codecs.as_ref().is_some_and(|c| c.streams(resp))
+    }
+
+    /// Whether the answer with this provider header will be translated whole, once
+    /// the provider's body has ended (not as a stream).
+    pub fn answers_whole(&self, resp: &ResponseHeader) -> bool {
+        self.codecs.as_ref().is_some_and(|c| !c.streams(resp))
+    }
+
+    /// Whether a translated response has started but not yet ended: after an
+    /// upstream failure, ending its body lets a stream close with an error event.
+    pub fn is_mid_response(&self) -> bool {
+        self.codecs.is_some() && self.has_started() && !self.is_finished()
     }
 
     /// Rewrites the response header: the body changes length, so it is sent
-    /// chunked, and its type follows the translated body.
+    /// chunked, and its type follows the translated body. An idle translator
+    /// leaves it as it is.
     pub fn on_header(&mut self, resp: &mut ResponseHeader) -> pingora_core::Result<()> {
+        let Some(codecs) = &self.codecs else {
+            return Ok(());
+        };
         if resp.status.is_informational() {
             // `100 Continue` or `103 Early Hints`: the answer to translate comes after it.
             return Ok(());
         }
         let status = resp.status.as_u16();
-        if let Some(tools) = self.translation.client.omitted_tools() {
+        if let Some(tools) = codecs.client.omitted_tools() {
             resp.insert_header(OMITTED_TOOLS_HEADER, tools)?;
         }
-        self.body = if self.streams(resp) {
-            Body::Stream(self.translation.stream_translator())
+        self.body = if codecs.streams(resp) {
+            Body::Stream(codecs.stream_codecs())
         } else {
             Body::Whole {
                 status,
@@ -402,8 +460,12 @@ impl ResponseTranslator {
         Ok(())
     }
 
-    /// Translates one body chunk; the returned bytes replace it.
+    /// Translates one body chunk; the returned bytes replace it. An idle
+    /// translator returns it as it is.
     pub fn on_body(&mut self, chunk: Option<&[u8]>, end_of_stream: bool) -> Bytes {
+        let Some(codecs) = &self.codecs else {
+            return chunk.map(Bytes::copy_from_slice).unwrap_or_default();
+        };
         let mut out = Vec::new();
         match &mut self.body {
             Body::Stream(stream) => {
@@ -421,16 +483,14 @@ impl ResponseTranslator {
                         log::warn!(
                             "provider answer over {MAX_WHOLE_ANSWER_BYTES} bytes; not translated"
                         );
-                        out = self
-                            .translation
-                            .error_body("the provider's answer is too large to translate");
+                        out = codecs.error_body("the provider's answer is too large to translate");
                         self.body = Body::Finished;
                         return Bytes::from(out);
                     }
                     buf.extend_from_slice(chunk);
                 }
                 if end_of_stream {
-                    out = self.translation.translate_whole(*status, buf);
+                    out = codecs.translate_whole(*status, buf);
                 }
             }
             Body::Pending | Body::Finished => {}
@@ -443,7 +503,7 @@ impl ResponseTranslator {
 
     /// The response ended without a final body chunk.
     pub fn on_done(&mut self) -> Option<Bytes> {
-        if matches!(self.body, Body::Pending | Body::Finished) {
+        if self.codecs.is_none() || matches!(self.body, Body::Pending | Body::Finished) {
             return None;
         }
         Some(self.on_body(None, true)).filter(|b| !b.is_empty())
@@ -460,12 +520,70 @@ impl ResponseTranslator {
     }
 }
 
+#[async_trait]
+impl HttpModule for ResponseTranslator {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    async fn response_header_filter(
+        &mut self,
+        resp: &mut ResponseHeader,
+        _end_of_stream: bool,
+    ) -> pingora_core::Result<()> {
+        if self.codecs.is_none() {
+            return Ok(());
+        }
+        let began = Instant::now();
+        let translated = self.on_header(resp);
+        self.busy += began.elapsed();
+        translated
+    }
+
+    fn response_body_filter(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+    ) -> pingora_core::Result<()> {
+        if self.codecs.is_some() {
+            let began = Instant::now();
+            *body = Some(self.on_body(body.as_deref(), end_of_stream));
+            self.busy += began.elapsed();
+        }
+        Ok(())
+    }
+
+    fn response_done_filter(&mut self) -> pingora_core::Result<Option<Bytes>> {
+        if self.codecs.is_none() {
+            return Ok(None);
+        }
+        let began = Instant::now();
+        let last = self.on_done();
+        self.busy += began.elapsed();
+        Ok(last)
+    }
+}
+
+/// Gives every request its (idle) [`ResponseTranslator`], registered in
+/// `init_downstream_modules`.
+pub struct ResponseTranslatorBuilder;
+
+impl HttpModuleBuilder for ResponseTranslatorBuilder {
+    fn init(&self) -> Module {
+        Box::new(ResponseTranslator::default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn translator(stream: bool) -> ResponseTranslator {
-        ResponseTranslator::new(ResponseTranslation::anthropic_to_openai(
+        ResponseTranslator::new(ResponseCodecs::anthropic_to_openai(
             "anthropic/claude-x".into(),
             7,
             stream,
@@ -533,8 +651,7 @@ mod tests {
 
     #[test]
     fn untranslatable_success_is_an_error_for_the_whole_path() {
-        let t =
-            ResponseTranslation::anthropic_to_openai("anthropic/claude-x".into(), 7, false, false);
+        let t = ResponseCodecs::anthropic_to_openai("anthropic/claude-x".into(), 7, false, false);
         assert!(t.answer_whole(200, br#"{"unexpected":true}"#).is_err());
         assert!(t.answer_whole(200, b"{\"type\":\"mess").is_err());
         let ok = t
@@ -609,7 +726,7 @@ mod tests {
     }
 
     fn openai_translator() -> ResponseTranslator {
-        ResponseTranslator::new(ResponseTranslation::openai_to_anthropic(
+        ResponseTranslator::new(ResponseCodecs::openai_to_anthropic(
             "openai:gpt-4o".into(),
             true,
         ))
@@ -658,5 +775,39 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["type"], "message");
         assert_eq!(v["model"], "openai:gpt-4o");
+    }
+
+    #[test]
+    fn time_spent_translating_is_counted_and_an_idle_module_counts_none() {
+        let mut idle = ResponseTranslator::default();
+        let mut body = Some(Bytes::from_static(b"untouched"));
+        idle.response_body_filter(&mut body, true).unwrap();
+        assert_eq!(body.as_deref(), Some(&b"untouched"[..]));
+        assert_eq!(idle.busy(), Duration::ZERO);
+
+        let mut module = ResponseTranslator::default();
+        module.translate(ResponseCodecs::anthropic_to_openai(
+            "claude".into(),
+            1,
+            true,
+            false,
+        ));
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header
+            .insert_header("content-type", "text/event-stream")
+            .unwrap();
+        let stream = fixture!("anthropic/messages_stream.txt");
+        block_on(module.response_header_filter(&mut header, false)).unwrap();
+        let mut body = Some(Bytes::from_static(stream.as_bytes()));
+        module.response_body_filter(&mut body, true).unwrap();
+        assert!(module.busy() > Duration::ZERO);
+    }
+
+    /// Runs a future to its end (the header filter does no I/O).
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 }

@@ -38,23 +38,21 @@ use crate::translate::anthropic_to_openai_error::openai_error_type_for_anthropic
 use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
 use crate::translate::json_writer::{write_compact, write_str, write_u64, JsonString, JsonText};
 use crate::translate::sse::{SseError, SseEventRef};
-use crate::translate::sse_translator::{
-    unreadable_message, EventTranslation, Phase, SseTranslator,
-};
+use crate::translate::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::Deserialize;
 use std::borrow::Cow;
 
 /// Incremental translator from Anthropic SSE bytes to Responses API SSE bytes.
 #[derive(Debug)]
 pub struct AnthropicToResponsesStream {
-    inner: SseTranslator<State>,
+    inner: SseDriver<State>,
 }
 
 impl AnthropicToResponsesStream {
     /// Creates a translator for one response stream, described by `opts`.
     pub fn new(opts: ResponsesOptions) -> Self {
         Self {
-            inner: SseTranslator::new(State {
+            inner: SseDriver::new(State {
                 head: ResponseHead::new(&opts),
                 opts,
                 seq: 0,
@@ -199,7 +197,7 @@ fn error_code(anthropic_type: Option<&str>) -> &'static str {
     }
 }
 
-impl EventTranslation for State {
+impl EventHandler for State {
     fn phase(&self) -> Phase {
         self.phase
     }

@@ -1,6 +1,7 @@
-//! Provider keys a caller brings itself (`api_key: "!PASSTHRU"`) and static keys used
-//! in turn (`api_keys`), end to end: which key reaches the provider on `/p/…` and
-//! `/v1/chat/completions`, with gateway auth on and off, and what the log shows.
+//! Caller keys, the provider keys a caller brings itself (`api_key: "!PASSTHRU"`),
+//! and static keys used in turn (`api_keys`), end to end: which key reaches the
+//! provider on `/p/…` and `/v1/chat/completions`, with gateway auth on and off, and
+//! what the log shows.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const MASTER: &str = "gw-master-passthru-test-012345678";
+const MASTER: &str = "gw-master-caller-key-test-012345678";
 const CLIENT_KEY: &str = "sk-client-own-key-test";
 
 /// Answers like each provider would, whatever key it was sent.
@@ -23,7 +24,7 @@ fn provider_like(rec: &Recorded) -> Reply {
 }
 
 /// Anthropic and OpenAI, both `!PASSTHRU`, both served by `mock` under `/v1`.
-fn passthru_gateway(mock: &MockUpstream, auth_on: bool) -> Gateway {
+fn caller_key_gateway(mock: &MockUpstream, auth_on: bool) -> Gateway {
     let yaml = format!(
         "providers:\n  anthropic:\n    api_key: \"!PASSTHRU\"\n    base_url: {base}\n  openai:\n    api_key: !PASSTHRU\n    base_url: {base}\n",
         base = mock.url("/v1")
@@ -75,7 +76,7 @@ fn all_header_values(rec: &Recorded) -> String {
 
 fn short_hash(key: &str) -> String {
     format!(
-        "passthru:{}",
+        "caller_key:{}",
         &hex::encode(Sha256::digest(key.as_bytes()))[..8]
     )
 }
@@ -140,7 +141,7 @@ fn upstream_key(rec: &Recorded) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_off_client_key_in_x_api_key_reaches_every_route_in_the_providers_style() {
     let mock = MockUpstream::start(provider_like).await;
-    let gw = passthru_gateway(&mock, false);
+    let gw = caller_key_gateway(&mock, false);
     for (label, rec) in every_route(&gw, &mock, &[("x-api-key", CLIENT_KEY)]).await {
         assert_eq!(upstream_key(&rec).as_deref(), Some(CLIENT_KEY), "{label}");
     }
@@ -149,7 +150,7 @@ async fn auth_off_client_key_in_x_api_key_reaches_every_route_in_the_providers_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_off_client_key_as_bearer_reaches_every_route() {
     let mock = MockUpstream::start(provider_like).await;
-    let gw = passthru_gateway(&mock, false);
+    let gw = caller_key_gateway(&mock, false);
     let auth = bearer(CLIENT_KEY);
     for (label, rec) in every_route(&gw, &mock, &[("authorization", &auth)]).await {
         assert_eq!(upstream_key(&rec).as_deref(), Some(CLIENT_KEY), "{label}");
@@ -159,7 +160,7 @@ async fn auth_off_client_key_as_bearer_reaches_every_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_on_provider_key_in_x_provider_api_key_reaches_every_route_and_gateway_key_does_not() {
     let mock = MockUpstream::start(provider_like).await;
-    let gw = passthru_gateway(&mock, true);
+    let gw = caller_key_gateway(&mock, true);
     let auth = bearer(MASTER);
     let headers = [
         ("authorization", auth.as_str()),
@@ -175,7 +176,7 @@ async fn auth_on_provider_key_in_x_provider_api_key_reaches_every_route_and_gate
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_on_provider_key_in_x_api_key_beside_bearer_gateway_key_reaches_every_route() {
     let mock = MockUpstream::start(provider_like).await;
-    let gw = passthru_gateway(&mock, true);
+    let gw = caller_key_gateway(&mock, true);
     let auth = bearer(MASTER);
     let headers = [("authorization", auth.as_str()), ("x-api-key", CLIENT_KEY)];
     for (label, rec) in every_route(&gw, &mock, &headers).await {
@@ -187,8 +188,8 @@ async fn auth_on_provider_key_in_x_api_key_beside_bearer_gateway_key_reaches_eve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_client_key_is_401_naming_provider_and_header_and_nothing_goes_upstream() {
     let mock = MockUpstream::start(provider_like).await;
-    let open = passthru_gateway(&mock, false);
-    let secured = passthru_gateway(&mock, true);
+    let open = caller_key_gateway(&mock, false);
+    let secured = caller_key_gateway(&mock, true);
     let auth = bearer(MASTER);
     let cases: [(&Gateway, Headers, &str); 3] = [
         (&open, vec![], "X-Api-Key"),
@@ -229,7 +230,7 @@ async fn missing_client_key_is_401_naming_provider_and_header_and_nothing_goes_u
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_key_only_in_x_api_key_is_refused_for_passthru_but_still_works_for_static() {
+async fn gateway_key_only_in_x_api_key_is_refused_for_caller_key_but_still_works_for_static() {
     let mock = MockUpstream::start(provider_like).await;
     let yaml = format!(
         "providers:\n  anthropic:\n    api_key: sk-ant-static-test\n    base_url: {base}\n  openai:\n    api_key: \"!PASSTHRU\"\n    base_url: {base}\n",
@@ -260,7 +261,7 @@ async fn gateway_key_only_in_x_api_key_is_refused_for_passthru_but_still_works_f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn env_passthru_marker_registers_a_passthru_provider() {
+async fn env_caller_key_marker_registers_a_caller_key_provider() {
     let mock = MockUpstream::start(provider_like).await;
     let base = mock.url("/v1");
     let gw = Gateway::start(
@@ -323,11 +324,11 @@ async fn api_keys_are_sent_round_robin_on_every_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_names_passthru_caller_by_key_hash_and_never_holds_a_key() {
+async fn log_names_a_caller_key_by_its_hash_and_never_holds_a_key() {
     let mock = MockUpstream::start(provider_like).await;
-    let open = passthru_gateway(&mock, false);
+    let open = caller_key_gateway(&mock, false);
     every_route(&open, &mock, &[("x-api-key", CLIENT_KEY)]).await;
-    let secured = passthru_gateway(&mock, true);
+    let secured = caller_key_gateway(&mock, true);
     let auth = bearer(MASTER);
     let headers = [("authorization", auth.as_str()), ("x-api-key", CLIENT_KEY)];
     every_route(&secured, &mock, &headers).await;
@@ -362,8 +363,8 @@ async fn log_names_passthru_caller_by_key_hash_and_never_holds_a_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_gateway_key_is_ever_sent_as_a_provider_key_whoever_presents_it() {
-    const MANAGED: &str = "sk-aurora-managed-passthru-test";
-    const OTHER: &str = "sk-aurora-other-passthru-test";
+    const MANAGED: &str = "sk-aurora-managed-caller-key-test";
+    const OTHER: &str = "sk-aurora-other-caller-key-test";
     let mock = MockUpstream::start(provider_like).await;
     let hash = |k: &str| hex::encode(Sha256::digest(k.as_bytes()));
     let yaml = format!(

@@ -1,5 +1,5 @@
-//! What both stream translators share: an incremental SSE parser feeding one
-//! direction's event handler, and the rule that translation stops after the
+//! What every stream translator shares, [`SseDriver`]: an incremental SSE parser
+//! feeding one direction's [`EventHandler`], and the rule that translation stops after the
 //! provider's end marker, after an error the translator reported, or when the
 //! parser gives up on an event that never ends.
 
@@ -16,8 +16,9 @@ pub(super) enum Phase {
     Failed,
 }
 
-/// One direction's translation of parsed events.
-pub(super) trait EventTranslation {
+/// One direction's translation of parsed events: the state a stream translator keeps
+/// between events, and what it writes for each.
+pub(super) trait EventHandler {
     /// Where the translation is.
     fn phase(&self) -> Phase;
     /// Translates one upstream event, appending client bytes to `out`.
@@ -35,14 +36,14 @@ pub(super) fn unreadable_message(error: SseError) -> String {
     format!("the provider's stream could not be read ({error}); retry the request")
 }
 
-/// Parser plus event translation: bytes in, translated bytes out.
+/// Drives an [`EventHandler`] with a parser: bytes in, translated bytes out.
 #[derive(Debug)]
-pub(super) struct SseTranslator<S> {
+pub(super) struct SseDriver<S> {
     parser: SseParser,
     pub(super) state: S,
 }
 
-impl<S: EventTranslation> SseTranslator<S> {
+impl<S: EventHandler> SseDriver<S> {
     pub(super) fn new(state: S) -> Self {
         Self {
             parser: SseParser::new(),
