@@ -439,4 +439,37 @@ mod tests {
         assert_eq!(back.wait, Some(Duration::from_millis(7)));
         assert_eq!(back.call.field.name, "gpt-4o");
     }
+
+    #[test]
+    fn the_next_attempt_on_a_fallback_is_prepared_for_its_own_provider() {
+        let backed = Arc::new(config(
+            "models:\n  fallbacks:\n    gpt-4o: [anthropic/claude-sonnet-4-5]\n",
+        ));
+        let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+        let health = HealthBook::default();
+        let responses: Arc<dyn ResponseStore> = Arc::new(MemoryResponseStore::default());
+        let headers = HeaderMap::new();
+        let mut ctx = RequestContext::new();
+        ctx.config = Some(Arc::clone(&backed));
+        let call = prepare(&mut ctx, &backed, ModelEndpoint::ChatCompletions, body).unwrap();
+        ctx.upstream = Some(call.target().clone());
+        call.into_first_attempt(&mut ctx, &backed);
+        let first = ready_attempt(&mut ctx, &headers, &health, &responses).unwrap();
+        assert!(first.is_none(), "readied with the request");
+
+        let failure = crate::proxy::resilience::AttemptFailure::Status {
+            code: 500,
+            retry_after: None,
+        };
+        assert!(attempts::after_failure(&mut ctx, failure, &health).is_some());
+        let (next, translation) = ready_attempt(&mut ctx, &headers, &health, &responses)
+            .unwrap()
+            .expect("the fallback's own body");
+        let target = ctx.upstream.as_ref().unwrap();
+        assert_eq!(target.provider.name, "anthropic");
+        assert!(target.credential.key.is_some());
+        assert_ne!(next, body.as_bytes());
+        assert!(translation.is_some());
+        assert_eq!(ctx.obs.model(), Some("claude-sonnet-4-5"));
+    }
 }
