@@ -1,10 +1,7 @@
 //! Per-request state shared by the proxy hooks.
 
-use std::sync::atomic::AtomicU16;
 use std::sync::Arc;
 use std::time::Instant;
-
-use bytes::Bytes;
 
 use crate::auth::Caller;
 use crate::config::Config;
@@ -80,15 +77,11 @@ pub struct RequestContext {
     pub upstream_status: Option<u16>,
     /// Request body bytes seen so far.
     pub request_body_bytes: u64,
-    /// This is the subrequest carrying a `/v1` request's prepared body.
-    pub is_subrequest: bool,
-    /// A `/v1` body the gateway already read and prepared, sent upstream in place of
-    /// the client's (which Pingora replays from its retry buffer).
-    pub prepared_body: Option<Bytes>,
+    /// How the body reaches the provider: the client's as it streams, or a `/v1`
+    /// body the gateway read and prepared (replayed here, or carried by a subrequest).
+    pub body: super::model_call_body::ModelCallBody,
     /// The share of the gateway's body budget this request's body holds.
     pub body_permit: Option<super::body_budget::BodyPermit>,
-    /// The prepared body went out on the current upstream attempt.
-    pub prepared_body_sent: bool,
     /// The client socket, corked while a whole translated answer is written.
     pub corked: Option<CorkedSocket>,
     /// The response is translated into the client's format.
@@ -99,8 +92,6 @@ pub struct RequestContext {
     pub obs: super::observe::Observation,
     /// The request's spans, when tracing is on.
     pub trace: crate::telemetry::RequestTrace,
-    /// In a subrequest: where the main request reads the provider's status from.
-    pub upstream_status_out: Option<Arc<AtomicU16>>,
     /// Hosted tools a translated Responses request offered and the provider did not
     /// get, comma-separated.
     pub omitted_tools: Option<String>,
@@ -114,10 +105,6 @@ pub struct RequestContext {
     pub retry_wait: Option<std::time::Duration>,
     /// A failure already decided in a hook (a retried status), for `error_while_proxy`.
     pub retry_decided: Option<bool>,
-    /// In a subrequest: where its attempts go back to the main request for a retry.
-    pub handback: Option<Arc<std::sync::Mutex<Option<super::subrequest::Handback>>>>,
-    /// This subrequest's failure is retried by the main request: it answers nothing.
-    pub handed_back: bool,
     /// The next attempt is already readied (target, body and key chosen).
     pub attempt_ready: bool,
     /// The limits the request counts against (its call slots are held here).
@@ -141,9 +128,7 @@ impl RequestContext {
             error: None,
             upstream_status: None,
             request_body_bytes: 0,
-            is_subrequest: false,
-            prepared_body: None,
-            prepared_body_sent: false,
+            body: Default::default(),
             body_permit: None,
             corked: None,
             translated: false,
@@ -151,14 +136,11 @@ impl RequestContext {
             obs: Default::default(),
             trace: Default::default(),
             omitted_tools: None,
-            upstream_status_out: None,
             plan: None,
             held_call: None,
             prepared_at: 0,
             retry_wait: None,
             retry_decided: None,
-            handback: None,
-            handed_back: false,
             attempt_ready: false,
             held_to: Vec::new(),
             rate: None,

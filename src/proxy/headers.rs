@@ -190,7 +190,11 @@ pub fn strip_upstream_response_headers(resp: &mut ResponseHeader) {
     let mut count = 0;
     let mut names_others = false;
     for name in resp.headers.keys().map(HeaderName::as_str) {
-        match HOP_BY_HOP.iter().chain(&["set-cookie"]).find(|k| **k == name) {
+        match HOP_BY_HOP
+            .iter()
+            .chain(&["set-cookie"])
+            .find(|k| **k == name)
+        {
             Some(&known) if known != "connection" && count < present.len() => {
                 present[count] = known;
                 count += 1;

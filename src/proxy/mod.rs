@@ -11,6 +11,8 @@ mod error;
 mod framing;
 pub mod headers;
 mod limit_check;
+mod model_call;
+mod model_call_body;
 pub mod model_directory;
 mod model_field;
 pub mod model_request;
@@ -18,6 +20,7 @@ pub mod model_route;
 mod observe;
 mod open_answer;
 pub mod passthrough;
+mod prepared_call;
 pub mod provider_key;
 pub mod resilience;
 mod respond;
@@ -29,7 +32,6 @@ mod upstream;
 mod upstream_failure;
 mod whole_answer;
 
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,18 +55,14 @@ use crate::metrics;
 use crate::telemetry;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{
-    ClientEncoder, OnCompleted, ResponseCodecs, ResponseTranslator, ResponseTranslatorBuilder,
-    OMITTED_TOOLS_HEADER,
+    ResponseCodecs, ResponseTranslator, ResponseTranslatorBuilder, OMITTED_TOOLS_HEADER,
 };
-use attempts::HeldCall;
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
+use model_call_body::{hand_back, return_plan, ChunkSource};
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
-use model_request::ModelEndpoint;
-use model_request::ModelField;
 use resilience::{is_context_overflow, retry_after, AttemptFailure, HealthBook};
-use response_store::{MemoryResponseStore, ResponseStore, StoredResponse};
-use subrequest::SubrequestPlan;
+use response_store::{MemoryResponseStore, ResponseStore};
 
 /// Aurora's proxy service.
 pub struct AuroraProxy {
@@ -151,223 +149,6 @@ impl AuroraProxy {
         Ok(route)
     }
 
-    /// `/v1/chat/completions`, `/v1/embeddings` and `/v1/messages`: the provider is
-    /// named by the body, so the body is read first. A body that fits Pingora's retry
-    /// buffer (64 KiB, nearly every chat request) is proxied by this very session, the
-    /// replayed body swapped for the prepared one; a larger one goes through a subrequest.
-    async fn call_model(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-        config: &Arc<Config>,
-        endpoint: ModelEndpoint,
-    ) -> Result<bool> {
-        if expects_continue(session.req_header()) {
-            // The client (curl, for one) holds the body back until told to send it.
-            let proceed = ResponseHeader::build(100, Some(0))?;
-            session
-                .write_response_header(Box::new(proceed), false)
-                .await?;
-        }
-        // Keeps a copy of a small body, which tells the proxy loop to send it on.
-        session.as_mut().enable_retry_buffering();
-        let mut permit = self.bodies.permit(config.server.max_buffered_bytes);
-        let limit = config.server.body_size_limit;
-        // A declared length is held from the start, so a burst of large uploads is
-        // refused before they are read rather than halfway through.
-        if let Some(declared) = declared_length(session.req_header()) {
-            if let Err(err) = permit.cover(declared) {
-                session.set_keepalive(None);
-                return reject(session, ctx, err).await;
-            }
-        }
-        let deadline = BodyDeadline::new(ctx.started, config.server.body_timeout);
-        let read = subrequest::read_body_within(session, limit, &mut permit, deadline).await;
-        // Held until the request ends: the body and what is prepared from it live as long.
-        ctx.body_permit = Some(permit);
-        let body = match read {
-            Ok(body) => body,
-            Err(err) => {
-                // The body was cut short, malformed or too large: whatever follows on
-                // this connection cannot be trusted to start a request.
-                session.set_keepalive(None);
-                return reject(session, ctx, err).await;
-            }
-        };
-        let history = match endpoint {
-            ModelEndpoint::Responses => match self.stored_history(&body, config).await {
-                Ok(history) => history,
-                Err(err) => return reject(session, ctx, err).await,
-            },
-            _ => None,
-        };
-        let field = match ModelField::find(&body) {
-            Ok(field) => field,
-            Err(err) => return reject(session, ctx, err).await,
-        };
-        let stateful =
-            endpoint == ModelEndpoint::Responses && model_request::continues_conversation(&body);
-        let plan = match attempts::plan_for_model(
-            &field.name,
-            stateful,
-            &session.req_header().headers,
-            config,
-            &self.health,
-        ) {
-            Ok(plan) => plan,
-            Err(err) => return reject(session, ctx, err).await,
-        };
-        let held = HeldCall {
-            endpoint,
-            body,
-            field,
-            query: session.req_header().uri.query().map(str::to_string),
-            history,
-            created: unix_now(),
-        };
-        let mut prepared = match attempts::prepare_current(&plan, &held, config) {
-            Ok(prepared) => prepared,
-            Err(err) => return reject(session, ctx, err).await,
-        };
-        observe::model_routed(ctx, std::mem::take(&mut prepared.model));
-        if let Some(responses) = prepared.responses.take() {
-            self.keep_responses(&mut prepared, responses, config, ctx);
-        }
-        let credential = match attempts::credential(
-            &prepared.target.provider,
-            &session.req_header().headers,
-            config,
-            &self.health,
-        ) {
-            Ok(credential) => credential,
-            Err(err) => return reject(session, ctx, err).await,
-        };
-        let target = UpstreamTarget {
-            credential,
-            ..prepared.target
-        };
-        ctx.upstream = Some(target.clone());
-        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
-            return reject(session, ctx, err).await;
-        }
-        // A context overflow is told only by the error's body: for a model with
-        // overflow fallbacks an error answer is read whole before anything goes out
-        // (a successful stream then flows on from the gateway's own exchange).
-        let overflow_falls_back = config
-            .models
-            .fallbacks
-            .covers_context_overflow(&held.field.name)
-            && !config.models.fallbacks.after(&held.field.name).is_empty();
-        let streamed = held.field.stream;
-        // Only a plan that may try again is carried, with the call to prepare again.
-        if plan.can_retry(config) {
-            ctx.plan = Some(plan);
-            ctx.held_call = Some(held);
-            ctx.attempt_ready = true;
-        } else {
-            drop(held);
-        }
-        let whole = match &prepared.translation {
-            Some(translation) => !translation.stream_requested() || overflow_falls_back,
-            None => overflow_falls_back,
-        };
-        if whole {
-            let translation = prepared.translation.clone();
-            return self
-                .answer_whole(session, ctx, target, prepared.body, translation, streamed)
-                .await;
-        }
-        if !session.as_ref().retry_buffer_truncated() {
-            ctx.upstream = Some(target);
-            ctx.prepared_body = Some(prepared.body);
-            if let Some(translation) = prepared.translation {
-                translate_response(session, ctx, translation);
-            }
-            return Ok(false);
-        }
-        self.call_through_subrequests(
-            session,
-            ctx,
-            config,
-            target,
-            prepared.body,
-            prepared.translation,
-        )
-        .await
-    }
-
-    /// A body past Pingora's retry buffer goes through a subrequest. A subrequest does
-    /// not send its body twice: when its attempt fails in a way the plan retries, it
-    /// hands the plan back and the next attempt is a new subrequest.
-    async fn call_through_subrequests(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-        config: &Arc<Config>,
-        mut target: UpstreamTarget,
-        mut body: Bytes,
-        mut translation: Option<ResponseCodecs>,
-    ) -> Result<bool> {
-        let timings = observe::delegate(ctx);
-        let client = ClientSocket::of(session);
-        loop {
-            ctx.upstream = Some(target.clone());
-            let upstream_status = Arc::new(AtomicU16::new(0));
-            let handback = Arc::new(std::sync::Mutex::new(None));
-            let attempts = match (ctx.plan.take(), ctx.held_call.take()) {
-                (Some(plan), Some(call)) => Some((plan, call)),
-                _ => None,
-            };
-            let plan = SubrequestPlan {
-                config: Arc::clone(config),
-                request_id: ctx.request_id.clone(),
-                caller: ctx.caller.clone(),
-                route_kind: ctx.route_kind,
-                target: target.clone(),
-                translation: translation.clone(),
-                error_format: ctx.error_format,
-                upstream_status: Arc::clone(&upstream_status),
-                started: ctx.started,
-                timings: Arc::clone(&timings),
-                trace: telemetry::handoff(ctx),
-                attempts,
-                handback: Arc::clone(&handback),
-            };
-            let outcome = subrequest::run(session, plan, body.clone()).await;
-            ctx.upstream_status = Some(upstream_status.load(Ordering::Relaxed)).filter(|s| *s != 0);
-            let returned = handback.lock().ok().and_then(|mut slot| slot.take());
-            let Some(back) = returned else {
-                return outcome.map(|()| true);
-            };
-            ctx.plan = Some(back.plan);
-            ctx.held_call = Some(back.call);
-            let Some(wait) = back.wait.filter(|_| final_status(session).is_none()) else {
-                return outcome.map(|()| true);
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = client.hung_up() => {
-                    session.set_keepalive(None);
-                    ctx.error = Some(GatewayError::client_gone());
-                    return Ok(true);
-                }
-            }
-            match self.ready_attempt(ctx, &session.req_header().headers) {
-                Ok(Some((new_body, new_translation))) => {
-                    body = new_body;
-                    translation = new_translation;
-                }
-                Ok(None) => {}
-                Err(err) => return reject(session, ctx, err).await,
-            }
-            match ctx.upstream.clone() {
-                Some(next) => target = next,
-                None => return reject(session, ctx, GatewayError::not_found("no upstream")).await,
-            }
-            ctx.attempt_ready = true;
-        }
-    }
-
     /// The conversation a translated Responses request continues, from the store.
     async fn stored_history(
         &self,
@@ -381,43 +162,6 @@ impl AuroraProxy {
             .await
             .map(Some)
             .map_err(|e| GatewayError::not_found(e.to_string()).with_param("previous_response_id"))
-    }
-
-    /// Notes what a translated Responses answer leaves out, and has it stored when it
-    /// completes if the client asked for that.
-    fn keep_responses(
-        &self,
-        prepared: &mut model_request::PreparedRequest,
-        plan: model_request::ResponsesPlan,
-        config: &Config,
-        ctx: &mut RequestContext,
-    ) {
-        if !plan.omitted_tools.is_empty() {
-            ctx.omitted_tools = Some(plan.omitted_tools.join(","));
-        }
-        let Some(ResponseCodecs {
-            client: ClientEncoder::Responses { on_completed, .. },
-            ..
-        }) = prepared.translation.as_mut()
-        else {
-            return;
-        };
-        if !plan.store {
-            return;
-        }
-        let store = Arc::clone(&self.responses);
-        let limits = config.responses;
-        *on_completed = Some(OnCompleted(Arc::new(move |response: &[u8]| {
-            let stored = StoredResponse {
-                response: Bytes::copy_from_slice(response),
-                input_items: plan.input_items.clone(),
-                previous: plan.previous.clone(),
-            };
-            // The in-memory store has it once `put` returns; a remote one when the
-            // future completes.
-            let pending = store.put(plan.id.clone(), stored, limits);
-            tokio::spawn(pending);
-        })));
     }
 
     /// `GET` or `DELETE /v1/responses/{id}`.
@@ -518,46 +262,6 @@ impl AuroraProxy {
                 false
             }
         }
-    }
-
-    /// Readies the next attempt of a request carrying a plan: a fresh credential
-    /// (another key after a refused one), and, when the plan moved to another model,
-    /// its request prepared again: the new body and how its answer is translated.
-    fn ready_attempt(
-        &self,
-        ctx: &mut RequestContext,
-        headers: &http::HeaderMap,
-    ) -> std::result::Result<Option<(Bytes, Option<ResponseCodecs>)>, GatewayError> {
-        if std::mem::take(&mut ctx.attempt_ready) {
-            // Readied with the request (or by the main request, for a subrequest).
-            return Ok(None);
-        }
-        let (Some(plan), Some(config)) = (ctx.plan.as_ref(), ctx.config.clone()) else {
-            return Ok(None);
-        };
-        let mut moved = None;
-        if plan.position() != ctx.prepared_at {
-            let Some(held) = ctx.held_call.as_ref() else {
-                return Err(GatewayError::bad_gateway(
-                    "no request to send to the fallback",
-                ));
-            };
-            let mut prepared = attempts::prepare_current(plan, held, &config)?;
-            ctx.prepared_at = plan.position();
-            if let Some(responses) = prepared.responses.take() {
-                // A Responses call falling back to a translated model: its answer is
-                // kept as the first model's would have been.
-                self.keep_responses(&mut prepared, responses, &config, ctx);
-            }
-            observe::model_routed(ctx, std::mem::take(&mut prepared.model));
-            ctx.upstream = Some(prepared.target);
-            moved = Some((prepared.body, prepared.translation));
-        }
-        if let Some(upstream) = ctx.upstream.as_mut() {
-            upstream.credential =
-                attempts::credential(&upstream.provider, headers, &config, &self.health)?;
-        }
-        Ok(moved)
     }
 
     /// A translated answer the client takes whole: read the provider's answer to its
@@ -849,37 +553,6 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// In a subrequest, hands the plan back to the main request, which starts the next
-/// attempt after `wait`: `true` when it did (this subrequest then answers nothing);
-/// `false` for a client's own request, which Pingora retries itself after `wait`.
-fn hand_back(ctx: &mut RequestContext, wait: std::time::Duration) -> bool {
-    if !ctx.is_subrequest || ctx.handback.is_none() {
-        ctx.retry_wait = Some(wait);
-        return false;
-    }
-    ctx.handed_back = return_plan(ctx, Some(wait));
-    ctx.handed_back
-}
-
-/// In a subrequest, gives the plan back to the main request (for its next attempt
-/// after `wait`, or for its log when there is none); `true` when it did.
-fn return_plan(ctx: &mut RequestContext, wait: Option<std::time::Duration>) -> bool {
-    let Some(cell) = ctx.handback.clone().filter(|_| ctx.is_subrequest) else {
-        return false;
-    };
-    let (Some(plan), Some(call)) = (ctx.plan.take(), ctx.held_call.take()) else {
-        return false;
-    };
-    let returned = match cell.lock() {
-        Ok(mut slot) => {
-            *slot = Some(subrequest::Handback { plan, call, wait });
-            true
-        }
-        Err(_) => false,
-    };
-    returned
-}
-
 /// A `/v1` stream the provider answers in the client's own format, under way: a
 /// failure now ends it with an error event. Passthrough streams are the provider's
 /// bytes alone, and error answers are not streams.
@@ -925,31 +598,6 @@ async fn end_answer_under_way(
     }
 }
 
-/// Applies the main request's plan to its subrequest.
-fn begin_subrequest(session: &mut Session, ctx: &mut RequestContext, plan: SubrequestPlan) {
-    ctx.is_subrequest = true;
-    ctx.config = Some(plan.config);
-    ctx.request_id = plan.request_id;
-    ctx.caller = plan.caller;
-    ctx.route_kind = plan.route_kind;
-    ctx.upstream = Some(plan.target);
-    ctx.error_format = plan.error_format;
-    ctx.upstream_status_out = Some(plan.upstream_status);
-    ctx.started = plan.started;
-    ctx.handback = Some(plan.handback);
-    if let Some((attempts, call)) = plan.attempts {
-        ctx.prepared_at = attempts.position();
-        ctx.plan = Some(attempts);
-        ctx.held_call = Some(call);
-        ctx.attempt_ready = true;
-    }
-    observe::subrequest_began(ctx, plan.timings);
-    telemetry::subrequest_began(ctx, plan.trace);
-    if let Some(translation) = plan.translation {
-        translate_response(session, ctx, translation);
-    }
-}
-
 /// Switches the translation module on for this session's response.
 pub(crate) fn translate_response(
     session: &mut Session,
@@ -978,15 +626,6 @@ fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), G
         }
         _ => Ok(()),
     }
-}
-
-/// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits before sending its body.
-fn expects_continue(req: &RequestHeader) -> bool {
-    req.version == http::Version::HTTP_11
-        && req
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn declared_length(req: &RequestHeader) -> Option<u64> {
@@ -1064,7 +703,7 @@ impl ProxyHttp for AuroraProxy {
 
     fn suppress_error_log(&self, _session: &Session, ctx: &Self::CTX, _error: &Error) -> bool {
         // Not a failure of the request: its main request tries again.
-        ctx.handed_back
+        ctx.body.handed_back()
     }
 
     fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
@@ -1078,7 +717,7 @@ impl ProxyHttp for AuroraProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         if let Some(plan) = subrequest::take_plan(session) {
-            begin_subrequest(session, ctx, plan);
+            model_call::begin_subrequest(session, ctx, plan);
             return Ok(false);
         }
         let config = self.config.snapshot();
@@ -1174,7 +813,7 @@ impl ProxyHttp for AuroraProxy {
         }
         match self.ready_attempt(ctx, &session.req_header().headers) {
             Ok(Some((body, translation))) => {
-                ctx.prepared_body = Some(body);
+                ctx.body.prepare_again(body);
                 match translation {
                     Some(translation) => translate_response(session, ctx, translation),
                     None => {
@@ -1281,11 +920,11 @@ impl ProxyHttp for AuroraProxy {
             return Err(status_error(404));
         };
         // A new attempt at an upstream replays the body from its start.
-        ctx.prepared_body_sent = false;
+        let prepared_len = ctx.body.attempt_begins();
         rewrite_upstream_request(
             upstream_request,
             target,
-            ctx.prepared_body.as_ref().map(Bytes::len),
+            prepared_len,
             ctx.translated,
             &ctx.request_id,
         )
@@ -1298,22 +937,7 @@ impl ProxyHttp for AuroraProxy {
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(prepared) = &ctx.prepared_body {
-            // Pingora replays the client's body (as one chunk today) on each attempt at
-            // an upstream: the prepared body takes the place of its first chunk, and any
-            // later chunk of the same attempt sends nothing (empty, never `None`, which
-            // would end the body).
-            if body.is_some() {
-                *body = Some(if ctx.prepared_body_sent {
-                    Bytes::new()
-                } else {
-                    prepared.clone()
-                });
-                ctx.prepared_body_sent = true;
-            }
-            return Ok(());
-        }
-        if ctx.is_subrequest {
+        if ctx.body.carry(body) == ChunkSource::Prepared {
             // The prepared body was checked against the limit as the client sent it.
             return Ok(());
         }
@@ -1394,9 +1018,7 @@ impl ProxyHttp for AuroraProxy {
         }
         let status = upstream_response.status.as_u16();
         ctx.upstream_status = Some(status);
-        if let Some(out) = &ctx.upstream_status_out {
-            out.store(status, Ordering::Relaxed);
-        }
+        ctx.body.answered(status);
         observe::answer_header(ctx, upstream_response);
         headers::strip_upstream_response_headers(upstream_response);
         upstream_response.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
@@ -1442,7 +1064,7 @@ impl ProxyHttp for AuroraProxy {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        if ctx.handed_back {
+        if ctx.body.handed_back() {
             // The main request tries again: nothing goes to the client from here.
             return FailToProxy {
                 error_code: 0,
@@ -1494,14 +1116,14 @@ impl ProxyHttp for AuroraProxy {
         if let Some(module) = session.downstream_modules_ctx.get::<ResponseTranslator>() {
             observe::response_work(ctx, module.busy());
         }
-        if !ctx.is_subrequest {
+        if !ctx.body.is_subrequest() {
             limit_check::settle(&self.limits, ctx).await;
         }
         // Counted before its line is written, so a line in the log means the metrics
         // already show the request.
         observe::request_finished(session, e, ctx);
         // The main request logs for its subrequest.
-        if !ctx.is_subrequest {
+        if !ctx.body.is_subrequest() {
             access_log::log_request(session, e, ctx);
         }
         telemetry::request_finished(session, e, ctx);

@@ -178,7 +178,7 @@ pub fn upstream_request_ready(ctx: &mut RequestContext) {
 /// The gateway spent `work` on the answer (a response filter, translation): part of
 /// its overhead. A subrequest's work counts for the main request it serves.
 pub fn response_work(ctx: &mut RequestContext, work: Duration) {
-    match (&ctx.obs.shared, ctx.is_subrequest) {
+    match (&ctx.obs.shared, ctx.body.is_subrequest()) {
         (Some(shared), true) => {
             let ns = u64::try_from(work.as_nanos()).unwrap_or(u64::MAX);
             shared.response_work_ns.fetch_add(ns, Ordering::Relaxed);
@@ -279,13 +279,13 @@ pub fn upstream_failed(ctx: &RequestContext, e: &Error) {
 /// The request is over: count it, and its provider's failure if that ended it.
 pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestContext) {
     // A failure handed back for another attempt was counted when it happened.
-    if let Some(e) = e.filter(|_| !ctx.obs.delegated && !ctx.handed_back) {
+    if let Some(e) = e.filter(|_| !ctx.obs.delegated && !ctx.body.handed_back()) {
         upstream_failed(ctx, e);
     }
     if let Some(gauge) = ctx.obs.in_flight.take() {
         gauge.dec();
     }
-    if ctx.is_subrequest {
+    if ctx.body.is_subrequest() {
         // The main request counts itself.
         return;
     }
@@ -327,6 +327,7 @@ pub fn key_name(ctx: &RequestContext) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::model_call_body::ModelCallBody;
 
     #[test]
     fn overhead_is_the_time_before_the_provider_plus_the_work_on_the_answer() {
@@ -339,7 +340,7 @@ mod tests {
         // A subrequest's work on the answer counts for the main request it serves.
         let shared = delegate(&mut ctx);
         let mut sub = RequestContext::new();
-        sub.is_subrequest = true;
+        sub.body = ModelCallBody::subrequest(Default::default());
         subrequest_began(&mut sub, shared);
         response_work(&mut sub, Duration::from_millis(4));
         assert_eq!(sub.obs.response_work, Duration::ZERO);

@@ -1,15 +1,13 @@
-//! Body-before-routing. A `/v1` request names its provider inside its body, so the
-//! gateway reads the whole body (up to `body_size_limit`) in `request_filter`. Pingora
-//! replays a consumed body from its retry buffer, but only up to 64 KiB: a body that
-//! fits is proxied by the client's own session (see `AuroraProxy::call_model`). A
-//! larger one would hang there, so the request is re-issued as a Pingora subrequest
-//! through this same proxy with the prepared body preset, and the subrequest's
-//! response is piped back to the client. The subrequest runs the ordinary hooks
-//! (peer, header rewrite, translation module), configured by [`SubrequestPlan`].
+//! The large-body path of a `/v1` call (see [`super::model_call_body`]): a body past
+//! Pingora's 64 KiB retry buffer would hang if the client's own session proxied it,
+//! so the request is re-issued as a Pingora subrequest through this same proxy with
+//! the prepared body preset, and the subrequest's response is piped back to the
+//! client. The subrequest runs the ordinary hooks (peer, header rewrite, translation
+//! module), configured by [`SubrequestPlan`]. Reading the body whole, which both
+//! paths start with, is here too ([`read_body_within`]).
 
 use std::io::Cursor;
-use std::sync::atomic::AtomicU16;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use pingora_core::protocols::http::v1::client::http_req_header_to_wire;
@@ -24,6 +22,7 @@ use super::attempts::HeldCall;
 use super::body_budget::BodyPermit;
 use super::body_deadline::BodyDeadline;
 use super::client_hangup::ClientSocket;
+use super::model_call_body::SubrequestReturn;
 use super::resilience::AttemptPlan;
 use super::{GatewayError, UpstreamTarget};
 use crate::auth::Caller;
@@ -48,8 +47,6 @@ pub struct SubrequestPlan {
     pub translation: Option<ResponseCodecs>,
     /// The envelope of errors the gateway raises.
     pub error_format: WireFormat,
-    /// Where the subrequest leaves the provider's status for the main request's log.
-    pub upstream_status: Arc<AtomicU16>,
     /// When the main request arrived: the subrequest's timings count from it.
     pub started: std::time::Instant,
     /// Where the subrequest leaves its timings for the main request's log.
@@ -58,8 +55,9 @@ pub struct SubrequestPlan {
     pub trace: crate::telemetry::TraceHandoff,
     /// The request's attempts and its call, when it may try again.
     pub attempts: Option<(AttemptPlan, HeldCall)>,
-    /// Where the subrequest hands the attempts back when another one is due.
-    pub handback: Arc<Mutex<Option<Handback>>>,
+    /// Where the subrequest leaves the provider's status and, when another attempt is
+    /// due, hands the attempts back.
+    pub returns: SubrequestReturn,
 }
 
 /// A subrequest's body is not replayed: when its attempt failed in a way the plan

@@ -1,0 +1,239 @@
+//! A `/v1` call from `request_filter` to the provider: its body read, the call
+//! prepared ([`PreparedCall`]), then sent the way its [`Delivery`] says: through the
+//! client's own session ([`ModelCallBody::Replayed`]), through subrequests, or by the
+//! gateway's own exchange.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora_core::Result;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use super::body_deadline::BodyDeadline;
+use super::client_hangup::ClientSocket;
+use super::model_call_body::{ModelCallBody, SubrequestReturn};
+use super::model_request::ModelEndpoint;
+use super::prepared_call::{self, CallRequest, CallSources, Delivery, PreparedCall};
+use super::subrequest::{self, SubrequestPlan};
+use super::{
+    final_status, limit_check, observe, reject, translate_response, unix_now, AuroraProxy,
+    GatewayError, RequestContext, UpstreamTarget,
+};
+use crate::config::Config;
+use crate::telemetry;
+use crate::translate::ResponseCodecs;
+
+impl AuroraProxy {
+    /// `/v1/chat/completions`, `/v1/embeddings` and `/v1/messages`: the provider is
+    /// named by the body, so the body is read first. A body that fits Pingora's retry
+    /// buffer (64 KiB, nearly every chat request) is proxied by this very session, the
+    /// replayed body swapped for the prepared one; a larger one goes through a subrequest.
+    pub(super) async fn call_model(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        config: &Arc<Config>,
+        endpoint: ModelEndpoint,
+    ) -> Result<bool> {
+        let admission = ModelCallBody::admit(session.req_header());
+        if admission.send_continue {
+            let proceed = ResponseHeader::build(100, Some(0))?;
+            session
+                .write_response_header(Box::new(proceed), false)
+                .await?;
+        }
+        // Keeps a copy of a small body, which tells the proxy loop to send it on.
+        session.as_mut().enable_retry_buffering();
+        let mut permit = self.bodies.permit(config.server.max_buffered_bytes);
+        if let Err(err) = admission.hold_declared(&mut permit) {
+            session.set_keepalive(None);
+            return reject(session, ctx, err).await;
+        }
+        let limit = config.server.body_size_limit;
+        let deadline = BodyDeadline::new(ctx.started, config.server.body_timeout);
+        let read = subrequest::read_body_within(session, limit, &mut permit, deadline).await;
+        // Held until the request ends: the body and what is prepared from it live as long.
+        ctx.body_permit = Some(permit);
+        let body = match read {
+            Ok(body) => body,
+            Err(err) => {
+                // The body was cut short, malformed or too large: whatever follows on
+                // this connection cannot be trusted to start a request.
+                session.set_keepalive(None);
+                return reject(session, ctx, err).await;
+            }
+        };
+        let history = match endpoint {
+            ModelEndpoint::Responses => match self.stored_history(&body, config).await {
+                Ok(history) => history,
+                Err(err) => return reject(session, ctx, err).await,
+            },
+            _ => None,
+        };
+        let request = CallRequest {
+            endpoint,
+            req: session.req_header(),
+            body,
+            history,
+            created: unix_now(),
+        };
+        let prepared = match PreparedCall::prepare(ctx, request, self.call_sources(config)) {
+            Ok(prepared) => prepared,
+            Err(err) => return reject(session, ctx, err).await,
+        };
+        ctx.upstream = Some(prepared.target().clone());
+        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+            return reject(session, ctx, err).await;
+        }
+        let delivery = prepared.delivery(session.as_ref().retry_buffer_truncated());
+        let first = prepared.into_first_attempt(ctx, config);
+        match delivery {
+            Delivery::Whole { streamed } => {
+                self.answer_whole(
+                    session,
+                    ctx,
+                    first.target,
+                    first.body,
+                    first.translation,
+                    streamed,
+                )
+                .await
+            }
+            Delivery::Replayed => {
+                ctx.upstream = Some(first.target);
+                ctx.body = ModelCallBody::replayed(first.body);
+                if let Some(translation) = first.translation {
+                    translate_response(session, ctx, translation);
+                }
+                Ok(false)
+            }
+            Delivery::Subrequest => {
+                self.call_through_subrequests(
+                    session,
+                    ctx,
+                    config,
+                    first.target,
+                    first.body,
+                    first.translation,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Where preparing a call looks things up.
+    pub(super) fn call_sources<'a>(&'a self, config: &'a Config) -> CallSources<'a> {
+        CallSources {
+            config,
+            health: &self.health,
+            responses: &self.responses,
+        }
+    }
+
+    /// Readies the next attempt of a request carrying a plan (see
+    /// [`prepared_call::ready_attempt`]).
+    pub(super) fn ready_attempt(
+        &self,
+        ctx: &mut RequestContext,
+        headers: &http::HeaderMap,
+    ) -> std::result::Result<Option<(Bytes, Option<ResponseCodecs>)>, GatewayError> {
+        prepared_call::ready_attempt(ctx, headers, &self.health, &self.responses)
+    }
+
+    /// A body past Pingora's retry buffer goes through a subrequest. A subrequest does
+    /// not send its body twice: when its attempt fails in a way the plan retries, it
+    /// hands the plan back and the next attempt is a new subrequest.
+    async fn call_through_subrequests(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        config: &Arc<Config>,
+        mut target: UpstreamTarget,
+        mut body: Bytes,
+        mut translation: Option<ResponseCodecs>,
+    ) -> Result<bool> {
+        let timings = observe::delegate(ctx);
+        let client = ClientSocket::of(session);
+        loop {
+            ctx.upstream = Some(target.clone());
+            let returns = SubrequestReturn::default();
+            let attempts = match (ctx.plan.take(), ctx.held_call.take()) {
+                (Some(plan), Some(call)) => Some((plan, call)),
+                _ => None,
+            };
+            let plan = SubrequestPlan {
+                config: Arc::clone(config),
+                request_id: ctx.request_id.clone(),
+                caller: ctx.caller.clone(),
+                route_kind: ctx.route_kind,
+                target: target.clone(),
+                translation: translation.clone(),
+                error_format: ctx.error_format,
+                started: ctx.started,
+                timings: Arc::clone(&timings),
+                trace: telemetry::handoff(ctx),
+                attempts,
+                returns: returns.clone(),
+            };
+            let outcome = subrequest::run(session, plan, body.clone()).await;
+            ctx.upstream_status = returns.status();
+            let Some(back) = returns.take_handback() else {
+                return outcome.map(|()| true);
+            };
+            ctx.plan = Some(back.plan);
+            ctx.held_call = Some(back.call);
+            let Some(wait) = back.wait.filter(|_| final_status(session).is_none()) else {
+                return outcome.map(|()| true);
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = client.hung_up() => {
+                    session.set_keepalive(None);
+                    ctx.error = Some(GatewayError::client_gone());
+                    return Ok(true);
+                }
+            }
+            match self.ready_attempt(ctx, &session.req_header().headers) {
+                Ok(Some((new_body, new_translation))) => {
+                    body = new_body;
+                    translation = new_translation;
+                }
+                Ok(None) => {}
+                Err(err) => return reject(session, ctx, err).await,
+            }
+            match ctx.upstream.clone() {
+                Some(next) => target = next,
+                None => return reject(session, ctx, GatewayError::not_found("no upstream")).await,
+            }
+            ctx.attempt_ready = true;
+        }
+    }
+}
+
+/// Applies the main request's plan to its subrequest.
+pub(super) fn begin_subrequest(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    plan: SubrequestPlan,
+) {
+    ctx.body = ModelCallBody::subrequest(plan.returns);
+    ctx.config = Some(plan.config);
+    ctx.request_id = plan.request_id;
+    ctx.caller = plan.caller;
+    ctx.route_kind = plan.route_kind;
+    ctx.upstream = Some(plan.target);
+    ctx.error_format = plan.error_format;
+    ctx.started = plan.started;
+    if let Some((attempts, call)) = plan.attempts {
+        ctx.prepared_at = attempts.position();
+        ctx.plan = Some(attempts);
+        ctx.held_call = Some(call);
+        ctx.attempt_ready = true;
+    }
+    observe::subrequest_began(ctx, plan.timings);
+    telemetry::subrequest_began(ctx, plan.trace);
+    if let Some(translation) = plan.translation {
+        translate_response(session, ctx, translation);
+    }
+}
