@@ -266,17 +266,7 @@ mod tests {
     }
 
     fn write_cert_pair(dir: &std::path::Path, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let (c, k) = (
-            dir.join(format!("{name}.crt")),
-            dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let (c, k) = crate::config::tls_listener::tests::write_pair(dir, name);
         (c.display().to_string(), k.display().to_string())
     }
 

@@ -96,10 +96,12 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    /// A self-signed certificate for `localhost` and its key, written as
+    /// `{name}.crt` and `{name}.key` in `dir`.
+    pub(crate) fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
             .unwrap()

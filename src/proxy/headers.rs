@@ -53,32 +53,41 @@ fn connection_nominated(headers: &http::HeaderMap) -> Vec<String> {
 /// hop-by-hop headers (with those `Connection` names) and forwarding headers that
 /// would leak the client's address.
 pub fn strip_client_headers(req: &mut RequestHeader) {
-    // Every request passes here: the request's own names are read once and only those
-    // present are removed (a removal by name hashes it into both header maps). A
-    // `Connection` or `X-Forwarded-*` header (which name more), or more known names
-    // than expected, take the general path.
+    // Every request passes here: only the listed names present are removed (a removal
+    // by name hashes it into both header maps).
+    let listed = CLIENT_ONLY.iter().chain(&HOP_BY_HOP);
+    let forwarding = |name: &str| name.starts_with("x-forwarded-");
+    let Some((present, count)) = listed_present(&req.headers, listed, forwarding) else {
+        return strip_client_headers_naming_others(req);
+    };
+    for name in &present[..count] {
+        while req.remove_header(*name).is_some() {}
+    }
+}
+
+/// Up to four of the `listed` names present in `headers` (each once), read in one pass
+/// over the names present; `None` when the general path is needed: `Connection` is
+/// present (it names more to remove), more than four are, or a name `names_more`
+/// picks is.
+fn listed_present<'a>(
+    headers: &http::HeaderMap,
+    listed: impl Iterator<Item = &'a &'static str> + Clone,
+    names_more: impl Fn(&str) -> bool,
+) -> Option<([&'static str; 4], usize)> {
     let mut present: [&'static str; 4] = [""; 4];
     let mut count = 0;
-    let mut names_others = false;
-    for name in req.headers.keys().map(HeaderName::as_str) {
-        match CLIENT_ONLY.iter().chain(&HOP_BY_HOP).find(|k| **k == name) {
+    for name in headers.keys().map(HeaderName::as_str) {
+        match listed.clone().find(|k| **k == name) {
             Some(&known) if known != "connection" && count < present.len() => {
                 present[count] = known;
                 count += 1;
             }
-            Some(_) => names_others = true,
-            None => names_others |= name.starts_with("x-forwarded-"),
-        }
-        if names_others {
-            break;
+            Some(_) => return None,
+            None if names_more(name) => return None,
+            None => {}
         }
     }
-    if names_others {
-        return strip_client_headers_naming_others(req);
-    }
-    for name in &present[..count] {
-        while req.remove_header(*name).is_some() {}
-    }
+    Some((present, count))
 }
 
 /// [`strip_client_headers`] for a request whose headers name others to remove.
@@ -182,33 +191,11 @@ fn bearer(key: &Secret) -> Result<http::HeaderValue, http::header::InvalidHeader
 /// Removes what the provider may not pass to the client: hop-by-hop headers (framing
 /// stays, Pingora re-frames) and cookies.
 pub fn strip_upstream_response_headers(resp: &mut ResponseHeader) {
-    // Every answer passes here: the answer's own names are read once and only those
-    // present are removed (a removal by name hashes it into both header maps). An
-    // answer with `Connection`, which names more, or with more of them than expected,
-    // takes the general path.
-    let mut present: [&'static str; 4] = [""; 4];
-    let mut count = 0;
-    let mut names_others = false;
-    for name in resp.headers.keys().map(HeaderName::as_str) {
-        match HOP_BY_HOP
-            .iter()
-            .chain(&["set-cookie"])
-            .find(|k| **k == name)
-        {
-            Some(&known) if known != "connection" && count < present.len() => {
-                present[count] = known;
-                count += 1;
-            }
-            Some(_) => names_others = true,
-            None => {}
-        }
-        if names_others {
-            break;
-        }
-    }
-    if names_others {
+    // Every answer passes here: only the listed names present are removed.
+    let listed = HOP_BY_HOP.iter().chain(&["set-cookie"]);
+    let Some((present, count)) = listed_present(&resp.headers, listed, |_| false) else {
         return strip_upstream_response_headers_naming_others(resp);
-    }
+    };
     for name in &present[..count] {
         while resp.remove_header(*name).is_some() {}
     }

@@ -282,13 +282,9 @@ impl AuroraProxy {
         ctx.upstream = Some(target);
         let client = ClientSocket::of(session);
         let mut answer = loop {
-            match self.ready_attempt(ctx, &session.req_header().headers) {
-                Ok(Some((new_body, new_translation))) => {
-                    body = new_body;
-                    translation = new_translation;
-                }
-                Ok(None) => {}
-                Err(err) => return reject(session, ctx, err).await,
+            let headers = &session.req_header().headers;
+            if let Err(err) = self.ready_attempt_into(ctx, headers, &mut body, &mut translation) {
+                return reject(session, ctx, err).await;
             }
             let Some(target) = ctx.upstream.clone() else {
                 return reject(session, ctx, GatewayError::not_found("no upstream")).await;

@@ -141,6 +141,22 @@ impl AuroraProxy {
         prepared_call::ready_attempt(ctx, headers, &self.health, &self.responses)
     }
 
+    /// [`Self::ready_attempt`] in a loop that holds the attempt's body and codecs: a
+    /// plan moved to another model replaces them.
+    pub(super) fn ready_attempt_into(
+        &self,
+        ctx: &mut RequestContext,
+        headers: &http::HeaderMap,
+        body: &mut Bytes,
+        translation: &mut Option<ResponseCodecs>,
+    ) -> std::result::Result<(), GatewayError> {
+        if let Some((new_body, new_translation)) = self.ready_attempt(ctx, headers)? {
+            *body = new_body;
+            *translation = new_translation;
+        }
+        Ok(())
+    }
+
     /// A body past Pingora's retry buffer goes through a subrequest. A subrequest does
     /// not send its body twice: when its attempt fails in a way the plan retries, it
     /// hands the plan back and the next attempt is a new subrequest.
@@ -194,13 +210,9 @@ impl AuroraProxy {
                     return Ok(true);
                 }
             }
-            match self.ready_attempt(ctx, &session.req_header().headers) {
-                Ok(Some((new_body, new_translation))) => {
-                    body = new_body;
-                    translation = new_translation;
-                }
-                Ok(None) => {}
-                Err(err) => return reject(session, ctx, err).await,
+            let headers = &session.req_header().headers;
+            if let Err(err) = self.ready_attempt_into(ctx, headers, &mut body, &mut translation) {
+                return reject(session, ctx, err).await;
             }
             match ctx.upstream.clone() {
                 Some(next) => target = next,
