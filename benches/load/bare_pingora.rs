@@ -1,7 +1,8 @@
 //! The engine alone, for the load bench: a minimal Pingora `ProxyHttp` with one peer
 //! and the provider's header set (the `/p/openai` prefix dropped, the client's
-//! credentials replaced by the provider key, `Host` set), nothing else. Measured beside
-//! Aurora, it separates what Pingora costs from what Aurora adds.
+//! credentials replaced by the provider key, `Host` set), nothing else, with the
+//! gateway's allocator (jemalloc by default). Measured beside Aurora, it separates
+//! what Pingora costs from what Aurora adds.
 //!
 //! `bare_pingora --listen PORT --upstream PORT --threads N --key KEY`; built with
 //! `--features alloc-count`, `GET /__allocations` answers the allocations made so far.
@@ -21,6 +22,11 @@ use pingora_proxy::{ProxyHttp, Session};
 #[cfg(feature = "alloc-count")]
 #[global_allocator]
 static ALLOCATOR: aurora::alloc_count::CountingAllocator = aurora::alloc_count::CountingAllocator;
+
+// The gateway's allocator, so the comparison shows the proxy logic, not the allocator.
+#[cfg(all(feature = "jemalloc", not(feature = "alloc-count")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Aurora's engine settings that bear on speed, so only the proxy logic differs.
 const FAST_TIMEOUT_LIMIT_SECS: u64 = 10;
