@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use pingora_proxy::Session;
 
+use super::{GatewayError, RequestContext};
+
 /// How often a waiting request looks at its client socket: a provider still working
 /// for a client that left is told within this much (plus the time to close).
 pub const HANGUP_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -45,6 +47,24 @@ impl ClientSocket {
             if peer_closed(fd) {
                 return;
             }
+        }
+    }
+}
+
+/// Waits out a retry's `wait` unless the client hangs up first: then the request ends
+/// there (no keep-alive, the client noted as gone) and `false` comes back.
+pub(super) async fn wait_for_retry(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    client: ClientSocket,
+    wait: Duration,
+) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        () = client.hung_up() => {
+            session.set_keepalive(None);
+            ctx.error = Some(GatewayError::client_gone());
+            false
         }
     }
 }

@@ -371,13 +371,8 @@ impl AuroraProxy {
                     }
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = client.hung_up() => {
-                    session.set_keepalive(None);
-                    ctx.error = Some(GatewayError::client_gone());
-                    return Ok(true);
-                }
+            if !client_hangup::wait_for_retry(session, ctx, client, wait).await {
+                return Ok(true);
             }
         };
         if let Some(open) = answer.open.take() {

@@ -11,7 +11,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use super::body_deadline::BodyDeadline;
-use super::client_hangup::ClientSocket;
+use super::client_hangup::{self, ClientSocket};
 use super::model_call_body::{ModelCallBody, SubrequestReturn};
 use super::model_request::ModelEndpoint;
 use super::prepared_call::{self, CallRequest, CallSources, Delivery, PreparedCall};
@@ -202,13 +202,8 @@ impl AuroraProxy {
             let Some(wait) = back.wait.filter(|_| final_status(session).is_none()) else {
                 return outcome.map(|()| true);
             };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = client.hung_up() => {
-                    session.set_keepalive(None);
-                    ctx.error = Some(GatewayError::client_gone());
-                    return Ok(true);
-                }
+            if !client_hangup::wait_for_retry(session, ctx, client, wait).await {
+                return Ok(true);
             }
             let headers = &session.req_header().headers;
             if let Err(err) = self.ready_attempt_into(ctx, headers, &mut body, &mut translation) {
