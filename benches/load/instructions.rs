@@ -1,6 +1,8 @@
 //! Instructions per request, counted by callgrind: the gateway (no limits, and a key
 //! with limits in memory) and the bare Pingora proxy, each under `valgrind
-//! --tool=callgrind`, sent the same small-JSON passthrough requests one at a time.
+//! --tool=callgrind`, sent the same small-JSON passthrough requests one at a time;
+//! and the gateway sent `/v1/chat/completions` translated to Anthropic, whose cost
+//! against the passthrough's is the translation's.
 //!
 //! It counts user-space instructions only: the kernel's share of a request (the
 //! socket calls) is not in it (`syscalls.rs` counts those calls).
@@ -19,6 +21,8 @@ use super::servers::{self, Server, Target};
 #[derive(Debug, Clone)]
 pub struct InstructionCount {
     pub target: Target,
+    /// The scenario sent.
+    pub scenario: &'static str,
     pub requests: u64,
     /// Instructions of the whole process per completed request.
     pub per_request: f64,
@@ -26,6 +30,17 @@ pub struct InstructionCount {
 
 /// The measured scenario: the plainest request, so the count is what each proxy adds.
 pub const SCENARIO: &str = "passthrough_small_json";
+
+/// The translated scenario, counted for the gateway alone.
+pub const TRANSLATED: &str = "chat_to_anthropic_json";
+
+/// What is counted: each target on the plainest request, and the gateway translating.
+const COUNTED: [(Target, &str); 4] = [
+    (Target::Aurora, SCENARIO),
+    (Target::AuroraLimited, SCENARIO),
+    (Target::Pingora, SCENARIO),
+    (Target::Aurora, TRANSLATED),
+];
 
 /// Whether valgrind and `callgrind_control` are installed.
 pub fn available() -> bool {
@@ -48,21 +63,21 @@ pub fn measure(
     servers::run_under(callgrind_wrapper(dir));
     let aurora_bin = servers::aurora_binary();
     let mut counts = Vec::new();
-    for target in [Target::Aurora, Target::AuroraLimited, Target::Pingora] {
+    for (target, scenario) in COUNTED {
         let Some(mut server) = start(target, &aurora_bin, mock_port, dir) else {
             continue;
         };
-        match count(rt, target, &server, dir, secs) {
+        match count(rt, target, scenario, &server, dir, secs) {
             Some(c) => {
                 eprintln!(
-                    "  {:<16} {:>9.0} instructions per request ({} requests)",
+                    "  {:<16} {scenario:<24} {:>9.0} instructions per request ({} requests)",
                     target.name(),
                     c.per_request,
                     c.requests
                 );
                 counts.push(c);
             }
-            None => eprintln!("  {:<16} instructions not counted", target.name()),
+            None => eprintln!("  {:<16} {scenario:<24} not counted", target.name()),
         }
         server.stop_wrapped(Duration::from_secs(30));
     }
@@ -99,11 +114,13 @@ pub fn start(target: Target, aurora_bin: &Path, mock_port: u16, dir: &Path) -> O
 fn count(
     rt: &tokio::runtime::Runtime,
     target: Target,
+    scenario: &'static str,
     server: &Server,
     dir: &Path,
     secs: f64,
 ) -> Option<InstructionCount> {
-    let scenario = SCENARIOS.iter().find(|s| s.name == SCENARIO)?;
+    let name = scenario;
+    let scenario = SCENARIOS.iter().find(|s| s.name == name)?;
     let spec = Arc::new(scenario.request(target, server.port));
     let warm = rt.block_on(client::closed_loop(
         server.addr(),
@@ -130,6 +147,7 @@ fn count(
     let total = summary(&std::fs::read_to_string(&dump).ok()?)?;
     Some(InstructionCount {
         target,
+        scenario: name,
         requests: stats.requests,
         per_request: total as f64 / stats.requests as f64,
     })
@@ -158,19 +176,33 @@ fn summary(dump: &str) -> Option<u64> {
         .and_then(|n| n.trim().parse().ok())
 }
 
-/// The markdown table of the counts, with each against bare Pingora's.
+/// The markdown table of the counts: the passthrough's against bare Pingora's, the
+/// translated request's against the gateway's passthrough.
 pub fn table(counts: &[InstructionCount]) -> String {
-    let pingora = counts
-        .iter()
-        .find(|c| c.target == Target::Pingora)
-        .map(|c| c.per_request);
-    let mut out =
-        String::from("| target | instructions / request | vs bare Pingora |\n|---|---:|---:|\n");
+    let find = |target, scenario| {
+        counts
+            .iter()
+            .find(|c| c.target == target && c.scenario == scenario)
+            .map(|c| c.per_request)
+    };
+    let pingora = find(Target::Pingora, SCENARIO);
+    let passthrough = find(Target::Aurora, SCENARIO);
+    let mut out = String::from(
+        "| target | scenario | instructions / request | against |\n|---|---|---:|---:|\n",
+    );
     for c in counts {
-        let ratio = pingora.map_or("—".to_string(), |p| format!("{:.2}×", c.per_request / p));
+        let (base, base_name) = if c.scenario == SCENARIO {
+            (pingora, "bare Pingora")
+        } else {
+            (passthrough, "aurora's passthrough")
+        };
+        let ratio = base.map_or("—".to_string(), |b| {
+            format!("{:.2}× {base_name}", c.per_request / b)
+        });
         out.push_str(&format!(
-            "| {} | {:.0} | {ratio} |\n",
+            "| {} | {} | {:.0} | {ratio} |\n",
             c.target.name(),
+            c.scenario,
             c.per_request
         ));
     }
@@ -190,16 +222,26 @@ mod tests {
 
     #[test]
     fn each_count_is_set_against_bare_pingoras() {
-        let count = |target, per_request| InstructionCount {
+        let count = |target, scenario, per_request| InstructionCount {
             target,
+            scenario,
             requests: 100,
             per_request,
         };
         let table = table(&[
-            count(Target::Aurora, 150_000.0),
-            count(Target::Pingora, 100_000.0),
+            count(Target::Aurora, SCENARIO, 150_000.0),
+            count(Target::Pingora, SCENARIO, 100_000.0),
+            count(Target::Aurora, TRANSLATED, 225_000.0),
         ]);
-        assert!(table.contains("| aurora | 150000 | 1.50× |"), "{table}");
-        assert!(table.contains("| pingora | 100000 | 1.00× |"), "{table}");
+        let row = |target: &str, scenario: &str, n: &str, against: &str| {
+            format!("| {target} | {scenario} | {n} | {against} |")
+        };
+        for expected in [
+            row("aurora", SCENARIO, "150000", "1.50× bare Pingora"),
+            row("pingora", SCENARIO, "100000", "1.00× bare Pingora"),
+            row("aurora", TRANSLATED, "225000", "1.50× aurora's passthrough"),
+        ] {
+            assert!(table.contains(&expected), "{table}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! System calls per request, counted by `strace -f -c`: the gateway, bare Pingora and
 //! nginx, each sent the same small-JSON passthrough requests one at a time, so the
 //! figures show what each server asks of the kernel per request (reads, writes,
-//! polls, timers), the part of a request's cost that instruction counts leave out.
+//! polls, timers), the part of a request's cost that instruction counts leave out;
+//! and the gateway translating `/v1/chat/completions` to Anthropic.
 //!
 //! The count covers the process's whole life (start, warm-up and stop too); with some
 //! thousands of requests counted, that adds well under 1 % per request.
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::client;
-use super::instructions::{self, SCENARIO};
+use super::instructions::{self, SCENARIO, TRANSLATED};
 use super::scenarios::SCENARIOS;
 use super::servers::{self, Server, Target};
 
@@ -32,6 +33,8 @@ const LISTED: [&str; 8] = [
 #[derive(Debug, Clone)]
 pub struct SyscallCount {
     pub target: Target,
+    /// The scenario sent.
+    pub scenario: &'static str,
     pub requests: u64,
     /// All system calls per completed request.
     pub per_request: f64,
@@ -57,8 +60,14 @@ pub fn measure(
 ) -> Vec<SyscallCount> {
     let aurora_bin = servers::aurora_binary();
     let mut counts = Vec::new();
-    for target in [Target::Aurora, Target::Pingora, Target::Nginx] {
-        let summary = dir.join(format!("strace-{}.txt", target.name()));
+    let counted = [
+        (Target::Aurora, SCENARIO),
+        (Target::Pingora, SCENARIO),
+        (Target::Nginx, SCENARIO),
+        (Target::Aurora, TRANSLATED),
+    ];
+    for (target, scenario) in counted {
+        let summary = dir.join(format!("strace-{}-{scenario}.txt", target.name()));
         let _ = std::fs::remove_file(&summary);
         servers::run_under(strace_wrapper(&summary));
         let server = match (target, nginx) {
@@ -70,7 +79,7 @@ pub fn measure(
         };
         servers::run_under(Vec::new());
         let Some(mut server) = server else { continue };
-        let requests = send(rt, target, &server, secs);
+        let requests = send(rt, target, scenario, &server, secs);
         let stopped = server.stop_wrapped(Duration::from_secs(30));
         let text = std::fs::read_to_string(&summary).unwrap_or_default();
         match (requests, stopped, calls(&text)) {
@@ -82,19 +91,23 @@ pub fn measure(
                     .collect();
                 let c = SyscallCount {
                     target,
+                    scenario,
                     requests,
                     per_request: per(total),
                     listed,
                 };
                 eprintln!(
-                    "  {:<16} {:>6.1} system calls per request ({} requests)",
+                    "  {:<16} {scenario:<24} {:>6.1} system calls per request ({} requests)",
                     target.name(),
                     c.per_request,
                     c.requests
                 );
                 counts.push(c);
             }
-            _ => eprintln!("  {:<16} system calls not counted", target.name()),
+            _ => eprintln!(
+                "  {:<16} {scenario:<24} system calls not counted",
+                target.name()
+            ),
         }
     }
     counts
@@ -102,8 +115,14 @@ pub fn measure(
 
 /// Sends `secs` seconds of the scenario's requests, one at a time; the number answered
 /// (`None` if any failed).
-fn send(rt: &tokio::runtime::Runtime, target: Target, server: &Server, secs: f64) -> Option<u64> {
-    let scenario = SCENARIOS.iter().find(|s| s.name == SCENARIO)?;
+fn send(
+    rt: &tokio::runtime::Runtime,
+    target: Target,
+    scenario: &str,
+    server: &Server,
+    secs: f64,
+) -> Option<u64> {
+    let scenario = SCENARIOS.iter().find(|s| s.name == scenario)?;
     let spec = Arc::new(scenario.request(target, server.port));
     let stats = rt.block_on(client::closed_loop(
         server.addr(),
@@ -159,15 +178,20 @@ fn calls_on(line: &str) -> Option<(&str, u64)> {
 
 /// The markdown table of the counts.
 pub fn table(counts: &[SyscallCount]) -> String {
-    let mut out = String::from("| target | system calls / request |");
+    let mut out = String::from("| target | scenario | system calls / request |");
     for name in LISTED {
         out.push_str(&format!(" {name} |"));
     }
-    out.push_str("\n|---|---:|");
+    out.push_str("\n|---|---|---:|");
     out.push_str(&"---:|".repeat(LISTED.len()));
     out.push('\n');
     for c in counts {
-        out.push_str(&format!("| {} | {:.1} |", c.target.name(), c.per_request));
+        out.push_str(&format!(
+            "| {} | {} | {:.1} |",
+            c.target.name(),
+            c.scenario,
+            c.per_request
+        ));
         for n in &c.listed {
             out.push_str(&format!(" {n:.2} |"));
         }
@@ -202,17 +226,18 @@ mod tests {
     fn the_table_lists_each_target_per_request() {
         let count = SyscallCount {
             target: Target::Nginx,
+            scenario: SCENARIO,
             requests: 1000,
             per_request: 8.0,
             listed: vec![0.0, 3.0, 0.0, 2.0, 0.0, 3.0, 0.0, 0.0],
         };
         let table = table(&[count]);
         assert!(
-            table.starts_with("| target | system calls / request | read |"),
+            table.starts_with("| target | scenario | system calls / request | read |"),
             "{table}"
         );
         assert!(
-            table.contains("| nginx | 8.0 | 0.00 | 3.00 | 0.00 | 2.00 |"),
+            table.contains("| nginx | passthrough_small_json | 8.0 | 0.00 | 3.00 | 0.00 | 2.00 |"),
             "{table}"
         );
     }
