@@ -655,8 +655,8 @@ async fn expect_100_continue_is_answered_before_the_body_is_read() {
     assert!(rec.header("expect").is_none());
 }
 
-/// Segments the socket has received so far (Linux `TCP_INFO`).
-fn segments_in(sock: &tokio::net::TcpStream) -> u32 {
+/// Segments carrying data the socket has received so far (Linux `TCP_INFO`).
+fn data_segments_in(sock: &tokio::net::TcpStream) -> u32 {
     use std::os::fd::AsRawFd;
     // SAFETY: `tcp_info` is plain data; getsockopt writes at most `len` bytes into it.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
@@ -671,7 +671,7 @@ fn segments_in(sock: &tokio::net::TcpStream) -> u32 {
         )
     };
     assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-    info.tcpi_segs_in
+    info.tcpi_data_segs_in
 }
 
 /// Reads one HTTP/1.1 response from `sock`, framed by `Content-Length` or chunked.
@@ -704,10 +704,14 @@ async fn read_one_response(sock: &mut tokio::net::TcpStream) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn whole_translated_answers_leave_in_one_segment_and_release_the_connection() {
+/// Sends five translated chat calls on one connection to a gateway in front of
+/// `provider`; the data segments each answer came in. Fails if a socket is left
+/// corked (the kernel would hold each answer for 200 ms).
+async fn data_segments_per_translated_answer(
+    provider: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+) -> Vec<u32> {
     use tokio::io::AsyncWriteExt;
-    let mock = MockUpstream::start(provider_like).await;
+    let mock = MockUpstream::start(provider).await;
     let gw = gateway_for(&mock, "");
     let body =
         br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
@@ -721,20 +725,40 @@ async fn whole_translated_answers_leave_in_one_segment_and_release_the_connectio
     let started = Instant::now();
     let mut per_answer = Vec::new();
     for _ in 0..5 {
-        let before = segments_in(&sock);
+        let before = data_segments_in(&sock);
         sock.write_all(request.as_bytes()).await.unwrap();
         let answer = read_one_response(&mut sock).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains(r#""object":"chat.completion""#), "{answer}");
-        per_answer.push(segments_in(&sock) - before);
+        per_answer.push(data_segments_in(&sock) - before);
     }
-    // Header and body come as one segment (an ACK of the request may come on its
-    // own), not several.
-    assert!(per_answer.iter().all(|&n| n <= 2), "{per_answer:?}");
-    // A socket left corked would hold each answer for the kernel's 200 ms.
     assert!(
         started.elapsed() < Duration::from_millis(900),
         "{:?}",
         started.elapsed()
     );
+    per_answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_translated_answers_leave_in_one_segment_and_release_the_connection() {
+    let per_answer = data_segments_per_translated_answer(provider_like).await;
+    assert!(per_answer.iter().all(|&n| n == 1), "{per_answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_translated_answer_larger_than_the_write_buffer_leaves_in_one_segment() {
+    // Header and body together are well past what the client connection's write
+    // buffer holds: only the cork keeps them in one send.
+    let text = "word ".repeat(1200);
+    let answer = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 5, "output_tokens": 1200}
+    })
+    .to_string();
+    let per_answer =
+        data_segments_per_translated_answer(move |_| Reply::json(200, answer.clone())).await;
+    assert!(per_answer.iter().all(|&n| n == 1), "{per_answer:?}");
 }

@@ -426,7 +426,11 @@ impl AuroraProxy {
         }
         observe::response_work(ctx, work_began.elapsed());
         // Header and body leave as one TCP segment.
-        let corked = response_cork::CorkedSocket::cork(session);
+        let corked = if response_cork::needs_cork(&header, translated.len()) {
+            response_cork::CorkedSocket::cork(session)
+        } else {
+            None
+        };
         let written = respond::send_header_and_body(session, header, translated).await;
         if let Some(corked) = corked {
             corked.release();
