@@ -392,14 +392,13 @@ impl AuroraProxy {
         let status = answer.header.status.as_u16();
         ctx.upstream_status = Some(status);
         telemetry::answer_body(ctx, &answer.body);
-        if answer.header.status.is_success() {
-            if let Some(usage) = crate::metrics::usage::usage_of_json(&answer.body) {
-                observe::usage_reported(ctx, usage);
-            }
-        }
+        let mut usage_read = None;
         let translated = match &translation {
             Some(translation) => match translation.answer_whole(status, &answer.body) {
-                Ok(translated) => Bytes::from(translated),
+                Ok(translated) => {
+                    usage_read = translated.usage;
+                    Bytes::from(translated.body)
+                }
                 Err(e) => {
                     log::warn!("untranslatable answer from provider `{provider}`: {e}");
                     let err = GatewayError::bad_provider_answer(format!(
@@ -409,8 +408,16 @@ impl AuroraProxy {
                 }
             },
             // A fallback that speaks the client's own format: its answer as it is.
-            None => answer.body,
+            None => answer.body.clone(),
         };
+        if answer.header.status.is_success() {
+            // The translation may have read the usage already; else the answer is read.
+            let usage =
+                usage_read.unwrap_or_else(|| crate::metrics::usage::usage_of_json(&answer.body));
+            if let Some(usage) = usage {
+                observe::usage_reported(ctx, usage);
+            }
+        }
         let mut header = answer.header;
         headers::strip_upstream_response_headers(&mut header);
         header.remove_header(&http::header::TRANSFER_ENCODING);

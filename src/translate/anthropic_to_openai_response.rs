@@ -7,6 +7,7 @@
 //! cache reads and writes as prompt tokens, as OpenAI does.
 
 use super::error::TranslateError;
+use crate::metrics::usage::Usage;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -175,6 +176,15 @@ pub fn anthropic_to_openai_response(
     body: &[u8],
     opts: &ResponseOptions,
 ) -> Result<Vec<u8>, TranslateError> {
+    anthropic_to_openai_response_and_usage(body, opts).map(|(body, _)| body)
+}
+
+/// [`anthropic_to_openai_response`], with the usage counters the message carried (read
+/// on the way, so that nobody parses the message again for them).
+pub(crate) fn anthropic_to_openai_response_and_usage(
+    body: &[u8],
+    opts: &ResponseOptions,
+) -> Result<(Vec<u8>, Option<AnthropicUsageIn>), TranslateError> {
     let msg: Message = serde_json::from_slice(body)
         .map_err(|e| TranslateError::UpstreamResponse(format!("invalid Anthropic message: {e}")))?;
     if msg.kind.as_deref() == Some("error") || msg.error.is_some() {
@@ -223,7 +233,8 @@ pub fn anthropic_to_openai_response(
         }
     }
 
-    let u = msg.usage.unwrap_or_default();
+    let reported = msg.usage;
+    let u = reported.unwrap_or_default();
     let completion = ChatCompletion {
         id: openai_completion_id(msg.id.as_deref().unwrap_or("")),
         object: "chat.completion",
@@ -248,8 +259,21 @@ pub fn anthropic_to_openai_response(
             u.output_tokens.unwrap_or(0),
         ),
     };
-    serde_json::to_vec(&completion)
-        .map_err(|e| TranslateError::UpstreamResponse(format!("could not encode response: {e}")))
+    let body = serde_json::to_vec(&completion)
+        .map_err(|e| TranslateError::UpstreamResponse(format!("could not encode response: {e}")))?;
+    Ok((body, reported))
+}
+
+impl From<AnthropicUsageIn> for Usage {
+    fn from(u: AnthropicUsageIn) -> Self {
+        Usage {
+            input: u.input_tokens.unwrap_or(0),
+            output: u.output_tokens.unwrap_or(0),
+            cache_read: u.cache_read_input_tokens.unwrap_or(0),
+            cache_write: u.cache_creation_input_tokens.unwrap_or(0),
+            reasoning: 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,15 +23,33 @@ use pingora_core::modules::http::{HttpModule, HttpModuleBuilder, Module};
 use pingora_http::ResponseHeader;
 
 use super::anthropic_to_openai_error::OpenAiErrorBody;
+use super::anthropic_to_openai_response::anthropic_to_openai_response_and_usage;
 use super::openai_to_anthropic_error::AnthropicErrorBody;
-use super::responses::{
-    anthropic_to_responses_response, AnthropicToResponsesStream, ResponsesOptions,
-};
+use super::responses::response::anthropic_to_responses_response_and_usage;
+use super::responses::{AnthropicToResponsesStream, ResponsesOptions};
 use super::{
-    anthropic_error_to_openai, anthropic_to_openai_response, openai_error_to_anthropic,
-    openai_to_anthropic_response, AnthropicToOpenAiStream, MessageOptions, OpenAiToAnthropicStream,
-    ResponseOptions, StreamOptions, TranslateError,
+    anthropic_error_to_openai, openai_error_to_anthropic, openai_to_anthropic_response,
+    AnthropicToOpenAiStream, MessageOptions, OpenAiToAnthropicStream, ResponseOptions,
+    StreamOptions, TranslateError,
 };
+use crate::metrics::usage::Usage;
+
+/// A provider's whole answer in the client's format.
+#[derive(Debug)]
+pub struct TranslatedAnswer {
+    /// The body the client gets.
+    pub body: Vec<u8>,
+    /// The provider's token usage, when the translation read it on the way (`Some`
+    /// even when the answer reported none); `None`: the answer is still to be read for
+    /// it.
+    pub usage: Option<Option<Usage>>,
+}
+
+impl TranslatedAnswer {
+    fn unread(body: Vec<u8>) -> Self {
+        Self { body, usage: None }
+    }
+}
 
 /// How the provider's answer reaches the hub format (Anthropic Messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,19 +217,23 @@ impl ResponseCodecs {
     /// always translates (into the client's envelope, status kept); a success body
     /// that is not what the provider's format promises is an `Err`, for the caller to
     /// answer before any status goes out.
-    pub fn answer_whole(&self, status: u16, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+    pub fn answer_whole(
+        &self,
+        status: u16,
+        body: &[u8],
+    ) -> Result<TranslatedAnswer, TranslateError> {
         let model = self.client.model();
         if !(200..300).contains(&status) {
             let hub = match self.provider {
                 ProviderDecoder::Messages => Cow::Borrowed(body),
                 ProviderDecoder::Chat => Cow::Owned(openai_error_to_anthropic(status, body)),
             };
-            return Ok(match self.client {
+            return Ok(TranslatedAnswer::unread(match self.client {
                 ClientEncoder::Messages { .. } => hub.into_owned(),
                 ClientEncoder::Chat { .. } | ClientEncoder::Responses { .. } => {
                     anthropic_error_to_openai(status, &hub)
                 }
-            });
+            }));
         }
         let hub = match self.provider {
             ProviderDecoder::Messages => Cow::Borrowed(body),
@@ -222,25 +244,38 @@ impl ResponseCodecs {
                 },
             )?),
         };
+        // The hub's usage is the provider's own only when the provider speaks it (an
+        // OpenAI answer's reasoning tokens do not survive the way through it).
+        let usage_of = |usage: Option<_>| match self.provider {
+            ProviderDecoder::Messages => Some(usage.map(Usage::from)),
+            ProviderDecoder::Chat => None,
+        };
         match &self.client {
-            ClientEncoder::Messages { .. } => Ok(hub.into_owned()),
-            ClientEncoder::Chat { model, created, .. } => anthropic_to_openai_response(
-                &hub,
-                &ResponseOptions {
+            ClientEncoder::Messages { .. } => Ok(TranslatedAnswer::unread(hub.into_owned())),
+            ClientEncoder::Chat { model, created, .. } => {
+                let options = ResponseOptions {
                     model: model.clone(),
                     created: *created,
-                },
-            ),
+                };
+                let (body, usage) = anthropic_to_openai_response_and_usage(&hub, &options)?;
+                Ok(TranslatedAnswer {
+                    body,
+                    usage: usage_of(usage),
+                })
+            }
             ClientEncoder::Responses {
                 options,
                 on_completed,
                 ..
             } => {
-                let answer = anthropic_to_responses_response(&hub, options)?;
+                let (answer, usage) = anthropic_to_responses_response_and_usage(&hub, options)?;
                 if let Some(hook) = on_completed {
                     (hook.0)(&answer);
                 }
-                Ok(answer)
+                Ok(TranslatedAnswer {
+                    body: answer,
+                    usage: usage_of(usage),
+                })
             }
         }
     }
@@ -248,10 +283,12 @@ impl ResponseCodecs {
     /// The complete body in the client's format, once its status is already out: an
     /// untranslatable success becomes an error body, which is all that is left to say.
     fn translate_whole(&self, status: u16, body: &[u8]) -> Vec<u8> {
-        self.answer_whole(status, body).unwrap_or_else(|e| {
-            log::warn!("untranslatable provider response: {e}");
-            self.error_body(&e.to_string())
-        })
+        self.answer_whole(status, body)
+            .map(|answer| answer.body)
+            .unwrap_or_else(|e| {
+                log::warn!("untranslatable provider response: {e}");
+                self.error_body(&e.to_string())
+            })
     }
 
     /// A provider-error body in the client's envelope.
@@ -650,6 +687,35 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_anthropic_answer_hands_back_the_usage_it_read() {
+        let t = ResponseCodecs::anthropic_to_openai("anthropic/claude-x".into(), 7, false, false);
+        let provider_body = fixture!("anthropic/messages.json");
+        let answer = t.answer_whole(200, provider_body.as_bytes()).unwrap();
+        let read = crate::metrics::usage::usage_of_json(provider_body.as_bytes());
+        assert!(
+            read.is_some_and(|u| u.input > 0 && u.output > 0),
+            "{read:?}"
+        );
+        assert_eq!(answer.usage, Some(read));
+        // An answer without usage says so: nothing is left to read.
+        let bare = br#"{"type":"message","content":[{"type":"text","text":"hi"}]}"#;
+        assert_eq!(t.answer_whole(200, bare).unwrap().usage, Some(None));
+    }
+
+    #[test]
+    fn a_whole_openai_answer_leaves_its_usage_to_be_read() {
+        // Its reasoning tokens do not survive the hub: the caller reads the original.
+        let t = ResponseCodecs::openai_to_anthropic("gpt-x".into(), false);
+        let answer = t
+            .answer_whole(200, fixture!("openai/chat_completion.json").as_bytes())
+            .unwrap();
+        assert!(String::from_utf8(answer.body)
+            .unwrap()
+            .contains("\"message\""));
+        assert_eq!(answer.usage, None);
+    }
+
+    #[test]
     fn untranslatable_success_is_an_error_for_the_whole_path() {
         let t = ResponseCodecs::anthropic_to_openai("anthropic/claude-x".into(), 7, false, false);
         assert!(t.answer_whole(200, br#"{"unexpected":true}"#).is_err());
@@ -657,10 +723,13 @@ mod tests {
         let ok = t
             .answer_whole(200, fixture!("anthropic/messages.json").as_bytes())
             .unwrap();
-        assert!(String::from_utf8(ok).unwrap().contains("chat.completion"));
+        assert!(String::from_utf8(ok.body)
+            .unwrap()
+            .contains("chat.completion"));
         // Errors always translate, keeping their meaning.
         let err = t.answer_whole(429, b"not json at all").unwrap();
-        assert!(String::from_utf8(err).unwrap().contains("error"));
+        assert!(String::from_utf8(err.body).unwrap().contains("error"));
+        assert_eq!(err.usage, None);
     }
 
     #[test]

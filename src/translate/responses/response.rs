@@ -477,6 +477,15 @@ pub fn anthropic_to_responses_response(
     body: &[u8],
     opts: &ResponsesOptions,
 ) -> Result<Vec<u8>, TranslateError> {
+    anthropic_to_responses_response_and_usage(body, opts).map(|(body, _)| body)
+}
+
+/// [`anthropic_to_responses_response`], with the usage counters the message carried
+/// (read on the way, so that nobody parses the message again for them).
+pub(crate) fn anthropic_to_responses_response_and_usage(
+    body: &[u8],
+    opts: &ResponsesOptions,
+) -> Result<(Vec<u8>, Option<AnthropicUsageIn>), TranslateError> {
     let msg: Message = serde_json::from_slice(body)
         .map_err(|e| TranslateError::UpstreamResponse(format!("invalid Anthropic message: {e}")))?;
     if msg.kind.as_deref() == Some("error") || msg.error.is_some() {
@@ -517,7 +526,7 @@ pub fn anthropic_to_responses_response(
     let status = Status::for_stop_reason(msg.stop_reason.as_deref());
     let mut out = Vec::with_capacity(output.items.len() + 512 + opts.echo.len());
     head.write(&mut out, status, &output.items, Some(&usage));
-    Ok(out)
+    Ok((out, msg.usage))
 }
 
 #[cfg(test)]
