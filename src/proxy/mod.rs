@@ -318,7 +318,8 @@ impl AuroraProxy {
                 timeouts: &target.timeouts,
                 open_success: streamed,
             };
-            let exchange = whole_answer::exchange(&self.connector, &call);
+            // Boxed: Pingora's connector (TLS handshake included) makes it kilobytes.
+            let exchange = Box::pin(whole_answer::exchange(&self.connector, &call));
             let answer = tokio::select! {
                 answer = exchange => answer,
                 () = client.hung_up() => {
@@ -376,14 +377,14 @@ impl AuroraProxy {
             }
         };
         if let Some(open) = answer.open.take() {
-            return open_answer::stream_to_client(
+            return Box::pin(open_answer::stream_to_client(
                 session,
                 ctx,
                 answer.header,
                 open,
                 translation,
                 &self.connector,
-            )
+            ))
             .await;
         }
         let provider = ctx.provider_name().unwrap_or("-").to_string();

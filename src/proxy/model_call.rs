@@ -88,16 +88,19 @@ impl AuroraProxy {
         }
         let delivery = prepared.delivery(session.as_ref().retry_buffer_truncated());
         let first = prepared.into_first_attempt(ctx, config);
+        // The gateway's own exchanges are boxed where they are taken: inline, their
+        // futures would make every call's future (moved whole into its box by
+        // `request_filter`) many kilobytes, a replayed call's too.
         match delivery {
             Delivery::Whole { streamed } => {
-                self.answer_whole(
+                Box::pin(self.answer_whole(
                     session,
                     ctx,
                     first.target,
                     first.body,
                     first.translation,
                     streamed,
-                )
+                ))
                 .await
             }
             Delivery::Replayed => {
@@ -109,14 +112,14 @@ impl AuroraProxy {
                 Ok(false)
             }
             Delivery::Subrequest => {
-                self.call_through_subrequests(
+                Box::pin(self.call_through_subrequests(
                     session,
                     ctx,
                     config,
                     first.target,
                     first.body,
                     first.translation,
-                )
+                ))
                 .await
             }
         }
