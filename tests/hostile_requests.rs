@@ -440,6 +440,27 @@ async fn provider_errors_on_whole_answers_keep_status_and_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_past_the_buffer_budget_is_refused_before_any_100_continue() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = openai_gateway("server:\n  max_buffered_bytes: 10KiB\n", &mock.url("/v1"));
+    let request = head(
+        "POST",
+        "/v1/chat/completions",
+        &format!(
+            "content-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n",
+            20 * 1024
+        ),
+    );
+    // Only the header goes: a client waiting for `100 Continue` sends nothing more.
+    let mut sock = sent(&gw, &request).await;
+    let answer = read_until_close(&mut sock, Duration::from_secs(10)).await.0;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(!answer.contains("HTTP/1.1 100"), "{answer}");
+    assert!(answer.contains("gateway_overloaded"), "{answer}");
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_past_the_buffer_budget_get_503_with_retry_after() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = openai_gateway("server:\n  max_buffered_bytes: 100KiB\n", &mock.url("/v1"));

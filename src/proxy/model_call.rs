@@ -37,18 +37,20 @@ impl AuroraProxy {
         endpoint: ModelEndpoint,
     ) -> Result<bool> {
         let admission = ModelCallBody::admit(session.req_header());
+        // Keeps a copy of a small body, which tells the proxy loop to send it on.
+        session.as_mut().enable_retry_buffering();
+        let mut permit = self.bodies.permit(config.server.max_buffered_bytes);
+        if let Err(err) = admission.hold_declared(&mut permit) {
+            // Refused before the client is told to send: no `100 Continue` first, so
+            // the client never starts an upload that is already turned down.
+            session.set_keepalive(None);
+            return reject(session, ctx, err).await;
+        }
         if admission.send_continue {
             let proceed = ResponseHeader::build(100, Some(0))?;
             session
                 .write_response_header(Box::new(proceed), false)
                 .await?;
-        }
-        // Keeps a copy of a small body, which tells the proxy loop to send it on.
-        session.as_mut().enable_retry_buffering();
-        let mut permit = self.bodies.permit(config.server.max_buffered_bytes);
-        if let Err(err) = admission.hold_declared(&mut permit) {
-            session.set_keepalive(None);
-            return reject(session, ctx, err).await;
         }
         let limit = config.server.body_size_limit;
         let deadline = BodyDeadline::new(ctx.started, config.server.body_timeout);
