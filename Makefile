@@ -151,8 +151,9 @@ bench-load: release bench-deps
 	$(CARGO) build --profile alloc-count --features alloc-count --bin aurora --example bare_pingora
 	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load
 
-# Instructions (callgrind) and system calls (strace) per passthrough request for the
-# gateway, bare Pingora and nginx: counts a busy machine gives as a quiet one does.
+# Instructions (callgrind) and system calls (strace) per request (passthrough, and the
+# gateway translating Chat JSON) for the gateway, bare Pingora and nginx: counts a busy
+# machine gives as a quiet one does.
 bench-counts: release bench-deps
 	@for tool in valgrind strace; do command -v $$tool >/dev/null 2>&1 || { \
 		echo "$$tool missing: installing it with apt-get"; \
