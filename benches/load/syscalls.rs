@@ -2,10 +2,14 @@
 //! nginx, each sent the same small-JSON passthrough requests one at a time, so the
 //! figures show what each server asks of the kernel per request (reads, writes,
 //! polls, timers), the part of a request's cost that instruction counts leave out;
-//! and the gateway translating `/v1/chat/completions` to Anthropic.
+//! the gateway with a key with limits too, and translating `/v1/chat/completions` to
+//! Anthropic.
 //!
-//! The count covers the process's whole life (start, warm-up and stop too); with some
-//! thousands of requests counted, that adds well under 1 % per request.
+//! strace counts a process's whole life, and starting one costs thousands of calls (the
+//! gateway reads the system's CA certificates for each TLS connector it builds). So
+//! each target runs twice, a short run and a long one, and the figures are the
+//! difference of the two counts over the difference of their requests: what one more
+//! request costs, with start and stop cancelled out.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +39,7 @@ pub struct SyscallCount {
     pub target: Target,
     /// The scenario sent.
     pub scenario: &'static str,
+    /// Requests the long run answered beyond the short one.
     pub requests: u64,
     /// All system calls per completed request.
     pub per_request: f64,
@@ -62,55 +67,101 @@ pub fn measure(
     let mut counts = Vec::new();
     let counted = [
         (Target::Aurora, SCENARIO),
+        (Target::AuroraLimited, SCENARIO),
         (Target::Pingora, SCENARIO),
         (Target::Nginx, SCENARIO),
         (Target::Aurora, TRANSLATED),
     ];
+    let short_secs = (secs / 4.0).max(1.0);
     for (target, scenario) in counted {
-        let summary = dir.join(format!("strace-{}-{scenario}.txt", target.name()));
-        let _ = std::fs::remove_file(&summary);
-        servers::run_under(strace_wrapper(&summary));
-        let server = match (target, nginx) {
-            (Target::Nginx, Some((bin, nofile))) => {
-                Some(servers::start_nginx(bin, mock_port, nofile, None, dir))
-            }
-            (Target::Nginx, None) => None,
-            _ => instructions::start(target, &aurora_bin, mock_port, dir),
+        let run = |secs: f64, name: &str| {
+            let summary = dir.join(format!("strace-{}-{scenario}-{name}.txt", target.name()));
+            let _ = std::fs::remove_file(&summary);
+            servers::run_under(strace_wrapper(&summary));
+            let server = match (target, nginx) {
+                (Target::Nginx, Some((bin, nofile))) => {
+                    Some(servers::start_nginx(bin, mock_port, nofile, None, dir))
+                }
+                (Target::Nginx, None) => None,
+                _ => instructions::start(target, &aurora_bin, mock_port, dir),
+            };
+            servers::run_under(Vec::new());
+            let mut server = server?;
+            let requests = send(rt, target, scenario, &server, secs);
+            let stopped = server.stop_wrapped(Duration::from_secs(30));
+            let text = std::fs::read_to_string(&summary).unwrap_or_default();
+            stopped.then_some(Run::read(requests?, &text)?)
         };
-        servers::run_under(Vec::new());
-        let Some(mut server) = server else { continue };
-        let requests = send(rt, target, scenario, &server, secs);
-        let stopped = server.stop_wrapped(Duration::from_secs(30));
-        let text = std::fs::read_to_string(&summary).unwrap_or_default();
-        match (requests, stopped, calls(&text)) {
-            (Some(requests), true, Some(total)) => {
-                let per = |n: u64| n as f64 / requests as f64;
-                let listed = LISTED
-                    .iter()
-                    .map(|name| per(calls_of(&text, name).unwrap_or(0)))
-                    .collect();
-                let c = SyscallCount {
-                    target,
-                    scenario,
-                    requests,
-                    per_request: per(total),
-                    listed,
-                };
-                eprintln!(
-                    "  {:<16} {scenario:<24} {:>6.1} system calls per request ({} requests)",
-                    target.name(),
-                    c.per_request,
-                    c.requests
-                );
-                counts.push(c);
-            }
-            _ => eprintln!(
+        let (Some(short), Some(long)) = (run(short_secs, "short"), run(secs, "long")) else {
+            eprintln!(
                 "  {:<16} {scenario:<24} system calls not counted",
                 target.name()
-            ),
-        }
+            );
+            continue;
+        };
+        let Some(c) = SyscallCount::between(target, scenario, &short, &long) else {
+            eprintln!(
+                "  {:<16} {scenario:<24} too few requests apart to count",
+                target.name()
+            );
+            continue;
+        };
+        eprintln!(
+            "  {:<16} {scenario:<24} {:>6.1} system calls per request ({} requests apart)",
+            target.name(),
+            c.per_request,
+            c.requests
+        );
+        counts.push(c);
     }
     counts
+}
+
+/// One process's life under strace: the requests it answered and its calls.
+#[derive(Debug, Clone, PartialEq)]
+struct Run {
+    requests: u64,
+    total: u64,
+    /// The [`LISTED`] calls, in that order.
+    listed: Vec<u64>,
+}
+
+impl Run {
+    /// The run of `requests` whose strace summary is `text`.
+    fn read(requests: u64, text: &str) -> Option<Self> {
+        Some(Self {
+            requests,
+            total: calls(text)?,
+            listed: LISTED
+                .iter()
+                .map(|name| calls_of(text, name).unwrap_or(0))
+                .collect(),
+        })
+    }
+}
+
+impl SyscallCount {
+    /// What one more request costs: the calls `long` made beyond `short`, over the
+    /// requests it answered beyond it. `None` when it answered no more.
+    fn between(target: Target, scenario: &'static str, short: &Run, long: &Run) -> Option<Self> {
+        let requests = long
+            .requests
+            .checked_sub(short.requests)
+            .filter(|n| *n > 0)?;
+        let per = |long: u64, short: u64| (long as f64 - short as f64) / requests as f64;
+        Some(Self {
+            target,
+            scenario,
+            requests,
+            per_request: per(long.total, short.total),
+            listed: long
+                .listed
+                .iter()
+                .zip(&short.listed)
+                .map(|(l, s)| per(*l, *s))
+                .collect(),
+        })
+    }
 }
 
 /// Sends `secs` seconds of the scenario's requests, one at a time; the number answered
@@ -220,6 +271,21 @@ mod tests {
         assert_eq!(calls_of(SUMMARY, "writev"), Some(2000));
         assert_eq!(calls_of(SUMMARY, "recvfrom"), Some(3000));
         assert_eq!(calls_of(SUMMARY, "sendto"), None);
+    }
+
+    #[test]
+    fn start_and_stop_cancel_out_between_a_short_and_a_long_run() {
+        // 5,000 calls to start and stop, 9 per request.
+        let run = |requests: u64| Run {
+            requests,
+            total: 5_000 + 9 * requests,
+            listed: vec![0, 2 * requests, 1_000, 0, 3 * requests, 2 * requests, 16, 0],
+        };
+        let c = SyscallCount::between(Target::Aurora, SCENARIO, &run(1_000), &run(5_000)).unwrap();
+        assert_eq!(c.requests, 4_000);
+        assert!((c.per_request - 9.0).abs() < 1e-9, "{c:?}");
+        assert_eq!(c.listed, vec![0.0, 2.0, 0.0, 0.0, 3.0, 2.0, 0.0, 0.0]);
+        assert!(SyscallCount::between(Target::Aurora, SCENARIO, &run(10), &run(10)).is_none());
     }
 
     #[test]
