@@ -55,7 +55,7 @@ use crate::metrics;
 use crate::telemetry;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{
-    ResponseCodecs, ResponseTranslator, ResponseTranslatorBuilder, OMITTED_TOOLS_HEADER,
+    ResponseCodecs, ResponseTranslator, ResponseTranslatorBuilder, UsageRead, OMITTED_TOOLS_HEADER,
 };
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
@@ -393,7 +393,7 @@ impl AuroraProxy {
         let status = answer.header.status.as_u16();
         ctx.upstream_status = Some(status);
         telemetry::answer_body(ctx, &answer.body);
-        let mut usage_read = None;
+        let mut usage_read = UsageRead::Unread;
         let translated = match &translation {
             Some(translation) => match translation.answer_whole(status, &answer.body) {
                 Ok(translated) => {
@@ -412,9 +412,10 @@ impl AuroraProxy {
             None => answer.body.clone(),
         };
         if answer.header.status.is_success() {
-            // The translation may have read the usage already; else the answer is read.
-            let usage =
-                usage_read.unwrap_or_else(|| crate::metrics::usage::usage_of_json(&answer.body));
+            let usage = match usage_read {
+                UsageRead::Read(usage) => usage,
+                UsageRead::Unread => crate::metrics::usage::usage_of_json(&answer.body),
+            };
             if let Some(usage) = usage {
                 observe::usage_reported(ctx, usage);
             }

@@ -74,6 +74,6 @@ pub use openai_to_anthropic_response::{openai_to_anthropic_response, MessageOpti
 pub use openai_to_anthropic_stream::OpenAiToAnthropicStream;
 pub use response_translator::{
     ClientEncoder, OnCompleted, ProviderDecoder, ResponseCodecs, ResponseTranslator,
-    ResponseTranslatorBuilder, OMITTED_TOOLS_HEADER,
+    ResponseTranslatorBuilder, TranslatedAnswer, UsageRead, OMITTED_TOOLS_HEADER,
 };
 pub use sse::{SseEvent, SseEventRef, SseParser};

@@ -39,15 +39,25 @@ use crate::metrics::usage::Usage;
 pub struct TranslatedAnswer {
     /// The body the client gets.
     pub body: Vec<u8>,
-    /// The provider's token usage, when the translation read it on the way (`Some`
-    /// even when the answer reported none); `None`: the answer is still to be read for
-    /// it.
-    pub usage: Option<Option<Usage>>,
+    /// The provider's token usage, if the translation read it on the way.
+    pub usage: UsageRead,
+}
+
+/// What a translation learned of the provider's token usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageRead {
+    /// Read on the way: what the answer reported, if it reported any.
+    Read(Option<Usage>),
+    /// Not read: the provider's answer is still to be read for it.
+    Unread,
 }
 
 impl TranslatedAnswer {
     fn unread(body: Vec<u8>) -> Self {
-        Self { body, usage: None }
+        Self {
+            body,
+            usage: UsageRead::Unread,
+        }
     }
 }
 
@@ -247,8 +257,8 @@ impl ResponseCodecs {
         // The hub's usage is the provider's own only when the provider speaks it (an
         // OpenAI answer's reasoning tokens do not survive the way through it).
         let usage_of = |usage: Option<_>| match self.provider {
-            ProviderDecoder::Messages => Some(usage.map(Usage::from)),
-            ProviderDecoder::Chat => None,
+            ProviderDecoder::Messages => UsageRead::Read(usage.map(Usage::from)),
+            ProviderDecoder::Chat => UsageRead::Unread,
         };
         match &self.client {
             ClientEncoder::Messages { .. } => Ok(TranslatedAnswer::unread(hub.into_owned())),
@@ -696,10 +706,13 @@ mod tests {
             read.is_some_and(|u| u.input > 0 && u.output > 0),
             "{read:?}"
         );
-        assert_eq!(answer.usage, Some(read));
+        assert_eq!(answer.usage, UsageRead::Read(read));
         // An answer without usage says so: nothing is left to read.
         let bare = br#"{"type":"message","content":[{"type":"text","text":"hi"}]}"#;
-        assert_eq!(t.answer_whole(200, bare).unwrap().usage, Some(None));
+        assert_eq!(
+            t.answer_whole(200, bare).unwrap().usage,
+            UsageRead::Read(None)
+        );
     }
 
     #[test]
@@ -712,7 +725,7 @@ mod tests {
         assert!(String::from_utf8(answer.body)
             .unwrap()
             .contains("\"message\""));
-        assert_eq!(answer.usage, None);
+        assert_eq!(answer.usage, UsageRead::Unread);
     }
 
     #[test]
@@ -729,7 +742,7 @@ mod tests {
         // Errors always translate, keeping their meaning.
         let err = t.answer_whole(429, b"not json at all").unwrap();
         assert!(String::from_utf8(err.body).unwrap().contains("error"));
-        assert_eq!(err.usage, None);
+        assert_eq!(err.usage, UsageRead::Unread);
     }
 
     #[test]
