@@ -385,6 +385,63 @@ async fn provider_early_hints_pass_the_translation_untouched() {
     assert_eq!(v["choices"][0]["message"]["content"], "Hello World");
 }
 
+/// Reads one request (header and `Content-Length` body) from `sock`; `false` at its end.
+async fn read_request(sock: &mut TcpStream) -> bool {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return true;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_on_a_pooled_connection_the_provider_dropped_is_asked_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // Each connection answers its first request, keeps alive, and drops the next one
+    // unanswered: the gateway's pooled connection fails before any answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (connections, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, a) = (connections.clone(), answered.clone());
+    let reply = json_reply("", &fixture("anthropic/messages.json"));
+    let _provider = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let (reply, a) = (reply.clone(), a.clone());
+            tokio::spawn(async move {
+                if read_request(&mut sock).await && sock.write_all(reply.as_bytes()).await.is_ok() {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    read_request(&mut sock).await;
+                }
+            });
+        }
+    });
+    let gw = gateway_at(&base);
+    for _ in 0..3 {
+        let (status, v) = ask_whole(&gw, "/v1/chat/completions", "anthropic/claude-x").await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["object"], "chat.completion", "{v}");
+    }
+    // The second and third calls each met a dropped connection, then a new one.
+    assert_eq!(answered.load(Ordering::SeqCst), 3);
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
+
 /// Asks `path` for a whole (not streamed) answer from `model`.
 async fn ask_whole(gw: &Gateway, path: &str, model: &str) -> (u16, serde_json::Value) {
     let body = format!(

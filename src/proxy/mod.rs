@@ -294,15 +294,9 @@ impl AuroraProxy {
                 Ok(peer) => peer,
                 Err(err) => return reject(session, ctx, err).await,
             };
-            let mut request = session.req_header().clone();
-            request.set_version(http::Version::HTTP_11);
-            rewrite_upstream_request(
-                &mut request,
-                &target,
-                Some(body.len()),
-                translation.is_some(),
-                &ctx.request_id,
-            )?;
+            let translated = translation.is_some();
+            let mut request =
+                whole_exchange_request(session.req_header(), &target, &body, translated, ctx)?;
             let provider = target.provider.name.clone();
             observe::upstream_request_ready(ctx);
             telemetry::attempt_began(ctx);
@@ -312,14 +306,25 @@ impl AuroraProxy {
             }
             let call = whole_answer::Exchange {
                 peer: &peer,
-                request: &request,
                 body: &body,
                 max_body: MAX_WHOLE_ANSWER_BYTES,
                 timeouts: &target.timeouts,
                 open_success: streamed,
             };
+            // The same header again, for a retry on a new connection.
+            let again = || {
+                let mut request =
+                    whole_exchange_request(session.req_header(), &target, &body, translated, ctx)?;
+                telemetry::inject(ctx, &mut request);
+                Ok(request)
+            };
             // Boxed: Pingora's connector (TLS handshake included) makes it kilobytes.
-            let exchange = Box::pin(whole_answer::exchange(&self.connector, &call));
+            let exchange = Box::pin(whole_answer::exchange(
+                &self.connector,
+                &call,
+                request,
+                again,
+            ));
             let answer = tokio::select! {
                 answer = exchange => answer,
                 () = client.hung_up() => {
@@ -468,6 +473,27 @@ impl AuroraProxy {
             .with_param("model")),
         }
     }
+}
+
+/// The header of a whole exchange with `target`: the client's, rewritten for the
+/// provider (HTTP/1.1, the provider's path and credential, `body`'s length).
+fn whole_exchange_request(
+    client: &RequestHeader,
+    target: &UpstreamTarget,
+    body: &Bytes,
+    translated: bool,
+    ctx: &RequestContext,
+) -> Result<RequestHeader> {
+    let mut request = client.clone();
+    request.set_version(http::Version::HTTP_11);
+    rewrite_upstream_request(
+        &mut request,
+        target,
+        Some(body.len()),
+        translated,
+        &ctx.request_id,
+    )?;
+    Ok(request)
 }
 
 /// The upstream of a `/p/{provider}/…` request.

@@ -94,8 +94,6 @@ impl OpenAnswer {
 pub struct Exchange<'a> {
     /// The provider's address and connection settings.
     pub peer: &'a HttpPeer,
-    /// The request header sent.
-    pub request: &'a RequestHeader,
     /// The request body sent.
     pub body: &'a Bytes,
     /// The largest answer taken, in bytes.
@@ -106,15 +104,22 @@ pub struct Exchange<'a> {
     pub open_success: bool,
 }
 
-/// Sends the request through `connector` and reads the answer, refusing one larger
+/// Sends `request` through `connector` and reads the answer, refusing one larger
 /// than `max_body` bytes. A pooled connection the provider closed meanwhile fails
-/// before any answer; that one is tried again on a new connection.
-pub async fn exchange(connector: &Connector, x: &Exchange<'_>) -> Result<ProviderAnswer> {
+/// before any answer; that one is tried again on a new connection, with the header
+/// `again` builds (the first went out with the first try: copying it up front, for a
+/// retry that seldom comes, would cost every exchange).
+pub async fn exchange(
+    connector: &Connector,
+    x: &Exchange<'_>,
+    request: RequestHeader,
+    again: impl FnOnce() -> Result<RequestHeader>,
+) -> Result<ProviderAnswer> {
     let deadline = Instant::now() + x.timeouts.total;
-    match attempt(connector, x, deadline).await {
-        Err(failure) if failure.stale_connection => {
-            attempt(connector, x, deadline).await.map_err(|f| f.error)
-        }
+    match attempt(connector, x, request, deadline).await {
+        Err(failure) if failure.stale_connection => attempt(connector, x, again()?, deadline)
+            .await
+            .map_err(|f| f.error),
         outcome => outcome.map_err(|f| f.error),
     }
 }
@@ -151,11 +156,11 @@ struct Failure {
 async fn attempt(
     connector: &Connector,
     x: &Exchange<'_>,
+    request: RequestHeader,
     deadline: Instant,
 ) -> std::result::Result<ProviderAnswer, Failure> {
     let Exchange {
         peer,
-        request,
         body,
         max_body,
         timeouts,
@@ -175,7 +180,7 @@ async fn attempt(
         upstream_failure(e, stale)
     };
     session
-        .write_request_header(Box::new(request.clone()))
+        .write_request_header(Box::new(request))
         .await
         .map_err(before_answer)?;
     session
