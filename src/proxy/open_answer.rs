@@ -3,7 +3,7 @@
 //! header rewritten and described, each piece read for usage and passed through the
 //! translation module, and a failure under way ended with the route's error event.
 
-use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::http::v1::Connector;
 use pingora_core::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;

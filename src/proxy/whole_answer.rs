@@ -19,7 +19,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::http::v1::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -83,9 +83,7 @@ impl OpenAnswer {
     /// Gives a connection whose answer was read to its end back to the pool.
     pub async fn finish(self, connector: &Connector) {
         if self.done {
-            connector
-                .release_http_session(self.session, &self.peer, self.peer.options.idle_timeout)
-                .await;
+            release(connector, self.session, &self.peer).await;
         }
     }
 }
@@ -166,10 +164,15 @@ async fn attempt(
         timeouts,
         open_success,
     } = *x;
-    let (mut session, reused) = connector
-        .get_http_session(peer)
-        .await
-        .map_err(|e| upstream_failure(e, false))?;
+    // A pooled connection first: Pingora's whole connect (TLS included) is a future of
+    // kilobytes, boxed and copied only when a new connection is needed.
+    let (session, reused) = match connector.reused_http_session(peer).await {
+        Some(session) => (session, true),
+        None => Box::pin(connector.get_http_session(peer))
+            .await
+            .map_err(|e| upstream_failure(e, false))?,
+    };
+    let mut session = HttpSession::H1(session);
     // Each read is timed here, by its stage.
     session.set_read_timeout(None);
     session.set_write_timeout(peer.options.write_timeout);
@@ -253,15 +256,23 @@ async fn attempt(
         keep(decoded.or(Some(chunk)), &mut whole)?;
     }
     keep(decoder.response_body_filter(None, true), &mut whole)?;
-    connector
-        .release_http_session(session, peer, peer.options.idle_timeout)
-        .await;
+    release(connector, session, peer).await;
     Ok(ProviderAnswer {
         header,
         body: whole.freeze(),
         open: None,
         header_at,
     })
+}
+
+/// Gives `session`, its answer read to its end, back to `connector`'s pool.
+async fn release(connector: &Connector, session: HttpSession, peer: &HttpPeer) {
+    // Providers are spoken to in HTTP/1.1 (no ALPN offered): every session is one.
+    if let HttpSession::H1(session) = session {
+        connector
+            .release_http_session(session, peer, peer.options.idle_timeout)
+            .await;
+    }
 }
 
 fn upstream_failure(error: Box<Error>, stale_connection: bool) -> Failure {
