@@ -29,6 +29,9 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use super::upstream::UpstreamWait;
 use crate::providers::Timeouts;
 
+/// The most room reserved up front for a whole answer's body; a longer one grows.
+const WHOLE_BODY_START_CAPACITY: usize = 256 * 1024;
+
 /// The provider's final answer (informational answers skipped), decoded if the
 /// provider compressed it.
 pub struct ProviderAnswer {
@@ -228,7 +231,14 @@ async fn attempt(
             header_at,
         });
     }
-    let mut whole = BytesMut::new();
+    // Room for the length the provider declared, so the body is gathered without
+    // growing; never more than a modest start, whatever it declared.
+    let declared = header
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut whole = BytesMut::with_capacity(declared.min(WHOLE_BODY_START_CAPACITY));
     let keep = |piece: Option<Bytes>, whole: &mut BytesMut| {
         let piece = piece.unwrap_or_default();
         if whole.len() + piece.len() > max_body {

@@ -259,9 +259,11 @@ pub(crate) fn anthropic_to_openai_response_and_usage(
             u.output_tokens.unwrap_or(0),
         ),
     };
-    let body = serde_json::to_vec(&completion)
+    // About as long as the message it comes from: written without growing.
+    let mut out = Vec::with_capacity(body.len() + 128);
+    serde_json::to_writer(&mut out, &completion)
         .map_err(|e| TranslateError::UpstreamResponse(format!("could not encode response: {e}")))?;
-    Ok((body, reported))
+    Ok((out, reported))
 }
 
 impl From<AnthropicUsageIn> for Usage {
