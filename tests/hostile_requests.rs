@@ -319,29 +319,9 @@ async fn raw_provider(reply: String) -> RawProvider {
         while let Ok((mut sock, _)) = listener.accept().await {
             let (reply, log) = (reply.clone(), log.clone());
             tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 8192];
-                // The request header and its Content-Length body.
-                loop {
-                    let Ok(n) = sock.read(&mut buf).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        if got.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
-                }
+                let Some(got) = read_request(&mut sock).await else {
+                    return;
+                };
                 log.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&got).into_owned());
@@ -385,13 +365,14 @@ async fn provider_early_hints_pass_the_translation_untouched() {
     assert_eq!(v["choices"][0]["message"]["content"], "Hello World");
 }
 
-/// Reads one request (header and `Content-Length` body) from `sock`; `false` at its end.
-async fn read_request(sock: &mut TcpStream) -> bool {
+/// Reads one request (header and `Content-Length` body) from `sock`; `None` when the
+/// connection ends first.
+async fn read_request(sock: &mut TcpStream) -> Option<Vec<u8>> {
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
         match sock.read(&mut buf).await {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
         let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
@@ -402,7 +383,7 @@ async fn read_request(sock: &mut TcpStream) -> bool {
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .unwrap_or(0);
             if got.len() >= end + 4 + len {
-                return true;
+                return Some(got);
             }
         }
     }
@@ -424,7 +405,9 @@ async fn a_whole_answer_on_a_pooled_connection_the_provider_dropped_is_asked_aga
             c.fetch_add(1, Ordering::SeqCst);
             let (reply, a) = (reply.clone(), a.clone());
             tokio::spawn(async move {
-                if read_request(&mut sock).await && sock.write_all(reply.as_bytes()).await.is_ok() {
+                if read_request(&mut sock).await.is_some()
+                    && sock.write_all(reply.as_bytes()).await.is_ok()
+                {
                     a.fetch_add(1, Ordering::SeqCst);
                     read_request(&mut sock).await;
                 }
