@@ -296,7 +296,7 @@ impl AuroraProxy {
             };
             let translated = translation.is_some();
             let mut request =
-                whole_exchange_request(session.req_header(), &target, &body, translated, ctx)?;
+                whole_exchange_request(session.req_header(), &target, body.len(), translated, ctx)?;
             let provider = target.provider.name.clone();
             observe::upstream_request_ready(ctx);
             telemetry::attempt_began(ctx);
@@ -313,8 +313,13 @@ impl AuroraProxy {
             };
             // The same header again, for a retry on a new connection.
             let again = || {
-                let mut request =
-                    whole_exchange_request(session.req_header(), &target, &body, translated, ctx)?;
+                let mut request = whole_exchange_request(
+                    session.req_header(),
+                    &target,
+                    body.len(),
+                    translated,
+                    ctx,
+                )?;
                 telemetry::inject(ctx, &mut request);
                 Ok(request)
             };
@@ -476,11 +481,11 @@ impl AuroraProxy {
 }
 
 /// The header of a whole exchange with `target`: the client's, rewritten for the
-/// provider (HTTP/1.1, the provider's path and credential, `body`'s length).
+/// provider (HTTP/1.1, the provider's path and credential, a body of `body_len`).
 fn whole_exchange_request(
     client: &RequestHeader,
     target: &UpstreamTarget,
-    body: &Bytes,
+    body_len: usize,
     translated: bool,
     ctx: &RequestContext,
 ) -> Result<RequestHeader> {
@@ -489,7 +494,7 @@ fn whole_exchange_request(
     rewrite_upstream_request(
         &mut request,
         target,
-        Some(body.len()),
+        Some(body_len),
         translated,
         &ctx.request_id,
     )?;
