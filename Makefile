@@ -8,7 +8,7 @@ PID_FILE ?= /tmp/aurora.pid
 LOG_FILE ?= aurora.log
 AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build redis release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load bench-counts soak deps venv agents
+.PHONY: all build redis release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load bench-paired bench-counts soak deps venv agents
 
 all: build
 
@@ -150,6 +150,12 @@ bench-load: release bench-deps
 	$(CARGO) build --release --example bare_pingora
 	$(CARGO) build --profile alloc-count --features alloc-count --bin aurora --example bare_pingora
 	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load
+
+# Only the load bench's side-by-side comparisons: the targets' servers at once, their
+# loops interleaved round by round (AURORA_BENCH_PAIRED_ROUNDS, 5), ratios per round.
+bench-paired: release bench-deps
+	$(CARGO) build --release --example bare_pingora
+	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load -- --paired
 
 # Instructions (callgrind) and system calls (strace) per request (passthrough, and the
 # gateway translating Chat JSON) for the gateway, bare Pingora and nginx: counts a busy

@@ -51,3 +51,15 @@ fn make_soak_runs_the_soak_mode_of_the_load_bench_and_nothing_else_does() {
         assert!(!make_plan(other).contains("--soak"), "make {other} soaks");
     }
 }
+
+/// `make bench-paired` runs only the side-by-side mode, against bare Pingora too.
+#[test]
+fn make_bench_paired_runs_the_side_by_side_mode_of_the_load_bench() {
+    let plan = make_plan("bench-paired");
+    assert!(plan.contains("--example bare_pingora"), "{plan}");
+    assert!(
+        plan.contains("AURORA_BIN=") && plan.contains("bench --bench load -- --paired"),
+        "{plan}"
+    );
+    assert!(!make_plan("bench-load").contains("--paired"));
+}

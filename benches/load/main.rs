@@ -39,6 +39,7 @@ mod limited;
 mod mock;
 mod mock_process;
 mod paced;
+mod paired;
 mod procfs;
 mod report;
 mod scenarios;
@@ -68,6 +69,8 @@ pub struct Settings {
     pub threads: usize,
     pub log_filter: String,
     pub only: Option<Vec<String>>,
+    /// Rounds of the side-by-side comparisons (`paired.rs`); 0 leaves them out.
+    pub paired_rounds: usize,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -94,6 +97,7 @@ impl Settings {
                 .ok()
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
+            paired_rounds: env_or("AURORA_BENCH_PAIRED_ROUNDS", 5usize),
         }
     }
 }
@@ -240,7 +244,7 @@ struct Bench {
 impl Bench {
     /// The gateway as a key with limits finds it, counted in Redis at `redis_port`
     /// (else in memory).
-    fn start_limited(&self, redis_port: Option<u16>) -> Server {
+    fn start_limited(&self, redis_port: Option<u16>, dir: &std::path::Path) -> Server {
         let url = redis_port.map(|p| format!("redis://127.0.0.1:{p}/0"));
         let config = format!(
             "# Written by the load bench; providers come from the environment.\n{}{}",
@@ -253,7 +257,7 @@ impl Bench {
             self.settings.threads,
             &self.settings.log_filter,
             self.server_cpus(),
-            &self.dir,
+            dir,
             &config,
             None,
         )
@@ -263,8 +267,23 @@ impl Bench {
         self.placement.server.as_deref()
     }
 
+    /// Whether `target` can run here: its program is installed or built.
+    fn can_run(&self, target: Target) -> bool {
+        match target {
+            Target::Nginx => self.nginx_bin.is_some(),
+            Target::AuroraLimitedRedis => self.redis.is_some(),
+            t if t.is_pingora() => self.pingora_bin.is_some(),
+            _ => true,
+        }
+    }
+
     /// Starts `target` (the mock is always running); `None` for the mock itself.
     fn start(&self, target: Target) -> Option<Server> {
+        self.start_in(target, &self.dir)
+    }
+
+    /// [`Self::start`] with the server's config, log and pid files in `dir`.
+    fn start_in(&self, target: Target, dir: &std::path::Path) -> Option<Server> {
         match target {
             Target::Direct => None,
             Target::Aurora => Some(servers::start_aurora(
@@ -273,32 +292,32 @@ impl Bench {
                 self.settings.threads,
                 &self.settings.log_filter,
                 self.server_cpus(),
-                &self.dir,
+                dir,
             )),
             Target::AuroraObserved => Some(servers::start_aurora_observed(
                 &self.aurora_bin,
                 self.mock.port,
                 self.settings.threads,
                 self.server_cpus(),
-                &self.dir,
+                dir,
             )),
-            Target::AuroraLimited => Some(self.start_limited(None)),
-            Target::AuroraLimitedRedis => {
-                Some(self.start_limited(Some(self.redis.as_ref().expect("redis running").port)))
-            }
+            Target::AuroraLimited => Some(self.start_limited(None, dir)),
+            Target::AuroraLimitedRedis => Some(
+                self.start_limited(Some(self.redis.as_ref().expect("redis running").port), dir),
+            ),
             Target::Nginx => Some(servers::start_nginx(
                 self.nginx_bin.as_deref().expect("nginx present"),
                 self.mock.port,
                 self.nofile,
                 self.server_cpus(),
-                &self.dir,
+                dir,
             )),
             Target::AuroraProduction => Some(servers::start_aurora_production(
                 &self.aurora_bin,
                 self.mock.port,
                 self.settings.threads,
                 self.server_cpus(),
-                &self.dir,
+                dir,
             )),
             // Two threads on a CPU of their own would measure nothing: these float.
             Target::AuroraTwoThreads => Some(servers::start_aurora(
@@ -307,7 +326,7 @@ impl Bench {
                 2,
                 &self.settings.log_filter,
                 None,
-                &self.dir,
+                dir,
             )),
             Target::Pingora | Target::PingoraTwoThreads => Some(servers::start_pingora(
                 self.pingora_bin.as_deref().expect("bare pingora built"),
@@ -318,7 +337,7 @@ impl Bench {
                 } else {
                     None
                 },
-                &self.dir,
+                dir,
             )),
         }
     }
@@ -483,6 +502,97 @@ impl Bench {
         result.closed = Some(closed);
         result.open = Some(open);
         result
+    }
+
+    /// The side-by-side comparisons (`paired.rs`) of the selected scenarios whose
+    /// servers can run here: every server started at once, then the rounds.
+    fn run_paired(&self) -> Vec<paired::Judged> {
+        let s = &self.settings;
+        if s.paired_rounds == 0 {
+            return Vec::new();
+        }
+        let selected = |m: paired::Member| {
+            s.only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|n| n == m.scenario))
+        };
+        let (comparisons, members) = paired::members_of(&paired::COMPARISONS, |m| {
+            selected(m) && self.can_run(m.target)
+        });
+        let mut servers: Vec<(Target, Server)> = Vec::new();
+        for m in &members {
+            if servers.iter().any(|(t, _)| *t == m.target) {
+                continue;
+            }
+            // Servers running at once keep their files apart.
+            let dir = self.dir.join("side-by-side").join(m.target.name());
+            std::fs::create_dir_all(&dir).expect("side-by-side directory");
+            for log in ["aurora.log", "pingora.log"] {
+                let _ = std::fs::remove_file(dir.join(log));
+            }
+            if let Some(server) = self.start_in(m.target, &dir) {
+                servers.push((m.target, server));
+            }
+        }
+        let mut runs = Vec::new();
+        for m in &members {
+            let (Some(scenario), Some((_, server))) = (
+                paired::scenario(m.scenario),
+                servers.iter().find(|(t, _)| *t == m.target),
+            ) else {
+                eprintln!("  side by side: {} has no server", m.scenario);
+                return Vec::new();
+            };
+            let spec = Arc::new(scenario.request(m.target, server.port));
+            if let Err(e) = self.rt.block_on(client::check(server.addr(), &spec)) {
+                eprintln!(
+                    "  side by side: {} / {} answers wrongly: {e}",
+                    m.scenario,
+                    m.target.name()
+                );
+                return Vec::new();
+            }
+            if s.warmup_secs > 0.0 {
+                let warm = Duration::from_secs_f64(s.warmup_secs);
+                self.rt.block_on(client::closed_loop(
+                    server.addr(),
+                    spec.clone(),
+                    s.concurrency,
+                    warm,
+                ));
+            }
+            runs.push((scenario, m.target, server, spec));
+        }
+        let secs = Duration::from_secs_f64(s.secs);
+        let mut loops = vec![vec![paired::Loop::default(); members.len()]; s.paired_rounds];
+        for (round, row) in loops.iter_mut().enumerate() {
+            for i in paired::round_order(members.len(), round) {
+                let (scenario, target, server, spec) = &runs[i];
+                let m = self.measure_quietly(*scenario, *target, || {
+                    self.measure(
+                        server,
+                        *target,
+                        client::closed_loop(server.addr(), spec.clone(), s.concurrency, secs),
+                        None,
+                    )
+                });
+                row[i] = paired::Loop::from(&m);
+            }
+            eprintln!(
+                "  side by side, round {}: {}",
+                round + 1,
+                members
+                    .iter()
+                    .zip(row.iter())
+                    .map(|(m, l)| format!("{}/{} {:.0} req/s", m.scenario, m.target.name(), l.rps))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        comparisons
+            .into_iter()
+            .filter_map(|c| paired::Judged::new(c, &members, &loops))
+            .collect()
     }
 
     fn run_paced(&self, scenario: Scenario, target: Target) -> paced::PacedResult {
@@ -692,6 +802,20 @@ fn main() {
         dir: dir.clone(),
     };
     let started = Instant::now();
+    if args.iter().any(|a| a == "--paired") {
+        let judged = bench.run_paired();
+        let markdown = paired::markdown(&judged, bench.settings.paired_rounds, bench.settings.secs);
+        std::fs::write(dir.join("side-by-side.md"), &markdown).expect("write side-by-side.md");
+        let json = serde_json::to_string_pretty(&paired::json(&judged)).expect("json");
+        std::fs::write(dir.join("side-by-side.json"), json).expect("write side-by-side.json");
+        println!("{markdown}");
+        eprintln!(
+            "load bench: wrote {} in {:.0} s",
+            dir.join("side-by-side.md").display(),
+            started.elapsed().as_secs_f64()
+        );
+        return;
+    }
     let mut loads = Vec::new();
     let mut idles = Vec::new();
     let mut paced_runs = Vec::new();
@@ -702,13 +826,7 @@ fn main() {
             }
         }
         for target in scenario.targets() {
-            if target == Target::Nginx && bench.nginx_bin.is_none() {
-                continue;
-            }
-            if target == Target::AuroraLimitedRedis && bench.redis.is_none() {
-                continue;
-            }
-            if target.is_pingora() && bench.pingora_bin.is_none() {
+            if !bench.can_run(target) {
                 continue;
             }
             if scenario.idle {
@@ -720,6 +838,7 @@ fn main() {
             }
         }
     }
+    let side_by_side = bench.run_paired();
     let allocs = match servers::counting_binaries() {
         Some((aurora, pingora)) => allocations::measure(
             &bench.rt,
@@ -744,6 +863,7 @@ fn main() {
         idles: &idles,
         allocs: &allocs,
         paced: &paced_runs,
+        side_by_side: &side_by_side,
         wall: started.elapsed(),
     };
     let markdown = report.markdown();

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::allocations::AllocResult;
 use super::paced::PacedResult;
+use super::paired::{self, Judged};
 use super::procfs::Machine;
 use super::servers::Target;
 use super::{IdleResult, LoadResult, Measured, Placement, Settings};
@@ -25,6 +26,8 @@ pub struct Report<'a> {
     pub allocs: &'a [AllocResult],
     /// Many paced streams at once.
     pub paced: &'a [PacedResult],
+    /// The comparisons run side by side, in interleaved rounds.
+    pub side_by_side: &'a [Judged],
     pub wall: Duration,
 }
 
@@ -590,6 +593,11 @@ impl Report<'_> {
                 self.wall.as_secs_f64()
             );
         }
+        o.push_str(&paired::markdown(
+            self.side_by_side,
+            self.settings.paired_rounds,
+            self.settings.secs,
+        ));
         o
     }
 
@@ -772,6 +780,7 @@ impl Report<'_> {
             "aurora_over_nginx": ratios,
             "aurora_over_bare_pingora": over_pingora,
             "allocations": allocations,
+            "side_by_side": paired::json(self.side_by_side),
             "paced_streams": paced,
             "idle_streams": idles,
             "targets": verdicts,
@@ -906,6 +915,7 @@ mod tests {
             threads: 1,
             log_filter: "warn".into(),
             only: None,
+            paired_rounds: 3,
         };
         let placement = Placement {
             generator: vec![0],
@@ -932,6 +942,25 @@ mod tests {
                 per_request: 70.0,
             },
         ];
+        let limits = paired::COMPARISONS[3];
+        let side_by_side: Vec<Judged> = paired::Judged::new(
+            limits,
+            &[limits.baseline, limits.subject],
+            &[vec![
+                paired::Loop {
+                    rps: 100.0,
+                    cpu_per_1k: 0.04,
+                    failed: 0,
+                },
+                paired::Loop {
+                    rps: 98.0,
+                    cpu_per_1k: 0.041,
+                    failed: 0,
+                },
+            ]],
+        )
+        .into_iter()
+        .collect();
         let report = Report {
             settings: &settings,
             placement: &placement,
@@ -942,10 +971,13 @@ mod tests {
             idles,
             allocs: &allocs,
             paced: &[],
+            side_by_side: &side_by_side,
             wall: Duration::from_secs(1),
         };
         let json = report.json();
         let markdown = report.markdown();
+        assert!(markdown.contains("### Side by side"), "{markdown}");
+        assert_eq!(json["side_by_side"][0]["met"], true);
         for target in [
             "direct",
             "aurora",
