@@ -152,7 +152,7 @@ bench-load: release bench-deps
 	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load
 
 # Only the load bench's side-by-side comparisons: the targets' servers at once, their
-# loops interleaved round by round (AURORA_BENCH_PAIRED_ROUNDS, 5), ratios per round.
+# loops interleaved round by round (AURORA_BENCH_PAIRED_ROUNDS, 7), ratios per round.
 bench-paired: release bench-deps
 	$(CARGO) build --release --example bare_pingora
 	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load -- --paired

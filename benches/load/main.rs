@@ -13,8 +13,12 @@
 //! `AURORA_BENCH_IDLE_STREAMS` (2000), `AURORA_BENCH_SSE_EVENTS` (100),
 //! `AURORA_BENCH_MOCK_LATENCY_MS` (0), `AURORA_BENCH_THREADS` (gateway worker threads,
 //! 1, like nginx's one worker), `AURORA_BENCH_LOG` (gateway log filter, `warn`),
-//! `AURORA_BENCH_SCENARIOS` (comma-separated names to run), `AURORA_BIN`,
+//! `AURORA_BENCH_SCENARIOS` (comma-separated names to run), `AURORA_BENCH_PAIRED_ROUNDS`
+//! (rounds of the side-by-side comparisons, 7; 0 leaves them out), `AURORA_BIN`,
 //! `AURORA_NGINX`.
+//!
+//! `cargo bench --bench load -- --paired` (or `make bench-paired`) runs only the
+//! side-by-side comparisons the targets are judged on (see `paired.rs`).
 //!
 //! `cargo bench --bench load -- --counts` (or `make bench-counts`) counts instructions
 //! and system calls per request instead, figures the machine's noise cannot move (see
@@ -97,7 +101,7 @@ impl Settings {
                 .ok()
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
-            paired_rounds: env_or("AURORA_BENCH_PAIRED_ROUNDS", 5usize),
+            paired_rounds: env_or("AURORA_BENCH_PAIRED_ROUNDS", 7usize),
         }
     }
 }

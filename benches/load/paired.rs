@@ -7,7 +7,7 @@
 //! the few per cent some targets are about.
 //!
 //! Part of `make bench-load`; `make bench-paired` runs it alone.
-//! `AURORA_BENCH_PAIRED_ROUNDS` (5) sets the rounds, 0 leaves it out.
+//! `AURORA_BENCH_PAIRED_ROUNDS` (7) sets the rounds, 0 leaves it out.
 
 use std::fmt::Write;
 
