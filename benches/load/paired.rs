@@ -227,7 +227,7 @@ pub fn markdown(judged: &[Judged], rounds: usize, secs: f64) -> String {
     }
     let _ = writeln!(
         o,
-        "\n### Side by side\n\nEach comparison's servers run at once; each of {rounds} rounds runs one {secs} s closed loop against every one of them, back to back, the order turned by one place per round. Ratios are taken within a round; the median round's is judged (least–most in brackets).\n"
+        "\n### Side by side\n\nEach comparison's servers run at once; each of {rounds} rounds runs one {secs} s closed loop against every one of them, back to back, the order turned by one place per round. Ratios are taken within a round; the median round's is judged (least–most in brackets). Where the list of targets above judges the same target from the main table, whose loops ran minutes apart, this judgement is the one to go by.\n"
     );
     let _ = writeln!(
         o,
