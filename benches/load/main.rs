@@ -85,6 +85,13 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 impl Settings {
+    /// Whether the scenario named `name` is to run (`AURORA_BENCH_SCENARIOS`).
+    pub fn selects(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|n| n == name))
+    }
+
     fn from_env() -> Self {
         Self {
             secs: env_or("AURORA_BENCH_SECS", 3.0f64).max(0.5),
@@ -515,13 +522,8 @@ impl Bench {
         if s.paired_rounds == 0 {
             return Vec::new();
         }
-        let selected = |m: paired::Member| {
-            s.only
-                .as_ref()
-                .is_none_or(|only| only.iter().any(|n| n == m.scenario))
-        };
         let (comparisons, members) = paired::members_of(&paired::COMPARISONS, |m| {
-            selected(m) && self.can_run(m.target)
+            s.selects(m.scenario) && self.can_run(m.target)
         });
         let mut servers: Vec<(Target, Server)> = Vec::new();
         for m in &members {
@@ -772,13 +774,9 @@ fn main() {
             .map(|g| g.as_slice()),
         &dir,
     );
-    let wants_redis = SCENARIOS.iter().any(|s| {
-        s.targets().contains(&Target::AuroraLimitedRedis)
-            && settings
-                .only
-                .as_ref()
-                .is_none_or(|only| only.iter().any(|n| n == s.name))
-    });
+    let wants_redis = SCENARIOS
+        .iter()
+        .any(|s| s.targets().contains(&Target::AuroraLimitedRedis) && settings.selects(s.name));
     let redis = match limited::redis_binary() {
         Some(bin) if wants_redis => Some(limited::start_redis(
             &bin,
@@ -824,10 +822,8 @@ fn main() {
     let mut idles = Vec::new();
     let mut paced_runs = Vec::new();
     for scenario in SCENARIOS {
-        if let Some(only) = &bench.settings.only {
-            if !only.iter().any(|n| n == scenario.name) {
-                continue;
-            }
+        if !bench.settings.selects(scenario.name) {
+            continue;
         }
         for target in scenario.targets() {
             if !bench.can_run(target) {
@@ -905,6 +901,16 @@ mod tests {
             repeats: 0,
             rounds: Vec::new(),
         }
+    }
+
+    #[test]
+    fn every_scenario_runs_unless_some_are_named() {
+        let mut settings = Settings::from_env();
+        settings.only = None;
+        assert!(settings.selects("passthrough_small_json"));
+        settings.only = Some(vec!["chat_to_anthropic_json".into()]);
+        assert!(settings.selects("chat_to_anthropic_json"));
+        assert!(!settings.selects("passthrough_small_json"));
     }
 
     #[test]
