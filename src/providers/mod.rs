@@ -21,5 +21,5 @@ pub use kind::{AuthStyle, ProviderKind, WireFormat};
 pub use kind_facts::KindFacts;
 pub use model_ref::{ModelAfterPrefixError, ModelRef};
 pub use model_traits::{reasoning_family, ModelTraits};
-pub use secret::Secret;
+pub use secret::{KeyForm, Secret};
 pub use tls_roots::{load_roots_with_ca_file, TlsRoots};

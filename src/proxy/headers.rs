@@ -6,7 +6,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::provider_key::PROVIDER_KEY_HEADER;
 use crate::logging::RedactedHeaders;
-use crate::providers::{AuthStyle, Provider, Secret, WireFormat};
+use crate::providers::{AuthStyle, KeyForm, Provider, Secret, WireFormat};
 
 /// The request id header: the gateway's id goes upstream under it, and a provider's
 /// own id comes back under it untouched.
@@ -144,19 +144,18 @@ pub fn add_provider_headers(
 ) -> pingora_core::Result<()> {
     req.insert_header(header::HOST, provider.base.host_header().clone())?;
     if let Some(key) = key {
-        match provider.auth_style() {
-            AuthStyle::XApiKey => req.insert_header("x-api-key", key.expose())?,
-            AuthStyle::Bearer => {
-                let value = bearer(key).map_err(|_| {
-                    pingora_core::Error::explain(
-                        pingora_core::ErrorType::InvalidHTTPHeader,
-                        "invalid value while insert",
-                    )
-                })?;
-                req.insert_header(header::AUTHORIZATION, value)?
-            }
-            AuthStyle::GoogApiKey => req.insert_header("x-goog-api-key", key.expose())?,
-        }
+        let (name, form) = match provider.auth_style() {
+            AuthStyle::XApiKey => ("x-api-key", KeyForm::Plain),
+            AuthStyle::Bearer => ("authorization", KeyForm::Bearer),
+            AuthStyle::GoogApiKey => ("x-goog-api-key", KeyForm::Plain),
+        };
+        let value = key.header_value(form).ok_or_else(|| {
+            pingora_core::Error::explain(
+                pingora_core::ErrorType::InvalidHTTPHeader,
+                "invalid value while insert",
+            )
+        })?;
+        req.insert_header(name, value)?;
     }
     let defaults = provider.format.facts().default_headers.iter();
     for &(name, value) in defaults.chain(provider.kind.facts().default_headers) {
@@ -177,15 +176,6 @@ pub fn add_provider_headers(
         RedactedHeaders(&req.headers)
     );
     Ok(())
-}
-
-/// `Bearer {key}` as a header value, built in one allocation.
-fn bearer(key: &Secret) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
-    let key = key.expose();
-    let mut value = bytes::BytesMut::with_capacity(7 + key.len());
-    value.extend_from_slice(b"Bearer ");
-    value.extend_from_slice(key.as_bytes());
-    http::HeaderValue::from_maybe_shared(value.freeze())
 }
 
 /// Removes what the provider may not pass to the client: hop-by-hop headers (framing
