@@ -570,11 +570,12 @@ impl Bench {
             runs.push((scenario, m.target, server, spec));
         }
         let secs = Duration::from_secs_f64(s.secs);
+        let open_loop = paired::open_loop_members(&comparisons, &members);
         let mut loops = vec![vec![paired::Loop::default(); members.len()]; s.paired_rounds];
         for (round, row) in loops.iter_mut().enumerate() {
             for i in paired::round_order(members.len(), round) {
                 let (scenario, target, server, spec) = &runs[i];
-                let m = self.measure_quietly(*scenario, *target, || {
+                let closed = self.measure_quietly(*scenario, *target, || {
                     self.measure(
                         server,
                         *target,
@@ -582,7 +583,25 @@ impl Bench {
                         None,
                     )
                 });
-                row[i] = paired::Loop::from(&m);
+                // At the main table's rate, so that the p99s are the same kind.
+                let rate = (s.rate * scenario.rate_share).max(1.0);
+                let open = open_loop[i].then(|| {
+                    self.measure_quietly(*scenario, *target, || {
+                        self.measure(
+                            server,
+                            *target,
+                            client::open_loop(
+                                server.addr(),
+                                spec.clone(),
+                                s.concurrency,
+                                rate,
+                                secs,
+                            ),
+                            Some(rate),
+                        )
+                    })
+                });
+                row[i] = paired::Loop::of(&closed, open.as_ref());
             }
             eprintln!(
                 "  side by side, round {}: {}",
@@ -590,7 +609,12 @@ impl Bench {
                 members
                     .iter()
                     .zip(row.iter())
-                    .map(|(m, l)| format!("{}/{} {:.0} req/s", m.scenario, m.target.name(), l.rps))
+                    .map(|(m, l)| {
+                        let p99 = l.p99_us.map_or(String::new(), |p| {
+                            format!(" (open p99 {:.3} ms)", p / 1000.0)
+                        });
+                        format!("{}/{} {:.0} req/s{p99}", m.scenario, m.target.name(), l.rps)
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             );

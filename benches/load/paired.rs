@@ -4,7 +4,9 @@
 //! an order that turns by one place per round. A ratio is taken within a round, from
 //! loops seconds apart, and the median round's ratio is kept: on a shared machine the
 //! separate loops of the main table sit minutes apart and drift by a fifth, more than
-//! the few per cent some targets are about.
+//! the few per cent some targets are about. Latency targets get an open loop (at the
+//! main table's rate) against their two servers in each round as well, and are judged
+//! on the difference of the two p99s.
 //!
 //! Part of `make bench-load`; `make bench-paired` runs it alone.
 //! `AURORA_BENCH_PAIRED_ROUNDS` (7) sets the rounds, 0 leaves it out.
@@ -30,11 +32,22 @@ pub struct Comparison {
     pub what: &'static str,
     pub subject: Member,
     pub baseline: Member,
-    /// The least the subject's req/s may be, as a share of the baseline's.
-    pub min_rps: f64,
+    /// The least the subject's req/s may be, as a share of the baseline's, when the
+    /// target bounds it.
+    pub min_rps: Option<f64>,
     /// The most the subject's CPU per request may be, as a multiple of the
     /// baseline's, when the target bounds it.
     pub max_cpu: Option<f64>,
+    /// The most the subject's open-loop p99 may exceed the baseline's, in ms, when
+    /// the target bounds it.
+    pub max_added_p99_ms: Option<f64>,
+}
+
+impl Comparison {
+    /// Whether the rounds run open loops against this comparison's servers.
+    pub fn wants_open_loop(&self) -> bool {
+        self.max_added_p99_ms.is_some()
+    }
 }
 
 const SMALL: &str = "passthrough_small_json";
@@ -44,49 +57,65 @@ const fn member(scenario: &'static str, target: Target) -> Member {
     Member { scenario, target }
 }
 
-/// The targets of the README's Targets table that a closed loop decides.
-pub const COMPARISONS: [Comparison; 6] = [
+/// The targets of the README's Targets table that loops against two servers decide.
+pub const COMPARISONS: [Comparison; 7] = [
     Comparison {
         what: "passthrough, 1 thread, against bare Pingora",
         subject: member(SMALL, Target::Aurora),
         baseline: member(SMALL, Target::Pingora),
-        min_rps: 0.95,
+        min_rps: Some(0.95),
         max_cpu: Some(1.05),
+        max_added_p99_ms: None,
     },
     Comparison {
         what: "passthrough, 2 threads, against bare Pingora",
         subject: member(SMALL, Target::AuroraTwoThreads),
         baseline: member(SMALL, Target::PingoraTwoThreads),
-        min_rps: 0.95,
+        min_rps: Some(0.95),
         max_cpu: Some(1.05),
+        max_added_p99_ms: None,
     },
     Comparison {
         what: "passthrough, 2 threads against 1",
         subject: member(SMALL, Target::AuroraTwoThreads),
         baseline: member(SMALL, Target::Aurora),
-        min_rps: 1.0,
+        min_rps: Some(1.0),
         max_cpu: None,
+        max_added_p99_ms: None,
     },
     Comparison {
         what: "a key with limits, memory store",
         subject: member(SMALL, Target::AuroraLimited),
         baseline: member(SMALL, Target::Aurora),
-        min_rps: 0.97,
+        min_rps: Some(0.97),
         max_cpu: None,
+        max_added_p99_ms: None,
     },
     Comparison {
         what: "a key with limits, Redis store",
         subject: member(SMALL, Target::AuroraLimitedRedis),
         baseline: member(SMALL, Target::Aurora),
-        min_rps: 0.90,
+        min_rps: Some(0.90),
         max_cpu: None,
+        max_added_p99_ms: Some(0.3),
     },
     Comparison {
         what: "translated Chat JSON against passthrough",
         subject: member(TRANSLATED, Target::Aurora),
         baseline: member(SMALL, Target::Aurora),
-        min_rps: 0.85,
+        min_rps: Some(0.85),
         max_cpu: None,
+        max_added_p99_ms: None,
+    },
+    // Both add to the same provider, so the difference of their p99s is the
+    // difference of the latency each adds.
+    Comparison {
+        what: "added p99, open loop, against nginx's",
+        subject: member(SMALL, Target::Aurora),
+        baseline: member(SMALL, Target::Nginx),
+        min_rps: None,
+        max_cpu: None,
+        max_added_p99_ms: Some(0.0),
     },
 ];
 
@@ -113,6 +142,19 @@ pub fn members_of(
         }
     }
     (kept, members)
+}
+
+/// For each of `members`, whether a comparison judges its open-loop latency.
+pub fn open_loop_members(comparisons: &[Comparison], members: &[Member]) -> Vec<bool> {
+    members
+        .iter()
+        .map(|m| {
+            comparisons
+                .iter()
+                .filter(|c| c.wants_open_loop())
+                .any(|c| c.subject == *m || c.baseline == *m)
+        })
+        .collect()
 }
 
 /// The order of `count` members in round `round`: turned by one place per round, so
@@ -143,32 +185,39 @@ impl Spread {
     }
 }
 
-/// One round's loop of one member.
+/// One round's loops of one member.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Loop {
     pub rps: f64,
     /// Server CPU seconds per 1,000 requests.
     pub cpu_per_1k: f64,
+    /// The open loop's p99 in µs, when the member runs one.
+    pub p99_us: Option<f64>,
+    /// Failed requests, open loop included.
     pub failed: u64,
 }
 
-impl From<&Measured> for Loop {
-    fn from(m: &Measured) -> Self {
+impl Loop {
+    /// A closed loop's figures, and the open loop's p99 when one ran.
+    pub fn of(closed: &Measured, open: Option<&Measured>) -> Self {
         Loop {
-            rps: m.stats.rps(),
-            cpu_per_1k: m.cpu_per_1k(),
-            failed: m.stats.errors,
+            rps: closed.stats.rps(),
+            cpu_per_1k: closed.cpu_per_1k(),
+            p99_us: open.map(|m| m.stats.quantile_us(0.99) as f64),
+            failed: closed.stats.errors + open.map_or(0, |m| m.stats.errors),
         }
     }
 }
 
-/// A comparison over the rounds: the ratio of each round, and the verdict on the
-/// median round's.
+/// A comparison over the rounds: the ratios (and p99 difference) of each round, and
+/// the verdict on the median round's.
 #[derive(Debug, Clone)]
 pub struct Judged {
     pub comparison: Comparison,
     pub rps: Vec<f64>,
     pub cpu: Vec<f64>,
+    /// The subject's open-loop p99 less the baseline's, in ms, per round.
+    pub added_p99_ms: Vec<f64>,
     pub failed: u64,
 }
 
@@ -177,35 +226,46 @@ impl Judged {
     pub fn new(comparison: Comparison, members: &[Member], loops: &[Vec<Loop>]) -> Option<Judged> {
         let at = |m: Member| members.iter().position(|x| *x == m);
         let (s, b) = (at(comparison.subject)?, at(comparison.baseline)?);
-        let per_round = |f: fn(&Loop) -> f64| -> Vec<f64> {
+        let pairs = || {
             loops
                 .iter()
-                .filter_map(|round| {
-                    let (sv, bv) = (f(round.get(s)?), f(round.get(b)?));
-                    (bv > 0.0).then(|| sv / bv)
-                })
+                .filter_map(|round| Some((round.get(s)?, round.get(b)?)))
+        };
+        let ratio = |f: fn(&Loop) -> f64| -> Vec<f64> {
+            pairs()
+                .filter(|(_, bl)| f(bl) > 0.0)
+                .map(|(sl, bl)| f(sl) / f(bl))
                 .collect()
         };
         Some(Judged {
             comparison,
-            rps: per_round(|l| l.rps),
-            cpu: per_round(|l| l.cpu_per_1k),
-            failed: loops
-                .iter()
-                .filter_map(|r| Some(r.get(s)?.failed + r.get(b)?.failed))
-                .sum(),
+            rps: ratio(|l| l.rps),
+            cpu: ratio(|l| l.cpu_per_1k),
+            added_p99_ms: pairs()
+                .filter_map(|(sl, bl)| Some((sl.p99_us? - bl.p99_us?) / 1000.0))
+                .collect(),
+            failed: pairs().map(|(sl, bl)| sl.failed + bl.failed).sum(),
         })
     }
 
-    /// Whether the median round meets the target (req/s, and CPU where bounded); no
-    /// verdict without rounds.
+    /// Whether the median round meets every bound the target sets; no verdict
+    /// without rounds.
     pub fn met(&self) -> Option<bool> {
-        let rps = Spread::of(&self.rps)?.median >= self.comparison.min_rps;
-        let cpu = match self.comparison.max_cpu {
-            Some(most) => Spread::of(&self.cpu)?.median <= most,
+        let c = &self.comparison;
+        let median = |figures: &[f64]| Spread::of(figures).map(|s| s.median);
+        let rps = match c.min_rps {
+            Some(least) => median(&self.rps)? >= least,
             None => true,
         };
-        Some(rps && cpu && self.failed == 0)
+        let cpu = match c.max_cpu {
+            Some(most) => median(&self.cpu)? <= most,
+            None => true,
+        };
+        let p99 = match c.max_added_p99_ms {
+            Some(most) => median(&self.added_p99_ms)? <= most,
+            None => true,
+        };
+        Some(rps && cpu && p99 && self.failed == 0)
     }
 }
 
@@ -213,6 +273,20 @@ fn spread_text(figures: &[f64]) -> String {
     Spread::of(figures).map_or("–".into(), |s| {
         format!("{:.2}× ({:.2}–{:.2})", s.median, s.min, s.max)
     })
+}
+
+fn ms_spread_text(figures: &[f64]) -> String {
+    Spread::of(figures).map_or("–".into(), |s| {
+        format!("{:+.3} ms ({:+.3} to {:+.3})", s.median, s.min, s.max)
+    })
+}
+
+/// A figure and, when the target bounds it, the bound in brackets.
+fn bounded(figure: String, bound: Option<String>) -> String {
+    match bound {
+        Some(b) => format!("{figure} ({b})"),
+        None => figure,
+    }
 }
 
 fn member_name(m: Member) -> String {
@@ -227,24 +301,26 @@ pub fn markdown(judged: &[Judged], rounds: usize, secs: f64) -> String {
     }
     let _ = writeln!(
         o,
-        "\n### Side by side\n\nEach comparison's servers run at once; each of {rounds} rounds runs one {secs} s closed loop against every one of them, back to back, the order turned by one place per round. Ratios are taken within a round; the median round's is judged (least–most in brackets). Where the list of targets above judges the same target from the main table, whose loops ran minutes apart, this judgement is the one to go by.\n"
+        "\n### Side by side\n\nEach comparison's servers run at once; each of {rounds} rounds runs one {secs} s closed loop against every one of them (and, for a latency target, an open loop at the main table's rate), back to back, the order turned by one place per round. Ratios and p99 differences are taken within a round; the median round's is judged (least and most in brackets, then the bound). Where the list of targets above judges the same target from the main table, whose loops ran minutes apart, this judgement is the one to go by.\n"
     );
     let _ = writeln!(
         o,
-        "| target | subject | baseline | req/s (≥) | CPU per request (≤) | failed | verdict |\n|---|---|---|---:|---:|---:|---|"
+        "| target | subject | baseline | req/s | CPU per request | open-loop p99 over the baseline's | failed | verdict |\n|---|---|---|---:|---:|---:|---:|---|"
     );
     for j in judged {
         let c = &j.comparison;
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} ({:.2}×) | {}{} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             c.what,
             member_name(c.subject),
             member_name(c.baseline),
-            spread_text(&j.rps),
-            c.min_rps,
-            spread_text(&j.cpu),
-            c.max_cpu.map_or(String::new(), |m| format!(" ({m:.2}×)")),
+            bounded(spread_text(&j.rps), c.min_rps.map(|m| format!("≥ {m:.2}×"))),
+            bounded(spread_text(&j.cpu), c.max_cpu.map(|m| format!("≤ {m:.2}×"))),
+            bounded(
+                ms_spread_text(&j.added_p99_ms),
+                c.max_added_p99_ms.map(|m| format!("≤ {m:+.1} ms"))
+            ),
             j.failed,
             match j.met() {
                 Some(true) => "met",
@@ -269,8 +345,10 @@ pub fn json(judged: &[Judged]) -> Value {
                     "baseline": {"scenario": c.baseline.scenario, "target": c.baseline.target.name()},
                     "min_requests_per_s": c.min_rps,
                     "max_cpu_per_request": c.max_cpu,
+                    "max_added_p99_ms": c.max_added_p99_ms,
                     "requests_per_s_by_round": j.rps,
                     "cpu_per_request_by_round": j.cpu,
+                    "added_p99_ms_by_round": j.added_p99_ms,
                     "failed": j.failed,
                     "met": j.met(),
                 })
@@ -287,6 +365,7 @@ mod tests {
         Loop {
             rps,
             cpu_per_1k: cpu,
+            p99_us: None,
             failed: 0,
         }
     }
@@ -316,7 +395,50 @@ mod tests {
         for (i, m) in members.iter().enumerate() {
             assert!(!members[i + 1..].contains(m), "{m:?} twice");
         }
-        assert_eq!(members.len(), 6);
+        assert_eq!(members.len(), 7);
+    }
+
+    #[test]
+    fn open_loops_run_against_the_servers_of_latency_targets_only() {
+        let (kept, members) = members_of(&COMPARISONS, |_| true);
+        let open = open_loop_members(&kept, &members);
+        let named: Vec<Target> = members
+            .iter()
+            .zip(&open)
+            .filter(|(_, o)| **o)
+            .map(|(m, _)| m.target)
+            .collect();
+        assert_eq!(
+            named,
+            [Target::Aurora, Target::AuroraLimitedRedis, Target::Nginx]
+        );
+    }
+
+    #[test]
+    fn a_latency_target_is_judged_on_the_p99_difference_of_each_round() {
+        let c = COMPARISONS[4];
+        assert_eq!(c.subject.target, Target::AuroraLimitedRedis);
+        let members = [c.baseline, c.subject];
+        let with_p99 = |rps: f64, p99_us: f64| Loop {
+            p99_us: Some(p99_us),
+            ..l(rps, 1.0)
+        };
+        // The machine's p99 doubles in the second round; the difference stays small.
+        let near = vec![
+            vec![with_p99(100.0, 900.0), with_p99(95.0, 1_000.0)],
+            vec![with_p99(100.0, 1_800.0), with_p99(95.0, 2_000.0)],
+            vec![with_p99(100.0, 1_000.0), with_p99(95.0, 1_150.0)],
+        ];
+        let j = Judged::new(c, &members, &near).unwrap();
+        assert_eq!(j.added_p99_ms.len(), 3);
+        assert!((Spread::of(&j.added_p99_ms).unwrap().median - 0.15).abs() < 1e-9);
+        assert_eq!(j.met(), Some(true));
+        let far = vec![vec![with_p99(100.0, 900.0), with_p99(95.0, 1_300.0)]];
+        assert_eq!(Judged::new(c, &members, &far).unwrap().met(), Some(false));
+        // Without open loops a latency target has no verdict.
+        let closed_only = vec![vec![l(100.0, 1.0), l(95.0, 1.0)]];
+        assert_eq!(Judged::new(c, &members, &closed_only).unwrap().met(), None);
+        assert!(markdown(&[j], 3, 3.0).contains("+0.150 ms"));
     }
 
     #[test]

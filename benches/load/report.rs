@@ -950,11 +950,13 @@ mod tests {
                 paired::Loop {
                     rps: 100.0,
                     cpu_per_1k: 0.04,
+                    p99_us: None,
                     failed: 0,
                 },
                 paired::Loop {
                     rps: 98.0,
                     cpu_per_1k: 0.041,
+                    p99_us: None,
                     failed: 0,
                 },
             ]],
