@@ -142,7 +142,7 @@ bench-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx >/dev/null; }
 
 # Loopback load test of the release binary against nginx and the mock provider called
-# directly; about 14 minutes. Results in target/bench/load.{md,json}. Knobs: see README.
+# directly; about 16 minutes. Results in target/bench/load.{md,json}. Knobs: see README.
 AURORA_BENCH_BIN ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/aurora
 # Also builds the bare Pingora proxy (the engine alone) and, with the `alloc-count`
 # feature in their own profile, the binaries whose allocations per request are counted.
