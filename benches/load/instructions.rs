@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::client;
 use super::limited;
-use super::scenarios::SCENARIOS;
+use super::scenarios::Scenario;
 use super::servers::{self, Server, Target};
 
 /// One count.
@@ -119,9 +119,7 @@ fn count(
     dir: &Path,
     secs: f64,
 ) -> Option<InstructionCount> {
-    let name = scenario;
-    let scenario = SCENARIOS.iter().find(|s| s.name == name)?;
-    let spec = Arc::new(scenario.request(target, server.port));
+    let spec = Arc::new(Scenario::request_named(scenario, target, server.port)?);
     let warm = rt.block_on(client::closed_loop(
         server.addr(),
         spec.clone(),
@@ -147,7 +145,7 @@ fn count(
     let total = summary(&std::fs::read_to_string(&dump).ok()?)?;
     Some(InstructionCount {
         target,
-        scenario: name,
+        scenario,
         requests: stats.requests,
         per_request: total as f64 / stats.requests as f64,
     })

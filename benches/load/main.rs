@@ -85,6 +85,12 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 impl Settings {
+    /// The open-loop rate of `scenario`: heavier requests get a share of
+    /// `AURORA_BENCH_RATE`.
+    pub fn open_loop_rate(&self, scenario: &Scenario) -> f64 {
+        (self.rate * scenario.rate_share).max(1.0)
+    }
+
     /// Whether the scenario named `name` is to run (`AURORA_BENCH_SCENARIOS`).
     pub fn selects(&self, name: &str) -> bool {
         self.only
@@ -454,22 +460,12 @@ impl Bench {
             open: None,
             peak_rss_kib: 0,
         };
-        if let Err(e) = self.rt.block_on(client::check(addr, &spec)) {
-            eprintln!(
-                "  {}: {} answers wrongly: {e}",
-                scenario.name,
-                target.name()
-            );
+        if let Err(e) = self.check_and_warm(scenario, target, addr, &spec) {
             result.check_error = Some(e);
             return result;
         }
         let s = &self.settings;
         let secs = Duration::from_secs_f64(s.secs);
-        if s.warmup_secs > 0.0 {
-            let warm = Duration::from_secs_f64(s.warmup_secs);
-            self.rt
-                .block_on(client::closed_loop(addr, spec.clone(), s.concurrency, warm));
-        }
         server.reset_peak_rss();
         let closed = self.median_of_rounds(
             scenario,
@@ -484,7 +480,7 @@ impl Bench {
                 )
             },
         );
-        let rate = (s.rate * scenario.rate_share).max(1.0);
+        let rate = s.open_loop_rate(&scenario);
         let open = self.median_of_rounds(
             scenario,
             target,
@@ -515,6 +511,32 @@ impl Bench {
         result
     }
 
+    /// Checks that `target` answers `spec` rightly (saying so when it does not), then
+    /// warms it up with `AURORA_BENCH_WARMUP_SECS` of closed loop.
+    fn check_and_warm(
+        &self,
+        scenario: Scenario,
+        target: Target,
+        addr: std::net::SocketAddr,
+        spec: &Arc<client::RequestSpec>,
+    ) -> Result<(), String> {
+        if let Err(e) = self.rt.block_on(client::check(addr, spec)) {
+            eprintln!(
+                "  {}: {} answers wrongly: {e}",
+                scenario.name,
+                target.name()
+            );
+            return Err(e);
+        }
+        let s = &self.settings;
+        if s.warmup_secs > 0.0 {
+            let warm = Duration::from_secs_f64(s.warmup_secs);
+            self.rt
+                .block_on(client::closed_loop(addr, spec.clone(), s.concurrency, warm));
+        }
+        Ok(())
+    }
+
     /// The side-by-side comparisons (`paired.rs`) of the selected scenarios whose
     /// servers can run here: every server started at once, then the rounds.
     fn run_paired(&self) -> Vec<paired::Judged> {
@@ -543,29 +565,18 @@ impl Bench {
         let mut runs = Vec::new();
         for m in &members {
             let (Some(scenario), Some((_, server))) = (
-                paired::scenario(m.scenario),
+                Scenario::named(m.scenario),
                 servers.iter().find(|(t, _)| *t == m.target),
             ) else {
                 eprintln!("  side by side: {} has no server", m.scenario);
                 return Vec::new();
             };
             let spec = Arc::new(scenario.request(m.target, server.port));
-            if let Err(e) = self.rt.block_on(client::check(server.addr(), &spec)) {
-                eprintln!(
-                    "  side by side: {} / {} answers wrongly: {e}",
-                    m.scenario,
-                    m.target.name()
-                );
+            if self
+                .check_and_warm(scenario, m.target, server.addr(), &spec)
+                .is_err()
+            {
                 return Vec::new();
-            }
-            if s.warmup_secs > 0.0 {
-                let warm = Duration::from_secs_f64(s.warmup_secs);
-                self.rt.block_on(client::closed_loop(
-                    server.addr(),
-                    spec.clone(),
-                    s.concurrency,
-                    warm,
-                ));
             }
             runs.push((scenario, m.target, server, spec));
         }
@@ -584,7 +595,7 @@ impl Bench {
                     )
                 });
                 // At the main table's rate, so that the p99s are the same kind.
-                let rate = (s.rate * scenario.rate_share).max(1.0);
+                let rate = s.open_loop_rate(scenario);
                 let open = open_loop[i].then(|| {
                     self.measure_quietly(*scenario, *target, || {
                         self.measure(

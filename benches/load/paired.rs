@@ -15,7 +15,7 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::scenarios::{Scenario, SCENARIOS};
+use super::scenarios::Scenario;
 use super::servers::Target;
 use super::Measured;
 
@@ -118,11 +118,6 @@ pub const COMPARISONS: [Comparison; 7] = [
         max_added_p99_ms: Some(0.0),
     },
 ];
-
-/// The scenario named `name`.
-pub fn scenario(name: &str) -> Option<Scenario> {
-    SCENARIOS.iter().copied().find(|s| s.name == name)
-}
 
 /// The comparisons whose members can all run (`runnable`), each member once, in the
 /// order the comparisons name them.
@@ -374,7 +369,7 @@ mod tests {
     fn every_comparison_names_scenarios_that_exist() {
         for c in COMPARISONS {
             for m in [c.subject, c.baseline] {
-                let s = scenario(m.scenario).expect(m.scenario);
+                let s = Scenario::named(m.scenario).expect(m.scenario);
                 assert!(
                     s.targets().contains(&m.target),
                     "{} does not run {}",

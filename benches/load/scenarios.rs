@@ -155,6 +155,16 @@ impl Scenario {
         t
     }
 
+    /// The scenario named `name`.
+    pub fn named(name: &str) -> Option<Scenario> {
+        SCENARIOS.iter().copied().find(|s| s.name == name)
+    }
+
+    /// The request `target` gets, on a server listening on `port`.
+    pub fn request_named(name: &str, target: Target, port: u16) -> Option<RequestSpec> {
+        Some(Self::named(name)?.request(target, port))
+    }
+
     /// The request `target` gets, on a server listening on `port`.
     pub fn request(&self, target: Target, port: u16) -> RequestSpec {
         let direct = target == Target::Direct;
@@ -304,11 +314,7 @@ mod tests {
     use super::*;
 
     fn request(scenario: &str, target: Target) -> RequestSpec {
-        SCENARIOS
-            .iter()
-            .find(|s| s.name == scenario)
-            .unwrap()
-            .request(target, 8080)
+        Scenario::request_named(scenario, target, 8080).unwrap()
     }
 
     fn bearer(spec: &RequestSpec) -> &str {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use super::client;
 use super::instructions::{self, SCENARIO, TRANSLATED};
-use super::scenarios::SCENARIOS;
+use super::scenarios::Scenario;
 use super::servers::{self, Server, Target};
 
 /// The system calls listed one by one in the table (the rest count in the total).
@@ -173,8 +173,7 @@ fn send(
     server: &Server,
     secs: f64,
 ) -> Option<u64> {
-    let scenario = SCENARIOS.iter().find(|s| s.name == scenario)?;
-    let spec = Arc::new(scenario.request(target, server.port));
+    let spec = Arc::new(Scenario::request_named(scenario, target, server.port)?);
     let stats = rt.block_on(client::closed_loop(
         server.addr(),
         spec,

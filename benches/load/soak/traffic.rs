@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 
 use super::client::{self, Failure, RequestSpec, Sender};
 use super::mock;
-use super::scenarios::SCENARIOS;
+use super::scenarios::Scenario;
 use super::servers::{Target, GATEWAY_KEY};
 
 /// No single request may take longer than this (a stall is a failure, not a hang).
@@ -122,11 +122,8 @@ pub struct Traffic {
 }
 
 fn scenario(name: &str, port: u16) -> RequestSpec {
-    SCENARIOS
-        .iter()
-        .find(|s| s.name == name)
+    Scenario::request_named(name, Target::Aurora, port)
         .unwrap_or_else(|| panic!("load scenario {name}"))
-        .request(Target::Aurora, port)
 }
 
 /// `base` with another path, body and end marker.
