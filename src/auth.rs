@@ -2,6 +2,7 @@
 //! minting new managed keys.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use base64::Engine;
@@ -17,8 +18,9 @@ pub const MANAGED_KEY_PREFIX: &str = "sk-aurora-";
 /// A managed gateway key as configured.
 #[derive(Debug, Clone)]
 pub struct ManagedKey {
-    /// Who the key belongs to; shown in logs instead of the key.
-    pub name: String,
+    /// Who the key belongs to; shown in logs instead of the key. Shared with each
+    /// request the key makes.
+    pub name: Arc<str>,
     /// Disabled keys are refused.
     pub enabled: bool,
     /// Keys are refused from this instant on.
@@ -33,7 +35,7 @@ pub enum Caller {
     /// The master key.
     Master,
     /// A managed key, by name.
-    Managed(String),
+    Managed(Arc<str>),
 }
 
 impl Caller {
@@ -91,8 +93,12 @@ impl GatewayAuth {
         self.managed.len()
     }
 
-    /// Checks the token a client presented.
-    pub fn authenticate(&self, headers: &HeaderMap, now: SystemTime) -> Result<Caller, AuthError> {
+    /// Checks the token a client presented; `now` is read only for a key that expires.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now: impl FnOnce() -> SystemTime,
+    ) -> Result<Caller, AuthError> {
         if self.is_open() {
             return Ok(Caller::Open);
         }
@@ -112,8 +118,12 @@ impl GatewayAuth {
         master || self.managed.contains_key(&digest)
     }
 
-    /// Checks one token.
-    pub fn check_token(&self, token: &str, now: SystemTime) -> Result<Caller, AuthError> {
+    /// Checks one token; `now` is read only for a key that expires.
+    pub fn check_token(
+        &self,
+        token: &str,
+        now: impl FnOnce() -> SystemTime,
+    ) -> Result<Caller, AuthError> {
         // Comparing digests in constant time hides both content and length of the master key.
         let digest = sha256(token.as_bytes());
         if let Some(master) = &self.master_hash {
@@ -123,10 +133,10 @@ impl GatewayAuth {
         }
         let key = self.managed.get(&digest).ok_or(AuthError::Invalid)?;
         if !key.enabled {
-            return Err(AuthError::Disabled(key.name.clone()));
+            return Err(AuthError::Disabled(key.name.to_string()));
         }
-        if key.expires_at.is_some_and(|at| now >= at) {
-            return Err(AuthError::Expired(key.name.clone()));
+        if key.expires_at.is_some_and(|at| now() >= at) {
+            return Err(AuthError::Expired(key.name.to_string()));
         }
         Ok(Caller::Managed(key.name.clone()))
     }
@@ -231,7 +241,7 @@ mod tests {
         let a = GatewayAuth::default();
         assert!(a.is_open());
         assert_eq!(
-            a.authenticate(&HeaderMap::new(), SystemTime::now()),
+            a.authenticate(&HeaderMap::new(), SystemTime::now),
             Ok(Caller::Open)
         );
     }
@@ -241,9 +251,9 @@ mod tests {
         let a = auth_with_managed(true, None);
         let now = SystemTime::now();
         let h = headers(&[("authorization", "Bearer master-secret")]);
-        assert_eq!(a.authenticate(&h, now), Ok(Caller::Master));
+        assert_eq!(a.authenticate(&h, || now), Ok(Caller::Master));
         let h = headers(&[("x-api-key", "master-secret")]);
-        assert_eq!(a.authenticate(&h, now), Ok(Caller::Master));
+        assert_eq!(a.authenticate(&h, || now), Ok(Caller::Master));
     }
 
     #[test]
@@ -251,13 +261,13 @@ mod tests {
         let a = auth_with_managed(true, None);
         let now = SystemTime::now();
         assert_eq!(
-            a.authenticate(&HeaderMap::new(), now),
+            a.authenticate(&HeaderMap::new(), || now),
             Err(AuthError::Missing)
         );
         let h = headers(&[("authorization", "Bearer master-secreT")]);
-        assert_eq!(a.authenticate(&h, now), Err(AuthError::Invalid));
+        assert_eq!(a.authenticate(&h, || now), Err(AuthError::Invalid));
         let h = headers(&[("authorization", "Basic master-secret")]);
-        assert_eq!(a.authenticate(&h, now), Err(AuthError::Missing));
+        assert_eq!(a.authenticate(&h, || now), Err(AuthError::Missing));
     }
 
     #[test]
@@ -265,17 +275,38 @@ mod tests {
         let now = SystemTime::now();
         let h = headers(&[("authorization", "Bearer sk-aurora-managed")]);
         let ok = auth_with_managed(true, Some(now + Duration::from_secs(60)));
-        assert_eq!(ok.authenticate(&h, now), Ok(Caller::Managed("ci".into())));
+        assert_eq!(
+            ok.authenticate(&h, || now),
+            Ok(Caller::Managed("ci".into()))
+        );
         let disabled = auth_with_managed(false, None);
         assert_eq!(
-            disabled.authenticate(&h, now),
+            disabled.authenticate(&h, || now),
             Err(AuthError::Disabled("ci".into()))
         );
         let expired = auth_with_managed(true, Some(now - Duration::from_secs(1)));
         assert_eq!(
-            expired.authenticate(&h, now),
+            expired.authenticate(&h, || now),
             Err(AuthError::Expired("ci".into()))
         );
+    }
+
+    #[test]
+    fn the_clock_is_read_only_for_a_key_that_expires() {
+        let reads = std::cell::Cell::new(0);
+        let clock = || {
+            reads.set(reads.get() + 1);
+            SystemTime::now()
+        };
+        let h = headers(&[("authorization", "Bearer sk-aurora-managed")]);
+        let lasting = auth_with_managed(true, None);
+        assert!(lasting.authenticate(&h, clock).is_ok());
+        let master = headers(&[("authorization", "Bearer master-secret")]);
+        assert!(lasting.authenticate(&master, clock).is_ok());
+        assert_eq!(reads.get(), 0);
+        let expiring = auth_with_managed(true, Some(SystemTime::now() + Duration::from_secs(60)));
+        assert!(expiring.authenticate(&h, clock).is_ok());
+        assert_eq!(reads.get(), 1);
     }
 
     #[test]

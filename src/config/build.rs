@@ -485,7 +485,7 @@ fn managed_keys(file: &FileConfig) -> Result<HashMap<[u8; 32], ManagedKey>, Conf
         };
         exposure::check_managed_key(&k.name, &digest)?;
         let key = ManagedKey {
-            name: k.name.clone(),
+            name: k.name.as_str().into(),
             enabled: k.enabled,
             expires_at,
         };

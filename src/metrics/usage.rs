@@ -202,10 +202,11 @@ impl UsageMeter {
         if content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
             return None;
         }
-        let ct = content_type?.trim_start().to_ascii_lowercase();
-        let body = if ct.starts_with("text/event-stream") {
+        let ct = content_type?.trim_start();
+        let body = if starts_with_ignoring_case(ct, "text/event-stream") {
             Body::Sse(Box::new(SseParser::new()))
-        } else if ct.starts_with("application/json") {
+        } else if starts_with_ignoring_case(ct, "application/json") {
+            // Allocated only for an answer that comes in more than one piece.
             Body::Json(Vec::new())
         } else {
             return None;
@@ -241,18 +242,29 @@ impl UsageMeter {
         self.model.as_deref()
     }
 
+    /// The model the answer says answered, taken out of the meter.
+    pub fn take_model(&mut self) -> Option<String> {
+        self.model.take()
+    }
+
     /// The answer ended: its usage, when it reported any.
     pub fn finish(&mut self) -> Option<Usage> {
-        match std::mem::replace(&mut self.body, Body::Done) {
-            Body::Json(buf) => {
-                if let Ok(carrier) = serde_json::from_slice::<Carrier>(&buf) {
-                    let (usage, model) = carrier.split();
-                    if let Some(usage) = usage {
-                        self.seen.get_or_insert_with(RawUsage::default).merge(usage);
-                    }
-                    self.model = self.model.take().or(model);
-                }
+        self.finish_with(&[])
+    }
+
+    /// The answer ended with `last`: its usage, when it reported any. A JSON answer
+    /// that came whole in `last` is read where it lies, not copied.
+    pub fn finish_with(&mut self, last: &[u8]) -> Option<Usage> {
+        if let Body::Json(buf) = &self.body {
+            if buf.is_empty() && last.len() <= MAX_METERED_JSON {
+                self.body = Body::Done;
+                self.read_json(last);
+                return self.seen.map(|u| u.normalize());
             }
+        }
+        self.feed(last);
+        match std::mem::replace(&mut self.body, Body::Done) {
+            Body::Json(buf) => self.read_json(&buf),
             // A last event without its blank line still counts.
             Body::Sse(mut parser) => {
                 parser.finish();
@@ -262,6 +274,23 @@ impl UsageMeter {
         }
         self.seen.map(|u| u.normalize())
     }
+
+    /// Reads a whole JSON answer's usage and model.
+    fn read_json(&mut self, answer: &[u8]) {
+        if let Ok(carrier) = serde_json::from_slice::<Carrier>(answer) {
+            let (usage, model) = carrier.split();
+            if let Some(usage) = usage {
+                self.seen.get_or_insert_with(RawUsage::default).merge(usage);
+            }
+            self.model = self.model.take().or(model);
+        }
+    }
+}
+
+/// Whether `text` starts with the ASCII `prefix`, in any case.
+fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 /// Reads the usage of every complete event the parser holds, and the model from the
@@ -466,5 +495,44 @@ mod tests {
         m.feed(&vec![b' '; MAX_METERED_JSON]);
         m.feed(br#"{"usage":{"input_tokens":1,"output_tokens":1}}"#);
         assert_eq!(m.finish(), None);
+        let mut whole = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        let mut oversized = vec![b' '; MAX_METERED_JSON];
+        oversized.extend_from_slice(br#"{"usage":{"input_tokens":1,"output_tokens":1}}"#);
+        assert_eq!(whole.finish_with(&oversized), None);
+    }
+
+    #[test]
+    fn an_answer_ending_with_its_last_piece_reads_as_one_fed_whole() {
+        let body = fixture!("anthropic/messages.json").as_bytes();
+        let whole = metered("application/json", body, usize::MAX);
+        assert!(whole.is_some());
+        for split in [1, 100, body.len() - 1, body.len()] {
+            let (head, last) = body.split_at(split.min(body.len()));
+            let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+            if !head.is_empty() {
+                m.feed(head);
+            }
+            assert_eq!(m.finish_with(last), whole, "split at {split}");
+            assert_eq!(m.take_model().as_deref(), Some("claude-sonnet-4-20250514"));
+        }
+        let stream = fixture!("openai/chat_completion_stream.txt").as_bytes();
+        let (head, last) = stream.split_at(stream.len() / 2);
+        let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
+        m.feed(head);
+        assert_eq!(
+            m.finish_with(last),
+            metered("text/event-stream", stream, usize::MAX)
+        );
+    }
+
+    #[test]
+    fn content_types_are_matched_in_any_case() {
+        let body = br#"{"usage":{"input_tokens":2,"output_tokens":3}}"#;
+        for ct in ["Application/JSON; charset=utf-8", "  application/json"] {
+            assert_eq!(metered(ct, body, 7).map(|u| u.output), Some(3), "{ct}");
+        }
+        assert!(UsageMeter::for_answer(Some("TEXT/Event-Stream"), None).is_some());
+        assert!(UsageMeter::for_answer(Some("application/js"), None).is_none());
+        assert!(UsageMeter::for_answer(Some("é"), None).is_none());
     }
 }

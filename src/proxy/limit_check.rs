@@ -153,7 +153,7 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
 pub async fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
     let key = match ctx.caller.as_ref() {
         Some(Caller::Master) => Some("master"),
-        Some(Caller::Managed(name)) => Some(name.as_str()),
+        Some(Caller::Managed(name)) => Some(&**name),
         _ => None,
     };
     let reported = key.is_some() && ctx.upstream.is_some();

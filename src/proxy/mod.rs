@@ -135,7 +135,7 @@ impl AuroraProxy {
         // Everything but /health needs the gateway key, even to learn that a route is wrong.
         let caller = config
             .auth
-            .authenticate(&req.headers, SystemTime::now())
+            .authenticate(&req.headers, SystemTime::now)
             .map_err(|e| GatewayError::unauthorized(e.to_string()))?;
         ctx.caller = Some(caller);
         let route = route?;

@@ -228,14 +228,13 @@ pub fn answer_bytes(
     end_of_stream: bool,
 ) -> Option<String> {
     let meter = ctx.obs.meter.as_mut()?;
-    if let Some(bytes) = bytes {
-        meter.feed(bytes);
-    }
+    let bytes = bytes.unwrap_or_default();
     if !end_of_stream {
+        meter.feed(bytes);
         return None;
     }
-    let usage = meter.finish();
-    let model = meter.model().map(str::to_owned);
+    let usage = meter.finish_with(bytes);
+    let model = meter.take_model();
     ctx.obs.meter = None;
     if let Some(usage) = usage {
         usage_reported(ctx, usage);

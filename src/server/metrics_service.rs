@@ -40,7 +40,7 @@ impl MetricsApp {
     async fn usage(&self, session: &ServerSession) -> (StatusCode, Vec<u8>) {
         let req = session.req_header();
         let config = self.config.snapshot();
-        match config.auth.authenticate(&req.headers, SystemTime::now()) {
+        match config.auth.authenticate(&req.headers, SystemTime::now) {
             Ok(Caller::Master) => {}
             _ => {
                 return (
