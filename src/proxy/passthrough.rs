@@ -111,19 +111,64 @@ fn check_endpoint(endpoint: &str) -> Result<(), GatewayError> {
     if endpoint.starts_with('/') {
         return refuse("it starts with `/`");
     }
-    if endpoint.contains("://") {
+    let flaws = EndpointFlaws::of(endpoint);
+    if flaws.scheme {
         return refuse("it contains `://`");
     }
-    if endpoint.contains('\\') {
+    if flaws.backslash {
         return refuse("it contains a backslash");
     }
-    if endpoint.chars().any(char::is_control) {
+    if flaws.control {
         return refuse("it contains a control character");
     }
-    if endpoint.split('/').any(|s| s == "." || s == "..") {
+    if flaws.dot_segment {
         return refuse("it contains a `.` or `..` segment");
     }
     Ok(())
+}
+
+/// What a decoded endpoint holds that would let it leave the provider's base path,
+/// found in one pass over its bytes (it is checked on every passthrough request).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct EndpointFlaws {
+    /// `://`.
+    scheme: bool,
+    /// `\`, which some servers read as `/`.
+    backslash: bool,
+    /// A control character (`char::is_control`: U+0000–U+001F, U+007F–U+009F).
+    control: bool,
+    /// A `.` or `..` segment.
+    dot_segment: bool,
+}
+
+impl EndpointFlaws {
+    fn of(endpoint: &str) -> Self {
+        let bytes = endpoint.as_bytes();
+        let mut flaws = Self::default();
+        let mut segment_start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'/' => {
+                    flaws.dot_segment |= is_dot_segment(&bytes[segment_start..i]);
+                    segment_start = i + 1;
+                }
+                b'\\' => flaws.backslash = true,
+                b':' => flaws.scheme |= bytes[i + 1..].starts_with(b"//"),
+                0x00..=0x1f | 0x7f => flaws.control = true,
+                // U+0080–U+009F are C2 80–C2 9F in UTF-8, and C2 is only ever a lead byte.
+                0xc2 => {
+                    flaws.control |= bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n))
+                }
+                _ => {}
+            }
+        }
+        flaws.dot_segment |= is_dot_segment(&bytes[segment_start..]);
+        flaws
+    }
+}
+
+fn is_dot_segment(segment: &[u8]) -> bool {
+    segment == b"." || segment == b".."
 }
 
 #[cfg(test)]
@@ -182,6 +227,36 @@ mod tests {
             "openai/v1/../x",
         ] {
             assert_eq!(parse(p).unwrap_err().status, 400, "{p}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_what_char_calls_control() {
+        for c in (0..0x800u32).filter_map(char::from_u32) {
+            let endpoint = format!("a{c}b");
+            assert_eq!(
+                EndpointFlaws::of(&endpoint).control,
+                c.is_control(),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
+
+    #[test]
+    fn each_flaw_is_found_wherever_it_sits() {
+        let found = |e: &str| EndpointFlaws::of(e);
+        assert_eq!(found("models/gpt-4o:generate"), EndpointFlaws::default());
+        for e in ["x://y", "a/b:/c://", "://"] {
+            assert!(found(e).scheme, "{e}");
+        }
+        assert!(!found("a:/b").scheme);
+        assert!(found("a\\b").backslash);
+        for e in [".", "..", "a/.", "a/..", "./a", "a/../b", "a//./b"] {
+            assert!(found(e).dot_segment, "{e}");
+        }
+        for e in ["...", ".a", "a.", "a/.b/c", "v1beta"] {
+            assert!(!found(e).dot_segment, "{e}");
         }
     }
 
