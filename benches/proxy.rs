@@ -14,6 +14,7 @@ use aurora::config::{
 use aurora::limits::{insert_rate_headers, LimitStore, MemoryStore};
 use aurora::providers::Secret;
 use aurora::proxy::headers::{add_provider_headers, strip_client_headers};
+use aurora::proxy::request_id::RequestId;
 use aurora::proxy::model_route::route_model;
 use aurora::proxy::passthrough::PassthroughRoute;
 use aurora::proxy::route::classify;
@@ -110,6 +111,7 @@ fn header_rewrite(c: &mut Criterion) {
     let config = config();
     let key = Secret::new("sk-ant-bench-placeholder");
     let template = sdk_request();
+    let request_id = RequestId::fresh();
     let mut g = c.benchmark_group("headers");
     for name in ["anthropic", "openai", "openrouter"] {
         let provider = config.providers.find(name).expect("configured").clone();
@@ -118,7 +120,7 @@ fn header_rewrite(c: &mut Criterion) {
                 || template.clone(),
                 |mut req| {
                     strip_client_headers(&mut req);
-                    add_provider_headers(&mut req, &provider, Some(&key), "req-1").unwrap();
+                    add_provider_headers(&mut req, &provider, Some(&key), &request_id).unwrap();
                     req
                 },
                 BatchSize::SmallInput,

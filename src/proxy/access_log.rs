@@ -110,7 +110,7 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         _ => None,
     };
     let record = AccessRecord {
-        request_id: &ctx.request_id,
+        request_id: ctx.request_id.as_str(),
         upstream_request_id: session
             .response_written()
             .and_then(provider_request_id)

@@ -64,7 +64,7 @@ pub struct RequestContext {
     /// The config snapshot this request uses throughout.
     pub config: Option<Arc<Config>>,
     /// The gateway's request id: sent upstream as `X-Request-Id`, back as `X-Aurora-Request-Id`.
-    pub request_id: String,
+    pub request_id: super::request_id::RequestId,
     /// Route label for logs.
     pub route_kind: &'static str,
     /// Who called.
@@ -121,7 +121,7 @@ impl RequestContext {
         Self {
             started: Instant::now(),
             config: None,
-            request_id: String::new(),
+            request_id: Default::default(),
             route_kind: "-",
             caller: None,
             upstream: None,

@@ -5,6 +5,7 @@ use http::header::{self, HeaderName};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::provider_key::PROVIDER_KEY_HEADER;
+use super::request_id::RequestId;
 use crate::logging::RedactedHeaders;
 use crate::providers::{AuthStyle, KeyForm, Provider, Secret, WireFormat};
 
@@ -140,7 +141,7 @@ pub fn add_provider_headers(
     req: &mut RequestHeader,
     provider: &Provider,
     key: Option<&Secret>,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> pingora_core::Result<()> {
     req.insert_header(header::HOST, provider.base.host_header().clone())?;
     if let Some(key) = key {
@@ -166,7 +167,7 @@ pub fn add_provider_headers(
     for (name, value) in &provider.headers {
         req.insert_header(name.clone(), value.clone())?;
     }
-    req.insert_header(REQUEST_ID, request_id)?;
+    req.insert_header(REQUEST_ID, request_id.header_value())?;
     // Pingora's own line with this header is held back (it holds the key); this one
     // shows the rest.
     log::trace!(
@@ -232,17 +233,6 @@ fn remove_nominated<'a>(resp: &mut ResponseHeader, names: impl Iterator<Item = &
     }
 }
 
-/// The client's `X-Request-Id` when it is a sane token, else a fresh UUID.
-pub fn request_id_for(req: &RequestHeader) -> String {
-    req.headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +245,11 @@ mod tests {
             r.append_header(k.to_string(), *v).unwrap();
         }
         r
+    }
+
+    /// The request id `rid`, as a client would send it.
+    fn rid() -> RequestId {
+        RequestId::of(&request(&[(REQUEST_ID, "rid")]))
     }
 
     fn provider(kind: ProviderKind) -> Provider {
@@ -291,7 +286,7 @@ mod tests {
     /// A client request with `pairs`, as sent to a `kind` provider holding `key()`.
     fn sent_to(kind: ProviderKind, pairs: &[(&str, &str)]) -> RequestHeader {
         let mut r = request(pairs);
-        add_provider_headers(&mut r, &provider(kind), Some(&key()), "rid").unwrap();
+        add_provider_headers(&mut r, &provider(kind), Some(&key()), &rid()).unwrap();
         r
     }
 
@@ -408,7 +403,7 @@ mod tests {
             ProviderKind::Gemini,
         ] {
             let mut r = request(&[]);
-            add_provider_headers(&mut r, &provider(kind), None, "rid").unwrap();
+            add_provider_headers(&mut r, &provider(kind), None, &rid()).unwrap();
             for absent in ["authorization", "x-api-key", "x-goog-api-key"] {
                 assert!(!r.headers.contains_key(absent), "{kind}: {absent}");
             }
@@ -448,7 +443,7 @@ mod tests {
             HeaderValue::from_static("org-1"),
         ));
         let mut r = request(&[]);
-        add_provider_headers(&mut r, &p, Some(&key()), "rid").unwrap();
+        add_provider_headers(&mut r, &p, Some(&key()), &rid()).unwrap();
         assert_eq!(r.headers["openai-organization"], "org-1");
     }
 
@@ -516,14 +511,5 @@ mod tests {
             assert!(!resp.headers.contains_key("connection"));
             assert_eq!(resp.headers["content-length"], "3", "framing stays");
         }
-    }
-
-    #[test]
-    fn request_id_is_client_value_or_fresh() {
-        let r = request(&[(REQUEST_ID, "abc-123")]);
-        assert_eq!(request_id_for(&r), "abc-123");
-        let r = request(&[(REQUEST_ID, "bad value with spaces")]);
-        assert_eq!(request_id_for(&r).len(), 36);
-        assert_ne!(request_id_for(&request(&[])), request_id_for(&request(&[])));
     }
 }

@@ -22,6 +22,7 @@ mod open_answer;
 pub mod passthrough;
 mod prepared_call;
 pub mod provider_key;
+pub mod request_id;
 pub mod resilience;
 mod respond;
 mod response_cork;
@@ -61,6 +62,7 @@ use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
 use model_call_body::{hand_back, return_plan, ChunkSource};
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
+use request_id::RequestId;
 use resilience::{is_context_overflow, retry_after, AttemptFailure, HealthBook};
 use response_store::{MemoryResponseStore, ResponseStore};
 
@@ -438,7 +440,7 @@ impl AuroraProxy {
             header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         }
         header.insert_header(http::header::CONTENT_LENGTH, translated.len())?;
-        header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
+        header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.header_value())?;
         attempts::describe_answer(&mut header, ctx)?;
         if let Some(tools) = translation.as_ref().and_then(|t| t.client.omitted_tools()) {
             header.insert_header(OMITTED_TOOLS_HEADER, tools)?;
@@ -690,7 +692,7 @@ fn rewrite_upstream_request(
     target: &UpstreamTarget,
     prepared_len: Option<usize>,
     translated: bool,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> Result<()> {
     let uri: http::Uri = target
         .path_and_query
@@ -759,7 +761,7 @@ impl ProxyHttp for AuroraProxy {
         // No read of the body waits past its whole-body deadline; a trickled body is
         // caught in `request_body_filter`.
         session.set_read_timeout(Some(config.server.body_timeout));
-        ctx.request_id = headers::request_id_for(session.req_header());
+        ctx.request_id = RequestId::of(session.req_header());
         ctx.config = Some(Arc::clone(&config));
         let admitted = self.admit(session, &config, ctx);
         observe::request_admitted(ctx);
@@ -1056,7 +1058,8 @@ impl ProxyHttp for AuroraProxy {
         ctx.body.answered(status);
         observe::answer_header(ctx, upstream_response);
         headers::strip_upstream_response_headers(upstream_response);
-        upstream_response.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
+        upstream_response
+            .insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.header_value())?;
         attempts::describe_answer(upstream_response, ctx)?;
         // This answer goes to the client: the main request logs the attempts.
         return_plan(ctx, None);

@@ -315,7 +315,7 @@ fn list_request(provider: &Provider) -> pingora_core::Result<RequestHeader> {
     let path = format!("{}/models{query}", provider.base.path);
     let mut request = RequestHeader::build("GET", path.as_bytes(), None)?;
     request.insert_header(http::header::ACCEPT, "application/json")?;
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = super::request_id::RequestId::fresh();
     let key = provider.credential.next_static_key();
     headers::add_provider_headers(&mut request, provider, key, &request_id)?;
     Ok(request)

@@ -46,7 +46,7 @@ pub async fn stream_to_client(
     observe::answer_header(ctx, &header);
     headers::strip_upstream_response_headers(&mut header);
     header.remove_header(&http::header::CONTENT_ENCODING);
-    header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.as_str())?;
+    header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.header_value())?;
     attempts::describe_answer(&mut header, ctx)?;
     if let Some(tools) = omitted {
         header.insert_header(OMITTED_TOOLS_HEADER, tools)?;

@@ -6,6 +6,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use super::headers::AURORA_REQUEST_ID;
+use super::request_id::RequestId;
 use super::GatewayError;
 use crate::providers::WireFormat;
 
@@ -14,7 +15,7 @@ pub async fn send_json(
     session: &mut Session,
     status: u16,
     body: Vec<u8>,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> Result<()> {
     send(session, status, "application/json", body, request_id).await
 }
@@ -25,7 +26,7 @@ pub async fn send(
     status: u16,
     content_type: &str,
     body: Vec<u8>,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> Result<()> {
     send_with(session, status, content_type, body, request_id, None, None).await
 }
@@ -36,7 +37,7 @@ async fn send_with(
     status: u16,
     content_type: &str,
     body: Vec<u8>,
-    request_id: &str,
+    request_id: &RequestId,
     retry_after: Option<u32>,
     rate: Option<&crate::limits::RateState>,
 ) -> Result<()> {
@@ -49,7 +50,7 @@ async fn send_with(
     }
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(AURORA_REQUEST_ID, request_id)?;
+    resp.insert_header(AURORA_REQUEST_ID, request_id.header_value())?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
@@ -103,7 +104,7 @@ pub async fn send_error(
     session: &mut Session,
     err: &GatewayError,
     format: WireFormat,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> Result<()> {
     send_with(
         session,

@@ -36,7 +36,7 @@ pub struct SubrequestPlan {
     /// The config snapshot the main request started with.
     pub config: Arc<Config>,
     /// The main request's id, sent upstream and back.
-    pub request_id: String,
+    pub request_id: super::request_id::RequestId,
     /// Who called (already authenticated by the main request).
     pub caller: Option<Caller>,
     /// Route label for logs.

@@ -66,7 +66,7 @@ pub fn request_admitted(req: &RequestHeader, ctx: &mut RequestContext) {
         .with_attributes(attributes::request_start(
             method,
             ctx.route_kind,
-            &ctx.request_id,
+            ctx.request_id.as_str(),
         ))
         .start_with_context(tracer, &parent);
     ctx.trace.parent = Some(span.span_context().clone());
