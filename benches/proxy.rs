@@ -14,9 +14,9 @@ use aurora::config::{
 use aurora::limits::{insert_rate_headers, LimitStore, MemoryStore};
 use aurora::providers::Secret;
 use aurora::proxy::headers::{add_provider_headers, strip_client_headers};
-use aurora::proxy::request_id::RequestId;
 use aurora::proxy::model_route::route_model;
 use aurora::proxy::passthrough::PassthroughRoute;
+use aurora::proxy::request_id::RequestId;
 use aurora::proxy::route::classify;
 
 /// Providers as a small deployment would configure them; the keys are placeholders.
@@ -169,10 +169,7 @@ fn limits(c: &mut Criterion) {
         b.iter(|| {
             futures_executor::block_on(async {
                 let a = store.admit("key:bench", &limits, now).await.unwrap();
-                store
-                    .charge("key:bench", &limits, 42, 0.0, now)
-                    .await
-                    .unwrap();
+                store.charge("key:bench", &limits, 42, 0.0, now).unwrap();
                 a
             })
         })

@@ -107,10 +107,7 @@ async fn a_minute_falls_short_only_by_what_another_replica_holds_unused() {
 async fn spend(store: &RedisStore, limits: &KeyLimits, tokens: u64, at_most: u64) -> u64 {
     let mut n = 0;
     while n < at_most && admitted(store, limits).await {
-        store
-            .charge(SUBJECT, limits, tokens, 0.0, NOW)
-            .await
-            .unwrap();
+        store.charge(SUBJECT, limits, tokens, 0.0, NOW).unwrap();
         store.flush().await.unwrap();
         n += 1;
     }
@@ -165,10 +162,9 @@ async fn usage_and_charges_are_summed_and_reach_redis_without_being_awaited() {
     let limits = token_budget(1000);
     for _ in 0..200 {
         one.record_usage("team-lease", "gpt-4o", 20_426, &usage)
-            .await
             .unwrap();
     }
-    one.charge(SUBJECT, &limits, 1000, 0.0, NOW).await.unwrap();
+    one.charge(SUBJECT, &limits, 1000, 0.0, NOW).unwrap();
     // `two` has nothing of its own to send: what it reads came from one's writer.
     let spent = format!("aurora:{{{SUBJECT}}}:btok:{}", NOW / 86_400);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -204,7 +200,7 @@ async fn a_slots_charges_travel_with_its_release() {
     let a = one.admit(SUBJECT, &limits, NOW).await.unwrap();
     assert!(a.slot_taken);
     let asked = redis.calls("evalsha");
-    one.charge(SUBJECT, &limits, 100, 0.0, NOW).await.unwrap();
+    one.charge(SUBJECT, &limits, 100, 0.0, NOW).unwrap();
     one.release(SUBJECT);
     let slots = format!("aurora:{{{SUBJECT}}}:calls:0");
     let deadline = Instant::now() + Duration::from_secs(10);

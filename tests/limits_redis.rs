@@ -248,21 +248,13 @@ async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
         ..UsageRecord::default()
     };
     let today = 20_426;
-    store
-        .record_usage("team-a", "gpt-4o", today, &one)
-        .await
-        .unwrap();
+    store.record_usage("team-a", "gpt-4o", today, &one).unwrap();
     store
         .record_usage("team-a", "gpt-4o", today - 1, &one)
-        .await
         .unwrap();
-    store
-        .record_usage("team-a", "claude", today, &one)
-        .await
-        .unwrap();
+    store.record_usage("team-a", "claude", today, &one).unwrap();
     store
         .record_usage("team-a", "gpt-4o", today - 40, &one)
-        .await
         .unwrap();
     let usage = store.usage("team-a", today - 6, today).await.unwrap();
     assert_eq!(usage["gpt-4o"].requests, 2);

@@ -130,7 +130,7 @@ impl LimitStore for MemoryStore {
         })
     }
 
-    async fn charge(
+    fn charge(
         &self,
         subject: &str,
         limits: &KeyLimits,
@@ -159,7 +159,7 @@ impl LimitStore for MemoryStore {
         Ok(())
     }
 
-    async fn record_usage(
+    fn record_usage(
         &self,
         key: &str,
         model: &str,
@@ -272,15 +272,12 @@ mod tests {
                 store.admit("key:a", &limits, NOW).await.unwrap().refused,
                 None
             );
-            store.charge("key:a", &limits, 150, 0.2, NOW).await.unwrap();
+            store.charge("key:a", &limits, 150, 0.2, NOW).unwrap();
             let a = store.admit("key:a", &limits, NOW + 1).await.unwrap();
             assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Tokens));
             assert_eq!(a.state.tokens.unwrap().remaining, 0);
             // A new minute: the tokens are back, the budget goes on.
-            store
-                .charge("key:a", &limits, 10, 0.9, NOW + 60)
-                .await
-                .unwrap();
+            store.charge("key:a", &limits, 10, 0.9, NOW + 60).unwrap();
             let a = store.admit("key:a", &limits, NOW + 61).await.unwrap();
             assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Budget));
             let tomorrow = NOW + 86_400;
@@ -293,6 +290,28 @@ mod tests {
                 None
             );
         });
+    }
+
+    #[test]
+    fn usage_and_charges_are_taken_without_a_runtime() {
+        // The gateway takes them as each request ends, without waiting on anything.
+        let store = MemoryStore::default();
+        let one = UsageRecord {
+            requests: 1,
+            input: 7,
+            ..UsageRecord::default()
+        };
+        store.record_usage("team-a", "gpt-4o", 3, &one).unwrap();
+        store.record_usage("team-a", "gpt-4o", 3, &one).unwrap();
+        let limits = KeyLimits {
+            tokens_per_minute: Some(100),
+            ..KeyLimits::default()
+        };
+        store.charge("key:a", &limits, 100, 0.0, NOW).unwrap();
+        let report = run(store.usage("team-a", 3, 3)).unwrap();
+        assert_eq!((report["gpt-4o"].requests, report["gpt-4o"].input), (2, 14));
+        let a = run(store.admit("key:a", &limits, NOW)).unwrap();
+        assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Tokens));
     }
 
     #[test]

@@ -160,8 +160,9 @@ pub const USAGE_DAYS_KEPT: u64 = 400;
 #[async_trait]
 pub trait LimitStore: Send + Sync + std::fmt::Debug {
     /// Adds a finished request's `usage` to what `key` used of `model` on `day`
-    /// (days since 1970-01-01), for the usage report.
-    async fn record_usage(
+    /// (days since 1970-01-01), for the usage report. Never waits: a store that
+    /// keeps it elsewhere queues it.
+    fn record_usage(
         &self,
         key: &str,
         model: &str,
@@ -187,8 +188,8 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Admission, StoreError>;
 
     /// Charges what a finished request used: `tokens` (input plus output) and
-    /// `usd` (its cost).
-    async fn charge(
+    /// `usd` (its cost). Never waits: a store that keeps it elsewhere queues it.
+    fn charge(
         &self,
         subject: &str,
         limits: &KeyLimits,

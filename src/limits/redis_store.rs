@@ -211,7 +211,7 @@ impl LimitStore for RedisStore {
         self.take_lease(subject, limits, now).await
     }
 
-    async fn charge(
+    fn charge(
         &self,
         subject: &str,
         limits: &KeyLimits,
@@ -239,7 +239,7 @@ impl LimitStore for RedisStore {
         Ok(())
     }
 
-    async fn record_usage(
+    fn record_usage(
         &self,
         key: &str,
         model: &str,

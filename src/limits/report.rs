@@ -86,27 +86,16 @@ mod tests {
             .build()
             .unwrap()
             .block_on(async {
-                store
-                    .record_usage("team-a", "gpt-4o", today, &one)
-                    .await
-                    .unwrap();
+                store.record_usage("team-a", "gpt-4o", today, &one).unwrap();
                 store
                     .record_usage("team-a", "gpt-4o", today - 2, &one)
-                    .await
                     .unwrap();
-                store
-                    .record_usage("team-a", "claude", today, &one)
-                    .await
-                    .unwrap();
+                store.record_usage("team-a", "claude", today, &one).unwrap();
                 // Last month, and another key: not in this report.
                 store
                     .record_usage("team-a", "gpt-4o", today - 10, &one)
-                    .await
                     .unwrap();
-                store
-                    .record_usage("team-b", "gpt-4o", today, &one)
-                    .await
-                    .unwrap();
+                store.record_usage("team-b", "gpt-4o", today, &one).unwrap();
                 usage_report(&store, "team-a", BudgetPeriod::Month, now)
                     .await
                     .unwrap()

@@ -150,7 +150,7 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
 /// The finished request's usage, read once: charged to every subject it counted
 /// against, and added to its gateway key's usage report (per model, per day) for
 /// every request a named key sent to a provider.
-pub async fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
+pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
     let key = match ctx.caller.as_ref() {
         Some(Caller::Master) => Some("master"),
         Some(Caller::Managed(name)) => Some(&**name),
@@ -164,7 +164,7 @@ pub async fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
     let cost = super::observe::cost_usd(ctx);
     let now = now();
     if let Some(usage) = &usage {
-        charge(store, ctx, usage, cost, now).await;
+        charge(store, ctx, usage, cost, now);
     }
     if let (true, Some(key)) = (reported, key) {
         let usage = usage.unwrap_or_default();
@@ -178,14 +178,14 @@ pub async fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
             cost_micros: usd_micros(cost.unwrap_or(0.0)),
         };
         let model = ctx.obs.model_label().unwrap_or("-");
-        if let Err(e) = store.record_usage(key, model, now / 86_400, &record).await {
+        if let Err(e) = store.record_usage(key, model, now / 86_400, &record) {
             log::warn!("{e}; this request is missing from the usage report");
         }
     }
 }
 
 /// Charges `usage` (costing `cost`) to every subject the request counted against.
-async fn charge(
+fn charge(
     store: &Arc<dyn LimitStore>,
     ctx: &RequestContext,
     usage: &crate::metrics::usage::Usage,
@@ -208,10 +208,7 @@ async fn charge(
         if !needs {
             continue;
         }
-        if let Err(e) = store
-            .charge(&held.subject, &held.limits, tokens, usd, now)
-            .await
-        {
+        if let Err(e) = store.charge(&held.subject, &held.limits, tokens, usd, now) {
             log::warn!("{e}; this request's usage is not charged");
         }
     }

@@ -1155,7 +1155,7 @@ impl ProxyHttp for AuroraProxy {
             observe::response_work(ctx, module.busy());
         }
         if !ctx.body.is_subrequest() {
-            limit_check::settle(&self.limits, ctx).await;
+            limit_check::settle(&self.limits, ctx);
         }
         // Counted before its line is written, so a line in the log means the metrics
         // already show the request.
