@@ -1097,6 +1097,27 @@ providers:
     }
 
     #[test]
+    fn limited_keys_and_providers_carry_the_name_of_their_counters() {
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            b"aur_limited_subject_test_key_0123456789",
+        ));
+        let yaml = format!(
+            "auth:\n  keys:\n    - {{name: team-a, sha256: \"{hash}\", limits: {{requests_per_minute: 5}}}}\nproviders:\n  openai:\n    limits: {{requests_per_minute: 9}}\n"
+        );
+        let c = build(&yaml, &[]).unwrap();
+        let key = c.limits.for_key("team-a").unwrap();
+        assert_eq!(
+            (&*key.subject, key.limits.requests_per_minute),
+            ("key:team-a", Some(5))
+        );
+        let provider = c.limits.for_provider("openai").unwrap();
+        assert_eq!(&*provider.subject, "provider:openai");
+        // Made once with the config: each request shares it.
+        let again = c.limits.for_key("team-a").unwrap();
+        assert!(std::sync::Arc::ptr_eq(&key.subject, &again.subject));
+    }
+
+    #[test]
     fn secrets_come_from_files_with_the_trailing_newline_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let master = dir.path().join("master");

@@ -2,6 +2,7 @@
 //! and each provider is held to, and where the counters live.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::error::ConfigError;
 use super::overlay::text;
@@ -68,9 +69,19 @@ pub struct LimitSettings {
     pub store: LimitStoreKind,
     pub on_store_error: OnStoreError,
     /// Managed key name → its limits (its own, else `limits.default`).
-    pub keys: HashMap<String, KeyLimits>,
+    pub keys: HashMap<String, Limited>,
     /// Provider instance name → its limits.
-    pub providers: HashMap<String, KeyLimits>,
+    pub providers: HashMap<String, Limited>,
+}
+
+/// The limits of one key or provider, with the name its counters have in the store
+/// (made once here, not for each request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limited {
+    /// `key:NAME` or `provider:NAME`.
+    pub subject: Arc<str>,
+    /// What it is held to.
+    pub limits: KeyLimits,
 }
 
 impl Default for LimitSettings {
@@ -86,12 +97,12 @@ impl Default for LimitSettings {
 
 impl LimitSettings {
     /// The limits of the managed key `name`, when it has any.
-    pub fn for_key(&self, name: &str) -> Option<&KeyLimits> {
+    pub fn for_key(&self, name: &str) -> Option<&Limited> {
         self.keys.get(name)
     }
 
     /// The limits of provider instance `name`, when it has any.
-    pub fn for_provider(&self, name: &str) -> Option<&KeyLimits> {
+    pub fn for_provider(&self, name: &str) -> Option<&Limited> {
         self.providers.get(name)
     }
 }
@@ -139,7 +150,8 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
             .map(|l| key_limits(&format!("auth.keys `{}`.limits", k.name), l))
             .transpose()?;
         if let Some(limits) = own.or(default).filter(|l| !l.is_empty()) {
-            keys.insert(k.name.clone(), limits);
+            let subject = crate::limits::key_subject(&k.name).into();
+            keys.insert(k.name.clone(), Limited { subject, limits });
         }
     }
     let mut providers = HashMap::new();
@@ -152,7 +164,8 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
                 "{at}: a provider takes requests_per_minute and tokens_per_minute only"
             )));
         }
-        providers.insert(name.clone(), limits);
+        let subject = crate::limits::provider_subject(name).into();
+        providers.insert(name.clone(), Limited { subject, limits });
     }
     Ok(LimitSettings {
         store,

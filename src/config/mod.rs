@@ -28,7 +28,9 @@ pub use defaults::default_config_yaml;
 pub use env::{env_prefix, EnvSnapshot};
 pub use error::ConfigError;
 pub use exposure::MIN_MASTER_KEY_LEN;
-pub use limits::{Budget, BudgetPeriod, KeyLimits, LimitSettings, LimitStoreKind, OnStoreError};
+pub use limits::{
+    Budget, BudgetPeriod, KeyLimits, LimitSettings, LimitStoreKind, Limited, OnStoreError,
+};
 pub use live::LiveConfig;
 pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
 pub use reload::{ConfigReloader, ReloadOutcome};

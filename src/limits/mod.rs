@@ -206,12 +206,12 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct CallSlot {
     store: Arc<dyn LimitStore>,
-    subject: String,
+    subject: Arc<str>,
 }
 
 impl CallSlot {
     /// The slot `subject` took in `store`.
-    pub fn new(store: Arc<dyn LimitStore>, subject: String) -> Self {
+    pub fn new(store: Arc<dyn LimitStore>, subject: Arc<str>) -> Self {
         Self { store, subject }
     }
 }

@@ -11,17 +11,14 @@ use once_cell::sync::Lazy;
 
 use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
-use crate::config::{KeyLimits, OnStoreError};
-use crate::limits::{
-    key_subject, provider_subject, usd_micros, CallSlot, LimitStore, RateState, Refusal,
-    UsageRecord,
-};
+use crate::config::{KeyLimits, Limited, OnStoreError};
+use crate::limits::{usd_micros, CallSlot, LimitStore, RateState, Refusal, UsageRecord};
 
 /// What a request is held to: the subject it counts against, its limits, and the call
 /// slot it holds while it runs.
 #[derive(Debug)]
 pub struct HeldTo {
-    pub subject: String,
+    pub subject: Arc<str>,
     pub limits: KeyLimits,
     _slot: Option<CallSlot>,
 }
@@ -44,18 +41,10 @@ pub async fn admit_caller(
     let Some(Caller::Managed(name)) = ctx.caller.as_ref() else {
         return Ok(());
     };
-    let Some(limits) = config.limits.for_key(name).copied() else {
+    let Some(limited) = config.limits.for_key(name) else {
         return Ok(());
     };
-    let subject = key_subject(name);
-    let held = admit(
-        store,
-        subject,
-        limits,
-        config.limits.on_store_error,
-        "your key",
-    )
-    .await?;
+    let held = admit(store, limited, config.limits.on_store_error, Whose::Key).await?;
     if let Some(held) = held {
         ctx.rate = held.1.or(ctx.rate);
         ctx.held_to.push(held.0);
@@ -71,14 +60,11 @@ pub async fn admit_provider(
     let (Some(config), Some(provider)) = (ctx.config.clone(), ctx.provider_name()) else {
         return Ok(());
     };
-    let Some(limits) = config.limits.for_provider(provider).copied() else {
+    let Some(limited) = config.limits.for_provider(provider) else {
         return Ok(());
     };
-    let subject = provider_subject(provider);
-    let what = format!("provider `{provider}`");
-    if let Some((held, _)) =
-        admit(store, subject, limits, config.limits.on_store_error, &what).await?
-    {
+    let whose = Whose::Provider(provider);
+    if let Some((held, _)) = admit(store, limited, config.limits.on_store_error, whose).await? {
         ctx.held_to.push(held);
     }
     Ok(())
@@ -88,12 +74,12 @@ pub async fn admit_provider(
 /// any), `None` when the store failed and `on_error` lets the request through.
 async fn admit(
     store: &Arc<dyn LimitStore>,
-    subject: String,
-    limits: KeyLimits,
+    limited: &Limited,
     on_error: OnStoreError,
-    whose: &str,
+    whose: Whose<'_>,
 ) -> Result<Option<(HeldTo, Option<RateState>)>, GatewayError> {
-    let admission = match store.admit(&subject, &limits, now()).await {
+    let Limited { subject, limits } = limited;
+    let admission = match store.admit(subject, limits, now()).await {
         Ok(admission) => admission,
         Err(e) => return store_failed(&e, on_error).map(|()| None),
     };
@@ -113,17 +99,35 @@ async fn admit(
     }
     let slot = admission
         .slot_taken
-        .then(|| CallSlot::new(Arc::clone(store), subject.clone()));
+        .then(|| CallSlot::new(Arc::clone(store), Arc::clone(subject)));
     let windows = admission.state;
     let has_windows = windows.requests.is_some() || windows.tokens.is_some();
     Ok(Some((
         HeldTo {
-            subject,
-            limits,
+            subject: Arc::clone(subject),
+            limits: *limits,
             _slot: slot,
         },
         has_windows.then_some(windows),
     )))
+}
+
+/// Whose limits a refusal names.
+#[derive(Clone, Copy)]
+enum Whose<'a> {
+    /// The caller's gateway key.
+    Key,
+    /// A provider instance, by name.
+    Provider(&'a str),
+}
+
+impl std::fmt::Display for Whose<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Whose::Key => f.write_str("your key"),
+            Whose::Provider(name) => write!(f, "provider `{name}`"),
+        }
+    }
 }
 
 fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result<(), GatewayError> {
