@@ -1091,6 +1091,7 @@ impl ProxyHttp for AuroraProxy {
         }
         if let Some(model) = observe::answer_bytes(ctx, body.as_deref(), end_of_stream) {
             telemetry::response_model(ctx, &model);
+            observe::answering_model(ctx, model);
         }
         observe::response_work(ctx, began.elapsed());
         Ok(None)

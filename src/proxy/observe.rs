@@ -221,7 +221,8 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
 }
 
 /// The next bytes of the provider's answer, as it sent them. At its end, the model
-/// the answer names as having answered, if it names one.
+/// the answer names as having answered, if it names one: hand it to
+/// [`answering_model`] once the trace has it.
 pub fn answer_bytes(
     ctx: &mut RequestContext,
     bytes: Option<&[u8]>,
@@ -239,12 +240,16 @@ pub fn answer_bytes(
     if let Some(usage) = usage {
         usage_reported(ctx, usage);
     }
-    // A passthrough request's body is not read: the answer names its model.
-    if let (None, Some(model)) = (&ctx.obs.model, &model) {
-        model_routed(ctx, model.clone());
+    model
+}
+
+/// The answer named `model` as having answered. A passthrough request's body is not
+/// read, so this is the model its metrics and log name.
+pub fn answering_model(ctx: &mut RequestContext, model: String) {
+    if ctx.obs.model.is_none() {
+        model_routed(ctx, model);
         ctx.obs.model_from_answer = true;
     }
-    model
 }
 
 /// The provider reported `usage` for this request's answer.
@@ -327,6 +332,32 @@ pub fn key_name(ctx: &RequestContext) -> &str {
 mod tests {
     use super::*;
     use crate::proxy::model_call_body::ModelCallBody;
+
+    #[test]
+    fn the_answering_model_names_a_passthrough_request_and_leaves_a_routed_one() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", "application/json")
+            .unwrap();
+        let body =
+            br#"{"model":"gpt-4o-2024-08-06","usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+
+        let mut passthrough = RequestContext::new();
+        answer_header(&mut passthrough, &resp);
+        let named = answer_bytes(&mut passthrough, Some(body), true).unwrap();
+        assert_eq!(named, "gpt-4o-2024-08-06");
+        assert_eq!(passthrough.obs.usage().map(|u| u.output), Some(2));
+        answering_model(&mut passthrough, named);
+        assert_eq!(passthrough.obs.model(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(passthrough.obs.request_model(), None, "named by the answer");
+
+        let mut routed = RequestContext::new();
+        model_routed(&mut routed, "gpt-4o".into());
+        answer_header(&mut routed, &resp);
+        let named = answer_bytes(&mut routed, Some(body), true).unwrap();
+        answering_model(&mut routed, named);
+        assert_eq!(routed.obs.model(), Some("gpt-4o"));
+        assert_eq!(routed.obs.request_model(), Some("gpt-4o"));
+    }
 
     #[test]
     fn overhead_is_the_time_before_the_provider_plus_the_work_on_the_answer() {

@@ -71,6 +71,7 @@ pub async fn stream_to_client(
                 let end = piece.is_none();
                 if let Some(model) = observe::answer_bytes(ctx, piece.as_deref(), end) {
                     telemetry::response_model(ctx, &model);
+                    observe::answering_model(ctx, model);
                 }
                 let written = match session.write_response_body(piece, end).await {
                     Ok(()) if end => session.downstream_session.finish_body().await,
