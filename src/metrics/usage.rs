@@ -236,13 +236,8 @@ impl UsageMeter {
         }
     }
 
-    /// The model the answer says answered, once read (at its end for JSON, from the
-    /// first event naming it for a stream).
-    pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-
-    /// The model the answer says answered, taken out of the meter.
+    /// The model the answer says answered, taken out of the meter once read (at its
+    /// end for JSON, from the first event naming it for a stream).
     pub fn take_model(&mut self) -> Option<String> {
         self.model.take()
     }
@@ -443,12 +438,20 @@ mod tests {
                     m.feed(piece);
                 }
                 m.finish();
-                assert_eq!(m.model(), Some(model), "{content_type} split {split}");
+                assert_eq!(
+                    m.take_model().as_deref(),
+                    Some(model),
+                    "{content_type} split {split}"
+                );
             }
         }
         let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
         m.feed(b"data: {\"choices\":[]}\n\n");
-        assert_eq!(m.model(), None, "an answer that names no model has none");
+        assert_eq!(
+            m.take_model(),
+            None,
+            "an answer that names no model has none"
+        );
     }
 
     #[test]
