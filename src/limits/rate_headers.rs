@@ -1,39 +1,48 @@
 //! OpenAI's `x-ratelimit-*` answer headers for a caller's windows. Written on every
-//! answer to a key with limits, so the names are static and the numbers are
-//! formatted on the stack: the header map's own copies are the only allocations.
+//! answer to a key with limits, so the names are constants and the numbers are
+//! formatted on the stack: the values' own bytes are the only allocations.
 
-use http::HeaderValue;
-use pingora_http::ResponseHeader;
+use http::header::{HeaderMap, HeaderName, HeaderValue, MaxSizeReached};
 
 use super::RateState;
 
 /// The limit, remaining and reset header names of the request window, then of the
 /// token window.
-const NAMES: [[&str; 3]; 2] = [
+const NAMES: [[HeaderName; 3]; 2] = [
     [
-        "x-ratelimit-limit-requests",
-        "x-ratelimit-remaining-requests",
-        "x-ratelimit-reset-requests",
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
     ],
     [
-        "x-ratelimit-limit-tokens",
-        "x-ratelimit-remaining-tokens",
-        "x-ratelimit-reset-tokens",
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
     ],
 ];
+
+impl RateState {
+    /// How many `x-ratelimit-*` headers [`insert_rate_headers`] writes for these windows.
+    pub fn header_count(&self) -> usize {
+        3 * (usize::from(self.requests.is_some()) + usize::from(self.tokens.is_some()))
+    }
+}
 
 /// OpenAI's `x-ratelimit-*` headers for the caller's windows (replacing any the
 /// provider sent).
 pub fn insert_rate_headers(
-    resp: &mut ResponseHeader,
+    headers: &mut HeaderMap,
     rate: &RateState,
-) -> pingora_core::Result<()> {
+) -> Result<(), MaxSizeReached> {
     for ([limit, remaining, reset], window) in NAMES.into_iter().zip([rate.requests, rate.tokens]) {
         let Some(w) = window else { continue };
-        resp.insert_header(limit, number(w.limit))?;
-        resp.insert_header(remaining, number(w.remaining))?;
+        headers.try_insert(limit, number(w.limit))?;
+        headers.try_insert(remaining, number(w.remaining))?;
         let mut text = ResetText::default();
-        resp.insert_header(reset, text.write(w.reset_secs))?;
+        // Only digits and unit letters: always a valid header value.
+        let reset_value = HeaderValue::from_str(text.write(w.reset_secs))
+            .unwrap_or(HeaderValue::from_static("0s"));
+        headers.try_insert(reset, reset_value)?;
     }
     Ok(())
 }
@@ -113,9 +122,8 @@ mod tests {
 
     #[test]
     fn both_windows_give_six_headers_replacing_the_providers() {
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        resp.insert_header("x-ratelimit-limit-requests", "7")
-            .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit-requests", HeaderValue::from_static("7"));
         let window = |limit, remaining, reset_secs| {
             Some(WindowState {
                 limit,
@@ -127,21 +135,35 @@ mod tests {
             requests: window(3, 2, 45),
             tokens: window(1000, 0, 75),
         };
-        insert_rate_headers(&mut resp, &rate).unwrap();
-        let got = |name: &str| resp.headers.get(name).unwrap().to_str().unwrap();
+        assert_eq!(rate.header_count(), 6);
+        insert_rate_headers(&mut headers, &rate).unwrap();
+        let got = |name: &str| headers.get(name).unwrap().to_str().unwrap();
         assert_eq!(got("x-ratelimit-limit-requests"), "3");
         assert_eq!(got("x-ratelimit-remaining-requests"), "2");
         assert_eq!(got("x-ratelimit-reset-requests"), "45s");
         assert_eq!(got("x-ratelimit-limit-tokens"), "1000");
         assert_eq!(got("x-ratelimit-remaining-tokens"), "0");
         assert_eq!(got("x-ratelimit-reset-tokens"), "1m15s");
-        assert_eq!(resp.headers.len(), 6);
+        assert_eq!(headers.len(), 6);
     }
 
     #[test]
     fn a_missing_window_gives_no_headers() {
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        insert_rate_headers(&mut resp, &RateState::default()).unwrap();
-        assert!(resp.headers.is_empty());
+        let mut headers = HeaderMap::new();
+        let none = RateState::default();
+        assert_eq!(none.header_count(), 0);
+        insert_rate_headers(&mut headers, &none).unwrap();
+        assert!(headers.is_empty());
+        let requests_only = RateState {
+            requests: Some(WindowState {
+                limit: 1,
+                remaining: 1,
+                reset_secs: 1,
+            }),
+            tokens: None,
+        };
+        assert_eq!(requests_only.header_count(), 3);
+        insert_rate_headers(&mut headers, &requests_only).unwrap();
+        assert_eq!(headers.len(), 3);
     }
 }

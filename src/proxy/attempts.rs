@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use pingora_core::Error;
 
+use super::answer_headers;
+use super::headers::AURORA_REQUEST_ID;
 use super::model_request::{self, ModelCall, ModelEndpoint, ModelField, PreparedRequest};
 use super::model_route::{route_model, route_pool, ModelRoute};
 use super::provider_key::{upstream_credential_avoiding, UpstreamCredential};
@@ -17,17 +19,18 @@ use super::resilience::{
 };
 use super::{GatewayError, RequestContext};
 use crate::config::Config;
+use crate::limits::RateState;
 use crate::metrics::UpstreamErrorKind;
 use crate::providers::Provider;
 
 /// The header with which a client turns fallbacks off for one request.
 pub const FALLBACKS_HEADER: &str = "x-aurora-fallbacks";
 /// Response header: the instance that answered.
-pub const PROVIDER_HEADER: &str = "x-aurora-provider";
+pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-aurora-provider");
 /// Response header: the model it was asked for.
-pub const MODEL_HEADER: &str = "x-aurora-model";
+pub const MODEL_HEADER: HeaderName = HeaderName::from_static("x-aurora-model");
 /// Response header: how many attempts the answer took.
-pub const ATTEMPTS_HEADER: &str = "x-aurora-attempts";
+pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-aurora-attempts");
 
 /// A client's `/v1` call, kept so that a retry on another model can prepare it again.
 #[derive(Debug)]
@@ -230,29 +233,38 @@ pub fn attempts_list(plan: &AttemptPlan) -> Option<String> {
     Some(list)
 }
 
-/// Says who answered: `X-Aurora-Provider`, `X-Aurora-Model` (when the request named
-/// one) and `X-Aurora-Attempts`.
-pub fn describe_answer(
-    header: &mut pingora_http::ResponseHeader,
-    ctx: &RequestContext,
-) -> pingora_core::Result<()> {
+/// Says who answered, replacing what the provider sent under the same names:
+/// `X-Aurora-Request-Id`, then `X-Aurora-Provider`, `X-Aurora-Model` (when the request
+/// named one) and `X-Aurora-Attempts`, then the caller's `x-ratelimit-*` windows. Room
+/// for all of them is made in one step.
+pub fn describe_answer(headers: &mut HeaderMap, ctx: &RequestContext) -> pingora_core::Result<()> {
     let attempts = ctx.plan.as_ref().map_or(1, attempt_count);
     // A passthrough call named its provider and model itself: its answer says only
     // that it took more than one attempt, when it did.
     let routed = ctx.route_kind != "passthrough";
-    if routed {
-        if let Some(provider) = ctx.provider_name() {
-            header.insert_header(PROVIDER_HEADER, provider)?;
-        }
-        if let Some(model) = ctx.obs.request_model() {
-            header.insert_header(MODEL_HEADER, model)?;
-        }
+    let provider = ctx.provider_name().filter(|_| routed);
+    let model = ctx.obs.request_model().filter(|_| routed);
+    let counted = routed || attempts > 1;
+    let rate_headers = ctx.rate.as_ref().map_or(0, RateState::header_count);
+    let room = 1
+        + usize::from(provider.is_some())
+        + usize::from(model.is_some())
+        + usize::from(counted)
+        + rate_headers;
+    answer_headers::make_room(headers, room)?;
+    answer_headers::put(headers, AURORA_REQUEST_ID, ctx.request_id.header_value())?;
+    if let Some(provider) = provider {
+        answer_headers::put(headers, PROVIDER_HEADER, answer_headers::text(provider)?)?;
     }
-    if routed || attempts > 1 {
-        header.insert_header(ATTEMPTS_HEADER, attempts)?;
+    if let Some(model) = model {
+        answer_headers::put(headers, MODEL_HEADER, answer_headers::text(model)?)?;
+    }
+    if counted {
+        answer_headers::put(headers, ATTEMPTS_HEADER, HeaderValue::from(attempts))?;
     }
     match &ctx.rate {
-        Some(rate) => crate::limits::insert_rate_headers(header, rate),
+        Some(rate) => crate::limits::insert_rate_headers(headers, rate)
+            .map_err(answer_headers::too_many_headers),
         None => Ok(()),
     }
 }

@@ -2,7 +2,7 @@
 //! what the gateway adds, and what the provider may not send back.
 
 use http::header::{self, HeaderName};
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::RequestHeader;
 
 use super::provider_key::PROVIDER_KEY_HEADER;
 use super::request_id::RequestId;
@@ -14,7 +14,7 @@ use crate::providers::{AuthStyle, KeyForm, Provider, Secret, WireFormat};
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// The gateway's request id on every response, beside any `X-Request-Id` of the provider.
-pub const AURORA_REQUEST_ID: &str = "x-aurora-request-id";
+pub const AURORA_REQUEST_ID: HeaderName = HeaderName::from_static("x-aurora-request-id");
 
 /// Client headers that carry credentials or the client's address and never go upstream.
 const CLIENT_ONLY: [&str; 8] = [
@@ -181,24 +181,24 @@ pub fn add_provider_headers(
 
 /// Removes what the provider may not pass to the client: hop-by-hop headers (framing
 /// stays, Pingora re-frames) and cookies.
-pub fn strip_upstream_response_headers(resp: &mut ResponseHeader) {
+pub fn strip_upstream_response_headers(headers: &mut http::HeaderMap) {
     // Every answer passes here: only the listed names present are removed.
     let listed = HOP_BY_HOP.iter().chain(&["set-cookie"]);
-    let Some((present, count)) = listed_present(&resp.headers, listed, |_| false) else {
-        return strip_upstream_response_headers_naming_others(resp);
+    let Some((present, count)) = listed_present(headers, listed, |_| false) else {
+        return strip_upstream_response_headers_naming_others(headers);
     };
     for name in &present[..count] {
-        while resp.remove_header(*name).is_some() {}
+        headers.remove(*name);
     }
 }
 
 /// [`strip_upstream_response_headers`] for an answer whose headers name others to remove.
-fn strip_upstream_response_headers_naming_others(resp: &mut ResponseHeader) {
+fn strip_upstream_response_headers_naming_others(headers: &mut http::HeaderMap) {
     // Nothing is allocated: the `Connection` lines are taken out first (their values
     // share the answer's buffer), then what they name goes.
     let mut lines: [Option<http::HeaderValue>; 4] = Default::default();
     let mut count = 0;
-    for value in resp.headers.get_all(header::CONNECTION) {
+    for value in headers.get_all(header::CONNECTION) {
         if let Some(slot) = lines.get_mut(count) {
             *slot = Some(value.clone());
         }
@@ -206,8 +206,8 @@ fn strip_upstream_response_headers_naming_others(resp: &mut ResponseHeader) {
     }
     if count > lines.len() {
         // More `Connection` lines than anyone sends: take the general path.
-        let nominated = connection_nominated(&resp.headers);
-        remove_nominated(resp, nominated.iter().map(String::as_str));
+        let nominated = connection_nominated(headers);
+        remove_nominated(headers, nominated.iter().map(String::as_str));
     } else {
         // The tokens borrow the copies in `lines`, not the header map being changed.
         let tokens = lines
@@ -215,20 +215,20 @@ fn strip_upstream_response_headers_naming_others(resp: &mut ResponseHeader) {
             .flatten()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','));
-        remove_nominated(resp, tokens);
+        remove_nominated(headers, tokens);
     }
     for name in HOP_BY_HOP.iter().chain(&["set-cookie"]) {
-        while resp.remove_header(*name).is_some() {}
+        headers.remove(*name);
     }
 }
 
 /// Removes the headers a `Connection` header named, framing aside.
-fn remove_nominated<'a>(resp: &mut ResponseHeader, names: impl Iterator<Item = &'a str>) {
+fn remove_nominated<'a>(headers: &mut http::HeaderMap, names: impl Iterator<Item = &'a str>) {
     for name in names.map(str::trim).filter(|n| !n.is_empty()) {
         if !name.eq_ignore_ascii_case("content-length")
             && !name.eq_ignore_ascii_case("transfer-encoding")
         {
-            while resp.remove_header(name).is_some() {}
+            headers.remove(name);
         }
     }
 }
@@ -238,6 +238,7 @@ mod tests {
     use super::*;
     use crate::providers::{BaseUrl, ProviderKind, ANTHROPIC_VERSION};
     use http::HeaderValue;
+    use pingora_http::ResponseHeader;
 
     fn request(pairs: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/p/x/y", None).unwrap();
@@ -460,7 +461,7 @@ mod tests {
         ] {
             resp.append_header(k, v).unwrap();
         }
-        strip_upstream_response_headers(&mut resp);
+        crate::proxy::answer_headers::open(&mut resp, strip_upstream_response_headers);
         for gone in ["connection", "x-hop", "keep-alive", "set-cookie"] {
             assert!(!resp.headers.contains_key(gone), "{gone}");
         }
@@ -481,7 +482,7 @@ mod tests {
         ] {
             resp.append_header(k, v).unwrap();
         }
-        strip_upstream_response_headers(&mut resp);
+        crate::proxy::answer_headers::open(&mut resp, strip_upstream_response_headers);
         for gone in ["keep-alive", "set-cookie", "upgrade"] {
             assert!(!resp.headers.contains_key(gone), "{gone}");
         }
@@ -503,7 +504,7 @@ mod tests {
             }
             resp.append_header("connection", "Content-Length").unwrap();
             resp.append_header("content-length", "3").unwrap();
-            strip_upstream_response_headers(&mut resp);
+            crate::proxy::answer_headers::open(&mut resp, strip_upstream_response_headers);
             for i in 0..lines {
                 let gone = format!("x-hop-{i}");
                 assert!(!resp.headers.contains_key(&gone), "{gone} of {lines}");

@@ -2,6 +2,7 @@
 //! error mapping and logging live in the sibling modules as plain functions.
 
 mod access_log;
+pub mod answer_headers;
 mod attempts;
 mod body_budget;
 mod body_deadline;
@@ -433,18 +434,23 @@ impl AuroraProxy {
             }
         }
         let mut header = answer.header;
-        headers::strip_upstream_response_headers(&mut header);
-        header.remove_header(&http::header::TRANSFER_ENCODING);
-        header.remove_header(&http::header::CONTENT_ENCODING);
-        if translation.is_some() {
-            header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        }
-        header.insert_header(http::header::CONTENT_LENGTH, translated.len())?;
-        header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.header_value())?;
-        attempts::describe_answer(&mut header, ctx)?;
-        if let Some(tools) = translation.as_ref().and_then(|t| t.client.omitted_tools()) {
-            header.insert_header(OMITTED_TOOLS_HEADER, tools)?;
-        }
+        let omitted = translation.as_ref().and_then(|t| t.client.omitted_tools());
+        answer_headers::open(&mut header, |map| {
+            headers::strip_upstream_response_headers(map);
+            map.remove(http::header::TRANSFER_ENCODING);
+            map.remove(http::header::CONTENT_ENCODING);
+            answer_headers::make_room(map, 3)?;
+            if translation.is_some() {
+                let json = http::HeaderValue::from_static("application/json");
+                answer_headers::put(map, http::header::CONTENT_TYPE, json)?;
+            }
+            let length = http::HeaderValue::from(translated.len());
+            answer_headers::put(map, http::header::CONTENT_LENGTH, length)?;
+            if let Some(tools) = omitted {
+                answer_headers::put(map, OMITTED_TOOLS_HEADER, answer_headers::text(tools)?)?;
+            }
+            attempts::describe_answer(map, ctx)
+        })?;
         observe::response_work(ctx, work_began.elapsed());
         // Header and body leave as one TCP segment.
         let corked = if response_cork::needs_cork(&header, translated.len()) {
@@ -1057,10 +1063,10 @@ impl ProxyHttp for AuroraProxy {
         ctx.upstream_status = Some(status);
         ctx.body.answered(status);
         observe::answer_header(ctx, upstream_response);
-        headers::strip_upstream_response_headers(upstream_response);
-        upstream_response
-            .insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.header_value())?;
-        attempts::describe_answer(upstream_response, ctx)?;
+        answer_headers::open(upstream_response, |map| {
+            headers::strip_upstream_response_headers(map);
+            attempts::describe_answer(map, ctx)
+        })?;
         // This answer goes to the client: the main request logs the attempts.
         return_plan(ctx, None);
         observe::response_work(ctx, answered.elapsed());

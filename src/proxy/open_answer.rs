@@ -11,7 +11,7 @@ use pingora_proxy::Session;
 use super::client_hangup::ClientSocket;
 use super::whole_answer::OpenAnswer;
 use super::{
-    attempts, headers, observe, upstream_failure, GatewayError, RequestContext,
+    answer_headers, attempts, headers, observe, upstream_failure, GatewayError, RequestContext,
     OMITTED_TOOLS_HEADER,
 };
 use crate::telemetry;
@@ -44,13 +44,15 @@ pub async fn stream_to_client(
     }
     ctx.upstream_status = Some(header.status.as_u16());
     observe::answer_header(ctx, &header);
-    headers::strip_upstream_response_headers(&mut header);
-    header.remove_header(&http::header::CONTENT_ENCODING);
-    header.insert_header(headers::AURORA_REQUEST_ID, ctx.request_id.header_value())?;
-    attempts::describe_answer(&mut header, ctx)?;
-    if let Some(tools) = omitted {
-        header.insert_header(OMITTED_TOOLS_HEADER, tools)?;
-    }
+    answer_headers::open(&mut header, |map| {
+        headers::strip_upstream_response_headers(map);
+        map.remove(http::header::CONTENT_ENCODING);
+        if let Some(tools) = &omitted {
+            answer_headers::make_room(map, 1)?;
+            answer_headers::put(map, OMITTED_TOOLS_HEADER, answer_headers::text(tools)?)?;
+        }
+        attempts::describe_answer(map, ctx)
+    })?;
     if let Err(e) = session.write_response_header(Box::new(header), false).await {
         return client_gone(ctx, e);
     }

@@ -1,13 +1,16 @@
 //! Writing gateway-made responses (health, errors) to the client.
 
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
 use pingora_core::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
+use super::answer_headers;
 use super::headers::AURORA_REQUEST_ID;
 use super::request_id::RequestId;
 use super::GatewayError;
+use crate::limits::{insert_rate_headers, RateState};
 use crate::providers::WireFormat;
 
 /// Sends a complete JSON response, keeping the connection reusable.
@@ -39,18 +42,25 @@ async fn send_with(
     body: Vec<u8>,
     request_id: &RequestId,
     retry_after: Option<u32>,
-    rate: Option<&crate::limits::RateState>,
+    rate: Option<&RateState>,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(5))?;
+    let room = 3 + usize::from(retry_after.is_some()) + rate.map_or(0, RateState::header_count);
+    let mut head = answer_headers::blank(status, room)?;
+    let map = &mut head.headers;
     if let Some(seconds) = retry_after {
-        resp.insert_header(http::header::RETRY_AFTER, seconds.to_string())?;
+        answer_headers::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
     }
     if let Some(rate) = rate {
-        crate::limits::insert_rate_headers(&mut resp, rate)?;
+        insert_rate_headers(map, rate).map_err(answer_headers::too_many_headers)?;
     }
-    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(AURORA_REQUEST_ID, request_id.header_value())?;
+    answer_headers::put(
+        map,
+        header::CONTENT_TYPE,
+        answer_headers::text(content_type)?,
+    )?;
+    answer_headers::put(map, header::CONTENT_LENGTH, HeaderValue::from(body.len()))?;
+    answer_headers::put(map, AURORA_REQUEST_ID, request_id.header_value())?;
+    let resp = ResponseHeader::from(head);
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)

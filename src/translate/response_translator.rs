@@ -101,7 +101,8 @@ pub enum ClientEncoder {
 
 /// Names the hosted tools a translated Responses request offered and the provider
 /// never saw.
-pub const OMITTED_TOOLS_HEADER: &str = "x-aurora-omitted-tools";
+pub const OMITTED_TOOLS_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-aurora-omitted-tools");
 
 /// A hook given the final `response` object of a completed Responses answer (the
 /// gateway stores it for `previous_response_id`).
