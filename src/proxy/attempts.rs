@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use pingora_core::Error;
 
-use super::answer_headers;
+use super::header_maps;
 use super::headers::AURORA_REQUEST_ID;
 use super::model_request::{self, ModelCall, ModelEndpoint, ModelField, PreparedRequest};
 use super::model_route::{route_model, route_pool, ModelRoute};
@@ -251,20 +251,21 @@ pub fn describe_answer(headers: &mut HeaderMap, ctx: &RequestContext) -> pingora
         + usize::from(model.is_some())
         + usize::from(counted)
         + rate_headers;
-    answer_headers::make_room(headers, room)?;
-    answer_headers::put(headers, AURORA_REQUEST_ID, ctx.request_id.header_value())?;
+    header_maps::make_room(headers, room)?;
+    header_maps::put(headers, AURORA_REQUEST_ID, ctx.request_id.header_value())?;
     if let Some(provider) = provider {
-        answer_headers::put(headers, PROVIDER_HEADER, answer_headers::text(provider)?)?;
+        header_maps::put(headers, PROVIDER_HEADER, header_maps::text(provider)?)?;
     }
     if let Some(model) = model {
-        answer_headers::put(headers, MODEL_HEADER, answer_headers::text(model)?)?;
+        header_maps::put(headers, MODEL_HEADER, header_maps::text(model)?)?;
     }
     if counted {
-        answer_headers::put(headers, ATTEMPTS_HEADER, HeaderValue::from(attempts))?;
+        header_maps::put(headers, ATTEMPTS_HEADER, HeaderValue::from(attempts))?;
     }
     match &ctx.rate {
-        Some(rate) => crate::limits::insert_rate_headers(headers, rate)
-            .map_err(answer_headers::too_many_headers),
+        Some(rate) => {
+            crate::limits::insert_rate_headers(headers, rate).map_err(header_maps::too_many_headers)
+        }
         None => Ok(()),
     }
 }

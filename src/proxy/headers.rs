@@ -2,8 +2,8 @@
 //! what the gateway adds, and what the provider may not send back.
 
 use http::header::{self, HeaderName};
-use pingora_http::RequestHeader;
 
+use super::header_maps;
 use super::provider_key::PROVIDER_KEY_HEADER;
 use super::request_id::RequestId;
 use crate::logging::RedactedHeaders;
@@ -12,6 +12,15 @@ use crate::providers::{AuthStyle, KeyForm, Provider, Secret, WireFormat};
 /// The request id header: the gateway's id goes upstream under it, and a provider's
 /// own id comes back under it untouched.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// [`REQUEST_ID`] as a header name.
+const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
+
+/// Anthropic's key header.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Gemini's key header.
+const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
 /// The gateway's request id on every response, beside any `X-Request-Id` of the provider.
 pub const AURORA_REQUEST_ID: HeaderName = HeaderName::from_static("x-aurora-request-id");
@@ -53,16 +62,16 @@ fn connection_nominated(headers: &http::HeaderMap) -> Vec<String> {
 /// Removes every header that must not reach the provider: credentials, cookies,
 /// hop-by-hop headers (with those `Connection` names) and forwarding headers that
 /// would leak the client's address.
-pub fn strip_client_headers(req: &mut RequestHeader) {
+pub fn strip_client_headers(headers: &mut http::HeaderMap) {
     // Every request passes here: only the listed names present are removed (a removal
-    // by name hashes it into both header maps).
+    // by name hashes it).
     let listed = CLIENT_ONLY.iter().chain(&HOP_BY_HOP);
     let forwarding = |name: &str| name.starts_with("x-forwarded-");
-    let Some((present, count)) = listed_present(&req.headers, listed, forwarding) else {
-        return strip_client_headers_naming_others(req);
+    let Some((present, count)) = listed_present(headers, listed, forwarding) else {
+        return strip_client_headers_naming_others(headers);
     };
     for name in &present[..count] {
-        while req.remove_header(*name).is_some() {}
+        headers.remove(*name);
     }
 }
 
@@ -92,10 +101,10 @@ fn listed_present<'a>(
 }
 
 /// [`strip_client_headers`] for a request whose headers name others to remove.
-fn strip_client_headers_naming_others(req: &mut RequestHeader) {
-    let mut doomed = connection_nominated(&req.headers);
+fn strip_client_headers_naming_others(headers: &mut http::HeaderMap) {
+    let mut doomed = connection_nominated(headers);
     doomed.extend(
-        req.headers
+        headers
             .keys()
             .map(HeaderName::as_str)
             .filter(|n| n.starts_with("x-forwarded-"))
@@ -105,7 +114,7 @@ fn strip_client_headers_naming_others(req: &mut RequestHeader) {
     for name in fixed.chain(doomed.iter().map(String::as_str)) {
         // Framing is Pingora's job: a `Connection: content-length` must not unframe the body.
         if name != "content-length" && name != "transfer-encoding" && name != "host" {
-            while req.remove_header(name).is_some() {}
+            headers.remove(name);
         }
     }
 }
@@ -114,7 +123,7 @@ fn strip_client_headers_naming_others(req: &mut RequestHeader) {
 /// `anthropic-beta`, … for an OpenAI-format provider; `openai-*` for an
 /// Anthropic-format one): on a translated request they describe a body the provider
 /// never sees.
-pub fn strip_foreign_format_headers(req: &mut RequestHeader, provider_format: WireFormat) {
+pub fn strip_foreign_format_headers(headers: &mut http::HeaderMap, provider_format: WireFormat) {
     let own = provider_format.facts().header_prefix;
     let foreign = |name: &str| {
         WireFormat::ALL
@@ -123,14 +132,13 @@ pub fn strip_foreign_format_headers(req: &mut RequestHeader, provider_format: Wi
             .any(|prefix| prefix != own && name.starts_with(prefix))
     };
     // Most requests carry none, and an empty Vec does not allocate.
-    let doomed: Vec<HeaderName> = req
-        .headers
+    let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| foreign(n.as_str()))
         .cloned()
         .collect();
     for name in doomed {
-        while req.remove_header(&name).is_some() {}
+        headers.remove(&name);
     }
 }
 
@@ -138,17 +146,24 @@ pub fn strip_foreign_format_headers(req: &mut RequestHeader, provider_format: Wi
 /// and default headers, the configured extra headers and the request id. Call after
 /// [`strip_client_headers`].
 pub fn add_provider_headers(
-    req: &mut RequestHeader,
+    req: &mut http::request::Parts,
     provider: &Provider,
     key: Option<&Secret>,
     request_id: &RequestId,
 ) -> pingora_core::Result<()> {
-    req.insert_header(header::HOST, provider.base.host_header().clone())?;
+    let defaults = provider.format.facts().default_headers.iter();
+    let defaults = defaults.chain(provider.kind.facts().default_headers);
+    let headers = &mut req.headers;
+    // Host, the key, the request id, the defaults and the extras, in one step.
+    let room = 3 + defaults.clone().count() + provider.headers.len();
+    header_maps::make_room(headers, room)?;
+    let host = provider.base.host_header().clone();
+    header_maps::put(headers, header::HOST, host)?;
     if let Some(key) = key {
         let (name, form) = match provider.auth_style() {
-            AuthStyle::XApiKey => ("x-api-key", KeyForm::Plain),
-            AuthStyle::Bearer => ("authorization", KeyForm::Bearer),
-            AuthStyle::GoogApiKey => ("x-goog-api-key", KeyForm::Plain),
+            AuthStyle::XApiKey => (X_API_KEY, KeyForm::Plain),
+            AuthStyle::Bearer => (header::AUTHORIZATION, KeyForm::Bearer),
+            AuthStyle::GoogApiKey => (X_GOOG_API_KEY, KeyForm::Plain),
         };
         let value = key.header_value(form).ok_or_else(|| {
             pingora_core::Error::explain(
@@ -156,18 +171,24 @@ pub fn add_provider_headers(
                 "invalid value while insert",
             )
         })?;
-        req.insert_header(name, value)?;
+        header_maps::put(headers, name, value)?;
     }
-    let defaults = provider.format.facts().default_headers.iter();
-    for &(name, value) in defaults.chain(provider.kind.facts().default_headers) {
-        if !req.headers.contains_key(name) {
-            req.insert_header(name, value)?;
+    for &(name, value) in defaults {
+        if !headers.contains_key(name) {
+            // Rare (a client of the provider's format sends these itself), so parsed here.
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                pingora_core::Error::explain(
+                    pingora_core::ErrorType::InvalidHTTPHeader,
+                    "invalid header name",
+                )
+            })?;
+            header_maps::put(headers, name, header_maps::text(value)?)?;
         }
     }
     for (name, value) in &provider.headers {
-        req.insert_header(name.clone(), value.clone())?;
+        header_maps::put(headers, name.clone(), value.clone())?;
     }
-    req.insert_header(REQUEST_ID, request_id.header_value())?;
+    header_maps::put(headers, REQUEST_ID_NAME, request_id.header_value())?;
     // Pingora's own line with this header is held back (it holds the key); this one
     // shows the rest.
     log::trace!(
@@ -237,20 +258,27 @@ fn remove_nominated<'a>(headers: &mut http::HeaderMap, names: impl Iterator<Item
 mod tests {
     use super::*;
     use crate::providers::{BaseUrl, ProviderKind, ANTHROPIC_VERSION};
+    use http::request::Parts;
     use http::HeaderValue;
-    use pingora_http::ResponseHeader;
+    use pingora_http::{RequestHeader, ResponseHeader};
 
-    fn request(pairs: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("POST", b"/p/x/y", None).unwrap();
+    /// A client's request with `pairs`, as the gateway edits it.
+    fn request(pairs: &[(&str, &str)]) -> Parts {
+        let mut r = http::Request::post("/p/x/y")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
         for (k, v) in pairs {
-            r.append_header(k.to_string(), *v).unwrap();
+            let name = HeaderName::from_bytes(k.as_bytes()).unwrap();
+            r.headers.append(name, HeaderValue::from_str(v).unwrap());
         }
         r
     }
 
     /// The request id `rid`, as a client would send it.
     fn rid() -> RequestId {
-        RequestId::of(&request(&[(REQUEST_ID, "rid")]))
+        RequestId::of(&RequestHeader::from(request(&[(REQUEST_ID, "rid")])))
     }
 
     fn provider(kind: ProviderKind) -> Provider {
@@ -274,18 +302,18 @@ mod tests {
             ("x-app", "cli"),
         ];
         let mut r = request(&client);
-        strip_foreign_format_headers(&mut r, WireFormat::OpenAi);
+        strip_foreign_format_headers(&mut r.headers, WireFormat::OpenAi);
         let mut left: Vec<&str> = r.headers.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["openai-organization", "x-app"]);
         let mut r = request(&client);
-        strip_foreign_format_headers(&mut r, WireFormat::Anthropic);
+        strip_foreign_format_headers(&mut r.headers, WireFormat::Anthropic);
         assert!(r.headers.get("openai-organization").is_none());
         assert_eq!(r.headers["anthropic-beta"], "claude-code-20250219");
     }
 
     /// A client request with `pairs`, as sent to a `kind` provider holding `key()`.
-    fn sent_to(kind: ProviderKind, pairs: &[(&str, &str)]) -> RequestHeader {
+    fn sent_to(kind: ProviderKind, pairs: &[(&str, &str)]) -> Parts {
         let mut r = request(pairs);
         add_provider_headers(&mut r, &provider(kind), Some(&key()), &rid()).unwrap();
         r
@@ -307,7 +335,7 @@ mod tests {
             ("x-custom", "kept"),
             ("anthropic-beta", "tools-2024"),
         ]);
-        strip_client_headers(&mut r);
+        strip_client_headers(&mut r.headers);
         for gone in [
             "authorization",
             "x-api-key",
@@ -336,7 +364,7 @@ mod tests {
             ("content-type", "application/json"),
             ("content-length", "2"),
         ]);
-        strip_client_headers(&mut r);
+        strip_client_headers(&mut r.headers);
         for gone in ["authorization", "x-api-key", "te"] {
             assert!(!r.headers.contains_key(gone), "{gone}");
         }
@@ -355,7 +383,7 @@ mod tests {
             "x-real-ip",
         ];
         let mut r = request(&gone.map(|name| (name, "x")));
-        strip_client_headers(&mut r);
+        strip_client_headers(&mut r.headers);
         assert!(r.headers.is_empty(), "{:?}", r.headers);
     }
 
@@ -371,7 +399,7 @@ mod tests {
             ("proxy-connection", "keep-alive"),
             ("content-length", "3"),
         ]);
-        strip_client_headers(&mut r);
+        strip_client_headers(&mut r.headers);
         for gone in [
             "connection",
             "x-secret-hop",
@@ -461,7 +489,7 @@ mod tests {
         ] {
             resp.append_header(k, v).unwrap();
         }
-        crate::proxy::answer_headers::open(&mut resp, strip_upstream_response_headers);
+        crate::proxy::header_maps::open_answer(&mut resp, strip_upstream_response_headers);
         for gone in ["connection", "x-hop", "keep-alive", "set-cookie"] {
             assert!(!resp.headers.contains_key(gone), "{gone}");
         }
@@ -482,7 +510,7 @@ mod tests {
         ] {
             resp.append_header(k, v).unwrap();
         }
-        crate::proxy::answer_headers::open(&mut resp, strip_upstream_response_headers);
+        crate::proxy::header_maps::open_answer(&mut resp, strip_upstream_response_headers);
         for gone in ["keep-alive", "set-cookie", "upgrade"] {
             assert!(!resp.headers.contains_key(gone), "{gone}");
         }
@@ -504,7 +532,7 @@ mod tests {
             }
             resp.append_header("connection", "Content-Length").unwrap();
             resp.append_header("content-length", "3").unwrap();
-            crate::proxy::answer_headers::open(&mut resp, strip_upstream_response_headers);
+            crate::proxy::header_maps::open_answer(&mut resp, strip_upstream_response_headers);
             for i in 0..lines {
                 let gone = format!("x-hop-{i}");
                 assert!(!resp.headers.contains_key(&gone), "{gone} of {lines}");

@@ -2,7 +2,6 @@
 //! error mapping and logging live in the sibling modules as plain functions.
 
 mod access_log;
-pub mod answer_headers;
 mod attempts;
 mod body_budget;
 mod body_deadline;
@@ -10,6 +9,7 @@ mod client_hangup;
 mod context;
 mod error;
 mod framing;
+pub mod header_maps;
 pub mod headers;
 mod limit_check;
 mod model_call;
@@ -435,19 +435,19 @@ impl AuroraProxy {
         }
         let mut header = answer.header;
         let omitted = translation.as_ref().and_then(|t| t.client.omitted_tools());
-        answer_headers::open(&mut header, |map| {
+        header_maps::open_answer(&mut header, |map| {
             headers::strip_upstream_response_headers(map);
             map.remove(http::header::TRANSFER_ENCODING);
             map.remove(http::header::CONTENT_ENCODING);
-            answer_headers::make_room(map, 3)?;
+            header_maps::make_room(map, 3)?;
             if translation.is_some() {
                 let json = http::HeaderValue::from_static("application/json");
-                answer_headers::put(map, http::header::CONTENT_TYPE, json)?;
+                header_maps::put(map, http::header::CONTENT_TYPE, json)?;
             }
             let length = http::HeaderValue::from(translated.len());
-            answer_headers::put(map, http::header::CONTENT_LENGTH, length)?;
+            header_maps::put(map, http::header::CONTENT_LENGTH, length)?;
             if let Some(tools) = omitted {
-                answer_headers::put(map, OMITTED_TOOLS_HEADER, answer_headers::text(tools)?)?;
+                header_maps::put(map, OMITTED_TOOLS_HEADER, header_maps::text(tools)?)?;
             }
             attempts::describe_answer(map, ctx)
         })?;
@@ -704,27 +704,34 @@ fn rewrite_upstream_request(
         .path_and_query
         .parse()
         .map_err(|_| status_error(400))?;
-    req.set_uri(uri);
-    framing::collapse_content_length(req);
-    headers::strip_client_headers(req);
-    if let Some(len) = prepared_len {
-        // Framed for the prepared body, whatever the client's framing was; the
-        // client's `Expect` was answered before its body was read.
-        req.remove_header(&http::header::TRANSFER_ENCODING);
-        req.remove_header(&http::header::EXPECT);
-        req.insert_header(http::header::CONTENT_LENGTH, len)?;
-    }
-    if translated {
-        headers::strip_foreign_format_headers(req, target.provider.format);
-        // The translator reads the provider's bytes; compressed ones would be wasted work.
-        req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
-    }
-    headers::add_provider_headers(
-        req,
-        &target.provider,
-        target.credential.key.as_ref(),
-        request_id,
-    )
+    header_maps::open_request(req, uri, |req| {
+        let headers = &mut req.headers;
+        framing::collapse_content_length(headers);
+        headers::strip_client_headers(headers);
+        if let Some(len) = prepared_len {
+            // Framed for the prepared body, whatever the client's framing was; the
+            // client's `Expect` was answered before its body was read.
+            headers.remove(http::header::TRANSFER_ENCODING);
+            headers.remove(http::header::EXPECT);
+            header_maps::make_room(headers, 1)?;
+            let len = http::HeaderValue::from(len);
+            header_maps::put(headers, http::header::CONTENT_LENGTH, len)?;
+        }
+        if translated {
+            headers::strip_foreign_format_headers(headers, target.provider.format);
+            // The translator reads the provider's bytes; compressed ones would be wasted
+            // work.
+            header_maps::make_room(headers, 1)?;
+            let identity = http::HeaderValue::from_static("identity");
+            header_maps::put(headers, http::header::ACCEPT_ENCODING, identity)?;
+        }
+        headers::add_provider_headers(
+            req,
+            &target.provider,
+            target.credential.key.as_ref(),
+            request_id,
+        )
+    })
 }
 
 /// A Pingora error carrying nothing but its HTTP status; the details wait in the context.
@@ -763,6 +770,9 @@ impl ProxyHttp for AuroraProxy {
             model_call::begin_subrequest(session, ctx, plan);
             return Ok(false);
         }
+        // Pingora copies the client's header for the provider, spelling record and all;
+        // without the record that copy, and every edit to it, costs half.
+        header_maps::forget_request_spelling(session.req_header_mut());
         let config = self.config.snapshot();
         // No read of the body waits past its whole-body deadline; a trickled body is
         // caught in `request_body_filter`.
@@ -1063,7 +1073,7 @@ impl ProxyHttp for AuroraProxy {
         ctx.upstream_status = Some(status);
         ctx.body.answered(status);
         observe::answer_header(ctx, upstream_response);
-        answer_headers::open(upstream_response, |map| {
+        header_maps::open_answer(upstream_response, |map| {
             headers::strip_upstream_response_headers(map);
             attempts::describe_answer(map, ctx)
         })?;

@@ -313,12 +313,16 @@ impl fmt::Debug for ModelDirectory {
 fn list_request(provider: &Provider) -> pingora_core::Result<RequestHeader> {
     let query = provider.kind.facts().models_list_query;
     let path = format!("{}/models{query}", provider.base.path);
-    let mut request = RequestHeader::build("GET", path.as_bytes(), None)?;
-    request.insert_header(http::header::ACCEPT, "application/json")?;
+    let mut request = http::Request::new(()).into_parts().0;
+    request.uri = path.parse().map_err(|_| {
+        pingora_core::Error::explain(pingora_core::ErrorType::InvalidHTTPHeader, "invalid uri")
+    })?;
+    let json = http::HeaderValue::from_static("application/json");
+    request.headers.insert(http::header::ACCEPT, json);
     let request_id = super::request_id::RequestId::fresh();
     let key = provider.credential.next_static_key();
     headers::add_provider_headers(&mut request, provider, key, &request_id)?;
-    Ok(request)
+    Ok(RequestHeader::from(request))
 }
 
 /// The `id`s of `{"data":[{"id":…},…]}`, the shape both OpenAI and Anthropic use.

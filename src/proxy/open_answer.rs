@@ -11,7 +11,7 @@ use pingora_proxy::Session;
 use super::client_hangup::ClientSocket;
 use super::whole_answer::OpenAnswer;
 use super::{
-    answer_headers, attempts, headers, observe, upstream_failure, GatewayError, RequestContext,
+    attempts, header_maps, headers, observe, upstream_failure, GatewayError, RequestContext,
     OMITTED_TOOLS_HEADER,
 };
 use crate::telemetry;
@@ -44,12 +44,12 @@ pub async fn stream_to_client(
     }
     ctx.upstream_status = Some(header.status.as_u16());
     observe::answer_header(ctx, &header);
-    answer_headers::open(&mut header, |map| {
+    header_maps::open_answer(&mut header, |map| {
         headers::strip_upstream_response_headers(map);
         map.remove(http::header::CONTENT_ENCODING);
         if let Some(tools) = &omitted {
-            answer_headers::make_room(map, 1)?;
-            answer_headers::put(map, OMITTED_TOOLS_HEADER, answer_headers::text(tools)?)?;
+            header_maps::make_room(map, 1)?;
+            header_maps::put(map, OMITTED_TOOLS_HEADER, header_maps::text(tools)?)?;
         }
         attempts::describe_answer(map, ctx)
     })?;

@@ -6,7 +6,7 @@ use pingora_core::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-use super::answer_headers;
+use super::header_maps;
 use super::headers::AURORA_REQUEST_ID;
 use super::request_id::RequestId;
 use super::GatewayError;
@@ -45,21 +45,17 @@ async fn send_with(
     rate: Option<&RateState>,
 ) -> Result<()> {
     let room = 3 + usize::from(retry_after.is_some()) + rate.map_or(0, RateState::header_count);
-    let mut head = answer_headers::blank(status, room)?;
+    let mut head = header_maps::blank_answer(status, room)?;
     let map = &mut head.headers;
     if let Some(seconds) = retry_after {
-        answer_headers::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
+        header_maps::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
     }
     if let Some(rate) = rate {
-        insert_rate_headers(map, rate).map_err(answer_headers::too_many_headers)?;
+        insert_rate_headers(map, rate).map_err(header_maps::too_many_headers)?;
     }
-    answer_headers::put(
-        map,
-        header::CONTENT_TYPE,
-        answer_headers::text(content_type)?,
-    )?;
-    answer_headers::put(map, header::CONTENT_LENGTH, HeaderValue::from(body.len()))?;
-    answer_headers::put(map, AURORA_REQUEST_ID, request_id.header_value())?;
+    header_maps::put(map, header::CONTENT_TYPE, header_maps::text(content_type)?)?;
+    header_maps::put(map, header::CONTENT_LENGTH, HeaderValue::from(body.len()))?;
+    header_maps::put(map, AURORA_REQUEST_ID, request_id.header_value())?;
     let resp = ResponseHeader::from(head);
     let head_only = session.req_header().method == http::Method::HEAD;
     session

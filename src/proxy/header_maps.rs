@@ -1,24 +1,65 @@
-//! The answer's header map, opened once for the gateway's own headers.
+//! Pingora's request and answer headers, opened for the gateway's own edits.
 //!
-//! Pingora keeps a second map beside an HTTP/1 answer's headers that records how the
-//! provider spelled each name, and lets a header in only through calls that parse its
-//! name, copy it into both maps and grow each as it fills. Aurora adds up to ten
-//! headers to an answer (its request id, who answered, the caller's rate windows), so
-//! it opens the map instead: the spelling record goes, room is made in one step, and
-//! the names go in as the constants they are.
+//! Pingora keeps a second map beside an HTTP/1 message's headers that records how the
+//! sender spelled each name, and lets a header in or out only through calls that parse
+//! its name, copy it into both maps and grow each as it fills. The gateway edits every
+//! request (credentials out, the provider's in) and every answer (its request id, who
+//! answered, the caller's rate windows), so it opens the map instead: the spelling
+//! record goes, room is made in one step, and names go in as the constants they are.
 //!
-//! Without the record an HTTP/1 client reads the names as Pingora writes its own
-//! answers and as HTTP/2 carries every answer: the common standard names in title case
-//! (`Content-Type`), the rest in lower case (`x-request-id`). Header names are
-//! case-insensitive (RFC 9110 §5.1); Envoy writes them this way too.
+//! Without the record, names leave as Pingora writes its own messages and as HTTP/2
+//! carries every message: the common standard names in title case (`Content-Type`),
+//! the rest in lower case (`x-request-id`). Header names are case-insensitive (RFC 9110
+//! §5.1); Envoy writes them this way too.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, MaxSizeReached};
 use pingora_core::{Error, ErrorType, Result};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
+
+/// Drops the record of how the client spelled its header names, when the request's
+/// target is one its URI carries (origin-form, UTF-8: what clients send); another
+/// target is left with its record, since only the URI would survive.
+pub fn forget_request_spelling(req: &mut RequestHeader) {
+    let origin_form = req.raw_path_is_utf8() && req.raw_path().first() == Some(&b'/');
+    if req.has_case() && origin_form {
+        open_request_at(req, None, |_| ());
+    }
+}
+
+/// Runs `edit` on the parts of `req` with `uri` as its target, as `set_uri` would set
+/// it; the spelling record of its header names goes.
+pub fn open_request<T>(
+    req: &mut RequestHeader,
+    uri: http::Uri,
+    edit: impl FnOnce(&mut http::request::Parts) -> T,
+) -> T {
+    open_request_at(req, Some(uri), edit)
+}
+
+fn open_request_at<T>(
+    req: &mut RequestHeader,
+    uri: Option<http::Uri>,
+    edit: impl FnOnce(&mut http::request::Parts) -> T,
+) -> T {
+    // Only HTTP/2 requests say whether END_STREAM may ride on their HEADERS.
+    let end_stream = req.send_end_stream();
+    // A blank header in its place allocates nothing.
+    let blank = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(req, blank));
+    if let Some(uri) = uri {
+        parts.uri = uri;
+    }
+    let edited = edit(&mut parts);
+    *req = RequestHeader::from(parts);
+    if let Some(end_stream) = end_stream {
+        req.set_send_end_stream(end_stream);
+    }
+    edited
+}
 
 /// Runs `edit` on the header map of `resp`, which loses the provider's spelling of its
 /// header names; its status, version, reason phrase and headers stay as they were.
-pub fn open<T>(resp: &mut ResponseHeader, edit: impl FnOnce(&mut HeaderMap) -> T) -> T {
+pub fn open_answer<T>(resp: &mut ResponseHeader, edit: impl FnOnce(&mut HeaderMap) -> T) -> T {
     // Only an unusual reason phrase is copied; the status's own is the default.
     let reason = resp
         .get_reason_phrase()
@@ -38,8 +79,8 @@ pub fn open<T>(resp: &mut ResponseHeader, edit: impl FnOnce(&mut HeaderMap) -> T
 
 /// The parts of a new answer with `status` and room for `room` headers, to become a
 /// [`ResponseHeader`] without a spelling record: the gateway's own answers name their
-/// headers as [`open`] leaves a provider's.
-pub fn blank(status: u16, room: usize) -> Result<http::response::Parts> {
+/// headers as [`open_answer`] leaves a provider's.
+pub fn blank_answer(status: u16, room: usize) -> Result<http::response::Parts> {
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = http::StatusCode::from_u16(status)
         .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid status"))?;
@@ -98,7 +139,7 @@ mod tests {
     fn an_opened_answer_keeps_its_headers_in_order_and_loses_only_their_spelling() {
         let mut resp = provider_answer();
         assert!(resp.has_case());
-        let added = open(&mut resp, |headers| {
+        let added = open_answer(&mut resp, |headers| {
             make_room(headers, 1)?;
             put(
                 headers,
@@ -120,11 +161,11 @@ mod tests {
     fn an_opened_answer_keeps_an_unusual_reason_phrase() {
         let mut resp = provider_answer();
         resp.set_reason_phrase(Some("Fine Thanks")).unwrap();
-        open(&mut resp, |_| ());
+        open_answer(&mut resp, |_| ());
         assert_eq!(resp.get_reason_phrase(), Some("Fine Thanks"));
 
         let mut plain = ResponseHeader::build(404, None).unwrap();
-        open(&mut plain, |_| ());
+        open_answer(&mut plain, |_| ());
         assert_eq!(plain.status, 404);
         assert_eq!(plain.get_reason_phrase(), Some("Not Found"));
     }
@@ -132,7 +173,7 @@ mod tests {
     #[test]
     fn made_room_takes_the_headers_without_growing_again() {
         let mut resp = provider_answer();
-        open(&mut resp, |headers| {
+        open_answer(&mut resp, |headers| {
             make_room(headers, 10).unwrap();
             let room = headers.capacity();
             for i in 0..10 {
@@ -146,7 +187,7 @@ mod tests {
     #[test]
     fn put_replaces_what_the_provider_sent() {
         let mut resp = provider_answer();
-        open(&mut resp, |headers| {
+        open_answer(&mut resp, |headers| {
             put(
                 headers,
                 HeaderName::from_static("x-multi"),
@@ -160,13 +201,69 @@ mod tests {
         assert_eq!(resp.headers[CONTENT_TYPE], "text/plain");
     }
 
+    fn request_wire(req: &RequestHeader) -> String {
+        let mut buf = Vec::new();
+        req.header_to_h1_wire(&mut buf);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn a_request_forgets_its_spelling_and_keeps_its_target_method_and_headers() {
+        let mut req = RequestHeader::build("POST", b"/p/openai/chat?x=1", None).unwrap();
+        req.append_header("Content-Type", "application/json")
+            .unwrap();
+        req.append_header("X-Stainless-Lang", "python").unwrap();
+        forget_request_spelling(&mut req);
+        assert!(!req.has_case());
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.raw_path(), b"/p/openai/chat?x=1");
+        assert_eq!(
+            request_wire(&req),
+            "Content-Type: application/json\r\nx-stainless-lang: python\r\n"
+        );
+    }
+
+    #[test]
+    fn a_request_whose_target_its_uri_cannot_carry_keeps_its_spelling() {
+        for target in [&b"http://example.com/v1/models"[..], b"/caf\xe9"] {
+            let mut req = RequestHeader::build("GET", target, None).unwrap();
+            req.append_header("X-Odd", "1").unwrap();
+            forget_request_spelling(&mut req);
+            assert!(req.has_case());
+            assert_eq!(req.raw_path(), target);
+        }
+    }
+
+    #[test]
+    fn an_opened_request_takes_its_new_target_and_keeps_its_end_stream_choice() {
+        let mut req = RequestHeader::build("POST", b"/p/openai/chat", None).unwrap();
+        req.set_version(http::Version::HTTP_2);
+        req.set_send_end_stream(false);
+        req.append_header("X-Odd", "1").unwrap();
+        let took = open_request(&mut req, "/v1/chat?y=2".parse().unwrap(), |parts| {
+            make_room(&mut parts.headers, 1)?;
+            put(
+                &mut parts.headers,
+                HeaderName::from_static("x-added"),
+                HeaderValue::from(2),
+            )
+        });
+        took.unwrap();
+        assert!(!req.has_case());
+        assert_eq!(req.raw_path(), b"/v1/chat?y=2");
+        assert_eq!(req.send_end_stream(), Some(false));
+        assert_eq!(req.version, http::Version::HTTP_2);
+        assert_eq!(req.headers["x-odd"], "1");
+        assert_eq!(req.headers["x-added"], "2");
+    }
+
     #[test]
     fn a_blank_answer_has_its_status_and_no_spelling_record() {
-        let resp = ResponseHeader::from(blank(429, 3).unwrap());
+        let resp = ResponseHeader::from(blank_answer(429, 3).unwrap());
         assert_eq!(resp.status, 429);
         assert!(!resp.has_case());
         assert!(resp.headers.capacity() >= 3);
-        assert!(blank(1000, 0).is_err());
+        assert!(blank_answer(1000, 0).is_err());
     }
 
     #[test]
