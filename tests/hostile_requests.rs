@@ -579,3 +579,41 @@ async fn whole_translated_answers_reuse_pooled_upstream_connections() {
         "each answer opened its own upstream connection"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_leave_as_http2_names_them_whatever_the_sender_spelled() {
+    let body = r#"{"ok":true}"#;
+    let provider = raw_provider(format!(
+        "HTTP/1.1 200 OK\r\nCONTENT-TYPE: application/json\r\nCF-RAY: 8f00-LHR\r\n\
+         X-Request-Id: req_provider\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
+    let gw = gateway_at(&provider.base);
+    let request = format!(
+        "POST /p/openai/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {MASTER}\r\n\
+         X-Stainless-Lang: python\r\nCONTENT-TYPE: application/json\r\nContent-Length: 2\r\n\
+         Connection: close\r\n\r\n{{}}"
+    );
+    let answer = common::raw_request(&gw.addr(), &request).await;
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert_eq!(answer.body, body.as_bytes());
+    // Standard names in title case, the rest in lower case, as sent or not.
+    for line in [
+        "\r\nContent-Type: application/json\r\n",
+        "\r\ncf-ray: 8f00-LHR\r\n",
+        "\r\nx-request-id: req_provider\r\n",
+        "\r\nx-aurora-request-id: ",
+    ] {
+        assert!(answer.head.contains(line), "{line:?} in {}", answer.head);
+    }
+    let sent = provider.received.lock().unwrap()[0].clone();
+    for line in [
+        "\r\nContent-Type: application/json\r\n",
+        "\r\nx-stainless-lang: python\r\n",
+        "\r\nauthorization: Bearer sk-oai-provider-hostile-test\r\n",
+    ] {
+        assert!(sent.contains(line), "{line:?} in {sent}");
+    }
+    assert!(!sent.contains(MASTER), "the gateway key went upstream");
+}
