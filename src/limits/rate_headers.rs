@@ -1,7 +1,8 @@
 //! OpenAI's `x-ratelimit-*` answer headers for a caller's windows. Written on every
 //! answer to a key with limits, so the names are constants and the numbers are
-//! formatted on the stack: the values' own bytes are the only allocations.
+//! formatted on the stack into one buffer the six values share.
 
+use bytes::BytesMut;
 use http::header::{HeaderMap, HeaderName, HeaderValue, MaxSizeReached};
 
 use super::RateState;
@@ -34,26 +35,29 @@ pub fn insert_rate_headers(
     headers: &mut HeaderMap,
     rate: &RateState,
 ) -> Result<(), MaxSizeReached> {
+    // The values are written into one buffer and share it: one allocation (and the
+    // share count) for all six instead of one each.
+    let mut text = BytesMut::with_capacity(VALUES_ROOM);
     for ([limit, remaining, reset], window) in NAMES.into_iter().zip([rate.requests, rate.tokens]) {
         let Some(w) = window else { continue };
-        headers.try_insert(limit, number(w.limit))?;
-        headers.try_insert(remaining, number(w.remaining))?;
-        let mut text = ResetText::default();
-        // Only digits and unit letters: always a valid header value.
-        let reset_value = HeaderValue::from_str(text.write(w.reset_secs))
-            .unwrap_or(HeaderValue::from_static("0s"));
-        headers.try_insert(reset, reset_value)?;
+        let mut digits = itoa::Buffer::new();
+        headers.try_insert(limit, value(&mut text, digits.format(w.limit)))?;
+        headers.try_insert(remaining, value(&mut text, digits.format(w.remaining)))?;
+        let mut reset_text = ResetText::default();
+        headers.try_insert(reset, value(&mut text, reset_text.write(w.reset_secs)))?;
     }
     Ok(())
 }
 
-/// `n` as a header value, formatted on the stack (`HeaderValue::from(u64)` goes
-/// through a growable buffer first).
-fn number(n: u64) -> HeaderValue {
-    let mut digits = itoa::Buffer::new();
-    let text = digits.format(n);
-    // Digits are always a valid header value; the fallback is never taken.
-    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("0"))
+/// Two windows' longest values: two numbers of 20 digits and a reset text of 32 bytes
+/// each.
+const VALUES_ROOM: usize = 2 * (20 + 20 + 32);
+
+/// `digits` (or a reset text) as a header value sharing `buf`.
+fn value(buf: &mut BytesMut, digits: &str) -> HeaderValue {
+    buf.extend_from_slice(digits.as_bytes());
+    // Only ASCII digits and unit letters: always a valid header value.
+    HeaderValue::from_maybe_shared(buf.split().freeze()).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Room for the longest reset text: `u64::MAX` seconds as hours, minutes and seconds.
@@ -98,8 +102,34 @@ mod tests {
 
     #[test]
     fn numbers_read_as_decimal_text() {
+        let mut buf = BytesMut::new();
         for n in [0, 7, 1_000_000, u64::MAX] {
-            assert_eq!(number(n).to_str().unwrap(), n.to_string());
+            let text = n.to_string();
+            assert_eq!(value(&mut buf, &text).to_str().unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn the_six_values_share_one_buffer_even_at_their_longest() {
+        let longest = Some(WindowState {
+            limit: u64::MAX,
+            remaining: u64::MAX,
+            reset_secs: u64::MAX,
+        });
+        let rate = RateState {
+            requests: longest,
+            tokens: longest,
+        };
+        let mut headers = HeaderMap::new();
+        insert_rate_headers(&mut headers, &rate).unwrap();
+        let values: Vec<&[u8]> = NAMES
+            .iter()
+            .flatten()
+            .map(|name| headers[name].as_bytes())
+            .collect();
+        for pair in values.windows(2) {
+            // Each value starts where the one before it ends: one buffer, never moved.
+            assert_eq!(pair[0].as_ptr_range().end, pair[1].as_ptr(), "{pair:?}");
         }
     }
 
