@@ -52,6 +52,21 @@ fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
 /// One key's usage: day → model → what it used.
 type UsageByDay = BTreeMap<u64, HashMap<String, UsageRecord>>;
 
+/// Adds `usage` of `model` on `day` to one key's `days`.
+fn add_usage(days: &mut UsageByDay, day: u64, model: &str, usage: &UsageRecord) {
+    if !days.contains_key(&day) {
+        // A new day: what is past keeping goes.
+        days.retain(|d, _| d + USAGE_DAYS_KEPT > day);
+    }
+    let models = days.entry(day).or_default();
+    match models.get_mut(model) {
+        Some(total) => total.add(usage),
+        None => {
+            models.insert(model.to_string(), *usage);
+        }
+    }
+}
+
 /// Counters in this process's memory: exact for one replica.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -167,23 +182,11 @@ impl LimitStore for MemoryStore {
         usage: &UsageRecord,
     ) -> Result<(), StoreError> {
         let mut all = self.usage.lock().map_err(poisoned)?;
-        // Nothing is allocated once a key has its day and model: the usual case.
-        if !all.contains_key(key) {
-            all.insert(key.to_string(), BTreeMap::new());
-        }
-        let Some(days) = all.get_mut(key) else {
-            return Ok(());
-        };
-        if !days.contains_key(&day) {
-            // A new day: what is past keeping goes.
-            days.retain(|d, _| d + USAGE_DAYS_KEPT > day);
-        }
-        let models = days.entry(day).or_default();
-        match models.get_mut(model) {
-            Some(total) => total.add(usage),
-            None => {
-                models.insert(model.to_string(), *usage);
-            }
+        // Nothing is allocated, and the key hashed once, when it has its day and model:
+        // the usual case.
+        match all.get_mut(key) {
+            Some(days) => add_usage(days, day, model, usage),
+            None => add_usage(all.entry(key.to_string()).or_default(), day, model, usage),
         }
         Ok(())
     }
