@@ -129,9 +129,10 @@ mod tests {
         resp
     }
 
-    fn wire(resp: &ResponseHeader) -> String {
+    /// The header lines `write` puts on an HTTP/1 wire.
+    fn wire(write: impl FnOnce(&mut Vec<u8>)) -> String {
         let mut buf = Vec::new();
-        resp.header_to_h1_wire(&mut buf);
+        write(&mut buf);
         String::from_utf8(buf).unwrap()
     }
 
@@ -151,7 +152,7 @@ mod tests {
         assert!(!resp.has_case());
         assert_eq!(resp.status, 200);
         assert_eq!(
-            wire(&resp),
+            wire(|buf| resp.header_to_h1_wire(buf)),
             "Content-Type: application/json\r\ncf-ray: abc\r\nx-multi: 1\r\nx-multi: 2\r\n\
              x-added: 7\r\n"
         );
@@ -201,12 +202,6 @@ mod tests {
         assert_eq!(resp.headers[CONTENT_TYPE], "text/plain");
     }
 
-    fn request_wire(req: &RequestHeader) -> String {
-        let mut buf = Vec::new();
-        req.header_to_h1_wire(&mut buf);
-        String::from_utf8(buf).unwrap()
-    }
-
     #[test]
     fn a_request_forgets_its_spelling_and_keeps_its_target_method_and_headers() {
         let mut req = RequestHeader::build("POST", b"/p/openai/chat?x=1", None).unwrap();
@@ -218,7 +213,7 @@ mod tests {
         assert_eq!(req.method, "POST");
         assert_eq!(req.raw_path(), b"/p/openai/chat?x=1");
         assert_eq!(
-            request_wire(&req),
+            wire(|buf| req.header_to_h1_wire(buf)),
             "Content-Type: application/json\r\nx-stainless-lang: python\r\n"
         );
     }
