@@ -1,9 +1,11 @@
 //! Writes to Redis that no request waits for: charges (per subject, per counter key)
-//! and usage (per hash and field), summed while they wait so a flush sends one
-//! increment per key however many requests made it.
+//! and usage (per gateway key, day and model), summed while they wait so a flush sends
+//! one increment per key however many requests made it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use super::UsageRecord;
 
 /// One counter's increment and how long its key lives once written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,20 +27,24 @@ impl Increment {
 /// Counter key → increment.
 pub type Counters = HashMap<String, Increment>;
 
-/// A usage hash: field → increment, and the hash's lifetime.
+/// What one key used on one day, per model, and how long its hash lives once written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HashIncrements {
-    pub fields: HashMap<String, i64>,
+pub struct DayUsage {
+    pub models: HashMap<String, UsageRecord>,
     pub ttl_secs: u64,
 }
+
+/// Gateway key → day → its usage. Kept as records, not as the hash's `model|kind`
+/// fields, so a request adds to them without formatting a name; the flush names them.
+pub type UsageByKey = HashMap<String, HashMap<u64, DayUsage>>;
 
 /// Everything waiting to be written.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pending {
     /// Subject → its counters (token windows, budgets).
     pub charges: HashMap<String, Counters>,
-    /// Usage hash key → its fields.
-    pub usage: HashMap<String, HashIncrements>,
+    /// What each gateway key used, per day and model.
+    pub usage: UsageByKey,
 }
 
 impl Pending {
@@ -71,24 +77,24 @@ impl Pending {
             .insert(subject.to_string(), HashMap::from([(key, add)]));
     }
 
-    /// Adds `by` to `field` of the usage hash `hash`, which lives `ttl_secs`.
-    pub fn usage(&mut self, hash: &str, field: &str, by: i64, ttl_secs: u64) {
-        if by <= 0 {
-            return;
-        }
-        if !self.usage.contains_key(hash) {
-            self.usage
-                .insert(hash.to_string(), HashIncrements::default());
-        }
-        let Some(h) = self.usage.get_mut(hash) else {
-            return;
-        };
-        h.ttl_secs = h.ttl_secs.max(ttl_secs);
-        match h.fields.get_mut(field) {
-            Some(n) => *n = n.saturating_add(by),
-            None => {
-                h.fields.insert(field.to_string(), by);
+    /// Adds `usage` of `model` to what `key` used on `day`, whose hash lives
+    /// `ttl_secs`.
+    pub fn usage(&mut self, key: &str, day: u64, model: &str, usage: &UsageRecord, ttl_secs: u64) {
+        let add = |days: &mut HashMap<u64, DayUsage>| {
+            let on_day = days.entry(day).or_default();
+            on_day.ttl_secs = on_day.ttl_secs.max(ttl_secs);
+            // Nothing is allocated once the model has its record: the usual case.
+            match on_day.models.get_mut(model) {
+                Some(total) => total.add(usage),
+                None => {
+                    on_day.models.insert(model.to_string(), *usage);
+                }
             }
+        };
+        // The key is hashed once when it waits already.
+        match self.usage.get_mut(key) {
+            Some(days) => add(days),
+            None => add(self.usage.entry(key.to_string()).or_default()),
         }
     }
 
@@ -118,9 +124,11 @@ impl Pending {
         for (subject, counters) in failed.charges {
             self.put_back_counters(&subject, counters, now);
         }
-        for (hash, h) in failed.usage {
-            for (field, by) in h.fields {
-                self.usage(&hash, &field, by, h.ttl_secs);
+        for (key, days) in failed.usage {
+            for (day, on_day) in days {
+                for (model, usage) in on_day.models {
+                    self.usage(&key, day, &model, &usage, on_day.ttl_secs);
+                }
             }
         }
     }
@@ -150,13 +158,18 @@ mod tests {
     fn increments_to_one_key_are_summed_while_they_wait() {
         let now = Instant::now();
         let mut p = Pending::default();
+        let three_in = UsageRecord {
+            input: 3,
+            ..UsageRecord::default()
+        };
         for _ in 0..100 {
             p.charge("key:a", "tok:1".into(), 10, 61, now);
-            p.usage("usage:a:1", "gpt|input", 3, 400);
+            p.usage("a", 1, "gpt", &three_in, 400);
         }
         p.charge("key:a", "tok:1".into(), 0, 61, now);
         assert_eq!(p.charges["key:a"]["tok:1"].by, 1000);
-        assert_eq!(p.usage["usage:a:1"].fields["gpt|input"], 300);
+        assert_eq!(p.usage["a"][&1].models["gpt"].input, 300);
+        assert_eq!(p.usage["a"][&1].ttl_secs, 400);
         let one = p.take_one("key:a", "tok:1").unwrap();
         assert_eq!(one.by, 1000);
         assert!(p.charges.is_empty(), "a subject with nothing left goes");

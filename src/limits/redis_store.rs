@@ -247,7 +247,7 @@ impl LimitStore for RedisStore {
         usage: &UsageRecord,
     ) -> Result<(), StoreError> {
         self.writer
-            .usage(&usage_key(key, day), model, usage, USAGE_DAYS_KEPT * 86_400);
+            .usage(key, day, model, usage, USAGE_DAYS_KEPT * 86_400);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::pending::{Counters, Increment, Pending};
-use super::redis_link::{within, Link};
+use super::redis_link::{usage_key, within, Link};
 use super::redis_scripts::RELEASE;
 use super::{StoreError, UsageRecord};
 
@@ -50,13 +50,17 @@ impl Writer {
         self.wake();
     }
 
-    /// Adds `usage` to the hash `hash` under `model`, soon.
-    pub fn usage(self: &Arc<Self>, hash: &str, model: &str, usage: &UsageRecord, ttl_secs: u64) {
+    /// Adds `usage` of `model` to the hash of what `key` used on `day`, soon.
+    pub fn usage(
+        self: &Arc<Self>,
+        key: &str,
+        day: u64,
+        model: &str,
+        usage: &UsageRecord,
+        ttl_secs: u64,
+    ) {
         if let Ok(mut p) = self.pending.lock() {
-            for (name, value) in usage.fields() {
-                let by = i64::try_from(value).unwrap_or(i64::MAX);
-                p.usage(hash, &format!("{model}|{name}"), by, ttl_secs);
-            }
+            p.usage(key, day, model, usage, ttl_secs);
         }
         self.wake();
     }
@@ -87,11 +91,17 @@ impl Writer {
         for counters in batch.charges.values() {
             add_counters(&mut pipe, counters);
         }
-        for (hash, h) in &batch.usage {
-            for (field, by) in &h.fields {
-                pipe.hincr(hash, field, *by).ignore();
+        for (key, days) in &batch.usage {
+            for (day, on_day) in days {
+                let hash = usage_key(key, *day);
+                for (model, usage) in &on_day.models {
+                    for (name, value) in usage.fields().into_iter().filter(|(_, v)| *v > 0) {
+                        let by = i64::try_from(value).unwrap_or(i64::MAX);
+                        pipe.hincr(&hash, format!("{model}|{name}"), by).ignore();
+                    }
+                }
+                pipe.expire(&hash, secs(on_day.ttl_secs)).ignore();
             }
-            pipe.expire(hash, secs(h.ttl_secs)).ignore();
         }
         let sent = match self.link.connection().await {
             Ok(mut conn) => within(pipe.query_async::<()>(&mut conn), "charges and usage", 1).await,
