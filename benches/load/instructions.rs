@@ -1,5 +1,6 @@
-//! Instructions per request, counted by callgrind: the gateway (no limits, and a key
-//! with limits in memory) and the bare Pingora proxy, each under `valgrind
+//! Instructions per request, counted by callgrind: the gateway (no limits, a key with
+//! limits in memory, and the same key in a Redis the count starts when `redis-server`
+//! is installed; Redis itself is not counted) and the bare Pingora proxy, each under `valgrind
 //! --tool=callgrind`, sent the same small-JSON passthrough requests one at a time;
 //! and the gateway sent `/v1/chat/completions` translated to Anthropic, whose cost
 //! against the passthrough's is the translation's.
@@ -35,9 +36,10 @@ pub const SCENARIO: &str = "passthrough_small_json";
 pub const TRANSLATED: &str = "chat_to_anthropic_json";
 
 /// What is counted: each target on the plainest request, and the gateway translating.
-const COUNTED: [(Target, &str); 4] = [
+const COUNTED: [(Target, &str); 5] = [
     (Target::Aurora, SCENARIO),
     (Target::AuroraLimited, SCENARIO),
+    (Target::AuroraLimitedRedis, SCENARIO),
     (Target::Pingora, SCENARIO),
     (Target::Aurora, TRANSLATED),
 ];
@@ -60,11 +62,14 @@ pub fn measure(
     dir: &Path,
     secs: f64,
 ) -> Vec<InstructionCount> {
+    // Started before the servers go under callgrind: Redis's own work is not counted.
+    let mut redis = limited::redis_binary().map(|bin| limited::start_redis(&bin, None, dir));
+    let redis_port = redis.as_ref().map(|r| r.port);
     servers::run_under(callgrind_wrapper(dir));
     let aurora_bin = servers::aurora_binary();
     let mut counts = Vec::new();
     for (target, scenario) in COUNTED {
-        let Some(mut server) = start(target, &aurora_bin, mock_port, dir) else {
+        let Some(mut server) = start(target, &aurora_bin, mock_port, redis_port, dir) else {
             continue;
         };
         match count(rt, target, scenario, &server, dir, secs) {
@@ -82,11 +87,33 @@ pub fn measure(
         server.stop_wrapped(Duration::from_secs(30));
     }
     servers::run_under(Vec::new());
+    if let Some(redis) = redis.as_mut() {
+        redis.stop_wrapped(Duration::from_secs(5));
+    }
     counts
 }
 
-/// Starts `target` (the gateway, the limited gateway or bare Pingora) on the mock.
-pub fn start(target: Target, aurora_bin: &Path, mock_port: u16, dir: &Path) -> Option<Server> {
+/// Starts `target` (the gateway, the limited gateway in memory or in the Redis on
+/// `redis_port`, or bare Pingora) on the mock.
+pub fn start(
+    target: Target,
+    aurora_bin: &Path,
+    mock_port: u16,
+    redis_port: Option<u16>,
+    dir: &Path,
+) -> Option<Server> {
+    let limited = |store: Option<&str>| {
+        servers::start_aurora_with_config(
+            aurora_bin,
+            mock_port,
+            1,
+            "warn",
+            None,
+            dir,
+            &limited::limited_config(store),
+            None,
+        )
+    };
     Some(match target {
         Target::Pingora => match servers::pingora_binary() {
             Some(bin) => servers::start_pingora(&bin, mock_port, 1, None, dir),
@@ -95,16 +122,14 @@ pub fn start(target: Target, aurora_bin: &Path, mock_port: u16, dir: &Path) -> O
                 return None;
             }
         },
-        Target::AuroraLimited => servers::start_aurora_with_config(
-            aurora_bin,
-            mock_port,
-            1,
-            "warn",
-            None,
-            dir,
-            &limited::limited_config(None),
-            None,
-        ),
+        Target::AuroraLimited => limited(None),
+        Target::AuroraLimitedRedis => match redis_port {
+            Some(port) => limited(Some(&format!("redis://127.0.0.1:{port}/0"))),
+            None => {
+                eprintln!("  redis-server not installed (make redis installs it)");
+                return None;
+            }
+        },
         _ => servers::start_aurora(aurora_bin, mock_port, 1, "warn", None, dir),
     })
 }
@@ -216,6 +241,13 @@ mod tests {
         let dump = "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nsummary: 279288929\ntotals: 279301961\n";
         assert_eq!(summary(dump), Some(279_288_929));
         assert_eq!(summary("events: Ir\n"), None);
+    }
+
+    #[test]
+    fn limits_are_counted_in_memory_and_in_redis() {
+        for target in [Target::AuroraLimited, Target::AuroraLimitedRedis] {
+            assert!(COUNTED.contains(&(target, SCENARIO)), "{}", target.name());
+        }
     }
 
     #[test]

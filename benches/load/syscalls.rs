@@ -83,7 +83,7 @@ pub fn measure(
                     Some(servers::start_nginx(bin, mock_port, nofile, None, dir))
                 }
                 (Target::Nginx, None) => None,
-                _ => instructions::start(target, &aurora_bin, mock_port, dir),
+                _ => instructions::start(target, &aurora_bin, mock_port, None, dir),
             };
             servers::run_under(Vec::new());
             let mut server = server?;
