@@ -58,13 +58,7 @@ fn add_usage(days: &mut UsageByDay, day: u64, model: &str, usage: &UsageRecord) 
         // A new day: what is past keeping goes.
         days.retain(|d, _| d + USAGE_DAYS_KEPT > day);
     }
-    let models = days.entry(day).or_default();
-    match models.get_mut(model) {
-        Some(total) => total.add(usage),
-        None => {
-            models.insert(model.to_string(), *usage);
-        }
-    }
+    UsageRecord::add_to_model(days.entry(day).or_default(), model, usage);
 }
 
 /// Counters in this process's memory: exact for one replica.

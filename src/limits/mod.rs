@@ -119,6 +119,21 @@ impl UsageRecord {
         self.cost_micros += other.cost_micros;
     }
 
+    /// Adds `usage` to `model`'s record in `models`; the model's name is copied only
+    /// for its first record.
+    pub fn add_to_model(
+        models: &mut std::collections::HashMap<String, UsageRecord>,
+        model: &str,
+        usage: &Self,
+    ) {
+        match models.get_mut(model) {
+            Some(total) => total.add(usage),
+            None => {
+                models.insert(model.to_string(), *usage);
+            }
+        }
+    }
+
     /// The fields with their names, as the stores keep them.
     pub fn fields(&self) -> [(&'static str, u64); 7] {
         [

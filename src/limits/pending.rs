@@ -83,13 +83,7 @@ impl Pending {
         let add = |days: &mut HashMap<u64, DayUsage>| {
             let on_day = days.entry(day).or_default();
             on_day.ttl_secs = on_day.ttl_secs.max(ttl_secs);
-            // Nothing is allocated once the model has its record: the usual case.
-            match on_day.models.get_mut(model) {
-                Some(total) => total.add(usage),
-                None => {
-                    on_day.models.insert(model.to_string(), *usage);
-                }
-            }
+            UsageRecord::add_to_model(&mut on_day.models, model, usage);
         };
         // The key is hashed once when it waits already.
         match self.usage.get_mut(key) {
