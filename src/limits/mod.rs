@@ -108,15 +108,20 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
-    /// Adds `other` to this one.
+    /// Adds `other` to this one, stopping at the largest count rather than wrapping
+    /// (a batch held through a long Redis outage keeps summing).
     pub fn add(&mut self, other: &UsageRecord) {
-        self.requests += other.requests;
-        self.input += other.input;
-        self.output += other.output;
-        self.cache_read += other.cache_read;
-        self.cache_write += other.cache_write;
-        self.reasoning += other.reasoning;
-        self.cost_micros += other.cost_micros;
+        for (total, more) in [
+            (&mut self.requests, other.requests),
+            (&mut self.input, other.input),
+            (&mut self.output, other.output),
+            (&mut self.cache_read, other.cache_read),
+            (&mut self.cache_write, other.cache_write),
+            (&mut self.reasoning, other.reasoning),
+            (&mut self.cost_micros, other.cost_micros),
+        ] {
+            *total = total.saturating_add(more);
+        }
     }
 
     /// Adds `usage` to `model`'s record in `models`; the model's name is copied only

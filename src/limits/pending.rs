@@ -174,6 +174,21 @@ mod tests {
     }
 
     #[test]
+    fn usage_sums_stop_at_the_largest_count() {
+        let mut p = Pending::default();
+        let huge = UsageRecord {
+            input: u64::MAX - 1,
+            requests: 1,
+            ..UsageRecord::default()
+        };
+        p.usage("a", 1, "gpt", &huge, 400);
+        p.usage("a", 1, "gpt", &huge, 400);
+        let summed = p.usage["a"][&1].models["gpt"];
+        assert_eq!(summed.input, u64::MAX);
+        assert_eq!(summed.requests, 2);
+    }
+
+    #[test]
     fn what_failed_is_put_back_without_what_expired_meanwhile() {
         let now = Instant::now();
         let mut p = Pending::default();
