@@ -741,10 +741,10 @@ fn status_error(status: u16) -> Box<Error> {
 
 #[async_trait]
 impl ProxyHttp for AuroraProxy {
-    type CTX = RequestContext;
+    type CTX = Box<RequestContext>;
 
     fn new_ctx(&self) -> Self::CTX {
-        RequestContext::new()
+        Box::new(RequestContext::new())
     }
 
     fn init_downstream_modules(&self, modules: &mut HttpModules) {
