@@ -13,8 +13,10 @@
 //! - `output`: all output tokens, reasoning included (as providers bill them);
 //! - `reasoning`: the part of `output` spent reasoning, where reported.
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::json_members::{Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
 /// Token counts of one answer.
@@ -151,7 +153,7 @@ impl RawUsage {
 /// Completions answers and chunks, a whole Messages or Responses answer, Anthropic's
 /// `message_delta`), under `message` (Anthropic's `message_start`) or under `response`
 /// (the Responses API's lifecycle events).
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct Carrier {
     usage: Option<RawUsage>,
     model: Option<String>,
@@ -166,6 +168,45 @@ struct Inner {
 }
 
 impl Carrier {
+    /// What a whole JSON answer carries. Its members are taken from the back until
+    /// its usage is found, then from the front until its model is: answers put them
+    /// there, so the content between them is not read. `None` when the answer is not
+    /// an object or a member read is not what its key says it is.
+    fn of_answer(answer: &[u8]) -> Option<Self> {
+        let mut members = ObjectMembers::of(answer)?;
+        let mut carrier = Self::default();
+        while carrier.usage.is_none() {
+            let Some(member) = members.next_back() else {
+                break;
+            };
+            carrier.take(member)?;
+        }
+        while carrier.model.is_none() {
+            let Some(member) = members.next_front() else {
+                break;
+            };
+            carrier.take(member)?;
+        }
+        Some(carrier)
+    }
+
+    /// Keeps `member` when it is one of the carrier's, unless one was kept already.
+    fn take(&mut self, member: Member<'_>) -> Option<()> {
+        fn read<T: DeserializeOwned>(slot: &mut Option<T>, value: &[u8]) -> Option<()> {
+            if slot.is_none() {
+                *slot = serde_json::from_slice::<Option<T>>(value).ok()?;
+            }
+            Some(())
+        }
+        match &*member.key() {
+            b"usage" => read(&mut self.usage, member.value),
+            b"model" => read(&mut self.model, member.value),
+            b"message" => read(&mut self.message, member.value),
+            b"response" => read(&mut self.response, member.value),
+            _ => Some(()),
+        }
+    }
+
     /// The usage and the model this answer or event carries.
     fn split(self) -> (Option<RawUsage>, Option<String>) {
         let (mut usage, mut model) = (self.usage, self.model);
@@ -272,7 +313,7 @@ impl UsageMeter {
 
     /// Reads a whole JSON answer's usage and model.
     fn read_json(&mut self, answer: &[u8]) {
-        if let Ok(carrier) = serde_json::from_slice::<Carrier>(answer) {
+        if let Some(carrier) = Carrier::of_answer(answer) {
             let (usage, model) = carrier.split();
             if let Some(usage) = usage {
                 self.seen.get_or_insert_with(RawUsage::default).merge(usage);
@@ -526,6 +567,44 @@ mod tests {
             m.finish_with(last),
             metered("text/event-stream", stream, usize::MAX)
         );
+    }
+
+    #[test]
+    fn the_content_between_model_and_usage_is_not_read() {
+        // The content is left to the client: a whole answer is metered from its ends,
+        // so what lies between its model and its usage is not even parsed (an escape
+        // JSON does not have, here, would fail a parse of the whole document).
+        let body = br#"{"id":"x","model":"gpt-4o","choices":[{"message":{"content":"\q"}}],
+            "usage":{"prompt_tokens":7,"completion_tokens":3},"system_fingerprint":"fp"}"#;
+        assert!(serde_json::from_slice::<serde_json::Value>(body).is_err());
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        assert_eq!(
+            m.finish_with(body).map(|u| (u.input, u.output)),
+            Some((7, 3))
+        );
+        assert_eq!(m.take_model().as_deref(), Some("gpt-4o"));
+    }
+
+    #[test]
+    fn a_whole_answer_reads_its_usage_and_model_wherever_they_sit() {
+        for body in [
+            // Usage first and model last: the ends are read until both are found.
+            r#"{"usage":{"input_tokens":2,"output_tokens":3},"content":[],"model":"m"}"#,
+            // Only inside `message`, as Anthropic's stream starts.
+            r#"{"type":"message_start","message":{"model":"m","usage":{"input_tokens":2,"output_tokens":3}}}"#,
+            // Only inside `response`, as the Responses API's events carry them.
+            r#"{"type":"response.completed","response":{"model":"m","usage":{"input_tokens":2,"output_tokens":3}},"n":1}"#,
+            // Keys written with escapes, and white space everywhere.
+            "\n { \"mod\\u0065l\" : \"m\" , \"usage\" :\t{\"input_tokens\":2,\"output_tokens\":3} }\n",
+        ] {
+            let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+            let usage = m.finish_with(body.as_bytes());
+            assert_eq!(usage.map(|u| (u.input, u.output)), Some((2, 3)), "{body}");
+            assert_eq!(m.take_model().as_deref(), Some("m"), "{body}");
+        }
+        // A usage that is not a usage object gives none, as it did read whole.
+        assert_eq!(usage_of_json(br#"{"usage":[1,2],"model":"m"}"#), None);
+        assert_eq!(usage_of_json(br#"{"usage":null,"id":"x"}"#), None);
     }
 
     #[test]

@@ -1,0 +1,420 @@
+//! The top-level members of a JSON object, taken from either end of the document
+//! without reading the values between them.
+//!
+//! Answers name their model near the front and report their usage near the back,
+//! with the generated content in between: reading members from both ends finds
+//! both without going through the content, so metering an answer costs the same
+//! whatever its length. Only the structure is followed here; the values a caller
+//! wants are then read by `serde_json`, which checks them.
+//!
+//! A string's quote is told from an escaped one by the backslashes before it, which
+//! makes the structure readable backwards as well as forwards.
+
+use std::borrow::Cow;
+
+use memchr::{memchr2, memrchr};
+
+/// One member: its key as written (escapes left in) and its value's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// The key between its quotes, escapes as written.
+    pub raw_key: &'a [u8],
+    /// The value's JSON text.
+    pub value: &'a [u8],
+}
+
+impl<'a> Member<'a> {
+    /// The key once its escapes are read: as written when it has none (most keys),
+    /// else decoded; a key whose escapes do not read is left as written.
+    pub fn key(&self) -> Cow<'a, [u8]> {
+        if !self.raw_key.contains(&b'\\') {
+            return Cow::Borrowed(self.raw_key);
+        }
+        let mut quoted = Vec::with_capacity(self.raw_key.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(self.raw_key);
+        quoted.push(b'"');
+        match serde_json::from_slice::<String>(&quoted) {
+            Ok(key) => Cow::Owned(key.into_bytes()),
+            Err(_) => Cow::Borrowed(self.raw_key),
+        }
+    }
+}
+
+/// The members of one object not yet taken from either end.
+#[derive(Debug)]
+pub struct ObjectMembers<'a> {
+    doc: &'a [u8],
+    /// Where the next member from the front starts (after its comma, if any).
+    front: usize,
+    /// Where the members not yet taken from the back end (before their `}` or comma).
+    back: usize,
+    /// No member remains, or the text stopped being readable.
+    done: bool,
+}
+
+impl<'a> ObjectMembers<'a> {
+    /// The members of `doc`, when it is one JSON object (whitespace around it allowed).
+    pub fn of(doc: &'a [u8]) -> Option<Self> {
+        let start = skip_ws(doc, 0);
+        let end = skip_ws_back(doc, doc.len());
+        if start >= end || doc[start] != b'{' || doc[end - 1] != b'}' {
+            return None;
+        }
+        let (front, back) = (skip_ws(doc, start + 1), skip_ws_back(doc, end - 1));
+        Some(Self {
+            doc,
+            front,
+            back,
+            done: front >= back,
+        })
+    }
+
+    /// The next member from the front; `None` once all are taken or the text is not
+    /// readable as JSON.
+    pub fn next_front(&mut self) -> Option<Member<'a>> {
+        if self.done {
+            return None;
+        }
+        let taken = self.read_front();
+        if taken.is_none() {
+            self.done = true;
+        }
+        taken
+    }
+
+    /// The next member from the back; `None` once all are taken or the text is not
+    /// readable as JSON.
+    pub fn next_back(&mut self) -> Option<Member<'a>> {
+        if self.done {
+            return None;
+        }
+        let taken = self.read_back();
+        if taken.is_none() {
+            self.done = true;
+        }
+        taken
+    }
+
+    fn read_front(&mut self) -> Option<Member<'a>> {
+        let doc = &self.doc[..self.back];
+        let key_start = self.front;
+        if doc.get(key_start) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(doc, key_start)?;
+        let colon = skip_ws(doc, key_end);
+        if doc.get(colon) != Some(&b':') {
+            return None;
+        }
+        let value_start = skip_ws(doc, colon + 1);
+        let value_end = value_end(doc, value_start)?;
+        let after = skip_ws(doc, value_end);
+        if after == doc.len() {
+            self.done = true;
+        } else if doc[after] == b',' {
+            self.front = skip_ws(doc, after + 1);
+            // A trailing comma before the end (`{"a":1,}`) is not JSON.
+            if self.front >= self.back {
+                return None;
+            }
+        } else {
+            return None;
+        }
+        Some(Member {
+            raw_key: &doc[key_start + 1..key_end - 1],
+            value: &doc[value_start..value_end],
+        })
+    }
+
+    fn read_back(&mut self) -> Option<Member<'a>> {
+        let doc = &self.doc[self.front..self.back];
+        let value_end = doc.len();
+        let value_start = value_start(doc, value_end)?;
+        let colon = skip_ws_back(doc, value_start);
+        if colon == 0 || doc[colon - 1] != b':' {
+            return None;
+        }
+        let key_end = skip_ws_back(doc, colon - 1);
+        if key_end == 0 || doc[key_end - 1] != b'"' {
+            return None;
+        }
+        let key_start = string_start(doc, key_end)?;
+        let before = skip_ws_back(doc, key_start);
+        if before == 0 {
+            self.done = true;
+        } else if doc[before - 1] == b',' {
+            let back = skip_ws_back(doc, before - 1);
+            if back == 0 {
+                return None;
+            }
+            self.back = self.front + back;
+        } else {
+            return None;
+        }
+        Some(Member {
+            raw_key: &doc[key_start + 1..key_end - 1],
+            value: &doc[value_start..value_end],
+        })
+    }
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Whether `b` cannot be part of a number, `true`, `false` or `null`.
+fn ends_scalar(b: u8) -> bool {
+    matches!(b, b',' | b':' | b'"' | b'{' | b'}' | b'[' | b']') || is_ws(b)
+}
+
+/// The first position at or after `at` that is not whitespace.
+fn skip_ws(doc: &[u8], mut at: usize) -> usize {
+    while at < doc.len() && is_ws(doc[at]) {
+        at += 1;
+    }
+    at
+}
+
+/// The end of the text before `end` once whitespace there is left out.
+fn skip_ws_back(doc: &[u8], mut end: usize) -> usize {
+    while end > 0 && is_ws(doc[end - 1]) {
+        end -= 1;
+    }
+    end
+}
+
+/// Just past the closing quote of the string whose opening quote is at `open`.
+fn string_end(doc: &[u8], open: usize) -> Option<usize> {
+    let mut at = open + 1;
+    loop {
+        at += memchr2(b'"', b'\\', doc.get(at..)?)?;
+        if doc[at] == b'"' {
+            return Some(at + 1);
+        }
+        // An escape: the byte after the backslash is never the string's end.
+        at += 2;
+    }
+}
+
+/// Where the opening quote is of the string whose closing quote is at `close_end - 1`.
+fn string_start(doc: &[u8], close_end: usize) -> Option<usize> {
+    let mut end = close_end - 1;
+    loop {
+        let quote = memrchr(b'"', &doc[..end])?;
+        if !escaped(doc, quote) {
+            return Some(quote);
+        }
+        end = quote;
+    }
+}
+
+/// Whether the quote at `at` is escaped: an odd run of backslashes before it.
+fn escaped(doc: &[u8], at: usize) -> bool {
+    let run = doc[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+    run % 2 == 1
+}
+
+/// Just past the value starting at `start`.
+fn value_end(doc: &[u8], start: usize) -> Option<usize> {
+    match *doc.get(start)? {
+        b'"' => string_end(doc, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut at = start;
+            while at < doc.len() {
+                match doc[at] {
+                    b'"' => {
+                        at = string_end(doc, at)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(at + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                at += 1;
+            }
+            None
+        }
+        _ => {
+            let len = doc[start..]
+                .iter()
+                .position(|&b| ends_scalar(b))
+                .unwrap_or(doc.len() - start);
+            (len > 0).then_some(start + len)
+        }
+    }
+}
+
+/// Where the value ending at `end` starts.
+fn value_start(doc: &[u8], end: usize) -> Option<usize> {
+    let last = *doc.get(end.checked_sub(1)?)?;
+    match last {
+        b'"' => string_start(doc, end),
+        b'}' | b']' => {
+            let mut depth = 0usize;
+            let mut at = end;
+            while at > 0 {
+                at -= 1;
+                match doc[at] {
+                    b'"' => {
+                        at = string_start(doc, at + 1)?;
+                    }
+                    b'}' | b']' => depth += 1,
+                    b'{' | b'[' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(at);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            None
+        }
+        _ => {
+            let len = doc[..end]
+                .iter()
+                .rev()
+                .position(|&b| ends_scalar(b))
+                .unwrap_or(end);
+            (len > 0).then_some(end - len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_front(doc: &str) -> Vec<(String, String)> {
+        let mut m = ObjectMembers::of(doc.as_bytes()).expect("an object");
+        std::iter::from_fn(|| m.next_front()).map(owned).collect()
+    }
+
+    fn keys_back(doc: &str) -> Vec<(String, String)> {
+        let mut m = ObjectMembers::of(doc.as_bytes()).expect("an object");
+        std::iter::from_fn(|| m.next_back()).map(owned).collect()
+    }
+
+    fn owned(m: Member<'_>) -> (String, String) {
+        (
+            String::from_utf8_lossy(m.raw_key).into_owned(),
+            String::from_utf8_lossy(m.value).into_owned(),
+        )
+    }
+
+    fn pair(k: &str, v: &str) -> (String, String) {
+        (k.to_string(), v.to_string())
+    }
+
+    const DOC: &str = r#" { "id" : "a\"}b" , "n":-1.5e3,"t":true,
+        "nested": {"x": ["}", {"y": "\\"}], "z": null}, "list":[1, [2], "]"],
+        "s": "ends with a backslash \\" }
+    "#;
+
+    #[test]
+    fn members_read_from_the_front_are_every_member_in_order() {
+        assert_eq!(
+            keys_front(DOC),
+            vec![
+                pair("id", r#""a\"}b""#),
+                pair("n", "-1.5e3"),
+                pair("t", "true"),
+                pair("nested", r#"{"x": ["}", {"y": "\\"}], "z": null}"#),
+                pair("list", r#"[1, [2], "]"]"#),
+                pair("s", r#""ends with a backslash \\""#),
+            ]
+        );
+    }
+
+    #[test]
+    fn members_read_from_the_back_are_the_same_in_reverse() {
+        let mut front = keys_front(DOC);
+        front.reverse();
+        assert_eq!(keys_back(DOC), front);
+    }
+
+    #[test]
+    fn both_ends_meet_without_taking_a_member_twice() {
+        let doc = r#"{"a":1,"b":{"c":2},"d":"e","f":[]}"#;
+        for from_front in 0..=4 {
+            let mut m = ObjectMembers::of(doc.as_bytes()).unwrap();
+            let mut seen: Vec<_> = (0..from_front).filter_map(|_| m.next_front()).collect();
+            seen.extend(std::iter::from_fn(|| m.next_back()));
+            let mut keys: Vec<_> = seen.iter().map(|m| m.raw_key.to_vec()).collect();
+            keys.sort();
+            assert_eq!(
+                keys,
+                [b"a", b"b", b"d", b"f"],
+                "{from_front} from the front"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_object_has_no_members() {
+        assert_eq!(keys_front(" {} "), vec![]);
+        assert_eq!(keys_back("{\n}"), vec![]);
+    }
+
+    #[test]
+    fn what_is_not_one_object_has_no_members() {
+        for doc in ["", "[1]", "{\"a\":1", "\"{}\"", "{", "}"] {
+            assert!(ObjectMembers::of(doc.as_bytes()).is_none(), "{doc:?}");
+        }
+    }
+
+    #[test]
+    fn unreadable_structure_ends_the_members() {
+        for doc in [
+            r#"{"a":"unterminated}"#,
+            r#"{"a":tr"ue}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1,}"#,
+            r#"{,"a":1}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{a:1}"#,
+            r#"{"a":{"b":1}"#,
+        ] {
+            let mut m = ObjectMembers::of(doc.as_bytes()).unwrap();
+            let front: Vec<_> = std::iter::from_fn(|| m.next_front()).collect();
+            let mut m = ObjectMembers::of(doc.as_bytes()).unwrap();
+            let back: Vec<_> = std::iter::from_fn(|| m.next_back()).collect();
+            assert!(
+                front.len() < 2 && back.len() < 2,
+                "{doc}: {front:?} {back:?}"
+            );
+            // What is taken is whole: a value never runs into the text around it.
+            for m in front.iter().chain(&back) {
+                let value = std::str::from_utf8(m.value).unwrap();
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(value).is_ok(),
+                    "{doc}: {value}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_is_read_with_its_escapes() {
+        let mut m = ObjectMembers::of(br#"{"us\u0061ge":1,"usage\n":2}"#).unwrap();
+        assert_eq!(&*m.next_front().unwrap().key(), b"usage");
+        assert_eq!(&*m.next_front().unwrap().key(), b"usage\n");
+        let mut m = ObjectMembers::of(br#"{"plain":1,"bad\u12":2}"#).unwrap();
+        assert!(matches!(
+            m.next_front().unwrap().key(),
+            Cow::Borrowed(b"plain")
+        ));
+        assert_eq!(
+            &*m.next_front().unwrap().key(),
+            br"bad\u12",
+            "left as written"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Property tests of reading an object's members from its two ends: for any JSON
+//! object, written compactly or pretty, the members read from the front, from the
+//! back, or from both until they meet are exactly the object's, each once; and no
+//! bytes at all make the reader panic.
+
+#[path = "common/proptest_config.rs"]
+mod proptest_config;
+
+use aurora::metrics::json_members::{Member, ObjectMembers};
+use proptest::prelude::*;
+use proptest_config::config;
+use serde_json::{Map, Value};
+
+/// Text heavy in what JSON's structure is made of: quotes, backslashes, brackets,
+/// commas, colons, white space and control characters.
+fn tricky_string() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("\"".to_string()),
+        Just("\\".to_string()),
+        Just("\\\"".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just(",".to_string()),
+        Just(":".to_string()),
+        Just(" \n\t".to_string()),
+        Just("\u{1}".to_string()),
+        Just("é😊".to_string()),
+        "[a-z]{0,6}",
+    ];
+    prop::collection::vec(piece, 0..8).prop_map(|p| p.concat())
+}
+
+fn any_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        // Floats that read back exactly (serde_json's default parse may round).
+        prop::sample::select(vec![1.5, -0.25, 2e-3, 1e300]).prop_map(Value::from),
+        tricky_string().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((tricky_string(), inner), 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn any_object() -> impl Strategy<Value = Map<String, Value>> {
+    prop::collection::vec((tricky_string(), any_value()), 0..6)
+        .prop_map(|m| m.into_iter().collect())
+}
+
+/// A member as the object holds it: its key read and its value parsed.
+fn decoded(m: Member<'_>) -> Result<(String, Value), TestCaseError> {
+    let mut quoted = b"\"".to_vec();
+    quoted.extend_from_slice(m.raw_key);
+    quoted.push(b'"');
+    let key: String = serde_json::from_slice(&quoted)
+        .map_err(|e| TestCaseError::fail(format!("key {:?}: {e}", m.raw_key)))?;
+    let value: Value = serde_json::from_slice(m.value)
+        .map_err(|e| TestCaseError::fail(format!("value {:?}: {e}", m.value)))?;
+    prop_assert_eq!(&*m.key(), key.as_bytes());
+    Ok((key, value))
+}
+
+fn texts(object: &Map<String, Value>) -> [Vec<u8>; 2] {
+    let value = Value::Object(object.clone());
+    [
+        serde_json::to_vec(&value).unwrap(),
+        serde_json::to_vec_pretty(&value).unwrap(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn members_from_either_end_are_the_objects_own(object in any_object(), from_front in 0usize..8) {
+        let expected: Vec<(String, Value)> =
+            object.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for text in texts(&object) {
+            let mut members = ObjectMembers::of(&text).unwrap();
+            let mut front = Vec::new();
+            while front.len() < from_front {
+                match members.next_front() {
+                    Some(m) => front.push(decoded(m)?),
+                    None => break,
+                }
+            }
+            let mut back = Vec::new();
+            while let Some(m) = members.next_back() {
+                back.push(decoded(m)?);
+            }
+            prop_assert!(members.next_front().is_none());
+            back.reverse();
+            front.extend(back);
+            prop_assert_eq!(&front, &expected);
+        }
+    }
+
+    #[test]
+    fn no_bytes_make_it_panic(inner in prop::collection::vec(any::<u8>(), 0..64), cuts in 0usize..4) {
+        let mut text = b"{".to_vec();
+        text.extend(inner);
+        text.push(b'}');
+        if let Some(mut members) = ObjectMembers::of(&text) {
+            for i in 0..16 {
+                let taken = if (i + cuts) % 2 == 0 { members.next_front() } else { members.next_back() };
+                if let Some(m) = taken {
+                    let _ = m.key();
+                }
+            }
+        }
+    }
+}
