@@ -14,7 +14,7 @@ use crate::providers::{AuthStyle, KeyForm, Provider, Secret, WireFormat};
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// [`REQUEST_ID`] as a header name.
-const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
+pub const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
 
 /// Anthropic's key header.
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");

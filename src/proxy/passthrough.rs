@@ -40,19 +40,15 @@ impl PassthroughRoute {
     /// Parses the part of the path after `/p/`. `allow_v1_alias` drops a leading `v1`.
     pub fn parse(rest: &str, allow_v1_alias: bool) -> Result<Self, GatewayError> {
         let (provider_raw, endpoint_raw) = rest.split_once('/').unwrap_or((rest, ""));
-        let provider = percent_decode_str(provider_raw)
-            .decode_utf8()
-            .map_err(|_| GatewayError::invalid_request("provider name is not valid UTF-8"))?
-            .into_owned();
+        let provider = decoded(provider_raw)
+            .ok_or_else(|| GatewayError::invalid_request("provider name is not valid UTF-8"))?;
         if provider.is_empty() {
             return Err(GatewayError::invalid_request(
                 "missing provider: use /p/{provider}/{endpoint}",
             ));
         }
-        let mut endpoint = percent_decode_str(endpoint_raw)
-            .decode_utf8()
-            .map_err(|_| GatewayError::invalid_request("endpoint is not valid UTF-8"))?
-            .into_owned();
+        let mut endpoint = decoded(endpoint_raw)
+            .ok_or_else(|| GatewayError::invalid_request("endpoint is not valid UTF-8"))?;
         check_endpoint(&endpoint)?;
         if let Some(rest) = endpoint.strip_prefix("v1") {
             if rest.is_empty() || rest.starts_with('/') {
@@ -89,6 +85,18 @@ impl PassthroughRoute {
         }
         out
     }
+}
+
+/// `raw` with its percent escapes decoded; `None` when they decode to what is not
+/// UTF-8. A path without `%` (nearly every one) is taken as it is, unread.
+fn decoded(raw: &str) -> Option<String> {
+    if !raw.contains('%') {
+        return Some(raw.to_owned());
+    }
+    percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
 }
 
 fn empty_endpoint(provider: &str) -> GatewayError {
@@ -258,6 +266,15 @@ mod tests {
         for e in ["...", ".a", "a.", "a/.b/c", "v1beta"] {
             assert!(!found(e).dot_segment, "{e}");
         }
+    }
+
+    #[test]
+    fn escapes_are_decoded_and_a_path_without_them_is_taken_as_written() {
+        assert_eq!(decoded("v1/chat/completions").as_deref(), Some("v1/chat/completions"));
+        assert_eq!(decoded("models/a%20b%2Fc").as_deref(), Some("models/a b/c"));
+        assert_eq!(decoded("caf%C3%A9").as_deref(), Some("café"));
+        assert_eq!(decoded("bad%FF"), None, "escapes that are not UTF-8");
+        assert_eq!(decoded("100%").as_deref(), Some("100%"), "a lone % stays");
     }
 
     #[test]

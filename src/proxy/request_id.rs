@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use pingora_http::RequestHeader;
 
-use super::headers::REQUEST_ID;
+use super::headers::REQUEST_ID_NAME;
 
 /// The longest client request id the gateway keeps; a longer one is replaced.
 const MAX_CLIENT_ID: usize = 128;
@@ -22,7 +22,7 @@ impl RequestId {
     /// The client's `X-Request-Id` (trimmed), when it is 1 to 128 visible ASCII
     /// characters; else a fresh one.
     pub fn of(req: &RequestHeader) -> Self {
-        let Some(sent) = req.headers.get(REQUEST_ID) else {
+        let Some(sent) = req.headers.get(REQUEST_ID_NAME) else {
             return Self::fresh();
         };
         let Some(text) = sent.to_str().ok().map(str::trim) else {
@@ -90,7 +90,8 @@ mod tests {
     fn request(sent: Option<&str>) -> RequestHeader {
         let mut r = RequestHeader::build("GET", b"/", None).unwrap();
         if let Some(id) = sent {
-            r.insert_header(REQUEST_ID, id).unwrap();
+            r.insert_header(crate::proxy::headers::REQUEST_ID, id)
+                .unwrap();
         }
         r
     }
