@@ -15,18 +15,10 @@ use serde_json::{Map, Value};
 /// commas, colons, white space and control characters.
 fn tricky_string() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
-        Just("\"".to_string()),
-        Just("\\".to_string()),
-        Just("\\\"".to_string()),
-        Just("{".to_string()),
-        Just("}".to_string()),
-        Just("[".to_string()),
-        Just("]".to_string()),
-        Just(",".to_string()),
-        Just(":".to_string()),
-        Just(" \n\t".to_string()),
-        Just("\u{1}".to_string()),
-        Just("é😊".to_string()),
+        prop::sample::select(vec![
+            "\"", "\\", "\\\"", "{", "}", "[", "]", ",", ":", " \n\t", "\u{1}", "é😊",
+        ])
+        .prop_map(String::from),
         "[a-z]{0,6}",
     ];
     prop::collection::vec(piece, 0..8).prop_map(|p| p.concat())

@@ -73,23 +73,21 @@ impl<'a> ObjectMembers<'a> {
     /// The next member from the front; `None` once all are taken or the text is not
     /// readable as JSON.
     pub fn next_front(&mut self) -> Option<Member<'a>> {
-        if self.done {
-            return None;
-        }
-        let taken = self.read_front();
-        if taken.is_none() {
-            self.done = true;
-        }
-        taken
+        self.take(Self::read_front)
     }
 
     /// The next member from the back; `None` once all are taken or the text is not
     /// readable as JSON.
     pub fn next_back(&mut self) -> Option<Member<'a>> {
+        self.take(Self::read_back)
+    }
+
+    /// The member `read` finds; once it finds none, no end gives any more.
+    fn take(&mut self, read: fn(&mut Self) -> Option<Member<'a>>) -> Option<Member<'a>> {
         if self.done {
             return None;
         }
-        let taken = self.read_back();
+        let taken = read(self);
         if taken.is_none() {
             self.done = true;
         }

@@ -270,7 +270,10 @@ mod tests {
 
     #[test]
     fn escapes_are_decoded_and_a_path_without_them_is_taken_as_written() {
-        assert_eq!(decoded("v1/chat/completions").as_deref(), Some("v1/chat/completions"));
+        assert_eq!(
+            decoded("v1/chat/completions").as_deref(),
+            Some("v1/chat/completions")
+        );
         assert_eq!(decoded("models/a%20b%2Fc").as_deref(), Some("models/a b/c"));
         assert_eq!(decoded("caf%C3%A9").as_deref(), Some("café"));
         assert_eq!(decoded("bad%FF"), None, "escapes that are not UTF-8");
