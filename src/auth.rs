@@ -165,8 +165,10 @@ pub fn header_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
+    // Read as bytes: every request's credential passes here, and the scheme is ASCII.
+    let value = value.trim();
+    let space = value.bytes().position(|b| b == b' ')?;
+    let (scheme, token) = (&value[..space], value[space + 1..].trim());
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
@@ -244,6 +246,24 @@ mod tests {
             a.authenticate(&HeaderMap::new(), SystemTime::now),
             Ok(Caller::Open)
         );
+    }
+
+    #[test]
+    fn a_bearer_token_is_read_in_any_case_of_its_scheme_and_trimmed() {
+        for (value, token) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER   abc  ", Some("abc")),
+            ("  Bearer abc", Some("abc")),
+            ("Bearer a b", Some("a b")),
+            ("Bearer ", None),
+            ("Bearer", None),
+            ("Basic abc", None),
+            ("Bearerabc", None),
+            ("", None),
+        ] {
+            assert_eq!(bearer_token(value), token, "{value:?}");
+        }
     }
 
     #[test]

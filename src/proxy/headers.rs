@@ -67,37 +67,38 @@ pub fn strip_client_headers(headers: &mut http::HeaderMap) {
     // by name hashes it).
     let listed = CLIENT_ONLY.iter().chain(&HOP_BY_HOP);
     let forwarding = |name: &str| name.starts_with("x-forwarded-");
-    let Some((present, count)) = listed_present(headers, listed, forwarding) else {
+    let Some(present) = listed_present(headers, listed, forwarding) else {
         return strip_client_headers_naming_others(headers);
     };
-    for name in &present[..count] {
-        headers.remove(*name);
+    for name in present.iter().flatten() {
+        headers.remove(name);
     }
 }
 
 /// Up to four of the `listed` names present in `headers` (each once), read in one pass
-/// over the names present; `None` when the general path is needed: `Connection` is
-/// present (it names more to remove), more than four are, or a name `names_more`
-/// picks is.
+/// over the names present and taken as the map holds them (removed by them, no name is
+/// parsed again); `None` when the general path is needed: `Connection` is present (it
+/// names more to remove), more than four are, or a name `names_more` picks is.
 fn listed_present<'a>(
     headers: &http::HeaderMap,
     listed: impl Iterator<Item = &'a &'static str> + Clone,
     names_more: impl Fn(&str) -> bool,
-) -> Option<([&'static str; 4], usize)> {
-    let mut present: [&'static str; 4] = [""; 4];
+) -> Option<[Option<HeaderName>; 4]> {
+    let mut present: [Option<HeaderName>; 4] = Default::default();
     let mut count = 0;
-    for name in headers.keys().map(HeaderName::as_str) {
-        match listed.clone().find(|k| **k == name) {
+    for name in headers.keys() {
+        let text = name.as_str();
+        match listed.clone().find(|k| **k == text) {
             Some(&known) if known != "connection" && count < present.len() => {
-                present[count] = known;
+                present[count] = Some(name.clone());
                 count += 1;
             }
             Some(_) => return None,
-            None if names_more(name) => return None,
+            None if names_more(text) => return None,
             None => {}
         }
     }
-    Some((present, count))
+    Some(present)
 }
 
 /// [`strip_client_headers`] for a request whose headers name others to remove.
@@ -205,11 +206,11 @@ pub fn add_provider_headers(
 pub fn strip_upstream_response_headers(headers: &mut http::HeaderMap) {
     // Every answer passes here: only the listed names present are removed.
     let listed = HOP_BY_HOP.iter().chain(&["set-cookie"]);
-    let Some((present, count)) = listed_present(headers, listed, |_| false) else {
+    let Some(present) = listed_present(headers, listed, |_| false) else {
         return strip_upstream_response_headers_naming_others(headers);
     };
-    for name in &present[..count] {
-        headers.remove(*name);
+    for name in present.iter().flatten() {
+        headers.remove(name);
     }
 }
 
