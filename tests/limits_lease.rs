@@ -239,3 +239,25 @@ async fn requests_arriving_together_share_one_lease() {
     let asked = redis.calls("evalsha");
     assert!(asked <= 2, "{asked} leases for 32 calls that fit in one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_allowance_is_spent_without_waiting_and_concurrency_always_asks_redis() {
+    let redis = RedisServer::start();
+    let [store, _] = stores(&redis);
+    let limits = per_minute(3000);
+    assert!(
+        store.admit_now(SUBJECT, &limits, NOW).is_none(),
+        "no lease yet: the admission has to ask Redis"
+    );
+    assert!(admitted(&store, &limits).await);
+    let now = store.admit_now(SUBJECT, &limits, NOW);
+    assert!(
+        matches!(now, Some(Ok(ref a)) if a.refused.is_none()),
+        "the lease taken covers the next request: {now:?}"
+    );
+    let slots = KeyLimits {
+        concurrent: Some(4),
+        ..per_minute(3000)
+    };
+    assert!(store.admit_now(SUBJECT, &slots, NOW).is_none());
+}

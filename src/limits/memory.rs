@@ -77,16 +77,9 @@ impl MemoryStore {
         let mut all = self.subjects.write().map_err(poisoned)?;
         Ok(Arc::clone(all.entry(subject.to_string()).or_default()))
     }
-}
 
-#[async_trait]
-impl LimitStore for MemoryStore {
-    async fn admit(
-        &self,
-        subject: &str,
-        limits: &KeyLimits,
-        now: u64,
-    ) -> Result<Admission, StoreError> {
+    /// The admission, decided in place: the counters are this process's own.
+    fn decide(&self, subject: &str, limits: &KeyLimits, now: u64) -> Result<Admission, StoreError> {
         let counters = self.counters(subject)?;
         let (minute, window_left) = minute_window(now);
         let mut refused = None;
@@ -137,6 +130,27 @@ impl LimitStore for MemoryStore {
             refused,
             slot_taken,
         })
+    }
+}
+
+#[async_trait]
+impl LimitStore for MemoryStore {
+    fn admit_now(
+        &self,
+        subject: &str,
+        limits: &KeyLimits,
+        now: u64,
+    ) -> Option<Result<Admission, StoreError>> {
+        Some(self.decide(subject, limits, now))
+    }
+
+    async fn admit(
+        &self,
+        subject: &str,
+        limits: &KeyLimits,
+        now: u64,
+    ) -> Result<Admission, StoreError> {
+        self.decide(subject, limits, now)
     }
 
     fn charge(
@@ -309,6 +323,25 @@ mod tests {
         assert_eq!((report["gpt-4o"].requests, report["gpt-4o"].input), (2, 14));
         let a = run(store.admit("key:a", &limits, NOW)).unwrap();
         assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Tokens));
+    }
+
+    #[test]
+    fn admissions_are_decided_without_waiting_and_count_as_awaited_ones_do() {
+        // The gateway asks first for a decision it need not await; the memory store
+        // always has one, counted in the same window as an awaited admission.
+        let store = MemoryStore::default();
+        let limits = KeyLimits {
+            requests_per_minute: Some(2),
+            ..KeyLimits::default()
+        };
+        let first = store.admit_now("key:a", &limits, NOW).unwrap().unwrap();
+        assert!(first.refused.is_none());
+        assert!(run(store.admit("key:a", &limits, NOW))
+            .unwrap()
+            .refused
+            .is_none());
+        let third = store.admit_now("key:a", &limits, NOW).unwrap().unwrap();
+        assert_eq!(third.refused.map(|r| r.0), Some(Refusal::Requests));
     }
 
     #[test]

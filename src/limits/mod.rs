@@ -198,6 +198,19 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
         last: u64,
     ) -> Result<std::collections::BTreeMap<String, UsageRecord>, StoreError>;
 
+    /// [`LimitStore::admit`] for a store that can decide without waiting (the memory
+    /// store always can): `Some` with its decision, taken exactly as `admit` takes it,
+    /// so the request spends no boxed future on it; `None` (the default) when the
+    /// decision may have to wait, and `admit` must be awaited instead.
+    fn admit_now(
+        &self,
+        _subject: &str,
+        _limits: &KeyLimits,
+        _now: u64,
+    ) -> Option<Result<Admission, StoreError>> {
+        None
+    }
+
     /// Checks `subject` (`key:NAME`, `provider:NAME`) against `limits` at `now` (Unix
     /// seconds): when it is within them, counts the request and takes a call slot.
     async fn admit(

@@ -191,6 +191,19 @@ impl RedisStore {
 
 #[async_trait]
 impl LimitStore for RedisStore {
+    /// Decided here when a lease covers the request; concurrency is always Redis's.
+    fn admit_now(
+        &self,
+        subject: &str,
+        limits: &KeyLimits,
+        now: u64,
+    ) -> Option<Result<Admission, StoreError>> {
+        if limits.concurrent.is_some() {
+            return None;
+        }
+        self.leases.admit(subject, limits, now).map(Ok)
+    }
+
     async fn admit(
         &self,
         subject: &str,

@@ -79,7 +79,12 @@ async fn admit(
     whose: Whose<'_>,
 ) -> Result<Option<(HeldTo, Option<RateState>)>, GatewayError> {
     let Limited { subject, limits } = limited;
-    let admission = match store.admit(subject, limits, now()).await {
+    let now = now();
+    let decided = match store.admit_now(subject, limits, now) {
+        Some(decided) => decided,
+        None => store.admit(subject, limits, now).await,
+    };
+    let admission = match decided {
         Ok(admission) => admission,
         Err(e) => return store_failed(&e, on_error).map(|()| None),
     };
