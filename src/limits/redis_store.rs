@@ -210,11 +210,11 @@ impl LimitStore for RedisStore {
         limits: &KeyLimits,
         now: u64,
     ) -> Result<Admission, StoreError> {
+        if let Some(decided) = self.admit_now(subject, limits, now) {
+            return decided;
+        }
         if limits.concurrent.is_some() {
             return self.admit_exactly(subject, limits, now).await;
-        }
-        if let Some(admission) = self.leases.admit(subject, limits, now) {
-            return Ok(admission);
         }
         let _turn = self.leases.turn_to_ask(subject).await;
         // Another request may have brought a lease while this one waited its turn.
