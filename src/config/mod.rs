@@ -183,6 +183,13 @@ impl Config {
         )
     }
 
+    /// Whether a key's usage report can be read: this gateway's metrics listener
+    /// serves it, or the store is shared, where another replica's listener can. The
+    /// listener is fixed at start (a reload keeps it).
+    pub fn usage_reported(&self) -> bool {
+        self.server.startup.metrics_listen.is_some() || self.limits.store != LimitStoreKind::Memory
+    }
+
     /// Whether `provider` (instance name or type) is reachable through `/p/`.
     pub fn passthrough_enabled(&self, name: &str, kind: &str) -> bool {
         self.server

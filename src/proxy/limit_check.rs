@@ -11,7 +11,7 @@ use once_cell::sync::Lazy;
 
 use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
-use crate::config::{KeyLimits, Limited, OnStoreError};
+use crate::config::{Config, KeyLimits, Limited, OnStoreError};
 use crate::limits::{usd_micros, CallSlot, LimitStore, RateState, Refusal, UsageRecord};
 
 /// What a request is held to: the subject it counts against, its limits, and the call
@@ -160,14 +160,13 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
 /// against, and added to its gateway key's usage report (per model, per day) for
 /// every request a named key sent to a provider.
 pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
-    let key = match ctx.caller.as_ref() {
-        Some(Caller::Master) => Some("master"),
-        Some(Caller::Managed(name)) => Some(&**name),
-        _ => None,
-    };
-    let reported = key.is_some() && ctx.upstream.is_some();
+    let key = report_key(
+        ctx.caller.as_ref(),
+        ctx.upstream.is_some(),
+        ctx.config.as_deref(),
+    );
     let usage = ctx.obs.usage();
-    if !reported && (ctx.held_to.is_empty() || usage.is_none()) {
+    if key.is_none() && (ctx.held_to.is_empty() || usage.is_none()) {
         return;
     }
     let cost = super::observe::cost_usd(ctx);
@@ -175,7 +174,7 @@ pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
     if let Some(usage) = &usage {
         charge(store, ctx, usage, cost, now);
     }
-    if let (true, Some(key)) = (reported, key) {
+    if let Some(key) = key {
         let usage = usage.unwrap_or_default();
         let record = UsageRecord {
             requests: 1,
@@ -190,6 +189,24 @@ pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
         if let Err(e) = store.record_usage(key, model, now / 86_400, &record) {
             log::warn!("{e}; this request is missing from the usage report");
         }
+    }
+}
+
+/// The gateway key whose usage report counts a request from `caller`: a named key's
+/// request that went to a provider, when the report can be read (`config` serves it,
+/// or keeps it where another replica does).
+fn report_key<'a>(
+    caller: Option<&'a Caller>,
+    sent_upstream: bool,
+    config: Option<&Config>,
+) -> Option<&'a str> {
+    if !sent_upstream || !config.is_some_and(Config::usage_reported) {
+        return None;
+    }
+    match caller? {
+        Caller::Master => Some("master"),
+        Caller::Managed(name) => Some(name),
+        _ => None,
     }
 }
 
@@ -232,6 +249,47 @@ fn unpriced_once(model: &str) {
     {
         log::warn!(
             "model `{model}` has no price in models.prices: USD budgets count its calls as free"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LimitStoreKind;
+
+    #[test]
+    fn a_usage_report_is_kept_where_it_can_be_read() {
+        let team = Caller::Managed("team-a".into());
+        let served = Config::default();
+        assert_eq!(report_key(Some(&team), true, Some(&served)), Some("team-a"));
+        assert_eq!(
+            report_key(Some(&Caller::Master), true, Some(&served)),
+            Some("master")
+        );
+        assert_eq!(
+            report_key(Some(&team), false, Some(&served)),
+            None,
+            "never sent"
+        );
+        assert_eq!(
+            report_key(None, true, Some(&served)),
+            None,
+            "no gateway key"
+        );
+
+        let mut unserved = Config::default();
+        unserved.server.startup.metrics_listen = None;
+        assert_eq!(
+            report_key(Some(&team), true, Some(&unserved)),
+            None,
+            "nobody reads it"
+        );
+        unserved.limits.store = LimitStoreKind::Redis("redis://127.0.0.1/0".into());
+        assert_eq!(
+            report_key(Some(&team), true, Some(&unserved)),
+            Some("team-a"),
+            "another replica serves it"
         );
     }
 }
