@@ -35,13 +35,16 @@ pub const SCENARIO: &str = "passthrough_small_json";
 /// The translated scenario, counted for the gateway alone.
 pub const TRANSLATED: &str = "chat_to_anthropic_json";
 
-/// What is counted: each target on the plainest request, and the gateway translating.
-const COUNTED: [(Target, &str); 5] = [
+/// What is counted: each target on the plainest request, and the gateway translating;
+/// then both again for another build, when `AURORA_BENCH_BASELINE_BIN` names one.
+const COUNTED: [(Target, &str); 7] = [
     (Target::Aurora, SCENARIO),
     (Target::AuroraLimited, SCENARIO),
     (Target::AuroraLimitedRedis, SCENARIO),
     (Target::Pingora, SCENARIO),
     (Target::Aurora, TRANSLATED),
+    (Target::AuroraBaseline, SCENARIO),
+    (Target::AuroraBaseline, TRANSLATED),
 ];
 
 /// Whether valgrind and `callgrind_control` are installed.
@@ -123,6 +126,11 @@ pub fn start(
             }
         },
         Target::AuroraLimited => limited(None),
+        // Counted only when named.
+        Target::AuroraBaseline => {
+            let bin = servers::baseline_binary()?;
+            servers::start_aurora(&bin, mock_port, 1, "warn", None, dir)
+        }
         Target::AuroraLimitedRedis => match redis_port {
             Some(port) => limited(Some(&format!("redis://127.0.0.1:{port}/0"))),
             None => {
@@ -200,7 +208,8 @@ fn summary(dump: &str) -> Option<u64> {
 }
 
 /// The markdown table of the counts: the passthrough's against bare Pingora's, the
-/// translated request's against the gateway's passthrough.
+/// translated request's against the gateway's passthrough, another build's against
+/// this build's on the same scenario.
 pub fn table(counts: &[InstructionCount]) -> String {
     let find = |target, scenario| {
         counts
@@ -214,7 +223,9 @@ pub fn table(counts: &[InstructionCount]) -> String {
         "| target | scenario | instructions / request | against |\n|---|---|---:|---:|\n",
     );
     for c in counts {
-        let (base, base_name) = if c.scenario == SCENARIO {
+        let (base, base_name) = if c.target == Target::AuroraBaseline {
+            (find(Target::Aurora, c.scenario), "this build")
+        } else if c.scenario == SCENARIO {
             (pingora, "bare Pingora")
         } else {
             (passthrough, "aurora's passthrough")
@@ -262,6 +273,8 @@ mod tests {
             count(Target::Aurora, SCENARIO, 150_000.0),
             count(Target::Pingora, SCENARIO, 100_000.0),
             count(Target::Aurora, TRANSLATED, 225_000.0),
+            count(Target::AuroraBaseline, SCENARIO, 165_000.0),
+            count(Target::AuroraBaseline, TRANSLATED, 270_000.0),
         ]);
         let row = |target: &str, scenario: &str, n: &str, against: &str| {
             format!("| {target} | {scenario} | {n} | {against} |")
@@ -270,6 +283,8 @@ mod tests {
             row("aurora", SCENARIO, "150000", "1.50× bare Pingora"),
             row("pingora", SCENARIO, "100000", "1.00× bare Pingora"),
             row("aurora", TRANSLATED, "225000", "1.50× aurora's passthrough"),
+            row("aurora_baseline", SCENARIO, "165000", "1.10× this build"),
+            row("aurora_baseline", TRANSLATED, "270000", "1.20× this build"),
         ] {
             assert!(table.contains(&expected), "{table}");
         }

@@ -15,7 +15,8 @@
 //! 1, like nginx's one worker), `AURORA_BENCH_LOG` (gateway log filter, `warn`),
 //! `AURORA_BENCH_SCENARIOS` (comma-separated names to run), `AURORA_BENCH_PAIRED_ROUNDS`
 //! (rounds of the side-by-side comparisons, 7; 0 leaves them out), `AURORA_BIN`,
-//! `AURORA_NGINX`.
+//! `AURORA_NGINX`, `AURORA_BENCH_BASELINE_BIN` (another build of Aurora, run as the
+//! `aurora_baseline` target and compared side by side with this one).
 //!
 //! `cargo bench --bench load -- --paired` (or `make bench-paired`) runs only the
 //! side-by-side comparisons the targets are judged on (see `paired.rs`).
@@ -252,6 +253,8 @@ struct Bench {
     nginx_bin: Option<PathBuf>,
     /// The bare Pingora proxy, when built.
     pingora_bin: Option<PathBuf>,
+    /// Another build of Aurora to compare this one with, when named.
+    baseline_bin: Option<PathBuf>,
     /// The Redis of the limited-in-Redis target, when redis-server is installed.
     redis: Option<Server>,
     nofile: u64,
@@ -289,6 +292,7 @@ impl Bench {
         match target {
             Target::Nginx => self.nginx_bin.is_some(),
             Target::AuroraLimitedRedis => self.redis.is_some(),
+            Target::AuroraBaseline => self.baseline_bin.is_some(),
             t if t.is_pingora() => self.pingora_bin.is_some(),
             _ => true,
         }
@@ -303,8 +307,12 @@ impl Bench {
     fn start_in(&self, target: Target, dir: &std::path::Path) -> Option<Server> {
         match target {
             Target::Direct => None,
-            Target::Aurora => Some(servers::start_aurora(
-                &self.aurora_bin,
+            Target::Aurora | Target::AuroraBaseline => Some(servers::start_aurora(
+                if target == Target::Aurora {
+                    &self.aurora_bin
+                } else {
+                    self.baseline_bin.as_deref()?
+                },
                 self.mock.port,
                 self.settings.threads,
                 &self.settings.log_filter,
@@ -769,6 +777,10 @@ fn main() {
     let aurora_bin = servers::aurora_binary();
     let nginx_bin = servers::nginx_binary();
     let pingora_bin = servers::pingora_binary();
+    let baseline_bin = servers::baseline_binary();
+    if let Some(bin) = &baseline_bin {
+        eprintln!("  aurora_baseline: {}", bin.display());
+    }
     eprintln!(
         "load bench: {} CPUs ({}), {:.1} GiB; {}",
         machine.nproc, machine.cpu_model, machine.mem_gib, placement.how
@@ -834,6 +846,7 @@ fn main() {
         aurora_bin,
         nginx_bin,
         pingora_bin,
+        baseline_bin,
         redis,
         nofile,
         dir: dir.clone(),

@@ -57,8 +57,10 @@ const fn member(scenario: &'static str, target: Target) -> Member {
     Member { scenario, target }
 }
 
-/// The targets of the README's Targets table that loops against two servers decide.
-pub const COMPARISONS: [Comparison; 7] = [
+/// The targets of the README's Targets table that loops against two servers decide,
+/// then this build against another (when `AURORA_BENCH_BASELINE_BIN` names one): a
+/// comparison without bounds, so without a verdict.
+pub const COMPARISONS: [Comparison; 9] = [
     Comparison {
         what: "passthrough, 1 thread, against bare Pingora",
         subject: member(SMALL, Target::Aurora),
@@ -116,6 +118,22 @@ pub const COMPARISONS: [Comparison; 7] = [
         min_rps: None,
         max_cpu: None,
         max_added_p99_ms: Some(0.0),
+    },
+    Comparison {
+        what: "passthrough, this build against the baseline build",
+        subject: member(SMALL, Target::Aurora),
+        baseline: member(SMALL, Target::AuroraBaseline),
+        min_rps: None,
+        max_cpu: None,
+        max_added_p99_ms: None,
+    },
+    Comparison {
+        what: "translated Chat JSON, this build against the baseline build",
+        subject: member(TRANSLATED, Target::Aurora),
+        baseline: member(TRANSLATED, Target::AuroraBaseline),
+        min_rps: None,
+        max_cpu: None,
+        max_added_p99_ms: None,
     },
 ];
 
@@ -244,9 +262,12 @@ impl Judged {
     }
 
     /// Whether the median round meets every bound the target sets; no verdict
-    /// without rounds.
+    /// without rounds, nor for a comparison that sets no bound.
     pub fn met(&self) -> Option<bool> {
         let c = &self.comparison;
+        if c.min_rps.is_none() && c.max_cpu.is_none() && c.max_added_p99_ms.is_none() {
+            return None;
+        }
         let median = |figures: &[f64]| Spread::of(figures).map(|s| s.median);
         let rps = match c.min_rps {
             Some(least) => median(&self.rps)? >= least,
@@ -390,7 +411,26 @@ mod tests {
         for (i, m) in members.iter().enumerate() {
             assert!(!members[i + 1..].contains(m), "{m:?} twice");
         }
-        assert_eq!(members.len(), 7);
+        assert_eq!(members.len(), 9);
+    }
+
+    #[test]
+    fn a_comparison_with_another_build_has_figures_and_no_verdict() {
+        let c = COMPARISONS
+            .iter()
+            .copied()
+            .find(|c| c.baseline.target == Target::AuroraBaseline)
+            .unwrap();
+        let members = [c.baseline, c.subject];
+        let loops = vec![vec![l(100.0, 1.0), l(110.0, 0.9)]; 3];
+        let judged = Judged::new(c, &members, &loops).unwrap();
+        assert_eq!(judged.met(), None);
+        assert!((Spread::of(&judged.rps).unwrap().median - 1.1).abs() < 1e-9);
+        let text = markdown(&[judged], 3, 3.0);
+        assert!(
+            text.contains("| 1.10× (1.10–1.10) | 0.90× (0.90–0.90) | – | 0 | – |"),
+            "{text}"
+        );
     }
 
     #[test]

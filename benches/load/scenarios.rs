@@ -152,6 +152,13 @@ impl Scenario {
                 t.push(Target::PingoraTwoThreads);
             }
         }
+        // Another build, when one is named: the change between the two.
+        if matches!(
+            self.name,
+            "passthrough_small_json" | "chat_to_anthropic_json"
+        ) {
+            t.push(Target::AuroraBaseline);
+        }
         t
     }
 

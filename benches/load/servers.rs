@@ -84,6 +84,9 @@ pub enum Target {
     Pingora,
     /// The engine alone with two worker threads, free to use every CPU.
     PingoraTwoThreads,
+    /// Another build of Aurora (`AURORA_BENCH_BASELINE_BIN`, say an earlier commit's),
+    /// run as `aurora` is: what a change does, side by side.
+    AuroraBaseline,
 }
 
 impl Target {
@@ -99,6 +102,7 @@ impl Target {
             Target::Nginx => "nginx",
             Target::Pingora => "pingora",
             Target::PingoraTwoThreads => "pingora_2t",
+            Target::AuroraBaseline => "aurora_baseline",
         }
     }
 
@@ -387,6 +391,13 @@ pub fn aurora_binary() -> PathBuf {
     std::env::var_os("AURORA_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_aurora")))
+}
+
+/// The build `aurora_baseline` runs: `AURORA_BENCH_BASELINE_BIN`, when set.
+pub fn baseline_binary() -> Option<PathBuf> {
+    std::env::var_os("AURORA_BENCH_BASELINE_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Starts the gateway with both providers on the mock and only a gateway key.
