@@ -158,7 +158,7 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
 
 /// The finished request's usage, read once: charged to every subject it counted
 /// against, and added to its gateway key's usage report (per model, per day) for
-/// every request a named key sent to a provider.
+/// every request a named key sent to a provider, where the report can be read.
 pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
     let key = report_key(
         ctx.caller.as_ref(),
