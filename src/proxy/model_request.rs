@@ -204,7 +204,11 @@ pub fn prepare_for(
             .with_param("model"))
         }
     };
-    let response_id = format!("resp_{}", uuid::Uuid::new_v4().simple());
+    // Only a Responses client is given an id for the answer.
+    let response_id = match client {
+        ClientFormat::Responses => fresh_response_id(),
+        ClientFormat::Chat | ClientFormat::Messages => String::new(),
+    };
     let hub = decode_request(
         client,
         body,
@@ -290,11 +294,32 @@ fn stored_previous_id(body: &[u8]) -> Option<String> {
         .previous_response_id
 }
 
+/// `resp_` and a random UUID's 32 hex digits: the id of a Responses answer.
+fn fresh_response_id() -> String {
+    let mut hex = uuid::Uuid::encode_buffer();
+    let digits = uuid::Uuid::new_v4().simple().encode_lower(&mut hex);
+    let mut id = String::with_capacity(5 + digits.len());
+    id.push_str("resp_");
+    id.push_str(digits);
+    id
+}
+
+/// The provider's base path, then `endpoint`, then `?query`: written in one allocation
+/// of the right size, without the formatting machinery (every model call builds one).
+fn upstream_path(base: &str, endpoint: &str, query: Option<&str>) -> String {
+    let query_len = query.map_or(0, |q| 1 + q.len());
+    let mut path = String::with_capacity(base.len() + endpoint.len() + query_len);
+    path.push_str(base);
+    path.push_str(endpoint);
+    if let Some(query) = query {
+        path.push('?');
+        path.push_str(query);
+    }
+    path
+}
+
 fn target(provider: &Arc<Provider>, endpoint: &str, query: Option<&str>) -> UpstreamTarget {
-    let path_and_query = match query {
-        Some(query) => format!("{}{endpoint}?{query}", provider.base.path),
-        None => format!("{}{endpoint}", provider.base.path),
-    };
+    let path_and_query = upstream_path(&provider.base.path, endpoint, query);
     // The credential needs the client's headers: set by the caller
     // (provider_key::upstream_credential).
     UpstreamTarget::new(Arc::clone(provider), path_and_query, Default::default())
@@ -310,5 +335,38 @@ impl From<TranslateError> for GatewayError {
         };
         err.param = param;
         err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_path_is_the_base_path_the_endpoint_and_the_query() {
+        assert_eq!(upstream_path("", "/v1/messages", None), "/v1/messages");
+        assert_eq!(
+            upstream_path("/api/anthropic", "/v1/messages", Some("beta=true")),
+            "/api/anthropic/v1/messages?beta=true"
+        );
+        assert_eq!(
+            upstream_path("/x", "/v1/chat/completions", Some("")),
+            "/x/v1/chat/completions?"
+        );
+    }
+
+    #[test]
+    fn a_responses_answer_id_is_resp_and_a_fresh_uuid() {
+        let (a, b) = (fresh_response_id(), fresh_response_id());
+        for id in [&a, &b] {
+            let hex = id.strip_prefix("resp_").unwrap();
+            assert_eq!(hex.len(), 32, "{id}");
+            assert!(
+                hex.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
     }
 }

@@ -54,7 +54,7 @@ use std::borrow::Cow;
 
 use super::error::TranslateError;
 use super::json_writer::{
-    write_compact, write_compact_as_str, write_number, write_str, write_str_array,
+    release_spare, write_compact, write_compact_as_str, write_number, write_str, write_str_array,
     write_str_fragment, write_u64,
 };
 use super::request_fields::{field, json_object, parse_body, stream_flag, Json};
@@ -196,7 +196,7 @@ pub fn anthropic_to_openai_request(
 
     // A translated conversation is at most about twice as long as the
     // client's (block wrappers around one-word messages, escaped tool
-    // arguments), so one allocation holds it; what is left over is released
+    // arguments), so one allocation holds it; a large leftover is released
     // at the end.
     let mut out = Vec::with_capacity(2 * body.len() + 256);
     out.push(b'{');
@@ -284,7 +284,7 @@ pub fn anthropic_to_openai_request(
         write_str(&mut out, first_chars(&user, MAX_USER_CHARS));
     }
     out.push(b'}');
-    out.shrink_to_fit();
+    release_spare(&mut out);
 
     Ok(OpenAiRequest { body: out, stream })
 }

@@ -34,7 +34,10 @@ pub fn openai_finish_reason(stop_reason: Option<&str>) -> &'static str {
 /// `chatcmpl-` followed by the Anthropic id without its `msg_` prefix.
 pub fn openai_completion_id(anthropic_id: &str) -> String {
     let bare = anthropic_id.strip_prefix("msg_").unwrap_or(anthropic_id);
-    format!("chatcmpl-{bare}")
+    let mut id = String::with_capacity("chatcmpl-".len() + bare.len());
+    id.push_str("chatcmpl-");
+    id.push_str(bare);
+    id
 }
 
 #[derive(Deserialize)]

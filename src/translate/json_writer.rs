@@ -5,6 +5,19 @@
 
 use serde_json::Number;
 
+/// Room a translated body may keep unused: below it, giving the rest back would cost
+/// a copy of the body for a few hundred bytes.
+const SPARE_KEPT: usize = 4096;
+
+/// Gives back the room `out` was allocated with and did not use, when there is more
+/// of it than [`SPARE_KEPT`] (a request translator sizes its buffer for the longest
+/// translation of the body).
+pub(super) fn release_spare(out: &mut Vec<u8>) {
+    if out.capacity() - out.len() > SPARE_KEPT {
+        out.shrink_to_fit();
+    }
+}
+
 /// Appends `s` as a JSON string literal, quotes included.
 pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
@@ -236,6 +249,25 @@ fn for_each_compact_run(json: &str, mut f: impl FnMut(&str)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_leftover_is_given_back_and_a_small_one_kept() {
+        let mut large = Vec::with_capacity(2 * 1024 * 1024);
+        large.extend_from_slice(&[b'x'; 1000]);
+        release_spare(&mut large);
+        assert!(
+            large.capacity() - large.len() <= SPARE_KEPT,
+            "{}",
+            large.capacity()
+        );
+        assert_eq!(large.len(), 1000);
+
+        let mut small = Vec::with_capacity(600);
+        small.extend_from_slice(&[b'x'; 250]);
+        let room = small.capacity();
+        release_spare(&mut small);
+        assert_eq!(small.capacity(), room, "a copy is not worth 350 bytes");
+    }
 
     fn as_string(f: impl FnOnce(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();

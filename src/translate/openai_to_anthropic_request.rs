@@ -40,7 +40,8 @@ use std::borrow::Cow;
 
 use super::error::TranslateError;
 use super::json_writer::{
-    write_compact, write_f64, write_key, write_str, write_str_array, write_str_fragment, write_u64,
+    release_spare, write_compact, write_f64, write_key, write_str, write_str_array,
+    write_str_fragment, write_u64,
 };
 use super::request_fields::{field, json_object, parse_body, parse_text, stream_flag, Json};
 
@@ -179,7 +180,7 @@ pub fn openai_to_anthropic_request(
 
     // A translated conversation is at most about twice as long as the
     // client's (block wrappers around one-word messages, escaped tool
-    // arguments), so one allocation holds it; what is left over is released
+    // arguments), so one allocation holds it; a large leftover is released
     // at the end.
     let mut out = Vec::with_capacity(2 * body.len() + 256);
     out.push(b'{');
@@ -256,7 +257,7 @@ pub fn openai_to_anthropic_request(
         write_f64(&mut out, p);
     }
     out.push(b'}');
-    out.shrink_to_fit();
+    release_spare(&mut out);
 
     Ok(AnthropicRequest {
         body: out,
@@ -449,13 +450,24 @@ struct Converted<'a> {
 }
 
 /// Content blocks written one after the other, comma-separated.
-#[derive(Default)]
 struct BlockList {
     json: Vec<u8>,
     len: usize,
 }
 
+/// Room a message's blocks start with: a short message's fit without growing the
+/// buffer a few bytes at a time; a longer one grows it, and the room stays for the
+/// messages after it.
+const BLOCKS_ROOM: usize = 1024;
+
 impl BlockList {
+    fn new() -> Self {
+        Self {
+            json: Vec::with_capacity(BLOCKS_ROOM),
+            len: 0,
+        }
+    }
+
     /// The buffer to write the next block into, separator written.
     fn next(&mut self) -> &mut Vec<u8> {
         if self.len > 0 {
@@ -531,7 +543,7 @@ fn convert_messages<'a>(
     out.extend_from_slice(br#""messages":["#);
     let mut writer = MessagesWriter { open_role: None };
     // One buffer for every message's blocks, reused.
-    let mut blocks = BlockList::default();
+    let mut blocks = BlockList::new();
     for (i, msg) in messages.into_iter().enumerate() {
         if !msg.is_object() {
             return Err(TranslateError::invalid_field(
