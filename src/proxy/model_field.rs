@@ -2,11 +2,12 @@
 //! without touching a single other byte, so unknown and future fields reach the
 //! provider exactly as the client wrote them.
 
-use std::borrow::Cow;
 use std::ops::Range;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
+
+use crate::translate::borrowed_text::BorrowedStr;
 
 use super::GatewayError;
 
@@ -97,7 +98,8 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut model = None;
         let mut stream = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        // Borrowed: a key is only compared, never kept.
+        while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
             if key == "model" {
                 if model.is_some() {
                     return Err(de::Error::custom(DUPLICATE_MODEL));
@@ -171,8 +173,11 @@ mod tests {
         let nested = br#"{"model":"a","metadata":{"model":"b"}}"#;
         assert_eq!(ModelField::find(nested).unwrap().name, "a");
         // An escaped key is the same key.
-        let escaped = br#"{"model":"a","model":"b"}"#;
+        let escaped = br#"{"model":"a","mod\u0065l":"b"}"#;
         assert_eq!(ModelField::find(escaped).unwrap_err().status, 400);
+        let only_escaped = br#"{"mod\u0065l":"b","str\u0065am":true}"#;
+        let found = ModelField::find(only_escaped).unwrap();
+        assert_eq!((found.name.as_str(), found.stream), ("b", true));
     }
 
     #[test]

@@ -74,9 +74,18 @@ struct AnthropicErrorEnvelope<'a> {
 
 #[derive(Deserialize)]
 struct AnthropicErrorDetail<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(
+        rename = "type",
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     kind: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     message: Option<std::borrow::Cow<'a, str>>,
 }
 

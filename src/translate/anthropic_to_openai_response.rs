@@ -6,6 +6,7 @@
 //! `tool_calls` with the input re-encoded as a JSON string. Usage counts
 //! cache reads and writes as prompt tokens, as OpenAI does.
 
+use super::borrowed_text::optional;
 use super::error::TranslateError;
 use crate::metrics::usage::Usage;
 use serde::{Deserialize, Serialize};
@@ -42,13 +43,13 @@ pub fn openai_completion_id(anthropic_id: &str) -> String {
 
 #[derive(Deserialize)]
 struct Message<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "optional")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional")]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     content: Option<Vec<ContentBlock<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional")]
     stop_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<AnthropicUsageIn>,
@@ -58,7 +59,7 @@ struct Message<'a> {
 
 #[derive(Deserialize)]
 struct ErrorDetail<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional")]
     message: Option<Cow<'a, str>>,
 }
 
@@ -67,13 +68,13 @@ struct ErrorDetail<'a> {
 pub(crate) struct ContentBlock<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional")]
     pub text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional")]
     pub thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional")]
     pub id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional")]
     pub name: Option<Cow<'a, str>>,
     #[serde(default)]
     pub input: Option<serde_json::Value>,

@@ -154,7 +154,11 @@ struct MessageStart<'a> {
 
 #[derive(Deserialize)]
 struct StartMessage<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     id: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<AnthropicUsageIn>,
@@ -178,11 +182,23 @@ struct BlockDelta<'a> {
 struct Delta<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     partial_json: Option<Cow<'a, str>>,
 }
 
@@ -217,7 +233,11 @@ struct MessageDelta<'a> {
 
 #[derive(Deserialize)]
 struct MessageDeltaBody<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     stop_reason: Option<Cow<'a, str>>,
 }
 
@@ -229,9 +249,18 @@ struct ErrorEvent<'a> {
 
 #[derive(Deserialize)]
 struct ErrorDetail<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(
+        rename = "type",
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     message: Option<Cow<'a, str>>,
 }
 

@@ -41,6 +41,7 @@ pub mod anthropic_to_openai_error;
 pub mod anthropic_to_openai_request;
 pub mod anthropic_to_openai_response;
 pub mod anthropic_to_openai_stream;
+pub(crate) mod borrowed_text;
 pub mod codec;
 pub mod error;
 #[cfg(test)]

@@ -55,7 +55,11 @@ impl<'a> AnthropicErrorBody<'a> {
 /// (some send `code` as a number, some put the status in `code`).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct OpenAiErrorDetail<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub message: Option<Cow<'a, str>>,
     #[serde(rename = "type", default)]
     pub kind: Option<serde_json::Value>,

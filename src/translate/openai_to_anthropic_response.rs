@@ -99,7 +99,11 @@ pub(crate) fn parse_arguments(arguments: &str) -> serde_json::Value {
 
 #[derive(Deserialize)]
 struct Completion<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     id: Option<Cow<'a, str>>,
     #[serde(default)]
     choices: Option<Vec<Choice<'a>>>,
@@ -113,7 +117,11 @@ struct Completion<'a> {
 struct Choice<'a> {
     #[serde(borrow)]
     message: InMessage<'a>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     finish_reason: Option<Cow<'a, str>>,
 }
 
@@ -121,11 +129,19 @@ struct Choice<'a> {
 struct InMessage<'a> {
     #[serde(default)]
     content: Option<serde_json::Value>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     reasoning_content: Option<Cow<'a, str>>,
     #[serde(default)]
     reasoning: Option<serde_json::Value>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     refusal: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     tool_calls: Option<Vec<InToolCall<'a>>>,
@@ -133,7 +149,11 @@ struct InMessage<'a> {
 
 #[derive(Deserialize)]
 struct InToolCall<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     function: Option<InFunction<'a>>,
@@ -141,9 +161,17 @@ struct InToolCall<'a> {
 
 #[derive(Deserialize)]
 struct InFunction<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     arguments: Option<Cow<'a, str>>,
 }
 

@@ -346,11 +346,20 @@ pub(super) fn write_summary_part<T: JsonString + ?Sized>(out: &mut Vec<u8>, text
 
 #[derive(Deserialize)]
 struct Message<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(
+        rename = "type",
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     content: Option<Vec<Block<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     stop_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<AnthropicUsageIn>,
@@ -360,7 +369,11 @@ struct Message<'a> {
 
 #[derive(Deserialize)]
 struct ErrorDetail<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     message: Option<Cow<'a, str>>,
 }
 
@@ -370,17 +383,41 @@ struct ErrorDetail<'a> {
 pub(super) struct Block<'a> {
     #[serde(rename = "type", borrow)]
     pub(super) kind: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub(super) text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub(super) thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub(super) signature: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub(super) data: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub(super) id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub(super) name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(super) input: Option<&'a RawValue>,

@@ -250,13 +250,29 @@ struct BlockDelta<'a> {
 struct Delta<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     signature: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     partial_json: Option<Cow<'a, str>>,
 }
 
@@ -297,7 +313,11 @@ struct MessageDelta<'a> {
 
 #[derive(Deserialize)]
 struct MessageDeltaBody<'a> {
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     stop_reason: Option<Cow<'a, str>>,
 }
 
@@ -309,9 +329,18 @@ struct ErrorEvent<'a> {
 
 #[derive(Deserialize)]
 struct ErrorDetail<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(
+        rename = "type",
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     message: Option<Cow<'a, str>>,
 }
 
