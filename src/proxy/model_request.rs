@@ -206,7 +206,7 @@ pub fn prepare_for(
     };
     // Only a Responses client is given an id for the answer.
     let response_id = match client {
-        ClientFormat::Responses => fresh_response_id(),
+        ClientFormat::Responses => crate::translate::generated_id("resp_"),
         ClientFormat::Chat | ClientFormat::Messages => String::new(),
     };
     let hub = decode_request(
@@ -294,16 +294,6 @@ fn stored_previous_id(body: &[u8]) -> Option<String> {
         .previous_response_id
 }
 
-/// `resp_` and a random UUID's 32 hex digits: the id of a Responses answer.
-fn fresh_response_id() -> String {
-    let mut hex = uuid::Uuid::encode_buffer();
-    let digits = uuid::Uuid::new_v4().simple().encode_lower(&mut hex);
-    let mut id = String::with_capacity(5 + digits.len());
-    id.push_str("resp_");
-    id.push_str(digits);
-    id
-}
-
 /// The provider's base path, then `endpoint`, then `?query`: written in one allocation
 /// of the right size, without the formatting machinery (every model call builds one).
 fn upstream_path(base: &str, endpoint: &str, query: Option<&str>) -> String {
@@ -353,20 +343,5 @@ mod tests {
             upstream_path("/x", "/v1/chat/completions", Some("")),
             "/x/v1/chat/completions?"
         );
-    }
-
-    #[test]
-    fn a_responses_answer_id_is_resp_and_a_fresh_uuid() {
-        let (a, b) = (fresh_response_id(), fresh_response_id());
-        for id in [&a, &b] {
-            let hex = id.strip_prefix("resp_").unwrap();
-            assert_eq!(hex.len(), 32, "{id}");
-            assert!(
-                hex.bytes()
-                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
-                "{id}"
-            );
-        }
-        assert_ne!(a, b);
     }
 }

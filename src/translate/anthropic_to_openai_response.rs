@@ -6,7 +6,6 @@
 //! `tool_calls` with the input re-encoded as a JSON string. Usage counts
 //! cache reads and writes as prompt tokens, as OpenAI does.
 
-use super::borrowed_text::optional;
 use super::error::TranslateError;
 use crate::metrics::usage::Usage;
 use serde::{Deserialize, Serialize};
@@ -43,13 +42,26 @@ pub fn openai_completion_id(anthropic_id: &str) -> String {
 
 #[derive(Deserialize)]
 struct Message<'a> {
-    #[serde(rename = "type", borrow, default, deserialize_with = "optional")]
+    #[serde(
+        rename = "type",
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "optional")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     content: Option<Vec<ContentBlock<'a>>>,
-    #[serde(borrow, default, deserialize_with = "optional")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     stop_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<AnthropicUsageIn>,
@@ -59,7 +71,11 @@ struct Message<'a> {
 
 #[derive(Deserialize)]
 struct ErrorDetail<'a> {
-    #[serde(borrow, default, deserialize_with = "optional")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     message: Option<Cow<'a, str>>,
 }
 
@@ -68,13 +84,29 @@ struct ErrorDetail<'a> {
 pub(crate) struct ContentBlock<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
-    #[serde(borrow, default, deserialize_with = "optional")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub text: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "optional")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "optional")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "optional")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::translate::borrowed_text::optional"
+    )]
     pub name: Option<Cow<'a, str>>,
     #[serde(default)]
     pub input: Option<serde_json::Value>,

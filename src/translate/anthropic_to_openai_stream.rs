@@ -411,7 +411,7 @@ impl State {
 
     fn ensure_id(&mut self) {
         if self.id.is_empty() {
-            self.set_id(format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()));
+            self.set_id(super::generated_id("chatcmpl-"));
         }
     }
 

@@ -44,6 +44,7 @@ pub mod anthropic_to_openai_stream;
 pub(crate) mod borrowed_text;
 pub mod codec;
 pub mod error;
+pub mod generated_id;
 #[cfg(test)]
 mod hub_streams;
 mod json_writer;
@@ -67,6 +68,7 @@ pub use anthropic_to_openai_request::{
 pub use anthropic_to_openai_response::{anthropic_to_openai_response, ResponseOptions};
 pub use anthropic_to_openai_stream::{AnthropicToOpenAiStream, StreamOptions};
 pub use error::TranslateError;
+pub use generated_id::generated_id;
 pub use openai_to_anthropic_error::{anthropic_error_type_for_status, openai_error_to_anthropic};
 pub use openai_to_anthropic_request::{
     openai_to_anthropic_request, AnthropicRequest, RequestOptions,

@@ -40,13 +40,13 @@ pub fn anthropic_stop_reason(finish_reason: Option<&str>, has_tool_calls: bool) 
 pub fn anthropic_message_id(openai_id: Option<&str>) -> String {
     match openai_id.filter(|id| !id.is_empty()) {
         Some(id) => format!("msg_{}", id.strip_prefix("chatcmpl-").unwrap_or(id)),
-        None => format!("msg_{}", uuid::Uuid::new_v4().simple()),
+        None => super::generated_id("msg_"),
     }
 }
 
 /// A generated Anthropic tool-use id.
 pub fn generated_tool_use_id() -> String {
-    format!("toolu_{}", uuid::Uuid::new_v4().simple())
+    super::generated_id("toolu_")
 }
 
 /// Anthropic usage from OpenAI counters.
