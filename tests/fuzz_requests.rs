@@ -8,8 +8,8 @@ mod proptest_config;
 mod request_json;
 
 use aurora::translate::{
-    anthropic_to_openai_request, openai_to_anthropic_request, OpenAiRequestOptions, RequestOptions,
-    TokenLimitField, TranslateError,
+    anthropic_to_openai_request, openai_to_anthropic_request, CheckedBody, OpenAiRequestOptions,
+    RequestOptions, TokenLimitField, TranslateError,
 };
 use proptest::prelude::*;
 use proptest_config::config;
@@ -21,7 +21,11 @@ fn to_anthropic(body: &[u8]) -> Result<(), TestCaseError> {
         model: "claude-sonnet-4-5".into(),
         default_max_tokens: 4096,
     };
-    match openai_to_anthropic_request(body, &opts) {
+    // A body said to be checked that is not reads as missing members: no panic.
+    if let Ok(unchecked) = CheckedBody::already_checked(body) {
+        let _ = openai_to_anthropic_request(unchecked, &opts);
+    }
+    match CheckedBody::check(body).and_then(|body| openai_to_anthropic_request(body, &opts)) {
         Ok(r) => {
             let v: Value = serde_json::from_slice(&r.body)
                 .map_err(|e| TestCaseError::fail(format!("output is not JSON: {e}")))?;
@@ -51,7 +55,10 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
         token_limit: TokenLimitField::MaxCompletionTokens,
         max_output_tokens: Some(16384),
     };
-    match anthropic_to_openai_request(body, &opts) {
+    if let Ok(unchecked) = CheckedBody::already_checked(body) {
+        let _ = anthropic_to_openai_request(unchecked, &opts);
+    }
+    match CheckedBody::check(body).and_then(|body| anthropic_to_openai_request(body, &opts)) {
         Ok(r) => {
             let v: Value = serde_json::from_slice(&r.body)
                 .map_err(|e| TestCaseError::fail(format!("output is not JSON: {e}")))?;
@@ -134,13 +141,17 @@ proptest! {
         };
         let compact = req.to_string();
         let pretty = serde_json::to_string_pretty(&req).unwrap();
-        prop_assert_eq!(
-            openai_to_anthropic_request(pretty.as_bytes(), &o),
-            openai_to_anthropic_request(compact.as_bytes(), &o)
+        let (pretty, compact) = (
+            CheckedBody::check(pretty.as_bytes()).unwrap(),
+            CheckedBody::check(compact.as_bytes()).unwrap(),
         );
         prop_assert_eq!(
-            anthropic_to_openai_request(pretty.as_bytes(), &a),
-            anthropic_to_openai_request(compact.as_bytes(), &a)
+            openai_to_anthropic_request(pretty, &o),
+            openai_to_anthropic_request(compact, &o)
+        );
+        prop_assert_eq!(
+            anthropic_to_openai_request(pretty, &a),
+            anthropic_to_openai_request(compact, &a)
         );
     }
 }

@@ -7,8 +7,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use aurora::translate::{
-    anthropic_to_openai_request, openai_to_anthropic_request, OpenAiRequestOptions, RequestOptions,
-    TokenLimitField,
+    anthropic_to_openai_request, openai_to_anthropic_request, CheckedBody, OpenAiRequestOptions,
+    RequestOptions, TokenLimitField,
 };
 use serde_json::Value;
 
@@ -163,7 +163,9 @@ fn openai_to_anthropic_translation_peak_heap_is_at_most_four_times_the_body() {
         model: "claude-sonnet-4-5".into(),
         default_max_tokens: 4096,
     };
-    let (translated, peak) = peak_extra_heap(|| openai_to_anthropic_request(&body, &opts));
+    let (translated, peak) = peak_extra_heap(|| {
+        CheckedBody::check(&body).and_then(|body| openai_to_anthropic_request(body, &opts))
+    });
     let translated = translated.unwrap();
     assert!(translated.stream);
     // Tool results become user messages and merge with the next user turn.
@@ -184,7 +186,9 @@ fn anthropic_to_openai_translation_peak_heap_is_at_most_four_times_the_body() {
         token_limit: TokenLimitField::MaxTokens,
         max_output_tokens: None,
     };
-    let (translated, peak) = peak_extra_heap(|| anthropic_to_openai_request(&body, &opts));
+    let (translated, peak) = peak_extra_heap(|| {
+        CheckedBody::check(&body).and_then(|body| anthropic_to_openai_request(body, &opts))
+    });
     let translated = translated.unwrap();
     // The system prompt and one tool message per result are added.
     assert!(message_count(&translated.body) > count);

@@ -4,10 +4,11 @@
 
 use std::ops::Range;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::translate::borrowed_text::BorrowedStr;
+use crate::translate::StrictValue;
 
 use super::GatewayError;
 
@@ -71,9 +72,11 @@ impl ModelField {
 /// The start of the error a body with two top-level `model` members fails with.
 const DUPLICATE_MODEL: &str = "duplicate `model`";
 
-/// A JSON object's top-level `model` value, every other member checked as JSON but
-/// never kept. A second `model` is an error: the gateway routes on one value and the
-/// provider, whose parser may keep the first or the last, must not see another.
+/// A JSON object's top-level `model` value, every other member held to
+/// `serde_json::Value`'s rules (number range, escapes, nesting) but never kept: the
+/// request translators then read the body without checking it again. A second
+/// `model` is an error: the gateway routes on one value and the provider, whose
+/// parser may keep the first or the last, must not see another.
 struct TopLevelModel<'a> {
     model: Option<&'a RawValue>,
     /// `stream` is `true` (any other value, or none, is not a stream).
@@ -106,9 +109,9 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
                 }
                 model = Some(map.next_value::<&'de RawValue>()?);
             } else if key == "stream" {
-                stream = map.next_value::<&'de RawValue>()?.get() == "true";
+                stream = map.next_value_seed(StrictValue)? == Some(true);
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(StrictValue)?;
             }
         }
         Ok(TopLevelModel { model, stream })
@@ -178,6 +181,34 @@ mod tests {
         let only_escaped = br#"{"mod\u0065l":"b","str\u0065am":true}"#;
         let found = ModelField::find(only_escaped).unwrap();
         assert_eq!((found.name.as_str(), found.stream), ("b", true));
+    }
+
+    #[test]
+    fn every_member_is_held_to_the_rules_value_parses_by() {
+        // The request translators read the body without checking it again, so it must
+        // fail here whenever `serde_json::Value` would refuse it.
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        for member in [
+            "1".to_string(),
+            "1e400".to_string(),
+            "-1e400".to_string(),
+            r#""\ud800""#.to_string(),
+            r#"{"a":1e400}"#.to_string(),
+            r#"{"\ud800":1}"#.to_string(),
+            deep(126),
+            deep(127),
+            deep(200),
+        ] {
+            for key in ["x", "stream"] {
+                let body = format!(r#"{{"model":"m","{key}":{member}}}"#);
+                let value = serde_json::from_str::<serde_json::Value>(&body);
+                let found = ModelField::find(body.as_bytes());
+                assert_eq!(found.is_ok(), value.is_ok(), "{body}: {found:?}");
+                if let Err(e) = found {
+                    assert_eq!(e.status, 400);
+                }
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
 use crate::providers::{Provider, WireFormat};
 use crate::translate::codec::{decode_request, encode_request, ClientFormat, DecodeOptions};
-use crate::translate::{OpenAiRequestOptions, ResponseCodecs, TranslateError};
+use crate::translate::{CheckedBody, OpenAiRequestOptions, ResponseCodecs, TranslateError};
 
 /// The `/v1` endpoints that carry a model in their body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,9 +209,11 @@ pub fn prepare_for(
         ClientFormat::Responses => crate::translate::generated_id("resp_"),
         ClientFormat::Chat | ClientFormat::Messages => String::new(),
     };
+    // `ModelField::find` held the body to the translators' rules as it read the model.
+    let checked = CheckedBody::already_checked(body).map_err(GatewayError::from)?;
     let hub = decode_request(
         client,
-        body,
+        checked,
         &DecodeOptions {
             client_model: requested,
             upstream_model: &route.model,

@@ -57,7 +57,7 @@ use super::json_writer::{
     release_spare, write_compact, write_compact_as_str, write_number, write_str, write_str_array,
     write_str_fragment, write_u64,
 };
-use super::request_fields::{field, json_object, parse_body, stream_flag, Json};
+use super::request_fields::{field, json_object, stream_flag, CheckedBody, Json};
 
 /// Settings for [`anthropic_to_openai_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,10 +160,10 @@ json_object!(
 /// Translates an Anthropic Messages request body into an OpenAI Chat
 /// Completions request body.
 pub fn anthropic_to_openai_request(
-    body: &[u8],
+    body: CheckedBody<'_>,
     opts: &OpenAiRequestOptions,
 ) -> Result<OpenAiRequest, TranslateError> {
-    let value = parse_body(body)?;
+    let value = body.value();
     if !value.is_object() {
         return Err(TranslateError::InvalidJson("expected an object".into()));
     }
@@ -198,7 +198,7 @@ pub fn anthropic_to_openai_request(
     // client's (block wrappers around one-word messages, escaped tool
     // arguments), so one allocation holds it; a large leftover is released
     // at the end.
-    let mut out = Vec::with_capacity(2 * body.len() + 256);
+    let mut out = Vec::with_capacity(2 * body.text().len() + 256);
     out.push(b'{');
     if let Ok(Some(n)) = max_tokens {
         let n = opts.max_output_tokens.map_or(n, |ceiling| n.min(ceiling));
@@ -901,6 +901,7 @@ fn convert_tooling(req: &MessagesRequest<'_>) -> Result<Option<Tooling>, Transla
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::request_fields::checked;
     use serde_json::{json, Value};
 
     fn opts(reasoning: bool) -> OpenAiRequestOptions {
@@ -913,7 +914,7 @@ mod tests {
     }
 
     fn translate_with(req: Value, reasoning: bool) -> Value {
-        let r = anthropic_to_openai_request(req.to_string().as_bytes(), &opts(reasoning)).unwrap();
+        let r = anthropic_to_openai_request(checked(&req), &opts(reasoning)).unwrap();
         serde_json::from_slice(&r.body).unwrap()
     }
 
@@ -922,7 +923,9 @@ mod tests {
     }
 
     fn translate_err(req: Value) -> TranslateError {
-        anthropic_to_openai_request(req.to_string().as_bytes(), &opts(false)).unwrap_err()
+        CheckedBody::check(req.to_string().as_bytes())
+            .and_then(|body| anthropic_to_openai_request(body, &opts(false)))
+            .unwrap_err()
     }
 
     #[test]
@@ -939,7 +942,7 @@ mod tests {
     #[test]
     fn invalid_bodies_are_rejected() {
         assert!(matches!(
-            anthropic_to_openai_request(b"nope", &opts(false)).unwrap_err(),
+            CheckedBody::check(b"nope").unwrap_err(),
             TranslateError::InvalidJson(_)
         ));
         assert_eq!(
@@ -1273,13 +1276,13 @@ mod tests {
         let mut o = opts(false);
         o.token_limit = TokenLimitField::MaxCompletionTokens;
         o.max_output_tokens = Some(16384);
-        let r = anthropic_to_openai_request(req.to_string().as_bytes(), &o).unwrap();
+        let r = anthropic_to_openai_request(checked(&req), &o).unwrap();
         let got: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(got["max_completion_tokens"], 16384);
         assert!(got.get("max_tokens").is_none());
         o.token_limit = TokenLimitField::MaxTokens;
         o.max_output_tokens = Some(64000);
-        let r = anthropic_to_openai_request(req.to_string().as_bytes(), &o).unwrap();
+        let r = anthropic_to_openai_request(checked(&req), &o).unwrap();
         let got: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(got["max_tokens"], 32000);
         assert!(got.get("max_completion_tokens").is_none());
@@ -1339,7 +1342,7 @@ mod tests {
     #[test]
     fn stream_requests_usage() {
         let body = json!({"messages": [{"role": "user", "content": "x"}], "stream": true});
-        let r = anthropic_to_openai_request(body.to_string().as_bytes(), &opts(false)).unwrap();
+        let r = anthropic_to_openai_request(checked(&body), &opts(false)).unwrap();
         assert!(r.stream);
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["stream"], true);

@@ -25,6 +25,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use super::request_fields::{CheckedBody, Json};
 use super::responses::{responses_to_anthropic_request, ResponsesOptions, ResponsesRequestOptions};
 use super::{
     anthropic_to_openai_request, openai_to_anthropic_request, ClientEncoder, OpenAiRequestOptions,
@@ -87,17 +88,15 @@ pub struct ResponsesExtras {
 /// Decodes a client request into the hub format.
 pub fn decode_request<'a>(
     format: ClientFormat,
-    body: &'a [u8],
+    body: CheckedBody<'a>,
     opts: &DecodeOptions<'_>,
 ) -> Result<HubRequest<'a>, TranslateError> {
     match format {
         ClientFormat::Messages => {
             // The hub already: the provider encoder sets the model.
-            let stream = serde_json::from_slice::<StreamFlag>(body)
-                .map(|f| f.stream == Some(true))
-                .unwrap_or(false);
+            let stream = body.value().get("stream").and_then(Json::as_bool) == Some(true);
             Ok(HubRequest {
-                body: Cow::Borrowed(body),
+                body: Cow::Borrowed(body.text().as_bytes()),
                 stream,
                 encoder: ClientEncoder::Messages {
                     model: opts.client_model.to_string(),
@@ -159,13 +158,6 @@ pub fn decode_request<'a>(
     }
 }
 
-/// The `stream` flag of a Messages request the hub passes on as it is.
-#[derive(serde::Deserialize)]
-struct StreamFlag {
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
 /// A hub request encoded for a provider of `format`: its body and how its answer
 /// comes back into the hub. `chat` says how the Chat encoder treats the model.
 pub fn encode_request(
@@ -176,7 +168,9 @@ pub fn encode_request(
     match format {
         WireFormat::Anthropic => Ok((hub.into_owned(), ProviderDecoder::Messages)),
         WireFormat::OpenAi => {
-            let request = anthropic_to_openai_request(&hub, &chat())?;
+            // A hub body is the client's checked body or a translator's own output.
+            let request =
+                anthropic_to_openai_request(CheckedBody::already_checked(&hub)?, &chat())?;
             Ok((request.body, ProviderDecoder::Chat))
         }
     }
@@ -214,7 +208,7 @@ mod tests {
         body: Value,
     ) -> (Value, ProviderDecoder, HubRequest<'static>) {
         let body: &'static [u8] = Box::leak(body.to_string().into_bytes().into_boxed_slice());
-        let hub = decode_request(client, body, &opts()).unwrap();
+        let hub = decode_request(client, CheckedBody::check(body).unwrap(), &opts()).unwrap();
         let (out, decoder) = encode_request(provider, hub.body.clone(), chat_opts).unwrap();
         (serde_json::from_slice(&out).unwrap(), decoder, hub)
     }
@@ -266,15 +260,23 @@ mod tests {
     fn a_messages_client_stream_flag_is_read_from_its_body() {
         let body = br#"{"model":"m","max_tokens":5,"stream":true,"messages":[]}"#;
         assert!(
-            decode_request(ClientFormat::Messages, body, &opts())
-                .unwrap()
-                .stream
+            decode_request(
+                ClientFormat::Messages,
+                CheckedBody::check(body).unwrap(),
+                &opts()
+            )
+            .unwrap()
+            .stream
         );
         let body = br#"{"model":"m","max_tokens":5,"messages":[]}"#;
         assert!(
-            !decode_request(ClientFormat::Messages, body, &opts())
-                .unwrap()
-                .stream
+            !decode_request(
+                ClientFormat::Messages,
+                CheckedBody::check(body).unwrap(),
+                &opts()
+            )
+            .unwrap()
+            .stream
         );
     }
 }

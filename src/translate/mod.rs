@@ -75,6 +75,7 @@ pub use openai_to_anthropic_request::{
 };
 pub use openai_to_anthropic_response::{openai_to_anthropic_response, MessageOptions};
 pub use openai_to_anthropic_stream::OpenAiToAnthropicStream;
+pub use request_fields::{CheckedBody, StrictValue};
 pub use response_translator::{
     ClientEncoder, OnCompleted, ProviderDecoder, ResponseCodecs, ResponseTranslator,
     ResponseTranslatorBuilder, TranslatedAnswer, UsageRead, OMITTED_TOOLS_HEADER,

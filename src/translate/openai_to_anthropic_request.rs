@@ -43,7 +43,7 @@ use super::json_writer::{
     release_spare, write_compact, write_f64, write_key, write_str, write_str_array,
     write_str_fragment, write_u64,
 };
-use super::request_fields::{field, json_object, parse_body, parse_text, stream_flag, Json};
+use super::request_fields::{field, json_object, parse_text, stream_flag, CheckedBody, Json};
 
 /// Settings for [`openai_to_anthropic_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,10 +151,10 @@ json_object!(
 /// Translates an OpenAI Chat Completions request body into an Anthropic
 /// Messages request body.
 pub fn openai_to_anthropic_request(
-    body: &[u8],
+    body: CheckedBody<'_>,
     opts: &RequestOptions,
 ) -> Result<AnthropicRequest, TranslateError> {
-    let value = parse_body(body)?;
+    let value = body.value();
     if !value.is_object() {
         return Err(TranslateError::InvalidJson(format!(
             "expected an object, got {}",
@@ -182,7 +182,7 @@ pub fn openai_to_anthropic_request(
     // client's (block wrappers around one-word messages, escaped tool
     // arguments), so one allocation holds it; a large leftover is released
     // at the end.
-    let mut out = Vec::with_capacity(2 * body.len() + 256);
+    let mut out = Vec::with_capacity(2 * body.text().len() + 256);
     out.push(b'{');
     if let Ok((_, max)) = &limits {
         write_key(&mut out, "max_tokens");
@@ -1154,6 +1154,7 @@ fn tooling<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::request_fields::checked;
     use serde_json::{json, Value};
 
     fn opts() -> RequestOptions {
@@ -1164,12 +1165,14 @@ mod tests {
     }
 
     fn translate(req: Value) -> Value {
-        let r = openai_to_anthropic_request(req.to_string().as_bytes(), &opts()).unwrap();
+        let r = openai_to_anthropic_request(checked(&req), &opts()).unwrap();
         serde_json::from_slice(&r.body).unwrap()
     }
 
     fn translate_err(req: Value) -> TranslateError {
-        openai_to_anthropic_request(req.to_string().as_bytes(), &opts()).unwrap_err()
+        CheckedBody::check(req.to_string().as_bytes())
+            .and_then(|body| openai_to_anthropic_request(body, &opts()))
+            .unwrap_err()
     }
 
     fn user(text: &str) -> Value {
@@ -1191,9 +1194,10 @@ mod tests {
 
     #[test]
     fn invalid_json_and_non_object_bodies_are_rejected() {
-        let e = openai_to_anthropic_request(b"{", &opts()).unwrap_err();
+        let e = CheckedBody::check(b"{").unwrap_err();
         assert!(matches!(e, TranslateError::InvalidJson(_)));
-        let e = openai_to_anthropic_request(b"[1]", &opts()).unwrap_err();
+        let e =
+            openai_to_anthropic_request(CheckedBody::check(b"[1]").unwrap(), &opts()).unwrap_err();
         assert!(matches!(e, TranslateError::InvalidJson(_)));
     }
 
@@ -1600,13 +1604,13 @@ mod tests {
     #[test]
     fn stream_and_include_usage_are_reported() {
         let body = json!({"messages": [user("x")], "stream": true, "stream_options": {"include_usage": true}});
-        let r = openai_to_anthropic_request(body.to_string().as_bytes(), &opts()).unwrap();
+        let r = openai_to_anthropic_request(checked(&body), &opts()).unwrap();
         assert!(r.stream && r.include_usage);
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["stream"], true);
         assert!(v.get("stream_options").is_none());
         let r = openai_to_anthropic_request(
-            br#"{"messages":[{"role":"user","content":"x"}]}"#,
+            CheckedBody::check(br#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap(),
             &opts(),
         )
         .unwrap();

@@ -20,29 +20,70 @@ use super::TranslateError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Json<'a>(&'a str);
 
+/// A request body held to `serde_json::Value`'s rules: one JSON value, not yet
+/// read. The request translators take one, so that a body the gateway checked as
+/// it found the model is not checked a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedBody<'a>(Json<'a>);
+
+impl<'a> CheckedBody<'a> {
+    /// Checks `body`: a single JSON value that `serde_json::Value` would accept
+    /// (same errors, same messages).
+    pub fn check(body: &'a [u8]) -> Result<Self, TranslateError> {
+        parse_body(body).map(Self)
+    }
+
+    /// `body`, which its caller has already held to the same rules (the gateway's
+    /// `ModelField::find` does, as it reads the model). Only its encoding is
+    /// checked again: a body that is not JSON after all reads as missing members,
+    /// never as a panic.
+    pub fn already_checked(body: &'a [u8]) -> Result<Self, TranslateError> {
+        let text =
+            std::str::from_utf8(body).map_err(|e| TranslateError::InvalidJson(e.to_string()))?;
+        Ok(Self(Json(trim_json_whitespace(text))))
+    }
+
+    /// The body's text, without surrounding whitespace.
+    pub fn text(self) -> &'a str {
+        self.0.text()
+    }
+
+    pub(super) fn value(self) -> Json<'a> {
+        self.0
+    }
+}
+
+/// A test's request as a checked body; its text is leaked, as a test is short.
+#[cfg(test)]
+pub(super) fn checked(request: &serde_json::Value) -> CheckedBody<'static> {
+    let text: &'static str = Box::leak(request.to_string().into_boxed_str());
+    CheckedBody(Json(text))
+}
+
+/// `text` without the whitespace JSON allows around a value.
+fn trim_json_whitespace(text: &str) -> &str {
+    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+}
+
 /// Checks that `body` is a single JSON value that `serde_json::Value` would
 /// accept (same errors, same messages) and returns it, unparsed.
-pub(super) fn parse_body(body: &[u8]) -> Result<Json<'_>, TranslateError> {
+fn parse_body(body: &[u8]) -> Result<Json<'_>, TranslateError> {
     let invalid = |e: serde_json::Error| TranslateError::InvalidJson(e.to_string());
     let mut de = serde_json::Deserializer::from_slice(body);
-    AnyValue.deserialize(&mut de).map_err(invalid)?;
+    StrictValue.deserialize(&mut de).map_err(invalid)?;
     de.end().map_err(invalid)?;
     // serde_json only accepts UTF-8 text, so this cannot fail after the check.
     let text = std::str::from_utf8(body).map_err(|e| TranslateError::InvalidJson(e.to_string()))?;
-    Ok(Json(
-        text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r')),
-    ))
+    Ok(Json(trim_json_whitespace(text)))
 }
 
 /// Checks that `text` is one JSON value, as [`parse_body`] does, and returns
 /// it; the error is serde_json's.
 pub(super) fn parse_text(text: &str) -> Result<Json<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    AnyValue.deserialize(&mut de)?;
+    StrictValue.deserialize(&mut de)?;
     de.end()?;
-    Ok(Json(
-        text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r')),
-    ))
+    Ok(Json(trim_json_whitespace(text)))
 }
 
 impl<'a> Json<'a> {
@@ -252,58 +293,59 @@ impl<'de> Visitor<'de> for KeySlot<'_, '_> {
 
 /// Walks any JSON value through serde_json's full parser, so the body is
 /// held to `Value`'s rules (nesting limit, number range, valid escapes)
-/// without keeping anything.
-struct AnyValue;
+/// without keeping anything but the value itself when it is a boolean.
+pub struct StrictValue;
 
-impl<'de> DeserializeSeed<'de> for AnyValue {
-    type Value = ();
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    /// The value when it is `true` or `false`.
+    type Value = Option<bool>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<bool>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for AnyValue {
-    type Value = ();
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Option<bool>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any valid JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Option<bool>, E> {
+        Ok(Some(v))
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<bool>, E> {
+        Ok(None)
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<bool>, E> {
+        Ok(None)
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<bool>, E> {
+        Ok(None)
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<bool>, E> {
+        Ok(None)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E: de::Error>(self) -> Result<Option<bool>, E> {
+        Ok(None)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(AnyValue)?.is_some() {}
-        Ok(())
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<bool>, A::Error> {
+        while seq.next_element_seed(StrictValue)?.is_some() {}
+        Ok(None)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<bool>, A::Error> {
         while map.next_key_seed(AnyKey)?.is_some() {
-            map.next_value_seed(AnyValue)?;
+            map.next_value_seed(StrictValue)?;
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -314,7 +356,7 @@ impl<'de> DeserializeSeed<'de> for AnyKey {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(AnyValue)
+        d.deserialize_str(StrictValue).map(drop)
     }
 }
 

@@ -47,7 +47,7 @@ use crate::translate::json_writer::{
     write_compact, write_f64, write_key, write_str, write_str_fragment, write_u64,
 };
 use crate::translate::request_fields::{
-    field, json_object, parse_body, parse_text, stream_flag, Json,
+    field, json_object, parse_text, stream_flag, CheckedBody, Json,
 };
 
 /// Settings for [`responses_to_anthropic_request`].
@@ -171,11 +171,11 @@ json_object!(
 /// the items of the stored response named by `previous_response_id` (a JSON array),
 /// read before the request's own input.
 pub fn responses_to_anthropic_request(
-    body: &[u8],
+    body: CheckedBody<'_>,
     history: Option<&[u8]>,
     opts: &ResponsesRequestOptions,
 ) -> Result<ResponsesRequest, TranslateError> {
-    let value = parse_body(body)?;
+    let value = body.value();
     if !value.is_object() {
         return Err(TranslateError::InvalidJson("expected an object".into()));
     }
@@ -232,7 +232,7 @@ pub fn responses_to_anthropic_request(
     let mut omitted_tools = Vec::new();
     let tools = convert_tools(req.tools, &mut tool_names, &mut omitted_tools)?;
 
-    let mut conv = Conversation::with_capacity(body.len() + history.map_or(0, <[u8]>::len));
+    let mut conv = Conversation::with_capacity(body.text().len() + history.map_or(0, <[u8]>::len));
     let history = match history {
         Some(h) => Some(
             parse_text(
@@ -1009,6 +1009,7 @@ fn tool_choice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::request_fields::checked;
     use serde_json::{json, Value};
 
     fn opts() -> ResponsesRequestOptions {
@@ -1021,7 +1022,7 @@ mod tests {
     fn translate_with(req: Value, history: Option<Value>) -> (Value, ResponsesRequest) {
         let history = history.map(|h| h.to_string());
         let r = responses_to_anthropic_request(
-            req.to_string().as_bytes(),
+            checked(&req),
             history.as_deref().map(str::as_bytes),
             &opts(),
         )
@@ -1034,7 +1035,9 @@ mod tests {
     }
 
     fn translate_err(req: Value) -> TranslateError {
-        responses_to_anthropic_request(req.to_string().as_bytes(), None, &opts()).unwrap_err()
+        CheckedBody::check(req.to_string().as_bytes())
+            .and_then(|body| responses_to_anthropic_request(body, None, &opts()))
+            .unwrap_err()
     }
 
     fn user_text(text: &str) -> Value {
