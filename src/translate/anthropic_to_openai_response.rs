@@ -7,6 +7,7 @@
 //! cache reads and writes as prompt tokens, as OpenAI does.
 
 use super::error::TranslateError;
+use super::json_writer::{write_str, write_str_fragment, write_u64};
 use crate::metrics::usage::Usage;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -141,6 +142,19 @@ pub(crate) struct PromptTokensDetails {
 }
 
 impl OpenAiUsageOut {
+    /// Appends this usage as the JSON object `Serialize` writes.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"prompt_tokens\":");
+        write_u64(out, self.prompt_tokens);
+        out.extend_from_slice(b",\"completion_tokens\":");
+        write_u64(out, self.completion_tokens);
+        out.extend_from_slice(b",\"total_tokens\":");
+        write_u64(out, self.total_tokens);
+        out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
+        write_u64(out, self.prompt_tokens_details.cached_tokens);
+        out.extend_from_slice(b"}}");
+    }
+
     /// Builds OpenAI usage from Anthropic counters: OpenAI's prompt tokens
     /// include the cached ones.
     pub(crate) fn from_parts(
@@ -161,49 +175,6 @@ impl OpenAiUsageOut {
             },
         }
     }
-}
-
-#[derive(Serialize)]
-struct ChatCompletion<'a> {
-    id: String,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [Choice; 1],
-    usage: OpenAiUsageOut,
-}
-
-#[derive(Serialize)]
-struct Choice {
-    index: u32,
-    message: OutMessage,
-    logprobs: Option<()>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct OutMessage {
-    role: &'static str,
-    content: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall>,
-    refusal: Option<()>,
-}
-
-#[derive(Serialize)]
-struct ToolCall {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionCall,
-}
-
-#[derive(Serialize)]
-struct FunctionCall {
-    name: String,
-    arguments: String,
 }
 
 /// Translates an Anthropic Messages response body into an OpenAI
@@ -235,71 +206,95 @@ pub(crate) fn anthropic_to_openai_response_and_usage(
     let blocks = msg.content.ok_or_else(|| {
         TranslateError::UpstreamResponse("Anthropic message has no `content`".into())
     })?;
-
-    let mut text: Option<String> = None;
-    let mut reasoning: Option<String> = None;
-    let mut tool_calls = Vec::new();
-    for block in blocks {
-        match block.kind.as_ref() {
-            "text" => {
-                if let Some(t) = block.text {
-                    text.get_or_insert_with(String::new).push_str(&t);
-                }
-            }
-            "thinking" => {
-                if let Some(t) = block.thinking {
-                    reasoning.get_or_insert_with(String::new).push_str(&t);
-                }
-            }
-            "tool_use" => {
-                let input = block
-                    .input
-                    .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-                tool_calls.push(ToolCall {
-                    id: block.id.map(Cow::into_owned).unwrap_or_default(),
-                    kind: "function",
-                    function: FunctionCall {
-                        name: block.name.map(Cow::into_owned).unwrap_or_default(),
-                        arguments: input.to_string(),
-                    },
-                });
-            }
-            // redacted_thinking, server tool blocks: nothing OpenAI can show.
-            _ => {}
-        }
-    }
-
     let reported = msg.usage;
     let u = reported.unwrap_or_default();
-    let completion = ChatCompletion {
-        id: openai_completion_id(msg.id.as_deref().unwrap_or("")),
-        object: "chat.completion",
-        created: opts.created,
-        model: &opts.model,
-        choices: [Choice {
-            index: 0,
-            message: OutMessage {
-                role: "assistant",
-                content: text,
-                reasoning_content: reasoning,
-                tool_calls,
-                refusal: None,
-            },
-            logprobs: None,
-            finish_reason: openai_finish_reason(msg.stop_reason.as_deref()),
-        }],
-        usage: OpenAiUsageOut::from_parts(
-            u.input_tokens.unwrap_or(0),
-            u.cache_read_input_tokens.unwrap_or(0),
-            u.cache_creation_input_tokens.unwrap_or(0),
-            u.output_tokens.unwrap_or(0),
-        ),
-    };
+    let usage = OpenAiUsageOut::from_parts(
+        u.input_tokens.unwrap_or(0),
+        u.cache_read_input_tokens.unwrap_or(0),
+        u.cache_creation_input_tokens.unwrap_or(0),
+        u.output_tokens.unwrap_or(0),
+    );
     // About as long as the message it comes from: written without growing.
     let mut out = Vec::with_capacity(body.len() + 128);
-    serde_json::to_writer(&mut out, &completion)
-        .map_err(|e| TranslateError::UpstreamResponse(format!("could not encode response: {e}")))?;
+    out.extend_from_slice(b"{\"id\":");
+    write_str(
+        &mut out,
+        &openai_completion_id(msg.id.as_deref().unwrap_or("")),
+    );
+    out.extend_from_slice(b",\"object\":\"chat.completion\",\"created\":");
+    write_u64(&mut out, opts.created);
+    out.extend_from_slice(b",\"model\":");
+    write_str(&mut out, &opts.model);
+    out.extend_from_slice(
+        b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
+    );
+    // Text blocks joined (null when there are none), thinking blocks joined (left
+    // out when there are none; signatures and redacted thinking dropped), tool calls.
+    if !write_joined(&mut out, &blocks, "text", |b| b.text.as_deref()) {
+        out.extend_from_slice(b"null");
+    }
+    if blocks
+        .iter()
+        .any(|b| b.kind == "thinking" && b.thinking.is_some())
+    {
+        out.extend_from_slice(b",\"reasoning_content\":");
+        write_joined(&mut out, &blocks, "thinking", |b| b.thinking.as_deref());
+    }
+    write_tool_calls(&mut out, &blocks);
+    out.extend_from_slice(b",\"refusal\":null},\"logprobs\":null,\"finish_reason\":");
+    write_str(&mut out, openai_finish_reason(msg.stop_reason.as_deref()));
+    out.extend_from_slice(b"}],\"usage\":");
+    usage.write_json(&mut out);
+    out.push(b'}');
     Ok((out, reported))
+}
+
+/// Writes the `part`s of the `kind` blocks that have one as one JSON string; `false`
+/// (and nothing written) when none has.
+fn write_joined<'b>(
+    out: &mut Vec<u8>,
+    blocks: &'b [ContentBlock<'_>],
+    kind: &str,
+    part: impl Fn(&'b ContentBlock<'_>) -> Option<&'b str>,
+) -> bool {
+    let mut parts = blocks.iter().filter(|b| b.kind == kind).filter_map(part);
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    out.push(b'"');
+    write_str_fragment(out, first);
+    for more in parts {
+        write_str_fragment(out, more);
+    }
+    out.push(b'"');
+    true
+}
+
+/// `,"tool_calls":[…]` for the `tool_use` blocks, each input as a JSON string; nothing
+/// when there are none.
+fn write_tool_calls(out: &mut Vec<u8>, blocks: &[ContentBlock<'_>]) {
+    let mut calls = blocks.iter().filter(|b| b.kind == "tool_use").peekable();
+    if calls.peek().is_none() {
+        return;
+    }
+    out.extend_from_slice(b",\"tool_calls\":[");
+    for (k, block) in calls.enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        write_str(out, block.id.as_deref().unwrap_or(""));
+        out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+        write_str(out, block.name.as_deref().unwrap_or(""));
+        out.extend_from_slice(b",\"arguments\":");
+        // The input as serde_json writes a value (keys sorted), `{}` when absent.
+        match &block.input {
+            Some(input) => write_str(out, &input.to_string()),
+            None => out.extend_from_slice(b"\"{}\""),
+        }
+        out.extend_from_slice(b"}}");
+    }
+    out.push(b']');
 }
 
 impl From<AnthropicUsageIn> for Usage {
@@ -449,6 +444,33 @@ mod tests {
             translate(&body.to_string())["usage"],
             json!({"prompt_tokens": 160, "completion_tokens": 7, "total_tokens": 167,
                    "prompt_tokens_details": {"cached_tokens": 100}})
+        );
+    }
+
+    #[test]
+    fn the_answer_is_written_compact_in_the_field_order_openai_uses() {
+        let body = json!({"id": "msg_1", "type": "message", "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "hm\n", "signature": "s"},
+                {"type": "text", "text": "a \"b\"\t"},
+                {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"z": 1, "a": "é"}},
+                {"type": "text", "text": "c\u{1}"}
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 3, "output_tokens": 4, "cache_read_input_tokens": 5}});
+        let out = anthropic_to_openai_response(body.to_string().as_bytes(), &opts()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            concat!(
+                r#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"#,
+                r#""model":"claude-sonnet-4","choices":[{"index":0,"message":{"role":"assistant","#,
+                r#""content":"a \"b\"\tc\u0001","reasoning_content":"hm\n","#,
+                r#""tool_calls":[{"id":"toolu_1","type":"function","function":{"name":"f","#,
+                r#""arguments":"{\"a\":\"é\",\"z\":1}"}}],"refusal":null},"#,
+                r#""logprobs":null,"finish_reason":"tool_calls"}],"#,
+                r#""usage":{"prompt_tokens":8,"completion_tokens":4,"total_tokens":12,"#,
+                r#""prompt_tokens_details":{"cached_tokens":5}}}"#
+            )
         );
     }
 
