@@ -201,13 +201,20 @@ mod tests {
         ] {
             for key in ["x", "stream"] {
                 let body = format!(r#"{{"model":"m","{key}":{member}}}"#);
-                let value = serde_json::from_str::<serde_json::Value>(&body);
-                let found = ModelField::find(body.as_bytes());
-                assert_eq!(found.is_ok(), value.is_ok(), "{body}: {found:?}");
-                if let Err(e) = found {
-                    assert_eq!(e.status, 400);
-                }
+                assert_held_as_value_holds_it(body.as_bytes());
             }
+        }
+        // Bytes that are not UTF-8, inside a string.
+        assert_held_as_value_holds_it(b"{\"model\":\"m\",\"x\":\"\xff\"}");
+    }
+
+    fn assert_held_as_value_holds_it(body: &[u8]) {
+        let value = serde_json::from_slice::<serde_json::Value>(body);
+        let found = ModelField::find(body);
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(found.is_ok(), value.is_ok(), "{shown}: {found:?}");
+        if let Err(e) = found {
+            assert_eq!(e.status, 400);
         }
     }
 
