@@ -63,6 +63,7 @@ use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
 use model_call_body::{hand_back, return_plan, ChunkSource};
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
+use model_field::ModelField;
 use request_id::RequestId;
 use resilience::{is_context_overflow, retry_after, AttemptFailure, HealthBook};
 use response_store::{MemoryResponseStore, ResponseStore};
@@ -155,13 +156,13 @@ impl AuroraProxy {
     /// The conversation a translated Responses request continues, from the store.
     async fn stored_history(
         &self,
-        body: &[u8],
+        field: &ModelField,
         config: &Config,
     ) -> std::result::Result<Option<Vec<u8>>, GatewayError> {
-        let Some(previous) = model_request::stored_history_needed(body, config) else {
+        let Some(previous) = model_request::stored_history_needed(field, config) else {
             return Ok(None);
         };
-        response_store::history(&*self.responses, &previous)
+        response_store::history(&*self.responses, previous)
             .await
             .map(Some)
             .map_err(|e| GatewayError::not_found(e.to_string()).with_param("previous_response_id"))

@@ -13,6 +13,7 @@ use pingora_proxy::Session;
 use super::body_deadline::BodyDeadline;
 use super::client_hangup::{self, ClientSocket};
 use super::model_call_body::{ModelCallBody, SubrequestReturn};
+use super::model_field::ModelField;
 use super::model_request::ModelEndpoint;
 use super::prepared_call::{self, CallRequest, CallSources, Delivery, PreparedCall};
 use super::subrequest::{self, SubrequestPlan};
@@ -66,8 +67,14 @@ impl AuroraProxy {
                 return reject(session, ctx, err).await;
             }
         };
+        // The one pass over the whole body: its model, its conversation, and JSON's
+        // rules held (the request translators rely on it).
+        let field = match ModelField::find(&body) {
+            Ok(field) => field,
+            Err(err) => return reject(session, ctx, err).await,
+        };
         let history = match endpoint {
-            ModelEndpoint::Responses => match self.stored_history(&body, config).await {
+            ModelEndpoint::Responses => match self.stored_history(&field, config).await {
                 Ok(history) => history,
                 Err(err) => return reject(session, ctx, err).await,
             },
@@ -77,6 +84,7 @@ impl AuroraProxy {
             endpoint,
             req: session.req_header(),
             body,
+            field,
             history,
             created: unix_now(),
         };

@@ -1,10 +1,12 @@
 //! The top-level `model` of a JSON request body: read it, and replace its value
 //! without touching a single other byte, so unknown and future fields reach the
-//! provider exactly as the client wrote them.
+//! provider exactly as the client wrote them. The same pass, the only one over the
+//! whole body, holds it to JSON's rules and notes the other top-level members the
+//! gateway acts on (`stream`, and a Responses request's conversation).
 
 use std::ops::Range;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::translate::borrowed_text::BorrowedStr;
@@ -21,6 +23,11 @@ pub struct ModelField {
     span: Range<usize>,
     /// The body asks for a streamed answer (top-level `"stream": true`).
     pub stream: bool,
+    /// The `previous_response_id` a Responses request continues, when it names one.
+    pub previous_response_id: Option<String>,
+    /// The request continues a stored conversation: `previous_response_id` or
+    /// `conversation` is set (not `null`).
+    pub continues_conversation: bool,
 }
 
 impl ModelField {
@@ -51,10 +58,18 @@ impl ModelField {
         }
         // RawValue borrows from `body`, so its address gives the exact span.
         let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        let continues_conversation =
+            !matches!(members.previous_response_id, Member::Null) || members.conversation;
+        let previous_response_id = match members.previous_response_id {
+            Member::Text(id) => Some(id),
+            Member::Null | Member::Other => None,
+        };
         Ok(Self {
             name,
             span: start..start + raw.get().len(),
             stream: members.stream,
+            previous_response_id,
+            continues_conversation,
         })
     }
 
@@ -81,6 +96,10 @@ struct TopLevelModel<'a> {
     model: Option<&'a RawValue>,
     /// `stream` is `true` (any other value, or none, is not a stream).
     stream: bool,
+    /// The last `previous_response_id`.
+    previous_response_id: Member,
+    /// `conversation` is set.
+    conversation: bool,
 }
 
 impl<'de> Deserialize<'de> for TopLevelModel<'de> {
@@ -99,22 +118,92 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut model = None;
-        let mut stream = false;
+        let mut members = TopLevelModel {
+            model: None,
+            stream: false,
+            previous_response_id: Member::Null,
+            conversation: false,
+        };
         // Borrowed: a key is only compared, never kept.
         while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
-            if key == "model" {
-                if model.is_some() {
-                    return Err(de::Error::custom(DUPLICATE_MODEL));
+            match key.as_ref() {
+                "model" => {
+                    if members.model.is_some() {
+                        return Err(de::Error::custom(DUPLICATE_MODEL));
+                    }
+                    members.model = Some(map.next_value::<&'de RawValue>()?);
                 }
-                model = Some(map.next_value::<&'de RawValue>()?);
-            } else if key == "stream" {
-                stream = map.next_value_seed(StrictValue)? == Some(true);
-            } else {
-                map.next_value_seed(StrictValue)?;
+                "stream" => members.stream = map.next_value_seed(StrictValue)? == Some(true),
+                "previous_response_id" => {
+                    members.previous_response_id = map.next_value_seed(MemberSeed)?
+                }
+                "conversation" => {
+                    members.conversation = !matches!(map.next_value_seed(MemberSeed)?, Member::Null)
+                }
+                _ => {
+                    map.next_value_seed(StrictValue)?;
+                }
             }
         }
-        Ok(TopLevelModel { model, stream })
+        Ok(members)
+    }
+}
+
+/// What a member the gateway acts on holds: `null`, a string (kept), or anything
+/// else, held to the same rules as every other member.
+enum Member {
+    Null,
+    Text(String),
+    Other,
+}
+
+struct MemberSeed;
+
+impl<'de> DeserializeSeed<'de> for MemberSeed {
+    type Value = Member;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Member, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberSeed {
+    type Value = Member;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Member, E> {
+        Ok(Member::Null)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Member, E> {
+        Ok(Member::Text(text.to_owned()))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Member, E> {
+        Ok(Member::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Member, E> {
+        Ok(Member::Other)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Member, E> {
+        Ok(Member::Other)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Member, E> {
+        Ok(Member::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Member, A::Error> {
+        StrictValue.visit_seq(seq).map(|_| Member::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Member, A::Error> {
+        StrictValue.visit_map(map).map(|_| Member::Other)
     }
 }
 
@@ -142,6 +231,38 @@ mod tests {
         assert!(!field(br#"{"model":"m","stream":"true"}"#));
         assert!(!field(br#"{"model":"m","x":{"stream":true}}"#));
         assert!(!field(br#"{"model":"m"}"#));
+    }
+
+    #[test]
+    fn a_responses_conversation_is_read_in_the_same_pass() {
+        let read = |members: &str| {
+            let body = format!(r#"{{"model":"m",{members}}}"#);
+            let f = ModelField::find(body.as_bytes()).unwrap();
+            (f.previous_response_id, f.continues_conversation)
+        };
+        let id = |s: &str| Some(s.to_string());
+        assert_eq!(
+            read(r#""previous_response_id":"resp_1""#),
+            (id("resp_1"), true)
+        );
+        assert_eq!(
+            read(r#""previous_response_id":"resp_\u0031""#),
+            (id("resp_1"), true)
+        );
+        assert_eq!(read(r#""previous_response_id":null"#), (None, false));
+        // Not a string: no stored conversation to read, but the provider's own.
+        assert_eq!(read(r#""previous_response_id":7"#), (None, true));
+        assert_eq!(read(r#""conversation":{"id":"conv_1"}"#), (None, true));
+        assert_eq!(read(r#""conversation":"conv_1""#), (None, true));
+        assert_eq!(read(r#""conversation":null"#), (None, false));
+        assert_eq!(
+            read(r#""x":{"previous_response_id":"resp_1"}"#),
+            (None, false)
+        );
+        assert_eq!(
+            read(r#""previous_response_id":"resp_1","previous_response_id":"resp_2""#),
+            (id("resp_2"), true)
+        );
     }
 
     #[test]

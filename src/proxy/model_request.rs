@@ -93,9 +93,8 @@ pub struct ResponsesPlan {
 /// The `previous_response_id` of a Responses API request whose model is served by
 /// translation (its history then comes from the gateway's store); `None` when there is
 /// none, or when the provider keeps its own state.
-pub fn stored_history_needed(body: &[u8], config: &Config) -> Option<String> {
-    let previous = stored_previous_id(body)?;
-    let field = ModelField::find(body).ok()?;
+pub fn stored_history_needed<'f>(field: &'f ModelField, config: &Config) -> Option<&'f str> {
+    let previous = field.previous_response_id.as_deref()?;
     let route = route_model(&field.name, config).ok()?;
     (!serves_natively(ModelEndpoint::Responses, &route.provider)).then_some(previous)
 }
@@ -105,34 +104,6 @@ fn serves_natively(endpoint: ModelEndpoint, provider: &Provider) -> bool {
     let (native, _) = endpoint.native();
     provider.format == native
         && (endpoint != ModelEndpoint::Responses || provider.kind.facts().serves_responses_api)
-}
-
-/// Routes `body`'s model and prepares the upstream request for `endpoint`.
-/// `query` is the client's query string, kept when the provider speaks the
-/// endpoint's own format (`/v1/messages?beta=true`). `history` is the stored
-/// conversation a translated Responses request continues (see
-/// [`stored_history_needed`]). `created` is the Unix time a translated response
-/// reports.
-pub fn prepare(
-    endpoint: ModelEndpoint,
-    body: &[u8],
-    query: Option<&str>,
-    history: Option<&[u8]>,
-    config: &Config,
-    created: u64,
-) -> Result<PreparedRequest, GatewayError> {
-    let field = ModelField::find(body)?;
-    let route = route_model(&field.name, config)?;
-    let requested = field.name.clone();
-    let call = ModelCall {
-        endpoint,
-        body,
-        field: &field,
-        query,
-        history,
-        created,
-    };
-    prepare_for(&call, &requested, route, config)
 }
 
 /// A client's `/v1` call as the gateway read it, ready to be prepared for any model.
@@ -237,7 +208,7 @@ pub fn prepare_for(
         id: response_id,
         store: extras.store,
         input_items: extras.input_items.into(),
-        previous: stored_previous_id(body),
+        previous: field.previous_response_id.clone(),
         omitted_tools: extras.omitted_tools,
     });
     Ok(PreparedRequest {
@@ -267,33 +238,6 @@ fn chat_options(
         max_output_tokens: traits.max_output_tokens.map(u64::from),
         model,
     }
-}
-
-/// Whether a Responses API body continues a conversation (`previous_response_id` or
-/// `conversation`), whose history its provider or the gateway's store holds.
-pub fn continues_conversation(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Continued<'a> {
-        #[serde(default, borrow)]
-        previous_response_id: Option<&'a serde_json::value::RawValue>,
-        #[serde(default, borrow)]
-        conversation: Option<&'a serde_json::value::RawValue>,
-    }
-    let is_set = |v: Option<&serde_json::value::RawValue>| v.is_some_and(|v| v.get() != "null");
-    serde_json::from_slice::<Continued<'_>>(body)
-        .is_ok_and(|c| is_set(c.previous_response_id) || is_set(c.conversation))
-}
-
-/// `previous_response_id`, when the body names one.
-fn stored_previous_id(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Previous {
-        #[serde(default)]
-        previous_response_id: Option<String>,
-    }
-    serde_json::from_slice::<Previous>(body)
-        .ok()?
-        .previous_response_id
 }
 
 /// The provider's base path, then `endpoint`, then `?query`: written in one allocation

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use pingora_http::RequestHeader;
 
 use super::attempts::{self, HeldCall};
-use super::model_request::{self, ModelEndpoint, ModelField, PreparedRequest, ResponsesPlan};
+use super::model_request::{ModelEndpoint, ModelField, PreparedRequest, ResponsesPlan};
 use super::observe;
 use super::resilience::{AttemptPlan, HealthBook};
 use super::response_store::{ResponseStore, StoredResponse};
@@ -26,6 +26,9 @@ pub struct CallRequest<'a> {
     pub req: &'a RequestHeader,
     /// The client's body, read whole.
     pub body: Bytes,
+    /// Its model and the other top-level members the gateway acts on, read as the
+    /// body was held to JSON's rules.
+    pub field: ModelField,
     /// The stored conversation a translated Responses request continues.
     pub history: Option<Vec<u8>>,
     /// The Unix time a translated response reports.
@@ -89,9 +92,8 @@ impl PreparedCall {
         sources: CallSources<'_>,
     ) -> Result<Self, GatewayError> {
         let CallSources { config, health, .. } = sources;
-        let field = ModelField::find(&call.body)?;
-        let stateful = call.endpoint == ModelEndpoint::Responses
-            && model_request::continues_conversation(&call.body);
+        let field = call.field;
+        let stateful = call.endpoint == ModelEndpoint::Responses && field.continues_conversation;
         let plan =
             attempts::plan_for_model(&field.name, stateful, &call.req.headers, config, health)?;
         let held = HeldCall {
@@ -314,6 +316,7 @@ mod tests {
             endpoint,
             req: &req,
             body: Bytes::from_static(body.as_bytes()),
+            field: ModelField::find(body.as_bytes())?,
             history: None,
             created: 1,
         };
