@@ -48,6 +48,7 @@ impl<'a> CheckedBody<'a> {
         self.0.text()
     }
 
+    /// The body as the translators read it.
     pub(super) fn value(self) -> Json<'a> {
         self.0
     }
