@@ -192,6 +192,7 @@ pub fn prepare_for(
             created,
             history,
             response_id: &response_id,
+            stream: field.stream,
         },
     )
     .map_err(GatewayError::from)?;

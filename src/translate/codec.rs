@@ -25,7 +25,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::request_fields::{CheckedBody, Json};
+use super::request_fields::CheckedBody;
 use super::responses::{responses_to_anthropic_request, ResponsesOptions, ResponsesRequestOptions};
 use super::{
     anthropic_to_openai_request, openai_to_anthropic_request, ClientEncoder, OpenAiRequestOptions,
@@ -59,6 +59,10 @@ pub struct DecodeOptions<'a> {
     pub history: Option<&'a [u8]>,
     /// Responses: the id the answer carries.
     pub response_id: &'a str,
+    /// Messages: the client asked for a stream (top-level `"stream": true`), as the
+    /// caller read the body. A Messages body becomes the hub as it is, so it is not
+    /// read again for this; the other formats' translators read their own flag.
+    pub stream: bool,
 }
 
 /// A client request in the hub format, with how its answer goes back.
@@ -94,10 +98,9 @@ pub fn decode_request<'a>(
     match format {
         ClientFormat::Messages => {
             // The hub already: the provider encoder sets the model.
-            let stream = body.value().get("stream").and_then(Json::as_bool) == Some(true);
             Ok(HubRequest {
                 body: Cow::Borrowed(body.text().as_bytes()),
-                stream,
+                stream: opts.stream,
                 encoder: ClientEncoder::Messages {
                     model: opts.client_model.to_string(),
                 },
@@ -190,6 +193,7 @@ mod tests {
             created: 7,
             history: None,
             response_id: "resp_1",
+            stream: false,
         }
     }
 
@@ -257,26 +261,13 @@ mod tests {
     }
 
     #[test]
-    fn a_messages_client_stream_flag_is_read_from_its_body() {
-        let body = br#"{"model":"m","max_tokens":5,"stream":true,"messages":[]}"#;
-        assert!(
-            decode_request(
-                ClientFormat::Messages,
-                CheckedBody::check(body).unwrap(),
-                &opts()
-            )
-            .unwrap()
-            .stream
-        );
-        let body = br#"{"model":"m","max_tokens":5,"messages":[]}"#;
-        assert!(
-            !decode_request(
-                ClientFormat::Messages,
-                CheckedBody::check(body).unwrap(),
-                &opts()
-            )
-            .unwrap()
-            .stream
-        );
+    fn a_messages_client_stream_flag_is_the_one_its_caller_read() {
+        // The body is not read for it: the caller found it as it checked the body.
+        let body = CheckedBody::check(br#"{"model":"m","max_tokens":5,"messages":[]}"#).unwrap();
+        for stream in [true, false] {
+            let opts = DecodeOptions { stream, ..opts() };
+            let hub = decode_request(ClientFormat::Messages, body, &opts).unwrap();
+            assert_eq!(hub.stream, stream);
+        }
     }
 }
