@@ -32,9 +32,14 @@ pub fn openai_finish_reason(stop_reason: Option<&str>) -> &'static str {
     }
 }
 
+/// An Anthropic message id without its `msg_` prefix.
+fn bare_message_id(anthropic_id: &str) -> &str {
+    anthropic_id.strip_prefix("msg_").unwrap_or(anthropic_id)
+}
+
 /// `chatcmpl-` followed by the Anthropic id without its `msg_` prefix.
 pub fn openai_completion_id(anthropic_id: &str) -> String {
-    let bare = anthropic_id.strip_prefix("msg_").unwrap_or(anthropic_id);
+    let bare = bare_message_id(anthropic_id);
     let mut id = String::with_capacity("chatcmpl-".len() + bare.len());
     id.push_str("chatcmpl-");
     id.push_str(bare);
@@ -216,12 +221,10 @@ pub(crate) fn anthropic_to_openai_response_and_usage(
     );
     // About as long as the message it comes from: written without growing.
     let mut out = Vec::with_capacity(body.len() + 128);
-    out.extend_from_slice(b"{\"id\":");
-    write_str(
-        &mut out,
-        &openai_completion_id(msg.id.as_deref().unwrap_or("")),
-    );
-    out.extend_from_slice(b",\"object\":\"chat.completion\",\"created\":");
+    // The id as `openai_completion_id` makes it, written in place.
+    out.extend_from_slice(b"{\"id\":\"chatcmpl-");
+    write_str_fragment(&mut out, bare_message_id(msg.id.as_deref().unwrap_or("")));
+    out.extend_from_slice(b"\",\"object\":\"chat.completion\",\"created\":");
     write_u64(&mut out, opts.created);
     out.extend_from_slice(b",\"model\":");
     write_str(&mut out, &opts.model);
@@ -233,12 +236,10 @@ pub(crate) fn anthropic_to_openai_response_and_usage(
     if !write_joined(&mut out, &blocks, "text", |b| b.text.as_deref()) {
         out.extend_from_slice(b"null");
     }
-    if blocks
-        .iter()
-        .any(|b| b.kind == "thinking" && b.thinking.is_some())
-    {
-        out.extend_from_slice(b",\"reasoning_content\":");
-        write_joined(&mut out, &blocks, "thinking", |b| b.thinking.as_deref());
+    let before_reasoning = out.len();
+    out.extend_from_slice(b",\"reasoning_content\":");
+    if !write_joined(&mut out, &blocks, "thinking", |b| b.thinking.as_deref()) {
+        out.truncate(before_reasoning);
     }
     write_tool_calls(&mut out, &blocks);
     out.extend_from_slice(b",\"refusal\":null},\"logprobs\":null,\"finish_reason\":");
@@ -472,6 +473,15 @@ mod tests {
                 r#""prompt_tokens_details":{"cached_tokens":5}}}"#
             )
         );
+    }
+
+    #[test]
+    fn usage_is_written_as_serde_writes_it() {
+        // The stream's usage chunk serializes the same struct: both must agree.
+        let usage = OpenAiUsageOut::from_parts(3, 5, 7, 4);
+        let mut written = Vec::new();
+        usage.write_json(&mut written);
+        assert_eq!(written, serde_json::to_vec(&usage).unwrap());
     }
 
     #[test]
