@@ -23,7 +23,7 @@ pub async fn stream_to_client(
     session: &mut Session,
     ctx: &mut RequestContext,
     mut header: ResponseHeader,
-    mut answer: OpenAnswer,
+    mut answer: Box<OpenAnswer>,
     translation: Option<ResponseCodecs>,
     connector: &Connector,
 ) -> Result<bool> {

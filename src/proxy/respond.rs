@@ -1,5 +1,8 @@
 //! Writing gateway-made responses (health, errors) to the client.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use pingora_core::Result;
@@ -34,40 +37,47 @@ pub async fn send(
     send_with(session, status, content_type, body, request_id, None, None).await
 }
 
+/// A gateway-made answer being written. Boxed: these answers (errors, health, model
+/// lists) are off the proxied path, and inline their writes would make the future of
+/// every hook that may send one, allocated and moved per request, a kilobyte larger.
+type Sending<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
 /// [`send`], with a `Retry-After` of `retry_after` seconds when given.
-async fn send_with(
-    session: &mut Session,
+fn send_with<'a>(
+    session: &'a mut Session,
     status: u16,
-    content_type: &str,
+    content_type: &'a str,
     body: Vec<u8>,
-    request_id: &RequestId,
+    request_id: &'a RequestId,
     retry_after: Option<u32>,
-    rate: Option<&RateState>,
-) -> Result<()> {
-    let room = 3 + usize::from(retry_after.is_some()) + rate.map_or(0, RateState::header_count);
-    let mut head = header_maps::blank_answer(status, room)?;
-    let map = &mut head.headers;
-    if let Some(seconds) = retry_after {
-        header_maps::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
-    }
-    if let Some(rate) = rate {
-        insert_rate_headers(map, rate).map_err(header_maps::too_many_headers)?;
-    }
-    header_maps::put(map, header::CONTENT_TYPE, header_maps::text(content_type)?)?;
-    header_maps::put(map, header::CONTENT_LENGTH, HeaderValue::from(body.len()))?;
-    header_maps::put(map, AURORA_REQUEST_ID, request_id.header_value())?;
-    let resp = ResponseHeader::from(head);
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
+    rate: Option<&'a RateState>,
+) -> Sending<'a> {
+    Box::pin(async move {
+        let room = 3 + usize::from(retry_after.is_some()) + rate.map_or(0, RateState::header_count);
+        let mut head = header_maps::blank_answer(status, room)?;
+        let map = &mut head.headers;
+        if let Some(seconds) = retry_after {
+            header_maps::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
+        }
+        if let Some(rate) = rate {
+            insert_rate_headers(map, rate).map_err(header_maps::too_many_headers)?;
+        }
+        header_maps::put(map, header::CONTENT_TYPE, header_maps::text(content_type)?)?;
+        header_maps::put(map, header::CONTENT_LENGTH, HeaderValue::from(body.len()))?;
+        header_maps::put(map, AURORA_REQUEST_ID, request_id.header_value())?;
+        let resp = ResponseHeader::from(head);
+        let head_only = session.req_header().method == http::Method::HEAD;
         session
-            .write_response_body(Some(Bytes::from(body)), true)
+            .write_response_header(Box::new(resp), head_only)
             .await?;
-    }
-    // A subrequest session ignores the end flag above; this marks the end for it too.
-    session.downstream_session.finish_body().await
+        if !head_only {
+            session
+                .write_response_body(Some(Bytes::from(body)), true)
+                .await?;
+        }
+        // A subrequest session ignores the end flag above; this marks the end for it too.
+        session.downstream_session.finish_body().await
+    })
 }
 
 /// Sends a complete response already built, keeping the connection reusable.

@@ -39,8 +39,10 @@ pub struct ProviderAnswer {
     pub header: ResponseHeader,
     /// The whole body; empty when the answer is [`ProviderAnswer::open`].
     pub body: Bytes,
-    /// A successful answer left to stream, when the exchange asked for that.
-    pub open: Option<OpenAnswer>,
+    /// A successful answer left to stream, when the exchange asked for that. Boxed:
+    /// the answer is moved through every future that awaits the exchange, and most
+    /// answers are read whole.
+    pub open: Option<Box<OpenAnswer>>,
     /// When the response header arrived (the provider's time to first byte ends here).
     pub header_at: std::time::Instant,
 }
@@ -86,7 +88,7 @@ impl OpenAnswer {
     /// Gives a connection whose answer was read to its end back to the pool.
     pub async fn finish(self, connector: &Connector) {
         if self.done {
-            release(connector, self.session, &self.peer).await;
+            release(connector, Some(self.session), &self.peer).await;
         }
     }
 }
@@ -117,12 +119,24 @@ pub async fn exchange(
     again: impl FnOnce() -> Result<RequestHeader>,
 ) -> Result<ProviderAnswer> {
     let deadline = Instant::now() + x.timeouts.total;
-    match attempt(connector, x, request, deadline).await {
-        Err(failure) if failure.stale_connection => attempt(connector, x, again()?, deadline)
-            .await
-            .map_err(|f| f.error),
-        outcome => outcome.map_err(|f| f.error),
-    }
+    let first = attempt(connector, x, request, deadline).await;
+    // Matched without a guard and dropped before the retry: a first outcome borrowed
+    // or still held would keep its room in the future through everything below.
+    let outcome = match first {
+        Err(Failure {
+            stale_connection: true,
+            ..
+        }) => {
+            drop(first);
+            attempt(connector, x, again()?, deadline).await
+        }
+        outcome => outcome,
+    };
+    let (answer, spent) = outcome.map_err(|f| f.error)?;
+    // Released here rather than in `attempt`: Pingora's release is a future of
+    // kilobytes, and here it does not add to the attempt's.
+    release(connector, spent, x.peer).await;
+    Ok(answer)
 }
 
 /// `read` within `wait`'s time (`limit`), and never past the exchange's `deadline`.
@@ -154,12 +168,14 @@ struct Failure {
     stale_connection: bool,
 }
 
+/// One try at the exchange: the answer, and the session to give back to the pool when
+/// the answer was read to its end.
 async fn attempt(
     connector: &Connector,
     x: &Exchange<'_>,
     request: RequestHeader,
     deadline: Instant,
-) -> std::result::Result<ProviderAnswer, Failure> {
+) -> std::result::Result<(ProviderAnswer, Option<HttpSession>), Failure> {
     let Exchange {
         peer,
         body,
@@ -218,18 +234,19 @@ async fn attempt(
     let mut decoder = ResponseCompressionCtx::new(0, true, false);
     decoder.response_header_filter(&mut header, false);
     if open_success && header.status.is_success() {
-        return Ok(ProviderAnswer {
+        let answer = ProviderAnswer {
             header,
             body: Bytes::new(),
-            open: Some(OpenAnswer {
+            open: Some(Box::new(OpenAnswer {
                 session,
                 decoder,
                 peer: peer.clone(),
                 idle: timeouts.idle,
                 done: false,
-            }),
+            })),
             header_at,
-        });
+        };
+        return Ok((answer, None));
     }
     // Room for the length the provider declared, so the body is gathered without
     // growing; never more than a modest start, whatever it declared.
@@ -266,19 +283,20 @@ async fn attempt(
         keep(decoded.or(Some(chunk)), &mut whole)?;
     }
     keep(decoder.response_body_filter(None, true), &mut whole)?;
-    release(connector, session, peer).await;
-    Ok(ProviderAnswer {
+    let answer = ProviderAnswer {
         header,
         body: whole.freeze(),
         open: None,
         header_at,
-    })
+    };
+    Ok((answer, Some(session)))
 }
 
-/// Gives `session`, its answer read to its end, back to `connector`'s pool.
-async fn release(connector: &Connector, session: HttpSession, peer: &HttpPeer) {
+/// Gives `session`, its answer read to its end, back to `connector`'s pool (none: an
+/// answer left open keeps its session).
+async fn release(connector: &Connector, session: Option<HttpSession>, peer: &HttpPeer) {
     // Providers are spoken to in HTTP/1.1 (no ALPN offered): every session is one.
-    if let HttpSession::H1(session) = session {
+    if let Some(HttpSession::H1(session)) = session {
         connector
             .release_http_session(session, peer, peer.options.idle_timeout)
             .await;
