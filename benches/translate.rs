@@ -11,8 +11,9 @@ use aurora::translate::responses::{
     ResponsesRequestOptions,
 };
 use aurora::translate::{
-    anthropic_to_openai_response, AnthropicToOpenAiStream, CheckedBody, MessageOptions,
-    OpenAiToAnthropicStream, ResponseOptions, SseParser, StreamOptions,
+    anthropic_to_openai_request, anthropic_to_openai_response, AnthropicToOpenAiStream,
+    CheckedBody, MessageOptions, OpenAiRequestOptions, OpenAiToAnthropicStream, ResponseOptions,
+    SseParser, StreamOptions, TokenLimitField,
 };
 
 const STREAM_BYTES: usize = 4 << 20;
@@ -215,5 +216,136 @@ fn one_shot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, streams, one_shot);
+/// Turns of a coding agent's conversation, each a tool call and its output.
+const AGENT_TURNS: usize = 60;
+
+/// A file a tool read: about 4 KiB of source, with the quotes, backslashes and
+/// newlines that JSON escapes.
+fn tool_output(turn: usize) -> String {
+    let line = format!("    let path = \"src/module_{turn}.rs\"; // a \\\"quoted\\\" note\n");
+    line.repeat(4096 / line.len())
+}
+
+/// Claude Code's request on its sixtieth turn: cached system blocks, tools with
+/// schemas, and every turn's text, tool call and tool result (about 300 KiB).
+fn claude_code_request() -> String {
+    let tools: Vec<_> = (0..20)
+        .map(|i| serde_json::json!({
+            "name": format!("tool_{i}"),
+            "description": "Runs a command in the workspace and returns its output.",
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}, "timeout": {"type": "integer"}}, "required": ["command"]},
+        }))
+        .collect();
+    let mut messages = Vec::new();
+    for turn in 0..AGENT_TURNS {
+        messages.push(serde_json::json!({"role": "user", "content": [{"type": "text", "text": format!("Step {turn}: read the next module.")}]}));
+        messages.push(serde_json::json!({"role": "assistant", "content": [
+            {"type": "text", "text": "Reading it."},
+            {"type": "tool_use", "id": format!("toolu_{turn}"), "name": "tool_1", "input": {"command": format!("cat src/module_{turn}.rs")}},
+        ]}));
+        messages.push(serde_json::json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": format!("toolu_{turn}"), "content": [{"type": "text", "text": tool_output(turn)}]},
+        ]}));
+    }
+    serde_json::json!({
+        "model": "gpt-5",
+        "max_tokens": 32000,
+        "stream": true,
+        "system": [
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Work in the repository.".repeat(40)},
+        ],
+        "tools": tools,
+        "messages": messages,
+    })
+    .to_string()
+}
+
+/// The same conversation from a Chat Completions client.
+fn chat_agent_request() -> String {
+    let mut messages =
+        vec![serde_json::json!({"role": "system", "content": "You are a coding agent."})];
+    for turn in 0..AGENT_TURNS {
+        messages.push(serde_json::json!({"role": "user", "content": format!("Step {turn}: read the next module.")}));
+        messages.push(serde_json::json!({"role": "assistant", "content": "Reading it.", "tool_calls": [
+            {"id": format!("call_{turn}"), "type": "function", "function": {"name": "tool_1", "arguments": format!("{{\"command\":\"cat src/module_{turn}.rs\"}}")}},
+        ]}));
+        messages.push(serde_json::json!({"role": "tool", "tool_call_id": format!("call_{turn}"), "content": tool_output(turn)}));
+    }
+    serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 4096, "messages": messages})
+        .to_string()
+}
+
+/// The same conversation from Codex (the Responses API).
+fn codex_agent_request() -> String {
+    let mut input = Vec::new();
+    for turn in 0..AGENT_TURNS {
+        input.push(serde_json::json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": format!("Step {turn}: read the next module.")}]}));
+        input.push(serde_json::json!({"type": "function_call", "call_id": format!("call_{turn}"), "name": "exec_command", "arguments": format!("{{\"cmd\":\"cat src/module_{turn}.rs\"}}")}));
+        input.push(serde_json::json!({"type": "function_call_output", "call_id": format!("call_{turn}"), "output": tool_output(turn)}));
+    }
+    serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "instructions": "You are a coding agent.",
+        "input": input,
+        "tools": [{"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}],
+        "stream": true, "store": false,
+    })
+    .to_string()
+}
+
+/// A coding agent's whole conversation, sent again on every turn: each request
+/// translator on about 300 KiB, the body's check included as the gateway makes it.
+fn agent_conversations(c: &mut Criterion) {
+    let mut g = c.benchmark_group("agent_request");
+    let claude_code = claude_code_request();
+    g.throughput(Throughput::Bytes(claude_code.len() as u64));
+    g.bench_function("messages_to_chat", |b| {
+        let opts = OpenAiRequestOptions {
+            model: "gpt-5".into(),
+            reasoning: true,
+            token_limit: TokenLimitField::MaxCompletionTokens,
+            max_output_tokens: None,
+        };
+        let check = |body: &str| {
+            CheckedBody::check(body.as_bytes()).and_then(|b| anthropic_to_openai_request(b, &opts))
+        };
+        assert!(check(&claude_code).is_ok(), "the conversation translates");
+        b.iter(|| check(&claude_code))
+    });
+    let chat = chat_agent_request();
+    g.throughput(Throughput::Bytes(chat.len() as u64));
+    g.bench_function("chat_to_messages", |b| {
+        let opts = RequestOptions {
+            model: "claude-sonnet-4-5".into(),
+            default_max_tokens: 4096,
+        };
+        let check = |body: &str| {
+            CheckedBody::check(body.as_bytes()).and_then(|b| openai_to_anthropic_request(b, &opts))
+        };
+        assert!(check(&chat).is_ok(), "the conversation translates");
+        b.iter(|| check(&chat))
+    });
+    let codex = codex_agent_request();
+    g.throughput(Throughput::Bytes(codex.len() as u64));
+    g.bench_function("responses_to_messages", |b| {
+        let opts = ResponsesRequestOptions {
+            model: "claude-sonnet-4-5".into(),
+            default_max_tokens: 4096,
+        };
+        let check = |body: &str| {
+            CheckedBody::check(body.as_bytes())
+                .and_then(|b| responses_to_anthropic_request(b, None, &opts))
+        };
+        assert!(check(&codex).is_ok(), "the conversation translates");
+        b.iter(|| check(&codex))
+    });
+    // The check alone, which every translated request pays before its translation.
+    g.bench_function("check", |b| {
+        b.iter(|| CheckedBody::check(codex.as_bytes()).is_ok())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, streams, one_shot, agent_conversations);
 criterion_main!(benches);

@@ -1,12 +1,13 @@
 //! Property tests of reading an object's members from its two ends: for any JSON
 //! object, written compactly or pretty, the members read from the front, from the
-//! back, or from both until they meet are exactly the object's, each once; and no
-//! bytes at all make the reader panic.
+//! back, or from both until they meet are exactly the object's, each once; the
+//! elements read from any array are exactly its own; neither reader calls valid
+//! JSON broken; and no bytes at all make either reader panic.
 
 #[path = "common/proptest_config.rs"]
 mod proptest_config;
 
-use aurora::metrics::json_members::{Member, ObjectMembers};
+use aurora::translate::json_members::{ArrayElements, Member, ObjectMembers};
 use proptest::prelude::*;
 use proptest_config::config;
 use serde_json::{Map, Value};
@@ -89,9 +90,35 @@ proptest! {
                 back.push(decoded(m)?);
             }
             prop_assert!(members.next_front().is_none());
+            prop_assert!(!members.broken());
             back.reverse();
             front.extend(back);
             prop_assert_eq!(&front, &expected);
+        }
+    }
+
+    #[test]
+    fn elements_are_the_arrays_own(items in prop::collection::vec(any_value(), 0..6)) {
+        let value = Value::Array(items.clone());
+        for text in [serde_json::to_vec(&value).unwrap(), serde_json::to_vec_pretty(&value).unwrap()] {
+            let mut elements = ArrayElements::of(&text).unwrap();
+            let read: Vec<Value> = elements
+                .by_ref()
+                .map(serde_json::from_slice)
+                .collect::<Result<_, _>>()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(!elements.broken());
+            prop_assert_eq!(&read, &items);
+        }
+    }
+
+    #[test]
+    fn no_bytes_make_the_array_reader_panic(inner in prop::collection::vec(any::<u8>(), 0..64)) {
+        let mut text = b"[".to_vec();
+        text.extend(inner);
+        text.push(b']');
+        if let Some(elements) = ArrayElements::of(&text) {
+            prop_assert!(elements.take(64).count() <= 64);
         }
     }
 

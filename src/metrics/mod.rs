@@ -6,7 +6,6 @@
 //! request needs are resolved once per config snapshot (see [`handles`]).
 
 pub mod handles;
-pub mod json_members;
 pub mod labels;
 pub mod usage;
 

@@ -16,7 +16,7 @@
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::json_members::{Member, ObjectMembers};
+use crate::translate::json_members::{Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
 /// Token counts of one answer.

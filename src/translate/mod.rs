@@ -47,6 +47,7 @@ pub mod error;
 pub mod generated_id;
 #[cfg(test)]
 mod hub_streams;
+pub mod json_members;
 mod json_writer;
 mod openai_content_chunk;
 pub mod openai_to_anthropic_error;

@@ -7,11 +7,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
+use super::json_members::{ArrayElements, ObjectMembers};
 use super::TranslateError;
 
 /// One JSON value of a checked request body, as its text (no surrounding
@@ -170,24 +169,44 @@ impl<'a> Json<'a> {
         self.as_number()?.as_f64()
     }
 
-    /// The array's elements.
+    /// The array's elements. The body was checked whole, so each level is only
+    /// followed here, not parsed again (see [`json_members`]).
     pub(super) fn elements(self) -> Option<Vec<Json<'a>>> {
-        if self.first() != b'[' {
-            return None;
-        }
-        serde_json::from_str(self.0).ok()
+        let mut items = ArrayElements::of(self.0.as_bytes())?;
+        let elements = items
+            .by_ref()
+            .map(|item| self.part(item))
+            .collect::<Option<Vec<_>>>()?;
+        (!items.broken()).then_some(elements)
     }
 
     /// The members called `names`, in that order; a member given twice reads
     /// as its last value (as `Value` keeps it). All are `None` when this is
     /// not an object.
     pub(super) fn members<const N: usize>(self, names: [&str; N]) -> [Option<Json<'a>>; N] {
-        if !self.is_object() {
+        let mut found = [None; N];
+        let Some(mut members) = ObjectMembers::of(self.0.as_bytes()) else {
+            return found;
+        };
+        while let Some(member) = members.next_front() {
+            let key = member.key();
+            if let Some(slot) = names.iter().position(|n| n.as_bytes() == &*key) {
+                match self.part(member.value) {
+                    Some(value) => found[slot] = Some(value),
+                    None => return [None; N],
+                }
+            }
+        }
+        if members.broken() {
             return [None; N];
         }
-        let mut de = serde_json::Deserializer::from_str(self.0);
-        de.deserialize_map(MembersVisitor { names })
-            .unwrap_or([None; N])
+        found
+    }
+
+    /// `part`, a slice of this value's text, as a value of its own.
+    fn part(self, part: &[u8]) -> Option<Json<'a>> {
+        let start = (part.as_ptr() as usize).checked_sub(self.0.as_ptr() as usize)?;
+        self.0.get(start..start + part.len()).map(Json)
     }
 
     /// One member (`Value::get`): present, possibly `null`.
@@ -234,63 +253,6 @@ macro_rules! json_object {
     (@key $field:ident $key:literal) => { $key };
 }
 pub(super) use json_object;
-
-impl<'de> Deserialize<'de> for Json<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = <&'de RawValue>::deserialize(d)?;
-        Ok(Json(raw.get()))
-    }
-}
-
-struct MembersVisitor<'n, const N: usize> {
-    names: [&'n str; N],
-}
-
-impl<'de, const N: usize> Visitor<'de> for MembersVisitor<'_, N> {
-    type Value = [Option<Json<'de>>; N];
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = [None; N];
-        while let Some(slot) = map.next_key_seed(KeySlot { names: &self.names })? {
-            match slot {
-                Some(i) => found[i] = Some(map.next_value::<Json<'de>>()?),
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// Reads a key and finds it among the wanted names, without allocating.
-struct KeySlot<'s, 'n> {
-    names: &'s [&'n str],
-}
-
-impl<'de> DeserializeSeed<'de> for KeySlot<'_, '_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySlot<'_, '_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string key")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.names.iter().position(|n| *n == key))
-    }
-}
 
 /// Walks any JSON value through serde_json's full parser, so the body is
 /// held to `Value`'s rules (nesting limit, number range, valid escapes)
@@ -445,6 +407,31 @@ mod tests {
         let texts: Vec<&str> = items.iter().map(|j| j.text()).collect();
         assert_eq!(texts, [r#"{"a": 1}"#, "\"x\"", "null"]);
         assert_eq!(json("{}").elements(), None);
+    }
+
+    #[test]
+    fn structure_inside_strings_is_not_followed() {
+        let obj = json(r#"{"a": "}, \"b\": [", "b": ["]", {"c": "\\"}], "c": 1}"#);
+        let [a, b, c] = obj.members(["a", "b", "c"]);
+        assert_eq!(a.and_then(Json::as_str).as_deref(), Some(r#"}, "b": ["#));
+        assert_eq!(b.map(Json::text), Some(r#"["]", {"c": "\\"}]"#));
+        assert_eq!(c.map(Json::text), Some("1"));
+        let items = b.and_then(Json::elements).unwrap();
+        assert_eq!(
+            items[1].get("c").and_then(Json::as_str).as_deref(),
+            Some("\\")
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_after_all_reads_as_missing_members() {
+        for text in [r#"{"a": 1,}"#, r#"{"a" 1}"#, r#"{"a": [1,,2]}"#] {
+            let body = CheckedBody::already_checked(text.as_bytes()).unwrap();
+            let [a] = body.value().members(["a"]);
+            assert!(a.and_then(Json::elements).is_none(), "{text}");
+        }
+        let body = CheckedBody::already_checked(br#"{"a": 1,}"#).unwrap();
+        assert_eq!(body.value().members(["a"]), [None]);
     }
 
     #[test]

@@ -1,18 +1,24 @@
-//! The top-level members of a JSON object, taken from either end of the document
-//! without reading the values between them.
+//! The members of a JSON object, taken from either end of the document, and the
+//! elements of a JSON array, without reading the values between them.
 //!
-//! Answers name their model near the front and report their usage near the back,
-//! with the generated content in between: reading members from both ends finds
-//! both without going through the content, so metering an answer costs the same
-//! whatever its length. Only the structure is followed here; the values a caller
-//! wants are then read by `serde_json`, which checks them.
+//! Only the structure is followed here (quotes, escapes, brackets), with `memchr`
+//! through strings; the values a caller wants are then read by `serde_json`, which
+//! checks them. Two callers:
+//! - answers name their model near the front and report their usage near the back,
+//!   with the generated content in between: reading members from both ends finds
+//!   both without going through the content, so metering an answer costs the same
+//!   whatever its length;
+//! - a request body already held to JSON's rules is read one level at a time by the
+//!   request translators, and each level's values are skipped here rather than
+//!   through a parser that checks them again (a coding agent's conversation puts
+//!   its tool outputs five levels deep).
 //!
 //! A string's quote is told from an escaped one by the backslashes before it, which
 //! makes the structure readable backwards as well as forwards.
 
 use std::borrow::Cow;
 
-use memchr::{memchr2, memrchr};
+use memchr::{memchr, memrchr};
 
 /// One member: its key as written (escapes left in) and its value's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +57,8 @@ pub struct ObjectMembers<'a> {
     back: usize,
     /// No member remains, or the text stopped being readable.
     done: bool,
+    /// The text stopped being readable as JSON.
+    broken: bool,
 }
 
 impl<'a> ObjectMembers<'a> {
@@ -67,7 +75,14 @@ impl<'a> ObjectMembers<'a> {
             front,
             back,
             done: front >= back,
+            broken: false,
         })
+    }
+
+    /// Whether the text stopped being readable as JSON before all its members were
+    /// taken.
+    pub fn broken(&self) -> bool {
+        self.broken
     }
 
     /// The next member from the front; `None` once all are taken or the text is not
@@ -89,7 +104,10 @@ impl<'a> ObjectMembers<'a> {
         }
         let taken = read(self);
         if taken.is_none() {
+            // A reader finds no member only where the text is not JSON: at the
+            // last one it marks the end itself.
             self.done = true;
+            self.broken = true;
         }
         taken
     }
@@ -157,6 +175,79 @@ impl<'a> ObjectMembers<'a> {
     }
 }
 
+/// The elements of one array not yet taken, from the front.
+#[derive(Debug)]
+pub struct ArrayElements<'a> {
+    doc: &'a [u8],
+    /// Where the next element starts.
+    front: usize,
+    /// Just past the last element (before the `]`).
+    back: usize,
+    done: bool,
+    broken: bool,
+}
+
+impl<'a> ArrayElements<'a> {
+    /// The elements of `doc`, when it is one JSON array (whitespace around it allowed).
+    pub fn of(doc: &'a [u8]) -> Option<Self> {
+        let start = skip_ws(doc, 0);
+        let end = skip_ws_back(doc, doc.len());
+        if start >= end || doc[start] != b'[' || doc[end - 1] != b']' {
+            return None;
+        }
+        let (front, back) = (skip_ws(doc, start + 1), skip_ws_back(doc, end - 1));
+        Some(Self {
+            doc,
+            front,
+            back,
+            done: front >= back,
+            broken: false,
+        })
+    }
+
+    /// Whether the text stopped being readable as JSON before all its elements were
+    /// taken.
+    pub fn broken(&self) -> bool {
+        self.broken
+    }
+
+    fn read(&mut self) -> Option<&'a [u8]> {
+        let doc = &self.doc[..self.back];
+        let start = self.front;
+        let end = value_end(doc, start)?;
+        let after = skip_ws(doc, end);
+        if after == doc.len() {
+            self.done = true;
+        } else if doc[after] == b',' {
+            self.front = skip_ws(doc, after + 1);
+            // A trailing comma before the end (`[1,]`) is not JSON.
+            if self.front >= self.back {
+                return None;
+            }
+        } else {
+            return None;
+        }
+        Some(&doc[start..end])
+    }
+}
+
+impl<'a> Iterator for ArrayElements<'a> {
+    /// An element's JSON text.
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.done {
+            return None;
+        }
+        let taken = self.read();
+        if taken.is_none() {
+            self.done = true;
+            self.broken = true;
+        }
+        taken
+    }
+}
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -184,14 +275,16 @@ fn skip_ws_back(doc: &[u8], mut end: usize) -> usize {
 
 /// Just past the closing quote of the string whose opening quote is at `open`.
 fn string_end(doc: &[u8], open: usize) -> Option<usize> {
+    // Quote to quote, each told from an escaped one by the backslashes before it:
+    // text is escaped far more often (every line break of a file a tool read) than
+    // it holds a quote, so this stops less often than at every backslash.
     let mut at = open + 1;
     loop {
-        at += memchr2(b'"', b'\\', doc.get(at..)?)?;
-        if doc[at] == b'"' {
+        at += memchr(b'"', doc.get(at..)?)?;
+        if !escaped(doc, at) {
             return Some(at + 1);
         }
-        // An escape: the byte after the backslash is never the string's end.
-        at += 2;
+        at += 1;
     }
 }
 
@@ -382,6 +475,7 @@ mod tests {
         ] {
             let mut m = ObjectMembers::of(doc.as_bytes()).unwrap();
             let front: Vec<_> = std::iter::from_fn(|| m.next_front()).collect();
+            assert!(m.broken(), "{doc}: read to its end");
             let mut m = ObjectMembers::of(doc.as_bytes()).unwrap();
             let back: Vec<_> = std::iter::from_fn(|| m.next_back()).collect();
             assert!(
@@ -414,5 +508,36 @@ mod tests {
             br"bad\u12",
             "left as written"
         );
+    }
+
+    #[test]
+    fn elements_are_read_whole_and_in_order() {
+        let doc = br#" [ {"a": [1, "]"]} , "x\"]" ,null,-1.5e3, [] ] "#;
+        let mut items = ArrayElements::of(doc).unwrap();
+        let read: Vec<&[u8]> = items.by_ref().collect();
+        assert_eq!(
+            read,
+            [
+                br#"{"a": [1, "]"]}"#.as_slice(),
+                br#""x\"]""#,
+                b"null",
+                b"-1.5e3",
+                b"[]"
+            ]
+        );
+        assert!(!items.broken());
+        let mut empty = ArrayElements::of(b"[ ]").unwrap();
+        assert_eq!(empty.next(), None);
+        assert!(!empty.broken());
+        assert!(ArrayElements::of(br#"{"a":1}"#).is_none());
+    }
+
+    #[test]
+    fn an_unreadable_array_is_broken() {
+        for doc in ["[1,]", "[,1]", "[1 2]", r#"["open]"#, "[1,,2]"] {
+            let mut items = ArrayElements::of(doc.as_bytes()).unwrap();
+            let read: Vec<_> = items.by_ref().collect();
+            assert!(items.broken(), "{doc}: {read:?}");
+        }
     }
 }
