@@ -57,7 +57,7 @@ use super::json_writer::{
     release_spare, write_compact, write_compact_as_str, write_number, write_str, write_str_array,
     write_str_fragment, write_u64,
 };
-use super::request_fields::{field, json_object, stream_flag, CheckedBody, Json};
+use super::request_fields::{field, json_object, stream_flag, CheckedBody, Json, Text};
 
 /// Settings for [`anthropic_to_openai_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,8 +339,8 @@ fn stop_sequences(stops: Option<Json<'_>>) -> Result<Vec<Cow<'_, str>>, Translat
 fn system_text(
     system: Json<'_>,
     path: impl Fn() -> String,
-) -> Result<Vec<Cow<'_, str>>, TranslateError> {
-    if let Some(s) = system.as_str() {
+) -> Result<Vec<Text<'_>>, TranslateError> {
+    if let Some(s) = system.as_text() {
         return Ok(vec![s]);
     }
     let Some(blocks) = system.elements() else {
@@ -352,7 +352,7 @@ fn system_text(
     let mut texts = Vec::with_capacity(blocks.len());
     for (j, b) in blocks.into_iter().enumerate() {
         let [kind, text] = b.members(["type", "text"]);
-        match (kind.and_then(Json::as_str), text.and_then(Json::as_str)) {
+        match (kind.and_then(Json::as_str), text.and_then(Json::as_text)) {
             (Some(kind), Some(t)) if kind == "text" => texts.push(t),
             _ => {
                 return Err(TranslateError::invalid_field(
@@ -367,7 +367,7 @@ fn system_text(
 
 /// Writes a `system` message of `texts` joined with a blank line, unless there is
 /// nothing in them.
-fn write_system_message(texts: &[Cow<'_, str>], messages: &mut MessagesWriter, out: &mut Vec<u8>) {
+fn write_system_message(texts: &[Text<'_>], messages: &mut MessagesWriter, out: &mut Vec<u8>) {
     // Joined with separators, several texts are never empty.
     if texts.len() < 2 && texts.iter().all(|t| t.is_empty()) {
         return;
@@ -379,12 +379,16 @@ fn write_system_message(texts: &[Cow<'_, str>], messages: &mut MessagesWriter, o
 }
 
 /// Writes `texts` joined by `separator` (already escaped) inside a string.
-fn write_joined(out: &mut Vec<u8>, texts: &[Cow<'_, str>], separator: &str) {
-    for (k, t) in texts.iter().enumerate() {
+fn write_joined<'t, 'a: 't>(
+    out: &mut Vec<u8>,
+    texts: impl IntoIterator<Item = &'t Text<'a>>,
+    separator: &str,
+) {
+    for (k, t) in texts.into_iter().enumerate() {
         if k > 0 {
             out.extend_from_slice(separator.as_bytes());
         }
-        write_str_fragment(out, t);
+        t.write_fragment(out);
     }
 }
 
@@ -484,7 +488,7 @@ impl SourceUrl<'_> {
 
 /// An OpenAI content part of a user message.
 enum UserPart<'a> {
-    Text(Cow<'a, str>),
+    Text(Text<'a>),
     Image(SourceUrl<'a>),
     File {
         filename: Cow<'a, str>,
@@ -497,7 +501,7 @@ impl UserPart<'_> {
         match self {
             UserPart::Text(text) => {
                 out.extend_from_slice(br#"{"text":"#);
-                write_str(out, text);
+                text.write(out);
                 out.extend_from_slice(br#","type":"text"}"#);
             }
             UserPart::Image(url) => {
@@ -542,10 +546,10 @@ fn convert_user_blocks(
     }
     let out = messages.next(out);
     out.extend_from_slice(br#"{"content":"#);
-    let texts: Option<Vec<Cow<'_, str>>> = parts
+    let texts: Option<Vec<&Text<'_>>> = parts
         .iter()
         .map(|p| match p {
-            UserPart::Text(t) => Some(Cow::Borrowed(t.as_ref())),
+            UserPart::Text(t) => Some(t),
             _ => None,
         })
         .collect();
@@ -553,7 +557,7 @@ fn convert_user_blocks(
         // Some OpenAI-compatible servers accept only string content.
         Some(texts) => {
             out.push(b'"');
-            write_joined(out, &texts, "\\n\\n");
+            write_joined(out, texts, "\\n\\n");
             out.push(b'"');
         }
         None => {
@@ -574,8 +578,8 @@ fn convert_user_blocks(
 fn text_of<'a>(
     block: &ContentBlock<'a>,
     path: impl FnOnce() -> String,
-) -> Result<Cow<'a, str>, TranslateError> {
-    block.text.and_then(Json::as_str).ok_or_else(|| {
+) -> Result<Text<'a>, TranslateError> {
+    block.text.and_then(Json::as_text).ok_or_else(|| {
         TranslateError::invalid_field(format!("{}.text", path()), "must be a string")
     })
 }
@@ -592,10 +596,7 @@ fn user_part<'a>(
             let source = block.source.map(Source::read).unwrap_or_default();
             match source.kind.and_then(Json::as_str).as_deref() {
                 Some("text") => Ok(UserPart::Text(
-                    source
-                        .data
-                        .and_then(Json::as_str)
-                        .unwrap_or(Cow::Borrowed("")),
+                    source.data.and_then(Json::as_text).unwrap_or("".into()),
                 )),
                 Some("base64")
                     if source.media_type.and_then(Json::as_str).as_deref()
@@ -675,8 +676,8 @@ fn write_tool_message<'a>(
     match field(block.content) {
         None => {}
         Some(content) => {
-            if let Some(s) = content.as_str() {
-                write_str_fragment(out, &s);
+            if let Some(s) = content.as_text() {
+                s.write_fragment(out);
             } else if let Some(items) = content.elements() {
                 let attached_before = attached.len();
                 let mut texts = 0;
@@ -687,17 +688,17 @@ fn write_tool_message<'a>(
                         "text" => text_of(&item, item_path)?,
                         // Tool search names the tools it loaded; they are all offered here.
                         "tool_reference" => match item.tool_name.and_then(Json::as_str) {
-                            Some(name) => Cow::Owned(format!("Tool available: {name}")),
-                            None => Cow::Borrowed(""),
+                            Some(name) => format!("Tool available: {name}").into(),
+                            None => "".into(),
                         },
                         kind @ ("image" | "document") => {
                             match user_part(kind, &item, item_path)? {
                                 UserPart::Text(text) => text,
                                 part => {
                                     if attached.len() == attached_before {
-                                        attached.push(UserPart::Text(Cow::Owned(format!(
-                                            "Attached by tool call {id}:"
-                                        ))));
+                                        attached.push(UserPart::Text(
+                                            format!("Attached by tool call {id}:").into(),
+                                        ));
                                     }
                                     attached.push(part);
                                     continue;
@@ -715,7 +716,7 @@ fn write_tool_message<'a>(
                         out.extend_from_slice(b"\\n");
                     }
                     texts += 1;
-                    write_str_fragment(out, &text);
+                    text.write_fragment(out);
                 }
                 if attached.len() > attached_before {
                     if texts > 0 {
@@ -920,6 +921,39 @@ mod tests {
 
     fn translate(req: Value) -> Value {
         translate_with(req, false)
+    }
+
+    #[test]
+    fn texts_are_copied_with_their_escapes_as_written() {
+        // Written by hand: serde would write `é` and `/` plainly.
+        let text = r#"line \"one\"\n\u00e9\/ \\ end"#;
+        let body = format!(
+            r#"{{"model":"m","max_tokens":9,"system":"s: {text}","messages":[
+            {{"role":"user","content":[{{"type":"text","text":"u: {text}"}}]}},
+            {{"role":"assistant","content":[{{"type":"text","text":"a: {text}"}},
+                {{"type":"tool_use","id":"t1","name":"read","input":{{}}}}]}},
+            {{"role":"user","content":[{{"type":"tool_result","tool_use_id":"t1",
+                "content":[{{"type":"text","text":"r: {text}"}}]}}]}},
+            {{"role":"user","content":[{{"type":"tool_result","tool_use_id":"t1","content":"c: {text}"}}]}}]}}"#
+        );
+        let out = CheckedBody::check(body.as_bytes())
+            .and_then(|b| anthropic_to_openai_request(b, &opts(false)))
+            .unwrap()
+            .body;
+        let out = String::from_utf8(out).unwrap();
+        for prefix in ["s", "u", "a", "r", "c"] {
+            assert!(
+                out.contains(&format!("{prefix}: {text}")),
+                "{prefix}: {out}"
+            );
+        }
+        let plain = "line \"one\"\né/ \\ end";
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["messages"][0]["content"], format!("s: {plain}"));
+        assert_eq!(v["messages"][1]["content"], format!("u: {plain}"));
+        assert_eq!(v["messages"][2]["content"], format!("a: {plain}"));
+        assert_eq!(v["messages"][3]["content"], format!("r: {plain}"));
+        assert_eq!(v["messages"][4]["content"], format!("c: {plain}"));
     }
 
     fn translate_err(req: Value) -> TranslateError {

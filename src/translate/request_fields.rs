@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::Number;
 
 use super::json_members::{ArrayElements, ObjectMembers};
+use super::json_writer::write_str_fragment;
 use super::TranslateError;
 
 /// One JSON value of a checked request body, as its text (no surrounding
@@ -142,6 +143,13 @@ impl<'a> Json<'a> {
         serde_json::from_str::<String>(self.0).ok().map(Cow::Owned)
     }
 
+    /// A string's contents as written, to be copied into another JSON string
+    /// (see [`Text`]).
+    pub(super) fn as_text(self) -> Option<Text<'a>> {
+        let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
+        Some(Text::Escaped(inner))
+    }
+
     /// The boolean.
     pub(super) fn as_bool(self) -> Option<bool> {
         match self.0 {
@@ -213,6 +221,56 @@ impl<'a> Json<'a> {
     pub(super) fn get(self, name: &str) -> Option<Json<'a>> {
         let [v] = self.members([name]);
         v
+    }
+}
+
+/// A text a translator copies into the request it writes: a string of the checked
+/// body kept as written between its quotes (escapes and all), or a text the
+/// translator made. The body's strings are valid JSON string contents already, so
+/// copying one costs a copy, where reading it and writing it again would undo its
+/// escapes and redo them (a coding agent's tool outputs: line breaks, quotes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Text<'a> {
+    /// A string's contents as the body wrote them.
+    Escaped(&'a str),
+    /// A text to be escaped as it is written.
+    Plain(Cow<'a, str>),
+}
+
+impl<'a> Text<'a> {
+    /// Whether the text is empty (an empty string writes no contents).
+    pub(super) fn is_empty(&self) -> bool {
+        match self {
+            Text::Escaped(s) => s.is_empty(),
+            Text::Plain(s) => s.is_empty(),
+        }
+    }
+
+    /// Appends the text's escaped contents, without quotes.
+    pub(super) fn write_fragment(&self, out: &mut Vec<u8>) {
+        match self {
+            Text::Escaped(s) => out.extend_from_slice(s.as_bytes()),
+            Text::Plain(s) => write_str_fragment(out, s),
+        }
+    }
+
+    /// Appends the text as a JSON string.
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        self.write_fragment(out);
+        out.push(b'"');
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Self {
+        Text::Plain(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Text<'_> {
+    fn from(s: String) -> Self {
+        Text::Plain(Cow::Owned(s))
     }
 }
 
