@@ -40,10 +40,9 @@ use std::borrow::Cow;
 
 use super::error::TranslateError;
 use super::json_writer::{
-    release_spare, write_compact, write_f64, write_key, write_str, write_str_array,
-    write_str_fragment, write_u64,
+    release_spare, write_compact, write_f64, write_key, write_str, write_str_array, write_u64,
 };
-use super::request_fields::{field, json_object, parse_text, stream_flag, CheckedBody, Json};
+use super::request_fields::{field, json_object, parse_text, stream_flag, CheckedBody, Json, Text};
 
 /// Settings for [`openai_to_anthropic_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -415,7 +414,7 @@ fn stop_sequences<'a>(req: &ChatRequest<'a>) -> Result<Vec<Cow<'a, str>>, Transl
 
 /// A text block of the system prompt.
 struct SystemText<'a> {
-    text: Cow<'a, str>,
+    text: Text<'a>,
     cache_control: Option<Json<'a>>,
 }
 
@@ -438,7 +437,7 @@ fn write_system(out: &mut Vec<u8>, blocks: &[SystemText<'_>]) {
         if k > 0 {
             out.extend_from_slice(b"\\n\\n");
         }
-        write_str_fragment(out, &b.text);
+        b.text.write_fragment(out);
     }
     out.push(b'"');
 }
@@ -624,7 +623,7 @@ enum PartRole {
 /// An Anthropic content block made from one OpenAI content part.
 enum Block<'a> {
     Text {
-        text: Cow<'a, str>,
+        text: Text<'a>,
         cache_control: Option<Json<'a>>,
     },
     /// An image from a checked http(s) or base64 data URL.
@@ -672,11 +671,11 @@ impl Block<'_> {
     }
 }
 
-fn write_text_block(out: &mut Vec<u8>, text: &str, cache_control: Option<Json<'_>>) {
+fn write_text_block(out: &mut Vec<u8>, text: &Text<'_>, cache_control: Option<Json<'_>>) {
     out.push(b'{');
     write_cache_control(out, cache_control);
     out.extend_from_slice(br#""text":"#);
-    write_str(out, text);
+    text.write(out);
     out.extend_from_slice(br#","type":"text"}"#);
 }
 
@@ -708,7 +707,7 @@ fn content_blocks<'a>(
     let Some(content) = content else {
         return Ok(());
     };
-    if let Some(s) = content.as_str() {
+    if let Some(s) = content.as_text() {
         if let Some(block) = text_block(s, None) {
             emit(block);
         }
@@ -729,7 +728,7 @@ fn content_blocks<'a>(
 }
 
 /// Anthropic rejects empty text blocks, so empty text is dropped.
-fn text_block<'a>(text: Cow<'a, str>, cache_control: Option<Json<'a>>) -> Option<Block<'a>> {
+fn text_block<'a>(text: Text<'a>, cache_control: Option<Json<'a>>) -> Option<Block<'a>> {
     (!text.is_empty()).then_some(Block::Text {
         text,
         cache_control,
@@ -758,7 +757,7 @@ fn part_block<'a>(
     };
     match kind.as_ref() {
         "text" => {
-            let text = p.text.and_then(Json::as_str).ok_or_else(|| {
+            let text = p.text.and_then(Json::as_text).ok_or_else(|| {
                 TranslateError::invalid_field(
                     format!("{}.text", part_path(i, j)),
                     "must be a string",
@@ -767,10 +766,7 @@ fn part_block<'a>(
             Ok(text_block(text, field(p.cache_control)))
         }
         "refusal" if role == PartRole::Assistant => {
-            let text = p
-                .refusal
-                .and_then(Json::as_str)
-                .unwrap_or(Cow::Borrowed(""));
+            let text = p.refusal.and_then(Json::as_text).unwrap_or("".into());
             Ok(text_block(text, None))
         }
         "image_url" => {
@@ -951,10 +947,10 @@ fn write_tool_result_block(
     })?;
     out.push(b'{');
     if let Some(content) = field(msg.content) {
-        if let Some(s) = content.as_str() {
+        if let Some(s) = content.as_text() {
             if !s.is_empty() {
                 out.extend_from_slice(br#""content":"#);
-                write_str(out, &s);
+                s.write(out);
                 out.push(b',');
             }
         } else if content.elements().is_some() {
@@ -1167,6 +1163,46 @@ mod tests {
     fn translate(req: Value) -> Value {
         let r = openai_to_anthropic_request(checked(&req), &opts()).unwrap();
         serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn texts_are_copied_with_their_escapes_as_written() {
+        // Written by hand: serde would write `é` and `/` plainly.
+        let text = r#"line \"one\"\n\u00e9\/ \\ end"#;
+        let body = format!(
+            r#"{{"model":"m","messages":[
+            {{"role":"system","content":"s: {text}"}},
+            {{"role":"user","content":[{{"type":"text","text":"u: {text}","cache_control":{{"type":"ephemeral"}}}}]}},
+            {{"role":"assistant","content":"a: {text}","tool_calls":[
+                {{"id":"c1","type":"function","function":{{"name":"read","arguments":"{{}}"}}}}]}},
+            {{"role":"tool","tool_call_id":"c1","content":"t: {text}"}}]}}"#
+        );
+        let out = CheckedBody::check(body.as_bytes())
+            .and_then(|b| openai_to_anthropic_request(b, &opts()))
+            .unwrap()
+            .body;
+        let out = String::from_utf8(out).unwrap();
+        for prefix in ["s", "u", "a", "t"] {
+            assert!(
+                out.contains(&format!("{prefix}: {text}")),
+                "{prefix}: {out}"
+            );
+        }
+        let plain = "line \"one\"\né/ \\ end";
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["system"], format!("s: {plain}"));
+        assert_eq!(
+            v["messages"][0]["content"][0]["text"],
+            format!("u: {plain}")
+        );
+        assert_eq!(
+            v["messages"][1]["content"][0]["text"],
+            format!("a: {plain}")
+        );
+        assert_eq!(
+            v["messages"][2]["content"][0]["content"],
+            format!("t: {plain}")
+        );
     }
 
     fn translate_err(req: Value) -> TranslateError {

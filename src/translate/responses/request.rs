@@ -47,7 +47,7 @@ use crate::translate::json_writer::{
     write_compact, write_f64, write_key, write_str, write_str_fragment, write_u64,
 };
 use crate::translate::request_fields::{
-    field, json_object, parse_text, stream_flag, CheckedBody, Json,
+    field, json_object, parse_text, stream_flag, CheckedBody, Json, Text,
 };
 
 /// Settings for [`responses_to_anthropic_request`].
@@ -263,10 +263,10 @@ pub fn responses_to_anthropic_request(
             ))
         }
         Some(input) => {
-            if let Some(text) = input.as_str() {
+            if let Some(text) = input.as_text() {
                 conv.block(Role::User, false, |out| write_text_block(out, &text));
                 let mut items = br#"[{"content":[{"text":"#.to_vec();
-                write_str(&mut items, &text);
+                text.write(&mut items);
                 items.extend_from_slice(
                     br#","type":"input_text"}],"role":"user","type":"message"}]"#,
                 );
@@ -537,9 +537,9 @@ impl Conversation {
     }
 }
 
-fn write_text_block(out: &mut Vec<u8>, text: &str) {
+fn write_text_block(out: &mut Vec<u8>, text: &Text<'_>) {
     out.extend_from_slice(br#"{"text":"#);
-    write_str(out, text);
+    text.write(out);
     out.extend_from_slice(br#","type":"text"}"#);
 }
 
@@ -592,8 +592,8 @@ fn convert_item<'a>(
             match field(it.output) {
                 None => content.extend_from_slice(br#""""#),
                 Some(output) => {
-                    if let Some(text) = output.as_str() {
-                        write_str(&mut content, &text);
+                    if let Some(text) = output.as_text() {
+                        text.write(&mut content);
                     } else if let Some(parts) = output.elements() {
                         content.push(b'[');
                         for (j, part) in parts.into_iter().enumerate() {
@@ -718,7 +718,7 @@ fn convert_message<'a>(
             "is required",
         ));
     };
-    if let Some(text) = content.as_str() {
+    if let Some(text) = content.as_text() {
         if !text.is_empty() {
             conv.block(role, false, |out| write_text_block(out, &text));
         }
@@ -737,7 +737,7 @@ fn convert_message<'a>(
         let empty_text = matches!(
             p.kind.and_then(Json::as_str).as_deref(),
             Some("input_text" | "output_text" | "text")
-        ) && p.text.and_then(Json::as_str).is_some_and(|t| t.is_empty());
+        ) && p.text.and_then(Json::as_text).is_some_and(|t| t.is_empty());
         if empty_text {
             continue;
         }
@@ -755,7 +755,7 @@ fn write_part(out: &mut Vec<u8>, part: Json<'_>, path: &str) -> Result<(), Trans
     let kind = p.kind.and_then(Json::as_str);
     match kind.as_deref() {
         Some("input_text" | "output_text" | "text") => {
-            let text = p.text.and_then(Json::as_str).ok_or_else(|| {
+            let text = p.text.and_then(Json::as_text).ok_or_else(|| {
                 TranslateError::invalid_field(format!("{path}.text"), "must be a string")
             })?;
             write_text_block(out, &text);
@@ -764,8 +764,8 @@ fn write_part(out: &mut Vec<u8>, part: Json<'_>, path: &str) -> Result<(), Trans
         Some("refusal") => {
             let text = part
                 .get("refusal")
-                .and_then(Json::as_str)
-                .unwrap_or_default();
+                .and_then(Json::as_text)
+                .unwrap_or("".into());
             write_text_block(out, &text);
             Ok(())
         }
@@ -1032,6 +1032,44 @@ mod tests {
 
     fn translate(req: Value) -> Value {
         translate_with(req, None).0
+    }
+
+    #[test]
+    fn texts_are_copied_with_their_escapes_as_written() {
+        // Written by hand: serde would write `é` and `/` plainly.
+        let text = r#"line \"one\"\n\u00e9\/ \\ end"#;
+        let body = format!(
+            r#"{{"model":"m","input":[
+            {{"type":"message","role":"user","content":"m: {text}"}},
+            {{"type":"message","role":"user","content":[{{"type":"input_text","text":"p: {text}"}}]}},
+            {{"type":"function_call","call_id":"c1","name":"read","arguments":"{{}}"}},
+            {{"type":"function_call_output","call_id":"c1","output":"o: {text}"}}]}}"#
+        );
+        let out = CheckedBody::check(body.as_bytes())
+            .and_then(|b| responses_to_anthropic_request(b, None, &opts()))
+            .unwrap()
+            .body;
+        let out = String::from_utf8(out).unwrap();
+        for prefix in ["m", "p", "o"] {
+            assert!(
+                out.contains(&format!("{prefix}: {text}")),
+                "{prefix}: {out}"
+            );
+        }
+        let plain = "line \"one\"\né/ \\ end";
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["messages"][0]["content"][0]["text"],
+            format!("m: {plain}")
+        );
+        assert_eq!(
+            v["messages"][0]["content"][1]["text"],
+            format!("p: {plain}")
+        );
+        assert_eq!(
+            v["messages"][2]["content"][0]["content"],
+            format!("o: {plain}")
+        );
     }
 
     fn translate_err(req: Value) -> TranslateError {
