@@ -47,26 +47,28 @@ impl<'a> Member<'a> {
     }
 }
 
-/// The members of one object not yet taken from either end.
+/// The inside of one object or array not yet read, and how reading it ended.
 #[derive(Debug)]
-pub struct ObjectMembers<'a> {
+struct Inside<'a> {
     doc: &'a [u8],
-    /// Where the next member from the front starts (after its comma, if any).
+    /// Where the next item from the front starts (after its comma, if any).
     front: usize,
-    /// Where the members not yet taken from the back end (before their `}` or comma).
+    /// Where the items not yet taken from the back end (before the closing bracket
+    /// or a comma).
     back: usize,
-    /// No member remains, or the text stopped being readable.
+    /// No item remains, or the text stopped being readable.
     done: bool,
     /// The text stopped being readable as JSON.
     broken: bool,
 }
 
-impl<'a> ObjectMembers<'a> {
-    /// The members of `doc`, when it is one JSON object (whitespace around it allowed).
-    pub fn of(doc: &'a [u8]) -> Option<Self> {
+impl<'a> Inside<'a> {
+    /// The inside of `doc`, when it is one value between `open` and `close`
+    /// (whitespace around it allowed).
+    fn of(doc: &'a [u8], open: u8, close: u8) -> Option<Self> {
         let start = skip_ws(doc, 0);
         let end = skip_ws_back(doc, doc.len());
-        if start >= end || doc[start] != b'{' || doc[end - 1] != b'}' {
+        if start >= end || doc[start] != open || doc[end - 1] != close {
             return None;
         }
         let (front, back) = (skip_ws(doc, start + 1), skip_ws_back(doc, end - 1));
@@ -79,155 +81,135 @@ impl<'a> ObjectMembers<'a> {
         })
     }
 
-    /// Whether the text stopped being readable as JSON before all its members were
-    /// taken.
-    pub fn broken(&self) -> bool {
-        self.broken
-    }
-
-    /// The next member from the front; `None` once all are taken or the text is not
-    /// readable as JSON.
-    pub fn next_front(&mut self) -> Option<Member<'a>> {
-        self.take(Self::read_front)
-    }
-
-    /// The next member from the back; `None` once all are taken or the text is not
-    /// readable as JSON.
-    pub fn next_back(&mut self) -> Option<Member<'a>> {
-        self.take(Self::read_back)
-    }
-
-    /// The member `read` finds; once it finds none, no end gives any more.
-    fn take(&mut self, read: fn(&mut Self) -> Option<Member<'a>>) -> Option<Member<'a>> {
+    /// What `read` finds; once it finds nothing, no end gives any more.
+    fn take<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
         if self.done {
             return None;
         }
         let taken = read(self);
         if taken.is_none() {
-            // A reader finds no member only where the text is not JSON: at the
-            // last one it marks the end itself.
+            // A reader finds nothing only where the text is not JSON: at the last
+            // item it marks the end itself.
             self.done = true;
             self.broken = true;
         }
         taken
     }
 
-    fn read_front(&mut self) -> Option<Member<'a>> {
+    /// Moves the front past the item ending at `end` and the comma after it, or
+    /// marks the end; `None` when neither follows the item.
+    fn pass_front(&mut self, end: usize) -> Option<()> {
         let doc = &self.doc[..self.back];
-        let key_start = self.front;
-        if doc.get(key_start) != Some(&b'"') {
-            return None;
-        }
-        let key_end = string_end(doc, key_start)?;
-        let colon = skip_ws(doc, key_end);
-        if doc.get(colon) != Some(&b':') {
-            return None;
-        }
-        let value_start = skip_ws(doc, colon + 1);
-        let value_end = value_end(doc, value_start)?;
-        let after = skip_ws(doc, value_end);
-        if after == doc.len() {
-            self.done = true;
-        } else if doc[after] == b',' {
-            self.front = skip_ws(doc, after + 1);
-            // A trailing comma before the end (`{"a":1,}`) is not JSON.
-            if self.front >= self.back {
-                return None;
-            }
-        } else {
-            return None;
-        }
-        Some(Member {
-            raw_key: &doc[key_start + 1..key_end - 1],
-            value: &doc[value_start..value_end],
-        })
-    }
-
-    fn read_back(&mut self) -> Option<Member<'a>> {
-        let doc = &self.doc[self.front..self.back];
-        let value_end = doc.len();
-        let value_start = value_start(doc, value_end)?;
-        let colon = skip_ws_back(doc, value_start);
-        if colon == 0 || doc[colon - 1] != b':' {
-            return None;
-        }
-        let key_end = skip_ws_back(doc, colon - 1);
-        if key_end == 0 || doc[key_end - 1] != b'"' {
-            return None;
-        }
-        let key_start = string_start(doc, key_end)?;
-        let before = skip_ws_back(doc, key_start);
-        if before == 0 {
-            self.done = true;
-        } else if doc[before - 1] == b',' {
-            let back = skip_ws_back(doc, before - 1);
-            if back == 0 {
-                return None;
-            }
-            self.back = self.front + back;
-        } else {
-            return None;
-        }
-        Some(Member {
-            raw_key: &doc[key_start + 1..key_end - 1],
-            value: &doc[value_start..value_end],
-        })
-    }
-}
-
-/// The elements of one array not yet taken, from the front.
-#[derive(Debug)]
-pub struct ArrayElements<'a> {
-    doc: &'a [u8],
-    /// Where the next element starts.
-    front: usize,
-    /// Just past the last element (before the `]`).
-    back: usize,
-    done: bool,
-    broken: bool,
-}
-
-impl<'a> ArrayElements<'a> {
-    /// The elements of `doc`, when it is one JSON array (whitespace around it allowed).
-    pub fn of(doc: &'a [u8]) -> Option<Self> {
-        let start = skip_ws(doc, 0);
-        let end = skip_ws_back(doc, doc.len());
-        if start >= end || doc[start] != b'[' || doc[end - 1] != b']' {
-            return None;
-        }
-        let (front, back) = (skip_ws(doc, start + 1), skip_ws_back(doc, end - 1));
-        Some(Self {
-            doc,
-            front,
-            back,
-            done: front >= back,
-            broken: false,
-        })
-    }
-
-    /// Whether the text stopped being readable as JSON before all its elements were
-    /// taken.
-    pub fn broken(&self) -> bool {
-        self.broken
-    }
-
-    fn read(&mut self) -> Option<&'a [u8]> {
-        let doc = &self.doc[..self.back];
-        let start = self.front;
-        let end = value_end(doc, start)?;
         let after = skip_ws(doc, end);
         if after == doc.len() {
             self.done = true;
         } else if doc[after] == b',' {
             self.front = skip_ws(doc, after + 1);
-            // A trailing comma before the end (`[1,]`) is not JSON.
+            // A trailing comma before the end (`[1,]`, `{"a":1,}`) is not JSON.
             if self.front >= self.back {
                 return None;
             }
         } else {
             return None;
         }
-        Some(&doc[start..end])
+        Some(())
+    }
+}
+
+/// The members of one object not yet taken from either end.
+#[derive(Debug)]
+pub struct ObjectMembers<'a>(Inside<'a>);
+
+impl<'a> ObjectMembers<'a> {
+    /// The members of `doc`, when it is one JSON object (whitespace around it allowed).
+    pub fn of(doc: &'a [u8]) -> Option<Self> {
+        Inside::of(doc, b'{', b'}').map(Self)
+    }
+
+    /// Whether the text stopped being readable as JSON before all its members were
+    /// taken.
+    pub fn broken(&self) -> bool {
+        self.0.broken
+    }
+
+    /// The next member from the front; `None` once all are taken or the text is not
+    /// readable as JSON.
+    pub fn next_front(&mut self) -> Option<Member<'a>> {
+        self.0.take(read_front)
+    }
+
+    /// The next member from the back; `None` once all are taken or the text is not
+    /// readable as JSON.
+    pub fn next_back(&mut self) -> Option<Member<'a>> {
+        self.0.take(read_back)
+    }
+}
+
+fn read_front<'a>(inside: &mut Inside<'a>) -> Option<Member<'a>> {
+    let doc = &inside.doc[..inside.back];
+    let key_start = inside.front;
+    if doc.get(key_start) != Some(&b'"') {
+        return None;
+    }
+    let key_end = string_end(doc, key_start)?;
+    let colon = skip_ws(doc, key_end);
+    if doc.get(colon) != Some(&b':') {
+        return None;
+    }
+    let value_start = skip_ws(doc, colon + 1);
+    let value_end = value_end(doc, value_start)?;
+    inside.pass_front(value_end)?;
+    Some(Member {
+        raw_key: &doc[key_start + 1..key_end - 1],
+        value: &doc[value_start..value_end],
+    })
+}
+
+fn read_back<'a>(inside: &mut Inside<'a>) -> Option<Member<'a>> {
+    let doc = &inside.doc[inside.front..inside.back];
+    let value_end = doc.len();
+    let value_start = value_start(doc, value_end)?;
+    let colon = skip_ws_back(doc, value_start);
+    if colon == 0 || doc[colon - 1] != b':' {
+        return None;
+    }
+    let key_end = skip_ws_back(doc, colon - 1);
+    if key_end == 0 || doc[key_end - 1] != b'"' {
+        return None;
+    }
+    let key_start = string_start(doc, key_end)?;
+    let before = skip_ws_back(doc, key_start);
+    if before == 0 {
+        inside.done = true;
+    } else if doc[before - 1] == b',' {
+        let back = skip_ws_back(doc, before - 1);
+        if back == 0 {
+            return None;
+        }
+        inside.back = inside.front + back;
+    } else {
+        return None;
+    }
+    Some(Member {
+        raw_key: &doc[key_start + 1..key_end - 1],
+        value: &doc[value_start..value_end],
+    })
+}
+
+/// The elements of one array not yet taken, from the front.
+#[derive(Debug)]
+pub struct ArrayElements<'a>(Inside<'a>);
+
+impl<'a> ArrayElements<'a> {
+    /// The elements of `doc`, when it is one JSON array (whitespace around it allowed).
+    pub fn of(doc: &'a [u8]) -> Option<Self> {
+        Inside::of(doc, b'[', b']').map(Self)
+    }
+
+    /// Whether the text stopped being readable as JSON before all its elements were
+    /// taken.
+    pub fn broken(&self) -> bool {
+        self.0.broken
     }
 }
 
@@ -236,15 +218,12 @@ impl<'a> Iterator for ArrayElements<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        if self.done {
-            return None;
-        }
-        let taken = self.read();
-        if taken.is_none() {
-            self.done = true;
-            self.broken = true;
-        }
-        taken
+        self.0.take(|inside| {
+            let start = inside.front;
+            let end = value_end(&inside.doc[..inside.back], start)?;
+            inside.pass_front(end)?;
+            Some(&inside.doc[start..end])
+        })
     }
 }
 
