@@ -178,7 +178,7 @@ impl<'a> Json<'a> {
     }
 
     /// The array's elements. The body was checked whole, so each level is only
-    /// followed here, not parsed again (see [`json_members`]).
+    /// followed here, not parsed again (see [`super::json_members`]).
     pub(super) fn elements(self) -> Option<Vec<Json<'a>>> {
         let mut items = ArrayElements::of(self.0.as_bytes())?;
         let elements = items

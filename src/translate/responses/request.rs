@@ -149,6 +149,7 @@ json_object!(
     struct Part {
         kind = "type",
         text,
+        refusal,
         image_url,
         file_data,
         file_url,
@@ -600,7 +601,11 @@ fn convert_item<'a>(
                             if j > 0 {
                                 content.push(b',');
                             }
-                            write_part(&mut content, part, &format!("{path}.output[{j}]"))?;
+                            write_part(
+                                &mut content,
+                                Part::read(part),
+                                &format!("{path}.output[{j}]"),
+                            )?;
                         }
                         content.push(b']');
                     } else {
@@ -742,7 +747,7 @@ fn convert_message<'a>(
             continue;
         }
         let mut block = Vec::new();
-        write_part(&mut block, part, &part_path)?;
+        write_part(&mut block, p, &part_path)?;
         conv.block(role, false, |out| out.extend_from_slice(&block));
     }
     Ok(())
@@ -750,8 +755,7 @@ fn convert_message<'a>(
 
 /// Writes one content part (`input_text`, `output_text`, `refusal`,
 /// `input_image`, `input_file`) as an Anthropic content block.
-fn write_part(out: &mut Vec<u8>, part: Json<'_>, path: &str) -> Result<(), TranslateError> {
-    let p = Part::read(part);
+fn write_part(out: &mut Vec<u8>, p: Part<'_>, path: &str) -> Result<(), TranslateError> {
     let kind = p.kind.and_then(Json::as_str);
     match kind.as_deref() {
         Some("input_text" | "output_text" | "text") => {
@@ -762,10 +766,7 @@ fn write_part(out: &mut Vec<u8>, part: Json<'_>, path: &str) -> Result<(), Trans
             Ok(())
         }
         Some("refusal") => {
-            let text = part
-                .get("refusal")
-                .and_then(Json::as_text)
-                .unwrap_or("".into());
+            let text = p.refusal.and_then(Json::as_text).unwrap_or("".into());
             write_text_block(out, &text);
             Ok(())
         }
