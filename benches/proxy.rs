@@ -11,7 +11,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use aurora::config::{
     build_config, Budget, BudgetPeriod, Config, EnvSnapshot, KeyLimits, ServerSettings,
 };
-use aurora::limits::{insert_rate_headers, LimitStore, MemoryStore};
+use aurora::limits::{insert_rate_headers, LimitStore, LimitTexts, MemoryStore};
 use aurora::providers::Secret;
 use aurora::proxy::header_maps;
 use aurora::proxy::headers::{add_provider_headers, strip_client_headers};
@@ -184,6 +184,8 @@ fn limits(c: &mut Criterion) {
         .unwrap()
         .state;
     let template = provider_answer();
+    // As the gateway has them: made when the config was read.
+    let limit_texts = LimitTexts::of(&limits);
     g.bench_function("rate_headers", |b| {
         b.iter_batched(
             || template.clone(),
@@ -191,7 +193,7 @@ fn limits(c: &mut Criterion) {
                 // As an answer takes them: the map opened, room made, the six put in.
                 header_maps::open_answer(&mut resp, |map| {
                     header_maps::make_room(map, rate.header_count()).unwrap();
-                    insert_rate_headers(map, black_box(&rate)).unwrap();
+                    insert_rate_headers(map, black_box(&rate), Some(&limit_texts)).unwrap();
                 });
                 resp
             },

@@ -1,7 +1,6 @@
 //! Gateway credentials: the master key, managed keys stored as SHA-256 hashes, and
 //! minting new managed keys.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -10,6 +9,7 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::lookup::LookupMap;
 use crate::providers::Secret;
 
 /// Prefix of every managed key, so leaked keys are easy to grep for.
@@ -66,12 +66,12 @@ pub enum AuthError {
 #[derive(Debug, Default)]
 pub struct GatewayAuth {
     master_hash: Option<[u8; 32]>,
-    managed: HashMap<[u8; 32], ManagedKey>,
+    managed: LookupMap<[u8; 32], ManagedKey>,
 }
 
 impl GatewayAuth {
     /// Builds the set from the master key and managed keys keyed by their SHA-256.
-    pub fn new(master: Option<&Secret>, managed: HashMap<[u8; 32], ManagedKey>) -> Self {
+    pub fn new(master: Option<&Secret>, managed: LookupMap<[u8; 32], ManagedKey>) -> Self {
         Self {
             master_hash: master.map(|m| sha256(m.expose().as_bytes())),
             managed,
@@ -226,7 +226,7 @@ mod tests {
     }
 
     fn auth_with_managed(enabled: bool, expires_at: Option<SystemTime>) -> GatewayAuth {
-        let mut managed = HashMap::new();
+        let mut managed = LookupMap::default();
         managed.insert(
             sha256(b"sk-aurora-managed"),
             ManagedKey {

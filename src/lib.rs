@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod limits;
 pub mod logging;
+pub mod lookup;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;

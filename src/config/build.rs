@@ -1,6 +1,6 @@
 //! Turns YAML text plus the environment into a validated [`Config`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -17,6 +17,7 @@ use super::{
     ServerSettings, ServerStartup, DEFAULT_TLS_LISTEN,
 };
 use crate::auth::{GatewayAuth, ManagedKey};
+use crate::lookup::LookupMap;
 use crate::metrics::usage::Price;
 use crate::providers::{
     load_roots_with_ca_file, BaseUrl, ModelRef, ModelTraits, Provider, ProviderCatalogue,
@@ -464,8 +465,8 @@ pub(super) fn read_secret_file(setting: &str, path: &str) -> Result<String, Conf
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
-fn managed_keys(file: &FileConfig) -> Result<HashMap<[u8; 32], ManagedKey>, ConfigError> {
-    let mut keys = HashMap::new();
+fn managed_keys(file: &FileConfig) -> Result<LookupMap<[u8; 32], ManagedKey>, ConfigError> {
+    let mut keys = LookupMap::default();
     for (i, k) in file.auth.keys.iter().enumerate() {
         let mut digest = [0u8; 32];
         hex::decode_to_slice(k.sha256.trim(), &mut digest).map_err(|_| {

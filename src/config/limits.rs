@@ -1,13 +1,13 @@
 //! `limits:`, `auth.keys[].limits` and `providers.<name>.limits`: what each gateway key
 //! and each provider is held to, and where the counters live.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::ConfigError;
 use super::overlay::text;
 use super::schema::{FileBudget, FileConfig, FileKeyLimits};
 use super::EnvSnapshot;
+use crate::lookup::LookupMap;
 
 /// Where limit counters live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +69,9 @@ pub struct LimitSettings {
     pub store: LimitStoreKind,
     pub on_store_error: OnStoreError,
     /// Managed key name → its limits (its own, else `limits.default`).
-    pub keys: HashMap<String, Limited>,
+    pub keys: LookupMap<String, Limited>,
     /// Provider instance name → its limits.
-    pub providers: HashMap<String, Limited>,
+    pub providers: LookupMap<String, Limited>,
 }
 
 /// The limits of one key or provider, with the name its counters have in the store
@@ -82,6 +82,19 @@ pub struct Limited {
     pub subject: Arc<str>,
     /// What it is held to.
     pub limits: KeyLimits,
+    /// Its limits as the `x-ratelimit-limit-*` values of its answers.
+    pub limit_texts: crate::limits::LimitTexts,
+}
+
+impl Limited {
+    /// The limits `limits` of `subject`.
+    pub fn new(subject: Arc<str>, limits: KeyLimits) -> Self {
+        Self {
+            subject,
+            limit_texts: crate::limits::LimitTexts::of(&limits),
+            limits,
+        }
+    }
 }
 
 impl Default for LimitSettings {
@@ -89,8 +102,8 @@ impl Default for LimitSettings {
         Self {
             store: LimitStoreKind::Memory,
             on_store_error: OnStoreError::Allow,
-            keys: HashMap::new(),
-            providers: HashMap::new(),
+            keys: LookupMap::default(),
+            providers: LookupMap::default(),
         }
     }
 }
@@ -142,7 +155,7 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
         .as_ref()
         .map(|l| key_limits("limits.default", l))
         .transpose()?;
-    let mut keys = HashMap::new();
+    let mut keys = LookupMap::default();
     for k in &file.auth.keys {
         let own = k
             .limits
@@ -151,10 +164,10 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
             .transpose()?;
         if let Some(limits) = own.or(default).filter(|l| !l.is_empty()) {
             let subject = crate::limits::key_subject(&k.name).into();
-            keys.insert(k.name.clone(), Limited { subject, limits });
+            keys.insert(k.name.clone(), Limited::new(subject, limits));
         }
     }
-    let mut providers = HashMap::new();
+    let mut providers = LookupMap::default();
     for (name, p) in &file.providers {
         let Some(limits) = &p.limits else { continue };
         let at = format!("providers.{name}.limits");
@@ -165,7 +178,7 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
             )));
         }
         let subject = crate::limits::provider_subject(name).into();
-        providers.insert(name.clone(), Limited { subject, limits });
+        providers.insert(name.clone(), Limited::new(subject, limits));
     }
     Ok(LimitSettings {
         store,

@@ -4,12 +4,12 @@
 //! own charges as they come; and a refusal Redis gave, which holds until its window
 //! or period ends (counters only grow within one).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::period::{budget_period, minute_window};
 use super::{usd_micros, Admission, RateState, Refusal};
 use crate::config::KeyLimits;
+use crate::lookup::LookupMap;
 
 /// The most calls one lease covers.
 pub const LEASE_MAX: u64 = 64;
@@ -85,7 +85,7 @@ struct Entry {
 /// The leases of one replica, per subject.
 #[derive(Debug, Default)]
 pub struct LeaseBook {
-    subjects: RwLock<HashMap<String, Arc<Entry>>>,
+    subjects: RwLock<LookupMap<String, Arc<Entry>>>,
 }
 
 impl LeaseBook {

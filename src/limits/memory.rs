@@ -11,7 +11,8 @@ use super::period::{budget_period, minute_window};
 use super::{
     usd_micros, Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT,
 };
-use crate::config::KeyLimits;
+use crate::config::{BudgetPeriod, KeyLimits};
+use crate::lookup::LookupMap;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -40,9 +41,34 @@ impl Window {
 
 #[derive(Debug, Default)]
 struct Spent {
+    /// The kind of period counted (`None`: nothing counted yet).
+    kind: Option<BudgetPeriod>,
+    /// Which period of that kind.
     period: u64,
+    /// When it ends (Unix seconds): until then the calendar need not be read again.
+    ends: u64,
     usd_micros: u64,
     tokens: u64,
+}
+
+impl Spent {
+    /// Turns to the period of `kind` that `now` falls in when the one counted has
+    /// ended (or the budget's kind has changed), starting its counts from zero;
+    /// returns the seconds left of it.
+    fn roll(&mut self, now: u64, kind: BudgetPeriod) -> u64 {
+        if now >= self.ends || self.kind != Some(kind) {
+            let (period, left) = budget_period(now, kind);
+            if self.kind != Some(kind) || self.period != period {
+                *self = Spent {
+                    kind: Some(kind),
+                    period,
+                    ..Spent::default()
+                };
+            }
+            self.ends = now + left;
+        }
+        self.ends.saturating_sub(now)
+    }
 }
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
@@ -64,7 +90,7 @@ fn add_usage(days: &mut UsageByDay, day: u64, model: &str, usage: &UsageRecord) 
 /// Counters in this process's memory: exact for one replica.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    subjects: RwLock<HashMap<String, Arc<Counters>>>,
+    subjects: RwLock<LookupMap<String, Arc<Counters>>>,
     /// Key → day → model → usage.
     usage: Mutex<HashMap<String, UsageByDay>>,
 }
@@ -84,14 +110,8 @@ impl MemoryStore {
         let (minute, window_left) = minute_window(now);
         let mut refused = None;
         if let Some(budget) = limits.budget {
-            let (period, period_left) = budget_period(now, budget.period);
             let mut spent = counters.budget.lock().map_err(poisoned)?;
-            if spent.period != period {
-                *spent = Spent {
-                    period,
-                    ..Spent::default()
-                };
-            }
+            let period_left = spent.roll(now, budget.period);
             let over_usd = budget
                 .usd
                 .is_some_and(|usd| spent.usd_micros >= usd_micros(usd));
@@ -168,14 +188,8 @@ impl LimitStore for MemoryStore {
             window.tokens = window.tokens.saturating_add(tokens);
         }
         if let Some(budget) = limits.budget {
-            let (period, _) = budget_period(now, budget.period);
             let mut spent = counters.budget.lock().map_err(poisoned)?;
-            if spent.period != period {
-                *spent = Spent {
-                    period,
-                    ..Spent::default()
-                };
-            }
+            spent.roll(now, budget.period);
             spent.tokens = spent.tokens.saturating_add(tokens);
             spent.usd_micros = spent.usd_micros.saturating_add(usd_micros(usd));
         }
@@ -301,6 +315,33 @@ mod tests {
                 None
             );
         });
+    }
+
+    #[test]
+    fn a_budget_counts_anew_when_its_period_ends_or_its_kind_changes() {
+        let store = MemoryStore::default();
+        let monthly = |period| KeyLimits {
+            budget: Some(Budget {
+                usd: None,
+                tokens: Some(100),
+                period,
+            }),
+            ..KeyLimits::default()
+        };
+        let month = monthly(BudgetPeriod::Month);
+        let new_year = 1_798_761_600; // 2027-01-01T00:00:00Z
+        let refused = |limits: &KeyLimits, now| store.decide("key:a", limits, now).unwrap().refused;
+        store.charge("key:a", &month, 100, 0.0, NOW).unwrap();
+        // Spent, and told to come back when December ends, however often it asks.
+        for now in [NOW, NOW + 1, new_year - 1] {
+            let left = new_year - now;
+            assert_eq!(refused(&month, now), Some((Refusal::Budget, left)));
+        }
+        assert_eq!(refused(&month, new_year), None);
+        store.charge("key:a", &month, 100, 0.0, new_year).unwrap();
+        assert!(refused(&month, new_year + 1).is_some());
+        // The same key's budget made daily (a config read again): counted from zero.
+        assert_eq!(refused(&monthly(BudgetPeriod::Day), new_year + 2), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 pub use lease::{LEASE_MAX, LEASE_SHARE};
 pub use memory::MemoryStore;
 pub use period::{budget_period, date_text, minute_window, period_start_day, reset_text};
-pub use rate_headers::insert_rate_headers;
+pub use rate_headers::{insert_rate_headers, LimitTexts};
 pub use redis_store::RedisStore;
 pub use redis_writer::FLUSH_AFTER;
 pub use report::{parse_period, usage_report};

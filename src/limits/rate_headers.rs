@@ -1,11 +1,14 @@
 //! OpenAI's `x-ratelimit-*` answer headers for a caller's windows. Written on every
-//! answer to a key with limits, so the names are constants and the numbers are
-//! formatted on the stack into one buffer the six values share.
+//! answer to a key with limits, so what is the same on every answer is made once: the
+//! names are constants, a key's limits are texts made when its config is read
+//! ([`LimitTexts`]), and a minute window's reset is one of 60 static texts. Only the
+//! remaining counts are formatted per answer.
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, MaxSizeReached};
 
 use super::RateState;
+use crate::config::KeyLimits;
 
 /// The limit, remaining and reset header names of the request window, then of the
 /// token window.
@@ -29,35 +32,95 @@ impl RateState {
     }
 }
 
+/// A key's request and token limits as `x-ratelimit-limit-*` values, each with the
+/// number it says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitTexts {
+    requests: Option<(u64, HeaderValue)>,
+    tokens: Option<(u64, HeaderValue)>,
+}
+
+impl LimitTexts {
+    /// The texts of `limits`' request and token windows.
+    pub fn of(limits: &KeyLimits) -> Self {
+        let text = |limit: Option<u64>| limit.map(|n| (n, HeaderValue::from(n)));
+        Self {
+            requests: text(limits.requests_per_minute),
+            tokens: text(limits.tokens_per_minute),
+        }
+    }
+}
+
 /// OpenAI's `x-ratelimit-*` headers for the caller's windows (replacing any the
-/// provider sent).
+/// provider sent). `limit_texts`, the caller's limits as made with its config, are
+/// used for the limits they say; any other number is formatted.
 pub fn insert_rate_headers(
     headers: &mut HeaderMap,
     rate: &RateState,
+    limit_texts: Option<&LimitTexts>,
 ) -> Result<(), MaxSizeReached> {
-    // The values are written into one buffer and share it: one allocation (and the
-    // share count) for all six instead of one each.
-    let mut text = BytesMut::with_capacity(VALUES_ROOM);
-    for ([limit, remaining, reset], window) in NAMES.into_iter().zip([rate.requests, rate.tokens]) {
+    let made = [
+        limit_texts.and_then(|t| t.requests.as_ref()),
+        limit_texts.and_then(|t| t.tokens.as_ref()),
+    ];
+    for (([limit, remaining, reset], window), made) in NAMES
+        .into_iter()
+        .zip([rate.requests, rate.tokens])
+        .zip(made)
+    {
         let Some(w) = window else { continue };
-        let mut digits = itoa::Buffer::new();
-        headers.try_insert(limit, value(&mut text, digits.format(w.limit)))?;
-        headers.try_insert(remaining, value(&mut text, digits.format(w.remaining)))?;
-        let mut reset_text = ResetText::default();
-        headers.try_insert(reset, value(&mut text, reset_text.write(w.reset_secs)))?;
+        let limit_value = match made {
+            Some((n, text)) if *n == w.limit => text.clone(),
+            _ => HeaderValue::from(w.limit),
+        };
+        headers.try_insert(limit, limit_value)?;
+        headers.try_insert(remaining, HeaderValue::from(w.remaining))?;
+        headers.try_insert(reset, reset_value(w.reset_secs))?;
     }
     Ok(())
 }
 
-/// Two windows' longest values: two numbers of 20 digits and a reset text of 32 bytes
-/// each.
-const VALUES_ROOM: usize = 2 * (20 + 20 + 32);
+/// Every reset a minute window can have, `0s` to `1m0s`, padded to four bytes.
+static MINUTE_RESETS: [[u8; 4]; 61] = minute_resets();
 
-/// `digits` (or a reset text) as a header value sharing `buf`.
-fn value(buf: &mut BytesMut, digits: &str) -> HeaderValue {
-    buf.extend_from_slice(digits.as_bytes());
+const fn minute_resets() -> [[u8; 4]; 61] {
+    let mut texts = [[0u8; 4]; 61];
+    let mut secs = 0;
+    while secs < 60 {
+        let text = &mut texts[secs];
+        if secs < 10 {
+            text[0] = b'0' + secs as u8;
+            text[1] = b's';
+        } else {
+            text[0] = b'0' + (secs / 10) as u8;
+            text[1] = b'0' + (secs % 10) as u8;
+            text[2] = b's';
+        }
+        secs += 1;
+    }
+    texts[60] = *b"1m0s";
+    texts
+}
+
+/// `secs` as an `x-ratelimit-reset-*` value: a static text within a minute (always,
+/// for the minute windows), formatted beyond it.
+fn reset_value(secs: u64) -> HeaderValue {
+    let static_text = usize::try_from(secs).ok().and_then(|i| {
+        let text = MINUTE_RESETS.get(i)?;
+        let len = match i {
+            0..=9 => 2,
+            10..=59 => 3,
+            _ => 4,
+        };
+        text.get(..len)
+    });
+    let mut formatted = ResetText::default();
+    let value = match static_text {
+        Some(text) => HeaderValue::from_maybe_shared(Bytes::from_static(text)),
+        None => HeaderValue::from_str(formatted.write(secs)),
+    };
     // Only ASCII digits and unit letters: always a valid header value.
-    HeaderValue::from_maybe_shared(buf.split().freeze()).unwrap_or(HeaderValue::from_static("0"))
+    value.unwrap_or(HeaderValue::from_static("0s"))
 }
 
 /// Room for the longest reset text: `u64::MAX` seconds as hours, minutes and seconds.
@@ -100,37 +163,80 @@ mod tests {
     use super::*;
     use crate::limits::WindowState;
 
-    #[test]
-    fn numbers_read_as_decimal_text() {
-        let mut buf = BytesMut::new();
-        for n in [0, 7, 1_000_000, u64::MAX] {
-            let text = n.to_string();
-            assert_eq!(value(&mut buf, &text).to_str().unwrap(), text);
+    fn window(limit: u64, remaining: u64, reset_secs: u64) -> Option<WindowState> {
+        Some(WindowState {
+            limit,
+            remaining,
+            reset_secs,
+        })
+    }
+
+    fn limits(requests: u64, tokens: u64) -> KeyLimits {
+        KeyLimits {
+            requests_per_minute: Some(requests),
+            tokens_per_minute: Some(tokens),
+            ..KeyLimits::default()
         }
     }
 
     #[test]
-    fn the_six_values_share_one_buffer_even_at_their_longest() {
-        let longest = Some(WindowState {
-            limit: u64::MAX,
-            remaining: u64::MAX,
-            reset_secs: u64::MAX,
-        });
+    fn the_longest_values_are_written_whole() {
         let rate = RateState {
-            requests: longest,
-            tokens: longest,
+            requests: window(u64::MAX, u64::MAX, u64::MAX),
+            tokens: window(u64::MAX, u64::MAX, u64::MAX),
         };
         let mut headers = HeaderMap::new();
-        insert_rate_headers(&mut headers, &rate).unwrap();
-        let values: Vec<&[u8]> = NAMES
-            .iter()
-            .flatten()
-            .map(|name| headers[name].as_bytes())
-            .collect();
-        for pair in values.windows(2) {
-            // Each value starts where the one before it ends: one buffer, never moved.
-            assert_eq!(pair[0].as_ptr_range().end, pair[1].as_ptr(), "{pair:?}");
+        insert_rate_headers(&mut headers, &rate, None).unwrap();
+        for [limit, remaining, reset] in &NAMES {
+            assert_eq!(headers[limit], u64::MAX.to_string().as_str());
+            assert_eq!(headers[remaining], u64::MAX.to_string().as_str());
+            assert_eq!(headers[reset], "5124095576030431h0m15s");
         }
+    }
+
+    #[test]
+    fn every_reset_within_a_minute_is_its_static_text() {
+        let statics = MINUTE_RESETS.as_ptr_range();
+        let statics = statics.start.cast::<u8>()..statics.end.cast::<u8>();
+        for secs in 0..=60 {
+            let value = reset_value(secs);
+            assert_eq!(value.to_str().unwrap(), ResetText::default().write(secs));
+            // Read from the table, not formatted.
+            assert!(statics.contains(&value.as_bytes().as_ptr()), "{secs}");
+        }
+        assert_eq!(reset_value(61), "1m1s");
+        assert!(!statics.contains(&reset_value(61).as_bytes().as_ptr()));
+    }
+
+    #[test]
+    fn a_limit_made_with_the_config_is_shared_not_formatted() {
+        let texts = LimitTexts::of(&limits(60, 100_000));
+        let rate = RateState {
+            requests: window(60, 59, 30),
+            tokens: window(100_000, 99_000, 30),
+        };
+        let mut headers = HeaderMap::new();
+        insert_rate_headers(&mut headers, &rate, Some(&texts)).unwrap();
+        let made = |t: &Option<(u64, HeaderValue)>| t.as_ref().unwrap().1.as_bytes().as_ptr();
+        let sent = |name: &str| headers[name].as_bytes().as_ptr();
+        assert_eq!(sent("x-ratelimit-limit-requests"), made(&texts.requests));
+        assert_eq!(sent("x-ratelimit-limit-tokens"), made(&texts.tokens));
+        assert_eq!(headers["x-ratelimit-limit-requests"], "60");
+        assert_eq!(headers["x-ratelimit-limit-tokens"], "100000");
+    }
+
+    #[test]
+    fn a_limit_other_than_the_made_one_is_written_as_it_is() {
+        // Texts of other limits (a config read again): the windows' own numbers count.
+        let texts = LimitTexts::of(&limits(60, 100_000));
+        let rate = RateState {
+            requests: window(10, 9, 30),
+            tokens: window(500, 0, 30),
+        };
+        let mut headers = HeaderMap::new();
+        insert_rate_headers(&mut headers, &rate, Some(&texts)).unwrap();
+        assert_eq!(headers["x-ratelimit-limit-requests"], "10");
+        assert_eq!(headers["x-ratelimit-limit-tokens"], "500");
     }
 
     #[test]
@@ -154,19 +260,12 @@ mod tests {
     fn both_windows_give_six_headers_replacing_the_providers() {
         let mut headers = HeaderMap::new();
         headers.insert("x-ratelimit-limit-requests", HeaderValue::from_static("7"));
-        let window = |limit, remaining, reset_secs| {
-            Some(WindowState {
-                limit,
-                remaining,
-                reset_secs,
-            })
-        };
         let rate = RateState {
             requests: window(3, 2, 45),
             tokens: window(1000, 0, 75),
         };
         assert_eq!(rate.header_count(), 6);
-        insert_rate_headers(&mut headers, &rate).unwrap();
+        insert_rate_headers(&mut headers, &rate, None).unwrap();
         let got = |name: &str| headers.get(name).unwrap().to_str().unwrap();
         assert_eq!(got("x-ratelimit-limit-requests"), "3");
         assert_eq!(got("x-ratelimit-remaining-requests"), "2");
@@ -182,7 +281,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         let none = RateState::default();
         assert_eq!(none.header_count(), 0);
-        insert_rate_headers(&mut headers, &none).unwrap();
+        insert_rate_headers(&mut headers, &none, None).unwrap();
         assert!(headers.is_empty());
         let requests_only = RateState {
             requests: Some(WindowState {
@@ -193,7 +292,7 @@ mod tests {
             tokens: None,
         };
         assert_eq!(requests_only.header_count(), 3);
-        insert_rate_headers(&mut headers, &requests_only).unwrap();
+        insert_rate_headers(&mut headers, &requests_only, None).unwrap();
         assert_eq!(headers.len(), 3);
     }
 }

@@ -3,7 +3,6 @@
 //! its label strings (but for `aurora_requests_total`, whose five labels have too many
 //! combinations to resolve ahead; its values are borrowed, never formatted).
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
@@ -13,6 +12,7 @@ use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, I
 use super::labels::{route_index, KnownModels, UpstreamErrorKind, NONE, ROUTE_KINDS};
 use super::{Metrics, RequestOutcome};
 use crate::config::Config;
+use crate::lookup::LookupMap;
 
 /// A provider as the handles know it: an index into the config's instances, `0`
 /// for none (`-`).
@@ -47,7 +47,7 @@ pub struct MetricHandles {
     tokens: IntCounterVec,
     cost: prometheus::CounterVec,
     /// Instance name → index; `provider_names[0]` is `-`.
-    provider_ids: HashMap<Box<str>, usize>,
+    provider_ids: LookupMap<Box<str>, usize>,
     provider_names: Vec<Box<str>>,
     models: KnownModels,
     /// By [`route_index`].

@@ -1,7 +1,6 @@
 //! Label values, each drawn from a fixed set or from configuration: a client can never
 //! add a series by what it sends.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use once_cell::sync::Lazy;
@@ -9,6 +8,7 @@ use pingora_core::{Error, ErrorSource, ErrorType};
 
 use crate::auth::Caller;
 use crate::config::Config;
+use crate::lookup::LookupSet;
 
 /// The `model` label of a request whose model is neither configured nor listed.
 pub const OTHER_MODEL: &str = "other";
@@ -140,13 +140,13 @@ impl UpstreamErrorKind {
 /// every provider's `models:` list and the keys of `models.limits`.
 #[derive(Debug, Default)]
 pub struct KnownModels {
-    names: HashSet<Arc<str>>,
+    names: LookupSet<Arc<str>>,
 }
 
 impl KnownModels {
     /// The names `config` knows.
     pub fn of(config: &Config) -> Self {
-        let mut names: HashSet<Arc<str>> = HashSet::new();
+        let mut names: LookupSet<Arc<str>> = LookupSet::default();
         for (alias, target) in &config.models.aliases {
             names.insert(Arc::from(alias.as_str()));
             if let Some((_, model)) = target.split_once(['/', ':']) {

@@ -264,7 +264,9 @@ pub fn describe_answer(headers: &mut HeaderMap, ctx: &RequestContext) -> pingora
     }
     match &ctx.rate {
         Some(rate) => {
-            crate::limits::insert_rate_headers(headers, rate).map_err(header_maps::too_many_headers)
+            let limit_texts = super::limit_check::caller_limit_texts(ctx);
+            crate::limits::insert_rate_headers(headers, rate, limit_texts)
+                .map_err(header_maps::too_many_headers)
         }
         None => Ok(()),
     }

@@ -108,7 +108,7 @@ pub struct RequestContext {
     /// The next attempt is already readied (target, body and key chosen).
     pub attempt_ready: bool,
     /// The limits the request counts against (its call slots are held here).
-    pub held_to: Vec<super::limit_check::HeldTo>,
+    pub held_to: super::limit_check::HeldToSubjects,
     /// The caller's rate windows, for the `x-ratelimit-*` headers.
     pub rate: Option<crate::limits::RateState>,
     /// When the current attempt's whole (not streamed) answer must be over.
@@ -142,7 +142,7 @@ impl RequestContext {
             retry_wait: None,
             retry_decided: None,
             attempt_ready: false,
-            held_to: Vec::new(),
+            held_to: Default::default(),
             rate: None,
             answer_due: None,
         }

@@ -12,7 +12,9 @@ use once_cell::sync::Lazy;
 use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
 use crate::config::{Config, KeyLimits, Limited, OnStoreError};
-use crate::limits::{usd_micros, CallSlot, LimitStore, RateState, Refusal, UsageRecord};
+use crate::limits::{
+    usd_micros, CallSlot, LimitStore, LimitTexts, RateState, Refusal, UsageRecord,
+};
 
 /// What a request is held to: the subject it counts against, its limits, and the call
 /// slot it holds while it runs.
@@ -21,6 +23,26 @@ pub struct HeldTo {
     pub subject: Arc<str>,
     pub limits: KeyLimits,
     _slot: Option<CallSlot>,
+}
+
+/// The subjects a request counts against: its caller's key and the provider it goes
+/// to, each at most once (kept in place: a limited request allocates nothing for them).
+#[derive(Debug, Default)]
+pub struct HeldToSubjects {
+    key: Option<HeldTo>,
+    provider: Option<HeldTo>,
+}
+
+impl HeldToSubjects {
+    /// Each subject held to, the caller's key first.
+    fn iter(&self) -> impl Iterator<Item = &HeldTo> {
+        self.key.iter().chain(self.provider.iter())
+    }
+
+    /// Whether the request counts against nothing.
+    fn is_empty(&self) -> bool {
+        self.key.is_none() && self.provider.is_none()
+    }
 }
 
 /// Unix seconds now.
@@ -47,9 +69,19 @@ pub async fn admit_caller(
     let held = admit(store, limited, config.limits.on_store_error, Whose::Key).await?;
     if let Some(held) = held {
         ctx.rate = held.1.or(ctx.rate);
-        ctx.held_to.push(held.0);
+        ctx.held_to.key = Some(held.0);
     }
     Ok(())
+}
+
+/// The caller's limits as made with its config, for the `x-ratelimit-limit-*` values
+/// of its answer.
+pub fn caller_limit_texts(ctx: &RequestContext) -> Option<&LimitTexts> {
+    let Some(Caller::Managed(name)) = ctx.caller.as_ref() else {
+        return None;
+    };
+    let limited = ctx.config.as_deref()?.limits.for_key(name)?;
+    Some(&limited.limit_texts)
 }
 
 /// Admits the request against the limits of the provider it goes to, if any.
@@ -65,7 +97,7 @@ pub async fn admit_provider(
     };
     let whose = Whose::Provider(provider);
     if let Some((held, _)) = admit(store, limited, config.limits.on_store_error, whose).await? {
-        ctx.held_to.push(held);
+        ctx.held_to.provider = Some(held);
     }
     Ok(())
 }
@@ -78,7 +110,9 @@ async fn admit(
     on_error: OnStoreError,
     whose: Whose<'_>,
 ) -> Result<Option<(HeldTo, Option<RateState>)>, GatewayError> {
-    let Limited { subject, limits } = limited;
+    let Limited {
+        subject, limits, ..
+    } = limited;
     let now = now();
     let decided = match store.admit_now(subject, limits, now) {
         Some(decided) => decided,
@@ -229,7 +263,7 @@ fn charge(
         }
         0.0
     });
-    for held in &ctx.held_to {
+    for held in ctx.held_to.iter() {
         let needs = held.limits.tokens_per_minute.is_some() || held.limits.budget.is_some();
         if !needs {
             continue;

@@ -60,7 +60,8 @@ fn send_with<'a>(
             header_maps::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
         }
         if let Some(rate) = rate {
-            insert_rate_headers(map, rate).map_err(header_maps::too_many_headers)?;
+            // A refusal is rare: its numbers are formatted.
+            insert_rate_headers(map, rate, None).map_err(header_maps::too_many_headers)?;
         }
         header_maps::put(map, header::CONTENT_TYPE, header_maps::text(content_type)?)?;
         header_maps::put(map, header::CONTENT_LENGTH, HeaderValue::from(body.len()))?;
