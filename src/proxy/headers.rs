@@ -155,8 +155,11 @@ pub fn add_provider_headers(
     let defaults = provider.format.facts().default_headers.iter();
     let defaults = defaults.chain(provider.kind.facts().default_headers);
     let headers = &mut req.headers;
-    // Host, the key, the request id, the defaults and the extras, in one step.
-    let room = 3 + defaults.clone().count() + provider.headers.len();
+    // The key, the request id, the defaults and the extras, in one step; Host takes
+    // room only when the client sent none (HTTP/1.1 always does: it is replaced in
+    // place). Room asked for beyond what is added can grow the map for nothing.
+    let host_room = usize::from(!headers.contains_key(header::HOST));
+    let room = host_room + 2 + defaults.clone().count() + provider.headers.len();
     header_maps::make_room(headers, room)?;
     let host = provider.base.host_header().clone();
     header_maps::put(headers, header::HOST, host)?;
@@ -318,6 +321,35 @@ mod tests {
         let mut r = request(pairs);
         add_provider_headers(&mut r, &provider(kind), Some(&key()), &rid()).unwrap();
         r
+    }
+
+    #[test]
+    fn provider_headers_that_replace_the_clients_do_not_grow_the_map() {
+        // A load client's GET as Pingora reads it: five headers, a map made for five.
+        let mut r = request(&[]);
+        r.headers = http::HeaderMap::with_capacity(5);
+        for (name, value) in [
+            ("host", "gateway:8080"),
+            ("user-agent", "bench/1"),
+            ("accept", "application/json"),
+            ("authorization", "Bearer gw"),
+            ("content-length", "0"),
+        ] {
+            r.headers.insert(name, HeaderValue::from_static(value));
+        }
+        let room = r.headers.capacity();
+        strip_client_headers(&mut r.headers);
+        // Host replaced, the key and the request id added: six, where six fit.
+        add_provider_headers(
+            &mut r,
+            &provider(ProviderKind::OpenAi),
+            Some(&key()),
+            &rid(),
+        )
+        .unwrap();
+        assert_eq!(r.headers.len(), 6);
+        assert_eq!(r.headers.capacity(), room, "the map grew");
+        assert_eq!(r.headers["host"], "api.example.com:8443");
     }
 
     #[test]
