@@ -1,6 +1,7 @@
 //! A provider base URL split into the parts the proxy needs on every request.
 
 use std::fmt;
+use std::net::IpAddr;
 
 /// `scheme://host[:port]/path` of a provider, validated once at config load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub struct BaseUrl {
     pub path: String,
     /// The `Host` header value, made once: every request sends it.
     host_value: http::HeaderValue,
+    /// The host when it is an IP literal, read once: such a host is never resolved.
+    ip: Option<IpAddr>,
 }
 
 /// Why a base URL was refused.
@@ -68,11 +71,17 @@ impl BaseUrl {
             .unwrap_or_else(|_| http::HeaderValue::from_static("invalid"));
         Self {
             tls,
+            ip: host.parse().ok(),
             host,
             port,
             path,
             host_value,
         }
+    }
+
+    /// The host, when it is an IP literal.
+    pub fn ip_literal(&self) -> Option<IpAddr> {
+        self.ip
     }
 
     /// The value for the upstream `Host` header: the port only when not the default.
@@ -149,5 +158,17 @@ mod tests {
         let b = BaseUrl::parse("http://[::1]:9000").unwrap();
         assert_eq!(b.host, "::1");
         assert_eq!(b.host_header(), "[::1]:9000");
+    }
+
+    #[test]
+    fn ip_literal_hosts_are_read_once_names_are_left_to_resolve() {
+        let ip = |url: &str| BaseUrl::parse(url).unwrap().ip_literal();
+        assert_eq!(ip("http://127.0.0.1:9000/v1"), Some([127, 0, 0, 1].into()));
+        assert_eq!(
+            ip("http://[::1]:9000"),
+            Some(std::net::Ipv6Addr::LOCALHOST.into())
+        );
+        assert_eq!(ip("https://api.openai.com/v1"), None);
+        assert_eq!(ip("http://localhost:8000"), None);
     }
 }

@@ -7,7 +7,6 @@
 //! not know yet (a request arriving before the first refresh) is looked up once on the
 //! request path and stored for every later request.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 
 use super::lookup::{HostLookup, LookupError, SystemLookup};
+use crate::lookup::LookupMap;
 use crate::proxy::GatewayError;
 
 /// How long a host that stops resolving keeps its last good addresses: a resolver
@@ -34,7 +34,8 @@ struct Resolved {
     at: Instant,
 }
 
-type Table = HashMap<Box<str>, Resolved>;
+/// Provider hosts from the config → their addresses.
+type Table = LookupMap<Box<str>, Resolved>;
 
 /// One lookup's outcome, in connection order.
 type Answer = Result<Arc<[IpAddr]>, LookupError>;
@@ -67,7 +68,7 @@ impl UpstreamResolver {
     pub(crate) fn with_lookup(lookup: Arc<dyn HostLookup>, grace: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                table: ArcSwap::from_pointee(Table::new()),
+                table: ArcSwap::from_pointee(Table::default()),
                 lookup,
                 grace,
             }),
@@ -136,7 +137,7 @@ impl UpstreamResolver {
         let results: Vec<(&str, Answer)> = names.into_iter().zip(answers).collect();
         let grace = self.inner.grace;
         let previous = self.inner.table.rcu(|current| {
-            let mut next = Table::with_capacity(results.len());
+            let mut next = Table::with_capacity_and_hasher(results.len(), Default::default());
             for (host, result) in &results {
                 let kept = match result {
                     Ok(addrs) => Some(Resolved {
@@ -227,6 +228,7 @@ fn nth(addrs: &[IpAddr], attempt: usize) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
