@@ -1,13 +1,16 @@
 //! Per-request proxy work outside the translators: classifying a path, parsing a
 //! passthrough route, routing a model name, the upstream header rewrite on a
 //! request header shaped like an SDK's, and what a key with limits adds (admission
-//! and charge in the memory store, the `x-ratelimit-*` answer headers).
+//! and charge in the memory store, the `x-ratelimit-*` answer headers), and the
+//! gateway key's check (its SHA-256, as the CPU runs it: callgrind's counts run it in
+//! software, since valgrind hides the CPU's SHA extensions).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use pingora_http::{RequestHeader, ResponseHeader};
 
+use aurora::auth::GatewayAuth;
 use aurora::config::{
     build_config, Budget, BudgetPeriod, Config, EnvSnapshot, KeyLimits, ServerSettings,
 };
@@ -206,5 +209,17 @@ fn limits(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, routing, header_rewrite, limits);
+fn gateway_key(c: &mut Criterion) {
+    // As long as the load bench's placeholder keys: one SHA-256 block.
+    let master = Secret::new("bench-master-placeholder-key-0123456789ab");
+    let auth = GatewayAuth::new(Some(&master), Default::default());
+    let token = master.expose().to_string();
+    let mut g = c.benchmark_group("auth");
+    g.bench_function("check_token master", |b| {
+        b.iter(|| auth.check_token(black_box(&token), std::time::SystemTime::now))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, routing, header_rewrite, limits, gateway_key);
 criterion_main!(benches);
