@@ -1,7 +1,7 @@
 //! OpenAI's `x-ratelimit-*` answer headers for a caller's windows. Written on every
 //! answer to a key with limits, so what is the same on every answer is made once: the
 //! names are constants, a key's limits are texts made when its config is read
-//! ([`LimitTexts`]), and a minute window's reset is one of 60 static texts. Only the
+//! ([`LimitTexts`]), and a minute window's reset is one of 61 static texts. Only the
 //! remaining counts are formatted per answer.
 
 use bytes::Bytes;
@@ -105,22 +105,23 @@ const fn minute_resets() -> [[u8; 4]; 61] {
 /// `secs` as an `x-ratelimit-reset-*` value: a static text within a minute (always,
 /// for the minute windows), formatted beyond it.
 fn reset_value(secs: u64) -> HeaderValue {
-    let static_text = usize::try_from(secs).ok().and_then(|i| {
-        let text = MINUTE_RESETS.get(i)?;
-        let len = match i {
-            0..=9 => 2,
-            10..=59 => 3,
-            _ => 4,
-        };
-        text.get(..len)
-    });
-    let mut formatted = ResetText::default();
-    let value = match static_text {
+    let value = match minute_reset(secs) {
         Some(text) => HeaderValue::from_maybe_shared(Bytes::from_static(text)),
-        None => HeaderValue::from_str(formatted.write(secs)),
+        None => HeaderValue::from_str(ResetText::default().write(secs)),
     };
     // Only ASCII digits and unit letters: always a valid header value.
     value.unwrap_or(HeaderValue::from_static("0s"))
+}
+
+/// The static text of a reset within a minute.
+fn minute_reset(secs: u64) -> Option<&'static [u8]> {
+    let i = usize::try_from(secs).ok()?;
+    let len = match i {
+        0..=9 => 2,
+        10..=59 => 3,
+        _ => 4,
+    };
+    MINUTE_RESETS.get(i)?.get(..len)
 }
 
 /// Room for the longest reset text: `u64::MAX` seconds as hours, minutes and seconds.
