@@ -233,14 +233,7 @@ impl AuroraProxy {
     ) -> std::result::Result<HttpPeer, GatewayError> {
         let provider = &target.provider;
         let base = &provider.base;
-        let addr = match base.ip_literal() {
-            Some(ip) => std::net::SocketAddr::new(ip, base.port),
-            None => {
-                self.resolver
-                    .resolve_nth(&base.host, base.port, attempt)
-                    .await?
-            }
-        };
+        let addr = self.resolver.resolve_base(base, attempt).await?;
         Ok(upstream::provider_peer(
             provider,
             addr,

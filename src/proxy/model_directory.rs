@@ -171,12 +171,11 @@ impl ModelDirectory {
             Plan::Known(ids) => return ids,
             Plan::Wait(waiter) => waiter,
             Plan::Fetch(ticket, waiter) => {
-                let base = &provider.base;
                 // The resolver is the proxy's, borrowed: only the fetch proper can outlive
                 // this listing, so the name must resolve within its budget.
                 match tokio::time::timeout_at(
                     waiter.until().into(),
-                    resolver.resolve(&base.host, base.port),
+                    resolver.resolve_base(&provider.base, 0),
                 )
                 .await
                 {
@@ -194,7 +193,7 @@ impl ModelDirectory {
                         provider,
                         &format!(
                             "host `{}` not resolved within {:?}",
-                            base.host, self.inner.limits.answer_within
+                            provider.base.host, self.inner.limits.answer_within
                         ),
                         ticket,
                     ),

@@ -16,6 +16,7 @@ use futures_util::future::join_all;
 
 use super::lookup::{HostLookup, LookupError, SystemLookup};
 use crate::lookup::LookupMap;
+use crate::providers::BaseUrl;
 use crate::proxy::GatewayError;
 
 /// How long a host that stops resolving keeps its last good addresses: a resolver
@@ -79,6 +80,20 @@ impl UpstreamResolver {
     /// [`resolve_nth`](Self::resolve_nth) with attempt 0.
     pub async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, GatewayError> {
         self.resolve_nth(host, port, 0).await
+    }
+
+    /// The address for connection attempt `attempt` to a provider at `base`: its IP
+    /// literal as read with the config, or its host name resolved
+    /// ([`resolve_nth`](Self::resolve_nth)).
+    pub async fn resolve_base(
+        &self,
+        base: &BaseUrl,
+        attempt: usize,
+    ) -> Result<SocketAddr, GatewayError> {
+        match base.ip_literal() {
+            Some(ip) => Ok(SocketAddr::new(ip, base.port)),
+            None => self.resolve_nth(&base.host, base.port, attempt).await,
+        }
     }
 
     /// The address for connection attempt `attempt` (0 for the first) to `host:port`:
@@ -296,6 +311,20 @@ mod tests {
         assert_eq!(a, "[::1]:9".parse().unwrap());
         r.refresh(&["10.0.0.1", "::1"]).await;
         assert_eq!(script.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_base_url_names_its_ip_literal_or_has_its_host_resolved() {
+        let (script, r) = scripted();
+        let literal = BaseUrl::parse("http://10.0.0.7:8000/v1").unwrap();
+        let a = r.resolve_base(&literal, 2).await.unwrap();
+        assert_eq!(a, "10.0.0.7:8000".parse().unwrap());
+        assert_eq!(script.calls(), 0);
+        script.answer("api.test", &["10.0.0.1", "10.0.0.2"]);
+        let named = BaseUrl::parse("https://api.test/v1").unwrap();
+        let a = r.resolve_base(&named, 1).await.unwrap();
+        assert_eq!(a, "10.0.0.2:443".parse().unwrap());
+        assert_eq!(script.calls(), 1);
     }
 
     #[tokio::test]
