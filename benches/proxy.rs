@@ -3,7 +3,8 @@
 //! request header shaped like an SDK's, and what a key with limits adds (admission
 //! and charge in the memory store, the `x-ratelimit-*` answer headers), and the
 //! gateway key's check (its SHA-256, as the CPU runs it: callgrind's counts run it in
-//! software, since valgrind hides the CPU's SHA extensions).
+//! software, since valgrind hides the CPU's SHA extensions), and reading the usage of
+//! an answer.
 
 use std::hint::black_box;
 
@@ -15,6 +16,7 @@ use aurora::config::{
     build_config, Budget, BudgetPeriod, Config, EnvSnapshot, KeyLimits, ServerSettings,
 };
 use aurora::limits::{insert_rate_headers, LimitStore, LimitTexts, MemoryStore};
+use aurora::metrics::usage::UsageMeter;
 use aurora::providers::Secret;
 use aurora::proxy::header_maps;
 use aurora::proxy::headers::{add_provider_headers, strip_client_headers};
@@ -221,5 +223,49 @@ fn gateway_key(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, routing, header_rewrite, limits, gateway_key);
+/// A recorded provider answer (see tests/fixtures/NOTICE.md).
+fn fixture(path: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).expect("fixture")
+}
+
+/// Reading the usage (and the model) of whole answers, as every successful JSON answer
+/// on every route is read; and of a stream, event by event.
+fn usage_meter(c: &mut Criterion) {
+    let mut g = c.benchmark_group("usage");
+    for (name, answer) in [
+        ("openai chat answer", fixture("openai/chat_completion.json")),
+        ("openai responses answer", fixture("openai/responses.json")),
+        (
+            "anthropic messages answer",
+            fixture("anthropic/messages.json"),
+        ),
+    ] {
+        // As the gateway reads an answer that came in one piece: where it lies.
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut meter = UsageMeter::for_answer(Some("application/json"), None)?;
+                meter.finish_with(black_box(&answer))
+            })
+        });
+    }
+    let stream = fixture("anthropic/messages_stream.txt");
+    g.bench_function("anthropic messages stream", |b| {
+        b.iter(|| {
+            let mut meter = UsageMeter::for_answer(Some("text/event-stream"), None)?;
+            meter.feed(black_box(&stream));
+            meter.finish()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    routing,
+    header_rewrite,
+    limits,
+    gateway_key,
+    usage_meter
+);
 criterion_main!(benches);
