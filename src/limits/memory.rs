@@ -1,7 +1,7 @@
 //! The in-process store: exact counters per subject, kept behind a lock of its own
 //! each, with nothing but memory on the request path.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -76,7 +76,7 @@ fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
 }
 
 /// One key's usage: day → model → what it used.
-type UsageByDay = BTreeMap<u64, HashMap<String, UsageRecord>>;
+type UsageByDay = BTreeMap<u64, LookupMap<String, UsageRecord>>;
 
 /// Adds `usage` of `model` on `day` to one key's `days`.
 fn add_usage(days: &mut UsageByDay, day: u64, model: &str, usage: &UsageRecord) {
@@ -92,7 +92,7 @@ fn add_usage(days: &mut UsageByDay, day: u64, model: &str, usage: &UsageRecord) 
 pub struct MemoryStore {
     subjects: RwLock<LookupMap<String, Arc<Counters>>>,
     /// Key → day → model → usage.
-    usage: Mutex<HashMap<String, UsageByDay>>,
+    usage: Mutex<LookupMap<String, UsageByDay>>,
 }
 
 impl MemoryStore {

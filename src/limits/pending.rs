@@ -2,10 +2,10 @@
 //! and usage (per gateway key, day and model), summed while they wait so a flush sends
 //! one increment per key however many requests made it.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::UsageRecord;
+use crate::lookup::LookupMap;
 
 /// One counter's increment and how long its key lives once written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,24 +25,24 @@ impl Increment {
 }
 
 /// Counter key → increment.
-pub type Counters = HashMap<String, Increment>;
+pub type Counters = LookupMap<String, Increment>;
 
 /// What one key used on one day, per model, and how long its hash lives once written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DayUsage {
-    pub models: HashMap<String, UsageRecord>,
+    pub models: LookupMap<String, UsageRecord>,
     pub ttl_secs: u64,
 }
 
 /// Gateway key → day → its usage. Kept as records, not as the hash's `model|kind`
 /// fields, so a request adds to them without formatting a name; the flush names them.
-pub type UsageByKey = HashMap<String, HashMap<u64, DayUsage>>;
+pub type UsageByKey = LookupMap<String, LookupMap<u64, DayUsage>>;
 
 /// Everything waiting to be written.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pending {
     /// Subject → its counters (token windows, budgets).
-    pub charges: HashMap<String, Counters>,
+    pub charges: LookupMap<String, Counters>,
     /// What each gateway key used, per day and model.
     pub usage: UsageByKey,
 }
@@ -74,13 +74,13 @@ impl Pending {
             return;
         }
         self.charges
-            .insert(subject.to_string(), HashMap::from([(key, add)]));
+            .insert(subject.to_string(), LookupMap::from_iter([(key, add)]));
     }
 
     /// Adds `usage` of `model` to what `key` used on `day`, whose hash lives
     /// `ttl_secs`.
     pub fn usage(&mut self, key: &str, day: u64, model: &str, usage: &UsageRecord, ttl_secs: u64) {
-        let add = |days: &mut HashMap<u64, DayUsage>| {
+        let add = |days: &mut LookupMap<u64, DayUsage>| {
             let on_day = days.entry(day).or_default();
             on_day.ttl_secs = on_day.ttl_secs.max(ttl_secs);
             UsageRecord::add_to_model(&mut on_day.models, model, usage);

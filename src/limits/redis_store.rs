@@ -140,7 +140,7 @@ impl RedisStore {
             key(subject, "usd", period),
             key(subject, "btok", period),
         ];
-        let mut taken = Counters::new();
+        let mut taken = Counters::default();
         for k in &keys[1..] {
             if let Some(add) = self.writer.take(subject, k) {
                 taken.insert(k.clone(), add);
