@@ -16,7 +16,8 @@ use aurora::config::{
     build_config, Budget, BudgetPeriod, Config, EnvSnapshot, KeyLimits, ServerSettings,
 };
 use aurora::limits::{insert_rate_headers, LimitStore, LimitTexts, MemoryStore};
-use aurora::metrics::usage::UsageMeter;
+use aurora::metrics::usage::{Usage, UsageMeter};
+use aurora::metrics::{MetricHandles, Metrics, RequestOutcome};
 use aurora::providers::Secret;
 use aurora::proxy::header_maps;
 use aurora::proxy::headers::{add_provider_headers, strip_client_headers};
@@ -223,6 +224,32 @@ fn gateway_key(c: &mut Criterion) {
     g.finish();
 }
 
+/// What every finished request adds to the metrics whose labels name its caller's key
+/// and model: `aurora_requests_total` and the answer's tokens and cost.
+fn request_metrics(c: &mut Criterion) {
+    let metrics = Metrics::new().expect("metrics");
+    let handles = MetricHandles::new(&metrics, std::sync::Arc::new(config()));
+    let usage = Usage {
+        input: 120,
+        output: 48,
+        ..Default::default()
+    };
+    let mut g = c.benchmark_group("metrics");
+    g.bench_function("request counted with its tokens", |b| {
+        b.iter(|| {
+            handles.request_finished(black_box(&RequestOutcome {
+                route: "passthrough",
+                provider: "openai",
+                model: "-",
+                status: "200",
+                key: "team-a",
+            }));
+            handles.tokens_used("openai", "-", "team-a", black_box(&usage), None);
+        })
+    });
+    g.finish();
+}
+
 /// A recorded provider answer (see tests/fixtures/NOTICE.md).
 fn fixture(path: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -266,6 +293,7 @@ criterion_group!(
     header_rewrite,
     limits,
     gateway_key,
+    request_metrics,
     usage_meter
 );
 criterion_main!(benches);

@@ -114,7 +114,7 @@ impl GatewayAuth {
         let master = self
             .master_hash
             .as_ref()
-            .is_some_and(|m| bool::from(m.ct_eq(&digest)));
+            .is_some_and(|m| digests_equal(m, &digest));
         master || self.managed.contains_key(&digest)
     }
 
@@ -127,7 +127,7 @@ impl GatewayAuth {
         // Comparing digests in constant time hides both content and length of the master key.
         let digest = sha256(token.as_bytes());
         if let Some(master) = &self.master_hash {
-            if bool::from(master.ct_eq(&digest)) {
+            if digests_equal(master, &digest) {
                 return Ok(Caller::Master);
             }
         }
@@ -170,6 +170,19 @@ fn bearer_token(value: &str) -> Option<&str> {
     let space = value.bytes().position(|b| b == b' ')?;
     let (scheme, token) = (&value[..space], value[space + 1..].trim());
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Whether two digests are equal, compared in constant time a word at a time (a byte
+/// at a time costs every request a few hundred instructions more).
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let words = |d: &[u8; 32]| -> [u64; 4] {
+        std::array::from_fn(|i| {
+            let mut word = [0; 8];
+            word.copy_from_slice(&d[i * 8..i * 8 + 8]);
+            u64::from_ne_bytes(word)
+        })
+    };
+    bool::from(words(a).ct_eq(&words(b)))
 }
 
 /// SHA-256 of `data`.
@@ -236,6 +249,19 @@ mod tests {
             },
         );
         GatewayAuth::new(Some(&Secret::new("master-secret")), managed)
+    }
+
+    #[test]
+    fn digests_differing_in_any_byte_are_not_equal() {
+        let digest = sha256(b"bench-master-placeholder-key-0123456789ab");
+        assert!(digests_equal(&digest, &digest.clone()));
+        for byte in 0..32 {
+            for bit in [0x01, 0x80] {
+                let mut other = digest;
+                other[byte] ^= bit;
+                assert!(!digests_equal(&digest, &other), "byte {byte}, bit {bit:#x}");
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The metric handles of one config: resolved at most once per config snapshot, then
 //! reached by index, so a request neither formats a label nor looks a series up by
-//! its label strings (but for `aurora_requests_total`, whose five labels have too many
-//! combinations to resolve ahead; its values are borrowed, never formatted).
+//! its label strings in the registry (but for `aurora_requests_total` and the token
+//! counters, whose labels have too many combinations to resolve ahead: each worker
+//! thread keeps those it used, see [`super::thread_series`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
@@ -10,6 +12,7 @@ use once_cell::sync::Lazy;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use super::labels::{route_index, KnownModels, UpstreamErrorKind, NONE, ROUTE_KINDS};
+use super::thread_series::{with_thread_series, UsageSeries};
 use super::{Metrics, RequestOutcome};
 use crate::config::Config;
 use crate::lookup::LookupMap;
@@ -38,6 +41,8 @@ struct ProviderSlot {
 pub struct MetricHandles {
     /// The config these were built for (kept for identity, see [`handles_for`]).
     config: Arc<Config>,
+    /// Unique to these handles: the threads' tables of series belong to one set.
+    id: u64,
     requests: IntCounterVec,
     duration: HistogramVec,
     first_byte: HistogramVec,
@@ -88,9 +93,12 @@ impl MetricHandles {
             .iter()
             .map(|_| ProviderSlot::default())
             .collect();
+        // Starts at 1: a thread's tables not yet used belong to 0.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
             models: KnownModels::of(&config),
             config,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             requests: metrics.requests.clone(),
             duration: metrics.duration.clone(),
             first_byte: metrics.first_byte.clone(),
@@ -196,6 +204,27 @@ impl MetricHandles {
         usage: &crate::metrics::usage::Usage,
         cost_usd: Option<f64>,
     ) {
+        let labels = [provider, model, key];
+        let counted = with_thread_series(self.id, |t| {
+            let series = t.usage.get_or_make(labels, UsageSeries::default);
+            for ((kind, n), slot) in usage.by_kind().into_iter().zip(&mut series.tokens) {
+                if n > 0 {
+                    slot.get_or_insert_with(|| {
+                        self.tokens.with_label_values(&[provider, model, key, kind])
+                    })
+                    .inc_by(n);
+                }
+            }
+            if let Some(cost) = cost_usd {
+                series
+                    .cost
+                    .get_or_insert_with(|| self.cost.with_label_values(&labels))
+                    .inc_by(cost);
+            }
+        });
+        if counted.is_some() {
+            return;
+        }
         for (kind, n) in usage.by_kind() {
             if n > 0 {
                 self.tokens
@@ -204,23 +233,23 @@ impl MetricHandles {
             }
         }
         if let Some(cost) = cost_usd {
-            self.cost
-                .with_label_values(&[provider, model, key])
-                .inc_by(cost);
+            self.cost.with_label_values(&labels).inc_by(cost);
         }
     }
 
     /// Counts a finished request.
     pub fn request_finished(&self, outcome: &RequestOutcome<'_>) {
-        self.requests
-            .with_label_values(&[
-                outcome.route,
-                outcome.provider,
-                outcome.model,
-                outcome.status,
-                outcome.key,
-            ])
-            .inc();
+        let labels = [
+            outcome.route,
+            outcome.provider,
+            outcome.model,
+            outcome.status,
+            outcome.key,
+        ];
+        let series = || self.requests.with_label_values(&labels);
+        if with_thread_series(self.id, |t| t.requests.get_or_make(labels, series).inc()).is_none() {
+            series().inc();
+        }
     }
 }
 
@@ -274,6 +303,67 @@ mod tests {
         let text = render(&m);
         assert!(text.contains(r#"aurora_upstream_errors_total{kind="reset",provider="-"} 1"#));
         assert!(text.contains(r#"aurora_request_duration_seconds_count{provider="-",route="-"} 1"#));
+    }
+
+    fn outcome(key: &str) -> RequestOutcome<'_> {
+        RequestOutcome {
+            route: "passthrough",
+            provider: "openai",
+            model: "-",
+            status: "200",
+            key,
+        }
+    }
+
+    #[test]
+    fn a_thread_counts_into_the_series_its_labels_name() {
+        let m = Metrics::new().unwrap();
+        let h = MetricHandles::new(&m, Arc::new(Config::default()));
+        h.request_finished(&outcome("team-a"));
+        h.request_finished(&outcome("team-b"));
+        h.request_finished(&outcome("team-a"));
+        let text = render(&m);
+        assert!(text.contains(r#"aurora_requests_total{key="team-a",model="-",provider="openai",route="passthrough",status="200"} 2"#), "{text}");
+        assert!(text.contains(r#"aurora_requests_total{key="team-b",model="-",provider="openai",route="passthrough",status="200"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn handles_of_another_registry_count_into_their_own_series() {
+        let (m1, m2) = (Metrics::new().unwrap(), Metrics::new().unwrap());
+        let h1 = MetricHandles::new(&m1, Arc::new(Config::default()));
+        let h2 = MetricHandles::new(&m2, Arc::new(Config::default()));
+        let usage = crate::metrics::usage::Usage {
+            input: 3,
+            output: 5,
+            ..Default::default()
+        };
+        for h in [&h1, &h2, &h1] {
+            h.request_finished(&outcome("team-a"));
+            h.tokens_used("openai", "gpt-4o", "team-a", &usage, Some(0.5));
+        }
+        let (one, two) = (render(&m1), render(&m2));
+        let requests = |n| {
+            format!(
+                r#"aurora_requests_total{{key="team-a",model="-",provider="openai",route="passthrough",status="200"}} {n}"#
+            )
+        };
+        let output = |n| {
+            format!(
+                r#"aurora_tokens_total{{key="team-a",kind="output",model="gpt-4o",provider="openai"}} {n}"#
+            )
+        };
+        let cost = |n| {
+            format!(r#"aurora_cost_usd_total{{key="team-a",model="gpt-4o",provider="openai"}} {n}"#)
+        };
+        for (text, times) in [(&one, 2), (&two, 1)] {
+            assert!(text.contains(&requests(times)), "{text}");
+            assert!(text.contains(&output(5 * times)), "{text}");
+            assert!(text.contains(&cost(0.5 * times as f64)), "{text}");
+            assert!(
+                !text.contains("kind=\"reasoning\""),
+                "an unused kind has no series: {text}"
+            );
+        }
     }
 
     #[test]

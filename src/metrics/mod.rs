@@ -7,6 +7,7 @@
 
 pub mod handles;
 pub mod labels;
+pub mod thread_series;
 pub mod usage;
 
 use once_cell::sync::Lazy;
