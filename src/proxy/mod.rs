@@ -230,7 +230,7 @@ impl AuroraProxy {
         &self,
         target: &UpstreamTarget,
         attempt: usize,
-    ) -> std::result::Result<HttpPeer, GatewayError> {
+    ) -> std::result::Result<Box<HttpPeer>, GatewayError> {
         let provider = &target.provider;
         let base = &provider.base;
         let addr = self.resolver.resolve_base(base, attempt).await?;
@@ -899,7 +899,7 @@ impl ProxyHttp for AuroraProxy {
                 if let Some(plan) = ctx.plan.as_mut() {
                     plan.attempt_began(Instant::now());
                 }
-                Ok(Box::new(peer))
+                Ok(peer)
             }
             Err(err) => {
                 let status = err.status;

@@ -247,7 +247,7 @@ impl ModelDirectory {
         let request = list_request(provider).map_err(|e| format!("cannot build request: {e}"))?;
         let connector = &self.inner.connector;
         let (mut session, _reused) = connector
-            .get_http_session(&peer)
+            .get_http_session(&*peer)
             .await
             .map_err(|e| format!("cannot connect to {base}: {e}"))?;
         session
@@ -287,7 +287,7 @@ impl ModelDirectory {
             body.extend_from_slice(&chunk);
         }
         connector
-            .release_http_session(session, &peer, Some(provider.timeouts.keepalive))
+            .release_http_session(session, &*peer, Some(provider.timeouts.keepalive))
             .await;
         parse_model_ids(&body)
     }

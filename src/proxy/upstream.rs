@@ -22,7 +22,7 @@ pub fn provider_peer(
     addr: SocketAddr,
     timeouts: &Timeouts,
     shape: AnswerShape,
-) -> HttpPeer {
+) -> Box<HttpPeer> {
     // The name is sent as SNI; a plain-HTTP provider has no use for it (its `Host`
     // header is set per request), so it costs no copy there.
     let sni = if provider.base.tls {
@@ -30,7 +30,9 @@ pub fn provider_peer(
     } else {
         String::new()
     };
-    let mut peer = HttpPeer::new(addr, provider.base.tls, sni);
+    // Boxed where it is made: Pingora takes it boxed, and the peer (672 bytes) would
+    // be copied on each return on its way there.
+    let mut peer = Box::new(HttpPeer::new(addr, provider.base.tls, sni));
     let o = &mut peer.options;
     o.connection_timeout = Some(timeouts.connect);
     o.total_connection_timeout = Some(timeouts.connect.saturating_mul(2));
