@@ -221,6 +221,16 @@ fn gateway_key(c: &mut Criterion) {
     g.bench_function("check_token master", |b| {
         b.iter(|| auth.check_token(black_box(&token), std::time::SystemTime::now))
     });
+    // The whole check as a request makes it: the token read from its header first.
+    let mut headers = sdk_request().headers.clone();
+    let bearer = format!("Bearer {token}");
+    headers.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&bearer).expect("header value"),
+    );
+    g.bench_function("authenticate bearer", |b| {
+        b.iter(|| auth.authenticate(black_box(&headers), std::time::SystemTime::now))
+    });
     g.finish();
 }
 

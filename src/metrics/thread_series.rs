@@ -3,11 +3,11 @@
 //!
 //! Their labels name the caller's key and the model, too many combinations to
 //! resolve ahead as the other handles are (see [`super::handles`]). Prometheus finds
-//! a series by its label values under a lock every thread takes, hashing them twice;
-//! a thread's own table is looked up without a lock and without touching another
-//! core's cache lines. Series are never removed from the registry, so a handle kept
-//! here stays the series its labels name; a table belongs to one set of handles and
-//! is emptied when its thread counts through another (a reload, or a test's own
+//! a series by its label values under a lock every thread takes, hashing them a byte
+//! at a time; a thread's own table is looked up without a lock (only the counters
+//! themselves are shared). Series are never removed from the registry, so a handle
+//! kept here stays the series its labels name; a table belongs to one set of handles
+//! and is emptied when its thread counts through another (a reload, or a test's own
 //! registry).
 
 use std::cell::RefCell;
