@@ -372,3 +372,53 @@ async fn an_unreachable_provider_counts_one_connect_error_per_request_on_every_p
         "{text}"
     );
 }
+
+/// The sum of the samples of `metric` whose labels hold every one of `labels`.
+fn sum_of(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    samples(text, metric)
+        .iter()
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A reload brings new metric handles, and with them each worker thread's table of
+/// labelled series is started anew: the requests after it count on in the series the
+/// ones before it began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_tokens_count_on_in_their_series_across_a_reload() {
+    let mock = MockUpstream::start(provider_like).await;
+    let port = free_port();
+    let gw = gateway(&mock, port, &[]);
+    let chat = r#"{"model":"fast","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let route = r#"route="chat_completions""#;
+    for _ in 0..3 {
+        assert_eq!(post(&gw, "/v1/chat/completions", chat).await, 200);
+    }
+    let before = scrape_after(port, 3.0).await;
+    assert_eq!(sum_of(&before, "aurora_requests_total", &[route]), 3.0);
+    let output = [r#"kind="output""#, r#"provider="openai""#];
+    // The recorded answer reports 4 completion tokens.
+    assert_eq!(sum_of(&before, "aurora_tokens_total", &output), 12.0);
+
+    let config = std::fs::read_to_string(gw.config_path()).unwrap();
+    let alias = "    fast: openai/gpt-4o-mini\n";
+    assert!(config.contains(alias), "{config}");
+    gw.write_config(&config.replace(alias, &format!("{alias}    quick: openai/gpt-4o-mini\n")));
+    gw.signal("HUP");
+    gw.wait_for_log("config reloaded:", 1).await;
+
+    for _ in 0..3 {
+        assert_eq!(post(&gw, "/v1/chat/completions", chat).await, 200);
+    }
+    let after = scrape_after(port, 6.0).await;
+    assert_eq!(
+        samples(&after, "aurora_requests_total"),
+        samples(&before, "aurora_requests_total")
+            .iter()
+            .map(|l| l.replace(" 3", " 6"))
+            .collect::<BTreeSet<_>>(),
+        "the same series, counted on"
+    );
+    assert_eq!(sum_of(&after, "aurora_tokens_total", &output), 24.0);
+}
