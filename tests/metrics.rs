@@ -63,11 +63,7 @@ async fn scrape(metrics_port: u16) -> String {
 async fn scrape_after(metrics_port: u16, requests: f64) -> String {
     for _ in 0..250 {
         let text = scrape(metrics_port).await;
-        let counted: f64 = samples(&text, "aurora_requests_total")
-            .iter()
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if counted >= requests {
+        if sum_of(&text, "aurora_requests_total", &[]) >= requests {
             return text;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -225,6 +225,9 @@ impl MetricHandles {
         if counted.is_some() {
             return;
         }
+        // Without the thread's table (the thread is exiting). Written out again rather
+        // than shared with the loop above through a closure: sharing it left the common
+        // path un-inlined, 12 ns slower per request (`cargo bench --bench proxy -- metrics`).
         for (kind, n) in usage.by_kind() {
             if n > 0 {
                 self.tokens
