@@ -126,8 +126,8 @@ impl UsageRecord {
 
     /// Adds `usage` to `model`'s record in `models`; the model's name is copied only
     /// for its first record.
-    pub fn add_to_model<S: std::hash::BuildHasher>(
-        models: &mut std::collections::HashMap<String, UsageRecord, S>,
+    pub fn add_to_model(
+        models: &mut crate::lookup::LookupMap<String, UsageRecord>,
         model: &str,
         usage: &Self,
     ) {
