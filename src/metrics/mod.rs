@@ -9,6 +9,7 @@ pub mod handles;
 pub mod labels;
 pub mod thread_series;
 pub mod usage;
+mod usage_object;
 
 use once_cell::sync::Lazy;
 use prometheus::{

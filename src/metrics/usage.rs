@@ -13,9 +13,7 @@
 //! - `output`: all output tokens, reasoning included (as providers bill them);
 //! - `reasoning`: the part of `output` spent reasoning, where reported.
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-
+use super::usage_object::{read_model, read_nested, read_usage, Details, RawUsage};
 use crate::translate::json_members::{Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
@@ -69,31 +67,6 @@ impl Price {
             + per_token(usage.cache_read, self.cache_read.unwrap_or(self.input))
             + per_token(usage.cache_write, self.cache_write.unwrap_or(self.input))
     }
-}
-
-/// A usage object of any of the formats; members of the others are absent.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-struct RawUsage {
-    // Anthropic and the Responses API.
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    // Anthropic.
-    cache_read_input_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-    // Chat Completions.
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    prompt_tokens_details: Option<Details>,
-    completion_tokens_details: Option<Details>,
-    // The Responses API.
-    input_tokens_details: Option<Details>,
-    output_tokens_details: Option<Details>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-struct Details {
-    cached_tokens: Option<u64>,
-    reasoning_tokens: Option<u64>,
 }
 
 impl RawUsage {
@@ -153,68 +126,58 @@ impl RawUsage {
 /// Completions answers and chunks, a whole Messages or Responses answer, Anthropic's
 /// `message_delta`), under `message` (Anthropic's `message_start`) or under `response`
 /// (the Responses API's lifecycle events).
-#[derive(Default, Deserialize)]
+#[derive(Default)]
 struct Carrier {
     usage: Option<RawUsage>,
     model: Option<String>,
-    message: Option<Inner>,
-    response: Option<Inner>,
-}
-
-#[derive(Deserialize)]
-struct Inner {
-    usage: Option<RawUsage>,
-    model: Option<String>,
+    /// Under `message` or `response`; the first of them kept, member by member.
+    nested_usage: Option<RawUsage>,
+    nested_model: Option<String>,
 }
 
 impl Carrier {
-    /// What a whole JSON answer carries. Its members are taken from the back until
-    /// its usage is found, then from the front until its model is: answers put them
-    /// there, so the content between them is not read. `None` when the answer is not
-    /// an object or a member read is not what its key says it is.
-    fn of_answer(answer: &[u8]) -> Option<Self> {
+    /// What a whole JSON answer carries, read into `self`. Its members are taken from
+    /// the back until its usage is found, then from the front until its model is:
+    /// answers put them there, so the content between them is not read. `None` when
+    /// the answer is not an object or a member read is not what its key says it is.
+    fn read(&mut self, answer: &[u8]) -> Option<()> {
         let mut members = ObjectMembers::of(answer)?;
-        let mut carrier = Self::default();
-        while carrier.usage.is_none() {
+        while self.usage.is_none() {
             let Some(member) = members.next_back() else {
                 break;
             };
-            carrier.take(member)?;
+            self.take(member)?;
         }
-        while carrier.model.is_none() {
+        while self.model.is_none() {
             let Some(member) = members.next_front() else {
                 break;
             };
-            carrier.take(member)?;
+            self.take(member)?;
         }
-        Some(carrier)
+        Some(())
     }
 
     /// Keeps `member` when it is one of the carrier's, unless one was kept already.
     fn take(&mut self, member: Member<'_>) -> Option<()> {
-        fn read<T: DeserializeOwned>(slot: &mut Option<T>, value: &[u8]) -> Option<()> {
-            if slot.is_none() {
-                *slot = serde_json::from_slice::<Option<T>>(value).ok()?;
-            }
-            Some(())
-        }
         match &*member.key() {
-            b"usage" => read(&mut self.usage, member.value),
-            b"model" => read(&mut self.model, member.value),
-            b"message" => read(&mut self.message, member.value),
-            b"response" => read(&mut self.response, member.value),
+            b"usage" if self.usage.is_none() => read_usage(member.value, &mut self.usage),
+            b"model" if self.model.is_none() => {
+                self.model = read_model(member.value)?;
+                Some(())
+            }
+            b"message" | b"response" => {
+                read_nested(member.value, &mut self.nested_usage, &mut self.nested_model)
+            }
             _ => Some(()),
         }
     }
 
     /// The usage and the model this answer or event carries.
     fn split(self) -> (Option<RawUsage>, Option<String>) {
-        let (mut usage, mut model) = (self.usage, self.model);
-        for inner in [self.message, self.response].into_iter().flatten() {
-            usage = usage.or(inner.usage);
-            model = model.or(inner.model);
-        }
-        (usage, model)
+        (
+            self.usage.or(self.nested_usage),
+            self.model.or(self.nested_model),
+        )
     }
 }
 
@@ -313,13 +276,23 @@ impl UsageMeter {
 
     /// Reads a whole JSON answer's usage and model.
     fn read_json(&mut self, answer: &[u8]) {
-        if let Some(carrier) = Carrier::of_answer(answer) {
-            let (usage, model) = carrier.split();
-            if let Some(usage) = usage {
-                self.seen.get_or_insert_with(RawUsage::default).merge(usage);
-            }
-            self.model = self.model.take().or(model);
-        }
+        read_carried(answer, &mut self.seen, &mut self.model);
+    }
+}
+
+/// The usage `doc` (an answer or an event) carries, over what was `seen`, and its
+/// model when none was named yet.
+fn read_carried(doc: &[u8], seen: &mut Option<RawUsage>, model: &mut Option<String>) {
+    let mut carrier = Carrier::default();
+    if carrier.read(doc).is_none() {
+        return;
+    }
+    let (usage, named) = carrier.split();
+    if let Some(usage) = usage {
+        seen.get_or_insert_with(RawUsage::default).merge(usage);
+    }
+    if model.is_none() {
+        *model = named;
     }
 }
 
@@ -339,16 +312,7 @@ fn drain(parser: &mut SseParser, seen: &mut Option<RawUsage>, model: &mut Option
         if !wanted {
             continue;
         }
-        let Ok(carrier) = serde_json::from_str::<Carrier>(event.data) else {
-            continue;
-        };
-        let (usage, named) = carrier.split();
-        if let Some(usage) = usage {
-            seen.get_or_insert_with(RawUsage::default).merge(usage);
-        }
-        if model.is_none() {
-            *model = named;
-        }
+        read_carried(event.data.as_bytes(), seen, model);
     }
 }
 
@@ -605,6 +569,28 @@ mod tests {
         // A usage that is not a usage object gives none, as it did read whole.
         assert_eq!(usage_of_json(br#"{"usage":[1,2],"model":"m"}"#), None);
         assert_eq!(usage_of_json(br#"{"usage":null,"id":"x"}"#), None);
+    }
+
+    #[test]
+    fn usage_and_model_inside_the_content_are_not_taken_for_the_answers() {
+        // A tool's input is the model's to write: only the answer's own members count.
+        let whole = br#"{"model":"m","content":[{"type":"tool_use","input":{"model":"fake",
+            "usage":{"input_tokens":999,"output_tokens":999}}}],"usage":{"input_tokens":2,"output_tokens":3}}"#;
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        assert_eq!(
+            m.finish_with(whole).map(|u| (u.input, u.output)),
+            Some((2, 3))
+        );
+        assert_eq!(m.take_model().as_deref(), Some("m"));
+        let stream = concat!(
+            "event: content_block_delta\n",
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"usage\":{\"input_tokens\":9"}}"#,
+            "\n\nevent: message_delta\n",
+            r#"data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":4}}"#,
+            "\n\n"
+        );
+        let usage = metered("text/event-stream", stream.as_bytes(), 7).unwrap();
+        assert_eq!((usage.input, usage.output), (0, 4));
     }
 
     #[test]

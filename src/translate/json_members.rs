@@ -253,7 +253,7 @@ fn skip_ws_back(doc: &[u8], mut end: usize) -> usize {
 }
 
 /// Just past the closing quote of the string whose opening quote is at `open`.
-fn string_end(doc: &[u8], open: usize) -> Option<usize> {
+pub fn string_end(doc: &[u8], open: usize) -> Option<usize> {
     // Quote to quote, each told from an escaped one by the backslashes before it:
     // text is escaped far more often (every line break of a file a tool read) than
     // it holds a quote, so this stops less often than at every backslash.
@@ -283,6 +283,11 @@ fn string_start(doc: &[u8], close_end: usize) -> Option<usize> {
 fn escaped(doc: &[u8], at: usize) -> bool {
     let run = doc[..at].iter().rev().take_while(|&&b| b == b'\\').count();
     run % 2 == 1
+}
+
+/// Just past the value starting at `start`: the value is followed, not checked.
+pub fn skip_value(doc: &[u8], start: usize) -> Option<usize> {
+    value_end(doc, start)
 }
 
 /// Just past the value starting at `start`.

@@ -1,0 +1,345 @@
+//! A provider's usage object, and the objects around it, read in one pass where they
+//! lie.
+//!
+//! Every successful answer on every route is metered, so this runs once per request.
+//! A derived `serde` reader spent most of its time on what is not kept (each key
+//! decoded and checked as text, members skipped by parsing them in full, the struct
+//! moved through its layers), and following the structure with `memchr` costs more
+//! than it saves between the short keys and numbers of a usage object. This reads
+//! byte by byte, one pass, and refuses what `serde` refused: a count that is not a
+//! non-negative integer (or `null`), members that are not an object's.
+
+use std::borrow::Cow;
+
+use crate::translate::json_members::{skip_value, string_end};
+
+/// A usage object of any of the formats; members of the others are absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RawUsage {
+    // Anthropic and the Responses API.
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    // Anthropic.
+    pub cache_read_input_tokens: Option<u64>,
+    pub cache_creation_input_tokens: Option<u64>,
+    // Chat Completions.
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub prompt_tokens_details: Option<Details>,
+    pub completion_tokens_details: Option<Details>,
+    // The Responses API.
+    pub input_tokens_details: Option<Details>,
+    pub output_tokens_details: Option<Details>,
+}
+
+/// The breakdown under a count: cached input, reasoning output.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Details {
+    pub cached_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+}
+
+/// A `usage` member's value into `slot` (left empty for `null`); `None` when it is
+/// not a usage object.
+pub(super) fn read_usage(value: &[u8], slot: &mut Option<RawUsage>) -> Option<()> {
+    let mut scan = Scan::of(value);
+    scan.usage(slot)?;
+    scan.at_end().then_some(())
+}
+
+/// The usage and the model of a `message` or `response` member's value into the
+/// slots still empty; `None` when it is not an object (or `null`), or its usage or
+/// model is not one.
+pub(super) fn read_nested(
+    value: &[u8],
+    usage: &mut Option<RawUsage>,
+    model: &mut Option<String>,
+) -> Option<()> {
+    let mut scan = Scan::of(value);
+    if !scan.null() {
+        scan.members(|scan, key| match key {
+            b"usage" if usage.is_none() => scan.usage(usage),
+            b"model" if model.is_none() => {
+                let start = scan.at;
+                scan.skip()?;
+                *model = read_model(&scan.doc[start..scan.at])?;
+                Some(())
+            }
+            _ => scan.skip(),
+        })?;
+    }
+    scan.at_end().then_some(())
+}
+
+/// A `model` member's value: a string, or `null`; `None` when it is neither.
+pub(super) fn read_model(value: &[u8]) -> Option<Option<String>> {
+    serde_json::from_slice(value).ok()
+}
+
+impl Scan<'_> {
+    /// A usage object into `slot`, made there (left as it is for `null`).
+    fn usage(&mut self, slot: &mut Option<RawUsage>) -> Option<()> {
+        if self.null() {
+            return Some(());
+        }
+        let u = slot.insert(RawUsage::default());
+        self.members(|scan, key| {
+            let count = match key {
+                b"input_tokens" => &mut u.input_tokens,
+                b"output_tokens" => &mut u.output_tokens,
+                b"cache_read_input_tokens" => &mut u.cache_read_input_tokens,
+                b"cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
+                b"prompt_tokens" => &mut u.prompt_tokens,
+                b"completion_tokens" => &mut u.completion_tokens,
+                b"prompt_tokens_details" => return scan.details(&mut u.prompt_tokens_details),
+                b"completion_tokens_details" => {
+                    return scan.details(&mut u.completion_tokens_details)
+                }
+                b"input_tokens_details" => return scan.details(&mut u.input_tokens_details),
+                b"output_tokens_details" => return scan.details(&mut u.output_tokens_details),
+                _ => return scan.skip(),
+            };
+            *count = scan.count()?;
+            Some(())
+        })
+    }
+}
+
+/// A forward reader over one JSON value.
+struct Scan<'a> {
+    doc: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn of(doc: &'a [u8]) -> Self {
+        let mut scan = Self { doc, at: 0 };
+        scan.ws();
+        scan
+    }
+
+    fn ws(&mut self) {
+        while self
+            .doc
+            .get(self.at)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.doc.get(self.at).copied()
+    }
+
+    /// Whether only whitespace is left.
+    fn at_end(&mut self) -> bool {
+        self.ws();
+        self.at == self.doc.len()
+    }
+
+    /// Past a `null` here, if there is one.
+    fn null(&mut self) -> bool {
+        let null = self.doc[self.at..].starts_with(b"null");
+        if null {
+            self.at += 4;
+        }
+        null
+    }
+
+    /// Each member of the object here, its key given to `each` with the scan at its
+    /// value, which `each` reads or skips.
+    fn members(&mut self, mut each: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
+        if self.peek()? != b'{' {
+            return None;
+        }
+        self.at += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.key()?;
+            self.ws();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            self.ws();
+            each(self, &key)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The key here, its escapes read (keys rarely have any).
+    fn key(&mut self) -> Option<Cow<'a, [u8]>> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.at + 1;
+        let mut at = start;
+        loop {
+            match *self.doc.get(at)? {
+                b'"' => {
+                    self.at = at + 1;
+                    return Some(Cow::Borrowed(&self.doc[start..at]));
+                }
+                b'\\' => break,
+                _ => at += 1,
+            }
+        }
+        let end = string_end(self.doc, self.at)?;
+        let key: String = serde_json::from_slice(&self.doc[self.at..end]).ok()?;
+        self.at = end;
+        Some(Cow::Owned(key.into_bytes()))
+    }
+
+    /// A count: a non-negative integer, or `null`.
+    fn count(&mut self) -> Option<Option<u64>> {
+        if self.null() {
+            return Some(None);
+        }
+        let scan = self;
+        {
+            let digits = scan.doc[scan.at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let text = &scan.doc[scan.at..scan.at + digits];
+            // JSON writes no leading zeros; a sign, fraction or exponent is no count.
+            let ends = scan
+                .doc
+                .get(scan.at + digits)
+                .is_none_or(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));
+            if digits == 0 || (digits > 1 && text[0] == b'0') || !ends {
+                return None;
+            }
+            scan.at += digits;
+            text.iter()
+                .try_fold(0u64, |n, &d| {
+                    n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                })
+                .map(Some)
+        }
+    }
+
+    /// A `*_tokens_details` object into `slot`.
+    fn details(&mut self, slot: &mut Option<Details>) -> Option<()> {
+        if self.null() {
+            *slot = None;
+            return Some(());
+        }
+        let d = slot.insert(Details::default());
+        self.members(|scan, key| match key {
+            b"cached_tokens" => {
+                d.cached_tokens = scan.count()?;
+                Some(())
+            }
+            b"reasoning_tokens" => {
+                d.reasoning_tokens = scan.count()?;
+                Some(())
+            }
+            _ => scan.skip(),
+        })
+    }
+
+    /// Past the value here, unread.
+    fn skip(&mut self) -> Option<()> {
+        self.at = skip_value(self.doc, self.at)?;
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Option<Option<RawUsage>> {
+        let mut slot = None;
+        read_usage(text.as_bytes(), &mut slot)?;
+        Some(slot)
+    }
+
+    #[test]
+    fn counts_and_their_details_are_read_and_other_members_passed() {
+        let u = read(
+            r#" {"prompt_tokens": 17, "total_tokens": 21, "completion_tokens":4,
+                "prompt_tokens_details": {"cached_tokens": 3, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 2, "more": {"a": [1, "}"]}},
+                "note": "a \"quoted\" }", "cache_creation_input_tokens": null} "#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(u.prompt_tokens, Some(17));
+        assert_eq!(u.completion_tokens, Some(4));
+        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, Some(3));
+        assert_eq!(
+            u.completion_tokens_details.unwrap().reasoning_tokens,
+            Some(2)
+        );
+        assert_eq!(u.cache_creation_input_tokens, None);
+        assert_eq!(u.input_tokens, None);
+    }
+
+    #[test]
+    fn null_usage_is_none_and_an_empty_object_counts_nothing() {
+        assert!(read("null").unwrap().is_none());
+        let u = read("{ }").unwrap().unwrap();
+        assert_eq!(u.output_tokens, None);
+    }
+
+    #[test]
+    fn a_count_that_is_not_a_non_negative_integer_is_refused() {
+        for bad in [
+            "-1",
+            "1.5",
+            "1e3",
+            "01",
+            "\"7\"",
+            "true",
+            "18446744073709551616",
+            "",
+        ] {
+            let text = format!(r#"{{"input_tokens":{bad}}}"#);
+            assert!(read(&text).is_none(), "{text}");
+        }
+        let max = format!(r#"{{"input_tokens":{}}}"#, u64::MAX);
+        assert_eq!(read(&max).unwrap().unwrap().input_tokens, Some(u64::MAX));
+    }
+
+    #[test]
+    fn what_is_not_an_object_of_members_is_refused() {
+        for bad in [
+            "",
+            "[]",
+            "7",
+            r#"{"input_tokens":1,}"#,
+            r#"{"input_tokens" 1}"#,
+            r#"{"input_tokens":1"#,
+            r#"{"input_tokens":1} x"#,
+            r#"{input_tokens:1}"#,
+        ] {
+            assert!(read(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn escaped_keys_are_read_as_their_text() {
+        let u = read(r#"{"output\u005ftokens":9,"a\"b":1}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(u.output_tokens, Some(9));
+    }
+}
