@@ -4,44 +4,16 @@
 //! elements read from any array are exactly its own; neither reader calls valid
 //! JSON broken; and no bytes at all make either reader panic.
 
+#[path = "common/json_strategies.rs"]
+mod json_strategies;
 #[path = "common/proptest_config.rs"]
 mod proptest_config;
 
 use aurora::translate::json_members::{ArrayElements, Member, ObjectMembers};
+use json_strategies::{any_value, tricky_string};
 use proptest::prelude::*;
 use proptest_config::config;
 use serde_json::{Map, Value};
-
-/// Text heavy in what JSON's structure is made of: quotes, backslashes, brackets,
-/// commas, colons, white space and control characters.
-fn tricky_string() -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        prop::sample::select(vec![
-            "\"", "\\", "\\\"", "{", "}", "[", "]", ",", ":", " \n\t", "\u{1}", "é😊",
-        ])
-        .prop_map(String::from),
-        "[a-z]{0,6}",
-    ];
-    prop::collection::vec(piece, 0..8).prop_map(|p| p.concat())
-}
-
-fn any_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        // Floats that read back exactly (serde_json's default parse may round).
-        prop::sample::select(vec![1.5, -0.25, 2e-3, 1e300]).prop_map(Value::from),
-        tricky_string().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((tricky_string(), inner), 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
 
 fn any_object() -> impl Strategy<Value = Map<String, Value>> {
     prop::collection::vec((tricky_string(), any_value()), 0..6)

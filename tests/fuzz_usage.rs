@@ -5,41 +5,16 @@
 //! object holds; a count that is not a non-negative integer is read as no usage;
 //! and no bytes at all make the meter panic.
 
+#[path = "common/json_strategies.rs"]
+mod json_strategies;
 #[path = "common/proptest_config.rs"]
 mod proptest_config;
 
 use aurora::metrics::usage::{usage_of_json, Usage, UsageMeter};
+use json_strategies::{any_value, tricky_string};
 use proptest::prelude::*;
 use proptest_config::config;
 use serde_json::{json, Map, Value};
-
-fn tricky_string() -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        prop::sample::select(vec![
-            "\"", "\\", "\\\"", "{", "}", "[", "]", ",", ":", " \n\t", "\u{1}", "é😊", "usage",
-        ])
-        .prop_map(String::from),
-        "[a-z_]{0,8}",
-    ];
-    prop::collection::vec(piece, 0..8).prop_map(|p| p.concat())
-}
-
-fn any_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        prop::sample::select(vec![1.5, -0.25, 2e-3]).prop_map(Value::from),
-        tricky_string().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((tricky_string(), inner), 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
 
 /// Members no reader looks for: their keys are never one of the usage's.
 fn extra_members() -> impl Strategy<Value = Vec<(String, Value)>> {
