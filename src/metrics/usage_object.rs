@@ -76,35 +76,6 @@ pub(super) fn read_model(value: &[u8]) -> Option<Option<String>> {
     serde_json::from_slice(value).ok()
 }
 
-impl Scan<'_> {
-    /// A usage object into `slot`, made there (left as it is for `null`).
-    fn usage(&mut self, slot: &mut Option<RawUsage>) -> Option<()> {
-        if self.null() {
-            return Some(());
-        }
-        let u = slot.insert(RawUsage::default());
-        self.members(|scan, key| {
-            let count = match key {
-                b"input_tokens" => &mut u.input_tokens,
-                b"output_tokens" => &mut u.output_tokens,
-                b"cache_read_input_tokens" => &mut u.cache_read_input_tokens,
-                b"cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
-                b"prompt_tokens" => &mut u.prompt_tokens,
-                b"completion_tokens" => &mut u.completion_tokens,
-                b"prompt_tokens_details" => return scan.details(&mut u.prompt_tokens_details),
-                b"completion_tokens_details" => {
-                    return scan.details(&mut u.completion_tokens_details)
-                }
-                b"input_tokens_details" => return scan.details(&mut u.input_tokens_details),
-                b"output_tokens_details" => return scan.details(&mut u.output_tokens_details),
-                _ => return scan.skip(),
-            };
-            *count = scan.count()?;
-            Some(())
-        })
-    }
-}
-
 /// A forward reader over one JSON value.
 struct Scan<'a> {
     doc: &'a [u8],
@@ -140,7 +111,10 @@ impl<'a> Scan<'a> {
 
     /// Past a `null` here, if there is one.
     fn null(&mut self) -> bool {
-        let null = self.doc[self.at..].starts_with(b"null");
+        let null = self
+            .doc
+            .get(self.at..)
+            .is_some_and(|rest| rest.starts_with(b"null"));
         if null {
             self.at += 4;
         }
@@ -211,28 +185,49 @@ impl<'a> Scan<'a> {
         if self.null() {
             return Some(None);
         }
-        let scan = self;
-        {
-            let digits = scan.doc[scan.at..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-            let text = &scan.doc[scan.at..scan.at + digits];
-            // JSON writes no leading zeros; a sign, fraction or exponent is no count.
-            let ends = scan
-                .doc
-                .get(scan.at + digits)
-                .is_none_or(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));
-            if digits == 0 || (digits > 1 && text[0] == b'0') || !ends {
-                return None;
-            }
-            scan.at += digits;
-            text.iter()
-                .try_fold(0u64, |n, &d| {
-                    n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-                })
-                .map(Some)
+        let rest = self.doc.get(self.at..)?;
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let text = &rest[..digits];
+        // JSON writes no leading zeros; a sign, fraction or exponent is no count.
+        let ends = rest
+            .get(digits)
+            .is_none_or(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));
+        if digits == 0 || (digits > 1 && text[0] == b'0') || !ends {
+            return None;
         }
+        self.at += digits;
+        text.iter()
+            .try_fold(0u64, |n, &d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            })
+            .map(Some)
+    }
+
+    /// A usage object into `slot`, made there (left as it is for `null`).
+    fn usage(&mut self, slot: &mut Option<RawUsage>) -> Option<()> {
+        if self.null() {
+            return Some(());
+        }
+        let u = slot.insert(RawUsage::default());
+        self.members(|scan, key| {
+            let count = match key {
+                b"input_tokens" => &mut u.input_tokens,
+                b"output_tokens" => &mut u.output_tokens,
+                b"cache_read_input_tokens" => &mut u.cache_read_input_tokens,
+                b"cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
+                b"prompt_tokens" => &mut u.prompt_tokens,
+                b"completion_tokens" => &mut u.completion_tokens,
+                b"prompt_tokens_details" => return scan.details(&mut u.prompt_tokens_details),
+                b"completion_tokens_details" => {
+                    return scan.details(&mut u.completion_tokens_details)
+                }
+                b"input_tokens_details" => return scan.details(&mut u.input_tokens_details),
+                b"output_tokens_details" => return scan.details(&mut u.output_tokens_details),
+                _ => return scan.skip(),
+            };
+            *count = scan.count()?;
+            Some(())
+        })
     }
 
     /// A `*_tokens_details` object into `slot`.
