@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::translate::json_members::{skip_value, string_end};
+use crate::translate::json_members::{ends_scalar, skip_value, skip_ws, string_end};
 
 /// A usage object of any of the formats; members of the others are absent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,13 +90,7 @@ impl<'a> Scan<'a> {
     }
 
     fn ws(&mut self) {
-        while self
-            .doc
-            .get(self.at)
-            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        {
-            self.at += 1;
-        }
+        self.at = skip_ws(self.doc, self.at);
     }
 
     fn peek(&self) -> Option<u8> {
@@ -189,9 +183,7 @@ impl<'a> Scan<'a> {
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         let text = &rest[..digits];
         // JSON writes no leading zeros; a sign, fraction or exponent is no count.
-        let ends = rest
-            .get(digits)
-            .is_none_or(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));
+        let ends = rest.get(digits).is_none_or(|&b| ends_scalar(b));
         if digits == 0 || (digits > 1 && text[0] == b'0') || !ends {
             return None;
         }

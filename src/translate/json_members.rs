@@ -232,12 +232,12 @@ fn is_ws(b: u8) -> bool {
 }
 
 /// Whether `b` cannot be part of a number, `true`, `false` or `null`.
-fn ends_scalar(b: u8) -> bool {
+pub fn ends_scalar(b: u8) -> bool {
     matches!(b, b',' | b':' | b'"' | b'{' | b'}' | b'[' | b']') || is_ws(b)
 }
 
 /// The first position at or after `at` that is not whitespace.
-fn skip_ws(doc: &[u8], mut at: usize) -> usize {
+pub fn skip_ws(doc: &[u8], mut at: usize) -> usize {
     while at < doc.len() && is_ws(doc[at]) {
         at += 1;
     }
