@@ -286,14 +286,37 @@ fn usage_meter(c: &mut Criterion) {
             })
         });
     }
-    let stream = fixture("anthropic/messages_stream.txt");
-    g.bench_function("anthropic messages stream", |b| {
-        b.iter(|| {
-            let mut meter = UsageMeter::for_answer(Some("text/event-stream"), None)?;
-            meter.feed(black_box(&stream));
-            meter.finish()
-        })
-    });
+    // The recorded Chat stream as a client asking for usage gets it: `"usage": null`
+    // in every chunk, the usage in a last one.
+    let chat = String::from_utf8(fixture("openai/chat_completion_stream.txt")).expect("text");
+    let chat_with_usage = chat
+        .replace(r#""obfuscation""#, r#""usage":null,"obfuscation""#)
+        .replace(
+            "data: [DONE]",
+            concat!(
+                r#"data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o-mini","#,
+                r#""choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4}}"#,
+                "\n\ndata: [DONE]"
+            ),
+        );
+    for (name, stream) in [
+        (
+            "anthropic messages stream",
+            fixture("anthropic/messages_stream.txt"),
+        ),
+        (
+            "openai chat stream reporting usage",
+            chat_with_usage.into_bytes(),
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut meter = UsageMeter::for_answer(Some("text/event-stream"), None)?;
+                meter.feed(black_box(&stream));
+                meter.finish()
+            })
+        });
+    }
     g.finish();
 }
 

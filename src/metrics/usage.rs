@@ -129,7 +129,13 @@ impl RawUsage {
 #[derive(Default)]
 struct Carrier {
     usage: Option<RawUsage>,
+    /// The top-level `usage` member was read, `null` or not: a Chat stream's chunks
+    /// say `"usage": null` until the last one when the client asked for usage
+    /// (`stream_options.include_usage`), and nothing more is to be found in them.
+    usage_read: bool,
     model: Option<String>,
+    /// The model is known already (named by an earlier event): not looked for.
+    model_known: bool,
     /// Under `message` or `response`; the first of them kept, member by member.
     nested_usage: Option<RawUsage>,
     nested_model: Option<String>,
@@ -142,13 +148,13 @@ impl Carrier {
     /// the answer is not an object or a member read is not what its key says it is.
     fn read(&mut self, answer: &[u8]) -> Option<()> {
         let mut members = ObjectMembers::of(answer)?;
-        while self.usage.is_none() {
+        while !self.usage_read {
             let Some(member) = members.next_back() else {
                 break;
             };
             self.take(member)?;
         }
-        while self.model.is_none() {
+        while !self.model_known && self.model.is_none() {
             let Some(member) = members.next_front() else {
                 break;
             };
@@ -160,8 +166,11 @@ impl Carrier {
     /// Keeps `member` when it is one of the carrier's, unless one was kept already.
     fn take(&mut self, member: Member<'_>) -> Option<()> {
         match &*member.key() {
-            b"usage" if self.usage.is_none() => read_usage(member.value, &mut self.usage),
-            b"model" if self.model.is_none() => {
+            b"usage" if !self.usage_read => {
+                self.usage_read = true;
+                read_usage(member.value, &mut self.usage)
+            }
+            b"model" if !self.model_known && self.model.is_none() => {
                 self.model = read_model(member.value)?;
                 Some(())
             }
@@ -283,7 +292,10 @@ impl UsageMeter {
 /// The usage `doc` (an answer or an event) carries, over what was `seen`, and its
 /// model when none was named yet.
 fn read_carried(doc: &[u8], seen: &mut Option<RawUsage>, model: &mut Option<String>) {
-    let mut carrier = Carrier::default();
+    let mut carrier = Carrier {
+        model_known: model.is_some(),
+        ..Carrier::default()
+    };
     if carrier.read(doc).is_none() {
         return;
     }
@@ -410,6 +422,35 @@ mod tests {
                 let u = whole.unwrap();
                 assert!(u.input > 0 && u.output > 1, "{u:?}");
             }
+        }
+    }
+
+    /// The recorded Chat stream as it comes when the client asks for usage
+    /// (`stream_options.include_usage`): `"usage": null` in every chunk, then a last
+    /// chunk with no choices and the usage.
+    fn chat_stream_with_usage() -> String {
+        let chunks = fixture!("openai/chat_completion_stream.txt")
+            .replace(r#""obfuscation""#, r#""usage":null,"obfuscation""#);
+        let last = r#"data: {"id":"chatcmpl-x","object":"chat.completion.chunk","created":1769092764,"model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":2}},"obfuscation":"q"}"#;
+        chunks.replace("data: [DONE]", &format!("{last}\n\ndata: [DONE]"))
+    }
+
+    #[test]
+    fn a_chat_stream_reporting_usage_counts_its_last_chunk() {
+        let stream = chat_stream_with_usage();
+        assert!(stream.matches(r#""usage":null"#).count() > 3);
+        for split in [1, 7, usize::MAX] {
+            let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
+            for piece in stream.as_bytes().chunks(split) {
+                m.feed(piece);
+            }
+            assert_eq!(m.take_model().as_deref(), Some("gpt-4o-mini-2024-07-18"));
+            let u = m.finish().unwrap();
+            assert_eq!(
+                (u.input, u.cache_read, u.output),
+                (9, 2, 4),
+                "split {split}"
+            );
         }
     }
 
