@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::translate::json_members::{ends_scalar, skip_value, skip_ws, string_end};
+use crate::translate::json_members::{ends_scalar, skip_ws, string_end, value_end};
 
 /// A usage object of any of the formats; members of the others are absent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -244,7 +244,7 @@ impl<'a> Scan<'a> {
 
     /// Past the value here, unread.
     fn skip(&mut self) -> Option<()> {
-        self.at = skip_value(self.doc, self.at)?;
+        self.at = value_end(self.doc, self.at)?;
         Some(())
     }
 }

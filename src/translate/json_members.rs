@@ -286,12 +286,7 @@ fn escaped(doc: &[u8], at: usize) -> bool {
 }
 
 /// Just past the value starting at `start`: the value is followed, not checked.
-pub fn skip_value(doc: &[u8], start: usize) -> Option<usize> {
-    value_end(doc, start)
-}
-
-/// Just past the value starting at `start`.
-fn value_end(doc: &[u8], start: usize) -> Option<usize> {
+pub fn value_end(doc: &[u8], start: usize) -> Option<usize> {
     match *doc.get(start)? {
         b'"' => string_end(doc, start),
         b'{' | b'[' => {
