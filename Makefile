@@ -8,7 +8,7 @@ PID_FILE ?= /tmp/aurora.pid
 LOG_FILE ?= aurora.log
 AURORA = AURORA_PID_FILE=$(PID_FILE) ./target/release/aurora --config $(CONFIG)
 
-.PHONY: all build redis release run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load bench-paired bench-counts soak deps venv agents
+.PHONY: all build redis release release-pgo run daemon reload upgrade stop check-config test test-rust test-e2e fuzz fmt lint bench bench-micro bench-deps bench-load bench-paired bench-counts soak deps venv agents
 
 all: build
 
@@ -31,6 +31,32 @@ redis:
 
 release: deps
 	$(CARGO) build --release
+
+# A profile-guided build (README, "Profile-guided build"): an instrumented build serves
+# the load bench's training workload (every face, JSON and streams, limits, the
+# production shape), LLVM merges what it counted, and the release build is made again
+# laid out by it. The gateway lands in $(PGO_DIR)/aurora, bare Pingora (built the same
+# way, so that the bench compares like with like) in $(PGO_DIR)/bare_pingora; both are
+# then sent the same workload, every answer checked. An explicit --target keeps the
+# build scripts uninstrumented.
+PGO_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/pgo
+HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
+LLVM_PROFDATA = $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/llvm-profdata
+PGO_BUILD = $(CARGO) build --release --target $(HOST_TRIPLE) --bin aurora --example bare_pingora
+release-pgo: deps redis
+	@[ -x "$(LLVM_PROFDATA)" ] || rustup component add llvm-tools
+	rm -rf $(PGO_DIR)/profiles
+	RUSTFLAGS="-Cprofile-generate=$(PGO_DIR)/profiles" $(PGO_BUILD) --target-dir $(PGO_DIR)/generate
+	AURORA_BIN=$(PGO_DIR)/generate/$(HOST_TRIPLE)/release/aurora \
+	AURORA_PINGORA_BIN=$(PGO_DIR)/generate/$(HOST_TRIPLE)/release/examples/bare_pingora \
+		$(CARGO) bench --bench load -- --train
+	$(LLVM_PROFDATA) merge -o $(PGO_DIR)/merged.profdata $(PGO_DIR)/profiles
+	RUSTFLAGS="-Cprofile-use=$(PGO_DIR)/merged.profdata" $(PGO_BUILD) --target-dir $(PGO_DIR)/use
+	cp $(PGO_DIR)/use/$(HOST_TRIPLE)/release/aurora $(PGO_DIR)/aurora
+	cp $(PGO_DIR)/use/$(HOST_TRIPLE)/release/examples/bare_pingora $(PGO_DIR)/bare_pingora
+	AURORA_BIN=$(PGO_DIR)/aurora AURORA_PINGORA_BIN=$(PGO_DIR)/bare_pingora \
+		$(CARGO) bench --bench load -- --train
+	@echo "profile-guided builds: $(PGO_DIR)/aurora, $(PGO_DIR)/bare_pingora"
 
 # Foreground; Ctrl-C stops. `kill -HUP <pid>` reloads the config, `kill -TERM <pid>` drains.
 run: release
@@ -143,30 +169,40 @@ bench-deps:
 
 # Loopback load test of the release binary against nginx and the mock provider called
 # directly; about 16 minutes. Results in target/bench/load.{md,json}. Knobs: see README.
+# PGO=1: the load benches measure the profile-guided builds of the gateway and of bare
+# Pingora (`make release-pgo`) instead of the plain ones.
+ifeq ($(PGO),1)
+BENCH_BUILD = release-pgo
+AURORA_BENCH_BIN ?= $(PGO_DIR)/aurora
+BENCH_ENV = AURORA_BIN=$(AURORA_BENCH_BIN) AURORA_PINGORA_BIN=$(PGO_DIR)/bare_pingora
+else
+BENCH_BUILD = release
 AURORA_BENCH_BIN ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/aurora
+BENCH_ENV = AURORA_BIN=$(AURORA_BENCH_BIN)
+endif
 # Also builds the bare Pingora proxy (the engine alone) and, with the `alloc-count`
 # feature in their own profile, the binaries whose allocations per request are counted.
-bench-load: release bench-deps
+bench-load: $(BENCH_BUILD) bench-deps
 	$(CARGO) build --release --example bare_pingora
 	$(CARGO) build --profile alloc-count --features alloc-count --bin aurora --example bare_pingora
-	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load
+	$(BENCH_ENV) $(CARGO) bench --bench load
 
 # Only the load bench's side-by-side comparisons: the targets' servers at once, their
 # loops interleaved round by round (AURORA_BENCH_PAIRED_ROUNDS, 7), ratios per round.
-bench-paired: release bench-deps
+bench-paired: $(BENCH_BUILD) bench-deps
 	$(CARGO) build --release --example bare_pingora
-	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load -- --paired
+	$(BENCH_ENV) $(CARGO) bench --bench load -- --paired
 
 # Instructions (callgrind) and system calls (strace) per request (passthrough, and the
 # gateway translating Chat JSON) for the gateway, bare Pingora and nginx: counts a busy
 # machine gives as a quiet one does.
-bench-counts: release bench-deps
+bench-counts: $(BENCH_BUILD) bench-deps
 	@for tool in valgrind strace; do command -v $$tool >/dev/null 2>&1 || { \
 		echo "$$tool missing: installing it with apt-get"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$tool >/dev/null; }; done
 	$(CARGO) build --release --example bare_pingora
-	AURORA_BIN=$(AURORA_BENCH_BIN) $(CARGO) bench --bench load -- --counts
+	$(BENCH_ENV) $(CARGO) bench --bench load -- --counts
 
 # Mixed loopback traffic against the release binary for 10 minutes (AURORA_SOAK_SECS),
 # with the config file rewritten and reloaded every 10 s; fails on a request that

@@ -7,8 +7,14 @@ mod load;
 
 /// What `make --dry-run target` would run.
 fn make_plan(target: &str) -> String {
+    make_plan_with(&[target])
+}
+
+/// What `make --dry-run args…` would run (a target and its variables).
+fn make_plan_with(args: &[&str]) -> String {
     let out = std::process::Command::new("make")
-        .args(["--dry-run", target])
+        .arg("--dry-run")
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         // Run from `make test`: the outer make's flags are not this one's.
         .env_remove("MAKEFLAGS")
@@ -62,4 +68,72 @@ fn make_bench_paired_runs_the_side_by_side_mode_of_the_load_bench() {
         "{plan}"
     );
     assert!(!make_plan("bench-load").contains("--paired"));
+}
+
+/// Where `needles` first occur in `plan`, each after the one before; panics otherwise.
+fn in_order(plan: &str, needles: &[&str]) {
+    let mut from = 0;
+    for needle in needles {
+        match plan[from..].find(needle) {
+            Some(at) => from += at + needle.len(),
+            None => panic!("`{needle}` missing or out of order in:\n{plan}"),
+        }
+    }
+}
+
+/// `make release-pgo` builds both servers instrumented, sends those builds the
+/// training workload, merges what they counted, builds both again from it and checks
+/// the new builds with the same workload.
+#[test]
+fn make_release_pgo_builds_from_the_profile_of_its_training_run() {
+    let plan = make_plan("release-pgo");
+    in_order(
+        &plan,
+        &[
+            "-Cprofile-generate=",
+            "--bin aurora --example bare_pingora",
+            "AURORA_BIN=",
+            "/generate/",
+            "AURORA_PINGORA_BIN=",
+            "/generate/",
+            "bench --bench load -- --train",
+            "llvm-profdata merge -o ",
+            "merged.profdata",
+            "-Cprofile-use=",
+            "merged.profdata",
+            "--bin aurora --example bare_pingora",
+            // The optimized builds answer the same workload before they are used.
+            "AURORA_BIN=",
+            "/pgo/aurora AURORA_PINGORA_BIN=",
+            "/pgo/bare_pingora",
+            "bench --bench load -- --train",
+        ],
+    );
+    // Instrumented build scripts would write their own profiles into the merge.
+    assert_eq!(plan.matches("--release --target ").count(), 2, "{plan}");
+    assert!(!make_plan("release").contains("profile-"));
+}
+
+/// `PGO=1` makes each load bench measure the profile-guided builds of both servers.
+#[test]
+fn pgo_load_benches_measure_the_profile_guided_builds_of_both_servers() {
+    for target in ["bench-load", "bench-paired", "bench-counts"] {
+        let plan = make_plan_with(&[target, "PGO=1"]);
+        // The bench runs last, after `release-pgo` has made the builds it names.
+        let bench = plan
+            .lines()
+            .rfind(|l| l.contains("bench --bench load"))
+            .unwrap();
+        assert!(
+            bench.contains("AURORA_BIN=") && bench.contains("/pgo/aurora "),
+            "{bench}"
+        );
+        assert!(
+            bench.contains("AURORA_PINGORA_BIN=") && bench.contains("/pgo/bare_pingora "),
+            "{bench}"
+        );
+        in_order(&plan, &["-Cprofile-use=", bench]);
+        let plain = make_plan(target);
+        assert!(!plain.contains("/pgo/"), "{plain}");
+    }
 }

@@ -25,6 +25,9 @@
 //! and system calls per request instead, figures the machine's noise cannot move (see
 //! `counts.rs`).
 //!
+//! `cargo bench --bench load -- --train` sends the workload a profile-guided build
+//! learns from (`make release-pgo`; see `train.rs`).
+//!
 //! `cargo bench --bench load -- --soak` (or `make soak`) runs the soak instead: mixed
 //! traffic for ten minutes with a config reload every ten seconds, judged on failed
 //! requests, memory growth and leaked descriptors (see `soak/mod.rs`).
@@ -51,6 +54,7 @@ mod scenarios;
 mod servers;
 mod soak;
 mod syscalls;
+mod train;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -757,6 +761,9 @@ fn main() {
     }
     if args.iter().any(|a| a == "--counts") {
         std::process::exit(counts::run());
+    }
+    if args.iter().any(|a| a == "--train") {
+        std::process::exit(train::run());
     }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --benches` and friends: nothing to check here.

@@ -259,19 +259,6 @@ impl Scenario {
             }
             _ => path.to_string(),
         };
-        let mut headers = HeaderMap::new();
-        let mut put = |k: &'static str, v: &str| {
-            headers.insert(
-                HeaderName::from_static(k),
-                HeaderValue::from_str(v).expect("header value"),
-            );
-        };
-        put("host", &format!("127.0.0.1:{port}"));
-        put("user-agent", "aurora-load-bench/1");
-        put("accept", "application/json, text/event-stream");
-        if !body.is_empty() {
-            put("content-type", "application/json");
-        }
         // `AURORA_BENCH_KEY`: another gateway key (a managed key that
         // `AURORA_BENCH_CONFIG` gives limits), to measure what limits cost.
         let gateway_key = std::env::var("AURORA_BENCH_KEY").unwrap_or_else(|_| GATEWAY_KEY.into());
@@ -282,28 +269,61 @@ impl Scenario {
             }
             _ => gateway_key.as_str(),
         };
-        put("authorization", &format!("Bearer {key}"));
-        if path.ends_with("/messages") {
-            put("anthropic-version", "2023-06-01");
-        }
+        let mut spec = request_spec(method, path, body, marker, port, key);
         if self.paced {
             // Read by the mock provider (and passed on by every proxy).
             let p = super::paced::Pacing::from_env();
-            put(super::mock::canned::PACE_HEADER, &p.pace_ms.to_string());
-            put(super::mock::canned::EVENTS_HEADER, &p.events.to_string());
+            let mut put = |k: &'static str, v: String| {
+                spec.headers.insert(
+                    HeaderName::from_static(k),
+                    HeaderValue::from_str(&v).expect("header value"),
+                );
+            };
+            put(super::mock::canned::PACE_HEADER, p.pace_ms.to_string());
+            put(super::mock::canned::EVENTS_HEADER, p.events.to_string());
         }
-        RequestSpec {
-            method,
-            path,
-            headers,
-            body,
-            marker,
-        }
+        spec
+    }
+}
+
+/// A request to `path` on a server at `port`, sent with the gateway (or provider) `key`,
+/// its answer complete when it ends with `marker`; the headers a client SDK sends.
+pub fn request_spec(
+    method: Method,
+    path: String,
+    body: Bytes,
+    marker: &'static str,
+    port: u16,
+    key: &str,
+) -> RequestSpec {
+    let mut headers = HeaderMap::new();
+    let mut put = |k: &'static str, v: &str| {
+        headers.insert(
+            HeaderName::from_static(k),
+            HeaderValue::from_str(v).expect("header value"),
+        );
+    };
+    put("host", &format!("127.0.0.1:{port}"));
+    put("user-agent", "aurora-load-bench/1");
+    put("accept", "application/json, text/event-stream");
+    if !body.is_empty() {
+        put("content-type", "application/json");
+    }
+    put("authorization", &format!("Bearer {key}"));
+    if path.ends_with("/messages") {
+        put("anthropic-version", "2023-06-01");
+    }
+    RequestSpec {
+        method,
+        path,
+        headers,
+        body,
+        marker,
     }
 }
 
 /// A JSON document of exactly `UPLOAD_BYTES` bytes.
-fn upload_body() -> Bytes {
+pub fn upload_body() -> Bytes {
     let head = r#"{"model":"gpt-4o-mini","input":""#;
     let tail = r#""}"#;
     let mut s = String::with_capacity(UPLOAD_BYTES);
