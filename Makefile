@@ -43,19 +43,25 @@ PGO_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/pgo
 HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 LLVM_PROFDATA = $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/llvm-profdata
 PGO_BUILD = $(CARGO) build --release --target $(HOST_TRIPLE) --bin aurora --example bare_pingora
+PGO_GENERATED = $(PGO_DIR)/generate/$(HOST_TRIPLE)/release
+PGO_USED = $(PGO_DIR)/use/$(HOST_TRIPLE)/release
+# A profile is made again only for new instrumented builds, and the builds made from
+# it are checked only when new: the build from a profile recompiles every crate.
 release-pgo: deps redis
 	@[ -x "$(LLVM_PROFDATA)" ] || rustup component add llvm-tools
-	rm -rf $(PGO_DIR)/profiles
 	RUSTFLAGS="-Cprofile-generate=$(PGO_DIR)/profiles" $(PGO_BUILD) --target-dir $(PGO_DIR)/generate
-	AURORA_BIN=$(PGO_DIR)/generate/$(HOST_TRIPLE)/release/aurora \
-	AURORA_PINGORA_BIN=$(PGO_DIR)/generate/$(HOST_TRIPLE)/release/examples/bare_pingora \
-		$(CARGO) bench --bench load -- --train
-	$(LLVM_PROFDATA) merge -o $(PGO_DIR)/merged.profdata $(PGO_DIR)/profiles
+	[ $(PGO_DIR)/merged.profdata -nt $(PGO_GENERATED)/aurora ] || { \
+		rm -rf $(PGO_DIR)/profiles && \
+		AURORA_BIN=$(PGO_GENERATED)/aurora \
+		AURORA_PINGORA_BIN=$(PGO_GENERATED)/examples/bare_pingora \
+			$(CARGO) bench --bench load -- --train && \
+		$(LLVM_PROFDATA) merge -o $(PGO_DIR)/merged.profdata $(PGO_DIR)/profiles; }
 	RUSTFLAGS="-Cprofile-use=$(PGO_DIR)/merged.profdata" $(PGO_BUILD) --target-dir $(PGO_DIR)/use
-	cp $(PGO_DIR)/use/$(HOST_TRIPLE)/release/aurora $(PGO_DIR)/aurora
-	cp $(PGO_DIR)/use/$(HOST_TRIPLE)/release/examples/bare_pingora $(PGO_DIR)/bare_pingora
-	AURORA_BIN=$(PGO_DIR)/aurora AURORA_PINGORA_BIN=$(PGO_DIR)/bare_pingora \
-		$(CARGO) bench --bench load -- --train
+	[ $(PGO_DIR)/aurora -nt $(PGO_USED)/aurora ] || { \
+		cp $(PGO_USED)/examples/bare_pingora $(PGO_DIR)/bare_pingora && \
+		AURORA_BIN=$(PGO_USED)/aurora AURORA_PINGORA_BIN=$(PGO_DIR)/bare_pingora \
+			$(CARGO) bench --bench load -- --train && \
+		cp $(PGO_USED)/aurora $(PGO_DIR)/aurora; }
 	@echo "profile-guided builds: $(PGO_DIR)/aurora, $(PGO_DIR)/bare_pingora"
 
 # Foreground; Ctrl-C stops. `kill -HUP <pid>` reloads the config, `kill -TERM <pid>` drains.

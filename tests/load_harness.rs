@@ -102,11 +102,14 @@ fn make_release_pgo_builds_from_the_profile_of_its_training_run() {
             "-Cprofile-use=",
             "merged.profdata",
             "--bin aurora --example bare_pingora",
-            // The optimized builds answer the same workload before they are used.
+            // The optimized builds answer the same workload before the gateway's is
+            // put where it is run from.
             "AURORA_BIN=",
-            "/pgo/aurora AURORA_PINGORA_BIN=",
+            "/use/",
+            "AURORA_PINGORA_BIN=",
             "/pgo/bare_pingora",
             "bench --bench load -- --train",
+            "/pgo/aurora;",
         ],
     );
     // Instrumented build scripts would write their own profiles into the merge.

@@ -788,6 +788,9 @@ fn main() {
     if let Some(bin) = &baseline_bin {
         eprintln!("  aurora_baseline: {}", bin.display());
     }
+    if let Some(bin) = &pingora_bin {
+        eprintln!("  bare pingora: {}", bin.display());
+    }
     eprintln!(
         "load bench: {} CPUs ({}), {:.1} GiB; {}",
         machine.nproc, machine.cpu_model, machine.mem_gib, placement.how
