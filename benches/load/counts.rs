@@ -24,11 +24,7 @@ pub fn run() -> i32 {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    let secs = std::env::var("AURORA_BENCH_COUNT_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(10.0)
-        .max(1.0);
+    let secs = super::env_or("AURORA_BENCH_COUNT_SECS", 10.0f64).max(1.0);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -123,11 +123,7 @@ pub fn run() -> i32 {
         eprintln!("train: create {}: {e}", dir.display());
         return 1;
     }
-    let secs = std::env::var("AURORA_BENCH_TRAIN_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(1.0)
-        .max(0.2);
+    let secs = super::env_or("AURORA_BENCH_TRAIN_SECS", 1.0f64).max(0.2);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
