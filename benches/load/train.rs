@@ -12,7 +12,6 @@
 //! one fails the run. Knob: `AURORA_BENCH_TRAIN_SECS` (each request's loop, default
 //! 1 s).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,14 +137,13 @@ pub fn run() -> i32 {
         // Dropped: stopped by its signal, which is when it writes its profile.
         drop(server);
     };
-    let limited_config = |store: Option<String>| {
-        format!(
+    // The gateway with a key whose limits are counted in `store` (`None`: memory).
+    let start_limited = |store: Option<String>| {
+        let config = format!(
             "# Written by the load bench's training run.\n{}",
             limited::limited_config(store.as_deref())
-        )
-    };
-    let start = |dir: &Path, config: &str| {
-        servers::start_aurora_with_config(&aurora, mock.port, 2, "warn", None, dir, config, None)
+        );
+        servers::start_aurora_with_config(&aurora, mock.port, 2, "warn", None, &dir, &config, None)
     };
     train(
         "aurora",
@@ -155,7 +153,7 @@ pub fn run() -> i32 {
     );
     train(
         "aurora, limits in memory",
-        start(&dir, &limited_config(None)),
+        start_limited(None),
         LIMITED_KEY,
         &gateway,
     );
@@ -163,7 +161,7 @@ pub fn run() -> i32 {
         let url = format!("redis://127.0.0.1:{}/0", redis.port);
         train(
             "aurora, limits in Redis",
-            start(&dir, &limited_config(Some(url))),
+            start_limited(Some(url)),
             LIMITED_KEY,
             &gateway,
         );
