@@ -25,8 +25,8 @@ pub fn config_yaml(generation: u64) -> String {
     format!(
         "# Written by the soak; provider keys and base URLs come from the environment.
 providers:
-  openai: {{timeouts: {{idle: 1s}}}}
-  anthropic: {{timeouts: {{idle: 1s}}}}
+  openai: {{timeouts: {{keepalive: 1s}}}}
+  anthropic: {{timeouts: {{keepalive: 1s}}}}
 models:
   aliases:
     soak-steady: openai/gpt-4o-mini
@@ -124,5 +124,21 @@ mod tests {
         let config = aurora::config::build_config(Some(&config_yaml(3)), None, &env).unwrap();
         assert!(config.models.aliases.contains_key("soak-3"));
         assert!(config.models.aliases.contains_key("soak-steady"));
+        // Pooled upstream connections idle for a second are closed, so that a gateway
+        // without traffic holds none when its descriptors are counted; the pieces of a
+        // stream may keep their usual silence.
+        for name in ["openai", "anthropic"] {
+            let timeouts = config.providers.find(name).unwrap().timeouts;
+            assert_eq!(
+                timeouts.keepalive,
+                std::time::Duration::from_secs(1),
+                "{name}"
+            );
+            assert_eq!(
+                timeouts.idle,
+                aurora::providers::Timeouts::default().idle,
+                "{name}"
+            );
+        }
     }
 }
