@@ -85,6 +85,53 @@ pub fn open_fds(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+/// The open file descriptors of `pid` by kind: `socket`, `pipe`, `anon_inode:[eventfd]`
+/// and the like, or the file's path.
+pub fn fd_kinds(pid: u32) -> std::collections::BTreeMap<String, usize> {
+    let mut kinds = std::collections::BTreeMap::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(target) = fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        // `socket:[123]`, `pipe:[456]`: the inode tells one apart from another, not
+        // what it is.
+        let kind = match target.split_once(":[") {
+            Some(("socket", inode)) => {
+                tcp_socket(pid, inode.trim_end_matches(']')).unwrap_or_else(|| "socket".to_string())
+            }
+            Some(("pipe", _)) => "pipe".to_string(),
+            _ => target,
+        };
+        *kinds.entry(kind).or_insert(0) += 1;
+    }
+    kinds
+}
+
+/// A TCP socket of `pid` by its inode, as `tcp <state> :<local port> → :<remote port>`
+/// (state in the kernel's hex, `0A` listening, `01` established, `08` closing wait).
+fn tcp_socket(pid: u32, inode: &str) -> Option<String> {
+    ["tcp", "tcp6"].iter().find_map(|table| {
+        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+            (f.get(9) == Some(&inode)).then(|| {
+                format!(
+                    "tcp {} :{} → :{}",
+                    f[3],
+                    port(f[1]).unwrap_or(0),
+                    port(f[2]).unwrap_or(0)
+                )
+            })
+        })
+    })
+}
+
 /// Resets the process's peak resident set (`VmHWM`) to its current size.
 pub fn reset_peak_rss(pid: u32) -> bool {
     fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()

@@ -246,6 +246,7 @@ pub fn run() -> i32 {
         let _ = reloading.await;
     });
     let start = settled(&gateway);
+    let start_kinds = procfs::fd_kinds(gateway.pid());
     eprintln!(
         "  after warm-up: RSS {:.1} MiB, {} open descriptors",
         start.rss_kib as f64 / 1024.0,
@@ -278,6 +279,7 @@ pub fn run() -> i32 {
     });
     let elapsed = started.elapsed();
     let end = settled(&gateway);
+    let end_kinds = procfs::fd_kinds(gateway.pid());
     drop(rt);
 
     let (warm_served, warm_failed) = warm.totals();
@@ -312,6 +314,11 @@ pub fn run() -> i32 {
         end.rss_kib as f64 / 1024.0,
         end.open_fds
     );
+    if start_kinds != end_kinds {
+        println!(
+            "Open descriptors by kind, at start and at the end: {start_kinds:?}; {end_kinds:?}."
+        );
+    }
     println!(
         "Panics in the gateway's log: {}.",
         panics_logged(&dir.join("aurora.log"))
