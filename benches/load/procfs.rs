@@ -85,9 +85,11 @@ pub fn open_fds(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-/// The open file descriptors of `pid` by kind: `socket`, `pipe`, `anon_inode:[eventfd]`
-/// and the like, or the file's path.
+/// The open file descriptors of `pid` by kind: a TCP socket by its state and ports
+/// (see [`tcp_sockets`]), `socket` or `pipe` for others, `anon_inode:[eventfd]` and the
+/// like, or the file's path.
 pub fn fd_kinds(pid: u32) -> std::collections::BTreeMap<String, usize> {
+    let tcp = tcp_sockets(pid);
     let mut kinds = std::collections::BTreeMap::new();
     for entry in fs::read_dir(format!("/proc/{pid}/fd"))
         .into_iter()
@@ -101,9 +103,10 @@ pub fn fd_kinds(pid: u32) -> std::collections::BTreeMap<String, usize> {
         // `socket:[123]`, `pipe:[456]`: the inode tells one apart from another, not
         // what it is.
         let kind = match target.split_once(":[") {
-            Some(("socket", inode)) => {
-                tcp_socket(pid, inode.trim_end_matches(']')).unwrap_or_else(|| "socket".to_string())
-            }
+            Some(("socket", inode)) => tcp
+                .get(inode.trim_end_matches(']'))
+                .cloned()
+                .unwrap_or_else(|| "socket".to_string()),
             Some(("pipe", _)) => "pipe".to_string(),
             _ => target,
         };
@@ -112,24 +115,31 @@ pub fn fd_kinds(pid: u32) -> std::collections::BTreeMap<String, usize> {
     kinds
 }
 
-/// A TCP socket of `pid` by its inode, as `tcp <state> :<local port> → :<remote port>`
-/// (state in the kernel's hex, `0A` listening, `01` established, `08` closing wait).
-fn tcp_socket(pid: u32, inode: &str) -> Option<String> {
-    ["tcp", "tcp6"].iter().find_map(|table| {
-        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
-        text.lines().skip(1).find_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
-            (f.get(9) == Some(&inode)).then(|| {
-                format!(
-                    "tcp {} :{} → :{}",
-                    f[3],
-                    port(f[1]).unwrap_or(0),
-                    port(f[2]).unwrap_or(0)
-                )
-            })
+/// The TCP sockets `pid` sees, by inode, each as `tcp <state> :<local port> → :<remote
+/// port>` (state in the kernel's hex, `0A` listening, `01` established, `08` closing
+/// wait).
+fn tcp_sockets(pid: u32) -> std::collections::HashMap<String, String> {
+    let port = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+            .unwrap_or(0)
+    };
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    let inode = f.get(9)?;
+                    let what = format!("tcp {} :{} → :{}", f[3], port(f[1]), port(f[2]));
+                    Some((inode.to_string(), what))
+                })
+                .collect::<Vec<_>>()
         })
-    })
+        .collect()
 }
 
 /// Resets the process's peak resident set (`VmHWM`) to its current size.
@@ -247,4 +257,20 @@ pub struct Machine {
     pub cpu_model: String,
     pub mem_gib: f64,
     pub kernel: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listening_socket_is_named_by_its_state_and_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let kinds = fd_kinds(std::process::id());
+        assert!(
+            kinds.contains_key(&format!("tcp 0A :{port} → :0")),
+            "{kinds:?}"
+        );
+    }
 }
