@@ -306,6 +306,7 @@ fn agent_conversations(c: &mut Criterion) {
             reasoning: true,
             token_limit: TokenLimitField::MaxCompletionTokens,
             max_output_tokens: None,
+            stream_usage: aurora::translate::StreamUsage::OnRequest,
         };
         let check = |body: &str| {
             CheckedBody::check(body.as_bytes()).and_then(|b| anthropic_to_openai_request(b, &opts))

@@ -54,6 +54,7 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
         reasoning: true,
         token_limit: TokenLimitField::MaxCompletionTokens,
         max_output_tokens: Some(16384),
+        stream_usage: aurora::translate::StreamUsage::OnRequest,
     };
     if let Ok(unchecked) = CheckedBody::already_checked(body) {
         let _ = anthropic_to_openai_request(unchecked, &opts);
@@ -138,6 +139,7 @@ proptest! {
             reasoning: false,
             token_limit: TokenLimitField::MaxTokens,
             max_output_tokens: None,
+            stream_usage: aurora::translate::StreamUsage::OnRequest,
         };
         let compact = req.to_string();
         let pretty = serde_json::to_string_pretty(&req).unwrap();

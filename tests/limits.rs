@@ -177,6 +177,36 @@ async fn a_token_budget_is_charged_from_streamed_usage_and_the_next_call_refused
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_stream_that_did_not_ask_for_its_usage_is_charged_all_the_same() {
+    // OpenAI reports a Chat stream's usage only when asked: the gateway asks for it,
+    // or a key could stream past its budget uncounted.
+    let mock = MockUpstream::start(|rec| {
+        if rec.uri == "/v1/chat/completions"
+            && rec.body.windows(13).any(|w| w == br#""stream":true"#)
+        {
+            common::mock::provider_rules::openai_chat_stream(rec)
+        } else {
+            provider_like(rec)
+        }
+    })
+    .await;
+    // One answer reports 21 tokens: the first call goes over, the second is refused.
+    let gw = gateway(&mock, "", "{budget: {tokens: 20, period: month}}");
+    let stream =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", stream).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains(r#""choices":[]"#), "{text}");
+    gw.wait_for_log("path=/v1/chat/completions", 1).await;
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", stream).await;
+    assert_eq!(resp.status(), 429);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "insufficient_quota");
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_without_their_own() {
     let mock = MockUpstream::start(provider_like).await;
     let extra = "limits:\n  default: {requests_per_minute: 1}\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible `/v1` API end to end: model routing from the body, bodies of
 //! megabytes read before routing and re-issued intact, OpenAI-format providers
-//! untouched but for `model`, Anthropic translated both ways (streams included).
+//! untouched but for `model` (and a stream asked for its usage, which only a client
+//! that asked sees), Anthropic translated both ways (streams included).
 
 mod common;
 
@@ -761,4 +762,64 @@ async fn a_whole_translated_answer_larger_than_the_write_buffer_leaves_in_one_se
     let per_answer =
         data_segments_per_translated_answer(move |_| Reply::json(200, answer.clone())).await;
     assert!(per_answer.iter().all(|&n| n == 1), "{per_answer:?}");
+}
+
+/// The data of every event of an SSE `text`.
+fn event_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|e| e.trim().strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_stream_is_asked_for_its_usage_which_only_a_client_that_asked_sees() {
+    let mock =
+        MockUpstream::start(
+            |rec| match common::mock::provider_rules::openai_chat_refusal(rec) {
+                Some(refusal) => refusal,
+                None => common::mock::provider_rules::openai_chat_stream(rec),
+            },
+        )
+        .await;
+    let gw = gateway_for(&mock, "");
+    let request = |options: &str| {
+        format!(
+            r#"{{"model":"openai/gpt-4o-mini","stream":true{options},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    };
+
+    // A client that did not ask: the provider is asked, the client never sees the
+    // usage-only chunk (code reading `choices[0]` of every chunk keeps working).
+    let resp = post(&gw, "/v1/chat/completions", request("").into_bytes()).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    let data = event_data(&text);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let recorded = event_data(&fixture("openai/chat_completion_stream.txt"));
+    assert_eq!(data.len(), recorded.len(), "{text}");
+    for chunk in &data[..data.len() - 1] {
+        let chunk: Value = serde_json::from_str(chunk).unwrap();
+        assert!(!chunk["choices"].as_array().unwrap().is_empty(), "{chunk}");
+    }
+
+    // A client that asked: its body goes as it sent it (but for the model), and the
+    // usage chunk reaches it.
+    let asked = request(r#","stream_options":{"include_usage":true}"#);
+    let resp = post(&gw, "/v1/chat/completions", asked.clone().into_bytes()).await;
+    let text = resp.text().await.unwrap();
+    assert_eq!(
+        mock.last().body,
+        asked
+            .replacen("openai/gpt-4o-mini", "gpt-4o-mini", 1)
+            .as_bytes()
+    );
+    let data = event_data(&text);
+    assert_eq!(data.len(), recorded.len() + 1);
+    let usage: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["total_tokens"], 21);
 }

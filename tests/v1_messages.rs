@@ -274,3 +274,38 @@ async fn caller_key_anthropic_provider_forwards_the_callers_own_key_on_messages(
         .contains("anthropic"));
     assert_eq!(mock.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_to_mistral_is_not_asked_for_the_usage_it_reports_unasked() {
+    // Mistral refuses `stream_options` (422) and ends its stream with the usage.
+    let mock = MockUpstream::start(|rec| {
+        if let Some(refusal) = common::mock::provider_rules::mistral_chat_refusal(rec) {
+            return refusal;
+        }
+        Reply::sse([
+            r#"data: {"id":"m1","object":"chat.completion.chunk","model":"mistral-small-latest","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}"#,
+            r#"data: {"id":"m1","object":"chat.completion.chunk","model":"mistral-small-latest","choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"total_tokens":11,"completion_tokens":2}}"#,
+            "data: [DONE]",
+        ]
+        .map(|e| bytes::Bytes::from(format!("{e}\n\n"))))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  mistral: {{type: mistral, api_key: sk-mistral-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"mistral:mistral-small-latest","max_tokens":32,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["stream"], true);
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    assert!(text.contains("event: message_stop"), "{text}");
+    assert!(text.contains(r#""output_tokens":2"#), "{text}");
+}

@@ -24,6 +24,7 @@ use crate::providers::{
     ProviderKind, Secret, WireFormat,
 };
 use crate::proxy::response_store::StoreLimits;
+use crate::translate::StreamUsage;
 
 /// Parses `yaml` (absent: environment only), overlays `env`, and validates everything.
 pub fn build_config(
@@ -582,6 +583,11 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
             ))
         })?,
     };
+    let stream_usage = match p.ask_stream_usage {
+        Some(true) => StreamUsage::OnRequest,
+        Some(false) => StreamUsage::Unasked,
+        None => kind.facts().stream_usage,
+    };
     let mut models = Vec::with_capacity(p.models.len());
     let mut model_traits = BTreeMap::new();
     for (i, entry) in p.models.iter().enumerate() {
@@ -610,6 +616,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         models,
         model_traits,
         format,
+        stream_usage,
         retry: None,
         weight: 1,
     })
@@ -896,6 +903,17 @@ providers:
         assert!(e.to_string().contains("AURORA_DEFAULT_MAX_TOKENS"), "{e}");
         let e = build("", &[("AURORA_DEFAULT_MAX_TOKENS", "0")]).unwrap_err();
         assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+
+    #[test]
+    fn asking_a_stream_for_its_usage_follows_the_type_unless_overridden() {
+        let yaml = "providers:\n  openai: {}\n  mistral: {}\n  strict: {type: vllm, ask_stream_usage: false}\n  mistral-proxy: {type: mistral, ask_stream_usage: true}\n";
+        let c = build(yaml, &[]).unwrap();
+        let usage = |name: &str| c.providers.find(name).unwrap().stream_usage;
+        assert_eq!(usage("openai"), StreamUsage::OnRequest);
+        assert_eq!(usage("mistral"), StreamUsage::Unasked);
+        assert_eq!(usage("strict"), StreamUsage::Unasked);
+        assert_eq!(usage("mistral-proxy"), StreamUsage::OnRequest);
     }
 
     #[test]

@@ -304,6 +304,9 @@ pub struct FileProvider {
     pub models: Vec<FileProviderModel>,
     /// `openai` or `anthropic`; the type's own format when absent.
     pub format: Option<String>,
+    /// Whether a Chat stream is asked for its usage (`stream_options.include_usage`);
+    /// the type's own habit when absent (all but Mistral are asked).
+    pub ask_stream_usage: Option<bool>,
     /// Overrides of the top-level `retry:` for this instance.
     pub retry: Option<FileRetry>,
     /// Its share of a model's traffic among instances serving the same model.

@@ -69,6 +69,8 @@ pub struct Provider {
     pub model_traits: BTreeMap<String, ModelTraits>,
     /// The request format the instance speaks (the type's own unless overridden).
     pub format: WireFormat,
+    /// How its Chat streams report their usage (the type's own unless overridden).
+    pub stream_usage: crate::translate::StreamUsage,
     /// Its own retry policy, when `providers.<name>.retry` sets one.
     pub retry: Option<crate::config::RetryPolicy>,
     /// Its share of a model's traffic among the instances serving that model.
@@ -93,6 +95,7 @@ impl Provider {
             models: Vec::new(),
             model_traits: BTreeMap::new(),
             format: kind.facts().wire_format,
+            stream_usage: kind.facts().stream_usage,
             retry: None,
             weight: 1,
         }

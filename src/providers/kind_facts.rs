@@ -4,7 +4,7 @@
 //! matching on the type; a new type is one more entry here.
 
 use super::kind::{AuthStyle, ProviderKind, WireFormat};
-use crate::translate::TokenLimitField;
+use crate::translate::{StreamUsage, TokenLimitField};
 
 /// The fixed facts of one built-in provider type.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub struct KindFacts {
     pub serves_responses_api: bool,
     /// How a translated Chat Completions request names its output-token limit.
     pub chat_token_limit: TokenLimitField,
+    /// How its Chat Completions streams report their usage (asked for, or unasked).
+    pub stream_usage: StreamUsage,
     /// Appended to `GET {base}/models` so that one page holds the whole list.
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
@@ -46,6 +48,7 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     requires_key: true,
     serves_responses_api: false,
     chat_token_limit: TokenLimitField::MaxTokens,
+    stream_usage: StreamUsage::OnRequest,
     models_list_query: "",
     default_headers: &[],
     model_families: &[],
@@ -138,6 +141,8 @@ const MISTRAL: KindFacts = KindFacts {
     name: "mistral",
     telemetry_name: "mistral_ai",
     default_base_url: "https://api.mistral.ai/v1",
+    // Its last chunk carries the usage, and `stream_options` is refused (422).
+    stream_usage: StreamUsage::Unasked,
     ..OPENAI_COMPATIBLE
 };
 
@@ -237,6 +242,15 @@ mod tests {
         );
         assert_eq!(ProviderKind::Gemini.facts().telemetry_name, "gcp.gemini");
         assert_eq!(ProviderKind::Mistral.facts().telemetry_name, "mistral_ai");
+        // Mistral refuses `stream_options`; every other OpenAI-format type is asked.
+        assert_eq!(
+            ProviderKind::Mistral.facts().stream_usage,
+            StreamUsage::Unasked
+        );
+        assert_eq!(
+            ProviderKind::OpenAi.facts().stream_usage,
+            StreamUsage::OnRequest
+        );
         assert!(ProviderKind::Xai.facts().serves_responses_api);
         assert_eq!(ProviderKind::Xai.facts().telemetry_name, "x_ai");
         assert!(!ProviderKind::Vllm.facts().requires_key);

@@ -24,6 +24,9 @@ pub struct UpstreamTarget {
     pub timeouts: crate::providers::Timeouts,
     /// Whether the answer is streamed, as far as the gateway knows.
     pub shape: super::upstream::AnswerShape,
+    /// The gateway asked for this Chat stream's usage (`stream_options.include_usage`)
+    /// where the client did not: the usage-only chunk is kept from the client.
+    pub usage_asked: bool,
 }
 
 impl UpstreamTarget {
@@ -39,6 +42,16 @@ impl UpstreamTarget {
             provider,
             credential,
             shape: Default::default(),
+            usage_asked: false,
+        }
+    }
+
+    /// This target, noting whether the gateway asked for the stream's usage on the
+    /// client's behalf.
+    pub fn asking_usage(self, usage_asked: bool) -> Self {
+        Self {
+            usage_asked,
+            ..self
         }
     }
 

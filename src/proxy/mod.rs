@@ -656,6 +656,24 @@ pub(crate) fn translate_response(
     }
 }
 
+/// Leaves this session's response in the client's format: the translation module
+/// stays idle, but for the usage-only chunk of a Chat stream whose usage the gateway
+/// asked for and the client did not.
+pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
+    ctx.translated = false;
+    let hides_usage = ctx.upstream.as_ref().is_some_and(|u| u.usage_asked);
+    if let Some(module) = session
+        .downstream_modules_ctx
+        .get_mut::<ResponseTranslator>()
+    {
+        if hides_usage {
+            module.hide_asked_usage();
+        } else {
+            module.disable();
+        }
+    }
+}
+
 /// The route's one method (a `GET` route answers `HEAD` too), or a 405.
 fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), GatewayError> {
     match route.method() {
@@ -867,16 +885,8 @@ impl ProxyHttp for AuroraProxy {
                 ctx.body.prepare_again(body);
                 match translation {
                     Some(translation) => translate_response(session, ctx, translation),
-                    None => {
-                        // A fallback in the client's own format: its answer passes as is.
-                        ctx.translated = false;
-                        if let Some(module) = session
-                            .downstream_modules_ctx
-                            .get_mut::<ResponseTranslator>()
-                        {
-                            module.disable();
-                        }
-                    }
+                    // A fallback in the client's own format: its answer passes as is.
+                    None => answer_as_is(session, ctx),
                 }
             }
             Ok(None) => {}

@@ -18,8 +18,8 @@ use super::model_request::ModelEndpoint;
 use super::prepared_call::{self, CallRequest, CallSources, Delivery, PreparedCall};
 use super::subrequest::{self, SubrequestPlan};
 use super::{
-    final_status, limit_check, observe, reject, translate_response, unix_now, AuroraProxy,
-    GatewayError, RequestContext, UpstreamTarget,
+    answer_as_is, final_status, limit_check, observe, reject, translate_response, unix_now,
+    AuroraProxy, GatewayError, RequestContext, UpstreamTarget,
 };
 use crate::config::Config;
 use crate::telemetry;
@@ -116,8 +116,9 @@ impl AuroraProxy {
             Delivery::Replayed => {
                 ctx.upstream = Some(first.target);
                 ctx.body = ModelCallBody::replayed(first.body);
-                if let Some(translation) = first.translation {
-                    translate_response(session, ctx, translation);
+                match first.translation {
+                    Some(translation) => translate_response(session, ctx, translation),
+                    None => answer_as_is(session, ctx),
                 }
                 Ok(false)
             }
@@ -253,7 +254,8 @@ pub(super) fn begin_subrequest(
     }
     observe::subrequest_began(ctx, plan.timings);
     telemetry::subrequest_began(ctx, plan.trace);
-    if let Some(translation) = plan.translation {
-        translate_response(session, ctx, translation);
+    match plan.translation {
+        Some(translation) => translate_response(session, ctx, translation),
+        None => answer_as_is(session, ctx),
     }
 }

@@ -2,7 +2,8 @@
 //! without touching a single other byte, so unknown and future fields reach the
 //! provider exactly as the client wrote them. The same pass, the only one over the
 //! whole body, holds it to JSON's rules and notes the other top-level members the
-//! gateway acts on (`stream`, and a Responses request's conversation).
+//! gateway acts on (`stream`, `stream_options`, and a Responses request's
+//! conversation).
 
 use std::ops::Range;
 
@@ -23,6 +24,8 @@ pub struct ModelField {
     span: Range<usize>,
     /// The body asks for a streamed answer (top-level `"stream": true`).
     pub stream: bool,
+    /// What `stream_options` says of the stream's usage.
+    pub stream_usage: StreamUsageAsk,
     /// The `previous_response_id` a Responses request continues, when it names one.
     pub previous_response_id: Option<String>,
     /// The request continues a stored conversation: `previous_response_id` or
@@ -64,10 +67,16 @@ impl ModelField {
             Member::Text(id) => Some(id),
             Member::Null | Member::Other => None,
         };
+        let stream_usage = match members.stream_options {
+            StreamOptionsMember::Absent => StreamUsageAsk::Absent,
+            StreamOptionsMember::Repeated => StreamUsageAsk::Unaskable,
+            StreamOptionsMember::Once(raw) => StreamUsageAsk::of(raw, body),
+        };
         Ok(Self {
             name,
             span: start..start + raw.get().len(),
             stream: members.stream,
+            stream_usage,
             previous_response_id,
             continues_conversation,
         })
@@ -75,12 +84,97 @@ impl ModelField {
 
     /// `body` with this field's value replaced by `model`; every other byte unchanged.
     pub fn replace(&self, body: &[u8], model: &str) -> Vec<u8> {
+        self.upstream_body(body, model, false).0
+    }
+
+    /// `body` for the provider: this field's value replaced by `model` and, when
+    /// `ask_usage` and the client did not ask for the stream's usage itself,
+    /// `stream_options.include_usage` set (the provider reports a Chat stream's usage
+    /// only when asked, and the gateway counts tokens from it). Every other byte is
+    /// unchanged. Whether the usage was asked for on the client's behalf.
+    pub fn upstream_body(&self, body: &[u8], model: &str, ask_usage: bool) -> (Vec<u8>, bool) {
         let encoded = serde_json::Value::String(model.to_string()).to_string();
-        let mut out = Vec::with_capacity(body.len() + encoded.len());
-        out.extend_from_slice(&body[..self.span.start]);
-        out.extend_from_slice(encoded.as_bytes());
-        out.extend_from_slice(&body[self.span.end..]);
-        out
+        let mut edits = vec![(self.span.clone(), encoded.into_bytes())];
+        let asked = ask_usage && self.stream;
+        let usage_edit = if asked {
+            self.stream_usage.edit(body)
+        } else {
+            None
+        };
+        let asked = usage_edit.is_some();
+        edits.extend(usage_edit);
+        edits.sort_by_key(|(span, _)| span.start);
+        let added: usize = edits.iter().map(|(_, text)| text.len()).sum();
+        let mut out = Vec::with_capacity(body.len() + added);
+        let mut at = 0;
+        for (span, text) in edits {
+            out.extend_from_slice(&body[at..span.start]);
+            out.extend_from_slice(&text);
+            at = span.end;
+        }
+        out.extend_from_slice(&body[at..]);
+        (out, asked)
+    }
+}
+
+/// What a request's `stream_options` says of its stream's usage, and how to ask for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamUsageAsk {
+    /// No `stream_options`: one asking for the usage can be added.
+    Absent,
+    /// The client asked for the usage itself (`include_usage: true`).
+    AskedByClient,
+    /// `null`, or an object without `include_usage: true` (at this byte range): it can
+    /// be rewritten to ask.
+    Rewritable(Range<usize>),
+    /// Anything else (not an object, or given twice): left for the provider to judge.
+    Unaskable,
+}
+
+/// What asks for a stream's usage when the body has no `stream_options`.
+const ASK_USAGE: &[u8] = br#","stream_options":{"include_usage":true}"#;
+
+impl StreamUsageAsk {
+    /// What `raw`, the body's one `stream_options` value, says.
+    fn of(raw: &RawValue, body: &[u8]) -> Self {
+        // RawValue borrows from `body`, so its address gives the exact span.
+        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        let span = start..start + raw.get().len();
+        match serde_json::from_str(raw.get()) {
+            Ok(serde_json::Value::Null) => Self::Rewritable(span),
+            Ok(serde_json::Value::Object(o)) if o.get("include_usage") == Some(&true.into()) => {
+                Self::AskedByClient
+            }
+            Ok(serde_json::Value::Object(_)) => Self::Rewritable(span),
+            _ => Self::Unaskable,
+        }
+    }
+
+    /// The edit of `body` that asks for the usage: the bytes to put in place of a byte
+    /// range (empty: an insertion). `None` when there is nothing to ask or no way to.
+    fn edit(&self, body: &[u8]) -> Option<(Range<usize>, Vec<u8>)> {
+        match self {
+            Self::Absent => {
+                // The body is a JSON object with `model` in it: its last `}` closes it,
+                // and a member goes before it after a comma.
+                let end = body.iter().rposition(|&b| b == b'}')?;
+                Some((end..end, ASK_USAGE.to_vec()))
+            }
+            Self::Rewritable(span) => {
+                let mut options =
+                    serde_json::from_slice::<serde_json::Value>(body.get(span.clone())?)
+                        .ok()
+                        .and_then(|v| match v {
+                            serde_json::Value::Object(o) => Some(o),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                options.insert("include_usage".into(), true.into());
+                let text = serde_json::to_vec(&options).ok()?;
+                Some((span.clone(), text))
+            }
+            Self::AskedByClient | Self::Unaskable => None,
+        }
     }
 }
 
@@ -100,6 +194,15 @@ struct TopLevelModel<'a> {
     previous_response_id: Member,
     /// `conversation` is set.
     conversation: bool,
+    /// `stream_options`, as given.
+    stream_options: StreamOptionsMember<'a>,
+}
+
+/// How often a body gives `stream_options`, and its value when once.
+enum StreamOptionsMember<'a> {
+    Absent,
+    Once(&'a RawValue),
+    Repeated,
 }
 
 impl<'de> Deserialize<'de> for TopLevelModel<'de> {
@@ -123,6 +226,7 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
             stream: false,
             previous_response_id: Member::Null,
             conversation: false,
+            stream_options: StreamOptionsMember::Absent,
         };
         // Borrowed: a key is only compared, never kept.
         while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
@@ -139,6 +243,17 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
                 }
                 "conversation" => {
                     members.conversation = !matches!(map.next_value_seed(MemberSeed)?, Member::Null)
+                }
+                "stream_options" => {
+                    let raw = map.next_value::<&'de RawValue>()?;
+                    // Held to the same rules as every other member.
+                    StrictValue
+                        .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+                        .map_err(de::Error::custom)?;
+                    members.stream_options = match members.stream_options {
+                        StreamOptionsMember::Absent => StreamOptionsMember::Once(raw),
+                        _ => StreamOptionsMember::Repeated,
+                    };
                 }
                 _ => {
                     map.next_value_seed(StrictValue)?;
@@ -221,6 +336,83 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{ "stream" :true,"model":  "gpt-4o" , "x_future": {"model": "keep"}, "n":1 }"#
         );
+    }
+
+    /// The upstream body of `body` when the gateway may ask for the usage, parsed, and
+    /// whether it asked.
+    fn asking(body: &str) -> (serde_json::Value, bool) {
+        let field = ModelField::find(body.as_bytes()).unwrap();
+        let (out, asked) = field.upstream_body(body.as_bytes(), "gpt-4o", true);
+        (serde_json::from_slice(&out).unwrap(), asked)
+    }
+
+    #[test]
+    fn a_stream_without_stream_options_is_asked_for_its_usage() {
+        let body = r#"{"model":"openai/gpt-4o","stream":true,"messages":[{"role":"user","content":"}"}]} "#;
+        let field = ModelField::find(body.as_bytes()).unwrap();
+        let (out, asked) = field.upstream_body(body.as_bytes(), "gpt-4o", true);
+        assert!(asked);
+        // Added as the last member; every other byte as the client wrote it.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"}"}],"stream_options":{"include_usage":true}} "#
+        );
+    }
+
+    #[test]
+    fn stream_options_without_include_usage_are_rewritten_to_ask_keeping_the_rest() {
+        let (v, asked) = asking(
+            r#"{"stream_options":{"include_obfuscation":false,"include_usage":false},"model":"m","stream":true}"#,
+        );
+        assert!(asked);
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_obfuscation": false, "include_usage": true})
+        );
+        assert_eq!(v["model"], "gpt-4o");
+        let (v, asked) = asking(r#"{"model":"m","stream":true,"stream_options":null}"#);
+        assert!(asked);
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
+    }
+
+    #[test]
+    fn the_usage_is_not_asked_for_when_the_client_asked_or_cannot_be() {
+        // Asked by the client: its body goes as it is (but for the model).
+        let own = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        let (v, asked) = asking(own);
+        assert!(!asked);
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
+        // Not a stream; `stream_options` not an object, or given twice: left alone.
+        for body in [
+            r#"{"model":"m"}"#,
+            r#"{"model":"m","stream":false}"#,
+            r#"{"model":"m","stream":true,"stream_options":"yes"}"#,
+            r#"{"model":"m","stream":true,"stream_options":{},"stream_options":{}}"#,
+        ] {
+            let field = ModelField::find(body.as_bytes()).unwrap();
+            let (out, asked) = field.upstream_body(body.as_bytes(), "m", true);
+            assert!(!asked, "{body}");
+            assert_eq!(out, body.as_bytes(), "{body}");
+        }
+        // A stream the gateway need not ask for (`ask_usage` false): only the model.
+        let body = r#"{"model":"m","stream":true}"#;
+        let field = ModelField::find(body.as_bytes()).unwrap();
+        assert_eq!(
+            field.upstream_body(body.as_bytes(), "x", false),
+            (br#"{"model":"x","stream":true}"#.to_vec(), false)
+        );
+    }
+
+    #[test]
+    fn stream_options_are_held_to_the_same_rules_as_every_member() {
+        let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":1e999}}"#;
+        assert!(ModelField::find(body).is_err());
     }
 
     #[test]

@@ -13,7 +13,9 @@ use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
 use crate::providers::{Provider, WireFormat};
 use crate::translate::codec::{decode_request, encode_request, ClientFormat, DecodeOptions};
-use crate::translate::{CheckedBody, OpenAiRequestOptions, ResponseCodecs, TranslateError};
+use crate::translate::{
+    CheckedBody, OpenAiRequestOptions, ResponseCodecs, StreamUsage, TranslateError,
+};
 
 /// The `/v1` endpoints that carry a model in their body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,10 +153,17 @@ pub fn prepare_for(
         AnswerShape::Whole
     };
     if serves_natively(endpoint, &provider) {
-        // Same API on both sides: the body goes as sent, only `model` changes.
+        // Same API on both sides: the body goes as sent, only `model` changes, and a
+        // Chat stream is asked for the usage the gateway counts (which the client then
+        // does not see unless it asked too).
+        let ask_usage = endpoint == ModelEndpoint::ChatCompletions
+            && provider.stream_usage == StreamUsage::OnRequest;
+        let (body, usage_asked) = field.upstream_body(body, &route.model, ask_usage);
         return Ok(PreparedRequest {
-            target: target(&provider, path, query).timed(timeouts, shape),
-            body: field.replace(body, &route.model).into(),
+            target: target(&provider, path, query)
+                .timed(timeouts, shape)
+                .asking_usage(usage_asked),
+            body: body.into(),
             model: route.model,
             translation: None,
             responses: None,
@@ -236,6 +245,7 @@ fn chat_options(
     OpenAiRequestOptions {
         reasoning: traits.reasons(&model),
         token_limit: provider.kind.facts().chat_token_limit,
+        stream_usage: provider.stream_usage,
         max_output_tokens: traits.max_output_tokens.map(u64::from),
         model,
     }

@@ -15,7 +15,7 @@ use super::{
     OMITTED_TOOLS_HEADER,
 };
 use crate::telemetry;
-use crate::translate::{ResponseCodecs, ResponseTranslator};
+use crate::translate::ResponseCodecs;
 
 /// Sends `header` and then `answer`'s body to the client; `Ok(true)`: the request is
 /// answered (or the client is gone).
@@ -33,14 +33,7 @@ pub async fn stream_to_client(
         .map(str::to_string);
     match translation {
         Some(translation) => super::translate_response(session, ctx, translation),
-        None => {
-            if let Some(module) = session
-                .downstream_modules_ctx
-                .get_mut::<ResponseTranslator>()
-            {
-                module.disable();
-            }
-        }
+        None => super::answer_as_is(session, ctx),
     }
     ctx.upstream_status = Some(header.status.as_u16());
     observe::answer_header(ctx, &header);

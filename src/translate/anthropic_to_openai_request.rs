@@ -70,6 +70,18 @@ pub struct OpenAiRequestOptions {
     pub token_limit: TokenLimitField,
     /// The model's output-token ceiling: a larger `max_tokens` is lowered to it.
     pub max_output_tokens: Option<u64>,
+    /// How the provider reports a stream's usage: asked for when it must be.
+    pub stream_usage: StreamUsage,
+}
+
+/// How an OpenAI-format provider reports a stream's token usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamUsage {
+    /// In a last, usage-only chunk, when `stream_options.include_usage` asks for it:
+    /// OpenAI and most compatible servers.
+    OnRequest,
+    /// In its last chunk, unasked; `stream_options` is refused (Mistral answers 422).
+    Unasked,
 }
 
 /// How an OpenAI-format provider names the output-token limit.
@@ -260,8 +272,11 @@ pub fn anthropic_to_openai_request(
         write_str_array(&mut out, &stops);
     }
     if stream {
+        out.extend_from_slice(br#","stream":true"#);
         // Anthropic streams always report usage; OpenAI only on request.
-        out.extend_from_slice(br#","stream":true,"stream_options":{"include_usage":true}"#);
+        if opts.stream_usage == StreamUsage::OnRequest {
+            out.extend_from_slice(br#","stream_options":{"include_usage":true}"#);
+        }
     }
     if let Some(t) = temperature {
         out.extend_from_slice(br#","temperature":"#);
@@ -911,6 +926,7 @@ mod tests {
             reasoning,
             token_limit: TokenLimitField::MaxTokens,
             max_output_tokens: None,
+            stream_usage: StreamUsage::OnRequest,
         }
     }
 
@@ -1381,6 +1397,19 @@ mod tests {
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["stream"], true);
         assert_eq!(v["stream_options"], json!({"include_usage": true}));
+    }
+
+    #[test]
+    fn a_provider_reporting_usage_unasked_gets_no_stream_options() {
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "stream": true});
+        let unasked = OpenAiRequestOptions {
+            stream_usage: StreamUsage::Unasked,
+            ..opts(false)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &unasked).unwrap();
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["stream"], true);
+        assert!(v.get("stream_options").is_none(), "{v}");
     }
 
     #[test]

@@ -203,6 +203,7 @@ mod tests {
             reasoning: false,
             token_limit: TokenLimitField::MaxTokens,
             max_output_tokens: None,
+            stream_usage: crate::translate::StreamUsage::OnRequest,
         }
     }
 

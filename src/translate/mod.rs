@@ -59,12 +59,13 @@ pub mod response_translator;
 pub mod responses;
 pub mod sse;
 mod sse_driver;
+pub mod unasked_usage;
 
 pub use anthropic_to_openai_error::{
     anthropic_error_to_openai, openai_error_type_for_anthropic_type, openai_error_type_for_status,
 };
 pub use anthropic_to_openai_request::{
-    anthropic_to_openai_request, OpenAiRequest, OpenAiRequestOptions, TokenLimitField,
+    anthropic_to_openai_request, OpenAiRequest, OpenAiRequestOptions, StreamUsage, TokenLimitField,
 };
 pub use anthropic_to_openai_response::{anthropic_to_openai_response, ResponseOptions};
 pub use anthropic_to_openai_stream::{AnthropicToOpenAiStream, StreamOptions};

@@ -27,6 +27,7 @@ use super::anthropic_to_openai_response::anthropic_to_openai_response_and_usage;
 use super::openai_to_anthropic_error::AnthropicErrorBody;
 use super::responses::response::anthropic_to_responses_response_and_usage;
 use super::responses::{AnthropicToResponsesStream, ResponsesOptions};
+use super::unasked_usage::UnaskedUsageFilter;
 use super::{
     anthropic_error_to_openai, openai_error_to_anthropic, openai_to_anthropic_response,
     AnthropicToOpenAiStream, MessageOptions, OpenAiToAnthropicStream, ResponseOptions,
@@ -418,6 +419,11 @@ pub struct ResponseTranslator {
     /// `None`: idle.
     codecs: Option<ResponseCodecs>,
     body: Body,
+    /// The answer is in the client's format, but the gateway asked for the stream's
+    /// usage where the client did not: the usage-only chunk is kept from it.
+    hides_asked_usage: bool,
+    /// This answer's usage chunk is being looked for (a successful event stream).
+    usage_filter: Option<UnaskedUsageFilter>,
     /// Time spent translating this response (the gateway's own overhead).
     busy: Duration,
 }
@@ -436,8 +442,8 @@ impl ResponseTranslator {
 
     /// Translates this request's response through these codecs.
     pub fn translate(&mut self, codecs: ResponseCodecs) {
+        self.disable();
         self.codecs = Some(codecs);
-        self.body = Body::Pending;
     }
 
     /// Leaves the response untouched: the gateway writes an answer already in
@@ -445,6 +451,54 @@ impl ResponseTranslator {
     pub fn disable(&mut self) {
         self.codecs = None;
         self.body = Body::Pending;
+        self.hides_asked_usage = false;
+        self.usage_filter = None;
+    }
+
+    /// Leaves the response in the client's format, but for the usage-only chunk that
+    /// ends a Chat stream whose usage the gateway asked for and the client did not.
+    pub fn hide_asked_usage(&mut self) {
+        self.disable();
+        self.hides_asked_usage = true;
+    }
+
+    /// Looks for the usage chunk in this answer when it is a successful event stream.
+    fn watch_for_asked_usage(&mut self, resp: &mut ResponseHeader) -> pingora_core::Result<()> {
+        if !self.hides_asked_usage || resp.status.is_informational() {
+            return Ok(());
+        }
+        let is_event_stream = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.trim_start().starts_with(EVENT_STREAM));
+        if !(resp.status.is_success() && is_event_stream) {
+            self.usage_filter = None;
+            return Ok(());
+        }
+        self.usage_filter = Some(UnaskedUsageFilter::default());
+        if resp.remove_header(&http::header::CONTENT_LENGTH).is_some() {
+            // The body loses a chunk: without a length, it goes chunked (not
+            // close-delimited).
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        Ok(())
+    }
+
+    /// The bytes of `chunk` the client gets while the usage chunk is looked for.
+    fn without_asked_usage(
+        filter: &mut UnaskedUsageFilter,
+        chunk: Option<&[u8]>,
+        end_of_stream: bool,
+    ) -> Bytes {
+        let mut out = Vec::with_capacity(chunk.map_or(0, <[u8]>::len));
+        if let Some(chunk) = chunk {
+            filter.push(chunk, &mut out);
+        }
+        if end_of_stream {
+            filter.finish(&mut out);
+        }
+        Bytes::from(out)
     }
 
     /// The time spent translating this response so far.
@@ -584,7 +638,7 @@ impl HttpModule for ResponseTranslator {
         _end_of_stream: bool,
     ) -> pingora_core::Result<()> {
         if self.codecs.is_none() {
-            return Ok(());
+            return self.watch_for_asked_usage(resp);
         }
         let began = Instant::now();
         let translated = self.on_header(resp);
@@ -601,13 +655,28 @@ impl HttpModule for ResponseTranslator {
             let began = Instant::now();
             *body = Some(self.on_body(body.as_deref(), end_of_stream));
             self.busy += began.elapsed();
+        } else if let Some(filter) = self.usage_filter.as_mut() {
+            let began = Instant::now();
+            *body = Some(Self::without_asked_usage(
+                filter,
+                body.as_deref(),
+                end_of_stream,
+            ));
+            if end_of_stream {
+                self.usage_filter = None;
+            }
+            self.busy += began.elapsed();
         }
         Ok(())
     }
 
     fn response_done_filter(&mut self) -> pingora_core::Result<Option<Bytes>> {
         if self.codecs.is_none() {
-            return Ok(None);
+            let last = self
+                .usage_filter
+                .take()
+                .map(|mut filter| Self::without_asked_usage(&mut filter, None, true));
+            return Ok(last.filter(|b| !b.is_empty()));
         }
         let began = Instant::now();
         let last = self.on_done();
@@ -645,6 +714,38 @@ mod tests {
         h.insert_header("content-length", "10").unwrap();
         h.insert_header("retry-after", "7").unwrap();
         h
+    }
+
+    #[test]
+    fn an_asked_usage_chunk_is_kept_from_a_successful_stream_only() {
+        let usage = b"data: {\"choices\":[],\"usage\":{\"total_tokens\":3}}\n\n";
+        let chunk = b"data: {\"choices\":[{\"index\":0}],\"usage\":null}\n\n";
+        let stream = [&chunk[..], &usage[..], b"data: [DONE]\n\n"].concat();
+        let mut t = ResponseTranslator::default();
+        t.hide_asked_usage();
+        // An error answer passes as it came.
+        let mut refused = header(429, "application/json");
+        t.watch_for_asked_usage(&mut refused).unwrap();
+        assert_eq!(refused.headers["content-length"], "10");
+        let mut body = Some(Bytes::from_static(usage));
+        t.response_body_filter(&mut body, true).unwrap();
+        assert_eq!(body.as_deref(), Some(&usage[..]));
+        // A stream loses the chunk, and the length it no longer has.
+        let mut ok = header(200, "text/event-stream");
+        t.watch_for_asked_usage(&mut ok).unwrap();
+        assert!(ok.headers.get("content-length").is_none());
+        assert_eq!(ok.headers["transfer-encoding"], "chunked");
+        let (a, b) = stream.split_at(chunk.len() + 10);
+        let mut out = Vec::new();
+        for (piece, end) in [(a, false), (b, true)] {
+            let mut body = Some(Bytes::copy_from_slice(piece));
+            t.response_body_filter(&mut body, end).unwrap();
+            out.extend_from_slice(&body.unwrap());
+        }
+        assert_eq!(out, [&chunk[..], b"data: [DONE]\n\n"].concat());
+        // Translating again (a fallback to another format) stops looking for it.
+        t.translate(ResponseCodecs::openai_to_anthropic("m".into(), true));
+        assert!(!t.hides_asked_usage);
     }
 
     #[test]

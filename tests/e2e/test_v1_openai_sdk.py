@@ -340,9 +340,26 @@ def test_openai_model_stream_passes_through(gateway):
 
     assert "".join(content_deltas(chunks)) == OPENAI_STREAM_TEXT
     assert finish_reasons(chunks) == ["stop"]
+    # The gateway asked for the usage it counts; the usage-only chunk that ends the
+    # provider's stream is not the client's: every chunk it gets has a choice.
+    assert all(chunk.choices and chunk.usage is None for chunk in chunks)
     body = openai_upstream_request(gateway).json()
     assert body["model"] == GPT_UPSTREAM
     assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+
+
+def test_openai_model_stream_with_include_usage_ends_with_usage_chunk(gateway):
+    chunks = list(
+        v1_client(gateway).chat.completions.create(
+            model=GPT, messages=PROMPT, stream=True, stream_options={"include_usage": True}
+        )
+    )
+
+    assert "".join(content_deltas(chunks)) == OPENAI_STREAM_TEXT
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.total_tokens == OPENAI_COMPLETION["usage"]["total_tokens"]
+    assert openai_upstream_request(gateway).json()["stream_options"] == {"include_usage": True}
 
 
 @pytest.mark.parametrize("model", [GPT, GPT_UPSTREAM])

@@ -154,3 +154,56 @@ pub fn anthropic_messages_refusal(rec: &Recorded) -> Option<Reply> {
     }
     None
 }
+
+/// OpenAI's answer to a streamed Chat request, from the recorded stream: with
+/// `stream_options.include_usage`, every chunk carries `"usage": null` and a last,
+/// usage-only chunk (`"choices": []`, the recorded completion's usage) comes before
+/// `[DONE]`; without it, no usage at all.
+pub fn openai_chat_stream(rec: &Recorded) -> Reply {
+    let asked = serde_json::from_slice::<Value>(&rec.body)
+        .is_ok_and(|b| b["stream_options"]["include_usage"] == json!(true));
+    let stream = recorded("openai/chat_completion_stream.txt");
+    let usage = serde_json::from_str::<Value>(&recorded("openai/chat_completion.json"))
+        .expect("recorded completion")["usage"]
+        .clone();
+    let mut events = Vec::new();
+    let mut last = Value::Null;
+    for data in stream
+        .split("\n\n")
+        .filter_map(|e| e.trim().strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+    {
+        let mut chunk: Value = serde_json::from_str(data).expect("recorded chunk");
+        if asked {
+            chunk["usage"] = Value::Null;
+        }
+        events.push(format!("data: {chunk}\n\n"));
+        last = chunk;
+    }
+    if asked {
+        last["choices"] = json!([]);
+        last["usage"] = usage;
+        events.push(format!("data: {last}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    Reply::sse(events.into_iter().map(bytes::Bytes::from))
+}
+
+/// Mistral's 422 for a Chat request carrying `stream_options`, which its API forbids
+/// (it reports a stream's usage in the last chunk unasked), or `None`.
+pub fn mistral_chat_refusal(rec: &Recorded) -> Option<Reply> {
+    let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
+    let options = body.get("stream_options")?;
+    let detail = json!({"detail": [{"type": "extra_forbidden",
+        "loc": ["body", "stream_options"], "msg": "Extra inputs are not permitted",
+        "input": options}]});
+    let body = json!({"object": "error", "message": detail,
+        "type": "invalid_request_error", "param": null, "code": null});
+    Some(Reply::json(422, body.to_string()))
+}
+
+/// A recorded provider answer, from `tests/fixtures`.
+fn recorded(path: &str) -> String {
+    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
