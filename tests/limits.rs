@@ -207,6 +207,63 @@ async fn an_openai_stream_that_did_not_ask_for_its_usage_is_charged_all_the_same
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asked_for_usage_is_read_and_hidden_even_from_a_provider_that_compresses() {
+    use std::io::Write;
+    // This provider compresses its stream whenever the request accepts gzip.
+    let mock = MockUpstream::start(|rec| {
+        let Reply::Stream {
+            status,
+            mut headers,
+            chunks,
+        } = common::mock::provider_rules::openai_chat_stream(rec)
+        else {
+            unreachable!("a stream")
+        };
+        if !rec
+            .header("accept-encoding")
+            .is_some_and(|a| a.contains("gzip"))
+        {
+            return Reply::Stream {
+                status,
+                headers,
+                chunks,
+            };
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for (_, chunk) in &chunks {
+            gz.write_all(chunk).unwrap();
+        }
+        headers.push(("content-encoding".into(), "gzip".into()));
+        Reply::Full {
+            status,
+            headers,
+            body: gz.finish().unwrap().into(),
+        }
+    })
+    .await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 20, period: month}}");
+    let stream =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .header("accept-encoding", "gzip")
+        .body(stream)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-encoding").is_none());
+    let text = resp.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(!text.contains(r#""choices":[]"#), "{text}");
+    gw.wait_for_log("path=/v1/chat/completions", 1).await;
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", stream).await;
+    assert_eq!(resp.status(), 429, "the usage was read and charged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_without_their_own() {
     let mock = MockUpstream::start(provider_like).await;
     let extra = "limits:\n  default: {requests_per_minute: 1}\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";

@@ -662,6 +662,10 @@ pub(crate) fn translate_response(
 pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
     ctx.translated = false;
     let hides_usage = ctx.upstream.as_ref().is_some_and(|u| u.usage_asked);
+    if hides_usage {
+        // The filter must see plain bytes, whatever the provider decides to send.
+        session.upstream_compression.adjust_decompression(true);
+    }
     if let Some(module) = session
         .downstream_modules_ctx
         .get_mut::<ResponseTranslator>()
@@ -735,8 +739,10 @@ fn rewrite_upstream_request(
         }
         if translated {
             headers::strip_foreign_format_headers(headers, target.provider.format);
-            // The translator reads the provider's bytes; compressed ones would be wasted
-            // work.
+        }
+        if translated || target.usage_asked {
+            // The translator (or the usage chunk's filter) reads the provider's bytes;
+            // compressed ones would be wasted work.
             header_maps::make_room(headers, 1)?;
             let identity = http::HeaderValue::from_static("identity");
             header_maps::put(headers, http::header::ACCEPT_ENCODING, identity)?;

@@ -205,14 +205,16 @@ pub fn upstream_answered(ctx: &mut RequestContext, at: Instant) {
 }
 
 /// The provider's response header: a successful answer is metered for its usage as
-/// it passes. A translated answer reaches the body filters decompressed (the gateway
-/// asked for it so); a passthrough one is read only when it is not compressed.
+/// it passes. A translated answer, or a stream whose usage the gateway asked for,
+/// reaches the body filters decompressed (the gateway asked for it so); a passthrough
+/// one is read only when it is not compressed.
 pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     if !resp.status.is_success() {
         return;
     }
     let header = |name| resp.headers.get(name).and_then(|v| v.to_str().ok());
-    let encoding = if ctx.translated {
+    let decompressed = ctx.translated || ctx.upstream.as_ref().is_some_and(|u| u.usage_asked);
+    let encoding = if decompressed {
         None
     } else {
         header(http::header::CONTENT_ENCODING)

@@ -471,7 +471,8 @@ impl ResponseTranslator {
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.trim_start().starts_with(EVENT_STREAM));
+            .and_then(|ct| ct.trim_start().get(..EVENT_STREAM.len()))
+            .is_some_and(|ct| ct.eq_ignore_ascii_case(EVENT_STREAM));
         if !(resp.status.is_success() && is_event_stream) {
             self.usage_filter = None;
             return Ok(());
@@ -731,7 +732,7 @@ mod tests {
         t.response_body_filter(&mut body, true).unwrap();
         assert_eq!(body.as_deref(), Some(&usage[..]));
         // A stream loses the chunk, and the length it no longer has.
-        let mut ok = header(200, "text/event-stream");
+        let mut ok = header(200, "Text/Event-Stream; charset=utf-8");
         t.watch_for_asked_usage(&mut ok).unwrap();
         assert!(ok.headers.get("content-length").is_none());
         assert_eq!(ok.headers["transfer-encoding"], "chunked");
