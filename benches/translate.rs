@@ -1,7 +1,8 @@
 //! Translation throughput: request and response translation, every stream direction
-//! (Chat and Responses clients of Anthropic, Messages clients of Chat) and raw SSE
-//! parsing. Streams are measured twice, with the same work: in bytes
-//! (group `stream`, MB/s) and in SSE events (group `stream_events`, events/s).
+//! (Chat and Responses clients of Anthropic, Messages clients of Chat), raw SSE
+//! parsing, and the filter that keeps an unasked-for usage chunk from a Chat client.
+//! Streams are measured twice, with the same work: in bytes (group `stream`, MB/s)
+//! and in SSE events (group `stream_events`, events/s).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -10,6 +11,7 @@ use aurora::translate::responses::{
     responses_to_anthropic_request, AnthropicToResponsesStream, ResponsesOptions,
     ResponsesRequestOptions,
 };
+use aurora::translate::unasked_usage::UnaskedUsageFilter;
 use aurora::translate::{
     anthropic_to_openai_request, anthropic_to_openai_response, AnthropicToOpenAiStream,
     CheckedBody, MessageOptions, OpenAiRequestOptions, OpenAiToAnthropicStream, ResponseOptions,
@@ -89,6 +91,18 @@ fn openai_to_anthropic(input: &[u8], out: &mut Vec<u8>) {
     out.clear();
 }
 
+/// An OpenAI stream the client did not ask the usage of, as the gateway passes it on:
+/// every event looked at, the usage-only chunk (none here) kept back.
+fn unasked_usage(input: &[u8], out: &mut Vec<u8>) {
+    let mut f = UnaskedUsageFilter::default();
+    for piece in input.chunks(PUSH) {
+        out.clear();
+        f.push(piece, out);
+    }
+    out.clear();
+    f.finish(out);
+}
+
 fn anthropic_to_responses(input: &[u8], out: &mut Vec<u8>) {
     let mut t = AnthropicToResponsesStream::new(ResponsesOptions {
         id: "resp_bench".into(),
@@ -146,6 +160,9 @@ fn streams(c: &mut Criterion) {
             b.iter(|| openai_to_anthropic(&openai, &mut out))
         });
         g.bench_function("sse_parse", |b| b.iter(|| sse_parse(&openai)));
+        g.bench_function("openai_unasked_usage", |b| {
+            b.iter(|| unasked_usage(&openai, &mut out))
+        });
         g.finish();
     }
 }
