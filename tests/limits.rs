@@ -264,6 +264,32 @@ async fn an_asked_for_usage_is_read_and_hidden_even_from_a_provider_that_compres
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
+    // The provider's events 300 ms apart: its `message_start` reports 10 input and 3
+    // output tokens, and the client stops reading after it (a chat UI's stop button).
+    let mock = MockUpstream::start(|_| {
+        let events = fixture("anthropic/messages_stream.txt")
+            .split_inclusive("\n\n")
+            .map(|e| bytes::Bytes::from(e.to_string()))
+            .collect::<Vec<_>>();
+        Reply::paced_sse(events, Duration::from_millis(300))
+    })
+    .await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 12, period: month}}");
+    let stream = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await;
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("message_start"));
+    drop(resp);
+    gw.wait_for_log("path=/p/anthropic/v1/messages", 1).await;
+    let resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await;
+    assert_eq!(resp.status(), 429, "the 13 tokens reported were charged");
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "insufficient_quota");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_without_their_own() {
     let mock = MockUpstream::start(provider_like).await;
     let extra = "limits:\n  default: {requests_per_minute: 1}\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";

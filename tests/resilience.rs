@@ -385,6 +385,70 @@ async fn a_stream_cut_after_its_first_event_is_not_answered_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_translated_model_falls_back_to_another_translated_model_on_the_same_connection() {
+    // Both models answer through the translation module: the second attempt's answer is
+    // decoded and translated afresh after the first one's header was seen.
+    let anthropic = MockUpstream::start(|rec: &Recorded| {
+        if String::from_utf8_lossy(&rec.body).contains("claude-first") {
+            Reply::json(
+                503,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+            )
+        } else {
+            provider_like(rec)
+        }
+    })
+    .await;
+    let yaml = "retry:\n  attempts: 1\n  backoff: 1ms\nmodels:\n  fallbacks:\n    anthropic/claude-first: [anthropic/claude-second]\n";
+    let gw = gateway(yaml, "http://127.0.0.1:9/v1", &anthropic.url("/v1"), &[]);
+    for body in [
+        r#"{"model":"anthropic/claude-first","messages":[{"role":"user","content":"hi"}]}"#,
+        r#"{"model":"anthropic/claude-first","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        r#"{"model":"anthropic/claude-first","messages":[{"role":"user","content":"again"}]}"#,
+    ] {
+        let resp = post(&gw, "/v1/chat/completions", body).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-aurora-model"), "claude-second");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("chat.completion"), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_has_its_compressed_answer_decoded_afresh() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(fixture("anthropic/messages_stream.txt").as_bytes())
+        .unwrap();
+    let compressed = bytes::Bytes::from(gz.finish().unwrap());
+    // A plain 503, then a stream compressed whatever the request asked for: the retry
+    // goes through the proxy, whose decoder saw the 503's header.
+    let anthropic = MockUpstream::start(failing_first(1, 503, vec![], move |_| Reply::Full {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "text/event-stream".into()),
+            ("content-encoding".into(), "gzip".into()),
+        ],
+        body: compressed.clone(),
+    }))
+    .await;
+    let yaml = "retry:\n  attempts: 2\n  backoff: 1ms\n";
+    let gw = gateway(yaml, "http://127.0.0.1:9/v1", &anthropic.url("/v1"), &[]);
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"anthropic/claude-sonnet-4-5","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-encoding").is_none());
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("Hello"), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert_eq!(anthropic.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_model_falls_back_to_anthropic_and_answers_in_openai_shape() {
     let openai = MockUpstream::start(|_: &Recorded| {
         Reply::json(503, r#"{"error":{"message":"overloaded"}}"#)

@@ -41,6 +41,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::connectors::http::v1::Connector;
 use pingora_core::modules::http::HttpModules;
+use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -647,7 +648,7 @@ pub(crate) fn translate_response(
 ) {
     ctx.translated = true;
     // Translators must see plain bytes, whatever the provider decides to send.
-    session.upstream_compression.adjust_decompression(true);
+    decode_upstream_answer(session, true);
     if let Some(module) = session
         .downstream_modules_ctx
         .get_mut::<ResponseTranslator>()
@@ -662,10 +663,9 @@ pub(crate) fn translate_response(
 pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
     ctx.translated = false;
     let hides_usage = ctx.upstream.as_ref().is_some_and(|u| u.usage_asked);
-    if hides_usage {
-        // The filter must see plain bytes, whatever the provider decides to send.
-        session.upstream_compression.adjust_decompression(true);
-    }
+    // The usage chunk's filter must see plain bytes, whatever the provider sends; an
+    // answer passed as it came is left as it came.
+    decode_upstream_answer(session, hides_usage);
     if let Some(module) = session
         .downstream_modules_ctx
         .get_mut::<ResponseTranslator>()
@@ -675,6 +675,18 @@ pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
         } else {
             module.disable();
         }
+    }
+}
+
+/// Whether this attempt's answer is decoded (decompressed) before the body filters.
+/// Pingora lets the session's decoding be set only until an answer's header has gone
+/// through it (and panics after), and keeps what it chose for that answer: an attempt
+/// after one whose answer was seen gets a fresh context.
+fn decode_upstream_answer(session: &mut Session, decode: bool) {
+    if session.upstream_compression.is_header_phase() {
+        session.upstream_compression.adjust_decompression(decode);
+    } else {
+        session.upstream_compression = ResponseCompressionCtx::new(0, decode, false);
     }
 }
 
@@ -894,6 +906,12 @@ impl ProxyHttp for AuroraProxy {
                     // A fallback in the client's own format: its answer passes as is.
                     None => answer_as_is(session, ctx),
                 }
+            }
+            Ok(None) if !session.upstream_compression.is_header_phase() => {
+                // A retry of the same model: its answer is decoded as the one before
+                // it was meant to be, by a fresh decoder.
+                let decode = ctx.translated || ctx.upstream.as_ref().is_some_and(|u| u.usage_asked);
+                decode_upstream_answer(session, decode);
             }
             Ok(None) => {}
             Err(err) => {
@@ -1182,6 +1200,7 @@ impl ProxyHttp for AuroraProxy {
         if let Some(corked) = ctx.corked.take() {
             corked.release();
         }
+        observe::answer_unfinished(ctx);
         if let Some(module) = session.downstream_modules_ctx.get::<ResponseTranslator>() {
             observe::response_work(ctx, module.busy());
         }

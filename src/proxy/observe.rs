@@ -245,6 +245,18 @@ pub fn answer_bytes(
     model
 }
 
+/// The request ends with the provider's answer unfinished (the client left, or the
+/// answer broke off): what it reported by then is its usage (an Anthropic stream's
+/// input, from `message_start`), charged and counted like a whole answer's.
+pub fn answer_unfinished(ctx: &mut RequestContext) {
+    let Some(mut meter) = ctx.obs.meter.take() else {
+        return;
+    };
+    if let Some(usage) = meter.finish() {
+        usage_reported(ctx, usage);
+    }
+}
+
 /// The answer named `model` as having answered. A passthrough request's body is not
 /// read, so this is the model its metrics and log name.
 pub fn answering_model(ctx: &mut RequestContext, model: String) {
