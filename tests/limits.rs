@@ -283,10 +283,43 @@ async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
     assert!(String::from_utf8_lossy(&first).contains("message_start"));
     drop(resp);
     gw.wait_for_log("path=/p/anthropic/v1/messages", 1).await;
+    // Counted under the model its answer named (a passthrough body is not read).
+    assert!(
+        gw.log().contains("model=claude-sonnet-4-20250514"),
+        "{}",
+        gw.log()
+    );
     let resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await;
     assert_eq!(resp.status(), 429, "the 13 tokens reported were charged");
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["code"], "insufficient_quota");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_call_the_client_leaves_is_charged_what_its_subrequest_read() {
+    // A body past Pingora's retry buffer goes upstream from a subrequest; the client
+    // leaves after the first chunk, and the main request settles without waiting for
+    // the subrequest to notice.
+    let mock = MockUpstream::start(|_| {
+        let events = fixture("anthropic/messages_stream.txt")
+            .split_inclusive("\n\n")
+            .map(|e| bytes::Bytes::from(e.to_string()))
+            .collect::<Vec<_>>();
+        Reply::paced_sse(events, Duration::from_millis(300))
+    })
+    .await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 12, period: month}}");
+    let large = format!(
+        r#"{{"model":"anthropic/claude-sonnet-4-5","stream":true,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(200 * 1024)
+    );
+    let mut resp = post(&gw, TEAM_KEY, "/v1/chat/completions", &large).await;
+    assert_eq!(resp.status(), 200);
+    resp.chunk().await.unwrap().unwrap();
+    drop(resp);
+    gw.wait_for_log("path=/v1/chat/completions", 1).await;
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", &large).await;
+    assert_eq!(resp.status(), 429, "the 13 tokens reported were charged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

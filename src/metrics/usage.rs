@@ -255,6 +255,11 @@ impl UsageMeter {
         self.model.take()
     }
 
+    /// What the answer has reported so far, before its end.
+    pub fn so_far(&self) -> Option<Usage> {
+        self.seen.map(|u| u.normalize())
+    }
+
     /// The answer ended: its usage, when it reported any.
     pub fn finish(&mut self) -> Option<Usage> {
         self.finish_with(&[])

@@ -678,16 +678,12 @@ pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
     }
 }
 
-/// Whether this attempt's answer is decoded (decompressed) before the body filters.
-/// Pingora lets the session's decoding be set only until an answer's header has gone
-/// through it (and panics after), and keeps what it chose for that answer: an attempt
-/// after one whose answer was seen gets a fresh context.
+/// Whether this attempt's answer is decoded (decompressed) before the body filters:
+/// a context of its own. Pingora lets a context's decoding be set only until an
+/// answer's header has gone through it (and panics after), keeps what it chose for
+/// that answer, and adds each attempt's `Accept-Encoding` to what it holds.
 fn decode_upstream_answer(session: &mut Session, decode: bool) {
-    if session.upstream_compression.is_header_phase() {
-        session.upstream_compression.adjust_decompression(decode);
-    } else {
-        session.upstream_compression = ResponseCompressionCtx::new(0, decode, false);
-    }
+    session.upstream_compression = ResponseCompressionCtx::new(0, decode, false);
 }
 
 /// The route's one method (a `GET` route answers `HEAD` too), or a 405.
@@ -1200,7 +1196,10 @@ impl ProxyHttp for AuroraProxy {
         if let Some(corked) = ctx.corked.take() {
             corked.release();
         }
-        observe::answer_unfinished(ctx);
+        if let Some(model) = observe::answer_unfinished(ctx) {
+            telemetry::response_model(ctx, &model);
+            observe::answering_model(ctx, model);
+        }
         if let Some(module) = session.downstream_modules_ctx.get::<ResponseTranslator>() {
             observe::response_work(ctx, module.busy());
         }

@@ -209,6 +209,8 @@ pub fn upstream_answered(ctx: &mut RequestContext, at: Instant) {
 /// reaches the body filters decompressed (the gateway asked for it so); a passthrough
 /// one is read only when it is not compressed.
 pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
+    // An earlier attempt's meter never reads this answer.
+    ctx.obs.meter = None;
     if !resp.status.is_success() {
         return;
     }
@@ -234,6 +236,13 @@ pub fn answer_bytes(
     let bytes = bytes.unwrap_or_default();
     if !end_of_stream {
         meter.feed(bytes);
+        if ctx.body.is_subrequest() {
+            // The main request settles on its own, and may before this answer ends
+            // (its client left): what was reported so far is there for it already.
+            if let Some(usage) = meter.so_far() {
+                share_usage(ctx, usage);
+            }
+        }
         return None;
     }
     let usage = meter.finish_with(bytes);
@@ -247,14 +256,14 @@ pub fn answer_bytes(
 
 /// The request ends with the provider's answer unfinished (the client left, or the
 /// answer broke off): what it reported by then is its usage (an Anthropic stream's
-/// input, from `message_start`), charged and counted like a whole answer's.
-pub fn answer_unfinished(ctx: &mut RequestContext) {
-    let Some(mut meter) = ctx.obs.meter.take() else {
-        return;
-    };
+/// input, from `message_start`), charged and counted like a whole answer's; and the
+/// model it named, if it named one, as [`answer_bytes`] gives it.
+pub fn answer_unfinished(ctx: &mut RequestContext) -> Option<String> {
+    let mut meter = ctx.obs.meter.take()?;
     if let Some(usage) = meter.finish() {
         usage_reported(ctx, usage);
     }
+    meter.take_model()
 }
 
 /// The answer named `model` as having answered. A passthrough request's body is not
@@ -269,6 +278,11 @@ pub fn answering_model(ctx: &mut RequestContext, model: String) {
 /// The provider reported `usage` for this request's answer.
 pub fn usage_reported(ctx: &mut RequestContext, usage: Usage) {
     ctx.obs.usage = Some(usage);
+    share_usage(ctx, usage);
+}
+
+/// Hands `usage` to the main request, when this is its subrequest.
+fn share_usage(ctx: &RequestContext, usage: Usage) {
     if let Some(shared) = &ctx.obs.shared {
         if let Ok(mut cell) = shared.usage.lock() {
             *cell = Some(usage);
