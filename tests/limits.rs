@@ -76,6 +76,23 @@ async fn wait_for_requests(mock: &MockUpstream, count: usize) {
     );
 }
 
+/// Asserts `resp` is the refusal of a spent budget: 429, `insufficient_quota`.
+async fn assert_budget_spent(resp: reqwest::Response) {
+    assert_eq!(resp.status(), 429);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "insufficient_quota");
+}
+
+/// The recorded Anthropic stream, one event every 300 ms: its `message_start` reports
+/// 10 input and 3 output tokens well before its end.
+fn paced_anthropic_stream() -> Reply {
+    let events = fixture("anthropic/messages_stream.txt")
+        .split_inclusive("\n\n")
+        .map(|e| bytes::Bytes::from(e.to_string()))
+        .collect::<Vec<_>>();
+    Reply::paced_sse(events, Duration::from_millis(300))
+}
+
 fn header(resp: &reqwest::Response, name: &str) -> String {
     resp.headers()
         .get(name)
@@ -169,10 +186,7 @@ async fn a_token_budget_is_charged_from_streamed_usage_and_the_next_call_refused
     }
     // The charge comes before the access line, once the answer has ended.
     gw.wait_for_log("path=/p/anthropic/v1/messages", 2).await;
-    let resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await;
-    assert_eq!(resp.status(), 429);
-    let err: Value = resp.json().await.unwrap();
-    assert_eq!(err["error"]["code"], "insufficient_quota");
+    assert_budget_spent(post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await).await;
     assert_eq!(mock.requests().len(), 2);
 }
 
@@ -199,10 +213,7 @@ async fn an_openai_stream_that_did_not_ask_for_its_usage_is_charged_all_the_same
     let text = resp.text().await.unwrap();
     assert!(!text.contains(r#""choices":[]"#), "{text}");
     gw.wait_for_log("path=/v1/chat/completions", 1).await;
-    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", stream).await;
-    assert_eq!(resp.status(), 429);
-    let err: Value = resp.json().await.unwrap();
-    assert_eq!(err["error"]["code"], "insufficient_quota");
+    assert_budget_spent(post(&gw, TEAM_KEY, "/v1/chat/completions", stream).await).await;
     assert_eq!(mock.requests().len(), 1);
 }
 
@@ -259,22 +270,14 @@ async fn an_asked_for_usage_is_read_and_hidden_even_from_a_provider_that_compres
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     assert!(!text.contains(r#""choices":[]"#), "{text}");
     gw.wait_for_log("path=/v1/chat/completions", 1).await;
-    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", stream).await;
-    assert_eq!(resp.status(), 429, "the usage was read and charged");
+    // The usage was read and charged.
+    assert_budget_spent(post(&gw, TEAM_KEY, "/v1/chat/completions", stream).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
-    // The provider's events 300 ms apart: its `message_start` reports 10 input and 3
-    // output tokens, and the client stops reading after it (a chat UI's stop button).
-    let mock = MockUpstream::start(|_| {
-        let events = fixture("anthropic/messages_stream.txt")
-            .split_inclusive("\n\n")
-            .map(|e| bytes::Bytes::from(e.to_string()))
-            .collect::<Vec<_>>();
-        Reply::paced_sse(events, Duration::from_millis(300))
-    })
-    .await;
+    // The client stops reading after `message_start` (a chat UI's stop button).
+    let mock = MockUpstream::start(|_| paced_anthropic_stream()).await;
     let gw = gateway(&mock, "", "{budget: {tokens: 12, period: month}}");
     let stream = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let mut resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await;
@@ -289,10 +292,8 @@ async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
         "{}",
         gw.log()
     );
-    let resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await;
-    assert_eq!(resp.status(), 429, "the 13 tokens reported were charged");
-    let err: Value = resp.json().await.unwrap();
-    assert_eq!(err["error"]["code"], "insufficient_quota");
+    // The 13 tokens reported were charged.
+    assert_budget_spent(post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,14 +301,7 @@ async fn a_large_call_the_client_leaves_is_charged_what_its_subrequest_read() {
     // A body past Pingora's retry buffer goes upstream from a subrequest; the client
     // leaves after the first chunk, and the main request settles without waiting for
     // the subrequest to notice.
-    let mock = MockUpstream::start(|_| {
-        let events = fixture("anthropic/messages_stream.txt")
-            .split_inclusive("\n\n")
-            .map(|e| bytes::Bytes::from(e.to_string()))
-            .collect::<Vec<_>>();
-        Reply::paced_sse(events, Duration::from_millis(300))
-    })
-    .await;
+    let mock = MockUpstream::start(|_| paced_anthropic_stream()).await;
     let gw = gateway(&mock, "", "{budget: {tokens: 12, period: month}}");
     let large = format!(
         r#"{{"model":"anthropic/claude-sonnet-4-5","stream":true,"messages":[{{"role":"user","content":"{}"}}]}}"#,
@@ -318,8 +312,8 @@ async fn a_large_call_the_client_leaves_is_charged_what_its_subrequest_read() {
     resp.chunk().await.unwrap().unwrap();
     drop(resp);
     gw.wait_for_log("path=/v1/chat/completions", 1).await;
-    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", &large).await;
-    assert_eq!(resp.status(), 429, "the 13 tokens reported were charged");
+    // The 13 tokens reported were charged.
+    assert_budget_spent(post(&gw, TEAM_KEY, "/v1/chat/completions", &large).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
