@@ -161,6 +161,17 @@ impl RequestContext {
         }
     }
 
+    /// Whether the gateway asked for this stream's usage on the client's behalf.
+    pub fn usage_asked(&self) -> bool {
+        self.upstream.as_ref().is_some_and(|u| u.usage_asked)
+    }
+
+    /// Whether the provider's answer reaches the body filters decoded: the gateway
+    /// reads it (to translate it, or to find the usage chunk it asked for).
+    pub fn decodes_answer(&self) -> bool {
+        self.translated || self.usage_asked()
+    }
+
     /// The provider name for logs.
     pub fn provider_name(&self) -> Option<&str> {
         self.upstream.as_ref().map(|u| u.provider.name.as_str())

@@ -662,7 +662,7 @@ pub(crate) fn translate_response(
 /// asked for and the client did not.
 pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
     ctx.translated = false;
-    let hides_usage = ctx.upstream.as_ref().is_some_and(|u| u.usage_asked);
+    let hides_usage = ctx.usage_asked();
     // The usage chunk's filter must see plain bytes, whatever the provider sends; an
     // answer passed as it came is left as it came.
     decode_upstream_answer(session, hides_usage);
@@ -906,8 +906,7 @@ impl ProxyHttp for AuroraProxy {
             Ok(None) if !session.upstream_compression.is_header_phase() => {
                 // A retry of the same model: its answer is decoded as the one before
                 // it was meant to be, by a fresh decoder.
-                let decode = ctx.translated || ctx.upstream.as_ref().is_some_and(|u| u.usage_asked);
-                decode_upstream_answer(session, decode);
+                decode_upstream_answer(session, ctx.decodes_answer());
             }
             Ok(None) => {}
             Err(err) => {

@@ -215,8 +215,7 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
         return;
     }
     let header = |name| resp.headers.get(name).and_then(|v| v.to_str().ok());
-    let decompressed = ctx.translated || ctx.upstream.as_ref().is_some_and(|u| u.usage_asked);
-    let encoding = if decompressed {
+    let encoding = if ctx.decodes_answer() {
         None
     } else {
         header(http::header::CONTENT_ENCODING)
