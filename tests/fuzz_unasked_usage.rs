@@ -84,7 +84,7 @@ proptest! {
         bytes in stream_like_bytes(),
         cuts in prop::collection::vec(any::<usize>(), 0..8),
     ) {
-        let whole = filtered(&[bytes.clone()]);
+        let whole = filtered(std::slice::from_ref(&bytes));
         prop_assert_eq!(filtered(&split(&bytes, &cuts)), whole);
     }
 
