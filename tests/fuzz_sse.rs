@@ -4,10 +4,13 @@
 
 #[path = "common/proptest_config.rs"]
 mod proptest_config;
+#[path = "common/split_at_cuts.rs"]
+mod split_at_cuts;
 
 use aurora::translate::sse::{SseError, SseEvent, SseParser};
 use proptest::prelude::*;
 use proptest_config::config;
+use split_at_cuts::split;
 
 /// Bytes that look like an event stream: field names, line endings of every
 /// kind, comments, a BOM, and arbitrary bytes between them.
@@ -29,25 +32,11 @@ fn sse_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(token, 0..48).prop_map(|t| t.concat())
 }
 
-/// `bytes` cut at the given offsets.
-fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-    cuts.sort_unstable();
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    for c in cuts {
-        pieces.push(bytes[start..c].to_vec());
-        start = c;
-    }
-    pieces.push(bytes[start..].to_vec());
-    pieces
-}
-
 /// Events from feeding `pieces`, draining after each, then finishing.
-fn parse(mut p: SseParser, pieces: &[Vec<u8>]) -> (Vec<SseEvent>, Option<SseError>) {
+fn parse(mut p: SseParser, pieces: &[impl AsRef<[u8]>]) -> (Vec<SseEvent>, Option<SseError>) {
     let mut events = Vec::new();
     for piece in pieces {
-        p.feed(piece);
+        p.feed(piece.as_ref());
         while let Some(e) = p.next_event() {
             events.push(e);
         }
@@ -86,7 +75,7 @@ proptest! {
     ) {
         let mut p = SseParser::with_limit(limit);
         for piece in split(&bytes, &cuts) {
-            p.feed(&piece);
+            p.feed(piece);
             while let Some(e) = p.next_event() {
                 prop_assert!(e.data.len() <= limit);
             }

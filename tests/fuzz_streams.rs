@@ -5,6 +5,8 @@
 
 #[path = "common/proptest_config.rs"]
 mod proptest_config;
+#[path = "common/split_at_cuts.rs"]
+mod split_at_cuts;
 
 use aurora::translate::sse::SseParser;
 use aurora::translate::{
@@ -14,6 +16,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest_config::config;
 use serde_json::Value;
+use split_at_cuts::split;
 
 fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!(
@@ -140,20 +143,6 @@ fn check_anthropic_output(run: &Run) -> Result<(), TestCaseError> {
         Some(if run.failed { "error" } else { "message_stop" })
     );
     Ok(())
-}
-
-/// `bytes` cut at the given offsets.
-fn split<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
-    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-    cuts.sort_unstable();
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    for c in cuts {
-        pieces.push(&bytes[start..c]);
-        start = c;
-    }
-    pieces.push(&bytes[start..]);
-    pieces
 }
 
 /// The recorded stream's events, some dropped, repeated or reordered, with

@@ -5,34 +5,23 @@
 
 #[path = "common/proptest_config.rs"]
 mod proptest_config;
+#[path = "common/split_at_cuts.rs"]
+mod split_at_cuts;
 
 use aurora::translate::unasked_usage::UnaskedUsageFilter;
 use proptest::prelude::*;
 use proptest_config::config;
+use split_at_cuts::split;
 
 /// What the filter lets through of `pieces`, fed in turn, then finished.
-fn filtered(pieces: &[Vec<u8>]) -> Vec<u8> {
+fn filtered(pieces: &[impl AsRef<[u8]>]) -> Vec<u8> {
     let mut f = UnaskedUsageFilter::default();
     let mut out = Vec::new();
     for piece in pieces {
-        f.push(piece, &mut out);
+        f.push(piece.as_ref(), &mut out);
     }
     f.finish(&mut out);
     out
-}
-
-/// `bytes` cut at the given offsets.
-fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-    cuts.sort_unstable();
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    for c in cuts {
-        pieces.push(bytes[start..c].to_vec());
-        start = c;
-    }
-    pieces.push(bytes[start..].to_vec());
-    pieces
 }
 
 /// Bytes that look like a Chat stream: chunk and usage fragments, line endings of
