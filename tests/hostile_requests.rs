@@ -206,28 +206,41 @@ async fn identical_duplicate_content_lengths_reach_the_provider_as_one() {
     let provider = raw_provider(json_reply("", r#"{"ok":true}"#)).await;
     let gw = gateway_at(&provider.base);
     let body = r#"{"model":"gpt-4o-mini","messages":[]}"#;
-    let request = format!(
-        "{}{body}",
-        head(
-            "POST",
-            "/p/openai/chat/completions",
-            &format!(
-                "content-type: application/json\r\ncontent-length: {0}\r\ncontent-length: {0}\r\n",
-                body.len()
+    // A body that streams keeps its one length; a Chat body, held whole (and perhaps
+    // made longer to ask for a stream's usage), goes in chunks.
+    for (path, lengths_sent) in [
+        ("/p/openai/embeddings", 1),
+        ("/p/openai/chat/completions", 0),
+    ] {
+        let request = format!(
+            "{}{body}",
+            head(
+                "POST",
+                path,
+                &format!(
+                    "content-type: application/json\r\ncontent-length: {0}\r\ncontent-length: {0}\r\n",
+                    body.len()
+                )
             )
-        )
-    );
-    let mut sock = sent(&gw, &request).await;
-    let answer = next_bytes(&mut sock).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let sent = provider.received.lock().unwrap().pop().unwrap();
-    let lengths = sent
-        .to_ascii_lowercase()
-        .lines()
-        .filter(|l| l.starts_with("content-length:"))
-        .count();
-    assert_eq!(lengths, 1, "{sent}");
-    assert!(sent.ends_with(body), "{sent}");
+        );
+        let mut sock = sent(&gw, &request).await;
+        let answer = next_bytes(&mut sock).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let sent = provider.received.lock().unwrap().pop().unwrap();
+        let lower = sent.to_ascii_lowercase();
+        let lengths = lower
+            .lines()
+            .filter(|l| l.starts_with("content-length:"))
+            .count();
+        assert_eq!(lengths, lengths_sent, "{sent}");
+        if lengths_sent == 0 {
+            assert!(lower.contains("transfer-encoding: chunked\r\n"), "{sent}");
+            let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+            assert!(sent.ends_with(&chunked), "{sent}");
+        } else {
+            assert!(sent.ends_with(body), "{sent}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,6 +390,12 @@ async fn read_request(sock: &mut TcpStream) -> Option<Vec<u8>> {
         }
         let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
         if let Some(end) = text.find("\r\n\r\n") {
+            if text[..end].contains("transfer-encoding: chunked") {
+                if text.ends_with("\r\n0\r\n\r\n") {
+                    return Some(got);
+                }
+                continue;
+            }
             let len = text
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))

@@ -218,6 +218,30 @@ async fn an_openai_stream_that_did_not_ask_for_its_usage_is_charged_all_the_same
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_openai_stream_that_did_not_ask_for_its_usage_is_charged_all_the_same() {
+    // As on `/v1`: sent as it came, the stream would report nothing and cost nothing.
+    let mock = MockUpstream::start(|rec| {
+        if rec.uri == "/v1/chat/completions" {
+            common::mock::provider_rules::openai_chat_stream(rec)
+        } else {
+            provider_like(rec)
+        }
+    })
+    .await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 20, period: month}}");
+    let stream =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let path = "/p/openai/chat/completions";
+    let resp = post(&gw, TEAM_KEY, path, stream).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains(r#""choices":[]"#), "{text}");
+    gw.wait_for_log("path=/p/openai/chat/completions", 1).await;
+    assert_budget_spent(post(&gw, TEAM_KEY, path, stream).await).await;
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_asked_for_usage_is_read_and_hidden_even_from_a_provider_that_compresses() {
     use std::io::Write;
     // This provider compresses its stream whenever the request accepts gzip.

@@ -567,3 +567,133 @@ async fn provider_429_reaches_the_client_untouched() {
     assert_eq!(resp.headers()["x-ratelimit-reset-requests"], "1s");
     assert_eq!(resp.text().await.unwrap(), body);
 }
+
+/// The `data:` payloads of an event stream, in order.
+fn event_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|e| e.trim().strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A mock that answers Chat calls as OpenAI does, streams with their usage only when
+/// asked, and anything else with `{"ok":true}`.
+async fn openai_chat_mock() -> MockUpstream {
+    MockUpstream::start(|rec| {
+        if rec.uri != "/v1/chat/completions" {
+            return Reply::json(200, r#"{"ok":true}"#);
+        }
+        if let Some(refusal) = common::mock::provider_rules::openai_chat_refusal(rec) {
+            return refusal;
+        }
+        if rec.body.windows(13).any(|w| w == br#""stream":true"#) {
+            return common::mock::provider_rules::openai_chat_stream(rec);
+        }
+        Reply::json(200, r#"{"object":"chat.completion"}"#)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_stream_is_asked_for_its_usage_which_only_a_client_that_asked_sees() {
+    let mock = openai_chat_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let post = |body: String| {
+        authed(client().post(gw.url("/p/openai/chat/completions")))
+            .header("content-type", "application/json")
+            .header("accept-encoding", "gzip, br")
+            .body(body)
+            .send()
+    };
+    let request = |options: &str| {
+        format!(
+            r#"{{"model":"gpt-4o-mini", "stream":true{options},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    };
+    let recorded = event_data(&common::fixture("openai/chat_completion_stream.txt"));
+
+    // Not asked by the client: asked by the gateway, every other byte as sent, and the
+    // usage-only chunk kept from the client.
+    let resp = post(request("")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let sent = mock.last();
+    assert_eq!(
+        String::from_utf8(sent.body.to_vec()).unwrap(),
+        r#"{"model":"gpt-4o-mini", "stream":true,"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}"#,
+    );
+    assert_eq!(sent.header("content-length"), None, "framed in chunks");
+    assert_eq!(sent.header("accept-encoding"), Some("identity"));
+    let data = event_data(&text);
+    assert_eq!(data.len(), recorded.len(), "{text}");
+    assert!(!text.contains(r#""choices":[]"#), "{text}");
+
+    // Asked by the client: its body byte for byte, and the usage chunk reaches it.
+    let asked = request(r#","stream_options":{"include_usage":true}"#);
+    let text = post(asked.clone()).await.unwrap().text().await.unwrap();
+    assert_eq!(mock.last().body, asked.as_bytes());
+    let data = event_data(&text);
+    assert_eq!(data.len(), recorded.len() + 1, "{text}");
+    let usage: serde_json::Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(usage["usage"]["total_tokens"], 21);
+
+    // Not a stream: byte for byte, and answered as the provider answered.
+    let whole = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = post(whole.to_string()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        r#"{"object":"chat.completion"}"#
+    );
+    assert_eq!(mock.last().body, whole.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_chat_calls_to_providers_that_report_usage_when_asked_are_held() {
+    let mock = openai_chat_mock().await;
+    let yaml = format!(
+        "providers:\n  quiet:\n    type: openai\n    api_key: quiet-key\n    base_url: {}\n    ask_stream_usage: false\nserver:\n  enabled_passthrough_providers: [openai, quiet]\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_for(&mock, &yaml, &[]);
+    let stream =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    for path in ["/p/quiet/chat/completions", "/p/openai/embeddings"] {
+        let resp = authed(client().post(gw.url(path)))
+            .header("accept-encoding", "gzip")
+            .body(stream)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let sent = mock.last();
+        assert_eq!(sent.body, stream.as_bytes(), "{path}");
+        assert_eq!(sent.header("content-length"), Some("81"), "{path}");
+        assert_eq!(sent.header("accept-encoding"), Some("gzip"), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_chat_body_counts_against_what_the_gateway_may_hold() {
+    let mock = openai_chat_mock().await;
+    let gw = gateway_for(&mock, "server:\n  max_buffered_bytes: 10KiB\n", &[]);
+    let content = "x".repeat(20 * 1024);
+    let big = format!(
+        r#"{{"model":"gpt-4o-mini","stream":true,"messages":[{{"role":"user","content":"{content}"}}]}}"#
+    );
+    let resp = authed(client().post(gw.url("/p/openai/chat/completions")))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    // A body that streams on is not held: an upload of any size goes.
+    let resp = authed(client().post(gw.url("/p/openai/files")))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(mock.last().body.len(), big.len());
+}

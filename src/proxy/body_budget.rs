@@ -66,11 +66,17 @@ impl BodyPermit {
         self.held += more;
         Ok(())
     }
+
+    /// Gives back all this permit holds: the request no longer keeps its body.
+    pub fn release(&mut self) {
+        self.budget.held.fetch_sub(self.held, Ordering::AcqRel);
+        self.held = 0;
+    }
 }
 
 impl Drop for BodyPermit {
     fn drop(&mut self) {
-        self.budget.held.fetch_sub(self.held, Ordering::AcqRel);
+        self.release();
     }
 }
 
@@ -96,6 +102,19 @@ mod tests {
         assert_eq!(budget.held(), 40);
         b.cover(90).unwrap();
         drop(b);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_released_permit_gives_back_what_it_held_and_may_hold_again() {
+        let budget = Arc::new(BodyBudget::default());
+        let mut a = budget.permit(100);
+        a.cover(70).unwrap();
+        a.release();
+        assert_eq!(budget.held(), 0);
+        a.cover(30).unwrap();
+        assert_eq!(budget.held(), 30);
+        drop(a);
         assert_eq!(budget.held(), 0);
     }
 }

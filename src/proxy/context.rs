@@ -95,6 +95,8 @@ pub struct RequestContext {
     pub body: super::model_call_body::ModelCallBody,
     /// The share of the gateway's body budget this request's body holds.
     pub body_permit: Option<super::body_budget::BodyPermit>,
+    /// A `/p/` Chat Completions body held whole, to ask a stream for its usage.
+    pub held_chat_body: Option<super::held_chat_body::HeldChatBody>,
     /// The client socket, corked while a whole translated answer is written.
     pub corked: Option<CorkedSocket>,
     /// The response is translated into the client's format.
@@ -143,6 +145,7 @@ impl RequestContext {
             request_body_bytes: 0,
             body: Default::default(),
             body_permit: None,
+            held_chat_body: None,
             corked: None,
             translated: false,
             error_format: WireFormat::OpenAi,
@@ -169,7 +172,8 @@ impl RequestContext {
     /// Whether the provider's answer reaches the body filters decoded: the gateway
     /// reads it (to translate it, or to find the usage chunk it asked for).
     pub fn decodes_answer(&self) -> bool {
-        self.translated || self.usage_asked()
+        // A held `/p/` body may yet be asked: its answer is decoded from the start.
+        self.translated || self.usage_asked() || self.held_chat_body.is_some()
     }
 
     /// The provider name for logs.

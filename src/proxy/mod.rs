@@ -11,6 +11,7 @@ mod error;
 mod framing;
 pub mod header_maps;
 pub mod headers;
+mod held_chat_body;
 mod limit_check;
 mod model_call;
 mod model_call_body;
@@ -62,6 +63,7 @@ use crate::translate::{
 };
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
+use held_chat_body::{HeldChatBody, HeldChunk};
 use model_call_body::{hand_back, return_plan, ChunkSource};
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_field::ModelField;
@@ -501,7 +503,7 @@ fn whole_exchange_request(
     rewrite_upstream_request(
         &mut request,
         target,
-        Some(body_len),
+        UpstreamBody::Prepared(body_len),
         translated,
         &ctx.request_id,
     )?;
@@ -678,6 +680,20 @@ pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
     }
 }
 
+/// A `/p/` Chat stream was asked for its usage on the client's behalf: the meter reads
+/// the usage chunk, which the client does not see.
+fn usage_asked_for_passthrough(session: &mut Session, ctx: &mut RequestContext) {
+    if let Some(target) = ctx.upstream.as_mut() {
+        target.usage_asked = true;
+    }
+    if let Some(module) = session
+        .downstream_modules_ctx
+        .get_mut::<ResponseTranslator>()
+    {
+        module.hide_asked_usage();
+    }
+}
+
 /// Whether this attempt's answer is decoded (decompressed) before the body filters:
 /// a context of its own. Pingora lets a context's decoding be set only until an
 /// answer's header has gone through it (and panics after), keeps what it chose for
@@ -718,13 +734,26 @@ fn final_status(session: &Session) -> Option<u16> {
         .filter(|status| *status >= 200)
 }
 
-/// Turns a copy of the client's request header into the provider's: its path, one
-/// `Content-Length` (the prepared body's, when the gateway rewrote the body), no client
-/// credentials or hop-by-hop headers, and the provider's own credential and headers.
+/// How the body that goes upstream is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpstreamBody {
+    /// The client's, as it streams: framed as the client framed it.
+    AsSent,
+    /// A body the gateway prepared, of this length.
+    Prepared(usize),
+    /// The client's, held whole and perhaps made longer (a `/p/` Chat stream asked for
+    /// its usage): chunked, since its length is known only at its end.
+    Held,
+}
+
+/// Turns a copy of the client's request header into the provider's: its path, its
+/// framing (one `Content-Length`, the prepared body's when the gateway rewrote the
+/// body), no client credentials or hop-by-hop headers, and the provider's own
+/// credential and headers.
 fn rewrite_upstream_request(
     req: &mut RequestHeader,
     target: &UpstreamTarget,
-    prepared_len: Option<usize>,
+    body: UpstreamBody,
     translated: bool,
     request_id: &RequestId,
 ) -> Result<()> {
@@ -736,19 +765,28 @@ fn rewrite_upstream_request(
         let headers = &mut req.headers;
         framing::collapse_content_length(headers);
         headers::strip_client_headers(headers);
-        if let Some(len) = prepared_len {
-            // Framed for the prepared body, whatever the client's framing was; the
-            // client's `Expect` was answered before its body was read.
-            headers.remove(http::header::TRANSFER_ENCODING);
-            headers.remove(http::header::EXPECT);
-            header_maps::make_room(headers, 1)?;
-            let len = http::HeaderValue::from(len);
-            header_maps::put(headers, http::header::CONTENT_LENGTH, len)?;
+        match body {
+            UpstreamBody::AsSent => {}
+            UpstreamBody::Prepared(len) => {
+                // Framed for the prepared body, whatever the client's framing was; the
+                // client's `Expect` was answered before its body was read.
+                headers.remove(http::header::TRANSFER_ENCODING);
+                headers.remove(http::header::EXPECT);
+                header_maps::make_room(headers, 1)?;
+                let len = http::HeaderValue::from(len);
+                header_maps::put(headers, http::header::CONTENT_LENGTH, len)?;
+            }
+            UpstreamBody::Held => {
+                // Pingora frames a body without a length in chunks (HTTP/1) or frames
+                // (h2).
+                headers.remove(http::header::CONTENT_LENGTH);
+            }
         }
         if translated {
             headers::strip_foreign_format_headers(headers, target.provider.format);
         }
-        if translated || target.usage_asked {
+        // A held body may yet ask for its stream's usage: the answer is read then.
+        if translated || target.usage_asked || body == UpstreamBody::Held {
             // The translator (or the usage chunk's filter) reads the provider's bytes;
             // compressed ones would be wasted work.
             header_maps::make_room(headers, 1)?;
@@ -831,6 +869,16 @@ impl ProxyHttp for AuroraProxy {
                             ctx.plan =
                                 Some(attempts::plan_for_provider(&target.provider, &self.health));
                             ctx.attempt_ready = true;
+                        }
+                        if HeldChatBody::applies(
+                            &target.provider,
+                            &pt.endpoint,
+                            &session.req_header().method,
+                        ) {
+                            let permit = self.bodies.permit(config.server.max_buffered_bytes);
+                            ctx.held_chat_body = Some(HeldChatBody::new(permit));
+                            // The usage chunk's filter and the meter read plain bytes.
+                            decode_upstream_answer(session, true);
                         }
                         ctx.upstream = Some(target);
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
@@ -1001,10 +1049,18 @@ impl ProxyHttp for AuroraProxy {
         };
         // A new attempt at an upstream replays the body from its start.
         let prepared_len = ctx.body.attempt_begins();
+        let framing = match (prepared_len, ctx.held_chat_body.as_mut()) {
+            (Some(len), _) => UpstreamBody::Prepared(len),
+            (None, Some(held)) => {
+                held.restart();
+                UpstreamBody::Held
+            }
+            (None, None) => UpstreamBody::AsSent,
+        };
         rewrite_upstream_request(
             upstream_request,
             target,
-            prepared_len,
+            framing,
             ctx.translated,
             &ctx.request_id,
         )
@@ -1014,14 +1070,14 @@ impl ProxyHttp for AuroraProxy {
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if ctx.body.carry(body) == ChunkSource::Prepared {
             // The prepared body was checked against the limit as the client sent it.
             return Ok(());
         }
-        if let Some(chunk) = body {
+        if let Some(chunk) = body.as_ref() {
             ctx.request_body_bytes += chunk.len() as u64;
             let limit = ctx
                 .config
@@ -1044,6 +1100,18 @@ impl ProxyHttp for AuroraProxy {
                         session.set_keepalive(None);
                         return Err(status_error(408));
                     }
+                }
+            }
+        }
+        if let Some(held) = ctx.held_chat_body.as_mut() {
+            match held.take(body, end_of_stream) {
+                Ok(HeldChunk::AskingUsage) => usage_asked_for_passthrough(session, ctx),
+                Ok(HeldChunk::Holding | HeldChunk::AsSent) => {}
+                Err(err) => {
+                    let status = err.status;
+                    ctx.error = Some(err);
+                    session.set_keepalive(None);
+                    return Err(status_error(status));
                 }
             }
         }

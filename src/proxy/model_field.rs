@@ -103,18 +103,34 @@ impl ModelField {
         };
         let asked = usage_edit.is_some();
         edits.extend(usage_edit);
-        edits.sort_by_key(|(span, _)| span.start);
-        let added: usize = edits.iter().map(|(_, text)| text.len()).sum();
-        let mut out = Vec::with_capacity(body.len() + added);
-        let mut at = 0;
-        for (span, text) in edits {
-            out.extend_from_slice(&body[at..span.start]);
-            out.extend_from_slice(&text);
-            at = span.end;
-        }
-        out.extend_from_slice(&body[at..]);
-        (out, asked)
+        (edited(body, edits), asked)
     }
+
+    /// `body` asking for its stream's usage, every other byte unchanged (a `/p/` body,
+    /// whose `model` goes as sent); `None` when it is not a stream, or the client asked
+    /// itself, or it cannot be asked.
+    pub fn usage_asking_body(&self, body: &[u8]) -> Option<Vec<u8>> {
+        if !self.stream {
+            return None;
+        }
+        let edit = self.stream_usage.edit(body)?;
+        Some(edited(body, vec![edit]))
+    }
+}
+
+/// `body` with each byte range replaced by its text (an empty range: an insertion).
+fn edited(body: &[u8], mut edits: Vec<(Range<usize>, Vec<u8>)>) -> Vec<u8> {
+    edits.sort_by_key(|(span, _)| span.start);
+    let added: usize = edits.iter().map(|(_, text)| text.len()).sum();
+    let mut out = Vec::with_capacity(body.len() + added);
+    let mut at = 0;
+    for (span, text) in edits {
+        out.extend_from_slice(&body[at..span.start]);
+        out.extend_from_slice(&text);
+        at = span.end;
+    }
+    out.extend_from_slice(&body[at..]);
+    out
 }
 
 /// What a request's `stream_options` says of its stream's usage, and how to ask for it.
@@ -357,6 +373,34 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"}"}],"stream_options":{"include_usage":true}} "#
         );
+    }
+
+    #[test]
+    fn a_passthrough_body_is_asked_for_its_usage_with_its_model_as_sent() {
+        let ask = |body: &str| {
+            let field = ModelField::find(body.as_bytes()).unwrap();
+            field
+                .usage_asking_body(body.as_bytes())
+                .map(|b| String::from_utf8(b).unwrap())
+        };
+        assert_eq!(
+            ask(r#"{"model":"gpt\u002d4o","stream":true}"#).as_deref(),
+            Some(
+                r#"{"model":"gpt\u002d4o","stream":true,"stream_options":{"include_usage":true}}"#
+            )
+        );
+        assert_eq!(
+            ask(r#"{"stream":true,"stream_options":null,"model":"m"}"#).as_deref(),
+            Some(r#"{"stream":true,"stream_options":{"include_usage":true},"model":"m"}"#)
+        );
+        for untouched in [
+            r#"{"model":"m"}"#,
+            r#"{"model":"m","stream":false}"#,
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+            r#"{"model":"m","stream":true,"stream_options":7}"#,
+        ] {
+            assert_eq!(ask(untouched), None, "{untouched}");
+        }
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
             ));
         }
     }
+    let streams = body["stream"] == json!(true);
+    if !streams && !body["stream_options"].is_null() {
+        return Some(openai_400(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.".into(),
+            Some("stream_options".into()),
+            "invalid_value",
+        ));
+    }
     let model = body["model"].as_str().unwrap_or_default();
     if openai_reasons(model) && body.get("max_tokens").is_some() {
         return Some(openai_400(
