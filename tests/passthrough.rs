@@ -587,7 +587,15 @@ async fn openai_chat_mock() -> MockUpstream {
             return refusal;
         }
         if rec.body.windows(13).any(|w| w == br#""stream":true"#) {
-            return common::mock::provider_rules::openai_chat_stream(rec);
+            let stream = common::mock::provider_rules::openai_chat_stream(rec);
+            // `x-pace-ms`: the stream's events that far apart.
+            return match (rec.header("x-pace-ms"), stream) {
+                (Some(ms), Reply::Stream { chunks, .. }) => Reply::paced_sse(
+                    chunks.into_iter().map(|(_, c)| c),
+                    Duration::from_millis(ms.parse().unwrap()),
+                ),
+                (_, stream) => stream,
+            };
         }
         Reply::json(200, r#"{"object":"chat.completion"}"#)
     })
@@ -646,6 +654,64 @@ async fn a_chat_stream_is_asked_for_its_usage_which_only_a_client_that_asked_see
         r#"{"object":"chat.completion"}"#
     );
     assert_eq!(mock.last().body, whole.as_bytes());
+
+    // The legacy completions endpoint, and paths with empty segments, are asked too.
+    let prompt = r#"{"model":"gpt-3.5-turbo-instruct","prompt":"hi","stream":true}"#;
+    for path in [
+        "/p/openai/completions",
+        "/p/openai/v1/chat/completions/",
+        "/p/openai/chat//completions",
+    ] {
+        let resp = authed(client().post(gw.url(path)))
+            .body(prompt)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let sent: serde_json::Value = serde_json::from_slice(&mock.last().body).unwrap();
+        assert_eq!(sent["stream_options"]["include_usage"], true, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_body_the_gateway_cannot_read_is_refused_as_on_v1() {
+    // Sent on unread, a stream in it would go uncounted.
+    let mock = openai_chat_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let deep = format!(
+        r#"{{"model":"gpt-4o-mini","stream":true,"tools":{}{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for (body, param) in [
+        (r#"{"model":"gpt-4o-mini","stream":true"#.to_string(), None),
+        (deep, None),
+        (
+            r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"stream_options":null}"#.to_string(),
+            Some("stream_options"),
+        ),
+    ] {
+        let resp = authed(client().post(gw.url("/p/openai/chat/completions")))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        let err = error_json(resp).await;
+        assert_eq!(err["error"]["type"], "invalid_request_error", "{err}");
+        assert_eq!(err["error"]["param"].as_str(), param, "{err}");
+    }
+    // No body at all goes as it came, framed as it came: the provider judges it.
+    let resp = authed(client().post(gw.url("/p/openai/chat/completions")))
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "the provider's refusal");
+    let sent = mock.last();
+    assert!(sent.body.is_empty());
+    assert_eq!(sent.header("content-length"), Some("0"));
+    assert_eq!(sent.header("transfer-encoding"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,6 +754,26 @@ async fn a_held_chat_body_counts_against_what_the_gateway_may_hold() {
         .unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
+    // A held body is given back once the provider answers: a stream that goes on
+    // for a while holds none of it.
+    let fits = format!(
+        r#"{{"model":"gpt-4o-mini","stream":true,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(6 * 1024)
+    );
+    let first = authed(client().post(gw.url("/p/openai/chat/completions")))
+        .header("x-pace-ms", "400")
+        .body(fits.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let second = authed(client().post(gw.url("/p/openai/chat/completions")))
+        .body(fits.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200, "while the first stream goes on");
+    assert!(first.text().await.unwrap().ends_with("data: [DONE]\n\n"));
     // A body that streams on is not held: an upload of any size goes.
     let resp = authed(client().post(gw.url("/p/openai/files")))
         .body(big.clone())

@@ -12,11 +12,12 @@ use crate::providers::{Provider, WireFormat};
 use crate::translate::StreamUsage;
 
 use super::body_budget::BodyPermit;
-use super::model_field::ModelField;
+use super::model_field::usage_asking_body;
 use super::GatewayError;
 
-/// The endpoint, below the provider's base URL, whose streams are asked for their usage.
-const CHAT_COMPLETIONS: &str = "chat/completions";
+/// The last segment of the endpoints whose streams are asked for their usage: Chat
+/// Completions (`chat/completions`, below any prefix) and the legacy `completions`.
+const COMPLETIONS: &str = "completions";
 
 /// The client's body of a `/p/` Chat Completions call, held until its end.
 #[derive(Debug)]
@@ -39,13 +40,14 @@ pub enum HeldChunk {
 
 impl HeldChatBody {
     /// Whether the body of a `method` call to `endpoint` at `provider` is held: a
-    /// `POST` to the Chat Completions endpoint of an OpenAI-format provider that is
-    /// asked for a stream's usage (`providers.<name>.ask_stream_usage`).
+    /// `POST` to a completions endpoint of an OpenAI-format provider that is asked for
+    /// a stream's usage (`providers.<name>.ask_stream_usage`). Empty segments are
+    /// skipped (`chat//completions/`), as some servers skip them.
     pub fn applies(provider: &Provider, endpoint: &str, method: &Method) -> bool {
         *method == Method::POST
             && provider.format == WireFormat::OpenAi
             && provider.stream_usage == StreamUsage::OnRequest
-            && endpoint == CHAT_COMPLETIONS
+            && endpoint.rsplit('/').find(|s| !s.is_empty()) == Some(COMPLETIONS)
     }
 
     /// An empty hold, its bytes counted against `permit`.
@@ -59,7 +61,10 @@ impl HeldChatBody {
     /// Takes the client's next chunk (`None` at the end, from some clients) in place
     /// of what goes upstream: nothing until the body's end, then the whole body. An
     /// empty chunk tells Pingora's proxy loop that nothing goes yet (`None` would end
-    /// the body upstream). A body the gateway cannot hold is refused with 503.
+    /// the body upstream). A body the gateway cannot hold is refused with 503, and one
+    /// it cannot read (not a JSON object, `model` or `stream_options` given twice,
+    /// JSON past `serde_json`'s rules) with 400, as on `/v1`: sent on unread, a stream
+    /// in it would go uncounted.
     pub fn take(
         &mut self,
         chunk: &mut Option<Bytes>,
@@ -73,13 +78,12 @@ impl HeldChatBody {
             *chunk = Some(Bytes::new());
             return Ok(HeldChunk::Holding);
         }
+        if self.bytes.is_empty() {
+            // No body: nothing to read, nothing to ask (the provider refuses it).
+            return Ok(HeldChunk::AsSent);
+        }
         let body = std::mem::take(&mut self.bytes).freeze();
-        // Handed on to Pingora, which writes it and lets it go.
-        self.permit.release();
-        // Not a JSON object with a `model`: the provider judges it as sent.
-        let asking = ModelField::find(&body)
-            .ok()
-            .and_then(|field| field.usage_asking_body(&body));
+        let asking = usage_asking_body(&body)?;
         Ok(match asking {
             Some(asking) => {
                 *chunk = Some(Bytes::from(asking));
@@ -95,6 +99,11 @@ impl HeldChatBody {
     /// Starts over: another attempt sends the body again from its start.
     pub fn restart(&mut self) {
         self.bytes.clear();
+    }
+
+    /// The provider answered: it has the body, which Pingora has let go of.
+    pub fn answered(&mut self) {
+        self.permit.release();
     }
 }
 
@@ -143,14 +152,70 @@ mod tests {
         for body in [
             r#"{"model":"gpt-4o-mini","messages":[]}"#,
             r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true}}"#,
-            r#"{"model":"gpt-4o-mini","stream":true"#,
-            "not json",
+            r#"{"model":"gpt-4o-mini","stream":true,"stream_options":"yes"}"#,
+            // The provider judges what is not the gateway's to judge.
+            "{}",
+            r#"{"model":7,"messages":[]}"#,
         ] {
             let mut held = hold(1 << 20);
             let (out, last) = sent(&mut held, &[body]);
             assert_eq!(last, HeldChunk::AsSent, "{body}");
             assert_eq!(out[0].as_deref(), Some(body.as_bytes()));
         }
+    }
+
+    #[test]
+    fn a_body_the_gateway_cannot_read_is_refused_with_400() {
+        let deep = format!(
+            r#"{{"model":"m","stream":true,"x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for body in [
+            r#"{"model":"gpt-4o-mini","stream":true"#,
+            "not json",
+            r#"{"model":"a","model":"b"}"#,
+            r#"{"model":"m","stream":true,"stream_options":null,"stream_options":null}"#,
+            &deep,
+        ] {
+            let mut held = hold(1 << 20);
+            let mut chunk = Some(Bytes::copy_from_slice(body.as_bytes()));
+            let err = held.take(&mut chunk, true).unwrap_err();
+            assert_eq!(err.status, 400, "{body}");
+        }
+    }
+
+    #[test]
+    fn completions_endpoints_of_providers_asked_for_their_usage_are_held() {
+        let mut openai = Provider::unconfigured(crate::providers::ProviderKind::OpenAi);
+        let post = Method::POST;
+        for endpoint in [
+            "chat/completions",
+            "completions",
+            "chat/completions/",
+            "chat//completions",
+            "openai/chat/completions",
+        ] {
+            assert!(
+                HeldChatBody::applies(&openai, endpoint, &post),
+                "{endpoint}"
+            );
+        }
+        for endpoint in ["embeddings", "chat/completions/x", "responses"] {
+            assert!(
+                !HeldChatBody::applies(&openai, endpoint, &post),
+                "{endpoint}"
+            );
+        }
+        assert!(!HeldChatBody::applies(
+            &openai,
+            "chat/completions",
+            &Method::GET
+        ));
+        openai.stream_usage = StreamUsage::Unasked;
+        assert!(!HeldChatBody::applies(&openai, "chat/completions", &post));
+        let anthropic = Provider::unconfigured(crate::providers::ProviderKind::Anthropic);
+        assert!(!HeldChatBody::applies(&anthropic, "completions", &post));
     }
 
     #[test]
@@ -170,6 +235,15 @@ mod tests {
         assert!(held.take(&mut chunk, false).is_ok());
         let mut more = Some(Bytes::from_static(b"x"));
         assert_eq!(held.take(&mut more, false).unwrap_err().status, 503);
+    }
+
+    #[test]
+    fn no_body_is_no_body_upstream_either() {
+        let mut held = hold(1 << 20);
+        for mut end in [None, Some(Bytes::new())] {
+            assert_eq!(held.take(&mut end, true).unwrap(), HeldChunk::AsSent);
+            assert!(end.is_none_or(|b| b.is_empty()));
+        }
     }
 
     #[test]

@@ -680,12 +680,9 @@ pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
     }
 }
 
-/// A `/p/` Chat stream was asked for its usage on the client's behalf: the meter reads
-/// the usage chunk, which the client does not see.
-fn usage_asked_for_passthrough(session: &mut Session, ctx: &mut RequestContext) {
-    if let Some(target) = ctx.upstream.as_mut() {
-        target.usage_asked = true;
-    }
+/// A `/p/` Chat stream was asked for its usage on the client's behalf: the client does
+/// not see the usage chunk (which the meter reads: a held body's answer is decoded).
+fn usage_asked_for_passthrough(session: &mut Session) {
     if let Some(module) = session
         .downstream_modules_ctx
         .get_mut::<ResponseTranslator>()
@@ -1038,7 +1035,7 @@ impl ProxyHttp for AuroraProxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
@@ -1051,11 +1048,12 @@ impl ProxyHttp for AuroraProxy {
         let prepared_len = ctx.body.attempt_begins();
         let framing = match (prepared_len, ctx.held_chat_body.as_mut()) {
             (Some(len), _) => UpstreamBody::Prepared(len),
-            (None, Some(held)) => {
+            // No body to hold: framed as the client framed it (`Content-Length: 0`).
+            (None, Some(held)) if !session.is_body_empty() => {
                 held.restart();
                 UpstreamBody::Held
             }
-            (None, None) => UpstreamBody::AsSent,
+            (None, _) => UpstreamBody::AsSent,
         };
         rewrite_upstream_request(
             upstream_request,
@@ -1105,7 +1103,7 @@ impl ProxyHttp for AuroraProxy {
         }
         if let Some(held) = ctx.held_chat_body.as_mut() {
             match held.take(body, end_of_stream) {
-                Ok(HeldChunk::AskingUsage) => usage_asked_for_passthrough(session, ctx),
+                Ok(HeldChunk::AskingUsage) => usage_asked_for_passthrough(session),
                 Ok(HeldChunk::Holding | HeldChunk::AsSent) => {}
                 Err(err) => {
                     let status = err.status;
@@ -1130,6 +1128,9 @@ impl ProxyHttp for AuroraProxy {
         }
         let answered = Instant::now();
         observe::upstream_answered(ctx, answered);
+        if let Some(held) = ctx.held_chat_body.as_mut() {
+            held.answered();
+        }
         telemetry::attempt_answered(ctx, upstream_response.status.as_u16());
         if ctx.plan.is_some() {
             let status = upstream_response.status.as_u16();

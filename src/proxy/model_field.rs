@@ -36,17 +36,7 @@ pub struct ModelField {
 impl ModelField {
     /// Finds `model` in `body`, which must be a JSON object with a string `model`.
     pub fn find(body: &[u8]) -> Result<Self, GatewayError> {
-        let members: TopLevelModel<'_> = serde_json::from_slice(body).map_err(|e| {
-            if e.to_string().starts_with(DUPLICATE_MODEL) {
-                return GatewayError::invalid_request(
-                    "`model` appears more than once; send it once",
-                )
-                .with_param("model");
-            }
-            GatewayError::invalid_request(format!(
-                "request body is not a JSON object ({e}); send a single JSON object"
-            ))
-        })?;
+        let members = TopLevelModel::read(body)?;
         let raw = members.model.ok_or_else(|| {
             GatewayError::invalid_request("missing `model`: name the model to use")
                 .with_param("model")
@@ -67,11 +57,7 @@ impl ModelField {
             Member::Text(id) => Some(id),
             Member::Null | Member::Other => None,
         };
-        let stream_usage = match members.stream_options {
-            StreamOptionsMember::Absent => StreamUsageAsk::Absent,
-            StreamOptionsMember::Repeated => StreamUsageAsk::Unaskable,
-            StreamOptionsMember::Once(raw) => StreamUsageAsk::of(raw, body),
-        };
+        let stream_usage = StreamUsageAsk::of_member(members.stream_options, body);
         Ok(Self {
             name,
             span: start..start + raw.get().len(),
@@ -105,17 +91,18 @@ impl ModelField {
         edits.extend(usage_edit);
         (edited(body, edits), asked)
     }
+}
 
-    /// `body` asking for its stream's usage, every other byte unchanged (a `/p/` body,
-    /// whose `model` goes as sent); `None` when it is not a stream, or the client asked
-    /// itself, or it cannot be asked.
-    pub fn usage_asking_body(&self, body: &[u8]) -> Option<Vec<u8>> {
-        if !self.stream {
-            return None;
-        }
-        let edit = self.stream_usage.edit(body)?;
-        Some(edited(body, vec![edit]))
+/// A `/p/` body asking for its stream's usage, every other byte unchanged (`model`
+/// included): `None` when it is not a stream, or the client asked itself, or it cannot
+/// be asked. The body is read as [`ModelField::find`] reads one, but needs no `model`.
+pub fn usage_asking_body(body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+    let members = TopLevelModel::read(body)?;
+    if !members.stream {
+        return Ok(None);
     }
+    let ask = StreamUsageAsk::of_member(members.stream_options, body);
+    Ok(ask.edit(body).map(|edit| edited(body, vec![edit])))
 }
 
 /// `body` with each byte range replaced by its text (an empty range: an insertion).
@@ -143,7 +130,7 @@ pub enum StreamUsageAsk {
     /// `null`, or an object without `include_usage: true` (at this byte range): it can
     /// be rewritten to ask.
     Rewritable(Range<usize>),
-    /// Anything else (not an object, or given twice): left for the provider to judge.
+    /// Anything else (not an object): left for the provider to judge (and refuse).
     Unaskable,
 }
 
@@ -151,6 +138,11 @@ pub enum StreamUsageAsk {
 const ASK_USAGE: &[u8] = br#","stream_options":{"include_usage":true}"#;
 
 impl StreamUsageAsk {
+    /// What the body's `stream_options`, if it gives one, says.
+    fn of_member(member: Option<&RawValue>, body: &[u8]) -> Self {
+        member.map_or(Self::Absent, |raw| Self::of(raw, body))
+    }
+
     /// What `raw`, the body's one `stream_options` value, says.
     fn of(raw: &RawValue, body: &[u8]) -> Self {
         // RawValue borrows from `body`, so its address gives the exact span.
@@ -171,7 +163,7 @@ impl StreamUsageAsk {
     fn edit(&self, body: &[u8]) -> Option<(Range<usize>, Vec<u8>)> {
         match self {
             Self::Absent => {
-                // The body is a JSON object with `model` in it: its last `}` closes it,
+                // The body is a JSON object asking for a stream: its last `}` closes it,
                 // and a member goes before it after a comma.
                 let end = body.iter().rposition(|&b| b == b'}')?;
                 Some((end..end, ASK_USAGE.to_vec()))
@@ -196,6 +188,8 @@ impl StreamUsageAsk {
 
 /// The start of the error a body with two top-level `model` members fails with.
 const DUPLICATE_MODEL: &str = "duplicate `model`";
+/// The start of the error a body with two top-level `stream_options` fails with.
+const DUPLICATE_STREAM_OPTIONS: &str = "duplicate `stream_options`";
 
 /// A JSON object's top-level `model` value, every other member held to
 /// `serde_json::Value`'s rules (number range, escapes, nesting) but never kept: the
@@ -211,14 +205,34 @@ struct TopLevelModel<'a> {
     /// `conversation` is set.
     conversation: bool,
     /// `stream_options`, as given.
-    stream_options: StreamOptionsMember<'a>,
+    stream_options: Option<&'a RawValue>,
 }
 
-/// How often a body gives `stream_options`, and its value when once.
-enum StreamOptionsMember<'a> {
-    Absent,
-    Once(&'a RawValue),
-    Repeated,
+impl<'a> TopLevelModel<'a> {
+    /// The members of `body`, which must be a JSON object giving `model` and
+    /// `stream_options` at most once.
+    fn read(body: &'a [u8]) -> Result<Self, GatewayError> {
+        serde_json::from_slice(body).map_err(|e| {
+            // A member the gateway acts on, given twice: the provider's parser may keep
+            // the first or the last, and must not see another value than the gateway.
+            let text = e.to_string();
+            let repeated = [
+                ("model", DUPLICATE_MODEL),
+                ("stream_options", DUPLICATE_STREAM_OPTIONS),
+            ]
+            .into_iter()
+            .find_map(|(member, error)| text.starts_with(error).then_some(member));
+            if let Some(member) = repeated {
+                return GatewayError::invalid_request(format!(
+                    "`{member}` appears more than once; send it once"
+                ))
+                .with_param(member);
+            }
+            GatewayError::invalid_request(format!(
+                "request body is not a JSON object ({e}); send a single JSON object"
+            ))
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for TopLevelModel<'de> {
@@ -242,7 +256,7 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
             stream: false,
             previous_response_id: Member::Null,
             conversation: false,
-            stream_options: StreamOptionsMember::Absent,
+            stream_options: None,
         };
         // Borrowed: a key is only compared, never kept.
         while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
@@ -266,10 +280,10 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
                     StrictValue
                         .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
                         .map_err(de::Error::custom)?;
-                    members.stream_options = match members.stream_options {
-                        StreamOptionsMember::Absent => StreamOptionsMember::Once(raw),
-                        _ => StreamOptionsMember::Repeated,
-                    };
+                    // Whether the usage is asked for hangs on it, as routing on `model`.
+                    if members.stream_options.replace(raw).is_some() {
+                        return Err(de::Error::custom(DUPLICATE_STREAM_OPTIONS));
+                    }
                 }
                 _ => {
                     map.next_value_seed(StrictValue)?;
@@ -378,9 +392,8 @@ mod tests {
     #[test]
     fn a_passthrough_body_is_asked_for_its_usage_with_its_model_as_sent() {
         let ask = |body: &str| {
-            let field = ModelField::find(body.as_bytes()).unwrap();
-            field
-                .usage_asking_body(body.as_bytes())
+            usage_asking_body(body.as_bytes())
+                .unwrap()
                 .map(|b| String::from_utf8(b).unwrap())
         };
         assert_eq!(
@@ -393,6 +406,11 @@ mod tests {
             ask(r#"{"stream":true,"stream_options":null,"model":"m"}"#).as_deref(),
             Some(r#"{"stream":true,"stream_options":{"include_usage":true},"model":"m"}"#)
         );
+        assert_eq!(
+            ask(r#"{"stream":true}"#).as_deref(),
+            Some(r#"{"stream":true,"stream_options":{"include_usage":true}}"#),
+            "no `model` needed"
+        );
         for untouched in [
             r#"{"model":"m"}"#,
             r#"{"model":"m","stream":false}"#,
@@ -400,6 +418,12 @@ mod tests {
             r#"{"model":"m","stream":true,"stream_options":7}"#,
         ] {
             assert_eq!(ask(untouched), None, "{untouched}");
+        }
+        for unread in ["[]", r#"{"stream":true"#, r#"{"model":"a","model":"b"}"#] {
+            assert_eq!(
+                usage_asking_body(unread.as_bytes()).unwrap_err().status,
+                400
+            );
         }
     }
 
@@ -432,12 +456,11 @@ mod tests {
             v["stream_options"],
             serde_json::json!({"include_usage": true})
         );
-        // Not a stream; `stream_options` not an object, or given twice: left alone.
+        // Not a stream, or `stream_options` not an object: left alone.
         for body in [
             r#"{"model":"m"}"#,
             r#"{"model":"m","stream":false}"#,
             r#"{"model":"m","stream":true,"stream_options":"yes"}"#,
-            r#"{"model":"m","stream":true,"stream_options":{},"stream_options":{}}"#,
         ] {
             let field = ModelField::find(body.as_bytes()).unwrap();
             let (out, asked) = field.upstream_body(body.as_bytes(), "m", true);
@@ -538,6 +561,17 @@ mod tests {
         let only_escaped = br#"{"mod\u0065l":"b","str\u0065am":true}"#;
         let found = ModelField::find(only_escaped).unwrap();
         assert_eq!((found.name.as_str(), found.stream), ("b", true));
+    }
+
+    #[test]
+    fn duplicate_stream_options_is_400_naming_it() {
+        // The provider would keep one of them, perhaps the one that does not ask for
+        // the usage the gateway counts.
+        let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"str\u0065am_options":null}"#;
+        let err = ModelField::find(body).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.param.as_deref(), Some("stream_options"));
+        assert!(err.message.contains("more than once"), "{}", err.message);
     }
 
     #[test]
