@@ -103,6 +103,19 @@ fn unasked_usage(input: &[u8], out: &mut Vec<u8>) {
     f.finish(out);
 }
 
+/// The same stream as providers flush it, one event per chunk: each chunk handed over
+/// as the translation module hands it (and passed on uncopied).
+fn unasked_usage_per_event(events: &[bytes::Bytes]) -> usize {
+    let mut f = UnaskedUsageFilter::default();
+    let mut passed = 0;
+    for event in events {
+        passed += f.pass(event.clone()).len();
+    }
+    let mut rest = Vec::new();
+    f.finish(&mut rest);
+    passed + rest.len()
+}
+
 fn anthropic_to_responses(input: &[u8], out: &mut Vec<u8>) {
     let mut t = AnthropicToResponsesStream::new(ResponsesOptions {
         id: "resp_bench".into(),
@@ -135,6 +148,10 @@ fn sse_parse(input: &[u8]) -> usize {
 fn streams(c: &mut Criterion) {
     let anthropic = anthropic_stream();
     let openai = openai_stream();
+    let openai_events: Vec<bytes::Bytes> = String::from_utf8_lossy(&openai)
+        .split_inclusive("\n\n")
+        .map(|event| bytes::Bytes::from(event.to_owned()))
+        .collect();
     for (group, events) in [("stream", false), ("stream_events", true)] {
         let mut g = c.benchmark_group(group);
         // One iteration is a whole multi-megabyte stream: few samples suffice.
@@ -162,6 +179,9 @@ fn streams(c: &mut Criterion) {
         g.bench_function("sse_parse", |b| b.iter(|| sse_parse(&openai)));
         g.bench_function("openai_unasked_usage", |b| {
             b.iter(|| unasked_usage(&openai, &mut out))
+        });
+        g.bench_function("openai_unasked_usage_per_event", |b| {
+            b.iter(|| unasked_usage_per_event(&openai_events))
         });
         g.finish();
     }

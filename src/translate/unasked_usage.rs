@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -33,6 +34,22 @@ pub struct UnaskedUsageFilter {
 }
 
 impl UnaskedUsageFilter {
+    /// What of `chunk` the client gets now. Nearly every chunk of a stream is whole
+    /// events without the usage chunk, nothing held from before it: such a chunk is
+    /// told apart in one search and passes on itself, its bytes not copied.
+    pub fn pass(&mut self, chunk: Bytes) -> Bytes {
+        if !self.passing
+            && self.held.is_empty()
+            && ends_an_event(&chunk)
+            && !has_empty_choices(&chunk)
+        {
+            return chunk;
+        }
+        let mut out = Vec::with_capacity(chunk.len());
+        self.push(&chunk, &mut out);
+        Bytes::from(out)
+    }
+
     /// Appends to `out` what of `chunk` the client gets now.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         let mut rest = chunk;
@@ -160,6 +177,18 @@ fn event_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// Whether `buf` ends where an event ends, as [`event_end`] reads it: with a blank
+/// line (`\n\n` or `\r\n\r\n`) after a byte that ends no line, so that no earlier
+/// event's end can have taken its first line ending.
+fn ends_an_event(buf: &[u8]) -> bool {
+    let before = |ending: &[u8]| {
+        buf.strip_suffix(ending)
+            .and_then(|rest| rest.last())
+            .is_some_and(|b| !matches!(b, b'\n' | b'\r'))
+    };
+    before(b"\n\n") || before(b"\r\n\r\n")
+}
+
 /// Whether `event` is a Chat chunk with an empty `choices` and a `usage`: the chunk
 /// `stream_options.include_usage` adds at a stream's end.
 fn is_usage_only(event: &[u8]) -> bool {
@@ -181,12 +210,27 @@ fn is_usage_only(event: &[u8]) -> bool {
         .is_ok_and(|c| c.choices.is_some_and(|c| c.is_empty()) && c.usage.is_some())
 }
 
-/// Whether `event` has `"choices"` followed by an empty array.
+/// The member name a usage-only chunk's empty array follows.
+const CHOICES: &[u8] = b"\"choices\"";
+
+/// Whether `event` (or any bytes) has `"choices"` followed by an empty array. Read
+/// back from each `]`: an event has one or two, where it has several `"choices"`
+/// keys' worth of bytes to search.
 fn has_empty_choices(event: &[u8]) -> bool {
-    memchr::memmem::find_iter(event, b"\"choices\"").any(|at| {
-        let mut rest = event[at + b"\"choices\"".len()..].iter();
-        let mut next = || rest.find(|b| !b" \t\r\n".contains(b)).copied();
-        next() == Some(b':') && next() == Some(b'[') && next() == Some(b']')
+    // Where the last byte before `end` that is not JSON whitespace is.
+    let before = |end: usize| {
+        event[..end]
+            .iter()
+            .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    };
+    memchr::memchr_iter(b']', event).any(|close| {
+        let Some(open) = before(close).filter(|&at| event[at] == b'[') else {
+            return false;
+        };
+        let Some(colon) = before(open).filter(|&at| event[at] == b':') else {
+            return false;
+        };
+        before(colon).is_some_and(|name_end| event[..=name_end].ends_with(CHOICES))
     })
 }
 
@@ -225,6 +269,61 @@ mod tests {
         }
         f.finish(&mut out);
         out
+    }
+
+    #[test]
+    fn chunks_of_whole_events_without_the_usage_chunk_pass_uncopied() {
+        let mut f = UnaskedUsageFilter::default();
+        let whole = Bytes::from([CHUNK, LAST].concat());
+        let at = whole.as_ptr();
+        let passed = f.pass(whole);
+        assert_eq!(passed.as_ptr(), at, "the same bytes");
+        assert_eq!(&passed[..], [CHUNK, LAST].concat().as_bytes());
+        let crlf = Bytes::from(CHUNK.replace('\n', "\r\n"));
+        let at = crlf.as_ptr();
+        assert_eq!(f.pass(crlf).as_ptr(), at);
+        // An unfinished event is held; what came before it passes.
+        let split = Bytes::from([CHUNK, &USAGE[..20]].concat());
+        assert_eq!(&f.pass(split)[..], CHUNK.as_bytes());
+        // The usage chunk is still found across the cut, and dropped.
+        let rest = Bytes::from([&USAGE[20..], DONE].concat());
+        assert_eq!(&f.pass(rest)[..], DONE.as_bytes());
+    }
+
+    #[test]
+    fn an_empty_choices_array_is_found_however_it_is_spaced() {
+        for empty in [
+            r#"{"choices":[]}"#,
+            r#"{"choices" : [ ]}"#,
+            "{\"choices\":\r\n\t[\n]}",
+            r#"{"x":[1],"choices":[],"y":[]}"#,
+            r#"{"choices":[{"a":[]}],"choices":[]}"#,
+        ] {
+            assert!(has_empty_choices(empty.as_bytes()), "{empty}");
+        }
+        for not in [
+            r#"{"choices":[{"index":0}]}"#,
+            r#"{"choices":[0]}"#,
+            r#"{"x":[],"choices":null}"#,
+            r#"{"choices":"[]"}"#,
+            r#"{"not_choices":[]}"#,
+            "]]",
+            "[]",
+            ":[]",
+        ] {
+            assert!(!has_empty_choices(not.as_bytes()), "{not}");
+        }
+    }
+
+    #[test]
+    fn an_event_ends_a_chunk_only_after_a_byte_that_ends_no_line() {
+        for ends in ["a\n\n", "}\r\n\r\n", "data: x\n\n"] {
+            assert!(ends_an_event(ends.as_bytes()), "{ends:?}");
+            assert_eq!(event_end(ends.as_bytes()), Some(ends.len()), "{ends:?}");
+        }
+        for not in ["\n\n", "a\n\n\n", "a\r\r", "a\n\r\n", "a\n", ""] {
+            assert!(!ends_an_event(not.as_bytes()), "{not:?}");
+        }
     }
 
     #[test]
