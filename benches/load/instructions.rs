@@ -35,16 +35,24 @@ pub const SCENARIO: &str = "passthrough_small_json";
 /// The translated scenario, counted for the gateway alone.
 pub const TRANSLATED: &str = "chat_to_anthropic_json";
 
-/// What is counted: each target on the plainest request, and the gateway translating;
-/// then both again for another build, when `AURORA_BENCH_BASELINE_BIN` names one.
-const COUNTED: [(Target, &str); 7] = [
+/// A passthrough Chat stream (100 events), whose usage the gateway asks for and keeps
+/// from the client: counted for the gateway and bare Pingora.
+pub const STREAM: &str = "passthrough_sse";
+
+/// What is counted: each target on the plainest request, the gateway translating, and
+/// the gateway and bare Pingora on a stream; then the gateway's again for another
+/// build, when `AURORA_BENCH_BASELINE_BIN` names one.
+const COUNTED: [(Target, &str); 10] = [
     (Target::Aurora, SCENARIO),
     (Target::AuroraLimited, SCENARIO),
     (Target::AuroraLimitedRedis, SCENARIO),
     (Target::Pingora, SCENARIO),
     (Target::Aurora, TRANSLATED),
+    (Target::Aurora, STREAM),
+    (Target::Pingora, STREAM),
     (Target::AuroraBaseline, SCENARIO),
     (Target::AuroraBaseline, TRANSLATED),
+    (Target::AuroraBaseline, STREAM),
 ];
 
 /// Whether valgrind and `callgrind_control` are installed.
@@ -217,7 +225,6 @@ pub fn table(counts: &[InstructionCount]) -> String {
             .find(|c| c.target == target && c.scenario == scenario)
             .map(|c| c.per_request)
     };
-    let pingora = find(Target::Pingora, SCENARIO);
     let passthrough = find(Target::Aurora, SCENARIO);
     let mut out = String::from(
         "| target | scenario | instructions / request | against |\n|---|---|---:|---:|\n",
@@ -225,8 +232,8 @@ pub fn table(counts: &[InstructionCount]) -> String {
     for c in counts {
         let (base, base_name) = if c.target == Target::AuroraBaseline {
             (find(Target::Aurora, c.scenario), "this build")
-        } else if c.scenario == SCENARIO {
-            (pingora, "bare Pingora")
+        } else if c.scenario == SCENARIO || c.scenario == STREAM {
+            (find(Target::Pingora, c.scenario), "bare Pingora")
         } else {
             (passthrough, "aurora's passthrough")
         };
@@ -275,6 +282,8 @@ mod tests {
             count(Target::Aurora, TRANSLATED, 225_000.0),
             count(Target::AuroraBaseline, SCENARIO, 165_000.0),
             count(Target::AuroraBaseline, TRANSLATED, 270_000.0),
+            count(Target::Aurora, STREAM, 660_000.0),
+            count(Target::Pingora, STREAM, 600_000.0),
         ]);
         let row = |target: &str, scenario: &str, n: &str, against: &str| {
             format!("| {target} | {scenario} | {n} | {against} |")
@@ -285,6 +294,7 @@ mod tests {
             row("aurora", TRANSLATED, "225000", "1.50× aurora's passthrough"),
             row("aurora_baseline", SCENARIO, "165000", "1.10× this build"),
             row("aurora_baseline", TRANSLATED, "270000", "1.20× this build"),
+            row("aurora", STREAM, "660000", "1.10× bare Pingora"),
         ] {
             assert!(table.contains(&expected), "{table}");
         }
