@@ -42,12 +42,15 @@ impl HeldChatBody {
     /// Whether the body of a `method` call to `endpoint` at `provider` is held: a
     /// `POST` to a completions endpoint of an OpenAI-format provider that is asked for
     /// a stream's usage (`providers.<name>.ask_stream_usage`). Empty segments are
-    /// skipped (`chat//completions/`), as some servers skip them.
+    /// skipped (`chat//completions/`) and case ignored, as some servers do.
     pub fn applies(provider: &Provider, endpoint: &str, method: &Method) -> bool {
         *method == Method::POST
             && provider.format == WireFormat::OpenAi
             && provider.stream_usage == StreamUsage::OnRequest
-            && endpoint.rsplit('/').find(|s| !s.is_empty()) == Some(COMPLETIONS)
+            && endpoint
+                .rsplit('/')
+                .find(|s| !s.is_empty())
+                .is_some_and(|last| last.eq_ignore_ascii_case(COMPLETIONS))
     }
 
     /// An empty hold, its bytes counted against `permit`.
@@ -195,6 +198,7 @@ mod tests {
             "chat/completions/",
             "chat//completions",
             "openai/chat/completions",
+            "chat/Completions",
         ] {
             assert!(
                 HeldChatBody::applies(&openai, endpoint, &post),

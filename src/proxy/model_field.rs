@@ -190,6 +190,71 @@ impl StreamUsageAsk {
 const DUPLICATE_MODEL: &str = "duplicate `model`";
 /// The start of the error a body with two top-level `stream_options` fails with.
 const DUPLICATE_STREAM_OPTIONS: &str = "duplicate `stream_options`";
+/// The start of the error a body with two top-level `stream` fails with.
+const DUPLICATE_STREAM: &str = "duplicate `stream`";
+/// The start of the error a `stream_options` giving `include_usage` twice fails with.
+const DUPLICATE_INCLUDE_USAGE: &str = "duplicate `stream_options.include_usage`";
+/// The start of the error a `stream` other than `true`, `false` or `null` fails with.
+const STREAM_NOT_BOOLEAN: &str = "`stream` not a boolean";
+
+/// Whether `raw` is an object giving `include_usage` more than once: the provider may
+/// keep another one than the gateway reads.
+fn repeats_include_usage(raw: &RawValue) -> bool {
+    struct Repeats;
+    impl<'de> Visitor<'de> for Repeats {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut seen = false;
+            while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
+                map.next_value::<de::IgnoredAny>()?;
+                if key == "include_usage" {
+                    if seen {
+                        return Ok(true);
+                    }
+                    seen = true;
+                }
+            }
+            Ok(false)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            Ok(false)
+        }
+    }
+    serde_json::Deserializer::from_str(raw.get())
+        .deserialize_any(Repeats)
+        .unwrap_or(false)
+}
 
 /// A JSON object's top-level `model` value, every other member held to
 /// `serde_json::Value`'s rules (number range, escapes, nesting) but never kept: the
@@ -218,7 +283,9 @@ impl<'a> TopLevelModel<'a> {
             let text = e.to_string();
             let repeated = [
                 ("model", DUPLICATE_MODEL),
+                ("stream", DUPLICATE_STREAM),
                 ("stream_options", DUPLICATE_STREAM_OPTIONS),
+                ("stream_options.include_usage", DUPLICATE_INCLUDE_USAGE),
             ]
             .into_iter()
             .find_map(|(member, error)| text.starts_with(error).then_some(member));
@@ -227,6 +294,10 @@ impl<'a> TopLevelModel<'a> {
                     "`{member}` appears more than once; send it once"
                 ))
                 .with_param(member);
+            }
+            if text.starts_with(STREAM_NOT_BOOLEAN) {
+                return GatewayError::invalid_request("`stream` must be `true` or `false`")
+                    .with_param("stream");
             }
             GatewayError::invalid_request(format!(
                 "request body is not a JSON object ({e}); send a single JSON object"
@@ -258,6 +329,7 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
             conversation: false,
             stream_options: None,
         };
+        let mut stream_seen = false;
         // Borrowed: a key is only compared, never kept.
         while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
             match key.as_ref() {
@@ -267,7 +339,19 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
                     }
                     members.model = Some(map.next_value::<&'de RawValue>()?);
                 }
-                "stream" => members.stream = map.next_value_seed(StrictValue)? == Some(true),
+                "stream" => {
+                    if stream_seen {
+                        return Err(de::Error::custom(DUPLICATE_STREAM));
+                    }
+                    stream_seen = true;
+                    // A server that reads `1` or `"true"` as true would stream what the
+                    // gateway took for a whole answer, its usage unasked.
+                    members.stream = match map.next_value::<&'de RawValue>()?.get() {
+                        "true" => true,
+                        "false" | "null" => false,
+                        _ => return Err(de::Error::custom(STREAM_NOT_BOOLEAN)),
+                    };
+                }
                 "previous_response_id" => {
                     members.previous_response_id = map.next_value_seed(MemberSeed)?
                 }
@@ -280,6 +364,9 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
                     StrictValue
                         .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
                         .map_err(de::Error::custom)?;
+                    if repeats_include_usage(raw) {
+                        return Err(de::Error::custom(DUPLICATE_INCLUDE_USAGE));
+                    }
                     // Whether the usage is asked for hangs on it, as routing on `model`.
                     if members.stream_options.replace(raw).is_some() {
                         return Err(de::Error::custom(DUPLICATE_STREAM_OPTIONS));
@@ -487,7 +574,7 @@ mod tests {
         let field = |b: &[u8]| ModelField::find(b).unwrap().stream;
         assert!(field(br#"{"model":"m","stream": true}"#));
         assert!(!field(br#"{"model":"m","stream":false}"#));
-        assert!(!field(br#"{"model":"m","stream":"true"}"#));
+        assert!(ModelField::find(br#"{"model":"m","stream":"true"}"#).is_err());
         assert!(!field(br#"{"model":"m","x":{"stream":true}}"#));
         assert!(!field(br#"{"model":"m"}"#));
     }
@@ -564,6 +651,35 @@ mod tests {
     }
 
     #[test]
+    fn stream_given_twice_or_not_as_a_boolean_is_400_naming_it() {
+        // A server that keeps the other value, or reads `1` as true, would stream
+        // what the gateway did not ask the usage of.
+        for (body, param) in [
+            (r#"{"model":"m","stream":false,"stream":true}"#, "stream"),
+            (r#"{"model":"m","stream":1}"#, "stream"),
+            (r#"{"model":"m","stream":"true"}"#, "stream"),
+            (
+                r#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"include_usage":true}}"#,
+                "stream_options.include_usage",
+            ),
+        ] {
+            let err = ModelField::find(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                (err.status, err.param.as_deref()),
+                (400, Some(param)),
+                "{body}"
+            );
+        }
+        for fine in [
+            r#"{"model":"m","stream":null}"#,
+            r#"{"model":"m","stream" : false }"#,
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true,"x":{"include_usage":1}}}"#,
+        ] {
+            assert!(ModelField::find(fine.as_bytes()).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
     fn duplicate_stream_options_is_400_naming_it() {
         // The provider would keep one of them, perhaps the one that does not ask for
         // the usage the gateway counts.
@@ -590,10 +706,11 @@ mod tests {
             deep(127),
             deep(200),
         ] {
-            for key in ["x", "stream"] {
-                let body = format!(r#"{{"model":"m","{key}":{member}}}"#);
-                assert_held_as_value_holds_it(body.as_bytes());
-            }
+            let body = format!(r#"{{"model":"m","x":{member}}}"#);
+            assert_held_as_value_holds_it(body.as_bytes());
+            // `stream` is a boolean or nothing.
+            let stream = format!(r#"{{"model":"m","stream":{member}}}"#);
+            assert_eq!(ModelField::find(stream.as_bytes()).unwrap_err().status, 400);
         }
         // Bytes that are not UTF-8, inside a string.
         assert_held_as_value_holds_it(b"{\"model\":\"m\",\"x\":\"\xff\"}");
