@@ -690,9 +690,14 @@ async fn a_chat_body_the_gateway_cannot_read_is_refused_as_on_v1() {
             r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"stream_options":null}"#.to_string(),
             Some("stream_options"),
         ),
-        // A server reading `1` as true would stream it, unasked.
+        // A server reading `1` as true, or `Stream` as `stream` (Go's JSON), would
+        // stream it, unasked.
         (
             r#"{"model":"gpt-4o-mini","stream":1}"#.to_string(),
+            Some("stream"),
+        ),
+        (
+            r#"{"model":"gpt-4o-mini","Stream":true}"#.to_string(),
             Some("stream"),
         ),
     ] {

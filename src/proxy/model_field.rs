@@ -197,6 +197,28 @@ const DUPLICATE_INCLUDE_USAGE: &str = "duplicate `stream_options.include_usage`"
 /// The start of the error a `stream` other than `true`, `false` or `null` fails with.
 const STREAM_NOT_BOOLEAN: &str = "`stream` not a boolean";
 
+/// The start of the error a member the gateway acts on, written in another case,
+/// fails with.
+const OTHER_CASE: &str = "member in another case: ";
+
+/// The top-level members the gateway acts on.
+const ACTED_ON: [&str; 3] = ["model", "stream", "stream_options"];
+
+/// Which member the gateway acts on `key` names in another case, if any. Go's
+/// `encoding/json` (Ollama, other self-hosted servers) takes a member whatever its
+/// case, folding `ſ` to `s` and the Kelvin sign to `k` too: `"Stream": true` would
+/// stream there what the gateway took for a whole answer.
+fn member_in_another_case(key: &str) -> Option<&'static str> {
+    let fold = |c: char| match c {
+        '\u{17F}' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    };
+    ACTED_ON
+        .into_iter()
+        .find(|name| key.chars().map(fold).eq(name.chars()))
+}
+
 /// Whether `raw` is an object giving `include_usage` more than once: the provider may
 /// keep another one than the gateway reads.
 fn repeats_include_usage(raw: &RawValue) -> bool {
@@ -295,6 +317,17 @@ impl<'a> TopLevelModel<'a> {
                 ))
                 .with_param(member);
             }
+            let other_case = text.strip_prefix(OTHER_CASE).and_then(|rest| {
+                ACTED_ON
+                    .into_iter()
+                    .find(|m| rest.starts_with(&format!("`{m}`")))
+            });
+            if let Some(member) = other_case {
+                return GatewayError::invalid_request(format!(
+                    "a member named `{member}` in another case; write it `{member}`"
+                ))
+                .with_param(member);
+            }
             if text.starts_with(STREAM_NOT_BOOLEAN) {
                 return GatewayError::invalid_request("`stream` must be `true` or `false`")
                     .with_param("stream");
@@ -372,7 +405,10 @@ impl<'de> Visitor<'de> for TopLevelModelVisitor {
                         return Err(de::Error::custom(DUPLICATE_STREAM_OPTIONS));
                     }
                 }
-                _ => {
+                other => {
+                    if let Some(member) = member_in_another_case(other) {
+                        return Err(de::Error::custom(format_args!("{OTHER_CASE}`{member}`")));
+                    }
                     map.next_value_seed(StrictValue)?;
                 }
             }
@@ -677,6 +713,25 @@ mod tests {
         ] {
             assert!(ModelField::find(fine.as_bytes()).is_ok(), "{fine}");
         }
+    }
+
+    #[test]
+    fn a_member_the_gateway_acts_on_in_another_case_is_400_naming_it() {
+        for (body, param) in [
+            (r#"{"model":"m","Stream":true}"#, "stream"),
+            (r#"{"model":"m","STREAM_OPTIONS":{}}"#, "stream_options"),
+            (r#"{"model":"m","Model":"n"}"#, "model"),
+            ("{\"model\":\"m\",\"\u{17F}tream\":true}", "stream"),
+        ] {
+            let err = ModelField::find(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                (err.status, err.param.as_deref()),
+                (400, Some(param)),
+                "{body}"
+            );
+        }
+        let fine = br#"{"model":"m","models":1,"streams":true,"stream_option":{}}"#;
+        assert!(ModelField::find(fine).is_ok());
     }
 
     #[test]
