@@ -93,10 +93,13 @@ impl UnaskedUsageFilter {
     }
 
     /// The stream ended: what is held is judged (an event may end without its blank
-    /// line) and goes to `out` unless it is the usage chunk.
+    /// line) and goes to `out` unless it is the usage chunk, or the start of one that
+    /// broke off (an empty `choices` already in it; an SSE client drops an unfinished
+    /// event anyway).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         let held = std::mem::take(&mut self.held);
-        if !self.passing && !is_usage_only(&held) {
+        let usage = is_usage_only(&held) || (has_empty_choices(&held) && is_cut_short(&held));
+        if !self.passing && !usage {
             out.extend_from_slice(&held);
         }
         self.passing = false;
@@ -210,6 +213,12 @@ fn is_usage_only(event: &[u8]) -> bool {
         .is_ok_and(|c| c.choices.is_some_and(|c| c.is_empty()) && c.usage.is_some())
 }
 
+/// Whether the data of `event` is not whole JSON (the stream broke off in it).
+fn is_cut_short(event: &[u8]) -> bool {
+    data_of(event)
+        .is_some_and(|data| serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err())
+}
+
 /// The member name a usage-only chunk's empty array follows.
 const CHOICES: &[u8] = b"\"choices\"";
 
@@ -288,6 +297,25 @@ mod tests {
         // The usage chunk is still found across the cut, and dropped.
         let rest = Bytes::from([&USAGE[20..], DONE].concat());
         assert_eq!(&f.pass(rest)[..], DONE.as_bytes());
+    }
+
+    #[test]
+    fn a_usage_chunk_cut_short_at_the_stream_end_is_kept_back_too() {
+        let cut = &USAGE[..USAGE.len() - 20];
+        assert_eq!(
+            filtered(&[CHUNK.as_bytes(), cut.as_bytes()]),
+            CHUNK.as_bytes()
+        );
+        // Any other unfinished event at the end goes on as it came: one cut short, or
+        // a whole one with an empty `choices` and no usage (Azure's prompt filters).
+        let partial = &CHUNK[..40];
+        let filters = "data: {\"choices\":[],\"prompt_filter_results\":[]}";
+        for last in [partial, filters] {
+            let both = [CHUNK, last].concat();
+            assert_eq!(filtered(&[both.as_bytes()]), both.as_bytes(), "{last}");
+        }
+        let whole = [filters, "\n\n", CHUNK].concat();
+        assert_eq!(filtered(&[whole.as_bytes()]), whole.as_bytes());
     }
 
     #[test]
