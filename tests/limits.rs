@@ -193,7 +193,7 @@ async fn a_token_budget_is_charged_from_streamed_usage_and_the_next_call_refused
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_stream_that_did_not_ask_for_its_usage_is_charged_all_the_same() {
     // OpenAI reports a Chat stream's usage only when asked: the gateway asks for it,
-    // or a key could stream past its budget uncounted.
+    // on `/v1` and on `/p/`, or a key could stream past its budget uncounted.
     let mock = MockUpstream::start(|rec| {
         if rec.uri == "/v1/chat/completions"
             && rec.body.windows(13).any(|w| w == br#""stream":true"#)
@@ -204,41 +204,22 @@ async fn an_openai_stream_that_did_not_ask_for_its_usage_is_charged_all_the_same
         }
     })
     .await;
-    // One answer reports 21 tokens: the first call goes over, the second is refused.
-    let gw = gateway(&mock, "", "{budget: {tokens: 20, period: month}}");
     let stream =
         r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", stream).await;
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
-    assert!(!text.contains(r#""choices":[]"#), "{text}");
-    gw.wait_for_log("path=/v1/chat/completions", 1).await;
-    assert_budget_spent(post(&gw, TEAM_KEY, "/v1/chat/completions", stream).await).await;
-    assert_eq!(mock.requests().len(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_passthrough_openai_stream_that_did_not_ask_for_its_usage_is_charged_all_the_same() {
-    // As on `/v1`: sent as it came, the stream would report nothing and cost nothing.
-    let mock = MockUpstream::start(|rec| {
-        if rec.uri == "/v1/chat/completions" {
-            common::mock::provider_rules::openai_chat_stream(rec)
-        } else {
-            provider_like(rec)
-        }
-    })
-    .await;
-    let gw = gateway(&mock, "", "{budget: {tokens: 20, period: month}}");
-    let stream =
-        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    let path = "/p/openai/chat/completions";
-    let resp = post(&gw, TEAM_KEY, path, stream).await;
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
-    assert!(!text.contains(r#""choices":[]"#), "{text}");
-    gw.wait_for_log("path=/p/openai/chat/completions", 1).await;
-    assert_budget_spent(post(&gw, TEAM_KEY, path, stream).await).await;
-    assert_eq!(mock.requests().len(), 1);
+    for (path, calls) in [
+        ("/v1/chat/completions", 1),
+        ("/p/openai/chat/completions", 2),
+    ] {
+        // One answer reports 21 tokens: the first call goes over, the second is refused.
+        let gw = gateway(&mock, "", "{budget: {tokens: 20, period: month}}");
+        let resp = post(&gw, TEAM_KEY, path, stream).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains(r#""choices":[]"#), "{path}: {text}");
+        gw.wait_for_log(&format!("path={path}"), 1).await;
+        assert_budget_spent(post(&gw, TEAM_KEY, path, stream).await).await;
+        assert_eq!(mock.requests().len(), calls, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
