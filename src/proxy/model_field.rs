@@ -220,62 +220,17 @@ fn member_in_another_case(key: &str) -> Option<&'static str> {
 }
 
 /// Whether `raw` is an object giving `include_usage` more than once: the provider may
-/// keep another one than the gateway reads.
+/// keep another one than the gateway reads. (Held to JSON's rules already, such an
+/// object fails to read as [`UsageOption`] only by giving it twice.)
 fn repeats_include_usage(raw: &RawValue) -> bool {
-    struct Repeats;
-    impl<'de> Visitor<'de> for Repeats {
-        type Value = bool;
+    raw.get().starts_with('{') && serde_json::from_str::<UsageOption>(raw.get()).is_err()
+}
 
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("any JSON value")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-            let mut seen = false;
-            while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
-                map.next_value::<de::IgnoredAny>()?;
-                if key == "include_usage" {
-                    if seen {
-                        return Ok(true);
-                    }
-                    seen = true;
-                }
-            }
-            Ok(false)
-        }
-
-        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-            Ok(false)
-        }
-
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-            Ok(false)
-        }
-
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-            Ok(false)
-        }
-
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-            Ok(false)
-        }
-
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-            Ok(false)
-        }
-
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
-            Ok(false)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-            Ok(false)
-        }
-    }
-    serde_json::Deserializer::from_str(raw.get())
-        .deserialize_any(Repeats)
-        .unwrap_or(false)
+/// `stream_options` as far as `include_usage` goes: `serde` refuses it given twice.
+#[derive(serde::Deserialize)]
+struct UsageOption {
+    #[serde(rename = "include_usage")]
+    _include_usage: Option<de::IgnoredAny>,
 }
 
 /// A JSON object's top-level `model` value, every other member held to
@@ -696,6 +651,10 @@ mod tests {
             (r#"{"model":"m","stream":"true"}"#, "stream"),
             (
                 r#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"include_usage":true}}"#,
+                "stream_options.include_usage",
+            ),
+            (
+                r#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"include\u005fusage":true}}"#,
                 "stream_options.include_usage",
             ),
         ] {
