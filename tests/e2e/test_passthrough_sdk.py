@@ -148,14 +148,33 @@ def test_openai_create_sends_provider_bearer_key(gateway):
 
 
 def test_openai_stream_yields_fixture_content(gateway):
-    stream = openai_client(gateway, gateway.master_key).chat.completions.create(
-        model=GPT, messages=PROMPT, stream=True
+    chunks = list(
+        openai_client(gateway, gateway.master_key).chat.completions.create(
+            model=GPT, messages=PROMPT, stream=True
+        )
     )
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
 
     assert text == OPENAI_STREAM_TEXT
-    upstream = single_upstream_request(gateway, "/v1/chat/completions")
-    assert upstream.json()["stream"] is True
+    # Asked for the usage the gateway counts, whose usage-only chunk the client that
+    # did not ask never gets: every chunk has a choice.
+    assert all(chunk.choices and chunk.usage is None for chunk in chunks)
+    upstream = single_upstream_request(gateway, "/v1/chat/completions").json()
+    assert upstream["stream"] is True
+    assert upstream["stream_options"] == {"include_usage": True}
+
+
+def test_openai_stream_that_asks_for_its_usage_ends_with_the_usage_chunk(gateway):
+    chunks = list(
+        openai_client(gateway, gateway.master_key).chat.completions.create(
+            model=GPT, messages=PROMPT, stream=True, stream_options={"include_usage": True}
+        )
+    )
+
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.total_tokens > 0
+    upstream = single_upstream_request(gateway, "/v1/chat/completions").json()
+    assert upstream["stream_options"] == {"include_usage": True}
 
 
 def test_openai_wrong_gateway_key_is_authentication_error_and_never_forwarded(gateway):
