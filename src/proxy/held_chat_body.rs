@@ -65,9 +65,8 @@ impl HeldChatBody {
     /// of what goes upstream: nothing until the body's end, then the whole body. An
     /// empty chunk tells Pingora's proxy loop that nothing goes yet (`None` would end
     /// the body upstream). A body the gateway cannot hold is refused with 503, and one
-    /// it cannot read (not a JSON object, `model` or `stream_options` given twice,
-    /// JSON past `serde_json`'s rules) with 400, as on `/v1`: sent on unread, a stream
-    /// in it would go uncounted.
+    /// it cannot read with 400, as on `/v1` ([`usage_asking_body`] says what it
+    /// refuses): sent on unread, a stream in it could go uncounted.
     pub fn take(
         &mut self,
         chunk: &mut Option<Bytes>,

@@ -95,7 +95,10 @@ impl ModelField {
 
 /// A `/p/` body asking for its stream's usage, every other byte unchanged (`model`
 /// included): `None` when it is not a stream, or the client asked itself, or it cannot
-/// be asked. The body is read as [`ModelField::find`] reads one, but needs no `model`.
+/// be asked. The body is read as [`ModelField::find`] reads one, but needs no `model`:
+/// refused (400) when it is not a JSON object `serde_json` reads, gives `model`,
+/// `stream`, `stream_options` or its `include_usage` twice, `stream` other than a
+/// boolean, or one of those members in another case.
 pub fn usage_asking_body(body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
     let members = TopLevelModel::read(body)?;
     if !members.stream {
