@@ -276,6 +276,119 @@ async fn an_asked_for_usage_is_read_and_hidden_even_from_a_provider_that_compres
     }
 }
 
+/// `reply`, gzipped when `rec` accepts gzip, as OpenAI and Anthropic answer SDKs that
+/// say they do (a stream's chunks are sent as one body).
+fn gzipped_when_accepted(rec: &Recorded, reply: Reply) -> Reply {
+    use std::io::Write;
+    if !rec
+        .header("accept-encoding")
+        .is_some_and(|a| a.contains("gzip"))
+    {
+        return reply;
+    }
+    let (status, mut headers, plain) = match reply {
+        Reply::Full {
+            status,
+            headers,
+            body,
+        } => (status, headers, body.to_vec()),
+        Reply::Stream {
+            status,
+            headers,
+            chunks,
+        } => (
+            status,
+            headers,
+            chunks.iter().flat_map(|(_, c)| c.to_vec()).collect(),
+        ),
+        other => return other,
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    headers.push(("content-encoding".into(), "gzip".into()));
+    Reply::Full {
+        status,
+        headers,
+        body: gz.finish().unwrap().into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_a_client_accepts_compressed_is_charged_all_the_same() {
+    // SDKs accept gzip, and providers compress what is accepted: read as it came, such
+    // an answer's usage could not be charged, on any route the gateway does not
+    // translate.
+    let mock = MockUpstream::start(|rec| gzipped_when_accepted(rec, provider_like(rec))).await;
+    let stream = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let whole = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let on_v1 = r#"{"model":"anthropic/claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    for (path, body) in [
+        ("/p/anthropic/v1/messages", whole),
+        ("/p/anthropic/v1/messages", stream),
+        ("/v1/messages", on_v1),
+        ("/v1/chat/completions", CHAT),
+    ] {
+        // Any usage spends this budget.
+        let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
+        let calls = mock.requests().len();
+        let resp = client()
+            .post(gw.url(path))
+            .bearer_auth(TEAM_KEY)
+            .header("content-type", "application/json")
+            .header("accept-encoding", "gzip, deflate")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path} {body}");
+        assert_eq!(
+            mock.last().header("accept-encoding"),
+            Some("identity"),
+            "{path} {body}"
+        );
+        assert!(resp.headers().get("content-encoding").is_none(), "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("usage"), "{path} {body}: {text}");
+        gw.wait_for_log(&format!("path={path}"), 1).await;
+        let next = post(&gw, TEAM_KEY, path, body).await;
+        if path == "/v1/messages" {
+            // Anthropic's envelope.
+            assert_eq!(next.status(), 429);
+            let err: Value = next.json().await.unwrap();
+            assert_eq!(err["error"]["type"], "rate_limit_error");
+        } else {
+            assert_budget_spent(next).await;
+        }
+        assert_eq!(mock.requests().len(), calls + 1, "{path} {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_compressed_unasked_is_decoded_and_charged() {
+    // This provider compresses whatever the request accepts, and even when it accepts
+    // nothing but identity.
+    let mock = MockUpstream::start(|rec| {
+        let mut gzip_anyway = rec.clone();
+        gzip_anyway
+            .headers
+            .insert("accept-encoding", http::HeaderValue::from_static("gzip"));
+        gzipped_when_accepted(&gzip_anyway, provider_like(rec))
+    })
+    .await;
+    let whole = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    for path in ["/p/anthropic/v1/messages", "/v1/chat/completions"] {
+        let body = if path.starts_with("/p/") { whole } else { CHAT };
+        let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
+        let resp = post(&gw, TEAM_KEY, path, body).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(resp.headers().get("content-encoding").is_none(), "{path}");
+        let answer: Value = resp.json().await.unwrap();
+        assert!(answer["usage"].is_object(), "{path}: {answer}");
+        gw.wait_for_log(&format!("path={path}"), 1).await;
+        assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
     // The client stops reading after `message_start` (a chat UI's stop button).

@@ -169,13 +169,6 @@ impl RequestContext {
         self.upstream.as_ref().is_some_and(|u| u.usage_asked)
     }
 
-    /// Whether the provider's answer reaches the body filters decoded: the gateway
-    /// reads it (to translate it, or to find the usage chunk it asked for).
-    pub fn decodes_answer(&self) -> bool {
-        // A held `/p/` body may yet be asked: its answer is decoded from the start.
-        self.translated || self.usage_asked() || self.held_chat_body.is_some()
-    }
-
     /// The provider name for logs.
     pub fn provider_name(&self) -> Option<&str> {
         self.upstream.as_ref().map(|u| u.provider.name.as_str())

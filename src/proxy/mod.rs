@@ -649,8 +649,7 @@ pub(crate) fn translate_response(
     translation: ResponseCodecs,
 ) {
     ctx.translated = true;
-    // Translators must see plain bytes, whatever the provider decides to send.
-    decode_upstream_answer(session, true);
+    decode_upstream_answer(session);
     if let Some(module) = session
         .downstream_modules_ctx
         .get_mut::<ResponseTranslator>()
@@ -664,15 +663,12 @@ pub(crate) fn translate_response(
 /// asked for and the client did not.
 pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
     ctx.translated = false;
-    let hides_usage = ctx.usage_asked();
-    // The usage chunk's filter must see plain bytes, whatever the provider sends; an
-    // answer passed as it came is left as it came.
-    decode_upstream_answer(session, hides_usage);
+    decode_upstream_answer(session);
     if let Some(module) = session
         .downstream_modules_ctx
         .get_mut::<ResponseTranslator>()
     {
-        if hides_usage {
+        if ctx.usage_asked() {
             module.hide_asked_usage();
         } else {
             module.disable();
@@ -691,12 +687,16 @@ fn usage_asked_for_passthrough(session: &mut Session) {
     }
 }
 
-/// Whether this attempt's answer is decoded (decompressed) before the body filters:
-/// a context of its own. Pingora lets a context's decoding be set only until an
-/// answer's header has gone through it (and panics after), keeps what it chose for
-/// that answer, and adds each attempt's `Accept-Encoding` to what it holds.
-fn decode_upstream_answer(session: &mut Session, decode: bool) {
-    session.upstream_compression = ResponseCompressionCtx::new(0, decode, false);
+/// Has this attempt's answer decoded (decompressed) before the body filters, which
+/// meter it (and translate it, or hide the usage chunk the gateway asked for): an
+/// answer read as it came could not be charged had the provider compressed it. The
+/// provider is asked for plain bytes (`rewrite_upstream_request`); this is for one
+/// that compresses anyway. A context of its own per attempt: Pingora lets a context's
+/// decoding be set only until an answer's header has gone through it (and panics
+/// after), keeps what it chose for that answer, and adds each attempt's
+/// `Accept-Encoding` to what it holds.
+fn decode_upstream_answer(session: &mut Session) {
+    session.upstream_compression = ResponseCompressionCtx::new(0, true, false);
 }
 
 /// The route's one method (a `GET` route answers `HEAD` too), or a 405.
@@ -782,10 +782,12 @@ fn rewrite_upstream_request(
         if translated {
             headers::strip_foreign_format_headers(headers, target.provider.format);
         }
-        // A held body may yet ask for its stream's usage: the answer is read then.
-        if translated || target.usage_asked || body == UpstreamBody::Held {
-            // The translator (or the usage chunk's filter) reads the provider's bytes;
-            // compressed ones would be wasted work.
+        // Every answer is read for its usage (and translated, or its usage chunk hidden):
+        // compressed, it would be decoded first, work the provider can be spared. A
+        // client that names no encoding is sent on without one (only the gateway's own
+        // readers ask when they must).
+        let reads_answer = translated || target.usage_asked || body == UpstreamBody::Held;
+        if reads_answer || headers.contains_key(http::header::ACCEPT_ENCODING) {
             header_maps::make_room(headers, 1)?;
             let identity = http::HeaderValue::from_static("identity");
             header_maps::put(headers, http::header::ACCEPT_ENCODING, identity)?;
@@ -874,9 +876,8 @@ impl ProxyHttp for AuroraProxy {
                         ) {
                             let permit = self.bodies.permit(config.server.max_buffered_bytes);
                             ctx.held_chat_body = Some(HeldChatBody::new(permit));
-                            // The usage chunk's filter and the meter read plain bytes.
-                            decode_upstream_answer(session, true);
                         }
+                        decode_upstream_answer(session);
                         ctx.upstream = Some(target);
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;
@@ -949,9 +950,8 @@ impl ProxyHttp for AuroraProxy {
                 }
             }
             Ok(None) if !session.upstream_compression.is_header_phase() => {
-                // A retry of the same model: its answer is decoded as the one before
-                // it was meant to be, by a fresh decoder.
-                decode_upstream_answer(session, ctx.decodes_answer());
+                // A retry of the same model: its answer is decoded by a fresh decoder.
+                decode_upstream_answer(session);
             }
             Ok(None) => {}
             Err(err) => {

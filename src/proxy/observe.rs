@@ -204,10 +204,10 @@ pub fn upstream_answered(ctx: &mut RequestContext, at: Instant) {
     }
 }
 
-/// The provider's response header: a successful answer is metered for its usage as
-/// it passes. A translated answer, or a stream whose usage the gateway asked for,
-/// reaches the body filters decompressed (the gateway asked for it so); a passthrough
-/// one is read only when it is not compressed.
+/// The provider's response header, as the body filters will see its body: a
+/// successful answer is metered for its usage as it passes. Every answer is decoded
+/// before them (its `Content-Encoding` gone); one in an encoding no decoder reads
+/// keeps it, and is not read.
 pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     // An earlier attempt's meter never reads this answer.
     ctx.obs.meter = None;
@@ -215,12 +215,10 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
         return;
     }
     let header = |name| resp.headers.get(name).and_then(|v| v.to_str().ok());
-    let encoding = if ctx.decodes_answer() {
-        None
-    } else {
-        header(http::header::CONTENT_ENCODING)
-    };
-    ctx.obs.meter = UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding);
+    ctx.obs.meter = UsageMeter::for_answer(
+        header(http::header::CONTENT_TYPE),
+        header(http::header::CONTENT_ENCODING),
+    );
 }
 
 /// The next bytes of the provider's answer, as it sent them. At its end, the model

@@ -21,6 +21,7 @@ wrong format is caught (see anthropic_request_problem and openai_request_problem
 """
 
 import copy
+import gzip
 import json
 import re
 import threading
@@ -766,8 +767,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, "application/json", json.dumps(obj).encode(), headers)
 
     def _send(self, status, content_type, body, headers=None):
+        # Compressed when the request accepts it, as OpenAI and Anthropic answer the
+        # SDKs (which all accept gzip).
+        accepted = self.headers.get("accept-encoding", "")
+        gzipped = "gzip" in accepted.lower()
+        if gzipped:
+            body = gzip.compress(body)
         self.send_response(status)
         self.send_header("content-type", content_type)
+        if gzipped:
+            self.send_header("content-encoding", "gzip")
         self.send_header("content-length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)

@@ -200,6 +200,26 @@ def test_openai_upstream_429_is_rate_limit_error_with_provider_message_and_heade
     single_upstream_request(gateway, "/v1/chat/completions")
 
 
+def test_anthropic_answer_is_metered_though_the_sdk_accepts_gzip(gateway):
+    # The SDK accepts gzip, which the provider would use: the gateway asks for a plain
+    # answer, whose usage it reads.
+    marker = "e2e-metered-gzip"
+    client = claude_client(gateway, api_key=gateway.master_key)
+    message = client.messages.create(
+        model=CLAUDE, max_tokens=32, messages=PROMPT, extra_headers={"x-request-id": marker}
+    )
+
+    assert message.content[0].text == ANTHROPIC_TEXT
+    upstream = single_upstream_request(gateway, "/v1/messages")
+    assert upstream.headers["accept-encoding"] == "identity"
+    deadline = time.monotonic() + 5
+    while f"request_id={marker}" not in gateway.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(l for l in gateway.log().splitlines() if f"request_id={marker}" in l)
+    usage = json.loads(fixture_bytes("anthropic/messages.json"))["usage"]
+    assert f"tokens_output={usage['output_tokens']}" in line
+
+
 # --- Logs --------------------------------------------------------------------------
 
 
