@@ -314,3 +314,106 @@ async fn access_log_has_one_line_per_request_and_no_credentials() {
         assert!(!log.contains(secret), "{secret} leaked into the log");
     }
 }
+
+/// A provider that says it gzips but sends bytes that break part way: a JSON answer
+/// broken at once, and a stream whose first events decode and whose rest does not.
+fn broken_gzip(rec: &common::Recorded) -> Reply {
+    use std::io::Write;
+    let gzip = |content_type: &str| {
+        vec![
+            ("content-type".to_string(), content_type.to_string()),
+            ("content-encoding".to_string(), "gzip".to_string()),
+        ]
+    };
+    if !rec.body.windows(13).any(|w| w == br#""stream":true"#) {
+        return Reply::Full {
+            status: 200,
+            headers: gzip("application/json"),
+            body: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff].into(),
+        };
+    }
+    // Each event flushed whole; the decoder hands one piece on as the next arrives.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut chunks = Vec::new();
+    for event in [FIRST_EVENT, SECOND_EVENT] {
+        gz.write_all(event.as_bytes()).unwrap();
+        gz.flush().unwrap();
+        let piece = std::mem::take(gz.get_mut());
+        chunks.push((Duration::from_millis(100), bytes::Bytes::from(piece)));
+    }
+    chunks.push((
+        Duration::from_millis(100),
+        bytes::Bytes::from_static(&[0xff; 64]),
+    ));
+    Reply::Stream {
+        status: 200,
+        headers: gzip("text/event-stream"),
+        chunks,
+    }
+}
+
+const FIRST_EVENT: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"first\"}}]}\n\n";
+const SECOND_EVENT: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"second\"}}]}\n\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_answer_that_cannot_be_decoded_never_reaches_the_client_labelled_plain() {
+    // Passed on, the rest would reach the client still compressed under a header that
+    // no longer says so, and the meter would read nothing.
+    let mock = MockUpstream::start(broken_gzip).await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", PROVIDER_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    );
+    let post = |path: &str, body: &str| {
+        client()
+            .post(gw.url(path))
+            .bearer_auth(MASTER)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    // Proxied, and read whole by the gateway to be translated.
+    let whole = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let translated =
+        r#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
+    for (path, body) in [
+        ("/p/openai/chat/completions", whole),
+        ("/v1/chat/completions", translated),
+    ] {
+        let resp = post(path, body).await.unwrap();
+        let v: serde_json::Value = {
+            assert_eq!(resp.status(), 502, "{path}");
+            resp.json().await.unwrap()
+        };
+        assert_eq!(v["error"]["type"], "provider_error", "{path}: {v}");
+    }
+    // A stream is cut where its decoding failed: what came before arrives decoded.
+    let stream =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut resp = post("/p/openai/chat/completions", stream).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-encoding").is_none());
+    let mut received = Vec::new();
+    let ended = loop {
+        match resp.chunk().await {
+            Ok(Some(piece)) => received.extend_from_slice(&piece),
+            Ok(None) => break "cleanly",
+            Err(_) => break "cut",
+        }
+    };
+    let received = String::from_utf8(received).unwrap();
+    assert!(
+        received == FIRST_EVENT || received == format!("{FIRST_EVENT}{SECOND_EVENT}"),
+        "{received}"
+    );
+    assert_eq!(ended, "cut");
+    gw.wait_for_log("status=200", 1).await;
+    assert!(gw.log().contains("could not be decoded"), "{}", gw.log());
+}

@@ -128,6 +128,8 @@ pub struct RequestContext {
     pub rate: Option<crate::limits::RateState>,
     /// When the current attempt's whole (not streamed) answer must be over.
     pub answer_due: Option<Instant>,
+    /// The current attempt's answer came compressed and is being decoded.
+    pub answer_decoded: bool,
 }
 
 impl RequestContext {
@@ -161,6 +163,7 @@ impl RequestContext {
             held_to: Default::default(),
             rate: None,
             answer_due: None,
+            answer_decoded: false,
         }
     }
 

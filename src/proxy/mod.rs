@@ -2,6 +2,7 @@
 //! error mapping and logging live in the sibling modules as plain functions.
 
 mod access_log;
+mod answer_decoder;
 mod attempts;
 mod body_budget;
 mod body_deadline;
@@ -439,7 +440,10 @@ impl AuroraProxy {
         header_maps::open_answer(&mut header, |map| {
             headers::strip_upstream_response_headers(map);
             map.remove(http::header::TRANSFER_ENCODING);
-            map.remove(http::header::CONTENT_ENCODING);
+            if translation.is_some() {
+                // The gateway's own bytes (a compressed answer was decoded or failed).
+                map.remove(http::header::CONTENT_ENCODING);
+            }
             header_maps::make_room(map, 3)?;
             if translation.is_some() {
                 let json = http::HeaderValue::from_static("application/json");
@@ -1168,6 +1172,7 @@ impl ProxyHttp for AuroraProxy {
         let status = upstream_response.status.as_u16();
         ctx.upstream_status = Some(status);
         ctx.body.answered(status);
+        ctx.answer_decoded = answer_decoder::decodes(&session.upstream_compression);
         observe::answer_header(ctx, upstream_response);
         header_maps::open_answer(upstream_response, |map| {
             headers::strip_upstream_response_headers(map);
@@ -1181,7 +1186,7 @@ impl ProxyHttp for AuroraProxy {
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Self::CTX,
@@ -1200,6 +1205,17 @@ impl ProxyHttp for AuroraProxy {
                 ErrorType::ReadTimedout,
                 "whole answer past timeouts.total",
             ));
+        }
+        if answer_decoder::gave_up(ctx.answer_decoded, &session.upstream_compression) {
+            // What follows would reach the client still compressed, labelled plain.
+            ctx.error = Some(GatewayError::bad_provider_answer(
+                "the provider's compressed answer could not be decoded",
+            ));
+            return Err(Error::explain(
+                ErrorType::Custom("undecodable answer"),
+                "compressed answer could not be decoded",
+            )
+            .into_up());
         }
         if let Some(model) = observe::answer_bytes(ctx, body.as_deref(), end_of_stream) {
             telemetry::response_model(ctx, &model);

@@ -31,6 +31,7 @@ pub async fn stream_to_client(
         .as_ref()
         .and_then(|t| t.client.omitted_tools())
         .map(str::to_string);
+    let translated = translation.is_some();
     match translation {
         Some(translation) => super::translate_response(session, ctx, translation),
         None => super::answer_as_is(session, ctx),
@@ -39,7 +40,10 @@ pub async fn stream_to_client(
     observe::answer_header(ctx, &header);
     header_maps::open_answer(&mut header, |map| {
         headers::strip_upstream_response_headers(map);
-        map.remove(http::header::CONTENT_ENCODING);
+        if translated {
+            // The translator's bytes (a compressed answer was decoded first).
+            map.remove(http::header::CONTENT_ENCODING);
+        }
         if let Some(tools) = &omitted {
             header_maps::make_room(map, 1)?;
             header_maps::put(map, OMITTED_TOOLS_HEADER, header_maps::text(tools)?)?;

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use pingora_core::connectors::http::v1::Connector;
 use pingora_core::protocols::http::client::HttpSession;
-use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 
+use super::answer_decoder::{AnswerDecoder, Undecodable};
 use super::upstream::UpstreamWait;
 use crate::providers::Timeouts;
 
@@ -50,7 +50,7 @@ pub struct ProviderAnswer {
 /// A successful answer whose body is still to be read, piece by piece.
 pub struct OpenAnswer {
     session: HttpSession,
-    decoder: ResponseCompressionCtx,
+    decoder: AnswerDecoder,
     peer: HttpPeer,
     idle: Duration,
     done: bool,
@@ -73,14 +73,15 @@ impl OpenAnswer {
         .await
         .map_err(|e| e.into_up())?;
         match read {
-            Some(chunk) => Ok(Some(
-                self.decoder
-                    .response_body_filter(Some(&chunk), false)
-                    .unwrap_or(chunk),
-            )),
+            Some(chunk) => self
+                .decoder
+                .decode(Some(chunk), false)
+                .map_err(|Undecodable| undecodable()),
             None => {
                 self.done = true;
-                Ok(self.decoder.response_body_filter(None, true))
+                self.decoder
+                    .decode(None, true)
+                    .map_err(|Undecodable| undecodable())
             }
         }
     }
@@ -231,8 +232,7 @@ async fn attempt(
         }
     };
     let header_at = std::time::Instant::now();
-    let mut decoder = ResponseCompressionCtx::new(0, true, false);
-    decoder.response_header_filter(&mut header, false);
+    let mut decoder = AnswerDecoder::of(&mut header);
     if open_success && header.status.is_success() {
         let answer = ProviderAnswer {
             header,
@@ -279,10 +279,17 @@ async fn attempt(
     .await
     .map_err(|e| upstream_failure(e, false))?
     {
-        let decoded = decoder.response_body_filter(Some(&chunk), false);
-        keep(decoded.or(Some(chunk)), &mut whole)?;
+        let decoded = decoder.decode(Some(chunk), false);
+        keep(
+            decoded.map_err(|Undecodable| upstream_failure(undecodable(), false))?,
+            &mut whole,
+        )?;
     }
-    keep(decoder.response_body_filter(None, true), &mut whole)?;
+    let last = decoder.decode(None, true);
+    keep(
+        last.map_err(|Undecodable| upstream_failure(undecodable(), false))?,
+        &mut whole,
+    )?;
     let answer = ProviderAnswer {
         header,
         body: whole.freeze(),
@@ -301,6 +308,16 @@ async fn release(connector: &Connector, session: Option<HttpSession>, peer: &Htt
             .release_http_session(session, peer, peer.options.idle_timeout)
             .await;
     }
+}
+
+/// The provider's compressed answer broke off where it could not be decoded: an
+/// invalid answer (502).
+fn undecodable() -> Box<Error> {
+    Error::explain(
+        ErrorType::Custom("undecodable answer"),
+        "the provider's compressed answer could not be decoded",
+    )
+    .into_up()
 }
 
 fn upstream_failure(error: Box<Error>, stale_connection: bool) -> Failure {

@@ -1,0 +1,142 @@
+//! A provider's answer decoded when it came compressed (gzip or Brotli), as every
+//! answer is: the usage meter and the translators read plain bytes. Pingora's decoder
+//! that fails part way (a broken gzip, or one of several members) gives up and passes
+//! the rest as it came, under a header that no longer says it is compressed: the
+//! client would get compressed bytes labelled plain, and the meter would read
+//! nothing. Such an answer is refused instead.
+
+use bytes::Bytes;
+use pingora_core::protocols::http::compression::ResponseCompressionCtx;
+use pingora_http::ResponseHeader;
+
+/// Whether the decoder of an answer whose header passed through `ctx` is decoding
+/// its body: what [`gave_up`] compares with later.
+pub fn decodes(ctx: &ResponseCompressionCtx) -> bool {
+    // A decoder in its body phase reports its figures; one that gave up, or never
+    // started, has none.
+    ctx.get_info().is_some()
+}
+
+/// Whether the decoder of an answer that was being decoded (`decoding`, from
+/// [`decodes`] at its header) gave up on a piece of its body since.
+pub fn gave_up(decoding: bool, ctx: &ResponseCompressionCtx) -> bool {
+    decoding && !decodes(ctx)
+}
+
+/// The decoder of one answer read by the gateway's own exchange.
+pub struct AnswerDecoder {
+    ctx: ResponseCompressionCtx,
+    decoding: bool,
+}
+
+/// The answer could not be decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Undecodable;
+
+impl AnswerDecoder {
+    /// The decoder of the answer with this `header`, which loses its
+    /// `Content-Encoding` when its body is to be decoded.
+    pub fn of(header: &mut ResponseHeader) -> Self {
+        let mut ctx = ResponseCompressionCtx::new(0, true, false);
+        ctx.response_header_filter(header, false);
+        Self {
+            decoding: decodes(&ctx),
+            ctx,
+        }
+    }
+
+    /// `piece` of the body (`None` at its end) decoded, or as it came when the answer
+    /// is not compressed.
+    pub fn decode(
+        &mut self,
+        piece: Option<Bytes>,
+        end: bool,
+    ) -> Result<Option<Bytes>, Undecodable> {
+        if !self.decoding {
+            return Ok(piece);
+        }
+        let decoded = self.ctx.response_body_filter(piece.as_ref(), end);
+        if gave_up(self.decoding, &self.ctx) {
+            return Err(Undecodable);
+        }
+        Ok(decoded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn header(encoding: Option<&str>) -> ResponseHeader {
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        h.insert_header("content-type", "application/json").unwrap();
+        if let Some(e) = encoding {
+            h.insert_header("content-encoding", e).unwrap();
+        }
+        h
+    }
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap().into()
+    }
+
+    /// Every piece of `pieces` through `decoder`, then its end.
+    fn decoded(decoder: &mut AnswerDecoder, pieces: &[Bytes]) -> Result<Vec<u8>, Undecodable> {
+        let mut out = Vec::new();
+        for p in pieces {
+            out.extend_from_slice(&decoder.decode(Some(p.clone()), false)?.unwrap_or_default());
+        }
+        out.extend_from_slice(&decoder.decode(None, true)?.unwrap_or_default());
+        Ok(out)
+    }
+
+    #[test]
+    fn a_gzipped_answer_is_decoded_and_loses_its_encoding() {
+        let mut h = header(Some("gzip"));
+        let mut decoder = AnswerDecoder::of(&mut h);
+        assert!(h.headers.get("content-encoding").is_none());
+        let body = gzip(br#"{"usage":{}}"#);
+        let (a, b) = body.split_at(7);
+        let out = decoded(
+            &mut decoder,
+            &[Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)],
+        );
+        assert_eq!(out.unwrap(), br#"{"usage":{}}"#);
+    }
+
+    #[test]
+    fn a_plain_answer_or_one_in_an_encoding_not_decoded_passes_as_it_came() {
+        for encoding in [None, Some("zstd")] {
+            let mut h = header(encoding);
+            let mut decoder = AnswerDecoder::of(&mut h);
+            assert_eq!(
+                h.headers
+                    .get("content-encoding")
+                    .map(|v| v.to_str().unwrap()),
+                encoding
+            );
+            let out = decoded(&mut decoder, &[Bytes::from_static(b"{\"a\":1}")]);
+            assert_eq!(out.unwrap(), b"{\"a\":1}");
+        }
+    }
+
+    #[test]
+    fn a_gzip_that_breaks_part_way_is_undecodable() {
+        let mut broken = gzip(b"hello there").to_vec();
+        let cut = broken.len() / 2;
+        broken[cut] ^= 0xff;
+        broken[cut + 1] ^= 0xff;
+        let mut two_members = gzip(b"one").to_vec();
+        two_members.extend_from_slice(&gzip(b"two"));
+        for body in [vec![0x1f, 0x8b, 0, 0], broken, two_members] {
+            let mut h = header(Some("gzip"));
+            let mut decoder = AnswerDecoder::of(&mut h);
+            let out = decoded(&mut decoder, &[Bytes::from(body.clone())]);
+            assert_eq!(out, Err(Undecodable), "{body:?}");
+        }
+    }
+}
