@@ -390,6 +390,29 @@ async fn an_answer_compressed_unasked_is_decoded_and_charged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_too_large_to_hold_is_charged_all_the_same() {
+    // Many embeddings: 9 MiB of vectors, the model and the usage after them.
+    let vectors = vec!["[0.0123,-0.98]"; 9 * 1024 * 1024 / 15].join(",");
+    let answer = format!(
+        r#"{{"object":"list","data":[{vectors}],"model":"text-embedding-3-small","usage":{{"prompt_tokens":8,"total_tokens":8}}}}"#
+    );
+    let len = answer.len();
+    let mock = MockUpstream::start(move |_| Reply::json(200, answer.clone())).await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
+    let body = r#"{"model":"text-embedding-3-small","input":["hi"]}"#;
+    let resp = post(&gw, TEAM_KEY, "/p/openai/embeddings", body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().len(), len);
+    gw.wait_for_log("path=/p/openai/embeddings", 1).await;
+    assert!(
+        gw.log().contains("model=text-embedding-3-small"),
+        "{}",
+        gw.log()
+    );
+    assert_budget_spent(post(&gw, TEAM_KEY, "/p/openai/embeddings", body).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
     // The client stops reading after `message_start` (a chat UI's stop button).
     let mock = MockUpstream::start(|_| paced_anthropic_stream()).await;

@@ -163,6 +163,35 @@ impl Carrier {
         Some(())
     }
 
+    /// What an answer too large to hold carries, read from its first bytes (`head`)
+    /// and its last (`tail`): the usage from the back of the tail, the model from the
+    /// front of the head, or else from the tail too (an embeddings list names its
+    /// model after its vectors). Members that reach a cut are not read.
+    fn read_ends(&mut self, head: &[u8], tail: &[u8]) -> Option<()> {
+        let mut back = ObjectMembers::of_tail(tail)?;
+        while !self.usage_read {
+            let Some(member) = back.next_back() else {
+                break;
+            };
+            self.take(member)?;
+        }
+        if let Some(mut front) = ObjectMembers::of_head(head) {
+            while !self.model_known && self.model.is_none() {
+                let Some(member) = front.next_front() else {
+                    break;
+                };
+                self.take(member)?;
+            }
+        }
+        while !self.model_known && self.model.is_none() {
+            let Some(member) = back.next_back() else {
+                break;
+            };
+            self.take(member)?;
+        }
+        Some(())
+    }
+
     /// Keeps `member` when it is one of the carrier's, unless one was kept already.
     fn take(&mut self, member: Member<'_>) -> Option<()> {
         match &*member.key() {
@@ -181,17 +210,65 @@ impl Carrier {
         }
     }
 
-    /// The usage and the model this answer or event carries.
-    fn split(self) -> (Option<RawUsage>, Option<String>) {
-        (
-            self.usage.or(self.nested_usage),
-            self.model.or(self.nested_model),
-        )
+    /// Adds the usage this answer or event carries to what was `seen`, and keeps the
+    /// model it names when none was named yet.
+    fn keep(self, seen: &mut Option<RawUsage>, model: &mut Option<String>) {
+        if let Some(usage) = self.usage.or(self.nested_usage) {
+            seen.get_or_insert_with(RawUsage::default).merge(usage);
+        }
+        if model.is_none() {
+            *model = self.model.or(self.nested_model);
+        }
     }
 }
 
-/// The most of a JSON answer held to read its usage; a larger one is not metered.
+/// The most of a JSON answer held whole to read its usage; of a larger one only its
+/// ends are kept ([`JsonEnds`]).
 pub const MAX_METERED_JSON: usize = 8 * 1024 * 1024;
+
+/// How much of the front of a JSON answer too large to hold is kept: its model is
+/// named within the first few hundred bytes.
+const KEPT_HEAD: usize = 64 * 1024;
+
+/// How much of the back of a JSON answer too large to hold is kept: its usage, and
+/// the members after it (a Responses answer's settings, its `tools` among them).
+const KEPT_TAIL: usize = 1024 * 1024;
+
+/// The first and last bytes of a JSON answer too large to hold: an embeddings list
+/// of many vectors, a Chat answer with `logprobs`, or `n` of them. Its usage is
+/// reported at its back, so it is charged whatever its length.
+#[derive(Debug)]
+struct JsonEnds {
+    head: Vec<u8>,
+    /// The last bytes seen, at least [`KEPT_TAIL`] of them once there are as many,
+    /// at most twice as many: dropping the front of a buffer moves what stays, so it
+    /// is done once per [`KEPT_TAIL`] bytes rather than per piece.
+    tail: Vec<u8>,
+}
+
+impl JsonEnds {
+    /// The ends of `held`, the answer so far.
+    fn of(mut held: Vec<u8>) -> Self {
+        let head = held[..held.len().min(KEPT_HEAD)].to_vec();
+        let keep_from = held.len().saturating_sub(KEPT_TAIL);
+        held.drain(..keep_from);
+        Self { head, tail: held }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if bytes.len() >= KEPT_TAIL {
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(&bytes[bytes.len() - KEPT_TAIL..]);
+            return;
+        }
+        if self.tail.len() + bytes.len() > 2 * KEPT_TAIL {
+            // What stays and `bytes` make [`KEPT_TAIL`].
+            self.tail.drain(..self.tail.len() + bytes.len() - KEPT_TAIL);
+        }
+        self.tail.extend_from_slice(bytes);
+    }
+}
 
 /// Reads the usage of one answer, and the model that answered, from its bytes as
 /// they pass.
@@ -203,6 +280,8 @@ pub struct UsageMeter {
 
 enum Body {
     Json(Vec<u8>),
+    /// A JSON answer past [`MAX_METERED_JSON`].
+    JsonEnds(Box<JsonEnds>),
     Sse(Box<SseParser>),
     /// Too large, or unreadable: nothing more to learn.
     Done,
@@ -236,11 +315,14 @@ impl UsageMeter {
         match &mut self.body {
             Body::Json(buf) => {
                 if buf.len() + bytes.len() > MAX_METERED_JSON {
-                    self.body = Body::Done;
+                    let mut ends = JsonEnds::of(std::mem::take(buf));
+                    ends.push(bytes);
+                    self.body = Body::JsonEnds(Box::new(ends));
                 } else {
                     buf.extend_from_slice(bytes);
                 }
             }
+            Body::JsonEnds(ends) => ends.push(bytes),
             Body::Sse(parser) => {
                 parser.feed(bytes);
                 drain(parser, &mut self.seen, &mut self.model);
@@ -269,7 +351,8 @@ impl UsageMeter {
     /// that came whole in `last` is read where it lies, not copied.
     pub fn finish_with(&mut self, last: &[u8]) -> Option<Usage> {
         if let Body::Json(buf) = &self.body {
-            if buf.is_empty() && last.len() <= MAX_METERED_JSON {
+            // Read where it lies, whatever its length: nothing is held for it.
+            if buf.is_empty() {
                 self.body = Body::Done;
                 self.read_json(last);
                 return self.seen.map(|u| u.normalize());
@@ -278,6 +361,15 @@ impl UsageMeter {
         self.feed(last);
         match std::mem::replace(&mut self.body, Body::Done) {
             Body::Json(buf) => self.read_json(&buf),
+            Body::JsonEnds(ends) => {
+                let mut carrier = Carrier {
+                    model_known: self.model.is_some(),
+                    ..Carrier::default()
+                };
+                if carrier.read_ends(&ends.head, &ends.tail).is_some() {
+                    carrier.keep(&mut self.seen, &mut self.model);
+                }
+            }
             // A last event without its blank line still counts.
             Body::Sse(mut parser) => {
                 parser.finish();
@@ -301,15 +393,8 @@ fn read_carried(doc: &[u8], seen: &mut Option<RawUsage>, model: &mut Option<Stri
         model_known: model.is_some(),
         ..Carrier::default()
     };
-    if carrier.read(doc).is_none() {
-        return;
-    }
-    let (usage, named) = carrier.split();
-    if let Some(usage) = usage {
-        seen.get_or_insert_with(RawUsage::default).merge(usage);
-    }
-    if model.is_none() {
-        *model = named;
+    if carrier.read(doc).is_some() {
+        carrier.keep(seen, model);
     }
 }
 
@@ -336,8 +421,7 @@ fn drain(parser: &mut SseParser, seen: &mut Option<RawUsage>, model: &mut Option
 /// The usage in one whole answer.
 pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
     let mut meter = UsageMeter::for_answer(Some("application/json"), None)?;
-    meter.feed(body);
-    meter.finish()
+    meter.finish_with(body)
 }
 
 #[cfg(test)]
@@ -539,20 +623,58 @@ mod tests {
     }
 
     #[test]
-    fn compressed_binary_and_oversized_answers_are_not_metered() {
+    fn compressed_and_binary_answers_are_not_metered() {
         assert!(UsageMeter::for_answer(Some("application/json"), Some("gzip")).is_none());
         assert!(UsageMeter::for_answer(Some("audio/mpeg"), None).is_none());
         assert!(UsageMeter::for_answer(None, None).is_none());
-        let mut m =
+        assert!(
             UsageMeter::for_answer(Some("application/json; charset=utf-8"), Some("identity"))
-                .unwrap();
-        m.feed(&vec![b' '; MAX_METERED_JSON]);
-        m.feed(br#"{"usage":{"input_tokens":1,"output_tokens":1}}"#);
-        assert_eq!(m.finish(), None);
-        let mut whole = UsageMeter::for_answer(Some("application/json"), None).unwrap();
-        let mut oversized = vec![b' '; MAX_METERED_JSON];
-        oversized.extend_from_slice(br#"{"usage":{"input_tokens":1,"output_tokens":1}}"#);
-        assert_eq!(whole.finish_with(&oversized), None);
+                .is_some()
+        );
+    }
+
+    /// `body` fed in pieces of `piece` bytes.
+    fn fed(body: &[u8], piece: usize) -> (Option<Usage>, Option<String>) {
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        for p in body.chunks(piece) {
+            m.feed(p);
+        }
+        let usage = m.finish();
+        (usage, m.take_model())
+    }
+
+    #[test]
+    fn an_answer_too_large_to_hold_is_read_from_its_ends() {
+        let large = "x".repeat(MAX_METERED_JSON + 1024);
+        let usage = r#""usage":{"prompt_tokens":8,"completion_tokens":5}"#;
+        let expected = Some(Usage {
+            input: 8,
+            output: 5,
+            ..Usage::default()
+        });
+        // A Chat answer: model at the front, usage at the back.
+        let chat = format!(
+            r#"{{"id":"c","model":"gpt-4o","choices":[{{"message":{{"content":"{large}"}}}}],{usage},"system_fingerprint":"fp"}}"#
+        );
+        // Embeddings: the model after the vectors, just before the usage.
+        let vectors = vec!["[0.0123,-0.98]"; MAX_METERED_JSON / 10].join(",");
+        let embeddings = format!(
+            r#"{{"object":"list","data":[{vectors}],"model":"text-embedding-3-small",{usage}}}"#
+        );
+        for (body, model) in [(&chat, "gpt-4o"), (&embeddings, "text-embedding-3-small")] {
+            for piece in [16 * 1024, 3 * KEPT_TAIL] {
+                let (read, named) = fed(body.as_bytes(), piece);
+                assert_eq!(read, expected, "{model}, pieces of {piece}");
+                assert_eq!(named.as_deref(), Some(model), "pieces of {piece}");
+            }
+            // Whole where it lies: read without a copy, whatever its length.
+            assert_eq!(usage_of_json(body.as_bytes()), expected, "{model}");
+        }
+        // Usage in the kept head is read as well; between the kept ends it is not.
+        let front = format!(r#"{{{usage},"content":"{large}"}}"#);
+        assert_eq!(fed(front.as_bytes(), 16 * 1024).0, expected);
+        let middle = format!(r#"{{"a":"{large}",{usage},"content":"{large}"}}"#);
+        assert_eq!(fed(middle.as_bytes(), 16 * 1024).0, None);
     }
 
     #[test]

@@ -60,6 +60,18 @@ struct Inside<'a> {
     done: bool,
     /// The text stopped being readable as JSON.
     broken: bool,
+    /// The document is cut: `doc` is its first bytes (`Cut::Back`) or its last
+    /// (`Cut::Front`). An item that reaches the cut is not taken: its text may go on
+    /// past it (a number, say), or start before it (a quote whose backslash was cut
+    /// off reads as unescaped).
+    cut: Option<Cut>,
+}
+
+/// Which end of a document was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Front,
+    Back,
 }
 
 impl<'a> Inside<'a> {
@@ -78,6 +90,41 @@ impl<'a> Inside<'a> {
             back,
             done: front >= back,
             broken: false,
+            cut: None,
+        })
+    }
+
+    /// The inside of the one value `doc` starts (whitespace before it allowed), of
+    /// which `doc` holds only the first bytes.
+    fn head_of(doc: &'a [u8], open: u8) -> Option<Self> {
+        let start = skip_ws(doc, 0);
+        if doc.get(start) != Some(&open) {
+            return None;
+        }
+        Some(Self {
+            doc,
+            front: skip_ws(doc, start + 1),
+            back: doc.len(),
+            done: false,
+            broken: false,
+            cut: Some(Cut::Back),
+        })
+    }
+
+    /// The inside of the one value `doc` ends (whitespace after it allowed), of which
+    /// `doc` holds only the last bytes.
+    fn tail_of(doc: &'a [u8], close: u8) -> Option<Self> {
+        let end = skip_ws_back(doc, doc.len());
+        if end == 0 || doc[end - 1] != close {
+            return None;
+        }
+        Some(Self {
+            doc,
+            front: 0,
+            back: skip_ws_back(doc, end - 1),
+            done: false,
+            broken: false,
+            cut: Some(Cut::Front),
         })
     }
 
@@ -102,6 +149,9 @@ impl<'a> Inside<'a> {
         let doc = &self.doc[..self.back];
         let after = skip_ws(doc, end);
         if after == doc.len() {
+            if self.cut == Some(Cut::Back) {
+                return None;
+            }
             self.done = true;
         } else if doc[after] == b',' {
             self.front = skip_ws(doc, after + 1);
@@ -126,6 +176,18 @@ impl<'a> ObjectMembers<'a> {
         Inside::of(doc, b'{', b'}').map(Self)
     }
 
+    /// The members of the object `doc` starts, when `doc` is only its first bytes:
+    /// taken from the front, up to the last one that ends before the cut.
+    pub fn of_head(doc: &'a [u8]) -> Option<Self> {
+        Inside::head_of(doc, b'{').map(Self)
+    }
+
+    /// The members of the object `doc` ends, when `doc` is only its last bytes:
+    /// taken from the back, down to the last one that starts after the cut.
+    pub fn of_tail(doc: &'a [u8]) -> Option<Self> {
+        Inside::tail_of(doc, b'}').map(Self)
+    }
+
     /// Whether the text stopped being readable as JSON before all its members were
     /// taken.
     pub fn broken(&self) -> bool {
@@ -146,6 +208,9 @@ impl<'a> ObjectMembers<'a> {
 }
 
 fn read_front<'a>(inside: &mut Inside<'a>) -> Option<Member<'a>> {
+    if inside.cut == Some(Cut::Front) {
+        return None;
+    }
     let doc = &inside.doc[..inside.back];
     let key_start = inside.front;
     if doc.get(key_start) != Some(&b'"') {
@@ -166,6 +231,9 @@ fn read_front<'a>(inside: &mut Inside<'a>) -> Option<Member<'a>> {
 }
 
 fn read_back<'a>(inside: &mut Inside<'a>) -> Option<Member<'a>> {
+    if inside.cut == Some(Cut::Back) {
+        return None;
+    }
     let doc = &inside.doc[inside.front..inside.back];
     let value_end = doc.len();
     let value_start = value_start(doc, value_end)?;
@@ -179,6 +247,9 @@ fn read_back<'a>(inside: &mut Inside<'a>) -> Option<Member<'a>> {
     }
     let key_start = string_start(doc, key_end)?;
     let before = skip_ws_back(doc, key_start);
+    if before == 0 && inside.cut == Some(Cut::Front) {
+        return None;
+    }
     if before == 0 {
         inside.done = true;
     } else if doc[before - 1] == b',' {
@@ -425,6 +496,55 @@ mod tests {
                 "{from_front} from the front"
             );
         }
+    }
+
+    #[test]
+    fn a_cut_object_gives_the_members_that_end_before_its_cut_and_no_more() {
+        let doc = DOC.as_bytes();
+        let all = keys_front(DOC);
+        for cut in 0..=doc.len() {
+            let (head, tail) = doc.split_at(cut);
+            // From the front of the head: the first members, each as in the whole.
+            let front: Vec<_> = ObjectMembers::of_head(head)
+                .map(|mut m| std::iter::from_fn(|| m.next_front()).map(owned).collect())
+                .unwrap_or_default();
+            assert_eq!(front[..], all[..front.len()], "head cut at {cut}");
+            // From the back of the tail: the last members, each as in the whole.
+            let back: Vec<_> = ObjectMembers::of_tail(tail)
+                .map(|mut m| std::iter::from_fn(|| m.next_back()).map(owned).collect())
+                .unwrap_or_default();
+            let n = back.len();
+            let mut expected = all[all.len() - n..].to_vec();
+            expected.reverse();
+            assert_eq!(back, expected, "tail cut at {cut}");
+            // Nothing is taken that reaches the cut: all of them only from a whole end.
+            if cut > 0 && cut < doc.len() - 10 {
+                assert!(n < all.len(), "tail cut at {cut}");
+            }
+            // The wrong end of a cut document gives nothing.
+            if let Some(mut m) = ObjectMembers::of_head(head) {
+                assert_eq!(m.next_back(), None);
+            }
+            if let Some(mut m) = ObjectMembers::of_tail(tail) {
+                assert_eq!(m.next_front(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_tail_takes_nothing_from_a_string_it_cuts_nor_a_member_at_its_cut() {
+        let keys = |tail: &[u8]| {
+            let mut m = ObjectMembers::of_tail(tail).unwrap();
+            std::iter::from_fn(|| m.next_back())
+                .map(|m| String::from_utf8_lossy(m.raw_key).into_owned())
+                .collect::<Vec<_>>()
+        };
+        // Cut between `\` and `"`: that quote reads as unescaped.
+        let doc = br#"{"text":"say \"usage\":{\"prompt_tokens\":1}","n":2}"#;
+        let at = doc.windows(2).position(|w| w == br#"\""#).unwrap() + 1;
+        assert_eq!(keys(&doc[at..]), ["n"]);
+        // Cut just before a key: its quote might have been an escaped one.
+        assert_eq!(keys(br#""usage":{"prompt_tokens":1},"n":2}"#), ["n"]);
     }
 
     #[test]
