@@ -9,6 +9,37 @@ use bytes::Bytes;
 use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_http::ResponseHeader;
 
+/// Has Pingora's decoder of a proxied answer (`ctx`, idle until now) decode the body
+/// of the answer with this `header` (to a `HEAD` request: `to_head`) when it came
+/// compressed; the header then loses
+/// its `Content-Encoding` (and gains `Vary: Accept-Encoding`). Decided here, once the
+/// gateway has seen the header, rather than before the request: Pingora's decoder
+/// then costs an answer that is not compressed (nearly all: the provider was asked
+/// for `identity`) nothing. An answer without a body (to `HEAD`, or `204`/`304`)
+/// is left alone. Returns whether the body is being decoded.
+pub fn decode_if_compressed(
+    ctx: &mut ResponseCompressionCtx,
+    header: &mut ResponseHeader,
+    to_head: bool,
+) -> bool {
+    let bodiless = to_head || matches!(header.status.as_u16(), 204 | 304);
+    if bodiless
+        || !header.headers.contains_key(http::header::CONTENT_ENCODING)
+        || !ctx.is_header_phase()
+    {
+        return false;
+    }
+    // The body chunks that follow this header go through `ctx` once it is enabled.
+    *ctx = ResponseCompressionCtx::new(0, true, false);
+    ctx.response_header_filter(header, false);
+    decodes(ctx)
+}
+
+/// An idle decoder in place of one that served an answer, for another attempt.
+pub fn reset(ctx: &mut ResponseCompressionCtx) {
+    *ctx = ResponseCompressionCtx::new(0, false, false);
+}
+
 /// Whether the decoder of an answer whose header passed through `ctx` is decoding
 /// its body: what [`gave_up`] compares with later.
 pub fn decodes(ctx: &ResponseCompressionCtx) -> bool {

@@ -43,7 +43,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::connectors::http::v1::Connector;
 use pingora_core::modules::http::HttpModules;
-use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -653,7 +652,6 @@ pub(crate) fn translate_response(
     translation: ResponseCodecs,
 ) {
     ctx.translated = true;
-    decode_upstream_answer(session);
     if let Some(module) = session
         .downstream_modules_ctx
         .get_mut::<ResponseTranslator>()
@@ -667,7 +665,6 @@ pub(crate) fn translate_response(
 /// asked for and the client did not.
 pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
     ctx.translated = false;
-    decode_upstream_answer(session);
     if let Some(module) = session
         .downstream_modules_ctx
         .get_mut::<ResponseTranslator>()
@@ -689,18 +686,6 @@ fn usage_asked_for_passthrough(session: &mut Session) {
     {
         module.hide_asked_usage();
     }
-}
-
-/// Has this attempt's answer decoded (decompressed) before the body filters, which
-/// meter it (and translate it, or hide the usage chunk the gateway asked for): an
-/// answer read as it came could not be charged had the provider compressed it. The
-/// provider is asked for plain bytes (`rewrite_upstream_request`); this is for one
-/// that compresses anyway. A context of its own per attempt: Pingora lets a context's
-/// decoding be set only until an answer's header has gone through it (and panics
-/// after), keeps what it chose for that answer, and adds each attempt's
-/// `Accept-Encoding` to what it holds.
-fn decode_upstream_answer(session: &mut Session) {
-    session.upstream_compression = ResponseCompressionCtx::new(0, true, false);
 }
 
 /// The route's one method (a `GET` route answers `HEAD` too), or a 405.
@@ -881,7 +866,6 @@ impl ProxyHttp for AuroraProxy {
                             let permit = self.bodies.permit(config.server.max_buffered_bytes);
                             ctx.held_chat_body = Some(HeldChatBody::new(permit));
                         }
-                        decode_upstream_answer(session);
                         ctx.upstream = Some(target);
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;
@@ -954,8 +938,8 @@ impl ProxyHttp for AuroraProxy {
                 }
             }
             Ok(None) if !session.upstream_compression.is_header_phase() => {
-                // A retry of the same model: its answer is decoded by a fresh decoder.
-                decode_upstream_answer(session);
+                // A retry after an answer was decoded: Pingora's decoder serves one.
+                answer_decoder::reset(&mut session.upstream_compression);
             }
             Ok(None) => {}
             Err(err) => {
@@ -1172,7 +1156,12 @@ impl ProxyHttp for AuroraProxy {
         let status = upstream_response.status.as_u16();
         ctx.upstream_status = Some(status);
         ctx.body.answered(status);
-        ctx.answer_decoded = answer_decoder::decodes(&session.upstream_compression);
+        let to_head = session.req_header().method == http::Method::HEAD;
+        ctx.answer_decoded = answer_decoder::decode_if_compressed(
+            &mut session.upstream_compression,
+            upstream_response,
+            to_head,
+        );
         observe::answer_header(ctx, upstream_response);
         header_maps::open_answer(upstream_response, |map| {
             headers::strip_upstream_response_headers(map);
