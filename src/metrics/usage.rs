@@ -176,7 +176,7 @@ impl Carrier {
             self.take(member)?;
         }
         if let Some(mut front) = ObjectMembers::of_head(head) {
-            while !self.model_known && self.model.is_none() {
+            while !self.usage_read || (!self.model_known && self.model.is_none()) {
                 let Some(member) = front.next_front() else {
                     break;
                 };
@@ -256,6 +256,9 @@ impl JsonEnds {
     }
 
     fn push(&mut self, bytes: &[u8]) {
+        // Short of its size, the head is all the answer so far.
+        let room = KEPT_HEAD.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
         if bytes.len() >= KEPT_TAIL {
             self.tail.clear();
             self.tail
@@ -670,9 +673,19 @@ mod tests {
             // Whole where it lies: read without a copy, whatever its length.
             assert_eq!(usage_of_json(body.as_bytes()), expected, "{model}");
         }
-        // Usage in the kept head is read as well; between the kept ends it is not.
-        let front = format!(r#"{{{usage},"content":"{large}"}}"#);
-        assert_eq!(fed(front.as_bytes(), 16 * 1024).0, expected);
+        // Usage in the kept head is read as well, after the model or before it;
+        // between the kept ends it is not.
+        for front in [
+            format!(r#"{{{usage},"content":"{large}"}}"#),
+            format!(r#"{{"id":"r","model":"gpt-4o",{usage},"content":"{large}"}}"#),
+        ] {
+            assert_eq!(fed(front.as_bytes(), 16 * 1024).0, expected);
+        }
+        // A first piece past the limit on its own still leaves the head to read.
+        let (read, named) = fed(chat.as_bytes(), chat.len());
+        assert_eq!((read, named.as_deref()), (expected, Some("gpt-4o")));
+        let (read, named) = fed(chat.as_bytes(), MAX_METERED_JSON - 1);
+        assert_eq!((read, named.as_deref()), (expected, Some("gpt-4o")));
         let middle = format!(r#"{{"a":"{large}",{usage},"content":"{large}"}}"#);
         assert_eq!(fed(middle.as_bytes(), 16 * 1024).0, None);
     }

@@ -23,13 +23,11 @@ pub fn decode_if_compressed(
     to_head: bool,
 ) -> bool {
     let bodiless = to_head || matches!(header.status.as_u16(), 204 | 304);
-    if bodiless
-        || !header.headers.contains_key(http::header::CONTENT_ENCODING)
-        || !ctx.is_header_phase()
-    {
+    if bodiless || !header.headers.contains_key(http::header::CONTENT_ENCODING) {
         return false;
     }
-    // The body chunks that follow this header go through `ctx` once it is enabled.
+    // This header went through `ctx` idle (`reset` before each attempt); the body
+    // chunks that follow it go through it enabled.
     *ctx = ResponseCompressionCtx::new(0, true, false);
     ctx.response_header_filter(header, false);
     decodes(ctx)
@@ -54,10 +52,24 @@ pub fn gave_up(decoding: bool, ctx: &ResponseCompressionCtx) -> bool {
     decoding && !decodes(ctx)
 }
 
+/// Whether the decoder in `ctx` has been given any bytes of the body.
+pub fn took_bytes(ctx: &ResponseCompressionCtx) -> bool {
+    ctx.get_info().is_some_and(|(_, taken, _, _)| taken > 0)
+}
+
+/// Whether a decoder that [`gave_up`] at `piece` leaves an answer the client cannot
+/// read: not when the body was empty from start to end (`Content-Encoding: gzip` on
+/// nothing, which some servers send and the decoder refuses to finish).
+pub fn fails_answer(piece: Option<&[u8]>, end: bool, earlier_bytes: bool) -> bool {
+    earlier_bytes || !end || piece.is_some_and(|p| !p.is_empty())
+}
+
 /// The decoder of one answer read by the gateway's own exchange.
 pub struct AnswerDecoder {
     ctx: ResponseCompressionCtx,
     decoding: bool,
+    /// Some bytes of the body came.
+    received: bool,
 }
 
 /// The answer could not be decoded.
@@ -73,6 +85,7 @@ impl AnswerDecoder {
         Self {
             decoding: decodes(&ctx),
             ctx,
+            received: false,
         }
     }
 
@@ -88,8 +101,12 @@ impl AnswerDecoder {
         }
         let decoded = self.ctx.response_body_filter(piece.as_ref(), end);
         if gave_up(self.decoding, &self.ctx) {
-            return Err(Undecodable);
+            self.decoding = false;
+            if fails_answer(piece.as_deref(), end, self.received) {
+                return Err(Undecodable);
+            }
         }
+        self.received |= piece.is_some_and(|p| !p.is_empty());
         Ok(decoded)
     }
 }
@@ -153,6 +170,15 @@ mod tests {
             let out = decoded(&mut decoder, &[Bytes::from_static(b"{\"a\":1}")]);
             assert_eq!(out.unwrap(), b"{\"a\":1}");
         }
+    }
+
+    #[test]
+    fn an_empty_body_labelled_gzip_is_an_empty_answer() {
+        let mut h = header(Some("gzip"));
+        let mut decoder = AnswerDecoder::of(&mut h);
+        assert_eq!(decoded(&mut decoder, &[]), Ok(Vec::new()));
+        let mut decoder = AnswerDecoder::of(&mut header(Some("gzip")));
+        assert_eq!(decoded(&mut decoder, &[Bytes::new()]), Ok(Vec::new()));
     }
 
     #[test]

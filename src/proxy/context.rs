@@ -130,6 +130,8 @@ pub struct RequestContext {
     pub answer_due: Option<Instant>,
     /// The current attempt's answer came compressed and is being decoded.
     pub answer_decoded: bool,
+    /// Some bytes of the current attempt's compressed answer have come.
+    pub answer_body_seen: bool,
 }
 
 impl RequestContext {
@@ -164,6 +166,7 @@ impl RequestContext {
             rate: None,
             answer_due: None,
             answer_decoded: false,
+            answer_body_seen: false,
         }
     }
 

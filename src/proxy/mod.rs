@@ -928,6 +928,12 @@ impl ProxyHttp for AuroraProxy {
         if let Some(wait) = ctx.retry_wait.take() {
             tokio::time::sleep(wait).await;
         }
+        if !session.upstream_compression.is_header_phase() {
+            // Another attempt after an answer was decoded (a retry, or a fallback):
+            // Pingora's decoder serves one answer, and panics if asked for a second.
+            answer_decoder::reset(&mut session.upstream_compression);
+            ctx.answer_decoded = false;
+        }
         match self.ready_attempt(ctx, &session.req_header().headers) {
             Ok(Some((body, translation))) => {
                 ctx.body.prepare_again(body);
@@ -936,10 +942,6 @@ impl ProxyHttp for AuroraProxy {
                     // A fallback in the client's own format: its answer passes as is.
                     None => answer_as_is(session, ctx),
                 }
-            }
-            Ok(None) if !session.upstream_compression.is_header_phase() => {
-                // A retry after an answer was decoded: Pingora's decoder serves one.
-                answer_decoder::reset(&mut session.upstream_compression);
             }
             Ok(None) => {}
             Err(err) => {
@@ -1157,6 +1159,7 @@ impl ProxyHttp for AuroraProxy {
         ctx.upstream_status = Some(status);
         ctx.body.answered(status);
         let to_head = session.req_header().method == http::Method::HEAD;
+        ctx.answer_body_seen = false;
         ctx.answer_decoded = answer_decoder::decode_if_compressed(
             &mut session.upstream_compression,
             upstream_response,
@@ -1195,16 +1198,25 @@ impl ProxyHttp for AuroraProxy {
                 "whole answer past timeouts.total",
             ));
         }
-        if answer_decoder::gave_up(ctx.answer_decoded, &session.upstream_compression) {
-            // What follows would reach the client still compressed, labelled plain.
-            ctx.error = Some(GatewayError::bad_provider_answer(
-                "the provider's compressed answer could not be decoded",
-            ));
-            return Err(Error::explain(
-                ErrorType::Custom("undecodable answer"),
-                "compressed answer could not be decoded",
-            )
-            .into_up());
+        if ctx.answer_decoded {
+            let piece = body.as_deref();
+            if answer_decoder::gave_up(true, &session.upstream_compression) {
+                ctx.answer_decoded = false;
+                if answer_decoder::fails_answer(piece, end_of_stream, ctx.answer_body_seen) {
+                    // What follows would reach the client still compressed, labelled
+                    // plain.
+                    ctx.error = Some(GatewayError::bad_provider_answer(
+                        "the provider's compressed answer could not be decoded",
+                    ));
+                    return Err(Error::explain(
+                        ErrorType::Custom("undecodable answer"),
+                        "compressed answer could not be decoded",
+                    )
+                    .into_up());
+                }
+            } else {
+                ctx.answer_body_seen = answer_decoder::took_bytes(&session.upstream_compression);
+            }
         }
         if let Some(model) = observe::answer_bytes(ctx, body.as_deref(), end_of_stream) {
             telemetry::response_model(ctx, &model);
