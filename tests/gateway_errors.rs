@@ -379,14 +379,6 @@ async fn a_compressed_answer_that_cannot_be_decoded_never_reaches_the_client_lab
             ("ANTHROPIC_BASE_URL", base.as_str()),
         ],
     );
-    let post = |path: &str, body: &str| {
-        client()
-            .post(gw.url(path))
-            .bearer_auth(MASTER)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-    };
     // Proxied, and read whole by the gateway to be translated.
     let whole = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
     let translated =
@@ -395,7 +387,7 @@ async fn a_compressed_answer_that_cannot_be_decoded_never_reaches_the_client_lab
         ("/p/openai/chat/completions", whole),
         ("/v1/chat/completions", translated),
     ] {
-        let resp = post(path, body).await.unwrap();
+        let resp = gw.post_json(MASTER, path, body).await;
         let v: serde_json::Value = {
             assert_eq!(resp.status(), 502, "{path}");
             resp.json().await.unwrap()
@@ -409,7 +401,9 @@ async fn a_compressed_answer_that_cannot_be_decoded_never_reaches_the_client_lab
     // A stream is cut where its decoding failed: what came before arrives decoded.
     let stream =
         r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    let mut resp = post("/p/openai/chat/completions", stream).await.unwrap();
+    let mut resp = gw
+        .post_json(MASTER, "/p/openai/chat/completions", stream)
+        .await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("content-encoding").is_none());
     let mut received = Vec::new();

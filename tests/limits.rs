@@ -76,6 +76,28 @@ async fn wait_for_requests(mock: &MockUpstream, count: usize) {
     );
 }
 
+/// The answer to a call of the team key that accepts gzip, which the provider was
+/// asked for plainly and the client got plain.
+async fn post_accepting_gzip(gw: &Gateway, mock: &MockUpstream, path: &str, body: &str) -> String {
+    let resp = client()
+        .post(gw.url(path))
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .header("accept-encoding", "gzip, deflate")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{path} {body}");
+    assert_eq!(
+        mock.last().header("accept-encoding"),
+        Some("identity"),
+        "{path} {body}"
+    );
+    assert!(resp.headers().get("content-encoding").is_none(), "{path}");
+    resp.text().await.unwrap()
+}
+
 /// Asserts `resp` is the refusal of a spent budget: 429, `insufficient_quota`.
 async fn assert_budget_spent(resp: reqwest::Response) {
     assert_eq!(resp.status(), 429);
@@ -251,23 +273,7 @@ async fn an_asked_for_usage_is_read_and_hidden_even_from_a_provider_that_compres
         r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     for path in ["/v1/chat/completions", "/p/openai/chat/completions"] {
         let gw = gateway(&mock, "", "{budget: {tokens: 20, period: month}}");
-        let resp = client()
-            .post(gw.url(path))
-            .bearer_auth(TEAM_KEY)
-            .header("content-type", "application/json")
-            .header("accept-encoding", "gzip")
-            .body(stream)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{path}");
-        assert_eq!(
-            mock.last().header("accept-encoding"),
-            Some("identity"),
-            "{path}"
-        );
-        assert!(resp.headers().get("content-encoding").is_none(), "{path}");
-        let text = resp.text().await.unwrap();
+        let text = post_accepting_gzip(&gw, &mock, path, stream).await;
         assert!(text.ends_with("data: [DONE]\n\n"), "{path}: {text}");
         assert!(!text.contains(r#""choices":[]"#), "{path}: {text}");
         gw.wait_for_log(&format!("path={path}"), 1).await;
@@ -331,23 +337,7 @@ async fn an_answer_a_client_accepts_compressed_is_charged_all_the_same() {
         // Any usage spends this budget.
         let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
         let calls = mock.requests().len();
-        let resp = client()
-            .post(gw.url(path))
-            .bearer_auth(TEAM_KEY)
-            .header("content-type", "application/json")
-            .header("accept-encoding", "gzip, deflate")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{path} {body}");
-        assert_eq!(
-            mock.last().header("accept-encoding"),
-            Some("identity"),
-            "{path} {body}"
-        );
-        assert!(resp.headers().get("content-encoding").is_none(), "{path}");
-        let text = resp.text().await.unwrap();
+        let text = post_accepting_gzip(&gw, &mock, path, body).await;
         assert!(text.contains("usage"), "{path} {body}: {text}");
         gw.wait_for_log(&format!("path={path}"), 1).await;
         let next = post(&gw, TEAM_KEY, path, body).await;

@@ -261,6 +261,18 @@ impl Gateway {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
+    /// `POST` of the JSON `body` to `path` with `key` as bearer.
+    pub async fn post_json(&self, key: &str, path: &str, body: &str) -> reqwest::Response {
+        client()
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `127.0.0.1:port`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
