@@ -52,14 +52,7 @@ const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content
 const MESSAGES: &str = r#"{"model":"anthropic/claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
 
 async fn post(gw: &Gateway, key: &str, path: &str, body: &str) -> reqwest::Response {
-    client()
-        .post(gw.url(path))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
+    gw.post_json(key, path, body).await
 }
 
 /// Waits (at most 10 s) until the provider has received `count` requests.
