@@ -630,7 +630,12 @@ async fn a_chat_stream_is_asked_for_its_usage_which_only_a_client_that_asked_see
         String::from_utf8(sent.body.to_vec()).unwrap(),
         r#"{"model":"gpt-4o-mini", "stream":true,"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}"#,
     );
-    assert_eq!(sent.header("content-length"), None, "framed in chunks");
+    // Read whole before it went: sent with its exact length.
+    assert_eq!(
+        sent.header("content-length"),
+        Some(sent.body.len().to_string().as_str())
+    );
+    assert_eq!(sent.header("transfer-encoding"), None);
     assert_eq!(sent.header("accept-encoding"), Some("identity"));
     let data = event_data(&text);
     assert_eq!(data.len(), recorded.len(), "{text}");
@@ -654,6 +659,37 @@ async fn a_chat_stream_is_asked_for_its_usage_which_only_a_client_that_asked_see
         r#"{"object":"chat.completion"}"#
     );
     assert_eq!(mock.last().body, whole.as_bytes());
+
+    // Past Pingora's 64 KiB replay buffer (through a subrequest), and sent by the
+    // client in chunks: asked, with an exact length all the same.
+    let large = request(&format!(r#","user":"{}""#, "u".repeat(100 * 1024)));
+    let chunks: Vec<Result<String, std::io::Error>> = large
+        .as_bytes()
+        .chunks(16 * 1024)
+        .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+        .collect();
+    let resp = authed(client().post(gw.url("/p/openai/chat/completions")))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains(r#""choices":[]"#), "{text}");
+    let sent = mock.last();
+    assert!(sent
+        .body
+        .ends_with(br#""stream_options":{"include_usage":true}}"#));
+    assert_eq!(
+        sent.body.len(),
+        large.len() + r#","stream_options":{"include_usage":true}"#.len()
+    );
+    assert_eq!(
+        sent.header("content-length"),
+        Some(sent.body.len().to_string().as_str())
+    );
 
     // The legacy completions endpoint, and paths with empty segments, are asked too.
     let prompt = r#"{"model":"gpt-3.5-turbo-instruct","prompt":"hi","stream":true}"#;
@@ -711,6 +747,8 @@ async fn a_chat_body_the_gateway_cannot_read_is_refused_as_on_v1() {
         assert_eq!(err["error"]["type"], "invalid_request_error", "{err}");
         assert_eq!(err["error"]["param"].as_str(), param, "{err}");
     }
+    // Refused before anything reached the provider.
+    assert!(mock.requests().is_empty());
     // No body at all goes as it came, framed as it came: the provider judges it.
     let resp = authed(client().post(gw.url("/p/openai/chat/completions")))
         .header("content-length", "0")
@@ -765,8 +803,10 @@ async fn a_held_chat_body_counts_against_what_the_gateway_may_hold() {
         .unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
-    // A held body is given back once the provider answers: a stream that goes on
-    // for a while holds none of it.
+    assert!(mock.requests().is_empty(), "refused before anything went");
+    // A held body is held until its request ends, as a `/v1` body is (Pingora keeps
+    // its copy as long): while a first stream goes on, a second that does not fit
+    // beside it is refused; once the first has ended, it goes.
     let fits = format!(
         r#"{{"model":"gpt-4o-mini","stream":true,"messages":[{{"role":"user","content":"{}"}}]}}"#,
         "x".repeat(6 * 1024)
@@ -778,13 +818,16 @@ async fn a_held_chat_body_counts_against_what_the_gateway_may_hold() {
         .await
         .unwrap();
     assert_eq!(first.status(), 200);
-    let second = authed(client().post(gw.url("/p/openai/chat/completions")))
-        .body(fits.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(second.status(), 200, "while the first stream goes on");
+    let second = || {
+        authed(client().post(gw.url("/p/openai/chat/completions")))
+            .body(fits.clone())
+            .send()
+    };
+    let refused = second().await.unwrap();
+    assert_eq!(refused.status(), 503, "while the first stream goes on");
     assert!(first.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    gw.wait_for_log("status=200", 1).await;
+    assert_eq!(second().await.unwrap().status(), 200, "once it has ended");
     // A body that streams on is not held: an upload of any size goes.
     let resp = authed(client().post(gw.url("/p/openai/files")))
         .body(big.clone())

@@ -95,8 +95,6 @@ pub struct RequestContext {
     pub body: super::model_call_body::ModelCallBody,
     /// The share of the gateway's body budget this request's body holds.
     pub body_permit: Option<super::body_budget::BodyPermit>,
-    /// A `/p/` Chat Completions body held whole, to ask a stream for its usage.
-    pub held_chat_body: Option<super::held_chat_body::HeldChatBody>,
     /// The client socket, corked while a whole translated answer is written.
     pub corked: Option<CorkedSocket>,
     /// The response is translated into the client's format.
@@ -149,7 +147,6 @@ impl RequestContext {
             request_body_bytes: 0,
             body: Default::default(),
             body_permit: None,
-            held_chat_body: None,
             corked: None,
             translated: false,
             error_format: WireFormat::OpenAi,

@@ -63,7 +63,6 @@ use crate::translate::{
 };
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
-use held_chat_body::{HeldChatBody, HeldChunk};
 use model_call_body::{hand_back, return_plan, ChunkSource};
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_field::ModelField;
@@ -677,17 +676,6 @@ pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
     }
 }
 
-/// A `/p/` Chat stream was asked for its usage on the client's behalf: the client does
-/// not see the usage chunk (which the meter reads: a held body's answer is decoded).
-fn usage_asked_for_passthrough(session: &mut Session) {
-    if let Some(module) = session
-        .downstream_modules_ctx
-        .get_mut::<ResponseTranslator>()
-    {
-        module.hide_asked_usage();
-    }
-}
-
 /// The route's one method (a `GET` route answers `HEAD` too), or a 405.
 fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), GatewayError> {
     match route.method() {
@@ -727,9 +715,6 @@ enum UpstreamBody {
     AsSent,
     /// A body the gateway prepared, of this length.
     Prepared(usize),
-    /// The client's, held whole and perhaps made longer (a `/p/` Chat stream asked for
-    /// its usage): chunked, since its length is known only at its end.
-    Held,
 }
 
 /// Turns a copy of the client's request header into the provider's: its path, its
@@ -762,11 +747,6 @@ fn rewrite_upstream_request(
                 let len = http::HeaderValue::from(len);
                 header_maps::put(headers, http::header::CONTENT_LENGTH, len)?;
             }
-            UpstreamBody::Held => {
-                // Pingora frames a body without a length in chunks (HTTP/1) or frames
-                // (h2).
-                headers.remove(http::header::CONTENT_LENGTH);
-            }
         }
         if translated {
             headers::strip_foreign_format_headers(headers, target.provider.format);
@@ -775,8 +755,7 @@ fn rewrite_upstream_request(
         // compressed, it would be decoded first, work the provider can be spared. A
         // client that names no encoding is sent on without one (only the gateway's own
         // readers ask when they must).
-        let reads_answer = translated || target.usage_asked || body == UpstreamBody::Held;
-        if reads_answer || headers.contains_key(http::header::ACCEPT_ENCODING) {
+        if translated || target.usage_asked || headers.contains_key(http::header::ACCEPT_ENCODING) {
             header_maps::make_room(headers, 1)?;
             let identity = http::HeaderValue::from_static("identity");
             header_maps::put(headers, http::header::ACCEPT_ENCODING, identity)?;
@@ -858,17 +837,17 @@ impl ProxyHttp for AuroraProxy {
                                 Some(attempts::plan_for_provider(&target.provider, &self.health));
                             ctx.attempt_ready = true;
                         }
-                        if HeldChatBody::applies(
+                        let held = held_chat_body::applies(
                             &target.provider,
                             &pt.endpoint,
                             &session.req_header().method,
-                        ) {
-                            let permit = self.bodies.permit(config.server.max_buffered_bytes);
-                            ctx.held_chat_body = Some(HeldChatBody::new(permit));
-                        }
+                        );
                         ctx.upstream = Some(target);
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;
+                        }
+                        if held {
+                            return Box::pin(self.pass_held_chat_body(session, ctx, &config)).await;
                         }
                         Ok(false)
                     }
@@ -1025,7 +1004,7 @@ impl ProxyHttp for AuroraProxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
@@ -1035,15 +1014,9 @@ impl ProxyHttp for AuroraProxy {
             return Err(status_error(404));
         };
         // A new attempt at an upstream replays the body from its start.
-        let prepared_len = ctx.body.attempt_begins();
-        let framing = match (prepared_len, ctx.held_chat_body.as_mut()) {
-            (Some(len), _) => UpstreamBody::Prepared(len),
-            // No body to hold: framed as the client framed it (`Content-Length: 0`).
-            (None, Some(held)) if !session.is_body_empty() => {
-                held.restart();
-                UpstreamBody::Held
-            }
-            (None, _) => UpstreamBody::AsSent,
+        let framing = match ctx.body.attempt_begins() {
+            Some(len) => UpstreamBody::Prepared(len),
+            None => UpstreamBody::AsSent,
         };
         rewrite_upstream_request(
             upstream_request,
@@ -1058,7 +1031,7 @@ impl ProxyHttp for AuroraProxy {
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
-        end_of_stream: bool,
+        _end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if ctx.body.carry(body) == ChunkSource::Prepared {
@@ -1091,18 +1064,6 @@ impl ProxyHttp for AuroraProxy {
                 }
             }
         }
-        if let Some(held) = ctx.held_chat_body.as_mut() {
-            match held.take(body, end_of_stream) {
-                Ok(HeldChunk::AskingUsage) => usage_asked_for_passthrough(session),
-                Ok(HeldChunk::Holding | HeldChunk::AsSent) => {}
-                Err(err) => {
-                    let status = err.status;
-                    ctx.error = Some(err);
-                    session.set_keepalive(None);
-                    return Err(status_error(status));
-                }
-            }
-        }
         Ok(())
     }
 
@@ -1118,9 +1079,6 @@ impl ProxyHttp for AuroraProxy {
         }
         let answered = Instant::now();
         observe::upstream_answered(ctx, answered);
-        if let Some(held) = ctx.held_chat_body.as_mut() {
-            held.answered();
-        }
         telemetry::attempt_answered(ctx, upstream_response.status.as_u16());
         if ctx.plan.is_some() {
             let status = upstream_response.status.as_u16();

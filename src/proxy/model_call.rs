@@ -12,6 +12,7 @@ use pingora_proxy::Session;
 
 use super::body_deadline::BodyDeadline;
 use super::client_hangup::{self, ClientSocket};
+use super::held_chat_body;
 use super::model_call_body::{ModelCallBody, SubrequestReturn};
 use super::model_field::ModelField;
 use super::model_request::ModelEndpoint;
@@ -37,35 +38,9 @@ impl AuroraProxy {
         config: &Arc<Config>,
         endpoint: ModelEndpoint,
     ) -> Result<bool> {
-        let admission = ModelCallBody::admit(session.req_header());
-        // Keeps a copy of a small body, which tells the proxy loop to send it on.
-        session.as_mut().enable_retry_buffering();
-        let mut permit = self.bodies.permit(config.server.max_buffered_bytes);
-        if let Err(err) = admission.hold_declared(&mut permit) {
-            // Refused before the client is told to send: no `100 Continue` first, so
-            // the client never starts an upload that is already turned down.
-            session.set_keepalive(None);
-            return reject(session, ctx, err).await;
-        }
-        if admission.send_continue {
-            let proceed = ResponseHeader::build(100, Some(0))?;
-            session
-                .write_response_header(Box::new(proceed), false)
-                .await?;
-        }
-        let limit = config.server.body_size_limit;
-        let deadline = BodyDeadline::new(ctx.started, config.server.body_timeout);
-        let read = subrequest::read_body_within(session, limit, &mut permit, deadline).await;
-        // Held until the request ends: the body and what is prepared from it live as long.
-        ctx.body_permit = Some(permit);
-        let body = match read {
+        let body = match self.read_whole_body(session, ctx, config).await? {
             Ok(body) => body,
-            Err(err) => {
-                // The body was cut short, malformed or too large: whatever follows on
-                // this connection cannot be trusted to start a request.
-                session.set_keepalive(None);
-                return reject(session, ctx, err).await;
-            }
+            Err(err) => return reject(session, ctx, err).await,
         };
         // The one pass over the whole body: its model, its conversation, and JSON's
         // rules held (the request translators rely on it).
@@ -134,6 +109,77 @@ impl AuroraProxy {
                 .await
             }
         }
+    }
+
+    /// Reads the whole body of a request the gateway must read before it goes
+    /// upstream, within `body_size_limit`, `body_timeout` and the gateway-wide
+    /// `max_buffered_bytes` (its share held until the request ends: the body and what
+    /// is prepared from it live as long). A body that fits Pingora's retry buffer
+    /// (64 KiB) stays in it, which tells the proxy loop to send it on. The inner
+    /// error is the client's: the connection is not kept after it, as whatever
+    /// follows cannot be trusted to start a request.
+    pub(super) async fn read_whole_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        config: &Config,
+    ) -> Result<std::result::Result<Bytes, GatewayError>> {
+        let admission = ModelCallBody::admit(session.req_header());
+        session.as_mut().enable_retry_buffering();
+        let mut permit = self.bodies.permit(config.server.max_buffered_bytes);
+        if let Err(err) = admission.hold_declared(&mut permit) {
+            // Refused before the client is told to send: no `100 Continue` first, so
+            // the client never starts an upload that is already turned down.
+            session.set_keepalive(None);
+            return Ok(Err(err));
+        }
+        if admission.send_continue {
+            let proceed = ResponseHeader::build(100, Some(0))?;
+            session
+                .write_response_header(Box::new(proceed), false)
+                .await?;
+        }
+        let limit = config.server.body_size_limit;
+        let deadline = BodyDeadline::new(ctx.started, config.server.body_timeout);
+        let read = subrequest::read_body_within(session, limit, &mut permit, deadline).await;
+        ctx.body_permit = Some(permit);
+        if read.is_err() {
+            // Cut short, malformed or too large.
+            session.set_keepalive(None);
+        }
+        Ok(read)
+    }
+
+    /// A `/p/` Chat Completions body held to ask for its stream's usage
+    /// ([`held_chat_body`]): read whole before it goes upstream, then sent with its
+    /// exact length, through this session (a body that fits Pingora's retry buffer)
+    /// or a subrequest, as a `/v1` body is. Refused with 400 before anything reaches
+    /// the provider when it cannot be read.
+    pub(super) async fn pass_held_chat_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        config: &Arc<Config>,
+    ) -> Result<bool> {
+        let read = match self.read_whole_body(session, ctx, config).await? {
+            Ok(body) => held_chat_body::asking_usage(body),
+            Err(err) => Err(err),
+        };
+        let (body, asked) = match read {
+            Ok(read) => read,
+            Err(err) => return reject(session, ctx, err).await,
+        };
+        let Some(target) = ctx.upstream.take() else {
+            return reject(session, ctx, GatewayError::not_found("no upstream")).await;
+        };
+        let target = target.asking_usage(asked);
+        if !session.as_ref().retry_buffer_truncated() {
+            ctx.upstream = Some(target);
+            ctx.body = ModelCallBody::replayed(body);
+            answer_as_is(session, ctx);
+            return Ok(false);
+        }
+        Box::pin(self.call_through_subrequests(session, ctx, config, target, body, None)).await
     }
 
     /// Where preparing a call looks things up.
