@@ -373,6 +373,33 @@ async fn an_answer_compressed_unasked_is_decoded_and_charged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_chat_call_is_priced_by_the_model_its_answer_named_whatever_its_size() {
+    // A `/p/` body is not routed on: its cost is priced by the model the answer names.
+    // A body past Pingora's 64 KiB replay buffer goes through a subrequest, whose
+    // answer the main request prices and logs.
+    let mock = MockUpstream::start(common::mock::provider_rules::openai_chat_stream).await;
+    let prices =
+        "models:\n  prices:\n    openai/gpt-4o-mini-2024-07-18: {input: 1000, output: 1000}\n";
+    let stream = |pad: usize| {
+        format!(
+            r#"{{"model":"gpt-4o-mini","stream":true,"user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+            "u".repeat(pad)
+        )
+    };
+    for body in [stream(0), stream(100 * 1024)] {
+        // One answer's 21 tokens cost $0.021.
+        let gw = gateway(&mock, prices, "{budget: {usd: 0.01, period: month}}");
+        let resp = post(&gw, TEAM_KEY, "/p/openai/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        assert!(resp.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+        let line = gw.wait_for_log("path=/p/openai/chat/completions", 1).await;
+        assert!(line.contains("model=gpt-4o-mini-2024-07-18"), "{line}");
+        let next = post(&gw, TEAM_KEY, "/p/openai/chat/completions", &body).await;
+        assert_budget_spent(next).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_too_large_to_hold_is_charged_all_the_same() {
     // Many embeddings: 9 MiB of vectors, the model and the usage after them.
     let vectors = vec!["[0.0123,-0.98]"; 9 * 1024 * 1024 / 15].join(",");

@@ -678,6 +678,8 @@ async fn a_chat_stream_is_asked_for_its_usage_which_only_a_client_that_asked_see
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     assert!(!text.contains(r#""choices":[]"#), "{text}");
+    assert_eq!(event_data(&text).len(), recorded.len(), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     let sent = mock.last();
     assert!(sent
         .body

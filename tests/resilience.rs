@@ -540,15 +540,28 @@ async fn a_passthrough_call_tries_again_only_when_no_connection_was_made() {
     let closed = format!("http://127.0.0.1:{}/v1", free_port());
     let yaml = format!("retry:\n  attempts: 2\n  backoff: 1ms\nproviders:\n  openai:\n    api_key: {OAI_KEY}\n    base_url: {closed}\n");
     let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
-    let began = Instant::now();
-    let resp = post(&gw, "/p/openai/chat/completions", CHAT).await;
-    assert_eq!(resp.status(), 502, "nothing listens: every attempt fails");
-    assert!(began.elapsed() < Duration::from_secs(10));
-    let log = gw.wait_for_log("attempts=", 1).await;
-    assert!(
-        log.contains("attempts=openai:connect:") && log.matches(":connect:").count() >= 3,
-        "{log}"
+    // A Chat body is read whole first (to ask for a stream's usage): one past Pingora's
+    // 64 KiB replay buffer goes through a subrequest, which tries again the same way.
+    let large = format!(
+        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+        "u".repeat(100 * 1024)
     );
+    for (n, body) in [CHAT, large.as_str()].into_iter().enumerate() {
+        let began = Instant::now();
+        let resp = post(&gw, "/p/openai/chat/completions", body).await;
+        assert_eq!(resp.status(), 502, "nothing listens: every attempt fails");
+        assert!(began.elapsed() < Duration::from_secs(10));
+        let log = gw.wait_for_log("attempts=", n + 1).await;
+        let line = log
+            .lines()
+            .filter(|l| l.contains("attempts="))
+            .nth(n)
+            .unwrap();
+        assert!(
+            line.contains("attempts=openai:connect:") && line.matches(":connect:").count() >= 3,
+            "{line}"
+        );
+    }
     // A provider status on passthrough is the provider's answer, never retried.
     let failing = MockUpstream::start(failing_first(1, 503, Vec::new(), provider_like)).await;
     let yaml = format!(

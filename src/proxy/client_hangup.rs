@@ -2,8 +2,8 @@
 //!
 //! Pingora's own proxy loop watches the client connection while the provider is
 //! silent, and closes the upstream connection as soon as the client goes. The paths
-//! where the gateway drives the upstream exchange itself (a `/v1` body re-issued as a
-//! subrequest, a whole answer translated before it is sent) are not inside that loop,
+//! where the gateway drives the upstream exchange itself (a body read whole and
+//! re-issued as a subrequest, a whole answer translated before it is sent) are not inside that loop,
 //! so they ask the kernel directly: `poll(2)` on the client socket for `POLLRDHUP`
 //! (the peer closed its side) or `POLLHUP`/`POLLERR` (reset). Pipelined bytes alone
 //! (`POLLIN`) are not a hang-up.

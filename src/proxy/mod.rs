@@ -796,7 +796,8 @@ impl ProxyHttp for AuroraProxy {
     }
 
     fn allow_spawning_subrequest(&self, session: &Session, _ctx: &Self::CTX) -> bool {
-        // Only client requests spawn (the `/v1` body-before-routing subrequest).
+        // Only client requests spawn (the subrequest of a body read before it goes
+        // upstream: `/v1`, and a `/p/` Chat body).
         session.subrequest_ctx.is_none()
     }
 
@@ -830,8 +831,8 @@ impl ProxyHttp for AuroraProxy {
             Route::Passthrough(pt) => {
                 match passthrough_target(&config, &pt, session.req_header()) {
                     Ok(target) => {
-                        // A passthrough body streams: only a connection that was never
-                        // made is tried again.
+                        // Only a connection that was never made is tried again: the
+                        // provider may have started on a body that streamed.
                         if config.retry_for(&target.provider).attempts > 0 {
                             ctx.plan =
                                 Some(attempts::plan_for_provider(&target.provider, &self.health));
@@ -981,7 +982,8 @@ impl ProxyHttp for AuroraProxy {
             e.set_retry(retry);
             return e;
         }
-        // A `/v1` body is held whole: while the client has heard nothing, a failed
+        // A `/v1` body held whole for its plan (a `/p/` one is tried again only when
+        // no connection was made): while the client has heard nothing, a failed
         // exchange may go again, as the plan says.
         let replayable = ctx.held_call.is_some()
             && final_status(session).is_none()
@@ -1246,6 +1248,7 @@ impl ProxyHttp for AuroraProxy {
         if let Some(module) = session.downstream_modules_ctx.get::<ResponseTranslator>() {
             observe::response_work(ctx, module.busy());
         }
+        observe::adopt_answering_model(ctx);
         if !ctx.body.is_subrequest() {
             limit_check::settle(&self.limits, ctx);
         }

@@ -234,10 +234,7 @@ impl AuroraProxy {
         loop {
             ctx.upstream = Some(target.clone());
             let returns = SubrequestReturn::default();
-            let attempts = match (ctx.plan.take(), ctx.held_call.take()) {
-                (Some(plan), Some(call)) => Some((plan, call)),
-                _ => None,
-            };
+            let attempts = ctx.plan.take().map(|plan| (plan, ctx.held_call.take()));
             let plan = SubrequestPlan {
                 config: Arc::clone(config),
                 request_id: ctx.request_id.clone(),
@@ -258,7 +255,7 @@ impl AuroraProxy {
                 return outcome.map(|()| true);
             };
             ctx.plan = Some(back.plan);
-            ctx.held_call = Some(back.call);
+            ctx.held_call = back.call;
             let Some(wait) = back.wait.filter(|_| final_status(session).is_none()) else {
                 return outcome.map(|()| true);
             };
@@ -295,7 +292,7 @@ pub(super) fn begin_subrequest(
     if let Some((attempts, call)) = plan.attempts {
         ctx.prepared_at = attempts.position();
         ctx.plan = Some(attempts);
-        ctx.held_call = Some(call);
+        ctx.held_call = call;
         ctx.attempt_ready = true;
     }
     observe::subrequest_began(ctx, plan.timings);

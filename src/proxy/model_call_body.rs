@@ -1,6 +1,8 @@
 //! Body-before-routing. A `/v1` request names its provider inside its body, so the
 //! gateway reads the whole body (up to `body_size_limit`) in `request_filter` and
-//! prepares it for the routed provider (see [`super::prepared_call`]). How that
+//! prepares it for the routed provider (see [`super::prepared_call`]); a `/p/` Chat
+//! body is read the same way to ask for a stream's usage (see
+//! [`super::held_chat_body`]). How that
 //! prepared body then reaches the provider is held here, per request, in
 //! [`ModelCallBody`]:
 //!
@@ -217,9 +219,10 @@ pub fn return_plan(ctx: &mut RequestContext, wait: Option<Duration>) -> bool {
     if !ctx.body.is_subrequest() {
         return false;
     }
-    let (Some(plan), Some(call)) = (ctx.plan.take(), ctx.held_call.take()) else {
+    let Some(plan) = ctx.plan.take() else {
         return false;
     };
+    let call = ctx.held_call.take();
     match &ctx.body {
         ModelCallBody::Subrequest(link) => link.returns.give(Handback { plan, call, wait }),
         ModelCallBody::Streamed | ModelCallBody::Replayed { .. } => false,

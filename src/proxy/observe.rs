@@ -113,6 +113,9 @@ pub struct SharedTimings {
     response_work_ns: AtomicU64,
     /// The tokens the answer reported.
     usage: Mutex<Option<Usage>>,
+    /// The model the answer named, for a request whose body the gateway did not route
+    /// on (a `/p/` call): what its cost is priced by.
+    model: Mutex<Option<String>>,
 }
 
 fn store(cell: &AtomicU64, d: Duration) {
@@ -266,9 +269,32 @@ pub fn answer_unfinished(ctx: &mut RequestContext) -> Option<String> {
 /// The answer named `model` as having answered. A passthrough request's body is not
 /// read, so this is the model its metrics and log name.
 pub fn answering_model(ctx: &mut RequestContext, model: String) {
-    if ctx.obs.model.is_none() {
-        model_routed(ctx, model);
-        ctx.obs.model_from_answer = true;
+    if ctx.obs.model.is_some() {
+        return;
+    }
+    if !ctx.obs.delegated {
+        // A subrequest's answer: the main request settles and logs it.
+        if let Some(mut cell) = ctx.obs.shared.as_ref().and_then(|s| s.model.lock().ok()) {
+            *cell = Some(model.clone());
+        }
+    }
+    model_routed(ctx, model);
+    ctx.obs.model_from_answer = true;
+}
+
+/// The main request of a subrequest takes the model its answer named, when the
+/// main request knew none (a `/p/` call): before it is priced, counted and logged.
+pub fn adopt_answering_model(ctx: &mut RequestContext) {
+    if !ctx.obs.delegated || ctx.obs.model.is_some() {
+        return;
+    }
+    let named = ctx
+        .obs
+        .shared
+        .as_ref()
+        .and_then(|s| s.model.lock().ok().and_then(|mut m| m.take()));
+    if let Some(model) = named {
+        answering_model(ctx, model);
     }
 }
 

@@ -440,7 +440,7 @@ mod tests {
         assert_eq!(sub.retry_wait, None, "the main request waits, not Pingora");
         let back = returns.take_handback().unwrap();
         assert_eq!(back.wait, Some(Duration::from_millis(7)));
-        assert_eq!(back.call.field.name, "gpt-4o");
+        assert_eq!(back.call.expect("the call").field.name, "gpt-4o");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The large-body path of a `/v1` call (see [`super::model_call_body`]): a body past
+//! The large-body path of a `/v1` call, or of a `/p/` Chat body read whole (see
+//! [`super::model_call_body`]): a body past
 //! Pingora's 64 KiB retry buffer would hang if the client's own session proxied it,
 //! so the request is re-issued as a Pingora subrequest through this same proxy with
 //! the prepared body preset, and the subrequest's response is piped back to the
@@ -53,8 +54,9 @@ pub struct SubrequestPlan {
     pub timings: Arc<super::observe::SharedTimings>,
     /// The main request's span, which the subrequest's attempts belong to.
     pub trace: crate::telemetry::TraceHandoff,
-    /// The request's attempts and its call, when it may try again.
-    pub attempts: Option<(AttemptPlan, HeldCall)>,
+    /// The request's attempts and its call (none for a `/p/` call, which is tried
+    /// again only when no connection was made), when it may try again.
+    pub attempts: Option<(AttemptPlan, Option<HeldCall>)>,
     /// Where the subrequest leaves the provider's status and, when another attempt is
     /// due, hands the attempts back.
     pub returns: SubrequestReturn,
@@ -67,8 +69,9 @@ pub struct SubrequestPlan {
 pub struct Handback {
     /// The plan, moved on to the next attempt.
     pub plan: AttemptPlan,
-    /// The call, to prepare again.
-    pub call: HeldCall,
+    /// The call, to prepare again (none for a `/p/` call, whose body is the same
+    /// for every attempt).
+    pub call: Option<HeldCall>,
     /// How long to wait before the next attempt; `None` when there is none (the plan
     /// comes back only for the main request's log).
     pub wait: Option<std::time::Duration>,
