@@ -164,9 +164,10 @@ impl Carrier {
     }
 
     /// What an answer too large to hold carries, read from its first bytes (`head`)
-    /// and its last (`tail`): the usage from the back of the tail, the model from the
-    /// front of the head, or else from the tail too (an embeddings list names its
-    /// model after its vectors). Members that reach a cut are not read.
+    /// and its last (`tail`): the usage from the back of the tail, else from the
+    /// front of the head; the model from the front of the head, else from the tail
+    /// (an embeddings list names its model after its vectors). Members that reach a
+    /// cut are not read.
     fn read_ends(&mut self, head: &[u8], tail: &[u8]) -> Option<()> {
         let mut back = ObjectMembers::of_tail(tail)?;
         while !self.usage_read {

@@ -1,9 +1,10 @@
-//! A provider's answer decoded when it came compressed (gzip or Brotli), as every
-//! answer is: the usage meter and the translators read plain bytes. Pingora's decoder
-//! that fails part way (a broken gzip, or one of several members) gives up and passes
-//! the rest as it came, under a header that no longer says it is compressed: the
-//! client would get compressed bytes labelled plain, and the meter would read
-//! nothing. Such an answer is refused instead.
+//! Every provider answer is read plain, by the usage meter and the translators: one
+//! that came compressed anyway (gzip or Brotli; the provider was asked for
+//! `identity`) is decoded. Pingora's decoder that fails part way (a broken gzip, or
+//! one of several members) gives up and passes the rest as it came, under a header
+//! that no longer says it is compressed: the client would get compressed bytes
+//! labelled plain, and the meter would read nothing. Such an answer is refused
+//! instead.
 
 use bytes::Bytes;
 use pingora_core::protocols::http::compression::ResponseCompressionCtx;
@@ -11,12 +12,11 @@ use pingora_http::ResponseHeader;
 
 /// Has Pingora's decoder of a proxied answer (`ctx`, idle until now) decode the body
 /// of the answer with this `header` (to a `HEAD` request: `to_head`) when it came
-/// compressed; the header then loses
-/// its `Content-Encoding` (and gains `Vary: Accept-Encoding`). Decided here, once the
-/// gateway has seen the header, rather than before the request: Pingora's decoder
-/// then costs an answer that is not compressed (nearly all: the provider was asked
-/// for `identity`) nothing. An answer without a body (to `HEAD`, or `204`/`304`)
-/// is left alone. Returns whether the body is being decoded.
+/// compressed; the header then loses its `Content-Encoding` (and gains
+/// `Vary: Accept-Encoding`). Decided here, once the gateway has seen the header,
+/// rather than before the request: Pingora's decoder then costs an answer that is not
+/// compressed (nearly all) nothing. An answer without a body (to `HEAD`, or
+/// `204`/`304`) is left alone. Returns whether the body is being decoded.
 pub fn decode_if_compressed(
     ctx: &mut ResponseCompressionCtx,
     header: &mut ResponseHeader,
