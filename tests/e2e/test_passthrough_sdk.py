@@ -164,6 +164,24 @@ def test_openai_stream_yields_fixture_content(gateway):
     assert upstream["stream_options"] == {"include_usage": True}
 
 
+def test_openai_stream_of_a_long_conversation_is_asked_for_its_usage_with_an_exact_length(gateway):
+    # Past the 64 KiB the gateway replays itself, the body goes through a subrequest.
+    long_prompt = [{"role": "user", "content": "Say hello. " + "x" * (100 * 1024)}]
+    chunks = list(
+        openai_client(gateway, gateway.master_key).chat.completions.create(
+            model=GPT, messages=long_prompt, stream=True
+        )
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+
+    assert text == OPENAI_STREAM_TEXT
+    assert all(chunk.choices and chunk.usage is None for chunk in chunks)
+    upstream = single_upstream_request(gateway, "/v1/chat/completions")
+    assert upstream.json()["stream_options"] == {"include_usage": True}
+    assert upstream.headers["content-length"] == str(len(upstream.body))
+    assert "transfer-encoding" not in upstream.headers
+
+
 def test_openai_stream_that_asks_for_its_usage_ends_with_the_usage_chunk(gateway):
     chunks = list(
         openai_client(gateway, gateway.master_key).chat.completions.create(
