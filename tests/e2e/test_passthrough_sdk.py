@@ -147,29 +147,13 @@ def test_openai_create_sends_provider_bearer_key(gateway):
     assert upstream.json()["model"] == GPT
 
 
-def test_openai_stream_yields_fixture_content(gateway):
+def _stream_not_asking_for_usage(gateway, messages):
+    """Streams `messages` without asking for the usage and checks what the client got:
+    the fixture's text, and never the usage-only chunk of the usage the gateway asked
+    for (every chunk has a choice). Returns the provider's request."""
     chunks = list(
         openai_client(gateway, gateway.master_key).chat.completions.create(
-            model=GPT, messages=PROMPT, stream=True
-        )
-    )
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
-
-    assert text == OPENAI_STREAM_TEXT
-    # Asked for the usage the gateway counts, whose usage-only chunk the client that
-    # did not ask never gets: every chunk has a choice.
-    assert all(chunk.choices and chunk.usage is None for chunk in chunks)
-    upstream = single_upstream_request(gateway, "/v1/chat/completions").json()
-    assert upstream["stream"] is True
-    assert upstream["stream_options"] == {"include_usage": True}
-
-
-def test_openai_stream_of_a_long_conversation_is_asked_for_its_usage_with_an_exact_length(gateway):
-    # Past the 64 KiB the gateway replays itself, the body goes through a subrequest.
-    long_prompt = [{"role": "user", "content": "Say hello. " + "x" * (100 * 1024)}]
-    chunks = list(
-        openai_client(gateway, gateway.master_key).chat.completions.create(
-            model=GPT, messages=long_prompt, stream=True
+            model=GPT, messages=messages, stream=True
         )
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
@@ -177,7 +161,20 @@ def test_openai_stream_of_a_long_conversation_is_asked_for_its_usage_with_an_exa
     assert text == OPENAI_STREAM_TEXT
     assert all(chunk.choices and chunk.usage is None for chunk in chunks)
     upstream = single_upstream_request(gateway, "/v1/chat/completions")
+    assert upstream.json()["stream"] is True
     assert upstream.json()["stream_options"] == {"include_usage": True}
+    return upstream
+
+
+def test_openai_stream_yields_fixture_content(gateway):
+    _stream_not_asking_for_usage(gateway, PROMPT)
+
+
+def test_openai_stream_of_a_long_conversation_is_asked_for_its_usage_with_an_exact_length(gateway):
+    # Past the 64 KiB the gateway replays itself, the body goes through a subrequest.
+    long_prompt = [{"role": "user", "content": "Say hello. " + "x" * (100 * 1024)}]
+    upstream = _stream_not_asking_for_usage(gateway, long_prompt)
+
     assert upstream.headers["content-length"] == str(len(upstream.body))
     assert "transfer-encoding" not in upstream.headers
 
