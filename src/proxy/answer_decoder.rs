@@ -16,21 +16,21 @@ use pingora_http::ResponseHeader;
 /// `Vary: Accept-Encoding`). Decided here, once the gateway has seen the header,
 /// rather than before the request: Pingora's decoder then costs an answer that is not
 /// compressed (nearly all) nothing. An answer without a body (to `HEAD`, or
-/// `204`/`304`) is left alone. Returns whether the body is being decoded.
+/// `204`/`304`) is left alone. The watch to hold over its body.
 pub fn decode_if_compressed(
     ctx: &mut ResponseCompressionCtx,
     header: &mut ResponseHeader,
     to_head: bool,
-) -> bool {
+) -> DecodeWatch {
     let bodiless = to_head || matches!(header.status.as_u16(), 204 | 304);
     if bodiless || !header.headers.contains_key(http::header::CONTENT_ENCODING) {
-        return false;
+        return DecodeWatch::default();
     }
     // This header went through `ctx` idle (`reset` before each attempt); the body
     // chunks that follow it go through it enabled.
     *ctx = ResponseCompressionCtx::new(0, true, false);
     ctx.response_header_filter(header, false);
-    decodes(ctx)
+    DecodeWatch::of(ctx)
 }
 
 /// An idle decoder in place of one that served an answer, for another attempt.
@@ -38,38 +38,59 @@ pub fn reset(ctx: &mut ResponseCompressionCtx) {
     *ctx = ResponseCompressionCtx::new(0, false, false);
 }
 
-/// Whether the decoder of an answer whose header passed through `ctx` is decoding
-/// its body: what [`gave_up`] compares with later.
-pub fn decodes(ctx: &ResponseCompressionCtx) -> bool {
-    // A decoder in its body phase reports its figures; one that gave up, or never
-    // started, has none.
+/// Whether the decoder in `ctx` is decoding a body: in its body phase it reports its
+/// figures; one that gave up, or never started, has none.
+fn decodes(ctx: &ResponseCompressionCtx) -> bool {
     ctx.get_info().is_some()
 }
 
-/// Whether the decoder of an answer that was being decoded (`decoding`, from
-/// [`decodes`] at its header) gave up on a piece of its body since.
-pub fn gave_up(decoding: bool, ctx: &ResponseCompressionCtx) -> bool {
-    decoding && !decodes(ctx)
+/// Watches the decoder of one answer for the moment it gives up.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DecodeWatch {
+    /// The body is being decoded.
+    decoding: bool,
+    /// The decoder has been given some bytes of it.
+    took_bytes: bool,
 }
 
-/// Whether the decoder in `ctx` has been given any bytes of the body.
-pub fn took_bytes(ctx: &ResponseCompressionCtx) -> bool {
-    ctx.get_info().is_some_and(|(_, taken, _, _)| taken > 0)
-}
+impl DecodeWatch {
+    /// The watch over the decoder `ctx`, whose answer's header has gone through it.
+    fn of(ctx: &ResponseCompressionCtx) -> Self {
+        Self {
+            decoding: decodes(ctx),
+            took_bytes: false,
+        }
+    }
 
-/// Whether a decoder that [`gave_up`] at `piece` leaves an answer the client cannot
-/// read: not when the body was empty from start to end (`Content-Encoding: gzip` on
-/// nothing, which some servers send and the decoder refuses to finish).
-pub fn fails_answer(piece: Option<&[u8]>, end: bool, earlier_bytes: bool) -> bool {
-    earlier_bytes || !end || piece.is_some_and(|p| !p.is_empty())
+    /// After `piece` of the body (the last one: `end`) went through `ctx`: an error
+    /// when the decoder gave up on it, leaving an answer the client cannot read. Not
+    /// when the body was empty from start to end (`Content-Encoding: gzip` on nothing,
+    /// which some servers send and the decoder refuses to finish).
+    pub fn after(
+        &mut self,
+        ctx: &ResponseCompressionCtx,
+        piece: Option<&[u8]>,
+        end: bool,
+    ) -> Result<(), Undecodable> {
+        if !self.decoding {
+            return Ok(());
+        }
+        if let Some((_, taken, _, _)) = ctx.get_info() {
+            self.took_bytes = taken > 0;
+            return Ok(());
+        }
+        self.decoding = false;
+        if self.took_bytes || !end || piece.is_some_and(|p| !p.is_empty()) {
+            return Err(Undecodable);
+        }
+        Ok(())
+    }
 }
 
 /// The decoder of one answer read by the gateway's own exchange.
 pub struct AnswerDecoder {
     ctx: ResponseCompressionCtx,
-    decoding: bool,
-    /// Some bytes of the body came.
-    received: bool,
+    watch: DecodeWatch,
 }
 
 /// The answer could not be decoded.
@@ -83,9 +104,8 @@ impl AnswerDecoder {
         let mut ctx = ResponseCompressionCtx::new(0, true, false);
         ctx.response_header_filter(header, false);
         Self {
-            decoding: decodes(&ctx),
+            watch: DecodeWatch::of(&ctx),
             ctx,
-            received: false,
         }
     }
 
@@ -96,17 +116,11 @@ impl AnswerDecoder {
         piece: Option<Bytes>,
         end: bool,
     ) -> Result<Option<Bytes>, Undecodable> {
-        if !self.decoding {
+        if !self.watch.decoding {
             return Ok(piece);
         }
         let decoded = self.ctx.response_body_filter(piece.as_ref(), end);
-        if gave_up(self.decoding, &self.ctx) {
-            self.decoding = false;
-            if fails_answer(piece.as_deref(), end, self.received) {
-                return Err(Undecodable);
-            }
-        }
-        self.received |= piece.is_some_and(|p| !p.is_empty());
+        self.watch.after(&self.ctx, piece.as_deref(), end)?;
         Ok(decoded)
     }
 }

@@ -68,7 +68,7 @@ impl BodyPermit {
     }
 
     /// Gives back all this permit holds: the request no longer keeps its body.
-    pub fn release(&mut self) {
+    fn release(&mut self) {
         self.budget.held.fetch_sub(self.held, Ordering::AcqRel);
         self.held = 0;
     }

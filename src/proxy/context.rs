@@ -126,10 +126,8 @@ pub struct RequestContext {
     pub rate: Option<crate::limits::RateState>,
     /// When the current attempt's whole (not streamed) answer must be over.
     pub answer_due: Option<Instant>,
-    /// The current attempt's answer came compressed and is being decoded.
-    pub answer_decoded: bool,
-    /// Some bytes of the current attempt's compressed answer have come.
-    pub answer_body_seen: bool,
+    /// The decoding of the current attempt's answer, when it came compressed.
+    pub answer_decoding: super::answer_decoder::DecodeWatch,
 }
 
 impl RequestContext {
@@ -162,8 +160,7 @@ impl RequestContext {
             held_to: Default::default(),
             rate: None,
             answer_due: None,
-            answer_decoded: false,
-            answer_body_seen: false,
+            answer_decoding: Default::default(),
         }
     }
 

@@ -505,7 +505,7 @@ fn whole_exchange_request(
     rewrite_upstream_request(
         &mut request,
         target,
-        UpstreamBody::Prepared(body_len),
+        Some(body_len),
         translated,
         &ctx.request_id,
     )?;
@@ -708,23 +708,13 @@ fn final_status(session: &Session) -> Option<u16> {
         .filter(|status| *status >= 200)
 }
 
-/// How the body that goes upstream is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum UpstreamBody {
-    /// The client's, as it streams: framed as the client framed it.
-    AsSent,
-    /// A body the gateway prepared, of this length.
-    Prepared(usize),
-}
-
-/// Turns a copy of the client's request header into the provider's: its path, its
-/// framing (one `Content-Length`, the prepared body's when the gateway rewrote the
-/// body), no client credentials or hop-by-hop headers, and the provider's own
-/// credential and headers.
+/// Turns a copy of the client's request header into the provider's: its path, one
+/// `Content-Length` (the prepared body's, when the gateway rewrote the body), no client
+/// credentials or hop-by-hop headers, and the provider's own credential and headers.
 fn rewrite_upstream_request(
     req: &mut RequestHeader,
     target: &UpstreamTarget,
-    body: UpstreamBody,
+    prepared_len: Option<usize>,
     translated: bool,
     request_id: &RequestId,
 ) -> Result<()> {
@@ -736,17 +726,14 @@ fn rewrite_upstream_request(
         let headers = &mut req.headers;
         framing::collapse_content_length(headers);
         headers::strip_client_headers(headers);
-        match body {
-            UpstreamBody::AsSent => {}
-            UpstreamBody::Prepared(len) => {
-                // Framed for the prepared body, whatever the client's framing was; the
-                // client's `Expect` was answered before its body was read.
-                headers.remove(http::header::TRANSFER_ENCODING);
-                headers.remove(http::header::EXPECT);
-                header_maps::make_room(headers, 1)?;
-                let len = http::HeaderValue::from(len);
-                header_maps::put(headers, http::header::CONTENT_LENGTH, len)?;
-            }
+        if let Some(len) = prepared_len {
+            // Framed for the prepared body, whatever the client's framing was; the
+            // client's `Expect` was answered before its body was read.
+            headers.remove(http::header::TRANSFER_ENCODING);
+            headers.remove(http::header::EXPECT);
+            header_maps::make_room(headers, 1)?;
+            let len = http::HeaderValue::from(len);
+            header_maps::put(headers, http::header::CONTENT_LENGTH, len)?;
         }
         if translated {
             headers::strip_foreign_format_headers(headers, target.provider.format);
@@ -912,7 +899,7 @@ impl ProxyHttp for AuroraProxy {
             // Another attempt after an answer was decoded (a retry, or a fallback):
             // Pingora's decoder serves one answer, and panics if asked for a second.
             answer_decoder::reset(&mut session.upstream_compression);
-            ctx.answer_decoded = false;
+            ctx.answer_decoding = Default::default();
         }
         match self.ready_attempt(ctx, &session.req_header().headers) {
             Ok(Some((body, translation))) => {
@@ -1016,14 +1003,11 @@ impl ProxyHttp for AuroraProxy {
             return Err(status_error(404));
         };
         // A new attempt at an upstream replays the body from its start.
-        let framing = match ctx.body.attempt_begins() {
-            Some(len) => UpstreamBody::Prepared(len),
-            None => UpstreamBody::AsSent,
-        };
+        let prepared_len = ctx.body.attempt_begins();
         rewrite_upstream_request(
             upstream_request,
             target,
-            framing,
+            prepared_len,
             ctx.translated,
             &ctx.request_id,
         )
@@ -1119,8 +1103,7 @@ impl ProxyHttp for AuroraProxy {
         ctx.upstream_status = Some(status);
         ctx.body.answered(status);
         let to_head = session.req_header().method == http::Method::HEAD;
-        ctx.answer_body_seen = false;
-        ctx.answer_decoded = answer_decoder::decode_if_compressed(
+        ctx.answer_decoding = answer_decoder::decode_if_compressed(
             &mut session.upstream_compression,
             upstream_response,
             to_head,
@@ -1158,25 +1141,21 @@ impl ProxyHttp for AuroraProxy {
                 "whole answer past timeouts.total",
             ));
         }
-        if ctx.answer_decoded {
-            let piece = body.as_deref();
-            if answer_decoder::gave_up(true, &session.upstream_compression) {
-                ctx.answer_decoded = false;
-                if answer_decoder::fails_answer(piece, end_of_stream, ctx.answer_body_seen) {
-                    // What follows would reach the client still compressed, labelled
-                    // plain.
-                    ctx.error = Some(GatewayError::bad_provider_answer(
-                        "the provider's compressed answer could not be decoded",
-                    ));
-                    return Err(Error::explain(
-                        ErrorType::Custom("undecodable answer"),
-                        "compressed answer could not be decoded",
-                    )
-                    .into_up());
-                }
-            } else {
-                ctx.answer_body_seen = answer_decoder::took_bytes(&session.upstream_compression);
-            }
+        let decoded = ctx.answer_decoding.after(
+            &session.upstream_compression,
+            body.as_deref(),
+            end_of_stream,
+        );
+        if decoded.is_err() {
+            // What follows would reach the client still compressed, labelled plain.
+            ctx.error = Some(GatewayError::bad_provider_answer(
+                "the provider's compressed answer could not be decoded",
+            ));
+            return Err(Error::explain(
+                ErrorType::Custom("undecodable answer"),
+                "compressed answer could not be decoded",
+            )
+            .into_up());
         }
         if let Some(model) = observe::answer_bytes(ctx, body.as_deref(), end_of_stream) {
             telemetry::response_model(ctx, &model);
