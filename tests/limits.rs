@@ -156,6 +156,31 @@ async fn a_key_gets_its_requests_per_minute_and_then_429s_with_the_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_the_replay_buffer_carries_the_headers_too() {
+    // A body past Pingora's 64 KiB replay buffer goes through a subrequest, whose
+    // answer is the one the client gets.
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(&mock, "", "{requests_per_minute: 5}");
+    let large = format!(
+        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+        "u".repeat(100 * 1024)
+    );
+    for (path, left) in [
+        ("/v1/chat/completions", "4"),
+        ("/p/openai/chat/completions", "3"),
+    ] {
+        let resp = post(&gw, TEAM_KEY, path, &large).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "5", "{path}");
+        assert_eq!(
+            header(&resp, "x-ratelimit-remaining-requests"),
+            left,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_at_its_calls_at_once_is_refused_until_one_ends() {
     let mock = MockUpstream::start(|rec: &Recorded| {
         Reply::Delayed(Duration::from_millis(800), Box::new(provider_like(rec)))

@@ -247,6 +247,7 @@ impl AuroraProxy {
                 timings: Arc::clone(&timings),
                 trace: telemetry::handoff(ctx),
                 attempts,
+                rate: ctx.rate,
                 returns: returns.clone(),
             };
             let outcome = subrequest::run(session, plan, body.clone()).await;
@@ -289,6 +290,7 @@ pub(super) fn begin_subrequest(
     ctx.upstream = Some(plan.target);
     ctx.error_format = plan.error_format;
     ctx.started = plan.started;
+    ctx.rate = plan.rate;
     if let Some((attempts, call)) = plan.attempts {
         ctx.prepared_at = attempts.position();
         ctx.plan = Some(attempts);

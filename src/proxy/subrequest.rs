@@ -57,6 +57,9 @@ pub struct SubrequestPlan {
     /// The request's attempts and its call (none for a `/p/` call, which is tried
     /// again only when no connection was made), when it may try again.
     pub attempts: Option<(AttemptPlan, Option<HeldCall>)>,
+    /// The caller's rate windows as admitted, for the answer's `x-ratelimit-*`
+    /// headers, which the subrequest writes.
+    pub rate: Option<crate::limits::RateState>,
     /// Where the subrequest leaves the provider's status and, when another attempt is
     /// due, hands the attempts back.
     pub returns: SubrequestReturn,
