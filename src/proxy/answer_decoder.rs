@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use pingora_core::protocols::http::compression::ResponseCompressionCtx;
+use pingora_core::{Error, ErrorType};
 use pingora_http::ResponseHeader;
 
 /// Has Pingora's decoder of a proxied answer (`ctx`, idle until now) decode the body
@@ -96,6 +97,22 @@ pub struct AnswerDecoder {
 /// The answer could not be decoded.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Undecodable;
+
+impl Undecodable {
+    /// What the client is told: the provider's answer was invalid (502).
+    pub const MESSAGE: &'static str = "the provider's compressed answer could not be decoded";
+}
+
+impl From<Undecodable> for Box<Error> {
+    /// An upstream error, which the gateway answers with 502.
+    fn from(_: Undecodable) -> Self {
+        Error::explain(
+            ErrorType::Custom("undecodable answer"),
+            Undecodable::MESSAGE,
+        )
+        .into_up()
+    }
+}
 
 impl AnswerDecoder {
     /// The decoder of the answer with this `header`, which loses its

@@ -61,6 +61,7 @@ use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{
     ResponseCodecs, ResponseTranslator, ResponseTranslatorBuilder, UsageRead, OMITTED_TOOLS_HEADER,
 };
+use answer_decoder::Undecodable;
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
 use model_call_body::{hand_back, return_plan, ChunkSource};
@@ -1146,16 +1147,10 @@ impl ProxyHttp for AuroraProxy {
             body.as_deref(),
             end_of_stream,
         );
-        if decoded.is_err() {
+        if let Err(undecodable) = decoded {
             // What follows would reach the client still compressed, labelled plain.
-            ctx.error = Some(GatewayError::bad_provider_answer(
-                "the provider's compressed answer could not be decoded",
-            ));
-            return Err(Error::explain(
-                ErrorType::Custom("undecodable answer"),
-                "compressed answer could not be decoded",
-            )
-            .into_up());
+            ctx.error = Some(GatewayError::bad_provider_answer(Undecodable::MESSAGE));
+            return Err(undecodable.into());
         }
         if let Some(model) = observe::answer_bytes(ctx, body.as_deref(), end_of_stream) {
             telemetry::response_model(ctx, &model);

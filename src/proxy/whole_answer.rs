@@ -73,15 +73,10 @@ impl OpenAnswer {
         .await
         .map_err(|e| e.into_up())?;
         match read {
-            Some(chunk) => self
-                .decoder
-                .decode(Some(chunk), false)
-                .map_err(|Undecodable| undecodable()),
+            Some(chunk) => Ok(self.decoder.decode(Some(chunk), false)?),
             None => {
                 self.done = true;
-                self.decoder
-                    .decode(None, true)
-                    .map_err(|Undecodable| undecodable())
+                Ok(self.decoder.decode(None, true)?)
             }
         }
     }
@@ -280,16 +275,9 @@ async fn attempt(
     .map_err(|e| upstream_failure(e, false))?
     {
         let decoded = decoder.decode(Some(chunk), false);
-        keep(
-            decoded.map_err(|Undecodable| upstream_failure(undecodable(), false))?,
-            &mut whole,
-        )?;
+        keep(decoded.map_err(undecodable)?, &mut whole)?;
     }
-    let last = decoder.decode(None, true);
-    keep(
-        last.map_err(|Undecodable| upstream_failure(undecodable(), false))?,
-        &mut whole,
-    )?;
+    keep(decoder.decode(None, true).map_err(undecodable)?, &mut whole)?;
     let answer = ProviderAnswer {
         header,
         body: whole.freeze(),
@@ -310,14 +298,9 @@ async fn release(connector: &Connector, session: Option<HttpSession>, peer: &Htt
     }
 }
 
-/// The provider's compressed answer broke off where it could not be decoded: an
-/// invalid answer (502).
-fn undecodable() -> Box<Error> {
-    Error::explain(
-        ErrorType::Custom("undecodable answer"),
-        "the provider's compressed answer could not be decoded",
-    )
-    .into_up()
+/// The provider's compressed answer broke off where it could not be decoded.
+fn undecodable(e: Undecodable) -> Failure {
+    upstream_failure(e.into(), false)
 }
 
 fn upstream_failure(error: Box<Error>, stale_connection: bool) -> Failure {
