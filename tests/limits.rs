@@ -469,6 +469,58 @@ async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
     assert_budget_spent(post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", stream).await).await;
 }
 
+/// The recorded Chat stream as it comes when its usage was asked for, one event
+/// every 200 ms: its usage comes in a chunk of its own after the one that finishes.
+fn paced_chat_stream_with_usage() -> Reply {
+    let usage = r#"data: {"id":"chatcmpl-x","object":"chat.completion.chunk","model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}"#;
+    let stream = fixture("openai/chat_completion_stream.txt")
+        .replace("data: [DONE]", &format!("{usage}\n\ndata: [DONE]"));
+    let events = stream
+        .split_inclusive("\n\n")
+        .map(|e| bytes::Bytes::from(e.to_string()))
+        .collect::<Vec<_>>();
+    Reply::paced_sse(events, Duration::from_millis(200))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_client_leaves_before_its_usage_is_charged_an_estimate() {
+    // The client reads the whole answer and leaves on its last content chunk, before
+    // the chunk with the usage: without an estimate, a key held to tokens or a budget
+    // would stream for nothing. Estimated: the request's text (its model, "user" and
+    // "hi", 5 tokens; 51,200 for the large one) and the answer's ("Hello, World!" in
+    // 4 chunks, 4 tokens).
+    let mock = MockUpstream::start(|_| paced_chat_stream_with_usage()).await;
+    let stream = |content: &str| {
+        format!(
+            r#"{{"model":"gpt-4o-mini","stream":true,"messages":[{{"role":"user","content":"{content}"}}]}}"#
+        )
+    };
+    let large = stream(&"x".repeat(200 * 1024));
+    for (path, body) in [
+        ("/p/openai/chat/completions", stream("hi")),
+        ("/v1/chat/completions", stream("hi")),
+        ("/v1/chat/completions", large),
+    ] {
+        let gw = gateway(&mock, "", "{budget: {tokens: 5, period: month}}");
+        let mut resp = post(&gw, TEAM_KEY, path, &body).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let mut read = String::new();
+        while !read.contains(r#""finish_reason":"stop""#) {
+            let chunk = resp.chunk().await.unwrap().expect("the stream went on");
+            read.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(
+            !read.contains("\"usage\":{"),
+            "{path}: left before the usage"
+        );
+        drop(resp);
+        let line = gw.wait_for_log(&format!("path={path}"), 1).await;
+        assert!(line.contains(" tokens_output=4 "), "{path}: {line}");
+        assert!(line.contains(" tokens_estimated=true"), "{path}: {line}");
+        assert_budget_spent(post(&gw, TEAM_KEY, path, &body).await).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_call_the_client_leaves_is_charged_what_its_subrequest_read() {
     // A body past Pingora's retry buffer goes upstream from a subrequest; the client

@@ -9,6 +9,7 @@ pub mod handles;
 pub mod labels;
 pub mod thread_series;
 pub mod usage;
+pub mod usage_estimate;
 mod usage_object;
 
 use once_cell::sync::Lazy;

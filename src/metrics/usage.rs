@@ -2,8 +2,11 @@
 //! flows: OpenAI Chat Completions,
 //! the Responses API and Anthropic Messages, as JSON or as an SSE stream, on every
 //! route (passthrough included). The meter only reads: the answer reaches the client
-//! byte for byte as the provider sent it. Usage the provider did not report is not
-//! made up: an answer without it yields `None`.
+//! byte for byte as the provider sent it. A JSON answer without usage yields `None`.
+//! A stream whose final usage never came (the client left before it, the stream broke
+//! off, or the provider does not report one) is charged an estimate instead, from the
+//! text it carried and the request's ([`super::usage_estimate`]); what it did report
+//! (an Anthropic stream's input, in `message_start`) is kept.
 //!
 //! The kinds, the same whatever the format:
 //! - `input`: input tokens not read from a cache (OpenAI's `prompt_tokens` and the
@@ -13,6 +16,9 @@
 //! - `output`: all output tokens, reasoning included (as providers bill them);
 //! - `reasoning`: the part of `output` spent reasoning, where reported.
 
+use bytes::Bytes;
+
+use super::usage_estimate::{input_tokens, StreamedText};
 use super::usage_object::{read_model, read_nested, read_usage, Details, RawUsage};
 use crate::translate::json_members::{Member, ObjectMembers};
 use crate::translate::sse::SseParser;
@@ -90,6 +96,11 @@ impl RawUsage {
         );
     }
 
+    /// Whether the input tokens are reported.
+    fn reports_input(&self) -> bool {
+        self.input_tokens.is_some() || self.prompt_tokens.is_some()
+    }
+
     fn normalize(&self) -> Usage {
         let detail = |d: Option<Details>, f: fn(Details) -> Option<u64>| d.and_then(f).unwrap_or(0);
         if self.prompt_tokens.is_some() || self.completion_tokens.is_some() {
@@ -139,6 +150,9 @@ struct Carrier {
     /// Under `message` or `response`; the first of them kept, member by member.
     nested_usage: Option<RawUsage>,
     nested_model: Option<String>,
+    /// The nested usage is a Responses stream's last word (under `response`), not
+    /// Anthropic's count at a stream's start (under `message`).
+    nested_final: bool,
 }
 
 impl Carrier {
@@ -204,21 +218,27 @@ impl Carrier {
                 self.model = read_model(member.value)?;
                 Some(())
             }
-            b"message" | b"response" => {
+            b"message" => read_nested(member.value, &mut self.nested_usage, &mut self.nested_model),
+            b"response" => {
+                self.nested_final = true;
                 read_nested(member.value, &mut self.nested_usage, &mut self.nested_model)
             }
             _ => Some(()),
         }
     }
 
-    /// Adds the usage this answer or event carries to what was `seen`, and keeps the
+    /// Adds the usage this answer or event carries to what was `read`, and keeps the
     /// model it names when none was named yet.
-    fn keep(self, seen: &mut Option<RawUsage>, model: &mut Option<String>) {
+    fn keep(self, read: &mut Read) {
+        // At the top (a Chat stream's last chunk, Anthropic's `message_delta`) or a
+        // Responses stream's `response.completed`, usage is the stream's final count.
+        let last_word = self.usage.is_some() || self.nested_final;
         if let Some(usage) = self.usage.or(self.nested_usage) {
-            seen.get_or_insert_with(RawUsage::default).merge(usage);
+            read.seen.get_or_insert_with(RawUsage::default).merge(usage);
+            read.final_usage |= last_word;
         }
-        if model.is_none() {
-            *model = self.model.or(self.nested_model);
+        if read.model.is_none() {
+            read.model = self.model.or(self.nested_model);
         }
     }
 }
@@ -278,8 +298,26 @@ impl JsonEnds {
 /// they pass.
 pub struct UsageMeter {
     body: Body,
+    read: Read,
+    /// The answer is a stream: without its final usage, it is estimated.
+    stream: bool,
+    /// The request as the provider got it, for its input when that is estimated.
+    request: Option<Bytes>,
+    /// Its estimated input tokens, once counted.
+    request_tokens: Option<u64>,
+    /// The usage last given was estimated, in part or whole.
+    estimated: bool,
+}
+
+/// What the answer said so far.
+#[derive(Default)]
+struct Read {
     seen: Option<RawUsage>,
     model: Option<String>,
+    /// `seen` holds the stream's final count.
+    final_usage: bool,
+    /// A stream's output text.
+    text: StreamedText,
 }
 
 enum Body {
@@ -308,10 +346,21 @@ impl UsageMeter {
             return None;
         };
         Some(Self {
+            stream: matches!(body, Body::Sse(_)),
             body,
-            seen: None,
-            model: None,
+            read: Read::default(),
+            request: None,
+            request_tokens: None,
+            estimated: false,
         })
+    }
+
+    /// The request body the answer is to, as the provider got it (JSON): a stream
+    /// without its final usage is charged the input estimated from it, unless it
+    /// reported its input. It is read only then.
+    pub fn answering(mut self, request: Option<Bytes>) -> Self {
+        self.request = request;
+        self
     }
 
     /// Reads the next bytes of the answer.
@@ -329,7 +378,7 @@ impl UsageMeter {
             Body::JsonEnds(ends) => ends.push(bytes),
             Body::Sse(parser) => {
                 parser.feed(bytes);
-                drain(parser, &mut self.seen, &mut self.model);
+                drain(parser, &mut self.read);
             }
             Body::Done => {}
         }
@@ -338,67 +387,89 @@ impl UsageMeter {
     /// The model the answer says answered, taken out of the meter once read (at its
     /// end for JSON, from the first event naming it for a stream).
     pub fn take_model(&mut self) -> Option<String> {
-        self.model.take()
+        self.read.model.take()
     }
 
-    /// What the answer has reported so far, before its end.
-    pub fn so_far(&self) -> Option<Usage> {
-        self.seen.map(|u| u.normalize())
+    /// The usage to charge were the answer to end here: what it reported so far, or
+    /// for a stream short of its final usage, the estimate.
+    pub fn so_far(&mut self) -> Option<Usage> {
+        self.charged()
     }
 
-    /// The answer ended: its usage, when it reported any.
+    /// The answer ended, whole or not: its usage, when it reported any (or, for a
+    /// stream without its final usage, the estimate).
     pub fn finish(&mut self) -> Option<Usage> {
         self.finish_with(&[])
     }
 
-    /// The answer ended with `last`: its usage, when it reported any. A JSON answer
-    /// that came whole in `last` is read where it lies, not copied.
+    /// Whether the usage last given was estimated, in part or whole.
+    pub fn estimated(&self) -> bool {
+        self.estimated
+    }
+
+    /// The answer ended with `last`: its usage, as [`Self::finish`] gives it. A JSON
+    /// answer that came whole in `last` is read where it lies, not copied.
     pub fn finish_with(&mut self, last: &[u8]) -> Option<Usage> {
         if let Body::Json(buf) = &self.body {
             // Read where it lies, whatever its length: nothing is held for it.
             if buf.is_empty() {
                 self.body = Body::Done;
-                self.read_json(last);
-                return self.seen.map(|u| u.normalize());
+                read_carried(last, &mut self.read);
+                return self.charged();
             }
         }
         self.feed(last);
         match std::mem::replace(&mut self.body, Body::Done) {
-            Body::Json(buf) => self.read_json(&buf),
+            Body::Json(buf) => read_carried(&buf, &mut self.read),
             Body::JsonEnds(ends) => {
                 let mut carrier = Carrier {
-                    model_known: self.model.is_some(),
+                    model_known: self.read.model.is_some(),
                     ..Carrier::default()
                 };
                 if carrier.read_ends(&ends.head, &ends.tail).is_some() {
-                    carrier.keep(&mut self.seen, &mut self.model);
+                    carrier.keep(&mut self.read);
                 }
             }
             // A last event without its blank line still counts.
             Body::Sse(mut parser) => {
                 parser.finish();
-                drain(&mut parser, &mut self.seen, &mut self.model);
+                drain(&mut parser, &mut self.read);
             }
             Body::Done => {}
         }
-        self.seen.map(|u| u.normalize())
+        self.charged()
     }
 
-    /// Reads a whole JSON answer's usage and model.
-    fn read_json(&mut self, answer: &[u8]) {
-        read_carried(answer, &mut self.seen, &mut self.model);
+    /// What the answer reported; for a stream that carried text but not its final
+    /// usage, that with the rest estimated: the output at least what its text makes,
+    /// the input what the request's does when the stream did not report it.
+    fn charged(&mut self) -> Option<Usage> {
+        let reported = self.read.seen.map(|u| u.normalize());
+        self.estimated = self.stream && !self.read.final_usage && !self.read.text.is_empty();
+        if !self.estimated {
+            return reported;
+        }
+        let mut usage = reported.unwrap_or_default();
+        if !self.read.seen.is_some_and(|u| u.reports_input()) {
+            let request = self.request.as_deref();
+            usage.input = *self
+                .request_tokens
+                .get_or_insert_with(|| request.map_or(0, input_tokens));
+        }
+        usage.output = usage.output.max(self.read.text.tokens());
+        Some(usage)
     }
 }
 
-/// The usage `doc` (an answer or an event) carries, over what was `seen`, and its
+/// The usage `doc` (an answer or an event) carries, over what was read, and its
 /// model when none was named yet.
-fn read_carried(doc: &[u8], seen: &mut Option<RawUsage>, model: &mut Option<String>) {
+fn read_carried(doc: &[u8], read: &mut Read) {
     let mut carrier = Carrier {
-        model_known: model.is_some(),
+        model_known: read.model.is_some(),
         ..Carrier::default()
     };
     if carrier.read(doc).is_some() {
-        carrier.keep(seen, model);
+        carrier.keep(read);
     }
 }
 
@@ -408,17 +479,18 @@ fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
-/// Reads the usage of every complete event the parser holds, and the model from the
-/// first event that names it.
-fn drain(parser: &mut SseParser, seen: &mut Option<RawUsage>, model: &mut Option<String>) {
+/// Reads the usage of every complete event the parser holds, the model from the
+/// first event that names it, and the output text of each.
+fn drain(parser: &mut SseParser, read: &mut Read) {
     while let Some(event) = parser.next_event_ref() {
+        read.text.event(event.data.as_bytes());
         // Most events carry neither: skip them without parsing.
         let wanted = event.data.contains("\"usage\"")
-            || (model.is_none() && event.data.contains("\"model\""));
+            || (read.model.is_none() && event.data.contains("\"model\""));
         if !wanted {
             continue;
         }
-        read_carried(event.data.as_bytes(), seen, model);
+        read_carried(event.data.as_bytes(), read);
     }
 }
 
@@ -610,6 +682,131 @@ mod tests {
         };
         // 2.5 + 5.0 + 2.5 + 1.0 (writes at the input price); reasoning is in output.
         assert!((price.cost(&usage) - 11.0).abs() < 1e-9);
+    }
+
+    /// `stream` fed in pieces of `split` bytes to a meter for an answer to `request`:
+    /// what it charges when it ends there, and whether that is estimated.
+    fn charged(request: &str, stream: &str, split: usize) -> (Option<Usage>, bool) {
+        let mut m = UsageMeter::for_answer(Some("text/event-stream"), None)
+            .unwrap()
+            .answering(Some(Bytes::copy_from_slice(request.as_bytes())));
+        for piece in stream.as_bytes().chunks(split) {
+            m.feed(piece);
+        }
+        (m.finish(), m.estimated())
+    }
+
+    /// 35 characters of text ("user" and the question): 9 input tokens estimated.
+    const REQUEST: &str =
+        r#"{"messages":[{"role":"user","content":"Count to ten in French, slowly."}]}"#;
+
+    #[test]
+    fn a_chat_stream_cut_before_its_usage_is_charged_the_estimate() {
+        let whole = chat_stream_with_usage();
+        let cut = &whole[..whole.find(r#""choices":[]"#).unwrap()];
+        let cut = &cut[..cut.rfind("data: ").unwrap()];
+        let exact = Usage {
+            input: 9,
+            cache_read: 2,
+            output: 4,
+            ..Usage::default()
+        };
+        for split in [1, 7, usize::MAX] {
+            assert_eq!(charged(REQUEST, &whole, split), (Some(exact), false));
+            // "Hello", ",", " World", "!": 13 characters in 4 events.
+            let estimate = Usage {
+                input: 9,
+                output: 4,
+                ..Usage::default()
+            };
+            assert_eq!(
+                charged(REQUEST, cut, split),
+                (Some(estimate), true),
+                "split {split}"
+            );
+        }
+        // The recorded stream, which the client did not ask the usage of: it ends
+        // without it, and is estimated all the same.
+        let unasked = fixture!("openai/chat_completion_stream.txt");
+        assert_eq!(charged(REQUEST, unasked, 64), charged(REQUEST, cut, 64));
+    }
+
+    #[test]
+    fn a_stream_cut_after_its_usage_is_charged_what_it_reported() {
+        let whole = chat_stream_with_usage();
+        let cut = &whole[..whole.find("data: [DONE]").unwrap()];
+        let exact = Usage {
+            input: 9,
+            cache_read: 2,
+            output: 4,
+            ..Usage::default()
+        };
+        assert_eq!(charged(REQUEST, cut, 5), (Some(exact), false));
+    }
+
+    #[test]
+    fn an_anthropic_stream_cut_short_keeps_its_reported_input_and_estimates_its_output() {
+        let stream = fixture!("anthropic/messages_stream.txt");
+        let whole = Usage {
+            input: 10,
+            output: 5,
+            ..Usage::default()
+        };
+        assert_eq!(charged(REQUEST, stream, 9), (Some(whole), false));
+        let cut = &stream[..stream.find("event: content_block_stop").unwrap()];
+        // message_start's input; "Hello World", 11 characters, over its count of 3.
+        let estimate = Usage {
+            input: 10,
+            output: 3,
+            ..Usage::default()
+        };
+        assert_eq!(charged(REQUEST, cut, 9), (Some(estimate), true));
+        let longer = cut.replace("Hello World", "Hello World, and all who live in it");
+        assert_eq!(charged(REQUEST, &longer, 9).0.map(|u| u.output), Some(9));
+        // Cut before any text: what message_start reported.
+        let start = &stream[..stream.find("event: content_block_delta").unwrap()];
+        let reported = Usage {
+            input: 10,
+            output: 3,
+            ..Usage::default()
+        };
+        assert_eq!(charged(REQUEST, start, 9), (Some(reported), false));
+    }
+
+    #[test]
+    fn a_responses_stream_is_estimated_until_it_completes() {
+        let stream = fixture!("openai/responses_stream.txt");
+        let (whole, estimated) = charged(REQUEST, stream, 11);
+        assert_eq!((whole.unwrap().input, whole.unwrap().output), (17, 5));
+        assert!(!estimated);
+        let cut = &stream[..stream.find("event: response.output_text.done").unwrap()];
+        let (usage, estimated) = charged(REQUEST, cut, 11);
+        assert!(estimated);
+        assert_eq!(usage.map(|u| u.input), Some(9), "the request's estimate");
+        assert!(usage.is_some_and(|u| u.output > 0), "{usage:?}");
+    }
+
+    #[test]
+    fn a_stream_that_carried_no_text_nor_usage_is_charged_nothing() {
+        let empty = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n";
+        assert_eq!(charged(REQUEST, empty, 3), (None, false));
+        let ended = format!("{empty}data: [DONE]\n\n");
+        assert_eq!(charged(REQUEST, &ended, 3), (None, false));
+    }
+
+    #[test]
+    fn a_stream_whose_request_the_gateway_did_not_read_estimates_its_output_only() {
+        let unasked = fixture!("openai/chat_completion_stream.txt");
+        let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
+        m.feed(unasked.as_bytes());
+        assert_eq!(
+            m.finish(),
+            Some(Usage {
+                output: 4,
+                ..Usage::default()
+            })
+        );
+        assert!(m.estimated());
     }
 
     #[test]

@@ -76,16 +76,21 @@ pub struct TokenFields {
     pub cache_read: u64,
     pub cache_write: u64,
     pub reasoning: u64,
+    /// Estimated, in part or whole: a stream without its final usage.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
-impl From<Usage> for TokenFields {
-    fn from(u: Usage) -> Self {
+impl TokenFields {
+    /// The fields of `u`, `estimated` or reported.
+    fn of(u: Usage, estimated: bool) -> Self {
         Self {
             input: u.input,
             output: u.output,
             cache_read: u.cache_read,
             cache_write: u.cache_write,
             reasoning: u.reasoning,
+            estimated,
         }
     }
 }
@@ -129,7 +134,10 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         overhead_ms: ctx.obs.overhead().map(millis),
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
-        tokens: ctx.obs.usage().map(TokenFields::from),
+        tokens: ctx
+            .obs
+            .usage()
+            .map(|u| TokenFields::of(u, ctx.obs.usage_estimated())),
         cost_usd: observe::cost_usd(ctx),
         omitted_tools: ctx.omitted_tools.as_deref(),
         attempts: ctx.plan.as_ref().and_then(super::attempts::attempts_list),
@@ -184,6 +192,9 @@ pub fn text_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
             " tokens_input={} tokens_output={} tokens_cache_read={} tokens_cache_write={} tokens_reasoning={}",
             t.input, t.output, t.cache_read, t.cache_write, t.reasoning
         );
+        if t.estimated {
+            line.push_str(" tokens_estimated=true");
+        }
     }
     if let Some(cost) = r.cost_usd {
         let _ = write!(line, " cost_usd={cost:.6}");

@@ -73,6 +73,7 @@ impl AuroraProxy {
         }
         let delivery = prepared.delivery(session.as_ref().retry_buffer_truncated());
         let first = prepared.into_first_attempt(ctx, config);
+        observe::request_body(ctx, &first.body);
         // The gateway's own exchanges are boxed where they are taken: inline, their
         // futures would make every call's future (moved whole into its box by
         // `request_filter`) many kilobytes, a replayed call's too.
@@ -173,6 +174,7 @@ impl AuroraProxy {
             return reject(session, ctx, GatewayError::not_found("no upstream")).await;
         };
         let target = target.asking_usage(asked);
+        observe::request_body(ctx, &body);
         if !session.as_ref().retry_buffer_truncated() {
             ctx.upstream = Some(target);
             ctx.body = ModelCallBody::replayed(body);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use pingora_core::Error;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -45,8 +46,14 @@ pub struct Observation {
     delegated: bool,
     /// Reads the provider's answer as it passes, for its token usage.
     meter: Option<UsageMeter>,
-    /// The tokens the provider reported.
+    /// The tokens the provider reported (or, for a stream without its final usage,
+    /// the estimate).
     usage: Option<Usage>,
+    /// `usage` was estimated, in part or whole.
+    usage_estimated: bool,
+    /// The body the provider got, when the gateway read it: a stream without its
+    /// final usage is charged the input estimated from it.
+    request_body: Option<Bytes>,
 }
 
 impl fmt::Debug for Observation {
@@ -87,13 +94,24 @@ impl Observation {
         Some(before + self.response_work + delegated_work)
     }
 
-    /// The tokens the provider reported for this request's answer.
+    /// The tokens the provider reported for this request's answer (or, for a stream
+    /// without its final usage, the estimate).
     pub fn usage(&self) -> Option<Usage> {
-        self.usage.or_else(|| {
-            self.shared
-                .as_ref()
-                .and_then(|s| s.usage.lock().ok().and_then(|u| *u))
-        })
+        self.charged().map(|(usage, _)| usage)
+    }
+
+    /// Whether [`Self::usage`] was estimated, in part or whole.
+    pub fn usage_estimated(&self) -> bool {
+        self.charged().is_some_and(|(_, estimated)| estimated)
+    }
+
+    fn charged(&self) -> Option<(Usage, bool)> {
+        if let Some(usage) = self.usage {
+            return Some((usage, self.usage_estimated));
+        }
+        self.shared
+            .as_ref()
+            .and_then(|s| s.usage.lock().ok().and_then(|u| *u))
     }
 
     /// The provider's time to its response header.
@@ -111,8 +129,10 @@ pub struct SharedTimings {
     first_byte_ns: AtomicU64,
     /// The subrequest's work on the answer, in nanoseconds (a plain sum).
     response_work_ns: AtomicU64,
-    /// The tokens the answer reported.
-    usage: Mutex<Option<Usage>>,
+    /// The tokens the answer reported (or the estimate), and whether estimated.
+    usage: Mutex<Option<(Usage, bool)>>,
+    /// The body the provider gets, for the subrequest's estimate of its input.
+    request_body: Option<Bytes>,
     /// The model the answer named, for a request whose body the gateway did not route
     /// on (a `/p/` call): what its cost is priced by.
     model: Mutex<Option<String>>,
@@ -148,15 +168,25 @@ pub fn request_admitted(ctx: &mut RequestContext) {
 /// under the main request's config, arrival time and route.
 pub fn subrequest_began(ctx: &mut RequestContext, shared: Arc<SharedTimings>) {
     ctx.obs.handles = ctx.config.as_ref().and_then(handles_for);
+    ctx.obs.request_body.clone_from(&shared.request_body);
     ctx.obs.shared = Some(shared);
 }
 
 /// The main request hands its exchange to a subrequest: the timings to share with it.
 pub fn delegate(ctx: &mut RequestContext) -> Arc<SharedTimings> {
     ctx.obs.delegated = true;
-    let shared = Arc::new(SharedTimings::default());
+    let shared = Arc::new(SharedTimings {
+        request_body: ctx.obs.request_body.clone(),
+        ..SharedTimings::default()
+    });
     ctx.obs.shared = Some(Arc::clone(&shared));
     shared
+}
+
+/// The provider gets `body`, read by the gateway (a `/v1` call's, a `/p/` Chat
+/// body's): the input of a stream without its final usage is estimated from it.
+pub fn request_body(ctx: &mut RequestContext, body: &Bytes) {
+    ctx.obs.request_body = Some(body.clone());
 }
 
 /// The request was routed to `model` (the name the provider gets).
@@ -221,7 +251,8 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     ctx.obs.meter = UsageMeter::for_answer(
         header(http::header::CONTENT_TYPE),
         header(http::header::CONTENT_ENCODING),
-    );
+    )
+    .map(|meter| meter.answering(ctx.obs.request_body.clone()));
 }
 
 /// The next bytes of the provider's answer, as it sent them. At its end, the model
@@ -240,28 +271,31 @@ pub fn answer_bytes(
             // The main request settles on its own, and may before this answer ends
             // (its client left): what was reported so far is there for it already.
             if let Some(usage) = meter.so_far() {
-                share_usage(ctx, usage);
+                let estimated = meter.estimated();
+                share_usage(ctx, usage, estimated);
             }
         }
         return None;
     }
     let usage = meter.finish_with(bytes);
+    let estimated = meter.estimated();
     let model = meter.take_model();
     ctx.obs.meter = None;
     if let Some(usage) = usage {
-        usage_reported(ctx, usage);
+        charge(ctx, usage, estimated);
     }
     model
 }
 
 /// The request ends with the provider's answer unfinished (the client left, or the
 /// answer broke off): what it reported by then is its usage (an Anthropic stream's
-/// input, from `message_start`), charged and counted like a whole answer's; and the
-/// model it named, if it named one, as [`answer_bytes`] gives it.
+/// input, from `message_start`), a stream's with the rest estimated, charged and
+/// counted like a whole answer's; and the model it named, if it named one, as
+/// [`answer_bytes`] gives it.
 pub fn answer_unfinished(ctx: &mut RequestContext) -> Option<String> {
     let mut meter = ctx.obs.meter.take()?;
     if let Some(usage) = meter.finish() {
-        usage_reported(ctx, usage);
+        charge(ctx, usage, meter.estimated());
     }
     meter.take_model()
 }
@@ -300,15 +334,21 @@ pub fn adopt_answering_model(ctx: &mut RequestContext) {
 
 /// The provider reported `usage` for this request's answer.
 pub fn usage_reported(ctx: &mut RequestContext, usage: Usage) {
+    charge(ctx, usage, false);
+}
+
+/// This request's answer is charged `usage`, `estimated` in part or whole.
+fn charge(ctx: &mut RequestContext, usage: Usage, estimated: bool) {
     ctx.obs.usage = Some(usage);
-    share_usage(ctx, usage);
+    ctx.obs.usage_estimated = estimated;
+    share_usage(ctx, usage, estimated);
 }
 
 /// Hands `usage` to the main request, when this is its subrequest.
-fn share_usage(ctx: &RequestContext, usage: Usage) {
+fn share_usage(ctx: &RequestContext, usage: Usage, estimated: bool) {
     if let Some(shared) = &ctx.obs.shared {
         if let Ok(mut cell) = shared.usage.lock() {
-            *cell = Some(usage);
+            *cell = Some((usage, estimated));
         }
     }
 }

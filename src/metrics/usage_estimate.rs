@@ -1,0 +1,314 @@
+//! Tokens estimated from text, for a stream whose usage never came: the client left
+//! before the last chunk (the one that reports it), the stream broke off, or the
+//! provider does not report a stream's usage. Without an estimate a key held to tokens
+//! or a budget could read a stream to its last token, leave before its usage, and be
+//! charged nothing.
+//!
+//! The estimate is the common rule of thumb, four characters a token, and never fewer
+//! tokens than the events that carried text: providers send a token or more an event.
+//! What is not text counts nothing: images, audio and files (their payloads), opaque
+//! signatures and encrypted reasoning.
+
+use memchr::{memchr, memmem};
+
+use crate::translate::json_members::{skip_ws, string_end};
+
+/// Characters a token, by the rule of thumb for English text.
+const CHARS_PER_TOKEN: u64 = 4;
+
+/// Where a stream event's output text lies: in the members of its `delta` (a Chat
+/// chunk's `content`, `reasoning_content`, a tool call's `arguments`, an Anthropic
+/// `text`, `thinking` or `partial_json`), or the `delta` itself (the Responses API's).
+const OUTPUT_KEYS: [&[u8]; 9] = [
+    b"delta",
+    b"content",
+    b"text",
+    b"thinking",
+    b"partial_json",
+    b"arguments",
+    b"reasoning_content",
+    b"reasoning",
+    b"refusal",
+];
+
+/// Members of a request whose strings are not text the model reads as tokens: image,
+/// audio and file payloads, their addresses, opaque signatures, encrypted reasoning.
+const NOT_TEXT_KEYS: [&[u8]; 6] = [
+    b"data",
+    b"file_data",
+    b"image_url",
+    b"url",
+    b"signature",
+    b"encrypted_content",
+];
+
+/// The output text of a stream, read from the `delta` of each event as it passes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamedText {
+    /// Characters of output text.
+    chars: u64,
+    /// Events that carried some.
+    events: u64,
+}
+
+impl StreamedText {
+    /// Reads one event's data (a JSON object).
+    pub fn event(&mut self, data: &[u8]) {
+        let mut chars = 0;
+        let mut from = 0;
+        while let Some(found) = memmem::find(&data[from..], b"\"delta\"") {
+            let after = from + found + b"\"delta\"".len();
+            let colon = skip_ws(data, after);
+            from = after;
+            if data.get(colon) != Some(&b':') {
+                // A string `"delta"`, not a key.
+                continue;
+            }
+            let value = skip_ws(data, colon + 1);
+            from = visit_strings(data, value, b"delta", |key, raw| {
+                if OUTPUT_KEYS.contains(&key) {
+                    chars += text_chars(raw);
+                }
+            })
+            .max(after);
+        }
+        if chars > 0 {
+            self.chars += chars;
+            self.events += 1;
+        }
+    }
+
+    /// Whether no event carried output text.
+    pub fn is_empty(&self) -> bool {
+        self.chars == 0
+    }
+
+    /// The estimated output tokens.
+    pub fn tokens(&self) -> u64 {
+        if self.chars == 0 {
+            return 0;
+        }
+        self.events.max(self.chars.div_ceil(CHARS_PER_TOKEN))
+    }
+}
+
+/// The estimated input tokens of a request body (JSON): the characters of its string
+/// values, whatever the format, but for what is not text.
+pub fn input_tokens(body: &[u8]) -> u64 {
+    let mut chars = 0;
+    visit_strings(body, skip_ws(body, 0), b"", |key, raw| {
+        if !NOT_TEXT_KEYS.contains(&key) && !raw.starts_with(b"data:") {
+            chars += text_chars(raw);
+        }
+    });
+    chars.div_ceil(CHARS_PER_TOKEN)
+}
+
+/// Calls `visit(key, raw)` for every string value within the JSON value at `start`:
+/// `raw` the text between its quotes as written, `key` the name of the member it is
+/// (or, in an array, the last member named before it; `first_key` for the value
+/// itself). Returns where the value ends. Not a validator: text that is not JSON is
+/// read as far as it goes.
+fn visit_strings<'a>(
+    doc: &'a [u8],
+    mut at: usize,
+    first_key: &'a [u8],
+    mut visit: impl FnMut(&[u8], &[u8]),
+) -> usize {
+    let mut depth = 0usize;
+    let mut key = first_key;
+    while at < doc.len() {
+        match doc[at] {
+            b'"' => {
+                let Some(end) = string_end(doc, at) else {
+                    return doc.len();
+                };
+                let raw = &doc[at + 1..end - 1];
+                let next = skip_ws(doc, end);
+                if doc.get(next) == Some(&b':') {
+                    key = raw;
+                    at = next + 1;
+                    continue;
+                }
+                visit(key, raw);
+                at = end;
+                if depth == 0 {
+                    return at;
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                at += 1;
+            }
+            b'}' | b']' => {
+                if depth <= 1 {
+                    // The value's own end, or (for a scalar) its container's.
+                    return at + usize::from(depth == 1);
+                }
+                depth -= 1;
+                at += 1;
+            }
+            b',' if depth == 0 => return at,
+            _ => at += 1,
+        }
+    }
+    at
+}
+
+/// The characters a JSON string holds, from its text as written: UTF-8 sequences
+/// count one, and so does an escape (two bytes, six for `\uXXXX`).
+fn text_chars(raw: &[u8]) -> u64 {
+    let encoded = raw.iter().filter(|&&b| b & 0xC0 != 0x80).count();
+    let mut written_longer = 0;
+    let mut at = 0;
+    while let Some(found) = raw.get(at..).and_then(|rest| memchr(b'\\', rest)) {
+        let escape = at + found;
+        written_longer += if raw.get(escape + 1) == Some(&b'u') {
+            5
+        } else {
+            1
+        };
+        at = escape + 2;
+    }
+    encoded.saturating_sub(written_longer) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed(events: &[&str]) -> StreamedText {
+        let mut text = StreamedText::default();
+        for event in events {
+            text.event(event.as_bytes());
+        }
+        text
+    }
+
+    #[test]
+    fn chat_chunks_count_their_content_reasoning_and_tool_arguments() {
+        let text = streamed(&[
+            r#"{"id":"c","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+            r#"{"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hello there"},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":"}}]}}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#,
+        ]);
+        // "Hello there" 11, "hmm" 3, `{"city":` 8.
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 22,
+                events: 3
+            }
+        );
+        assert_eq!(text.tokens(), 6);
+    }
+
+    #[test]
+    fn anthropic_and_responses_deltas_count_their_text_and_nothing_else() {
+        let text = streamed(&[
+            r#"{"type":"message_start","message":{"id":"m","content":[],"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Bonjour"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"signature_delta","signature":"EqQBCgIYAhIM"}}"#,
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\": 1}"}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9}}"#,
+            r#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"Salut","sequence_number":4}"#,
+            r#"{"type":"response.output_text.done","item_id":"msg_1","text":"Salut"}"#,
+        ]);
+        // "Bonjour" 7, `{"a": 1}` 8, "Salut" 5.
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 20,
+                events: 3
+            }
+        );
+    }
+
+    #[test]
+    fn text_that_names_a_delta_is_text() {
+        let text = streamed(&[
+            r#"{"choices":[{"delta":{"content":"the \"delta\": key"}}]}"#,
+            r#"{"choices":[{"delta" : { "content" : "spaced" } }]}"#,
+            r#"{"type":"delta","note":"\"delta\""}"#,
+        ]);
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 22,
+                events: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_token_an_event_at_least() {
+        // One CJK character a token, an event each.
+        let text = streamed(&[
+            r#"{"choices":[{"delta":{"content":"你"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"好"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"\u4e16"}}]}"#,
+        ]);
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 3,
+                events: 3
+            }
+        );
+        assert_eq!(text.tokens(), 3);
+        assert_eq!(StreamedText::default().tokens(), 0);
+    }
+
+    #[test]
+    fn an_event_cut_short_or_not_json_counts_what_it_holds() {
+        let text = streamed(&[
+            r#"{"choices":[{"delta":{"content":"abcd"#,
+            r#"{"choices":[{"delta":{"content":"abcd"}"#,
+            r#"{"delta":"#,
+            r#""delta""#,
+            "",
+        ]);
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 4,
+                events: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_request_counts_its_text_and_not_its_images_or_signatures() {
+        let body = br#"{"model":"gpt-4o","stream":true,"messages":[
+            {"role":"system","content":"Be brief."},
+            {"role":"user","content":[{"type":"text","text":"What is this?"},
+              {"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA"}}]},
+            {"role":"assistant","content":[{"type":"thinking","thinking":"ok","signature":"EqQBCgIYAhIMxyz"}]},
+            {"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo"}}]}
+        ],"stop":["\n\n"]}"#;
+        // gpt-4o 6, system 6, Be brief. 9, user 4, text 4, What is this? 13,
+        // image_url 9, assistant 9, thinking 8, ok 2, user 4, image 5, base64 6,
+        // image/png 9, and the two escaped line breaks 2.
+        assert_eq!(input_tokens(body), 96_u64.div_ceil(4));
+    }
+
+    #[test]
+    fn a_request_that_is_not_json_counts_what_it_can() {
+        assert_eq!(input_tokens(b""), 0);
+        assert_eq!(input_tokens(b"not json"), 0);
+        assert_eq!(input_tokens(br#"{"messages":[{"content":"abcdefgh"#), 0);
+        assert_eq!(input_tokens(br#""abcdefgh""#), 2);
+    }
+
+    #[test]
+    fn escapes_count_one_character() {
+        assert_eq!(text_chars(br#"a\nb"#), 3);
+        assert_eq!(text_chars(br#"\u00e9t\u00e9"#), 3);
+        assert_eq!(text_chars(br#"\\u"#), 2);
+        assert_eq!(text_chars("été".as_bytes()), 3);
+        assert_eq!(text_chars(br#"\"#), 0);
+    }
+}
