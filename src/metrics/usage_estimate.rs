@@ -10,6 +10,7 @@
 //! signatures and encrypted reasoning.
 
 use memchr::{memchr, memmem};
+use once_cell::sync::Lazy;
 
 use crate::translate::json_members::{skip_ws, string_end};
 
@@ -30,6 +31,10 @@ const OUTPUT_KEYS: [&[u8]; 9] = [
     b"reasoning",
     b"refusal",
 ];
+
+/// The key every event carrying output text has (a Chat chunk, an Anthropic
+/// `content_block_delta`, a Responses `*.delta` event), searched for once built.
+static DELTA_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"delta\""));
 
 /// Members of a request whose strings are not text the model reads as tokens: image,
 /// audio and file payloads, their addresses, opaque signatures, encrypted reasoning.
@@ -56,8 +61,8 @@ impl StreamedText {
     pub fn event(&mut self, data: &[u8]) {
         let mut chars = 0;
         let mut from = 0;
-        while let Some(found) = memmem::find(&data[from..], b"\"delta\"") {
-            let after = from + found + b"\"delta\"".len();
+        while let Some(found) = DELTA_KEY.find(&data[from..]) {
+            let after = from + found + DELTA_KEY.needle().len();
             let colon = skip_ws(data, after);
             from = after;
             if data.get(colon) != Some(&b':') {
