@@ -11,6 +11,7 @@ mod json_strategies;
 mod proptest_config;
 
 use aurora::metrics::usage::{usage_of_json, Usage, UsageMeter};
+use aurora::metrics::usage_estimate::{input_tokens, StreamedText};
 use json_strategies::{any_value, tricky_string};
 use proptest::prelude::*;
 use proptest_config::config;
@@ -124,7 +125,7 @@ fn streamed(event: &[u8]) -> Option<Usage> {
     let mut meter = UsageMeter::for_answer(Some("text/event-stream"), None)?;
     let compact: Value = serde_json::from_slice(event).ok()?;
     meter.feed(format!("event: message_delta\ndata: {compact}\n\n").as_bytes());
-    meter.finish()
+    meter.finish().map(|charge| charge.usage)
 }
 
 proptest! {
@@ -168,5 +169,18 @@ proptest! {
         meter.feed(b"data: ");
         meter.feed(&bytes);
         let _ = meter.finish();
+    }
+
+    #[test]
+    fn no_bytes_make_the_estimate_panic(
+        bytes in prop::collection::vec(prop::sample::select(b"{}[]\":,\\ adeltx0u".to_vec()), 0..256),
+    ) {
+        // Mostly JSON's own bytes and the keys the estimate looks for.
+        let mut with_keys = b"{\"delta\":".to_vec();
+        with_keys.extend_from_slice(&bytes);
+        for doc in [&bytes[..], &with_keys[..]] {
+            let _ = input_tokens(doc);
+            StreamedText::default().event(doc);
+        }
     }
 }

@@ -156,14 +156,14 @@ impl Metrics {
         let tokens = IntCounterVec::new(
             Opts::new(
                 "tokens_total",
-                "Tokens the providers reported, by provider, model, gateway key and kind (input, output, cache_read, cache_write, reasoning)",
+                "Tokens the providers reported (estimated for a stream whose usage never came), by provider, model, gateway key and kind (input, output, cache_read, cache_write, reasoning)",
             ),
             &["provider", "model", "key", "kind"],
         )?;
         let cost = CounterVec::new(
             Opts::new(
                 "cost_usd_total",
-                "Cost in US dollars of the tokens reported, for models with a configured price (models.prices)",
+                "Cost in US dollars of those tokens, for models with a configured price (models.prices)",
             ),
             &["provider", "model", "key"],
         )?;

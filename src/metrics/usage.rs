@@ -16,8 +16,6 @@
 //! - `output`: all output tokens, reasoning included (as providers bill them);
 //! - `reasoning`: the part of `output` spent reasoning, where reported.
 
-use bytes::Bytes;
-
 use super::usage_estimate::{input_tokens, StreamedText};
 use super::usage_object::{read_model, read_nested, read_usage, Details, RawUsage};
 use crate::translate::json_members::{Member, ObjectMembers};
@@ -301,12 +299,40 @@ pub struct UsageMeter {
     read: Read,
     /// The answer is a stream: without its final usage, it is estimated.
     stream: bool,
-    /// The request as the provider got it, for its input when that is estimated.
-    request: Option<Bytes>,
-    /// Its estimated input tokens, once counted.
-    request_tokens: Option<u64>,
-    /// The usage last given was estimated, in part or whole.
-    estimated: bool,
+}
+
+/// What a meter charges an answer: the usage it reported; for a stream without its
+/// final usage, that with the rest estimated. The input estimate, when due, is made
+/// by whoever holds the request ([`Charge::with_input_of`]), once it is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    /// The tokens charged.
+    pub usage: Usage,
+    /// Estimated, in part or whole.
+    pub estimated: bool,
+    /// The input is still to be estimated from the request.
+    input_due: bool,
+}
+
+impl Charge {
+    /// Usage a provider reported, whole.
+    pub fn reported(usage: Usage) -> Self {
+        Self {
+            usage,
+            estimated: false,
+            input_due: false,
+        }
+    }
+
+    /// The charge with its input estimated from `request` (the body the provider
+    /// got), when that is due: a stream that did not report its input. Without the
+    /// request, none is counted.
+    pub fn with_input_of(mut self, request: Option<&[u8]>) -> Self {
+        if std::mem::take(&mut self.input_due) {
+            self.usage.input = request.map_or(0, input_tokens);
+        }
+        self
+    }
 }
 
 /// What the answer said so far.
@@ -349,18 +375,7 @@ impl UsageMeter {
             stream: matches!(body, Body::Sse(_)),
             body,
             read: Read::default(),
-            request: None,
-            request_tokens: None,
-            estimated: false,
         })
-    }
-
-    /// The request body the answer is to, as the provider got it (JSON): a stream
-    /// without its final usage is charged the input estimated from it, unless it
-    /// reported its input. It is read only then.
-    pub fn answering(mut self, request: Option<Bytes>) -> Self {
-        self.request = request;
-        self
     }
 
     /// Reads the next bytes of the answer.
@@ -390,26 +405,21 @@ impl UsageMeter {
         self.read.model.take()
     }
 
-    /// The usage to charge were the answer to end here: what it reported so far, or
-    /// for a stream short of its final usage, the estimate.
-    pub fn so_far(&mut self) -> Option<Usage> {
+    /// The charge were the answer to end here: what it reported so far, or for a
+    /// stream short of its final usage, the estimate.
+    pub fn so_far(&self) -> Option<Charge> {
         self.charged()
     }
 
-    /// The answer ended, whole or not: its usage, when it reported any (or, for a
-    /// stream without its final usage, the estimate).
-    pub fn finish(&mut self) -> Option<Usage> {
+    /// The answer ended, whole or not: its charge, when it reported usage (or, for a
+    /// stream without its final usage, carried text).
+    pub fn finish(&mut self) -> Option<Charge> {
         self.finish_with(&[])
     }
 
-    /// Whether the usage last given was estimated, in part or whole.
-    pub fn estimated(&self) -> bool {
-        self.estimated
-    }
-
-    /// The answer ended with `last`: its usage, as [`Self::finish`] gives it. A JSON
+    /// The answer ended with `last`: its charge, as [`Self::finish`] gives it. A JSON
     /// answer that came whole in `last` is read where it lies, not copied.
-    pub fn finish_with(&mut self, last: &[u8]) -> Option<Usage> {
+    pub fn finish_with(&mut self, last: &[u8]) -> Option<Charge> {
         if let Body::Json(buf) = &self.body {
             // Read where it lies, whatever its length: nothing is held for it.
             if buf.is_empty() {
@@ -442,22 +452,19 @@ impl UsageMeter {
 
     /// What the answer reported; for a stream that carried text but not its final
     /// usage, that with the rest estimated: the output at least what its text makes,
-    /// the input what the request's does when the stream did not report it.
-    fn charged(&mut self) -> Option<Usage> {
+    /// the input (when the stream did not report it) left due.
+    fn charged(&self) -> Option<Charge> {
         let reported = self.read.seen.map(|u| u.normalize());
-        self.estimated = self.stream && !self.read.final_usage && !self.read.text.is_empty();
-        if !self.estimated {
-            return reported;
+        if !self.stream || self.read.final_usage || self.read.text.is_empty() {
+            return reported.map(Charge::reported);
         }
         let mut usage = reported.unwrap_or_default();
-        if !self.read.seen.is_some_and(|u| u.reports_input()) {
-            let request = self.request.as_deref();
-            usage.input = *self
-                .request_tokens
-                .get_or_insert_with(|| request.map_or(0, input_tokens));
-        }
         usage.output = usage.output.max(self.read.text.tokens());
-        Some(usage)
+        Some(Charge {
+            usage,
+            estimated: true,
+            input_due: !self.read.seen.is_some_and(|u| u.reports_input()),
+        })
     }
 }
 
@@ -483,7 +490,13 @@ fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 /// first event that names it, and the output text of each.
 fn drain(parser: &mut SseParser, read: &mut Read) {
     while let Some(event) = parser.next_event_ref() {
+        let before = read.text;
         read.text.event(event.data.as_bytes());
+        if read.text != before {
+            // Text after usage: that usage was a running count (or an early zero), not
+            // the stream's last word.
+            read.final_usage = false;
+        }
         // Most events carry neither: skip them without parsing.
         let wanted = event.data.contains("\"usage\"")
             || (read.model.is_none() && event.data.contains("\"model\""));
@@ -497,7 +510,7 @@ fn drain(parser: &mut SseParser, read: &mut Read) {
 /// The usage in one whole answer.
 pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
     let mut meter = UsageMeter::for_answer(Some("application/json"), None)?;
-    meter.finish_with(body)
+    meter.finish_with(body).map(|charge| charge.usage)
 }
 
 #[cfg(test)]
@@ -519,7 +532,7 @@ mod tests {
         for piece in body.chunks(split) {
             m.feed(piece);
         }
-        m.finish()
+        m.finish().map(|c| c.usage)
     }
 
     #[test]
@@ -610,7 +623,7 @@ mod tests {
                 m.feed(piece);
             }
             assert_eq!(m.take_model().as_deref(), Some("gpt-4o-mini-2024-07-18"));
-            let u = m.finish().unwrap();
+            let u = m.finish().unwrap().usage;
             assert_eq!(
                 (u.input, u.cache_read, u.output),
                 (9, 2, 4),
@@ -687,13 +700,14 @@ mod tests {
     /// `stream` fed in pieces of `split` bytes to a meter for an answer to `request`:
     /// what it charges when it ends there, and whether that is estimated.
     fn charged(request: &str, stream: &str, split: usize) -> (Option<Usage>, bool) {
-        let mut m = UsageMeter::for_answer(Some("text/event-stream"), None)
-            .unwrap()
-            .answering(Some(Bytes::copy_from_slice(request.as_bytes())));
+        let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
         for piece in stream.as_bytes().chunks(split) {
             m.feed(piece);
         }
-        (m.finish(), m.estimated())
+        let charge = m
+            .finish()
+            .map(|c| c.with_input_of(Some(request.as_bytes())));
+        (charge.map(|c| c.usage), charge.is_some_and(|c| c.estimated))
     }
 
     /// 35 characters of text ("user" and the question): 9 input tokens estimated.
@@ -799,14 +813,15 @@ mod tests {
         let unasked = fixture!("openai/chat_completion_stream.txt");
         let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
         m.feed(unasked.as_bytes());
+        let charge = m.finish().unwrap().with_input_of(None);
         assert_eq!(
-            m.finish(),
-            Some(Usage {
+            charge.usage,
+            Usage {
                 output: 4,
                 ..Usage::default()
-            })
+            }
         );
-        assert!(m.estimated());
+        assert!(charge.estimated);
     }
 
     #[test]
@@ -840,7 +855,7 @@ mod tests {
         for p in body.chunks(piece) {
             m.feed(p);
         }
-        let usage = m.finish();
+        let usage = m.finish().map(|c| c.usage);
         (usage, m.take_model())
     }
 
@@ -899,7 +914,11 @@ mod tests {
             if !head.is_empty() {
                 m.feed(head);
             }
-            assert_eq!(m.finish_with(last), whole, "split at {split}");
+            assert_eq!(
+                m.finish_with(last).map(|c| c.usage),
+                whole,
+                "split at {split}"
+            );
             assert_eq!(m.take_model().as_deref(), Some("claude-sonnet-4-20250514"));
         }
         let stream = fixture!("openai/chat_completion_stream.txt").as_bytes();
@@ -907,7 +926,7 @@ mod tests {
         let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
         m.feed(head);
         assert_eq!(
-            m.finish_with(last),
+            m.finish_with(last).map(|c| c.usage),
             metered("text/event-stream", stream, usize::MAX)
         );
     }
@@ -922,7 +941,7 @@ mod tests {
         assert!(serde_json::from_slice::<serde_json::Value>(body).is_err());
         let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
         assert_eq!(
-            m.finish_with(body).map(|u| (u.input, u.output)),
+            m.finish_with(body).map(|c| (c.usage.input, c.usage.output)),
             Some((7, 3))
         );
         assert_eq!(m.take_model().as_deref(), Some("gpt-4o"));
@@ -941,7 +960,7 @@ mod tests {
             "\n { \"mod\\u0065l\" : \"m\" , \"usage\" :\t{\"input_tokens\":2,\"output_tokens\":3} }\n",
         ] {
             let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
-            let usage = m.finish_with(body.as_bytes());
+            let usage = m.finish_with(body.as_bytes()).map(|c| c.usage);
             assert_eq!(usage.map(|u| (u.input, u.output)), Some((2, 3)), "{body}");
             assert_eq!(m.take_model().as_deref(), Some("m"), "{body}");
         }
@@ -957,7 +976,8 @@ mod tests {
             "usage":{"input_tokens":999,"output_tokens":999}}}],"usage":{"input_tokens":2,"output_tokens":3}}"#;
         let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
         assert_eq!(
-            m.finish_with(whole).map(|u| (u.input, u.output)),
+            m.finish_with(whole)
+                .map(|c| (c.usage.input, c.usage.output)),
             Some((2, 3))
         );
         assert_eq!(m.take_model().as_deref(), Some("m"));

@@ -6,16 +6,22 @@
 //!
 //! The estimate is the common rule of thumb, four characters a token, and never fewer
 //! tokens than the events that carried text: providers send a token or more an event.
-//! What is not text counts nothing: images, audio and files (their payloads), opaque
-//! signatures and encrypted reasoning.
+//! An image, audio clip or file in a request counts [`PAYLOAD_TOKENS`] whatever its
+//! size (its tokens depend on what it shows, not on its bytes); opaque signatures and
+//! encrypted reasoning count nothing. Reasoning a provider does not stream (OpenAI's
+//! reasoning models) is not seen, so not counted.
 
 use memchr::{memchr, memmem};
 use once_cell::sync::Lazy;
 
-use crate::translate::json_members::{skip_ws, string_end};
+use crate::translate::json_members::{skip_ws, string_end, value_end};
 
 /// Characters a token, by the rule of thumb for English text.
 const CHARS_PER_TOKEN: u64 = 4;
+
+/// Tokens an image, audio clip or file in a request counts: what OpenAI charges for a
+/// low-detail image, about the least any provider charges for one.
+pub const PAYLOAD_TOKENS: u64 = 85;
 
 /// Where a stream event's output text lies: in the members of its `delta` (a Chat
 /// chunk's `content`, `reasoning_content`, a tool call's `arguments`, an Anthropic
@@ -32,20 +38,26 @@ const OUTPUT_KEYS: [&[u8]; 9] = [
     b"refusal",
 ];
 
+/// Members of a stream's `delta` that repeat text counted already: OpenRouter's
+/// `reasoning_details` hold the `reasoning` text again.
+const REPEATED_KEYS: [&[u8]; 1] = [b"reasoning_details"];
+
 /// The key every event carrying output text has (a Chat chunk, an Anthropic
 /// `content_block_delta`, a Responses `*.delta` event), searched for once built.
 static DELTA_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"delta\""));
 
-/// Members of a request whose strings are not text the model reads as tokens: image,
-/// audio and file payloads, their addresses, opaque signatures, encrypted reasoning.
-const NOT_TEXT_KEYS: [&[u8]; 6] = [
-    b"data",
-    b"file_data",
-    b"image_url",
-    b"url",
-    b"signature",
-    b"encrypted_content",
-];
+/// Where a legacy Completions chunk holds its text (`choices[].text`): it has no
+/// `delta`.
+static CHOICES_KEY: Lazy<memmem::Finder<'static>> =
+    Lazy::new(|| memmem::Finder::new(b"\"choices\""));
+
+/// Members of a request whose strings are an image's, audio clip's or file's bytes
+/// (or its address): each counts [`PAYLOAD_TOKENS`].
+const PAYLOAD_KEYS: [&[u8]; 3] = [b"data", b"file_data", b"image_url"];
+
+/// Members of a request whose strings the model does not read as tokens: opaque
+/// signatures, encrypted reasoning.
+const OPAQUE_KEYS: [&[u8]; 2] = [b"signature", b"encrypted_content"];
 
 /// The output text of a stream, read from the `delta` of each event as it passes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +72,12 @@ impl StreamedText {
     /// Reads one event's data (a JSON object).
     pub fn event(&mut self, data: &[u8]) {
         let mut chars = 0;
+        let mut count = |key: &[u8], raw: &[u8]| {
+            if OUTPUT_KEYS.contains(&key) {
+                chars += text_chars(raw);
+            }
+        };
+        let mut deltas = 0;
         let mut from = 0;
         while let Some(found) = DELTA_KEY.find(&data[from..]) {
             let after = from + found + DELTA_KEY.needle().len();
@@ -69,13 +87,27 @@ impl StreamedText {
                 // A string `"delta"`, not a key.
                 continue;
             }
+            deltas += 1;
             let value = skip_ws(data, colon + 1);
-            from = visit_strings(data, value, b"delta", |key, raw| {
-                if OUTPUT_KEYS.contains(&key) {
-                    chars += text_chars(raw);
+            if data.get(value) == Some(&b'"') && memmem::find(data, b"audio.delta\"").is_some() {
+                // The Responses API's `response.audio.delta`: audio, not text.
+                continue;
+            }
+            from = visit_strings(data, value, b"delta", &REPEATED_KEYS, &mut count).max(after);
+        }
+        if deltas == 0 {
+            if let Some(found) = CHOICES_KEY.find(data) {
+                let after = found + CHOICES_KEY.needle().len();
+                let colon = skip_ws(data, after);
+                if data.get(colon) == Some(&b':') {
+                    let value = skip_ws(data, colon + 1);
+                    visit_strings(data, value, b"", &[], |key: &[u8], raw: &[u8]| {
+                        if key == b"text" {
+                            chars += text_chars(raw);
+                        }
+                    });
                 }
-            })
-            .max(after);
+            }
         }
         if chars > 0 {
             self.chars += chars;
@@ -98,26 +130,44 @@ impl StreamedText {
 }
 
 /// The estimated input tokens of a request body (JSON): the characters of its string
-/// values, whatever the format, but for what is not text.
+/// values, whatever the format, and each image, audio clip or file it carries.
 pub fn input_tokens(body: &[u8]) -> u64 {
     let mut chars = 0;
-    visit_strings(body, skip_ws(body, 0), b"", |key, raw| {
-        if !NOT_TEXT_KEYS.contains(&key) && !raw.starts_with(b"data:") {
+    let mut payloads = 0;
+    visit_strings(body, skip_ws(body, 0), b"", &[], |key, raw| {
+        if PAYLOAD_KEYS.contains(&key) || is_data_url(raw) {
+            payloads += 1;
+        } else if !OPAQUE_KEYS.contains(&key) {
             chars += text_chars(raw);
         }
     });
-    chars.div_ceil(CHARS_PER_TOKEN)
+    chars.div_ceil(CHARS_PER_TOKEN) + payloads * PAYLOAD_TOKENS
+}
+
+/// Whether `raw` is a `data:` URL of base64 bytes (`data:image/png;base64,…`), not
+/// text that starts with `data:`.
+fn is_data_url(raw: &[u8]) -> bool {
+    let Some(rest) = raw.strip_prefix(b"data:") else {
+        return false;
+    };
+    let head = &rest[..rest.len().min(128)];
+    memmem::find(head, b";base64,").is_some_and(|at| {
+        head[..at]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"/+-.=;_".contains(&b))
+    })
 }
 
 /// Calls `visit(key, raw)` for every string value within the JSON value at `start`:
 /// `raw` the text between its quotes as written, `key` the name of the member it is
 /// (or, in an array, the last member named before it; `first_key` for the value
-/// itself). Returns where the value ends. Not a validator: text that is not JSON is
-/// read as far as it goes.
+/// itself). The values of members named in `skipped` are passed over. Returns where
+/// the value ends. Not a validator: text that is not JSON is read as far as it goes.
 fn visit_strings<'a>(
     doc: &'a [u8],
     mut at: usize,
     first_key: &'a [u8],
+    skipped: &[&[u8]],
     mut visit: impl FnMut(&[u8], &[u8]),
 ) -> usize {
     let mut depth = 0usize;
@@ -132,7 +182,13 @@ fn visit_strings<'a>(
                 let next = skip_ws(doc, end);
                 if doc.get(next) == Some(&b':') {
                     key = raw;
-                    at = next + 1;
+                    at = skip_ws(doc, next + 1);
+                    if skipped.contains(&key) {
+                        let Some(end) = value_end(doc, at) else {
+                            return doc.len();
+                        };
+                        at = end;
+                    }
                     continue;
                 }
                 visit(key, raw);
@@ -296,8 +352,52 @@ mod tests {
         ],"stop":["\n\n"]}"#;
         // gpt-4o 6, system 6, Be brief. 9, user 4, text 4, What is this? 13,
         // image_url 9, assistant 9, thinking 8, ok 2, user 4, image 5, base64 6,
-        // image/png 9, and the two escaped line breaks 2.
-        assert_eq!(input_tokens(body), 96_u64.div_ceil(4));
+        // image/png 9, and the two escaped line breaks 2; and two images.
+        assert_eq!(input_tokens(body), 96_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS);
+    }
+
+    #[test]
+    fn text_that_starts_with_data_is_text() {
+        let body = br#"{"messages":[{"content":"data: 12 cells, 3 rows"},
+            {"content":"data:text/plain;base64,aGk="},{"file_data":"JVBERi0x"},
+            {"input_audio":{"data":"UklGRg","format":"wav"}}]}"#;
+        // "data: 12 cells, 3 rows" 22 and "wav" 3; three payloads.
+        assert_eq!(input_tokens(body), 25_u64.div_ceil(4) + 3 * PAYLOAD_TOKENS);
+        assert!(is_data_url(b"data:image/jpeg;base64,/9j/4AAQ"));
+        assert!(!is_data_url(b"data: image/jpeg;base64,/9j/"));
+        assert!(!is_data_url(b"data:image/jpeg,plain"));
+    }
+
+    #[test]
+    fn legacy_completions_chunks_count_their_text() {
+        let text = streamed(&[
+            r#"{"id":"cmpl-1","object":"text_completion","choices":[{"text":"Once upon","index":0,"logprobs":null,"finish_reason":null}],"model":"gpt-3.5-turbo-instruct"}"#,
+            r#"{"id":"cmpl-1","object":"text_completion","choices":[{"text":"","index":0,"finish_reason":"stop"}],"model":"gpt-3.5-turbo-instruct"}"#,
+            r#"{"id":"cmpl-1","object":"text_completion","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+        ]);
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 9,
+                events: 1
+            }
+        );
+    }
+
+    #[test]
+    fn audio_and_repeated_reasoning_are_not_counted_as_text() {
+        let text = streamed(&[
+            r#"{"type":"response.audio.delta","item_id":"a","delta":"UklGRiQAAABXQVZFZm10IBAAAAAB"}"#,
+            r#"{"type":"response.audio.transcript.delta","item_id":"a","delta":"Hi"}"#,
+            r#"{"choices":[{"delta":{"reasoning":"think","reasoning_details":[{"type":"reasoning.text","text":"think"}]}}]}"#,
+        ]);
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 7,
+                events: 2
+            }
+        );
     }
 
     #[test]

@@ -1223,6 +1223,7 @@ impl ProxyHttp for AuroraProxy {
             observe::response_work(ctx, module.busy());
         }
         observe::adopt_answering_model(ctx);
+        observe::settle_usage(ctx);
         if !ctx.body.is_subrequest() {
             limit_check::settle(&self.limits, ctx);
         }

@@ -200,7 +200,12 @@ impl AuroraProxy {
         ctx: &mut RequestContext,
         headers: &http::HeaderMap,
     ) -> std::result::Result<Option<(Bytes, Option<ResponseCodecs>)>, GatewayError> {
-        prepared_call::ready_attempt(ctx, headers, &self.health, &self.responses)
+        let next = prepared_call::ready_attempt(ctx, headers, &self.health, &self.responses)?;
+        if let Some((body, _)) = &next {
+            // What a stream of this attempt's is estimated by, should it need to be.
+            observe::request_body(ctx, body);
+        }
+        Ok(next)
     }
 
     /// [`Self::ready_attempt`] in a loop that holds the attempt's body and codecs: a

@@ -15,7 +15,7 @@ use prometheus::IntGauge;
 
 use super::RequestContext;
 use crate::metrics::labels::{key_label, status_label, NONE};
-use crate::metrics::usage::{Usage, UsageMeter};
+use crate::metrics::usage::{Charge, Usage, UsageMeter};
 use crate::metrics::{handles_for, MetricHandles, RequestOutcome, UpstreamErrorKind};
 
 /// One request's observations.
@@ -46,8 +46,10 @@ pub struct Observation {
     delegated: bool,
     /// Reads the provider's answer as it passes, for its token usage.
     meter: Option<UsageMeter>,
-    /// The tokens the provider reported (or, for a stream without its final usage,
-    /// the estimate).
+    /// What this request's own exchange charges its answer, as the meter gave it.
+    charge: Option<Charge>,
+    /// The tokens charged, once the request is over ([`settle_usage`]): reported, or
+    /// for a stream without its final usage, the estimate.
     usage: Option<Usage>,
     /// `usage` was estimated, in part or whole.
     usage_estimated: bool,
@@ -94,24 +96,16 @@ impl Observation {
         Some(before + self.response_work + delegated_work)
     }
 
-    /// The tokens the provider reported for this request's answer (or, for a stream
-    /// without its final usage, the estimate).
+    /// The tokens this request's answer is charged, once the request is over
+    /// ([`settle_usage`]): what the provider reported, or for a stream without its
+    /// final usage, the estimate.
     pub fn usage(&self) -> Option<Usage> {
-        self.charged().map(|(usage, _)| usage)
+        self.usage
     }
 
     /// Whether [`Self::usage`] was estimated, in part or whole.
     pub fn usage_estimated(&self) -> bool {
-        self.charged().is_some_and(|(_, estimated)| estimated)
-    }
-
-    fn charged(&self) -> Option<(Usage, bool)> {
-        if let Some(usage) = self.usage {
-            return Some((usage, self.usage_estimated));
-        }
-        self.shared
-            .as_ref()
-            .and_then(|s| s.usage.lock().ok().and_then(|u| *u))
+        self.usage_estimated
     }
 
     /// The provider's time to its response header.
@@ -129,10 +123,8 @@ pub struct SharedTimings {
     first_byte_ns: AtomicU64,
     /// The subrequest's work on the answer, in nanoseconds (a plain sum).
     response_work_ns: AtomicU64,
-    /// The tokens the answer reported (or the estimate), and whether estimated.
-    usage: Mutex<Option<(Usage, bool)>>,
-    /// The body the provider gets, for the subrequest's estimate of its input.
-    request_body: Option<Bytes>,
+    /// What the answer is charged so far, as the subrequest's meter gave it.
+    charge: Mutex<Option<Charge>>,
     /// The model the answer named, for a request whose body the gateway did not route
     /// on (a `/p/` call): what its cost is priced by.
     model: Mutex<Option<String>>,
@@ -168,17 +160,13 @@ pub fn request_admitted(ctx: &mut RequestContext) {
 /// under the main request's config, arrival time and route.
 pub fn subrequest_began(ctx: &mut RequestContext, shared: Arc<SharedTimings>) {
     ctx.obs.handles = ctx.config.as_ref().and_then(handles_for);
-    ctx.obs.request_body.clone_from(&shared.request_body);
     ctx.obs.shared = Some(shared);
 }
 
 /// The main request hands its exchange to a subrequest: the timings to share with it.
 pub fn delegate(ctx: &mut RequestContext) -> Arc<SharedTimings> {
     ctx.obs.delegated = true;
-    let shared = Arc::new(SharedTimings {
-        request_body: ctx.obs.request_body.clone(),
-        ..SharedTimings::default()
-    });
+    let shared = Arc::new(SharedTimings::default());
     ctx.obs.shared = Some(Arc::clone(&shared));
     shared
 }
@@ -251,8 +239,7 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     ctx.obs.meter = UsageMeter::for_answer(
         header(http::header::CONTENT_TYPE),
         header(http::header::CONTENT_ENCODING),
-    )
-    .map(|meter| meter.answering(ctx.obs.request_body.clone()));
+    );
 }
 
 /// The next bytes of the provider's answer, as it sent them. At its end, the model
@@ -270,19 +257,17 @@ pub fn answer_bytes(
         if ctx.body.is_subrequest() {
             // The main request settles on its own, and may before this answer ends
             // (its client left): what was reported so far is there for it already.
-            if let Some(usage) = meter.so_far() {
-                let estimated = meter.estimated();
-                share_usage(ctx, usage, estimated);
+            if let Some(charge) = meter.so_far() {
+                share_charge(ctx, charge);
             }
         }
         return None;
     }
-    let usage = meter.finish_with(bytes);
-    let estimated = meter.estimated();
+    let charge = meter.finish_with(bytes);
     let model = meter.take_model();
     ctx.obs.meter = None;
-    if let Some(usage) = usage {
-        charge(ctx, usage, estimated);
+    if let Some(charge) = charge {
+        answer_charged(ctx, charge);
     }
     model
 }
@@ -294,8 +279,8 @@ pub fn answer_bytes(
 /// [`answer_bytes`] gives it.
 pub fn answer_unfinished(ctx: &mut RequestContext) -> Option<String> {
     let mut meter = ctx.obs.meter.take()?;
-    if let Some(usage) = meter.finish() {
-        charge(ctx, usage, meter.estimated());
+    if let Some(charge) = meter.finish() {
+        answer_charged(ctx, charge);
     }
     meter.take_model()
 }
@@ -334,23 +319,41 @@ pub fn adopt_answering_model(ctx: &mut RequestContext) {
 
 /// The provider reported `usage` for this request's answer.
 pub fn usage_reported(ctx: &mut RequestContext, usage: Usage) {
-    charge(ctx, usage, false);
+    answer_charged(ctx, Charge::reported(usage));
 }
 
-/// This request's answer is charged `usage`, `estimated` in part or whole.
-fn charge(ctx: &mut RequestContext, usage: Usage, estimated: bool) {
-    ctx.obs.usage = Some(usage);
-    ctx.obs.usage_estimated = estimated;
-    share_usage(ctx, usage, estimated);
+/// This request's answer is charged `charge`.
+fn answer_charged(ctx: &mut RequestContext, charge: Charge) {
+    ctx.obs.charge = Some(charge);
+    share_charge(ctx, charge);
 }
 
-/// Hands `usage` to the main request, when this is its subrequest.
-fn share_usage(ctx: &RequestContext, usage: Usage, estimated: bool) {
+/// Hands `charge` to the main request, when this is its subrequest.
+fn share_charge(ctx: &RequestContext, charge: Charge) {
     if let Some(shared) = &ctx.obs.shared {
-        if let Ok(mut cell) = shared.usage.lock() {
-            *cell = Some((usage, estimated));
+        if let Ok(mut cell) = shared.charge.lock() {
+            *cell = Some(charge);
         }
     }
+}
+
+/// The request is over: what its answer is charged is settled, once, for the limits,
+/// the metrics, the access line and the trace to read alike (a subrequest may still
+/// be changing what it shares). The input of a stream charged an estimate is counted
+/// here, from the request, when the stream did not report it.
+pub fn settle_usage(ctx: &mut RequestContext) {
+    let charge = ctx.obs.charge.or_else(|| {
+        ctx.obs
+            .shared
+            .as_ref()
+            .and_then(|s| s.charge.lock().ok().and_then(|c| *c))
+    });
+    let Some(charge) = charge else {
+        return;
+    };
+    let charge = charge.with_input_of(ctx.obs.request_body.as_deref());
+    ctx.obs.usage = Some(charge.usage);
+    ctx.obs.usage_estimated = charge.estimated;
 }
 
 /// The cost of this request's reported tokens, when its model has a price.
@@ -436,6 +439,7 @@ mod tests {
         answer_header(&mut passthrough, &resp);
         let named = answer_bytes(&mut passthrough, Some(body), true).unwrap();
         assert_eq!(named, "gpt-4o-2024-08-06");
+        settle_usage(&mut passthrough);
         assert_eq!(passthrough.obs.usage().map(|u| u.output), Some(2));
         answering_model(&mut passthrough, named);
         assert_eq!(passthrough.obs.model(), Some("gpt-4o-2024-08-06"));
