@@ -25,6 +25,7 @@ import gzip
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -75,7 +76,11 @@ TOOL = "tool"  # the model calls TOOL_NAME with TOOL_INPUT (streamed too)
 RATE_LIMIT = "rate_limit"  # 429 with retry-after, as RATE_LIMITED_MODEL gets
 MIDSTREAM_ERROR = "midstream_error"  # streams only: some text, then an in-stream error
 THINKING = "thinking"  # Anthropic: a signed thinking block (THINKING_TEXT), then the text
-SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR, THINKING)
+# OpenAI streams only: the usage-only chunk (when asked for) comes USAGE_DELAY seconds
+# after the chunk that finishes, as a client may leave in between.
+SLOW_USAGE = "slow_usage"
+USAGE_DELAY = 1.0
+SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR, THINKING, SLOW_USAGE)
 THINKING_TEXT = "The user wants a greeting."
 THINKING_SIGNATURE = "EqQBCgIYAhIM-mock-signature"
 
@@ -708,7 +713,10 @@ class _Handler(BaseHTTPRequestHandler):
         if stream:
             if wanted == TOOL:
                 return self._send_sse(openai_tool_stream(model, include_usage))
-            return self._send_sse(openai_stream(model, include_usage))
+            events = openai_stream(model, include_usage)
+            if wanted == SLOW_USAGE and include_usage:
+                return self._send_sse(events, pause_before=len(events) - 2, pause=USAGE_DELAY)
+            return self._send_sse(events)
         self._send(200, "application/json", openai_completion(model, tool=wanted == TOOL))
 
     def _openai_responses(self, payload, wanted):
@@ -783,18 +791,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_sse(self, events):
+    def _send_sse(self, events, pause_before=None, pause=0.0):
         # Chunked, one chunk per event with a flush each, so the stream really arrives
-        # in pieces and the gateway must forward it incrementally.
+        # in pieces and the gateway must forward it incrementally; `pause` seconds
+        # before the event at `pause_before`. A client gone by then ends the stream.
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        for event in events:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
+        try:
+            for at, event in enumerate(events):
+                if at == pause_before:
+                    time.sleep(pause)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
 
 class MockProvider:

@@ -3,6 +3,7 @@ models answer through translation (OpenAI request -> Anthropic Messages -> OpenA
 response), OpenAI models are forwarded with only the routing prefix taken off the model."""
 
 import json
+import time
 from collections import defaultdict
 
 import httpx
@@ -20,6 +21,7 @@ from mock_provider import (
     RATE_LIMIT,
     RATE_LIMIT_MESSAGE,
     RETRY_AFTER,
+    SLOW_USAGE,
     TOOL,
     TOOL_INPUT,
     TOOL_NAME,
@@ -360,6 +362,33 @@ def test_openai_model_stream_with_include_usage_ends_with_usage_chunk(gateway):
     assert chunks[-1].choices == []
     assert chunks[-1].usage.total_tokens == OPENAI_COMPLETION["usage"]["total_tokens"]
     assert openai_upstream_request(gateway).json()["stream_options"] == {"include_usage": True}
+
+
+def test_openai_stream_left_before_its_usage_is_charged_an_estimate(gateway):
+    # The user stops on the chunk that finishes and the SDK closes the stream: the
+    # usage chunk the gateway asked for never comes, and the call is charged an
+    # estimate ("Hello", ",", " World", "!": 4 tokens) rather than nothing.
+    marker = "e2e-left-before-usage"
+    stream = v1_client(gateway).chat.completions.create(
+        model=GPT,
+        messages=[{"role": "user", "content": f"Say hello {scenario(SLOW_USAGE)}"}],
+        stream=True,
+        extra_headers={"x-request-id": marker},
+    )
+    text = ""
+    for chunk in stream:
+        text += "".join(content_deltas([chunk]))
+        if finish_reasons([chunk]):
+            break
+    stream.close()
+
+    assert text == OPENAI_STREAM_TEXT
+    deadline = time.monotonic() + 5
+    while f"request_id={marker}" not in gateway.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(l for l in gateway.log().splitlines() if f"request_id={marker}" in l)
+    assert "tokens_output=4 " in line, line
+    assert "tokens_estimated=true" in line, line
 
 
 @pytest.mark.parametrize("model", [GPT, GPT_UPSTREAM])
