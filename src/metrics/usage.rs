@@ -16,9 +16,12 @@
 //! - `output`: all output tokens, reasoning included (as providers bill them);
 //! - `reasoning`: the part of `output` spent reasoning, where reported.
 
+use memchr::memmem;
+use once_cell::sync::Lazy;
+
 use super::usage_estimate::{input_tokens, StreamedText};
 use super::usage_object::{read_model, read_nested, read_usage, Details, RawUsage};
-use crate::translate::json_members::{Member, ObjectMembers};
+use crate::translate::json_members::{skip_ws, Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
 /// Token counts of one answer.
@@ -490,21 +493,42 @@ fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 /// first event that names it, and the output text of each.
 fn drain(parser: &mut SseParser, read: &mut Read) {
     while let Some(event) = parser.next_event_ref() {
+        let data = event.data.as_bytes();
         let before = read.text;
-        read.text.event(event.data.as_bytes());
+        read.text.event(data);
         if read.text != before {
             // Text after usage: that usage was a running count (or an early zero), not
             // the stream's last word.
             read.final_usage = false;
         }
         // Most events carry neither: skip them without parsing.
-        let wanted = event.data.contains("\"usage\"")
-            || (read.model.is_none() && event.data.contains("\"model\""));
-        if !wanted {
+        let wanted = names_usage(data) || (read.model.is_none() && MODEL_KEY.find(data).is_some());
+        if wanted {
+            read_carried(data, read);
+        }
+    }
+}
+
+/// The keys an event is looked at for, searched for with searchers built once.
+static USAGE_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"usage\""));
+static MODEL_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"model\""));
+
+/// Whether `data` has a `usage` member that is not `null`: a Chat stream asked for its
+/// usage says `"usage":null` in every chunk but the last, which need not be parsed.
+fn names_usage(data: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(found) = USAGE_KEY.find(&data[from..]) {
+        from += found + USAGE_KEY.needle().len();
+        let colon = skip_ws(data, from);
+        if data.get(colon) != Some(&b':') {
             continue;
         }
-        read_carried(event.data.as_bytes(), read);
+        let value = &data[skip_ws(data, colon + 1)..];
+        if !value.is_empty() && !value.starts_with(b"null") {
+            return true;
+        }
     }
+    false
 }
 
 /// The usage in one whole answer.
@@ -822,6 +846,29 @@ mod tests {
             }
         );
         assert!(charge.estimated);
+    }
+
+    #[test]
+    fn only_events_naming_a_usage_that_is_not_null_are_parsed_for_it() {
+        for (data, named) in [
+            (&br#"{"choices":[],"usage":null}"#[..], false),
+            (br#"{"usage" : null ,"x":1}"#, false),
+            (br#"{"type":"usage","n":"\"usage\": 1"}"#, false),
+            (br#"{"usage":{"prompt_tokens":1}}"#, true),
+            (
+                br#"{"response":{"usage":null},"usage":{"input_tokens":2}}"#,
+                true,
+            ),
+            (br#"{"usage":"#, false),
+            (br#""usage""#, false),
+        ] {
+            assert_eq!(
+                names_usage(data),
+                named,
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
     }
 
     #[test]
