@@ -458,15 +458,21 @@ impl UsageMeter {
     /// the input (when the stream did not report it) left due.
     fn charged(&self) -> Option<Charge> {
         let reported = self.read.seen.map(|u| u.normalize());
-        if !self.stream || self.read.final_usage || self.read.text.is_empty() {
+        let text = !self.read.text.is_empty();
+        // No output counted for a stream that carried text is no count: a server
+        // sending zeros.
+        let trusted = self.read.final_usage && !(text && reported.is_some_and(|u| u.output == 0));
+        if !self.stream || trusted || !text {
             return reported.map(Charge::reported);
         }
         let mut usage = reported.unwrap_or_default();
         usage.output = usage.output.max(self.read.text.tokens());
+        let input_reported = self.read.seen.is_some_and(|u| u.reports_input())
+            && usage.input + usage.cache_read + usage.cache_write > 0;
         Some(Charge {
             usage,
             estimated: true,
-            input_due: !self.read.seen.is_some_and(|u| u.reports_input()),
+            input_due: !input_reported,
         })
     }
 }
@@ -822,6 +828,47 @@ mod tests {
         assert!(estimated);
         assert_eq!(usage.map(|u| u.input), Some(9), "the request's estimate");
         assert!(usage.is_some_and(|u| u.output > 0), "{usage:?}");
+    }
+
+    #[test]
+    fn zeros_a_server_sends_are_no_count() {
+        let chunk = |delta: &str, usage: &str| {
+            format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{delta}\"}}}}],\"usage\":{usage}}}\n\n"
+            )
+        };
+        let zero = r#"{"prompt_tokens":0,"completion_tokens":0}"#;
+        // Zeros first, then text, then cut: the request's input and the text's output.
+        let early = format!("{}{}", chunk("", zero), chunk("Hello there", "null"));
+        let estimate = Usage {
+            input: 9,
+            output: 3,
+            ..Usage::default()
+        };
+        assert_eq!(charged(REQUEST, &early, 7), (Some(estimate), true));
+        // Zeros with every chunk, text too.
+        let every = format!("{}{}", chunk("Hello there", zero), chunk("!", zero));
+        let estimate = Usage {
+            input: 9,
+            output: 3,
+            ..Usage::default()
+        };
+        assert_eq!(charged(REQUEST, &every, 7), (Some(estimate), true));
+        // A running count with every chunk is the count.
+        let running = format!(
+            "{}{}",
+            chunk(
+                "Hello there",
+                r#"{"prompt_tokens":5,"completion_tokens":2}"#
+            ),
+            chunk("!", r#"{"prompt_tokens":5,"completion_tokens":3}"#)
+        );
+        let counted = Usage {
+            input: 5,
+            output: 3,
+            ..Usage::default()
+        };
+        assert_eq!(charged(REQUEST, &running, 7), (Some(counted), false));
     }
 
     #[test]

@@ -46,18 +46,59 @@ const REPEATED_KEYS: [&[u8]; 1] = [b"reasoning_details"];
 /// `content_block_delta`, a Responses `*.delta` event), searched for once built.
 static DELTA_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"delta\""));
 
+/// The type of the Responses API's audio deltas, whose `delta` is audio, not text.
+static AUDIO_DELTA_TYPE: Lazy<memmem::Finder<'static>> =
+    Lazy::new(|| memmem::Finder::new(b"audio.delta\""));
+
 /// Where a legacy Completions chunk holds its text (`choices[].text`): it has no
 /// `delta`.
 static CHOICES_KEY: Lazy<memmem::Finder<'static>> =
     Lazy::new(|| memmem::Finder::new(b"\"choices\""));
 
-/// Members of a request whose strings are an image's, audio clip's or file's bytes
-/// (or its address): each counts [`PAYLOAD_TOKENS`].
+/// The `type` of a request's content parts that are an image, audio clip or file,
+/// in every format: each counts [`PAYLOAD_TOKENS`].
+const PAYLOAD_TYPES: [&[u8]; 7] = [
+    b"image_url",
+    b"input_image",
+    b"image",
+    b"input_audio",
+    b"file",
+    b"input_file",
+    b"document",
+];
+
+/// Members of a request whose strings are a payload's bytes (or its address), not
+/// text: counted by the part's type.
 const PAYLOAD_KEYS: [&[u8]; 3] = [b"data", b"file_data", b"image_url"];
 
 /// Members of a request whose strings the model does not read as tokens: opaque
 /// signatures, encrypted reasoning.
 const OPAQUE_KEYS: [&[u8]; 2] = [b"signature", b"encrypted_content"];
+
+/// The text of one event's deltas. Reasoning is counted once under either of its
+/// names: some servers send it under both (`reasoning` and the older
+/// `reasoning_content`).
+#[derive(Default)]
+struct DeltaText {
+    chars: u64,
+    reasoning: u64,
+    reasoning_content: u64,
+}
+
+impl DeltaText {
+    fn add(&mut self, key: &[u8], raw: &[u8]) {
+        match key {
+            b"reasoning" => self.reasoning += text_chars(raw),
+            b"reasoning_content" => self.reasoning_content += text_chars(raw),
+            _ if OUTPUT_KEYS.contains(&key) => self.chars += text_chars(raw),
+            _ => {}
+        }
+    }
+
+    fn chars(&self) -> u64 {
+        self.chars + self.reasoning.max(self.reasoning_content)
+    }
+}
 
 /// The output text of a stream, read from the `delta` of each event as it passes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +112,9 @@ pub struct StreamedText {
 impl StreamedText {
     /// Reads one event's data (a JSON object).
     pub fn event(&mut self, data: &[u8]) {
-        let mut chars = 0;
-        let mut count = |key: &[u8], raw: &[u8]| {
-            if OUTPUT_KEYS.contains(&key) {
-                chars += text_chars(raw);
-            }
-        };
+        let mut text = DeltaText::default();
+        // Looked for once an event, and only for a `delta` that is a string.
+        let mut audio = None;
         let mut deltas = 0;
         let mut from = 0;
         while let Some(found) = DELTA_KEY.find(&data[from..]) {
@@ -89,11 +127,16 @@ impl StreamedText {
             }
             deltas += 1;
             let value = skip_ws(data, colon + 1);
-            if data.get(value) == Some(&b'"') && memmem::find(data, b"audio.delta\"").is_some() {
+            if data.get(value) == Some(&b'"')
+                && *audio.get_or_insert_with(|| AUDIO_DELTA_TYPE.find(data).is_some())
+            {
                 // The Responses API's `response.audio.delta`: audio, not text.
                 continue;
             }
-            from = visit_strings(data, value, b"delta", &REPEATED_KEYS, &mut count).max(after);
+            let end = visit_strings(data, value, b"delta", &REPEATED_KEYS, |key, raw| {
+                text.add(key, raw);
+            });
+            from = end.max(after);
         }
         if deltas == 0 {
             if let Some(found) = CHOICES_KEY.find(data) {
@@ -101,14 +144,15 @@ impl StreamedText {
                 let colon = skip_ws(data, after);
                 if data.get(colon) == Some(&b':') {
                     let value = skip_ws(data, colon + 1);
-                    visit_strings(data, value, b"", &[], |key: &[u8], raw: &[u8]| {
+                    visit_strings(data, value, b"", &[], |key, raw| {
                         if key == b"text" {
-                            chars += text_chars(raw);
+                            text.add(key, raw);
                         }
                     });
                 }
             }
         }
+        let chars = text.chars();
         if chars > 0 {
             self.chars += chars;
             self.events += 1;
@@ -130,14 +174,15 @@ impl StreamedText {
 }
 
 /// The estimated input tokens of a request body (JSON): the characters of its string
-/// values, whatever the format, and each image, audio clip or file it carries.
+/// values, whatever the format, and each image, audio clip or file part it carries
+/// (told by its `type`, whether its bytes are inline or given by address).
 pub fn input_tokens(body: &[u8]) -> u64 {
     let mut chars = 0;
     let mut payloads = 0;
     visit_strings(body, skip_ws(body, 0), b"", &[], |key, raw| {
-        if PAYLOAD_KEYS.contains(&key) || is_data_url(raw) {
+        if key == b"type" && PAYLOAD_TYPES.contains(&raw) {
             payloads += 1;
-        } else if !OPAQUE_KEYS.contains(&key) {
+        } else if !PAYLOAD_KEYS.contains(&key) && !OPAQUE_KEYS.contains(&key) && !is_data_url(raw) {
             chars += text_chars(raw);
         }
     });
@@ -351,18 +396,21 @@ mod tests {
             {"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo"}}]}
         ],"stop":["\n\n"]}"#;
         // gpt-4o 6, system 6, Be brief. 9, user 4, text 4, What is this? 13,
-        // image_url 9, assistant 9, thinking 8, ok 2, user 4, image 5, base64 6,
-        // image/png 9, and the two escaped line breaks 2; and two images.
-        assert_eq!(input_tokens(body), 96_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS);
+        // assistant 9, thinking 8, ok 2, user 4, base64 6, image/png 9, and the two
+        // escaped line breaks 2; and two images.
+        assert_eq!(input_tokens(body), 82_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS);
     }
 
     #[test]
     fn text_that_starts_with_data_is_text() {
         let body = br#"{"messages":[{"content":"data: 12 cells, 3 rows"},
-            {"content":"data:text/plain;base64,aGk="},{"file_data":"JVBERi0x"},
-            {"input_audio":{"data":"UklGRg","format":"wav"}}]}"#;
-        // "data: 12 cells, 3 rows" 22 and "wav" 3; three payloads.
-        assert_eq!(input_tokens(body), 25_u64.div_ceil(4) + 3 * PAYLOAD_TOKENS);
+            {"content":"data:text/plain;base64,aGk="},
+            {"type":"file","file":{"file_data":"JVBERi0x","filename":"a.pdf"}},
+            {"type":"input_audio","input_audio":{"data":"UklGRg","format":"wav"}},
+            {"type":"input_image","image_url":"https://example.com/cat.png"}]}"#;
+        // "data: 12 cells, 3 rows" 22, "a.pdf" 5 and "wav" 3; a file, a clip and an
+        // image (by its address).
+        assert_eq!(input_tokens(body), 30_u64.div_ceil(4) + 3 * PAYLOAD_TOKENS);
         assert!(is_data_url(b"data:image/jpeg;base64,/9j/4AAQ"));
         assert!(!is_data_url(b"data: image/jpeg;base64,/9j/"));
         assert!(!is_data_url(b"data:image/jpeg,plain"));
@@ -390,12 +438,13 @@ mod tests {
             r#"{"type":"response.audio.delta","item_id":"a","delta":"UklGRiQAAABXQVZFZm10IBAAAAAB"}"#,
             r#"{"type":"response.audio.transcript.delta","item_id":"a","delta":"Hi"}"#,
             r#"{"choices":[{"delta":{"reasoning":"think","reasoning_details":[{"type":"reasoning.text","text":"think"}]}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"ponder","reasoning":"ponder"}}]}"#,
         ]);
         assert_eq!(
             text,
             StreamedText {
-                chars: 7,
-                events: 2
+                chars: 13,
+                events: 3
             }
         );
     }
