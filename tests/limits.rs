@@ -448,6 +448,37 @@ async fn an_answer_too_large_to_hold_is_charged_all_the_same() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_the_client_leaves_before_its_usage_is_charged_an_estimate() {
+    // 48 MiB of embeddings, the usage in their last bytes: more than the connections
+    // buffer, so a client can read the vectors and leave before the usage passes.
+    // Estimated: no output text, the input by the request's size (a `/p/` body is not
+    // read), 77 bytes: 20 tokens.
+    let vectors = vec!["[0.0123,-0.98]"; 48 * 1024 * 1024 / 15].join(",");
+    let answer = format!(
+        r#"{{"object":"list","data":[{vectors}],"model":"text-embedding-3-small","usage":{{"prompt_tokens":8,"total_tokens":8}}}}"#
+    );
+    let mock = MockUpstream::start(move |_| Reply::json(200, answer.clone())).await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 5, period: month}}");
+    let body = r#"{"model":"text-embedding-3-small","input":["what the client wants embedded"]}"#;
+    let mut resp = post(&gw, TEAM_KEY, "/p/openai/embeddings", body).await;
+    assert_eq!(resp.status(), 200);
+    let mut read = 0;
+    while read < 1024 * 1024 {
+        read += resp
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the answer went on")
+            .len();
+    }
+    drop(resp);
+    let line = gw.wait_for_log("path=/p/openai/embeddings", 1).await;
+    assert!(line.contains(" tokens_input=20 "), "{line}");
+    assert!(line.contains(" tokens_estimated=true"), "{line}");
+    assert_budget_spent(post(&gw, TEAM_KEY, "/p/openai/embeddings", body).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
     // The client stops reading after `message_start` (a chat UI's stop button).
     let mock = MockUpstream::start(|_| paced_anthropic_stream()).await;

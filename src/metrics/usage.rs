@@ -19,7 +19,7 @@
 use memchr::memmem;
 use once_cell::sync::Lazy;
 
-use super::usage_estimate::{input_tokens, StreamedText};
+use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_size, StreamedText};
 use super::usage_object::{read_model, read_nested, read_usage, Details, RawUsage};
 use crate::translate::json_members::{skip_ws, Member, ObjectMembers};
 use crate::translate::sse::SseParser;
@@ -315,6 +315,9 @@ pub struct Charge {
     pub estimated: bool,
     /// The input is still to be estimated from the request.
     input_due: bool,
+    /// A whole answer cut short: without the request read, its input is estimated
+    /// from its size (a stream's is not: see [`Charge::with_input_of`]).
+    input_by_size: bool,
 }
 
 impl Charge {
@@ -324,15 +327,23 @@ impl Charge {
             usage,
             estimated: false,
             input_due: false,
+            input_by_size: false,
         }
     }
 
-    /// The charge with its input estimated from `request` (the body the provider
-    /// got), when that is due: a stream that did not report its input. Without the
-    /// request, none is counted.
-    pub fn with_input_of(mut self, request: Option<&[u8]>) -> Self {
+    /// The charge with its input estimated, when that is due (the answer did not
+    /// report it), from `request` (the body the provider got) when the gateway read
+    /// it. Otherwise a whole answer cut short counts the `request_bytes` the client
+    /// sent, four a token (only a large answer can be cut, and its usage is its last
+    /// bytes); a stream counts none: clients leave streams often, and a request's size
+    /// says little of its tokens once it carries images.
+    pub fn with_input_of(mut self, request: Option<&[u8]>, request_bytes: u64) -> Self {
         if std::mem::take(&mut self.input_due) {
-            self.usage.input = request.map_or(0, input_tokens);
+            self.usage.input = match request {
+                Some(body) => input_tokens(body),
+                None if self.input_by_size => input_tokens_of_size(request_bytes),
+                None => 0,
+            };
         }
         self
     }
@@ -473,6 +484,37 @@ impl UsageMeter {
             usage,
             estimated: true,
             input_due: !input_reported,
+            input_by_size: false,
+        })
+    }
+
+    /// The answer was cut short (the client left, or it broke off): its charge. A
+    /// stream's is as [`Self::finish`] gives it. A whole (JSON) answer reports its
+    /// usage in its last bytes, which a client can leave before once the answer is
+    /// larger than what the connections buffer (many embeddings, `n` answers): one
+    /// cut after some of it passed is charged an estimate, the output its text makes
+    /// so far and the input due.
+    pub fn cut_short(&mut self) -> Option<Charge> {
+        if self.stream {
+            return self.finish();
+        }
+        let passed = match &self.body {
+            Body::Json(buf) if !buf.is_empty() => Some(answer_text_tokens(buf)),
+            Body::JsonEnds(ends) => Some(answer_text_tokens(&ends.head)),
+            _ => None,
+        };
+        let reported = self.finish();
+        if reported.is_some() {
+            return reported;
+        }
+        passed.map(|output| Charge {
+            usage: Usage {
+                output,
+                ..Usage::default()
+            },
+            estimated: true,
+            input_due: true,
+            input_by_size: true,
         })
     }
 }
@@ -736,7 +778,7 @@ mod tests {
         }
         let charge = m
             .finish()
-            .map(|c| c.with_input_of(Some(request.as_bytes())));
+            .map(|c| c.with_input_of(Some(request.as_bytes()), 0));
         (charge.map(|c| c.usage), charge.is_some_and(|c| c.estimated))
     }
 
@@ -872,6 +914,37 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_answer_cut_short_is_charged_an_estimate_and_one_ended_is_not() {
+        let answer = fixture!("openai/chat_completion.json").as_bytes();
+        let text_ends = answer.windows(9).position(|w| w == b"\"refusal\"").unwrap();
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        m.feed(&answer[..text_ends]);
+        let charge = m.cut_short().unwrap();
+        assert!(charge.estimated);
+        let content = serde_json::from_slice::<serde_json::Value>(answer).unwrap()["choices"][0]
+            ["message"]["content"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count() as u64;
+        // The request the gateway read, or else its size.
+        let read = charge.with_input_of(Some(REQUEST.as_bytes()), 0).usage;
+        assert_eq!((read.input, read.output), (9, content.div_ceil(4)));
+        let sized = charge.with_input_of(None, 400).usage;
+        assert_eq!(sized.input, 100);
+        // Cut before anything passed, or ended: as reported.
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        assert_eq!(m.cut_short(), None);
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        m.feed(&answer[..10]);
+        let whole = m.finish_with(&answer[10..]).unwrap();
+        assert!(!whole.estimated);
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        m.feed(br#"{"id":"x","choices":[]"#);
+        assert_eq!(m.finish_with(b"}"), None, "no usage reported is none");
+    }
+
+    #[test]
     fn a_stream_that_carried_no_text_nor_usage_is_charged_nothing() {
         let empty = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n";
         assert_eq!(charged(REQUEST, empty, 3), (None, false));
@@ -884,7 +957,7 @@ mod tests {
         let unasked = fixture!("openai/chat_completion_stream.txt");
         let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
         m.feed(unasked.as_bytes());
-        let charge = m.finish().unwrap().with_input_of(None);
+        let charge = m.finish().unwrap().with_input_of(None, 4000);
         assert_eq!(
             charge.usage,
             Usage {

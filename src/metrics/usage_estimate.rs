@@ -173,6 +173,24 @@ impl StreamedText {
     }
 }
 
+/// The estimated output tokens of the part of a whole (JSON) answer that passed: the
+/// characters of its text (a Chat answer's `content`, tool-call `arguments`, a
+/// Messages or Responses answer's `text`, reasoning) at four a token. An answer cut
+/// anywhere is read as far as it goes.
+pub fn answer_text_tokens(doc: &[u8]) -> u64 {
+    let mut text = DeltaText::default();
+    visit_strings(doc, skip_ws(doc, 0), b"", &REPEATED_KEYS, |key, raw| {
+        text.add(key, raw);
+    });
+    text.chars().div_ceil(CHARS_PER_TOKEN)
+}
+
+/// The estimated input tokens of a request the gateway did not read, from its size:
+/// four bytes a token.
+pub fn input_tokens_of_size(bytes: u64) -> u64 {
+    bytes.div_ceil(CHARS_PER_TOKEN)
+}
+
 /// The estimated input tokens of a request body (JSON): the characters of its string
 /// values, whatever the format, and each image, audio clip or file part it carries
 /// (told by its `type`, whether its bytes are inline or given by address).
@@ -447,6 +465,21 @@ mod tests {
                 events: 3
             }
         );
+    }
+
+    #[test]
+    fn the_text_of_an_answer_cut_anywhere_is_counted_as_far_as_it_goes() {
+        let chat = br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}}],"usage":{"prompt_tokens":3}}"#;
+        // "Hello there" 11 and `{"a":1}` 7.
+        assert_eq!(answer_text_tokens(chat), 18_u64.div_ceil(4));
+        let cut = &chat[..chat.windows(5).position(|w| w == b"there").unwrap()];
+        // "Hello " is not counted: its string is cut.
+        assert_eq!(answer_text_tokens(cut), 0);
+        let embeddings = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,-0.2]}],"model":"m"}"#;
+        assert_eq!(answer_text_tokens(embeddings), 0);
+        for at in 0..chat.len() {
+            answer_text_tokens(&chat[..at]);
+        }
     }
 
     #[test]

@@ -279,7 +279,7 @@ pub fn answer_bytes(
 /// [`answer_bytes`] gives it.
 pub fn answer_unfinished(ctx: &mut RequestContext) -> Option<String> {
     let mut meter = ctx.obs.meter.take()?;
-    if let Some(charge) = meter.finish() {
+    if let Some(charge) = meter.cut_short() {
         answer_charged(ctx, charge);
     }
     meter.take_model()
@@ -351,7 +351,11 @@ pub fn settle_usage(ctx: &mut RequestContext) {
     let Some(charge) = charge else {
         return;
     };
-    let charge = charge.with_input_of(ctx.obs.request_body.as_deref());
+    let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), ctx.request_body_bytes);
+    if charge.estimated && charge.usage == Usage::default() {
+        // Nothing to count (an answer that was not a model's).
+        return;
+    }
     ctx.obs.usage = Some(charge.usage);
     ctx.obs.usage_estimated = charge.estimated;
 }
