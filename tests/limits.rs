@@ -479,6 +479,61 @@ async fn a_large_answer_the_client_leaves_before_its_usage_is_charged_an_estimat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_call_whose_large_answer_the_client_leaves_is_charged_an_estimate() {
+    // A body past Pingora's 64 KiB replay buffer goes through a subrequest, and the
+    // main request settles as soon as its client leaves: what the subrequest shared
+    // while the answer was under way counts. The input is estimated from the body
+    // read (100 inputs of 1,000 characters: 25,000 tokens and more).
+    let vectors = vec!["[0.0123,-0.98]"; 48 * 1024 * 1024 / 15].join(",");
+    let answer = format!(
+        r#"{{"object":"list","data":[{vectors}],"model":"text-embedding-3-small","usage":{{"prompt_tokens":8,"total_tokens":8}}}}"#
+    );
+    let mock = MockUpstream::start(move |_| Reply::json(200, answer.clone())).await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 20000, period: month}}");
+    let inputs = vec![format!("\"{}\"", "w".repeat(1000)); 100].join(",");
+    let body = format!(r#"{{"model":"openai/text-embedding-3-small","input":[{inputs}]}}"#);
+    let mut resp = post(&gw, TEAM_KEY, "/v1/embeddings", &body).await;
+    assert_eq!(resp.status(), 200);
+    let mut read = 0;
+    while read < 1024 * 1024 {
+        read += resp
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the answer went on")
+            .len();
+    }
+    drop(resp);
+    let line = gw.wait_for_log("path=/v1/embeddings", 1).await;
+    assert!(line.contains(" tokens_estimated=true"), "{line}");
+    assert_budget_spent(post(&gw, TEAM_KEY, "/v1/embeddings", &body).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_cut_by_anything_but_the_client_is_not_estimated() {
+    // The provider sends part of an answer and goes quiet; the gateway gives up on it
+    // at the read timeout. The client got a document cut short, of no use to it: not
+    // charged.
+    let part = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,"#;
+    let mock = MockUpstream::start(move |_| Reply::Held {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        chunks: vec![bytes::Bytes::from_static(part.as_bytes())],
+    })
+    .await;
+    let extra = "providers:\n  openai:\n    timeouts: {read: 300ms}\n";
+    let gw = gateway(&mock, extra, "{budget: {tokens: 1, period: month}}");
+    let body = r#"{"model":"text-embedding-3-small","input":["what the client wants embedded"]}"#;
+    let resp = post(&gw, TEAM_KEY, "/p/openai/embeddings", body).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.is_err(), "the answer was cut");
+    let line = gw.wait_for_log("path=/p/openai/embeddings", 1).await;
+    assert!(!line.contains("tokens_"), "{line}");
+    let again = post(&gw, TEAM_KEY, "/p/openai/embeddings", body).await;
+    assert_eq!(again.status(), 200, "nothing was charged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
     // The client stops reading after `message_start` (a chat UI's stop button).
     let mock = MockUpstream::start(|_| paced_anthropic_stream()).await;

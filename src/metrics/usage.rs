@@ -315,33 +315,58 @@ pub struct Charge {
     pub estimated: bool,
     /// The input is still to be estimated from the request.
     input_due: bool,
-    /// A whole answer cut short: without the request read, its input is estimated
-    /// from its size (a stream's is not: see [`Charge::with_input_of`]).
-    input_by_size: bool,
+    /// The estimate of a whole answer cut short, which stands only when the client
+    /// left (a document cut by anything else is of no use to it); without the
+    /// request read, its input is estimated from the request's size.
+    cut_whole: bool,
 }
 
+/// The most input tokens a request's size counts for ([`Charge::with_input_of`]): a
+/// large context window's worth, so that a body of inline images is not counted as
+/// millions.
+const MAX_SIZED_INPUT: u64 = 128_000;
+
 impl Charge {
+    /// The estimate of a whole answer cut short, of `output` tokens and its input due.
+    fn cut_whole(output: u64) -> Self {
+        Self {
+            usage: Usage {
+                output,
+                ..Usage::default()
+            },
+            estimated: true,
+            input_due: true,
+            cut_whole: true,
+        }
+    }
+
     /// Usage a provider reported, whole.
     pub fn reported(usage: Usage) -> Self {
         Self {
             usage,
             estimated: false,
             input_due: false,
-            input_by_size: false,
+            cut_whole: false,
         }
+    }
+
+    /// Whether this is the estimate of a whole answer cut short, which stands only
+    /// when the client left.
+    pub fn is_cut_whole(&self) -> bool {
+        self.cut_whole
     }
 
     /// The charge with its input estimated, when that is due (the answer did not
     /// report it), from `request` (the body the provider got) when the gateway read
-    /// it. Otherwise a whole answer cut short counts the `request_bytes` the client
-    /// sent, four a token (only a large answer can be cut, and its usage is its last
-    /// bytes); a stream counts none: clients leave streams often, and a request's size
-    /// says little of its tokens once it carries images.
-    pub fn with_input_of(mut self, request: Option<&[u8]>, request_bytes: u64) -> Self {
+    /// it. Otherwise the estimate of a whole answer cut short counts `json_bytes`, the
+    /// size of a JSON request body the gateway passed unread, four a token, at most
+    /// [`MAX_SIZED_INPUT`]; a stream counts none: clients leave streams often, and a
+    /// request's size says little of its tokens once it carries images.
+    pub fn with_input_of(mut self, request: Option<&[u8]>, json_bytes: u64) -> Self {
         if std::mem::take(&mut self.input_due) {
             self.usage.input = match request {
                 Some(body) => input_tokens(body),
-                None if self.input_by_size => input_tokens_of_size(request_bytes),
+                None if self.cut_whole => input_tokens_of_size(json_bytes).min(MAX_SIZED_INPUT),
                 None => 0,
             };
         }
@@ -420,9 +445,24 @@ impl UsageMeter {
     }
 
     /// The charge were the answer to end here: what it reported so far, or for a
-    /// stream short of its final usage, the estimate.
+    /// stream short of its final usage, the estimate; for a whole answer under way,
+    /// the estimate of one cut short, its output not counted (it is counted once, by
+    /// [`Self::cut_short`]).
     pub fn so_far(&self) -> Option<Charge> {
-        self.charged()
+        if self.stream {
+            return self.charged();
+        }
+        self.passed().then(|| Charge::cut_whole(0))
+    }
+
+    /// Whether some of a whole answer passed: more than the white space some servers
+    /// send while the model works.
+    fn passed(&self) -> bool {
+        match &self.body {
+            Body::Json(buf) => skip_ws(buf, 0) < buf.len(),
+            Body::JsonEnds(_) => true,
+            _ => false,
+        }
     }
 
     /// The answer ended, whole or not: its charge, when it reported usage (or, for a
@@ -484,7 +524,7 @@ impl UsageMeter {
             usage,
             estimated: true,
             input_due: !input_reported,
-            input_by_size: false,
+            cut_whole: false,
         })
     }
 
@@ -492,14 +532,16 @@ impl UsageMeter {
     /// stream's is as [`Self::finish`] gives it. A whole (JSON) answer reports its
     /// usage in its last bytes, which a client can leave before once the answer is
     /// larger than what the connections buffer (many embeddings, `n` answers): one
-    /// cut after some of it passed is charged an estimate, the output its text makes
-    /// so far and the input due.
+    /// cut after some of it passed is charged an estimate (which stands only when the
+    /// client left: [`Charge::is_cut_whole`]), the output its text makes so far (of
+    /// an answer past [`MAX_METERED_JSON`], in its first 64 KiB) and the input due.
     pub fn cut_short(&mut self) -> Option<Charge> {
         if self.stream {
             return self.finish();
         }
-        let passed = match &self.body {
-            Body::Json(buf) if !buf.is_empty() => Some(answer_text_tokens(buf)),
+        let output = match &self.body {
+            _ if !self.passed() => None,
+            Body::Json(buf) => Some(answer_text_tokens(buf)),
             Body::JsonEnds(ends) => Some(answer_text_tokens(&ends.head)),
             _ => None,
         };
@@ -507,15 +549,7 @@ impl UsageMeter {
         if reported.is_some() {
             return reported;
         }
-        passed.map(|output| Charge {
-            usage: Usage {
-                output,
-                ..Usage::default()
-            },
-            estimated: true,
-            input_due: true,
-            input_by_size: true,
-        })
+        output.map(Charge::cut_whole)
     }
 }
 
@@ -942,6 +976,25 @@ mod tests {
         let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
         m.feed(br#"{"id":"x","choices":[]"#);
         assert_eq!(m.finish_with(b"}"), None, "no usage reported is none");
+    }
+
+    #[test]
+    fn white_space_before_a_whole_answer_is_not_some_of_it() {
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        m.feed(b"\n\n \n");
+        assert_eq!(m.so_far(), None);
+        assert_eq!(m.cut_short(), None);
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        m.feed(b"\n{\"data\":[");
+        let under_way = m.so_far().unwrap();
+        assert!(under_way.is_cut_whole() && under_way.usage == Usage::default());
+        // Its input by the request's size, at most a large context window's worth.
+        assert_eq!(under_way.with_input_of(None, 400).usage.input, 100);
+        assert_eq!(
+            under_way.with_input_of(None, 1 << 30).usage.input,
+            MAX_SIZED_INPUT
+        );
+        assert!(m.cut_short().unwrap().estimated);
     }
 
     #[test]

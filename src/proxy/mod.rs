@@ -44,7 +44,7 @@ use bytes::Bytes;
 use pingora_core::connectors::http::v1::Connector;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, ErrorType, Result};
+use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
@@ -690,6 +690,15 @@ fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), G
     }
 }
 
+/// Whether the request says its body is JSON.
+fn request_is_json(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.trim_start().get(..16))
+        .is_some_and(|head| head.eq_ignore_ascii_case("application/json"))
+}
+
 fn declared_length(req: &RequestHeader) -> Option<u64> {
     req.headers
         .get(http::header::CONTENT_LENGTH)?
@@ -1223,7 +1232,20 @@ impl ProxyHttp for AuroraProxy {
             observe::response_work(ctx, module.busy());
         }
         observe::adopt_answering_model(ctx);
-        observe::settle_usage(ctx);
+        let end = observe::RequestEnd {
+            client_left: e.is_some_and(|e| *e.esource() == ErrorSource::Downstream)
+                || ctx
+                    .error
+                    .as_ref()
+                    .is_some_and(|err| err.code == Some("client_closed")),
+            post: session.req_header().method == http::Method::POST,
+            json_bytes: if request_is_json(session.req_header()) {
+                ctx.request_body_bytes
+            } else {
+                0
+            },
+        };
+        observe::settle_usage(ctx, end);
         if !ctx.body.is_subrequest() {
             limit_check::settle(&self.limits, ctx);
         }

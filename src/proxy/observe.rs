@@ -266,8 +266,10 @@ pub fn answer_bytes(
     let charge = meter.finish_with(bytes);
     let model = meter.take_model();
     ctx.obs.meter = None;
-    if let Some(charge) = charge {
-        answer_charged(ctx, charge);
+    match charge {
+        Some(charge) => answer_charged(ctx, charge),
+        // What a subrequest shared while the answer was under way is void.
+        None => share(ctx, None),
     }
     model
 }
@@ -330,18 +332,34 @@ fn answer_charged(ctx: &mut RequestContext, charge: Charge) {
 
 /// Hands `charge` to the main request, when this is its subrequest.
 fn share_charge(ctx: &RequestContext, charge: Charge) {
+    share(ctx, Some(charge));
+}
+
+fn share(ctx: &RequestContext, charge: Option<Charge>) {
     if let Some(shared) = &ctx.obs.shared {
         if let Ok(mut cell) = shared.charge.lock() {
-            *cell = Some(charge);
+            *cell = charge;
         }
     }
 }
 
+/// How the request ended, for [`settle_usage`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestEnd {
+    /// The client left before the answer's end.
+    pub client_left: bool,
+    /// The request is a `POST`: a call, not a read of what is stored.
+    pub post: bool,
+    /// The size of the request's JSON body (zero for any other body).
+    pub json_bytes: u64,
+}
+
 /// The request is over: what its answer is charged is settled, once, for the limits,
 /// the metrics, the access line and the trace to read alike (a subrequest may still
-/// be changing what it shares). The input of a stream charged an estimate is counted
-/// here, from the request, when the stream did not report it.
-pub fn settle_usage(ctx: &mut RequestContext) {
+/// be changing what it shares). The input of an answer charged an estimate is counted
+/// here, from the request, when the answer did not report it; the estimate of a
+/// whole answer cut short stands only for a call (`POST`) the client left.
+pub fn settle_usage(ctx: &mut RequestContext, end: RequestEnd) {
     let charge = ctx.obs.charge.or_else(|| {
         ctx.obs
             .shared
@@ -351,7 +369,10 @@ pub fn settle_usage(ctx: &mut RequestContext) {
     let Some(charge) = charge else {
         return;
     };
-    let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), ctx.request_body_bytes);
+    if charge.is_cut_whole() && !(end.client_left && end.post) {
+        return;
+    }
+    let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), end.json_bytes);
     if charge.estimated && charge.usage == Usage::default() {
         // Nothing to count (an answer that was not a model's).
         return;
@@ -443,7 +464,7 @@ mod tests {
         answer_header(&mut passthrough, &resp);
         let named = answer_bytes(&mut passthrough, Some(body), true).unwrap();
         assert_eq!(named, "gpt-4o-2024-08-06");
-        settle_usage(&mut passthrough);
+        settle_usage(&mut passthrough, RequestEnd::default());
         assert_eq!(passthrough.obs.usage().map(|u| u.output), Some(2));
         answering_model(&mut passthrough, named);
         assert_eq!(passthrough.obs.model(), Some("gpt-4o-2024-08-06"));
