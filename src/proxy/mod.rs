@@ -1232,20 +1232,20 @@ impl ProxyHttp for AuroraProxy {
             observe::response_work(ctx, module.busy());
         }
         observe::adopt_answering_model(ctx);
-        let end = observe::RequestEnd {
+        let req = session.req_header();
+        observe::settle_usage(ctx, |ctx| observe::RequestEnd {
             client_left: e.is_some_and(|e| *e.esource() == ErrorSource::Downstream)
                 || ctx
                     .error
                     .as_ref()
                     .is_some_and(|err| err.code == Some("client_closed")),
-            post: session.req_header().method == http::Method::POST,
-            json_bytes: if request_is_json(session.req_header()) {
+            post: req.method == http::Method::POST,
+            json_bytes: if request_is_json(req) {
                 ctx.request_body_bytes
             } else {
                 0
             },
-        };
-        observe::settle_usage(ctx, end);
+        });
         if !ctx.body.is_subrequest() {
             limit_check::settle(&self.limits, ctx);
         }

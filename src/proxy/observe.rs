@@ -359,7 +359,8 @@ pub struct RequestEnd {
 /// be changing what it shares). The input of an answer charged an estimate is counted
 /// here, from the request, when the answer did not report it; the estimate of a
 /// whole answer cut short stands only for a call (`POST`) the client left.
-pub fn settle_usage(ctx: &mut RequestContext, end: RequestEnd) {
+/// `end` says how the request ended; it is asked only for an estimate that needs it.
+pub fn settle_usage(ctx: &mut RequestContext, end: impl FnOnce(&RequestContext) -> RequestEnd) {
     let charge = ctx.obs.charge.or_else(|| {
         ctx.obs
             .shared
@@ -369,10 +370,15 @@ pub fn settle_usage(ctx: &mut RequestContext, end: RequestEnd) {
     let Some(charge) = charge else {
         return;
     };
-    if charge.is_cut_whole() && !(end.client_left && end.post) {
-        return;
+    let mut json_bytes = 0;
+    if charge.is_cut_whole() {
+        let end = end(ctx);
+        if !(end.client_left && end.post) {
+            return;
+        }
+        json_bytes = end.json_bytes;
     }
-    let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), end.json_bytes);
+    let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), json_bytes);
     if charge.estimated && charge.usage == Usage::default() {
         // Nothing to count (an answer that was not a model's).
         return;
@@ -464,7 +470,7 @@ mod tests {
         answer_header(&mut passthrough, &resp);
         let named = answer_bytes(&mut passthrough, Some(body), true).unwrap();
         assert_eq!(named, "gpt-4o-2024-08-06");
-        settle_usage(&mut passthrough, RequestEnd::default());
+        settle_usage(&mut passthrough, |_| RequestEnd::default());
         assert_eq!(passthrough.obs.usage().map(|u| u.output), Some(2));
         answering_model(&mut passthrough, named);
         assert_eq!(passthrough.obs.model(), Some("gpt-4o-2024-08-06"));
