@@ -108,6 +108,18 @@ fn paced_anthropic_stream() -> Reply {
     Reply::paced_sse(events, Duration::from_millis(300))
 }
 
+/// Waits out the end of the current minute when it is less than 5 s away: a minute
+/// window resets at its end, and a test counting one must not straddle it.
+async fn clear_of_a_minute_boundary() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_minute = now.as_millis() % 60_000;
+    if into_minute > 55_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into_minute) as u64 + 100)).await;
+    }
+}
+
 fn header(resp: &reqwest::Response, name: &str) -> String {
     resp.headers()
         .get(name)
@@ -120,6 +132,7 @@ fn header(resp: &reqwest::Response, name: &str) -> String {
 async fn a_key_gets_its_requests_per_minute_and_then_429s_with_the_headers() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway(&mock, "", "{requests_per_minute: 3}");
+    clear_of_a_minute_boundary().await;
     for left in ["2", "1", "0"] {
         let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
         assert_eq!(resp.status(), 200);
@@ -161,6 +174,7 @@ async fn a_call_past_the_replay_buffer_carries_the_headers_too() {
     // answer is the one the client gets.
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway(&mock, "", "{requests_per_minute: 5}");
+    clear_of_a_minute_boundary().await;
     let large = format!(
         r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
         "u".repeat(100 * 1024)
@@ -447,20 +461,19 @@ async fn an_answer_too_large_to_hold_is_charged_all_the_same() {
     assert_budget_spent(post(&gw, TEAM_KEY, "/p/openai/embeddings", body).await).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_answer_the_client_leaves_before_its_usage_is_charged_an_estimate() {
-    // 48 MiB of embeddings, the usage in their last bytes: more than the connections
-    // buffer, so a client can read the vectors and leave before the usage passes.
-    // Estimated: no output text, the input by the request's size (a `/p/` body is not
-    // read), 77 bytes: 20 tokens.
+/// A provider answering 48 MiB of embeddings, the usage in their last bytes: more
+/// than the connections buffer, so a client can read the vectors and leave before
+/// the usage passes.
+fn embeddings_of_48_mib() -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
     let vectors = vec!["[0.0123,-0.98]"; 48 * 1024 * 1024 / 15].join(",");
-    let answer = format!(
+    let answer = bytes::Bytes::from(format!(
         r#"{{"object":"list","data":[{vectors}],"model":"text-embedding-3-small","usage":{{"prompt_tokens":8,"total_tokens":8}}}}"#
-    );
-    let mock = MockUpstream::start(move |_| Reply::json(200, answer.clone())).await;
-    let gw = gateway(&mock, "", "{budget: {tokens: 5, period: month}}");
-    let body = r#"{"model":"text-embedding-3-small","input":["what the client wants embedded"]}"#;
-    let mut resp = post(&gw, TEAM_KEY, "/p/openai/embeddings", body).await;
+    ));
+    move |_| Reply::json(200, answer.clone())
+}
+
+/// Reads the first MiB of a successful answer, and leaves.
+async fn read_a_mebibyte_and_leave(mut resp: reqwest::Response) {
     assert_eq!(resp.status(), 200);
     let mut read = 0;
     while read < 1024 * 1024 {
@@ -471,7 +484,16 @@ async fn a_large_answer_the_client_leaves_before_its_usage_is_charged_an_estimat
             .expect("the answer went on")
             .len();
     }
-    drop(resp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_the_client_leaves_before_its_usage_is_charged_an_estimate() {
+    // Estimated: no output text, the input by the request's size (a `/p/` body is not
+    // read), 77 bytes: 20 tokens.
+    let mock = MockUpstream::start(embeddings_of_48_mib()).await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 5, period: month}}");
+    let body = r#"{"model":"text-embedding-3-small","input":["what the client wants embedded"]}"#;
+    read_a_mebibyte_and_leave(post(&gw, TEAM_KEY, "/p/openai/embeddings", body).await).await;
     let line = gw.wait_for_log("path=/p/openai/embeddings", 1).await;
     assert!(line.contains(" tokens_input=20 "), "{line}");
     assert!(line.contains(" tokens_estimated=true"), "{line}");
@@ -484,26 +506,11 @@ async fn a_large_call_whose_large_answer_the_client_leaves_is_charged_an_estimat
     // main request settles as soon as its client leaves: what the subrequest shared
     // while the answer was under way counts. The input is estimated from the body
     // read (100 inputs of 1,000 characters: 25,000 tokens and more).
-    let vectors = vec!["[0.0123,-0.98]"; 48 * 1024 * 1024 / 15].join(",");
-    let answer = format!(
-        r#"{{"object":"list","data":[{vectors}],"model":"text-embedding-3-small","usage":{{"prompt_tokens":8,"total_tokens":8}}}}"#
-    );
-    let mock = MockUpstream::start(move |_| Reply::json(200, answer.clone())).await;
+    let mock = MockUpstream::start(embeddings_of_48_mib()).await;
     let gw = gateway(&mock, "", "{budget: {tokens: 20000, period: month}}");
     let inputs = vec![format!("\"{}\"", "w".repeat(1000)); 100].join(",");
     let body = format!(r#"{{"model":"openai/text-embedding-3-small","input":[{inputs}]}}"#);
-    let mut resp = post(&gw, TEAM_KEY, "/v1/embeddings", &body).await;
-    assert_eq!(resp.status(), 200);
-    let mut read = 0;
-    while read < 1024 * 1024 {
-        read += resp
-            .chunk()
-            .await
-            .unwrap()
-            .expect("the answer went on")
-            .len();
-    }
-    drop(resp);
+    read_a_mebibyte_and_leave(post(&gw, TEAM_KEY, "/v1/embeddings", &body).await).await;
     let line = gw.wait_for_log("path=/v1/embeddings", 1).await;
     assert!(line.contains(" tokens_estimated=true"), "{line}");
     assert_budget_spent(post(&gw, TEAM_KEY, "/v1/embeddings", &body).await).await;
@@ -628,6 +635,7 @@ async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_with
     let mock = MockUpstream::start(provider_like).await;
     let extra = "limits:\n  default: {requests_per_minute: 1}\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";
     let gw = gateway(&mock, extra, "{requests_per_minute: 100}");
+    clear_of_a_minute_boundary().await;
     assert_eq!(
         post(&gw, MASTER, "/v1/chat/completions", CHAT)
             .await
