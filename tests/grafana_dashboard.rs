@@ -84,6 +84,7 @@ fn exported_families() -> BTreeSet<String> {
         ..Usage::default()
     };
     h.tokens_used("-", "-", "open", &usage, Some(0.01));
+    h.usage_estimated("-", "-", "open");
     m.reload_finished(true);
     m.log_lines_dropped().inc();
     m.trace_spans_dropped().inc();

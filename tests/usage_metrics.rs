@@ -243,3 +243,31 @@ async fn answers_without_usage_or_in_an_encoding_the_gateway_cannot_decode_add_n
     assert!(!scrape.contains("aurora_tokens_total{"), "{scrape}");
     assert!(!scrape.contains("aurora_cost_usd_total{"), "{scrape}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_reports_no_usage_is_counted_as_estimated() {
+    // A provider that ignores `include_usage`: the stream ends without its usage, and
+    // is charged (and counted) an estimate, which the metrics tell apart.
+    let mock = MockUpstream::start(|_| sse(fixture("openai/chat_completion_stream.txt"))).await;
+    let metrics_port = free_port();
+    let gw = gateway(&mock, metrics_port);
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    post(&gw, "/p/openai/chat/completions", body).await;
+    let line = gw.wait_for_log("path=/p/openai/chat/completions", 1).await;
+    assert!(line.contains(" tokens_output=4 "), "{line}");
+    assert!(line.contains(" tokens_estimated=true"), "{line}");
+    let scrape = common::scrape(&format!("127.0.0.1:{metrics_port}")).await;
+    assert_eq!(
+        value(&scrape, "aurora_usage_estimates_total{"),
+        Some(1.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            r#"aurora_tokens_total{key="master",kind="output",model="gpt-4o-mini-2024-07-18",provider="openai"}"#
+        ),
+        Some(4.0),
+        "{scrape}"
+    );
+}

@@ -51,6 +51,7 @@ pub struct MetricHandles {
     upstream_errors: IntCounterVec,
     tokens: IntCounterVec,
     cost: prometheus::CounterVec,
+    usage_estimates: IntCounterVec,
     /// Instance name → index; `provider_names[0]` is `-`.
     provider_ids: LookupMap<Box<str>, usize>,
     provider_names: Vec<Box<str>>,
@@ -107,6 +108,7 @@ impl MetricHandles {
             upstream_errors: metrics.upstream_errors.clone(),
             tokens: metrics.tokens.clone(),
             cost: metrics.cost.clone(),
+            usage_estimates: metrics.usage_estimates.clone(),
             provider_ids,
             provider_names,
             routes,
@@ -191,6 +193,14 @@ impl MetricHandles {
                 self.upstream_errors
                     .with_label_values(&[self.provider_label(provider), kind.label()])
             })
+            .inc();
+    }
+
+    /// An answer was charged an estimate of its tokens (counted by [`Self::tokens_used`]
+    /// too). Rare, so its series is looked up each time.
+    pub fn usage_estimated(&self, provider: &str, model: &str, key: &str) {
+        self.usage_estimates
+            .with_label_values(&[provider, model, key])
             .inc();
     }
 

@@ -35,6 +35,7 @@ pub struct Metrics {
     trace_spans_dropped: IntCounter,
     tokens: IntCounterVec,
     cost: CounterVec,
+    usage_estimates: IntCounterVec,
     upstream_available: IntGaugeVec,
     limit_store_errors: IntCounter,
     /// Instances whose availability series exists (set to 1 when first configured).
@@ -167,6 +168,13 @@ impl Metrics {
             ),
             &["provider", "model", "key"],
         )?;
+        let usage_estimates = IntCounterVec::new(
+            Opts::new(
+                "usage_estimates_total",
+                "Answers charged an estimate of their tokens (a stream whose usage never came, a whole answer its client left), by provider, model and gateway key",
+            ),
+            &["provider", "model", "key"],
+        )?;
         let upstream_available = IntGaugeVec::new(
             Opts::new(
                 "upstream_available",
@@ -182,6 +190,7 @@ impl Metrics {
         registry.register(Box::new(limit_store_errors.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(cost.clone()))?;
+        registry.register(Box::new(usage_estimates.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(first_byte.clone()))?;
@@ -203,6 +212,7 @@ impl Metrics {
             trace_spans_dropped,
             tokens,
             cost,
+            usage_estimates,
             upstream_available,
             limit_store_errors,
             availability_known: Default::default(),

@@ -438,13 +438,15 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         h.observe_overhead(ctx.route_kind, overhead.as_secs_f64());
     }
     if let Some(usage) = ctx.obs.usage() {
-        h.tokens_used(
+        let (provider, model) = (
             h.provider_label(provider),
             ctx.obs.model_label.as_deref().unwrap_or(NONE),
-            key_label(ctx.caller.as_ref(), ctx.caller_key_label().is_some()),
-            &usage,
-            cost_usd(ctx),
         );
+        let key = key_label(ctx.caller.as_ref(), ctx.caller_key_label().is_some());
+        h.tokens_used(provider, model, key, &usage, cost_usd(ctx));
+        if ctx.obs.usage_estimated() {
+            h.usage_estimated(provider, model, key);
+        }
     }
 }
 
