@@ -21,7 +21,7 @@ use once_cell::sync::Lazy;
 
 use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_size, StreamedText};
 use super::usage_object::{read_model, read_nested, read_usage, Details, RawUsage};
-use crate::translate::json_members::{skip_ws, Member, ObjectMembers};
+use crate::translate::json_members::{member_value, skip_ws, Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
 /// Token counts of one answer.
@@ -566,7 +566,7 @@ fn read_carried(doc: &[u8], read: &mut Read) {
 }
 
 /// Whether `text` starts with the ASCII `prefix`, in any case.
-fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
+pub(crate) fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
     text.get(..prefix.len())
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
@@ -601,11 +601,10 @@ fn names_usage(data: &[u8]) -> bool {
     let mut from = 0;
     while let Some(found) = USAGE_KEY.find(&data[from..]) {
         from += found + USAGE_KEY.needle().len();
-        let colon = skip_ws(data, from);
-        if data.get(colon) != Some(&b':') {
+        let Some(value) = member_value(data, from) else {
             continue;
-        }
-        let value = &data[skip_ws(data, colon + 1)..];
+        };
+        let value = &data[value..];
         if !value.is_empty() && !value.starts_with(b"null") {
             return true;
         }

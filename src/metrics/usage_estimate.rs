@@ -14,7 +14,7 @@
 use memchr::{memchr, memmem};
 use once_cell::sync::Lazy;
 
-use crate::translate::json_members::{skip_ws, string_end, value_end};
+use crate::translate::json_members::{member_value, skip_ws, string_end, value_end};
 
 /// Characters a token, by the rule of thumb for English text.
 const CHARS_PER_TOKEN: u64 = 4;
@@ -119,14 +119,12 @@ impl StreamedText {
         let mut from = 0;
         while let Some(found) = DELTA_KEY.find(&data[from..]) {
             let after = from + found + DELTA_KEY.needle().len();
-            let colon = skip_ws(data, after);
             from = after;
-            if data.get(colon) != Some(&b':') {
+            let Some(value) = member_value(data, after) else {
                 // A string `"delta"`, not a key.
                 continue;
-            }
+            };
             deltas += 1;
-            let value = skip_ws(data, colon + 1);
             if data.get(value) == Some(&b'"')
                 && *audio.get_or_insert_with(|| AUDIO_DELTA_TYPE.find(data).is_some())
             {
@@ -139,17 +137,15 @@ impl StreamedText {
             from = end.max(after);
         }
         if deltas == 0 {
-            if let Some(found) = CHOICES_KEY.find(data) {
-                let after = found + CHOICES_KEY.needle().len();
-                let colon = skip_ws(data, after);
-                if data.get(colon) == Some(&b':') {
-                    let value = skip_ws(data, colon + 1);
-                    visit_strings(data, value, b"", &[], |key, raw| {
-                        if key == b"text" {
-                            text.add(key, raw);
-                        }
-                    });
-                }
+            let choices = CHOICES_KEY
+                .find(data)
+                .and_then(|found| member_value(data, found + CHOICES_KEY.needle().len()));
+            if let Some(value) = choices {
+                visit_strings(data, value, b"", &[], |key, raw| {
+                    if key == b"text" {
+                        text.add(key, raw);
+                    }
+                });
             }
         }
         let chars = text.chars();
@@ -242,10 +238,9 @@ fn visit_strings<'a>(
                     return doc.len();
                 };
                 let raw = &doc[at + 1..end - 1];
-                let next = skip_ws(doc, end);
-                if doc.get(next) == Some(&b':') {
+                if let Some(value) = member_value(doc, end) {
                     key = raw;
-                    at = skip_ws(doc, next + 1);
+                    at = value;
                     if skipped.contains(&key) {
                         let Some(end) = value_end(doc, at) else {
                             return doc.len();

@@ -695,8 +695,9 @@ fn request_is_json(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.trim_start().get(..16))
-        .is_some_and(|head| head.eq_ignore_ascii_case("application/json"))
+        .is_some_and(|ct| {
+            crate::metrics::usage::starts_with_ignoring_case(ct.trim_start(), "application/json")
+        })
 }
 
 fn declared_length(req: &RequestHeader) -> Option<u64> {

@@ -258,7 +258,7 @@ pub fn answer_bytes(
             // The main request settles on its own, and may before this answer ends
             // (its client left): what was reported so far is there for it already.
             if let Some(charge) = meter.so_far() {
-                share_charge(ctx, charge);
+                share(ctx, Some(charge));
             }
         }
         return None;
@@ -327,14 +327,11 @@ pub fn usage_reported(ctx: &mut RequestContext, usage: Usage) {
 /// This request's answer is charged `charge`.
 fn answer_charged(ctx: &mut RequestContext, charge: Charge) {
     ctx.obs.charge = Some(charge);
-    share_charge(ctx, charge);
-}
-
-/// Hands `charge` to the main request, when this is its subrequest.
-fn share_charge(ctx: &RequestContext, charge: Charge) {
     share(ctx, Some(charge));
 }
 
+/// Hands `charge` (or none, voiding what was handed before) to the main request,
+/// when this is its subrequest.
 fn share(ctx: &RequestContext, charge: Option<Charge>) {
     if let Some(shared) = &ctx.obs.shared {
         if let Ok(mut cell) = shared.charge.lock() {

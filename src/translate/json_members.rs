@@ -315,6 +315,13 @@ pub fn skip_ws(doc: &[u8], mut at: usize) -> usize {
     at
 }
 
+/// Where the value starts of the member whose key (a string) ends just before
+/// `after_key`; `None` when no colon follows, and the string is a value, not a key.
+pub fn member_value(doc: &[u8], after_key: usize) -> Option<usize> {
+    let colon = skip_ws(doc, after_key);
+    (doc.get(colon) == Some(&b':')).then(|| skip_ws(doc, colon + 1))
+}
+
 /// The end of the text before `end` once whitespace there is left out.
 fn skip_ws_back(doc: &[u8], mut end: usize) -> usize {
     while end > 0 && is_ws(doc[end - 1]) {
