@@ -753,3 +753,79 @@ async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["models"]["gpt-4o-mini"]["requests"], 2);
 }
+
+/// A Responses API response as OpenAI keeps it, under `id`, run in the background or
+/// not: the recorded answer, 17 input and 5 output tokens.
+fn stored_response(id: &str, background: bool) -> Reply {
+    let body = fixture("openai/responses.json")
+        .replace(
+            "resp_0d8b81b7c805508d0069a31431b68c8194af45c94a6952706b",
+            id,
+        )
+        .replace(
+            r#""background": false"#,
+            &format!(r#""background": {background}"#),
+        );
+    Reply::json(200, body)
+}
+
+async fn get(gw: &Gateway, key: &str, path: &str) -> reqwest::Response {
+    client()
+        .get(gw.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_read_again_is_not_charged_again_and_a_background_one_is_charged_once() {
+    let mock = MockUpstream::start(|rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/responses") | ("GET", "/v1/responses/resp_made") => {
+            stored_response("resp_made", false)
+        }
+        // Started with `background: true`, whose answer said only "queued": its
+        // usage comes with the first read that finds it complete.
+        ("GET", "/v1/responses/resp_bg") => stored_response("resp_bg", true),
+        _ => provider_like(rec),
+    })
+    .await;
+    // Each answer reports 22 tokens.
+    let gw = gateway(&mock, "", "{budget: {tokens: 60, period: month}}");
+    let call = r#"{"model":"gpt-4o-mini","input":"hi"}"#;
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/p/openai/responses", call)
+            .await
+            .status(),
+        200
+    );
+    for path in [
+        "/p/openai/responses/resp_made",
+        "/p/openai/responses/resp_bg",
+    ] {
+        for _ in 0..3 {
+            let resp = get(&gw, TEAM_KEY, path).await;
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.bytes().await.unwrap();
+        }
+    }
+    // The call, and the background response once: 44 of 60. Charged for every read,
+    // the key would be refused here; its reads not charged at all, it would not be
+    // after the next call.
+    gw.wait_for_log("path=/p/openai/responses/resp_bg", 3).await;
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/p/openai/responses", call)
+            .await
+            .status(),
+        200
+    );
+    gw.wait_for_log("path=/p/openai/responses ", 2).await;
+    assert_budget_spent(post(&gw, TEAM_KEY, "/p/openai/responses", call).await).await;
+    // Only the reads that charged say what they were charged.
+    let log = gw.log();
+    let charged_reads = log
+        .lines()
+        .filter(|l| l.contains("method=GET") && l.contains("tokens_input=17"))
+        .count();
+    assert_eq!(charged_reads, 1, "{log}");
+}

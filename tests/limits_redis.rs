@@ -263,3 +263,68 @@ async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
     assert_eq!(usage["claude"].output, 4);
     assert_eq!(usage.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_response_read_at_every_replica_is_charged_once() {
+    use aurora::limits::{LimitStore, RedisStore};
+    let redis = RedisServer::start();
+    // Started with `background: true`: its usage (17 input, 5 output tokens) comes
+    // with whichever read finds it complete, at any replica, as often as it is read.
+    let mock = MockUpstream::start(|rec| match rec.uri.as_str() {
+        "/v1/responses/resp_bg" => Reply::json(
+            200,
+            fixture("openai/responses.json")
+                .replace(
+                    "resp_0d8b81b7c805508d0069a31431b68c8194af45c94a6952706b",
+                    "resp_bg",
+                )
+                .replace(r#""background": false"#, r#""background": true"#),
+        ),
+        _ => provider_like(rec),
+    })
+    .await;
+    let limits = "{budget: {tokens: 1000, period: day}}";
+    let replicas = [
+        replica(&mock, &redis, limits, ""),
+        replica(&mock, &redis, limits, ""),
+    ];
+    for gw in replicas.iter().chain(&replicas) {
+        let resp = client()
+            .get(gw.url("/p/openai/responses/resp_bg"))
+            .bearer_auth(TEAM_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    // The four reads reach the shared usage report a moment after they end.
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let total = loop {
+        let mut total = aurora::limits::UsageRecord::default();
+        for record in store
+            .usage("team-a", today - 1, today)
+            .await
+            .unwrap()
+            .values()
+        {
+            total.add(record);
+        }
+        if total.requests >= 4 || std::time::Instant::now() > deadline {
+            break total;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(total.requests, 4);
+    assert_eq!(
+        (total.input, total.output),
+        (17, 5),
+        "charged once: {total:?}"
+    );
+}

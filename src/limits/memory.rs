@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 
+use super::charged_once::ChargedResponses;
 use super::period::{budget_period, minute_window};
 use super::{
     usd_micros, Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT,
 };
 use crate::config::{BudgetPeriod, KeyLimits};
 use crate::lookup::LookupMap;
+use crate::metrics::background_response::BackgroundResponse;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -93,6 +95,7 @@ pub struct MemoryStore {
     subjects: RwLock<LookupMap<String, Arc<Counters>>>,
     /// Key → day → model → usage.
     usage: Mutex<LookupMap<String, UsageByDay>>,
+    charged: ChargedResponses,
 }
 
 impl MemoryStore {
@@ -241,6 +244,16 @@ impl LimitStore for MemoryStore {
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
             }
         }
+    }
+
+    async fn first_charge(
+        &self,
+        response: &BackgroundResponse,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        self.charged
+            .first_charge(response, now)
+            .ok_or_else(|| StoreError("the record of charged responses is unusable".into()))
     }
 }
 

@@ -23,9 +23,11 @@ use super::redis_link::{key, limit_arg, micros, usage_key, within, Link};
 use super::redis_scripts::{ADMIT, LEASE};
 use super::redis_writer::{Writer, SLOT_TTL_SECS};
 use super::{
-    usd_micros, Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT,
+    usd_micros, Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord,
+    CHARGED_ONCE_KEPT_SECS, USAGE_DAYS_KEPT,
 };
 use crate::config::KeyLimits;
+use crate::metrics::background_response::BackgroundResponse;
 
 /// A budget key is kept a day past its period, for the usage it records.
 const BUDGET_KEPT_SECS: u64 = 86_400;
@@ -297,4 +299,27 @@ impl LimitStore for RedisStore {
     fn release(&self, subject: &str) {
         self.writer.release(subject, key(subject, "calls", 0));
     }
+
+    /// One `SET NX` every replica asks: the first sets it.
+    async fn first_charge(
+        &self,
+        response: &BackgroundResponse,
+        _now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.link.connection().await?;
+        let mut set = redis::cmd("SET");
+        set.arg(charged_key(response))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(CHARGED_ONCE_KEPT_SECS);
+        let set: Option<String> =
+            within(set.query_async(&mut conn), "a charged-response check", 1).await?;
+        Ok(set.is_some())
+    }
+}
+
+/// The key that says a background response was charged, `aurora:charged:DIGEST`.
+fn charged_key(response: &BackgroundResponse) -> String {
+    format!("aurora:charged:{}", response.hex())
 }

@@ -19,8 +19,9 @@
 use memchr::memmem;
 use once_cell::sync::Lazy;
 
+use super::background_response::BackgroundResponse;
 use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_size, StreamedText};
-use super::usage_object::{read_model, read_nested, read_usage, Details, RawUsage};
+use super::usage_object::{read_model, read_nested, read_usage, Details, Nested, RawUsage};
 use crate::translate::json_members::{member_value, skip_ws, Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
@@ -139,7 +140,7 @@ impl RawUsage {
 /// `message_delta`), under `message` (Anthropic's `message_start`) or under `response`
 /// (the Responses API's lifecycle events).
 #[derive(Default)]
-struct Carrier {
+struct Carrier<'a> {
     usage: Option<RawUsage>,
     /// The top-level `usage` member was read, `null` or not: a Chat stream's chunks
     /// say `"usage": null` until the last one when the client asked for usage
@@ -148,20 +149,23 @@ struct Carrier {
     model: Option<String>,
     /// The model is known already (named by an earlier event): not looked for.
     model_known: bool,
+    /// The top-level `id`, as the JSON text of its value.
+    id: Option<&'a [u8]>,
+    /// The answer says `"background": true` at the top.
+    background: bool,
     /// Under `message` or `response`; the first of them kept, member by member.
-    nested_usage: Option<RawUsage>,
-    nested_model: Option<String>,
+    nested: Nested<'a>,
     /// The nested usage is a Responses stream's last word (under `response`), not
     /// Anthropic's count at a stream's start (under `message`).
     nested_final: bool,
 }
 
-impl Carrier {
+impl<'a> Carrier<'a> {
     /// What a whole JSON answer carries, read into `self`. Its members are taken from
     /// the back until its usage is found, then from the front until its model is:
     /// answers put them there, so the content between them is not read. `None` when
     /// the answer is not an object or a member read is not what its key says it is.
-    fn read(&mut self, answer: &[u8]) -> Option<()> {
+    fn read(&mut self, answer: &'a [u8]) -> Option<()> {
         let mut members = ObjectMembers::of(answer)?;
         while !self.usage_read {
             let Some(member) = members.next_back() else {
@@ -183,7 +187,7 @@ impl Carrier {
     /// front of the head; the model from the front of the head, else from the tail
     /// (an embeddings list names its model after its vectors). Members that reach a
     /// cut are not read.
-    fn read_ends(&mut self, head: &[u8], tail: &[u8]) -> Option<()> {
+    fn read_ends(&mut self, head: &'a [u8], tail: &'a [u8]) -> Option<()> {
         let mut back = ObjectMembers::of_tail(tail)?;
         while !self.usage_read {
             let Some(member) = back.next_back() else {
@@ -209,7 +213,7 @@ impl Carrier {
     }
 
     /// Keeps `member` when it is one of the carrier's, unless one was kept already.
-    fn take(&mut self, member: Member<'_>) -> Option<()> {
+    fn take(&mut self, member: Member<'a>) -> Option<()> {
         match &*member.key() {
             b"usage" if !self.usage_read => {
                 self.usage_read = true;
@@ -219,10 +223,18 @@ impl Carrier {
                 self.model = read_model(member.value)?;
                 Some(())
             }
-            b"message" => read_nested(member.value, &mut self.nested_usage, &mut self.nested_model),
+            b"id" => {
+                self.id = Some(member.value);
+                Some(())
+            }
+            b"background" => {
+                self.background = member.value == b"true";
+                Some(())
+            }
+            b"message" => read_nested(member.value, &mut self.nested),
             b"response" => {
                 self.nested_final = true;
-                read_nested(member.value, &mut self.nested_usage, &mut self.nested_model)
+                read_nested(member.value, &mut self.nested)
             }
             _ => Some(()),
         }
@@ -234,12 +246,22 @@ impl Carrier {
         // At the top (a Chat stream's last chunk, Anthropic's `message_delta`) or a
         // Responses stream's `response.completed`, usage is the stream's final count.
         let last_word = self.usage.is_some() || self.nested_final;
-        if let Some(usage) = self.usage.or(self.nested_usage) {
+        let background = match (
+            self.background,
+            self.id,
+            self.nested.background,
+            self.nested.id,
+        ) {
+            (true, Some(id), ..) | (_, _, true, Some(id)) => Some(BackgroundResponse::of_id(id)),
+            _ => None,
+        };
+        read.background = read.background.or(background);
+        if let Some(usage) = self.usage.or(self.nested.usage) {
             read.seen.get_or_insert_with(RawUsage::default).merge(usage);
             read.final_usage |= last_word;
         }
         if read.model.is_none() {
-            read.model = self.model.or(self.nested_model);
+            read.model = self.model.or(self.nested.model);
         }
     }
 }
@@ -319,6 +341,9 @@ pub struct Charge {
     /// left (a document cut by anything else is of no use to it); without the
     /// request read, its input is estimated from the request's size.
     cut_whole: bool,
+    /// The usage is a background response's, reported whole: charged once, by
+    /// whichever request reads it first.
+    pub background: Option<BackgroundResponse>,
 }
 
 /// The most input tokens a request's size counts for ([`Charge::with_input_of`]): a
@@ -337,6 +362,7 @@ impl Charge {
             estimated: true,
             input_due: true,
             cut_whole: true,
+            background: None,
         }
     }
 
@@ -347,6 +373,7 @@ impl Charge {
             estimated: false,
             input_due: false,
             cut_whole: false,
+            background: None,
         }
     }
 
@@ -381,6 +408,8 @@ struct Read {
     model: Option<String>,
     /// `seen` holds the stream's final count.
     final_usage: bool,
+    /// The answer is a background response.
+    background: Option<BackgroundResponse>,
     /// A stream's output text.
     text: StreamedText,
 }
@@ -514,7 +543,11 @@ impl UsageMeter {
         // sending zeros.
         let trusted = self.read.final_usage && !(text && reported.is_some_and(|u| u.output == 0));
         if !self.stream || trusted || !text {
-            return reported.map(Charge::reported);
+            let background = self.read.background.filter(|_| !self.stream || trusted);
+            return reported.map(|usage| Charge {
+                background,
+                ..Charge::reported(usage)
+            });
         }
         let mut usage = reported.unwrap_or_default();
         usage.output = usage.output.max(self.read.text.tokens());
@@ -525,6 +558,7 @@ impl UsageMeter {
             estimated: true,
             input_due: !input_reported,
             cut_whole: false,
+            background: None,
         })
     }
 
@@ -683,6 +717,56 @@ mod tests {
             let u = metered("text/event-stream", stream, split).unwrap();
             assert!(u.input > 0 && u.output > 0, "{u:?}");
         }
+    }
+
+    /// The charge of `body`, fed in pieces of `split` bytes.
+    fn charge_of(content_type: &str, body: &str, split: usize) -> Option<Charge> {
+        let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
+        for piece in body.as_bytes().chunks(split) {
+            m.feed(piece);
+        }
+        m.finish()
+    }
+
+    #[test]
+    fn a_background_responses_usage_names_the_response_and_no_other_does() {
+        let whole = fixture!("openai/responses.json");
+        let stream = fixture!("openai/responses_stream.txt");
+        let in_background = |text: &str| {
+            text.replace(r#""background": false"#, r#""background": true"#)
+                .replace(r#""background":false"#, r#""background":true"#)
+        };
+        let whole_id = BackgroundResponse::of_id(
+            br#""resp_0d8b81b7c805508d0069a31431b68c8194af45c94a6952706b""#,
+        );
+        let stream_id = BackgroundResponse::of_id(
+            br#""resp_0b7e83747d2b84440069a31433ab1881998d8036ef3db1ef03""#,
+        );
+        for split in [1, 7, 4096] {
+            let json = "application/json";
+            let sse = "text/event-stream";
+            assert_eq!(charge_of(json, whole, split).unwrap().background, None);
+            assert_eq!(charge_of(sse, stream, split).unwrap().background, None);
+            let whole = charge_of(json, &in_background(whole), split).unwrap();
+            assert_eq!(whole.background, Some(whole_id), "{split}");
+            assert_eq!((whole.usage.input, whole.usage.output), (17, 5));
+            let streamed = charge_of(sse, &in_background(stream), split).unwrap();
+            assert_eq!(streamed.background, Some(stream_id), "{split}");
+            assert!(!streamed.estimated);
+        }
+        // A background stream cut before it completes is charged an estimate, as any
+        // call is, and names no response: its usage was not read.
+        let cut = in_background(stream);
+        let cut = &cut[..cut.find("event: response.completed").unwrap()];
+        let charge = charge_of("text/event-stream", cut, 4096).unwrap();
+        assert!(charge.estimated);
+        assert_eq!(charge.background, None);
+        // A Chat answer is nobody's background response, whatever its content says.
+        let chat = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"message":{"content":"\"background\":true"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        assert_eq!(
+            charge_of("application/json", chat, 5).unwrap().background,
+            None
+        );
     }
 
     #[test]

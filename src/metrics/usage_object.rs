@@ -47,25 +47,44 @@ pub(super) fn read_usage(value: &[u8], slot: &mut Option<RawUsage>) -> Option<()
     scan.at_end().then_some(())
 }
 
-/// The usage and the model of a `message` or `response` member's value into the
-/// slots still empty; `None` when it is not an object (or `null`), or its usage or
-/// model is not one.
-pub(super) fn read_nested(
-    value: &[u8],
-    usage: &mut Option<RawUsage>,
-    model: &mut Option<String>,
-) -> Option<()> {
+/// What a `message` or `response` member's value carries, member by member the
+/// first of each found.
+#[derive(Debug, Default)]
+pub(super) struct Nested<'a> {
+    pub usage: Option<RawUsage>,
+    pub model: Option<String>,
+    /// Its `id`, as the JSON text of its value.
+    pub id: Option<&'a [u8]>,
+    /// It says `"background": true` (a Responses API response run apart from any
+    /// request).
+    pub background: bool,
+}
+
+/// The usage, model, id and background flag of a `message` or `response` member's
+/// value into what `found` has not got yet; `None` when it is not an object (or
+/// `null`), or its usage or model is not one.
+pub(super) fn read_nested<'a>(value: &'a [u8], found: &mut Nested<'a>) -> Option<()> {
     let mut scan = Scan::of(value);
     if !scan.null() {
-        scan.members(|scan, key| match key {
-            b"usage" if usage.is_none() => scan.usage(usage),
-            b"model" if model.is_none() => {
-                let start = scan.at;
-                scan.skip()?;
-                *model = read_model(&scan.doc[start..scan.at])?;
-                Some(())
+        scan.members(|scan, key| {
+            let start = scan.at;
+            match key {
+                b"usage" if found.usage.is_none() => return scan.usage(&mut found.usage),
+                b"model" if found.model.is_none() => {
+                    scan.skip()?;
+                    found.model = read_model(&scan.doc[start..scan.at])?;
+                }
+                b"id" if found.id.is_none() => {
+                    scan.skip()?;
+                    found.id = Some(&scan.doc[start..scan.at]);
+                }
+                b"background" => {
+                    scan.skip()?;
+                    found.background |= &scan.doc[start..scan.at] == b"true";
+                }
+                _ => return scan.skip(),
             }
-            _ => scan.skip(),
+            Some(())
         })?;
     }
     scan.at_end().then_some(())

@@ -190,6 +190,21 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
     }
 }
 
+/// A request that read a background response complete is charged its usage only
+/// when it is the first to: asked of the store, where every replica asks. When the
+/// store cannot say, the usage is charged (a budget errs on the side of what the
+/// provider bills).
+pub async fn charge_background_once(store: &Arc<dyn LimitStore>, ctx: &mut RequestContext) {
+    let Some(response) = super::observe::first_to_charge(ctx) else {
+        return;
+    };
+    match store.first_charge(&response, now()).await {
+        Ok(true) => {}
+        Ok(false) => super::observe::already_charged(ctx),
+        Err(e) => log::warn!("{e}; a background response read again may be charged again"),
+    }
+}
+
 /// The finished request's usage, read once: charged to every subject it counted
 /// against, and added to its gateway key's usage report (per model, per day) for
 /// every request a named key sent to a provider, where the report can be read.

@@ -1234,13 +1234,13 @@ impl ProxyHttp for AuroraProxy {
         }
         observe::adopt_answering_model(ctx);
         let req = session.req_header();
-        observe::settle_usage(ctx, |ctx| observe::RequestEnd {
+        let post = req.method == http::Method::POST;
+        observe::settle_usage(ctx, post, |ctx| observe::RequestEnd {
             client_left: e.is_some_and(|e| *e.esource() == ErrorSource::Downstream)
                 || ctx
                     .error
                     .as_ref()
                     .is_some_and(|err| err.code == Some("client_closed")),
-            post: req.method == http::Method::POST,
             json_bytes: if request_is_json(req) {
                 ctx.request_body_bytes
             } else {
@@ -1248,6 +1248,7 @@ impl ProxyHttp for AuroraProxy {
             },
         });
         if !ctx.body.is_subrequest() {
+            limit_check::charge_background_once(&self.limits, ctx).await;
             limit_check::settle(&self.limits, ctx);
         }
         // Counted before its line is written, so a line in the log means the metrics

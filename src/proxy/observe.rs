@@ -14,6 +14,7 @@ use pingora_proxy::Session;
 use prometheus::IntGauge;
 
 use super::RequestContext;
+use crate::metrics::background_response::BackgroundResponse;
 use crate::metrics::labels::{key_label, status_label, NONE};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
 use crate::metrics::{handles_for, MetricHandles, RequestOutcome, UpstreamErrorKind};
@@ -53,6 +54,9 @@ pub struct Observation {
     usage: Option<Usage>,
     /// `usage` was estimated, in part or whole.
     usage_estimated: bool,
+    /// `usage` is a background response's, to be charged only when no request has
+    /// charged it yet ([`first_to_charge`]).
+    background: Option<BackgroundResponse>,
     /// The body the provider got, when the gateway read it: a stream without its
     /// final usage is charged the input estimated from it.
     request_body: Option<Bytes>,
@@ -345,19 +349,25 @@ fn share(ctx: &RequestContext, charge: Option<Charge>) {
 pub struct RequestEnd {
     /// The client left before the answer's end.
     pub client_left: bool,
-    /// The request is a `POST`: a call, not a read of what is stored.
-    pub post: bool,
     /// The size of the request's JSON body (zero for any other body).
     pub json_bytes: u64,
 }
 
 /// The request is over: what its answer is charged is settled, once, for the limits,
 /// the metrics, the access line and the trace to read alike (a subrequest may still
-/// be changing what it shares). The input of an answer charged an estimate is counted
-/// here, from the request, when the answer did not report it; the estimate of a
-/// whole answer cut short stands only for a call (`POST`) the client left.
-/// `end` says how the request ended; it is asked only for an estimate that needs it.
-pub fn settle_usage(ctx: &mut RequestContext, end: impl FnOnce(&RequestContext) -> RequestEnd) {
+/// be changing what it shares). Only a call (`post`) is charged what it reported or
+/// an estimate; any other request (a `GET`) reads what a call made, and was charged
+/// for, before, so its answer is charged only when it reads a background response
+/// complete, and then only if no request did before ([`first_to_charge`]). The input
+/// of an answer charged an estimate is counted here, from the request, when the
+/// answer did not report it; the estimate of a whole answer cut short stands only
+/// when the client left. `end` says how the request ended; it is asked only for an
+/// estimate that needs it.
+pub fn settle_usage(
+    ctx: &mut RequestContext,
+    post: bool,
+    end: impl FnOnce(&RequestContext) -> RequestEnd,
+) {
     let charge = ctx.obs.charge.or_else(|| {
         ctx.obs
             .shared
@@ -367,10 +377,13 @@ pub fn settle_usage(ctx: &mut RequestContext, end: impl FnOnce(&RequestContext) 
     let Some(charge) = charge else {
         return;
     };
+    if !post && charge.background.is_none() {
+        return;
+    }
     let mut json_bytes = 0;
     if charge.is_cut_whole() {
         let end = end(ctx);
-        if !(end.client_left && end.post) {
+        if !end.client_left {
             return;
         }
         json_bytes = end.json_bytes;
@@ -382,6 +395,21 @@ pub fn settle_usage(ctx: &mut RequestContext, end: impl FnOnce(&RequestContext) 
     }
     ctx.obs.usage = Some(charge.usage);
     ctx.obs.usage_estimated = charge.estimated;
+    ctx.obs.background = charge.background;
+}
+
+/// The background response whose usage this request settled, taken: the caller asks
+/// the limit store whether it is the first to charge it, and if not,
+/// [`already_charged`] takes the usage back.
+pub fn first_to_charge(ctx: &mut RequestContext) -> Option<BackgroundResponse> {
+    ctx.obs.usage.and(ctx.obs.background.take())
+}
+
+/// Another request charged this background response's usage already: this one is
+/// charged nothing for reading it again.
+pub fn already_charged(ctx: &mut RequestContext) {
+    ctx.obs.usage = None;
+    ctx.obs.usage_estimated = false;
 }
 
 /// The cost of this request's reported tokens, when its model has a price.
@@ -469,7 +497,7 @@ mod tests {
         answer_header(&mut passthrough, &resp);
         let named = answer_bytes(&mut passthrough, Some(body), true).unwrap();
         assert_eq!(named, "gpt-4o-2024-08-06");
-        settle_usage(&mut passthrough, |_| RequestEnd::default());
+        settle_usage(&mut passthrough, true, |_| RequestEnd::default());
         assert_eq!(passthrough.obs.usage().map(|u| u.output), Some(2));
         answering_model(&mut passthrough, named);
         assert_eq!(passthrough.obs.model(), Some("gpt-4o-2024-08-06"));
@@ -482,6 +510,35 @@ mod tests {
         answering_model(&mut routed, named);
         assert_eq!(routed.obs.model(), Some("gpt-4o"));
         assert_eq!(routed.obs.request_model(), Some("gpt-4o"));
+    }
+
+    /// The usage settled for `body`, answered to a call (`post`) or to a read.
+    fn settled(body: &str, post: bool) -> (Option<Usage>, Option<BackgroundResponse>) {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", "application/json")
+            .unwrap();
+        let mut ctx = RequestContext::new();
+        answer_header(&mut ctx, &resp);
+        answer_bytes(&mut ctx, Some(body.as_bytes()), true);
+        settle_usage(&mut ctx, post, |_| RequestEnd::default());
+        (ctx.obs.usage(), first_to_charge(&mut ctx))
+    }
+
+    #[test]
+    fn a_read_is_charged_only_for_a_background_response_it_reads_complete() {
+        let stored = r#"{"id":"resp_1","object":"response","background":false,"model":"m","usage":{"input_tokens":3,"output_tokens":2}}"#;
+        let (usage, background) = settled(stored, true);
+        assert_eq!(usage.map(|u| u.output), Some(2), "a call is charged");
+        assert_eq!(background, None);
+        assert_eq!(settled(stored, false), (None, None), "a read is not");
+
+        let background = stored.replace(r#""background":false"#, r#""background":true"#);
+        let named = Some(BackgroundResponse::of_id(br#""resp_1""#));
+        for post in [true, false] {
+            let (usage, background) = settled(&background, post);
+            assert_eq!(usage.map(|u| u.output), Some(2), "{post}");
+            assert_eq!(background, named, "{post}");
+        }
     }
 
     #[test]
