@@ -245,6 +245,7 @@ async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
         input: 10,
         output: 4,
         cost_micros: 250,
+        estimated: 1,
         ..UsageRecord::default()
     };
     let today = 20_426;
@@ -260,6 +261,7 @@ async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
     assert_eq!(usage["gpt-4o"].requests, 2);
     assert_eq!(usage["gpt-4o"].input, 20);
     assert_eq!(usage["gpt-4o"].cost_micros, 500);
+    assert_eq!(usage["gpt-4o"].estimated, 2);
     assert_eq!(usage["claude"].output, 4);
     assert_eq!(usage.len(), 2);
 }

@@ -270,4 +270,19 @@ async fn a_stream_that_reports_no_usage_is_counted_as_estimated() {
         Some(4.0),
         "{scrape}"
     );
+    // The usage report tells the estimated requests apart too.
+    let report: serde_json::Value = client()
+        .get(format!(
+            "http://127.0.0.1:{metrics_port}/admin/usage?key=master&period=day"
+        ))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["total"]["requests"], 1, "{report}");
+    assert_eq!(report["total"]["requests_estimated"], 1, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 4, "{report}");
 }

@@ -107,6 +107,9 @@ pub struct UsageRecord {
     /// US dollars, in millionths.
     #[serde(skip)]
     pub cost_micros: u64,
+    /// Requests charged an estimate of their tokens (in part or whole) rather than
+    /// what the provider reported.
+    pub estimated: u64,
 }
 
 impl UsageRecord {
@@ -121,6 +124,7 @@ impl UsageRecord {
             (&mut self.cache_write, other.cache_write),
             (&mut self.reasoning, other.reasoning),
             (&mut self.cost_micros, other.cost_micros),
+            (&mut self.estimated, other.estimated),
         ] {
             *total = total.saturating_add(more);
         }
@@ -142,7 +146,7 @@ impl UsageRecord {
     }
 
     /// The fields with their names, as the stores keep them.
-    pub fn fields(&self) -> [(&'static str, u64); 7] {
+    pub fn fields(&self) -> [(&'static str, u64); 8] {
         [
             ("requests", self.requests),
             ("input", self.input),
@@ -151,6 +155,7 @@ impl UsageRecord {
             ("cache_write", self.cache_write),
             ("reasoning", self.reasoning),
             ("cost_micros", self.cost_micros),
+            ("estimated", self.estimated),
         ]
     }
 
@@ -165,6 +170,7 @@ impl UsageRecord {
             "cache_write" => self.cache_write = value,
             "reasoning" => self.reasoning = value,
             "cost_micros" => self.cost_micros = value,
+            "estimated" => self.estimated = value,
             _ => {}
         }
     }

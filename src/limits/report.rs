@@ -36,6 +36,9 @@ fn usage_json(u: &UsageRecord) -> Value {
             "reasoning": u.reasoning,
         },
         "cost_usd": u.cost_micros as f64 / 1_000_000.0,
+        // The requests whose tokens above are estimated, not reported (a stream
+        // whose usage never came, a whole answer its client left).
+        "requests_estimated": u.estimated,
     })
 }
 
@@ -82,6 +85,10 @@ mod tests {
             cost_micros: 1_500,
             ..UsageRecord::default()
         };
+        let estimated = UsageRecord {
+            estimated: 1,
+            ..one
+        };
         let report = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
@@ -90,7 +97,9 @@ mod tests {
                 store
                     .record_usage("team-a", "gpt-4o", today - 2, &one)
                     .unwrap();
-                store.record_usage("team-a", "claude", today, &one).unwrap();
+                store
+                    .record_usage("team-a", "claude", today, &estimated)
+                    .unwrap();
                 // Last month, and another key: not in this report.
                 store
                     .record_usage("team-a", "gpt-4o", today - 10, &one)
@@ -105,6 +114,9 @@ mod tests {
         assert_eq!(report["models"]["gpt-4o"]["requests"], 2);
         assert_eq!(report["models"]["gpt-4o"]["tokens"]["input"], 20);
         assert_eq!(report["models"]["claude"]["requests"], 1);
+        assert_eq!(report["models"]["claude"]["requests_estimated"], 1);
+        assert_eq!(report["models"]["gpt-4o"]["requests_estimated"], 0);
+        assert_eq!(report["total"]["requests_estimated"], 1);
         assert_eq!(report["total"]["requests"], 3);
         assert!((report["total"]["cost_usd"].as_f64().unwrap() - 0.0045).abs() < 1e-9);
     }

@@ -233,6 +233,7 @@ pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
             cache_write: usage.cache_write,
             reasoning: usage.reasoning,
             cost_micros: usd_micros(cost.unwrap_or(0.0)),
+            estimated: u64::from(ctx.obs.usage_estimated()),
         };
         let model = ctx.obs.model_label().unwrap_or("-");
         if let Err(e) = store.record_usage(key, model, now / 86_400, &record) {

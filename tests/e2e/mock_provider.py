@@ -736,6 +736,8 @@ class _Handler(BaseHTTPRequestHandler):
         response = self.mock.responses.answer(payload, output)
         if payload.get("stream") is True:
             return self._send_sse(stream_events(response))
+        if response["background"]:
+            return self._send_json(200, self.mock.responses.queued(response))
         self._send_json(200, response)
 
     def _stored_response(self, response_id):

@@ -1,6 +1,7 @@
 """OpenAI's Responses API as the mock provider answers it (`POST /v1/responses`,
 `GET` / `DELETE /v1/responses/{id}`): the recorded response shape with the requested
-model, answers kept by id so `previous_response_id` and retrieval work, the event
+model, answers kept by id so `previous_response_id` and retrieval work (a call in
+`background` mode answered "queued", the response read complete afterwards), the event
 stream built from the answer as OpenAI's streaming reference lays it out, and the
 scripted agent turns of agent_script."""
 
@@ -32,6 +33,8 @@ class ResponsesApi:
             return 400, "Missing required parameter: 'model'."
         if "input" not in payload:
             return 400, "Missing required parameter: 'input'."
+        if payload.get("background") is True and payload.get("store") is False:
+            return 400, "Background mode requires `store` to be true."
         previous = payload.get("previous_response_id")
         if previous is not None:
             with self._lock:
@@ -47,11 +50,19 @@ class ResponsesApi:
         response["output"] = output
         response["previous_response_id"] = payload.get("previous_response_id")
         response["store"] = payload.get("store", True) is not False
+        response["background"] = payload.get("background") is True
         response["tools"] = payload.get("tools") or []
         if response["store"]:
             with self._lock:
                 self._stored[response["id"]] = response
         return response
+
+    @staticmethod
+    def queued(response: dict) -> dict:
+        """What the call that starts a background `response` is answered: the
+        response queued, no output, no usage; it is read complete later."""
+        return {**copy.deepcopy(response), "status": "queued", "output": [], "usage": None,
+                "completed_at": None}
 
     def get(self, response_id: str) -> dict | None:
         with self._lock:

@@ -235,6 +235,36 @@ def test_anthropic_answer_is_metered_though_the_sdk_accepts_gzip(gateway):
     assert f"tokens_output={usage['output_tokens']}" in line
 
 
+def _access_line(gateway, request_id):
+    deadline = time.monotonic() + 5
+    while f"request_id={request_id}" not in gateway.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return next(l for l in gateway.log().splitlines() if f"request_id={request_id}" in l)
+
+
+def test_openai_background_response_is_charged_once_however_often_it_is_read(gateway):
+    # The call is answered "queued", without usage; the first read that finds the
+    # response complete is charged its usage, and reading it again is not.
+    client = openai_client(gateway, gateway.master_key)
+    queued = client.responses.create(
+        model=GPT, input="Say hello", background=True, extra_headers={"x-request-id": "e2e-bg-call"}
+    )
+    assert queued.status == "queued" and queued.usage is None
+    reads = []
+    for n in range(3):
+        reads.append(client.responses.retrieve(queued.id, extra_headers={"x-request-id": f"e2e-bg-read-{n}"}))
+
+    assert [r.status for r in reads] == ["completed"] * 3
+    assert reads[0].output_text == "Hello, World!"
+    usage = reads[0].usage
+    assert "tokens_input=" not in _access_line(gateway, "e2e-bg-call")
+    first = _access_line(gateway, "e2e-bg-read-0")
+    assert f"tokens_input={usage.input_tokens} tokens_output={usage.output_tokens}" in first, first
+    for n in (1, 2):
+        again = _access_line(gateway, f"e2e-bg-read-{n}")
+        assert "tokens_input=" not in again, again
+
+
 # --- Logs --------------------------------------------------------------------------
 
 
