@@ -829,3 +829,91 @@ async fn a_response_read_again_is_not_charged_again_and_a_background_one_is_char
         .count();
     assert_eq!(charged_reads, 1, "{log}");
 }
+
+/// An OpenAI batch in `status`: 1,000 input and 200 output tokens used so far.
+fn batch_object(status: &str) -> Reply {
+    Reply::json(
+        200,
+        format!(
+            r#"{{"id":"batch_abc","object":"batch","endpoint":"/v1/chat/completions","model":"gpt-4o-mini","errors":null,"input_file_id":"file-in","completion_window":"24h","status":"{status}","output_file_id":"file-out","request_counts":{{"total":2,"completed":2,"failed":0}},"usage":{{"input_tokens":1000,"input_tokens_details":{{"cached_tokens":0}},"output_tokens":200,"output_tokens_details":{{"reasoning_tokens":0}},"total_tokens":1200}},"metadata":null}}"#
+        ),
+    )
+}
+
+/// The access lines of `path`, in order.
+fn lines_of(gw: &Gateway, path: &str) -> Vec<String> {
+    let needle = format!("path={path} ");
+    gw.log()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_ended() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let polls = AtomicUsize::new(0);
+    let results = [
+        r#"{"custom_id":"a","result":{"type":"succeeded","message":{"id":"msg_a","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Bonjour"}],"stop_reason":"end_turn","usage":{"input_tokens":600,"output_tokens":100}}}}"#,
+        r#"{"custom_id":"b","result":{"type":"errored","error":{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}}}"#,
+        r#"{"custom_id":"c","result":{"type":"succeeded","message":{"id":"msg_c","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hola"}],"stop_reason":"end_turn","usage":{"input_tokens":400,"output_tokens":100}}}}"#,
+    ]
+    .join("\n");
+    let mock = MockUpstream::start(move |rec| match rec.uri.as_str() {
+        // The first poll finds the batch at work, the others ended.
+        "/v1/batches/batch_abc" if polls.fetch_add(1, Ordering::SeqCst) == 0 => {
+            batch_object("in_progress")
+        }
+        "/v1/batches/batch_abc" => batch_object("completed"),
+        "/v1/messages/batches/msgbatch_1/results" => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "application/binary".into())],
+            body: format!("{results}\n").into(),
+        },
+        _ => provider_like(rec),
+    })
+    .await;
+    let prices = "models:\n  prices:\n    gpt-4o-mini: {input: 1.0, output: 2.0}\n    claude-sonnet-4-5: {input: 3.0, output: 15.0}\n";
+    let gw = gateway(&mock, prices, "{budget: {usd: 1, period: month}}");
+    for (path, reads) in [
+        ("/p/openai/batches/batch_abc", 4),
+        ("/p/anthropic/v1/messages/batches/msgbatch_1/results", 3),
+    ] {
+        for _ in 0..reads {
+            let resp = get(&gw, TEAM_KEY, path).await;
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.bytes().await.unwrap();
+        }
+        gw.wait_for_log(&format!("path={path} "), reads).await;
+    }
+    // OpenAI's batch: the poll at work and the reads after the first that found it
+    // ended are charged nothing; that one is charged its tokens at half price.
+    let polls = lines_of(&gw, "/p/openai/batches/batch_abc");
+    let charged = |line: &String| line.contains("tokens_input=");
+    assert_eq!(
+        polls.iter().map(charged).collect::<Vec<_>>(),
+        [false, true, false, false],
+        "{polls:?}"
+    );
+    assert!(
+        polls[1].contains("tokens_input=1000 tokens_output=200 "),
+        "{}",
+        polls[1]
+    );
+    assert!(polls[1].contains("cost_usd=0.000700"), "{}", polls[1]);
+    // Anthropic's results: the sum of their lines, once, at half price.
+    let reads = lines_of(&gw, "/p/anthropic/v1/messages/batches/msgbatch_1/results");
+    assert_eq!(
+        reads.iter().map(charged).collect::<Vec<_>>(),
+        [true, false, false],
+        "{reads:?}"
+    );
+    assert!(
+        reads[0].contains("tokens_input=1000 tokens_output=200 "),
+        "{}",
+        reads[0]
+    );
+    // (1,000 × $3 + 200 × $15) / 1M, halved.
+    assert!(reads[0].contains("cost_usd=0.003000"), "{}", reads[0]);
+}

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::config::{BudgetPeriod, KeyLimits};
 use crate::lookup::LookupMap;
-use crate::metrics::background_response::BackgroundResponse;
+use crate::metrics::deferred_answer::AnswerKey;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -246,14 +246,10 @@ impl LimitStore for MemoryStore {
         }
     }
 
-    async fn first_charge(
-        &self,
-        response: &BackgroundResponse,
-        now: u64,
-    ) -> Result<bool, StoreError> {
+    async fn first_charge(&self, answer: &AnswerKey, now: u64) -> Result<bool, StoreError> {
         self.charged
-            .first_charge(response, now)
-            .ok_or_else(|| StoreError("the record of charged responses is unusable".into()))
+            .first_charge(answer, now)
+            .ok_or_else(|| StoreError("the record of charged answers is unusable".into()))
     }
 }
 

@@ -28,7 +28,7 @@ pub use redis_writer::FLUSH_AFTER;
 pub use report::{parse_period, usage_report};
 
 use crate::config::KeyLimits;
-use crate::metrics::background_response::BackgroundResponse;
+use crate::metrics::deferred_answer::AnswerKey;
 
 /// One rate window as the client is told about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,17 +242,15 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
     /// Gives back a call slot taken by [`LimitStore::admit`].
     fn release(&self, subject: &str);
 
-    /// Whether this is the first charge of the background `response`'s usage, by any
-    /// request (remembered for [`CHARGED_ONCE_KEPT_SECS`]).
-    async fn first_charge(
-        &self,
-        response: &BackgroundResponse,
-        now: u64,
-    ) -> Result<bool, StoreError>;
+    /// Whether this is the first charge of the usage of `answer`, one generated apart
+    /// from the request that read it, by any request (remembered for
+    /// [`CHARGED_ONCE_KEPT_SECS`]).
+    async fn first_charge(&self, answer: &AnswerKey, now: u64) -> Result<bool, StoreError>;
 }
 
-/// How long a background response is remembered as charged: as long as a provider
-/// keeps it to be read (OpenAI, 30 days).
+/// How long an answer generated apart from its request is remembered as charged: as
+/// long as a provider keeps it to be read (OpenAI, 30 days; Anthropic's batch
+/// results, 29 days).
 pub const CHARGED_ONCE_KEPT_SECS: u64 = 30 * 86_400;
 
 /// A call slot, given back when the request ends (dropped).

@@ -27,7 +27,7 @@ use super::{
     CHARGED_ONCE_KEPT_SECS, USAGE_DAYS_KEPT,
 };
 use crate::config::KeyLimits;
-use crate::metrics::background_response::BackgroundResponse;
+use crate::metrics::deferred_answer::AnswerKey;
 
 /// A budget key is kept a day past its period, for the usage it records.
 const BUDGET_KEPT_SECS: u64 = 86_400;
@@ -301,25 +301,22 @@ impl LimitStore for RedisStore {
     }
 
     /// One `SET NX` every replica asks: the first sets it.
-    async fn first_charge(
-        &self,
-        response: &BackgroundResponse,
-        _now: u64,
-    ) -> Result<bool, StoreError> {
+    async fn first_charge(&self, answer: &AnswerKey, _now: u64) -> Result<bool, StoreError> {
         let mut conn = self.link.connection().await?;
         let mut set = redis::cmd("SET");
-        set.arg(charged_key(response))
+        set.arg(charged_key(answer))
             .arg(1)
             .arg("NX")
             .arg("EX")
             .arg(CHARGED_ONCE_KEPT_SECS);
         let set: Option<String> =
-            within(set.query_async(&mut conn), "a charged-response check", 1).await?;
+            within(set.query_async(&mut conn), "a charged-answer check", 1).await?;
         Ok(set.is_some())
     }
 }
 
-/// The key that says a background response was charged, `aurora:charged:DIGEST`.
-fn charged_key(response: &BackgroundResponse) -> String {
-    format!("aurora:charged:{}", response.hex())
+/// The key that says an answer generated apart from its request was charged,
+/// `aurora:charged:DIGEST`.
+fn charged_key(answer: &AnswerKey) -> String {
+    format!("aurora:charged:{}", answer.hex())
 }

@@ -5,7 +5,8 @@
 //! number of series is bounded by the config, whatever clients send. The handles a
 //! request needs are resolved once per config snapshot (see [`handles`]).
 
-pub mod background_response;
+mod batch_results;
+pub mod deferred_answer;
 pub mod handles;
 pub mod labels;
 pub mod thread_series;

@@ -19,7 +19,8 @@
 use memchr::memmem;
 use once_cell::sync::Lazy;
 
-use super::background_response::BackgroundResponse;
+use super::batch_results::BatchResults;
+use super::deferred_answer::DeferredAnswer;
 use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_size, StreamedText};
 use super::usage_object::{read_model, read_nested, read_usage, Details, Nested, RawUsage};
 use crate::translate::json_members::{member_value, skip_ws, Member, ObjectMembers};
@@ -41,6 +42,15 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Adds `other` to these counts, stopping at the largest count.
+    pub fn add(&mut self, other: &Usage) {
+        self.input = self.input.saturating_add(other.input);
+        self.output = self.output.saturating_add(other.output);
+        self.cache_read = self.cache_read.saturating_add(other.cache_read);
+        self.cache_write = self.cache_write.saturating_add(other.cache_write);
+        self.reasoning = self.reasoning.saturating_add(other.reasoning);
+    }
+
     /// Each kind with its metric label.
     pub fn by_kind(&self) -> [(&'static str, u64); 5] {
         [
@@ -103,7 +113,7 @@ impl RawUsage {
         self.input_tokens.is_some() || self.prompt_tokens.is_some()
     }
 
-    fn normalize(&self) -> Usage {
+    pub(super) fn normalize(&self) -> Usage {
         let detail = |d: Option<Details>, f: fn(Details) -> Option<u64>| d.and_then(f).unwrap_or(0);
         if self.prompt_tokens.is_some() || self.completion_tokens.is_some() {
             let cached = detail(self.prompt_tokens_details, |d| d.cached_tokens);
@@ -153,6 +163,10 @@ struct Carrier<'a> {
     id: Option<&'a [u8]>,
     /// The answer says `"background": true` at the top.
     background: bool,
+    /// The answer is an OpenAI batch (`"object": "batch"`).
+    batch: bool,
+    /// Its `status` was read: whether it says the work has ended.
+    ended: Option<bool>,
     /// Under `message` or `response`; the first of them kept, member by member.
     nested: Nested<'a>,
     /// The nested usage is a Responses stream's last word (under `response`), not
@@ -173,7 +187,8 @@ impl<'a> Carrier<'a> {
             };
             self.take(member)?;
         }
-        while !self.model_known && self.model.is_none() {
+        // A batch's status follows its model: whether it has ended decides its charge.
+        while (!self.model_known && self.model.is_none()) || (self.batch && self.ended.is_none()) {
             let Some(member) = members.next_front() else {
                 break;
             };
@@ -231,6 +246,17 @@ impl<'a> Carrier<'a> {
                 self.background = member.value == b"true";
                 Some(())
             }
+            b"object" => {
+                self.batch = member.value == br#""batch""#;
+                Some(())
+            }
+            b"status" => {
+                self.ended = Some(matches!(
+                    member.value,
+                    br#""completed""# | br#""failed""# | br#""expired""# | br#""cancelled""#
+                ));
+                Some(())
+            }
             b"message" => read_nested(member.value, &mut self.nested),
             b"response" => {
                 self.nested_final = true;
@@ -246,16 +272,24 @@ impl<'a> Carrier<'a> {
         // At the top (a Chat stream's last chunk, Anthropic's `message_delta`) or a
         // Responses stream's `response.completed`, usage is the stream's final count.
         let last_word = self.usage.is_some() || self.nested_final;
-        let background = match (
+        let deferred = match (
             self.background,
             self.id,
             self.nested.background,
             self.nested.id,
         ) {
-            (true, Some(id), ..) | (_, _, true, Some(id)) => Some(BackgroundResponse::of_id(id)),
+            (true, Some(id), ..) | (_, _, true, Some(id)) => {
+                Some(DeferredAnswer::background_response(id))
+            }
+            _ if self.batch => {
+                // A batch still at work reports what it used so far, charged once
+                // it has ended.
+                read.batch_under_way |= self.ended != Some(true);
+                self.id.map(DeferredAnswer::batch)
+            }
             _ => None,
         };
-        read.background = read.background.or(background);
+        read.deferred = read.deferred.or(deferred);
         if let Some(usage) = self.usage.or(self.nested.usage) {
             read.seen.get_or_insert_with(RawUsage::default).merge(usage);
             read.final_usage |= last_word;
@@ -341,9 +375,10 @@ pub struct Charge {
     /// left (a document cut by anything else is of no use to it); without the
     /// request read, its input is estimated from the request's size.
     cut_whole: bool,
-    /// The usage is a background response's, reported whole: charged once, by
-    /// whichever request reads it first.
-    pub background: Option<BackgroundResponse>,
+    /// The usage is that of an answer generated apart from the request that read it
+    /// (a background response, a batch): charged once, by whichever request reads it
+    /// whole first.
+    pub deferred: Option<DeferredAnswer>,
 }
 
 /// The most input tokens a request's size counts for ([`Charge::with_input_of`]): a
@@ -362,7 +397,7 @@ impl Charge {
             estimated: true,
             input_due: true,
             cut_whole: true,
-            background: None,
+            deferred: None,
         }
     }
 
@@ -373,7 +408,7 @@ impl Charge {
             estimated: false,
             input_due: false,
             cut_whole: false,
-            background: None,
+            deferred: None,
         }
     }
 
@@ -408,8 +443,10 @@ struct Read {
     model: Option<String>,
     /// `seen` holds the stream's final count.
     final_usage: bool,
-    /// The answer is a background response.
-    background: Option<BackgroundResponse>,
+    /// The answer is one generated apart from the request that read it.
+    deferred: Option<DeferredAnswer>,
+    /// The answer is a batch still at work: nothing is charged for it yet.
+    batch_under_way: bool,
     /// A stream's output text.
     text: StreamedText,
 }
@@ -419,6 +456,8 @@ enum Body {
     /// A JSON answer past [`MAX_METERED_JSON`].
     JsonEnds(Box<JsonEnds>),
     Sse(Box<SseParser>),
+    /// An Anthropic message batch's results, a JSON line per request.
+    BatchResults(Box<BatchResults>),
     /// Too large, or unreadable: nothing more to learn.
     Done,
 }
@@ -446,6 +485,44 @@ impl UsageMeter {
         })
     }
 
+    /// A meter for the `results` of an Anthropic message batch, a JSON line per
+    /// request whatever their `Content-Type` says; `None` when they come compressed.
+    pub fn for_batch_results(
+        results: DeferredAnswer,
+        content_encoding: Option<&str>,
+    ) -> Option<Self> {
+        if content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+            return None;
+        }
+        Some(Self {
+            body: Body::BatchResults(Box::default()),
+            read: Read {
+                deferred: Some(results),
+                ..Read::default()
+            },
+            stream: false,
+        })
+    }
+
+    /// The charge of a batch's results read so far: what their lines reported, the
+    /// results read `whole` or in part.
+    fn results_charged(&mut self, whole: bool) -> Option<Charge> {
+        let Body::BatchResults(results) = &mut self.body else {
+            return None;
+        };
+        if self.read.model.is_none() {
+            self.read.model = results.take_model();
+        }
+        let deferred = self
+            .read
+            .deferred
+            .map(|d| if whole { d } else { d.in_part() });
+        results.usage().map(|usage| Charge {
+            deferred,
+            ..Charge::reported(usage)
+        })
+    }
+
     /// Reads the next bytes of the answer.
     pub fn feed(&mut self, bytes: &[u8]) {
         match &mut self.body {
@@ -463,6 +540,7 @@ impl UsageMeter {
                 parser.feed(bytes);
                 drain(parser, &mut self.read);
             }
+            Body::BatchResults(results) => results.feed(bytes),
             Body::Done => {}
         }
     }
@@ -480,6 +558,12 @@ impl UsageMeter {
     pub fn so_far(&self) -> Option<Charge> {
         if self.stream {
             return self.charged();
+        }
+        if let Body::BatchResults(results) = &self.body {
+            return results.usage().map(|usage| Charge {
+                deferred: self.read.deferred.map(DeferredAnswer::in_part),
+                ..Charge::reported(usage)
+            });
         }
         self.passed().then(|| Charge::cut_whole(0))
     }
@@ -512,6 +596,12 @@ impl UsageMeter {
             }
         }
         self.feed(last);
+        if let Body::BatchResults(results) = &mut self.body {
+            results.finish();
+            let charge = self.results_charged(true);
+            self.body = Body::Done;
+            return charge;
+        }
         match std::mem::replace(&mut self.body, Body::Done) {
             Body::Json(buf) => read_carried(&buf, &mut self.read),
             Body::JsonEnds(ends) => {
@@ -528,7 +618,7 @@ impl UsageMeter {
                 parser.finish();
                 drain(&mut parser, &mut self.read);
             }
-            Body::Done => {}
+            Body::BatchResults(_) | Body::Done => {}
         }
         self.charged()
     }
@@ -542,10 +632,13 @@ impl UsageMeter {
         // No output counted for a stream that carried text is no count: a server
         // sending zeros.
         let trusted = self.read.final_usage && !(text && reported.is_some_and(|u| u.output == 0));
+        if self.read.batch_under_way {
+            return None;
+        }
         if !self.stream || trusted || !text {
-            let background = self.read.background.filter(|_| !self.stream || trusted);
+            let deferred = self.read.deferred.filter(|_| !self.stream || trusted);
             return reported.map(|usage| Charge {
-                background,
+                deferred,
                 ..Charge::reported(usage)
             });
         }
@@ -558,7 +651,7 @@ impl UsageMeter {
             estimated: true,
             input_due: !input_reported,
             cut_whole: false,
-            background: None,
+            deferred: None,
         })
     }
 
@@ -572,6 +665,12 @@ impl UsageMeter {
     pub fn cut_short(&mut self) -> Option<Charge> {
         if self.stream {
             return self.finish();
+        }
+        if matches!(self.body, Body::BatchResults(_)) {
+            // The lines read whole are charged; the one under way is not.
+            let charge = self.results_charged(false);
+            self.body = Body::Done;
+            return charge;
         }
         let output = match &self.body {
             _ if !self.passed() => None,
@@ -736,22 +835,22 @@ mod tests {
             text.replace(r#""background": false"#, r#""background": true"#)
                 .replace(r#""background":false"#, r#""background":true"#)
         };
-        let whole_id = BackgroundResponse::of_id(
+        let whole_id = DeferredAnswer::background_response(
             br#""resp_0d8b81b7c805508d0069a31431b68c8194af45c94a6952706b""#,
         );
-        let stream_id = BackgroundResponse::of_id(
+        let stream_id = DeferredAnswer::background_response(
             br#""resp_0b7e83747d2b84440069a31433ab1881998d8036ef3db1ef03""#,
         );
         for split in [1, 7, 4096] {
             let json = "application/json";
             let sse = "text/event-stream";
-            assert_eq!(charge_of(json, whole, split).unwrap().background, None);
-            assert_eq!(charge_of(sse, stream, split).unwrap().background, None);
+            assert_eq!(charge_of(json, whole, split).unwrap().deferred, None);
+            assert_eq!(charge_of(sse, stream, split).unwrap().deferred, None);
             let whole = charge_of(json, &in_background(whole), split).unwrap();
-            assert_eq!(whole.background, Some(whole_id), "{split}");
+            assert_eq!(whole.deferred, Some(whole_id), "{split}");
             assert_eq!((whole.usage.input, whole.usage.output), (17, 5));
             let streamed = charge_of(sse, &in_background(stream), split).unwrap();
-            assert_eq!(streamed.background, Some(stream_id), "{split}");
+            assert_eq!(streamed.deferred, Some(stream_id), "{split}");
             assert!(!streamed.estimated);
         }
         // A background stream cut before it completes is charged an estimate, as any
@@ -760,13 +859,66 @@ mod tests {
         let cut = &cut[..cut.find("event: response.completed").unwrap()];
         let charge = charge_of("text/event-stream", cut, 4096).unwrap();
         assert!(charge.estimated);
-        assert_eq!(charge.background, None);
+        assert_eq!(charge.deferred, None);
         // A Chat answer is nobody's background response, whatever its content says.
         let chat = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"message":{"content":"\"background\":true"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
         assert_eq!(
-            charge_of("application/json", chat, 5).unwrap().background,
+            charge_of("application/json", chat, 5).unwrap().deferred,
             None
         );
+    }
+
+    /// An OpenAI batch object in `status`, reporting 1,000 input and 200 output tokens.
+    fn batch_object(status: &str) -> String {
+        format!(
+            r#"{{"id":"batch_abc","object":"batch","endpoint":"/v1/chat/completions","model":"gpt-4o-mini","errors":null,"input_file_id":"file-in","completion_window":"24h","status":"{status}","output_file_id":"file-out","request_counts":{{"total":2,"completed":2,"failed":0}},"usage":{{"input_tokens":1000,"input_tokens_details":{{"cached_tokens":0}},"output_tokens":200,"output_tokens_details":{{"reasoning_tokens":0}},"total_tokens":1200}},"metadata":null}}"#
+        )
+    }
+
+    #[test]
+    fn a_batch_is_charged_once_it_has_ended_and_not_while_at_work() {
+        let named = DeferredAnswer::batch(br#""batch_abc""#);
+        for status in ["completed", "failed", "expired", "cancelled"] {
+            for split in [3, 4096] {
+                let charge = charge_of("application/json", &batch_object(status), split).unwrap();
+                assert_eq!(charge.deferred, Some(named), "{status}");
+                assert!(charge.deferred.unwrap().is_batch());
+                assert_eq!((charge.usage.input, charge.usage.output), (1000, 200));
+            }
+        }
+        for status in ["validating", "in_progress", "finalizing", "cancelling"] {
+            assert_eq!(
+                charge_of("application/json", &batch_object(status), 7),
+                None,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batchs_results_are_charged_the_sum_of_their_lines_whole_or_in_part() {
+        let results =
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results").unwrap();
+        let line = |input: u64| {
+            format!(
+                r#"{{"custom_id":"r{input}","result":{{"type":"succeeded","message":{{"id":"msg_{input}","model":"claude-haiku-4-5","usage":{{"input_tokens":{input},"output_tokens":1}}}}}}}}"#
+            )
+        };
+        let body = format!("{}\n{}\n", line(10), line(20));
+        let mut m = UsageMeter::for_batch_results(results, None).unwrap();
+        m.feed(body.as_bytes());
+        let charge = m.finish().unwrap();
+        assert_eq!((charge.usage.input, charge.usage.output), (30, 2));
+        assert_eq!(charge.deferred, Some(results));
+        assert_eq!(m.take_model().as_deref(), Some("claude-haiku-4-5"));
+
+        // Left after the first line: charged it, and not remembered as read.
+        let mut m = UsageMeter::for_batch_results(results, None).unwrap();
+        m.feed(&body.as_bytes()[..body.len() - 10]);
+        let charge = m.cut_short().unwrap();
+        assert_eq!(charge.usage.input, 10);
+        assert!(!charge.deferred.unwrap().read_whole());
+        assert!(UsageMeter::for_batch_results(results, Some("gzip")).is_none());
     }
 
     #[test]

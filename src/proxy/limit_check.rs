@@ -190,18 +190,18 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
     }
 }
 
-/// A request that read a background response complete is charged its usage only
-/// when it is the first to: asked of the store, where every replica asks. When the
-/// store cannot say, the usage is charged (a budget errs on the side of what the
-/// provider bills).
-pub async fn charge_background_once(store: &Arc<dyn LimitStore>, ctx: &mut RequestContext) {
-    let Some(response) = super::observe::first_to_charge(ctx) else {
+/// A request that read whole an answer generated apart from it (a background
+/// response, a batch) is charged its usage only when it is the first to: asked of the
+/// store, where every replica asks. When the store cannot say, the usage is charged
+/// (a budget errs on the side of what the provider bills).
+pub async fn charge_deferred_once(store: &Arc<dyn LimitStore>, ctx: &mut RequestContext) {
+    let Some(answer) = super::observe::first_to_charge(ctx) else {
         return;
     };
-    match store.first_charge(&response, now()).await {
+    match store.first_charge(&answer, now()).await {
         Ok(true) => {}
         Ok(false) => super::observe::already_charged(ctx),
-        Err(e) => log::warn!("{e}; a background response read again may be charged again"),
+        Err(e) => log::warn!("{e}; an answer read again may be charged again"),
     }
 }
 

@@ -841,6 +841,11 @@ impl ProxyHttp for AuroraProxy {
                             &pt.endpoint,
                             &session.req_header().method,
                         );
+                        observe::passthrough_endpoint(
+                            ctx,
+                            &session.req_header().method,
+                            &pt.endpoint,
+                        );
                         ctx.upstream = Some(target);
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;
@@ -1248,7 +1253,7 @@ impl ProxyHttp for AuroraProxy {
             },
         });
         if !ctx.body.is_subrequest() {
-            limit_check::charge_background_once(&self.limits, ctx).await;
+            limit_check::charge_deferred_once(&self.limits, ctx).await;
             limit_check::settle(&self.limits, ctx);
         }
         // Counted before its line is written, so a line in the log means the metrics

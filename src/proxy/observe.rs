@@ -14,7 +14,7 @@ use pingora_proxy::Session;
 use prometheus::IntGauge;
 
 use super::RequestContext;
-use crate::metrics::background_response::BackgroundResponse;
+use crate::metrics::deferred_answer::{AnswerKey, DeferredAnswer, BATCH_PRICE_FACTOR};
 use crate::metrics::labels::{key_label, status_label, NONE};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
 use crate::metrics::{handles_for, MetricHandles, RequestOutcome, UpstreamErrorKind};
@@ -54,9 +54,12 @@ pub struct Observation {
     usage: Option<Usage>,
     /// `usage` was estimated, in part or whole.
     usage_estimated: bool,
-    /// `usage` is a background response's, to be charged only when no request has
-    /// charged it yet ([`first_to_charge`]).
-    background: Option<BackgroundResponse>,
+    /// `usage` is that of an answer generated apart from this request (a background
+    /// response, a batch): charged only when no request has charged it yet
+    /// ([`first_to_charge`]), a batch's at its price.
+    deferred: Option<DeferredAnswer>,
+    /// The request reads an Anthropic message batch's results.
+    batch_results: Option<DeferredAnswer>,
     /// The body the provider got, when the gateway read it: a stream without its
     /// final usage is charged the input estimated from it.
     request_body: Option<Bytes>,
@@ -240,10 +243,19 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
         return;
     }
     let header = |name| resp.headers.get(name).and_then(|v| v.to_str().ok());
-    ctx.obs.meter = UsageMeter::for_answer(
-        header(http::header::CONTENT_TYPE),
-        header(http::header::CONTENT_ENCODING),
-    );
+    let encoding = header(http::header::CONTENT_ENCODING);
+    ctx.obs.meter = match ctx.obs.batch_results {
+        Some(results) => UsageMeter::for_batch_results(results, encoding),
+        None => UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding),
+    };
+}
+
+/// A `/p/` request to `endpoint`: when it is a `GET` of an Anthropic message batch's
+/// results, its answer is read as those, for their usage.
+pub fn passthrough_endpoint(ctx: &mut RequestContext, method: &http::Method, endpoint: &str) {
+    if method == http::Method::GET {
+        ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint);
+    }
 }
 
 /// The next bytes of the provider's answer, as it sent them. At its end, the model
@@ -377,7 +389,7 @@ pub fn settle_usage(
     let Some(charge) = charge else {
         return;
     };
-    if !post && charge.background.is_none() {
+    if !post && charge.deferred.is_none() {
         return;
     }
     let mut json_bytes = 0;
@@ -395,18 +407,19 @@ pub fn settle_usage(
     }
     ctx.obs.usage = Some(charge.usage);
     ctx.obs.usage_estimated = charge.estimated;
-    ctx.obs.background = charge.background;
+    ctx.obs.deferred = charge.deferred;
 }
 
-/// The background response whose usage this request settled, taken: the caller asks
-/// the limit store whether it is the first to charge it, and if not,
-/// [`already_charged`] takes the usage back.
-pub fn first_to_charge(ctx: &mut RequestContext) -> Option<BackgroundResponse> {
-    ctx.obs.usage.and(ctx.obs.background.take())
+/// What is remembered of the answer generated apart from this request whose usage it
+/// settled, when it read it whole: the caller asks the limit store whether it is the
+/// first to charge it, and if not, [`already_charged`] takes the usage back.
+pub fn first_to_charge(ctx: &RequestContext) -> Option<AnswerKey> {
+    let deferred = ctx.obs.deferred.filter(DeferredAnswer::read_whole)?;
+    ctx.obs.usage.map(|_| *deferred.key())
 }
 
-/// Another request charged this background response's usage already: this one is
-/// charged nothing for reading it again.
+/// Another request charged the usage of the answer this one read already: this one
+/// is charged nothing for reading it again.
 pub fn already_charged(ctx: &mut RequestContext) {
     ctx.obs.usage = None;
     ctx.obs.usage_estimated = false;
@@ -419,7 +432,11 @@ pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
     let price = config
         .models
         .price(ctx.provider_name()?, ctx.obs.model()?)?;
-    Some(price.cost(&usage))
+    let factor = match ctx.obs.deferred {
+        Some(d) if d.is_batch() => BATCH_PRICE_FACTOR,
+        _ => 1.0,
+    };
+    Some(price.cost(&usage) * factor)
 }
 
 /// An exchange with the provider failed with `e`.
@@ -513,7 +530,7 @@ mod tests {
     }
 
     /// The usage settled for `body`, answered to a call (`post`) or to a read.
-    fn settled(body: &str, post: bool) -> (Option<Usage>, Option<BackgroundResponse>) {
+    fn settled(body: &str, post: bool) -> (Option<Usage>, Option<AnswerKey>) {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         resp.insert_header("content-type", "application/json")
             .unwrap();
@@ -521,7 +538,7 @@ mod tests {
         answer_header(&mut ctx, &resp);
         answer_bytes(&mut ctx, Some(body.as_bytes()), true);
         settle_usage(&mut ctx, post, |_| RequestEnd::default());
-        (ctx.obs.usage(), first_to_charge(&mut ctx))
+        (ctx.obs.usage(), first_to_charge(&ctx))
     }
 
     #[test]
@@ -533,7 +550,7 @@ mod tests {
         assert_eq!(settled(stored, false), (None, None), "a read is not");
 
         let background = stored.replace(r#""background":false"#, r#""background":true"#);
-        let named = Some(BackgroundResponse::of_id(br#""resp_1""#));
+        let named = Some(*DeferredAnswer::background_response(br#""resp_1""#).key());
         for post in [true, false] {
             let (usage, background) = settled(&background, post);
             assert_eq!(usage.map(|u| u.output), Some(2), "{post}");

@@ -1,0 +1,151 @@
+//! Answers generated apart from the request that reads them: a Responses API response
+//! run in the background (`"background": true`), an OpenAI batch, an Anthropic
+//! message batch's results. The call that starts one is answered without its usage;
+//! the usage comes with whichever request reads it complete (a poll, a resumed
+//! stream, the results), and it may be read again as often as the client likes. So
+//! its usage is charged once, by the first request that reads it whole, and each is
+//! known by a digest of its id wherever that is remembered.
+
+use sha2::{Digest, Sha256};
+
+/// What is remembered of an answer charged: a digest of its kind and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AnswerKey([u8; 16]);
+
+impl AnswerKey {
+    fn of(kind: &[u8], id: &[u8]) -> Self {
+        let mut digest = Sha256::new();
+        digest.update(kind);
+        digest.update([0]);
+        digest.update(id);
+        let mut key = [0; 16];
+        key.copy_from_slice(&digest.finalize()[..16]);
+        Self(key)
+    }
+
+    /// The digest in hexadecimal, for a key in a shared store.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// An answer generated apart from the request that read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeferredAnswer {
+    key: AnswerKey,
+    batch: bool,
+    whole: bool,
+}
+
+impl DeferredAnswer {
+    /// A background response whose `id` member has the JSON text `raw_id`, as its
+    /// provider wrote it (every answer of one provider writes an id alike).
+    pub fn background_response(raw_id: &[u8]) -> Self {
+        Self {
+            key: AnswerKey::of(b"response", raw_id.trim_ascii()),
+            batch: false,
+            whole: true,
+        }
+    }
+
+    /// An OpenAI batch whose `id` member has the JSON text `raw_id`; its object
+    /// reports the usage of all its requests once it has ended.
+    pub fn batch(raw_id: &[u8]) -> Self {
+        Self {
+            key: AnswerKey::of(b"batch", raw_id.trim_ascii()),
+            batch: true,
+            whole: true,
+        }
+    }
+
+    /// The results of the Anthropic message batch a `/p/` `endpoint` reads
+    /// (`[v1/]messages/batches/{id}/results`), if it reads one: a line per request,
+    /// each with its usage, read whole or in part.
+    pub fn batch_results(endpoint: &str) -> Option<Self> {
+        let mut parts = endpoint.trim_end_matches('/').rsplit('/');
+        let (Some("results"), Some(id), Some("batches"), Some("messages")) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        if id.is_empty() || !matches!(parts.next(), None | Some("v1")) || parts.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            key: AnswerKey::of(b"batch-results", id.as_bytes()),
+            batch: true,
+            whole: true,
+        })
+    }
+
+    /// What is remembered of it once charged.
+    pub fn key(&self) -> &AnswerKey {
+        &self.key
+    }
+
+    /// Its usage was made by a batch, which providers price at half their rate.
+    pub fn is_batch(&self) -> bool {
+        self.batch
+    }
+
+    /// It was read whole: the request that read it is charged its usage only when no
+    /// request did before, and is remembered as having done so. One read in part
+    /// (the client left) is charged what it read, and not remembered.
+    pub fn read_whole(&self) -> bool {
+        self.whole
+    }
+
+    /// The same answer, read only in part.
+    pub fn in_part(self) -> Self {
+        Self {
+            whole: false,
+            ..self
+        }
+    }
+}
+
+/// What a batch's tokens cost against the model's price: OpenAI's and Anthropic's
+/// batches are billed at half.
+pub const BATCH_PRICE_FACTOR: f64 = 0.5;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_known_by_its_kind_and_id_alone() {
+        let one = DeferredAnswer::background_response(br#""resp_68a1""#);
+        assert_eq!(
+            one,
+            DeferredAnswer::background_response(br#" "resp_68a1" "#)
+        );
+        assert_ne!(one, DeferredAnswer::background_response(br#""resp_68a2""#));
+        assert_ne!(one.key(), DeferredAnswer::batch(br#""resp_68a1""#).key());
+        assert_eq!(one.key().hex().len(), 32);
+        assert!(!one.key().hex().contains("resp"));
+    }
+
+    #[test]
+    fn a_batchs_results_are_told_by_their_endpoint() {
+        let read =
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_01/results").unwrap();
+        assert!(read.is_batch() && read.read_whole());
+        assert_eq!(
+            Some(read),
+            DeferredAnswer::batch_results("messages/batches/msgbatch_01/results/")
+        );
+        assert_ne!(
+            Some(read),
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_02/results")
+        );
+        for other in [
+            "v1/messages/batches/msgbatch_01",
+            "v1/messages/batches//results",
+            "v1/messages",
+            "v1/other/messages/batches/msgbatch_01/results",
+            "results",
+        ] {
+            assert_eq!(DeferredAnswer::batch_results(other), None, "{other}");
+        }
+    }
+}
