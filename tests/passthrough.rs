@@ -839,3 +839,68 @@ async fn a_held_chat_body_counts_against_what_the_gateway_may_hold() {
     assert_eq!(resp.status(), 200);
     assert_eq!(mock.last().body.len(), big.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_batchs_results_url_points_at_the_gateway() {
+    // The SDKs fetch a batch's `results_url` as given: at the provider, they would
+    // send the gateway's key there and be refused. Through `/p/` it names the same
+    // endpoint below the gateway, where the provider's key is put in.
+    let mock = MockUpstream::start(|rec| {
+        // Its own address, as the gateway reached it.
+        let results = format!(
+            "http://{}/v1/messages/batches/msgbatch_1/results",
+            rec.header("host").unwrap_or_default()
+        );
+        match rec.uri.as_str() {
+            _ if rec.header("x-api-key") != Some(ANT_KEY) => Reply::json(401, "{}"),
+            "/v1/messages/batches/msgbatch_1" => Reply::json(
+                200,
+                format!(
+                    r#"{{"id":"msgbatch_1","type":"message_batch","processing_status":"ended","request_counts":{{"processing":0,"succeeded":1,"errored":0,"canceled":0,"expired":0}},"results_url":"{results}"}}"#
+                ),
+            ),
+            "/v1/messages/batches?limit=2" => Reply::json(
+                200,
+                format!(
+                    r#"{{"data":[{{"id":"msgbatch_1","type":"message_batch","results_url":"{results}"}},{{"id":"msgbatch_2","type":"message_batch","results_url":null}}],"has_more":false}}"#
+                ),
+            ),
+            "/v1/messages/batches/msgbatch_1/results" => Reply::Full {
+                status: 200,
+                headers: vec![("content-type".into(), "application/binary".into())],
+                body: "{\"custom_id\":\"a\",\"result\":{\"type\":\"canceled\"}}\n".into(),
+            },
+            _ => Reply::json(404, "{}"),
+        }
+    })
+    .await;
+    let gw = gateway_for(&mock, "", &[]);
+    let c = client();
+    let expected = gw.url("/p/anthropic/v1/messages/batches/msgbatch_1/results");
+    let batch = authed(c.get(gw.url("/p/anthropic/v1/messages/batches/msgbatch_1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 200);
+    assert!(batch.headers().get("content-length").is_none());
+    let batch: serde_json::Value = batch.json().await.unwrap();
+    assert_eq!(batch["results_url"], expected.as_str());
+    assert_eq!(batch["request_counts"]["succeeded"], 1);
+    let page: serde_json::Value = authed(c.get(gw.url("/p/anthropic/v1/messages/batches?limit=2")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"][0]["results_url"], expected.as_str());
+    assert!(page["data"][1]["results_url"].is_null());
+    // The rewritten address serves the results, with the provider's key.
+    let results = authed(c.get(&expected)).send().await.unwrap();
+    assert_eq!(results.status(), 200);
+    assert!(results
+        .text()
+        .await
+        .unwrap()
+        .contains("\"custom_id\":\"a\""));
+}

@@ -4,6 +4,7 @@
 mod access_log;
 mod answer_decoder;
 mod attempts;
+mod batch_links;
 mod body_budget;
 mod body_deadline;
 mod client_hangup;
@@ -669,11 +670,7 @@ pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
         .downstream_modules_ctx
         .get_mut::<ResponseTranslator>()
     {
-        if ctx.usage_asked() {
-            module.hide_asked_usage();
-        } else {
-            module.disable();
-        }
+        module.pass_as_is(ctx.usage_asked());
     }
 }
 
@@ -846,6 +843,21 @@ impl ProxyHttp for AuroraProxy {
                             &session.req_header().method,
                             &pt.endpoint,
                         );
+                        let downstream_tls =
+                            session.digest().is_some_and(|d| d.ssl_digest.is_some());
+                        if let Some(rewrite) = batch_links::results_url_rewrite(
+                            &target.provider,
+                            &pt.endpoint,
+                            session.req_header(),
+                            downstream_tls,
+                        ) {
+                            if let Some(module) = session
+                                .downstream_modules_ctx
+                                .get_mut::<ResponseTranslator>()
+                            {
+                                module.rewrite_results_urls(rewrite);
+                            }
+                        }
                         ctx.upstream = Some(target);
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;

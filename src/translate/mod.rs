@@ -57,6 +57,7 @@ pub mod openai_to_anthropic_stream;
 mod request_fields;
 pub mod response_translator;
 pub mod responses;
+pub mod results_url;
 pub mod sse;
 mod sse_driver;
 pub mod unasked_usage;

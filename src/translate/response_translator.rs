@@ -27,6 +27,7 @@ use super::anthropic_to_openai_response::anthropic_to_openai_response_and_usage;
 use super::openai_to_anthropic_error::AnthropicErrorBody;
 use super::responses::response::anthropic_to_responses_response_and_usage;
 use super::responses::{AnthropicToResponsesStream, ResponsesOptions};
+use super::results_url::ResultsUrlRewrite;
 use super::unasked_usage::UnaskedUsageFilter;
 use super::{
     anthropic_error_to_openai, openai_error_to_anthropic, openai_to_anthropic_response,
@@ -424,6 +425,11 @@ pub struct ResponseTranslator {
     hides_asked_usage: bool,
     /// This answer's usage chunk is being looked for (a successful event stream).
     usage_filter: Option<UnaskedUsageFilter>,
+    /// The answer is an Anthropic message batch object (or a page of them) in the
+    /// client's format, whose `results_url` is to point at the gateway.
+    results_urls: Option<ResultsUrlRewrite>,
+    /// `results_urls` applies to this answer (a successful JSON one).
+    rewriting: bool,
     /// Time spent translating this response (the gateway's own overhead).
     busy: Duration,
 }
@@ -453,6 +459,47 @@ impl ResponseTranslator {
         self.body = Body::Pending;
         self.hides_asked_usage = false;
         self.usage_filter = None;
+        self.results_urls = None;
+        self.rewriting = false;
+    }
+
+    /// Leaves the response in the client's format (another attempt's answer passing as
+    /// is), hiding the usage chunk the gateway asked for when `hide_asked_usage`, and
+    /// keeping any `results_url` rewrite the request set.
+    pub fn pass_as_is(&mut self, hide_asked_usage: bool) {
+        let results_urls = self.results_urls.take();
+        if hide_asked_usage {
+            self.hide_asked_usage();
+        } else {
+            self.disable();
+        }
+        self.results_urls = results_urls;
+    }
+
+    /// Leaves the response in the client's format, but for the `results_url` of the
+    /// Anthropic message batches it describes, rewritten by `rewrite`.
+    pub fn rewrite_results_urls(&mut self, rewrite: ResultsUrlRewrite) {
+        self.disable();
+        self.results_urls = Some(rewrite);
+    }
+
+    /// Holds this answer to rewrite its `results_url`s when it is successful JSON.
+    fn watch_for_results_urls(&mut self, resp: &mut ResponseHeader) -> pingora_core::Result<()> {
+        if self.results_urls.is_none() || resp.status.is_informational() {
+            return Ok(());
+        }
+        let is_json = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ct| ct.trim_start().get(..JSON.len()))
+            .is_some_and(|ct| ct.eq_ignore_ascii_case(JSON));
+        self.rewriting = resp.status.is_success() && is_json;
+        if self.rewriting && resp.remove_header(&http::header::CONTENT_LENGTH).is_some() {
+            // The body changes length: it goes chunked (not close-delimited).
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        Ok(())
     }
 
     /// Leaves the response in the client's format, but for the usage-only chunk that
@@ -638,6 +685,7 @@ impl HttpModule for ResponseTranslator {
         _end_of_stream: bool,
     ) -> pingora_core::Result<()> {
         if self.codecs.is_none() {
+            self.watch_for_results_urls(resp)?;
             return self.watch_for_asked_usage(resp);
         }
         let began = Instant::now();
@@ -655,6 +703,11 @@ impl HttpModule for ResponseTranslator {
             let began = Instant::now();
             *body = Some(self.on_body(body.as_deref(), end_of_stream));
             self.busy += began.elapsed();
+        } else if let Some(rewrite) = self.results_urls.as_mut().filter(|_| self.rewriting) {
+            *body = Some(rewrite.pass(body.take(), end_of_stream));
+            if end_of_stream {
+                self.results_urls = None;
+            }
         } else if let Some(filter) = self.usage_filter.as_mut() {
             // Not timed: looking for the usage chunk is not translating, and costs
             // less than reading the clock twice a chunk.
@@ -672,6 +725,10 @@ impl HttpModule for ResponseTranslator {
 
     fn response_done_filter(&mut self) -> pingora_core::Result<Option<Bytes>> {
         if self.codecs.is_none() {
+            if let Some(mut rewrite) = self.results_urls.take().filter(|_| self.rewriting) {
+                let last = rewrite.pass(None, true);
+                return Ok(Some(last).filter(|b| !b.is_empty()));
+            }
             let last = self
                 .usage_filter
                 .take()

@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent_script import anthropic_turn, openai_turn, responses_turn
+from batches_mock import BATCHES_PATH, BatchesApi, refusal
 from responses_mock import ResponsesApi, call_output, stream_events, text_output
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -631,6 +632,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._models(headers)
         if path.startswith(RESPONSES_PATH + "/") and self.command in ("GET", "DELETE"):
             return self._stored_response(path[len(RESPONSES_PATH) + 1 :])
+        if path == BATCHES_PATH or path.startswith(BATCHES_PATH + "/"):
+            return self._anthropic_batches(path, headers, body)
         handlers = {
             MESSAGES_PATH: self._anthropic_messages,
             COUNT_TOKENS_PATH: self._anthropic_count_tokens,
@@ -740,6 +743,34 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(200, self.mock.responses.queued(response))
         self._send_json(200, response)
 
+    def _anthropic_batches(self, path, headers, body):
+        refused = refusal(headers)
+        if refused:
+            return self._send_json(*refused)
+        origin = f"http://{headers.get('host', '')}"
+        rest = path[len(BATCHES_PATH):].strip("/").split("/")
+        if self.command == "POST" and rest == [""]:
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                return self._send_json(400, {"error": {"message": "mock: body is not JSON"}})
+            status, made = self.mock.batches.create(payload)
+            if status != 200:
+                return self._send_json(status, made)
+            return self._send_json(200, self.mock.batches.batch(made, origin))
+        if self.command == "GET" and len(rest) == 1:
+            batch = self.mock.batches.batch(rest[0], origin)
+        elif self.command == "GET" and len(rest) == 2 and rest[1] == "results":
+            results = self.mock.batches.results(rest[0], json.loads(fixture_bytes("anthropic/messages.json")))
+            if results is not None:
+                return self._send(200, "application/binary", results)
+            batch = None
+        else:
+            return self._send_json(404, {"error": {"message": f"mock: no route {self.command} {path}"}})
+        if batch is None:
+            return self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "no such batch"}})
+        self._send_json(200, batch)
+
     def _stored_response(self, response_id):
         if self.command == "DELETE":
             if not self.mock.responses.delete(response_id):
@@ -820,6 +851,7 @@ class MockProvider:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self.responses = ResponsesApi()
+        self.batches = BatchesApi()
         handler = type("Handler", (_Handler,), {"mock": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True

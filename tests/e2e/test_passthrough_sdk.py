@@ -265,6 +265,31 @@ def test_openai_background_response_is_charged_once_however_often_it_is_read(gat
         assert "tokens_input=" not in again, again
 
 
+def test_anthropic_batch_results_are_read_through_the_gateway(gateway):
+    # The SDK reads a batch's results at its `results_url`: the gateway names itself
+    # there, so the results come through it with the provider's key (at the
+    # provider's address the SDK would send the gateway key, and be refused), and the
+    # batch is charged the sum of their usage once, at half price.
+    client = claude_client(gateway, api_key=gateway.master_key)
+    params = {"model": CLAUDE, "max_tokens": 32, "messages": PROMPT}
+    batch = client.messages.batches.create(
+        requests=[{"custom_id": "first", "params": params}, {"custom_id": "second", "params": params}]
+    )
+    assert batch.results_url.startswith(f"{gateway.base_url}/p/anthropic/"), batch.results_url
+    assert client.messages.batches.retrieve(batch.id).results_url == batch.results_url
+
+    results = list(client.messages.batches.results(batch.id, extra_headers={"x-request-id": "e2e-batch-results"}))
+    again = list(client.messages.batches.results(batch.id, extra_headers={"x-request-id": "e2e-batch-again"}))
+
+    assert sorted(r.custom_id for r in results) == ["first", "second"]
+    assert [r.result.message.content[0].text for r in results] == [ANTHROPIC_TEXT] * 2
+    assert len(again) == 2
+    usage = json.loads(fixture_bytes("anthropic/messages.json"))["usage"]
+    first = _access_line(gateway, "e2e-batch-results")
+    assert f"tokens_output={2 * usage['output_tokens']} " in first, first
+    assert "tokens_output=" not in _access_line(gateway, "e2e-batch-again")
+
+
 # --- Logs --------------------------------------------------------------------------
 
 
