@@ -31,6 +31,7 @@ impl ChargedResponses {
     /// Whether `answer` is charged for the first time at `now` (Unix seconds); it
     /// is remembered as charged from now on. `None` when the record is unusable.
     pub fn first_charge(&self, answer: &AnswerKey, now: u64) -> Option<bool> {
+        // One lock for the look and the mark: two requests never both come first.
         let mut r = self.inner.lock().ok()?;
         if r.until.get(answer).is_some_and(|&until| until > now) {
             return Some(false);
@@ -44,6 +45,13 @@ impl ChargedResponses {
         }
         Some(true)
     }
+
+    /// Whether `answer` was charged, and is still remembered at `now`. `None` when
+    /// the record is unusable.
+    pub fn was_charged(&self, answer: &AnswerKey, now: u64) -> Option<bool> {
+        let r = self.inner.lock().ok()?;
+        Some(r.until.get(answer).is_some_and(|&until| until > now))
+    }
 }
 
 #[cfg(test)]
@@ -56,7 +64,9 @@ mod tests {
         let charged = ChargedResponses::default();
         let one = *DeferredAnswer::background_response(br#""resp_1""#).key();
         let other = *DeferredAnswer::background_response(br#""resp_2""#).key();
+        assert_eq!(charged.was_charged(&one, 1_000), Some(false));
         assert_eq!(charged.first_charge(&one, 1_000), Some(true));
+        assert_eq!(charged.was_charged(&one, 1_001), Some(true));
         assert_eq!(charged.first_charge(&one, 1_001), Some(false));
         assert_eq!(charged.first_charge(&other, 1_001), Some(true));
         let later = 1_000 + CHARGED_ONCE_KEPT_SECS;

@@ -246,6 +246,12 @@ impl LimitStore for MemoryStore {
         }
     }
 
+    async fn was_charged(&self, answer: &AnswerKey, now: u64) -> Result<bool, StoreError> {
+        self.charged
+            .was_charged(answer, now)
+            .ok_or_else(|| StoreError("the record of charged answers is unusable".into()))
+    }
+
     async fn first_charge(&self, answer: &AnswerKey, now: u64) -> Result<bool, StoreError> {
         self.charged
             .first_charge(answer, now)

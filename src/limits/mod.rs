@@ -246,6 +246,10 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
     /// from the request that read it, by any request (remembered for
     /// [`CHARGED_ONCE_KEPT_SECS`]).
     async fn first_charge(&self, answer: &AnswerKey, now: u64) -> Result<bool, StoreError>;
+
+    /// Whether some request charged the usage of `answer` already (and it is still
+    /// remembered); nothing is marked.
+    async fn was_charged(&self, answer: &AnswerKey, now: u64) -> Result<bool, StoreError>;
 }
 
 /// How long an answer generated apart from its request is remembered as charged: as

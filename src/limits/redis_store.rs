@@ -301,6 +301,14 @@ impl LimitStore for RedisStore {
     }
 
     /// One `SET NX` every replica asks: the first sets it.
+    async fn was_charged(&self, answer: &AnswerKey, _now: u64) -> Result<bool, StoreError> {
+        let mut conn = self.link.connection().await?;
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(charged_key(answer));
+        let found: i64 = within(exists.query_async(&mut conn), "a charged-answer check", 1).await?;
+        Ok(found > 0)
+    }
+
     async fn first_charge(&self, answer: &AnswerKey, _now: u64) -> Result<bool, StoreError> {
         let mut conn = self.link.connection().await?;
         let mut set = redis::cmd("SET");

@@ -651,7 +651,9 @@ impl UsageMeter {
             estimated: true,
             input_due: !input_reported,
             cut_whole: false,
-            deferred: None,
+            // A background response's stream resumed by a read and left: charged as
+            // a call would be, and not taken for the read that charges it whole.
+            deferred: self.read.deferred.map(DeferredAnswer::in_part),
         })
     }
 
@@ -853,13 +855,15 @@ mod tests {
             assert_eq!(streamed.deferred, Some(stream_id), "{split}");
             assert!(!streamed.estimated);
         }
-        // A background stream cut before it completes is charged an estimate, as any
-        // call is, and names no response: its usage was not read.
+        // A background stream cut before it completes (the call that started it, or a
+        // read resuming it) is charged an estimate, as any call is, and names its
+        // response as read in part: its usage was not read, so a read of it whole is
+        // charged still.
         let cut = in_background(stream);
         let cut = &cut[..cut.find("event: response.completed").unwrap()];
         let charge = charge_of("text/event-stream", cut, 4096).unwrap();
         assert!(charge.estimated);
-        assert_eq!(charge.deferred, None);
+        assert_eq!(charge.deferred, Some(stream_id.in_part()));
         // A Chat answer is nobody's background response, whatever its content says.
         let chat = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"message":{"content":"\"background\":true"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
         assert_eq!(

@@ -18,7 +18,11 @@ pub fn results_url_rewrite(
     req: &RequestHeader,
     downstream_tls: bool,
 ) -> Option<ResultsUrlRewrite> {
-    if provider.format != WireFormat::Anthropic || !names_batches(endpoint) {
+    // A `HEAD` has no body to rewrite, and its `Content-Length` must stay.
+    if provider.format != WireFormat::Anthropic
+        || req.method == http::Method::HEAD
+        || !names_batches(endpoint)
+    {
         return None;
     }
     let base = &provider.base;
@@ -32,7 +36,9 @@ pub fn results_url_rewrite(
         Some(authority) => authority.as_str(),
         None => req.headers.get(http::header::HOST)?.to_str().ok()?,
     };
-    if host.is_empty() {
+    // A host and port only: no user part (`gw@elsewhere`) to send the key elsewhere.
+    let authority = host.parse::<http::uri::Authority>().ok()?;
+    if host.is_empty() || host.contains('@') || authority.as_str() != host {
         return None;
     }
     let path = req.uri.path();
@@ -179,5 +185,18 @@ mod tests {
             None,
             "not a batch"
         );
+        for host in ["gw@elsewhere.example", "gw.example/x", "gw.example?x"] {
+            let endpoint = "messages/batches";
+            let path = "/p/anthropic/messages/batches";
+            assert_eq!(
+                rewritten(path, endpoint, &[("host", host)], false),
+                None,
+                "{host}"
+            );
+        }
+        let provider = Provider::unconfigured(crate::providers::ProviderKind::Anthropic);
+        let mut head = request("/p/anthropic/messages/batches", &host);
+        head.set_method(http::Method::HEAD);
+        assert!(results_url_rewrite(&provider, "messages/batches", &head, false).is_none());
     }
 }

@@ -190,17 +190,30 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
     }
 }
 
-/// A request that read whole an answer generated apart from it (a background
-/// response, a batch) is charged its usage only when it is the first to: asked of the
-/// store, where every replica asks. When the store cannot say, the usage is charged
-/// (a budget errs on the side of what the provider bills).
+/// A read of an answer generated apart from any call (a background response, a
+/// batch) is charged its usage only when no request charged it whole before: asked
+/// of the store, where every replica asks; read whole, it is marked charged. A call
+/// that gets one whole is charged all the same, and marks it. When the store cannot
+/// say, the usage is charged (a budget errs on the side of what the provider bills).
 pub async fn charge_deferred_once(store: &Arc<dyn LimitStore>, ctx: &mut RequestContext) {
-    let Some(answer) = super::observe::first_to_charge(ctx) else {
+    let Some(answer) = super::observe::deferred_charged(ctx) else {
         return;
     };
-    match store.first_charge(&answer, now()).await {
-        Ok(true) => {}
-        Ok(false) => super::observe::already_charged(ctx),
+    let read = super::observe::is_read(ctx);
+    let charged_before = if answer.read_whole() {
+        store
+            .first_charge(answer.key(), now())
+            .await
+            .map(|first| !first)
+    } else if read {
+        // Read in part: charged what it got, unless the whole was charged already.
+        store.was_charged(answer.key(), now()).await
+    } else {
+        return;
+    };
+    match charged_before {
+        Ok(true) if read => super::observe::already_charged(ctx),
+        Ok(_) => {}
         Err(e) => log::warn!("{e}; an answer read again may be charged again"),
     }
 }
@@ -341,5 +354,61 @@ mod tests {
             Some("team-a"),
             "another replica serves it"
         );
+    }
+
+    /// The output charged for a read of a batch's `results`, all of them or only as
+    /// far as `cut_at`, after what `store` remembers.
+    fn results_read(
+        store: &Arc<dyn LimitStore>,
+        results: &str,
+        cut_at: Option<usize>,
+    ) -> Option<u64> {
+        use crate::proxy::observe;
+        let mut ctx = RequestContext::new();
+        observe::passthrough_endpoint(
+            &mut ctx,
+            &http::Method::GET,
+            "messages/batches/msgbatch_1/results",
+        );
+        let resp = pingora_http::ResponseHeader::build(200, None).unwrap();
+        observe::answer_header(&mut ctx, &resp);
+        match cut_at {
+            Some(at) => {
+                observe::answer_bytes(&mut ctx, Some(&results.as_bytes()[..at]), false);
+                observe::answer_unfinished(&mut ctx);
+            }
+            None => {
+                observe::answer_bytes(&mut ctx, Some(results.as_bytes()), true);
+            }
+        }
+        observe::settle_usage(&mut ctx, true, |_| observe::RequestEnd::default());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(charge_deferred_once(store, &mut ctx));
+        ctx.obs.usage().map(|u| u.output)
+    }
+
+    #[test]
+    fn results_read_in_part_are_charged_what_was_read_until_they_are_read_whole() {
+        let store: Arc<dyn LimitStore> = Arc::new(crate::limits::MemoryStore::default());
+        let line = r#"{"custom_id":"a","result":{"type":"succeeded","message":{"model":"m","usage":{"input_tokens":3,"output_tokens":5}}}}"#;
+        let results = format!("{line}\n{line}\n");
+        let first_line = line.len() + 1;
+        // Left after the first line: charged it, not remembered; and again.
+        assert_eq!(
+            results_read(&store, &results, Some(first_line + 4)),
+            Some(5)
+        );
+        assert_eq!(
+            results_read(&store, &results, Some(first_line + 4)),
+            Some(5)
+        );
+        // Read whole: charged all of it, once.
+        assert_eq!(results_read(&store, &results, None), Some(10));
+        assert_eq!(results_read(&store, &results, None), None);
+        // Left part way once the whole was charged: nothing more.
+        assert_eq!(results_read(&store, &results, Some(first_line + 4)), None);
     }
 }

@@ -1251,8 +1251,8 @@ impl ProxyHttp for AuroraProxy {
         }
         observe::adopt_answering_model(ctx);
         let req = session.req_header();
-        let post = req.method == http::Method::POST;
-        observe::settle_usage(ctx, post, |ctx| observe::RequestEnd {
+        let read = matches!(req.method, http::Method::GET | http::Method::HEAD);
+        observe::settle_usage(ctx, read, |ctx| observe::RequestEnd {
             client_left: e.is_some_and(|e| *e.esource() == ErrorSource::Downstream)
                 || ctx
                     .error

@@ -14,7 +14,7 @@ use pingora_proxy::Session;
 use prometheus::IntGauge;
 
 use super::RequestContext;
-use crate::metrics::deferred_answer::{AnswerKey, DeferredAnswer, BATCH_PRICE_FACTOR};
+use crate::metrics::deferred_answer::{DeferredAnswer, BATCH_PRICE_FACTOR};
 use crate::metrics::labels::{key_label, status_label, NONE};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
 use crate::metrics::{handles_for, MetricHandles, RequestOutcome, UpstreamErrorKind};
@@ -60,6 +60,8 @@ pub struct Observation {
     deferred: Option<DeferredAnswer>,
     /// The request reads an Anthropic message batch's results.
     batch_results: Option<DeferredAnswer>,
+    /// The request is a read (`GET`, `HEAD`), not a call.
+    read: bool,
     /// The body the provider got, when the gateway read it: a stream without its
     /// final usage is charged the input estimated from it.
     request_body: Option<Bytes>,
@@ -245,6 +247,12 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     let header = |name| resp.headers.get(name).and_then(|v| v.to_str().ok());
     let encoding = header(http::header::CONTENT_ENCODING);
     ctx.obs.meter = match ctx.obs.batch_results {
+        // A range of the results is only part of them, however it ends.
+        Some(results)
+            if resp.status != 200 || resp.headers.contains_key(http::header::CONTENT_RANGE) =>
+        {
+            UsageMeter::for_batch_results(results.in_part(), encoding)
+        }
         Some(results) => UsageMeter::for_batch_results(results, encoding),
         None => UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding),
     };
@@ -367,17 +375,18 @@ pub struct RequestEnd {
 
 /// The request is over: what its answer is charged is settled, once, for the limits,
 /// the metrics, the access line and the trace to read alike (a subrequest may still
-/// be changing what it shares). Only a call (`post`) is charged what it reported or
-/// an estimate; any other request (a `GET`) reads what a call made, and was charged
-/// for, before, so its answer is charged only when it reads a background response
-/// complete, and then only if no request did before ([`first_to_charge`]). The input
-/// of an answer charged an estimate is counted here, from the request, when the
-/// answer did not report it; the estimate of a whole answer cut short stands only
-/// when the client left. `end` says how the request ended; it is asked only for an
-/// estimate that needs it.
+/// be changing what it shares). A read (`GET`, `HEAD`) gets what a call made, and was
+/// charged for, before: its answer is charged only when it reads an answer made apart
+/// from any call (a background response, a batch) whole, and then only if no request
+/// did before ([`first_to_charge`]), or when it streams text it is charged an
+/// estimate for (a background response's stream resumed and left). Any other request
+/// is a call, charged what it reported or an estimate. The input of an answer charged
+/// an estimate is counted here, from the request, when the answer did not report it;
+/// the estimate of a whole answer cut short stands only when the client left. `end`
+/// says how the request ended; it is asked only for an estimate that needs it.
 pub fn settle_usage(
     ctx: &mut RequestContext,
-    post: bool,
+    read: bool,
     end: impl FnOnce(&RequestContext) -> RequestEnd,
 ) {
     let charge = ctx.obs.charge.or_else(|| {
@@ -389,7 +398,8 @@ pub fn settle_usage(
     let Some(charge) = charge else {
         return;
     };
-    if !post && charge.deferred.is_none() {
+    let streamed_estimate = charge.estimated && !charge.is_cut_whole();
+    if read && charge.deferred.is_none() && !streamed_estimate {
         return;
     }
     let mut json_bytes = 0;
@@ -408,14 +418,20 @@ pub fn settle_usage(
     ctx.obs.usage = Some(charge.usage);
     ctx.obs.usage_estimated = charge.estimated;
     ctx.obs.deferred = charge.deferred;
+    ctx.obs.read = read;
 }
 
-/// What is remembered of the answer generated apart from this request whose usage it
-/// settled, when it read it whole: the caller asks the limit store whether it is the
-/// first to charge it, and if not, [`already_charged`] takes the usage back.
-pub fn first_to_charge(ctx: &RequestContext) -> Option<AnswerKey> {
-    let deferred = ctx.obs.deferred.filter(DeferredAnswer::read_whole)?;
-    ctx.obs.usage.map(|_| *deferred.key())
+/// The answer generated apart from any call whose usage this request settled. Read
+/// whole, the caller marks it charged in the limit store; read in part, it asks
+/// whether it was. For a read of one charged before, [`already_charged`] takes the
+/// usage back (a call is charged all the same).
+pub fn deferred_charged(ctx: &RequestContext) -> Option<DeferredAnswer> {
+    ctx.obs.usage.and(ctx.obs.deferred)
+}
+
+/// Whether the request is a read (`GET`, `HEAD`), as [`settle_usage`] was told.
+pub fn is_read(ctx: &RequestContext) -> bool {
+    ctx.obs.read
 }
 
 /// Another request charged the usage of the answer this one read already: this one
@@ -500,6 +516,7 @@ pub fn key_name(ctx: &RequestContext) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::deferred_answer::AnswerKey;
     use crate::proxy::model_call_body::ModelCallBody;
 
     #[test]
@@ -514,7 +531,7 @@ mod tests {
         answer_header(&mut passthrough, &resp);
         let named = answer_bytes(&mut passthrough, Some(body), true).unwrap();
         assert_eq!(named, "gpt-4o-2024-08-06");
-        settle_usage(&mut passthrough, true, |_| RequestEnd::default());
+        settle_usage(&mut passthrough, false, |_| RequestEnd::default());
         assert_eq!(passthrough.obs.usage().map(|u| u.output), Some(2));
         answering_model(&mut passthrough, named);
         assert_eq!(passthrough.obs.model(), Some("gpt-4o-2024-08-06"));
@@ -537,8 +554,9 @@ mod tests {
         let mut ctx = RequestContext::new();
         answer_header(&mut ctx, &resp);
         answer_bytes(&mut ctx, Some(body.as_bytes()), true);
-        settle_usage(&mut ctx, post, |_| RequestEnd::default());
-        (ctx.obs.usage(), first_to_charge(&ctx))
+        settle_usage(&mut ctx, !post, |_| RequestEnd::default());
+        let whole = deferred_charged(&ctx).filter(DeferredAnswer::read_whole);
+        (ctx.obs.usage(), whole.map(|d| *d.key()))
     }
 
     #[test]
@@ -556,6 +574,24 @@ mod tests {
             assert_eq!(usage.map(|u| u.output), Some(2), "{post}");
             assert_eq!(background, named, "{post}");
         }
+    }
+
+    #[test]
+    fn a_read_streaming_text_it_leaves_is_charged_an_estimate() {
+        // A background response's stream resumed (`GET …?stream=true&starting_after=`)
+        // carries its text without the event naming the response: left before it
+        // completes, it is charged what its text makes, as a call would be.
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", "text/event-stream")
+            .unwrap();
+        let mut ctx = RequestContext::new();
+        answer_header(&mut ctx, &resp);
+        let events = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Bonjour, tout le monde\"}\n\n";
+        answer_bytes(&mut ctx, Some(events.as_bytes()), false);
+        answer_unfinished(&mut ctx);
+        settle_usage(&mut ctx, true, |_| RequestEnd::default());
+        assert!(ctx.obs.usage().is_some_and(|u| u.output > 0));
+        assert!(ctx.obs.usage_estimated());
     }
 
     #[test]

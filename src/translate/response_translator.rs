@@ -494,7 +494,9 @@ impl ResponseTranslator {
             .and_then(|v| v.to_str().ok())
             .and_then(|ct| ct.trim_start().get(..JSON.len()))
             .is_some_and(|ct| ct.eq_ignore_ascii_case(JSON));
-        self.rewriting = resp.status.is_success() && is_json;
+        // A body to rewrite: not a 204's, nor a range of one.
+        self.rewriting =
+            resp.status.is_success() && !matches!(resp.status.as_u16(), 204 | 206) && is_json;
         if self.rewriting && resp.remove_header(&http::header::CONTENT_LENGTH).is_some() {
             // The body changes length: it goes chunked (not close-delimited).
             resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;

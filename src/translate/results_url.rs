@@ -61,9 +61,10 @@ impl ResultsUrlRewrite {
     }
 }
 
-/// `doc` with each `"results_url": "{from}…"` value's `from` replaced by `to`;
-/// `None` when there is none.
+/// `doc` with each `"results_url": "{from}…"` value's `from` (its slashes written as
+/// they are or escaped, `\/`) replaced by `to`; `None` when there is none.
 pub fn rewritten(doc: &[u8], from: &str, to: &str) -> Option<Vec<u8>> {
+    let escaped = from.replace('/', "\\/");
     const KEY: &[u8] = b"\"results_url\"";
     let mut out = Vec::new();
     let mut copied = 0;
@@ -84,12 +85,19 @@ pub fn rewritten(doc: &[u8], from: &str, to: &str) -> Option<Vec<u8>> {
         }
         i += 1;
         skip_ws(&mut i);
-        if doc.get(i) != Some(&b'"') || !doc[i + 1..].starts_with(from.as_bytes()) {
+        if doc.get(i) != Some(&b'"') {
             continue;
         }
+        let value = &doc[i + 1..];
+        let Some(spelled) = [from, escaped.as_str()]
+            .into_iter()
+            .find(|f| value.starts_with(f.as_bytes()))
+        else {
+            continue;
+        };
         out.extend_from_slice(&doc[copied..=i]);
         out.extend_from_slice(to.as_bytes());
-        copied = i + 1 + from.len();
+        copied = i + 1 + spelled.len();
     }
     if copied == 0 {
         return None;
@@ -124,6 +132,15 @@ mod tests {
             "http://gw.internal:8080/p/anthropic/v1/messages/batches/msgbatch_1/results"
         );
         assert_eq!(v["id"], "msgbatch_1");
+    }
+
+    #[test]
+    fn escaped_slashes_are_the_same_address() {
+        let doc =
+            r#"{"results_url" : "https:\/\/api.anthropic.com\/v1\/messages\/batches\/m\/results"}"#;
+        let out = rewritten(doc.as_bytes(), FROM, TO).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["results_url"], format!("{TO}messages/batches/m/results"));
     }
 
     #[test]
