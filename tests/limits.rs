@@ -830,14 +830,30 @@ async fn a_response_read_again_is_not_charged_again_and_a_background_one_is_char
     assert_eq!(charged_reads, 1, "{log}");
 }
 
-/// An OpenAI batch in `status`: 1,000 input and 200 output tokens used so far.
-fn batch_object(status: &str) -> Reply {
+/// OpenAI batch `id` in `status`, its output in `file`: 1,000 input and 200 output
+/// tokens used so far.
+fn batch_object(id: &str, status: &str, file: &str) -> Reply {
     Reply::json(
         200,
         format!(
-            r#"{{"id":"batch_abc","object":"batch","endpoint":"/v1/chat/completions","model":"gpt-4o-mini","errors":null,"input_file_id":"file-in","completion_window":"24h","status":"{status}","output_file_id":"file-out","request_counts":{{"total":2,"completed":2,"failed":0}},"usage":{{"input_tokens":1000,"input_tokens_details":{{"cached_tokens":0}},"output_tokens":200,"output_tokens_details":{{"reasoning_tokens":0}},"total_tokens":1200}},"metadata":null}}"#
+            r#"{{"id":"{id}","object":"batch","endpoint":"/v1/chat/completions","model":"gpt-4o-mini","errors":null,"input_file_id":"file-in","completion_window":"24h","status":"{status}","output_file_id":"{file}","request_counts":{{"total":2,"completed":2,"failed":0}},"usage":{{"input_tokens":1000,"input_tokens_details":{{"cached_tokens":0}},"output_tokens":200,"output_tokens_details":{{"reasoning_tokens":0}},"total_tokens":1200}},"metadata":null}}"#
         ),
     )
+}
+
+/// An OpenAI batch's output file: two answers, 1,000 input and 200 output tokens.
+fn batch_output_file() -> Reply {
+    let line = |id: &str, prompt: u64| {
+        format!(
+            r#"{{"id":"batch_req_{id}","custom_id":"{id}","response":{{"status_code":200,"request_id":"req_{id}","body":{{"id":"chatcmpl-{id}","object":"chat.completion","model":"gpt-4o-mini","choices":[{{"index":0,"message":{{"role":"assistant","content":"Hi"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{prompt},"completion_tokens":100,"total_tokens":{}}}}}}},"error":null}}"#,
+            prompt + 100
+        )
+    };
+    Reply::Full {
+        status: 200,
+        headers: vec![("content-type".into(), "application/octet-stream".into())],
+        body: format!("{}\n{}\n", line("a", 600), line("b", 400)).into(),
+    }
 }
 
 /// The access lines of `path`, in order.
@@ -857,15 +873,17 @@ async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_e
     let results = [
         r#"{"custom_id":"a","result":{"type":"succeeded","message":{"id":"msg_a","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Bonjour"}],"stop_reason":"end_turn","usage":{"input_tokens":600,"output_tokens":100}}}}"#,
         r#"{"custom_id":"b","result":{"type":"errored","error":{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}}}"#,
-        r#"{"custom_id":"c","result":{"type":"succeeded","message":{"id":"msg_c","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hola"}],"stop_reason":"end_turn","usage":{"input_tokens":400,"output_tokens":100}}}}"#,
+        r#"{"custom_id":"c","result":{"type":"succeeded","message":{"id":"msg_c","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"Hola"}],"stop_reason":"end_turn","usage":{"input_tokens":400,"output_tokens":100}}}}"#,
     ]
     .join("\n");
     let mock = MockUpstream::start(move |rec| match rec.uri.as_str() {
         // The first poll finds the batch at work, the others ended.
         "/v1/batches/batch_abc" if polls.fetch_add(1, Ordering::SeqCst) == 0 => {
-            batch_object("in_progress")
+            batch_object("batch_abc", "in_progress", "file-out")
         }
-        "/v1/batches/batch_abc" => batch_object("completed"),
+        "/v1/batches/batch_abc" => batch_object("batch_abc", "completed", "file-out"),
+        "/v1/batches/batch_two" => batch_object("batch_two", "completed", "file-two"),
+        "/v1/files/file-out/content" | "/v1/files/file-two/content" => batch_output_file(),
         "/v1/messages/batches/msgbatch_1/results" => Reply::Full {
             status: 200,
             headers: vec![("content-type".into(), "application/binary".into())],
@@ -874,10 +892,15 @@ async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_e
         _ => provider_like(rec),
     })
     .await;
-    let prices = "models:\n  prices:\n    gpt-4o-mini: {input: 1.0, output: 2.0}\n    claude-sonnet-4-5: {input: 3.0, output: 15.0}\n";
+    let prices = "models:\n  prices:\n    gpt-4o-mini: {input: 1.0, output: 2.0}\n    claude-sonnet-4-5: {input: 3.0, output: 15.0}\n    claude-haiku-4-5: {input: 1.0, output: 5.0}\n";
     let gw = gateway(&mock, prices, "{budget: {usd: 1, period: month}}");
     for (path, reads) in [
         ("/p/openai/batches/batch_abc", 4),
+        // Its output, charged with its object already.
+        ("/p/openai/files/file-out/content", 1),
+        // Another batch's output read first, then its object.
+        ("/p/openai/files/file-two/content", 2),
+        ("/p/openai/batches/batch_two", 1),
         ("/p/anthropic/v1/messages/batches/msgbatch_1/results", 3),
     ] {
         for _ in 0..reads {
@@ -902,6 +925,24 @@ async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_e
         polls[1]
     );
     assert!(polls[1].contains("cost_usd=0.000700"), "{}", polls[1]);
+    // An OpenAI batch's output file is the same output as its object, whichever is
+    // read first.
+    assert!(!charged(
+        &lines_of(&gw, "/p/openai/files/file-out/content")[0]
+    ));
+    let output = lines_of(&gw, "/p/openai/files/file-two/content");
+    assert_eq!(
+        output.iter().map(charged).collect::<Vec<_>>(),
+        [true, false],
+        "{output:?}"
+    );
+    assert!(
+        output[0].contains("tokens_input=1000 tokens_output=200 "),
+        "{}",
+        output[0]
+    );
+    assert!(output[0].contains("cost_usd=0.000700"), "{}", output[0]);
+    assert!(!charged(&lines_of(&gw, "/p/openai/batches/batch_two")[0]));
     // Anthropic's results: the sum of their lines, once, at half price.
     let reads = lines_of(&gw, "/p/anthropic/v1/messages/batches/msgbatch_1/results");
     assert_eq!(
@@ -914,6 +955,7 @@ async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_e
         "{}",
         reads[0]
     );
-    // (1,000 × $3 + 200 × $15) / 1M, halved.
-    assert!(reads[0].contains("cost_usd=0.003000"), "{}", reads[0]);
+    // A batch may mix models, each priced as its own: (600 × $3 + 100 × $15) / 1M
+    // for Sonnet's line, (400 × $1 + 100 × $5) / 1M for Haiku's, halved.
+    assert!(reads[0].contains("cost_usd=0.002100"), "{}", reads[0]);
 }

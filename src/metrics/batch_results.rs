@@ -1,14 +1,17 @@
-//! The usage of an Anthropic message batch's results, read as they pass: a JSON
-//! object per line, each a request's `result`, whose `message` (when it succeeded)
-//! carries its usage and model. The batch is charged the sum of its lines.
+//! The usage of a batch's results, read as they pass: a JSON object per line, each a
+//! request's outcome, whose answer (when it succeeded) carries its usage and model:
+//! under `result.message` in an Anthropic message batch's results, under
+//! `response.body` in an OpenAI batch's output file. The batch is charged the sum of
+//! its lines.
 
 use super::usage::Usage;
 use super::usage_object::{read_nested, Nested};
 use crate::translate::json_members::ObjectMembers;
 
 /// The longest line read; the rest of a longer one is skipped (its usage with it). A
-/// line is one answer, which its `max_tokens` keeps far smaller.
-const MAX_LINE: usize = 16 * 1024 * 1024;
+/// line is one answer, which its `max_tokens` keeps far smaller (a file of another
+/// kind read at the same address holds no more than this of it at once).
+const MAX_LINE: usize = 4 * 1024 * 1024;
 
 /// The results read so far.
 #[derive(Debug, Default)]
@@ -21,7 +24,14 @@ pub struct BatchResults {
     usage: Option<Usage>,
     /// The model the first line that names one names.
     model: Option<String>,
+    /// The usage of the lines read, by the model each names: a batch may mix models,
+    /// each at its own price.
+    by_model: Vec<(String, Usage)>,
 }
+
+/// The most models a batch's usage is kept apart for; the lines of any more count
+/// as the last one's.
+const MAX_MODELS: usize = 32;
 
 impl BatchResults {
     /// Reads the next bytes of the results.
@@ -62,6 +72,11 @@ impl BatchResults {
         self.model.take()
     }
 
+    /// The usage of the lines read by the model each named, taken.
+    pub fn take_usage_by_model(&mut self) -> Vec<(String, Usage)> {
+        std::mem::take(&mut self.by_model)
+    }
+
     fn hold(&mut self, bytes: &[u8]) {
         if self.skipping {
             return;
@@ -78,16 +93,19 @@ impl BatchResults {
         let Some(mut members) = ObjectMembers::of(line) else {
             return;
         };
-        let Some(result) =
-            std::iter::from_fn(|| members.next_front()).find(|m| &*m.key() == b"result")
-        else {
+        let outcome = std::iter::from_fn(|| members.next_front()).find_map(|m| match &*m.key() {
+            b"result" => Some((m.value, &b"message"[..])),
+            b"response" => Some((m.value, &b"body"[..])),
+            _ => None,
+        });
+        let Some((outcome, answer_key)) = outcome else {
             return;
         };
-        let Some(mut inside) = ObjectMembers::of(result.value) else {
+        let Some(mut inside) = ObjectMembers::of(outcome) else {
             return;
         };
         let Some(message) =
-            std::iter::from_fn(|| inside.next_front()).find(|m| &*m.key() == b"message")
+            std::iter::from_fn(|| inside.next_front()).find(|m| &*m.key() == answer_key)
         else {
             return;
         };
@@ -96,9 +114,20 @@ impl BatchResults {
             return;
         }
         if let Some(usage) = found.usage {
-            self.usage
-                .get_or_insert_with(Usage::default)
-                .add(&usage.normalize());
+            let usage = usage.normalize();
+            self.usage.get_or_insert_with(Usage::default).add(&usage);
+            let model = found.model.as_deref().unwrap_or_default();
+            match self.by_model.iter_mut().position(|(m, _)| m == model) {
+                Some(i) => self.by_model[i].1.add(&usage),
+                None if self.by_model.len() < MAX_MODELS => {
+                    self.by_model.push((model.to_string(), usage));
+                }
+                None => {
+                    if let Some((_, last)) = self.by_model.last_mut() {
+                        last.add(&usage);
+                    }
+                }
+            }
         }
         if self.model.is_none() {
             self.model = found.model;
@@ -138,7 +167,33 @@ mod tests {
                 "{split}"
             );
             assert_eq!(read.take_model().as_deref(), Some("claude-sonnet-4-5"));
+            let by_model = read.take_usage_by_model();
+            assert_eq!(by_model.len(), 1);
+            assert_eq!(by_model[0].1.input, 18);
         }
+    }
+
+    #[test]
+    fn an_openai_batch_output_file_is_charged_the_sum_of_its_lines() {
+        let line = |id: &str, prompt: u64| {
+            format!(
+                r#"{{"id":"batch_req_{id}","custom_id":"{id}","response":{{"status_code":200,"request_id":"req_{id}","body":{{"id":"chatcmpl-{id}","object":"chat.completion","model":"gpt-4o-mini","choices":[{{"index":0,"message":{{"role":"assistant","content":"Hi"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{prompt},"completion_tokens":2,"total_tokens":{}}}}}}},"error":null}}"#,
+                prompt + 2
+            )
+        };
+        let failed = r#"{"id":"batch_req_x","custom_id":"x","response":null,"error":{"code":"invalid","message":"bad"}}"#;
+        let file = format!("{}\n{failed}\n{}\n", line("a", 10), line("b", 20));
+        let mut read = BatchResults::default();
+        read.feed(file.as_bytes());
+        read.finish();
+        let usage = read.usage().unwrap();
+        assert_eq!((usage.input, usage.output), (30, 4));
+        assert_eq!(read.take_model().as_deref(), Some("gpt-4o-mini"));
+        // The batch's input file: requests, no usage.
+        let mut read = BatchResults::default();
+        read.feed(br#"{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[]}}"#);
+        read.finish();
+        assert_eq!(read.usage(), None);
     }
 
     #[test]

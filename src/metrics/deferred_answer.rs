@@ -1,6 +1,6 @@
 //! Answers generated apart from the request that reads them: a Responses API response
-//! run in the background (`"background": true`), an OpenAI batch, an Anthropic
-//! message batch's results. The call that starts one is answered without its usage;
+//! run in the background (`"background": true`), an OpenAI batch (its object, or its
+//! output file), an Anthropic message batch's results. The call that starts one is answered without its usage;
 //! the usage comes with whichever request reads it complete (a poll, a resumed
 //! stream, the results), and it may be read again as often as the client likes. So
 //! its usage is charged once, by the first request that reads it whole, and each is
@@ -48,31 +48,50 @@ impl DeferredAnswer {
         }
     }
 
-    /// An OpenAI batch whose `id` member has the JSON text `raw_id`; its object
-    /// reports the usage of all its requests once it has ended.
-    pub fn batch(raw_id: &[u8]) -> Self {
+    /// An OpenAI batch whose `id` and `output_file_id` members have the JSON texts
+    /// `raw_id` and `raw_output`; its object reports the usage of all its requests
+    /// once it has ended, as its output file does line by line: both are the batch's
+    /// output, known by the file when it has one, so that reading one and then the
+    /// other charges it once.
+    pub fn batch(raw_id: &[u8], raw_output: Option<&[u8]>) -> Self {
+        let output = raw_output
+            .map(<[u8]>::trim_ascii)
+            .and_then(|o| o.strip_prefix(b"\"")?.strip_suffix(b"\""))
+            .filter(|o| !o.is_empty() && !o.contains(&b'\\'));
+        let key = match output {
+            Some(file) => AnswerKey::of(b"batch-output", file),
+            None => AnswerKey::of(b"batch", raw_id.trim_ascii()),
+        };
         Self {
-            key: AnswerKey::of(b"batch", raw_id.trim_ascii()),
+            key,
             batch: true,
             whole: true,
         }
     }
 
-    /// The results of the Anthropic message batch a `/p/` `endpoint` reads
-    /// (`[v1/]messages/batches/{id}/results`), if it reads one: a line per request,
-    /// each with its usage, read whole or in part.
-    pub fn batch_results(endpoint: &str) -> Option<Self> {
+    /// The results of a batch a `/p/` `endpoint` reads, if it reads them: at an
+    /// Anthropic-format provider (`anthropic`) a message batch's results
+    /// (`[v1/]messages/batches/{id}/results`), at another an OpenAI batch's output
+    /// file (`[v1/]files/{id}/content`: a file of any other kind reports no usage).
+    /// A line per request, each with its usage, read whole or in part.
+    pub fn batch_results(endpoint: &str, anthropic: bool) -> Option<Self> {
         let mut parts = endpoint.trim_end_matches('/').rsplit('/');
-        let (Some("results"), Some(id), Some("batches"), Some("messages")) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
+        let key = match (parts.next(), parts.next(), parts.next(), anthropic) {
+            (Some("results"), Some(id), Some("batches"), true)
+                if !id.is_empty() && parts.next() == Some("messages") =>
+            {
+                AnswerKey::of(b"batch-results", id.as_bytes())
+            }
+            (Some("content"), Some(id), Some("files"), false) if !id.is_empty() => {
+                AnswerKey::of(b"batch-output", id.as_bytes())
+            }
+            _ => return None,
         };
-        if id.is_empty() || !matches!(parts.next(), None | Some("v1")) || parts.next().is_some() {
+        if !matches!(parts.next(), None | Some("v1")) || parts.next().is_some() {
             return None;
         }
         Some(Self {
-            key: AnswerKey::of(b"batch-results", id.as_bytes()),
+            key,
             batch: true,
             whole: true,
         })
@@ -120,7 +139,19 @@ mod tests {
             DeferredAnswer::background_response(br#" "resp_68a1" "#)
         );
         assert_ne!(one, DeferredAnswer::background_response(br#""resp_68a2""#));
-        assert_ne!(one.key(), DeferredAnswer::batch(br#""resp_68a1""#).key());
+        assert_ne!(
+            one.key(),
+            DeferredAnswer::batch(br#""resp_68a1""#, None).key()
+        );
+        // A batch's object and its output file are one output.
+        assert_eq!(
+            DeferredAnswer::batch(br#""batch_1""#, Some(br#""file-out""#)),
+            DeferredAnswer::batch_results("v1/files/file-out/content", false).unwrap()
+        );
+        assert_eq!(
+            DeferredAnswer::batch(br#""batch_1""#, Some(b"null")),
+            DeferredAnswer::batch(br#""batch_1""#, None)
+        );
         assert_eq!(one.key().hex().len(), 32);
         assert!(!one.key().hex().contains("resp"));
     }
@@ -128,24 +159,33 @@ mod tests {
     #[test]
     fn a_batchs_results_are_told_by_their_endpoint() {
         let read =
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_01/results").unwrap();
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_01/results", true).unwrap();
         assert!(read.is_batch() && read.read_whole());
         assert_eq!(
             Some(read),
-            DeferredAnswer::batch_results("messages/batches/msgbatch_01/results/")
+            DeferredAnswer::batch_results("messages/batches/msgbatch_01/results/", true)
         );
         assert_ne!(
             Some(read),
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_02/results")
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_02/results", true)
         );
-        for other in [
-            "v1/messages/batches/msgbatch_01",
-            "v1/messages/batches//results",
-            "v1/messages",
-            "v1/other/messages/batches/msgbatch_01/results",
-            "results",
+        assert!(DeferredAnswer::batch_results("files/file-1/content", false).is_some());
+        for (other, anthropic) in [
+            ("v1/messages/batches/msgbatch_01", true),
+            ("v1/messages/batches//results", true),
+            ("v1/messages", true),
+            ("v1/other/messages/batches/msgbatch_01/results", true),
+            ("results", true),
+            ("v1/messages/batches/msgbatch_01/results", false),
+            ("files/file-1/content", true),
+            ("files//content", false),
+            ("x/files/file-1/content", false),
         ] {
-            assert_eq!(DeferredAnswer::batch_results(other), None, "{other}");
+            assert_eq!(
+                DeferredAnswer::batch_results(other, anthropic),
+                None,
+                "{other}"
+            );
         }
     }
 }

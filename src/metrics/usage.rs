@@ -167,6 +167,8 @@ struct Carrier<'a> {
     batch: bool,
     /// Its `status` was read: whether it says the work has ended.
     ended: Option<bool>,
+    /// A batch's `output_file_id`, as the JSON text of its value.
+    output_file: Option<&'a [u8]>,
     /// Under `message` or `response`; the first of them kept, member by member.
     nested: Nested<'a>,
     /// The nested usage is a Responses stream's last word (under `response`), not
@@ -187,8 +189,11 @@ impl<'a> Carrier<'a> {
             };
             self.take(member)?;
         }
-        // A batch's status follows its model: whether it has ended decides its charge.
-        while (!self.model_known && self.model.is_none()) || (self.batch && self.ended.is_none()) {
+        // A batch's status and output file follow its model: whether it has ended
+        // decides its charge, and its output file is what it is known by.
+        while (!self.model_known && self.model.is_none())
+            || (self.batch && (self.ended.is_none() || self.output_file.is_none()))
+        {
             let Some(member) = members.next_front() else {
                 break;
             };
@@ -250,6 +255,10 @@ impl<'a> Carrier<'a> {
                 self.batch = member.value == br#""batch""#;
                 Some(())
             }
+            b"output_file_id" => {
+                self.output_file = Some(member.value);
+                Some(())
+            }
             b"status" => {
                 self.ended = Some(matches!(
                     member.value,
@@ -285,7 +294,8 @@ impl<'a> Carrier<'a> {
                 // A batch still at work reports what it used so far, charged once
                 // it has ended.
                 read.batch_under_way |= self.ended != Some(true);
-                self.id.map(DeferredAnswer::batch)
+                self.id
+                    .map(|id| DeferredAnswer::batch(id, self.output_file))
             }
             _ => None,
         };
@@ -447,6 +457,8 @@ struct Read {
     deferred: Option<DeferredAnswer>,
     /// The answer is a batch still at work: nothing is charged for it yet.
     batch_under_way: bool,
+    /// A batch's results: their usage by the model each line named.
+    by_model: Vec<(String, Usage)>,
     /// A stream's output text.
     text: StreamedText,
 }
@@ -513,6 +525,7 @@ impl UsageMeter {
         if self.read.model.is_none() {
             self.read.model = results.take_model();
         }
+        self.read.by_model = results.take_usage_by_model();
         let deferred = self
             .read
             .deferred
@@ -549,6 +562,12 @@ impl UsageMeter {
     /// end for JSON, from the first event naming it for a stream).
     pub fn take_model(&mut self) -> Option<String> {
         self.read.model.take()
+    }
+
+    /// A batch's results: the usage read by the model each line named (a batch may
+    /// mix models), taken out of the meter once read; empty for any other answer.
+    pub fn take_usage_by_model(&mut self) -> Vec<(String, Usage)> {
+        std::mem::take(&mut self.read.by_model)
     }
 
     /// The charge were the answer to end here: what it reported so far, or for a
@@ -881,7 +900,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_charged_once_it_has_ended_and_not_while_at_work() {
-        let named = DeferredAnswer::batch(br#""batch_abc""#);
+        let named = DeferredAnswer::batch(br#""batch_abc""#, Some(br#""file-out""#));
         for status in ["completed", "failed", "expired", "cancelled"] {
             for split in [3, 4096] {
                 let charge = charge_of("application/json", &batch_object(status), split).unwrap();
@@ -902,7 +921,7 @@ mod tests {
     #[test]
     fn a_batchs_results_are_charged_the_sum_of_their_lines_whole_or_in_part() {
         let results =
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results").unwrap();
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true).unwrap();
         let line = |input: u64| {
             format!(
                 r#"{{"custom_id":"r{input}","result":{{"type":"succeeded","message":{{"id":"msg_{input}","model":"claude-haiku-4-5","usage":{{"input_tokens":{input},"output_tokens":1}}}}}}}}"#

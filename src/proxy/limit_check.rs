@@ -369,6 +369,7 @@ mod tests {
             &mut ctx,
             &http::Method::GET,
             "messages/batches/msgbatch_1/results",
+            true,
         );
         let resp = pingora_http::ResponseHeader::build(200, None).unwrap();
         observe::answer_header(&mut ctx, &resp);

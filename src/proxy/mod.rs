@@ -842,6 +842,7 @@ impl ProxyHttp for AuroraProxy {
                             ctx,
                             &session.req_header().method,
                             &pt.endpoint,
+                            target.provider.format == crate::providers::WireFormat::Anthropic,
                         );
                         let downstream_tls =
                             session.digest().is_some_and(|d| d.ssl_digest.is_some());

@@ -62,6 +62,9 @@ pub struct Observation {
     batch_results: Option<DeferredAnswer>,
     /// The request is a read (`GET`, `HEAD`), not a call.
     read: bool,
+    /// A batch's results: their usage by the model each line named, each priced at
+    /// its own model's price.
+    usage_by_model: Vec<(String, Usage)>,
     /// The body the provider got, when the gateway read it: a stream without its
     /// final usage is charged the input estimated from it.
     request_body: Option<Bytes>,
@@ -258,11 +261,17 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     };
 }
 
-/// A `/p/` request to `endpoint`: when it is a `GET` of an Anthropic message batch's
-/// results, its answer is read as those, for their usage.
-pub fn passthrough_endpoint(ctx: &mut RequestContext, method: &http::Method, endpoint: &str) {
+/// A `/p/` request to `endpoint` at a provider of the Anthropic format (`anthropic`)
+/// or not: when it is a `GET` of a batch's results (an Anthropic message batch's, an
+/// OpenAI batch's output file), its answer is read as those, for their usage.
+pub fn passthrough_endpoint(
+    ctx: &mut RequestContext,
+    method: &http::Method,
+    endpoint: &str,
+    anthropic: bool,
+) {
     if method == http::Method::GET {
-        ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint);
+        ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic);
     }
 }
 
@@ -289,6 +298,7 @@ pub fn answer_bytes(
     }
     let charge = meter.finish_with(bytes);
     let model = meter.take_model();
+    ctx.obs.usage_by_model = meter.take_usage_by_model();
     ctx.obs.meter = None;
     match charge {
         Some(charge) => answer_charged(ctx, charge),
@@ -308,6 +318,7 @@ pub fn answer_unfinished(ctx: &mut RequestContext) -> Option<String> {
     if let Some(charge) = meter.cut_short() {
         answer_charged(ctx, charge);
     }
+    ctx.obs.usage_by_model = meter.take_usage_by_model();
     meter.take_model()
 }
 
@@ -441,17 +452,27 @@ pub fn already_charged(ctx: &mut RequestContext) {
     ctx.obs.usage_estimated = false;
 }
 
-/// The cost of this request's reported tokens, when its model has a price.
+/// The cost of this request's reported tokens, when its model has a price; a batch's
+/// at half, each of its models' tokens at that model's price.
 pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
     let usage = ctx.obs.usage()?;
     let config = ctx.config.as_ref()?;
-    let price = config
-        .models
-        .price(ctx.provider_name()?, ctx.obs.model()?)?;
+    let provider = ctx.provider_name()?;
     let factor = match ctx.obs.deferred {
         Some(d) if d.is_batch() => BATCH_PRICE_FACTOR,
         _ => 1.0,
     };
+    if ctx.obs.usage_by_model.len() > 1 {
+        // A batch of several models. One without a price counts nothing, as alone.
+        let mut cost = None;
+        for (model, usage) in &ctx.obs.usage_by_model {
+            if let Some(price) = config.models.price(provider, model) {
+                *cost.get_or_insert(0.0) += price.cost(usage);
+            }
+        }
+        return cost.map(|c| c * factor);
+    }
+    let price = config.models.price(provider, ctx.obs.model()?)?;
     Some(price.cost(&usage) * factor)
 }
 
