@@ -959,3 +959,55 @@ async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_e
     // for Sonnet's line, (400 × $1 + 100 × $5) / 1M for Haiku's, halved.
     assert!(reads[0].contains("cost_usd=0.002100"), "{}", reads[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_results_are_asked_for_whole_and_a_range_is_charged_as_a_part() {
+    let line = r#"{"custom_id":"a","result":{"type":"succeeded","message":{"id":"msg_a","model":"claude-sonnet-4-5","usage":{"input_tokens":600,"output_tokens":100}}}}"#;
+    let range = format!("{line}\n{}", &line[..40]);
+    let mock = MockUpstream::start(move |rec| match rec.uri.as_str() {
+        // A provider that answers a range whatever it was asked.
+        "/v1/messages/batches/msgbatch_r/results" => Reply::Full {
+            status: 206,
+            headers: vec![
+                ("content-type".into(), "application/binary".into()),
+                (
+                    "content-range".into(),
+                    format!("bytes 0-{}/9999", range.len() - 1),
+                ),
+            ],
+            body: range.clone().into(),
+        },
+        _ => provider_like(rec),
+    })
+    .await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 100000, period: month}}");
+    let path = "/p/anthropic/v1/messages/batches/msgbatch_r/results";
+    for _ in 0..2 {
+        let resp = client()
+            .get(gw.url(path))
+            .bearer_auth(TEAM_KEY)
+            .header("range", "bytes=0-200")
+            .header("if-range", "\"etag\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 206);
+        resp.bytes().await.unwrap();
+        let asked = mock.last();
+        assert_eq!(
+            asked.header("range"),
+            None,
+            "the results are asked for whole"
+        );
+        assert_eq!(asked.header("if-range"), None);
+    }
+    gw.wait_for_log(&format!("path={path} "), 2).await;
+    // Each range is charged the line it holds whole, and none is taken for the whole.
+    let reads = lines_of(&gw, path);
+    for read in &reads {
+        assert!(
+            read.contains("tokens_input=600 tokens_output=100 "),
+            "{read}"
+        );
+    }
+}

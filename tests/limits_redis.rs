@@ -330,3 +330,21 @@ async fn a_background_response_read_at_every_replica_is_charged_once() {
         "charged once: {total:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_marked_charged_at_one_replica_is_known_at_the_other() {
+    use aurora::limits::{LimitStore, RedisStore};
+    use aurora::metrics::deferred_answer::DeferredAnswer;
+    let redis = RedisServer::start();
+    let one = RedisStore::new(&redis.url()).unwrap();
+    let two = RedisStore::new(&redis.url()).unwrap();
+    let batch = *DeferredAnswer::batch(br#""batch_1""#, Some(br#""file-out""#)).key();
+    let other = *DeferredAnswer::background_response(br#""resp_1""#).key();
+    let now = 1_796_351_415;
+    assert!(!two.was_charged(&batch, now).await.unwrap());
+    assert!(one.first_charge(&batch, now).await.unwrap());
+    assert!(two.was_charged(&batch, now).await.unwrap());
+    assert!(!two.first_charge(&batch, now).await.unwrap());
+    assert!(!one.was_charged(&other, now).await.unwrap());
+    assert!(two.first_charge(&other, now).await.unwrap());
+}

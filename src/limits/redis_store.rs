@@ -300,7 +300,7 @@ impl LimitStore for RedisStore {
         self.writer.release(subject, key(subject, "calls", 0));
     }
 
-    /// One `SET NX` every replica asks: the first sets it.
+    /// One `EXISTS`: whether any replica set it.
     async fn was_charged(&self, answer: &AnswerKey, _now: u64) -> Result<bool, StoreError> {
         let mut conn = self.link.connection().await?;
         let mut exists = redis::cmd("EXISTS");
@@ -309,6 +309,7 @@ impl LimitStore for RedisStore {
         Ok(found > 0)
     }
 
+    /// One `SET NX` every replica asks: the first sets it.
     async fn first_charge(&self, answer: &AnswerKey, _now: u64) -> Result<bool, StoreError> {
         let mut conn = self.link.connection().await?;
         let mut set = redis::cmd("SET");

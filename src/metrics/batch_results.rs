@@ -4,50 +4,72 @@
 //! `response.body` in an OpenAI batch's output file. The batch is charged the sum of
 //! its lines.
 
-use super::usage::Usage;
-use super::usage_object::{read_nested, Nested};
-use crate::translate::json_members::ObjectMembers;
+use memchr::memmem;
 
-/// The longest line read; the rest of a longer one is skipped (its usage with it). A
-/// line is one answer, which its `max_tokens` keeps far smaller (a file of another
-/// kind read at the same address holds no more than this of it at once).
-const MAX_LINE: usize = 4 * 1024 * 1024;
+use super::usage::Usage;
+use super::usage_object::{read_model, read_nested, read_usage, Nested};
+use crate::translate::json_members::{member_value, skip_ws, value_end, ObjectMembers};
+
+/// The most of a line held whole; of a longer one (an embeddings batch's many
+/// vectors) only its last [`KEPT_TAIL`] bytes are kept, where its usage is.
+const MAX_HELD_LINE: usize = 1024 * 1024;
+
+/// How much of the back of a line too long to hold is kept.
+const KEPT_TAIL: usize = 256 * 1024;
+
+/// The longest model name kept apart; a longer one counts as unnamed.
+const MAX_MODEL_NAME: usize = 256;
+
+/// The most models a batch's usage is kept apart for; the lines of any more count
+/// as unnamed.
+const MAX_MODELS: usize = 32;
 
 /// The results read so far.
 #[derive(Debug, Default)]
 pub struct BatchResults {
-    /// The line under way.
+    /// The line under way, while it fits [`MAX_HELD_LINE`].
     line: Vec<u8>,
-    /// The line under way is past [`MAX_LINE`]: skipped to its end.
-    skipping: bool,
+    /// The line under way is past [`MAX_HELD_LINE`]: its first bytes (held before),
+    /// and its last ones.
+    long: Option<LongLine>,
+    /// Whether the answer starts as JSON lines do (`None` until its first byte that
+    /// is not white space): a file of another kind is not read.
+    json: Option<bool>,
     /// The sum of the usage of the lines read.
     usage: Option<Usage>,
     /// The model the first line that names one names.
     model: Option<String>,
-    /// The usage of the lines read, by the model each names: a batch may mix models,
-    /// each at its own price.
+    /// The usage of the lines read, by the model each names (`""`: none): a batch may
+    /// mix models, each at its own price.
     by_model: Vec<(String, Usage)>,
 }
 
-/// The most models a batch's usage is kept apart for; the lines of any more count
-/// as the last one's.
-const MAX_MODELS: usize = 32;
+#[derive(Debug)]
+struct LongLine {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
 
 impl BatchResults {
     /// Reads the next bytes of the results.
     pub fn feed(&mut self, mut bytes: &[u8]) {
+        if self.json.is_none() {
+            let first = skip_ws(bytes, 0);
+            if first == bytes.len() {
+                return;
+            }
+            self.json = Some(bytes[first] == b'{');
+        }
+        if self.json == Some(false) {
+            return;
+        }
         while let Some(end) = memchr::memchr(b'\n', bytes) {
-            if self.line.is_empty() && !self.skipping {
+            if self.line.is_empty() && self.long.is_none() {
                 // A whole line in this piece: read where it lies.
                 self.read_line(&bytes[..end]);
             } else {
                 self.hold(&bytes[..end]);
-                let line = std::mem::take(&mut self.line);
-                if !std::mem::take(&mut self.skipping) {
-                    self.read_line(&line);
-                }
-                self.line = line;
-                self.line.clear();
+                self.line_ended();
             }
             bytes = &bytes[end + 1..];
         }
@@ -56,9 +78,8 @@ impl BatchResults {
 
     /// The results ended: a last line without its line feed counts too.
     pub fn finish(&mut self) {
-        if !self.line.is_empty() && !self.skipping {
-            let line = std::mem::take(&mut self.line);
-            self.read_line(&line);
+        if !self.line.is_empty() || self.long.is_some() {
+            self.line_ended();
         }
     }
 
@@ -72,21 +93,47 @@ impl BatchResults {
         self.model.take()
     }
 
-    /// The usage of the lines read by the model each named, taken.
+    /// The usage of the lines read by the model each named (`""`: none), taken.
     pub fn take_usage_by_model(&mut self) -> Vec<(String, Usage)> {
         std::mem::take(&mut self.by_model)
     }
 
     fn hold(&mut self, bytes: &[u8]) {
-        if self.skipping {
+        if let Some(long) = &mut self.long {
+            if bytes.len() >= KEPT_TAIL {
+                long.tail.clear();
+                long.tail
+                    .extend_from_slice(&bytes[bytes.len() - KEPT_TAIL..]);
+                return;
+            }
+            if long.tail.len() + bytes.len() > 2 * KEPT_TAIL {
+                // What stays and `bytes` make [`KEPT_TAIL`].
+                long.tail.drain(..long.tail.len() + bytes.len() - KEPT_TAIL);
+            }
+            long.tail.extend_from_slice(bytes);
             return;
         }
-        if self.line.len() + bytes.len() > MAX_LINE {
-            self.skipping = true;
-            self.line.clear();
+        if self.line.len() + bytes.len() > MAX_HELD_LINE {
+            self.long = Some(LongLine {
+                head: std::mem::take(&mut self.line),
+                tail: Vec::new(),
+            });
+            self.hold(bytes);
             return;
         }
         self.line.extend_from_slice(bytes);
+    }
+
+    fn line_ended(&mut self) {
+        match self.long.take() {
+            Some(long) => self.read_long_line(&long),
+            None => {
+                let line = std::mem::take(&mut self.line);
+                self.read_line(&line);
+                self.line = line;
+                self.line.clear();
+            }
+        }
     }
 
     fn read_line(&mut self, line: &[u8]) {
@@ -114,25 +161,69 @@ impl BatchResults {
             return;
         }
         if let Some(usage) = found.usage {
-            let usage = usage.normalize();
-            self.usage.get_or_insert_with(Usage::default).add(&usage);
-            let model = found.model.as_deref().unwrap_or_default();
-            match self.by_model.iter_mut().position(|(m, _)| m == model) {
-                Some(i) => self.by_model[i].1.add(&usage),
-                None if self.by_model.len() < MAX_MODELS => {
-                    self.by_model.push((model.to_string(), usage));
-                }
-                None => {
-                    if let Some((_, last)) = self.by_model.last_mut() {
-                        last.add(&usage);
-                    }
-                }
-            }
-        }
-        if self.model.is_none() {
-            self.model = found.model;
+            self.count(usage.normalize(), found.model);
         }
     }
+
+    /// A line too long to hold: its usage from the last `usage` member in its tail,
+    /// its model from the last `model` there (an embeddings answer names it after its
+    /// vectors), else from the first in its head (a message names it before its
+    /// content).
+    fn read_long_line(&mut self, long: &LongLine) {
+        let Some(value) = last_member(&long.tail, b"\"usage\"") else {
+            return;
+        };
+        let mut usage = None;
+        if read_usage(value, &mut usage).is_none() {
+            return;
+        }
+        let Some(usage) = usage else {
+            return;
+        };
+        let model = last_member(&long.tail, b"\"model\"")
+            .or_else(|| first_member(&long.head, b"\"model\""))
+            .and_then(|v| read_model(v).flatten());
+        self.count(usage.normalize(), model);
+    }
+
+    /// Adds a line's `usage`, answered by `model`.
+    fn count(&mut self, usage: Usage, model: Option<String>) {
+        self.usage.get_or_insert_with(Usage::default).add(&usage);
+        let named = model
+            .as_deref()
+            .filter(|m| m.len() <= MAX_MODEL_NAME)
+            .unwrap_or_default();
+        let unnamed = self.by_model.len() >= MAX_MODELS;
+        let bucket = if unnamed { "" } else { named };
+        match self.by_model.iter_mut().find(|(m, _)| m == bucket) {
+            Some((_, total)) => total.add(&usage),
+            None => self.by_model.push((bucket.to_string(), usage)),
+        }
+        if self.model.is_none() {
+            self.model = model.filter(|m| m.len() <= MAX_MODEL_NAME);
+        }
+    }
+}
+
+/// The value of the last member keyed `key` (a quoted name) in `doc`, a cut piece of
+/// JSON: a quote that no backslash escapes, followed by a colon, is a key's.
+fn last_member<'a>(doc: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    memmem::rfind_iter(doc, key).find_map(|at| member_at(doc, at, key))
+}
+
+/// The value of the first member keyed `key` (a quoted name) in `doc`.
+fn first_member<'a>(doc: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    memmem::find_iter(doc, key).find_map(|at| member_at(doc, at, key))
+}
+
+fn member_at<'a>(doc: &'a [u8], at: usize, key: &[u8]) -> Option<&'a [u8]> {
+    let backslashes = doc[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+    if backslashes % 2 == 1 {
+        return None;
+    }
+    let start = member_value(doc, at + key.len())?;
+    let end = value_end(doc, start)?;
+    Some(&doc[start..end])
 }
 
 #[cfg(test)]
@@ -197,18 +288,65 @@ mod tests {
     }
 
     #[test]
-    fn results_without_a_usage_charge_nothing_and_a_line_too_long_is_skipped() {
+    fn results_without_a_usage_charge_nothing() {
         let mut read = BatchResults::default();
         read.feed(b"{\"custom_id\":\"x\",\"result\":{\"type\":\"canceled\"}}\nnot json\n");
         read.finish();
         assert_eq!(read.usage(), None);
-
+        // A file of another kind at the same address is not read at all.
         let mut read = BatchResults::default();
-        read.feed(b"{\"custom_id\":\"long\",\"result\":{\"message\":{\"content\":\"");
-        read.feed(&vec![b'a'; MAX_LINE]);
-        read.feed(b"\",\"usage\":{\"input_tokens\":5,\"output_tokens\":5}}}}\n");
-        read.feed(line("b", 7, 4).as_bytes());
+        read.feed(b"  %PDF-1.7\n{\"result\":{\"message\":{\"usage\":{\"input_tokens\":5}}}}\n");
         read.finish();
-        assert_eq!(read.usage().map(|u| u.input), Some(7));
+        assert_eq!(read.usage(), None);
+    }
+
+    #[test]
+    fn a_line_too_long_to_hold_is_charged_from_its_ends() {
+        // An embeddings batch's answer: megabytes of vectors, its model and usage last.
+        let vectors = "0.0123,".repeat(400_000);
+        let embeddings = format!(
+            r#"{{"id":"batch_req_e","custom_id":"e","response":{{"status_code":200,"body":{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[{vectors}0.5]}}],"model":"text-embedding-3-small","usage":{{"prompt_tokens":900,"total_tokens":900}}}}}},"error":null}}"#
+        );
+        // A long message: its model first, its text escaping what looks like usage.
+        let text = "a \\\"usage\\\":{\\\"input_tokens\\\":999} ".repeat(100_000);
+        let message = format!(
+            r#"{{"custom_id":"m","result":{{"type":"succeeded","message":{{"id":"msg_m","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"{text}"}}],"usage":{{"input_tokens":7,"output_tokens":3}}}}}}}}"#
+        );
+        let long_model = format!(
+            r#"{{"custom_id":"x","result":{{"message":{{"model":"{}","usage":{{"input_tokens":1,"output_tokens":1}}}}}}}}"#,
+            "m".repeat(MAX_MODEL_NAME + 1)
+        );
+        let results = format!(
+            "{embeddings}\n{message}\n{}\n{long_model}\n",
+            line("b", 7, 4)
+        );
+        for split in [4096, 1 << 20, results.len()] {
+            let mut read = BatchResults::default();
+            for piece in results.as_bytes().chunks(split) {
+                read.feed(piece);
+            }
+            read.finish();
+            let usage = read.usage().unwrap();
+            assert_eq!(
+                (usage.input, usage.output),
+                (900 + 7 + 7 + 1, 3 + 4 + 1),
+                "{split}"
+            );
+            let mut by_model = read.take_usage_by_model();
+            by_model.sort_by(|a, b| a.0.cmp(&b.0));
+            let names: Vec<_> = by_model
+                .iter()
+                .map(|(m, u)| (m.as_str(), u.input))
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    ("", 1),
+                    ("claude-sonnet-4-5", 14),
+                    ("text-embedding-3-small", 900)
+                ],
+                "{split}"
+            );
+        }
     }
 }

@@ -75,7 +75,8 @@ impl DeferredAnswer {
     /// file (`[v1/]files/{id}/content`: a file of any other kind reports no usage).
     /// A line per request, each with its usage, read whole or in part.
     pub fn batch_results(endpoint: &str, anthropic: bool) -> Option<Self> {
-        let mut parts = endpoint.trim_end_matches('/').rsplit('/');
+        // Empty segments left out: a provider may read `files//x` as `files/x`.
+        let mut parts = endpoint.rsplit('/').filter(|p| !p.is_empty());
         let key = match (parts.next(), parts.next(), parts.next(), anthropic) {
             (Some("results"), Some(id), Some("batches"), true)
                 if !id.is_empty() && parts.next() == Some("messages") =>
@@ -179,6 +180,7 @@ mod tests {
             ("v1/messages/batches/msgbatch_01/results", false),
             ("files/file-1/content", true),
             ("files//content", false),
+            ("files/content", false),
             ("x/files/file-1/content", false),
         ] {
             assert_eq!(

@@ -412,4 +412,34 @@ mod tests {
         // Left part way once the whole was charged: nothing more.
         assert_eq!(results_read(&store, &results, Some(first_line + 4)), None);
     }
+
+    /// The output charged for a background response answered whole to a read or to
+    /// a call, after what `store` remembers.
+    fn background_response(store: &Arc<dyn LimitStore>, read: bool) -> Option<u64> {
+        use crate::proxy::observe;
+        let mut ctx = RequestContext::new();
+        let mut resp = pingora_http::ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", "application/json")
+            .unwrap();
+        observe::answer_header(&mut ctx, &resp);
+        let body = br#"{"id":"resp_bg","object":"response","background":true,"model":"m","usage":{"input_tokens":3,"output_tokens":5}}"#;
+        observe::answer_bytes(&mut ctx, Some(body), true);
+        observe::settle_usage(&mut ctx, read, |_| observe::RequestEnd::default());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(charge_deferred_once(store, &mut ctx));
+        ctx.obs.usage().map(|u| u.output)
+    }
+
+    #[test]
+    fn a_call_is_charged_what_it_got_whole_even_when_a_read_charged_it_before() {
+        let store: Arc<dyn LimitStore> = Arc::new(crate::limits::MemoryStore::default());
+        assert_eq!(background_response(&store, true), Some(5));
+        assert_eq!(background_response(&store, true), None);
+        // A call's answer is its own, whatever id it carries.
+        assert_eq!(background_response(&store, false), Some(5));
+        assert_eq!(background_response(&store, true), None);
+    }
 }

@@ -1039,7 +1039,12 @@ impl ProxyHttp for AuroraProxy {
             prepared_len,
             ctx.translated,
             &ctx.request_id,
-        )
+        )?;
+        if observe::reads_batch_results(ctx) {
+            upstream_request.remove_header(&http::header::RANGE);
+            upstream_request.remove_header(&http::header::IF_RANGE);
+        }
+        Ok(())
     }
 
     async fn request_body_filter(

@@ -56,7 +56,7 @@ pub struct Observation {
     usage_estimated: bool,
     /// `usage` is that of an answer generated apart from this request (a background
     /// response, a batch): charged only when no request has charged it yet
-    /// ([`first_to_charge`]), a batch's at its price.
+    /// ([`deferred_charged`]), a batch's at its price.
     deferred: Option<DeferredAnswer>,
     /// The request reads an Anthropic message batch's results.
     batch_results: Option<DeferredAnswer>,
@@ -244,6 +244,7 @@ pub fn upstream_answered(ctx: &mut RequestContext, at: Instant) {
 pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     // An earlier attempt's meter never reads this answer.
     ctx.obs.meter = None;
+    ctx.obs.usage_by_model.clear();
     if !resp.status.is_success() {
         return;
     }
@@ -263,7 +264,8 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
 
 /// A `/p/` request to `endpoint` at a provider of the Anthropic format (`anthropic`)
 /// or not: when it is a `GET` of a batch's results (an Anthropic message batch's, an
-/// OpenAI batch's output file), its answer is read as those, for their usage.
+/// OpenAI batch's output file), its answer is read as those, for their usage (and
+/// asked for whole: [`reads_batch_results`]).
 pub fn passthrough_endpoint(
     ctx: &mut RequestContext,
     method: &http::Method,
@@ -273,6 +275,13 @@ pub fn passthrough_endpoint(
     if method == http::Method::GET {
         ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic);
     }
+}
+
+/// The request reads a batch's results: the provider is asked for all of them, not
+/// a range (a range counts only the lines it holds whole, and a client could read
+/// every line cut across two ranges).
+pub fn reads_batch_results(ctx: &RequestContext) -> bool {
+    ctx.obs.batch_results.is_some()
 }
 
 /// The next bytes of the provider's answer, as it sent them. At its end, the model
@@ -389,7 +398,7 @@ pub struct RequestEnd {
 /// be changing what it shares). A read (`GET`, `HEAD`) gets what a call made, and was
 /// charged for, before: its answer is charged only when it reads an answer made apart
 /// from any call (a background response, a batch) whole, and then only if no request
-/// did before ([`first_to_charge`]), or when it streams text it is charged an
+/// did before ([`deferred_charged`]), or when it streams text it is charged an
 /// estimate for (a background response's stream resumed and left). Any other request
 /// is a call, charged what it reported or an estimate. The input of an answer charged
 /// an estimate is counted here, from the request, when the answer did not report it;
@@ -463,9 +472,16 @@ pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
         _ => 1.0,
     };
     if ctx.obs.usage_by_model.len() > 1 {
-        // A batch of several models. One without a price counts nothing, as alone.
+        // A batch of several models. Lines naming none (or past the models kept
+        // apart) are priced as the batch's first model; one without a price counts
+        // nothing, as alone.
         let mut cost = None;
         for (model, usage) in &ctx.obs.usage_by_model {
+            let model = if model.is_empty() {
+                ctx.obs.model().unwrap_or_default()
+            } else {
+                model
+            };
             if let Some(price) = config.models.price(provider, model) {
                 *cost.get_or_insert(0.0) += price.cost(usage);
             }

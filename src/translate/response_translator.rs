@@ -776,6 +776,51 @@ mod tests {
     }
 
     #[test]
+    fn a_batchs_results_url_is_rewritten_in_a_whole_json_answer_only() {
+        let doc = br#"{"id":"b","results_url":"https://api.anthropic.com/v1/messages/batches/b/results"}"#;
+        let rewrite = || {
+            ResultsUrlRewrite::new(
+                "https://api.anthropic.com/v1/".into(),
+                "http://gw/p/anthropic/".into(),
+            )
+            .unwrap()
+        };
+        for (status, rewritten) in [(200, true), (206, false), (204, false), (404, false)] {
+            let mut t = ResponseTranslator::default();
+            t.rewrite_results_urls(rewrite());
+            // Another attempt's answer passing as is keeps the rewrite.
+            t.pass_as_is(false);
+            let mut h = header(status, "application/json");
+            block_on(t.response_header_filter(&mut h, false)).unwrap();
+            assert_eq!(
+                h.headers.get("content-length").is_none(),
+                rewritten,
+                "{status}"
+            );
+            let mut out = Vec::new();
+            for (piece, end) in [(&doc[..20], false), (&doc[20..], true)] {
+                let mut body = Some(Bytes::copy_from_slice(piece));
+                t.response_body_filter(&mut body, end).unwrap();
+                out.extend_from_slice(body.as_deref().unwrap_or_default());
+            }
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(
+                text.contains("http://gw/p/anthropic/messages/batches/b/results"),
+                rewritten,
+                "{status}"
+            );
+            assert_eq!(text.len() == doc.len(), !rewritten, "{status}: {text}");
+        }
+        // The gateway's own error envelope is left alone.
+        let mut t = ResponseTranslator::default();
+        t.rewrite_results_urls(rewrite());
+        t.disable();
+        let mut h = header(200, "application/json");
+        block_on(t.response_header_filter(&mut h, false)).unwrap();
+        assert_eq!(h.headers["content-length"], "10");
+    }
+
+    #[test]
     fn an_asked_usage_chunk_is_kept_from_a_successful_stream_only() {
         let usage = b"data: {\"choices\":[],\"usage\":{\"total_tokens\":3}}\n\n";
         let chunk = b"data: {\"choices\":[{\"index\":0}],\"usage\":null}\n\n";
