@@ -141,3 +141,57 @@ async fn upstream_closes_soon_after_the_client_hangs_up_on_every_v1_path() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_during_its_body_is_logged_as_gone_and_sent_nothing() {
+    let mut provider = silent_provider().await;
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-hangup-test"),
+            ("OPENAI_BASE_URL", provider.base.as_str()),
+        ],
+    );
+    for (case, path) in [
+        ("a /v1 body", "/v1/chat/completions"),
+        (
+            "a /p/ Chat body held for its usage",
+            "/p/openai/chat/completions",
+        ),
+    ] {
+        let mut sock = TcpStream::connect(gw.addr()).await.unwrap();
+        let body = chat("openai/gpt-4o-mini", false, 100);
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {MASTER}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            body.len() + 1000,
+            body
+        );
+        sock.write_all(request.as_bytes()).await.unwrap();
+        // The rest of the body never comes: the client closes its side.
+        sock.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut answer)).await;
+        assert!(
+            answer.is_empty(),
+            "{case}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let log = gw.wait_for_log(&format!("path={path} "), 1).await;
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("path={path} ")))
+            .unwrap();
+        // Nothing was sent (status 0), and the line says the client left, as when
+        // it leaves while the provider works; not a 400 for a body it cut short.
+        assert!(line.contains(" status=0 "), "{case}: {line}");
+        assert!(
+            line.contains(r#"error="client closed the connection""#),
+            "{case}: {line}"
+        );
+    }
+    assert!(
+        provider.received.try_recv().is_err(),
+        "nothing reached the provider"
+    );
+}

@@ -589,7 +589,10 @@ async fn reject(
     ctx: &mut RequestContext,
     err: GatewayError,
 ) -> Result<bool> {
-    respond::send_error(session, &err, ctx.error_format, &ctx.request_id).await?;
+    // A client that is gone gets nothing; its access line says why.
+    if err.code != Some("client_closed") {
+        respond::send_error(session, &err, ctx.error_format, &ctx.request_id).await?;
+    }
     ctx.error = Some(err);
     Ok(true)
 }

@@ -93,7 +93,8 @@ pub fn take_plan(session: &mut Session) -> Option<SubrequestPlan> {
 
 /// Reads the whole request body, refusing more than `limit` bytes, more than `permit`
 /// can cover of the gateway's body budget, and a body that misses `deadline` (408, and
-/// the connection closes: the rest of the body is unread).
+/// the connection closes: the rest of the body is unread). A client that closes or
+/// breaks its connection before the body's end is gone (`client_closed`), not wrong.
 pub async fn read_body_within(
     session: &mut Session,
     limit: u64,
@@ -108,6 +109,15 @@ pub async fn read_body_within(
         let read = tokio::time::timeout_at(deadline.at().into(), session.read_request_body()).await;
         let chunk = match read {
             Ok(Ok(chunk)) => chunk,
+            Ok(Err(e))
+                if matches!(
+                    e.etype(),
+                    ErrorType::ConnectionClosed | ErrorType::ReadError
+                ) =>
+            {
+                session.set_keepalive(None);
+                return Err(GatewayError::client_gone());
+            }
             Ok(Err(e)) if *e.etype() != ErrorType::ReadTimedout => {
                 return Err(GatewayError::invalid_request(format!(
                     "could not read the request body: {e}"
