@@ -195,3 +195,64 @@ async fn a_client_that_leaves_during_its_body_is_logged_as_gone_and_sent_nothing
         "nothing reached the provider"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_cancels_its_stream_closes_the_upstream_connection() {
+    // Over HTTP/2 a client cancels one stream (`RST_STREAM`) and keeps its connection
+    // for others: the gateway waiting on the provider for that stream's whole answer
+    // (a translated call, a `/v1` model call) must notice it all the same.
+    let mut provider = silent_provider().await;
+    let pki = common::tls::TestPki::new();
+    let dir = common::scratch_dir();
+    let (cert, key) = pki.issue_leaf().write(&dir);
+    let tls_port = common::free_port();
+    let yaml = format!(
+        "server:\n  tls:\n    listen: 127.0.0.1:{tls_port}\n    cert_file: {}\n    key_file: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let _gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-hangup-test"),
+            ("OPENAI_BASE_URL", provider.base.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-hangup-test"),
+            ("ANTHROPIC_BASE_URL", provider.base.as_str()),
+        ],
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], tls_port).into())
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{tls_port}/v1/chat/completions");
+    for (case, model) in [
+        ("translated whole", "anthropic/claude-x"),
+        ("same format", "openai/gpt-4o-mini"),
+    ] {
+        let call = client
+            .post(&url)
+            .bearer_auth(MASTER)
+            .header("content-type", "application/json")
+            .body(chat(model, false, 100))
+            .send();
+        let mut call = Box::pin(call);
+        tokio::select! {
+            resp = &mut call => panic!("{case}: answered {resp:?}"),
+            got = provider.received.recv() => assert!(got.is_some(), "{case}"),
+        }
+        // The client gives up on this call (its stream is reset), not on its connection.
+        let cancelled = Instant::now();
+        drop(call);
+        let closed = tokio::time::timeout(Duration::from_secs(5), provider.closed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{case}: the upstream connection stayed open"))
+            .unwrap();
+        assert!(
+            closed.duration_since(cancelled) < Duration::from_secs(5),
+            "{case}"
+        );
+    }
+}

@@ -6,11 +6,14 @@
 //! re-issued as a subrequest, a whole answer translated before it is sent) are not inside that loop,
 //! so they ask the kernel directly: `poll(2)` on the client socket for `POLLRDHUP`
 //! (the peer closed its side) or `POLLHUP`/`POLLERR` (reset). Pipelined bytes alone
-//! (`POLLIN`) are not a hang-up.
+//! (`POLLIN`) are not a hang-up. An HTTP/2 client cancels its own stream
+//! (`RST_STREAM`) on a connection that carries others: where the session is free to
+//! watch ([`hung_up`]), the stream's reset is awaited instead.
 
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use pingora_core::protocols::http::ServerSession;
 use pingora_proxy::Session;
 
 use super::{GatewayError, RequestContext};
@@ -51,6 +54,17 @@ impl ClientSocket {
     }
 }
 
+/// Resolves once the client of `session` has hung up: an HTTP/2 client that reset its
+/// stream or lost its connection, an HTTP/1 client whose socket says so.
+pub async fn hung_up(session: &mut Session, socket: ClientSocket) {
+    if let ServerSession::H2(h2) = &mut *session.downstream_session {
+        // Pending until the stream is reset or the connection fails.
+        let _ = h2.idle().await;
+        return;
+    }
+    socket.hung_up().await
+}
+
 /// Waits out a retry's `wait` unless the client hangs up first: then the request ends
 /// there (no keep-alive, the client noted as gone) and `false` comes back.
 pub(super) async fn wait_for_retry(
@@ -61,7 +75,7 @@ pub(super) async fn wait_for_retry(
 ) -> bool {
     tokio::select! {
         () = tokio::time::sleep(wait) => true,
-        () = client.hung_up() => {
+        () = hung_up(session, client) => {
             session.set_keepalive(None);
             ctx.error = Some(GatewayError::client_gone());
             false

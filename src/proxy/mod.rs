@@ -317,33 +317,51 @@ impl AuroraProxy {
                 open_success: streamed,
             };
             // The same header again, for a retry on a new connection.
-            let again = || {
-                let mut request = whole_exchange_request(
-                    session.req_header(),
-                    &target,
-                    body.len(),
-                    translated,
-                    ctx,
-                )?;
+            let again = |client_request: &RequestHeader, ctx: &mut RequestContext| {
+                let mut request =
+                    whole_exchange_request(client_request, &target, body.len(), translated, ctx)?;
                 telemetry::inject(ctx, &mut request);
                 Ok(request)
             };
+            // An HTTP/2 client's hang-up is watched through its session, which the
+            // retry's header then cannot borrow: that one gets a copy.
+            let h2_request = session
+                .downstream_session
+                .is_http2()
+                .then(|| session.req_header().clone());
             // Boxed: Pingora's connector (TLS handshake included) makes it kilobytes.
-            let exchange = Box::pin(whole_answer::exchange(
-                &self.connector,
-                &call,
-                request,
-                again,
-            ));
-            let answer = tokio::select! {
-                answer = exchange => answer,
-                () = client.hung_up() => {
-                    // Dropping the exchange closes the upstream connection: the provider
-                    // stops working for a client that is gone.
-                    session.set_keepalive(None);
-                    ctx.error = Some(GatewayError::client_gone());
-                    return Ok(true);
+            let answer = match &h2_request {
+                Some(client_request) => {
+                    let exchange = Box::pin(whole_answer::exchange(
+                        &self.connector,
+                        &call,
+                        request,
+                        || again(client_request, ctx),
+                    ));
+                    tokio::select! {
+                        answer = exchange => Some(answer),
+                        () = client_hangup::hung_up(session, client) => None,
+                    }
                 }
+                None => {
+                    let exchange = Box::pin(whole_answer::exchange(
+                        &self.connector,
+                        &call,
+                        request,
+                        || again(session.req_header(), ctx),
+                    ));
+                    tokio::select! {
+                        answer = exchange => Some(answer),
+                        () = client.hung_up() => None,
+                    }
+                }
+            };
+            let Some(answer) = answer else {
+                // Dropping the exchange closed the upstream connection: the provider
+                // stops working for a client that is gone.
+                session.set_keepalive(None);
+                ctx.error = Some(GatewayError::client_gone());
+                return Ok(true);
             };
             let failure = match &answer {
                 Ok(answer) => {

@@ -57,7 +57,7 @@ pub async fn stream_to_client(
     loop {
         let next = tokio::select! {
             next = answer.next() => next,
-            () = client.hung_up() => {
+            () = super::client_hangup::hung_up(session, client) => {
                 // Dropping the answer closes the provider's connection: it stops
                 // working for a client that is gone.
                 session.set_keepalive(None);
