@@ -227,16 +227,29 @@ async fn an_http2_client_that_cancels_its_stream_closes_the_upstream_connection(
         .resolve("localhost", ([127, 0, 0, 1], tls_port).into())
         .build()
         .unwrap();
+    let health = client
+        .get(format!("https://localhost:{tls_port}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.version(),
+        reqwest::Version::HTTP_2,
+        "the calls below share it"
+    );
     let url = format!("https://localhost:{tls_port}/v1/chat/completions");
-    for (case, model) in [
-        ("translated whole", "anthropic/claude-x"),
-        ("same format", "openai/gpt-4o-mini"),
+    // The gateway's own exchange (a translated call, answered whole or streamed), and
+    // Pingora's proxy loop (same format), which watches the stream itself.
+    for (case, model, stream) in [
+        ("translated whole", "anthropic/claude-x", false),
+        ("translated stream", "anthropic/claude-x", true),
+        ("same format", "openai/gpt-4o-mini", false),
     ] {
         let call = client
             .post(&url)
             .bearer_auth(MASTER)
             .header("content-type", "application/json")
-            .body(chat(model, false, 100))
+            .body(chat(model, stream, 100))
             .send();
         let mut call = Box::pin(call);
         tokio::select! {

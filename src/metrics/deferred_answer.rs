@@ -41,8 +41,14 @@ impl DeferredAnswer {
     /// A background response whose `id` member has the JSON text `raw_id`, as its
     /// provider wrote it (every answer of one provider writes an id alike).
     pub fn background_response(raw_id: &[u8]) -> Self {
+        let raw_id = raw_id.trim_ascii();
+        Self::background_response_named(unquoted(raw_id).unwrap_or(raw_id))
+    }
+
+    /// The background response `id` (as a path names it: `responses/{id}`).
+    pub fn background_response_named(id: &[u8]) -> Self {
         Self {
-            key: AnswerKey::of(b"response", raw_id.trim_ascii()),
+            key: AnswerKey::of(b"response", id),
             batch: false,
             whole: true,
         }
@@ -54,10 +60,7 @@ impl DeferredAnswer {
     /// output, known by the file when it has one, so that reading one and then the
     /// other charges it once.
     pub fn batch(raw_id: &[u8], raw_output: Option<&[u8]>) -> Self {
-        let output = raw_output
-            .map(<[u8]>::trim_ascii)
-            .and_then(|o| o.strip_prefix(b"\"")?.strip_suffix(b"\""))
-            .filter(|o| !o.is_empty() && !o.contains(&b'\\'));
+        let output = raw_output.map(<[u8]>::trim_ascii).and_then(unquoted);
         let key = match output {
             Some(file) => AnswerKey::of(b"batch-output", file),
             None => AnswerKey::of(b"batch", raw_id.trim_ascii()),
@@ -124,6 +127,13 @@ impl DeferredAnswer {
     }
 }
 
+/// The text of a JSON string written without escapes (ids are), else `None`.
+fn unquoted(raw: &[u8]) -> Option<&[u8]> {
+    raw.strip_prefix(b"\"")?
+        .strip_suffix(b"\"")
+        .filter(|text| !text.is_empty() && !text.contains(&b'\\'))
+}
+
 /// What a batch's tokens cost against the model's price: OpenAI's and Anthropic's
 /// batches are billed at half.
 pub const BATCH_PRICE_FACTOR: f64 = 0.5;
@@ -155,6 +165,8 @@ mod tests {
         );
         assert_eq!(one.key().hex().len(), 32);
         assert!(!one.key().hex().contains("resp"));
+        // A path names it as its answers do.
+        assert_eq!(one, DeferredAnswer::background_response_named(b"resp_68a1"));
     }
 
     #[test]

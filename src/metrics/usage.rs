@@ -457,6 +457,9 @@ struct Read {
     deferred: Option<DeferredAnswer>,
     /// The answer is a batch still at work: nothing is charged for it yet.
     batch_under_way: bool,
+    /// The background response a read resumes the stream of, as its path names it:
+    /// the stream itself may never name it.
+    resumed: Option<DeferredAnswer>,
     /// A batch's results: their usage by the model each line named.
     by_model: Vec<(String, Usage)>,
     /// A stream's output text.
@@ -495,6 +498,13 @@ impl UsageMeter {
             body,
             read: Read::default(),
         })
+    }
+
+    /// This answer is the stream of the background response `resumed`, read again
+    /// (`GET responses/{id}?stream=true`).
+    pub fn resuming(mut self, resumed: Option<DeferredAnswer>) -> Self {
+        self.read.resumed = resumed;
+        self
     }
 
     /// A meter for the `results` of an Anthropic message batch, a JSON line per
@@ -672,7 +682,11 @@ impl UsageMeter {
             cut_whole: false,
             // A background response's stream resumed by a read and left: charged as
             // a call would be, and not taken for the read that charges it whole.
-            deferred: self.read.deferred.map(DeferredAnswer::in_part),
+            deferred: self
+                .read
+                .deferred
+                .or(self.read.resumed)
+                .map(DeferredAnswer::in_part),
         })
     }
 

@@ -433,6 +433,40 @@ mod tests {
         ctx.obs.usage().map(|u| u.output)
     }
 
+    /// The output charged for a resumed stream of `resp_bg` its client leaves, after
+    /// what `store` remembers.
+    fn resumed_stream_left(store: &Arc<dyn LimitStore>) -> Option<u64> {
+        use crate::proxy::observe;
+        let mut ctx = RequestContext::new();
+        observe::passthrough_endpoint(&mut ctx, &http::Method::GET, "responses/resp_bg", false);
+        let mut resp = pingora_http::ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", "text/event-stream")
+            .unwrap();
+        observe::answer_header(&mut ctx, &resp);
+        let events = b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Bonjour, tout le monde\"}\n\n";
+        observe::answer_bytes(&mut ctx, Some(events), false);
+        observe::answer_unfinished(&mut ctx);
+        observe::settle_usage(&mut ctx, true, |_| observe::RequestEnd::default());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(charge_deferred_once(store, &mut ctx));
+        ctx.obs.usage().map(|u| u.output)
+    }
+
+    #[test]
+    fn a_resumed_stream_left_is_charged_an_estimate_until_its_response_was_charged_whole() {
+        let store: Arc<dyn LimitStore> = Arc::new(crate::limits::MemoryStore::default());
+        assert!(resumed_stream_left(&store).is_some_and(|out| out > 0));
+        assert!(
+            resumed_stream_left(&store).is_some(),
+            "a part is not remembered"
+        );
+        assert_eq!(background_response(&store, true), Some(5));
+        assert_eq!(resumed_stream_left(&store), None);
+    }
+
     #[test]
     fn a_call_is_charged_what_it_got_whole_even_when_a_read_charged_it_before() {
         let store: Arc<dyn LimitStore> = Arc::new(crate::limits::MemoryStore::default());

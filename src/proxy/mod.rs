@@ -207,6 +207,7 @@ impl AuroraProxy {
             match target {
                 Ok(target) => {
                     ctx.upstream = Some(target);
+                    observe::stored_response_read(ctx, id);
                     return Ok(false);
                 }
                 Err(err) => return reject(session, ctx, err).await,
@@ -607,8 +608,11 @@ async fn reject(
     ctx: &mut RequestContext,
     err: GatewayError,
 ) -> Result<bool> {
-    // A client that is gone gets nothing; its access line says why.
-    if err.code != Some("client_closed") {
+    // A client that is gone gets nothing, and its connection is not kept; its access
+    // line says why.
+    if err.code == Some("client_closed") {
+        session.set_keepalive(None);
+    } else {
         respond::send_error(session, &err, ctx.error_format, &ctx.request_id).await?;
     }
     ctx.error = Some(err);

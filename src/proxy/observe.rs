@@ -60,6 +60,9 @@ pub struct Observation {
     deferred: Option<DeferredAnswer>,
     /// The request reads an Anthropic message batch's results.
     batch_results: Option<DeferredAnswer>,
+    /// The request reads a stored response (`GET responses/{id}`), which may be a
+    /// background one's stream resumed.
+    stored_response: Option<DeferredAnswer>,
     /// The request is a read (`GET`, `HEAD`), not a call.
     read: bool,
     /// A batch's results: their usage by the model each line named, each priced at
@@ -258,7 +261,8 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
             UsageMeter::for_batch_results(results.in_part(), encoding)
         }
         Some(results) => UsageMeter::for_batch_results(results, encoding),
-        None => UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding),
+        None => UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding)
+            .map(|meter| meter.resuming(ctx.obs.stored_response)),
     };
 }
 
@@ -274,6 +278,18 @@ pub fn passthrough_endpoint(
 ) {
     if method == http::Method::GET {
         ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic);
+        if let Some(("responses", id)) = endpoint.split_once('/') {
+            stored_response_read(ctx, id);
+        }
+    }
+}
+
+/// The request reads the stored response `id` (through `/p/`, or `/v1/responses/{id}`
+/// at the provider that stored it): a resumed stream of it left part way is charged
+/// as read in part of that response.
+pub fn stored_response_read(ctx: &mut RequestContext, id: &str) {
+    if !id.is_empty() && !id.contains('/') {
+        ctx.obs.stored_response = Some(DeferredAnswer::background_response_named(id.as_bytes()));
     }
 }
 
