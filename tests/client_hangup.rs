@@ -58,6 +58,20 @@ async fn silent_provider() -> SilentProvider {
     }
 }
 
+/// A gateway whose OpenAI and Anthropic providers are `provider`, configured by `yaml`.
+fn gateway_for(provider: &SilentProvider, yaml: &str) -> Gateway {
+    Gateway::start(
+        yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-hangup-test"),
+            ("OPENAI_BASE_URL", provider.base.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-hangup-test"),
+            ("ANTHROPIC_BASE_URL", provider.base.as_str()),
+        ],
+    )
+}
+
 fn request_complete(got: &[u8]) -> bool {
     let text = String::from_utf8_lossy(got).to_ascii_lowercase();
     let Some(end) = text.find("\r\n\r\n") else {
@@ -81,16 +95,7 @@ fn chat(model: &str, stream: bool, padding: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closes_soon_after_the_client_hangs_up_on_every_v1_path() {
     let mut provider = silent_provider().await;
-    let gw = Gateway::start(
-        "",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", "sk-oai-hangup-test"),
-            ("OPENAI_BASE_URL", provider.base.as_str()),
-            ("ANTHROPIC_API_KEY", "sk-ant-hangup-test"),
-            ("ANTHROPIC_BASE_URL", provider.base.as_str()),
-        ],
-    );
+    let gw = gateway_for(&provider, "");
     let cases = [
         (
             "small body, same format",
@@ -145,14 +150,7 @@ async fn upstream_closes_soon_after_the_client_hangs_up_on_every_v1_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_during_its_body_is_logged_as_gone_and_sent_nothing() {
     let mut provider = silent_provider().await;
-    let gw = Gateway::start(
-        "",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", "sk-oai-hangup-test"),
-            ("OPENAI_BASE_URL", provider.base.as_str()),
-        ],
-    );
+    let gw = gateway_for(&provider, "");
     for (case, path) in [
         ("a /v1 body", "/v1/chat/completions"),
         (
@@ -211,16 +209,7 @@ async fn an_http2_client_that_cancels_its_stream_closes_the_upstream_connection(
         cert.display(),
         key.display()
     );
-    let _gw = Gateway::start(
-        &yaml,
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", "sk-oai-hangup-test"),
-            ("OPENAI_BASE_URL", provider.base.as_str()),
-            ("ANTHROPIC_API_KEY", "sk-ant-hangup-test"),
-            ("ANTHROPIC_BASE_URL", provider.base.as_str()),
-        ],
-    );
+    let _gw = gateway_for(&provider, &yaml);
     let client = reqwest::Client::builder()
         .no_proxy()
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())

@@ -236,6 +236,16 @@ mod tests {
         )
     }
 
+    /// `results` read in pieces of `split` bytes, to their end.
+    fn read_in_pieces(results: &str, split: usize) -> BatchResults {
+        let mut read = BatchResults::default();
+        for piece in results.as_bytes().chunks(split) {
+            read.feed(piece);
+        }
+        read.finish();
+        read
+    }
+
     #[test]
     fn the_results_are_charged_the_sum_of_their_lines_however_split() {
         let errored = r#"{"custom_id":"e","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}}}"#;
@@ -246,11 +256,7 @@ mod tests {
             line("c", 1, 1)
         );
         for split in [1, 5, 64, 100_000] {
-            let mut read = BatchResults::default();
-            for piece in results.as_bytes().chunks(split) {
-                read.feed(piece);
-            }
-            read.finish();
+            let mut read = read_in_pieces(&results, split);
             let usage = read.usage().unwrap();
             assert_eq!(
                 (usage.input, usage.output, usage.cache_read),
@@ -321,11 +327,7 @@ mod tests {
             line("b", 7, 4)
         );
         for split in [4096, 1 << 20, results.len()] {
-            let mut read = BatchResults::default();
-            for piece in results.as_bytes().chunks(split) {
-                read.feed(piece);
-            }
-            read.finish();
+            let mut read = read_in_pieces(&results, split);
             let usage = read.usage().unwrap();
             assert_eq!(
                 (usage.input, usage.output),

@@ -356,6 +356,24 @@ mod tests {
         );
     }
 
+    /// The output `ctx`'s answer is charged once settled for a `read` (or a call) and
+    /// checked against what `store` remembers.
+    fn charged_output(
+        store: &Arc<dyn LimitStore>,
+        mut ctx: RequestContext,
+        read: bool,
+    ) -> Option<u64> {
+        crate::proxy::observe::settle_usage(&mut ctx, read, |_| {
+            crate::proxy::observe::RequestEnd::default()
+        });
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(charge_deferred_once(store, &mut ctx));
+        ctx.obs.usage().map(|u| u.output)
+    }
+
     /// The output charged for a read of a batch's `results`, all of them or only as
     /// far as `cut_at`, after what `store` remembers.
     fn results_read(
@@ -382,13 +400,7 @@ mod tests {
                 observe::answer_bytes(&mut ctx, Some(results.as_bytes()), true);
             }
         }
-        observe::settle_usage(&mut ctx, true, |_| observe::RequestEnd::default());
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(charge_deferred_once(store, &mut ctx));
-        ctx.obs.usage().map(|u| u.output)
+        charged_output(store, ctx, true)
     }
 
     #[test]
@@ -424,13 +436,7 @@ mod tests {
         observe::answer_header(&mut ctx, &resp);
         let body = br#"{"id":"resp_bg","object":"response","background":true,"model":"m","usage":{"input_tokens":3,"output_tokens":5}}"#;
         observe::answer_bytes(&mut ctx, Some(body), true);
-        observe::settle_usage(&mut ctx, read, |_| observe::RequestEnd::default());
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(charge_deferred_once(store, &mut ctx));
-        ctx.obs.usage().map(|u| u.output)
+        charged_output(store, ctx, read)
     }
 
     /// The output charged for a resumed stream of `resp_bg` its client leaves, after
@@ -446,13 +452,7 @@ mod tests {
         let events = b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Bonjour, tout le monde\"}\n\n";
         observe::answer_bytes(&mut ctx, Some(events), false);
         observe::answer_unfinished(&mut ctx);
-        observe::settle_usage(&mut ctx, true, |_| observe::RequestEnd::default());
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(charge_deferred_once(store, &mut ctx));
-        ctx.obs.usage().map(|u| u.output)
+        charged_output(store, ctx, true)
     }
 
     #[test]
