@@ -1011,3 +1011,77 @@ async fn batch_results_are_asked_for_whole_and_a_range_is_charged_as_a_part() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_mixing_models_is_reported_under_each_model() {
+    let line = |id: &str, model: &str, input: u64| {
+        format!(
+            r#"{{"custom_id":"{id}","result":{{"type":"succeeded","message":{{"id":"msg_{id}","model":"{model}","usage":{{"input_tokens":{input},"output_tokens":100}}}}}}}}"#
+        )
+    };
+    let results = [
+        line("a", "claude-sonnet-4-5", 600),
+        line("b", "claude-haiku-4-5", 400),
+        line("c", "claude-sonnet-4-5", 50),
+    ]
+    .join("\n");
+    let mock = MockUpstream::start(move |rec| match rec.uri.as_str() {
+        "/v1/messages/batches/msgbatch_m/results" => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "application/binary".into())],
+            body: format!("{results}\n").into(),
+        },
+        _ => provider_like(rec),
+    })
+    .await;
+    let metrics_port = common::free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "server:\n  metrics_listen: {listen}\nmodels:\n  prices:\n    claude-sonnet-4-5: {{input: 3.0, output: 15.0}}\n    claude-haiku-4-5: {{input: 1.0, output: 5.0}}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        sha256_hex(TEAM_KEY)
+    );
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", "sk-ant-limits"),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("AURORA_METRICS_LISTEN", listen.as_str()),
+        ],
+    );
+    let path = "/p/anthropic/v1/messages/batches/msgbatch_m/results";
+    let resp = get(&gw, TEAM_KEY, path).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    gw.wait_for_log(&format!("path={path} "), 1).await;
+    let report: Value = client()
+        .get(format!(
+            "http://{listen}/admin/usage?key=team-a&period=month"
+        ))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (sonnet, haiku) = (
+        &report["models"]["claude-sonnet-4-5"],
+        &report["models"]["claude-haiku-4-5"],
+    );
+    assert_eq!(sonnet["tokens"]["input"], 650, "{report}");
+    assert_eq!(sonnet["tokens"]["output"], 200, "{report}");
+    assert_eq!(haiku["tokens"]["input"], 400, "{report}");
+    assert_eq!(report["total"]["requests"], 1, "one read: {report}");
+    // Each at half its own price.
+    let cost = |v: &Value| v["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost(sonnet) - (650.0 * 3.0 + 200.0 * 15.0) / 2e6).abs() < 1e-9,
+        "{report}"
+    );
+    assert!(
+        (cost(haiku) - (400.0 * 1.0 + 100.0 * 5.0) / 2e6).abs() < 1e-9,
+        "{report}"
+    );
+}

@@ -137,7 +137,8 @@ impl UpstreamErrorKind {
 }
 
 /// The model names configuration knows: alias names and the models they point at,
-/// every provider's `models:` list and the keys of `models.limits`.
+/// every provider's `models:` list, the keys of `models.limits` and the models
+/// `models.prices` prices (a `provider/model` key names its model too).
 #[derive(Debug, Default)]
 pub struct KnownModels {
     names: LookupSet<Arc<str>>,
@@ -158,6 +159,12 @@ impl KnownModels {
             names.extend(provider.model_traits.keys().map(|m| Arc::from(m.as_str())));
         }
         names.extend(config.models.limits.keys().map(|m| Arc::from(m.as_str())));
+        for priced in config.models.prices.keys() {
+            names.insert(Arc::from(priced.as_str()));
+            if let Some((_, model)) = priced.split_once('/') {
+                names.insert(Arc::from(model));
+            }
+        }
         Self { names }
     }
 

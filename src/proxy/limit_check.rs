@@ -236,22 +236,36 @@ pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
     if let Some(usage) = &usage {
         charge(store, ctx, usage, cost, now);
     }
-    if let Some(key) = key {
-        let usage = usage.unwrap_or_default();
-        let record = UsageRecord {
-            requests: 1,
+    let Some(key) = key else {
+        return;
+    };
+    let record =
+        |usage: &crate::metrics::usage::Usage, cost: Option<f64>, requests: u64| UsageRecord {
+            requests,
             input: usage.input,
             output: usage.output,
             cache_read: usage.cache_read,
             cache_write: usage.cache_write,
             reasoning: usage.reasoning,
             cost_micros: usd_micros(cost.unwrap_or(0.0)),
-            estimated: u64::from(ctx.obs.usage_estimated()),
+            estimated: requests * u64::from(ctx.obs.usage_estimated()),
         };
+    let mut parts = super::observe::batch_models(ctx).peekable();
+    let recorded = if parts.peek().is_some() {
+        // A batch of several models: each model's lines under its own, the request
+        // counted once.
+        parts.enumerate().try_for_each(|(i, (label, usage, cost))| {
+            let model = label.as_deref().unwrap_or("-");
+            let part = record(usage, cost, u64::from(i == 0));
+            store.record_usage(key, model, now / 86_400, &part)
+        })
+    } else {
+        let whole = record(&usage.unwrap_or_default(), cost, 1);
         let model = ctx.obs.model_label().unwrap_or("-");
-        if let Err(e) = store.record_usage(key, model, now / 86_400, &record) {
-            log::warn!("{e}; this request is missing from the usage report");
-        }
+        store.record_usage(key, model, now / 86_400, &whole)
+    };
+    if let Err(e) = recorded {
+        log::warn!("{e}; this request is missing from the usage report");
     }
 }
 

@@ -488,24 +488,42 @@ pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
         _ => 1.0,
     };
     if ctx.obs.usage_by_model.len() > 1 {
-        // A batch of several models. Lines naming none (or past the models kept
-        // apart) are priced as the batch's first model; one without a price counts
-        // nothing, as alone.
-        let mut cost = None;
-        for (model, usage) in &ctx.obs.usage_by_model {
-            let model = if model.is_empty() {
-                ctx.obs.model().unwrap_or_default()
-            } else {
-                model
-            };
-            if let Some(price) = config.models.price(provider, model) {
-                *cost.get_or_insert(0.0) += price.cost(usage);
-            }
-        }
-        return cost.map(|c| c * factor);
+        // One without a price counts nothing, as alone.
+        return batch_models(ctx)
+            .filter_map(|(_, _, cost)| cost)
+            .reduce(|a, b| a + b);
     }
     let price = config.models.price(provider, ctx.obs.model()?)?;
     Some(price.cost(&usage) * factor)
+}
+
+/// The models of a batch of several (none for any other answer): each model's `model`
+/// label, the usage of its lines, and their cost when it has a price (halved, as
+/// batches are billed). Lines naming none (or past the models kept apart) count as
+/// the batch's first model's.
+pub fn batch_models(
+    ctx: &RequestContext,
+) -> impl Iterator<Item = (Option<Arc<str>>, &Usage, Option<f64>)> {
+    let parts = match (ctx.obs.usage, ctx.obs.usage_by_model.len()) {
+        (Some(_), 2..) => &ctx.obs.usage_by_model[..],
+        _ => &[],
+    };
+    let first = ctx.obs.model().unwrap_or_default();
+    parts.iter().map(move |(model, usage)| {
+        let model = if model.is_empty() {
+            first
+        } else {
+            model.as_str()
+        };
+        let cost = ctx
+            .config
+            .as_ref()
+            .zip(ctx.provider_name())
+            .and_then(|(config, provider)| config.models.price(provider, model))
+            .map(|price| price.cost(usage) * BATCH_PRICE_FACTOR);
+        let label = ctx.obs.handles.as_ref().map(|h| h.model_label(model));
+        (label, usage, cost)
+    })
 }
 
 /// An exchange with the provider failed with `e`.
