@@ -1084,4 +1084,12 @@ async fn a_batch_mixing_models_is_reported_under_each_model() {
         (cost(haiku) - (400.0 * 1.0 + 100.0 * 5.0) / 2e6).abs() < 1e-9,
         "{report}"
     );
+    // The token metrics likewise.
+    let scrape = common::scrape(&listen).await;
+    for (model, input) in [("claude-haiku-4-5", 400), ("claude-sonnet-4-5", 650)] {
+        let series = format!(
+            r#"aurora_tokens_total{{key="team-a",kind="input",model="{model}",provider="anthropic"}} {input}"#
+        );
+        assert!(scrape.contains(&series), "{series}\n{scrape}");
+    }
 }

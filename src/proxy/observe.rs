@@ -572,7 +572,20 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
             ctx.obs.model_label.as_deref().unwrap_or(NONE),
         );
         let key = key_label(ctx.caller.as_ref(), ctx.caller_key_label().is_some());
-        h.tokens_used(provider, model, key, &usage, cost_usd(ctx));
+        let mut batch = batch_models(ctx).peekable();
+        if batch.peek().is_none() {
+            h.tokens_used(provider, model, key, &usage, cost_usd(ctx));
+        }
+        // A batch of several models: each model's tokens under its own label.
+        for (label, usage, cost) in batch {
+            h.tokens_used(
+                provider,
+                label.as_deref().unwrap_or(model),
+                key,
+                usage,
+                cost,
+            );
+        }
         if ctx.obs.usage_estimated() {
             h.usage_estimated(provider, model, key);
         }
