@@ -481,19 +481,20 @@ pub fn already_charged(ctx: &mut RequestContext) {
 /// at half, each of its models' tokens at that model's price.
 pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
     let usage = ctx.obs.usage()?;
-    let config = ctx.config.as_ref()?;
-    let provider = ctx.provider_name()?;
-    let factor = match ctx.obs.deferred {
-        Some(d) if d.is_batch() => BATCH_PRICE_FACTOR,
-        _ => 1.0,
-    };
     if ctx.obs.usage_by_model.len() > 1 {
         // One without a price counts nothing, as alone.
         return batch_models(ctx)
             .filter_map(|(_, _, cost)| cost)
             .reduce(|a, b| a + b);
     }
-    let price = config.models.price(provider, ctx.obs.model()?)?;
+    let config = ctx.config.as_ref()?;
+    let price = config
+        .models
+        .price(ctx.provider_name()?, ctx.obs.model()?)?;
+    let factor = match ctx.obs.deferred {
+        Some(d) if d.is_batch() => BATCH_PRICE_FACTOR,
+        _ => 1.0,
+    };
     Some(price.cost(&usage) * factor)
 }
 
