@@ -856,6 +856,23 @@ fn batch_output_file() -> Reply {
     }
 }
 
+/// One line of an Anthropic message batch's results: request `id` answered by
+/// `model` with `input` tokens in and 100 out.
+fn result_line(id: &str, model: &str, input: u64) -> String {
+    format!(
+        r#"{{"custom_id":"{id}","result":{{"type":"succeeded","message":{{"id":"msg_{id}","type":"message","role":"assistant","model":"{model}","content":[{{"type":"text","text":"Bonjour"}}],"stop_reason":"end_turn","usage":{{"input_tokens":{input},"output_tokens":100}}}}}}}}"#
+    )
+}
+
+/// A batch's `results`, whole, as Anthropic serves them.
+fn results_reply(results: &str) -> Reply {
+    Reply::Full {
+        status: 200,
+        headers: vec![("content-type".into(), "application/binary".into())],
+        body: format!("{results}\n").into(),
+    }
+}
+
 /// The access lines of `path`, in order.
 fn lines_of(gw: &Gateway, path: &str) -> Vec<String> {
     let needle = format!("path={path} ");
@@ -871,9 +888,9 @@ async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_e
     use std::sync::atomic::{AtomicUsize, Ordering};
     let polls = AtomicUsize::new(0);
     let results = [
-        r#"{"custom_id":"a","result":{"type":"succeeded","message":{"id":"msg_a","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Bonjour"}],"stop_reason":"end_turn","usage":{"input_tokens":600,"output_tokens":100}}}}"#,
-        r#"{"custom_id":"b","result":{"type":"errored","error":{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}}}"#,
-        r#"{"custom_id":"c","result":{"type":"succeeded","message":{"id":"msg_c","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"Hola"}],"stop_reason":"end_turn","usage":{"input_tokens":400,"output_tokens":100}}}}"#,
+        result_line("a", "claude-sonnet-4-5", 600),
+        r#"{"custom_id":"b","result":{"type":"errored","error":{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}}}"#.to_string(),
+        result_line("c", "claude-haiku-4-5", 400),
     ]
     .join("\n");
     let mock = MockUpstream::start(move |rec| match rec.uri.as_str() {
@@ -884,11 +901,7 @@ async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_e
         "/v1/batches/batch_abc" => batch_object("batch_abc", "completed", "file-out"),
         "/v1/batches/batch_two" => batch_object("batch_two", "completed", "file-two"),
         "/v1/files/file-out/content" | "/v1/files/file-two/content" => batch_output_file(),
-        "/v1/messages/batches/msgbatch_1/results" => Reply::Full {
-            status: 200,
-            headers: vec![("content-type".into(), "application/binary".into())],
-            body: format!("{results}\n").into(),
-        },
+        "/v1/messages/batches/msgbatch_1/results" => results_reply(&results),
         _ => provider_like(rec),
     })
     .await;
@@ -962,7 +975,7 @@ async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_results_are_asked_for_whole_and_a_range_is_charged_as_a_part() {
-    let line = r#"{"custom_id":"a","result":{"type":"succeeded","message":{"id":"msg_a","model":"claude-sonnet-4-5","usage":{"input_tokens":600,"output_tokens":100}}}}"#;
+    let line = result_line("a", "claude-sonnet-4-5", 600);
     let range = format!("{line}\n{}", &line[..40]);
     let mock = MockUpstream::start(move |rec| match rec.uri.as_str() {
         // A provider that answers a range whatever it was asked.
@@ -1014,23 +1027,14 @@ async fn batch_results_are_asked_for_whole_and_a_range_is_charged_as_a_part() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_mixing_models_is_reported_under_each_model() {
-    let line = |id: &str, model: &str, input: u64| {
-        format!(
-            r#"{{"custom_id":"{id}","result":{{"type":"succeeded","message":{{"id":"msg_{id}","model":"{model}","usage":{{"input_tokens":{input},"output_tokens":100}}}}}}}}"#
-        )
-    };
     let results = [
-        line("a", "claude-sonnet-4-5", 600),
-        line("b", "claude-haiku-4-5", 400),
-        line("c", "claude-sonnet-4-5", 50),
+        result_line("a", "claude-sonnet-4-5", 600),
+        result_line("b", "claude-haiku-4-5", 400),
+        result_line("c", "claude-sonnet-4-5", 50),
     ]
     .join("\n");
     let mock = MockUpstream::start(move |rec| match rec.uri.as_str() {
-        "/v1/messages/batches/msgbatch_m/results" => Reply::Full {
-            status: 200,
-            headers: vec![("content-type".into(), "application/binary".into())],
-            body: format!("{results}\n").into(),
-        },
+        "/v1/messages/batches/msgbatch_m/results" => results_reply(&results),
         _ => provider_like(rec),
     })
     .await;
