@@ -502,9 +502,8 @@ impl UsageMeter {
 
     /// This answer is the stream of the background response `resumed`, read again
     /// (`GET responses/{id}?stream=true`).
-    pub fn resuming(mut self, resumed: Option<DeferredAnswer>) -> Self {
-        self.read.resumed = resumed;
-        self
+    pub fn resumes(&mut self, resumed: DeferredAnswer) {
+        self.read.resumed = Some(resumed);
     }
 
     /// A meter for the `results` of an Anthropic message batch, a JSON line per

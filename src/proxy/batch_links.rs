@@ -10,13 +10,13 @@ use crate::translate::results_url::ResultsUrlRewrite;
 /// The rewrite of the `results_url`s in the answer to a `/p/` request for `endpoint`
 /// (after any `v1/` alias) to `provider`, when that answer describes message batches
 /// (`messages/batches`, one batch, its cancel): `None` for any other, or when the
-/// client's address cannot be told (no `Host`). `downstream_tls`: the client spoke
-/// TLS to the gateway.
+/// client's address cannot be told (no `Host`). `downstream_tls`: whether the client
+/// spoke TLS to the gateway, asked only of a request the rewrite applies to.
 pub fn results_url_rewrite(
     provider: &Provider,
     endpoint: &str,
     req: &RequestHeader,
-    downstream_tls: bool,
+    downstream_tls: impl FnOnce() -> bool,
 ) -> Option<ResultsUrlRewrite> {
     // A `HEAD` has no body to rewrite, and its `Content-Length` must stay.
     if provider.format != WireFormat::Anthropic
@@ -54,7 +54,7 @@ pub fn results_url_rewrite(
         let (_, p, name) = (parts.next(), parts.next()?, parts.next()?);
         format!("/{p}/{name}/")
     };
-    let to = format!("{}://{host}{prefix}", client_scheme(req, downstream_tls));
+    let to = format!("{}://{host}{prefix}", client_scheme(req, downstream_tls()));
     ResultsUrlRewrite::new(from, to)
 }
 
@@ -129,7 +129,7 @@ mod tests {
         tls: bool,
     ) -> Option<String> {
         let provider = Provider::unconfigured(crate::providers::ProviderKind::Anthropic);
-        let rewrite = results_url_rewrite(&provider, endpoint, &request(path, headers), tls)?;
+        let rewrite = results_url_rewrite(&provider, endpoint, &request(path, headers), || tls)?;
         let mut rewrite = rewrite;
         let doc = r#"{"results_url":"https://api.anthropic.com/v1/messages/batches/b/results"}"#;
         let out = rewrite.pass(Some(bytes::Bytes::from_static(doc.as_bytes())), true);
@@ -197,6 +197,6 @@ mod tests {
         let provider = Provider::unconfigured(crate::providers::ProviderKind::Anthropic);
         let mut head = request("/p/anthropic/messages/batches", &host);
         head.set_method(http::Method::HEAD);
-        assert!(results_url_rewrite(&provider, "messages/batches", &head, false).is_none());
+        assert!(results_url_rewrite(&provider, "messages/batches", &head, || false).is_none());
     }
 }

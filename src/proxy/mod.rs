@@ -869,13 +869,11 @@ impl ProxyHttp for AuroraProxy {
                             &pt.endpoint,
                             target.provider.format == crate::providers::WireFormat::Anthropic,
                         );
-                        let downstream_tls =
-                            session.digest().is_some_and(|d| d.ssl_digest.is_some());
                         if let Some(rewrite) = batch_links::results_url_rewrite(
                             &target.provider,
                             &pt.endpoint,
                             session.req_header(),
-                            downstream_tls,
+                            || session.digest().is_some_and(|d| d.ssl_digest.is_some()),
                         ) {
                             if let Some(module) = session
                                 .downstream_modules_ctx
@@ -1296,7 +1294,9 @@ impl ProxyHttp for AuroraProxy {
             },
         });
         if !ctx.body.is_subrequest() {
-            limit_check::charge_deferred_once(&self.limits, ctx).await;
+            if observe::deferred_charged(ctx).is_some() {
+                limit_check::charge_deferred_once(&self.limits, ctx).await;
+            }
             limit_check::settle(&self.limits, ctx);
         }
         // Counted before its line is written, so a line in the log means the metrics

@@ -261,9 +261,12 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
             UsageMeter::for_batch_results(results.in_part(), encoding)
         }
         Some(results) => UsageMeter::for_batch_results(results, encoding),
-        None => UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding)
-            .map(|meter| meter.resuming(ctx.obs.stored_response)),
+        None => UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding),
     };
+    // Set in place: a meter is too large to move for what most answers never have.
+    if let (Some(meter), Some(resumed)) = (ctx.obs.meter.as_mut(), ctx.obs.stored_response) {
+        meter.resumes(resumed);
+    }
 }
 
 /// A `/p/` request to `endpoint` at a provider of the Anthropic format (`anthropic`)
