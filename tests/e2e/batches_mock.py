@@ -74,3 +74,61 @@ def refusal(headers: dict) -> tuple[int, dict] | None:
     if not headers.get("x-api-key", "").startswith("sk-ant-"):
         return 401, _error("authentication_error", "invalid x-api-key")
     return None
+
+
+OPENAI_BATCHES_PATH = "/v1/batches"
+FILES_PATH = "/v1/files"
+
+# An OpenAI batch that has ended, and its output file: two answers of the recorded
+# completion, the batch's object reporting their usage summed, as OpenAI's does.
+OPENAI_BATCH_ID = "batch_e2e"
+OPENAI_OUTPUT_FILE = "file-e2e-out"
+
+
+def openai_output_lines(completion: dict) -> bytes:
+    lines = []
+    for n in (1, 2):
+        line = {
+            "id": f"batch_req_{n}",
+            "custom_id": f"request-{n}",
+            "response": {"status_code": 200, "request_id": f"req_{n}", "body": completion},
+            "error": None,
+        }
+        lines.append(json.dumps(line))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def openai_batch(batch_id: str, completion: dict) -> dict | None:
+    if batch_id != OPENAI_BATCH_ID:
+        return None
+    usage = completion["usage"]
+    return {
+        "id": OPENAI_BATCH_ID,
+        "object": "batch",
+        "endpoint": "/v1/chat/completions",
+        "model": completion["model"],
+        "errors": None,
+        "input_file_id": "file-e2e-in",
+        "completion_window": "24h",
+        "status": "completed",
+        "output_file_id": OPENAI_OUTPUT_FILE,
+        "error_file_id": None,
+        "created_at": 1796169600,
+        "in_progress_at": 1796169601,
+        "expires_at": 1796256000,
+        "finalizing_at": 1796169700,
+        "completed_at": 1796169710,
+        "failed_at": None,
+        "expired_at": None,
+        "cancelling_at": None,
+        "cancelled_at": None,
+        "request_counts": {"total": 2, "completed": 2, "failed": 0},
+        "usage": {
+            "input_tokens": 2 * usage["prompt_tokens"],
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 2 * usage["completion_tokens"],
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 2 * usage["total_tokens"],
+        },
+        "metadata": None,
+    }

@@ -32,7 +32,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent_script import anthropic_turn, openai_turn, responses_turn
-from batches_mock import BATCHES_PATH, BatchesApi, refusal
+from batches_mock import (
+    BATCHES_PATH,
+    FILES_PATH,
+    OPENAI_BATCHES_PATH,
+    OPENAI_OUTPUT_FILE,
+    BatchesApi,
+    openai_batch,
+    openai_output_lines,
+    refusal,
+)
 from responses_mock import ResponsesApi, call_output, stream_events, text_output
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -634,6 +643,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._stored_response(path[len(RESPONSES_PATH) + 1 :])
         if path == BATCHES_PATH or path.startswith(BATCHES_PATH + "/"):
             return self._anthropic_batches(path, headers, body)
+        if self.command == "GET" and path.startswith(OPENAI_BATCHES_PATH + "/"):
+            batch = openai_batch(path[len(OPENAI_BATCHES_PATH) + 1 :], json.loads(fixture_bytes("openai/chat_completion.json")))
+            if batch is None:
+                return self._send_json(404, {"error": {"message": "No such batch", "type": "invalid_request_error"}})
+            return self._send_json(200, batch)
+        if (self.command, path) == ("GET", f"{FILES_PATH}/{OPENAI_OUTPUT_FILE}/content"):
+            lines = openai_output_lines(json.loads(fixture_bytes("openai/chat_completion.json")))
+            return self._send(200, "application/octet-stream", lines)
         handlers = {
             MESSAGES_PATH: self._anthropic_messages,
             COUNT_TOKENS_PATH: self._anthropic_count_tokens,

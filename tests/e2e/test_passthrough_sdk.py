@@ -290,6 +290,26 @@ def test_anthropic_batch_results_are_read_through_the_gateway(gateway):
     assert "tokens_output=" not in _access_line(gateway, "e2e-batch-again")
 
 
+def test_openai_batch_is_charged_once_by_its_object_or_its_output_file(gateway):
+    # An ended batch reports its usage in its object; its output file holds the same
+    # answers. Whichever the SDK reads first is charged, at half price, and no read
+    # after it.
+    client = openai_client(gateway, gateway.master_key)
+    batch = client.batches.retrieve("batch_e2e", extra_headers={"x-request-id": "e2e-batch-object"})
+    assert batch.status == "completed" and batch.output_file_id
+    output = client.files.content(batch.output_file_id, extra_headers={"x-request-id": "e2e-batch-output"})
+    lines = [json.loads(line) for line in output.text.splitlines()]
+    again = client.batches.retrieve("batch_e2e", extra_headers={"x-request-id": "e2e-batch-again"})
+
+    assert [line["response"]["status_code"] for line in lines] == [200, 200]
+    assert again.usage.total_tokens == batch.usage.total_tokens
+    first = _access_line(gateway, "e2e-batch-object")
+    assert f"tokens_output={batch.usage.output_tokens} " in first, first
+    for later in ("e2e-batch-output", "e2e-batch-again"):
+        line = _access_line(gateway, later)
+        assert "tokens_output=" not in line, line
+
+
 # --- Logs --------------------------------------------------------------------------
 
 
