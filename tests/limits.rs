@@ -709,15 +709,7 @@ async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401, "the report is for the master key");
-    let report: Value = client()
-        .get(&url)
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = common::get_json(&url, MASTER).await;
     let model = &report["models"]["gpt-4o-mini"];
     assert_eq!(model["requests"], 2, "{report}");
     // The recorded completion reports 17 input and 4 output tokens.
@@ -925,36 +917,29 @@ async fn a_batch_is_charged_once_at_half_price_by_the_first_read_that_finds_it_e
     }
     // OpenAI's batch: the poll at work and the reads after the first that found it
     // ended are charged nothing; that one is charged its tokens at half price.
-    let polls = lines_of(&gw, "/p/openai/batches/batch_abc");
     let charged = |line: &String| line.contains("tokens_input=");
-    assert_eq!(
-        polls.iter().map(charged).collect::<Vec<_>>(),
-        [false, true, false, false],
-        "{polls:?}"
-    );
-    assert!(
-        polls[1].contains("tokens_input=1000 tokens_output=200 "),
-        "{}",
-        polls[1]
-    );
-    assert!(polls[1].contains("cost_usd=0.000700"), "{}", polls[1]);
+    // The reads of `path` charged, as `expected` says, each charged one its 1,000
+    // input and 200 output tokens at half price.
+    let assert_charged = |path: &str, expected: &[bool]| {
+        let lines = lines_of(&gw, path);
+        assert_eq!(
+            lines.iter().map(charged).collect::<Vec<_>>(),
+            expected,
+            "{lines:?}"
+        );
+        for line in lines.iter().filter(|l| charged(l)) {
+            assert!(
+                line.contains("tokens_input=1000 tokens_output=200 "),
+                "{line}"
+            );
+            assert!(line.contains("cost_usd=0.000700"), "{line}");
+        }
+    };
+    assert_charged("/p/openai/batches/batch_abc", &[false, true, false, false]);
     // An OpenAI batch's output file is the same output as its object, whichever is
     // read first.
-    assert!(!charged(
-        &lines_of(&gw, "/p/openai/files/file-out/content")[0]
-    ));
-    let output = lines_of(&gw, "/p/openai/files/file-two/content");
-    assert_eq!(
-        output.iter().map(charged).collect::<Vec<_>>(),
-        [true, false],
-        "{output:?}"
-    );
-    assert!(
-        output[0].contains("tokens_input=1000 tokens_output=200 "),
-        "{}",
-        output[0]
-    );
-    assert!(output[0].contains("cost_usd=0.000700"), "{}", output[0]);
+    assert_charged("/p/openai/files/file-out/content", &[false]);
+    assert_charged("/p/openai/files/file-two/content", &[true, false]);
     assert!(!charged(&lines_of(&gw, "/p/openai/batches/batch_two")[0]));
     // Anthropic's results: the sum of their lines, once, at half price.
     let reads = lines_of(&gw, "/p/anthropic/v1/messages/batches/msgbatch_1/results");
@@ -1059,17 +1044,8 @@ async fn a_batch_mixing_models_is_reported_under_each_model() {
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
     gw.wait_for_log(&format!("path={path} "), 1).await;
-    let report: Value = client()
-        .get(format!(
-            "http://{listen}/admin/usage?key=team-a&period=month"
-        ))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("http://{listen}/admin/usage?key=team-a&period=month");
+    let report = common::get_json(&url, MASTER).await;
     let (sonnet, haiku) = (
         &report["models"]["claude-sonnet-4-5"],
         &report["models"]["claude-haiku-4-5"],

@@ -886,13 +886,7 @@ async fn a_message_batchs_results_url_points_at_the_gateway() {
     let batch: serde_json::Value = batch.json().await.unwrap();
     assert_eq!(batch["results_url"], expected.as_str());
     assert_eq!(batch["request_counts"]["succeeded"], 1);
-    let page: serde_json::Value = authed(c.get(gw.url("/p/anthropic/v1/messages/batches?limit=2")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = common::get_json(&gw.url("/p/anthropic/v1/messages/batches?limit=2"), MASTER).await;
     assert_eq!(page["data"][0]["results_url"], expected.as_str());
     assert!(page["data"][1]["results_url"].is_null());
     // The rewritten address serves the results, with the provider's key.

@@ -271,17 +271,8 @@ async fn a_stream_that_reports_no_usage_is_counted_as_estimated() {
         "{scrape}"
     );
     // The usage report tells the estimated requests apart too.
-    let report: serde_json::Value = client()
-        .get(format!(
-            "http://127.0.0.1:{metrics_port}/admin/usage?key=master&period=day"
-        ))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("http://127.0.0.1:{metrics_port}/admin/usage?key=master&period=day");
+    let report = common::get_json(&url, MASTER).await;
     assert_eq!(report["total"]["requests"], 1, "{report}");
     assert_eq!(report["total"]["requests_estimated"], 1, "{report}");
     assert_eq!(report["total"]["tokens"]["output"], 4, "{report}");

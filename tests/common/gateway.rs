@@ -320,6 +320,19 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The JSON a `GET` of `url` answers, asked with `key` as the bearer.
+pub async fn get_json(url: &str, key: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A response read off a raw socket.
 #[derive(Debug)]
 pub struct RawResponse {

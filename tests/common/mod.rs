@@ -9,7 +9,9 @@ pub mod redis;
 pub mod sse;
 pub mod tls;
 
-pub use gateway::{aurora_command, client, free_port, raw_request, run_cli, scratch_dir, Gateway};
+pub use gateway::{
+    aurora_command, client, free_port, get_json, raw_request, run_cli, scratch_dir, Gateway,
+};
 pub use load::Load;
 pub use mock::{CannedProvider, MockUpstream, Recorded, Reply};
 
