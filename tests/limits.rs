@@ -540,6 +540,164 @@ async fn a_whole_answer_cut_by_anything_but_the_client_is_not_estimated() {
     assert_eq!(again.status(), 200, "nothing was charged");
 }
 
+/// An embeddings call whose body the gateway passes unread: 77 bytes, 20 tokens by
+/// its size.
+const EMBED: &str =
+    r#"{"model":"text-embedding-3-small","input":["what the client wants embedded"]}"#;
+
+/// Sends `body` to `path` as the team key and gives up after `patience`, before the
+/// answer (or the rest of it) came.
+async fn call_and_leave(gw: &Gateway, path: &str, body: &str, patience: Duration) {
+    let sent = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .timeout(patience)
+        .build()
+        .unwrap()
+        .post(gw.url(path))
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => assert!(resp.bytes().await.is_err(), "{path}: the answer came"),
+        Err(e) => assert!(e.is_timeout(), "{path}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_client_leaves_before_its_answer_is_charged_its_input() {
+    // The provider works for 3 s and bills the input whatever the client does; a
+    // client leaving after 500 ms must not have had the call for nothing. Estimated
+    // as for a whole answer cut short: from the body the gateway read (`/v1`), else
+    // by the body's size.
+    let mock = MockUpstream::start(|rec| {
+        Reply::Delayed(Duration::from_secs(3), Box::new(provider_like(rec)))
+    })
+    .await;
+    // Past Pingora's 64 KiB replay buffer, a `/v1` body goes through a subrequest.
+    let inputs = vec![format!("\"{}\"", "w".repeat(1000)); 100].join(",");
+    let large = format!(r#"{{"model":"openai/text-embedding-3-small","input":[{inputs}]}}"#);
+    for (path, body, input) in [
+        ("/p/openai/embeddings", EMBED, Some(20)),
+        ("/v1/chat/completions", CHAT, None),
+        ("/v1/embeddings", large.as_str(), None),
+    ] {
+        let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
+        call_and_leave(&gw, path, body, Duration::from_millis(500)).await;
+        let line = gw.wait_for_log(&format!("path={path} "), 1).await;
+        let line = line
+            .lines()
+            .find(|l| l.contains(&format!("path={path} ")))
+            .unwrap();
+        assert!(line.contains(" status=0 "), "{line}");
+        assert!(line.contains(" tokens_estimated=true"), "{line}");
+        assert!(line.contains(" tokens_output=0 "), "{line}");
+        match input {
+            Some(n) => assert!(line.contains(&format!(" tokens_input={n} ")), "{line}"),
+            None => assert!(!line.contains(" tokens_input=0 "), "{line}"),
+        }
+        assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_left_while_its_answer_is_only_white_space_is_charged_its_input() {
+    // Some providers send the header at once and white space while the model works.
+    let mock = MockUpstream::start(|_| Reply::Held {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        chunks: vec![bytes::Bytes::from_static(b"\n \n")],
+    })
+    .await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
+    call_and_leave(
+        &gw,
+        "/p/openai/embeddings",
+        EMBED,
+        Duration::from_millis(500),
+    )
+    .await;
+    let line = gw.wait_for_log("path=/p/openai/embeddings", 1).await;
+    assert!(line.contains(" tokens_input=20 "), "{line}");
+    assert!(line.contains(" tokens_estimated=true"), "{line}");
+    assert_budget_spent(post(&gw, TEAM_KEY, "/p/openai/embeddings", EMBED).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_left_before_its_first_event_is_charged_the_input_the_gateway_read() {
+    // The stream's header came, and nothing after it. As for any stream left, the
+    // input counts from a body the gateway read (a `/p/` Chat body is, to ask for its
+    // usage), never by its size (one of images would count as thousands of tokens).
+    let mock = MockUpstream::start(|_| Reply::held_sse(vec![])).await;
+    let chat = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"what the client wants answered at length"}]}"#;
+    let responses = r#"{"model":"gpt-4o-mini","stream":true,"input":"what the client wants answered at length"}"#;
+    for (path, body, charged) in [
+        ("/p/openai/chat/completions", chat, true),
+        ("/p/openai/responses", responses, false),
+    ] {
+        let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
+        call_and_leave(&gw, path, body, Duration::from_millis(500)).await;
+        let line = gw.wait_for_log(&format!("path={path} "), 1).await;
+        assert_eq!(line.contains(" tokens_estimated=true"), charged, "{line}");
+        let again = post(&gw, TEAM_KEY, path, body).await;
+        if charged {
+            assert_budget_spent(again).await;
+        } else {
+            assert_eq!(again.status(), 200, "{path}: nothing was charged");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_left_after_a_failure_or_part_way_through_its_body_is_not_charged() {
+    // A failure bills nothing, and neither does a body the provider got only part of.
+    let mock = MockUpstream::start(|rec| match rec.uri.as_str() {
+        "/v1/embeddings" => Reply::Held {
+            status: 400,
+            headers: vec![("content-type".into(), "application/json".into())],
+            chunks: vec![bytes::Bytes::from_static(br#"{"error":"#)],
+        },
+        _ => Reply::json(200, r#"{"object":"list","data":[]}"#),
+    })
+    .await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
+    call_and_leave(
+        &gw,
+        "/p/openai/embeddings",
+        EMBED,
+        Duration::from_millis(500),
+    )
+    .await;
+    let line = gw.wait_for_log("path=/p/openai/embeddings", 1).await;
+    assert!(!line.contains("tokens_"), "{line}");
+
+    let mut sock = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let request = format!(
+        "POST /p/openai/moderations HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {TEAM_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{EMBED}",
+        EMBED.len() + 1000,
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut sock, request.as_bytes())
+        .await
+        .unwrap();
+    // The provider gets the header and the body so far; the rest never comes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(sock);
+    let log = gw.wait_for_log("path=/p/openai/moderations", 1).await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("path=/p/openai/moderations "))
+        .unwrap();
+    assert!(
+        !line.contains(" overhead_ms=- "),
+        "it went upstream: {line}"
+    );
+    assert!(!line.contains("tokens_"), "{line}");
+    let again = post(&gw, TEAM_KEY, "/p/openai/moderations", EMBED).await;
+    assert_eq!(again.status(), 200, "nothing was charged");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_the_client_leaves_is_charged_what_it_reported_by_then() {
     // The client stops reading after `message_start` (a chat UI's stop button).

@@ -173,7 +173,7 @@ impl Metrics {
         let usage_estimates = IntCounterVec::new(
             Opts::new(
                 "usage_estimates_total",
-                "Answers charged an estimate of their tokens (a stream whose usage never came, a whole answer its client left), by provider, model and gateway key",
+                "Answers charged an estimate of their tokens (a stream whose usage never came, a whole answer its client left, a call its client left before any answer), by provider, model and gateway key",
             ),
             &["provider", "model", "key"],
         )?;

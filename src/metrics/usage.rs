@@ -411,6 +411,14 @@ impl Charge {
         }
     }
 
+    /// A call its client left before any of the answer passed (before its header,
+    /// or while the provider worked): the provider bills its input all the same, so
+    /// the input is due, counted as for a whole answer cut short, and the charge
+    /// stands only when the client left.
+    pub fn left_unanswered() -> Self {
+        Self::cut_whole(0)
+    }
+
     /// Usage a provider reported, whole.
     pub fn reported(usage: Usage) -> Self {
         Self {
@@ -594,6 +602,11 @@ impl UsageMeter {
             });
         }
         self.passed().then(|| Charge::cut_whole(0))
+    }
+
+    /// Whether the answer is a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream
     }
 
     /// Whether some of a whole answer passed: more than the white space some servers

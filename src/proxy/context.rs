@@ -90,6 +90,8 @@ pub struct RequestContext {
     pub upstream_status: Option<u16>,
     /// Request body bytes seen so far.
     pub request_body_bytes: u64,
+    /// The client's body passed to its end (not cut off by the client leaving).
+    pub request_body_ended: bool,
     /// How the body reaches the provider: the client's as it streams, or a `/v1`
     /// body the gateway read and prepared (replayed here, or carried by a subrequest).
     pub body: super::model_call_body::ModelCallBody,
@@ -143,6 +145,7 @@ impl RequestContext {
             error: None,
             upstream_status: None,
             request_body_bytes: 0,
+            request_body_ended: false,
             body: Default::default(),
             body_permit: None,
             corked: None,

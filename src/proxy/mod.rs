@@ -366,9 +366,9 @@ impl AuroraProxy {
             };
             let failure = match &answer {
                 Ok(answer) => {
-                    observe::upstream_answered(ctx, answer.header_at);
-                    telemetry::attempt_answered(ctx, answer.header.status.as_u16());
                     let status = answer.header.status.as_u16();
+                    observe::upstream_answered(ctx, answer.header_at, status);
+                    telemetry::attempt_answered(ctx, status);
                     if status < 400 {
                         attempts::after_answer(ctx, status, &self.health);
                         None
@@ -1074,9 +1074,10 @@ impl ProxyHttp for AuroraProxy {
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        ctx.request_body_ended |= end_of_stream;
         if ctx.body.carry(body) == ChunkSource::Prepared {
             // The prepared body was checked against the limit as the client sent it.
             return Ok(());
@@ -1121,7 +1122,7 @@ impl ProxyHttp for AuroraProxy {
             return Ok(());
         }
         let answered = Instant::now();
-        observe::upstream_answered(ctx, answered);
+        observe::upstream_answered(ctx, answered, upstream_response.status.as_u16());
         telemetry::attempt_answered(ctx, upstream_response.status.as_u16());
         if ctx.plan.is_some() {
             let status = upstream_response.status.as_u16();
@@ -1287,7 +1288,8 @@ impl ProxyHttp for AuroraProxy {
                     .error
                     .as_ref()
                     .is_some_and(|err| err.code == Some("client_closed")),
-            json_bytes: if request_is_json(req) {
+            // A body the client left part way was of no use to the provider either.
+            json_bytes: if ctx.request_body_ended && request_is_json(req) {
                 ctx.request_body_bytes
             } else {
                 0

@@ -3,7 +3,7 @@
 //! answered. The hooks call these; the figures are plain subtractions of instants.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ pub struct Observation {
     attempt_sent: Option<Duration>,
     /// From the latest attempt's request header to the provider's response header.
     first_byte: Option<Duration>,
+    /// Where the latest attempt's answer stands.
+    answer: AnswerState,
     /// The gateway's own work on the answer: response filters and translation.
     response_work: Duration,
     /// A subrequest does the exchange: its timings come back through here.
@@ -128,6 +130,46 @@ impl Observation {
         self.first_byte
             .or_else(|| self.shared.as_ref().and_then(|s| load(&s.first_byte_ns)))
     }
+
+    /// Where the latest attempt's answer stands: this request's, or its subrequest's.
+    fn latest_answer(&self) -> AnswerState {
+        match (self.answer, &self.shared) {
+            (AnswerState::Unsent, Some(shared)) => {
+                AnswerState::of(shared.answer.load(Ordering::Relaxed))
+            }
+            (state, _) => state,
+        }
+    }
+}
+
+/// Where the latest attempt's answer stands: what a call its client leaves before any
+/// of the answer passed is charged ([`settle_usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(u8)]
+enum AnswerState {
+    /// No provider got the request.
+    #[default]
+    Unsent = 0,
+    /// The provider got the request and has not answered yet.
+    Awaited = 1,
+    /// The provider answered with a failure, which bills nothing.
+    Refused = 2,
+    /// The provider answered with success, not a stream.
+    Whole = 3,
+    /// The provider answered with success, a stream.
+    Streamed = 4,
+}
+
+impl AnswerState {
+    fn of(code: u8) -> Self {
+        match code {
+            1 => Self::Awaited,
+            2 => Self::Refused,
+            3 => Self::Whole,
+            4 => Self::Streamed,
+            _ => Self::Unsent,
+        }
+    }
 }
 
 /// Timings a subrequest leaves for the main request's access line (nanoseconds + 1;
@@ -143,6 +185,8 @@ pub struct SharedTimings {
     /// The model the answer named, for a request whose body the gateway did not route
     /// on (a `/p/` call): what its cost is priced by.
     model: Mutex<Option<String>>,
+    /// Where the subrequest's latest attempt's answer stands ([`AnswerState`]).
+    answer: AtomicU8,
 }
 
 fn store(cell: &AtomicU64, d: Duration) {
@@ -202,6 +246,7 @@ pub fn model_routed(ctx: &mut RequestContext, model: String) {
 pub fn upstream_request_ready(ctx: &mut RequestContext) {
     let now = ctx.started.elapsed();
     ctx.obs.attempt_sent = Some(now);
+    answer_now(ctx, AnswerState::Awaited);
     if ctx.obs.upstream_sent.is_some() {
         return;
     }
@@ -223,8 +268,24 @@ pub fn response_work(ctx: &mut RequestContext, work: Duration) {
     }
 }
 
-/// The provider's response header arrived (not an informational one) at `at`.
-pub fn upstream_answered(ctx: &mut RequestContext, at: Instant) {
+/// Where the latest attempt's answer stands now, for the main request too when this
+/// is its subrequest.
+fn answer_now(ctx: &mut RequestContext, state: AnswerState) {
+    ctx.obs.answer = state;
+    if let Some(shared) = &ctx.obs.shared {
+        shared.answer.store(state as u8, Ordering::Relaxed);
+    }
+}
+
+/// The provider's response header arrived (not an informational one) at `at`, with
+/// `status`.
+pub fn upstream_answered(ctx: &mut RequestContext, at: Instant, status: u16) {
+    let state = if (200..300).contains(&status) {
+        AnswerState::Whole
+    } else {
+        AnswerState::Refused
+    };
+    answer_now(ctx, state);
     let Some(sent) = ctx.obs.attempt_sent else {
         return;
     };
@@ -264,8 +325,13 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
         None => UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding),
     };
     // Set in place: a meter is too large to move for what most answers never have.
-    if let (Some(meter), Some(resumed)) = (ctx.obs.meter.as_mut(), ctx.obs.stored_response) {
-        meter.resumes(resumed);
+    if let Some(meter) = ctx.obs.meter.as_mut() {
+        if let Some(resumed) = ctx.obs.stored_response {
+            meter.resumes(resumed);
+        }
+        if meter.is_stream() {
+            answer_now(ctx, AnswerState::Streamed);
+        }
     }
 }
 
@@ -408,7 +474,8 @@ fn share(ctx: &RequestContext, charge: Option<Charge>) {
 pub struct RequestEnd {
     /// The client left before the answer's end.
     pub client_left: bool,
-    /// The size of the request's JSON body (zero for any other body).
+    /// The size of the request's JSON body (zero for any other body, and for one the
+    /// client did not send whole).
     pub json_bytes: u64,
 }
 
@@ -421,8 +488,11 @@ pub struct RequestEnd {
 /// estimate for (a background response's stream resumed and left). Any other request
 /// is a call, charged what it reported or an estimate. The input of an answer charged
 /// an estimate is counted here, from the request, when the answer did not report it;
-/// the estimate of a whole answer cut short stands only when the client left. `end`
-/// says how the request ended; it is asked only for an estimate that needs it.
+/// the estimate of a whole answer cut short stands only when the client left. So does
+/// that of a call the client left before any of its answer passed, which the provider
+/// bills all the same: its input (counted by its size only when it was not answered
+/// as a stream, as for a stream cut short). `end` says how the request ended; it is
+/// asked only for an estimate that needs it.
 pub fn settle_usage(
     ctx: &mut RequestContext,
     read: bool,
@@ -434,8 +504,16 @@ pub fn settle_usage(
             .as_ref()
             .and_then(|s| s.charge.lock().ok().and_then(|c| *c))
     });
-    let Some(charge) = charge else {
-        return;
+    let answer = ctx.obs.latest_answer();
+    let charge = match charge {
+        Some(charge) => charge,
+        None if read => return,
+        None => match answer {
+            AnswerState::Awaited | AnswerState::Whole | AnswerState::Streamed => {
+                Charge::left_unanswered()
+            }
+            AnswerState::Unsent | AnswerState::Refused => return,
+        },
     };
     let streamed_estimate = charge.estimated && !charge.is_cut_whole();
     if read && charge.deferred.is_none() && !streamed_estimate {
@@ -447,7 +525,9 @@ pub fn settle_usage(
         if !end.client_left {
             return;
         }
-        json_bytes = end.json_bytes;
+        if answer != AnswerState::Streamed {
+            json_bytes = end.json_bytes;
+        }
     }
     let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), json_bytes);
     if charge.estimated && charge.usage == Usage::default() {
@@ -680,6 +760,70 @@ mod tests {
         settle_usage(&mut ctx, true, |_| RequestEnd::default());
         assert!(ctx.obs.usage().is_some_and(|u| u.output > 0));
         assert!(ctx.obs.usage_estimated());
+    }
+
+    #[test]
+    fn a_call_left_before_any_of_its_answer_passed_is_charged_its_input() {
+        let left = RequestEnd {
+            client_left: true,
+            json_bytes: 400,
+        };
+        let settled = |ctx: &mut RequestContext, read: bool, end: RequestEnd| {
+            settle_usage(ctx, read, |_| end);
+            ctx.obs.usage().map(|u| (u.input, u.output))
+        };
+        let stream = {
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            resp.insert_header("content-type", "text/event-stream")
+                .unwrap();
+            resp
+        };
+
+        let mut unsent = RequestContext::new();
+        assert_eq!(settled(&mut unsent, false, left), None);
+
+        // Awaited: by the body's size, and only when the client left.
+        let mut awaited = RequestContext::new();
+        upstream_request_ready(&mut awaited);
+        assert_eq!(settled(&mut awaited, true, left), None, "a read");
+        assert_eq!(
+            settled(&mut awaited, false, RequestEnd::default()),
+            None,
+            "the client stayed"
+        );
+        assert_eq!(settled(&mut awaited, false, left), Some((100, 0)));
+        assert!(awaited.obs.usage_estimated());
+
+        // A failure bills nothing; the attempt after it does.
+        let mut refused = RequestContext::new();
+        upstream_request_ready(&mut refused);
+        upstream_answered(&mut refused, Instant::now(), 503);
+        assert_eq!(settled(&mut refused, false, left), None);
+        upstream_request_ready(&mut refused);
+        assert_eq!(settled(&mut refused, false, left), Some((100, 0)));
+
+        // A stream counts the input of a body read, never its size.
+        let mut streamed = RequestContext::new();
+        upstream_request_ready(&mut streamed);
+        upstream_answered(&mut streamed, Instant::now(), 200);
+        answer_header(&mut streamed, &stream);
+        answer_unfinished(&mut streamed);
+        assert_eq!(settled(&mut streamed, false, left), None);
+        request_body(
+            &mut streamed,
+            &Bytes::from_static(b"{\"input\":\"a question\"}"),
+        );
+        let charged = settled(&mut streamed, false, left);
+        assert!(charged.is_some_and(|(input, output)| input > 0 && output == 0));
+
+        // A subrequest's attempt counts for the main request it serves.
+        let mut main = RequestContext::new();
+        let shared = delegate(&mut main);
+        let mut sub = RequestContext::new();
+        sub.body = ModelCallBody::subrequest(Default::default());
+        subrequest_began(&mut sub, shared);
+        upstream_request_ready(&mut sub);
+        assert_eq!(settled(&mut main, false, left), Some((100, 0)));
     }
 
     #[test]
