@@ -174,7 +174,7 @@ async fn body_over_the_limit_is_413_declared_or_chunked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstream_is_502() {
-    let port = common::free_port();
+    let port = common::closed_port();
     let gw = openai_at(&format!("http://127.0.0.1:{port}/v1"), &[]);
     let resp = get_models(&gw).await;
     let msg = assert_envelope(resp, 502, "provider_error").await;

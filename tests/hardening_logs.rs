@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, fixture, free_port, raw_request, Gateway, MockUpstream, Recorded, Reply};
+use common::{client, closed_port, fixture, raw_request, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 
 const MASTER: &str = "gw-master-SECRET-logs-test-012345678";
@@ -67,7 +67,7 @@ providers:
 ",
         managed = sha256_hex(MANAGED),
         base = mock.url("/v1"),
-        dead = free_port(),
+        dead = closed_port(),
     );
     Gateway::start(
         &yaml,

@@ -545,33 +545,49 @@ async fn a_whole_answer_cut_by_anything_but_the_client_is_not_estimated() {
 const EMBED: &str =
     r#"{"model":"text-embedding-3-small","input":["what the client wants embedded"]}"#;
 
-/// Sends `body` to `path` as the team key and gives up after `patience`, before the
-/// answer (or the rest of it) came.
-async fn call_and_leave(gw: &Gateway, path: &str, body: &str, patience: Duration) {
-    let sent = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .timeout(patience)
-        .build()
-        .unwrap()
-        .post(gw.url(path))
+/// Sends `body` to `path` as the team key, and leaves as soon as the provider has the
+/// call, before any answer.
+async fn leave_before_the_answer(gw: &Gateway, mock: &MockUpstream, path: &str, body: &str) {
+    let before = mock.requests().len();
+    let call = tokio::spawn(post_owned(gw.url(path), body.to_string()));
+    wait_for_requests(mock, before + 1).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled(), "{path}: answered");
+}
+
+/// Sends `body` to `path` as the team key, and leaves once the answer's header came.
+async fn leave_after_the_header(gw: &Gateway, path: &str, body: &str) -> u16 {
+    let resp = post(gw, TEAM_KEY, path, body).await;
+    resp.status().as_u16()
+}
+
+async fn post_owned(url: String, body: String) -> reqwest::Response {
+    client()
+        .post(url)
         .bearer_auth(TEAM_KEY)
         .header("content-type", "application/json")
-        .body(body.to_string())
+        .body(body)
         .send()
-        .await;
-    match sent {
-        Ok(resp) => assert!(resp.bytes().await.is_err(), "{path}: the answer came"),
-        Err(e) => assert!(e.is_timeout(), "{path}: {e}"),
-    }
+        .await
+        .unwrap()
+}
+
+/// The access line of the request to `path`, once it is written.
+async fn access_line(gw: &Gateway, path: &str) -> String {
+    let needle = format!("path={path} ");
+    let log = gw.wait_for_log(&needle, 1).await;
+    log.lines()
+        .find(|l| l.contains(&needle))
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_the_client_leaves_before_its_answer_is_charged_its_input() {
     // The provider works for 3 s and bills the input whatever the client does; a
-    // client leaving after 500 ms must not have had the call for nothing. Estimated
-    // as for a whole answer cut short: from the body the gateway read (`/v1`), else
-    // by the body's size.
+    // client leaving once the provider has the call must not have had it for nothing.
+    // Estimated as for a whole answer cut short: from the body the gateway read
+    // (`/v1`), else by the body's size.
     let mock = MockUpstream::start(|rec| {
         Reply::Delayed(Duration::from_secs(3), Box::new(provider_like(rec)))
     })
@@ -585,12 +601,8 @@ async fn a_call_the_client_leaves_before_its_answer_is_charged_its_input() {
         ("/v1/embeddings", large.as_str(), None),
     ] {
         let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
-        call_and_leave(&gw, path, body, Duration::from_millis(500)).await;
-        let line = gw.wait_for_log(&format!("path={path} "), 1).await;
-        let line = line
-            .lines()
-            .find(|l| l.contains(&format!("path={path} ")))
-            .unwrap();
+        leave_before_the_answer(&gw, &mock, path, body).await;
+        let line = access_line(&gw, path).await;
         assert!(line.contains(" status=0 "), "{line}");
         assert!(line.contains(" tokens_estimated=true"), "{line}");
         assert!(line.contains(" tokens_output=0 "), "{line}");
@@ -612,14 +624,11 @@ async fn a_call_left_while_its_answer_is_only_white_space_is_charged_its_input()
     })
     .await;
     let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
-    call_and_leave(
-        &gw,
-        "/p/openai/embeddings",
-        EMBED,
-        Duration::from_millis(500),
-    )
-    .await;
-    let line = gw.wait_for_log("path=/p/openai/embeddings", 1).await;
+    assert_eq!(
+        leave_after_the_header(&gw, "/p/openai/embeddings", EMBED).await,
+        200
+    );
+    let line = access_line(&gw, "/p/openai/embeddings").await;
     assert!(line.contains(" tokens_input=20 "), "{line}");
     assert!(line.contains(" tokens_estimated=true"), "{line}");
     assert_budget_spent(post(&gw, TEAM_KEY, "/p/openai/embeddings", EMBED).await).await;
@@ -638,8 +647,8 @@ async fn a_stream_left_before_its_first_event_is_charged_the_input_the_gateway_r
         ("/p/openai/responses", responses, false),
     ] {
         let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
-        call_and_leave(&gw, path, body, Duration::from_millis(500)).await;
-        let line = gw.wait_for_log(&format!("path={path} "), 1).await;
+        assert_eq!(leave_after_the_header(&gw, path, body).await, 200);
+        let line = access_line(&gw, path).await;
         assert_eq!(line.contains(" tokens_estimated=true"), charged, "{line}");
         let again = post(&gw, TEAM_KEY, path, body).await;
         if charged {
@@ -651,31 +660,57 @@ async fn a_stream_left_before_its_first_event_is_charged_the_input_the_gateway_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_left_after_a_failure_or_part_way_through_its_body_is_not_charged() {
-    // A failure bills nothing, and neither does a body the provider got only part of.
+async fn a_call_left_that_no_provider_worked_on_is_not_charged() {
+    // Nothing is billed for a failure, a body the provider got only part of, a call
+    // that asks no model (counting tokens), or an attempt that never reached a
+    // provider (the client leaving while the gateway waits to try again).
     let mock = MockUpstream::start(|rec| match rec.uri.as_str() {
         "/v1/embeddings" => Reply::Held {
             status: 400,
             headers: vec![("content-type".into(), "application/json".into())],
             chunks: vec![bytes::Bytes::from_static(br#"{"error":"#)],
         },
+        "/v1/messages/count_tokens" => Reply::Delayed(
+            Duration::from_secs(3),
+            Box::new(Reply::json(200, r#"{"input_tokens":12}"#)),
+        ),
         _ => Reply::json(200, r#"{"object":"list","data":[]}"#),
     })
     .await;
-    let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
-    call_and_leave(
-        &gw,
-        "/p/openai/embeddings",
-        EMBED,
-        Duration::from_millis(500),
-    )
-    .await;
-    let line = gw.wait_for_log("path=/p/openai/embeddings", 1).await;
-    assert!(!line.contains("tokens_"), "{line}");
+    let closed = format!("http://127.0.0.1:{}/v1", common::closed_port());
+    let extra = format!(
+        "retry:\n  attempts: 2\n  backoff: 5s\nproviders:\n  gone:\n    type: anthropic\n    api_key: sk-ant-gone\n    base_url: {closed}\n    models: [claude-gone-1]\n"
+    );
+    let gw = gateway(&mock, &extra, "{budget: {tokens: 1, period: month}}");
+    assert_eq!(
+        leave_after_the_header(&gw, "/p/openai/embeddings", EMBED).await,
+        400
+    );
+    let line = access_line(&gw, "/p/openai/embeddings").await;
+    assert!(!line.contains("tokens_"), "a failure: {line}");
+
+    let count =
+        r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"count these"}]}"#;
+    leave_before_the_answer(&gw, &mock, "/p/anthropic/v1/messages/count_tokens", count).await;
+    let line = access_line(&gw, "/p/anthropic/v1/messages/count_tokens").await;
+    assert!(!line.contains("tokens_"), "counting tokens: {line}");
+
+    // Translated to Anthropic, the call is answered whole; the provider refuses the
+    // connection, and the client leaves while the gateway waits to try again.
+    let gone = r#"{"model":"gone/claude-gone-1","messages":[{"role":"user","content":"hi"}]}"#;
+    let call = tokio::spawn(post_owned(gw.url("/v1/chat/completions"), gone.to_string()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    call.abort();
+    let line = access_line(&gw, "/v1/chat/completions").await;
+    assert!(line.contains(" status=0 "), "{line}");
+    assert!(
+        !line.contains("tokens_"),
+        "never reached a provider: {line}"
+    );
 
     let mut sock = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
     let request = format!(
-        "POST /p/openai/moderations HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {TEAM_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{EMBED}",
+        "POST /p/openai/embeddings?part HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {TEAM_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{EMBED}",
         EMBED.len() + 1000,
     );
     tokio::io::AsyncWriteExt::write_all(&mut sock, request.as_bytes())
@@ -684,16 +719,17 @@ async fn a_call_left_after_a_failure_or_part_way_through_its_body_is_not_charged
     // The provider gets the header and the body so far; the rest never comes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(sock);
-    let log = gw.wait_for_log("path=/p/openai/moderations", 1).await;
+    let log = gw.wait_for_log("path=/p/openai/embeddings", 2).await;
     let line = log
         .lines()
-        .find(|l| l.contains("path=/p/openai/moderations "))
+        .filter(|l| l.contains("path=/p/openai/embeddings "))
+        .nth(1)
         .unwrap();
     assert!(
         !line.contains(" overhead_ms=- "),
         "it went upstream: {line}"
     );
-    assert!(!line.contains("tokens_"), "{line}");
+    assert!(!line.contains("tokens_"), "a body cut short: {line}");
     let again = post(&gw, TEAM_KEY, "/p/openai/moderations", EMBED).await;
     assert_eq!(again.status(), 200, "nothing was charged");
 }
@@ -834,11 +870,9 @@ async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_with
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
     let mock = MockUpstream::start(provider_like).await;
-    let metrics_port = common::free_port();
-    let listen = format!("127.0.0.1:{metrics_port}");
     let base = mock.url("/v1");
     let yaml = format!(
-        "server:\n  metrics_listen: {listen}\nmodels:\n  limits:\n    gpt-4o-mini: {{max_output_tokens: 1000}}\n  prices:\n    gpt-4o-mini: {{input: 1.0, output: 2.0}}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        "models:\n  limits:\n    gpt-4o-mini: {{max_output_tokens: 1000}}\n  prices:\n    gpt-4o-mini: {{input: 1.0, output: 2.0}}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
         sha256_hex(TEAM_KEY)
     );
     let env = [
@@ -846,9 +880,10 @@ async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
         ("OPENAI_API_KEY", "sk-oai-limits"),
         ("OPENAI_BASE_URL", base.as_str()),
         // The harness turns the listener off unless told where it goes.
-        ("AURORA_METRICS_LISTEN", listen.as_str()),
+        ("AURORA_METRICS_LISTEN", common::PICKED_METRICS_PORT),
     ];
     let gw = Gateway::start(&yaml, &env);
+    let listen = gw.metrics_listen();
     for _ in 0..2 {
         assert_eq!(
             post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT)
@@ -890,7 +925,10 @@ async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
                 "--config",
                 config.to_str().unwrap(),
             ],
-            &[("AURORA_MASTER_KEY", MASTER)],
+            &[
+                ("AURORA_MASTER_KEY", MASTER),
+                ("AURORA_METRICS_LISTEN", listen.as_str()),
+            ],
         )
     })
     .await
@@ -1181,11 +1219,9 @@ async fn a_batch_mixing_models_is_reported_under_each_model() {
         _ => provider_like(rec),
     })
     .await;
-    let metrics_port = common::free_port();
-    let listen = format!("127.0.0.1:{metrics_port}");
     let base = mock.url("/v1");
     let yaml = format!(
-        "server:\n  metrics_listen: {listen}\nmodels:\n  prices:\n    claude-sonnet-4-5: {{input: 3.0, output: 15.0}}\n    claude-haiku-4-5: {{input: 1.0, output: 5.0}}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        "models:\n  prices:\n    claude-sonnet-4-5: {{input: 3.0, output: 15.0}}\n    claude-haiku-4-5: {{input: 1.0, output: 5.0}}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
         sha256_hex(TEAM_KEY)
     );
     let gw = Gateway::start(
@@ -1194,9 +1230,10 @@ async fn a_batch_mixing_models_is_reported_under_each_model() {
             ("AURORA_MASTER_KEY", MASTER),
             ("ANTHROPIC_API_KEY", "sk-ant-limits"),
             ("ANTHROPIC_BASE_URL", base.as_str()),
-            ("AURORA_METRICS_LISTEN", listen.as_str()),
+            ("AURORA_METRICS_LISTEN", common::PICKED_METRICS_PORT),
         ],
     );
+    let listen = gw.metrics_listen();
     let path = "/p/anthropic/v1/messages/batches/msgbatch_m/results";
     let resp = get(&gw, TEAM_KEY, path).await;
     assert_eq!(resp.status(), 200);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::{client, fixture, free_port, sha256_hex, Gateway, MockUpstream, Recorded, Reply};
+use common::{client, fixture, sha256_hex, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::Value;
 
 const MASTER: &str = "gw-master-limits-redis-0123456789abcdef";
@@ -183,8 +183,6 @@ async fn a_token_budget_charged_at_one_replica_refuses_at_the_other() {
 async fn without_redis_allow_serves_and_counts_deny_refuses_and_both_recover() {
     let mut redis = RedisServer::start();
     let mock = MockUpstream::start(provider_like).await;
-    let metrics_port = free_port();
-    let metrics_listen = format!("127.0.0.1:{metrics_port}");
     let base = mock.url("/v1");
     let start = |on_error: &str, metrics: &str| {
         let yaml = format!(
@@ -202,7 +200,8 @@ async fn without_redis_allow_serves_and_counts_deny_refuses_and_both_recover() {
             ],
         )
     };
-    let allow = start("allow", &metrics_listen);
+    let allow = start("allow", common::PICKED_METRICS_PORT);
+    let metrics_listen = allow.metrics_listen();
     let deny = start("deny", "");
     // Both connected while Redis was up.
     assert_eq!(chat(&allow).await.status(), 200);

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_METRICS_PORT};
 
 const MASTER: &str = "gw-master-metrics-test-012345678";
 const OAI_KEY: &str = "sk-oai-provider-metrics-test";
@@ -30,16 +30,15 @@ fn provider_like(rec: &Recorded) -> Reply {
 
 /// A gateway with its metrics listener on a port of its own; OpenAI and Anthropic on
 /// `mock`, one alias and one listed model.
-fn gateway(mock: &MockUpstream, metrics_port: u16, extra: &[(&str, &str)]) -> Gateway {
+fn gateway(mock: &MockUpstream, extra: &[(&str, &str)]) -> Gateway {
     let base = mock.url("/v1");
     let yaml = "models:\n  aliases:\n    fast: openai/gpt-4o-mini\nproviders:\n  anthropic:\n    models: [claude-sonnet-4-5]\n  openai: {}\n";
-    let listen = format!("127.0.0.1:{metrics_port}");
     let mut env = vec![
         ("AURORA_MASTER_KEY", MASTER),
         ("ANTHROPIC_API_KEY", ANT_KEY),
         ("ANTHROPIC_BASE_URL", base.as_str()),
         ("OPENAI_BASE_URL", base.as_str()),
-        ("AURORA_METRICS_LISTEN", listen.as_str()),
+        ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
     ];
     if !extra.iter().any(|(k, _)| *k == "OPENAI_API_KEY") {
         env.push(("OPENAI_API_KEY", OAI_KEY));
@@ -108,8 +107,8 @@ fn value(text: &str, prefix: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_scrape_after_scripted_traffic_shows_exactly_the_requests_sent() {
     let mock = MockUpstream::start(provider_like).await;
-    let port = free_port();
-    let gw = gateway(&mock, port, &[]);
+    let gw = gateway(&mock, &[]);
+    let port = gw.metrics_port();
     let c = client();
     for _ in 0..2 {
         let resp = c
@@ -215,8 +214,8 @@ async fn one_scrape_after_scripted_traffic_shows_exactly_the_requests_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_listener_needs_no_key_and_the_main_listener_needs_one() {
     let mock = MockUpstream::start(provider_like).await;
-    let port = free_port();
-    let gw = gateway(&mock, port, &[]);
+    let gw = gateway(&mock, &[]);
+    let port = gw.metrics_port();
     let c = client();
     let resp = c
         .get(format!("http://127.0.0.1:{port}/metrics"))
@@ -256,8 +255,8 @@ async fn the_metrics_listener_needs_no_key_and_the_main_listener_needs_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_client_keys_and_model_names_add_no_series() {
     let mock = MockUpstream::start(provider_like).await;
-    let port = free_port();
-    let gw = gateway(&mock, port, &[("OPENAI_API_KEY", "!PASSTHRU")]);
+    let gw = gateway(&mock, &[("OPENAI_API_KEY", "!PASSTHRU")]);
+    let port = gw.metrics_port();
     let c = client();
     let send = |i: usize| {
         let c = c.clone();
@@ -321,8 +320,6 @@ async fn five_hundred_client_keys_and_model_names_add_no_series() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_provider_counts_one_connect_error_per_request_on_every_path() {
     // Nothing listens on port 9.
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let gw = Gateway::start(
         "",
         &[
@@ -331,9 +328,10 @@ async fn an_unreachable_provider_counts_one_connect_error_per_request_on_every_p
             ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
             ("ANTHROPIC_API_KEY", ANT_KEY),
             ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/v1"),
-            ("AURORA_METRICS_LISTEN", listen.as_str()),
+            ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
         ],
     );
+    let port = gw.metrics_port();
     let passthrough = client()
         .get(gw.url("/p/openai/models"))
         .bearer_auth(MASTER)
@@ -384,8 +382,8 @@ fn sum_of(text: &str, metric: &str, labels: &[&str]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_and_tokens_count_on_in_their_series_across_a_reload() {
     let mock = MockUpstream::start(provider_like).await;
-    let port = free_port();
-    let gw = gateway(&mock, port, &[]);
+    let gw = gateway(&mock, &[]);
+    let port = gw.metrics_port();
     let chat = r#"{"model":"fast","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
     let route = r#"route="chat_completions""#;
     for _ in 0..3 {

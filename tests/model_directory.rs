@@ -13,7 +13,7 @@ use aurora::config::{build_config, Config, EnvSnapshot};
 use aurora::proxy::model_directory::{DirectoryLimits, ModelDirectory, ModelEntry, ALIAS_OWNER};
 use aurora::proxy::UpstreamResolver;
 use common::tls::TestPki;
-use common::{free_port, scratch_dir, MockUpstream, Reply};
+use common::{closed_port, scratch_dir, MockUpstream, Reply};
 
 const LIVE_KEY: &str = "sk-live-provider-test";
 const MODELS_JSON: &str = r#"{"object":"list","data":[{"id":"gpt-4o","object":"model"},{"id":"o3-mini","object":"model"}]}"#;
@@ -52,7 +52,7 @@ fn owner<'a>(entries: &'a [ModelEntry], id: &str) -> &'a str {
 /// `live` fetches from `mock`, `down` points at a closed port, `listed` has a
 /// `models:` list (and a closed port, so it must never be asked), `nokey` lacks its key.
 fn mixed_config(mock: &MockUpstream) -> Config {
-    let closed = format!("http://127.0.0.1:{}/v1", free_port());
+    let closed = format!("http://127.0.0.1:{}/v1", closed_port());
     config(&format!(
         "
 models:

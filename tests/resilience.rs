@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use common::{
+    client, closed_port, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_METRICS_PORT,
+};
 use serde_json::Value;
 
 const MASTER: &str = "gw-master-resilience-test-0123456789";
@@ -232,9 +234,7 @@ async fn a_key_that_always_answers_429_is_passed_over_for_the_good_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_on_a_closed_port_shares_nothing_once_it_cools_down() {
     let mock = MockUpstream::start(provider_like).await;
-    let metrics_port = free_port();
-    let metrics_listen = format!("127.0.0.1:{metrics_port}");
-    let closed = format!("http://127.0.0.1:{}/v1", free_port());
+    let closed = format!("http://127.0.0.1:{}/v1", closed_port());
     let yaml = format!(
         "retry:\n  attempts: 1\n  backoff: 1ms\nhealth:\n  failures: 3\n  cooldown: 60s\nproviders:\n  dead:\n    type: openai\n    api_key: sk-dead\n    base_url: {closed}\n    models: [pooled-model]\n  live:\n    type: openai\n    api_key: sk-live\n    base_url: {}\n    models: [pooled-model]\n",
         mock.url("/v1")
@@ -243,9 +243,10 @@ async fn an_instance_on_a_closed_port_shares_nothing_once_it_cools_down() {
         &yaml,
         &[
             ("AURORA_MASTER_KEY", MASTER),
-            ("AURORA_METRICS_LISTEN", metrics_listen.as_str()),
+            ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
         ],
     );
+    let metrics_listen = gw.metrics_listen();
     let body = CHAT.replace("gpt-4o-mini", "pooled-model");
     let mut attempts = Vec::new();
     for _ in 0..20 {
@@ -351,7 +352,7 @@ async fn provider_resetting_after_the_first_event() -> (String, Arc<AtomicUsize>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_cut_after_its_first_event_is_not_answered_twice() {
     let (base, connections) = provider_resetting_after_the_first_event().await;
-    let unused = format!("http://127.0.0.1:{}/v1", free_port());
+    let unused = format!("http://127.0.0.1:{}/v1", closed_port());
     let gw = gateway(RETRY, &base, &unused, &[]);
     let resp = post(&gw, "/v1/chat/completions", CHAT_STREAM).await;
     assert_eq!(resp.status(), 200);
@@ -537,7 +538,7 @@ async fn messages_fall_back_from_anthropic_to_an_openai_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passthrough_call_tries_again_only_when_no_connection_was_made() {
     // Nothing listens there: each attempt fails to connect, so it is tried again.
-    let closed = format!("http://127.0.0.1:{}/v1", free_port());
+    let closed = format!("http://127.0.0.1:{}/v1", closed_port());
     let yaml = format!("retry:\n  attempts: 2\n  backoff: 1ms\nproviders:\n  openai:\n    api_key: {OAI_KEY}\n    base_url: {closed}\n");
     let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
     // A Chat body is read whole first (to ask for a stream's usage): one past Pingora's

@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::otlp::{ExportedSpan, OtlpReceiver, CLIENT, SERVER};
-use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use common::{
+    client, closed_port, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_METRICS_PORT,
+};
 
 const MASTER: &str = "gw-master-telemetry-test-0123456789";
 const OAI_KEY: &str = "sk-oai-provider-telemetry-test";
@@ -354,16 +356,15 @@ async fn without_an_endpoint_no_span_is_made_and_the_clients_traceparent_passes_
 #[tokio::test]
 async fn an_unreachable_collector_costs_requests_nothing_but_dropped_spans() {
     let mock = MockUpstream::start(provider_like).await;
-    let nobody = format!("http://127.0.0.1:{}", free_port());
-    let metrics_port = free_port();
-    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let nobody = format!("http://127.0.0.1:{}", closed_port());
     let gw = gateway(
         &mock,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", nobody.as_str()),
-            ("AURORA_METRICS_LISTEN", metrics_listen.as_str()),
+            ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
         ],
     );
+    let metrics_listen = gw.metrics_listen();
     for _ in 0..5 {
         let resp = chat(&gw, "gpt-4o-mini", None).await;
         assert_eq!(resp.status(), 200);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use common::{client, closed_port, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::Value;
 
 const MASTER: &str = "gw-master-timeouts-test-0123456789ab";
@@ -46,7 +46,7 @@ async fn post(gw: &Gateway, body: String) -> reqwest::Response {
 }
 
 fn unused_base() -> String {
-    format!("http://127.0.0.1:{}/v1", free_port())
+    format!("http://127.0.0.1:{}/v1", closed_port())
 }
 
 /// Answers like OpenAI after `delay`; only the first request is slow.

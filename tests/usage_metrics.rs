@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_METRICS_PORT};
 use serde_json::json;
 
 const MASTER: &str = "gw-master-usage-metrics-test-012345678";
@@ -40,10 +40,9 @@ fn provider(rec: &Recorded) -> Reply {
     }
 }
 
-fn gateway(mock: &MockUpstream, metrics_port: u16) -> Gateway {
+fn gateway(mock: &MockUpstream) -> Gateway {
     let base = mock.url("/v1");
     let yaml = "models:\n  prices:\n    gpt-4o-mini: {input: 0.15, output: 0.60, cache_read: 0.075}\n    anthropic/claude-sonnet-4-5: {input: 3.0, output: 15.0}\nproviders:\n  anthropic:\n    models: [claude-sonnet-4-5, claude-sonnet-4-20250514]\n  openai:\n    models: [gpt-4o-mini, gpt-4o-mini-2024-07-18]\n";
-    let listen = format!("127.0.0.1:{metrics_port}");
     Gateway::start(
         yaml,
         &[
@@ -52,7 +51,7 @@ fn gateway(mock: &MockUpstream, metrics_port: u16) -> Gateway {
             ("ANTHROPIC_BASE_URL", base.as_str()),
             ("OPENAI_API_KEY", OAI_KEY),
             ("OPENAI_BASE_URL", base.as_str()),
-            ("AURORA_METRICS_LISTEN", listen.as_str()),
+            ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
         ],
     )
 }
@@ -81,8 +80,8 @@ fn value(scrape: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_cost_are_counted_on_every_route_and_passthrough_is_untouched() {
     let mock = MockUpstream::start(provider).await;
-    let metrics_port = free_port();
-    let gw = gateway(&mock, metrics_port);
+    let gw = gateway(&mock);
+    let metrics_port = gw.metrics_port();
     let hi = json!([{"role": "user", "content": "hi"}]);
 
     // Passthrough: Anthropic SSE (10 in, 5 out) and OpenAI JSON (17 in, 4 out).
@@ -221,8 +220,8 @@ async fn answers_without_usage_or_in_an_encoding_the_gateway_cannot_decode_add_n
         },
     })
     .await;
-    let metrics_port = free_port();
-    let gw = gateway(&mock, metrics_port);
+    let gw = gateway(&mock);
+    let metrics_port = gw.metrics_port();
     for path in ["/p/openai/models", "/p/openai/chat/completions"] {
         let resp = client()
             .get(gw.url(path))
@@ -249,8 +248,8 @@ async fn a_stream_that_reports_no_usage_is_counted_as_estimated() {
     // A provider that ignores `include_usage`: the stream ends without its usage, and
     // is charged (and counted) an estimate, which the metrics tell apart.
     let mock = MockUpstream::start(|_| sse(fixture("openai/chat_completion_stream.txt"))).await;
-    let metrics_port = free_port();
-    let gw = gateway(&mock, metrics_port);
+    let gw = gateway(&mock);
+    let metrics_port = gw.metrics_port();
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     post(&gw, "/p/openai/chat/completions", body).await;
     let line = gw.wait_for_log("path=/p/openai/chat/completions", 1).await;

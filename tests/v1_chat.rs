@@ -415,7 +415,7 @@ async fn provider_hanging_up_mid_stream_ends_the_translated_stream_with_an_error
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_anthropic_provider_gets_the_gateway_envelope_untranslated() {
-    let port = common::free_port();
+    let port = common::closed_port();
     let base = format!("http://127.0.0.1:{port}/v1");
     let gw = anthropic_gateway(&base);
     let request =

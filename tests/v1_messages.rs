@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{client, fixture, free_port, Gateway, MockUpstream, Recorded, Reply};
+use common::{client, closed_port, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::Value;
 
 const MASTER: &str = "gw-master-messages-test-012345678";
@@ -178,7 +178,7 @@ async fn gateway_errors_on_messages_use_the_anthropic_envelope() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_provider_on_messages_is_an_anthropic_api_error() {
-    let closed = format!("http://127.0.0.1:{}/v1", free_port());
+    let closed = format!("http://127.0.0.1:{}/v1", closed_port());
     let gw = Gateway::start(
         "",
         &[

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, free_port, Gateway, MockUpstream, Reply};
+use common::{client, closed_port, Gateway, MockUpstream, Reply};
 use serde_json::Value;
 
 const MASTER: &str = "gw-master-models-test-0123456789";
@@ -23,7 +23,7 @@ async fn listing_gateway() -> (MockUpstream, Gateway) {
         }
     })
     .await;
-    let closed = format!("http://127.0.0.1:{}/v1", free_port());
+    let closed = format!("http://127.0.0.1:{}/v1", closed_port());
     let yaml = format!(
         "
 models:

@@ -37,6 +37,7 @@ mod upstream;
 mod upstream_failure;
 mod whole_answer;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -310,12 +311,14 @@ impl AuroraProxy {
             if let Some(plan) = ctx.plan.as_mut() {
                 plan.attempt_began(Instant::now());
             }
+            let sent = AtomicBool::new(false);
             let call = whole_answer::Exchange {
                 peer: &peer,
                 body: &body,
                 max_body: MAX_WHOLE_ANSWER_BYTES,
                 timeouts: &target.timeouts,
                 open_success: streamed,
+                sent: &sent,
             };
             // The same header again, for a retry on a new connection.
             let again = |client_request: &RequestHeader, ctx: &mut RequestContext| {
@@ -360,6 +363,9 @@ impl AuroraProxy {
             let Some(answer) = answer else {
                 // Dropping the exchange closed the upstream connection: the provider
                 // stops working for a client that is gone.
+                if !sent.load(Ordering::Relaxed) {
+                    observe::attempt_not_sent(ctx);
+                }
                 session.set_keepalive(None);
                 ctx.error = Some(GatewayError::client_gone());
                 return Ok(true);
@@ -912,6 +918,9 @@ impl ProxyHttp for AuroraProxy {
             // may run inside them): boxed, so that the future of every request's
             // `request_filter`, allocated and moved per request, stays small.
             Route::ModelCall(endpoint) => {
+                if endpoint.asks_a_model() {
+                    observe::model_asked(ctx);
+                }
                 Box::pin(self.call_model(session, ctx, &config, endpoint)).await
             }
             Route::Models => {

@@ -44,6 +44,12 @@ impl ModelEndpoint {
         }
     }
 
+    /// Whether a call has a model generate (or embed) for it, which the provider bills
+    /// (counting tokens does not).
+    pub fn asks_a_model(self) -> bool {
+        self != ModelEndpoint::CountTokens
+    }
+
     /// The format the endpoint speaks, and its path under a provider's base URL. The
     /// format also fixes the envelope of the errors the gateway raises on it.
     pub fn native(self) -> (WireFormat, &'static str) {

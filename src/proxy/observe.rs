@@ -41,6 +41,9 @@ pub struct Observation {
     first_byte: Option<Duration>,
     /// Where the latest attempt's answer stands.
     answer: AnswerState,
+    /// The call has a model generate (or embed) for it, which the provider bills once
+    /// it has the call, whether or not the client stays for the answer.
+    asks_model: bool,
     /// The gateway's own work on the answer: response filters and translation.
     response_work: Duration,
     /// A subrequest does the exchange: its timings come back through here.
@@ -158,6 +161,9 @@ enum AnswerState {
     Whole = 3,
     /// The provider answered with success, a stream.
     Streamed = 4,
+    /// The provider answered with success, in a type (or encoding) the gateway does
+    /// not read for usage: what of it passed is not known.
+    Unmetered = 5,
 }
 
 impl AnswerState {
@@ -167,6 +173,7 @@ impl AnswerState {
             2 => Self::Refused,
             3 => Self::Whole,
             4 => Self::Streamed,
+            5 => Self::Unmetered,
             _ => Self::Unsent,
         }
     }
@@ -268,6 +275,18 @@ pub fn response_work(ctx: &mut RequestContext, work: Duration) {
     }
 }
 
+/// The call has a model generate (or embed) for it ([`passthrough_endpoint`] tells
+/// for a `/p/` call).
+pub fn model_asked(ctx: &mut RequestContext) {
+    ctx.obs.asks_model = true;
+}
+
+/// The latest attempt never reached the provider whole (the client left while it
+/// connected or sent the request): it bills nothing.
+pub fn attempt_not_sent(ctx: &mut RequestContext) {
+    answer_now(ctx, AnswerState::Unsent);
+}
+
 /// Where the latest attempt's answer stands now, for the main request too when this
 /// is its subrequest.
 fn answer_now(ctx: &mut RequestContext, state: AnswerState) {
@@ -332,6 +351,8 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
         if meter.is_stream() {
             answer_now(ctx, AnswerState::Streamed);
         }
+    } else {
+        answer_now(ctx, AnswerState::Unmetered);
     }
 }
 
@@ -345,6 +366,9 @@ pub fn passthrough_endpoint(
     endpoint: &str,
     anthropic: bool,
 ) {
+    if method == http::Method::POST && super::passthrough::asks_a_model(endpoint) {
+        model_asked(ctx);
+    }
     if method == http::Method::GET {
         ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic);
         if let Some(("responses", id)) = endpoint.split_once('/') {
@@ -507,12 +531,12 @@ pub fn settle_usage(
     let answer = ctx.obs.latest_answer();
     let charge = match charge {
         Some(charge) => charge,
-        None if read => return,
+        None if read || !ctx.obs.asks_model => return,
         None => match answer {
             AnswerState::Awaited | AnswerState::Whole | AnswerState::Streamed => {
                 Charge::left_unanswered()
             }
-            AnswerState::Unsent | AnswerState::Refused => return,
+            AnswerState::Unsent | AnswerState::Refused | AnswerState::Unmetered => return,
         },
     };
     let streamed_estimate = charge.estimated && !charge.is_cut_whole();
@@ -611,7 +635,9 @@ pub fn batch_models(
 }
 
 /// An exchange with the provider failed with `e`.
-pub fn upstream_failed(ctx: &RequestContext, e: &Error) {
+pub fn upstream_failed(ctx: &mut RequestContext, e: &Error) {
+    // A failed attempt bills nothing, whatever the attempt after it does.
+    attempt_not_sent(ctx);
     let (Some(h), Some(kind)) = (&ctx.obs.handles, UpstreamErrorKind::of(e)) else {
         return;
     };
@@ -772,19 +798,25 @@ mod tests {
             settle_usage(ctx, read, |_| end);
             ctx.obs.usage().map(|u| (u.input, u.output))
         };
-        let stream = {
+        let answer = |content_type: &str| {
             let mut resp = ResponseHeader::build(200, None).unwrap();
-            resp.insert_header("content-type", "text/event-stream")
-                .unwrap();
+            resp.insert_header("content-type", content_type).unwrap();
             resp
+        };
+        // A call asking a model, its request header about to go.
+        let call = || {
+            let mut ctx = RequestContext::new();
+            model_asked(&mut ctx);
+            upstream_request_ready(&mut ctx);
+            ctx
         };
 
         let mut unsent = RequestContext::new();
+        model_asked(&mut unsent);
         assert_eq!(settled(&mut unsent, false, left), None);
 
         // Awaited: by the body's size, and only when the client left.
-        let mut awaited = RequestContext::new();
-        upstream_request_ready(&mut awaited);
+        let mut awaited = call();
         assert_eq!(settled(&mut awaited, true, left), None, "a read");
         assert_eq!(
             settled(&mut awaited, false, RequestEnd::default()),
@@ -794,19 +826,36 @@ mod tests {
         assert_eq!(settled(&mut awaited, false, left), Some((100, 0)));
         assert!(awaited.obs.usage_estimated());
 
-        // A failure bills nothing; the attempt after it does.
-        let mut refused = RequestContext::new();
-        upstream_request_ready(&mut refused);
+        // Counting tokens, a batch, a file: no model works for them.
+        let mut no_model = RequestContext::new();
+        upstream_request_ready(&mut no_model);
+        assert_eq!(settled(&mut no_model, false, left), None);
+
+        // A failure bills nothing, nor an attempt that failed or never went whole;
+        // the attempt after them does.
+        let mut refused = call();
         upstream_answered(&mut refused, Instant::now(), 503);
+        assert_eq!(settled(&mut refused, false, left), None);
+        upstream_request_ready(&mut refused);
+        let refused_conn = Error::explain(pingora_core::ErrorType::ConnectRefused, "closed");
+        upstream_failed(&mut refused, &refused_conn);
+        assert_eq!(settled(&mut refused, false, left), None);
+        upstream_request_ready(&mut refused);
+        attempt_not_sent(&mut refused);
         assert_eq!(settled(&mut refused, false, left), None);
         upstream_request_ready(&mut refused);
         assert_eq!(settled(&mut refused, false, left), Some((100, 0)));
 
+        // An answer the gateway does not read (audio) may have passed whole.
+        let mut unmetered = call();
+        upstream_answered(&mut unmetered, Instant::now(), 200);
+        answer_header(&mut unmetered, &answer("audio/mpeg"));
+        assert_eq!(settled(&mut unmetered, false, left), None);
+
         // A stream counts the input of a body read, never its size.
-        let mut streamed = RequestContext::new();
-        upstream_request_ready(&mut streamed);
+        let mut streamed = call();
         upstream_answered(&mut streamed, Instant::now(), 200);
-        answer_header(&mut streamed, &stream);
+        answer_header(&mut streamed, &answer("text/event-stream"));
         answer_unfinished(&mut streamed);
         assert_eq!(settled(&mut streamed, false, left), None);
         request_body(
@@ -818,6 +867,7 @@ mod tests {
 
         // A subrequest's attempt counts for the main request it serves.
         let mut main = RequestContext::new();
+        model_asked(&mut main);
         let shared = delegate(&mut main);
         let mut sub = RequestContext::new();
         sub.body = ModelCallBody::subrequest(Default::default());

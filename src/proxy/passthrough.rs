@@ -27,6 +27,43 @@ const PATH_ENCODE: &AsciiSet = &CONTROLS
     .add(b'[')
     .add(b']');
 
+/// The last segments of the endpoints that have a model generate or embed: OpenAI's
+/// Chat Completions, legacy Completions, Responses and Embeddings, Anthropic's
+/// Messages, and Ollama's own `api/generate`, `api/chat`, `api/embed` and
+/// `api/embeddings`.
+const MODEL_ENDPOINTS: [&str; 7] = [
+    "completions",
+    "responses",
+    "embeddings",
+    "messages",
+    "generate",
+    "chat",
+    "embed",
+];
+
+/// The methods of Gemini's model endpoints (`models/{model}:generateContent`) that
+/// have the model generate or embed.
+const MODEL_METHODS: [&str; 4] = [
+    "generateContent",
+    "streamGenerateContent",
+    "embedContent",
+    "batchEmbedContents",
+];
+
+/// Whether a `POST` to `endpoint` has a model generate (or embed) for it, which the
+/// provider bills once it has the call: its last segment names such an endpoint or
+/// method (case ignored, empty segments skipped). Counting tokens, batches, files and
+/// the like do not.
+pub fn asks_a_model(endpoint: &str) -> bool {
+    let Some(last) = endpoint.rsplit('/').find(|s| !s.is_empty()) else {
+        return false;
+    };
+    match last.rsplit_once(':') {
+        Some((_, method)) => MODEL_METHODS.iter().any(|m| method.eq_ignore_ascii_case(m)),
+        None => MODEL_ENDPOINTS.iter().any(|e| last.eq_ignore_ascii_case(e)),
+    }
+}
+
 /// A parsed passthrough request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassthroughRoute {
@@ -182,6 +219,41 @@ fn is_dot_segment(segment: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_asks_a_model_when_it_generates_or_embeds() {
+        for endpoint in [
+            "chat/completions",
+            "v1/chat/completions/",
+            "completions",
+            "responses",
+            "embeddings",
+            "v1/messages",
+            "api/chat",
+            "api/generate",
+            "api/embed",
+            "v1beta/models/gemini-2.5-flash:generateContent",
+            "v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            "v1beta/models/text-embedding-004:batchEmbedContents",
+            "openai/deployments/gpt-4o/chat/completions",
+        ] {
+            assert!(asks_a_model(endpoint), "{endpoint}");
+        }
+        for endpoint in [
+            "",
+            "v1/messages/count_tokens",
+            "responses/input_tokens",
+            "responses/resp_1/cancel",
+            "v1/messages/batches",
+            "batches",
+            "files",
+            "moderations",
+            "v1beta/models/gemini-2.5-flash:countTokens",
+            "models",
+        ] {
+            assert!(!asks_a_model(endpoint), "{endpoint}");
+        }
+    }
 
     fn parse(rest: &str) -> Result<PassthroughRoute, GatewayError> {
         PassthroughRoute::parse(rest, true)

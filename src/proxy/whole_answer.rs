@@ -16,6 +16,7 @@
 //! ([`OpenAnswer`]) for the caller to stream to the client.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -101,6 +102,9 @@ pub struct Exchange<'a> {
     pub timeouts: &'a Timeouts,
     /// Leave a successful answer open (see [`OpenAnswer`]) rather than read it whole.
     pub open_success: bool,
+    /// Set once the provider has the request whole (its header and body written), for
+    /// a client that leaves meanwhile: a call the provider never got bills nothing.
+    pub sent: &'a AtomicBool,
 }
 
 /// Sends `request` through `connector` and reads the answer, refusing one larger
@@ -178,7 +182,9 @@ async fn attempt(
         max_body,
         timeouts,
         open_success,
+        sent,
     } = *x;
+    sent.store(false, Ordering::Relaxed);
     // A pooled connection first: Pingora's whole connect (TLS included) is a future of
     // kilobytes, boxed and copied only when a new connection is needed.
     let (session, reused) = match connector.reused_http_session(peer).await {
@@ -206,6 +212,7 @@ async fn attempt(
         .await
         .map_err(before_answer)?;
     session.finish_request_body().await.map_err(before_answer)?;
+    sent.store(true, Ordering::Relaxed);
     let mut header = loop {
         within(
             session.read_response_header(),

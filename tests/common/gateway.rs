@@ -42,6 +42,22 @@ pub fn scratch_dir() -> ScratchDir {
     ))
 }
 
+/// The `AURORA_METRICS_LISTEN` value that asks [`Gateway::start`] to pick the metrics
+/// listener's port, as it picks the gateway's: [`Gateway::metrics_port`] says which.
+pub const PICKED_METRICS_PORT: &str = "127.0.0.1:0";
+
+/// A loopback port bound and never listened on, until the test process ends: a
+/// connection to it is refused, and no other test's server can take it meanwhile (as
+/// one could a port merely free when asked).
+pub fn closed_port() -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    // Held, not closed: a few sockets for the life of a test binary.
+    std::mem::forget(socket);
+    port
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -98,6 +114,8 @@ fn base_command(env: &[(&str, &str)]) -> Command {
 /// A running gateway.
 pub struct Gateway {
     pub port: u16,
+    /// The metrics listener's port, when [`PICKED_METRICS_PORT`] asked for one.
+    metrics_port: Option<u16>,
     pub log_path: PathBuf,
     /// Scratch directory holding the config, logs, pid file and upgrade socket.
     pub dir: PathBuf,
@@ -133,12 +151,24 @@ impl Gateway {
         }
         // Tests run in parallel, each asking the OS for a free port: another test's
         // gateway may take the same one first. Then this one cannot bind (Pingora
-        // retries) while that one answers: start again on another port.
+        // retries) while that one answers: start again on other ports.
+        let pick_metrics = env
+            .iter()
+            .any(|(k, v)| k == "AURORA_METRICS_LISTEN" && v == PICKED_METRICS_PORT);
         for _ in 0..5 {
             let port = free_port();
             let mut env = env.clone();
             env.push(("AURORA_LISTEN".into(), format!("127.0.0.1:{port}")));
+            let metrics_port = pick_metrics.then(free_port);
+            if let Some(metrics) = metrics_port {
+                env.retain(|(k, _)| k != "AURORA_METRICS_LISTEN");
+                env.push((
+                    "AURORA_METRICS_LISTEN".into(),
+                    format!("127.0.0.1:{metrics}"),
+                ));
+            }
             let mut gw = Self::spawn(scratch.clone(), port, env, &[], "aurora.log");
+            gw.metrics_port = metrics_port;
             if gw.wait_ready() {
                 return gw;
             }
@@ -167,6 +197,7 @@ impl Gateway {
             .unwrap();
         Gateway {
             port,
+            metrics_port: None,
             log_path,
             dir,
             scratch,
@@ -240,7 +271,10 @@ impl Gateway {
             if self.log().contains("is in use") {
                 return false;
             }
-            if listens_on(self.child.id(), self.port) {
+            let metrics_ready = self
+                .metrics_port
+                .is_none_or(|port| listens_on(self.child.id(), port));
+            if metrics_ready && listens_on(self.child.id(), self.port) {
                 if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                     let _ = s
                         .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -254,6 +288,18 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("gateway did not become ready: {}", self.log());
+    }
+
+    /// The metrics listener's port, picked by [`Gateway::start`] when asked with
+    /// [`PICKED_METRICS_PORT`].
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+            .expect("the gateway was started with PICKED_METRICS_PORT")
+    }
+
+    /// The metrics listener's address (`127.0.0.1:port`).
+    pub fn metrics_listen(&self) -> String {
+        format!("127.0.0.1:{}", self.metrics_port())
     }
 
     /// `http://127.0.0.1:port` + `path`.

@@ -10,7 +10,8 @@ pub mod sse;
 pub mod tls;
 
 pub use gateway::{
-    aurora_command, client, free_port, get_json, raw_request, run_cli, scratch_dir, Gateway,
+    aurora_command, client, closed_port, free_port, get_json, raw_request, run_cli, scratch_dir,
+    Gateway, PICKED_METRICS_PORT,
 };
 pub use load::Load;
 pub use mock::{CannedProvider, MockUpstream, Recorded, Reply};
