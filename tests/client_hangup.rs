@@ -60,16 +60,20 @@ async fn silent_provider() -> SilentProvider {
 
 /// A gateway whose OpenAI and Anthropic providers are `provider`, configured by `yaml`.
 fn gateway_for(provider: &SilentProvider, yaml: &str) -> Gateway {
-    Gateway::start(
-        yaml,
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", "sk-oai-hangup-test"),
-            ("OPENAI_BASE_URL", provider.base.as_str()),
-            ("ANTHROPIC_API_KEY", "sk-ant-hangup-test"),
-            ("ANTHROPIC_BASE_URL", provider.base.as_str()),
-        ],
-    )
+    gateway_with(provider, yaml, &[])
+}
+
+/// [`gateway_for`] with `env` added.
+fn gateway_with(provider: &SilentProvider, yaml: &str, env: &[(&str, &str)]) -> Gateway {
+    let mut all = vec![
+        ("AURORA_MASTER_KEY", MASTER),
+        ("OPENAI_API_KEY", "sk-oai-hangup-test"),
+        ("OPENAI_BASE_URL", provider.base.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-ant-hangup-test"),
+        ("ANTHROPIC_BASE_URL", provider.base.as_str()),
+    ];
+    all.extend_from_slice(env);
+    Gateway::start(yaml, &all)
 }
 
 fn request_complete(got: &[u8]) -> bool {
@@ -203,13 +207,17 @@ async fn an_http2_client_that_cancels_its_stream_closes_the_upstream_connection(
     let pki = common::tls::TestPki::new();
     let dir = common::scratch_dir();
     let (cert, key) = pki.issue_leaf().write(&dir);
-    let tls_port = common::free_port();
     let yaml = format!(
-        "server:\n  tls:\n    listen: 127.0.0.1:{tls_port}\n    cert_file: {}\n    key_file: {}\n",
+        "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n",
         cert.display(),
         key.display()
     );
-    let _gw = gateway_for(&provider, &yaml);
+    let gw = gateway_with(
+        &provider,
+        &yaml,
+        &[("AURORA_TLS_LISTEN", common::PICKED_PORT)],
+    );
+    let tls_port = gw.tls_port();
     let client = reqwest::Client::builder()
         .no_proxy()
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())

@@ -880,7 +880,7 @@ async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
         ("OPENAI_API_KEY", "sk-oai-limits"),
         ("OPENAI_BASE_URL", base.as_str()),
         // The harness turns the listener off unless told where it goes.
-        ("AURORA_METRICS_LISTEN", common::PICKED_METRICS_PORT),
+        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
     ];
     let gw = Gateway::start(&yaml, &env);
     let listen = gw.metrics_listen();
@@ -1230,7 +1230,7 @@ async fn a_batch_mixing_models_is_reported_under_each_model() {
             ("AURORA_MASTER_KEY", MASTER),
             ("ANTHROPIC_API_KEY", "sk-ant-limits"),
             ("ANTHROPIC_BASE_URL", base.as_str()),
-            ("AURORA_METRICS_LISTEN", common::PICKED_METRICS_PORT),
+            ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
         ],
     );
     let listen = gw.metrics_listen();

@@ -200,7 +200,7 @@ async fn without_redis_allow_serves_and_counts_deny_refuses_and_both_recover() {
             ],
         )
     };
-    let allow = start("allow", common::PICKED_METRICS_PORT);
+    let allow = start("allow", common::PICKED_PORT);
     let metrics_listen = allow.metrics_listen();
     let deny = start("deny", "");
     // Both connected while Redis was up.

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_METRICS_PORT};
+use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_PORT};
 
 const MASTER: &str = "gw-master-metrics-test-012345678";
 const OAI_KEY: &str = "sk-oai-provider-metrics-test";
@@ -38,7 +38,7 @@ fn gateway(mock: &MockUpstream, extra: &[(&str, &str)]) -> Gateway {
         ("ANTHROPIC_API_KEY", ANT_KEY),
         ("ANTHROPIC_BASE_URL", base.as_str()),
         ("OPENAI_BASE_URL", base.as_str()),
-        ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
+        ("AURORA_METRICS_LISTEN", PICKED_PORT),
     ];
     if !extra.iter().any(|(k, _)| *k == "OPENAI_API_KEY") {
         env.push(("OPENAI_API_KEY", OAI_KEY));
@@ -328,7 +328,7 @@ async fn an_unreachable_provider_counts_one_connect_error_per_request_on_every_p
             ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
             ("ANTHROPIC_API_KEY", ANT_KEY),
             ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/v1"),
-            ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
+            ("AURORA_METRICS_LISTEN", PICKED_PORT),
         ],
     );
     let port = gw.metrics_port();

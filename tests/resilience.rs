@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{
-    client, closed_port, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_METRICS_PORT,
-};
+use common::{client, closed_port, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_PORT};
 use serde_json::Value;
 
 const MASTER: &str = "gw-master-resilience-test-0123456789";
@@ -243,7 +241,7 @@ async fn an_instance_on_a_closed_port_shares_nothing_once_it_cools_down() {
         &yaml,
         &[
             ("AURORA_MASTER_KEY", MASTER),
-            ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
+            ("AURORA_METRICS_LISTEN", PICKED_PORT),
         ],
     );
     let metrics_listen = gw.metrics_listen();

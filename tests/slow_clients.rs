@@ -37,15 +37,19 @@ async fn ok_mock() -> MockUpstream {
 
 /// A gateway with `yaml`, whose OpenAI provider is `mock`.
 fn gateway(mock: &MockUpstream, yaml: &str) -> Gateway {
+    gateway_with(mock, yaml, &[])
+}
+
+/// [`gateway`] with `env` added.
+fn gateway_with(mock: &MockUpstream, yaml: &str, env: &[(&str, &str)]) -> Gateway {
     let base = mock.url("/v1");
-    Gateway::start(
-        yaml,
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", OAI_KEY),
-            ("OPENAI_BASE_URL", base.as_str()),
-        ],
-    )
+    let mut all = vec![
+        ("AURORA_MASTER_KEY", MASTER),
+        ("OPENAI_API_KEY", OAI_KEY),
+        ("OPENAI_BASE_URL", base.as_str()),
+    ];
+    all.extend_from_slice(env);
+    Gateway::start(yaml, &all)
 }
 
 /// What the gateway sent on a connection, read until it closed it (or a bound passed).
@@ -511,14 +515,14 @@ async fn a_dripped_header_over_https_gets_408() {
     let leaf = pki.issue_leaf();
     let dir = scratch_dir();
     let (cert, key) = leaf.write(&dir);
-    let tls_port = common::free_port();
     let yaml = format!(
-        "{LIMITS}  tls:\n    listen: 127.0.0.1:{tls_port}\n    cert_file: {}\n    key_file: {}\n",
+        "{LIMITS}  tls:\n    cert_file: {}\n    key_file: {}\n",
         cert.display(),
         key.display()
     );
     let mock = ok_mock().await;
-    let _gw = gateway(&mock, &yaml);
+    let gw = gateway_with(&mock, &yaml, &[("AURORA_TLS_LISTEN", common::PICKED_PORT)]);
+    let tls_port = gw.tls_port();
 
     let mut roots = RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {

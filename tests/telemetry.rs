@@ -9,9 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::otlp::{ExportedSpan, OtlpReceiver, CLIENT, SERVER};
-use common::{
-    client, closed_port, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_METRICS_PORT,
-};
+use common::{client, closed_port, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_PORT};
 
 const MASTER: &str = "gw-master-telemetry-test-0123456789";
 const OAI_KEY: &str = "sk-oai-provider-telemetry-test";
@@ -361,7 +359,7 @@ async fn an_unreachable_collector_costs_requests_nothing_but_dropped_spans() {
         &mock,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", nobody.as_str()),
-            ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
+            ("AURORA_METRICS_LISTEN", PICKED_PORT),
         ],
     );
     let metrics_listen = gw.metrics_listen();

@@ -6,14 +6,15 @@ mod common;
 use std::path::Path;
 
 use common::tls::{Leaf, TestPki};
-use common::{client, free_port, scratch_dir, sse, Gateway, MockUpstream, Reply};
+use common::{client, scratch_dir, sse, Gateway, MockUpstream, Reply, PICKED_PORT};
 
 const MASTER: &str = "gw-master-test-key-0123456789abc";
 const PROVIDER_KEY: &str = "sk-fake-provider-key";
 
-fn yaml(tls_port: u16, cert: &Path, key: &Path, mock: &MockUpstream) -> String {
+/// The TLS listener's port is picked by the harness ([`PICKED_PORT`]).
+fn yaml(cert: &Path, key: &Path, mock: &MockUpstream) -> String {
     format!(
-        "server:\n  tls:\n    listen: 127.0.0.1:{tls_port}\n    cert_file: {}\n    key_file: {}\nproviders:\n  openai:\n    api_key: {PROVIDER_KEY}\n    base_url: {}\n",
+        "server:\n  tls:\n    cert_file: {}\n    key_file: {}\nproviders:\n  openai:\n    api_key: {PROVIDER_KEY}\n    base_url: {}\n",
         cert.display(),
         key.display(),
         mock.url("/v1")
@@ -65,11 +66,14 @@ async fn https_listener_speaks_http2_negotiated_by_alpn() {
         }
     })
     .await;
-    let tls_port = free_port();
     let gw = Gateway::start(
-        &yaml(tls_port, &cert, &key, &mock),
-        &[("AURORA_MASTER_KEY", MASTER)],
+        &yaml(&cert, &key, &mock),
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("AURORA_TLS_LISTEN", PICKED_PORT),
+        ],
     );
+    let tls_port = gw.tls_port();
     let c = https_client(&pki);
 
     let resp = health(&c, tls_port).await;
@@ -126,11 +130,14 @@ async fn sighup_rereads_the_certificate_files() {
     let dir = scratch_dir();
     let (cert, key) = first.write(&dir);
     let mock = MockUpstream::start(|_| Reply::json(200, "{}")).await;
-    let tls_port = free_port();
     let gw = Gateway::start(
-        &yaml(tls_port, &cert, &key, &mock),
-        &[("AURORA_MASTER_KEY", MASTER)],
+        &yaml(&cert, &key, &mock),
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("AURORA_TLS_LISTEN", PICKED_PORT),
+        ],
     );
+    let tls_port = gw.tls_port();
     let before = https_client(&pki);
     assert_eq!(
         peer_certificate(&health(&before, tls_port).await),
@@ -187,14 +194,20 @@ async fn v1_calls_over_http2_are_routed_translated_and_streamed() {
         }
     })
     .await;
-    let tls_port = free_port();
     let yaml = format!(
-        "server:\n  tls:\n    listen: 127.0.0.1:{tls_port}\n    cert_file: {}\n    key_file: {}\nproviders:\n  anthropic:\n    api_key: sk-ant-fake-h2\n    base_url: {}\n",
+        "server:\n  tls:\n    cert_file: {}\n    key_file: {}\nproviders:\n  anthropic:\n    api_key: sk-ant-fake-h2\n    base_url: {}\n",
         cert.display(),
         key.display(),
         mock.url("/v1")
     );
-    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("AURORA_TLS_LISTEN", PICKED_PORT),
+        ],
+    );
+    let tls_port = gw.tls_port();
     let c = https_client(&pki);
     let url = format!("https://localhost:{tls_port}/v1/chat/completions");
     let resp = c

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_METRICS_PORT};
+use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_PORT};
 use serde_json::json;
 
 const MASTER: &str = "gw-master-usage-metrics-test-012345678";
@@ -51,7 +51,7 @@ fn gateway(mock: &MockUpstream) -> Gateway {
             ("ANTHROPIC_BASE_URL", base.as_str()),
             ("OPENAI_API_KEY", OAI_KEY),
             ("OPENAI_BASE_URL", base.as_str()),
-            ("AURORA_METRICS_LISTEN", PICKED_METRICS_PORT),
+            ("AURORA_METRICS_LISTEN", PICKED_PORT),
         ],
     )
 }

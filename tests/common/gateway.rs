@@ -42,9 +42,14 @@ pub fn scratch_dir() -> ScratchDir {
     ))
 }
 
-/// The `AURORA_METRICS_LISTEN` value that asks [`Gateway::start`] to pick the metrics
-/// listener's port, as it picks the gateway's: [`Gateway::metrics_port`] says which.
-pub const PICKED_METRICS_PORT: &str = "127.0.0.1:0";
+/// The `AURORA_METRICS_LISTEN` or `AURORA_TLS_LISTEN` value that asks
+/// [`Gateway::start`] to pick that listener's port, as it picks the gateway's (and
+/// again when another test took it first): [`Gateway::metrics_port`] and
+/// [`Gateway::tls_port`] say which.
+pub const PICKED_PORT: &str = "127.0.0.1:0";
+
+/// The listeners whose port [`Gateway::start`] picks when asked with [`PICKED_PORT`].
+const PICKED_LISTENERS: [&str; 2] = ["AURORA_METRICS_LISTEN", "AURORA_TLS_LISTEN"];
 
 /// A loopback port bound and never listened on, until the test process ends: a
 /// connection to it is refused, and no other test's server can take it meanwhile (as
@@ -114,8 +119,8 @@ fn base_command(env: &[(&str, &str)]) -> Command {
 /// A running gateway.
 pub struct Gateway {
     pub port: u16,
-    /// The metrics listener's port, when [`PICKED_METRICS_PORT`] asked for one.
-    metrics_port: Option<u16>,
+    /// The ports picked for [`PICKED_LISTENERS`] asked with [`PICKED_PORT`].
+    picked: Vec<(&'static str, u16)>,
     pub log_path: PathBuf,
     /// Scratch directory holding the config, logs, pid file and upgrade socket.
     pub dir: PathBuf,
@@ -152,23 +157,22 @@ impl Gateway {
         // Tests run in parallel, each asking the OS for a free port: another test's
         // gateway may take the same one first. Then this one cannot bind (Pingora
         // retries) while that one answers: start again on other ports.
-        let pick_metrics = env
-            .iter()
-            .any(|(k, v)| k == "AURORA_METRICS_LISTEN" && v == PICKED_METRICS_PORT);
+        let to_pick: Vec<&'static str> = PICKED_LISTENERS
+            .into_iter()
+            .filter(|name| env.iter().any(|(k, v)| k == name && v == PICKED_PORT))
+            .collect();
         for _ in 0..5 {
             let port = free_port();
             let mut env = env.clone();
             env.push(("AURORA_LISTEN".into(), format!("127.0.0.1:{port}")));
-            let metrics_port = pick_metrics.then(free_port);
-            if let Some(metrics) = metrics_port {
-                env.retain(|(k, _)| k != "AURORA_METRICS_LISTEN");
-                env.push((
-                    "AURORA_METRICS_LISTEN".into(),
-                    format!("127.0.0.1:{metrics}"),
-                ));
+            let picked: Vec<(&'static str, u16)> =
+                to_pick.iter().map(|name| (*name, free_port())).collect();
+            for (name, port) in &picked {
+                env.retain(|(k, _)| k != name);
+                env.push((name.to_string(), format!("127.0.0.1:{port}")));
             }
             let mut gw = Self::spawn(scratch.clone(), port, env, &[], "aurora.log");
-            gw.metrics_port = metrics_port;
+            gw.picked = picked;
             if gw.wait_ready() {
                 return gw;
             }
@@ -197,7 +201,7 @@ impl Gateway {
             .unwrap();
         Gateway {
             port,
-            metrics_port: None,
+            picked: Vec::new(),
             log_path,
             dir,
             scratch,
@@ -271,10 +275,11 @@ impl Gateway {
             if self.log().contains("is in use") {
                 return false;
             }
-            let metrics_ready = self
-                .metrics_port
-                .is_none_or(|port| listens_on(self.child.id(), port));
-            if metrics_ready && listens_on(self.child.id(), self.port) {
+            let others_ready = self
+                .picked
+                .iter()
+                .all(|(_, port)| listens_on(self.child.id(), *port));
+            if others_ready && listens_on(self.child.id(), self.port) {
                 if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                     let _ = s
                         .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -290,11 +295,25 @@ impl Gateway {
         panic!("gateway did not become ready: {}", self.log());
     }
 
+    /// The port picked for `listener` (asked with [`PICKED_PORT`]).
+    fn picked(&self, listener: &str) -> u16 {
+        self.picked
+            .iter()
+            .find(|(name, _)| *name == listener)
+            .map(|(_, port)| *port)
+            .unwrap_or_else(|| panic!("{listener} was not asked for with PICKED_PORT"))
+    }
+
     /// The metrics listener's port, picked by [`Gateway::start`] when asked with
-    /// [`PICKED_METRICS_PORT`].
+    /// [`PICKED_PORT`].
     pub fn metrics_port(&self) -> u16 {
-        self.metrics_port
-            .expect("the gateway was started with PICKED_METRICS_PORT")
+        self.picked("AURORA_METRICS_LISTEN")
+    }
+
+    /// The TLS listener's port, picked by [`Gateway::start`] when asked with
+    /// [`PICKED_PORT`].
+    pub fn tls_port(&self) -> u16 {
+        self.picked("AURORA_TLS_LISTEN")
     }
 
     /// The metrics listener's address (`127.0.0.1:port`).

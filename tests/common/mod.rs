@@ -11,7 +11,7 @@ pub mod tls;
 
 pub use gateway::{
     aurora_command, client, closed_port, free_port, get_json, raw_request, run_cli, scratch_dir,
-    Gateway, PICKED_METRICS_PORT,
+    Gateway, PICKED_PORT,
 };
 pub use load::Load;
 pub use mock::{CannedProvider, MockUpstream, Recorded, Reply};
