@@ -90,7 +90,11 @@ THINKING = "thinking"  # Anthropic: a signed thinking block (THINKING_TEXT), the
 # after the chunk that finishes, as a client may leave in between.
 SLOW_USAGE = "slow_usage"
 USAGE_DELAY = 1.0
-SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR, THINKING, SLOW_USAGE)
+# OpenAI whole answers only: the answer comes ANSWER_DELAY seconds after the call, as
+# from a model that works long before it answers; a client may leave meanwhile.
+SLOW_ANSWER = "slow_answer"
+ANSWER_DELAY = 3.0
+SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR, THINKING, SLOW_USAGE, SLOW_ANSWER)
 THINKING_TEXT = "The user wants a greeting."
 THINKING_SIGNATURE = "EqQBCgIYAhIM-mock-signature"
 
@@ -737,7 +741,13 @@ class _Handler(BaseHTTPRequestHandler):
             if wanted == SLOW_USAGE and include_usage:
                 return self._send_sse(events, pause_before=len(events) - 2, pause=USAGE_DELAY)
             return self._send_sse(events)
-        self._send(200, "application/json", openai_completion(model, tool=wanted == TOOL))
+        if wanted == SLOW_ANSWER:
+            time.sleep(ANSWER_DELAY)
+        try:
+            self._send(200, "application/json", openai_completion(model, tool=wanted == TOOL))
+        except (BrokenPipeError, ConnectionResetError):
+            # The client left while the model worked.
+            self.close_connection = True
 
     def _openai_responses(self, payload, wanted):
         problem = self.mock.responses.problem(payload)

@@ -21,6 +21,7 @@ from mock_provider import (
     RATE_LIMIT,
     RATE_LIMIT_MESSAGE,
     RETRY_AFTER,
+    SLOW_ANSWER,
     SLOW_USAGE,
     TOOL,
     TOOL_INPUT,
@@ -388,6 +389,28 @@ def test_openai_stream_left_before_its_usage_is_charged_an_estimate(gateway):
         time.sleep(0.05)
     line = next(l for l in gateway.log().splitlines() if f"request_id={marker}" in l)
     assert "tokens_output=4 " in line, line
+    assert "tokens_estimated=true" in line, line
+
+
+def test_openai_call_left_before_its_answer_is_charged_its_input(gateway):
+    # The SDK gives up (its timeout) while the model works: the provider bills the
+    # input all the same, so the call is charged an estimate of it, not nothing.
+    marker = "e2e-left-before-answer"
+    client = v1_client(gateway).with_options(timeout=0.5, max_retries=0)
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(
+            model=GPT,
+            messages=[{"role": "user", "content": f"Say hello {scenario(SLOW_ANSWER)}"}],
+            extra_headers={"x-request-id": marker},
+        )
+
+    deadline = time.monotonic() + 5
+    while f"request_id={marker}" not in gateway.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(l for l in gateway.log().splitlines() if f"request_id={marker}" in l)
+    assert " status=0 " in line, line
+    assert "tokens_output=0 " in line, line
+    assert "tokens_input=0 " not in line and "tokens_input=" in line, line
     assert "tokens_estimated=true" in line, line
 
 
