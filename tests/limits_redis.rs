@@ -347,3 +347,54 @@ async fn an_answer_marked_charged_at_one_replica_is_known_at_the_other() {
     assert!(!one.was_charged(&other, now).await.unwrap());
     assert!(two.first_charge(&other, now).await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_redis_refused_are_not_sent_again_to_count_twice() {
+    // The day's usage hash is a string, so Redis refuses the usage write; the budget
+    // charge in the same pipeline was made all the same, and must count once.
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = replica(
+        &mock,
+        &redis,
+        "{budget: {tokens: 1000000, period: month}}",
+        "",
+    );
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    redis.set(
+        &format!("aurora:{{key:team-a}}:usage:{day}"),
+        "not a hash",
+        None,
+    );
+    assert_eq!(chat(&gw).await.status(), 200);
+    // Sent again every second, the charge would count once more each time.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let budget = redis.keys("aurora:{key:team-a}:btok:*");
+    assert_eq!(budget.len(), 1, "{budget:?}");
+    // The recorded completion reports 17 input and 4 output tokens.
+    assert_eq!(redis.get(&budget[0]).as_deref(), Some("21"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_call_does_not_keep_lost_slots_alive() {
+    // A slot lost (its replica gone mid-call) comes back when the slots expire, a
+    // while after the last one taken: a client trying again and again, refused each
+    // time, must not renew them.
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = replica(&mock, &redis, "{concurrent: 1}", "");
+    let slots = "aurora:{key:team-a}:calls:0";
+    redis.set(slots, "1", Some(100));
+    for _ in 0..3 {
+        assert_eq!(chat(&gw).await.status(), 429);
+    }
+    let ttl = redis.ttl(slots);
+    assert!(
+        (1..=100).contains(&ttl),
+        "the slots' expiry was renewed: {ttl} s"
+    );
+}

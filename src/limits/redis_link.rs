@@ -62,13 +62,45 @@ pub async fn within<T>(
     what: &str,
     patience: u32,
 ) -> Result<T, StoreError> {
+    match called(call, what, patience).await {
+        Called::Done(answer) => Ok(answer),
+        Called::Refused(e) | Called::Lost(e) => Err(e),
+    }
+}
+
+/// How a call Redis may have run went.
+pub enum Called<T> {
+    /// Redis ran it and answered.
+    Done(T),
+    /// Redis answered with an error: the commands of a pipeline but the failing one
+    /// ran all the same.
+    Refused(StoreError),
+    /// No answer came (the connection failed, or the time ran out): Redis may not
+    /// have got the call.
+    Lost(StoreError),
+}
+
+/// [`within`], telling a call Redis refused from one whose answer never came.
+pub async fn called<T>(
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    what: &str,
+    patience: u32,
+) -> Called<T> {
     match tokio::time::timeout(CALL_TIMEOUT * patience, call).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(StoreError(format!(
-            "Redis refused {what}: {}",
-            e.kind_text()
-        ))),
-        Err(_) => Err(StoreError(format!("Redis did not answer {what} in time"))),
+        Ok(Ok(answer)) => Called::Done(answer),
+        Ok(Err(e)) => {
+            let lost = e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout();
+            let error = StoreError(format!("Redis refused {what}: {}", e.kind_text()));
+            if lost {
+                Called::Lost(error)
+            } else {
+                Called::Refused(error)
+            }
+        }
+        Err(_) => Called::Lost(StoreError(format!("Redis did not answer {what} in time"))),
     }
 }
 

@@ -7,7 +7,10 @@
 /// ARGV: requests per minute, tokens per minute, calls at once, budget USD
 /// (millionths), budget tokens (-1: no limit), seconds left in the window, seconds
 /// left in the period, slot TTL. Returns {refusal, retry after, requests, tokens,
-/// slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget.
+/// slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget. Only a slot
+/// taken renews the slots' expiry: slots lost (a replica gone mid-call, an answer
+/// that never came back) then come back a slot TTL after the last one taken,
+/// however often a refused client tries again.
 pub const ADMIT: &str = r"
 local rpm, tpm, calls = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local usd, btok = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -21,11 +24,12 @@ if rpm >= 0 and reqs >= rpm then return {1, wleft, reqs, toks, 0} end
 local slot = 0
 if calls >= 0 then
   local n = redis.call('INCR', KEYS[3])
-  redis.call('EXPIRE', KEYS[3], slot_ttl)
   if n > calls then
     redis.call('DECR', KEYS[3])
+    if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], slot_ttl) end
     return {3, 1, reqs, toks, 0}
   end
+  redis.call('EXPIRE', KEYS[3], slot_ttl)
   slot = 1
 end
 if rpm >= 0 then

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::pending::{Counters, Increment, Pending};
-use super::redis_link::{usage_key, within, Link};
+use super::redis_link::{called, usage_key, Called, Link};
 use super::redis_scripts::RELEASE;
 use super::{StoreError, UsageRecord};
 
@@ -104,15 +104,24 @@ impl Writer {
             }
         }
         let sent = match self.link.connection().await {
-            Ok(mut conn) => within(pipe.query_async::<()>(&mut conn), "charges and usage", 1).await,
-            Err(e) => Err(e),
+            Ok(mut conn) => called(pipe.query_async::<()>(&mut conn), "charges and usage", 1).await,
+            Err(e) => Called::Lost(e),
         };
-        if sent.is_err() {
-            if let Ok(mut p) = self.pending.lock() {
-                p.put_back(batch, Instant::now());
+        match sent {
+            Called::Done(()) => Ok(()),
+            // The other writes were made: sent again, they would count twice.
+            Called::Refused(e) => Err(StoreError(format!(
+                "{e}; these charges and usage are dropped"
+            ))),
+            Called::Lost(e) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.put_back(batch, Instant::now());
+                }
+                Err(StoreError(format!(
+                    "{e}; charges and usage are kept and sent again when Redis takes them"
+                )))
             }
         }
-        sent
     }
 
     /// Gives back a call slot of `subject` (its counter `slots`), its charges first,
@@ -135,11 +144,13 @@ impl Writer {
             let mut pipe = redis::pipe();
             add_counters(&mut pipe, &counters);
             pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(slots).ignore();
-            let sent = within(pipe.query_async::<()>(&mut conn), "a call slot", 1).await;
-            if sent.is_err() {
+            let sent = called(pipe.query_async::<()>(&mut conn), "a call slot", 1).await;
+            if !matches!(sent, Called::Done(())) {
                 log::warn!(
                     "a call slot could not be given back to Redis; it expires in {SLOT_TTL_SECS} s"
                 );
+            }
+            if let Called::Lost(_) = sent {
                 writer.put_back(&subject, counters);
             }
         });
@@ -198,6 +209,6 @@ fn said_once_a_minute(e: &StoreError) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 60 + 1);
     if LAST_SAID.swap(minute, Ordering::Relaxed) != minute {
-        log::warn!("{e}; charges and usage are kept and sent again when Redis takes them");
+        log::warn!("{e}");
     }
 }

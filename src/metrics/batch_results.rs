@@ -83,9 +83,10 @@ impl BatchResults {
         }
     }
 
-    /// The sum of the usage of the lines read, when any reported one.
+    /// The sum of the usage of the lines read, when any reported one, capped as one
+    /// answer's is ([`Usage::capped`]).
     pub fn usage(&self) -> Option<Usage> {
-        self.usage
+        self.usage.map(Usage::capped)
     }
 
     /// The model the results name, taken.
@@ -93,9 +94,14 @@ impl BatchResults {
         self.model.take()
     }
 
-    /// The usage of the lines read by the model each named (`""`: none), taken.
+    /// The usage of the lines read by the model each named (`""`: none), taken, each
+    /// capped as one answer's is.
     pub fn take_usage_by_model(&mut self) -> Vec<(String, Usage)> {
-        std::mem::take(&mut self.by_model)
+        let mut by_model = std::mem::take(&mut self.by_model);
+        for (_, usage) in &mut by_model {
+            *usage = usage.capped();
+        }
+        by_model
     }
 
     fn hold(&mut self, bytes: &[u8]) {
@@ -244,6 +250,15 @@ mod tests {
         }
         read.finish();
         read
+    }
+
+    #[test]
+    fn results_of_huge_counts_are_capped_as_one_answer_is() {
+        let huge = crate::metrics::usage::MAX_TOKENS_AN_ANSWER;
+        let results = format!("{}\n{}", line("a", huge, 1), line("b", huge, 1));
+        let mut read = read_in_pieces(&results, 100_000);
+        assert_eq!(read.usage().unwrap().input, huge);
+        assert_eq!(read.take_usage_by_model()[0].1.input, huge);
     }
 
     #[test]

@@ -41,7 +41,24 @@ pub struct Usage {
     pub reasoning: u64,
 }
 
+/// The most tokens of a kind an answer is taken to report: far more than any model
+/// reads or writes (or a batch of them), and far from the largest count a store keeps,
+/// so that no answer (or file read as one) can make a counter overflow.
+pub const MAX_TOKENS_AN_ANSWER: u64 = 1_000_000_000_000;
+
 impl Usage {
+    /// These counts, each at most [`MAX_TOKENS_AN_ANSWER`].
+    pub fn capped(self) -> Usage {
+        let cap = |n: u64| n.min(MAX_TOKENS_AN_ANSWER);
+        Usage {
+            input: cap(self.input),
+            output: cap(self.output),
+            cache_read: cap(self.cache_read),
+            cache_write: cap(self.cache_write),
+            reasoning: cap(self.reasoning),
+        }
+    }
+
     /// Adds `other` to these counts, stopping at the largest count.
     pub fn add(&mut self, other: &Usage) {
         self.input = self.input.saturating_add(other.input);
@@ -113,7 +130,13 @@ impl RawUsage {
         self.input_tokens.is_some() || self.prompt_tokens.is_some()
     }
 
+    /// The usage reported, in one shape whatever the format, each count capped
+    /// ([`Usage::capped`]).
     pub(super) fn normalize(&self) -> Usage {
+        self.uncapped().capped()
+    }
+
+    fn uncapped(&self) -> Usage {
         let detail = |d: Option<Details>, f: fn(Details) -> Option<u64>| d.and_then(f).unwrap_or(0);
         if self.prompt_tokens.is_some() || self.completion_tokens.is_some() {
             let cached = detail(self.prompt_tokens_details, |d| d.cached_tokens);
@@ -818,6 +841,15 @@ mod tests {
             m.feed(piece);
         }
         m.finish().map(|c| c.usage)
+    }
+
+    #[test]
+    fn a_count_past_any_model_is_capped() {
+        // An answer (or a downloaded file read as one) cannot make a counter overflow.
+        let body =
+            br#"{"id":"x","usage":{"prompt_tokens":18446744073709551615,"completion_tokens":1}}"#;
+        let usage = usage_of_json(body).unwrap();
+        assert_eq!((usage.input, usage.output), (MAX_TOKENS_AN_ANSWER, 1));
     }
 
     #[test]

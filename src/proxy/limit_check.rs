@@ -295,7 +295,11 @@ fn charge(
     cost: Option<f64>,
     now: u64,
 ) {
-    let tokens = usage.input + usage.cache_read + usage.cache_write + usage.output;
+    let tokens = usage
+        .input
+        .saturating_add(usage.cache_read)
+        .saturating_add(usage.cache_write)
+        .saturating_add(usage.output);
     let usd = cost.unwrap_or_else(|| {
         if ctx
             .held_to

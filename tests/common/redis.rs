@@ -113,6 +113,32 @@ impl RedisServer {
             .expect("GET")
     }
 
+    /// Sets `key` to the string `value`, for `secs` seconds (forever: `None`).
+    pub fn set(&self, key: &str, value: &str, secs: Option<u64>) {
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(secs) = secs {
+            cmd.arg("EX").arg(secs);
+        }
+        cmd.query::<()>(&mut self.connection()).expect("SET")
+    }
+
+    /// The keys matching `pattern`.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        ::redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut self.connection())
+            .expect("KEYS")
+    }
+
+    /// The seconds `key` has left to live (-1: no expiry, -2: no key).
+    pub fn ttl(&self, key: &str) -> i64 {
+        ::redis::cmd("TTL")
+            .arg(key)
+            .query(&mut self.connection())
+            .expect("TTL")
+    }
+
     fn connection(&self) -> ::redis::Connection {
         ::redis::Client::open(self.url())
             .and_then(|c| c.get_connection())
