@@ -844,6 +844,12 @@ async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_with
     );
     let resp = post(&gw, MASTER, "/v1/chat/completions", CHAT).await;
     assert_eq!(resp.status(), 429, "the provider's quota is spent");
+    // The quota is not the caller's: its numbers are not told as the caller's limits.
+    assert!(resp.headers().get("retry-after").is_some());
+    assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "");
+    let team = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(team.status(), 429);
+    assert_eq!(header(&team, "x-ratelimit-limit-requests"), "100");
     let err: Value = resp.json().await.unwrap();
     assert!(
         err["error"]["message"]

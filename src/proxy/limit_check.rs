@@ -96,7 +96,15 @@ pub async fn admit_provider(
         return Ok(());
     };
     let whose = Whose::Provider(provider);
-    if let Some((held, _)) = admit(store, limited, config.limits.on_store_error, whose).await? {
+    let admitted = admit(store, limited, config.limits.on_store_error, whose)
+        .await
+        .map_err(|mut refused| {
+            // The provider's quota is the operator's own business: a refusal by it
+            // tells the caller its own windows (if it has any), not the quota's.
+            refused.rate = ctx.rate.map(Box::new);
+            refused
+        })?;
+    if let Some((held, _)) = admitted {
         ctx.held_to.provider = Some(held);
     }
     Ok(())
