@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -397,4 +398,54 @@ async fn a_refused_call_does_not_keep_lost_slots_alive() {
         (1..=100).contains(&ttl),
         "the slots' expiry was renewed: {ttl} s"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_do_not_queue_behind_a_redis_that_stopped_answering() {
+    // A Redis that takes connections and never answers (a host black-holed, not
+    // down): the first request waits out the call timeout; those arriving meanwhile
+    // must not each wait out one more, in turn, asking it again and again.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counting = Arc::clone(&asked);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = silent.accept().await {
+            let counting = Arc::clone(&counting);
+            counting.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                // Every call read, none answered.
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let calls = buf[..n].windows(4).filter(|w| w == b"EVAL").count();
+                    counting.fetch_add(calls, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let mock = MockUpstream::start(provider_like).await;
+    let yaml = format!(
+        "limits:\n  store: redis://127.0.0.1:{port}/0\n  on_store_error: allow\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{requests_per_minute: 100}}\n",
+        sha256_hex(TEAM_KEY),
+    );
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-limits-redis"),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ],
+    );
+    let calls = (0..10).map(|_| chat(&gw));
+    for resp in futures_util::future::join_all(calls).await {
+        assert_eq!(resp.status(), 200, "allowed while Redis is silent");
+    }
+    // Asked once (a connection, or a call on it), give or take one that came late;
+    // in turn, every request would have asked it.
+    let asked = asked.load(Ordering::SeqCst);
+    assert!(asked <= 3, "Redis was asked {asked} times for 10 requests");
 }

@@ -3,9 +3,13 @@
 //!
 //! The connection is made on first use and kept by redis-rs's connection manager,
 //! which reconnects by itself: when Redis goes away, calls fail (and
-//! `limits.on_store_error` decides) until it is back.
+//! `limits.on_store_error` decides) until it is back. A call that got no answer in
+//! time makes the calls of the next [`QUIET_AFTER_LOSS`] fail at once: requests do
+//! not queue behind a Redis that has stopped answering, each waiting out its own
+//! timeout.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use redis::Client;
@@ -16,10 +20,17 @@ use super::{usd_micros, StoreError};
 /// The longest a call waits on Redis before the store counts as unreachable.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// After a call got no answer, how long Redis is not asked again: calls fail at once.
+pub const QUIET_AFTER_LOSS: Duration = Duration::from_secs(1);
+
 /// A Redis to connect to, and the connection once made.
 pub struct Link {
     client: Client,
     connection: OnceCell<ConnectionManager>,
+    /// The link's clock, for [`Self::quiet_until_ms`].
+    born: Instant,
+    /// Until when (milliseconds on the link's clock) Redis is not asked.
+    quiet_until_ms: AtomicU64,
 }
 
 impl Link {
@@ -30,41 +41,97 @@ impl Link {
         Ok(Self {
             client,
             connection: OnceCell::new(),
+            born: Instant::now(),
+            quiet_until_ms: AtomicU64::new(0),
         })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The error of a call not made: Redis left a call unanswered a moment ago.
+    fn quiet(&self) -> Option<StoreError> {
+        (self.now_ms() < self.quiet_until_ms.load(Ordering::Relaxed)).then(|| {
+            StoreError(format!(
+                "Redis left a call unanswered; not asked again for {QUIET_AFTER_LOSS:?}"
+            ))
+        })
+    }
+
+    /// A call got no answer: Redis is not asked for [`QUIET_AFTER_LOSS`].
+    fn lost_one(&self) {
+        let until = self
+            .now_ms()
+            .saturating_add(QUIET_AFTER_LOSS.as_millis() as u64);
+        self.quiet_until_ms.fetch_max(until, Ordering::Relaxed);
     }
 
     /// The connection, made now if it was not yet.
     pub async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        if let Some(made) = self.connection.get() {
+            return Ok(made.clone());
+        }
+        if let Some(quiet) = self.quiet() {
+            return Err(quiet);
+        }
         let made = self
             .connection
             .get_or_try_init(|| async {
+                // Those that waited for another's try fail at once after it failed.
+                if let Some(quiet) = self.quiet() {
+                    return Err(quiet);
+                }
                 let connect = ConnectionManager::new(self.client.clone());
-                match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+                let made = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
                     Ok(Ok(manager)) => Ok(manager),
                     Ok(Err(e)) => Err(StoreError(format!("cannot reach Redis: {}", e.kind_text()))),
                     Err(_) => Err(StoreError("Redis did not answer in time".into())),
+                };
+                if made.is_err() {
+                    self.lost_one();
                 }
+                made
             })
             .await?;
         Ok(made.clone())
     }
 
+    /// Awaits `call` for at most [`CALL_TIMEOUT`] (`patience` times it), naming
+    /// `what` in the error.
+    pub async fn within<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+        what: &str,
+        patience: u32,
+    ) -> Result<T, StoreError> {
+        match self.called(call, what, patience).await {
+            Called::Done(answer) => Ok(answer),
+            Called::Refused(e) | Called::Lost(e) => Err(e),
+        }
+    }
+
+    /// [`Self::within`], telling a call Redis refused from one whose answer never
+    /// came (after which Redis is not asked for [`QUIET_AFTER_LOSS`]).
+    pub async fn called<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+        what: &str,
+        patience: u32,
+    ) -> Called<T> {
+        if let Some(quiet) = self.quiet() {
+            return Called::Lost(quiet);
+        }
+        let called = called(call, what, patience).await;
+        if let Called::Lost(_) = called {
+            self.lost_one();
+        }
+        called
+    }
+
     /// The connection when it has been made.
     pub fn made(&self) -> Option<ConnectionManager> {
         self.connection.get().cloned()
-    }
-}
-
-/// Awaits `call` for at most [`CALL_TIMEOUT`] (`patience` times it), naming `what`
-/// in the error.
-pub async fn within<T>(
-    call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    what: &str,
-    patience: u32,
-) -> Result<T, StoreError> {
-    match called(call, what, patience).await {
-        Called::Done(answer) => Ok(answer),
-        Called::Refused(e) | Called::Lost(e) => Err(e),
     }
 }
 
@@ -80,8 +147,9 @@ pub enum Called<T> {
     Lost(StoreError),
 }
 
-/// [`within`], telling a call Redis refused from one whose answer never came.
-pub async fn called<T>(
+/// Awaits `call` for at most [`CALL_TIMEOUT`] (`patience` times it), telling a call
+/// Redis refused from one whose answer never came.
+async fn called<T>(
     call: impl std::future::Future<Output = redis::RedisResult<T>>,
     what: &str,
     patience: u32,

@@ -19,7 +19,7 @@ use redis::Script;
 use super::lease::{Granted, LeaseBook, LEASE_MAX, LEASE_SHARE};
 use super::pending::Counters;
 use super::period::{budget_period, minute_window};
-use super::redis_link::{key, limit_arg, micros, usage_key, within, Link};
+use super::redis_link::{key, limit_arg, micros, usage_key, Called, Link};
 use super::redis_scripts::{ADMIT, LEASE};
 use super::redis_writer::{Writer, SLOT_TTL_SECS};
 use super::{
@@ -109,7 +109,10 @@ impl RedisStore {
             .arg(window_left)
             .arg(period_left)
             .arg(SLOT_TTL_SECS);
-        let answer: Vec<i64> = within(call.invoke_async(&mut conn), "a limit check", 1).await?;
+        let answer: Vec<i64> = self
+            .link
+            .within(call.invoke_async(&mut conn), "a limit check", 1)
+            .await?;
         let [code, retry_after, requests, tokens, slot] = answer[..] else {
             return Err(StoreError(
                 "Redis answered a limit check with nonsense".into(),
@@ -165,11 +168,15 @@ impl RedisStore {
             .arg(adding(&keys[2]))
             .arg(adding(&keys[3]))
             .arg(period_left + BUDGET_KEPT_SECS);
-        let answer: Result<Vec<i64>, _> =
-            within(call.invoke_async(&mut conn), "a limit check", 1).await;
+        let answer: Called<Vec<i64>> = self
+            .link
+            .called(call.invoke_async(&mut conn), "a limit check", 1)
+            .await;
         let answer = match answer {
-            Ok(answer) => answer,
-            Err(e) => {
+            Called::Done(answer) => answer,
+            // Refused, the script may have added them already.
+            Called::Refused(e) => return Err(e),
+            Called::Lost(e) => {
                 self.writer.put_back(subject, taken);
                 return Err(e);
             }
@@ -280,8 +287,10 @@ impl LimitStore for RedisStore {
         for day in first..=last {
             pipe.hgetall(usage_key(key, day));
         }
-        let days: Vec<HashMap<String, u64>> =
-            within(pipe.query_async(&mut conn), "a usage read", 4).await?;
+        let days: Vec<HashMap<String, u64>> = self
+            .link
+            .within(pipe.query_async(&mut conn), "a usage read", 4)
+            .await?;
         let mut out: BTreeMap<String, UsageRecord> = BTreeMap::new();
         for fields in days {
             for (field, value) in fields {
@@ -305,7 +314,10 @@ impl LimitStore for RedisStore {
         let mut conn = self.link.connection().await?;
         let mut exists = redis::cmd("EXISTS");
         exists.arg(charged_key(answer));
-        let found: i64 = within(exists.query_async(&mut conn), "a charged-answer check", 1).await?;
+        let found: i64 = self
+            .link
+            .within(exists.query_async(&mut conn), "a charged-answer check", 1)
+            .await?;
         Ok(found > 0)
     }
 
@@ -318,8 +330,10 @@ impl LimitStore for RedisStore {
             .arg("NX")
             .arg("EX")
             .arg(CHARGED_ONCE_KEPT_SECS);
-        let set: Option<String> =
-            within(set.query_async(&mut conn), "a charged-answer check", 1).await?;
+        let set: Option<String> = self
+            .link
+            .within(set.query_async(&mut conn), "a charged-answer check", 1)
+            .await?;
         Ok(set.is_some())
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::pending::{Counters, Increment, Pending};
-use super::redis_link::{called, usage_key, Called, Link};
+use super::redis_link::{usage_key, Called, Link};
 use super::redis_scripts::RELEASE;
 use super::{StoreError, UsageRecord};
 
@@ -104,7 +104,11 @@ impl Writer {
             }
         }
         let sent = match self.link.connection().await {
-            Ok(mut conn) => called(pipe.query_async::<()>(&mut conn), "charges and usage", 1).await,
+            Ok(mut conn) => {
+                self.link
+                    .called(pipe.query_async::<()>(&mut conn), "charges and usage", 1)
+                    .await
+            }
             Err(e) => Called::Lost(e),
         };
         match sent {
@@ -144,7 +148,10 @@ impl Writer {
             let mut pipe = redis::pipe();
             add_counters(&mut pipe, &counters);
             pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(slots).ignore();
-            let sent = called(pipe.query_async::<()>(&mut conn), "a call slot", 1).await;
+            let sent = writer
+                .link
+                .called(pipe.query_async::<()>(&mut conn), "a call slot", 1)
+                .await;
             if !matches!(sent, Called::Done(())) {
                 log::warn!(
                     "a call slot could not be given back to Redis; it expires in {SLOT_TTL_SECS} s"
