@@ -449,3 +449,44 @@ async fn requests_do_not_queue_behind_a_redis_that_stopped_answering() {
     let asked = asked.load(Ordering::SeqCst);
     assert!(asked <= 3, "Redis was asked {asked} times for 10 requests");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_slot_given_back_while_redis_is_not_asked_is_given_back_later() {
+    // A call that Redis left unanswered (another request's, against a Redis that
+    // stopped answering) makes it not asked for a second; a call ending within that
+    // second gives its slot back once Redis is asked again, rather than losing it
+    // until the slots expire an hour later.
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(|rec: &Recorded| {
+        Reply::Delayed(Duration::from_millis(1200), Box::new(provider_like(rec)))
+    })
+    .await;
+    let gw = Arc::new(replica(&mock, &redis, "{concurrent: 1}", ""));
+    let call = |gw: &Arc<Gateway>| {
+        let gw = Arc::clone(gw);
+        tokio::spawn(async move { chat(&gw).await.status() })
+    };
+    let holding = call(&gw);
+    wait_until(|| mock.requests().len() == 1).await;
+    let slots = "aurora:{key:team-a}:calls:0";
+    assert_eq!(redis.get(slots).as_deref(), Some("1"), "the call holds its slot");
+    redis.freeze();
+    // Its limit check unanswered, this one goes through (`on_store_error: allow`).
+    let unchecked = call(&gw);
+    assert_eq!(holding.await.unwrap(), 200);
+    assert_eq!(unchecked.await.unwrap(), 200);
+    redis.thaw();
+    wait_until(|| redis.get(slots).as_deref() == Some("0")).await;
+    assert_eq!(chat(&gw).await.status(), 200, "the slot is free again");
+}
+
+/// Waits (at most 10 s) until `done`.
+async fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not done after 10 s");
+}

@@ -45,12 +45,20 @@ pub struct Pending {
     pub charges: LookupMap<String, Counters>,
     /// What each gateway key used, per day and model.
     pub usage: UsageByKey,
+    /// Call-slot counter key → slots to give back that Redis did not take back at once.
+    pub releases: LookupMap<String, u32>,
 }
 
 impl Pending {
     /// Nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.charges.is_empty() && self.usage.is_empty()
+        self.charges.is_empty() && self.usage.is_empty() && self.releases.is_empty()
+    }
+
+    /// A call slot of the counter `slots` to give back with the next flush.
+    pub fn release(&mut self, slots: String) {
+        let n = self.releases.entry(slots).or_default();
+        *n = n.saturating_add(1);
     }
 
     /// Adds `by` to `key`, a counter of `subject` that lives `ttl_secs` once written.
@@ -124,6 +132,10 @@ impl Pending {
                     self.usage(&key, day, &model, &usage, on_day.ttl_secs);
                 }
             }
+        }
+        for (slots, n) in failed.releases {
+            let waiting = self.releases.entry(slots).or_default();
+            *waiting = waiting.saturating_add(n);
         }
     }
 

@@ -107,12 +107,13 @@ impl Link {
     ) -> Result<T, StoreError> {
         match self.called(call, what, patience).await {
             Called::Done(answer) => Ok(answer),
-            Called::Refused(e) | Called::Lost(e) => Err(e),
+            Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => Err(e),
         }
     }
 
-    /// [`Self::within`], telling a call Redis refused from one whose answer never
-    /// came (after which Redis is not asked for [`QUIET_AFTER_LOSS`]).
+    /// [`Self::within`], telling what became of a call that failed. After one whose
+    /// answer never came, or that Redis could take none of, Redis is not asked for
+    /// [`QUIET_AFTER_LOSS`] (such calls fail at once, not made).
     pub async fn called<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
@@ -120,10 +121,10 @@ impl Link {
         patience: u32,
     ) -> Called<T> {
         if let Some(quiet) = self.quiet() {
-            return Called::Lost(quiet);
+            return Called::NotMade(quiet);
         }
         let called = called(call, what, patience).await;
-        if let Called::Lost(_) = called {
+        if let Called::NotMade(_) | Called::InDoubt(_) = called {
             self.lost_one();
         }
         called
@@ -139,12 +140,16 @@ impl Link {
 pub enum Called<T> {
     /// Redis ran it and answered.
     Done(T),
-    /// Redis answered with an error: the commands of a pipeline but the failing one
-    /// ran all the same.
+    /// Redis answered with an error one command made: the commands of a pipeline
+    /// but the failing one ran all the same.
     Refused(StoreError),
-    /// No answer came (the connection failed, or the time ran out): Redis may not
-    /// have got the call.
-    Lost(StoreError),
+    /// Nothing of it was made: it was not sent (Redis refused the connection, or was
+    /// not asked), or Redis takes no writes now (a replica, out of memory, loading,
+    /// failing over).
+    NotMade(StoreError),
+    /// Sent, and no answer came (the connection broke, or the time ran out): Redis
+    /// may have made it, or make it yet when it reads what waits.
+    InDoubt(StoreError),
 }
 
 /// Awaits `call` for at most [`CALL_TIMEOUT`] (`patience` times it), telling a call
@@ -157,19 +162,39 @@ async fn called<T>(
     match tokio::time::timeout(CALL_TIMEOUT * patience, call).await {
         Ok(Ok(answer)) => Called::Done(answer),
         Ok(Err(e)) => {
-            let lost = e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout();
             let error = StoreError(format!("Redis refused {what}: {}", e.kind_text()));
-            if lost {
-                Called::Lost(error)
+            if e.is_connection_refusal() || takes_no_writes(&e) {
+                Called::NotMade(error)
+            } else if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                Called::InDoubt(error)
             } else {
                 Called::Refused(error)
             }
         }
-        Err(_) => Called::Lost(StoreError(format!("Redis did not answer {what} in time"))),
+        Err(_) => Called::InDoubt(StoreError(format!("Redis did not answer {what} in time"))),
     }
+}
+
+/// Whether `e` says Redis takes no writes at all now, whatever the command: nothing of
+/// a pipeline it answered so was made.
+fn takes_no_writes(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind::{
+        AuthenticationFailed, BusyLoadingError, ClusterConnectionNotFound, ClusterDown, MasterDown,
+        ReadOnly, TryAgain,
+    };
+    matches!(
+        e.kind(),
+        ReadOnly
+            | BusyLoadingError
+            | MasterDown
+            | TryAgain
+            | ClusterDown
+            | AuthenticationFailed
+            | ClusterConnectionNotFound
+    ) || matches!(
+        e.code(),
+        Some("OOM" | "MISCONF" | "BUSY" | "NOAUTH" | "NOPERM" | "READONLY" | "LOADING")
+    )
 }
 
 /// A key of `subject`'s counters, `aurora:{SUBJECT}:WHAT:PERIOD`; the braces keep a

@@ -176,7 +176,7 @@ impl RedisStore {
             Called::Done(answer) => answer,
             // Refused, the script may have added them already.
             Called::Refused(e) => return Err(e),
-            Called::Lost(e) => {
+            Called::NotMade(e) | Called::InDoubt(e) => {
                 self.writer.put_back(subject, taken);
                 return Err(e);
             }

@@ -103,13 +103,19 @@ impl Writer {
                 pipe.expire(&hash, secs(on_day.ttl_secs)).ignore();
             }
         }
+        // After the charges, as a slot given back at once is.
+        for (slots, n) in &batch.releases {
+            for _ in 0..*n {
+                pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(slots).ignore();
+            }
+        }
         let sent = match self.link.connection().await {
             Ok(mut conn) => {
                 self.link
                     .called(pipe.query_async::<()>(&mut conn), "charges and usage", 1)
                     .await
             }
-            Err(e) => Called::Lost(e),
+            Err(e) => Called::NotMade(e),
         };
         match sent {
             Called::Done(()) => Ok(()),
@@ -117,7 +123,8 @@ impl Writer {
             Called::Refused(e) => Err(StoreError(format!(
                 "{e}; these charges and usage are dropped"
             ))),
-            Called::Lost(e) => {
+            // Sent again: in doubt, it counts twice if Redis had made it.
+            Called::NotMade(e) | Called::InDoubt(e) => {
                 if let Ok(mut p) = self.pending.lock() {
                     p.put_back(batch, Instant::now());
                 }
@@ -147,18 +154,33 @@ impl Writer {
         runtime.spawn(async move {
             let mut pipe = redis::pipe();
             add_counters(&mut pipe, &counters);
-            pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(slots).ignore();
+            pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(&slots).ignore();
             let sent = writer
                 .link
                 .called(pipe.query_async::<()>(&mut conn), "a call slot", 1)
                 .await;
-            if !matches!(sent, Called::Done(())) {
-                log::warn!(
-                    "a call slot could not be given back to Redis; it expires in {SLOT_TTL_SECS} s"
-                );
-            }
-            if let Called::Lost(_) = sent {
-                writer.put_back(&subject, counters);
+            match sent {
+                Called::Done(()) => {}
+                Called::Refused(e) => log::warn!(
+                    "{e}: a call slot was not given back; it expires in {SLOT_TTL_SECS} s at most"
+                ),
+                // Sent, it may be made yet (Redis reads what waited once it answers
+                // again): given back twice, it would free another call's slot.
+                Called::InDoubt(e) => {
+                    log::warn!(
+                        "{e}: a call slot may not have been given back; it expires in {SLOT_TTL_SECS} s at most"
+                    );
+                    // Charges are sent again, as a flush's are.
+                    writer.put_back(&subject, counters);
+                }
+                // Given back with the next flush that Redis takes, its charges first.
+                Called::NotMade(_) => {
+                    if let Ok(mut p) = writer.pending.lock() {
+                        p.put_back_counters(&subject, counters, Instant::now());
+                        p.release(slots);
+                    }
+                    writer.wake();
+                }
             }
         });
     }

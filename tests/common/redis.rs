@@ -41,6 +41,26 @@ impl RedisServer {
         }
     }
 
+    /// Freezes it (`SIGSTOP`): connections stay open and nothing is answered, as from
+    /// a host black-holed; [`Self::thaw`] lets it answer again.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server answer again (`SIGCONT`).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running redis-server").id();
+        let sent = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// Starts it again on the same port (empty: nothing was saved).
     pub fn resume(&mut self) {
         let child = Command::new("redis-server")
