@@ -469,7 +469,11 @@ async fn a_call_slot_given_back_while_redis_is_not_asked_is_given_back_later() {
     let holding = call(&gw);
     wait_until(|| mock.requests().len() == 1).await;
     let slots = "aurora:{key:team-a}:calls:0";
-    assert_eq!(redis.get(slots).as_deref(), Some("1"), "the call holds its slot");
+    assert_eq!(
+        redis.get(slots).as_deref(),
+        Some("1"),
+        "the call holds its slot"
+    );
     redis.freeze();
     // Its limit check unanswered, this one goes through (`on_store_error: allow`).
     let unchecked = call(&gw);

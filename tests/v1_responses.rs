@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::mock::provider_rules::{anthropic_messages_refusal, openai_chat_refusal};
-use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
+use common::{client, fixture, sha256_hex, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 
 const MASTER: &str = "gw-master-responses-test-012345678";
@@ -595,4 +595,79 @@ async fn responses_errors_use_openais_envelope() {
         .unwrap();
     assert_eq!(resp.status(), 405);
     assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_response_is_read_continued_and_deleted_by_its_caller_alone() {
+    // Two teams on one gateway: as at a provider, where a project's responses are its
+    // own, one team cannot read, continue or delete the other's, whatever ids it holds.
+    const TEAM_A: &str = "aur_responses_team_a_key_0123456789abcdef";
+    const TEAM_B: &str = "aur_responses_team_b_key_0123456789abcdef";
+    let mock = MockUpstream::start(provider).await;
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n    - name: team-b\n      sha256: \"{}\"\n",
+        sha256_hex(TEAM_A),
+        sha256_hex(TEAM_B)
+    );
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ],
+    );
+    let call = |key: &'static str, body: Value| {
+        client()
+            .post(gw.url("/v1/responses"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let on = |method: reqwest::Method, key: &'static str, id: &str| {
+        client()
+            .request(method, gw.url(&format!("/v1/responses/{id}")))
+            .bearer_auth(key)
+            .send()
+    };
+    let first = ok_json(
+        call(
+            TEAM_A,
+            json!({"model": "anthropic:claude-sonnet-4-5", "input": "team a's question"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let id = first["id"].as_str().unwrap().to_string();
+
+    for key in [TEAM_B, MASTER] {
+        let read = on(reqwest::Method::GET, key, &id).await.unwrap();
+        assert_ne!(read.status(), 200, "read by another");
+        assert!(!read.text().await.unwrap().contains("team a"));
+        let continued = call(
+            key,
+            json!({"model": "anthropic:claude-sonnet-4-5", "input": "go on", "previous_response_id": id}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(continued.status(), 404, "continued by another");
+        let deleted = on(reqwest::Method::DELETE, key, &id).await.unwrap();
+        assert_ne!(deleted.status(), 200, "deleted by another");
+    }
+    // Still team A's, whole.
+    let read = on(reqwest::Method::GET, TEAM_A, &id).await.unwrap();
+    assert_eq!(ok_json(read).await, first);
+    let continued = call(
+        TEAM_A,
+        json!({"model": "anthropic:claude-sonnet-4-5", "input": "go on", "previous_response_id": id}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(continued.status(), 200);
+    let deleted = on(reqwest::Method::DELETE, TEAM_A, &id).await.unwrap();
+    assert_eq!(deleted.status(), 200);
 }

@@ -90,6 +90,9 @@ pub struct RequestContext {
     pub upstream_status: Option<u16>,
     /// Request body bytes seen so far.
     pub request_body_bytes: u64,
+    /// Whose the Responses answer this request may store is
+    /// ([`super::response_store::owner_of`]); set for Responses calls.
+    pub responses_owner: Option<Arc<str>>,
     /// The client's body passed to its end (not cut off by the client leaving).
     pub request_body_ended: bool,
     /// How the body reaches the provider: the client's as it streams, or a `/v1`
@@ -145,6 +148,7 @@ impl RequestContext {
             error: None,
             upstream_status: None,
             request_body_bytes: 0,
+            responses_owner: None,
             request_body_ended: false,
             body: Default::default(),
             body_permit: None,

@@ -158,16 +158,18 @@ impl AuroraProxy {
         Ok(route)
     }
 
-    /// The conversation a translated Responses request continues, from the store.
+    /// The conversation a translated Responses request of `owner` continues, from
+    /// the store.
     async fn stored_history(
         &self,
         field: &ModelField,
         config: &Config,
+        owner: &str,
     ) -> std::result::Result<Option<Vec<u8>>, GatewayError> {
         let Some(previous) = model_request::stored_history_needed(field, config) else {
             return Ok(None);
         };
-        response_store::history(&*self.responses, previous)
+        response_store::history(&*self.responses, previous, owner)
             .await
             .map(Some)
             .map_err(|e| GatewayError::not_found(e.to_string()).with_param("previous_response_id"))
@@ -195,9 +197,13 @@ impl AuroraProxy {
             );
             return reject(session, ctx, err).await;
         }
-        let stored_here = match method {
-            http::Method::DELETE => self.responses.delete(id).await,
-            _ => self.responses.get(id).await.is_some(),
+        let owner = responses_owner(ctx, session.req_header(), config);
+        // Another caller's is not found, as a response of another project is not at
+        // the provider.
+        let stored = response_store::owned(&*self.responses, id, &owner).await;
+        let stored_here = match (&method, &stored) {
+            (&http::Method::DELETE, Some(_)) => self.responses.delete(id).await,
+            _ => stored.is_some(),
         };
         if !stored_here {
             // Not one of the gateway's own: the provider that serves the Responses API
@@ -221,7 +227,7 @@ impl AuroraProxy {
             respond::send_json(session, 200, body, &ctx.request_id).await?;
             return Ok(true);
         }
-        match self.responses.get(id).await {
+        match stored {
             Some(stored) => {
                 respond::send_json(session, 200, stored.response.to_vec(), &ctx.request_id).await?;
                 Ok(true)
@@ -565,6 +571,14 @@ fn passthrough_target(
         pt.upstream_path(&provider.base.path, req.uri.query()),
         credential,
     ))
+}
+
+/// Whose the stored responses a request reads, continues or stores are
+/// ([`response_store::owner_of`]).
+fn responses_owner(ctx: &RequestContext, req: &RequestHeader, config: &Config) -> Arc<str> {
+    response_store::owner_of(ctx.caller.as_ref(), || {
+        provider_key::caller_key_digest(&req.headers, &config.auth)
+    })
 }
 
 /// Where `GET`/`DELETE /v1/responses/{id}` goes when the gateway did not store `id`:

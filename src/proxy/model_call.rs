@@ -49,10 +49,15 @@ impl AuroraProxy {
             Err(err) => return reject(session, ctx, err).await,
         };
         let history = match endpoint {
-            ModelEndpoint::Responses => match self.stored_history(&field, config).await {
-                Ok(history) => history,
-                Err(err) => return reject(session, ctx, err).await,
-            },
+            ModelEndpoint::Responses => {
+                let owner = super::responses_owner(ctx, session.req_header(), config);
+                let history = self.stored_history(&field, config, &owner).await;
+                ctx.responses_owner = Some(owner);
+                match history {
+                    Ok(history) => history,
+                    Err(err) => return reject(session, ctx, err).await,
+                }
+            }
             _ => None,
         };
         let request = CallRequest {
@@ -246,6 +251,7 @@ impl AuroraProxy {
                 config: Arc::clone(config),
                 request_id: ctx.request_id.clone(),
                 caller: ctx.caller.clone(),
+                responses_owner: ctx.responses_owner.clone(),
                 route_kind: ctx.route_kind,
                 target: target.clone(),
                 translation: translation.clone(),
@@ -293,6 +299,7 @@ pub(super) fn begin_subrequest(
     ctx.config = Some(plan.config);
     ctx.request_id = plan.request_id;
     ctx.caller = plan.caller;
+    ctx.responses_owner = plan.responses_owner;
     ctx.route_kind = plan.route_kind;
     ctx.upstream = Some(plan.target);
     ctx.error_format = plan.error_format;

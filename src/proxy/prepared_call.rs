@@ -274,8 +274,13 @@ fn keep_responses(
     }
     let store = Arc::clone(sources.responses);
     let limits = sources.config.responses;
+    let Some(owner) = ctx.responses_owner.clone() else {
+        // Every Responses call is given its owner before it is prepared.
+        return;
+    };
     *on_completed = Some(OnCompleted(Arc::new(move |response: &[u8]| {
         let stored = StoredResponse {
+            owner: Arc::clone(&owner),
             response: Bytes::copy_from_slice(response),
             input_items: plan.input_items.clone(),
             previous: plan.previous.clone(),

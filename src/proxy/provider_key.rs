@@ -81,6 +81,13 @@ pub fn caller_key_label(key: &str) -> String {
     format!("{CALLER_KEY_LABEL_PREFIX}{}", hex::encode(&digest[..4]))
 }
 
+/// The SHA-256 (hex) of the provider key a caller brings in `headers`, read as for a
+/// `!PASSTHRU` provider: what tells apart callers the gateway does not know by a key
+/// of its own (gateway auth off).
+pub fn caller_key_digest(headers: &HeaderMap, auth: &GatewayAuth) -> Option<String> {
+    client_provider_key(headers, auth).map(|key| hex::encode(sha256(key.as_bytes())))
+}
+
 fn client_provider_key<'a>(headers: &'a HeaderMap, auth: &GatewayAuth) -> Option<&'a str> {
     let explicit = header_token(headers, PROVIDER_KEY_HEADER);
     let x_api_key = header_token(headers, "x-api-key");

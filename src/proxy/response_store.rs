@@ -17,9 +17,30 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+/// Whose a stored response is: only the caller that made it reads, continues or
+/// deletes it, as at a provider, where an API key's project holds its own. The master
+/// key, a managed key by its name, or without gateway auth the provider key the caller
+/// brought (by its digest), else anyone.
+pub fn owner_of(
+    caller: Option<&crate::auth::Caller>,
+    caller_key_digest: impl FnOnce() -> Option<String>,
+) -> Arc<str> {
+    use crate::auth::Caller;
+    match caller {
+        Some(Caller::Master) => "master".into(),
+        Some(Caller::Managed(name)) => format!("key:{name}").into(),
+        Some(Caller::Open) | None => match caller_key_digest() {
+            Some(digest) => format!("caller:{digest}").into(),
+            None => "open".into(),
+        },
+    }
+}
+
 /// One stored response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
+    /// Whose it is ([`owner_of`]).
+    pub owner: Arc<str>,
     /// The `response` object as the client received it.
     pub response: Bytes,
     /// The request's own input items (a JSON array).
@@ -30,7 +51,10 @@ pub struct StoredResponse {
 
 impl StoredResponse {
     fn size(&self) -> usize {
-        self.response.len() + self.input_items.len() + self.previous.as_ref().map_or(0, String::len)
+        self.response.len()
+            + self.input_items.len()
+            + self.previous.as_ref().map_or(0, String::len)
+            + self.owner.len()
     }
 }
 
@@ -83,15 +107,25 @@ pub trait ResponseStore: Send + Sync {
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool>;
 }
 
+/// The response stored under `id`, when `owner` made it ([`owner_of`]): another
+/// caller's is not found.
+pub async fn owned(store: &dyn ResponseStore, id: &str, owner: &str) -> Option<StoredResponse> {
+    store.get(id).await.filter(|s| &*s.owner == owner)
+}
+
 /// The whole conversation up to and including response `id`, as one JSON array of
-/// items (each response's input items, then its output), oldest first.
-pub async fn history(store: &dyn ResponseStore, id: &str) -> Result<Vec<u8>, HistoryError> {
+/// items (each response's input items, then its output), oldest first: every link
+/// `owner`'s.
+pub async fn history(
+    store: &dyn ResponseStore,
+    id: &str,
+    owner: &str,
+) -> Result<Vec<u8>, HistoryError> {
     // Each link holds its input items and output as JSON array texts.
     let mut links = Vec::new();
     let mut next = Some(id.to_string());
     while let Some(id) = next {
-        let stored = store
-            .get(&id)
+        let stored = owned(store, &id, owner)
             .await
             .ok_or_else(|| HistoryError::NotFound(id.clone()))?;
         next = stored.previous.clone();
@@ -244,6 +278,7 @@ mod tests {
 
     fn stored(previous: Option<&str>, input: &str, output: &str) -> StoredResponse {
         StoredResponse {
+            owner: "key:a".into(),
             response: Bytes::from(format!(
                 r#"{{"id":"x","object":"response","output":{output}}}"#
             )),
@@ -280,7 +315,7 @@ mod tests {
                 limits(),
             )
             .await;
-        let got = history(&store, "r3").await.unwrap();
+        let got = history(&store, "r3", "key:a").await.unwrap();
         assert_eq!(
             std::str::from_utf8(&got).unwrap(),
             r#"[{"a":1},{"b":2},{"c":3},{"d":4},{"e":5}]"#
@@ -288,13 +323,49 @@ mod tests {
         assert!(store.delete("r2").await);
         assert!(!store.delete("r2").await);
         assert_eq!(
-            history(&store, "r3").await,
+            history(&store, "r3", "key:a").await,
             Err(HistoryError::NotFound("r2".into()))
         );
         assert_eq!(
-            history(&store, "nope").await,
+            history(&store, "nope", "key:a").await,
             Err(HistoryError::NotFound("nope".into()))
         );
+    }
+
+    #[tokio::test]
+    async fn another_callers_responses_are_not_found() {
+        let store = MemoryResponseStore::default();
+        store
+            .put("r1".into(), stored(None, "[]", r#"[{"b":2}]"#), limits())
+            .await;
+        let mut theirs = stored(Some("r1"), "[]", "[]");
+        theirs.owner = "key:b".into();
+        store.put("r2".into(), theirs, limits()).await;
+        assert!(owned(&store, "r1", "key:a").await.is_some());
+        assert!(owned(&store, "r1", "key:b").await.is_none());
+        assert!(owned(&store, "r1", "master").await.is_none());
+        // B's continuation of A's response cannot read A's part either.
+        assert_eq!(
+            history(&store, "r2", "key:b").await,
+            Err(HistoryError::NotFound("r1".into()))
+        );
+        assert_eq!(
+            history(&store, "r1", "key:b").await,
+            Err(HistoryError::NotFound("r1".into()))
+        );
+    }
+
+    #[test]
+    fn the_owner_is_the_gateway_key_else_the_callers_own_provider_key() {
+        use crate::auth::Caller;
+        let digest = || Some("ab12".to_string());
+        assert_eq!(&*owner_of(Some(&Caller::Master), digest), "master");
+        assert_eq!(
+            &*owner_of(Some(&Caller::Managed("ci".into())), digest),
+            "key:ci"
+        );
+        assert_eq!(&*owner_of(Some(&Caller::Open), digest), "caller:ab12");
+        assert_eq!(&*owner_of(Some(&Caller::Open), || None), "open");
     }
 
     #[tokio::test]

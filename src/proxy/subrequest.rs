@@ -40,6 +40,9 @@ pub struct SubrequestPlan {
     pub request_id: super::request_id::RequestId,
     /// Who called (already authenticated by the main request).
     pub caller: Option<Caller>,
+    /// Whose a Responses answer it stores is (a fallback prepared in the subrequest
+    /// stores one).
+    pub responses_owner: Option<Arc<str>>,
     /// Route label for logs.
     pub route_kind: &'static str,
     /// Provider and upstream path.
