@@ -415,3 +415,45 @@ async fn no_gateway_key_is_ever_sent_as_a_provider_key_whoever_presents_it() {
         assert!(!sent.contains(MANAGED) && !sent.contains(MASTER), "{label}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_key_never_falls_back_to_a_provider_at_another_host() {
+    // The caller's OpenAI key, OpenAI failing: the fallback to Anthropic (another
+    // host) must not be handed the OpenAI key. At the same host it may go on.
+    let failing =
+        MockUpstream::start(|_| Reply::json(500, r#"{"error":{"message":"down"}}"#)).await;
+    let elsewhere = MockUpstream::start(provider_like).await;
+    let config = |anthropic: &MockUpstream| {
+        format!(
+            "retry:\n  attempts: 1\n  backoff: 1ms\nmodels:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\nproviders:\n  anthropic:\n    api_key: \"!PASSTHRU\"\n    base_url: {}\n  openai:\n    api_key: \"!PASSTHRU\"\n    base_url: {}\n",
+            anthropic.url("/v1"),
+            failing.url("/v1")
+        )
+    };
+    let headers = [
+        ("authorization", &*format!("Bearer {MASTER}")),
+        ("x-provider-api-key", CLIENT_KEY),
+    ];
+    let gw = Gateway::start(&config(&elsewhere), &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(&gw, "/v1/chat/completions", chat("gpt-4o-mini"), &headers).await;
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the caller's OpenAI key went to another host: {:?}",
+        elsewhere.requests().first().map(|r| r.uri.clone())
+    );
+
+    // Both at one host (one server holding both APIs): the fallback is made.
+    let together = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
+        "/v1/chat/completions" => Reply::json(500, r#"{"error":{"message":"down"}}"#),
+        _ => provider_like(rec),
+    })
+    .await;
+    let gw = Gateway::start(
+        &config(&together).replace(&failing.url("/v1"), &together.url("/v1")),
+        &[("AURORA_MASTER_KEY", MASTER)],
+    );
+    let resp = post(&gw, "/v1/chat/completions", chat("gpt-4o-mini"), &headers).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(together.last().uri, "/v1/messages");
+}

@@ -21,7 +21,7 @@ use super::{GatewayError, RequestContext};
 use crate::config::Config;
 use crate::limits::RateState;
 use crate::metrics::UpstreamErrorKind;
-use crate::providers::Provider;
+use crate::providers::{Provider, ProviderCredential};
 
 /// The header with which a client turns fallbacks off for one request.
 pub const FALLBACKS_HEADER: &str = "x-aurora-fallbacks";
@@ -86,7 +86,7 @@ pub fn plan_for_model(
         .get(FALLBACKS_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
-    let fallbacks = if refused || stateful {
+    let mut fallbacks = if refused || stateful {
         Vec::new()
     } else {
         config
@@ -104,7 +104,33 @@ pub fn plan_for_model(
             })
             .collect()
     };
+    let mut pool: Vec<Candidate> = pool;
+    keep_caller_keys_at_one_host(&mut pool, &mut fallbacks);
     Ok(AttemptPlan::new(pool, fallbacks, book, Instant::now()))
+}
+
+/// Leaves out of a plan the instances that take the caller's own provider key
+/// (`!PASSTHRU`) at another host than the first such instance (pool, then fallbacks,
+/// in config order): the caller gave its key for one provider, and a fallback to
+/// another (an OpenAI key sent on to Anthropic) would hand it to a third party.
+fn keep_caller_keys_at_one_host(pool: &mut Vec<Candidate>, fallbacks: &mut Vec<Candidate>) {
+    let takes_caller_key =
+        |c: &Candidate| matches!(c.route.provider.credential, ProviderCredential::CallerKey);
+    let host = |c: &Candidate| {
+        let base = &c.route.provider.base;
+        (base.tls, base.host.to_ascii_lowercase(), base.port)
+    };
+    let Some(first) = pool
+        .iter()
+        .chain(fallbacks.iter())
+        .find(|c| takes_caller_key(c))
+    else {
+        return;
+    };
+    let allowed = host(first);
+    let keep = |c: &Candidate| !takes_caller_key(c) || host(c) == allowed;
+    pool.retain(keep);
+    fallbacks.retain(keep);
 }
 
 /// The plan of a passthrough request: its one provider, retried only where the
