@@ -61,6 +61,20 @@ async fn forwards_every_method_to_base_url_plus_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_is_never_forwarded_where_it_could_echo_the_providers_credential() {
+    // A server that echoes TRACE would show the client the key the gateway added.
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let resp = raw_request(
+        &gw.addr(),
+        &format!("TRACE /p/openai/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(resp.status, 405, "{}", resp.head);
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_may_be_named_by_instance_or_type() {
     let mock = ok_mock().await;
     let yaml = format!(
@@ -140,6 +154,8 @@ async fn endpoints_that_escape_the_base_path_are_refused() {
         "/p/openai/a%5Cb",
         "/p/openai/a%00b",
         "/p/openai/a%0d%0aX-Injected:%201",
+        "/p/openai/..;/..;/admin",
+        "/p/openai/a/..;x/b",
     ] {
         let resp = raw_request(
             &gw.addr(),

@@ -91,6 +91,17 @@ impl GatewayError {
         .with_code("method_not_allowed")
     }
 
+    /// 405 for a method never forwarded to a provider: `TRACE` (a server that echoes
+    /// it would show the client the credential the gateway added) and `CONNECT`.
+    pub fn method_not_forwarded(method: &http::Method) -> Self {
+        Self::new(
+            405,
+            ErrorKind::InvalidRequest,
+            format!("{method} is not forwarded to providers"),
+        )
+        .with_code("method_not_allowed")
+    }
+
     /// 404 for a provider name no configured provider answers to: for a built-in type
     /// nobody configured, how to configure it.
     pub fn provider_not_found(name: &str, providers: &ProviderCatalogue) -> Self {

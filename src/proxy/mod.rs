@@ -721,6 +721,9 @@ pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
 
 /// The route's one method (a `GET` route answers `HEAD` too), or a 405.
 fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), GatewayError> {
+    if req.method == http::Method::TRACE || req.method == http::Method::CONNECT {
+        return Err(GatewayError::method_not_forwarded(&req.method));
+    }
     match route.method() {
         Some(method)
             if req.method != method

@@ -212,8 +212,12 @@ impl EndpointFlaws {
     }
 }
 
+/// `.` or `..`, with any path parameters (`..;x`): some servers (Tomcat, Spring, a
+/// few API gateways) drop a segment's `;` part before they resolve it, so `..;` would
+/// climb out of the provider's base path there.
 fn is_dot_segment(segment: &[u8]) -> bool {
-    segment == b"." || segment == b".."
+    let name = segment.split(|&b| b == b';').next().unwrap_or_default();
+    name == b"." || name == b".."
 }
 
 #[cfg(test)]
@@ -332,10 +336,12 @@ mod tests {
         }
         assert!(!found("a:/b").scheme);
         assert!(found("a\\b").backslash);
-        for e in [".", "..", "a/.", "a/..", "./a", "a/../b", "a//./b"] {
+        for e in [
+            ".", "..", "a/.", "a/..", "./a", "a/../b", "a//./b", "..;", "a/..;/b", ".;x/a",
+        ] {
             assert!(found(e).dot_segment, "{e}");
         }
-        for e in ["...", ".a", "a.", "a/.b/c", "v1beta"] {
+        for e in ["...", ".a", "a.", "a/.b/c", "v1beta", "a;..", "...;x"] {
             assert!(!found(e).dot_segment, "{e}");
         }
     }
