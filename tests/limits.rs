@@ -825,6 +825,28 @@ async fn a_large_call_the_client_leaves_is_charged_what_its_subrequest_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_stored_responses_counts_against_the_keys_requests_and_the_providers_quota() {
+    // `GET /v1/responses/{id}` goes on to OpenAI for an id the gateway did not store:
+    // a request like any other, for the key's rate and the provider's quota alike.
+    let mock =
+        MockUpstream::start(|_| Reply::json(200, r#"{"id":"resp_x","object":"response"}"#)).await;
+    clear_of_a_minute_boundary().await;
+    let gw = gateway(&mock, "", "{requests_per_minute: 1}");
+    assert_eq!(
+        get(&gw, TEAM_KEY, "/v1/responses/resp_x").await.status(),
+        200
+    );
+    let again = get(&gw, TEAM_KEY, "/v1/responses/resp_x").await;
+    assert_eq!(again.status(), 429, "the key's minute is spent");
+    let quota = "providers:\n  openai:\n    limits: {requests_per_minute: 1}\n";
+    let gw = gateway(&mock, quota, "{requests_per_minute: 100}");
+    assert_eq!(get(&gw, MASTER, "/v1/responses/resp_x").await.status(), 200);
+    let again = get(&gw, TEAM_KEY, "/v1/responses/resp_x").await;
+    assert_eq!(again.status(), 429, "the provider's quota is spent");
+    assert_eq!(mock.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_without_their_own() {
     let mock = MockUpstream::start(provider_like).await;
     let extra = "limits:\n  default: {requests_per_minute: 1}\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";

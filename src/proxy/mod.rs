@@ -214,6 +214,10 @@ impl AuroraProxy {
             match target {
                 Ok(target) => {
                     ctx.upstream = Some(target);
+                    // The provider's quota holds for a read forwarded to it too.
+                    if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+                        return reject(session, ctx, err).await;
+                    }
                     observe::stored_response_read(ctx, id);
                     return Ok(false);
                 }
@@ -865,7 +869,11 @@ impl ProxyHttp for AuroraProxy {
             Ok(route) => route,
             Err(err) => return reject(session, ctx, err).await,
         };
-        if matches!(route, Route::Passthrough(_) | Route::ModelCall(_)) {
+        // A stored response's read counts as a request too, as a `/p/` read does.
+        if matches!(
+            route,
+            Route::Passthrough(_) | Route::ModelCall(_) | Route::StoredResponse(_)
+        ) {
             if let Err(err) = limit_check::admit_caller(&self.limits, ctx).await {
                 return reject(session, ctx, err).await;
             }
