@@ -671,3 +671,50 @@ async fn a_stored_response_is_read_continued_and_deleted_by_its_caller_alone() {
     let deleted = on(reqwest::Method::DELETE, TEAM_A, &id).await.unwrap();
     assert_eq!(deleted.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_larger_than_a_request_may_be_is_refused_not_rebuilt() {
+    // Each turn fits the body limit; the conversation they make goes upstream whole
+    // with the next, and past the limit the gateway does not build it.
+    let mock = MockUpstream::start(provider).await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "server:\n  body_size_limit: 4KiB\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    );
+    let turn = |previous: Option<&str>| {
+        let mut body = json!({"model": "anthropic:claude-sonnet-4-5", "input": "w".repeat(1500)});
+        if let Some(id) = previous {
+            body["previous_response_id"] = json!(id);
+        }
+        body
+    };
+    let first = ok_json(post(&gw, &turn(None)).await).await;
+    let second = ok_json(post(&gw, &turn(first["id"].as_str())).await).await;
+    let asked = mock.requests().len();
+    let third = post(&gw, &turn(second["id"].as_str())).await;
+    assert_eq!(third.status(), 413);
+    let err: Value = third.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "request_too_large", "{err}");
+    assert_eq!(err["error"]["param"], "previous_response_id", "{err}");
+    assert_eq!(mock.requests().len(), asked, "nothing went upstream");
+
+    // Within the body limit, the conversation is held against the gateway's budget
+    // for bodies held at once, as the body is.
+    let gw = Gateway::start(
+        "server:\n  max_buffered_bytes: 5KiB\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    );
+    let first = ok_json(post(&gw, &turn(None)).await).await;
+    let second = ok_json(post(&gw, &turn(first["id"].as_str())).await).await;
+    let third = post(&gw, &turn(second["id"].as_str())).await;
+    assert_eq!(third.status(), 503, "past the budget for bodies held");
+}

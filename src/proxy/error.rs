@@ -154,6 +154,14 @@ impl GatewayError {
         .with_code("request_too_large")
     }
 
+    /// 413 for a stored conversation that would make the request to the provider larger
+    /// than `body_size_limit`, the largest body a client may send.
+    pub fn conversation_too_large(message: impl Into<String>) -> Self {
+        Self::new(413, ErrorKind::InvalidRequest, message)
+            .with_code("request_too_large")
+            .with_param("previous_response_id")
+    }
+
     /// 501: the request uses an HTTP feature the gateway does not implement.
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Self::new(501, ErrorKind::InvalidRequest, message).with_code("not_implemented")

@@ -169,10 +169,16 @@ impl AuroraProxy {
         let Some(previous) = model_request::stored_history_needed(field, config) else {
             return Ok(None);
         };
-        response_store::history(&*self.responses, previous, owner)
+        let max = config.server.body_size_limit;
+        response_store::history(&*self.responses, previous, owner, max)
             .await
             .map(Some)
-            .map_err(|e| GatewayError::not_found(e.to_string()).with_param("previous_response_id"))
+            .map_err(|e| match e {
+                response_store::HistoryError::TooLarge(..) => {
+                    GatewayError::conversation_too_large(e.to_string())
+                }
+                _ => GatewayError::not_found(e.to_string()).with_param("previous_response_id"),
+            })
     }
 
     /// `GET` or `DELETE /v1/responses/{id}`.

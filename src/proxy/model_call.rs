@@ -53,10 +53,17 @@ impl AuroraProxy {
                 let owner = super::responses_owner(ctx, session.req_header(), config);
                 let history = self.stored_history(&field, config, &owner).await;
                 ctx.responses_owner = Some(owner);
-                match history {
+                let history = match history {
                     Ok(history) => history,
                     Err(err) => return reject(session, ctx, err).await,
+                };
+                // The conversation goes upstream with the body: it is held as long,
+                // within the gateway's budget for bodies.
+                let held = (body.len() + history.as_ref().map_or(0, Vec::len)) as u64;
+                if let Some(Err(err)) = ctx.body_permit.as_mut().map(|p| p.cover(held)) {
+                    return reject(session, ctx, err).await;
                 }
+                history
             }
             _ => None,
         };

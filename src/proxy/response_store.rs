@@ -88,6 +88,9 @@ pub enum HistoryError {
     /// A stored response is not what the store wrote.
     #[error("stored response `{0}` cannot be read")]
     Corrupt(String),
+    /// The conversation is larger than a request may be.
+    #[error("the conversation up to response `{0}` is larger than the gateway's limit of {1} bytes for a request body: start a new one, or raise server.body_size_limit")]
+    TooLarge(String, u64),
 }
 
 /// Where stored responses live. Every call returns a future so a remote store can
@@ -115,19 +118,27 @@ pub async fn owned(store: &dyn ResponseStore, id: &str, owner: &str) -> Option<S
 
 /// The whole conversation up to and including response `id`, as one JSON array of
 /// items (each response's input items, then its output), oldest first: every link
-/// `owner`'s.
+/// `owner`'s, all of them held within `max_bytes` (what the request to the provider
+/// may be: it carries the whole conversation).
 pub async fn history(
     store: &dyn ResponseStore,
     id: &str,
     owner: &str,
+    max_bytes: u64,
 ) -> Result<Vec<u8>, HistoryError> {
     // Each link holds its input items and output as JSON array texts.
     let mut links = Vec::new();
+    let mut held = 0u64;
     let mut next = Some(id.to_string());
+    let first = id;
     while let Some(id) = next {
         let stored = owned(store, &id, owner)
             .await
             .ok_or_else(|| HistoryError::NotFound(id.clone()))?;
+        held = held.saturating_add(stored.size() as u64);
+        if held > max_bytes {
+            return Err(HistoryError::TooLarge(first.to_string(), max_bytes));
+        }
         next = stored.previous.clone();
         links.push((id, stored));
         if links.len() > MAX_CHAIN {
@@ -315,7 +326,7 @@ mod tests {
                 limits(),
             )
             .await;
-        let got = history(&store, "r3", "key:a").await.unwrap();
+        let got = history(&store, "r3", "key:a", u64::MAX).await.unwrap();
         assert_eq!(
             std::str::from_utf8(&got).unwrap(),
             r#"[{"a":1},{"b":2},{"c":3},{"d":4},{"e":5}]"#
@@ -323,11 +334,11 @@ mod tests {
         assert!(store.delete("r2").await);
         assert!(!store.delete("r2").await);
         assert_eq!(
-            history(&store, "r3", "key:a").await,
+            history(&store, "r3", "key:a", u64::MAX).await,
             Err(HistoryError::NotFound("r2".into()))
         );
         assert_eq!(
-            history(&store, "nope", "key:a").await,
+            history(&store, "nope", "key:a", u64::MAX).await,
             Err(HistoryError::NotFound("nope".into()))
         );
     }
@@ -346,12 +357,29 @@ mod tests {
         assert!(owned(&store, "r1", "master").await.is_none());
         // B's continuation of A's response cannot read A's part either.
         assert_eq!(
-            history(&store, "r2", "key:b").await,
+            history(&store, "r2", "key:b", u64::MAX).await,
             Err(HistoryError::NotFound("r1".into()))
         );
         assert_eq!(
-            history(&store, "r1", "key:b").await,
+            history(&store, "r1", "key:b", u64::MAX).await,
             Err(HistoryError::NotFound("r1".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conversation_larger_than_a_request_may_be_is_not_rebuilt() {
+        let store = MemoryResponseStore::default();
+        let big = format!(r#"[{{"text":"{}"}}]"#, "w".repeat(1000));
+        store
+            .put("r1".into(), stored(None, &big, "[]"), limits())
+            .await;
+        store
+            .put("r2".into(), stored(Some("r1"), &big, "[]"), limits())
+            .await;
+        assert!(history(&store, "r2", "key:a", 4000).await.is_ok());
+        assert_eq!(
+            history(&store, "r2", "key:a", 2000).await,
+            Err(HistoryError::TooLarge("r2".into(), 2000))
         );
     }
 
