@@ -456,4 +456,20 @@ async fn a_callers_key_never_falls_back_to_a_provider_at_another_host() {
     let resp = post(&gw, "/v1/chat/completions", chat("gpt-4o-mini"), &headers).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(together.last().uri, "/v1/messages");
+
+    // One host routing by path to each provider (as some AI gateways do): two.
+    let routed = MockUpstream::start(|_| Reply::json(500, r#"{"error":{"message":"down"}}"#)).await;
+    let yaml = config(&routed)
+        .replace(&routed.url("/v1"), &routed.url("/anthropic/v1"))
+        .replace(&failing.url("/v1"), &routed.url("/openai/v1"));
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(&gw, "/v1/chat/completions", chat("gpt-4o-mini"), &headers).await;
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    assert!(
+        routed
+            .requests()
+            .iter()
+            .all(|r| !r.uri.starts_with("/anthropic/")),
+        "the caller's OpenAI key went to the path of another provider"
+    );
 }

@@ -380,10 +380,19 @@ async fn stored_responses_continue_a_conversation_and_can_be_read_and_deleted() 
         .await
         .unwrap();
     assert_eq!(gone.status(), 404);
-    // Not the gateway's own any more: OpenAI, which keeps its own, was asked.
+    // An id made here is never OpenAI's: it is not asked.
+    assert_ne!(mock.last().method, "GET");
+    // One of OpenAI's own is asked of OpenAI, which keeps its own.
+    let native = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b";
+    client()
+        .get(gw.url(&format!("/v1/responses/{native}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
     let asked = mock.last();
     assert_eq!(asked.method, "GET");
-    assert_eq!(asked.uri, format!("/v1/responses/{id}"));
+    assert_eq!(asked.uri, format!("/v1/responses/{native}"));
     assert_eq!(
         asked.header("authorization"),
         Some(format!("Bearer {OAI_KEY}").as_str())
@@ -646,7 +655,7 @@ async fn a_stored_response_is_read_continued_and_deleted_by_its_caller_alone() {
 
     for key in [TEAM_B, MASTER] {
         let read = on(reqwest::Method::GET, key, &id).await.unwrap();
-        assert_ne!(read.status(), 200, "read by another");
+        assert_eq!(read.status(), 404, "read by another");
         assert!(!read.text().await.unwrap().contains("team a"));
         let continued = call(
             key,
@@ -658,6 +667,8 @@ async fn a_stored_response_is_read_continued_and_deleted_by_its_caller_alone() {
         let deleted = on(reqwest::Method::DELETE, key, &id).await.unwrap();
         assert_ne!(deleted.status(), 200, "deleted by another");
     }
+    // Nor was it looked for at OpenAI, with whatever key the other caller brought.
+    assert!(mock.requests().iter().all(|r| r.method != "GET"));
     // Still team A's, whole.
     let read = on(reqwest::Method::GET, TEAM_A, &id).await.unwrap();
     assert_eq!(ok_json(read).await, first);
@@ -706,7 +717,7 @@ async fn a_conversation_larger_than_a_request_may_be_is_refused_not_rebuilt() {
     // Within the body limit, the conversation is held against the gateway's budget
     // for bodies held at once, as the body is.
     let gw = Gateway::start(
-        "server:\n  max_buffered_bytes: 5KiB\n",
+        "server:\n  max_buffered_bytes: 4600\n",
         &[
             ("AURORA_MASTER_KEY", MASTER),
             ("ANTHROPIC_API_KEY", ANT_KEY),

@@ -105,20 +105,27 @@ pub fn plan_for_model(
             .collect()
     };
     let mut pool: Vec<Candidate> = pool;
-    keep_caller_keys_at_one_host(&mut pool, &mut fallbacks);
+    keep_caller_keys_at_one_base_url(&mut pool, &mut fallbacks);
     Ok(AttemptPlan::new(pool, fallbacks, book, Instant::now()))
 }
 
 /// Leaves out of a plan the instances that take the caller's own provider key
-/// (`!PASSTHRU`) at another host than the first such instance (pool, then fallbacks,
-/// in config order): the caller gave its key for one provider, and a fallback to
-/// another (an OpenAI key sent on to Anthropic) would hand it to a third party.
-fn keep_caller_keys_at_one_host(pool: &mut Vec<Candidate>, fallbacks: &mut Vec<Candidate>) {
+/// (`!PASSTHRU`) at another base URL than the first such instance (pool, then
+/// fallbacks, in config order): the caller gave its key for one provider, and a
+/// fallback to another (an OpenAI key sent on to Anthropic) would hand it to a third
+/// party. The path counts too: a gateway at one host may route by path to several
+/// providers (`…/openai`, `…/anthropic`).
+fn keep_caller_keys_at_one_base_url(pool: &mut Vec<Candidate>, fallbacks: &mut Vec<Candidate>) {
     let takes_caller_key =
         |c: &Candidate| matches!(c.route.provider.credential, ProviderCredential::CallerKey);
     let host = |c: &Candidate| {
         let base = &c.route.provider.base;
-        (base.tls, base.host.to_ascii_lowercase(), base.port)
+        (
+            base.tls,
+            base.host.to_ascii_lowercase(),
+            base.port,
+            base.path.clone(),
+        )
     };
     let Some(first) = pool
         .iter()

@@ -91,8 +91,8 @@ impl GatewayError {
         .with_code("method_not_allowed")
     }
 
-    /// 405 for a method never forwarded to a provider: `TRACE` (a server that echoes
-    /// it would show the client the credential the gateway added) and `CONNECT`.
+    /// 405 for a method never forwarded to a provider: `TRACE`, which a server that
+    /// echoes it would answer with the credential the gateway added.
     pub fn method_not_forwarded(method: &http::Method) -> Self {
         Self::new(
             405,

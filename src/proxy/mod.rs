@@ -159,17 +159,22 @@ impl AuroraProxy {
     }
 
     /// The conversation a translated Responses request of `owner` continues, from
-    /// the store.
+    /// the store: within what `body_size_limit` leaves beside the request's own body
+    /// (`body_len` bytes), as the request to the provider carries both.
     async fn stored_history(
         &self,
         field: &ModelField,
         config: &Config,
         owner: &str,
+        body_len: usize,
     ) -> std::result::Result<Option<Vec<u8>>, GatewayError> {
         let Some(previous) = model_request::stored_history_needed(field, config) else {
             return Ok(None);
         };
-        let max = config.server.body_size_limit;
+        let max = config
+            .server
+            .body_size_limit
+            .saturating_sub(body_len as u64);
         response_store::history(&*self.responses, previous, owner, max)
             .await
             .map(Some)
@@ -212,6 +217,11 @@ impl AuroraProxy {
             _ => stored.is_some(),
         };
         if !stored_here {
+            // An id made here is never the provider's: one not found (another caller's,
+            // or gone) is not sent on with whatever key this caller brought.
+            if crate::translate::generated_id::is_generated(id, "resp_") {
+                return reject(session, ctx, not_found()).await;
+            }
             // Not one of the gateway's own: the provider that serves the Responses API
             // itself may hold it.
             let Some(target) = native_responses_target(config, id, session.req_header()) else {
@@ -731,7 +741,8 @@ pub(crate) fn answer_as_is(session: &mut Session, ctx: &mut RequestContext) {
 
 /// The route's one method (a `GET` route answers `HEAD` too), or a 405.
 fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), GatewayError> {
-    if req.method == http::Method::TRACE || req.method == http::Method::CONNECT {
+    // (Pingora itself refuses `CONNECT` before any hook runs.)
+    if req.method == http::Method::TRACE {
         return Err(GatewayError::method_not_forwarded(&req.method));
     }
     match route.method() {

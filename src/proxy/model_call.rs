@@ -51,7 +51,9 @@ impl AuroraProxy {
         let history = match endpoint {
             ModelEndpoint::Responses => {
                 let owner = super::responses_owner(ctx, session.req_header(), config);
-                let history = self.stored_history(&field, config, &owner).await;
+                let history = self
+                    .stored_history(&field, config, &owner, body.len())
+                    .await;
                 ctx.responses_owner = Some(owner);
                 let history = match history {
                     Ok(history) => history,

@@ -276,6 +276,7 @@ fn keep_responses(
     let limits = sources.config.responses;
     let Some(owner) = ctx.responses_owner.clone() else {
         // Every Responses call is given its owner before it is prepared.
+        debug_assert!(false, "a Responses call without its owner");
         return;
     };
     *on_completed = Some(OnCompleted(Arc::new(move |response: &[u8]| {

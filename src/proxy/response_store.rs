@@ -89,7 +89,7 @@ pub enum HistoryError {
     #[error("stored response `{0}` cannot be read")]
     Corrupt(String),
     /// The conversation is larger than a request may be.
-    #[error("the conversation up to response `{0}` is larger than the gateway's limit of {1} bytes for a request body: start a new one, or raise server.body_size_limit")]
+    #[error("the conversation up to response `{0}` is larger than the {1} bytes a request body may still hold beside this turn: start a new one, or raise server.body_size_limit")]
     TooLarge(String, u64),
 }
 
@@ -118,15 +118,17 @@ pub async fn owned(store: &dyn ResponseStore, id: &str, owner: &str) -> Option<S
 
 /// The whole conversation up to and including response `id`, as one JSON array of
 /// items (each response's input items, then its output), oldest first: every link
-/// `owner`'s, all of them held within `max_bytes` (what the request to the provider
-/// may be: it carries the whole conversation).
+/// `owner`'s, their items within `max_bytes` (what is left of the largest request
+/// body beside the new turn's: the request to the provider carries them all).
 pub async fn history(
     store: &dyn ResponseStore,
     id: &str,
     owner: &str,
     max_bytes: u64,
 ) -> Result<Vec<u8>, HistoryError> {
-    // Each link holds its input items and output as JSON array texts.
+    // Each link holds its input items and output as JSON array texts; what the
+    // conversation weighs is theirs alone (a response object also repeats its
+    // instructions and tools, which the history does not carry).
     let mut links = Vec::new();
     let mut held = 0u64;
     let mut next = Some(id.to_string());
@@ -135,22 +137,22 @@ pub async fn history(
         let stored = owned(store, &id, owner)
             .await
             .ok_or_else(|| HistoryError::NotFound(id.clone()))?;
-        held = held.saturating_add(stored.size() as u64);
+        let output =
+            output_items(&stored.response).ok_or_else(|| HistoryError::Corrupt(id.clone()))?;
+        held = held.saturating_add((stored.input_items.len() + output.len()) as u64);
         if held > max_bytes {
             return Err(HistoryError::TooLarge(first.to_string(), max_bytes));
         }
         next = stored.previous.clone();
-        links.push((id, stored));
+        links.push((id, stored.input_items, output));
         if links.len() > MAX_CHAIN {
             break;
         }
     }
-    let mut out = Vec::with_capacity(links.iter().map(|(_, s)| s.size()).sum::<usize>() + 2);
+    let mut out = Vec::with_capacity(usize::try_from(held).unwrap_or(0) + 2);
     out.push(b'[');
-    for (id, stored) in links.iter().rev() {
-        let output =
-            output_items(&stored.response).ok_or_else(|| HistoryError::Corrupt(id.clone()))?;
-        for array in [&stored.input_items[..], output.as_bytes()] {
+    for (id, input_items, output) in links.iter().rev() {
+        for array in [&input_items[..], output.as_bytes()] {
             let inner = array_contents(array).ok_or_else(|| HistoryError::Corrupt(id.clone()))?;
             if !inner.is_empty() {
                 if out.len() > 1 {
@@ -378,8 +380,8 @@ mod tests {
             .await;
         assert!(history(&store, "r2", "key:a", 4000).await.is_ok());
         assert_eq!(
-            history(&store, "r2", "key:a", 2000).await,
-            Err(HistoryError::TooLarge("r2".into(), 2000))
+            history(&store, "r2", "key:a", 1500).await,
+            Err(HistoryError::TooLarge("r2".into(), 1500))
         );
     }
 
