@@ -494,3 +494,107 @@ async fn wait_until(done: impl Fn() -> bool) {
     }
     panic!("not done after 10 s");
 }
+
+/// A relay to Redis that can black-hole the connections it carries (stop passing
+/// their bytes and keep them open, as a network path that went away does), while new
+/// connections still get through.
+struct Relay {
+    port: u16,
+    cuts: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    async fn start(redis: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cuts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = Arc::clone(&cuts);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", redis)).await else {
+                    continue;
+                };
+                let born = counted.load(Ordering::SeqCst);
+                let (client_in, client_out) = client.into_split();
+                let (server_in, server_out) = server.into_split();
+                for (mut from, mut to) in
+                    [(client_in, server_out), (server_in, client_out)].map(|(a, b)| {
+                        (
+                            Box::new(a) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                            b,
+                        )
+                    })
+                {
+                    let cuts = Arc::clone(&counted);
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match tokio::io::AsyncReadExt::read(&mut from, &mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if cuts.load(Ordering::SeqCst) != born {
+                                // Black-holed: nothing passes, nothing closes.
+                                std::future::pending::<()>().await;
+                            }
+                            if tokio::io::AsyncWriteExt::write_all(&mut to, &buf[..n])
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { port, cuts }
+    }
+
+    /// Black-holes every connection it carries now.
+    fn cut(&self) {
+        self.cuts.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_black_holed_is_made_anew_not_kept() {
+    // The path to Redis goes away for the connection the gateway holds (Redis failed
+    // over, the old route drops every packet), while a new connection gets through:
+    // the gateway must make one, not wait on the dead one until the kernel gives up.
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port).await;
+    let mock = MockUpstream::start(provider_like).await;
+    let yaml = format!(
+        "limits:\n  store: redis://127.0.0.1:{}/0\n  on_store_error: deny\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{concurrent: 5}}\n",
+        relay.port,
+        sha256_hex(TEAM_KEY),
+    );
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-limits-redis"),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ],
+    );
+    assert_eq!(chat(&gw).await.status(), 200);
+    relay.cut();
+    assert_eq!(
+        chat(&gw).await.status(),
+        503,
+        "its limit check went unanswered"
+    );
+    // Once Redis is asked again (a second on), a new connection answers.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let status = chat(&gw).await.status();
+        statuses.push(status.as_u16());
+        if status == 200 {
+            return;
+        }
+    }
+    panic!("the dead connection was kept: {statuses:?}");
+}

@@ -6,14 +6,19 @@
 //! `limits.on_store_error` decides) until it is back. A call that got no answer in
 //! time makes the calls of the next [`QUIET_AFTER_LOSS`] fail at once: requests do
 //! not queue behind a Redis that has stopped answering, each waiting out its own
-//! timeout.
+//! timeout. It also drops the connection, which the next call makes anew: a
+//! connection black-holed (its Redis failed over, its path gone) would otherwise be
+//! kept until the kernel gives up on it, many minutes later, since a timeout is no
+//! error the connection manager reconnects for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use redis::aio::ConnectionManager;
 use redis::Client;
-use tokio::sync::OnceCell;
+use std::sync::Arc;
+use tokio::sync::Mutex;
 
 use super::{usd_micros, StoreError};
 
@@ -26,7 +31,9 @@ pub const QUIET_AFTER_LOSS: Duration = Duration::from_secs(1);
 /// A Redis to connect to, and the connection once made.
 pub struct Link {
     client: Client,
-    connection: OnceCell<ConnectionManager>,
+    connection: ArcSwapOption<ConnectionManager>,
+    /// Held while a connection is made: one try at a time.
+    connecting: Mutex<()>,
     /// The link's clock, for [`Self::quiet_until_ms`].
     born: Instant,
     /// Until when (milliseconds on the link's clock) Redis is not asked.
@@ -40,7 +47,8 @@ impl Link {
             .map_err(|e| StoreError(format!("the Redis URL cannot be used: {}", e.kind_text())))?;
         Ok(Self {
             client,
-            connection: OnceCell::new(),
+            connection: ArcSwapOption::empty(),
+            connecting: Mutex::new(()),
             born: Instant::now(),
             quiet_until_ms: AtomicU64::new(0),
         })
@@ -67,34 +75,39 @@ impl Link {
         self.quiet_until_ms.fetch_max(until, Ordering::Relaxed);
     }
 
-    /// The connection, made now if it was not yet.
+    /// The connection, made now if it was not yet (or was dropped).
     pub async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        if let Some(made) = self.connection.get() {
-            return Ok(made.clone());
+        if let Some(made) = self.made() {
+            return Ok(made);
         }
         if let Some(quiet) = self.quiet() {
             return Err(quiet);
         }
-        let made = self
-            .connection
-            .get_or_try_init(|| async {
-                // Those that waited for another's try fail at once after it failed.
-                if let Some(quiet) = self.quiet() {
-                    return Err(quiet);
-                }
-                let connect = ConnectionManager::new(self.client.clone());
-                let made = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
-                    Ok(Ok(manager)) => Ok(manager),
-                    Ok(Err(e)) => Err(StoreError(format!("cannot reach Redis: {}", e.kind_text()))),
-                    Err(_) => Err(StoreError("Redis did not answer in time".into())),
-                };
-                if made.is_err() {
-                    self.lost_one();
-                }
-                made
-            })
-            .await?;
-        Ok(made.clone())
+        let _turn = self.connecting.lock().await;
+        // Made by the one whose turn came first; or those that waited for its try
+        // fail at once after it failed.
+        if let Some(made) = self.made() {
+            return Ok(made);
+        }
+        if let Some(quiet) = self.quiet() {
+            return Err(quiet);
+        }
+        let connect = ConnectionManager::new(self.client.clone());
+        let made = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+            Ok(Ok(manager)) => Ok(manager),
+            Ok(Err(e)) => Err(StoreError(format!("cannot reach Redis: {}", e.kind_text()))),
+            Err(_) => Err(StoreError("Redis did not answer in time".into())),
+        };
+        match made {
+            Ok(manager) => {
+                self.connection.store(Some(Arc::new(manager.clone())));
+                Ok(manager)
+            }
+            Err(e) => {
+                self.lost_one();
+                Err(e)
+            }
+        }
     }
 
     /// Awaits `call` for at most [`CALL_TIMEOUT`] (`patience` times it), naming
@@ -127,12 +140,18 @@ impl Link {
         if let Called::NotMade(_) | Called::InDoubt(_) = called {
             self.lost_one();
         }
+        if let Called::InDoubt(_) = called {
+            // Made anew by the next call: this one may be black-holed for good.
+            self.connection.store(None);
+        }
         called
     }
 
-    /// The connection when it has been made.
+    /// The connection when it has been made (and not dropped since).
     pub fn made(&self) -> Option<ConnectionManager> {
-        self.connection.get().cloned()
+        self.connection
+            .load_full()
+            .map(|c| ConnectionManager::clone(&c))
     }
 }
 

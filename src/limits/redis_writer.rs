@@ -139,6 +139,12 @@ impl Writer {
     /// without waiting.
     pub fn release(self: &Arc<Self>, subject: &str, slots: String) {
         let Some(mut conn) = self.link.made() else {
+            // The connection was dropped (a call left unanswered): given back with the
+            // next pipeline, on a connection made anew.
+            if let Ok(mut p) = self.pending.lock() {
+                p.release(slots);
+            }
+            self.wake();
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
