@@ -41,9 +41,9 @@ pub struct Observation {
     first_byte: Option<Duration>,
     /// Where the latest attempt's answer stands.
     answer: AnswerState,
-    /// The call has a model generate (or embed) for it, which the provider bills once
-    /// it has the call, whether or not the client stays for the answer.
-    asks_model: bool,
+    /// Whether the call has a model generate (or embed) for it, which the provider
+    /// bills once it has the call, whether or not the client stays for the answer.
+    asks_model: ModelAsked,
     /// The gateway's own work on the answer: response filters and translation.
     response_work: Duration,
     /// A subrequest does the exchange: its timings come back through here.
@@ -143,6 +143,17 @@ impl Observation {
             (state, _) => state,
         }
     }
+}
+
+/// Whether a call has a model generate (or embed) for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ModelAsked {
+    #[default]
+    No,
+    Yes,
+    /// A `/p/` `POST`: its endpoint tells ([`super::passthrough::asks_a_model`]), read
+    /// only when a call left unanswered needs it.
+    ByEndpoint,
 }
 
 /// Where the latest attempt's answer stands: what a call its client leaves before any
@@ -275,10 +286,22 @@ pub fn response_work(ctx: &mut RequestContext, work: Duration) {
     }
 }
 
-/// The call has a model generate (or embed) for it ([`passthrough_endpoint`] tells
-/// for a `/p/` call).
+/// The call has a model generate (or embed) for it (a `/p/` call's endpoint tells:
+/// [`passthrough_endpoint`]).
 pub fn model_asked(ctx: &mut RequestContext) {
-    ctx.obs.asks_model = true;
+    ctx.obs.asks_model = ModelAsked::Yes;
+}
+
+/// Whether the call has a model generate (or embed) for it.
+fn asks_model(ctx: &RequestContext) -> bool {
+    match ctx.obs.asks_model {
+        ModelAsked::No => false,
+        ModelAsked::Yes => true,
+        ModelAsked::ByEndpoint => ctx.upstream.as_ref().is_some_and(|u| {
+            let path = u.path_and_query.split('?').next().unwrap_or_default();
+            super::passthrough::asks_a_model(path)
+        }),
+    }
 }
 
 /// The latest attempt never reached the provider whole (the client left while it
@@ -366,8 +389,8 @@ pub fn passthrough_endpoint(
     endpoint: &str,
     anthropic: bool,
 ) {
-    if method == http::Method::POST && super::passthrough::asks_a_model(endpoint) {
-        model_asked(ctx);
+    if method == http::Method::POST {
+        ctx.obs.asks_model = ModelAsked::ByEndpoint;
     }
     if method == http::Method::GET {
         ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic);
@@ -531,7 +554,7 @@ pub fn settle_usage(
     let answer = ctx.obs.latest_answer();
     let charge = match charge {
         Some(charge) => charge,
-        None if read || !ctx.obs.asks_model => return,
+        None if read || !asks_model(ctx) => return,
         None => match answer {
             AnswerState::Awaited | AnswerState::Whole | AnswerState::Streamed => {
                 Charge::left_unanswered()
