@@ -189,8 +189,10 @@ fn array_contents(array: &[u8]) -> Option<&[u8]> {
         .map(<[u8]>::trim_ascii)
 }
 
-/// The default store: this process's memory, bounded in entries, bytes and age;
-/// the oldest responses go first.
+/// The default store: this process's memory, bounded in entries, bytes and age. The
+/// expired go first; then room is made at the expense of whoever holds the most bytes,
+/// its oldest first: one key filling the store evicts its own responses, not every
+/// other key's (with one key, that is the oldest first).
 #[derive(Debug, Default)]
 pub struct MemoryResponseStore {
     inner: Mutex<Entries>,
@@ -203,15 +205,46 @@ struct Entries {
     /// Insertion order, for eviction; ids already removed are skipped.
     order: VecDeque<String>,
     bytes: usize,
+    /// Bytes each owner holds.
+    held: HashMap<Arc<str>, usize>,
 }
 
 impl Entries {
     fn remove(&mut self, id: &str) -> bool {
         match self.map.remove(id) {
             Some((stored, _)) => {
-                self.bytes -= stored.size();
+                let size = stored.size();
+                self.bytes -= size;
+                if let Some(held) = self.held.get_mut(&stored.owner) {
+                    *held = held.saturating_sub(size);
+                    if *held == 0 {
+                        self.held.remove(&stored.owner);
+                    }
+                }
                 true
             }
+            None => false,
+        }
+    }
+
+    /// Removes the oldest response of the owner holding the most bytes; whether one
+    /// was there.
+    fn evict_from_largest_holder(&mut self) -> bool {
+        let Some(largest) = self
+            .held
+            .iter()
+            .max_by_key(|(_, bytes)| **bytes)
+            .map(|(owner, _)| Arc::clone(owner))
+        else {
+            return false;
+        };
+        let oldest = self.order.iter().position(|id| {
+            self.map
+                .get(id)
+                .is_some_and(|(stored, _)| stored.owner == largest)
+        });
+        match oldest.and_then(|at| self.order.remove(at)) {
+            Some(id) => self.remove(&id),
             None => false,
         }
     }
@@ -257,17 +290,19 @@ impl MemoryResponseStore {
         };
         let now = Instant::now();
         entries.remove(&id);
-        // Oldest first: the expired, then as many as it takes to make room.
-        while entries.map.len() >= limits.max_entries
-            || entries.bytes + size > limits.max_bytes
-            || entries.oldest_expired(now)
-        {
+        while entries.oldest_expired(now) {
             let Some(oldest) = entries.order.pop_front() else {
                 break;
             };
             entries.remove(&oldest);
         }
+        while entries.map.len() >= limits.max_entries || entries.bytes + size > limits.max_bytes {
+            if !entries.evict_from_largest_holder() {
+                break;
+            }
+        }
         entries.bytes += size;
+        *entries.held.entry(Arc::clone(&stored.owner)).or_default() += size;
         entries.order.push_back(id.clone());
         entries.map.insert(id, (Arc::new(stored), now + limits.ttl));
         // Ids replaced or deleted linger in `order`; keep it from growing past the map.
@@ -396,6 +431,32 @@ mod tests {
         );
         assert_eq!(&*owner_of(Some(&Caller::Open), digest), "caller:ab12");
         assert_eq!(&*owner_of(Some(&Caller::Open), || None), "open");
+    }
+
+    #[tokio::test]
+    async fn one_key_filling_the_store_evicts_its_own_responses_not_anothers() {
+        let store = MemoryResponseStore::default();
+        let four = StoreLimits {
+            max_entries: 4,
+            ..limits()
+        };
+        let of = |owner: &str| StoredResponse {
+            owner: owner.into(),
+            ..stored(None, "[]", "[]")
+        };
+        store.put("b1".into(), of("key:b"), four).await;
+        for id in ["a1", "a2", "a3", "a4", "a5", "a6"] {
+            store.put(id.into(), of("key:a"), four).await;
+        }
+        assert!(store.get("b1").await.is_some(), "the other key's survives");
+        for id in ["a4", "a5", "a6"] {
+            assert!(store.get(id).await.is_some(), "{id}");
+        }
+        assert!(store.get("a3").await.is_none(), "the filler's oldest went");
+        // The other key, now the smaller holder, still gets its room.
+        store.put("b2".into(), of("key:b"), four).await;
+        assert!(store.get("b1").await.is_some() && store.get("b2").await.is_some());
+        assert!(store.get("a4").await.is_none());
     }
 
     #[tokio::test]
