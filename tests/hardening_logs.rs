@@ -14,6 +14,9 @@ const MANAGED: &str = "sk-aurora-managed-SECRET-logs-test";
 const WRONG: &str = "gw-wrong-SECRET-logs-test";
 const HELD_ANTHROPIC: &str = "sk-ant-held-SECRET-logs-test";
 const HELD_GROQ: &str = "gsk-held-SECRET-logs-test";
+/// A credential in a configured provider header of no credential name (as Azure's
+/// `api-key`).
+const CONFIGURED_HEADER: &str = "azure-SECRET-in-a-configured-header";
 const CALLER: &str = "sk-caller-own-SECRET-logs-test";
 const QUERY_KEY: &str = "AIza-query-SECRET-logs-test";
 
@@ -58,6 +61,7 @@ providers:
   anthropic:
     api_key: {HELD_ANTHROPIC}
     base_url: {base}
+    headers: {{api-key: {CONFIGURED_HEADER}}}
   openai:
     api_key: \"!PASSTHRU\"
     base_url: {base}
@@ -209,6 +213,7 @@ async fn no_credential_reaches_the_log_at_trace() {
         HELD_GROQ,
         CALLER,
         QUERY_KEY,
+        CONFIGURED_HEADER,
     ] {
         assert!(!log.contains(secret), "`{secret}` is in the log:\n{log}");
     }

@@ -558,11 +558,14 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     for (k, v) in &p.headers {
         let hn = HeaderName::try_from(k.as_str())
             .map_err(|_| invalid(format!("provider `{name}`: `{k}` is not a header name")))?;
-        let hv = HeaderValue::try_from(env.expand(v)).map_err(|_| {
+        let mut hv = HeaderValue::try_from(env.expand(v)).map_err(|_| {
             invalid(format!(
                 "provider `{name}`: header `{k}` has an invalid value"
             ))
         })?;
+        // Configured headers may hold credentials under any name (Azure's `api-key`,
+        // a value from `${ENV}`): never written to a log.
+        hv.set_sensitive(true);
         headers.push((hn, hv));
     }
     let timeouts = super::timeouts::provider_timeouts(name, &p.timeouts)?;
@@ -745,6 +748,7 @@ providers:
             "sk-expanded"
         );
         assert_eq!(p.headers[0].1, "core");
+        assert!(p.headers[0].1.is_sensitive(), "never written to a log");
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl fmt::Display for RedactedHeaders<'_> {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            if is_credential_header(name.as_str()) {
+            if is_credential_header(name.as_str()) || value.is_sensitive() {
                 write!(f, "{name}: {REDACTED}")?;
             } else {
                 write!(f, "{name}: {value:?}")?;
@@ -269,8 +269,13 @@ mod tests {
         h.insert("authorization", "Bearer sk-secret".parse().unwrap());
         h.insert("x-goog-api-key", "AIza-secret".parse().unwrap());
         h.insert("content-type", "application/json".parse().unwrap());
+        // A value marked sensitive (a configured provider header: Azure's `api-key`).
+        let mut azure: http::HeaderValue = "azure-secret".parse().unwrap();
+        azure.set_sensitive(true);
+        h.insert("api-key", azure);
         let shown = RedactedHeaders(&h).to_string();
         assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("api-key: <redacted>"), "{shown}");
         assert!(shown.contains("authorization: <redacted>"), "{shown}");
         assert!(
             shown.contains(r#"content-type: "application/json""#),
