@@ -31,10 +31,14 @@ fn provider_like(rec: &Recorded) -> Reply {
 
 /// A replica: the same config (and Redis) as every other one.
 fn replica(mock: &MockUpstream, redis: &RedisServer, team_limits: &str, extra: &str) -> Gateway {
+    replica_at(mock, &redis.url(), team_limits, extra)
+}
+
+/// [`replica`] with its store at `redis_url`.
+fn replica_at(mock: &MockUpstream, redis_url: &str, team_limits: &str, extra: &str) -> Gateway {
     let base = mock.url("/v1");
     let yaml = format!(
-        "limits:\n  store: {}\n{extra}auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {team_limits}\n",
-        redis.url(),
+        "limits:\n  store: {redis_url}\n{extra}auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {team_limits}\n",
         sha256_hex(TEAM_KEY),
     );
     Gateway::start(
@@ -47,6 +51,12 @@ fn replica(mock: &MockUpstream, redis: &RedisServer, team_limits: &str, extra: &
             ("ANTHROPIC_BASE_URL", base.as_str()),
         ],
     )
+}
+
+/// A provider answering as [`provider_like`], each answer `delay` after its call.
+async fn provider_answering_after(delay: Duration) -> MockUpstream {
+    MockUpstream::start(move |rec: &Recorded| Reply::Delayed(delay, Box::new(provider_like(rec))))
+        .await
 }
 
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
@@ -97,10 +107,7 @@ async fn two_replicas_share_a_keys_requests_per_minute_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_at_once_are_counted_across_replicas() {
     let redis = RedisServer::start();
-    let mock = MockUpstream::start(|rec: &Recorded| {
-        Reply::Delayed(Duration::from_millis(800), Box::new(provider_like(rec)))
-    })
-    .await;
+    let mock = provider_answering_after(Duration::from_millis(800)).await;
     let one = Arc::new(replica(&mock, &redis, "{concurrent: 2}", ""));
     let two = replica(&mock, &redis, "{concurrent: 2}", "");
     let slow: Vec<_> = (0..2)
@@ -427,18 +434,11 @@ async fn requests_do_not_queue_behind_a_redis_that_stopped_answering() {
         }
     });
     let mock = MockUpstream::start(provider_like).await;
-    let yaml = format!(
-        "limits:\n  store: redis://127.0.0.1:{port}/0\n  on_store_error: allow\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{requests_per_minute: 100}}\n",
-        sha256_hex(TEAM_KEY),
-    );
-    let base = mock.url("/v1");
-    let gw = Gateway::start(
-        &yaml,
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", "sk-oai-limits-redis"),
-            ("OPENAI_BASE_URL", base.as_str()),
-        ],
+    let gw = replica_at(
+        &mock,
+        &format!("redis://127.0.0.1:{port}/0"),
+        "{requests_per_minute: 100}",
+        "  on_store_error: allow\n",
     );
     let calls = (0..10).map(|_| chat(&gw));
     for resp in futures_util::future::join_all(calls).await {
@@ -457,10 +457,7 @@ async fn a_call_slot_given_back_while_redis_is_not_asked_is_given_back_later() {
     // second gives its slot back once Redis is asked again, rather than losing it
     // until the slots expire an hour later.
     let redis = RedisServer::start();
-    let mock = MockUpstream::start(|rec: &Recorded| {
-        Reply::Delayed(Duration::from_millis(1200), Box::new(provider_like(rec)))
-    })
-    .await;
+    let mock = provider_answering_after(Duration::from_millis(1200)).await;
     let gw = Arc::new(replica(&mock, &redis, "{concurrent: 1}", ""));
     let call = |gw: &Arc<Gateway>| {
         let gw = Arc::clone(gw);
@@ -565,19 +562,11 @@ async fn a_connection_black_holed_is_made_anew_not_kept() {
     let redis = RedisServer::start();
     let relay = Relay::start(redis.port).await;
     let mock = MockUpstream::start(provider_like).await;
-    let yaml = format!(
-        "limits:\n  store: redis://127.0.0.1:{}/0\n  on_store_error: deny\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{concurrent: 5}}\n",
-        relay.port,
-        sha256_hex(TEAM_KEY),
-    );
-    let base = mock.url("/v1");
-    let gw = Gateway::start(
-        &yaml,
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", "sk-oai-limits-redis"),
-            ("OPENAI_BASE_URL", base.as_str()),
-        ],
+    let gw = replica_at(
+        &mock,
+        &format!("redis://127.0.0.1:{}/0", relay.port),
+        "{concurrent: 5}",
+        "  on_store_error: deny\n",
     );
     assert_eq!(chat(&gw).await.status(), 200);
     relay.cut();

@@ -148,9 +148,14 @@ fn gateway_for(mock: &MockUpstream) -> Gateway {
         "providers:\n  vllm:\n    base_url: '{}'\n",
         mock.url("/vllm")
     );
+    gateway_with(mock, &yaml)
+}
+
+/// Anthropic and OpenAI at `mock`, and `yaml`.
+fn gateway_with(mock: &MockUpstream, yaml: &str) -> Gateway {
     let base = mock.url("/v1");
     Gateway::start(
-        &yaml,
+        yaml,
         &[
             ("AURORA_MASTER_KEY", MASTER),
             ("ANTHROPIC_API_KEY", ANT_KEY),
@@ -613,22 +618,12 @@ async fn a_stored_response_is_read_continued_and_deleted_by_its_caller_alone() {
     const TEAM_A: &str = "aur_responses_team_a_key_0123456789abcdef";
     const TEAM_B: &str = "aur_responses_team_b_key_0123456789abcdef";
     let mock = MockUpstream::start(provider).await;
-    let base = mock.url("/v1");
     let yaml = format!(
         "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n    - name: team-b\n      sha256: \"{}\"\n",
         sha256_hex(TEAM_A),
         sha256_hex(TEAM_B)
     );
-    let gw = Gateway::start(
-        &yaml,
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("ANTHROPIC_API_KEY", ANT_KEY),
-            ("ANTHROPIC_BASE_URL", base.as_str()),
-            ("OPENAI_API_KEY", OAI_KEY),
-            ("OPENAI_BASE_URL", base.as_str()),
-        ],
-    );
+    let gw = gateway_with(&mock, &yaml);
     let call = |key: &'static str, body: Value| {
         client()
             .post(gw.url("/v1/responses"))
@@ -688,15 +683,7 @@ async fn a_conversation_larger_than_a_request_may_be_is_refused_not_rebuilt() {
     // Each turn fits the body limit; the conversation they make goes upstream whole
     // with the next, and past the limit the gateway does not build it.
     let mock = MockUpstream::start(provider).await;
-    let base = mock.url("/v1");
-    let gw = Gateway::start(
-        "server:\n  body_size_limit: 4KiB\n",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("ANTHROPIC_API_KEY", ANT_KEY),
-            ("ANTHROPIC_BASE_URL", base.as_str()),
-        ],
-    );
+    let gw = gateway_with(&mock, "server:\n  body_size_limit: 4KiB\n");
     let turn = |previous: Option<&str>| {
         let mut body = json!({"model": "anthropic:claude-sonnet-4-5", "input": "w".repeat(1500)});
         if let Some(id) = previous {
@@ -716,14 +703,7 @@ async fn a_conversation_larger_than_a_request_may_be_is_refused_not_rebuilt() {
 
     // Within the body limit, the conversation is held against the gateway's budget
     // for bodies held at once, as the body is.
-    let gw = Gateway::start(
-        "server:\n  max_buffered_bytes: 4600\n",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("ANTHROPIC_API_KEY", ANT_KEY),
-            ("ANTHROPIC_BASE_URL", base.as_str()),
-        ],
-    );
+    let gw = gateway_with(&mock, "server:\n  max_buffered_bytes: 4600\n");
     let first = ok_json(post(&gw, &turn(None)).await).await;
     let second = ok_json(post(&gw, &turn(first["id"].as_str())).await).await;
     let third = post(&gw, &turn(second["id"].as_str())).await;

@@ -50,6 +50,15 @@ class Gateway:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def access_line(self, request_id: str) -> str:
+        """The access line of the request `request_id`, once written (within 5 s): it
+        is written after the response."""
+        needle = f"request_id={request_id}"
+        deadline = time.monotonic() + 5
+        while needle not in self.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return next(l for l in self.log().splitlines() if needle in l)
+
 
 @pytest.fixture(scope="session")
 def isolated_sdk_env():
