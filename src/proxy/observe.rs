@@ -304,8 +304,8 @@ fn asks_model(ctx: &RequestContext) -> bool {
     }
 }
 
-/// The latest attempt never reached the provider whole (the client left while it
-/// connected or sent the request): it bills nothing.
+/// The latest attempt bills nothing: it failed, or never reached the provider whole
+/// (the client left while it connected or sent the request).
 pub fn attempt_not_sent(ctx: &mut RequestContext) {
     answer_now(ctx, AnswerState::Unsent);
 }
