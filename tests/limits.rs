@@ -847,6 +847,35 @@ async fn reading_stored_responses_counts_against_the_keys_requests_and_the_provi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_response_the_gateway_answers_itself_carries_the_keys_rate_headers() {
+    // Translated and stored here, its reads are answered by the gateway, not a
+    // provider: every answer to a key with limits carries its `x-ratelimit-*` all the
+    // same.
+    let mock = MockUpstream::start(provider_like).await;
+    clear_of_a_minute_boundary().await;
+    let gw = gateway(&mock, "", "{requests_per_minute: 10}");
+    let body = r#"{"model":"anthropic/claude-sonnet-4-5","input":"hi"}"#;
+    let made = post(&gw, TEAM_KEY, "/v1/responses", body).await;
+    assert_eq!(made.status(), 200);
+    let id = made.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = get(&gw, TEAM_KEY, &format!("/v1/responses/{id}")).await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(header(&read, "x-ratelimit-limit-requests"), "10");
+    assert_eq!(header(&read, "x-ratelimit-remaining-requests"), "8");
+    let deleted = client()
+        .delete(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(TEAM_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(header(&deleted, "x-ratelimit-limit-requests"), "10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_without_their_own() {
     let mock = MockUpstream::start(provider_like).await;
     let extra = "limits:\n  default: {requests_per_minute: 1}\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";

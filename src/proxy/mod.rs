@@ -244,12 +244,15 @@ impl AuroraProxy {
             let mut body = br#"{"deleted":true,"id":"#.to_vec();
             body.extend_from_slice(serde_json::Value::from(id).to_string().as_bytes());
             body.extend_from_slice(br#","object":"response"}"#);
-            respond::send_json(session, 200, body, &ctx.request_id).await?;
+            respond::send_json_within(session, 200, body, &ctx.request_id, ctx.rate.as_ref())
+                .await?;
             return Ok(true);
         }
         match stored {
             Some(stored) => {
-                respond::send_json(session, 200, stored.response.to_vec(), &ctx.request_id).await?;
+                let body = stored.response.to_vec();
+                respond::send_json_within(session, 200, body, &ctx.request_id, ctx.rate.as_ref())
+                    .await?;
                 Ok(true)
             }
             None => reject(session, ctx, not_found()).await,

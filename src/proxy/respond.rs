@@ -26,6 +26,27 @@ pub async fn send_json(
     send(session, status, "application/json", body, request_id).await
 }
 
+/// [`send_json`] to a caller held to `rate`: with its `x-ratelimit-*` headers, as
+/// every answer to a key with limits carries them.
+pub async fn send_json_within(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &RequestId,
+    rate: Option<&RateState>,
+) -> Result<()> {
+    send_with(
+        session,
+        status,
+        "application/json",
+        body,
+        request_id,
+        None,
+        rate,
+    )
+    .await
+}
+
 /// Sends a complete response of `content_type`, keeping the connection reusable.
 pub async fn send(
     session: &mut Session,
