@@ -139,12 +139,8 @@ impl Writer {
     /// without waiting.
     pub fn release(self: &Arc<Self>, subject: &str, slots: String) {
         let Some(mut conn) = self.link.made() else {
-            // The connection was dropped (a call left unanswered): given back with the
-            // next pipeline, on a connection made anew.
-            if let Ok(mut p) = self.pending.lock() {
-                p.release(slots);
-            }
-            self.wake();
+            // The connection was dropped (a call left unanswered): on one made anew.
+            self.give_back_later(subject, Counters::default(), slots);
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -179,16 +175,19 @@ impl Writer {
                     // Charges are sent again, as a flush's are.
                     writer.put_back(&subject, counters);
                 }
-                // Given back with the next flush that Redis takes, its charges first.
-                Called::NotMade(_) => {
-                    if let Ok(mut p) = writer.pending.lock() {
-                        p.put_back_counters(&subject, counters, Instant::now());
-                        p.release(slots);
-                    }
-                    writer.wake();
-                }
+                Called::NotMade(_) => writer.give_back_later(&subject, counters, slots),
             }
         });
+    }
+
+    /// Gives back a call slot of `subject` (its counter `slots`), with `counters`, in
+    /// the next pipeline Redis takes, its charges first.
+    fn give_back_later(self: &Arc<Self>, subject: &str, counters: Counters, slots: String) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.put_back_counters(subject, counters, Instant::now());
+            p.release(slots);
+        }
+        self.wake();
     }
 
     /// Has the flushing task send what waits after [`FLUSH_AFTER`], starting it first.

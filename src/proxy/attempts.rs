@@ -118,24 +118,22 @@ pub fn plan_for_model(
 fn keep_caller_keys_at_one_base_url(pool: &mut Vec<Candidate>, fallbacks: &mut Vec<Candidate>) {
     let takes_caller_key =
         |c: &Candidate| matches!(c.route.provider.credential, ProviderCredential::CallerKey);
-    let host = |c: &Candidate| {
-        let base = &c.route.provider.base;
-        (
-            base.tls,
-            base.host.to_ascii_lowercase(),
-            base.port,
-            base.path.clone(),
-        )
-    };
     let Some(first) = pool
         .iter()
         .chain(fallbacks.iter())
         .find(|c| takes_caller_key(c))
+        .map(|c| Arc::clone(&c.route.provider))
     else {
         return;
     };
-    let allowed = host(first);
-    let keep = |c: &Candidate| !takes_caller_key(c) || host(c) == allowed;
+    let at_first = |c: &Candidate| {
+        let (base, allowed) = (&c.route.provider.base, &first.base);
+        base.tls == allowed.tls
+            && base.port == allowed.port
+            && base.path == allowed.path
+            && base.host.eq_ignore_ascii_case(&allowed.host)
+    };
+    let keep = |c: &Candidate| !takes_caller_key(c) || at_first(c);
     pool.retain(keep);
     fallbacks.retain(keep);
 }
