@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aurora::config::{Budget, BudgetPeriod, KeyLimits};
 use aurora::limits::{LimitStore, RedisStore, Refusal, UsageRecord, LEASE_MAX};
-use common::redis::RedisServer;
+use common::redis::{RedisServer, Relay};
 
 /// 2026-12-04T02:30:15Z: 45 s left in its minute, so its window keys outlive the test.
 const NOW: u64 = 1_796_351_415;
@@ -216,8 +216,8 @@ async fn a_slots_charges_travel_with_its_release() {
     );
     assert_eq!(
         redis.calls("evalsha"),
-        asked + 1,
-        "one script per admission"
+        asked + 2,
+        "one script for the release and its charge, one for the admission"
     );
 }
 
@@ -260,4 +260,39 @@ async fn a_leased_allowance_is_spent_without_waiting_and_concurrency_always_asks
         ..per_minute(3000)
     };
     assert!(store.admit_now(SUBJECT, &slots, NOW).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_sent_with_a_lease_whose_answer_was_lost_count_once() {
+    // A lease carries the replica's waiting charges; Redis adds them and its answer
+    // is lost. The replica sends them again (it cannot tell): Redis must add them once.
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port).await;
+    let store = RedisStore::new(&relay.url()).unwrap();
+    // Under 32 requests a minute, each lease is one call: the next asks Redis.
+    let limits = KeyLimits {
+        requests_per_minute: Some(20),
+        ..token_budget(1000)
+    };
+    assert!(admitted(&store, &limits).await);
+    store.charge(SUBJECT, &limits, 21, 0.0, NOW).unwrap();
+    relay.mute();
+    // At once, before the charge's own flush: the lease takes it.
+    assert!(
+        store.admit(SUBJECT, &limits, NOW).await.is_err(),
+        "its answer was lost"
+    );
+    let spent = format!("aurora:{{{SUBJECT}}}:btok:*");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.keys(&spent).is_empty() {
+        assert!(Instant::now() < deadline, "the charge never reached Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Redis is not asked for a second after the lost answer, then it is sent again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        redis.get(&redis.keys(&spent)[0]).as_deref(),
+        Some("21"),
+        "counted twice"
+    );
 }

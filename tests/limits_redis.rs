@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::RedisServer;
+use common::redis::{RedisServer, Relay};
 use common::{client, fixture, sha256_hex, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::Value;
 
@@ -492,68 +492,6 @@ async fn wait_until(done: impl Fn() -> bool) {
     panic!("not done after 10 s");
 }
 
-/// A relay to Redis that can black-hole the connections it carries (stop passing
-/// their bytes and keep them open, as a network path that went away does), while new
-/// connections still get through.
-struct Relay {
-    port: u16,
-    cuts: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Relay {
-    async fn start(redis: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cuts = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counted = Arc::clone(&cuts);
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", redis)).await else {
-                    continue;
-                };
-                let born = counted.load(Ordering::SeqCst);
-                let (client_in, client_out) = client.into_split();
-                let (server_in, server_out) = server.into_split();
-                for (mut from, mut to) in
-                    [(client_in, server_out), (server_in, client_out)].map(|(a, b)| {
-                        (
-                            Box::new(a) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-                            b,
-                        )
-                    })
-                {
-                    let cuts = Arc::clone(&counted);
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            let n = match tokio::io::AsyncReadExt::read(&mut from, &mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => n,
-                            };
-                            if cuts.load(Ordering::SeqCst) != born {
-                                // Black-holed: nothing passes, nothing closes.
-                                std::future::pending::<()>().await;
-                            }
-                            if tokio::io::AsyncWriteExt::write_all(&mut to, &buf[..n])
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                    });
-                }
-            }
-        });
-        Self { port, cuts }
-    }
-
-    /// Black-holes every connection it carries now.
-    fn cut(&self) {
-        self.cuts.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_black_holed_is_made_anew_not_kept() {
     // The path to Redis goes away for the connection the gateway holds (Redis failed
@@ -564,7 +502,7 @@ async fn a_connection_black_holed_is_made_anew_not_kept() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = replica_at(
         &mock,
-        &format!("redis://127.0.0.1:{}/0", relay.port),
+        &relay.url(),
         "{concurrent: 5}",
         "  on_store_error: deny\n",
     );
@@ -586,4 +524,78 @@ async fn a_connection_black_holed_is_made_anew_not_kept() {
         }
     }
     panic!("the dead connection was kept: {statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_whose_answer_was_lost_counts_once() {
+    // Redis makes the charge and its answer is lost (the connection's path went away
+    // after the write got through): the replica cannot tell it from a charge never
+    // made, and sends it again on a new connection. Redis must make it once.
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port).await;
+    let mock = provider_answering_after(Duration::from_millis(300)).await;
+    let gw = replica_at(
+        &mock,
+        &relay.url(),
+        "{budget: {tokens: 1000000, period: month}}",
+        "",
+    );
+    let call = tokio::spawn({
+        let url = gw.url("/v1/chat/completions");
+        async move {
+            client()
+                .post(url)
+                .bearer_auth(TEAM_KEY)
+                .header("content-type", "application/json")
+                .body(CHAT)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    wait_until(|| mock.requests().len() == 1).await;
+    relay.mute();
+    assert_eq!(call.await.unwrap(), 200);
+    let budget = || redis.keys("aurora:{key:team-a}:btok:*");
+    wait_until(|| budget().len() == 1).await;
+    // Lost after 500 ms, Redis not asked for a second, then sent again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The recorded completion reports 17 input and 4 output tokens.
+    assert_eq!(
+        redis.get(&budget()[0]).as_deref(),
+        Some("21"),
+        "counted twice"
+    );
+    let usage = redis.keys("aurora:{key:team-a}:usage:*");
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    let used = redis.hgetall(&usage[0]);
+    let requests: Vec<_> = used
+        .iter()
+        .filter(|(f, _)| f.ends_with("|requests"))
+        .collect();
+    assert_eq!(requests.len(), 1, "{used:?}");
+    assert_eq!(requests[0].1, "1", "{used:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_slot_whose_give_back_was_lost_is_given_back_again() {
+    // The give-back goes into a connection whose path went away: it never reached
+    // Redis, which the replica cannot tell from an answer lost. Sent again (Redis
+    // makes it once), the slot comes back now, not when the slots expire an hour later.
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port).await;
+    let mock = provider_answering_after(Duration::from_millis(300)).await;
+    let gw = Arc::new(replica_at(&mock, &relay.url(), "{concurrent: 1}", ""));
+    let holding = tokio::spawn({
+        let gw = Arc::clone(&gw);
+        async move { chat(&gw).await.status() }
+    });
+    wait_until(|| mock.requests().len() == 1).await;
+    let slots = "aurora:{key:team-a}:calls:0";
+    assert_eq!(redis.get(slots).as_deref(), Some("1"));
+    relay.cut();
+    assert_eq!(holding.await.unwrap(), 200);
+    wait_until(|| redis.get(slots).as_deref() == Some("0")).await;
+    assert_eq!(chat(&gw).await.status(), 200, "the slot is free again");
 }

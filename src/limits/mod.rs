@@ -6,6 +6,7 @@
 mod charged_once;
 mod lease;
 mod memory;
+mod once_write;
 mod pending;
 mod period;
 mod rate_headers;

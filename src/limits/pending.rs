@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::once_write::OnceWrite;
 use super::UsageRecord;
 use crate::lookup::LookupMap;
 
@@ -45,20 +46,40 @@ pub struct Pending {
     pub charges: LookupMap<String, Counters>,
     /// What each gateway key used, per day and model.
     pub usage: UsageByKey,
-    /// Call-slot counter key → slots to give back that Redis did not take back at once.
+    /// Subject → call slots to give back that Redis did not take back at once.
     pub releases: LookupMap<String, u32>,
+    /// Writes sent whose answer was lost: sent again as they were, under their ids,
+    /// so Redis makes each once.
+    pub sealed: Vec<OnceWrite>,
 }
 
 impl Pending {
     /// Nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.charges.is_empty() && self.usage.is_empty() && self.releases.is_empty()
+        self.charges.is_empty()
+            && self.usage.is_empty()
+            && self.releases.is_empty()
+            && self.sealed.is_empty()
     }
 
-    /// A call slot of the counter `slots` to give back with the next flush.
-    pub fn release(&mut self, slots: String) {
-        let n = self.releases.entry(slots).or_default();
-        *n = n.saturating_add(1);
+    /// A call slot of `subject` to give back with the next flush.
+    pub fn release(&mut self, subject: &str) {
+        match self.releases.get_mut(subject) {
+            Some(n) => *n = n.saturating_add(1),
+            None => {
+                self.releases.insert(subject.to_string(), 1);
+            }
+        }
+    }
+
+    /// Keeps `writes`, sent and in doubt, to send again as they are, but those whose
+    /// time has passed.
+    pub fn seal(&mut self, writes: impl IntoIterator<Item = OnceWrite>, now: Instant) {
+        self.sealed.extend(
+            writes
+                .into_iter()
+                .filter(|w| w.stale_at > now && !w.is_empty()),
+        );
     }
 
     /// Adds `by` to `key`, a counter of `subject` that lives `ttl_secs` once written.
@@ -122,7 +143,9 @@ impl Pending {
 
     /// Puts back what could not be written, dropping increments to keys that have
     /// expired meanwhile (a past minute's tokens), so an outage cannot pile them up.
+    /// Writes sent before stay as they were.
     pub fn put_back(&mut self, failed: Pending, now: Instant) {
+        self.seal(failed.sealed, now);
         for (subject, counters) in failed.charges {
             self.put_back_counters(&subject, counters, now);
         }
@@ -211,5 +234,30 @@ mod tests {
         p.put_back(failed, now + Duration::from_secs(2));
         assert_eq!(p.charges["key:a"].len(), 1, "the minute's tokens expired");
         assert_eq!(p.charges["key:a"]["usd:7"].by, 10);
+    }
+
+    #[test]
+    fn writes_sent_before_stay_as_they_were_until_their_time_passes() {
+        let now = Instant::now();
+        let write = |id, secs| OnceWrite {
+            subject: "key:a".into(),
+            id,
+            ops: vec![(
+                "aurora:{key:a}:tok:1".into(),
+                crate::limits::once_write::Op::Incr { by: 5, ttl_secs: 61 },
+            )],
+            stale_at: now + Duration::from_secs(secs),
+        };
+        let mut p = Pending::default();
+        p.seal([write(1, 61), write(2, 1)], now);
+        p.charge("key:a", "aurora:{key:a}:tok:1".into(), 7, 61, now);
+        let failed = p.take_all();
+        assert_eq!(failed.sealed.len(), 2);
+        p.put_back(failed, now + Duration::from_secs(2));
+        assert_eq!(p.sealed, vec![write(1, 61)], "kept whole, not merged");
+        assert_eq!(p.charges["key:a"]["aurora:{key:a}:tok:1"].by, 7);
+        p.release("key:a");
+        p.release("key:a");
+        assert_eq!(p.releases["key:a"], 2);
     }
 }

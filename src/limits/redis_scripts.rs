@@ -44,11 +44,15 @@ return {0, 0, reqs, toks, slot}
 /// [`ADMIT`] does, then grants up to `lease_max` calls: at most 1/`share` of the
 /// minute's requests left, at most `lease_max` times the share left of the tokens per
 /// minute or budget, at least 1, never more than the requests left (the units are
-/// counted at once). KEYS: requests window, tokens window, budget USD, budget tokens.
-/// ARGV: requests per minute, tokens per minute, budget USD, budget tokens (-1: no
-/// limit), seconds left in the window, seconds left in the period, lease max, share,
-/// tokens to add, USD to add, budget tokens to add, budget key TTL. Returns {refusal,
-/// retry after, requests, tokens, USD spent, budget tokens spent, calls granted}.
+/// counted at once). The charges are added once, under the write id the replica gave
+/// them (see [`APPLY_ONCE`]): sent again after the answer was lost, they are not
+/// added again. KEYS: requests window, tokens window, budget USD, budget tokens, the
+/// replica's applied write ids. ARGV: requests per minute, tokens per minute, budget
+/// USD, budget tokens (-1: no limit), seconds left in the window, seconds left in the
+/// period, lease max, share, tokens to add, USD to add, budget tokens to add, budget
+/// key TTL, the charges' write id (0: none), write ids kept, their TTL. Returns
+/// {refusal, retry after, requests, tokens, USD spent, budget tokens spent, calls
+/// granted}.
 pub const LEASE: &str = r"
 local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local usd, btok = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -56,17 +60,21 @@ local wleft, pleft = tonumber(ARGV[5]), tonumber(ARGV[6])
 local lease_max, share = tonumber(ARGV[7]), tonumber(ARGV[8])
 local add_tok, add_usd, add_btok = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local budget_ttl = tonumber(ARGV[12])
-if add_tok > 0 then
-  redis.call('INCRBY', KEYS[2], add_tok)
-  redis.call('EXPIRE', KEYS[2], wleft + 1)
-end
-if add_usd > 0 then
-  redis.call('INCRBY', KEYS[3], add_usd)
-  redis.call('EXPIRE', KEYS[3], budget_ttl)
-end
-if add_btok > 0 then
-  redis.call('INCRBY', KEYS[4], add_btok)
-  redis.call('EXPIRE', KEYS[4], budget_ttl)
+if ARGV[13] ~= '0' and redis.call('ZADD', KEYS[5], 'NX', ARGV[13], ARGV[13]) == 1 then
+  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[14]) + 1))
+  redis.call('EXPIRE', KEYS[5], ARGV[15])
+  if add_tok > 0 then
+    redis.call('INCRBY', KEYS[2], add_tok)
+    redis.call('EXPIRE', KEYS[2], wleft + 1)
+  end
+  if add_usd > 0 then
+    redis.call('INCRBY', KEYS[3], add_usd)
+    redis.call('EXPIRE', KEYS[3], budget_ttl)
+  end
+  if add_btok > 0 then
+    redis.call('INCRBY', KEYS[4], add_btok)
+    redis.call('EXPIRE', KEYS[4], budget_ttl)
+  end
 end
 local reqs = tonumber(redis.call('GET', KEYS[1]) or '0')
 local toks = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -90,9 +98,32 @@ end
 return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 ";
 
-/// Gives a call slot back, never below zero. KEYS: the slots.
-pub const RELEASE: &str = r"
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n > 0 then return redis.call('DECR', KEYS[1]) end
-return 0
+/// One subject's writes no request waits for (charges, usage, call slots given back),
+/// made once however often they are sent: a replica sends again what it sent when
+/// the answer was lost, and Redis may have made it. Each write carries an id of its
+/// replica; the ids a replica wrote for a subject are kept in a sorted set (the
+/// newest `kept`, for a while), and a write whose id is there is not made again.
+/// KEYS: the replica's applied write ids for the subject, then each key written.
+/// ARGV: the write id, ids kept, their TTL, then three per key written: what
+/// (`incr`: by, TTL; `hincr`: field, by; `expire`: TTL, -; `release`: slots, -) and
+/// its two operands. Returns 1 when made, 0 when it had been.
+pub const APPLY_ONCE: &str = r"
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+for i = 2, #KEYS do
+  local what, a, b = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  if what == 'incr' then
+    redis.call('INCRBY', KEYS[i], a)
+    redis.call('EXPIRE', KEYS[i], b)
+  elseif what == 'hincr' then
+    redis.call('HINCRBY', KEYS[i], a, b)
+  elseif what == 'expire' then
+    redis.call('EXPIRE', KEYS[i], a)
+  elseif what == 'release' then
+    local n = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if n > 0 then redis.call('DECRBY', KEYS[i], math.min(n, tonumber(a))) end
+  end
+end
+return 1
 ";

@@ -12,11 +12,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use redis::Script;
 
 use super::lease::{Granted, LeaseBook, LEASE_MAX, LEASE_SHARE};
+use super::once_write::{once_key, OnceWrite, IDS_KEPT, IDS_TTL_SECS};
 use super::pending::Counters;
 use super::period::{budget_period, minute_window};
 use super::redis_link::{key, limit_arg, micros, usage_key, Called, Link};
@@ -152,10 +154,18 @@ impl RedisStore {
             }
         }
         let adding = |k: &String| taken.get(k).map_or(0, |a| a.by);
+        // The charges go under an id of their own: sent again after a lost answer,
+        // Redis adds them once.
+        let write_id = if taken.is_empty() {
+            0
+        } else {
+            self.writer.ids().next()
+        };
         let mut call = self.lease.prepare_invoke();
         for k in &keys {
             call.key(k);
         }
+        call.key(once_key(subject, self.writer.ids().replica()));
         call.arg(limit_arg(limits.requests_per_minute))
             .arg(limit_arg(limits.tokens_per_minute))
             .arg(budget.and_then(|b| b.usd).map_or(-1, micros))
@@ -167,7 +177,10 @@ impl RedisStore {
             .arg(adding(&keys[1]))
             .arg(adding(&keys[2]))
             .arg(adding(&keys[3]))
-            .arg(period_left + BUDGET_KEPT_SECS);
+            .arg(period_left + BUDGET_KEPT_SECS)
+            .arg(write_id)
+            .arg(IDS_KEPT)
+            .arg(IDS_TTL_SECS);
         let answer: Called<Vec<i64>> = self
             .link
             .called(call.invoke_async(&mut conn), "a limit check", 1)
@@ -176,8 +189,14 @@ impl RedisStore {
             Called::Done(answer) => answer,
             // Refused, the script may have added them already.
             Called::Refused(e) => return Err(e),
-            Called::NotMade(e) | Called::InDoubt(e) => {
+            Called::NotMade(e) => {
                 self.writer.put_back(subject, taken);
+                return Err(e);
+            }
+            // Perhaps added: sent again under their id, so Redis adds them once.
+            Called::InDoubt(e) => {
+                let write = OnceWrite::of_counters(subject, write_id, &taken, Instant::now());
+                self.writer.seal(write);
                 return Err(e);
             }
         };
@@ -306,7 +325,7 @@ impl LimitStore for RedisStore {
     }
 
     fn release(&self, subject: &str) {
-        self.writer.release(subject, key(subject, "calls", 0));
+        self.writer.release(subject);
     }
 
     /// One `EXISTS`: whether any replica set it.

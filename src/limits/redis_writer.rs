@@ -2,7 +2,9 @@
 //! here and sent [`FLUSH_AFTER`] after the first of them, in one pipeline for every
 //! key of the replica. A call slot is given back at once, with its subject's charges
 //! in the same pipeline, so whoever takes the slot next sees what the call used.
-//! What Redis does not take is kept and sent again when it is back.
+//! What Redis does not take is kept and sent again when it is back; what it may have
+//! taken (the answer was lost) is sent again as it was, and made once
+//! (`once_write.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -10,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::once_write::{writes_of, OnceWrite, WriteIds};
 use super::pending::{Counters, Increment, Pending};
-use super::redis_link::{usage_key, Called, Link};
-use super::redis_scripts::RELEASE;
+use super::redis_link::{Called, Link};
+use super::redis_scripts::APPLY_ONCE;
 use super::{StoreError, UsageRecord};
 
 /// How long a charge or usage waits for others before they are sent together: the
@@ -29,6 +32,9 @@ pub struct Writer {
     pending: Mutex<Pending>,
     wake: Arc<Notify>,
     started: AtomicBool,
+    ids: WriteIds,
+    /// The SHA of [`APPLY_ONCE`], which every pipeline loads first.
+    apply_once: String,
 }
 
 impl Writer {
@@ -39,7 +45,34 @@ impl Writer {
             pending: Mutex::new(Pending::default()),
             wake: Arc::new(Notify::new()),
             started: AtomicBool::new(false),
+            ids: WriteIds::default(),
+            apply_once: redis::Script::new(APPLY_ONCE).get_hash().to_string(),
         })
+    }
+
+    /// The replica's write ids.
+    pub fn ids(&self) -> &WriteIds {
+        &self.ids
+    }
+
+    /// Keeps `write`, sent and in doubt, to send again as it is.
+    pub fn seal(self: &Arc<Self>, write: OnceWrite) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.seal([write], Instant::now());
+        }
+        self.wake();
+    }
+
+    /// A pipeline that loads [`APPLY_ONCE`], then makes `writes`.
+    fn pipeline<'a>(&self, writes: impl IntoIterator<Item = &'a OnceWrite>) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        // Loaded with each pipeline: Redis may have restarted, and lost its scripts.
+        pipe.cmd("SCRIPT").arg("LOAD").arg(APPLY_ONCE).ignore();
+        for write in writes {
+            pipe.add_command(write.command(&self.apply_once, self.ids.replica()))
+                .ignore();
+        }
+        pipe
     }
 
     /// Adds `by` to `subject`'s counter `key` (which lives `ttl_secs`), soon.
@@ -83,32 +116,15 @@ impl Writer {
 
     /// Sends everything waiting now, in one pipeline.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let batch = match self.pending.lock() {
+        let mut batch = match self.pending.lock() {
             Ok(mut p) if !p.is_empty() => p.take_all(),
             _ => return Ok(()),
         };
-        let mut pipe = redis::pipe();
-        for counters in batch.charges.values() {
-            add_counters(&mut pipe, counters);
-        }
-        for (key, days) in &batch.usage {
-            for (day, on_day) in days {
-                let hash = usage_key(key, *day);
-                for (model, usage) in &on_day.models {
-                    for (name, value) in usage.fields().into_iter().filter(|(_, v)| *v > 0) {
-                        let by = i64::try_from(value).unwrap_or(i64::MAX);
-                        pipe.hincr(&hash, format!("{model}|{name}"), by).ignore();
-                    }
-                }
-                pipe.expire(&hash, secs(on_day.ttl_secs)).ignore();
-            }
-        }
-        // After the charges, as a slot given back at once is.
-        for (slots, n) in &batch.releases {
-            for _ in 0..*n {
-                pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(slots).ignore();
-            }
-        }
+        let now = Instant::now();
+        let sealed = std::mem::take(&mut batch.sealed);
+        let writes = writes_of(&batch, &self.ids, now);
+        // Those sent before go first, as they were.
+        let pipe = self.pipeline(sealed.iter().chain(&writes));
         let sent = match self.link.connection().await {
             Ok(mut conn) => {
                 self.link
@@ -119,44 +135,54 @@ impl Writer {
         };
         match sent {
             Called::Done(()) => Ok(()),
-            // The other writes were made: sent again, they would count twice.
+            // Refused by one write, the others were made: dropped.
             Called::Refused(e) => Err(StoreError(format!(
                 "{e}; these charges and usage are dropped"
             ))),
-            // Sent again: in doubt, it counts twice if Redis had made it.
-            Called::NotMade(e) | Called::InDoubt(e) => {
+            // Nothing made: what was new joins what came since.
+            Called::NotMade(e) => {
                 if let Ok(mut p) = self.pending.lock() {
+                    batch.sealed = sealed;
                     p.put_back(batch, Instant::now());
                 }
                 Err(StoreError(format!(
                     "{e}; charges and usage are kept and sent again when Redis takes them"
                 )))
             }
+            // Perhaps made: sent again as they were, so Redis makes each once.
+            Called::InDoubt(e) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.seal(sealed.into_iter().chain(writes), Instant::now());
+                }
+                Err(StoreError(format!(
+                    "{e}; charges and usage are sent again, and made once, when Redis answers"
+                )))
+            }
         }
     }
 
-    /// Gives back a call slot of `subject` (its counter `slots`), its charges first,
-    /// without waiting.
-    pub fn release(self: &Arc<Self>, subject: &str, slots: String) {
+    /// Gives back a call slot of `subject`, its charges first, without waiting.
+    pub fn release(self: &Arc<Self>, subject: &str) {
         let Some(mut conn) = self.link.made() else {
             // The connection was dropped (a call left unanswered): on one made anew.
-            self.give_back_later(subject, Counters::default(), slots);
+            self.give_back_later(subject);
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let counters = self
-            .pending
-            .lock()
-            .map(|mut p| p.take_subject(subject))
-            .unwrap_or_default();
+        let mut batch = Pending::default();
+        if let Ok(mut p) = self.pending.lock() {
+            let counters = p.take_subject(subject);
+            if !counters.is_empty() {
+                batch.charges.insert(subject.to_string(), counters);
+            }
+        }
+        batch.release(subject);
         let writer = Arc::clone(self);
-        let subject = subject.to_string();
         runtime.spawn(async move {
-            let mut pipe = redis::pipe();
-            add_counters(&mut pipe, &counters);
-            pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(&slots).ignore();
+            let writes = writes_of(&batch, &writer.ids, Instant::now());
+            let pipe = writer.pipeline(&writes);
             let sent = writer
                 .link
                 .called(pipe.query_async::<()>(&mut conn), "a call slot", 1)
@@ -166,26 +192,28 @@ impl Writer {
                 Called::Refused(e) => log::warn!(
                     "{e}: a call slot was not given back; it expires in {SLOT_TTL_SECS} s at most"
                 ),
-                // Sent, it may be made yet (Redis reads what waited once it answers
-                // again): given back twice, it would free another call's slot.
-                Called::InDoubt(e) => {
-                    log::warn!(
-                        "{e}: a call slot may not have been given back; it expires in {SLOT_TTL_SECS} s at most"
-                    );
-                    // Charges are sent again, as a flush's are.
-                    writer.put_back(&subject, counters);
+                Called::NotMade(_) => {
+                    if let Ok(mut p) = writer.pending.lock() {
+                        p.put_back(batch, Instant::now());
+                    }
+                    writer.wake();
                 }
-                Called::NotMade(_) => writer.give_back_later(&subject, counters, slots),
+                // Sent again as it was: Redis gives the slot back once.
+                Called::InDoubt(_) => {
+                    if let Ok(mut p) = writer.pending.lock() {
+                        p.seal(writes, Instant::now());
+                    }
+                    writer.wake();
+                }
             }
         });
     }
 
-    /// Gives back a call slot of `subject` (its counter `slots`), with `counters`, in
-    /// the next pipeline Redis takes, its charges first.
-    fn give_back_later(self: &Arc<Self>, subject: &str, counters: Counters, slots: String) {
+    /// Gives back a call slot of `subject` in the next pipeline Redis takes, after
+    /// its charges.
+    fn give_back_later(self: &Arc<Self>, subject: &str) {
         if let Ok(mut p) = self.pending.lock() {
-            p.put_back_counters(subject, counters, Instant::now());
-            p.release(slots);
+            p.release(subject);
         }
         self.wake();
     }
@@ -202,20 +230,6 @@ impl Writer {
         }
         self.wake.notify_one();
     }
-}
-
-/// INCRBY and EXPIRE for each of `counters`.
-fn add_counters(pipe: &mut redis::Pipeline, counters: &Counters) {
-    for (key, add) in counters {
-        pipe.incr(key, add.by)
-            .ignore()
-            .expire(key, secs(add.ttl_secs))
-            .ignore();
-    }
-}
-
-fn secs(s: u64) -> i64 {
-    i64::try_from(s).unwrap_or(i64::MAX)
 }
 
 /// The writer's task: woken by a write, it lets others gather, then sends them all;

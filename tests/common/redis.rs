@@ -4,6 +4,8 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::gateway::ScratchDir;
@@ -163,5 +165,100 @@ impl RedisServer {
         ::redis::Client::open(self.url())
             .and_then(|c| c.get_connection())
             .expect("a connection to the test Redis")
+    }
+}
+
+impl RedisServer {
+    /// Every field of the hash `key`.
+    pub fn hgetall(&self, key: &str) -> std::collections::HashMap<String, String> {
+        ::redis::cmd("HGETALL")
+            .arg(key)
+            .query(&mut self.connection())
+            .expect("HGETALL")
+    }
+}
+
+/// A relay to Redis that can black-hole the connections it carries (stop passing
+/// their bytes and keep them open, as a network path that went away does), or only
+/// their answers (Redis makes what they send, and its answers are lost), while new
+/// connections still get through.
+pub struct Relay {
+    pub port: u16,
+    cuts: Arc<AtomicU64>,
+    mutes: Arc<AtomicU64>,
+}
+
+impl Relay {
+    /// A relay to the Redis on `redis`'s port.
+    pub async fn start(redis: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cuts = Arc::new(AtomicU64::new(0));
+        let mutes = Arc::new(AtomicU64::new(0));
+        let (cut, muted) = (Arc::clone(&cuts), Arc::clone(&mutes));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", redis)).await else {
+                    continue;
+                };
+                let (client_in, client_out) = client.into_split();
+                let (server_in, server_out) = server.into_split();
+                // Asks stop at a cut; answers at a cut or a mute.
+                let asks_stop = [Arc::clone(&cut)];
+                let answers_stop = [Arc::clone(&cut), Arc::clone(&muted)];
+                tokio::spawn(pass(client_in, server_out, watch(&asks_stop)));
+                tokio::spawn(pass(server_in, client_out, watch(&answers_stop)));
+            }
+        });
+        Self { port, cuts, mutes }
+    }
+
+    /// `redis://127.0.0.1:port/0`, through the relay.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Black-holes every connection it carries now.
+    pub fn cut(&self) {
+        self.cuts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Loses every answer Redis sends on the connections it carries now; what they
+    /// send still reaches Redis.
+    pub fn mute(&self) {
+        self.mutes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Counters, and their values now: a change in any stops the bytes.
+fn watch(counters: &[Arc<AtomicU64>]) -> Vec<(Arc<AtomicU64>, u64)> {
+    counters
+        .iter()
+        .map(|c| (Arc::clone(c), c.load(Ordering::SeqCst)))
+        .collect()
+}
+
+/// Passes bytes from `from` to `to` until either closes, or black-holes them (nothing
+/// passes, nothing closes) once a `stops` counter moves.
+async fn pass(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    stops: Vec<(Arc<AtomicU64>, u64)>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match tokio::io::AsyncReadExt::read(&mut from, &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stops.iter().any(|(c, at)| c.load(Ordering::SeqCst) != *at) {
+            std::future::pending::<()>().await;
+        }
+        if tokio::io::AsyncWriteExt::write_all(&mut to, &buf[..n])
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
 }
