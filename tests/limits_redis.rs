@@ -357,9 +357,10 @@ async fn an_answer_marked_charged_at_one_replica_is_known_at_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_redis_refused_are_not_sent_again_to_count_twice() {
+async fn a_write_redis_refused_in_part_counts_once() {
     // The day's usage hash is a string, so Redis refuses the usage write; the budget
-    // charge in the same pipeline was made all the same, and must count once.
+    // charge in the same write was made all the same. Sent again (or not), it must
+    // count once.
     let redis = RedisServer::start();
     let mock = MockUpstream::start(provider_like).await;
     let gw = replica(
@@ -379,7 +380,7 @@ async fn writes_redis_refused_are_not_sent_again_to_count_twice() {
         None,
     );
     assert_eq!(chat(&gw).await.status(), 200);
-    // Sent again every second, the charge would count once more each time.
+    // Made again each time it is sent, the charge would count once more each time.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let budget = redis.keys("aurora:{key:team-a}:btok:*");
     assert_eq!(budget.len(), 1, "{budget:?}");
@@ -556,11 +557,13 @@ async fn a_charge_whose_answer_was_lost_counts_once() {
     });
     wait_until(|| mock.requests().len() == 1).await;
     relay.mute();
+    let scripts = redis.calls("evalsha");
     assert_eq!(call.await.unwrap(), 200);
     let budget = || redis.keys("aurora:{key:team-a}:btok:*");
-    wait_until(|| budget().len() == 1).await;
-    // Lost after 500 ms, Redis not asked for a second, then sent again.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Made, its answer lost after 500 ms, Redis not asked for a second, then sent
+    // again on a new connection.
+    wait_until(|| redis.calls("evalsha") >= scripts + 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // The recorded completion reports 17 input and 4 output tokens.
     assert_eq!(
         redis.get(&budget()[0]).as_deref(),
@@ -598,4 +601,31 @@ async fn a_call_slot_whose_give_back_was_lost_is_given_back_again() {
     assert_eq!(holding.await.unwrap(), 200);
     wait_until(|| redis.get(slots).as_deref() == Some("0")).await;
     assert_eq!(chat(&gw).await.status(), 200, "the slot is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keeps_only_the_write_ids_whose_answers_were_lost() {
+    // Each write goes under an id Redis keeps so it makes it once; a write whose
+    // answer came back cannot come again, and its id is forgotten with the next one.
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = replica(
+        &mock,
+        &redis,
+        "{concurrent: 4, budget: {tokens: 1000000, period: month}}",
+        "",
+    );
+    let budget = || redis.keys("aurora:{key:team-a}:btok:*");
+    for calls in 1..=12 {
+        assert_eq!(chat(&gw).await.status(), 200);
+        let spent = (21 * calls).to_string();
+        wait_until(|| {
+            budget().len() == 1 && redis.get(&budget()[0]).as_deref() == Some(spent.as_str())
+        })
+        .await;
+    }
+    let ids = redis.keys("aurora:{key:team-a}:once:*");
+    assert_eq!(ids.len(), 1, "one set per replica: {ids:?}");
+    let kept = redis.zcard(&ids[0]);
+    assert!(kept <= 2, "{kept} ids kept for 12 writes answered");
 }

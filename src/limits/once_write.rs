@@ -12,13 +12,15 @@ use super::redis_link::{key, usage_key};
 use super::redis_writer::SLOT_TTL_SECS;
 use crate::lookup::LookupMap;
 
-/// How many of a replica's latest write ids Redis keeps per subject: far more than a
-/// replica sends while a write of that subject is in doubt (about one try a second),
-/// and few enough for Redis's compact sorted sets.
-pub const IDS_KEPT: u64 = 128;
-/// How long Redis keeps a subject's write ids after the last write: a write in doubt
-/// is sent again at most this long, then dropped.
-pub const IDS_TTL_SECS: u64 = 86_400;
+/// How long Redis keeps the id of a write whose answer the replica did not get (ids
+/// whose answers came back are forgotten with the subject's next write): longer than
+/// a write is sent again ([`RESENT_FOR`]), and than TCP keeps trying to deliver bytes
+/// left on a connection whose path went away (about 15 minutes).
+pub const IDS_KEPT_SECS: u64 = 7_200;
+/// How long a write in doubt is sent again before it is dropped.
+pub const RESENT_FOR: Duration = Duration::from_secs(3_600);
+/// At most this many ids wait to be forgotten per subject; the rest expire.
+const FORGET_AT_MOST: usize = 64;
 
 /// What a write does to one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub struct OnceWrite {
     pub id: u64,
     /// Each key written, and what is done to it, in order.
     pub ops: Vec<(String, Op)>,
+    /// Ids of the subject's earlier writes whose answers came back, for Redis to forget.
+    pub forget: Vec<u64>,
     /// Past this instant it is dropped rather than sent again: what it writes has
     /// expired, or Redis no longer keeps its id.
     pub stale_at: Instant,
@@ -59,6 +63,7 @@ impl OnceWrite {
             subject: subject.to_string(),
             id,
             ops: Vec::new(),
+            forget: Vec::new(),
             stale_at: now,
         }
     }
@@ -86,8 +91,8 @@ impl OnceWrite {
     }
 
     /// The `EVALSHA` of [`APPLY_ONCE`](super::redis_scripts::APPLY_ONCE) (its SHA
-    /// `script`) that makes it, its ids kept under `replica`.
-    pub fn command(&self, script: &str, replica: &str) -> redis::Cmd {
+    /// `script`) that makes it, its id kept under `replica`, scored `unix_now`.
+    pub fn command(&self, script: &str, replica: &str, unix_now: u64) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(script)
             .arg(1 + self.ops.len())
@@ -95,7 +100,13 @@ impl OnceWrite {
         for (key, _) in &self.ops {
             cmd.arg(key);
         }
-        cmd.arg(self.id).arg(IDS_KEPT).arg(IDS_TTL_SECS);
+        cmd.arg(self.id)
+            .arg(unix_now)
+            .arg(IDS_KEPT_SECS)
+            .arg(self.forget.len());
+        for id in &self.forget {
+            cmd.arg(*id);
+        }
         for (_, op) in &self.ops {
             match op {
                 Op::Incr { by, ttl_secs } => cmd.arg("incr").arg(*by).arg(*ttl_secs),
@@ -151,10 +162,16 @@ impl WriteIds {
     }
 }
 
-/// The writes of `batch` (but its writes sent before, [`Pending::sealed`]), one per
-/// subject, each under a new id: a subject's charges, then its usage (a gateway key's
-/// usage is written under the key's subject), then the call slots it gives back.
-pub fn writes_of(batch: &Pending, ids: &WriteIds, now: Instant) -> Vec<OnceWrite> {
+/// The writes of `batch`, one per subject, each under a new id: a subject's charges,
+/// then its usage (a gateway key's usage is written under the key's subject), then
+/// the call slots it gives back. Each takes the ids its subject has waiting in
+/// `forget`.
+pub fn writes_of(
+    batch: &Pending,
+    forget: &mut LookupMap<String, Vec<u64>>,
+    ids: &WriteIds,
+    now: Instant,
+) -> Vec<OnceWrite> {
     let mut writes: LookupMap<String, OnceWrite> = LookupMap::default();
     for (subject, counters) in &batch.charges {
         write_of(&mut writes, subject, ids, now).add_counters(counters);
@@ -183,14 +200,94 @@ pub fn writes_of(batch: &Pending, ids: &WriteIds, now: Instant) -> Vec<OnceWrite
             .push((key(subject, "calls", 0), Op::Release { slots }));
         write.stays_until(now + Duration::from_secs(SLOT_TTL_SECS));
     }
-    let ids_kept_until = now + Duration::from_secs(IDS_TTL_SECS);
+    let resent_until = now + RESENT_FOR;
     writes
         .into_values()
         .map(|mut write| {
-            write.stale_at = write.stale_at.min(ids_kept_until);
+            write.stale_at = write.stale_at.min(resent_until);
+            write.forget = forget.remove(&write.subject).unwrap_or_default();
             write
         })
         .collect()
+}
+
+/// Keeps `id`, of a write of `subject` whose answer came back, for Redis to forget with
+/// the subject's next write.
+pub fn forget_later(forget: &mut LookupMap<String, Vec<u64>>, subject: &str, id: u64) {
+    let ids = match forget.get_mut(subject) {
+        Some(ids) => ids,
+        None => forget.entry(subject.to_string()).or_default(),
+    };
+    if ids.len() < FORGET_AT_MOST {
+        ids.push(id);
+    }
+}
+
+/// Writes sent whose answers were lost: sent again as they were, under their ids, until
+/// an answer comes back. A subject with one here writes nothing new meanwhile (its
+/// charges wait, merged), so there are at most a few per subject however long Redis
+/// stays away.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct InDoubt {
+    writes: Vec<OnceWrite>,
+    /// Subject → how many of its writes are here or being sent again.
+    subjects: LookupMap<String, u32>,
+}
+
+impl InDoubt {
+    /// Nothing waits to be sent again.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Whether a write of `subject` is in doubt.
+    pub fn holds(&self, subject: &str) -> bool {
+        self.subjects.contains_key(subject)
+    }
+
+    /// `writes`, just sent, whose answers were lost; but those with nothing to write
+    /// or whose time has passed.
+    pub fn add(&mut self, writes: impl IntoIterator<Item = OnceWrite>, now: Instant) {
+        for write in writes {
+            if write.is_empty() || write.stale_at <= now {
+                continue;
+            }
+            *self.subjects.entry(write.subject.clone()).or_default() += 1;
+            self.writes.push(write);
+        }
+    }
+
+    /// The writes to send again; those whose time has passed are dropped.
+    pub fn take(&mut self, now: Instant) -> Vec<OnceWrite> {
+        let (fresh, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut self.writes)
+            .into_iter()
+            .partition(|w| w.stale_at > now);
+        if !stale.is_empty() {
+            log::warn!(
+                "{} writes to Redis whose answers were lost were sent again for {RESENT_FOR:?} without an answer; dropped",
+                stale.len()
+            );
+        }
+        self.answered(&stale);
+        fresh
+    }
+
+    /// `writes`, taken to be sent again, got no answer again.
+    pub fn put_back(&mut self, writes: Vec<OnceWrite>) {
+        self.writes.extend(writes);
+    }
+
+    /// `writes`, taken to be sent again, were answered: made now or before.
+    pub fn answered(&mut self, writes: &[OnceWrite]) {
+        for write in writes {
+            if let Some(n) = self.subjects.get_mut(&write.subject) {
+                *n -= 1;
+                if *n == 0 {
+                    self.subjects.remove(&write.subject);
+                }
+            }
+        }
+    }
 }
 
 /// `subject`'s write in `writes`, made (under a new id) when it has none yet.
@@ -240,8 +337,15 @@ mod tests {
             ..UsageRecord::default()
         };
         batch.usage("a", 3, "gpt", &used, 400);
-        let writes = writes_of(&batch, &ids, now);
+        let mut forget = LookupMap::default();
+        forget_later(&mut forget, "key:a", 3);
+        forget_later(&mut forget, "key:b", 4);
+        let writes = writes_of(&batch, &mut forget, &ids, now);
         assert_eq!(writes.len(), 2, "{writes:?}");
+        assert!(
+            forget.contains_key("key:b"),
+            "a subject without a write keeps its ids"
+        );
         let a = writes.iter().find(|w| w.subject == "key:a").unwrap();
         let p = writes.iter().find(|w| w.subject == "provider:p").unwrap();
         assert_ne!(a.id, p.id);
@@ -261,14 +365,19 @@ mod tests {
         assert_eq!(a.stale_at, now + Duration::from_secs(SLOT_TTL_SECS));
         assert_eq!(p.stale_at, now + Duration::from_secs(61));
 
-        let sent = args(&a.command("SHA", ids.replica()));
+        assert_eq!(a.forget, [3]);
+        assert!(p.forget.is_empty());
+        let sent = args(&a.command("SHA", ids.replica(), 1_700_000_000));
         assert_eq!(sent[0], "EVALSHA");
         assert_eq!(sent[2], (1 + a.ops.len()).to_string(), "{sent:?}");
         assert_eq!(sent[3], format!("aurora:{{key:a}}:once:{}", ids.replica()));
         let first_arg = 4 + a.ops.len();
-        assert_eq!(sent[first_arg], a.id.to_string());
-        assert_eq!(sent[first_arg + 3..first_arg + 6], ["incr", "21", "61"]);
-        assert_eq!(sent.len(), first_arg + 3 + 3 * a.ops.len());
+        assert_eq!(
+            sent[first_arg..first_arg + 5],
+            [&a.id.to_string(), "1700000000", "7200", "1", "3"]
+        );
+        assert_eq!(sent[first_arg + 5..first_arg + 8], ["incr", "21", "61"]);
+        assert_eq!(sent.len(), first_arg + 5 + 3 * a.ops.len());
         assert!(sent.contains(&"gpt|input".to_string()), "{sent:?}");
     }
 
@@ -282,11 +391,47 @@ mod tests {
     }
 
     #[test]
-    fn a_write_is_kept_no_longer_than_redis_keeps_its_id() {
+    fn a_write_is_sent_again_for_an_hour_at_most() {
         let now = Instant::now();
         let mut batch = Pending::default();
         batch.charge("key:a", "aurora:{key:a}:usd:1".into(), 5, 40 * 86_400, now);
-        let writes = writes_of(&batch, &WriteIds::default(), now);
-        assert_eq!(writes[0].stale_at, now + Duration::from_secs(IDS_TTL_SECS));
+        let writes = writes_of(&batch, &mut LookupMap::default(), &WriteIds::default(), now);
+        assert_eq!(writes[0].stale_at, now + RESENT_FOR);
+        assert!(
+            RESENT_FOR.as_secs() < IDS_KEPT_SECS,
+            "an id outlives its resends"
+        );
+    }
+
+    #[test]
+    fn a_subject_stays_in_doubt_until_its_writes_are_answered_or_dropped() {
+        let now = Instant::now();
+        let ids = WriteIds::default();
+        let mut batch = Pending::default();
+        batch.charge("key:a", "aurora:{key:a}:tok:1".into(), 5, 61, now);
+        batch.charge("key:b", "aurora:{key:b}:tok:1".into(), 5, 61, now);
+        let writes = writes_of(&batch, &mut LookupMap::default(), &ids, now);
+        let mut doubt = InDoubt::default();
+        doubt.add(writes, now);
+        assert!(doubt.holds("key:a") && doubt.holds("key:b"));
+        let resent = doubt.take(now);
+        assert!(
+            doubt.is_empty() && doubt.holds("key:a"),
+            "held while sent again"
+        );
+        doubt.put_back(resent);
+        let mut resent = doubt.take(now);
+        let b = resent.pop().unwrap();
+        doubt.answered(&resent);
+        doubt.put_back(vec![b.clone()]);
+        assert_ne!(doubt.holds("key:a"), doubt.holds("key:b"));
+        assert!(
+            doubt.take(now + Duration::from_secs(62)).is_empty(),
+            "stale"
+        );
+        assert!(
+            !doubt.holds(&b.subject),
+            "a write dropped no longer holds its subject"
+        );
     }
 }

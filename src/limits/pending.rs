@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::once_write::OnceWrite;
+use super::once_write::InDoubt;
 use super::UsageRecord;
 use crate::lookup::LookupMap;
 
@@ -48,9 +48,11 @@ pub struct Pending {
     pub usage: UsageByKey,
     /// Subject → call slots to give back that Redis did not take back at once.
     pub releases: LookupMap<String, u32>,
-    /// Writes sent whose answer was lost: sent again as they were, under their ids,
-    /// so Redis makes each once.
-    pub sealed: Vec<OnceWrite>,
+    /// Subject → ids of its writes whose answers came back, for Redis to forget with
+    /// the subject's next write.
+    pub forget: LookupMap<String, Vec<u64>>,
+    /// Writes whose answers were lost, sent again as they were.
+    pub in_doubt: InDoubt,
 }
 
 impl Pending {
@@ -59,7 +61,7 @@ impl Pending {
         self.charges.is_empty()
             && self.usage.is_empty()
             && self.releases.is_empty()
-            && self.sealed.is_empty()
+            && self.in_doubt.is_empty()
     }
 
     /// A call slot of `subject` to give back with the next flush.
@@ -70,16 +72,6 @@ impl Pending {
                 self.releases.insert(subject.to_string(), 1);
             }
         }
-    }
-
-    /// Keeps `writes`, sent and in doubt, to send again as they are, but those whose
-    /// time has passed.
-    pub fn seal(&mut self, writes: impl IntoIterator<Item = OnceWrite>, now: Instant) {
-        self.sealed.extend(
-            writes
-                .into_iter()
-                .filter(|w| w.stale_at > now && !w.is_empty()),
-        );
     }
 
     /// Adds `by` to `key`, a counter of `subject` that lives `ttl_secs` once written.
@@ -136,16 +128,54 @@ impl Pending {
         self.charges.remove(subject).unwrap_or_default()
     }
 
-    /// Takes everything.
+    /// Takes everything but the writes in doubt.
     pub fn take_all(&mut self) -> Pending {
-        std::mem::take(self)
+        Pending {
+            charges: std::mem::take(&mut self.charges),
+            usage: std::mem::take(&mut self.usage),
+            releases: std::mem::take(&mut self.releases),
+            forget: std::mem::take(&mut self.forget),
+            in_doubt: InDoubt::default(),
+        }
+    }
+
+    /// Takes what waits for the subjects `held` picks (a gateway key's usage by its
+    /// key's subject).
+    pub fn hold(&mut self, held: impl Fn(&str) -> bool) -> Pending {
+        let mut out = Pending::default();
+        let subjects: Vec<String> = (self.charges.keys())
+            .chain(self.releases.keys())
+            .filter(|s| held(s))
+            .cloned()
+            .collect();
+        for subject in subjects {
+            if let Some(counters) = self.charges.remove(&subject) {
+                out.charges.insert(subject.clone(), counters);
+            }
+            if let Some(n) = self.releases.remove(&subject) {
+                out.releases.insert(subject, n);
+            }
+        }
+        let names: Vec<String> = (self.usage.keys())
+            .filter(|name| held(&super::key_subject(name)))
+            .cloned()
+            .collect();
+        for name in names {
+            if let Some(days) = self.usage.remove(&name) {
+                out.usage.insert(name, days);
+            }
+        }
+        out
     }
 
     /// Puts back what could not be written, dropping increments to keys that have
     /// expired meanwhile (a past minute's tokens), so an outage cannot pile them up.
-    /// Writes sent before stay as they were.
     pub fn put_back(&mut self, failed: Pending, now: Instant) {
-        self.seal(failed.sealed, now);
+        for (subject, ids) in failed.forget {
+            for id in ids {
+                super::once_write::forget_later(&mut self.forget, &subject, id);
+            }
+        }
         for (subject, counters) in failed.charges {
             self.put_back_counters(&subject, counters, now);
         }
@@ -156,8 +186,8 @@ impl Pending {
                 }
             }
         }
-        for (slots, n) in failed.releases {
-            let waiting = self.releases.entry(slots).or_default();
+        for (subject, n) in failed.releases {
+            let waiting = self.releases.entry(subject).or_default();
             *waiting = waiting.saturating_add(n);
         }
     }
@@ -237,27 +267,30 @@ mod tests {
     }
 
     #[test]
-    fn writes_sent_before_stay_as_they_were_until_their_time_passes() {
+    fn a_subject_in_doubt_is_held_whole_and_its_ids_to_forget_come_back() {
         let now = Instant::now();
-        let write = |id, secs| OnceWrite {
-            subject: "key:a".into(),
-            id,
-            ops: vec![(
-                "aurora:{key:a}:tok:1".into(),
-                crate::limits::once_write::Op::Incr { by: 5, ttl_secs: 61 },
-            )],
-            stale_at: now + Duration::from_secs(secs),
-        };
         let mut p = Pending::default();
-        p.seal([write(1, 61), write(2, 1)], now);
-        p.charge("key:a", "aurora:{key:a}:tok:1".into(), 7, 61, now);
-        let failed = p.take_all();
-        assert_eq!(failed.sealed.len(), 2);
-        p.put_back(failed, now + Duration::from_secs(2));
-        assert_eq!(p.sealed, vec![write(1, 61)], "kept whole, not merged");
-        assert_eq!(p.charges["key:a"]["aurora:{key:a}:tok:1"].by, 7);
-        p.release("key:a");
-        p.release("key:a");
-        assert_eq!(p.releases["key:a"], 2);
+        let used = UsageRecord {
+            requests: 1,
+            ..UsageRecord::default()
+        };
+        for key in ["a", "b"] {
+            let subject = format!("key:{key}");
+            p.charge(&subject, format!("aurora:{{{subject}}}:tok:1"), 5, 61, now);
+            p.usage(key, 1, "gpt", &used, 400);
+            p.release(&subject);
+            p.release(&subject);
+        }
+        let held = p.hold(|s| s == "key:a");
+        assert_eq!(held.charges.len(), 1);
+        assert_eq!(held.releases["key:a"], 2);
+        assert!(held.usage.contains_key("a") && !held.usage.contains_key("b"));
+        assert!(p.charges.contains_key("key:b") && !p.charges.contains_key("key:a"));
+        super::super::once_write::forget_later(&mut p.forget, "key:b", 9);
+        let taken = p.take_all();
+        assert!(p.is_empty());
+        p.put_back(taken, now);
+        assert_eq!(p.forget["key:b"], [9]);
+        assert_eq!(p.releases["key:b"], 2);
     }
 }

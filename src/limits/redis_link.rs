@@ -120,13 +120,15 @@ impl Link {
     ) -> Result<T, StoreError> {
         match self.called(call, what, patience).await {
             Called::Done(answer) => Ok(answer),
-            Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => Err(e),
+            Called::Refused(e) | Called::Unsent(e) | Called::NotMade(e) | Called::InDoubt(e) => {
+                Err(e)
+            }
         }
     }
 
     /// [`Self::within`], telling what became of a call that failed. After one whose
     /// answer never came, or that Redis could take none of, Redis is not asked for
-    /// [`QUIET_AFTER_LOSS`] (such calls fail at once, not made).
+    /// [`QUIET_AFTER_LOSS`] (such calls fail at once, unsent).
     pub async fn called<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
@@ -134,10 +136,10 @@ impl Link {
         patience: u32,
     ) -> Called<T> {
         if let Some(quiet) = self.quiet() {
-            return Called::NotMade(quiet);
+            return Called::Unsent(quiet);
         }
         let called = called(call, what, patience).await;
-        if let Called::NotMade(_) | Called::InDoubt(_) = called {
+        if let Called::Unsent(_) | Called::NotMade(_) | Called::InDoubt(_) = called {
             self.lost_one();
         }
         if let Called::InDoubt(_) = called {
@@ -162,9 +164,11 @@ pub enum Called<T> {
     /// Redis answered with an error one command made: the commands of a pipeline
     /// but the failing one ran all the same.
     Refused(StoreError),
-    /// Nothing of it was made: it was not sent (Redis refused the connection, or was
-    /// not asked), or Redis takes no writes now (a replica, out of memory, loading,
-    /// failing over).
+    /// It was not sent: Redis refused the connection, or was not asked.
+    Unsent(StoreError),
+    /// Redis takes no writes now (a replica, out of memory, loading, failing over):
+    /// nothing of a command it answered so was made, though the commands of a pipeline
+    /// before it may have been.
     NotMade(StoreError),
     /// Sent, and no answer came (the connection broke, or the time ran out): Redis
     /// may have made it, or make it yet when it reads what waits.
@@ -182,7 +186,9 @@ async fn called<T>(
         Ok(Ok(answer)) => Called::Done(answer),
         Ok(Err(e)) => {
             let error = StoreError(format!("Redis refused {what}: {}", e.kind_text()));
-            if e.is_connection_refusal() || takes_no_writes(&e) {
+            if e.is_connection_refusal() {
+                Called::Unsent(error)
+            } else if takes_no_writes(&e) {
                 Called::NotMade(error)
             } else if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                 Called::InDoubt(error)

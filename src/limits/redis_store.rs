@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use redis::Script;
 
 use super::lease::{Granted, LeaseBook, LEASE_MAX, LEASE_SHARE};
-use super::once_write::{once_key, OnceWrite, IDS_KEPT, IDS_TTL_SECS};
+use super::once_write::{once_key, OnceWrite, IDS_KEPT_SECS};
 use super::pending::Counters;
 use super::period::{budget_period, minute_window};
 use super::redis_link::{key, limit_arg, micros, usage_key, Called, Link};
@@ -179,24 +179,29 @@ impl RedisStore {
             .arg(adding(&keys[3]))
             .arg(period_left + BUDGET_KEPT_SECS)
             .arg(write_id)
-            .arg(IDS_KEPT)
-            .arg(IDS_TTL_SECS);
+            .arg(now)
+            .arg(IDS_KEPT_SECS);
         let answer: Called<Vec<i64>> = self
             .link
             .called(call.invoke_async(&mut conn), "a limit check", 1)
             .await;
         let answer = match answer {
-            Called::Done(answer) => answer,
-            // Refused, the script may have added them already.
-            Called::Refused(e) => return Err(e),
-            Called::NotMade(e) => {
+            Called::Done(answer) => {
+                if write_id != 0 {
+                    self.writer.answered(subject, write_id);
+                }
+                answer
+            }
+            Called::Unsent(e) => {
                 self.writer.put_back(subject, taken);
                 return Err(e);
             }
             // Perhaps added: sent again under their id, so Redis adds them once.
-            Called::InDoubt(e) => {
-                let write = OnceWrite::of_counters(subject, write_id, &taken, Instant::now());
-                self.writer.seal(write);
+            Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
+                if write_id != 0 {
+                    let write = OnceWrite::of_counters(subject, write_id, &taken, Instant::now());
+                    self.writer.in_doubt(write);
+                }
                 return Err(e);
             }
         };

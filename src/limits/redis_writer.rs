@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::once_write::{writes_of, OnceWrite, WriteIds};
+use super::once_write::{forget_later, writes_of, OnceWrite, WriteIds};
 use super::pending::{Counters, Increment, Pending};
 use super::redis_link::{Called, Link};
 use super::redis_scripts::APPLY_ONCE;
@@ -33,8 +33,10 @@ pub struct Writer {
     wake: Arc<Notify>,
     started: AtomicBool,
     ids: WriteIds,
-    /// The SHA of [`APPLY_ONCE`], which every pipeline loads first.
+    /// The SHA of [`APPLY_ONCE`].
     apply_once: String,
+    /// Whether Redis answered the last pipeline, so it has [`APPLY_ONCE`].
+    script_loaded: AtomicBool,
 }
 
 impl Writer {
@@ -47,6 +49,7 @@ impl Writer {
             started: AtomicBool::new(false),
             ids: WriteIds::default(),
             apply_once: redis::Script::new(APPLY_ONCE).get_hash().to_string(),
+            script_loaded: AtomicBool::new(false),
         })
     }
 
@@ -55,22 +58,37 @@ impl Writer {
         &self.ids
     }
 
-    /// Keeps `write`, sent and in doubt, to send again as it is.
-    pub fn seal(self: &Arc<Self>, write: OnceWrite) {
+    /// `write`, just sent, lost its answer: it is sent again as it is.
+    pub fn in_doubt(self: &Arc<Self>, write: OnceWrite) {
         if let Ok(mut p) = self.pending.lock() {
-            p.seal([write], Instant::now());
+            p.in_doubt.add([write], Instant::now());
         }
+        self.script_loaded.store(false, Ordering::Relaxed);
         self.wake();
     }
 
-    /// A pipeline that loads [`APPLY_ONCE`], then makes `writes`.
+    /// The write `id` of `subject` was answered: Redis may forget its id.
+    pub fn answered(&self, subject: &str, id: u64) {
+        if let Ok(mut p) = self.pending.lock() {
+            forget_later(&mut p.forget, subject, id);
+        }
+        self.script_loaded.store(true, Ordering::Relaxed);
+    }
+
+    /// A pipeline that makes `writes`, loading [`APPLY_ONCE`] first unless Redis
+    /// answered a pipeline since the connection was made (Redis may have restarted,
+    /// and lost its scripts).
     fn pipeline<'a>(&self, writes: impl IntoIterator<Item = &'a OnceWrite>) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        // Loaded with each pipeline: Redis may have restarted, and lost its scripts.
-        pipe.cmd("SCRIPT").arg("LOAD").arg(APPLY_ONCE).ignore();
+        if !self.script_loaded.load(Ordering::Relaxed) {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(APPLY_ONCE).ignore();
+        }
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         for write in writes {
-            pipe.add_command(write.command(&self.apply_once, self.ids.replica()))
-                .ignore();
+            let command = write.command(&self.apply_once, self.ids.replica(), unix_now);
+            pipe.add_command(command).ignore();
         }
         pipe
     }
@@ -98,12 +116,18 @@ impl Writer {
         self.wake();
     }
 
-    /// Takes what waits for `subject`'s counter `key`, to send it with a lease.
+    /// Takes what waits for `subject`'s counter `key`, to send it with a lease;
+    /// nothing while a write of the subject is in doubt.
     pub fn take(&self, subject: &str, key: &str) -> Option<Increment> {
-        self.pending.lock().ok()?.take_one(subject, key)
+        let mut p = self.pending.lock().ok()?;
+        if p.in_doubt.holds(subject) {
+            return None;
+        }
+        p.take_one(subject, key)
     }
 
-    /// Puts back counters of `subject` taken to be sent with a lease that failed.
+    /// Puts back counters of `subject` taken to be sent with a lease that was not
+    /// sent.
     pub fn put_back(self: &Arc<Self>, subject: &str, counters: Counters) {
         if counters.is_empty() {
             return;
@@ -114,51 +138,85 @@ impl Writer {
         self.wake();
     }
 
-    /// Sends everything waiting now, in one pipeline.
+    /// Sends everything waiting now, in one pipeline: the writes in doubt again, as
+    /// they were, then one new write per subject (but those with a write in doubt,
+    /// whose charges wait for it).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let mut batch = match self.pending.lock() {
-            Ok(mut p) if !p.is_empty() => p.take_all(),
-            _ => return Ok(()),
-        };
         let now = Instant::now();
-        let sealed = std::mem::take(&mut batch.sealed);
-        let writes = writes_of(&batch, &self.ids, now);
-        // Those sent before go first, as they were.
-        let pipe = self.pipeline(sealed.iter().chain(&writes));
+        let (mut batch, resent, writes) = {
+            let Ok(mut p) = self.pending.lock() else {
+                return Ok(());
+            };
+            if p.is_empty() {
+                return Ok(());
+            }
+            let mut batch = p.take_all();
+            let resent = p.in_doubt.take(now);
+            let held = batch.hold(|subject| p.in_doubt.holds(subject));
+            p.put_back(held, now);
+            let mut forget = std::mem::take(&mut batch.forget);
+            let writes = writes_of(&batch, &mut forget, &self.ids, now);
+            batch.forget = forget;
+            (batch, resent, writes)
+        };
+        let pipe = self.pipeline(resent.iter().chain(&writes));
         let sent = match self.link.connection().await {
             Ok(mut conn) => {
                 self.link
                     .called(pipe.query_async::<()>(&mut conn), "charges and usage", 1)
                     .await
             }
-            Err(e) => Called::NotMade(e),
+            Err(e) => Called::Unsent(e),
         };
-        match sent {
-            Called::Done(()) => Ok(()),
-            // Refused by one write, the others were made: dropped.
-            Called::Refused(e) => Err(StoreError(format!(
-                "{e}; these charges and usage are dropped"
-            ))),
-            // Nothing made: what was new joins what came since.
-            Called::NotMade(e) => {
-                if let Ok(mut p) = self.pending.lock() {
-                    batch.sealed = sealed;
-                    p.put_back(batch, Instant::now());
+        let Ok(mut p) = self.pending.lock() else {
+            return Err(StoreError("the writer's lock was poisoned".into()));
+        };
+        let now = Instant::now();
+        let outcome = match sent {
+            Called::Done(()) => {
+                p.in_doubt.answered(&resent);
+                for write in &writes {
+                    forget_later(&mut p.forget, &write.subject, write.id);
+                }
+                // Only the ids left to forget: what was written is written.
+                batch.charges.clear();
+                batch.usage.clear();
+                batch.releases.clear();
+                self.script_loaded.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            // Nothing sent: the new writes join what came since, under new ids later.
+            Called::Unsent(e) => {
+                p.in_doubt.put_back(resent);
+                for write in writes {
+                    batch.forget.insert(write.subject, write.forget);
                 }
                 Err(StoreError(format!(
                     "{e}; charges and usage are kept and sent again when Redis takes them"
                 )))
             }
-            // Perhaps made: sent again as they were, so Redis makes each once.
-            Called::InDoubt(e) => {
-                if let Ok(mut p) = self.pending.lock() {
-                    p.seal(sealed.into_iter().chain(writes), Instant::now());
-                }
+            // Answered with an error, or not at all: any of it may have been made.
+            // Sent again as it was, Redis makes each write once.
+            Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
+                p.in_doubt.put_back(resent);
+                p.in_doubt.add(writes, now);
+                batch.charges.clear();
+                batch.usage.clear();
+                batch.releases.clear();
+                self.script_loaded.store(false, Ordering::Relaxed);
                 Err(StoreError(format!(
                     "{e}; charges and usage are sent again, and made once, when Redis answers"
                 )))
             }
+        };
+        p.put_back(batch, now);
+        let more = !p.is_empty();
+        drop(p);
+        if outcome.is_ok() && more {
+            // What waited for a write in doubt goes now.
+            self.wake.notify_one();
         }
+        outcome
     }
 
     /// Gives back a call slot of `subject`, its charges first, without waiting.
@@ -171,39 +229,53 @@ impl Writer {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let mut batch = Pending::default();
-        if let Ok(mut p) = self.pending.lock() {
+        let (mut batch, writes) = {
+            let Ok(mut p) = self.pending.lock() else {
+                return;
+            };
+            if p.in_doubt.holds(subject) {
+                // After the write in doubt, as its charges wait.
+                p.release(subject);
+                drop(p);
+                self.wake();
+                return;
+            }
+            let mut batch = Pending::default();
             let counters = p.take_subject(subject);
             if !counters.is_empty() {
                 batch.charges.insert(subject.to_string(), counters);
             }
-        }
-        batch.release(subject);
+            batch.release(subject);
+            let writes = writes_of(&batch, &mut p.forget, &self.ids, Instant::now());
+            (batch, writes)
+        };
         let writer = Arc::clone(self);
         runtime.spawn(async move {
-            let writes = writes_of(&batch, &writer.ids, Instant::now());
             let pipe = writer.pipeline(&writes);
             let sent = writer
                 .link
                 .called(pipe.query_async::<()>(&mut conn), "a call slot", 1)
                 .await;
             match sent {
-                Called::Done(()) => {}
-                Called::Refused(e) => log::warn!(
-                    "{e}: a call slot was not given back; it expires in {SLOT_TTL_SECS} s at most"
-                ),
-                Called::NotMade(_) => {
+                Called::Done(()) => {
+                    for write in &writes {
+                        writer.answered(&write.subject, write.id);
+                    }
+                }
+                Called::Unsent(_) => {
                     if let Ok(mut p) = writer.pending.lock() {
+                        for write in writes {
+                            batch.forget.insert(write.subject, write.forget);
+                        }
                         p.put_back(batch, Instant::now());
                     }
                     writer.wake();
                 }
                 // Sent again as it was: Redis gives the slot back once.
-                Called::InDoubt(_) => {
-                    if let Ok(mut p) = writer.pending.lock() {
-                        p.seal(writes, Instant::now());
+                Called::Refused(_) | Called::NotMade(_) | Called::InDoubt(_) => {
+                    for write in writes {
+                        writer.in_doubt(write);
                     }
-                    writer.wake();
                 }
             }
         });

@@ -169,6 +169,14 @@ impl RedisServer {
 }
 
 impl RedisServer {
+    /// How many members the sorted set `key` has.
+    pub fn zcard(&self, key: &str) -> u64 {
+        ::redis::cmd("ZCARD")
+            .arg(key)
+            .query(&mut self.connection())
+            .expect("ZCARD")
+    }
+
     /// Every field of the hash `key`.
     pub fn hgetall(&self, key: &str) -> std::collections::HashMap<String, String> {
         ::redis::cmd("HGETALL")
