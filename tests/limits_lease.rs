@@ -275,10 +275,12 @@ async fn charges_sent_with_a_lease_whose_answer_was_lost_count_once() {
         ..token_budget(1000)
     };
     assert!(admitted(&store, &limits).await);
-    store.charge(SUBJECT, &limits, 21, 0.0, NOW).unwrap();
+    // Charged off the runtime, the charge wakes no flusher: it waits for the lease.
+    std::thread::scope(|s| {
+        s.spawn(|| store.charge(SUBJECT, &limits, 21, 0.0, NOW).unwrap());
+    });
     relay.mute();
     let scripts = redis.calls("evalsha");
-    // At once, before the charge's own flush: the lease takes it.
     assert!(
         store.admit(SUBJECT, &limits, NOW).await.is_err(),
         "its answer was lost"
@@ -296,5 +298,32 @@ async fn charges_sent_with_a_lease_whose_answer_was_lost_count_once() {
         redis.get(&redis.keys(&spent)[0]).as_deref(),
         Some("21"),
         "counted twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_the_wrong_type_leaves_the_rest_of_a_write_made() {
+    // A subject's write carries its usage and a call slot given back (the give-back
+    // waited: there was no connection yet). The day's usage hash is a string, so
+    // Redis refuses that part: the slot must come back all the same.
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let slots = "aurora:{key:team-wrong}:calls:0";
+    redis.set(slots, "1", Some(100));
+    redis.set("aurora:{key:team-wrong}:usage:20000", "not a hash", None);
+    let used = UsageRecord {
+        requests: 1,
+        input: 5,
+        ..UsageRecord::default()
+    };
+    store
+        .record_usage("team-wrong", "gpt", 20_000, &used)
+        .unwrap();
+    store.release("key:team-wrong");
+    let _ = store.flush().await;
+    assert_eq!(
+        redis.get(slots).as_deref(),
+        Some("0"),
+        "the slot was not given back"
     );
 }

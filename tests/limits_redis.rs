@@ -374,11 +374,14 @@ async fn a_write_redis_refused_in_part_counts_once() {
         .unwrap()
         .as_secs()
         / 86_400;
-    redis.set(
-        &format!("aurora:{{key:team-a}}:usage:{day}"),
-        "not a hash",
-        None,
-    );
+    // Today's and, should the call cross midnight, tomorrow's.
+    for day in [day, day + 1] {
+        redis.set(
+            &format!("aurora:{{key:team-a}}:usage:{day}"),
+            "not a hash",
+            None,
+        );
+    }
     assert_eq!(chat(&gw).await.status(), 200);
     // Made again each time it is sent, the charge would count once more each time.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -627,5 +630,6 @@ async fn redis_keeps_only_the_write_ids_whose_answers_were_lost() {
     let ids = redis.keys("aurora:{key:team-a}:once:*");
     assert_eq!(ids.len(), 1, "one set per replica: {ids:?}");
     let kept = redis.zcard(&ids[0]);
-    assert!(kept <= 2, "{kept} ids kept for 12 writes answered");
+    // The last write's, and one whose answer was read after the next was made.
+    assert!(kept <= 3, "{kept} ids kept for 12 writes answered");
 }

@@ -91,8 +91,8 @@ impl OnceWrite {
     }
 
     /// The `EVALSHA` of [`APPLY_ONCE`](super::redis_scripts::APPLY_ONCE) (its SHA
-    /// `script`) that makes it, its id kept under `replica`, scored `unix_now`.
-    pub fn command(&self, script: &str, replica: &str, unix_now: u64) -> redis::Cmd {
+    /// `script`) that makes it, its id kept under `replica`.
+    pub fn command(&self, script: &str, replica: &str) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(script)
             .arg(1 + self.ops.len())
@@ -100,10 +100,7 @@ impl OnceWrite {
         for (key, _) in &self.ops {
             cmd.arg(key);
         }
-        cmd.arg(self.id)
-            .arg(unix_now)
-            .arg(IDS_KEPT_SECS)
-            .arg(self.forget.len());
+        cmd.arg(self.id).arg(IDS_KEPT_SECS).arg(self.forget.len());
         for id in &self.forget {
             cmd.arg(*id);
         }
@@ -245,13 +242,15 @@ impl InDoubt {
         self.subjects.contains_key(subject)
     }
 
-    /// `writes`, just sent, whose answers were lost; but those with nothing to write
-    /// or whose time has passed.
+    /// `writes`, just sent, whose answers were lost, to send again for [`RESENT_FOR`]
+    /// at most (Redis keeps their ids longer); but those with nothing to write or
+    /// whose time has passed.
     pub fn add(&mut self, writes: impl IntoIterator<Item = OnceWrite>, now: Instant) {
-        for write in writes {
+        for mut write in writes {
             if write.is_empty() || write.stale_at <= now {
                 continue;
             }
+            write.stale_at = write.stale_at.min(now + RESENT_FOR);
             *self.subjects.entry(write.subject.clone()).or_default() += 1;
             self.writes.push(write);
         }
@@ -367,17 +366,17 @@ mod tests {
 
         assert_eq!(a.forget, [3]);
         assert!(p.forget.is_empty());
-        let sent = args(&a.command("SHA", ids.replica(), 1_700_000_000));
+        let sent = args(&a.command("SHA", ids.replica()));
         assert_eq!(sent[0], "EVALSHA");
         assert_eq!(sent[2], (1 + a.ops.len()).to_string(), "{sent:?}");
         assert_eq!(sent[3], format!("aurora:{{key:a}}:once:{}", ids.replica()));
         let first_arg = 4 + a.ops.len();
         assert_eq!(
-            sent[first_arg..first_arg + 5],
-            [&a.id.to_string(), "1700000000", "7200", "1", "3"]
+            sent[first_arg..first_arg + 4],
+            [&a.id.to_string(), "7200", "1", "3"]
         );
-        assert_eq!(sent[first_arg + 5..first_arg + 8], ["incr", "21", "61"]);
-        assert_eq!(sent.len(), first_arg + 5 + 3 * a.ops.len());
+        assert_eq!(sent[first_arg + 4..first_arg + 7], ["incr", "21", "61"]);
+        assert_eq!(sent.len(), first_arg + 4 + 3 * a.ops.len());
         assert!(sent.contains(&"gpt|input".to_string()), "{sent:?}");
     }
 

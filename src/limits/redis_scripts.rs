@@ -50,8 +50,7 @@ return {0, 0, reqs, toks, slot}
 /// replica's applied write ids. ARGV: requests per minute, tokens per minute, budget
 /// USD, budget tokens (-1: no limit), seconds left in the window, seconds left in the
 /// period, lease max, share, tokens to add, USD to add, budget tokens to add, budget
-/// key TTL, the charges' write id (0: none), now (Unix seconds), how long ids are
-/// kept. Returns
+/// key TTL, the charges' write id (0: none), how long ids are kept. Returns
 /// {refusal, retry after, requests, tokens, USD spent, budget tokens spent, calls
 /// granted}.
 pub const LEASE: &str = r"
@@ -61,7 +60,7 @@ local wleft, pleft = tonumber(ARGV[5]), tonumber(ARGV[6])
 local lease_max, share = tonumber(ARGV[7]), tonumber(ARGV[8])
 local add_tok, add_usd, add_btok = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local budget_ttl = tonumber(ARGV[12])
-local now, kept = tonumber(ARGV[14]), tonumber(ARGV[15])
+local now, kept = tonumber(redis.call('TIME')[1]), tonumber(ARGV[14])
 if ARGV[13] ~= '0' and redis.call('ZADD', KEYS[5], 'NX', now, ARGV[13]) == 1 then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - kept)
   redis.call('EXPIRE', KEYS[5], kept)
@@ -105,33 +104,36 @@ return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 /// answer was lost, and Redis may have made it, or make it yet (bytes left on a
 /// connection whose path went away can arrive minutes later). Each write carries an id
 /// of its replica, kept in the replica's sorted set for the subject (scored by when it
-/// was made) until the replica says its answer came back, or `kept` seconds: a write
-/// whose id is there is not made again. KEYS: the replica's write ids for the
-/// subject, then each key written. ARGV: the write id, now (Unix seconds), `kept`,
-/// the number of ids to forget and those ids (writes whose answers came back: none of
-/// them can come again), then three per key written: what (`incr`: by, TTL;
-/// `hincr`: field, by; `expire`: TTL, -; `release`: slots, -) and its two operands.
-/// Returns 1 when made, 0 when it had been.
+/// was made, on Redis's clock) until the replica says its answer came back, or `kept`
+/// seconds: a write whose id is there is not made again. Each key's writing stands
+/// alone (`pcall`): one refused (a key of another type, a counter at its largest)
+/// leaves the others made, a call slot given back above all. KEYS: the replica's
+/// write ids for the subject, then each key written. ARGV: the write id, `kept`, the
+/// number of ids to forget and those ids (writes whose answers came back: none of
+/// them can come again), then three per key written: what (`incr`: by, TTL; `hincr`:
+/// field, by; `expire`: TTL, -; `release`: slots, -) and its two operands. Returns 1
+/// when made, 0 when it had been.
 pub const APPLY_ONCE: &str = r"
-local id, now, kept, forget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-for f = 5, 4 + forget do redis.call('ZREM', KEYS[1], ARGV[f]) end
+local id, kept, forget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = tonumber(redis.call('TIME')[1])
+for f = 4, 3 + forget do redis.call('ZREM', KEYS[1], ARGV[f]) end
 if redis.call('ZADD', KEYS[1], 'NX', now, id) == 0 then return 0 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - kept)
 redis.call('EXPIRE', KEYS[1], kept)
-local base = 4 + forget
+local base = 3 + forget
 for i = 2, #KEYS do
   local at = base + 3 * (i - 2)
   local what, a, b = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   if what == 'incr' then
-    redis.call('INCRBY', KEYS[i], a)
-    redis.call('EXPIRE', KEYS[i], b)
+    redis.pcall('INCRBY', KEYS[i], a)
+    redis.pcall('EXPIRE', KEYS[i], b)
   elseif what == 'hincr' then
-    redis.call('HINCRBY', KEYS[i], a, b)
+    redis.pcall('HINCRBY', KEYS[i], a, b)
   elseif what == 'expire' then
-    redis.call('EXPIRE', KEYS[i], a)
+    redis.pcall('EXPIRE', KEYS[i], a)
   elseif what == 'release' then
-    local n = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if n > 0 then redis.call('DECRBY', KEYS[i], math.min(n, tonumber(a))) end
+    local n = tonumber(redis.pcall('GET', KEYS[i])) or 0
+    if n > 0 then redis.pcall('DECRBY', KEYS[i], math.min(n, tonumber(a))) end
   end
 end
 return 1

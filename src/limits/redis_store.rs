@@ -179,7 +179,6 @@ impl RedisStore {
             .arg(adding(&keys[3]))
             .arg(period_left + BUDGET_KEPT_SECS)
             .arg(write_id)
-            .arg(now)
             .arg(IDS_KEPT_SECS);
         let answer: Called<Vec<i64>> = self
             .link

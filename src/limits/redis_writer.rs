@@ -67,12 +67,11 @@ impl Writer {
         self.wake();
     }
 
-    /// The write `id` of `subject` was answered: Redis may forget its id.
+    /// The write `id` of `subject`, sent once, was answered: Redis may forget its id.
     pub fn answered(&self, subject: &str, id: u64) {
         if let Ok(mut p) = self.pending.lock() {
             forget_later(&mut p.forget, subject, id);
         }
-        self.script_loaded.store(true, Ordering::Relaxed);
     }
 
     /// A pipeline that makes `writes`, loading [`APPLY_ONCE`] first unless Redis
@@ -83,11 +82,8 @@ impl Writer {
         if !self.script_loaded.load(Ordering::Relaxed) {
             pipe.cmd("SCRIPT").arg("LOAD").arg(APPLY_ONCE).ignore();
         }
-        let unix_now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         for write in writes {
-            let command = write.command(&self.apply_once, self.ids.replica(), unix_now);
+            let command = write.command(&self.apply_once, self.ids.replica());
             pipe.add_command(command).ignore();
         }
         pipe
@@ -229,7 +225,8 @@ impl Writer {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (mut batch, writes) = {
+        let mut batch = Pending::default();
+        {
             let Ok(mut p) = self.pending.lock() else {
                 return;
             };
@@ -240,17 +237,19 @@ impl Writer {
                 self.wake();
                 return;
             }
-            let mut batch = Pending::default();
             let counters = p.take_subject(subject);
             if !counters.is_empty() {
                 batch.charges.insert(subject.to_string(), counters);
             }
-            batch.release(subject);
-            let writes = writes_of(&batch, &mut p.forget, &self.ids, Instant::now());
-            (batch, writes)
-        };
+            if let Some(ids) = p.forget.remove(subject) {
+                batch.forget.insert(subject.to_string(), ids);
+            }
+        }
+        batch.release(subject);
         let writer = Arc::clone(self);
         runtime.spawn(async move {
+            let mut forget = std::mem::take(&mut batch.forget);
+            let writes = writes_of(&batch, &mut forget, &writer.ids, Instant::now());
             let pipe = writer.pipeline(&writes);
             let sent = writer
                 .link
@@ -258,6 +257,7 @@ impl Writer {
                 .await;
             match sent {
                 Called::Done(()) => {
+                    writer.script_loaded.store(true, Ordering::Relaxed);
                     for write in &writes {
                         writer.answered(&write.subject, write.id);
                     }
