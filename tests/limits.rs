@@ -439,6 +439,21 @@ async fn a_passthrough_chat_call_is_priced_by_the_model_its_answer_named_whateve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dated_model_an_answer_names_costs_what_the_model_it_dates_costs() {
+    // Asked for `gpt-4o-mini`, OpenAI answers `gpt-4o-mini-2024-07-18`; the operator
+    // priced `gpt-4o-mini`. A USD budget must not count such calls free.
+    let mock = MockUpstream::start(provider_like).await;
+    let prices = "models:\n  prices:\n    gpt-4o-mini: {input: 1000, output: 1000}\n";
+    // One answer's 21 tokens cost $0.021.
+    let gw = gateway(&mock, prices, "{budget: {usd: 0.01, period: month}}");
+    let resp = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
+    let line = gw.wait_for_log("path=/p/openai/chat/completions", 1).await;
+    assert!(line.contains("model=gpt-4o-mini-2024-07-18"), "{line}");
+    assert_budget_spent(post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_too_large_to_hold_is_charged_all_the_same() {
     // Many embeddings: 9 MiB of vectors, the model and the usage after them.
     let vectors = vec!["[0.0123,-0.98]"; 9 * 1024 * 1024 / 15].join(",");

@@ -997,6 +997,30 @@ providers:
     }
 
     #[test]
+    fn a_dated_snapshot_without_its_own_price_is_priced_as_the_model_it_dates() {
+        let yaml = "models:\n  prices:\n    gpt-4o-mini: {input: 0.15, output: 0.6}\n    gpt-4o-mini-2024-07-18: {input: 9, output: 9}\n    claude-sonnet-4: {input: 3, output: 15}\n    anthropic/claude-opus-4: {input: 15, output: 75}\n";
+        let c = build(yaml, &[]).unwrap();
+        let input = |provider, model| c.models.price(provider, model).map(|p| p.input);
+        assert_eq!(input("openai", "gpt-4o-mini-2024-11-20"), Some(0.15));
+        assert_eq!(
+            input("openai", "gpt-4o-mini-2024-07-18"),
+            Some(9.0),
+            "its own first"
+        );
+        assert_eq!(input("anthropic", "claude-sonnet-4-20250514"), Some(3.0));
+        assert_eq!(input("anthropic", "claude-opus-4-20250514"), Some(15.0));
+        assert_eq!(input("openrouter", "claude-opus-4-20250514"), None);
+        for not_a_date in [
+            "gpt-4o-mini-2024",
+            "o1-12345678x",
+            "gpt-4o-mini-24-07-18",
+            "-2024-07-18",
+        ] {
+            assert_eq!(input("openai", not_a_date), None, "{not_a_date}");
+        }
+    }
+
+    #[test]
     fn response_store_limits_come_from_file_then_env() {
         let c = build("", &[]).unwrap();
         assert_eq!(c.responses, StoreLimits::default());

@@ -87,16 +87,36 @@ impl Default for ModelSettings {
     }
 }
 
+/// `model` without a snapshot date at its end (`-2024-07-18`, `-20250514`), if it
+/// has one.
+fn undated(model: &str) -> Option<&str> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (rest, last) = model.rsplit_once('-')?;
+    if last.len() == 8 && digits(last) {
+        return Some(rest);
+    }
+    let (rest, day) = (rest, last);
+    let (rest, month) = rest.rsplit_once('-')?;
+    let (rest, year) = rest.rsplit_once('-')?;
+    let dated = year.len() == 4 && month.len() == 2 && day.len() == 2;
+    (dated && digits(year) && digits(month) && digits(day) && !rest.is_empty()).then_some(rest)
+}
+
 impl ModelSettings {
     /// The price of `model` as `provider` serves it: `provider/model` first, then the
-    /// model's own name.
+    /// model's own name; for a dated snapshot not priced itself
+    /// (`gpt-4o-mini-2024-07-18`, `claude-sonnet-4-20250514`: the name an answer
+    /// gives for the model asked for), the model it dates.
     pub fn price(&self, provider: &str, model: &str) -> Option<&Price> {
         if self.prices.is_empty() {
             return None;
         }
-        self.prices
-            .get(&format!("{provider}/{model}"))
-            .or_else(|| self.prices.get(model))
+        let priced = |model: &str| {
+            self.prices
+                .get(&format!("{provider}/{model}"))
+                .or_else(|| self.prices.get(model))
+        };
+        priced(model).or_else(|| undated(model).and_then(priced))
     }
 
     /// The timeouts of `client_name`, routed to `provider` as `upstream`.
