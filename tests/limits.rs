@@ -439,6 +439,33 @@ async fn a_passthrough_chat_call_is_priced_by_the_model_its_answer_named_whateve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_counts_against_the_quota_of_the_provider_it_goes_to() {
+    // OpenAI fails every call, which falls back to Anthropic: each call counts against
+    // Anthropic's quota, and its tokens are charged to Anthropic, which answered, not
+    // to OpenAI.
+    let mock = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
+        "/v1/chat/completions" => Reply::json(503, r#"{"error":{"message":"overloaded"}}"#),
+        _ => provider_like(rec),
+    })
+    .await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\nproviders:\n  openai:\n    limits: {tokens_per_minute: 1}\n  anthropic:\n    limits: {requests_per_minute: 3}\n";
+    let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+    for call in 1..=3 {
+        let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+        assert_eq!(
+            resp.status(),
+            200,
+            "call {call}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+    let refused = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(refused.status(), 429);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("provider `anthropic`"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dated_model_an_answer_names_costs_what_the_model_it_dates_costs() {
     // Asked for `gpt-4o-mini`, OpenAI answers `gpt-4o-mini-2024-07-18`; the operator
     // priced `gpt-4o-mini`. A USD budget must not count such calls free.

@@ -110,6 +110,30 @@ pub async fn admit_provider(
     Ok(())
 }
 
+/// Admits the request against the limits of the provider a new attempt goes to (a
+/// pool's other instance, a fallback), when they are not those it was admitted to:
+/// the quota of each provider tried is checked, and the tokens are charged to the
+/// provider that answered.
+pub async fn admit_provider_of_attempt(
+    store: &Arc<dyn LimitStore>,
+    ctx: &mut RequestContext,
+) -> Result<(), GatewayError> {
+    let (Some(config), Some(provider)) = (ctx.config.clone(), ctx.provider_name()) else {
+        return Ok(());
+    };
+    let limited = config.limits.for_provider(provider);
+    let held = ctx.held_to.provider.as_ref().map(|h| &h.subject);
+    match (limited, held) {
+        (None, None) => Ok(()),
+        (Some(limited), Some(held)) if limited.subject == *held => Ok(()),
+        _ => {
+            // The attempt before counted against its own provider; its slot is freed.
+            ctx.held_to.provider = None;
+            admit_provider(store, ctx).await
+        }
+    }
+}
+
 /// One admission: `Some` when the subject is counted (with its windows when it has
 /// any), `None` when the store failed and `on_error` lets the request through.
 async fn admit(

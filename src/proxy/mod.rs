@@ -319,7 +319,10 @@ impl AuroraProxy {
         let client = ClientSocket::of(session);
         let mut answer = loop {
             let headers = &session.req_header().headers;
-            if let Err(err) = self.ready_attempt_into(ctx, headers, &mut body, &mut translation) {
+            if let Err(err) = self
+                .ready_attempt_into(ctx, headers, &mut body, &mut translation)
+                .await
+            {
                 return reject(session, ctx, err).await;
             }
             let Some(target) = ctx.upstream.clone() else {
@@ -1007,7 +1010,10 @@ impl ProxyHttp for AuroraProxy {
             answer_decoder::reset(&mut session.upstream_compression);
             ctx.answer_decoding = Default::default();
         }
-        match self.ready_attempt(ctx, &session.req_header().headers) {
+        match self
+            .ready_attempt_admitted(ctx, &session.req_header().headers)
+            .await
+        {
             Ok(Some((body, translation))) => {
                 ctx.body.prepare_again(body);
                 match translation {

@@ -222,16 +222,31 @@ impl AuroraProxy {
         Ok(next)
     }
 
-    /// [`Self::ready_attempt`] in a loop that holds the attempt's body and codecs: a
-    /// plan moved to another model replaces them.
-    pub(super) fn ready_attempt_into(
+    /// [`Self::ready_attempt`], the request admitted against the limits of the
+    /// provider a new attempt goes to.
+    pub(super) async fn ready_attempt_admitted(
+        &self,
+        ctx: &mut RequestContext,
+        headers: &http::HeaderMap,
+    ) -> std::result::Result<Option<(Bytes, Option<ResponseCodecs>)>, GatewayError> {
+        let next = self.ready_attempt(ctx, headers)?;
+        if next.is_some() {
+            limit_check::admit_provider_of_attempt(&self.limits, ctx).await?;
+        }
+        Ok(next)
+    }
+
+    /// [`Self::ready_attempt_admitted`] in a loop that holds the attempt's body and
+    /// codecs: a plan moved to another model replaces them.
+    pub(super) async fn ready_attempt_into(
         &self,
         ctx: &mut RequestContext,
         headers: &http::HeaderMap,
         body: &mut Bytes,
         translation: &mut Option<ResponseCodecs>,
     ) -> std::result::Result<(), GatewayError> {
-        if let Some((new_body, new_translation)) = self.ready_attempt(ctx, headers)? {
+        if let Some((new_body, new_translation)) = self.ready_attempt_admitted(ctx, headers).await?
+        {
             *body = new_body;
             *translation = new_translation;
         }
@@ -286,7 +301,10 @@ impl AuroraProxy {
                 return Ok(true);
             }
             let headers = &session.req_header().headers;
-            if let Err(err) = self.ready_attempt_into(ctx, headers, &mut body, &mut translation) {
+            if let Err(err) = self
+                .ready_attempt_into(ctx, headers, &mut body, &mut translation)
+                .await
+            {
                 return reject(session, ctx, err).await;
             }
             match ctx.upstream.clone() {
