@@ -439,6 +439,47 @@ async fn a_passthrough_chat_call_is_priced_by_the_model_its_answer_named_whateve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_error_answers_carry_the_keys_rate_headers() {
+    // A limited key's call the gateway answers with an error of its own (no provider
+    // could be reached; a body it refuses): OpenAI's clients read the headers on every
+    // answer.
+    let dead = format!("http://127.0.0.1:{}/v1", common::closed_port());
+    let yaml = format!(
+        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{requests_per_minute: 10}}\n",
+        sha256_hex(TEAM_KEY),
+    );
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-limits"),
+            ("OPENAI_BASE_URL", dead.as_str()),
+        ],
+    );
+    let calls = [
+        ("/v1/chat/completions", CHAT, 502, "9"),
+        ("/p/openai/chat/completions", CHAT, 502, "8"),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","messages":"#,
+            400,
+            "7",
+        ),
+    ];
+    for (path, body, status, left) in calls {
+        let resp = post(&gw, TEAM_KEY, path, body).await;
+        assert_eq!(resp.status(), status, "{path}");
+        assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "10", "{path}");
+        assert_eq!(
+            header(&resp, "x-ratelimit-remaining-requests"),
+            left,
+            "{path}"
+        );
+        assert!(!header(&resp, "x-ratelimit-reset-requests").is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fallback_counts_against_the_quota_of_the_provider_it_goes_to() {
     // OpenAI fails every call, which falls back to Anthropic: each call counts against
     // Anthropic's quota, and its tokens are charged to Anthropic, which answered, not

@@ -659,7 +659,8 @@ async fn reject(
     if err.code == Some("client_closed") {
         session.set_keepalive(None);
     } else {
-        respond::send_error(session, &err, ctx.error_format, &ctx.request_id).await?;
+        let rate = ctx.rate.as_ref();
+        respond::send_error(session, &err, ctx.error_format, &ctx.request_id, rate).await?;
     }
     ctx.error = Some(err);
     Ok(true)
@@ -1313,8 +1314,9 @@ impl ProxyHttp for AuroraProxy {
             {
                 module.disable();
             }
+            let rate = ctx.rate.as_ref();
             if let Err(write_err) =
-                respond::send_error(session, &err, ctx.error_format, &ctx.request_id).await
+                respond::send_error(session, &err, ctx.error_format, &ctx.request_id, rate).await
             {
                 log::debug!("could not send error response: {write_err}");
             }

@@ -137,12 +137,15 @@ pub async fn end_stream_with_error(
     session.downstream_session.finish_body().await
 }
 
-/// Sends `err` in the envelope of the client's API.
+/// Sends `err` in the envelope of the client's API, with the `x-ratelimit-*` headers
+/// of the windows it names, else of the caller's (`caller_rate`): every answer to a
+/// key with limits carries them.
 pub async fn send_error(
     session: &mut Session,
     err: &GatewayError,
     format: WireFormat,
     request_id: &RequestId,
+    caller_rate: Option<&RateState>,
 ) -> Result<()> {
     send_with(
         session,
@@ -151,7 +154,7 @@ pub async fn send_error(
         err.envelope(format),
         request_id,
         err.retry_after,
-        err.rate.as_deref(),
+        err.rate.as_deref().or(caller_rate),
     )
     .await
 }
