@@ -507,6 +507,54 @@ async fn a_fallback_counts_against_the_quota_of_the_provider_it_goes_to() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geminis_and_ollamas_own_apis_are_charged_through_passthrough() {
+    // Providers pointed at their own APIs rather than their OpenAI-compatible ones:
+    // Gemini reports `usageMetadata`, Ollama its counts at the top of its answer or of
+    // the last line of a stream.
+    let gemini = r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":12,"totalTokenCount":22},"modelVersion":"gemini-2.5-flash"}"#;
+    let ollama_lines = concat!(
+        "{\"model\":\"llama3.2\",\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n",
+        "{\"model\":\"llama3.2\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"prompt_eval_count\":10,\"eval_count\":12}\n",
+    );
+    let mock = MockUpstream::start(move |rec: &Recorded| match rec.uri.as_str() {
+        "/v1beta/models/gemini-2.5-flash:generateContent" => Reply::json(200, gemini),
+        "/api/chat" => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "application/x-ndjson".into())],
+            body: ollama_lines.into(),
+        },
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let providers = format!(
+        "server:\n  enabled_passthrough_providers: [gemini-own, ollama-own]\nproviders:\n  gemini-own:\n    type: gemini\n    api_key: gem-test-key\n    base_url: '{}'\n  ollama-own:\n    type: ollama\n    base_url: '{}'\n",
+        mock.url("/v1beta"),
+        mock.url(""),
+    );
+    let calls = [
+        (
+            "/p/gemini-own/models/gemini-2.5-flash:generateContent",
+            r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
+        ),
+        (
+            "/p/ollama-own/api/chat",
+            r#"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    ];
+    for (path, body) in calls {
+        // 22 tokens spend a budget of 20.
+        let gw = gateway(&mock, &providers, "{budget: {tokens: 20, period: month}}");
+        let resp = post(&gw, TEAM_KEY, path, body).await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+        let line = gw.wait_for_log(&format!("path={path}"), 1).await;
+        assert!(line.contains("tokens_input=10 tokens_output=12"), "{line}");
+        assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dated_model_an_answer_names_costs_what_the_model_it_dates_costs() {
     // Asked for `gpt-4o-mini`, OpenAI answers `gpt-4o-mini-2024-07-18`; the operator
     // priced `gpt-4o-mini`. A USD budget must not count such calls free.

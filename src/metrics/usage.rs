@@ -22,7 +22,9 @@ use once_cell::sync::Lazy;
 use super::batch_results::BatchResults;
 use super::deferred_answer::DeferredAnswer;
 use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_size, StreamedText};
-use super::usage_object::{read_model, read_nested, read_usage, Details, Nested, RawUsage};
+use super::usage_object::{
+    read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
+};
 use crate::translate::json_members::{member_value, skip_ws, Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
@@ -121,13 +123,23 @@ impl RawUsage {
             prompt_tokens_details,
             completion_tokens_details,
             input_tokens_details,
-            output_tokens_details
+            output_tokens_details,
+            prompt_token_count,
+            candidates_token_count,
+            cached_content_token_count,
+            thoughts_token_count,
+            tool_use_prompt_token_count,
+            prompt_eval_count,
+            eval_count
         );
     }
 
     /// Whether the input tokens are reported.
     fn reports_input(&self) -> bool {
-        self.input_tokens.is_some() || self.prompt_tokens.is_some()
+        self.input_tokens.is_some()
+            || self.prompt_tokens.is_some()
+            || self.prompt_token_count.is_some()
+            || self.prompt_eval_count.is_some()
     }
 
     /// The usage reported, in one shape whatever the format, each count capped
@@ -146,6 +158,30 @@ impl RawUsage {
                 cache_read: cached,
                 cache_write: 0,
                 reasoning: detail(self.completion_tokens_details, |d| d.reasoning_tokens),
+            };
+        }
+        if self.prompt_token_count.is_some() || self.candidates_token_count.is_some() {
+            // Gemini: the prompt count includes the cached part; thinking is billed as
+            // output, apart from the candidates.
+            let cached = self.cached_content_token_count.unwrap_or(0);
+            let thoughts = self.thoughts_token_count.unwrap_or(0);
+            return Usage {
+                input: (self.prompt_token_count.unwrap_or(0).saturating_sub(cached))
+                    .saturating_add(self.tool_use_prompt_token_count.unwrap_or(0)),
+                output: self
+                    .candidates_token_count
+                    .unwrap_or(0)
+                    .saturating_add(thoughts),
+                cache_read: cached,
+                cache_write: 0,
+                reasoning: thoughts,
+            };
+        }
+        if self.prompt_eval_count.is_some() || self.eval_count.is_some() {
+            return Usage {
+                input: self.prompt_eval_count.unwrap_or(0),
+                output: self.eval_count.unwrap_or(0),
+                ..Usage::default()
             };
         }
         if self.input_tokens_details.is_some() || self.output_tokens_details.is_some() {
@@ -258,11 +294,25 @@ impl<'a> Carrier<'a> {
     /// Keeps `member` when it is one of the carrier's, unless one was kept already.
     fn take(&mut self, member: Member<'a>) -> Option<()> {
         match &*member.key() {
-            b"usage" if !self.usage_read => {
+            // Gemini's is `usageMetadata`.
+            b"usage" | b"usageMetadata" if !self.usage_read => {
                 self.usage_read = true;
                 read_usage(member.value, &mut self.usage)
             }
-            b"model" if !self.model_known && self.model.is_none() => {
+            // Ollama's own API counts at the top of its answer.
+            b"prompt_eval_count" | b"eval_count" if !self.usage_read => {
+                let count = read_count(member.value)?;
+                let usage = self.usage.get_or_insert_with(RawUsage::default);
+                if &*member.key() == b"eval_count" {
+                    usage.eval_count = count;
+                } else {
+                    usage.prompt_eval_count = count;
+                }
+                self.usage_read = usage.eval_count.is_some() && usage.prompt_eval_count.is_some();
+                Some(())
+            }
+            // Gemini names the model that answered `modelVersion`.
+            b"model" | b"modelVersion" if !self.model_known && self.model.is_none() => {
                 self.model = read_model(member.value)?;
                 Some(())
             }
@@ -502,6 +552,8 @@ enum Body {
     /// A JSON answer past [`MAX_METERED_JSON`].
     JsonEnds(Box<JsonEnds>),
     Sse(Box<SseParser>),
+    /// A stream of JSON lines (Ollama's own API), the part of a line not ended yet.
+    Lines(Vec<u8>),
     /// An Anthropic message batch's results, a JSON line per request.
     BatchResults(Box<BatchResults>),
     /// Too large, or unreadable: nothing more to learn.
@@ -521,11 +573,13 @@ impl UsageMeter {
         } else if starts_with_ignoring_case(ct, "application/json") {
             // Allocated only for an answer that comes in more than one piece.
             Body::Json(Vec::new())
+        } else if starts_with_ignoring_case(ct, "application/x-ndjson") {
+            Body::Lines(Vec::new())
         } else {
             return None;
         };
         Some(Self {
-            stream: matches!(body, Body::Sse(_)),
+            stream: matches!(body, Body::Sse(_) | Body::Lines(_)),
             body,
             read: Read::default(),
         })
@@ -592,6 +646,11 @@ impl UsageMeter {
             Body::Sse(parser) => {
                 parser.feed(bytes);
                 drain(parser, &mut self.read);
+            }
+            Body::Lines(rest) => {
+                if !read_lines(rest, bytes, &mut self.read) {
+                    self.body = Body::Done;
+                }
             }
             Body::BatchResults(results) => results.feed(bytes),
             Body::Done => {}
@@ -682,6 +741,8 @@ impl UsageMeter {
                 parser.finish();
                 drain(&mut parser, &mut self.read);
             }
+            // A last line without its newline too.
+            Body::Lines(rest) => read_line(&rest, &mut self.read),
             Body::BatchResults(_) | Body::Done => {}
         }
         self.charged()
@@ -756,6 +817,44 @@ impl UsageMeter {
     }
 }
 
+/// The longest JSON line of a stream read: Ollama's are a few hundred bytes.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// Reads every line of a JSON-lines stream that `bytes` ends, after the part of a line
+/// before them (`rest`, left holding the part after the last line ended); `false`
+/// when a line runs past [`MAX_LINE`], and the stream is read no further.
+fn read_lines(rest: &mut Vec<u8>, bytes: &[u8], read: &mut Read) -> bool {
+    let Some(last) = memchr::memrchr(b'\n', bytes) else {
+        rest.extend_from_slice(bytes);
+        return rest.len() <= MAX_LINE;
+    };
+    let (ended, after) = bytes.split_at(last + 1);
+    let mut lines = ended.split(|&b| b == b'\n');
+    if let Some(first) = lines.next() {
+        if rest.is_empty() {
+            read_line(first, read);
+        } else {
+            rest.extend_from_slice(first);
+            read_line(rest, read);
+            rest.clear();
+        }
+    }
+    for line in lines {
+        read_line(line, read);
+    }
+    rest.extend_from_slice(after);
+    rest.len() <= MAX_LINE
+}
+
+/// One line of a JSON-lines stream: read when it may carry counts (Ollama's last) or
+/// the model not named yet.
+fn read_line(line: &[u8], read: &mut Read) {
+    let counts = memchr::memmem::find(line, b"eval_count").is_some();
+    if counts || (read.model.is_none() && MODEL_KEY.find(line).is_some()) {
+        read_carried(line, read);
+    }
+}
+
 /// The usage `doc` (an answer or an event) carries, over what was read, and its
 /// model when none was named yet.
 fn read_carried(doc: &[u8], read: &mut Read) {
@@ -794,16 +893,27 @@ fn drain(parser: &mut SseParser, read: &mut Read) {
     }
 }
 
-/// The keys an event is looked at for, searched for with searchers built once.
-static USAGE_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"usage\""));
-static MODEL_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"model\""));
+/// The keys an event is looked at for, searched for with searchers built once: the
+/// start of `"usage"` and Gemini's `"usageMetadata"`, of `"model"` and Gemini's
+/// `"modelVersion"`.
+static USAGE_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"usage"));
+static MODEL_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"model"));
 
-/// Whether `data` has a `usage` member that is not `null`: a Chat stream asked for its
-/// usage says `"usage":null` in every chunk but the last, which need not be parsed.
+/// Whether `data` has a `usage` (or `usageMetadata`) member that is not `null`: a Chat
+/// stream asked for its usage says `"usage":null` in every chunk but the last, which
+/// need not be parsed.
 fn names_usage(data: &[u8]) -> bool {
     let mut from = 0;
     while let Some(found) = USAGE_KEY.find(&data[from..]) {
         from += found + USAGE_KEY.needle().len();
+        let rest = &data[from..];
+        if rest.starts_with(b"\"") {
+            from += 1;
+        } else if rest.starts_with(b"Metadata\"") {
+            from += b"Metadata\"".len();
+        } else {
+            continue;
+        }
         let Some(value) = member_value(data, from) else {
             continue;
         };
@@ -841,6 +951,73 @@ mod tests {
             m.feed(piece);
         }
         m.finish().map(|c| c.usage)
+    }
+
+    fn metered_with_model(content_type: &str, body: &[u8], split: usize) -> (Usage, String) {
+        let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
+        for piece in body.chunks(split) {
+            m.feed(piece);
+        }
+        let usage = m.finish().unwrap().usage;
+        (usage, m.take_model().unwrap())
+    }
+
+    #[test]
+    fn geminis_own_answers_and_streams_are_metered_however_split() {
+        // Thinking is billed as output; the cached part of the prompt is a cache read.
+        let whole = r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":12,"totalTokenCount":42,"cachedContentTokenCount":2,"thoughtsTokenCount":20},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#;
+        let stream = concat!(
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hel\"}],\"role\":\"model\"},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":10,\"totalTokenCount\":10},\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r1\"}\r\n\r\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"}],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":10,\"candidatesTokenCount\":12,\"totalTokenCount\":42,\"cachedContentTokenCount\":2,\"thoughtsTokenCount\":20},\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r1\"}\r\n\r\n",
+        );
+        let expected = Usage {
+            input: 8,
+            output: 32,
+            cache_read: 2,
+            cache_write: 0,
+            reasoning: 20,
+        };
+        for (content_type, body) in [("application/json", whole), ("text/event-stream", stream)] {
+            for split in 1..=body.len() {
+                let (usage, model) = metered_with_model(content_type, body.as_bytes(), split);
+                assert_eq!(usage, expected, "{content_type} split {split}");
+                assert_eq!(model, "gemini-2.5-flash");
+            }
+        }
+    }
+
+    #[test]
+    fn ollamas_own_answers_and_line_streams_are_metered_however_split() {
+        let whole = r#"{"model":"llama3.2","created_at":"2025-01-01T00:00:00Z","message":{"role":"assistant","content":"Hi"},"done_reason":"stop","done":true,"total_duration":5,"load_duration":1,"prompt_eval_count":26,"prompt_eval_duration":2,"eval_count":298,"eval_duration":3}"#;
+        let lines = concat!(
+            "{\"model\":\"llama3.2\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"done\":false}\n",
+            "{\"model\":\"llama3.2\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"lo\"},\"done\":false}\n",
+            "{\"model\":\"llama3.2\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"stop\",\"done\":true,\"prompt_eval_count\":26,\"eval_count\":298,\"eval_duration\":3}\n",
+        );
+        let expected = Usage {
+            input: 26,
+            output: 298,
+            ..Usage::default()
+        };
+        for (content_type, body) in [
+            ("application/json", whole.to_string()),
+            ("application/x-ndjson", lines.to_string()),
+            // Its last line without a newline still counts.
+            ("application/x-ndjson", lines.trim_end().to_string()),
+        ] {
+            for split in 1..=body.len() {
+                let (usage, model) = metered_with_model(content_type, body.as_bytes(), split);
+                assert_eq!(usage, expected, "{content_type} split {split}");
+                assert_eq!(model, "llama3.2");
+            }
+        }
+        let mut m = UsageMeter::for_answer(Some("application/x-ndjson"), None).unwrap();
+        m.feed(&vec![b'x'; MAX_LINE + 1]);
+        m.feed(lines.as_bytes());
+        assert!(
+            m.finish().is_none(),
+            "a line past the longest is read no further"
+        );
     }
 
     #[test]

@@ -30,6 +30,15 @@ pub(super) struct RawUsage {
     // The Responses API.
     pub input_tokens_details: Option<Details>,
     pub output_tokens_details: Option<Details>,
+    // Gemini's `usageMetadata`.
+    pub prompt_token_count: Option<u64>,
+    pub candidates_token_count: Option<u64>,
+    pub cached_content_token_count: Option<u64>,
+    pub thoughts_token_count: Option<u64>,
+    pub tool_use_prompt_token_count: Option<u64>,
+    // Ollama's own API, at the top of its answer.
+    pub prompt_eval_count: Option<u64>,
+    pub eval_count: Option<u64>,
 }
 
 /// The breakdown under a count: cached input, reasoning output.
@@ -93,6 +102,14 @@ pub(super) fn read_nested<'a>(value: &'a [u8], found: &mut Nested<'a>) -> Option
 /// A `model` member's value: a string, or `null`; `None` when it is neither.
 pub(super) fn read_model(value: &[u8]) -> Option<Option<String>> {
     serde_json::from_slice(value).ok()
+}
+
+/// A count member's value (Ollama's `prompt_eval_count`, `eval_count`); `None` when
+/// it is not a count.
+pub(super) fn read_count(value: &[u8]) -> Option<Option<u64>> {
+    let mut scan = Scan::of(value);
+    let count = scan.count()?;
+    scan.at_end().then_some(count)
 }
 
 /// A forward reader over one JSON value.
@@ -234,6 +251,11 @@ impl<'a> Scan<'a> {
                 }
                 b"input_tokens_details" => return scan.details(&mut u.input_tokens_details),
                 b"output_tokens_details" => return scan.details(&mut u.output_tokens_details),
+                b"promptTokenCount" => &mut u.prompt_token_count,
+                b"candidatesTokenCount" => &mut u.candidates_token_count,
+                b"cachedContentTokenCount" => &mut u.cached_content_token_count,
+                b"thoughtsTokenCount" => &mut u.thoughts_token_count,
+                b"toolUsePromptTokenCount" => &mut u.tool_use_prompt_token_count,
                 _ => return scan.skip(),
             };
             *count = scan.count()?;
@@ -339,6 +361,24 @@ mod tests {
         ] {
             assert!(read(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn geminis_usage_metadata_is_read_as_usage() {
+        let u = read(
+            r#"{"promptTokenCount": 12, "candidatesTokenCount": 30, "totalTokenCount": 60,
+                "cachedContentTokenCount": 4, "thoughtsTokenCount": 14,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 12}]}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(u.prompt_token_count, Some(12));
+        assert_eq!(u.candidates_token_count, Some(30));
+        assert_eq!(u.cached_content_token_count, Some(4));
+        assert_eq!(u.thoughts_token_count, Some(14));
+        assert_eq!(read_count(b" 7 "), Some(Some(7)));
+        assert_eq!(read_count(b"null"), Some(None));
+        assert_eq!(read_count(b"-7"), None);
     }
 
     #[test]
