@@ -192,7 +192,11 @@ impl LimitStore for MemoryStore {
         }
         if let Some(budget) = limits.budget {
             let mut spent = counters.budget.lock().map_err(poisoned)?;
-            spent.roll(now, budget.period);
+            // The kind of period is the admissions' to change: a call admitted before
+            // a reload changed it charges the period counted now, rather than turn the
+            // counts back to its own kind (zeroing them each time).
+            let kind = spent.kind.unwrap_or(budget.period);
+            spent.roll(now, kind);
             spent.tokens = spent.tokens.saturating_add(tokens);
             spent.usd_micros = spent.usd_micros.saturating_add(usd_micros(usd));
         }
@@ -292,6 +296,44 @@ mod tests {
             assert_eq!(other.refused, None, "each key counts alone");
             let next_minute = store.admit("key:a", &limits, NOW + 45).await.unwrap();
             assert_eq!(next_minute.refused, None);
+        });
+    }
+
+    #[test]
+    fn a_call_admitted_before_a_reload_changed_its_budgets_period_charges_the_new_one() {
+        let store = MemoryStore::default();
+        let budget = |period| KeyLimits {
+            budget: Some(Budget {
+                usd: None,
+                tokens: Some(100),
+                period,
+            }),
+            ..KeyLimits::default()
+        };
+        let (monthly, daily) = (budget(BudgetPeriod::Month), budget(BudgetPeriod::Day));
+        run(async {
+            assert!(store
+                .admit("key:a", &monthly, NOW)
+                .await
+                .unwrap()
+                .refused
+                .is_none());
+            // The reload: the budget is now daily, and a call under it spends 60.
+            assert!(store
+                .admit("key:a", &daily, NOW)
+                .await
+                .unwrap()
+                .refused
+                .is_none());
+            store.charge("key:a", &daily, 60, 0.0, NOW).unwrap();
+            // The call admitted before it ends, charged by the limits it was admitted to.
+            store.charge("key:a", &monthly, 50, 0.0, NOW + 1).unwrap();
+            let a = store.admit("key:a", &daily, NOW + 2).await.unwrap();
+            assert_eq!(
+                a.refused.map(|r| r.0),
+                Some(Refusal::Budget),
+                "110 of 100 spent"
+            );
         });
     }
 
