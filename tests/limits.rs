@@ -490,20 +490,23 @@ async fn a_fallback_counts_against_the_quota_of_the_provider_it_goes_to() {
     })
     .await;
     let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\nproviders:\n  openai:\n    limits: {tokens_per_minute: 1}\n  anthropic:\n    limits: {requests_per_minute: 3}\n";
-    let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
-    for call in 1..=3 {
-        let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
-        assert_eq!(
-            resp.status(),
-            200,
-            "call {call}: {}",
-            resp.text().await.unwrap()
-        );
+    // A body past 64 KiB goes through subrequests, each attempt one of its own.
+    let padded = format!(
+        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+        "u".repeat(100 * 1024)
+    );
+    for body in [CHAT, padded.as_str()] {
+        let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+        for call in 1..=3 {
+            let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", body).await;
+            let status = resp.status();
+            assert_eq!(status, 200, "call {call}: {}", resp.text().await.unwrap());
+        }
+        let refused = post(&gw, TEAM_KEY, "/v1/chat/completions", body).await;
+        assert_eq!(refused.status(), 429);
+        let text = refused.text().await.unwrap();
+        assert!(text.contains("provider `anthropic`"), "{text}");
     }
-    let refused = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
-    assert_eq!(refused.status(), 429);
-    let text = refused.text().await.unwrap();
-    assert!(text.contains("provider `anthropic`"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

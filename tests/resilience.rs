@@ -448,6 +448,32 @@ async fn a_retry_has_its_compressed_answer_decoded_afresh() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_the_replay_buffer_falls_back_too() {
+    // A body past Pingora's 64 KiB replay buffer goes through subrequests: the
+    // fallback must be a new subrequest to the fallback's provider, not the first
+    // provider asked again.
+    let openai = MockUpstream::start(|_: &Recorded| {
+        Reply::json(503, r#"{"error":{"message":"overloaded"}}"#)
+    })
+    .await;
+    let anthropic = MockUpstream::start(provider_like).await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+    let padded = format!(
+        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+        "u".repeat(100 * 1024)
+    );
+    let resp = post(&gw, "/v1/chat/completions", &padded).await;
+    let status = resp.status();
+    let provider = header(&resp, "x-aurora-provider").to_string();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(provider, "anthropic");
+    assert_eq!(openai.requests().len(), 1, "the first provider asked once");
+    assert_eq!(anthropic.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_model_falls_back_to_anthropic_and_answers_in_openai_shape() {
     let openai = MockUpstream::start(|_: &Recorded| {
         Reply::json(503, r#"{"error":{"message":"overloaded"}}"#)

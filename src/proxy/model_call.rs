@@ -267,6 +267,9 @@ impl AuroraProxy {
     ) -> Result<bool> {
         let timings = observe::delegate(ctx);
         let client = ClientSocket::of(session);
+        // The first attempt, readied with the call, is the first subrequest's; each
+        // one handed back is readied here (another instance, a fallback, another key).
+        ctx.attempt_ready = false;
         loop {
             ctx.upstream = Some(target.clone());
             let returns = SubrequestReturn::default();
@@ -311,7 +314,6 @@ impl AuroraProxy {
                 Some(next) => target = next,
                 None => return reject(session, ctx, GatewayError::not_found("no upstream")).await,
             }
-            ctx.attempt_ready = true;
         }
     }
 }
