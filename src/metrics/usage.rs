@@ -552,8 +552,8 @@ enum Body {
     /// A JSON answer past [`MAX_METERED_JSON`].
     JsonEnds(Box<JsonEnds>),
     Sse(Box<SseParser>),
-    /// A stream of JSON lines (Ollama's own API), the part of a line not ended yet.
-    Lines(Vec<u8>),
+    /// A stream of JSON lines (Ollama's own API).
+    Lines(Box<Lines>),
     /// An Anthropic message batch's results, a JSON line per request.
     BatchResults(Box<BatchResults>),
     /// Too large, or unreadable: nothing more to learn.
@@ -574,7 +574,7 @@ impl UsageMeter {
             // Allocated only for an answer that comes in more than one piece.
             Body::Json(Vec::new())
         } else if starts_with_ignoring_case(ct, "application/x-ndjson") {
-            Body::Lines(Vec::new())
+            Body::Lines(Box::default())
         } else {
             return None;
         };
@@ -647,11 +647,7 @@ impl UsageMeter {
                 parser.feed(bytes);
                 drain(parser, &mut self.read);
             }
-            Body::Lines(rest) => {
-                if !read_lines(rest, bytes, &mut self.read) {
-                    self.body = Body::Done;
-                }
-            }
+            Body::Lines(lines) => lines.feed(bytes, &mut self.read),
             Body::BatchResults(results) => results.feed(bytes),
             Body::Done => {}
         }
@@ -742,7 +738,7 @@ impl UsageMeter {
                 drain(&mut parser, &mut self.read);
             }
             // A last line without its newline too.
-            Body::Lines(rest) => read_line(&rest, &mut self.read),
+            Body::Lines(mut lines) => lines.end(&mut self.read),
             Body::BatchResults(_) | Body::Done => {}
         }
         self.charged()
@@ -817,33 +813,82 @@ impl UsageMeter {
     }
 }
 
-/// The longest JSON line of a stream read: Ollama's are a few hundred bytes.
+/// The longest JSON line of a stream held whole: Ollama's are a few hundred bytes;
+/// of a longer one (`api/generate`'s last, with a large `context`) only its ends are
+/// kept, as of a JSON answer too large to hold.
 const MAX_LINE: usize = 1024 * 1024;
 
-/// Reads every line of a JSON-lines stream that `bytes` ends, after the part of a line
-/// before them (`rest`, left holding the part after the last line ended); `false`
-/// when a line runs past [`MAX_LINE`], and the stream is read no further.
-fn read_lines(rest: &mut Vec<u8>, bytes: &[u8], read: &mut Read) -> bool {
-    let Some(last) = memchr::memrchr(b'\n', bytes) else {
-        rest.extend_from_slice(bytes);
-        return rest.len() <= MAX_LINE;
-    };
-    let (ended, after) = bytes.split_at(last + 1);
-    let mut lines = ended.split(|&b| b == b'\n');
-    if let Some(first) = lines.next() {
-        if rest.is_empty() {
-            read_line(first, read);
-        } else {
-            rest.extend_from_slice(first);
-            read_line(rest, read);
-            rest.clear();
+/// A stream of JSON lines, read line by line as its bytes pass.
+#[derive(Debug, Default)]
+struct Lines {
+    /// The part of a line not ended yet.
+    rest: Vec<u8>,
+    /// A line past [`MAX_LINE`] not ended yet: its ends.
+    long: Option<Box<JsonEnds>>,
+}
+
+impl Lines {
+    /// Reads every line that `bytes` ends.
+    fn feed(&mut self, mut bytes: &[u8], read: &mut Read) {
+        if let Some(ends) = self.long.as_mut() {
+            let Some(nl) = memchr::memchr(b'\n', bytes) else {
+                ends.push(bytes);
+                return;
+            };
+            ends.push(&bytes[..nl]);
+            read_long_line(ends, read);
+            self.long = None;
+            bytes = &bytes[nl + 1..];
+        }
+        let Some(last) = memchr::memrchr(b'\n', bytes) else {
+            self.rest.extend_from_slice(bytes);
+            self.hold_ends_if_long();
+            return;
+        };
+        let (ended, after) = bytes.split_at(last + 1);
+        let mut lines = ended.split(|&b| b == b'\n');
+        if let Some(first) = lines.next() {
+            if self.rest.is_empty() {
+                read_line(first, read);
+            } else {
+                self.rest.extend_from_slice(first);
+                read_line(&self.rest, read);
+                self.rest.clear();
+            }
+        }
+        for line in lines {
+            read_line(line, read);
+        }
+        self.rest.extend_from_slice(after);
+        self.hold_ends_if_long();
+    }
+
+    /// The stream ended: a last line without its newline counts too.
+    fn end(&mut self, read: &mut Read) {
+        match self.long.take() {
+            Some(ends) => read_long_line(&ends, read),
+            None => read_line(&self.rest, read),
         }
     }
-    for line in lines {
-        read_line(line, read);
+
+    /// Keeps only the ends of a line grown past [`MAX_LINE`].
+    fn hold_ends_if_long(&mut self) {
+        if self.rest.len() > MAX_LINE {
+            let held = std::mem::take(&mut self.rest);
+            self.long = Some(Box::new(JsonEnds::of(held)));
+        }
     }
-    rest.extend_from_slice(after);
-    rest.len() <= MAX_LINE
+}
+
+/// The counts and model at the ends of a line too long to hold.
+fn read_long_line(ends: &JsonEnds, read: &mut Read) {
+    let mut carrier = Carrier {
+        model_known: read.model.is_some(),
+        ..Carrier::default()
+    };
+    if carrier.read_ends(&ends.head, &ends.tail).is_some() {
+        carrier.keep(read);
+    }
 }
 
 /// One line of a JSON-lines stream: read when it may carry counts (Ollama's last) or
@@ -1011,13 +1056,16 @@ mod tests {
                 assert_eq!(model, "llama3.2");
             }
         }
-        let mut m = UsageMeter::for_answer(Some("application/x-ndjson"), None).unwrap();
-        m.feed(&vec![b'x'; MAX_LINE + 1]);
-        m.feed(lines.as_bytes());
-        assert!(
-            m.finish().is_none(),
-            "a line past the longest is read no further"
+        // `api/generate`'s last line carries the prompt's tokens as `context`, before
+        // its counts: one past the longest line held is read from its ends.
+        let context = vec!["128000"; MAX_LINE / 4].join(",");
+        let generate = format!(
+            "{{\"model\":\"llama3.2\",\"response\":\"Hi\",\"done\":false}}\n{{\"model\":\"llama3.2\",\"response\":\"\",\"done\":true,\"context\":[{context}],\"prompt_eval_count\":26,\"eval_count\":298}}\n"
         );
+        for split in [1000, 64 * 1024, generate.len()] {
+            let (usage, _) = metered_with_model("application/x-ndjson", generate.as_bytes(), split);
+            assert_eq!(usage, expected, "split {split}");
+        }
     }
 
     #[test]
