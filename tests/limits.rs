@@ -510,6 +510,39 @@ async fn a_fallback_counts_against_the_quota_of_the_provider_it_goes_to() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_out_of_quota_is_passed_over_for_the_fallback() {
+    // OpenAI's quota allows one call a minute: the next goes to the model's fallback,
+    // not back to the client as a 429; with no fallback left, the 429 is the client's.
+    let mock = MockUpstream::start(provider_like).await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\nproviders:\n  openai:\n    limits: {requests_per_minute: 1}\n  anthropic:\n    limits: {requests_per_minute: 1}\n";
+    let padded = format!(
+        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+        "u".repeat(100 * 1024)
+    );
+    let streamed =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    for body in [CHAT, streamed, padded.as_str()] {
+        let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+        for expected in ["openai", "anthropic"] {
+            let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", body).await;
+            let provider = header(&resp, "x-aurora-provider");
+            let attempts = header(&resp, "x-aurora-attempts");
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            assert_eq!(status, 200, "{text}");
+            assert_eq!(provider, expected, "{text}");
+            if expected == "anthropic" {
+                assert_eq!(attempts, "2", "the quota's refusal is an attempt");
+            }
+        }
+        let refused = post(&gw, TEAM_KEY, "/v1/chat/completions", body).await;
+        assert_eq!(refused.status(), 429);
+        let text = refused.text().await.unwrap();
+        assert!(text.contains("provider `anthropic`"), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn geminis_and_ollamas_own_apis_are_charged_through_passthrough() {
     // Providers pointed at their own APIs rather than their OpenAI-compatible ones:
     // Gemini reports `usageMetadata`, Ollama its counts at the top of its answer or of

@@ -110,6 +110,45 @@ pub async fn admit_provider(
     Ok(())
 }
 
+/// What a provider's quota said of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderAdmission {
+    /// Admitted (or the provider has no quota).
+    Admitted,
+    /// Refused, and the request's plan moved on to its next candidate, to be readied.
+    MovedOn,
+}
+
+/// Admits the attempt against its provider's quota ([`admit_provider`] for the first,
+/// [`admit_provider_of_attempt`] for a later one); a refusal moves the plan on to its
+/// next candidate when it has one, rather than end the call: a provider out of quota
+/// is passed over for the pool's other instances and the fallbacks.
+pub async fn admit_provider_or_move_on(
+    store: &Arc<dyn LimitStore>,
+    ctx: &mut RequestContext,
+    first: bool,
+) -> Result<ProviderAdmission, GatewayError> {
+    let admitted = if first {
+        admit_provider(store, ctx).await
+    } else {
+        admit_provider_of_attempt(store, ctx).await
+    };
+    match admitted {
+        Ok(()) => Ok(ProviderAdmission::Admitted),
+        // Refused by the quota (a store that cannot be reached is a 503, not passed over).
+        Err(refused) if refused.status == 429 => {
+            let now = std::time::Instant::now();
+            let moved = ctx.plan.as_mut().is_some_and(|p| p.refused_by_quota(now));
+            if moved {
+                Ok(ProviderAdmission::MovedOn)
+            } else {
+                Err(refused)
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// Admits the request against the limits of the provider a new attempt goes to (a
 /// pool's other instance, a fallback), when they are not those it was admitted to:
 /// the quota of each provider tried is checked, and the tokens are charged to the

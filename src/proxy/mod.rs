@@ -1011,30 +1011,37 @@ impl ProxyHttp for AuroraProxy {
             answer_decoder::reset(&mut session.upstream_compression);
             ctx.answer_decoding = Default::default();
         }
-        let readied = match self.ready_attempt(ctx, &session.req_header().headers) {
-            Ok(Some((body, translation))) => {
-                ctx.body.prepare_again(body);
-                match translation {
-                    Some(translation) => translate_response(session, ctx, translation),
-                    // A fallback in the client's own format: its answer passes as is.
-                    None => answer_as_is(session, ctx),
+        loop {
+            let readied = match self.ready_attempt(ctx, &session.req_header().headers) {
+                Ok(Some((body, translation))) => {
+                    ctx.body.prepare_again(body);
+                    match translation {
+                        Some(translation) => translate_response(session, ctx, translation),
+                        // A fallback in the client's own format: its answer passes as is.
+                        None => answer_as_is(session, ctx),
+                    }
+                    Ok(true)
                 }
-                Ok(true)
+                Ok(None) => Ok(false),
+                Err(err) => Err(err),
+            };
+            // An attempt at another provider counts against its quota; one out of
+            // quota is passed over. Nothing of the attempt is held across the wait:
+            // this future is every request's.
+            let admitted = match readied {
+                Ok(true) => limit_check::admit_provider_or_move_on(&self.limits, ctx, false).await,
+                Ok(false) => Ok(limit_check::ProviderAdmission::Admitted),
+                Err(err) => Err(err),
+            };
+            match admitted {
+                Ok(limit_check::ProviderAdmission::Admitted) => break,
+                Ok(limit_check::ProviderAdmission::MovedOn) => {}
+                Err(err) => {
+                    let status = err.status;
+                    ctx.error = Some(err);
+                    return Err(status_error(status));
+                }
             }
-            Ok(None) => Ok(false),
-            Err(err) => Err(err),
-        };
-        // An attempt at another provider counts against its quota. Nothing of the
-        // attempt is held across the wait: this future is every request's.
-        let readied = match readied {
-            Ok(true) => limit_check::admit_provider_of_attempt(&self.limits, ctx).await,
-            Ok(false) => Ok(()),
-            Err(err) => Err(err),
-        };
-        if let Err(err) = readied {
-            let status = err.status;
-            ctx.error = Some(err);
-            return Err(status_error(status));
         }
         telemetry::attempt_began(ctx);
         let Some(target) = ctx.upstream.as_ref() else {

@@ -13,10 +13,11 @@ use pingora_proxy::Session;
 use super::body_deadline::BodyDeadline;
 use super::client_hangup::{self, ClientSocket};
 use super::held_chat_body;
+use super::limit_check::ProviderAdmission;
 use super::model_call_body::{ModelCallBody, SubrequestReturn};
 use super::model_field::ModelField;
 use super::model_request::ModelEndpoint;
-use super::prepared_call::{self, CallRequest, CallSources, Delivery, PreparedCall};
+use super::prepared_call::{self, CallRequest, CallSources, Delivery, FirstAttempt, PreparedCall};
 use super::subrequest::{self, SubrequestPlan};
 use super::{
     answer_as_is, final_status, limit_check, observe, reject, translate_response, unix_now,
@@ -82,11 +83,35 @@ impl AuroraProxy {
             Err(err) => return reject(session, ctx, err).await,
         };
         ctx.upstream = Some(prepared.target().clone());
-        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
-            return reject(session, ctx, err).await;
-        }
         let delivery = prepared.delivery(session.as_ref().retry_buffer_truncated());
-        let first = prepared.into_first_attempt(ctx, config);
+        let mut first = prepared.into_first_attempt(ctx, config);
+        // A provider out of quota is passed over for the plan's next candidate.
+        loop {
+            match limit_check::admit_provider_or_move_on(&self.limits, ctx, true).await {
+                Ok(ProviderAdmission::Admitted) => break,
+                Ok(ProviderAdmission::MovedOn) => {
+                    ctx.attempt_ready = false;
+                    let headers = &session.req_header().headers;
+                    let next = match self.ready_attempt(ctx, headers) {
+                        Ok(next) => next,
+                        Err(err) => return reject(session, ctx, err).await,
+                    };
+                    let (Some((body, translation)), Some(target)) = (next, ctx.upstream.clone())
+                    else {
+                        let err = GatewayError::bad_gateway("no attempt to move on to");
+                        return reject(session, ctx, err).await;
+                    };
+                    first = FirstAttempt {
+                        target,
+                        body,
+                        translation,
+                    };
+                    // Readied here: the attempt's own hook does not ready it again.
+                    ctx.attempt_ready = true;
+                }
+                Err(err) => return reject(session, ctx, err).await,
+            }
+        }
         observe::request_body(ctx, &first.body);
         // The gateway's own exchanges are boxed where they are taken: inline, their
         // futures would make every call's future (moved whole into its box by
@@ -229,11 +254,17 @@ impl AuroraProxy {
         ctx: &mut RequestContext,
         headers: &http::HeaderMap,
     ) -> std::result::Result<Option<(Bytes, Option<ResponseCodecs>)>, GatewayError> {
-        let next = self.ready_attempt(ctx, headers)?;
-        if next.is_some() {
-            limit_check::admit_provider_of_attempt(&self.limits, ctx).await?;
+        loop {
+            let next = self.ready_attempt(ctx, headers)?;
+            if next.is_none() {
+                return Ok(None);
+            }
+            match limit_check::admit_provider_or_move_on(&self.limits, ctx, false).await? {
+                ProviderAdmission::Admitted => return Ok(next),
+                // The plan moved past a provider out of quota: the next one is readied.
+                ProviderAdmission::MovedOn => {}
+            }
         }
-        Ok(next)
     }
 
     /// [`Self::ready_attempt_admitted`] in a loop that holds the attempt's body and

@@ -144,6 +144,21 @@ impl AttemptPlan {
         self.records.push(record);
     }
 
+    /// The current candidate's provider refused the call by its own quota
+    /// (`providers.<name>.limits`), before it was sent: recorded as `quota`, and the
+    /// plan moves to the next candidate (the pool's next instance, then the
+    /// fallbacks), if there is one.
+    pub fn refused_by_quota(&mut self, now: Instant) -> bool {
+        self.record("quota".to_string(), now);
+        if self.at + 1 >= self.candidates.len() {
+            return false;
+        }
+        self.at += 1;
+        self.retries = 0;
+        self.key_turns = 0;
+        true
+    }
+
     /// The current attempt got an answer the client takes (`status`): its instance and
     /// key are healthy.
     pub fn answered(
@@ -403,6 +418,24 @@ mod tests {
         );
         let (next, _) = plan.failed(status(429, Some(3600)), None, &c, &book, now);
         assert_eq!(next, NextAttempt::GiveUp);
+    }
+
+    #[test]
+    fn a_candidate_out_of_quota_is_passed_over_and_recorded() {
+        let c = config(YAML);
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let mut plan = AttemptPlan::new(
+            vec![candidate(&c, "east", "gpt-4o", false)],
+            vec![candidate(&c, "anthropic", "claude-sonnet-4-5", true)],
+            &book,
+            now,
+        );
+        assert!(plan.refused_by_quota(now));
+        assert_eq!(plan.current().route.provider.name, "anthropic");
+        assert!(!plan.refused_by_quota(now), "no candidate left");
+        let outcomes: Vec<_> = plan.records().iter().map(|r| r.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["quota", "quota"]);
     }
 
     #[test]
