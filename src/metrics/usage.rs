@@ -25,7 +25,7 @@ use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_si
 use super::usage_object::{
     read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
 };
-use crate::translate::json_members::{member_value, skip_ws, Member, ObjectMembers};
+use crate::translate::json_members::{member_value, skip_ws, ArrayElements, Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
 /// Token counts of one answer.
@@ -901,8 +901,20 @@ fn read_line(line: &[u8], read: &mut Read) {
 }
 
 /// The usage `doc` (an answer or an event) carries, over what was read, and its
-/// model when none was named yet.
+/// model when none was named yet. An answer that is an array is read element by
+/// element: Gemini's `streamGenerateContent` without `?alt=sse` answers its chunks so.
 fn read_carried(doc: &[u8], read: &mut Read) {
+    if doc.get(skip_ws(doc, 0)) == Some(&b'[') {
+        for element in ArrayElements::of(doc).into_iter().flatten() {
+            read_carried_object(element, read);
+        }
+        return;
+    }
+    read_carried_object(doc, read);
+}
+
+/// [`read_carried`] for one object.
+fn read_carried_object(doc: &[u8], read: &mut Read) {
     let mut carrier = Carrier {
         model_known: read.model.is_some(),
         ..Carrier::default()
@@ -1022,7 +1034,16 @@ mod tests {
             cache_write: 0,
             reasoning: 20,
         };
-        for (content_type, body) in [("application/json", whole), ("text/event-stream", stream)] {
+        // Without `?alt=sse`, the chunks come as one JSON array.
+        let array = r#"[{"candidates":[{"content":{"parts":[{"text":"Hel"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":10,"totalTokenCount":10},"modelVersion":"gemini-2.5-flash"}
+,
+{"candidates":[{"content":{"parts":[{"text":"lo"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":12,"totalTokenCount":42,"cachedContentTokenCount":2,"thoughtsTokenCount":20},"modelVersion":"gemini-2.5-flash"}
+]"#;
+        for (content_type, body) in [
+            ("application/json", whole),
+            ("text/event-stream", stream),
+            ("application/json", array),
+        ] {
             for split in 1..=body.len() {
                 let (usage, model) = metered_with_model(content_type, body.as_bytes(), split);
                 assert_eq!(usage, expected, "{content_type} split {split}");
