@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use once_cell::sync::Lazy;
 
+use super::resilience::HealthBook;
 use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
 use crate::config::{Config, KeyLimits, Limited, OnStoreError};
@@ -125,6 +126,7 @@ pub enum ProviderAdmission {
 /// is passed over for the pool's other instances and the fallbacks.
 pub async fn admit_provider_or_move_on(
     store: &Arc<dyn LimitStore>,
+    health: &HealthBook,
     ctx: &mut RequestContext,
     first: bool,
 ) -> Result<ProviderAdmission, GatewayError> {
@@ -138,7 +140,10 @@ pub async fn admit_provider_or_move_on(
         // Refused by the quota (a store that cannot be reached is a 503, not passed over).
         Err(refused) if refused.status == 429 => {
             let now = std::time::Instant::now();
-            let moved = ctx.plan.as_mut().is_some_and(|p| p.refused_by_quota(now));
+            let moved = ctx
+                .plan
+                .as_mut()
+                .is_some_and(|p| p.refused_by_quota(health, now));
             if moved {
                 Ok(ProviderAdmission::MovedOn)
             } else {

@@ -1029,7 +1029,10 @@ impl ProxyHttp for AuroraProxy {
             // quota is passed over. Nothing of the attempt is held across the wait:
             // this future is every request's.
             let admitted = match readied {
-                Ok(true) => limit_check::admit_provider_or_move_on(&self.limits, ctx, false).await,
+                Ok(true) => {
+                    limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
+                        .await
+                }
                 Ok(false) => Ok(limit_check::ProviderAdmission::Admitted),
                 Err(err) => Err(err),
             };

@@ -87,7 +87,9 @@ impl AuroraProxy {
         let mut first = prepared.into_first_attempt(ctx, config);
         // A provider out of quota is passed over for the plan's next candidate.
         loop {
-            match limit_check::admit_provider_or_move_on(&self.limits, ctx, true).await {
+            match limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, true)
+                .await
+            {
                 Ok(ProviderAdmission::Admitted) => break,
                 Ok(ProviderAdmission::MovedOn) => {
                     ctx.attempt_ready = false;
@@ -259,7 +261,9 @@ impl AuroraProxy {
             if next.is_none() {
                 return Ok(None);
             }
-            match limit_check::admit_provider_or_move_on(&self.limits, ctx, false).await? {
+            match limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
+                .await?
+            {
                 ProviderAdmission::Admitted => return Ok(next),
                 // The plan moved past a provider out of quota: the next one is readied.
                 ProviderAdmission::MovedOn => {}

@@ -65,6 +65,9 @@ pub struct AttemptPlan {
     records: Vec<AttemptRecord>,
     /// When the current attempt began.
     began: Option<Instant>,
+    /// The candidates whose provider refused the call by its quota (bit `i`: the
+    /// `i`th of the first 64): never tried again by this request.
+    out_of_quota: u64,
 }
 
 impl AttemptPlan {
@@ -90,7 +93,22 @@ impl AttemptPlan {
             key_turns: 0,
             records: Vec::new(),
             began: None,
+            out_of_quota: 0,
         }
+    }
+
+    /// Whether candidate `i`'s provider refused this call by its quota.
+    fn is_out_of_quota(&self, i: usize) -> bool {
+        i < 64 && self.out_of_quota & (1 << i) != 0
+    }
+
+    /// The first candidate from `i` on whose provider has not refused the call by its
+    /// quota.
+    fn first_with_quota_from(&self, mut i: usize) -> usize {
+        while i < self.candidates.len() && self.is_out_of_quota(i) {
+            i += 1;
+        }
+        i
     }
 
     /// The candidate the next attempt goes to.
@@ -148,12 +166,28 @@ impl AttemptPlan {
     /// (`providers.<name>.limits`), before it was sent: recorded as `quota`, and the
     /// plan moves to the next candidate (the pool's next instance, then the
     /// fallbacks), if there is one.
-    pub fn refused_by_quota(&mut self, now: Instant) -> bool {
+    pub fn refused_by_quota(&mut self, book: &HealthBook, now: Instant) -> bool {
         self.record("quota".to_string(), now);
-        if self.at + 1 >= self.candidates.len() {
+        if self.at < 64 {
+            self.out_of_quota |= 1 << self.at;
+        }
+        if self.at < self.pool {
+            // Another instance of the pool, as a retry would pick it; the pool's
+            // retries go on counting (it is one model).
+            for step in 1..self.pool {
+                let i = (self.at + step) % self.pool;
+                let name = &self.candidates[i].route.provider.name;
+                if !self.is_out_of_quota(i) && book.try_acquire(&HealthKey::instance(name), now) {
+                    self.at = i;
+                    return true;
+                }
+            }
+        }
+        let next = self.first_with_quota_from(self.pool.max(self.at + 1));
+        if next >= self.candidates.len() {
             return false;
         }
-        self.at += 1;
+        self.at = next;
         self.retries = 0;
         self.key_turns = 0;
         true
@@ -232,11 +266,11 @@ impl AttemptPlan {
             self.next_in_pool(book, now);
             return (NextAttempt::Retry { wait }, change);
         }
-        let next = if self.at < self.pool {
+        let next = self.first_with_quota_from(if self.at < self.pool {
             self.pool
         } else {
             self.at + 1
-        };
+        });
         if next < self.candidates.len() {
             self.at = next;
             self.retries = 0;
@@ -279,7 +313,7 @@ impl AttemptPlan {
         for step in 1..self.pool {
             let i = (self.at + step) % self.pool;
             let name = &self.candidates[i].route.provider.name;
-            if book.try_acquire(&HealthKey::instance(name), now) {
+            if !self.is_out_of_quota(i) && book.try_acquire(&HealthKey::instance(name), now) {
                 self.at = i;
                 return;
             }
@@ -431,11 +465,47 @@ mod tests {
             &book,
             now,
         );
-        assert!(plan.refused_by_quota(now));
+        assert!(plan.refused_by_quota(&book, now));
         assert_eq!(plan.current().route.provider.name, "anthropic");
-        assert!(!plan.refused_by_quota(now), "no candidate left");
+        assert!(!plan.refused_by_quota(&book, now), "no candidate left");
         let outcomes: Vec<_> = plan.records().iter().map(|r| r.outcome.as_str()).collect();
         assert_eq!(outcomes, ["quota", "quota"]);
+    }
+
+    #[test]
+    fn a_pool_instance_out_of_quota_is_not_tried_again_and_the_pools_retries_go_on() {
+        // Pool [first, other]: the first is out of quota, the other fails again and
+        // again. The retries must not go back to the first (to be refused, and start
+        // the count over): they stay on the other, and end when they are spent.
+        let c = config(YAML);
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let mut plan = AttemptPlan::new(
+            vec![
+                candidate(&c, "east", "gpt-4o", false),
+                candidate(&c, "west", "gpt-4o", false),
+            ],
+            vec![candidate(&c, "anthropic", "claude-sonnet-4-5", true)],
+            &book,
+            now,
+        );
+        let refused = plan.current().route.provider.name.clone();
+        assert!(plan.refused_by_quota(&book, now));
+        let other = plan.current().route.provider.name.clone();
+        assert_ne!(other, refused);
+        let mut tried = Vec::new();
+        loop {
+            let (next, _) = plan.failed(status(500, None), None, &c, &book, now);
+            if next == NextAttempt::GiveUp {
+                break;
+            }
+            tried.push(plan.current().route.provider.name.clone());
+            assert!(tried.len() < 10, "no end: {tried:?}");
+        }
+        assert!(!tried.contains(&refused), "{tried:?}");
+        // The pool's two retries, then its fallback, whose own two.
+        assert_eq!(tried.iter().filter(|t| **t == other).count(), 2, "{tried:?}");
+        assert_eq!(tried.last().map(String::as_str), Some("anthropic"));
     }
 
     #[test]
