@@ -459,18 +459,31 @@ async fn a_call_past_the_replay_buffer_falls_back_too() {
     let anthropic = MockUpstream::start(provider_like).await;
     let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n";
     let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
-    let padded = format!(
-        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
-        "u".repeat(100 * 1024)
-    );
-    let resp = post(&gw, "/v1/chat/completions", &padded).await;
-    let status = resp.status();
-    let provider = header(&resp, "x-aurora-provider").to_string();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    assert_eq!(provider, "anthropic");
-    assert_eq!(openai.requests().len(), 1, "the first provider asked once");
-    assert_eq!(anthropic.requests().len(), 1);
+    for (call, stream) in [(1, false), (2, true)] {
+        let padded = format!(
+            r#"{{"model":"gpt-4o-mini","stream":{stream},"user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+            "u".repeat(100 * 1024)
+        );
+        let resp = post(&gw, "/v1/chat/completions", &padded).await;
+        let status = resp.status();
+        let provider = header(&resp, "x-aurora-provider").to_string();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(provider, "anthropic");
+        if stream {
+            assert!(text.contains("chat.completion.chunk"), "{text}");
+            assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+        } else {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(answer["object"], "chat.completion", "{answer}");
+        }
+        assert_eq!(
+            openai.requests().len(),
+            call,
+            "the first provider asked once"
+        );
+        assert_eq!(anthropic.requests().len(), call);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

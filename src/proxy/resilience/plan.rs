@@ -504,7 +504,11 @@ mod tests {
         }
         assert!(!tried.contains(&refused), "{tried:?}");
         // The pool's two retries, then its fallback, whose own two.
-        assert_eq!(tried.iter().filter(|t| **t == other).count(), 2, "{tried:?}");
+        assert_eq!(
+            tried.iter().filter(|t| **t == other).count(),
+            2,
+            "{tried:?}"
+        );
         assert_eq!(tried.last().map(String::as_str), Some("anthropic"));
     }
 
