@@ -543,6 +543,30 @@ async fn a_provider_out_of_quota_is_passed_over_for_the_fallback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_moved_past_a_provider_out_of_quota_is_read_as_its_new_provider_needs() {
+    // Moved from OpenAI (passed as it is) to Anthropic (translated), a whole answer is
+    // read whole before the client gets anything: one that cannot be translated is a
+    // 502, not a 200 carrying an error.
+    let mock = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
+        "/v1/messages" => Reply::json(200, r#"{"type":"message","content":"#),
+        _ => provider_like(rec),
+    })
+    .await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\nproviders:\n  openai:\n    limits: {requests_per_minute: 1}\n";
+    let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT)
+            .await
+            .status(),
+        200
+    );
+    let moved = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    let status = moved.status();
+    let text = moved.text().await.unwrap();
+    assert_eq!(status, 502, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn geminis_and_ollamas_own_apis_are_charged_through_passthrough() {
     // Providers pointed at their own APIs rather than their OpenAI-compatible ones:
     // Gemini reports `usageMetadata`, Ollama its counts at the top of its answer or of

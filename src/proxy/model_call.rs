@@ -83,7 +83,9 @@ impl AuroraProxy {
             Err(err) => return reject(session, ctx, err).await,
         };
         ctx.upstream = Some(prepared.target().clone());
-        let delivery = prepared.delivery(session.as_ref().retry_buffer_truncated());
+        let past_replay = session.as_ref().retry_buffer_truncated();
+        let rule = prepared.delivery_rule(past_replay);
+        let mut delivery = prepared.delivery(past_replay);
         let mut first = prepared.into_first_attempt(ctx, config);
         // A provider out of quota is passed over for the plan's next candidate.
         loop {
@@ -103,6 +105,8 @@ impl AuroraProxy {
                         let err = GatewayError::bad_gateway("no attempt to move on to");
                         return reject(session, ctx, err).await;
                     };
+                    // Read whole, or not, as the candidate moved to needs.
+                    delivery = rule.for_translation(translation.as_ref());
                     first = FirstAttempt {
                         target,
                         body,

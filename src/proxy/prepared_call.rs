@@ -81,6 +81,34 @@ pub enum Delivery {
     Subrequest,
 }
 
+/// What decides a call's [`Delivery`] but the translation of the candidate it goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryRule {
+    overflow_falls_back: bool,
+    streamed: bool,
+    past_replay: bool,
+}
+
+impl DeliveryRule {
+    /// The delivery of an attempt translated by `translation` (`None`: its answer
+    /// passes as it is).
+    pub fn for_translation(&self, translation: Option<&ResponseCodecs>) -> Delivery {
+        let whole = match translation {
+            Some(translation) => !translation.stream_requested() || self.overflow_falls_back,
+            None => self.overflow_falls_back,
+        };
+        if whole {
+            Delivery::Whole {
+                streamed: self.streamed,
+            }
+        } else if self.past_replay {
+            Delivery::Subrequest
+        } else {
+            Delivery::Replayed
+        }
+    }
+}
+
 impl PreparedCall {
     /// Routes `call`'s model, plans its attempts and prepares the first: the body as
     /// its provider speaks it, and the provider's credential. The model and what a
@@ -130,18 +158,16 @@ impl PreparedCall {
     /// How the body goes upstream; `past_replay`: it did not fit Pingora's retry
     /// buffer.
     pub fn delivery(&self, past_replay: bool) -> Delivery {
-        let whole = match &self.translation {
-            Some(translation) => !translation.stream_requested() || self.overflow_falls_back,
-            None => self.overflow_falls_back,
-        };
-        if whole {
-            Delivery::Whole {
-                streamed: self.held.field.stream,
-            }
-        } else if past_replay {
-            Delivery::Subrequest
-        } else {
-            Delivery::Replayed
+        self.delivery_rule(past_replay)
+            .for_translation(self.translation.as_ref())
+    }
+
+    /// How this call's body goes upstream, whichever candidate it goes to.
+    pub fn delivery_rule(&self, past_replay: bool) -> DeliveryRule {
+        DeliveryRule {
+            overflow_falls_back: self.overflow_falls_back,
+            streamed: self.held.field.stream,
+            past_replay,
         }
     }
 
