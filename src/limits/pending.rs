@@ -128,6 +128,16 @@ impl Pending {
         self.charges.remove(subject).unwrap_or_default()
     }
 
+    /// Keeps the ids of `lists` (subject → ids of writes answered) for Redis to forget
+    /// with each subject's next write.
+    pub fn forget_later(&mut self, lists: LookupMap<String, Vec<u64>>) {
+        for (subject, ids) in lists {
+            for id in ids {
+                super::once_write::forget_later(&mut self.forget, &subject, id);
+            }
+        }
+    }
+
     /// Takes everything but the writes in doubt.
     pub fn take_all(&mut self) -> Pending {
         Pending {
@@ -171,11 +181,7 @@ impl Pending {
     /// Puts back what could not be written, dropping increments to keys that have
     /// expired meanwhile (a past minute's tokens), so an outage cannot pile them up.
     pub fn put_back(&mut self, failed: Pending, now: Instant) {
-        for (subject, ids) in failed.forget {
-            for id in ids {
-                super::once_write::forget_later(&mut self.forget, &subject, id);
-            }
-        }
+        self.forget_later(failed.forget);
         for (subject, counters) in failed.charges {
             self.put_back_counters(&subject, counters, now);
         }

@@ -139,7 +139,7 @@ impl Writer {
     /// whose charges wait for it).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let now = Instant::now();
-        let (mut batch, resent, writes) = {
+        let (batch, mut forget, resent, writes) = {
             let Ok(mut p) = self.pending.lock() else {
                 return Ok(());
             };
@@ -152,8 +152,7 @@ impl Writer {
             p.put_back(held, now);
             let mut forget = std::mem::take(&mut batch.forget);
             let writes = writes_of(&batch, &mut forget, &self.ids, now);
-            batch.forget = forget;
-            (batch, resent, writes)
+            (batch, forget, resent, writes)
         };
         let pipe = self.pipeline(resent.iter().chain(&writes));
         let sent = match self.link.connection().await {
@@ -174,10 +173,6 @@ impl Writer {
                 for write in &writes {
                     forget_later(&mut p.forget, &write.subject, write.id);
                 }
-                // Only the ids left to forget: what was written is written.
-                batch.charges.clear();
-                batch.usage.clear();
-                batch.releases.clear();
                 self.script_loaded.store(true, Ordering::Relaxed);
                 Ok(())
             }
@@ -185,8 +180,9 @@ impl Writer {
             Called::Unsent(e) => {
                 p.in_doubt.put_back(resent);
                 for write in writes {
-                    batch.forget.insert(write.subject, write.forget);
+                    forget.insert(write.subject, write.forget);
                 }
+                p.put_back(batch, now);
                 Err(StoreError(format!(
                     "{e}; charges and usage are kept and sent again when Redis takes them"
                 )))
@@ -196,16 +192,14 @@ impl Writer {
             Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
                 p.in_doubt.put_back(resent);
                 p.in_doubt.add(writes, now);
-                batch.charges.clear();
-                batch.usage.clear();
-                batch.releases.clear();
                 self.script_loaded.store(false, Ordering::Relaxed);
                 Err(StoreError(format!(
                     "{e}; charges and usage are sent again, and made once, when Redis answers"
                 )))
             }
         };
-        p.put_back(batch, now);
+        // The ids of subjects without a write this time wait for their next one.
+        p.forget_later(forget);
         let more = !p.is_empty();
         drop(p);
         if outcome.is_ok() && more {
@@ -265,8 +259,9 @@ impl Writer {
                 Called::Unsent(_) => {
                     if let Ok(mut p) = writer.pending.lock() {
                         for write in writes {
-                            batch.forget.insert(write.subject, write.forget);
+                            forget.insert(write.subject, write.forget);
                         }
+                        p.forget_later(forget);
                         p.put_back(batch, Instant::now());
                     }
                     writer.wake();
