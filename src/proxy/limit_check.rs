@@ -150,7 +150,12 @@ pub async fn admit_provider_or_move_on(
                 Err(refused)
             }
         }
-        Err(err) => Err(err),
+        Err(err) => {
+            if let Some(plan) = ctx.plan.as_ref() {
+                plan.not_sent(health);
+            }
+            Err(err)
+        }
     }
 }
 

@@ -111,6 +111,15 @@ impl HealthBook {
             .is_ok()
     }
 
+    /// A request that may have taken `key`'s probe ([`Self::try_acquire`]) sends it
+    /// nothing after all (its provider's quota refused the call first): another
+    /// request may probe it.
+    pub fn not_tried(&self, key: &HealthKey) {
+        if let Some(h) = self.get(key) {
+            h.probing.store(false, Ordering::Release);
+        }
+    }
+
     /// Whether `key` is cooling down at `now` (a probe in flight counts as cooling).
     pub fn is_cooling(&self, key: &HealthKey, now: Instant) -> bool {
         self.get(key).is_some_and(|h| {

@@ -162,11 +162,21 @@ impl AttemptPlan {
         self.records.push(record);
     }
 
+    /// Nothing is sent to the current candidate after all (its quota refused the
+    /// call, or the limit store failed): a probe of its instance this request took
+    /// choosing it is given up, or the instance would count as probed for good.
+    pub fn not_sent(&self, book: &HealthBook) {
+        if self.at < self.pool {
+            book.not_tried(&HealthKey::instance(&self.current().route.provider.name));
+        }
+    }
+
     /// The current candidate's provider refused the call by its own quota
     /// (`providers.<name>.limits`), before it was sent: recorded as `quota`, and the
     /// plan moves to the next candidate (the pool's next instance, then the
     /// fallbacks), if there is one.
     pub fn refused_by_quota(&mut self, book: &HealthBook, now: Instant) -> bool {
+        self.not_sent(book);
         self.record("quota".to_string(), now);
         if self.at < 64 {
             self.out_of_quota |= 1 << self.at;
@@ -510,6 +520,41 @@ mod tests {
             "{tried:?}"
         );
         assert_eq!(tried.last().map(String::as_str), Some("anthropic"));
+    }
+
+    #[test]
+    fn an_instance_probed_then_refused_by_its_quota_may_be_probed_again() {
+        // `east` cools down; once its cooldown is over, a request moving to it takes
+        // its probe. Its quota refuses the call too: nothing is sent, and the probe
+        // must be given up, or `east` counts as probed (cooling) for good.
+        let c = config(YAML);
+        let book = HealthBook::default();
+        let t0 = Instant::now();
+        book.cool_down(&HealthKey::instance("east"), Duration::from_secs(1), t0);
+        let mut plan = AttemptPlan::new(
+            vec![
+                candidate(&c, "east", "gpt-4o", false),
+                candidate(&c, "west", "gpt-4o", false),
+            ],
+            vec![candidate(&c, "anthropic", "claude-sonnet-4-5", true)],
+            &book,
+            t0,
+        );
+        assert_eq!(
+            plan.current().route.provider.name,
+            "west",
+            "east cools down"
+        );
+        let later = t0 + Duration::from_secs(2);
+        assert!(plan.refused_by_quota(&book, later));
+        assert_eq!(plan.current().route.provider.name, "east");
+        assert!(
+            book.is_cooling(&HealthKey::instance("east"), later),
+            "being probed"
+        );
+        assert!(plan.refused_by_quota(&book, later));
+        assert_eq!(plan.current().route.provider.name, "anthropic");
+        assert!(!book.is_cooling(&HealthKey::instance("east"), later));
     }
 
     #[test]
