@@ -163,7 +163,7 @@ pub async fn admit_provider_or_move_on(
 /// pool's other instance, a fallback), when they are not those it was admitted to:
 /// the quota of each provider tried is checked, and the tokens are charged to the
 /// provider that answered.
-pub async fn admit_provider_of_attempt(
+async fn admit_provider_of_attempt(
     store: &Arc<dyn LimitStore>,
     ctx: &mut RequestContext,
 ) -> Result<(), GatewayError> {
