@@ -1266,6 +1266,127 @@ async fn a_response_read_again_is_not_charged_again_and_a_background_one_is_char
     assert_eq!(charged_reads, 1, "{log}");
 }
 
+/// The background response `resp_bg` as OpenAI answers the call that starts it, and
+/// its polls while at work: no usage yet.
+fn background_under_way(status: &str) -> Reply {
+    let body = fixture("openai/responses.json")
+        .replace(
+            "resp_0d8b81b7c805508d0069a31431b68c8194af45c94a6952706b",
+            "resp_bg",
+        )
+        .replace(r#""background": false"#, r#""background": true"#)
+        .replacen(
+            r#""status": "completed""#,
+            &format!(r#""status": "{status}""#),
+            1,
+        );
+    let usage_at = body.find(r#""usage": {"#).unwrap();
+    let usage_end = usage_at + body[usage_at..].find("\n  }").unwrap() + 4;
+    Reply::json(
+        200,
+        format!("{}\"usage\": null{}", &body[..usage_at], &body[usage_end..]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_never_read_back_is_charged_by_the_gateways_own_poll() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let response_polls = AtomicUsize::new(0);
+    let batch_polls = AtomicUsize::new(0);
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/responses") => background_under_way("queued"),
+        // At work for two polls, then ended: 17 input and 5 output tokens.
+        ("GET", "/v1/responses/resp_bg") if response_polls.fetch_add(1, Ordering::SeqCst) < 2 => {
+            background_under_way("in_progress")
+        }
+        ("GET", "/v1/responses/resp_bg") => stored_response("resp_bg", true),
+        ("POST", "/v1/batches") => batch_object("batch_new", "validating", "file-new"),
+        // 1,000 input and 200 output tokens once it has ended.
+        ("GET", "/v1/batches/batch_new") if batch_polls.fetch_add(1, Ordering::SeqCst) < 1 => {
+            batch_object("batch_new", "in_progress", "file-new")
+        }
+        ("GET", "/v1/batches/batch_new") => batch_object("batch_new", "completed", "file-new"),
+        _ => provider_like(rec),
+    })
+    .await;
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "limits:\n  poll_background: 100ms\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{tokens: 1230, period: month}}}}\n",
+        sha256_hex(TEAM_KEY)
+    );
+    let env = [
+        ("AURORA_MASTER_KEY", MASTER),
+        ("OPENAI_API_KEY", "sk-oai-limits"),
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
+    ];
+    let gw = Gateway::start(&yaml, &env);
+    let report_url = format!(
+        "http://{}/admin/usage?key=team-a&period=month",
+        gw.metrics_listen()
+    );
+    let started = [
+        (
+            "/p/openai/responses",
+            r#"{"model":"gpt-4o-mini","input":"hi","background":true}"#,
+        ),
+        (
+            "/p/openai/batches",
+            r#"{"input_file_id":"file-in","endpoint":"/v1/chat/completions","completion_window":"24h"}"#,
+        ),
+    ];
+    for (path, body) in started {
+        let resp = post(&gw, TEAM_KEY, path, body).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.bytes().await.unwrap();
+    }
+    // The client never reads either back; the gateway's poll finds both ended and
+    // charges them: 1,017 input and 205 output tokens, the batch's at its price.
+    let mut report = Value::Null;
+    for _ in 0..200 {
+        report = common::get_json(&report_url, MASTER).await;
+        if report["total"]["tokens"]["output"] == 205 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(report["total"]["tokens"]["input"], 1017, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 205, "{report}");
+    // Polled with the provider key that started the work, never the client's.
+    let polls: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(
+        polls.len(),
+        5,
+        "two at work, then ended; one at work, then ended"
+    );
+    for poll in &polls {
+        assert_eq!(poll.header("authorization"), Some("Bearer sk-oai-limits"));
+    }
+    // A read of the response now is charged nothing more.
+    let resp = get(&gw, TEAM_KEY, "/p/openai/responses/resp_bg").await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let read = access_line(&gw, "/p/openai/responses/resp_bg").await;
+    assert!(!read.contains("tokens_input="), "{read}");
+    // 1,222 of the 1,230 tokens spent: one more call passes, the next is refused.
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT)
+            .await
+            .status(),
+        200
+    );
+    gw.wait_for_log("path=/v1/chat/completions ", 1).await;
+    assert_budget_spent(post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await).await;
+    // Polled no more once charged.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gets = mock.requests().iter().filter(|r| r.method == "GET").count();
+    assert_eq!(gets, 6, "the five polls and the client's read");
+}
+
 /// OpenAI batch `id` in `status`, its output in `file`: 1,000 input and 200 output
 /// tokens used so far.
 fn batch_object(id: &str, status: &str, file: &str) -> Reply {

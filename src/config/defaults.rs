@@ -149,6 +149,8 @@ fn limits(settings: &LimitSettings) -> Mapping {
         OnStoreError::Deny => "deny",
     };
     m.insert("on_store_error".into(), on_store_error.into());
+    let poll = settings.poll_background.unwrap_or_default();
+    m.insert("poll_background".into(), duration(poll));
     m
 }
 

@@ -72,7 +72,13 @@ pub struct LimitSettings {
     pub keys: LookupMap<String, Limited>,
     /// Provider instance name → its limits.
     pub providers: LookupMap<String, Limited>,
+    /// Background responses and OpenAI batches a call started are polled for their
+    /// usage this long after the call, then at doubling intervals; `None`: never.
+    pub poll_background: Option<std::time::Duration>,
 }
+
+/// When a background response or batch is first polled, unless configured.
+pub const DEFAULT_POLL_BACKGROUND: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The limits of one key or provider, with the name its counters have in the store
 /// (made once here, not for each request).
@@ -104,6 +110,7 @@ impl Default for LimitSettings {
             on_store_error: OnStoreError::Allow,
             keys: LookupMap::default(),
             providers: LookupMap::default(),
+            poll_background: Some(DEFAULT_POLL_BACKGROUND),
         }
     }
 }
@@ -180,11 +187,23 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
         let subject = crate::limits::provider_subject(name).into();
         providers.insert(name.clone(), Limited::new(subject, limits));
     }
+    let poll_background = match file.limits.poll_background.as_deref().map(str::trim) {
+        None => Some(DEFAULT_POLL_BACKGROUND),
+        Some(text) => {
+            let every = humantime::parse_duration(text).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "limits.poll_background `{text}` is not a duration like `10s`: {e}"
+                ))
+            })?;
+            (!every.is_zero()).then_some(every)
+        }
+    };
     Ok(LimitSettings {
         store,
         on_store_error,
         keys,
         providers,
+        poll_background,
     })
 }
 

@@ -40,6 +40,8 @@ pub struct FileLimits {
     pub on_store_error: Option<String>,
     /// For managed keys without limits of their own.
     pub default: Option<FileKeyLimits>,
+    /// When work a call started apart from itself is first polled, a duration.
+    pub poll_background: Option<String>,
 }
 
 /// What one gateway key (or provider) is held to.

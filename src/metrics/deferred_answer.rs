@@ -127,6 +127,34 @@ impl DeferredAnswer {
     }
 }
 
+/// Work a call started that goes on apart from it (a background response, an OpenAI
+/// batch), by the id its answer gave: its usage comes later, with whichever read finds
+/// it ended, and the gateway reads it itself when no client does
+/// (`proxy::deferred_poll`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedApart {
+    /// Its id, a plain token (`resp_…`, `batch_…`) safe as a path segment.
+    pub id: String,
+    /// An OpenAI batch, not a background response.
+    pub batch: bool,
+}
+
+impl StartedApart {
+    /// The work whose `id` member has the JSON text `raw_id`; `None` for an id that
+    /// is not a plain token of at most 200 letters, digits, `_` and `-`.
+    pub fn of(raw_id: &[u8], batch: bool) -> Option<Self> {
+        let id = unquoted(raw_id.trim_ascii())?;
+        let plain = id.len() <= 200
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        plain.then(|| Self {
+            id: String::from_utf8_lossy(id).into_owned(),
+            batch,
+        })
+    }
+}
+
 /// The text of a JSON string written without escapes (ids are), else `None`.
 fn unquoted(raw: &[u8]) -> Option<&[u8]> {
     raw.strip_prefix(b"\"")?
@@ -141,6 +169,24 @@ pub const BATCH_PRICE_FACTOR: f64 = 0.5;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_started_apart_is_known_by_a_plain_id_only() {
+        let started = StartedApart::of(br#" "resp_68a1-x" "#, false).unwrap();
+        assert_eq!(started.id, "resp_68a1-x");
+        assert!(StartedApart::of(br#""batch_1""#, true).unwrap().batch);
+        for raw in [
+            &br#""../files""#[..],
+            br#""resp?x=1""#,
+            br#""resp\u0031""#,
+            br#""""#,
+            b"resp_1",
+            b"null",
+        ] {
+            assert_eq!(StartedApart::of(raw, false), None, "{raw:?}");
+        }
+        assert!(StartedApart::of(format!("\"{}\"", "r".repeat(201)).as_bytes(), false).is_none());
+    }
 
     #[test]
     fn an_answer_is_known_by_its_kind_and_id_alone() {

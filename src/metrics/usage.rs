@@ -20,7 +20,7 @@ use memchr::memmem;
 use once_cell::sync::Lazy;
 
 use super::batch_results::BatchResults;
-use super::deferred_answer::DeferredAnswer;
+use super::deferred_answer::{DeferredAnswer, StartedApart};
 use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_size, StreamedText};
 use super::usage_object::{
     read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
@@ -333,9 +333,14 @@ impl<'a> Carrier<'a> {
                 Some(())
             }
             b"status" => {
+                // A batch's ends, and a response's (`incomplete` too).
                 self.ended = Some(matches!(
                     member.value,
-                    br#""completed""# | br#""failed""# | br#""expired""# | br#""cancelled""#
+                    br#""completed""#
+                        | br#""failed""#
+                        | br#""expired""#
+                        | br#""cancelled""#
+                        | br#""incomplete""#
                 ));
                 Some(())
             }
@@ -361,17 +366,26 @@ impl<'a> Carrier<'a> {
             self.nested.id,
         ) {
             (true, Some(id), ..) | (_, _, true, Some(id)) => {
+                if read.started.is_none() {
+                    read.started = StartedApart::of(id, false);
+                }
                 Some(DeferredAnswer::background_response(id))
             }
             _ if self.batch => {
                 // A batch still at work reports what it used so far, charged once
                 // it has ended.
                 read.batch_under_way |= self.ended != Some(true);
+                if let (None, Some(id)) = (&read.started, self.id) {
+                    read.started = StartedApart::of(id, true);
+                }
                 self.id
                     .map(|id| DeferredAnswer::batch(id, self.output_file))
             }
             _ => None,
         };
+        if self.ended.is_some() {
+            read.ended = self.ended;
+        }
         read.deferred = read.deferred.or(deferred);
         if let Some(usage) = self.usage.or(self.nested.usage) {
             read.seen.get_or_insert_with(RawUsage::default).merge(usage);
@@ -538,6 +552,11 @@ struct Read {
     deferred: Option<DeferredAnswer>,
     /// The answer is a batch still at work: nothing is charged for it yet.
     batch_under_way: bool,
+    /// The work apart from the call the answer names (a background response, a
+    /// batch), by its id.
+    started: Option<StartedApart>,
+    /// The answer's `status` was read: whether it says its work has ended.
+    ended: Option<bool>,
     /// The background response a read resumes the stream of, as its path names it:
     /// the stream itself may never name it.
     resumed: Option<DeferredAnswer>,
@@ -657,6 +676,18 @@ impl UsageMeter {
     /// end for JSON, from the first event naming it for a stream).
     pub fn take_model(&mut self) -> Option<String> {
         self.read.model.take()
+    }
+
+    /// The work apart from the call that the answer names (a background response,
+    /// a batch, by the id it gave), taken out of the meter once read.
+    pub fn take_started(&mut self) -> Option<StartedApart> {
+        self.read.started.take()
+    }
+
+    /// Whether the answer's `status` says its work has ended (`None` when it said
+    /// no status the meter read).
+    pub fn work_ended(&self) -> Option<bool> {
+        self.read.ended
     }
 
     /// A batch's results: the usage read by the model each line named (a batch may
@@ -1192,6 +1223,55 @@ mod tests {
         assert_eq!(
             charge_of("application/json", chat, 5).unwrap().deferred,
             None
+        );
+    }
+
+    /// The meter after reading `body` whole, as a JSON answer.
+    fn meter_of(body: &str) -> (UsageMeter, Option<Charge>) {
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        let charge = m.finish_with(body.as_bytes());
+        (m, charge)
+    }
+
+    #[test]
+    fn an_answer_names_the_work_it_started_apart_and_whether_that_ended() {
+        let whole = fixture!("openai/responses.json");
+        // What a `background: true` call is answered: queued, without usage.
+        let queued = whole
+            .replace(r#""background": false"#, r#""background": true"#)
+            .replace(r#""status": "completed""#, r#""status": "queued""#);
+        let (mut m, charge) = meter_of(&queued);
+        assert_eq!(charge.map(|c| c.deferred.is_some()), Some(true));
+        assert_eq!(m.work_ended(), Some(false));
+        let started = m.take_started().unwrap();
+        assert_eq!(
+            (started.id.as_str(), started.batch),
+            (
+                "resp_0d8b81b7c805508d0069a31431b68c8194af45c94a6952706b",
+                false
+            )
+        );
+        for status in ["completed", "incomplete", "failed", "cancelled"] {
+            let ended =
+                queued.replace(r#""status": "queued""#, &format!(r#""status": "{status}""#));
+            assert_eq!(meter_of(&ended).0.work_ended(), Some(true), "{status}");
+        }
+        // A response not run in the background started nothing apart.
+        assert_eq!(meter_of(whole).0.take_started(), None);
+        // A batch under way is charged nothing yet, and named.
+        let (mut m, charge) = meter_of(&batch_object("in_progress"));
+        assert_eq!(charge, None);
+        assert_eq!(m.work_ended(), Some(false));
+        assert_eq!(
+            m.take_started(),
+            Some(StartedApart {
+                id: "batch_abc".into(),
+                batch: true
+            })
+        );
+        assert_eq!(
+            meter_of(&batch_object("completed")).0.work_ended(),
+            Some(true)
         );
     }
 

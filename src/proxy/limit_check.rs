@@ -36,7 +36,7 @@ pub struct HeldToSubjects {
 
 impl HeldToSubjects {
     /// Each subject held to, the caller's key first.
-    fn iter(&self) -> impl Iterator<Item = &HeldTo> {
+    fn iter(&self) -> impl Iterator<Item = &HeldTo> + Clone {
         self.key.iter().chain(self.provider.iter())
     }
 
@@ -376,29 +376,123 @@ fn charge(
     cost: Option<f64>,
     now: u64,
 ) {
+    let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
+    charge_subjects(store, subjects, usage, cost, ctx.obs.model(), now);
+}
+
+/// Charges `usage` (costing `cost`, of `model`) to each subject with its limits.
+fn charge_subjects<'a>(
+    store: &Arc<dyn LimitStore>,
+    subjects: impl Iterator<Item = (&'a Arc<str>, &'a KeyLimits)> + Clone,
+    usage: &crate::metrics::usage::Usage,
+    cost: Option<f64>,
+    model: Option<&str>,
+    now: u64,
+) {
     let tokens = usage
         .input
         .saturating_add(usage.cache_read)
         .saturating_add(usage.cache_write)
         .saturating_add(usage.output);
     let usd = cost.unwrap_or_else(|| {
-        if ctx
-            .held_to
-            .iter()
-            .any(|h| h.limits.budget.is_some_and(|b| b.usd.is_some()))
+        if subjects
+            .clone()
+            .any(|(_, limits)| limits.budget.is_some_and(|b| b.usd.is_some()))
         {
-            unpriced_once(ctx.obs.model().unwrap_or("-"));
+            unpriced_once(model.unwrap_or("-"));
         }
         0.0
     });
-    for held in ctx.held_to.iter() {
-        let needs = held.limits.tokens_per_minute.is_some() || held.limits.budget.is_some();
+    for (subject, limits) in subjects {
+        let needs = limits.tokens_per_minute.is_some() || limits.budget.is_some();
         if !needs {
             continue;
         }
-        if let Err(e) = store.charge(&held.subject, &held.limits, tokens, usd, now) {
+        if let Err(e) = store.charge(subject, limits, tokens, usd, now) {
             log::warn!("{e}; this request's usage is not charged");
         }
+    }
+}
+
+/// Who started work apart from its call (a background response, a batch), and where:
+/// what the usage the gateway's poll reads of it is charged to.
+#[derive(Debug, Clone)]
+pub struct StartedBy {
+    /// The caller's gateway key.
+    pub caller: Caller,
+    /// The provider instance that runs it.
+    pub provider: Arc<str>,
+}
+
+impl StartedBy {
+    /// Whether a call by this caller to this provider is counted anywhere under
+    /// `config`: the caller's or the provider's limits, or the key's usage report.
+    pub fn is_counted(&self, config: &Config) -> bool {
+        self.subjects(config).next().is_some()
+            || report_key(Some(&self.caller), true, Some(config)).is_some()
+    }
+
+    /// The subjects counted, with their limits as `config` has them now.
+    fn subjects<'a>(
+        &'a self,
+        config: &'a Config,
+    ) -> impl Iterator<Item = (&'a Arc<str>, &'a KeyLimits)> + Clone {
+        let key = match &self.caller {
+            Caller::Managed(name) => config.limits.for_key(name),
+            _ => None,
+        };
+        key.into_iter()
+            .chain(config.limits.for_provider(&self.provider))
+            .map(|l| (&l.subject, &l.limits))
+    }
+}
+
+/// Charges `usage`, which the gateway's poll read of work started apart from its call
+/// (`model` answering, a `batch` at its price) when it had ended: to the limits of the
+/// caller and the provider as `config` has them now, the key's usage report and the
+/// token metrics. The caller marked it charged first, as a read would.
+pub fn charge_polled(
+    store: &Arc<dyn LimitStore>,
+    config: &Arc<Config>,
+    by: &StartedBy,
+    usage: &crate::metrics::usage::Usage,
+    model: Option<&str>,
+    batch: bool,
+) {
+    let now = now();
+    let factor = if batch {
+        crate::metrics::deferred_answer::BATCH_PRICE_FACTOR
+    } else {
+        1.0
+    };
+    let cost = model
+        .and_then(|m| config.models.price(&by.provider, m))
+        .map(|price| price.cost(usage) * factor);
+    charge_subjects(store, by.subjects(config), usage, cost, model, now);
+    let handles = crate::metrics::handles_for(config);
+    let label = match (&handles, model) {
+        (Some(h), Some(model)) => h.model_label(model),
+        _ => Arc::from("-"),
+    };
+    if let Some(key) = report_key(Some(&by.caller), true, Some(config)) {
+        let record = UsageRecord {
+            requests: 0,
+            input: usage.input,
+            output: usage.output,
+            cache_read: usage.cache_read,
+            cache_write: usage.cache_write,
+            reasoning: usage.reasoning,
+            cost_micros: usd_micros(cost.unwrap_or(0.0)),
+            estimated: 0,
+        };
+        if let Err(e) = store.record_usage(key, &label, now / 86_400, &record) {
+            log::warn!("{e}; work polled is missing from the usage report");
+        }
+    }
+    if let Some(h) = handles {
+        let provider = h.provider_label(h.provider(Some(&by.provider)));
+        let key = crate::metrics::labels::key_label(Some(&by.caller), false);
+        h.tokens_used(provider, &label, key, usage, cost);
     }
 }
 

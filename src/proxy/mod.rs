@@ -9,6 +9,7 @@ mod body_budget;
 mod body_deadline;
 mod client_hangup;
 mod context;
+pub mod deferred_poll;
 mod error;
 mod framing;
 pub mod header_maps;
@@ -25,6 +26,7 @@ mod observe;
 mod open_answer;
 pub mod passthrough;
 mod prepared_call;
+mod provider_fetch;
 pub mod provider_key;
 pub mod request_id;
 pub mod resilience;
@@ -88,6 +90,8 @@ pub struct AuroraProxy {
     health: HealthBook,
     /// Where the counters of limits live.
     limits: Arc<dyn crate::limits::LimitStore>,
+    /// Background responses and batches polled for their usage.
+    deferred: deferred_poll::DeferredPoll,
 }
 
 impl AuroraProxy {
@@ -109,7 +113,13 @@ impl AuroraProxy {
             bodies: Arc::default(),
             responses: Arc::new(MemoryResponseStore::default()),
             health: HealthBook::default(),
+            deferred: deferred_poll::DeferredPoll::new(),
         }
+    }
+
+    /// The background responses and batches this proxy polls for their usage.
+    pub fn deferred_poll(&self) -> &deferred_poll::DeferredPoll {
+        &self.deferred
     }
 
     /// The store of limit counters and usage (shared with the usage report).
@@ -1378,6 +1388,7 @@ impl ProxyHttp for AuroraProxy {
                 limit_check::charge_deferred_once(&self.limits, ctx).await;
             }
             limit_check::settle(&self.limits, ctx);
+            self.deferred.watch_call(ctx, read);
         }
         // Counted before its line is written, so a line in the log means the metrics
         // already show the request.

@@ -19,8 +19,8 @@ use pingora_core::connectors::http::Connector;
 use pingora_http::RequestHeader;
 use serde_json::{json, Value};
 
-use super::headers;
-use super::upstream::{provider_peer, AnswerShape, UpstreamResolver};
+use super::provider_fetch;
+use super::upstream::UpstreamResolver;
 use crate::config::Config;
 use crate::providers::Provider;
 use list_cache::{CacheKey, ListCache, Outcome, Plan, Ticket};
@@ -242,53 +242,13 @@ impl ModelDirectory {
     /// `GET {base path}/models` with the provider's credential. Error texts name what
     /// failed but never carry a header value.
     async fn fetch(&self, provider: &Provider, addr: SocketAddr) -> Result<Vec<String>, String> {
-        let base = &provider.base;
-        let peer = provider_peer(provider, addr, &provider.timeouts, AnswerShape::Whole);
         let request = list_request(provider).map_err(|e| format!("cannot build request: {e}"))?;
         let connector = &self.inner.connector;
-        let (mut session, _reused) = connector
-            .get_http_session(&*peer)
-            .await
-            .map_err(|e| format!("cannot connect to {base}: {e}"))?;
-        session
-            .write_request_header(Box::new(request))
-            .await
-            .map_err(|e| format!("cannot send request: {e}"))?;
-        session
-            .finish_request_body()
-            .await
-            .map_err(|e| format!("cannot send request: {e}"))?;
-        let status = loop {
-            session
-                .read_response_header()
-                .await
-                .map_err(|e| format!("no response: {e}"))?;
-            let status = session
-                .response_header()
-                .map(|h| h.status.as_u16())
-                .ok_or_else(|| "no response header".to_string())?;
-            // An HTTP/1 server may send informational answers before the real one.
-            if status >= 200 {
-                break status;
-            }
-        };
+        let (status, body) =
+            provider_fetch::fetch_whole(connector, provider, addr, request, MAX_LIST_BYTES).await?;
         if !(200..300).contains(&status) {
             return Err(format!("GET models answered HTTP {status}"));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = session
-            .read_response_body()
-            .await
-            .map_err(|e| format!("broken response body: {e}"))?
-        {
-            if body.len() + chunk.len() > MAX_LIST_BYTES {
-                return Err(format!("model list is larger than {MAX_LIST_BYTES} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        connector
-            .release_http_session(session, &*peer, Some(provider.timeouts.keepalive))
-            .await;
         parse_model_ids(&body)
     }
 }
@@ -312,16 +272,7 @@ impl fmt::Debug for ModelDirectory {
 fn list_request(provider: &Provider) -> pingora_core::Result<RequestHeader> {
     let query = provider.kind.facts().models_list_query;
     let path = format!("{}/models{query}", provider.base.path);
-    let mut request = http::Request::new(()).into_parts().0;
-    request.uri = path.parse().map_err(|_| {
-        pingora_core::Error::explain(pingora_core::ErrorType::InvalidHTTPHeader, "invalid uri")
-    })?;
-    let json = http::HeaderValue::from_static("application/json");
-    request.headers.insert(http::header::ACCEPT, json);
-    let request_id = super::request_id::RequestId::fresh();
-    let key = provider.credential.next_static_key();
-    headers::add_provider_headers(&mut request, provider, key, &request_id)?;
-    Ok(RequestHeader::from(request))
+    provider_fetch::provider_get(provider, &path, provider.credential.next_static_key())
 }
 
 /// The `id`s of `{"data":[{"id":…},…]}`, the shape both OpenAI and Anthropic use.

@@ -14,7 +14,7 @@ use pingora_proxy::Session;
 use prometheus::IntGauge;
 
 use super::RequestContext;
-use crate::metrics::deferred_answer::{DeferredAnswer, BATCH_PRICE_FACTOR};
+use crate::metrics::deferred_answer::{DeferredAnswer, StartedApart, BATCH_PRICE_FACTOR};
 use crate::metrics::labels::{key_label, status_label, NONE};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
 use crate::metrics::{handles_for, MetricHandles, RequestOutcome, UpstreamErrorKind};
@@ -70,6 +70,9 @@ pub struct Observation {
     stored_response: Option<DeferredAnswer>,
     /// The request is a read (`GET`, `HEAD`), not a call.
     read: bool,
+    /// The work apart from the call (a background response, a batch) its answer
+    /// named, still under way.
+    started: Option<StartedApart>,
     /// A batch's results: their usage by the model each line named, each priced at
     /// its own model's price.
     usage_by_model: Vec<(String, Usage)>,
@@ -205,6 +208,8 @@ pub struct SharedTimings {
     model: Mutex<Option<String>>,
     /// Where the subrequest's latest attempt's answer stands ([`AnswerState`]).
     answer: AtomicU8,
+    /// The work apart from the call the subrequest's answer named.
+    started: Mutex<Option<StartedApart>>,
 }
 
 fn store(cell: &AtomicU64, d: Duration) {
@@ -440,7 +445,9 @@ pub fn answer_bytes(
     let charge = meter.finish_with(bytes);
     let model = meter.take_model();
     ctx.obs.usage_by_model = meter.take_usage_by_model();
+    let started = under_way(meter);
     ctx.obs.meter = None;
+    keep_started(ctx, started);
     match charge {
         Some(charge) => answer_charged(ctx, charge),
         // What a subrequest shared while the answer was under way is void.
@@ -460,7 +467,47 @@ pub fn answer_unfinished(ctx: &mut RequestContext) -> Option<String> {
         answer_charged(ctx, charge);
     }
     ctx.obs.usage_by_model = meter.take_usage_by_model();
+    let started = under_way(&mut meter);
+    keep_started(ctx, started);
     meter.take_model()
+}
+
+/// The work apart from the call that the meter's answer named, unless it said that
+/// work has ended.
+fn under_way(meter: &mut UsageMeter) -> Option<StartedApart> {
+    let started = meter.take_started()?;
+    (meter.work_ended() != Some(true)).then_some(started)
+}
+
+/// Keeps what the answer `started` apart from the call, for the main request when
+/// this is its subrequest.
+fn keep_started(ctx: &mut RequestContext, started: Option<StartedApart>) {
+    let Some(started) = started else {
+        return;
+    };
+    match &ctx.obs.shared {
+        Some(shared) => {
+            if let Ok(mut cell) = shared.started.lock() {
+                *cell = Some(started);
+            }
+        }
+        None => ctx.obs.started = Some(started),
+    }
+}
+
+/// The work apart from this call (a background response, an OpenAI batch) that its
+/// answer named, still under way and not charged whole by it: the gateway polls it
+/// for its usage (`deferred_poll`). Taken once the request is over; `None` for a
+/// `read` (a client's poll of work it started before).
+pub fn started_uncharged(ctx: &mut RequestContext, read: bool) -> Option<StartedApart> {
+    let shared = ctx.obs.shared.as_ref();
+    let started = ctx
+        .obs
+        .started
+        .take()
+        .or_else(|| shared.and_then(|s| s.started.lock().ok()?.take()))?;
+    let charged_whole = deferred_charged(ctx).is_some_and(|d| d.read_whole());
+    (!read && !charged_whole).then_some(started)
 }
 
 /// The answer named `model` as having answered. A passthrough request's body is not

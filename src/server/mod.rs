@@ -5,6 +5,7 @@
 //! below Pingora (see [`GuardedHttpApp`]).
 
 mod cert_resolver;
+mod deferred_poll_service;
 mod dns_service;
 mod guarded_app;
 mod guarded_stream;
@@ -118,6 +119,15 @@ pub fn build_server(
             aurora.resolver().clone(),
             DNS_REFRESH_PERIOD,
         ),
+    ));
+    server.add_service(background_service(
+        "background work poll",
+        deferred_poll_service::DeferredPollService {
+            poll: aurora.deferred_poll().clone(),
+            live: Arc::clone(&live),
+            resolver: aurora.resolver().clone(),
+            store: Arc::clone(&limit_store),
+        },
     ));
     let proxy_app = pingora_proxy::http_proxy(&server.configuration, aurora);
     let mut proxy = Service::new(

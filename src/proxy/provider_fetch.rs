@@ -1,0 +1,84 @@
+//! A request the gateway makes of a provider on its own, not for a client: the model
+//! list, a poll of a background response or batch. One `GET`, its answer read whole.
+
+use std::net::SocketAddr;
+
+use pingora_core::connectors::http::Connector;
+use pingora_http::RequestHeader;
+
+use super::headers;
+use super::upstream::{provider_peer, AnswerShape};
+use crate::providers::{Provider, Secret};
+
+/// `GET {path}` at `provider` with `key` (sent in the provider's auth style) and its
+/// required headers, asking for JSON.
+pub fn provider_get(
+    provider: &Provider,
+    path: &str,
+    key: Option<&Secret>,
+) -> pingora_core::Result<RequestHeader> {
+    let mut request = http::Request::new(()).into_parts().0;
+    request.uri = path.parse().map_err(|_| {
+        pingora_core::Error::explain(pingora_core::ErrorType::InvalidHTTPHeader, "invalid uri")
+    })?;
+    let json = http::HeaderValue::from_static("application/json");
+    request.headers.insert(http::header::ACCEPT, json);
+    let request_id = super::request_id::RequestId::fresh();
+    headers::add_provider_headers(&mut request, provider, key, &request_id)?;
+    Ok(RequestHeader::from(request))
+}
+
+/// Sends `request` to `provider` at `addr` through `connector` and reads the answer
+/// whole: its status and body, at most `max_bytes` of it. Error texts name what
+/// failed but never carry a header value.
+pub async fn fetch_whole(
+    connector: &Connector,
+    provider: &Provider,
+    addr: SocketAddr,
+    request: RequestHeader,
+    max_bytes: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    let base = &provider.base;
+    let peer = provider_peer(provider, addr, &provider.timeouts, AnswerShape::Whole);
+    let (mut session, _reused) = connector
+        .get_http_session(&*peer)
+        .await
+        .map_err(|e| format!("cannot connect to {base}: {e}"))?;
+    session
+        .write_request_header(Box::new(request))
+        .await
+        .map_err(|e| format!("cannot send request: {e}"))?;
+    session
+        .finish_request_body()
+        .await
+        .map_err(|e| format!("cannot send request: {e}"))?;
+    let status = loop {
+        session
+            .read_response_header()
+            .await
+            .map_err(|e| format!("no response: {e}"))?;
+        let status = session
+            .response_header()
+            .map(|h| h.status.as_u16())
+            .ok_or_else(|| "no response header".to_string())?;
+        // An HTTP/1 server may send informational answers before the real one.
+        if status >= 200 {
+            break status;
+        }
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = session
+        .read_response_body()
+        .await
+        .map_err(|e| format!("broken response body: {e}"))?
+    {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(format!("answer is larger than {max_bytes} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    connector
+        .release_http_session(session, &*peer, Some(provider.timeouts.keepalive))
+        .await;
+    Ok((status, body))
+}
