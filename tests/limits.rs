@@ -1387,6 +1387,120 @@ async fn background_work_never_read_back_is_charged_by_the_gateways_own_poll() {
     assert_eq!(gets, 6, "the five polls and the client's read");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_is_charged_before_its_delete_and_a_stream_left_not_twice() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const STREAMED: &str = "resp_0b7e83747d2b84440069a31433ab1881998d8036ef3db1ef03";
+    let deleted = AtomicBool::new(false);
+    let stream = fixture("openai/responses_stream.txt")
+        .replace(r#""background":false"#, r#""background":true"#)
+        .split_inclusive("\n\n")
+        .map(|e| bytes::Bytes::from(e.to_string()))
+        .collect::<Vec<_>>();
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/responses") if String::from_utf8_lossy(&rec.body).contains("stream") => {
+            Reply::paced_sse(stream.clone(), Duration::from_millis(150))
+        }
+        ("POST", "/v1/responses") => background_under_way("queued"),
+        ("DELETE", "/v1/responses/resp_bg") => {
+            deleted.store(true, Ordering::SeqCst);
+            Reply::json(
+                200,
+                r#"{"id":"resp_bg","object":"response.deleted","deleted":true}"#,
+            )
+        }
+        ("GET", "/v1/responses/resp_bg") if deleted.load(Ordering::SeqCst) => Reply::json(
+            404,
+            r#"{"error":{"message":"not found","type":"invalid_request_error"}}"#,
+        ),
+        // Both ended once read: 17 input and 5 output tokens each.
+        ("GET", "/v1/responses/resp_bg") => stored_response("resp_bg", true),
+        ("GET", path) if path == format!("/v1/responses/{STREAMED}") => {
+            stored_response(STREAMED, true)
+        }
+        _ => provider_like(rec),
+    })
+    .await;
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "limits:\n  poll_background: 1s\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{tokens: 100000, period: month}}}}\n",
+        sha256_hex(TEAM_KEY)
+    );
+    let env = [
+        ("AURORA_MASTER_KEY", MASTER),
+        ("OPENAI_API_KEY", "sk-oai-limits"),
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
+    ];
+    let gw = Gateway::start(&yaml, &env);
+    let report_url = format!(
+        "http://{}/admin/usage?key=team-a&period=month",
+        gw.metrics_listen()
+    );
+    // Started in an organization and project of the provider key's.
+    let resp = client()
+        .post(gw.url("/p/openai/responses"))
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .header("openai-organization", "org-test")
+        .header("openai-project", "proj-test")
+        .body(r#"{"model":"gpt-4o-mini","input":"hi","background":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    // Deleted before the first poll: read, and charged, before the delete goes on.
+    let resp = client()
+        .delete(gw.url("/p/openai/responses/resp_bg"))
+        .bearer_auth(TEAM_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let calls: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.uri == "/v1/responses/resp_bg")
+        .collect();
+    assert_eq!(
+        calls.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
+        ["GET", "DELETE"]
+    );
+    assert_eq!(calls[0].header("openai-organization"), Some("org-test"));
+    assert_eq!(calls[0].header("openai-project"), Some("proj-test"));
+    // A background stream the client leaves after its first text: charged an estimate
+    // then, and the rest of its usage once the poll finds it ended.
+    let mut resp = client()
+        .post(gw.url("/p/openai/responses"))
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt-4o-mini","input":"hi","background":true,"stream":true}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("output_text.delta") {
+        seen.extend_from_slice(&resp.chunk().await.unwrap().unwrap());
+    }
+    drop(resp);
+    let left = access_line(&gw, "/p/openai/responses").await;
+    let streamed_polled = format!("/v1/responses/{STREAMED}");
+    for _ in 0..200 {
+        if mock.requests().iter().any(|r| r.uri == streamed_polled) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = common::get_json(&report_url, MASTER).await;
+    // Each once, whole: 34 input and 10 output tokens, however much of the stream's
+    // was charged when the client left.
+    assert_eq!(report["total"]["tokens"]["input"], 34, "{report} {left}");
+    assert_eq!(report["total"]["tokens"]["output"], 10, "{report} {left}");
+}
+
 /// OpenAI batch `id` in `status`, its output in `file`: 1,000 input and 200 output
 /// tokens used so far.
 fn batch_object(id: &str, status: &str, file: &str) -> Reply {

@@ -1165,6 +1165,27 @@ providers:
     }
 
     #[test]
+    fn background_work_is_polled_from_ten_seconds_unless_told_otherwise() {
+        use std::time::Duration;
+        let polled = |yaml: &str| build(yaml, &[]).map(|c| c.limits.poll_background);
+        assert_eq!(polled("").unwrap(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            polled("limits:\n  poll_background: 250ms\n").unwrap(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(polled("limits:\n  poll_background: 0s\n").unwrap(), None);
+        // Too soon polls a provider many times a second; too late (or past what a
+        // clock adds) is a mistake.
+        for wrong in ["1ns", "2h", "300000000000y", "soon"] {
+            let e = polled(&format!("limits:\n  poll_background: {wrong}\n")).unwrap_err();
+            assert!(
+                e.to_string().contains("limits.poll_background"),
+                "{wrong}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn secrets_come_from_files_with_the_trailing_newline_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let master = dir.path().join("master");

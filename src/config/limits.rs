@@ -80,6 +80,12 @@ pub struct LimitSettings {
 /// When a background response or batch is first polled, unless configured.
 pub const DEFAULT_POLL_BACKGROUND: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The soonest `limits.poll_background` may poll.
+const MIN_POLL_BACKGROUND: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The latest `limits.poll_background` may first poll.
+const MAX_POLL_BACKGROUND: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The limits of one key or provider, with the name its counters have in the store
 /// (made once here, not for each request).
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +201,11 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
                     "limits.poll_background `{text}` is not a duration like `10s`: {e}"
                 ))
             })?;
+            if !every.is_zero() && !(MIN_POLL_BACKGROUND..=MAX_POLL_BACKGROUND).contains(&every) {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.poll_background `{text}` must be `0s` (never) or from 100ms to 1h"
+                )));
+            }
             (!every.is_zero()).then_some(every)
         }
     };

@@ -49,6 +49,18 @@ pub struct Usage {
 pub const MAX_TOKENS_AN_ANSWER: u64 = 1_000_000_000_000;
 
 impl Usage {
+    /// These counts less `charged` (kind by kind, none below zero): what is left to
+    /// charge of a usage of which `charged` was charged already.
+    pub fn less(self, charged: &Usage) -> Usage {
+        Usage {
+            input: self.input.saturating_sub(charged.input),
+            output: self.output.saturating_sub(charged.output),
+            cache_read: self.cache_read.saturating_sub(charged.cache_read),
+            cache_write: self.cache_write.saturating_sub(charged.cache_write),
+            reasoning: self.reasoning.saturating_sub(charged.reasoning),
+        }
+    }
+
     /// These counts, each at most [`MAX_TOKENS_AN_ANSWER`].
     pub fn capped(self) -> Usage {
         let cap = |n: u64| n.min(MAX_TOKENS_AN_ANSWER);

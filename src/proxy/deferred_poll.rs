@@ -11,25 +11,25 @@
 //! is charged only when read. In Redis, every replica sees a charge made once.
 
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
-use std::net::SocketAddr;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use http::{HeaderName, HeaderValue};
 use pingora_core::connectors::http::Connector;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::context::UpstreamTarget;
 use super::limit_check::{charge_polled, StartedBy};
-use super::provider_fetch::{fetch_whole, provider_get};
+use super::provider_fetch::{fetch_each, provider_get};
 use super::upstream::UpstreamResolver;
 use crate::config::Config;
 use crate::limits::LimitStore;
 use crate::metrics::deferred_answer::StartedApart;
-use crate::metrics::usage::{Charge, UsageMeter};
+use crate::metrics::usage::{Charge, Usage, UsageMeter};
 use crate::providers::{Provider, Secret};
 
 /// The longest wait between two polls of one piece of work.
@@ -43,14 +43,19 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(48 * 3600);
 /// read (said once).
 pub const MAX_WATCHED: usize = 100_000;
 
-/// Polls made at once.
+/// The most pieces of work one caller has watched at once: one caller filling the
+/// list does not leave every other one's work unwatched.
+pub const MAX_WATCHED_PER_CALLER: usize = 10_000;
+
+/// Polls under way at once; one slow provider holds up only its own.
 const POLLS_AT_ONCE: usize = 16;
 
-/// How long one poll may take.
+/// How long one poll may take, its host's lookup included.
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The largest answer a poll reads (a response carries its whole output).
-const MAX_POLLED_BYTES: usize = 64 * 1024 * 1024;
+/// The headers a client scopes its provider key's work with (an OpenAI key may serve
+/// several organizations and projects): sent again with every poll.
+const SCOPE_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
 
 /// What a poll learnt of the work.
 #[derive(Debug, PartialEq)]
@@ -66,18 +71,17 @@ pub enum Polled {
     Gone,
 }
 
-/// What the provider's answer (`status`, `body`) to a poll says of the work.
-pub fn read_poll(status: u16, body: &[u8]) -> Polled {
+/// What the provider's answer to a poll says of the work: its `status`, its body
+/// read into `meter` (a JSON meter: a large answer is read from its ends, never held
+/// whole).
+pub fn polled(status: u16, mut meter: UsageMeter) -> Polled {
     match status {
         200..=299 => {}
         // Worth asking again: a timeout, a conflict, a rate limit, a server error.
         408 | 409 | 429 | 500.. => return Polled::UnderWay,
         _ => return Polled::Gone,
     }
-    let Some(mut meter) = UsageMeter::for_answer(Some("application/json"), None) else {
-        return Polled::UnderWay;
-    };
-    let charge = meter.finish_with(body);
+    let charge = meter.finish();
     let whole = charge.filter(|c| c.deferred.is_some_and(|d| d.read_whole()));
     match meter.work_ended() {
         Some(false) => Polled::UnderWay,
@@ -94,6 +98,20 @@ pub fn read_poll(status: u16, body: &[u8]) -> Polled {
     }
 }
 
+/// A meter for a poll's answer, read as JSON whatever its `Content-Type` says.
+fn poll_meter() -> Option<UsageMeter> {
+    UsageMeter::for_answer(Some("application/json"), None)
+}
+
+/// [`polled`] for an answer `body` at hand.
+pub fn read_poll(status: u16, body: &[u8]) -> Polled {
+    let Some(mut meter) = poll_meter() else {
+        return Polled::UnderWay;
+    };
+    meter.feed(body);
+    polled(status, meter)
+}
+
 /// Where the work a call to `call_path` (its path and query) started is read: the
 /// collection it was made in (`…/responses`, `…/batches`), then its id. `None` when the
 /// call was not made in the collection of its kind (a cancel, say).
@@ -108,13 +126,26 @@ pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<String> {
     (last == collection).then(|| format!("{path}/{}", started.id))
 }
 
+/// Work a call started, as the gateway watches it.
+#[derive(Debug)]
+pub struct Start {
+    /// The work, by its id.
+    pub started: StartedApart,
+    /// Whom its usage is charged to.
+    pub by: StartedBy,
+    /// The client's [`SCOPE_HEADERS`], sent again with each poll.
+    pub scope: Vec<(HeaderName, HeaderValue)>,
+    /// What the call that started it was charged of it already (the estimate of a
+    /// stream the client left): charged less when it ends.
+    pub charged: Usage,
+}
+
 /// One piece of work watched.
 struct Watched {
-    started: StartedApart,
+    start: Start,
     provider: Arc<Provider>,
     path: String,
     key: Option<Secret>,
-    by: StartedBy,
     until: Instant,
     /// The wait before the next poll, doubled after each.
     wait: Duration,
@@ -155,11 +186,19 @@ pub struct DeferredPoll {
 }
 
 struct Inner {
-    due: Mutex<BinaryHeap<Due>>,
+    state: Mutex<State>,
     seq: AtomicU64,
     wake: Notify,
     // Built with the poll, at startup: building it reads the system trust store.
     connector: Connector,
+}
+
+#[derive(Default)]
+struct State {
+    due: BinaryHeap<Due>,
+    /// How many pieces of work each caller (by its label) has watched, being polled
+    /// or not.
+    per_caller: HashMap<String, usize>,
 }
 
 impl DeferredPoll {
@@ -167,7 +206,7 @@ impl DeferredPoll {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
-                due: Mutex::default(),
+                state: Mutex::default(),
                 seq: AtomicU64::new(0),
                 wake: Notify::new(),
                 connector: Connector::new(None),
@@ -175,63 +214,27 @@ impl DeferredPoll {
         }
     }
 
-    /// How many pieces of work are watched.
+    /// How many pieces of work wait for their next poll.
     pub fn len(&self) -> usize {
-        self.inner.due.lock().map_or(0, |d| d.len())
+        self.inner.state.lock().map_or(0, |s| s.due.len())
     }
 
-    /// Whether nothing is watched.
+    /// Whether nothing waits for a poll.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Watches the work `started` by a call to `target`, first polled after `first`.
-    /// Whether it is watched: not when it cannot be read back where it was made, or
-    /// when the list is full.
-    pub fn watch(
-        &self,
-        started: StartedApart,
-        target: &UpstreamTarget,
-        by: StartedBy,
-        first: Duration,
-    ) -> bool {
-        let Some(path) = poll_path(&target.path_and_query, &started) else {
-            return false;
-        };
-        let now = Instant::now();
-        let watched = Watched {
-            started,
-            provider: Arc::clone(&target.provider),
-            path,
-            key: target.credential.key.clone(),
-            by,
-            until: now + GIVE_UP_AFTER,
-            wait: first,
-        };
-        let Ok(mut due) = self.inner.due.lock() else {
-            return false;
-        };
-        if due.len() >= MAX_WATCHED {
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                log::warn!(
-                    "{MAX_WATCHED} background responses and batches are polled already: \
-                     more are charged only when read"
-                )
-            });
-            return false;
-        }
-        self.push(&mut due, now + first, watched);
-        drop(due);
-        self.inner.wake.notify_one();
-        true
-    }
-
     /// Watches the work a call started apart from itself and its charge left
     /// uncharged (see [`super::observe::started_uncharged`]), when the call counts
-    /// for limits or a usage report and the config polls such work.
-    pub fn watch_call(&self, ctx: &mut super::RequestContext, read: bool) {
-        let Some(started) = super::observe::started_uncharged(ctx, read) else {
+    /// for token limits, budgets or a usage report and the config polls such work.
+    /// `client` is the call's request header, whose scope the polls keep.
+    pub fn watch_call(
+        &self,
+        ctx: &mut super::RequestContext,
+        client: &http::HeaderMap,
+        read: bool,
+    ) {
+        let Some((started, charged)) = super::observe::started_uncharged(ctx, read) else {
             return;
         };
         let (Some(config), Some(target), Some(caller)) = (
@@ -248,40 +251,136 @@ impl DeferredPoll {
             caller: caller.clone(),
             provider: Arc::from(target.provider.name.as_str()),
         };
-        if by.is_counted(config) {
-            self.watch(started, target, by, first);
+        if !by.is_counted(config) {
+            return;
         }
+        let scope = SCOPE_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = client.get(*name)?;
+                Some((HeaderName::from_static(name), value.clone()))
+            })
+            .collect();
+        let start = Start {
+            started,
+            by,
+            scope,
+            charged,
+        };
+        self.watch(start, target, first);
     }
 
-    fn push(&self, due: &mut BinaryHeap<Due>, at: Instant, watched: Watched) {
+    /// Watches `start`, made by a call to `target`, first polled after `first`.
+    /// Whether it is watched: not when it cannot be read back where it was made, or
+    /// when the list (or the caller's share of it) is full.
+    pub fn watch(&self, start: Start, target: &UpstreamTarget, first: Duration) -> bool {
+        let Some(path) = poll_path(&target.path_and_query, &start.started) else {
+            return false;
+        };
+        let now = Instant::now();
+        let first = first.min(MAX_POLL_INTERVAL);
+        let caller = start.by.caller.label().to_string();
+        let watched = Watched {
+            start,
+            provider: Arc::clone(&target.provider),
+            path,
+            key: target.credential.key.clone(),
+            until: now + GIVE_UP_AFTER,
+            wait: first,
+        };
+        let Ok(mut state) = self.inner.state.lock() else {
+            return false;
+        };
+        let total: usize = state.per_caller.values().sum();
+        let own = state.per_caller.get(&caller).copied().unwrap_or(0);
+        if total >= MAX_WATCHED || own >= MAX_WATCHED_PER_CALLER {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                log::warn!(
+                    "as many background responses and batches as are polled at once: \
+                     more are charged only when read ({MAX_WATCHED} in all, \
+                     {MAX_WATCHED_PER_CALLER} per gateway key)"
+                )
+            });
+            return false;
+        }
+        *state.per_caller.entry(caller).or_default() += 1;
+        self.push(&mut state, now + first, watched);
+        drop(state);
+        self.inner.wake.notify_one();
+        true
+    }
+
+    fn push(&self, state: &mut State, at: Instant, watched: Watched) {
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        due.push(Due {
+        state.due.push(Due {
             at,
             seq,
             watched: Box::new(watched),
         });
     }
 
+    /// The work is settled (charged, gone or given up): its caller's share is freed.
+    fn settled(&self, watched: &Watched) {
+        let Ok(mut state) = self.inner.state.lock() else {
+            return;
+        };
+        let caller = watched.start.by.caller.label();
+        if let Some(count) = state.per_caller.get_mut(caller) {
+            *count -= 1;
+            if *count == 0 {
+                state.per_caller.remove(caller);
+            }
+        }
+    }
+
     /// When the next poll is due.
     fn next_at(&self) -> Option<Instant> {
-        self.inner.due.lock().ok()?.peek().map(|d| d.at)
+        self.inner.state.lock().ok()?.due.peek().map(|d| d.at)
     }
 
     /// The work due at `now`, at most `most` of it, out of the list.
     fn take_due(&self, now: Instant, most: usize) -> Vec<Watched> {
-        let Ok(mut due) = self.inner.due.lock() else {
+        let Ok(mut state) = self.inner.state.lock() else {
             return Vec::new();
         };
         let mut taken = Vec::new();
-        while taken.len() < most && due.peek().is_some_and(|d| d.at <= now) {
-            if let Some(d) = due.pop() {
+        while taken.len() < most && state.due.peek().is_some_and(|d| d.at <= now) {
+            if let Some(d) = state.due.pop() {
                 taken.push(*d.watched);
             }
         }
         taken
     }
 
-    /// Polls what is due, as it comes due, with `live`'s config, until `stop` ends.
+    /// Takes the background response `id` out of the list, if it is watched.
+    fn take_response(&self, id: &str) -> Option<Watched> {
+        let mut state = self.inner.state.lock().ok()?;
+        let all = std::mem::take(&mut state.due).into_vec();
+        let (found, rest): (Vec<Due>, Vec<Due>) = all
+            .into_iter()
+            .partition(|d| !d.watched.start.started.batch && d.watched.start.started.id == id);
+        state.due = rest.into();
+        found.into_iter().next().map(|d| *d.watched)
+    }
+
+    /// A call deletes the background response `id`: when it is watched, it is polled
+    /// now, before the delete goes on, and charged if it has ended (a deleted response
+    /// can no longer be read, and would escape its charge).
+    pub async fn poll_before_delete(
+        &self,
+        id: &str,
+        config: Arc<Config>,
+        resolver: &UpstreamResolver,
+        store: &Arc<dyn LimitStore>,
+    ) {
+        if let Some(watched) = self.take_response(id) {
+            self.poll(watched, config, resolver, store).await;
+        }
+    }
+
+    /// Polls what is due, as it comes due, with `config`'s config, until `stop` ends:
+    /// up to [`POLLS_AT_ONCE`] at once, each started as soon as there is room.
     pub async fn run(
         &self,
         config: impl Fn() -> Arc<Config>,
@@ -290,8 +389,19 @@ impl DeferredPoll {
         stop: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(stop);
+        let mut polls = FuturesUnordered::new();
         loop {
-            let next = self.next_at();
+            let room = POLLS_AT_ONCE.saturating_sub(polls.len());
+            let due = self.take_due(Instant::now(), room);
+            if !due.is_empty() {
+                let config = config();
+                for watched in due {
+                    polls.push(self.poll(watched, Arc::clone(&config), resolver, store));
+                }
+            }
+            let next = (polls.len() < POLLS_AT_ONCE)
+                .then(|| self.next_at())
+                .flatten();
             let wait = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -300,15 +410,10 @@ impl DeferredPoll {
             };
             tokio::select! {
                 _ = wait => {}
-                _ = self.inner.wake.notified() => continue,
+                Some(()) = polls.next(), if !polls.is_empty() => {}
+                _ = self.inner.wake.notified() => {}
                 _ = &mut stop => return,
             }
-            let due = self.take_due(Instant::now(), POLLS_AT_ONCE);
-            let config = config();
-            let polls = due
-                .into_iter()
-                .map(|watched| self.poll(watched, &config, resolver, store));
-            join_all(polls).await;
         }
     }
 
@@ -316,37 +421,39 @@ impl DeferredPoll {
     async fn poll(
         &self,
         mut watched: Watched,
-        config: &Arc<Config>,
+        config: Arc<Config>,
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
     ) {
-        let polled = match resolver.resolve_base(&watched.provider.base, 0).await {
-            Ok(addr) => self.ask(&watched, addr).await,
-            Err(e) => Err(e.message.to_string()),
+        let polled = match tokio::time::timeout(POLL_TIMEOUT, self.ask(&watched, resolver)).await {
+            Ok(polled) => polled,
+            Err(_) => Err(format!("no answer within {POLL_TIMEOUT:?}")),
         };
+        let started = &watched.start.started;
         let settled = match polled {
             Ok(Polled::UnderWay) => false,
             Ok(Polled::Gone) => {
-                log::info!(
-                    "{} `{}` at `{}` is gone before it was charged",
-                    kind(&watched.started),
-                    watched.started.id,
+                log::warn!(
+                    "{} `{}` at `{}` cannot be read with the key that started it: \
+                     its usage is not charged",
+                    kind(started),
+                    started.id,
                     watched.provider.name
                 );
                 true
             }
-            Ok(Polled::Ended { charge, model }) => match charge {
-                None => true,
-                Some(charge) => {
-                    let Some(answer) = charge.deferred else {
-                        return;
-                    };
-                    match store.first_charge(answer.key(), unix_now()).await {
+            Ok(Polled::Ended { charge, model }) => {
+                match charge.zip(charge.and_then(|c| c.deferred)) {
+                    None => true,
+                    Some((charge, answer)) => match store
+                        .first_charge(answer.key(), unix_now())
+                        .await
+                    {
                         Ok(first) => {
-                            if first {
-                                let batch = answer.is_batch();
-                                let (usage, model) = (&charge.usage, model.as_deref());
-                                charge_polled(store, config, &watched.by, usage, model, batch);
+                            let usage = charge.usage.less(&watched.start.charged);
+                            if first && usage != Usage::default() {
+                                let (by, model) = (&watched.start.by, model.as_deref());
+                                charge_polled(store, &config, by, &usage, model, answer.is_batch());
                             }
                             true
                         }
@@ -354,57 +461,64 @@ impl DeferredPoll {
                             log::warn!("{e}; a background response or batch is charged later");
                             false
                         }
-                    }
+                    },
                 }
-            },
+            }
             Err(why) => {
                 log::debug!(
                     "polling {} `{}` at `{}`: {why}",
-                    kind(&watched.started),
-                    watched.started.id,
+                    kind(started),
+                    started.id,
                     watched.provider.name
                 );
                 false
             }
         };
         if settled {
+            self.settled(&watched);
             return;
         }
         let now = Instant::now();
-        watched.wait = (watched.wait * 2).min(MAX_POLL_INTERVAL);
-        if now + watched.wait > watched.until {
+        watched.wait = watched.wait.saturating_mul(2).min(MAX_POLL_INTERVAL);
+        let at = now + watched.wait;
+        if at > watched.until {
             log::warn!(
                 "{} `{}` at `{}` did not end within {}h: its usage is charged only if read",
-                kind(&watched.started),
-                watched.started.id,
+                kind(&watched.start.started),
+                watched.start.started.id,
                 watched.provider.name,
                 GIVE_UP_AFTER.as_secs() / 3600
             );
+            self.settled(&watched);
             return;
         }
-        if let Ok(mut due) = self.inner.due.lock() {
-            let at = now + watched.wait;
-            self.push(&mut due, at, watched);
+        if let Ok(mut state) = self.inner.state.lock() {
+            self.push(&mut state, at, watched);
         }
     }
 
-    /// Asks the provider for the work.
-    async fn ask(&self, watched: &Watched, addr: SocketAddr) -> Result<Polled, String> {
+    /// Asks the provider for the work; its answer is read as it comes, never held
+    /// whole.
+    async fn ask(&self, watched: &Watched, resolver: &UpstreamResolver) -> Result<Polled, String> {
         let provider = &*watched.provider;
-        let request = provider_get(provider, &watched.path, watched.key.as_ref())
-            .map_err(|e| format!("cannot build request: {e}"))?;
-        let fetch = fetch_whole(
-            &self.inner.connector,
+        let addr = resolver
+            .resolve_base(&provider.base, 0)
+            .await
+            .map_err(|e| e.message.to_string())?;
+        let request = provider_get(
             provider,
-            addr,
-            request,
-            MAX_POLLED_BYTES,
-        );
-        match tokio::time::timeout(POLL_TIMEOUT, fetch).await {
-            Ok(Ok((status, body))) => Ok(read_poll(status, &body)),
-            Ok(Err(why)) => Err(why),
-            Err(_) => Err(format!("no answer within {POLL_TIMEOUT:?}")),
-        }
+            &watched.path,
+            watched.key.as_ref(),
+            &watched.start.scope,
+        )
+        .map_err(|e| format!("cannot build request: {e}"))?;
+        let mut meter = poll_meter().ok_or("no meter for JSON")?;
+        let status = fetch_each(&self.inner.connector, provider, addr, request, |piece| {
+            meter.feed(piece);
+            Ok(())
+        })
+        .await?;
+        Ok(polled(status, meter))
     }
 }
 
@@ -417,7 +531,7 @@ impl Default for DeferredPoll {
 impl std::fmt::Debug for DeferredPoll {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeferredPoll")
-            .field("watched", &self.len())
+            .field("waiting", &self.len())
             .finish()
     }
 }
@@ -535,30 +649,58 @@ mod tests {
         assert!(charge.deferred.unwrap().is_batch());
     }
 
-    #[tokio::test]
-    async fn work_comes_due_earliest_first_and_the_list_is_bounded_in_what_it_takes() {
-        let poll = DeferredPoll::new();
+    fn start(id: &str, batch: bool, caller: &str) -> Start {
+        Start {
+            started: started(id, batch),
+            by: StartedBy {
+                caller: crate::auth::Caller::Managed(caller.into()),
+                provider: "openai".into(),
+            },
+            scope: Vec::new(),
+            charged: Usage::default(),
+        }
+    }
+
+    fn target() -> UpstreamTarget {
         let provider = Arc::new(Provider::unconfigured(
             crate::providers::ProviderKind::OpenAi,
         ));
-        let target = UpstreamTarget::new(provider, "/v1/responses".into(), Default::default());
-        let by = StartedBy {
-            caller: crate::auth::Caller::Master,
-            provider: "openai".into(),
-        };
+        UpstreamTarget::new(provider, "/v1/responses".into(), Default::default())
+    }
+
+    #[tokio::test]
+    async fn work_comes_due_earliest_first() {
+        let poll = DeferredPoll::new();
+        let target = target();
         let later = Duration::from_secs(60);
-        assert!(poll.watch(started("resp_late", false), &target, by.clone(), later));
-        assert!(poll.watch(
-            started("resp_now", false),
-            &target,
-            by.clone(),
-            Duration::ZERO
-        ));
-        assert!(!poll.watch(started("batch_1", true), &target, by, Duration::ZERO));
+        assert!(poll.watch(start("resp_late", false, "a"), &target, later));
+        assert!(poll.watch(start("resp_now", false, "a"), &target, Duration::ZERO));
+        // Not made in the collection of its kind: nowhere to read it back.
+        assert!(!poll.watch(start("batch_1", true, "a"), &target, Duration::ZERO));
         assert_eq!(poll.len(), 2);
         let due = poll.take_due(Instant::now(), 8);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].path, "/v1/responses/resp_now");
         assert!(poll.next_at().is_some_and(|at| at > Instant::now()));
+        // A delete takes the response out of the list, to be polled at once.
+        assert!(poll.take_response("resp_late").is_some());
+        assert!(poll.take_response("resp_late").is_none());
+        assert!(poll.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_caller_filling_its_share_leaves_room_for_the_others() {
+        let poll = DeferredPoll::new();
+        let target = target();
+        let later = Duration::from_secs(60);
+        for i in 0..MAX_WATCHED_PER_CALLER {
+            assert!(poll.watch(start(&format!("resp_{i}"), false, "busy"), &target, later));
+        }
+        assert!(!poll.watch(start("resp_more", false, "busy"), &target, later));
+        assert!(poll.watch(start("resp_other", false, "quiet"), &target, later));
+        // Work settled frees its caller's share.
+        let taken = poll.take_response("resp_0").unwrap();
+        poll.settled(&taken);
+        assert!(poll.watch(start("resp_more", false, "busy"), &target, later));
     }
 }

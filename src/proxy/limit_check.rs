@@ -404,14 +404,18 @@ fn charge_subjects<'a>(
         0.0
     });
     for (subject, limits) in subjects {
-        let needs = limits.tokens_per_minute.is_some() || limits.budget.is_some();
-        if !needs {
+        if !counts_tokens(limits) {
             continue;
         }
         if let Err(e) = store.charge(subject, limits, tokens, usd, now) {
             log::warn!("{e}; this request's usage is not charged");
         }
     }
+}
+
+/// Whether `limits` count tokens (a rate of them, or a budget).
+fn counts_tokens(limits: &KeyLimits) -> bool {
+    limits.tokens_per_minute.is_some() || limits.budget.is_some()
 }
 
 /// Who started work apart from its call (a background response, a batch), and where:
@@ -425,10 +429,12 @@ pub struct StartedBy {
 }
 
 impl StartedBy {
-    /// Whether a call by this caller to this provider is counted anywhere under
-    /// `config`: the caller's or the provider's limits, or the key's usage report.
+    /// Whether the tokens of a call by this caller to this provider are counted
+    /// anywhere under `config`: the caller's or the provider's token limits or
+    /// budget, or the key's usage report.
     pub fn is_counted(&self, config: &Config) -> bool {
-        self.subjects(config).next().is_some()
+        self.subjects(config)
+            .any(|(_, limits)| counts_tokens(limits))
             || report_key(Some(&self.caller), true, Some(config)).is_some()
     }
 

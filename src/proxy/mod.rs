@@ -196,12 +196,25 @@ impl AuroraProxy {
             })
     }
 
+    /// A call that deletes the background response `id` (when it names one) at its
+    /// provider: when the gateway polls it for its usage, it is polled first, as it
+    /// cannot be read once deleted.
+    async fn before_delete(&self, method: &http::Method, id: Option<&str>, config: &Arc<Config>) {
+        let Some(id) = id.filter(|_| method == http::Method::DELETE) else {
+            return;
+        };
+        let (resolver, store) = (&self.resolver, &self.limits);
+        self.deferred
+            .poll_before_delete(id, Arc::clone(config), resolver, store)
+            .await;
+    }
+
     /// `GET` or `DELETE /v1/responses/{id}`.
     async fn stored_response(
         &self,
         session: &mut Session,
         ctx: &mut RequestContext,
-        config: &Config,
+        config: &Arc<Config>,
         id: &str,
     ) -> Result<bool> {
         let not_found = || {
@@ -245,6 +258,7 @@ impl AuroraProxy {
                         return reject(session, ctx, err).await;
                     }
                     observe::stored_response_read(ctx, id);
+                    self.before_delete(&method, Some(id), config).await;
                     return Ok(false);
                 }
                 Err(err) => return reject(session, ctx, err).await,
@@ -951,6 +965,9 @@ impl ProxyHttp for AuroraProxy {
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;
                         }
+                        let deleted = passthrough::response_named(&pt.endpoint);
+                        let method = &session.req_header().method;
+                        self.before_delete(method, deleted, &config).await;
                         if held {
                             return Box::pin(self.pass_held_chat_body(session, ctx, &config)).await;
                         }
@@ -1388,8 +1405,10 @@ impl ProxyHttp for AuroraProxy {
                 limit_check::charge_deferred_once(&self.limits, ctx).await;
             }
             limit_check::settle(&self.limits, ctx);
-            self.deferred.watch_call(ctx, read);
         }
+        // A subrequest watches what its own answer started.
+        self.deferred
+            .watch_call(ctx, &session.req_header().headers, read);
         // Counted before its line is written, so a line in the log means the metrics
         // already show the request.
         observe::request_finished(session, e, ctx);

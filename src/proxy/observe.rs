@@ -208,8 +208,6 @@ pub struct SharedTimings {
     model: Mutex<Option<String>>,
     /// Where the subrequest's latest attempt's answer stands ([`AnswerState`]).
     answer: AtomicU8,
-    /// The work apart from the call the subrequest's answer named.
-    started: Mutex<Option<StartedApart>>,
 }
 
 fn store(cell: &AtomicU64, d: Duration) {
@@ -479,35 +477,31 @@ fn under_way(meter: &mut UsageMeter) -> Option<StartedApart> {
     (meter.work_ended() != Some(true)).then_some(started)
 }
 
-/// Keeps what the answer `started` apart from the call, for the main request when
-/// this is its subrequest.
+/// Keeps what the answer `started` apart from the call. A subrequest (a body past
+/// the replay buffer) keeps its own, and its request watches it: the main request
+/// may be over before its subrequest's answer ends.
 fn keep_started(ctx: &mut RequestContext, started: Option<StartedApart>) {
-    let Some(started) = started else {
-        return;
-    };
-    match &ctx.obs.shared {
-        Some(shared) => {
-            if let Ok(mut cell) = shared.started.lock() {
-                *cell = Some(started);
-            }
-        }
-        None => ctx.obs.started = Some(started),
+    if started.is_some() {
+        ctx.obs.started = started;
     }
 }
 
 /// The work apart from this call (a background response, an OpenAI batch) that its
-/// answer named, still under way and not charged whole by it: the gateway polls it
+/// answer named, still under way and not charged whole by it, with what the call was
+/// charged of it (the estimate of a stream the client left): the gateway polls it
 /// for its usage (`deferred_poll`). Taken once the request is over; `None` for a
 /// `read` (a client's poll of work it started before).
-pub fn started_uncharged(ctx: &mut RequestContext, read: bool) -> Option<StartedApart> {
-    let shared = ctx.obs.shared.as_ref();
-    let started = ctx
-        .obs
-        .started
-        .take()
-        .or_else(|| shared.and_then(|s| s.started.lock().ok()?.take()))?;
-    let charged_whole = deferred_charged(ctx).is_some_and(|d| d.read_whole());
-    (!read && !charged_whole).then_some(started)
+pub fn started_uncharged(ctx: &mut RequestContext, read: bool) -> Option<(StartedApart, Usage)> {
+    let started = ctx.obs.started.take()?;
+    if read {
+        return None;
+    }
+    let charged = match deferred_charged(ctx) {
+        Some(answer) if answer.read_whole() => return None,
+        Some(_) => ctx.obs.usage.unwrap_or_default(),
+        None => Usage::default(),
+    };
+    Some((started, charged))
 }
 
 /// The answer named `model` as having answered. A passthrough request's body is not

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use http::{HeaderName, HeaderValue};
 use pingora_core::connectors::http::Connector;
 use pingora_http::RequestHeader;
 
@@ -10,14 +11,18 @@ use super::headers;
 use super::upstream::{provider_peer, AnswerShape};
 use crate::providers::{Provider, Secret};
 
-/// `GET {path}` at `provider` with `key` (sent in the provider's auth style) and its
-/// required headers, asking for JSON.
+/// `GET {path}` at `provider` with `key` (sent in the provider's auth style), its
+/// required headers and the `extra` ones, asking for JSON.
 pub fn provider_get(
     provider: &Provider,
     path: &str,
     key: Option<&Secret>,
+    extra: &[(HeaderName, HeaderValue)],
 ) -> pingora_core::Result<RequestHeader> {
     let mut request = http::Request::new(()).into_parts().0;
+    for (name, value) in extra {
+        request.headers.insert(name.clone(), value.clone());
+    }
     request.uri = path.parse().map_err(|_| {
         pingora_core::Error::explain(pingora_core::ErrorType::InvalidHTTPHeader, "invalid uri")
     })?;
@@ -38,6 +43,28 @@ pub async fn fetch_whole(
     request: RequestHeader,
     max_bytes: usize,
 ) -> Result<(u16, Vec<u8>), String> {
+    let mut body = Vec::new();
+    let status = fetch_each(connector, provider, addr, request, |chunk| {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(format!("answer is larger than {max_bytes} bytes"));
+        }
+        body.extend_from_slice(chunk);
+        Ok(())
+    })
+    .await?;
+    Ok((status, body))
+}
+
+/// Sends `request` to `provider` at `addr` through `connector` and hands each piece
+/// of the answer's body to `on_piece` as it comes (an error from it ends the read):
+/// the answer's status. Error texts name what failed but never carry a header value.
+pub async fn fetch_each(
+    connector: &Connector,
+    provider: &Provider,
+    addr: SocketAddr,
+    request: RequestHeader,
+    mut on_piece: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<u16, String> {
     let base = &provider.base;
     let peer = provider_peer(provider, addr, &provider.timeouts, AnswerShape::Whole);
     let (mut session, _reused) = connector
@@ -66,19 +93,15 @@ pub async fn fetch_whole(
             break status;
         }
     };
-    let mut body = Vec::new();
-    while let Some(chunk) = session
+    while let Some(piece) = session
         .read_response_body()
         .await
         .map_err(|e| format!("broken response body: {e}"))?
     {
-        if body.len() + chunk.len() > max_bytes {
-            return Err(format!("answer is larger than {max_bytes} bytes"));
-        }
-        body.extend_from_slice(&chunk);
+        on_piece(&piece)?;
     }
     connector
         .release_http_session(session, &*peer, Some(provider.timeouts.keepalive))
         .await;
-    Ok((status, body))
+    Ok(status)
 }
