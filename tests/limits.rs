@@ -1501,6 +1501,103 @@ async fn background_work_is_charged_before_its_delete_and_a_stream_left_not_twic
     assert_eq!(report["total"]["tokens"]["output"], 10, "{report} {left}");
 }
 
+/// Anthropic's message batch `msgbatch_poll` in `status`.
+fn message_batch(status: &str) -> Reply {
+    Reply::json(
+        200,
+        format!(
+            r#"{{"id":"msgbatch_poll","type":"message_batch","processing_status":"{status}","request_counts":{{"processing":0,"succeeded":2,"errored":0,"canceled":0,"expired":0}},"ended_at":null,"created_at":"2026-12-06T09:00:00Z","expires_at":"2026-12-07T09:00:00Z","cancel_initiated_at":null,"results_url":null}}"#
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_batch_never_read_back_is_charged_from_its_results() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let polls = AtomicUsize::new(0);
+    let results = [
+        result_line("a", "claude-sonnet-4-5", 600),
+        result_line("b", "claude-haiku-4-5", 400),
+    ]
+    .join("\n");
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/messages/batches") => message_batch("in_progress"),
+        ("GET", "/v1/messages/batches/msgbatch_poll")
+            if polls.fetch_add(1, Ordering::SeqCst) < 1 =>
+        {
+            message_batch("in_progress")
+        }
+        ("GET", "/v1/messages/batches/msgbatch_poll") => message_batch("ended"),
+        ("GET", "/v1/messages/batches/msgbatch_poll/results") => results_reply(&results),
+        _ => provider_like(rec),
+    })
+    .await;
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "limits:\n  poll_background: 100ms\nmodels:\n  prices:\n    claude-sonnet-4-5: {{input: 3.0, output: 15.0}}\n    claude-haiku-4-5: {{input: 1.0, output: 5.0}}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{usd: 10, period: month}}}}\n",
+        sha256_hex(TEAM_KEY)
+    );
+    let env = [
+        ("AURORA_MASTER_KEY", MASTER),
+        ("ANTHROPIC_API_KEY", "sk-ant-limits"),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
+    ];
+    let gw = Gateway::start(&yaml, &env);
+    let report_url = format!(
+        "http://{}/admin/usage?key=team-a&period=month",
+        gw.metrics_listen()
+    );
+    let create = r#"{"requests":[{"custom_id":"a","params":{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}}]}"#;
+    let resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages/batches", create).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let mut report = Value::Null;
+    for _ in 0..200 {
+        report = common::get_json(&report_url, MASTER).await;
+        if report["total"]["tokens"]["output"] == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its two lines, each model at its own price, halved as batches are billed:
+    // (600 × $3 + 100 × $15 + 400 × $1 + 100 × $5) / 1M / 2.
+    assert_eq!(report["total"]["tokens"]["input"], 1000, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 200, "{report}");
+    let cost = report["total"]["cost_usd"].as_f64().unwrap();
+    assert!((cost - 0.0021).abs() < 1e-9, "{report}");
+    // Read by the client after: charged nothing more.
+    let resp = get(
+        &gw,
+        TEAM_KEY,
+        "/p/anthropic/v1/messages/batches/msgbatch_poll/results",
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let read = access_line(
+        &gw,
+        "/p/anthropic/v1/messages/batches/msgbatch_poll/results",
+    )
+    .await;
+    assert!(!read.contains("tokens_input="), "{read}");
+    let polled: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.uri)
+        .collect();
+    assert_eq!(
+        polled,
+        [
+            "/v1/messages/batches/msgbatch_poll",
+            "/v1/messages/batches/msgbatch_poll",
+            "/v1/messages/batches/msgbatch_poll/results",
+            "/v1/messages/batches/msgbatch_poll/results",
+        ]
+    );
+}
+
 /// OpenAI batch `id` in `status`, its output in `file`: 1,000 input and 200 output
 /// tokens used so far.
 fn batch_object(id: &str, status: &str, file: &str) -> Reply {

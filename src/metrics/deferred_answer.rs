@@ -101,6 +101,16 @@ impl DeferredAnswer {
         })
     }
 
+    /// The results of the Anthropic message batch `id`, read whole: known as a read
+    /// of `messages/batches/{id}/results` knows them.
+    pub fn message_batch_results(id: &str) -> Self {
+        Self {
+            key: AnswerKey::of(b"batch-results", id.as_bytes()),
+            batch: true,
+            whole: true,
+        }
+    }
+
     /// What is remembered of it once charged.
     pub fn key(&self) -> &AnswerKey {
         &self.key
@@ -127,22 +137,35 @@ impl DeferredAnswer {
     }
 }
 
-/// Work a call started that goes on apart from it (a background response, an OpenAI
-/// batch), by the id its answer gave: its usage comes later, with whichever read finds
-/// it ended, and the gateway reads it itself when no client does
-/// (`proxy::deferred_poll`).
+/// Work a call started that goes on apart from it (a background response, a batch),
+/// by the id its answer gave: its usage comes later, with whichever read finds it
+/// ended, and the gateway reads it itself when no client does (`proxy::deferred_poll`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedApart {
-    /// Its id, a plain token (`resp_…`, `batch_…`) safe as a path segment.
+    /// Its id, a plain token (`resp_…`, `batch_…`, `msgbatch_…`) safe as a path
+    /// segment.
     pub id: String,
-    /// An OpenAI batch, not a background response.
-    pub batch: bool,
+    /// What kind of work it is.
+    pub kind: ApartKind,
+}
+
+/// The kinds of work a call starts apart from itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApartKind {
+    /// A Responses API response run in the background: its object reports its usage
+    /// once it has ended.
+    Response,
+    /// An OpenAI batch: its object reports the usage of all its requests once ended.
+    Batch,
+    /// An Anthropic message batch: its object says when it has ended, its results
+    /// (a line per request) what each used.
+    MessageBatch,
 }
 
 impl StartedApart {
-    /// The work whose `id` member has the JSON text `raw_id`; `None` for an id that
-    /// is not a plain token of at most 200 letters, digits, `_` and `-`.
-    pub fn of(raw_id: &[u8], batch: bool) -> Option<Self> {
+    /// The work of `kind` whose `id` member has the JSON text `raw_id`; `None` for an
+    /// id that is not a plain token of at most 200 letters, digits, `_` and `-`.
+    pub fn of(raw_id: &[u8], kind: ApartKind) -> Option<Self> {
         let id = unquoted(raw_id.trim_ascii())?;
         let plain = id.len() <= 200
             && id
@@ -150,7 +173,7 @@ impl StartedApart {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
         plain.then(|| Self {
             id: String::from_utf8_lossy(id).into_owned(),
-            batch,
+            kind,
         })
     }
 }
@@ -171,10 +194,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_message_batchs_results_are_known_alike_however_they_are_named() {
+        assert_eq!(
+            Some(DeferredAnswer::message_batch_results("msgbatch_1")),
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true)
+        );
+        assert_eq!(
+            Some(DeferredAnswer::message_batch_results("msgbatch_1")),
+            DeferredAnswer::batch_results("messages/batches/msgbatch_1/results", true)
+        );
+    }
+
+    #[test]
     fn work_started_apart_is_known_by_a_plain_id_only() {
-        let started = StartedApart::of(br#" "resp_68a1-x" "#, false).unwrap();
+        let started = StartedApart::of(br#" "resp_68a1-x" "#, ApartKind::Response).unwrap();
         assert_eq!(started.id, "resp_68a1-x");
-        assert!(StartedApart::of(br#""batch_1""#, true).unwrap().batch);
+        assert_eq!(
+            StartedApart::of(br#""batch_1""#, ApartKind::Batch)
+                .unwrap()
+                .kind,
+            ApartKind::Batch
+        );
         for raw in [
             &br#""../files""#[..],
             br#""resp?x=1""#,
@@ -183,9 +223,13 @@ mod tests {
             b"resp_1",
             b"null",
         ] {
-            assert_eq!(StartedApart::of(raw, false), None, "{raw:?}");
+            assert_eq!(StartedApart::of(raw, ApartKind::Response), None, "{raw:?}");
         }
-        assert!(StartedApart::of(format!("\"{}\"", "r".repeat(201)).as_bytes(), false).is_none());
+        assert!(StartedApart::of(
+            format!("\"{}\"", "r".repeat(201)).as_bytes(),
+            ApartKind::Response
+        )
+        .is_none());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use memchr::memmem;
 use once_cell::sync::Lazy;
 
 use super::batch_results::BatchResults;
-use super::deferred_answer::{DeferredAnswer, StartedApart};
+use super::deferred_answer::{ApartKind, DeferredAnswer, StartedApart};
 use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_size, StreamedText};
 use super::usage_object::{
     read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
@@ -236,6 +236,8 @@ struct Carrier<'a> {
     background: bool,
     /// The answer is an OpenAI batch (`"object": "batch"`).
     batch: bool,
+    /// The answer is an Anthropic message batch (`"type": "message_batch"`).
+    message_batch: bool,
     /// Its `status` was read: whether it says the work has ended.
     ended: Option<bool>,
     /// A batch's `output_file_id`, as the JSON text of its value.
@@ -340,6 +342,15 @@ impl<'a> Carrier<'a> {
                 self.batch = member.value == br#""batch""#;
                 Some(())
             }
+            b"type" => {
+                self.message_batch = member.value == br#""message_batch""#;
+                Some(())
+            }
+            // An Anthropic message batch's.
+            b"processing_status" => {
+                self.ended = Some(member.value == br#""ended""#);
+                Some(())
+            }
             b"output_file_id" => {
                 self.output_file = Some(member.value);
                 Some(())
@@ -379,19 +390,28 @@ impl<'a> Carrier<'a> {
         ) {
             (true, Some(id), ..) | (_, _, true, Some(id)) => {
                 if read.started.is_none() {
-                    read.started = StartedApart::of(id, false);
+                    read.started = StartedApart::of(id, ApartKind::Response);
                 }
+                // Usage said while queued (zeros, from some servers) is not its count.
+                read.under_way |= self.background && self.ended == Some(false);
                 Some(DeferredAnswer::background_response(id))
             }
             _ if self.batch => {
                 // A batch still at work reports what it used so far, charged once
                 // it has ended.
-                read.batch_under_way |= self.ended != Some(true);
+                read.under_way |= self.ended != Some(true);
                 if let (None, Some(id)) = (&read.started, self.id) {
-                    read.started = StartedApart::of(id, true);
+                    read.started = StartedApart::of(id, ApartKind::Batch);
                 }
                 self.id
                     .map(|id| DeferredAnswer::batch(id, self.output_file))
+            }
+            // Its object reports no usage: its results do.
+            _ if self.message_batch => {
+                if let (None, Some(id)) = (&read.started, self.id) {
+                    read.started = StartedApart::of(id, ApartKind::MessageBatch);
+                }
+                None
             }
             _ => None,
         };
@@ -562,8 +582,9 @@ struct Read {
     final_usage: bool,
     /// The answer is one generated apart from the request that read it.
     deferred: Option<DeferredAnswer>,
-    /// The answer is a batch still at work: nothing is charged for it yet.
-    batch_under_way: bool,
+    /// The answer is work still under way (a batch, a background response queued or
+    /// in progress): nothing is charged for it yet, whatever usage it reports so far.
+    under_way: bool,
     /// The work apart from the call the answer names (a background response, a
     /// batch), by its id.
     started: Option<StartedApart>,
@@ -796,7 +817,7 @@ impl UsageMeter {
         // No output counted for a stream that carried text is no count: a server
         // sending zeros.
         let trusted = self.read.final_usage && !(text && reported.is_some_and(|u| u.output == 0));
-        if self.read.batch_under_way {
+        if self.read.under_way {
             return None;
         }
         if !self.stream || trusted || !text {
@@ -1253,14 +1274,16 @@ mod tests {
             .replace(r#""background": false"#, r#""background": true"#)
             .replace(r#""status": "completed""#, r#""status": "queued""#);
         let (mut m, charge) = meter_of(&queued);
-        assert_eq!(charge.map(|c| c.deferred.is_some()), Some(true));
+        // What it says of usage while queued is not its count (here the recorded
+        // answer's, as a server sending zeros would): nothing is charged, or marked.
+        assert_eq!(charge, None);
         assert_eq!(m.work_ended(), Some(false));
         let started = m.take_started().unwrap();
         assert_eq!(
-            (started.id.as_str(), started.batch),
+            (started.id.as_str(), started.kind),
             (
                 "resp_0d8b81b7c805508d0069a31431b68c8194af45c94a6952706b",
-                false
+                ApartKind::Response
             )
         );
         for status in ["completed", "incomplete", "failed", "cancelled"] {
@@ -1278,13 +1301,33 @@ mod tests {
             m.take_started(),
             Some(StartedApart {
                 id: "batch_abc".into(),
-                batch: true
+                kind: ApartKind::Batch
             })
         );
         assert_eq!(
             meter_of(&batch_object("completed")).0.work_ended(),
             Some(true)
         );
+        // An Anthropic message batch: named, ended by its processing status.
+        let message_batch = |status: &str| {
+            format!(
+                r#"{{"id":"msgbatch_01","type":"message_batch","processing_status":"{status}","request_counts":{{"processing":2,"succeeded":0,"errored":0,"canceled":0,"expired":0}},"ended_at":null,"created_at":"2026-12-06T09:00:00Z","expires_at":"2026-12-07T09:00:00Z","cancel_initiated_at":null,"results_url":null}}"#
+            )
+        };
+        let (mut m, charge) = meter_of(&message_batch("in_progress"));
+        assert_eq!(charge, None);
+        assert_eq!(m.work_ended(), Some(false));
+        assert_eq!(
+            m.take_started(),
+            Some(StartedApart {
+                id: "msgbatch_01".into(),
+                kind: ApartKind::MessageBatch
+            })
+        );
+        assert_eq!(meter_of(&message_batch("ended")).0.work_ended(), Some(true));
+        // A message is no batch.
+        let (mut m, _) = meter_of(fixture!("anthropic/messages.json"));
+        assert_eq!(m.take_started(), None);
     }
 
     /// An OpenAI batch object in `status`, reporting 1,000 input and 200 output tokens.

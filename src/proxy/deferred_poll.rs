@@ -12,6 +12,7 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +29,7 @@ use super::provider_fetch::{fetch_each, provider_get};
 use super::upstream::UpstreamResolver;
 use crate::config::Config;
 use crate::limits::LimitStore;
-use crate::metrics::deferred_answer::StartedApart;
+use crate::metrics::deferred_answer::{ApartKind, DeferredAnswer, StartedApart};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
 use crate::providers::{Provider, Secret};
 
@@ -62,10 +63,12 @@ const SCOPE_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
 pub enum Polled {
     /// Still at work (or the provider could not say now): polled again.
     UnderWay,
-    /// Ended: its usage, when it reported any, and the model that answered.
+    /// Ended: its usage, when it reported any, the model that answered, and for a
+    /// batch's results of several models, each model's usage.
     Ended {
         charge: Option<Charge>,
         model: Option<String>,
+        by_model: Vec<(String, Usage)>,
     },
     /// The provider does not have it for this key (deleted, or the key was revoked).
     Gone,
@@ -89,10 +92,12 @@ pub fn polled(status: u16, mut meter: UsageMeter) -> Polled {
         Some(true) => Polled::Ended {
             charge: whole,
             model: meter.take_model(),
+            by_model: Vec::new(),
         },
         None if whole.is_some() => Polled::Ended {
             charge: whole,
             model: meter.take_model(),
+            by_model: Vec::new(),
         },
         None => Polled::UnderWay,
     }
@@ -113,17 +118,28 @@ pub fn read_poll(status: u16, body: &[u8]) -> Polled {
 }
 
 /// Where the work a call to `call_path` (its path and query) started is read: the
-/// collection it was made in (`…/responses`, `…/batches`), then its id. `None` when the
-/// call was not made in the collection of its kind (a cancel, say).
+/// collection it was made in (`…/responses`, `…/batches`, `…/messages/batches`), then
+/// its id, with the call's query (an `api-version`, say). `None` when the call was
+/// not made in the collection of its kind (a cancel, say).
 pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<String> {
-    let path = call_path.split(['?', '#']).next()?.trim_end_matches('/');
-    let collection = if started.batch {
-        "batches"
-    } else {
-        "responses"
+    let call_path = call_path.split('#').next()?;
+    let (path, query) = match call_path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (call_path, None),
     };
-    let (_, last) = path.rsplit_once('/')?;
-    (last == collection).then(|| format!("{path}/{}", started.id))
+    let path = path.trim_end_matches('/');
+    let (rest, last) = path.rsplit_once('/')?;
+    let in_messages = rest.rsplit('/').next() == Some("messages");
+    let made_here = match started.kind {
+        ApartKind::Response => last == "responses",
+        ApartKind::Batch => last == "batches" && !in_messages,
+        ApartKind::MessageBatch => last == "batches" && in_messages,
+    };
+    let id = &started.id;
+    made_here.then(|| match query.filter(|q| !q.is_empty()) {
+        Some(query) => format!("{path}/{id}?{query}"),
+        None => format!("{path}/{id}"),
+    })
 }
 
 /// Work a call started, as the gateway watches it.
@@ -196,9 +212,62 @@ struct Inner {
 #[derive(Default)]
 struct State {
     due: BinaryHeap<Due>,
-    /// How many pieces of work each caller (by its label) has watched, being polled
-    /// or not.
+    /// How many pieces of work each caller ([`caller_bucket`]) has watched, being
+    /// polled or not.
     per_caller: HashMap<String, usize>,
+    /// The background responses watched, by id: how many (waiting or being polled),
+    /// so that a delete finds out whether it names one without a search.
+    responses: HashMap<String, usize>,
+    /// The background responses being polled now, by id.
+    polling: HashMap<String, usize>,
+}
+
+impl State {
+    fn count(map: &mut HashMap<String, usize>, id: &str, up: bool) {
+        if up {
+            *map.entry(id.to_string()).or_default() += 1;
+        } else if let Some(n) = map.get_mut(id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(id);
+            }
+        }
+    }
+
+    /// `watched` is settled (charged, gone or given up): its caller's share is freed.
+    fn settled(&mut self, watched: &Watched) {
+        let bucket = caller_bucket(&watched.start.by.caller);
+        Self::count(&mut self.per_caller, &bucket, false);
+        if watched.start.started.kind == ApartKind::Response {
+            Self::count(&mut self.responses, &watched.start.started.id, false);
+        }
+    }
+
+    /// Counts `watched` as being polled (`up`) or no longer.
+    fn polling(&mut self, watched: &Watched, up: bool) {
+        if watched.start.started.kind == ApartKind::Response {
+            Self::count(&mut self.polling, &watched.start.started.id, up);
+        }
+    }
+}
+
+/// What a delete finds of the response it names.
+enum Named {
+    /// Not watched (or not its caller's at its provider).
+    Unwatched,
+    /// Being polled right now.
+    Polling,
+    /// Taken out of the list, to be polled now.
+    Taken(Vec<Watched>),
+}
+
+/// The share of the list a caller's work counts against.
+fn caller_bucket(caller: &crate::auth::Caller) -> String {
+    match caller {
+        crate::auth::Caller::Managed(name) => format!("key:{name}"),
+        crate::auth::Caller::Master => "master".into(),
+        crate::auth::Caller::Open => "open".into(),
+    }
 }
 
 impl DeferredPoll {
@@ -279,7 +348,7 @@ impl DeferredPoll {
         };
         let now = Instant::now();
         let first = first.min(MAX_POLL_INTERVAL);
-        let caller = start.by.caller.label().to_string();
+        let caller = caller_bucket(&start.by.caller);
         let watched = Watched {
             start,
             provider: Arc::clone(&target.provider),
@@ -305,6 +374,9 @@ impl DeferredPoll {
             return false;
         }
         *state.per_caller.entry(caller).or_default() += 1;
+        if watched.start.started.kind == ApartKind::Response {
+            State::count(&mut state.responses, &watched.start.started.id, true);
+        }
         self.push(&mut state, now + first, watched);
         drop(state);
         self.inner.wake.notify_one();
@@ -321,16 +393,10 @@ impl DeferredPoll {
     }
 
     /// The work is settled (charged, gone or given up): its caller's share is freed.
+    #[cfg(test)]
     fn settled(&self, watched: &Watched) {
-        let Ok(mut state) = self.inner.state.lock() else {
-            return;
-        };
-        let caller = watched.start.by.caller.label();
-        if let Some(count) = state.per_caller.get_mut(caller) {
-            *count -= 1;
-            if *count == 0 {
-                state.per_caller.remove(caller);
-            }
+        if let Ok(mut state) = self.inner.state.lock() {
+            state.settled(watched);
         }
     }
 
@@ -347,35 +413,74 @@ impl DeferredPoll {
         let mut taken = Vec::new();
         while taken.len() < most && state.due.peek().is_some_and(|d| d.at <= now) {
             if let Some(d) = state.due.pop() {
+                state.polling(&d.watched, true);
                 taken.push(*d.watched);
             }
         }
         taken
     }
 
-    /// Takes the background response `id` out of the list, if it is watched.
-    fn take_response(&self, id: &str) -> Option<Watched> {
-        let mut state = self.inner.state.lock().ok()?;
+    /// Takes the background response `id` that `by` started out of the list, to be
+    /// polled now.
+    fn take_response(&self, id: &str, by: &StartedBy) -> Named {
+        let Ok(mut state) = self.inner.state.lock() else {
+            return Named::Unwatched;
+        };
+        if !state.responses.contains_key(id) {
+            return Named::Unwatched;
+        }
+        if state.polling.contains_key(id) {
+            return Named::Polling;
+        }
         let all = std::mem::take(&mut state.due).into_vec();
-        let (found, rest): (Vec<Due>, Vec<Due>) = all
-            .into_iter()
-            .partition(|d| !d.watched.start.started.batch && d.watched.start.started.id == id);
+        let (found, rest): (Vec<Due>, Vec<Due>) = all.into_iter().partition(|d| {
+            let start = &d.watched.start;
+            start.started.kind == ApartKind::Response
+                && start.started.id == id
+                && start.by.caller == by.caller
+                && start.by.provider == by.provider
+        });
         state.due = rest.into();
-        found.into_iter().next().map(|d| *d.watched)
+        let found: Vec<Watched> = found.into_iter().map(|d| *d.watched).collect();
+        for watched in &found {
+            state.polling(watched, true);
+        }
+        Named::Taken(found)
     }
 
-    /// A call deletes the background response `id`: when it is watched, it is polled
-    /// now, before the delete goes on, and charged if it has ended (a deleted response
-    /// can no longer be read, and would escape its charge).
+    /// A call by `by` deletes the background response `id`: when `by` started it and
+    /// it is watched, it is polled now, before the delete goes on, and charged if it
+    /// has ended (a deleted response can no longer be read, and would escape its
+    /// charge). A poll under way is waited for. The poll runs on its own task: it
+    /// ends, and the work stays counted, even if the delete's client leaves.
     pub async fn poll_before_delete(
         &self,
         id: &str,
+        by: &StartedBy,
         config: Arc<Config>,
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
     ) {
-        if let Some(watched) = self.take_response(id) {
-            self.poll(watched, config, resolver, store).await;
+        let until = Instant::now() + POLL_TIMEOUT;
+        let taken = loop {
+            match self.take_response(id, by) {
+                Named::Unwatched => return,
+                Named::Taken(taken) => break taken,
+                Named::Polling if Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Named::Polling => return,
+            }
+        };
+        for watched in taken {
+            let (poll, config) = (self.clone(), Arc::clone(&config));
+            let (resolver, store) = (resolver.clone(), Arc::clone(store));
+            let polled = tokio::spawn(async move {
+                poll.poll(watched, config, &resolver, &store).await;
+            });
+            if let Err(e) = polled.await {
+                log::warn!("polling a response before its delete: {e}");
+            }
         }
     }
 
@@ -442,27 +547,17 @@ impl DeferredPoll {
                 );
                 true
             }
-            Ok(Polled::Ended { charge, model }) => {
-                match charge.zip(charge.and_then(|c| c.deferred)) {
-                    None => true,
-                    Some((charge, answer)) => match store
-                        .first_charge(answer.key(), unix_now())
-                        .await
-                    {
-                        Ok(first) => {
-                            let usage = charge.usage.less(&watched.start.charged);
-                            if first && usage != Usage::default() {
-                                let (by, model) = (&watched.start.by, model.as_deref());
-                                charge_polled(store, &config, by, &usage, model, answer.is_batch());
-                            }
-                            true
-                        }
-                        Err(e) => {
-                            log::warn!("{e}; a background response or batch is charged later");
-                            false
-                        }
-                    },
-                }
+            Ok(Polled::Ended {
+                charge,
+                model,
+                by_model,
+            }) => {
+                let ended = Ended {
+                    charge,
+                    model,
+                    by_model,
+                };
+                charge_ended(store, &config, &watched.start, ended).await
             }
             Err(why) => {
                 log::debug!(
@@ -474,14 +569,10 @@ impl DeferredPoll {
                 false
             }
         };
-        if settled {
-            self.settled(&watched);
-            return;
-        }
-        let now = Instant::now();
         watched.wait = watched.wait.saturating_mul(2).min(MAX_POLL_INTERVAL);
-        let at = now + watched.wait;
-        if at > watched.until {
+        let at = Instant::now() + watched.wait;
+        let given_up = !settled && at > watched.until;
+        if given_up {
             log::warn!(
                 "{} `{}` at `{}` did not end within {}h: its usage is charged only if read",
                 kind(&watched.start.started),
@@ -489,10 +580,16 @@ impl DeferredPoll {
                 watched.provider.name,
                 GIVE_UP_AFTER.as_secs() / 3600
             );
-            self.settled(&watched);
-            return;
         }
-        if let Ok(mut state) = self.inner.state.lock() {
+        // No longer polled, and settled or back in the list, in one step: a delete
+        // never finds it in neither.
+        let Ok(mut state) = self.inner.state.lock() else {
+            return;
+        };
+        state.polling(&watched, false);
+        if settled || given_up {
+            state.settled(&watched);
+        } else {
             self.push(&mut state, at, watched);
         }
     }
@@ -500,25 +597,59 @@ impl DeferredPoll {
     /// Asks the provider for the work; its answer is read as it comes, never held
     /// whole.
     async fn ask(&self, watched: &Watched, resolver: &UpstreamResolver) -> Result<Polled, String> {
-        let provider = &*watched.provider;
         let addr = resolver
-            .resolve_base(&provider.base, 0)
+            .resolve_base(&watched.provider.base, 0)
             .await
             .map_err(|e| e.message.to_string())?;
-        let request = provider_get(
-            provider,
-            &watched.path,
-            watched.key.as_ref(),
-            &watched.start.scope,
-        )
-        .map_err(|e| format!("cannot build request: {e}"))?;
-        let mut meter = poll_meter().ok_or("no meter for JSON")?;
+        let meter = poll_meter().ok_or("no meter for JSON")?;
+        let (status, meter) = self.read(watched, addr, &watched.path, meter).await?;
+        let polled = polled(status, meter);
+        match (&polled, watched.start.started.kind) {
+            (Polled::Ended { .. }, ApartKind::MessageBatch) => {
+                self.read_results(watched, addr).await
+            }
+            _ => Ok(polled),
+        }
+    }
+
+    /// An Anthropic message batch has ended: its results, a line per request, say
+    /// what it used (read as they come, never held whole).
+    async fn read_results(&self, watched: &Watched, addr: SocketAddr) -> Result<Polled, String> {
+        let results = DeferredAnswer::message_batch_results(&watched.start.started.id);
+        let meter = UsageMeter::for_batch_results(results, None).ok_or("no meter for results")?;
+        let path = format!("{}/results", watched.path);
+        let (status, mut meter) = self.read(watched, addr, &path, meter).await?;
+        if !(200..300).contains(&status) {
+            // Ended, its results not there yet: asked again.
+            return Ok(Polled::UnderWay);
+        }
+        let charge = meter.finish();
+        Ok(Polled::Ended {
+            charge,
+            model: meter.take_model(),
+            by_model: meter.take_usage_by_model(),
+        })
+    }
+
+    /// `GET path` at the work's provider, with the key and scope that started it: the
+    /// answer's status, its body read into `meter`.
+    async fn read(
+        &self,
+        watched: &Watched,
+        addr: SocketAddr,
+        path: &str,
+        mut meter: UsageMeter,
+    ) -> Result<(u16, UsageMeter), String> {
+        let provider = &*watched.provider;
+        let (key, scope) = (watched.key.as_ref(), &watched.start.scope);
+        let request = provider_get(provider, path, key, scope)
+            .map_err(|e| format!("cannot build request: {e}"))?;
         let status = fetch_each(&self.inner.connector, provider, addr, request, |piece| {
             meter.feed(piece);
             Ok(())
         })
         .await?;
-        Ok(polled(status, meter))
+        Ok((status, meter))
     }
 }
 
@@ -536,11 +667,58 @@ impl std::fmt::Debug for DeferredPoll {
     }
 }
 
+/// What a poll read of work that has ended.
+struct Ended {
+    charge: Option<Charge>,
+    model: Option<String>,
+    by_model: Vec<(String, Usage)>,
+}
+
+/// Charges work `start` found ended, once, by the first to read it (this poll, or any
+/// request): whether it is settled (`false` when the store could not say, and the
+/// work is asked for again).
+async fn charge_ended(
+    store: &Arc<dyn LimitStore>,
+    config: &Arc<Config>,
+    start: &Start,
+    ended: Ended,
+) -> bool {
+    let Some((charge, answer)) = ended.charge.zip(ended.charge.and_then(|c| c.deferred)) else {
+        return true;
+    };
+    let first = tokio::time::timeout(POLL_TIMEOUT, store.first_charge(answer.key(), unix_now()));
+    match first.await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return true,
+        Ok(Err(e)) => {
+            log::warn!("{e}; a background response or batch is charged later");
+            return false;
+        }
+        Err(_) => return false,
+    }
+    let (by, batch) = (&start.by, answer.is_batch());
+    let model = ended.model.as_deref();
+    if ended.by_model.len() > 1 {
+        // Results of several models: each at its own price (a line naming none, at
+        // the first's).
+        for (named, usage) in &ended.by_model {
+            let part = Some(named.as_str()).filter(|m| !m.is_empty()).or(model);
+            charge_polled(store, config, by, usage, part, batch);
+        }
+        return true;
+    }
+    let usage = charge.usage.less(&start.charged);
+    if usage != Usage::default() {
+        charge_polled(store, config, by, &usage, model, batch);
+    }
+    true
+}
+
 fn kind(started: &StartedApart) -> &'static str {
-    if started.batch {
-        "batch"
-    } else {
-        "background response"
+    match started.kind {
+        ApartKind::Response => "background response",
+        ApartKind::Batch => "batch",
+        ApartKind::MessageBatch => "message batch",
     }
 }
 
@@ -554,24 +732,25 @@ fn unix_now() -> u64 {
 mod tests {
     use super::*;
 
-    fn started(id: &str, batch: bool) -> StartedApart {
+    fn started(id: &str, kind: ApartKind) -> StartedApart {
         StartedApart {
             id: id.into(),
-            batch,
+            kind,
         }
     }
 
     #[test]
     fn work_is_read_back_in_the_collection_it_was_made_in() {
-        let response = started("resp_1", false);
-        let batch = started("batch_1", true);
+        let response = started("resp_1", ApartKind::Response);
+        let batch = started("batch_1", ApartKind::Batch);
+        let message_batch = started("msgbatch_1", ApartKind::MessageBatch);
         assert_eq!(
             poll_path("/v1/responses", &response).as_deref(),
             Some("/v1/responses/resp_1")
         );
         assert_eq!(
-            poll_path("/openai/v1/responses/?x=1", &response).as_deref(),
-            Some("/openai/v1/responses/resp_1")
+            poll_path("/openai/v1/responses/?api-version=1", &response).as_deref(),
+            Some("/openai/v1/responses/resp_1?api-version=1")
         );
         assert_eq!(
             poll_path("/v1/batches", &batch).as_deref(),
@@ -580,6 +759,12 @@ mod tests {
         // A cancel answers the response too; it was not made there.
         assert_eq!(poll_path("/v1/responses/resp_1/cancel", &response), None);
         assert_eq!(poll_path("/v1/responses", &batch), None);
+        assert_eq!(
+            poll_path("/v1/messages/batches", &message_batch).as_deref(),
+            Some("/v1/messages/batches/msgbatch_1")
+        );
+        assert_eq!(poll_path("/v1/messages/batches", &batch), None);
+        assert_eq!(poll_path("/v1/batches", &message_batch), None);
         assert_eq!(poll_path("responses", &response), None);
     }
 
@@ -604,7 +789,7 @@ mod tests {
                 Polled::UnderWay
             );
         }
-        let Polled::Ended { charge, model } = read_poll(200, response("completed").as_bytes())
+        let Polled::Ended { charge, model, .. } = read_poll(200, response("completed").as_bytes())
         else {
             panic!("ended");
         };
@@ -650,8 +835,13 @@ mod tests {
     }
 
     fn start(id: &str, batch: bool, caller: &str) -> Start {
+        let kind = if batch {
+            ApartKind::Batch
+        } else {
+            ApartKind::Response
+        };
         Start {
-            started: started(id, batch),
+            started: started(id, kind),
             by: StartedBy {
                 caller: crate::auth::Caller::Managed(caller.into()),
                 provider: "openai".into(),
@@ -682,10 +872,31 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].path, "/v1/responses/resp_now");
         assert!(poll.next_at().is_some_and(|at| at > Instant::now()));
-        // A delete takes the response out of the list, to be polled at once.
-        assert!(poll.take_response("resp_late").is_some());
-        assert!(poll.take_response("resp_late").is_none());
+        // A delete by another caller, or at another provider, takes nothing.
+        let by = |caller: &str, provider: &str| StartedBy {
+            caller: crate::auth::Caller::Managed(caller.into()),
+            provider: provider.into(),
+        };
+        for other in [by("b", "openai"), by("a", "openai-eu")] {
+            assert!(
+                matches!(poll.take_response("resp_late", &other), Named::Taken(t) if t.is_empty())
+            );
+        }
+        // One being polled is waited for.
+        assert!(matches!(
+            poll.take_response("resp_now", &by("a", "openai")),
+            Named::Polling
+        ));
+        // Its caller's delete takes the response out of the list, to be polled at once.
+        let Named::Taken(taken) = poll.take_response("resp_late", &by("a", "openai")) else {
+            panic!("taken");
+        };
+        assert_eq!(taken.len(), 1);
         assert!(poll.is_empty());
+        assert!(matches!(
+            poll.take_response("resp_late", &by("a", "openai")),
+            Named::Polling
+        ));
     }
 
     #[tokio::test]
@@ -699,8 +910,14 @@ mod tests {
         assert!(!poll.watch(start("resp_more", false, "busy"), &target, later));
         assert!(poll.watch(start("resp_other", false, "quiet"), &target, later));
         // Work settled frees its caller's share.
-        let taken = poll.take_response("resp_0").unwrap();
-        poll.settled(&taken);
+        let by = StartedBy {
+            caller: crate::auth::Caller::Managed("busy".into()),
+            provider: "openai".into(),
+        };
+        let Named::Taken(taken) = poll.take_response("resp_0", &by) else {
+            panic!("taken");
+        };
+        poll.settled(&taken[0]);
         assert!(poll.watch(start("resp_more", false, "busy"), &target, later));
     }
 }

@@ -199,13 +199,26 @@ impl AuroraProxy {
     /// A call that deletes the background response `id` (when it names one) at its
     /// provider: when the gateway polls it for its usage, it is polled first, as it
     /// cannot be read once deleted.
-    async fn before_delete(&self, method: &http::Method, id: Option<&str>, config: &Arc<Config>) {
+    async fn before_delete(
+        &self,
+        ctx: &RequestContext,
+        method: &http::Method,
+        id: Option<&str>,
+        config: &Arc<Config>,
+    ) {
         let Some(id) = id.filter(|_| method == http::Method::DELETE) else {
             return;
         };
+        let (Some(caller), Some(provider)) = (ctx.caller.clone(), ctx.provider_name()) else {
+            return;
+        };
+        let by = limit_check::StartedBy {
+            caller,
+            provider: Arc::from(provider),
+        };
         let (resolver, store) = (&self.resolver, &self.limits);
         self.deferred
-            .poll_before_delete(id, Arc::clone(config), resolver, store)
+            .poll_before_delete(id, &by, Arc::clone(config), resolver, store)
             .await;
     }
 
@@ -258,7 +271,7 @@ impl AuroraProxy {
                         return reject(session, ctx, err).await;
                     }
                     observe::stored_response_read(ctx, id);
-                    self.before_delete(&method, Some(id), config).await;
+                    self.before_delete(ctx, &method, Some(id), config).await;
                     return Ok(false);
                 }
                 Err(err) => return reject(session, ctx, err).await,
@@ -967,7 +980,7 @@ impl ProxyHttp for AuroraProxy {
                         }
                         let deleted = passthrough::response_named(&pt.endpoint);
                         let method = &session.req_header().method;
-                        self.before_delete(method, deleted, &config).await;
+                        self.before_delete(ctx, method, deleted, &config).await;
                         if held {
                             return Box::pin(self.pass_held_chat_body(session, ctx, &config)).await;
                         }

@@ -272,7 +272,12 @@ impl fmt::Debug for ModelDirectory {
 fn list_request(provider: &Provider) -> pingora_core::Result<RequestHeader> {
     let query = provider.kind.facts().models_list_query;
     let path = format!("{}/models{query}", provider.base.path);
-    provider_fetch::provider_get(provider, &path, provider.credential.next_static_key(), &[])
+    let json = (
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let key = provider.credential.next_static_key();
+    provider_fetch::provider_get(provider, &path, key, &[json])
 }
 
 /// The `id`s of `{"data":[{"id":…},…]}`, the shape both OpenAI and Anthropic use.

@@ -208,6 +208,20 @@ pub struct SharedTimings {
     model: Mutex<Option<String>>,
     /// Where the subrequest's latest attempt's answer stands ([`AnswerState`]).
     answer: AtomicU8,
+    /// The work apart from the call that the subrequest's answer started, handed to
+    /// whichever of the two requests ends last.
+    started: Mutex<StartedHandoff>,
+}
+
+/// Work a subrequest's answer started apart from the call: the subrequest knows the
+/// work, its main request what the call was charged, and either may end first.
+#[derive(Debug, Default)]
+struct StartedHandoff {
+    /// The work, left by a subrequest that ended first.
+    started: Option<StartedApart>,
+    /// Set once the main request has settled: what it charged of the work (`None`
+    /// when it charged it whole, and there is nothing to watch).
+    charged: Option<Option<Usage>>,
 }
 
 fn store(cell: &AtomicU64, d: Duration) {
@@ -477,31 +491,50 @@ fn under_way(meter: &mut UsageMeter) -> Option<StartedApart> {
     (meter.work_ended() != Some(true)).then_some(started)
 }
 
-/// Keeps what the answer `started` apart from the call. A subrequest (a body past
-/// the replay buffer) keeps its own, and its request watches it: the main request
-/// may be over before its subrequest's answer ends.
+/// Keeps what the answer `started` apart from the call.
 fn keep_started(ctx: &mut RequestContext, started: Option<StartedApart>) {
     if started.is_some() {
         ctx.obs.started = started;
     }
 }
 
-/// The work apart from this call (a background response, an OpenAI batch) that its
-/// answer named, still under way and not charged whole by it, with what the call was
-/// charged of it (the estimate of a stream the client left): the gateway polls it
-/// for its usage (`deferred_poll`). Taken once the request is over; `None` for a
-/// `read` (a client's poll of work it started before).
+/// The work apart from this call (a background response, a batch) that its answer
+/// named, still under way and not charged whole by it, with what the call was
+/// charged (the estimate of a stream the client left, or of its input): the gateway
+/// polls it for its usage (`deferred_poll`) and charges the rest. Asked once each
+/// request is over, after [`settle_usage`]; `None` for a `read` (a client's poll of
+/// work it started before). For a call whose exchange a subrequest made, the one of
+/// the two that ends last gets it: the subrequest knows the work, the main request
+/// what the call was charged.
 pub fn started_uncharged(ctx: &mut RequestContext, read: bool) -> Option<(StartedApart, Usage)> {
-    let started = ctx.obs.started.take()?;
+    let own = ctx.obs.started.take();
     if read {
         return None;
     }
-    let charged = match deferred_charged(ctx) {
-        Some(answer) if answer.read_whole() => return None,
-        Some(_) => ctx.obs.usage.unwrap_or_default(),
-        None => Usage::default(),
+    let Some(shared) = ctx.obs.shared.clone() else {
+        return Some((own?, charged_of_call(ctx)?));
     };
-    Some((started, charged))
+    let mut handoff = shared.started.lock().ok()?;
+    if ctx.body.is_subrequest() {
+        match handoff.charged {
+            Some(charged) => Some((own?, charged?)),
+            None => {
+                handoff.started = own;
+                None
+            }
+        }
+    } else {
+        let charged = charged_of_call(ctx);
+        handoff.charged = Some(charged);
+        Some((handoff.started.take()?, charged?))
+    }
+}
+
+/// What this call was charged of the work its answer started: `None` when it charged
+/// that work whole (read it ended), else its own charge (an estimate, or nothing).
+fn charged_of_call(ctx: &RequestContext) -> Option<Usage> {
+    let whole = deferred_charged(ctx).is_some_and(|answer| answer.read_whole());
+    (!whole).then(|| ctx.obs.usage.unwrap_or_default())
 }
 
 /// The answer named `model` as having answered. A passthrough request's body is not
@@ -831,6 +864,70 @@ mod tests {
             let (usage, background) = settled(&background, post);
             assert_eq!(usage.map(|u| u.output), Some(2), "{post}");
             assert_eq!(background, named, "{post}");
+        }
+    }
+
+    /// A call whose background stream (`response.created` named it) the client left
+    /// before any text: charged the estimate of its input, from `body`.
+    fn background_stream_left(ctx: &mut RequestContext, body: &str) {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", "text/event-stream")
+            .unwrap();
+        model_asked(ctx);
+        request_body(ctx, &Bytes::from(body.to_string()));
+        upstream_request_ready(ctx);
+        answer_header(ctx, &resp);
+        let created = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"queued\",\"background\":true,\"model\":\"gpt-4o-mini\",\"usage\":null}}\n\n";
+        answer_bytes(ctx, Some(created.as_bytes()), false);
+        answer_unfinished(ctx);
+    }
+
+    #[test]
+    fn work_a_call_started_is_watched_once_with_what_the_call_was_charged() {
+        let body = r#"{"model":"gpt-4o-mini","input":"a question of some length, to count","background":true,"stream":true}"#;
+        let left = |_: &RequestContext| RequestEnd {
+            client_left: true,
+            json_bytes: 0,
+        };
+        let mut alone = RequestContext::new();
+        background_stream_left(&mut alone, body);
+        settle_usage(&mut alone, false, left);
+        let charged = alone.obs.usage().unwrap();
+        assert!(charged.input > 0, "its input estimated");
+        let (started, was) = started_uncharged(&mut alone, false).unwrap();
+        assert_eq!(started.id, "resp_1");
+        assert_eq!(was, charged, "the poll charges the rest");
+        assert!(started_uncharged(&mut alone, false).is_none(), "once");
+
+        // A read of it is not the call that started it.
+        let mut read = RequestContext::new();
+        background_stream_left(&mut read, body);
+        settle_usage(&mut read, true, left);
+        assert!(started_uncharged(&mut read, true).is_none());
+
+        // Made by a subrequest: whichever of the two ends last has it, with what the
+        // main request charged.
+        for subrequest_first in [true, false] {
+            let mut main = RequestContext::new();
+            model_asked(&mut main);
+            request_body(&mut main, &Bytes::from(body.to_string()));
+            let shared = delegate(&mut main);
+            let mut sub = RequestContext::new();
+            sub.body = super::super::model_call_body::ModelCallBody::subrequest(Default::default());
+            subrequest_began(&mut sub, shared);
+            background_stream_left(&mut sub, body);
+            settle_usage(&mut sub, false, left);
+            let mut ends = [&mut sub, &mut main];
+            if !subrequest_first {
+                ends.reverse();
+            }
+            let [first, last] = ends;
+            assert!(
+                started_uncharged(first, false).is_none(),
+                "{subrequest_first}"
+            );
+            let (started, _) = started_uncharged(last, false).unwrap();
+            assert_eq!(started.id, "resp_1", "{subrequest_first}");
         }
     }
 

@@ -12,7 +12,7 @@ use super::upstream::{provider_peer, AnswerShape};
 use crate::providers::{Provider, Secret};
 
 /// `GET {path}` at `provider` with `key` (sent in the provider's auth style), its
-/// required headers and the `extra` ones, asking for JSON.
+/// required headers and the `extra` ones.
 pub fn provider_get(
     provider: &Provider,
     path: &str,
@@ -26,8 +26,6 @@ pub fn provider_get(
     request.uri = path.parse().map_err(|_| {
         pingora_core::Error::explain(pingora_core::ErrorType::InvalidHTTPHeader, "invalid uri")
     })?;
-    let json = http::HeaderValue::from_static("application/json");
-    request.headers.insert(http::header::ACCEPT, json);
     let request_id = super::request_id::RequestId::fresh();
     headers::add_provider_headers(&mut request, provider, key, &request_id)?;
     Ok(RequestHeader::from(request))
