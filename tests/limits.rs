@@ -1598,6 +1598,81 @@ async fn a_message_batch_never_read_back_is_charged_from_its_results() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_batch_deleted_before_its_poll_is_charged_first() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let deleted = AtomicBool::new(false);
+    let results = result_line("a", "claude-sonnet-4-5", 600);
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/messages/batches?beta=true") => message_batch("in_progress"),
+        ("DELETE", "/v1/messages/batches/msgbatch_poll?beta=true") => {
+            deleted.store(true, Ordering::SeqCst);
+            Reply::json(
+                200,
+                r#"{"id":"msgbatch_poll","type":"message_batch_deleted"}"#,
+            )
+        }
+        (_, _) if deleted.load(Ordering::SeqCst) => Reply::json(404, "{}"),
+        ("GET", "/v1/messages/batches/msgbatch_poll?beta=true") => message_batch("ended"),
+        ("GET", "/v1/messages/batches/msgbatch_poll/results?beta=true") => results_reply(&results),
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "limits:\n  poll_background: 1h\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{tokens: 100000, period: month}}}}\n",
+        sha256_hex(TEAM_KEY)
+    );
+    let env = [
+        ("AURORA_MASTER_KEY", MASTER),
+        ("ANTHROPIC_API_KEY", "sk-ant-limits"),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
+    ];
+    let gw = Gateway::start(&yaml, &env);
+    // Made as Anthropic's SDK makes its beta batches, with a query.
+    let create = r#"{"requests":[{"custom_id":"a","params":{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}}]}"#;
+    let resp = post(
+        &gw,
+        TEAM_KEY,
+        "/p/anthropic/v1/messages/batches?beta=true",
+        create,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    // Ended, and deleted by its client long before the first poll is due: read first.
+    let resp = client()
+        .delete(gw.url("/p/anthropic/v1/messages/batches/msgbatch_poll?beta=true"))
+        .bearer_auth(TEAM_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let calls: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .skip(1)
+        .map(|r| format!("{} {}", r.method, r.uri))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "GET /v1/messages/batches/msgbatch_poll?beta=true",
+            "GET /v1/messages/batches/msgbatch_poll/results?beta=true",
+            "DELETE /v1/messages/batches/msgbatch_poll?beta=true",
+        ]
+    );
+    let url = format!(
+        "http://{}/admin/usage?key=team-a&period=month",
+        gw.metrics_listen()
+    );
+    let report = common::get_json(&url, MASTER).await;
+    assert_eq!(report["total"]["tokens"]["input"], 600, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 100, "{report}");
+}
+
 /// OpenAI batch `id` in `status`, its output in `file`: 1,000 input and 200 output
 /// tokens used so far.
 fn batch_object(id: &str, status: &str, file: &str) -> Reply {

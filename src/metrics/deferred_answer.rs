@@ -150,7 +150,7 @@ pub struct StartedApart {
 }
 
 /// The kinds of work a call starts apart from itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApartKind {
     /// A Responses API response run in the background: its object reports its usage
     /// once it has ended.

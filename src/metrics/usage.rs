@@ -49,14 +49,25 @@ pub struct Usage {
 pub const MAX_TOKENS_AN_ANSWER: u64 = 1_000_000_000_000;
 
 impl Usage {
-    /// These counts less `charged` (kind by kind, none below zero): what is left to
-    /// charge of a usage of which `charged` was charged already.
+    /// What is left to charge of these counts once `charged` was (none below zero):
+    /// output less the output charged; the input kinds less all the input charged,
+    /// taken from `input`, then `cache_read`, then `cache_write` (an estimate counts
+    /// every input token as `input`, where the provider's count splits them).
     pub fn less(self, charged: &Usage) -> Usage {
+        let mut owed = charged
+            .input
+            .saturating_add(charged.cache_read)
+            .saturating_add(charged.cache_write);
+        let mut take = |count: u64| {
+            let taken = count.min(owed);
+            owed -= taken;
+            count - taken
+        };
         Usage {
-            input: self.input.saturating_sub(charged.input),
+            input: take(self.input),
+            cache_read: take(self.cache_read),
+            cache_write: take(self.cache_write),
             output: self.output.saturating_sub(charged.output),
-            cache_read: self.cache_read.saturating_sub(charged.cache_read),
-            cache_write: self.cache_write.saturating_sub(charged.cache_write),
             reasoning: self.reasoning.saturating_sub(charged.reasoning),
         }
     }
@@ -1081,6 +1092,34 @@ mod tests {
         }
         let usage = m.finish().unwrap().usage;
         (usage, m.take_model().unwrap())
+    }
+
+    #[test]
+    fn what_is_left_to_charge_takes_an_input_estimate_off_every_input_kind() {
+        let reported = Usage {
+            input: 100,
+            cache_read: 900,
+            cache_write: 50,
+            output: 40,
+            reasoning: 10,
+        };
+        let estimate = Usage {
+            input: 300,
+            output: 15,
+            ..Usage::default()
+        };
+        let left = reported.less(&estimate);
+        assert_eq!(
+            (left.input, left.cache_read, left.cache_write),
+            (0, 700, 50),
+            "1,050 input tokens in all, 300 of them charged"
+        );
+        assert_eq!((left.output, left.reasoning), (25, 10));
+        assert_eq!(
+            estimate.less(&reported),
+            Usage::default(),
+            "nothing below zero"
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub use upstream_failure::gateway_error_for;
 
 use crate::config::{Config, LiveConfig};
 use crate::metrics;
+use crate::metrics::deferred_answer::ApartKind;
 use crate::telemetry;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{
@@ -196,29 +197,21 @@ impl AuroraProxy {
             })
     }
 
-    /// A call that deletes the background response `id` (when it names one) at its
-    /// provider: when the gateway polls it for its usage, it is polled first, as it
-    /// cannot be read once deleted.
+    /// A call that deletes work at its provider (`deleted`: a response, an Anthropic
+    /// message batch, by id): when the gateway polls it for its usage, it is polled
+    /// first, as it cannot be read once deleted.
     async fn before_delete(
         &self,
-        ctx: &RequestContext,
         method: &http::Method,
-        id: Option<&str>,
+        deleted: Option<(ApartKind, &str)>,
         config: &Arc<Config>,
     ) {
-        let Some(id) = id.filter(|_| method == http::Method::DELETE) else {
+        let Some((kind, id)) = deleted.filter(|_| method == http::Method::DELETE) else {
             return;
-        };
-        let (Some(caller), Some(provider)) = (ctx.caller.clone(), ctx.provider_name()) else {
-            return;
-        };
-        let by = limit_check::StartedBy {
-            caller,
-            provider: Arc::from(provider),
         };
         let (resolver, store) = (&self.resolver, &self.limits);
         self.deferred
-            .poll_before_delete(id, &by, Arc::clone(config), resolver, store)
+            .poll_before_delete(kind, id, Arc::clone(config), resolver, store)
             .await;
     }
 
@@ -271,7 +264,8 @@ impl AuroraProxy {
                         return reject(session, ctx, err).await;
                     }
                     observe::stored_response_read(ctx, id);
-                    self.before_delete(ctx, &method, Some(id), config).await;
+                    let deleted = Some((ApartKind::Response, id));
+                    self.before_delete(&method, deleted, config).await;
                     return Ok(false);
                 }
                 Err(err) => return reject(session, ctx, err).await,
@@ -978,9 +972,9 @@ impl ProxyHttp for AuroraProxy {
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;
                         }
-                        let deleted = passthrough::response_named(&pt.endpoint);
+                        let deleted = deferred_poll::deleted_work(&pt.endpoint);
                         let method = &session.req_header().method;
-                        self.before_delete(ctx, method, deleted, &config).await;
+                        self.before_delete(method, deleted, &config).await;
                         if held {
                             return Box::pin(self.pass_held_chat_body(session, ctx, &config)).await;
                         }

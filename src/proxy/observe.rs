@@ -519,7 +519,10 @@ pub fn started_uncharged(ctx: &mut RequestContext, read: bool) -> Option<(Starte
         match handoff.charged {
             Some(charged) => Some((own?, charged?)),
             None => {
-                handoff.started = own;
+                // A retried subrequest's late end takes nothing from the one after.
+                if own.is_some() {
+                    handoff.started = own;
+                }
                 None
             }
         }

@@ -64,15 +64,6 @@ pub fn asks_a_model(endpoint: &str) -> bool {
     }
 }
 
-/// The Responses API response an `endpoint` names (`[v1/]responses/{id}`), if it
-/// names one.
-pub fn response_named(endpoint: &str) -> Option<&str> {
-    let endpoint = endpoint.trim_start_matches('/');
-    let endpoint = endpoint.strip_prefix("v1/").unwrap_or(endpoint);
-    let id = endpoint.strip_prefix("responses/")?;
-    (!id.is_empty() && !id.contains('/')).then_some(id)
-}
-
 /// A parsed passthrough request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassthroughRoute {
@@ -232,15 +223,6 @@ fn is_dot_segment(segment: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_endpoint_names_a_response_by_its_id_alone() {
-        assert_eq!(response_named("responses/resp_1"), Some("resp_1"));
-        assert_eq!(response_named("v1/responses/resp_1"), Some("resp_1"));
-        assert_eq!(response_named("responses/resp_1/cancel"), None);
-        assert_eq!(response_named("responses/"), None);
-        assert_eq!(response_named("batches/batch_1"), None);
-    }
 
     #[test]
     fn an_endpoint_asks_a_model_when_it_generates_or_embeds() {

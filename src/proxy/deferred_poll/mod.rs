@@ -10,11 +10,8 @@
 //! The watch list lives in this process: work started before a restart or an upgrade
 //! is charged only when read. In Redis, every replica sees a charge made once.
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -22,6 +19,8 @@ use http::{HeaderName, HeaderValue};
 use pingora_core::connectors::http::Connector;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+mod watch_list;
 
 use super::context::UpstreamTarget;
 use super::limit_check::{charge_polled, StartedBy};
@@ -31,7 +30,10 @@ use crate::config::Config;
 use crate::limits::LimitStore;
 use crate::metrics::deferred_answer::{ApartKind, DeferredAnswer, StartedApart};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
-use crate::providers::{Provider, Secret};
+#[cfg(test)]
+use crate::providers::Provider;
+use watch_list::{Named, WatchList, Watched};
+pub use watch_list::{MAX_WATCHED, MAX_WATCHED_PER_CALLER};
 
 /// The longest wait between two polls of one piece of work.
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
@@ -40,19 +42,17 @@ pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// 24-hour window.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(48 * 3600);
 
-/// The most pieces of work watched at once; past it, new work is charged only when
-/// read (said once).
-pub const MAX_WATCHED: usize = 100_000;
-
-/// The most pieces of work one caller has watched at once: one caller filling the
-/// list does not leave every other one's work unwatched.
-pub const MAX_WATCHED_PER_CALLER: usize = 10_000;
-
 /// Polls under way at once; one slow provider holds up only its own.
 const POLLS_AT_ONCE: usize = 16;
 
 /// How long one poll may take, its host's lookup included.
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long reading an ended message batch's results may take (a file of many lines).
+const RESULTS_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long a delete waits for a poll of its work under way: longer than a poll takes.
+const DELETE_WAITS: Duration = Duration::from_secs(2 * 30 + 600);
 
 /// The headers a client scopes its provider key's work with (an OpenAI key may serve
 /// several organizations and projects): sent again with every poll.
@@ -119,9 +119,9 @@ pub fn read_poll(status: u16, body: &[u8]) -> Polled {
 
 /// Where the work a call to `call_path` (its path and query) started is read: the
 /// collection it was made in (`…/responses`, `…/batches`, `…/messages/batches`), then
-/// its id, with the call's query (an `api-version`, say). `None` when the call was
-/// not made in the collection of its kind (a cancel, say).
-pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<String> {
+/// its id; and the call's query (an `api-version`, say), sent with every read. `None`
+/// when the call was not made in the collection of its kind (a cancel, say).
+pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<(String, Option<String>)> {
     let call_path = call_path.split('#').next()?;
     let (path, query) = match call_path.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -135,11 +135,27 @@ pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<String> {
         ApartKind::Batch => last == "batches" && !in_messages,
         ApartKind::MessageBatch => last == "batches" && in_messages,
     };
-    let id = &started.id;
-    made_here.then(|| match query.filter(|q| !q.is_empty()) {
-        Some(query) => format!("{path}/{id}?{query}"),
-        None => format!("{path}/{id}"),
-    })
+    let query = query.filter(|q| !q.is_empty()).map(str::to_string);
+    made_here.then(|| (format!("{path}/{}", started.id), query))
+}
+
+/// The work a `DELETE` of `endpoint` (a provider's path, after its base) removes, when
+/// it removes any the poll may watch: a response (`[v1/]responses/{id}`) or an
+/// Anthropic message batch (`[v1/]messages/batches/{id}`, whose results go with it).
+/// Empty segments are skipped, and a `;` parameter dropped, as servers read them.
+pub fn deleted_work(endpoint: &str) -> Option<(ApartKind, &str)> {
+    let mut segments = endpoint.split('/').filter(|s| !s.is_empty());
+    let mut first = segments.next()?;
+    if first == "v1" {
+        first = segments.next()?;
+    }
+    let (kind, id) = match (first, segments.next()?) {
+        ("responses", id) => (ApartKind::Response, id),
+        ("messages", "batches") => (ApartKind::MessageBatch, segments.next()?),
+        _ => return None,
+    };
+    let id = id.split(';').next()?;
+    (segments.next().is_none() && !id.is_empty()).then_some((kind, id))
 }
 
 /// Work a call started, as the gateway watches it.
@@ -156,42 +172,36 @@ pub struct Start {
     pub charged: Usage,
 }
 
-/// One piece of work watched.
-struct Watched {
-    start: Start,
-    provider: Arc<Provider>,
-    path: String,
-    key: Option<Secret>,
-    until: Instant,
-    /// The wait before the next poll, doubled after each.
-    wait: Duration,
-}
-
-/// A piece of work and when it is polled next, the earliest first.
-struct Due {
-    at: Instant,
-    seq: u64,
-    watched: Box<Watched>,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+#[cfg(test)]
+impl Start {
+    /// `id` of `kind`, started by the managed key `caller` at `openai`.
+    fn test(id: &str, kind: ApartKind, caller: &str) -> Self {
+        Start {
+            started: StartedApart {
+                id: id.into(),
+                kind,
+            },
+            by: StartedBy {
+                caller: crate::auth::Caller::Managed(caller.into()),
+                provider: "openai".into(),
+            },
+            scope: Vec::new(),
+            charged: Usage::default(),
+        }
     }
-}
 
-impl Eq for Due {}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        // Reversed: the heap's top is the earliest.
-        (other.at, other.seq).cmp(&(self.at, self.seq))
+    /// This work as watched at `path`, with `query`.
+    fn watched_at(self, path: &str, query: Option<&str>) -> Watched {
+        let provider = Provider::unconfigured(crate::providers::ProviderKind::OpenAi);
+        Watched {
+            start: self,
+            provider: Arc::new(provider),
+            path: path.into(),
+            query: query.map(str::to_string),
+            key: None,
+            until: Instant::now() + GIVE_UP_AFTER,
+            wait: Duration::from_secs(1),
+        }
     }
 }
 
@@ -202,72 +212,10 @@ pub struct DeferredPoll {
 }
 
 struct Inner {
-    state: Mutex<State>,
-    seq: AtomicU64,
+    list: Mutex<WatchList>,
     wake: Notify,
     // Built with the poll, at startup: building it reads the system trust store.
     connector: Connector,
-}
-
-#[derive(Default)]
-struct State {
-    due: BinaryHeap<Due>,
-    /// How many pieces of work each caller ([`caller_bucket`]) has watched, being
-    /// polled or not.
-    per_caller: HashMap<String, usize>,
-    /// The background responses watched, by id: how many (waiting or being polled),
-    /// so that a delete finds out whether it names one without a search.
-    responses: HashMap<String, usize>,
-    /// The background responses being polled now, by id.
-    polling: HashMap<String, usize>,
-}
-
-impl State {
-    fn count(map: &mut HashMap<String, usize>, id: &str, up: bool) {
-        if up {
-            *map.entry(id.to_string()).or_default() += 1;
-        } else if let Some(n) = map.get_mut(id) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(id);
-            }
-        }
-    }
-
-    /// `watched` is settled (charged, gone or given up): its caller's share is freed.
-    fn settled(&mut self, watched: &Watched) {
-        let bucket = caller_bucket(&watched.start.by.caller);
-        Self::count(&mut self.per_caller, &bucket, false);
-        if watched.start.started.kind == ApartKind::Response {
-            Self::count(&mut self.responses, &watched.start.started.id, false);
-        }
-    }
-
-    /// Counts `watched` as being polled (`up`) or no longer.
-    fn polling(&mut self, watched: &Watched, up: bool) {
-        if watched.start.started.kind == ApartKind::Response {
-            Self::count(&mut self.polling, &watched.start.started.id, up);
-        }
-    }
-}
-
-/// What a delete finds of the response it names.
-enum Named {
-    /// Not watched (or not its caller's at its provider).
-    Unwatched,
-    /// Being polled right now.
-    Polling,
-    /// Taken out of the list, to be polled now.
-    Taken(Vec<Watched>),
-}
-
-/// The share of the list a caller's work counts against.
-fn caller_bucket(caller: &crate::auth::Caller) -> String {
-    match caller {
-        crate::auth::Caller::Managed(name) => format!("key:{name}"),
-        crate::auth::Caller::Master => "master".into(),
-        crate::auth::Caller::Open => "open".into(),
-    }
 }
 
 impl DeferredPoll {
@@ -275,17 +223,25 @@ impl DeferredPoll {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::default(),
-                seq: AtomicU64::new(0),
+                list: Mutex::default(),
                 wake: Notify::new(),
                 connector: Connector::new(None),
             }),
         }
     }
 
+    /// The list; a poisoned lock is taken as it is (the list stays consistent at
+    /// every step).
+    fn list(&self) -> MutexGuard<'_, WatchList> {
+        self.inner
+            .list
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// How many pieces of work wait for their next poll.
     pub fn len(&self) -> usize {
-        self.inner.state.lock().map_or(0, |s| s.due.len())
+        self.list().len()
     }
 
     /// Whether nothing waits for a poll.
@@ -343,26 +299,21 @@ impl DeferredPoll {
     /// Whether it is watched: not when it cannot be read back where it was made, or
     /// when the list (or the caller's share of it) is full.
     pub fn watch(&self, start: Start, target: &UpstreamTarget, first: Duration) -> bool {
-        let Some(path) = poll_path(&target.path_and_query, &start.started) else {
+        let Some((path, query)) = poll_path(&target.path_and_query, &start.started) else {
             return false;
         };
         let now = Instant::now();
         let first = first.min(MAX_POLL_INTERVAL);
-        let caller = caller_bucket(&start.by.caller);
         let watched = Watched {
             start,
             provider: Arc::clone(&target.provider),
             path,
+            query,
             key: target.credential.key.clone(),
             until: now + GIVE_UP_AFTER,
             wait: first,
         };
-        let Ok(mut state) = self.inner.state.lock() else {
-            return false;
-        };
-        let total: usize = state.per_caller.values().sum();
-        let own = state.per_caller.get(&caller).copied().unwrap_or(0);
-        if total >= MAX_WATCHED || own >= MAX_WATCHED_PER_CALLER {
+        if !self.list().add(watched, now + first) {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
                 log::warn!(
@@ -373,97 +324,28 @@ impl DeferredPoll {
             });
             return false;
         }
-        *state.per_caller.entry(caller).or_default() += 1;
-        if watched.start.started.kind == ApartKind::Response {
-            State::count(&mut state.responses, &watched.start.started.id, true);
-        }
-        self.push(&mut state, now + first, watched);
-        drop(state);
         self.inner.wake.notify_one();
         true
     }
 
-    fn push(&self, state: &mut State, at: Instant, watched: Watched) {
-        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        state.due.push(Due {
-            at,
-            seq,
-            watched: Box::new(watched),
-        });
-    }
-
-    /// The work is settled (charged, gone or given up): its caller's share is freed.
-    #[cfg(test)]
-    fn settled(&self, watched: &Watched) {
-        if let Ok(mut state) = self.inner.state.lock() {
-            state.settled(watched);
-        }
-    }
-
-    /// When the next poll is due.
-    fn next_at(&self) -> Option<Instant> {
-        self.inner.state.lock().ok()?.due.peek().map(|d| d.at)
-    }
-
-    /// The work due at `now`, at most `most` of it, out of the list.
-    fn take_due(&self, now: Instant, most: usize) -> Vec<Watched> {
-        let Ok(mut state) = self.inner.state.lock() else {
-            return Vec::new();
-        };
-        let mut taken = Vec::new();
-        while taken.len() < most && state.due.peek().is_some_and(|d| d.at <= now) {
-            if let Some(d) = state.due.pop() {
-                state.polling(&d.watched, true);
-                taken.push(*d.watched);
-            }
-        }
-        taken
-    }
-
-    /// Takes the background response `id` that `by` started out of the list, to be
-    /// polled now.
-    fn take_response(&self, id: &str, by: &StartedBy) -> Named {
-        let Ok(mut state) = self.inner.state.lock() else {
-            return Named::Unwatched;
-        };
-        if !state.responses.contains_key(id) {
-            return Named::Unwatched;
-        }
-        if state.polling.contains_key(id) {
-            return Named::Polling;
-        }
-        let all = std::mem::take(&mut state.due).into_vec();
-        let (found, rest): (Vec<Due>, Vec<Due>) = all.into_iter().partition(|d| {
-            let start = &d.watched.start;
-            start.started.kind == ApartKind::Response
-                && start.started.id == id
-                && start.by.caller == by.caller
-                && start.by.provider == by.provider
-        });
-        state.due = rest.into();
-        let found: Vec<Watched> = found.into_iter().map(|d| *d.watched).collect();
-        for watched in &found {
-            state.polling(watched, true);
-        }
-        Named::Taken(found)
-    }
-
-    /// A call by `by` deletes the background response `id`: when `by` started it and
-    /// it is watched, it is polled now, before the delete goes on, and charged if it
-    /// has ended (a deleted response can no longer be read, and would escape its
-    /// charge). A poll under way is waited for. The poll runs on its own task: it
-    /// ends, and the work stays counted, even if the delete's client leaves.
+    /// A call deletes the work `kind` `id` (a response, an Anthropic message batch):
+    /// when it is watched, it is polled now, before the delete goes on, and charged
+    /// to whoever started it if it has ended (deleted, it can no longer be read, and
+    /// would escape its charge). A poll under way is waited for. The polls run on a
+    /// task of their own: they end, and the work stays counted, even if the delete's
+    /// client leaves.
     pub async fn poll_before_delete(
         &self,
+        kind: ApartKind,
         id: &str,
-        by: &StartedBy,
         config: Arc<Config>,
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
     ) {
-        let until = Instant::now() + POLL_TIMEOUT;
+        let until = Instant::now() + DELETE_WAITS;
         let taken = loop {
-            match self.take_response(id, by) {
+            let named = self.list().take_named(kind, id);
+            match named {
                 Named::Unwatched => return,
                 Named::Taken(taken) => break taken,
                 Named::Polling if Instant::now() < until => {
@@ -472,15 +354,15 @@ impl DeferredPoll {
                 Named::Polling => return,
             }
         };
-        for watched in taken {
-            let (poll, config) = (self.clone(), Arc::clone(&config));
-            let (resolver, store) = (resolver.clone(), Arc::clone(store));
-            let polled = tokio::spawn(async move {
-                poll.poll(watched, config, &resolver, &store).await;
-            });
-            if let Err(e) = polled.await {
-                log::warn!("polling a response before its delete: {e}");
+        let (poll, resolver, store) = (self.clone(), resolver.clone(), Arc::clone(store));
+        let polled = tokio::spawn(async move {
+            for watched in taken {
+                poll.poll(watched, Arc::clone(&config), &resolver, &store)
+                    .await;
             }
+        });
+        if let Err(e) = polled.await {
+            log::warn!("polling work before its delete: {e}");
         }
     }
 
@@ -497,7 +379,7 @@ impl DeferredPoll {
         let mut polls = FuturesUnordered::new();
         loop {
             let room = POLLS_AT_ONCE.saturating_sub(polls.len());
-            let due = self.take_due(Instant::now(), room);
+            let due = self.list().take_due(Instant::now(), room);
             if !due.is_empty() {
                 let config = config();
                 for watched in due {
@@ -505,7 +387,7 @@ impl DeferredPoll {
                 }
             }
             let next = (polls.len() < POLLS_AT_ONCE)
-                .then(|| self.next_at())
+                .then(|| self.list().next_at())
                 .flatten();
             let wait = async {
                 match next {
@@ -530,10 +412,7 @@ impl DeferredPoll {
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
     ) {
-        let polled = match tokio::time::timeout(POLL_TIMEOUT, self.ask(&watched, resolver)).await {
-            Ok(polled) => polled,
-            Err(_) => Err(format!("no answer within {POLL_TIMEOUT:?}")),
-        };
+        let polled = self.ask(&watched, resolver).await;
         let started = &watched.start.started;
         let settled = match polled {
             Ok(Polled::UnderWay) => false,
@@ -583,30 +462,36 @@ impl DeferredPoll {
         }
         // No longer polled, and settled or back in the list, in one step: a delete
         // never finds it in neither.
-        let Ok(mut state) = self.inner.state.lock() else {
-            return;
-        };
-        state.polling(&watched, false);
+        let mut list = self.list();
         if settled || given_up {
-            state.settled(&watched);
+            list.settle(&watched);
         } else {
-            self.push(&mut state, at, watched);
+            list.back(watched, at);
+            drop(list);
+            self.inner.wake.notify_one();
         }
     }
 
     /// Asks the provider for the work; its answer is read as it comes, never held
     /// whole.
     async fn ask(&self, watched: &Watched, resolver: &UpstreamResolver) -> Result<Polled, String> {
-        let addr = resolver
-            .resolve_base(&watched.provider.base, 0)
+        let object = async {
+            let addr = resolver
+                .resolve_base(&watched.provider.base, 0)
+                .await
+                .map_err(|e| e.message.to_string())?;
+            let meter = poll_meter().ok_or("no meter for JSON")?;
+            let (status, meter) = self.read(watched, addr, "", meter).await?;
+            Ok::<_, String>((addr, polled(status, meter)))
+        };
+        let (addr, polled) = tokio::time::timeout(POLL_TIMEOUT, object)
             .await
-            .map_err(|e| e.message.to_string())?;
-        let meter = poll_meter().ok_or("no meter for JSON")?;
-        let (status, meter) = self.read(watched, addr, &watched.path, meter).await?;
-        let polled = polled(status, meter);
+            .map_err(|_| format!("no answer within {POLL_TIMEOUT:?}"))??;
         match (&polled, watched.start.started.kind) {
             (Polled::Ended { .. }, ApartKind::MessageBatch) => {
-                self.read_results(watched, addr).await
+                tokio::time::timeout(RESULTS_TIMEOUT, self.read_results(watched, addr))
+                    .await
+                    .map_err(|_| format!("results not read within {RESULTS_TIMEOUT:?}"))?
             }
             _ => Ok(polled),
         }
@@ -617,8 +502,7 @@ impl DeferredPoll {
     async fn read_results(&self, watched: &Watched, addr: SocketAddr) -> Result<Polled, String> {
         let results = DeferredAnswer::message_batch_results(&watched.start.started.id);
         let meter = UsageMeter::for_batch_results(results, None).ok_or("no meter for results")?;
-        let path = format!("{}/results", watched.path);
-        let (status, mut meter) = self.read(watched, addr, &path, meter).await?;
+        let (status, mut meter) = self.read(watched, addr, "/results", meter).await?;
         if !(200..300).contains(&status) {
             // Ended, its results not there yet: asked again.
             return Ok(Polled::UnderWay);
@@ -631,18 +515,19 @@ impl DeferredPoll {
         })
     }
 
-    /// `GET path` at the work's provider, with the key and scope that started it: the
-    /// answer's status, its body read into `meter`.
+    /// `GET` the work's path (with `under` after it) at its provider, with the key,
+    /// query and scope that started it: the answer's status, its body read into
+    /// `meter`.
     async fn read(
         &self,
         watched: &Watched,
         addr: SocketAddr,
-        path: &str,
+        under: &str,
         mut meter: UsageMeter,
     ) -> Result<(u16, UsageMeter), String> {
         let provider = &*watched.provider;
         let (key, scope) = (watched.key.as_ref(), &watched.start.scope);
-        let request = provider_get(provider, path, key, scope)
+        let request = provider_get(provider, &watched.url(under), key, scope)
             .map_err(|e| format!("cannot build request: {e}"))?;
         let status = fetch_each(&self.inner.connector, provider, addr, request, |piece| {
             meter.feed(piece);
@@ -686,15 +571,15 @@ async fn charge_ended(
     let Some((charge, answer)) = ended.charge.zip(ended.charge.and_then(|c| c.deferred)) else {
         return true;
     };
-    let first = tokio::time::timeout(POLL_TIMEOUT, store.first_charge(answer.key(), unix_now()));
-    match first.await {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => return true,
-        Ok(Err(e)) => {
+    // The store bounds its own calls in time; one cut short here could have marked
+    // the work charged without its charge.
+    match store.first_charge(answer.key(), unix_now()).await {
+        Ok(true) => {}
+        Ok(false) => return true,
+        Err(e) => {
             log::warn!("{e}; a background response or batch is charged later");
             return false;
         }
-        Err(_) => return false,
     }
     let (by, batch) = (&start.by, answer.is_batch());
     let model = ended.model.as_deref();
@@ -744,28 +629,76 @@ mod tests {
         let response = started("resp_1", ApartKind::Response);
         let batch = started("batch_1", ApartKind::Batch);
         let message_batch = started("msgbatch_1", ApartKind::MessageBatch);
+        let at =
+            |path: &str, query: Option<&str>| Some((path.to_string(), query.map(str::to_string)));
         assert_eq!(
-            poll_path("/v1/responses", &response).as_deref(),
-            Some("/v1/responses/resp_1")
+            poll_path("/v1/responses", &response),
+            at("/v1/responses/resp_1", None)
         );
         assert_eq!(
-            poll_path("/openai/v1/responses/?api-version=1", &response).as_deref(),
-            Some("/openai/v1/responses/resp_1?api-version=1")
+            poll_path("/openai/v1/responses/?api-version=1", &response),
+            at("/openai/v1/responses/resp_1", Some("api-version=1"))
         );
         assert_eq!(
-            poll_path("/v1/batches", &batch).as_deref(),
-            Some("/v1/batches/batch_1")
+            poll_path("/v1/batches", &batch),
+            at("/v1/batches/batch_1", None)
         );
         // A cancel answers the response too; it was not made there.
         assert_eq!(poll_path("/v1/responses/resp_1/cancel", &response), None);
         assert_eq!(poll_path("/v1/responses", &batch), None);
         assert_eq!(
-            poll_path("/v1/messages/batches", &message_batch).as_deref(),
-            Some("/v1/messages/batches/msgbatch_1")
+            poll_path("/v1/messages/batches?beta=true", &message_batch),
+            at("/v1/messages/batches/msgbatch_1", Some("beta=true"))
         );
         assert_eq!(poll_path("/v1/messages/batches", &batch), None);
         assert_eq!(poll_path("/v1/batches", &message_batch), None);
         assert_eq!(poll_path("responses", &response), None);
+    }
+
+    #[test]
+    fn a_delete_names_the_work_it_removes_as_servers_read_its_path() {
+        for endpoint in [
+            "responses/resp_1",
+            "v1/responses/resp_1",
+            "responses//resp_1",
+            "responses/resp_1/",
+            "responses/resp_1;p=1",
+        ] {
+            assert_eq!(
+                deleted_work(endpoint),
+                Some((ApartKind::Response, "resp_1")),
+                "{endpoint}"
+            );
+        }
+        assert_eq!(
+            deleted_work("v1/messages/batches/msgbatch_1"),
+            Some((ApartKind::MessageBatch, "msgbatch_1"))
+        );
+        for endpoint in [
+            "responses/resp_1/input_items",
+            "responses",
+            "batches/batch_1",
+            "messages/batches/msgbatch_1/results",
+            "files/file_1",
+        ] {
+            assert_eq!(deleted_work(endpoint), None, "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn the_url_read_keeps_the_calls_query_after_what_is_read() {
+        let mut watched = Start::test("msgbatch_1", ApartKind::MessageBatch, "a")
+            .watched_at("/v1/messages/batches/msgbatch_1", Some("beta=true"));
+        assert_eq!(watched.url(""), "/v1/messages/batches/msgbatch_1?beta=true");
+        assert_eq!(
+            watched.url("/results"),
+            "/v1/messages/batches/msgbatch_1/results?beta=true"
+        );
+        watched.query = None;
+        assert_eq!(
+            watched.url("/results"),
+            "/v1/messages/batches/msgbatch_1/results"
+        );
     }
 
     /// A background response as OpenAI answers it, in `status`, with 17 input and 5
@@ -834,90 +767,24 @@ mod tests {
         assert!(charge.deferred.unwrap().is_batch());
     }
 
-    fn start(id: &str, batch: bool, caller: &str) -> Start {
-        let kind = if batch {
-            ApartKind::Batch
-        } else {
-            ApartKind::Response
-        };
-        Start {
-            started: started(id, kind),
-            by: StartedBy {
-                caller: crate::auth::Caller::Managed(caller.into()),
-                provider: "openai".into(),
-            },
-            scope: Vec::new(),
-            charged: Usage::default(),
-        }
-    }
-
-    fn target() -> UpstreamTarget {
+    #[tokio::test]
+    async fn work_not_made_in_its_collection_is_not_watched() {
+        let poll = DeferredPoll::new();
         let provider = Arc::new(Provider::unconfigured(
             crate::providers::ProviderKind::OpenAi,
         ));
-        UpstreamTarget::new(provider, "/v1/responses".into(), Default::default())
-    }
-
-    #[tokio::test]
-    async fn work_comes_due_earliest_first() {
-        let poll = DeferredPoll::new();
-        let target = target();
+        let target = UpstreamTarget::new(provider, "/v1/responses".into(), Default::default());
         let later = Duration::from_secs(60);
-        assert!(poll.watch(start("resp_late", false, "a"), &target, later));
-        assert!(poll.watch(start("resp_now", false, "a"), &target, Duration::ZERO));
-        // Not made in the collection of its kind: nowhere to read it back.
-        assert!(!poll.watch(start("batch_1", true, "a"), &target, Duration::ZERO));
-        assert_eq!(poll.len(), 2);
-        let due = poll.take_due(Instant::now(), 8);
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].path, "/v1/responses/resp_now");
-        assert!(poll.next_at().is_some_and(|at| at > Instant::now()));
-        // A delete by another caller, or at another provider, takes nothing.
-        let by = |caller: &str, provider: &str| StartedBy {
-            caller: crate::auth::Caller::Managed(caller.into()),
-            provider: provider.into(),
-        };
-        for other in [by("b", "openai"), by("a", "openai-eu")] {
-            assert!(
-                matches!(poll.take_response("resp_late", &other), Named::Taken(t) if t.is_empty())
-            );
-        }
-        // One being polled is waited for.
-        assert!(matches!(
-            poll.take_response("resp_now", &by("a", "openai")),
-            Named::Polling
+        assert!(poll.watch(
+            Start::test("resp_1", ApartKind::Response, "a"),
+            &target,
+            later
         ));
-        // Its caller's delete takes the response out of the list, to be polled at once.
-        let Named::Taken(taken) = poll.take_response("resp_late", &by("a", "openai")) else {
-            panic!("taken");
-        };
-        assert_eq!(taken.len(), 1);
-        assert!(poll.is_empty());
-        assert!(matches!(
-            poll.take_response("resp_late", &by("a", "openai")),
-            Named::Polling
+        assert!(!poll.watch(
+            Start::test("batch_1", ApartKind::Batch, "a"),
+            &target,
+            later
         ));
-    }
-
-    #[tokio::test]
-    async fn one_caller_filling_its_share_leaves_room_for_the_others() {
-        let poll = DeferredPoll::new();
-        let target = target();
-        let later = Duration::from_secs(60);
-        for i in 0..MAX_WATCHED_PER_CALLER {
-            assert!(poll.watch(start(&format!("resp_{i}"), false, "busy"), &target, later));
-        }
-        assert!(!poll.watch(start("resp_more", false, "busy"), &target, later));
-        assert!(poll.watch(start("resp_other", false, "quiet"), &target, later));
-        // Work settled frees its caller's share.
-        let by = StartedBy {
-            caller: crate::auth::Caller::Managed("busy".into()),
-            provider: "openai".into(),
-        };
-        let Named::Taken(taken) = poll.take_response("resp_0", &by) else {
-            panic!("taken");
-        };
-        poll.settled(&taken[0]);
-        assert!(poll.watch(start("resp_more", false, "busy"), &target, later));
+        assert_eq!(poll.len(), 1);
     }
 }
