@@ -1673,6 +1673,43 @@ async fn a_message_batch_deleted_before_its_poll_is_charged_first() {
     assert_eq!(report["total"]["tokens"]["output"], 100, "{report}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_whose_works_usage_cannot_be_read_is_refused_not_sent() {
+    let mock = MockUpstream::start(|rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/responses") => background_under_way("queued"),
+        // The provider cannot say how the response stands.
+        ("GET", "/v1/responses/resp_bg") => Reply::json(503, r#"{"error":{"message":"busy"}}"#),
+        ("DELETE", _) => Reply::json(200, r#"{"id":"resp_bg","deleted":true}"#),
+        _ => provider_like(rec),
+    })
+    .await;
+    let gw = gateway(
+        &mock,
+        "limits:\n  poll_background: 1h\n",
+        "{budget: {tokens: 100000, period: month}}",
+    );
+    let resp = post(
+        &gw,
+        TEAM_KEY,
+        "/p/openai/responses",
+        r#"{"model":"gpt-4o-mini","input":"hi","background":true}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    gw.wait_for_log("path=/p/openai/responses ", 1).await;
+    let resp = client()
+        .delete(gw.url("/p/openai/responses/resp_bg"))
+        .bearer_auth(TEAM_KEY)
+        .send()
+        .await
+        .unwrap();
+    // Deleted, it could never be read again: the client is asked to send it again.
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert!(mock.requests().iter().all(|r| r.method != "DELETE"));
+}
+
 /// OpenAI batch `id` in `status`, its output in `file`: 1,000 input and 200 output
 /// tokens used so far.
 fn batch_object(id: &str, status: &str, file: &str) -> Reply {

@@ -199,20 +199,27 @@ impl AuroraProxy {
 
     /// A call that deletes work at its provider (`deleted`: a response, an Anthropic
     /// message batch, by id): when the gateway polls it for its usage, it is polled
-    /// first, as it cannot be read once deleted.
+    /// first, as it cannot be read once deleted; a delete whose work's usage could not
+    /// be read then is refused (503), to be sent again.
     async fn before_delete(
         &self,
         method: &http::Method,
         deleted: Option<(ApartKind, &str)>,
         config: &Arc<Config>,
-    ) {
+    ) -> Result<(), GatewayError> {
         let Some((kind, id)) = deleted.filter(|_| method == http::Method::DELETE) else {
-            return;
+            return Ok(());
         };
         let (resolver, store) = (&self.resolver, &self.limits);
         self.deferred
             .poll_before_delete(kind, id, Arc::clone(config), resolver, store)
-            .await;
+            .await
+            .map_err(|()| {
+                GatewayError::overloaded(
+                    "the usage of what this request deletes could not be read yet; retry shortly",
+                    5,
+                )
+            })
     }
 
     /// `GET` or `DELETE /v1/responses/{id}`.
@@ -265,7 +272,9 @@ impl AuroraProxy {
                     }
                     observe::stored_response_read(ctx, id);
                     let deleted = Some((ApartKind::Response, id));
-                    self.before_delete(&method, deleted, config).await;
+                    if let Err(err) = self.before_delete(&method, deleted, config).await {
+                        return reject(session, ctx, err).await;
+                    }
                     return Ok(false);
                 }
                 Err(err) => return reject(session, ctx, err).await,
@@ -974,7 +983,9 @@ impl ProxyHttp for AuroraProxy {
                         }
                         let deleted = deferred_poll::deleted_work(&pt.endpoint);
                         let method = &session.req_header().method;
-                        self.before_delete(method, deleted, &config).await;
+                        if let Err(err) = self.before_delete(method, deleted, &config).await {
+                            return reject(session, ctx, err).await;
+                        }
                         if held {
                             return Box::pin(self.pass_held_chat_body(session, ctx, &config)).await;
                         }

@@ -1,7 +1,9 @@
 //! A request the gateway makes of a provider on its own, not for a client: the model
 //! list, a poll of a background response or batch. One `GET`, its answer read whole.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use pingora_core::connectors::http::Connector;
@@ -42,7 +44,7 @@ pub async fn fetch_whole(
     max_bytes: usize,
 ) -> Result<(u16, Vec<u8>), String> {
     let mut body = Vec::new();
-    let status = fetch_each(connector, provider, addr, request, |chunk| {
+    let status = fetch_each(connector, provider, addr, request, None, |chunk| {
         if body.len() + chunk.len() > max_bytes {
             return Err(format!("answer is larger than {max_bytes} bytes"));
         }
@@ -55,19 +57,21 @@ pub async fn fetch_whole(
 
 /// Sends `request` to `provider` at `addr` through `connector` and hands each piece
 /// of the answer's body to `on_piece` as it comes (an error from it ends the read):
-/// the answer's status. Error texts name what failed but never carry a header value.
+/// the answer's status. With `idle`, each step (the connection, the answer's header,
+/// each piece) must come within it, however long the whole takes. Error texts name
+/// what failed but never carry a header value.
 pub async fn fetch_each(
     connector: &Connector,
     provider: &Provider,
     addr: SocketAddr,
     request: RequestHeader,
+    idle: Option<Duration>,
     mut on_piece: impl FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<u16, String> {
     let base = &provider.base;
     let peer = provider_peer(provider, addr, &provider.timeouts, AnswerShape::Whole);
-    let (mut session, _reused) = connector
-        .get_http_session(&*peer)
-        .await
+    let (mut session, _reused) = within(idle, connector.get_http_session(&*peer))
+        .await?
         .map_err(|e| format!("cannot connect to {base}: {e}"))?;
     session
         .write_request_header(Box::new(request))
@@ -78,9 +82,8 @@ pub async fn fetch_each(
         .await
         .map_err(|e| format!("cannot send request: {e}"))?;
     let status = loop {
-        session
-            .read_response_header()
-            .await
+        within(idle, session.read_response_header())
+            .await?
             .map_err(|e| format!("no response: {e}"))?;
         let status = session
             .response_header()
@@ -91,9 +94,8 @@ pub async fn fetch_each(
             break status;
         }
     };
-    while let Some(piece) = session
-        .read_response_body()
-        .await
+    while let Some(piece) = within(idle, session.read_response_body())
+        .await?
         .map_err(|e| format!("broken response body: {e}"))?
     {
         on_piece(&piece)?;
@@ -102,4 +104,14 @@ pub async fn fetch_each(
         .release_http_session(session, &*peer, Some(provider.timeouts.keepalive))
         .await;
     Ok(status)
+}
+
+/// `step`, within `idle` when there is one.
+async fn within<T>(idle: Option<Duration>, step: impl Future<Output = T>) -> Result<T, String> {
+    match idle {
+        Some(idle) => tokio::time::timeout(idle, step)
+            .await
+            .map_err(|_| format!("nothing within {idle:?}")),
+        None => Ok(step.await),
+    }
 }

@@ -11,6 +11,7 @@
 //! is charged only when read. In Redis, every replica sees a charge made once.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -48,11 +49,13 @@ const POLLS_AT_ONCE: usize = 16;
 /// How long one poll may take, its host's lookup included.
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long reading an ended message batch's results may take (a file of many lines).
-const RESULTS_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long an ended message batch's results may go without a byte: a file of many
+/// lines takes as long as it takes, as long as it comes.
+const RESULTS_IDLE: Duration = Duration::from_secs(30);
 
-/// How long a delete waits for a poll of its work under way: longer than a poll takes.
-const DELETE_WAITS: Duration = Duration::from_secs(2 * 30 + 600);
+/// How long a delete waits for a poll of its work already under way before it is
+/// refused (503, to be sent again).
+const DELETE_WAITS: Duration = Duration::from_secs(10);
 
 /// The headers a client scopes its provider key's work with (an OpenAI key may serve
 /// several organizations and projects): sent again with every poll.
@@ -61,8 +64,11 @@ const SCOPE_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
 /// What a poll learnt of the work.
 #[derive(Debug, PartialEq)]
 pub enum Polled {
-    /// Still at work (or the provider could not say now): polled again.
+    /// Still at work: polled again.
     UnderWay,
+    /// The provider could not say now (a timeout, a conflict, a rate limit, a server
+    /// error, results not there yet): polled again.
+    Unanswered,
     /// Ended: its usage, when it reported any, the model that answered, and for a
     /// batch's results of several models, each model's usage.
     Ended {
@@ -81,7 +87,7 @@ pub fn polled(status: u16, mut meter: UsageMeter) -> Polled {
     match status {
         200..=299 => {}
         // Worth asking again: a timeout, a conflict, a rate limit, a server error.
-        408 | 409 | 429 | 500.. => return Polled::UnderWay,
+        408 | 409 | 429 | 500.. => return Polled::Unanswered,
         _ => return Polled::Gone,
     }
     let charge = meter.finish();
@@ -99,7 +105,7 @@ pub fn polled(status: u16, mut meter: UsageMeter) -> Polled {
             model: meter.take_model(),
             by_model: Vec::new(),
         },
-        None => Polled::UnderWay,
+        None => Polled::Unanswered,
     }
 }
 
@@ -111,7 +117,7 @@ fn poll_meter() -> Option<UsageMeter> {
 /// [`polled`] for an answer `body` at hand.
 pub fn read_poll(status: u16, body: &[u8]) -> Polled {
     let Some(mut meter) = poll_meter() else {
-        return Polled::UnderWay;
+        return Polled::Unanswered;
     };
     meter.feed(body);
     polled(status, meter)
@@ -140,22 +146,19 @@ pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<(String, Opt
 }
 
 /// The work a `DELETE` of `endpoint` (a provider's path, after its base) removes, when
-/// it removes any the poll may watch: a response (`[v1/]responses/{id}`) or an
-/// Anthropic message batch (`[v1/]messages/batches/{id}`, whose results go with it).
-/// Empty segments are skipped, and a `;` parameter dropped, as servers read them.
+/// it removes any the poll may watch: a response (`…/responses/{id}`) or an Anthropic
+/// message batch (`…/messages/batches/{id}`, whose results go with it), under any
+/// prefix, as [`poll_path`] watches it. Empty segments are skipped, and a `;`
+/// parameter dropped, as servers read them.
 pub fn deleted_work(endpoint: &str) -> Option<(ApartKind, &str)> {
-    let mut segments = endpoint.split('/').filter(|s| !s.is_empty());
-    let mut first = segments.next()?;
-    if first == "v1" {
-        first = segments.next()?;
-    }
-    let (kind, id) = match (first, segments.next()?) {
-        ("responses", id) => (ApartKind::Response, id),
-        ("messages", "batches") => (ApartKind::MessageBatch, segments.next()?),
+    let mut segments = endpoint.rsplit('/').filter(|s| !s.is_empty());
+    let id = segments.next()?.split(';').next()?;
+    let kind = match (segments.next()?, segments.next()) {
+        ("responses", _) => ApartKind::Response,
+        ("batches", Some("messages")) => ApartKind::MessageBatch,
         _ => return None,
     };
-    let id = id.split(';').next()?;
-    (segments.next().is_none() && !id.is_empty()).then_some((kind, id))
+    (!id.is_empty()).then_some((kind, id))
 }
 
 /// Work a call started, as the gateway watches it.
@@ -214,6 +217,8 @@ pub struct DeferredPoll {
 struct Inner {
     list: Mutex<WatchList>,
     wake: Notify,
+    /// The poll has stopped (the server shuts down).
+    stopped: AtomicBool,
     // Built with the poll, at startup: building it reads the system trust store.
     connector: Connector,
 }
@@ -225,6 +230,7 @@ impl DeferredPoll {
             inner: Arc::new(Inner {
                 list: Mutex::default(),
                 wake: Notify::new(),
+                stopped: AtomicBool::new(false),
                 connector: Connector::new(None),
             }),
         }
@@ -303,7 +309,6 @@ impl DeferredPoll {
             return false;
         };
         let now = Instant::now();
-        let first = first.min(MAX_POLL_INTERVAL);
         let watched = Watched {
             start,
             provider: Arc::clone(&target.provider),
@@ -331,9 +336,10 @@ impl DeferredPoll {
     /// A call deletes the work `kind` `id` (a response, an Anthropic message batch):
     /// when it is watched, it is polled now, before the delete goes on, and charged
     /// to whoever started it if it has ended (deleted, it can no longer be read, and
-    /// would escape its charge). A poll under way is waited for. The polls run on a
-    /// task of their own: they end, and the work stays counted, even if the delete's
-    /// client leaves.
+    /// would escape its charge). `Err` when that could not be decided (the provider
+    /// did not say, the store failed, or a poll of it under way went on too long):
+    /// the delete is refused, to be sent again. The polls run on a task of their
+    /// own: they end, and the work stays counted, even if the delete's client leaves.
     pub async fn poll_before_delete(
         &self,
         kind: ApartKind,
@@ -341,28 +347,38 @@ impl DeferredPoll {
         config: Arc<Config>,
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
-    ) {
+    ) -> Result<(), ()> {
         let until = Instant::now() + DELETE_WAITS;
         let taken = loop {
+            if self.inner.stopped.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let named = self.list().take_named(kind, id);
             match named {
-                Named::Unwatched => return,
+                Named::Unwatched => return Ok(()),
                 Named::Taken(taken) => break taken,
                 Named::Polling if Instant::now() < until => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Named::Polling => return,
+                Named::Polling => return Err(()),
             }
         };
         let (poll, resolver, store) = (self.clone(), resolver.clone(), Arc::clone(store));
         let polled = tokio::spawn(async move {
+            let mut decided = true;
             for watched in taken {
-                poll.poll(watched, Arc::clone(&config), &resolver, &store)
-                    .await;
+                let config = Arc::clone(&config);
+                decided &= poll.poll(watched, config, &resolver, &store).await;
             }
+            decided
         });
-        if let Err(e) = polled.await {
-            log::warn!("polling work before its delete: {e}");
+        match polled.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(()),
+            Err(e) => {
+                log::warn!("polling work before its delete: {e}");
+                Err(())
+            }
         }
     }
 
@@ -397,25 +413,36 @@ impl DeferredPoll {
             };
             tokio::select! {
                 _ = wait => {}
-                Some(()) = polls.next(), if !polls.is_empty() => {}
+                Some(_) = polls.next(), if !polls.is_empty() => {}
                 _ = self.inner.wake.notified() => {}
-                _ = &mut stop => return,
+                _ = &mut stop => {
+                    // Polls dropped here leave their work counted as being polled:
+                    // deletes no longer wait for any.
+                    self.inner.stopped.store(true, Ordering::Relaxed);
+                    return;
+                }
             }
         }
     }
 
-    /// Polls one piece of work: charged once ended, else watched again.
+    /// Polls one piece of work: charged once ended, else watched again. Whether what
+    /// it is was decided: `false` when the provider did not say or the store failed.
     async fn poll(
         &self,
         mut watched: Watched,
         config: Arc<Config>,
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
-    ) {
+    ) -> bool {
         let polled = self.ask(&watched, resolver).await;
         let started = &watched.start.started;
+        let mut decided = true;
         let settled = match polled {
             Ok(Polled::UnderWay) => false,
+            Ok(Polled::Unanswered) => {
+                decided = false;
+                false
+            }
             Ok(Polled::Gone) => {
                 log::warn!(
                     "{} `{}` at `{}` cannot be read with the key that started it: \
@@ -436,7 +463,9 @@ impl DeferredPoll {
                     model,
                     by_model,
                 };
-                charge_ended(store, &config, &watched.start, ended).await
+                let charged = charge_ended(store, &config, &watched.start, ended).await;
+                decided = charged;
+                charged
             }
             Err(why) => {
                 log::debug!(
@@ -445,6 +474,7 @@ impl DeferredPoll {
                     started.id,
                     watched.provider.name
                 );
+                decided = false;
                 false
             }
         };
@@ -470,6 +500,7 @@ impl DeferredPoll {
             drop(list);
             self.inner.wake.notify_one();
         }
+        decided
     }
 
     /// Asks the provider for the work; its answer is read as it comes, never held
@@ -481,7 +512,7 @@ impl DeferredPoll {
                 .await
                 .map_err(|e| e.message.to_string())?;
             let meter = poll_meter().ok_or("no meter for JSON")?;
-            let (status, meter) = self.read(watched, addr, "", meter).await?;
+            let (status, meter) = self.read(watched, addr, "", meter, None).await?;
             Ok::<_, String>((addr, polled(status, meter)))
         };
         let (addr, polled) = tokio::time::timeout(POLL_TIMEOUT, object)
@@ -489,9 +520,7 @@ impl DeferredPoll {
             .map_err(|_| format!("no answer within {POLL_TIMEOUT:?}"))??;
         match (&polled, watched.start.started.kind) {
             (Polled::Ended { .. }, ApartKind::MessageBatch) => {
-                tokio::time::timeout(RESULTS_TIMEOUT, self.read_results(watched, addr))
-                    .await
-                    .map_err(|_| format!("results not read within {RESULTS_TIMEOUT:?}"))?
+                self.read_results(watched, addr).await
             }
             _ => Ok(polled),
         }
@@ -502,10 +531,11 @@ impl DeferredPoll {
     async fn read_results(&self, watched: &Watched, addr: SocketAddr) -> Result<Polled, String> {
         let results = DeferredAnswer::message_batch_results(&watched.start.started.id);
         let meter = UsageMeter::for_batch_results(results, None).ok_or("no meter for results")?;
-        let (status, mut meter) = self.read(watched, addr, "/results", meter).await?;
+        let idle = Some(RESULTS_IDLE);
+        let (status, mut meter) = self.read(watched, addr, "/results", meter, idle).await?;
         if !(200..300).contains(&status) {
             // Ended, its results not there yet: asked again.
-            return Ok(Polled::UnderWay);
+            return Ok(Polled::Unanswered);
         }
         let charge = meter.finish();
         Ok(Polled::Ended {
@@ -524,12 +554,14 @@ impl DeferredPoll {
         addr: SocketAddr,
         under: &str,
         mut meter: UsageMeter,
+        idle: Option<Duration>,
     ) -> Result<(u16, UsageMeter), String> {
         let provider = &*watched.provider;
         let (key, scope) = (watched.key.as_ref(), &watched.start.scope);
         let request = provider_get(provider, &watched.url(under), key, scope)
             .map_err(|e| format!("cannot build request: {e}"))?;
-        let status = fetch_each(&self.inner.connector, provider, addr, request, |piece| {
+        let connector = &self.inner.connector;
+        let status = fetch_each(connector, provider, addr, request, idle, |piece| {
             meter.feed(piece);
             Ok(())
         })
@@ -674,6 +706,11 @@ mod tests {
             deleted_work("v1/messages/batches/msgbatch_1"),
             Some((ApartKind::MessageBatch, "msgbatch_1"))
         );
+        // Under any prefix, as the poll watches it (a base URL of the host alone).
+        assert_eq!(
+            deleted_work("openai/v1/responses/resp_1"),
+            Some((ApartKind::Response, "resp_1"))
+        );
         for endpoint in [
             "responses/resp_1/input_items",
             "responses",
@@ -743,9 +780,9 @@ mod tests {
             assert_eq!(read_poll(status, b"{}"), Polled::Gone, "{status}");
         }
         for status in [429, 500, 503, 408] {
-            assert_eq!(read_poll(status, b"{}"), Polled::UnderWay, "{status}");
+            assert_eq!(read_poll(status, b"{}"), Polled::Unanswered, "{status}");
         }
-        assert_eq!(read_poll(200, b"not json"), Polled::UnderWay);
+        assert_eq!(read_poll(200, b"not json"), Polled::Unanswered);
     }
 
     #[test]
