@@ -48,6 +48,36 @@ fn gateway(mock: &MockUpstream, extra_yaml: &str, team_limits: &str) -> Gateway 
     )
 }
 
+/// [`gateway`] with its usage report served: the gateway and the team key's report URL.
+fn reporting_gateway(
+    mock: &MockUpstream,
+    extra_yaml: &str,
+    team_limits: &str,
+) -> (Gateway, String) {
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {team_limits}\n{extra_yaml}",
+        sha256_hex(TEAM_KEY),
+    );
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-limits"),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-limits"),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            // The harness turns the listener off unless told where it goes.
+            ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
+        ],
+    );
+    let report = format!(
+        "http://{}/admin/usage?key=team-a&period=month",
+        gw.metrics_listen()
+    );
+    (gw, report)
+}
+
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
 const MESSAGES: &str = r#"{"model":"anthropic/claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -1309,21 +1339,10 @@ async fn background_work_never_read_back_is_charged_by_the_gateways_own_poll() {
         _ => provider_like(rec),
     })
     .await;
-    let base = mock.url("/v1");
-    let yaml = format!(
-        "limits:\n  poll_background: 100ms\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{tokens: 1230, period: month}}}}\n",
-        sha256_hex(TEAM_KEY)
-    );
-    let env = [
-        ("AURORA_MASTER_KEY", MASTER),
-        ("OPENAI_API_KEY", "sk-oai-limits"),
-        ("OPENAI_BASE_URL", base.as_str()),
-        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
-    ];
-    let gw = Gateway::start(&yaml, &env);
-    let report_url = format!(
-        "http://{}/admin/usage?key=team-a&period=month",
-        gw.metrics_listen()
+    let (gw, report_url) = reporting_gateway(
+        &mock,
+        "limits:\n  poll_background: 100ms\n",
+        "{budget: {tokens: 1230, period: month}}",
     );
     let started = [
         (
@@ -1421,21 +1440,10 @@ async fn background_work_is_charged_before_its_delete_and_a_stream_left_not_twic
         _ => provider_like(rec),
     })
     .await;
-    let base = mock.url("/v1");
-    let yaml = format!(
-        "limits:\n  poll_background: 1s\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{tokens: 100000, period: month}}}}\n",
-        sha256_hex(TEAM_KEY)
-    );
-    let env = [
-        ("AURORA_MASTER_KEY", MASTER),
-        ("OPENAI_API_KEY", "sk-oai-limits"),
-        ("OPENAI_BASE_URL", base.as_str()),
-        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
-    ];
-    let gw = Gateway::start(&yaml, &env);
-    let report_url = format!(
-        "http://{}/admin/usage?key=team-a&period=month",
-        gw.metrics_listen()
+    let (gw, report_url) = reporting_gateway(
+        &mock,
+        "limits:\n  poll_background: 1s\n",
+        "{budget: {tokens: 100000, period: month}}",
     );
     // Started in an organization and project of the provider key's.
     let resp = client()
@@ -1532,22 +1540,7 @@ async fn a_message_batch_never_read_back_is_charged_from_its_results() {
         _ => provider_like(rec),
     })
     .await;
-    let base = mock.url("/v1");
-    let yaml = format!(
-        "limits:\n  poll_background: 100ms\nmodels:\n  prices:\n    claude-sonnet-4-5: {{input: 3.0, output: 15.0}}\n    claude-haiku-4-5: {{input: 1.0, output: 5.0}}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{usd: 10, period: month}}}}\n",
-        sha256_hex(TEAM_KEY)
-    );
-    let env = [
-        ("AURORA_MASTER_KEY", MASTER),
-        ("ANTHROPIC_API_KEY", "sk-ant-limits"),
-        ("ANTHROPIC_BASE_URL", base.as_str()),
-        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
-    ];
-    let gw = Gateway::start(&yaml, &env);
-    let report_url = format!(
-        "http://{}/admin/usage?key=team-a&period=month",
-        gw.metrics_listen()
-    );
+    let (gw, report_url) = reporting_gateway(&mock, "limits:\n  poll_background: 100ms\nmodels:\n  prices:\n    claude-sonnet-4-5: {input: 3.0, output: 15.0}\n    claude-haiku-4-5: {input: 1.0, output: 5.0}\n", "{budget: {usd: 10, period: month}}");
     let create = r#"{"requests":[{"custom_id":"a","params":{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}}]}"#;
     let resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages/batches", create).await;
     assert_eq!(resp.status(), 200);
@@ -1618,18 +1611,11 @@ async fn a_message_batch_deleted_before_its_poll_is_charged_first() {
         _ => Reply::json(404, "{}"),
     })
     .await;
-    let base = mock.url("/v1");
-    let yaml = format!(
-        "limits:\n  poll_background: 1h\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{tokens: 100000, period: month}}}}\n",
-        sha256_hex(TEAM_KEY)
+    let (gw, report_url) = reporting_gateway(
+        &mock,
+        "limits:\n  poll_background: 1h\n",
+        "{budget: {tokens: 100000, period: month}}",
     );
-    let env = [
-        ("AURORA_MASTER_KEY", MASTER),
-        ("ANTHROPIC_API_KEY", "sk-ant-limits"),
-        ("ANTHROPIC_BASE_URL", base.as_str()),
-        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
-    ];
-    let gw = Gateway::start(&yaml, &env);
     // Made as Anthropic's SDK makes its beta batches, with a query.
     let create = r#"{"requests":[{"custom_id":"a","params":{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}}]}"#;
     let resp = post(
@@ -1664,11 +1650,7 @@ async fn a_message_batch_deleted_before_its_poll_is_charged_first() {
             "DELETE /v1/messages/batches/msgbatch_poll?beta=true",
         ]
     );
-    let url = format!(
-        "http://{}/admin/usage?key=team-a&period=month",
-        gw.metrics_listen()
-    );
-    let report = common::get_json(&url, MASTER).await;
+    let report = common::get_json(&report_url, MASTER).await;
     assert_eq!(report["total"]["tokens"]["input"], 600, "{report}");
     assert_eq!(report["total"]["tokens"]["output"], 100, "{report}");
 }

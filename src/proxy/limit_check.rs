@@ -320,17 +320,10 @@ pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
     let Some(key) = key else {
         return;
     };
-    let record =
-        |usage: &crate::metrics::usage::Usage, cost: Option<f64>, requests: u64| UsageRecord {
-            requests,
-            input: usage.input,
-            output: usage.output,
-            cache_read: usage.cache_read,
-            cache_write: usage.cache_write,
-            reasoning: usage.reasoning,
-            cost_micros: usd_micros(cost.unwrap_or(0.0)),
-            estimated: requests * u64::from(ctx.obs.usage_estimated()),
-        };
+    let estimated = u64::from(ctx.obs.usage_estimated());
+    let record = |usage: &crate::metrics::usage::Usage, cost: Option<f64>, requests: u64| {
+        usage_record(usage, cost, requests, requests * estimated)
+    };
     let mut parts = super::observe::batch_models(ctx).peekable();
     let recorded = if parts.peek().is_some() {
         // A batch of several models: each model's lines under its own, the request
@@ -347,6 +340,26 @@ pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
     };
     if let Err(e) = recorded {
         log::warn!("{e}; this request is missing from the usage report");
+    }
+}
+
+/// A line of the usage report: `usage` costing `cost`, over `requests` requests of
+/// which `estimated` were charged an estimate.
+fn usage_record(
+    usage: &crate::metrics::usage::Usage,
+    cost: Option<f64>,
+    requests: u64,
+    estimated: u64,
+) -> UsageRecord {
+    UsageRecord {
+        requests,
+        input: usage.input,
+        output: usage.output,
+        cache_read: usage.cache_read,
+        cache_write: usage.cache_write,
+        reasoning: usage.reasoning,
+        cost_micros: usd_micros(cost.unwrap_or(0.0)),
+        estimated,
     }
 }
 
@@ -481,16 +494,8 @@ pub fn charge_polled(
         _ => Arc::from("-"),
     };
     if let Some(key) = report_key(Some(&by.caller), true, Some(config)) {
-        let record = UsageRecord {
-            requests: 0,
-            input: usage.input,
-            output: usage.output,
-            cache_read: usage.cache_read,
-            cache_write: usage.cache_write,
-            reasoning: usage.reasoning,
-            cost_micros: usd_micros(cost.unwrap_or(0.0)),
-            estimated: 0,
-        };
+        // The call that started it counted as the request.
+        let record = usage_record(usage, cost, 0, 0);
         if let Err(e) = store.record_usage(key, &label, now / 86_400, &record) {
             log::warn!("{e}; work polled is missing from the usage report");
         }
