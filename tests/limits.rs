@@ -78,6 +78,19 @@ fn reporting_gateway(
     (gw, report)
 }
 
+/// The usage report at `url` once it counts `output` tokens (or after 10 s).
+async fn report_with_output(url: &str, output: u64) -> Value {
+    let mut report = Value::Null;
+    for _ in 0..200 {
+        report = common::get_json(url, MASTER).await;
+        if report["total"]["tokens"]["output"] == output {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    report
+}
+
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
 const MESSAGES: &str = r#"{"model":"anthropic/claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -1361,14 +1374,7 @@ async fn background_work_never_read_back_is_charged_by_the_gateways_own_poll() {
     }
     // The client never reads either back; the gateway's poll finds both ended and
     // charges them: 1,017 input and 205 output tokens, the batch's at its price.
-    let mut report = Value::Null;
-    for _ in 0..200 {
-        report = common::get_json(&report_url, MASTER).await;
-        if report["total"]["tokens"]["output"] == 205 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let report = report_with_output(&report_url, 205).await;
     assert_eq!(report["total"]["tokens"]["input"], 1017, "{report}");
     assert_eq!(report["total"]["tokens"]["output"], 205, "{report}");
     // Polled with the provider key that started the work, never the client's.
@@ -1545,14 +1551,7 @@ async fn a_message_batch_never_read_back_is_charged_from_its_results() {
     let resp = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages/batches", create).await;
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
-    let mut report = Value::Null;
-    for _ in 0..200 {
-        report = common::get_json(&report_url, MASTER).await;
-        if report["total"]["tokens"]["output"] == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let report = report_with_output(&report_url, 200).await;
     // Its two lines, each model at its own price, halved as batches are billed:
     // (600 × $3 + 100 × $15 + 400 × $1 + 100 × $5) / 1M / 2.
     assert_eq!(report["total"]["tokens"]["input"], 1000, "{report}");
