@@ -754,3 +754,50 @@ async fn background_work_is_charged_once_by_the_poll_or_a_read_at_another_replic
     );
     assert_eq!(polled("/v1/responses/resp_unread"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_under_way_across_a_reload_of_its_budgets_period_charges_the_new_period() {
+    let redis = RedisServer::start();
+    // Each answer reports 21 tokens, a second after its call.
+    let mock = provider_answering_after(Duration::from_secs(1)).await;
+    let monthly = "{budget: {tokens: 30, period: month}}";
+    let gw = replica(&mock, &redis, monthly, "");
+    let under_way = tokio::spawn(chat_owned(gw.url("/v1/chat/completions")));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mock.requests().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Reloaded while the call is at the provider: the budget is now per day.
+    let config = std::fs::read_to_string(gw.config_path()).unwrap();
+    gw.write_config(&config.replace("period: month", "period: day"));
+    gw.signal("HUP");
+    gw.wait_for_log("config reloaded:", 1).await;
+    assert_eq!(under_way.await.unwrap(), 200);
+    // Its 21 tokens count in the day's budget, where admissions now look, not in the
+    // month's, which nothing reads any more.
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let day_key = format!("aurora:{{key:team-a}}:btok:{today}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.get(&day_key).is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(redis.get(&day_key).as_deref(), Some("21"));
+    assert_eq!(redis.keys("aurora:{key:team-a}:btok:*"), [day_key]);
+}
+
+async fn chat_owned(url: String) -> u16 {
+    client()
+        .post(url)
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}

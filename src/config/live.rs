@@ -31,6 +31,11 @@ impl LiveConfig {
         self.current.load_full()
     }
 
+    /// Whether `config` is the current configuration (no reload since it was taken).
+    pub fn is_current(&self, config: &Arc<Config>) -> bool {
+        Arc::ptr_eq(&self.current.load(), config)
+    }
+
     /// Replaces the configuration for every request that starts from now on.
     pub fn replace(&self, config: Config) {
         self.current.store(Arc::new(config));

@@ -293,5 +293,13 @@ pub fn key_subject(name: &str) -> String {
 
 /// The subject of a provider instance's counters.
 pub fn provider_subject(name: &str) -> String {
-    format!("provider:{name}")
+    format!("{PROVIDER_SUBJECT}{name}")
 }
+
+/// The provider instance whose counters `subject` names, if it names one.
+pub fn provider_of_subject(subject: &str) -> Option<&str> {
+    subject.strip_prefix(PROVIDER_SUBJECT)
+}
+
+/// How a provider instance's subject starts.
+const PROVIDER_SUBJECT: &str = "provider:";

@@ -12,7 +12,7 @@ use once_cell::sync::Lazy;
 use super::resilience::HealthBook;
 use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
-use crate::config::{Config, KeyLimits, Limited, OnStoreError};
+use crate::config::{Config, KeyLimits, Limited, LiveConfig, OnStoreError};
 use crate::limits::{
     usd_micros, CallSlot, LimitStore, LimitTexts, RateState, Refusal, UsageRecord,
 };
@@ -302,7 +302,7 @@ pub async fn charge_deferred_once(store: &Arc<dyn LimitStore>, ctx: &mut Request
 /// The finished request's usage, read once: charged to every subject it counted
 /// against, and added to its gateway key's usage report (per model, per day) for
 /// every request a named key sent to a provider, where the report can be read.
-pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
+pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext, live: &LiveConfig) {
     let key = report_key(
         ctx.caller.as_ref(),
         ctx.upstream.is_some(),
@@ -315,7 +315,7 @@ pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext) {
     let cost = super::observe::cost_usd(ctx);
     let now = now();
     if let Some(usage) = &usage {
-        charge(store, ctx, usage, cost, now);
+        charge(store, ctx, live, usage, cost, now);
     }
     let Some(key) = key else {
         return;
@@ -381,16 +381,38 @@ fn report_key<'a>(
     }
 }
 
-/// Charges `usage` (costing `cost`) to every subject the request counted against.
+/// Charges `usage` (costing `cost`) to every subject the request counted against, as
+/// it is limited now: after a reload since the admission, as the `live` config limits
+/// it (a budget's period changed, a budget or a token rate added or taken away),
+/// where admissions count now, so that the counters survive the reload.
 fn charge(
     store: &Arc<dyn LimitStore>,
     ctx: &RequestContext,
+    live: &LiveConfig,
     usage: &crate::metrics::usage::Usage,
     cost: Option<f64>,
     now: u64,
 ) {
-    let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
-    charge_subjects(store, subjects, usage, cost, ctx.obs.model(), now);
+    let model = ctx.obs.model();
+    if ctx.config.as_ref().is_none_or(|c| live.is_current(c)) {
+        let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
+        charge_subjects(store, subjects, usage, cost, model, now);
+        return;
+    }
+    let current = live.snapshot();
+    let key = match (&ctx.held_to.key, ctx.caller.as_ref()) {
+        (Some(_), Some(Caller::Managed(name))) => current.limits.for_key(name),
+        _ => None,
+    };
+    let provider = ctx.held_to.provider.as_ref().and_then(|held| {
+        let name = crate::limits::provider_of_subject(&held.subject)?;
+        current.limits.for_provider(name)
+    });
+    let subjects = key
+        .into_iter()
+        .chain(provider)
+        .map(|l| (&l.subject, &l.limits));
+    charge_subjects(store, subjects, usage, cost, model, now);
 }
 
 /// Charges `usage` (costing `cost`, of `model`) to each subject with its limits.

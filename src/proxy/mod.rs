@@ -1422,7 +1422,7 @@ impl ProxyHttp for AuroraProxy {
             if observe::deferred_charged(ctx).is_some() {
                 limit_check::charge_deferred_once(&self.limits, ctx).await;
             }
-            limit_check::settle(&self.limits, ctx);
+            limit_check::settle(&self.limits, ctx, &self.config);
         }
         // A subrequest watches what its own answer started.
         self.deferred
