@@ -461,6 +461,9 @@ pub struct StartedBy {
     pub caller: Caller,
     /// The provider instance that runs it.
     pub provider: Arc<str>,
+    /// The caller brought its own provider key (`!PASSTHRU`): what its token metrics
+    /// are labelled by when it has no gateway key.
+    pub brought_key: bool,
 }
 
 impl StartedBy {
@@ -524,7 +527,7 @@ pub fn charge_polled(
     }
     if let Some(h) = handles {
         let provider = h.provider_label(h.provider(Some(&by.provider)));
-        let key = crate::metrics::labels::key_label(Some(&by.caller), false);
+        let key = crate::metrics::labels::key_label(Some(&by.caller), by.brought_key);
         h.tokens_used(provider, &label, key, usage, cost);
     }
 }

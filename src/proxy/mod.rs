@@ -211,15 +211,18 @@ impl AuroraProxy {
             return Ok(());
         };
         let (resolver, store) = (&self.resolver, &self.limits);
-        self.deferred
-            .poll_before_delete(kind, id, Arc::clone(config), resolver, store)
-            .await
-            .map_err(|()| {
-                GatewayError::overloaded(
-                    "the usage of what this request deletes could not be read yet; retry shortly",
-                    5,
-                )
-            })
+        // Boxed: its state is no part of every request's.
+        Box::pin(
+            self.deferred
+                .poll_before_delete(kind, id, Arc::clone(config), resolver, store),
+        )
+        .await
+        .map_err(|()| {
+            GatewayError::overloaded(
+                "the usage of what this request deletes could not be read yet; retry shortly",
+                5,
+            )
+        })
     }
 
     /// `GET` or `DELETE /v1/responses/{id}`.

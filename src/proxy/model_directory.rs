@@ -244,8 +244,14 @@ impl ModelDirectory {
     async fn fetch(&self, provider: &Provider, addr: SocketAddr) -> Result<Vec<String>, String> {
         let request = list_request(provider).map_err(|e| format!("cannot build request: {e}"))?;
         let connector = &self.inner.connector;
-        let (status, body) =
-            provider_fetch::fetch_whole(connector, provider, addr, request, MAX_LIST_BYTES).await?;
+        let (status, body) = provider_fetch::fetch_whole(
+            connector,
+            provider,
+            addr,
+            request,
+            ("model list", MAX_LIST_BYTES),
+        )
+        .await?;
         if !(200..300).contains(&status) {
             return Err(format!("GET models answered HTTP {status}"));
         }

@@ -514,19 +514,20 @@ pub fn started_uncharged(ctx: &mut RequestContext, read: bool) -> Option<(Starte
     let Some(shared) = ctx.obs.shared.clone() else {
         return Some((own?, charged_of_call(ctx)?));
     };
-    let mut handoff = shared.started.lock().ok()?;
     if ctx.body.is_subrequest() {
+        // A subrequest whose answer started nothing has nothing to hand over (and a
+        // retried one's late end takes nothing from the one after).
+        let own = own?;
+        let mut handoff = shared.started.lock().ok()?;
         match handoff.charged {
-            Some(charged) => Some((own?, charged?)),
+            Some(charged) => Some((own, charged?)),
             None => {
-                // A retried subrequest's late end takes nothing from the one after.
-                if own.is_some() {
-                    handoff.started = own;
-                }
+                handoff.started = Some(own);
                 None
             }
         }
     } else {
+        let mut handoff = shared.started.lock().ok()?;
         let charged = charged_of_call(ctx);
         handoff.charged = Some(charged);
         Some((handoff.started.take()?, charged?))

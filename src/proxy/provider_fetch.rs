@@ -33,20 +33,20 @@ pub fn provider_get(
     Ok(RequestHeader::from(request))
 }
 
-/// Sends `request` to `provider` at `addr` through `connector` and reads the answer
-/// whole: its status and body, at most `max_bytes` of it. Error texts name what
-/// failed but never carry a header value.
+/// Sends `request` to `provider` at `addr` through `connector` and reads a successful
+/// answer whole: its status and body (`what`, at most `max_bytes` of it; none for
+/// another status). Error texts name what failed but never carry a header value.
 pub async fn fetch_whole(
     connector: &Connector,
     provider: &Provider,
     addr: SocketAddr,
     request: RequestHeader,
-    max_bytes: usize,
+    (what, max_bytes): (&str, usize),
 ) -> Result<(u16, Vec<u8>), String> {
     let mut body = Vec::new();
     let status = fetch_each(connector, provider, addr, request, None, |chunk| {
         if body.len() + chunk.len() > max_bytes {
-            return Err(format!("answer is larger than {max_bytes} bytes"));
+            return Err(format!("{what} is larger than {max_bytes} bytes"));
         }
         body.extend_from_slice(chunk);
         Ok(())
@@ -56,10 +56,11 @@ pub async fn fetch_whole(
 }
 
 /// Sends `request` to `provider` at `addr` through `connector` and hands each piece
-/// of the answer's body to `on_piece` as it comes (an error from it ends the read):
-/// the answer's status. With `idle`, each step (the connection, the answer's header,
-/// each piece) must come within it, however long the whole takes. Error texts name
-/// what failed but never carry a header value.
+/// of a successful answer's body to `on_piece` as it comes (an error from it ends the
+/// read): the answer's status. Another status's body is not read (its connection is
+/// not kept). With `idle`, each step (the connection, the answer's header, each
+/// piece) must come within it, however long the whole takes. Error texts name what
+/// failed but never carry a header value.
 pub async fn fetch_each(
     connector: &Connector,
     provider: &Provider,
@@ -94,6 +95,9 @@ pub async fn fetch_each(
             break status;
         }
     };
+    if !(200..300).contains(&status) {
+        return Ok(status);
+    }
     while let Some(piece) = within(idle, session.read_response_body())
         .await?
         .map_err(|e| format!("broken response body: {e}"))?

@@ -11,11 +11,13 @@
 //! is charged only when read. In Redis, every replica sees a charge made once.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use http::{HeaderName, HeaderValue};
 use pingora_core::connectors::http::Connector;
 use tokio::sync::Notify;
@@ -187,6 +189,7 @@ impl Start {
             by: StartedBy {
                 caller: crate::auth::Caller::Managed(caller.into()),
                 provider: "openai".into(),
+                brought_key: false,
             },
             scope: Vec::new(),
             charged: Usage::default(),
@@ -281,6 +284,7 @@ impl DeferredPoll {
         let by = StartedBy {
             caller: caller.clone(),
             provider: Arc::from(target.provider.name.as_str()),
+            brought_key: target.credential.caller_key_label.is_some(),
         };
         if !by.is_counted(config) {
             return;
@@ -399,7 +403,9 @@ impl DeferredPoll {
             if !due.is_empty() {
                 let config = config();
                 for watched in due {
-                    polls.push(self.poll(watched, Arc::clone(&config), resolver, store));
+                    let poll = self.poll(watched, Arc::clone(&config), resolver, store);
+                    // A poll that panicked loses its work, not the poll of the rest.
+                    polls.push(AssertUnwindSafe(poll).catch_unwind());
                 }
             }
             let next = (polls.len() < POLLS_AT_ONCE)
@@ -413,7 +419,11 @@ impl DeferredPoll {
             };
             tokio::select! {
                 _ = wait => {}
-                Some(_) = polls.next(), if !polls.is_empty() => {}
+                Some(polled) = polls.next(), if !polls.is_empty() => {
+                    if polled.is_err() {
+                        log::error!("a poll of background work failed; its work is not charged");
+                    }
+                }
                 _ = self.inner.wake.notified() => {}
                 _ = &mut stop => {
                     // Polls dropped here leave their work counted as being polled:
@@ -601,6 +611,14 @@ async fn charge_ended(
     ended: Ended,
 ) -> bool {
     let Some((charge, answer)) = ended.charge.zip(ended.charge.and_then(|c| c.deferred)) else {
+        if start.started.kind != ApartKind::Response {
+            log::warn!(
+                "{} `{}` ended without saying what it used: it is charged only if its \
+                 output is read",
+                kind(&start.started),
+                start.started.id
+            );
+        }
         return true;
     };
     // The store bounds its own calls in time; one cut short here could have marked
