@@ -1,11 +1,12 @@
 //! Work a call starts apart from itself (a Responses API response run in the
-//! background, an OpenAI batch) is answered "queued" without its usage; the usage
-//! comes with whichever read finds the work ended, and is charged then. A client that
-//! never reads it back (its output went elsewhere, through a remote tool, or it does
-//! not care) would spend past its limits and budget without end. So the gateway polls
-//! each such piece of work a counted caller started, with the provider key that
-//! started it, until it ends, and charges its usage then, once: a client's read before
-//! the poll makes the poll charge nothing, and one after is charged nothing.
+//! background, an OpenAI batch, an Anthropic message batch) is answered "queued"
+//! without its usage; the usage comes with whichever read finds the work ended, and
+//! is charged then. A client that never reads it back (its output went elsewhere,
+//! through a remote tool, or it does not care) would spend past its limits and budget
+//! without end. So the gateway polls each such piece of work a counted caller
+//! started, with the provider key that started it, until it ends, and charges its
+//! usage then, once: a client's read before the poll makes the poll charge nothing,
+//! and one after is charged nothing.
 //!
 //! The watch list lives in this process: work started before a restart or an upgrade
 //! is charged only when read. In Redis, every replica sees a charge made once.
@@ -45,7 +46,8 @@ pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// 24-hour window.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(48 * 3600);
 
-/// Polls under way at once; one slow provider holds up only its own.
+/// Polls under way at once, each started as soon as one ends (a delete's own poll
+/// aside).
 const POLLS_AT_ONCE: usize = 16;
 
 /// How long one poll may take, its host's lookup included.
