@@ -1248,6 +1248,16 @@ fn stored_response(id: &str, background: bool) -> Reply {
     Reply::json(200, body)
 }
 
+/// A `DELETE` of `path` by the team key.
+async fn delete(gw: &Gateway, path: &str) -> reqwest::Response {
+    client()
+        .delete(gw.url(path))
+        .bearer_auth(TEAM_KEY)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn get(gw: &Gateway, key: &str, path: &str) -> reqwest::Response {
     client()
         .get(gw.url(path))
@@ -1465,12 +1475,7 @@ async fn background_work_is_charged_before_its_delete_and_a_stream_left_not_twic
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
     // Deleted before the first poll: read, and charged, before the delete goes on.
-    let resp = client()
-        .delete(gw.url("/p/openai/responses/resp_bg"))
-        .bearer_auth(TEAM_KEY)
-        .send()
-        .await
-        .unwrap();
+    let resp = delete(&gw, "/p/openai/responses/resp_bg").await;
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
     let calls: Vec<_> = mock
@@ -1627,12 +1632,11 @@ async fn a_message_batch_deleted_before_its_poll_is_charged_first() {
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
     // Ended, and deleted by its client long before the first poll is due: read first.
-    let resp = client()
-        .delete(gw.url("/p/anthropic/v1/messages/batches/msgbatch_poll?beta=true"))
-        .bearer_auth(TEAM_KEY)
-        .send()
-        .await
-        .unwrap();
+    let resp = delete(
+        &gw,
+        "/p/anthropic/v1/messages/batches/msgbatch_poll?beta=true",
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
     let calls: Vec<_> = mock
@@ -1679,12 +1683,7 @@ async fn a_delete_whose_works_usage_cannot_be_read_is_refused_not_sent() {
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
     gw.wait_for_log("path=/p/openai/responses ", 1).await;
-    let resp = client()
-        .delete(gw.url("/p/openai/responses/resp_bg"))
-        .bearer_auth(TEAM_KEY)
-        .send()
-        .await
-        .unwrap();
+    let resp = delete(&gw, "/p/openai/responses/resp_bg").await;
     // Deleted, it could never be read again: the client is asked to send it again.
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "5");
