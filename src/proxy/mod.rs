@@ -197,17 +197,16 @@ impl AuroraProxy {
             })
     }
 
-    /// A call that deletes work at its provider (`deleted`: a response, an Anthropic
-    /// message batch, by id): when the gateway polls it for its usage, it is polled
-    /// first, as it cannot be read once deleted; a delete whose work's usage could not
-    /// be read then is refused (503), to be sent again.
+    /// A `DELETE` of work at its provider (`deleted`: a response, an Anthropic message
+    /// batch, by id): when the gateway polls it for its usage, it is polled first, as
+    /// it cannot be read once deleted; a delete whose work's usage could not be read
+    /// then is refused (503), to be sent again.
     async fn before_delete(
         &self,
-        method: &http::Method,
         deleted: Option<(ApartKind, &str)>,
         config: &Arc<Config>,
     ) -> Result<(), GatewayError> {
-        let Some((kind, id)) = deleted.filter(|_| method == http::Method::DELETE) else {
+        let Some((kind, id)) = deleted else {
             return Ok(());
         };
         let (resolver, store) = (&self.resolver, &self.limits);
@@ -274,9 +273,11 @@ impl AuroraProxy {
                         return reject(session, ctx, err).await;
                     }
                     observe::stored_response_read(ctx, id);
-                    let deleted = Some((ApartKind::Response, id));
-                    if let Err(err) = self.before_delete(&method, deleted, config).await {
-                        return reject(session, ctx, err).await;
+                    if method == http::Method::DELETE {
+                        let deleted = Some((ApartKind::Response, id));
+                        if let Err(err) = self.before_delete(deleted, config).await {
+                            return reject(session, ctx, err).await;
+                        }
                     }
                     return Ok(false);
                 }
@@ -984,10 +985,11 @@ impl ProxyHttp for AuroraProxy {
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;
                         }
-                        let deleted = deferred_poll::deleted_work(&pt.endpoint);
-                        let method = &session.req_header().method;
-                        if let Err(err) = self.before_delete(method, deleted, &config).await {
-                            return reject(session, ctx, err).await;
+                        if session.req_header().method == http::Method::DELETE {
+                            let deleted = deferred_poll::deleted_work(&pt.endpoint);
+                            if let Err(err) = self.before_delete(deleted, &config).await {
+                                return reject(session, ctx, err).await;
+                            }
                         }
                         if held {
                             return Box::pin(self.pass_held_chat_body(session, ctx, &config)).await;
