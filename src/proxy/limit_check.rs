@@ -393,6 +393,9 @@ fn charge(
     cost: Option<f64>,
     now: u64,
 ) {
+    if ctx.held_to.is_empty() {
+        return;
+    }
     let model = ctx.obs.model();
     if ctx.config.as_ref().is_none_or(|c| live.is_current(c)) {
         let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
