@@ -913,7 +913,7 @@ async fn a_call_left_that_no_provider_worked_on_is_not_charged() {
     .await;
     let closed = format!("http://127.0.0.1:{}/v1", common::closed_port());
     let extra = format!(
-        "retry:\n  attempts: 2\n  backoff: 5s\nproviders:\n  gone:\n    type: anthropic\n    api_key: sk-ant-gone\n    base_url: {closed}\n    models: [claude-gone-1]\n"
+        "retry:\n  attempts: 2\n  backoff: 30s\n  max_backoff: 60s\nproviders:\n  gone:\n    type: anthropic\n    api_key: sk-ant-gone\n    base_url: {closed}\n    models: [claude-gone-1]\n"
     );
     let gw = gateway(&mock, &extra, "{budget: {tokens: 1, period: month}}");
     assert_eq!(
@@ -930,7 +930,9 @@ async fn a_call_left_that_no_provider_worked_on_is_not_charged() {
     assert!(!line.contains("tokens_"), "counting tokens: {line}");
 
     // Translated to Anthropic, the call is answered whole; the provider refuses the
-    // connection, and the client leaves while the gateway waits to try again.
+    // connection, and the client leaves while the gateway waits to try again (waits of
+    // up to 30 s, then 60 s, with full jitter: both under the second the client
+    // stays, once in about 3,600 runs, where waits of up to 5 s did so once in 50).
     let gone = r#"{"model":"gone/claude-gone-1","messages":[{"role":"user","content":"hi"}]}"#;
     let call = tokio::spawn(post_owned(gw.url("/v1/chat/completions"), gone.to_string()));
     tokio::time::sleep(Duration::from_secs(1)).await;
