@@ -403,19 +403,28 @@ fn charge(
         return;
     }
     let current = live.snapshot();
-    let key = match (&ctx.held_to.key, ctx.caller.as_ref()) {
-        (Some(_), Some(Caller::Managed(name))) => current.limits.for_key(name),
+    let caller = ctx.caller.as_ref().filter(|_| ctx.held_to.key.is_some());
+    let provider = ctx.held_to.provider.as_ref();
+    let provider = provider.and_then(|held| crate::limits::provider_of_subject(&held.subject));
+    let subjects = limited_subjects(&current, caller, provider);
+    charge_subjects(store, subjects, usage, cost, model, now);
+}
+
+/// The subjects `config` limits of a call by `caller` to `provider` (either left out
+/// when `None`), with their limits.
+fn limited_subjects<'a>(
+    config: &'a Config,
+    caller: Option<&Caller>,
+    provider: Option<&str>,
+) -> impl Iterator<Item = (&'a Arc<str>, &'a KeyLimits)> + Clone {
+    let key = match caller {
+        Some(Caller::Managed(name)) => config.limits.for_key(name),
         _ => None,
     };
-    let provider = ctx.held_to.provider.as_ref().and_then(|held| {
-        let name = crate::limits::provider_of_subject(&held.subject)?;
-        current.limits.for_provider(name)
-    });
-    let subjects = key
-        .into_iter()
+    let provider = provider.and_then(|name| config.limits.for_provider(name));
+    key.into_iter()
         .chain(provider)
-        .map(|l| (&l.subject, &l.limits));
-    charge_subjects(store, subjects, usage, cost, model, now);
+        .map(|l| (&l.subject, &l.limits))
 }
 
 /// Charges `usage` (costing `cost`, of `model`) to each subject with its limits.
@@ -484,13 +493,7 @@ impl StartedBy {
         &'a self,
         config: &'a Config,
     ) -> impl Iterator<Item = (&'a Arc<str>, &'a KeyLimits)> + Clone {
-        let key = match &self.caller {
-            Caller::Managed(name) => config.limits.for_key(name),
-            _ => None,
-        };
-        key.into_iter()
-            .chain(config.limits.for_provider(&self.provider))
-            .map(|l| (&l.subject, &l.limits))
+        limited_subjects(config, Some(&self.caller), Some(&self.provider))
     }
 }
 

@@ -118,15 +118,6 @@ fn poll_meter() -> Option<UsageMeter> {
     UsageMeter::for_answer(Some("application/json"), None)
 }
 
-/// [`polled`] for an answer `body` at hand.
-pub fn read_poll(status: u16, body: &[u8]) -> Polled {
-    let Some(mut meter) = poll_meter() else {
-        return Polled::Unanswered;
-    };
-    meter.feed(body);
-    polled(status, meter)
-}
-
 /// Where the work a call to `call_path` (its path and query) started is read: the
 /// collection it was made in (`…/responses`, `…/batches`, `…/messages/batches`), then
 /// its id; and the call's query (an `api-version`, say), sent with every read. `None`
@@ -668,6 +659,13 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`polled`] for an answer `body` at hand.
+    fn read_poll(status: u16, body: &[u8]) -> Polled {
+        let mut meter = poll_meter().unwrap();
+        meter.feed(body);
+        polled(status, meter)
+    }
 
     fn started(id: &str, kind: ApartKind) -> StartedApart {
         StartedApart {
