@@ -658,6 +658,95 @@ async fn geminis_and_ollamas_own_apis_are_charged_through_passthrough() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_or_ollama_stream_the_client_leaves_before_its_counts_is_charged_an_estimate() {
+    // Every Gemini chunk reports a running count (the prompt's, here) until the one
+    // that finishes; Ollama counts only in its last line. A client reading the text
+    // and leaving before those was charged its input alone, or nothing. Its output is
+    // now estimated from the text: "Hello there, general Kenobi", 7 tokens.
+    let gemini_chunk = |text: &str, finish: &str, usage: &str| {
+        bytes::Bytes::from(format!(
+            "data: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\"{text}\"}}],\"role\":\"model\"}}{finish},\"index\":0}}],\"usageMetadata\":{usage},\"modelVersion\":\"gemini-2.5-flash\"}}\r\n\r\n"
+        ))
+    };
+    let running = r#"{"promptTokenCount":10,"totalTokenCount":10}"#;
+    let gemini = vec![
+        gemini_chunk("Hello there, ", "", running),
+        gemini_chunk("general Kenobi", "", running),
+        gemini_chunk(
+            "!",
+            r#","finishReason":"STOP""#,
+            r#"{"promptTokenCount":10,"candidatesTokenCount":12,"totalTokenCount":22}"#,
+        ),
+    ];
+    let ollama_line = |content: &str, end: &str| {
+        bytes::Bytes::from(format!(
+            "{{\"model\":\"llama3.2\",\"message\":{{\"role\":\"assistant\",\"content\":\"{content}\"}},\"done\":{end}}}\n"
+        ))
+    };
+    let ollama = vec![
+        ollama_line("Hello there, ", "false"),
+        ollama_line("general Kenobi", "false"),
+        ollama_line("", r#"true,"prompt_eval_count":10,"eval_count":12"#),
+    ];
+    let pace = Duration::from_millis(200);
+    let mock = MockUpstream::start(move |rec: &Recorded| {
+        let (content_type, chunks) = match rec.uri.as_str() {
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse" => {
+                ("text/event-stream", gemini.clone())
+            }
+            "/api/chat" => ("application/x-ndjson", ollama.clone()),
+            _ => return Reply::json(404, "{}"),
+        };
+        Reply::Stream {
+            status: 200,
+            headers: vec![("content-type".into(), content_type.into())],
+            chunks: chunks.into_iter().map(|c| (pace, c)).collect(),
+        }
+    })
+    .await;
+    let providers = format!(
+        "server:\n  enabled_passthrough_providers: [gemini-own, ollama-own]\nproviders:\n  gemini-own:\n    type: gemini\n    api_key: gem-test-key\n    base_url: '{}'\n  ollama-own:\n    type: ollama\n    base_url: '{}'\n",
+        mock.url("/v1beta"),
+        mock.url(""),
+    );
+    let calls = [
+        // The input reported, 10, and the output estimated spend 12.
+        (
+            "/p/gemini-own/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
+            12,
+        ),
+        // The output estimated spends 5.
+        (
+            "/p/ollama-own/api/chat",
+            r#"{"model":"llama3.2","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            5,
+        ),
+    ];
+    for (path, body, budget) in calls {
+        let gw = gateway(
+            &mock,
+            &providers,
+            &format!("{{budget: {{tokens: {budget}, period: month}}}}"),
+        );
+        let mut resp = post(&gw, TEAM_KEY, path, body).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let mut read = String::new();
+        while !read.contains("Kenobi") {
+            let chunk = resp.chunk().await.unwrap().expect("the stream went on");
+            read.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        drop(resp);
+        // The log names the path without its query.
+        let logged = path.split('?').next().unwrap_or(path);
+        let line = gw.wait_for_log(&format!("path={logged} "), 1).await;
+        assert!(line.contains(" tokens_output=7 "), "{path}: {line}");
+        assert!(line.contains(" tokens_estimated=true"), "{path}: {line}");
+        assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dated_model_an_answer_names_costs_what_the_model_it_dates_costs() {
     // Asked for `gpt-4o-mini`, OpenAI answers `gpt-4o-mini-2024-07-18`; the operator
     // priced `gpt-4o-mini`. A USD budget must not count such calls free.
@@ -1593,6 +1682,66 @@ async fn a_message_batch_never_read_back_is_charged_from_its_results() {
             "/v1/messages/batches/msgbatch_poll",
             "/v1/messages/batches/msgbatch_poll/results",
             "/v1/messages/batches/msgbatch_poll/results",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_object_reports_no_usage_is_charged_from_its_output_file() {
+    // OpenAI's batches made before September 2025, and other providers' OpenAI-style
+    // batches, say what they used only in their output file, a line per request:
+    // the poll reads it when nobody does.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let polls = AtomicUsize::new(0);
+    let object = |status: &str, file: &str| {
+        Reply::json(
+            200,
+            format!(
+                r#"{{"id":"batch_unreported","object":"batch","endpoint":"/v1/chat/completions","input_file_id":"file-in","completion_window":"24h","status":"{status}","output_file_id":{file},"request_counts":{{"total":2,"completed":2,"failed":0}}}}"#
+            ),
+        )
+    };
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/batches") => object("validating", "null"),
+        ("GET", "/v1/batches/batch_unreported") if polls.fetch_add(1, Ordering::SeqCst) < 1 => {
+            object("in_progress", "null")
+        }
+        ("GET", "/v1/batches/batch_unreported") => object("completed", r#""file-out-2""#),
+        ("GET", "/v1/files/file-out-2/content") => batch_output_file(),
+        _ => provider_like(rec),
+    })
+    .await;
+    let (gw, report_url) = reporting_gateway(
+        &mock,
+        "limits:\n  poll_background: 100ms\n",
+        "{budget: {tokens: 100000, period: month}}",
+    );
+    let create = r#"{"input_file_id":"file-in","endpoint":"/v1/chat/completions","completion_window":"24h"}"#;
+    let resp = post(&gw, TEAM_KEY, "/p/openai/batches", create).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let report = report_with_output(&report_url, 200).await;
+    assert_eq!(report["total"]["tokens"]["input"], 1000, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 200, "{report}");
+    // Read by the client after: charged nothing more.
+    let resp = get(&gw, TEAM_KEY, "/p/openai/files/file-out-2/content").await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let read = access_line(&gw, "/p/openai/files/file-out-2/content").await;
+    assert!(!read.contains("tokens_input="), "{read}");
+    let polled: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.uri)
+        .collect();
+    assert_eq!(
+        polled,
+        [
+            "/v1/batches/batch_unreported",
+            "/v1/batches/batch_unreported",
+            "/v1/files/file-out-2/content",
+            "/v1/files/file-out-2/content",
         ]
     );
 }

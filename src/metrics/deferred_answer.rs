@@ -61,12 +61,21 @@ impl DeferredAnswer {
     /// other charges it once.
     pub fn batch(raw_id: &[u8], raw_output: Option<&[u8]>) -> Self {
         let output = raw_output.map(<[u8]>::trim_ascii).and_then(unquoted);
-        let key = match output {
-            Some(file) => AnswerKey::of(b"batch-output", file),
-            None => AnswerKey::of(b"batch", raw_id.trim_ascii()),
-        };
+        match output {
+            Some(file) => Self::batch_output(file),
+            None => Self {
+                key: AnswerKey::of(b"batch", raw_id.trim_ascii()),
+                batch: true,
+                whole: true,
+            },
+        }
+    }
+
+    /// The output file `file` of an OpenAI batch, read whole: known as its batch
+    /// object and a read of `files/{file}/content` know it.
+    pub fn batch_output(file: &[u8]) -> Self {
         Self {
-            key,
+            key: AnswerKey::of(b"batch-output", file),
             batch: true,
             whole: true,
         }
@@ -179,7 +188,7 @@ impl StartedApart {
 }
 
 /// The text of a JSON string written without escapes (ids are), else `None`.
-fn unquoted(raw: &[u8]) -> Option<&[u8]> {
+pub(crate) fn unquoted(raw: &[u8]) -> Option<&[u8]> {
     raw.strip_prefix(b"\"")?
         .strip_suffix(b"\"")
         .filter(|text| !text.is_empty() && !text.contains(&b'\\'))

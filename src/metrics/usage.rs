@@ -20,7 +20,7 @@ use memchr::memmem;
 use once_cell::sync::Lazy;
 
 use super::batch_results::BatchResults;
-use super::deferred_answer::{ApartKind, DeferredAnswer, StartedApart};
+use super::deferred_answer::{unquoted, ApartKind, DeferredAnswer, StartedApart};
 use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_size, StreamedText};
 use super::usage_object::{
     read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
@@ -258,6 +258,9 @@ struct Carrier<'a> {
     /// The nested usage is a Responses stream's last word (under `response`), not
     /// Anthropic's count at a stream's start (under `message`).
     nested_final: bool,
+    /// The usage is Gemini's `usageMetadata`, which every chunk of a stream carries:
+    /// a running count until the chunk that says why the answer finished.
+    metadata: bool,
 }
 
 impl<'a> Carrier<'a> {
@@ -322,6 +325,7 @@ impl<'a> Carrier<'a> {
             // Gemini's is `usageMetadata`.
             b"usage" | b"usageMetadata" if !self.usage_read => {
                 self.usage_read = true;
+                self.metadata = member.key().len() > b"usage".len();
                 read_usage(member.value, &mut self.usage)
             }
             // Ollama's own API counts at the top of its answer.
@@ -389,10 +393,12 @@ impl<'a> Carrier<'a> {
 
     /// Adds the usage this answer or event carries to what was `read`, and keeps the
     /// model it names when none was named yet.
-    fn keep(self, read: &mut Read) {
+    fn keep(self, read: &mut Read, docs: &[&[u8]]) {
         // At the top (a Chat stream's last chunk, Anthropic's `message_delta`) or a
-        // Responses stream's `response.completed`, usage is the stream's final count.
-        let last_word = self.usage.is_some() || self.nested_final;
+        // Responses stream's `response.completed`, usage is the stream's final count;
+        // Gemini's, only in the chunk that finished the answer.
+        let running = self.metadata && !docs.iter().any(|d| FINISH_KEY.find(d).is_some());
+        let last_word = (self.usage.is_some() && !running) || self.nested_final;
         let deferred = match (
             self.background,
             self.id,
@@ -411,6 +417,10 @@ impl<'a> Carrier<'a> {
                 // A batch still at work reports what it used so far, charged once
                 // it has ended.
                 read.under_way |= self.ended != Some(true);
+                let file = self.output_file.and_then(|raw| unquoted(raw.trim_ascii()));
+                if let Some(file) = file {
+                    read.output_file = Some(String::from_utf8_lossy(file).into_owned());
+                }
                 if let (None, Some(id)) = (&read.started, self.id) {
                     read.started = StartedApart::of(id, ApartKind::Batch);
                 }
@@ -560,6 +570,17 @@ impl Charge {
         }
     }
 
+    /// The charge of an answer cut short whose counts so far run behind its text:
+    /// its output at least the `output` its text makes, estimated, and its input due
+    /// when it was not reported.
+    fn with_output_at_least(mut self, output: u64) -> Self {
+        let behind = output > self.usage.output;
+        self.usage.output = self.usage.output.max(output);
+        self.input_due = self.usage.input + self.usage.cache_read + self.usage.cache_write == 0;
+        self.estimated |= behind || self.input_due;
+        self
+    }
+
     /// Whether this is the estimate of a whole answer cut short, which stands only
     /// when the client left.
     pub fn is_cut_whole(&self) -> bool {
@@ -606,6 +627,8 @@ struct Read {
     resumed: Option<DeferredAnswer>,
     /// A batch's results: their usage by the model each line named.
     by_model: Vec<(String, Usage)>,
+    /// An OpenAI batch's output file, by its id.
+    output_file: Option<String>,
     /// A stream's output text.
     text: StreamedText,
 }
@@ -734,6 +757,11 @@ impl UsageMeter {
         self.read.ended
     }
 
+    /// An OpenAI batch's output file, by its id, taken out of the meter once read.
+    pub fn take_output_file(&mut self) -> Option<String> {
+        self.read.output_file.take()
+    }
+
     /// A batch's results: the usage read by the model each line named (a batch may
     /// mix models), taken out of the meter once read; empty for any other answer.
     pub fn take_usage_by_model(&mut self) -> Vec<(String, Usage)> {
@@ -804,7 +832,7 @@ impl UsageMeter {
                     ..Carrier::default()
                 };
                 if carrier.read_ends(&ends.head, &ends.tail).is_some() {
-                    carrier.keep(&mut self.read);
+                    carrier.keep(&mut self.read, &[&ends.head, &ends.tail]);
                 }
             }
             // A last event without its blank line still counts.
@@ -880,11 +908,15 @@ impl UsageMeter {
             Body::JsonEnds(ends) => Some(answer_text_tokens(&ends.head)),
             _ => None,
         };
-        let reported = self.finish();
-        if reported.is_some() {
-            return reported;
+        match (self.finish(), output) {
+            // Gemini's chunks, answered as a JSON array: their counts so far run behind
+            // the text, which is estimated as a stream's is.
+            (Some(reported), Some(output)) if !self.read.final_usage => {
+                Some(reported.with_output_at_least(output))
+            }
+            (Some(reported), _) => Some(reported),
+            (None, output) => output.map(Charge::cut_whole),
         }
-        output.map(Charge::cut_whole)
     }
 }
 
@@ -962,13 +994,14 @@ fn read_long_line(ends: &JsonEnds, read: &mut Read) {
         ..Carrier::default()
     };
     if carrier.read_ends(&ends.head, &ends.tail).is_some() {
-        carrier.keep(read);
+        carrier.keep(read, &[&ends.head, &ends.tail]);
     }
 }
 
-/// One line of a JSON-lines stream: read when it may carry counts (Ollama's last) or
-/// the model not named yet.
+/// One line of a JSON-lines stream: its text counted, then read when it may carry
+/// counts (Ollama's last) or the model not named yet.
 fn read_line(line: &[u8], read: &mut Read) {
+    read.text.line(line);
     let counts = memchr::memmem::find(line, b"eval_count").is_some();
     if counts || (read.model.is_none() && MODEL_KEY.find(line).is_some()) {
         read_carried(line, read);
@@ -977,10 +1010,12 @@ fn read_line(line: &[u8], read: &mut Read) {
 
 /// The usage `doc` (an answer or an event) carries, over what was read, and its
 /// model when none was named yet. An answer that is an array is read element by
-/// element: Gemini's `streamGenerateContent` without `?alt=sse` answers its chunks so.
+/// element: Gemini's `streamGenerateContent` without `?alt=sse` answers its chunks so;
+/// of one cut short, the elements that passed whole.
 fn read_carried(doc: &[u8], read: &mut Read) {
     if doc.get(skip_ws(doc, 0)) == Some(&b'[') {
-        for element in ArrayElements::of(doc).into_iter().flatten() {
+        let elements = ArrayElements::of(doc).or_else(|| ArrayElements::of_head(doc));
+        for element in elements.into_iter().flatten() {
             read_carried_object(element, read);
         }
         return;
@@ -995,7 +1030,7 @@ fn read_carried_object(doc: &[u8], read: &mut Read) {
         ..Carrier::default()
     };
     if carrier.read(doc).is_some() {
-        carrier.keep(read);
+        carrier.keep(read, &[doc]);
     }
 }
 
@@ -1030,6 +1065,11 @@ fn drain(parser: &mut SseParser, read: &mut Read) {
 /// `"modelVersion"`.
 static USAGE_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"usage"));
 static MODEL_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"model"));
+
+/// Gemini's key of why a candidate finished, which only the last chunk of a stream
+/// has. As a key it is never inside a string, where its quotes would be escaped.
+static FINISH_KEY: Lazy<memmem::Finder<'static>> =
+    Lazy::new(|| memmem::Finder::new(b"\"finishReason\""));
 
 /// Whether `data` has a `usage` (or `usageMetadata`) member that is not `null`: a Chat
 /// stream asked for its usage says `"usage":null` in every chunk but the last, which
@@ -1189,6 +1229,98 @@ mod tests {
         for split in [1000, 64 * 1024, generate.len()] {
             let (usage, _) = metered_with_model("application/x-ndjson", generate.as_bytes(), split);
             assert_eq!(usage, expected, "split {split}");
+        }
+    }
+
+    /// What an answer of `content_type` cut after `body` is charged, its input due
+    /// estimated from [`REQUEST`]; and whether estimated.
+    fn left_at(content_type: &str, body: &str, split: usize) -> Option<(Usage, bool)> {
+        let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
+        for piece in body.as_bytes().chunks(split) {
+            m.feed(piece);
+        }
+        m.cut_short()
+            .map(|c| c.with_input_of(Some(REQUEST.as_bytes()), 0))
+            .map(|c| (c.usage, c.estimated))
+    }
+
+    #[test]
+    fn gemini_and_ollama_streams_cut_before_their_counts_are_charged_an_estimate() {
+        // Every Gemini chunk reports a running count (here the prompt's alone) until
+        // the one that finishes; Ollama counts only in its last line. Cut before
+        // those, each is estimated from its text: "Hello there, " and "general
+        // Kenobi", 27 characters, 7 tokens; the input Gemini reported (10), Ollama's
+        // estimated from the request (9).
+        let chunk = |text: &str, finish: &str, usage: &str| {
+            format!(
+                r#"{{"candidates":[{{"content":{{"parts":[{{"text":"{text}"}}],"role":"model"}}{finish},"index":0}}],"usageMetadata":{usage},"modelVersion":"gemini-2.5-flash"}}"#
+            )
+        };
+        let running = r#"{"promptTokenCount":10,"totalTokenCount":10}"#;
+        let chunks = [
+            chunk("Hello there, ", "", running),
+            chunk("general Kenobi", "", running),
+            chunk(
+                "!",
+                r#","finishReason":"STOP""#,
+                r#"{"promptTokenCount":10,"candidatesTokenCount":12,"totalTokenCount":22}"#,
+            ),
+        ];
+        let sse = |chunks: &[String]| {
+            chunks
+                .iter()
+                .map(|c| format!("data: {c}\r\n\r\n"))
+                .collect()
+        };
+        let array = |chunks: &[String], end: &str| format!("[{}{end}", chunks.join(",\n"));
+        let line = |content: &str, counts: &str| {
+            format!(
+                "{{\"model\":\"llama3.2\",\"message\":{{\"role\":\"assistant\",\"content\":\"{content}\"}}{counts}}}\n"
+            )
+        };
+        let lines = |last: bool| {
+            let mut lines = line("Hello there, ", r#","done":false"#)
+                + &line("general Kenobi", r#","done":false"#);
+            if last {
+                lines += &line("", r#","done":true,"prompt_eval_count":26,"eval_count":8"#);
+            }
+            lines
+        };
+        let usage = |input, output| Usage {
+            input,
+            output,
+            ..Usage::default()
+        };
+        let cases: [(&str, String, String, Usage, Usage); 3] = [
+            (
+                "text/event-stream",
+                sse(&chunks),
+                sse(&chunks[..2]),
+                usage(10, 12),
+                usage(10, 7),
+            ),
+            (
+                "application/json",
+                array(&chunks, "]"),
+                array(&chunks[..2], ",\n{\"candidates\""),
+                usage(10, 12),
+                usage(10, 7),
+            ),
+            (
+                "application/x-ndjson",
+                lines(true),
+                lines(false),
+                usage(26, 8),
+                usage(9, 7),
+            ),
+        ];
+        for (content_type, whole, cut, exact, estimate) in cases {
+            for split in [1, 7, usize::MAX] {
+                let whole_charge = left_at(content_type, &whole, split);
+                assert_eq!(whole_charge, Some((exact, false)), "{content_type} {split}");
+                let cut_charge = left_at(content_type, &cut, split);
+                assert_eq!(cut_charge, Some((estimate, true)), "{content_type} {split}");
+            }
         }
     }
 

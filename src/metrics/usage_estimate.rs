@@ -55,6 +55,13 @@ static AUDIO_DELTA_TYPE: Lazy<memmem::Finder<'static>> =
 static CHOICES_KEY: Lazy<memmem::Finder<'static>> =
     Lazy::new(|| memmem::Finder::new(b"\"choices\""));
 
+/// Where a Gemini chunk holds its text, under `content.parts`: it has no `delta`.
+static CANDIDATES_KEY: Lazy<memmem::Finder<'static>> =
+    Lazy::new(|| memmem::Finder::new(b"\"candidates\""));
+
+/// The members of an Ollama stream's line that hold its output text.
+const LINE_TEXT_KEYS: [&[u8]; 3] = [b"content", b"thinking", b"response"];
+
 /// The `type` of a request's content parts that are an image, audio clip or file,
 /// in every format: each counts [`PAYLOAD_TOKENS`].
 const PAYLOAD_TYPES: [&[u8]; 7] = [
@@ -69,7 +76,12 @@ const PAYLOAD_TYPES: [&[u8]; 7] = [
 
 /// Members of a request whose strings are a payload's bytes (or its address), not
 /// text: counted by the part's type.
-const PAYLOAD_KEYS: [&[u8]; 3] = [b"data", b"file_data", b"image_url"];
+const PAYLOAD_KEYS: [&[u8]; 4] = [b"data", b"file_data", b"image_url", b"fileUri"];
+
+/// Members of a request each of whose strings stands for one payload, where parts
+/// have no `type`: an Ollama message's `images` (each one's bytes) and a Gemini
+/// part's `inlineData` or `fileData` (by its `mimeType`).
+const PAYLOAD_MARKS: [&[u8]; 2] = [b"images", b"mimeType"];
 
 /// Members of a request whose strings the model does not read as tokens: opaque
 /// signatures, encrypted reasoning.
@@ -137,10 +149,15 @@ impl StreamedText {
             from = end.max(after);
         }
         if deltas == 0 {
-            let choices = CHOICES_KEY
-                .find(data)
-                .and_then(|found| member_value(data, found + CHOICES_KEY.needle().len()));
-            if let Some(value) = choices {
+            // A legacy Completions chunk holds its text in `choices[].text`, a Gemini
+            // one in `candidates[].content.parts[].text` (its thinking too).
+            let holder = [&*CHOICES_KEY, &*CANDIDATES_KEY]
+                .into_iter()
+                .find_map(|key| {
+                    key.find(data)
+                        .and_then(|found| member_value(data, found + key.needle().len()))
+                });
+            if let Some(value) = holder {
                 visit_strings(data, value, b"", &[], |key, raw| {
                     if key == b"text" {
                         text.add(key, raw);
@@ -149,6 +166,22 @@ impl StreamedText {
             }
         }
         let chars = text.chars();
+        if chars > 0 {
+            self.chars += chars;
+            self.events += 1;
+        }
+    }
+
+    /// Reads one line of a JSON-lines stream (Ollama's own API): its text is a chat
+    /// line's `message.content` and `message.thinking`, a generate line's `response`
+    /// and `thinking`.
+    pub fn line(&mut self, line: &[u8]) {
+        let mut chars = 0;
+        visit_strings(line, skip_ws(line, 0), b"", &[], |key, raw| {
+            if LINE_TEXT_KEYS.contains(&key) {
+                chars += text_chars(raw);
+            }
+        });
         if chars > 0 {
             self.chars += chars;
             self.events += 1;
@@ -194,7 +227,7 @@ pub fn input_tokens(body: &[u8]) -> u64 {
     let mut chars = 0;
     let mut payloads = 0;
     visit_strings(body, skip_ws(body, 0), b"", &[], |key, raw| {
-        if key == b"type" && PAYLOAD_TYPES.contains(&raw) {
+        if (key == b"type" && PAYLOAD_TYPES.contains(&raw)) || PAYLOAD_MARKS.contains(&key) {
             payloads += 1;
         } else if !PAYLOAD_KEYS.contains(&key) && !OPAQUE_KEYS.contains(&key) && !is_data_url(raw) {
             chars += text_chars(raw);
@@ -347,6 +380,41 @@ mod tests {
     }
 
     #[test]
+    fn gemini_chunks_count_the_text_of_their_parts_thinking_included() {
+        let text = streamed(&[
+            r#"{"candidates":[{"content":{"parts":[{"text":"Let me see","thought":true},{"text":"Hi"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":10},"modelVersion":"gemini-2.5-flash"}"#,
+            r#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}}],"role":"model"},"finishReason":"STOP","index":0}]}"#,
+        ]);
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 12,
+                events: 1
+            }
+        );
+    }
+
+    #[test]
+    fn ollama_lines_count_their_content_thinking_and_response() {
+        let mut text = StreamedText::default();
+        for line in [
+            r#"{"model":"llama3.2","created_at":"t","message":{"role":"assistant","content":"","thinking":"hmm"},"done":false}"#,
+            r#"{"model":"llama3.2","created_at":"t","message":{"role":"assistant","content":"Hello"},"done":false}"#,
+            r#"{"model":"llama3.2","created_at":"t","response":"Bye","done":false}"#,
+            r#"{"model":"llama3.2","created_at":"t","response":"","done":true,"context":[1,2,3],"eval_count":3}"#,
+        ] {
+            text.line(line.as_bytes());
+        }
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 11,
+                events: 3
+            }
+        );
+    }
+
+    #[test]
     fn text_that_names_a_delta_is_text() {
         let text = streamed(&[
             r#"{"choices":[{"delta":{"content":"the \"delta\": key"}}]}"#,
@@ -396,6 +464,26 @@ mod tests {
                 chars: 4,
                 events: 1
             }
+        );
+    }
+
+    #[test]
+    fn gemini_and_ollama_requests_count_their_media_as_payloads() {
+        let gemini = br#"{"contents":[{"role":"user","parts":[{"text":"What is this?"},
+            {"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgoAAAANSUhEUgAA"}},
+            {"fileData":{"mimeType":"video/mp4","fileUri":"https://generativelanguage.googleapis.com/v1beta/files/abc"}}]}],
+            "generationConfig":{"responseMimeType":"application/json"}}"#;
+        // user 4, What is this? 13, application/json 16; and two payloads.
+        assert_eq!(
+            input_tokens(gemini),
+            33_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS
+        );
+        let ollama = br#"{"model":"llava","messages":[{"role":"user","content":"What is this?",
+            "images":["iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk","R0lGODlhAQABAIAAAP"]}]}"#;
+        // llava 5, user 4, What is this? 13; and two images.
+        assert_eq!(
+            input_tokens(ollama),
+            22_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS
         );
     }
 

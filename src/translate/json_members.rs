@@ -277,6 +277,12 @@ impl<'a> ArrayElements<'a> {
         Inside::of(doc, b'[', b']').map(Self)
     }
 
+    /// The elements of the array `doc` starts, when `doc` is only its first bytes:
+    /// up to the last one that ends before the cut.
+    pub fn of_head(doc: &'a [u8]) -> Option<Self> {
+        Inside::head_of(doc, b'[').map(Self)
+    }
+
     /// Whether the text stopped being readable as JSON before all its elements were
     /// taken.
     pub fn broken(&self) -> bool {

@@ -82,6 +82,9 @@ pub enum Polled {
     },
     /// The provider does not have it for this key (deleted, or the key was revoked).
     Gone,
+    /// Ended without saying what it used: its output file (an OpenAI batch's, by its
+    /// id) says it, a line per request.
+    OutputToRead(String),
 }
 
 /// What the provider's answer to a poll says of the work: its `status`, its body
@@ -99,10 +102,13 @@ pub fn polled(status: u16, mut meter: UsageMeter) -> Polled {
     match meter.work_ended() {
         Some(false) => Polled::UnderWay,
         // Ended by its status, or by its usage where it says no status.
-        Some(true) => Polled::Ended {
-            charge: whole,
-            model: meter.take_model(),
-            by_model: Vec::new(),
+        Some(true) => match (whole, meter.take_output_file()) {
+            (None, Some(file)) => Polled::OutputToRead(file),
+            (charge, _) => Polled::Ended {
+                charge,
+                model: meter.take_model(),
+                by_model: Vec::new(),
+            },
         },
         None if whole.is_some() => Polled::Ended {
             charge: whole,
@@ -456,15 +462,19 @@ impl DeferredPoll {
                 );
                 true
             }
-            Ok(Polled::Ended {
-                charge,
-                model,
-                by_model,
-            }) => {
-                let ended = Ended {
-                    charge,
-                    model,
-                    by_model,
+            Ok(polled @ (Polled::Ended { .. } | Polled::OutputToRead(_))) => {
+                let ended = match polled {
+                    Polled::Ended {
+                        charge,
+                        model,
+                        by_model,
+                    } => Ended {
+                        charge,
+                        model,
+                        by_model,
+                    },
+                    // Read by `ask` when it can be: one it could not is charged nothing.
+                    _ => Ended::unreported(),
                 };
                 let charged = charge_ended(store, &config, &watched.start, ended).await;
                 decided = charged;
@@ -515,27 +525,45 @@ impl DeferredPoll {
                 .await
                 .map_err(|e| e.message.to_string())?;
             let meter = poll_meter().ok_or("no meter for JSON")?;
-            let (status, meter) = self.read(watched, addr, "", meter, None).await?;
+            let (status, meter) = self
+                .read(watched, addr, &watched.url(""), meter, None)
+                .await?;
             Ok::<_, String>((addr, polled(status, meter)))
         };
         let (addr, polled) = tokio::time::timeout(POLL_TIMEOUT, object)
             .await
             .map_err(|_| format!("no answer within {POLL_TIMEOUT:?}"))??;
-        match (&polled, watched.start.started.kind) {
+        match (polled, watched.start.started.kind) {
             (Polled::Ended { .. }, ApartKind::MessageBatch) => {
-                self.read_results(watched, addr).await
+                let results = DeferredAnswer::message_batch_results(&watched.start.started.id);
+                self.read_results(watched, addr, results, &watched.url("/results"))
+                    .await
             }
-            _ => Ok(polled),
+            (Polled::OutputToRead(file), _) => match watched.output_file_url(&file) {
+                Some(url) => {
+                    let output = DeferredAnswer::batch_output(file.as_bytes());
+                    self.read_results(watched, addr, output, &url).await
+                }
+                // Its id is not a path segment: charged nothing, as `poll` logs.
+                None => Ok(Polled::OutputToRead(file)),
+            },
+            (polled, _) => Ok(polled),
         }
     }
 
-    /// An Anthropic message batch has ended: its results, a line per request, say
-    /// what it used (read as they come, never held whole).
-    async fn read_results(&self, watched: &Watched, addr: SocketAddr) -> Result<Polled, String> {
-        let results = DeferredAnswer::message_batch_results(&watched.start.started.id);
+    /// A batch has ended: its `results` at `url` (an Anthropic message batch's, or
+    /// an OpenAI batch's output file), a line per request, say what it used (read as
+    /// they come, never held whole).
+    async fn read_results(
+        &self,
+        watched: &Watched,
+        addr: SocketAddr,
+        results: DeferredAnswer,
+        url: &str,
+    ) -> Result<Polled, String> {
         let meter = UsageMeter::for_batch_results(results, None).ok_or("no meter for results")?;
         let idle = Some(RESULTS_IDLE);
-        let (status, mut meter) = self.read(watched, addr, "/results", meter, idle).await?;
+        let (status, mut meter) = self.read(watched, addr, url, meter, idle).await?;
         if !(200..300).contains(&status) {
             // Ended, its results not there yet: asked again.
             return Ok(Polled::Unanswered);
@@ -548,20 +576,19 @@ impl DeferredPoll {
         })
     }
 
-    /// `GET` the work's path (with `under` after it) at its provider, with the key,
-    /// query and scope that started it: the answer's status, its body read into
-    /// `meter`.
+    /// `GET` `url` (the work's, or its results') at its provider, with the key and
+    /// scope that started it: the answer's status, its body read into `meter`.
     async fn read(
         &self,
         watched: &Watched,
         addr: SocketAddr,
-        under: &str,
+        url: &str,
         mut meter: UsageMeter,
         idle: Option<Duration>,
     ) -> Result<(u16, UsageMeter), String> {
         let provider = &*watched.provider;
         let (key, scope) = (watched.key.as_ref(), &watched.start.scope);
-        let request = provider_get(provider, &watched.url(under), key, scope)
+        let request = provider_get(provider, url, key, scope)
             .map_err(|e| format!("cannot build request: {e}"))?;
         let connector = &self.inner.connector;
         let status = fetch_each(connector, provider, addr, request, idle, |piece| {
@@ -592,6 +619,17 @@ struct Ended {
     charge: Option<Charge>,
     model: Option<String>,
     by_model: Vec<(String, Usage)>,
+}
+
+impl Ended {
+    /// Work that ended without saying what it used.
+    fn unreported() -> Self {
+        Self {
+            charge: None,
+            model: None,
+            by_model: Vec::new(),
+        }
+    }
 }
 
 /// Charges work `start` found ended, once, by the first to read it (this poll, or any
@@ -820,6 +858,53 @@ mod tests {
         let charge = charge.unwrap();
         assert_eq!(charge.usage.output, 200);
         assert!(charge.deferred.unwrap().is_batch());
+    }
+
+    #[test]
+    fn a_batch_ended_without_usage_is_read_in_its_output_file() {
+        let batch = |status: &str, file: &str| {
+            format!(
+                r#"{{"id":"batch_1","object":"batch","status":"{status}","output_file_id":{file},"request_counts":{{"total":2,"completed":2,"failed":0}}}}"#
+            )
+        };
+        assert_eq!(
+            read_poll(200, batch("completed", r#""file-out""#).as_bytes()),
+            Polled::OutputToRead("file-out".into())
+        );
+        assert_eq!(
+            read_poll(200, batch("in_progress", "null").as_bytes()),
+            Polled::UnderWay
+        );
+        // Failed before making any output: nothing to read.
+        assert!(matches!(
+            read_poll(200, batch("failed", "null").as_bytes()),
+            Polled::Ended { charge: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_batchs_output_file_is_read_beside_the_collection_it_was_made_in() {
+        let mut watched = Start::test("batch_1", ApartKind::Batch, "a")
+            .watched_at("/openai/v1/batches/batch_1", Some("api-version=2025-04-01"));
+        assert_eq!(
+            watched.output_file_url("file-out_2").as_deref(),
+            Some("/openai/v1/files/file-out_2/content?api-version=2025-04-01")
+        );
+        for not_a_segment in ["", "../x", "file/2", "file?x=1", "file%2F"] {
+            assert_eq!(
+                watched.output_file_url(not_a_segment),
+                None,
+                "{not_a_segment}"
+            );
+        }
+        watched.query = None;
+        assert_eq!(
+            watched.output_file_url("file-out").as_deref(),
+            Some("/openai/v1/files/file-out/content")
+        );
+        let response = Start::test("resp_1", ApartKind::Response, "a")
+            .watched_at("/v1/responses/resp_1", None);
+        assert_eq!(response.output_file_url("file-out"), None);
     }
 
     #[tokio::test]

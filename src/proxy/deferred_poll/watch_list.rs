@@ -45,6 +45,27 @@ impl Watched {
         }
     }
 
+    /// Where an OpenAI batch's output file `file` is read: `files/{file}/content`
+    /// beside the collection the batch was made in, with the call's query. `None`
+    /// for other work, or an id that is not one path segment of plain characters.
+    pub fn output_file_url(&self, file: &str) -> Option<String> {
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        if self.start.started.kind != ApartKind::Batch
+            || file.is_empty()
+            || !file.bytes().all(plain)
+        {
+            return None;
+        }
+        let prefix = self
+            .path
+            .strip_suffix(self.start.started.id.as_str())?
+            .strip_suffix("batches/")?;
+        Some(match &self.query {
+            Some(query) => format!("{prefix}files/{file}/content?{query}"),
+            None => format!("{prefix}files/{file}/content"),
+        })
+    }
+
     fn name(&self) -> (ApartKind, String) {
         (self.start.started.kind, self.start.started.id.clone())
     }
