@@ -659,16 +659,17 @@ async fn geminis_and_ollamas_own_apis_are_charged_through_passthrough() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gemini_or_ollama_stream_the_client_leaves_before_its_counts_is_charged_an_estimate() {
-    // Every Gemini chunk reports a running count (the prompt's, here) until the one
-    // that finishes; Ollama counts only in its last line. A client reading the text
-    // and leaving before those was charged its input alone, or nothing. Its output is
-    // now estimated from the text: "Hello there, general Kenobi", 7 tokens.
+    // Every Gemini chunk reports a running count (the prompt's and 3 tokens of
+    // output, here) until the one that finishes; Ollama counts only in its last line.
+    // A client reading the text and leaving before those was charged that running
+    // count, or nothing. Its output is now estimated from the text: "Hello there,
+    // general Kenobi", 7 tokens.
     let gemini_chunk = |text: &str, finish: &str, usage: &str| {
         bytes::Bytes::from(format!(
             "data: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\"{text}\"}}],\"role\":\"model\"}}{finish},\"index\":0}}],\"usageMetadata\":{usage},\"modelVersion\":\"gemini-2.5-flash\"}}\r\n\r\n"
         ))
     };
-    let running = r#"{"promptTokenCount":10,"totalTokenCount":10}"#;
+    let running = r#"{"promptTokenCount":10,"candidatesTokenCount":3,"totalTokenCount":13}"#;
     let gemini = vec![
         gemini_chunk("Hello there, ", "", running),
         gemini_chunk("general Kenobi", "", running),
@@ -710,11 +711,12 @@ async fn a_gemini_or_ollama_stream_the_client_leaves_before_its_counts_is_charge
         mock.url(""),
     );
     let calls = [
-        // The input reported, 10, and the output estimated spend 12.
+        // The input reported, 10, and the output estimated, 7, spend 15; the running
+        // count, 13, would not.
         (
             "/p/gemini-own/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
             r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
-            12,
+            15,
         ),
         // The output estimated spends 5.
         (
@@ -1744,6 +1746,80 @@ async fn a_batch_whose_object_reports_no_usage_is_charged_from_its_output_file()
             "/v1/files/file-out-2/content",
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_output_read_or_gone_before_the_poll_is_not_read_again() {
+    // One batch's output the client read before the poll found the batch ended: not
+    // downloaded again. Another's is gone (404): the batch is let go, not polled for
+    // two days.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let polls = AtomicUsize::new(0);
+    let object = |id: &str, status: &str, file: &str| {
+        Reply::json(
+            200,
+            format!(
+                r#"{{"id":"{id}","object":"batch","endpoint":"/v1/chat/completions","status":"{status}","output_file_id":{file}}}"#
+            ),
+        )
+    };
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/batches") if rec.body.windows(4).any(|w| w == b"read") => {
+            object("batch_read", "validating", "null")
+        }
+        ("POST", "/v1/batches") => object("batch_gone", "validating", "null"),
+        ("GET", "/v1/batches/batch_read") if polls.fetch_add(1, Ordering::SeqCst) < 2 => {
+            object("batch_read", "in_progress", "null")
+        }
+        ("GET", "/v1/batches/batch_read") => object("batch_read", "completed", r#""file-read""#),
+        ("GET", "/v1/batches/batch_gone") => object("batch_gone", "completed", r#""file-gone""#),
+        ("GET", "/v1/files/file-read/content") => batch_output_file(),
+        ("GET", "/v1/files/file-gone/content") => Reply::json(
+            404,
+            r#"{"error":{"message":"No such File object: file-gone","type":"invalid_request_error"}}"#,
+        ),
+        _ => provider_like(rec),
+    })
+    .await;
+    let (gw, report_url) = reporting_gateway(
+        &mock,
+        "limits:\n  poll_background: 100ms\n",
+        "{budget: {tokens: 100000, period: month}}",
+    );
+    for metadata in ["read", "gone"] {
+        let create = format!(
+            r#"{{"input_file_id":"file-in","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{{"k":"{metadata}"}}}}"#
+        );
+        let resp = post(&gw, TEAM_KEY, "/p/openai/batches", &create).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    let resp = get(&gw, TEAM_KEY, "/p/openai/files/file-read/content").await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    // Charged once, by the client's read.
+    let report = report_with_output(&report_url, 200).await;
+    assert_eq!(report["total"]["tokens"]["input"], 1000, "{report}");
+    let gets = |uri: &str| {
+        mock.requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.uri == uri)
+            .count()
+    };
+    for _ in 0..100 {
+        if gets("/v1/batches/batch_read") >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Room for the polls that would follow: 100 ms, then 200, 400, 800.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(gets("/v1/batches/batch_read"), 3);
+    assert_eq!(gets("/v1/files/file-read/content"), 1);
+    assert_eq!(gets("/v1/batches/batch_gone"), 1);
+    assert_eq!(gets("/v1/files/file-gone/content"), 1);
+    let report = common::get_json(&report_url, MASTER).await;
+    assert_eq!(report["total"]["tokens"]["output"], 200, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -397,8 +397,13 @@ impl<'a> Carrier<'a> {
         // At the top (a Chat stream's last chunk, Anthropic's `message_delta`) or a
         // Responses stream's `response.completed`, usage is the stream's final count;
         // Gemini's, only in the chunk that finished the answer.
-        let running = self.metadata && !docs.iter().any(|d| FINISH_KEY.find(d).is_some());
+        let running = self.metadata && !docs.iter().any(|d| gemini_finished(d));
         let last_word = (self.usage.is_some() && !running) || self.nested_final;
+        // A batch that says it used nothing says nothing: its output file tells.
+        let usage = self
+            .usage
+            .or(self.nested.usage)
+            .filter(|u| !(self.batch && u.normalize() == Usage::default()));
         let deferred = match (
             self.background,
             self.id,
@@ -440,9 +445,10 @@ impl<'a> Carrier<'a> {
             read.ended = self.ended;
         }
         read.deferred = read.deferred.or(deferred);
-        if let Some(usage) = self.usage.or(self.nested.usage) {
+        if let Some(usage) = usage {
             read.seen.get_or_insert_with(RawUsage::default).merge(usage);
             read.final_usage |= last_word;
+            read.running_last = running;
         }
         if read.model.is_none() {
             read.model = self.model.or(self.nested.model);
@@ -629,6 +635,9 @@ struct Read {
     by_model: Vec<(String, Usage)>,
     /// An OpenAI batch's output file, by its id.
     output_file: Option<String>,
+    /// The last usage kept was a running count (a Gemini chunk that did not say
+    /// why the answer finished), and no text came after it.
+    running_last: bool,
     /// A stream's output text.
     text: StreamedText,
 }
@@ -809,6 +818,11 @@ impl UsageMeter {
     /// The answer ended with `last`: its charge, as [`Self::finish`] gives it. A JSON
     /// answer that came whole in `last` is read where it lies, not copied.
     pub fn finish_with(&mut self, last: &[u8]) -> Option<Charge> {
+        self.end_with(last, true)
+    }
+
+    /// The answer ended with `last`, `whole` or cut short: its charge.
+    fn end_with(&mut self, last: &[u8], whole: bool) -> Option<Charge> {
         if let Body::Json(buf) = &self.body {
             // Read where it lies, whatever its length: nothing is held for it.
             if buf.is_empty() {
@@ -843,6 +857,11 @@ impl UsageMeter {
             // A last line without its newline too.
             Body::Lines(mut lines) => lines.end(&mut self.read),
             Body::BatchResults(_) | Body::Done => {}
+        }
+        if whole && self.read.running_last {
+            // A stream that ended whole on a running count (no chunk said why it
+            // finished): that count was its last.
+            self.read.final_usage = true;
         }
         self.charged()
     }
@@ -894,7 +913,7 @@ impl UsageMeter {
     /// an answer past [`MAX_METERED_JSON`], in its first 64 KiB) and the input due.
     pub fn cut_short(&mut self) -> Option<Charge> {
         if self.stream {
-            return self.finish();
+            return self.end_with(&[], false);
         }
         if matches!(self.body, Body::BatchResults(_)) {
             // The lines read whole are charged; the one under way is not.
@@ -908,7 +927,7 @@ impl UsageMeter {
             Body::JsonEnds(ends) => Some(answer_text_tokens(&ends.head)),
             _ => None,
         };
-        match (self.finish(), output) {
+        match (self.end_with(&[], false), output) {
             // Gemini's chunks, answered as a JSON array: their counts so far run behind
             // the text, which is estimated as a stream's is.
             (Some(reported), Some(output)) if !self.read.final_usage => {
@@ -1051,6 +1070,7 @@ fn drain(parser: &mut SseParser, read: &mut Read) {
             // Text after usage: that usage was a running count (or an early zero), not
             // the stream's last word.
             read.final_usage = false;
+            read.running_last = false;
         }
         // Most events carry neither: skip them without parsing.
         let wanted = names_usage(data) || (read.model.is_none() && MODEL_KEY.find(data).is_some());
@@ -1067,9 +1087,32 @@ static USAGE_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::n
 static MODEL_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"model"));
 
 /// Gemini's key of why a candidate finished, which only the last chunk of a stream
-/// has. As a key it is never inside a string, where its quotes would be escaped.
+/// has: looked for before the chunk is read for it.
 static FINISH_KEY: Lazy<memmem::Finder<'static>> =
     Lazy::new(|| memmem::Finder::new(b"\"finishReason\""));
+
+/// Whether the Gemini chunk `doc` (whole, or its first bytes) says why a candidate
+/// finished: a `finishReason` of an element of its `candidates`, not a key of some
+/// tool call's arguments.
+fn gemini_finished(doc: &[u8]) -> bool {
+    if FINISH_KEY.find(doc).is_none() {
+        return false;
+    }
+    let Some(mut members) = ObjectMembers::of(doc).or_else(|| ObjectMembers::of_head(doc)) else {
+        return false;
+    };
+    let Some(candidates) = std::iter::from_fn(|| members.next_front())
+        .find(|m| &*m.key() == b"candidates")
+        .and_then(|m| ArrayElements::of(m.value))
+    else {
+        return false;
+    };
+    candidates.into_iter().any(|candidate| {
+        ObjectMembers::of(candidate).is_some_and(|mut members| {
+            std::iter::from_fn(|| members.next_front()).any(|m| &*m.key() == b"finishReason")
+        })
+    })
+}
 
 /// Whether `data` has a `usage` (or `usageMetadata`) member that is not `null`: a Chat
 /// stream asked for its usage says `"usage":null` in every chunk but the last, which
@@ -1232,46 +1275,56 @@ mod tests {
         }
     }
 
-    /// What an answer of `content_type` cut after `body` is charged, its input due
-    /// estimated from [`REQUEST`]; and whether estimated.
-    fn left_at(content_type: &str, body: &str, split: usize) -> Option<(Usage, bool)> {
+    /// What an answer of `content_type` made of `body` is charged, `cut` short or
+    /// ended whole, its input due estimated from [`REQUEST`]; and whether estimated.
+    fn charged_as(
+        content_type: &str,
+        body: &str,
+        split: usize,
+        cut: bool,
+    ) -> Option<(Usage, bool)> {
         let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
         for piece in body.as_bytes().chunks(split) {
             m.feed(piece);
         }
-        m.cut_short()
+        let charge = if cut { m.cut_short() } else { m.finish() };
+        charge
             .map(|c| c.with_input_of(Some(REQUEST.as_bytes()), 0))
             .map(|c| (c.usage, c.estimated))
     }
 
+    /// A Gemini chunk of `text`, finished when `finish` says why, reporting `usage`.
+    fn gemini_chunk(text: &str, finish: &str, usage: &str) -> String {
+        format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{{"text":"{text}"}}],"role":"model"}}{finish},"index":0}}],"usageMetadata":{usage},"modelVersion":"gemini-2.5-flash"}}"#
+        )
+    }
+
+    fn gemini_sse(chunks: &[String]) -> String {
+        chunks
+            .iter()
+            .map(|c| format!("data: {c}\r\n\r\n"))
+            .collect()
+    }
+
+    /// A running Gemini count: the prompt's, and 3 tokens of output so far.
+    const GEMINI_RUNNING: &str =
+        r#"{"promptTokenCount":10,"candidatesTokenCount":3,"totalTokenCount":13}"#;
+    const GEMINI_FINAL: &str =
+        r#"{"promptTokenCount":10,"candidatesTokenCount":12,"totalTokenCount":22}"#;
+
     #[test]
     fn gemini_and_ollama_streams_cut_before_their_counts_are_charged_an_estimate() {
-        // Every Gemini chunk reports a running count (here the prompt's alone) until
-        // the one that finishes; Ollama counts only in its last line. Cut before
-        // those, each is estimated from its text: "Hello there, " and "general
-        // Kenobi", 27 characters, 7 tokens; the input Gemini reported (10), Ollama's
-        // estimated from the request (9).
-        let chunk = |text: &str, finish: &str, usage: &str| {
-            format!(
-                r#"{{"candidates":[{{"content":{{"parts":[{{"text":"{text}"}}],"role":"model"}}{finish},"index":0}}],"usageMetadata":{usage},"modelVersion":"gemini-2.5-flash"}}"#
-            )
-        };
-        let running = r#"{"promptTokenCount":10,"totalTokenCount":10}"#;
+        // Every Gemini chunk reports a running count until the one that finishes;
+        // Ollama counts only in its last line. Cut before those, each is estimated
+        // from its text: "Hello there, " and "general Kenobi", 27 characters, 7
+        // tokens, more than the 3 counted so far; the input Gemini reported (10),
+        // Ollama's estimated from the request (9).
         let chunks = [
-            chunk("Hello there, ", "", running),
-            chunk("general Kenobi", "", running),
-            chunk(
-                "!",
-                r#","finishReason":"STOP""#,
-                r#"{"promptTokenCount":10,"candidatesTokenCount":12,"totalTokenCount":22}"#,
-            ),
+            gemini_chunk("Hello there, ", "", GEMINI_RUNNING),
+            gemini_chunk("general Kenobi", "", GEMINI_RUNNING),
+            gemini_chunk("!", r#","finishReason":"STOP""#, GEMINI_FINAL),
         ];
-        let sse = |chunks: &[String]| {
-            chunks
-                .iter()
-                .map(|c| format!("data: {c}\r\n\r\n"))
-                .collect()
-        };
         let array = |chunks: &[String], end: &str| format!("[{}{end}", chunks.join(",\n"));
         let line = |content: &str, counts: &str| {
             format!(
@@ -1291,36 +1344,100 @@ mod tests {
             output,
             ..Usage::default()
         };
-        let cases: [(&str, String, String, Usage, Usage); 3] = [
-            (
-                "text/event-stream",
-                sse(&chunks),
-                sse(&chunks[..2]),
-                usage(10, 12),
-                usage(10, 7),
-            ),
-            (
-                "application/json",
-                array(&chunks, "]"),
-                array(&chunks[..2], ",\n{\"candidates\""),
-                usage(10, 12),
-                usage(10, 7),
-            ),
-            (
-                "application/x-ndjson",
-                lines(true),
-                lines(false),
-                usage(26, 8),
-                usage(9, 7),
-            ),
-        ];
-        for (content_type, whole, cut, exact, estimate) in cases {
-            for split in [1, 7, usize::MAX] {
-                let whole_charge = left_at(content_type, &whole, split);
-                assert_eq!(whole_charge, Some((exact, false)), "{content_type} {split}");
-                let cut_charge = left_at(content_type, &cut, split);
-                assert_eq!(cut_charge, Some((estimate, true)), "{content_type} {split}");
+        let (sse, ndjson, json) = (
+            "text/event-stream",
+            "application/x-ndjson",
+            "application/json",
+        );
+        // Ended whole, or left once whole: what was reported.
+        for (content_type, whole, exact) in [
+            (sse, gemini_sse(&chunks), usage(10, 12)),
+            (json, array(&chunks, "]"), usage(10, 12)),
+            (ndjson, lines(true), usage(26, 8)),
+        ] {
+            for (split, cut) in [
+                (1, false),
+                (7, true),
+                (usize::MAX, false),
+                (usize::MAX, true),
+            ] {
+                let charge = charged_as(content_type, &whole, split, cut);
+                assert_eq!(charge, Some((exact, false)), "{content_type} {split} {cut}");
             }
+        }
+        // Left before the end: estimated.
+        for (content_type, cut, estimate) in [
+            (sse, gemini_sse(&chunks[..2]), usage(10, 7)),
+            // Cut in the next chunk, at its comma, or right after the last whole one.
+            (
+                json,
+                array(&chunks[..2], ",\n{\"candidates\""),
+                usage(10, 7),
+            ),
+            (json, array(&chunks[..2], ","), usage(10, 7)),
+            (json, array(&chunks[..2], ""), usage(10, 7)),
+            (ndjson, lines(false), usage(9, 7)),
+        ] {
+            for split in [1, 7, usize::MAX] {
+                let charge = charged_as(content_type, &cut, split, true);
+                assert_eq!(
+                    charge,
+                    Some((estimate, true)),
+                    "{content_type} {split}: {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_gemini_stream_ended_on_a_count_that_said_no_finish_takes_that_count() {
+        // The count in a chunk that does not say why the answer finished (its last
+        // one sent alone, or none said) is the last word of a stream that ended
+        // whole; of one left, the text is estimated as ever, here under that count.
+        let chunks = [
+            gemini_chunk("Hello there, ", "", GEMINI_RUNNING),
+            gemini_chunk("general Kenobi", "", GEMINI_FINAL),
+        ];
+        let exact = Usage {
+            input: 10,
+            output: 12,
+            ..Usage::default()
+        };
+        let body = gemini_sse(&chunks);
+        assert_eq!(
+            charged_as("text/event-stream", &body, 5, false),
+            Some((exact, false))
+        );
+        assert_eq!(
+            charged_as("text/event-stream", &body, 5, true),
+            Some((exact, true))
+        );
+        // A finished chunk, then the count alone: the count stands.
+        let chunks = [
+            gemini_chunk("Hello there, ", r#","finishReason":"STOP""#, GEMINI_RUNNING),
+            r#"{"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":12,"totalTokenCount":22}}"#.to_string(),
+        ];
+        let body = gemini_sse(&chunks);
+        assert_eq!(
+            charged_as("text/event-stream", &body, 5, true),
+            Some((exact, false))
+        );
+    }
+
+    #[test]
+    fn a_finish_is_read_in_the_candidates_not_in_a_tool_calls_arguments() {
+        let finished = br#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP","index":0}],"usageMetadata":{}}"#;
+        assert!(gemini_finished(finished));
+        // Its first bytes only.
+        assert!(gemini_finished(
+            br#"{"candidates":[{"finishReason":"STOP"}],"usageMeta"#
+        ));
+        for running in [
+            &br#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{"finishReason":"STOP"}}}]},"index":0}],"usageMetadata":{}}"#[..],
+            br#"{"candidates":[{"content":{"parts":[{"text":"the \"finishReason\": key"}]}}],"usageMetadata":{}}"#,
+            br#"{"usageMetadata":{},"finishReason":"STOP"}"#,
+        ] {
+            assert!(!gemini_finished(running), "{}", String::from_utf8_lossy(running));
         }
     }
 

@@ -55,9 +55,15 @@ static AUDIO_DELTA_TYPE: Lazy<memmem::Finder<'static>> =
 static CHOICES_KEY: Lazy<memmem::Finder<'static>> =
     Lazy::new(|| memmem::Finder::new(b"\"choices\""));
 
-/// Where a Gemini chunk holds its text, under `content.parts`: it has no `delta`.
-static CANDIDATES_KEY: Lazy<memmem::Finder<'static>> =
-    Lazy::new(|| memmem::Finder::new(b"\"candidates\""));
+/// The key of a Gemini chunk's candidates, which hold its text under `content.parts`
+/// (it has no `delta`): the chunk's first member.
+const CANDIDATES_KEY: &[u8] = b"\"candidates\"";
+
+/// The key of a Gemini tool call's arguments and of an Ollama one's: objects, not
+/// strings.
+static ARGS_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"args\""));
+static ARGUMENTS_KEY: Lazy<memmem::Finder<'static>> =
+    Lazy::new(|| memmem::Finder::new(b"\"arguments\""));
 
 /// The members of an Ollama stream's line that hold its output text.
 const LINE_TEXT_KEYS: [&[u8]; 3] = [b"content", b"thinking", b"response"];
@@ -76,12 +82,20 @@ const PAYLOAD_TYPES: [&[u8]; 7] = [
 
 /// Members of a request whose strings are a payload's bytes (or its address), not
 /// text: counted by the part's type.
-const PAYLOAD_KEYS: [&[u8]; 4] = [b"data", b"file_data", b"image_url", b"fileUri"];
+const PAYLOAD_KEYS: [&[u8]; 3] = [b"data", b"file_data", b"image_url"];
 
 /// Members of a request each of whose strings stands for one payload, where parts
-/// have no `type`: an Ollama message's `images` (each one's bytes) and a Gemini
-/// part's `inlineData` or `fileData` (by its `mimeType`).
-const PAYLOAD_MARKS: [&[u8]; 2] = [b"images", b"mimeType"];
+/// have no `type`: an Ollama message's `images` (each one's bytes), a Gemini part's
+/// `inlineData` (by its required `mimeType`) and `fileData` (by its `fileUri`), as
+/// Gemini's JSON names them or in snake case. A `fileData` that gives its
+/// `mimeType` too counts twice.
+const PAYLOAD_MARKS: [&[u8]; 5] = [
+    b"images",
+    b"mimeType",
+    b"mime_type",
+    b"fileUri",
+    b"file_uri",
+];
 
 /// Members of a request whose strings the model does not read as tokens: opaque
 /// signatures, encrypted reasoning.
@@ -150,19 +164,23 @@ impl StreamedText {
         }
         if deltas == 0 {
             // A legacy Completions chunk holds its text in `choices[].text`, a Gemini
-            // one in `candidates[].content.parts[].text` (its thinking too).
-            let holder = [&*CHOICES_KEY, &*CANDIDATES_KEY]
-                .into_iter()
-                .find_map(|key| {
-                    key.find(data)
-                        .and_then(|found| member_value(data, found + key.needle().len()))
-                });
-            if let Some(value) = holder {
-                visit_strings(data, value, b"", &[], |key, raw| {
+            // one in `candidates[].content.parts[].text` (its thinking too), and its
+            // tool calls' arguments as objects (`functionCall.args`).
+            let choices = CHOICES_KEY
+                .find(data)
+                .map(|found| (found + CHOICES_KEY.needle().len(), false));
+            let holder = choices
+                .or_else(|| gemini_candidates(data).map(|after| (after, true)))
+                .and_then(|(after, gemini)| Some((member_value(data, after)?, gemini)));
+            if let Some((value, gemini)) = holder {
+                let end = visit_strings(data, value, b"", &[], |key, raw| {
                     if key == b"text" {
                         text.add(key, raw);
                     }
                 });
+                if gemini {
+                    text.chars += object_chars(&data[value..end.min(data.len())], &ARGS_KEY);
+                }
             }
         }
         let chars = text.chars();
@@ -174,9 +192,9 @@ impl StreamedText {
 
     /// Reads one line of a JSON-lines stream (Ollama's own API): its text is a chat
     /// line's `message.content` and `message.thinking`, a generate line's `response`
-    /// and `thinking`.
+    /// and `thinking`, and its tool calls' `arguments` (objects, counted as written).
     pub fn line(&mut self, line: &[u8]) {
-        let mut chars = 0;
+        let mut chars = object_chars(line, &ARGUMENTS_KEY);
         visit_strings(line, skip_ws(line, 0), b"", &[], |key, raw| {
             if LINE_TEXT_KEYS.contains(&key) {
                 chars += text_chars(raw);
@@ -307,6 +325,38 @@ fn visit_strings<'a>(
     at
 }
 
+/// Where the key of a Gemini chunk's `candidates` ends, when the chunk starts with it
+/// (Gemini writes it first): looked at, not searched for, so that the events of other
+/// formats pay nothing for it.
+fn gemini_candidates(data: &[u8]) -> Option<usize> {
+    let open = skip_ws(data, 0);
+    if data.get(open) != Some(&b'{') {
+        return None;
+    }
+    let key = skip_ws(data, open + 1);
+    data.get(key..)?
+        .starts_with(CANDIDATES_KEY)
+        .then_some(key + CANDIDATES_KEY.len())
+}
+
+/// The characters of the objects that are the values of `key` in `doc` (tool calls'
+/// arguments), as written: their strings' are not visited as text.
+fn object_chars(doc: &[u8], key: &memmem::Finder<'_>) -> u64 {
+    let mut chars = 0;
+    let mut from = 0;
+    while let Some(found) = key.find(&doc[from..]) {
+        let after = from + found + key.needle().len();
+        from = after;
+        let Some(value) = member_value(doc, after).filter(|&v| doc.get(v) == Some(&b'{')) else {
+            continue;
+        };
+        let end = value_end(doc, value).unwrap_or(doc.len());
+        chars += text_chars(&doc[value..end]);
+        from = end.max(after);
+    }
+    chars
+}
+
 /// The characters a JSON string holds, from its text as written: UTF-8 sequences
 /// count one, and so does an escape (two bytes, six for `\uXXXX`).
 fn text_chars(raw: &[u8]) -> u64 {
@@ -385,13 +435,18 @@ mod tests {
             r#"{"candidates":[{"content":{"parts":[{"text":"Let me see","thought":true},{"text":"Hi"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":10},"modelVersion":"gemini-2.5-flash"}"#,
             r#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}}],"role":"model"},"finishReason":"STOP","index":0}]}"#,
         ]);
+        // "Let me see" 10, "Hi" 2, and the call's arguments as written, 16.
         assert_eq!(
             text,
             StreamedText {
-                chars: 12,
-                events: 1
+                chars: 28,
+                events: 2
             }
         );
+        // A chunk of another format that names `candidates` is not read for them.
+        let mut other = StreamedText::default();
+        other.event(br#"{"type":"ping","candidates":[{"content":{"parts":[{"text":"x"}]}}]}"#);
+        assert!(other.is_empty());
     }
 
     #[test]
@@ -401,15 +456,17 @@ mod tests {
             r#"{"model":"llama3.2","created_at":"t","message":{"role":"assistant","content":"","thinking":"hmm"},"done":false}"#,
             r#"{"model":"llama3.2","created_at":"t","message":{"role":"assistant","content":"Hello"},"done":false}"#,
             r#"{"model":"llama3.2","created_at":"t","response":"Bye","done":false}"#,
+            r#"{"model":"llama3.2","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"get_weather","arguments":{"city":"Paris"}}}]},"done":false}"#,
             r#"{"model":"llama3.2","created_at":"t","response":"","done":true,"context":[1,2,3],"eval_count":3}"#,
         ] {
             text.line(line.as_bytes());
         }
+        // "hmm" 3, "Hello" 5, "Bye" 3, and the call's arguments as written, 16.
         assert_eq!(
             text,
             StreamedText {
-                chars: 11,
-                events: 3
+                chars: 27,
+                events: 4
             }
         );
     }
@@ -471,13 +528,18 @@ mod tests {
     fn gemini_and_ollama_requests_count_their_media_as_payloads() {
         let gemini = br#"{"contents":[{"role":"user","parts":[{"text":"What is this?"},
             {"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgoAAAANSUhEUgAA"}},
-            {"fileData":{"mimeType":"video/mp4","fileUri":"https://generativelanguage.googleapis.com/v1beta/files/abc"}}]}],
+            {"fileData":{"fileUri":"https://generativelanguage.googleapis.com/v1beta/files/abc"}}]}],
             "generationConfig":{"responseMimeType":"application/json"}}"#;
         // user 4, What is this? 13, application/json 16; and two payloads.
         assert_eq!(
             input_tokens(gemini),
             33_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS
         );
+        // As Google's REST examples write it, in snake case.
+        let snake = br#"{"contents":[{"parts":[{"text":"What is this?"},
+            {"inline_data":{"mime_type":"image/png","data":"iVBORw0KGgoAAAANSUhEUgAA"}},
+            {"file_data":{"file_uri":"https://generativelanguage.googleapis.com/v1beta/files/abc"}}]}]}"#;
+        assert_eq!(input_tokens(snake), 13_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS);
         let ollama = br#"{"model":"llava","messages":[{"role":"user","content":"What is this?",
             "images":["iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk","R0lGODlhAQABAIAAAP"]}]}"#;
         // llava 5, user 4, What is this? 13; and two images.

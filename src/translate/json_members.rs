@@ -148,16 +148,23 @@ impl<'a> Inside<'a> {
     fn pass_front(&mut self, end: usize) -> Option<()> {
         let doc = &self.doc[..self.back];
         let after = skip_ws(doc, end);
+        let cut_back = self.cut == Some(Cut::Back);
         if after == doc.len() {
-            if self.cut == Some(Cut::Back) {
+            // At the cut, a number or literal may go on past it; an object, an array
+            // or a string that closed here is whole.
+            if cut_back && !matches!(doc.get(end.wrapping_sub(1)), Some(b'}' | b']' | b'"')) {
                 return None;
             }
             self.done = true;
         } else if doc[after] == b',' {
             self.front = skip_ws(doc, after + 1);
-            // A trailing comma before the end (`[1,]`, `{"a":1,}`) is not JSON.
             if self.front >= self.back {
-                return None;
+                // A comma at the cut: what follows was cut off. Before the end
+                // (`[1,]`, `{"a":1,}`), it is not JSON.
+                if !cut_back {
+                    return None;
+                }
+                self.done = true;
             }
         } else {
             return None;
@@ -541,6 +548,30 @@ mod tests {
             if let Some(mut m) = ObjectMembers::of_tail(tail) {
                 assert_eq!(m.next_front(), None);
             }
+        }
+    }
+
+    #[test]
+    fn a_cut_array_gives_the_elements_that_closed_before_its_cut() {
+        let elements = |head: &str| {
+            ArrayElements::of_head(head.as_bytes())
+                .map(|e| {
+                    e.map(|e| String::from_utf8_lossy(e).into_owned())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        let one = r#"{"a":[1,"}"]}"#;
+        for (head, expected) in [
+            (format!("[{one}"), vec![one]),
+            (format!("[{one} "), vec![one]),
+            (format!("[{one},"), vec![one]),
+            (format!("[{one},\n{{\"b\""), vec![one]),
+            (format!("[{one},12"), vec![one]),
+            (format!("[{one},\"x\""), vec![one, "\"x\""]),
+            ("[{\"a\":1".to_string(), vec![]),
+        ] {
+            assert_eq!(elements(&head), expected, "{head}");
         }
     }
 

@@ -85,6 +85,8 @@ pub enum Polled {
     /// Ended without saying what it used: its output file (an OpenAI batch's, by its
     /// id) says it, a line per request.
     OutputToRead(String),
+    /// Ended, and charged already by a client's read of its output.
+    Charged,
 }
 
 /// What the provider's answer to a poll says of the work: its `status`, its body
@@ -443,11 +445,12 @@ impl DeferredPoll {
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
     ) -> bool {
-        let polled = self.ask(&watched, resolver).await;
+        let polled = self.ask(&watched, resolver, store).await;
         let started = &watched.start.started;
         let mut decided = true;
         let settled = match polled {
             Ok(Polled::UnderWay) => false,
+            Ok(Polled::Charged) => true,
             Ok(Polled::Unanswered) => {
                 decided = false;
                 false
@@ -518,7 +521,12 @@ impl DeferredPoll {
 
     /// Asks the provider for the work; its answer is read as it comes, never held
     /// whole.
-    async fn ask(&self, watched: &Watched, resolver: &UpstreamResolver) -> Result<Polled, String> {
+    async fn ask(
+        &self,
+        watched: &Watched,
+        resolver: &UpstreamResolver,
+        store: &Arc<dyn LimitStore>,
+    ) -> Result<Polled, String> {
         let object = async {
             let addr = resolver
                 .resolve_base(&watched.provider.base, 0)
@@ -536,44 +544,55 @@ impl DeferredPoll {
         match (polled, watched.start.started.kind) {
             (Polled::Ended { .. }, ApartKind::MessageBatch) => {
                 let results = DeferredAnswer::message_batch_results(&watched.start.started.id);
-                self.read_results(watched, addr, results, &watched.url("/results"))
-                    .await
+                let url = watched.url("/results");
+                // Results not there yet are asked for again.
+                let results = self.read_results(watched, addr, results, &url);
+                results.await.map(|r| r.unwrap_or(Polled::Unanswered))
             }
-            (Polled::OutputToRead(file), _) => match watched.output_file_url(&file) {
-                Some(url) => {
-                    let output = DeferredAnswer::batch_output(file.as_bytes());
-                    self.read_results(watched, addr, output, &url).await
+            (Polled::OutputToRead(file), _) => {
+                let Some(url) = watched.output_file_url(&file) else {
+                    // Its id is not a path segment: charged nothing, as `poll` logs.
+                    return Ok(Polled::OutputToRead(file));
+                };
+                let output = DeferredAnswer::batch_output(file.as_bytes());
+                // A client read it whole already: not downloaded again.
+                if store.was_charged(output.key(), unix_now()).await == Ok(true) {
+                    return Ok(Polled::Charged);
                 }
-                // Its id is not a path segment: charged nothing, as `poll` logs.
-                None => Ok(Polled::OutputToRead(file)),
-            },
+                // A file the key cannot read, or that was deleted, will not come back.
+                let results = self.read_results(watched, addr, output, &url);
+                results.await.map(|r| r.unwrap_or(Polled::Gone))
+            }
             (polled, _) => Ok(polled),
         }
     }
 
     /// A batch has ended: its `results` at `url` (an Anthropic message batch's, or
     /// an OpenAI batch's output file), a line per request, say what it used (read as
-    /// they come, never held whole).
+    /// they come, never held whole). `None` when the provider did not give them: a
+    /// timeout, a conflict, a rate limit or a server error is asked again, anything
+    /// else as the caller says.
     async fn read_results(
         &self,
         watched: &Watched,
         addr: SocketAddr,
         results: DeferredAnswer,
         url: &str,
-    ) -> Result<Polled, String> {
+    ) -> Result<Option<Polled>, String> {
         let meter = UsageMeter::for_batch_results(results, None).ok_or("no meter for results")?;
         let idle = Some(RESULTS_IDLE);
         let (status, mut meter) = self.read(watched, addr, url, meter, idle).await?;
-        if !(200..300).contains(&status) {
-            // Ended, its results not there yet: asked again.
-            return Ok(Polled::Unanswered);
+        match status {
+            200..=299 => {}
+            408 | 409 | 429 | 500.. => return Ok(Some(Polled::Unanswered)),
+            _ => return Ok(None),
         }
         let charge = meter.finish();
-        Ok(Polled::Ended {
+        Ok(Some(Polled::Ended {
             charge,
             model: meter.take_model(),
             by_model: meter.take_usage_by_model(),
-        })
+        }))
     }
 
     /// `GET` `url` (the work's, or its results') at its provider, with the key and
@@ -874,6 +893,15 @@ mod tests {
         assert_eq!(
             read_poll(200, batch("in_progress", "null").as_bytes()),
             Polled::UnderWay
+        );
+        // Usage of nothing at all says nothing either.
+        let zero = batch("completed", r#""file-out""#).replace(
+            r#""request_counts""#,
+            r#""usage":{"input_tokens":0,"output_tokens":0,"total_tokens":0},"request_counts""#,
+        );
+        assert_eq!(
+            read_poll(200, zero.as_bytes()),
+            Polled::OutputToRead("file-out".into())
         );
         // Failed before making any output: nothing to read.
         assert!(matches!(
