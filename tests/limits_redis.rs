@@ -801,3 +801,161 @@ async fn chat_owned(url: String) -> u16 {
         .status()
         .as_u16()
 }
+
+/// A background response `id` as OpenAI answers it once complete: 17 input and 5
+/// output tokens.
+fn completed_response(id: &str) -> String {
+    fixture("openai/responses.json")
+        .replace(
+            "resp_0d8b81b7c805508d0069a31431b68c8194af45c94a6952706b",
+            id,
+        )
+        .replace(r#""background": false"#, r#""background": true"#)
+}
+
+/// The background response `id`, queued or in progress.
+fn response_under_way(id: &str, status: &str) -> Reply {
+    Reply::json(
+        200,
+        format!(
+            r#"{{"id":"{id}","object":"response","created_at":1,"status":"{status}","background":true,"model":"gpt-4o-mini","output":[],"usage":null}}"#
+        ),
+    )
+}
+
+/// Starts a background response at `gw`.
+async fn start_background(gw: &Gateway) {
+    let resp = client()
+        .post(gw.url("/p/openai/responses"))
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt-4o-mini","input":"hi","background":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+}
+
+/// team-a's tokens in `redis` today, input and output, once `output` are there (or
+/// after `patience`).
+async fn tokens_in(redis: &RedisServer, output: u64, patience: Duration) -> (u64, u64) {
+    use aurora::limits::{LimitStore, RedisStore};
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let mut total = aurora::limits::UsageRecord::default();
+        for record in store
+            .usage("team-a", today - 1, today)
+            .await
+            .unwrap()
+            .values()
+        {
+            total.add(record);
+        }
+        if total.output >= output || std::time::Instant::now() > deadline {
+            return (total.input, total.output);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_of_a_replica_that_stopped_is_charged_by_another() {
+    // The replica that started the work polls it, then dies with it still at work.
+    // Its lease on the work runs out, and another replica takes it over from Redis:
+    // polled there, and charged once it has ended.
+    use std::sync::atomic::AtomicBool;
+    let redis = RedisServer::start();
+    let ended = Arc::new(AtomicBool::new(false));
+    let now_ended = Arc::clone(&ended);
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/responses") => response_under_way("resp_left", "queued"),
+        ("GET", "/v1/responses/resp_left") if now_ended.load(Ordering::SeqCst) => {
+            Reply::json(200, completed_response("resp_left"))
+        }
+        ("GET", "/v1/responses/resp_left") => response_under_way("resp_left", "in_progress"),
+        _ => provider_like(rec),
+    })
+    .await;
+    let limits = "{budget: {tokens: 1000, period: day}}";
+    let polled = || {
+        mock.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.uri == "/v1/responses/resp_left")
+            .count()
+    };
+    let starting = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
+    start_background(&starting).await;
+    wait_until(|| polled() >= 2).await;
+    drop(starting);
+    ended.store(true, Ordering::SeqCst);
+    let _other = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
+    assert_eq!(tokens_in(&redis, 5, Duration::from_secs(60)).await, (17, 5));
+    // Settled there: not polled, nor charged, again.
+    let settled = polled();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(polled(), settled);
+    assert_eq!(tokens_in(&redis, 10, Duration::ZERO).await, (17, 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_at_one_replica_charges_work_another_watches_first() {
+    // The replica that started the work would poll it only in an hour; its delete
+    // comes to another replica, which finds the work in Redis, polls it and charges
+    // it before the delete goes on.
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/responses") => response_under_way("resp_del", "queued"),
+        ("GET", "/v1/responses/resp_del") => Reply::json(200, completed_response("resp_del")),
+        ("DELETE", "/v1/responses/resp_del") => Reply::json(
+            200,
+            r#"{"id":"resp_del","object":"response.deleted","deleted":true}"#,
+        ),
+        _ => provider_like(rec),
+    })
+    .await;
+    let limits = "{budget: {tokens: 1000, period: day}}";
+    let starting = replica(&mock, &redis, limits, "  poll_background: 1h\n");
+    let other = replica(&mock, &redis, limits, "  poll_background: 1h\n");
+    start_background(&starting).await;
+    let watches = aurora::limits::RedisStore::new(&redis.url()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        use aurora::limits::LimitStore;
+        let shared = watches.shared_watches().unwrap();
+        let found = shared.find("response:resp_del").await.unwrap();
+        if found.is_some() || std::time::Instant::now() > deadline {
+            assert!(found.is_some(), "the work was not shared");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = client()
+        .delete(other.url("/p/openai/responses/resp_del"))
+        .bearer_auth(TEAM_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let calls: Vec<_> = mock
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.uri))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "POST /v1/responses",
+            "GET /v1/responses/resp_del",
+            "DELETE /v1/responses/resp_del"
+        ]
+    );
+    assert_eq!(tokens_in(&redis, 5, Duration::from_secs(10)).await, (17, 5));
+}

@@ -13,6 +13,7 @@ mod rate_headers;
 mod redis_link;
 mod redis_scripts;
 mod redis_store;
+mod redis_watches;
 mod redis_writer;
 mod report;
 
@@ -25,6 +26,7 @@ pub use memory::MemoryStore;
 pub use period::{budget_period, date_text, minute_window, period_start_day, reset_text};
 pub use rate_headers::{insert_rate_headers, LimitTexts};
 pub use redis_store::RedisStore;
+pub use redis_watches::SharedWatches;
 pub use redis_writer::FLUSH_AFTER;
 pub use report::{parse_period, usage_report};
 
@@ -251,6 +253,13 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
     /// Whether some request charged the usage of `answer` already (and it is still
     /// remembered); nothing is marked.
     async fn was_charged(&self, answer: &AnswerKey, now: u64) -> Result<bool, StoreError>;
+
+    /// Where the background work each replica polls is kept for the others (Redis);
+    /// `None` (the default, the memory store) when a replica's own list is all there
+    /// is.
+    fn shared_watches(&self) -> Option<&SharedWatches> {
+        None
+    }
 }
 
 /// How long an answer generated apart from its request is remembered as charged: as

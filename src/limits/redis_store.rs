@@ -23,6 +23,7 @@ use super::pending::Counters;
 use super::period::{budget_period, minute_window};
 use super::redis_link::{key, limit_arg, micros, usage_key, Called, Link};
 use super::redis_scripts::{ADMIT, LEASE};
+use super::redis_watches::SharedWatches;
 use super::redis_writer::{Writer, SLOT_TTL_SECS};
 use super::{
     usd_micros, Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord,
@@ -41,6 +42,7 @@ pub struct RedisStore {
     leases: LeaseBook,
     admit: Script,
     lease: Script,
+    watches: SharedWatches,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -71,6 +73,7 @@ impl RedisStore {
         let link = Arc::new(Link::new(url)?);
         Ok(Self {
             writer: Writer::new(Arc::clone(&link)),
+            watches: SharedWatches::new(Arc::clone(&link)),
             link,
             leases: LeaseBook::default(),
             admit: Script::new(ADMIT),
@@ -342,6 +345,10 @@ impl LimitStore for RedisStore {
             .within(exists.query_async(&mut conn), "a charged-answer check", 1)
             .await?;
         Ok(found > 0)
+    }
+
+    fn shared_watches(&self) -> Option<&SharedWatches> {
+        Some(&self.watches)
     }
 
     /// One `SET NX` every replica asks: the first sets it.

@@ -21,7 +21,9 @@ use once_cell::sync::Lazy;
 
 use super::batch_results::BatchResults;
 use super::deferred_answer::{unquoted, ApartKind, DeferredAnswer, StartedApart};
-use super::usage_estimate::{answer_text_tokens, input_tokens, input_tokens_of_size, StreamedText};
+use super::usage_estimate::{
+    answer_text_tokens, array_call_tokens, input_tokens, input_tokens_of_size, StreamedText,
+};
 use super::usage_object::{
     read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
 };
@@ -155,6 +157,13 @@ impl RawUsage {
             prompt_eval_count,
             eval_count
         );
+    }
+
+    /// Whether this is a Gemini count of thinking without the candidates' tokens.
+    fn counts_thoughts_alone(&self) -> bool {
+        self.prompt_token_count.is_some()
+            && self.candidates_token_count.is_none()
+            && self.thoughts_token_count.is_some_and(|t| t > 0)
     }
 
     /// Whether the input tokens are reported.
@@ -858,9 +867,12 @@ impl UsageMeter {
             Body::Lines(mut lines) => lines.end(&mut self.read),
             Body::BatchResults(_) | Body::Done => {}
         }
-        if whole && self.read.running_last {
+        let text_besides =
+            self.read.seen.is_some_and(|u| u.counts_thoughts_alone()) && !self.read.text.is_empty();
+        if whole && self.read.running_last && !text_besides {
             // A stream that ended whole on a running count (no chunk said why it
-            // finished): that count was its last.
+            // finished): that count was its last, unless it counted no more than
+            // thinking for a stream that carried text.
             self.read.final_usage = true;
         }
         self.charged()
@@ -886,7 +898,7 @@ impl UsageMeter {
             });
         }
         let mut usage = reported.unwrap_or_default();
-        usage.output = usage.output.max(self.read.text.tokens());
+        usage.output = output_estimate(self.read.seen, usage.output, self.read.text.tokens());
         let input_reported = self.read.seen.is_some_and(|u| u.reports_input())
             && usage.input + usage.cache_read + usage.cache_write > 0;
         Some(Charge {
@@ -923,19 +935,35 @@ impl UsageMeter {
         }
         let output = match &self.body {
             _ if !self.passed() => None,
-            Body::Json(buf) => Some(answer_text_tokens(buf)),
-            Body::JsonEnds(ends) => Some(answer_text_tokens(&ends.head)),
+            Body::Json(buf) => Some(answer_text_tokens(buf) + array_call_tokens(buf)),
+            Body::JsonEnds(ends) => {
+                Some(answer_text_tokens(&ends.head) + array_call_tokens(&ends.head))
+            }
             _ => None,
         };
         match (self.end_with(&[], false), output) {
             // Gemini's chunks, answered as a JSON array: their counts so far run behind
             // the text, which is estimated as a stream's is.
-            (Some(reported), Some(output)) if !self.read.final_usage => {
+            (Some(reported), Some(text)) if !self.read.final_usage => {
+                let output = output_estimate(self.read.seen, reported.usage.output, text);
                 Some(reported.with_output_at_least(output))
             }
             (Some(reported), _) => Some(reported),
             (None, output) => output.map(Charge::cut_whole),
         }
+    }
+}
+
+/// The output of an answer whose count so far (`reported`, of `seen`) runs behind its
+/// `text` (the tokens its text makes): the larger of the two, or both, when the count
+/// is Gemini's of its thinking alone (its chunks before the last report thoughts
+/// without the candidates' tokens), which the text does not hold unless the thinking
+/// was streamed too.
+fn output_estimate(seen: Option<RawUsage>, reported: u64, text: u64) -> u64 {
+    if seen.is_some_and(|u| u.counts_thoughts_alone()) {
+        reported.saturating_add(text)
+    } else {
+        reported.max(text)
     }
 }
 
@@ -1421,6 +1449,34 @@ mod tests {
         assert_eq!(
             charged_as("text/event-stream", &body, 5, true),
             Some((exact, false))
+        );
+    }
+
+    #[test]
+    fn a_gemini_count_of_thinking_alone_is_charged_with_the_text_besides() {
+        // Before its last chunk, a thinking model's count says its thoughts (20)
+        // without the candidates' tokens: the text streamed (7 tokens) is added to
+        // it, whether the stream was left or ended without saying why it finished.
+        let thinking = r#"{"promptTokenCount":10,"thoughtsTokenCount":20,"totalTokenCount":30}"#;
+        let chunks = [
+            gemini_chunk("Hello there, ", "", thinking),
+            gemini_chunk("general Kenobi", "", thinking),
+        ];
+        let estimate = Usage {
+            input: 10,
+            output: 27,
+            reasoning: 20,
+            ..Usage::default()
+        };
+        let body = gemini_sse(&chunks);
+        for cut in [true, false] {
+            let charge = charged_as("text/event-stream", &body, 9, cut);
+            assert_eq!(charge, Some((estimate, true)), "cut {cut}");
+        }
+        let array = format!("[{}", chunks.join(","));
+        assert_eq!(
+            charged_as("application/json", &array, 9, true),
+            Some((estimate, true))
         );
     }
 

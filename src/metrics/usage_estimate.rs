@@ -138,56 +138,11 @@ pub struct StreamedText {
 impl StreamedText {
     /// Reads one event's data (a JSON object).
     pub fn event(&mut self, data: &[u8]) {
-        let mut text = DeltaText::default();
-        // Looked for once an event, and only for a `delta` that is a string.
-        let mut audio = None;
-        let mut deltas = 0;
-        let mut from = 0;
-        while let Some(found) = DELTA_KEY.find(&data[from..]) {
-            let after = from + found + DELTA_KEY.needle().len();
-            from = after;
-            let Some(value) = member_value(data, after) else {
-                // A string `"delta"`, not a key.
-                continue;
-            };
-            deltas += 1;
-            if data.get(value) == Some(&b'"')
-                && *audio.get_or_insert_with(|| AUDIO_DELTA_TYPE.find(data).is_some())
-            {
-                // The Responses API's `response.audio.delta`: audio, not text.
-                continue;
-            }
-            let end = visit_strings(data, value, b"delta", &REPEATED_KEYS, |key, raw| {
-                text.add(key, raw);
-            });
-            from = end.max(after);
-        }
-        if deltas == 0 {
-            // A legacy Completions chunk holds its text in `choices[].text`, a Gemini
-            // one in `candidates[].content.parts[].text` (its thinking too), and its
-            // tool calls' arguments as objects (`functionCall.args`).
-            let choices = CHOICES_KEY
-                .find(data)
-                .map(|found| (found + CHOICES_KEY.needle().len(), false));
-            let holder = choices
-                .or_else(|| gemini_candidates(data).map(|after| (after, true)))
-                .and_then(|(after, gemini)| Some((member_value(data, after)?, gemini)));
-            if let Some((value, gemini)) = holder {
-                let end = visit_strings(data, value, b"", &[], |key, raw| {
-                    if key == b"text" {
-                        text.add(key, raw);
-                    }
-                });
-                if gemini {
-                    text.chars += object_chars(&data[value..end.min(data.len())], &ARGS_KEY);
-                }
-            }
-        }
-        let chars = text.chars();
-        if chars > 0 {
-            self.chars += chars;
-            self.events += 1;
-        }
+        let chars = match gemini_candidates(data) {
+            Some(after) => gemini_chars(data, after),
+            None => delta_chars(data),
+        };
+        self.count(chars);
     }
 
     /// Reads one line of a JSON-lines stream (Ollama's own API): its text is a chat
@@ -195,11 +150,15 @@ impl StreamedText {
     /// and `thinking`, and its tool calls' `arguments` (objects, counted as written).
     pub fn line(&mut self, line: &[u8]) {
         let mut chars = object_chars(line, &ARGUMENTS_KEY);
-        visit_strings(line, skip_ws(line, 0), b"", &[], |key, raw| {
+        visit_strings(line, skip_ws(line, 0), b"", &[b"arguments"], |key, raw| {
             if LINE_TEXT_KEYS.contains(&key) {
                 chars += text_chars(raw);
             }
         });
+        self.count(chars);
+    }
+
+    fn count(&mut self, chars: u64) {
         if chars > 0 {
             self.chars += chars;
             self.events += 1;
@@ -230,6 +189,16 @@ pub fn answer_text_tokens(doc: &[u8]) -> u64 {
         text.add(key, raw);
     });
     text.chars().div_ceil(CHARS_PER_TOKEN)
+}
+
+/// The estimated output tokens of the tool calls in Gemini's chunks answered as one
+/// JSON array (`functionCall.args`, objects, which [`answer_text_tokens`] does not
+/// read); none for any other answer.
+pub fn array_call_tokens(doc: &[u8]) -> u64 {
+    if doc.get(skip_ws(doc, 0)) != Some(&b'[') {
+        return 0;
+    }
+    object_chars(doc, &ARGS_KEY).div_ceil(CHARS_PER_TOKEN)
 }
 
 /// The estimated input tokens of a request the gateway did not read, from its size:
@@ -323,6 +292,65 @@ fn visit_strings<'a>(
         }
     }
     at
+}
+
+/// The output text of an event of a format with a `delta` (Chat chunks, Anthropic's
+/// and the Responses API's events), or of a legacy Completions chunk
+/// (`choices[].text`).
+fn delta_chars(data: &[u8]) -> u64 {
+    let mut text = DeltaText::default();
+    // Looked for once an event, and only for a `delta` that is a string.
+    let mut audio = None;
+    let mut deltas = 0;
+    let mut from = 0;
+    while let Some(found) = DELTA_KEY.find(&data[from..]) {
+        let after = from + found + DELTA_KEY.needle().len();
+        from = after;
+        let Some(value) = member_value(data, after) else {
+            // A string `"delta"`, not a key.
+            continue;
+        };
+        deltas += 1;
+        if data.get(value) == Some(&b'"')
+            && *audio.get_or_insert_with(|| AUDIO_DELTA_TYPE.find(data).is_some())
+        {
+            // The Responses API's `response.audio.delta`: audio, not text.
+            continue;
+        }
+        let end = visit_strings(data, value, b"delta", &REPEATED_KEYS, |key, raw| {
+            text.add(key, raw);
+        });
+        from = end.max(after);
+    }
+    if deltas == 0 {
+        let choices = CHOICES_KEY
+            .find(data)
+            .and_then(|found| member_value(data, found + CHOICES_KEY.needle().len()));
+        if let Some(value) = choices {
+            visit_strings(data, value, b"", &[], |key, raw| {
+                if key == b"text" {
+                    text.add(key, raw);
+                }
+            });
+        }
+    }
+    text.chars()
+}
+
+/// The output text of a Gemini chunk whose `candidates` key ends at `after`: each
+/// part's `text` (its thinking too), and its tool calls' arguments, objects counted as
+/// written (`functionCall.args`, whose own strings are not read again as text).
+fn gemini_chars(data: &[u8], after: usize) -> u64 {
+    let Some(value) = member_value(data, after) else {
+        return 0;
+    };
+    let mut chars = 0;
+    let end = visit_strings(data, value, b"", &[b"args"], |key, raw| {
+        if key == b"text" {
+            chars += text_chars(raw);
+        }
+    });
+    chars + object_chars(&data[value..end.min(data.len())], &ARGS_KEY)
 }
 
 /// Where the key of a Gemini chunk's `candidates` ends, when the chunk starts with it
@@ -447,6 +475,37 @@ mod tests {
         let mut other = StreamedText::default();
         other.event(br#"{"type":"ping","candidates":[{"content":{"parts":[{"text":"x"}]}}]}"#);
         assert!(other.is_empty());
+    }
+
+    #[test]
+    fn a_gemini_chunk_is_read_as_one_whatever_its_tool_calls_arguments_name() {
+        // Arguments named `text`, `delta` and `choices`: counted once, as arguments.
+        let text = streamed(&[
+            r#"{"candidates":[{"content":{"parts":[{"text":"Hi"},{"functionCall":{"name":"f","args":{"text":"abc","delta":"d","choices":[1]}}}],"role":"model"},"index":0}]}"#,
+        ]);
+        // "Hi" 2, and the arguments as written, 40.
+        assert_eq!(
+            text,
+            StreamedText {
+                chars: 42,
+                events: 1
+            }
+        );
+        // An Ollama call's argument named `content`: counted once too.
+        let mut line = StreamedText::default();
+        line.line(br#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"content":"abc"}}}]},"done":false}"#);
+        assert_eq!(
+            line,
+            StreamedText {
+                chars: 17,
+                events: 1
+            }
+        );
+        // Gemini's chunks answered as one array: their arguments, which strings do
+        // not hold.
+        let array = br#"[{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{"city":"Paris"}}}]}}]}"#;
+        assert_eq!(array_call_tokens(array), 4);
+        assert_eq!(array_call_tokens(br#"{"args":{"city":"Paris"}}"#), 0);
     }
 
     #[test]

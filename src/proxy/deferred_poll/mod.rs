@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -24,6 +24,7 @@ use pingora_core::connectors::http::Connector;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+mod shared_record;
 mod watch_list;
 
 use super::context::UpstreamTarget;
@@ -36,6 +37,7 @@ use crate::metrics::deferred_answer::{ApartKind, DeferredAnswer, StartedApart};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
 #[cfg(test)]
 use crate::providers::Provider;
+use shared_record::{shared_name, WatchRecord};
 use watch_list::{Named, WatchList, Watched};
 pub use watch_list::{MAX_WATCHED, MAX_WATCHED_PER_CALLER};
 
@@ -56,6 +58,17 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an ended message batch's results may go without a byte: a file of many
 /// lines takes as long as it takes, as long as it comes.
 const RESULTS_IDLE: Duration = Duration::from_secs(30);
+
+/// How often a replica says in a shared store that it still polls its work, and takes
+/// over the work of replicas that stopped.
+const SHARE_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a replica's word that it polls its work holds: past it, its work goes to
+/// the others.
+const SHARE_LEASE: Duration = Duration::from_secs(20);
+
+/// The most pieces of work taken over from stopped replicas at each turn.
+const TAKEN_OVER_AT_ONCE: usize = 200;
 
 /// How long a delete waits for a poll of its work already under way before it is
 /// refused (503, to be sent again).
@@ -225,6 +238,10 @@ struct Inner {
     stopped: AtomicBool,
     // Built with the poll, at startup: building it reads the system trust store.
     connector: Connector,
+    /// This replica's name among those sharing their work.
+    me: String,
+    /// The store the work is shared in, when it shares any (Redis), once the poll runs.
+    shared: OnceLock<Arc<dyn LimitStore>>,
 }
 
 impl DeferredPoll {
@@ -236,6 +253,8 @@ impl DeferredPoll {
                 wake: Notify::new(),
                 stopped: AtomicBool::new(false),
                 connector: Connector::new(None),
+                me: uuid::Uuid::new_v4().simple().to_string(),
+                shared: OnceLock::new(),
             }),
         }
     }
@@ -323,6 +342,7 @@ impl DeferredPoll {
             until: now + GIVE_UP_AFTER,
             wait: first,
         };
+        let shared = self.shared_record(&watched, now, first);
         if !self.list().add(watched, now + first) {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
@@ -335,7 +355,86 @@ impl DeferredPoll {
             return false;
         }
         self.inner.wake.notify_one();
+        if let (Some(shared), Ok(runtime)) = (shared, tokio::runtime::Handle::try_current()) {
+            let poll = self.clone();
+            runtime.spawn(async move { poll.share(shared).await });
+        }
         true
+    }
+
+    /// What the other replicas are told of `watched`, next polled after `wait`: its
+    /// name and record, and when (Unix milliseconds); `None` when nothing is shared.
+    fn shared_record(&self, watched: &Watched, now: Instant, wait: Duration) -> Option<Shared> {
+        self.inner.shared.get()?;
+        let record = WatchRecord::of(watched, now, unix_now())?;
+        let record = serde_json::to_string(&record).ok()?;
+        let started = &watched.start.started;
+        Some(Shared::Kept {
+            name: shared_name(started.kind, &started.id),
+            record,
+            due: unix_millis().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(0)),
+        })
+    }
+
+    /// Tells the store the work is shared in what became of a piece of work.
+    async fn share(&self, change: Shared) {
+        let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
+            return;
+        };
+        let told = match &change {
+            Shared::Kept { name, record, due } => {
+                watches.keep(&self.inner.me, name, record, *due).await
+            }
+            Shared::Forgotten(name) => watches.forget(name).await,
+        };
+        if let Err(e) = told {
+            log::debug!("sharing background work: {e}");
+        }
+    }
+
+    /// Says this replica still polls its work, and takes over the work of replicas
+    /// that stopped: each polled soon, with `config`.
+    async fn take_over(&self, config: &Config) {
+        let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
+            return;
+        };
+        let (me, now_ms) = (&self.inner.me, unix_millis());
+        let lease = u64::try_from(SHARE_LEASE.as_millis()).unwrap_or(u64::MAX);
+        if let Err(e) = watches.alive(me, Some(now_ms.saturating_add(lease))).await {
+            log::debug!("sharing background work: {e}");
+            return;
+        }
+        let claimed = watches
+            .claim(me, now_ms, now_ms.saturating_add(lease), TAKEN_OVER_AT_ONCE)
+            .await;
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                log::debug!("taking over background work: {e}");
+                return;
+            }
+        };
+        let (now, now_unix) = (Instant::now(), unix_now());
+        let mut taken = 0;
+        for (name, record) in claimed {
+            let watched = serde_json::from_str::<WatchRecord>(&record)
+                .ok()
+                .and_then(|r| r.watched(config, now, now_unix));
+            let Some(watched) = watched else {
+                // Given up, or its provider or caller is gone from the config.
+                self.share(Shared::Forgotten(name)).await;
+                continue;
+            };
+            if self.list().add(watched, now) {
+                taken += 1;
+            }
+        }
+        if taken > 0 {
+            log::info!(
+                "took over {taken} background responses and batches of a replica that stopped"
+            );
+            self.inner.wake.notify_one();
+        }
     }
 
     /// A call deletes the work `kind` `id` (a response, an Anthropic message batch):
@@ -360,7 +459,16 @@ impl DeferredPoll {
             }
             let named = self.list().take_named(kind, id);
             match named {
-                Named::Unwatched => return Ok(()),
+                Named::Unwatched => {
+                    // Watched by another replica: polled here too, as this one's own.
+                    let elsewhere = self.watched_elsewhere(kind, id, &config).await?;
+                    let Some(watched) = elsewhere else {
+                        return Ok(());
+                    };
+                    if !self.list().add(watched, until) {
+                        return Ok(());
+                    }
+                }
                 Named::Taken(taken) => break taken,
                 Named::Polling if Instant::now() < until => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -387,6 +495,25 @@ impl DeferredPoll {
         }
     }
 
+    /// The work `kind` `id` as another replica watches it, when work is shared: polled
+    /// here before its delete. `Err` when the store cannot say.
+    async fn watched_elsewhere(
+        &self,
+        kind: ApartKind,
+        id: &str,
+        config: &Config,
+    ) -> Result<Option<Watched>, ()> {
+        let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
+            return Ok(None);
+        };
+        let record = watches.find(&shared_name(kind, id)).await.map_err(|e| {
+            log::warn!("{e}; a delete of background work is refused, to be sent again");
+        })?;
+        Ok(record
+            .and_then(|r| serde_json::from_str::<WatchRecord>(&r).ok())
+            .and_then(|r| r.watched(config, Instant::now(), unix_now())))
+    }
+
     /// Polls what is due, as it comes due, with `config`'s config, until `stop` ends:
     /// up to [`POLLS_AT_ONCE`] at once, each started as soon as there is room.
     pub async fn run(
@@ -398,6 +525,11 @@ impl DeferredPoll {
     ) {
         tokio::pin!(stop);
         let mut polls = FuturesUnordered::new();
+        if store.shared_watches().is_some() {
+            let _ = self.inner.shared.set(Arc::clone(store));
+        }
+        let mut share = tokio::time::interval(SHARE_EVERY);
+        share.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let room = POLLS_AT_ONCE.saturating_sub(polls.len());
             let due = self.list().take_due(Instant::now(), room);
@@ -426,10 +558,20 @@ impl DeferredPoll {
                     }
                 }
                 _ = self.inner.wake.notified() => {}
+                _ = share.tick(), if self.inner.shared.get().is_some() => {
+                    let (poll, config) = (self.clone(), config());
+                    tokio::spawn(async move { poll.take_over(&config).await });
+                }
                 _ = &mut stop => {
                     // Polls dropped here leave their work counted as being polled:
                     // deletes no longer wait for any.
                     self.inner.stopped.store(true, Ordering::Relaxed);
+                    // The other replicas take over this one's work at once.
+                    if let Some(watches) = store.shared_watches() {
+                        if let Err(e) = watches.alive(&self.inner.me, None).await {
+                            log::debug!("sharing background work: {e}");
+                        }
+                    }
                     return;
                 }
             }
@@ -505,6 +647,17 @@ impl DeferredPoll {
                 watched.provider.name,
                 GIVE_UP_AFTER.as_secs() / 3600
             );
+        }
+        let shared = if settled || given_up {
+            self.inner.shared.get().map(|_| {
+                let started = &watched.start.started;
+                Shared::Forgotten(shared_name(started.kind, &started.id))
+            })
+        } else {
+            self.shared_record(&watched, Instant::now(), watched.wait)
+        };
+        if let Some(shared) = shared {
+            self.share(shared).await;
         }
         // No longer polled, and settled or back in the list, in one step: a delete
         // never finds it in neither.
@@ -663,8 +816,9 @@ async fn charge_ended(
     let Some((charge, answer)) = ended.charge.zip(ended.charge.and_then(|c| c.deferred)) else {
         if start.started.kind != ApartKind::Response {
             log::warn!(
-                "{} `{}` ended without saying what it used: it is charged only if its \
-                 output is read",
+                "{} `{}` ended without saying what it used, nor did what the gateway \
+                 could read of its output: it is charged only if a client reads output \
+                 that does",
                 kind(&start.started),
                 start.started.id
             );
@@ -705,6 +859,24 @@ fn kind(started: &StartedApart) -> &'static str {
         ApartKind::Batch => "batch",
         ApartKind::MessageBatch => "message batch",
     }
+}
+
+/// What the store work is shared in is told of a piece of work.
+enum Shared {
+    /// Watched, by its name: its record, and when it is next polled (Unix ms).
+    Kept {
+        name: String,
+        record: String,
+        due: u64,
+    },
+    /// Settled or given up, by its name.
+    Forgotten(String),
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn unix_now() -> u64 {
