@@ -21,7 +21,10 @@ use log::{LevelFilter, Log, Metadata, Record};
 use once_cell::sync::Lazy;
 
 pub use access_writer::{AccessLogWriter, LineFilter, ACCESS_LOG_CAPACITY};
-pub use redact::{is_credential_header, redact, RedactedHeaders, CREDENTIAL_HEADERS, REDACTED};
+pub use redact::{
+    is_credential_header, is_credential_param, redact, RedactedHeaders, CREDENTIAL_HEADERS,
+    REDACTED,
+};
 
 /// The filter used when neither `RUST_LOG` nor `server.log_level` says otherwise.
 pub const DEFAULT_LOG_FILTER: &str = "info";

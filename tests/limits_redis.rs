@@ -959,3 +959,80 @@ async fn a_delete_at_one_replica_charges_work_another_watches_first() {
     );
     assert_eq!(tokens_in(&redis, 5, Duration::from_secs(10)).await, (17, 5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_while_redis_is_away_goes_on_where_the_store_allows_it() {
+    // Whether another replica watches the work cannot be asked: with `allow`, the
+    // delete goes on (as requests are served); it is not refused until Redis is back.
+    let mut redis = RedisServer::start();
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("DELETE", "/v1/responses/resp_away") => Reply::json(
+            200,
+            r#"{"id":"resp_away","object":"response.deleted","deleted":true}"#,
+        ),
+        _ => provider_like(rec),
+    })
+    .await;
+    let gw = replica(&mock, &redis, "{budget: {tokens: 1000, period: day}}", "");
+    // Connected while Redis was up.
+    assert_eq!(chat(&gw).await.status(), 200);
+    redis.stop();
+    let resp = client()
+        .delete(gw.url("/p/openai/responses/resp_away"))
+        .bearer_auth(TEAM_KEY)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(mock
+        .requests()
+        .iter()
+        .any(|r| r.method == "DELETE" && r.uri == "/v1/responses/resp_away"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_work_is_taken_over_only_from_a_replica_that_stopped_or_lost_it() {
+    use aurora::limits::SharedWatches;
+    let redis = RedisServer::start();
+    let watches = SharedWatches::new(&redis.url()).unwrap();
+    let lease = 60_000;
+    let claim = |stale: u64| watches.claim("b", lease, stale, 10);
+    watches.alive("a", Some(lease)).await.unwrap();
+    watches.alive("b", Some(lease)).await.unwrap();
+    watches.keep("a", "batch:1", "{one}", 0).await.unwrap();
+    watches
+        .keep("a", "batch:2", "{two}", 3_600_000)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Its replica is alive, and wrote it just now: not taken, though due (and looked
+    // at again when that replica's lease runs out).
+    assert_eq!(claim(60_000).await.unwrap(), []);
+    // Written again by its replica, due now; then not written for longer than the
+    // stale time: lost by its replica, taken.
+    watches.keep("a", "batch:1", "{one}", 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let lost = claim(5).await.unwrap();
+    assert_eq!(lost, [("batch:1".to_string(), "{one}".to_string())]);
+    // Taken, it is due again only after its lease: not taken twice.
+    assert_eq!(claim(5).await.unwrap(), []);
+    // Its new owner gives it back: any replica takes it once due again.
+    watches.give_back("batch:1", 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(claim(60_000).await.unwrap().len(), 1);
+    // A replica that stopped leaves what is due to the others, not what is not yet.
+    watches.keep("a", "batch:3", "{three}", 0).await.unwrap();
+    watches.alive("a", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let taken = claim(60_000).await.unwrap();
+    assert_eq!(taken, [("batch:3".to_string(), "{three}".to_string())]);
+    // Forgotten, it is nowhere.
+    watches.forget("batch:2").await.unwrap();
+    assert_eq!(watches.find("batch:2").await.unwrap(), None);
+    assert_eq!(
+        watches.find("batch:3").await.unwrap().as_deref(),
+        Some("{three}")
+    );
+}

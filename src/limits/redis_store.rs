@@ -73,7 +73,7 @@ impl RedisStore {
         let link = Arc::new(Link::new(url)?);
         Ok(Self {
             writer: Writer::new(Arc::clone(&link)),
-            watches: SharedWatches::new(Arc::clone(&link)),
+            watches: SharedWatches::new(url)?,
             link,
             leases: LeaseBook::default(),
             admit: Script::new(ADMIT),

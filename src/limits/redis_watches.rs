@@ -1,14 +1,15 @@
 //! The background work each replica polls, kept in Redis beside its own list: a
 //! replica that stops (an upgrade, a crash) leaves its work to the others, which
-//! take it over once its lease on it has run out, and a `DELETE` at any replica finds
-//! work another one watches.
+//! take it over once its lease has run out, and a `DELETE` at any replica finds work
+//! another one watches.
 //!
 //! Keys, all under one hash tag: `aurora:{poll}:work` (name → the work's record, as
 //! the poll writes it), `aurora:{poll}:owner` (name → the replica polling it),
-//! `aurora:{poll}:due` (name → when it is next polled, Unix milliseconds) and
-//! `aurora:{poll}:alive` (replica → until when it polls, Unix milliseconds).
-
-use std::sync::Arc;
+//! `aurora:{poll}:seen` (name → when its owner last wrote it), `aurora:{poll}:due`
+//! (name → when to look at it again) and `aurora:{poll}:alive` (replica → until when
+//! it polls). Every time is Redis's own (`TIME`, in milliseconds), so replicas whose
+//! clocks differ agree on it. The calls go through a connection of their own: one
+//! slow or lost never holds up the requests' limits.
 
 use redis::Script;
 
@@ -17,113 +18,172 @@ use super::StoreError;
 
 const WORK: &str = "aurora:{poll}:work";
 const OWNER: &str = "aurora:{poll}:owner";
+const SEEN: &str = "aurora:{poll}:seen";
 const DUE: &str = "aurora:{poll}:due";
 const ALIVE: &str = "aurora:{poll}:alive";
 
-/// Takes over work whose replica stopped: of the work due by `now` (at most `scan`
-/// names), each whose owner is not alive at `now` is given to `me` and not due again
-/// before `lease until` (the new owner polls it and says when). KEYS: work, owner,
-/// due, alive. ARGV: me, now, lease until, scan, most taken. Returns name, record,
-/// name, record, ….
+/// Redis's time in milliseconds, as `now`, in each script (effects replicated).
+const NOW: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+";
+
+/// Writes the work `name` that `me` polls, due in `wait` ms. KEYS: work, owner, seen,
+/// due. ARGV: me, name, record, wait.
+const KEEP: &str = r"
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[2], now)
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[2])
+return 1
+";
+
+/// Gives the work `name` back, for any replica to take over in `delay` ms. KEYS:
+/// owner, due. ARGV: name, delay.
+const GIVE_BACK: &str = r"
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+";
+
+/// Says `me` polls its work for `lease` more ms (a negative lease: no more). KEYS:
+/// alive. ARGV: me, lease.
+const ALIVE_FOR: &str = r"
+local lease = tonumber(ARGV[2])
+if lease < 0 then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], now + lease, ARGV[1]) end
+return 1
+";
+
+/// Takes over for `me` the work that is due and whose replica stopped (its lease has
+/// run out), or that nobody wrote for `stale` ms (a replica that lost it): at most
+/// `most` of the first `scan` due, each then due again in `lease` ms, when its new
+/// owner has not written it by then. Work whose replica is alive is looked at again
+/// when that replica's lease runs out, out of the way of the rest. KEYS: work, owner,
+/// seen, due, alive. ARGV: me, lease, stale, scan, most. Returns name, record, name,
+/// record, ….
 const CLAIM: &str = r"
-local me, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local me, lease, stale = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local scan, most = tonumber(ARGV[4]), tonumber(ARGV[5])
 local out, taken = {}, 0
-for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, scan)) do
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, scan)) do
   if taken >= most then break end
-  local owner = redis.call('HGET', KEYS[2], name)
   local record = redis.call('HGET', KEYS[1], name)
   if not record then
-    redis.call('ZREM', KEYS[3], name)
+    redis.call('ZREM', KEYS[4], name)
     redis.call('HDEL', KEYS[2], name)
-  elseif owner ~= me then
-    local alive = owner and tonumber(redis.call('ZSCORE', KEYS[4], owner))
-    if not alive or alive < now then
+    redis.call('HDEL', KEYS[3], name)
+  else
+    local owner = redis.call('HGET', KEYS[2], name)
+    local alive = owner and tonumber(redis.call('ZSCORE', KEYS[5], owner))
+    local seen = tonumber(redis.call('HGET', KEYS[3], name)) or 0
+    if not alive or alive < now or seen + stale < now then
       redis.call('HSET', KEYS[2], name, me)
-      redis.call('ZADD', KEYS[3], lease, name)
+      redis.call('HSET', KEYS[3], name, now)
+      redis.call('ZADD', KEYS[4], now + lease, name)
       out[#out + 1] = name
       out[#out + 1] = record
       taken = taken + 1
+    else
+      redis.call('ZADD', KEYS[4], alive, name)
     end
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 return out
 ";
 
 /// The work replicas poll, in Redis.
 pub struct SharedWatches {
-    link: Arc<Link>,
+    link: Link,
+    keep: Script,
+    give_back: Script,
+    alive: Script,
     claim: Script,
 }
 
 impl SharedWatches {
-    pub fn new(link: Arc<Link>) -> Self {
-        Self {
-            link,
-            claim: Script::new(CLAIM),
-        }
+    /// The work shared in the Redis at `url`, through a connection of its own.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        let script = |body: &str| Script::new(&format!("{NOW}{body}"));
+        Ok(Self {
+            link: Link::new(url)?,
+            keep: script(KEEP),
+            give_back: script(GIVE_BACK),
+            alive: script(ALIVE_FOR),
+            claim: script(CLAIM),
+        })
     }
 
-    /// `me` polls the work `name` (its `record`) next at `due`.
+    /// `me` polls the work `name` (its `record`) next in `wait_ms`.
     pub async fn keep(
         &self,
         me: &str,
         name: &str,
         record: &str,
-        due: u64,
+        wait_ms: u64,
     ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.hset(WORK, name, record)
-            .ignore()
-            .hset(OWNER, name, me)
-            .ignore()
-            .zadd(DUE, name, due)
-            .ignore();
-        self.run(pipe, "a background work's record").await
+        let mut call = self.keep.prepare_invoke();
+        call.key(WORK).key(OWNER).key(SEEN).key(DUE);
+        call.arg(me).arg(name).arg(record).arg(wait_ms);
+        self.run(call, "a background work's record").await
     }
 
     /// The work `name` is settled, or given up: no replica polls it any more.
     pub async fn forget(&self, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.link.connection().await?;
         let mut pipe = redis::pipe();
-        pipe.hdel(WORK, name)
+        pipe.atomic()
+            .hdel(WORK, name)
             .ignore()
             .hdel(OWNER, name)
             .ignore()
+            .hdel(SEEN, name)
+            .ignore()
             .zrem(DUE, name)
             .ignore();
-        self.run(pipe, "a background work's record").await
+        self.link
+            .within(
+                pipe.query_async::<()>(&mut conn),
+                "a background work's record",
+                1,
+            )
+            .await
     }
 
-    /// `me` polls its work until `until` (or, with `None`, stops now: its work goes to
-    /// the others at once).
-    pub async fn alive(&self, me: &str, until: Option<u64>) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        match until {
-            Some(until) => pipe.zadd(ALIVE, me, until).ignore(),
-            None => pipe.zrem(ALIVE, me).ignore(),
-        };
-        self.run(pipe, "a poll's lease").await
+    /// This replica cannot poll the work `name` it took over: any replica may take it
+    /// in `delay_ms`.
+    pub async fn give_back(&self, name: &str, delay_ms: u64) -> Result<(), StoreError> {
+        let mut call = self.give_back.prepare_invoke();
+        call.key(OWNER).key(DUE).arg(name).arg(delay_ms);
+        self.run(call, "a background work's record").await
     }
 
-    /// Takes over for `me` up to `most` pieces of work due by `now` whose replica
-    /// stopped, each not due again before `lease_until`: their names and records.
+    /// `me` polls its work for `lease_ms` more (or, with `None`, no more: its work goes
+    /// to the others as it comes due).
+    pub async fn alive(&self, me: &str, lease_ms: Option<u64>) -> Result<(), StoreError> {
+        let lease = lease_ms.map_or(-1, |ms| i64::try_from(ms).unwrap_or(i64::MAX));
+        let mut call = self.alive.prepare_invoke();
+        call.key(ALIVE).arg(me).arg(lease);
+        self.run(call, "a poll's lease").await
+    }
+
+    /// Takes over for `me` up to `most` pieces of due work whose replica stopped, or
+    /// that nobody wrote for `stale_ms`, each due again in `lease_ms` unless its new
+    /// owner writes it: their names and records.
     pub async fn claim(
         &self,
         me: &str,
-        now: u64,
-        lease_until: u64,
+        lease_ms: u64,
+        stale_ms: u64,
         most: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut conn = self.link.connection().await?;
         let mut call = self.claim.prepare_invoke();
-        call.key(WORK)
-            .key(OWNER)
-            .key(DUE)
-            .key(ALIVE)
-            .arg(me)
-            .arg(now)
-            .arg(lease_until)
+        call.key(WORK).key(OWNER).key(SEEN).key(DUE).key(ALIVE);
+        call.arg(me)
+            .arg(lease_ms)
+            .arg(stale_ms)
             .arg(most.saturating_mul(4))
             .arg(most);
         let flat: Vec<String> = self
@@ -152,10 +212,10 @@ impl SharedWatches {
             .await
     }
 
-    async fn run(&self, pipe: redis::Pipeline, what: &str) -> Result<(), StoreError> {
+    async fn run(&self, call: redis::ScriptInvocation<'_>, what: &str) -> Result<(), StoreError> {
         let mut conn = self.link.connection().await?;
         self.link
-            .within(pipe.query_async::<()>(&mut conn), what, 1)
+            .within(call.invoke_async::<()>(&mut conn), what, 1)
             .await
     }
 }

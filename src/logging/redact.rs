@@ -24,6 +24,13 @@ const CREDENTIAL_PARAMS: [&str; 2] = ["key", "api_key"];
 /// What a credential is replaced with.
 pub const REDACTED: &str = "<redacted>";
 
+/// Whether query parameter `name` (any case, as written) carries a credential.
+pub fn is_credential_param(name: &str) -> bool {
+    CREDENTIAL_PARAMS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(name))
+}
+
 /// Whether header `name` (any case) carries a credential.
 pub fn is_credential_header(name: &str) -> bool {
     CREDENTIAL_HEADERS

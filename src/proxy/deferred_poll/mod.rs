@@ -21,7 +21,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use http::{HeaderName, HeaderValue};
 use pingora_core::connectors::http::Connector;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 mod shared_record;
@@ -31,13 +31,13 @@ use super::context::UpstreamTarget;
 use super::limit_check::{charge_polled, StartedBy};
 use super::provider_fetch::{fetch_each, provider_get};
 use super::upstream::UpstreamResolver;
-use crate::config::Config;
+use crate::config::{Config, OnStoreError};
 use crate::limits::LimitStore;
 use crate::metrics::deferred_answer::{ApartKind, DeferredAnswer, StartedApart};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
 #[cfg(test)]
 use crate::providers::Provider;
-use shared_record::{shared_name, WatchRecord};
+use shared_record::{shared_name, NotPolled, WatchRecord};
 use watch_list::{Named, WatchList, Watched};
 pub use watch_list::{MAX_WATCHED, MAX_WATCHED_PER_CALLER};
 
@@ -66,6 +66,17 @@ const SHARE_EVERY: Duration = Duration::from_secs(5);
 /// How long a replica's word that it polls its work holds: past it, its work goes to
 /// the others.
 const SHARE_LEASE: Duration = Duration::from_secs(20);
+
+/// The most changes of the work shared that wait to be written.
+const SHARED_WAITING: usize = 10_000;
+
+/// How long work nobody wrote is left before any replica takes it over: its replica
+/// lost it (a write that never came back), though it polls the rest. Longer than the
+/// longest wait between polls.
+const SHARED_STALE: Duration = Duration::from_secs(30 * 60);
+
+/// How long work taken over and given back waits before a replica takes it again.
+const GIVEN_BACK_FOR: Duration = Duration::from_secs(5 * 60);
 
 /// The most pieces of work taken over from stopped replicas at each turn.
 const TAKEN_OVER_AT_ONCE: usize = 200;
@@ -242,6 +253,8 @@ struct Inner {
     me: String,
     /// The store the work is shared in, when it shares any (Redis), once the poll runs.
     shared: OnceLock<Arc<dyn LimitStore>>,
+    /// What the store is told, in order, by one writer.
+    changes: OnceLock<mpsc::Sender<Shared>>,
 }
 
 impl DeferredPoll {
@@ -255,6 +268,7 @@ impl DeferredPoll {
                 connector: Connector::new(None),
                 me: uuid::Uuid::new_v4().simple().to_string(),
                 shared: OnceLock::new(),
+                changes: OnceLock::new(),
             }),
         }
     }
@@ -355,9 +369,8 @@ impl DeferredPoll {
             return false;
         }
         self.inner.wake.notify_one();
-        if let (Some(shared), Ok(runtime)) = (shared, tokio::runtime::Handle::try_current()) {
-            let poll = self.clone();
-            runtime.spawn(async move { poll.share(shared).await });
+        if let Some(shared) = shared {
+            self.tell(shared);
         }
         true
     }
@@ -372,20 +385,40 @@ impl DeferredPoll {
         Some(Shared::Kept {
             name: shared_name(started.kind, &started.id),
             record,
-            due: unix_millis().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(0)),
+            wait_ms: millis(wait),
         })
     }
 
-    /// Tells the store the work is shared in what became of a piece of work.
-    async fn share(&self, change: Shared) {
+    /// Tells the store the work is shared in what became of a piece of work, after
+    /// what it was told before (a record written late would bring back work settled
+    /// since). Past [`SHARED_WAITING`] changes waiting (Redis slow or away), the
+    /// store is not told: a record it keeps may outlive its work, and be polled once
+    /// more by the replica that takes it over.
+    fn tell(&self, change: Shared) {
+        let Some(changes) = self.inner.changes.get() else {
+            return;
+        };
+        if changes.try_send(change).is_err() {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                log::warn!("background work is not shared in the store as fast as it changes")
+            });
+        }
+    }
+
+    /// Writes one change to the store the work is shared in.
+    async fn write_shared(&self, change: Shared) {
         let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
             return;
         };
         let told = match &change {
-            Shared::Kept { name, record, due } => {
-                watches.keep(&self.inner.me, name, record, *due).await
-            }
+            Shared::Kept {
+                name,
+                record,
+                wait_ms,
+            } => watches.keep(&self.inner.me, name, record, *wait_ms).await,
             Shared::Forgotten(name) => watches.forget(name).await,
+            Shared::GivenBack(name) => watches.give_back(name, millis(GIVEN_BACK_FOR)).await,
         };
         if let Err(e) = told {
             log::debug!("sharing background work: {e}");
@@ -398,14 +431,22 @@ impl DeferredPoll {
         let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
             return;
         };
-        let (me, now_ms) = (&self.inner.me, unix_millis());
-        let lease = u64::try_from(SHARE_LEASE.as_millis()).unwrap_or(u64::MAX);
-        if let Err(e) = watches.alive(me, Some(now_ms.saturating_add(lease))).await {
+        let me = &self.inner.me;
+        // Stopped since this turn began: its lease given up stays given up.
+        if self.inner.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = watches.alive(me, Some(millis(SHARE_LEASE))).await {
             log::debug!("sharing background work: {e}");
             return;
         }
         let claimed = watches
-            .claim(me, now_ms, now_ms.saturating_add(lease), TAKEN_OVER_AT_ONCE)
+            .claim(
+                me,
+                millis(SHARE_LEASE),
+                millis(SHARED_STALE),
+                TAKEN_OVER_AT_ONCE,
+            )
             .await;
         let claimed = match claimed {
             Ok(claimed) => claimed,
@@ -418,15 +459,20 @@ impl DeferredPoll {
         let mut taken = 0;
         for (name, record) in claimed {
             let watched = serde_json::from_str::<WatchRecord>(&record)
-                .ok()
+                .map_err(|_| NotPolled::GivenUp)
                 .and_then(|r| r.watched(config, now, now_unix));
-            let Some(watched) = watched else {
-                // Given up, or its provider or caller is gone from the config.
-                self.share(Shared::Forgotten(name)).await;
-                continue;
-            };
-            if self.list().add(watched, now) {
-                taken += 1;
+            match watched {
+                Ok(watched) => {
+                    if self.list().add(watched, now) {
+                        taken += 1;
+                    } else {
+                        // This replica's list, or the caller's share of it, is full.
+                        self.tell(Shared::GivenBack(name));
+                    }
+                }
+                Err(NotPolled::GivenUp) => self.tell(Shared::Forgotten(name)),
+                // Another replica's config may know its provider and caller.
+                Err(NotPolled::NotHere) => self.tell(Shared::GivenBack(name)),
             }
         }
         if taken > 0 {
@@ -496,7 +542,8 @@ impl DeferredPoll {
     }
 
     /// The work `kind` `id` as another replica watches it, when work is shared: polled
-    /// here before its delete. `Err` when the store cannot say.
+    /// here before its delete. When the store cannot say, the delete goes on or is
+    /// refused (`Err`) as `limits.on_store_error` says.
     async fn watched_elsewhere(
         &self,
         kind: ApartKind,
@@ -506,12 +553,24 @@ impl DeferredPoll {
         let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
             return Ok(None);
         };
-        let record = watches.find(&shared_name(kind, id)).await.map_err(|e| {
-            log::warn!("{e}; a delete of background work is refused, to be sent again");
-        })?;
+        if config.limits.poll_background.is_none() {
+            // Nothing is polled, here or (under the same config) elsewhere.
+            return Ok(None);
+        }
+        let record = match watches.find(&shared_name(kind, id)).await {
+            Ok(record) => record,
+            Err(e) if config.limits.on_store_error == OnStoreError::Allow => {
+                log::debug!("{e}; a delete of background work goes on unpolled");
+                None
+            }
+            Err(e) => {
+                log::warn!("{e}; a delete of background work is refused, to be sent again");
+                return Err(());
+            }
+        };
         Ok(record
             .and_then(|r| serde_json::from_str::<WatchRecord>(&r).ok())
-            .and_then(|r| r.watched(config, Instant::now(), unix_now())))
+            .and_then(|r| r.watched(config, Instant::now(), unix_now()).ok()))
     }
 
     /// Polls what is due, as it comes due, with `config`'s config, until `stop` ends:
@@ -525,8 +584,15 @@ impl DeferredPoll {
     ) {
         tokio::pin!(stop);
         let mut polls = FuturesUnordered::new();
-        if store.shared_watches().is_some() {
-            let _ = self.inner.shared.set(Arc::clone(store));
+        if store.shared_watches().is_some() && self.inner.shared.set(Arc::clone(store)).is_ok() {
+            let (changes, mut told) = mpsc::channel(SHARED_WAITING);
+            let _ = self.inner.changes.set(changes);
+            let poll = self.clone();
+            tokio::spawn(async move {
+                while let Some(change) = told.recv().await {
+                    poll.write_shared(change).await;
+                }
+            });
         }
         let mut share = tokio::time::interval(SHARE_EVERY);
         share.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -657,7 +723,7 @@ impl DeferredPoll {
             self.shared_record(&watched, Instant::now(), watched.wait)
         };
         if let Some(shared) = shared {
-            self.share(shared).await;
+            self.tell(shared);
         }
         // No longer polled, and settled or back in the list, in one step: a delete
         // never finds it in neither.
@@ -863,20 +929,20 @@ fn kind(started: &StartedApart) -> &'static str {
 
 /// What the store work is shared in is told of a piece of work.
 enum Shared {
-    /// Watched, by its name: its record, and when it is next polled (Unix ms).
+    /// Watched, by its name: its record, and how long until its next poll.
     Kept {
         name: String,
         record: String,
-        due: u64,
+        wait_ms: u64,
     },
     /// Settled or given up, by its name.
     Forgotten(String),
+    /// Taken over, and not polled here after all: for another replica to take.
+    GivenBack(String),
 }
 
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn unix_now() -> u64 {

@@ -93,7 +93,7 @@ impl WatchRecord {
             id: start.started.id.clone(),
             provider: start.by.provider.to_string(),
             path: watched.path.clone(),
-            query: watched.query.clone(),
+            query: watched.query.as_deref().and_then(without_credentials),
             scope,
             caller,
             key: watched.key.as_ref().map(key_digest),
@@ -105,14 +105,22 @@ impl WatchRecord {
 
     /// The work again, polled with `config`'s provider of its name and the key of its
     /// digest (another of that provider's, when the config no longer holds it: the
-    /// provider may read it with any of them); `None` when given up already, or its
-    /// provider or caller is no longer configured.
-    pub fn watched(self, config: &Config, now: Instant, now_unix: u64) -> Option<Watched> {
-        let kind = kind_of(&self.kind)?;
+    /// provider may read it with any of them).
+    pub fn watched(
+        self,
+        config: &Config,
+        now: Instant,
+        now_unix: u64,
+    ) -> Result<Watched, NotPolled> {
+        let kind = kind_of(&self.kind).ok_or(NotPolled::GivenUp)?;
         if self.until <= now_unix {
-            return None;
+            return Err(NotPolled::GivenUp);
         }
-        let provider = Arc::clone(config.providers.configured_named(&self.provider)?);
+        let provider = config
+            .providers
+            .configured_named(&self.provider)
+            .ok_or(NotPolled::NotHere)?;
+        let provider = Arc::clone(provider);
         let key = match &provider.credential {
             ProviderCredential::Static(ring) => {
                 let digest = self.key.as_deref();
@@ -123,12 +131,14 @@ impl WatchRecord {
                     .cloned()
             }
             ProviderCredential::None => None,
-            ProviderCredential::CallerKey => return None,
+            ProviderCredential::CallerKey => return Err(NotPolled::NotHere),
         };
         let caller = match self.caller.as_str() {
             "master" => Caller::Master,
             "open" => Caller::Open,
-            other => Caller::Managed(Arc::from(other.strip_prefix("key:")?)),
+            other => Caller::Managed(Arc::from(
+                other.strip_prefix("key:").ok_or(NotPolled::GivenUp)?,
+            )),
         };
         let scope = self
             .scope
@@ -157,7 +167,7 @@ impl WatchRecord {
                 reasoning,
             },
         };
-        Some(Watched {
+        Ok(Watched {
             start,
             provider,
             path: self.path,
@@ -167,6 +177,29 @@ impl WatchRecord {
             wait: Duration::from_millis(self.wait_ms),
         })
     }
+}
+
+/// Why shared work is not polled here.
+#[derive(Debug, PartialEq)]
+pub enum NotPolled {
+    /// Past its time, or not readable: no replica polls it.
+    GivenUp,
+    /// This replica's config does not name its provider (or takes callers' own keys
+    /// for it): another replica's may.
+    NotHere,
+}
+
+/// `query` without the parameters that carry a credential (`key=`, `api_key=`): the
+/// provider key goes in a header with each poll, and none is written for the others.
+fn without_credentials(query: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or(pair);
+            !pair.is_empty() && !crate::logging::is_credential_param(name)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 #[cfg(test)]
@@ -270,14 +303,36 @@ mod tests {
             again.key.as_ref().map(Secret::expose),
             Some("sk-third-0123456789")
         );
-        assert!(record.clone().watched(&old, now, now_unix + 3600).is_none());
+        assert_eq!(
+            record.clone().watched(&old, now, now_unix + 3600).err(),
+            Some(NotPolled::GivenUp)
+        );
         let without = build_config(
             None,
             None,
             &EnvSnapshot::from_pairs(Vec::<(String, String)>::new()),
         )
         .unwrap();
-        assert!(record.watched(&without, now, now_unix).is_none());
+        assert_eq!(
+            record.watched(&without, now, now_unix).err(),
+            Some(NotPolled::NotHere)
+        );
+    }
+
+    #[test]
+    fn a_credential_in_the_calls_query_is_not_shared() {
+        let config = config("[sk-first-0123456789]");
+        let mut work = watched(&config, 0, Caller::Master, false);
+        for (query, shared) in [
+            ("api-version=1&key=AIza-secret", Some("api-version=1")),
+            ("API_KEY=secret&beta=true&", Some("beta=true")),
+            ("key=AIza-secret", None),
+            ("monkey=1", Some("monkey=1")),
+        ] {
+            work.query = Some(query.into());
+            let record = WatchRecord::of(&work, Instant::now(), 1_800_000_000).unwrap();
+            assert_eq!(record.query.as_deref(), shared, "{query}");
+        }
     }
 
     #[test]
