@@ -1823,6 +1823,65 @@ async fn a_batch_output_read_or_gone_before_the_poll_is_not_read_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_whose_key_was_rotated_out_is_read_with_the_new_one() {
+    // The provider key that started the work is replaced by a reload, and revoked:
+    // the poll, refused with it, reads the work with the key configured now.
+    let mock = MockUpstream::start(move |rec| {
+        let bearer = rec
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        match (rec.method.as_str(), rec.uri.as_str()) {
+            ("POST", "/v1/responses") => background_under_way("queued"),
+            ("GET", "/v1/responses/resp_bg") if bearer == "Bearer sk-oai-new-0123456789" => {
+                stored_response("resp_bg", true)
+            }
+            ("GET", "/v1/responses/resp_bg") => Reply::json(
+                401,
+                r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+            ),
+            _ => provider_like(rec),
+        }
+    })
+    .await;
+    let yaml = |key: &str| {
+        format!(
+            "limits:\n  poll_background: 1s\nproviders:\n  openai:\n    api_key: {key}\n    base_url: '{}'\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{tokens: 1000, period: month}}}}\n",
+            mock.url("/v1"),
+            sha256_hex(TEAM_KEY),
+        )
+    };
+    let gw = Gateway::start(
+        &yaml("sk-oai-old-0123456789"),
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
+        ],
+    );
+    let report_url = format!(
+        "http://{}/admin/usage?key=team-a&period=month",
+        gw.metrics_listen()
+    );
+    let resp = post(
+        &gw,
+        TEAM_KEY,
+        "/p/openai/responses",
+        r#"{"model":"gpt-4o-mini","input":"hi","background":true}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    gw.write_config(&yaml("sk-oai-new-0123456789"));
+    gw.signal("HUP");
+    gw.wait_for_log("config reloaded:", 1).await;
+    let report = report_with_output(&report_url, 5).await;
+    assert_eq!(report["total"]["tokens"]["input"], 17, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 5, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_batch_deleted_before_its_poll_is_charged_first() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let deleted = AtomicBool::new(false);

@@ -1036,3 +1036,44 @@ async fn shared_work_is_taken_over_only_from_a_replica_that_stopped_or_lost_it()
         Some("{three}")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopping_gracefully_hands_its_work_over_before_its_lease_runs_out() {
+    // Stopped with SIGTERM (as an upgrade's old process is), the replica says at once
+    // that it no longer polls: another takes its work over at its next look, within
+    // 5 s, not after the 20 s the word of a crashed one holds.
+    use std::sync::atomic::AtomicBool;
+    let redis = RedisServer::start();
+    let ended = Arc::new(AtomicBool::new(false));
+    let now_ended = Arc::clone(&ended);
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/responses") => response_under_way("resp_handed", "queued"),
+        ("GET", "/v1/responses/resp_handed") if now_ended.load(Ordering::SeqCst) => {
+            Reply::json(200, completed_response("resp_handed"))
+        }
+        ("GET", "/v1/responses/resp_handed") => response_under_way("resp_handed", "in_progress"),
+        _ => provider_like(rec),
+    })
+    .await;
+    let limits = "{budget: {tokens: 1000, period: day}}";
+    let polled = || {
+        mock.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.uri == "/v1/responses/resp_handed")
+            .count()
+    };
+    let _other = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
+    let stopping = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
+    start_background(&stopping).await;
+    wait_until(|| polled() >= 2).await;
+    let handed = std::time::Instant::now();
+    stopping.signal("TERM");
+    // Ended once the stopping replica's poll has stopped (at once, with the signal,
+    // though its requests drain for a while): only the other can charge it.
+    stopping.wait_for_log("SIGTERM received", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ended.store(true, Ordering::SeqCst);
+    assert_eq!(tokens_in(&redis, 5, Duration::from_secs(30)).await, (17, 5));
+    let took = handed.elapsed();
+    assert!(took < Duration::from_secs(15), "taken over after {took:?}");
+}

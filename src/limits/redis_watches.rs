@@ -76,7 +76,7 @@ for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT',
   else
     local owner = redis.call('HGET', KEYS[2], name)
     local alive = owner and tonumber(redis.call('ZSCORE', KEYS[5], owner))
-    local seen = tonumber(redis.call('HGET', KEYS[3], name)) or 0
+    local seen = tonumber(redis.call('HGET', KEYS[3], name)) or now
     if not alive or alive < now or seen + stale < now then
       redis.call('HSET', KEYS[2], name, me)
       redis.call('HSET', KEYS[3], name, now)

@@ -37,6 +37,7 @@ use crate::metrics::deferred_answer::{ApartKind, DeferredAnswer, StartedApart};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
 #[cfg(test)]
 use crate::providers::Provider;
+use crate::providers::{ProviderCredential, Secret};
 use shared_record::{shared_name, NotPolled, WatchRecord};
 use watch_list::{Named, WatchList, Watched};
 pub use watch_list::{MAX_WATCHED, MAX_WATCHED_PER_CALLER};
@@ -75,6 +76,12 @@ const SHARED_WAITING: usize = 10_000;
 /// longest wait between polls.
 const SHARED_STALE: Duration = Duration::from_secs(30 * 60);
 
+/// How long a write of the work shared waits before it is tried again.
+const SHARED_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a stopping replica waits for what it told to be written.
+const SHARED_FLUSH: Duration = Duration::from_secs(3);
+
 /// How long work taken over and given back waits before a replica takes it again.
 const GIVEN_BACK_FOR: Duration = Duration::from_secs(5 * 60);
 
@@ -106,6 +113,8 @@ pub enum Polled {
     },
     /// The provider does not have it for this key (deleted, or the key was revoked).
     Gone,
+    /// The provider refused the key (401, 403): revoked, or rotated out.
+    Refused,
     /// Ended without saying what it used: its output file (an OpenAI batch's, by its
     /// id) says it, a line per request.
     OutputToRead(String),
@@ -121,6 +130,7 @@ pub fn polled(status: u16, mut meter: UsageMeter) -> Polled {
         200..=299 => {}
         // Worth asking again: a timeout, a conflict, a rate limit, a server error.
         408 | 409 | 429 | 500.. => return Polled::Unanswered,
+        401 | 403 => return Polled::Refused,
         _ => return Polled::Gone,
     }
     let charge = meter.finish();
@@ -398,30 +408,64 @@ impl DeferredPoll {
         let Some(changes) = self.inner.changes.get() else {
             return;
         };
-        if changes.try_send(change).is_err() {
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                log::warn!("background work is not shared in the store as fast as it changes")
-            });
+        match changes.try_send(change) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    log::warn!("background work is not shared in the store as fast as it changes")
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| log::error!("background work is no longer shared in the store"));
+            }
         }
     }
 
-    /// Writes one change to the store the work is shared in.
+    /// Waits until every change told before is written (or [`SHARED_FLUSH`] has
+    /// passed).
+    async fn flush_shared(&self) {
+        let Some(changes) = self.inner.changes.get() else {
+            return;
+        };
+        let (done, written) = tokio::sync::oneshot::channel();
+        let flushed = async {
+            if changes.send(Shared::Flushed(done)).await.is_ok() {
+                let _ = written.await;
+            }
+        };
+        let _ = tokio::time::timeout(SHARED_FLUSH, flushed).await;
+    }
+
+    /// Writes one change to the store the work is shared in: tried again twice,
+    /// [`SHARED_RETRY`] apart, when Redis did not take it (a moment when the link is
+    /// not asked, after a call lost).
     async fn write_shared(&self, change: Shared) {
         let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
             return;
         };
-        let told = match &change {
-            Shared::Kept {
-                name,
-                record,
-                wait_ms,
-            } => watches.keep(&self.inner.me, name, record, *wait_ms).await,
-            Shared::Forgotten(name) => watches.forget(name).await,
-            Shared::GivenBack(name) => watches.give_back(name, millis(GIVEN_BACK_FOR)).await,
-        };
-        if let Err(e) = told {
-            log::debug!("sharing background work: {e}");
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(SHARED_RETRY).await;
+            }
+            let told = match &change {
+                Shared::Kept {
+                    name,
+                    record,
+                    wait_ms,
+                } => watches.keep(&self.inner.me, name, record, *wait_ms).await,
+                Shared::Forgotten(name) => watches.forget(name).await,
+                Shared::GivenBack(name) => watches.give_back(name, millis(GIVEN_BACK_FOR)).await,
+                Shared::Flushed(_) => Ok(()),
+            };
+            match told {
+                Ok(()) => break,
+                Err(e) => log::debug!("sharing background work: {e}"),
+            }
+        }
+        if let Shared::Flushed(done) = change {
+            let _ = done.send(());
         }
     }
 
@@ -438,6 +482,11 @@ impl DeferredPoll {
         }
         if let Err(e) = watches.alive(me, Some(millis(SHARE_LEASE))).await {
             log::debug!("sharing background work: {e}");
+            return;
+        }
+        if self.inner.stopped.load(Ordering::Relaxed) {
+            // Stopped while saying it polls: said otherwise again, and nothing taken.
+            let _ = watches.alive(me, None).await;
             return;
         }
         let claimed = watches
@@ -462,6 +511,12 @@ impl DeferredPoll {
                 .map_err(|_| NotPolled::GivenUp)
                 .and_then(|r| r.watched(config, now, now_unix));
             match watched {
+                // This replica's own, lost in Redis a while (a write that never came
+                // back): polled here already.
+                Ok(watched)
+                    if self
+                        .list()
+                        .has(watched.start.started.kind, &watched.start.started.id) => {}
                 Ok(watched) => {
                     if self.list().add(watched, now) {
                         taken += 1;
@@ -632,7 +687,9 @@ impl DeferredPoll {
                     // Polls dropped here leave their work counted as being polled:
                     // deletes no longer wait for any.
                     self.inner.stopped.store(true, Ordering::Relaxed);
-                    // The other replicas take over this one's work at once.
+                    // What was told is written first; then the other replicas take
+                    // over this one's work as it comes due.
+                    self.flush_shared().await;
                     if let Some(watches) = store.shared_watches() {
                         if let Err(e) = watches.alive(&self.inner.me, None).await {
                             log::debug!("sharing background work: {e}");
@@ -653,7 +710,13 @@ impl DeferredPoll {
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
     ) -> bool {
-        let polled = self.ask(&watched, resolver, store).await;
+        let mut polled = self.ask(&watched, resolver, store).await;
+        if let (Ok(Polled::Refused), Some(key)) = (&polled, rotated_in(&config, &watched)) {
+            // The key that started it was rotated out since: the provider may read it
+            // with the key the config holds now (the same project's).
+            watched.key = Some(key);
+            polled = self.ask(&watched, resolver, store).await;
+        }
         let started = &watched.start.started;
         let mut decided = true;
         let settled = match polled {
@@ -663,7 +726,7 @@ impl DeferredPoll {
                 decided = false;
                 false
             }
-            Ok(Polled::Gone) => {
+            Ok(Polled::Gone | Polled::Refused) => {
                 log::warn!(
                     "{} `{}` at `{}` cannot be read with the key that started it: \
                      its usage is not charged",
@@ -927,6 +990,25 @@ fn kind(started: &StartedApart) -> &'static str {
     }
 }
 
+/// The key `config` holds now for the provider of `watched`, when the one it was
+/// started with is no longer among them (rotated out by a reload); `None` for work
+/// started with a caller's own key, or whose key is still configured.
+fn rotated_in(config: &Config, watched: &Watched) -> Option<Secret> {
+    if watched.start.by.brought_key {
+        return None;
+    }
+    let provider = config.providers.configured_named(&watched.provider.name)?;
+    let ProviderCredential::Static(ring) = &provider.credential else {
+        return None;
+    };
+    let started_with = watched.key.as_ref().map(Secret::expose);
+    let keys = ring.keys();
+    if keys.iter().any(|k| Some(k.expose()) == started_with) {
+        return None;
+    }
+    keys.first().cloned()
+}
+
 /// What the store work is shared in is told of a piece of work.
 enum Shared {
     /// Watched, by its name: its record, and how long until its next poll.
@@ -939,6 +1021,8 @@ enum Shared {
     Forgotten(String),
     /// Taken over, and not polled here after all: for another replica to take.
     GivenBack(String),
+    /// Everything told before is written: said back.
+    Flushed(tokio::sync::oneshot::Sender<()>),
 }
 
 fn millis(d: Duration) -> u64 {
@@ -1089,7 +1173,10 @@ mod tests {
             read_poll(200, cancelled.as_bytes()),
             Polled::Ended { charge: None, .. }
         ));
-        for status in [404, 401, 403, 410] {
+        for status in [401, 403] {
+            assert_eq!(read_poll(status, b"{}"), Polled::Refused, "{status}");
+        }
+        for status in [404, 410] {
             assert_eq!(read_poll(status, b"{}"), Polled::Gone, "{status}");
         }
         for status in [429, 500, 503, 408] {

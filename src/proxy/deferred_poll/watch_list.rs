@@ -174,6 +174,12 @@ impl WatchList {
         taken
     }
 
+    /// Whether the work `kind` `id` is watched, waiting or being polled.
+    pub fn has(&self, kind: ApartKind, id: &str) -> bool {
+        let name = (kind, id.to_string());
+        self.by_name.contains_key(&name) || self.polling.contains_key(&name)
+    }
+
     /// What a delete of the work `kind` `id` finds: waiting work is taken out, to be
     /// polled now.
     pub fn take_named(&mut self, kind: ApartKind, id: &str) -> Named {
@@ -237,6 +243,10 @@ mod tests {
         let due = list.take_due(now, 8);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].start.started.id, "resp_now");
+        // Watched, waiting or being polled; not under another kind.
+        assert!(list.has(ApartKind::Response, "resp_now"));
+        assert!(list.has(ApartKind::Response, "resp_late"));
+        assert!(!list.has(ApartKind::Batch, "resp_late"));
         assert_eq!(list.next_at(), Some(later));
         // Being polled: a delete waits for it.
         assert!(matches!(
