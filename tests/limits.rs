@@ -609,6 +609,16 @@ async fn a_call_moved_past_a_provider_out_of_quota_is_read_as_its_new_provider_n
     assert_eq!(status, 502, "{text}");
 }
 
+/// Gemini and Ollama pointed at their own APIs on `mock` (`gemini-own`, at
+/// `…/v1beta`; `ollama-own`, at the root), passthrough on.
+fn own_api_providers(mock: &MockUpstream) -> String {
+    format!(
+        "server:\n  enabled_passthrough_providers: [gemini-own, ollama-own]\nproviders:\n  gemini-own:\n    type: gemini\n    api_key: gem-test-key\n    base_url: '{}'\n  ollama-own:\n    type: ollama\n    base_url: '{}'\n",
+        mock.url("/v1beta"),
+        mock.url(""),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn geminis_and_ollamas_own_apis_are_charged_through_passthrough() {
     // Providers pointed at their own APIs rather than their OpenAI-compatible ones:
@@ -629,11 +639,7 @@ async fn geminis_and_ollamas_own_apis_are_charged_through_passthrough() {
         _ => Reply::json(404, "{}"),
     })
     .await;
-    let providers = format!(
-        "server:\n  enabled_passthrough_providers: [gemini-own, ollama-own]\nproviders:\n  gemini-own:\n    type: gemini\n    api_key: gem-test-key\n    base_url: '{}'\n  ollama-own:\n    type: ollama\n    base_url: '{}'\n",
-        mock.url("/v1beta"),
-        mock.url(""),
-    );
+    let providers = own_api_providers(&mock);
     let calls = [
         (
             "/p/gemini-own/models/gemini-2.5-flash:generateContent",
@@ -705,11 +711,7 @@ async fn a_gemini_or_ollama_stream_the_client_leaves_before_its_counts_is_charge
         }
     })
     .await;
-    let providers = format!(
-        "server:\n  enabled_passthrough_providers: [gemini-own, ollama-own]\nproviders:\n  gemini-own:\n    type: gemini\n    api_key: gem-test-key\n    base_url: '{}'\n  ollama-own:\n    type: ollama\n    base_url: '{}'\n",
-        mock.url("/v1beta"),
-        mock.url(""),
-    );
+    let providers = own_api_providers(&mock);
     let calls = [
         // The input reported, 10, and the output estimated, 7, spend 15; the running
         // count, 13, would not.

@@ -823,6 +823,34 @@ fn response_under_way(id: &str, status: &str) -> Reply {
     )
 }
 
+/// A provider whose background response `id`, started queued, is at work until the
+/// flag returned is set, and complete after.
+async fn response_ending_when_told(
+    id: &'static str,
+) -> (MockUpstream, Arc<std::sync::atomic::AtomicBool>) {
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let now_ended = Arc::clone(&ended);
+    let path = format!("/v1/responses/{id}");
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1/responses") => response_under_way(id, "queued"),
+        ("GET", uri) if uri == path && now_ended.load(Ordering::SeqCst) => {
+            Reply::json(200, completed_response(id))
+        }
+        ("GET", uri) if uri == path => response_under_way(id, "in_progress"),
+        _ => provider_like(rec),
+    })
+    .await;
+    (mock, ended)
+}
+
+/// How many times `mock` was asked `GET uri`.
+fn gets(mock: &MockUpstream, uri: &str) -> usize {
+    mock.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.uri == uri)
+        .count()
+}
+
 /// Starts a background response at `gw`.
 async fn start_background(gw: &Gateway) {
     let resp = client()
@@ -870,26 +898,10 @@ async fn background_work_of_a_replica_that_stopped_is_charged_by_another() {
     // The replica that started the work polls it, then dies with it still at work.
     // Its lease on the work runs out, and another replica takes it over from Redis:
     // polled there, and charged once it has ended.
-    use std::sync::atomic::AtomicBool;
     let redis = RedisServer::start();
-    let ended = Arc::new(AtomicBool::new(false));
-    let now_ended = Arc::clone(&ended);
-    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
-        ("POST", "/v1/responses") => response_under_way("resp_left", "queued"),
-        ("GET", "/v1/responses/resp_left") if now_ended.load(Ordering::SeqCst) => {
-            Reply::json(200, completed_response("resp_left"))
-        }
-        ("GET", "/v1/responses/resp_left") => response_under_way("resp_left", "in_progress"),
-        _ => provider_like(rec),
-    })
-    .await;
+    let (mock, ended) = response_ending_when_told("resp_left").await;
     let limits = "{budget: {tokens: 1000, period: day}}";
-    let polled = || {
-        mock.requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.uri == "/v1/responses/resp_left")
-            .count()
-    };
+    let polled = || gets(&mock, "/v1/responses/resp_left");
     let starting = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
     start_background(&starting).await;
     wait_until(|| polled() >= 2).await;
@@ -1042,26 +1054,10 @@ async fn a_replica_stopping_gracefully_hands_its_work_over_before_its_lease_runs
     // Stopped with SIGTERM (as an upgrade's old process is), the replica says at once
     // that it no longer polls: another takes its work over at its next look, within
     // 5 s, not after the 20 s the word of a crashed one holds.
-    use std::sync::atomic::AtomicBool;
     let redis = RedisServer::start();
-    let ended = Arc::new(AtomicBool::new(false));
-    let now_ended = Arc::clone(&ended);
-    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
-        ("POST", "/v1/responses") => response_under_way("resp_handed", "queued"),
-        ("GET", "/v1/responses/resp_handed") if now_ended.load(Ordering::SeqCst) => {
-            Reply::json(200, completed_response("resp_handed"))
-        }
-        ("GET", "/v1/responses/resp_handed") => response_under_way("resp_handed", "in_progress"),
-        _ => provider_like(rec),
-    })
-    .await;
+    let (mock, ended) = response_ending_when_told("resp_handed").await;
     let limits = "{budget: {tokens: 1000, period: day}}";
-    let polled = || {
-        mock.requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.uri == "/v1/responses/resp_handed")
-            .count()
-    };
+    let polled = || gets(&mock, "/v1/responses/resp_handed");
     let _other = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
     let stopping = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
     start_background(&stopping).await;
