@@ -1828,6 +1828,9 @@ async fn a_batch_output_read_or_gone_before_the_poll_is_not_read_again() {
 async fn background_work_whose_key_was_rotated_out_is_read_with_the_new_one() {
     // The provider key that started the work is replaced by a reload, and revoked:
     // the poll, refused with it, reads the work with the key configured now.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let revoked = std::sync::Arc::new(AtomicBool::new(false));
+    let now_revoked = std::sync::Arc::clone(&revoked);
     let mock = MockUpstream::start(move |rec| {
         let bearer = rec
             .headers
@@ -1840,6 +1843,10 @@ async fn background_work_whose_key_was_rotated_out_is_read_with_the_new_one() {
             ("GET", "/v1/responses/resp_bg") if bearer == "Bearer sk-oai-new-0123456789" => {
                 stored_response("resp_bg", true)
             }
+            // At work while the old key is good.
+            ("GET", "/v1/responses/resp_bg") if !now_revoked.load(Ordering::SeqCst) => {
+                background_under_way("in_progress")
+            }
             ("GET", "/v1/responses/resp_bg") => Reply::json(
                 401,
                 r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#,
@@ -1850,7 +1857,7 @@ async fn background_work_whose_key_was_rotated_out_is_read_with_the_new_one() {
     .await;
     let yaml = |key: &str| {
         format!(
-            "limits:\n  poll_background: 1s\nproviders:\n  openai:\n    api_key: {key}\n    base_url: '{}'\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{tokens: 1000, period: month}}}}\n",
+            "limits:\n  poll_background: 100ms\nproviders:\n  openai:\n    api_key: {key}\n    base_url: '{}'\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {{budget: {{tokens: 1000, period: month}}}}\n",
             mock.url("/v1"),
             sha256_hex(TEAM_KEY),
         )
@@ -1875,9 +1882,19 @@ async fn background_work_whose_key_was_rotated_out_is_read_with_the_new_one() {
     .await;
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
+    let polled = || {
+        mock.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.uri == "/v1/responses/resp_bg")
+            .count()
+    };
+    while polled() < 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     gw.write_config(&yaml("sk-oai-new-0123456789"));
     gw.signal("HUP");
     gw.wait_for_log("config reloaded:", 1).await;
+    revoked.store(true, Ordering::SeqCst);
     let report = report_with_output(&report_url, 5).await;
     assert_eq!(report["total"]["tokens"]["input"], 17, "{report}");
     assert_eq!(report["total"]["tokens"]["output"], 5, "{report}");

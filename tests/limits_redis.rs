@@ -1058,7 +1058,7 @@ async fn a_replica_stopping_gracefully_hands_its_work_over_before_its_lease_runs
     let (mock, ended) = response_ending_when_told("resp_handed").await;
     let limits = "{budget: {tokens: 1000, period: day}}";
     let polled = || gets(&mock, "/v1/responses/resp_handed");
-    let _other = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
+    let other = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
     let stopping = replica(&mock, &redis, limits, "  poll_background: 100ms\n");
     start_background(&stopping).await;
     wait_until(|| polled() >= 2).await;
@@ -1072,4 +1072,6 @@ async fn a_replica_stopping_gracefully_hands_its_work_over_before_its_lease_runs
     assert_eq!(tokens_in(&redis, 5, Duration::from_secs(30)).await, (17, 5));
     let took = handed.elapsed();
     assert!(took < Duration::from_secs(15), "taken over after {took:?}");
+    // By the other replica.
+    other.wait_for_log("took over 1 background", 1).await;
 }

@@ -76,6 +76,9 @@ const SHARED_WAITING: usize = 10_000;
 /// longest wait between polls.
 const SHARED_STALE: Duration = Duration::from_secs(30 * 60);
 
+/// The most keys configured now that work refused its rotated-out key is tried with.
+const ROTATED_KEYS_TRIED: usize = 4;
+
 /// How long a write of the work shared waits before it is tried again.
 const SHARED_RETRY: Duration = Duration::from_secs(1);
 
@@ -438,14 +441,15 @@ impl DeferredPoll {
         let _ = tokio::time::timeout(SHARED_FLUSH, flushed).await;
     }
 
-    /// Writes one change to the store the work is shared in: tried again twice,
-    /// [`SHARED_RETRY`] apart, when Redis did not take it (a moment when the link is
-    /// not asked, after a call lost).
-    async fn write_shared(&self, change: Shared) {
+    /// Writes one change to the store the work is shared in: tried again `retries`
+    /// times, [`SHARED_RETRY`] apart, when Redis did not take it (a moment when the
+    /// link is not asked, after a call lost). Whether it was written.
+    async fn write_shared(&self, change: Shared, retries: u32) -> bool {
         let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
-            return;
+            return true;
         };
-        for attempt in 0..3 {
+        let mut written = false;
+        for attempt in 0..=retries {
             if attempt > 0 {
                 tokio::time::sleep(SHARED_RETRY).await;
             }
@@ -460,13 +464,17 @@ impl DeferredPoll {
                 Shared::Flushed(_) => Ok(()),
             };
             match told {
-                Ok(()) => break,
+                Ok(()) => {
+                    written = true;
+                    break;
+                }
                 Err(e) => log::debug!("sharing background work: {e}"),
             }
         }
         if let Shared::Flushed(done) = change {
             let _ = done.send(());
         }
+        written
     }
 
     /// Says this replica still polls its work, and takes over the work of replicas
@@ -644,8 +652,11 @@ impl DeferredPoll {
             let _ = self.inner.changes.set(changes);
             let poll = self.clone();
             tokio::spawn(async move {
+                // While Redis takes nothing, changes are tried once each: retries would
+                // only hold up the queue behind them.
+                let mut failing = false;
                 while let Some(change) = told.recv().await {
-                    poll.write_shared(change).await;
+                    failing = !poll.write_shared(change, if failing { 0 } else { 2 }).await;
                 }
             });
         }
@@ -711,11 +722,16 @@ impl DeferredPoll {
         store: &Arc<dyn LimitStore>,
     ) -> bool {
         let mut polled = self.ask(&watched, resolver, store).await;
-        if let (Ok(Polled::Refused), Some(key)) = (&polled, rotated_in(&config, &watched)) {
+        if matches!(polled, Ok(Polled::Refused)) {
             // The key that started it was rotated out since: the provider may read it
-            // with the key the config holds now (the same project's).
-            watched.key = Some(key);
-            polled = self.ask(&watched, resolver, store).await;
+            // with a key the config holds now (the same project's).
+            for key in rotated_in(&config, &watched) {
+                watched.key = Some(key);
+                polled = self.ask(&watched, resolver, store).await;
+                if !matches!(polled, Ok(Polled::Refused | Polled::Gone)) {
+                    break;
+                }
+            }
         }
         let started = &watched.start.started;
         let mut decided = true;
@@ -728,8 +744,9 @@ impl DeferredPoll {
             }
             Ok(Polled::Gone | Polled::Refused) => {
                 log::warn!(
-                    "{} `{}` at `{}` cannot be read with the key that started it: \
-                     its usage is not charged",
+                    "{} `{}` at `{}` cannot be read with the key that started it (nor \
+                     one configured now, when that key was rotated out): its usage is not \
+                     charged",
                     kind(started),
                     started.id,
                     watched.provider.name
@@ -990,23 +1007,31 @@ fn kind(started: &StartedApart) -> &'static str {
     }
 }
 
-/// The key `config` holds now for the provider of `watched`, when the one it was
-/// started with is no longer among them (rotated out by a reload); `None` for work
-/// started with a caller's own key, or whose key is still configured.
-fn rotated_in(config: &Config, watched: &Watched) -> Option<Secret> {
+/// The keys `config` holds now for the provider of `watched` (at most
+/// [`ROTATED_KEYS_TRIED`]), when the one it was started with is no longer among them
+/// (rotated out by a reload); none for work started with a caller's own key, whose
+/// key is still configured, or whose provider is now elsewhere (another kind or
+/// address): a key is never sent to a host that is not its provider's.
+fn rotated_in(config: &Config, watched: &Watched) -> Vec<Secret> {
     if watched.start.by.brought_key {
-        return None;
+        return Vec::new();
     }
-    let provider = config.providers.configured_named(&watched.provider.name)?;
-    let ProviderCredential::Static(ring) = &provider.credential else {
-        return None;
+    let Some(provider) = config.providers.configured_named(&watched.provider.name) else {
+        return Vec::new();
     };
+    let ProviderCredential::Static(ring) = &provider.credential else {
+        return Vec::new();
+    };
+    let (then, now) = (&watched.provider, provider);
+    if then.kind != now.kind || then.base != now.base {
+        return Vec::new();
+    }
     let started_with = watched.key.as_ref().map(Secret::expose);
     let keys = ring.keys();
     if keys.iter().any(|k| Some(k.expose()) == started_with) {
-        return None;
+        return Vec::new();
     }
-    keys.first().cloned()
+    keys.iter().take(ROTATED_KEYS_TRIED).cloned().collect()
 }
 
 /// What the store work is shared in is told of a piece of work.
@@ -1038,6 +1063,39 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotated_out_key_is_replaced_only_by_its_providers_keys_at_its_address() {
+        let config = |provider: &str| {
+            let yaml =
+                format!("server:\n  listen: 127.0.0.1:8080\nproviders:\n  openai:\n{provider}");
+            let env = crate::config::EnvSnapshot::from_pairs(Vec::<(String, String)>::new());
+            crate::config::build_config(Some(&yaml), None, &env).unwrap()
+        };
+        let mut work = Start::test("resp_1", ApartKind::Response, "a")
+            .watched_at("/v1/responses/resp_1", None);
+        work.key = Some(Secret::new("sk-old-0123456789"));
+        let exposed = |keys: Vec<Secret>| {
+            keys.iter()
+                .map(|k| k.expose().to_string())
+                .collect::<Vec<_>>()
+        };
+        let rotated = config("    api_keys: [sk-new-0123456789, sk-other-0123456789]\n");
+        assert_eq!(
+            exposed(rotated_in(&rotated, &work)),
+            ["sk-new-0123456789", "sk-other-0123456789"]
+        );
+        // Still configured: the refusal stands.
+        let kept = config("    api_keys: [sk-new-0123456789, sk-old-0123456789]\n");
+        assert!(rotated_in(&kept, &work).is_empty());
+        // Moved elsewhere: its new keys never go to the old address.
+        let moved =
+            config("    api_key: sk-new-0123456789\n    base_url: https://proxy.example.com/v1\n");
+        assert!(rotated_in(&moved, &work).is_empty());
+        // A caller's own key: nothing of the config's replaces it.
+        work.start.by.brought_key = true;
+        assert!(rotated_in(&rotated, &work).is_empty());
+    }
 
     /// [`polled`] for an answer `body` at hand.
     fn read_poll(status: u16, body: &[u8]) -> Polled {
