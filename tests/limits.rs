@@ -1625,6 +1625,24 @@ fn message_batch(status: &str) -> Reply {
     )
 }
 
+/// Reads `path` at `gw` as the team, and checks its access line charged nothing.
+async fn read_again_charges_nothing(gw: &Gateway, path: &str) {
+    let resp = get(gw, TEAM_KEY, path).await;
+    assert_eq!(resp.status(), 200, "{path}");
+    resp.bytes().await.unwrap();
+    let read = access_line(gw, path).await;
+    assert!(!read.contains("tokens_input="), "{read}");
+}
+
+/// The paths `mock` was asked to `GET`, in order.
+fn get_uris(mock: &MockUpstream) -> Vec<String> {
+    mock.requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.uri)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_batch_never_read_back_is_charged_from_its_results() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1659,28 +1677,13 @@ async fn a_message_batch_never_read_back_is_charged_from_its_results() {
     let cost = report["total"]["cost_usd"].as_f64().unwrap();
     assert!((cost - 0.0021).abs() < 1e-9, "{report}");
     // Read by the client after: charged nothing more.
-    let resp = get(
-        &gw,
-        TEAM_KEY,
-        "/p/anthropic/v1/messages/batches/msgbatch_poll/results",
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.unwrap();
-    let read = access_line(
+    read_again_charges_nothing(
         &gw,
         "/p/anthropic/v1/messages/batches/msgbatch_poll/results",
     )
     .await;
-    assert!(!read.contains("tokens_input="), "{read}");
-    let polled: Vec<_> = mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "GET")
-        .map(|r| r.uri)
-        .collect();
     assert_eq!(
-        polled,
+        get_uris(&mock),
         [
             "/v1/messages/batches/msgbatch_poll",
             "/v1/messages/batches/msgbatch_poll",
@@ -1728,19 +1731,9 @@ async fn a_batch_whose_object_reports_no_usage_is_charged_from_its_output_file()
     assert_eq!(report["total"]["tokens"]["input"], 1000, "{report}");
     assert_eq!(report["total"]["tokens"]["output"], 200, "{report}");
     // Read by the client after: charged nothing more.
-    let resp = get(&gw, TEAM_KEY, "/p/openai/files/file-out-2/content").await;
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.unwrap();
-    let read = access_line(&gw, "/p/openai/files/file-out-2/content").await;
-    assert!(!read.contains("tokens_input="), "{read}");
-    let polled: Vec<_> = mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "GET")
-        .map(|r| r.uri)
-        .collect();
+    read_again_charges_nothing(&gw, "/p/openai/files/file-out-2/content").await;
     assert_eq!(
-        polled,
+        get_uris(&mock),
         [
             "/v1/batches/batch_unreported",
             "/v1/batches/batch_unreported",
