@@ -14,7 +14,7 @@ use super::shared_record::{shared_name, NotPolled, WatchRecord};
 use super::watch_list::Watched;
 use super::{unix_now, DeferredPoll};
 use crate::config::{Config, OnStoreError};
-use crate::limits::LimitStore;
+use crate::limits::{LimitStore, SharedWatches};
 use crate::metrics::deferred_answer::ApartKind;
 
 /// How often a replica says in a shared store that it still polls its work, and takes
@@ -68,7 +68,7 @@ impl DeferredPoll {
     /// take over this one's work as it comes due.
     pub(super) async fn stop_sharing(&self) {
         self.flush_shared().await;
-        let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
+        let Some(watches) = self.watches() else {
             return;
         };
         if let Err(e) = watches.alive(&self.inner.me, None).await {
@@ -76,8 +76,13 @@ impl DeferredPoll {
         }
     }
 
+    /// The work shared in the store, once the poll runs with a store that shares it.
+    fn watches(&self) -> Option<&SharedWatches> {
+        self.inner.shared.get().and_then(|s| s.shared_watches())
+    }
+
     /// What the other replicas are told of `watched`, next polled after `wait`: its
-    /// name and record, and when (Unix milliseconds); `None` when nothing is shared.
+    /// name and record, and the wait; `None` when nothing is shared.
     pub(super) fn shared_record(
         &self,
         watched: &Watched,
@@ -138,7 +143,7 @@ impl DeferredPoll {
     /// times, [`SHARED_RETRY`] apart, when Redis did not take it (a moment when the
     /// link is not asked, after a call lost). Whether it was written.
     async fn write_shared(&self, change: Shared, retries: u32) -> bool {
-        let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
+        let Some(watches) = self.watches() else {
             return true;
         };
         let mut written = false;
@@ -173,7 +178,7 @@ impl DeferredPoll {
     /// Says this replica still polls its work, and takes over the work of replicas
     /// that stopped: each polled soon, with `config`.
     pub(super) async fn take_over(&self, config: &Config) {
-        let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
+        let Some(watches) = self.watches() else {
             return;
         };
         let me = &self.inner.me;
@@ -248,7 +253,7 @@ impl DeferredPoll {
         id: &str,
         config: &Config,
     ) -> Result<Option<Watched>, ()> {
-        let Some(watches) = self.inner.shared.get().and_then(|s| s.shared_watches()) else {
+        let Some(watches) = self.watches() else {
             return Ok(None);
         };
         if config.limits.poll_background.is_none() {
