@@ -1477,6 +1477,25 @@ async fn background_work_never_read_back_is_charged_by_the_gateways_own_poll() {
         assert_eq!(resp.status(), 200, "{path}");
         resp.bytes().await.unwrap();
     }
+    // Both watched, as the metrics say, until their polls settle them.
+    let listen = gw.metrics_listen();
+    let watched = |scrape: &str| {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix("aurora_background_work_watched "))
+            .map(str::to_string)
+    };
+    let (mut both, mut settled) = (false, false);
+    for _ in 0..500 {
+        let now = watched(&common::scrape(&listen).await);
+        both |= now.as_deref() == Some("2");
+        settled = both && now.as_deref() == Some("0");
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(both && settled, "watched: two, then none");
     // The client never reads either back; the gateway's poll finds both ended and
     // charges them: 1,017 input and 205 output tokens, the batch's at its price.
     let report = report_with_output(&report_url, 205).await;

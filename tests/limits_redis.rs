@@ -49,6 +49,7 @@ fn replica_at(mock: &MockUpstream, redis_url: &str, team_limits: &str, extra: &s
             ("OPENAI_BASE_URL", base.as_str()),
             ("ANTHROPIC_API_KEY", "sk-ant-limits-redis"),
             ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
         ],
     )
 }
@@ -1072,6 +1073,11 @@ async fn a_replica_stopping_gracefully_hands_its_work_over_before_its_lease_runs
     assert_eq!(tokens_in(&redis, 5, Duration::from_secs(30)).await, (17, 5));
     let took = handed.elapsed();
     assert!(took < Duration::from_secs(15), "taken over after {took:?}");
-    // By the other replica.
+    // By the other replica, as its log and its metrics say.
     other.wait_for_log("took over 1 background", 1).await;
+    let scrape = common::scrape(&other.metrics_listen()).await;
+    assert!(
+        scrape.contains("\naurora_background_work_taken_over_total 1\n"),
+        "{scrape}"
+    );
 }

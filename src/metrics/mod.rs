@@ -16,8 +16,8 @@ mod usage_object;
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub use handles::{handles_for, MetricHandles, ProviderId};
@@ -40,6 +40,8 @@ pub struct Metrics {
     usage_estimates: IntCounterVec,
     upstream_available: IntGaugeVec,
     limit_store_errors: IntCounter,
+    background_watched: IntGauge,
+    background_taken_over: IntCounter,
     /// Instances whose availability series exists (set to 1 when first configured).
     availability_known: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -185,6 +187,16 @@ impl Metrics {
             &["provider"],
         )?;
         registry.register(Box::new(upstream_available.clone()))?;
+        let background_watched = IntGauge::new(
+            "background_work_watched",
+            "Background responses and batches this replica polls for their usage",
+        )?;
+        registry.register(Box::new(background_watched.clone()))?;
+        let background_taken_over = IntCounter::new(
+            "background_work_taken_over_total",
+            "Background responses and batches taken over from replicas that stopped",
+        )?;
+        registry.register(Box::new(background_taken_over.clone()))?;
         let limit_store_errors = IntCounter::new(
             "limit_store_errors_total",
             "Limit checks and charges the limit store could not answer",
@@ -217,8 +229,22 @@ impl Metrics {
             usage_estimates,
             upstream_available,
             limit_store_errors,
+            background_watched,
+            background_taken_over,
             availability_known: Default::default(),
         })
+    }
+
+    /// This replica polls `count` pieces of background work.
+    pub fn background_watched(&self, count: usize) {
+        self.background_watched
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// `count` pieces of background work were taken over from replicas that stopped.
+    pub fn background_taken_over(&self, count: usize) {
+        self.background_taken_over
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 
     /// The limit store could not answer.

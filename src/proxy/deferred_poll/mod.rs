@@ -435,6 +435,9 @@ impl DeferredPoll {
         let mut share = tokio::time::interval(SHARE_EVERY);
         share.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if let Some(metrics) = crate::metrics::metrics() {
+                metrics.background_watched(self.list().watched());
+            }
             let room = POLLS_AT_ONCE.saturating_sub(polls.len());
             let due = self.list().take_due(Instant::now(), room);
             if !due.is_empty() {

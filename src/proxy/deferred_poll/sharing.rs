@@ -237,6 +237,9 @@ impl DeferredPoll {
             }
         }
         if taken > 0 {
+            if let Some(metrics) = crate::metrics::metrics() {
+                metrics.background_taken_over(taken);
+            }
             log::info!(
                 "took over {taken} background responses and batches of a replica that stopped"
             );

@@ -113,6 +113,11 @@ impl WatchList {
         self.waiting.len()
     }
 
+    /// How many pieces of work are watched, waiting or being polled.
+    pub fn watched(&self) -> usize {
+        self.total
+    }
+
     /// Adds new work, due `at`: `false` when the list, or its caller's share, is full.
     pub fn add(&mut self, watched: Watched, at: Instant) -> bool {
         let bucket = caller_bucket(&watched.start);
