@@ -780,7 +780,7 @@ fn kind(started: &StartedApart) -> &'static str {
 /// (rotated out by a reload); none for work started with a caller's own key, whose
 /// key is still configured, or whose provider is now elsewhere (another kind or
 /// address): a key is never sent to a host that is not its provider's.
-fn rotated_in(config: &Config, watched: &Watched) -> Vec<Secret> {
+pub(super) fn rotated_in(config: &Config, watched: &Watched) -> Vec<Secret> {
     if watched.start.by.brought_key {
         return Vec::new();
     }

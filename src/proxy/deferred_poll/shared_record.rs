@@ -104,8 +104,8 @@ impl WatchRecord {
     }
 
     /// The work again, polled with `config`'s provider of its name and the key of its
-    /// digest (another of that provider's, when the config no longer holds it: the
-    /// provider may read it with any of them).
+    /// digest (when the config no longer holds that key, none: the keys it holds are
+    /// tried once the provider refuses, see `rotated_in`).
     pub fn watched(
         self,
         config: &Config,
@@ -122,12 +122,14 @@ impl WatchRecord {
             .ok_or(NotPolled::NotHere)?;
         let provider = Arc::clone(provider);
         let key = match &provider.credential {
+            // A key the config no longer holds is none: the provider refuses the poll,
+            // and the keys configured now are tried in turn, as for a key rotated out
+            // under this replica.
             ProviderCredential::Static(ring) => {
                 let digest = self.key.as_deref();
-                let keys = ring.keys();
-                keys.iter()
+                ring.keys()
+                    .iter()
                     .find(|k| Some(key_digest(k).as_str()) == digest)
-                    .or_else(|| keys.first())
                     .cloned()
             }
             ProviderCredential::None => None,
@@ -292,17 +294,21 @@ mod tests {
     }
 
     #[test]
-    fn work_whose_key_left_the_config_is_polled_with_another_and_work_past_its_time_not_at_all() {
+    fn work_whose_key_left_the_config_is_polled_with_those_it_holds_and_work_past_its_time_not_at_all(
+    ) {
         let old = config("[sk-first-0123456789, sk-second-0123456789]");
         let (now, now_unix) = (Instant::now(), 1_800_000_000);
         let work = watched(&old, 1, Caller::Master, false);
         let record = WatchRecord::of(&work, now, now_unix).unwrap();
-        let rotated = config("[sk-third-0123456789]");
+        let rotated = config("[sk-third-0123456789, sk-fourth-0123456789]");
         let again = record.clone().watched(&rotated, now, now_unix).unwrap();
-        assert_eq!(
-            again.key.as_ref().map(Secret::expose),
-            Some("sk-third-0123456789")
-        );
+        assert!(again.key.is_none());
+        // Refused without it, every key configured now is tried in turn.
+        let tried: Vec<_> = super::super::rotated_in(&rotated, &again)
+            .iter()
+            .map(|k| k.expose().to_string())
+            .collect();
+        assert_eq!(tried, ["sk-third-0123456789", "sk-fourth-0123456789"]);
         assert_eq!(
             record.clone().watched(&old, now, now_unix + 3600).err(),
             Some(NotPolled::GivenUp)
