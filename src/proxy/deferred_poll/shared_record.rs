@@ -41,6 +41,26 @@ fn kind_of(tag: &str) -> Option<ApartKind> {
     })
 }
 
+/// A caller by a name that tells its kind: `master`, `open`, or `key:NAME`; as the
+/// watch list counts each caller's share, and as shared work names whom it is charged
+/// to.
+pub(super) fn caller_name(caller: &Caller) -> String {
+    match caller {
+        Caller::Master => "master".to_string(),
+        Caller::Open => "open".to_string(),
+        Caller::Managed(name) => format!("key:{name}"),
+    }
+}
+
+/// The caller [`caller_name`] names.
+fn caller_named(name: &str) -> Option<Caller> {
+    Some(match name {
+        "master" => Caller::Master,
+        "open" => Caller::Open,
+        other => Caller::Managed(Arc::from(other.strip_prefix("key:")?)),
+    })
+}
+
 /// A digest of a provider key, to find it again among the config's keys.
 fn key_digest(key: &Secret) -> String {
     hex::encode(&crate::auth::sha256(key.expose().as_bytes())[..8])
@@ -77,11 +97,7 @@ impl WatchRecord {
         if start.by.brought_key {
             return None;
         }
-        let caller = match &start.by.caller {
-            Caller::Master => "master".to_string(),
-            Caller::Open => "open".to_string(),
-            Caller::Managed(name) => format!("key:{name}"),
-        };
+        let caller = caller_name(&start.by.caller);
         let scope = start
             .scope
             .iter()
@@ -135,13 +151,7 @@ impl WatchRecord {
             ProviderCredential::None => None,
             ProviderCredential::CallerKey => return Err(NotPolled::NotHere),
         };
-        let caller = match self.caller.as_str() {
-            "master" => Caller::Master,
-            "open" => Caller::Open,
-            other => Caller::Managed(Arc::from(
-                other.strip_prefix("key:").ok_or(NotPolled::GivenUp)?,
-            )),
-        };
+        let caller = caller_named(&self.caller).ok_or(NotPolled::GivenUp)?;
         let scope = self
             .scope
             .iter()

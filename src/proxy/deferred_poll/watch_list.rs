@@ -100,11 +100,7 @@ pub struct WatchList {
 
 /// The share of the list a caller's work counts against.
 fn caller_bucket(start: &Start) -> String {
-    match &start.by.caller {
-        crate::auth::Caller::Managed(name) => format!("key:{name}"),
-        crate::auth::Caller::Master => "master".into(),
-        crate::auth::Caller::Open => "open".into(),
-    }
+    super::shared_record::caller_name(&start.by.caller)
 }
 
 impl WatchList {
