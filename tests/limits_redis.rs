@@ -637,16 +637,7 @@ async fn redis_keeps_only_the_write_ids_whose_answers_were_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_work_is_charged_once_by_the_poll_or_a_read_at_another_replica() {
-    use aurora::limits::{LimitStore, RedisStore};
     let redis = RedisServer::start();
-    let completed = |id: &str| {
-        fixture("openai/responses.json")
-            .replace(
-                "resp_0d8b81b7c805508d0069a31431b68c8194af45c94a6952706b",
-                id,
-            )
-            .replace(r#""background": false"#, r#""background": true"#)
-    };
     // Each call starts its own background response, queued; each is complete (17
     // input, 5 output tokens) whenever it is read.
     let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
@@ -663,8 +654,10 @@ async fn background_work_is_charged_once_by_the_poll_or_a_read_at_another_replic
                 ),
             )
         }
-        ("GET", "/v1/responses/resp_read") => Reply::json(200, completed("resp_read")),
-        ("GET", "/v1/responses/resp_unread") => Reply::json(200, completed("resp_unread")),
+        ("GET", "/v1/responses/resp_read") => Reply::json(200, completed_response("resp_read")),
+        ("GET", "/v1/responses/resp_unread") => {
+            Reply::json(200, completed_response("resp_unread"))
+        }
         _ => provider_like(rec),
     })
     .await;
@@ -695,12 +688,7 @@ async fn background_work_is_charged_once_by_the_poll_or_a_read_at_another_replic
         .unwrap();
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
-    let polled = |uri: &str| {
-        mock.requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.uri == uri)
-            .count()
-    };
+    let polled = |uri: &str| gets(&mock, uri);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while (polled("/v1/responses/resp_read") < 2 || polled("/v1/responses/resp_unread") < 1)
         && std::time::Instant::now() < deadline
@@ -708,46 +696,12 @@ async fn background_work_is_charged_once_by_the_poll_or_a_read_at_another_replic
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The other, never read, is charged by the poll.
-    let store = RedisStore::new(&redis.url()).unwrap();
-    let today = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 86_400;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut total;
-    loop {
-        total = aurora::limits::UsageRecord::default();
-        for record in store
-            .usage("team-a", today - 1, today)
-            .await
-            .unwrap()
-            .values()
-        {
-            total.add(record);
-        }
-        if total.output >= 10 || std::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let total = tokens_in(&redis, 10, Duration::from_secs(10)).await;
     // A moment more: a second charge by the poll would show by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut again = aurora::limits::UsageRecord::default();
-    for record in store
-        .usage("team-a", today - 1, today)
-        .await
-        .unwrap()
-        .values()
-    {
-        again.add(record);
-    }
-    assert_eq!((total.input, total.output), (34, 10), "{total:?}");
-    assert_eq!(
-        (again.input, again.output),
-        (34, 10),
-        "charged once each: {again:?}"
-    );
+    let again = tokens_in(&redis, u64::MAX, Duration::ZERO).await;
+    assert_eq!(total, (34, 10));
+    assert_eq!(again, (34, 10), "charged once each");
     assert_eq!(
         polled("/v1/responses/resp_read"),
         2,

@@ -1188,19 +1188,22 @@ mod tests {
         };
     }
 
-    fn metered(content_type: &str, body: &[u8], split: usize) -> Option<Usage> {
+    /// A meter for an answer of `content_type` that was fed `body`, `split` bytes at
+    /// a time.
+    fn fed_as(content_type: &str, body: &[u8], split: usize) -> UsageMeter {
         let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
         for piece in body.chunks(split) {
             m.feed(piece);
         }
-        m.finish().map(|c| c.usage)
+        m
+    }
+
+    fn metered(content_type: &str, body: &[u8], split: usize) -> Option<Usage> {
+        fed_as(content_type, body, split).finish().map(|c| c.usage)
     }
 
     fn metered_with_model(content_type: &str, body: &[u8], split: usize) -> (Usage, String) {
-        let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
-        for piece in body.chunks(split) {
-            m.feed(piece);
-        }
+        let mut m = fed_as(content_type, body, split);
         let usage = m.finish().unwrap().usage;
         (usage, m.take_model().unwrap())
     }
@@ -1311,14 +1314,7 @@ mod tests {
         split: usize,
         cut: bool,
     ) -> Option<(Usage, bool)> {
-        let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
-        for piece in body.as_bytes().chunks(split) {
-            m.feed(piece);
-        }
-        let charge = if cut { m.cut_short() } else { m.finish() };
-        charge
-            .map(|c| c.with_input_of(Some(REQUEST.as_bytes()), 0))
-            .map(|c| (c.usage, c.estimated))
+        charge_with_input(content_type, REQUEST, body, split, cut).map(|c| (c.usage, c.estimated))
     }
 
     /// A Gemini chunk of `text`, finished when `finish` says why, reporting `usage`.
@@ -1553,11 +1549,7 @@ mod tests {
 
     /// The charge of `body`, fed in pieces of `split` bytes.
     fn charge_of(content_type: &str, body: &str, split: usize) -> Option<Charge> {
-        let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
-        for piece in body.as_bytes().chunks(split) {
-            m.feed(piece);
-        }
-        m.finish()
+        fed_as(content_type, body.as_bytes(), split).finish()
     }
 
     #[test]
@@ -1847,14 +1839,23 @@ mod tests {
     /// `stream` fed in pieces of `split` bytes to a meter for an answer to `request`:
     /// what it charges when it ends there, and whether that is estimated.
     fn charged(request: &str, stream: &str, split: usize) -> (Option<Usage>, bool) {
-        let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
-        for piece in stream.as_bytes().chunks(split) {
-            m.feed(piece);
-        }
-        let charge = m
-            .finish()
-            .map(|c| c.with_input_of(Some(request.as_bytes()), 0));
+        let charge = charge_with_input("text/event-stream", request, stream, split, false);
         (charge.map(|c| c.usage), charge.is_some_and(|c| c.estimated))
+    }
+
+    /// The charge of an answer of `content_type` made of `body`, fed `split` bytes at
+    /// a time, then `cut` short or ended whole, its input due estimated from
+    /// `request`.
+    fn charge_with_input(
+        content_type: &str,
+        request: &str,
+        body: &str,
+        split: usize,
+        cut: bool,
+    ) -> Option<Charge> {
+        let mut m = fed_as(content_type, body.as_bytes(), split);
+        let charge = if cut { m.cut_short() } else { m.finish() };
+        charge.map(|c| c.with_input_of(Some(request.as_bytes()), 0))
     }
 
     /// 35 characters of text ("user" and the question): 9 input tokens estimated.
