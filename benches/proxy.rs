@@ -229,7 +229,7 @@ fn gateway_key(c: &mut Criterion) {
         http::HeaderValue::from_str(&bearer).expect("header value"),
     );
     g.bench_function("authenticate bearer", |b| {
-        b.iter(|| auth.authenticate(black_box(&headers), std::time::SystemTime::now))
+        b.iter(|| auth.authenticate(black_box(&headers), None, std::time::SystemTime::now))
     });
     g.finish();
 }

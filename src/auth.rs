@@ -1,11 +1,13 @@
 //! Gateway credentials: the master key, managed keys stored as SHA-256 hashes, and
 //! minting new managed keys.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use base64::Engine;
 use http::HeaderMap;
+use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -52,7 +54,7 @@ impl Caller {
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("missing gateway key: send it as `Authorization: Bearer <key>` or `X-Api-Key: <key>`")]
+    #[error("missing gateway key: send it as `Authorization: Bearer <key>`, `X-Api-Key: <key>` or `x-goog-api-key: <key>`")]
     Missing,
     #[error("invalid gateway key")]
     Invalid,
@@ -93,17 +95,20 @@ impl GatewayAuth {
         self.managed.len()
     }
 
-    /// Checks the token a client presented; `now` is read only for a key that expires.
+    /// Checks the token a client presented in `headers` or, when `query` is given, in
+    /// its `key` parameter ([`presented_token`]); `now` is read only for a key that
+    /// expires.
     pub fn authenticate(
         &self,
         headers: &HeaderMap,
+        query: Option<&str>,
         now: impl FnOnce() -> SystemTime,
     ) -> Result<Caller, AuthError> {
         if self.is_open() {
             return Ok(Caller::Open);
         }
-        let token = presented_token(headers).ok_or(AuthError::Missing)?;
-        self.check_token(token, now)
+        let token = presented_token(headers, query).ok_or(AuthError::Missing)?;
+        self.check_token(&token, now)
     }
 
     /// Whether `token` is one of the gateway's own keys: the master key (compared in
@@ -142,9 +147,29 @@ impl GatewayAuth {
     }
 }
 
-/// The gateway token from `Authorization: Bearer` or, failing that, `X-Api-Key`.
-pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    presented_bearer(headers).or_else(|| header_token(headers, "x-api-key"))
+/// The gateway token from `Authorization: Bearer`, else `X-Api-Key`, else
+/// `x-goog-api-key`, else the `key` parameter of `query`: Google's Gen AI SDKs send
+/// their key as `x-goog-api-key`, and Gemini's REST examples as `?key=`, so a client
+/// of Gemini's own API presents the gateway key where it would put Google's.
+pub fn presented_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<Cow<'a, str>> {
+    presented_bearer(headers)
+        .or_else(|| header_token(headers, "x-api-key"))
+        .or_else(|| header_token(headers, GOOG_API_KEY))
+        .map(Cow::Borrowed)
+        .or_else(|| query.and_then(query_key))
+}
+
+/// Gemini's key header, where Google's SDKs put the key they are given.
+pub const GOOG_API_KEY: &str = "x-goog-api-key";
+
+/// The first `key=` parameter of `query`, percent-decoded (`+` is kept: no key holds
+/// a space); `None` when there is none, or it is empty or not UTF-8.
+pub fn query_key(query: &str) -> Option<Cow<'_, str>> {
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("key="))?;
+    let key = percent_decode_str(raw).decode_utf8().ok()?;
+    (!key.trim().is_empty()).then_some(key)
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.
@@ -269,7 +294,7 @@ mod tests {
         let a = GatewayAuth::default();
         assert!(a.is_open());
         assert_eq!(
-            a.authenticate(&HeaderMap::new(), SystemTime::now),
+            a.authenticate(&HeaderMap::new(), None, SystemTime::now),
             Ok(Caller::Open)
         );
     }
@@ -297,9 +322,51 @@ mod tests {
         let a = auth_with_managed(true, None);
         let now = SystemTime::now();
         let h = headers(&[("authorization", "Bearer master-secret")]);
-        assert_eq!(a.authenticate(&h, || now), Ok(Caller::Master));
+        assert_eq!(a.authenticate(&h, None, || now), Ok(Caller::Master));
         let h = headers(&[("x-api-key", "master-secret")]);
-        assert_eq!(a.authenticate(&h, || now), Ok(Caller::Master));
+        assert_eq!(a.authenticate(&h, None, || now), Ok(Caller::Master));
+    }
+
+    #[test]
+    fn accepts_the_gateway_key_where_googles_sdks_put_theirs() {
+        let a = auth_with_managed(true, None);
+        let now = SystemTime::now();
+        let h = headers(&[("x-goog-api-key", "master-secret")]);
+        assert_eq!(a.authenticate(&h, None, || now), Ok(Caller::Master));
+        let none = HeaderMap::new();
+        for query in [
+            "key=master-secret",
+            "alt=sse&key=master-secret",
+            "key=master%2Dsecret",
+        ] {
+            assert_eq!(
+                a.authenticate(&none, Some(query), || now),
+                Ok(Caller::Master),
+                "{query}"
+            );
+        }
+        // The headers come first, the query only when no header names a key.
+        let h = headers(&[("authorization", "Bearer sk-aurora-managed")]);
+        assert_eq!(
+            a.authenticate(&h, Some("key=master-secret"), || now),
+            Ok(Caller::Managed("ci".into()))
+        );
+        for query in [
+            "monkey=master-secret",
+            "key=",
+            "KEY=master-secret",
+            "keys=master-secret",
+        ] {
+            assert_eq!(
+                a.authenticate(&none, Some(query), || now),
+                Err(AuthError::Missing),
+                "{query}"
+            );
+        }
+        assert_eq!(
+            a.authenticate(&none, Some("key=master-secreT"), || now),
+            Err(AuthError::Invalid)
+        );
     }
 
     #[test]
@@ -307,13 +374,13 @@ mod tests {
         let a = auth_with_managed(true, None);
         let now = SystemTime::now();
         assert_eq!(
-            a.authenticate(&HeaderMap::new(), || now),
+            a.authenticate(&HeaderMap::new(), None, || now),
             Err(AuthError::Missing)
         );
         let h = headers(&[("authorization", "Bearer master-secreT")]);
-        assert_eq!(a.authenticate(&h, || now), Err(AuthError::Invalid));
+        assert_eq!(a.authenticate(&h, None, || now), Err(AuthError::Invalid));
         let h = headers(&[("authorization", "Basic master-secret")]);
-        assert_eq!(a.authenticate(&h, || now), Err(AuthError::Missing));
+        assert_eq!(a.authenticate(&h, None, || now), Err(AuthError::Missing));
     }
 
     #[test]
@@ -322,17 +389,17 @@ mod tests {
         let h = headers(&[("authorization", "Bearer sk-aurora-managed")]);
         let ok = auth_with_managed(true, Some(now + Duration::from_secs(60)));
         assert_eq!(
-            ok.authenticate(&h, || now),
+            ok.authenticate(&h, None, || now),
             Ok(Caller::Managed("ci".into()))
         );
         let disabled = auth_with_managed(false, None);
         assert_eq!(
-            disabled.authenticate(&h, || now),
+            disabled.authenticate(&h, None, || now),
             Err(AuthError::Disabled("ci".into()))
         );
         let expired = auth_with_managed(true, Some(now - Duration::from_secs(1)));
         assert_eq!(
-            expired.authenticate(&h, || now),
+            expired.authenticate(&h, None, || now),
             Err(AuthError::Expired("ci".into()))
         );
     }
@@ -346,12 +413,12 @@ mod tests {
         };
         let h = headers(&[("authorization", "Bearer sk-aurora-managed")]);
         let lasting = auth_with_managed(true, None);
-        assert!(lasting.authenticate(&h, clock).is_ok());
+        assert!(lasting.authenticate(&h, None, clock).is_ok());
         let master = headers(&[("authorization", "Bearer master-secret")]);
-        assert!(lasting.authenticate(&master, clock).is_ok());
+        assert!(lasting.authenticate(&master, None, clock).is_ok());
         assert_eq!(reads.get(), 0);
         let expiring = auth_with_managed(true, Some(SystemTime::now() + Duration::from_secs(60)));
-        assert!(expiring.authenticate(&h, clock).is_ok());
+        assert!(expiring.authenticate(&h, None, clock).is_ok());
         assert_eq!(reads.get(), 1);
     }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, raw_request, Gateway, MockUpstream, Reply};
+use common::{client, raw_request, Gateway, MockUpstream, Recorded, Reply};
 use sha2::{Digest, Sha256};
 
 const MASTER: &str = "gw-master-test-key-0123456789abc";
@@ -287,6 +287,89 @@ async fn gemini_gets_goog_api_key_and_openrouter_gets_attribution_defaults() {
     assert_eq!(rec.header("authorization"), Some("Bearer or-provider-test"));
     assert_eq!(rec.header("x-title"), Some("my-app"));
     assert!(rec.header("http-referer").is_some());
+}
+
+/// Whether a recorded request holds `secret` in its URI or any header value.
+fn holds(rec: &Recorded, secret: &str) -> bool {
+    rec.uri.contains(secret)
+        || rec
+            .headers
+            .values()
+            .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(secret))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_clients_gateway_key_is_taken_from_x_goog_api_key_or_the_query_and_never_forwarded(
+) {
+    let mock = ok_mock().await;
+    let gw = gateway_for(
+        &mock,
+        "",
+        &[("ENABLED_PASSTHROUGH_PROVIDERS", "gemini,openai")],
+    );
+    let c = client();
+    // Google's SDKs send the key they are given as `x-goog-api-key`.
+    let resp = c
+        .post(gw.url("/p/gemini/models/gemini-2.5-flash:generateContent"))
+        .header("x-goog-api-key", MASTER)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/models/gemini-2.5-flash:generateContent");
+    assert_eq!(rec.header("x-goog-api-key"), Some("gemini-provider-test"));
+    assert!(!holds(&rec, MASTER), "the gateway key reached the provider");
+    // Gemini's REST examples put it in the query; the rest of the query goes on as sent.
+    let resp = raw_request(
+        &gw.addr(),
+        &format!("GET /p/gemini/models?alt=sse&key={MASTER}&pageSize=5&a=%20x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/models?alt=sse&pageSize=5&a=%20x");
+    assert!(!holds(&rec, MASTER), "the gateway key reached the provider");
+    // A client's own keys in those places reach no provider either: the gateway adds its own.
+    let resp = authed(c.get(gw.url("/p/openai/models?key=AIza-client-own&api_key=x&limit=2")))
+        .header("x-goog-api-key", "AIza-client-own")
+        .header("api-key", "azure-client-own")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/models?limit=2");
+    assert!(
+        !holds(&rec, "client-own"),
+        "a client's key reached the provider"
+    );
+    assert_eq!(
+        rec.header("authorization"),
+        Some(format!("Bearer {OAI_KEY}").as_str())
+    );
+    // And on `/v1`, where the model picks the provider.
+    let _ = c
+        .post(gw.url(&format!("/v1/chat/completions?key={MASTER}&x=1")))
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/chat/completions?x=1");
+    assert!(!holds(&rec, MASTER), "the gateway key reached the provider");
+    // A wrong key there is refused like any other, and nothing goes upstream.
+    let before = mock.requests().len();
+    let resp = c
+        .get(gw.url("/p/gemini/models"))
+        .header("x-goog-api-key", "not-the-gateway-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(mock.requests().len(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

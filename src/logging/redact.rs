@@ -8,13 +8,15 @@ use std::fmt;
 
 use http::HeaderMap;
 
-/// Headers whose values are credentials, lowercase.
-pub const CREDENTIAL_HEADERS: [&str; 6] = [
+/// Headers whose values are credentials, lowercase: none of them is ever sent upstream
+/// as the client sent it.
+pub const CREDENTIAL_HEADERS: [&str; 7] = [
     "authorization",
     "proxy-authorization",
     "x-api-key",
     "x-provider-api-key",
     "x-goog-api-key",
+    "api-key",
     "cookie",
 ];
 

@@ -41,7 +41,8 @@ pub struct HeldCall {
     pub body: Bytes,
     /// Where its `model` sits.
     pub field: ModelField,
-    /// The client's query string.
+    /// The client's query string, less its credential parameters
+    /// ([`super::client_query::upstream_query`]).
     pub query: Option<String>,
     /// The stored conversation a translated Responses request continues.
     pub history: Option<Vec<u8>>,

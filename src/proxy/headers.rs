@@ -4,9 +4,8 @@
 use http::header::{self, HeaderName};
 
 use super::header_maps;
-use super::provider_key::PROVIDER_KEY_HEADER;
 use super::request_id::RequestId;
-use crate::logging::RedactedHeaders;
+use crate::logging::{RedactedHeaders, CREDENTIAL_HEADERS};
 use crate::providers::{AuthStyle, KeyForm, Provider, Secret, WireFormat};
 
 /// The request id header: the gateway's id goes upstream under it, and a provider's
@@ -25,17 +24,8 @@ const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 /// The gateway's request id on every response, beside any `X-Request-Id` of the provider.
 pub const AURORA_REQUEST_ID: HeaderName = HeaderName::from_static("x-aurora-request-id");
 
-/// Client headers that carry credentials or the client's address and never go upstream.
-const CLIENT_ONLY: [&str; 8] = [
-    "authorization",
-    "x-api-key",
-    PROVIDER_KEY_HEADER,
-    "cookie",
-    "proxy-authorization",
-    "forwarded",
-    "x-real-ip",
-    "true-client-ip",
-];
+/// Client headers that carry the client's address and never go upstream.
+const CLIENT_ADDRESS: [&str; 3] = ["forwarded", "x-real-ip", "true-client-ip"];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `Proxy-Connection`).
 const HOP_BY_HOP: [&str; 6] = [
@@ -59,13 +49,20 @@ fn connection_nominated(headers: &http::HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// Client headers that never go upstream: every header the logs hide as a credential
+/// (the gateway's key, a caller's own, Gemini's and Azure's key headers, cookies; the
+/// provider's credential is the gateway's to add) and the client's address.
+fn client_only() -> impl Iterator<Item = &'static &'static str> + Clone {
+    CREDENTIAL_HEADERS.iter().chain(&CLIENT_ADDRESS)
+}
+
 /// Removes every header that must not reach the provider: credentials, cookies,
 /// hop-by-hop headers (with those `Connection` names) and forwarding headers that
 /// would leak the client's address.
 pub fn strip_client_headers(headers: &mut http::HeaderMap) {
     // Every request passes here: only the listed names present are removed (a removal
     // by name hashes it).
-    let listed = CLIENT_ONLY.iter().chain(&HOP_BY_HOP);
+    let listed = client_only().chain(&HOP_BY_HOP);
     let forwarding = |name: &str| name.starts_with("x-forwarded-");
     let Some(present) = listed_present(headers, listed, forwarding) else {
         return strip_client_headers_naming_others(headers);
@@ -111,11 +108,13 @@ fn strip_client_headers_naming_others(headers: &mut http::HeaderMap) {
             .filter(|n| n.starts_with("x-forwarded-"))
             .map(str::to_string),
     );
-    let fixed = CLIENT_ONLY.iter().chain(&HOP_BY_HOP).copied();
-    for name in fixed.chain(doomed.iter().map(String::as_str)) {
+    for name in client_only().chain(&HOP_BY_HOP) {
+        headers.remove(*name);
+    }
+    for name in &doomed {
         // Framing is Pingora's job: a `Connection: content-length` must not unframe the body.
         if name != "content-length" && name != "transfer-encoding" && name != "host" {
-            headers.remove(name);
+            headers.remove(name.as_str());
         }
     }
 }
@@ -385,6 +384,38 @@ mod tests {
         }
         assert_eq!(r.headers["x-custom"], "kept");
         assert_eq!(r.headers["anthropic-beta"], "tools-2024");
+    }
+
+    #[test]
+    fn strips_client_x_goog_api_key_and_api_key_for_every_provider() {
+        for kind in [
+            ProviderKind::OpenAi,
+            ProviderKind::Anthropic,
+            ProviderKind::Gemini,
+        ] {
+            let mut r = request(&[
+                ("x-goog-api-key", "gw-or-client"),
+                ("api-key", "azure-client"),
+            ]);
+            strip_client_headers(&mut r.headers);
+            add_provider_headers(&mut r, &provider(kind), Some(&key()), &rid()).unwrap();
+            assert!(!r.headers.contains_key("api-key"), "{kind}");
+            let goog = r.headers.get("x-goog-api-key");
+            match kind {
+                ProviderKind::Gemini => assert_eq!(goog.unwrap(), "sk-provider"),
+                _ => assert!(goog.is_none(), "{kind}: {goog:?}"),
+            }
+        }
+        // Past the four names the quick path takes, too.
+        let mut r = request(&[
+            ("authorization", "Bearer gw"),
+            ("x-api-key", "gw"),
+            ("cookie", "a=b"),
+            ("x-goog-api-key", "gw"),
+            ("api-key", "client"),
+        ]);
+        strip_client_headers(&mut r.headers);
+        assert!(r.headers.is_empty(), "{:?}", r.headers);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod batch_links;
 mod body_budget;
 mod body_deadline;
 mod client_hangup;
+mod client_query;
 mod context;
 pub mod deferred_poll;
 mod error;
@@ -155,7 +156,7 @@ impl AuroraProxy {
         // Everything but /health needs the gateway key, even to learn that a route is wrong.
         let caller = config
             .auth
-            .authenticate(&req.headers, SystemTime::now)
+            .authenticate(&req.headers, req.uri.query(), SystemTime::now)
             .map_err(|e| GatewayError::unauthorized(e.to_string()))?;
         ctx.caller = Some(caller);
         let route = route?;
@@ -636,9 +637,10 @@ fn passthrough_target(
         return Err(GatewayError::missing_provider_key(provider));
     }
     let credential = provider_key::upstream_credential(provider, &req.headers, &config.auth)?;
+    let query = req.uri.query().and_then(client_query::upstream_query);
     Ok(UpstreamTarget::new(
         Arc::clone(provider),
-        pt.upstream_path(&provider.base.path, req.uri.query()),
+        pt.upstream_path(&provider.base.path, query.as_deref()),
         credential,
     ))
 }
@@ -681,7 +683,7 @@ fn native_responses_target(
     {
         return None;
     }
-    let path_and_query = match req.uri.query() {
+    let path_and_query = match req.uri.query().and_then(client_query::upstream_query) {
         Some(query) => format!("{}/responses/{id}?{query}", provider.base.path),
         None => format!("{}/responses/{id}", provider.base.path),
     };

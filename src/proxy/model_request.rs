@@ -123,7 +123,7 @@ pub struct ModelCall<'a> {
     pub body: &'a [u8],
     /// Where `model` sits in it.
     pub field: &'a ModelField,
-    /// The client's query string.
+    /// The client's query string as it goes upstream (credential parameters taken out).
     pub query: Option<&'a str>,
     /// The stored conversation a translated Responses request continues.
     pub history: Option<&'a [u8]>,

@@ -71,10 +71,15 @@ pub struct PassthroughRoute {
     pub provider: String,
     /// Decoded endpoint below the base URL, without a leading slash.
     pub endpoint: String,
+    /// The client's leading `v1/`, dropped from `endpoint`: the base URL names the
+    /// version (`…/v1`, `…/v1beta/openai`), so SDKs that add `/v1` to theirs reach it
+    /// once. A provider at its host's root has none, and gets it back upstream.
+    pub dropped_v1: bool,
 }
 
 impl PassthroughRoute {
-    /// Parses the part of the path after `/p/`. `allow_v1_alias` drops a leading `v1`.
+    /// Parses the part of the path after `/p/`. `allow_v1_alias` drops a leading `v1`
+    /// (see [`Self::dropped_v1`]).
     pub fn parse(rest: &str, allow_v1_alias: bool) -> Result<Self, GatewayError> {
         let (provider_raw, endpoint_raw) = rest.split_once('/').unwrap_or((rest, ""));
         let provider = decoded(provider_raw)
@@ -87,6 +92,7 @@ impl PassthroughRoute {
         let mut endpoint = decoded(endpoint_raw)
             .ok_or_else(|| GatewayError::invalid_request("endpoint is not valid UTF-8"))?;
         check_endpoint(&endpoint)?;
+        let mut dropped_v1 = false;
         if let Some(rest) = endpoint.strip_prefix("v1") {
             if rest.is_empty() || rest.starts_with('/') {
                 let rest = &rest[rest.len().min(1)..];
@@ -102,18 +108,33 @@ impl PassthroughRoute {
                 // Dropped in place: the decoded path is not copied again.
                 let prefix = endpoint.len() - rest.len();
                 endpoint.replace_range(..prefix, "");
+                dropped_v1 = true;
             }
         }
-        Ok(Self { provider, endpoint })
+        Ok(Self {
+            provider,
+            endpoint,
+            dropped_v1,
+        })
     }
 
-    /// The upstream path and query: `{base_path}/{endpoint}` plus the client's query,
-    /// byte for byte.
+    /// The upstream path and query: `{base_path}/{endpoint}` plus `query` (the
+    /// client's, less its credential parameters), byte for byte. Below an empty base
+    /// path (a provider at its host's root: Gemini's own API, Ollama, a vLLM server)
+    /// a `v1/` the client wrote stays, as the only version the path would name.
     pub fn upstream_path(&self, base_path: &str, query: Option<&str>) -> String {
+        let version = if base_path.is_empty() && self.dropped_v1 {
+            "/v1"
+        } else {
+            ""
+        };
         // Sized once: most endpoints need no escaping, so this is the final length.
         let query_len = query.map_or(0, |q| q.len() + 1);
-        let mut out = String::with_capacity(base_path.len() + 1 + self.endpoint.len() + query_len);
+        let mut out = String::with_capacity(
+            version.len() + base_path.len() + 1 + self.endpoint.len() + query_len,
+        );
         out.push_str(base_path);
+        out.push_str(version);
         out.push('/');
         out.extend(utf8_percent_encode(&self.endpoint, PATH_ENCODE));
         if let Some(q) = query {
@@ -280,6 +301,32 @@ mod tests {
         assert_eq!(parse("anthropic/v1/messages").unwrap().endpoint, "messages");
         assert_eq!(parse("anthropic/messages").unwrap().endpoint, "messages");
         assert_eq!(parse("anthropic/v1beta/x").unwrap().endpoint, "v1beta/x");
+    }
+
+    #[test]
+    fn a_dropped_v1_is_written_back_only_below_a_providers_root() {
+        let versioned = parse("gemini-native/v1/models/m:generateContent").unwrap();
+        assert_eq!(
+            versioned.upstream_path("", None),
+            "/v1/models/m:generateContent"
+        );
+        assert_eq!(
+            versioned.upstream_path("/v1", None),
+            "/v1/models/m:generateContent"
+        );
+        assert_eq!(
+            versioned.upstream_path("/v1beta/openai", None),
+            "/v1beta/openai/models/m:generateContent"
+        );
+        let unversioned = parse("gemini-native/v1beta/models/m:generateContent").unwrap();
+        assert_eq!(
+            unversioned.upstream_path("", Some("alt=sse")),
+            "/v1beta/models/m:generateContent?alt=sse"
+        );
+        assert_eq!(
+            parse("ollama/api/chat").unwrap().upstream_path("", None),
+            "/api/chat"
+        );
     }
 
     #[test]

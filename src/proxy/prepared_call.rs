@@ -128,7 +128,12 @@ impl PreparedCall {
             endpoint: call.endpoint,
             body: call.body,
             field,
-            query: call.req.uri.query().map(str::to_string),
+            query: call
+                .req
+                .uri
+                .query()
+                .and_then(super::client_query::upstream_query)
+                .map(std::borrow::Cow::into_owned),
             history: call.history,
             created: call.created,
         };

@@ -4,7 +4,7 @@
 use http::HeaderMap;
 
 use super::GatewayError;
-use crate::auth::{header_token, presented_bearer, sha256, GatewayAuth};
+use crate::auth::{header_token, presented_bearer, sha256, GatewayAuth, GOOG_API_KEY};
 use crate::providers::{Provider, ProviderCredential, Secret};
 
 /// The header that carries a caller's provider key when gateway auth is on (the
@@ -29,10 +29,11 @@ pub struct UpstreamCredential {
 ///
 /// A provider without a key sends none; one with static keys sends the next in turn.
 /// A `!PASSTHRU` provider sends the caller's key, read from
-/// - gateway auth off: `X-Provider-Api-Key`, else `X-Api-Key`, else `Authorization: Bearer`;
-/// - gateway auth on: `X-Provider-Api-Key`, else `X-Api-Key`; `Authorization` carries
-///   the gateway token, and a value equal to any gateway key (the master key or any
-///   managed key, presented or not) is never taken as a provider key.
+/// - gateway auth off: `X-Provider-Api-Key`, else `X-Api-Key`, else `x-goog-api-key`,
+///   else `Authorization: Bearer`;
+/// - gateway auth on: `X-Provider-Api-Key`, else `X-Api-Key`, else `x-goog-api-key`;
+///   a value equal to any gateway key (the master key or any managed key, presented or
+///   not) is never taken as a provider key.
 ///
 /// A `!PASSTHRU` provider called without a key is a 401 naming the provider and the
 /// header to send. No I/O; the only state touched is the static key rotation.
@@ -91,12 +92,16 @@ pub fn caller_key_digest(headers: &HeaderMap, auth: &GatewayAuth) -> Option<Stri
 fn client_provider_key<'a>(headers: &'a HeaderMap, auth: &GatewayAuth) -> Option<&'a str> {
     let explicit = header_token(headers, PROVIDER_KEY_HEADER);
     let x_api_key = header_token(headers, "x-api-key");
+    let goog_api_key = header_token(headers, GOOG_API_KEY);
     if auth.is_open() {
-        return explicit.or(x_api_key).or_else(|| presented_bearer(headers));
+        return explicit
+            .or(x_api_key)
+            .or(goog_api_key)
+            .or_else(|| presented_bearer(headers));
     }
     // Not only the token authentication read: a caller holding a managed key and the
     // master key must not be able to hand the master key to a provider.
-    [explicit, x_api_key]
+    [explicit, x_api_key, goog_api_key]
         .into_iter()
         .flatten()
         .find(|key| !auth.is_gateway_key(key))
@@ -231,6 +236,22 @@ mod tests {
         ];
         assert_eq!(sent(&all, false).as_deref(), Some("sk-explicit"));
         assert_eq!(sent(&all[1..], false).as_deref(), Some("sk-from-x-api-key"));
+    }
+
+    #[test]
+    fn a_callers_key_is_read_from_x_goog_api_key_after_x_api_key() {
+        let goog = [("x-goog-api-key", CLIENT)];
+        assert_eq!(sent(&goog, false).as_deref(), Some(CLIENT));
+        let b = bearer("sk-bearer");
+        let with_bearer = [("authorization", b.as_str()), ("x-goog-api-key", CLIENT)];
+        assert_eq!(sent(&with_bearer, false).as_deref(), Some(CLIENT));
+        let gw = bearer(GW);
+        let auth_on = [("authorization", gw.as_str()), ("x-goog-api-key", CLIENT)];
+        assert_eq!(sent(&auth_on, true).as_deref(), Some(CLIENT));
+        let both = [("x-api-key", "sk-first"), ("x-goog-api-key", CLIENT)];
+        assert_eq!(sent(&both, true).as_deref(), Some("sk-first"));
+        // The gateway key a Gemini SDK sends there is not a provider key.
+        assert_eq!(sent(&[("x-goog-api-key", GW)], true), None);
     }
 
     #[test]

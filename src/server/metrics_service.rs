@@ -40,7 +40,11 @@ impl MetricsApp {
     async fn usage(&self, session: &ServerSession) -> (StatusCode, Vec<u8>) {
         let req = session.req_header();
         let config = self.config.snapshot();
-        match config.auth.authenticate(&req.headers, SystemTime::now) {
+        // Its `key` parameter names the key reported: the token is read from headers only.
+        match config
+            .auth
+            .authenticate(&req.headers, None, SystemTime::now)
+        {
             Ok(Caller::Master) => {}
             _ => {
                 return (

@@ -16,20 +16,31 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Fake credentials: the tests check where each one does (and does not) end up.
 MASTER_KEY = "aurora-e2e-master-0123456789abcdef"
-PROVIDER_KEYS = {"anthropic": "sk-ant-e2e-provider", "openai": "sk-openai-e2e-provider"}
+PROVIDER_KEYS = {
+    "anthropic": "sk-ant-e2e-provider",
+    "openai": "sk-openai-e2e-provider",
+    "gemini": "AIza-gemini-e2e-provider",
+}
 
 STARTUP_TIMEOUT = 15.0
 
 
 
-def gateway_config(mock_base_url: str) -> str:
+def gateway_config(mock: MockProvider) -> str:
     """What only the file can say: a chat-only OpenAI-compatible server (vLLM) on the
-    mock, OpenAI's output ceiling for gpt-4o-mini, which the mock enforces as OpenAI
-    does (coding agents ask for more: Claude Code 32000), and fallbacks for the mock's
-    always-overloaded models."""
-    return f"""providers:
+    mock, Gemini's own API at the mock's root (enabled on `/p/`, as Gemini is not by
+    default), OpenAI's output ceiling for gpt-4o-mini, which the mock enforces as
+    OpenAI does (coding agents ask for more: Claude Code 32000), and fallbacks for the
+    mock's always-overloaded models."""
+    return f"""server:
+  enabled_passthrough_providers: [openai, anthropic, vllm, gemini-native]
+providers:
   vllm:
-    base_url: {mock_base_url}
+    base_url: {mock.base_url}
+  gemini-native:
+    type: gemini
+    base_url: {mock.root_url}
+    api_key: {PROVIDER_KEYS["gemini"]}
 models:
   limits:
     gpt-4o-mini: {{max_output_tokens: 16384}}
@@ -68,14 +79,14 @@ def isolated_sdk_env():
     with pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):
             upper = name.upper()
-            if upper.startswith(("ANTHROPIC_", "OPENAI_")) or upper.endswith("_PROXY"):
+            if upper.startswith(("ANTHROPIC_", "OPENAI_", "GEMINI_", "GOOGLE_")) or upper.endswith("_PROXY"):
                 mp.delenv(name)
         yield
 
 
 @pytest.fixture(scope="session")
 def mock_provider():
-    mock = MockProvider()
+    mock = MockProvider(gemini_key=PROVIDER_KEYS["gemini"])
     mock.start()
     yield mock
     mock.stop()
@@ -109,7 +120,7 @@ def gateway(isolated_sdk_env, mock_provider, tmp_path_factory):
     work = tmp_path_factory.mktemp("aurora")
     config = work / "aurora.yaml"
     # Providers come from the environment below; the file holds what only it can say.
-    config.write_text(gateway_config(mock_provider.base_url))
+    config.write_text(gateway_config(mock_provider))
     log_path = work / "aurora.log"
     port = _free_port()
     # Only what the gateway needs, so nothing from the developer's shell leaks in.

@@ -42,6 +42,7 @@ from batches_mock import (
     openai_output_lines,
     refusal,
 )
+from gemini_mock import GeminiApi
 from responses_mock import ResponsesApi, call_output, stream_events, text_output
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -641,6 +642,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.mock._record(RecordedRequest(self.command, self.path, headers, body))
         path = urlsplit(self.path).path
+        if GeminiApi.serves(path):
+            return self.mock.gemini.handle(self, path, urlsplit(self.path).query, headers, body)
         if (self.command, path) == ("GET", MODELS_PATH):
             return self._models(headers)
         if path.startswith(RESPONSES_PATH + "/") and self.command in ("GET", "DELETE"):
@@ -872,17 +875,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class MockProvider:
-    """The mock server; `base_url` is what a provider's `*_BASE_URL` should be set to."""
+    """The mock server; `base_url` is what a provider's `*_BASE_URL` should be set to,
+    `root_url` what a Gemini provider's is (its paths start with `/v1beta`), and
+    `gemini_key` the key Gemini's methods take."""
 
-    def __init__(self):
+    def __init__(self, gemini_key: str):
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self.responses = ResponsesApi()
         self.batches = BatchesApi()
+        self.gemini = GeminiApi(gemini_key)
         handler = type("Handler", (_Handler,), {"mock": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_port}/v1"
+        self.root_url = f"http://127.0.0.1:{self._server.server_port}"
+        self.base_url = f"{self.root_url}/v1"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self):

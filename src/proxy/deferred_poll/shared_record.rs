@@ -3,6 +3,7 @@
 //! is charged to. Never a credential: a provider key is named by a digest of it, and
 //! work started with a caller's own key is not written (only that caller holds it).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,7 +110,13 @@ impl WatchRecord {
             id: start.started.id.clone(),
             provider: start.by.provider.to_string(),
             path: watched.path.clone(),
-            query: watched.query.as_deref().and_then(without_credentials),
+            // A key in the query would be written for every replica to read; the
+            // provider key goes in a header with each poll.
+            query: watched
+                .query
+                .as_deref()
+                .and_then(crate::proxy::client_query::upstream_query)
+                .map(Cow::into_owned),
             scope,
             caller,
             key: watched.key.as_ref().map(key_digest),
@@ -199,19 +206,6 @@ pub enum NotPolled {
     /// This replica's config does not name its provider (or takes callers' own keys
     /// for it): another replica's may.
     NotHere,
-}
-
-/// `query` without the parameters that carry a credential (`key=`, `api_key=`): the
-/// provider key goes in a header with each poll, and none is written for the others.
-fn without_credentials(query: &str) -> Option<String> {
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or(pair);
-            !pair.is_empty() && !crate::logging::is_credential_param(name)
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 #[cfg(test)]

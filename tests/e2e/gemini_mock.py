@@ -1,0 +1,151 @@
+"""Gemini's own API (`generateContent`, `streamGenerateContent`) in the mock provider,
+refusing what Google refuses: a request without the provider's key, a key in the query
+beside it, an unknown field, empty contents or parts, a part of no known kind, a role
+other than `user`/`model`, and a conversation whose last turn is not the user's.
+
+Paths sit at the mock's root (`/v1/models/{model}:{method}`, and `/v1beta/…`), where
+Google's SDKs put them under a base URL; a provider pointed at the mock's root serves
+them.
+"""
+
+import json
+import re
+from urllib.parse import parse_qs
+
+GEMINI_TEXT = "Hello from Gemini, through the gateway."
+
+# Any method of a model, so that an unknown one is Google's 404, not another API's.
+_METHOD = re.compile(r"^/v1(?:beta)?/models/([A-Za-z0-9._-]+):([A-Za-z]+)$")
+_FIELDS = {
+    "contents",
+    "systemInstruction",
+    "tools",
+    "toolConfig",
+    "safetySettings",
+    "generationConfig",
+    "cachedContent",
+}
+_PART_KINDS = {
+    "text",
+    "inlineData",
+    "fileData",
+    "functionCall",
+    "functionResponse",
+    "executableCode",
+    "codeExecutionResult",
+}
+_PART_EXTRAS = {"thought", "thoughtSignature"}
+
+
+def google_error(code: int, status: str, message: str) -> dict:
+    """Google's error envelope."""
+    return {"error": {"code": code, "message": message, "status": status}}
+
+
+def gemini_auth_problem(headers: dict, query: str, key: str):
+    """Google's refusal of a request's credentials, as (status, body); `None` when the
+    request carries exactly the provider's key in `x-goog-api-key`."""
+    if "key" in parse_qs(query) and "x-goog-api-key" in headers:
+        return 400, google_error(400, "INVALID_ARGUMENT", "mock: two API keys: one in the query, one in x-goog-api-key")
+    given = headers.get("x-goog-api-key")
+    if given is None:
+        message = "Method doesn't allow unregistered callers (callers without established identity)."
+        return 403, google_error(403, "PERMISSION_DENIED", message)
+    if given != key:
+        return 400, google_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.")
+    return None
+
+
+def gemini_request_problem(payload) -> str | None:
+    """Why Google would refuse `payload` with a 400, or `None`."""
+    if not isinstance(payload, dict):
+        return "Invalid JSON payload received. Expected an object."
+    for name in payload:
+        if name not in _FIELDS:
+            return f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
+    contents = payload.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return "* GenerateContentRequest.contents: contents is not specified"
+    for at, content in enumerate(contents):
+        role = content.get("role", "user")
+        if role not in ("user", "model"):
+            return f"Please use a valid role: user, model. (contents[{at}].role: {role!r})"
+        parts = content.get("parts")
+        if not isinstance(parts, list) or not parts:
+            return f"* GenerateContentRequest.contents[{at}].parts: contents.parts must not be empty."
+        for part in parts:
+            kinds = [k for k in part if k in _PART_KINDS]
+            unknown = [k for k in part if k not in _PART_KINDS and k not in _PART_EXTRAS]
+            if unknown:
+                return f'Invalid JSON payload received. Unknown name "{unknown[0]}" at \'contents[{at}].parts\''
+            if len(kinds) != 1:
+                return f"* GenerateContentRequest.contents[{at}].parts: a part must hold exactly one kind of data"
+    if contents[-1].get("role", "user") != "user":
+        return "Please ensure that single turn requests end with a user role or the role field is empty."
+    return None
+
+
+def _words(payload) -> int:
+    texts = [p.get("text", "") for c in payload["contents"] for p in c["parts"]]
+    return sum(len(t.split()) for t in texts)
+
+
+def gemini_usage(payload, output_words: int) -> dict:
+    prompt = _words(payload)
+    return {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": output_words,
+        "totalTokenCount": prompt + output_words,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+    }
+
+
+def _candidate(text: str, finished: bool) -> dict:
+    candidate = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    if finished:
+        candidate["finishReason"] = "STOP"
+    return candidate
+
+
+class GeminiApi:
+    """Answers Gemini's own methods for the mock; `key` is the provider key it takes."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    @staticmethod
+    def serves(path: str) -> bool:
+        return _METHOD.match(path) is not None
+
+    def handle(self, handler, path: str, query: str, headers: dict, body: bytes):
+        refused = gemini_auth_problem(headers, query, self.key)
+        if refused:
+            return handler._send_json(*refused)
+        model, method = _METHOD.match(path).groups()
+        if handler.command != "POST" or method not in ("generateContent", "streamGenerateContent"):
+            return handler._send_json(404, google_error(404, "NOT_FOUND", f"mock: no route {path}"))
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return handler._send_json(400, google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received."))
+        problem = gemini_request_problem(payload)
+        if problem:
+            return handler._send_json(400, google_error(400, "INVALID_ARGUMENT", problem))
+        words = GEMINI_TEXT.split(" ")
+        usage = gemini_usage(payload, len(words))
+        answer = {"modelVersion": model, "responseId": "mock-gemini-response"}
+        if method == "generateContent":
+            answer.update(candidates=[_candidate(GEMINI_TEXT, True)], usageMetadata=usage)
+            return handler._send_json(200, answer)
+        if parse_qs(query).get("alt") != ["sse"]:
+            return handler._send_json(400, google_error(400, "INVALID_ARGUMENT", "mock: streams are served as ?alt=sse only"))
+        # As Google streams: every chunk reports the prompt's count so far, the last
+        # one (with the finish) the whole count.
+        pieces = [" ".join(words[:3]) + " ", " ".join(words[3:])]
+        events = []
+        for at, piece in enumerate(pieces):
+            last = at == len(pieces) - 1
+            chunk = dict(answer, candidates=[_candidate(piece, last)])
+            chunk["usageMetadata"] = usage if last else {"promptTokenCount": usage["promptTokenCount"], "totalTokenCount": usage["promptTokenCount"]}
+            events.append(b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n")
+        return handler._send_sse(events)
