@@ -54,7 +54,7 @@ impl Caller {
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("missing gateway key: send it as `Authorization: Bearer <key>`, `X-Api-Key: <key>` or `x-goog-api-key: <key>`")]
+    #[error("missing gateway key: send it as `Authorization: Bearer <key>`, `X-Api-Key: <key>`, `x-goog-api-key: <key>` or `?key=<key>`")]
     Missing,
     #[error("invalid gateway key")]
     Invalid,

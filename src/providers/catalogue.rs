@@ -101,6 +101,18 @@ impl Provider {
         }
     }
 
+    /// The path the gateway's own calls to it start with (`/v1` model calls, the model
+    /// list): its base path, or for a base URL that names a host alone, where its
+    /// type serves the API the gateway speaks there (Gemini's OpenAI-compatible one at
+    /// `/v1beta/openai`, so one instance at Google's root serves `/p/` and `/v1`).
+    pub fn api_path(&self) -> &str {
+        if self.base.path.is_empty() {
+            self.kind.facts().api_path_at_root
+        } else {
+            &self.base.path
+        }
+    }
+
     /// How the credential is sent: as its format demands (Anthropic-format endpoints of
     /// any vendor take `x-api-key`), else in its type's style.
     pub fn auth_style(&self) -> AuthStyle {

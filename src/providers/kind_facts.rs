@@ -16,6 +16,10 @@ pub struct KindFacts {
     pub telemetry_name: &'static str,
     /// The public base URL used when config gives none.
     pub default_base_url: &'static str,
+    /// Where the API the gateway speaks to it (`/v1` calls, the model list) sits when
+    /// its base URL names a host alone: empty for most; Gemini's OpenAI-compatible API
+    /// is at `/v1beta/openai`, its own API at the root (reached on `/p/`).
+    pub api_path_at_root: &'static str,
     /// The native wire format.
     pub wire_format: WireFormat,
     /// How the credential is sent upstream on its native format.
@@ -43,6 +47,7 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     name: "",
     telemetry_name: "",
     default_base_url: "",
+    api_path_at_root: "",
     wire_format: WireFormat::OpenAi,
     auth_style: AuthStyle::Bearer,
     requires_key: true,
@@ -132,6 +137,7 @@ const GEMINI: KindFacts = KindFacts {
     name: "gemini",
     telemetry_name: "gcp.gemini",
     default_base_url: "https://generativelanguage.googleapis.com/v1beta/openai",
+    api_path_at_root: "/v1beta/openai",
     auth_style: AuthStyle::GoogApiKey,
     model_families: &["gemini-"],
     ..OPENAI_COMPATIBLE

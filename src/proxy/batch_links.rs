@@ -4,20 +4,22 @@
 
 use pingora_http::RequestHeader;
 
+use super::passthrough::PassthroughRoute;
 use crate::providers::{Provider, WireFormat};
 use crate::translate::results_url::ResultsUrlRewrite;
 
-/// The rewrite of the `results_url`s in the answer to a `/p/` request for `endpoint`
-/// (after any `v1/` alias) to `provider`, when that answer describes message batches
-/// (`messages/batches`, one batch, its cancel): `None` for any other, or when the
-/// client's address cannot be told (no `Host`). `downstream_tls`: whether the client
-/// spoke TLS to the gateway, asked only of a request the rewrite applies to.
+/// The rewrite of the `results_url`s in the answer to a `/p/` request for `route` to
+/// `provider`, when that answer describes message batches (`messages/batches`, one
+/// batch, its cancel): `None` for any other, or when the client's address cannot be
+/// told (no `Host`). `downstream_tls`: whether the client spoke TLS to the gateway,
+/// asked only of a request the rewrite applies to.
 pub fn results_url_rewrite(
     provider: &Provider,
-    endpoint: &str,
+    route: &PassthroughRoute,
     req: &RequestHeader,
     downstream_tls: impl FnOnce() -> bool,
 ) -> Option<ResultsUrlRewrite> {
+    let endpoint = route.endpoint.as_str();
     // A `HEAD` has no body to rewrite, and its `Content-Length` must stay.
     if provider.format != WireFormat::Anthropic
         || req.method == http::Method::HEAD
@@ -26,11 +28,14 @@ pub fn results_url_rewrite(
         return None;
     }
     let base = &provider.base;
+    // Where the endpoint sits upstream: the base path, and the client's `v1` below a
+    // provider at its host's root.
     let from = format!(
-        "{}://{}{}/",
+        "{}://{}{}{}/",
         if base.tls { "https" } else { "http" },
         base.host_header().to_str().ok()?,
-        base.path
+        base.path,
+        route.version_below(&base.path),
     );
     let host = match req.uri.authority() {
         Some(authority) => authority.as_str(),
@@ -122,81 +127,88 @@ mod tests {
         req
     }
 
-    fn rewritten(
+    /// The route of a client's `/p/` `path`.
+    fn route(path: &str) -> PassthroughRoute {
+        PassthroughRoute::parse(path.strip_prefix("/p/").unwrap(), true).unwrap()
+    }
+
+    fn rewritten(path: &str, headers: &[(&str, &str)], tls: bool) -> Option<String> {
+        let provider = Provider::unconfigured(crate::providers::ProviderKind::Anthropic);
+        let doc = r#"{"results_url":"https://api.anthropic.com/v1/messages/batches/b/results"}"#;
+        rewritten_by(&provider, path, headers, tls, doc)
+    }
+
+    fn rewritten_by(
+        provider: &Provider,
         path: &str,
-        endpoint: &str,
         headers: &[(&str, &str)],
         tls: bool,
+        doc: &'static str,
     ) -> Option<String> {
-        let provider = Provider::unconfigured(crate::providers::ProviderKind::Anthropic);
-        let rewrite = results_url_rewrite(&provider, endpoint, &request(path, headers), || tls)?;
-        let mut rewrite = rewrite;
-        let doc = r#"{"results_url":"https://api.anthropic.com/v1/messages/batches/b/results"}"#;
+        let req = request(path, headers);
+        let mut rewrite = results_url_rewrite(provider, &route(path), &req, || tls)?;
         let out = rewrite.pass(Some(bytes::Bytes::from_static(doc.as_bytes())), true);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         Some(v["results_url"].as_str().unwrap().to_string())
     }
 
     #[test]
+    fn results_of_a_provider_at_its_hosts_root_point_at_the_v1_it_serves_them_under() {
+        let mut provider = Provider::unconfigured(crate::providers::ProviderKind::Anthropic);
+        provider.base = crate::providers::BaseUrl::parse("https://claude.internal").unwrap();
+        let doc = r#"{"results_url":"https://claude.internal/v1/messages/batches/b/results"}"#;
+        let host = [("host", "gw.example")];
+        let url = rewritten_by(
+            &provider,
+            "/p/claude/v1/messages/batches",
+            &host,
+            false,
+            doc,
+        );
+        assert_eq!(
+            url.as_deref(),
+            Some("http://gw.example/p/claude/v1/messages/batches/b/results")
+        );
+        let path = route("/p/claude/v1/messages/batches/b/results").upstream_path("", None);
+        assert_eq!(
+            path, "/v1/messages/batches/b/results",
+            "where the link leads"
+        );
+    }
+
+    #[test]
     fn results_point_below_the_gateway_address_the_client_used() {
         let host = [("host", "gw.example:8080")];
         assert_eq!(
-            rewritten(
-                "/p/anthropic/v1/messages/batches/b",
-                "messages/batches/b",
-                &host,
-                false
-            )
-            .as_deref(),
+            rewritten("/p/anthropic/v1/messages/batches/b", &host, false).as_deref(),
             Some("http://gw.example:8080/p/anthropic/v1/messages/batches/b/results")
         );
         assert_eq!(
-            rewritten(
-                "/p/anthropic/messages/batches",
-                "messages/batches",
-                &host,
-                true
-            )
-            .as_deref(),
+            rewritten("/p/anthropic/messages/batches", &host, true).as_deref(),
             Some("https://gw.example:8080/p/anthropic/messages/batches/b/results")
         );
         let proxied = [("host", "ai.example"), ("x-forwarded-proto", "https")];
         assert_eq!(
-            rewritten(
-                "/p/anthropic/v1/messages/%62atches",
-                "messages/batches",
-                &proxied,
-                false
-            )
-            .as_deref(),
+            rewritten("/p/anthropic/v1/messages/%62atches", &proxied, false).as_deref(),
             Some("https://ai.example/p/anthropic/messages/batches/b/results")
         );
         assert_eq!(
-            rewritten(
-                "/p/anthropic/v1/messages/batches",
-                "messages/batches",
-                &[],
-                false
-            ),
+            rewritten("/p/anthropic/v1/messages/batches", &[], false),
             None
         );
         assert_eq!(
-            rewritten("/p/anthropic/v1/messages", "messages", &host, false),
+            rewritten("/p/anthropic/v1/messages", &host, false),
             None,
             "not a batch"
         );
         for host in ["gw@elsewhere.example", "gw.example/x", "gw.example?x"] {
-            let endpoint = "messages/batches";
             let path = "/p/anthropic/messages/batches";
-            assert_eq!(
-                rewritten(path, endpoint, &[("host", host)], false),
-                None,
-                "{host}"
-            );
+            assert_eq!(rewritten(path, &[("host", host)], false), None, "{host}");
         }
         let provider = Provider::unconfigured(crate::providers::ProviderKind::Anthropic);
         let mut head = request("/p/anthropic/messages/batches", &host);
         head.set_method(http::Method::HEAD);
-        assert!(results_url_rewrite(&provider, "messages/batches", &head, || false).is_none());
+        let batches = route("/p/anthropic/messages/batches");
+        assert!(results_url_rewrite(&provider, &batches, &head, || false).is_none());
     }
 }

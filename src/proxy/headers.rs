@@ -419,6 +419,12 @@ mod tests {
     }
 
     #[test]
+    fn the_callers_provider_key_header_is_one_never_sent_upstream() {
+        use super::super::provider_key::PROVIDER_KEY_HEADER;
+        assert!(client_only().any(|name| *name == PROVIDER_KEY_HEADER));
+    }
+
+    #[test]
     fn strips_the_few_credential_headers_a_usual_request_carries() {
         let mut r = request(&[
             ("host", "gw.example"),

@@ -972,7 +972,7 @@ impl ProxyHttp for AuroraProxy {
                         );
                         if let Some(rewrite) = batch_links::results_url_rewrite(
                             &target.provider,
-                            &pt.endpoint,
+                            &pt,
                             session.req_header(),
                             || session.digest().is_some_and(|d| d.ssl_digest.is_some()),
                         ) {

@@ -277,7 +277,7 @@ impl fmt::Debug for ModelDirectory {
 /// The request for a provider's model list, with its credential and required headers.
 fn list_request(provider: &Provider) -> pingora_core::Result<RequestHeader> {
     let query = provider.kind.facts().models_list_query;
-    let path = format!("{}/models{query}", provider.base.path);
+    let path = format!("{}/models{query}", provider.api_path());
     let json = (
         http::header::ACCEPT,
         http::HeaderValue::from_static("application/json"),
@@ -403,6 +403,17 @@ mod tests {
         assert_eq!(r.uri.to_string(), "/api/v1/models");
         assert_eq!(r.headers["authorization"], "Bearer sk-test");
         assert_eq!(r.headers["host"], "127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_gemini_instance_at_googles_root_is_asked_its_openai_compatible_list() {
+        let p = Provider {
+            credential: ProviderCredential::single(Secret::new("AIza-test")),
+            base: BaseUrl::parse("https://generativelanguage.googleapis.com").unwrap(),
+            ..Provider::unconfigured(ProviderKind::Gemini)
+        };
+        let r = list_request(&p).unwrap();
+        assert_eq!(r.uri.to_string(), "/v1beta/openai/models");
     }
 
     #[test]

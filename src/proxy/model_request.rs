@@ -272,7 +272,7 @@ fn upstream_path(base: &str, endpoint: &str, query: Option<&str>) -> String {
 }
 
 fn target(provider: &Arc<Provider>, endpoint: &str, query: Option<&str>) -> UpstreamTarget {
-    let path_and_query = upstream_path(&provider.base.path, endpoint, query);
+    let path_and_query = upstream_path(provider.api_path(), endpoint, query);
     // The credential needs the client's headers: set by the caller
     // (provider_key::upstream_credential).
     UpstreamTarget::new(Arc::clone(provider), path_and_query, Default::default())
@@ -294,6 +294,22 @@ impl From<TranslateError> for GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_call_to_gemini_at_googles_root_goes_to_its_openai_compatible_api() {
+        let mut gemini = Provider::unconfigured(crate::providers::ProviderKind::Gemini);
+        gemini.base =
+            crate::providers::BaseUrl::parse("https://generativelanguage.googleapis.com").unwrap();
+        let t = target(&Arc::new(gemini), "/chat/completions", Some("x=1"));
+        assert_eq!(t.path_and_query, "/v1beta/openai/chat/completions?x=1");
+        let mut vllm = Provider::unconfigured(crate::providers::ProviderKind::Vllm);
+        vllm.base = crate::providers::BaseUrl::parse("http://10.0.0.5:8000").unwrap();
+        let t = target(&Arc::new(vllm), "/chat/completions", None);
+        assert_eq!(
+            t.path_and_query, "/chat/completions",
+            "other types as configured"
+        );
+    }
 
     #[test]
     fn the_upstream_path_is_the_base_path_the_endpoint_and_the_query() {

@@ -118,16 +118,22 @@ impl PassthroughRoute {
         })
     }
 
+    /// What the endpoint sits below upstream besides `base_path`: `/v1` when the
+    /// client's was dropped and the base path is empty, else nothing.
+    pub fn version_below(&self, base_path: &str) -> &'static str {
+        if base_path.is_empty() && self.dropped_v1 {
+            "/v1"
+        } else {
+            ""
+        }
+    }
+
     /// The upstream path and query: `{base_path}/{endpoint}` plus `query` (the
     /// client's, less its credential parameters), byte for byte. Below an empty base
     /// path (a provider at its host's root: Gemini's own API, Ollama, a vLLM server)
     /// a `v1/` the client wrote stays, as the only version the path would name.
     pub fn upstream_path(&self, base_path: &str, query: Option<&str>) -> String {
-        let version = if base_path.is_empty() && self.dropped_v1 {
-            "/v1"
-        } else {
-            ""
-        };
+        let version = self.version_below(base_path);
         // Sized once: most endpoints need no escaping, so this is the final length.
         let query_len = query.map_or(0, |q| q.len() + 1);
         let mut out = String::with_capacity(

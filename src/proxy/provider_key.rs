@@ -5,7 +5,7 @@ use http::HeaderMap;
 
 use super::GatewayError;
 use crate::auth::{header_token, presented_bearer, sha256, GatewayAuth, GOOG_API_KEY};
-use crate::providers::{Provider, ProviderCredential, Secret};
+use crate::providers::{AuthStyle, Provider, ProviderCredential, Secret};
 
 /// The header that carries a caller's provider key when gateway auth is on (the
 /// gateway token then travels as `Authorization: Bearer`). Never sent upstream.
@@ -29,11 +29,11 @@ pub struct UpstreamCredential {
 ///
 /// A provider without a key sends none; one with static keys sends the next in turn.
 /// A `!PASSTHRU` provider sends the caller's key, read from
-/// - gateway auth off: `X-Provider-Api-Key`, else `X-Api-Key`, else `x-goog-api-key`,
-///   else `Authorization: Bearer`;
-/// - gateway auth on: `X-Provider-Api-Key`, else `X-Api-Key`, else `x-goog-api-key`;
-///   a value equal to any gateway key (the master key or any managed key, presented or
-///   not) is never taken as a provider key.
+/// - gateway auth off: `X-Provider-Api-Key`, else `X-Api-Key`, else (a provider that
+///   takes `x-goog-api-key`) `x-goog-api-key`, else `Authorization: Bearer`;
+/// - gateway auth on: `X-Provider-Api-Key`, else `X-Api-Key`, else (the same)
+///   `x-goog-api-key`; a value equal to any gateway key (the master key or any managed
+///   key, presented or not) is never taken as a provider key.
 ///
 /// A `!PASSTHRU` provider called without a key is a 401 naming the provider and the
 /// header to send. No I/O; the only state touched is the static key rotation.
@@ -64,7 +64,8 @@ pub fn upstream_credential_avoiding(
             })
         }
         ProviderCredential::CallerKey => {
-            let key = client_provider_key(headers, auth)
+            let goog = provider.auth_style() == AuthStyle::GoogApiKey;
+            let key = client_provider_key(headers, auth, goog)
                 .ok_or_else(|| missing_client_key(&provider.name, !auth.is_open()))?;
             Ok(UpstreamCredential {
                 caller_key_label: Some(caller_key_label(key)),
@@ -86,13 +87,19 @@ pub fn caller_key_label(key: &str) -> String {
 /// `!PASSTHRU` provider: what tells apart callers the gateway does not know by a key
 /// of its own (gateway auth off).
 pub fn caller_key_digest(headers: &HeaderMap, auth: &GatewayAuth) -> Option<String> {
-    client_provider_key(headers, auth).map(|key| hex::encode(sha256(key.as_bytes())))
+    client_provider_key(headers, auth, false).map(|key| hex::encode(sha256(key.as_bytes())))
 }
 
-fn client_provider_key<'a>(headers: &'a HeaderMap, auth: &GatewayAuth) -> Option<&'a str> {
+/// The caller's provider key in `headers`; `x-goog-api-key` is read only for a
+/// provider that takes its key there (`goog`): a Google key is sent nowhere else.
+fn client_provider_key<'a>(
+    headers: &'a HeaderMap,
+    auth: &GatewayAuth,
+    goog: bool,
+) -> Option<&'a str> {
     let explicit = header_token(headers, PROVIDER_KEY_HEADER);
     let x_api_key = header_token(headers, "x-api-key");
-    let goog_api_key = header_token(headers, GOOG_API_KEY);
+    let goog_api_key = goog.then(|| header_token(headers, GOOG_API_KEY)).flatten();
     if auth.is_open() {
         return explicit
             .or(x_api_key)
@@ -238,20 +245,45 @@ mod tests {
         assert_eq!(sent(&all[1..], false).as_deref(), Some("sk-from-x-api-key"));
     }
 
+    /// What a `!PASSTHRU` provider of `kind` sends for a request with `pairs`.
+    fn sent_to(
+        kind: ProviderKind,
+        pairs: &[(&'static str, &str)],
+        auth_on: bool,
+    ) -> Option<String> {
+        let provider = Provider {
+            name: "own-keys".into(),
+            credential: ProviderCredential::CallerKey,
+            ..Provider::unconfigured(kind)
+        };
+        upstream_credential(&provider, &headers(pairs), &gateway_auth(auth_on))
+            .ok()
+            .map(|c| c.key.unwrap().expose().to_string())
+    }
+
     #[test]
-    fn a_callers_key_is_read_from_x_goog_api_key_after_x_api_key() {
+    fn a_callers_key_is_read_from_x_goog_api_key_by_a_provider_that_takes_it_there() {
+        let gemini =
+            |pairs: &[(&'static str, &str)], auth_on| sent_to(ProviderKind::Gemini, pairs, auth_on);
         let goog = [("x-goog-api-key", CLIENT)];
-        assert_eq!(sent(&goog, false).as_deref(), Some(CLIENT));
+        assert_eq!(gemini(&goog, false).as_deref(), Some(CLIENT));
         let b = bearer("sk-bearer");
         let with_bearer = [("authorization", b.as_str()), ("x-goog-api-key", CLIENT)];
-        assert_eq!(sent(&with_bearer, false).as_deref(), Some(CLIENT));
+        assert_eq!(gemini(&with_bearer, false).as_deref(), Some(CLIENT));
         let gw = bearer(GW);
         let auth_on = [("authorization", gw.as_str()), ("x-goog-api-key", CLIENT)];
-        assert_eq!(sent(&auth_on, true).as_deref(), Some(CLIENT));
+        assert_eq!(gemini(&auth_on, true).as_deref(), Some(CLIENT));
         let both = [("x-api-key", "sk-first"), ("x-goog-api-key", CLIENT)];
-        assert_eq!(sent(&both, true).as_deref(), Some("sk-first"));
+        assert_eq!(gemini(&both, true).as_deref(), Some("sk-first"));
         // The gateway key a Gemini SDK sends there is not a provider key.
-        assert_eq!(sent(&[("x-goog-api-key", GW)], true), None);
+        assert_eq!(gemini(&[("x-goog-api-key", GW)], true), None);
+        // A Google key goes to no other provider.
+        for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
+            assert_eq!(sent_to(kind, &goog, false), None, "{kind}");
+            assert_eq!(sent_to(kind, &auth_on, true), None, "{kind}");
+            let sent = sent_to(kind, &with_bearer, false);
+            assert_eq!(sent.as_deref(), Some("sk-bearer"), "{kind}");
+        }
     }
 
     #[test]

@@ -1,18 +1,25 @@
 """Gemini's own API (`generateContent`, `streamGenerateContent`) in the mock provider,
-refusing what Google refuses: a request without the provider's key, a key in the query
-beside it, an unknown field, empty contents or parts, a part of no known kind, a role
-other than `user`/`model`, and a conversation whose last turn is not the user's.
+refusing what Google refuses: a request without the provider's key, a bearer token
+that is not Google's, a query parameter it does not bind (a key in the query among
+them: the gateway sends none), an unknown field, empty contents or parts, a part of
+no known kind, a role other than `user`/`model`, and a conversation whose last turn is
+not the user's.
 
 Paths sit at the mock's root (`/v1/models/{model}:{method}`, and `/v1beta/…`), where
 Google's SDKs put them under a base URL; a provider pointed at the mock's root serves
-them.
+them, and is asked its model list at `/v1beta/openai/models` (the recorded one).
 """
 
 import json
 import re
+from pathlib import Path
 from urllib.parse import parse_qs
 
 GEMINI_TEXT = "Hello from Gemini, through the gateway."
+
+# Gemini's OpenAI-compatible model list, where an instance at Google's root is asked it.
+OPENAI_MODELS_PATH = "/v1beta/openai/models"
+_RECORDED_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "gemini" / "models.json"
 
 # Any method of a model, so that an unknown one is Google's 404, not another API's.
 _METHOD = re.compile(r"^/v1(?:beta)?/models/([A-Za-z0-9._-]+):([A-Za-z]+)$")
@@ -42,11 +49,23 @@ def google_error(code: int, status: str, message: str) -> dict:
     return {"error": {"code": code, "message": message, "status": status}}
 
 
+# The query parameters every Google API binds (`key` aside: any key in the query is
+# refused here, since the gateway must never send one).
+_SYSTEM_PARAMS = {"alt", "$alt", "prettyPrint", "fields", "quotaUser", "$.xgafv"}
+
+
 def gemini_auth_problem(headers: dict, query: str, key: str):
-    """Google's refusal of a request's credentials, as (status, body); `None` when the
-    request carries exactly the provider's key in `x-goog-api-key`."""
-    if "key" in parse_qs(query) and "x-goog-api-key" in headers:
-        return 400, google_error(400, "INVALID_ARGUMENT", "mock: two API keys: one in the query, one in x-goog-api-key")
+    """Google's refusal of a request's credentials or query, as (status, body); `None`
+    when the request carries exactly the provider's key in `x-goog-api-key` and binds
+    every query parameter."""
+    params = parse_qs(query, keep_blank_values=True)
+    for name in params:
+        if name not in _SYSTEM_PARAMS:
+            message = f"Invalid JSON payload received. Unknown name \"{name}\": Cannot bind query parameter."
+            return 400, google_error(400, "INVALID_ARGUMENT", message)
+    if "authorization" in headers:
+        message = "Request had invalid authentication credentials. Expected OAuth 2 access token."
+        return 401, google_error(401, "UNAUTHENTICATED", message)
     given = headers.get("x-goog-api-key")
     if given is None:
         message = "Method doesn't allow unregistered callers (callers without established identity)."
@@ -115,12 +134,14 @@ class GeminiApi:
 
     @staticmethod
     def serves(path: str) -> bool:
-        return _METHOD.match(path) is not None
+        return path == OPENAI_MODELS_PATH or _METHOD.match(path) is not None
 
     def handle(self, handler, path: str, query: str, headers: dict, body: bytes):
         refused = gemini_auth_problem(headers, query, self.key)
         if refused:
             return handler._send_json(*refused)
+        if path == OPENAI_MODELS_PATH and handler.command == "GET":
+            return handler._send_json(200, json.loads(_RECORDED_MODELS.read_bytes()))
         model, method = _METHOD.match(path).groups()
         if handler.command != "POST" or method not in ("generateContent", "streamGenerateContent"):
             return handler._send_json(404, google_error(404, "NOT_FOUND", f"mock: no route {path}"))

@@ -445,6 +445,11 @@ def test_models_list_names_models_by_provider(gateway):
         provider, _, name = model.id.partition("/")
         assert name, f"{model.id} is not provider/model"
         providers.add(provider)
-    assert providers == {"anthropic", "openai", "vllm"}  # the three providers configured
+    # The four providers configured; Gemini's, at the mock's root, is asked its
+    # OpenAI-compatible list where Google serves it.
+    assert providers == {"anthropic", "openai", "vllm", "gemini-native"}
+    assert "gemini-native/models/gemini-2.5-flash" in {m.id for m in models}
+    listed = [r for r in gateway.mock.requests if r.path == "/v1beta/openai/models"]
+    assert listed and listed[0].headers["x-goog-api-key"] == gateway.provider_keys["gemini"]
     for request in gateway.mock.requests:
         assert not [k for k, v in request.headers.items() if gateway.master_key in v]
