@@ -1762,6 +1762,107 @@ async fn a_batch_whose_object_reports_no_usage_is_charged_from_its_output_file()
     );
 }
 
+/// A Gemini batch's operation: `batches/{id}` in `state`, `output` in its metadata.
+fn gemini_batch(id: &str, state: &str, output: &str) -> Reply {
+    Reply::json(
+        200,
+        format!(
+            r#"{{"name":"batches/{id}","metadata":{{"@type":"type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch","model":"models/gemini-2.5-flash","displayName":"d","createTime":"2026-12-06T09:00:00Z","batchStats":{{"requestCount":"2"}},"state":"{state}","name":"batches/{id}"{output}}}}}"#
+        ),
+    )
+}
+
+/// A `generateContent` answer of `input` and `output` tokens, as a batch holds it.
+fn gemini_response(input: u64, output: u64) -> String {
+    format!(
+        r#"{{"response":{{"candidates":[{{"content":{{"parts":[{{"text":"Hi"}}],"role":"model"}},"finishReason":"STOP","index":0}}],"usageMetadata":{{"promptTokenCount":{input},"candidatesTokenCount":{output},"totalTokenCount":{}}},"modelVersion":"gemini-2.5-flash"}},"metadata":{{"key":"r{input}"}}}}"#,
+        input + output
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_batch_never_read_back_is_charged_from_its_inlined_responses_or_its_file() {
+    // Gemini's batches (`models/{model}:batchGenerateContent`) report what they used
+    // only in their responses, inlined in the batch's operation once it has ended or
+    // in a file it names: the poll reads them when nobody does, at half price.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let polls = AtomicUsize::new(0);
+    let inlined = format!(
+        r#","output":{{"inlinedResponses":{{"inlinedResponses":[{},{}]}}}}"#,
+        gemini_response(100, 10),
+        gemini_response(200, 20)
+    );
+    let file_lines = format!(
+        "{}\n{}\n",
+        r#"{"key":"a","response":{"candidates":[],"usageMetadata":{"promptTokenCount":600,"candidatesTokenCount":60},"modelVersion":"gemini-2.5-flash"}}"#,
+        r#"{"key":"b","response":{"candidates":[],"usageMetadata":{"promptTokenCount":400,"candidatesTokenCount":40},"modelVersion":"gemini-2.5-flash"}}"#
+    );
+    let mock = MockUpstream::start(move |rec| {
+        let path = rec.uri.split('?').next().unwrap_or_default();
+        match (rec.method.as_str(), path) {
+            ("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent")
+                if rec.body.windows(6).any(|w| w == b"inline") =>
+            {
+                gemini_batch("gb-inline", "BATCH_STATE_PENDING", "")
+            }
+            ("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent") => {
+                gemini_batch("gb-file", "BATCH_STATE_PENDING", "")
+            }
+            ("GET", "/v1beta/batches/gb-inline") if polls.fetch_add(1, Ordering::SeqCst) < 1 => {
+                gemini_batch("gb-inline", "BATCH_STATE_RUNNING", "")
+            }
+            ("GET", "/v1beta/batches/gb-inline") => {
+                gemini_batch("gb-inline", "BATCH_STATE_SUCCEEDED", &inlined)
+            }
+            ("GET", "/v1beta/batches/gb-file") => gemini_batch(
+                "gb-file",
+                "BATCH_STATE_SUCCEEDED",
+                r#","output":{"responsesFile":"files/batch-gb-file"}"#,
+            ),
+            ("GET", "/v1beta/files/batch-gb-file:download") => results_reply(&file_lines),
+            _ => Reply::json(404, r#"{"error":{"code":404,"status":"NOT_FOUND"}}"#),
+        }
+    })
+    .await;
+    let extra = format!(
+        "{}limits:\n  poll_background: 100ms\nmodels:\n  prices:\n    gemini-2.5-flash: {{input: 1.0, output: 10.0}}\n",
+        own_api_providers(&mock)
+    );
+    let (gw, report_url) = reporting_gateway(&mock, &extra, "{budget: {usd: 10, period: month}}");
+    for name in ["inline", "file"] {
+        let create = format!(
+            r#"{{"batch":{{"displayName":"{name}","inputConfig":{{"requests":{{"requests":[{{"request":{{"contents":[{{"parts":[{{"text":"hi"}}]}}]}}}}]}}}}}}}}"#
+        );
+        let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
+        let resp = post(&gw, TEAM_KEY, path, &create).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    let report = report_with_output(&report_url, 130).await;
+    assert_eq!(report["total"]["tokens"]["input"], 1300, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 130, "{report}");
+    // (1,300 × $1 + 130 × $10) / 1M, halved as batches are billed.
+    let cost = report["total"]["cost_usd"].as_f64().unwrap();
+    assert!((cost - 0.0013).abs() < 1e-9, "{report}");
+    // Read by the client after: charged nothing more.
+    read_again_charges_nothing(&gw, "/p/gemini-own/batches/gb-inline").await;
+    read_again_charges_nothing(&gw, "/p/gemini-own/files/batch-gb-file:download").await;
+    let report = common::get_json(&report_url, MASTER).await;
+    assert_eq!(report["total"]["tokens"]["output"], 130, "{report}");
+    let file_reads = get_uris(&mock)
+        .iter()
+        .filter(|uri| uri.starts_with("/v1beta/files/batch-gb-file:download"))
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(
+        file_reads,
+        [
+            "/v1beta/files/batch-gb-file:download?alt=media",
+            "/v1beta/files/batch-gb-file:download"
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_output_read_or_gone_before_the_poll_is_not_read_again() {
     // One batch's output the client read before the poll found the batch ended: not
@@ -1968,6 +2069,62 @@ async fn a_message_batch_deleted_before_its_poll_is_charged_first() {
             "GET /v1/messages/batches/msgbatch_poll?beta=true",
             "GET /v1/messages/batches/msgbatch_poll/results?beta=true",
             "DELETE /v1/messages/batches/msgbatch_poll?beta=true",
+        ]
+    );
+    let report = common::get_json(&report_url, MASTER).await;
+    assert_eq!(report["total"]["tokens"]["input"], 600, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 100, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_batch_deleted_before_its_poll_is_charged_first() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let deleted = AtomicBool::new(false);
+    let inlined = format!(
+        r#","output":{{"inlinedResponses":{{"inlinedResponses":[{}]}}}}"#,
+        gemini_response(600, 100)
+    );
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent") => {
+            gemini_batch("gb-del", "BATCH_STATE_PENDING", "")
+        }
+        ("DELETE", "/v1beta/batches/gb-del") => {
+            deleted.store(true, Ordering::SeqCst);
+            Reply::json(200, "{}")
+        }
+        (_, _) if deleted.load(Ordering::SeqCst) => Reply::json(404, "{}"),
+        ("GET", "/v1beta/batches/gb-del") => {
+            gemini_batch("gb-del", "BATCH_STATE_SUCCEEDED", &inlined)
+        }
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let extra = format!(
+        "{}limits:\n  poll_background: 1h\n",
+        own_api_providers(&mock)
+    );
+    let (gw, report_url) =
+        reporting_gateway(&mock, &extra, "{budget: {tokens: 100000, period: month}}");
+    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
+    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
+    let resp = post(&gw, TEAM_KEY, path, create).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    // Ended, and deleted by its client long before the first poll is due: read first.
+    let resp = delete(&gw, "/p/gemini-own/batches/gb-del").await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let calls: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .skip(1)
+        .map(|r| format!("{} {}", r.method, r.uri))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "GET /v1beta/batches/gb-del",
+            "DELETE /v1beta/batches/gb-del"
         ]
     );
     let report = common::get_json(&report_url, MASTER).await;

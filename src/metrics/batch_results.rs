@@ -1,8 +1,9 @@
 //! The usage of a batch's results, read as they pass: a JSON object per line, each a
 //! request's outcome, whose answer (when it succeeded) carries its usage and model:
 //! under `result.message` in an Anthropic message batch's results, under
-//! `response.body` in an OpenAI batch's output file. The batch is charged the sum of
-//! its lines.
+//! `response.body` in an OpenAI batch's output file, and as `response` itself in a
+//! Gemini batch's responses (its file's lines, or the elements of its operation's
+//! inlined responses). The batch is charged the sum of its lines.
 
 use memchr::memmem;
 
@@ -142,7 +143,9 @@ impl BatchResults {
         }
     }
 
-    fn read_line(&mut self, line: &[u8]) {
+    /// Reads one request's outcome: a line, or an element of a Gemini operation's
+    /// inlined responses (shaped alike).
+    pub(super) fn read_line(&mut self, line: &[u8]) {
         let Some(mut members) = ObjectMembers::of(line) else {
             return;
         };
@@ -157,13 +160,17 @@ impl BatchResults {
         let Some(mut inside) = ObjectMembers::of(outcome) else {
             return;
         };
-        let Some(message) =
-            std::iter::from_fn(|| inside.next_front()).find(|m| &*m.key() == answer_key)
-        else {
-            return;
+        let answer = std::iter::from_fn(|| inside.next_front())
+            .find(|m| &*m.key() == answer_key)
+            .map(|m| m.value);
+        // Gemini's `response` is the answer itself, with no `body` around it.
+        let answer = match answer {
+            Some(answer) => answer,
+            None if answer_key == b"body" => outcome,
+            None => return,
         };
         let mut found = Nested::default();
-        if read_nested(message.value, &mut found).is_none() {
+        if read_nested(answer, &mut found).is_none() {
             return;
         }
         if let Some(usage) = found.usage {
@@ -171,12 +178,14 @@ impl BatchResults {
         }
     }
 
-    /// A line too long to hold: its usage from the last `usage` member in its tail,
-    /// its model from the last `model` there (an embeddings answer names it after its
-    /// vectors), else from the first in its head (a message names it before its
-    /// content).
+    /// A line too long to hold: its usage from the last `usage` (Gemini's
+    /// `usageMetadata`) member in its tail, its model from the last `model`
+    /// (`modelVersion`) there (an embeddings answer names it after its vectors), else
+    /// from the first in its head (a message names it before its content).
     fn read_long_line(&mut self, long: &LongLine) {
-        let Some(value) = last_member(&long.tail, b"\"usage\"") else {
+        let usage_member = last_member(&long.tail, b"\"usage\"")
+            .or_else(|| last_member(&long.tail, b"\"usageMetadata\""));
+        let Some(value) = usage_member else {
             return;
         };
         let mut usage = None;
@@ -187,6 +196,7 @@ impl BatchResults {
             return;
         };
         let model = last_member(&long.tail, b"\"model\"")
+            .or_else(|| last_member(&long.tail, b"\"modelVersion\""))
             .or_else(|| first_member(&long.head, b"\"model\""))
             .and_then(|v| read_model(v).flatten());
         self.count(usage.normalize(), model);

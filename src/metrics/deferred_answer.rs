@@ -1,6 +1,7 @@
 //! Answers generated apart from the request that reads them: a Responses API response
 //! run in the background (`"background": true`), an OpenAI batch (its object, or its
-//! output file), an Anthropic message batch's results. The call that starts one is answered without its usage;
+//! output file), an Anthropic message batch's results, a Gemini batch (its operation,
+//! or its responses file). The call that starts one is answered without its usage;
 //! the usage comes with whichever request reads it complete (a poll, a resumed
 //! stream, the results), and it may be read again as often as the client likes. So
 //! its usage is charged once, by the first request that reads it whole, and each is
@@ -71,8 +72,23 @@ impl DeferredAnswer {
         }
     }
 
-    /// The output file `file` of an OpenAI batch, read whole: known as its batch
-    /// object and a read of `files/{file}/content` know it.
+    /// A Gemini batch `id` (as its operation's `batches/{id}` names it), whose
+    /// responses are inlined in its operation or, when it names one, in its responses
+    /// `file` (`files/{file}`): known by the file when it has one, as an OpenAI batch is.
+    pub fn gemini_batch(id: &[u8], file: Option<&[u8]>) -> Self {
+        match file {
+            Some(file) => Self::batch_output(file),
+            None => Self {
+                key: AnswerKey::of(b"gemini-batch", id),
+                batch: true,
+                whole: true,
+            },
+        }
+    }
+
+    /// The output file `file` of an OpenAI batch (or the responses file of a Gemini
+    /// batch), read whole: known as its batch object and a read of
+    /// `files/{file}/content` (`files/{file}:download`) know it.
     pub fn batch_output(file: &[u8]) -> Self {
         Self {
             key: AnswerKey::of(b"batch-output", file),
@@ -84,9 +100,13 @@ impl DeferredAnswer {
     /// The results of a batch a `/p/` `endpoint` reads, if it reads them: at an
     /// Anthropic-format provider (`anthropic`) a message batch's results
     /// (`[v1/]messages/batches/{id}/results`), at another an OpenAI batch's output
-    /// file (`[v1/]files/{id}/content`: a file of any other kind reports no usage).
+    /// file (`[v1/]files/{id}/content`: a file of any other kind reports no usage) or
+    /// a Gemini batch's responses file (`[download/][v1beta/]files/{id}:download`).
     /// A line per request, each with its usage, read whole or in part.
     pub fn batch_results(endpoint: &str, anthropic: bool) -> Option<Self> {
+        if let Some(file) = gemini_download(endpoint).filter(|_| !anthropic) {
+            return Some(Self::batch_output(file.as_bytes()));
+        }
         // Empty segments left out: a provider may read `files//x` as `files/x`.
         let mut parts = endpoint.rsplit('/').filter(|p| !p.is_empty());
         let key = match (parts.next(), parts.next(), parts.next(), anthropic) {
@@ -169,13 +189,21 @@ pub enum ApartKind {
     /// An Anthropic message batch: its object says when it has ended, its results
     /// (a line per request) what each used.
     MessageBatch,
+    /// A Gemini batch (`models/{model}:batchGenerateContent`): its operation says when
+    /// it has ended, and holds its responses (each with its usage) or names the file
+    /// that does.
+    GeminiBatch,
 }
 
 impl StartedApart {
     /// The work of `kind` whose `id` member has the JSON text `raw_id`; `None` for an
     /// id that is not a plain token of at most 200 letters, digits, `_` and `-`.
     pub fn of(raw_id: &[u8], kind: ApartKind) -> Option<Self> {
-        let id = unquoted(raw_id.trim_ascii())?;
+        Self::named(unquoted(raw_id.trim_ascii())?, kind)
+    }
+
+    /// The work of `kind` whose id is `id`, under the same rule as [`Self::of`].
+    pub fn named(id: &[u8], kind: ApartKind) -> Option<Self> {
         let plain = id.len() <= 200
             && id
                 .iter()
@@ -187,6 +215,25 @@ impl StartedApart {
     }
 }
 
+/// The file a Gemini download names: `files/{id}:download`, below `v1`, `v1beta` or
+/// `v1alpha`, each maybe below `download/` (where Google's REST reference puts it).
+fn gemini_download(endpoint: &str) -> Option<&str> {
+    let mut parts = endpoint.rsplit('/').filter(|p| !p.is_empty());
+    let file = parts.next()?.strip_suffix(":download")?;
+    if parts.next()? != "files" || file.is_empty() {
+        return None;
+    }
+    let version = |p: &str| matches!(p, "v1" | "v1beta" | "v1alpha");
+    let rest: Vec<&str> = parts.collect();
+    let below = match rest.as_slice() {
+        [] => true,
+        [v] => version(v),
+        [v, "download"] => version(v),
+        _ => false,
+    };
+    below.then_some(file)
+}
+
 /// The text of a JSON string written without escapes (ids are), else `None`.
 pub(crate) fn unquoted(raw: &[u8]) -> Option<&[u8]> {
     raw.strip_prefix(b"\"")?
@@ -194,8 +241,8 @@ pub(crate) fn unquoted(raw: &[u8]) -> Option<&[u8]> {
         .filter(|text| !text.is_empty() && !text.contains(&b'\\'))
 }
 
-/// What a batch's tokens cost against the model's price: OpenAI's and Anthropic's
-/// batches are billed at half.
+/// What a batch's tokens cost against the model's price: OpenAI's, Anthropic's and
+/// Gemini's batches are billed at half.
 pub const BATCH_PRICE_FACTOR: f64 = 0.5;
 
 #[cfg(test)]
@@ -266,6 +313,38 @@ mod tests {
         assert!(!one.key().hex().contains("resp"));
         // A path names it as its answers do.
         assert_eq!(one, DeferredAnswer::background_response_named(b"resp_68a1"));
+    }
+
+    #[test]
+    fn a_gemini_batchs_responses_file_is_known_as_its_operation_names_it() {
+        let operation = DeferredAnswer::gemini_batch(b"b1", Some(b"batch-out"));
+        for endpoint in [
+            "files/batch-out:download",
+            "v1beta/files/batch-out:download",
+            "download/v1beta/files/batch-out:download",
+            "v1/files/batch-out:download",
+        ] {
+            let read = DeferredAnswer::batch_results(endpoint, false);
+            assert_eq!(read, Some(operation), "{endpoint}");
+        }
+        for other in [
+            "files/batch-out",
+            "files/:download",
+            "x/files/batch-out:download",
+            "download/files/batch-out:download",
+            "v2/files/batch-out:download",
+        ] {
+            assert_eq!(DeferredAnswer::batch_results(other, false), None, "{other}");
+        }
+        assert_eq!(
+            DeferredAnswer::batch_results("files/batch-out:download", true),
+            None
+        );
+        // Inlined responses: known by the batch, apart from any other kind's id.
+        let inlined = DeferredAnswer::gemini_batch(b"b1", None);
+        assert!(inlined.is_batch() && inlined.read_whole());
+        assert_ne!(inlined.key(), DeferredAnswer::batch(br#""b1""#, None).key());
+        assert_ne!(inlined, DeferredAnswer::gemini_batch(b"b2", None));
     }
 
     #[test]

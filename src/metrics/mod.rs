@@ -7,6 +7,7 @@
 
 mod batch_results;
 pub mod deferred_answer;
+mod gemini_batch;
 pub mod handles;
 pub mod labels;
 pub mod thread_series;

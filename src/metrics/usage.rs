@@ -21,6 +21,7 @@ use once_cell::sync::Lazy;
 
 use super::batch_results::BatchResults;
 use super::deferred_answer::{unquoted, ApartKind, DeferredAnswer, StartedApart};
+use super::gemini_batch::GeminiBatch;
 use super::usage_estimate::{
     answer_text_tokens, array_call_tokens, input_tokens, input_tokens_of_size, StreamedText,
 };
@@ -642,6 +643,8 @@ struct Read {
     resumed: Option<DeferredAnswer>,
     /// A batch's results: their usage by the model each line named.
     by_model: Vec<(String, Usage)>,
+    /// The usage of a Gemini batch's inlined responses, summed.
+    summed: Option<Usage>,
     /// An OpenAI batch's output file, by its id.
     output_file: Option<String>,
     /// The last usage kept was a running count (a Gemini chunk that did not say
@@ -850,6 +853,10 @@ impl UsageMeter {
         match std::mem::replace(&mut self.body, Body::Done) {
             Body::Json(buf) => read_carried(&buf, &mut self.read),
             Body::JsonEnds(ends) => {
+                if let Some(batch) = GeminiBatch::of_head(&ends.head) {
+                    keep_gemini_batch(batch, &mut self.read);
+                    return self.charged();
+                }
                 let mut carrier = Carrier {
                     model_known: self.read.model.is_some(),
                     ..Carrier::default()
@@ -882,7 +889,7 @@ impl UsageMeter {
     /// usage, that with the rest estimated: the output at least what its text makes,
     /// the input (when the stream did not report it) left due.
     fn charged(&self) -> Option<Charge> {
-        let reported = self.read.seen.map(|u| u.normalize());
+        let reported = self.read.seen.map(|u| u.normalize()).or(self.read.summed);
         let text = !self.read.text.is_empty();
         // No output counted for a stream that carried text is no count: a server
         // sending zeros.
@@ -1072,12 +1079,44 @@ fn read_carried(doc: &[u8], read: &mut Read) {
 
 /// [`read_carried`] for one object.
 fn read_carried_object(doc: &[u8], read: &mut Read) {
+    if let Some(batch) = GeminiBatch::of(doc) {
+        return keep_gemini_batch(batch, read);
+    }
     let mut carrier = Carrier {
         model_known: read.model.is_some(),
         ..Carrier::default()
     };
     if carrier.read(doc).is_some() {
         carrier.keep(read, &[doc]);
+    }
+}
+
+/// What a Gemini batch's operation says, into `read`: the work it names, whether it
+/// has ended, and once it has, the usage of its inlined responses or its file.
+fn keep_gemini_batch(mut batch: GeminiBatch<'_>, read: &mut Read) {
+    if read.started.is_none() {
+        read.started = StartedApart::named(batch.id, ApartKind::GeminiBatch);
+    }
+    // A batch still at work is charged nothing yet, whatever it reports.
+    read.under_way |= batch.ended != Some(true);
+    if batch.ended.is_some() {
+        read.ended = batch.ended;
+    }
+    if let Some(file) = batch.file {
+        read.output_file = Some(String::from_utf8_lossy(file).into_owned());
+    }
+    read.deferred = read
+        .deferred
+        .or(Some(DeferredAnswer::gemini_batch(batch.id, batch.file)));
+    if let Some(responses) = batch.responses.as_mut() {
+        read.summed = responses.usage();
+        read.by_model = responses.take_usage_by_model();
+        if read.model.is_none() {
+            read.model = responses.take_model();
+        }
+    }
+    if read.model.is_none() {
+        read.model = batch.model;
     }
 }
 
@@ -1691,6 +1730,85 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    /// A Gemini batch's operation in `state`, with `output` in its metadata.
+    fn gemini_batch_operation(state: &str, output: &str) -> String {
+        format!(
+            r#"{{"name":"batches/gb-1","metadata":{{"@type":"type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch","model":"models/gemini-2.5-flash","state":"{state}"{output}}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_gemini_batch_is_charged_its_inlined_responses_once_it_has_ended() {
+        let response = |input: u64| {
+            format!(
+                r#"{{"response":{{"candidates":[{{"content":{{"parts":[{{"text":"Hi"}}],"role":"model"}},"finishReason":"STOP"}}],"usageMetadata":{{"promptTokenCount":{input},"candidatesTokenCount":4,"totalTokenCount":1}},"modelVersion":"gemini-2.5-flash"}}}}"#
+            )
+        };
+        let inlined = format!(
+            r#","output":{{"inlinedResponses":{{"inlinedResponses":[{},{}]}}}}"#,
+            response(10),
+            response(20)
+        );
+        let ended = gemini_batch_operation("BATCH_STATE_SUCCEEDED", &inlined);
+        for split in [5, 4096] {
+            let charge = charge_of("application/json", &ended, split).unwrap();
+            assert_eq!((charge.usage.input, charge.usage.output), (30, 8));
+            assert_eq!(
+                charge.deferred,
+                Some(DeferredAnswer::gemini_batch(b"gb-1", None))
+            );
+            assert!(charge.deferred.unwrap().is_batch());
+        }
+        let (mut m, _) = meter_of(&ended);
+        assert_eq!(m.work_ended(), Some(true));
+        assert_eq!(m.take_model().as_deref(), Some("gemini-2.5-flash"));
+        // Under way: charged nothing, and named as work to poll.
+        for state in ["BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"] {
+            let (mut m, charge) = meter_of(&gemini_batch_operation(state, ""));
+            assert_eq!(charge, None, "{state}");
+            assert_eq!(m.work_ended(), Some(false));
+            assert_eq!(
+                m.take_started(),
+                Some(StartedApart {
+                    id: "gb-1".into(),
+                    kind: ApartKind::GeminiBatch
+                })
+            );
+        }
+        // Too large to hold: ended (only its responses make it so large), their
+        // usage unread.
+        let large = format!(
+            r#","output":{{"inlinedResponses":{{"inlinedResponses":[{{"response":{{"candidates":[{{"content":{{"parts":[{{"text":"{}"}}]}}}}],"usageMetadata":{{"promptTokenCount":1}}}}}}]}}}}"#,
+            "x".repeat(MAX_METERED_JSON)
+        );
+        let large = gemini_batch_operation("BATCH_STATE_SUCCEEDED", &large);
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        m.feed(&large.as_bytes()[..large.len() / 2]);
+        let charge = m.finish_with(&large.as_bytes()[large.len() / 2..]);
+        assert_eq!((charge, m.work_ended()), (None, Some(true)));
+        assert_eq!(m.take_started().unwrap().kind, ApartKind::GeminiBatch);
+        // Ended with its responses in a file: the file is named, and is what tells.
+        let filed = r#","output":{"responsesFile":"files/batch-gb-1"}"#;
+        let (mut m, charge) = meter_of(&gemini_batch_operation("BATCH_STATE_SUCCEEDED", filed));
+        assert_eq!(charge, None);
+        assert_eq!(m.take_output_file().as_deref(), Some("batch-gb-1"));
+        let lines = format!(
+            "{}\n{}\n",
+            r#"{"key":"a","response":{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2},"modelVersion":"gemini-2.5-flash"}}"#,
+            r#"{"key":"b","error":{"code":3}}"#
+        );
+        let file =
+            DeferredAnswer::batch_results("v1beta/files/batch-gb-1:download", false).unwrap();
+        let mut m = UsageMeter::for_batch_results(file, None).unwrap();
+        m.feed(lines.as_bytes());
+        let charge = m.finish().unwrap();
+        assert_eq!((charge.usage.input, charge.usage.output), (3, 2));
+        assert_eq!(
+            charge.deferred,
+            Some(DeferredAnswer::gemini_batch(b"gb-1", Some(b"batch-gb-1")))
+        );
     }
 
     #[test]

@@ -78,8 +78,12 @@ pub(super) fn read_nested<'a>(value: &'a [u8], found: &mut Nested<'a>) -> Option
         scan.members(|scan, key| {
             let start = scan.at;
             match key {
-                b"usage" if found.usage.is_none() => return scan.usage(&mut found.usage),
-                b"model" if found.model.is_none() => {
+                // Gemini's answers (a batch's responses) say `usageMetadata` and
+                // `modelVersion`.
+                b"usage" | b"usageMetadata" if found.usage.is_none() => {
+                    return scan.usage(&mut found.usage)
+                }
+                b"model" | b"modelVersion" if found.model.is_none() => {
                     scan.skip()?;
                     found.model = read_model(&scan.doc[start..scan.at])?;
                 }

@@ -5,6 +5,10 @@ them: the gateway sends none), an unknown field, empty contents or parts, a part
 no known kind, a role other than `user`/`model`, and a conversation whose last turn is
 not the user's.
 
+Batches too: `models/{model}:batchGenerateContent` (inlined requests, each checked as
+above) makes one, and `batches/{id}` reads it, running at its first read and ended at
+the next, its responses inlined with their usage.
+
 Paths sit at the mock's root (`/v1/models/{model}:{method}`, and `/v1beta/…`), where
 Google's SDKs put them under a base URL; a provider pointed at the mock's root serves
 them, and is asked its model list at `/v1beta/openai/models` (the recorded one).
@@ -12,6 +16,7 @@ them, and is asked its model list at `/v1beta/openai/models` (the recorded one).
 
 import json
 import re
+import threading
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -23,7 +28,12 @@ _RECORDED_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "gemini" /
 
 # Any method of a model, so that an unknown one is Google's 404, not another API's.
 _METHOD = re.compile(r"^/v1(?:beta)?/models/([A-Za-z0-9._-]+):([A-Za-z]+)$")
+# A batch, by its id.
+_BATCH = re.compile(r"^/v1(?:beta)?/batches/([A-Za-z0-9_-]+)$")
+_BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+_OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
 _FIELDS = {
+    "model",
     "contents",
     "systemInstruction",
     "tools",
@@ -126,15 +136,92 @@ def _candidate(text: str, finished: bool) -> dict:
     return candidate
 
 
+def gemini_answer(payload, model: str) -> dict:
+    """The whole `generateContent` answer to `payload`."""
+    usage = gemini_usage(payload, len(GEMINI_TEXT.split(" ")))
+    return {
+        "candidates": [_candidate(GEMINI_TEXT, True)],
+        "usageMetadata": usage,
+        "modelVersion": model,
+        "responseId": "mock-gemini-response",
+    }
+
+
+def batch_problem(payload) -> str | None:
+    """Why Google would refuse a `batchGenerateContent` body with a 400, or `None`."""
+    batch = payload.get("batch") if isinstance(payload, dict) else None
+    if not isinstance(batch, dict) or set(payload) != {"batch"}:
+        return "* BatchGenerateContentRequest.batch: batch is not specified"
+    requests = batch.get("inputConfig", {}).get("requests", {}).get("requests")
+    if not isinstance(requests, list) or not requests:
+        return "* BatchGenerateContentRequest.batch.input_config: input_config is required"
+    for at, item in enumerate(requests):
+        problem = gemini_request_problem(item.get("request"))
+        if problem:
+            return f"requests[{at}].request: {problem}"
+    return None
+
+
 class GeminiApi:
-    """Answers Gemini's own methods for the mock; `key` is the provider key it takes."""
+    """Answers Gemini's own methods for the mock; `key` is the provider key it takes.
+    A batch runs while it is read once (`BATCH_STATE_RUNNING`) and has succeeded at
+    the next read, its responses inlined."""
 
     def __init__(self, key: str):
         self.key = key
+        self._lock = threading.Lock()
+        self._batches: dict[str, dict] = {}
 
     @staticmethod
-    def serves(path: str) -> bool:
-        return path == OPENAI_MODELS_PATH or _METHOD.match(path) is not None
+    def serves(path: str, headers: dict) -> bool:
+        """Whether the request is Gemini's: `batches/{id}` is OpenAI's path too, told
+        apart by Google's key header."""
+        return (
+            path == OPENAI_MODELS_PATH
+            or _METHOD.match(path) is not None
+            or (_BATCH.match(path) is not None and "x-goog-api-key" in headers)
+        )
+
+    def _batch(self, batch_id: str, model: str, state: str, output=None) -> dict:
+        metadata = {
+            "@type": _BATCH_TYPE,
+            "model": f"models/{model}",
+            "displayName": "mock batch",
+            "state": state,
+            "name": f"batches/{batch_id}",
+        }
+        operation = {"name": f"batches/{batch_id}", "metadata": metadata}
+        if output is not None:
+            metadata["output"] = output
+            operation.update(done=True, response=dict(output, **{"@type": _OUTPUT_TYPE}))
+        return operation
+
+    def _create_batch(self, handler, model: str, payload):
+        problem = batch_problem(payload)
+        if problem:
+            return handler._send_json(400, google_error(400, "INVALID_ARGUMENT", problem))
+        requests = payload["batch"]["inputConfig"]["requests"]["requests"]
+        with self._lock:
+            batch_id = f"mock-batch-{len(self._batches) + 1}"
+            self._batches[batch_id] = {"model": model, "requests": requests, "reads": 0}
+        return handler._send_json(200, self._batch(batch_id, model, "BATCH_STATE_PENDING"))
+
+    def _read_batch(self, handler, batch_id: str):
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is not None:
+                batch["reads"] += 1
+        if batch is None:
+            return handler._send_json(404, google_error(404, "NOT_FOUND", f"Batch {batch_id} not found"))
+        model = batch["model"]
+        if batch["reads"] == 1:
+            return handler._send_json(200, self._batch(batch_id, model, "BATCH_STATE_RUNNING"))
+        inlined = [
+            {"response": gemini_answer(item["request"], model), "metadata": item.get("metadata", {})}
+            for item in batch["requests"]
+        ]
+        output = {"inlinedResponses": {"inlinedResponses": inlined}}
+        return handler._send_json(200, self._batch(batch_id, model, "BATCH_STATE_SUCCEEDED", output))
 
     def handle(self, handler, path: str, query: str, headers: dict, body: bytes):
         refused = gemini_auth_problem(headers, query, self.key)
@@ -142,13 +229,19 @@ class GeminiApi:
             return handler._send_json(*refused)
         if path == OPENAI_MODELS_PATH and handler.command == "GET":
             return handler._send_json(200, json.loads(_RECORDED_MODELS.read_bytes()))
-        model, method = _METHOD.match(path).groups()
-        if handler.command != "POST" or method not in ("generateContent", "streamGenerateContent"):
+        batch = _BATCH.match(path)
+        if batch is not None and handler.command == "GET":
+            return self._read_batch(handler, batch.group(1))
+        model, method = _METHOD.match(path).groups() if batch is None else (None, None)
+        methods = ("generateContent", "streamGenerateContent", "batchGenerateContent")
+        if handler.command != "POST" or method not in methods:
             return handler._send_json(404, google_error(404, "NOT_FOUND", f"mock: no route {path}"))
         try:
             payload = json.loads(body or b"{}")
         except ValueError:
             return handler._send_json(400, google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received."))
+        if method == "batchGenerateContent":
+            return self._create_batch(handler, model, payload)
         problem = gemini_request_problem(payload)
         if problem:
             return handler._send_json(400, google_error(400, "INVALID_ARGUMENT", problem))
@@ -156,8 +249,7 @@ class GeminiApi:
         usage = gemini_usage(payload, len(words))
         answer = {"modelVersion": model, "responseId": "mock-gemini-response"}
         if method == "generateContent":
-            answer.update(candidates=[_candidate(GEMINI_TEXT, True)], usageMetadata=usage)
-            return handler._send_json(200, answer)
+            return handler._send_json(200, gemini_answer(payload, model))
         if parse_qs(query).get("alt") != ["sse"]:
             return handler._send_json(400, google_error(400, "INVALID_ARGUMENT", "mock: streams are served as ?alt=sse only"))
         # As Google streams: every chunk reports the prompt's count so far, the last

@@ -642,7 +642,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.mock._record(RecordedRequest(self.command, self.path, headers, body))
         path = urlsplit(self.path).path
-        if GeminiApi.serves(path):
+        if GeminiApi.serves(path, headers):
             return self.mock.gemini.handle(self, path, urlsplit(self.path).query, headers, body)
         if (self.command, path) == ("GET", MODELS_PATH):
             return self._models(headers)

@@ -84,3 +84,28 @@ def test_a_wrong_gateway_key_is_refused_before_anything_goes_upstream(gateway):
         client.models.generate_content(model=MODEL, contents="Hi")
     assert refused.value.code == 401
     assert gateway.mock.requests == []
+
+
+def test_a_batch_made_through_the_gateway_is_charged_once_when_read_ended(gateway):
+    # The batch's usage comes with its responses, inlined in it once it has ended:
+    # charged by the read that finds it ended, and by no read after.
+    client = gemini_client(gateway, request_id="e2e-gemini-batch-make")
+    requests = [{"contents": [{"parts": [{"text": "Say hello"}], "role": "user"}]}] * 2
+    job = client.batches.create(model=MODEL, src=requests, config={"display_name": "e2e"})
+    assert job.state == types.JobState.JOB_STATE_PENDING
+    gemini_upstream_request(gateway, f"/v1/models/{MODEL}:batchGenerateContent")
+    readers = [gemini_client(gateway, request_id=f"e2e-gemini-batch-read-{n}") for n in range(3)]
+    reads = [reader.batches.get(name=job.name) for reader in readers]
+    assert [r.state for r in reads] == [
+        types.JobState.JOB_STATE_RUNNING,
+        types.JobState.JOB_STATE_SUCCEEDED,
+        types.JobState.JOB_STATE_SUCCEEDED,
+    ]
+    answers = reads[1].dest.inlined_responses
+    assert [a.response.text for a in answers] == [GEMINI_TEXT, GEMINI_TEXT]
+    output = 2 * len(GEMINI_TEXT.split(" "))
+    assert "tokens_input=" not in gateway.access_line("e2e-gemini-batch-make")
+    assert "tokens_input=" not in gateway.access_line("e2e-gemini-batch-read-0")
+    ended = gateway.access_line("e2e-gemini-batch-read-1")
+    assert f"tokens_input=4 tokens_output={output}" in ended, ended
+    assert "tokens_input=" not in gateway.access_line("e2e-gemini-batch-read-2")

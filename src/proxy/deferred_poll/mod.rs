@@ -139,8 +139,10 @@ fn poll_meter() -> Option<UsageMeter> {
 
 /// Where the work a call to `call_path` (its path and query) started is read: the
 /// collection it was made in (`…/responses`, `…/batches`, `…/messages/batches`), then
-/// its id; and the call's query (an `api-version`, say), sent with every read. `None`
-/// when the call was not made in the collection of its kind (a cancel, say).
+/// its id; a Gemini batch made by `…/models/{model}:batchGenerateContent` at
+/// `…/batches/{id}`; and the call's query (an `api-version`, say), sent with every
+/// read. `None` when the call was not made in the collection of its kind (a cancel,
+/// say).
 pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<(String, Option<String>)> {
     let call_path = call_path.split('#').next()?;
     let (path, query) = match call_path.split_once('?') {
@@ -149,20 +151,27 @@ pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<(String, Opt
     };
     let path = path.trim_end_matches('/');
     let (rest, last) = path.rsplit_once('/')?;
+    let query = query.filter(|q| !q.is_empty()).map(str::to_string);
+    if started.kind == ApartKind::GeminiBatch {
+        let made = last.ends_with(":batchGenerateContent");
+        let versioned = rest.strip_suffix("/models").filter(|_| made)?;
+        return Some((format!("{versioned}/batches/{}", started.id), query));
+    }
     let in_messages = rest.rsplit('/').next() == Some("messages");
     let made_here = match started.kind {
         ApartKind::Response => last == "responses",
         ApartKind::Batch => last == "batches" && !in_messages,
         ApartKind::MessageBatch => last == "batches" && in_messages,
+        ApartKind::GeminiBatch => false,
     };
-    let query = query.filter(|q| !q.is_empty()).map(str::to_string);
     made_here.then(|| (format!("{path}/{}", started.id), query))
 }
 
 /// The work a `DELETE` of `endpoint` (a provider's path, after its base) removes, when
-/// it removes any the poll may watch: a response (`…/responses/{id}`) or an Anthropic
-/// message batch (`…/messages/batches/{id}`, whose results go with it), under any
-/// prefix, as [`poll_path`] watches it. Empty segments are skipped, and a `;`
+/// it removes any the poll may watch: a response (`…/responses/{id}`), an Anthropic
+/// message batch (`…/messages/batches/{id}`, whose results go with it) or a Gemini
+/// batch (`…/batches/{id}`: OpenAI's cannot be deleted), under any prefix, as
+/// [`poll_path`] watches it. Empty segments are skipped, and a `;`
 /// parameter dropped, as servers read them.
 pub fn deleted_work(endpoint: &str) -> Option<(ApartKind, &str)> {
     let mut segments = endpoint.rsplit('/').filter(|s| !s.is_empty());
@@ -170,6 +179,7 @@ pub fn deleted_work(endpoint: &str) -> Option<(ApartKind, &str)> {
     let kind = match (segments.next()?, segments.next()) {
         ("responses", _) => ApartKind::Response,
         ("batches", Some("messages")) => ApartKind::MessageBatch,
+        ("batches", _) => ApartKind::GeminiBatch,
         _ => return None,
     };
     (!id.is_empty()).then_some((kind, id))
@@ -772,6 +782,7 @@ fn kind(started: &StartedApart) -> &'static str {
         ApartKind::Response => "background response",
         ApartKind::Batch => "batch",
         ApartKind::MessageBatch => "message batch",
+        ApartKind::GeminiBatch => "Gemini batch",
     }
 }
 
@@ -888,6 +899,26 @@ mod tests {
         assert_eq!(poll_path("/v1/messages/batches", &batch), None);
         assert_eq!(poll_path("/v1/batches", &message_batch), None);
         assert_eq!(poll_path("responses", &response), None);
+        // A Gemini batch is made by its model's method, and read in `batches`.
+        let gemini = started("b-1", ApartKind::GeminiBatch);
+        assert_eq!(
+            poll_path(
+                "/v1beta/models/gemini-2.5-flash:batchGenerateContent",
+                &gemini
+            ),
+            at("/v1beta/batches/b-1", None)
+        );
+        assert_eq!(
+            poll_path("/models/m:batchGenerateContent?x=1", &gemini),
+            at("/batches/b-1", Some("x=1"))
+        );
+        for other in [
+            "/v1beta/models/m:generateContent",
+            "/v1beta/tunedModels/m:batchGenerateContent",
+            "/v1beta/batches",
+        ] {
+            assert_eq!(poll_path(other, &gemini), None, "{other}");
+        }
     }
 
     #[test]
@@ -914,10 +945,16 @@ mod tests {
             deleted_work("openai/v1/responses/resp_1"),
             Some((ApartKind::Response, "resp_1"))
         );
+        // Only a Gemini batch is deleted by its `batches/{id}` (OpenAI's are not).
+        for endpoint in ["batches/b-1", "v1beta/batches/b-1"] {
+            let deleted = deleted_work(endpoint);
+            assert_eq!(deleted, Some((ApartKind::GeminiBatch, "b-1")), "{endpoint}");
+        }
         for endpoint in [
             "responses/resp_1/input_items",
             "responses",
-            "batches/batch_1",
+            "batches",
+            "batches/b-1:cancel/x",
             "messages/batches/msgbatch_1/results",
             "files/file_1",
         ] {
@@ -1064,6 +1101,18 @@ mod tests {
         let response = Start::test("resp_1", ApartKind::Response, "a")
             .watched_at("/v1/responses/resp_1", None);
         assert_eq!(response.output_file_url("file-out"), None);
+        // A Gemini batch's responses file is downloaded as media.
+        let mut gemini =
+            Start::test("b-1", ApartKind::GeminiBatch, "a").watched_at("/v1beta/batches/b-1", None);
+        assert_eq!(
+            gemini.output_file_url("batch-out").as_deref(),
+            Some("/v1beta/files/batch-out:download?alt=media")
+        );
+        gemini.query = Some("x=1".into());
+        assert_eq!(
+            gemini.output_file_url("batch-out").as_deref(),
+            Some("/v1beta/files/batch-out:download?alt=media&x=1")
+        );
     }
 
     #[tokio::test]

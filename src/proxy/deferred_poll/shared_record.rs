@@ -30,6 +30,7 @@ fn kind_tag(kind: ApartKind) -> &'static str {
         ApartKind::Response => "response",
         ApartKind::Batch => "batch",
         ApartKind::MessageBatch => "message_batch",
+        ApartKind::GeminiBatch => "gemini_batch",
     }
 }
 
@@ -38,6 +39,7 @@ fn kind_of(tag: &str) -> Option<ApartKind> {
         "response" => ApartKind::Response,
         "batch" => ApartKind::Batch,
         "message_batch" => ApartKind::MessageBatch,
+        "gemini_batch" => ApartKind::GeminiBatch,
         _ => return None,
     })
 }

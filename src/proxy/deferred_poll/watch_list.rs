@@ -45,24 +45,29 @@ impl Watched {
         }
     }
 
-    /// Where an OpenAI batch's output file `file` is read: `files/{file}/content`
-    /// beside the collection the batch was made in, with the call's query. `None`
-    /// for other work, or an id that is not one path segment of plain characters.
+    /// Where a batch's output file `file` is read, beside the collection the batch
+    /// was made in, with the call's query: an OpenAI batch's at
+    /// `files/{file}/content`, a Gemini batch's at `files/{file}:download?alt=media`.
+    /// `None` for other work, or an id that is not one path segment of plain
+    /// characters.
     pub fn output_file_url(&self, file: &str) -> Option<String> {
         let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
-        if self.start.started.kind != ApartKind::Batch
-            || file.is_empty()
-            || !file.bytes().all(plain)
-        {
+        if file.is_empty() || !file.bytes().all(plain) {
             return None;
         }
         let prefix = self
             .path
             .strip_suffix(self.start.started.id.as_str())?
             .strip_suffix("batches/")?;
-        Some(match &self.query {
-            Some(query) => format!("{prefix}files/{file}/content?{query}"),
-            None => format!("{prefix}files/{file}/content"),
+        let (at, media) = match self.start.started.kind {
+            ApartKind::Batch => (format!("{prefix}files/{file}/content"), None),
+            ApartKind::GeminiBatch => (format!("{prefix}files/{file}:download"), Some("alt=media")),
+            _ => return None,
+        };
+        let query: Vec<&str> = media.into_iter().chain(self.query.as_deref()).collect();
+        Some(match query.is_empty() {
+            true => at,
+            false => format!("{at}?{}", query.join("&")),
         })
     }
 
