@@ -373,6 +373,61 @@ async fn a_gemini_clients_gateway_key_is_taken_from_x_goog_api_key_or_the_query_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_redirect_below_its_base_url_comes_back_through_the_gateway() {
+    // A server that redirects `…/completions/` to `…/completions` names its own
+    // (maybe internal) address: the client is sent back through the gateway, which
+    // holds the provider's key, instead.
+    let mock = MockUpstream::start(|rec| {
+        let location = match rec.uri.as_str() {
+            "/v1/chat/completions/" => format!(
+                "http://{}/v1/chat/completions",
+                rec.header("host").unwrap_or_default()
+            ),
+            "/v1/files" => "/v1/files/file-1?purpose=batch".to_string(),
+            "/v1/elsewhere" => "https://storage.example/signed?sig=1".to_string(),
+            _ => return Reply::json(200, "{}"),
+        };
+        let status = if rec.uri == "/v1/files" { 201 } else { 307 };
+        Reply::Full {
+            status,
+            headers: vec![("location".into(), location)],
+            body: Vec::new().into(),
+        }
+    })
+    .await;
+    let gw = gateway_for(&mock, "", &[]);
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (method, path, status, location) in [
+        (
+            "POST",
+            "/p/openai/chat/completions/",
+            307,
+            "/p/openai/chat/completions",
+        ),
+        (
+            "POST",
+            "/p/openai/v1/files",
+            201,
+            "/p/openai/files/file-1?purpose=batch",
+        ),
+        (
+            "GET",
+            "/p/openai/elsewhere",
+            307,
+            "https://storage.example/signed?sig=1",
+        ),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = authed(c.request(m, gw.url(path))).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        assert_eq!(resp.headers()["location"], location, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_provider_headers_are_added() {
     let mock = ok_mock().await;
     let yaml = "providers:\n  openai:\n    headers: {OpenAI-Organization: org-42}\n";

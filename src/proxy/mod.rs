@@ -29,6 +29,7 @@ pub mod passthrough;
 mod prepared_call;
 mod provider_fetch;
 pub mod provider_key;
+mod provider_redirect;
 pub mod request_id;
 pub mod resilience;
 mod respond;
@@ -694,6 +695,27 @@ fn native_responses_target(
     )))
 }
 
+/// The `Location` the client gets for a `/p/` answer that redirects (3xx) or names what
+/// it made (201), when the provider's points below its base URL
+/// ([`provider_redirect::client_location`]); `None` leaves the answer's as it is.
+fn passthrough_location(
+    ctx: &RequestContext,
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+) -> Option<http::HeaderValue> {
+    let status = resp.status;
+    if ctx.route_kind != "passthrough"
+        || !(status.is_redirection() || status == http::StatusCode::CREATED)
+    {
+        return None;
+    }
+    let location = resp.headers.get(http::header::LOCATION)?.to_str().ok()?;
+    let provider = &ctx.upstream.as_ref()?.provider;
+    let prefix = provider_redirect::passthrough_prefix(req.uri.path())?;
+    let client = provider_redirect::client_location(location, &provider.base, prefix)?;
+    http::HeaderValue::from_str(&client).ok()
+}
+
 /// Answers with `err` from `request_filter`.
 async fn reject(
     session: &mut Session,
@@ -1296,8 +1318,12 @@ impl ProxyHttp for AuroraProxy {
             to_head,
         );
         observe::answer_header(ctx, upstream_response);
+        let location = passthrough_location(ctx, session.req_header(), upstream_response);
         header_maps::open_answer(upstream_response, |map| {
             headers::strip_upstream_response_headers(map);
+            if let Some(location) = location {
+                map.insert(http::header::LOCATION, location);
+            }
             attempts::describe_answer(map, ctx)
         })?;
         // This answer goes to the client: the main request logs the attempts.

@@ -1,0 +1,141 @@
+//! A provider's `Location` on a `/p/` answer, as the client should follow it. One that
+//! points below the provider's base URL (a whole URL at its host, or a path on it: a
+//! server redirecting `…/completions/` to `…/completions`, a resource just made) is
+//! the same endpoint below the gateway's `/p/{provider}/`: the client comes back
+//! through the gateway, with its gateway key, rather than going to the provider's
+//! address, which may be an internal host, and would get that key (or nothing that
+//! authenticates). Any other `Location` (another host, a relative reference) is left
+//! as the provider sent it.
+
+use crate::providers::BaseUrl;
+
+/// The client's `Location` for the provider's `location`, when it points below `base`;
+/// `prefix` is the client's `/p/{provider}` as it wrote it. `None` leaves it as sent.
+pub fn client_location(location: &str, base: &BaseUrl, prefix: &str) -> Option<String> {
+    let location = location.trim();
+    let target = match location.split_once("://") {
+        Some((scheme, rest)) => {
+            let tls = if scheme.eq_ignore_ascii_case("https") {
+                true
+            } else if scheme.eq_ignore_ascii_case("http") {
+                false
+            } else {
+                return None;
+            };
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            if tls != base.tls || !is_base_authority(&rest[..end], base) {
+                return None;
+            }
+            &rest[end..]
+        }
+        // A path on the provider's host (`//host/…` names another host).
+        None if location.starts_with('/') && !location.starts_with("//") => location,
+        None => return None,
+    };
+    let path_end = target.find(['?', '#']).unwrap_or(target.len());
+    let (path, after) = target.split_at(path_end);
+    let below = path.strip_prefix(base.path.as_str())?;
+    let endpoint = match below {
+        "" => "",
+        _ => below.strip_prefix('/')?,
+    };
+    Some(format!("{prefix}/{endpoint}{after}"))
+}
+
+/// The `/p/{provider}` of a client's passthrough `path`, as written.
+pub fn passthrough_prefix(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(super::passthrough::PASSTHROUGH_PREFIX)?;
+    let name = rest.split('/').next().filter(|n| !n.is_empty())?;
+    Some(&path[..super::passthrough::PASSTHROUGH_PREFIX.len() + name.len()])
+}
+
+/// Whether `authority` (`host[:port]`, no user part) is the base URL's.
+fn is_base_authority(authority: &str, base: &BaseUrl) -> bool {
+    let Ok(parsed) = authority.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    if authority.contains('@') {
+        return false;
+    }
+    let host = parsed.host().trim_start_matches('[').trim_end_matches(']');
+    let port = parsed.port_u16().unwrap_or(if base.tls { 443 } else { 80 });
+    host.eq_ignore_ascii_case(&base.host) && port == base.port
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(url: &str) -> BaseUrl {
+        BaseUrl::parse(url).unwrap()
+    }
+
+    #[test]
+    fn a_location_below_the_base_url_comes_back_through_the_gateway() {
+        let vllm = base("http://10.0.0.5:8000/v1");
+        for (location, client) in [
+            (
+                "http://10.0.0.5:8000/v1/chat/completions",
+                "/p/vllm/chat/completions",
+            ),
+            (
+                "HTTP://10.0.0.5:8000/v1/files/a?x=1#f",
+                "/p/vllm/files/a?x=1#f",
+            ),
+            ("/v1/files/file-1/content", "/p/vllm/files/file-1/content"),
+            ("http://10.0.0.5:8000/v1", "/p/vllm/"),
+            ("http://10.0.0.5:8000/v1?after=x", "/p/vllm/?after=x"),
+        ] {
+            assert_eq!(
+                client_location(location, &vllm, "/p/vllm").as_deref(),
+                Some(client),
+                "{location}"
+            );
+        }
+        let google = base("https://generativelanguage.googleapis.com");
+        assert_eq!(
+            client_location(
+                "https://GenerativeLanguage.googleapis.com:443/v1beta/files/f",
+                &google,
+                "/p/gemini-native"
+            )
+            .as_deref(),
+            Some("/p/gemini-native/v1beta/files/f")
+        );
+    }
+
+    #[test]
+    fn any_other_location_is_left_as_sent() {
+        let vllm = base("http://10.0.0.5:8000/v1");
+        for location in [
+            "https://10.0.0.5:8000/v1/x",
+            "http://10.0.0.5:8001/v1/x",
+            "http://10.0.0.6:8000/v1/x",
+            "http://user@10.0.0.5:8000/v1/x",
+            "http://10.0.0.5:8000/v2/x",
+            "http://10.0.0.5:8000/v1x",
+            "//10.0.0.5:8000/v1/x",
+            "https://storage.example/signed?sig=1",
+            "chat/completions",
+            "../x",
+            "ftp://10.0.0.5:8000/v1/x",
+        ] {
+            assert_eq!(
+                client_location(location, &vllm, "/p/vllm"),
+                None,
+                "{location}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_prefix_is_the_provider_as_the_client_wrote_it() {
+        assert_eq!(
+            passthrough_prefix("/p/openai-east/files/x"),
+            Some("/p/openai-east")
+        );
+        assert_eq!(passthrough_prefix("/p/vllm"), Some("/p/vllm"));
+        assert_eq!(passthrough_prefix("/p/"), None);
+        assert_eq!(passthrough_prefix("/v1/chat/completions"), None);
+    }
+}
