@@ -664,6 +664,58 @@ async fn geminis_and_ollamas_own_apis_are_charged_through_passthrough() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_call_cannot_hide_its_usage_behind_googles_system_parameters() {
+    // Google answers only the members `fields` (or `X-Goog-FieldMask`) names, and
+    // `alt=proto` in protobuf: a client asking so would get its answer without the
+    // usage the gateway charges. They never reach Google.
+    let whole = r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":12,"totalTokenCount":22},"modelVersion":"gemini-2.5-flash"}"#;
+    let mock = MockUpstream::start(move |rec: &Recorded| {
+        let masked = rec.uri.contains("fields=")
+            || rec.uri.contains("alt=proto")
+            || rec.headers.contains_key("x-goog-fieldmask");
+        match rec.uri.split('?').next() {
+            Some("/v1beta/models/gemini-2.5-flash:generateContent") if masked => Reply::json(
+                200,
+                r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"}}]}"#,
+            ),
+            Some("/v1beta/models/gemini-2.5-flash:generateContent") => Reply::json(200, whole),
+            _ => Reply::json(404, "{}"),
+        }
+    })
+    .await;
+    let providers = own_api_providers(&mock);
+    let gw = gateway(&mock, &providers, "{budget: {tokens: 1000, period: month}}");
+    let body = r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#;
+    let path = "/p/gemini-own/models/gemini-2.5-flash:generateContent";
+    for (query, mask) in [
+        ("?fields=candidates", None),
+        ("?%24fields=candidates&alt=proto", None),
+        ("", Some("candidates")),
+    ] {
+        let mut rb = client()
+            .post(gw.url(&format!("{path}{query}")))
+            .bearer_auth(TEAM_KEY)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(mask) = mask {
+            rb = rb.header("x-goog-fieldmask", mask);
+        }
+        let resp = rb.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{query}");
+        resp.bytes().await.unwrap();
+        let rec = mock.last();
+        assert_eq!(rec.uri, "/v1beta/models/gemini-2.5-flash:generateContent");
+        assert!(!rec.headers.contains_key("x-goog-fieldmask"));
+    }
+    let lines = gw.wait_for_log(&format!("path={path}"), 3).await;
+    assert_eq!(
+        lines.matches("tokens_input=10 tokens_output=12").count(),
+        3,
+        "{lines}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gemini_or_ollama_stream_the_client_leaves_before_its_counts_is_charged_an_estimate() {
     // Every Gemini chunk reports a running count (the prompt's and 3 tokens of
     // output, here) until the one that finishes; Ollama counts only in its last line.
@@ -2127,6 +2179,60 @@ async fn a_gemini_batch_deleted_before_its_poll_is_charged_first() {
             "DELETE /v1beta/batches/gb-del"
         ]
     );
+    let report = common::get_json(&report_url, MASTER).await;
+    assert_eq!(report["total"]["tokens"]["input"], 600, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 100, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_batch_still_running_is_not_deleted_before_it_ends() {
+    // Deleting a Gemini batch does not stop it (Google goes on, and bills it), and
+    // its usage could never be read after: the delete waits for its end.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ended = AtomicBool::new(false);
+    let inlined = format!(
+        r#","output":{{"inlinedResponses":{{"inlinedResponses":[{}]}}}}"#,
+        gemini_response(600, 100)
+    );
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent") => {
+            gemini_batch("gb-run", "BATCH_STATE_PENDING", "")
+        }
+        ("POST", "/v1beta/batches/gb-run:cancel") => {
+            ended.store(true, Ordering::SeqCst);
+            Reply::json(200, "{}")
+        }
+        ("GET", "/v1beta/batches/gb-run") if ended.load(Ordering::SeqCst) => {
+            gemini_batch("gb-run", "BATCH_STATE_CANCELLED", &inlined)
+        }
+        ("GET", "/v1beta/batches/gb-run") => gemini_batch("gb-run", "BATCH_STATE_RUNNING", ""),
+        ("DELETE", "/v1beta/batches/gb-run") => Reply::json(200, "{}"),
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let extra = format!(
+        "{}limits:\n  poll_background: 1h\n",
+        own_api_providers(&mock)
+    );
+    let (gw, report_url) =
+        reporting_gateway(&mock, &extra, "{budget: {tokens: 100000, period: month}}");
+    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
+    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
+    let resp = post(&gw, TEAM_KEY, path, create).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let resp = delete(&gw, "/p/gemini-own/batches/gb-run").await;
+    assert_eq!(resp.status(), 409);
+    let error: Value = resp.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "work_still_running", "{error}");
+    assert!(!mock.requests().iter().any(|r| r.method == "DELETE"));
+    // Cancelled, it has ended: charged before its delete, which goes on.
+    let resp = post(&gw, TEAM_KEY, "/p/gemini-own/batches/gb-run:cancel", "{}").await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let resp = delete(&gw, "/p/gemini-own/batches/gb-run").await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
     let report = common::get_json(&report_url, MASTER).await;
     assert_eq!(report["total"]["tokens"]["input"], 600, "{report}");
     assert_eq!(report["total"]["tokens"]["output"], 100, "{report}");

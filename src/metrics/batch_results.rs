@@ -183,9 +183,9 @@ impl BatchResults {
     /// (`modelVersion`) there (an embeddings answer names it after its vectors), else
     /// from the first in its head (a message names it before its content).
     fn read_long_line(&mut self, long: &LongLine) {
-        let usage_member = last_member(&long.tail, b"\"usage\"")
-            .or_else(|| last_member(&long.tail, b"\"usageMetadata\""));
-        let Some(value) = usage_member else {
+        // Whichever comes last: a tool call's arguments before it may name the other.
+        let usage_keys: [&[u8]; 2] = [b"\"usage\"", b"\"usageMetadata\""];
+        let Some(value) = last_of(&long.tail, &usage_keys) else {
             return;
         };
         let mut usage = None;
@@ -195,8 +195,8 @@ impl BatchResults {
         let Some(usage) = usage else {
             return;
         };
-        let model = last_member(&long.tail, b"\"model\"")
-            .or_else(|| last_member(&long.tail, b"\"modelVersion\""))
+        let model_keys: [&[u8]; 2] = [b"\"model\"", b"\"modelVersion\""];
+        let model = last_of(&long.tail, &model_keys)
             .or_else(|| first_member(&long.head, b"\"model\""))
             .and_then(|v| read_model(v).flatten());
         self.count(usage.normalize(), model);
@@ -225,6 +225,13 @@ impl BatchResults {
 /// JSON: a quote that no backslash escapes, followed by a colon, is a key's.
 fn last_member<'a>(doc: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     memmem::rfind_iter(doc, key).find_map(|at| member_at(doc, at, key))
+}
+
+/// The value of the member keyed by one of `keys` that comes last in `doc`.
+fn last_of<'a>(doc: &'a [u8], keys: &[&[u8]]) -> Option<&'a [u8]> {
+    keys.iter()
+        .filter_map(|key| last_member(doc, key))
+        .max_by_key(|value| value.as_ptr() as usize)
 }
 
 /// The value of the first member keyed `key` (a quoted name) in `doc`.
@@ -329,6 +336,20 @@ mod tests {
         read.feed(b"  %PDF-1.7\n{\"result\":{\"message\":{\"usage\":{\"input_tokens\":5}}}}\n");
         read.finish();
         assert_eq!(read.usage(), None);
+    }
+
+    #[test]
+    fn a_long_gemini_line_is_charged_its_own_usage_not_what_its_tool_arguments_name() {
+        // A tool call's arguments are JSON written by the model, unescaped: near the
+        // line's end, they may name `usage` and `model` before the real ones.
+        let text = "x".repeat(2 << 20);
+        let line = format!(
+            r#"{{"key":"k","response":{{"candidates":[{{"content":{{"parts":[{{"text":"{text}"}},{{"functionCall":{{"name":"f","args":{{"usage":{{"prompt_tokens":0}},"model":"free"}}}}}}]}}}}],"usageMetadata":{{"promptTokenCount":40,"candidatesTokenCount":9}},"modelVersion":"gemini-2.5-pro"}}}}"#
+        );
+        let mut read = read_in_pieces(&format!("{line}\n"), 1 << 16);
+        let usage = read.usage().unwrap();
+        assert_eq!((usage.input, usage.output), (40, 9));
+        assert_eq!(read.take_model().as_deref(), Some("gemini-2.5-pro"));
     }
 
     #[test]

@@ -77,8 +77,8 @@ impl<'a> GeminiBatch<'a> {
     }
 
     /// The first bytes (`head`) of an operation too large to hold, read as a Gemini
-    /// batch's: known by its name alone. Only an ended batch's operation grows past
-    /// what is held (its inlined responses), and those are not read.
+    /// batch's: known by its name alone, whether it has ended unread (its state may
+    /// come after what was held).
     pub fn of_head(head: &'a [u8]) -> Option<Self> {
         if !starts_with_name(head) {
             return None;
@@ -87,7 +87,7 @@ impl<'a> GeminiBatch<'a> {
         let id = batch_id(name.value)?;
         Some(Self {
             id,
-            ended: Some(true),
+            ended: None,
             model: None,
             file: None,
             responses: None,
@@ -227,11 +227,11 @@ mod tests {
     }
 
     #[test]
-    fn an_operation_too_large_to_hold_is_an_ended_batch_known_by_its_name() {
+    fn an_operation_too_large_to_hold_is_a_batch_known_by_its_name() {
         let head =
             br#"{"name":"batches/b-9","metadata":{"@type":"x","output":{"inlinedResponses":{"inl"#;
         let batch = GeminiBatch::of_head(head).unwrap();
-        assert_eq!((batch.id, batch.ended), (&b"b-9"[..], Some(true)));
+        assert_eq!((batch.id, batch.ended), (&b"b-9"[..], None));
         assert!(GeminiBatch::of_head(br#"{"id":"chatcmpl-1","choices":[{"#).is_none());
         assert!(GeminiBatch::of_head(br#"{"name":"batches/b-"#).is_none());
     }

@@ -1777,8 +1777,8 @@ mod tests {
                 })
             );
         }
-        // Too large to hold: ended (only its responses make it so large), their
-        // usage unread.
+        // Too large to hold: named, so that it is watched, but neither its state nor
+        // its responses read.
         let large = format!(
             r#","output":{{"inlinedResponses":{{"inlinedResponses":[{{"response":{{"candidates":[{{"content":{{"parts":[{{"text":"{}"}}]}}}}],"usageMetadata":{{"promptTokenCount":1}}}}}}]}}}}"#,
             "x".repeat(MAX_METERED_JSON)
@@ -1787,7 +1787,7 @@ mod tests {
         let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
         m.feed(&large.as_bytes()[..large.len() / 2]);
         let charge = m.finish_with(&large.as_bytes()[large.len() / 2..]);
-        assert_eq!((charge, m.work_ended()), (None, Some(true)));
+        assert_eq!((charge, m.work_ended()), (None, None));
         assert_eq!(m.take_started().unwrap().kind, ApartKind::GeminiBatch);
         // Ended with its responses in a file: the file is named, and is what tells.
         let filed = r#","output":{"responsesFile":"files/batch-gb-1"}"#;

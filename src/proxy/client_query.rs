@@ -1,7 +1,11 @@
 //! The client's query string as it goes upstream: byte for byte, less the parameters
-//! that carry keys (`key`, `api_key`). The gateway reads its own key there (Gemini's
-//! `?key=`), and a provider's credential is the gateway's to add, in its header: a key
-//! in the query would reach the provider beside it, or reach a provider it is not for.
+//! that carry keys (`key`, `api_key`), and at Google less those that reshape an answer.
+//! The gateway reads its own key there (Gemini's `?key=`), and a provider's credential
+//! is the gateway's to add, in its header: a key in the query would reach the provider
+//! beside it, or reach a provider it is not for. Google's APIs take system parameters
+//! on every method: `fields` answers only the members it names, `alt=proto` answers in
+//! protobuf, `callback` wraps the answer in JavaScript. Each would hide the usage the
+//! gateway charges from an answer (or a batch's usage from its poll).
 
 use std::borrow::Cow;
 
@@ -9,29 +13,58 @@ use percent_encoding::percent_decode_str;
 
 use crate::logging::is_credential_param;
 
-/// `query` less its credential parameters (by name, any case, percent-decoded), the
-/// rest in order; `None` when nothing is left. Borrowed, and the same bytes, when it
-/// held none; when one is taken out, empty pairs (`a=1&&b=2`) go with it.
-pub fn upstream_query(query: &str) -> Option<Cow<'_, str>> {
-    if !query.split('&').any(carries_credential) {
+/// Google's system parameters that reshape an answer, lowercase (`alt` aside).
+const RESHAPING: [&str; 5] = ["fields", "$fields", "callback", "$callback", "$alt"];
+
+/// The `alt` values that keep an answer readable: JSON (the default), a stream of it,
+/// a file's bytes.
+const READABLE_ALT: [&str; 3] = ["json", "sse", "media"];
+
+/// `query` less its credential parameters (by name, any case, percent-decoded) and,
+/// for a Google API (`google`), those that reshape its answer; the rest in order;
+/// `None` when nothing is left. Borrowed, and the same bytes, when it held none; when
+/// one is taken out, empty pairs (`a=1&&b=2`) go with it.
+pub fn upstream_query(query: &str, google: bool) -> Option<Cow<'_, str>> {
+    let dropped = |pair: &&str| carries_credential(pair) || (google && reshapes(pair));
+    if !query.split('&').any(|pair| dropped(&pair)) {
         return Some(Cow::Borrowed(query));
     }
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| !pair.is_empty() && !carries_credential(pair))
+        .filter(|pair| !pair.is_empty() && !dropped(pair))
         .collect();
     (!kept.is_empty()).then(|| Cow::Owned(kept.join("&")))
 }
 
+/// A pair's name and value, percent-decoded when they hold escapes (`k%65y` is `key`
+/// to the provider that decodes it).
+fn decoded(pair: &str) -> (Cow<'_, str>, Cow<'_, str>) {
+    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    (unescaped(name), unescaped(value))
+}
+
+fn unescaped(text: &str) -> Cow<'_, str> {
+    if text.contains('%') {
+        percent_decode_str(text).decode_utf8_lossy()
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// Whether `name=value` (or a bare `name`) names a credential parameter.
 fn carries_credential(pair: &str) -> bool {
-    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-    if name.contains('%') {
-        // `k%65y` is `key` to the provider that decodes it.
-        is_credential_param(&percent_decode_str(name).decode_utf8_lossy())
-    } else {
-        is_credential_param(name)
+    is_credential_param(&decoded(pair).0)
+}
+
+/// Whether `name=value` is a Google system parameter that reshapes the answer.
+fn reshapes(pair: &str) -> bool {
+    let (name, value) = decoded(pair);
+    if name.eq_ignore_ascii_case("alt") {
+        return !READABLE_ALT
+            .iter()
+            .any(|alt| value.eq_ignore_ascii_case(alt));
     }
+    RESHAPING.iter().any(|p| name.eq_ignore_ascii_case(p))
 }
 
 #[cfg(test)]
@@ -47,11 +80,13 @@ mod tests {
             "monkey=1&keys=2&api_keyring=3&key_id=4",
             "beta=true&after=resp%3D1",
         ] {
-            let kept = upstream_query(query);
-            assert!(
-                matches!(kept, Some(Cow::Borrowed(q)) if q == query),
-                "{query}"
-            );
+            for google in [false, true] {
+                let kept = upstream_query(query, google);
+                assert!(
+                    matches!(kept, Some(Cow::Borrowed(q)) if q == query),
+                    "{query}"
+                );
+            }
         }
     }
 
@@ -66,7 +101,27 @@ mod tests {
             ("Api_Key=y", None),
             ("a=1&&key=x&", Some("a=1")),
         ] {
-            assert_eq!(upstream_query(query).as_deref(), kept, "{query}");
+            assert_eq!(upstream_query(query, false).as_deref(), kept, "{query}");
         }
+    }
+
+    #[test]
+    fn googles_reshaping_parameters_are_taken_out_at_google_only() {
+        for (query, kept) in [
+            ("alt=sse", Some("alt=sse")),
+            ("alt=media&x=1", Some("alt=media&x=1")),
+            ("alt=json", Some("alt=json")),
+            ("alt=proto", None),
+            ("$alt=json", None),
+            ("fields=name&alt=sse", Some("alt=sse")),
+            ("%24fields=name,metadata(state)", None),
+            ("FIELDS=name&pageSize=5", Some("pageSize=5")),
+            ("callback=f&key=x", None),
+            ("a%6Ct=proto&b=2", Some("b=2")),
+        ] {
+            assert_eq!(upstream_query(query, true).as_deref(), kept, "{query}");
+        }
+        let other = "fields=name&alt=proto&callback=f";
+        assert_eq!(upstream_query(other, false).as_deref(), Some(other));
     }
 }

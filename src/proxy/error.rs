@@ -175,6 +175,12 @@ impl GatewayError {
         err
     }
 
+    /// 409 `invalid_request_error` (`code: work_still_running`): a delete of work that
+    /// must end (be cancelled) before it is deleted.
+    pub fn still_running(message: impl Into<String>) -> Self {
+        Self::new(409, ErrorKind::InvalidRequest, message).with_code("work_still_running")
+    }
+
     /// 502 `provider_error`: the provider answered, but not with what its format
     /// promises (an untranslatable success body, or one cut short).
     pub fn bad_provider_answer(message: impl Into<String>) -> Self {

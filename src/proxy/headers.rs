@@ -27,6 +27,16 @@ pub const AURORA_REQUEST_ID: HeaderName = HeaderName::from_static("x-aurora-requ
 /// Client headers that carry the client's address and never go upstream.
 const CLIENT_ADDRESS: [&str; 3] = ["forwarded", "x-real-ip", "true-client-ip"];
 
+/// Client headers that make a provider take the request for another method, or answer
+/// less than it would (Google's field mask): the gateway reads a request as it is sent,
+/// so a delete it polls work before, or the usage of an answer, cannot hide behind them.
+const OVERRIDES: [&str; 4] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-goog-fieldmask",
+];
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `Proxy-Connection`).
 const HOP_BY_HOP: [&str; 6] = [
     "connection",
@@ -51,9 +61,13 @@ fn connection_nominated(headers: &http::HeaderMap) -> Vec<String> {
 
 /// Client headers that never go upstream: every header the logs hide as a credential
 /// (the gateway's key, a caller's own, Gemini's and Azure's key headers, cookies; the
-/// provider's credential is the gateway's to add) and the client's address.
+/// provider's credential is the gateway's to add), the client's address, and the
+/// [`OVERRIDES`].
 fn client_only() -> impl Iterator<Item = &'static &'static str> + Clone {
-    CREDENTIAL_HEADERS.iter().chain(&CLIENT_ADDRESS)
+    CREDENTIAL_HEADERS
+        .iter()
+        .chain(&CLIENT_ADDRESS)
+        .chain(&OVERRIDES)
 }
 
 /// Removes every header that must not reach the provider: credentials, cookies,
@@ -416,6 +430,20 @@ mod tests {
         ]);
         strip_client_headers(&mut r.headers);
         assert!(r.headers.is_empty(), "{:?}", r.headers);
+    }
+
+    #[test]
+    fn strips_method_overrides_and_googles_field_mask() {
+        let mut r = request(&[
+            ("x-http-method-override", "DELETE"),
+            ("X-HTTP-Method", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("x-goog-fieldmask", "name"),
+            ("x-custom", "kept"),
+        ]);
+        strip_client_headers(&mut r.headers);
+        assert_eq!(r.headers.len(), 1, "{:?}", r.headers);
+        assert_eq!(r.headers["x-custom"], "kept");
     }
 
     #[test]

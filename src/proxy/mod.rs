@@ -71,6 +71,7 @@ use crate::translate::{
 use answer_decoder::Undecodable;
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
+use deferred_poll::DeleteRefused;
 use model_call_body::{hand_back, return_plan, ChunkSource};
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_field::ModelField;
@@ -218,11 +219,15 @@ impl AuroraProxy {
                 .poll_before_delete(kind, id, Arc::clone(config), resolver, store),
         )
         .await
-        .map_err(|()| {
-            GatewayError::overloaded(
+        .map_err(|refused| match refused {
+            DeleteRefused::Undecided => GatewayError::overloaded(
                 "the usage of what this request deletes could not be read yet; retry shortly",
                 5,
-            )
+            ),
+            DeleteRefused::StillAtWork => GatewayError::still_running(format!(
+                "batch `{id}` is still running, and deleting it would not stop it: cancel it \
+                 first (`POST …/batches/{id}:cancel`), then delete it once it has ended"
+            )),
         })
     }
 
@@ -638,7 +643,12 @@ fn passthrough_target(
         return Err(GatewayError::missing_provider_key(provider));
     }
     let credential = provider_key::upstream_credential(provider, &req.headers, &config.auth)?;
-    let query = req.uri.query().and_then(client_query::upstream_query);
+    // Google's APIs (Gemini's own) take parameters that would hide an answer's usage.
+    let google = provider.kind == crate::providers::ProviderKind::Gemini;
+    let query = req
+        .uri
+        .query()
+        .and_then(|q| client_query::upstream_query(q, google));
     Ok(UpstreamTarget::new(
         Arc::clone(provider),
         pt.upstream_path(&provider.base.path, query.as_deref()),
@@ -684,7 +694,11 @@ fn native_responses_target(
     {
         return None;
     }
-    let path_and_query = match req.uri.query().and_then(client_query::upstream_query) {
+    let query = req
+        .uri
+        .query()
+        .and_then(|q| client_query::upstream_query(q, false));
+    let path_and_query = match query {
         Some(query) => format!("{}/responses/{id}?{query}", provider.base.path),
         None => format!("{}/responses/{id}", provider.base.path),
     };
@@ -1010,7 +1024,10 @@ impl ProxyHttp for AuroraProxy {
                             return reject(session, ctx, err).await;
                         }
                         if session.req_header().method == http::Method::DELETE {
-                            let deleted = deferred_poll::deleted_work(&pt.endpoint);
+                            let gemini = ctx.upstream.as_ref().is_some_and(|t| {
+                                t.provider.kind == crate::providers::ProviderKind::Gemini
+                            });
+                            let deleted = deferred_poll::deleted_work(&pt.endpoint, gemini);
                             if let Err(err) = self.before_delete(deleted, &config).await {
                                 return reject(session, ctx, err).await;
                             }

@@ -132,7 +132,9 @@ impl PreparedCall {
                 .req
                 .uri
                 .query()
-                .and_then(super::client_query::upstream_query)
+                // Any provider may take the call (Gemini among them): none of Google's
+                // reshaping parameters is an OpenAI or Anthropic one.
+                .and_then(|q| super::client_query::upstream_query(q, true))
                 .map(std::borrow::Cow::into_owned),
             history: call.history,
             created: call.created,

@@ -33,7 +33,6 @@ _BATCH = re.compile(r"^/v1(?:beta)?/batches/([A-Za-z0-9_-]+)$")
 _BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
 _OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
 _FIELDS = {
-    "model",
     "contents",
     "systemInstruction",
     "tools",
@@ -85,12 +84,13 @@ def gemini_auth_problem(headers: dict, query: str, key: str):
     return None
 
 
-def gemini_request_problem(payload) -> str | None:
-    """Why Google would refuse `payload` with a 400, or `None`."""
+def gemini_request_problem(payload, in_batch: bool = False) -> str | None:
+    """Why Google would refuse `payload` with a 400, or `None`. A batch's requests may
+    name their `model`; a call's is in its path."""
     if not isinstance(payload, dict):
         return "Invalid JSON payload received. Expected an object."
     for name in payload:
-        if name not in _FIELDS:
+        if name not in _FIELDS and not (in_batch and name == "model"):
             return f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
     contents = payload.get("contents")
     if not isinstance(contents, list) or not contents:
@@ -156,7 +156,7 @@ def batch_problem(payload) -> str | None:
     if not isinstance(requests, list) or not requests:
         return "* BatchGenerateContentRequest.batch.input_config: input_config is required"
     for at, item in enumerate(requests):
-        problem = gemini_request_problem(item.get("request"))
+        problem = gemini_request_problem(item.get("request"), in_batch=True)
         if problem:
             return f"requests[{at}].request: {problem}"
     return None

@@ -73,6 +73,29 @@ const DELETE_WAITS: Duration = Duration::from_secs(10);
 /// several organizations and projects): sent again with every poll.
 const SCOPE_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
 
+/// Why a delete of watched work is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteRefused {
+    /// Its usage could not be read yet (the provider did not say, the store failed,
+    /// a poll of it went on too long): to be sent again.
+    Undecided,
+    /// A Gemini batch still at work, which its delete would not stop (Google goes on
+    /// with it, and bills it) and whose usage could then never be read: to be
+    /// cancelled first.
+    StillAtWork,
+}
+
+/// How a poll of one piece of work left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PollOutcome {
+    /// Charged, or let go.
+    Settled,
+    /// Still at work: watched again.
+    AtWork,
+    /// The provider did not say, or the store failed: watched again.
+    Undecided,
+}
+
 /// What a poll learnt of the work.
 #[derive(Debug, PartialEq)]
 pub enum Polled {
@@ -117,10 +140,11 @@ pub fn polled(status: u16, mut meter: UsageMeter) -> Polled {
         // Ended by its status, or by its usage where it says no status.
         Some(true) => match (whole, meter.take_output_file()) {
             (None, Some(file)) => Polled::OutputToRead(file),
+            // A Gemini batch's inlined responses, of their models.
             (charge, _) => Polled::Ended {
                 charge,
                 model: meter.take_model(),
-                by_model: Vec::new(),
+                by_model: meter.take_usage_by_model(),
             },
         },
         None if whole.is_some() => Polled::Ended {
@@ -153,9 +177,11 @@ pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<(String, Opt
     let (rest, last) = path.rsplit_once('/')?;
     let query = query.filter(|q| !q.is_empty()).map(str::to_string);
     if started.kind == ApartKind::GeminiBatch {
+        // Read without the call's query: Google's are system parameters (`alt`),
+        // none of them the batch's.
         let made = last.ends_with(":batchGenerateContent");
         let versioned = rest.strip_suffix("/models").filter(|_| made)?;
-        return Some((format!("{versioned}/batches/{}", started.id), query));
+        return Some((format!("{versioned}/batches/{}", started.id), None));
     }
     let in_messages = rest.rsplit('/').next() == Some("messages");
     let made_here = match started.kind {
@@ -169,17 +195,17 @@ pub fn poll_path(call_path: &str, started: &StartedApart) -> Option<(String, Opt
 
 /// The work a `DELETE` of `endpoint` (a provider's path, after its base) removes, when
 /// it removes any the poll may watch: a response (`…/responses/{id}`), an Anthropic
-/// message batch (`…/messages/batches/{id}`, whose results go with it) or a Gemini
-/// batch (`…/batches/{id}`: OpenAI's cannot be deleted), under any prefix, as
+/// message batch (`…/messages/batches/{id}`, whose results go with it) or, at a
+/// Gemini provider (`gemini`), a Gemini batch (`…/batches/{id}`), under any prefix, as
 /// [`poll_path`] watches it. Empty segments are skipped, and a `;`
 /// parameter dropped, as servers read them.
-pub fn deleted_work(endpoint: &str) -> Option<(ApartKind, &str)> {
+pub fn deleted_work(endpoint: &str, gemini: bool) -> Option<(ApartKind, &str)> {
     let mut segments = endpoint.rsplit('/').filter(|s| !s.is_empty());
     let id = segments.next()?.split(';').next()?;
     let kind = match (segments.next()?, segments.next()) {
         ("responses", _) => ApartKind::Response,
         ("batches", Some("messages")) => ApartKind::MessageBatch,
-        ("batches", _) => ApartKind::GeminiBatch,
+        ("batches", _) if gemini => ApartKind::GeminiBatch,
         _ => return None,
     };
     (!id.is_empty()).then_some((kind, id))
@@ -372,13 +398,14 @@ impl DeferredPoll {
         true
     }
 
-    /// A call deletes the work `kind` `id` (a response, an Anthropic message batch):
-    /// when it is watched, it is polled now, before the delete goes on, and charged
-    /// to whoever started it if it has ended (deleted, it can no longer be read, and
-    /// would escape its charge). `Err` when that could not be decided (the provider
-    /// did not say, the store failed, or a poll of it under way went on too long):
-    /// the delete is refused, to be sent again. The polls run on a task of their
-    /// own: they end, and the work stays counted, even if the delete's client leaves.
+    /// A call deletes the work `kind` `id` (a response, an Anthropic message batch, a
+    /// Gemini batch): when it is watched, it is polled now, before the delete goes on,
+    /// and charged to whoever started it if it has ended (deleted, it can no longer be
+    /// read, and would escape its charge). `Err` when that could not be decided (the
+    /// provider did not say, the store failed, or a poll of it under way went on too
+    /// long), or when it is a Gemini batch still at work: the delete is refused. The
+    /// polls run on a task of their own: they end, and the work stays counted, even if
+    /// the delete's client leaves.
     pub async fn poll_before_delete(
         &self,
         kind: ApartKind,
@@ -386,7 +413,7 @@ impl DeferredPoll {
         config: Arc<Config>,
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
-    ) -> Result<(), ()> {
+    ) -> Result<(), DeleteRefused> {
         let until = Instant::now() + DELETE_WAITS;
         let taken = loop {
             if self.inner.stopped.load(Ordering::Relaxed) {
@@ -396,7 +423,8 @@ impl DeferredPoll {
             match named {
                 Named::Unwatched => {
                     // Watched by another replica: polled here too, as this one's own.
-                    let elsewhere = self.watched_elsewhere(kind, id, &config).await?;
+                    let elsewhere = self.watched_elsewhere(kind, id, &config).await;
+                    let elsewhere = elsewhere.map_err(|()| DeleteRefused::Undecided)?;
                     let Some(watched) = elsewhere else {
                         return Ok(());
                     };
@@ -408,24 +436,32 @@ impl DeferredPoll {
                 Named::Polling if Instant::now() < until => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Named::Polling => return Err(()),
+                Named::Polling => return Err(DeleteRefused::Undecided),
             }
         };
         let (poll, resolver, store) = (self.clone(), resolver.clone(), Arc::clone(store));
         let polled = tokio::spawn(async move {
-            let mut decided = true;
+            let mut refused = None;
             for watched in taken {
                 let config = Arc::clone(&config);
-                decided &= poll.poll(watched, config, &resolver, &store).await;
+                let kind = watched.start.started.kind;
+                match poll.poll(watched, config, &resolver, &store).await {
+                    PollOutcome::Settled => {}
+                    PollOutcome::AtWork if kind == ApartKind::GeminiBatch => {
+                        refused = refused.or(Some(DeleteRefused::StillAtWork));
+                    }
+                    PollOutcome::AtWork => {}
+                    PollOutcome::Undecided => refused = Some(DeleteRefused::Undecided),
+                }
             }
-            decided
+            refused
         });
         match polled.await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(()),
+            Ok(None) => Ok(()),
+            Ok(Some(refused)) => Err(refused),
             Err(e) => {
                 log::warn!("polling work before its delete: {e}");
-                Err(())
+                Err(DeleteRefused::Undecided)
             }
         }
     }
@@ -490,15 +526,14 @@ impl DeferredPoll {
         }
     }
 
-    /// Polls one piece of work: charged once ended, else watched again. Whether what
-    /// it is was decided: `false` when the provider did not say or the store failed.
+    /// Polls one piece of work: charged once ended, else watched again.
     async fn poll(
         &self,
         mut watched: Watched,
         config: Arc<Config>,
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
-    ) -> bool {
+    ) -> PollOutcome {
         let mut polled = self.ask(&watched, resolver, store).await;
         if matches!(polled, Ok(Polled::Refused)) {
             // The key that started it was rotated out since: the provider may read it
@@ -593,7 +628,11 @@ impl DeferredPoll {
             drop(list);
             self.inner.wake.notify_one();
         }
-        decided
+        match (decided, settled || given_up) {
+            (false, _) => PollOutcome::Undecided,
+            (true, true) => PollOutcome::Settled,
+            (true, false) => PollOutcome::AtWork,
+        }
     }
 
     /// Asks the provider for the work; its answer is read as it comes, never held
@@ -871,6 +910,32 @@ mod tests {
     }
 
     #[test]
+    fn a_gemini_batchs_poll_keeps_its_responses_apart_by_model() {
+        let response = |model: &str, input: u64| {
+            format!(
+                r#"{{"response":{{"usageMetadata":{{"promptTokenCount":{input},"candidatesTokenCount":1}},"modelVersion":"{model}"}}}}"#
+            )
+        };
+        let op = format!(
+            r#"{{"name":"batches/b-1","metadata":{{"state":"BATCH_STATE_SUCCEEDED","output":{{"inlinedResponses":{{"inlinedResponses":[{},{}]}}}}}}}}"#,
+            response("gemini-2.5-pro", 10),
+            response("gemini-2.5-flash", 20)
+        );
+        let Polled::Ended {
+            charge, by_model, ..
+        } = read_poll(200, op.as_bytes())
+        else {
+            panic!("not ended");
+        };
+        assert_eq!(charge.unwrap().usage.input, 30);
+        let inputs: Vec<_> = by_model
+            .iter()
+            .map(|(m, u)| (m.as_str(), u.input))
+            .collect();
+        assert_eq!(inputs, [("gemini-2.5-pro", 10), ("gemini-2.5-flash", 20)]);
+    }
+
+    #[test]
     fn work_is_read_back_in_the_collection_it_was_made_in() {
         let response = started("resp_1", ApartKind::Response);
         let batch = started("batch_1", ApartKind::Batch);
@@ -909,8 +974,8 @@ mod tests {
             at("/v1beta/batches/b-1", None)
         );
         assert_eq!(
-            poll_path("/models/m:batchGenerateContent?x=1", &gemini),
-            at("/batches/b-1", Some("x=1"))
+            poll_path("/models/m:batchGenerateContent?alt=json", &gemini),
+            at("/batches/b-1", None)
         );
         for other in [
             "/v1beta/models/m:generateContent",
@@ -931,24 +996,25 @@ mod tests {
             "responses/resp_1;p=1",
         ] {
             assert_eq!(
-                deleted_work(endpoint),
+                deleted_work(endpoint, false),
                 Some((ApartKind::Response, "resp_1")),
                 "{endpoint}"
             );
         }
         assert_eq!(
-            deleted_work("v1/messages/batches/msgbatch_1"),
+            deleted_work("v1/messages/batches/msgbatch_1", false),
             Some((ApartKind::MessageBatch, "msgbatch_1"))
         );
         // Under any prefix, as the poll watches it (a base URL of the host alone).
         assert_eq!(
-            deleted_work("openai/v1/responses/resp_1"),
+            deleted_work("openai/v1/responses/resp_1", false),
             Some((ApartKind::Response, "resp_1"))
         );
         // Only a Gemini batch is deleted by its `batches/{id}` (OpenAI's are not).
         for endpoint in ["batches/b-1", "v1beta/batches/b-1"] {
-            let deleted = deleted_work(endpoint);
+            let deleted = deleted_work(endpoint, true);
             assert_eq!(deleted, Some((ApartKind::GeminiBatch, "b-1")), "{endpoint}");
+            assert_eq!(deleted_work(endpoint, false), None, "{endpoint}");
         }
         for endpoint in [
             "responses/resp_1/input_items",
@@ -958,7 +1024,7 @@ mod tests {
             "messages/batches/msgbatch_1/results",
             "files/file_1",
         ] {
-            assert_eq!(deleted_work(endpoint), None, "{endpoint}");
+            assert_eq!(deleted_work(endpoint, false), None, "{endpoint}");
         }
     }
 

@@ -117,7 +117,7 @@ impl WatchRecord {
             query: watched
                 .query
                 .as_deref()
-                .and_then(crate::proxy::client_query::upstream_query)
+                .and_then(|q| crate::proxy::client_query::upstream_query(q, false))
                 .map(Cow::into_owned),
             scope,
             caller,
