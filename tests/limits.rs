@@ -2129,6 +2129,63 @@ async fn a_message_batch_deleted_before_its_poll_is_charged_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_batch_whose_operation_is_too_large_to_hold_is_charged_as_it_passes() {
+    // Its responses, inlined twice over (its metadata's output and the operation's
+    // result), make the operation 20 MiB: read as it passes, each response summed once.
+    let text = "x".repeat(3 << 20);
+    let big = |input: u64| {
+        format!(
+            r#"{{"response":{{"candidates":[{{"content":{{"parts":[{{"text":"{text}"}}],"role":"model"}},"finishReason":"STOP"}}],"usageMetadata":{{"promptTokenCount":{input},"candidatesTokenCount":50}},"modelVersion":"gemini-2.5-flash"}}}}"#
+        )
+    };
+    let list = format!(
+        r#"{{"inlinedResponses":[{},{},{}]}}"#,
+        big(100),
+        big(200),
+        big(300)
+    );
+    let output = format!(r#","output":{{"inlinedResponses":{list}}}"#);
+    let ended = gemini_batch("gb-big", "BATCH_STATE_SUCCEEDED", &output);
+    let Reply::Full { body, .. } = ended else {
+        panic!("a whole reply");
+    };
+    let mut operation = body.to_vec();
+    operation.pop();
+    operation.extend_from_slice(
+        format!(r#","done":true,"response":{{"@type":"x","inlinedResponses":{list}}}}}"#)
+            .as_bytes(),
+    );
+    let operation = bytes::Bytes::from(operation);
+    assert!(operation.len() > 16 << 20);
+    let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
+        ("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent") => {
+            gemini_batch("gb-big", "BATCH_STATE_PENDING", "")
+        }
+        ("GET", "/v1beta/batches/gb-big") => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: operation.clone(),
+        },
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let extra = format!(
+        "{}limits:\n  poll_background: 100ms\n",
+        own_api_providers(&mock)
+    );
+    let (gw, report_url) =
+        reporting_gateway(&mock, &extra, "{budget: {tokens: 1000000, period: month}}");
+    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
+    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
+    let resp = post(&gw, TEAM_KEY, path, create).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let report = report_with_output(&report_url, 150).await;
+    assert_eq!(report["total"]["tokens"]["input"], 600, "{report}");
+    assert_eq!(report["total"]["tokens"]["output"], 150, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gemini_batch_deleted_before_its_poll_is_charged_first() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let deleted = AtomicBool::new(false);

@@ -94,6 +94,23 @@ impl<'a> GeminiBatch<'a> {
         })
     }
 
+    /// A batch of the JSON texts of its operation's `name`, `done` and
+    /// `metadata.state` (any empty when absent); `None` when the name is not a batch's.
+    pub fn named(name: &'a [u8], done: &[u8], state: &[u8]) -> Option<Self> {
+        let ended = match (state.is_empty(), done == b"true") {
+            (false, _) => Some(ENDED.contains(&state)),
+            (true, true) => Some(true),
+            (true, false) => None,
+        };
+        Some(Self {
+            id: batch_id(name)?,
+            ended,
+            model: None,
+            file: None,
+            responses: None,
+        })
+    }
+
     fn read_metadata(&mut self, value: &'a [u8]) {
         let Some(mut members) = ObjectMembers::of(value) else {
             return;

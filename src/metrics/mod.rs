@@ -8,6 +8,7 @@
 mod batch_results;
 pub mod deferred_answer;
 mod gemini_batch;
+mod gemini_batch_stream;
 pub mod handles;
 pub mod labels;
 pub mod thread_series;

@@ -22,6 +22,7 @@ use once_cell::sync::Lazy;
 use super::batch_results::BatchResults;
 use super::deferred_answer::{unquoted, ApartKind, DeferredAnswer, StartedApart};
 use super::gemini_batch::GeminiBatch;
+use super::gemini_batch_stream::GeminiBatchStream;
 use super::usage_estimate::{
     answer_text_tokens, array_call_tokens, input_tokens, input_tokens_of_size, StreamedText,
 };
@@ -658,6 +659,8 @@ enum Body {
     Json(Vec<u8>),
     /// A JSON answer past [`MAX_METERED_JSON`].
     JsonEnds(Box<JsonEnds>),
+    /// A Gemini batch's operation past [`MAX_METERED_JSON`], read as it passes.
+    GeminiBatch(Box<GeminiBatchStream>),
     Sse(Box<SseParser>),
     /// A stream of JSON lines (Ollama's own API).
     Lines(Box<Lines>),
@@ -741,15 +744,22 @@ impl UsageMeter {
     pub fn feed(&mut self, bytes: &[u8]) {
         match &mut self.body {
             Body::Json(buf) => {
-                if buf.len() + bytes.len() > MAX_METERED_JSON {
+                if buf.len() + bytes.len() <= MAX_METERED_JSON {
+                    buf.extend_from_slice(bytes);
+                } else if GeminiBatchStream::starts(&json_head(buf, bytes)) {
+                    // Its inlined responses are what make it so large: read as they pass.
+                    let mut stream = Box::<GeminiBatchStream>::default();
+                    stream.feed(buf);
+                    stream.feed(bytes);
+                    self.body = Body::GeminiBatch(stream);
+                } else {
                     let mut ends = JsonEnds::of(std::mem::take(buf));
                     ends.push(bytes);
                     self.body = Body::JsonEnds(Box::new(ends));
-                } else {
-                    buf.extend_from_slice(bytes);
                 }
             }
             Body::JsonEnds(ends) => ends.push(bytes),
+            Body::GeminiBatch(stream) => stream.feed(bytes),
             Body::Sse(parser) => {
                 parser.feed(bytes);
                 drain(parser, &mut self.read);
@@ -852,11 +862,14 @@ impl UsageMeter {
         }
         match std::mem::replace(&mut self.body, Body::Done) {
             Body::Json(buf) => read_carried(&buf, &mut self.read),
-            Body::JsonEnds(ends) => {
-                if let Some(batch) = GeminiBatch::of_head(&ends.head) {
+            // Read whole, or not at all: a batch's usage is its responses'.
+            Body::GeminiBatch(mut stream) if whole => {
+                if let Some(batch) = stream.finish() {
                     keep_gemini_batch(batch, &mut self.read);
-                    return self.charged();
                 }
+            }
+            Body::GeminiBatch(_) => {}
+            Body::JsonEnds(ends) => {
                 let mut carrier = Carrier {
                     model_known: self.read.model.is_some(),
                     ..Carrier::default()
@@ -1089,6 +1102,18 @@ fn read_carried_object(doc: &[u8], read: &mut Read) {
     if carrier.read(doc).is_some() {
         carrier.keep(read, &[doc]);
     }
+}
+
+/// The first bytes of a JSON answer held so far (`held`) and its next `bytes`: enough
+/// to read its first member by.
+fn json_head<'a>(held: &'a [u8], bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    const HEAD: usize = 1024;
+    if held.len() >= HEAD {
+        return std::borrow::Cow::Borrowed(held);
+    }
+    let mut head = held.to_vec();
+    head.extend_from_slice(&bytes[..bytes.len().min(HEAD - held.len())]);
+    std::borrow::Cow::Owned(head)
 }
 
 /// What a Gemini batch's operation says, into `read`: the work it names, whether it
@@ -1777,18 +1802,26 @@ mod tests {
                 })
             );
         }
-        // Too large to hold: named, so that it is watched, but neither its state nor
-        // its responses read.
+        // Too large to hold: read as it passes, its responses summed.
         let large = format!(
             r#","output":{{"inlinedResponses":{{"inlinedResponses":[{{"response":{{"candidates":[{{"content":{{"parts":[{{"text":"{}"}}]}}}}],"usageMetadata":{{"promptTokenCount":1}}}}}}]}}}}"#,
             "x".repeat(MAX_METERED_JSON)
         );
         let large = gemini_batch_operation("BATCH_STATE_SUCCEEDED", &large);
         let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
-        m.feed(&large.as_bytes()[..large.len() / 2]);
-        let charge = m.finish_with(&large.as_bytes()[large.len() / 2..]);
-        assert_eq!((charge, m.work_ended()), (None, None));
-        assert_eq!(m.take_started().unwrap().kind, ApartKind::GeminiBatch);
+        for piece in large.as_bytes().chunks(1 << 20) {
+            m.feed(piece);
+        }
+        let charge = m.finish().unwrap();
+        assert_eq!((charge.usage.input, m.work_ended()), (1, Some(true)));
+        assert_eq!(
+            charge.deferred,
+            Some(DeferredAnswer::gemini_batch(b"gb-1", None))
+        );
+        // Left part way: charged nothing.
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        m.feed(&large.as_bytes()[..large.len() - 10]);
+        assert_eq!(m.cut_short(), None);
         // Ended with its responses in a file: the file is named, and is what tells.
         let filed = r#","output":{"responsesFile":"files/batch-gb-1"}"#;
         let (mut m, charge) = meter_of(&gemini_batch_operation("BATCH_STATE_SUCCEEDED", filed));
