@@ -2186,6 +2186,59 @@ async fn a_gemini_batch_whose_operation_is_too_large_to_hold_is_charged_as_it_pa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_responses_file_read_at_another_project_does_not_charge_the_batch() {
+    // Whoever uploads a file to Gemini names it: a file named as a batch's responses
+    // file, in another project (another provider key), read there first, is charged
+    // as that file, and the batch's own responses are charged all the same.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let polls = AtomicUsize::new(0);
+    let line = |input: u64| {
+        format!(
+            r#"{{"key":"a","response":{{"usageMetadata":{{"promptTokenCount":{input},"candidatesTokenCount":1}},"modelVersion":"gemini-2.5-flash"}}}}"#
+        )
+    };
+    let (real, planted) = (line(900), line(1));
+    let mock = MockUpstream::start(move |rec| {
+        let path = rec.uri.split('?').next().unwrap_or_default();
+        match (rec.method.as_str(), path) {
+            ("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent") => {
+                gemini_batch("gb-f", "BATCH_STATE_PENDING", "")
+            }
+            ("GET", "/v1beta/batches/gb-f") if polls.fetch_add(1, Ordering::SeqCst) < 1 => {
+                gemini_batch("gb-f", "BATCH_STATE_RUNNING", "")
+            }
+            ("GET", "/v1beta/batches/gb-f") => gemini_batch(
+                "gb-f",
+                "BATCH_STATE_SUCCEEDED",
+                r#","output":{"responsesFile":"files/batch-out"}"#,
+            ),
+            ("GET", "/v1beta/files/batch-out:download") => results_reply(&real),
+            ("GET", "/b/v1beta/files/batch-out:download") => results_reply(&planted),
+            _ => Reply::json(404, "{}"),
+        }
+    })
+    .await;
+    let extra = format!(
+        "{}  gemini-b:\n    type: gemini\n    api_key: gem-b-key\n    base_url: '{}'\nlimits:\n  poll_background: 500ms\n",
+        own_api_providers(&mock).replace("[gemini-own, ollama-own]", "[gemini-own, ollama-own, gemini-b]"),
+        mock.url("/b/v1beta"),
+    );
+    let (gw, report_url) =
+        reporting_gateway(&mock, &extra, "{budget: {tokens: 100000, period: month}}");
+    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
+    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
+    let resp = post(&gw, TEAM_KEY, path, create).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    // Before the poll finds the batch ended, the other project's file is read.
+    let resp = get(&gw, TEAM_KEY, "/p/gemini-b/files/batch-out:download").await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let report = report_with_output(&report_url, 2).await;
+    assert_eq!(report["total"]["tokens"]["input"], 901, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gemini_batch_deleted_before_its_poll_is_charged_first() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let deleted = AtomicBool::new(false);

@@ -73,22 +73,33 @@ impl DeferredAnswer {
     }
 
     /// A Gemini batch `id` (as its operation's `batches/{id}` names it), whose
-    /// responses are inlined in its operation or, when it names one, in its responses
-    /// `file` (`files/{file}`): known by the file when it has one, as an OpenAI batch is.
-    pub fn gemini_batch(id: &[u8], file: Option<&[u8]>) -> Self {
-        match file {
-            Some(file) => Self::batch_output(file),
-            None => Self {
-                key: AnswerKey::of(b"gemini-batch", id),
-                batch: true,
-                whole: true,
-            },
+    /// responses are inlined in its operation (one that names a responses file
+    /// instead reports no usage: [`Self::gemini_responses`] does).
+    pub fn gemini_batch(id: &[u8]) -> Self {
+        Self {
+            key: AnswerKey::of(b"gemini-batch", id),
+            batch: true,
+            whole: true,
         }
     }
 
-    /// The output file `file` of an OpenAI batch (or the responses file of a Gemini
-    /// batch), read whole: known as its batch object and a read of
-    /// `files/{file}/content` (`files/{file}:download`) know it.
+    /// The responses file `file` of a Gemini batch (`files/{file}:download`), read with
+    /// the provider key `key` (none for a provider without one). Gemini lets whoever
+    /// uploads a file name it: a file of that name read with another key (another
+    /// project's) is another file, and is known apart.
+    pub fn gemini_responses(key: Option<&str>, file: &[u8]) -> Self {
+        let mut id = Sha256::digest(key.unwrap_or_default().as_bytes())[..8].to_vec();
+        id.push(0);
+        id.extend_from_slice(file);
+        Self {
+            key: AnswerKey::of(b"gemini-responses", &id),
+            batch: true,
+            whole: true,
+        }
+    }
+
+    /// The output file `file` of an OpenAI batch, read whole: known as its batch
+    /// object and a read of `files/{file}/content` know it.
     pub fn batch_output(file: &[u8]) -> Self {
         Self {
             key: AnswerKey::of(b"batch-output", file),
@@ -100,12 +111,18 @@ impl DeferredAnswer {
     /// The results of a batch a `/p/` `endpoint` reads, if it reads them: at an
     /// Anthropic-format provider (`anthropic`) a message batch's results
     /// (`[v1/]messages/batches/{id}/results`), at another an OpenAI batch's output
-    /// file (`[v1/]files/{id}/content`: a file of any other kind reports no usage) or
-    /// a Gemini batch's responses file (`[download/][v1beta/]files/{id}:download`).
-    /// A line per request, each with its usage, read whole or in part.
-    pub fn batch_results(endpoint: &str, anthropic: bool) -> Option<Self> {
-        if let Some(file) = gemini_download(endpoint).filter(|_| !anthropic) {
-            return Some(Self::batch_output(file.as_bytes()));
+    /// file (`[v1/]files/{id}/content`: a file of any other kind reports no usage) or,
+    /// read with `gemini_key` (at a Gemini provider), a Gemini batch's responses file
+    /// (`[download/][v1beta/]files/{id}:download`). A line per request, each with its
+    /// usage, read whole or in part.
+    pub fn batch_results(
+        endpoint: &str,
+        anthropic: bool,
+        gemini_key: Option<Option<&str>>,
+    ) -> Option<Self> {
+        let gemini = gemini_key.zip(gemini_download(endpoint));
+        if let Some((key, file)) = gemini {
+            return Some(Self::gemini_responses(key, file.as_bytes()));
         }
         // Empty segments left out: a provider may read `files//x` as `files/x`.
         let mut parts = endpoint.rsplit('/').filter(|p| !p.is_empty());
@@ -253,11 +270,11 @@ mod tests {
     fn a_message_batchs_results_are_known_alike_however_they_are_named() {
         assert_eq!(
             Some(DeferredAnswer::message_batch_results("msgbatch_1")),
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, None)
         );
         assert_eq!(
             Some(DeferredAnswer::message_batch_results("msgbatch_1")),
-            DeferredAnswer::batch_results("messages/batches/msgbatch_1/results", true)
+            DeferredAnswer::batch_results("messages/batches/msgbatch_1/results", true, None)
         );
     }
 
@@ -303,7 +320,7 @@ mod tests {
         // A batch's object and its output file are one output.
         assert_eq!(
             DeferredAnswer::batch(br#""batch_1""#, Some(br#""file-out""#)),
-            DeferredAnswer::batch_results("v1/files/file-out/content", false).unwrap()
+            DeferredAnswer::batch_results("v1/files/file-out/content", false, None).unwrap()
         );
         assert_eq!(
             DeferredAnswer::batch(br#""batch_1""#, Some(b"null")),
@@ -316,17 +333,21 @@ mod tests {
     }
 
     #[test]
-    fn a_gemini_batchs_responses_file_is_known_as_its_operation_names_it() {
-        let operation = DeferredAnswer::gemini_batch(b"b1", Some(b"batch-out"));
+    fn a_gemini_batchs_responses_file_is_known_by_its_name_and_the_key_it_is_read_with() {
+        let read_with_a = DeferredAnswer::gemini_responses(Some("AIza-a"), b"batch-out");
         for endpoint in [
             "files/batch-out:download",
             "v1beta/files/batch-out:download",
             "download/v1beta/files/batch-out:download",
             "v1/files/batch-out:download",
         ] {
-            let read = DeferredAnswer::batch_results(endpoint, false);
-            assert_eq!(read, Some(operation), "{endpoint}");
+            let read = DeferredAnswer::batch_results(endpoint, false, Some(Some("AIza-a")));
+            assert_eq!(read, Some(read_with_a), "{endpoint}");
         }
+        // Another project's file of that name is another file.
+        let read_with_b =
+            DeferredAnswer::batch_results("files/batch-out:download", false, Some(Some("AIza-b")));
+        assert_ne!(read_with_b, Some(read_with_a));
         for other in [
             "files/batch-out",
             "files/:download",
@@ -334,33 +355,36 @@ mod tests {
             "download/files/batch-out:download",
             "v2/files/batch-out:download",
         ] {
-            assert_eq!(DeferredAnswer::batch_results(other, false), None, "{other}");
+            let read = DeferredAnswer::batch_results(other, false, Some(Some("AIza-a")));
+            assert_eq!(read, None, "{other}");
         }
+        // Not at a Gemini provider.
         assert_eq!(
-            DeferredAnswer::batch_results("files/batch-out:download", true),
+            DeferredAnswer::batch_results("files/batch-out:download", false, None),
             None
         );
         // Inlined responses: known by the batch, apart from any other kind's id.
-        let inlined = DeferredAnswer::gemini_batch(b"b1", None);
+        let inlined = DeferredAnswer::gemini_batch(b"b1");
         assert!(inlined.is_batch() && inlined.read_whole());
         assert_ne!(inlined.key(), DeferredAnswer::batch(br#""b1""#, None).key());
-        assert_ne!(inlined, DeferredAnswer::gemini_batch(b"b2", None));
+        assert_ne!(inlined, DeferredAnswer::gemini_batch(b"b2"));
     }
 
     #[test]
     fn a_batchs_results_are_told_by_their_endpoint() {
         let read =
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_01/results", true).unwrap();
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_01/results", true, None)
+                .unwrap();
         assert!(read.is_batch() && read.read_whole());
         assert_eq!(
             Some(read),
-            DeferredAnswer::batch_results("messages/batches/msgbatch_01/results/", true)
+            DeferredAnswer::batch_results("messages/batches/msgbatch_01/results/", true, None)
         );
         assert_ne!(
             Some(read),
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_02/results", true)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_02/results", true, None)
         );
-        assert!(DeferredAnswer::batch_results("files/file-1/content", false).is_some());
+        assert!(DeferredAnswer::batch_results("files/file-1/content", false, None).is_some());
         for (other, anthropic) in [
             ("v1/messages/batches/msgbatch_01", true),
             ("v1/messages/batches//results", true),
@@ -374,7 +398,7 @@ mod tests {
             ("x/files/file-1/content", false),
         ] {
             assert_eq!(
-                DeferredAnswer::batch_results(other, anthropic),
+                DeferredAnswer::batch_results(other, anthropic, None),
                 None,
                 "{other}"
             );

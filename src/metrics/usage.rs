@@ -1132,7 +1132,7 @@ fn keep_gemini_batch(mut batch: GeminiBatch<'_>, read: &mut Read) {
     }
     read.deferred = read
         .deferred
-        .or(Some(DeferredAnswer::gemini_batch(batch.id, batch.file)));
+        .or(Some(DeferredAnswer::gemini_batch(batch.id)));
     if let Some(responses) = batch.responses.as_mut() {
         read.summed = responses.usage();
         read.by_model = responses.take_usage_by_model();
@@ -1780,10 +1780,7 @@ mod tests {
         for split in [5, 4096] {
             let charge = charge_of("application/json", &ended, split).unwrap();
             assert_eq!((charge.usage.input, charge.usage.output), (30, 8));
-            assert_eq!(
-                charge.deferred,
-                Some(DeferredAnswer::gemini_batch(b"gb-1", None))
-            );
+            assert_eq!(charge.deferred, Some(DeferredAnswer::gemini_batch(b"gb-1")));
             assert!(charge.deferred.unwrap().is_batch());
         }
         let (mut m, _) = meter_of(&ended);
@@ -1814,10 +1811,7 @@ mod tests {
         }
         let charge = m.finish().unwrap();
         assert_eq!((charge.usage.input, m.work_ended()), (1, Some(true)));
-        assert_eq!(
-            charge.deferred,
-            Some(DeferredAnswer::gemini_batch(b"gb-1", None))
-        );
+        assert_eq!(charge.deferred, Some(DeferredAnswer::gemini_batch(b"gb-1")));
         // Left part way: charged nothing.
         let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
         m.feed(&large.as_bytes()[..large.len() - 10]);
@@ -1832,22 +1826,30 @@ mod tests {
             r#"{"key":"a","response":{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2},"modelVersion":"gemini-2.5-flash"}}"#,
             r#"{"key":"b","error":{"code":3}}"#
         );
-        let file =
-            DeferredAnswer::batch_results("v1beta/files/batch-gb-1:download", false).unwrap();
+        let file = DeferredAnswer::batch_results(
+            "v1beta/files/batch-gb-1:download",
+            false,
+            Some(Some("AIza-t")),
+        )
+        .unwrap();
         let mut m = UsageMeter::for_batch_results(file, None).unwrap();
         m.feed(lines.as_bytes());
         let charge = m.finish().unwrap();
         assert_eq!((charge.usage.input, charge.usage.output), (3, 2));
         assert_eq!(
             charge.deferred,
-            Some(DeferredAnswer::gemini_batch(b"gb-1", Some(b"batch-gb-1")))
+            Some(DeferredAnswer::gemini_responses(
+                Some("AIza-t"),
+                b"batch-gb-1"
+            ))
         );
     }
 
     #[test]
     fn a_batchs_results_are_charged_the_sum_of_their_lines_whole_or_in_part() {
         let results =
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true).unwrap();
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, None)
+                .unwrap();
         let line = |input: u64| {
             format!(
                 r#"{{"custom_id":"r{input}","result":{{"type":"succeeded","message":{{"id":"msg_{input}","model":"claude-haiku-4-5","usage":{{"input_tokens":{input},"output_tokens":1}}}}}}}}"#

@@ -609,6 +609,12 @@ mod tests {
         ctx.obs.usage().map(|u| u.output)
     }
 
+    /// A request's target at a provider of `kind`.
+    fn target_at(kind: crate::providers::ProviderKind) -> crate::proxy::UpstreamTarget {
+        let provider = Arc::new(crate::providers::Provider::unconfigured(kind));
+        crate::proxy::UpstreamTarget::new(provider, String::new(), Default::default())
+    }
+
     /// The output charged for a read of a batch's `results`, all of them or only as
     /// far as `cut_at`, after what `store` remembers.
     fn results_read(
@@ -622,7 +628,7 @@ mod tests {
             &mut ctx,
             &http::Method::GET,
             "messages/batches/msgbatch_1/results",
-            true,
+            &target_at(crate::providers::ProviderKind::Anthropic),
         );
         let resp = pingora_http::ResponseHeader::build(200, None).unwrap();
         observe::answer_header(&mut ctx, &resp);
@@ -679,7 +685,8 @@ mod tests {
     fn resumed_stream_left(store: &Arc<dyn LimitStore>) -> Option<u64> {
         use crate::proxy::observe;
         let mut ctx = RequestContext::new();
-        observe::passthrough_endpoint(&mut ctx, &http::Method::GET, "responses/resp_bg", false);
+        let openai = target_at(crate::providers::ProviderKind::OpenAi);
+        observe::passthrough_endpoint(&mut ctx, &http::Method::GET, "responses/resp_bg", &openai);
         let mut resp = pingora_http::ResponseHeader::build(200, None).unwrap();
         resp.insert_header("content-type", "text/event-stream")
             .unwrap();

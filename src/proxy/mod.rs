@@ -1004,7 +1004,7 @@ impl ProxyHttp for AuroraProxy {
                             ctx,
                             &session.req_header().method,
                             &pt.endpoint,
-                            target.provider.format == crate::providers::WireFormat::Anthropic,
+                            &target,
                         );
                         if let Some(rewrite) = batch_links::results_url_rewrite(
                             &target.provider,

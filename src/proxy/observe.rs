@@ -396,21 +396,26 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     }
 }
 
-/// A `/p/` request to `endpoint` at a provider of the Anthropic format (`anthropic`)
-/// or not: when it is a `GET` of a batch's results (an Anthropic message batch's, an
-/// OpenAI batch's output file), its answer is read as those, for their usage (and
-/// asked for whole: [`reads_batch_results`]).
+/// A `/p/` request to `endpoint` at `target`: when it is a `GET` of a batch's results
+/// (an Anthropic message batch's, an OpenAI batch's output file, a Gemini batch's
+/// responses file), its answer is read as those, for their usage (and asked for
+/// whole: [`reads_batch_results`]).
 pub fn passthrough_endpoint(
     ctx: &mut RequestContext,
     method: &http::Method,
     endpoint: &str,
-    anthropic: bool,
+    target: &super::context::UpstreamTarget,
 ) {
     if method == http::Method::POST {
         ctx.obs.asks_model = ModelAsked::ByEndpoint;
     }
     if method == http::Method::GET {
-        ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic);
+        let provider = &target.provider;
+        let anthropic = provider.format == crate::providers::WireFormat::Anthropic;
+        // A Gemini file is known with the key it is read with (its project's).
+        let gemini = (provider.kind == crate::providers::ProviderKind::Gemini)
+            .then(|| target.credential.key.as_ref().map(|k| k.expose()));
+        ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic, gemini);
         if let Some(("responses", id)) = endpoint.split_once('/') {
             stored_response_read(ctx, id);
         }

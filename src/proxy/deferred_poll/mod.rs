@@ -670,7 +670,14 @@ impl DeferredPoll {
                     // Its id is not a path segment: charged nothing, as `poll` logs.
                     return Ok(Polled::OutputToRead(file));
                 };
-                let output = DeferredAnswer::batch_output(file.as_bytes());
+                let output = match watched.start.started.kind {
+                    // Known with the key it is read with, as a client's read knows it.
+                    ApartKind::GeminiBatch => {
+                        let key = watched.key.as_ref().map(|k| k.expose());
+                        DeferredAnswer::gemini_responses(key, file.as_bytes())
+                    }
+                    _ => DeferredAnswer::batch_output(file.as_bytes()),
+                };
                 // A client read it whole already: not downloaded again.
                 if store.was_charged(output.key(), unix_now()).await == Ok(true) {
                     return Ok(Polled::Charged);
