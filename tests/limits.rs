@@ -2239,6 +2239,70 @@ async fn a_gemini_responses_file_read_at_another_project_does_not_charge_the_bat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_responses_file_is_charged_once_whichever_of_its_providers_keys_reads_it() {
+    // A provider's keys are used in turn, and all reach one project: the batch made
+    // with one and its file read with the other are one output, charged once.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let polls = AtomicUsize::new(0);
+    let line = r#"{"key":"a","response":{"usageMetadata":{"promptTokenCount":900,"candidatesTokenCount":1},"modelVersion":"gemini-2.5-flash"}}"#;
+    let mock = MockUpstream::start(move |rec| {
+        let path = rec.uri.split('?').next().unwrap_or_default();
+        match (rec.method.as_str(), path) {
+            ("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent") => {
+                gemini_batch("gb-k", "BATCH_STATE_PENDING", "")
+            }
+            ("GET", "/v1beta/batches/gb-k") if polls.fetch_add(1, Ordering::SeqCst) < 1 => {
+                gemini_batch("gb-k", "BATCH_STATE_RUNNING", "")
+            }
+            ("GET", "/v1beta/batches/gb-k") => gemini_batch(
+                "gb-k",
+                "BATCH_STATE_SUCCEEDED",
+                r#","output":{"responsesFile":"files/batch-k"}"#,
+            ),
+            ("GET", "/v1beta/files/batch-k:download") => results_reply(line),
+            _ => Reply::json(404, "{}"),
+        }
+    })
+    .await;
+    let providers = own_api_providers(&mock).replace(
+        "api_key: gem-test-key",
+        "api_keys: [gem-key-one, gem-key-two]",
+    );
+    let extra = format!("{providers}limits:\n  poll_background: 500ms\n");
+    let (gw, report_url) =
+        reporting_gateway(&mock, &extra, "{budget: {tokens: 100000, period: month}}");
+    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
+    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
+    let resp = post(&gw, TEAM_KEY, path, create).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let resp = get(&gw, TEAM_KEY, "/p/gemini-own/files/batch-k:download").await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    // The poll finds the batch ended, and its file read already.
+    for _ in 0..100 {
+        if get_uris(&mock)
+            .iter()
+            .filter(|u| u.contains("batches/gb-k"))
+            .count()
+            >= 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let keys: Vec<_> = mock
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("x-goog-api-key").map(str::to_string))
+        .collect();
+    assert!(keys.iter().any(|k| k == "gem-key-one") && keys.iter().any(|k| k == "gem-key-two"));
+    let report = common::get_json(&report_url, MASTER).await;
+    assert_eq!(report["total"]["tokens"]["input"], 900, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gemini_batch_deleted_before_its_poll_is_charged_first() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let deleted = AtomicBool::new(false);

@@ -20,8 +20,9 @@ pub const CREDENTIAL_HEADERS: [&str; 7] = [
     "cookie",
 ];
 
-/// Query parameters that carry API keys (Gemini's `?key=`), lowercase.
-const CREDENTIAL_PARAMS: [&str; 2] = ["key", "api_key"];
+/// Query parameters that carry credentials (Gemini's `?key=`, Google's OAuth
+/// `access_token`), lowercase.
+const CREDENTIAL_PARAMS: [&str; 4] = ["key", "api_key", "access_token", "oauth_token"];
 
 /// What a credential is replaced with.
 pub const REDACTED: &str = "<redacted>";

@@ -179,26 +179,27 @@ impl BatchResults {
     }
 
     /// A line too long to hold: its usage from the last `usage` (Gemini's
-    /// `usageMetadata`) member in its tail, its model from the last `model`
-    /// (`modelVersion`) there (an embeddings answer names it after its vectors), else
-    /// from the first in its head (a message names it before its content).
+    /// `usageMetadata`) member in its tail that is a usage object, its model from the
+    /// last `model` (`modelVersion`) there (an embeddings answer names it after its
+    /// vectors), else from the first in its head (a message names it before its
+    /// content).
     fn read_long_line(&mut self, long: &LongLine) {
-        // Whichever comes last: a tool call's arguments before it may name the other.
+        // Whichever comes last, and is one: a tool call's arguments before it may name
+        // the other, and a client's `metadata` after it name one that is a string.
         let usage_keys: [&[u8]; 2] = [b"\"usage\"", b"\"usageMetadata\""];
-        let Some(value) = last_of(&long.tail, &usage_keys) else {
+        let Some((at, key, usage)) = last_usage(&long.tail, &usage_keys) else {
             return;
         };
-        let mut usage = None;
-        if read_usage(value, &mut usage).is_none() {
-            return;
-        }
-        let Some(usage) = usage else {
-            return;
+        // Gemini's `modelVersion` comes right after its usage. Another answer's model
+        // comes before its content (in the head) or, for embeddings, after its vectors
+        // and before its usage; what follows the usage (a client's `metadata`), or
+        // tool arguments between, are not read for one.
+        let model = match key == usage_keys[1] {
+            true => first_member(&long.tail[at..], b"\"modelVersion\""),
+            false => first_member(&long.head, b"\"model\"")
+                .or_else(|| last_member(&long.tail[..at], b"\"model\"")),
         };
-        let model_keys: [&[u8]; 2] = [b"\"model\"", b"\"modelVersion\""];
-        let model = last_of(&long.tail, &model_keys)
-            .or_else(|| first_member(&long.head, b"\"model\""))
-            .and_then(|v| read_model(v).flatten());
+        let model = model.and_then(|v| read_model(v).flatten());
         self.count(usage.normalize(), model);
     }
 
@@ -227,11 +228,23 @@ fn last_member<'a>(doc: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     memmem::rfind_iter(doc, key).find_map(|at| member_at(doc, at, key))
 }
 
-/// The value of the member keyed by one of `keys` that comes last in `doc`.
-fn last_of<'a>(doc: &'a [u8], keys: &[&[u8]]) -> Option<&'a [u8]> {
-    keys.iter()
-        .filter_map(|key| last_member(doc, key))
-        .max_by_key(|value| value.as_ptr() as usize)
+/// The usage of the member keyed by one of `keys` that comes last in `doc` and is a
+/// usage object, where its key starts, and which key it is.
+fn last_usage<'k>(
+    doc: &[u8],
+    keys: &[&'k [u8]],
+) -> Option<(usize, &'k [u8], super::usage_object::RawUsage)> {
+    let mut found: Vec<(usize, &[u8])> = keys
+        .iter()
+        .flat_map(|key| memmem::rfind_iter(doc, key).map(move |at| (at, *key)))
+        .collect();
+    found.sort_unstable_by_key(|(at, _)| std::cmp::Reverse(*at));
+    found.into_iter().find_map(|(at, key)| {
+        let value = member_at(doc, at, key)?;
+        let mut usage = None;
+        read_usage(value, &mut usage)?;
+        Some((at, key, usage?))
+    })
 }
 
 /// The value of the first member keyed `key` (a quoted name) in `doc`.
@@ -350,6 +363,20 @@ mod tests {
         let usage = read.usage().unwrap();
         assert_eq!((usage.input, usage.output), (40, 9));
         assert_eq!(read.take_model().as_deref(), Some("gemini-2.5-pro"));
+    }
+
+    #[test]
+    fn a_long_lines_usage_is_the_last_that_is_one_not_what_a_clients_metadata_names() {
+        // A Responses API answer in an OpenAI batch's output: made long by its
+        // instructions, and ending with the client's `metadata` after its usage.
+        let instructions = "i".repeat(2 << 20);
+        let line = format!(
+            r#"{{"id":"batch_req_r","custom_id":"r","response":{{"status_code":200,"body":{{"id":"resp_1","object":"response","instructions":"{instructions}","model":"gpt-4o-mini","usage":{{"input_tokens":500,"output_tokens":20}},"user":null,"metadata":{{"usage":"none","model":"free"}}}}}},"error":null}}"#
+        );
+        let mut read = read_in_pieces(&format!("{line}\n"), 1 << 16);
+        let usage = read.usage().unwrap();
+        assert_eq!((usage.input, usage.output), (500, 20));
+        assert_eq!(read.take_model().as_deref(), Some("gpt-4o-mini"));
     }
 
     #[test]

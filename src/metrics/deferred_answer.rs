@@ -83,12 +83,12 @@ impl DeferredAnswer {
         }
     }
 
-    /// The responses file `file` of a Gemini batch (`files/{file}:download`), read with
-    /// the provider key `key` (none for a provider without one). Gemini lets whoever
-    /// uploads a file name it: a file of that name read with another key (another
-    /// project's) is another file, and is known apart.
-    pub fn gemini_responses(key: Option<&str>, file: &[u8]) -> Self {
-        let mut id = Sha256::digest(key.unwrap_or_default().as_bytes())[..8].to_vec();
+    /// The responses file `file` of a Gemini batch (`files/{file}:download`), read at
+    /// `owner` (the provider instance, or a caller's own key: whose project it is in).
+    /// Gemini lets whoever uploads a file name it: a file of that name in another
+    /// project is another file, and is known apart.
+    pub fn gemini_responses(owner: &str, file: &[u8]) -> Self {
+        let mut id = Sha256::digest(owner.as_bytes())[..8].to_vec();
         id.push(0);
         id.extend_from_slice(file);
         Self {
@@ -112,17 +112,17 @@ impl DeferredAnswer {
     /// Anthropic-format provider (`anthropic`) a message batch's results
     /// (`[v1/]messages/batches/{id}/results`), at another an OpenAI batch's output
     /// file (`[v1/]files/{id}/content`: a file of any other kind reports no usage) or,
-    /// read with `gemini_key` (at a Gemini provider), a Gemini batch's responses file
-    /// (`[download/][v1beta/]files/{id}:download`). A line per request, each with its
-    /// usage, read whole or in part.
+    /// at a Gemini provider (`gemini_owner`: see [`Self::gemini_responses`]), a Gemini
+    /// batch's responses file (`[download/][v1beta/]files/{id}:download`). A line per
+    /// request, each with its usage, read whole or in part.
     pub fn batch_results(
         endpoint: &str,
         anthropic: bool,
-        gemini_key: Option<Option<&str>>,
+        gemini_owner: Option<&str>,
     ) -> Option<Self> {
-        let gemini = gemini_key.zip(gemini_download(endpoint));
-        if let Some((key, file)) = gemini {
-            return Some(Self::gemini_responses(key, file.as_bytes()));
+        let gemini = gemini_owner.zip(gemini_download(endpoint));
+        if let Some((owner, file)) = gemini {
+            return Some(Self::gemini_responses(owner, file.as_bytes()));
         }
         // Empty segments left out: a provider may read `files//x` as `files/x`.
         let mut parts = endpoint.rsplit('/').filter(|p| !p.is_empty());
@@ -333,21 +333,21 @@ mod tests {
     }
 
     #[test]
-    fn a_gemini_batchs_responses_file_is_known_by_its_name_and_the_key_it_is_read_with() {
-        let read_with_a = DeferredAnswer::gemini_responses(Some("AIza-a"), b"batch-out");
+    fn a_gemini_batchs_responses_file_is_known_by_its_name_and_whose_project_it_is_in() {
+        let at_a = DeferredAnswer::gemini_responses("gemini-a", b"batch-out");
         for endpoint in [
             "files/batch-out:download",
             "v1beta/files/batch-out:download",
             "download/v1beta/files/batch-out:download",
             "v1/files/batch-out:download",
         ] {
-            let read = DeferredAnswer::batch_results(endpoint, false, Some(Some("AIza-a")));
-            assert_eq!(read, Some(read_with_a), "{endpoint}");
+            let read = DeferredAnswer::batch_results(endpoint, false, Some("gemini-a"));
+            assert_eq!(read, Some(at_a), "{endpoint}");
         }
         // Another project's file of that name is another file.
-        let read_with_b =
-            DeferredAnswer::batch_results("files/batch-out:download", false, Some(Some("AIza-b")));
-        assert_ne!(read_with_b, Some(read_with_a));
+        let at_b =
+            DeferredAnswer::batch_results("files/batch-out:download", false, Some("gemini-b"));
+        assert_ne!(at_b, Some(at_a));
         for other in [
             "files/batch-out",
             "files/:download",
@@ -355,7 +355,7 @@ mod tests {
             "download/files/batch-out:download",
             "v2/files/batch-out:download",
         ] {
-            let read = DeferredAnswer::batch_results(other, false, Some(Some("AIza-a")));
+            let read = DeferredAnswer::batch_results(other, false, Some("gemini-a"));
             assert_eq!(read, None, "{other}");
         }
         // Not at a Gemini provider.

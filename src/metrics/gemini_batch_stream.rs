@@ -1,22 +1,26 @@
 //! A Gemini batch's operation too large to hold (its inlined responses past what a
 //! JSON answer may keep), read as it passes: a small JSON scanner that follows where
-//! it is in the document, keeps the few members a batch is charged by (`name`, `done`,
-//! `metadata.state`, `metadata.model`, `metadata.output.responsesFile`) and hands each
-//! of `metadata.output.inlinedResponses.inlinedResponses` to [`BatchResults`] as it
-//! ends, one line each. Nothing but those is held; the operation's `response`, which
-//! repeats the output, is passed over.
+//! it is in the document and keeps only the members a batch is charged by: `name`,
+//! `done`, `metadata.state`, `metadata.model`, `metadata.output.responsesFile`, and of
+//! each inlined response (`metadata.output.inlinedResponses.inlinedResponses[]`, else
+//! the operation's `response`, which repeats them) its `response.usageMetadata` and
+//! `response.modelVersion`, found where they sit, not by their names alone: a
+//! request's `metadata` (the client's, echoed after its response) or a tool call's
+//! arguments may name them too.
 
 use memchr::memchr2;
 
 use super::batch_results::BatchResults;
 use super::gemini_batch::GeminiBatch;
-use super::usage::MAX_METERED_JSON;
 
 /// The deepest nesting followed; a deeper document is not read further.
-const MAX_DEPTH: usize = 128;
+const MAX_DEPTH: usize = 1024;
 
-/// The longest member value kept (a name, a state, a file).
+/// The longest member value kept (a name, a state, a file, a model).
 const MAX_KEPT: usize = 512;
+
+/// The longest usage object kept: a few counts and their breakdown by modality.
+const MAX_USAGE: usize = 4096;
 
 /// The keys the scanner tells apart; any other is [`Key::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +34,8 @@ enum Key {
     ResponsesFile,
     InlinedResponses,
     Response,
+    UsageMetadata,
+    ModelVersion,
     Other,
 }
 
@@ -45,6 +51,8 @@ impl Key {
             b"responsesFile" => Key::ResponsesFile,
             b"inlinedResponses" => Key::InlinedResponses,
             b"response" => Key::Response,
+            b"usageMetadata" => Key::UsageMetadata,
+            b"modelVersion" => Key::ModelVersion,
             _ => Key::Other,
         }
     }
@@ -73,6 +81,8 @@ enum Kept {
     State,
     Model,
     File,
+    /// The model of the inlined response under way.
+    ResponseModel,
 }
 
 const KEPT: [(&[Step], Kept); 5] = [
@@ -96,21 +106,25 @@ const KEPT: [(&[Step], Kept); 5] = [
     ),
 ];
 
-/// Where each inlined response sits: in the batch's output, or (when that holds none)
-/// in the operation's result, which repeats it.
-const RESPONSE: [Step; 5] = [
+/// Where the inlined responses sit: in the batch's output, or in the operation's
+/// result, which repeats it.
+const OUTPUT_LIST: [Step; 5] = [
     Step::In(Key::Metadata),
     Step::In(Key::Output),
     Step::In(Key::InlinedResponses),
     Step::In(Key::InlinedResponses),
     Step::Element,
 ];
-const RESULT_RESPONSE: [Step; 4] = [
+const RESULT_LIST: [Step; 4] = [
     Step::In(Key::Response),
     Step::In(Key::InlinedResponses),
     Step::In(Key::InlinedResponses),
     Step::Element,
 ];
+
+/// Where, within an inlined response, its usage and model sit.
+const USAGE_IN_RESPONSE: [Step; 2] = [Step::In(Key::Response), Step::In(Key::UsageMetadata)];
+const MODEL_IN_RESPONSE: [Step; 2] = [Step::In(Key::Response), Step::In(Key::ModelVersion)];
 
 /// What the scanner is in the middle of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +137,23 @@ enum Lex {
     Literal,
 }
 
+/// The inlined response under way.
+#[derive(Debug, Default)]
+struct Response {
+    /// The depth of the array it is an element of.
+    depth: usize,
+    /// It is one of the operation's result, not of the batch's output.
+    of_result: bool,
+    /// Its `response.usageMetadata`, as JSON text, once read whole.
+    usage: Vec<u8>,
+    /// The depth its usage object opened at, while it is being read.
+    usage_depth: Option<usize>,
+    /// Its usage was too long to be one: not counted.
+    usage_spoilt: bool,
+    /// Its `response.modelVersion`, as JSON text.
+    model: Vec<u8>,
+}
+
 /// A Gemini batch's operation, read as it passes.
 #[derive(Debug)]
 pub(super) struct GeminiBatchStream {
@@ -132,14 +163,11 @@ pub(super) struct GeminiBatchStream {
     key: Vec<u8>,
     /// The member being kept, and its JSON text so far.
     keeping: Option<(Kept, Vec<u8>)>,
-    /// The depth an inlined response being read opened at.
-    response_depth: Option<usize>,
-    /// The line an inlined response makes, its raw line breaks made spaces.
-    line: Vec<u8>,
-    responses: BatchResults,
-    any_response: bool,
-    /// The output's inlined responses were read: the result's repeat them.
-    from_output: bool,
+    /// The inlined response under way.
+    response: Option<Response>,
+    /// The usage of the output's inlined responses, and of the result's.
+    output: Option<BatchResults>,
+    result: Option<BatchResults>,
     name: Vec<u8>,
     done: Vec<u8>,
     state: Vec<u8>,
@@ -156,11 +184,9 @@ impl Default for GeminiBatchStream {
             lex: Lex::Between,
             key: Vec::new(),
             keeping: None,
-            response_depth: None,
-            line: Vec::new(),
-            responses: BatchResults::default(),
-            any_response: false,
-            from_output: false,
+            response: None,
+            output: None,
+            result: None,
             name: Vec::new(),
             done: Vec::new(),
             state: Vec::new(),
@@ -202,58 +228,76 @@ impl GeminiBatchStream {
             .map(|m| String::from_utf8_lossy(m).into_owned());
         batch.file = super::deferred_answer::unquoted(&self.file)
             .map(|f| f.strip_prefix(b"files/").unwrap_or(f));
-        if self.any_response {
-            self.responses.finish();
-            batch.responses = Some(std::mem::take(&mut self.responses));
-        }
+        // The output's responses; the result's only when the output had none.
+        batch.responses = self.output.take().or(self.result.take());
         Some(batch)
     }
 
-    /// Where a value starting now sits.
-    fn at(&self, path: &[Step]) -> bool {
-        self.stack.len() == path.len()
+    /// Whether the open containers, outermost first, are `path` then `below`.
+    fn at(&self, path: &[Step], below: &[Step]) -> bool {
+        self.stack.len() == path.len() + below.len()
             && self
                 .stack
                 .iter()
-                .zip(path)
+                .zip(path.iter().chain(below))
                 .all(|(frame, step)| match frame {
                     Frame::Object(key) => key.map(Step::In) == Some(*step),
                     Frame::Array => *step == Step::Element,
                 })
     }
 
-    /// Whether an object starting now is an inlined response to read: one of the
-    /// output's, or of the result's while the output gave none.
-    fn response_starts(&mut self) -> bool {
-        if self.at(&RESPONSE) {
-            self.from_output = true;
-        } else if self.from_output || !self.at(&RESULT_RESPONSE) {
-            return false;
+    /// The list an inlined response starting here would be an element of, if any:
+    /// `Some(true)` for the result's.
+    fn response_list(&self) -> Option<bool> {
+        if self.at(&OUTPUT_LIST, &[]) {
+            Some(false)
+        } else if self.at(&RESULT_LIST, &[]) {
+            Some(true)
+        } else {
+            None
         }
-        self.any_response = true;
-        true
     }
 
-    /// A string or literal value starts: kept when it is one of [`KEPT`].
+    /// Whether a value starting here sits at `below` within the inlined response
+    /// under way.
+    fn in_response(&self, below: &[Step]) -> bool {
+        let Some(response) = &self.response else {
+            return false;
+        };
+        let list: &[Step] = if response.of_result {
+            &RESULT_LIST
+        } else {
+            &OUTPUT_LIST
+        };
+        self.at(list, below)
+    }
+
+    /// A string or literal value starts: kept when it is one of [`KEPT`], or the
+    /// model of the inlined response under way.
     fn value_starts(&mut self) {
-        let kept = KEPT.iter().find(|(path, _)| self.at(path));
-        self.keeping = kept.map(|&(_, kept)| (kept, Vec::new()));
+        let kept = KEPT.iter().find(|(path, _)| self.at(path, &[]));
+        self.keeping = match kept {
+            Some(&(_, kept)) => Some((kept, Vec::new())),
+            None if self.in_response(&MODEL_IN_RESPONSE) => Some((Kept::ResponseModel, Vec::new())),
+            None => None,
+        };
     }
 
     fn between(&mut self, bytes: &[u8], at: usize) -> usize {
         let b = bytes[at];
         match b {
-            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b' ' | b'\t' | b'\n' | b'\r' | b':' => self.usage_push(b),
             b'{' | b'[' => {
-                // No container is kept whole.
+                // No container is kept but an inlined response's usage.
                 self.keeping = None;
-                if b == b'{' && self.response_depth.is_none() && self.response_starts() {
-                    self.response_depth = Some(self.stack.len());
+                if b == b'{' {
+                    self.object_starts();
                 }
                 if self.stack.len() == MAX_DEPTH {
                     self.broken = true;
                     return at;
                 }
+                self.usage_push(b);
                 self.stack.push(match b {
                     b'{' => Frame::Object(None),
                     _ => Frame::Array,
@@ -264,13 +308,11 @@ impl GeminiBatchStream {
                     self.broken = true;
                     return at;
                 }
-                if self.response_depth == Some(self.stack.len()) {
-                    self.take_line(b);
-                    return at + 1;
-                }
+                self.usage_push(b);
+                self.container_ends();
             }
-            b':' => {}
             b',' => {
+                self.usage_push(b);
                 if let Some(Frame::Object(key)) = self.stack.last_mut() {
                     *key = None;
                 }
@@ -283,12 +325,11 @@ impl GeminiBatchStream {
                     self.value_starts();
                     self.keep(b"\"");
                 }
-                self.line_push(b);
+                self.usage_push(b);
                 self.lex = Lex::Text {
                     key,
                     escaped: false,
                 };
-                return at + 1;
             }
             _ => {
                 self.value_starts();
@@ -296,8 +337,68 @@ impl GeminiBatchStream {
                 return at;
             }
         }
-        self.line_push(b);
         at + 1
+    }
+
+    /// An object starts here: an inlined response, or the usage of the one under way.
+    fn object_starts(&mut self) {
+        if self.response.is_none() {
+            if let Some(of_result) = self.response_list() {
+                self.response = Some(Response {
+                    depth: self.stack.len(),
+                    of_result,
+                    ..Response::default()
+                });
+            }
+            return;
+        }
+        if self.in_response(&USAGE_IN_RESPONSE) {
+            let depth = self.stack.len();
+            if let Some(response) = self.response.as_mut() {
+                if response.usage_depth.is_none() && response.usage.is_empty() {
+                    response.usage_depth = Some(depth);
+                }
+            }
+        }
+    }
+
+    /// A container closed: the usage object, or the inlined response, under way may
+    /// have ended with it.
+    fn container_ends(&mut self) {
+        let depth = self.stack.len();
+        let Some(response) = self.response.as_mut() else {
+            return;
+        };
+        if response.usage_depth == Some(depth) {
+            response.usage_depth = None;
+        }
+        if response.depth == depth {
+            if let Some(response) = self.response.take() {
+                self.count(response);
+            }
+        }
+    }
+
+    /// An inlined response read whole: its usage counted, as a line of results.
+    fn count(&mut self, response: Response) {
+        if response.usage.is_empty() || response.usage_spoilt {
+            return;
+        }
+        let mut line = Vec::with_capacity(response.usage.len() + response.model.len() + 48);
+        line.extend_from_slice(br#"{"response":{"usageMetadata":"#);
+        line.extend_from_slice(&response.usage);
+        if !response.model.is_empty() {
+            line.extend_from_slice(br#","modelVersion":"#);
+            line.extend_from_slice(&response.model);
+        }
+        line.extend_from_slice(b"}}\n");
+        let results = match response.of_result {
+            true => &mut self.result,
+            false => &mut self.output,
+        };
+        results
+            .get_or_insert_with(BatchResults::default)
+            .feed(&line);
     }
 
     fn text(&mut self, bytes: &[u8], at: usize, key: bool, mut escaped: bool) -> usize {
@@ -355,8 +456,7 @@ impl GeminiBatchStream {
         } else {
             self.keep(piece);
         }
-        // Strings hold no raw line breaks.
-        self.line_extend(piece);
+        self.usage_extend(piece);
     }
 
     fn literal(&mut self, bytes: &[u8], at: usize) -> usize {
@@ -365,7 +465,7 @@ impl GeminiBatchStream {
             .position(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | b'}' | b']'))
             .map_or(bytes.len(), |p| at + p);
         self.keep(&bytes[at..end]);
-        self.line_extend(&bytes[at..end]);
+        self.usage_extend(&bytes[at..end]);
         if end < bytes.len() {
             self.lex = Lex::Between;
             self.keeping_done();
@@ -393,38 +493,42 @@ impl GeminiBatchStream {
             Kept::State => &mut self.state,
             Kept::Model => &mut self.model,
             Kept::File => &mut self.file,
+            Kept::ResponseModel => match self.response.as_mut() {
+                Some(response) => &mut response.model,
+                None => return,
+            },
         };
         if slot.is_empty() {
             *slot = text;
         }
     }
 
-    fn line_push(&mut self, b: u8) {
-        if self.response_depth.is_some() {
-            // Line breaks between tokens would end the line early.
-            let b = if matches!(b, b'\n' | b'\r') { b' ' } else { b };
-            self.line.push(b);
-        }
+    /// A byte of the usage object under way, if one is.
+    fn usage_push(&mut self, b: u8) {
+        self.usage_extend(&[b]);
     }
 
-    fn line_extend(&mut self, piece: &[u8]) {
-        if self.response_depth.is_some() {
-            self.line.extend_from_slice(piece);
-            if self.line.len() >= MAX_METERED_JSON {
-                // Handed on in pieces: the results keep the ends of a long line.
-                self.responses.feed(&self.line);
-                self.line.clear();
+    /// Bytes of the usage object under way, if one is.
+    fn usage_extend(&mut self, piece: &[u8]) {
+        let Some(response) = self.response.as_mut() else {
+            return;
+        };
+        if response.usage_depth.is_none() || response.usage_spoilt {
+            return;
+        }
+        if response.usage.len() + piece.len() > MAX_USAGE {
+            response.usage_spoilt = true;
+            response.usage = Vec::new();
+            return;
+        }
+        // Line breaks between its tokens would end the line it is counted as.
+        let start = response.usage.len();
+        response.usage.extend_from_slice(piece);
+        for b in &mut response.usage[start..] {
+            if matches!(*b, b'\n' | b'\r') {
+                *b = b' ';
             }
         }
-    }
-
-    /// An inlined response ended with `close`: handed on as one line.
-    fn take_line(&mut self, close: u8) {
-        self.line.push(close);
-        self.line.push(b'\n');
-        self.responses.feed(&self.line);
-        self.line.clear();
-        self.response_depth = None;
     }
 }
 
@@ -435,7 +539,7 @@ mod tests {
 
     fn response(input: u64, text: &str) -> String {
         format!(
-            "{{\n  \"response\": {{\n    \"candidates\": [{{\"content\": {{\"parts\": [{{\"text\": \"{text}\"}}, {{\"functionCall\": {{\"name\": \"f\", \"args\": {{\"state\": \"BATCH_STATE_FAILED\", \"usageMetadata\": {{\"promptTokenCount\": 0}}}}}}}}]}}}}],\n    \"usageMetadata\": {{\"promptTokenCount\": {input}, \"candidatesTokenCount\": 2}},\n    \"modelVersion\": \"gemini-2.5-flash\"\n  }}\n}}"
+            "{{\n  \"response\": {{\n    \"candidates\": [{{\"content\": {{\"parts\": [{{\"text\": \"{text}\"}}, {{\"functionCall\": {{\"name\": \"f\", \"args\": {{\"state\": \"BATCH_STATE_FAILED\", \"usageMetadata\": {{\"promptTokenCount\": 0}}}}}}}}]}}}}],\n    \"usageMetadata\": {{\n      \"promptTokenCount\": {input},\n      \"candidatesTokenCount\": 2\n    }},\n    \"modelVersion\": \"gemini-2.5-flash\"\n  }},\n  \"metadata\": {{\"usageMetadata\": {{\"promptTokenCount\": 0}}, \"modelVersion\": \"free\", \"pad\": [[], [], {{}}]}}\n}}"
         )
     }
 
@@ -475,6 +579,25 @@ mod tests {
     }
 
     #[test]
+    fn a_response_is_counted_by_its_own_usage_whatever_follows_it() {
+        // The client's metadata, echoed after the response, padded and naming a usage
+        // of its own: the response's is counted, and its model.
+        let pad = "p".repeat(9 << 20);
+        let element = format!(
+            r#"{{"response":{{"usageMetadata":{{"promptTokenCount":70,"candidatesTokenCount":5}},"modelVersion":"gemini-2.5-pro"}},"metadata":{{"pad":"{pad}","usageMetadata":{{"promptTokenCount":0}},"modelVersion":"free"}}}}"#
+        );
+        let doc = operation(&[element]);
+        let mut stream = GeminiBatchStream::default();
+        for piece in doc.as_bytes().chunks(1 << 16) {
+            stream.feed(piece);
+        }
+        let mut responses = stream.finish().unwrap().responses.unwrap();
+        let usage = responses.usage().unwrap();
+        assert_eq!((usage.input, usage.output), (70, 5));
+        assert_eq!(responses.take_model().as_deref(), Some("gemini-2.5-pro"));
+    }
+
+    #[test]
     fn the_results_responses_are_read_when_the_output_gave_none() {
         let doc = format!(
             r#"{{"name":"batches/b-4","metadata":{{"state":"BATCH_STATE_SUCCEEDED"}},"done":true,"response":{{"inlinedResponses":{{"inlinedResponses":[{}]}}}}}}"#,
@@ -482,6 +605,14 @@ mod tests {
         );
         let (_, ended, _, usage) = read(&doc, 3);
         assert_eq!(ended, Some(true));
+        assert_eq!(usage.map(|u| u.input), Some(7));
+        // Before the output, the result's are not added to it.
+        let both = format!(
+            r#"{{"name":"batches/b-5","response":{{"inlinedResponses":{{"inlinedResponses":[{}]}}}},"metadata":{{"output":{{"inlinedResponses":{{"inlinedResponses":[{}]}}}},"state":"BATCH_STATE_SUCCEEDED"}}}}"#,
+            response(7, "x"),
+            response(7, "x")
+        );
+        let (_, _, _, usage) = read(&both, 5);
         assert_eq!(usage.map(|u| u.input), Some(7));
     }
 
@@ -512,5 +643,25 @@ mod tests {
         let mut stream = GeminiBatchStream::default();
         stream.feed(deep.as_bytes());
         assert!(stream.broken);
+        assert!(stream.finish().is_none());
+    }
+
+    #[test]
+    fn what_is_held_stays_small_whatever_a_response_holds() {
+        // Structure alone, pretty-printed: nothing of it is held.
+        let structure = "[[], {}, [[]]],\n    ".repeat(1 << 16);
+        let element = format!(
+            r#"{{"response":{{"candidates":[{structure}[]],"usageMetadata":{{"promptTokenCount":3}}}}}}"#
+        );
+        let doc = operation(&[element]);
+        let mut stream = GeminiBatchStream::default();
+        for piece in doc.as_bytes().chunks(4096) {
+            stream.feed(piece);
+            let held =
+                stream.key.capacity() + stream.response.as_ref().map_or(0, |r| r.usage.capacity());
+            assert!(held <= MAX_USAGE + 128, "{held}");
+        }
+        let usage = stream.finish().unwrap().responses.unwrap().usage().unwrap();
+        assert_eq!(usage.input, 3);
     }
 }

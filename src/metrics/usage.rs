@@ -1829,7 +1829,7 @@ mod tests {
         let file = DeferredAnswer::batch_results(
             "v1beta/files/batch-gb-1:download",
             false,
-            Some(Some("AIza-t")),
+            Some("gemini-t"),
         )
         .unwrap();
         let mut m = UsageMeter::for_batch_results(file, None).unwrap();
@@ -1838,10 +1838,7 @@ mod tests {
         assert_eq!((charge.usage.input, charge.usage.output), (3, 2));
         assert_eq!(
             charge.deferred,
-            Some(DeferredAnswer::gemini_responses(
-                Some("AIza-t"),
-                b"batch-gb-1"
-            ))
+            Some(DeferredAnswer::gemini_responses("gemini-t", b"batch-gb-1"))
         );
     }
 

@@ -13,8 +13,10 @@ use percent_encoding::percent_decode_str;
 
 use crate::logging::is_credential_param;
 
-/// Google's system parameters that reshape an answer, lowercase (`alt` aside).
-const RESHAPING: [&str; 5] = ["fields", "$fields", "callback", "$callback", "$alt"];
+/// Google's system parameters that reshape an answer, lowercase (`alt` aside, and
+/// every `$` one: `$fields`, `$alt`, `$ct`, `$httpMethod`, which makes a `POST` a
+/// `DELETE` the gateway would not see).
+const RESHAPING: [&str; 2] = ["fields", "callback"];
 
 /// The `alt` values that keep an answer readable: JSON (the default), a stream of it,
 /// a file's bytes.
@@ -64,7 +66,7 @@ fn reshapes(pair: &str) -> bool {
             .iter()
             .any(|alt| value.eq_ignore_ascii_case(alt));
     }
-    RESHAPING.iter().any(|p| name.eq_ignore_ascii_case(p))
+    name.starts_with('$') || RESHAPING.iter().any(|p| name.eq_ignore_ascii_case(p))
 }
 
 #[cfg(test)]
@@ -99,6 +101,7 @@ mod tests {
             ("a=1&KEY=x&b=2&api_key=y&c", Some("a=1&b=2&c")),
             ("k%65y=x&alt=sse", Some("alt=sse")),
             ("Api_Key=y", None),
+            ("access_token=ya29.x&oauth_token=y&alt=sse", Some("alt=sse")),
             ("a=1&&key=x&", Some("a=1")),
         ] {
             assert_eq!(upstream_query(query, false).as_deref(), kept, "{query}");
@@ -118,6 +121,8 @@ mod tests {
             ("FIELDS=name&pageSize=5", Some("pageSize=5")),
             ("callback=f&key=x", None),
             ("a%6Ct=proto&b=2", Some("b=2")),
+            ("%24httpMethod=DELETE", None),
+            ("$ct=application/json%2Bprotobuf&alt=sse", Some("alt=sse")),
         ] {
             assert_eq!(upstream_query(query, true).as_deref(), kept, "{query}");
         }

@@ -36,9 +36,7 @@ use crate::config::Config;
 use crate::limits::LimitStore;
 use crate::metrics::deferred_answer::{ApartKind, DeferredAnswer, StartedApart};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
-#[cfg(test)]
-use crate::providers::Provider;
-use crate::providers::{ProviderCredential, Secret};
+use crate::providers::{Provider, ProviderCredential, Secret};
 use shared_record::shared_name;
 use sharing::{Shared, SHARE_EVERY};
 use watch_list::{Named, WatchList, Watched};
@@ -57,6 +55,10 @@ const POLLS_AT_ONCE: usize = 16;
 
 /// How long one poll may take, its host's lookup included.
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest one read of a Gemini batch's operation may take, its inlined responses
+/// coming at least every [`RESULTS_IDLE`].
+const LARGE_POLL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long an ended message batch's results may go without a byte: a file of many
 /// lines takes as long as it takes, as long as it comes.
@@ -94,6 +96,16 @@ enum PollOutcome {
     AtWork,
     /// The provider did not say, or the store failed: watched again.
     Undecided,
+}
+
+/// Whose a provider's files are, as a Gemini batch's responses file is known by: the
+/// provider instance (its keys all reach one project, in turn), or for a caller's own
+/// key (`caller_key`, its label) that key's.
+pub fn files_owner(provider: &Provider, caller_key: Option<&str>) -> String {
+    match caller_key {
+        Some(label) => label.to_string(),
+        None => format!("{}@{}", provider.name, provider.base),
+    }
 }
 
 /// What a poll learnt of the work.
@@ -643,6 +655,11 @@ impl DeferredPoll {
         resolver: &UpstreamResolver,
         store: &Arc<dyn LimitStore>,
     ) -> Result<Polled, String> {
+        // A Gemini batch's operation holds its responses: as long as they keep coming.
+        let (limit, idle) = match watched.start.started.kind {
+            ApartKind::GeminiBatch => (LARGE_POLL_TIMEOUT, Some(RESULTS_IDLE)),
+            _ => (POLL_TIMEOUT, None),
+        };
         let object = async {
             let addr = resolver
                 .resolve_base(&watched.provider.base, 0)
@@ -650,13 +667,13 @@ impl DeferredPoll {
                 .map_err(|e| e.message.to_string())?;
             let meter = poll_meter().ok_or("no meter for JSON")?;
             let (status, meter) = self
-                .read(watched, addr, &watched.url(""), meter, None)
+                .read(watched, addr, &watched.url(""), meter, idle)
                 .await?;
             Ok::<_, String>((addr, polled(status, meter)))
         };
-        let (addr, polled) = tokio::time::timeout(POLL_TIMEOUT, object)
+        let (addr, polled) = tokio::time::timeout(limit, object)
             .await
-            .map_err(|_| format!("no answer within {POLL_TIMEOUT:?}"))??;
+            .map_err(|_| format!("no answer within {limit:?}"))??;
         match (polled, watched.start.started.kind) {
             (Polled::Ended { .. }, ApartKind::MessageBatch) => {
                 let results = DeferredAnswer::message_batch_results(&watched.start.started.id);
@@ -671,10 +688,15 @@ impl DeferredPoll {
                     return Ok(Polled::OutputToRead(file));
                 };
                 let output = match watched.start.started.kind {
-                    // Known with the key it is read with, as a client's read knows it.
+                    // Known with whose project it is in, as a client's read knows it.
                     ApartKind::GeminiBatch => {
-                        let key = watched.key.as_ref().map(|k| k.expose());
-                        DeferredAnswer::gemini_responses(key, file.as_bytes())
+                        let caller_key = watched
+                            .key
+                            .as_ref()
+                            .filter(|_| watched.start.by.brought_key)
+                            .map(|key| super::provider_key::caller_key_label(key.expose()));
+                        let owner = files_owner(&watched.provider, caller_key.as_deref());
+                        DeferredAnswer::gemini_responses(&owner, file.as_bytes())
                     }
                     _ => DeferredAnswer::batch_output(file.as_bytes()),
                 };
