@@ -192,14 +192,13 @@ impl BatchResults {
         };
         // Gemini's `modelVersion` comes right after its usage. Another answer's model
         // comes before its content (in the head) or, for embeddings, after its vectors
-        // and before its usage; what follows the usage (a client's `metadata`), or
-        // tool arguments between, are not read for one.
+        // and before its usage: the first name there, not what follows the usage (a
+        // client's `metadata`) or a tool's schema or a prompt's variables after it.
         let model = match key == usage_keys[1] {
-            true => first_member(&long.tail[at..], b"\"modelVersion\""),
-            false => first_member(&long.head, b"\"model\"")
-                .or_else(|| last_member(&long.tail[..at], b"\"model\"")),
+            true => first_member(&long.tail[at..], b"\"modelVersion\"")
+                .and_then(|v| read_model(v).flatten()),
+            false => first_model(&long.head).or_else(|| first_model(&long.tail[..at])),
         };
-        let model = model.and_then(|v| read_model(v).flatten());
         self.count(usage.normalize(), model);
     }
 
@@ -222,14 +221,10 @@ impl BatchResults {
     }
 }
 
-/// The value of the last member keyed `key` (a quoted name) in `doc`, a cut piece of
-/// JSON: a quote that no backslash escapes, followed by a colon, is a key's.
-fn last_member<'a>(doc: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    memmem::rfind_iter(doc, key).find_map(|at| member_at(doc, at, key))
-}
-
-/// The usage of the member keyed by one of `keys` that comes last in `doc` and is a
-/// usage object, where its key starts, and which key it is.
+/// The usage of the member keyed by one of `keys` that comes last in `doc` and is an
+/// object or `null` (the answer's own: a client's `metadata` after it holds strings),
+/// where its key starts, and which key it is; `None` when that one is `null` (the
+/// request failed) or no usage object.
 fn last_usage<'k>(
     doc: &[u8],
     keys: &[&'k [u8]],
@@ -239,15 +234,25 @@ fn last_usage<'k>(
         .flat_map(|key| memmem::rfind_iter(doc, key).map(move |at| (at, *key)))
         .collect();
     found.sort_unstable_by_key(|(at, _)| std::cmp::Reverse(*at));
-    found.into_iter().find_map(|(at, key)| {
+    let (at, key, value) = found.into_iter().find_map(|(at, key)| {
         let value = member_at(doc, at, key)?;
-        let mut usage = None;
-        read_usage(value, &mut usage)?;
-        Some((at, key, usage?))
-    })
+        matches!(value.first(), Some(b'{' | b'n')).then_some((at, key, value))
+    })?;
+    let mut usage = None;
+    read_usage(value, &mut usage)?;
+    Some((at, key, usage?))
 }
 
-/// The value of the first member keyed `key` (a quoted name) in `doc`.
+/// The first member keyed `model` in `doc` whose value is a name (a string).
+fn first_model(doc: &[u8]) -> Option<String> {
+    let key = b"\"model\"";
+    memmem::find_iter(doc, key)
+        .filter_map(|at| member_at(doc, at, key))
+        .find_map(|value| read_model(value).flatten())
+}
+
+/// The value of the first member keyed `key` (a quoted name) in `doc`, a cut piece of
+/// JSON: a quote that no backslash escapes, followed by a colon, is a key's.
 fn first_member<'a>(doc: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     memmem::find_iter(doc, key).find_map(|at| member_at(doc, at, key))
 }
@@ -371,12 +376,18 @@ mod tests {
         // instructions, and ending with the client's `metadata` after its usage.
         let instructions = "i".repeat(2 << 20);
         let line = format!(
-            r#"{{"id":"batch_req_r","custom_id":"r","response":{{"status_code":200,"body":{{"id":"resp_1","object":"response","instructions":"{instructions}","model":"gpt-4o-mini","usage":{{"input_tokens":500,"output_tokens":20}},"user":null,"metadata":{{"usage":"none","model":"free"}}}}}},"error":null}}"#
+            r#"{{"id":"batch_req_r","custom_id":"r","response":{{"status_code":200,"body":{{"id":"resp_1","object":"response","instructions":"{instructions}","model":"gpt-4o-mini","prompt":{{"variables":{{"model":"free"}}}},"text":{{"format":{{"schema":{{"model":{{"type":"string"}}}}}}}},"usage":{{"input_tokens":500,"output_tokens":20}},"user":null,"metadata":{{"usage":"none","model":"free"}}}}}},"error":null}}"#
         );
         let mut read = read_in_pieces(&format!("{line}\n"), 1 << 16);
         let usage = read.usage().unwrap();
         assert_eq!((usage.input, usage.output), (500, 20));
         assert_eq!(read.take_model().as_deref(), Some("gpt-4o-mini"));
+        // A failed request's `null` usage is no usage, whatever an earlier object names.
+        let failed = format!(
+            r#"{{"custom_id":"f","response":{{"status_code":500,"body":{{"instructions":"{instructions}","text":{{"format":{{"schema":{{"usage":{{"input_tokens":7}}}}}}}},"usage":null,"metadata":{{}}}}}}}}"#
+        );
+        let read = read_in_pieces(&format!("{failed}\n"), 1 << 16);
+        assert_eq!(read.usage(), None);
     }
 
     #[test]

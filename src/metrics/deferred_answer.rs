@@ -36,6 +36,9 @@ pub struct DeferredAnswer {
     key: AnswerKey,
     batch: bool,
     whole: bool,
+    /// Known by what it reports as well as by its name, once read
+    /// ([`Self::known_by`]).
+    by_usage: bool,
 }
 
 impl DeferredAnswer {
@@ -52,6 +55,7 @@ impl DeferredAnswer {
             key: AnswerKey::of(b"response", id),
             batch: false,
             whole: true,
+            by_usage: false,
         }
     }
 
@@ -68,6 +72,7 @@ impl DeferredAnswer {
                 key: AnswerKey::of(b"batch", raw_id.trim_ascii()),
                 batch: true,
                 whole: true,
+                by_usage: false,
             },
         }
     }
@@ -80,21 +85,45 @@ impl DeferredAnswer {
             key: AnswerKey::of(b"gemini-batch", id),
             batch: true,
             whole: true,
+            by_usage: false,
         }
     }
 
-    /// The responses file `file` of a Gemini batch (`files/{file}:download`), read at
-    /// `owner` (the provider instance, or a caller's own key: whose project it is in).
-    /// Gemini lets whoever uploads a file name it: a file of that name in another
-    /// project is another file, and is known apart.
-    pub fn gemini_responses(owner: &str, file: &[u8]) -> Self {
-        let mut id = Sha256::digest(owner.as_bytes())[..8].to_vec();
-        id.push(0);
-        id.extend_from_slice(file);
+    /// The responses file `file` of a Gemini batch (`files/{file}:download`), known by
+    /// its name and, once read, the usage it reports ([`Self::known_by`]): Gemini lets
+    /// whoever uploads a file name it, so a file of that name in another project is
+    /// another file, told apart by what it holds, whichever key reads it.
+    pub fn gemini_responses(file: &[u8]) -> Self {
         Self {
-            key: AnswerKey::of(b"gemini-responses", &id),
+            key: AnswerKey::of(b"gemini-responses", file),
             batch: true,
             whole: true,
+            by_usage: true,
+        }
+    }
+
+    /// The answer as known once read, reporting `usage`: for one known by its usage
+    /// as well as its name ([`Self::gemini_responses`]), both; for any other, as it
+    /// is. A file of another's name charges only what it reports, so it can be
+    /// known as read only by reporting the same.
+    pub fn known_by(self, usage: &super::usage::Usage) -> Self {
+        if !self.by_usage {
+            return self;
+        }
+        let mut id = self.key.0.to_vec();
+        for count in [
+            usage.input,
+            usage.output,
+            usage.cache_read,
+            usage.cache_write,
+            usage.reasoning,
+        ] {
+            id.extend_from_slice(&count.to_le_bytes());
+        }
+        Self {
+            key: AnswerKey::of(b"gemini-responses-read", &id),
+            by_usage: false,
+            ..self
         }
     }
 
@@ -105,6 +134,7 @@ impl DeferredAnswer {
             key: AnswerKey::of(b"batch-output", file),
             batch: true,
             whole: true,
+            by_usage: false,
         }
     }
 
@@ -112,17 +142,12 @@ impl DeferredAnswer {
     /// Anthropic-format provider (`anthropic`) a message batch's results
     /// (`[v1/]messages/batches/{id}/results`), at another an OpenAI batch's output
     /// file (`[v1/]files/{id}/content`: a file of any other kind reports no usage) or,
-    /// at a Gemini provider (`gemini_owner`: see [`Self::gemini_responses`]), a Gemini
-    /// batch's responses file (`[download/][v1beta/]files/{id}:download`). A line per
-    /// request, each with its usage, read whole or in part.
-    pub fn batch_results(
-        endpoint: &str,
-        anthropic: bool,
-        gemini_owner: Option<&str>,
-    ) -> Option<Self> {
-        let gemini = gemini_owner.zip(gemini_download(endpoint));
-        if let Some((owner, file)) = gemini {
-            return Some(Self::gemini_responses(owner, file.as_bytes()));
+    /// at a Gemini provider (`gemini`), a Gemini batch's responses file
+    /// (`[download/][v1beta/]files/{id}:download`). A line per request, each with its
+    /// usage, read whole or in part.
+    pub fn batch_results(endpoint: &str, anthropic: bool, gemini: bool) -> Option<Self> {
+        if let Some(file) = gemini_download(endpoint).filter(|_| gemini) {
+            return Some(Self::gemini_responses(file.as_bytes()));
         }
         // Empty segments left out: a provider may read `files//x` as `files/x`.
         let mut parts = endpoint.rsplit('/').filter(|p| !p.is_empty());
@@ -144,6 +169,7 @@ impl DeferredAnswer {
             key,
             batch: true,
             whole: true,
+            by_usage: false,
         })
     }
 
@@ -154,6 +180,7 @@ impl DeferredAnswer {
             key: AnswerKey::of(b"batch-results", id.as_bytes()),
             batch: true,
             whole: true,
+            by_usage: false,
         }
     }
 
@@ -270,11 +297,11 @@ mod tests {
     fn a_message_batchs_results_are_known_alike_however_they_are_named() {
         assert_eq!(
             Some(DeferredAnswer::message_batch_results("msgbatch_1")),
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, None)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, false)
         );
         assert_eq!(
             Some(DeferredAnswer::message_batch_results("msgbatch_1")),
-            DeferredAnswer::batch_results("messages/batches/msgbatch_1/results", true, None)
+            DeferredAnswer::batch_results("messages/batches/msgbatch_1/results", true, false)
         );
     }
 
@@ -320,7 +347,7 @@ mod tests {
         // A batch's object and its output file are one output.
         assert_eq!(
             DeferredAnswer::batch(br#""batch_1""#, Some(br#""file-out""#)),
-            DeferredAnswer::batch_results("v1/files/file-out/content", false, None).unwrap()
+            DeferredAnswer::batch_results("v1/files/file-out/content", false, false).unwrap()
         );
         assert_eq!(
             DeferredAnswer::batch(br#""batch_1""#, Some(b"null")),
@@ -333,21 +360,17 @@ mod tests {
     }
 
     #[test]
-    fn a_gemini_batchs_responses_file_is_known_by_its_name_and_whose_project_it_is_in() {
-        let at_a = DeferredAnswer::gemini_responses("gemini-a", b"batch-out");
+    fn a_gemini_batchs_responses_file_is_known_by_its_name_and_what_it_reports() {
+        let named = DeferredAnswer::gemini_responses(b"batch-out");
         for endpoint in [
             "files/batch-out:download",
             "v1beta/files/batch-out:download",
             "download/v1beta/files/batch-out:download",
             "v1/files/batch-out:download",
         ] {
-            let read = DeferredAnswer::batch_results(endpoint, false, Some("gemini-a"));
-            assert_eq!(read, Some(at_a), "{endpoint}");
+            let read = DeferredAnswer::batch_results(endpoint, false, true);
+            assert_eq!(read, Some(named), "{endpoint}");
         }
-        // Another project's file of that name is another file.
-        let at_b =
-            DeferredAnswer::batch_results("files/batch-out:download", false, Some("gemini-b"));
-        assert_ne!(at_b, Some(at_a));
         for other in [
             "files/batch-out",
             "files/:download",
@@ -355,14 +378,29 @@ mod tests {
             "download/files/batch-out:download",
             "v2/files/batch-out:download",
         ] {
-            let read = DeferredAnswer::batch_results(other, false, Some("gemini-a"));
-            assert_eq!(read, None, "{other}");
+            assert_eq!(
+                DeferredAnswer::batch_results(other, false, true),
+                None,
+                "{other}"
+            );
         }
         // Not at a Gemini provider.
         assert_eq!(
-            DeferredAnswer::batch_results("files/batch-out:download", false, None),
+            DeferredAnswer::batch_results("files/batch-out:download", false, false),
             None
         );
+        // Once read: a file of that name reporting other usage is another file.
+        let usage = |input| crate::metrics::usage::Usage {
+            input,
+            ..Default::default()
+        };
+        let read = named.known_by(&usage(900));
+        assert_eq!(read, named.known_by(&usage(900)));
+        assert_ne!(read, named.known_by(&usage(1)));
+        assert_ne!(read.key(), named.key());
+        assert_eq!(read.known_by(&usage(1)), read, "known once");
+        let openai = DeferredAnswer::batch_output(b"file-1");
+        assert_eq!(openai.known_by(&usage(1)), openai);
         // Inlined responses: known by the batch, apart from any other kind's id.
         let inlined = DeferredAnswer::gemini_batch(b"b1");
         assert!(inlined.is_batch() && inlined.read_whole());
@@ -373,18 +411,18 @@ mod tests {
     #[test]
     fn a_batchs_results_are_told_by_their_endpoint() {
         let read =
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_01/results", true, None)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_01/results", true, false)
                 .unwrap();
         assert!(read.is_batch() && read.read_whole());
         assert_eq!(
             Some(read),
-            DeferredAnswer::batch_results("messages/batches/msgbatch_01/results/", true, None)
+            DeferredAnswer::batch_results("messages/batches/msgbatch_01/results/", true, false)
         );
         assert_ne!(
             Some(read),
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_02/results", true, None)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_02/results", true, false)
         );
-        assert!(DeferredAnswer::batch_results("files/file-1/content", false, None).is_some());
+        assert!(DeferredAnswer::batch_results("files/file-1/content", false, false).is_some());
         for (other, anthropic) in [
             ("v1/messages/batches/msgbatch_01", true),
             ("v1/messages/batches//results", true),
@@ -398,7 +436,7 @@ mod tests {
             ("x/files/file-1/content", false),
         ] {
             assert_eq!(
-                DeferredAnswer::batch_results(other, anthropic, None),
+                DeferredAnswer::batch_results(other, anthropic, false),
                 None,
                 "{other}"
             );

@@ -19,8 +19,9 @@ const MAX_DEPTH: usize = 1024;
 /// The longest member value kept (a name, a state, a file, a model).
 const MAX_KEPT: usize = 512;
 
-/// The longest usage object kept: a few counts and their breakdown by modality.
-const MAX_USAGE: usize = 4096;
+/// The longest usage object kept: a few counts and their breakdown by modality (its
+/// white space left out).
+const MAX_USAGE: usize = 16 * 1024;
 
 /// The keys the scanner tells apart; any other is [`Key::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,7 +287,9 @@ impl GeminiBatchStream {
     fn between(&mut self, bytes: &[u8], at: usize) -> usize {
         let b = bytes[at];
         match b {
-            b' ' | b'\t' | b'\n' | b'\r' | b':' => self.usage_push(b),
+            // White space is not kept: a pretty-printed usage would be mostly that.
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b':' => self.usage_push(b),
             b'{' | b'[' => {
                 // No container is kept but an inlined response's usage.
                 self.keeping = None;

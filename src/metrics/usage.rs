@@ -735,7 +735,7 @@ impl UsageMeter {
             .deferred
             .map(|d| if whole { d } else { d.in_part() });
         results.usage().map(|usage| Charge {
-            deferred,
+            deferred: deferred.map(|d| d.known_by(&usage)),
             ..Charge::reported(usage)
         })
     }
@@ -1826,26 +1826,22 @@ mod tests {
             r#"{"key":"a","response":{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2},"modelVersion":"gemini-2.5-flash"}}"#,
             r#"{"key":"b","error":{"code":3}}"#
         );
-        let file = DeferredAnswer::batch_results(
-            "v1beta/files/batch-gb-1:download",
-            false,
-            Some("gemini-t"),
-        )
-        .unwrap();
+        let file =
+            DeferredAnswer::batch_results("v1beta/files/batch-gb-1:download", false, true).unwrap();
         let mut m = UsageMeter::for_batch_results(file, None).unwrap();
         m.feed(lines.as_bytes());
         let charge = m.finish().unwrap();
         assert_eq!((charge.usage.input, charge.usage.output), (3, 2));
         assert_eq!(
             charge.deferred,
-            Some(DeferredAnswer::gemini_responses("gemini-t", b"batch-gb-1"))
+            Some(DeferredAnswer::gemini_responses(b"batch-gb-1").known_by(&charge.usage))
         );
     }
 
     #[test]
     fn a_batchs_results_are_charged_the_sum_of_their_lines_whole_or_in_part() {
         let results =
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, None)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, false)
                 .unwrap();
         let line = |input: u64| {
             format!(

@@ -1,5 +1,6 @@
 //! The client's query string as it goes upstream: byte for byte, less the parameters
-//! that carry keys (`key`, `api_key`), and at Google less those that reshape an answer.
+//! that carry credentials (`key`, `api_key`, Google's OAuth `access_token` and
+//! `oauth_token`), and at Google less those that reshape an answer or a request.
 //! The gateway reads its own key there (Gemini's `?key=`), and a provider's credential
 //! is the gateway's to add, in its header: a key in the query would reach the provider
 //! beside it, or reach a provider it is not for. Google's APIs take system parameters

@@ -726,7 +726,12 @@ fn passthrough_location(
     let location = resp.headers.get(http::header::LOCATION)?.to_str().ok()?;
     let provider = &ctx.upstream.as_ref()?.provider;
     let prefix = provider_redirect::passthrough_prefix(req.uri.path())?;
-    let client = provider_redirect::client_location(location, &provider.base, prefix)?;
+    let allow_v1_alias = ctx
+        .config
+        .as_ref()
+        .is_none_or(|config| config.server.allow_passthrough_v1_alias);
+    let client =
+        provider_redirect::client_location(location, &provider.base, prefix, allow_v1_alias)?;
     http::HeaderValue::from_str(&client).ok()
 }
 

@@ -412,13 +412,8 @@ pub fn passthrough_endpoint(
     if method == http::Method::GET {
         let provider = &target.provider;
         let anthropic = provider.format == crate::providers::WireFormat::Anthropic;
-        // A Gemini file is known with whose project it is in.
-        let owner = (provider.kind == crate::providers::ProviderKind::Gemini).then(|| {
-            let caller_key = target.credential.caller_key_label.as_deref();
-            super::deferred_poll::files_owner(provider, caller_key)
-        });
-        let owner = owner.as_deref();
-        ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic, owner);
+        let gemini = provider.kind == crate::providers::ProviderKind::Gemini;
+        ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic, gemini);
         if let Some(("responses", id)) = endpoint.split_once('/') {
             stored_response_read(ctx, id);
         }

@@ -7,11 +7,20 @@
 //! authenticates). Any other `Location` (another host, a relative reference) is left
 //! as the provider sent it.
 
+use super::passthrough::PassthroughRoute;
 use crate::providers::BaseUrl;
 
-/// The client's `Location` for the provider's `location`, when it points below `base`;
-/// `prefix` is the client's `/p/{provider}` as it wrote it. `None` leaves it as sent.
-pub fn client_location(location: &str, base: &BaseUrl, prefix: &str) -> Option<String> {
+/// The client's `Location` for the provider's `location`, when it points below `base`
+/// and the gateway reads what it becomes as the same upstream path (with
+/// `allow_v1_alias` as configured: no dot segment, escaped slash or `v1` the gateway
+/// would read otherwise); `prefix` is the client's `/p/{provider}` as it wrote it.
+/// `None` leaves it as sent.
+pub fn client_location(
+    location: &str,
+    base: &BaseUrl,
+    prefix: &str,
+    allow_v1_alias: bool,
+) -> Option<String> {
     let location = location.trim();
     let target = match location.split_once("://") {
         Some((scheme, rest)) => {
@@ -34,12 +43,11 @@ pub fn client_location(location: &str, base: &BaseUrl, prefix: &str) -> Option<S
     };
     let path_end = target.find(['?', '#']).unwrap_or(target.len());
     let (path, after) = target.split_at(path_end);
-    let below = path.strip_prefix(base.path.as_str())?;
-    let endpoint = match below {
-        "" => "",
-        _ => below.strip_prefix('/')?,
-    };
-    Some(format!("{prefix}/{endpoint}{after}"))
+    let endpoint = path.strip_prefix(base.path.as_str())?.strip_prefix('/')?;
+    let provider = prefix.strip_prefix(super::passthrough::PASSTHROUGH_PREFIX)?;
+    let route = PassthroughRoute::parse(&format!("{provider}/{endpoint}"), allow_v1_alias);
+    let same = route.is_ok_and(|route| route.upstream_path(&base.path, None) == path);
+    same.then(|| format!("{prefix}/{endpoint}{after}"))
 }
 
 /// The `/p/{provider}` of a client's passthrough `path`, as written.
@@ -83,11 +91,9 @@ mod tests {
                 "/p/vllm/files/a?x=1#f",
             ),
             ("/v1/files/file-1/content", "/p/vllm/files/file-1/content"),
-            ("http://10.0.0.5:8000/v1", "/p/vllm/"),
-            ("http://10.0.0.5:8000/v1?after=x", "/p/vllm/?after=x"),
         ] {
             assert_eq!(
-                client_location(location, &vllm, "/p/vllm").as_deref(),
+                client_location(location, &vllm, "/p/vllm", true).as_deref(),
                 Some(client),
                 "{location}"
             );
@@ -97,10 +103,45 @@ mod tests {
             client_location(
                 "https://GenerativeLanguage.googleapis.com:443/v1beta/files/f",
                 &google,
-                "/p/gemini-native"
+                "/p/gemini-native",
+                true
             )
             .as_deref(),
             Some("/p/gemini-native/v1beta/files/f")
+        );
+        // At a host's root, a `v1` the gateway drops is written back upstream.
+        assert_eq!(
+            client_location("/v1/files/f", &google, "/p/gemini-native", true).as_deref(),
+            Some("/p/gemini-native/v1/files/f")
+        );
+    }
+
+    #[test]
+    fn a_location_the_gateway_would_read_as_another_path_is_left_as_sent() {
+        let vllm = base("http://10.0.0.5:8000/v1");
+        for location in [
+            // No endpoint: the gateway refuses `/p/vllm/`.
+            "http://10.0.0.5:8000/v1",
+            "http://10.0.0.5:8000/v1?after=x",
+            // Dot segments and escaped slashes resolve or decode to other paths.
+            "http://10.0.0.5:8000/v1/../admin",
+            "/v1/%2e%2e/admin",
+            "/v1/files/a%2Fb",
+            // The gateway would drop this `v1`: another path upstream.
+            "/v1/v1/files/x",
+        ] {
+            assert_eq!(
+                client_location(location, &vllm, "/p/vllm", true),
+                None,
+                "{location}"
+            );
+        }
+        // At a host's root with the alias off, `/p/x/v1/…` is refused.
+        let root = base("http://10.0.0.5:8000");
+        assert_eq!(client_location("/v1/files/f", &root, "/p/x", false), None);
+        assert_eq!(
+            client_location("/files/f", &root, "/p/x", false).as_deref(),
+            Some("/p/x/files/f")
         );
     }
 
@@ -121,7 +162,7 @@ mod tests {
             "ftp://10.0.0.5:8000/v1/x",
         ] {
             assert_eq!(
-                client_location(location, &vllm, "/p/vllm"),
+                client_location(location, &vllm, "/p/vllm", true),
                 None,
                 "{location}"
             );

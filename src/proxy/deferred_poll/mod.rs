@@ -36,7 +36,9 @@ use crate::config::Config;
 use crate::limits::LimitStore;
 use crate::metrics::deferred_answer::{ApartKind, DeferredAnswer, StartedApart};
 use crate::metrics::usage::{Charge, Usage, UsageMeter};
-use crate::providers::{Provider, ProviderCredential, Secret};
+#[cfg(test)]
+use crate::providers::Provider;
+use crate::providers::{ProviderCredential, Secret};
 use shared_record::shared_name;
 use sharing::{Shared, SHARE_EVERY};
 use watch_list::{Named, WatchList, Watched};
@@ -96,16 +98,6 @@ enum PollOutcome {
     AtWork,
     /// The provider did not say, or the store failed: watched again.
     Undecided,
-}
-
-/// Whose a provider's files are, as a Gemini batch's responses file is known by: the
-/// provider instance (its keys all reach one project, in turn), or for a caller's own
-/// key (`caller_key`, its label) that key's.
-pub fn files_owner(provider: &Provider, caller_key: Option<&str>) -> String {
-    match caller_key {
-        Some(label) => label.to_string(),
-        None => format!("{}@{}", provider.name, provider.base),
-    }
 }
 
 /// What a poll learnt of the work.
@@ -688,20 +680,13 @@ impl DeferredPoll {
                     return Ok(Polled::OutputToRead(file));
                 };
                 let output = match watched.start.started.kind {
-                    // Known with whose project it is in, as a client's read knows it.
-                    ApartKind::GeminiBatch => {
-                        let caller_key = watched
-                            .key
-                            .as_ref()
-                            .filter(|_| watched.start.by.brought_key)
-                            .map(|key| super::provider_key::caller_key_label(key.expose()));
-                        let owner = files_owner(&watched.provider, caller_key.as_deref());
-                        DeferredAnswer::gemini_responses(&owner, file.as_bytes())
-                    }
+                    // Known by what it reports too: read, and charged once by that.
+                    ApartKind::GeminiBatch => DeferredAnswer::gemini_responses(file.as_bytes()),
                     _ => DeferredAnswer::batch_output(file.as_bytes()),
                 };
                 // A client read it whole already: not downloaded again.
-                if store.was_charged(output.key(), unix_now()).await == Ok(true) {
+                let known = output.known_by(&Usage::default()) == output;
+                if known && store.was_charged(output.key(), unix_now()).await == Ok(true) {
                     return Ok(Polled::Charged);
                 }
                 // A file the key cannot read, or that was deleted, will not come back.
