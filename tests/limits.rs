@@ -1832,6 +1832,31 @@ fn gemini_response(input: u64, output: u64) -> String {
     )
 }
 
+/// A Gemini batch's output (in its operation's metadata) inlining `responses`.
+fn inlined_output(responses: &[String]) -> String {
+    format!(
+        r#","output":{{"inlinedResponses":{{"inlinedResponses":[{}]}}}}"#,
+        responses.join(",")
+    )
+}
+
+/// A gateway whose `gemini-own` provider (with `providers` around it: see
+/// [`own_api_providers`]) is polled after `poll`, the team's tokens budgeted, and its
+/// usage report's address.
+fn gemini_batch_gateway(mock: &MockUpstream, providers: &str, poll: &str) -> (Gateway, String) {
+    let extra = format!("{providers}limits:\n  poll_background: {poll}\n");
+    reporting_gateway(mock, &extra, "{budget: {tokens: 1000000, period: month}}")
+}
+
+/// Makes a Gemini batch at `gemini-own` as the team.
+async fn make_gemini_batch(gw: &Gateway) {
+    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
+    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
+    let resp = post(gw, TEAM_KEY, path, create).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gemini_batch_never_read_back_is_charged_from_its_inlined_responses_or_its_file() {
     // Gemini's batches (`models/{model}:batchGenerateContent`) report what they used
@@ -2169,17 +2194,8 @@ async fn a_gemini_batch_whose_operation_is_too_large_to_hold_is_charged_as_it_pa
         _ => Reply::json(404, "{}"),
     })
     .await;
-    let extra = format!(
-        "{}limits:\n  poll_background: 100ms\n",
-        own_api_providers(&mock)
-    );
-    let (gw, report_url) =
-        reporting_gateway(&mock, &extra, "{budget: {tokens: 1000000, period: month}}");
-    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
-    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
-    let resp = post(&gw, TEAM_KEY, path, create).await;
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.unwrap();
+    let (gw, report_url) = gemini_batch_gateway(&mock, &own_api_providers(&mock), "100ms");
+    make_gemini_batch(&gw).await;
     let report = report_with_output(&report_url, 150).await;
     assert_eq!(report["total"]["tokens"]["input"], 600, "{report}");
     assert_eq!(report["total"]["tokens"]["output"], 150, "{report}");
@@ -2218,18 +2234,16 @@ async fn a_gemini_responses_file_read_at_another_project_does_not_charge_the_bat
         }
     })
     .await;
-    let extra = format!(
-        "{}  gemini-b:\n    type: gemini\n    api_key: gem-b-key\n    base_url: '{}'\nlimits:\n  poll_background: 500ms\n",
-        own_api_providers(&mock).replace("[gemini-own, ollama-own]", "[gemini-own, ollama-own, gemini-b]"),
+    let providers = format!(
+        "{}  gemini-b:\n    type: gemini\n    api_key: gem-b-key\n    base_url: '{}'\n",
+        own_api_providers(&mock).replace(
+            "[gemini-own, ollama-own]",
+            "[gemini-own, ollama-own, gemini-b]"
+        ),
         mock.url("/b/v1beta"),
     );
-    let (gw, report_url) =
-        reporting_gateway(&mock, &extra, "{budget: {tokens: 100000, period: month}}");
-    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
-    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
-    let resp = post(&gw, TEAM_KEY, path, create).await;
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.unwrap();
+    let (gw, report_url) = gemini_batch_gateway(&mock, &providers, "500ms");
+    make_gemini_batch(&gw).await;
     // Before the poll finds the batch ended, the other project's file is read.
     let resp = get(&gw, TEAM_KEY, "/p/gemini-b/files/batch-out:download").await;
     assert_eq!(resp.status(), 200);
@@ -2268,14 +2282,8 @@ async fn a_gemini_responses_file_is_charged_once_whichever_of_its_providers_keys
         "api_key: gem-test-key",
         "api_keys: [gem-key-one, gem-key-two]",
     );
-    let extra = format!("{providers}limits:\n  poll_background: 500ms\n");
-    let (gw, report_url) =
-        reporting_gateway(&mock, &extra, "{budget: {tokens: 100000, period: month}}");
-    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
-    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
-    let resp = post(&gw, TEAM_KEY, path, create).await;
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.unwrap();
+    let (gw, report_url) = gemini_batch_gateway(&mock, &providers, "500ms");
+    make_gemini_batch(&gw).await;
     let resp = get(&gw, TEAM_KEY, "/p/gemini-own/files/batch-k:download").await;
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
@@ -2306,10 +2314,7 @@ async fn a_gemini_responses_file_is_charged_once_whichever_of_its_providers_keys
 async fn a_gemini_batch_deleted_before_its_poll_is_charged_first() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let deleted = AtomicBool::new(false);
-    let inlined = format!(
-        r#","output":{{"inlinedResponses":{{"inlinedResponses":[{}]}}}}"#,
-        gemini_response(600, 100)
-    );
+    let inlined = inlined_output(&[gemini_response(600, 100)]);
     let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
         ("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent") => {
             gemini_batch("gb-del", "BATCH_STATE_PENDING", "")
@@ -2325,17 +2330,8 @@ async fn a_gemini_batch_deleted_before_its_poll_is_charged_first() {
         _ => Reply::json(404, "{}"),
     })
     .await;
-    let extra = format!(
-        "{}limits:\n  poll_background: 1h\n",
-        own_api_providers(&mock)
-    );
-    let (gw, report_url) =
-        reporting_gateway(&mock, &extra, "{budget: {tokens: 100000, period: month}}");
-    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
-    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
-    let resp = post(&gw, TEAM_KEY, path, create).await;
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.unwrap();
+    let (gw, report_url) = gemini_batch_gateway(&mock, &own_api_providers(&mock), "1h");
+    make_gemini_batch(&gw).await;
     // Ended, and deleted by its client long before the first poll is due: read first.
     let resp = delete(&gw, "/p/gemini-own/batches/gb-del").await;
     assert_eq!(resp.status(), 200);
@@ -2364,10 +2360,7 @@ async fn a_gemini_batch_still_running_is_not_deleted_before_it_ends() {
     // its usage could never be read after: the delete waits for its end.
     use std::sync::atomic::{AtomicBool, Ordering};
     let ended = AtomicBool::new(false);
-    let inlined = format!(
-        r#","output":{{"inlinedResponses":{{"inlinedResponses":[{}]}}}}"#,
-        gemini_response(600, 100)
-    );
+    let inlined = inlined_output(&[gemini_response(600, 100)]);
     let mock = MockUpstream::start(move |rec| match (rec.method.as_str(), rec.uri.as_str()) {
         ("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent") => {
             gemini_batch("gb-run", "BATCH_STATE_PENDING", "")
@@ -2384,17 +2377,8 @@ async fn a_gemini_batch_still_running_is_not_deleted_before_it_ends() {
         _ => Reply::json(404, "{}"),
     })
     .await;
-    let extra = format!(
-        "{}limits:\n  poll_background: 1h\n",
-        own_api_providers(&mock)
-    );
-    let (gw, report_url) =
-        reporting_gateway(&mock, &extra, "{budget: {tokens: 100000, period: month}}");
-    let create = r#"{"batch":{"displayName":"d","inputConfig":{"requests":{"requests":[]}}}}"#;
-    let path = "/p/gemini-own/models/gemini-2.5-flash:batchGenerateContent";
-    let resp = post(&gw, TEAM_KEY, path, create).await;
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.unwrap();
+    let (gw, report_url) = gemini_batch_gateway(&mock, &own_api_providers(&mock), "1h");
+    make_gemini_batch(&gw).await;
     let resp = delete(&gw, "/p/gemini-own/batches/gb-run").await;
     assert_eq!(resp.status(), 409);
     let error: Value = resp.json().await.unwrap();
