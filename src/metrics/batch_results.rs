@@ -121,8 +121,11 @@ impl BatchResults {
             return;
         }
         if self.line.len() + bytes.len() > MAX_HELD_LINE {
+            // The head is the line's first [`MAX_HELD_LINE`] bytes, however they came.
+            let mut head = std::mem::take(&mut self.line);
+            head.extend_from_slice(&bytes[..MAX_HELD_LINE - head.len()]);
             self.long = Some(LongLine {
-                head: std::mem::take(&mut self.line),
+                head,
                 tail: Vec::new(),
             });
             self.hold(bytes);
@@ -191,13 +194,14 @@ impl BatchResults {
             return;
         };
         // Gemini's `modelVersion` comes right after its usage. Another answer's model
-        // comes before its content (in the head) or, for embeddings, after its vectors
-        // and before its usage: the first name there, not what follows the usage (a
-        // client's `metadata`) or a tool's schema or a prompt's variables after it.
+        // comes before its content (in the head) or, for embeddings, right before its
+        // usage after its vectors; any other `model` (a client's `metadata`, a tool's
+        // schema, a prompt's variables) is not taken for it, and a line without one
+        // is priced as its batch's model.
         let model = match key == usage_keys[1] {
             true => first_member(&long.tail[at..], b"\"modelVersion\"")
                 .and_then(|v| read_model(v).flatten()),
-            false => first_model(&long.head).or_else(|| first_model(&long.tail[..at])),
+            false => first_model(&long.head).or_else(|| model_right_before(&long.tail[..at])),
         };
         self.count(usage.normalize(), model);
     }
@@ -241,6 +245,16 @@ fn last_usage<'k>(
     let mut usage = None;
     read_usage(value, &mut usage)?;
     Some((at, key, usage?))
+}
+
+/// The name of a `"model":"…",` member that `doc` ends with (white space aside).
+fn model_right_before(doc: &[u8]) -> Option<String> {
+    let doc = doc.trim_ascii_end().strip_suffix(b",")?.trim_ascii_end();
+    let key = b"\"model\"";
+    let at = memmem::rfind(doc, key)?;
+    let value = member_at(doc, at, key)?;
+    let ends_there = value.as_ptr() as usize + value.len() == doc.as_ptr() as usize + doc.len();
+    ends_there.then(|| read_model(value).flatten()).flatten()
 }
 
 /// The first member keyed `model` in `doc` whose value is a name (a string).
@@ -381,13 +395,32 @@ mod tests {
         let mut read = read_in_pieces(&format!("{line}\n"), 1 << 16);
         let usage = read.usage().unwrap();
         assert_eq!((usage.input, usage.output), (500, 20));
-        assert_eq!(read.take_model().as_deref(), Some("gpt-4o-mini"));
+        // Its model is past its first 1 MiB and not right before its usage: no name a
+        // client chose (its prompt's variables, a schema) is taken for it.
+        assert_eq!(read.take_model(), None);
         // A failed request's `null` usage is no usage, whatever an earlier object names.
         let failed = format!(
             r#"{{"custom_id":"f","response":{{"status_code":500,"body":{{"instructions":"{instructions}","text":{{"format":{{"schema":{{"usage":{{"input_tokens":7}}}}}}}},"usage":null,"metadata":{{}}}}}}}}"#
         );
         let read = read_in_pieces(&format!("{failed}\n"), 1 << 16);
         assert_eq!(read.usage(), None);
+    }
+
+    #[test]
+    fn a_long_lines_head_is_its_first_bytes_however_they_came() {
+        // Its first piece alone past what is held: the model it names early is read
+        // there, not a tool's input that names one later.
+        let text = "t".repeat(2 << 20);
+        let line = format!(
+            r#"{{"custom_id":"a","result":{{"type":"succeeded","message":{{"model":"claude-sonnet-4-5","content":[{{"type":"text","text":"{text}"}},{{"type":"tool_use","input":{{"model":"free"}}}}],"usage":{{"input_tokens":9,"output_tokens":1}}}}}}}}"#
+        );
+        let mut read = BatchResults::default();
+        let (first, rest) = line.as_bytes().split_at(line.len() - 100);
+        read.feed(first);
+        read.feed(rest);
+        read.feed(b"\n");
+        assert_eq!(read.usage().map(|u| u.input), Some(9));
+        assert_eq!(read.take_model().as_deref(), Some("claude-sonnet-4-5"));
     }
 
     #[test]

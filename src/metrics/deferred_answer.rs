@@ -9,6 +9,8 @@
 
 use sha2::{Digest, Sha256};
 
+use super::usage::Usage;
+
 /// What is remembered of an answer charged: a digest of its kind and id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AnswerKey([u8; 16]);
@@ -39,6 +41,8 @@ pub struct DeferredAnswer {
     /// Known by what it reports as well as by its name, once read
     /// ([`Self::known_by`]).
     by_usage: bool,
+    /// Once known by what it reports: its name alone, which a read in part asks after.
+    name: Option<AnswerKey>,
 }
 
 impl DeferredAnswer {
@@ -56,6 +60,7 @@ impl DeferredAnswer {
             batch: false,
             whole: true,
             by_usage: false,
+            name: None,
         }
     }
 
@@ -73,6 +78,7 @@ impl DeferredAnswer {
                 batch: true,
                 whole: true,
                 by_usage: false,
+                name: None,
             },
         }
     }
@@ -86,6 +92,7 @@ impl DeferredAnswer {
             batch: true,
             whole: true,
             by_usage: false,
+            name: None,
         }
     }
 
@@ -99,32 +106,52 @@ impl DeferredAnswer {
             batch: true,
             whole: true,
             by_usage: true,
+            name: None,
         }
     }
 
-    /// The answer as known once read, reporting `usage`: for one known by its usage
-    /// as well as its name ([`Self::gemini_responses`]), both; for any other, as it
-    /// is. A file of another's name charges only what it reports, so it can be
-    /// known as read only by reporting the same.
-    pub fn known_by(self, usage: &super::usage::Usage) -> Self {
+    /// The answer as known once read, reporting `usage` (`by_model`: of each model
+    /// its lines named): for one known by its usage as well as its name
+    /// ([`Self::gemini_responses`]), both; for any other, as it is. A file of
+    /// another's name charges only what it reports, at its models' prices, so it can
+    /// be known as read only by reporting the same.
+    pub fn known_by(self, usage: &Usage, by_model: &[(String, Usage)]) -> Self {
         if !self.by_usage {
             return self;
         }
         let mut id = self.key.0.to_vec();
-        for count in [
-            usage.input,
-            usage.output,
-            usage.cache_read,
-            usage.cache_write,
-            usage.reasoning,
-        ] {
-            id.extend_from_slice(&count.to_le_bytes());
+        let counts = |id: &mut Vec<u8>, u: &Usage| {
+            for count in [u.input, u.output, u.cache_read, u.cache_write, u.reasoning] {
+                id.extend_from_slice(&count.to_le_bytes());
+            }
+        };
+        counts(&mut id, usage);
+        let mut models: Vec<_> = by_model.iter().collect();
+        models.sort_by(|a, b| a.0.cmp(&b.0));
+        for (model, usage) in models {
+            id.extend_from_slice(model.as_bytes());
+            id.push(0);
+            counts(&mut id, usage);
         }
         Self {
             key: AnswerKey::of(b"gemini-responses-read", &id),
             by_usage: false,
+            name: Some(self.key),
             ..self
         }
+    }
+
+    /// What a read of it in part asks after: whether it was charged whole, by its name
+    /// when it is known by what it reports too (a part reports less).
+    pub fn part_read_key(&self) -> &AnswerKey {
+        self.name.as_ref().unwrap_or(&self.key)
+    }
+
+    /// Its name, marked charged too when it is charged whole, for reads in part; never
+    /// asked by a whole read or a poll (a file of its name in another project could
+    /// have marked it).
+    pub fn name_mark(&self) -> Option<&AnswerKey> {
+        self.name.as_ref()
     }
 
     /// The output file `file` of an OpenAI batch, read whole: known as its batch
@@ -135,6 +162,7 @@ impl DeferredAnswer {
             batch: true,
             whole: true,
             by_usage: false,
+            name: None,
         }
     }
 
@@ -170,6 +198,7 @@ impl DeferredAnswer {
             batch: true,
             whole: true,
             by_usage: false,
+            name: None,
         })
     }
 
@@ -181,6 +210,7 @@ impl DeferredAnswer {
             batch: true,
             whole: true,
             by_usage: false,
+            name: None,
         }
     }
 
@@ -390,17 +420,24 @@ mod tests {
             None
         );
         // Once read: a file of that name reporting other usage is another file.
-        let usage = |input| crate::metrics::usage::Usage {
+        let usage = |input| Usage {
             input,
             ..Default::default()
         };
-        let read = named.known_by(&usage(900));
-        assert_eq!(read, named.known_by(&usage(900)));
-        assert_ne!(read, named.known_by(&usage(1)));
+        let read = named.known_by(&usage(900), &[]);
+        assert_eq!(read, named.known_by(&usage(900), &[]));
+        assert_ne!(read, named.known_by(&usage(1), &[]));
         assert_ne!(read.key(), named.key());
-        assert_eq!(read.known_by(&usage(1)), read, "known once");
+        assert_eq!(read.known_by(&usage(1), &[]), read, "known once");
+        // Nor one reporting the same counts of another model.
+        let of = |model: &str| vec![(model.to_string(), usage(900))];
+        let priced = named.known_by(&usage(900), &of("gemini-2.5-pro"));
+        assert_ne!(priced, named.known_by(&usage(900), &of("cheap")));
+        // A read in part asks after the name, which a whole read marks too.
+        assert_eq!(priced.part_read_key(), named.key());
+        assert_eq!(priced.name_mark(), Some(named.key()));
         let openai = DeferredAnswer::batch_output(b"file-1");
-        assert_eq!(openai.known_by(&usage(1)), openai);
+        assert_eq!(openai.known_by(&usage(1), &[]), openai);
         // Inlined responses: known by the batch, apart from any other kind's id.
         let inlined = DeferredAnswer::gemini_batch(b"b1");
         assert!(inlined.is_batch() && inlined.read_whole());

@@ -734,8 +734,9 @@ impl UsageMeter {
             .read
             .deferred
             .map(|d| if whole { d } else { d.in_part() });
+        let by_model = &self.read.by_model;
         results.usage().map(|usage| Charge {
-            deferred: deferred.map(|d| d.known_by(&usage)),
+            deferred: deferred.map(|d| d.known_by(&usage, by_model)),
             ..Charge::reported(usage)
         })
     }
@@ -1834,7 +1835,10 @@ mod tests {
         assert_eq!((charge.usage.input, charge.usage.output), (3, 2));
         assert_eq!(
             charge.deferred,
-            Some(DeferredAnswer::gemini_responses(b"batch-gb-1").known_by(&charge.usage))
+            Some(
+                DeferredAnswer::gemini_responses(b"batch-gb-1")
+                    .known_by(&charge.usage, &[("gemini-2.5-flash".into(), charge.usage)])
+            )
         );
     }
 

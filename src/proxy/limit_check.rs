@@ -282,13 +282,15 @@ pub async fn charge_deferred_once(store: &Arc<dyn LimitStore>, ctx: &mut Request
     };
     let read = super::observe::is_read(ctx);
     let charged_before = if answer.read_whole() {
-        store
-            .first_charge(answer.key(), now())
-            .await
-            .map(|first| !first)
+        let first = store.first_charge(answer.key(), now()).await;
+        if let (Ok(true), Some(name)) = (&first, answer.name_mark()) {
+            // For the reads in part after it, which report less.
+            let _ = store.first_charge(name, now()).await;
+        }
+        first.map(|first| !first)
     } else if read {
         // Read in part: charged what it got, unless the whole was charged already.
-        store.was_charged(answer.key(), now()).await
+        store.was_charged(answer.part_read_key(), now()).await
     } else {
         return;
     };
@@ -622,14 +624,23 @@ mod tests {
         results: &str,
         cut_at: Option<usize>,
     ) -> Option<u64> {
+        let anthropic = crate::providers::ProviderKind::Anthropic;
+        let endpoint = "messages/batches/msgbatch_1/results";
+        results_read_at(store, results, cut_at, anthropic, endpoint)
+    }
+
+    /// [`results_read`] at a provider of `kind`, of `endpoint`.
+    fn results_read_at(
+        store: &Arc<dyn LimitStore>,
+        results: &str,
+        cut_at: Option<usize>,
+        kind: crate::providers::ProviderKind,
+        endpoint: &str,
+    ) -> Option<u64> {
         use crate::proxy::observe;
         let mut ctx = RequestContext::new();
-        observe::passthrough_endpoint(
-            &mut ctx,
-            &http::Method::GET,
-            "messages/batches/msgbatch_1/results",
-            &target_at(crate::providers::ProviderKind::Anthropic),
-        );
+        let target = target_at(kind);
+        observe::passthrough_endpoint(&mut ctx, &http::Method::GET, endpoint, &target);
         let resp = pingora_http::ResponseHeader::build(200, None).unwrap();
         observe::answer_header(&mut ctx, &resp);
         match cut_at {
@@ -664,6 +675,23 @@ mod tests {
         assert_eq!(results_read(&store, &results, None), None);
         // Left part way once the whole was charged: nothing more.
         assert_eq!(results_read(&store, &results, Some(first_line + 4)), None);
+    }
+
+    #[test]
+    fn a_gemini_responses_file_read_in_part_after_it_was_read_whole_is_charged_nothing() {
+        // Known by what it reports once read whole: a read in part reports less, and
+        // asks after the file's name, which the whole read marked too.
+        let store: Arc<dyn LimitStore> = Arc::new(crate::limits::MemoryStore::default());
+        let line = r#"{"key":"a","response":{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":5},"modelVersion":"m"}}"#;
+        let results = format!("{line}\n{line}\n");
+        let part = Some(line.len() + 5);
+        let gemini = crate::providers::ProviderKind::Gemini;
+        let read =
+            |cut| results_read_at(&store, &results, cut, gemini, "v1beta/files/f-1:download");
+        assert_eq!(read(part), Some(5));
+        assert_eq!(read(None), Some(10));
+        assert_eq!(read(None), None);
+        assert_eq!(read(part), None);
     }
 
     /// The output charged for a background response answered whole to a read or to

@@ -685,7 +685,7 @@ impl DeferredPoll {
                     _ => DeferredAnswer::batch_output(file.as_bytes()),
                 };
                 // A client read it whole already: not downloaded again.
-                let known = output.known_by(&Usage::default()) == output;
+                let known = output.known_by(&Usage::default(), &[]) == output;
                 if known && store.was_charged(output.key(), unix_now()).await == Ok(true) {
                     return Ok(Polled::Charged);
                 }
@@ -805,7 +805,12 @@ async fn charge_ended(
     // The store bounds its own calls in time; one cut short here could have marked
     // the work charged without its charge.
     match store.first_charge(answer.key(), unix_now()).await {
-        Ok(true) => {}
+        Ok(true) => {
+            if let Some(name) = answer.name_mark() {
+                // For clients' reads in part after it, which report less.
+                let _ = store.first_charge(name, unix_now()).await;
+            }
+        }
         Ok(false) => return true,
         Err(e) => {
             log::warn!("{e}; a background response or batch is charged later");
