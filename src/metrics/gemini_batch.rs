@@ -11,11 +11,12 @@
 //!
 //! Its responses (each a `generateContent` answer with its `usageMetadata`) are inlined
 //! in its output, or its output names the file that holds them (`"responsesFile":
-//! "files/{id}"`, a JSON line per request).
+//! "files/{id}"`, a JSON line per request). An operation is read by
+//! [`super::gemini_batch_stream::GeminiBatchStream`], whole or as it passes.
 
 use super::batch_results::BatchResults;
 use super::deferred_answer::unquoted;
-use crate::translate::json_members::{skip_ws, ArrayElements, ObjectMembers};
+use crate::translate::json_members::{skip_ws, ObjectMembers};
 
 /// A Gemini batch's operation, read.
 #[derive(Debug)]
@@ -42,40 +43,6 @@ const ENDED: [&[u8]; 4] = [
 ];
 
 impl<'a> GeminiBatch<'a> {
-    /// `doc` read as a Gemini batch's operation; `None` when it is not one: an object
-    /// whose first member is `name`, naming `batches/{id}`. Every other JSON answer is
-    /// told apart by its first bytes, unparsed.
-    pub fn of(doc: &'a [u8]) -> Option<Self> {
-        if !starts_with_name(doc) {
-            return None;
-        }
-        let mut members = ObjectMembers::of(doc)?;
-        let id = batch_id(members.next_front()?.value)?;
-        let mut batch = Self {
-            id,
-            ended: None,
-            model: None,
-            file: None,
-            responses: None,
-        };
-        let mut done = false;
-        while let Some(member) = members.next_front() {
-            match &*member.key() {
-                b"metadata" => batch.read_metadata(member.value),
-                b"done" => done = member.value.trim_ascii() == b"true",
-                // The operation's result repeats the batch's output.
-                b"response" if batch.responses.is_none() && batch.file.is_none() => {
-                    batch.read_output(member.value)
-                }
-                _ => {}
-            }
-        }
-        if done && batch.ended.is_none() {
-            batch.ended = Some(true);
-        }
-        Some(batch)
-    }
-
     /// The first bytes (`head`) of an operation too large to hold, read as a Gemini
     /// batch's: known by its name alone, whether it has ended unread (its state may
     /// come after what was held).
@@ -110,58 +77,6 @@ impl<'a> GeminiBatch<'a> {
             responses: None,
         })
     }
-
-    fn read_metadata(&mut self, value: &'a [u8]) {
-        let Some(mut members) = ObjectMembers::of(value) else {
-            return;
-        };
-        while let Some(member) = members.next_front() {
-            match &*member.key() {
-                b"state" => {
-                    let state = member.value.trim_ascii();
-                    self.ended = Some(ENDED.contains(&state));
-                }
-                b"model" => {
-                    let model = unquoted(member.value.trim_ascii());
-                    let model = model.map(|m| m.strip_prefix(b"models/").unwrap_or(m));
-                    self.model = model.map(|m| String::from_utf8_lossy(m).into_owned());
-                }
-                b"output" => self.read_output(member.value),
-                _ => {}
-            }
-        }
-    }
-
-    /// A `GenerateContentBatchOutput`: its inlined responses, or its responses file.
-    fn read_output(&mut self, value: &'a [u8]) {
-        let Some(mut members) = ObjectMembers::of(value) else {
-            return;
-        };
-        while let Some(member) = members.next_front() {
-            match &*member.key() {
-                b"responsesFile" => {
-                    let file = unquoted(member.value.trim_ascii());
-                    self.file = file.map(|f| f.strip_prefix(b"files/").unwrap_or(f));
-                }
-                b"inlinedResponses" => {
-                    let Some(mut inner) = ObjectMembers::of(member.value) else {
-                        continue;
-                    };
-                    let list = std::iter::from_fn(|| inner.next_front())
-                        .find(|m| &*m.key() == b"inlinedResponses");
-                    let Some(elements) = list.and_then(|m| ArrayElements::of(m.value)) else {
-                        continue;
-                    };
-                    let mut responses = BatchResults::default();
-                    for element in elements {
-                        responses.read_line(element);
-                    }
-                    self.responses = Some(responses);
-                }
-                _ => {}
-            }
-        }
-    }
 }
 
 /// Whether `doc` opens an object whose first key is `name`.
@@ -183,6 +98,7 @@ fn batch_id(value: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::gemini_batch_stream::GeminiBatchStream;
     use super::*;
     use crate::metrics::usage::Usage;
 
@@ -198,14 +114,40 @@ mod tests {
         )
     }
 
+    /// `doc` read as an operation is: the id, whether it ended, its model, its file,
+    /// and its responses' usage; `None` when it is not a batch's.
+    type Read = (
+        Vec<u8>,
+        Option<bool>,
+        Option<String>,
+        Option<Vec<u8>>,
+        Option<Usage>,
+    );
+
+    fn read(doc: &str) -> Option<Read> {
+        if !GeminiBatchStream::starts(doc.as_bytes()) {
+            return None;
+        }
+        let mut stream = GeminiBatchStream::default();
+        stream.feed(doc.as_bytes());
+        let batch = stream.finish()?;
+        let usage = batch.responses.as_ref().and_then(BatchResults::usage);
+        Some((
+            batch.id.to_vec(),
+            batch.ended,
+            batch.model,
+            batch.file.map(<[u8]>::to_vec),
+            usage,
+        ))
+    }
+
     #[test]
     fn a_batch_under_way_is_known_by_its_name_and_state() {
-        let doc = operation("BATCH_STATE_PENDING", "");
-        let batch = GeminiBatch::of(doc.as_bytes()).unwrap();
-        assert_eq!(batch.id, b"b-123");
-        assert_eq!(batch.ended, Some(false));
-        assert_eq!(batch.model.as_deref(), Some("gemini-2.5-flash"));
-        assert!(batch.file.is_none() && batch.responses.is_none());
+        let (id, ended, model, file, usage) = read(&operation("BATCH_STATE_PENDING", "")).unwrap();
+        assert_eq!(id, b"b-123");
+        assert_eq!(ended, Some(false));
+        assert_eq!(model.as_deref(), Some("gemini-2.5-flash"));
+        assert_eq!((file, usage), (None, None));
     }
 
     #[test]
@@ -215,32 +157,27 @@ mod tests {
             response(10, 5, 2),
             response(7, 3, 0)
         );
-        let doc = operation("BATCH_STATE_SUCCEEDED", &inlined);
-        let batch = GeminiBatch::of(doc.as_bytes()).unwrap();
-        assert_eq!(batch.ended, Some(true));
-        let usage = batch.responses.unwrap().usage().unwrap();
+        let (_, ended, _, _, usage) = read(&operation("BATCH_STATE_SUCCEEDED", &inlined)).unwrap();
+        assert_eq!(ended, Some(true));
         let expected = Usage {
             input: 17,
             output: 10,
             reasoning: 2,
             ..Usage::default()
         };
-        assert_eq!(usage, expected);
+        assert_eq!(usage, Some(expected));
     }
 
     #[test]
     fn an_ended_batchs_responses_file_is_named() {
-        let doc = operation(
-            "BATCH_STATE_SUCCEEDED",
-            r#","output":{"responsesFile":"files/batch-out"}"#,
-        );
-        let batch = GeminiBatch::of(doc.as_bytes()).unwrap();
-        assert_eq!(batch.file, Some(&b"batch-out"[..]));
+        let filed = r#","output":{"responsesFile":"files/batch-out"}"#;
+        let (_, _, _, file, _) = read(&operation("BATCH_STATE_SUCCEEDED", filed)).unwrap();
+        assert_eq!(file.as_deref(), Some(&b"batch-out"[..]));
         // The operation's `done` ends it when no state was read; its `response`
         // names the output when the metadata does not.
-        let doc = r#"{"name":"batches/b1","done":true,"response":{"@type":"x","responsesFile":"files/f1"}}"#;
-        let batch = GeminiBatch::of(doc.as_bytes()).unwrap();
-        assert_eq!((batch.ended, batch.file), (Some(true), Some(&b"f1"[..])));
+        let doc = r#"{"name":"batches/b1","done":true,"response":{"@type":"x","inlinedResponses":{"inlinedResponses":[{"response":{"usageMetadata":{"promptTokenCount":4}}}]}}}"#;
+        let (_, ended, _, _, usage) = read(doc).unwrap();
+        assert_eq!((ended, usage.map(|u| u.input)), (Some(true), Some(4)));
     }
 
     #[test]
@@ -263,7 +200,7 @@ mod tests {
             r#"[{"name":"batches/b1"}]"#,
             r#"{"name":"batches/b1""#,
         ] {
-            assert!(GeminiBatch::of(doc.as_bytes()).is_none(), "{doc}");
+            assert!(read(doc).is_none(), "{doc}");
         }
     }
 }

@@ -1093,8 +1093,14 @@ fn read_carried(doc: &[u8], read: &mut Read) {
 
 /// [`read_carried`] for one object.
 fn read_carried_object(doc: &[u8], read: &mut Read) {
-    if let Some(batch) = GeminiBatch::of(doc) {
-        return keep_gemini_batch(batch, read);
+    if GeminiBatchStream::starts(doc) {
+        // Told apart by its first member; read by the scanner a large one is read by.
+        let mut stream = GeminiBatchStream::default();
+        stream.feed(doc);
+        if let Some(batch) = stream.finish() {
+            keep_gemini_batch(batch, read);
+        }
+        return;
     }
     let mut carrier = Carrier {
         model_known: read.model.is_some(),
