@@ -65,8 +65,9 @@ impl BatchResults {
             return;
         }
         while let Some(end) = memchr::memchr(b'\n', bytes) {
-            if self.line.is_empty() && self.long.is_none() {
-                // A whole line in this piece: read where it lies.
+            if self.line.is_empty() && self.long.is_none() && end <= MAX_HELD_LINE {
+                // A whole line in this piece: read where it lies (a longer one is read
+                // from its ends, however it came).
                 self.read_line(&bytes[..end]);
             } else {
                 self.hold(&bytes[..end]);

@@ -41,7 +41,8 @@ pub struct DeferredAnswer {
     /// Known by what it reports as well as by its name, once read
     /// ([`Self::known_by`]).
     by_usage: bool,
-    /// Once known by what it reports: its name alone, which a read in part asks after.
+    /// For one known by what it reports too: its name where it was read, which a read
+    /// in part asks after.
     name: Option<AnswerKey>,
 }
 
@@ -96,17 +97,22 @@ impl DeferredAnswer {
         }
     }
 
-    /// The responses file `file` of a Gemini batch (`files/{file}:download`), known by
-    /// its name and, once read, the usage it reports ([`Self::known_by`]): Gemini lets
-    /// whoever uploads a file name it, so a file of that name in another project is
-    /// another file, told apart by what it holds, whichever key reads it.
-    pub fn gemini_responses(file: &[u8]) -> Self {
+    /// The responses file `file` of a Gemini batch (`files/{file}:download`) read at
+    /// `provider`, known by its name and, once read, the usage it reports
+    /// ([`Self::known_by`]): Gemini lets whoever uploads a file name it, so a file of
+    /// that name in another project is another file, told apart by what it holds,
+    /// whichever key reads it. A read in part (which reports less) asks after its name
+    /// at that provider alone.
+    pub fn gemini_responses(file: &[u8], provider: &str) -> Self {
+        let mut at = provider.as_bytes().to_vec();
+        at.push(0);
+        at.extend_from_slice(file);
         Self {
             key: AnswerKey::of(b"gemini-responses", file),
             batch: true,
             whole: true,
             by_usage: true,
-            name: None,
+            name: Some(AnswerKey::of(b"gemini-responses-at", &at)),
         }
     }
 
@@ -136,7 +142,6 @@ impl DeferredAnswer {
         Self {
             key: AnswerKey::of(b"gemini-responses-read", &id),
             by_usage: false,
-            name: Some(self.key),
             ..self
         }
     }
@@ -170,12 +175,12 @@ impl DeferredAnswer {
     /// Anthropic-format provider (`anthropic`) a message batch's results
     /// (`[v1/]messages/batches/{id}/results`), at another an OpenAI batch's output
     /// file (`[v1/]files/{id}/content`: a file of any other kind reports no usage) or,
-    /// at a Gemini provider (`gemini`), a Gemini batch's responses file
+    /// at a Gemini provider (`gemini`, by name), a Gemini batch's responses file
     /// (`[download/][v1beta/]files/{id}:download`). A line per request, each with its
     /// usage, read whole or in part.
-    pub fn batch_results(endpoint: &str, anthropic: bool, gemini: bool) -> Option<Self> {
-        if let Some(file) = gemini_download(endpoint).filter(|_| gemini) {
-            return Some(Self::gemini_responses(file.as_bytes()));
+    pub fn batch_results(endpoint: &str, anthropic: bool, gemini: Option<&str>) -> Option<Self> {
+        if let Some((provider, file)) = gemini.zip(gemini_download(endpoint)) {
+            return Some(Self::gemini_responses(file.as_bytes(), provider));
         }
         // Empty segments left out: a provider may read `files//x` as `files/x`.
         let mut parts = endpoint.rsplit('/').filter(|p| !p.is_empty());
@@ -327,11 +332,11 @@ mod tests {
     fn a_message_batchs_results_are_known_alike_however_they_are_named() {
         assert_eq!(
             Some(DeferredAnswer::message_batch_results("msgbatch_1")),
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, false)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, None)
         );
         assert_eq!(
             Some(DeferredAnswer::message_batch_results("msgbatch_1")),
-            DeferredAnswer::batch_results("messages/batches/msgbatch_1/results", true, false)
+            DeferredAnswer::batch_results("messages/batches/msgbatch_1/results", true, None)
         );
     }
 
@@ -377,7 +382,7 @@ mod tests {
         // A batch's object and its output file are one output.
         assert_eq!(
             DeferredAnswer::batch(br#""batch_1""#, Some(br#""file-out""#)),
-            DeferredAnswer::batch_results("v1/files/file-out/content", false, false).unwrap()
+            DeferredAnswer::batch_results("v1/files/file-out/content", false, None).unwrap()
         );
         assert_eq!(
             DeferredAnswer::batch(br#""batch_1""#, Some(b"null")),
@@ -391,14 +396,14 @@ mod tests {
 
     #[test]
     fn a_gemini_batchs_responses_file_is_known_by_its_name_and_what_it_reports() {
-        let named = DeferredAnswer::gemini_responses(b"batch-out");
+        let named = DeferredAnswer::gemini_responses(b"batch-out", "gemini");
         for endpoint in [
             "files/batch-out:download",
             "v1beta/files/batch-out:download",
             "download/v1beta/files/batch-out:download",
             "v1/files/batch-out:download",
         ] {
-            let read = DeferredAnswer::batch_results(endpoint, false, true);
+            let read = DeferredAnswer::batch_results(endpoint, false, Some("gemini"));
             assert_eq!(read, Some(named), "{endpoint}");
         }
         for other in [
@@ -409,14 +414,14 @@ mod tests {
             "v2/files/batch-out:download",
         ] {
             assert_eq!(
-                DeferredAnswer::batch_results(other, false, true),
+                DeferredAnswer::batch_results(other, false, Some("gemini")),
                 None,
                 "{other}"
             );
         }
         // Not at a Gemini provider.
         assert_eq!(
-            DeferredAnswer::batch_results("files/batch-out:download", false, false),
+            DeferredAnswer::batch_results("files/batch-out:download", false, None),
             None
         );
         // Once read: a file of that name reporting other usage is another file.
@@ -433,9 +438,19 @@ mod tests {
         let of = |model: &str| vec![(model.to_string(), usage(900))];
         let priced = named.known_by(&usage(900), &of("gemini-2.5-pro"));
         assert_ne!(priced, named.known_by(&usage(900), &of("cheap")));
-        // A read in part asks after the name, which a whole read marks too.
-        assert_eq!(priced.part_read_key(), named.key());
-        assert_eq!(priced.name_mark(), Some(named.key()));
+        // A read in part asks after the name at its provider, which a whole read marks.
+        assert_eq!(priced.part_read_key(), named.name_mark().unwrap());
+        let elsewhere = DeferredAnswer::gemini_responses(b"batch-out", "gemini-b");
+        assert_ne!(elsewhere.name_mark(), named.name_mark());
+        let (a, b) = (
+            elsewhere.known_by(&usage(900), &[]),
+            named.known_by(&usage(900), &[]),
+        );
+        assert_eq!(
+            a.key(),
+            b.key(),
+            "one file, whichever provider reads it whole"
+        );
         let openai = DeferredAnswer::batch_output(b"file-1");
         assert_eq!(openai.known_by(&usage(1), &[]), openai);
         // Inlined responses: known by the batch, apart from any other kind's id.
@@ -448,18 +463,18 @@ mod tests {
     #[test]
     fn a_batchs_results_are_told_by_their_endpoint() {
         let read =
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_01/results", true, false)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_01/results", true, None)
                 .unwrap();
         assert!(read.is_batch() && read.read_whole());
         assert_eq!(
             Some(read),
-            DeferredAnswer::batch_results("messages/batches/msgbatch_01/results/", true, false)
+            DeferredAnswer::batch_results("messages/batches/msgbatch_01/results/", true, None)
         );
         assert_ne!(
             Some(read),
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_02/results", true, false)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_02/results", true, None)
         );
-        assert!(DeferredAnswer::batch_results("files/file-1/content", false, false).is_some());
+        assert!(DeferredAnswer::batch_results("files/file-1/content", false, None).is_some());
         for (other, anthropic) in [
             ("v1/messages/batches/msgbatch_01", true),
             ("v1/messages/batches//results", true),
@@ -473,7 +488,7 @@ mod tests {
             ("x/files/file-1/content", false),
         ] {
             assert_eq!(
-                DeferredAnswer::batch_results(other, anthropic, false),
+                DeferredAnswer::batch_results(other, anthropic, None),
                 None,
                 "{other}"
             );

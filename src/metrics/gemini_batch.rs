@@ -91,7 +91,7 @@ fn starts_with_name(doc: &[u8]) -> bool {
 }
 
 /// The `{id}` of a `name` member's value `"batches/{id}"`.
-fn batch_id(value: &[u8]) -> Option<&[u8]> {
+pub(super) fn batch_id(value: &[u8]) -> Option<&[u8]> {
     let id = unquoted(value.trim_ascii())?.strip_prefix(b"batches/")?;
     (!id.is_empty() && !id.contains(&b'/')).then_some(id)
 }
@@ -178,6 +178,9 @@ mod tests {
         let doc = r#"{"name":"batches/b1","done":true,"response":{"@type":"x","inlinedResponses":{"inlinedResponses":[{"response":{"usageMetadata":{"promptTokenCount":4}}}]}}}"#;
         let (_, ended, _, _, usage) = read(doc).unwrap();
         assert_eq!((ended, usage.map(|u| u.input)), (Some(true), Some(4)));
+        let doc = r#"{"name":"batches/b1","done":true,"response":{"@type":"x","responsesFile":"files/f1"}}"#;
+        let (_, ended, _, file, _) = read(doc).unwrap();
+        assert_eq!((ended, file.as_deref()), (Some(true), Some(&b"f1"[..])));
     }
 
     #[test]

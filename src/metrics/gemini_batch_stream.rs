@@ -82,11 +82,13 @@ enum Kept {
     State,
     Model,
     File,
+    /// The file the operation's result names (its output's, repeated).
+    ResultFile,
     /// The model of the inlined response under way.
     ResponseModel,
 }
 
-const KEPT: [(&[Step], Kept); 5] = [
+const KEPT: [(&[Step], Kept); 6] = [
     (&[Step::In(Key::Name)], Kept::Name),
     (&[Step::In(Key::Done)], Kept::Done),
     (
@@ -104,6 +106,10 @@ const KEPT: [(&[Step], Kept); 5] = [
             Step::In(Key::ResponsesFile),
         ],
         Kept::File,
+    ),
+    (
+        &[Step::In(Key::Response), Step::In(Key::ResponsesFile)],
+        Kept::ResultFile,
     ),
 ];
 
@@ -174,6 +180,7 @@ pub(super) struct GeminiBatchStream {
     state: Vec<u8>,
     model: Vec<u8>,
     file: Vec<u8>,
+    result_file: Vec<u8>,
     /// Not JSON as the scanner reads it, or too deep: nothing more is read.
     broken: bool,
 }
@@ -193,6 +200,7 @@ impl Default for GeminiBatchStream {
             state: Vec::new(),
             model: Vec::new(),
             file: Vec::new(),
+            result_file: Vec::new(),
             broken: false,
         }
     }
@@ -217,6 +225,11 @@ impl GeminiBatchStream {
         }
     }
 
+    /// The batch's id, once its name was read.
+    pub fn id(&self) -> Option<&[u8]> {
+        super::gemini_batch::batch_id(&self.name)
+    }
+
     /// The operation read whole, as a [`GeminiBatch`]: `None` when it was not one (no
     /// `batches/{id}` name), or broke off.
     pub fn finish(&mut self) -> Option<GeminiBatch<'_>> {
@@ -227,8 +240,13 @@ impl GeminiBatchStream {
         batch.model = super::deferred_answer::unquoted(&self.model)
             .map(|m| m.strip_prefix(b"models/").unwrap_or(m))
             .map(|m| String::from_utf8_lossy(m).into_owned());
-        batch.file = super::deferred_answer::unquoted(&self.file)
-            .map(|f| f.strip_prefix(b"files/").unwrap_or(f));
+        // The output's file; the result's only when the output named none.
+        let file = match self.file.is_empty() {
+            true => &self.result_file,
+            false => &self.file,
+        };
+        batch.file =
+            super::deferred_answer::unquoted(file).map(|f| f.strip_prefix(b"files/").unwrap_or(f));
         // The output's responses; the result's only when the output had none.
         batch.responses = self.output.take().or(self.result.take());
         Some(batch)
@@ -496,6 +514,7 @@ impl GeminiBatchStream {
             Kept::State => &mut self.state,
             Kept::Model => &mut self.model,
             Kept::File => &mut self.file,
+            Kept::ResultFile => &mut self.result_file,
             Kept::ResponseModel => match self.response.as_mut() {
                 Some(response) => &mut response.model,
                 None => return,

@@ -865,8 +865,16 @@ impl UsageMeter {
             Body::Json(buf) => read_carried(&buf, &mut self.read),
             // Read whole, or not at all: a batch's usage is its responses'.
             Body::GeminiBatch(mut stream) if whole => {
-                if let Some(batch) = stream.finish() {
-                    keep_gemini_batch(batch, &mut self.read);
+                // One the scanner cannot read whole is still watched, by its name.
+                let id = stream.id().map(<[u8]>::to_vec);
+                match stream.finish() {
+                    Some(batch) => keep_gemini_batch(batch, &mut self.read),
+                    None => {
+                        let named =
+                            id.and_then(|id| StartedApart::named(&id, ApartKind::GeminiBatch));
+                        self.read.started = self.read.started.take().or(named);
+                        self.read.under_way = true;
+                    }
                 }
             }
             Body::GeminiBatch(_) => {}
@@ -1097,7 +1105,8 @@ fn read_carried_object(doc: &[u8], read: &mut Read) {
         // Told apart by its first member; read by the scanner a large one is read by.
         let mut stream = GeminiBatchStream::default();
         stream.feed(doc);
-        if let Some(batch) = stream.finish() {
+        // One the scanner cannot read whole is still watched, by its name.
+        if let Some(batch) = stream.finish().or_else(|| GeminiBatch::of_head(doc)) {
             keep_gemini_batch(batch, read);
         }
         return;
@@ -1833,8 +1842,12 @@ mod tests {
             r#"{"key":"a","response":{"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2},"modelVersion":"gemini-2.5-flash"}}"#,
             r#"{"key":"b","error":{"code":3}}"#
         );
-        let file =
-            DeferredAnswer::batch_results("v1beta/files/batch-gb-1:download", false, true).unwrap();
+        let file = DeferredAnswer::batch_results(
+            "v1beta/files/batch-gb-1:download",
+            false,
+            Some("gemini"),
+        )
+        .unwrap();
         let mut m = UsageMeter::for_batch_results(file, None).unwrap();
         m.feed(lines.as_bytes());
         let charge = m.finish().unwrap();
@@ -1842,7 +1855,7 @@ mod tests {
         assert_eq!(
             charge.deferred,
             Some(
-                DeferredAnswer::gemini_responses(b"batch-gb-1")
+                DeferredAnswer::gemini_responses(b"batch-gb-1", "gemini")
                     .known_by(&charge.usage, &[("gemini-2.5-flash".into(), charge.usage)])
             )
         );
@@ -1851,7 +1864,7 @@ mod tests {
     #[test]
     fn a_batchs_results_are_charged_the_sum_of_their_lines_whole_or_in_part() {
         let results =
-            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, false)
+            DeferredAnswer::batch_results("v1/messages/batches/msgbatch_1/results", true, None)
                 .unwrap();
         let line = |input: u64| {
             format!(

@@ -412,7 +412,8 @@ pub fn passthrough_endpoint(
     if method == http::Method::GET {
         let provider = &target.provider;
         let anthropic = provider.format == crate::providers::WireFormat::Anthropic;
-        let gemini = provider.kind == crate::providers::ProviderKind::Gemini;
+        let gemini = (provider.kind == crate::providers::ProviderKind::Gemini)
+            .then_some(provider.name.as_str());
         ctx.obs.batch_results = DeferredAnswer::batch_results(endpoint, anthropic, gemini);
         if let Some(("responses", id)) = endpoint.split_once('/') {
             stored_response_read(ctx, id);

@@ -681,7 +681,9 @@ impl DeferredPoll {
                 };
                 let output = match watched.start.started.kind {
                     // Known by what it reports too: read, and charged once by that.
-                    ApartKind::GeminiBatch => DeferredAnswer::gemini_responses(file.as_bytes()),
+                    ApartKind::GeminiBatch => {
+                        DeferredAnswer::gemini_responses(file.as_bytes(), &watched.provider.name)
+                    }
                     _ => DeferredAnswer::batch_output(file.as_bytes()),
                 };
                 // A client read it whole already: not downloaded again.
