@@ -146,6 +146,12 @@ impl DeferredAnswer {
         }
     }
 
+    /// Whether it is known by its name alone, before it is read (not by what it
+    /// reports: [`Self::known_by`]).
+    pub fn known_by_name(&self) -> bool {
+        !self.by_usage
+    }
+
     /// What a read of it in part asks after: whether it was charged whole, by its name
     /// when it is known by what it reports too (a part reports less).
     pub fn part_read_key(&self) -> &AnswerKey {

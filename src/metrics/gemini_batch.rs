@@ -98,90 +98,7 @@ pub(super) fn batch_id(value: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::gemini_batch_stream::GeminiBatchStream;
     use super::*;
-    use crate::metrics::usage::Usage;
-
-    fn response(input: u64, output: u64, thoughts: u64) -> String {
-        format!(
-            r#"{{"response":{{"candidates":[{{"content":{{"parts":[{{"text":"a \"usageMetadata\": {{}}"}}],"role":"model"}},"finishReason":"STOP"}}],"usageMetadata":{{"promptTokenCount":{input},"candidatesTokenCount":{output},"thoughtsTokenCount":{thoughts},"totalTokenCount":1}},"modelVersion":"gemini-2.5-flash"}},"metadata":{{"key":"r"}}}}"#
-        )
-    }
-
-    fn operation(state: &str, output: &str) -> String {
-        format!(
-            r#"{{"name":"batches/b-123","metadata":{{"@type":"type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch","model":"models/gemini-2.5-flash","displayName":"d","state":"{state}","name":"batches/b-123"{output}}}}}"#
-        )
-    }
-
-    /// `doc` read as an operation is: the id, whether it ended, its model, its file,
-    /// and its responses' usage; `None` when it is not a batch's.
-    type Read = (
-        Vec<u8>,
-        Option<bool>,
-        Option<String>,
-        Option<Vec<u8>>,
-        Option<Usage>,
-    );
-
-    fn read(doc: &str) -> Option<Read> {
-        if !GeminiBatchStream::starts(doc.as_bytes()) {
-            return None;
-        }
-        let mut stream = GeminiBatchStream::default();
-        stream.feed(doc.as_bytes());
-        let batch = stream.finish()?;
-        let usage = batch.responses.as_ref().and_then(BatchResults::usage);
-        Some((
-            batch.id.to_vec(),
-            batch.ended,
-            batch.model,
-            batch.file.map(<[u8]>::to_vec),
-            usage,
-        ))
-    }
-
-    #[test]
-    fn a_batch_under_way_is_known_by_its_name_and_state() {
-        let (id, ended, model, file, usage) = read(&operation("BATCH_STATE_PENDING", "")).unwrap();
-        assert_eq!(id, b"b-123");
-        assert_eq!(ended, Some(false));
-        assert_eq!(model.as_deref(), Some("gemini-2.5-flash"));
-        assert_eq!((file, usage), (None, None));
-    }
-
-    #[test]
-    fn an_ended_batchs_inlined_responses_are_summed() {
-        let inlined = format!(
-            r#","output":{{"inlinedResponses":{{"inlinedResponses":[{},{{"error":{{"code":3}}}},{}]}}}}"#,
-            response(10, 5, 2),
-            response(7, 3, 0)
-        );
-        let (_, ended, _, _, usage) = read(&operation("BATCH_STATE_SUCCEEDED", &inlined)).unwrap();
-        assert_eq!(ended, Some(true));
-        let expected = Usage {
-            input: 17,
-            output: 10,
-            reasoning: 2,
-            ..Usage::default()
-        };
-        assert_eq!(usage, Some(expected));
-    }
-
-    #[test]
-    fn an_ended_batchs_responses_file_is_named() {
-        let filed = r#","output":{"responsesFile":"files/batch-out"}"#;
-        let (_, _, _, file, _) = read(&operation("BATCH_STATE_SUCCEEDED", filed)).unwrap();
-        assert_eq!(file.as_deref(), Some(&b"batch-out"[..]));
-        // The operation's `done` ends it when no state was read; its `response`
-        // names the output when the metadata does not.
-        let doc = r#"{"name":"batches/b1","done":true,"response":{"@type":"x","inlinedResponses":{"inlinedResponses":[{"response":{"usageMetadata":{"promptTokenCount":4}}}]}}}"#;
-        let (_, ended, _, _, usage) = read(doc).unwrap();
-        assert_eq!((ended, usage.map(|u| u.input)), (Some(true), Some(4)));
-        let doc = r#"{"name":"batches/b1","done":true,"response":{"@type":"x","responsesFile":"files/f1"}}"#;
-        let (_, ended, _, file, _) = read(doc).unwrap();
-        assert_eq!((ended, file.as_deref()), (Some(true), Some(&b"f1"[..])));
-    }
 
     #[test]
     fn an_operation_too_large_to_hold_is_a_batch_known_by_its_name() {
@@ -191,19 +108,14 @@ mod tests {
         assert_eq!((batch.id, batch.ended), (&b"b-9"[..], None));
         assert!(GeminiBatch::of_head(br#"{"id":"chatcmpl-1","choices":[{"#).is_none());
         assert!(GeminiBatch::of_head(br#"{"name":"batches/b-"#).is_none());
-    }
-
-    #[test]
-    fn other_answers_are_not_batches() {
-        for doc in [
-            r#"{"id":"chatcmpl-1","name":"batches/b1"}"#,
-            r#"{"name":"models/gemini-2.5-flash"}"#,
-            r#"{"name":"batches/"}"#,
-            r#"{"name":"batches/a/b"}"#,
-            r#"[{"name":"batches/b1"}]"#,
-            r#"{"name":"batches/b1""#,
+        for other in [
+            &br#"{"id":"chatcmpl-1","name":"batches/b1"}"#[..],
+            br#"{"name":"models/gemini-2.5-flash"}"#,
+            br#"{"name":"batches/"}"#,
+            br#"{"name":"batches/a/b"}"#,
+            br#"[{"name":"batches/b1"}]"#,
         ] {
-            assert!(read(doc).is_none(), "{doc}");
+            assert!(GeminiBatch::of_head(other).is_none(), "{other:?}");
         }
     }
 }

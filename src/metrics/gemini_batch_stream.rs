@@ -648,6 +648,30 @@ mod tests {
         stream.feed(filed.as_bytes());
         let batch = stream.finish().unwrap();
         assert_eq!(batch.file, Some(&b"out-3"[..]));
+        // The operation's result names it when the output does not; `done` ends it.
+        let result = r#"{"name":"batches/b1","done":true,"response":{"@type":"x","responsesFile":"files/f1"}}"#;
+        let mut stream = GeminiBatchStream::default();
+        stream.feed(result.as_bytes());
+        let batch = stream.finish().unwrap();
+        assert_eq!((batch.ended, batch.file), (Some(true), Some(&b"f1"[..])));
+    }
+
+    #[test]
+    fn thinking_counts_as_output_and_an_error_element_counts_nothing() {
+        let thinking = r#"{"response":{"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":5,"thoughtsTokenCount":2}}}"#;
+        let doc = operation(&[
+            thinking.into(),
+            r#"{"error":{"code":3}}"#.into(),
+            response(7, "x"),
+        ]);
+        let (_, _, _, usage) = read(&doc, 11);
+        let expected = Usage {
+            input: 17,
+            output: 9,
+            reasoning: 2,
+            ..Usage::default()
+        };
+        assert_eq!(usage, Some(expected));
     }
 
     #[test]
@@ -655,6 +679,7 @@ mod tests {
         for doc in [
             r#"{"name":"batches/b-1","metadata":{"state":"BATCH_STATE_SUCCEEDED""#,
             r#"{"name":"models/x"}"#,
+            r#"{"name":"batches/a/b"}"#,
             r#"}{"#,
         ] {
             let mut stream = GeminiBatchStream::default();

@@ -55,9 +55,7 @@ pub fn results_url_rewrite(
         prefix.to_string()
     } else {
         // An endpoint spelled with escapes: the provider's name as the client wrote it.
-        let mut parts = path.splitn(4, '/');
-        let (_, p, name) = (parts.next(), parts.next()?, parts.next()?);
-        format!("/{p}/{name}/")
+        format!("{}/", super::passthrough::client_prefix(path)?)
     };
     let to = format!("{}://{host}{prefix}", client_scheme(req, downstream_tls()));
     ResultsUrlRewrite::new(from, to)

@@ -725,7 +725,7 @@ fn passthrough_location(
     }
     let location = resp.headers.get(http::header::LOCATION)?.to_str().ok()?;
     let provider = &ctx.upstream.as_ref()?.provider;
-    let prefix = provider_redirect::passthrough_prefix(req.uri.path())?;
+    let prefix = passthrough::client_prefix(req.uri.path())?;
     let allow_v1_alias = ctx
         .config
         .as_ref()

@@ -27,6 +27,13 @@ const PATH_ENCODE: &AsciiSet = &CONTROLS
     .add(b'[')
     .add(b']');
 
+/// The `/p/{provider}` of a client's passthrough `path`, the provider as written.
+pub fn client_prefix(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(PASSTHROUGH_PREFIX)?;
+    let name = rest.split('/').next().filter(|n| !n.is_empty())?;
+    Some(&path[..PASSTHROUGH_PREFIX.len() + name.len()])
+}
+
 /// The last segments of the endpoints that have a model generate or embed: OpenAI's
 /// Chat Completions, legacy Completions, Responses and Embeddings, Anthropic's
 /// Messages, and Ollama's own `api/generate`, `api/chat`, `api/embed` and
@@ -307,6 +314,17 @@ mod tests {
         assert_eq!(parse("anthropic/v1/messages").unwrap().endpoint, "messages");
         assert_eq!(parse("anthropic/messages").unwrap().endpoint, "messages");
         assert_eq!(parse("anthropic/v1beta/x").unwrap().endpoint, "v1beta/x");
+    }
+
+    #[test]
+    fn the_prefix_is_the_provider_as_the_client_wrote_it() {
+        assert_eq!(
+            client_prefix("/p/openai-east/files/x"),
+            Some("/p/openai-east")
+        );
+        assert_eq!(client_prefix("/p/vllm"), Some("/p/vllm"));
+        assert_eq!(client_prefix("/p/"), None);
+        assert_eq!(client_prefix("/v1/chat/completions"), None);
     }
 
     #[test]

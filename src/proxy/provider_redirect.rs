@@ -50,13 +50,6 @@ pub fn client_location(
     same.then(|| format!("{prefix}/{endpoint}{after}"))
 }
 
-/// The `/p/{provider}` of a client's passthrough `path`, as written.
-pub fn passthrough_prefix(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix(super::passthrough::PASSTHROUGH_PREFIX)?;
-    let name = rest.split('/').next().filter(|n| !n.is_empty())?;
-    Some(&path[..super::passthrough::PASSTHROUGH_PREFIX.len() + name.len()])
-}
-
 /// Whether `authority` (`host[:port]`, no user part) is the base URL's.
 fn is_base_authority(authority: &str, base: &BaseUrl) -> bool {
     let Ok(parsed) = authority.parse::<http::uri::Authority>() else {
@@ -167,16 +160,5 @@ mod tests {
                 "{location}"
             );
         }
-    }
-
-    #[test]
-    fn the_prefix_is_the_provider_as_the_client_wrote_it() {
-        assert_eq!(
-            passthrough_prefix("/p/openai-east/files/x"),
-            Some("/p/openai-east")
-        );
-        assert_eq!(passthrough_prefix("/p/vllm"), Some("/p/vllm"));
-        assert_eq!(passthrough_prefix("/p/"), None);
-        assert_eq!(passthrough_prefix("/v1/chat/completions"), None);
     }
 }
