@@ -716,6 +716,94 @@ async fn a_gemini_call_cannot_hide_its_usage_behind_googles_system_parameters() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_answer_without_a_usage_the_gateway_reads_is_charged_an_estimate() {
+    // Google answers a request in JSPB (`application/json+protobuf`, arrays of
+    // arrays) or protobuf in kind: no `usageMetadata` the gateway can read, so such a
+    // call was free. It is now charged an estimate: its input by the request's size,
+    // its output by the answer's (its text, when it is JSON the gateway reads); an
+    // embedding call, its input alone, as Google bills it.
+    let jspb =
+        r#"[[[[[["Hello there, general Kenobi"]],"model"],1]],[10,12,22],"gemini-2.5-flash"]"#;
+    let proto = bytes::Bytes::from(vec![0x0au8; 400]);
+    let answered_proto = proto.clone();
+    let embedding = r#"{"embedding":{"values":[0.0123,-0.0456,0.0789,0.0111,-0.0222,0.0333]}}"#;
+    let typed = |content_type: &str, body: bytes::Bytes| Reply::Full {
+        status: 200,
+        headers: vec![("content-type".into(), content_type.into())],
+        body,
+    };
+    let mock = MockUpstream::start(move |rec: &Recorded| match rec.uri.as_str() {
+        "/v1beta/models/gemini-2.5-flash:generateContent" => {
+            match rec.headers.get("content-type").map(|v| v.to_str().unwrap()) {
+                Some("application/json+protobuf") => {
+                    typed("application/json+protobuf", jspb.into())
+                }
+                _ => typed("application/x-protobuf", answered_proto.clone()),
+            }
+        }
+        "/v1beta/models/text-embedding-004:embedContent" => Reply::json(200, embedding),
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let providers = own_api_providers(&mock);
+    let gw = gateway(
+        &mock,
+        &providers,
+        "{budget: {tokens: 100000, period: month}}",
+    );
+    let jspb_request = r#"[[[[["Tell me something of some length, please"]],"user"]]]"#;
+    let embed_request = r#"{"content":{"parts":[{"text":"a sentence to embed, of some length"}]}}"#;
+    let calls = [
+        (
+            "models/gemini-2.5-flash:generateContent",
+            "application/json+protobuf",
+            jspb_request.to_string(),
+            (jspb_request.len().div_ceil(4), jspb.len().div_ceil(4)),
+        ),
+        (
+            "models/gemini-2.5-flash:generateContent",
+            "application/x-protobuf",
+            "\n\x02hi".to_string(),
+            // A request that is not JSON is not counted by its size (it may carry
+            // media); the answer is.
+            (0, proto.len().div_ceil(4)),
+        ),
+        (
+            "models/text-embedding-004:embedContent",
+            "application/json",
+            embed_request.to_string(),
+            (embed_request.len().div_ceil(4), 0),
+        ),
+    ];
+    for (i, (endpoint, content_type, body, (input, output))) in calls.into_iter().enumerate() {
+        let path = format!("/p/gemini-own/{endpoint}");
+        let resp = client()
+            .post(gw.url(&path))
+            .bearer_auth(TEAM_KEY)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{content_type}");
+        resp.bytes().await.unwrap();
+        // Each call's access line, in order.
+        let log = gw.wait_for_log(" path=/p/gemini-own/", i + 1).await;
+        let line = log
+            .lines()
+            .filter(|l| l.contains(" path=/p/gemini-own/"))
+            .nth(i)
+            .unwrap();
+        let expected = format!("tokens_input={input} tokens_output={output} ");
+        assert!(
+            line.contains(&expected),
+            "{content_type}: {expected} in {line}"
+        );
+        assert!(line.contains("tokens_estimated=true"), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gemini_or_ollama_stream_the_client_leaves_before_its_counts_is_charged_an_estimate() {
     // Every Gemini chunk reports a running count (the prompt's and 3 tokens of
     // output, here) until the one that finishes; Ollama counts only in its last line.

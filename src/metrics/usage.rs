@@ -24,7 +24,8 @@ use super::deferred_answer::{unquoted, ApartKind, DeferredAnswer, StartedApart};
 use super::gemini_batch::GeminiBatch;
 use super::gemini_batch_stream::GeminiBatchStream;
 use super::usage_estimate::{
-    answer_text_tokens, array_call_tokens, input_tokens, input_tokens_of_size, StreamedText,
+    answer_text_tokens, array_call_tokens, input_tokens, input_tokens_of_size,
+    unreported_answer_tokens, StreamedText,
 };
 use super::usage_object::{
     read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
@@ -489,18 +490,26 @@ struct JsonEnds {
     /// at most twice as many: dropping the front of a buffer moves what stays, so it
     /// is done once per [`KEPT_TAIL`] bytes rather than per piece.
     tail: Vec<u8>,
+    /// The size of the answer so far.
+    len: usize,
 }
 
 impl JsonEnds {
     /// The ends of `held`, the answer so far.
     fn of(mut held: Vec<u8>) -> Self {
         let head = held[..held.len().min(KEPT_HEAD)].to_vec();
+        let len = held.len();
         let keep_from = held.len().saturating_sub(KEPT_TAIL);
         held.drain(..keep_from);
-        Self { head, tail: held }
+        Self {
+            head,
+            tail: held,
+            len,
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) {
+        self.len = self.len.saturating_add(bytes.len());
         // Short of its size, the head is all the answer so far.
         let room = KEPT_HEAD.saturating_sub(self.head.len());
         self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
@@ -525,6 +534,19 @@ pub struct UsageMeter {
     read: Read,
     /// The answer is a stream: without its final usage, it is estimated.
     stream: bool,
+    /// The answer may be a model's ([`Self::may_answer_a_call`]): whole without a
+    /// usage, it is estimated.
+    call: bool,
+}
+
+/// What a call asked a model for, which decides what an estimate of its answer
+/// counts ([`Charge::for_work`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelWork {
+    /// Text (or tool calls) generated: billed its input and output.
+    Generates,
+    /// Embeddings: billed their input alone.
+    Embeds,
 }
 
 /// What a meter charges an answer: the usage it reported; for a stream without its
@@ -542,6 +564,9 @@ pub struct Charge {
     /// left (a document cut by anything else is of no use to it); without the
     /// request read, its input is estimated from the request's size.
     cut_whole: bool,
+    /// The estimate of a whole answer that reported no usage the gateway could read
+    /// ([`Self::unreported`]): charged only to a call that asked a model.
+    unreported: bool,
     /// The usage is that of an answer generated apart from the request that read it
     /// (a background response, a batch): charged once, by whichever request reads it
     /// whole first.
@@ -564,8 +589,37 @@ impl Charge {
             estimated: true,
             input_due: true,
             cut_whole: true,
+            unreported: false,
             deferred: None,
         }
+    }
+
+    /// The estimate of a model call's answer that passed whole without a usage the
+    /// gateway could read (a provider that reports none, an answer in a format the
+    /// gateway does not read): of `output` tokens, its input due. The proxy charges it
+    /// only to a call that asked a model ([`Self::for_work`]): a batch made, a file
+    /// uploaded, reports no usage and bills none.
+    pub fn unreported(output: u64) -> Self {
+        Self {
+            cut_whole: false,
+            unreported: true,
+            ..Self::cut_whole(output)
+        }
+    }
+
+    /// Whether this is the estimate of an answer that reported no usage
+    /// ([`Self::unreported`]).
+    pub fn is_unreported(&self) -> bool {
+        self.unreported
+    }
+
+    /// The charge for a call asking for `work`: an embedding call's answer is billed
+    /// its input alone, whatever size its vectors make.
+    pub fn for_work(mut self, work: ModelWork) -> Self {
+        if work == ModelWork::Embeds && self.estimated {
+            self.usage.output = 0;
+        }
+        self
     }
 
     /// A call its client left before any of the answer passed (before its header,
@@ -583,6 +637,7 @@ impl Charge {
             estimated: false,
             input_due: false,
             cut_whole: false,
+            unreported: false,
             deferred: None,
         }
     }
@@ -606,15 +661,18 @@ impl Charge {
 
     /// The charge with its input estimated, when that is due (the answer did not
     /// report it), from `request` (the body the provider got) when the gateway read
-    /// it. Otherwise the estimate of a whole answer cut short counts `json_bytes`, the
-    /// size of a JSON request body the gateway passed unread, four a token, at most
+    /// it. Otherwise the estimate of a whole answer cut short, or of one that reported
+    /// no usage, counts `json_bytes`, the size of a JSON request body the gateway
+    /// passed unread, four a token, at most
     /// [`MAX_SIZED_INPUT`]; a stream counts none: clients leave streams often, and a
     /// request's size says little of its tokens once it carries images.
     pub fn with_input_of(mut self, request: Option<&[u8]>, json_bytes: u64) -> Self {
         if std::mem::take(&mut self.input_due) {
             self.usage.input = match request {
                 Some(body) => input_tokens(body),
-                None if self.cut_whole => input_tokens_of_size(json_bytes).min(MAX_SIZED_INPUT),
+                None if self.cut_whole || self.unreported => {
+                    input_tokens_of_size(json_bytes).min(MAX_SIZED_INPUT)
+                }
                 None => 0,
             };
         }
@@ -653,6 +711,8 @@ struct Read {
     running_last: bool,
     /// A stream's output text.
     text: StreamedText,
+    /// A whole answer that reported no usage: the output its estimate counts.
+    unreported: Option<u64>,
 }
 
 enum Body {
@@ -690,9 +750,17 @@ impl UsageMeter {
         };
         Some(Self {
             stream: matches!(body, Body::Sse(_) | Body::Lines(_)),
+            call: false,
             body,
             read: Read::default(),
         })
+    }
+
+    /// The answer may be that of a call asking a model (the proxy decides, once it is
+    /// over, whether it was): whole without a usage the meter can read, it is given
+    /// the estimate of [`Charge::unreported`].
+    pub fn may_answer_a_call(&mut self) {
+        self.call = true;
     }
 
     /// This answer is the stream of the background response `resumed`, read again
@@ -717,6 +785,7 @@ impl UsageMeter {
                 ..Read::default()
             },
             stream: false,
+            call: false,
         })
     }
 
@@ -851,6 +920,9 @@ impl UsageMeter {
             if buf.is_empty() {
                 self.body = Body::Done;
                 read_carried(last, &mut self.read);
+                if whole {
+                    self.unreported_if_none(last, last.len());
+                }
                 return self.charged();
             }
         }
@@ -862,7 +934,12 @@ impl UsageMeter {
             return charge;
         }
         match std::mem::replace(&mut self.body, Body::Done) {
-            Body::Json(buf) => read_carried(&buf, &mut self.read),
+            Body::Json(buf) => {
+                read_carried(&buf, &mut self.read);
+                if whole {
+                    self.unreported_if_none(&buf, buf.len());
+                }
+            }
             // Read whole, or not at all: a batch's usage is its responses'.
             Body::GeminiBatch(mut stream) if whole => {
                 // One the scanner cannot read whole is still watched, by its name.
@@ -886,6 +963,9 @@ impl UsageMeter {
                 if carrier.read_ends(&ends.head, &ends.tail).is_some() {
                     carrier.keep(&mut self.read, &[&ends.head, &ends.tail]);
                 }
+                if whole {
+                    self.unreported_if_none(&ends.head, ends.len);
+                }
             }
             // A last event without its blank line still counts.
             Body::Sse(mut parser) => {
@@ -907,6 +987,17 @@ impl UsageMeter {
         self.charged()
     }
 
+    /// A whole answer of `size` bytes, `doc` or its head, that reported no usage the
+    /// meter could read, nor work started apart (whose usage comes later): when it
+    /// may be a call's, the output its estimate counts.
+    fn unreported_if_none(&mut self, doc: &[u8], size: usize) {
+        let read = &self.read;
+        let reported = read.seen.is_some() || read.summed.is_some();
+        if self.call && !reported && !read.under_way && read.started.is_none() {
+            self.read.unreported = Some(unreported_answer_tokens(doc, size as u64));
+        }
+    }
+
     /// What the answer reported; for a stream that carried text but not its final
     /// usage, that with the rest estimated: the output at least what its text makes,
     /// the input (when the stream did not report it) left due.
@@ -918,6 +1009,9 @@ impl UsageMeter {
         let trusted = self.read.final_usage && !(text && reported.is_some_and(|u| u.output == 0));
         if self.read.under_way {
             return None;
+        }
+        if let (None, Some(output)) = (reported, self.read.unreported) {
+            return Some(Charge::unreported(output));
         }
         if !self.stream || trusted || !text {
             let deferred = self.read.deferred.filter(|_| !self.stream || trusted);
@@ -935,6 +1029,7 @@ impl UsageMeter {
             estimated: true,
             input_due: !input_reported,
             cut_whole: false,
+            unreported: false,
             // A background response's stream resumed by a read and left: charged as
             // a call would be, and not taken for the read that charges it whole.
             deferred: self

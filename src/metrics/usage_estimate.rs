@@ -201,6 +201,25 @@ pub fn array_call_tokens(doc: &[u8]) -> u64 {
     object_chars(doc, &ARGS_KEY).div_ceil(CHARS_PER_TOKEN)
 }
 
+/// The estimated output tokens of a model's whole answer of `size` bytes, `doc` or
+/// its head, that reported no usage: the text of its known members when it is a JSON
+/// object, or an array of them (Gemini's chunks); of any other answer (JSPB's arrays
+/// of arrays, protobuf, plain text), its size, four bytes a token: an answer in a
+/// format the gateway does not read is not free.
+pub fn unreported_answer_tokens(doc: &[u8], size: u64) -> u64 {
+    let start = skip_ws(doc, 0);
+    let objects = match doc.get(start) {
+        Some(b'{') => true,
+        Some(b'[') => doc.get(skip_ws(doc, start + 1)) == Some(&b'{'),
+        _ => false,
+    };
+    if objects {
+        answer_text_tokens(doc) + array_call_tokens(doc)
+    } else {
+        input_tokens_of_size(size)
+    }
+}
+
 /// The estimated input tokens of a request the gateway did not read, from its size:
 /// four bytes a token.
 pub fn input_tokens_of_size(bytes: u64) -> u64 {
@@ -413,6 +432,26 @@ mod tests {
             text.event(event.as_bytes());
         }
         text
+    }
+
+    #[test]
+    fn an_unreported_answer_counts_its_text_or_else_its_size() {
+        let chat = br#"{"choices":[{"message":{"content":"Hello there, general Kenobi"}}]}"#;
+        assert_eq!(unreported_answer_tokens(chat, 1 << 20), 7, "its text");
+        let chunks = br#" [{"candidates":[{"content":{"parts":[{"text":"Hello there"}]}}]}]"#;
+        assert_eq!(
+            unreported_answer_tokens(chunks, 1 << 20),
+            3,
+            "Gemini's chunks"
+        );
+        let jspb = br#"[[[[["Hello there, general Kenobi"]]]]]"#;
+        assert_eq!(unreported_answer_tokens(jspb, 400), 100, "JSPB: its size");
+        assert_eq!(
+            unreported_answer_tokens(b"\x0a\x02hi", 401),
+            101,
+            "protobuf"
+        );
+        assert_eq!(unreported_answer_tokens(b"", 0), 0);
     }
 
     #[test]

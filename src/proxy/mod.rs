@@ -1063,8 +1063,8 @@ impl ProxyHttp for AuroraProxy {
             // may run inside them): boxed, so that the future of every request's
             // `request_filter`, allocated and moved per request, stays small.
             Route::ModelCall(endpoint) => {
-                if endpoint.asks_a_model() {
-                    observe::model_asked(ctx);
+                if let Some(work) = endpoint.model_work() {
+                    observe::model_asked(ctx, work);
                 }
                 Box::pin(self.call_model(session, ctx, &config, endpoint)).await
             }
@@ -1472,6 +1472,7 @@ impl ProxyHttp for AuroraProxy {
             } else {
                 0
             },
+            answer_bytes: session.body_bytes_sent() as u64,
         });
         if !ctx.body.is_subrequest() {
             if observe::deferred_charged(ctx).is_some() {

@@ -11,6 +11,7 @@ use super::model_route::route_model;
 use super::upstream::AnswerShape;
 use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
+use crate::metrics::usage::ModelWork;
 use crate::providers::{Provider, WireFormat};
 use crate::translate::codec::{decode_request, encode_request, ClientFormat, DecodeOptions};
 use crate::translate::{
@@ -44,10 +45,16 @@ impl ModelEndpoint {
         }
     }
 
-    /// Whether a call has a model generate (or embed) for it, which the provider bills
-    /// (counting tokens does not).
-    pub fn asks_a_model(self) -> bool {
-        self != ModelEndpoint::CountTokens
+    /// What a call has a model do for it, which the provider bills (counting tokens
+    /// does not).
+    pub fn model_work(self) -> Option<ModelWork> {
+        match self {
+            ModelEndpoint::CountTokens => None,
+            ModelEndpoint::Embeddings => Some(ModelWork::Embeds),
+            ModelEndpoint::ChatCompletions | ModelEndpoint::Messages | ModelEndpoint::Responses => {
+                Some(ModelWork::Generates)
+            }
+        }
     }
 
     /// The format the endpoint speaks, and its path under a provider's base URL. The

@@ -16,7 +16,8 @@ use prometheus::IntGauge;
 use super::RequestContext;
 use crate::metrics::deferred_answer::{DeferredAnswer, StartedApart, BATCH_PRICE_FACTOR};
 use crate::metrics::labels::{key_label, status_label, NONE};
-use crate::metrics::usage::{Charge, Usage, UsageMeter};
+use crate::metrics::usage::{Charge, ModelWork, Usage, UsageMeter};
+use crate::metrics::usage_estimate;
 use crate::metrics::{handles_for, MetricHandles, RequestOutcome, UpstreamErrorKind};
 
 /// One request's observations.
@@ -153,9 +154,9 @@ impl Observation {
 enum ModelAsked {
     #[default]
     No,
-    Yes,
-    /// A `/p/` `POST`: its endpoint tells ([`super::passthrough::asks_a_model`]), read
-    /// only when a call left unanswered needs it.
+    Yes(ModelWork),
+    /// A `/p/` `POST`: its endpoint tells ([`super::passthrough::model_work`]), read
+    /// only when a call's charge needs it.
     ByEndpoint,
 }
 
@@ -303,20 +304,20 @@ pub fn response_work(ctx: &mut RequestContext, work: Duration) {
     }
 }
 
-/// The call has a model generate (or embed) for it (a `/p/` call's endpoint tells:
+/// The call has a model do `work` for it (a `/p/` call's endpoint tells:
 /// [`passthrough_endpoint`]).
-pub fn model_asked(ctx: &mut RequestContext) {
-    ctx.obs.asks_model = ModelAsked::Yes;
+pub fn model_asked(ctx: &mut RequestContext, work: ModelWork) {
+    ctx.obs.asks_model = ModelAsked::Yes(work);
 }
 
-/// Whether the call has a model generate (or embed) for it.
-fn asks_model(ctx: &RequestContext) -> bool {
+/// What the call has a model do for it, if anything.
+fn model_work(ctx: &RequestContext) -> Option<ModelWork> {
     match ctx.obs.asks_model {
-        ModelAsked::No => false,
-        ModelAsked::Yes => true,
-        ModelAsked::ByEndpoint => ctx.upstream.as_ref().is_some_and(|u| {
+        ModelAsked::No => None,
+        ModelAsked::Yes(work) => Some(work),
+        ModelAsked::ByEndpoint => ctx.upstream.as_ref().and_then(|u| {
             let path = u.path_and_query.split('?').next().unwrap_or_default();
-            super::passthrough::asks_a_model(path)
+            super::passthrough::model_work(path)
         }),
     }
 }
@@ -381,12 +382,21 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
             UsageMeter::for_batch_results(results.in_part(), encoding)
         }
         Some(results) => UsageMeter::for_batch_results(results, encoding),
-        None => UsageMeter::for_answer(header(http::header::CONTENT_TYPE), encoding),
+        None => {
+            // A model's answer that names no type is read as the JSON it would be.
+            let call = ctx.obs.asks_model != ModelAsked::No;
+            let json = call.then_some("application/json");
+            let content_type = header(http::header::CONTENT_TYPE).or(json);
+            UsageMeter::for_answer(content_type, encoding)
+        }
     };
     // Set in place: a meter is too large to move for what most answers never have.
     if let Some(meter) = ctx.obs.meter.as_mut() {
         if let Some(resumed) = ctx.obs.stored_response {
             meter.resumes(resumed);
+        }
+        if ctx.obs.asks_model != ModelAsked::No && ctx.obs.batch_results.is_none() {
+            meter.may_answer_a_call();
         }
         if meter.is_stream() {
             answer_now(ctx, AnswerState::Streamed);
@@ -606,6 +616,8 @@ pub struct RequestEnd {
     /// The size of the request's JSON body (zero for any other body, and for one the
     /// client did not send whole).
     pub json_bytes: u64,
+    /// The size of the answer's body as the client got it.
+    pub answer_bytes: u64,
 }
 
 /// The request is over: what its answer is charged is settled, once, for the limits,
@@ -620,8 +632,12 @@ pub struct RequestEnd {
 /// the estimate of a whole answer cut short stands only when the client left. So does
 /// that of a call the client left before any of its answer passed, which the provider
 /// bills all the same: its input (counted by its size only when it was not answered
-/// as a stream, as for a stream cut short). `end` says how the request ended; it is
-/// asked only for an estimate that needs it.
+/// as a stream, as for a stream cut short). A model call whose answer passed whole
+/// without a usage the gateway could read is charged an estimate whether the client
+/// left or not: its input, and the output of its text, or of its size when it came in
+/// a format the gateway does not read (JSPB, protobuf, an unknown encoding); an
+/// embedding call's, its input alone. `end` says how the request ended; it is asked
+/// only for an estimate that needs it.
 pub fn settle_usage(
     ctx: &mut RequestContext,
     read: bool,
@@ -634,14 +650,21 @@ pub fn settle_usage(
             .and_then(|s| s.charge.lock().ok().and_then(|c| *c))
     });
     let answer = ctx.obs.latest_answer();
-    let charge = match charge {
-        Some(charge) => charge,
-        None if read || !asks_model(ctx) => return,
-        None => match answer {
+    let work = if read { None } else { model_work(ctx) };
+    let mut charge = match (charge, work) {
+        // A model's answer that reported no usage is charged an estimate; any other
+        // answer without one (a batch made, a file uploaded) bills nothing.
+        (Some(charge), Some(work)) if charge.is_unreported() => charge.for_work(work),
+        (Some(charge), None) if charge.is_unreported() => return,
+        (Some(charge), _) => charge,
+        (None, None) => return,
+        (None, Some(work)) => match answer {
             AnswerState::Awaited | AnswerState::Whole | AnswerState::Streamed => {
                 Charge::left_unanswered()
             }
-            AnswerState::Unsent | AnswerState::Refused | AnswerState::Unmetered => return,
+            // In a format, or an encoding, the gateway does not read: its size counts.
+            AnswerState::Unmetered => Charge::unreported(0).for_work(work),
+            AnswerState::Unsent | AnswerState::Refused => return,
         },
     };
     let streamed_estimate = charge.estimated && !charge.is_cut_whole();
@@ -656,6 +679,12 @@ pub fn settle_usage(
         }
         if answer != AnswerState::Streamed {
             json_bytes = end.json_bytes;
+        }
+    } else if charge.is_unreported() {
+        let end = end(ctx);
+        json_bytes = end.json_bytes;
+        if answer == AnswerState::Unmetered && work == Some(ModelWork::Generates) {
+            charge.usage.output = usage_estimate::input_tokens_of_size(end.answer_bytes);
         }
     }
     let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), json_bytes);
@@ -881,7 +910,7 @@ mod tests {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         resp.insert_header("content-type", "text/event-stream")
             .unwrap();
-        model_asked(ctx);
+        model_asked(ctx, ModelWork::Generates);
         request_body(ctx, &Bytes::from(body.to_string()));
         upstream_request_ready(ctx);
         answer_header(ctx, &resp);
@@ -895,7 +924,7 @@ mod tests {
         let body = r#"{"model":"gpt-4o-mini","input":"a question of some length, to count","background":true,"stream":true}"#;
         let left = |_: &RequestContext| RequestEnd {
             client_left: true,
-            json_bytes: 0,
+            ..RequestEnd::default()
         };
         let mut alone = RequestContext::new();
         background_stream_left(&mut alone, body);
@@ -917,7 +946,7 @@ mod tests {
         // main request charged.
         for subrequest_first in [true, false] {
             let mut main = RequestContext::new();
-            model_asked(&mut main);
+            model_asked(&mut main, ModelWork::Generates);
             request_body(&mut main, &Bytes::from(body.to_string()));
             let shared = delegate(&mut main);
             let mut sub = RequestContext::new();
@@ -957,11 +986,91 @@ mod tests {
         assert!(ctx.obs.usage_estimated());
     }
 
+    /// What a call asking a model for `work` (or no call: `None`), its JSON request
+    /// of 400 bytes unread, is charged for `body` answered whole as `content_type`
+    /// (none: no header), the client staying: (input, output, estimated).
+    fn charged_whole(
+        work: Option<ModelWork>,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> Option<(u64, u64, bool)> {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        if let Some(content_type) = content_type {
+            resp.insert_header("content-type", content_type).unwrap();
+        }
+        let mut ctx = RequestContext::new();
+        if let Some(work) = work {
+            model_asked(&mut ctx, work);
+        }
+        upstream_request_ready(&mut ctx);
+        upstream_answered(&mut ctx, Instant::now(), 200);
+        answer_header(&mut ctx, &resp);
+        answer_bytes(&mut ctx, Some(body.as_bytes()), true);
+        settle_usage(&mut ctx, false, |_| RequestEnd {
+            json_bytes: 400,
+            answer_bytes: body.len() as u64,
+            ..RequestEnd::default()
+        });
+        let estimated = ctx.obs.usage_estimated();
+        ctx.obs.usage().map(|u| (u.input, u.output, estimated))
+    }
+
+    #[test]
+    fn a_model_calls_answer_without_a_usage_it_reads_is_charged_an_estimate() {
+        let generates = Some(ModelWork::Generates);
+        let json = Some("application/json");
+        // Text the gateway reads: "Hello there, general Kenobi", 7 tokens.
+        let chat = r#"{"choices":[{"message":{"role":"assistant","content":"Hello there, general Kenobi"}}]}"#;
+        assert_eq!(charged_whole(generates, json, chat), Some((100, 7, true)));
+        // JSPB, arrays of arrays: its size, four bytes a token.
+        let jspb =
+            r#"[[[[[["Hello there, general Kenobi"]],"model"],1]],[10,12,22],"gemini-2.5-flash"]"#;
+        let size = jspb.len().div_ceil(4) as u64;
+        let jspb_type = Some("application/json+protobuf");
+        assert_eq!(
+            charged_whole(generates, jspb_type, jspb),
+            Some((100, size, true))
+        );
+        // Protobuf, which the gateway does not read at all: its size too.
+        let proto = Some("application/x-protobuf");
+        assert_eq!(
+            charged_whole(generates, proto, jspb),
+            Some((100, size, true))
+        );
+        // Embeddings bill their input alone.
+        let vectors = r#"{"embedding":{"values":[0.0123,-0.0456,0.0789]}}"#;
+        assert_eq!(
+            charged_whole(Some(ModelWork::Embeds), json, vectors),
+            Some((100, 0, true))
+        );
+        assert_eq!(
+            charged_whole(Some(ModelWork::Embeds), proto, vectors),
+            Some((100, 0, true))
+        );
+        // A batch made, a file uploaded: no model worked, nothing billed.
+        assert_eq!(charged_whole(None, json, chat), None);
+        assert_eq!(charged_whole(None, proto, jspb), None);
+        // Work a call started in the background is charged once it ends, not now.
+        let queued = r#"{"id":"resp_1","object":"response","status":"queued","background":true,"model":"gpt-4o-mini","output":[],"usage":null}"#;
+        assert_eq!(charged_whole(generates, json, queued), None);
+        // What a provider reported stands, read as JSON when it names no type.
+        let reported = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+        assert_eq!(
+            charged_whole(generates, None, reported),
+            Some((3, 2, false))
+        );
+        assert_eq!(
+            charged_whole(generates, json, reported),
+            Some((3, 2, false))
+        );
+    }
+
     #[test]
     fn a_call_left_before_any_of_its_answer_passed_is_charged_its_input() {
         let left = RequestEnd {
             client_left: true,
             json_bytes: 400,
+            ..RequestEnd::default()
         };
         let settled = |ctx: &mut RequestContext, read: bool, end: RequestEnd| {
             settle_usage(ctx, read, |_| end);
@@ -975,13 +1084,13 @@ mod tests {
         // A call asking a model, its request header about to go.
         let call = || {
             let mut ctx = RequestContext::new();
-            model_asked(&mut ctx);
+            model_asked(&mut ctx, ModelWork::Generates);
             upstream_request_ready(&mut ctx);
             ctx
         };
 
         let mut unsent = RequestContext::new();
-        model_asked(&mut unsent);
+        model_asked(&mut unsent, ModelWork::Generates);
         assert_eq!(settled(&mut unsent, false, left), None);
 
         // Awaited: by the body's size, and only when the client left.
@@ -1015,11 +1124,12 @@ mod tests {
         upstream_request_ready(&mut refused);
         assert_eq!(settled(&mut refused, false, left), Some((100, 0)));
 
-        // An answer the gateway does not read (audio) may have passed whole.
+        // An answer the gateway does not read is charged by its size, whether the
+        // client left or not (none of it passed here).
         let mut unmetered = call();
         upstream_answered(&mut unmetered, Instant::now(), 200);
-        answer_header(&mut unmetered, &answer("audio/mpeg"));
-        assert_eq!(settled(&mut unmetered, false, left), None);
+        answer_header(&mut unmetered, &answer("application/x-protobuf"));
+        assert_eq!(settled(&mut unmetered, false, left), Some((100, 0)));
 
         // A stream counts the input of a body read, never its size.
         let mut streamed = call();
@@ -1036,7 +1146,7 @@ mod tests {
 
         // A subrequest's attempt counts for the main request it serves.
         let mut main = RequestContext::new();
-        model_asked(&mut main);
+        model_asked(&mut main, ModelWork::Generates);
         let shared = delegate(&mut main);
         let mut sub = RequestContext::new();
         sub.body = ModelCallBody::subrequest(Default::default());

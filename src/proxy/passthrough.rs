@@ -4,6 +4,7 @@
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::GatewayError;
+use crate::metrics::usage::ModelWork;
 
 /// Path prefix of the passthrough routes.
 pub const PASSTHROUGH_PREFIX: &str = "/p/";
@@ -34,40 +35,39 @@ pub fn client_prefix(path: &str) -> Option<&str> {
     Some(&path[..PASSTHROUGH_PREFIX.len() + name.len()])
 }
 
-/// The last segments of the endpoints that have a model generate or embed: OpenAI's
-/// Chat Completions, legacy Completions, Responses and Embeddings, Anthropic's
-/// Messages, and Ollama's own `api/generate`, `api/chat`, `api/embed` and
-/// `api/embeddings`.
-const MODEL_ENDPOINTS: [&str; 7] = [
-    "completions",
-    "responses",
-    "embeddings",
-    "messages",
-    "generate",
-    "chat",
-    "embed",
-];
+/// The last segments of the endpoints that have a model generate: OpenAI's Chat
+/// Completions, legacy Completions and Responses, Anthropic's Messages, and Ollama's
+/// own `api/generate` and `api/chat`.
+const GENERATING_ENDPOINTS: [&str; 5] =
+    ["completions", "responses", "messages", "generate", "chat"];
+
+/// The last segments of the endpoints that have a model embed: OpenAI's Embeddings
+/// and Ollama's `api/embed` and `api/embeddings`.
+const EMBEDDING_ENDPOINTS: [&str; 2] = ["embeddings", "embed"];
 
 /// The methods of Gemini's model endpoints (`models/{model}:generateContent`) that
-/// have the model generate or embed.
-const MODEL_METHODS: [&str; 4] = [
-    "generateContent",
-    "streamGenerateContent",
-    "embedContent",
-    "batchEmbedContents",
-];
+/// have the model generate.
+const GENERATING_METHODS: [&str; 2] = ["generateContent", "streamGenerateContent"];
 
-/// Whether a `POST` to `endpoint` has a model generate (or embed) for it, which the
-/// provider bills once it has the call: its last segment names such an endpoint or
-/// method (case ignored, empty segments skipped). Counting tokens, batches, files and
-/// the like do not.
-pub fn asks_a_model(endpoint: &str) -> bool {
-    let Some(last) = endpoint.rsplit('/').find(|s| !s.is_empty()) else {
-        return false;
+/// The methods of Gemini's model endpoints that have the model embed.
+const EMBEDDING_METHODS: [&str; 2] = ["embedContent", "batchEmbedContents"];
+
+/// What a `POST` to `endpoint` has a model do, which the provider bills once it has
+/// the call: its last segment names such an endpoint or method (case ignored, empty
+/// segments skipped). `None` for counting tokens, batches, files and the like.
+pub fn model_work(endpoint: &str) -> Option<ModelWork> {
+    let last = endpoint.rsplit('/').find(|s| !s.is_empty())?;
+    let (generating, embedding, name) = match last.rsplit_once(':') {
+        Some((_, method)) => (&GENERATING_METHODS[..], &EMBEDDING_METHODS[..], method),
+        None => (&GENERATING_ENDPOINTS[..], &EMBEDDING_ENDPOINTS[..], last),
     };
-    match last.rsplit_once(':') {
-        Some((_, method)) => MODEL_METHODS.iter().any(|m| method.eq_ignore_ascii_case(m)),
-        None => MODEL_ENDPOINTS.iter().any(|e| last.eq_ignore_ascii_case(e)),
+    let named = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    if named(generating) {
+        Some(ModelWork::Generates)
+    } else if named(embedding) {
+        Some(ModelWork::Embeds)
+    } else {
+        None
     }
 }
 
@@ -265,17 +265,27 @@ mod tests {
             "v1/chat/completions/",
             "completions",
             "responses",
-            "embeddings",
             "v1/messages",
             "api/chat",
             "api/generate",
-            "api/embed",
             "v1beta/models/gemini-2.5-flash:generateContent",
-            "v1beta/models/gemini-2.5-flash:streamGenerateContent",
-            "v1beta/models/text-embedding-004:batchEmbedContents",
+            "v1beta/models/gemini-2.5-flash:STREAMGenerateContent",
             "openai/deployments/gpt-4o/chat/completions",
         ] {
-            assert!(asks_a_model(endpoint), "{endpoint}");
+            assert_eq!(
+                model_work(endpoint),
+                Some(ModelWork::Generates),
+                "{endpoint}"
+            );
+        }
+        for endpoint in [
+            "embeddings",
+            "api/embed",
+            "api/embeddings",
+            "v1beta/models/text-embedding-004:embedContent",
+            "v1beta/models/text-embedding-004:batchEmbedContents",
+        ] {
+            assert_eq!(model_work(endpoint), Some(ModelWork::Embeds), "{endpoint}");
         }
         for endpoint in [
             "",
@@ -289,7 +299,7 @@ mod tests {
             "v1beta/models/gemini-2.5-flash:countTokens",
             "models",
         ] {
-            assert!(!asks_a_model(endpoint), "{endpoint}");
+            assert_eq!(model_work(endpoint), None, "{endpoint}");
         }
     }
 
