@@ -742,6 +742,11 @@ async fn a_model_answer_without_a_usage_the_gateway_reads_is_charged_an_estimate
             }
         }
         "/v1beta/models/text-embedding-004:embedContent" => Reply::json(200, embedding),
+        // An OpenAI-compatible server that reports no usage.
+        "/v1/chat/completions" => Reply::json(
+            200,
+            r#"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, general Kenobi"},"finish_reason":"stop"}]}"#,
+        ),
         _ => Reply::json(404, "{}"),
     })
     .await;
@@ -801,6 +806,28 @@ async fn a_model_answer_without_a_usage_the_gateway_reads_is_charged_an_estimate
         );
         assert!(line.contains("tokens_estimated=true"), "{line}");
     }
+    // On `/v1` too: the output of its text ("Hello there, general Kenobi", 7 tokens),
+    // the input of the request the gateway read.
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(TEAM_KEY)
+        .json(&serde_json::json!({
+            "model": "openai:gpt-4o-mini",
+            "messages": [{"role": "user", "content": "Tell me something of some length"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let log = gw.wait_for_log(" path=/v1/chat/completions ", 1).await;
+    let line = log
+        .lines()
+        .find(|l| l.contains(" path=/v1/chat/completions "))
+        .unwrap();
+    assert!(line.contains(" tokens_output=7 "), "{line}");
+    assert!(!line.contains(" tokens_input=0 "), "{line}");
+    assert!(line.contains("tokens_estimated=true"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -374,6 +374,7 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     }
     let header = |name| resp.headers.get(name).and_then(|v| v.to_str().ok());
     let encoding = header(http::header::CONTENT_ENCODING);
+    let call = may_be_a_call(ctx);
     ctx.obs.meter = match ctx.obs.batch_results {
         // A range of the results is only part of them, however it ends.
         Some(results)
@@ -384,7 +385,6 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
         Some(results) => UsageMeter::for_batch_results(results, encoding),
         None => {
             // A model's answer that names no type is read as the JSON it would be.
-            let call = ctx.obs.asks_model != ModelAsked::No;
             let json = call.then_some("application/json");
             let content_type = header(http::header::CONTENT_TYPE).or(json);
             UsageMeter::for_answer(content_type, encoding)
@@ -395,7 +395,7 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
         if let Some(resumed) = ctx.obs.stored_response {
             meter.resumes(resumed);
         }
-        if ctx.obs.asks_model != ModelAsked::No && ctx.obs.batch_results.is_none() {
+        if call && ctx.obs.batch_results.is_none() {
             meter.may_answer_a_call();
         }
         if meter.is_stream() {
@@ -404,6 +404,13 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     } else {
         answer_now(ctx, AnswerState::Unmetered);
     }
+}
+
+/// Whether the request may be a call asking a model, as its answer's meter needs to
+/// know: it asks one, or is the subrequest of a `/v1` call (which itself knows, once
+/// it settles the answer's charge).
+fn may_be_a_call(ctx: &RequestContext) -> bool {
+    ctx.obs.asks_model != ModelAsked::No || ctx.body.is_subrequest()
 }
 
 /// A `/p/` request to `endpoint` at `target`: when it is a `GET` of a batch's results
@@ -994,25 +1001,44 @@ mod tests {
         content_type: Option<&str>,
         body: &str,
     ) -> Option<(u64, u64, bool)> {
+        charged_whole_through(work, content_type, body, false)
+    }
+
+    /// [`charged_whole`], the answer read by a subrequest of the call when `delegated`.
+    fn charged_whole_through(
+        work: Option<ModelWork>,
+        content_type: Option<&str>,
+        body: &str,
+        delegated: bool,
+    ) -> Option<(u64, u64, bool)> {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         if let Some(content_type) = content_type {
             resp.insert_header("content-type", content_type).unwrap();
         }
-        let mut ctx = RequestContext::new();
+        let mut main = RequestContext::new();
         if let Some(work) = work {
-            model_asked(&mut ctx, work);
+            model_asked(&mut main, work);
         }
-        upstream_request_ready(&mut ctx);
-        upstream_answered(&mut ctx, Instant::now(), 200);
-        answer_header(&mut ctx, &resp);
-        answer_bytes(&mut ctx, Some(body.as_bytes()), true);
-        settle_usage(&mut ctx, false, |_| RequestEnd {
+        let mut sub = RequestContext::new();
+        let answered = if delegated {
+            let shared = delegate(&mut main);
+            sub.body = ModelCallBody::subrequest(Default::default());
+            subrequest_began(&mut sub, shared);
+            &mut sub
+        } else {
+            &mut main
+        };
+        upstream_request_ready(answered);
+        upstream_answered(answered, Instant::now(), 200);
+        answer_header(answered, &resp);
+        answer_bytes(answered, Some(body.as_bytes()), true);
+        settle_usage(&mut main, false, |_| RequestEnd {
             json_bytes: 400,
             answer_bytes: body.len() as u64,
             ..RequestEnd::default()
         });
-        let estimated = ctx.obs.usage_estimated();
-        ctx.obs.usage().map(|u| (u.input, u.output, estimated))
+        let estimated = main.obs.usage_estimated();
+        main.obs.usage().map(|u| (u.input, u.output, estimated))
     }
 
     #[test]
@@ -1063,6 +1089,16 @@ mod tests {
             charged_whole(generates, json, reported),
             Some((3, 2, false))
         );
+        // An answer a subrequest of the call read: as the call's own.
+        for (content_type, body, charged) in [
+            (json, chat, Some((100, 7, true))),
+            (proto, jspb, Some((100, size, true))),
+            (json, reported, Some((3, 2, false))),
+        ] {
+            let through = charged_whole_through(generates, content_type, body, true);
+            assert_eq!(through, charged, "{body}");
+        }
+        assert_eq!(charged_whole_through(None, json, chat, true), None);
     }
 
     #[test]
