@@ -769,9 +769,8 @@ async fn a_model_answer_without_a_usage_the_gateway_reads_is_charged_an_estimate
             "models/gemini-2.5-flash:generateContent",
             "application/x-protobuf",
             "\n\x02hi".to_string(),
-            // A request that is not JSON is not counted by its size (it may carry
-            // media); the answer is.
-            (0, proto.len().div_ceil(4)),
+            // A model's request is its prompt, whatever its type.
+            (1, proto.len().div_ceil(4)),
         ),
         (
             "models/text-embedding-004:embedContent",
@@ -806,28 +805,30 @@ async fn a_model_answer_without_a_usage_the_gateway_reads_is_charged_an_estimate
         );
         assert!(line.contains("tokens_estimated=true"), "{line}");
     }
-    // On `/v1` too: the output of its text ("Hello there, general Kenobi", 7 tokens),
-    // the input of the request the gateway read.
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(TEAM_KEY)
-        .json(&serde_json::json!({
-            "model": "openai:gpt-4o-mini",
-            "messages": [{"role": "user", "content": "Tell me something of some length"}],
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.unwrap();
-    let log = gw.wait_for_log(" path=/v1/chat/completions ", 1).await;
-    let line = log
-        .lines()
-        .find(|l| l.contains(" path=/v1/chat/completions "))
-        .unwrap();
-    assert!(line.contains(" tokens_output=7 "), "{line}");
-    assert!(!line.contains(" tokens_input=0 "), "{line}");
-    assert!(line.contains("tokens_estimated=true"), "{line}");
+    // On `/v1` too, passed as it came or translated (Messages to an OpenAI-format
+    // provider, read whole by the gateway): the output of its text ("Hello there,
+    // general Kenobi", 7 tokens), the input of the request the gateway read.
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let resp = client()
+            .post(gw.url(path))
+            .bearer_auth(TEAM_KEY)
+            .json(&serde_json::json!({
+                "model": "openai:gpt-4o-mini",
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": "Tell me something of some length"}],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.bytes().await.unwrap();
+        let needle = format!(" path={path} ");
+        let log = gw.wait_for_log(&needle, 1).await;
+        let line = log.lines().find(|l| l.contains(&needle)).unwrap();
+        assert!(line.contains(" tokens_output=7 "), "{line}");
+        assert!(!line.contains(" tokens_input=0 "), "{line}");
+        assert!(line.contains("tokens_estimated=true"), "{line}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

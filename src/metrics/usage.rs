@@ -713,6 +713,9 @@ struct Read {
     text: StreamedText,
     /// A whole answer that reported no usage: the output its estimate counts.
     unreported: Option<u64>,
+    /// The bytes of a stream's events (or lines) that are not JSON objects (JSPB's
+    /// arrays, protobuf): what the estimate of a stream reporting nothing counts.
+    unread_data: u64,
 }
 
 enum Body {
@@ -992,8 +995,8 @@ impl UsageMeter {
     /// may be a call's, the output its estimate counts.
     fn unreported_if_none(&mut self, doc: &[u8], size: usize) {
         let read = &self.read;
-        let reported = read.seen.is_some() || read.summed.is_some();
-        if self.call && !reported && !read.under_way && read.started.is_none() {
+        let quiet = self.call && !read.under_way && read.started.is_none();
+        if quiet && reported_none(read) && size > 0 && !says_no_work(doc) {
             self.read.unreported = Some(unreported_answer_tokens(doc, size as u64));
         }
     }
@@ -1010,8 +1013,15 @@ impl UsageMeter {
         if self.read.under_way {
             return None;
         }
-        if let (None, Some(output)) = (reported, self.read.unreported) {
+        if let Some(output) = self.read.unreported.filter(|_| reported_none(&self.read)) {
             return Some(Charge::unreported(output));
+        }
+        if self.stream && self.call && !text && reported_none(&self.read) {
+            // A stream in a format the meter does not read: its size counts.
+            let unread = self.read.unread_data;
+            if unread > 0 && !self.read.under_way && self.read.started.is_none() {
+                return Some(Charge::unreported(input_tokens_of_size(unread)));
+            }
         }
         if !self.stream || trusted || !text {
             let deferred = self.read.deferred.filter(|_| !self.stream || trusted);
@@ -1059,6 +1069,11 @@ impl UsageMeter {
         }
         let output = match &self.body {
             _ if !self.passed() => None,
+            // A model's answer in a format the meter does not read counts its size.
+            Body::Json(buf) if self.call => Some(unreported_answer_tokens(buf, buf.len() as u64)),
+            Body::JsonEnds(ends) if self.call => {
+                Some(unreported_answer_tokens(&ends.head, ends.len as u64))
+            }
             Body::Json(buf) => Some(answer_text_tokens(buf) + array_call_tokens(buf)),
             Body::JsonEnds(ends) => {
                 Some(answer_text_tokens(&ends.head) + array_call_tokens(&ends.head))
@@ -1160,6 +1175,9 @@ impl Lines {
 
 /// The counts and model at the ends of a line too long to hold.
 fn read_long_line(ends: &JsonEnds, read: &mut Read) {
+    if ends.head.trim_ascii_start().first() != Some(&b'{') {
+        read.unread_data = read.unread_data.saturating_add(ends.len as u64);
+    }
     let mut carrier = Carrier {
         model_known: read.model.is_some(),
         ..Carrier::default()
@@ -1172,10 +1190,20 @@ fn read_long_line(ends: &JsonEnds, read: &mut Read) {
 /// One line of a JSON-lines stream: its text counted, then read when it may carry
 /// counts (Ollama's last) or the model not named yet.
 fn read_line(line: &[u8], read: &mut Read) {
+    count_unread(line, read);
     read.text.line(line);
     let counts = memchr::memmem::find(line, b"eval_count").is_some();
     if counts || (read.model.is_none() && MODEL_KEY.find(line).is_some()) {
         read_carried(line, read);
+    }
+}
+
+/// Counts `data`, an event's or a line's, as unread when it is not a JSON object (nor
+/// OpenAI's closing `[DONE]`, nor blank).
+fn count_unread(data: &[u8], read: &mut Read) {
+    let data = data.trim_ascii();
+    if !data.is_empty() && data[0] != b'{' && data != b"[DONE]" {
+        read.unread_data = read.unread_data.saturating_add(data.len() as u64);
     }
 }
 
@@ -1267,6 +1295,7 @@ pub(crate) fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 fn drain(parser: &mut SseParser, read: &mut Read) {
     while let Some(event) = parser.next_event_ref() {
         let data = event.data.as_bytes();
+        count_unread(data, read);
         let before = read.text;
         read.text.event(data);
         if read.text != before {
@@ -1344,6 +1373,36 @@ fn names_usage(data: &[u8]) -> bool {
 }
 
 /// The usage in one whole answer.
+/// The charge of a model call's successful JSON `body` the gateway read whole itself
+/// (a translated answer, a fallback's): what it reported, or the estimate of
+/// [`Charge::unreported`] when it reported none; `None` for work still under way.
+pub fn charge_of_call_answer(body: &[u8]) -> Option<Charge> {
+    let mut meter = UsageMeter::for_answer(Some("application/json"), None)?;
+    meter.may_answer_a_call();
+    meter.finish_with(body)
+}
+
+/// Whether the answer read so far reported no usage, or only zeros: a server that
+/// counts nothing has not counted.
+fn reported_none(read: &Read) -> bool {
+    let zero = |u: Usage| u == Usage::default();
+    read.seen.is_none_or(|u| zero(u.normalize())) && read.summed.is_none_or(zero)
+}
+
+/// Whether an answer (`doc`, or its head) says no model worked for it: a top-level
+/// `error` (some servers answer a failure with `200`), or Ollama's `done_reason` of
+/// a model loaded or unloaded without a prompt.
+fn says_no_work(doc: &[u8]) -> bool {
+    let Some(mut members) = ObjectMembers::of(doc).or_else(|| ObjectMembers::of_head(doc)) else {
+        return false;
+    };
+    std::iter::from_fn(|| members.next_front()).any(|m| match &*m.key() {
+        b"error" => true,
+        b"done_reason" => matches!(m.value, br#""load""# | br#""unload""#),
+        _ => false,
+    })
+}
+
 pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
     let mut meter = UsageMeter::for_answer(Some("application/json"), None)?;
     meter.finish_with(body).map(|charge| charge.usage)
@@ -2348,6 +2407,48 @@ mod tests {
                 String::from_utf8_lossy(data)
             );
         }
+    }
+
+    #[test]
+    fn a_calls_answer_in_a_format_the_meter_does_not_read_is_estimated_by_its_size() {
+        let call = |content_type: &str| {
+            let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
+            m.may_answer_a_call();
+            m
+        };
+        // A stream of JSPB arrays, read to its end or left: the size of its data.
+        let data = r#"[[[[["Hello there"]],"model"]]]"#;
+        let events = format!("data: {data}\r\n\r\ndata: {data}\r\n\r\n");
+        let mut m = call("text/event-stream");
+        m.feed(events.as_bytes());
+        let charged = m.finish().unwrap();
+        assert!(charged.is_unreported());
+        assert_eq!(charged.usage.output, (2 * data.len() as u64).div_ceil(4));
+        let mut left = call("text/event-stream");
+        left.feed(events.as_bytes());
+        assert_eq!(left.cut_short(), Some(charged));
+        // Not a call's answer (a batch's events, a file's): nothing.
+        let mut other = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
+        other.feed(events.as_bytes());
+        assert_eq!(other.finish(), None);
+        // OpenAI's closing `[DONE]`, and blank data, are no unread answer.
+        let mut done = call("text/event-stream");
+        done.feed(b"data: [DONE]\n\ndata: \n\n");
+        assert_eq!(done.finish(), None);
+        // Lines that are not objects.
+        let mut lines = call("application/x-ndjson");
+        lines.feed(format!("{data}\n{data}\n").as_bytes());
+        assert_eq!(lines.finish(), Some(charged));
+
+        // A JSPB answer its client leaves near its end: its size so far, standing
+        // only when the client left.
+        let jspb =
+            r#"[[[[["Hello there, general Kenobi"]],"model"],1]],[10,12,22],"gemini-2.5-flash"]"#;
+        let mut cut = call("application/json+protobuf");
+        cut.feed(&jspb.as_bytes()[..60]);
+        let charged = cut.cut_short().unwrap();
+        assert!(charged.is_cut_whole());
+        assert_eq!(charged.usage.output, 15);
     }
 
     #[test]

@@ -203,7 +203,8 @@ pub fn array_call_tokens(doc: &[u8]) -> u64 {
 
 /// The estimated output tokens of a model's whole answer of `size` bytes, `doc` or
 /// its head, that reported no usage: the text of its known members when it is a JSON
-/// object, or an array of them (Gemini's chunks); of any other answer (JSPB's arrays
+/// object, or an array of them (Gemini's chunks; of one past 8 MiB, in its first
+/// 64 KiB, as for an answer cut short); of any other answer (JSPB's arrays
 /// of arrays, protobuf, plain text), its size, four bytes a token: an answer in a
 /// format the gateway does not read is not free.
 pub fn unreported_answer_tokens(doc: &[u8], size: u64) -> u64 {

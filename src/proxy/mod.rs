@@ -535,13 +535,11 @@ impl AuroraProxy {
             None => answer.body.clone(),
         };
         if answer.header.status.is_success() {
-            let usage = match usage_read {
+            let reported = match usage_read {
                 UsageRead::Read(usage) => usage,
-                UsageRead::Unread => crate::metrics::usage::usage_of_json(&answer.body),
+                UsageRead::Unread => None,
             };
-            if let Some(usage) = usage {
-                observe::usage_reported(ctx, usage);
-            }
+            observe::answer_read_whole(ctx, &answer.body, reported);
         }
         let mut header = answer.header;
         let omitted = translation.as_ref().and_then(|t| t.client.omitted_tools());
@@ -1472,7 +1470,13 @@ impl ProxyHttp for AuroraProxy {
             } else {
                 0
             },
+            body_bytes: if ctx.request_body_ended {
+                ctx.request_body_bytes
+            } else {
+                0
+            },
             answer_bytes: session.body_bytes_sent() as u64,
+            failed: e.is_some(),
         });
         if !ctx.body.is_subrequest() {
             if observe::deferred_charged(ctx).is_some() {

@@ -413,6 +413,19 @@ fn may_be_a_call(ctx: &RequestContext) -> bool {
     ctx.obs.asks_model != ModelAsked::No || ctx.body.is_subrequest()
 }
 
+/// A successful answer the gateway read whole itself (a translated call's, or a
+/// fallback's), which `reported` usage as its translator read it: that, or what the
+/// meter makes of the answer (the estimate of a model's answer that reported none).
+pub fn answer_read_whole(ctx: &mut RequestContext, body: &[u8], reported: Option<Usage>) {
+    let charge = match reported {
+        Some(usage) => Some(Charge::reported(usage)),
+        None => crate::metrics::usage::charge_of_call_answer(body),
+    };
+    if let Some(charge) = charge {
+        answer_charged(ctx, charge);
+    }
+}
+
 /// A `/p/` request to `endpoint` at `target`: when it is a `GET` of a batch's results
 /// (an Anthropic message batch's, an OpenAI batch's output file, a Gemini batch's
 /// responses file), its answer is read as those, for their usage (and asked for
@@ -594,11 +607,6 @@ pub fn adopt_answering_model(ctx: &mut RequestContext) {
     }
 }
 
-/// The provider reported `usage` for this request's answer.
-pub fn usage_reported(ctx: &mut RequestContext, usage: Usage) {
-    answer_charged(ctx, Charge::reported(usage));
-}
-
 /// This request's answer is charged `charge`.
 fn answer_charged(ctx: &mut RequestContext, charge: Charge) {
     ctx.obs.charge = Some(charge);
@@ -623,8 +631,13 @@ pub struct RequestEnd {
     /// The size of the request's JSON body (zero for any other body, and for one the
     /// client did not send whole).
     pub json_bytes: u64,
+    /// The size of the request's body, whatever its type (zero for one the client did
+    /// not send whole).
+    pub body_bytes: u64,
     /// The size of the answer's body as the client got it.
     pub answer_bytes: u64,
+    /// The request ended on an error (the client's leaving, or any other).
+    pub failed: bool,
 }
 
 /// The request is over: what its answer is charged is settled, once, for the limits,
@@ -678,23 +691,37 @@ pub fn settle_usage(
     if read && charge.deferred.is_none() && !streamed_estimate {
         return;
     }
-    let mut json_bytes = 0;
-    if charge.is_cut_whole() {
+    let mut sized_input = 0;
+    if charge.is_unreported() {
+        let end = end(ctx);
+        // Whatever type the client declared: a model's request is its prompt.
+        sized_input = end.body_bytes;
+        if answer == AnswerState::Unmetered {
+            // Cut by anything but its client, it is of no use: not charged, as a
+            // whole answer cut so is not. Left before any of it passed, it is a call
+            // left unanswered.
+            let passed = end.answer_bytes > 0 && (end.client_left || !end.failed);
+            if !passed && !end.client_left {
+                return;
+            }
+            if passed && work == Some(ModelWork::Generates) {
+                charge.usage.output = usage_estimate::input_tokens_of_size(end.answer_bytes);
+            }
+            if !passed {
+                charge = Charge::left_unanswered();
+                sized_input = end.json_bytes;
+            }
+        }
+    } else if charge.is_cut_whole() {
         let end = end(ctx);
         if !end.client_left {
             return;
         }
         if answer != AnswerState::Streamed {
-            json_bytes = end.json_bytes;
-        }
-    } else if charge.is_unreported() {
-        let end = end(ctx);
-        json_bytes = end.json_bytes;
-        if answer == AnswerState::Unmetered && work == Some(ModelWork::Generates) {
-            charge.usage.output = usage_estimate::input_tokens_of_size(end.answer_bytes);
+            sized_input = end.json_bytes;
         }
     }
-    let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), json_bytes);
+    let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), sized_input);
     if charge.estimated && charge.usage == Usage::default() {
         // Nothing to count (an answer that was not a model's).
         return;
@@ -1034,6 +1061,7 @@ mod tests {
         answer_bytes(answered, Some(body.as_bytes()), true);
         settle_usage(&mut main, false, |_| RequestEnd {
             json_bytes: 400,
+            body_bytes: 400,
             answer_bytes: body.len() as u64,
             ..RequestEnd::default()
         });
@@ -1099,6 +1127,51 @@ mod tests {
             assert_eq!(through, charged, "{body}");
         }
         assert_eq!(charged_whole_through(None, json, chat, true), None);
+
+        // Zeros are no count.
+        let zeros = r#"{"choices":[{"message":{"content":"Hello there, general Kenobi"}}],"usage":{"prompt_tokens":0,"completion_tokens":0}}"#;
+        assert_eq!(charged_whole(generates, json, zeros), Some((100, 7, true)));
+        // An answer that says no model worked, or that is empty, bills nothing.
+        let error = r#"{"error":{"message":"upstream overloaded","code":502}}"#;
+        assert_eq!(charged_whole(generates, json, error), None);
+        let loaded = r#"{"model":"llama3.2","created_at":"2026-12-06T00:00:00Z","response":"","done":true,"done_reason":"load"}"#;
+        assert_eq!(charged_whole(generates, json, loaded), None);
+        assert_eq!(charged_whole(generates, None, ""), None, "a 204");
+    }
+
+    /// What a call is charged for an answer in a format the gateway does not read,
+    /// of `answer_bytes` as the client got them, its request of 400 bytes, the request
+    /// ending as `end` says.
+    fn charged_unread(answer_bytes: u64, client_left: bool, failed: bool) -> Option<(u64, u64)> {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", "application/x-protobuf")
+            .unwrap();
+        let mut ctx = RequestContext::new();
+        model_asked(&mut ctx, ModelWork::Generates);
+        upstream_request_ready(&mut ctx);
+        upstream_answered(&mut ctx, Instant::now(), 200);
+        answer_header(&mut ctx, &resp);
+        settle_usage(&mut ctx, false, |_| RequestEnd {
+            client_left,
+            json_bytes: 0,
+            body_bytes: 400,
+            answer_bytes,
+            failed,
+        });
+        ctx.obs.usage().map(|u| (u.input, u.output))
+    }
+
+    #[test]
+    fn an_answer_the_gateway_does_not_read_is_charged_by_what_of_it_passed() {
+        // Whole, or left by its client part way: by its size.
+        assert_eq!(charged_unread(800, false, false), Some((100, 200)));
+        assert_eq!(charged_unread(800, true, true), Some((100, 200)));
+        // Broken off by the provider: of no use, as a whole answer cut so.
+        assert_eq!(charged_unread(800, false, true), None);
+        // None of it passed: a call left unanswered, charged its input (by the size
+        // of a JSON body, here none) only when its client left.
+        assert_eq!(charged_unread(0, false, false), None);
+        assert_eq!(charged_unread(0, true, true), None);
     }
 
     #[test]

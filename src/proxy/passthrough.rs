@@ -56,7 +56,12 @@ const EMBEDDING_METHODS: [&str; 2] = ["embedContent", "batchEmbedContents"];
 /// the call: its last segment names such an endpoint or method (case ignored, empty
 /// segments skipped). `None` for counting tokens, batches, files and the like.
 pub fn model_work(endpoint: &str) -> Option<ModelWork> {
-    let last = endpoint.rsplit('/').find(|s| !s.is_empty())?;
+    let mut segments = endpoint.rsplit('/').filter(|s| !s.is_empty());
+    let last = segments.next()?;
+    if last.eq_ignore_ascii_case("messages") && segments.nth(1) == Some("threads") {
+        // OpenAI's Assistants: a message added to a thread, which no model reads yet.
+        return None;
+    }
     let (generating, embedding, name) = match last.rsplit_once(':') {
         Some((_, method)) => (&GENERATING_METHODS[..], &EMBEDDING_METHODS[..], method),
         None => (&GENERATING_ENDPOINTS[..], &EMBEDDING_ENDPOINTS[..], last),
@@ -298,6 +303,7 @@ mod tests {
             "moderations",
             "v1beta/models/gemini-2.5-flash:countTokens",
             "models",
+            "threads/thread_abc/messages",
         ] {
             assert_eq!(model_work(endpoint), None, "{endpoint}");
         }
