@@ -1372,7 +1372,6 @@ fn names_usage(data: &[u8]) -> bool {
     false
 }
 
-/// The usage in one whole answer.
 /// The charge of a model call's successful JSON `body` the gateway read whole itself
 /// (a translated answer, a fallback's): what it reported, or the estimate of
 /// [`Charge::unreported`] when it reported none; `None` for work still under way.
@@ -1390,19 +1389,21 @@ fn reported_none(read: &Read) -> bool {
 }
 
 /// Whether an answer (`doc`, or its head) says no model worked for it: a top-level
-/// `error` (some servers answer a failure with `200`), or Ollama's `done_reason` of
-/// a model loaded or unloaded without a prompt.
+/// `error` not `null` (some servers answer a failure with `200`), or Ollama's
+/// `done_reason` of a model loaded or unloaded without a prompt.
 fn says_no_work(doc: &[u8]) -> bool {
     let Some(mut members) = ObjectMembers::of(doc).or_else(|| ObjectMembers::of_head(doc)) else {
         return false;
     };
     std::iter::from_fn(|| members.next_front()).any(|m| match &*m.key() {
-        b"error" => true,
+        // A Responses object says `"error": null` whatever became of it.
+        b"error" => m.value.trim_ascii() != b"null",
         b"done_reason" => matches!(m.value, br#""load""# | br#""unload""#),
         _ => false,
     })
 }
 
+/// The usage in one whole answer.
 pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
     let mut meter = UsageMeter::for_answer(Some("application/json"), None)?;
     meter.finish_with(body).map(|charge| charge.usage)

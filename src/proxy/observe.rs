@@ -410,7 +410,7 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
 /// know: it asks one, or is the subrequest of a `/v1` call (which itself knows, once
 /// it settles the answer's charge).
 fn may_be_a_call(ctx: &RequestContext) -> bool {
-    ctx.obs.asks_model != ModelAsked::No || ctx.body.is_subrequest()
+    ctx.body.is_subrequest() || model_work(ctx).is_some()
 }
 
 /// A successful answer the gateway read whole itself (a translated call's, or a
@@ -418,8 +418,9 @@ fn may_be_a_call(ctx: &RequestContext) -> bool {
 /// meter makes of the answer (the estimate of a model's answer that reported none).
 pub fn answer_read_whole(ctx: &mut RequestContext, body: &[u8], reported: Option<Usage>) {
     let charge = match reported {
-        Some(usage) => Some(Charge::reported(usage)),
-        None => crate::metrics::usage::charge_of_call_answer(body),
+        // Zeros are no count.
+        Some(usage) if usage != Usage::default() => Some(Charge::reported(usage)),
+        _ => crate::metrics::usage::charge_of_call_answer(body),
     };
     if let Some(charge) = charge {
         answer_charged(ctx, charge);
@@ -1059,8 +1060,9 @@ mod tests {
         upstream_answered(answered, Instant::now(), 200);
         answer_header(answered, &resp);
         answer_bytes(answered, Some(body.as_bytes()), true);
+        // A body sent whole that is not JSON: counted all the same.
         settle_usage(&mut main, false, |_| RequestEnd {
-            json_bytes: 400,
+            json_bytes: 0,
             body_bytes: 400,
             answer_bytes: body.len() as u64,
             ..RequestEnd::default()
@@ -1134,9 +1136,29 @@ mod tests {
         // An answer that says no model worked, or that is empty, bills nothing.
         let error = r#"{"error":{"message":"upstream overloaded","code":502}}"#;
         assert_eq!(charged_whole(generates, json, error), None);
+        let responses = r#"{"id":"resp_1","object":"response","status":"completed","error":null,"output":[{"type":"message","content":[{"type":"output_text","text":"Hello there, general Kenobi"}]}]}"#;
+        assert_eq!(
+            charged_whole(generates, json, responses),
+            Some((100, 7, true)),
+            "a Responses object says `error: null`"
+        );
         let loaded = r#"{"model":"llama3.2","created_at":"2026-12-06T00:00:00Z","response":"","done":true,"done_reason":"load"}"#;
         assert_eq!(charged_whole(generates, json, loaded), None);
         assert_eq!(charged_whole(generates, None, ""), None, "a 204");
+    }
+
+    #[test]
+    fn zeros_a_translator_read_are_no_count() {
+        let chat = br#"{"choices":[{"message":{"content":"Hello there, general Kenobi"}}],"usage":{"prompt_tokens":0,"completion_tokens":0}}"#;
+        let mut ctx = RequestContext::new();
+        model_asked(&mut ctx, ModelWork::Generates);
+        answer_read_whole(&mut ctx, chat, Some(Usage::default()));
+        settle_usage(&mut ctx, false, |_| RequestEnd {
+            body_bytes: 400,
+            ..RequestEnd::default()
+        });
+        assert_eq!(ctx.obs.usage().map(|u| (u.input, u.output)), Some((100, 7)));
+        assert!(ctx.obs.usage_estimated());
     }
 
     /// What a call is charged for an answer in a format the gateway does not read,
@@ -1153,7 +1175,7 @@ mod tests {
         answer_header(&mut ctx, &resp);
         settle_usage(&mut ctx, false, |_| RequestEnd {
             client_left,
-            json_bytes: 0,
+            json_bytes: 200,
             body_bytes: 400,
             answer_bytes,
             failed,
@@ -1169,9 +1191,9 @@ mod tests {
         // Broken off by the provider: of no use, as a whole answer cut so.
         assert_eq!(charged_unread(800, false, true), None);
         // None of it passed: a call left unanswered, charged its input (by the size
-        // of a JSON body, here none) only when its client left.
+        // of a JSON body) only when its client left.
         assert_eq!(charged_unread(0, false, false), None);
-        assert_eq!(charged_unread(0, true, true), None);
+        assert_eq!(charged_unread(0, true, true), Some((50, 0)));
     }
 
     #[test]
