@@ -407,10 +407,10 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
 }
 
 /// Whether the request may be a call asking a model, as its answer's meter needs to
-/// know: it asks one, or is the subrequest of a `/v1` call (which itself knows, once
-/// it settles the answer's charge).
+/// know: it asks one, may (a `/p/` `POST`, whose endpoint is read only if its answer
+/// reports no usage), or is the subrequest of a `/v1` call; [`settle_usage`] decides.
 fn may_be_a_call(ctx: &RequestContext) -> bool {
-    ctx.body.is_subrequest() || model_work(ctx).is_some()
+    ctx.obs.asks_model != ModelAsked::No || ctx.body.is_subrequest()
 }
 
 /// A successful answer the gateway read whole itself (a translated call's, or a
@@ -671,7 +671,12 @@ pub fn settle_usage(
             .and_then(|s| s.charge.lock().ok().and_then(|c| *c))
     });
     let answer = ctx.obs.latest_answer();
-    let work = if read { None } else { model_work(ctx) };
+    // Read only when the charge needs it: most answers report their usage.
+    let work = match charge {
+        Some(charge) if !charge.is_unreported() => None,
+        _ if read => None,
+        _ => model_work(ctx),
+    };
     let mut charge = match (charge, work) {
         // A model's answer that reported no usage is charged an estimate; any other
         // answer without one (a batch made, a file uploaded) bills nothing.

@@ -58,10 +58,11 @@ const EMBEDDING_METHODS: [&str; 2] = ["embedContent", "batchEmbedContents"];
 pub fn model_work(endpoint: &str) -> Option<ModelWork> {
     let mut segments = endpoint.rsplit('/').filter(|s| !s.is_empty());
     let last = segments.next()?;
-    let thread = segments
-        .nth(1)
-        .is_some_and(|s| s.eq_ignore_ascii_case("threads"));
-    if last.eq_ignore_ascii_case("messages") && thread {
+    if last.eq_ignore_ascii_case("messages")
+        && segments
+            .nth(1)
+            .is_some_and(|s| s.eq_ignore_ascii_case("threads"))
+    {
         // OpenAI's Assistants: a message added to a thread, which no model reads yet.
         return None;
     }
