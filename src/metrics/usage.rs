@@ -564,7 +564,7 @@ pub struct Charge {
     /// left (a document cut by anything else is of no use to it); without the
     /// request read, its input is estimated from the request's size.
     cut_whole: bool,
-    /// The estimate of a whole answer that reported no usage the gateway could read
+    /// The estimate of an answer that reported no usage the gateway could read
     /// ([`Self::unreported`]): charged only to a call that asked a model.
     unreported: bool,
     /// The usage is that of an answer generated apart from the request that read it
@@ -594,8 +594,8 @@ impl Charge {
         }
     }
 
-    /// The estimate of a model call's answer that passed whole without a usage the
-    /// gateway could read (a provider that reports none, an answer in a format the
+    /// The estimate of a model call's answer that passed without a usage the gateway
+    /// could read (a provider that reports none, or zeros; an answer in a format the
     /// gateway does not read): of `output` tokens, its input due. The proxy charges it
     /// only to a call that asked a model ([`Self::for_work`]): a batch made, a file
     /// uploaded, reports no usage and bills none.
@@ -662,16 +662,17 @@ impl Charge {
     /// The charge with its input estimated, when that is due (the answer did not
     /// report it), from `request` (the body the provider got) when the gateway read
     /// it. Otherwise the estimate of a whole answer cut short, or of one that reported
-    /// no usage, counts `json_bytes`, the size of a JSON request body the gateway
-    /// passed unread, four a token, at most
-    /// [`MAX_SIZED_INPUT`]; a stream counts none: clients leave streams often, and a
-    /// request's size says little of its tokens once it carries images.
-    pub fn with_input_of(mut self, request: Option<&[u8]>, json_bytes: u64) -> Self {
+    /// no usage, counts `body_bytes`, the size of the request body the gateway passed
+    /// unread (the proxy gives a JSON body's for the one, any body's for the other),
+    /// four a token, at most [`MAX_SIZED_INPUT`]; a stream counts none: clients leave
+    /// streams often, and a request's size says little of its tokens once it carries
+    /// images.
+    pub fn with_input_of(mut self, request: Option<&[u8]>, body_bytes: u64) -> Self {
         if std::mem::take(&mut self.input_due) {
             self.usage.input = match request {
                 Some(body) => input_tokens(body),
                 None if self.cut_whole || self.unreported => {
-                    input_tokens_of_size(json_bytes).min(MAX_SIZED_INPUT)
+                    input_tokens_of_size(body_bytes).min(MAX_SIZED_INPUT)
                 }
                 None => 0,
             };

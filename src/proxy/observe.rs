@@ -707,15 +707,14 @@ pub fn settle_usage(
             // whole answer cut so is not. Left before any of it passed, it is a call
             // left unanswered.
             let passed = end.answer_bytes > 0 && (end.client_left || !end.failed);
-            if !passed && !end.client_left {
-                return;
-            }
-            if passed && work == Some(ModelWork::Generates) {
-                charge.usage.output = usage_estimate::input_tokens_of_size(end.answer_bytes);
-            }
             if !passed {
+                if !end.client_left {
+                    return;
+                }
                 charge = Charge::left_unanswered();
                 sized_input = end.json_bytes;
+            } else if work == Some(ModelWork::Generates) {
+                charge.usage.output = usage_estimate::input_tokens_of_size(end.answer_bytes);
             }
         }
     } else if charge.is_cut_whole() {
