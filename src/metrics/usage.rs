@@ -717,11 +717,6 @@ struct Read {
     /// The bytes of a stream's events (or lines) that are not JSON objects (JSPB's
     /// arrays, protobuf): what the estimate of a stream reporting nothing counts.
     unread_data: u64,
-    /// The bytes of all a stream's events (or lines) but blank ones and `[DONE]`: what
-    /// the estimate of a stream that ended whole without usage or text counts.
-    data: u64,
-    /// The stream ended whole.
-    ended_whole: bool,
 }
 
 enum Body {
@@ -987,7 +982,6 @@ impl UsageMeter {
         }
         let text_besides =
             self.read.seen.is_some_and(|u| u.counts_thoughts_alone()) && !self.read.text.is_empty();
-        self.read.ended_whole = whole && self.stream;
         if whole && self.read.running_last && !text_besides {
             // A stream that ended whole on a running count (no chunk said why it
             // finished): that count was its last, unless it counted no more than
@@ -1024,17 +1018,10 @@ impl UsageMeter {
             return Some(Charge::unreported(output));
         }
         if self.stream && self.call && !text && reported_none(&self.read) {
-            // A stream in a format the meter does not read, or whole in a shape it
-            // does not know: its size counts. One left before any text that it reads
-            // is charged as a call left unanswered.
-            let read = &self.read;
-            let size = if read.ended_whole {
-                read.data
-            } else {
-                read.unread_data
-            };
-            if size > 0 && read.started.is_none() {
-                return Some(Charge::unreported(input_tokens_of_size(size)));
+            // A stream in a format the meter does not read: its size counts.
+            let unread = self.read.unread_data;
+            if unread > 0 && !self.read.under_way && self.read.started.is_none() {
+                return Some(Charge::unreported(input_tokens_of_size(unread)));
             }
         }
         if !self.stream || trusted || !text {
@@ -1189,7 +1176,6 @@ impl Lines {
 
 /// The counts and model at the ends of a line too long to hold.
 fn read_long_line(ends: &JsonEnds, read: &mut Read) {
-    read.data = read.data.saturating_add(ends.len as u64);
     if ends.head.trim_ascii_start().first() != Some(&b'{') {
         read.unread_data = read.unread_data.saturating_add(ends.len as u64);
     }
@@ -1205,7 +1191,7 @@ fn read_long_line(ends: &JsonEnds, read: &mut Read) {
 /// One line of a JSON-lines stream: its text counted, then read when it may carry
 /// counts (Ollama's last) or the model not named yet.
 fn read_line(line: &[u8], read: &mut Read) {
-    count_data(line, read);
+    count_unread(line, read);
     read.text.line(line);
     let counts = memchr::memmem::find(line, b"eval_count").is_some();
     if counts || (read.model.is_none() && MODEL_KEY.find(line).is_some()) {
@@ -1213,17 +1199,12 @@ fn read_line(line: &[u8], read: &mut Read) {
     }
 }
 
-/// Counts `data`, an event's or a line's (but blank data and OpenAI's closing
-/// `[DONE]`), and as unread when it is not a JSON object.
-fn count_data(data: &[u8], read: &mut Read) {
+/// Counts `data`, an event's or a line's, as unread when it is not a JSON object (nor
+/// OpenAI's closing `[DONE]`, nor blank).
+fn count_unread(data: &[u8], read: &mut Read) {
     let data = data.trim_ascii();
-    if data.is_empty() || data == b"[DONE]" {
-        return;
-    }
-    let len = data.len() as u64;
-    read.data = read.data.saturating_add(len);
-    if data[0] != b'{' {
-        read.unread_data = read.unread_data.saturating_add(len);
+    if !data.is_empty() && data[0] != b'{' && data != b"[DONE]" {
+        read.unread_data = read.unread_data.saturating_add(data.len() as u64);
     }
 }
 
@@ -1315,7 +1296,7 @@ pub(crate) fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 fn drain(parser: &mut SseParser, read: &mut Read) {
     while let Some(event) = parser.next_event_ref() {
         let data = event.data.as_bytes();
-        count_data(data, read);
+        count_unread(data, read);
         let before = read.text;
         read.text.event(data);
         if read.text != before {
@@ -2460,18 +2441,6 @@ mod tests {
         let mut lines = call("application/x-ndjson");
         lines.feed(format!("{data}\n{data}\n").as_bytes());
         assert_eq!(lines.finish(), Some(charged));
-        // Objects in a shape the meter does not know (no text, no usage it reads): the
-        // size of a stream that ended whole; one left, as a call left unanswered.
-        let unknown = r#"{"event_type":"stream-start","generation_id":"g1"}"#;
-        let events = format!("data: {unknown}\n\ndata: {unknown}\n\ndata: [DONE]\n\n");
-        let mut whole = call("text/event-stream");
-        whole.feed(events.as_bytes());
-        let charged = whole.finish().unwrap();
-        assert!(charged.is_unreported());
-        assert_eq!(charged.usage.output, (2 * unknown.len() as u64).div_ceil(4));
-        let mut left = call("text/event-stream");
-        left.feed(events.as_bytes());
-        assert_eq!(left.cut_short(), None);
 
         // A JSPB answer its client leaves near its end: its size so far, standing
         // only when the client left.
