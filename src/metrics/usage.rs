@@ -2370,6 +2370,15 @@ mod tests {
         assert_eq!(charged(REQUEST, empty, 3), (None, false));
         let ended = format!("{empty}data: [DONE]\n\n");
         assert_eq!(charged(REQUEST, &ended, 3), (None, false));
+        // A call's too, whole, or failed in its stream: events the meter reads (JSON
+        // objects) are not counted by their size.
+        let failed = "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
+        for events in [ended.as_str(), failed] {
+            let mut m = UsageMeter::for_answer(Some("text/event-stream"), None).unwrap();
+            m.may_answer_a_call();
+            m.feed(events.as_bytes());
+            assert_eq!(m.finish(), None, "{events}");
+        }
     }
 
     #[test]
