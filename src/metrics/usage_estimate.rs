@@ -24,9 +24,10 @@ const CHARS_PER_TOKEN: u64 = 4;
 pub const PAYLOAD_TOKENS: u64 = 85;
 
 /// Where a stream event's output text lies: in the members of its `delta` (a Chat
-/// chunk's `content`, `reasoning_content`, a tool call's `arguments`, an Anthropic
-/// `text`, `thinking` or `partial_json`), or the `delta` itself (the Responses API's).
-const OUTPUT_KEYS: [&[u8]; 9] = [
+/// chunk's `content`, `reasoning_content`, a tool call's `arguments`, its audio's
+/// `transcript`, an Anthropic `text`, `thinking` or `partial_json`), or the `delta`
+/// itself (the Responses API's).
+const OUTPUT_KEYS: [&[u8]; 10] = [
     b"delta",
     b"content",
     b"text",
@@ -36,6 +37,8 @@ const OUTPUT_KEYS: [&[u8]; 9] = [
     b"reasoning_content",
     b"reasoning",
     b"refusal",
+    // The text of a Chat answer's audio, whose `data` (base64) is not.
+    b"transcript",
 ];
 
 /// Members of a stream's `delta` that repeat text counted already: OpenRouter's
@@ -695,18 +698,19 @@ mod tests {
     }
 
     #[test]
-    fn audio_and_repeated_reasoning_are_not_counted_as_text() {
+    fn audio_data_and_repeated_reasoning_are_not_counted_as_text_but_a_transcript_is() {
         let text = streamed(&[
             r#"{"type":"response.audio.delta","item_id":"a","delta":"UklGRiQAAABXQVZFZm10IBAAAAAB"}"#,
             r#"{"type":"response.audio.transcript.delta","item_id":"a","delta":"Hi"}"#,
             r#"{"choices":[{"delta":{"reasoning":"think","reasoning_details":[{"type":"reasoning.text","text":"think"}]}}]}"#,
             r#"{"choices":[{"delta":{"reasoning_content":"ponder","reasoning":"ponder"}}]}"#,
+            r#"{"choices":[{"delta":{"audio":{"id":"audio_1","data":"UklGRiQAAABXQVZF","transcript":"Hey"}}}]}"#,
         ]);
         assert_eq!(
             text,
             StreamedText {
-                chars: 13,
-                events: 3
+                chars: 16,
+                events: 4
             }
         );
     }
