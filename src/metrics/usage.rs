@@ -1390,9 +1390,17 @@ fn reported_none(read: &Read) -> bool {
 }
 
 /// Whether an answer (`doc`, or its head) says no model worked for it: a top-level
-/// `error` not `null` (some servers answer a failure with `200`), or Ollama's
-/// `done_reason` of a model loaded or unloaded without a prompt.
+/// `error` not `null` (some servers answer a failure with `200`; Gemini's array of
+/// chunks, in its first), or Ollama's `done_reason` of a model loaded or unloaded
+/// without a prompt.
 fn says_no_work(doc: &[u8]) -> bool {
+    if doc.get(skip_ws(doc, 0)) == Some(&b'[') {
+        // Gemini's chunks answered as one array: failed before its first chunk.
+        let mut elements = ArrayElements::of(doc).or_else(|| ArrayElements::of_head(doc));
+        let first = elements.as_mut().and_then(Iterator::next);
+        // An object, read as one: arrays within arrays (JSPB) are not followed down.
+        return first.is_some_and(|e| e.get(skip_ws(e, 0)) == Some(&b'{') && says_no_work(e));
+    }
     let Some(mut members) = ObjectMembers::of(doc).or_else(|| ObjectMembers::of_head(doc)) else {
         return false;
     };

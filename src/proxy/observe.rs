@@ -1140,6 +1140,12 @@ mod tests {
         // An answer that says no model worked, or that is empty, bills nothing.
         let error = r#"{"error":{"message":"upstream overloaded","code":502}}"#;
         assert_eq!(charged_whole(generates, json, error), None);
+        let errors = format!("[{error}]");
+        assert_eq!(
+            charged_whole(generates, json, &errors),
+            None,
+            "Gemini's array"
+        );
         let responses = r#"{"id":"resp_1","object":"response","status":"completed","error":null,"output":[{"type":"message","content":[{"type":"output_text","text":"Hello there, general Kenobi"}]}]}"#;
         assert_eq!(
             charged_whole(generates, json, responses),
