@@ -672,16 +672,18 @@ pub fn settle_usage(
     });
     let answer = ctx.obs.latest_answer();
     // Read only when the charge needs it: most answers report their usage.
+    let estimate = |c: Charge| c.is_unreported() || c.is_cut_whole();
     let work = match charge {
-        Some(charge) if !charge.is_unreported() => None,
+        Some(charge) if !estimate(charge) => None,
         _ if read => None,
         _ => model_work(ctx),
     };
     let mut charge = match (charge, work) {
-        // A model's answer that reported no usage is charged an estimate; any other
-        // answer without one (a batch made, a file uploaded) bills nothing.
+        // A model's answer that reported no usage, or that its client left before
+        // its usage, is charged an estimate; any other answer without one (a batch
+        // made, a file uploaded) bills nothing.
         (Some(charge), Some(work)) if charge.is_unreported() => charge.for_work(work),
-        (Some(charge), None) if charge.is_unreported() => return,
+        (Some(charge), None) if estimate(charge) && !read => return,
         (Some(charge), _) => charge,
         (None, None) => return,
         (None, Some(work)) => match answer {
@@ -1249,6 +1251,24 @@ mod tests {
         let mut no_model = RequestContext::new();
         upstream_request_ready(&mut no_model);
         assert_eq!(settled(&mut no_model, false, left), None);
+        // Nor when the client leaves part of their answer: no usage was to come.
+        let part_read = |ctx: &mut RequestContext| {
+            upstream_request_ready(ctx);
+            upstream_answered(ctx, Instant::now(), 200);
+            answer_header(ctx, &answer("application/json"));
+            answer_bytes(
+                ctx,
+                Some(br#"{"object":"list","data":[{"content":"some text"#),
+                false,
+            );
+            answer_unfinished(ctx);
+        };
+        let mut left_no_model = RequestContext::new();
+        part_read(&mut left_no_model);
+        assert_eq!(settled(&mut left_no_model, false, left), None);
+        let mut left_call = call();
+        part_read(&mut left_call);
+        assert_eq!(settled(&mut left_call, false, left), Some((100, 0)));
 
         // A failure bills nothing, nor an attempt that failed or never went whole;
         // the attempt after them does.
