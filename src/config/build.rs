@@ -466,6 +466,12 @@ pub(super) fn read_secret_file(setting: &str, path: &str) -> Result<String, Conf
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
+/// The names metrics and the usage report give callers that are not managed keys (the
+/// master key, an open gateway's callers, callers with their own provider key, no
+/// caller): a managed key of one of them would be counted with them.
+const RESERVED_KEY_NAMES: [&str; 4] =
+    ["master", "open", "caller_key", crate::metrics::labels::NONE];
+
 fn managed_keys(file: &FileConfig) -> Result<LookupMap<[u8; 32], ManagedKey>, ConfigError> {
     let mut keys = LookupMap::default();
     for (i, k) in file.auth.keys.iter().enumerate() {
@@ -486,6 +492,13 @@ fn managed_keys(file: &FileConfig) -> Result<LookupMap<[u8; 32], ManagedKey>, Co
             None => None,
         };
         exposure::check_managed_key(&k.name, &digest)?;
+        if RESERVED_KEY_NAMES.contains(&k.name.as_str()) || k.name.trim().is_empty() {
+            return Err(invalid(format!(
+                "auth.keys[{i}]: the name `{}` is taken: the master key, callers without a \
+                 gateway key and requests without a caller are counted and reported by it",
+                k.name
+            )));
+        }
         let key = ManagedKey {
             name: k.name.as_str().into(),
             enabled: k.enabled,
@@ -1162,6 +1175,58 @@ providers:
         // Made once with the config: each request shares it.
         let again = c.limits.for_key("team-a").unwrap();
         assert!(std::sync::Arc::ptr_eq(&key.subject, &again.subject));
+    }
+
+    #[test]
+    fn keys_of_one_name_must_share_their_limits() {
+        let hash = |seed: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(seed));
+        let (old, new) = (
+            hash("aur_rotated_out_key_0123456789abcdef"),
+            hash("aur_rotated_in_key_0123456789abcdef"),
+        );
+        let keys = |a: &str, b: &str| {
+            format!(
+                "limits:\n  default: {{requests_per_minute: 600}}\nauth:\n  keys:\n    - {{name: team-a, sha256: \"{old}\"{a}}}\n    - {{name: team-a, sha256: \"{new}\"{b}}}\n"
+            )
+        };
+        // A key rotated: both secrets, one caller, one budget.
+        let same = ", limits: {budget: {usd: 50, period: month}}";
+        let c = build(&keys(same, same), &[]).unwrap();
+        assert!(c.limits.for_key("team-a").unwrap().limits.budget.is_some());
+        let rpm = |c: &Config| {
+            c.limits
+                .for_key("team-a")
+                .unwrap()
+                .limits
+                .requests_per_minute
+        };
+        assert_eq!(rpm(&build(&keys("", ""), &[]).unwrap()), Some(600));
+        // Else the later key's limits would hold both, or neither would keep its own.
+        for (a, b) in [
+            (same, ""),
+            ("", same),
+            (same, ", limits: {requests_per_minute: 600}"),
+        ] {
+            let e = build(&keys(a, b), &[]).unwrap_err().to_string();
+            assert!(
+                e.contains("auth.keys `team-a` is named twice with different limits"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_managed_key_cannot_take_a_name_other_callers_are_counted_by() {
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            b"aur_reserved_name_test_key_0123456789",
+        ));
+        for name in ["master", "open", "caller_key", "-", "\"\""] {
+            let yaml = format!("auth:\n  keys:\n    - {{name: {name}, sha256: \"{hash}\"}}\n");
+            let e = build(&yaml, &[]).unwrap_err().to_string();
+            assert!(e.contains("is taken"), "{name}: {e}");
+        }
+        let yaml = format!("auth:\n  keys:\n    - {{name: masters, sha256: \"{hash}\"}}\n");
+        assert!(build(&yaml, &[]).is_ok());
     }
 
     #[test]

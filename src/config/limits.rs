@@ -169,13 +169,27 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
         .map(|l| key_limits("limits.default", l))
         .transpose()?;
     let mut keys = LookupMap::default();
+    // Keys of one name share its counters and usage report (two secrets of one caller,
+    // while one is rotated out): they must be held to the same limits, or which would
+    // hold both depends on their order.
+    let mut named: LookupMap<&str, KeyLimits> = LookupMap::default();
     for k in &file.auth.keys {
         let own = k
             .limits
             .as_ref()
             .map(|l| key_limits(&format!("auth.keys `{}`.limits", k.name), l))
             .transpose()?;
-        if let Some(limits) = own.or(default).filter(|l| !l.is_empty()) {
+        let limits = own.or(default).unwrap_or_default();
+        if let Some(earlier) = named.insert(k.name.as_str(), limits) {
+            if earlier != limits {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.keys `{}` is named twice with different limits: keys of one name \
+                     share its counters, so give them the same limits, or different names",
+                    k.name
+                )));
+            }
+        }
+        if !limits.is_empty() {
             let subject = crate::limits::key_subject(&k.name).into();
             keys.insert(k.name.clone(), Limited::new(subject, limits));
         }

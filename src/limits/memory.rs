@@ -192,11 +192,10 @@ impl LimitStore for MemoryStore {
         }
         if let Some(budget) = limits.budget {
             let mut spent = counters.budget.lock().map_err(poisoned)?;
-            // The kind of period is the admissions' to change: a call admitted before
-            // a reload changed it charges the period counted now, rather than turn the
-            // counts back to its own kind (zeroing them each time).
-            let kind = spent.kind.unwrap_or(budget.period);
-            spent.roll(now, kind);
+            // Charged as the key is limited now (the proxy charges by the live
+            // config): a call admitted before a reload changed the period's kind counts
+            // in the new kind's period, which the next admission keeps.
+            spent.roll(now, budget.period);
             spent.tokens = spent.tokens.saturating_add(tokens);
             spent.usd_micros = spent.usd_micros.saturating_add(usd_micros(usd));
         }
@@ -311,29 +310,20 @@ mod tests {
             ..KeyLimits::default()
         };
         let (monthly, daily) = (budget(BudgetPeriod::Month), budget(BudgetPeriod::Day));
+        let refused = |a: Admission| a.refused.map(|r| r.0);
         run(async {
-            assert!(store
-                .admit("key:a", &monthly, NOW)
-                .await
-                .unwrap()
-                .refused
-                .is_none());
-            // The reload: the budget is now daily, and a call under it spends 60.
-            assert!(store
-                .admit("key:a", &daily, NOW)
-                .await
-                .unwrap()
-                .refused
-                .is_none());
-            store.charge("key:a", &daily, 60, 0.0, NOW).unwrap();
-            // The call admitted before it ends, charged by the limits it was admitted to.
-            store.charge("key:a", &monthly, 50, 0.0, NOW + 1).unwrap();
-            let a = store.admit("key:a", &daily, NOW + 2).await.unwrap();
             assert_eq!(
-                a.refused.map(|r| r.0),
-                Some(Refusal::Budget),
-                "110 of 100 spent"
+                refused(store.admit("key:a", &monthly, NOW).await.unwrap()),
+                None
             );
+            // The reload makes the budget daily; the call admitted before it ends after
+            // it, before any other is admitted, and is charged as the key is limited now.
+            store.charge("key:a", &daily, 60, 0.0, NOW + 1).unwrap();
+            let a = store.admit("key:a", &daily, NOW + 2).await.unwrap();
+            assert_eq!(refused(a), None, "60 of 100 spent");
+            store.charge("key:a", &daily, 50, 0.0, NOW + 3).unwrap();
+            let a = store.admit("key:a", &daily, NOW + 4).await.unwrap();
+            assert_eq!(refused(a), Some(Refusal::Budget), "110 of 100 spent");
         });
     }
 
