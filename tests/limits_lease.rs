@@ -198,13 +198,13 @@ async fn a_slots_charges_travel_with_its_release() {
         ..token_budget(100)
     };
     let a = one.admit(SUBJECT, &limits, NOW).await.unwrap();
-    assert!(a.slot_taken);
+    let slot = a.slot.expect("a slot taken");
     let asked = redis.calls("evalsha");
     one.charge(SUBJECT, &limits, 100, 0.0, NOW).unwrap();
-    one.release(SUBJECT);
-    let slots = format!("aurora:{{{SUBJECT}}}:calls:0");
+    one.release(SUBJECT, slot);
+    let slots = format!("aurora:{{{SUBJECT}}}:slots:0");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while redis.get(&slots).as_deref() != Some("0") {
+    while redis.zcard(&slots) != 0 {
         assert!(Instant::now() < deadline, "the slot never came back");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -308,8 +308,8 @@ async fn a_key_of_the_wrong_type_leaves_the_rest_of_a_write_made() {
     // Redis refuses that part: the slot must come back all the same.
     let redis = RedisServer::start();
     let store = RedisStore::new(&redis.url()).unwrap();
-    let slots = "aurora:{key:team-wrong}:calls:0";
-    redis.set(slots, "1", Some(100));
+    let slots = "aurora:{key:team-wrong}:slots:0";
+    redis.plant_slot(slots, &format!("{}.7", store.replica()), 100);
     redis.set("aurora:{key:team-wrong}:usage:20000", "not a hash", None);
     let used = UsageRecord {
         requests: 1,
@@ -319,11 +319,7 @@ async fn a_key_of_the_wrong_type_leaves_the_rest_of_a_write_made() {
     store
         .record_usage("team-wrong", "gpt", 20_000, &used)
         .unwrap();
-    store.release("key:team-wrong");
+    store.release("key:team-wrong", 7);
     let _ = store.flush().await;
-    assert_eq!(
-        redis.get(slots).as_deref(),
-        Some("0"),
-        "the slot was not given back"
-    );
+    assert_eq!(redis.zcard(slots), 0, "the slot was not given back");
 }

@@ -394,22 +394,171 @@ async fn a_write_redis_refused_in_part_counts_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_call_does_not_keep_lost_slots_alive() {
-    // A slot lost (its replica gone mid-call) comes back when the slots expire, a
-    // while after the last one taken: a client trying again and again, refused each
-    // time, must not renew them.
+    // A slot lost (its replica gone mid-call) lapses when its lease ends: a client
+    // trying again and again, refused each time, must not renew it.
     let redis = RedisServer::start();
     let mock = MockUpstream::start(provider_like).await;
     let gw = replica(&mock, &redis, "{concurrent: 1}", "");
-    let slots = "aurora:{key:team-a}:calls:0";
-    redis.set(slots, "1", Some(100));
+    let slots = "aurora:{key:team-a}:slots:0";
+    redis.plant_slot(slots, "gone.1", 100);
     for _ in 0..3 {
         assert_eq!(chat(&gw).await.status(), 429);
     }
-    let ttl = redis.ttl(slots);
+    let left = redis.slot_lapses_in(slots, "gone.1");
     assert!(
-        (1..=100).contains(&ttl),
-        "the slots' expiry was renewed: {ttl} s"
+        left.is_some_and(|s| (1..=100).contains(&s)),
+        "the lost slot was renewed: {left:?}"
     );
+}
+
+/// A provider that holds a call whose prompt says `slow` for a minute and answers any
+/// other at once.
+async fn provider_holding_slow_calls() -> MockUpstream {
+    MockUpstream::start(|rec: &Recorded| {
+        if String::from_utf8_lossy(&rec.body).contains("slow") {
+            Reply::Delayed(Duration::from_secs(60), Box::new(provider_like(rec)))
+        } else {
+            provider_like(rec)
+        }
+    })
+    .await
+}
+
+/// Starts a call at `gw` that the provider holds, and waits until the provider has
+/// it (the call holds its slot).
+async fn hold_a_call(gw: &Arc<Gateway>, mock: &MockUpstream) -> tokio::task::JoinHandle<()> {
+    let before = mock.requests().len();
+    let url = gw.url("/v1/chat/completions");
+    let held = tokio::spawn(async move {
+        let slow = CHAT.replace("hi", "slow");
+        let _ = client()
+            .post(url)
+            .bearer_auth(TEAM_KEY)
+            .header("content-type", "application/json")
+            .body(slow)
+            .send()
+            .await;
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mock.requests().len() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replicas_slots_come_back_while_its_key_stays_busy() {
+    // Replica one is killed while its call holds one of the key's two slots. Replica
+    // two keeps the key busy: its own call holds the other slot, renewed as it runs.
+    // The dead replica's slot lapses a lease (2 s) after its last renewal however
+    // busy the key stays, and the live call's slot does not.
+    let redis = RedisServer::start();
+    let mock = provider_holding_slow_calls().await;
+    let lease = "  slot_lease: 2s\n";
+    let one = Arc::new(replica(&mock, &redis, "{concurrent: 2}", lease));
+    let two = Arc::new(replica(&mock, &redis, "{concurrent: 2}", lease));
+    let _lost = hold_a_call(&one, &mock).await;
+    drop(Arc::into_inner(one).expect("one handle"));
+    let _held = hold_a_call(&two, &mock).await;
+    assert_eq!(chat(&two).await.status(), 429, "both slots are held");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = chat(&two).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped replica's slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Past two leases since it was taken, the live call still holds its slot.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _second = hold_a_call(&two, &mock).await;
+    assert_eq!(
+        chat(&two).await.status(),
+        429,
+        "the running call's slot lapsed: it was not renewed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_whose_admission_lost_its_answer_is_given_back() {
+    // Redis takes the slot and its answer is lost: the replica cannot tell, and must
+    // give it back (which does nothing had it not been taken), or the key is a call
+    // short until the slot lapses.
+    use aurora::config::KeyLimits;
+    use aurora::limits::{LimitStore, RedisStore};
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port).await;
+    let store = RedisStore::new(&relay.url()).unwrap();
+    let one = KeyLimits {
+        concurrent: Some(1),
+        ..KeyLimits::default()
+    };
+    let (subject, now) = ("key:team-lost", 1_796_351_415);
+    let slots = "aurora:{key:team-lost}:slots:0";
+    // A call made and ended, so the connection that loses the answer is made.
+    let slot = store.admit(subject, &one, now).await.unwrap().slot.unwrap();
+    store.release(subject, slot);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.zcard(slots) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first slot stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.mute();
+    assert!(store.admit(subject, &one, now).await.is_err());
+    assert_eq!(redis.zcard(slots), 1, "Redis took the slot");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.zcard(slots) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_slot_is_renewed_and_lapses_once_its_replica_stops() {
+    use aurora::config::KeyLimits;
+    use aurora::limits::{LimitStore, RedisStore, Refusal};
+    let redis = RedisServer::start();
+    let lease = Duration::from_secs(2);
+    let one = RedisStore::with_slot_lease(&redis.url(), lease).unwrap();
+    let two = RedisStore::with_slot_lease(&redis.url(), lease).unwrap();
+    let limits = KeyLimits {
+        concurrent: Some(1),
+        ..KeyLimits::default()
+    };
+    let now = 1_796_351_415;
+    let subject = "key:team-renewed";
+    let slot = one
+        .admit(subject, &limits, now)
+        .await
+        .unwrap()
+        .slot
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let name = format!("{}.{slot}", one.replica());
+    let left = redis.slot_lapses_in("aurora:{key:team-renewed}:slots:0", &name);
+    assert!(left.is_some_and(|s| s >= 1), "not renewed: {left:?}");
+    let refused = two.admit(subject, &limits, now).await.unwrap().refused;
+    assert_eq!(refused.map(|r| r.0), Some(Refusal::Concurrency));
+    // The replica stops without giving it back: the slot lapses a lease later.
+    drop(one);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let taken = two.admit(subject, &limits, now).await.unwrap();
+    assert!(taken.slot.is_some(), "the stopped replica's slot came back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,7 +609,7 @@ async fn a_call_slot_given_back_while_redis_is_not_asked_is_given_back_later() {
     // A call that Redis left unanswered (another request's, against a Redis that
     // stopped answering) makes it not asked for a second; a call ending within that
     // second gives its slot back once Redis is asked again, rather than losing it
-    // until the slots expire an hour later.
+    // until it lapses.
     let redis = RedisServer::start();
     let mock = provider_answering_after(Duration::from_millis(1200)).await;
     let gw = Arc::new(replica(&mock, &redis, "{concurrent: 1}", ""));
@@ -470,19 +619,15 @@ async fn a_call_slot_given_back_while_redis_is_not_asked_is_given_back_later() {
     };
     let holding = call(&gw);
     wait_until(|| mock.requests().len() == 1).await;
-    let slots = "aurora:{key:team-a}:calls:0";
-    assert_eq!(
-        redis.get(slots).as_deref(),
-        Some("1"),
-        "the call holds its slot"
-    );
+    let slots = "aurora:{key:team-a}:slots:0";
+    assert_eq!(redis.zcard(slots), 1, "the call holds its slot");
     redis.freeze();
     // Its limit check unanswered, this one goes through (`on_store_error: allow`).
     let unchecked = call(&gw);
     assert_eq!(holding.await.unwrap(), 200);
     assert_eq!(unchecked.await.unwrap(), 200);
     redis.thaw();
-    wait_until(|| redis.get(slots).as_deref() == Some("0")).await;
+    wait_until(|| redis.zcard(slots) == 0).await;
     assert_eq!(chat(&gw).await.status(), 200, "the slot is free again");
 }
 
@@ -589,7 +734,7 @@ async fn a_charge_whose_answer_was_lost_counts_once() {
 async fn a_call_slot_whose_give_back_was_lost_is_given_back_again() {
     // The give-back goes into a connection whose path went away: it never reached
     // Redis, which the replica cannot tell from an answer lost. Sent again (Redis
-    // makes it once), the slot comes back now, not when the slots expire an hour later.
+    // makes it once), the slot comes back now, not when it lapses.
     let redis = RedisServer::start();
     let relay = Relay::start(redis.port).await;
     let mock = provider_answering_after(Duration::from_millis(300)).await;
@@ -599,11 +744,11 @@ async fn a_call_slot_whose_give_back_was_lost_is_given_back_again() {
         async move { chat(&gw).await.status() }
     });
     wait_until(|| mock.requests().len() == 1).await;
-    let slots = "aurora:{key:team-a}:calls:0";
-    assert_eq!(redis.get(slots).as_deref(), Some("1"));
+    let slots = "aurora:{key:team-a}:slots:0";
+    assert_eq!(redis.zcard(slots), 1);
     relay.cut();
     assert_eq!(holding.await.unwrap(), 200);
-    wait_until(|| redis.get(slots).as_deref() == Some("0")).await;
+    wait_until(|| redis.zcard(slots) == 0).await;
     assert_eq!(chat(&gw).await.status(), 200, "the slot is free again");
 }
 

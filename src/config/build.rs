@@ -1230,6 +1230,21 @@ providers:
     }
 
     #[test]
+    fn a_call_slot_lasts_a_minute_unrenewed_unless_told_otherwise() {
+        use std::time::Duration;
+        let lease = |yaml: &str| build(yaml, &[]).map(|c| c.limits.slot_lease);
+        assert_eq!(lease("").unwrap(), Duration::from_secs(60));
+        assert_eq!(
+            lease("limits:\n  slot_lease: 5s\n").unwrap(),
+            Duration::from_secs(5)
+        );
+        for wrong in ["1s", "2h", "soon"] {
+            let e = lease(&format!("limits:\n  slot_lease: {wrong}\n")).unwrap_err();
+            assert!(e.to_string().contains("limits.slot_lease"), "{e}");
+        }
+    }
+
+    #[test]
     fn background_work_is_polled_from_ten_seconds_unless_told_otherwise() {
         use std::time::Duration;
         let polled = |yaml: &str| build(yaml, &[]).map(|c| c.limits.poll_background);

@@ -151,6 +151,7 @@ fn limits(settings: &LimitSettings) -> Mapping {
     m.insert("on_store_error".into(), on_store_error.into());
     let poll = settings.poll_background.unwrap_or_default();
     m.insert("poll_background".into(), duration(poll));
+    m.insert("slot_lease".into(), duration(settings.slot_lease));
     m
 }
 

@@ -75,10 +75,23 @@ pub struct LimitSettings {
     /// Background responses and OpenAI batches a call started are polled for their
     /// usage this long after the call, then at doubling intervals; `None`: never.
     pub poll_background: Option<std::time::Duration>,
+    /// How long a call slot in Redis lasts unless the replica whose call holds it
+    /// renews it (it does, every quarter of this, while the call runs): how soon the
+    /// slots of a replica that stopped come back. Read at start (restart only).
+    pub slot_lease: std::time::Duration,
 }
 
 /// When a background response or batch is first polled, unless configured.
 pub const DEFAULT_POLL_BACKGROUND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a call slot in Redis lasts unrenewed, unless configured.
+pub const DEFAULT_SLOT_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The range `limits.slot_lease` may take: renewed every quarter of it, a lease
+/// shorter than 2 s would renew often, and one past an hour keeps a stopped replica's
+/// slots too long.
+pub const SLOT_LEASES: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_secs(2)..=std::time::Duration::from_secs(3600);
 
 /// The soonest `limits.poll_background` may poll.
 const MIN_POLL_BACKGROUND: std::time::Duration = std::time::Duration::from_millis(100);
@@ -117,6 +130,7 @@ impl Default for LimitSettings {
             keys: LookupMap::default(),
             providers: LookupMap::default(),
             poll_background: Some(DEFAULT_POLL_BACKGROUND),
+            slot_lease: DEFAULT_SLOT_LEASE,
         }
     }
 }
@@ -223,12 +237,24 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
             (!every.is_zero()).then_some(every)
         }
     };
+    let slot_lease = match file.limits.slot_lease.as_deref().map(str::trim) {
+        None => DEFAULT_SLOT_LEASE,
+        Some(text) => humantime::parse_duration(text)
+            .ok()
+            .filter(|lease| SLOT_LEASES.contains(lease))
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "limits.slot_lease `{text}` must be a duration from 2s to 1h"
+                ))
+            })?,
+    };
     Ok(LimitSettings {
         store,
         on_store_error,
         keys,
         providers,
         poll_background,
+        slot_lease,
     })
 }
 

@@ -30,6 +30,7 @@ pub use error::ConfigError;
 pub use exposure::MIN_MASTER_KEY_LEN;
 pub use limits::{
     Budget, BudgetPeriod, KeyLimits, LimitSettings, LimitStoreKind, Limited, OnStoreError,
+    DEFAULT_SLOT_LEASE, SLOT_LEASES,
 };
 pub use live::LiveConfig;
 pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};

@@ -42,6 +42,9 @@ pub struct FileLimits {
     pub default: Option<FileKeyLimits>,
     /// When work a call started apart from itself is first polled, a duration.
     pub poll_background: Option<String>,
+    /// How long a call slot in Redis outlives a replica that stopped renewing it, a
+    /// duration.
+    pub slot_lease: Option<String>,
 }
 
 /// What one gateway key (or provider) is held to.

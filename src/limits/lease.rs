@@ -120,7 +120,7 @@ impl LeaseBook {
                 return Some(Admission {
                     state: lease.state(now),
                     refused: Some((refusal, until - now)),
-                    slot_taken: false,
+                    slot: None,
                 });
             }
             lease.refused = None;
@@ -132,7 +132,7 @@ impl LeaseBook {
         Some(Admission {
             state: lease.state(now),
             refused: None,
-            slot_taken: false,
+            slot: None,
         })
     }
 
@@ -163,7 +163,7 @@ impl LeaseBook {
         let admission = Admission {
             state: fresh.state(now),
             refused: granted.refused,
-            slot_taken: false,
+            slot: None,
         };
         if let Some(entry) = self.entry(subject) {
             if let Ok(mut lease) = entry.lease.lock() {

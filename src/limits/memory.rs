@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use super::charged_once::ChargedResponses;
 use super::period::{budget_period, minute_window};
 use super::{
-    usd_micros, Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord, USAGE_DAYS_KEPT,
+    usd_micros, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
+    USAGE_DAYS_KEPT,
 };
 use crate::config::{BudgetPeriod, KeyLimits};
 use crate::lookup::LookupMap;
@@ -135,13 +136,13 @@ impl MemoryStore {
                 refused = Some((Refusal::Requests, window_left));
             }
         }
-        let mut slot_taken = false;
+        let mut slot = None;
         if let (None, Some(max)) = (refused, limits.concurrent) {
             if counters.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
                 counters.in_flight.fetch_sub(1, Ordering::AcqRel);
                 refused = Some((Refusal::Concurrency, 1));
             } else {
-                slot_taken = true;
+                slot = Some(0);
             }
         }
         if refused.is_none() && limits.requests_per_minute.is_some() {
@@ -151,7 +152,7 @@ impl MemoryStore {
         Ok(Admission {
             state,
             refused,
-            slot_taken,
+            slot,
         })
     }
 }
@@ -238,7 +239,7 @@ impl LimitStore for MemoryStore {
         Ok(out)
     }
 
-    fn release(&self, subject: &str) {
+    fn release(&self, subject: &str, _slot: SlotId) {
         if let Ok(all) = self.subjects.read() {
             if let Some(c) = all.get(subject) {
                 // Never below zero, whatever the caller does.
@@ -440,13 +441,28 @@ mod tests {
             ..KeyLimits::default()
         };
         run(async {
-            assert!(store.admit("key:a", &limits, NOW).await.unwrap().slot_taken);
-            assert!(store.admit("key:a", &limits, NOW).await.unwrap().slot_taken);
+            assert!(store
+                .admit("key:a", &limits, NOW)
+                .await
+                .unwrap()
+                .slot
+                .is_some());
+            assert!(store
+                .admit("key:a", &limits, NOW)
+                .await
+                .unwrap()
+                .slot
+                .is_some());
             let third = store.admit("key:a", &limits, NOW).await.unwrap();
             assert_eq!(third.refused, Some((Refusal::Concurrency, 1)));
-            assert!(!third.slot_taken);
-            store.release("key:a");
-            assert!(store.admit("key:a", &limits, NOW).await.unwrap().slot_taken);
+            assert!(third.slot.is_none());
+            store.release("key:a", 0);
+            assert!(store
+                .admit("key:a", &limits, NOW)
+                .await
+                .unwrap()
+                .slot
+                .is_some());
         });
     }
 }

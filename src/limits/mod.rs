@@ -12,6 +12,7 @@ mod period;
 mod rate_headers;
 mod redis_link;
 mod redis_scripts;
+mod redis_slots;
 mod redis_store;
 mod redis_watches;
 mod redis_writer;
@@ -89,9 +90,13 @@ pub struct Admission {
     pub state: RateState,
     /// Why the request is refused, and the seconds after which it may be tried again.
     pub refused: Option<(Refusal, u64)>,
-    /// A call-in-flight slot was taken (release it when the request ends).
-    pub slot_taken: bool,
+    /// The call-in-flight slot taken, if any (release it when the request ends).
+    pub slot: Option<SlotId>,
 }
+
+/// A call slot as its store tells it from the others of its subject (the memory store
+/// counts them, and calls each 0).
+pub type SlotId = u64;
 
 /// The store could not be reached or answered nonsense.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -242,8 +247,8 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
         now: u64,
     ) -> Result<(), StoreError>;
 
-    /// Gives back a call slot taken by [`LimitStore::admit`].
-    fn release(&self, subject: &str);
+    /// Gives back the call slot `slot` taken by [`LimitStore::admit`].
+    fn release(&self, subject: &str, slot: SlotId);
 
     /// Whether this is the first charge of the usage of `answer`, one generated apart
     /// from the request that read it, by any request (remembered for
@@ -272,26 +277,35 @@ pub const CHARGED_ONCE_KEPT_SECS: u64 = 30 * 86_400;
 pub struct CallSlot {
     store: Arc<dyn LimitStore>,
     subject: Arc<str>,
+    slot: SlotId,
 }
 
 impl CallSlot {
-    /// The slot `subject` took in `store`.
-    pub fn new(store: Arc<dyn LimitStore>, subject: Arc<str>) -> Self {
-        Self { store, subject }
+    /// The slot `slot` `subject` took in `store`.
+    pub fn new(store: Arc<dyn LimitStore>, subject: Arc<str>, slot: SlotId) -> Self {
+        Self {
+            store,
+            subject,
+            slot,
+        }
     }
 }
 
 impl Drop for CallSlot {
     fn drop(&mut self) {
-        self.store.release(&self.subject);
+        self.store.release(&self.subject, self.slot);
     }
 }
 
 /// The store `kind` names: memory, or Redis at its URL.
-pub fn store_for(kind: &crate::config::LimitStoreKind) -> Result<Arc<dyn LimitStore>, StoreError> {
-    Ok(match kind {
+pub fn store_for(
+    settings: &crate::config::LimitSettings,
+) -> Result<Arc<dyn LimitStore>, StoreError> {
+    Ok(match &settings.store {
         crate::config::LimitStoreKind::Memory => Arc::new(MemoryStore::default()),
-        crate::config::LimitStoreKind::Redis(url) => Arc::new(RedisStore::new(url)?),
+        crate::config::LimitStoreKind::Redis(url) => {
+            Arc::new(RedisStore::with_slot_lease(url, settings.slot_lease)?)
+        }
     })
 }
 

@@ -8,9 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::pending::{Counters, Pending};
-use super::redis_link::{key, usage_key};
-use super::redis_writer::SLOT_TTL_SECS;
+use super::redis_link::usage_key;
+use super::redis_slots::{slot_names, slots_key};
+use super::SlotId;
 use crate::lookup::LookupMap;
+
+/// The longest a call slot can last unrenewed: a slot given back has lapsed by then
+/// anyway.
+const SLOT_LEASE_AT_MOST: Duration = *crate::config::SLOT_LEASES.end();
 
 /// How long Redis keeps the id of a write whose answer the replica did not get (ids
 /// whose answers came back are forgotten with the subject's next write): longer than
@@ -31,8 +36,8 @@ pub enum Op {
     HashIncr { field: String, by: i64 },
     /// `EXPIRE`.
     Expire { ttl_secs: u64 },
-    /// Gives call slots back, never below zero.
-    Release { slots: u32 },
+    /// Gives call slots back (removes them from the subject's slots).
+    Release { slots: Vec<SlotId> },
 }
 
 /// One subject's writes under one id.
@@ -109,7 +114,7 @@ impl OnceWrite {
                 Op::Incr { by, ttl_secs } => cmd.arg("incr").arg(*by).arg(*ttl_secs),
                 Op::HashIncr { field, by } => cmd.arg("hincr").arg(field).arg(*by),
                 Op::Expire { ttl_secs } => cmd.arg("expire").arg(*ttl_secs).arg(0),
-                Op::Release { slots } => cmd.arg("release").arg(*slots).arg(0),
+                Op::Release { slots } => cmd.arg("release").arg(slot_names(replica, slots)).arg(0),
             };
         }
         cmd
@@ -191,11 +196,10 @@ pub fn writes_of(
     }
     for (subject, slots) in &batch.releases {
         let write = write_of(&mut writes, subject, ids, now);
-        let slots = *slots;
-        write
-            .ops
-            .push((key(subject, "calls", 0), Op::Release { slots }));
-        write.stays_until(now + Duration::from_secs(SLOT_TTL_SECS));
+        let slots = slots.clone();
+        write.ops.push((slots_key(subject), Op::Release { slots }));
+        // Past a slot lease the slots have lapsed anyway.
+        write.stays_until(now + SLOT_LEASE_AT_MOST);
     }
     let resent_until = now + RESENT_FOR;
     writes
@@ -320,7 +324,7 @@ mod tests {
         let now = Instant::now();
         let ids = WriteIds::default();
         let mut batch = Pending::default();
-        batch.release("key:a");
+        batch.release("key:a", 5);
         batch.charge("key:a", "aurora:{key:a}:tok:7".into(), 21, 61, now);
         batch.charge(
             "provider:p",
@@ -361,7 +365,7 @@ mod tests {
         assert_eq!(kinds.first(), Some(&"incr"), "charges first");
         assert_eq!(kinds.last(), Some(&"release"), "the slot given back last");
         assert!(kinds.contains(&"hincr") && kinds.contains(&"expire"));
-        assert_eq!(a.stale_at, now + Duration::from_secs(SLOT_TTL_SECS));
+        assert_eq!(a.stale_at, now + SLOT_LEASE_AT_MOST);
         assert_eq!(p.stale_at, now + Duration::from_secs(61));
 
         assert_eq!(a.forget, [3]);
@@ -378,6 +382,12 @@ mod tests {
         assert_eq!(sent[first_arg + 4..first_arg + 7], ["incr", "21", "61"]);
         assert_eq!(sent.len(), first_arg + 4 + 3 * a.ops.len());
         assert!(sent.contains(&"gpt|input".to_string()), "{sent:?}");
+        assert!(
+            sent.contains(&"aurora:{key:a}:slots:0".to_string()),
+            "{sent:?}"
+        );
+        let given_back = format!("{}.5", ids.replica());
+        assert_eq!(sent[sent.len() - 3..], ["release", &given_back, "0"]);
     }
 
     #[test]

@@ -5,7 +5,17 @@
 use std::time::{Duration, Instant};
 
 use super::once_write::InDoubt;
-use super::UsageRecord;
+use super::{SlotId, UsageRecord};
+
+/// At most this many call slots of one subject wait to be given back: any more (only
+/// while Redis stays away) lapse by themselves a slot lease after their calls end.
+const RELEASES_AT_MOST: usize = 4096;
+
+/// Adds `more` to the slots waiting to be given back, up to [`RELEASES_AT_MOST`].
+fn give_back(waiting: &mut Vec<SlotId>, more: impl IntoIterator<Item = SlotId>) {
+    let room = RELEASES_AT_MOST.saturating_sub(waiting.len());
+    waiting.extend(more.into_iter().take(room));
+}
 use crate::lookup::LookupMap;
 
 /// One counter's increment and how long its key lives once written.
@@ -47,7 +57,7 @@ pub struct Pending {
     /// What each gateway key used, per day and model.
     pub usage: UsageByKey,
     /// Subject → call slots to give back that Redis did not take back at once.
-    pub releases: LookupMap<String, u32>,
+    pub releases: LookupMap<String, Vec<SlotId>>,
     /// Subject → ids of its writes whose answers came back, for Redis to forget with
     /// the subject's next write.
     pub forget: LookupMap<String, Vec<u64>>,
@@ -64,12 +74,12 @@ impl Pending {
             && self.in_doubt.is_empty()
     }
 
-    /// A call slot of `subject` to give back with the next flush.
-    pub fn release(&mut self, subject: &str) {
+    /// The call slot `slot` of `subject` to give back with the next flush.
+    pub fn release(&mut self, subject: &str, slot: SlotId) {
         match self.releases.get_mut(subject) {
-            Some(n) => *n = n.saturating_add(1),
+            Some(slots) => give_back(slots, [slot]),
             None => {
-                self.releases.insert(subject.to_string(), 1);
+                self.releases.insert(subject.to_string(), vec![slot]);
             }
         }
     }
@@ -192,9 +202,8 @@ impl Pending {
                 }
             }
         }
-        for (subject, n) in failed.releases {
-            let waiting = self.releases.entry(subject).or_default();
-            *waiting = waiting.saturating_add(n);
+        for (subject, slots) in failed.releases {
+            give_back(self.releases.entry(subject).or_default(), slots);
         }
     }
 
@@ -284,12 +293,12 @@ mod tests {
             let subject = format!("key:{key}");
             p.charge(&subject, format!("aurora:{{{subject}}}:tok:1"), 5, 61, now);
             p.usage(key, 1, "gpt", &used, 400);
-            p.release(&subject);
-            p.release(&subject);
+            p.release(&subject, 1);
+            p.release(&subject, 2);
         }
         let held = p.hold(|s| s == "key:a");
         assert_eq!(held.charges.len(), 1);
-        assert_eq!(held.releases["key:a"], 2);
+        assert_eq!(held.releases["key:a"], [1, 2]);
         assert!(held.usage.contains_key("a") && !held.usage.contains_key("b"));
         assert!(p.charges.contains_key("key:b") && !p.charges.contains_key("key:a"));
         super::super::once_write::forget_later(&mut p.forget, "key:b", 9);
@@ -297,6 +306,6 @@ mod tests {
         assert!(p.is_empty());
         p.put_back(taken, now);
         assert_eq!(p.forget["key:b"], [9]);
-        assert_eq!(p.releases["key:b"], 2);
+        assert_eq!(p.releases["key:b"], [1, 2]);
     }
 }

@@ -2,15 +2,17 @@
 //! other past a limit.
 
 /// One exact admission, for a subject with calls at once: checks budgets, then the
-/// token and request windows, then takes a call slot and counts the request. KEYS:
-/// requests window, tokens window, slots, budget USD (millionths), budget tokens.
-/// ARGV: requests per minute, tokens per minute, calls at once, budget USD
-/// (millionths), budget tokens (-1: no limit), seconds left in the window, seconds
-/// left in the period, slot TTL. Returns {refusal, retry after, requests, tokens,
-/// slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget. Only a slot
-/// taken renews the slots' expiry: slots lost (a replica gone mid-call, an answer
-/// that never came back) then come back a slot TTL after the last one taken,
-/// however often a refused client tries again.
+/// token and request windows, then takes a call slot and counts the request. The
+/// slots are a sorted set of the calls holding one, each scored by when its slot
+/// lapses (on Redis's clock): its replica renews it while the call runs
+/// ([`RENEW_SLOTS`]) and removes it when the call ends. Lapsed slots (a replica gone
+/// mid-call, an admission whose answer never came back) are dropped here before they
+/// are counted, however often the subject takes others meanwhile. KEYS: requests
+/// window, tokens window, slots, budget USD (millionths), budget tokens. ARGV:
+/// requests per minute, tokens per minute, calls at once, budget USD (millionths),
+/// budget tokens (-1: no limit), seconds left in the window, seconds left in the
+/// period, slot lease (seconds), the slot's name. Returns {refusal, retry after,
+/// requests, tokens, slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget.
 pub const ADMIT: &str = r"
 local rpm, tpm, calls = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local usd, btok = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -23,12 +25,10 @@ if tpm >= 0 and toks >= tpm then return {2, wleft, reqs, toks, 0} end
 if rpm >= 0 and reqs >= rpm then return {1, wleft, reqs, toks, 0} end
 local slot = 0
 if calls >= 0 then
-  local n = redis.call('INCR', KEYS[3])
-  if n > calls then
-    redis.call('DECR', KEYS[3])
-    if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], slot_ttl) end
-    return {3, 1, reqs, toks, 0}
-  end
+  local now = tonumber(redis.call('TIME')[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= calls then return {3, 1, reqs, toks, 0} end
+  redis.call('ZADD', KEYS[3], now + slot_ttl, ARGV[9])
   redis.call('EXPIRE', KEYS[3], slot_ttl)
   slot = 1
 end
@@ -111,7 +111,8 @@ return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 /// write ids for the subject, then each key written. ARGV: the write id, `kept`, the
 /// number of ids to forget and those ids (writes whose answers came back: none of
 /// them can come again), then three per key written: what (`incr`: by, TTL; `hincr`:
-/// field, by; `expire`: TTL, -; `release`: slots, -) and its two operands. Returns 1
+/// field, by; `expire`: TTL, -; `release`: the slots' names joined by commas, -) and
+/// its two operands. Returns 1
 /// when made, 0 when it had been.
 pub const APPLY_ONCE: &str = r"
 local id, kept, forget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -132,9 +133,21 @@ for i = 2, #KEYS do
   elseif what == 'expire' then
     redis.pcall('EXPIRE', KEYS[i], a)
   elseif what == 'release' then
-    local n = tonumber(redis.pcall('GET', KEYS[i])) or 0
-    if n > 0 then redis.pcall('DECRBY', KEYS[i], math.min(n, tonumber(a))) end
+    for slot in string.gmatch(a, '[^,]+') do redis.pcall('ZREM', KEYS[i], slot) end
   end
 end
 return 1
+";
+
+/// Renews the slots a replica's calls still hold: each lapses a slot lease from now (on
+/// Redis's clock), and the set no sooner. Only slots still there are renewed (`XX`):
+/// one given back, or lapsed and dropped, is not taken again. KEYS: the slots. ARGV:
+/// the slot lease (seconds), then the slots' names.
+pub const RENEW_SLOTS: &str = r"
+local lease = tonumber(ARGV[1])
+local lapses = tonumber(redis.call('TIME')[1]) + lease
+local renewed = 0
+for i = 2, #ARGV do renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', lapses, ARGV[i]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], lease) end
+return renewed
 ";

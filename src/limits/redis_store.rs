@@ -2,13 +2,14 @@
 //!
 //! A subject with calls at once is admitted by one Lua script per request (sent by
 //! its SHA, `EVALSHA`), exact: budgets and windows checked, the request counted and a
-//! call slot taken in one step. Any other subject is admitted from a lease (see
+//! call slot taken in one step; the slot is renewed while its call runs
+//! (`redis_slots.rs`). Any other subject is admitted from a lease (see
 //! `lease.rs`): a batch of its minute granted by one script and served here, so a busy
 //! key asks Redis about once every [`LEASE_MAX`](super::lease::LEASE_MAX) calls.
 //! Charges and usage are not awaited by the request: the writer (`redis_writer.rs`)
 //! gathers them and sends them together a moment later. Windows and budget periods
-//! are keys that expire with them; a call slot counter expires too, so slots a crashed
-//! replica held come back.
+//! are keys that expire with them; a call slot lapses unless renewed, so slots a
+//! stopped replica held come back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,10 +24,11 @@ use super::pending::Counters;
 use super::period::{budget_period, minute_window};
 use super::redis_link::{key, limit_arg, micros, usage_key, Called, Link};
 use super::redis_scripts::{ADMIT, LEASE};
+use super::redis_slots::{slot_name, slots_key, HeldSlots};
 use super::redis_watches::SharedWatches;
-use super::redis_writer::{Writer, SLOT_TTL_SECS};
+use super::redis_writer::Writer;
 use super::{
-    usd_micros, Admission, LimitStore, RateState, Refusal, StoreError, UsageRecord,
+    usd_micros, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
     CHARGED_ONCE_KEPT_SECS, USAGE_DAYS_KEPT,
 };
 use crate::config::KeyLimits;
@@ -40,6 +42,7 @@ pub struct RedisStore {
     link: Arc<Link>,
     writer: Arc<Writer>,
     leases: LeaseBook,
+    slots: Arc<HeldSlots>,
     admit: Script,
     lease: Script,
     watches: SharedWatches,
@@ -68,17 +71,29 @@ fn count(n: i64) -> u64 {
 }
 
 impl RedisStore {
-    /// A store at `url` (`redis://` or `rediss://`); it connects on first use.
+    /// A store at `url` (`redis://` or `rediss://`); it connects on first use. Its
+    /// call slots last the default slot lease unrenewed.
     pub fn new(url: &str) -> Result<Self, StoreError> {
+        Self::with_slot_lease(url, crate::config::DEFAULT_SLOT_LEASE)
+    }
+
+    /// [`Self::new`], its call slots lasting `slot_lease` unrenewed.
+    pub fn with_slot_lease(url: &str, slot_lease: std::time::Duration) -> Result<Self, StoreError> {
         let link = Arc::new(Link::new(url)?);
         Ok(Self {
             writer: Writer::new(Arc::clone(&link)),
             watches: SharedWatches::new(url)?,
             link,
             leases: LeaseBook::default(),
+            slots: HeldSlots::new(slot_lease),
             admit: Script::new(ADMIT),
             lease: Script::new(LEASE),
         })
+    }
+
+    /// This replica's name in Redis: its write ids and call slots carry it.
+    pub fn replica(&self) -> &str {
+        self.writer.ids().replica()
     }
 
     /// Sends the charges and usage this replica has gathered now, rather than a moment
@@ -100,10 +115,11 @@ impl RedisStore {
             .budget
             .map_or((0, 0), |b| budget_period(now, b.period));
         let budget = limits.budget;
+        let slot = self.writer.ids().next();
         let mut call = self.admit.prepare_invoke();
         call.key(key(subject, "req", minute))
             .key(key(subject, "tok", minute))
-            .key(key(subject, "calls", 0))
+            .key(slots_key(subject))
             .key(key(subject, "usd", period))
             .key(key(subject, "btok", period))
             .arg(limit_arg(limits.requests_per_minute))
@@ -113,20 +129,37 @@ impl RedisStore {
             .arg(limit_arg(budget.and_then(|b| b.tokens)))
             .arg(window_left)
             .arg(period_left)
-            .arg(SLOT_TTL_SECS);
-        let answer: Vec<i64> = self
+            .arg(self.slots.lease_secs())
+            .arg(slot_name(self.writer.ids().replica(), slot));
+        let answer: Vec<i64> = match self
             .link
-            .within(call.invoke_async(&mut conn), "a limit check", 1)
-            .await?;
-        let [code, retry_after, requests, tokens, slot] = answer[..] else {
+            .called(call.invoke_async(&mut conn), "a limit check", 1)
+            .await
+        {
+            Called::Done(answer) => answer,
+            Called::Unsent(e) => return Err(e),
+            // The slot may have been taken (or be taken yet, by bytes that arrive
+            // late): given back, which does nothing if it was not.
+            Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
+                self.writer.release(subject, slot);
+                return Err(e);
+            }
+        };
+        let [code, retry_after, requests, tokens, taken] = answer[..] else {
+            self.writer.release(subject, slot);
             return Err(StoreError(
                 "Redis answered a limit check with nonsense".into(),
             ));
         };
+        let slot = (taken == 1).then(|| {
+            let replica = self.writer.ids().replica();
+            self.slots.hold(subject, slot, &self.link, replica);
+            slot
+        });
         Ok(Admission {
             state: RateState::of(limits, count(requests), count(tokens), window_left),
             refused: refusal(code).map(|r| (r, count(retry_after))),
-            slot_taken: slot == 1,
+            slot,
         })
     }
 
@@ -331,8 +364,9 @@ impl LimitStore for RedisStore {
         Ok(out)
     }
 
-    fn release(&self, subject: &str) {
-        self.writer.release(subject);
+    fn release(&self, subject: &str, slot: SlotId) {
+        self.slots.give_back(subject, slot);
+        self.writer.release(subject, slot);
     }
 
     /// One `EXISTS`: whether any replica set it.

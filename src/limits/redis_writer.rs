@@ -16,15 +16,13 @@ use super::once_write::{forget_later, writes_of, OnceWrite, WriteIds};
 use super::pending::{Counters, Increment, Pending};
 use super::redis_link::{Called, Link};
 use super::redis_scripts::APPLY_ONCE;
-use super::{StoreError, UsageRecord};
+use super::{SlotId, StoreError, UsageRecord};
 
 /// How long a charge or usage waits for others before they are sent together: the
 /// most a replica's writes lag behind its calls while Redis answers.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// After Redis failed to take a flush, the next try comes this much later.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-/// A call slot counter outlives the longest call by far, then resets itself.
-pub const SLOT_TTL_SECS: u64 = 3600;
 
 /// Gathers writes and sends them.
 pub struct Writer {
@@ -209,14 +207,16 @@ impl Writer {
         outcome
     }
 
-    /// Gives back a call slot of `subject`, its charges first, without waiting.
-    pub fn release(self: &Arc<Self>, subject: &str) {
+    /// Gives back the call slot `slot` of `subject`, its charges first, without
+    /// waiting.
+    pub fn release(self: &Arc<Self>, subject: &str, slot: SlotId) {
         let Some(mut conn) = self.link.made() else {
             // The connection was dropped (a call left unanswered): on one made anew.
-            self.give_back_later(subject);
+            self.give_back_later(subject, slot);
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.give_back_later(subject, slot);
             return;
         };
         let mut batch = Pending::default();
@@ -226,7 +226,7 @@ impl Writer {
             };
             if p.in_doubt.holds(subject) {
                 // After the write in doubt, as its charges wait.
-                p.release(subject);
+                p.release(subject, slot);
                 drop(p);
                 self.wake();
                 return;
@@ -239,7 +239,7 @@ impl Writer {
                 batch.forget.insert(subject.to_string(), ids);
             }
         }
-        batch.release(subject);
+        batch.release(subject, slot);
         let writer = Arc::clone(self);
         runtime.spawn(async move {
             let mut forget = std::mem::take(&mut batch.forget);
@@ -276,11 +276,11 @@ impl Writer {
         });
     }
 
-    /// Gives back a call slot of `subject` in the next pipeline Redis takes, after
-    /// its charges.
-    fn give_back_later(self: &Arc<Self>, subject: &str) {
+    /// Gives back the call slot `slot` of `subject` in the next pipeline Redis takes,
+    /// after its charges.
+    fn give_back_later(self: &Arc<Self>, subject: &str, slot: SlotId) {
         if let Ok(mut p) = self.pending.lock() {
-            p.release(subject);
+            p.release(subject, slot);
         }
         self.wake();
     }

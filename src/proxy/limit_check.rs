@@ -218,8 +218,8 @@ async fn admit(
         ));
     }
     let slot = admission
-        .slot_taken
-        .then(|| CallSlot::new(Arc::clone(store), Arc::clone(subject)));
+        .slot
+        .map(|slot| CallSlot::new(Arc::clone(store), Arc::clone(subject), slot));
     let windows = admission.state;
     let has_windows = windows.requests.is_some() || windows.tokens.is_some();
     Ok(Some((

@@ -102,11 +102,10 @@ impl AuroraProxy {
     /// A proxy reading its configuration from `config` on every request.
     pub fn new(config: Arc<LiveConfig>) -> Self {
         // Read once: the store is chosen at start (restart only).
-        let limits =
-            crate::limits::store_for(&config.snapshot().limits.store).unwrap_or_else(|e| {
-                log::error!("{e}; limits are counted in this process instead");
-                Arc::new(crate::limits::MemoryStore::default())
-            });
+        let limits = crate::limits::store_for(&config.snapshot().limits).unwrap_or_else(|e| {
+            log::error!("{e}; limits are counted in this process instead");
+            Arc::new(crate::limits::MemoryStore::default())
+        });
         Self {
             config,
             limits,

@@ -177,6 +177,31 @@ impl RedisServer {
             .expect("ZCARD")
     }
 
+    /// Puts `slot` in the call slots `key`, lapsing `secs` from now on Redis's clock,
+    /// as a replica's call takes one.
+    pub fn plant_slot(&self, key: &str, slot: &str, secs: u64) {
+        ::redis::cmd("EVAL")
+            .arg("return redis.call('ZADD', KEYS[1], tonumber(redis.call('TIME')[1]) + ARGV[1], ARGV[2])")
+            .arg(1)
+            .arg(key)
+            .arg(secs)
+            .arg(slot)
+            .query::<()>(&mut self.connection())
+            .expect("ZADD")
+    }
+
+    /// When `slot` of the call slots `key` lapses, less Redis's time now, in seconds
+    /// (`None`: it is not there).
+    pub fn slot_lapses_in(&self, key: &str, slot: &str) -> Option<i64> {
+        ::redis::cmd("EVAL")
+            .arg("local at = redis.call('ZSCORE', KEYS[1], ARGV[1]) if not at then return nil end return tonumber(at) - tonumber(redis.call('TIME')[1])")
+            .arg(1)
+            .arg(key)
+            .arg(slot)
+            .query(&mut self.connection())
+            .expect("ZSCORE")
+    }
+
     /// Every field of the hash `key`.
     pub fn hgetall(&self, key: &str) -> std::collections::HashMap<String, String> {
         ::redis::cmd("HGETALL")

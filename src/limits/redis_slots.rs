@@ -1,0 +1,231 @@
+//! The call slots a replica's calls hold in Redis, renewed while they run.
+//!
+//! A subject's slots are a sorted set of the calls holding one (`REPLICA.N`), each
+//! scored by when it lapses. A slot lasts a slot lease (`limits.slot_lease`) unless
+//! renewed: this replica renews every slot its calls still hold each quarter of a
+//! lease, in one pipeline, and gives each back when its call ends. So the slots of a
+//! replica that stopped (killed, its runtime shut down mid-call, cut off from Redis)
+//! lapse a lease later, however busy their subject stays, and so does a slot whose
+//! admission's answer was lost (also given back, in case it was taken).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use super::redis_link::{key, Called, Link};
+use super::redis_scripts::RENEW_SLOTS;
+use super::SlotId;
+use crate::lookup::LookupMap;
+
+/// The sorted set of `subject`'s call slots, `aurora:{SUBJECT}:slots:0`.
+pub fn slots_key(subject: &str) -> String {
+    key(subject, "slots", 0)
+}
+
+/// The name of `slot`, taken by `replica`, in its subject's slots.
+pub fn slot_name(replica: &str, slot: SlotId) -> String {
+    format!("{replica}.{slot}")
+}
+
+/// The names of `slots`, taken by `replica`, joined by commas.
+pub fn slot_names(replica: &str, slots: &[SlotId]) -> String {
+    let mut names = String::with_capacity(slots.len() * (replica.len() + 8));
+    for (i, slot) in slots.iter().enumerate() {
+        if i > 0 {
+            names.push(',');
+        }
+        names.push_str(replica);
+        names.push('.');
+        names.push_str(itoa::Buffer::new().format(*slot));
+    }
+    names
+}
+
+/// The slots this replica's calls hold, by subject.
+pub struct HeldSlots {
+    held: Mutex<LookupMap<String, Vec<SlotId>>>,
+    lease: Duration,
+    renewing: AtomicBool,
+}
+
+impl HeldSlots {
+    /// None held yet; each lasts `lease` unrenewed.
+    pub fn new(lease: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            held: Mutex::default(),
+            lease,
+            renewing: AtomicBool::new(false),
+        })
+    }
+
+    /// How long a slot lasts unrenewed, in whole seconds (at least 1).
+    pub fn lease_secs(&self) -> u64 {
+        self.lease.as_secs().max(1)
+    }
+
+    /// `slot` of `subject` is held: renewed from now on (by a task started with the
+    /// first, on `link` as `replica`) until [`Self::give_back`].
+    pub fn hold(self: &Arc<Self>, subject: &str, slot: SlotId, link: &Arc<Link>, replica: &str) {
+        if let Ok(mut held) = self.held.lock() {
+            match held.get_mut(subject) {
+                Some(slots) => slots.push(slot),
+                None => {
+                    held.insert(subject.to_string(), vec![slot]);
+                }
+            }
+        }
+        if !self.renewing.swap(true, Ordering::AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let task = renewing(Arc::downgrade(self), Arc::clone(link), replica.into());
+                    runtime.spawn(task);
+                }
+                Err(_) => self.renewing.store(false, Ordering::Release),
+            }
+        }
+    }
+
+    /// `slot` of `subject` is no longer held (its call ended): no longer renewed.
+    pub fn give_back(&self, subject: &str, slot: SlotId) {
+        let Ok(mut held) = self.held.lock() else {
+            return;
+        };
+        if let Some(slots) = held.get_mut(subject) {
+            if let Some(at) = slots.iter().position(|s| *s == slot) {
+                slots.swap_remove(at);
+            }
+            if slots.is_empty() {
+                held.remove(subject);
+            }
+        }
+    }
+
+    /// The slots held now, by subject.
+    fn now_held(&self) -> Vec<(String, Vec<SlotId>)> {
+        self.held.lock().map_or_else(
+            |_| Vec::new(),
+            |held| held.iter().map(|(s, v)| (s.clone(), v.clone())).collect(),
+        )
+    }
+
+    /// The pipeline that renews `held`, loading [`RENEW_SLOTS`] first (Redis may have
+    /// restarted and lost its scripts; renewals are few).
+    fn renewal(&self, held: &[(String, Vec<SlotId>)], replica: &str) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SCRIPT").arg("LOAD").arg(RENEW_SLOTS).ignore();
+        let sha = redis::Script::new(RENEW_SLOTS).get_hash().to_string();
+        for (subject, slots) in held {
+            let renew = pipe.cmd("EVALSHA").arg(&sha).arg(1).arg(slots_key(subject));
+            renew.arg(self.lease_secs());
+            for slot in slots {
+                renew.arg(slot_name(replica, *slot));
+            }
+            renew.ignore();
+        }
+        pipe
+    }
+}
+
+/// How often held slots are renewed: a quarter of a lease, so three renewals in a row
+/// may fail before one lapses.
+fn renew_every(lease: Duration) -> Duration {
+    (lease / 4).max(Duration::from_millis(250))
+}
+
+/// The renewing task: every [`renew_every`], the slots held then are renewed; it ends
+/// with the store.
+async fn renewing(held: Weak<HeldSlots>, link: Arc<Link>, replica: String) {
+    let Some(lease) = held.upgrade().map(|h| h.lease) else {
+        return;
+    };
+    let every = renew_every(lease);
+    // A slot just taken lasts a whole lease: the first renewal comes a quarter later.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(slots) = held.upgrade() else {
+            return;
+        };
+        let now_held = slots.now_held();
+        if now_held.is_empty() {
+            continue;
+        }
+        let pipe = slots.renewal(&now_held, &replica);
+        drop(slots);
+        let sent = match link.connection().await {
+            Ok(mut conn) => {
+                link.called(pipe.query_async::<()>(&mut conn), "call slots' renewal", 1)
+                    .await
+            }
+            Err(e) => Called::Unsent(e),
+        };
+        match sent {
+            Called::Done(()) => {}
+            Called::Unsent(e) | Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
+                said_once_a_minute(&e);
+            }
+        }
+    }
+}
+
+/// Every failed renewal would say it otherwise.
+fn said_once_a_minute(e: &super::StoreError) {
+    static LAST_SAID: AtomicU64 = AtomicU64::new(0);
+    let minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60 + 1);
+    if LAST_SAID.swap(minute, Ordering::Relaxed) != minute {
+        log::warn!("{e}; call slots held here lapse unless renewed in time");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_named_by_their_replica_and_number() {
+        assert_eq!(slots_key("key:a"), "aurora:{key:a}:slots:0");
+        assert_eq!(slot_name("0f1e", 7), "0f1e.7");
+        assert_eq!(slot_names("0f1e", &[7, 12]), "0f1e.7,0f1e.12");
+        assert_eq!(slot_names("0f1e", &[]), "");
+    }
+
+    #[test]
+    fn a_slot_given_back_is_no_longer_renewed() {
+        let held = HeldSlots::new(Duration::from_secs(60));
+        let link = Arc::new(Link::new("redis://127.0.0.1:1/0").unwrap());
+        held.hold("key:a", 1, &link, "r");
+        held.hold("key:a", 2, &link, "r");
+        held.hold("key:b", 3, &link, "r");
+        held.give_back("key:a", 1);
+        held.give_back("key:b", 3);
+        held.give_back("key:b", 3);
+        assert_eq!(held.now_held(), [("key:a".to_string(), vec![2])]);
+        let pipe = held.renewal(&held.now_held(), "r");
+        let sent: Vec<String> = pipe
+            .cmd_iter()
+            .flat_map(|c| c.args_iter())
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                redis::Arg::Cursor => "cursor".into(),
+            })
+            .collect();
+        assert_eq!(sent[..3], ["SCRIPT", "LOAD", RENEW_SLOTS]);
+        assert_eq!(sent[3], "EVALSHA");
+        assert_eq!(sent[5..], ["1", "aurora:{key:a}:slots:0", "60", "r.2"]);
+    }
+
+    #[test]
+    fn renewals_come_four_times_a_lease() {
+        assert_eq!(
+            renew_every(Duration::from_secs(60)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            renew_every(Duration::from_secs(2)),
+            Duration::from_millis(500)
+        );
+    }
+}
