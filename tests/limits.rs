@@ -2794,3 +2794,46 @@ async fn a_batch_mixing_models_is_reported_under_each_model() {
         assert!(scrape.contains(&series), "{series}\n{scrape}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_limits_cannot_mint_a_credential_that_escapes_them() {
+    // A Realtime client secret is used at the provider directly: every call made with
+    // it would be free of the key's limits and budget.
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(&mock, "", "{budget: {usd: 5, period: month}}");
+    let mint = |key: &'static str, endpoint: &'static str| {
+        client()
+            .post(gw.url(&format!("/p/openai/{endpoint}")))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(r#"{"session":{"type":"realtime","model":"gpt-realtime"}}"#)
+            .send()
+    };
+    for endpoint in [
+        "realtime/client_secrets",
+        "v1/realtime/sessions",
+        "chatkit/sessions",
+    ] {
+        let refused = mint(TEAM_KEY, endpoint).await.unwrap();
+        assert_eq!(refused.status(), 403, "{endpoint}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_allowed", "{body}");
+    }
+    assert!(mock.requests().is_empty(), "nothing was minted");
+    // A caller held to no limits mints as the provider lets it.
+    assert_eq!(
+        mint(MASTER, "realtime/client_secrets")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        mint(OTHER_KEY, "realtime/client_secrets")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(mock.requests().len(), 2);
+}

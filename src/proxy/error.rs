@@ -76,6 +76,11 @@ impl GatewayError {
         Self::new(401, ErrorKind::Authentication, message)
     }
 
+    /// 403: the caller may not do this through the gateway.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, ErrorKind::InvalidRequest, message).with_code("not_allowed")
+    }
+
     /// 404 `not_found_error`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(404, ErrorKind::NotFound, message)

@@ -41,7 +41,7 @@ impl HeldToSubjects {
     }
 
     /// Whether the request counts against nothing.
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.key.is_none() && self.provider.is_none()
     }
 }

@@ -619,6 +619,32 @@ fn whole_exchange_request(
     Ok(request)
 }
 
+/// A `/p/` request held to limits (its caller's, or its provider's) does not mint a
+/// credential the client would use at the provider directly, past them; a caller's
+/// own provider key (`!PASSTHRU`) mints what it likes.
+fn no_credential_past_limits(
+    session: &Session,
+    ctx: &RequestContext,
+    pt: &passthrough::PassthroughRoute,
+) -> Result<(), GatewayError> {
+    let own_key = ctx
+        .upstream
+        .as_ref()
+        .is_some_and(|t| t.credential.caller_key_label.is_some());
+    if ctx.held_to.is_empty()
+        || own_key
+        || session.req_header().method != http::Method::POST
+        || !passthrough::mints_a_credential(&pt.endpoint)
+    {
+        return Ok(());
+    }
+    Err(GatewayError::forbidden(format!(
+        "`{}` hands out a credential used at the provider directly, past the limits this \
+         request is held to: not served for a key or provider with limits",
+        pt.endpoint
+    )))
+}
+
 /// The upstream of a `/p/{provider}/…` request.
 fn passthrough_target(
     config: &Config,
@@ -1023,6 +1049,9 @@ impl ProxyHttp for AuroraProxy {
                         }
                         ctx.upstream = Some(target);
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+                            return reject(session, ctx, err).await;
+                        }
+                        if let Err(err) = no_credential_past_limits(session, ctx, &pt) {
                             return reject(session, ctx, err).await;
                         }
                         if session.req_header().method == http::Method::DELETE {

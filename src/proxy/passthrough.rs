@@ -80,6 +80,37 @@ pub fn model_work(endpoint: &str) -> Option<ModelWork> {
     }
 }
 
+/// What follows `realtime/` in the endpoints that mint a Realtime session's client
+/// secret (`client_secrets`; the beta's `sessions` and `transcription_sessions`) or
+/// start a call whose media goes to the provider directly (`calls`: WebRTC, SIP).
+const REALTIME_SESSION_STARTS: [&str; 4] = [
+    "client_secrets",
+    "sessions",
+    "transcription_sessions",
+    "calls",
+];
+
+/// Whether a `POST` to `endpoint` hands the client a credential it then uses at the
+/// provider directly, or starts work whose traffic never passes the gateway: OpenAI's
+/// (and xAI's) Realtime client secrets, sessions and calls, ChatKit's sessions, and
+/// Gemini's Live API tokens (`auth_tokens`). What is done with it escapes every limit
+/// the gateway holds (case ignored, empty segments skipped).
+pub fn mints_a_credential(endpoint: &str) -> bool {
+    let mut before = "";
+    for segment in endpoint.split('/').filter(|s| !s.is_empty()) {
+        let named = |names: &[&str]| names.iter().any(|n| segment.eq_ignore_ascii_case(n));
+        let follows = |name: &str| before.eq_ignore_ascii_case(name);
+        if (follows("realtime") && named(&REALTIME_SESSION_STARTS))
+            || (follows("chatkit") && named(&["sessions"]))
+            || named(&["auth_tokens"])
+        {
+            return true;
+        }
+        before = segment;
+    }
+    false
+}
+
 /// A parsed passthrough request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassthroughRoute {
@@ -266,6 +297,32 @@ fn is_dot_segment(segment: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_that_hand_out_a_credential_for_the_provider_are_told() {
+        for minting in [
+            "realtime/client_secrets",
+            "realtime/sessions",
+            "REALTIME//Transcription_Sessions/",
+            "realtime/calls",
+            "realtime/calls/rtc_123/accept",
+            "chatkit/sessions",
+            "v1alpha/auth_tokens",
+        ] {
+            assert!(mints_a_credential(minting), "{minting}");
+        }
+        for other in [
+            "chat/completions",
+            "responses",
+            "sessions",
+            "chatkit/threads",
+            "realtime",
+            "audio/transcriptions",
+            "models/gemini-2.5-flash:generateContent",
+        ] {
+            assert!(!mints_a_credential(other), "{other}");
+        }
+    }
 
     #[test]
     fn an_endpoint_asks_a_model_when_it_generates_or_embeds() {
