@@ -2837,3 +2837,29 @@ async fn a_key_with_limits_cannot_mint_a_credential_that_escapes_them() {
     );
     assert_eq!(mock.requests().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_gateway_stopped_waiting_for_is_charged_its_input() {
+    // The provider has the call and is slow; the gateway's time runs out (504) and,
+    // on `/v1`, it tries once more. The provider may finish each attempt and bill it:
+    // each is charged its input, so a key cannot spend a budget on calls too slow to
+    // answer.
+    let slow =
+        |rec: &Recorded| Reply::Delayed(Duration::from_secs(5), Box::new(provider_like(rec)));
+    let question = "a question long enough to cost tokens ".repeat(6);
+    let chat = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{question}"}}]}}"#
+    );
+    let yaml = "retry:\n  attempts: 1\n  backoff: 1ms\nproviders:\n  openai:\n    timeouts: {first_byte: 300ms, idle: 300ms}\n";
+    for (path, attempts) in [
+        ("/v1/chat/completions", 2),
+        ("/p/openai/chat/completions", 1),
+    ] {
+        let mock = MockUpstream::start(slow).await;
+        let gw = gateway(&mock, yaml, "{budget: {tokens: 40, period: month}}");
+        let given_up = post(&gw, TEAM_KEY, path, &chat).await;
+        assert_eq!(given_up.status(), 504, "{path}");
+        assert_eq!(mock.requests().len(), attempts, "{path}");
+        assert_budget_spent(post(&gw, TEAM_KEY, path, &chat).await).await;
+    }
+}

@@ -1492,6 +1492,7 @@ impl ProxyHttp for AuroraProxy {
                     .error
                     .as_ref()
                     .is_some_and(|err| err.code == Some("client_closed")),
+            gave_up: e.is_some_and(observe::gave_up_waiting),
             // A body the client left part way was of no use to the provider either.
             json_bytes: if ctx.request_body_ended && request_is_json(req) {
                 ctx.request_body_bytes

@@ -42,6 +42,9 @@ pub struct Observation {
     first_byte: Option<Duration>,
     /// Where the latest attempt's answer stands.
     answer: AnswerState,
+    /// Attempts before the latest that the gateway stopped waiting for, the provider
+    /// having the call: each may have been done and billed.
+    given_up_before: u32,
     /// Whether the call has a model generate (or embed) for it, which the provider
     /// bills once it has the call, whether or not the client stays for the answer.
     asks_model: ModelAsked,
@@ -179,6 +182,9 @@ enum AnswerState {
     /// The provider answered with success, in a type (or encoding) the gateway does
     /// not read for usage: what of it passed is not known.
     Unmetered = 5,
+    /// The provider got the request whole and the gateway stopped waiting for its
+    /// answer (its time ran out): the provider may finish the work and bill it.
+    GivenUp = 6,
 }
 
 impl AnswerState {
@@ -189,6 +195,7 @@ impl AnswerState {
             3 => Self::Whole,
             4 => Self::Streamed,
             5 => Self::Unmetered,
+            6 => Self::GivenUp,
             _ => Self::Unsent,
         }
     }
@@ -282,6 +289,9 @@ pub fn model_routed(ctx: &mut RequestContext, model: String) {
 pub fn upstream_request_ready(ctx: &mut RequestContext) {
     let now = ctx.started.elapsed();
     ctx.obs.attempt_sent = Some(now);
+    if ctx.obs.answer == AnswerState::GivenUp {
+        ctx.obs.given_up_before = ctx.obs.given_up_before.saturating_add(1);
+    }
     answer_now(ctx, AnswerState::Awaited);
     if ctx.obs.upstream_sent.is_some() {
         return;
@@ -624,11 +634,21 @@ fn share(ctx: &RequestContext, charge: Option<Charge>) {
     }
 }
 
+/// Whether `e` is the gateway's time running out on a provider's answer (its first
+/// byte, a pause, the whole exchange): the provider had the request.
+pub fn gave_up_waiting(e: &Error) -> bool {
+    e.etype() == &pingora_core::ErrorType::ReadTimedout
+        && e.esource() == &pingora_core::ErrorSource::Upstream
+}
+
 /// How the request ended, for [`settle_usage`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestEnd {
     /// The client left before the answer's end.
     pub client_left: bool,
+    /// The gateway stopped waiting for the provider's answer (its time ran out): for
+    /// the charge, as if the client had left.
+    pub gave_up: bool,
     /// The size of the request's JSON body (zero for any other body, and for one the
     /// client did not send whole).
     pub json_bytes: u64,
@@ -664,6 +684,37 @@ pub fn settle_usage(
     read: bool,
     end: impl FnOnce(&RequestContext) -> RequestEnd,
 ) {
+    settle_latest_attempt(ctx, read, end);
+    charge_attempts_given_up(ctx, read);
+}
+
+/// Attempts before the latest one that the gateway gave up waiting for, the provider
+/// having them whole, are each charged their input as a call left unanswered is: a
+/// retry does not make the work the provider may have done free.
+fn charge_attempts_given_up(ctx: &mut RequestContext, read: bool) {
+    let earlier = u64::from(ctx.obs.given_up_before);
+    if earlier == 0 || read || model_work(ctx).is_none() {
+        return;
+    }
+    let each = Charge::left_unanswered()
+        .with_input_of(ctx.obs.request_body.as_deref(), 0)
+        .usage
+        .input;
+    if each == 0 {
+        return;
+    }
+    let mut usage = ctx.obs.usage.unwrap_or_default();
+    usage.input = usage.input.saturating_add(each.saturating_mul(earlier));
+    ctx.obs.usage = Some(usage);
+    ctx.obs.usage_estimated = true;
+}
+
+/// [`settle_usage`] for the latest attempt.
+fn settle_latest_attempt(
+    ctx: &mut RequestContext,
+    read: bool,
+    end: impl FnOnce(&RequestContext) -> RequestEnd,
+) {
     let charge = ctx.obs.charge.or_else(|| {
         ctx.obs
             .shared
@@ -678,6 +729,8 @@ pub fn settle_usage(
         _ if read => None,
         _ => model_work(ctx),
     };
+    // No answer passed: the provider was left to work unanswered.
+    let unanswered = charge.is_none();
     let mut charge = match (charge, work) {
         // A model's answer that reported no usage, or that its client left before
         // its usage, is charged an estimate; any other answer without one (a batch
@@ -687,9 +740,10 @@ pub fn settle_usage(
         (Some(charge), _) => charge,
         (None, None) => return,
         (None, Some(work)) => match answer {
-            AnswerState::Awaited | AnswerState::Whole | AnswerState::Streamed => {
-                Charge::left_unanswered()
-            }
+            AnswerState::Awaited
+            | AnswerState::Whole
+            | AnswerState::Streamed
+            | AnswerState::GivenUp => Charge::left_unanswered(),
             // In a format, or an encoding, the gateway does not read: its size counts.
             AnswerState::Unmetered => Charge::unreported(0).for_work(work),
             AnswerState::Unsent | AnswerState::Refused => return,
@@ -700,6 +754,13 @@ pub fn settle_usage(
         return;
     }
     let mut sized_input = 0;
+    // The gateway giving up on a provider that had the call before any of its answer
+    // passed leaves it as a client leaving does. An answer cut part way by anything
+    // but its client is of no use to it, and is not charged.
+    let gave_up = answer == AnswerState::GivenUp;
+    let left = |end: &RequestEnd, nothing_passed: bool| {
+        end.client_left || (nothing_passed && (end.gave_up || gave_up))
+    };
     if charge.is_unreported() {
         let end = end(ctx);
         // Whatever type the client declared: a model's request is its prompt.
@@ -710,7 +771,7 @@ pub fn settle_usage(
             // left unanswered.
             let passed = end.answer_bytes > 0 && (end.client_left || !end.failed);
             if !passed {
-                if !end.client_left {
+                if !left(&end, end.answer_bytes == 0) {
                     return;
                 }
                 charge = Charge::left_unanswered();
@@ -721,7 +782,7 @@ pub fn settle_usage(
         }
     } else if charge.is_cut_whole() {
         let end = end(ctx);
-        if !end.client_left {
+        if !left(&end, unanswered) {
             return;
         }
         if answer != AnswerState::Streamed {
@@ -811,8 +872,17 @@ pub fn batch_models(
 
 /// An exchange with the provider failed with `e`.
 pub fn upstream_failed(ctx: &mut RequestContext, e: &Error) {
-    // A failed attempt bills nothing, whatever the attempt after it does.
-    attempt_not_sent(ctx);
+    // A failed attempt bills nothing, whatever the attempt after it does; but one the
+    // gateway stopped waiting for may have been done, and billed, all the same.
+    let had_it = matches!(
+        ctx.obs.latest_answer(),
+        AnswerState::Awaited | AnswerState::Whole | AnswerState::Streamed | AnswerState::Unmetered
+    );
+    if had_it && gave_up_waiting(e) {
+        answer_now(ctx, AnswerState::GivenUp);
+    } else {
+        attempt_not_sent(ctx);
+    }
     let (Some(h), Some(kind)) = (&ctx.obs.handles, UpstreamErrorKind::of(e)) else {
         return;
     };
@@ -1191,6 +1261,7 @@ mod tests {
             body_bytes: 400,
             answer_bytes,
             failed,
+            ..RequestEnd::default()
         });
         ctx.obs.usage().map(|u| (u.input, u.output))
     }
@@ -1206,6 +1277,93 @@ mod tests {
         // of a JSON body) only when its client left.
         assert_eq!(charged_unread(0, false, false), None);
         assert_eq!(charged_unread(0, true, true), Some((50, 0)));
+    }
+
+    #[test]
+    fn a_call_the_gateway_stopped_waiting_for_is_charged_its_input() {
+        use pingora_core::{ErrorSource, ErrorType};
+        let stayed = RequestEnd {
+            json_bytes: 400,
+            ..RequestEnd::default()
+        };
+        let settled = |ctx: &mut RequestContext, end: RequestEnd| {
+            settle_usage(ctx, false, |_| end);
+            ctx.obs.usage().map(|u| (u.input, u.output))
+        };
+        let call = || {
+            let mut ctx = RequestContext::new();
+            model_asked(&mut ctx, ModelWork::Generates);
+            upstream_request_ready(&mut ctx);
+            ctx
+        };
+        let timed_out = |source| {
+            let e = Error::explain(
+                ErrorType::ReadTimedout,
+                "no answer within timeouts.first_byte",
+            );
+            match source {
+                ErrorSource::Upstream => e.into_up(),
+                _ => e.into_down(),
+            }
+        };
+        // The gateway's time ran out on the provider (a `/v1` call's exchange):
+        // charged as though its client had left, though the client stayed.
+        let mut given_up = call();
+        upstream_failed(&mut given_up, &timed_out(ErrorSource::Upstream));
+        assert_eq!(settled(&mut given_up, stayed), Some((100, 0)));
+        assert!(given_up.obs.usage_estimated());
+        // A `/p/` call whose exchange Pingora ended so.
+        let passed_on = RequestEnd {
+            gave_up: true,
+            ..stayed
+        };
+        assert_eq!(settled(&mut call(), passed_on), Some((100, 0)));
+        // The client's own slowness, or a connection never made, bills nothing.
+        let mut slow_client = call();
+        upstream_failed(&mut slow_client, &timed_out(ErrorSource::Downstream));
+        assert_eq!(settled(&mut slow_client, stayed), None);
+        let mut never_made = call();
+        let connect = Error::explain(ErrorType::ConnectTimedout, "no connection");
+        upstream_failed(&mut never_made, &connect);
+        assert_eq!(settled(&mut never_made, stayed), None);
+        // Nor a call asking no model.
+        let mut no_model = RequestContext::new();
+        upstream_request_ready(&mut no_model);
+        upstream_failed(&mut no_model, &timed_out(ErrorSource::Upstream));
+        assert_eq!(settled(&mut no_model, stayed), None);
+
+        // Tried again: each attempt given up on counts its input, whatever the last
+        // one does.
+        let body = Bytes::from_static(
+            b"{\"messages\":[{\"role\":\"user\",\"content\":\"a question forty characters long, to ask\"}]}",
+        );
+        let retried = |last: &dyn Fn(&mut RequestContext)| {
+            let mut ctx = call();
+            request_body(&mut ctx, &body);
+            upstream_failed(&mut ctx, &timed_out(ErrorSource::Upstream));
+            upstream_request_ready(&mut ctx);
+            upstream_failed(&mut ctx, &timed_out(ErrorSource::Upstream));
+            upstream_request_ready(&mut ctx);
+            last(&mut ctx);
+            settled(&mut ctx, stayed)
+        };
+        let refused = |ctx: &mut RequestContext| upstream_answered(ctx, Instant::now(), 503);
+        let each = Charge::left_unanswered()
+            .with_input_of(Some(&body), 0)
+            .usage
+            .input;
+        assert!(each >= 10, "{each}");
+        assert_eq!(retried(&refused), Some((2 * each, 0)));
+        let answered = |ctx: &mut RequestContext| {
+            upstream_answered(ctx, Instant::now(), 200);
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            resp.insert_header("content-type", "application/json")
+                .unwrap();
+            answer_header(ctx, &resp);
+            let reported = br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+            answer_bytes(ctx, Some(reported), true);
+        };
+        assert_eq!(retried(&answered), Some((3 + 2 * each, 2)));
     }
 
     #[test]
