@@ -2863,3 +2863,35 @@ async fn a_call_the_gateway_stopped_waiting_for_is_charged_its_input() {
         assert_budget_spent(post(&gw, TEAM_KEY, path, &chat).await).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_call_whose_answer_names_no_model_is_priced_by_its_path() {
+    // A JSPB answer names no model the gateway reads: its estimate is priced as the
+    // model the path names, so a USD budget is spent by it.
+    let jspb = r#"[[[[[["Hello there, general Kenobi"]],"model"],1]]]"#;
+    let mock = MockUpstream::start(move |_: &Recorded| Reply::Full {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json+protobuf".into())],
+        body: jspb.into(),
+    })
+    .await;
+    let yaml = format!(
+        "{}models:\n  prices:\n    gemini-2.5-flash: {{input: 100000, output: 100000}}\n",
+        own_api_providers(&mock)
+    );
+    let gw = gateway(&mock, &yaml, "{budget: {usd: 1, period: month}}");
+    let call = || {
+        client()
+            .post(gw.url("/p/gemini-own/models/gemini-2.5-flash:generateContent"))
+            .bearer_auth(TEAM_KEY)
+            .header("content-type", "application/json+protobuf")
+            .body(r#"[[[[["Tell me something of some length, please"]],"user"]]]"#)
+            .send()
+    };
+    let first = call().await.unwrap();
+    assert_eq!(first.status(), 200);
+    first.bytes().await.unwrap();
+    let log = gw.wait_for_log(" path=/p/gemini-own/", 1).await;
+    assert!(log.contains(" cost_usd="), "{log}");
+    assert_budget_spent(call().await.unwrap()).await;
+}

@@ -398,7 +398,7 @@ fn charge(
     if ctx.held_to.is_empty() {
         return;
     }
-    let model = ctx.obs.model();
+    let model = super::observe::priced_model(ctx);
     if ctx.config.as_ref().is_none_or(|c| live.is_current(c)) {
         let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
         charge_subjects(store, subjects, usage, cost, model, now);
@@ -540,15 +540,31 @@ pub fn charge_polled(
     }
 }
 
-/// A USD budget counts a model without a price as free: said once per model.
+/// At most this many models without a price are told apart, each said once: the
+/// names come from clients.
+const UNPRICED_SAID_AT_MOST: usize = 256;
+
+/// A USD budget counts a model without a price as free: said once per model, for
+/// the first [`UNPRICED_SAID_AT_MOST`] models (then once for all the others).
 fn unpriced_once(model: &str) {
     static SAID: Lazy<Mutex<HashSet<String>>> = Lazy::new(Mutex::default);
-    if SAID
-        .lock()
-        .is_ok_and(|mut said| said.insert(model.to_string()))
-    {
+    let Ok(mut said) = SAID.lock() else {
+        return;
+    };
+    if said.contains(model) {
+        return;
+    }
+    if said.len() < UNPRICED_SAID_AT_MOST {
+        said.insert(model.to_string());
+        drop(said);
         log::warn!(
             "model `{model}` has no price in models.prices: USD budgets count its calls as free"
+        );
+    } else if said.insert(String::new()) {
+        drop(said);
+        log::warn!(
+            "more than {UNPRICED_SAID_AT_MOST} models have no price in models.prices: USD \
+             budgets count their calls as free; the others are not named"
         );
     }
 }

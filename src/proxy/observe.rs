@@ -32,6 +32,9 @@ pub struct Observation {
     model: Option<String>,
     /// `model` was named by the answer, not by the request.
     model_from_answer: bool,
+    /// The model the answer named as having answered, when the request had named
+    /// `model` already: priced when `model` has no price (an alias, `…-latest`).
+    answered_model: Option<String>,
     /// The `model` label: `model` when configuration names it, else `other`.
     model_label: Option<Arc<str>>,
     /// From arrival to the first request header handed to a provider.
@@ -590,6 +593,7 @@ fn charged_of_call(ctx: &RequestContext) -> Option<Usage> {
 /// read, so this is the model its metrics and log name.
 pub fn answering_model(ctx: &mut RequestContext, model: String) {
     if ctx.obs.model.is_some() {
+        ctx.obs.answered_model = Some(model);
         return;
     }
     if !ctx.obs.delegated {
@@ -830,15 +834,52 @@ pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
             .filter_map(|(_, _, cost)| cost)
             .reduce(|a, b| a + b);
     }
-    let config = ctx.config.as_ref()?;
-    let price = config
-        .models
-        .price(ctx.provider_name()?, ctx.obs.model()?)?;
+    let price = price_of(ctx)?;
     let factor = match ctx.obs.deferred {
         Some(d) if d.is_batch() => BATCH_PRICE_FACTOR,
         _ => 1.0,
     };
     Some(price.cost(&usage) * factor)
+}
+
+/// The price of the call's model, by the first of these with a price: the model the
+/// request asked for (or, for a `/p/` call, the one its answer named), the one that
+/// answered, and for a `/p/` call whose answer named none (left before it, or in a
+/// format without one: JSPB, protobuf, Gemini's `embedContent`) the one its path
+/// names (Gemini's `models/{model}:{method}`) or its body named, when the gateway
+/// read it. The last two are looked for only then.
+pub fn price_of(ctx: &RequestContext) -> Option<&crate::metrics::usage::Price> {
+    let config = ctx.config.as_ref()?;
+    let provider = ctx.provider_name()?;
+    let priced = |model: &str| config.models.price(provider, model);
+    if let Some(price) = ctx.obs.model().and_then(priced) {
+        return Some(price);
+    }
+    if let Some(price) = ctx.obs.answered_model.as_deref().and_then(priced) {
+        return Some(price);
+    }
+    if ctx.obs.model.is_some() {
+        return None;
+    }
+    let path = ctx.upstream.as_ref().map(|u| u.path_and_query.as_str());
+    if let Some(price) = path
+        .and_then(super::passthrough::path_model)
+        .and_then(priced)
+    {
+        return Some(price);
+    }
+    let body = ctx.obs.request_body.as_deref()?;
+    let named = super::model_field::ModelField::find(body).ok()?;
+    priced(&named.name)
+}
+
+/// The model [`price_of`] looked for a price of first: for the log of a model
+/// without one.
+pub fn priced_model(ctx: &RequestContext) -> Option<&str> {
+    ctx.obs.model().or_else(|| {
+        let path = ctx.upstream.as_ref()?.path_and_query.as_str();
+        super::passthrough::path_model(path)
+    })
 }
 
 /// The models of a batch of several (none for any other answer): each model's `model`
@@ -1277,6 +1318,63 @@ mod tests {
         // of a JSON body) only when its client left.
         assert_eq!(charged_unread(0, false, false), None);
         assert_eq!(charged_unread(0, true, true), Some((50, 0)));
+    }
+
+    #[test]
+    fn a_call_is_priced_as_the_first_model_it_named_with_a_price() {
+        use crate::config::{build_config, EnvSnapshot};
+        use crate::providers::{Provider, ProviderKind};
+        let yaml = "models:\n  prices:\n    gemini-2.5-flash: {input: 1, output: 0}\n    gpt-4o-2024-08-06: {input: 2, output: 0}\n    gpt-4o-mini: {input: 3, output: 0}\n";
+        let config = Arc::new(build_config(Some(yaml), None, &EnvSnapshot::loopback()).unwrap());
+        let call = |kind, path: &str| {
+            let mut ctx = RequestContext::new();
+            ctx.config = Some(Arc::clone(&config));
+            let provider = Arc::new(Provider::unconfigured(kind));
+            let target =
+                super::super::UpstreamTarget::new(provider, path.into(), Default::default());
+            ctx.upstream = Some(target);
+            ctx
+        };
+        let input_price = |ctx: &RequestContext| {
+            price_of(ctx).map(|p| {
+                p.cost(&Usage {
+                    input: 1_000_000,
+                    ..Usage::default()
+                })
+            })
+        };
+        // A `/p/` Gemini call whose answer named no model (JSPB, `embedContent`, left
+        // before it): by its path.
+        let gemini = call(
+            ProviderKind::Gemini,
+            "/v1beta/models/gemini-2.5-flash:embedContent",
+        );
+        assert_eq!(input_price(&gemini), Some(1.0));
+        assert_eq!(priced_model(&gemini), Some("gemini-2.5-flash"));
+        // A `/p/` Chat call the gateway read the body of, its answer naming none.
+        let mut held = call(ProviderKind::OpenAi, "/v1/chat/completions");
+        assert_eq!(input_price(&held), None);
+        request_body(
+            &mut held,
+            &Bytes::from_static(br#"{"model":"gpt-4o-mini","messages":[]}"#),
+        );
+        assert_eq!(input_price(&held), Some(3.0));
+        // An alias without a price: the model that answered has one.
+        let mut alias = call(ProviderKind::OpenAi, "/v1/chat/completions");
+        model_routed(&mut alias, "gpt-4o-latest".into());
+        assert_eq!(input_price(&alias), None);
+        answering_model(&mut alias, "gpt-4o-2024-08-06".into());
+        assert_eq!(
+            alias.obs.model(),
+            Some("gpt-4o-latest"),
+            "the request's stays"
+        );
+        assert_eq!(input_price(&alias), Some(2.0));
+        // The request's own price comes first.
+        let mut priced = call(ProviderKind::OpenAi, "/v1/chat/completions");
+        model_routed(&mut priced, "gpt-4o-mini".into());
+        answering_model(&mut priced, "gpt-4o-2024-08-06".into());
+        assert_eq!(input_price(&priced), Some(3.0));
     }
 
     #[test]

@@ -111,6 +111,18 @@ pub fn mints_a_credential(endpoint: &str) -> bool {
     false
 }
 
+/// The model a Google path names, `…/models/{model}:{method}` (or `tunedModels/`),
+/// query aside.
+pub fn path_model(path_and_query: &str) -> Option<&str> {
+    let path = path_and_query.split('?').next()?;
+    let mut segments = path.rsplit('/').filter(|s| !s.is_empty());
+    let (model, _method) = segments.next()?.split_once(':')?;
+    let collection = segments.next()?;
+    let named =
+        collection.eq_ignore_ascii_case("models") || collection.eq_ignore_ascii_case("tunedModels");
+    (named && !model.is_empty()).then_some(model)
+}
+
 /// A parsed passthrough request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassthroughRoute {
@@ -297,6 +309,30 @@ fn is_dot_segment(segment: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_google_path_names_its_model() {
+        assert_eq!(
+            path_model("/v1beta/models/gemini-2.5-flash:embedContent?alt=json"),
+            Some("gemini-2.5-flash")
+        );
+        assert_eq!(
+            path_model("/v1/projects/p/locations/us/publishers/google/models/gemini-2.5-pro:generateContent"),
+            Some("gemini-2.5-pro")
+        );
+        assert_eq!(
+            path_model("/v1beta/tunedModels/mine:generateContent"),
+            Some("mine")
+        );
+        for none in [
+            "/v1/chat/completions",
+            "/v1beta/models/gemini-2.5-flash",
+            "/v1beta/files/f:download",
+            "/v1beta/models/:generateContent",
+        ] {
+            assert_eq!(path_model(none), None, "{none}");
+        }
+    }
 
     #[test]
     fn endpoints_that_hand_out_a_credential_for_the_provider_are_told() {
