@@ -849,7 +849,7 @@ pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
 /// names (Gemini's `models/{model}:{method}`) or its body named, when the gateway
 /// read it. The last two are looked for only then.
 pub fn price_of(ctx: &RequestContext) -> Option<&crate::metrics::usage::Price> {
-    let config = ctx.config.as_ref()?;
+    let config = ctx.config.as_ref().filter(|c| !c.models.prices.is_empty())?;
     let provider = ctx.provider_name()?;
     let priced = |model: &str| config.models.price(provider, model);
     if let Some(price) = ctx.obs.model().and_then(priced) {
