@@ -2843,25 +2843,74 @@ async fn a_call_the_gateway_stopped_waiting_for_is_charged_its_input() {
     // The provider has the call and is slow; the gateway's time runs out (504) and,
     // on `/v1`, it tries once more. The provider may finish each attempt and bill it:
     // each is charged its input, so a key cannot spend a budget on calls too slow to
-    // answer.
+    // answer. A body past 64 KiB goes through subrequests, one per attempt.
     let slow =
         |rec: &Recorded| Reply::Delayed(Duration::from_secs(5), Box::new(provider_like(rec)));
-    let question = "a question long enough to cost tokens ".repeat(6);
-    let chat = format!(
-        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{question}"}}]}}"#
-    );
+    let chat = |words: usize| {
+        let question = "a question long enough to cost tokens ".repeat(words);
+        format!(
+            r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{question}"}}]}}"#
+        )
+    };
     let yaml = "retry:\n  attempts: 1\n  backoff: 1ms\nproviders:\n  openai:\n    timeouts: {first_byte: 300ms, idle: 300ms}\n";
-    for (path, attempts) in [
-        ("/v1/chat/completions", 2),
-        ("/p/openai/chat/completions", 1),
-    ] {
-        let mock = MockUpstream::start(slow).await;
-        let gw = gateway(&mock, yaml, "{budget: {tokens: 40, period: month}}");
-        let given_up = post(&gw, TEAM_KEY, path, &chat).await;
-        assert_eq!(given_up.status(), 504, "{path}");
-        assert_eq!(mock.requests().len(), attempts, "{path}");
-        assert_budget_spent(post(&gw, TEAM_KEY, path, &chat).await).await;
+    let input_charged = |gw: &Gateway, path: &str| {
+        let log = gw.log();
+        let line = log
+            .lines()
+            .rfind(|l| l.contains(&format!(" path={path} ")))
+            .unwrap_or_default()
+            .to_string();
+        let tokens = line
+            .split(" tokens_input=")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(line.contains("tokens_estimated=true"), "{line}");
+        tokens.unwrap_or_else(|| panic!("no input charged: {line}"))
+    };
+    for words in [6, 2_000] {
+        let body = chat(words);
+        let mut one_attempt = 0;
+        for (path, attempts) in [
+            ("/p/openai/chat/completions", 1),
+            ("/v1/chat/completions", 2),
+        ] {
+            let mock = MockUpstream::start(slow).await;
+            let gw = gateway(&mock, yaml, "{budget: {tokens: 1000000, period: month}}");
+            let given_up = post(&gw, TEAM_KEY, path, &body).await;
+            assert_eq!(given_up.status(), 504, "{path}");
+            // A body past 64 KiB is not tried again after a timeout: it streamed to
+            // the provider through a subrequest.
+            let made = mock.requests().len();
+            if words == 6 {
+                assert_eq!(made, attempts, "{path}");
+            }
+            gw.wait_for_log(&format!(" path={path} "), 1).await;
+            let input = input_charged(&gw, path);
+            if path.starts_with("/p/") {
+                one_attempt = input;
+                assert!(input > 0, "{path}");
+            } else {
+                assert_eq!(
+                    input,
+                    made as u64 * one_attempt,
+                    "{path}, {} bytes: each attempt",
+                    body.len()
+                );
+            }
+        }
     }
+    // Refused once spent, at either route.
+    let mock = MockUpstream::start(slow).await;
+    let gw = gateway(&mock, yaml, "{budget: {tokens: 40, period: month}}");
+    let body = chat(6);
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/p/openai/chat/completions", &body)
+            .await
+            .status(),
+        504
+    );
+    assert_budget_spent(post(&gw, TEAM_KEY, "/v1/chat/completions", &body).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ if calls >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   if redis.call('ZCARD', KEYS[3]) >= calls then return {3, 1, reqs, toks, 0} end
   redis.call('ZADD', KEYS[3], now + slot_ttl, ARGV[9])
-  redis.call('EXPIRE', KEYS[3], slot_ttl)
+  if redis.call('TTL', KEYS[3]) < slot_ttl then redis.call('EXPIRE', KEYS[3], slot_ttl) end
   slot = 1
 end
 if rpm >= 0 then
@@ -140,7 +140,8 @@ return 1
 ";
 
 /// Renews the slots a replica's calls still hold: each lapses a slot lease from now (on
-/// Redis's clock), and the set no sooner. Only slots still there are renewed (`XX`):
+/// Redis's clock), and the set no sooner (never sooner than it would: another
+/// replica's lease may be longer). Only slots still there are renewed (`XX`):
 /// one given back, or lapsed and dropped, is not taken again. KEYS: the slots. ARGV:
 /// the slot lease (seconds), then the slots' names.
 pub const RENEW_SLOTS: &str = r"
@@ -148,6 +149,8 @@ local lease = tonumber(ARGV[1])
 local lapses = tonumber(redis.call('TIME')[1]) + lease
 local renewed = 0
 for i = 2, #ARGV do renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', lapses, ARGV[i]) end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], lease) end
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('TTL', KEYS[1]) < lease then
+  redis.call('EXPIRE', KEYS[1], lease)
+end
 return renewed
 ";

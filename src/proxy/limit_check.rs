@@ -412,6 +412,14 @@ fn charge(
     charge_subjects(store, subjects, usage, cost, model, now);
 }
 
+/// Whether `config` holds a call by `caller` to `provider` to any limit: its key's
+/// or its provider's (whether or not the store could count it).
+pub fn is_limited(config: &Config, caller: Option<&Caller>, provider: &str) -> bool {
+    limited_subjects(config, caller, Some(provider))
+        .next()
+        .is_some()
+}
+
 /// The subjects `config` limits of a call by `caller` to `provider` (either left out
 /// when `None`), with their limits.
 fn limited_subjects<'a>(

@@ -41,7 +41,7 @@ mod upstream;
 mod upstream_failure;
 mod whole_answer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -394,6 +394,7 @@ impl AuroraProxy {
                 plan.attempt_began(Instant::now());
             }
             let sent = AtomicBool::new(false);
+            let answered = AtomicU16::new(0);
             let call = whole_answer::Exchange {
                 peer: &peer,
                 body: &body,
@@ -401,6 +402,7 @@ impl AuroraProxy {
                 timeouts: &target.timeouts,
                 open_success: streamed,
                 sent: &sent,
+                answered: &answered,
             };
             // The same header again, for a retry on a new connection.
             let again = |client_request: &RequestHeader, ctx: &mut RequestContext| {
@@ -470,6 +472,7 @@ impl AuroraProxy {
                     }
                 }
                 Err(e) => {
+                    observe::failed_after_answering(ctx, answered.load(Ordering::Relaxed));
                     observe::upstream_failed(ctx, e);
                     telemetry::attempt_failed(ctx, e);
                     Some(attempts::failure_of(e))
@@ -627,15 +630,21 @@ fn no_credential_past_limits(
     ctx: &RequestContext,
     pt: &passthrough::PassthroughRoute,
 ) -> Result<(), GatewayError> {
-    let own_key = ctx
-        .upstream
-        .as_ref()
-        .is_some_and(|t| t.credential.caller_key_label.is_some());
-    if ctx.held_to.is_empty()
-        || own_key
-        || session.req_header().method != http::Method::POST
+    let Some(target) = ctx.upstream.as_ref() else {
+        return Ok(());
+    };
+    if session.req_header().method != http::Method::POST
         || !passthrough::mints_a_credential(&pt.endpoint)
+        || target.credential.caller_key_label.is_some()
     {
+        return Ok(());
+    }
+    // By the config, not by what was counted: a store that failed (`allow`) counted
+    // nothing, and the credential would escape the limits all the same.
+    let limited = ctx.config.as_deref().is_some_and(|config| {
+        limit_check::is_limited(config, ctx.caller.as_ref(), &target.provider.name)
+    });
+    if !limited {
         return Ok(());
     }
     Err(GatewayError::forbidden(format!(
@@ -1432,6 +1441,11 @@ impl ProxyHttp for AuroraProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
             };
+        }
+        if observe::gave_up_waiting(e) {
+            // Told before the error answer goes: a subrequest's main request may settle
+            // as soon as it has it, before this request's logging.
+            observe::attempt_failed(ctx, e);
         }
         let err = ctx.error.clone().or_else(|| {
             upstream_failure::read_timer_error(e, ctx.upstream.as_ref())

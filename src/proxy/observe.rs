@@ -3,7 +3,7 @@
 //! answered. The hooks call these; the figures are plain subtractions of instants.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,9 +45,11 @@ pub struct Observation {
     first_byte: Option<Duration>,
     /// Where the latest attempt's answer stands.
     answer: AnswerState,
-    /// Attempts before the latest that the gateway stopped waiting for, the provider
-    /// having the call: each may have been done and billed.
-    given_up_before: u32,
+    /// Attempts the gateway stopped waiting for, the provider having the call: each
+    /// may have been done and billed. Counted in `shared` instead when there is one.
+    given_up: u32,
+    /// The price of the call's model, looked up once ([`price_of`]).
+    price: once_cell::sync::OnceCell<Option<crate::metrics::usage::Price>>,
     /// Whether the call has a model generate (or embed) for it, which the provider
     /// bills once it has the call, whether or not the client stays for the answer.
     asks_model: ModelAsked,
@@ -219,6 +221,9 @@ pub struct SharedTimings {
     model: Mutex<Option<String>>,
     /// Where the subrequest's latest attempt's answer stands ([`AnswerState`]).
     answer: AtomicU8,
+    /// Attempts the gateway stopped waiting for, the provider having the call, by
+    /// either request.
+    given_up: AtomicU32,
     /// The work apart from the call that the subrequest's answer started, handed to
     /// whichever of the two requests ends last.
     started: Mutex<StartedHandoff>,
@@ -292,9 +297,6 @@ pub fn model_routed(ctx: &mut RequestContext, model: String) {
 pub fn upstream_request_ready(ctx: &mut RequestContext) {
     let now = ctx.started.elapsed();
     ctx.obs.attempt_sent = Some(now);
-    if ctx.obs.answer == AnswerState::GivenUp {
-        ctx.obs.given_up_before = ctx.obs.given_up_before.saturating_add(1);
-    }
     answer_now(ctx, AnswerState::Awaited);
     if ctx.obs.upstream_sent.is_some() {
         return;
@@ -592,24 +594,25 @@ fn charged_of_call(ctx: &RequestContext) -> Option<Usage> {
 /// The answer named `model` as having answered. A passthrough request's body is not
 /// read, so this is the model its metrics and log name.
 pub fn answering_model(ctx: &mut RequestContext, model: String) {
-    if ctx.obs.model.is_some() {
-        ctx.obs.answered_model = Some(model);
-        return;
-    }
     if !ctx.obs.delegated {
         // A subrequest's answer: the main request settles and logs it.
         if let Some(mut cell) = ctx.obs.shared.as_ref().and_then(|s| s.model.lock().ok()) {
             *cell = Some(model.clone());
         }
     }
+    if ctx.obs.model.is_some() {
+        ctx.obs.answered_model = Some(model);
+        return;
+    }
     model_routed(ctx, model);
     ctx.obs.model_from_answer = true;
 }
 
-/// The main request of a subrequest takes the model its answer named, when the
-/// main request knew none (a `/p/` call): before it is priced, counted and logged.
+/// The main request of a subrequest takes the model its answer named, before it is
+/// priced, counted and logged: as its model when it knew none (a `/p/` call), else as
+/// the model that answered.
 pub fn adopt_answering_model(ctx: &mut RequestContext) {
-    if !ctx.obs.delegated || ctx.obs.model.is_some() {
+    if !ctx.obs.delegated {
         return;
     }
     let named = ctx
@@ -635,6 +638,41 @@ fn share(ctx: &RequestContext, charge: Option<Charge>) {
         if let Ok(mut cell) = shared.charge.lock() {
             *cell = charge;
         }
+    }
+}
+
+/// The latest attempt failed with `e`: it bills nothing, whatever the attempt after
+/// it does, unless the gateway stopped waiting for a provider that had the call
+/// (which may do the work, and bill it, all the same): that attempt is counted once,
+/// however often its failure is told.
+pub fn attempt_failed(ctx: &mut RequestContext, e: &Error) {
+    let latest = ctx.obs.latest_answer();
+    let had_it = matches!(
+        latest,
+        AnswerState::Awaited | AnswerState::Whole | AnswerState::Streamed | AnswerState::Unmetered
+    );
+    if latest == AnswerState::GivenUp && gave_up_waiting(e) {
+        return;
+    }
+    if !(had_it && gave_up_waiting(e)) {
+        attempt_not_sent(ctx);
+        return;
+    }
+    match &ctx.obs.shared {
+        Some(shared) => {
+            shared.given_up.fetch_add(1, Ordering::Relaxed);
+        }
+        None => ctx.obs.given_up = ctx.obs.given_up.saturating_add(1),
+    }
+    answer_now(ctx, AnswerState::GivenUp);
+}
+
+/// The provider answered the latest attempt with `status` and the exchange failed
+/// after (its body stalled, broke off): a failure's is the provider's failure, which
+/// bills nothing, not work left unanswered.
+pub fn failed_after_answering(ctx: &mut RequestContext, status: u16) {
+    if status >= 400 {
+        answer_now(ctx, AnswerState::Refused);
     }
 }
 
@@ -696,7 +734,14 @@ pub fn settle_usage(
 /// having them whole, are each charged their input as a call left unanswered is: a
 /// retry does not make the work the provider may have done free.
 fn charge_attempts_given_up(ctx: &mut RequestContext, read: bool) {
-    let earlier = u64::from(ctx.obs.given_up_before);
+    let shared = ctx.obs.shared.as_ref();
+    let given_up = ctx
+        .obs
+        .given_up
+        .saturating_add(shared.map_or(0, |s| s.given_up.load(Ordering::Relaxed)));
+    // The latest attempt's is charged as a call left unanswered.
+    let latest = u32::from(ctx.obs.latest_answer() == AnswerState::GivenUp);
+    let earlier = u64::from(given_up.saturating_sub(latest));
     if earlier == 0 || read || model_work(ctx).is_none() {
         return;
     }
@@ -848,8 +893,16 @@ pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
 /// format without one: JSPB, protobuf, Gemini's `embedContent`) the one its path
 /// names (Gemini's `models/{model}:{method}`) or its body named, when the gateway
 /// read it. The last two are looked for only then.
-pub fn price_of(ctx: &RequestContext) -> Option<&crate::metrics::usage::Price> {
-    let config = ctx.config.as_ref().filter(|c| !c.models.prices.is_empty())?;
+pub fn price_of(ctx: &RequestContext) -> Option<crate::metrics::usage::Price> {
+    *ctx.obs.price.get_or_init(|| look_up_price(ctx).copied())
+}
+
+/// [`price_of`], looked up.
+fn look_up_price(ctx: &RequestContext) -> Option<&crate::metrics::usage::Price> {
+    let config = ctx
+        .config
+        .as_ref()
+        .filter(|c| !c.models.prices.is_empty())?;
     let provider = ctx.provider_name()?;
     let priced = |model: &str| config.models.price(provider, model);
     if let Some(price) = ctx.obs.model().and_then(priced) {
@@ -913,17 +966,7 @@ pub fn batch_models(
 
 /// An exchange with the provider failed with `e`.
 pub fn upstream_failed(ctx: &mut RequestContext, e: &Error) {
-    // A failed attempt bills nothing, whatever the attempt after it does; but one the
-    // gateway stopped waiting for may have been done, and billed, all the same.
-    let had_it = matches!(
-        ctx.obs.latest_answer(),
-        AnswerState::Awaited | AnswerState::Whole | AnswerState::Streamed | AnswerState::Unmetered
-    );
-    if had_it && gave_up_waiting(e) {
-        answer_now(ctx, AnswerState::GivenUp);
-    } else {
-        attempt_not_sent(ctx);
-    }
+    attempt_failed(ctx, e);
     let (Some(h), Some(kind)) = (&ctx.obs.handles, UpstreamErrorKind::of(e)) else {
         return;
     };
@@ -1352,17 +1395,20 @@ mod tests {
         assert_eq!(input_price(&gemini), Some(1.0));
         assert_eq!(priced_model(&gemini), Some("gemini-2.5-flash"));
         // A `/p/` Chat call the gateway read the body of, its answer naming none.
+        let unread = call(ProviderKind::OpenAi, "/v1/chat/completions");
+        assert_eq!(input_price(&unread), None);
         let mut held = call(ProviderKind::OpenAi, "/v1/chat/completions");
-        assert_eq!(input_price(&held), None);
         request_body(
             &mut held,
             &Bytes::from_static(br#"{"model":"gpt-4o-mini","messages":[]}"#),
         );
         assert_eq!(input_price(&held), Some(3.0));
         // An alias without a price: the model that answered has one.
+        let mut unpriced = call(ProviderKind::OpenAi, "/v1/chat/completions");
+        model_routed(&mut unpriced, "gpt-4o-latest".into());
+        assert_eq!(input_price(&unpriced), None);
         let mut alias = call(ProviderKind::OpenAi, "/v1/chat/completions");
         model_routed(&mut alias, "gpt-4o-latest".into());
-        assert_eq!(input_price(&alias), None);
         answering_model(&mut alias, "gpt-4o-2024-08-06".into());
         assert_eq!(
             alias.obs.model(),
@@ -1424,6 +1470,11 @@ mod tests {
         let connect = Error::explain(ErrorType::ConnectTimedout, "no connection");
         upstream_failed(&mut never_made, &connect);
         assert_eq!(settled(&mut never_made, stayed), None);
+        // Nor a failure whose body stalled after its status came.
+        let mut failing = call();
+        failed_after_answering(&mut failing, 500);
+        upstream_failed(&mut failing, &timed_out(ErrorSource::Upstream));
+        assert_eq!(settled(&mut failing, stayed), None);
         // Nor a call asking no model.
         let mut no_model = RequestContext::new();
         upstream_request_ready(&mut no_model);
@@ -1462,6 +1513,28 @@ mod tests {
             answer_bytes(ctx, Some(reported), true);
         };
         assert_eq!(retried(&answered), Some((3 + 2 * each, 2)));
+        // A connection that fails after a timeout does not take the timeout back.
+        let unreachable = |ctx: &mut RequestContext| {
+            let refused = Error::explain(ErrorType::ConnectRefused, "closed");
+            upstream_failed(ctx, &refused);
+        };
+        assert_eq!(retried(&unreachable), Some((2 * each, 0)));
+
+        // Through subrequests, one per attempt: each counts for the main request, its
+        // failure told twice (before its error answer, and when it is logged).
+        let mut main = RequestContext::new();
+        model_asked(&mut main, ModelWork::Generates);
+        request_body(&mut main, &body);
+        let shared = delegate(&mut main);
+        for _ in 0..2 {
+            let mut sub = RequestContext::new();
+            sub.body = ModelCallBody::subrequest(Default::default());
+            subrequest_began(&mut sub, Arc::clone(&shared));
+            upstream_request_ready(&mut sub);
+            attempt_failed(&mut sub, &timed_out(ErrorSource::Upstream));
+            upstream_failed(&mut sub, &timed_out(ErrorSource::Upstream));
+        }
+        assert_eq!(settled(&mut main, stayed), Some((2 * each, 0)));
     }
 
     #[test]

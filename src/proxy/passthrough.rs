@@ -82,7 +82,8 @@ pub fn model_work(endpoint: &str) -> Option<ModelWork> {
 
 /// What follows `realtime/` in the endpoints that mint a Realtime session's client
 /// secret (`client_secrets`; the beta's `sessions` and `transcription_sessions`) or
-/// start a call whose media goes to the provider directly (`calls`: WebRTC, SIP).
+/// start a call whose media goes to the provider directly (`calls`: WebRTC, SIP);
+/// Azure's are below `realtimeapi/`.
 const REALTIME_SESSION_STARTS: [&str; 4] = [
     "client_secrets",
     "sessions",
@@ -100,7 +101,7 @@ pub fn mints_a_credential(endpoint: &str) -> bool {
     for segment in endpoint.split('/').filter(|s| !s.is_empty()) {
         let named = |names: &[&str]| names.iter().any(|n| segment.eq_ignore_ascii_case(n));
         let follows = |name: &str| before.eq_ignore_ascii_case(name);
-        if (follows("realtime") && named(&REALTIME_SESSION_STARTS))
+        if ((follows("realtime") || follows("realtimeapi")) && named(&REALTIME_SESSION_STARTS))
             || (follows("chatkit") && named(&["sessions"]))
             || named(&["auth_tokens"])
         {
@@ -342,6 +343,7 @@ mod tests {
             "REALTIME//Transcription_Sessions/",
             "realtime/calls",
             "realtime/calls/rtc_123/accept",
+            "realtimeapi/sessions",
             "chatkit/sessions",
             "v1alpha/auth_tokens",
         ] {

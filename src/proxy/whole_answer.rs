@@ -16,7 +16,7 @@
 //! ([`OpenAnswer`]) for the caller to stream to the client.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -105,6 +105,10 @@ pub struct Exchange<'a> {
     /// Set once the provider has the request whole (its header and body written), for
     /// a client that leaves meanwhile: a call the provider never got bills nothing.
     pub sent: &'a AtomicBool,
+    /// The status of the provider's answer once its header came (0 before): a failure
+    /// whose body then stalls or breaks off was the provider's failure, not work it was
+    /// left to do.
+    pub answered: &'a AtomicU16,
 }
 
 /// Sends `request` through `connector` and reads the answer, refusing one larger
@@ -183,8 +187,10 @@ async fn attempt(
         timeouts,
         open_success,
         sent,
+        answered,
     } = *x;
     sent.store(false, Ordering::Relaxed);
+    answered.store(0, Ordering::Relaxed);
     // A pooled connection first: Pingora's whole connect (TLS included) is a future of
     // kilobytes, boxed and copied only when a new connection is needed.
     let (session, reused) = match connector.reused_http_session(peer).await {
@@ -234,6 +240,7 @@ async fn attempt(
         }
     };
     let header_at = std::time::Instant::now();
+    answered.store(header.status.as_u16(), Ordering::Relaxed);
     let mut decoder = AnswerDecoder::of(&mut header);
     if open_success && header.status.is_success() {
         let answer = ProviderAnswer {
