@@ -1180,3 +1180,32 @@ async fn a_replica_stopping_gracefully_hands_its_work_over_before_its_lease_runs
         "{scrape}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_limits_cannot_mint_a_credential_while_redis_is_away() {
+    // Redis cannot be reached and `allow` serves calls uncounted: a credential minted
+    // meanwhile would outlive the outage, past every limit.
+    let mock = MockUpstream::start(provider_like).await;
+    let redis_url = format!("redis://127.0.0.1:{}/0", common::closed_port());
+    let gw = replica_at(
+        &mock,
+        &redis_url,
+        "{budget: {usd: 5, period: month}}",
+        "  on_store_error: allow\n",
+    );
+    assert_eq!(chat(&gw).await.status(), 200, "served uncounted");
+    let minted = client()
+        .post(gw.url("/p/openai/realtime/client_secrets"))
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"session":{"type":"realtime","model":"gpt-realtime"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status(), 403);
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "only the chat reached the provider"
+    );
+}

@@ -32,6 +32,9 @@ pub struct HeldTo {
 pub struct HeldToSubjects {
     key: Option<HeldTo>,
     provider: Option<HeldTo>,
+    /// The config holds the request to a limit (its key's or its provider's), whether
+    /// or not the store could count it.
+    limited: bool,
 }
 
 impl HeldToSubjects {
@@ -41,8 +44,14 @@ impl HeldToSubjects {
     }
 
     /// Whether the request counts against nothing.
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.key.is_none() && self.provider.is_none()
+    }
+
+    /// Whether the config holds the request to any limit, counted or not (a store that
+    /// failed, under `allow`, counts nothing).
+    pub fn limited(&self) -> bool {
+        self.limited
     }
 }
 
@@ -67,6 +76,7 @@ pub async fn admit_caller(
     let Some(limited) = config.limits.for_key(name) else {
         return Ok(());
     };
+    ctx.held_to.limited = true;
     let held = admit(store, limited, config.limits.on_store_error, Whose::Key).await?;
     if let Some(held) = held {
         ctx.rate = held.1.or(ctx.rate);
@@ -105,6 +115,7 @@ pub async fn admit_provider(
             refused.rate = ctx.rate.map(Box::new);
             refused
         })?;
+    ctx.held_to.limited = true;
     if let Some((held, _)) = admitted {
         ctx.held_to.provider = Some(held);
     }
@@ -398,7 +409,7 @@ fn charge(
     if ctx.held_to.is_empty() {
         return;
     }
-    let model = super::observe::priced_model(ctx);
+    let model = || super::observe::priced_model(ctx);
     if ctx.config.as_ref().is_none_or(|c| live.is_current(c)) {
         let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
         charge_subjects(store, subjects, usage, cost, model, now);
@@ -410,14 +421,6 @@ fn charge(
     let provider = provider.and_then(|held| crate::limits::provider_of_subject(&held.subject));
     let subjects = limited_subjects(&current, caller, provider);
     charge_subjects(store, subjects, usage, cost, model, now);
-}
-
-/// Whether `config` holds a call by `caller` to `provider` to any limit: its key's
-/// or its provider's (whether or not the store could count it).
-pub fn is_limited(config: &Config, caller: Option<&Caller>, provider: &str) -> bool {
-    limited_subjects(config, caller, Some(provider))
-        .next()
-        .is_some()
 }
 
 /// The subjects `config` limits of a call by `caller` to `provider` (either left out
@@ -437,13 +440,14 @@ fn limited_subjects<'a>(
         .map(|l| (&l.subject, &l.limits))
 }
 
-/// Charges `usage` (costing `cost`, of `model`) to each subject with its limits.
-fn charge_subjects<'a>(
+/// Charges `usage` (costing `cost`, of the model `model` names, asked only to say a
+/// model has no price) to each subject with its limits.
+fn charge_subjects<'a, 'm>(
     store: &Arc<dyn LimitStore>,
     subjects: impl Iterator<Item = (&'a Arc<str>, &'a KeyLimits)> + Clone,
     usage: &crate::metrics::usage::Usage,
     cost: Option<f64>,
-    model: Option<&str>,
+    model: impl FnOnce() -> Option<&'m str>,
     now: u64,
 ) {
     let tokens = usage
@@ -456,7 +460,7 @@ fn charge_subjects<'a>(
             .clone()
             .any(|(_, limits)| limits.budget.is_some_and(|b| b.usd.is_some()))
         {
-            unpriced_once(model.unwrap_or("-"));
+            unpriced_once(model().unwrap_or("-"));
         }
         0.0
     });
@@ -528,7 +532,7 @@ pub fn charge_polled(
     let cost = model
         .and_then(|m| config.models.price(&by.provider, m))
         .map(|price| price.cost(usage) * factor);
-    charge_subjects(store, by.subjects(config), usage, cost, model, now);
+    charge_subjects(store, by.subjects(config), usage, cost, || model, now);
     let handles = crate::metrics::handles_for(config);
     let label = match (&handles, model) {
         (Some(h), Some(model)) => h.model_label(model),

@@ -630,21 +630,16 @@ fn no_credential_past_limits(
     ctx: &RequestContext,
     pt: &passthrough::PassthroughRoute,
 ) -> Result<(), GatewayError> {
-    let Some(target) = ctx.upstream.as_ref() else {
-        return Ok(());
-    };
-    if session.req_header().method != http::Method::POST
-        || !passthrough::mints_a_credential(&pt.endpoint)
-        || target.credential.caller_key_label.is_some()
-    {
-        return Ok(());
-    }
     // By the config, not by what was counted: a store that failed (`allow`) counted
     // nothing, and the credential would escape the limits all the same.
-    let limited = ctx.config.as_deref().is_some_and(|config| {
-        limit_check::is_limited(config, ctx.caller.as_ref(), &target.provider.name)
-    });
-    if !limited {
+    if !ctx.held_to.limited()
+        || session.req_header().method != http::Method::POST
+        || ctx
+            .upstream
+            .as_ref()
+            .is_some_and(|t| t.credential.caller_key_label.is_some())
+        || !passthrough::mints_a_credential(&pt.endpoint)
+    {
         return Ok(());
     }
     Err(GatewayError::forbidden(format!(

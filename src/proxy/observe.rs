@@ -48,8 +48,6 @@ pub struct Observation {
     /// Attempts the gateway stopped waiting for, the provider having the call: each
     /// may have been done and billed. Counted in `shared` instead when there is one.
     given_up: u32,
-    /// The price of the call's model, looked up once ([`price_of`]).
-    price: once_cell::sync::OnceCell<Option<crate::metrics::usage::Price>>,
     /// Whether the call has a model generate (or embed) for it, which the provider
     /// bills once it has the call, whether or not the client stays for the answer.
     asks_model: ModelAsked,
@@ -893,12 +891,7 @@ pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
 /// format without one: JSPB, protobuf, Gemini's `embedContent`) the one its path
 /// names (Gemini's `models/{model}:{method}`) or its body named, when the gateway
 /// read it. The last two are looked for only then.
-pub fn price_of(ctx: &RequestContext) -> Option<crate::metrics::usage::Price> {
-    *ctx.obs.price.get_or_init(|| look_up_price(ctx).copied())
-}
-
-/// [`price_of`], looked up.
-fn look_up_price(ctx: &RequestContext) -> Option<&crate::metrics::usage::Price> {
+pub fn price_of(ctx: &RequestContext) -> Option<&crate::metrics::usage::Price> {
     let config = ctx
         .config
         .as_ref()

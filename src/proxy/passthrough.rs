@@ -97,19 +97,32 @@ const REALTIME_SESSION_STARTS: [&str; 4] = [
 /// Gemini's Live API tokens (`auth_tokens`). What is done with it escapes every limit
 /// the gateway holds (case ignored, empty segments skipped).
 pub fn mints_a_credential(endpoint: &str) -> bool {
-    let mut before = "";
-    for segment in endpoint.split('/').filter(|s| !s.is_empty()) {
-        let named = |names: &[&str]| names.iter().any(|n| segment.eq_ignore_ascii_case(n));
-        let follows = |name: &str| before.eq_ignore_ascii_case(name);
-        if ((follows("realtime") || follows("realtimeapi")) && named(&REALTIME_SESSION_STARTS))
-            || (follows("chatkit") && named(&["sessions"]))
-            || named(&["auth_tokens"])
-        {
+    let mut before: &[u8] = b"";
+    for segment in endpoint.as_bytes().split(|&b| b == b'/') {
+        if segment.is_empty() {
+            continue;
+        }
+        if mints_after(before, segment) {
             return true;
         }
         before = segment;
     }
     false
+}
+
+/// Whether `segment`, after `before`, names an endpoint [`mints_a_credential`] tells
+/// (told apart by length first: most segments are none of them).
+fn mints_after(before: &[u8], segment: &[u8]) -> bool {
+    let is = |s: &[u8], name: &str| s.eq_ignore_ascii_case(name.as_bytes());
+    match segment.len() {
+        11 if is(segment, "auth_tokens") => true,
+        5 | 8 | 14 | 22 => {
+            let realtime = is(before, "realtime") || is(before, "realtimeapi");
+            (realtime && REALTIME_SESSION_STARTS.iter().any(|n| is(segment, n)))
+                || (is(before, "chatkit") && is(segment, "sessions"))
+        }
+        _ => false,
+    }
 }
 
 /// The model a Google path names, `…/models/{model}:{method}` (or `tunedModels/`),
