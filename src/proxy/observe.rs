@@ -1409,6 +1409,19 @@ mod tests {
             "the request's stays"
         );
         assert_eq!(input_price(&alias), Some(2.0));
+        // Answered through a subrequest: the model that answered reaches the main
+        // request, which keeps its own.
+        let mut main = call(ProviderKind::OpenAi, "/v1/chat/completions");
+        model_routed(&mut main, "gpt-4o-latest".into());
+        let shared = delegate(&mut main);
+        let mut sub = RequestContext::new();
+        sub.body = ModelCallBody::subrequest(Default::default());
+        subrequest_began(&mut sub, shared);
+        model_routed(&mut sub, "gpt-4o-latest".into());
+        answering_model(&mut sub, "gpt-4o-2024-08-06".into());
+        adopt_answering_model(&mut main);
+        assert_eq!(main.obs.model(), Some("gpt-4o-latest"));
+        assert_eq!(input_price(&main), Some(2.0));
         // The request's own price comes first.
         let mut priced = call(ProviderKind::OpenAi, "/v1/chat/completions");
         model_routed(&mut priced, "gpt-4o-mini".into());
