@@ -6,6 +6,7 @@
 mod charged_once;
 mod lease;
 mod memory;
+mod once_a_minute;
 mod once_write;
 mod pending;
 mod period;
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 
 pub use lease::{LEASE_MAX, LEASE_SHARE};
 pub use memory::MemoryStore;
+pub use once_a_minute::OnceAMinute;
 pub use period::{budget_period, date_text, minute_window, period_start_day, reset_text};
 pub use rate_headers::{insert_rate_headers, LimitTexts};
 pub use redis_store::RedisStore;

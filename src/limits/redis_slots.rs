@@ -8,7 +8,7 @@
 //! lapse a lease later, however busy their subject stays, and so does a slot whose
 //! admission's answer was lost (also given back, in case it was taken).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -171,11 +171,8 @@ async fn renewing(held: Weak<HeldSlots>, link: Arc<Link>, replica: String) {
 
 /// Every failed renewal would say it otherwise.
 fn said_once_a_minute(e: &super::StoreError) {
-    static LAST_SAID: AtomicU64 = AtomicU64::new(0);
-    let minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60 + 1);
-    if LAST_SAID.swap(minute, Ordering::Relaxed) != minute {
+    static SAID: super::OnceAMinute = super::OnceAMinute::new();
+    if SAID.due() {
         log::warn!("{e}; call slots held here lapse unless renewed in time");
     }
 }

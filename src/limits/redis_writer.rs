@@ -6,7 +6,7 @@
 //! taken (the answer was lost) is sent again as it was, and made once
 //! (`once_write.rs`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -319,11 +319,8 @@ async fn flushing(writer: Weak<Writer>, wake: Arc<Notify>) {
 
 /// Every failed flush would say it otherwise.
 fn said_once_a_minute(e: &StoreError) {
-    static LAST_SAID: AtomicU64 = AtomicU64::new(0);
-    let minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60 + 1);
-    if LAST_SAID.swap(minute, Ordering::Relaxed) != minute {
+    static SAID: super::OnceAMinute = super::OnceAMinute::new();
+    if SAID.due() {
         log::warn!("{e}");
     }
 }

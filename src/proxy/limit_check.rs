@@ -3,7 +3,6 @@
 //! what it used.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -268,9 +267,8 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
     match on_error {
         OnStoreError::Allow => {
             // Said once a minute at most: every request would say it otherwise.
-            static LAST_SAID: AtomicU64 = AtomicU64::new(0);
-            let minute = now() / 60 + 1;
-            if LAST_SAID.swap(minute, Ordering::Relaxed) != minute {
+            static SAID: crate::limits::OnceAMinute = crate::limits::OnceAMinute::new();
+            if SAID.due() {
                 log::warn!("{e}; serving without limits (limits.on_store_error: allow)");
             }
             Ok(())
