@@ -441,28 +441,14 @@ mod tests {
             ..KeyLimits::default()
         };
         run(async {
-            assert!(store
-                .admit("key:a", &limits, NOW)
-                .await
-                .unwrap()
-                .slot
-                .is_some());
-            assert!(store
-                .admit("key:a", &limits, NOW)
-                .await
-                .unwrap()
-                .slot
-                .is_some());
+            let takes_a_slot = || async { store.admit("key:a", &limits, NOW).await.unwrap().slot };
+            assert!(takes_a_slot().await.is_some());
+            assert!(takes_a_slot().await.is_some());
             let third = store.admit("key:a", &limits, NOW).await.unwrap();
             assert_eq!(third.refused, Some((Refusal::Concurrency, 1)));
             assert!(third.slot.is_none());
             store.release("key:a", 0);
-            assert!(store
-                .admit("key:a", &limits, NOW)
-                .await
-                .unwrap()
-                .slot
-                .is_some());
+            assert!(takes_a_slot().await.is_some());
         });
     }
 }
