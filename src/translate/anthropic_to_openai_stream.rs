@@ -34,13 +34,6 @@ pub struct AnthropicToOpenAiStream {
     inner: SseDriver<State>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BlockKind {
-    /// A `tool_use` block and its 0-based position among tool calls.
-    Tool(u32),
-    Other,
-}
-
 #[derive(Debug)]
 struct State {
     opts: StreamOptions,
@@ -50,10 +43,11 @@ struct State {
     prefix: Vec<u8>,
     role_sent: bool,
     finish_sent: bool,
-    /// Anthropic block index → kind, for routing `input_json_delta`s. A list
-    /// rather than an index-addressed table so a bogus huge index cannot
-    /// make it allocate.
-    blocks: Vec<(u64, BlockKind)>,
+    /// Anthropic block index → the 0-based position among tool calls of the
+    /// `tool_use` block started at it, for routing `input_json_delta`s. Hashed, not
+    /// an index-addressed table (a bogus huge index cannot make it allocate) nor a
+    /// list (a stream of many blocks would be read once per delta).
+    tool_blocks: crate::lookup::LookupMap<u64, u32>,
     tool_count: u32,
     input_tokens: u64,
     cache_read: u64,
@@ -87,7 +81,7 @@ impl AnthropicToOpenAiStream {
                 prefix: Vec::new(),
                 role_sent: false,
                 finish_sent: false,
-                blocks: Vec::new(),
+                tool_blocks: crate::lookup::LookupMap::default(),
                 tool_count: 0,
                 input_tokens: 0,
                 cache_read: 0,
@@ -461,13 +455,13 @@ impl State {
         let block = ev.content_block;
         match block.kind.as_ref() {
             "text" => {
-                self.blocks.push((ev.index, BlockKind::Other));
+                self.tool_blocks.remove(&ev.index);
                 if let Some(t) = block.text.as_deref().filter(|t| !t.is_empty()) {
                     self.emit_content(out, t);
                 }
             }
             "thinking" => {
-                self.blocks.push((ev.index, BlockKind::Other));
+                self.tool_blocks.remove(&ev.index);
                 if let Some(t) = block.thinking.as_deref().filter(|t| !t.is_empty()) {
                     self.emit_reasoning(out, t);
                 }
@@ -475,7 +469,7 @@ impl State {
             "tool_use" => {
                 let k = self.tool_count;
                 self.tool_count = self.tool_count.saturating_add(1);
-                self.blocks.push((ev.index, BlockKind::Tool(k)));
+                self.tool_blocks.insert(ev.index, k);
                 let delta = DeltaOut {
                     tool_calls: Some([ToolCallDelta {
                         index: k,
@@ -491,7 +485,9 @@ impl State {
                 self.emit(out, delta, None);
             }
             // Server tools and redacted thinking have no OpenAI equivalent.
-            _ => self.blocks.push((ev.index, BlockKind::Other)),
+            _ => {
+                self.tool_blocks.remove(&ev.index);
+            }
         }
         Ok(())
     }
@@ -514,14 +510,9 @@ impl State {
                 }
             }
             "input_json_delta" => {
-                let tool = self
-                    .blocks
-                    .iter()
-                    .rev()
-                    .find(|(i, _)| *i == ev.index)
-                    .map(|(_, kind)| *kind);
+                let tool = self.tool_blocks.get(&ev.index).copied();
                 let json = d.partial_json.as_deref().unwrap_or("");
-                if let (Some(BlockKind::Tool(k)), false) = (tool, json.is_empty()) {
+                if let (Some(k), false) = (tool, json.is_empty()) {
                     let delta = DeltaOut {
                         tool_calls: Some([ToolCallDelta {
                             index: k,

@@ -55,8 +55,11 @@ struct State {
     next_index: u32,
     open: Option<OpenBlock>,
     /// OpenAI indices of tool calls already started, to spot a provider
-    /// returning to an earlier (closed) call.
-    tools_seen: Vec<u32>,
+    /// returning to an earlier (closed) call (hashed: a stream of many calls is not
+    /// read once per call).
+    tools_seen: std::collections::HashSet<u32, foldhash::fast::RandomState>,
+    /// The highest of `tools_seen`: the next call without an index comes after it.
+    last_tool_seen: Option<u32>,
     /// Provider id of the most recently started tool call.
     last_tool_id: String,
     stop_reason: Option<&'static str>,
@@ -78,7 +81,8 @@ impl OpenAiToAnthropicStream {
                 started: false,
                 next_index: 0,
                 open: None,
-                tools_seen: Vec::new(),
+                tools_seen: Default::default(),
+                last_tool_seen: None,
                 last_tool_id: String::new(),
                 stop_reason: None,
                 usage: OpenAiUsageIn::default(),
@@ -525,19 +529,15 @@ impl State {
         let k = match (call.index, open_tool) {
             (Some(k), _) => k,
             (None, Some((k, _))) if id.is_none_or(|id| id == self.last_tool_id) => k,
-            (None, _) => self
-                .tools_seen
-                .iter()
-                .max()
-                .map_or(0, |m| m.saturating_add(1)),
+            (None, _) => self.last_tool_seen.map_or(0, |m| m.saturating_add(1)),
         };
         let block_index = match open_tool {
             Some((open_k, index)) if open_k == k => index,
             _ => {
-                if self.tools_seen.contains(&k) {
+                if !self.tools_seen.insert(k) {
                     return self.fail(out, "api_error", INTERLEAVED);
                 }
-                self.tools_seen.push(k);
+                self.last_tool_seen = self.last_tool_seen.max(Some(k));
                 self.last_tool_id.clear();
                 let generated;
                 let id = match id {

@@ -7,30 +7,20 @@
 /// Between a namespace and a tool name in a flattened tool name.
 pub const SEPARATOR: &str = "__";
 
-/// One flattened tool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FlatTool {
-    flat: String,
-    namespace: String,
-    name: String,
-}
-
-/// The flattened namespace tools of one request.
+/// The flattened namespace tools of one request: flat name → namespace and name
+/// (looked up by name, so a request with many tools is not read once per tool).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolNames {
-    tools: Vec<FlatTool>,
+    tools: crate::lookup::LookupMap<String, (String, String)>,
 }
 
 impl ToolNames {
     /// Records `namespace`'s tool `name`; returns the flat name the provider gets.
     pub fn flatten(&mut self, namespace: &str, name: &str) -> String {
         let flat = flat_name(namespace, name);
-        if !self.tools.iter().any(|t| t.flat == flat) {
-            self.tools.push(FlatTool {
-                flat: flat.clone(),
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            });
+        if !self.tools.contains_key(&flat) {
+            let named = (namespace.to_string(), name.to_string());
+            self.tools.insert(flat.clone(), named);
         }
         flat
     }
@@ -38,8 +28,8 @@ impl ToolNames {
     /// The namespace and name the client knows a provider's tool name by: a
     /// flattened name splits back, any other is its own name without a namespace.
     pub fn split<'a>(&'a self, provider_name: &'a str) -> (Option<&'a str>, &'a str) {
-        match self.tools.iter().find(|t| t.flat == provider_name) {
-            Some(t) => (Some(t.namespace.as_str()), t.name.as_str()),
+        match self.tools.get(provider_name) {
+            Some((namespace, name)) => (Some(namespace.as_str()), name.as_str()),
             None => (None, provider_name),
         }
     }
@@ -74,5 +64,16 @@ mod tests {
         assert_eq!(names.split("exec_command"), (None, "exec_command"));
         // A plain tool whose name merely looks flattened is left alone.
         assert_eq!(names.split("other__tool"), (None, "other__tool"));
+    }
+
+    #[test]
+    fn many_tools_are_each_kept_once() {
+        let mut names = ToolNames::default();
+        for i in 0..50_000 {
+            names.flatten("ns", &format!("tool_{i}"));
+            names.flatten("ns", &format!("tool_{i}"));
+        }
+        assert_eq!(names.tools.len(), 50_000);
+        assert_eq!(names.split("ns__tool_49999"), (Some("ns"), "tool_49999"));
     }
 }
