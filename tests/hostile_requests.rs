@@ -530,11 +530,12 @@ async fn bodies_past_the_buffer_budget_get_503_with_retry_after() {
             )
         )
     };
-    // One upload of 90 KiB, held open halfway: the gateway holds its declared length.
+    // One upload of 90 KiB, held open near its end: the gateway holds the 80 KiB it
+    // has.
     let held = chat_body_of(90 * 1024);
     let held_request = request_for(&held);
     let mut slow = TcpStream::connect(gw.addr()).await.unwrap();
-    let split = held_request.len() - 40 * 1024;
+    let split = held_request.len() - 10 * 1024;
     slow.write_all(&held_request.as_bytes()[..split])
         .await
         .unwrap();
@@ -575,6 +576,30 @@ async fn bodies_past_the_buffer_budget_get_503_with_retry_after() {
     drop(slow);
     let resp = post_json(&gw, "/v1/chat/completions", second).await;
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_declared_and_not_sent_keeps_no_one_out() {
+    // A client declares a 90 KiB body of the 100 KiB the gateway may hold, and sends
+    // none of it: promised bytes hold nothing, so another caller's 50 KiB still fits.
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = openai_gateway("server:\n  max_buffered_bytes: 100KiB\n", &mock.url("/v1"));
+    let promise = head(
+        "POST",
+        "/v1/chat/completions",
+        &format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            90 * 1024
+        ),
+    );
+    let mut promised = Vec::new();
+    for _ in 0..3 {
+        promised.push(sent(&gw, &promise).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = post_json(&gw, "/v1/chat/completions", chat_body_of(50 * 1024)).await;
+    assert_eq!(resp.status(), 200);
+    drop(promised);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

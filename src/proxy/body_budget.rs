@@ -55,16 +55,32 @@ impl BodyPermit {
         let before = self.budget.held.fetch_add(more, Ordering::AcqRel);
         if before.saturating_add(more) > self.limit {
             self.budget.held.fetch_sub(more, Ordering::AcqRel);
-            return Err(GatewayError::overloaded(
-                format!(
-                    "the gateway is holding as many request bodies as it may ({} bytes); retry shortly",
-                    self.limit
-                ),
-                RETRY_AFTER_SECONDS,
-            ));
+            return Err(self.overloaded());
         }
         self.held += more;
         Ok(())
+    }
+
+    /// Whether `bytes` in all would fit the budget now, without holding them: a body
+    /// declared but not yet sent holds nothing (a client could otherwise promise
+    /// large bodies, send none, and keep every other caller's out).
+    pub fn would_fit(&self, bytes: u64) -> Result<(), GatewayError> {
+        let more = bytes.saturating_sub(self.held);
+        let held = self.budget.held.load(Ordering::Acquire);
+        if held.saturating_add(more) > self.limit {
+            return Err(self.overloaded());
+        }
+        Ok(())
+    }
+
+    fn overloaded(&self) -> GatewayError {
+        GatewayError::overloaded(
+            format!(
+                "the gateway is holding as many request bodies as it may ({} bytes); retry shortly",
+                self.limit
+            ),
+            RETRY_AFTER_SECONDS,
+        )
     }
 
     /// Gives back all this permit holds: the request no longer keeps its body.

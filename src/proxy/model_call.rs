@@ -173,7 +173,7 @@ impl AuroraProxy {
         let admission = ModelCallBody::admit(session.req_header());
         session.as_mut().enable_retry_buffering();
         let mut permit = self.bodies.permit(config.server.max_buffered_bytes);
-        if let Err(err) = admission.hold_declared(&mut permit) {
+        if let Err(err) = admission.check_declared(&permit) {
             // Refused before the client is told to send: no `100 Continue` first, so
             // the client never starts an upload that is already turned down.
             session.set_keepalive(None);

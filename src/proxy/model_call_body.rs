@@ -157,11 +157,13 @@ pub struct BodyAdmission {
 }
 
 impl BodyAdmission {
-    /// Holds the declared length against `permit` before any of the body is read, so
-    /// a burst of large uploads is refused up front rather than halfway through.
-    pub fn hold_declared(&self, permit: &mut BodyPermit) -> Result<(), GatewayError> {
+    /// Checks the declared length against what the gateway holds now, before any of
+    /// the body is read, so an upload that cannot fit is refused up front (before a
+    /// `100 Continue`). It is not held: the body's bytes are, as they arrive, so a
+    /// client that declares a body and sends none keeps no one else's out.
+    pub fn check_declared(&self, permit: &BodyPermit) -> Result<(), GatewayError> {
         match self.declared {
-            Some(declared) => permit.cover(declared),
+            Some(declared) => permit.would_fit(declared),
             None => Ok(()),
         }
     }
@@ -263,22 +265,27 @@ mod tests {
     }
 
     #[test]
-    fn admit_holds_a_declared_length_against_the_budget_before_reading() {
+    fn a_declared_length_is_checked_against_the_budget_but_not_held() {
         let budget = Arc::new(BodyBudget::default());
         let declared = request(&[("content-length", " 60 ")], http::Version::HTTP_11);
         let admission = ModelCallBody::admit(&declared);
         assert_eq!(admission.declared, Some(60));
-        let mut first = budget.permit(100);
-        admission.hold_declared(&mut first).unwrap();
+        let first = budget.permit(100);
+        admission.check_declared(&first).unwrap();
+        // Declared and not sent: it holds nothing, and keeps no one out.
         let mut second = budget.permit(100);
-        let err = admission.hold_declared(&mut second).unwrap_err();
+        admission.check_declared(&second).unwrap();
+        // Its bytes are held as they come; what no longer fits is refused up front.
+        second.cover(60).unwrap();
+        let err = admission.check_declared(&first).unwrap_err();
         assert_eq!(err.status, 503, "the budget holds 60 of 100 already");
+        admission.check_declared(&second).unwrap();
 
         // A chunked body declares nothing: it is held as it is read.
         let chunked = request(&[("transfer-encoding", "chunked")], http::Version::HTTP_11);
         let admission = ModelCallBody::admit(&chunked);
         assert_eq!(admission.declared, None);
-        admission.hold_declared(&mut second).unwrap();
+        admission.check_declared(&first).unwrap();
     }
 
     #[test]

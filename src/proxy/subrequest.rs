@@ -94,6 +94,9 @@ pub fn take_plan(session: &mut Session) -> Option<SubrequestPlan> {
         .take()
 }
 
+/// The most a body's buffer starts with for its declared length, before its bytes come.
+const DECLARED_START_CAPACITY: u64 = 1 << 20;
+
 /// Reads the whole request body, refusing more than `limit` bytes, more than `permit`
 /// can cover of the gateway's body budget, and a body that misses `deadline` (408, and
 /// the connection closes: the rest of the body is unread). A client that closes or
@@ -104,10 +107,12 @@ pub async fn read_body_within(
     permit: &mut BodyPermit,
     deadline: BodyDeadline,
 ) -> Result<Bytes, GatewayError> {
-    // Sized once from a declared length (already checked against `limit`), so a large
-    // body is not copied again each time the buffer doubles.
+    // Sized from a declared length (already checked against `limit`), so a large body
+    // is not copied again each time the buffer doubles; no more than a modest start
+    // until the bytes come, so a body declared and not sent takes no memory.
     let declared = super::declared_length(session.req_header()).filter(|len| *len <= limit);
-    let mut body = BytesMut::with_capacity(declared.map_or(0, |len| len as usize));
+    let start = declared.map_or(0, |len| len.min(DECLARED_START_CAPACITY) as usize);
+    let mut body = BytesMut::with_capacity(start);
     loop {
         let read = tokio::time::timeout_at(deadline.at().into(), session.read_request_body()).await;
         let chunk = match read {
