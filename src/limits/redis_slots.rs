@@ -46,6 +46,8 @@ pub struct HeldSlots {
     held: Mutex<LookupMap<String, Vec<SlotId>>>,
     lease: Duration,
     renewing: AtomicBool,
+    /// The SHA of [`RENEW_SLOTS`], hashed once.
+    renew_sha: String,
 }
 
 impl HeldSlots {
@@ -55,6 +57,7 @@ impl HeldSlots {
             held: Mutex::default(),
             lease,
             renewing: AtomicBool::new(false),
+            renew_sha: redis::Script::new(RENEW_SLOTS).get_hash().to_string(),
         })
     }
 
@@ -113,9 +116,12 @@ impl HeldSlots {
     fn renewal(&self, held: &[(String, Vec<SlotId>)], replica: &str) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         pipe.cmd("SCRIPT").arg("LOAD").arg(RENEW_SLOTS).ignore();
-        let sha = redis::Script::new(RENEW_SLOTS).get_hash().to_string();
         for (subject, slots) in held {
-            let renew = pipe.cmd("EVALSHA").arg(&sha).arg(1).arg(slots_key(subject));
+            let renew = pipe
+                .cmd("EVALSHA")
+                .arg(&self.renew_sha)
+                .arg(1)
+                .arg(slots_key(subject));
             renew.arg(self.lease_secs());
             for slot in slots {
                 renew.arg(slot_name(replica, *slot));

@@ -644,16 +644,23 @@ fn share(ctx: &RequestContext, charge: Option<Charge>) {
 /// (which may do the work, and bill it, all the same): that attempt is counted once,
 /// however often its failure is told.
 pub fn attempt_failed(ctx: &mut RequestContext, e: &Error) {
-    let latest = ctx.obs.latest_answer();
-    let had_it = matches!(
-        latest,
-        AnswerState::Awaited | AnswerState::Whole | AnswerState::Streamed | AnswerState::Unmetered
-    );
-    if latest == AnswerState::GivenUp && gave_up_waiting(e) {
+    let had_it = match ctx.obs.latest_answer() {
+        AnswerState::Awaited
+        | AnswerState::Whole
+        | AnswerState::Streamed
+        | AnswerState::Unmetered => true,
+        AnswerState::GivenUp => false,
+        AnswerState::Unsent | AnswerState::Refused => {
+            attempt_not_sent(ctx);
+            return;
+        }
+    };
+    if !gave_up_waiting(e) {
+        attempt_not_sent(ctx);
         return;
     }
-    if !(had_it && gave_up_waiting(e)) {
-        attempt_not_sent(ctx);
+    if !had_it {
+        // Given up on already: told again.
         return;
     }
     match &ctx.obs.shared {
