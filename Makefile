@@ -115,8 +115,19 @@ $(AGENTS_STAMP):
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
 	mkdir -p $(AGENTS_DIR)
-	npm install --prefix $(AGENTS_DIR) --no-save --no-audit --no-fund --loglevel=error \
-		@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION)
+	@# The registry drops a download now and then: npm retries each fetch, and the
+	@# whole install is tried three times, showing npm's own account if all fail.
+	@for try in 1 2 3; do \
+		npm install --prefix $(AGENTS_DIR) --no-save --no-audit --no-fund --loglevel=error \
+			--fetch-retries=5 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=30000 \
+			--logs-dir=$(AGENTS_DIR)/.npm-logs \
+			@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION) \
+			&& exit 0; \
+		echo "npm install failed (try $$try of 3)"; \
+		log=$$(ls -t $(AGENTS_DIR)/.npm-logs/*.log 2>/dev/null | head -n 1); \
+		[ -n "$$log" ] && tail -n 15 "$$log"; \
+		sleep $$((try * 10)); \
+	done; exit 1
 	$(AGENTS_DIR)/node_modules/.bin/claude --version
 	$(AGENTS_DIR)/node_modules/.bin/codex --version
 	touch $@
