@@ -340,7 +340,7 @@ fn broken_gzip(rec: &common::Recorded) -> Reply {
             body: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff].into(),
         };
     }
-    // Each event flushed whole; the decoder hands one piece on as the next arrives.
+    // Each event flushed whole, as a provider streams them.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut chunks = Vec::new();
     for event in [FIRST_EVENT, SECOND_EVENT] {
@@ -398,7 +398,8 @@ async fn a_compressed_answer_that_cannot_be_decoded_never_reaches_the_client_lab
     assert_eq!(empty.status(), 200);
     assert!(empty.headers().get("content-encoding").is_none());
     assert!(empty.bytes().await.unwrap().is_empty());
-    // A stream is cut where its decoding failed: what came before arrives decoded.
+    // A stream is cut where its decoding failed: what came before arrives decoded, each
+    // event as soon as it came (not held back until the next piece).
     let stream =
         r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let mut resp = gw
@@ -415,11 +416,135 @@ async fn a_compressed_answer_that_cannot_be_decoded_never_reaches_the_client_lab
         }
     };
     let received = String::from_utf8(received).unwrap();
-    assert!(
-        received == FIRST_EVENT || received == format!("{FIRST_EVENT}{SECOND_EVENT}"),
-        "{received}"
-    );
+    assert_eq!(received, format!("{FIRST_EVENT}{SECOND_EVENT}"));
     assert_eq!(ended, "cut");
     gw.wait_for_log("status=200", 1).await;
     assert!(gw.log().contains("could not be decoded"), "{}", gw.log());
+}
+
+/// 128 MiB of zeros compressed as `encoding` (gzip: about 128 KiB; Brotli: a few
+/// bytes), made once per encoding.
+fn bomb(encoding: &str) -> bytes::Bytes {
+    use std::io::Write;
+    static GZIP: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    static BROTLI: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let zeros = |mut w: Box<dyn Write + '_>| {
+        let mib = vec![0u8; 1024 * 1024];
+        for _ in 0..128 {
+            w.write_all(&mib).unwrap();
+        }
+    };
+    if encoding == "gzip" {
+        GZIP.get_or_init(|| {
+            let mut out = Vec::new();
+            zeros(Box::new(flate2::write::GzEncoder::new(
+                &mut out,
+                flate2::Compression::best(),
+            )));
+            out.into()
+        })
+        .clone()
+    } else {
+        BROTLI
+            .get_or_init(|| {
+                let mut out = Vec::new();
+                zeros(Box::new(brotli::CompressorWriter::new(
+                    &mut out, 4096, 1, 22,
+                )));
+                out.into()
+            })
+            .clone()
+    }
+}
+
+/// Peak resident memory of process `pid`, in bytes (`VmHWM` in `/proc/<pid>/status`).
+fn peak_resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_answer_that_decodes_to_gigabytes_is_refused_with_bounded_memory() {
+    // A few KiB of a provider's answer must not become gigabytes in the gateway: the
+    // meter and the translators read every answer decoded.
+    for encoding in ["gzip", "br"] {
+        let body = bomb(encoding);
+        let mock = MockUpstream::start(move |rec| {
+            if rec.path().ends_with("/models") {
+                return Reply::json(200, r#"{"object":"list","data":[]}"#);
+            }
+            let stream = rec.body.windows(13).any(|w| w == br#""stream":true"#);
+            let content_type = if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            Reply::Full {
+                status: 200,
+                headers: vec![
+                    ("content-type".to_string(), content_type.to_string()),
+                    ("content-encoding".to_string(), encoding.to_string()),
+                ],
+                body: body.clone(),
+            }
+        })
+        .await;
+        let base = mock.url("/v1");
+        let gw = Gateway::start(
+            "",
+            &[
+                ("AURORA_MASTER_KEY", MASTER),
+                ("OPENAI_API_KEY", PROVIDER_KEY),
+                ("OPENAI_BASE_URL", base.as_str()),
+                ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
+                ("ANTHROPIC_BASE_URL", base.as_str()),
+            ],
+        );
+        assert_eq!(get_models(&gw).await.status(), 200);
+        let before = peak_resident_bytes(gw.pid());
+        let whole = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        let stream =
+            r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let translated = r#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
+        for (path, body) in [
+            ("/p/openai/chat/completions", whole),
+            ("/p/openai/chat/completions", stream),
+            ("/v1/chat/completions", translated),
+        ] {
+            let mut resp = gw.post_json(MASTER, path, body).await;
+            if resp.status() == 502 {
+                let v: serde_json::Value = resp.json().await.unwrap();
+                assert_eq!(v["error"]["type"], "provider_error", "{path}: {v}");
+                continue;
+            }
+            // The header went out before the first piece was refused: the body is cut,
+            // short of what the bomb decodes to.
+            assert_eq!(resp.status(), 200, "{encoding} {path}");
+            assert!(resp.headers().get("content-encoding").is_none());
+            let mut received = 0;
+            let ended = loop {
+                match resp.chunk().await {
+                    Ok(Some(piece)) => received += piece.len(),
+                    Ok(None) => break "cleanly",
+                    Err(_) => break "cut",
+                }
+            };
+            assert_eq!(ended, "cut", "{encoding} {path}");
+            assert!(received < 16 << 20, "{encoding} {path}: {received} bytes");
+        }
+        let grown = peak_resident_bytes(gw.pid()).saturating_sub(before);
+        // Each piece may decode to 8 MiB; one of these pieces decodes to 64 MiB.
+        assert!(
+            grown < 48 << 20,
+            "{encoding}: peak memory grew {grown} bytes"
+        );
+        gw.wait_for_log("decodes to more than it may", 3).await;
+        // The gateway carries on.
+        assert_eq!(get_models(&gw).await.status(), 200);
+    }
 }

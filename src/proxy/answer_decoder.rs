@@ -1,144 +1,263 @@
 //! Every provider answer is read plain, by the usage meter and the translators: one
 //! that came compressed anyway (gzip or Brotli; the provider was asked for
-//! `identity`) is decoded. Pingora's decoder that fails part way (a broken gzip, or
-//! one of several members) gives up and passes the rest as it came, under a header
-//! that no longer says it is compressed: the client would get compressed bytes
-//! labelled plain, and the meter would read nothing. Such an answer is refused
-//! instead.
+//! `identity`) is decoded here, piece by piece, each piece handed on as soon as it is
+//! decoded (an SSE event is not held back for the next one).
+//!
+//! Two ways an answer can hurt, both refused as a bad provider answer (502, or a
+//! stream cut where it happened):
+//! - a decoding that fails part way (a broken gzip): passed on, the rest would reach
+//!   the client still compressed under a header that no longer says so;
+//! - a decompression bomb: a few KiB that decode to gigabytes. A piece may decode to
+//!   [`PIECE_OUTPUT_ALLOWANCE`] (or 128 times its own size, when larger) and no more;
+//!   the decoder writes into a buffer that refuses to grow past it, so the bytes
+//!   beyond are never produced.
+
+use std::io::Write;
 
 use bytes::Bytes;
-use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::{Error, ErrorType};
 use pingora_http::ResponseHeader;
 
-/// Has Pingora's decoder of a proxied answer (`ctx`, idle until now) decode the body
-/// of the answer with this `header` (to a `HEAD` request: `to_head`) when it came
-/// compressed; the header then loses its `Content-Encoding` (and gains
-/// `Vary: Accept-Encoding`). Decided here, once the gateway has seen the header,
-/// rather than before the request: Pingora's decoder then costs an answer that is not
-/// compressed (nearly all) nothing. An answer without a body (to `HEAD`, or
-/// `204`/`304`) is left alone. The watch to hold over its body.
-pub fn decode_if_compressed(
-    ctx: &mut ResponseCompressionCtx,
-    header: &mut ResponseHeader,
-    to_head: bool,
-) -> DecodeWatch {
-    let bodiless = to_head || matches!(header.status.as_u16(), 204 | 304);
-    if bodiless || !header.headers.contains_key(http::header::CONTENT_ENCODING) {
-        return DecodeWatch::default();
-    }
-    // This header went through `ctx` idle (`reset` before each attempt); the body
-    // chunks that follow it go through it enabled.
-    *ctx = ResponseCompressionCtx::new(0, true, false);
-    ctx.response_header_filter(header, false);
-    DecodeWatch::of(ctx)
+/// What one piece of a compressed body may decode to at least. A piece is one read
+/// from the provider (64 KiB at most over HTTP/1.1), so this allows 128:1 on a whole
+/// piece, far past what JSON or SSE compress to, and holds a bomb's memory to this
+/// per answer.
+pub const PIECE_OUTPUT_ALLOWANCE: usize = 8 * 1024 * 1024;
+
+/// How many times its own size a piece larger than 64 KiB may decode to.
+const PIECE_RATIO: usize = 128;
+
+/// Brotli's working buffer, as Pingora sizes it.
+const BROTLI_BUFFER: usize = 4096;
+
+/// Why an answer could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undecodable {
+    /// The bytes are not what their `Content-Encoding` says.
+    Broken,
+    /// A piece decoded to more than its allowance: a decompression bomb.
+    TooLarge,
 }
-
-/// An idle decoder in place of one that served an answer, for another attempt.
-pub fn reset(ctx: &mut ResponseCompressionCtx) {
-    *ctx = ResponseCompressionCtx::new(0, false, false);
-}
-
-/// Whether the decoder in `ctx` is decoding a body: in its body phase it reports its
-/// figures; one that gave up, or never started, has none.
-fn decodes(ctx: &ResponseCompressionCtx) -> bool {
-    ctx.get_info().is_some()
-}
-
-/// Watches the decoder of one answer for the moment it gives up.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DecodeWatch {
-    /// The body is being decoded.
-    decoding: bool,
-    /// The decoder has been given some bytes of it.
-    took_bytes: bool,
-}
-
-impl DecodeWatch {
-    /// The watch over the decoder `ctx`, whose answer's header has gone through it.
-    fn of(ctx: &ResponseCompressionCtx) -> Self {
-        Self {
-            decoding: decodes(ctx),
-            took_bytes: false,
-        }
-    }
-
-    /// After `piece` of the body (the last one: `end`) went through `ctx`: an error
-    /// when the decoder gave up on it, leaving an answer the client cannot read. Not
-    /// when the body was empty from start to end (`Content-Encoding: gzip` on nothing,
-    /// which some servers send and the decoder refuses to finish).
-    pub fn after(
-        &mut self,
-        ctx: &ResponseCompressionCtx,
-        piece: Option<&[u8]>,
-        end: bool,
-    ) -> Result<(), Undecodable> {
-        if !self.decoding {
-            return Ok(());
-        }
-        if let Some((_, taken, _, _)) = ctx.get_info() {
-            self.took_bytes = taken > 0;
-            return Ok(());
-        }
-        self.decoding = false;
-        if self.took_bytes || !end || piece.is_some_and(|p| !p.is_empty()) {
-            return Err(Undecodable);
-        }
-        Ok(())
-    }
-}
-
-/// The decoder of one answer read by the gateway's own exchange.
-pub struct AnswerDecoder {
-    ctx: ResponseCompressionCtx,
-    watch: DecodeWatch,
-}
-
-/// The answer could not be decoded.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Undecodable;
 
 impl Undecodable {
     /// What the client is told: the provider's answer was invalid (502).
-    pub const MESSAGE: &'static str = "the provider's compressed answer could not be decoded";
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Broken => "the provider's compressed answer could not be decoded",
+            Self::TooLarge => "the provider's compressed answer decodes to more than it may",
+        }
+    }
 }
 
 impl From<Undecodable> for Box<Error> {
     /// An upstream error, which the gateway answers with 502.
-    fn from(_: Undecodable) -> Self {
-        Error::explain(
-            ErrorType::Custom("undecodable answer"),
-            Undecodable::MESSAGE,
-        )
-        .into_up()
+    fn from(e: Undecodable) -> Self {
+        Error::explain(ErrorType::Custom("undecodable answer"), e.message()).into_up()
+    }
+}
+
+/// The decoded bytes of one piece, refusing to grow past the piece's allowance. Once
+/// refused, every later write is refused too: a decoder dropped part way (Brotli's
+/// finishes what it holds) produces nothing more.
+#[derive(Default)]
+struct DecodedPiece {
+    bytes: Vec<u8>,
+    allowance: usize,
+    over: bool,
+}
+
+impl Write for DecodedPiece {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.over || self.bytes.len() + buf.len() > self.allowance {
+            self.over = true;
+            return Err(std::io::Error::other("decoded piece over its allowance"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The codec of one answer's body; boxed, so that an answer without one (nearly all)
+/// carries a pointer's room for it.
+enum Codec {
+    /// Every member, as a gzip file may hold several.
+    Gzip(Box<flate2::write::MultiGzDecoder<DecodedPiece>>),
+    Brotli(Box<brotli::DecompressorWriter<DecodedPiece>>),
+}
+
+impl Codec {
+    fn output(&mut self) -> &mut DecodedPiece {
+        match self {
+            Self::Gzip(d) => d.get_mut(),
+            Self::Brotli(d) => d.get_mut(),
+        }
+    }
+
+    /// `piece` through the codec, its output flushed out.
+    fn take(&mut self, piece: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Gzip(d) => {
+                d.write_all(piece)?;
+                d.flush()
+            }
+            Self::Brotli(d) => {
+                d.write_all(piece)?;
+                d.flush()
+            }
+        }
+    }
+
+    /// The end of the body: whatever the codec still holds, or an error when the body
+    /// stopped short of its end.
+    fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Gzip(d) => d.try_finish(),
+            Self::Brotli(d) => d.close(),
+        }
+    }
+}
+
+/// The decoder of one compressed answer's body.
+pub struct AnswerDecoder {
+    codec: Codec,
+    /// Some bytes of the body were taken: an empty body labelled gzip (which some
+    /// servers send) is an empty answer, not a broken one.
+    took_bytes: bool,
+    /// It failed: the answer ends here.
+    failed: Option<Undecodable>,
+}
+
+impl std::fmt::Debug for AnswerDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let codec = match self.codec {
+            Codec::Gzip(_) => "gzip",
+            Codec::Brotli(_) => "br",
+        };
+        f.debug_struct("AnswerDecoder")
+            .field("codec", &codec)
+            .field("took_bytes", &self.took_bytes)
+            .field("failed", &self.failed)
+            .finish()
     }
 }
 
 impl AnswerDecoder {
-    /// The decoder of the answer with this `header`, which loses its
-    /// `Content-Encoding` when its body is to be decoded.
-    pub fn of(header: &mut ResponseHeader) -> Self {
-        let mut ctx = ResponseCompressionCtx::new(0, true, false);
-        ctx.response_header_filter(header, false);
-        Self {
-            watch: DecodeWatch::of(&ctx),
-            ctx,
+    /// The decoder of the answer with this `header` (to a `HEAD` request: `to_head`),
+    /// when its body is to be decoded: it came as gzip or Brotli. The header then says
+    /// what the client gets: no `Content-Encoding`, no `Content-Length` (the decoded
+    /// length is not known ahead) nor `Accept-Ranges`, a weakened `ETag`, and
+    /// `Vary: Accept-Encoding`. `None` (the header untouched) for an answer without a
+    /// body (`HEAD`, `204`, `304`), a plain one, or one in an encoding the gateway does
+    /// not decode (zstd, or several encodings), which passes as it came.
+    pub fn of(header: &mut ResponseHeader, to_head: bool) -> Option<Self> {
+        if to_head || matches!(header.status.as_u16(), 204 | 304) {
+            return None;
         }
+        let encoding = header.headers.get(http::header::CONTENT_ENCODING)?;
+        let encoding = encoding.to_str().ok()?.trim();
+        let codec = if encoding.eq_ignore_ascii_case("gzip") {
+            Codec::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
+                DecodedPiece::default(),
+            )))
+        } else if encoding.eq_ignore_ascii_case("br") {
+            Codec::Brotli(Box::new(brotli::DecompressorWriter::new(
+                DecodedPiece::default(),
+                BROTLI_BUFFER,
+            )))
+        } else {
+            return None;
+        };
+        decoded_header(header);
+        Some(Self {
+            codec,
+            took_bytes: false,
+            failed: None,
+        })
     }
 
-    /// `piece` of the body (`None` at its end) decoded, or as it came when the answer
-    /// is not compressed.
+    /// `piece` of the body (the last one: `end`) decoded; `None` when it decoded to
+    /// nothing yet.
     pub fn decode(
         &mut self,
         piece: Option<Bytes>,
         end: bool,
     ) -> Result<Option<Bytes>, Undecodable> {
-        if !self.watch.decoding {
-            return Ok(piece);
+        if let Some(failed) = self.failed {
+            return Err(failed);
         }
-        let decoded = self.ctx.response_body_filter(piece.as_ref(), end);
-        self.watch.after(&self.ctx, piece.as_deref(), end)?;
-        Ok(decoded)
+        let piece = piece.unwrap_or_default();
+        let output = self.codec.output();
+        output.allowance = PIECE_OUTPUT_ALLOWANCE.max(piece.len().saturating_mul(PIECE_RATIO));
+        let mut taken = Ok(());
+        if !piece.is_empty() {
+            self.took_bytes = true;
+            taken = self.codec.take(&piece);
+        }
+        if taken.is_ok() && end && self.took_bytes {
+            taken = self.codec.finish();
+        }
+        let output = self.codec.output();
+        if taken.is_err() {
+            let failed = if output.over {
+                Undecodable::TooLarge
+            } else {
+                Undecodable::Broken
+            };
+            // The decoded bytes go with it: nothing after a failure reaches the client.
+            *output = DecodedPiece {
+                over: true,
+                ..Default::default()
+            };
+            self.failed = Some(failed);
+            return Err(failed);
+        }
+        let bytes = std::mem::take(&mut output.bytes);
+        Ok((!bytes.is_empty()).then(|| Bytes::from(bytes)))
+    }
+}
+
+/// The header of an answer whose body the gateway decodes, as Pingora's own decoder
+/// leaves it (and nginx's gunzip): the encoding gone, the body streamed, the strong
+/// validator weakened (the bytes are no longer the provider's) or dropped when it is
+/// not a valid one.
+fn decoded_header(header: &mut ResponseHeader) {
+    use http::header::{
+        ACCEPT_ENCODING, ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, ETAG, TRANSFER_ENCODING,
+        VARY,
+    };
+    header.remove_header(&CONTENT_ENCODING);
+    header.remove_header(&CONTENT_LENGTH);
+    header.remove_header(&ACCEPT_RANGES);
+    // Infallible: a static value under a standard name.
+    let _ = header.insert_header(&TRANSFER_ENCODING, "chunked");
+    if let Some(etag) = header.headers.get(&ETAG) {
+        let etag = etag.as_bytes();
+        if etag.starts_with(b"\"") {
+            let weak = http::HeaderValue::from_bytes(&[b"W/", etag].concat());
+            match weak {
+                Ok(weak) => {
+                    let _ = header.insert_header(&ETAG, weak);
+                }
+                Err(_) => {
+                    header.remove_header(&ETAG);
+                }
+            }
+        } else if !etag.starts_with(b"W/") {
+            header.remove_header(&ETAG);
+        }
+    }
+    let varies = header.headers.get_all(&VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .map(|v| v.trim_ascii())
+            .any(|v| v == b"*" || v.eq_ignore_ascii_case(b"accept-encoding"))
+    });
+    if !varies {
+        let _ = header.append_header(&VARY, http::HeaderValue::from_name(ACCEPT_ENCODING));
     }
 }
 
@@ -163,6 +282,28 @@ mod tests {
         gz.finish().unwrap().into()
     }
 
+    fn brotli(data: &[u8]) -> Bytes {
+        let mut out = Vec::new();
+        {
+            let mut br = brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
+            br.write_all(data).unwrap();
+        }
+        out.into()
+    }
+
+    /// `compress`ed zeros: `mib` MiB of them, fed to it a MiB at a time.
+    fn zeros<W: Write>(mut compress: W, mib: usize) -> W {
+        let mib_of_zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..mib {
+            compress.write_all(&mib_of_zeros).unwrap();
+        }
+        compress
+    }
+
+    fn decoder(encoding: &str) -> AnswerDecoder {
+        AnswerDecoder::of(&mut header(Some(encoding)), false).unwrap()
+    }
+
     /// Every piece of `pieces` through `decoder`, then its end.
     fn decoded(decoder: &mut AnswerDecoder, pieces: &[Bytes]) -> Result<Vec<u8>, Undecodable> {
         let mut out = Vec::new();
@@ -173,58 +314,183 @@ mod tests {
         Ok(out)
     }
 
-    #[test]
-    fn a_gzipped_answer_is_decoded_and_loses_its_encoding() {
-        let mut h = header(Some("gzip"));
-        let mut decoder = AnswerDecoder::of(&mut h);
-        assert!(h.headers.get("content-encoding").is_none());
-        let body = gzip(br#"{"usage":{}}"#);
-        let (a, b) = body.split_at(7);
-        let out = decoded(
-            &mut decoder,
-            &[Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)],
-        );
-        assert_eq!(out.unwrap(), br#"{"usage":{}}"#);
+    /// `body` cut into pieces of `size`.
+    fn pieces(body: &[u8], size: usize) -> Vec<Bytes> {
+        body.chunks(size).map(Bytes::copy_from_slice).collect()
     }
 
     #[test]
-    fn a_plain_answer_or_one_in_an_encoding_not_decoded_passes_as_it_came() {
-        for encoding in [None, Some("zstd")] {
+    fn a_gzipped_or_brotli_answer_is_decoded_and_loses_its_encoding() {
+        let json = br#"{"usage":{"prompt_tokens":3}}"#;
+        for (encoding, body) in [
+            ("gzip", gzip(json)),
+            ("br", brotli(json)),
+            ("GZIP", gzip(json)),
+        ] {
+            let mut h = header(Some(encoding));
+            h.insert_header("content-length", body.len()).unwrap();
+            let mut decoder = AnswerDecoder::of(&mut h, false).unwrap();
+            assert!(h.headers.get("content-encoding").is_none());
+            assert!(h.headers.get("content-length").is_none());
+            assert!(h.headers["vary"]
+                .as_bytes()
+                .eq_ignore_ascii_case(b"accept-encoding"));
+            let out = decoded(&mut decoder, &pieces(&body, 7));
+            assert_eq!(out.unwrap(), json, "{encoding}");
+        }
+    }
+
+    #[test]
+    fn each_piece_is_handed_on_as_soon_as_it_decodes() {
+        // Two SSE events, each compressed and flushed as a provider streams them.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"data: {\"n\":1}\n\n").unwrap();
+        gz.flush().unwrap();
+        let first = gz.get_ref().len();
+        gz.write_all(b"data: {\"n\":2}\n\n").unwrap();
+        let body = gz.finish().unwrap();
+        let mut decoder = decoder("gzip");
+        let out = decoder.decode(Some(Bytes::copy_from_slice(&body[..first])), false);
+        assert_eq!(out.unwrap().unwrap(), &b"data: {\"n\":1}\n\n"[..]);
+        let rest = Bytes::copy_from_slice(&body[first..]);
+        assert_eq!(
+            decoder.decode(Some(rest), true).unwrap().unwrap(),
+            &b"data: {\"n\":2}\n\n"[..]
+        );
+    }
+
+    #[test]
+    fn the_header_of_a_decoded_answer_is_the_plain_ones() {
+        let mut h = header(Some("gzip"));
+        h.insert_header("etag", "\"abc\"").unwrap();
+        h.insert_header("accept-ranges", "bytes").unwrap();
+        h.insert_header("vary", "Origin, accept-encoding").unwrap();
+        AnswerDecoder::of(&mut h, false).unwrap();
+        assert_eq!(h.headers["etag"], "W/\"abc\"");
+        assert!(h.headers.get("accept-ranges").is_none());
+        assert_eq!(h.headers["transfer-encoding"], "chunked");
+        assert_eq!(h.headers.get_all("vary").iter().count(), 1);
+
+        let mut h = header(Some("br"));
+        h.insert_header("etag", "not-quoted").unwrap();
+        AnswerDecoder::of(&mut h, false).unwrap();
+        assert!(h.headers.get("etag").is_none());
+    }
+
+    #[test]
+    fn a_plain_or_bodiless_answer_or_one_in_an_encoding_not_decoded_is_left_alone() {
+        for encoding in [None, Some("zstd"), Some("gzip, br"), Some("deflate")] {
             let mut h = header(encoding);
-            let mut decoder = AnswerDecoder::of(&mut h);
+            assert!(AnswerDecoder::of(&mut h, false).is_none());
             assert_eq!(
                 h.headers
                     .get("content-encoding")
                     .map(|v| v.to_str().unwrap()),
                 encoding
             );
-            let out = decoded(&mut decoder, &[Bytes::from_static(b"{\"a\":1}")]);
-            assert_eq!(out.unwrap(), b"{\"a\":1}");
         }
+        let mut to_head = header(Some("gzip"));
+        assert!(AnswerDecoder::of(&mut to_head, true).is_none());
+        let mut not_modified = header(Some("gzip"));
+        not_modified.set_status(304).unwrap();
+        assert!(AnswerDecoder::of(&mut not_modified, false).is_none());
+        assert_eq!(not_modified.headers["content-encoding"], "gzip");
     }
 
     #[test]
     fn an_empty_body_labelled_gzip_is_an_empty_answer() {
-        let mut h = header(Some("gzip"));
-        let mut decoder = AnswerDecoder::of(&mut h);
-        assert_eq!(decoded(&mut decoder, &[]), Ok(Vec::new()));
-        let mut decoder = AnswerDecoder::of(&mut header(Some("gzip")));
-        assert_eq!(decoded(&mut decoder, &[Bytes::new()]), Ok(Vec::new()));
+        assert_eq!(decoded(&mut decoder("gzip"), &[]), Ok(Vec::new()));
+        assert_eq!(
+            decoded(&mut decoder("gzip"), &[Bytes::new()]),
+            Ok(Vec::new())
+        );
+        assert_eq!(decoded(&mut decoder("br"), &[]), Ok(Vec::new()));
     }
 
     #[test]
-    fn a_gzip_that_breaks_part_way_is_undecodable() {
+    fn a_gzip_of_several_members_is_decoded_whole() {
+        // What `cat a.gz b.gz` makes, and what a server that gzips each flush as its
+        // own member sends: one body, every member of it.
+        let mut two_members = gzip(b"one ").to_vec();
+        two_members.extend_from_slice(&gzip(b"two"));
+        let out = decoded(&mut decoder("gzip"), &pieces(&two_members, 5));
+        assert_eq!(out.unwrap(), b"one two");
+    }
+
+    #[test]
+    fn a_body_that_breaks_part_way_or_stops_short_is_undecodable() {
         let mut broken = gzip(b"hello there").to_vec();
         let cut = broken.len() / 2;
         broken[cut] ^= 0xff;
         broken[cut + 1] ^= 0xff;
-        let mut two_members = gzip(b"one").to_vec();
-        two_members.extend_from_slice(&gzip(b"two"));
-        for body in [vec![0x1f, 0x8b, 0, 0], broken, two_members] {
-            let mut h = header(Some("gzip"));
-            let mut decoder = AnswerDecoder::of(&mut h);
-            let out = decoded(&mut decoder, &[Bytes::from(body.clone())]);
-            assert_eq!(out, Err(Undecodable), "{body:?}");
+        let whole = gzip(b"hello there");
+        let short = whole[..whole.len() - 4].to_vec();
+        for body in [vec![0x1f, 0x8b, 0, 0], broken, short] {
+            let out = decoded(&mut decoder("gzip"), &[Bytes::from(body.clone())]);
+            assert_eq!(out, Err(Undecodable::Broken), "{body:?}");
         }
+        let br = brotli(b"hello there");
+        let out = decoded(&mut decoder("br"), &[br.slice(..br.len() - 2)]);
+        assert_eq!(out, Err(Undecodable::Broken));
+        let out = decoded(
+            &mut decoder("br"),
+            &[Bytes::from_static(b"not brotli at all")],
+        );
+        assert_eq!(out, Err(Undecodable::Broken));
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_before_it_is_decoded() {
+        // 64 MiB of zeros: about 64 KiB as gzip, a few bytes as Brotli.
+        let gz = zeros(
+            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best()),
+            64,
+        )
+        .finish()
+        .unwrap();
+        let mut br = Vec::new();
+        drop(zeros(
+            brotli::CompressorWriter::new(&mut br, 4096, 1, 22),
+            64,
+        ));
+        for (encoding, bomb) in [("gzip", gz), ("br", br)] {
+            let mut decoder = decoder(encoding);
+            let mut refused = None;
+            let mut decoded = 0;
+            // Pieces as large as Pingora reads them.
+            for piece in pieces(&bomb, 64 * 1024) {
+                match decoder.decode(Some(piece), false) {
+                    Ok(out) => decoded += out.map_or(0, |b| b.len()),
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(refused, Some(Undecodable::TooLarge), "{encoding}");
+            assert!(
+                decoded <= PIECE_OUTPUT_ALLOWANCE * 2,
+                "{encoding}: {decoded}"
+            );
+            // Refused for good: its end is no answer either.
+            assert_eq!(decoder.decode(None, true), Err(Undecodable::TooLarge));
+        }
+    }
+
+    #[test]
+    fn a_large_answer_is_decoded_whole() {
+        // 24 MiB of numbered JSON lines, spread over many pieces: larger than a piece's
+        // allowance, as a long answer may be, but no piece decodes past it.
+        let mut plain = Vec::new();
+        let mut n = 0u64;
+        while plain.len() < 24 * 1024 * 1024 {
+            let line = format!(r#"{{"object":"chat.completion.chunk","index":{n}}}"#);
+            plain.extend_from_slice(line.as_bytes());
+            plain.push(b'\n');
+            n += 1;
+        }
+        let body = gzip(&plain);
+        let out = decoded(&mut decoder("gzip"), &pieces(&body, 16 * 1024));
+        assert_eq!(out.unwrap().len(), plain.len());
     }
 }

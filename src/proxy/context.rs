@@ -132,7 +132,7 @@ pub struct RequestContext {
     /// When the current attempt's whole (not streamed) answer must be over.
     pub answer_due: Option<Instant>,
     /// The decoding of the current attempt's answer, when it came compressed.
-    pub answer_decoding: super::answer_decoder::DecodeWatch,
+    pub answer_decoder: Option<super::answer_decoder::AnswerDecoder>,
 }
 
 impl RequestContext {
@@ -167,7 +167,7 @@ impl RequestContext {
             held_to: Default::default(),
             rate: None,
             answer_due: None,
-            answer_decoding: Default::default(),
+            answer_decoder: None,
         }
     }
 

@@ -68,7 +68,7 @@ use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{
     ResponseCodecs, ResponseTranslator, ResponseTranslatorBuilder, UsageRead, OMITTED_TOOLS_HEADER,
 };
-use answer_decoder::Undecodable;
+use answer_decoder::AnswerDecoder;
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
 use deferred_poll::DeleteRefused;
@@ -1131,12 +1131,8 @@ impl ProxyHttp for AuroraProxy {
         if let Some(wait) = ctx.retry_wait.take() {
             tokio::time::sleep(wait).await;
         }
-        if !session.upstream_compression.is_header_phase() {
-            // Another attempt after an answer was decoded (a retry, or a fallback):
-            // Pingora's decoder serves one answer, and panics if asked for a second.
-            answer_decoder::reset(&mut session.upstream_compression);
-            ctx.answer_decoding = Default::default();
-        }
+        // Another attempt (a retry, or a fallback) has its own answer to decode.
+        ctx.answer_decoder = None;
         loop {
             let readied = match self.ready_attempt(ctx, &session.req_header().headers) {
                 Ok(Some((body, translation))) => {
@@ -1364,11 +1360,7 @@ impl ProxyHttp for AuroraProxy {
         ctx.upstream_status = Some(status);
         ctx.body.answered(status);
         let to_head = session.req_header().method == http::Method::HEAD;
-        ctx.answer_decoding = answer_decoder::decode_if_compressed(
-            &mut session.upstream_compression,
-            upstream_response,
-            to_head,
-        );
+        ctx.answer_decoder = AnswerDecoder::of(upstream_response, to_head);
         observe::answer_header(ctx, upstream_response);
         let location = passthrough_location(ctx, session.req_header(), upstream_response);
         header_maps::open_answer(upstream_response, |map| {
@@ -1386,7 +1378,7 @@ impl ProxyHttp for AuroraProxy {
 
     fn response_body_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Self::CTX,
@@ -1406,15 +1398,14 @@ impl ProxyHttp for AuroraProxy {
                 "whole answer past timeouts.total",
             ));
         }
-        let decoded = ctx.answer_decoding.after(
-            &session.upstream_compression,
-            body.as_deref(),
-            end_of_stream,
-        );
-        if let Err(undecodable) = decoded {
-            // What follows would reach the client still compressed, labelled plain.
-            ctx.error = Some(GatewayError::bad_provider_answer(Undecodable::MESSAGE));
-            return Err(undecodable.into());
+        if let Some(decoder) = ctx.answer_decoder.as_mut() {
+            match decoder.decode(body.take(), end_of_stream) {
+                Ok(decoded) => *body = decoded,
+                Err(undecodable) => {
+                    ctx.error = Some(GatewayError::bad_provider_answer(undecodable.message()));
+                    return Err(undecodable.into());
+                }
+            }
         }
         if let Some(model) = observe::answer_bytes(ctx, body.as_deref(), end_of_stream) {
             telemetry::response_model(ctx, &model);

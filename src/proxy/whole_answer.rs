@@ -51,7 +51,8 @@ pub struct ProviderAnswer {
 /// A successful answer whose body is still to be read, piece by piece.
 pub struct OpenAnswer {
     session: HttpSession,
-    decoder: AnswerDecoder,
+    /// The answer came compressed.
+    decoder: Option<AnswerDecoder>,
     peer: HttpPeer,
     idle: Duration,
     done: bool,
@@ -74,10 +75,10 @@ impl OpenAnswer {
         .await
         .map_err(|e| e.into_up())?;
         match read {
-            Some(chunk) => Ok(self.decoder.decode(Some(chunk), false)?),
+            Some(chunk) => Ok(decoded(&mut self.decoder, Some(chunk), false)?),
             None => {
                 self.done = true;
-                Ok(self.decoder.decode(None, true)?)
+                Ok(decoded(&mut self.decoder, None, true)?)
             }
         }
     }
@@ -241,7 +242,8 @@ async fn attempt(
     };
     let header_at = std::time::Instant::now();
     answered.store(header.status.as_u16(), Ordering::Relaxed);
-    let mut decoder = AnswerDecoder::of(&mut header);
+    // The gateway's own exchanges are never `HEAD`.
+    let mut decoder = AnswerDecoder::of(&mut header, false);
     if open_success && header.status.is_success() {
         let answer = ProviderAnswer {
             header,
@@ -288,10 +290,13 @@ async fn attempt(
     .await
     .map_err(|e| upstream_failure(e, false))?
     {
-        let decoded = decoder.decode(Some(chunk), false);
-        keep(decoded.map_err(undecodable)?, &mut whole)?;
+        let piece = decoded(&mut decoder, Some(chunk), false);
+        keep(piece.map_err(undecodable)?, &mut whole)?;
     }
-    keep(decoder.decode(None, true).map_err(undecodable)?, &mut whole)?;
+    keep(
+        decoded(&mut decoder, None, true).map_err(undecodable)?,
+        &mut whole,
+    )?;
     let answer = ProviderAnswer {
         header,
         body: whole.freeze(),
@@ -309,6 +314,19 @@ async fn release(connector: &Connector, session: Option<HttpSession>, peer: &Htt
         connector
             .release_http_session(session, peer, peer.options.idle_timeout)
             .await;
+    }
+}
+
+/// `piece` of an answer's body (the last: `end`), through its `decoder` when it came
+/// compressed.
+fn decoded(
+    decoder: &mut Option<AnswerDecoder>,
+    piece: Option<Bytes>,
+    end: bool,
+) -> Result<Option<Bytes>, Undecodable> {
+    match decoder {
+        Some(decoder) => decoder.decode(piece, end),
+        None => Ok(piece),
     }
 }
 
