@@ -97,6 +97,15 @@ impl Codec {
         }
     }
 
+    /// Whether a body starting with byte `first` is refused before it is decoded: a
+    /// Brotli stream with a large window (up to 1 GiB, which the decoder would set
+    /// aside for it), which `Content-Encoding: br` does not allow (RFC 7932: 16 MiB at
+    /// most). Its window bits start `1`, `000`, `001`, which a standard stream never
+    /// does.
+    fn refuses_start(&self, first: u8) -> bool {
+        matches!(self, Self::Brotli(_)) && first & 0x7f == 0x11
+    }
+
     /// `piece` through the codec, its output flushed out.
     fn take(&mut self, piece: &[u8]) -> std::io::Result<()> {
         match self {
@@ -157,7 +166,15 @@ impl AnswerDecoder {
         if to_head || matches!(header.status.as_u16(), 204 | 304) {
             return None;
         }
-        let encoding = header.headers.get(http::header::CONTENT_ENCODING)?;
+        // One coding on one line: `gzip` twice (on two lines) decoded once would reach
+        // the client still gzipped, labelled plain.
+        let mut codings = header
+            .headers
+            .get_all(http::header::CONTENT_ENCODING)
+            .iter();
+        let (Some(encoding), None) = (codings.next(), codings.next()) else {
+            return None;
+        };
         let encoding = encoding.to_str().ok()?.trim();
         let codec = if encoding.eq_ignore_ascii_case("gzip") {
             Codec::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
@@ -179,8 +196,8 @@ impl AnswerDecoder {
         })
     }
 
-    /// `piece` of the body (the last one: `end`) decoded; `None` when it decoded to
-    /// nothing yet.
+    /// `piece` of the body (the last one: `end`) decoded; `None` only when no piece
+    /// was given and none was left to decode.
     pub fn decode(
         &mut self,
         piece: Option<Bytes>,
@@ -189,7 +206,12 @@ impl AnswerDecoder {
         if let Some(failed) = self.failed {
             return Err(failed);
         }
+        let given = piece.is_some();
         let piece = piece.unwrap_or_default();
+        if !self.took_bytes && piece.first().is_some_and(|b| self.codec.refuses_start(*b)) {
+            self.failed = Some(Undecodable::Broken);
+            return Err(Undecodable::Broken);
+        }
         let output = self.codec.output();
         output.allowance = PIECE_OUTPUT_ALLOWANCE.max(piece.len().saturating_mul(PIECE_RATIO));
         let mut taken = Ok(());
@@ -215,8 +237,10 @@ impl AnswerDecoder {
             self.failed = Some(failed);
             return Err(failed);
         }
+        // A piece given is a piece returned, maybe empty (its bytes held a header, or
+        // no whole block): to a reader of pieces, `None` is the end of the body.
         let bytes = std::mem::take(&mut output.bytes);
-        Ok((!bytes.is_empty()).then(|| Bytes::from(bytes)))
+        Ok((given || !bytes.is_empty()).then(|| Bytes::from(bytes)))
     }
 }
 
@@ -360,6 +384,44 @@ mod tests {
     }
 
     #[test]
+    fn a_piece_that_decodes_to_nothing_yet_is_an_empty_piece_not_the_end() {
+        // Its first bytes: the gzip header alone, no data yet.
+        let body = gzip(b"hello");
+        let mut decoder = decoder("gzip");
+        let out = decoder.decode(Some(body.slice(..10)), false);
+        assert_eq!(out, Ok(Some(Bytes::new())));
+        let out = decoder.decode(Some(body.slice(10..)), false);
+        assert_eq!(out, Ok(Some(Bytes::from_static(b"hello"))));
+        assert_eq!(decoder.decode(None, true), Ok(None));
+    }
+
+    #[test]
+    fn a_brotli_stream_with_a_large_window_is_refused_before_it_is_decoded() {
+        let params = brotli::enc::BrotliEncoderParams {
+            large_window: true,
+            lgwin: 30,
+            quality: 5,
+            ..Default::default()
+        };
+        let mut large = Vec::new();
+        {
+            let mut br = brotli::CompressorWriter::with_params(&mut large, 4096, &params);
+            br.write_all(b"hello there").unwrap();
+        }
+        assert_eq!(large[0] & 0x7f, 0x11, "a large window's stream");
+        let out = decoded(&mut decoder("br"), &[Bytes::from(large)]);
+        assert_eq!(out, Err(Undecodable::Broken));
+        // A standard stream with the largest window RFC 7932 allows is decoded.
+        let mut standard = Vec::new();
+        {
+            let mut br = brotli::CompressorWriter::new(&mut standard, 4096, 5, 24);
+            br.write_all(b"hello there").unwrap();
+        }
+        let out = decoded(&mut decoder("br"), &[Bytes::from(standard)]);
+        assert_eq!(out.unwrap(), b"hello there");
+    }
+
+    #[test]
     fn the_header_of_a_decoded_answer_is_the_plain_ones() {
         let mut h = header(Some("gzip"));
         h.insert_header("etag", "\"abc\"").unwrap();
@@ -389,6 +451,11 @@ mod tests {
                 encoding
             );
         }
+        // Gzipped twice, said on two lines: passed as it came, labelled as it came.
+        let mut twice = header(Some("gzip"));
+        twice.append_header("content-encoding", "gzip").unwrap();
+        assert!(AnswerDecoder::of(&mut twice, false).is_none());
+        assert_eq!(twice.headers.get_all("content-encoding").iter().count(), 2);
         let mut to_head = header(Some("gzip"));
         assert!(AnswerDecoder::of(&mut to_head, true).is_none());
         let mut not_modified = header(Some("gzip"));
