@@ -24,6 +24,18 @@ fn openai_at(base: &str, extra: &[(&str, &str)]) -> Gateway {
     Gateway::start("", &env)
 }
 
+/// The gateway with OpenAI and Anthropic both at `base` (a translated `/v1` call to
+/// `anthropic/…` reaches it too).
+fn openai_and_anthropic_at(base: &str) -> Gateway {
+    openai_at(
+        base,
+        &[
+            ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
+            ("ANTHROPIC_BASE_URL", base),
+        ],
+    )
+}
+
 /// `GET /p/openai/models` with the master key.
 async fn get_models(gw: &Gateway) -> reqwest::Response {
     client()
@@ -369,16 +381,7 @@ async fn a_compressed_answer_that_cannot_be_decoded_never_reaches_the_client_lab
     // no longer says so, and the meter would read nothing.
     let mock = MockUpstream::start(broken_gzip).await;
     let base = mock.url("/v1");
-    let gw = Gateway::start(
-        "",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", PROVIDER_KEY),
-            ("OPENAI_BASE_URL", base.as_str()),
-            ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
-            ("ANTHROPIC_BASE_URL", base.as_str()),
-        ],
-    );
+    let gw = openai_and_anthropic_at(&base);
     // Proxied, and read whole by the gateway to be translated.
     let whole = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
     let translated =
@@ -457,15 +460,9 @@ fn bomb(encoding: &str) -> bytes::Bytes {
     }
 }
 
-/// Peak resident memory of process `pid`, in bytes (`VmHWM` in `/proc/<pid>/status`).
+/// Peak resident memory of process `pid`, in bytes.
 fn peak_resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
+    common::process_memory(pid, "VmHWM")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,16 +492,7 @@ async fn a_compressed_answer_that_decodes_to_gigabytes_is_refused_with_bounded_m
         })
         .await;
         let base = mock.url("/v1");
-        let gw = Gateway::start(
-            "",
-            &[
-                ("AURORA_MASTER_KEY", MASTER),
-                ("OPENAI_API_KEY", PROVIDER_KEY),
-                ("OPENAI_BASE_URL", base.as_str()),
-                ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
-                ("ANTHROPIC_BASE_URL", base.as_str()),
-            ],
-        );
+        let gw = openai_and_anthropic_at(&base);
         assert_eq!(get_models(&gw).await.status(), 200);
         let before = peak_resident_bytes(gw.pid());
         let whole = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;

@@ -402,15 +402,9 @@ async fn uploads_of_a_few_mebibytes_pass_within_the_deadlines() {
     );
 }
 
-/// Resident memory of process `pid`, in bytes (`VmRSS` in `/proc/<pid>/status`).
+/// Resident memory of process `pid`, in bytes.
 fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
+    common::process_memory(pid, "VmRSS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

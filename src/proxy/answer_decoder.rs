@@ -108,16 +108,12 @@ impl Codec {
 
     /// `piece` through the codec, its output flushed out.
     fn take(&mut self, piece: &[u8]) -> std::io::Result<()> {
-        match self {
-            Self::Gzip(d) => {
-                d.write_all(piece)?;
-                d.flush()
-            }
-            Self::Brotli(d) => {
-                d.write_all(piece)?;
-                d.flush()
-            }
-        }
+        let codec: &mut dyn Write = match self {
+            Self::Gzip(d) => d.as_mut(),
+            Self::Brotli(d) => d.as_mut(),
+        };
+        codec.write_all(piece)?;
+        codec.flush()
     }
 
     /// The end of the body: whatever the codec still holds, or an error when the body

@@ -16,6 +16,18 @@ pub use gateway::{
 pub use load::Load;
 pub use mock::{CannedProvider, MockUpstream, Recorded, Reply};
 
+/// Memory of process `pid` from `/proc/<pid>/status`, in bytes: `field` is `VmRSS`
+/// (resident now) or `VmHWM` (its peak).
+pub fn process_memory(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
 /// Reads a fixture under `tests/fixtures/`.
 pub fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!(
