@@ -698,6 +698,44 @@ async fn a_stream_of_a_model_with_overflow_fallbacks_flows_as_usual_when_it_fits
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_stream_read_by_the_gateway_is_decoded_to_its_end() {
+    // A stream that may fall back is read by the gateway's own exchange. Gzipped, its
+    // first piece is the gzip header alone, which decodes to nothing yet: the stream
+    // goes on past it, not ended there.
+    use std::io::Write;
+    let stream = fixture("openai/chat_completion_stream.txt");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(stream.as_bytes()).unwrap();
+    let gzipped = bytes::Bytes::from(gz.finish().unwrap());
+    let pieces = [
+        gzipped.slice(..10),
+        gzipped.slice(10..40),
+        gzipped.slice(40..),
+    ];
+    let openai = MockUpstream::start(move |_: &Recorded| Reply::Stream {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "text/event-stream".into()),
+            ("content-encoding".into(), "gzip".into()),
+        ],
+        chunks: pieces
+            .iter()
+            .map(|p| (Duration::from_millis(50), p.clone()))
+            .collect(),
+    })
+    .await;
+    let anthropic = MockUpstream::start(provider_like).await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
+    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+
+    let resp = post(&gw, "/v1/chat/completions", CHAT_STREAM).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-aurora-provider"), "openai");
+    assert!(resp.headers().get("content-encoding").is_none());
+    assert_eq!(resp.text().await.unwrap(), stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_messages_prompt_too_long_falls_back_to_an_openai_model() {
     let too_long = r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
     let anthropic = MockUpstream::start(move |_: &Recorded| Reply::json(400, too_long)).await;
