@@ -20,8 +20,8 @@ use pingora_http::ResponseHeader;
 
 /// What one piece of a compressed body may decode to at least. A piece is one read
 /// from the provider (64 KiB at most over HTTP/1.1), so this allows 128:1 on a whole
-/// piece, far past what JSON or SSE compress to, and holds a bomb's memory to this
-/// per answer.
+/// piece, far past what JSON or SSE compress to, and holds a bomb's output to this
+/// per answer (beside Brotli's window, 16 MiB at most, which its header sets).
 pub const PIECE_OUTPUT_ALLOWANCE: usize = 8 * 1024 * 1024;
 
 /// How many times its own size a piece larger than 64 KiB may decode to.

@@ -1400,7 +1400,14 @@ impl ProxyHttp for AuroraProxy {
         }
         if let Some(decoder) = ctx.answer_decoder.as_mut() {
             match decoder.decode(body.take(), end_of_stream) {
-                Ok(decoded) => *body = decoded,
+                Ok(decoded) => {
+                    *body = decoded;
+                    if end_of_stream {
+                        // Its state (a Brotli window, up to 16 MiB) is not kept to the
+                        // end of the request.
+                        ctx.answer_decoder = None;
+                    }
+                }
                 Err(undecodable) => {
                     ctx.error = Some(GatewayError::bad_provider_answer(undecodable.message()));
                     return Err(undecodable.into());
