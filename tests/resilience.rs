@@ -42,6 +42,13 @@ fn failing_first(
     }
 }
 
+/// The gateway at `openai` and `anthropic`, where `gpt-4o-mini` falls back to Claude
+/// when its prompt is too long (and only then).
+fn mini_overflowing_to_claude(openai: &MockUpstream, anthropic: &MockUpstream) -> Gateway {
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
+    gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[])
+}
+
 /// Answers like OpenAI and Anthropic do, JSON or SSE.
 fn provider_like(rec: &Recorded) -> Reply {
     let streamed = String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#);
@@ -654,8 +661,7 @@ async fn a_streamed_prompt_too_long_falls_back_and_streams_from_the_fallback() {
     let too_long = r#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
     let openai = MockUpstream::start(move |_: &Recorded| Reply::json(400, too_long)).await;
     let anthropic = MockUpstream::start(provider_like).await;
-    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
-    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+    let gw = mini_overflowing_to_claude(&openai, &anthropic);
 
     let resp = post(&gw, "/v1/chat/completions", CHAT_STREAM).await;
     assert_eq!(resp.status(), 200);
@@ -676,8 +682,7 @@ async fn a_streamed_prompt_too_long_falls_back_and_streams_from_the_fallback() {
 async fn a_stream_of_a_model_with_overflow_fallbacks_flows_as_usual_when_it_fits() {
     let openai = MockUpstream::start(provider_like).await;
     let anthropic = MockUpstream::start(provider_like).await;
-    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
-    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+    let gw = mini_overflowing_to_claude(&openai, &anthropic);
 
     let resp = post(&gw, "/v1/chat/completions", CHAT_STREAM).await;
     assert_eq!(resp.status(), 200);
@@ -725,8 +730,7 @@ async fn a_compressed_stream_read_by_the_gateway_is_decoded_to_its_end() {
     })
     .await;
     let anthropic = MockUpstream::start(provider_like).await;
-    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
-    let gw = gateway(yaml, &openai.url("/v1"), &anthropic.url("/v1"), &[]);
+    let gw = mini_overflowing_to_claude(&openai, &anthropic);
 
     let resp = post(&gw, "/v1/chat/completions", CHAT_STREAM).await;
     assert_eq!(resp.status(), 200);
