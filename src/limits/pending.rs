@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::once_write::InDoubt;
 use super::{SlotId, UsageRecord};
+use crate::lookup::LookupMap;
 
 /// At most this many call slots of one subject wait to be given back: any more (only
 /// while Redis stays away) lapse by themselves a slot lease after their calls end.
@@ -16,7 +17,6 @@ fn give_back(waiting: &mut Vec<SlotId>, more: impl IntoIterator<Item = SlotId>) 
     let room = RELEASES_AT_MOST.saturating_sub(waiting.len());
     waiting.extend(more.into_iter().take(room));
 }
-use crate::lookup::LookupMap;
 
 /// One counter's increment and how long its key lives once written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

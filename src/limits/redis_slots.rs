@@ -45,17 +45,22 @@ pub fn slot_names(replica: &str, slots: &[SlotId]) -> String {
 pub struct HeldSlots {
     held: Mutex<LookupMap<String, Vec<SlotId>>>,
     lease: Duration,
+    /// Where they are renewed, and this replica's name there (the slots carry it).
+    link: Arc<Link>,
+    replica: String,
     renewing: AtomicBool,
     /// The SHA of [`RENEW_SLOTS`], hashed once.
     renew_sha: String,
 }
 
 impl HeldSlots {
-    /// None held yet; each lasts `lease` unrenewed.
-    pub fn new(lease: Duration) -> Arc<Self> {
+    /// None held yet by `replica`; each lasts `lease` unrenewed, renewed on `link`.
+    pub fn new(lease: Duration, link: Arc<Link>, replica: &str) -> Arc<Self> {
         Arc::new(Self {
             held: Mutex::default(),
             lease,
+            link,
+            replica: replica.to_string(),
             renewing: AtomicBool::new(false),
             renew_sha: redis::Script::new(RENEW_SLOTS).get_hash().to_string(),
         })
@@ -67,8 +72,8 @@ impl HeldSlots {
     }
 
     /// `slot` of `subject` is held: renewed from now on (by a task started with the
-    /// first, on `link` as `replica`) until [`Self::give_back`].
-    pub fn hold(self: &Arc<Self>, subject: &str, slot: SlotId, link: &Arc<Link>, replica: &str) {
+    /// first) until [`Self::give_back`].
+    pub fn hold(self: &Arc<Self>, subject: &str, slot: SlotId) {
         if let Ok(mut held) = self.held.lock() {
             match held.get_mut(subject) {
                 Some(slots) => slots.push(slot),
@@ -80,8 +85,7 @@ impl HeldSlots {
         if !self.renewing.swap(true, Ordering::AcqRel) {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
-                    let task = renewing(Arc::downgrade(self), Arc::clone(link), replica.into());
-                    runtime.spawn(task);
+                    runtime.spawn(renewing(Arc::downgrade(self)));
                 }
                 Err(_) => self.renewing.store(false, Ordering::Release),
             }
@@ -113,7 +117,7 @@ impl HeldSlots {
 
     /// The pipeline that renews `held`, loading [`RENEW_SLOTS`] first (Redis may have
     /// restarted and lost its scripts; renewals are few).
-    fn renewal(&self, held: &[(String, Vec<SlotId>)], replica: &str) -> redis::Pipeline {
+    fn renewal(&self, held: &[(String, Vec<SlotId>)]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         pipe.cmd("SCRIPT").arg("LOAD").arg(RENEW_SLOTS).ignore();
         for (subject, slots) in held {
@@ -124,7 +128,7 @@ impl HeldSlots {
                 .arg(slots_key(subject));
             renew.arg(self.lease_secs());
             for slot in slots {
-                renew.arg(slot_name(replica, *slot));
+                renew.arg(slot_name(&self.replica, *slot));
             }
             renew.ignore();
         }
@@ -140,8 +144,8 @@ fn renew_every(lease: Duration) -> Duration {
 
 /// The renewing task: every [`renew_every`], the slots held then are renewed; it ends
 /// with the store.
-async fn renewing(held: Weak<HeldSlots>, link: Arc<Link>, replica: String) {
-    let Some(lease) = held.upgrade().map(|h| h.lease) else {
+async fn renewing(held: Weak<HeldSlots>) {
+    let Some((lease, link)) = held.upgrade().map(|h| (h.lease, Arc::clone(&h.link))) else {
         return;
     };
     let every = renew_every(lease);
@@ -157,7 +161,7 @@ async fn renewing(held: Weak<HeldSlots>, link: Arc<Link>, replica: String) {
         if now_held.is_empty() {
             continue;
         }
-        let pipe = slots.renewal(&now_held, &replica);
+        let pipe = slots.renewal(&now_held);
         drop(slots);
         let sent = match link.connection().await {
             Ok(mut conn) => {
@@ -197,16 +201,16 @@ mod tests {
 
     #[test]
     fn a_slot_given_back_is_no_longer_renewed() {
-        let held = HeldSlots::new(Duration::from_secs(60));
         let link = Arc::new(Link::new("redis://127.0.0.1:1/0").unwrap());
-        held.hold("key:a", 1, &link, "r");
-        held.hold("key:a", 2, &link, "r");
-        held.hold("key:b", 3, &link, "r");
+        let held = HeldSlots::new(Duration::from_secs(60), link, "r");
+        held.hold("key:a", 1);
+        held.hold("key:a", 2);
+        held.hold("key:b", 3);
         held.give_back("key:a", 1);
         held.give_back("key:b", 3);
         held.give_back("key:b", 3);
         assert_eq!(held.now_held(), [("key:a".to_string(), vec![2])]);
-        let pipe = held.renewal(&held.now_held(), "r");
+        let pipe = held.renewal(&held.now_held());
         let sent: Vec<String> = pipe
             .cmd_iter()
             .flat_map(|c| c.args_iter())

@@ -80,12 +80,14 @@ impl RedisStore {
     /// [`Self::new`], its call slots lasting `slot_lease` unrenewed.
     pub fn with_slot_lease(url: &str, slot_lease: std::time::Duration) -> Result<Self, StoreError> {
         let link = Arc::new(Link::new(url)?);
+        let writer = Writer::new(Arc::clone(&link));
+        let slots = HeldSlots::new(slot_lease, Arc::clone(&link), writer.ids().replica());
         Ok(Self {
-            writer: Writer::new(Arc::clone(&link)),
+            writer,
             watches: SharedWatches::new(url)?,
             link,
             leases: LeaseBook::default(),
-            slots: HeldSlots::new(slot_lease),
+            slots,
             admit: Script::new(ADMIT),
             lease: Script::new(LEASE),
         })
@@ -130,7 +132,7 @@ impl RedisStore {
             .arg(window_left)
             .arg(period_left)
             .arg(self.slots.lease_secs())
-            .arg(slot_name(self.writer.ids().replica(), slot));
+            .arg(slot_name(self.replica(), slot));
         let answer: Vec<i64> = match self
             .link
             .called(call.invoke_async(&mut conn), "a limit check", 1)
@@ -152,8 +154,7 @@ impl RedisStore {
             ));
         };
         let slot = (taken == 1).then(|| {
-            let replica = self.writer.ids().replica();
-            self.slots.hold(subject, slot, &self.link, replica);
+            self.slots.hold(subject, slot);
             slot
         });
         Ok(Admission {

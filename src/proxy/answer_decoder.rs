@@ -240,6 +240,24 @@ impl AnswerDecoder {
     }
 }
 
+/// `piece` of an answer's body (the last: `end`), through its `decoder` when it came
+/// compressed (`None`: as it came). A decoder that reached the body's end is let go:
+/// its state (a Brotli window, up to 16 MiB) is not kept as long as the request.
+pub fn decode_piece(
+    decoder: &mut Option<AnswerDecoder>,
+    piece: Option<Bytes>,
+    end: bool,
+) -> Result<Option<Bytes>, Undecodable> {
+    let Some(d) = decoder.as_mut() else {
+        return Ok(piece);
+    };
+    let decoded = d.decode(piece, end)?;
+    if end {
+        *decoder = None;
+    }
+    Ok(decoded)
+}
+
 /// The header of an answer whose body the gateway decodes, as Pingora's own decoder
 /// leaves it (and nginx's gunzip): the encoding gone, the body streamed, the strong
 /// validator weakened (the bytes are no longer the provider's) or dropped when it is

@@ -1398,16 +1398,10 @@ impl ProxyHttp for AuroraProxy {
                 "whole answer past timeouts.total",
             ));
         }
-        if let Some(decoder) = ctx.answer_decoder.as_mut() {
-            match decoder.decode(body.take(), end_of_stream) {
-                Ok(decoded) => {
-                    *body = decoded;
-                    if end_of_stream {
-                        // Its state (a Brotli window, up to 16 MiB) is not kept to the
-                        // end of the request.
-                        ctx.answer_decoder = None;
-                    }
-                }
+        if ctx.answer_decoder.is_some() {
+            match answer_decoder::decode_piece(&mut ctx.answer_decoder, body.take(), end_of_stream)
+            {
+                Ok(decoded) => *body = decoded,
                 Err(undecodable) => {
                     ctx.error = Some(GatewayError::bad_provider_answer(undecodable.message()));
                     return Err(undecodable.into());

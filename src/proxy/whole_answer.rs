@@ -26,7 +26,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use super::answer_decoder::{AnswerDecoder, Undecodable};
+use super::answer_decoder::{decode_piece, AnswerDecoder, Undecodable};
 use super::upstream::UpstreamWait;
 use crate::providers::Timeouts;
 
@@ -75,10 +75,10 @@ impl OpenAnswer {
         .await
         .map_err(|e| e.into_up())?;
         match read {
-            Some(chunk) => Ok(decoded(&mut self.decoder, Some(chunk), false)?),
+            Some(chunk) => Ok(decode_piece(&mut self.decoder, Some(chunk), false)?),
             None => {
                 self.done = true;
-                Ok(decoded(&mut self.decoder, None, true)?)
+                Ok(decode_piece(&mut self.decoder, None, true)?)
             }
         }
     }
@@ -290,11 +290,11 @@ async fn attempt(
     .await
     .map_err(|e| upstream_failure(e, false))?
     {
-        let piece = decoded(&mut decoder, Some(chunk), false);
+        let piece = decode_piece(&mut decoder, Some(chunk), false);
         keep(piece.map_err(undecodable)?, &mut whole)?;
     }
     keep(
-        decoded(&mut decoder, None, true).map_err(undecodable)?,
+        decode_piece(&mut decoder, None, true).map_err(undecodable)?,
         &mut whole,
     )?;
     let answer = ProviderAnswer {
@@ -314,19 +314,6 @@ async fn release(connector: &Connector, session: Option<HttpSession>, peer: &Htt
         connector
             .release_http_session(session, peer, peer.options.idle_timeout)
             .await;
-    }
-}
-
-/// `piece` of an answer's body (the last: `end`), through its `decoder` when it came
-/// compressed.
-fn decoded(
-    decoder: &mut Option<AnswerDecoder>,
-    piece: Option<Bytes>,
-    end: bool,
-) -> Result<Option<Bytes>, Undecodable> {
-    match decoder {
-        Some(decoder) => decoder.decode(piece, end),
-        None => Ok(piece),
     }
 }
 

@@ -57,7 +57,7 @@ struct State {
     /// OpenAI indices of tool calls already started, to spot a provider
     /// returning to an earlier (closed) call (hashed: a stream of many calls is not
     /// read once per call).
-    tools_seen: std::collections::HashSet<u32, foldhash::fast::RandomState>,
+    tools_seen: crate::lookup::LookupSet<u32>,
     /// The highest of `tools_seen`: the next call without an index comes after it.
     last_tool_seen: Option<u32>,
     /// Provider id of the most recently started tool call.
