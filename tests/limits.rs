@@ -482,6 +482,51 @@ async fn a_passthrough_chat_call_is_priced_by_the_model_its_answer_named_whateve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_priced_as_the_model_that_answered_else_as_the_one_asked_for() {
+    // The provider bills the model that answered: a fallback it chose (OpenRouter's
+    // `models`), a snapshot. One the price table lacks is priced as the model asked
+    // for, not as free. Each answer's 21 tokens cost $0.021 at the dear price.
+    let mock = MockUpstream::start(|rec: &Recorded| {
+        let answer = fixture("openai/chat_completion.json");
+        match rec.uri.as_str() {
+            "/v1/unpriced/chat/completions" => Reply::json(
+                200,
+                answer.replace("gpt-4o-mini-2024-07-18", "gpt-4o-mini-variant-unpriced"),
+            ),
+            _ => Reply::json(200, answer),
+        }
+    })
+    .await;
+    let prices = "models:\n  prices:\n    gpt-4o-mini: {input: 0.001, output: 0.001}\n    gpt-4o-mini-2024-07-18: {input: 1000, output: 1000}\n    gpt-4o: {input: 1000, output: 1000}\n";
+    let budget = "{budget: {usd: 0.01, period: month}}";
+    // Asked for the cheap model, answered by the dear one.
+    let gw = gateway(&mock, prices, budget);
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    gw.wait_for_log("path=/v1/chat/completions", 1).await;
+    assert_budget_spent(post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await).await;
+    // Through `/p/`, answered by a model without a price: priced as the body's.
+    let base = mock.url("/v1/unpriced");
+    let yaml = format!(
+        "{prices}providers:\n  dear:\n    type: openai\n    base_url: {base}\n    api_key: sk-dear\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {budget}\n",
+        sha256_hex(TEAM_KEY),
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let path = "/p/dear/chat/completions";
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = post(&gw, TEAM_KEY, path, body).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let line = gw.wait_for_log(&format!("path={path}"), 1).await;
+    assert!(
+        line.contains("model=gpt-4o-mini-variant-unpriced"),
+        "{line}"
+    );
+    assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateways_own_error_answers_carry_the_keys_rate_headers() {
     // A limited key's call the gateway answers with an error of its own (no provider
     // could be reached; a body it refuses): OpenAI's clients read the headers on every
@@ -2836,6 +2881,80 @@ async fn a_key_with_limits_cannot_mint_a_credential_that_escapes_them() {
         404
     );
     assert_eq!(mock.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_held_to_tokens_or_a_budget_cannot_have_unmetered_work_done() {
+    // Images, speech, video, fine-tuning, Assistants runs, Z.ai's async chat: billed by
+    // measures the gateway cannot read, they would spend the provider's money past the
+    // key's budget. Model calls, batches and what bills no tokens still pass.
+    let mock = MockUpstream::start(provider_like).await;
+    let limited = [
+        "{budget: {usd: 5, period: month}}",
+        "{tokens_per_minute: 100000}",
+    ];
+    for limits in limited {
+        let gw = gateway(&mock, "", limits);
+        let send = |method: reqwest::Method, key: &'static str, endpoint: &'static str| {
+            client()
+                .request(method, gw.url(&format!("/p/openai/{endpoint}")))
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(r#"{"model":"m","prompt":"a cat","input":"hi","messages":[]}"#)
+                .send()
+        };
+        let before = mock.requests().len();
+        for (method, endpoint) in [
+            (reqwest::Method::POST, "images/generations"),
+            (reqwest::Method::POST, "audio/speech"),
+            (reqwest::Method::POST, "videos"),
+            (reqwest::Method::POST, "fine_tuning/jobs"),
+            (reqwest::Method::POST, "threads/thread_1/runs"),
+            (reqwest::Method::POST, "async/chat/completions"),
+            (reqwest::Method::POST, "v1/containers"),
+            (reqwest::Method::PATCH, "cachedContents/c1"),
+        ] {
+            let refused = send(method.clone(), TEAM_KEY, endpoint).await.unwrap();
+            assert_eq!(refused.status(), 403, "{limits}: {method} {endpoint}");
+            let body: Value = refused.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "not_allowed", "{body}");
+        }
+        assert_eq!(
+            mock.requests().len(),
+            before,
+            "{limits}: nothing unmetered went"
+        );
+        // Metered, free, or only read: on to the provider.
+        let chat = send(reqwest::Method::POST, TEAM_KEY, "chat/completions").await;
+        assert_eq!(chat.unwrap().status(), 200, "{limits}");
+        for (method, endpoint) in [
+            (reqwest::Method::POST, "batches"),
+            (reqwest::Method::POST, "files"),
+            (reqwest::Method::POST, "messages/count_tokens"),
+            (reqwest::Method::POST, "batches/batch_1/cancel"),
+            (reqwest::Method::GET, "videos/video_1/content"),
+            (reqwest::Method::DELETE, "videos/video_1"),
+        ] {
+            let passed = send(method.clone(), TEAM_KEY, endpoint).await.unwrap();
+            assert_eq!(passed.status(), 404, "{limits}: {method} {endpoint}");
+        }
+        assert_eq!(mock.requests().len(), before + 7, "{limits}");
+    }
+    // Held to the number of its calls only, or to nothing: the provider decides.
+    let gw = gateway(&mock, "", "{requests_per_minute: 100}");
+    let before = mock.requests().len();
+    for key in [TEAM_KEY, OTHER_KEY, MASTER] {
+        let images = client()
+            .post(gw.url("/p/openai/images/generations"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(r#"{"model":"gpt-image-1","prompt":"a cat"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(images.status(), 404, "{key}");
+    }
+    assert_eq!(mock.requests().len(), before + 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

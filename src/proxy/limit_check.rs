@@ -94,6 +94,18 @@ pub fn caller_limit_texts(ctx: &RequestContext) -> Option<&LimitTexts> {
     Some(&limited.limit_texts)
 }
 
+/// Whether the caller's key is held to what its calls use (tokens per minute, or a
+/// budget), not only to their number: such a key's calls must be metered.
+pub fn caller_charged_by_usage(ctx: &RequestContext) -> bool {
+    let Some(Caller::Managed(name)) = ctx.caller.as_ref() else {
+        return false;
+    };
+    ctx.config
+        .as_deref()
+        .and_then(|config| config.limits.for_key(name))
+        .is_some_and(|l| l.limits.tokens_per_minute.is_some() || l.limits.budget.is_some())
+}
+
 /// Admits the request against the limits of the provider it goes to, if any.
 pub async fn admit_provider(
     store: &Arc<dyn LimitStore>,

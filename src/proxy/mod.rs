@@ -40,6 +40,7 @@ mod subrequest;
 mod upstream;
 mod upstream_failure;
 mod whole_answer;
+mod write_cost;
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
@@ -623,30 +624,48 @@ fn whole_exchange_request(
 }
 
 /// A `/p/` request held to limits (its caller's, or its provider's) does not mint a
-/// credential the client would use at the provider directly, past them; a caller's
-/// own provider key (`!PASSTHRU`) mints what it likes.
-fn no_credential_past_limits(
+/// credential the client would use at the provider directly, past them; and a caller
+/// held to tokens or a budget does not have the provider do work the gateway cannot
+/// meter ([`write_cost`]). A caller's own provider key (`!PASSTHRU`) does what it
+/// likes.
+fn no_work_past_limits(
     session: &Session,
     ctx: &RequestContext,
     pt: &passthrough::PassthroughRoute,
 ) -> Result<(), GatewayError> {
     // By the config, not by what was counted: a store that failed (`allow`) counted
-    // nothing, and the credential would escape the limits all the same.
+    // nothing, and the work would escape the limits all the same.
+    let method = &session.req_header().method;
+    let writes = matches!(
+        *method,
+        http::Method::POST | http::Method::PUT | http::Method::PATCH
+    );
     if !ctx.held_to.limited()
-        || session.req_header().method != http::Method::POST
+        || !writes
         || ctx
             .upstream
             .as_ref()
             .is_some_and(|t| t.credential.caller_key_label.is_some())
-        || !passthrough::mints_a_credential(&pt.endpoint)
     {
         return Ok(());
     }
-    Err(GatewayError::forbidden(format!(
-        "`{}` hands out a credential used at the provider directly, past the limits this \
-         request is held to: not served for a key or provider with limits",
-        pt.endpoint
-    )))
+    if *method == http::Method::POST && passthrough::mints_a_credential(&pt.endpoint) {
+        return Err(GatewayError::forbidden(format!(
+            "`{}` hands out a credential used at the provider directly, past the limits \
+             this request is held to: not served for a key or provider with limits",
+            pt.endpoint
+        )));
+    }
+    if limit_check::caller_charged_by_usage(ctx)
+        && write_cost::write_cost(&pt.endpoint) == write_cost::WriteCost::Unmetered
+    {
+        return Err(GatewayError::forbidden(format!(
+            "`{} {}` has the provider do work billed by what the gateway cannot meter (or \
+             does not know): not served for a key held to tokens or a budget",
+            method, pt.endpoint
+        )));
+    }
+    Ok(())
 }
 
 /// The upstream of a `/p/{provider}/…` request.
@@ -1055,7 +1074,7 @@ impl ProxyHttp for AuroraProxy {
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;
                         }
-                        if let Err(err) = no_credential_past_limits(session, ctx, &pt) {
+                        if let Err(err) = no_work_past_limits(session, ctx, &pt) {
                             return reject(session, ctx, err).await;
                         }
                         if session.req_header().method == http::Method::DELETE {

@@ -33,7 +33,8 @@ pub struct Observation {
     /// `model` was named by the answer, not by the request.
     model_from_answer: bool,
     /// The model the answer named as having answered, when the request had named
-    /// `model` already: priced when `model` has no price (an alias, `…-latest`).
+    /// `model` already: priced first, as the provider bills it (a fallback it chose
+    /// over `model`), and `model` when it has no price.
     answered_model: Option<String>,
     /// The `model` label: `model` when configuration names it, else `other`.
     model_label: Option<Arc<str>>,
@@ -892,12 +893,12 @@ pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
     Some(price.cost(&usage) * factor)
 }
 
-/// The price of the call's model, by the first of these with a price: the model the
-/// request asked for (or, for a `/p/` call, the one its answer named), the one that
-/// answered, and for a `/p/` call whose answer named none (left before it, or in a
-/// format without one: JSPB, protobuf, Gemini's `embedContent`) the one its path
-/// names (Gemini's `models/{model}:{method}`) or its body named, when the gateway
-/// read it. The last two are looked for only then.
+/// The price of the call's model, by the first of these with a price: the model that
+/// answered (the one the provider bills: a fallback it chose, a snapshot), the model
+/// the request asked for (or, for a `/p/` call, the one its answer named), then for a
+/// `/p/` call the one its path names (Gemini's `models/{model}:{method}`) and the one
+/// its body named, when the gateway read it. An answer naming a model without a price
+/// (a snapshot or variant the table lacks) is priced as the model asked for, not free.
 pub fn price_of(ctx: &RequestContext) -> Option<&crate::metrics::usage::Price> {
     let config = ctx
         .config
@@ -905,14 +906,11 @@ pub fn price_of(ctx: &RequestContext) -> Option<&crate::metrics::usage::Price> {
         .filter(|c| !c.models.prices.is_empty())?;
     let provider = ctx.provider_name()?;
     let priced = |model: &str| config.models.price(provider, model);
-    if let Some(price) = ctx.obs.model().and_then(priced) {
-        return Some(price);
-    }
     if let Some(price) = ctx.obs.answered_model.as_deref().and_then(priced) {
         return Some(price);
     }
-    if ctx.obs.model.is_some() {
-        return None;
+    if let Some(price) = ctx.obs.model().and_then(priced) {
+        return Some(price);
     }
     let path = ctx.upstream.as_ref().map(|u| u.path_and_query.as_str());
     if let Some(price) = path
@@ -1364,7 +1362,7 @@ mod tests {
     }
 
     #[test]
-    fn a_call_is_priced_as_the_first_model_it_named_with_a_price() {
+    fn a_call_is_priced_as_the_model_that_answered_then_the_ones_it_named() {
         use crate::config::{build_config, EnvSnapshot};
         use crate::providers::{Provider, ProviderKind};
         let yaml = "models:\n  prices:\n    gemini-2.5-flash: {input: 1, output: 0}\n    gpt-4o-2024-08-06: {input: 2, output: 0}\n    gpt-4o-mini: {input: 3, output: 0}\n";
@@ -1429,11 +1427,17 @@ mod tests {
         adopt_answering_model(&mut main);
         assert_eq!(main.obs.model(), Some("gpt-4o-latest"));
         assert_eq!(input_price(&main), Some(2.0));
-        // The request's own price comes first.
+        // The model that answered comes first: the provider bills it, whatever was
+        // asked for (a fallback the provider chose).
         let mut priced = call(ProviderKind::OpenAi, "/v1/chat/completions");
         model_routed(&mut priced, "gpt-4o-mini".into());
         answering_model(&mut priced, "gpt-4o-2024-08-06".into());
-        assert_eq!(input_price(&priced), Some(3.0));
+        assert_eq!(input_price(&priced), Some(2.0));
+        // An answer naming a model without a price is priced as the one asked for.
+        let mut variant = call(ProviderKind::OpenAi, "/v1/chat/completions");
+        model_routed(&mut variant, "gpt-4o-mini".into());
+        answering_model(&mut variant, "gpt-4o-mini-variant".into());
+        assert_eq!(input_price(&variant), Some(3.0));
     }
 
     #[test]

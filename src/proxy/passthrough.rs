@@ -36,10 +36,17 @@ pub fn client_prefix(path: &str) -> Option<&str> {
 }
 
 /// The last segments of the endpoints that have a model generate: OpenAI's Chat
-/// Completions, legacy Completions and Responses, Anthropic's Messages, and Ollama's
-/// own `api/generate` and `api/chat`.
-const GENERATING_ENDPOINTS: [&str; 5] =
-    ["completions", "responses", "messages", "generate", "chat"];
+/// Completions, legacy Completions and Responses (and a conversation compacted,
+/// `responses/compact`), Anthropic's Messages, and Ollama's own `api/generate` and
+/// `api/chat`.
+const GENERATING_ENDPOINTS: [&str; 6] = [
+    "completions",
+    "responses",
+    "compact",
+    "messages",
+    "generate",
+    "chat",
+];
 
 /// The last segments of the endpoints that have a model embed: OpenAI's Embeddings
 /// and Ollama's `api/embed` and `api/embeddings`.

@@ -1,0 +1,207 @@
+//! What a write through `/p/` (`POST`, `PUT`, `PATCH`) has the provider bill, as far as
+//! the gateway can tell from its endpoint: model work whose usage the gateway reads
+//! (or watches for, a batch's), nothing billed by the token, or work it cannot meter
+//! (images, audio, video, fine-tuning, evaluation and Assistants runs, code
+//! containers, Gemini's context caches, Imagen and Veo, an answer collected apart from
+//! its call). A caller held to tokens or a budget is let make the first two only:
+//! the third would spend the provider's money past every limit it is held to. What
+//! the gateway does not know is taken for the third, so a provider's new endpoint is
+//! not free until it is read.
+
+use super::passthrough::model_work;
+
+/// What a write to an endpoint costs, by what the gateway reads of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCost {
+    /// A model's work whose usage the answer reports (or a batch's, read when it ends).
+    Metered,
+    /// No model work billed by the token: counting tokens, files, stores, cancels.
+    Free,
+    /// Work billed by a measure the gateway does not read, or not known to it.
+    Unmetered,
+}
+
+/// The first segments of endpoints whose writes start no model work billed by the
+/// token: uploads and files (OpenAI's, Anthropic's, Gemini's), vector stores (billed
+/// for storage), Responses conversations, Assistants and their threads and messages
+/// (not their runs), and free moderation.
+const FREE_COLLECTIONS: [&str; 7] = [
+    "files",
+    "uploads",
+    "vector_stores",
+    "conversations",
+    "assistants",
+    "threads",
+    "moderations",
+];
+
+/// The last segments (or Gemini methods) of endpoints that bill nothing: counting a
+/// request's tokens, stopping work, and vLLM's tokenizer.
+const FREE_ENDS: [&str; 8] = [
+    "count_tokens",
+    "input_tokens",
+    "countTokens",
+    "countTextTokens",
+    "countMessageTokens",
+    "cancel",
+    "tokenize",
+    "detokenize",
+];
+
+/// The last segments (or Gemini methods) of endpoints that start a batch, whose usage
+/// the gateway reads from the batch once it has ended: OpenAI's and Anthropic's
+/// `batches`, Gemini's `batchGenerateContent`.
+const BATCH_STARTS: [&str; 2] = ["batches", "batchGenerateContent"];
+
+/// Segments that make any endpoint unmetered wherever they stand: an Assistants run
+/// (`threads/{id}/runs`, `threads/runs`) has a model work unseen, and Z.ai's `async`
+/// chat answers only with an id, its completion collected by a read.
+const UNMETERED_ANYWHERE: [&str; 2] = ["runs", "async"];
+
+/// What a write to `endpoint` (the path below the provider's base URL, query aside)
+/// costs. Case is ignored and empty segments skipped, as in [`model_work`]; leading
+/// version segments (`v1beta/…`, and Gemini's `upload/v1beta/files`) are skipped.
+pub fn write_cost(endpoint: &str) -> WriteCost {
+    let path = endpoint.split('?').next().unwrap_or_default();
+    let segments = || path.split('/').filter(|s| !s.is_empty());
+    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
+    if segments().any(|s| UNMETERED_ANYWHERE.iter().any(|n| is(s, n))) {
+        return WriteCost::Unmetered;
+    }
+    let Some(last) = segments().next_back() else {
+        return WriteCost::Unmetered;
+    };
+    // Gemini's `models/{model}:{method}`: the method says.
+    let end = last.rsplit_once(':').map_or(last, |(_, method)| method);
+    if model_work(path).is_some() || BATCH_STARTS.iter().any(|n| is(end, n)) {
+        return WriteCost::Metered;
+    }
+    if FREE_ENDS.iter().any(|n| is(end, n)) {
+        return WriteCost::Free;
+    }
+    let first = segments().find(|s| !is(s, "upload") && !is_version(s));
+    if first.is_some_and(|f| FREE_COLLECTIONS.iter().any(|n| is(f, n))) {
+        return WriteCost::Free;
+    }
+    WriteCost::Unmetered
+}
+
+/// Whether `segment` is an API version (`v1`, `v1beta`, `v2alpha`, `v4`).
+fn is_version(segment: &str) -> bool {
+    let mut bytes = segment.bytes();
+    matches!(bytes.next(), Some(b'v' | b'V')) && bytes.next().is_some_and(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost_of(endpoints: &[&str]) -> Vec<(String, WriteCost)> {
+        endpoints
+            .iter()
+            .map(|e| (e.to_string(), write_cost(e)))
+            .collect()
+    }
+
+    fn all(endpoints: &[&str], cost: WriteCost) -> Vec<(String, WriteCost)> {
+        endpoints.iter().map(|e| (e.to_string(), cost)).collect()
+    }
+
+    #[test]
+    fn model_calls_and_batches_are_metered() {
+        let metered = [
+            "chat/completions",
+            "completions",
+            "responses",
+            "messages",
+            "embeddings",
+            "api/chat",
+            "api/generate",
+            "api/embed",
+            "models/gemini-2.5-flash:generateContent",
+            "v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            "models/text-embedding-004:embedContent",
+            "tunedModels/my-model:generateContent",
+            "batches",
+            "messages/batches",
+            "models/gemini-2.5-flash:batchGenerateContent",
+            "Chat//Completions/",
+        ];
+        assert_eq!(cost_of(&metered), all(&metered, WriteCost::Metered));
+    }
+
+    #[test]
+    fn counting_files_stores_and_cancels_are_free() {
+        let free = [
+            "messages/count_tokens",
+            "responses/input_tokens",
+            "models/gemini-2.5-flash:countTokens",
+            "files",
+            "files/file-abc",
+            "upload/v1beta/files",
+            "v1beta/files",
+            "uploads",
+            "uploads/upload_abc/parts",
+            "uploads/upload_abc/complete",
+            "vector_stores",
+            "vector_stores/vs_1/file_batches",
+            "conversations",
+            "conversations/conv_1/items",
+            "assistants",
+            "threads",
+            "threads/thread_1/messages",
+            "moderations",
+            "batches/batch_1/cancel",
+            "messages/batches/msgbatch_1/cancel",
+            "responses/resp_1/cancel",
+            "batches/abc:cancel",
+            "operations/op_1:cancel",
+            "tokenize",
+        ];
+        assert_eq!(cost_of(&free), all(&free, WriteCost::Free));
+    }
+
+    #[test]
+    fn work_billed_by_other_measures_or_collected_apart_is_unmetered() {
+        let unmetered = [
+            "images/generations",
+            "images/edits",
+            "images/variations",
+            "audio/speech",
+            "audio/transcriptions",
+            "audio/translations",
+            "videos",
+            "videos/video_1/remix",
+            "videos/generations",
+            "fine_tuning/jobs",
+            "evals/eval_1/runs",
+            "threads/runs",
+            "threads/thread_1/runs",
+            "threads/thread_1/runs/run_1/submit_tool_outputs",
+            "containers",
+            "containers/cntr_1/files",
+            "async/chat/completions",
+            "web_search",
+            "cachedContents",
+            "v1beta/cachedContents/abc",
+            "models/imagen-4.0-generate-001:predict",
+            "models/veo-3.0-generate-001:predictLongRunning",
+            "models/gemini-embedding-001:asyncBatchEmbedContent",
+            "tunedModels",
+            "realtime/client_secrets",
+            "organization/projects",
+            "",
+            "/",
+        ];
+        assert_eq!(cost_of(&unmetered), all(&unmetered, WriteCost::Unmetered));
+    }
+
+    #[test]
+    fn names_are_matched_whatever_their_case() {
+        assert_eq!(write_cost("IMAGES/Generations"), WriteCost::Unmetered);
+        assert_eq!(write_cost("Threads/t/RUNS"), WriteCost::Unmetered);
+        assert_eq!(write_cost("FILES"), WriteCost::Free);
+        assert_eq!(write_cost("models/m:COUNTTOKENS"), WriteCost::Free);
+        assert_eq!(write_cost("V1/Chat/Completions"), WriteCost::Metered);
+    }
+}
