@@ -1177,24 +1177,33 @@ async fn a_call_left_while_its_answer_is_only_white_space_is_charged_its_input()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_left_before_its_first_event_is_charged_the_input_the_gateway_read() {
     // The stream's header came, and nothing after it. As for any stream left, the
-    // input counts from a body the gateway read (a `/p/` Chat body is, to ask for its
-    // usage), never by its size (one of images would count as thousands of tokens).
+    // input counts from a body the gateway read, never by its size (one of images
+    // would count as thousands of tokens): a key held to tokens or a budget has every
+    // `/p/` model call's body read (a Chat body is for every key, to ask for its
+    // usage), so that a Responses stream left before its usage is not free. A key
+    // held to the number of its calls only has a Responses body go as it comes.
     let mock = MockUpstream::start(|_| Reply::held_sse(vec![])).await;
     let chat = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"what the client wants answered at length"}]}"#;
     let responses = r#"{"model":"gpt-4o-mini","stream":true,"input":"what the client wants answered at length"}"#;
-    for (path, body, charged) in [
-        ("/p/openai/chat/completions", chat, true),
-        ("/p/openai/responses", responses, false),
+    // Past Pingora's 64 KiB retry buffer, a held body goes through a subrequest.
+    let large = format!(
+        r#"{{"model":"gpt-4o-mini","stream":true,"user":"{}","input":"hi"}}"#,
+        "u".repeat(100 * 1024)
+    );
+    let spent_tokens = "{budget: {tokens: 1, period: month}}";
+    let counted_calls = "{requests_per_minute: 100}";
+    for (path, body, limits, charged) in [
+        ("/p/openai/chat/completions", chat, spent_tokens, true),
+        ("/p/openai/responses", responses, spent_tokens, true),
+        ("/p/openai/responses", large.as_str(), spent_tokens, true),
+        ("/p/openai/responses", responses, counted_calls, false),
     ] {
-        let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
+        let gw = gateway(&mock, "", limits);
         assert_eq!(leave_after_the_header(&gw, path, body).await, 200);
         let line = access_line(&gw, path).await;
         assert_eq!(line.contains(" tokens_estimated=true"), charged, "{line}");
-        let again = post(&gw, TEAM_KEY, path, body).await;
-        if charged {
-            assert_budget_spent(again).await;
-        } else {
-            assert_eq!(again.status(), 200, "{path}: nothing was charged");
+        if limits == spent_tokens {
+            assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
         }
     }
 }
@@ -2955,6 +2964,44 @@ async fn a_key_held_to_tokens_or_a_budget_cannot_have_unmetered_work_done() {
         assert_eq!(images.status(), 404, "{key}");
     }
     assert_eq!(mock.requests().len(), before + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_held_to_tokens_or_a_budget_cannot_ask_for_its_answer_later() {
+    // xAI's `deferred`: the call answers with an id, and the completion is collected
+    // by a read (`GET chat/deferred-completion/{id}`), which is charged nothing.
+    let mock = MockUpstream::start(provider_like).await;
+    let deferred =
+        r#"{"model":"gpt-4o-mini","deferred":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let twice = r#"{"model":"gpt-4o-mini","deferred":false,"messages":[],"deferred":true}"#;
+    let gw = gateway(&mock, "", "{budget: {usd: 5, period: month}}");
+    for (path, body) in [
+        ("/v1/chat/completions", deferred),
+        ("/p/openai/chat/completions", deferred),
+        ("/p/openai/chat/completions", twice),
+    ] {
+        let refused = post(&gw, TEAM_KEY, path, body).await;
+        assert_eq!(refused.status(), 403, "{path}: {body}");
+        let err: Value = refused.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "not_allowed", "{err}");
+    }
+    assert!(mock.requests().is_empty(), "nothing went upstream");
+    // Not deferred, or a caller held to nothing: on to the provider.
+    let plain = r#"{"model":"gpt-4o-mini","deferred":false,"messages":[]}"#;
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/v1/chat/completions", plain)
+            .await
+            .status(),
+        200
+    );
+    for path in ["/v1/chat/completions", "/p/openai/chat/completions"] {
+        assert_eq!(
+            post(&gw, OTHER_KEY, path, deferred).await.status(),
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(mock.requests().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,16 @@ use super::GatewayError;
 /// Completions (`chat/completions`, below any prefix) and the legacy `completions`.
 const COMPLETIONS: &str = "completions";
 
+/// Why a `/p/` body is read whole before it goes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldBody {
+    /// A Chat Completions stream is asked for its usage ([`applies`]).
+    AskingUsage,
+    /// A model call of a caller held to tokens or a budget: the input of a stream it
+    /// leaves before its usage came is estimated from the body, not taken as none.
+    ForInputEstimate,
+}
+
 /// Whether the body of a `method` call to `endpoint` at `provider` is held: a `POST`
 /// to a completions endpoint of an OpenAI-format provider that is asked for a
 /// stream's usage (`providers.<name>.ask_stream_usage`). Empty segments are skipped

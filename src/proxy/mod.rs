@@ -73,6 +73,7 @@ use answer_decoder::AnswerDecoder;
 use body_deadline::BodyDeadline;
 use client_hangup::ClientSocket;
 use deferred_poll::DeleteRefused;
+use held_chat_body::HeldBody;
 use model_call_body::{hand_back, return_plan, ChunkSource};
 use model_directory::{openai_list_body, openai_model_body, ModelDirectory, ModelEntry};
 use model_field::ModelField;
@@ -668,6 +669,45 @@ fn no_work_past_limits(
     Ok(())
 }
 
+/// A model call whose answer would be collected apart by a read, free of the limits
+/// (xAI's `deferred`), is refused for a caller held to tokens or a budget; a caller's
+/// own provider key asks what it likes.
+fn no_answer_collected_apart(ctx: &RequestContext, body: &[u8]) -> Result<(), GatewayError> {
+    let own_key = ctx
+        .upstream
+        .as_ref()
+        .is_some_and(|t| t.credential.caller_key_label.is_some());
+    if own_key || !limit_check::caller_charged_by_usage(ctx) || !write_cost::asks_deferred(body) {
+        return Ok(());
+    }
+    Err(GatewayError::forbidden(
+        "`deferred` has the answer collected later by a read the gateway cannot charge: not \
+         served for a key held to tokens or a budget",
+    ))
+}
+
+/// Why the body of a `/p/` request to `target` is read whole before it goes upstream,
+/// if it is: a Chat stream to ask for its usage, or a JSON model call of a caller held
+/// to tokens or a budget (not a caller's own provider key) for its input's estimate
+/// (a body of another type, protobuf or JSPB, is estimated by its size, unread).
+fn held_body(
+    ctx: &RequestContext,
+    target: &UpstreamTarget,
+    pt: &passthrough::PassthroughRoute,
+    req: &RequestHeader,
+) -> Option<HeldBody> {
+    let method = &req.method;
+    if held_chat_body::applies(&target.provider, &pt.endpoint, method) {
+        return Some(HeldBody::AskingUsage);
+    }
+    let estimated = *method == http::Method::POST
+        && request_is_plain_json(req)
+        && target.credential.caller_key_label.is_none()
+        && passthrough::model_work(&pt.endpoint) == Some(metrics::usage::ModelWork::Generates)
+        && limit_check::caller_charged_by_usage(ctx);
+    estimated.then_some(HeldBody::ForInputEstimate)
+}
+
 /// The upstream of a `/p/{provider}/…` request.
 fn passthrough_target(
     config: &Config,
@@ -906,6 +946,16 @@ fn request_is_json(req: &RequestHeader) -> bool {
         })
 }
 
+/// Whether the request says its body is JSON itself (`application/json`, with or
+/// without parameters), not a type built on it (`application/json+protobuf`).
+fn request_is_plain_json(req: &RequestHeader) -> bool {
+    let Some(content_type) = req.headers.get(http::header::CONTENT_TYPE) else {
+        return false;
+    };
+    let media = content_type.as_bytes().split(|&b| b == b';').next();
+    media.is_some_and(|m| m.trim_ascii().eq_ignore_ascii_case(b"application/json"))
+}
+
 fn declared_length(req: &RequestHeader) -> Option<u64> {
     req.headers
         .get(http::header::CONTENT_LENGTH)?
@@ -1046,11 +1096,7 @@ impl ProxyHttp for AuroraProxy {
                                 Some(attempts::plan_for_provider(&target.provider, &self.health));
                             ctx.attempt_ready = true;
                         }
-                        let held = held_chat_body::applies(
-                            &target.provider,
-                            &pt.endpoint,
-                            &session.req_header().method,
-                        );
+                        let held = held_body(ctx, &target, &pt, session.req_header());
                         observe::passthrough_endpoint(
                             ctx,
                             &session.req_header().method,
@@ -1086,8 +1132,9 @@ impl ProxyHttp for AuroraProxy {
                                 return reject(session, ctx, err).await;
                             }
                         }
-                        if held {
-                            return Box::pin(self.pass_held_chat_body(session, ctx, &config)).await;
+                        if let Some(held) = held {
+                            return Box::pin(self.pass_held_body(session, ctx, &config, held))
+                                .await;
                         }
                         Ok(false)
                     }

@@ -12,7 +12,7 @@ use pingora_proxy::Session;
 
 use super::body_deadline::BodyDeadline;
 use super::client_hangup::{self, ClientSocket};
-use super::held_chat_body;
+use super::held_chat_body::{self, HeldBody};
 use super::limit_check::ProviderAdmission;
 use super::model_call_body::{ModelCallBody, SubrequestReturn};
 use super::model_field::ModelField;
@@ -73,7 +73,7 @@ impl AuroraProxy {
         let request = CallRequest {
             endpoint,
             req: session.req_header(),
-            body,
+            body: body.clone(),
             field,
             history,
             created: unix_now(),
@@ -83,6 +83,9 @@ impl AuroraProxy {
             Err(err) => return reject(session, ctx, err).await,
         };
         ctx.upstream = Some(prepared.target().clone());
+        if let Err(err) = super::no_answer_collected_apart(ctx, &body) {
+            return reject(session, ctx, err).await;
+        }
         let past_replay = session.as_ref().retry_buffer_truncated();
         let rule = prepared.delivery_rule(past_replay);
         let mut delivery = prepared.delivery(past_replay);
@@ -196,19 +199,25 @@ impl AuroraProxy {
         Ok(read)
     }
 
-    /// A `/p/` Chat Completions body held to ask for its stream's usage
-    /// ([`held_chat_body`]): read whole before it goes upstream, then sent with its
-    /// exact length, through this session (a body that fits Pingora's retry buffer)
-    /// or a subrequest, as a `/v1` body is. Refused with 400 before anything reaches
-    /// the provider when it cannot be read.
-    pub(super) async fn pass_held_chat_body(
+    /// A `/p/` model call's body held ([`HeldBody`]): read whole before it goes
+    /// upstream, then sent with its exact length, through this session (a body that
+    /// fits Pingora's retry buffer) or a subrequest, as a `/v1` body is. A Chat body
+    /// held to ask for its stream's usage ([`held_chat_body`]) is refused with 400
+    /// before anything reaches the provider when it cannot be read; one held only for
+    /// its input's estimate goes as it came.
+    pub(super) async fn pass_held_body(
         &self,
         session: &mut Session,
         ctx: &mut RequestContext,
         config: &Arc<Config>,
+        held: HeldBody,
     ) -> Result<bool> {
         let read = match self.read_whole_body(session, ctx, config).await? {
-            Ok(body) => held_chat_body::asking_usage(body),
+            Ok(body) => match super::no_answer_collected_apart(ctx, &body) {
+                Ok(()) if held == HeldBody::AskingUsage => held_chat_body::asking_usage(body),
+                Ok(()) => Ok((body, false)),
+                Err(err) => Err(err),
+            },
             Err(err) => Err(err),
         };
         let (body, asked) = match read {

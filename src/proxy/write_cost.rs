@@ -9,6 +9,7 @@
 //! not free until it is read.
 
 use super::passthrough::model_work;
+use crate::translate::json_members::ObjectMembers;
 
 /// What a write to an endpoint costs, by what the gateway reads of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,21 @@ pub fn write_cost(endpoint: &str) -> WriteCost {
         return WriteCost::Free;
     }
     WriteCost::Unmetered
+}
+
+/// Whether a model call's `body` asks for its answer to be kept and collected later
+/// by a read (xAI's `"deferred": true`): the call itself answers with an id alone, and
+/// the read that collects the completion bills nothing more at the gateway. Any
+/// top-level `deferred` (case ignored, escapes read) but `false` or `null` asks, so
+/// that a second member or a spelling a provider reads cannot.
+pub fn asks_deferred(body: &[u8]) -> bool {
+    let Some(mut members) = ObjectMembers::of(body) else {
+        return false;
+    };
+    std::iter::from_fn(|| members.next_front()).any(|member| {
+        member.key().eq_ignore_ascii_case(b"deferred")
+            && !matches!(member.value, b"false" | b"null")
+    })
 }
 
 /// Whether `segment` is an API version (`v1`, `v1beta`, `v2alpha`, `v4`).
@@ -194,6 +210,30 @@ mod tests {
             "/",
         ];
         assert_eq!(cost_of(&unmetered), all(&unmetered, WriteCost::Unmetered));
+    }
+
+    #[test]
+    fn a_body_asking_for_its_answer_later_is_told_however_written() {
+        for body in [
+            r#"{"model":"grok-4","deferred":true,"messages":[]}"#,
+            r#"{"model":"grok-4","deferred" : true}"#,
+            r#"{"deferred":false,"model":"grok-4","deferred":true}"#,
+            r#"{"model":"grok-4","Deferred":true}"#,
+            r#"{"model":"grok-4","deferr\u0065d":true}"#,
+            r#"{"model":"grok-4","deferred":"yes"}"#,
+        ] {
+            assert!(asks_deferred(body.as_bytes()), "{body}");
+        }
+        for body in [
+            r#"{"model":"grok-4","messages":[]}"#,
+            r#"{"model":"grok-4","deferred":false}"#,
+            r#"{"model":"grok-4","deferred":null}"#,
+            r#"{"model":"grok-4","metadata":{"deferred":true}}"#,
+            r#"{"model":"grok-4","messages":[{"role":"user","content":"\"deferred\":true"}]}"#,
+            "not json",
+        ] {
+            assert!(!asks_deferred(body.as_bytes()), "{body}");
+        }
     }
 
     #[test]
