@@ -1587,7 +1587,7 @@ mod tests {
         // Ollama counts only in its last line. Cut before those, each is estimated
         // from its text: "Hello there, " and "general Kenobi", 27 characters, 7
         // tokens, more than the 3 counted so far; the input Gemini reported (10),
-        // Ollama's estimated from the request (9).
+        // Ollama's estimated from the request.
         let chunks = [
             gemini_chunk("Hello there, ", "", GEMINI_RUNNING),
             gemini_chunk("general Kenobi", "", GEMINI_RUNNING),
@@ -1644,7 +1644,7 @@ mod tests {
             ),
             (json, array(&chunks[..2], ","), usage(10, 7)),
             (json, array(&chunks[..2], ""), usage(10, 7)),
-            (ndjson, lines(false), usage(9, 7)),
+            (ndjson, lines(false), usage(REQUEST_TOKENS, 7)),
         ] {
             for split in [1, 7, usize::MAX] {
                 let charge = charged_as(content_type, &cut, split, true);
@@ -2191,9 +2191,13 @@ mod tests {
         charge.map(|c| c.with_input_of(Some(request.as_bytes()), 0))
     }
 
-    /// 35 characters of text ("user" and the question): 9 input tokens estimated.
+    /// 35 characters of text ("user" and the question) and 19 of member names:
+    /// [`REQUEST_TOKENS`] input tokens estimated.
     const REQUEST: &str =
         r#"{"messages":[{"role":"user","content":"Count to ten in French, slowly."}]}"#;
+
+    /// The input tokens [`REQUEST`] is estimated at.
+    const REQUEST_TOKENS: u64 = (35 + 19_u64).div_ceil(4);
 
     #[test]
     fn a_chat_stream_cut_before_its_usage_is_charged_the_estimate() {
@@ -2210,7 +2214,7 @@ mod tests {
             assert_eq!(charged(REQUEST, &whole, split), (Some(exact), false));
             // "Hello", ",", " World", "!": 13 characters in 4 events.
             let estimate = Usage {
-                input: 9,
+                input: REQUEST_TOKENS,
                 output: 4,
                 ..Usage::default()
             };
@@ -2277,7 +2281,11 @@ mod tests {
         let cut = &stream[..stream.find("event: response.output_text.done").unwrap()];
         let (usage, estimated) = charged(REQUEST, cut, 11);
         assert!(estimated);
-        assert_eq!(usage.map(|u| u.input), Some(9), "the request's estimate");
+        assert_eq!(
+            usage.map(|u| u.input),
+            Some(REQUEST_TOKENS),
+            "the request's estimate"
+        );
         assert!(usage.is_some_and(|u| u.output > 0), "{usage:?}");
     }
 
@@ -2292,7 +2300,7 @@ mod tests {
         // Zeros first, then text, then cut: the request's input and the text's output.
         let early = format!("{}{}", chunk("", zero), chunk("Hello there", "null"));
         let estimate = Usage {
-            input: 9,
+            input: REQUEST_TOKENS,
             output: 3,
             ..Usage::default()
         };
@@ -2300,7 +2308,7 @@ mod tests {
         // Zeros with every chunk, text too.
         let every = format!("{}{}", chunk("Hello there", zero), chunk("!", zero));
         let estimate = Usage {
-            input: 9,
+            input: REQUEST_TOKENS,
             output: 3,
             ..Usage::default()
         };
@@ -2338,7 +2346,10 @@ mod tests {
             .count() as u64;
         // The request the gateway read, or else its size.
         let read = charge.with_input_of(Some(REQUEST.as_bytes()), 0).usage;
-        assert_eq!((read.input, read.output), (9, content.div_ceil(4)));
+        assert_eq!(
+            (read.input, read.output),
+            (REQUEST_TOKENS, content.div_ceil(4))
+        );
         let sized = charge.with_input_of(None, 400).usage;
         assert_eq!(sized.input, 100);
         // Cut before anything passed, or ended: as reported.

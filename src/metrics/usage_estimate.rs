@@ -231,19 +231,59 @@ pub fn input_tokens_of_size(bytes: u64) -> u64 {
 }
 
 /// The estimated input tokens of a request body (JSON): the characters of its string
-/// values, whatever the format, and each image, audio clip or file part it carries
-/// (told by its `type`, whether its bytes are inline or given by address).
+/// values, whatever the format, of its member names and of its numbers and literals
+/// ([`structure_chars`]), and each image, audio clip or file part it carries (told by
+/// its `type`, whether its bytes are inline or given by address).
 pub fn input_tokens(body: &[u8]) -> u64 {
-    let mut chars = 0;
+    let mut chars = structure_chars(body);
     let mut payloads = 0;
     visit_strings(body, skip_ws(body, 0), b"", &[], |key, raw| {
         if (key == b"type" && PAYLOAD_TYPES.contains(&raw)) || PAYLOAD_MARKS.contains(&key) {
             payloads += 1;
-        } else if !PAYLOAD_KEYS.contains(&key) && !OPAQUE_KEYS.contains(&key) && !is_data_url(raw) {
+        } else if !is_bytes(key, raw) {
             chars += text_chars(raw);
         }
     });
     chars.div_ceil(CHARS_PER_TOKEN) + payloads * PAYLOAD_TOKENS
+}
+
+/// Whether the string `raw` of the member `key` is a part's bytes (or address) or
+/// opaque to the model, not text it reads.
+fn is_bytes(key: &[u8], raw: &[u8]) -> bool {
+    PAYLOAD_KEYS.contains(&key)
+        || OPAQUE_KEYS.contains(&key)
+        || (key == DATA_URL_KEY && is_data_url(raw))
+}
+
+/// The member whose `data:` URL is a part's bytes (Chat's `image_url.url`, vLLM's
+/// `audio_url.url` and `video_url.url`): anywhere else, a string that starts like one
+/// is text the model reads (in a message's content, however it starts).
+const DATA_URL_KEY: &[u8] = b"url";
+
+/// The characters the model reads in `body` besides its string values: its member
+/// names (a tool's parameters, a schema's properties), and its numbers and literals
+/// (token ids given as numbers, settings). Punctuation and white space count nothing.
+/// A key that starts a cut string is not counted.
+fn structure_chars(body: &[u8]) -> u64 {
+    let mut chars = 0;
+    let mut at = 0;
+    while let Some(&byte) = body.get(at) {
+        if byte == b'"' {
+            let Some(end) = string_end(body, at) else {
+                break;
+            };
+            if member_value(body, end).is_some() {
+                chars += text_chars(&body[at + 1..end - 1]);
+            }
+            at = end;
+            continue;
+        }
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'+' | b'.') {
+            chars += 1;
+        }
+        at += 1;
+    }
+    chars
 }
 
 /// Whether `raw` is a `data:` URL of base64 bytes (`data:image/png;base64,…`), not
@@ -632,22 +672,29 @@ mod tests {
             {"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgoAAAANSUhEUgAA"}},
             {"fileData":{"fileUri":"https://generativelanguage.googleapis.com/v1beta/files/abc"}}]}],
             "generationConfig":{"responseMimeType":"application/json"}}"#;
-        // user 4, What is this? 13, application/json 16; and two payloads.
+        // user 4, What is this? 13, application/json 16; its member names 90 (contents,
+        // role, parts, text, inlineData, mimeType, data, fileData, fileUri,
+        // generationConfig, responseMimeType); and two payloads.
         assert_eq!(
             input_tokens(gemini),
-            33_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS
+            (33_u64 + 90).div_ceil(4) + 2 * PAYLOAD_TOKENS
         );
         // As Google's REST examples write it, in snake case.
         let snake = br#"{"contents":[{"parts":[{"text":"What is this?"},
             {"inline_data":{"mime_type":"image/png","data":"iVBORw0KGgoAAAANSUhEUgAA"}},
             {"file_data":{"file_uri":"https://generativelanguage.googleapis.com/v1beta/files/abc"}}]}]}"#;
-        assert_eq!(input_tokens(snake), 13_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS);
+        // What is this? 13, and the names 58.
+        assert_eq!(
+            input_tokens(snake),
+            (13_u64 + 58).div_ceil(4) + 2 * PAYLOAD_TOKENS
+        );
         let ollama = br#"{"model":"llava","messages":[{"role":"user","content":"What is this?",
             "images":["iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk","R0lGODlhAQABAIAAAP"]}]}"#;
-        // llava 5, user 4, What is this? 13; and two images.
+        // llava 5, user 4, What is this? 13, the names 30 (model, messages, role,
+        // content, images); and two images.
         assert_eq!(
             input_tokens(ollama),
-            22_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS
+            (22_u64 + 30).div_ceil(4) + 2 * PAYLOAD_TOKENS
         );
     }
 
@@ -662,8 +709,28 @@ mod tests {
         ],"stop":["\n\n"]}"#;
         // gpt-4o 6, system 6, Be brief. 9, user 4, text 4, What is this? 13,
         // assistant 9, thinking 8, ok 2, user 4, base64 6, image/png 9, and the two
-        // escaped line breaks 2; and two images.
-        assert_eq!(input_tokens(body), 82_u64.div_ceil(4) + 2 * PAYLOAD_TOKENS);
+        // escaped line breaks 2; the member names 140 and `true` 4; and two images.
+        assert_eq!(
+            input_tokens(body),
+            (82_u64 + 144).div_ceil(4) + 2 * PAYLOAD_TOKENS
+        );
+    }
+
+    #[test]
+    fn what_a_model_reads_besides_text_is_counted_and_text_cannot_pass_for_bytes() {
+        // A tool's parameter names, token ids given as numbers, and prose after a
+        // `data:…;base64,` head in a message: the provider bills each.
+        let tools = br#"{"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"customer_identifier":{},"purchase_order_number":{}}}}}]}"#;
+        // f 1, function 8, object 6; the names 85 (tools, type, function, name,
+        // parameters, type, properties, customer_identifier, purchase_order_number).
+        assert_eq!(input_tokens(tools), (15_u64 + 85).div_ceil(4));
+        let ids = br#"{"model":"m","input":[[1234,5678,91011]]}"#;
+        // m 1; model, input 10; the ids 13.
+        assert_eq!(input_tokens(ids), 24_u64.div_ceil(4));
+        let prose = "a long question to the model ".repeat(100);
+        let disguised =
+            format!(r#"{{"messages":[{{"role":"user","content":"data:a;base64,{prose}"}}]}}"#);
+        assert!(input_tokens(disguised.as_bytes()) > prose.len() as u64 / 4);
     }
 
     #[test]
@@ -673,9 +740,13 @@ mod tests {
             {"type":"file","file":{"file_data":"JVBERi0x","filename":"a.pdf"}},
             {"type":"input_audio","input_audio":{"data":"UklGRg","format":"wav"}},
             {"type":"input_image","image_url":"https://example.com/cat.png"}]}"#;
-        // "data: 12 cells, 3 rows" 22, "a.pdf" 5 and "wav" 3; a file, a clip and an
-        // image (by its address).
-        assert_eq!(input_tokens(body), 30_u64.div_ceil(4) + 3 * PAYLOAD_TOKENS);
+        // "data: 12 cells, 3 rows" 22, a message's content that looks like a data URL
+        // 27 (only a part's `url` is its bytes), "a.pdf" 5 and "wav" 3, the member
+        // names 85; a file, a clip and an image (by its address).
+        assert_eq!(
+            input_tokens(body),
+            (57_u64 + 85).div_ceil(4) + 3 * PAYLOAD_TOKENS
+        );
         assert!(is_data_url(b"data:image/jpeg;base64,/9j/4AAQ"));
         assert!(!is_data_url(b"data: image/jpeg;base64,/9j/"));
         assert!(!is_data_url(b"data:image/jpeg,plain"));
@@ -733,8 +804,9 @@ mod tests {
     #[test]
     fn a_request_that_is_not_json_counts_what_it_can() {
         assert_eq!(input_tokens(b""), 0);
-        assert_eq!(input_tokens(b"not json"), 0);
-        assert_eq!(input_tokens(br#"{"messages":[{"content":"abcdefgh"#), 0);
+        // Its letters, and the names before a string cut short.
+        assert_eq!(input_tokens(b"not json"), 2);
+        assert_eq!(input_tokens(br#"{"messages":[{"content":"abcdefgh"#), 4);
         assert_eq!(input_tokens(br#""abcdefgh""#), 2);
     }
 
