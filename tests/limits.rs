@@ -2922,6 +2922,13 @@ async fn a_key_held_to_tokens_or_a_budget_cannot_have_unmetered_work_done() {
             (reqwest::Method::POST, "async/chat/completions"),
             (reqwest::Method::POST, "v1/containers"),
             (reqwest::Method::PATCH, "cachedContents/c1"),
+            // Model calls by any method but `POST`, or one a lenient server reads so.
+            (reqwest::Method::PUT, "chat/completions"),
+            (
+                reqwest::Method::from_bytes(b"post").unwrap(),
+                "chat/completions",
+            ),
+            (reqwest::Method::POST, "threads/thread_1/runs;x"),
         ] {
             let refused = send(method.clone(), TEAM_KEY, endpoint).await.unwrap();
             assert_eq!(refused.status(), 403, "{limits}: {method} {endpoint}");
@@ -2964,6 +2971,72 @@ async fn a_key_held_to_tokens_or_a_budget_cannot_have_unmetered_work_done() {
         assert_eq!(images.status(), 404, "{key}");
     }
     assert_eq!(mock.requests().len(), before + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budgeted_keys_model_call_body_is_read_whatever_type_it_says() {
+    // Servers read JSON without a type: a body sent as none, or as text, is read all
+    // the same (so a stream left early is charged its input); one the gateway cannot
+    // read, or compressed, is refused before it goes upstream.
+    let mock = MockUpstream::start(|_| Reply::held_sse(vec![])).await;
+    let gw = gateway(&mock, "", "{budget: {tokens: 1, period: month}}");
+    let path = "/p/openai/responses";
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"input":"what the client wants answered at length"}"#;
+    let send =
+        |content_type: Option<&'static str>, encoding: Option<&'static str>, body: &'static str| {
+            let mut req = client().post(gw.url(path)).bearer_auth(TEAM_KEY).body(body);
+            if let Some(t) = content_type {
+                req = req.header("content-type", t);
+            }
+            if let Some(e) = encoding {
+                req = req.header("content-encoding", e);
+            }
+            req.send()
+        };
+    let refusals = [
+        (
+            Some("application/json"),
+            Some("gzip"),
+            body,
+            "unsupported_content_encoding",
+        ),
+        (
+            Some("text/plain"),
+            None,
+            "not json",
+            "invalid_request_error",
+        ),
+        (
+            None,
+            None,
+            r#"{"model":"m","model":"n"}"#,
+            "invalid_request_error",
+        ),
+    ];
+    for (content_type, encoding, sent, code) in refusals {
+        let refused = send(content_type, encoding, sent).await.unwrap();
+        assert_eq!(
+            refused.status(),
+            400,
+            "{content_type:?} {encoding:?} {sent}"
+        );
+        let err: Value = refused.json().await.unwrap();
+        let said = [&err["error"]["code"], &err["error"]["type"]];
+        assert!(said.iter().any(|v| *v == code), "{err}");
+    }
+    assert!(mock.requests().is_empty(), "nothing went upstream");
+    // No type: read, and its stream, left, is charged its input.
+    let left = send(None, None, body).await.unwrap();
+    assert_eq!(left.status(), 200);
+    drop(left);
+    let log = gw.wait_for_log(&format!("path={path} "), 4).await;
+    let line = log
+        .lines()
+        .filter(|l| l.contains(&format!("path={path} ")))
+        .nth(3)
+        .unwrap();
+    assert!(line.contains(" tokens_estimated=true"), "{line}");
+    assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

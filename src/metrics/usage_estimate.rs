@@ -252,13 +252,16 @@ pub fn input_tokens(body: &[u8]) -> u64 {
 fn is_bytes(key: &[u8], raw: &[u8]) -> bool {
     PAYLOAD_KEYS.contains(&key)
         || OPAQUE_KEYS.contains(&key)
-        || (key == DATA_URL_KEY && is_data_url(raw))
+        || (is_url_key(key) && is_data_url(raw))
 }
 
-/// The member whose `data:` URL is a part's bytes (Chat's `image_url.url`, vLLM's
-/// `audio_url.url` and `video_url.url`): anywhere else, a string that starts like one
+/// Whether `key` names a part's address, whose `data:` URL is its bytes: `url` (Chat's
+/// `image_url.url`, vLLM's `audio_url.url` and `video_url.url`) or any `…_url`
+/// (Mistral's `document_url`). Anywhere else, a string that starts like a `data:` URL
 /// is text the model reads (in a message's content, however it starts).
-const DATA_URL_KEY: &[u8] = b"url";
+fn is_url_key(key: &[u8]) -> bool {
+    key == b"url" || key.ends_with(b"_url")
+}
 
 /// The characters the model reads in `body` besides its string values: its member
 /// names (a tool's parameters, a schema's properties), and its numbers and literals
@@ -731,6 +734,10 @@ mod tests {
         let disguised =
             format!(r#"{{"messages":[{{"role":"user","content":"data:a;base64,{prose}"}}]}}"#);
         assert!(input_tokens(disguised.as_bytes()) > prose.len() as u64 / 4);
+        // A part's address is its bytes, under any `…_url`.
+        let document = br#"{"type":"document_url","document_url":"data:application/pdf;base64,JVBERi0xLjQKJcfs"}"#;
+        // document_url 12; the names type and document_url 16.
+        assert_eq!(input_tokens(document), (12_u64 + 16).div_ceil(4));
     }
 
     #[test]

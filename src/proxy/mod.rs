@@ -636,37 +636,48 @@ fn no_work_past_limits(
 ) -> Result<(), GatewayError> {
     // By the config, not by what was counted: a store that failed (`allow`) counted
     // nothing, and the work would escape the limits all the same.
-    let method = &session.req_header().method;
-    let writes = matches!(
-        *method,
-        http::Method::POST | http::Method::PUT | http::Method::PATCH
-    );
-    if !ctx.held_to.limited()
-        || !writes
-        || ctx
-            .upstream
-            .as_ref()
-            .is_some_and(|t| t.credential.caller_key_label.is_some())
-    {
+    let req = session.req_header();
+    let Some(target) = ctx.upstream.as_ref() else {
+        return Ok(());
+    };
+    if !ctx.held_to.limited() || target.credential.caller_key_label.is_some() {
         return Ok(());
     }
-    if *method == http::Method::POST && passthrough::mints_a_credential(&pt.endpoint) {
+    if req.method == http::Method::POST && passthrough::mints_a_credential(&pt.endpoint) {
         return Err(GatewayError::forbidden(format!(
             "`{}` hands out a credential used at the provider directly, past the limits \
              this request is held to: not served for a key or provider with limits",
             pt.endpoint
         )));
     }
-    if limit_check::caller_charged_by_usage(ctx)
-        && write_cost::write_cost(&pt.endpoint) == write_cost::WriteCost::Unmetered
-    {
-        return Err(GatewayError::forbidden(format!(
+    if !limit_check::caller_charged_by_usage(ctx) {
+        return Ok(());
+    }
+    let kind = target.provider.kind;
+    match write_cost::write_cost(&req.method, &pt.endpoint, kind) {
+        write_cost::WriteCost::Unmetered => Err(GatewayError::forbidden(format!(
             "`{} {}` has the provider do work billed by what the gateway cannot meter (or \
              does not know): not served for a key held to tokens or a budget",
-            method, pt.endpoint
-        )));
+            req.method, pt.endpoint
+        ))),
+        // A body the gateway cannot read says nothing of what it asks.
+        write_cost::WriteCost::Metered if request_is_encoded(req) => {
+            Err(GatewayError::invalid_request(
+                "a model call's body cannot be compressed (`Content-Encoding`) for a key held \
+                 to tokens or a budget: the gateway reads it to count its input",
+            )
+            .with_code("unsupported_content_encoding"))
+        }
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// Whether the request's body comes encoded (`Content-Encoding` other than `identity`).
+fn request_is_encoded(req: &RequestHeader) -> bool {
+    req.headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
 }
 
 /// A model call whose answer would be collected apart by a read, free of the limits
@@ -687,9 +698,12 @@ fn no_answer_collected_apart(ctx: &RequestContext, body: &[u8]) -> Result<(), Ga
 }
 
 /// Why the body of a `/p/` request to `target` is read whole before it goes upstream,
-/// if it is: a Chat stream to ask for its usage, or a JSON model call of a caller held
-/// to tokens or a budget (not a caller's own provider key) for its input's estimate
-/// (a body of another type, protobuf or JSPB, is estimated by its size, unread).
+/// if it is: a Chat stream to ask for its usage, or a model call of a caller held to
+/// tokens or a budget (not a caller's own provider key) for its input's estimate,
+/// whatever type it says (servers read JSON without one), refused unless it is a JSON
+/// object the gateway reads; protobuf and JSPB, Google's own clients' formats, pass
+/// unread (a whole answer's input is then counted by the body's size; a stream's by
+/// none).
 fn held_body(
     ctx: &RequestContext,
     target: &UpstreamTarget,
@@ -701,7 +715,7 @@ fn held_body(
         return Some(HeldBody::AskingUsage);
     }
     let estimated = *method == http::Method::POST
-        && request_is_plain_json(req)
+        && !request_is_protobuf(req)
         && target.credential.caller_key_label.is_none()
         && passthrough::model_work(&pt.endpoint) == Some(metrics::usage::ModelWork::Generates)
         && limit_check::caller_charged_by_usage(ctx);
@@ -946,14 +960,15 @@ fn request_is_json(req: &RequestHeader) -> bool {
         })
 }
 
-/// Whether the request says its body is JSON itself (`application/json`, with or
-/// without parameters), not a type built on it (`application/json+protobuf`).
-fn request_is_plain_json(req: &RequestHeader) -> bool {
-    let Some(content_type) = req.headers.get(http::header::CONTENT_TYPE) else {
-        return false;
-    };
-    let media = content_type.as_bytes().split(|&b| b == b';').next();
-    media.is_some_and(|m| m.trim_ascii().eq_ignore_ascii_case(b"application/json"))
+/// Whether the request says its body is protobuf, or JSPB (`application/x-protobuf`,
+/// `application/json+protobuf`): Google's own clients' formats, which a provider
+/// reads by their type alone.
+fn request_is_protobuf(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|ct| {
+            memchr::memmem::find(&ct.as_bytes().to_ascii_lowercase(), b"protobuf").is_some()
+        })
 }
 
 fn declared_length(req: &RequestHeader) -> Option<u64> {

@@ -15,7 +15,7 @@ use super::client_hangup::{self, ClientSocket};
 use super::held_chat_body::{self, HeldBody};
 use super::limit_check::ProviderAdmission;
 use super::model_call_body::{ModelCallBody, SubrequestReturn};
-use super::model_field::ModelField;
+use super::model_field::{readable_body, ModelField};
 use super::model_request::ModelEndpoint;
 use super::prepared_call::{self, CallRequest, CallSources, Delivery, FirstAttempt, PreparedCall};
 use super::subrequest::{self, SubrequestPlan};
@@ -215,7 +215,8 @@ impl AuroraProxy {
         let read = match self.read_whole_body(session, ctx, config).await? {
             Ok(body) => match super::no_answer_collected_apart(ctx, &body) {
                 Ok(()) if held == HeldBody::AskingUsage => held_chat_body::asking_usage(body),
-                Ok(()) => Ok((body, false)),
+                Ok(()) if body.is_empty() => Ok((body, false)),
+                Ok(()) => readable_body(&body).map(|()| (body, false)),
                 Err(err) => Err(err),
             },
             Err(err) => Err(err),

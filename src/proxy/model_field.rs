@@ -108,6 +108,13 @@ pub fn usage_asking_body(body: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
     Ok(ask.edit(body).map(|edit| edited(body, vec![edit])))
 }
 
+/// Refuses (400) a `/p/` body that is not a JSON object the gateway reads by the rules
+/// [`usage_asking_body`] holds a Chat body to: one held to count its input is read as
+/// the provider will read it, or not sent.
+pub fn readable_body(body: &[u8]) -> Result<(), GatewayError> {
+    TopLevelModel::read(body).map(|_| ())
+}
+
 /// `body` with each byte range replaced by its text (an empty range: an insertion).
 fn edited(body: &[u8], mut edits: Vec<(Range<usize>, Vec<u8>)>) -> Vec<u8> {
     edits.sort_by_key(|(span, _)| span.start);

@@ -1,14 +1,17 @@
-//! What a write through `/p/` (`POST`, `PUT`, `PATCH`) has the provider bill, as far as
-//! the gateway can tell from its endpoint: model work whose usage the gateway reads
-//! (or watches for, a batch's), nothing billed by the token, or work it cannot meter
-//! (images, audio, video, fine-tuning, evaluation and Assistants runs, code
-//! containers, Gemini's context caches, Imagen and Veo, an answer collected apart from
-//! its call). A caller held to tokens or a budget is let make the first two only:
-//! the third would spend the provider's money past every limit it is held to. What
-//! the gateway does not know is taken for the third, so a provider's new endpoint is
-//! not free until it is read.
+//! What a write through `/p/` (any method but `GET`, `HEAD`, `OPTIONS` and `DELETE`)
+//! has the provider bill, as far as the gateway can tell from its endpoint: model work
+//! whose usage the gateway reads (or watches for, a batch's), nothing billed by the
+//! token, or work it cannot meter (images, audio, video, fine-tuning, evaluation and
+//! Assistants runs, code containers, Gemini's context caches, Imagen and Veo, an
+//! answer collected apart from its call). A caller held to tokens or a budget is let
+//! make the first two only: the third would spend the provider's money past every
+//! limit it is held to. What the gateway does not know is taken for the third, so a
+//! provider's new endpoint is not free until it is read.
+
+use http::Method;
 
 use super::passthrough::model_work;
+use crate::providers::ProviderKind;
 use crate::translate::json_members::ObjectMembers;
 
 /// What a write to an endpoint costs, by what the gateway reads of it.
@@ -23,22 +26,19 @@ pub enum WriteCost {
 }
 
 /// The first segments of endpoints whose writes start no model work billed by the
-/// token: uploads and files (OpenAI's, Anthropic's, Gemini's), vector stores (billed
-/// for storage), Responses conversations, Assistants and their threads and messages
-/// (not their runs), and free moderation.
-const FREE_COLLECTIONS: [&str; 7] = [
-    "files",
-    "uploads",
-    "vector_stores",
-    "conversations",
-    "assistants",
-    "threads",
-    "moderations",
-];
+/// token, at every provider: uploads and files (OpenAI's, Anthropic's, Gemini's),
+/// vector stores (billed for storage), Assistants and their threads and messages (not
+/// their runs).
+const FREE_COLLECTIONS: [&str; 5] = ["files", "uploads", "vector_stores", "assistants", "threads"];
+
+/// The same at OpenAI alone: its Responses conversations and its moderation are free,
+/// where Mistral's `conversations` run a model and its moderation is billed.
+const FREE_AT_OPENAI: [&str; 2] = ["conversations", "moderations"];
 
 /// The last segments (or Gemini methods) of endpoints that bill nothing: counting a
-/// request's tokens, stopping work, and vLLM's tokenizer.
-const FREE_ENDS: [&str; 8] = [
+/// request's tokens, stopping work, vLLM's and Z.ai's tokenizers, and the details
+/// of an Ollama model (`api/show`, which its clients ask before a chat).
+const FREE_ENDS: [&str; 10] = [
     "count_tokens",
     "input_tokens",
     "countTokens",
@@ -47,26 +47,45 @@ const FREE_ENDS: [&str; 8] = [
     "cancel",
     "tokenize",
     "detokenize",
+    "tokenizer",
+    "show",
 ];
 
-/// The last segments (or Gemini methods) of endpoints that start a batch, whose usage
-/// the gateway reads from the batch once it has ended: OpenAI's and Anthropic's
-/// `batches`, Gemini's `batchGenerateContent`.
-const BATCH_STARTS: [&str; 2] = ["batches", "batchGenerateContent"];
+/// The last segments (or Gemini methods) of endpoints whose answers report their
+/// usage besides the model calls [`model_work`] knows: batches, read once they have
+/// ended (OpenAI's and Anthropic's `batches`, Gemini's `batchGenerateContent`), and
+/// vLLM's scoring and pooling.
+const METERED_ENDS: [&str; 6] = [
+    "batches",
+    "batchGenerateContent",
+    "rerank",
+    "score",
+    "pooling",
+    "classify",
+];
 
 /// Segments that make any endpoint unmetered wherever they stand: an Assistants run
 /// (`threads/{id}/runs`, `threads/runs`) has a model work unseen, and Z.ai's `async`
 /// chat answers only with an id, its completion collected by a read.
 const UNMETERED_ANYWHERE: [&str; 2] = ["runs", "async"];
 
-/// What a write to `endpoint` (the path below the provider's base URL, query aside)
-/// costs. Case is ignored and empty segments skipped, as in [`model_work`]; leading
+/// What a `method` call to `endpoint` (the path below the provider's base URL, as
+/// decoded) at a provider of type `kind` costs: reads and deletes nothing; a write
+/// other than `POST` is metered nowhere. Case is ignored and empty segments skipped,
+/// as in [`model_work`]; a segment is named by what precedes any `;` and trailing
+/// dots or white space (`runs;x`, `runs.`), as a lenient server may read it; leading
 /// version segments (`v1beta/…`, and Gemini's `upload/v1beta/files`) are skipped.
-pub fn write_cost(endpoint: &str) -> WriteCost {
-    let path = endpoint.split('?').next().unwrap_or_default();
-    let segments = || path.split('/').filter(|s| !s.is_empty());
+pub fn write_cost(method: &Method, endpoint: &str, kind: ProviderKind) -> WriteCost {
+    if matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
+    ) {
+        return WriteCost::Free;
+    }
+    let segments = || endpoint.split('/').map(name).filter(|s| !s.is_empty());
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
-    if segments().any(|s| UNMETERED_ANYWHERE.iter().any(|n| is(s, n))) {
+    let any_of = |s: &str, names: &[&str]| names.iter().any(|n| is(s, n));
+    if segments().any(|s| any_of(s, &UNMETERED_ANYWHERE)) {
         return WriteCost::Unmetered;
     }
     let Some(last) = segments().next_back() else {
@@ -74,17 +93,34 @@ pub fn write_cost(endpoint: &str) -> WriteCost {
     };
     // Gemini's `models/{model}:{method}`: the method says.
     let end = last.rsplit_once(':').map_or(last, |(_, method)| method);
-    if model_work(path).is_some() || BATCH_STARTS.iter().any(|n| is(end, n)) {
-        return WriteCost::Metered;
+    if model_work(endpoint).is_some() || any_of(end, &METERED_ENDS) {
+        return match *method {
+            Method::POST => WriteCost::Metered,
+            _ => WriteCost::Unmetered,
+        };
     }
-    if FREE_ENDS.iter().any(|n| is(end, n)) {
+    if any_of(end, &FREE_ENDS) {
         return WriteCost::Free;
     }
-    let first = segments().find(|s| !is(s, "upload") && !is_version(s));
-    if first.is_some_and(|f| FREE_COLLECTIONS.iter().any(|n| is(f, n))) {
-        return WriteCost::Free;
+    // A collection, or a method of it (Gemini's `files:register`).
+    let first = segments()
+        .find(|s| !is(s, "upload") && !is_version(s))
+        .map(|s| s.split(':').next().unwrap_or(s));
+    let free = first.is_some_and(|f| {
+        any_of(f, &FREE_COLLECTIONS) || (kind == ProviderKind::OpenAi && any_of(f, &FREE_AT_OPENAI))
+    });
+    if free {
+        WriteCost::Free
+    } else {
+        WriteCost::Unmetered
     }
-    WriteCost::Unmetered
+}
+
+/// A path segment as a lenient server names it: before any `;` (matrix parameters),
+/// without trailing dots or white space.
+fn name(segment: &str) -> &str {
+    let named = segment.split(';').next().unwrap_or(segment);
+    named.trim_end_matches(|c: char| c == '.' || c.is_ascii_whitespace())
 }
 
 /// Whether a model call's `body` asks for its answer to be kept and collected later
@@ -115,7 +151,12 @@ mod tests {
     fn cost_of(endpoints: &[&str]) -> Vec<(String, WriteCost)> {
         endpoints
             .iter()
-            .map(|e| (e.to_string(), write_cost(e)))
+            .map(|e| {
+                (
+                    e.to_string(),
+                    write_cost(&Method::POST, e, ProviderKind::OpenAi),
+                )
+            })
             .collect()
     }
 
@@ -142,6 +183,8 @@ mod tests {
             "messages/batches",
             "models/gemini-2.5-flash:batchGenerateContent",
             "Chat//Completions/",
+            "rerank",
+            "responses/compact",
         ];
         assert_eq!(cost_of(&metered), all(&metered, WriteCost::Metered));
     }
@@ -173,6 +216,9 @@ mod tests {
             "batches/abc:cancel",
             "operations/op_1:cancel",
             "tokenize",
+            "api/show",
+            "files:register",
+            "v1beta/files:register",
         ];
         assert_eq!(cost_of(&free), all(&free, WriteCost::Free));
     }
@@ -206,10 +252,55 @@ mod tests {
             "tunedModels",
             "realtime/client_secrets",
             "organization/projects",
+            "chat/completions/chatcmpl_1",
+            "api/pull",
             "",
             "/",
+            // Names a lenient server reads as `runs` or `async`.
+            "threads/thread_1/runs;x",
+            "threads/thread_1/runs.",
+            "threads/thread_1/runs ",
+            "async;v=1/chat/completions",
         ];
         assert_eq!(cost_of(&unmetered), all(&unmetered, WriteCost::Unmetered));
+    }
+
+    #[test]
+    fn reads_and_deletes_are_free_and_other_writes_are_metered_nowhere() {
+        let cost =
+            |method: Method, endpoint: &str| write_cost(&method, endpoint, ProviderKind::OpenAi);
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::DELETE] {
+            assert_eq!(cost(method, "images/generations"), WriteCost::Free);
+        }
+        let lower = Method::from_bytes(b"post").unwrap();
+        for method in [Method::PUT, Method::PATCH, lower] {
+            assert_eq!(
+                cost(method.clone(), "chat/completions"),
+                WriteCost::Unmetered,
+                "{method}"
+            );
+            assert_eq!(
+                cost(method.clone(), "images/generations"),
+                WriteCost::Unmetered
+            );
+            assert_eq!(cost(method, "files/file_1"), WriteCost::Free);
+        }
+    }
+
+    #[test]
+    fn conversations_and_moderation_are_free_at_openai_alone() {
+        for endpoint in ["conversations", "conversations/conv_1/items", "moderations"] {
+            assert_eq!(
+                write_cost(&Method::POST, endpoint, ProviderKind::OpenAi),
+                WriteCost::Free
+            );
+            // Mistral's start a model's work, and bill its moderation.
+            assert_eq!(
+                write_cost(&Method::POST, endpoint, ProviderKind::Mistral),
+                WriteCost::Unmetered,
+                "{endpoint}"
+            );
+        }
     }
 
     #[test]
@@ -238,10 +329,11 @@ mod tests {
 
     #[test]
     fn names_are_matched_whatever_their_case() {
-        assert_eq!(write_cost("IMAGES/Generations"), WriteCost::Unmetered);
-        assert_eq!(write_cost("Threads/t/RUNS"), WriteCost::Unmetered);
-        assert_eq!(write_cost("FILES"), WriteCost::Free);
-        assert_eq!(write_cost("models/m:COUNTTOKENS"), WriteCost::Free);
-        assert_eq!(write_cost("V1/Chat/Completions"), WriteCost::Metered);
+        let cost = |endpoint: &str| write_cost(&Method::POST, endpoint, ProviderKind::OpenAi);
+        assert_eq!(cost("IMAGES/Generations"), WriteCost::Unmetered);
+        assert_eq!(cost("Threads/t/RUNS"), WriteCost::Unmetered);
+        assert_eq!(cost("FILES"), WriteCost::Free);
+        assert_eq!(cost("models/m:COUNTTOKENS"), WriteCost::Free);
+        assert_eq!(cost("V1/Chat/Completions"), WriteCost::Metered);
     }
 }
