@@ -3040,18 +3040,23 @@ async fn a_budgeted_keys_model_call_body_is_read_whatever_type_it_says() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_held_to_tokens_or_a_budget_cannot_ask_for_its_answer_later() {
+async fn a_key_held_to_tokens_or_a_budget_cannot_ask_for_work_billed_apart() {
     // xAI's `deferred`: the call answers with an id, and the completion is collected
-    // by a read (`GET chat/deferred-completion/{id}`), which is charged nothing.
+    // by a read (`GET chat/deferred-completion/{id}`), which is charged nothing. And
+    // the Responses API's `image_generation` tool, whose images are billed apart from
+    // the answer's usage.
     let mock = MockUpstream::start(provider_like).await;
     let deferred =
         r#"{"model":"gpt-4o-mini","deferred":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let twice = r#"{"model":"gpt-4o-mini","deferred":false,"messages":[],"deferred":true}"#;
+    let images = r#"{"model":"gpt-4o-mini","input":"a cat","tools":[{"type":"image_generation"}]}"#;
     let gw = gateway(&mock, "", "{budget: {usd: 5, period: month}}");
     for (path, body) in [
         ("/v1/chat/completions", deferred),
         ("/p/openai/chat/completions", deferred),
         ("/p/openai/chat/completions", twice),
+        ("/p/openai/responses", images),
+        ("/v1/responses", images),
     ] {
         let refused = post(&gw, TEAM_KEY, path, body).await;
         assert_eq!(refused.status(), 403, "{path}: {body}");

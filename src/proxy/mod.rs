@@ -680,21 +680,24 @@ fn request_is_encoded(req: &RequestHeader) -> bool {
         .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
 }
 
-/// A model call whose answer would be collected apart by a read, free of the limits
-/// (xAI's `deferred`), is refused for a caller held to tokens or a budget; a caller's
-/// own provider key asks what it likes.
-fn no_answer_collected_apart(ctx: &RequestContext, body: &[u8]) -> Result<(), GatewayError> {
+/// A model call that has the provider bill past the usage its answer reports
+/// ([`write_cost::unmetered_ask`]: xAI's `deferred`, the `image_generation` tool) is
+/// refused for a caller held to tokens or a budget; a caller's own provider key asks
+/// what it likes.
+fn no_unmetered_ask(ctx: &RequestContext, body: &[u8]) -> Result<(), GatewayError> {
     let own_key = ctx
         .upstream
         .as_ref()
         .is_some_and(|t| t.credential.caller_key_label.is_some());
-    if own_key || !limit_check::caller_charged_by_usage(ctx) || !write_cost::asks_deferred(body) {
+    if own_key || !limit_check::caller_charged_by_usage(ctx) {
         return Ok(());
     }
-    Err(GatewayError::forbidden(
-        "`deferred` has the answer collected later by a read the gateway cannot charge: not \
-         served for a key held to tokens or a budget",
-    ))
+    match write_cost::unmetered_ask(body) {
+        Some(why) => Err(GatewayError::forbidden(format!(
+            "{why}: not served for a key held to tokens or a budget"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Why the body of a `/p/` request to `target` is read whole before it goes upstream,

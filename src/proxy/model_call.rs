@@ -83,7 +83,7 @@ impl AuroraProxy {
             Err(err) => return reject(session, ctx, err).await,
         };
         ctx.upstream = Some(prepared.target().clone());
-        if let Err(err) = super::no_answer_collected_apart(ctx, &body) {
+        if let Err(err) = super::no_unmetered_ask(ctx, &body) {
             return reject(session, ctx, err).await;
         }
         let past_replay = session.as_ref().retry_buffer_truncated();
@@ -213,7 +213,7 @@ impl AuroraProxy {
         held: HeldBody,
     ) -> Result<bool> {
         let read = match self.read_whole_body(session, ctx, config).await? {
-            Ok(body) => match super::no_answer_collected_apart(ctx, &body) {
+            Ok(body) => match super::no_unmetered_ask(ctx, &body) {
                 Ok(()) if held == HeldBody::AskingUsage => held_chat_body::asking_usage(body),
                 Ok(()) if body.is_empty() => Ok((body, false)),
                 Ok(()) => readable_body(&body).map(|()| (body, false)),

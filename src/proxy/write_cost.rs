@@ -12,7 +12,7 @@ use http::Method;
 
 use super::passthrough::model_work;
 use crate::providers::ProviderKind;
-use crate::translate::json_members::ObjectMembers;
+use crate::translate::json_members::{ArrayElements, ObjectMembers};
 
 /// What a write to an endpoint costs, by what the gateway reads of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,18 +123,42 @@ fn name(segment: &str) -> &str {
     named.trim_end_matches(|c: char| c == '.' || c.is_ascii_whitespace())
 }
 
-/// Whether a model call's `body` asks for its answer to be kept and collected later
-/// by a read (xAI's `"deferred": true`): the call itself answers with an id alone, and
-/// the read that collects the completion bills nothing more at the gateway. Any
-/// top-level `deferred` (case ignored, escapes read) but `false` or `null` asks, so
-/// that a second member or a spelling a provider reads cannot.
-pub fn asks_deferred(body: &[u8]) -> bool {
-    let Some(mut members) = ObjectMembers::of(body) else {
+/// What in a model call's `body` has the provider bill past the usage its answer
+/// reports, if anything, said for the refusal:
+/// - asking for the answer to be kept and collected later by a read (xAI's
+///   `"deferred": true`): the call itself answers with an id alone, and the read that
+///   collects the completion bills nothing more at the gateway. Any top-level
+///   `deferred` (case ignored, escapes read) but `false` or `null` asks, so that a
+///   second member or a spelling a provider reads cannot;
+/// - the Responses API's `image_generation` tool, whose images are billed apart from
+///   the answer's usage (as `images/generations` is).
+pub fn unmetered_ask(body: &[u8]) -> Option<&'static str> {
+    let mut members = ObjectMembers::of(body)?;
+    std::iter::from_fn(|| members.next_front()).find_map(|member| {
+        let key = member.key();
+        if key.eq_ignore_ascii_case(b"deferred") && !matches!(member.value, b"false" | b"null") {
+            return Some(
+                "`deferred` has the answer collected later by a read the gateway cannot charge",
+            );
+        }
+        let generates_images = key.eq_ignore_ascii_case(b"tools")
+            && ArrayElements::of(member.value)
+                .is_some_and(|mut tools| tools.any(is_image_generation_tool));
+        generates_images.then_some(
+            "the `image_generation` tool bills images apart from the usage the answer reports",
+        )
+    })
+}
+
+/// Whether the tool `tool` (an element of `tools`) is of type `image_generation`.
+fn is_image_generation_tool(tool: &[u8]) -> bool {
+    let Some(mut members) = ObjectMembers::of(tool) else {
         return false;
     };
     std::iter::from_fn(|| members.next_front()).any(|member| {
-        member.key().eq_ignore_ascii_case(b"deferred")
-            && !matches!(member.value, b"false" | b"null")
+        member.key().eq_ignore_ascii_case(b"type")
+            && serde_json::from_slice::<std::borrow::Cow<'_, str>>(member.value)
+                .is_ok_and(|t| t.eq_ignore_ascii_case("image_generation"))
     })
 }
 
@@ -313,7 +337,8 @@ mod tests {
             r#"{"model":"grok-4","deferr\u0065d":true}"#,
             r#"{"model":"grok-4","deferred":"yes"}"#,
         ] {
-            assert!(asks_deferred(body.as_bytes()), "{body}");
+            let said = unmetered_ask(body.as_bytes());
+            assert!(said.is_some_and(|s| s.contains("deferred")), "{body}");
         }
         for body in [
             r#"{"model":"grok-4","messages":[]}"#,
@@ -323,7 +348,29 @@ mod tests {
             r#"{"model":"grok-4","messages":[{"role":"user","content":"\"deferred\":true"}]}"#,
             "not json",
         ] {
-            assert!(!asks_deferred(body.as_bytes()), "{body}");
+            assert_eq!(unmetered_ask(body.as_bytes()), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_tool_that_bills_images_apart_is_told_however_written() {
+        for body in [
+            r#"{"model":"gpt-5","tools":[{"type":"image_generation"}],"input":"a cat"}"#,
+            r#"{"model":"gpt-5","tools":[{"type":"function","name":"f"},{"type":"Image_Generation","quality":"high"}]}"#,
+            r#"{"model":"gpt-5","tools":[{"type":"image\u005fgeneration"}]}"#,
+        ] {
+            let said = unmetered_ask(body.as_bytes());
+            assert!(
+                said.is_some_and(|s| s.contains("image_generation")),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"model":"gpt-5","tools":[{"type":"function","name":"image_generation"}]}"#,
+            r#"{"model":"gpt-5","tools":[{"type":"web_search"}],"input":"image_generation"}"#,
+            r#"{"model":"gpt-5","tool_choice":{"type":"image_generation"}}"#,
+        ] {
+            assert_eq!(unmetered_ask(body.as_bytes()), None, "{body}");
         }
     }
 
