@@ -187,7 +187,7 @@ impl Scenario {
         let (method, path, body, marker): (Method, &str, Bytes, &'static str) = match name {
             "passthrough_small_json" => (
                 Method::POST,
-                "/v1/small",
+                "/v1/embeddings",
                 Bytes::from(format!("{openai_chat}}}")),
                 r#""bench":"small"}"#,
             ),

@@ -55,7 +55,7 @@ pub fn passthrough_requests() -> Vec<TrainingRequest> {
     };
     vec![
         post(
-            "/p/openai/v1/small",
+            "/p/openai/v1/embeddings",
             body(CHAT, "gpt-4o-mini", false),
             r#""bench":"small"}"#,
         ),
@@ -253,7 +253,7 @@ mod tests {
             }
         }
         for path in [
-            "/p/openai/v1/small",
+            "/p/openai/v1/embeddings",
             "/p/openai/v1/chat/completions",
             "/v1/models",
         ] {

@@ -34,6 +34,8 @@ pub struct HeldToSubjects {
     /// The config holds the request to a limit (its key's or its provider's), whether
     /// or not the store could count it.
     limited: bool,
+    /// The caller's key is held to what its calls use (tokens per minute, or a budget).
+    caller_by_usage: bool,
 }
 
 impl HeldToSubjects {
@@ -76,6 +78,8 @@ pub async fn admit_caller(
         return Ok(());
     };
     ctx.held_to.limited = true;
+    ctx.held_to.caller_by_usage =
+        limited.limits.tokens_per_minute.is_some() || limited.limits.budget.is_some();
     let held = admit(store, limited, config.limits.on_store_error, Whose::Key).await?;
     if let Some(held) = held {
         ctx.rate = held.1.or(ctx.rate);
@@ -97,13 +101,8 @@ pub fn caller_limit_texts(ctx: &RequestContext) -> Option<&LimitTexts> {
 /// Whether the caller's key is held to what its calls use (tokens per minute, or a
 /// budget), not only to their number: such a key's calls must be metered.
 pub fn caller_charged_by_usage(ctx: &RequestContext) -> bool {
-    let Some(Caller::Managed(name)) = ctx.caller.as_ref() else {
-        return false;
-    };
-    ctx.config
-        .as_deref()
-        .and_then(|config| config.limits.for_key(name))
-        .is_some_and(|l| l.limits.tokens_per_minute.is_some() || l.limits.budget.is_some())
+    // Told by the admission, which found the key's limits.
+    ctx.held_to.caller_by_usage
 }
 
 /// Admits the request against the limits of the provider it goes to, if any.

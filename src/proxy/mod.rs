@@ -717,11 +717,11 @@ fn held_body(
     if held_chat_body::applies(&target.provider, &pt.endpoint, method) {
         return Some(HeldBody::AskingUsage);
     }
-    let estimated = *method == http::Method::POST
-        && !request_is_protobuf(req)
+    let estimated = limit_check::caller_charged_by_usage(ctx)
+        && *method == http::Method::POST
         && target.credential.caller_key_label.is_none()
         && passthrough::model_work(&pt.endpoint) == Some(metrics::usage::ModelWork::Generates)
-        && limit_check::caller_charged_by_usage(ctx);
+        && !request_is_protobuf(req);
     estimated.then_some(HeldBody::ForInputEstimate)
 }
 
@@ -970,7 +970,9 @@ fn request_is_protobuf(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|ct| {
-            memchr::memmem::find(&ct.as_bytes().to_ascii_lowercase(), b"protobuf").is_some()
+            ct.as_bytes()
+                .windows(b"protobuf".len())
+                .any(|w| w.eq_ignore_ascii_case(b"protobuf"))
         })
 }
 

@@ -3,7 +3,7 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/v1/small` | a 1 KiB JSON document |
+//! | `/v1/small`, `/v1/embeddings` | a 1 KiB JSON document reporting its usage |
 //! | `/v1/consume` | reads the whole body, answers `{"received":<bytes>}` |
 //! | `/v1/echo` | the request body, streamed back |
 //! | `/v1/chat/completions` | an OpenAI completion, or with `"stream":true` N chunks + `[DONE]` |
@@ -86,7 +86,9 @@ impl CannedProvider {
     fn route(&self, rec: &Recorded) -> Reply {
         match rec.path() {
             "/v1/echo" => Reply::Echo,
-            "/v1/small" => Reply::json(200, self.small.clone()),
+            // At a model endpoint too: a caller held to tokens or a budget writes only to
+            // endpoints whose cost the gateway meters.
+            "/v1/small" | "/v1/embeddings" => Reply::json(200, self.small.clone()),
             "/v1/consume" => Reply::json(200, format!("{{\"received\":{}}}", rec.body_len)),
             "/v1/chat/completions" => self.model_answer(rec, false),
             "/v1/messages" => self.model_answer(rec, true),
@@ -127,7 +129,7 @@ impl Handler for CannedProvider {
     }
 }
 
-/// The 1 KiB answer of `/v1/small`; it ends with `"bench":"small"}`.
+/// The 1 KiB answer of `/v1/small` and `/v1/embeddings`; it ends with `"bench":"small"}`.
 pub fn small_json() -> String {
     let head = r#"{"id":"bench-small","object":"bench.small","pad":""#;
     // Usage as a provider reports it, so a limited key is charged from each answer.
