@@ -232,7 +232,7 @@ pub fn input_tokens_of_size(bytes: u64) -> u64 {
 
 /// The estimated input tokens of a request body (JSON): the characters of its string
 /// values, whatever the format, of its member names and of its numbers and literals
-/// ([`structure_chars`]), and each image, audio clip or file part it carries (told by
+/// (`structure_chars`), and each image, audio clip or file part it carries (told by
 /// its `type`, whether its bytes are inline or given by address).
 pub fn input_tokens(body: &[u8]) -> u64 {
     let mut chars = structure_chars(body);

@@ -628,20 +628,20 @@ fn whole_exchange_request(
 /// credential the client would use at the provider directly, past them; and a caller
 /// held to tokens or a budget does not have the provider do work the gateway cannot
 /// meter ([`write_cost`]). A caller's own provider key (`!PASSTHRU`) does what it
-/// likes.
+/// likes. What the request costs, when the caller is held to tokens or a budget.
 fn no_work_past_limits(
     session: &Session,
     ctx: &RequestContext,
     pt: &passthrough::PassthroughRoute,
-) -> Result<(), GatewayError> {
+) -> Result<Option<write_cost::WriteCost>, GatewayError> {
     // By the config, not by what was counted: a store that failed (`allow`) counted
     // nothing, and the work would escape the limits all the same.
     let req = session.req_header();
     let Some(target) = ctx.upstream.as_ref() else {
-        return Ok(());
+        return Ok(None);
     };
     if !ctx.held_to.limited() || target.credential.caller_key_label.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     if req.method == http::Method::POST && passthrough::mints_a_credential(&pt.endpoint) {
         return Err(GatewayError::forbidden(format!(
@@ -651,7 +651,7 @@ fn no_work_past_limits(
         )));
     }
     if !limit_check::caller_charged_by_usage(ctx) {
-        return Ok(());
+        return Ok(None);
     }
     let kind = target.provider.kind;
     match write_cost::write_cost(&req.method, &pt.endpoint, kind) {
@@ -661,14 +661,14 @@ fn no_work_past_limits(
             req.method, pt.endpoint
         ))),
         // A body the gateway cannot read says nothing of what it asks.
-        write_cost::WriteCost::Metered if request_is_encoded(req) => {
+        write_cost::WriteCost::Metered(_) if request_is_encoded(req) => {
             Err(GatewayError::invalid_request(
                 "a model call's body cannot be compressed (`Content-Encoding`) for a key held \
                  to tokens or a budget: the gateway reads it to count its input",
             )
             .with_code("unsupported_content_encoding"))
         }
-        _ => Ok(()),
+        cost => Ok(Some(cost)),
     }
 }
 
@@ -700,29 +700,24 @@ fn no_unmetered_ask(ctx: &RequestContext, body: &[u8]) -> Result<(), GatewayErro
     }
 }
 
-/// Why the body of a `/p/` request to `target` is read whole before it goes upstream,
-/// if it is: a Chat stream to ask for its usage, or a model call of a caller held to
-/// tokens or a budget (not a caller's own provider key) for its input's estimate,
-/// whatever type it says (servers read JSON without one), refused unless it is a JSON
-/// object the gateway reads; protobuf and JSPB, Google's own clients' formats, pass
-/// unread (a whole answer's input is then counted by the body's size; a stream's by
-/// none).
+/// Why the body of a `/p/` request is read whole before it goes upstream, if it is: a
+/// Chat stream to ask for its usage (`asks_usage`, [`held_chat_body::applies`]), or a
+/// model call that has a model generate, of a caller held to tokens or a budget (not a
+/// caller's own provider key: `cost` is what [`no_work_past_limits`] found), for its
+/// input's estimate, whatever type it says (servers read JSON without one), refused
+/// unless it is a JSON object the gateway reads; protobuf and JSPB, Google's own
+/// clients' formats, pass unread (a whole answer's input is then counted by the
+/// body's size; a stream's by none).
 fn held_body(
-    ctx: &RequestContext,
-    target: &UpstreamTarget,
-    pt: &passthrough::PassthroughRoute,
+    asks_usage: bool,
+    cost: Option<write_cost::WriteCost>,
     req: &RequestHeader,
 ) -> Option<HeldBody> {
-    let method = &req.method;
-    if held_chat_body::applies(&target.provider, &pt.endpoint, method) {
+    if asks_usage {
         return Some(HeldBody::AskingUsage);
     }
-    let estimated = limit_check::caller_charged_by_usage(ctx)
-        && *method == http::Method::POST
-        && target.credential.caller_key_label.is_none()
-        && passthrough::model_work(&pt.endpoint) == Some(metrics::usage::ModelWork::Generates)
-        && !request_is_protobuf(req);
-    estimated.then_some(HeldBody::ForInputEstimate)
+    let generates = write_cost::WriteCost::Metered(Some(metrics::usage::ModelWork::Generates));
+    (cost == Some(generates) && !request_is_protobuf(req)).then_some(HeldBody::ForInputEstimate)
 }
 
 /// The upstream of a `/p/{provider}/…` request.
@@ -1116,7 +1111,11 @@ impl ProxyHttp for AuroraProxy {
                                 Some(attempts::plan_for_provider(&target.provider, &self.health));
                             ctx.attempt_ready = true;
                         }
-                        let held = held_body(ctx, &target, &pt, session.req_header());
+                        let asks_usage = held_chat_body::applies(
+                            &target.provider,
+                            &pt.endpoint,
+                            &session.req_header().method,
+                        );
                         observe::passthrough_endpoint(
                             ctx,
                             &session.req_header().method,
@@ -1140,9 +1139,11 @@ impl ProxyHttp for AuroraProxy {
                         if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
                             return reject(session, ctx, err).await;
                         }
-                        if let Err(err) = no_work_past_limits(session, ctx, &pt) {
-                            return reject(session, ctx, err).await;
-                        }
+                        let cost = match no_work_past_limits(session, ctx, &pt) {
+                            Ok(cost) => cost,
+                            Err(err) => return reject(session, ctx, err).await,
+                        };
+                        let held = held_body(asks_usage, cost, session.req_header());
                         if session.req_header().method == http::Method::DELETE {
                             let gemini = ctx.upstream.as_ref().is_some_and(|t| {
                                 t.provider.kind == crate::providers::ProviderKind::Gemini

@@ -65,16 +65,20 @@ const EMBEDDING_METHODS: [&str; 2] = ["embedContent", "batchEmbedContents"];
 pub fn model_work(endpoint: &str) -> Option<ModelWork> {
     let mut segments = endpoint.rsplit('/').filter(|s| !s.is_empty());
     let last = segments.next()?;
+    model_work_of(last, segments.nth(1))
+}
+
+/// [`model_work`] of an endpoint whose last segment is `last`, the segment two before
+/// it `third_last`.
+pub fn model_work_of(last: &str, third_last: Option<&str>) -> Option<ModelWork> {
     if last.eq_ignore_ascii_case("messages")
-        && segments
-            .nth(1)
-            .is_some_and(|s| s.eq_ignore_ascii_case("threads"))
+        && third_last.is_some_and(|s| s.eq_ignore_ascii_case("threads"))
     {
         // OpenAI's Assistants: a message added to a thread, which no model reads yet.
         return None;
     }
-    let (generating, embedding, name) = match last.rsplit_once(':') {
-        Some((_, method)) => (&GENERATING_METHODS[..], &EMBEDDING_METHODS[..], method),
+    let (generating, embedding, name) = match gemini_method(last) {
+        Some(method) => (&GENERATING_METHODS[..], &EMBEDDING_METHODS[..], method),
         None => (&GENERATING_ENDPOINTS[..], &EMBEDDING_ENDPOINTS[..], last),
     };
     let named = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
@@ -85,6 +89,13 @@ pub fn model_work(endpoint: &str) -> Option<ModelWork> {
     } else {
         None
     }
+}
+
+/// The method of a Gemini segment (`{model}:{method}`, after its last colon).
+pub fn gemini_method(segment: &str) -> Option<&str> {
+    let colon = segment.bytes().rposition(|b| b == b':')?;
+    // Past an ASCII colon: a boundary.
+    segment.get(colon + 1..)
 }
 
 /// What follows `realtime/` in the endpoints that mint a Realtime session's client

@@ -10,15 +10,17 @@
 
 use http::Method;
 
-use super::passthrough::model_work;
+use super::passthrough::{gemini_method, model_work_of};
+use crate::metrics::usage::ModelWork;
 use crate::providers::ProviderKind;
 use crate::translate::json_members::{ArrayElements, ObjectMembers};
 
 /// What a write to an endpoint costs, by what the gateway reads of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteCost {
-    /// A model's work whose usage the answer reports (or a batch's, read when it ends).
-    Metered,
+    /// A model's work whose usage the answer reports (or a batch's, read when it ends),
+    /// with what the model does when [`model_work_of`] tells.
+    Metered(Option<ModelWork>),
     /// No model work billed by the token: counting tokens, files, stores, cancels.
     Free,
     /// Work billed by a measure the gateway does not read, or not known to it.
@@ -52,7 +54,7 @@ const FREE_ENDS: [&str; 10] = [
 ];
 
 /// The last segments (or Gemini methods) of endpoints whose answers report their
-/// usage besides the model calls [`model_work`] knows: batches, read once they have
+/// usage besides the model calls [`model_work_of`] knows: batches, read once they have
 /// ended (OpenAI's and Anthropic's `batches`, Gemini's `batchGenerateContent`), and
 /// vLLM's scoring and pooling.
 const METERED_ENDS: [&str; 6] = [
@@ -69,10 +71,13 @@ const METERED_ENDS: [&str; 6] = [
 /// chat answers only with an id, its completion collected by a read.
 const UNMETERED_ANYWHERE: [&str; 2] = ["runs", "async"];
 
+/// The most segments an endpoint is read for; one with more is not known.
+const MOST_SEGMENTS: usize = 12;
+
 /// What a `method` call to `endpoint` (the path below the provider's base URL, as
 /// decoded) at a provider of type `kind` costs: reads and deletes nothing; a write
 /// other than `POST` is metered nowhere. Case is ignored and empty segments skipped,
-/// as in [`model_work`]; a segment is named by what precedes any `;` and trailing
+/// as in [`model_work_of`]; a segment is named by what precedes any `;` and trailing
 /// dots or white space (`runs;x`, `runs.`), as a lenient server may read it; leading
 /// version segments (`v1beta/…`, and Gemini's `upload/v1beta/files`) are skipped.
 pub fn write_cost(method: &Method, endpoint: &str, kind: ProviderKind) -> WriteCost {
@@ -82,20 +87,31 @@ pub fn write_cost(method: &Method, endpoint: &str, kind: ProviderKind) -> WriteC
     ) {
         return WriteCost::Free;
     }
-    let segments = || endpoint.split('/').map(name).filter(|s| !s.is_empty());
+    let mut named = [""; MOST_SEGMENTS];
+    let mut count = 0;
+    for segment in endpoint.split('/').map(name).filter(|s| !s.is_empty()) {
+        let Some(slot) = named.get_mut(count) else {
+            return WriteCost::Unmetered;
+        };
+        *slot = segment;
+        count += 1;
+    }
+    let segments = &named[..count];
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
     let any_of = |s: &str, names: &[&str]| names.iter().any(|n| is(s, n));
-    if segments().any(|s| any_of(s, &UNMETERED_ANYWHERE)) {
+    if segments.iter().any(|s| any_of(s, &UNMETERED_ANYWHERE)) {
         return WriteCost::Unmetered;
     }
-    let Some(last) = segments().next_back() else {
+    let Some((&last, before)) = segments.split_last() else {
         return WriteCost::Unmetered;
     };
+    let third_last = before.len().checked_sub(2).map(|i| before[i]);
+    let work = model_work_of(last, third_last);
     // Gemini's `models/{model}:{method}`: the method says.
-    let end = last.rsplit_once(':').map_or(last, |(_, method)| method);
-    if model_work(endpoint).is_some() || any_of(end, &METERED_ENDS) {
+    let end = gemini_method(last).unwrap_or(last);
+    if work.is_some() || any_of(end, &METERED_ENDS) {
         return match *method {
-            Method::POST => WriteCost::Metered,
+            Method::POST => WriteCost::Metered(work),
             _ => WriteCost::Unmetered,
         };
     }
@@ -103,7 +119,8 @@ pub fn write_cost(method: &Method, endpoint: &str, kind: ProviderKind) -> WriteC
         return WriteCost::Free;
     }
     // A collection, or a method of it (Gemini's `files:register`).
-    let first = segments()
+    let first = segments
+        .iter()
         .find(|s| !is(s, "upload") && !is_version(s))
         .map(|s| s.split(':').next().unwrap_or(s));
     let free = first.is_some_and(|f| {
@@ -119,8 +136,14 @@ pub fn write_cost(method: &Method, endpoint: &str, kind: ProviderKind) -> WriteC
 /// A path segment as a lenient server names it: before any `;` (matrix parameters),
 /// without trailing dots or white space.
 fn name(segment: &str) -> &str {
-    let named = segment.split(';').next().unwrap_or(segment);
-    named.trim_end_matches(|c: char| c == '.' || c.is_ascii_whitespace())
+    let bytes = segment.as_bytes();
+    let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
+    let kept = bytes[..end]
+        .iter()
+        .rposition(|&b| b != b'.' && !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    // Cut before an ASCII byte: a boundary.
+    segment.get(..kept).unwrap_or(segment)
 }
 
 /// What in a model call's `body` has the provider bill past the usage its answer
@@ -210,7 +233,23 @@ mod tests {
             "rerank",
             "responses/compact",
         ];
-        assert_eq!(cost_of(&metered), all(&metered, WriteCost::Metered));
+        let costs = cost_of(&metered);
+        assert!(
+            costs
+                .iter()
+                .all(|(_, c)| matches!(c, WriteCost::Metered(_))),
+            "{costs:?}"
+        );
+        let generates = |e: &str| write_cost(&Method::POST, e, ProviderKind::OpenAi);
+        assert_eq!(
+            generates("responses"),
+            WriteCost::Metered(Some(ModelWork::Generates))
+        );
+        assert_eq!(
+            generates("embeddings"),
+            WriteCost::Metered(Some(ModelWork::Embeds))
+        );
+        assert_eq!(generates("messages/batches"), WriteCost::Metered(None));
     }
 
     #[test]
@@ -381,6 +420,9 @@ mod tests {
         assert_eq!(cost("Threads/t/RUNS"), WriteCost::Unmetered);
         assert_eq!(cost("FILES"), WriteCost::Free);
         assert_eq!(cost("models/m:COUNTTOKENS"), WriteCost::Free);
-        assert_eq!(cost("V1/Chat/Completions"), WriteCost::Metered);
+        assert_eq!(
+            cost("V1/Chat/Completions"),
+            WriteCost::Metered(Some(ModelWork::Generates))
+        );
     }
 }
