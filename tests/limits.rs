@@ -1281,7 +1281,8 @@ async fn a_call_left_that_no_provider_worked_on_is_not_charged() {
         "it went upstream: {line}"
     );
     assert!(!line.contains("tokens_"), "a body cut short: {line}");
-    let again = post(&gw, TEAM_KEY, "/p/openai/moderations", EMBED).await;
+    // A budget spent refuses even a write that bills no tokens.
+    let again = post(&gw, TEAM_KEY, "/p/openai/files", EMBED).await;
     assert_eq!(again.status(), 200, "nothing was charged");
 }
 
@@ -2929,6 +2930,8 @@ async fn a_key_held_to_tokens_or_a_budget_cannot_have_unmetered_work_done() {
                 "chat/completions",
             ),
             (reqwest::Method::POST, "threads/thread_1/runs;x"),
+            // A model call the meter, reading the path as written, would not know.
+            (reqwest::Method::POST, "responses;x"),
         ] {
             let refused = send(method.clone(), TEAM_KEY, endpoint).await.unwrap();
             assert_eq!(refused.status(), 403, "{limits}: {method} {endpoint}");
@@ -3024,16 +3027,23 @@ async fn a_budgeted_keys_model_call_body_is_read_whatever_type_it_says() {
         let said = [&err["error"]["code"], &err["error"]["type"]];
         assert!(said.iter().any(|v| *v == code), "{err}");
     }
+    // A type that names protobuf, at a provider other than Gemini or only in a
+    // parameter: read all the same, and held to what a budgeted key may ask.
+    let images = r#"{"model":"gpt-4o-mini","input":"a cat","tools":[{"type":"image_generation"}]}"#;
+    for content_type in ["application/json; x=protobuf", "application/x-protobuf"] {
+        let refused = send(Some(content_type), None, images).await.unwrap();
+        assert_eq!(refused.status(), 403, "{content_type}");
+    }
     assert!(mock.requests().is_empty(), "nothing went upstream");
     // No type: read, and its stream, left, is charged its input.
     let left = send(None, None, body).await.unwrap();
     assert_eq!(left.status(), 200);
     drop(left);
-    let log = gw.wait_for_log(&format!("path={path} "), 4).await;
+    // After the five refusals' lines.
+    let log = gw.wait_for_log(&format!("path={path} "), 6).await;
     let line = log
         .lines()
-        .filter(|l| l.contains(&format!("path={path} ")))
-        .nth(3)
+        .find(|l| l.contains(&format!("path={path} ")) && l.contains(" status=200 "))
         .unwrap();
     assert!(line.contains(" tokens_estimated=true"), "{line}");
     assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;

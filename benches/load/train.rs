@@ -64,7 +64,9 @@ pub fn passthrough_requests() -> Vec<TrainingRequest> {
             body(CHAT, "gpt-4o-mini", true),
             "data: [DONE]",
         ),
-        post("/p/openai/v1/consume", upload_body(), r#""received":"#),
+        // An upload endpoint: the training runs a key with limits too, which may write
+        // only where the gateway meters, or nothing is billed.
+        post("/p/openai/v1/files", upload_body(), r#""received":"#),
     ]
 }
 

@@ -653,8 +653,10 @@ fn no_work_past_limits(
     if !limit_check::caller_charged_by_usage(ctx) {
         return Ok(None);
     }
-    let kind = target.provider.kind;
-    match write_cost::write_cost(&req.method, &pt.endpoint, kind) {
+    let provider = &target.provider;
+    let at_openai = provider.kind == crate::providers::ProviderKind::OpenAi
+        && provider.base.host.eq_ignore_ascii_case(OPENAI_API_HOST);
+    match write_cost::write_cost(&req.method, &pt.endpoint, at_openai) {
         write_cost::WriteCost::Unmetered => Err(GatewayError::forbidden(format!(
             "`{} {}` has the provider do work billed by what the gateway cannot meter (or \
              does not know): not served for a key held to tokens or a budget",
@@ -671,6 +673,10 @@ fn no_work_past_limits(
         cost => Ok(Some(cost)),
     }
 }
+
+/// The host of OpenAI's own API, whose free endpoints other OpenAI-format servers
+/// may bill.
+const OPENAI_API_HOST: &str = "api.openai.com";
 
 /// Whether the request's body comes encoded (`Content-Encoding` other than `identity`).
 fn request_is_encoded(req: &RequestHeader) -> bool {
@@ -705,19 +711,21 @@ fn no_unmetered_ask(ctx: &RequestContext, body: &[u8]) -> Result<(), GatewayErro
 /// model call that has a model generate, of a caller held to tokens or a budget (not a
 /// caller's own provider key: `cost` is what [`no_work_past_limits`] found), for its
 /// input's estimate, whatever type it says (servers read JSON without one), refused
-/// unless it is a JSON object the gateway reads; protobuf and JSPB, Google's own
-/// clients' formats, pass unread (a whole answer's input is then counted by the
-/// body's size; a stream's by none).
+/// unless it is a JSON object the gateway reads. A Gemini provider's (`gemini`) body
+/// in protobuf or JSPB, Google's own clients' formats, passes unread (a whole
+/// answer's input is then counted by the body's size; a stream's by none).
 fn held_body(
     asks_usage: bool,
     cost: Option<write_cost::WriteCost>,
+    gemini: bool,
     req: &RequestHeader,
 ) -> Option<HeldBody> {
     if asks_usage {
         return Some(HeldBody::AskingUsage);
     }
     let generates = write_cost::WriteCost::Metered(Some(metrics::usage::ModelWork::Generates));
-    (cost == Some(generates) && !request_is_protobuf(req)).then_some(HeldBody::ForInputEstimate)
+    let protobuf = gemini && request_is_protobuf(req);
+    (cost == Some(generates) && !protobuf).then_some(HeldBody::ForInputEstimate)
 }
 
 /// The upstream of a `/p/{provider}/…` request.
@@ -958,18 +966,29 @@ fn request_is_json(req: &RequestHeader) -> bool {
         })
 }
 
-/// Whether the request says its body is protobuf, or JSPB (`application/x-protobuf`,
-/// `application/json+protobuf`): Google's own clients' formats, which a provider
-/// reads by their type alone.
+/// Whether the request says, once, that its body is protobuf or JSPB
+/// (`application/x-protobuf`, `application/protobuf`, `application/json+protobuf`, its
+/// parameters aside): Google's own clients' formats.
 fn request_is_protobuf(req: &RequestHeader) -> bool {
-    req.headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|ct| {
-            ct.as_bytes()
-                .windows(b"protobuf".len())
-                .any(|w| w.eq_ignore_ascii_case(b"protobuf"))
-        })
+    let mut types = req.headers.get_all(http::header::CONTENT_TYPE).iter();
+    let (Some(content_type), None) = (types.next(), types.next()) else {
+        return false;
+    };
+    let media = content_type.as_bytes().split(|&b| b == b';').next();
+    media.is_some_and(|m| {
+        let m = m.trim_ascii();
+        PROTOBUF_TYPES
+            .iter()
+            .any(|t| m.eq_ignore_ascii_case(t.as_bytes()))
+    })
 }
+
+/// The media types of protobuf and JSPB bodies.
+const PROTOBUF_TYPES: [&str; 3] = [
+    "application/x-protobuf",
+    "application/protobuf",
+    "application/json+protobuf",
+];
 
 fn declared_length(req: &RequestHeader) -> Option<u64> {
     req.headers
@@ -1143,11 +1162,11 @@ impl ProxyHttp for AuroraProxy {
                             Ok(cost) => cost,
                             Err(err) => return reject(session, ctx, err).await,
                         };
-                        let held = held_body(asks_usage, cost, session.req_header());
+                        let gemini = ctx.upstream.as_ref().is_some_and(|t| {
+                            t.provider.kind == crate::providers::ProviderKind::Gemini
+                        });
+                        let held = held_body(asks_usage, cost, gemini, session.req_header());
                         if session.req_header().method == http::Method::DELETE {
-                            let gemini = ctx.upstream.as_ref().is_some_and(|t| {
-                                t.provider.kind == crate::providers::ProviderKind::Gemini
-                            });
                             let deleted = deferred_poll::deleted_work(&pt.endpoint, gemini);
                             if let Err(err) = self.before_delete(deleted, &config).await {
                                 return reject(session, ctx, err).await;

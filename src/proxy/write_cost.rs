@@ -12,7 +12,6 @@ use http::Method;
 
 use super::passthrough::{gemini_method, model_work_of};
 use crate::metrics::usage::ModelWork;
-use crate::providers::ProviderKind;
 use crate::translate::json_members::{ArrayElements, ObjectMembers};
 
 /// What a write to an endpoint costs, by what the gateway reads of it.
@@ -33,8 +32,9 @@ pub enum WriteCost {
 /// their runs).
 const FREE_COLLECTIONS: [&str; 5] = ["files", "uploads", "vector_stores", "assistants", "threads"];
 
-/// The same at OpenAI alone: its Responses conversations and its moderation are free,
-/// where Mistral's `conversations` run a model and its moderation is billed.
+/// The same at OpenAI's own API alone: its Responses conversations and its moderation
+/// are free, where Mistral's `conversations` run a model and its moderation is billed
+/// (an OpenAI-format provider may be either).
 const FREE_AT_OPENAI: [&str; 2] = ["conversations", "moderations"];
 
 /// The last segments (or Gemini methods) of endpoints that bill nothing: counting a
@@ -75,12 +75,14 @@ const UNMETERED_ANYWHERE: [&str; 2] = ["runs", "async"];
 const MOST_SEGMENTS: usize = 12;
 
 /// What a `method` call to `endpoint` (the path below the provider's base URL, as
-/// decoded) at a provider of type `kind` costs: reads and deletes nothing; a write
-/// other than `POST` is metered nowhere. Case is ignored and empty segments skipped,
-/// as in [`model_work_of`]; a segment is named by what precedes any `;` and trailing
-/// dots or white space (`runs;x`, `runs.`), as a lenient server may read it; leading
-/// version segments (`v1beta/…`, and Gemini's `upload/v1beta/files`) are skipped.
-pub fn write_cost(method: &Method, endpoint: &str, kind: ProviderKind) -> WriteCost {
+/// decoded) costs, at OpenAI's own API when `at_openai`: reads and deletes nothing; a
+/// write other than `POST` is metered nowhere. Case is ignored and empty segments
+/// skipped, as in [`model_work_of`]. A segment a lenient server may read as another
+/// name (`runs;x`, `runs.`: what precedes a `;`, without trailing dots or white space)
+/// makes the endpoint unmetered: the gateway's meter reads the path as written.
+/// Leading version segments (`v1beta/…`, and Gemini's `upload/v1beta/files`) are
+/// skipped.
+pub fn write_cost(method: &Method, endpoint: &str, at_openai: bool) -> WriteCost {
     if matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
@@ -89,7 +91,10 @@ pub fn write_cost(method: &Method, endpoint: &str, kind: ProviderKind) -> WriteC
     }
     let mut named = [""; MOST_SEGMENTS];
     let mut count = 0;
-    for segment in endpoint.split('/').map(name).filter(|s| !s.is_empty()) {
+    for segment in endpoint.split('/').filter(|s| !s.is_empty()) {
+        if name(segment) != segment {
+            return WriteCost::Unmetered;
+        }
         let Some(slot) = named.get_mut(count) else {
             return WriteCost::Unmetered;
         };
@@ -123,9 +128,8 @@ pub fn write_cost(method: &Method, endpoint: &str, kind: ProviderKind) -> WriteC
         .iter()
         .find(|s| !is(s, "upload") && !is_version(s))
         .map(|s| s.split(':').next().unwrap_or(s));
-    let free = first.is_some_and(|f| {
-        any_of(f, &FREE_COLLECTIONS) || (kind == ProviderKind::OpenAi && any_of(f, &FREE_AT_OPENAI))
-    });
+    let free = first
+        .is_some_and(|f| any_of(f, &FREE_COLLECTIONS) || (at_openai && any_of(f, &FREE_AT_OPENAI)));
     if free {
         WriteCost::Free
     } else {
@@ -133,8 +137,8 @@ pub fn write_cost(method: &Method, endpoint: &str, kind: ProviderKind) -> WriteC
     }
 }
 
-/// A path segment as a lenient server names it: before any `;` (matrix parameters),
-/// without trailing dots or white space.
+/// A path segment as a lenient server may name it: before any `;` (matrix
+/// parameters), without trailing dots or white space.
 fn name(segment: &str) -> &str {
     let bytes = segment.as_bytes();
     let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
@@ -198,12 +202,7 @@ mod tests {
     fn cost_of(endpoints: &[&str]) -> Vec<(String, WriteCost)> {
         endpoints
             .iter()
-            .map(|e| {
-                (
-                    e.to_string(),
-                    write_cost(&Method::POST, e, ProviderKind::OpenAi),
-                )
-            })
+            .map(|e| (e.to_string(), write_cost(&Method::POST, e, true)))
             .collect()
     }
 
@@ -240,7 +239,7 @@ mod tests {
                 .all(|(_, c)| matches!(c, WriteCost::Metered(_))),
             "{costs:?}"
         );
-        let generates = |e: &str| write_cost(&Method::POST, e, ProviderKind::OpenAi);
+        let generates = |e: &str| write_cost(&Method::POST, e, true);
         assert_eq!(
             generates("responses"),
             WriteCost::Metered(Some(ModelWork::Generates))
@@ -319,19 +318,23 @@ mod tests {
             "api/pull",
             "",
             "/",
-            // Names a lenient server reads as `runs` or `async`.
+            // Names a lenient server reads as `runs`, `async` or a model call, which
+            // the meter, reading the path as written, would not know.
             "threads/thread_1/runs;x",
             "threads/thread_1/runs.",
             "threads/thread_1/runs ",
             "async;v=1/chat/completions",
+            "responses;x",
+            "responses.",
+            "chat/completions.",
+            "files/.",
         ];
         assert_eq!(cost_of(&unmetered), all(&unmetered, WriteCost::Unmetered));
     }
 
     #[test]
     fn reads_and_deletes_are_free_and_other_writes_are_metered_nowhere() {
-        let cost =
-            |method: Method, endpoint: &str| write_cost(&method, endpoint, ProviderKind::OpenAi);
+        let cost = |method: Method, endpoint: &str| write_cost(&method, endpoint, true);
         for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::DELETE] {
             assert_eq!(cost(method, "images/generations"), WriteCost::Free);
         }
@@ -351,15 +354,12 @@ mod tests {
     }
 
     #[test]
-    fn conversations_and_moderation_are_free_at_openai_alone() {
+    fn conversations_and_moderation_are_free_at_openais_own_api_alone() {
         for endpoint in ["conversations", "conversations/conv_1/items", "moderations"] {
-            assert_eq!(
-                write_cost(&Method::POST, endpoint, ProviderKind::OpenAi),
-                WriteCost::Free
-            );
+            assert_eq!(write_cost(&Method::POST, endpoint, true), WriteCost::Free);
             // Mistral's start a model's work, and bill its moderation.
             assert_eq!(
-                write_cost(&Method::POST, endpoint, ProviderKind::Mistral),
+                write_cost(&Method::POST, endpoint, false),
                 WriteCost::Unmetered,
                 "{endpoint}"
             );
@@ -415,7 +415,7 @@ mod tests {
 
     #[test]
     fn names_are_matched_whatever_their_case() {
-        let cost = |endpoint: &str| write_cost(&Method::POST, endpoint, ProviderKind::OpenAi);
+        let cost = |endpoint: &str| write_cost(&Method::POST, endpoint, true);
         assert_eq!(cost("IMAGES/Generations"), WriteCost::Unmetered);
         assert_eq!(cost("Threads/t/RUNS"), WriteCost::Unmetered);
         assert_eq!(cost("FILES"), WriteCost::Free);

@@ -4,7 +4,7 @@
 //! | path | answer |
 //! |---|---|
 //! | `/v1/small`, `/v1/embeddings` | a 1 KiB JSON document reporting its usage |
-//! | `/v1/consume` | reads the whole body, answers `{"received":<bytes>}` |
+//! | `/v1/consume`, `/v1/files` | reads the whole body, answers `{"received":<bytes>}` |
 //! | `/v1/echo` | the request body, streamed back |
 //! | `/v1/chat/completions` | an OpenAI completion, or with `"stream":true` N chunks + `[DONE]` |
 //! | `/v1/messages` | an Anthropic message, or with `"stream":true` N text deltas |
@@ -89,7 +89,10 @@ impl CannedProvider {
             // At a model endpoint too: a caller held to tokens or a budget writes only to
             // endpoints whose cost the gateway meters.
             "/v1/small" | "/v1/embeddings" => Reply::json(200, self.small.clone()),
-            "/v1/consume" => Reply::json(200, format!("{{\"received\":{}}}", rec.body_len)),
+            // At an upload endpoint too, which a budgeted key may write to.
+            "/v1/consume" | "/v1/files" => {
+                Reply::json(200, format!("{{\"received\":{}}}", rec.body_len))
+            }
             "/v1/chat/completions" => self.model_answer(rec, false),
             "/v1/messages" => self.model_answer(rec, true),
             "/v1/models" => Reply::json(200, MODEL_LIST),
