@@ -92,7 +92,7 @@ pub fn write_cost(method: &Method, endpoint: &str, at_openai: bool) -> WriteCost
     let mut named = [""; MOST_SEGMENTS];
     let mut count = 0;
     for segment in endpoint.split('/').filter(|s| !s.is_empty()) {
-        if name(segment) != segment {
+        if read_as_another(segment) {
             return WriteCost::Unmetered;
         }
         let Some(slot) = named.get_mut(count) else {
@@ -137,17 +137,10 @@ pub fn write_cost(method: &Method, endpoint: &str, at_openai: bool) -> WriteCost
     }
 }
 
-/// A path segment as a lenient server may name it: before any `;` (matrix
-/// parameters), without trailing dots or white space.
-fn name(segment: &str) -> &str {
-    let bytes = segment.as_bytes();
-    let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
-    let kept = bytes[..end]
-        .iter()
-        .rposition(|&b| b != b'.' && !b.is_ascii_whitespace())
-        .map_or(0, |i| i + 1);
-    // Cut before an ASCII byte: a boundary.
-    segment.get(..kept).unwrap_or(segment)
+/// Whether a lenient server may read `segment` as another name: what precedes a `;`
+/// (matrix parameters), or the segment without trailing dots or white space.
+fn read_as_another(segment: &str) -> bool {
+    segment.contains(';') || segment.ends_with(|c: char| c == '.' || c.is_ascii_whitespace())
 }
 
 /// What in a model call's `body` has the provider bill past the usage its answer
