@@ -74,6 +74,7 @@ fn chat_usage() -> impl Strategy<Value = (Value, Usage)> {
                         cache_read: cached,
                         cache_write: 0,
                         reasoning: reasoning.unwrap_or(0),
+                        web_searches: 0,
                     }
                 } else {
                     Usage::default()
@@ -85,14 +86,18 @@ fn chat_usage() -> impl Strategy<Value = (Value, Usage)> {
 
 /// An Anthropic usage object and the usage it reports.
 fn anthropic_usage() -> impl Strategy<Value = (Value, Usage)> {
-    (count(), count(), count(), count(), extra_members()).prop_map(
-        |(input, output, read, written, extras)| {
+    (count(), count(), count(), count(), count(), extra_members()).prop_map(
+        |(input, output, read, written, searches, extras)| {
             let usage = Map::from_iter([
                 ("input_tokens".to_string(), json!(input)),
                 ("output_tokens".to_string(), json!(output)),
                 ("cache_read_input_tokens".to_string(), json!(read)),
                 ("cache_creation_input_tokens".to_string(), json!(written)),
                 ("service_tier".to_string(), json!("standard")),
+                (
+                    "server_tool_use".to_string(),
+                    json!({"web_search_requests": searches, "web_fetch_requests": 1}),
+                ),
             ]);
             let reported = Usage {
                 input: input.unwrap_or(0),
@@ -100,6 +105,7 @@ fn anthropic_usage() -> impl Strategy<Value = (Value, Usage)> {
                 cache_read: read.unwrap_or(0),
                 cache_write: written.unwrap_or(0),
                 reasoning: 0,
+                web_searches: searches.unwrap_or(0),
             };
             (with_extras(usage, extras), reported)
         },

@@ -3198,3 +3198,96 @@ async fn a_gemini_call_whose_answer_names_no_model_is_priced_by_its_path() {
     assert!(log.contains(" cost_usd="), "{log}");
     assert_budget_spent(call().await.unwrap()).await;
 }
+
+/// An Anthropic answer that ran `searches` web searches, with its 10 input and 5
+/// output tokens.
+fn searched_message(searches: u64) -> String {
+    format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"From the web."}}],"stop_reason":"end_turn","usage":{{"input_tokens":10,"output_tokens":5,"server_tool_use":{{"web_search_requests":{searches},"web_fetch_requests":0}}}}}}"#
+    )
+}
+
+/// A Responses stream that starts two web searches at once and finishes seconds
+/// later, its usage and output in its last event.
+fn searching_responses_stream() -> Reply {
+    let event =
+        |name: &str, data: &str| bytes::Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
+    let added = |i: u32| {
+        event(
+            "response.output_item.added",
+            &format!(
+                r#"{{"type":"response.output_item.added","output_index":{i},"item":{{"id":"ws_{i}","type":"web_search_call","status":"in_progress"}}}}"#
+            ),
+        )
+    };
+    let soon = Duration::from_millis(20);
+    Reply::Stream {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks: vec![
+            (
+                soon,
+                event(
+                    "response.created",
+                    r#"{"type":"response.created","response":{"id":"resp_1","object":"response","status":"in_progress","model":"gpt-5","output":[],"usage":null}}"#,
+                ),
+            ),
+            (soon, added(0)),
+            (soon, added(1)),
+            (
+                Duration::from_secs(5),
+                event(
+                    "response.completed",
+                    r#"{"type":"response.completed","response":{"id":"resp_1","object":"response","status":"completed","model":"gpt-5","output":[{"id":"ws_0","type":"web_search_call","status":"completed"},{"id":"ws_1","type":"web_search_call","status":"completed"}],"usage":{"input_tokens":10,"output_tokens":5}}}"#,
+                ),
+            ),
+        ],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usd_budget_counts_the_web_searches_a_call_ran() {
+    // Providers bill each web search apart from the tokens ($10 per 1,000 at
+    // Anthropic and OpenAI): without counting them, a key held to a USD budget
+    // searches for free. The tokens are priced at nothing here, so only searches
+    // can spend the budget: three cost $0.03, two $0.02.
+    let mock = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
+        "/v1/messages" => Reply::json(200, searched_message(3)),
+        "/v1/responses" => searching_responses_stream(),
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let prices = "models:\n  prices:\n    claude-sonnet-4-5: {input: 0, output: 0, web_search: 10}\n    gpt-5: {input: 0, output: 0, web_search: 10}\n";
+    let messages = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"news?"}]}"#;
+    let (gw, report) = reporting_gateway(&mock, prices, "{budget: {usd: 0.02, period: month}}");
+    let path = "/p/anthropic/v1/messages";
+    let resp = post(&gw, TEAM_KEY, path, messages).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let line = gw.wait_for_log(&format!("path={path}"), 1).await;
+    assert!(line.contains(" web_searches=3 "), "{line}");
+    assert!(line.contains(" cost_usd=0.030000"), "{line}");
+    let report = report_with_output(&report, 5).await;
+    assert_eq!(report["total"]["web_searches"], 3, "{report}");
+    assert_eq!(report["models"]["claude-sonnet-4-5"]["web_searches"], 3);
+    assert!((report["total"]["cost_usd"].as_f64().unwrap() - 0.03).abs() < 1e-9);
+    assert_budget_spent(post(&gw, TEAM_KEY, path, messages).await).await;
+
+    // A stream left while its searches run, long before its usage: charged the
+    // searches it started.
+    let gw = gateway(&mock, prices, "{budget: {usd: 0.015, period: month}}");
+    let path = "/p/openai/responses";
+    let body = r#"{"model":"gpt-5","stream":true,"tools":[{"type":"web_search"}],"input":"news?"}"#;
+    let mut resp = post(&gw, TEAM_KEY, path, body).await;
+    assert_eq!(resp.status(), 200);
+    let mut read = String::new();
+    while read.matches("web_search_call").count() < 2 {
+        let chunk = resp.chunk().await.unwrap().expect("the stream went on");
+        read.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+    let line = gw.wait_for_log(&format!("path={path}"), 1).await;
+    assert!(line.contains(" web_searches=2 "), "{line}");
+    assert!(line.contains(" tokens_estimated=true"), "{line}");
+    assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
+}

@@ -153,14 +153,20 @@ fn model_settings(
     }
     let mut prices = BTreeMap::new();
     for (model, p) in &file.models.prices {
-        let fields = [Some(p.input), Some(p.output), p.cache_read, p.cache_write];
+        let fields = [
+            Some(p.input),
+            Some(p.output),
+            p.cache_read,
+            p.cache_write,
+            p.web_search,
+        ];
         if fields
             .into_iter()
             .flatten()
             .any(|v| !v.is_finite() || v < 0.0)
         {
             return Err(invalid(format!(
-                "models.prices.{model}: prices must be non-negative numbers (US dollars per million tokens)"
+                "models.prices.{model}: prices must be non-negative numbers (US dollars per million tokens, per 1,000 web searches)"
             )));
         }
         prices.insert(
@@ -170,6 +176,7 @@ fn model_settings(
                 output: p.output,
                 cache_read: p.cache_read,
                 cache_write: p.cache_write,
+                web_search: p.web_search,
             },
         );
     }

@@ -140,7 +140,7 @@ pub struct FileModels {
     pub timeouts: BTreeMap<String, FileModelTimeouts>,
 }
 
-/// A model's price per million tokens.
+/// A model's price per million tokens, and per 1,000 web searches.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilePrice {
@@ -150,6 +150,8 @@ pub struct FilePrice {
     pub cache_read: Option<f64>,
     #[serde(default)]
     pub cache_write: Option<f64>,
+    #[serde(default)]
+    pub web_search: Option<f64>,
 }
 
 /// What configuration may say about one model.

@@ -114,6 +114,8 @@ pub struct UsageRecord {
     pub cache_read: u64,
     pub cache_write: u64,
     pub reasoning: u64,
+    /// Web searches the models ran, billed per search.
+    pub web_searches: u64,
     /// US dollars, in millionths.
     #[serde(skip)]
     pub cost_micros: u64,
@@ -133,6 +135,7 @@ impl UsageRecord {
             (&mut self.cache_read, other.cache_read),
             (&mut self.cache_write, other.cache_write),
             (&mut self.reasoning, other.reasoning),
+            (&mut self.web_searches, other.web_searches),
             (&mut self.cost_micros, other.cost_micros),
             (&mut self.estimated, other.estimated),
         ] {
@@ -156,7 +159,7 @@ impl UsageRecord {
     }
 
     /// The fields with their names, as the stores keep them.
-    pub fn fields(&self) -> [(&'static str, u64); 8] {
+    pub fn fields(&self) -> [(&'static str, u64); 9] {
         [
             ("requests", self.requests),
             ("input", self.input),
@@ -164,6 +167,7 @@ impl UsageRecord {
             ("cache_read", self.cache_read),
             ("cache_write", self.cache_write),
             ("reasoning", self.reasoning),
+            ("web_searches", self.web_searches),
             ("cost_micros", self.cost_micros),
             ("estimated", self.estimated),
         ]
@@ -179,6 +183,7 @@ impl UsageRecord {
             "cache_read" => self.cache_read = value,
             "cache_write" => self.cache_write = value,
             "reasoning" => self.reasoning = value,
+            "web_searches" => self.web_searches = value,
             "cost_micros" => self.cost_micros = value,
             "estimated" => self.estimated = value,
             _ => {}

@@ -35,6 +35,8 @@ fn usage_json(u: &UsageRecord) -> Value {
             "cache_write": u.cache_write,
             "reasoning": u.reasoning,
         },
+        // Billed per search, apart from the tokens; in `cost_usd` at its price.
+        "web_searches": u.web_searches,
         "cost_usd": u.cost_micros as f64 / 1_000_000.0,
         // The requests whose tokens above are estimated, not reported (a stream
         // whose usage never came, a whole answer its client left).

@@ -15,6 +15,7 @@ pub mod thread_series;
 pub mod usage;
 pub mod usage_estimate;
 mod usage_object;
+pub mod web_searches;
 
 use once_cell::sync::Lazy;
 use prometheus::{

@@ -30,6 +30,7 @@ use super::usage_estimate::{
 use super::usage_object::{
     read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
 };
+use super::web_searches::{gemini_queries, output_searches, starts_a_search};
 use crate::translate::json_members::{member_value, skip_ws, ArrayElements, Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
@@ -46,6 +47,9 @@ pub struct Usage {
     pub cache_write: u64,
     /// Output tokens spent reasoning.
     pub reasoning: u64,
+    /// Web searches the model ran, billed per search apart from the tokens
+    /// ([`super::web_searches`]).
+    pub web_searches: u64,
 }
 
 /// The most tokens of a kind an answer is taken to report: far more than any model
@@ -74,6 +78,7 @@ impl Usage {
             cache_write: take(self.cache_write),
             output: self.output.saturating_sub(charged.output),
             reasoning: self.reasoning.saturating_sub(charged.reasoning),
+            web_searches: self.web_searches.saturating_sub(charged.web_searches),
         }
     }
 
@@ -86,6 +91,7 @@ impl Usage {
             cache_read: cap(self.cache_read),
             cache_write: cap(self.cache_write),
             reasoning: cap(self.reasoning),
+            web_searches: cap(self.web_searches),
         }
     }
 
@@ -96,6 +102,7 @@ impl Usage {
         self.cache_read = self.cache_read.saturating_add(other.cache_read);
         self.cache_write = self.cache_write.saturating_add(other.cache_write);
         self.reasoning = self.reasoning.saturating_add(other.reasoning);
+        self.web_searches = self.web_searches.saturating_add(other.web_searches);
     }
 
     /// Each kind with its metric label.
@@ -121,6 +128,9 @@ pub struct Price {
     pub cache_read: Option<f64>,
     /// Cache writes; the input price when not set.
     pub cache_write: Option<f64>,
+    /// Web searches, per 1,000 (as providers list them); searches count nothing when
+    /// not set.
+    pub web_search: Option<f64>,
 }
 
 impl Price {
@@ -131,6 +141,12 @@ impl Price {
             + per_token(usage.output, self.output)
             + per_token(usage.cache_read, self.cache_read.unwrap_or(self.input))
             + per_token(usage.cache_write, self.cache_write.unwrap_or(self.input))
+            + usage.web_searches as f64 * self.web_search.unwrap_or(0.0) / 1_000.0
+    }
+
+    /// Whether `usage` holds web searches this price leaves out.
+    pub fn leaves_out_searches(&self, usage: &Usage) -> bool {
+        usage.web_searches > 0 && self.web_search.is_none()
     }
 }
 
@@ -158,7 +174,8 @@ impl RawUsage {
             thoughts_token_count,
             tool_use_prompt_token_count,
             prompt_eval_count,
-            eval_count
+            eval_count,
+            web_searches
         );
     }
 
@@ -180,7 +197,11 @@ impl RawUsage {
     /// The usage reported, in one shape whatever the format, each count capped
     /// ([`Usage::capped`]).
     pub(super) fn normalize(&self) -> Usage {
-        self.uncapped().capped()
+        Usage {
+            web_searches: self.web_searches.unwrap_or(0),
+            ..self.uncapped()
+        }
+        .capped()
     }
 
     fn uncapped(&self) -> Usage {
@@ -193,6 +214,7 @@ impl RawUsage {
                 cache_read: cached,
                 cache_write: 0,
                 reasoning: detail(self.completion_tokens_details, |d| d.reasoning_tokens),
+                web_searches: 0,
             };
         }
         if self.prompt_token_count.is_some() || self.candidates_token_count.is_some() {
@@ -210,6 +232,7 @@ impl RawUsage {
                 cache_read: cached,
                 cache_write: 0,
                 reasoning: thoughts,
+                web_searches: 0,
             };
         }
         if self.prompt_eval_count.is_some() || self.eval_count.is_some() {
@@ -227,6 +250,7 @@ impl RawUsage {
                 cache_read: cached,
                 cache_write: 0,
                 reasoning: detail(self.output_tokens_details, |d| d.reasoning_tokens),
+                web_searches: 0,
             };
         }
         Usage {
@@ -235,6 +259,7 @@ impl RawUsage {
             cache_read: self.cache_read_input_tokens.unwrap_or(0),
             cache_write: self.cache_creation_input_tokens.unwrap_or(0),
             reasoning: 0,
+            web_searches: 0,
         }
     }
 }
@@ -273,6 +298,11 @@ struct Carrier<'a> {
     /// The usage is Gemini's `usageMetadata`, which every chunk of a stream carries:
     /// a running count until the chunk that says why the answer finished.
     metadata: bool,
+    /// The answer is a Responses API response (`"object": "response"`).
+    response: bool,
+    /// The web searches its `output` (a Responses answer's) or its candidates (a
+    /// Gemini answer's) list.
+    searches: Option<u64>,
 }
 
 impl<'a> Carrier<'a> {
@@ -289,14 +319,19 @@ impl<'a> Carrier<'a> {
             self.take(member)?;
         }
         // A batch's status and output file follow its model: whether it has ended
-        // decides its charge, and its output file is what it is known by.
+        // decides its charge, and its output file is what it is known by. A
+        // response's output follows it too: its web searches are billed.
         while (!self.model_known && self.model.is_none())
             || (self.batch && (self.ended.is_none() || self.output_file.is_none()))
+            || (self.response && self.searches.is_none())
         {
             let Some(member) = members.next_front() else {
                 break;
             };
             self.take(member)?;
+        }
+        if self.metadata {
+            self.searches = gemini_queries(answer);
         }
         Some(())
     }
@@ -367,6 +402,11 @@ impl<'a> Carrier<'a> {
             }
             b"object" => {
                 self.batch = member.value == br#""batch""#;
+                self.response = member.value == br#""response""#;
+                Some(())
+            }
+            b"output" if self.response && self.searches.is_none() => {
+                self.searches = Some(output_searches(member.value));
                 Some(())
             }
             b"type" => {
@@ -415,7 +455,14 @@ impl<'a> Carrier<'a> {
         let usage = self
             .usage
             .or(self.nested.usage)
-            .filter(|u| !(self.batch && u.normalize() == Usage::default()));
+            .filter(|u| !(self.batch && u.normalize() == Usage::default()))
+            .map(|mut u| {
+                // Counted beside the usage, not in it.
+                if let Some(searches) = self.searches.or(self.nested.searches) {
+                    u.web_searches = Some(searches);
+                }
+                u
+            });
         let deferred = match (
             self.background,
             self.id,
@@ -712,6 +759,9 @@ struct Read {
     running_last: bool,
     /// A stream's output text.
     text: StreamedText,
+    /// The web searches a stream's events started: what is charged of them when its
+    /// final usage never came.
+    streamed_searches: u64,
     /// A whole answer that reported no usage: the output its estimate counts.
     unreported: Option<u64>,
     /// The bytes of a stream's events (or lines) that are not JSON objects (JSPB's
@@ -1002,10 +1052,41 @@ impl UsageMeter {
         }
     }
 
+    /// [`Self::charged_tokens`], with the web searches the answer ran: as its final
+    /// usage counts them, else at least as many as its events started (a stream left
+    /// during a search, or before its last word, is charged the searches it passed).
+    fn charged(&self) -> Option<Charge> {
+        let streamed = self.read.streamed_searches;
+        let counted =
+            self.read.final_usage && self.read.seen.is_some_and(|u| u.web_searches.is_some());
+        match self.charged_tokens() {
+            Some(mut charge) if !counted => {
+                charge.usage.web_searches = charge.usage.web_searches.max(streamed);
+                Some(charge)
+            }
+            None if streamed > 0 && !self.read.under_way => Some(Charge {
+                usage: Usage {
+                    web_searches: streamed,
+                    ..Usage::default()
+                },
+                estimated: true,
+                input_due: true,
+                cut_whole: false,
+                unreported: false,
+                deferred: self
+                    .read
+                    .deferred
+                    .or(self.read.resumed)
+                    .map(DeferredAnswer::in_part),
+            }),
+            charge => charge,
+        }
+    }
+
     /// What the answer reported; for a stream that carried text but not its final
     /// usage, that with the rest estimated: the output at least what its text makes,
     /// the input (when the stream did not report it) left due.
-    fn charged(&self) -> Option<Charge> {
+    fn charged_tokens(&self) -> Option<Charge> {
         let reported = self.read.seen.map(|u| u.normalize()).or(self.read.summed);
         let text = !self.read.text.is_empty();
         // No output counted for a stream that carried text is no count: a server
@@ -1296,6 +1377,9 @@ pub(crate) fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 fn drain(parser: &mut SseParser, read: &mut Read) {
     while let Some(event) = parser.next_event_ref() {
         let data = event.data.as_bytes();
+        if starts_a_search(event.event, data) {
+            read.streamed_searches += 1;
+        }
         count_unread(data, read);
         let before = read.text;
         read.text.event(data);
@@ -1460,6 +1544,7 @@ mod tests {
             cache_write: 50,
             output: 40,
             reasoning: 10,
+            web_searches: 0,
         };
         let estimate = Usage {
             input: 300,
@@ -1494,6 +1579,7 @@ mod tests {
             cache_read: 2,
             cache_write: 0,
             reasoning: 20,
+            web_searches: 0,
         };
         // Without `?alt=sse`, the chunks come as one JSON array.
         let array = r#"[{"candidates":[{"content":{"parts":[{"text":"Hel"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":10,"totalTokenCount":10},"modelVersion":"gemini-2.5-flash"}
@@ -1757,7 +1843,8 @@ mod tests {
                 output: 40,
                 cache_read: 64,
                 cache_write: 0,
-                reasoning: 25
+                reasoning: 25,
+                web_searches: 0,
             })
         );
     }
@@ -1775,7 +1862,8 @@ mod tests {
                 output: 5,
                 cache_read: 200,
                 cache_write: 30,
-                reasoning: 0
+                reasoning: 0,
+                web_searches: 0,
             })
         );
     }
@@ -2157,6 +2245,7 @@ mod tests {
             output: 10.0,
             cache_read: Some(1.25),
             cache_write: None,
+            web_search: Some(10.0),
         };
         let usage = Usage {
             input: 1_000_000,
@@ -2164,9 +2253,24 @@ mod tests {
             cache_read: 2_000_000,
             cache_write: 400_000,
             reasoning: 100_000,
+            web_searches: 0,
         };
         // 2.5 + 5.0 + 2.5 + 1.0 (writes at the input price); reasoning is in output.
         assert!((price.cost(&usage) - 11.0).abs() < 1e-9);
+        // Each search at $10 per 1,000.
+        let searched = Usage {
+            web_searches: 3,
+            ..usage
+        };
+        assert!((price.cost(&searched) - 11.03).abs() < 1e-9);
+        assert!(!price.leaves_out_searches(&searched));
+        let unpriced = Price {
+            web_search: None,
+            ..price
+        };
+        assert!((unpriced.cost(&searched) - 11.0).abs() < 1e-9);
+        assert!(unpriced.leaves_out_searches(&searched));
+        assert!(!unpriced.leaves_out_searches(&usage));
     }
 
     /// `stream` fed in pieces of `split` bytes to a meter for an answer to `request`:

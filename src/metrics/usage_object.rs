@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use super::web_searches::output_searches;
 use crate::translate::json_members::{ends_scalar, skip_ws, string_end, value_end};
 
 /// A usage object of any of the formats; members of the others are absent.
@@ -39,6 +40,10 @@ pub(super) struct RawUsage {
     // Ollama's own API, at the top of its answer.
     pub prompt_eval_count: Option<u64>,
     pub eval_count: Option<u64>,
+    /// Web searches billed per search: Anthropic's `server_tool_use.web_search_requests`
+    /// in its usage; the Responses API's `web_search_call` items and Gemini's queries,
+    /// counted beside their usage ([`super::web_searches`]).
+    pub web_searches: Option<u64>,
 }
 
 /// The breakdown under a count: cached input, reasoning output.
@@ -67,6 +72,8 @@ pub(super) struct Nested<'a> {
     /// It says `"background": true` (a Responses API response run apart from any
     /// request).
     pub background: bool,
+    /// The web searches its `output` lists (a Responses API response's).
+    pub searches: Option<u64>,
 }
 
 /// The usage, model, id and background flag of a `message` or `response` member's
@@ -94,6 +101,10 @@ pub(super) fn read_nested<'a>(value: &'a [u8], found: &mut Nested<'a>) -> Option
                 b"background" => {
                     scan.skip()?;
                     found.background |= &scan.doc[start..scan.at] == b"true";
+                }
+                b"output" if found.searches.is_none() => {
+                    scan.skip()?;
+                    found.searches = Some(output_searches(&scan.doc[start..scan.at]));
                 }
                 _ => return scan.skip(),
             }
@@ -260,6 +271,7 @@ impl<'a> Scan<'a> {
                 b"cachedContentTokenCount" => &mut u.cached_content_token_count,
                 b"thoughtsTokenCount" => &mut u.thoughts_token_count,
                 b"toolUsePromptTokenCount" => &mut u.tool_use_prompt_token_count,
+                b"server_tool_use" => return scan.server_tool_use(&mut u.web_searches),
                 _ => return scan.skip(),
             };
             *count = scan.count()?;
@@ -281,6 +293,21 @@ impl<'a> Scan<'a> {
             }
             b"reasoning_tokens" => {
                 d.reasoning_tokens = scan.count()?;
+                Some(())
+            }
+            _ => scan.skip(),
+        })
+    }
+
+    /// Anthropic's `server_tool_use` object: its `web_search_requests` into `slot`
+    /// (its web fetches are billed as tokens alone).
+    fn server_tool_use(&mut self, slot: &mut Option<u64>) -> Option<()> {
+        if self.null() {
+            return Some(());
+        }
+        self.members(|scan, key| match key {
+            b"web_search_requests" => {
+                *slot = scan.count()?;
                 Some(())
             }
             _ => scan.skip(),
@@ -383,6 +410,32 @@ mod tests {
         assert_eq!(read_count(b" 7 "), Some(Some(7)));
         assert_eq!(read_count(b"null"), Some(None));
         assert_eq!(read_count(b"-7"), None);
+    }
+
+    #[test]
+    fn anthropics_web_searches_are_read_from_its_server_tool_use() {
+        let u = read(
+            r#"{"input_tokens":10,"output_tokens":5,
+                "server_tool_use":{"web_search_requests":3,"web_fetch_requests":2}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(u.web_searches, Some(3));
+        assert!(read(r#"{"server_tool_use":{"web_search_requests":-1}}"#).is_none());
+        let none = read(r#"{"server_tool_use":null}"#).unwrap().unwrap();
+        assert_eq!(none.web_searches, None);
+    }
+
+    #[test]
+    fn a_responses_web_search_calls_are_read_with_its_usage() {
+        let mut found = Nested::default();
+        read_nested(
+            br#"{"id":"resp_1","output":[{"type":"web_search_call","id":"ws_1"},{"type":"message"}],"usage":{"input_tokens":3}}"#,
+            &mut found,
+        )
+        .unwrap();
+        assert_eq!(found.searches, Some(1));
+        assert_eq!(found.usage.unwrap().input_tokens, Some(3));
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub struct TokenFields {
     pub cache_read: u64,
     pub cache_write: u64,
     pub reasoning: u64,
+    /// Web searches the model ran, billed apart from the tokens; written when any.
+    #[serde(skip_serializing_if = "no_searches")]
+    pub web_searches: u64,
     /// Estimated, in part or whole: a stream without its final usage.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
@@ -90,9 +93,14 @@ impl TokenFields {
             cache_read: u.cache_read,
             cache_write: u.cache_write,
             reasoning: u.reasoning,
+            web_searches: u.web_searches,
             estimated,
         }
     }
+}
+
+fn no_searches(searches: &u64) -> bool {
+    *searches == 0
 }
 
 /// Hands the access line of a finished request to the writer.
@@ -192,6 +200,9 @@ pub fn text_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
             " tokens_input={} tokens_output={} tokens_cache_read={} tokens_cache_write={} tokens_reasoning={}",
             t.input, t.output, t.cache_read, t.cache_write, t.reasoning
         );
+        if t.web_searches > 0 {
+            let _ = write!(line, " web_searches={}", t.web_searches);
+        }
         if t.estimated {
             line.push_str(" tokens_estimated=true");
         }

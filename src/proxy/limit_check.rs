@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use once_cell::sync::Lazy;
 
+use crate::metrics::usage::Price;
+
 use super::resilience::HealthBook;
 use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
@@ -380,6 +382,7 @@ fn usage_record(
         cache_read: usage.cache_read,
         cache_write: usage.cache_write,
         reasoning: usage.reasoning,
+        web_searches: usage.web_searches,
         cost_micros: usd_micros(cost.unwrap_or(0.0)),
         estimated,
     }
@@ -419,6 +422,7 @@ fn charge(
         return;
     }
     let model = || super::observe::priced_model(ctx);
+    let cost = (cost, super::observe::price_of(ctx));
     if ctx.config.as_ref().is_none_or(|c| live.is_current(c)) {
         let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
         charge_subjects(store, subjects, usage, cost, model, now);
@@ -449,13 +453,14 @@ fn limited_subjects<'a>(
         .map(|l| (&l.subject, &l.limits))
 }
 
-/// Charges `usage` (costing `cost`, of the model `model` names, asked only to say a
-/// model has no price) to each subject with its limits.
+/// Charges `usage` (costing `cost` at `price`, of the model `model` names, asked
+/// only to say a model or its searches have no price) to each subject with its
+/// limits.
 fn charge_subjects<'a, 'm>(
     store: &Arc<dyn LimitStore>,
     subjects: impl Iterator<Item = (&'a Arc<str>, &'a KeyLimits)> + Clone,
     usage: &crate::metrics::usage::Usage,
-    cost: Option<f64>,
+    (cost, price): (Option<f64>, Option<&Price>),
     model: impl FnOnce() -> Option<&'m str>,
     now: u64,
 ) {
@@ -464,15 +469,25 @@ fn charge_subjects<'a, 'm>(
         .saturating_add(usage.cache_read)
         .saturating_add(usage.cache_write)
         .saturating_add(usage.output);
-    let usd = cost.unwrap_or_else(|| {
-        if subjects
+    let usd_budget = || {
+        subjects
             .clone()
             .any(|(_, limits)| limits.budget.is_some_and(|b| b.usd.is_some()))
-        {
-            unpriced_once(model().unwrap_or("-"));
+    };
+    let usd = match cost {
+        Some(cost) => {
+            if price.is_some_and(|p| p.leaves_out_searches(usage)) && usd_budget() {
+                searches_unpriced_once(model().unwrap_or("-"));
+            }
+            cost
         }
-        0.0
-    });
+        None => {
+            if usd_budget() {
+                unpriced_once(model().unwrap_or("-"));
+            }
+            0.0
+        }
+    };
     for (subject, limits) in subjects {
         if !counts_tokens(limits) {
             continue;
@@ -538,10 +553,16 @@ pub fn charge_polled(
     } else {
         1.0
     };
-    let cost = model
-        .and_then(|m| config.models.price(&by.provider, m))
-        .map(|price| price.cost(usage) * factor);
-    charge_subjects(store, by.subjects(config), usage, cost, || model, now);
+    let price = model.and_then(|m| config.models.price(&by.provider, m));
+    let cost = price.map(|price| price.cost(usage) * factor);
+    charge_subjects(
+        store,
+        by.subjects(config),
+        usage,
+        (cost, price),
+        || model,
+        now,
+    );
     let handles = crate::metrics::handles_for(config);
     let label = match (&handles, model) {
         (Some(h), Some(model)) => h.model_label(model),
@@ -569,24 +590,50 @@ const UNPRICED_SAID_AT_MOST: usize = 256;
 /// the first [`UNPRICED_SAID_AT_MOST`] models (then once for all the others).
 fn unpriced_once(model: &str) {
     static SAID: Lazy<Mutex<HashSet<String>>> = Lazy::new(Mutex::default);
-    let Ok(mut said) = SAID.lock() else {
-        return;
-    };
-    if said.contains(model) {
-        return;
-    }
-    if said.len() < UNPRICED_SAID_AT_MOST {
-        said.insert(model.to_string());
-        drop(said);
-        log::warn!(
+    said_once(&SAID, model, |named| match named {
+        Some(model) => log::warn!(
             "model `{model}` has no price in models.prices: USD budgets count its calls as free"
-        );
-    } else if said.insert(String::new()) {
-        drop(said);
-        log::warn!(
+        ),
+        None => log::warn!(
             "more than {UNPRICED_SAID_AT_MOST} models have no price in models.prices: USD \
              budgets count their calls as free; the others are not named"
-        );
+        ),
+    });
+}
+
+/// A USD budget counts the web searches of a model whose price has none as free:
+/// said once per model, as [`unpriced_once`] says it.
+fn searches_unpriced_once(model: &str) {
+    static SAID: Lazy<Mutex<HashSet<String>>> = Lazy::new(Mutex::default);
+    said_once(&SAID, model, |named| match named {
+        Some(model) => log::warn!(
+            "model `{model}` ran web searches and its price in models.prices has no \
+             `web_search`: USD budgets count them as free"
+        ),
+        None => log::warn!(
+            "more than {UNPRICED_SAID_AT_MOST} models ran web searches without a \
+             `web_search` price: USD budgets count them as free; the others are not named"
+        ),
+    });
+}
+
+/// Has `say` tell of `model` the first time it is told (`Some`), for the first
+/// [`UNPRICED_SAID_AT_MOST`] models, then once for all the others (`None`): the
+/// names come from clients.
+fn said_once(said: &Mutex<HashSet<String>>, model: &str, say: impl FnOnce(Option<&str>)) {
+    let Ok(mut told) = said.lock() else {
+        return;
+    };
+    if told.contains(model) {
+        return;
+    }
+    if told.len() < UNPRICED_SAID_AT_MOST {
+        told.insert(model.to_string());
+        drop(told);
+        say(Some(model));
+    } else if told.insert(String::new()) {
+        drop(told);
+        say(None);
     }
 }
 

@@ -306,6 +306,7 @@ impl From<AnthropicUsageIn> for Usage {
             cache_read: u.cache_read_input_tokens.unwrap_or(0),
             cache_write: u.cache_creation_input_tokens.unwrap_or(0),
             reasoning: 0,
+            web_searches: 0,
         }
     }
 }

@@ -86,6 +86,10 @@ pub struct WatchRecord {
     /// What the call was charged of it already: input, output, cache read, cache
     /// write, reasoning.
     charged: [u64; 5],
+    /// The web searches the call was charged already (none in records written before
+    /// searches were counted).
+    #[serde(default)]
+    searches_charged: u64,
     /// When it is given up, in Unix seconds.
     until: u64,
     /// The wait before the poll after the next, in milliseconds.
@@ -123,6 +127,7 @@ impl WatchRecord {
             caller,
             key: watched.key.as_ref().map(key_digest),
             charged: [c.input, c.output, c.cache_read, c.cache_write, c.reasoning],
+            searches_charged: c.web_searches,
             until: now_unix + watched.until.saturating_duration_since(now).as_secs(),
             wait_ms: u64::try_from(watched.wait.as_millis()).unwrap_or(u64::MAX),
         })
@@ -186,6 +191,7 @@ impl WatchRecord {
                 cache_read,
                 cache_write,
                 reasoning,
+                web_searches: self.searches_charged,
             },
         };
         Ok(Watched {
@@ -252,6 +258,7 @@ mod tests {
                 charged: Usage {
                     input: 3,
                     output: 2,
+                    web_searches: 1,
                     ..Usage::default()
                 },
             },
