@@ -75,6 +75,7 @@ fn chat_usage() -> impl Strategy<Value = (Value, Usage)> {
                         cache_write: 0,
                         reasoning: reasoning.unwrap_or(0),
                         web_searches: 0,
+                        cost_nanos: 0,
                     }
                 } else {
                     Usage::default()
@@ -106,6 +107,7 @@ fn anthropic_usage() -> impl Strategy<Value = (Value, Usage)> {
                 cache_write: written.unwrap_or(0),
                 reasoning: 0,
                 web_searches: searches.unwrap_or(0),
+                cost_nanos: 0,
             };
             (with_extras(usage, extras), reported)
         },

@@ -3291,3 +3291,47 @@ async fn a_usd_budget_counts_the_web_searches_a_call_ran() {
     assert!(line.contains(" tokens_estimated=true"), "{line}");
     assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usd_budget_counts_what_the_provider_says_a_call_cost() {
+    // xAI says each answer's cost (`cost_in_usd_ticks`, its tools' fees included),
+    // OpenRouter too (`cost`, in dollars): a call costs that when it is more than its
+    // price, or when the model has none.
+    let mock = MockUpstream::start(|rec: &Recorded| {
+        let usage = match rec.uri.as_str() {
+            // $0.03, ten billion ticks to the dollar.
+            "/v1/xai/chat/completions" => r#""cost_in_usd_ticks":300000000"#,
+            _ => r#""cost":0.03,"is_byok":false"#,
+        };
+        Reply::json(
+            200,
+            format!(
+                r#"{{"id":"c1","object":"chat.completion","model":"grok-4","choices":[{{"index":0,"message":{{"role":"assistant","content":"hi"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,{usage}}}}}"#
+            ),
+        )
+    })
+    .await;
+    let budget = "{budget: {usd: 0.02, period: month}}";
+    let body = r#"{"model":"grok-4","messages":[{"role":"user","content":"hi"}]}"#;
+    for (provider, prices) in [
+        (
+            "xai",
+            "models:\n  prices:\n    grok-4: {input: 1, output: 1}\n",
+        ),
+        ("openrouter", ""),
+    ] {
+        let base = mock.url(&format!("/v1/{provider}"));
+        let yaml = format!(
+            "{prices}providers:\n  {provider}:\n    type: openai\n    base_url: {base}\n    api_key: sk-{provider}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n      limits: {budget}\n",
+            sha256_hex(TEAM_KEY),
+        );
+        let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+        let path = format!("/p/{provider}/chat/completions");
+        let resp = post(&gw, TEAM_KEY, &path, body).await;
+        assert_eq!(resp.status(), 200, "{provider}");
+        resp.bytes().await.unwrap();
+        let line = gw.wait_for_log(&format!("path={path}"), 1).await;
+        assert!(line.contains(" cost_usd=0.030000"), "{provider}: {line}");
+        assert_budget_spent(post(&gw, TEAM_KEY, &path, body).await).await;
+    }
+}

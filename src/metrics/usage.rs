@@ -50,12 +50,20 @@ pub struct Usage {
     /// Web searches the model ran, billed per search apart from the tokens
     /// ([`super::web_searches`]).
     pub web_searches: u64,
+    /// What the provider says the answer cost, in billionths of a US dollar (xAI's
+    /// `cost_in_usd_ticks`, OpenRouter's and Perplexity's `cost`): its tools, tiers
+    /// and fees included; 0 when it said none.
+    pub cost_nanos: u64,
 }
 
 /// The most tokens of a kind an answer is taken to report: far more than any model
 /// reads or writes (or a batch of them), and far from the largest count a store keeps,
 /// so that no answer (or file read as one) can make a counter overflow.
 pub const MAX_TOKENS_AN_ANSWER: u64 = 1_000_000_000_000;
+
+/// The most an answer is taken to say it cost, in billionths of a US dollar: a
+/// million dollars.
+pub const MAX_COST_NANOS: u64 = 1_000_000_000_000_000;
 
 impl Usage {
     /// What is left to charge of these counts once `charged` was (none below zero):
@@ -79,6 +87,7 @@ impl Usage {
             output: self.output.saturating_sub(charged.output),
             reasoning: self.reasoning.saturating_sub(charged.reasoning),
             web_searches: self.web_searches.saturating_sub(charged.web_searches),
+            cost_nanos: self.cost_nanos.saturating_sub(charged.cost_nanos),
         }
     }
 
@@ -92,6 +101,7 @@ impl Usage {
             cache_write: cap(self.cache_write),
             reasoning: cap(self.reasoning),
             web_searches: cap(self.web_searches),
+            cost_nanos: self.cost_nanos.min(MAX_COST_NANOS),
         }
     }
 
@@ -103,6 +113,20 @@ impl Usage {
         self.cache_write = self.cache_write.saturating_add(other.cache_write);
         self.reasoning = self.reasoning.saturating_add(other.reasoning);
         self.web_searches = self.web_searches.saturating_add(other.web_searches);
+        self.cost_nanos = self.cost_nanos.saturating_add(other.cost_nanos);
+    }
+
+    /// What these counts cost in US dollars: at `price` (times `factor`, a batch's
+    /// discount) or as the provider reported it, whichever is more (the provider's
+    /// count has the fees a price per token leaves out; a price set higher than the
+    /// provider's is the operator's to keep); `None` when neither is known.
+    pub fn cost(&self, price: Option<&Price>, factor: f64) -> Option<f64> {
+        let priced = price.map(|p| p.cost(self) * factor);
+        let reported = (self.cost_nanos > 0).then(|| self.cost_nanos as f64 / 1e9);
+        match (priced, reported) {
+            (Some(priced), Some(reported)) => Some(priced.max(reported)),
+            (priced, reported) => priced.or(reported),
+        }
     }
 
     /// Each kind with its metric label.
@@ -144,9 +168,10 @@ impl Price {
             + usage.web_searches as f64 * self.web_search.unwrap_or(0.0) / 1_000.0
     }
 
-    /// Whether `usage` holds web searches this price leaves out.
+    /// Whether `usage` holds web searches this price leaves out, and no cost the
+    /// provider reported counts them.
     pub fn leaves_out_searches(&self, usage: &Usage) -> bool {
-        usage.web_searches > 0 && self.web_search.is_none()
+        usage.web_searches > 0 && self.web_search.is_none() && usage.cost_nanos == 0
     }
 }
 
@@ -175,7 +200,9 @@ impl RawUsage {
             tool_use_prompt_token_count,
             prompt_eval_count,
             eval_count,
-            web_searches
+            web_searches,
+            cost_in_usd_ticks,
+            cost_usd
         );
     }
 
@@ -197,8 +224,15 @@ impl RawUsage {
     /// The usage reported, in one shape whatever the format, each count capped
     /// ([`Usage::capped`]).
     pub(super) fn normalize(&self) -> Usage {
+        // xAI counts ten billion ticks to the dollar.
+        let cost_nanos = match (self.cost_in_usd_ticks, self.cost_usd) {
+            (Some(ticks), _) => ticks / 10,
+            (None, Some(usd)) => (usd * 1e9).round().min(MAX_COST_NANOS as f64) as u64,
+            (None, None) => 0,
+        };
         Usage {
             web_searches: self.web_searches.unwrap_or(0),
+            cost_nanos,
             ..self.uncapped()
         }
         .capped()
@@ -215,6 +249,7 @@ impl RawUsage {
                 cache_write: 0,
                 reasoning: detail(self.completion_tokens_details, |d| d.reasoning_tokens),
                 web_searches: 0,
+                cost_nanos: 0,
             };
         }
         if self.prompt_token_count.is_some() || self.candidates_token_count.is_some() {
@@ -233,6 +268,7 @@ impl RawUsage {
                 cache_write: 0,
                 reasoning: thoughts,
                 web_searches: 0,
+                cost_nanos: 0,
             };
         }
         if self.prompt_eval_count.is_some() || self.eval_count.is_some() {
@@ -251,6 +287,7 @@ impl RawUsage {
                 cache_write: 0,
                 reasoning: detail(self.output_tokens_details, |d| d.reasoning_tokens),
                 web_searches: 0,
+                cost_nanos: 0,
             };
         }
         Usage {
@@ -260,6 +297,7 @@ impl RawUsage {
             cache_write: self.cache_creation_input_tokens.unwrap_or(0),
             reasoning: 0,
             web_searches: 0,
+            cost_nanos: 0,
         }
     }
 }
@@ -1545,6 +1583,7 @@ mod tests {
             output: 40,
             reasoning: 10,
             web_searches: 0,
+            cost_nanos: 0,
         };
         let estimate = Usage {
             input: 300,
@@ -1580,6 +1619,7 @@ mod tests {
             cache_write: 0,
             reasoning: 20,
             web_searches: 0,
+            cost_nanos: 0,
         };
         // Without `?alt=sse`, the chunks come as one JSON array.
         let array = r#"[{"candidates":[{"content":{"parts":[{"text":"Hel"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":10,"totalTokenCount":10},"modelVersion":"gemini-2.5-flash"}
@@ -1845,6 +1885,7 @@ mod tests {
                 cache_write: 0,
                 reasoning: 25,
                 web_searches: 0,
+                cost_nanos: 0,
             })
         );
     }
@@ -1864,6 +1905,7 @@ mod tests {
                 cache_write: 30,
                 reasoning: 0,
                 web_searches: 0,
+                cost_nanos: 0,
             })
         );
     }
@@ -2254,6 +2296,7 @@ mod tests {
             cache_write: 400_000,
             reasoning: 100_000,
             web_searches: 0,
+            cost_nanos: 0,
         };
         // 2.5 + 5.0 + 2.5 + 1.0 (writes at the input price); reasoning is in output.
         assert!((price.cost(&usage) - 11.0).abs() < 1e-9);
@@ -2271,6 +2314,69 @@ mod tests {
         assert!((unpriced.cost(&searched) - 11.0).abs() < 1e-9);
         assert!(unpriced.leaves_out_searches(&searched));
         assert!(!unpriced.leaves_out_searches(&usage));
+        let reported = Usage {
+            cost_nanos: 1,
+            ..searched
+        };
+        assert!(
+            !unpriced.leaves_out_searches(&reported),
+            "the provider's cost counts them"
+        );
+    }
+
+    #[test]
+    fn a_call_costs_its_price_or_what_the_provider_reported_whichever_is_more() {
+        let price = Price {
+            input: 1.0,
+            output: 2.0,
+            cache_read: None,
+            cache_write: None,
+            web_search: None,
+        };
+        let usage = Usage {
+            input: 1_000_000,
+            output: 1_000_000,
+            ..Usage::default()
+        };
+        let cost = |usage: &Usage, price, factor| usage.cost(price, factor).unwrap();
+        assert!((cost(&usage, Some(&price), 1.0) - 3.0).abs() < 1e-9);
+        assert!((cost(&usage, Some(&price), 0.5) - 1.5).abs() < 1e-9);
+        assert_eq!(usage.cost(None, 1.0), None, "nothing known");
+        // The provider's count has its fees: more than the price, it stands.
+        let reported = Usage {
+            cost_nanos: 4_500_000_000,
+            ..usage
+        };
+        assert!((cost(&reported, Some(&price), 1.0) - 4.5).abs() < 1e-9);
+        assert!((cost(&reported, None, 1.0) - 4.5).abs() < 1e-9);
+        // Less than the price (a discount, a key the provider bills elsewhere): the
+        // price stands.
+        let cheap = Usage {
+            cost_nanos: 1_000_000_000,
+            ..usage
+        };
+        assert!((cost(&cheap, Some(&price), 1.0) - 3.0).abs() < 1e-9);
+
+        // Read from the answer: xAI's ticks, OpenRouter's dollars.
+        let xai = br#"{"model":"grok-4","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"cost_in_usd_ticks":37756000}}"#;
+        assert_eq!(
+            metered("application/json", xai, 7).unwrap().cost_nanos,
+            3_775_600
+        );
+        let openrouter = br#"{"model":"openai/gpt-4o","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"cost":0.0038}}"#;
+        assert_eq!(
+            metered("application/json", openrouter, 7)
+                .unwrap()
+                .cost_nanos,
+            3_800_000
+        );
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"cost\":0.25}}\n\ndata: [DONE]\n\n";
+        assert_eq!(
+            metered("text/event-stream", stream.as_bytes(), 11)
+                .unwrap()
+                .cost_nanos,
+            250_000_000
+        );
     }
 
     /// `stream` fed in pieces of `split` bytes to a meter for an answer to `request`:

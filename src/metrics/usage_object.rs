@@ -44,6 +44,11 @@ pub(super) struct RawUsage {
     /// in its usage; the Responses API's `web_search_call` items and Gemini's queries,
     /// counted beside their usage ([`super::web_searches`]).
     pub web_searches: Option<u64>,
+    /// What the answer cost: xAI's `cost_in_usd_ticks`, ten billion to the dollar.
+    pub cost_in_usd_ticks: Option<u64>,
+    /// What the answer cost in US dollars: OpenRouter's `cost` (a number), or
+    /// Perplexity's (an object, its `total_cost`).
+    pub cost_usd: Option<f64>,
 }
 
 /// The breakdown under a count: cached input, reasoning output.
@@ -272,6 +277,11 @@ impl<'a> Scan<'a> {
                 b"thoughtsTokenCount" => &mut u.thoughts_token_count,
                 b"toolUsePromptTokenCount" => &mut u.tool_use_prompt_token_count,
                 b"server_tool_use" => return scan.server_tool_use(&mut u.web_searches),
+                b"cost_in_usd_ticks" => &mut u.cost_in_usd_ticks,
+                b"cost" => {
+                    u.cost_usd = scan.cost()?;
+                    return Some(());
+                }
                 _ => return scan.skip(),
             };
             *count = scan.count()?;
@@ -312,6 +322,36 @@ impl<'a> Scan<'a> {
             }
             _ => scan.skip(),
         })
+    }
+
+    /// A `cost` member's value: US dollars as a number (OpenRouter), or an object
+    /// whose `total_cost` is (Perplexity). Any other value, or a number that is no
+    /// cost (negative, past [`super::usage::MAX_COST_NANOS`]), is passed over as
+    /// none: a shape the gateway does not know costs the answer nothing of its usage.
+    fn cost(&mut self) -> Option<Option<f64>> {
+        let start = self.at;
+        self.skip()?;
+        let value = &self.doc[start..self.at];
+        let dollars = |text: &[u8]| {
+            serde_json::from_slice::<f64>(text)
+                .ok()
+                .filter(|usd| usd.is_finite() && *usd >= 0.0 && *usd <= 1e6)
+        };
+        if value.first() != Some(&b'{') {
+            return Some(dollars(value));
+        }
+        let mut inner = Scan::of(value);
+        let mut total = None;
+        inner.members(|scan, key| {
+            if key != b"total_cost" {
+                return scan.skip();
+            }
+            let at = scan.at;
+            scan.skip()?;
+            total = dollars(&scan.doc[at..scan.at]);
+            Some(())
+        })?;
+        Some(total)
     }
 
     /// Past the value here, unread.
@@ -436,6 +476,50 @@ mod tests {
         .unwrap();
         assert_eq!(found.searches, Some(1));
         assert_eq!(found.usage.unwrap().input_tokens, Some(3));
+    }
+
+    #[test]
+    fn the_cost_a_provider_reports_is_read_in_its_shape() {
+        let cost = |text: &str| {
+            let u = read(text).unwrap().unwrap();
+            (u.cost_in_usd_ticks, u.cost_usd)
+        };
+        // xAI.
+        assert_eq!(
+            cost(r#"{"prompt_tokens":1,"cost_in_usd_ticks":37756000}"#),
+            (Some(37_756_000), None)
+        );
+        // OpenRouter.
+        assert_eq!(
+            cost(r#"{"prompt_tokens":1,"cost":0.0123,"is_byok":false}"#),
+            (None, Some(0.0123))
+        );
+        // Perplexity.
+        assert_eq!(
+            cost(
+                r#"{"prompt_tokens":1,"cost":{"input_tokens_cost":0.001,"request_cost":0.005,"total_cost":0.006}}"#
+            ),
+            (None, Some(0.006))
+        );
+        // Shapes that say no cost pass as none, and the counts are still read.
+        for unknown in [
+            r#""0.5""#,
+            "-1",
+            "null",
+            "1e400",
+            "2000000",
+            r#"{"total_cost":"x"}"#,
+            "[1]",
+        ] {
+            let text = format!(r#"{{"prompt_tokens":3,"cost":{unknown}}}"#);
+            let u = read(&text).unwrap().unwrap();
+            assert_eq!(u.cost_usd, None, "{unknown}");
+            assert_eq!(u.prompt_tokens, Some(3), "{unknown}");
+        }
+        assert!(
+            read(r#"{"cost_in_usd_ticks":-5}"#).is_none(),
+            "ticks are a count"
+        );
     }
 
     #[test]

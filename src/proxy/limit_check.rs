@@ -554,7 +554,7 @@ pub fn charge_polled(
         1.0
     };
     let price = model.and_then(|m| config.models.price(&by.provider, m));
-    let cost = price.map(|price| price.cost(usage) * factor);
+    let cost = usage.cost(price, factor);
     charge_subjects(
         store,
         by.subjects(config),

@@ -885,12 +885,11 @@ pub fn cost_usd(ctx: &RequestContext) -> Option<f64> {
             .filter_map(|(_, _, cost)| cost)
             .reduce(|a, b| a + b);
     }
-    let price = price_of(ctx)?;
     let factor = match ctx.obs.deferred {
         Some(d) if d.is_batch() => BATCH_PRICE_FACTOR,
         _ => 1.0,
     };
-    Some(price.cost(&usage) * factor)
+    usage.cost(price_of(ctx), factor)
 }
 
 /// The price of the call's model, by the first of these with a price: the model that
@@ -951,12 +950,12 @@ pub fn batch_models(
         } else {
             model.as_str()
         };
-        let cost = ctx
+        let price = ctx
             .config
             .as_ref()
             .zip(ctx.provider_name())
-            .and_then(|(config, provider)| config.models.price(provider, model))
-            .map(|price| price.cost(usage) * BATCH_PRICE_FACTOR);
+            .and_then(|(config, provider)| config.models.price(provider, model));
+        let cost = usage.cost(price, BATCH_PRICE_FACTOR);
         let label = ctx.obs.handles.as_ref().map(|h| h.model_label(model));
         (label, usage, cost)
     })

@@ -307,6 +307,7 @@ impl From<AnthropicUsageIn> for Usage {
             cache_write: u.cache_creation_input_tokens.unwrap_or(0),
             reasoning: 0,
             web_searches: 0,
+            cost_nanos: 0,
         }
     }
 }

@@ -90,6 +90,10 @@ pub struct WatchRecord {
     /// searches were counted).
     #[serde(default)]
     searches_charged: u64,
+    /// The cost the provider reported of what the call was charged, in billionths of
+    /// a dollar (none in records written before it was kept).
+    #[serde(default)]
+    cost_charged_nanos: u64,
     /// When it is given up, in Unix seconds.
     until: u64,
     /// The wait before the poll after the next, in milliseconds.
@@ -128,6 +132,7 @@ impl WatchRecord {
             key: watched.key.as_ref().map(key_digest),
             charged: [c.input, c.output, c.cache_read, c.cache_write, c.reasoning],
             searches_charged: c.web_searches,
+            cost_charged_nanos: c.cost_nanos,
             until: now_unix + watched.until.saturating_duration_since(now).as_secs(),
             wait_ms: u64::try_from(watched.wait.as_millis()).unwrap_or(u64::MAX),
         })
@@ -192,6 +197,7 @@ impl WatchRecord {
                 cache_write,
                 reasoning,
                 web_searches: self.searches_charged,
+                cost_nanos: self.cost_charged_nanos,
             },
         };
         Ok(Watched {
@@ -259,6 +265,7 @@ mod tests {
                     input: 3,
                     output: 2,
                     web_searches: 1,
+                    cost_nanos: 7,
                     ..Usage::default()
                 },
             },
