@@ -177,7 +177,9 @@ impl BatchResults {
         if read_nested(answer, &mut found).is_none() {
             return;
         }
-        if let Some(usage) = found.usage {
+        if let Some(mut usage) = found.usage {
+            // A response line's web search items, counted beside its usage.
+            usage.search_items = usage.search_items.or(found.searches);
             self.count(usage.normalize(), found.model);
         }
     }
@@ -356,6 +358,16 @@ mod tests {
         read.feed(br#"{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[]}}"#);
         read.finish();
         assert_eq!(read.usage(), None);
+    }
+
+    #[test]
+    fn a_responses_batch_line_is_charged_its_web_searches() {
+        let line = r#"{"id":"batch_req_a","custom_id":"a","response":{"status_code":200,"body":{"id":"resp_a","object":"response","model":"gpt-5","output":[{"type":"web_search_call","id":"ws_1","status":"completed"},{"type":"message","content":[]}],"usage":{"input_tokens":10,"output_tokens":2}}},"error":null}"#;
+        let mut read = BatchResults::default();
+        read.feed(line.as_bytes());
+        read.finish();
+        let usage = read.usage().unwrap();
+        assert_eq!((usage.input, usage.web_searches), (10, 1));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::usage_estimate::{
 use super::usage_object::{
     read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
 };
-use super::web_searches::{gemini_queries, output_searches, starts_a_search};
+use super::web_searches::{asks_gemini_search, gemini_queries, output_searches, starts_a_search};
 use crate::translate::json_members::{member_value, skip_ws, ArrayElements, Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
@@ -116,12 +116,13 @@ impl Usage {
         self.cost_nanos = self.cost_nanos.saturating_add(other.cost_nanos);
     }
 
-    /// What these counts cost in US dollars: at `price` (times `factor`, a batch's
-    /// discount) or as the provider reported it, whichever is more (the provider's
-    /// count has the fees a price per token leaves out; a price set higher than the
-    /// provider's is the operator's to keep); `None` when neither is known.
+    /// What these counts cost in US dollars: at `price` (its tokens times `factor`,
+    /// a batch's discount, which tool fees do not get) or as the provider reported it,
+    /// whichever is more (the provider's count has the fees a price per token leaves
+    /// out; a price set higher than the provider's is the operator's to keep); `None`
+    /// when neither is known.
     pub fn cost(&self, price: Option<&Price>, factor: f64) -> Option<f64> {
-        let priced = price.map(|p| p.cost(self) * factor);
+        let priced = price.map(|p| p.tokens_cost(self) * factor + p.searches_cost(self));
         let reported = (self.cost_nanos > 0).then(|| self.cost_nanos as f64 / 1e9);
         match (priced, reported) {
             (Some(priced), Some(reported)) => Some(priced.max(reported)),
@@ -160,12 +161,21 @@ pub struct Price {
 impl Price {
     /// The cost of `usage`, in US dollars.
     pub fn cost(&self, usage: &Usage) -> f64 {
+        self.tokens_cost(usage) + self.searches_cost(usage)
+    }
+
+    /// The cost of `usage`'s tokens, in US dollars.
+    fn tokens_cost(&self, usage: &Usage) -> f64 {
         let per_token = |n: u64, price: f64| n as f64 * price / 1_000_000.0;
         per_token(usage.input, self.input)
             + per_token(usage.output, self.output)
             + per_token(usage.cache_read, self.cache_read.unwrap_or(self.input))
             + per_token(usage.cache_write, self.cache_write.unwrap_or(self.input))
-            + usage.web_searches as f64 * self.web_search.unwrap_or(0.0) / 1_000.0
+    }
+
+    /// The cost of `usage`'s web searches, in US dollars.
+    fn searches_cost(&self, usage: &Usage) -> f64 {
+        usage.web_searches as f64 * self.web_search.unwrap_or(0.0) / 1_000.0
     }
 
     /// Whether `usage` holds web searches this price leaves out, and no cost the
@@ -201,6 +211,7 @@ impl RawUsage {
             prompt_eval_count,
             eval_count,
             web_searches,
+            search_items,
             cost_in_usd_ticks,
             cost_usd
         );
@@ -231,7 +242,10 @@ impl RawUsage {
             (None, None) => 0,
         };
         Usage {
-            web_searches: self.web_searches.unwrap_or(0),
+            web_searches: self
+                .web_searches
+                .unwrap_or(0)
+                .max(self.search_items.unwrap_or(0)),
             cost_nanos,
             ..self.uncapped()
         }
@@ -338,6 +352,8 @@ struct Carrier<'a> {
     metadata: bool,
     /// The answer is a Responses API response (`"object": "response"`).
     response: bool,
+    /// Its top-level `output`, as the JSON text of its value: a response's items.
+    output: Option<&'a [u8]>,
     /// The web searches its `output` (a Responses answer's) or its candidates (a
     /// Gemini answer's) list.
     searches: Option<u64>,
@@ -361,14 +377,16 @@ impl<'a> Carrier<'a> {
         // response's output follows it too: its web searches are billed.
         while (!self.model_known && self.model.is_none())
             || (self.batch && (self.ended.is_none() || self.output_file.is_none()))
-            || (self.response && self.searches.is_none())
+            || (self.response && self.output.is_none())
         {
             let Some(member) = members.next_front() else {
                 break;
             };
             self.take(member)?;
         }
-        if self.metadata {
+        if self.response {
+            self.searches = self.output.map(output_searches);
+        } else if self.metadata {
             self.searches = gemini_queries(answer);
         }
         Some(())
@@ -443,8 +461,9 @@ impl<'a> Carrier<'a> {
                 self.response = member.value == br#""response""#;
                 Some(())
             }
-            b"output" if self.response && self.searches.is_none() => {
-                self.searches = Some(output_searches(member.value));
+            // Counted once the answer is known to be a response, whichever came first.
+            b"output" if self.output.is_none() => {
+                self.output = Some(member.value);
                 Some(())
             }
             b"type" => {
@@ -497,7 +516,11 @@ impl<'a> Carrier<'a> {
             .map(|mut u| {
                 // Counted beside the usage, not in it.
                 if let Some(searches) = self.searches.or(self.nested.searches) {
-                    u.web_searches = Some(searches);
+                    u.search_items = Some(searches);
+                }
+                if !last_word {
+                    // Anthropic's count at a stream's start (zero) is not its last.
+                    u.web_searches = None;
                 }
                 u
             });
@@ -735,6 +758,18 @@ impl Charge {
         self.usage.output = self.usage.output.max(output);
         self.input_due = self.usage.input + self.usage.cache_read + self.usage.cache_write == 0;
         self.estimated |= behind || self.input_due;
+        self
+    }
+
+    /// The estimate of an answer cut short whose `request` (the body the provider got)
+    /// gave Gemini's Google Search tool, and which counted no search: at least one.
+    /// Gemini lists its queries only with the answer's last chunk, so a client could
+    /// read a grounded answer and leave before it.
+    pub fn with_searches_asked(mut self, request: Option<&[u8]>) -> Self {
+        if self.estimated && self.usage.web_searches == 0 && request.is_some_and(asks_gemini_search)
+        {
+            self.usage.web_searches = 1;
+        }
         self
     }
 
@@ -1095,11 +1130,16 @@ impl UsageMeter {
     /// during a search, or before its last word, is charged the searches it passed).
     fn charged(&self) -> Option<Charge> {
         let streamed = self.read.streamed_searches;
+        // Only Anthropic's final count may say fewer than started: failed searches
+        // are not billed. An item a response's last word leaves out still ran.
         let counted =
             self.read.final_usage && self.read.seen.is_some_and(|u| u.web_searches.is_some());
         match self.charged_tokens() {
             Some(mut charge) if !counted => {
-                charge.usage.web_searches = charge.usage.web_searches.max(streamed);
+                if streamed > charge.usage.web_searches {
+                    charge.usage.web_searches = streamed;
+                    charge.estimated = true;
+                }
                 Some(charge)
             }
             None if streamed > 0 && !self.read.under_way => Some(Charge {
@@ -2312,6 +2352,9 @@ mod tests {
             ..price
         };
         assert!((unpriced.cost(&searched) - 11.0).abs() < 1e-9);
+        // A batch's discount is on its tokens, not on its searches' fees.
+        let batched = searched.cost(Some(&price), 0.5).unwrap();
+        assert!((batched - (11.0 / 2.0 + 0.03)).abs() < 1e-9);
         assert!(unpriced.leaves_out_searches(&searched));
         assert!(!unpriced.leaves_out_searches(&usage));
         let reported = Usage {

@@ -40,10 +40,13 @@ pub(super) struct RawUsage {
     // Ollama's own API, at the top of its answer.
     pub prompt_eval_count: Option<u64>,
     pub eval_count: Option<u64>,
-    /// Web searches billed per search: Anthropic's `server_tool_use.web_search_requests`
-    /// in its usage; the Responses API's `web_search_call` items and Gemini's queries,
-    /// counted beside their usage ([`super::web_searches`]).
+    /// Web searches billed per search, as Anthropic's usage reports them
+    /// (`server_tool_use.web_search_requests`): its final count leaves out the
+    /// searches that failed, which are not billed.
     pub web_searches: Option<u64>,
+    /// Web searches counted beside the usage ([`super::web_searches`]): the Responses
+    /// API's `web_search_call` items, Gemini's queries.
+    pub search_items: Option<u64>,
     /// What the answer cost: xAI's `cost_in_usd_ticks`, ten billion to the dollar.
     pub cost_in_usd_ticks: Option<u64>,
     /// What the answer cost in US dollars: OpenRouter's `cost` (a number), or

@@ -74,6 +74,53 @@ pub fn gemini_queries(doc: &[u8]) -> Option<u64> {
     listed
 }
 
+/// The names Gemini's request gives its Google Search tool under, in either case.
+const GEMINI_SEARCH_TOOLS: [&[u8]; 4] = [
+    b"google_search",
+    b"googleSearch",
+    b"google_search_retrieval",
+    b"googleSearchRetrieval",
+];
+
+static GOOGLE_SEARCH: Lazy<memmem::Finder<'static>> =
+    Lazy::new(|| memmem::Finder::new(b"oogle_search"));
+static GOOGLE_SEARCH_CAMEL: Lazy<memmem::Finder<'static>> =
+    Lazy::new(|| memmem::Finder::new(b"oogleSearch"));
+
+/// Whether a Gemini `request` (its body) gives the model Google Search: a `tools`
+/// element with one of [`GEMINI_SEARCH_TOOLS`].
+pub fn asks_gemini_search(request: &[u8]) -> bool {
+    if GOOGLE_SEARCH.find(request).is_none() && GOOGLE_SEARCH_CAMEL.find(request).is_none() {
+        return false;
+    }
+    let Some(tools) = member(request, b"tools").and_then(ArrayElements::of) else {
+        return false;
+    };
+    tools.into_iter().any(|tool| {
+        ObjectMembers::of(tool).is_some_and(|mut members| {
+            std::iter::from_fn(|| members.next_front())
+                .any(|m| GEMINI_SEARCH_TOOLS.contains(&&*m.key()))
+        })
+    })
+}
+
+/// What follows `{"type":"` at the start of `data` (white space allowed between
+/// its tokens, as some servers write it): the type of an event that says it first.
+fn typed_as(data: &[u8]) -> Option<&[u8]> {
+    let rest = skip_ws(data).strip_prefix(b"{")?;
+    let rest = skip_ws(rest).strip_prefix(b"\"type\"")?;
+    let rest = skip_ws(rest).strip_prefix(b":")?;
+    skip_ws(rest).strip_prefix(b"\"")
+}
+
+fn skip_ws(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
 /// The SSE event names that may start a search: Anthropic's block and the Responses
 /// API's item, each as it starts.
 const STARTS: [&str; 2] = ["content_block_start", "response.output_item.added"];
@@ -86,10 +133,7 @@ const STARTS: [&str; 2] = ["content_block_start", "response.output_item.added"];
 pub fn starts_a_search(name: Option<&str>, data: &[u8]) -> bool {
     let maybe = match name {
         Some(name) => STARTS.contains(&name),
-        None => STARTS.iter().any(|start| {
-            data.strip_prefix(b"{\"type\":\"")
-                .is_some_and(|rest| rest.starts_with(start.as_bytes()))
-        }),
+        None => typed_as(data).is_some_and(|t| STARTS.iter().any(|s| t.starts_with(s.as_bytes()))),
     };
     if !maybe || WEB_SEARCH.find(data).is_none() {
         return false;
@@ -187,6 +231,70 @@ mod tests {
     }
 
     #[test]
+    fn a_count_at_a_streams_start_or_a_last_word_that_lists_fewer_is_not_the_count() {
+        // Anthropic's `message_start` says 0; a last `message_delta` that says
+        // nothing of the searches leaves the two started standing.
+        let (stream, _) = anthropic_stream(2);
+        let silent = stream.replace(r#","server_tool_use":{"web_search_requests":2}"#, "");
+        assert!(!silent.contains(r#""web_search_requests":2"#));
+        let charge = charged(SSE, &silent, 31, true);
+        assert_eq!(charge.usage.web_searches, 2);
+        assert!(charge.estimated, "more than the answer reported");
+        // A response whose last word trims its output: the items it started ran.
+        let added = |i: u32| {
+            format!("event: response.output_item.added\ndata: {{\"type\":\"response.output_item.added\",\"output_index\":{i},\"item\":{{\"id\":\"ws_{i}\",\"type\":\"web_search_call\",\"status\":\"in_progress\"}}}}\n\n")
+        };
+        let completed = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"completed\",\"model\":\"gpt-5\",\"output\":[],\"usage\":{\"input_tokens\":9,\"output_tokens\":3}}}\n\n";
+        let stream = format!("{}{}{completed}", added(0), added(1));
+        assert_eq!(charged(SSE, &stream, 7, true).usage.web_searches, 2);
+        // A server that names no events and spaces its JSON.
+        let spaced = "data: { \"type\": \"response.output_item.added\", \"item\": {\"type\": \"web_search_call\"}}\n\n";
+        let stream = format!("{spaced}{completed}");
+        assert_eq!(charged(SSE, &stream, 5, true).usage.web_searches, 1);
+    }
+
+    #[test]
+    fn a_gemini_call_left_before_its_queries_that_gave_google_search_counts_one() {
+        for tools in [
+            r#"[{"google_search":{}}]"#,
+            r#"[{"functionDeclarations":[]},{"googleSearch":{}}]"#,
+            r#"[{"googleSearchRetrieval":{"dynamicRetrievalConfig":{}}}]"#,
+        ] {
+            let request = format!(r#"{{"contents":[],"tools":{tools}}}"#);
+            assert!(asks_gemini_search(request.as_bytes()), "{tools}");
+        }
+        let said = br#"{"contents":[{"parts":[{"text":"use google_search"}]}],"tools":[{"codeExecution":{}}]}"#;
+        assert!(!asks_gemini_search(said), "named in the text, not given");
+        let chunk = r#"data: {"candidates":[{"content":{"parts":[{"text":"grounded text"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":20,"totalTokenCount":20},"modelVersion":"gemini-3-pro"}
+
+"#;
+        let left = charged(SSE, chunk, 9, false);
+        assert!(left.estimated);
+        let request = br#"{"contents":[],"tools":[{"google_search":{}}]}"#;
+        assert_eq!(
+            left.with_searches_asked(Some(request)).usage.web_searches,
+            1
+        );
+        assert_eq!(left.with_searches_asked(Some(said)).usage.web_searches, 0);
+        // A whole answer counts what it listed, none here.
+        let finished = chunk
+            .replace(
+                r#""role":"model"}"#,
+                r#""role":"model"},"finishReason":"STOP""#,
+            )
+            .replace(
+                r#""totalTokenCount""#,
+                r#""candidatesTokenCount":3,"totalTokenCount""#,
+            );
+        let whole = charged(SSE, &finished, 9, true);
+        assert!(!whole.estimated);
+        assert_eq!(
+            whole.with_searches_asked(Some(request)).usage.web_searches,
+            0
+        );
+    }
+
+    #[test]
     fn a_responses_searches_are_its_web_search_call_items() {
         let output = r#"[{"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"a"}},
             {"type":"web_search_call","id":"ws_2","status":"completed","action":{"type":"search","query":"b"}},
@@ -199,6 +307,11 @@ mod tests {
             assert_eq!(charge.usage.web_searches, 2);
             assert_eq!(charge.usage.input, 900);
         }
+        // Its members in another order.
+        let output_first = format!(
+            r#"{{"output":{output},"id":"resp_1","object":"response","model":"gpt-5","usage":{{"input_tokens":9,"output_tokens":3}}}}"#
+        );
+        assert_eq!(charged(JSON, &output_first, 64, true).usage.web_searches, 2);
         let completed = format!(
             "event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"completed\",\"model\":\"gpt-5\",\"output\":{},\"usage\":{{\"input_tokens\":900,\"output_tokens\":30}}}}}}\n\n",
             output.replace('\n', "")

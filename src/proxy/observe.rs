@@ -844,7 +844,10 @@ fn settle_latest_attempt(
             sized_input = end.json_bytes;
         }
     }
-    let charge = charge.with_input_of(ctx.obs.request_body.as_deref(), sized_input);
+    let request = ctx.obs.request_body.as_deref();
+    let charge = charge
+        .with_input_of(request, sized_input)
+        .with_searches_asked(request);
     if charge.estimated && charge.usage == Usage::default() {
         // Nothing to count (an answer that was not a model's).
         return;

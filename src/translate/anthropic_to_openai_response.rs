@@ -129,6 +129,16 @@ pub(crate) struct AnthropicUsageIn {
     pub cache_read_input_tokens: Option<u64>,
     #[serde(default)]
     pub cache_creation_input_tokens: Option<u64>,
+    /// The server tools it ran: its web searches are billed apart.
+    #[serde(default)]
+    pub server_tool_use: Option<ServerToolUseIn>,
+}
+
+/// Anthropic's count of the server tools an answer ran.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub(crate) struct ServerToolUseIn {
+    #[serde(default)]
+    pub web_search_requests: Option<u64>,
 }
 
 /// OpenAI usage object.
@@ -306,7 +316,10 @@ impl From<AnthropicUsageIn> for Usage {
             cache_read: u.cache_read_input_tokens.unwrap_or(0),
             cache_write: u.cache_creation_input_tokens.unwrap_or(0),
             reasoning: 0,
-            web_searches: 0,
+            web_searches: u
+                .server_tool_use
+                .and_then(|s| s.web_search_requests)
+                .unwrap_or(0),
             cost_nanos: 0,
         }
     }
@@ -316,6 +329,15 @@ impl From<AnthropicUsageIn> for Usage {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn anthropics_web_searches_are_kept_with_its_usage() {
+        let usage: AnthropicUsageIn = serde_json::from_str(
+            r#"{"input_tokens":3,"output_tokens":2,"server_tool_use":{"web_search_requests":4}}"#,
+        )
+        .unwrap();
+        assert_eq!(Usage::from(usage).web_searches, 4);
+    }
 
     fn opts() -> ResponseOptions {
         ResponseOptions {
