@@ -213,8 +213,10 @@ impl RawUsage {
             web_searches,
             search_items,
             cost_in_usd_ticks,
-            cost_usd
+            cost_usd,
+            upstream_cost_usd
         );
+        self.byok |= later.byok;
     }
 
     /// Whether this is a Gemini count of thinking without the candidates' tokens.
@@ -235,10 +237,12 @@ impl RawUsage {
     /// The usage reported, in one shape whatever the format, each count capped
     /// ([`Usage::capped`]).
     pub(super) fn normalize(&self) -> Usage {
-        // xAI counts ten billion ticks to the dollar.
+        // xAI counts ten billion ticks to the dollar. OpenRouter's `cost` on the
+        // operator's own provider key is its fee alone: the provider's bill is added.
+        let upstream = self.upstream_cost_usd.filter(|_| self.byok).unwrap_or(0.0);
         let cost_nanos = match (self.cost_in_usd_ticks, self.cost_usd) {
             (Some(ticks), _) => ticks / 10,
-            (None, Some(usd)) => (usd * 1e9).round().min(MAX_COST_NANOS as f64) as u64,
+            (None, Some(usd)) => ((usd + upstream) * 1e9).round().min(MAX_COST_NANOS as f64) as u64,
             (None, None) => 0,
         };
         Usage {
@@ -2412,6 +2416,17 @@ mod tests {
                 .unwrap()
                 .cost_nanos,
             3_800_000
+        );
+        // On the operator's own provider key, OpenRouter's `cost` is its fee alone.
+        let byok = br#"{"model":"openai/gpt-4o","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"cost":0.001,"is_byok":true,"cost_details":{"upstream_inference_cost":0.019}}}"#;
+        assert_eq!(
+            metered("application/json", byok, 7).unwrap().cost_nanos,
+            20_000_000
+        );
+        let own = br#"{"model":"openai/gpt-4o","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"cost":0.02,"is_byok":false,"cost_details":{"upstream_inference_cost":0.019}}}"#;
+        assert_eq!(
+            metered("application/json", own, 7).unwrap().cost_nanos,
+            20_000_000
         );
         let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"cost\":0.25}}\n\ndata: [DONE]\n\n";
         assert_eq!(

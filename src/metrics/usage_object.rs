@@ -52,6 +52,12 @@ pub(super) struct RawUsage {
     /// What the answer cost in US dollars: OpenRouter's `cost` (a number), or
     /// Perplexity's (an object, its `total_cost`).
     pub cost_usd: Option<f64>,
+    /// OpenRouter's `is_byok`: the call ran on the operator's own provider key, which
+    /// the provider bills apart from OpenRouter's `cost`.
+    pub byok: bool,
+    /// OpenRouter's `cost_details.upstream_inference_cost`, in US dollars: what the
+    /// provider bills for a call on the operator's own key.
+    pub upstream_cost_usd: Option<f64>,
 }
 
 /// The breakdown under a count: cached input, reasoning output.
@@ -280,9 +286,24 @@ impl<'a> Scan<'a> {
                 b"thoughtsTokenCount" => &mut u.thoughts_token_count,
                 b"toolUsePromptTokenCount" => &mut u.tool_use_prompt_token_count,
                 b"server_tool_use" => return scan.server_tool_use(&mut u.web_searches),
-                b"cost_in_usd_ticks" => &mut u.cost_in_usd_ticks,
+                b"cost_in_usd_ticks" => {
+                    u.cost_in_usd_ticks = scan.lenient_count()?;
+                    return Some(());
+                }
                 b"cost" => {
-                    u.cost_usd = scan.cost()?;
+                    u.cost_usd = scan.dollars(b"total_cost")?;
+                    return Some(());
+                }
+                // OpenRouter with the operator's own provider key: its `cost` is its
+                // fee, the provider's bill is apart.
+                b"is_byok" => {
+                    let at = scan.at;
+                    scan.skip()?;
+                    u.byok = &scan.doc[at..scan.at] == b"true";
+                    return Some(());
+                }
+                b"cost_details" => {
+                    u.upstream_cost_usd = scan.dollars(b"upstream_inference_cost")?;
                     return Some(());
                 }
                 _ => return scan.skip(),
@@ -327,11 +348,21 @@ impl<'a> Scan<'a> {
         })
     }
 
-    /// A `cost` member's value: US dollars as a number (OpenRouter), or an object
-    /// whose `total_cost` is (Perplexity). Any other value, or a number that is no
-    /// cost (negative, past [`super::usage::MAX_COST_NANOS`]), is passed over as
-    /// none: a shape the gateway does not know costs the answer nothing of its usage.
-    fn cost(&mut self) -> Option<Option<f64>> {
+    /// A count here, or none for any other value (passed over, not refused: a cost
+    /// in a shape the gateway does not know costs the answer nothing of its usage).
+    fn lenient_count(&mut self) -> Option<Option<u64>> {
+        let start = self.at;
+        self.skip()?;
+        let mut value = Scan::of(&self.doc[start..self.at]);
+        Some(value.count().filter(|_| value.at_end()).flatten())
+    }
+
+    /// US dollars here: a number (OpenRouter's `cost`), or an object whose `key`
+    /// member is one (Perplexity's `cost.total_cost`, OpenRouter's
+    /// `cost_details.upstream_inference_cost`). Any other value, or a number that is
+    /// no cost (negative, past [`super::usage::MAX_COST_NANOS`]), is passed over as
+    /// none, as [`Self::lenient_count`] passes a count.
+    fn dollars(&mut self, key: &[u8]) -> Option<Option<f64>> {
         let start = self.at;
         self.skip()?;
         let value = &self.doc[start..self.at];
@@ -345,8 +376,8 @@ impl<'a> Scan<'a> {
         }
         let mut inner = Scan::of(value);
         let mut total = None;
-        inner.members(|scan, key| {
-            if key != b"total_cost" {
+        inner.members(|scan, name| {
+            if name != key {
                 return scan.skip();
             }
             let at = scan.at;
@@ -519,10 +550,20 @@ mod tests {
             assert_eq!(u.cost_usd, None, "{unknown}");
             assert_eq!(u.prompt_tokens, Some(3), "{unknown}");
         }
-        assert!(
-            read(r#"{"cost_in_usd_ticks":-5}"#).is_none(),
-            "ticks are a count"
-        );
+        for unknown in ["-5", "1.5", r#""7""#, "18446744073709551616"] {
+            let text = format!(r#"{{"prompt_tokens":3,"cost_in_usd_ticks":{unknown}}}"#);
+            let u = read(&text).unwrap().unwrap();
+            assert_eq!(u.cost_in_usd_ticks, None, "{unknown}");
+            assert_eq!(u.prompt_tokens, Some(3), "{unknown}");
+        }
+        // OpenRouter on the operator's own provider key.
+        let byok = read(
+            r#"{"prompt_tokens":1,"cost":0.001,"is_byok":true,"cost_details":{"upstream_inference_cost":0.019}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(byok.byok);
+        assert_eq!(byok.upstream_cost_usd, Some(0.019));
     }
 
     #[test]

@@ -535,18 +535,25 @@ impl StartedBy {
     }
 }
 
-/// Charges `usage`, which the gateway's poll read of work started apart from its call
-/// (`model` answering, a `batch` at its price) when it had ended: to the limits of the
-/// caller and the provider as `config` has them now, the key's usage report and the
-/// token metrics. The caller marked it charged first, as a read would.
+/// Charges what is left of `whole`, the usage the gateway's poll read of work started
+/// apart from its call (`model` answering, a `batch` at its price) when it had ended,
+/// once what the call was `charged` is taken off: to the limits of the caller and the
+/// provider as `config` has them now, the key's usage report and the token metrics.
+/// Its cost is the whole's less the charged part's, so that a cost the provider
+/// reported for the whole is not added to the estimate the call paid. The caller
+/// marked it charged first, as a read would.
 pub fn charge_polled(
     store: &Arc<dyn LimitStore>,
     config: &Arc<Config>,
     by: &StartedBy,
-    usage: &crate::metrics::usage::Usage,
+    (whole, charged): (&crate::metrics::usage::Usage, &crate::metrics::usage::Usage),
     model: Option<&str>,
     batch: bool,
 ) {
+    let usage = &whole.less(charged);
+    if *usage == crate::metrics::usage::Usage::default() {
+        return;
+    }
     let now = now();
     let factor = if batch {
         crate::metrics::deferred_answer::BATCH_PRICE_FACTOR
@@ -554,7 +561,8 @@ pub fn charge_polled(
         1.0
     };
     let price = model.and_then(|m| config.models.price(&by.provider, m));
-    let cost = usage.cost(price, factor);
+    let paid = charged.cost(price, factor).unwrap_or(0.0);
+    let cost = whole.cost(price, factor).map(|cost| (cost - paid).max(0.0));
     charge_subjects(
         store,
         by.subjects(config),
@@ -641,6 +649,47 @@ fn said_once(said: &Mutex<HashSet<String>>, model: &str, say: impl FnOnce(Option
 mod tests {
     use super::*;
     use crate::config::LimitStoreKind;
+
+    #[tokio::test]
+    async fn work_polled_costs_the_whole_less_what_its_call_paid() {
+        use crate::metrics::usage::Usage;
+        let yaml = "server:\n  listen: 127.0.0.1:8080\n  metrics_listen: 127.0.0.1:9090\nmodels:\n  prices:\n    m: {input: 1000, output: 1000}\nproviders:\n  p:\n    type: openai\n    base_url: http://127.0.0.1:9\n    api_key: sk-p\n";
+        let env = crate::config::EnvSnapshot::from_pairs(Vec::<(&str, &str)>::new());
+        let config = Arc::new(crate::config::build_config(Some(yaml), None, &env).unwrap());
+        let store: Arc<dyn LimitStore> = Arc::new(crate::limits::MemoryStore::default());
+        let by = StartedBy {
+            caller: Caller::Master,
+            provider: Arc::from("p"),
+            brought_key: false,
+        };
+        // The call was charged an estimate of 10 tokens ($0.01); the provider then
+        // said the whole cost $0.05, for 12 tokens ($0.012 at the price).
+        let charged = Usage {
+            input: 10,
+            ..Usage::default()
+        };
+        let whole = Usage {
+            input: 10,
+            output: 2,
+            cost_nanos: 50_000_000,
+            ..Usage::default()
+        };
+        charge_polled(&store, &config, &by, (&whole, &charged), Some("m"), false);
+        let report = crate::limits::usage_report(
+            store.as_ref(),
+            "master",
+            crate::config::BudgetPeriod::Month,
+            now(),
+        )
+        .await
+        .unwrap();
+        let cost = report["total"]["cost_usd"].as_f64().unwrap();
+        assert!(
+            (cost - 0.04).abs() < 1e-9,
+            "the $0.05 less the $0.01 paid: {report}"
+        );
+        assert_eq!(report["total"]["tokens"]["output"], 2);
+    }
 
     #[test]
     fn a_usage_report_is_kept_where_it_can_be_read() {

@@ -433,7 +433,15 @@ fn may_be_a_call(ctx: &RequestContext) -> bool {
 pub fn answer_read_whole(ctx: &mut RequestContext, body: &[u8], reported: Option<Usage>) {
     let charge = match reported {
         // Zeros are no count.
-        Some(usage) if usage != Usage::default() => Some(Charge::reported(usage)),
+        Some(mut usage) if usage != Usage::default() => {
+            // A translator reads the tokens; a cost the provider said (OpenRouter's
+            // Anthropic-format endpoint) is read from the answer itself.
+            if memchr::memmem::find(body, b"\"cost").is_some() {
+                let said = crate::metrics::usage::usage_of_json(body);
+                usage.cost_nanos = said.map_or(0, |u| u.cost_nanos);
+            }
+            Some(Charge::reported(usage))
+        }
         _ => crate::metrics::usage::charge_of_call_answer(body),
     };
     if let Some(charge) = charge {
@@ -1311,6 +1319,21 @@ mod tests {
         let loaded = r#"{"model":"llama3.2","created_at":"2026-12-06T00:00:00Z","response":"","done":true,"done_reason":"load"}"#;
         assert_eq!(charged_whole(generates, json, loaded), None);
         assert_eq!(charged_whole(generates, None, ""), None, "a 204");
+    }
+
+    #[test]
+    fn a_cost_the_provider_said_is_kept_beside_what_a_translator_read() {
+        let messages = br#"{"type":"message","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":10,"output_tokens":2,"cost":0.004}}"#;
+        let mut ctx = RequestContext::new();
+        model_asked(&mut ctx, ModelWork::Generates);
+        let read = Usage {
+            input: 10,
+            output: 2,
+            ..Usage::default()
+        };
+        answer_read_whole(&mut ctx, messages, Some(read));
+        settle_usage(&mut ctx, false, |_| RequestEnd::default());
+        assert_eq!(ctx.obs.usage().map(|u| u.cost_nanos), Some(4_000_000));
     }
 
     #[test]

@@ -826,14 +826,18 @@ async fn charge_ended(
         // the first's).
         for (named, usage) in &ended.by_model {
             let part = Some(named.as_str()).filter(|m| !m.is_empty()).or(model);
-            charge_polled(store, config, by, usage, part, batch);
+            charge_polled(store, config, by, (usage, &Usage::default()), part, batch);
         }
         return true;
     }
-    let usage = charge.usage.less(&start.charged);
-    if usage != Usage::default() {
-        charge_polled(store, config, by, &usage, model, batch);
-    }
+    charge_polled(
+        store,
+        config,
+        by,
+        (&charge.usage, &start.charged),
+        model,
+        batch,
+    );
     true
 }
 
