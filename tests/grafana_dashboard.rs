@@ -81,6 +81,7 @@ fn exported_families() -> BTreeSet<String> {
     let usage = Usage {
         input: 1,
         output: 1,
+        web_searches: 1,
         ..Usage::default()
     };
     h.tokens_used("-", "-", "open", &usage, Some(0.01));

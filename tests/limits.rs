@@ -3271,6 +3271,11 @@ async fn a_usd_budget_counts_the_web_searches_a_call_ran() {
     assert_eq!(report["total"]["web_searches"], 3, "{report}");
     assert_eq!(report["models"]["claude-sonnet-4-5"]["web_searches"], 3);
     assert!((report["total"]["cost_usd"].as_f64().unwrap() - 0.03).abs() < 1e-9);
+    let scrape = common::scrape(&gw.metrics_listen()).await;
+    assert!(
+        scrape.contains(r#"aurora_web_searches_total{key="team-a",model="claude-sonnet-4-5",provider="anthropic"} 3"#),
+        "{scrape}"
+    );
     assert_budget_spent(post(&gw, TEAM_KEY, path, messages).await).await;
 
     // A stream left while its searches run, long before its usage: charged the

@@ -52,6 +52,7 @@ pub struct MetricHandles {
     tokens: IntCounterVec,
     cost: prometheus::CounterVec,
     usage_estimates: IntCounterVec,
+    web_searches: IntCounterVec,
     /// Instance name → index; `provider_names[0]` is `-`.
     provider_ids: LookupMap<Box<str>, usize>,
     provider_names: Vec<Box<str>>,
@@ -109,6 +110,7 @@ impl MetricHandles {
             tokens: metrics.tokens.clone(),
             cost: metrics.cost.clone(),
             usage_estimates: metrics.usage_estimates.clone(),
+            web_searches: metrics.web_searches.clone(),
             provider_ids,
             provider_names,
             routes,
@@ -204,8 +206,8 @@ impl MetricHandles {
             .inc();
     }
 
-    /// Adds an answer's reported tokens, and their cost when the model has a price.
-    /// Only kinds that were used get a series.
+    /// Adds an answer's reported tokens, its web searches, and their cost when it is
+    /// known. Only kinds that were used get a series.
     pub fn tokens_used(
         &self,
         provider: &str,
@@ -215,6 +217,12 @@ impl MetricHandles {
         cost_usd: Option<f64>,
     ) {
         let labels = [provider, model, key];
+        if usage.web_searches > 0 {
+            // Rare: its series is looked up each time.
+            self.web_searches
+                .with_label_values(&labels)
+                .inc_by(usage.web_searches);
+        }
         let counted = with_thread_series(self.id, |t| {
             let series = t.usage.get_or_make(labels, UsageSeries::default);
             for ((kind, n), slot) in usage.by_kind().into_iter().zip(&mut series.tokens) {
@@ -348,6 +356,7 @@ mod tests {
         let usage = crate::metrics::usage::Usage {
             input: 3,
             output: 5,
+            web_searches: 2,
             ..Default::default()
         };
         for h in [&h1, &h2, &h1] {
@@ -372,6 +381,11 @@ mod tests {
             assert!(text.contains(&requests(times)), "{text}");
             assert!(text.contains(&output(5 * times)), "{text}");
             assert!(text.contains(&cost(0.5 * times as f64)), "{text}");
+            let searches = format!(
+                r#"aurora_web_searches_total{{key="team-a",model="gpt-4o",provider="openai"}} {}"#,
+                2 * times
+            );
+            assert!(text.contains(&searches), "{text}");
             assert!(
                 !text.contains("kind=\"reasoning\""),
                 "an unused kind has no series: {text}"

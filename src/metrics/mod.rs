@@ -41,6 +41,7 @@ pub struct Metrics {
     tokens: IntCounterVec,
     cost: CounterVec,
     usage_estimates: IntCounterVec,
+    web_searches: IntCounterVec,
     upstream_available: IntGaugeVec,
     limit_store_errors: IntCounter,
     background_watched: IntGauge,
@@ -171,7 +172,14 @@ impl Metrics {
         let cost = CounterVec::new(
             Opts::new(
                 "cost_usd_total",
-                "Cost in US dollars of those tokens, for models with a configured price (models.prices)",
+                "Cost in US dollars of those answers: at the model's configured price (models.prices), or what the provider said the answer cost when it said and that is more",
+            ),
+            &["provider", "model", "key"],
+        )?;
+        let web_searches = IntCounterVec::new(
+            Opts::new(
+                "web_searches_total",
+                "Web searches the models ran, billed per search apart from the tokens, by provider, model and gateway key",
             ),
             &["provider", "model", "key"],
         )?;
@@ -208,6 +216,7 @@ impl Metrics {
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(cost.clone()))?;
         registry.register(Box::new(usage_estimates.clone()))?;
+        registry.register(Box::new(web_searches.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(first_byte.clone()))?;
@@ -230,6 +239,7 @@ impl Metrics {
             tokens,
             cost,
             usage_estimates,
+            web_searches,
             upstream_available,
             limit_store_errors,
             background_watched,
