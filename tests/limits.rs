@@ -3254,10 +3254,15 @@ async fn a_usd_budget_counts_the_web_searches_a_call_ran() {
     let mock = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
         "/v1/messages" => Reply::json(200, searched_message(3)),
         "/v1/responses" => searching_responses_stream(),
+        "/v1/chat/completions" => Reply::json(
+            200,
+            fixture("openai/chat_completion.json")
+                .replace("gpt-4o-mini-2024-07-18", "gpt-4o-search-preview-2025-03-11"),
+        ),
         _ => Reply::json(404, "{}"),
     })
     .await;
-    let prices = "models:\n  prices:\n    claude-sonnet-4-5: {input: 0, output: 0, web_search: 10}\n    gpt-5: {input: 0, output: 0, web_search: 10}\n";
+    let prices = "models:\n  prices:\n    claude-sonnet-4-5: {input: 0, output: 0, web_search: 10}\n    gpt-5: {input: 0, output: 0, web_search: 10}\n    gpt-4o-search-preview: {input: 0, output: 0, web_search: 10}\n";
     let messages = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"news?"}]}"#;
     let (gw, report) = reporting_gateway(&mock, prices, "{budget: {usd: 0.02, period: month}}");
     let path = "/p/anthropic/v1/messages";
@@ -3295,6 +3300,16 @@ async fn a_usd_budget_counts_the_web_searches_a_call_ran() {
     assert!(line.contains(" web_searches=2 "), "{line}");
     assert!(line.contains(" tokens_estimated=true"), "{line}");
     assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
+
+    // OpenAI's Chat search models search on every call, which no answer counts.
+    let gw = gateway(&mock, prices, "{budget: {usd: 0.005, period: month}}");
+    let body = r#"{"model":"gpt-4o-search-preview","web_search_options":{},"messages":[{"role":"user","content":"news?"}]}"#;
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", body).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let line = gw.wait_for_log("path=/v1/chat/completions", 1).await;
+    assert!(line.contains(" web_searches=1 "), "{line}");
+    assert_budget_spent(post(&gw, TEAM_KEY, "/v1/chat/completions", body).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

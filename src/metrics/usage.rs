@@ -30,7 +30,10 @@ use super::usage_estimate::{
 use super::usage_object::{
     read_count, read_model, read_nested, read_usage, Details, Nested, RawUsage,
 };
-use super::web_searches::{asks_gemini_search, gemini_queries, output_searches, starts_a_search};
+use super::web_searches::{
+    asks_gemini_search, gemini_queries, gives_web_search_options, output_searches,
+    searches_every_call, starts_a_search,
+};
 use crate::translate::json_members::{member_value, skip_ws, ArrayElements, Member, ObjectMembers};
 use crate::translate::sse::SseParser;
 
@@ -765,13 +768,20 @@ impl Charge {
         self
     }
 
-    /// The estimate of an answer cut short whose `request` (the body the provider got)
-    /// gave Gemini's Google Search tool, and which counted no search: at least one.
-    /// Gemini lists its queries only with the answer's last chunk, so a client could
-    /// read a grounded answer and leave before it.
-    pub fn with_searches_asked(mut self, request: Option<&[u8]>) -> Self {
-        if self.estimated && self.usage.web_searches == 0 && request.is_some_and(asks_gemini_search)
-        {
+    /// The charge with one web search when it counted none but its call was billed
+    /// one: a Chat Completions call that gave `web_search_options` or went to a
+    /// search model (`model`, OpenAI's `*-search-preview`, `*-search-api`), which
+    /// OpenAI bills per call and no answer counts; or the estimate of an answer cut
+    /// short whose `request` (the body the provider got) gave Gemini Google Search,
+    /// which lists its queries only with the answer's last chunk (a client could read
+    /// a grounded answer and leave before it).
+    pub fn with_searches_asked(mut self, request: Option<&[u8]>, model: Option<&str>) -> Self {
+        if self.usage.web_searches > 0 {
+            return self;
+        }
+        let per_call =
+            model.is_some_and(searches_every_call) || request.is_some_and(gives_web_search_options);
+        if per_call || (self.estimated && request.is_some_and(asks_gemini_search)) {
             self.usage.web_searches = 1;
         }
         self

@@ -104,6 +104,23 @@ pub fn asks_gemini_search(request: &[u8]) -> bool {
     })
 }
 
+static WEB_SEARCH_OPTIONS: Lazy<memmem::Finder<'static>> =
+    Lazy::new(|| memmem::Finder::new(b"\"web_search_options\""));
+
+/// Whether a Chat Completions `request` (its body) gives `web_search_options` (not
+/// `null`): the call searches the web, billed per call.
+pub fn gives_web_search_options(request: &[u8]) -> bool {
+    WEB_SEARCH_OPTIONS.find(request).is_some()
+        && member(request, b"web_search_options").is_some_and(|v| v.trim_ascii() != b"null")
+}
+
+/// Whether `model` searches the web on every call: OpenAI's Chat Completions search
+/// models (`gpt-4o-search-preview`, `gpt-5-search-api`, their snapshots, under a
+/// router's prefix too).
+pub fn searches_every_call(model: &str) -> bool {
+    model.contains("-search-preview") || model.contains("-search-api")
+}
+
 /// What follows `{"type":"` at the start of `data` (white space allowed between
 /// its tokens, as some servers write it): the type of an event that says it first.
 fn typed_as(data: &[u8]) -> Option<&[u8]> {
@@ -272,10 +289,17 @@ mod tests {
         assert!(left.estimated);
         let request = br#"{"contents":[],"tools":[{"google_search":{}}]}"#;
         assert_eq!(
-            left.with_searches_asked(Some(request)).usage.web_searches,
+            left.with_searches_asked(Some(request), None)
+                .usage
+                .web_searches,
             1
         );
-        assert_eq!(left.with_searches_asked(Some(said)).usage.web_searches, 0);
+        assert_eq!(
+            left.with_searches_asked(Some(said), None)
+                .usage
+                .web_searches,
+            0
+        );
         // A whole answer counts what it listed, none here.
         let finished = chunk
             .replace(
@@ -289,9 +313,48 @@ mod tests {
         let whole = charged(SSE, &finished, 9, true);
         assert!(!whole.estimated);
         assert_eq!(
-            whole.with_searches_asked(Some(request)).usage.web_searches,
+            whole
+                .with_searches_asked(Some(request), None)
+                .usage
+                .web_searches,
             0
         );
+    }
+
+    #[test]
+    fn a_chat_call_that_searches_counts_one_search_its_answer_does_not() {
+        let answer = r#"{"id":"c1","object":"chat.completion","model":"gpt-4o-search-preview-2025-03-11","choices":[{"index":0,"message":{"role":"assistant","content":"x","annotations":[{"type":"url_citation"}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3}}"#;
+        let charge = charged(JSON, answer, 64, true);
+        assert_eq!(charge.usage.web_searches, 0, "no answer counts them");
+        let model = Some("gpt-4o-search-preview-2025-03-11");
+        assert_eq!(
+            charge.with_searches_asked(None, model).usage.web_searches,
+            1
+        );
+        assert_eq!(
+            charge
+                .with_searches_asked(None, Some("openai/gpt-5-search-api"))
+                .usage
+                .web_searches,
+            1
+        );
+        let options = br#"{"model":"gpt-5","web_search_options":{"search_context_size":"low"},"messages":[]}"#;
+        assert_eq!(
+            charge
+                .with_searches_asked(Some(options), Some("gpt-5"))
+                .usage
+                .web_searches,
+            1
+        );
+        let plain = br#"{"model":"gpt-5","web_search_options":null,"messages":[{"role":"user","content":""web_search_options": {}"}]}"#;
+        assert_eq!(
+            charge
+                .with_searches_asked(Some(plain), Some("gpt-5"))
+                .usage
+                .web_searches,
+            0
+        );
+        assert!(!searches_every_call("gpt-4o-mini"));
     }
 
     #[test]
