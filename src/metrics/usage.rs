@@ -1156,21 +1156,13 @@ impl UsageMeter {
                 }
                 Some(charge)
             }
-            None if streamed > 0 && !self.read.under_way => Some(Charge {
-                usage: Usage {
+            None if streamed > 0 && !self.read.under_way => {
+                let searched = Usage {
                     web_searches: streamed,
                     ..Usage::default()
-                },
-                estimated: true,
-                input_due: true,
-                cut_whole: false,
-                unreported: false,
-                deferred: self
-                    .read
-                    .deferred
-                    .or(self.read.resumed)
-                    .map(DeferredAnswer::in_part),
-            }),
+                };
+                Some(self.streamed_estimate(searched, true))
+            }
             charge => charge,
         }
     }
@@ -1208,10 +1200,16 @@ impl UsageMeter {
         usage.output = output_estimate(self.read.seen, usage.output, self.read.text.tokens());
         let input_reported = self.read.seen.is_some_and(|u| u.reports_input())
             && usage.input + usage.cache_read + usage.cache_write > 0;
-        Some(Charge {
+        Some(self.streamed_estimate(usage, !input_reported))
+    }
+
+    /// The estimate of a stream without its final usage: `usage`, its input still to
+    /// be estimated when `input_due`.
+    fn streamed_estimate(&self, usage: Usage, input_due: bool) -> Charge {
+        Charge {
             usage,
             estimated: true,
-            input_due: !input_reported,
+            input_due,
             cut_whole: false,
             unreported: false,
             // A background response's stream resumed by a read and left: charged as
@@ -1221,7 +1219,7 @@ impl UsageMeter {
                 .deferred
                 .or(self.read.resumed)
                 .map(DeferredAnswer::in_part),
-        })
+        }
     }
 
     /// The answer was cut short (the client left, or it broke off): its charge. A
