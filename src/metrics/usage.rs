@@ -1586,6 +1586,14 @@ fn says_no_work(doc: &[u8]) -> bool {
     })
 }
 
+static COST_KEY: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"\"cost"));
+
+/// Whether an answer may say what it cost (a `cost` or `cost_in_usd_ticks` key): one
+/// search with a searcher built once.
+pub fn may_say_its_cost(answer: &[u8]) -> bool {
+    COST_KEY.find(answer).is_some()
+}
+
 /// The usage in one whole answer.
 pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
     let mut meter = UsageMeter::for_answer(Some("application/json"), None)?;

@@ -114,11 +114,18 @@ pub fn gives_web_search_options(request: &[u8]) -> bool {
         && member(request, b"web_search_options").is_some_and(|v| v.trim_ascii() != b"null")
 }
 
+static SEARCH_MODEL: Lazy<memmem::Finder<'static>> = Lazy::new(|| memmem::Finder::new(b"-search-"));
+
 /// Whether `model` searches the web on every call: OpenAI's Chat Completions search
 /// models (`gpt-4o-search-preview`, `gpt-5-search-api`, their snapshots, under a
-/// router's prefix too).
+/// router's prefix too). Asked of every call's model: one search with a searcher
+/// built once.
 pub fn searches_every_call(model: &str) -> bool {
-    model.contains("-search-preview") || model.contains("-search-api")
+    let model = model.as_bytes();
+    SEARCH_MODEL.find_iter(model).any(|at| {
+        let rest = &model[at + b"-search-".len()..];
+        rest.starts_with(b"preview") || rest.starts_with(b"api")
+    })
 }
 
 /// What follows `{"type":"` at the start of `data` (white space allowed between
@@ -355,6 +362,8 @@ mod tests {
             0
         );
         assert!(!searches_every_call("gpt-4o-mini"));
+        assert!(!searches_every_call("jina-search-v2"));
+        assert!(searches_every_call("my-search-x-search-preview"));
     }
 
     #[test]

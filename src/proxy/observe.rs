@@ -436,7 +436,7 @@ pub fn answer_read_whole(ctx: &mut RequestContext, body: &[u8], reported: Option
         Some(mut usage) if usage != Usage::default() => {
             // A translator reads the tokens; a cost the provider said (OpenRouter's
             // Anthropic-format endpoint) is read from the answer itself.
-            if memchr::memmem::find(body, b"\"cost").is_some() {
+            if crate::metrics::usage::may_say_its_cost(body) {
                 let said = crate::metrics::usage::usage_of_json(body);
                 usage.cost_nanos = said.map_or(0, |u| u.cost_nanos);
             }
