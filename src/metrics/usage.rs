@@ -515,22 +515,26 @@ impl<'a> Carrier<'a> {
         // Gemini's, only in the chunk that finished the answer.
         let running = self.metadata && !docs.iter().any(|d| gemini_finished(d));
         let last_word = (self.usage.is_some() && !running) || self.nested_final;
+        // Changed where it lies: the raw counts are large to move.
+        let mut usage = self.usage.or(self.nested.usage);
+        if let Some(u) = usage.as_mut() {
+            // Counted beside the usage, not in it.
+            if let Some(searches) = self.searches.or(self.nested.searches) {
+                u.search_items = Some(searches);
+            }
+            if !last_word {
+                // Anthropic's count at a stream's start (zero) is not its last.
+                u.web_searches = None;
+            }
+        }
         // A batch that says it used nothing says nothing: its output file tells.
-        let usage = self
-            .usage
-            .or(self.nested.usage)
-            .filter(|u| !(self.batch && u.normalize() == Usage::default()))
-            .map(|mut u| {
-                // Counted beside the usage, not in it.
-                if let Some(searches) = self.searches.or(self.nested.searches) {
-                    u.search_items = Some(searches);
-                }
-                if !last_word {
-                    // Anthropic's count at a stream's start (zero) is not its last.
-                    u.web_searches = None;
-                }
-                u
-            });
+        if self.batch
+            && usage
+                .as_ref()
+                .is_some_and(|u| u.normalize() == Usage::default())
+        {
+            usage = None;
+        }
         let deferred = match (
             self.background,
             self.id,
@@ -573,7 +577,10 @@ impl<'a> Carrier<'a> {
         }
         read.deferred = read.deferred.or(deferred);
         if let Some(usage) = usage {
-            read.seen.get_or_insert_with(RawUsage::default).merge(usage);
+            match read.seen.as_mut() {
+                Some(seen) => seen.merge(usage),
+                None => read.seen = Some(usage),
+            }
             read.final_usage |= last_word;
             read.running_last = running;
         }
@@ -1117,8 +1124,12 @@ impl UsageMeter {
             Body::Lines(mut lines) => lines.end(&mut self.read),
             Body::BatchResults(_) | Body::Done => {}
         }
-        let text_besides =
-            self.read.seen.is_some_and(|u| u.counts_thoughts_alone()) && !self.read.text.is_empty();
+        let text_besides = self
+            .read
+            .seen
+            .as_ref()
+            .is_some_and(RawUsage::counts_thoughts_alone)
+            && !self.read.text.is_empty();
         if whole && self.read.running_last && !text_besides {
             // A stream that ended whole on a running count (no chunk said why it
             // finished): that count was its last, unless it counted no more than
@@ -1146,8 +1157,12 @@ impl UsageMeter {
         let streamed = self.read.streamed_searches;
         // Only Anthropic's final count may say fewer than started: failed searches
         // are not billed. An item a response's last word leaves out still ran.
-        let counted =
-            self.read.final_usage && self.read.seen.is_some_and(|u| u.web_searches.is_some());
+        let counted = self.read.final_usage
+            && self
+                .read
+                .seen
+                .as_ref()
+                .is_some_and(|u| u.web_searches.is_some());
         match self.charged_tokens() {
             Some(mut charge) if !counted => {
                 if streamed > charge.usage.web_searches {
@@ -1171,7 +1186,10 @@ impl UsageMeter {
     /// usage, that with the rest estimated: the output at least what its text makes,
     /// the input (when the stream did not report it) left due.
     fn charged_tokens(&self) -> Option<Charge> {
-        let reported = self.read.seen.map(|u| u.normalize()).or(self.read.summed);
+        // Normalized once: the raw counts are large to copy and to read.
+        let seen = self.read.seen.as_ref().map(RawUsage::normalize);
+        let reported = seen.or(self.read.summed);
+        let none = reported_none_of(seen, self.read.summed);
         let text = !self.read.text.is_empty();
         // No output counted for a stream that carried text is no count: a server
         // sending zeros.
@@ -1179,10 +1197,10 @@ impl UsageMeter {
         if self.read.under_way {
             return None;
         }
-        if let Some(output) = self.read.unreported.filter(|_| reported_none(&self.read)) {
+        if let Some(output) = self.read.unreported.filter(|_| none) {
             return Some(Charge::unreported(output));
         }
-        if self.stream && self.call && !text && reported_none(&self.read) {
+        if self.stream && self.call && !text && none {
             // A stream in a format the meter does not read: its size counts.
             let unread = self.read.unread_data;
             if unread > 0 && !self.read.under_way && self.read.started.is_none() {
@@ -1197,8 +1215,9 @@ impl UsageMeter {
             });
         }
         let mut usage = reported.unwrap_or_default();
-        usage.output = output_estimate(self.read.seen, usage.output, self.read.text.tokens());
-        let input_reported = self.read.seen.is_some_and(|u| u.reports_input())
+        let raw = self.read.seen.as_ref();
+        usage.output = output_estimate(raw, usage.output, self.read.text.tokens());
+        let input_reported = raw.is_some_and(RawUsage::reports_input)
             && usage.input + usage.cache_read + usage.cache_write > 0;
         Some(self.streamed_estimate(usage, !input_reported))
     }
@@ -1256,7 +1275,7 @@ impl UsageMeter {
             // Gemini's chunks, answered as a JSON array: their counts so far run behind
             // the text, which is estimated as a stream's is.
             (Some(reported), Some(text)) if !self.read.final_usage => {
-                let output = output_estimate(self.read.seen, reported.usage.output, text);
+                let output = output_estimate(self.read.seen.as_ref(), reported.usage.output, text);
                 Some(reported.with_output_at_least(output))
             }
             (Some(reported), _) => Some(reported),
@@ -1270,8 +1289,8 @@ impl UsageMeter {
 /// is Gemini's of its thinking alone (its chunks before the last report thoughts
 /// without the candidates' tokens), which the text does not hold unless the thinking
 /// was streamed too.
-fn output_estimate(seen: Option<RawUsage>, reported: u64, text: u64) -> u64 {
-    if seen.is_some_and(|u| u.counts_thoughts_alone()) {
+fn output_estimate(seen: Option<&RawUsage>, reported: u64, text: u64) -> u64 {
+    if seen.is_some_and(RawUsage::counts_thoughts_alone) {
         reported.saturating_add(text)
     } else {
         reported.max(text)
@@ -1559,8 +1578,13 @@ pub fn charge_of_call_answer(body: &[u8]) -> Option<Charge> {
 /// Whether the answer read so far reported no usage, or only zeros: a server that
 /// counts nothing has not counted.
 fn reported_none(read: &Read) -> bool {
+    reported_none_of(read.seen.as_ref().map(RawUsage::normalize), read.summed)
+}
+
+/// [`reported_none`] of the usage `seen` (normalized) and `summed`.
+fn reported_none_of(seen: Option<Usage>, summed: Option<Usage>) -> bool {
     let zero = |u: Usage| u == Usage::default();
-    read.seen.is_none_or(|u| zero(u.normalize())) && read.summed.is_none_or(zero)
+    seen.is_none_or(zero) && summed.is_none_or(zero)
 }
 
 /// Whether an answer (`doc`, or its head) says no model worked for it: a top-level
