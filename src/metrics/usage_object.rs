@@ -335,13 +335,15 @@ impl<'a> Scan<'a> {
 
     /// Anthropic's `server_tool_use` object: its `web_search_requests` into `slot`
     /// (its web fetches are billed as tokens alone).
+    /// Any other value, or a count in another shape, is passed over as none, as
+    /// [`Self::lenient_count`] passes one: the tokens beside it are still read.
     fn server_tool_use(&mut self, slot: &mut Option<u64>) -> Option<()> {
-        if self.null() {
-            return Some(());
+        if self.peek()? != b'{' {
+            return self.skip();
         }
         self.members(|scan, key| match key {
             b"web_search_requests" => {
-                *slot = scan.count()?;
+                *slot = scan.lenient_count()?;
                 Some(())
             }
             _ => scan.skip(),
@@ -495,9 +497,23 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(u.web_searches, Some(3));
-        assert!(read(r#"{"server_tool_use":{"web_search_requests":-1}}"#).is_none());
-        let none = read(r#"{"server_tool_use":null}"#).unwrap().unwrap();
-        assert_eq!(none.web_searches, None);
+        for unknown in [
+            r#"{"web_search_requests":-1}"#,
+            r#"{"web_search_requests":3.0}"#,
+            r#"{"web_search_requests":"3"}"#,
+            "null",
+            "[1]",
+            "7",
+        ] {
+            let text = format!(r#"{{"input_tokens":4,"server_tool_use":{unknown}}}"#);
+            let u = read(&text).unwrap().unwrap();
+            assert_eq!(u.web_searches, None, "{unknown}");
+            assert_eq!(
+                u.input_tokens,
+                Some(4),
+                "the tokens are still read: {unknown}"
+            );
+        }
     }
 
     #[test]

@@ -854,13 +854,12 @@ fn settle_latest_attempt(
     }
     let request = ctx.obs.request_body.as_deref();
     let model = ctx.obs.answered_model.as_deref().or(ctx.obs.model());
-    let charge = charge
-        .with_input_of(request, sized_input)
-        .with_searches_asked(request, model);
+    let charge = charge.with_input_of(request, sized_input);
     if charge.estimated && charge.usage == Usage::default() {
         // Nothing to count (an answer that was not a model's).
         return;
     }
+    let charge = charge.with_searches_asked(request, model);
     ctx.obs.usage = Some(charge.usage);
     ctx.obs.usage_estimated = charge.estimated;
     ctx.obs.deferred = charge.deferred;
