@@ -17,7 +17,7 @@
 use memchr::memmem;
 use once_cell::sync::Lazy;
 
-use crate::translate::json_members::{ArrayElements, ObjectMembers};
+use crate::translate::json_members::{skip_ws, ArrayElements, ObjectMembers};
 
 static WEB_SEARCH_CALL: Lazy<memmem::Finder<'static>> =
     Lazy::new(|| memmem::Finder::new(b"\"web_search_call\""));
@@ -131,18 +131,13 @@ pub fn searches_every_call(model: &str) -> bool {
 /// What follows `{"type":"` at the start of `data` (white space allowed between
 /// its tokens, as some servers write it): the type of an event that says it first.
 fn typed_as(data: &[u8]) -> Option<&[u8]> {
-    let rest = skip_ws(data).strip_prefix(b"{")?;
-    let rest = skip_ws(rest).strip_prefix(b"\"type\"")?;
-    let rest = skip_ws(rest).strip_prefix(b":")?;
-    skip_ws(rest).strip_prefix(b"\"")
-}
-
-fn skip_ws(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    &bytes[start..]
+    fn trimmed(bytes: &[u8]) -> &[u8] {
+        &bytes[skip_ws(bytes, 0)..]
+    }
+    let rest = trimmed(data).strip_prefix(b"{")?;
+    let rest = trimmed(rest).strip_prefix(b"\"type\"")?;
+    let rest = trimmed(rest).strip_prefix(b":")?;
+    trimmed(rest).strip_prefix(b"\"")
 }
 
 /// The SSE event names that may start a search: Anthropic's block and the Responses

@@ -422,7 +422,7 @@ fn charge(
         return;
     }
     let model = || super::observe::priced_model(ctx);
-    let cost = (cost, super::observe::price_of(ctx));
+    let cost = (cost, || super::observe::price_of(ctx));
     if ctx.config.as_ref().is_none_or(|c| live.is_current(c)) {
         let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
         charge_subjects(store, subjects, usage, cost, model, now);
@@ -456,11 +456,11 @@ fn limited_subjects<'a>(
 /// Charges `usage` (costing `cost` at `price`, of the model `model` names, asked
 /// only to say a model or its searches have no price) to each subject with its
 /// limits.
-fn charge_subjects<'a, 'm>(
+fn charge_subjects<'a, 'm, 'p, P: FnOnce() -> Option<&'p Price>>(
     store: &Arc<dyn LimitStore>,
     subjects: impl Iterator<Item = (&'a Arc<str>, &'a KeyLimits)> + Clone,
     usage: &crate::metrics::usage::Usage,
-    (cost, price): (Option<f64>, Option<&Price>),
+    (cost, price): (Option<f64>, P),
     model: impl FnOnce() -> Option<&'m str>,
     now: u64,
 ) {
@@ -476,7 +476,9 @@ fn charge_subjects<'a, 'm>(
     };
     let usd = match cost {
         Some(cost) => {
-            if price.is_some_and(|p| p.leaves_out_searches(usage)) && usd_budget() {
+            // The price is looked up only for a call that searched.
+            let unpriced = |p: &Price| p.leaves_out_searches(usage);
+            if usage.web_searches > 0 && usd_budget() && price().is_some_and(unpriced) {
                 searches_unpriced_once(model().unwrap_or("-"));
             }
             cost
@@ -567,7 +569,7 @@ pub fn charge_polled(
         store,
         by.subjects(config),
         usage,
-        (cost, price),
+        (cost, || price),
         || model,
         now,
     );
