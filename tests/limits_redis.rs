@@ -1095,7 +1095,7 @@ async fn a_delete_while_redis_is_away_goes_on_where_the_store_allows_it() {
 async fn shared_work_is_taken_over_only_from_a_replica_that_stopped_or_lost_it() {
     use aurora::limits::SharedWatches;
     let redis = RedisServer::start();
-    let watches = SharedWatches::new(&redis.url()).unwrap();
+    let watches = SharedWatches::new(&aurora::config::RedisAddress::plain(&redis.url())).unwrap();
     let lease = 60_000;
     let claim = |stale: u64| watches.claim("b", lease, stale, 10);
     watches.alive("a", Some(lease)).await.unwrap();

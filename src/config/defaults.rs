@@ -141,7 +141,7 @@ fn limits(settings: &LimitSettings) -> Mapping {
     let mut m = Mapping::new();
     let store = match &settings.store {
         LimitStoreKind::Memory => "memory".to_string(),
-        LimitStoreKind::Redis(url) => url.clone(),
+        LimitStoreKind::Redis(address) => address.url.clone(),
     };
     m.insert("store".into(), store.into());
     let on_store_error = match settings.on_store_error {

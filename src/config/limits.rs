@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::error::ConfigError;
 use super::overlay::text;
+use super::redis_address::{redis_address, RedisAddress};
 use super::schema::{FileBudget, FileConfig, FileKeyLimits};
 use super::EnvSnapshot;
 use crate::lookup::LookupMap;
@@ -15,7 +16,7 @@ pub enum LimitStoreKind {
     /// In this process: exact, nothing else needed.
     Memory,
     /// In Redis (`redis://` or `rediss://`), shared by every replica.
-    Redis(String),
+    Redis(RedisAddress),
 }
 
 /// What happens when the store cannot be reached.
@@ -151,14 +152,14 @@ impl LimitSettings {
 pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSettings, ConfigError> {
     let store_text = text(env, "AURORA_REDIS_URL", file.limits.store.as_deref());
     let store = match store_text.as_deref().map(str::trim) {
+        None | Some("") | Some("memory") if file.limits.store_tls.is_some() => {
+            return Err(ConfigError::Invalid(
+                "limits.store_tls is for a rediss:// store; limits.store is `memory`".into(),
+            ))
+        }
         None | Some("") | Some("memory") => LimitStoreKind::Memory,
         Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            if redis::Client::open(url).is_err() {
-                return Err(ConfigError::Invalid(
-                    "limits.store (or AURORA_REDIS_URL) is not a usable redis:// URL".into(),
-                ));
-            }
-            LimitStoreKind::Redis(url.to_string())
+            LimitStoreKind::Redis(redis_address(url, file.limits.store_tls.as_ref(), env)?)
         }
         Some(other) => {
             return Err(ConfigError::Invalid(format!(

@@ -12,6 +12,7 @@ mod limits;
 mod live;
 mod observability;
 mod overlay;
+mod redis_address;
 mod reload;
 mod resilience;
 pub mod schema;
@@ -34,6 +35,7 @@ pub use limits::{
 };
 pub use live::LiveConfig;
 pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
+pub use redis_address::{ClientIdentity, RedisAddress, StoreTls};
 pub use reload::{ConfigReloader, ReloadOutcome};
 pub use resilience::{Fallbacks, HealthPolicy, RetryOn, RetryPolicy};
 pub use server::{

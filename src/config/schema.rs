@@ -36,6 +36,9 @@ pub struct FileConfig {
 pub struct FileLimits {
     /// `memory`, or a `redis://` / `rediss://` URL.
     pub store: Option<String>,
+    /// For a `rediss://` store: the CA its certificate is checked against and the
+    /// client certificate presented to it.
+    pub store_tls: Option<FileStoreTls>,
     /// `allow` or `deny`, when the store cannot be reached.
     pub on_store_error: Option<String>,
     /// For managed keys without limits of their own.
@@ -45,6 +48,18 @@ pub struct FileLimits {
     /// How long a call slot in Redis outlives a replica that stopped renewing it, a
     /// duration.
     pub slot_lease: Option<String>,
+}
+
+/// `limits.store_tls:` PEM files.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileStoreTls {
+    /// The CA the store's certificate is checked against, instead of the system roots.
+    pub ca_file: Option<String>,
+    /// The certificate chain presented when Redis asks clients for one.
+    pub cert_file: Option<String>,
+    /// Its private key.
+    pub key_file: Option<String>,
 }
 
 /// What one gateway key (or provider) is held to.

@@ -34,19 +34,9 @@ pub struct ServerCert(Arc<CertifiedKey>);
 impl ServerCert {
     /// Reads and checks `cert_file` and `key_file`: both PEM, the key matching the leaf.
     pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, String> {
-        let chain = read_chain(cert_file)?;
-        let key = read_key(key_file)?;
-        pingora_core::tls::install_default_crypto_provider();
-        let provider = CryptoProvider::get_default()
-            .ok_or_else(|| "no TLS crypto provider is installed".to_string())?;
-        let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-            format!(
-                "{} does not fit {}: {e}",
-                key_file.display(),
-                cert_file.display()
-            )
-        })?;
-        Ok(Self(Arc::new(certified)))
+        let (cert_pem, key_pem) = (read_pem(cert_file)?, read_pem(key_file)?);
+        certified_pair((&cert_pem, cert_file), (&key_pem, key_file))
+            .map(|certified| Self(Arc::new(certified)))
     }
 
     /// The chain and key, as rustls wants them.
@@ -77,9 +67,34 @@ impl fmt::Debug for ServerCert {
     }
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let chain = rustls_pemfile::certs(&mut pem.as_slice())
+/// The chain (`cert`, PEM, read from its path) and its key (`key`, likewise), checked
+/// to belong together.
+pub(super) fn certified_pair(
+    (cert, cert_file): (&[u8], &Path),
+    (key, key_file): (&[u8], &Path),
+) -> Result<CertifiedKey, String> {
+    let chain = chain_in(cert, cert_file)?;
+    let key = key_in(key, key_file)?;
+    pingora_core::tls::install_default_crypto_provider();
+    let provider = CryptoProvider::get_default()
+        .ok_or_else(|| "no TLS crypto provider is installed".to_string())?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        format!(
+            "{} does not fit {}: {e}",
+            key_file.display(),
+            cert_file.display()
+        )
+    })
+}
+
+/// The bytes of the PEM file at `path`.
+pub(super) fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The certificates of `pem`, read from `path`: at least one.
+pub(super) fn chain_in(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = rustls_pemfile::certs(&mut &*pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
     if chain.is_empty() {
@@ -88,9 +103,8 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(chain)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
+fn key_in(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    rustls_pemfile::private_key(&mut &*pem)
         .map_err(|e| format!("{} is not a PEM key file: {e}", path.display()))?
         .ok_or_else(|| format!("{} holds no PEM private key", path.display()))
 }

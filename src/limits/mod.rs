@@ -310,8 +310,8 @@ pub fn store_for(
 ) -> Result<Arc<dyn LimitStore>, StoreError> {
     Ok(match &settings.store {
         crate::config::LimitStoreKind::Memory => Arc::new(MemoryStore::default()),
-        crate::config::LimitStoreKind::Redis(url) => {
-            Arc::new(RedisStore::with_slot_lease(url, settings.slot_lease)?)
+        crate::config::LimitStoreKind::Redis(address) => {
+            Arc::new(RedisStore::at(address, settings.slot_lease)?)
         }
     })
 }

@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Client;
+
+use crate::config::RedisAddress;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -41,9 +43,10 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link to `url` (`redis://` or `rediss://`); it connects on first use.
-    pub fn new(url: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url)
+    /// A link to the Redis at `address`; it connects on first use.
+    pub fn new(address: &RedisAddress) -> Result<Self, StoreError> {
+        let client = address
+            .client()
             .map_err(|e| StoreError(format!("the Redis URL cannot be used: {}", e.kind_text())))?;
         Ok(Self {
             client,
@@ -92,7 +95,11 @@ impl Link {
         if let Some(quiet) = self.quiet() {
             return Err(quiet);
         }
-        let connect = ConnectionManager::new(self.client.clone());
+        // One try: the link tries again a moment later by itself (after
+        // `QUIET_AFTER_LOSS`), and a try that fails says why (a refused connection, a
+        // certificate not trusted) rather than running out of time retrying.
+        let once = ConnectionManagerConfig::new().set_number_of_retries(0);
+        let connect = ConnectionManager::new_with_config(self.client.clone(), once);
         let made = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
             Ok(Ok(manager)) => Ok(manager),
             Ok(Err(e)) => Err(StoreError(format!("cannot reach Redis: {}", e.kind_text()))),
@@ -267,7 +274,13 @@ pub trait KindText {
 
 impl KindText for redis::RedisError {
     fn kind_text(&self) -> String {
-        format!("{:?}", self.kind())
+        if self.is_io_error() {
+            // The system's words (a refused connection, a certificate not trusted), in
+            // which no URL is.
+            format!("{:?} ({self})", self.kind())
+        } else {
+            format!("{:?}", self.kind())
+        }
     }
 }
 

@@ -201,7 +201,9 @@ mod tests {
 
     #[test]
     fn a_slot_given_back_is_no_longer_renewed() {
-        let link = Arc::new(Link::new("redis://127.0.0.1:1/0").unwrap());
+        let link = Arc::new(
+            Link::new(&crate::config::RedisAddress::plain("redis://127.0.0.1:1/0")).unwrap(),
+        );
         let held = HeldSlots::new(Duration::from_secs(60), link, "r");
         held.hold("key:a", 1);
         held.hold("key:a", 2);

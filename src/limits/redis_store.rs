@@ -31,7 +31,7 @@ use super::{
     usd_micros, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
     CHARGED_ONCE_KEPT_SECS, USAGE_DAYS_KEPT,
 };
-use crate::config::KeyLimits;
+use crate::config::{KeyLimits, RedisAddress};
 use crate::metrics::deferred_answer::AnswerKey;
 
 /// A budget key is kept a day past its period, for the usage it records.
@@ -79,12 +79,18 @@ impl RedisStore {
 
     /// [`Self::new`], its call slots lasting `slot_lease` unrenewed.
     pub fn with_slot_lease(url: &str, slot_lease: std::time::Duration) -> Result<Self, StoreError> {
-        let link = Arc::new(Link::new(url)?);
+        Self::at(&RedisAddress::plain(url), slot_lease)
+    }
+
+    /// A store in the Redis at `address` (its TLS certificates with it), its call
+    /// slots lasting `slot_lease` unrenewed.
+    pub fn at(address: &RedisAddress, slot_lease: std::time::Duration) -> Result<Self, StoreError> {
+        let link = Arc::new(Link::new(address)?);
         let writer = Writer::new(Arc::clone(&link));
         let slots = HeldSlots::new(slot_lease, Arc::clone(&link), writer.ids().replica());
         Ok(Self {
             writer,
-            watches: SharedWatches::new(url)?,
+            watches: SharedWatches::new(address)?,
             link,
             leases: LeaseBook::default(),
             slots,

@@ -15,6 +15,7 @@ use redis::Script;
 
 use super::redis_link::Link;
 use super::StoreError;
+use crate::config::RedisAddress;
 
 const WORK: &str = "aurora:{poll}:work";
 const OWNER: &str = "aurora:{poll}:owner";
@@ -103,11 +104,11 @@ pub struct SharedWatches {
 }
 
 impl SharedWatches {
-    /// The work shared in the Redis at `url`, through a connection of its own.
-    pub fn new(url: &str) -> Result<Self, StoreError> {
+    /// The work shared in the Redis at `address`, through a connection of its own.
+    pub fn new(address: &RedisAddress) -> Result<Self, StoreError> {
         let script = |body: &str| Script::new(&format!("{NOW}{body}"));
         Ok(Self {
-            link: Link::new(url)?,
+            link: Link::new(address)?,
             keep: script(KEEP),
             give_back: script(GIVE_BACK),
             alive: script(ALIVE_FOR),

@@ -277,19 +277,24 @@ fn store_failed(e: &crate::limits::StoreError, on_error: OnStoreError) -> Result
     if let Some(m) = crate::metrics::metrics() {
         m.limit_store_error();
     }
+    // Said once a minute at most: every request would say it otherwise.
+    static SAID: crate::limits::OnceAMinute = crate::limits::OnceAMinute::new();
     match on_error {
         OnStoreError::Allow => {
-            // Said once a minute at most: every request would say it otherwise.
-            static SAID: crate::limits::OnceAMinute = crate::limits::OnceAMinute::new();
             if SAID.due() {
                 log::warn!("{e}; serving without limits (limits.on_store_error: allow)");
             }
             Ok(())
         }
-        OnStoreError::Deny => Err(GatewayError::overloaded(
-            "the limit store cannot be reached; retry shortly",
-            1,
-        )),
+        OnStoreError::Deny => {
+            if SAID.due() {
+                log::warn!("{e}; answering 503 (limits.on_store_error: deny)");
+            }
+            Err(GatewayError::overloaded(
+                "the limit store cannot be reached; retry shortly",
+                1,
+            ))
+        }
     }
 }
 
@@ -720,7 +725,8 @@ mod tests {
             None,
             "nobody reads it"
         );
-        unserved.limits.store = LimitStoreKind::Redis("redis://127.0.0.1/0".into());
+        unserved.limits.store =
+            LimitStoreKind::Redis(crate::config::RedisAddress::plain("redis://127.0.0.1/0"));
         assert_eq!(
             report_key(Some(&team), true, Some(&unserved)),
             Some("team-a"),

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
 use super::gateway::ScratchDir;
+use super::tls::{Leaf, TestPki};
 use super::{free_port, scratch_dir};
 
 /// A running (or stopped) Redis.
@@ -16,6 +19,18 @@ pub struct RedisServer {
     pub port: u16,
     dir: ScratchDir,
     child: Option<Child>,
+    tls: Option<TlsServing>,
+}
+
+/// A Redis serving TLS only (no plain port), its certificate signed by a test CA.
+struct TlsServing {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    /// Whether it asks clients for a certificate the CA signed.
+    client_certificates: bool,
+    /// The certificate this helper presents, signed by the same CA.
+    own: Leaf,
 }
 
 impl RedisServer {
@@ -25,14 +40,43 @@ impl RedisServer {
             port: free_port(),
             dir: scratch_dir(),
             child: None,
+            tls: None,
         };
         server.resume();
         server
     }
 
-    /// `redis://127.0.0.1:port/0`.
+    /// Starts one serving TLS only, its certificate (for `127.0.0.1`) signed by `pki`'s
+    /// CA; asking clients for a certificate that CA signed when `client_certificates`.
+    pub fn start_tls(pki: &TestPki, client_certificates: bool) -> Self {
+        let dir = scratch_dir();
+        let ca = dir.join("ca.pem");
+        pki.write_ca(&ca);
+        let (cert, key) = pki.issue_leaf().write(&dir);
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+            tls: Some(TlsServing {
+                ca,
+                cert,
+                key,
+                client_certificates,
+                own: pki.issue_leaf(),
+            }),
+        };
+        server.resume();
+        server
+    }
+
+    /// `redis://127.0.0.1:port/0`, or `rediss://` for one serving TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Stops it, as a crash would.
@@ -65,10 +109,27 @@ impl RedisServer {
 
     /// Starts it again on the same port (empty: nothing was saved).
     pub fn resume(&mut self) {
+        let port = self.port.to_string();
+        let ports: Vec<&std::ffi::OsStr> = match &self.tls {
+            None => vec!["--port".as_ref(), port.as_ref()],
+            Some(tls) => vec![
+                "--port".as_ref(),
+                "0".as_ref(),
+                "--tls-port".as_ref(),
+                port.as_ref(),
+                "--tls-cert-file".as_ref(),
+                tls.cert.as_os_str(),
+                "--tls-key-file".as_ref(),
+                tls.key.as_os_str(),
+                "--tls-ca-cert-file".as_ref(),
+                tls.ca.as_os_str(),
+                "--tls-auth-clients".as_ref(),
+                if tls.client_certificates { "yes" } else { "no" }.as_ref(),
+            ],
+        };
         let child = Command::new("redis-server")
+            .args(ports)
             .args([
-                "--port",
-                &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -94,6 +155,12 @@ impl RedisServer {
     }
 
     fn ping(&self) -> bool {
+        if self.tls.is_some() {
+            return self
+                .try_connection()
+                .and_then(|mut c| ::redis::cmd("PING").query::<String>(&mut c))
+                .is_ok();
+        }
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
@@ -162,9 +229,30 @@ impl RedisServer {
     }
 
     fn connection(&self) -> ::redis::Connection {
-        ::redis::Client::open(self.url())
-            .and_then(|c| c.get_connection())
+        self.try_connection()
             .expect("a connection to the test Redis")
+    }
+
+    /// A connection of this helper's own: over TLS, trusting the test CA and
+    /// presenting its own certificate, for one that serves TLS.
+    fn try_connection(&self) -> ::redis::RedisResult<::redis::Connection> {
+        let client = match &self.tls {
+            None => ::redis::Client::open(self.url())?,
+            Some(tls) => {
+                let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+                ::redis::Client::build_with_tls(
+                    self.url(),
+                    ::redis::TlsCertificates {
+                        client_tls: Some(::redis::ClientTlsConfig {
+                            client_cert: tls.own.cert_pem.clone().into_bytes(),
+                            client_key: tls.own.key_pem.clone().into_bytes(),
+                        }),
+                        root_cert: Some(std::fs::read(&tls.ca).expect("the test CA")),
+                    },
+                )?
+            }
+        };
+        client.get_connection_with_timeout(Duration::from_secs(2))
     }
 }
 

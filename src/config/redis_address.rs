@@ -1,0 +1,357 @@
+//! The Redis the limit counters live in: its URL and, for `rediss://`, the
+//! certificates of `limits.store_tls`.
+//!
+//! The files are read while the config is built, so a missing, unreadable or
+//! mismatched one is refused like any other invalid value, not found at the first
+//! connection with every request already failing over to `on_store_error`.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use pingora_core::tls::RootCertStore;
+use redis::{ClientTlsConfig, TlsCertificates};
+
+use super::error::ConfigError;
+use super::overlay::non_blank_text;
+use super::schema::FileStoreTls;
+use super::tls_listener::{certified_pair, chain_in, read_pem};
+use super::EnvSnapshot;
+
+/// A Redis to keep the counters in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisAddress {
+    /// `redis://` or `rediss://`, with the password when Redis asks for one.
+    pub url: String,
+    /// For `rediss://`: the certificates `limits.store_tls` named, if any.
+    pub tls: Option<Arc<StoreTls>>,
+}
+
+/// `limits.store_tls`, read: PEM text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreTls {
+    /// The certificates Redis's own is checked against, instead of the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The chain and key the gateway presents when Redis asks clients for a
+    /// certificate (its `tls-auth-clients`, on unless turned off).
+    pub client: Option<ClientIdentity>,
+}
+
+/// A client certificate chain and its key, PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+// Never print key material.
+impl fmt::Debug for StoreTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
+}
+
+impl RedisAddress {
+    /// `url`, checked with the system roots when it is `rediss://`.
+    pub fn plain(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            tls: None,
+        }
+    }
+
+    /// A client for this Redis; it connects when first asked to.
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        if is_tls(&self.url) {
+            // rustls takes the process's provider; the listener installs the same one.
+            pingora_core::tls::install_default_crypto_provider();
+        }
+        match &self.tls {
+            None => redis::Client::open(self.url.as_str()),
+            Some(tls) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                TlsCertificates {
+                    client_tls: tls.client.as_ref().map(|c| ClientTlsConfig {
+                        client_cert: c.cert_pem.clone(),
+                        client_key: c.key_pem.clone(),
+                    }),
+                    root_cert: tls.ca_pem.clone(),
+                },
+            ),
+        }
+    }
+}
+
+fn is_tls(url: &str) -> bool {
+    url.starts_with("rediss://")
+}
+
+/// The Redis of `url` (from `limits.store` or `AURORA_REDIS_URL`) with the
+/// certificates of `limits.store_tls` (or `AURORA_REDIS_CA_FILE`,
+/// `AURORA_REDIS_CERT_FILE`, `AURORA_REDIS_KEY_FILE`), checked.
+pub fn redis_address(
+    url: &str,
+    file: Option<&FileStoreTls>,
+    env: &EnvSnapshot,
+) -> Result<RedisAddress, ConfigError> {
+    let tls = store_tls(file, env)?;
+    if tls.is_some() && !is_tls(url) {
+        return Err(invalid(
+            "limits.store_tls is for a rediss:// store; limits.store is a redis:// URL",
+        ));
+    }
+    let address = RedisAddress {
+        url: url.to_string(),
+        tls: tls.map(Arc::new),
+    };
+    // Its URL is never quoted: it may hold the password.
+    let client = address
+        .client()
+        .map_err(|_| invalid("limits.store (or AURORA_REDIS_URL) is not a usable redis:// URL"))?;
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr
+    {
+        return Err(invalid(
+            "limits.store: a rediss:// store's certificate is always checked (`#insecure` is \
+             not taken); name its CA in limits.store_tls.ca_file",
+        ));
+    }
+    Ok(address)
+}
+
+/// The certificates named, read and checked; `None` when none is.
+fn store_tls(
+    file: Option<&FileStoreTls>,
+    env: &EnvSnapshot,
+) -> Result<Option<StoreTls>, ConfigError> {
+    let named =
+        |var: &str, value: Option<&String>| non_blank_text(env, var, value.map(String::as_str));
+    let ca_file = named(
+        "AURORA_REDIS_CA_FILE",
+        file.and_then(|f| f.ca_file.as_ref()),
+    );
+    let cert_file = named(
+        "AURORA_REDIS_CERT_FILE",
+        file.and_then(|f| f.cert_file.as_ref()),
+    );
+    let key_file = named(
+        "AURORA_REDIS_KEY_FILE",
+        file.and_then(|f| f.key_file.as_ref()),
+    );
+    let ca_pem = ca_file
+        .map(|path| read_ca(Path::new(&path)))
+        .transpose()
+        .map_err(|e| invalid(format!("limits.store_tls.ca_file: {e}")))?;
+    let client = match (cert_file, key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(
+            read_identity(Path::new(&cert), Path::new(&key))
+                .map_err(|e| invalid(format!("limits.store_tls: {e}")))?,
+        ),
+        _ => {
+            return Err(invalid(
+                "limits.store_tls: cert_file and key_file are given together",
+            ))
+        }
+    };
+    Ok((ca_pem.is_some() || client.is_some()).then_some(StoreTls { ca_pem, client }))
+}
+
+/// The CA file's PEM, holding at least one usable certificate.
+fn read_ca(path: &Path) -> Result<Vec<u8>, String> {
+    let pem = read_pem(path)?;
+    let mut check = RootCertStore::empty();
+    for cert in chain_in(&pem, path)? {
+        check
+            .add(cert)
+            .map_err(|e| format!("{} holds an unusable CA certificate: {e}", path.display()))?;
+    }
+    Ok(pem)
+}
+
+/// The chain and key's PEM, the key matching the chain's leaf.
+fn read_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, String> {
+    let (cert_pem, key_pem) = (read_pem(cert)?, read_pem(key)?);
+    certified_pair((&cert_pem, cert), (&key_pem, key))?;
+    Ok(ClientIdentity { cert_pem, key_pem })
+}
+
+fn invalid(text: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(text.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::tls_listener::tests::write_pair;
+    use super::super::{build_config, Config, LimitStoreKind};
+    use super::*;
+
+    fn build(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut env = env.to_vec();
+        env.push(("AURORA_LISTEN", "127.0.0.1:8080"));
+        build_config(Some(yaml), None, &EnvSnapshot::from_pairs(env))
+    }
+
+    fn address(config: &Config) -> &RedisAddress {
+        match &config.limits.store {
+            LimitStoreKind::Redis(address) => address,
+            other => panic!("a Redis store, not {other:?}"),
+        }
+    }
+
+    fn refusal(yaml: &str, env: &[(&str, &str)]) -> String {
+        match build(yaml, env) {
+            Err(ConfigError::Invalid(text)) => text,
+            other => panic!("refused, not {other:?}"),
+        }
+    }
+
+    fn scratch() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("aurora-store-tls")
+            .tempdir()
+            .unwrap()
+    }
+
+    /// `store_tls` naming `ca_file` and the pair written in `dir`.
+    fn with_files(url: &str, ca: &Path, (cert, key): (&Path, &Path)) -> String {
+        format!(
+            "limits:\n  store: {url}\n  store_tls:\n    ca_file: {}\n    cert_file: {}\n    key_file: {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        )
+    }
+
+    fn files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let (cert, key) = write_pair(dir, "client");
+        let (ca, _) = write_pair(dir, "ca");
+        (ca, cert, key)
+    }
+
+    #[test]
+    fn a_rediss_store_is_taken_checked_against_the_system_roots() {
+        let config = build("limits:\n  store: rediss://:secret@localhost:6380/0\n", &[]).unwrap();
+        assert_eq!(address(&config).url, "rediss://:secret@localhost:6380/0");
+        assert!(address(&config).tls.is_none());
+        let config = build("", &[("AURORA_REDIS_URL", "rediss://localhost/0")]).unwrap();
+        assert!(address(&config).client().is_ok());
+    }
+
+    #[test]
+    fn store_tls_reads_the_ca_and_the_client_certificate() {
+        let dir = scratch();
+        let (ca, cert, key) = files(dir.path());
+        let config = build(
+            &with_files("rediss://localhost:6380/0", &ca, (&cert, &key)),
+            &[],
+        )
+        .unwrap();
+        let tls = address(&config).tls.as_deref().expect("its certificates");
+        assert_eq!(tls.ca_pem.as_deref(), Some(&*std::fs::read(&ca).unwrap()));
+        let client = tls.client.as_ref().expect("a client certificate");
+        assert_eq!(client.cert_pem, std::fs::read(&cert).unwrap());
+        assert_eq!(client.key_pem, std::fs::read(&key).unwrap());
+        assert!(address(&config).client().is_ok());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("PRIVATE KEY"), "no key material in {shown}");
+    }
+
+    #[test]
+    fn store_tls_files_may_come_from_the_environment() {
+        let dir = scratch();
+        let (ca, cert, key) = files(dir.path());
+        let (ca, cert, key) = (
+            ca.display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string(),
+        );
+        let config = build(
+            "",
+            &[
+                ("AURORA_REDIS_URL", "rediss://localhost:6380/0"),
+                ("AURORA_REDIS_CA_FILE", &ca),
+                ("AURORA_REDIS_CERT_FILE", &cert),
+                ("AURORA_REDIS_KEY_FILE", &key),
+            ],
+        )
+        .unwrap();
+        let tls = address(&config).tls.as_deref().expect("its certificates");
+        assert!(tls.ca_pem.is_some() && tls.client.is_some());
+        // A CA alone: the gateway presents no certificate.
+        let config = build(
+            "limits:\n  store: rediss://localhost:6380/0\n",
+            &[("AURORA_REDIS_CA_FILE", &ca)],
+        )
+        .unwrap();
+        let tls = address(&config).tls.as_deref().expect("its CA");
+        assert!(tls.ca_pem.is_some() && tls.client.is_none());
+    }
+
+    #[test]
+    fn store_tls_is_refused_beside_a_store_without_tls() {
+        let dir = scratch();
+        let (ca, cert, key) = files(dir.path());
+        for url in ["redis://localhost:6379/0", "memory"] {
+            let text = refusal(&with_files(url, &ca, (&cert, &key)), &[]);
+            assert!(
+                text.contains("limits.store_tls is for a rediss:// store"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn store_tls_files_that_cannot_serve_are_refused_when_the_config_is_read() {
+        let dir = scratch();
+        let (ca, cert, key) = files(dir.path());
+        let (_, other_key) = write_pair(dir.path(), "other");
+        let text_file = dir.path().join("notes.txt");
+        std::fs::write(&text_file, "not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let url = "rediss://localhost:6380/0";
+        for (yaml, says) in [
+            (with_files(url, &missing, (&cert, &key)), "cannot read"),
+            (
+                with_files(url, &text_file, (&cert, &key)),
+                "holds no PEM certificate",
+            ),
+            (with_files(url, &ca, (&cert, &other_key)), "does not fit"),
+            (
+                with_files(url, &ca, (&text_file, &key)),
+                "holds no PEM certificate",
+            ),
+            (
+                with_files(url, &ca, (&cert, &text_file)),
+                "holds no PEM private key",
+            ),
+            (
+                format!(
+                    "limits:\n  store: {url}\n  store_tls:\n    cert_file: {}\n",
+                    cert.display()
+                ),
+                "cert_file and key_file are given together",
+            ),
+        ] {
+            let text = refusal(&yaml, &[]);
+            assert!(text.contains(says), "{says}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_store_whose_certificate_would_go_unchecked_is_refused() {
+        let text = refusal(
+            "limits:\n  store: rediss://:pw-not-shown@localhost:6380/0#insecure\n",
+            &[],
+        );
+        assert!(text.contains("always checked"), "{text}");
+        assert!(
+            !text.contains("pw-not-shown"),
+            "the URL is not quoted: {text}"
+        );
+    }
+}
