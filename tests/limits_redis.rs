@@ -1196,3 +1196,42 @@ async fn a_key_with_limits_cannot_mint_a_credential_while_redis_is_away() {
         "only the chat reached the provider"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stopped_taking_writes_is_connected_to_anew() {
+    // A primary that failed over: the name the URL gives points at the new one, and the
+    // connection to the old one (now a replica) answers every write READONLY. The
+    // store drops that connection and makes another once Redis takes writes.
+    use aurora::config::KeyLimits;
+    use aurora::limits::{LimitStore, RedisStore};
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let limits = KeyLimits {
+        requests_per_minute: Some(10),
+        ..KeyLimits::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    store.admit("key:failover", &limits, now).await.unwrap();
+    let before = redis.connections_last_running("evalsha");
+    assert_eq!(before.len(), 1, "one connection ran the admission");
+    let closed = common::closed_port().to_string();
+    redis.run(&["REPLICAOF", "127.0.0.1", &closed]);
+    let refused = store.admit("key:failover", &limits, now).await.unwrap_err();
+    assert!(refused.0.contains("ReadOnly"), "{}", refused.0);
+    // Calls in the moment after fail at once, naming why.
+    let quiet = store.admit("key:failover", &limits, now).await.unwrap_err();
+    assert!(
+        quiet.0.contains("ReadOnly") && quiet.0.contains("not asked again"),
+        "{}",
+        quiet.0
+    );
+    redis.run(&["REPLICAOF", "NO", "ONE"]);
+    tokio::time::sleep(aurora::limits::QUIET_AFTER_LOSS + Duration::from_millis(200)).await;
+    store.admit("key:failover", &limits, now).await.unwrap();
+    let after = redis.connections_last_running("evalsha");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before, "the admission came through a new connection");
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::error::ConfigError;
 use super::overlay::text;
-use super::redis_address::{redis_address, RedisAddress};
+use super::redis_address::{no_store_tls, redis_address, RedisAddress};
 use super::schema::{FileBudget, FileConfig, FileKeyLimits};
 use super::EnvSnapshot;
 use crate::lookup::LookupMap;
@@ -152,12 +152,10 @@ impl LimitSettings {
 pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSettings, ConfigError> {
     let store_text = text(env, "AURORA_REDIS_URL", file.limits.store.as_deref());
     let store = match store_text.as_deref().map(str::trim) {
-        None | Some("") | Some("memory") if file.limits.store_tls.is_some() => {
-            return Err(ConfigError::Invalid(
-                "limits.store_tls is for a rediss:// store; limits.store is `memory`".into(),
-            ))
+        None | Some("") | Some("memory") => {
+            no_store_tls(file.limits.store_tls.as_ref(), env, "`memory`")?;
+            LimitStoreKind::Memory
         }
-        None | Some("") | Some("memory") => LimitStoreKind::Memory,
         Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
             LimitStoreKind::Redis(redis_address(url, file.limits.store_tls.as_ref(), env)?)
         }

@@ -1,15 +1,17 @@
 //! The Redis the limit counters live in: its URL and, for `rediss://`, the
-//! certificates of `limits.store_tls`.
+//! certificates it is checked against and presents (`limits.store_tls`).
 //!
-//! The files are read while the config is built, so a missing, unreadable or
-//! mismatched one is refused like any other invalid value, not found at the first
-//! connection with every request already failing over to `on_store_error`.
+//! Everything is read while the config is built: a missing, unreadable or mismatched
+//! file is refused like any other invalid value, not found at the first connection
+//! with every request already failing over to `on_store_error`; and a connection made
+//! later (after Redis restarts) reads nothing from disk.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use pingora_core::tls::RootCertStore;
+use base64::Engine as _;
+use pingora_core::tls::{load_native_certs, RootCertStore};
 use redis::{ClientTlsConfig, TlsCertificates};
 
 use super::error::ConfigError;
@@ -19,19 +21,22 @@ use super::tls_listener::{certified_pair, chain_in, read_pem};
 use super::EnvSnapshot;
 
 /// A Redis to keep the counters in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisAddress {
     /// `redis://` or `rediss://`, with the password when Redis asks for one.
     pub url: String,
-    /// For `rediss://`: the certificates `limits.store_tls` named, if any.
+    /// For `rediss://`: what its certificate is checked against, and the gateway's.
     pub tls: Option<Arc<StoreTls>>,
 }
 
-/// `limits.store_tls`, read: PEM text.
+/// How the gateway checks a `rediss://` store, and the certificate it presents to one.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoreTls {
-    /// The certificates Redis's own is checked against, instead of the system roots.
-    pub ca_pem: Option<Vec<u8>>,
+    /// PEM certificates the store's own is checked against: `ca_file`'s, else the
+    /// system's roots.
+    pub roots_pem: Vec<u8>,
+    /// The roots are `ca_file`'s.
+    pub roots_from_file: bool,
     /// The chain and key the gateway presents when Redis asks clients for a
     /// certificate (its `tls-auth-clients`, on unless turned off).
     pub client: Option<ClientIdentity>,
@@ -44,18 +49,44 @@ pub struct ClientIdentity {
     pub key_pem: Vec<u8>,
 }
 
-// Never print key material.
+// Never print the password or key material.
+impl fmt::Debug for RedisAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisAddress")
+            .field("url", &without_password(&self.url))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
 impl fmt::Debug for StoreTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreTls")
-            .field("ca", &self.ca_pem.is_some())
+            .field("roots_from_file", &self.roots_from_file)
             .field("client_certificate", &self.client.is_some())
             .finish()
     }
 }
 
+/// `url` with the password of its user part, if any, replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let name = user.split_once(':').map_or("", |(name, _)| name);
+            format!("{scheme}://{name}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 impl RedisAddress {
-    /// `url`, checked with the system roots when it is `rediss://`.
+    /// `url` as it is, a `rediss://` one checked against the system roots the redis
+    /// client reads itself.
     pub fn plain(url: &str) -> Self {
         Self {
             url: url.to_string(),
@@ -78,7 +109,7 @@ impl RedisAddress {
                         client_cert: c.cert_pem.clone(),
                         client_key: c.key_pem.clone(),
                     }),
-                    root_cert: tls.ca_pem.clone(),
+                    root_cert: Some(tls.roots_pem.clone()),
                 },
             ),
         }
@@ -89,6 +120,31 @@ fn is_tls(url: &str) -> bool {
     url.starts_with("rediss://")
 }
 
+/// The variables that name `limits.store_tls`'s files.
+const TLS_VARS: [&str; 3] = [
+    "AURORA_REDIS_CA_FILE",
+    "AURORA_REDIS_CERT_FILE",
+    "AURORA_REDIS_KEY_FILE",
+];
+
+/// Refuses certificates for a store that is not `rediss://` (`what` says which it is).
+pub fn no_store_tls(
+    file: Option<&FileStoreTls>,
+    env: &EnvSnapshot,
+    what: &str,
+) -> Result<(), ConfigError> {
+    let named = TLS_VARS
+        .iter()
+        .any(|var| env.get(var).is_some_and(|v| !v.trim().is_empty()));
+    if file.is_some() || named {
+        return Err(invalid(format!(
+            "limits.store_tls (or AURORA_REDIS_CA_FILE, AURORA_REDIS_CERT_FILE, \
+             AURORA_REDIS_KEY_FILE) is for a rediss:// store; limits.store is {what}"
+        )));
+    }
+    Ok(())
+}
+
 /// The Redis of `url` (from `limits.store` or `AURORA_REDIS_URL`) with the
 /// certificates of `limits.store_tls` (or `AURORA_REDIS_CA_FILE`,
 /// `AURORA_REDIS_CERT_FILE`, `AURORA_REDIS_KEY_FILE`), checked.
@@ -97,15 +153,15 @@ pub fn redis_address(
     file: Option<&FileStoreTls>,
     env: &EnvSnapshot,
 ) -> Result<RedisAddress, ConfigError> {
-    let tls = store_tls(file, env)?;
-    if tls.is_some() && !is_tls(url) {
-        return Err(invalid(
-            "limits.store_tls is for a rediss:// store; limits.store is a redis:// URL",
-        ));
-    }
+    let tls = if is_tls(url) {
+        Some(Arc::new(store_tls(file, env)?))
+    } else {
+        no_store_tls(file, env, "a redis:// URL")?;
+        None
+    };
     let address = RedisAddress {
         url: url.to_string(),
-        tls: tls.map(Arc::new),
+        tls,
     };
     // Its URL is never quoted: it may hold the password.
     let client = address
@@ -121,29 +177,22 @@ pub fn redis_address(
     Ok(address)
 }
 
-/// The certificates named, read and checked; `None` when none is.
-fn store_tls(
-    file: Option<&FileStoreTls>,
-    env: &EnvSnapshot,
-) -> Result<Option<StoreTls>, ConfigError> {
+/// The certificates of a `rediss://` store, read and checked.
+fn store_tls(file: Option<&FileStoreTls>, env: &EnvSnapshot) -> Result<StoreTls, ConfigError> {
     let named =
         |var: &str, value: Option<&String>| non_blank_text(env, var, value.map(String::as_str));
-    let ca_file = named(
-        "AURORA_REDIS_CA_FILE",
-        file.and_then(|f| f.ca_file.as_ref()),
-    );
-    let cert_file = named(
-        "AURORA_REDIS_CERT_FILE",
-        file.and_then(|f| f.cert_file.as_ref()),
-    );
-    let key_file = named(
-        "AURORA_REDIS_KEY_FILE",
-        file.and_then(|f| f.key_file.as_ref()),
-    );
-    let ca_pem = ca_file
-        .map(|path| read_ca(Path::new(&path)))
-        .transpose()
-        .map_err(|e| invalid(format!("limits.store_tls.ca_file: {e}")))?;
+    let [ca_var, cert_var, key_var] = TLS_VARS;
+    let ca_file = named(ca_var, file.and_then(|f| f.ca_file.as_ref()));
+    let cert_file = named(cert_var, file.and_then(|f| f.cert_file.as_ref()));
+    let key_file = named(key_var, file.and_then(|f| f.key_file.as_ref()));
+    let (roots_pem, roots_from_file) = match ca_file {
+        Some(path) => (
+            read_ca(Path::new(&path))
+                .map_err(|e| invalid(format!("limits.store_tls.ca_file: {e}")))?,
+            true,
+        ),
+        None => (system_roots_pem()?, false),
+    };
     let client = match (cert_file, key_file) {
         (None, None) => None,
         (Some(cert), Some(key)) => Some(
@@ -156,7 +205,42 @@ fn store_tls(
             ))
         }
     };
-    Ok((ca_pem.is_some() || client.is_some()).then_some(StoreTls { ca_pem, client }))
+    Ok(StoreTls {
+        roots_pem,
+        roots_from_file,
+        client,
+    })
+}
+
+/// The system's trust roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), as PEM:
+/// read here once, where the redis client would read them at every connection.
+fn system_roots_pem() -> Result<Vec<u8>, ConfigError> {
+    let mut pem = Vec::new();
+    let mut usable = RootCertStore::empty();
+    for der in load_native_certs().unwrap_or_default() {
+        if usable.add(der.clone()).is_ok() {
+            pem.extend_from_slice(&pem_certificate(&der));
+        }
+    }
+    if usable.is_empty() {
+        return Err(invalid(
+            "limits.store is rediss:// and the system holds no trust roots: name the CA of \
+             the store's certificate in limits.store_tls.ca_file",
+        ));
+    }
+    Ok(pem)
+}
+
+/// One DER certificate as PEM.
+fn pem_certificate(der: &[u8]) -> Vec<u8> {
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+    for line in text.as_bytes().chunks(64) {
+        pem.extend_from_slice(line);
+        pem.push(b'\n');
+    }
+    pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// The CA file's PEM, holding at least one usable certificate.
@@ -237,9 +321,32 @@ mod tests {
     fn a_rediss_store_is_taken_checked_against_the_system_roots() {
         let config = build("limits:\n  store: rediss://:secret@localhost:6380/0\n", &[]).unwrap();
         assert_eq!(address(&config).url, "rediss://:secret@localhost:6380/0");
-        assert!(address(&config).tls.is_none());
+        let tls = address(&config).tls.as_deref().expect("its roots");
+        assert!(!tls.roots_from_file && tls.client.is_none());
+        // Read once, here: each a certificate the system holds.
+        let roots = rustls_pemfile::certs(&mut tls.roots_pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let system = load_native_certs().unwrap_or_default();
+        assert!(!roots.is_empty() && roots.len() <= system.len());
+        assert!(roots.iter().all(|r| system.contains(r)));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret"), "no password in {shown}");
         let config = build("", &[("AURORA_REDIS_URL", "rediss://localhost/0")]).unwrap();
         assert!(address(&config).client().is_ok());
+    }
+
+    #[test]
+    fn a_store_url_is_shown_without_its_password() {
+        for (url, shown) in [
+            ("rediss://:pw@host:6380/0", "rediss://:***@host:6380/0"),
+            ("redis://user:p@ss:w@host/1", "redis://user:***@host/1"),
+            ("redis://host:6379/0", "redis://host:6379/0"),
+            ("rediss://user@host/0#x", "rediss://:***@host/0#x"),
+            ("no-scheme:pw@host", "***"),
+        ] {
+            assert_eq!(without_password(url), shown);
+        }
     }
 
     #[test]
@@ -252,7 +359,8 @@ mod tests {
         )
         .unwrap();
         let tls = address(&config).tls.as_deref().expect("its certificates");
-        assert_eq!(tls.ca_pem.as_deref(), Some(&*std::fs::read(&ca).unwrap()));
+        assert!(tls.roots_from_file);
+        assert_eq!(tls.roots_pem, std::fs::read(&ca).unwrap());
         let client = tls.client.as_ref().expect("a client certificate");
         assert_eq!(client.cert_pem, std::fs::read(&cert).unwrap());
         assert_eq!(client.key_pem, std::fs::read(&key).unwrap());
@@ -281,7 +389,7 @@ mod tests {
         )
         .unwrap();
         let tls = address(&config).tls.as_deref().expect("its certificates");
-        assert!(tls.ca_pem.is_some() && tls.client.is_some());
+        assert!(tls.roots_from_file && tls.client.is_some());
         // A CA alone: the gateway presents no certificate.
         let config = build(
             "limits:\n  store: rediss://localhost:6380/0\n",
@@ -289,7 +397,7 @@ mod tests {
         )
         .unwrap();
         let tls = address(&config).tls.as_deref().expect("its CA");
-        assert!(tls.ca_pem.is_some() && tls.client.is_none());
+        assert!(tls.roots_from_file && tls.client.is_none());
     }
 
     #[test]
@@ -298,10 +406,14 @@ mod tests {
         let (ca, cert, key) = files(dir.path());
         for url in ["redis://localhost:6379/0", "memory"] {
             let text = refusal(&with_files(url, &ca, (&cert, &key)), &[]);
-            assert!(
-                text.contains("limits.store_tls is for a rediss:// store"),
-                "{text}"
-            );
+            assert!(text.contains("is for a rediss:// store"), "{text}");
+        }
+        let ca = ca.display().to_string();
+        for store in [None, Some("redis://localhost:6379/0")] {
+            let mut env = vec![("AURORA_REDIS_CA_FILE", ca.as_str())];
+            env.extend(store.map(|url| ("AURORA_REDIS_URL", url)));
+            let text = refusal("", &env);
+            assert!(text.contains("is for a rediss:// store"), "{text}");
         }
     }
 

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{ConfigError, ConfigSource, EnvSnapshot, LiveConfig};
+use super::{ConfigError, ConfigSource, EnvSnapshot, LimitStoreKind, LiveConfig};
 
 /// What a reload did.
 #[derive(Debug)]
@@ -72,8 +72,8 @@ impl ConfigReloader {
         let mut kept = next.server.keep_startup_of(&running.server);
         // The limit store is connected and the span exporter built once, at start.
         if next.limits.store != running.limits.store {
+            kept.push(store_change(&running.limits.store, &next.limits.store));
             next.limits.store = running.limits.store.clone();
-            kept.push("limits.store");
         }
         if next.telemetry != running.telemetry {
             next.telemetry = running.telemetry.clone();
@@ -109,6 +109,17 @@ impl ConfigReloader {
     /// Reloads refused so far.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+}
+
+/// What of the limit store a reload changed: its URL, or only its certificates (a CA
+/// or client certificate rotated on disk, which takes a restart to be used).
+fn store_change(running: &LimitStoreKind, next: &LimitStoreKind) -> &'static str {
+    match (running, next) {
+        (LimitStoreKind::Redis(was), LimitStoreKind::Redis(now)) if was.url == now.url => {
+            "limits.store_tls"
+        }
+        _ => "limits.store",
     }
 }
 
@@ -322,6 +333,34 @@ mod tests {
         assert_eq!(kept, vec!["limits.store"]);
         let now = f.reloader.live().snapshot();
         assert_eq!(now.limits.store, crate::config::LimitStoreKind::Memory);
+    }
+
+    #[test]
+    fn a_store_certificate_rotated_on_disk_is_named_as_kept_until_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let write_ca = |name: &str| {
+            let (cert, _) = crate::config::tls_listener::tests::write_pair(dir.path(), name);
+            std::fs::copy(cert, &ca).unwrap();
+        };
+        write_ca("first");
+        let yaml = format!(
+            "limits:\n  store: rediss://127.0.0.1:1/0\n  store_tls: {{ca_file: {}}}\n",
+            ca.display()
+        );
+        let f = fixture(&yaml);
+        let started = f.reloader.live().snapshot().limits.store.clone();
+        // The same files: nothing to say.
+        let ReloadOutcome::Applied { kept, .. } = f.reloader.reload_with(&env()) else {
+            panic!("a valid file must apply");
+        };
+        assert!(kept.is_empty(), "{kept:?}");
+        write_ca("second");
+        let ReloadOutcome::Applied { kept, .. } = f.reloader.reload_with(&env()) else {
+            panic!("a valid file must apply");
+        };
+        assert_eq!(kept, vec!["limits.store_tls"]);
+        assert_eq!(f.reloader.live().snapshot().limits.store, started);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Link {
     born: Instant,
     /// Until when (milliseconds on the link's clock) Redis is not asked.
     quiet_until_ms: AtomicU64,
+    /// Why the last call or connection that failed did: what the calls failed at once
+    /// after it say, so the log (once a minute) names the cause, not the quiet.
+    cause: ArcSwapOption<String>,
 }
 
 impl Link {
@@ -54,6 +57,7 @@ impl Link {
             connecting: Mutex::new(()),
             born: Instant::now(),
             quiet_until_ms: AtomicU64::new(0),
+            cause: ArcSwapOption::empty(),
         })
     }
 
@@ -61,17 +65,23 @@ impl Link {
         u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The error of a call not made: Redis left a call unanswered a moment ago.
+    /// The error of a call not made: a call failed a moment ago.
     fn quiet(&self) -> Option<StoreError> {
-        (self.now_ms() < self.quiet_until_ms.load(Ordering::Relaxed)).then(|| {
-            StoreError(format!(
-                "Redis left a call unanswered; not asked again for {QUIET_AFTER_LOSS:?}"
-            ))
-        })
+        if self.now_ms() >= self.quiet_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        let cause = self.cause.load();
+        let cause = cause
+            .as_deref()
+            .map_or("Redis left a call unanswered", String::as_str);
+        Some(StoreError(format!(
+            "{cause}; not asked again for {QUIET_AFTER_LOSS:?}"
+        )))
     }
 
-    /// A call got no answer: Redis is not asked for [`QUIET_AFTER_LOSS`].
-    fn lost_one(&self) {
+    /// A call failed for `cause`: Redis is not asked for [`QUIET_AFTER_LOSS`].
+    fn lost_one(&self, cause: &StoreError) {
+        self.cause.store(Some(Arc::new(cause.0.clone())));
         let until = self
             .now_ms()
             .saturating_add(QUIET_AFTER_LOSS.as_millis() as u64);
@@ -111,7 +121,7 @@ impl Link {
                 Ok(manager)
             }
             Err(e) => {
-                self.lost_one();
+                self.lost_one(&e);
                 Err(e)
             }
         }
@@ -146,11 +156,15 @@ impl Link {
             return Called::Unsent(quiet);
         }
         let called = called(call, what, patience).await;
-        if let Called::Unsent(_) | Called::NotMade(_) | Called::InDoubt(_) = called {
-            self.lost_one();
+        if let Called::Unsent(e) | Called::NotMade(e) | Called::InDoubt(e) = &called {
+            self.lost_one(e);
         }
-        if let Called::InDoubt(_) = called {
-            // Made anew by the next call: this one may be black-holed for good.
+        if let Called::NotMade(_) | Called::InDoubt(_) = called {
+            // Made anew by the next call. One unanswered may be black-holed for good.
+            // One Redis takes no writes on may be to a primary that failed over (its
+            // name now points at another), or a connection the connection manager
+            // failed to make again (refused at AUTH, say): it keeps that failure, and
+            // makes none anew for an error other than the network's.
             self.connection.store(None);
         }
         called
@@ -225,8 +239,12 @@ fn takes_no_writes(e: &redis::RedisError) -> bool {
             | ClusterConnectionNotFound
     ) || matches!(
         e.code(),
-        Some("OOM" | "MISCONF" | "BUSY" | "NOAUTH" | "NOPERM" | "READONLY" | "LOADING")
-    )
+        Some(
+            "OOM" | "MISCONF" | "BUSY" | "NOAUTH" | "NOPERM" | "READONLY" | "LOADING" | "WRONGPASS"
+        )
+    ) || e
+        .detail()
+        .is_some_and(|d| d.contains("max number of clients reached"))
 }
 
 /// A key of `subject`'s counters, `aurora:{SUBJECT}:WHAT:PERIOD`; the braces keep a
@@ -287,6 +305,32 @@ impl KindText for redis::RedisError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn calls_failed_at_once_after_a_failed_connection_say_why_it_failed() {
+        // Nothing listens on port 1: the connection is refused.
+        let link = Link::new(&RedisAddress::plain("redis://:pw-not-shown@127.0.0.1:1/0")).unwrap();
+        let refused = link.connection().await.err().expect("no Redis there");
+        assert!(
+            refused.0.starts_with("cannot reach Redis: IoError ("),
+            "{}",
+            refused.0
+        );
+        assert!(
+            refused.0.contains("refused"),
+            "the system's words: {}",
+            refused.0
+        );
+        let quiet = match link.called(async { Ok(()) }, "a test call", 1).await {
+            Called::Unsent(e) => e,
+            _ => panic!("not sent in the moment after"),
+        };
+        assert_eq!(
+            quiet.0,
+            format!("{}; not asked again for {QUIET_AFTER_LOSS:?}", refused.0)
+        );
+        assert!(!quiet.0.contains("pw-not-shown"), "{}", quiet.0);
+    }
 
     #[test]
     fn keys_read_as_their_layout_says() {

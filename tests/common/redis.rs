@@ -297,6 +297,33 @@ impl RedisServer {
             .query(&mut self.connection())
             .expect("HGETALL")
     }
+
+    /// Runs the command `args` (its name first), which must succeed.
+    pub fn run(&self, args: &[&str]) {
+        let (name, rest) = args.split_first().expect("a command");
+        ::redis::cmd(name)
+            .arg(rest)
+            .query::<::redis::Value>(&mut self.connection())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    }
+
+    /// The ids of the connections whose last command was `command` (lower case, as
+    /// `CLIENT LIST` names it).
+    pub fn connections_last_running(&self, command: &str) -> Vec<u64> {
+        let list: String = ::redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut self.connection())
+            .expect("CLIENT LIST");
+        let field = |line: &str, name: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(name))
+                .map(str::to_string)
+        };
+        list.lines()
+            .filter(|line| field(line, "cmd=").as_deref() == Some(command))
+            .filter_map(|line| field(line, "id=")?.parse().ok())
+            .collect()
+    }
 }
 
 /// A relay to Redis that can black-hole the connections it carries (stop passing
