@@ -51,8 +51,9 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// What a gateway key used this period, per model: asks the running gateway's
-    /// metrics listener (`GET /admin/usage`) with the master key, both from the config.
+    /// What a gateway key used this period, per model: read from the Redis the config
+    /// counts limits in, else asked of the running gateway's metrics listener
+    /// (`GET /admin/usage`) with the master key (`AURORA_MASTER_KEY`).
     Usage {
         /// The key's name.
         #[arg(long)]
@@ -156,14 +157,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// `aurora usage`: the report from the running gateway, printed as JSON; the master
-/// key comes from `AURORA_MASTER_KEY`, as the gateway's does.
+/// `aurora usage`: the report, printed as JSON: read from Redis when the limits are
+/// counted there, else asked of the running gateway with the master key of
+/// `AURORA_MASTER_KEY`, as the gateway's own.
 fn usage(config: &aurora::config::Config, env: &EnvSnapshot, key: &str, period: &str) -> ExitCode {
-    let Some(master) = env.get("AURORA_MASTER_KEY").filter(|k| !k.is_empty()) else {
-        eprintln!("aurora: set AURORA_MASTER_KEY to the gateway's master key: the report needs it");
-        return ExitCode::FAILURE;
-    };
-    match aurora::server::fetch_usage_report(config, key, period, master) {
+    let master = env.get("AURORA_MASTER_KEY").filter(|k| !k.is_empty());
+    match aurora::server::usage_report_text(config, key, period, master) {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS

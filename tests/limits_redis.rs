@@ -1235,3 +1235,67 @@ async fn a_redis_that_stopped_taking_writes_is_connected_to_anew() {
     assert_eq!(after.len(), 1, "{after:?}");
     assert_ne!(after, before, "the admission came through a new connection");
 }
+
+/// `aurora usage --key team-a` with only `yaml` for its config and no master key: the
+/// report it prints, once its total shows `requests` (read again for up to 5 s:
+/// charges reach Redis shortly after their calls).
+async fn usage_printed_from(yaml: &str, requests: u64) -> Value {
+    let dir = common::scratch_dir();
+    let path = dir.join("aurora.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let path = path.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            common::run_cli(
+                &[
+                    "usage",
+                    "--key",
+                    "team-a",
+                    "--config",
+                    path.to_str().unwrap(),
+                ],
+                &[],
+            )
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if printed["total"]["requests"] == requests || std::time::Instant::now() > deadline {
+            return printed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_reads_the_usage_report_from_redis_with_no_gateway_running() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    let priced = "models:\n  prices:\n    gpt-4o-mini: {input: 1.0, output: 2.0}\n";
+    let gw = replica(&mock, &redis, "{requests_per_minute: 100}", priced);
+    for _ in 0..2 {
+        assert_eq!(chat(&gw).await.status(), 200);
+    }
+    // Neither a master key nor a metrics listener: the store is read itself.
+    let yaml = format!("limits:\n  store: {}\n", redis.url());
+    let printed = usage_printed_from(&yaml, 2).await;
+    assert_eq!(printed["key"], "team-a");
+    let model = &printed["models"]["gpt-4o-mini"];
+    assert_eq!(model["requests"], 2, "{printed}");
+    // The recorded completion reports 17 input and 4 output tokens.
+    assert_eq!(model["tokens"]["input"], 34, "{printed}");
+    let cost = (34.0 * 1.0 + 8.0 * 2.0) / 1e6;
+    assert!(
+        (model["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9,
+        "{printed}"
+    );
+    // And with the gateway gone.
+    drop(gw);
+    assert_eq!(usage_printed_from(&yaml, 2).await, printed);
+}

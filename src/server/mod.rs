@@ -30,7 +30,7 @@ pub use guarded_app::GuardedHttpApp;
 pub use guarded_stream::GuardedStream;
 pub use metrics_service::{metrics_service, MetricsApp};
 pub use reload_service::ReloadOnHangup;
-pub use usage_client::fetch_usage_report;
+pub use usage_client::{fetch_usage_report, usage_report_text};
 
 use crate::config::{Config, ConfigReloader, ConfigSource, ListenerCert, LiveConfig};
 use crate::proxy::AuroraProxy;

@@ -1,11 +1,58 @@
-//! `aurora usage`: asks the running gateway's metrics listener for a key's usage
-//! report (the store may be this host's memory or a Redis only the gateway reaches).
+//! `aurora usage`: a key's usage report, read from the Redis the limits are counted
+//! in, or, with the memory store (which lives in the gateway's process), asked of the
+//! running gateway's metrics listener.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
+use crate::config::{Config, LimitStoreKind, RedisAddress};
+use crate::limits::{parse_period, usage_report, RedisStore};
+
+/// The JSON report of `key` over `period` (`day`, `week`, `month`): read from the
+/// Redis the config counts limits in, else asked of the gateway it configures with
+/// `master_key`, which that needs.
+pub fn usage_report_text(
+    config: &Config,
+    key: &str,
+    period: &str,
+    master_key: Option<&str>,
+) -> Result<String, String> {
+    match &config.limits.store {
+        LimitStoreKind::Redis(address) => read_from_redis(config, address, key, period),
+        LimitStoreKind::Memory => {
+            let master_key = master_key.ok_or(
+                "set AURORA_MASTER_KEY to the gateway's master key: the report is asked of \
+                 the running gateway, whose memory holds it",
+            )?;
+            fetch_usage_report(config, key, period, master_key)
+        }
+    }
+}
+
+/// The report read from the Redis at `address`, as every replica writes it.
+fn read_from_redis(
+    config: &Config,
+    address: &RedisAddress,
+    key: &str,
+    period: &str,
+) -> Result<String, String> {
+    let period = parse_period(period).ok_or("period is day, week or month")?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    runtime.block_on(async {
+        let store = RedisStore::at(address, config.limits.slot_lease).map_err(|e| e.to_string())?;
+        let report = usage_report(&store, key, period, now)
+            .await
+            .map_err(|e| format!("cannot read the usage from Redis: {e}"))?;
+        Ok(report.to_string())
+    })
+}
 
 /// The JSON report of `key` over `period`, from the gateway configured by `config`,
 /// asked with `master_key`.
