@@ -1299,3 +1299,50 @@ async fn the_command_line_reads_the_usage_report_from_redis_with_no_gateway_runn
     drop(gw);
     assert_eq!(usage_printed_from(&yaml, 2).await, printed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_asks_the_gateway_for_a_report_in_a_redis_it_cannot_reach() {
+    // The gateway reaches its Redis; the host `aurora usage` runs on does not (here: a
+    // config naming a port nothing listens on).
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = replica(&mock, &redis, "{requests_per_minute: 100}", "");
+    for _ in 0..2 {
+        assert_eq!(chat(&gw).await.status(), 200);
+    }
+    let dir = common::scratch_dir();
+    let path = dir.join("aurora.yaml");
+    let unreachable = format!("redis://127.0.0.1:{}/0", common::closed_port());
+    std::fs::write(&path, format!("limits:\n  store: {unreachable}\n")).unwrap();
+    let listen = gw.metrics_listen();
+    let usage = |with_master: bool| {
+        let (path, listen) = (path.clone(), listen.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut env = vec![("AURORA_METRICS_LISTEN", listen.as_str())];
+            if with_master {
+                env.push(("AURORA_MASTER_KEY", MASTER));
+            }
+            let config = path.to_str().unwrap();
+            common::run_cli(&["usage", "--key", "team-a", "--config", config], &env)
+        })
+    };
+    let alone = usage(false).await.unwrap();
+    assert!(!alone.status.success());
+    let said = String::from_utf8_lossy(&alone.stderr);
+    assert!(said.contains("cannot read the usage from Redis"), "{said}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = usage(true).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if printed["total"]["requests"] == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{printed}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

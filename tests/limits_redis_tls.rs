@@ -171,8 +171,11 @@ async fn a_store_certificate_no_trusted_ca_signed_is_refused() {
     let pki = TestPki::new();
     let redis = RedisServer::start_tls(&pki, false);
     let mock = MockUpstream::start(provider).await;
-    // The system roots do not hold the test CA.
-    let gw = gateway(&mock, &redis.url(), "");
+    // Another CA than the one that signed the store's certificate.
+    let dir = scratch_dir();
+    let other = dir.join("other-ca.pem");
+    TestPki::new().write_ca(&other);
+    let gw = gateway(&mock, &redis.url(), &store_tls(Some(&other), None));
     assert_eq!(statuses(&gw, 2).await, [503, 503]);
     let log = gw.log();
     assert!(

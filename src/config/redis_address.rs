@@ -85,8 +85,8 @@ fn without_password(url: &str) -> String {
 }
 
 impl RedisAddress {
-    /// `url` as it is, a `rediss://` one checked against the system roots the redis
-    /// client reads itself.
+    /// `url` as it is, a `rediss://` one checked against the public roots built into
+    /// the redis client (Mozilla's), not the system's: the config reads those.
     pub fn plain(url: &str) -> Self {
         Self {
             url: url.to_string(),
@@ -217,7 +217,13 @@ fn store_tls(file: Option<&FileStoreTls>, env: &EnvSnapshot) -> Result<StoreTls,
 fn system_roots_pem() -> Result<Vec<u8>, ConfigError> {
     let mut pem = Vec::new();
     let mut usable = RootCertStore::empty();
-    for der in load_native_certs().unwrap_or_default() {
+    let system = load_native_certs().map_err(|e| {
+        invalid(format!(
+            "limits.store is rediss:// and the system's trust roots cannot be read ({e}): \
+             name the CA of the store's certificate in limits.store_tls.ca_file"
+        ))
+    })?;
+    for der in system {
         if usable.add(der.clone()).is_ok() {
             pem.extend_from_slice(&pem_certificate(&der));
         }

@@ -113,13 +113,20 @@ impl ConfigReloader {
 }
 
 /// What of the limit store a reload changed: its URL, or only its certificates (a CA
-/// or client certificate rotated on disk, which takes a restart to be used).
+/// or client certificate rotated on disk, the system's roots updated), which take a
+/// restart to be used.
 fn store_change(running: &LimitStoreKind, next: &LimitStoreKind) -> &'static str {
-    match (running, next) {
-        (LimitStoreKind::Redis(was), LimitStoreKind::Redis(now)) if was.url == now.url => {
-            "limits.store_tls"
+    let (LimitStoreKind::Redis(was), LimitStoreKind::Redis(now)) = (running, next) else {
+        return "limits.store";
+    };
+    match (&was.tls, &now.tls) {
+        _ if was.url != now.url => "limits.store",
+        (Some(was), Some(now))
+            if !was.roots_from_file && !now.roots_from_file && was.client == now.client =>
+        {
+            "the system trust roots of limits.store"
         }
-        _ => "limits.store",
+        _ => "limits.store_tls",
     }
 }
 

@@ -108,7 +108,11 @@ impl Link {
         // One try: the link tries again a moment later by itself (after
         // `QUIET_AFTER_LOSS`), and a try that fails says why (a refused connection, a
         // certificate not trusted) rather than running out of time retrying.
-        let once = ConnectionManagerConfig::new().set_number_of_retries(0);
+        // The manager's own reconnects (after the network broke) are held to the same
+        // time: a host gone silent does not keep one waiting for the kernel to give up.
+        let once = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(CALL_TIMEOUT);
         let connect = ConnectionManager::new_with_config(self.client.clone(), once);
         let made = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
             Ok(Ok(manager)) => Ok(manager),
@@ -240,7 +244,15 @@ fn takes_no_writes(e: &redis::RedisError) -> bool {
     ) || matches!(
         e.code(),
         Some(
-            "OOM" | "MISCONF" | "BUSY" | "NOAUTH" | "NOPERM" | "READONLY" | "LOADING" | "WRONGPASS"
+            "OOM"
+                | "MISCONF"
+                | "BUSY"
+                | "NOAUTH"
+                | "NOPERM"
+                | "READONLY"
+                | "LOADING"
+                | "WRONGPASS"
+                | "DENIED"
         )
     ) || e
         .detail()

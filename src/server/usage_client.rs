@@ -11,7 +11,9 @@ use crate::limits::{parse_period, usage_report, RedisStore};
 
 /// The JSON report of `key` over `period` (`day`, `week`, `month`): read from the
 /// Redis the config counts limits in, else asked of the gateway it configures with
-/// `master_key`, which that needs.
+/// `master_key`, which that needs. A Redis this host cannot reach (a private network
+/// only the gateway is on) is asked through the gateway too, when `master_key` is
+/// given.
 pub fn usage_report_text(
     config: &Config,
     key: &str,
@@ -19,7 +21,19 @@ pub fn usage_report_text(
     master_key: Option<&str>,
 ) -> Result<String, String> {
     match &config.limits.store {
-        LimitStoreKind::Redis(address) => read_from_redis(config, address, key, period),
+        LimitStoreKind::Redis(address) => {
+            let unread = match read_from_redis(config, address, key, period) {
+                Ok(report) => return Ok(report),
+                Err(e) => e,
+            };
+            match master_key {
+                Some(master_key) if config.server.startup.metrics_listen.is_some() => {
+                    fetch_usage_report(config, key, period, master_key)
+                        .map_err(|asked| format!("{unread}; nor through the gateway: {asked}"))
+                }
+                _ => Err(unread),
+            }
+        }
         LimitStoreKind::Memory => {
             let master_key = master_key.ok_or(
                 "set AURORA_MASTER_KEY to the gateway's master key: the report is asked of \
@@ -29,6 +43,10 @@ pub fn usage_report_text(
         }
     }
 }
+
+/// How often the report is tried from Redis before it is given up on: a connection
+/// from afar takes longer than one call's time.
+const REDIS_TRIES: u32 = 3;
 
 /// The report read from the Redis at `address`, as every replica writes it.
 fn read_from_redis(
@@ -46,11 +64,20 @@ fn read_from_redis(
         .build()
         .map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async {
-        let store = RedisStore::at(address, config.limits.slot_lease).map_err(|e| e.to_string())?;
-        let report = usage_report(&store, key, period, now)
-            .await
-            .map_err(|e| format!("cannot read the usage from Redis: {e}"))?;
-        Ok(report.to_string())
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            // A store of its own each time: a failed try's store asks nothing for a while.
+            let store =
+                RedisStore::at(address, config.limits.slot_lease).map_err(|e| e.to_string())?;
+            match usage_report(&store, key, period, now).await {
+                Ok(report) => return Ok(report.to_string()),
+                Err(e) if tries >= REDIS_TRIES => {
+                    return Err(format!("cannot read the usage from Redis: {e}"))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     })
 }
 
