@@ -1,13 +1,14 @@
 //! Property tests of the incremental SSE parser: any bytes, split anywhere,
 //! never panic, give the same events however they are split, and never make
-//! the parser hold more than its limit.
+//! the parser hold more than its limit. The parser keeping bytes gives the events
+//! the text one gives, as they came.
 
 #[path = "common/proptest_config.rs"]
 mod proptest_config;
 #[path = "common/split_at_cuts.rs"]
 mod split_at_cuts;
 
-use aurora::translate::sse::{SseError, SseEvent, SseParser};
+use aurora::translate::sse::{SseByteParser, SseError, SseEvent, SseParser};
 use proptest::prelude::*;
 use proptest_config::config;
 use split_at_cuts::split;
@@ -48,8 +49,46 @@ fn parse(mut p: SseParser, pieces: &[impl AsRef<[u8]>]) -> (Vec<SseEvent>, Optio
     (events, p.error())
 }
 
+/// [`parse`] by the parser keeping bytes: each event's name and data as they came.
+type ByteEvent = (Option<Vec<u8>>, Vec<u8>);
+fn parse_bytes(pieces: &[impl AsRef<[u8]>]) -> (Vec<ByteEvent>, Option<SseError>) {
+    let mut p = SseByteParser::default();
+    let mut events = Vec::new();
+    let mut take = |p: &mut SseByteParser| {
+        while let Some(e) = p.next_event_bytes() {
+            events.push((e.event.map(<[u8]>::to_vec), e.data.to_vec()));
+        }
+    };
+    for piece in pieces {
+        p.feed(piece.as_ref());
+        take(&mut p);
+    }
+    p.finish();
+    take(&mut p);
+    (events, p.error())
+}
+
 proptest! {
     #![proptest_config(config(256))]
+
+    #[test]
+    fn the_byte_parser_gives_the_text_parsers_events_as_they_came(
+        bytes in sse_bytes(),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let (events, error) = parse_bytes(&split(&bytes, &cuts));
+        prop_assert_eq!(&(events.clone(), error), &parse_bytes(std::slice::from_ref(&bytes)));
+        // As text: the same events, each field its bytes read as UTF-8 (replaced
+        // where they are not).
+        let (texts, text_error) = parse(SseParser::new(), std::slice::from_ref(&bytes));
+        let read = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let as_text: Vec<SseEvent> = events
+            .iter()
+            .map(|(name, data)| SseEvent { event: name.as_deref().map(read), data: read(data) })
+            .collect();
+        prop_assert_eq!(as_text, texts);
+        prop_assert_eq!(error, text_error);
+    }
 
     #[test]
     fn splitting_the_input_does_not_change_the_events(

@@ -35,7 +35,7 @@ use super::web_searches::{
     searches_every_call, starts_a_search,
 };
 use crate::translate::json_members::{member_value, skip_ws, ArrayElements, Member, ObjectMembers};
-use crate::translate::sse::SseParser;
+use crate::translate::sse::SseByteParser;
 
 /// Token counts of one answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -869,7 +869,7 @@ enum Body {
     JsonEnds(Box<JsonEnds>),
     /// A Gemini batch's operation past [`MAX_METERED_JSON`], read as it passes.
     GeminiBatch(Box<GeminiBatchStream>),
-    Sse(Box<SseParser>),
+    Sse(Box<SseByteParser>),
     /// A stream of JSON lines (Ollama's own API).
     Lines(Box<Lines>),
     /// An Anthropic message batch's results, a JSON line per request.
@@ -887,7 +887,7 @@ impl UsageMeter {
         }
         let ct = content_type?.trim_start();
         let body = if starts_with_ignoring_case(ct, "text/event-stream") {
-            Body::Sse(Box::new(SseParser::new()))
+            Body::Sse(Box::default())
         } else if starts_with_ignoring_case(ct, "application/json") {
             // Allocated only for an answer that comes in more than one piece.
             Body::Json(Vec::new())
@@ -1483,9 +1483,11 @@ pub(crate) fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 
 /// Reads the usage of every complete event the parser holds, the model from the
 /// first event that names it, and the output text of each.
-fn drain(parser: &mut SseParser, read: &mut Read) {
-    while let Some(event) = parser.next_event_ref() {
-        let data = event.data.as_bytes();
+fn drain(parser: &mut SseByteParser, read: &mut Read) {
+    // The bytes as they came: nothing here reads text that UTF-8 decoding would change
+    // (keys, numbers, and characters counted by their lead bytes).
+    while let Some(event) = parser.next_event_bytes() {
+        let data = event.data;
         if starts_a_search(event.event, data) {
             read.streamed_searches += 1;
         }

@@ -142,17 +142,17 @@ fn typed_as(data: &[u8]) -> Option<&[u8]> {
 
 /// The SSE event names that may start a search: Anthropic's block and the Responses
 /// API's item, each as it starts.
-const STARTS: [&str; 2] = ["content_block_start", "response.output_item.added"];
+const STARTS: [&[u8]; 2] = [b"content_block_start", b"response.output_item.added"];
 
 /// Whether the stream event `name`d so, of `data`, starts a web search: an Anthropic
 /// `server_tool_use` block named `web_search`, or a Responses `web_search_call` item.
 /// Every event of a stream passes here, so most are told by their name alone; one
 /// without a name (a server that sends none) is looked at only when its data starts
 /// with one of those types, as both providers write them.
-pub fn starts_a_search(name: Option<&str>, data: &[u8]) -> bool {
+pub fn starts_a_search(name: Option<&[u8]>, data: &[u8]) -> bool {
     let maybe = match name {
         Some(name) => STARTS.contains(&name),
-        None => typed_as(data).is_some_and(|t| STARTS.iter().any(|s| t.starts_with(s.as_bytes()))),
+        None => typed_as(data).is_some_and(|t| STARTS.iter().any(|s| t.starts_with(s))),
     };
     if !maybe || WEB_SEARCH.find(data).is_none() {
         return false;
@@ -438,31 +438,31 @@ mod tests {
     #[test]
     fn a_stream_event_starting_a_search_is_told_from_others() {
         let anthropic = br#"{"type":"content_block_start","index":1,"content_block":{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}}"#;
-        assert!(starts_a_search(Some("content_block_start"), anthropic));
+        assert!(starts_a_search(Some(b"content_block_start"), anthropic));
         assert!(starts_a_search(None, anthropic), "read by its type");
         let fetch = br#"{"type":"content_block_start","index":1,"content_block":{"type":"server_tool_use","id":"srvtoolu_1","name":"web_fetch","input":{}}}"#;
-        assert!(!starts_a_search(Some("content_block_start"), fetch));
+        assert!(!starts_a_search(Some(b"content_block_start"), fetch));
         let client_tool = br#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"web_search","input":{}}}"#;
         assert!(
-            !starts_a_search(Some("content_block_start"), client_tool),
+            !starts_a_search(Some(b"content_block_start"), client_tool),
             "the client's own tool runs no search the provider bills"
         );
         let responses = br#"{"type":"response.output_item.added","output_index":0,"item":{"id":"ws_1","type":"web_search_call","status":"in_progress"}}"#;
         assert!(starts_a_search(
-            Some("response.output_item.added"),
+            Some(b"response.output_item.added"),
             responses
         ));
         let message = br#"{"type":"response.output_item.added","output_index":1,"item":{"id":"msg_1","type":"message","content":[]}}"#;
         assert!(!starts_a_search(
-            Some("response.output_item.added"),
+            Some(b"response.output_item.added"),
             message
         ));
         let delta = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\"web_search\""}}"#;
-        assert!(!starts_a_search(Some("content_block_delta"), delta));
+        assert!(!starts_a_search(Some(b"content_block_delta"), delta));
         assert!(!starts_a_search(None, delta));
         let done = br#"{"type":"response.output_item.done","item":{"id":"ws_1","type":"web_search_call","status":"completed"}}"#;
         assert!(
-            !starts_a_search(Some("response.output_item.done"), done),
+            !starts_a_search(Some(b"response.output_item.done"), done),
             "each search is counted once, as it starts"
         );
     }

@@ -8,6 +8,10 @@
 //! unfinished line is kept between calls. An event that never ends cannot
 //! grow without bound: past [`MAX_PENDING_BYTES`] the parser stops with an
 //! [`SseError`].
+//!
+//! An event's fields are kept as text ([`SseParser`], what the translators read:
+//! invalid UTF-8 replaced) or as the bytes that came ([`SseByteParser`], what the
+//! usage meter reads without checking each line's text).
 
 use serde::Serialize;
 
@@ -58,18 +62,75 @@ pub enum SseError {
     },
 }
 
+/// How an event's fields are kept as its lines arrive.
+pub trait EventField: Default {
+    /// Appends one line's value.
+    fn push_line(&mut self, value: &[u8]);
+    /// Appends the `\n` that joins two data lines.
+    fn push_newline(&mut self);
+    /// Its length in bytes.
+    fn len(&self) -> usize;
+    /// Whether it is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Empties it, keeping its room.
+    fn clear(&mut self);
+}
+
+/// Text: what is not UTF-8 becomes U+FFFD, and counts as such against the limit.
+impl EventField for String {
+    fn push_line(&mut self, value: &[u8]) {
+        match std::str::from_utf8(value) {
+            Ok(s) => self.push_str(s),
+            Err(_) => self.push_str(&String::from_utf8_lossy(value)),
+        }
+    }
+
+    fn push_newline(&mut self) {
+        self.push('\n');
+    }
+
+    fn len(&self) -> usize {
+        String::len(self)
+    }
+
+    fn clear(&mut self) {
+        String::clear(self)
+    }
+}
+
+/// The bytes as they came, not checked.
+impl EventField for Vec<u8> {
+    fn push_line(&mut self, value: &[u8]) {
+        self.extend_from_slice(value);
+    }
+
+    fn push_newline(&mut self) {
+        self.push(b'\n');
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn clear(&mut self) {
+        Vec::clear(self)
+    }
+}
+
 /// Fields of the event being assembled. Kept apart from the input buffer so a
 /// line borrowed from the buffer can be applied to it.
 #[derive(Debug, Default)]
-struct Pending {
-    event: String,
-    data: String,
+struct Pending<F> {
+    event: F,
+    data: F,
     has_data: bool,
     /// The previous call dispatched this event; clear it before reuse.
     dispatched: bool,
 }
 
-impl Pending {
+impl<F: EventField> Pending<F> {
     fn reset_if_dispatched(&mut self) {
         if self.dispatched {
             self.event.clear();
@@ -109,25 +170,27 @@ impl Pending {
                     return Err(SseError::EventTooLong { limit });
                 }
                 if self.has_data {
-                    self.data.push('\n');
+                    self.data.push_newline();
                 }
-                push_utf8(&mut self.data, value);
+                self.data.push_line(value);
                 self.has_data = true;
-                // Invalid UTF-8 grows when replaced, so check again.
+                // Invalid UTF-8 grows when replaced as text, so check again.
                 if self.data.len() > limit {
                     return Err(SseError::EventTooLong { limit });
                 }
             }
             b"event" => {
                 self.event.clear();
-                push_utf8(&mut self.event, value);
+                self.event.push_line(value);
             }
             // `id`, `retry` and unknown fields carry nothing the translators use.
             _ => {}
         }
         Ok(false)
     }
+}
 
+impl Pending<String> {
     fn as_ref(&self) -> SseEventRef<'_> {
         SseEventRef {
             event: (!self.event.is_empty()).then_some(self.event.as_str()),
@@ -136,11 +199,23 @@ impl Pending {
     }
 }
 
-fn push_utf8(dst: &mut String, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => dst.push_str(s),
-        Err(_) => dst.push_str(&String::from_utf8_lossy(bytes)),
+impl Pending<Vec<u8>> {
+    fn as_bytes(&self) -> SseEventBytes<'_> {
+        SseEventBytes {
+            event: (!self.event.is_empty()).then_some(self.event.as_slice()),
+            data: &self.data,
+        }
     }
+}
+
+/// One dispatched event as the bytes that came, borrowing the parser's buffers
+/// (valid until the next call on the parser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEventBytes<'a> {
+    /// The `event:` field; `None` when absent or empty.
+    pub event: Option<&'a [u8]>,
+    /// The `data:` lines joined with `\n`.
+    pub data: &'a [u8],
 }
 
 /// Incremental SSE parser: [`feed`](Self::feed) bytes as they arrive, then
@@ -152,8 +227,15 @@ fn push_utf8(dst: &mut String, bytes: &[u8]) {
 /// When an event grows past the limit the parser drops what it holds,
 /// ignores further input and reports [`error`](Self::error); `next_event*`
 /// then return `None`.
+pub type SseParser = EventParser<String>;
+
+/// [`SseParser`] keeping the bytes that came: events from
+/// [`next_event_bytes`](EventParser::next_event_bytes), their text not checked.
+pub type SseByteParser = EventParser<Vec<u8>>;
+
+/// The parser, its events' fields kept as `F`.
 #[derive(Debug)]
-pub struct SseParser {
+pub struct EventParser<F> {
     /// Input not yet consumed, starting at `pos`.
     buf: Vec<u8>,
     pos: usize,
@@ -167,10 +249,10 @@ pub struct SseParser {
     skip_lf: bool,
     bom_checked: bool,
     eof: bool,
-    pending: Pending,
+    pending: Pending<F>,
 }
 
-impl Default for SseParser {
+impl<F: EventField> Default for EventParser<F> {
     fn default() -> Self {
         Self::with_limit(MAX_PENDING_BYTES)
     }
@@ -183,6 +265,25 @@ impl SseParser {
         Self::default()
     }
 
+    /// Returns the next complete event, owned.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        self.next_event_ref().map(|e| e.to_event())
+    }
+
+    /// Returns the next complete event, borrowing the parser's buffers.
+    pub fn next_event_ref(&mut self) -> Option<SseEventRef<'_>> {
+        self.advance().then(|| self.pending.as_ref())
+    }
+}
+
+impl SseByteParser {
+    /// Returns the next complete event as its bytes, borrowing the parser's buffers.
+    pub fn next_event_bytes(&mut self) -> Option<SseEventBytes<'_>> {
+        self.advance().then(|| self.pending.as_bytes())
+    }
+}
+
+impl<F: EventField> EventParser<F> {
     /// Creates an empty parser holding at most `limit` bytes for one event.
     pub fn with_limit(limit: usize) -> Self {
         Self {
@@ -230,21 +331,17 @@ impl SseParser {
         self.buf.len() - self.pos + self.pending.data.len()
     }
 
-    /// Returns the next complete event, owned.
-    pub fn next_event(&mut self) -> Option<SseEvent> {
-        self.next_event_ref().map(|e| e.to_event())
-    }
-
-    /// Returns the next complete event, borrowing the parser's buffers.
-    pub fn next_event_ref(&mut self) -> Option<SseEventRef<'_>> {
+    /// Reads on to the next complete event, held in `pending`; false when none has
+    /// ended yet (or the parser has stopped).
+    fn advance(&mut self) -> bool {
         if self.error.is_some() {
-            return None;
+            return false;
         }
         self.pending.reset_if_dispatched();
         if !self.bom_checked {
             let rest = &self.buf[self.pos..];
             if rest.len() < BOM.len() && BOM.starts_with(rest) && !self.eof {
-                return None;
+                return false;
             }
             if rest.starts_with(BOM) {
                 self.pos += BOM.len();
@@ -261,7 +358,7 @@ impl SseParser {
                         self.skip_lf = false;
                     }
                     None if self.eof => self.skip_lf = false,
-                    None => return None,
+                    None => return false,
                 }
             }
             let rest = &self.buf[self.pos..];
@@ -285,7 +382,7 @@ impl SseParser {
                     };
                     self.pos += consumed;
                     if dispatch {
-                        return Some(self.pending.as_ref());
+                        return true;
                     }
                 }
                 None => {
@@ -294,7 +391,7 @@ impl SseParser {
                             return self.fail(SseError::EventTooLong { limit: self.limit });
                         }
                         self.scanned = rest.len();
-                        return None;
+                        return false;
                     }
                     if !rest.is_empty() {
                         // The unterminated final line counts as complete.
@@ -305,22 +402,22 @@ impl SseParser {
                     }
                     if self.pending.has_data {
                         self.pending.dispatched = true;
-                        return Some(self.pending.as_ref());
+                        return true;
                     }
-                    return None;
+                    return false;
                 }
             }
         }
     }
 
     /// Stops for good: drops the held input and remembers why.
-    fn fail<T>(&mut self, error: SseError) -> Option<T> {
+    fn fail(&mut self, error: SseError) -> bool {
         self.error = Some(error);
         self.buf = Vec::new();
         self.pos = 0;
         self.scanned = 0;
         self.pending = Pending::default();
-        None
+        false
     }
 }
 
