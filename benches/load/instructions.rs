@@ -3,7 +3,9 @@
 //! is installed; Redis itself is not counted) and the bare Pingora proxy, each under `valgrind
 //! --tool=callgrind`, sent the same small-JSON passthrough requests one at a time;
 //! and the gateway sent `/v1/chat/completions` translated to Anthropic, whose cost
-//! against the passthrough's is the translation's.
+//! against the passthrough's is the translation's; a passthrough Chat stream, sent at
+//! once and paced (an event every 2 ms, each read and written on its own: counted per
+//! event too), for the gateway and bare Pingora.
 //!
 //! It counts user-space instructions only: the kernel's share of a request (the
 //! socket calls) is not in it (`syscalls.rs` counts those calls).
@@ -13,8 +15,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::client;
+use super::client::{self, RequestSpec};
 use super::limited;
+use super::mock::canned::{EVENTS_HEADER, PACE_HEADER};
 use super::scenarios::Scenario;
 use super::servers::{self, Server, Target};
 
@@ -35,14 +38,30 @@ pub const SCENARIO: &str = "passthrough_small_json";
 /// The translated scenario, counted for the gateway alone.
 pub const TRANSLATED: &str = "chat_to_anthropic_json";
 
-/// A passthrough Chat stream (100 events), whose usage the gateway asks for and keeps
-/// from the client: counted for the gateway and bare Pingora.
+/// A passthrough Chat stream (14 events: the counting mock's ten of text, the role's,
+/// the stop, the usage and `[DONE]`), whose usage the gateway asks for and keeps from
+/// the client: counted for the gateway and bare Pingora.
 pub const STREAM: &str = "passthrough_sse";
 
+/// The same passthrough stream as providers send one: [`PACED_EVENTS`] events of text
+/// one every [`PACED_MS`] milliseconds, so each is read, metered and written on its
+/// own (as in the load bench's paced streams, faster): counted per event.
+pub const PACED: &str = "paced_streams_passthrough";
+
+/// The events of text of a counted paced stream.
+const PACED_EVENTS: usize = 50;
+
+/// The events of a counted paced stream: the mock adds four to its text (the role's,
+/// the stop, the usage and `[DONE]`).
+const PACED_SENT: usize = PACED_EVENTS + 4;
+
+/// Milliseconds between two events of a counted paced stream.
+const PACED_MS: u64 = 2;
+
 /// What is counted: each target on the plainest request, the gateway translating, and
-/// the gateway and bare Pingora on a stream; then the gateway's again for another
-/// build, when `AURORA_BENCH_BASELINE_BIN` names one.
-const COUNTED: [(Target, &str); 10] = [
+/// the gateway and bare Pingora on a stream, sent at once and paced; then the
+/// gateway's again for another build, when `AURORA_BENCH_BASELINE_BIN` names one.
+const COUNTED: [(Target, &str); 13] = [
     (Target::Aurora, SCENARIO),
     (Target::AuroraLimited, SCENARIO),
     (Target::AuroraLimitedRedis, SCENARIO),
@@ -50,10 +69,30 @@ const COUNTED: [(Target, &str); 10] = [
     (Target::Aurora, TRANSLATED),
     (Target::Aurora, STREAM),
     (Target::Pingora, STREAM),
+    (Target::Aurora, PACED),
+    (Target::Pingora, PACED),
     (Target::AuroraBaseline, SCENARIO),
     (Target::AuroraBaseline, TRANSLATED),
     (Target::AuroraBaseline, STREAM),
+    (Target::AuroraBaseline, PACED),
 ];
+
+/// The request `scenario` sends `target` on `port`: a paced stream's at this count's
+/// own pace and length.
+fn counted_request(scenario: &str, target: Target, port: u16) -> Option<RequestSpec> {
+    let mut spec = Scenario::request_named(scenario, target, port)?;
+    if scenario == PACED {
+        let mut put = |name: &'static str, value: String| {
+            spec.headers.insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_str(&value).expect("a number"),
+            );
+        };
+        put(PACE_HEADER, PACED_MS.to_string());
+        put(EVENTS_HEADER, PACED_EVENTS.to_string());
+    }
+    Some(spec)
+}
 
 /// Whether valgrind and `callgrind_control` are installed.
 pub fn available() -> bool {
@@ -160,7 +199,7 @@ fn count(
     dir: &Path,
     secs: f64,
 ) -> Option<InstructionCount> {
-    let spec = Arc::new(Scenario::request_named(scenario, target, server.port)?);
+    let spec = Arc::new(counted_request(scenario, target, server.port)?);
     let warm = rt.block_on(client::closed_loop(
         server.addr(),
         spec.clone(),
@@ -232,7 +271,7 @@ pub fn table(counts: &[InstructionCount]) -> String {
     for c in counts {
         let (base, base_name) = if c.target == Target::AuroraBaseline {
             (find(Target::Aurora, c.scenario), "this build")
-        } else if c.scenario == SCENARIO || c.scenario == STREAM {
+        } else if [SCENARIO, STREAM, PACED].contains(&c.scenario) {
             (find(Target::Pingora, c.scenario), "bare Pingora")
         } else {
             (passthrough, "aurora's passthrough")
@@ -240,8 +279,13 @@ pub fn table(counts: &[InstructionCount]) -> String {
         let ratio = base.map_or("—".to_string(), |b| {
             format!("{:.2}× {base_name}", c.per_request / b)
         });
+        let per_event = if c.scenario == PACED {
+            format!(" ({:.0} an event)", c.per_request / PACED_SENT as f64)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {ratio} |\n",
+            "| {} | {} | {:.0}{per_event} | {ratio} |\n",
             c.target.name(),
             c.scenario,
             c.per_request
@@ -284,6 +328,8 @@ mod tests {
             count(Target::AuroraBaseline, TRANSLATED, 270_000.0),
             count(Target::Aurora, STREAM, 660_000.0),
             count(Target::Pingora, STREAM, 600_000.0),
+            count(Target::Aurora, PACED, 864_000.0),
+            count(Target::Pingora, PACED, 720_000.0),
         ]);
         let row = |target: &str, scenario: &str, n: &str, against: &str| {
             format!("| {target} | {scenario} | {n} | {against} |")
@@ -295,8 +341,31 @@ mod tests {
             row("aurora_baseline", SCENARIO, "165000", "1.10× this build"),
             row("aurora_baseline", TRANSLATED, "270000", "1.20× this build"),
             row("aurora", STREAM, "660000", "1.10× bare Pingora"),
+            // 54 events a paced stream: 16,000 an event.
+            row(
+                "aurora",
+                PACED,
+                "864000 (16000 an event)",
+                "1.20× bare Pingora",
+            ),
         ] {
             assert!(table.contains(&expected), "{table}");
         }
+    }
+
+    #[test]
+    fn a_paced_stream_is_asked_of_the_mock_at_the_counts_pace() {
+        for target in [Target::Aurora, Target::Pingora] {
+            assert!(COUNTED.contains(&(target, PACED)), "{}", target.name());
+            let spec = counted_request(PACED, target, 8080).unwrap();
+            assert_eq!(spec.headers[PACE_HEADER], PACED_MS.to_string().as_str());
+            assert_eq!(
+                spec.headers[EVENTS_HEADER],
+                PACED_EVENTS.to_string().as_str()
+            );
+        }
+        // Any other scenario goes as the load bench sends it.
+        let spec = counted_request(STREAM, Target::Aurora, 8080).unwrap();
+        assert!(!spec.headers.contains_key(PACE_HEADER));
     }
 }
