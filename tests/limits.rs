@@ -1524,30 +1524,11 @@ async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
     );
 
     // `aurora usage` asks the same listener, with the same config and master key.
-    let config = gw.config_path();
-    let out = tokio::task::spawn_blocking(move || {
-        common::run_cli(
-            &[
-                "usage",
-                "--key",
-                "team-a",
-                "--config",
-                config.to_str().unwrap(),
-            ],
-            &[
-                ("AURORA_MASTER_KEY", MASTER),
-                ("AURORA_METRICS_LISTEN", listen.as_str()),
-            ],
-        )
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let env = [
+        ("AURORA_MASTER_KEY", MASTER),
+        ("AURORA_METRICS_LISTEN", listen.as_str()),
+    ];
+    let printed = common::usage_cli::usage_printed(&gw.config_path(), &env, "team-a", 2).await;
     assert_eq!(printed["models"]["gpt-4o-mini"]["requests"], 2);
 }
 

@@ -103,34 +103,7 @@ async fn a_rediss_store_holds_a_keys_limit_over_tls() {
     );
     let config = dir.join("usage.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let printed = loop {
-        let config = config.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            common::run_cli(
-                &[
-                    "usage",
-                    "--key",
-                    "team-a",
-                    "--config",
-                    config.to_str().unwrap(),
-                ],
-                &[],
-            )
-        })
-        .await
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        if printed["total"]["requests"] == served || std::time::Instant::now() > deadline {
-            break printed;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let printed = common::usage_cli::usage_printed(&config, &[], "team-a", served as u64).await;
     assert_eq!(printed["total"]["requests"], served, "{printed}");
 }
 

@@ -650,12 +650,16 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
 
-    fn build(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    /// The config of `yaml` and `env`, on a loopback listener unless they name one.
+    pub(in crate::config) fn build(
+        yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
         // These tests are about other settings: a loopback listener keeps the refusal of
         // an open gateway out of them, unless a test names its own listener.
         let mut env = env.to_vec();

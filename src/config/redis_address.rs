@@ -276,15 +276,10 @@ fn invalid(text: impl Into<String>) -> ConfigError {
 mod tests {
     use std::path::PathBuf;
 
+    use super::super::build::tests::build;
     use super::super::tls_listener::tests::write_pair;
-    use super::super::{build_config, Config, LimitStoreKind};
+    use super::super::{Config, LimitStoreKind};
     use super::*;
-
-    fn build(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut env = env.to_vec();
-        env.push(("AURORA_LISTEN", "127.0.0.1:8080"));
-        build_config(Some(yaml), None, &EnvSnapshot::from_pairs(env))
-    }
 
     fn address(config: &Config) -> &RedisAddress {
         match &config.limits.store {

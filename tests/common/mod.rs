@@ -8,6 +8,7 @@ pub mod otlp;
 pub mod redis;
 pub mod sse;
 pub mod tls;
+pub mod usage_cli;
 
 pub use gateway::{
     aurora_command, client, closed_port, free_port, get_json, raw_request, run_cli, scratch_dir,
