@@ -1484,8 +1484,9 @@ pub(crate) fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 /// Reads the usage of every complete event the parser holds, the model from the
 /// first event that names it, and the output text of each.
 fn drain(parser: &mut SseByteParser, read: &mut Read) {
-    // The bytes as they came: nothing here reads text that UTF-8 decoding would change
-    // (keys, numbers, and characters counted by their lead bytes).
+    // The bytes as they came: what is read here is keys, numbers and characters counted
+    // by their lead bytes, which UTF-8 decoding does not change; a model name (or an
+    // escaped key) that is not UTF-8 is read as a decoder replaces it.
     while let Some(event) = parser.next_event_bytes() {
         let data = event.data;
         if starts_a_search(event.event, data) {
@@ -2316,6 +2317,59 @@ mod tests {
                 (u.input, u.cache_read, u.output),
                 (9, 2, 4),
                 "split {split}"
+            );
+        }
+    }
+
+    /// `body` with the last character of every `model` it names made a byte that is
+    /// not UTF-8; and the model as a decoder reads it then.
+    fn mangled(body: &str, model: &str) -> (Vec<u8>, String) {
+        let kept = &model[..model.len() - 1];
+        let marked = body.replace(model, &format!("{kept}\u{1}"));
+        let bytes = marked
+            .bytes()
+            .map(|b| if b == 1 { 0xFF } else { b })
+            .collect();
+        (bytes, format!("{kept}\u{FFFD}"))
+    }
+
+    #[test]
+    fn a_model_name_that_is_not_utf8_does_not_cost_the_usage_beside_it() {
+        // A server's bytes the meter reads as they came: the model is read as a
+        // decoder replaces them, and the usage beside it is kept.
+        for (content_type, body, model) in [
+            (
+                "text/event-stream",
+                chat_stream_with_usage(),
+                "gpt-4o-mini-2024-07-18",
+            ),
+            (
+                "text/event-stream",
+                fixture!("anthropic/messages_stream.txt").to_string(),
+                "claude-sonnet-4-20250514",
+            ),
+            (
+                "application/json",
+                fixture!("openai/chat_completion.json").to_string(),
+                "gpt-4o-mini-2024-07-18",
+            ),
+        ] {
+            let (body, read) = mangled(&body, model);
+            assert!(std::str::from_utf8(&body).is_err());
+            let mut m = UsageMeter::for_answer(Some(content_type), None).unwrap();
+            for piece in body.chunks(7) {
+                m.feed(piece);
+            }
+            let charge = m.finish().unwrap();
+            assert!(!charge.estimated, "{content_type}: the usage it reported");
+            assert!(
+                charge.usage.input > 0 && charge.usage.output > 0,
+                "{content_type}"
+            );
+            assert_eq!(
+                m.take_model().as_deref(),
+                Some(read.as_str()),
+                "{content_type}"
             );
         }
     }

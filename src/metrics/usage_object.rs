@@ -130,7 +130,19 @@ pub(super) fn read_nested<'a>(value: &'a [u8], found: &mut Nested<'a>) -> Option
 
 /// A `model` member's value: a string, or `null`; `None` when it is neither.
 pub(super) fn read_model(value: &[u8]) -> Option<Option<String>> {
-    serde_json::from_slice(value).ok()
+    json_text(value)
+}
+
+/// The JSON text `value` read as `T`; bytes in it that are not UTF-8 read as a
+/// decoder replaces them, so a name mangled on the wire does not cost the usage
+/// beside it (serde refuses such a string).
+fn json_text<T: serde::de::DeserializeOwned>(value: &[u8]) -> Option<T> {
+    serde_json::from_slice(value).ok().or_else(|| {
+        let text = String::from_utf8_lossy(value);
+        matches!(text, std::borrow::Cow::Owned(_))
+            .then(|| serde_json::from_str(&text).ok())
+            .flatten()
+    })
 }
 
 /// A count member's value (Ollama's `prompt_eval_count`, `eval_count`); `None` when
@@ -234,7 +246,7 @@ impl<'a> Scan<'a> {
             }
         }
         let end = string_end(self.doc, self.at)?;
-        let key: String = serde_json::from_slice(&self.doc[self.at..end]).ok()?;
+        let key: String = json_text(&self.doc[self.at..end])?;
         self.at = end;
         Some(Cow::Owned(key.into_bytes()))
     }

@@ -673,6 +673,15 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_parser_counts_the_bytes_that_came_against_its_limit() {
+        // Six bytes that are not UTF-8: 18 as text, past the limit; 6 as they came.
+        let mut p = SseByteParser::with_limit(16);
+        p.feed(b"data: \x80\x80\x80\x80\x80\x80\n\n");
+        assert_eq!(p.next_event_bytes().map(|e| e.data.len()), Some(6));
+        assert_eq!(p.error(), None);
+    }
+
+    #[test]
     fn the_default_limit_is_16_mib() {
         assert_eq!(MAX_PENDING_BYTES, 16 * 1024 * 1024);
         let mut p = SseParser::new();
