@@ -62,8 +62,15 @@ pub enum SseError {
     },
 }
 
+/// The two ways an event's fields are kept, [`String`] and [`Vec<u8>`]: no other.
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for String {}
+    impl Sealed for Vec<u8> {}
+}
+
 /// How an event's fields are kept as its lines arrive.
-pub trait EventField: Default {
+pub trait EventField: sealed::Sealed + Default {
     /// Appends one line's value.
     fn push_line(&mut self, value: &[u8]);
     /// Appends the `\n` that joins two data lines.
