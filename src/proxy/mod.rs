@@ -640,7 +640,7 @@ fn no_work_past_limits(
     let Some(target) = ctx.upstream.as_ref() else {
         return Ok(None);
     };
-    if !ctx.held_to.limited() || target.credential.caller_key_label.is_some() {
+    if !ctx.held_to.limited() || with_callers_own_key(ctx) {
         return Ok(None);
     }
     if req.method == http::Method::POST && passthrough::mints_a_credential(&pt.endpoint) {
@@ -674,6 +674,14 @@ fn no_work_past_limits(
     }
 }
 
+/// Whether the request goes with the caller's own provider key (`!PASSTHRU`), which
+/// does what it likes: the provider bills the caller, not the gateway's keys.
+fn with_callers_own_key(ctx: &RequestContext) -> bool {
+    ctx.upstream
+        .as_ref()
+        .is_some_and(|t| t.credential.caller_key_label.is_some())
+}
+
 /// The host of OpenAI's own API, whose free endpoints other OpenAI-format servers
 /// may bill.
 const OPENAI_API_HOST: &str = "api.openai.com";
@@ -691,11 +699,7 @@ fn request_is_encoded(req: &RequestHeader) -> bool {
 /// refused for a caller held to tokens or a budget; a caller's own provider key asks
 /// what it likes.
 fn no_unmetered_ask(ctx: &RequestContext, body: &[u8]) -> Result<(), GatewayError> {
-    let own_key = ctx
-        .upstream
-        .as_ref()
-        .is_some_and(|t| t.credential.caller_key_label.is_some());
-    if own_key || !limit_check::caller_charged_by_usage(ctx) {
+    if with_callers_own_key(ctx) || !limit_check::caller_charged_by_usage(ctx) {
         return Ok(());
     }
     match write_cost::unmetered_ask(body) {
