@@ -2875,6 +2875,38 @@ async fn a_key_with_limits_cannot_mint_a_credential_that_escapes_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budgeted_key_with_its_own_provider_key_has_any_work_done() {
+    // `!PASSTHRU`: the provider bills the caller's own key, not the gateway's, so the
+    // gateway's limits on what it cannot meter do not stand in the way.
+    let mock = MockUpstream::start(provider_like).await;
+    let own = format!(
+        "providers:\n  byok:\n    type: openai\n    api_key: \"!PASSTHRU\"\n    base_url: {}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway(&mock, &own, "{budget: {usd: 5, period: month}}");
+    let send = |provider: &str, key: Option<&'static str>| {
+        let mut request = client()
+            .post(gw.url(&format!("/p/{provider}/images/generations")))
+            .bearer_auth(TEAM_KEY)
+            .header("content-type", "application/json")
+            .body(r#"{"model":"gpt-image-1","prompt":"a cat"}"#);
+        if let Some(key) = key {
+            request = request.header("x-provider-api-key", key);
+        }
+        request.send()
+    };
+    let before = mock.requests().len();
+    let own_key = send("byok", Some("sk-caller-own-0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(own_key.status(), 404, "on to the provider");
+    assert_eq!(mock.requests().len(), before + 1);
+    // The gateway's key for the same work: refused.
+    assert_eq!(send("openai", None).await.unwrap().status(), 403);
+    assert_eq!(mock.requests().len(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_held_to_tokens_or_a_budget_cannot_have_unmetered_work_done() {
     // Images, speech, video, fine-tuning, Assistants runs, Z.ai's async chat: billed by
     // measures the gateway cannot read, they would spend the provider's money past the
