@@ -11,14 +11,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use pingora_core::tls::{load_native_certs, RootCertStore};
 use redis::{ClientTlsConfig, TlsCertificates};
 
 use super::error::ConfigError;
 use super::overlay::non_blank_text;
 use super::schema::FileStoreTls;
-use super::tls_listener::{certified_pair, chain_in, read_pem};
+use super::tls_listener::{certified_pair, read_pem};
 use super::EnvSnapshot;
+use crate::providers::{read_ca_file, usable_system_roots};
 
 /// A Redis to keep the counters in.
 #[derive(Clone, PartialEq, Eq)]
@@ -215,26 +215,19 @@ fn store_tls(file: Option<&FileStoreTls>, env: &EnvSnapshot) -> Result<StoreTls,
 /// The system's trust roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), as PEM:
 /// read here once, where the redis client would read them at every connection.
 fn system_roots_pem() -> Result<Vec<u8>, ConfigError> {
-    let mut pem = Vec::new();
-    let mut usable = RootCertStore::empty();
-    let system = load_native_certs().map_err(|e| {
+    let roots = usable_system_roots().map_err(|e| {
         invalid(format!(
             "limits.store is rediss:// and the system's trust roots cannot be read ({e}): \
              name the CA of the store's certificate in limits.store_tls.ca_file"
         ))
     })?;
-    for der in system {
-        if usable.add(der.clone()).is_ok() {
-            pem.extend_from_slice(&pem_certificate(&der));
-        }
-    }
-    if usable.is_empty() {
+    if roots.is_empty() {
         return Err(invalid(
             "limits.store is rediss:// and the system holds no trust roots: name the CA of \
              the store's certificate in limits.store_tls.ca_file",
         ));
     }
-    Ok(pem)
+    Ok(roots.iter().flat_map(|der| pem_certificate(der)).collect())
 }
 
 /// One DER certificate as PEM.
@@ -251,14 +244,7 @@ fn pem_certificate(der: &[u8]) -> Vec<u8> {
 
 /// The CA file's PEM, holding at least one usable certificate.
 fn read_ca(path: &Path) -> Result<Vec<u8>, String> {
-    let pem = read_pem(path)?;
-    let mut check = RootCertStore::empty();
-    for cert in chain_in(&pem, path)? {
-        check
-            .add(cert)
-            .map_err(|e| format!("{} holds an unusable CA certificate: {e}", path.display()))?;
-    }
-    Ok(pem)
+    read_ca_file(path).map(|(pem, _)| pem)
 }
 
 /// The chain and key's PEM, the key matching the chain's leaf.
@@ -275,6 +261,8 @@ fn invalid(text: impl Into<String>) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    use pingora_core::tls::load_native_certs;
 
     use super::super::build::tests::build;
     use super::super::tls_listener::tests::write_pair;

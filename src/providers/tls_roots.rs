@@ -3,9 +3,10 @@
 //! Pingora's rustls connector uses a per-peer CA list *instead of* the system roots,
 //! so a provider with `ca_file` gets the system roots plus the file's certificates.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use pingora_core::tls::{load_native_certs, RootCertStore};
+use pingora_core::tls::{load_native_certs, CertificateDer, RootCertStore};
 use pingora_core::utils::tls::{parse_x509, WrappedX509};
 
 /// The CA list attached to a provider's upstream peers.
@@ -13,33 +14,43 @@ pub type TlsRoots = Arc<[WrappedX509]>;
 
 /// Loads the system roots and every certificate in the PEM file at `ca_file`.
 pub fn load_roots_with_ca_file(ca_file: &str) -> Result<TlsRoots, String> {
-    let pem = std::fs::read(ca_file).map_err(|e| format!("cannot read {ca_file}: {e}"))?;
-    let mut extra = Vec::new();
-    for item in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let der = item.map_err(|e| format!("{ca_file} is not a PEM certificate file: {e}"))?;
-        extra.push(der.to_vec());
-    }
-    if extra.is_empty() {
-        return Err(format!("{ca_file} holds no PEM certificate"));
-    }
-    // Validate with webpki first: the x509 wrapper below would panic on malformed DER.
-    let mut check = RootCertStore::empty();
-    for der in &extra {
-        check
-            .add(der.clone().into())
-            .map_err(|e| format!("{ca_file} holds an unusable CA certificate: {e}"))?;
-    }
-    let mut roots: Vec<WrappedX509> = Vec::new();
-    for der in load_native_certs().unwrap_or_default() {
-        let raw = der.to_vec();
-        if RootCertStore::empty().add(raw.clone().into()).is_ok() {
-            roots.push(WrappedX509::new(raw, parse_x509));
-        }
-    }
-    roots.extend(
-        extra
-            .into_iter()
-            .map(|raw| WrappedX509::new(raw, parse_x509)),
-    );
+    let (_, extra) = read_ca_file(Path::new(ca_file))?;
+    let roots: Vec<WrappedX509> = usable_system_roots()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(extra)
+        .map(|der| WrappedX509::new(der.to_vec(), parse_x509))
+        .collect();
     Ok(roots.into())
+}
+
+/// The PEM file of CA certificates at `path`, and its certificates: at least one, each
+/// one webpki takes as a trust anchor.
+pub fn read_ca_file(path: &Path) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{shown} is not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{shown} holds no PEM certificate"));
+    }
+    // Validated with webpki first: the x509 wrapper would panic on malformed DER.
+    let mut check = RootCertStore::empty();
+    for cert in &certs {
+        check
+            .add(cert.clone())
+            .map_err(|e| format!("{shown} holds an unusable CA certificate: {e}"))?;
+    }
+    Ok((pem, certs))
+}
+
+/// The system's trust roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured) that webpki
+/// takes as trust anchors; the error when they cannot be read.
+pub fn usable_system_roots() -> Result<Vec<CertificateDer<'static>>, std::io::Error> {
+    let mut check = RootCertStore::empty();
+    Ok(load_native_certs()?
+        .into_iter()
+        .filter(|der| check.add(der.clone()).is_ok())
+        .collect())
 }
