@@ -244,6 +244,36 @@ async fn without_redis_allow_serves_and_counts_deny_refuses_and_both_recover() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_served_while_redis_was_away_are_charged_to_the_budget_once_it_is_back() {
+    let mut redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    // Calls at once are asked of Redis on every call: with it gone, each admission fails.
+    let gw = replica(
+        &mock,
+        &redis,
+        "{concurrent: 4, budget: {tokens: 1000000, period: day}}",
+        "  on_store_error: allow\n",
+    );
+    redis.stop();
+    for _ in 0..2 {
+        assert_eq!(chat(&gw).await.status(), 200, "allow: served");
+    }
+    redis.resume();
+    // The recorded completion reports 21 tokens: both calls are charged to the day's
+    // budget once Redis takes writes again (it came back empty).
+    let budget = || redis.keys("aurora:{key:team-a}:btok:*");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let charged = loop {
+        let charged = budget().first().and_then(|key| redis.get(key));
+        if charged.as_deref() == Some("42") || std::time::Instant::now() > deadline {
+            break charged;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(charged.as_deref(), Some("42"), "{:?}", budget());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
     use aurora::limits::{LimitStore, RedisStore, UsageRecord};
     let redis = RedisServer::start();

@@ -82,11 +82,9 @@ pub async fn admit_caller(
     ctx.held_to.limited = true;
     ctx.held_to.caller_by_usage =
         limited.limits.tokens_per_minute.is_some() || limited.limits.budget.is_some();
-    let held = admit(store, limited, config.limits.on_store_error, Whose::Key).await?;
-    if let Some(held) = held {
-        ctx.rate = held.1.or(ctx.rate);
-        ctx.held_to.key = Some(held.0);
-    }
+    let (held, windows) = admit(store, limited, config.limits.on_store_error, Whose::Key).await?;
+    ctx.rate = windows.or(ctx.rate);
+    ctx.held_to.key = Some(held);
     Ok(())
 }
 
@@ -119,7 +117,7 @@ pub async fn admit_provider(
         return Ok(());
     };
     let whose = Whose::Provider(provider);
-    let admitted = admit(store, limited, config.limits.on_store_error, whose)
+    let (held, _) = admit(store, limited, config.limits.on_store_error, whose)
         .await
         .map_err(|mut refused| {
             // The provider's quota is the operator's own business: a refusal by it
@@ -128,9 +126,7 @@ pub async fn admit_provider(
             refused
         })?;
     ctx.held_to.limited = true;
-    if let Some((held, _)) = admitted {
-        ctx.held_to.provider = Some(held);
-    }
+    ctx.held_to.provider = Some(held);
     Ok(())
 }
 
@@ -206,14 +202,17 @@ async fn admit_provider_of_attempt(
     }
 }
 
-/// One admission: `Some` when the subject is counted (with its windows when it has
-/// any), `None` when the store failed and `on_error` lets the request through.
+/// One admission: the subject held to (with its windows when it has any, and its call
+/// slot when it counts calls at once). When the store failed and `on_error` lets the
+/// request through, the subject is held to all the same, with no windows and no slot:
+/// what the call uses is charged to it once the store takes writes again, so that work
+/// served while the store was away is not free.
 async fn admit(
     store: &Arc<dyn LimitStore>,
     limited: &Limited,
     on_error: OnStoreError,
     whose: Whose<'_>,
-) -> Result<Option<(HeldTo, Option<RateState>)>, GatewayError> {
+) -> Result<(HeldTo, Option<RateState>), GatewayError> {
     let Limited {
         subject, limits, ..
     } = limited;
@@ -224,7 +223,15 @@ async fn admit(
     };
     let admission = match decided {
         Ok(admission) => admission,
-        Err(e) => return store_failed(&e, on_error).map(|()| None),
+        Err(e) => {
+            store_failed(&e, on_error)?;
+            let held = HeldTo {
+                subject: Arc::clone(subject),
+                limits: *limits,
+                _slot: None,
+            };
+            return Ok((held, None));
+        }
     };
     if let Some((refusal, retry_after)) = admission.refused {
         let (what, budget) = match refusal {
@@ -245,14 +252,14 @@ async fn admit(
         .map(|slot| CallSlot::new(Arc::clone(store), Arc::clone(subject), slot));
     let windows = admission.state;
     let has_windows = windows.requests.is_some() || windows.tokens.is_some();
-    Ok(Some((
+    Ok((
         HeldTo {
             subject: Arc::clone(subject),
             limits: *limits,
             _slot: slot,
         },
         has_windows.then_some(windows),
-    )))
+    ))
 }
 
 /// Whose limits a refusal names.
