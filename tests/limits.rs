@@ -211,6 +211,63 @@ async fn a_key_gets_its_requests_per_minute_and_then_429s_with_the_headers() {
     );
 }
 
+/// A provider that tells its quota, as OpenAI and Anthropic do, in every answer.
+fn provider_telling_its_quota(rec: &Recorded) -> Reply {
+    let Reply::Full {
+        status,
+        mut headers,
+        body,
+    } = provider_like(rec)
+    else {
+        unreachable!("provider_like answers whole")
+    };
+    for (name, value) in [
+        ("x-ratelimit-limit-requests", "10000"),
+        ("x-ratelimit-remaining-requests", "9999"),
+        ("x-ratelimit-reset-requests", "6ms"),
+        ("x-ratelimit-limit-tokens", "30000000"),
+        ("x-ratelimit-remaining-tokens", "29999990"),
+        ("x-ratelimit-reset-tokens", "0s"),
+        ("anthropic-ratelimit-tokens-remaining", "400000"),
+    ] {
+        headers.push((name.into(), value.into()));
+    }
+    Reply::Full {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_keys_answer_never_carries_the_providers_own_rate_headers() {
+    let mock = MockUpstream::start(provider_telling_its_quota).await;
+    let gw = gateway(&mock, "", "{requests_per_minute: 60}");
+    clear_of_a_minute_boundary().await;
+    for (path, body) in [
+        ("/v1/chat/completions", CHAT),
+        ("/p/openai/chat/completions", CHAT),
+        ("/p/anthropic/v1/messages", MESSAGES),
+    ] {
+        let resp = post(&gw, TEAM_KEY, path, body).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        // The key's own window, and none of the operator's quota beside it.
+        assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "60", "{path}");
+        for quota in [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+            "anthropic-ratelimit-tokens-remaining",
+        ] {
+            assert_eq!(header(&resp, quota), "", "{path}: {quota}");
+        }
+    }
+    // A key without limits is told what the provider said.
+    let resp = post(&gw, OTHER_KEY, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(header(&resp, "x-ratelimit-limit-tokens"), "30000000");
+    assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "10000");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_past_the_replay_buffer_carries_the_headers_too() {
     // A body past Pingora's 64 KiB replay buffer goes through a subrequest, whose

@@ -80,6 +80,29 @@ pub fn insert_rate_headers(
     Ok(())
 }
 
+/// The prefixes of the headers in which providers tell their quota (OpenAI's, Groq's,
+/// xAI's and OpenRouter's `x-ratelimit-*`, Anthropic's `anthropic-ratelimit-*`).
+const PROVIDER_QUOTA_PREFIXES: [&str; 2] = ["x-ratelimit-", "anthropic-ratelimit-"];
+
+/// Removes the provider's quota headers from an answer to a key with limits: what such
+/// a key is told of its windows is its own, never the operator's quota, not even for a
+/// window the key has no limit for (the key's own are written after).
+pub fn remove_provider_quota_headers(headers: &mut HeaderMap) {
+    let is_quota = |name: &HeaderName| {
+        PROVIDER_QUOTA_PREFIXES
+            .iter()
+            .any(|prefix| name.as_str().starts_with(prefix))
+    };
+    // Most answers carry none: nothing is allocated for them.
+    if !headers.keys().any(is_quota) {
+        return;
+    }
+    let quota: Vec<HeaderName> = headers.keys().filter(|n| is_quota(n)).cloned().collect();
+    for name in quota {
+        headers.remove(name);
+    }
+}
+
 /// Every reset a minute window can have, `0s` to `1m0s`, padded to four bytes.
 static MINUTE_RESETS: [[u8; 4]; 61] = minute_resets();
 

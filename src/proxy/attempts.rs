@@ -268,7 +268,8 @@ pub fn attempts_list(plan: &AttemptPlan) -> Option<String> {
 /// Says who answered, replacing what the provider sent under the same names:
 /// `X-Aurora-Request-Id`, then `X-Aurora-Provider`, `X-Aurora-Model` (when the request
 /// named one) and `X-Aurora-Attempts`, then the caller's `x-ratelimit-*` windows. Room
-/// for all of them is made in one step.
+/// for all of them is made in one step. A key with limits is told none of the
+/// provider's quota headers.
 pub fn describe_answer(headers: &mut HeaderMap, ctx: &RequestContext) -> pingora_core::Result<()> {
     let attempts = ctx.plan.as_ref().map_or(1, attempt_count);
     // A passthrough call named its provider and model itself: its answer says only
@@ -283,6 +284,9 @@ pub fn describe_answer(headers: &mut HeaderMap, ctx: &RequestContext) -> pingora
         + usize::from(model.is_some())
         + usize::from(counted)
         + rate_headers;
+    if super::limit_check::caller_held(ctx) {
+        crate::limits::remove_provider_quota_headers(headers);
+    }
     header_maps::make_room(headers, room)?;
     header_maps::put(headers, AURORA_REQUEST_ID, ctx.request_id.header_value())?;
     if let Some(provider) = provider {

@@ -98,6 +98,12 @@ pub fn caller_limit_texts(ctx: &RequestContext) -> Option<&LimitTexts> {
     Some(&limited.limit_texts)
 }
 
+/// Whether the caller's key is held to limits of its own (counted or not: a store that
+/// failed, under `allow`, counts nothing).
+pub fn caller_held(ctx: &RequestContext) -> bool {
+    ctx.held_to.key.is_some()
+}
+
 /// Whether the caller's key is held to what its calls use (tokens per minute, or a
 /// budget), not only to their number: such a key's calls must be metered.
 pub fn caller_charged_by_usage(ctx: &RequestContext) -> bool {
