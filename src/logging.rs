@@ -22,8 +22,8 @@ use once_cell::sync::Lazy;
 
 pub use access_writer::{AccessLogWriter, LineFilter, ACCESS_LOG_CAPACITY};
 pub use redact::{
-    is_credential_header, is_credential_param, redact, RedactedHeaders, CREDENTIAL_HEADERS,
-    REDACTED,
+    is_credential_header, is_credential_param, redact, redact_access_line, RedactedHeaders,
+    CREDENTIAL_HEADERS, REDACTED,
 };
 
 /// The filter used when neither `RUST_LOG` nor `server.log_level` says otherwise.
@@ -45,7 +45,7 @@ static ACCESS_LOG: Lazy<Option<AccessLogWriter>> = Lazy::new(|| {
     };
     match AccessLogWriter::spawn(
         Box::new(std::io::stderr()),
-        redact,
+        redact_access_line,
         ACCESS_LOG_CAPACITY,
         dropped,
     ) {

@@ -224,6 +224,31 @@ async fn no_credential_reaches_the_log_at_trace() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_request_id_cannot_erase_the_rest_of_its_access_line() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(&mock, "info");
+    let auth = format!("Bearer {MASTER}");
+    // Request ids the gateway keeps (printable ASCII), each looking like a credential
+    // header, whose redaction would run to the end of the line.
+    let ids = ["x-api-key:z", "authorization:z", "Cookie:a"];
+    for id in ids {
+        let headers = [("authorization", auth.as_str()), ("x-request-id", id)];
+        let body = Some(chat("anthropic/claude-sonnet-4-5"));
+        let resp = send(&gw, "POST", "/v1/messages", body, &headers).await;
+        assert_eq!(resp.status(), 200, "{id}");
+        resp.bytes().await.unwrap();
+    }
+    let log = log_with_access_lines(&gw, ids.len()).await;
+    let lines = access_lines(&log);
+    assert_eq!(lines.len(), ids.len(), "{log}");
+    for line in lines {
+        for field in ["key_name=master", "status=200", "provider=anthropic"] {
+            assert!(line.contains(field), "{field} erased: {line}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_names_with_line_breaks_cannot_forge_access_lines() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway(&mock, "info");

@@ -269,6 +269,31 @@ async fn a_limited_keys_answer_never_carries_the_providers_own_rate_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpriced_model_name_cannot_forge_a_log_line() {
+    // The model the answer names (a server's text), which has no price.
+    let mock = MockUpstream::start(|_: &Recorded| {
+        Reply::json(
+            200,
+            r#"{"id":"c","object":"chat.completion","model":"x\n[2026-01-01T00:00:00Z INFO  aurora::access] FORGED status=200","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+        )
+    })
+    .await;
+    let gw = gateway(&mock, "", "{budget: {usd: 10, period: day}}");
+    let resp = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !gw.log().contains("has no price") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = gw.log();
+    assert!(log.contains(r"model `x\n[2026-01-01"), "{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with("[2026-01-01"), "forged line: {line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_past_the_replay_buffer_carries_the_headers_too() {
     // A body past Pingora's 64 KiB replay buffer goes through a subrequest, whose
     // answer is the one the client gets.

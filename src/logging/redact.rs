@@ -45,6 +45,19 @@ pub fn is_credential_header(name: &str) -> bool {
 /// was none. A value that is already a placeholder (`<key>`, as in the gateway's own
 /// help messages) is left alone.
 pub fn redact(text: &str) -> Cow<'_, str> {
+    redact_with(text, false)
+}
+
+/// [`redact`] for a line of the gateway's own access log, whose unquoted values never
+/// hold a space (a value with one is quoted): the value after a credential header's
+/// name (`x-api-key:…`, as a client may write its own request id) ends at the first
+/// space, so that its redaction cannot take the fields after it with it.
+pub fn redact_access_line(text: &str) -> Cow<'_, str> {
+    redact_with(text, true)
+}
+
+/// [`redact`], a header value unquoted ending at a space when `fields` says so.
+fn redact_with(text: &str, fields: bool) -> Cow<'_, str> {
     let lower = text.to_ascii_lowercase();
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let names = CREDENTIAL_HEADERS
@@ -53,7 +66,8 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         .chain(CREDENTIAL_PARAMS.iter().map(|n| (n, b"=".as_slice())));
     for (name, separators) in names {
         for (at, _) in lower.match_indices(name) {
-            if let Some(span) = value_after_name(lower.as_bytes(), at, name.len(), separators) {
+            let found = value_after_name(lower.as_bytes(), at, name.len(), separators, fields);
+            if let Some(span) = found {
                 spans.push(span);
             }
         }
@@ -122,6 +136,7 @@ fn value_after_name(
     at: usize,
     len: usize,
     separators: &[u8],
+    fields: bool,
 ) -> Option<(usize, usize)> {
     if !starts_alone(lower, at) {
         return None;
@@ -144,7 +159,13 @@ fn value_after_name(
         let end = closing_quote(lower, start);
         return (end > start && !is_placeholder(lower, start, end)).then_some((start, end));
     }
-    let end = unquoted_end(lower, i, separator == b'=');
+    let end = if separator == b'=' {
+        unquoted_end(lower, i, true)
+    } else if fields && !within_quotes(lower, i) {
+        unquoted_end(lower, i, false).min(field_end(lower, i))
+    } else {
+        unquoted_end(lower, i, false)
+    };
     (end > i && !is_placeholder(lower, i, end)).then_some((i, end))
 }
 
@@ -195,6 +216,32 @@ fn unquoted_end(lower: &[u8], start: usize, word: bool) -> usize {
         .map_or(lower.len(), |p| start + p)
 }
 
+/// Whether `at` lies within a quoted value (a quote not escaped opened before it is
+/// not closed yet).
+fn within_quotes(lower: &[u8], at: usize) -> bool {
+    let mut within = false;
+    let mut i = 0;
+    while i < at.min(lower.len()) {
+        match lower[i] {
+            b'\\' => i += 2,
+            b'"' => {
+                within = !within;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    within
+}
+
+/// Where an unquoted value of an access line that starts at `start` ends: at a space.
+fn field_end(lower: &[u8], start: usize) -> usize {
+    lower[start.min(lower.len())..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(lower.len(), |p| start + p)
+}
+
 /// A value like `<key>` or `Bearer <gateway key>`: the gateway's own help text.
 fn is_placeholder(lower: &[u8], start: usize, end: usize) -> bool {
     let value = &lower[start..end];
@@ -208,6 +255,23 @@ fn is_placeholder(lower: &[u8], start: usize, end: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_access_lines_header_like_value_is_redacted_to_the_next_field_only() {
+        let line = "request_id=x-api-key:abc path=/v1/messages status=200";
+        assert_eq!(
+            redact_access_line(line),
+            "request_id=x-api-key:<redacted> path=/v1/messages status=200"
+        );
+        // Other text: the value runs to the end of the line.
+        assert_eq!(redact(line), "request_id=x-api-key:<redacted>");
+        // Quoted, to its quote.
+        let quoted = r#"error="authorization: Basic dXNlcjpwYXNz x" status=401"#;
+        assert_eq!(
+            redact_access_line(quoted),
+            r#"error="authorization: <redacted>" status=401"#
+        );
+    }
 
     #[test]
     fn redacts_debug_header_maps() {

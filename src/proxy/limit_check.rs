@@ -615,12 +615,14 @@ pub fn charge_polled(
 const UNPRICED_SAID_AT_MOST: usize = 256;
 
 /// A USD budget counts a model without a price as free: said once per model, for
-/// the first [`UNPRICED_SAID_AT_MOST`] models (then once for all the others).
+/// the first [`UNPRICED_SAID_AT_MOST`] models (then once for all the others). The
+/// name is a client's: escaped, so it cannot break the line.
 fn unpriced_once(model: &str) {
     static SAID: Lazy<Mutex<HashSet<String>>> = Lazy::new(Mutex::default);
     said_once(&SAID, model, |named| match named {
         Some(model) => log::warn!(
-            "model `{model}` has no price in models.prices: USD budgets count its calls as free"
+            "model `{}` has no price in models.prices: USD budgets count its calls as free",
+            super::access_log::escape(model)
         ),
         None => log::warn!(
             "more than {UNPRICED_SAID_AT_MOST} models have no price in models.prices: USD \
@@ -635,8 +637,9 @@ fn searches_unpriced_once(model: &str) {
     static SAID: Lazy<Mutex<HashSet<String>>> = Lazy::new(Mutex::default);
     said_once(&SAID, model, |named| match named {
         Some(model) => log::warn!(
-            "model `{model}` ran web searches and its price in models.prices has no \
-             `web_search`: USD budgets count them as free"
+            "model `{}` ran web searches and its price in models.prices has no \
+             `web_search`: USD budgets count them as free",
+            super::access_log::escape(model)
         ),
         None => log::warn!(
             "more than {UNPRICED_SAID_AT_MOST} models ran web searches without a \
