@@ -1,7 +1,8 @@
 //! Slow and oversized requests against the real gateway, on raw sockets: a request
 //! header must arrive whole within `header_timeout` of its first byte and within
 //! `max_header_bytes`, a body within `body_timeout` of its header; otherwise the client
-//! gets 408 or 431 and the connection is closed. Kept-alive idle time is free.
+//! gets 408 or 431 and the connection is closed. Kept-alive idle time is free up to
+//! `keepalive_timeout`; a client that stops reading its answer is cut at `send_timeout`.
 
 mod common;
 
@@ -299,6 +300,90 @@ async fn idle_time_between_kept_alive_requests_is_not_counted() {
     .await;
     assert_eq!(first.status, 200, "{first:?}");
     assert_eq!(second.status, 200, "{second:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_idle_past_the_keepalive_timeout_is_closed() {
+    let mock = ok_mock().await;
+    let gw = gateway(&mock, "server:\n  keepalive_timeout: 1s\n");
+    let addr = gw.addr();
+    let (first, idle, took) = blocking(move || {
+        let mut s = connect(&addr);
+        // An HTTP/1.1 request with no `Connection` header: kept alive.
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let first = read_one_response(&mut s);
+        let started = Instant::now();
+        let idle = read_rest(&mut s, Vec::new(), Duration::from_secs(10));
+        (first, idle, started.elapsed())
+    })
+    .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert!(idle.closed, "an idle connection was kept for 10 s");
+    assert!(idle.head.is_empty(), "{idle:?}");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+/// A provider answering every call with `size` bytes: a JSON document, or for a
+/// stream, events in pieces of a mebibyte (an answer of unknown length, chunked).
+async fn large_answer_mock(size: usize) -> MockUpstream {
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(size));
+    let event = bytes::Bytes::from(format!("data: {{\"pad\":\"{}\"}}\n\n", "x".repeat(1 << 20)));
+    MockUpstream::start(move |rec: &common::Recorded| {
+        if String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#) {
+            Reply::Stream {
+                status: 200,
+                headers: vec![("content-type".into(), "text/event-stream".into())],
+                chunks: (0..size >> 20)
+                    .map(|_| (Duration::ZERO, event.clone()))
+                    .collect(),
+            }
+        } else {
+            Reply::json(200, body.clone())
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_answer_is_cut_at_the_send_timeout() {
+    const SIZE: usize = 48 * 1024 * 1024;
+    let mock = large_answer_mock(SIZE).await;
+    let gw = gateway(&mock, "server:\n  send_timeout: 1s\n");
+    // A stream that may fall back on a prompt too long is the gateway's own exchange.
+    let own_exchange = gateway(
+        &mock,
+        "server:\n  send_timeout: 1s\nmodels:\n  fallbacks:\n    gpt-4o-mini: [openai/gpt-4o]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n",
+    );
+    let stream =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    // Proxied by Pingora's loop, and streamed by the gateway's own exchange.
+    for (gw, method, path, body) in [
+        (&gw, "GET", "/p/openai/models", ""),
+        (&own_exchange, "POST", "/v1/chat/completions", stream),
+    ] {
+        let addr = gw.addr();
+        let answer = blocking(move || {
+            let mut s = connect(&addr);
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(request.as_bytes()).unwrap();
+            // Reads nothing while the gateway's writes wait, longer than send_timeout.
+            std::thread::sleep(Duration::from_secs(4));
+            read_rest(&mut s, Vec::new(), Duration::from_secs(30))
+        })
+        .await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.head);
+        assert!(answer.closed, "{path}: the connection stayed open");
+        assert!(
+            answer.body.len() < SIZE,
+            "{path}: the whole answer waited for a client that did not read ({} bytes)",
+            answer.body.len()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue};
 
@@ -318,6 +318,25 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         s.body_timeout.as_deref(),
     )?
     .unwrap_or(defaults.body_timeout);
+    let keepalive_timeout = overlay::duration(
+        env,
+        "AURORA_KEEPALIVE_TIMEOUT",
+        "server.keepalive_timeout",
+        s.keepalive_timeout.as_deref(),
+    )?
+    .unwrap_or(defaults.keepalive_timeout);
+    let send_timeout = overlay::duration(
+        env,
+        "AURORA_SEND_TIMEOUT",
+        "server.send_timeout",
+        s.send_timeout.as_deref(),
+    )?
+    .unwrap_or(defaults.send_timeout);
+    if keepalive_timeout < Duration::from_secs(1) || send_timeout < Duration::from_secs(1) {
+        return Err(invalid(
+            "server.keepalive_timeout and server.send_timeout must be at least 1s",
+        ));
+    }
     if max_header_bytes < 1024 {
         return Err(invalid("server.max_header_bytes must be at least 1KiB"));
     }
@@ -367,6 +386,8 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         max_header_bytes,
         body_timeout,
         max_buffered_bytes,
+        keepalive_timeout,
+        send_timeout,
         enable_passthrough_routes: overlay::flag(
             env,
             "ENABLE_PASSTHROUGH_ROUTES",
@@ -651,7 +672,6 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -679,6 +699,26 @@ pub(super) mod tests {
         assert_eq!(c.server, ServerSettings::default());
         assert!(c.auth.is_open());
         assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn connection_timeouts_come_from_file_then_env_and_are_at_least_a_second() {
+        let c = build(
+            "server:\n  keepalive_timeout: 5s\n  send_timeout: 2m\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.server.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.send_timeout, Duration::from_secs(120));
+        let env = [
+            ("AURORA_KEEPALIVE_TIMEOUT", "7s"),
+            ("AURORA_SEND_TIMEOUT", "9s"),
+        ];
+        let c = build("server:\n  keepalive_timeout: 5s\n", &env).unwrap();
+        assert_eq!(c.server.keepalive_timeout, Duration::from_secs(7));
+        assert_eq!(c.server.send_timeout, Duration::from_secs(9));
+        let err = build("server:\n  send_timeout: 500ms\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("server.send_timeout"), "{err}");
     }
 
     #[test]

@@ -53,6 +53,8 @@ fn server() -> Mapping {
         max_header_bytes,
         body_timeout,
         max_buffered_bytes,
+        keepalive_timeout,
+        send_timeout,
         enable_passthrough_routes,
         allow_passthrough_v1_alias,
         allow_unauthenticated,
@@ -70,6 +72,8 @@ fn server() -> Mapping {
     m.insert("max_header_bytes".into(), size(max_header_bytes));
     m.insert("body_timeout".into(), duration(body_timeout));
     m.insert("max_buffered_bytes".into(), size(max_buffered_bytes));
+    m.insert("keepalive_timeout".into(), duration(keepalive_timeout));
+    m.insert("send_timeout".into(), duration(send_timeout));
     m.insert(
         "enable_passthrough_routes".into(),
         enable_passthrough_routes.into(),

@@ -244,6 +244,12 @@ pub struct FileServer {
     pub body_timeout: Option<String>,
     /// Request bodies held in memory at once, a size such as `256MiB`.
     pub max_buffered_bytes: Option<SizeValue>,
+    /// Idle wait of a kept-alive connection for its next request, a duration such as
+    /// `60s`.
+    pub keepalive_timeout: Option<String>,
+    /// Wait of one write of an answer for a client that does not read, a duration
+    /// such as `60s`.
+    pub send_timeout: Option<String>,
     pub enable_passthrough_routes: Option<bool>,
     pub allow_passthrough_v1_alias: Option<bool>,
     pub enabled_passthrough_providers: Option<Vec<String>>,

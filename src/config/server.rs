@@ -33,6 +33,12 @@ pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 * 1024;
 /// Default whole-body deadline for a request body: 60 s.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Default time a kept-alive client connection may wait for its next request: 60 s.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default time one write of an answer may wait for a client that does not read: 60 s.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Default cap on the request bodies held in memory at once across the gateway: 256 MiB.
 pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -127,6 +133,12 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// Request bodies held in memory at once, gateway-wide; past it, 503.
     pub max_buffered_bytes: u64,
+    /// Time a kept-alive client connection may wait for its next request; past it, the
+    /// connection closes.
+    pub keepalive_timeout: Duration,
+    /// Time one write of an answer may wait for the client to read; past it, the
+    /// connection closes.
+    pub send_timeout: Duration,
     /// Whether `/p/{provider}/…` is served at all.
     pub enable_passthrough_routes: bool,
     /// Whether `/p/{provider}/v1/x` is read as `/p/{provider}/x`.
@@ -153,6 +165,8 @@ impl Default for ServerSettings {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             enable_passthrough_routes: true,
             allow_passthrough_v1_alias: true,
             allow_unauthenticated: false,

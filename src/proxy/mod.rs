@@ -1105,6 +1105,10 @@ impl ProxyHttp for AuroraProxy {
         // No read of the body waits past its whole-body deadline; a trickled body is
         // caught in `request_body_filter`.
         session.set_read_timeout(Some(config.server.body_timeout));
+        // A client that stops reading its answer is cut once a write has waited this
+        // long, rather than hold its connection, its provider call and its body's
+        // share of the buffer budget for ever.
+        session.set_write_timeout(Some(config.server.send_timeout));
         ctx.request_id = RequestId::of(session.req_header());
         ctx.config = Some(Arc::clone(&config));
         let admitted = self.admit(session, &config, ctx);

@@ -51,7 +51,7 @@ pub async fn stream_to_client(
         attempts::describe_answer(map, ctx)
     })?;
     if let Err(e) = session.write_response_header(Box::new(header), false).await {
-        return client_gone(ctx, e);
+        return client_gone(session, ctx, e);
     }
     let client = ClientSocket::of(session);
     loop {
@@ -77,7 +77,7 @@ pub async fn stream_to_client(
                     other => other,
                 };
                 if let Err(e) = written {
-                    return client_gone(ctx, e);
+                    return client_gone(session, ctx, e);
                 }
                 if end {
                     answer.finish(connector).await;
@@ -102,8 +102,15 @@ pub async fn stream_to_client(
     }
 }
 
-fn client_gone(ctx: &mut RequestContext, e: Box<pingora_core::Error>) -> Result<bool> {
+fn client_gone(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    e: Box<pingora_core::Error>,
+) -> Result<bool> {
     log::debug!("client went away during the answer: {e}");
+    // A write that timed out may have stopped within a chunk: the connection cannot
+    // carry another answer.
+    session.set_keepalive(None);
     ctx.error = Some(GatewayError::client_gone());
     Ok(true)
 }

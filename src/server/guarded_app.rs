@@ -22,9 +22,6 @@ use super::guarded_stream::{reclaim, GuardedStream};
 use super::request_guard::HeaderLimits;
 use crate::config::LiveConfig;
 
-/// Seconds a kept-alive connection may wait for its next request (Pingora's default).
-const KEEPALIVE_SECONDS: u64 = 60;
-
 /// `app` with the request header of every HTTP/1 connection held to the live config's
 /// `header_timeout` and `max_header_bytes`.
 pub struct GuardedHttpApp<A> {
@@ -43,6 +40,17 @@ impl<A> GuardedHttpApp<A> {
 
     fn limits(&self) -> HeaderLimits {
         HeaderLimits::from_settings(&self.config.snapshot().server)
+    }
+
+    /// Whole seconds a kept-alive connection may wait for its next request
+    /// (`server.keepalive_timeout`, at least one).
+    fn keepalive_seconds(&self) -> u64 {
+        self.config
+            .snapshot()
+            .server
+            .keepalive_timeout
+            .as_secs()
+            .max(1)
     }
 }
 
@@ -79,8 +87,9 @@ where
         // new connection the client has already sent (or is sending) its request, so
         // the first header is read here, out of the shutdown's reach, and handed over
         // whole: Pingora parses it without waiting and answers it with `close`.
+        let keepalive = self.keepalive_seconds();
         let first_header = guarded
-            .read_first_header(Duration::from_secs(KEEPALIVE_SECONDS))
+            .read_first_header(Duration::from_secs(keepalive))
             .await?;
         let mut session = ServerSession::new_http1(Box::new(guarded));
         session.set_pipelined_prefix(first_header);
@@ -88,7 +97,7 @@ where
         if *shutdown.borrow() {
             session.set_keepalive(None);
         } else {
-            session.set_keepalive(Some(KEEPALIVE_SECONDS));
+            session.set_keepalive(Some(keepalive));
         }
         session.set_keepalive_reuses_remaining(
             self.app
@@ -105,6 +114,12 @@ where
             let mut session = ServerSession::new_http1(guarded);
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
+            }
+            // Pingora keeps an HTTP/1.1 connection alive with no bound on the wait for
+            // its next request (it reads the request's keep-alive as "infinite"): an
+            // idle connection would never close. Bounded by the live config's.
+            if session.get_keepalive().is_some() {
+                session.set_keepalive(Some(self.keepalive_seconds()));
             }
             reused = self.app.process_new_http(session, shutdown).await;
         }
