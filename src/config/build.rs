@@ -593,8 +593,10 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     let base_text =
         overlay::non_blank_text(env, &format!("{prefix}_BASE_URL"), p.base_url.as_deref())
             .unwrap_or_else(|| kind.facts().default_base_url.to_string());
-    let base = BaseUrl::parse(&base_text)
-        .map_err(|e| invalid(format!("provider `{name}`: base_url `{base_text}` {e}")))?;
+    let base = BaseUrl::parse(&base_text).map_err(|e| {
+        let shown = super::shown_url::shown_url(&base_text);
+        invalid(format!("provider `{name}`: base_url `{shown}` {e}"))
+    })?;
     let mut headers = Vec::new();
     for (k, v) in &p.headers {
         let hn = HeaderName::try_from(k.as_str())
@@ -699,6 +701,20 @@ pub(super) mod tests {
         assert_eq!(c.server, ServerSettings::default());
         assert!(c.auth.is_open());
         assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn a_refused_url_is_named_without_the_credentials_it_holds() {
+        for yaml in [
+            "providers:\n  vllm:\n    base_url: https://svc:s3cret@vllm.internal/v1\n",
+            "providers:\n  gemini:\n    base_url: https://gen.example/v1?key=s3cret\n",
+            "telemetry:\n  otlp_endpoint: http://collector:4318/?token=s3cret\n",
+            "limits:\n  store: redis+unix:///run/redis.sock?pass=s3cret\n",
+        ] {
+            let err = build(yaml, &[]).unwrap_err().to_string();
+            assert!(!err.contains("s3cret"), "{err}");
+            assert!(err.contains('…'), "{err}");
+        }
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
         Some(other) => {
             return Err(ConfigError::Invalid(format!(
                 "limits.store must be `memory` or a redis:// URL, got `{}`",
-                other.split('@').next_back().unwrap_or("")
+                super::shown_url::shown_url(other)
             )))
         }
     };

@@ -17,6 +17,7 @@ mod reload;
 mod resilience;
 pub mod schema;
 mod server;
+mod shown_url;
 mod telemetry;
 mod timeouts;
 mod tls_listener;

@@ -60,7 +60,8 @@ pub fn telemetry_settings(
 fn traces_url(endpoint: &str) -> Result<String, ConfigError> {
     let invalid = || {
         ConfigError::Invalid(format!(
-            "telemetry.otlp_endpoint must be an http:// or https:// URL such as http://collector:4318, got `{endpoint}`"
+            "telemetry.otlp_endpoint must be an http:// or https:// URL such as http://collector:4318 with no query, got `{}`",
+            super::shown_url::shown_url(endpoint)
         ))
     };
     let uri: http::Uri = endpoint.parse().map_err(|_| invalid())?;
