@@ -3,7 +3,7 @@
 //! running gateway's metrics listener.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, LimitStoreKind, RedisAddress};
@@ -20,6 +20,8 @@ pub fn usage_report_text(
     period: &str,
     master_key: Option<&str>,
 ) -> Result<String, String> {
+    // A wrong argument is said as such, not taken for a store to ask elsewhere.
+    parse_period(period).ok_or("period is day, week or month")?;
     match &config.limits.store {
         LimitStoreKind::Redis(address) => {
             let unread = match read_from_redis(config, address, key, period) {
@@ -81,6 +83,33 @@ fn read_from_redis(
     })
 }
 
+/// How long asking the gateway may take, each of connecting, sending and reading.
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The address of the gateway's metrics listener `listen` as this host reaches it: a
+/// listener on every address (`0.0.0.0`, `::`) is asked on loopback. The master key
+/// crosses no network in clear: an address that is not this host's is refused.
+fn gateway_on_this_host(listen: &str) -> Result<SocketAddr, String> {
+    let addr = listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("server.metrics_listen `{listen}` is not an address"))?;
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    // An address this host holds is one a socket can be bound to.
+    if ip.is_loopback() || UdpSocket::bind((ip, 0)).is_ok() {
+        return Ok(SocketAddr::new(ip, addr.port()));
+    }
+    Err(format!(
+        "server.metrics_listen {addr} is not an address of this host: the master key is \
+         sent in clear, so only to a gateway on this host; run `aurora usage` there"
+    ))
+}
+
 /// The JSON report of `key` over `period`, from the gateway configured by `config`,
 /// asked with `master_key`.
 pub fn fetch_usage_report(
@@ -89,15 +118,17 @@ pub fn fetch_usage_report(
     period: &str,
     master_key: &str,
 ) -> Result<String, String> {
-    let addr = config
+    let listen = config
         .server
         .startup
         .metrics_listen
         .as_deref()
         .ok_or("server.metrics_listen is off: the usage report is served there")?;
-    let mut stream = TcpStream::connect(addr)
+    let addr = gateway_on_this_host(listen)?;
+    let mut stream = TcpStream::connect_timeout(&addr, ASK_TIMEOUT)
         .map_err(|e| format!("cannot reach the gateway's metrics listener at {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_read_timeout(Some(ASK_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(ASK_TIMEOUT));
     let encode = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -122,4 +153,44 @@ pub fn fetch_usage_report(
         return Err(format!("the gateway answered {status}: {body}"));
     }
     Ok(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_master_key_is_sent_only_to_a_gateway_on_this_host() {
+        assert_eq!(
+            gateway_on_this_host("0.0.0.0:9464"),
+            Ok("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(
+            gateway_on_this_host("[::]:9464"),
+            Ok("[::1]:9464".parse().unwrap())
+        );
+        assert_eq!(
+            gateway_on_this_host("127.0.0.1:9464"),
+            Ok("127.0.0.1:9464".parse().unwrap())
+        );
+        // An address of another host (TEST-NET-1): never asked.
+        let err = gateway_on_this_host("192.0.2.1:9464").unwrap_err();
+        assert!(err.contains("not an address of this host"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_period_asks_neither_redis_nor_the_gateway() {
+        let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        gateway.set_nonblocking(true).unwrap();
+        let listen = gateway.local_addr().unwrap().to_string();
+        let env = crate::config::EnvSnapshot::from_pairs([
+            ("AURORA_LISTEN", "127.0.0.1:8080"),
+            ("AURORA_METRICS_LISTEN", listen.as_str()),
+            ("AURORA_REDIS_URL", "redis://127.0.0.1:1/0"),
+        ]);
+        let config = crate::config::build_config(Some(""), None, &env).unwrap();
+        let err = usage_report_text(&config, "team-a", "year", Some("gw-master")).unwrap_err();
+        assert!(err.contains("period"), "{err}");
+        assert!(gateway.accept().is_err(), "the gateway was asked");
+    }
 }
