@@ -52,6 +52,33 @@ async fn admitted(store: &RedisStore, limits: &KeyLimits) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_several_round_trips_away_is_connected_to_all_the_same() {
+    // Each call is answered within its 500 ms (a round trip of 200 ms), but making the
+    // connection (a slow handshake, then the client's setup commands) takes longer.
+    let redis = RedisServer::start();
+    let far = Relay::start_far(
+        redis.port,
+        Duration::from_millis(100),
+        Duration::from_millis(600),
+    )
+    .await;
+    let store = RedisStore::new(&far.url()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut failures = Vec::new();
+    loop {
+        match store.admit(SUBJECT, &per_minute(100), NOW).await {
+            Ok(admission) => {
+                assert!(admission.refused.is_none());
+                break;
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+        assert!(Instant::now() < deadline, "never connected: {failures:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_key_is_served_from_leases_and_never_past_its_minute() {
     let redis = RedisServer::start();
     let replicas = stores(&redis);

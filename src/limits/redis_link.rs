@@ -30,12 +30,28 @@ pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a call got no answer, how long Redis is not asked again: calls fail at once.
 pub const QUIET_AFTER_LOSS: Duration = Duration::from_secs(1);
 
+/// The longest a connection may take to be made (name lookup, TCP, TLS, the client's
+/// setup commands: several round trips). Longer than a call's time: a Redis far enough
+/// away that each call takes most of [`CALL_TIMEOUT`] takes several times that to be
+/// connected to. No request waits it out: it goes on apart from the calls.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection being made, apart from the calls that wait for it.
+type Connecting = tokio::task::JoinHandle<Result<ConnectionManager, StoreError>>;
+
 /// A Redis to connect to, and the connection once made.
 pub struct Link {
     client: Client,
     connection: ArcSwapOption<ConnectionManager>,
-    /// Held while a connection is made: one try at a time.
+    /// Held while a call waits for a connection: one waits at a time.
     connecting: Mutex<()>,
+    /// A connection still being made when the call that started it stopped waiting:
+    /// the next call waits for it, rather than start another.
+    underway: std::sync::Mutex<Option<Connecting>>,
+    /// How many connections were made: a call that fails drops the connection only
+    /// when none was made since it began (a slow call failing late on an old one
+    /// leaves the one made since alone).
+    made_count: AtomicU64,
     /// The link's clock, for [`Self::quiet_until_ms`].
     born: Instant,
     /// Until when (milliseconds on the link's clock) Redis is not asked.
@@ -55,6 +71,8 @@ impl Link {
             client,
             connection: ArcSwapOption::empty(),
             connecting: Mutex::new(()),
+            underway: std::sync::Mutex::new(None),
+            made_count: AtomicU64::new(0),
             born: Instant::now(),
             quiet_until_ms: AtomicU64::new(0),
             cause: ArcSwapOption::empty(),
@@ -105,28 +123,54 @@ impl Link {
         if let Some(quiet) = self.quiet() {
             return Err(quiet);
         }
-        // One try: the link tries again a moment later by itself (after
-        // `QUIET_AFTER_LOSS`), and a try that fails says why (a refused connection, a
-        // certificate not trusted) rather than running out of time retrying.
-        // The manager's own reconnects (after the network broke) are held to the same
-        // time: a host gone silent does not keep one waiting for the kernel to give up.
-        let once = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(CALL_TIMEOUT);
-        let connect = ConnectionManager::new_with_config(self.client.clone(), once);
-        let made = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
-            Ok(Ok(manager)) => Ok(manager),
-            Ok(Err(e)) => Err(StoreError(format!("cannot reach Redis: {}", e.kind_text()))),
-            Err(_) => Err(StoreError("Redis did not answer in time".into())),
+        // The try under way, or a new one; waited for a call's time at most. One not
+        // made by then goes on (up to `CONNECT_TIMEOUT`), for the next call to find.
+        let taken = self.underway.lock().ok().and_then(|mut u| u.take());
+        let mut connecting = taken.unwrap_or_else(|| tokio::spawn(self.connect()));
+        let made = match tokio::time::timeout(CALL_TIMEOUT, &mut connecting).await {
+            Ok(Ok(made)) => made,
+            Ok(Err(e)) => Err(StoreError(format!("connecting to Redis failed: {e}"))),
+            Err(_) => {
+                if let Ok(mut underway) = self.underway.lock() {
+                    *underway = Some(connecting);
+                }
+                Err(StoreError(
+                    "Redis is not connected to yet (it takes longer than a call's time); \
+                     still trying"
+                        .into(),
+                ))
+            }
         };
         match made {
             Ok(manager) => {
                 self.connection.store(Some(Arc::new(manager.clone())));
+                self.made_count.fetch_add(1, Ordering::Relaxed);
                 Ok(manager)
             }
             Err(e) => {
                 self.lost_one(&e);
                 Err(e)
+            }
+        }
+    }
+
+    /// One try at a connection, within [`CONNECT_TIMEOUT`]: the link tries again a
+    /// moment later by itself (after `QUIET_AFTER_LOSS`), and a try that fails says why
+    /// (a refused connection, a certificate not trusted) rather than running out of
+    /// time retrying. The manager's own reconnects (after the network broke) are held to
+    /// the same time: a host gone silent does not keep one waiting for the kernel.
+    fn connect(&self) -> impl std::future::Future<Output = Result<ConnectionManager, StoreError>> {
+        let once = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(CONNECT_TIMEOUT);
+        let connect = ConnectionManager::new_with_config(self.client.clone(), once);
+        async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                Ok(Ok(manager)) => Ok(manager),
+                Ok(Err(e)) => Err(StoreError(format!("cannot reach Redis: {}", e.kind_text()))),
+                Err(_) => Err(StoreError(format!(
+                    "Redis was not connected to within {CONNECT_TIMEOUT:?}"
+                ))),
             }
         }
     }
@@ -149,7 +193,8 @@ impl Link {
 
     /// [`Self::within`], telling what became of a call that failed. After one whose
     /// answer never came, or that Redis could take none of, Redis is not asked for
-    /// [`QUIET_AFTER_LOSS`] (such calls fail at once, unsent).
+    /// [`QUIET_AFTER_LOSS`] (such calls fail at once, unsent). One that failed on a
+    /// connection older than the one kept now changes nothing.
     pub async fn called<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
@@ -159,7 +204,12 @@ impl Link {
         if let Some(quiet) = self.quiet() {
             return Called::Unsent(quiet);
         }
+        let made_before = self.made_count.load(Ordering::Relaxed);
         let called = called(call, what, patience).await;
+        if self.made_count.load(Ordering::Relaxed) != made_before {
+            // Failed on a connection made before the one now kept: says nothing of it.
+            return called;
+        }
         if let Called::Unsent(e) | Called::NotMade(e) | Called::InDoubt(e) = &called {
             self.lost_one(e);
         }
@@ -317,6 +367,31 @@ impl KindText for redis::RedisError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_late_failure_on_an_old_connection_leaves_the_one_made_since_alone() {
+        let link = Link::new(&RedisAddress::plain("redis://127.0.0.1:1/0")).unwrap();
+        let (fail, failed) = tokio::sync::oneshot::channel::<()>();
+        // A slow call on the connection of the moment, which breaks late...
+        let late = link.called(
+            async move {
+                let _ = failed.await;
+                Err::<(), _>(redis::RedisError::from(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionReset,
+                )))
+            },
+            "a slow read",
+            4,
+        );
+        let breaks_late = async {
+            // ...after another connection was made meanwhile.
+            link.made_count.fetch_add(1, Ordering::Relaxed);
+            let _ = fail.send(());
+        };
+        let (called, ()) = tokio::join!(late, breaks_late);
+        assert!(matches!(called, Called::InDoubt(_)));
+        assert!(link.quiet().is_none(), "calls on the new connection fail at once");
+    }
 
     #[tokio::test]
     async fn calls_failed_at_once_after_a_failed_connection_say_why_it_failed() {

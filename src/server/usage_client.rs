@@ -47,8 +47,8 @@ pub fn usage_report_text(
 }
 
 /// How often the report is tried from Redis before it is given up on: a connection
-/// from afar takes longer than one call's time.
-const REDIS_TRIES: u32 = 3;
+/// from afar takes longer than one call's time, and goes on being made between tries.
+const REDIS_TRIES: u32 = 5;
 
 /// The report read from the Redis at `address`, as every replica writes it.
 fn read_from_redis(
@@ -66,18 +66,20 @@ fn read_from_redis(
         .build()
         .map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async {
+        let store = RedisStore::at(address, config.limits.slot_lease).map_err(|e| e.to_string())?;
         let mut tries = 0;
         loop {
             tries += 1;
-            // A store of its own each time: a failed try's store asks nothing for a while.
-            let store =
-                RedisStore::at(address, config.limits.slot_lease).map_err(|e| e.to_string())?;
             match usage_report(&store, key, period, now).await {
                 Ok(report) => return Ok(report.to_string()),
                 Err(e) if tries >= REDIS_TRIES => {
                     return Err(format!("cannot read the usage from Redis: {e}"))
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                // A store whose call failed asks nothing for a moment: tried past it.
+                Err(_) => {
+                    let past_quiet = crate::limits::QUIET_AFTER_LOSS + Duration::from_millis(100);
+                    tokio::time::sleep(past_quiet).await
+                }
             }
         }
     })

@@ -339,6 +339,13 @@ pub struct Relay {
 impl Relay {
     /// A relay to the Redis on `redis`'s port.
     pub async fn start(redis: u16) -> Self {
+        Self::start_far(redis, Duration::ZERO, Duration::ZERO).await
+    }
+
+    /// [`Self::start`], as to a Redis far away: each piece passed `each_way` late (a
+    /// round trip takes twice that), and a connection carried only `setup` after it came
+    /// (a slow handshake, name lookup or TLS).
+    pub async fn start_far(redis: u16, each_way: Duration, setup: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cuts = Arc::new(AtomicU64::new(0));
@@ -346,6 +353,7 @@ impl Relay {
         let (cut, muted) = (Arc::clone(&cuts), Arc::clone(&mutes));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                tokio::time::sleep(setup).await;
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", redis)).await else {
                     continue;
                 };
@@ -354,8 +362,8 @@ impl Relay {
                 // Asks stop at a cut; answers at a cut or a mute.
                 let asks_stop = [Arc::clone(&cut)];
                 let answers_stop = [Arc::clone(&cut), Arc::clone(&muted)];
-                tokio::spawn(pass(client_in, server_out, watch(&asks_stop)));
-                tokio::spawn(pass(server_in, client_out, watch(&answers_stop)));
+                tokio::spawn(pass(client_in, server_out, watch(&asks_stop), each_way));
+                tokio::spawn(pass(server_in, client_out, watch(&answers_stop), each_way));
             }
         });
         Self { port, cuts, mutes }
@@ -392,6 +400,7 @@ async fn pass(
     mut from: impl tokio::io::AsyncRead + Unpin,
     mut to: impl tokio::io::AsyncWrite + Unpin,
     stops: Vec<(Arc<AtomicU64>, u64)>,
+    late: Duration,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -401,6 +410,9 @@ async fn pass(
         };
         if stops.iter().any(|(c, at)| c.load(Ordering::SeqCst) != *at) {
             std::future::pending::<()>().await;
+        }
+        if !late.is_zero() {
+            tokio::time::sleep(late).await;
         }
         if tokio::io::AsyncWriteExt::write_all(&mut to, &buf[..n])
             .await
