@@ -167,8 +167,15 @@ pub fn redis_address(
     let client = address
         .client()
         .map_err(|_| invalid("limits.store (or AURORA_REDIS_URL) is not a usable redis:// URL"))?;
-    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr
-    {
+    let info = client.get_connection_info();
+    if info.redis.username.is_some() && info.redis.password.is_none() {
+        // The client sends a user only with a password: it would connect as `default`.
+        return Err(invalid(
+            "limits.store (or AURORA_REDIS_URL) names a user but no password \
+             (redis://USER:PASSWORD@host): the user alone is not sent",
+        ));
+    }
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr {
         return Err(invalid(
             "limits.store: a rediss:// store's certificate is always checked (`#insecure` is \
              not taken); name its CA in limits.store_tls.ca_file",
@@ -323,6 +330,21 @@ mod tests {
         assert!(!shown.contains("secret"), "no password in {shown}");
         let config = build("", &[("AURORA_REDIS_URL", "rediss://localhost/0")]).unwrap();
         assert!(address(&config).client().is_ok());
+    }
+
+    #[test]
+    fn a_store_url_with_a_user_but_no_password_is_refused() {
+        for url in [
+            "redis://aurora@127.0.0.1:6379/0",
+            "rediss://aurora@localhost/0",
+        ] {
+            let err = build(&format!("limits:\n  store: {url}\n"), &[]).unwrap_err();
+            assert!(err.to_string().contains("no password"), "{err}");
+        }
+        // A user with a password, or a password alone, is taken.
+        for url in ["redis://aurora:pw@127.0.0.1/0", "redis://:pw@127.0.0.1/0"] {
+            build(&format!("limits:\n  store: {url}\n"), &[]).unwrap();
+        }
     }
 
     #[test]

@@ -75,6 +75,13 @@ impl ConfigReloader {
             kept.push(store_change(&running.limits.store, &next.limits.store));
             next.limits.store = running.limits.store.clone();
         }
+        // A Redis store holds its call slots for the lease it was built with.
+        if next.limits.slot_lease != running.limits.slot_lease
+            && matches!(running.limits.store, LimitStoreKind::Redis(_))
+        {
+            next.limits.slot_lease = running.limits.slot_lease;
+            kept.push("limits.slot_lease");
+        }
         if next.telemetry != running.telemetry {
             next.telemetry = running.telemetry.clone();
             kept.push("telemetry");
@@ -368,6 +375,19 @@ mod tests {
         };
         assert_eq!(kept, vec!["limits.store_tls"]);
         assert_eq!(f.reloader.live().snapshot().limits.store, started);
+    }
+
+    #[test]
+    fn a_reload_that_changes_the_slot_lease_of_a_redis_store_names_it_kept() {
+        let store = "limits:\n  store: redis://127.0.0.1:1/0\n";
+        let f = fixture(&format!("{store}  slot_lease: 60s\n"));
+        std::fs::write(&f.path, format!("{store}  slot_lease: 5s\n")).unwrap();
+        let ReloadOutcome::Applied { kept, .. } = f.reloader.reload_with(&env()) else {
+            panic!("a valid file must apply");
+        };
+        assert_eq!(kept, vec!["limits.slot_lease"]);
+        let live = f.reloader.live().snapshot().limits.slot_lease;
+        assert_eq!(live, std::time::Duration::from_secs(60));
     }
 
     #[test]

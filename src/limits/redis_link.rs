@@ -358,6 +358,9 @@ impl KindText for redis::RedisError {
             // The system's words (a refused connection, a certificate not trusted), in
             // which no URL is.
             format!("{:?} ({self})", self.kind())
+        } else if let Some(code) = self.code() {
+            // Redis's own word for it (`NOAUTH`, `WRONGPASS`, `OOM`): never a URL.
+            format!("{:?} ({code})", self.kind())
         } else {
             format!("{:?}", self.kind())
         }
@@ -367,6 +370,16 @@ impl KindText for redis::RedisError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_error_is_told_by_its_kind_and_code_not_its_details() {
+        let e = redis::RedisError::from((
+            redis::ErrorKind::ReadOnly,
+            "read only",
+            "redis://:secret@host/0".to_string(),
+        ));
+        assert_eq!(e.kind_text(), "ReadOnly (READONLY)");
+    }
 
     #[tokio::test]
     async fn a_late_failure_on_an_old_connection_leaves_the_one_made_since_alone() {
@@ -390,7 +403,10 @@ mod tests {
         };
         let (called, ()) = tokio::join!(late, breaks_late);
         assert!(matches!(called, Called::InDoubt(_)));
-        assert!(link.quiet().is_none(), "calls on the new connection fail at once");
+        assert!(
+            link.quiet().is_none(),
+            "calls on the new connection fail at once"
+        );
     }
 
     #[tokio::test]
