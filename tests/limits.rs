@@ -680,6 +680,48 @@ async fn a_fallback_counts_against_the_quota_of_the_provider_it_goes_to() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_the_same_provider_counts_against_its_quota() {
+    // OpenAI refuses the first call it sees (429): the gateway tries it again there,
+    // and both count against the provider's quota of 2 a minute.
+    let yaml = "retry:\n  attempts: 1\n  backoff: 1ms\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";
+    let padded = format!(
+        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+        "u".repeat(100 * 1024)
+    );
+    let translated = r#"{"model":"openai/gpt-4o-mini","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    // In the proxy's own loop, through subrequests (a body past 64 KiB), and in the
+    // gateway's own exchange (a translated answer read whole).
+    for (path, body) in [
+        ("/v1/chat/completions", CHAT),
+        ("/v1/chat/completions", padded.as_str()),
+        ("/v1/messages", translated),
+    ] {
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let mock = MockUpstream::start(move |rec: &Recorded| {
+            if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Reply::json(429, r#"{"error":{"message":"quota"}}"#)
+            } else {
+                provider_like(rec)
+            }
+        })
+        .await;
+        let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+        clear_of_a_minute_boundary().await;
+        let resp = post(&gw, TEAM_KEY, path, body).await;
+        let attempts = header(&resp, "x-aurora-attempts");
+        let status = resp.status();
+        let shown = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{path}: {shown}");
+        assert_eq!(attempts, "2");
+        let refused = post(&gw, TEAM_KEY, path, body).await;
+        assert_eq!(refused.status(), 429);
+        let text = refused.text().await.unwrap();
+        assert!(text.contains("provider `openai`"), "{text}");
+        assert_eq!(mock.requests().len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_out_of_quota_is_passed_over_for_the_fallback() {
     // OpenAI's quota allows one call a minute: the next goes to the model's fallback,
     // not back to the client as a 429; with no fallback left, the 429 is the client's.

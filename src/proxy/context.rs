@@ -125,6 +125,9 @@ pub struct RequestContext {
     pub retry_decided: Option<bool>,
     /// The next attempt is already readied (target, body and key chosen).
     pub attempt_ready: bool,
+    /// The attempt readied last goes to the provider the one before went to (a retry, or
+    /// another of its keys): one more request against that provider's quota.
+    pub attempt_again_in_place: bool,
     /// The limits the request counts against (its call slots are held here).
     pub held_to: super::limit_check::HeldToSubjects,
     /// The caller's rate windows, for the `x-ratelimit-*` headers.
@@ -164,6 +167,7 @@ impl RequestContext {
             retry_wait: None,
             retry_decided: None,
             attempt_ready: false,
+            attempt_again_in_place: false,
             held_to: Default::default(),
             rate: None,
             answer_due: None,

@@ -197,9 +197,11 @@ async fn admit_provider_of_attempt(
     };
     let limited = config.limits.for_provider(provider);
     let held = ctx.held_to.provider.as_ref().map(|h| &h.subject);
+    // A retry at the provider it was admitted to is one more request there.
+    let again = std::mem::take(&mut ctx.attempt_again_in_place);
     match (limited, held) {
         (None, None) => Ok(()),
-        (Some(limited), Some(held)) if limited.subject == *held => Ok(()),
+        (Some(limited), Some(held)) if limited.subject == *held && !again => Ok(()),
         _ => {
             // The attempt before counted against its own provider; its slot is freed.
             ctx.held_to.provider = None;

@@ -1261,11 +1261,16 @@ impl ProxyHttp for AuroraProxy {
                 Ok(None) => Ok(false),
                 Err(err) => Err(err),
             };
-            // An attempt at another provider counts against its quota; one out of
-            // quota is passed over. Nothing of the attempt is held across the wait:
+            // An attempt at another provider counts against its quota, and so does a
+            // retry at the same one; one out of quota is passed over. Nothing of the attempt is held across the wait:
             // this future is every request's.
             let admitted = match readied {
                 Ok(true) => {
+                    limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
+                        .await
+                }
+                // A retry where the attempt before went counts there once more.
+                Ok(false) if ctx.attempt_again_in_place => {
                     limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
                         .await
                 }

@@ -272,7 +272,8 @@ impl AuroraProxy {
     ) -> std::result::Result<Option<(Bytes, Option<ResponseCodecs>)>, GatewayError> {
         loop {
             let next = self.ready_attempt(ctx, headers)?;
-            if next.is_none() {
+            // A retry where the attempt before went is admitted there once more.
+            if next.is_none() && !ctx.attempt_again_in_place {
                 return Ok(None);
             }
             match limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)

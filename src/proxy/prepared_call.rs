@@ -246,6 +246,7 @@ pub fn ready_attempt(
     let moved = prepare_moved(ctx, &plan, health, responses, &config);
     ctx.plan = Some(plan);
     let moved = moved?;
+    ctx.attempt_again_in_place = moved.is_none();
     if let Some(upstream) = ctx.upstream.as_mut() {
         upstream.credential = attempts::credential(&upstream.provider, headers, &config, health)?;
     }
