@@ -722,6 +722,28 @@ async fn a_retry_at_the_same_provider_counts_against_its_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_refused_before_the_provider_are_not_in_the_usage_report() {
+    let mock = MockUpstream::start(provider_like).await;
+    let (gw, report) = reporting_gateway(
+        &mock,
+        "providers:\n  openai:\n    limits: {requests_per_minute: 1}\n",
+        "{requests_per_minute: 100}",
+    );
+    clear_of_a_minute_boundary().await;
+    let served = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(served.status(), 200);
+    served.bytes().await.unwrap();
+    // Refused by the provider's quota, on `/v1` and on `/p/`.
+    let refused = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(refused.status(), 429);
+    let bad = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(bad.status(), 429);
+    let report = report_with_output(&report, 4).await;
+    assert_eq!(report["total"]["requests"], 1, "{report}");
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_out_of_quota_is_passed_over_for_the_fallback() {
     // OpenAI's quota allows one call a minute: the next goes to the model's fallback,
     // not back to the client as a 429; with no fallback left, the 429 is the client's.

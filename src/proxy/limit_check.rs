@@ -349,7 +349,7 @@ pub async fn charge_deferred_once(store: &Arc<dyn LimitStore>, ctx: &mut Request
 pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext, live: &LiveConfig) {
     let key = report_key(
         ctx.caller.as_ref(),
-        ctx.upstream.is_some(),
+        super::observe::went_to_provider(ctx),
         ctx.config.as_deref(),
     );
     let usage = ctx.obs.usage();

@@ -306,6 +306,18 @@ pub fn upstream_request_ready(ctx: &mut RequestContext) {
     }
 }
 
+/// Whether a provider got the request (its header went, in this request or in the
+/// subrequest it handed its exchange to): not one refused before, by the gateway or a
+/// provider's quota, nor one whose client left before it was sent.
+pub fn went_to_provider(ctx: &RequestContext) -> bool {
+    ctx.obs.upstream_sent.is_some()
+        || ctx
+            .obs
+            .shared
+            .as_ref()
+            .is_some_and(|s| load(&s.overhead_ns).is_some())
+}
+
 /// The gateway spent `work` on the answer (a response filter, translation): part of
 /// its overhead. A subrequest's work counts for the main request it serves.
 pub fn response_work(ctx: &mut RequestContext, work: Duration) {
