@@ -100,6 +100,60 @@ fn head(method: &str, path: &str, extra: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_client_gets_its_answer_without_chunked_framing_and_then_the_close() {
+    // A provider answering chunked, as streams and many JSON answers come.
+    let answer = fixture("openai/chat_completion.json");
+    let mock = MockUpstream::start(move |rec: &Recorded| {
+        let body = if rec.uri == "/v1/messages" {
+            fixture("anthropic/messages.json")
+        } else {
+            answer.clone()
+        };
+        Reply::Stream {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            chunks: vec![(Duration::ZERO, body.into())],
+        }
+    })
+    .await;
+    let gw = gateway_at(&mock.url("/v1"));
+    let chat = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let messages = r#"{"model":"openai/gpt-4o-mini","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    // Passed as the provider sent it, and translated by the gateway.
+    for (path, body, answered) in [
+        ("/p/openai/chat/completions", chat, "chat.completion"),
+        ("/v1/chat/completions", chat, "chat.completion"),
+        ("/v1/messages", messages, r#""type":"message""#),
+    ] {
+        let request = format!(
+            "POST {path} HTTP/1.0\r\nhost: gw\r\nauthorization: Bearer {MASTER}\r\n\
+             connection: keep-alive\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut sock = sent(&gw, &request).await;
+        let (text, closed) = read_until_close(&mut sock, Duration::from_secs(3)).await;
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        // An answer of known length may keep the connection; any other ends with it.
+        let sized = head.to_ascii_lowercase().contains("content-length:");
+        assert!(
+            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+            "{path}: {head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{path}: {head}"
+        );
+        assert!(sized || closed, "{path}: the answer's end is the connection's close");
+        assert!(
+            body.trim_start().starts_with('{'),
+            "{path}: no chunk sizes: {body}"
+        );
+        assert!(body.contains(answered), "{path}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_read_error_on_v1_closes_the_connection_so_nothing_is_smuggled() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway_at(&mock.url("/v1"));

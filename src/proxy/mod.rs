@@ -1101,6 +1101,14 @@ impl ProxyHttp for AuroraProxy {
         // Pingora copies the client's header for the provider, spelling record and all;
         // without the record that copy, and every edit to it, costs half.
         header_maps::forget_request_spelling(session.req_header_mut());
+        if session.req_header().version < http::Version::HTTP_11 {
+            if let Some(module) = session
+                .downstream_modules_ctx
+                .get_mut::<ResponseTranslator>()
+            {
+                module.answers_http10_client();
+            }
+        }
         let config = self.config.snapshot();
         // No read of the body waits past its whole-body deadline; a trickled body is
         // caught in `request_body_filter`.

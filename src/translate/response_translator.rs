@@ -432,6 +432,9 @@ pub struct ResponseTranslator {
     rewriting: bool,
     /// Time spent translating this response (the gateway's own overhead).
     busy: Duration,
+    /// The client speaks HTTP/1.0, which has no chunked framing: its answer goes
+    /// without `Transfer-Encoding`, its end the connection's close.
+    client_http10: bool,
 }
 
 const EVENT_STREAM: &str = "text/event-stream";
@@ -461,6 +464,13 @@ impl ResponseTranslator {
         self.usage_filter = None;
         self.results_urls = None;
         self.rewriting = false;
+    }
+
+    /// The client speaks HTTP/1.0: every answer of this request (translated, decoded,
+    /// or the provider's own chunked one) goes to it without chunked framing, ended by
+    /// the connection's close (RFC 9112 forbids `Transfer-Encoding` to such a client).
+    pub fn answers_http10_client(&mut self) {
+        self.client_http10 = true;
     }
 
     /// Leaves the response in the client's format (another attempt's answer passing as
@@ -686,14 +696,20 @@ impl HttpModule for ResponseTranslator {
         resp: &mut ResponseHeader,
         _end_of_stream: bool,
     ) -> pingora_core::Result<()> {
-        if self.codecs.is_none() {
-            self.watch_for_results_urls(resp)?;
-            return self.watch_for_asked_usage(resp);
+        let filtered = if self.codecs.is_none() {
+            self.watch_for_results_urls(resp)
+                .and_then(|()| self.watch_for_asked_usage(resp))
+        } else {
+            let began = Instant::now();
+            let translated = self.on_header(resp);
+            self.busy += began.elapsed();
+            translated
+        };
+        // The last header filter before the client: whoever made the answer chunked.
+        if self.client_http10 {
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
         }
-        let began = Instant::now();
-        let translated = self.on_header(resp);
-        self.busy += began.elapsed();
-        translated
+        filtered
     }
 
     fn response_body_filter(
