@@ -144,7 +144,10 @@ async fn an_http10_client_gets_its_answer_without_chunked_framing_and_then_the_c
             !head.to_ascii_lowercase().contains("transfer-encoding"),
             "{path}: {head}"
         );
-        assert!(sized || closed, "{path}: the answer's end is the connection's close");
+        assert!(
+            sized || closed,
+            "{path}: the answer's end is the connection's close"
+        );
         assert!(
             body.trim_start().starts_with('{'),
             "{path}: no chunk sizes: {body}"

@@ -42,15 +42,15 @@ impl<A> GuardedHttpApp<A> {
         HeaderLimits::from_settings(&self.config.snapshot().server)
     }
 
-    /// Whole seconds a kept-alive connection may wait for its next request
-    /// (`server.keepalive_timeout`, at least one).
+    /// How long a kept-alive connection may wait for its next request
+    /// (`server.keepalive_timeout`).
+    fn keepalive(&self) -> Duration {
+        self.config.snapshot().server.keepalive_timeout
+    }
+
+    /// [`Self::keepalive`] in whole seconds, at least one.
     fn keepalive_seconds(&self) -> u64 {
-        self.config
-            .snapshot()
-            .server
-            .keepalive_timeout
-            .as_secs()
-            .max(1)
+        self.keepalive().as_secs().max(1)
     }
 }
 
@@ -110,17 +110,15 @@ where
                 log::warn!("a kept-alive client connection lost its header guard; closing it");
                 return None;
             };
-            guarded.next_request(self.limits());
+            // Pingora keeps an HTTP/1.1 connection alive with no bound on the wait for
+            // its next request (it reads the request's keep-alive as "infinite"): the
+            // stream bounds it, by the live config's.
+            guarded.next_request(self.limits(), self.keepalive());
             let mut session = ServerSession::new_http1(guarded);
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
             }
-            // Pingora keeps an HTTP/1.1 connection alive with no bound on the wait for
-            // its next request (it reads the request's keep-alive as "infinite"): an
-            // idle connection would never close. Bounded by the live config's.
-            if session.get_keepalive().is_some() {
-                session.set_keepalive(Some(self.keepalive_seconds()));
-            }
+
             reused = self.app.process_new_http(session, shutdown).await;
         }
         None

@@ -48,6 +48,9 @@ pub struct GuardedStream {
     timer: Option<Pin<Box<Sleep>>>,
     /// The header deadline is running.
     armed: bool,
+    /// The idle deadline of a kept-alive connection waiting for its next request is
+    /// running: past it, the read ends as if the client had closed.
+    idle: bool,
     cut: Option<Cut>,
 }
 
@@ -72,15 +75,21 @@ impl GuardedStream {
             watch: HeaderWatch::new(limits),
             timer: None,
             armed: false,
+            idle: false,
             cut: None,
         }
     }
 
     /// The connection waits for its next request, held to `limits`; the idle time until
-    /// the request's first byte is not counted.
-    pub fn next_request(&mut self, limits: HeaderLimits) {
+    /// the request's first byte is not counted against them, but may last `keepalive`
+    /// at most: then the connection ends, as if the client had closed it. (Pingora
+    /// waits for ever on an HTTP/1.1 keep-alive.) The connection's one timer is moved
+    /// on, not made again: no request pays for a timer of its own.
+    pub fn next_request(&mut self, limits: HeaderLimits, keepalive: Duration) {
         self.watch.next_request(limits);
         self.armed = false;
+        self.idle = true;
+        self.start_timer(keepalive);
     }
 
     /// Reads the connection's first request header to its end, with whatever came after
@@ -223,8 +232,14 @@ impl AsyncRead for GuardedStream {
             this.cut(HeaderBreach::TooSlow);
             return this.poll_answer(cx);
         }
+        if this.idle && this.timer_fired(cx) {
+            // Idle past the keep-alive timeout: read as the client's close.
+            this.idle = false;
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        this.idle = false;
         match this.watch.observe(&buf.filled()[before..]) {
             HeaderProgress::NotInHeader | HeaderProgress::Continued => {}
             HeaderProgress::Started => {
@@ -423,6 +438,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_kept_alive_connection_idle_past_its_keepalive_reads_as_closed() {
+        let (mut stream, mut client) = guarded(1024);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        assert_eq!(stream.read(&mut buf).await.unwrap(), 18);
+        stream.next_request(stream.watch.limits(), Duration::from_millis(300));
+        let started = tokio::time::Instant::now();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+        assert_eq!(read.unwrap().unwrap(), 0, "an end of stream");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(stream.breach(), None);
+    }
+
+    #[tokio::test]
     async fn a_slow_body_and_the_idle_wait_for_the_next_request_are_not_cut() {
         let (mut stream, mut client) = guarded(1024);
         let header = b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n";
@@ -433,7 +462,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         client.write_all(b"ok").await.unwrap();
         assert_eq!(stream.read(&mut buf).await.unwrap(), 2);
-        stream.next_request(stream.watch.limits());
+        stream.next_request(stream.watch.limits(), Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(400)).await;
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         assert_eq!(stream.read(&mut buf).await.unwrap(), 18);
