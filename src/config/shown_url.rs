@@ -3,32 +3,23 @@
 //! `?pass=…`, a fragment), so that a refusal printed at start-up, by `--check-config`
 //! or in the log of a reload never repeats a secret the operator wrote into it.
 
-/// `url` with its user part, query and fragment left out (each shown as `…`).
+/// `url` with its user part, query and fragment left out (each shown as `…`). All
+/// before the last `@` counts as the user part, whatever it holds: a password with an
+/// unencoded `/`, `?` or `#` (which is why such a URL is refused) is never shown.
 pub fn shown_url(url: &str) -> String {
-    let (rest, cut) = match url.find(['?', '#']) {
-        Some(at) => (&url[..at], true),
-        None => (url, false),
+    let (scheme, after) = match url.find("://") {
+        Some(at) => (&url[..at + 3], &url[at + 3..]),
+        None => ("", url),
     };
-    let (scheme, after) = match rest.find("://") {
-        Some(at) => (&rest[..at + 3], &rest[at + 3..]),
-        None => ("", rest),
+    let (user, rest) = match after.rfind('@') {
+        Some(at) => ("…@", &after[at + 1..]),
+        None => ("", after),
     };
-    let authority_end = after.find('/').unwrap_or(after.len());
-    let (authority, path) = after.split_at(authority_end);
-    let mut shown = String::with_capacity(url.len());
-    shown.push_str(scheme);
-    match authority.rfind('@') {
-        Some(at) => {
-            shown.push_str("…@");
-            shown.push_str(&authority[at + 1..]);
-        }
-        None => shown.push_str(authority),
-    }
-    shown.push_str(path);
-    if cut {
-        shown.push_str("?…");
-    }
-    shown
+    let (kept, cut) = match rest.find(['?', '#']) {
+        Some(at) => (&rest[..at], "?…"),
+        None => (rest, ""),
+    };
+    format!("{scheme}{user}{kept}{cut}")
 }
 
 #[cfg(test)]
