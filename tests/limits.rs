@@ -244,8 +244,14 @@ async fn a_limited_keys_answer_never_carries_the_providers_own_rate_headers() {
     let mock = MockUpstream::start(provider_telling_its_quota).await;
     let gw = gateway(&mock, "", "{requests_per_minute: 60}");
     clear_of_a_minute_boundary().await;
+    // A body past 64 KiB goes through a subrequest, which answers the client.
+    let padded = format!(
+        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+        "u".repeat(100 * 1024)
+    );
     for (path, body) in [
         ("/v1/chat/completions", CHAT),
+        ("/v1/chat/completions", padded.as_str()),
         ("/p/openai/chat/completions", CHAT),
         ("/p/anthropic/v1/messages", MESSAGES),
     ] {
@@ -266,6 +272,25 @@ async fn a_limited_keys_answer_never_carries_the_providers_own_rate_headers() {
     let resp = post(&gw, OTHER_KEY, "/p/openai/chat/completions", CHAT).await;
     assert_eq!(header(&resp, "x-ratelimit-limit-tokens"), "30000000");
     assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "10000");
+
+    // A key with limits calling with its own provider key (`!PASSTHRU`) hears of its
+    // own account's quota.
+    let own = format!(
+        "providers:\n  byok:\n    type: openai\n    api_key: \"!PASSTHRU\"\n    base_url: {}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway(&mock, &own, "{requests_per_minute: 60}");
+    let resp = client()
+        .post(gw.url("/p/byok/chat/completions"))
+        .bearer_auth(TEAM_KEY)
+        .header("x-provider-api-key", "sk-caller-own-0123456789")
+        .header("content-type", "application/json")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-ratelimit-limit-tokens"), "30000000");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

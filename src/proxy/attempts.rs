@@ -284,7 +284,8 @@ pub fn describe_answer(headers: &mut HeaderMap, ctx: &RequestContext) -> pingora
         + usize::from(model.is_some())
         + usize::from(counted)
         + rate_headers;
-    if super::limit_check::caller_held(ctx) {
+    // A caller's own provider key (`!PASSTHRU`) has its own account's quota to hear of.
+    if super::limit_check::caller_held(ctx) && !super::with_callers_own_key(ctx) {
         crate::limits::remove_provider_quota_headers(headers);
     }
     header_maps::make_room(headers, room)?;

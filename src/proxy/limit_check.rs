@@ -98,10 +98,13 @@ pub fn caller_limit_texts(ctx: &RequestContext) -> Option<&LimitTexts> {
     Some(&limited.limit_texts)
 }
 
-/// Whether the caller's key is held to limits of its own (counted or not: a store that
-/// failed, under `allow`, counts nothing).
+/// Whether the caller's key is held to limits of its own, by the config (counted or
+/// not; told in a subrequest too, which holds no subjects of its own).
 pub fn caller_held(ctx: &RequestContext) -> bool {
-    ctx.held_to.key.is_some()
+    match (ctx.caller.as_ref(), ctx.config.as_deref()) {
+        (Some(Caller::Managed(name)), Some(config)) => config.limits.for_key(name).is_some(),
+        _ => false,
+    }
 }
 
 /// Whether the caller's key is held to what its calls use (tokens per minute, or a
