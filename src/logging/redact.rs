@@ -153,18 +153,40 @@ fn value_after_name(
     if !separators.contains(&separator) {
         return None;
     }
+    if fields {
+        return field_value_after(lower, i + 1, separator);
+    }
     i = skip_spaces(lower, i + 1);
     if lower.get(i) == Some(&b'"') {
         let start = i + 1;
         let end = closing_quote(lower, start);
         return (end > start && !is_placeholder(lower, start, end)).then_some((start, end));
     }
+    let end = unquoted_end(lower, i, separator == b'=');
+    (end > i && !is_placeholder(lower, i, end)).then_some((i, end))
+}
+
+/// The span of a credential's value at `start` in an access line, right after its
+/// `separator`. Every raw `"` of such a line delimits a field (a value's own are
+/// escaped), so none opens the credential's value: a value that would begin at one,
+/// or, outside quotes, at a space, is empty. Outside quotes the value ends at the
+/// next space (the next field), within them at the closing quote.
+fn field_value_after(lower: &[u8], start: usize, separator: u8) -> Option<(usize, usize)> {
+    let within = within_quotes(lower, start);
+    let i = if within {
+        skip_spaces(lower, start)
+    } else {
+        start
+    };
+    if matches!(lower.get(i), None | Some(b'"' | b' ')) {
+        return None;
+    }
     let end = if separator == b'=' {
         unquoted_end(lower, i, true)
-    } else if fields && !within_quotes(lower, i) {
-        unquoted_end(lower, i, false).min(field_end(lower, i))
-    } else {
+    } else if within {
         unquoted_end(lower, i, false)
+    } else {
+        unquoted_end(lower, i, false).min(field_end(lower, i))
     };
     (end > i && !is_placeholder(lower, i, end)).then_some((i, end))
 }
@@ -271,6 +293,15 @@ mod tests {
             redact_access_line(quoted),
             r#"error="authorization: <redacted>" status=401"#
         );
+        // A value ending in a credential's name and separator erases no other field,
+        // in the text format or JSON.
+        for line in [
+            "request_id=x-api-key: upstream_request_id=- path=/v1/x-api-key: route=p",
+            r#"model="x-api-key: " key_name=team status=200"#,
+            r#"{"request_id":"x-api-key:","upstream_request_id":"-","status":200}"#,
+        ] {
+            assert_eq!(redact_access_line(line), line);
+        }
     }
 
     #[test]
