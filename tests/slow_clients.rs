@@ -383,7 +383,57 @@ async fn a_client_that_stops_reading_its_answer_is_cut_at_the_send_timeout() {
             "{path}: the whole answer waited for a client that did not read ({} bytes)",
             answer.body.len()
         );
+        // The client left; the provider was not slow.
+        let log = gw.log();
+        assert!(!log.contains("did not answer in time"), "{path}: {log}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_a_streamed_answer_gives_its_call_slot_back() {
+    const SIZE: usize = 48 * 1024 * 1024;
+    const KEY: &str = "aur_slow_clients_one_call_0123456789abcdef";
+    let mock = large_answer_mock(SIZE).await;
+    // One call at once; a stream that may fall back on a prompt too long is the
+    // gateway's own exchange, its answer chunked.
+    let yaml = format!(
+        "server:\n  send_timeout: 1s\nmodels:\n  fallbacks:\n    gpt-4o-mini: [openai/gpt-4o]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\nauth:\n  keys:\n    - name: one-call\n      sha256: \"{}\"\n      limits: {{concurrent: 1}}\n",
+        common::sha256_hex(KEY)
+    );
+    let gw = gateway(&mock, &yaml);
+    let addr = gw.addr();
+    let stream =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    // Sent, and never read: the socket stays open, its buffers full.
+    let mut silent = connect(&addr);
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{stream}",
+        stream.len()
+    );
+    silent.write_all(request.as_bytes()).unwrap();
+    // Its slot comes back once its writes have waited send_timeout.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let chat = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    loop {
+        let resp = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(chat)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        resp.bytes().await.unwrap();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429, "only the call at once is refused");
+        assert!(Instant::now() < deadline, "the silent client kept its slot");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(silent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -676,6 +676,13 @@ fn no_work_past_limits(
 
 /// Whether the request goes with the caller's own provider key (`!PASSTHRU`), which
 /// does what it likes: the provider bills the caller, not the gateway's keys.
+/// Whether the request ended because its client left (or stopped reading its answer).
+fn client_left(ctx: &RequestContext) -> bool {
+    ctx.error
+        .as_ref()
+        .is_some_and(|err| err.code == Some("client_closed"))
+}
+
 fn with_callers_own_key(ctx: &RequestContext) -> bool {
     ctx.upstream
         .as_ref()
@@ -1079,8 +1086,8 @@ impl ProxyHttp for AuroraProxy {
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &Self::CTX, _error: &Error) -> bool {
-        // Not a failure of the request: its main request tries again.
-        ctx.body.handed_back()
+        // Not a failure of the request: its main request tries again, or its client left.
+        ctx.body.handed_back() || client_left(ctx)
     }
 
     fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
@@ -1549,8 +1556,9 @@ impl ProxyHttp for AuroraProxy {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        if ctx.body.handed_back() {
-            // The main request tries again: nothing goes to the client from here.
+        if ctx.body.handed_back() || client_left(ctx) {
+            // The main request tries again, or the client is gone (or stopped reading):
+            // nothing goes to the client from here.
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,

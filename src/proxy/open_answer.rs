@@ -109,8 +109,9 @@ fn client_gone(
 ) -> Result<bool> {
     log::debug!("client went away during the answer: {e}");
     // A write that timed out may have stopped within a chunk: the connection cannot
-    // carry another answer.
+    // carry another answer, nor take the answer's end (a client that reads nothing
+    // would hold it): the request fails, and nothing more is written.
     session.set_keepalive(None);
     ctx.error = Some(GatewayError::client_gone());
-    Ok(true)
+    Err(e)
 }

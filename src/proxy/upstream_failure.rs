@@ -31,6 +31,9 @@ pub fn gateway_error_for(e: &Error, provider: Option<&str>) -> Option<GatewayErr
                 "the request body stopped arriving; send it without pauses or raise server.body_timeout",
             )
         }
+        // A client that stopped reading its answer, cut at `server.send_timeout`: gone,
+        // nothing to tell it (and not the provider's time).
+        ErrorType::WriteTimedout if e.esource() == &ErrorSource::Downstream => return None,
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             GatewayError::gateway_timeout(format!(
                 "provider `{who}` did not answer in time; retry, or raise its timeouts"
