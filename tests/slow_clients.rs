@@ -437,6 +437,57 @@ async fn a_client_that_never_reads_a_streamed_answer_gives_its_call_slot_back() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_slow_reader_gets_a_large_whole_answer_past_the_send_timeout() {
+    // A 32 MiB Chat answer, translated for a Messages client and written whole by the
+    // gateway: read steadily, it takes seconds, far past send_timeout.
+    let content = "x".repeat(32 * 1024 * 1024);
+    let answer = serde_json::json!({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    })
+    .to_string();
+    let mock = MockUpstream::start(move |_| Reply::json(200, answer.clone())).await;
+    let gw = gateway(&mock, "server:\n  send_timeout: 1s\n");
+    let addr = gw.addr();
+    let body = r#"{"model":"openai/gpt-4o-mini","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (answer, took) = blocking(move || {
+        let mut s = connect(&addr);
+        let request = format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        let started = Instant::now();
+        // 64 KiB every 10 ms: about 6 MiB a second, never pausing long.
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (Answer::parse(&out, true), started.elapsed())
+    })
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert!(
+        took > Duration::from_secs(2),
+        "read in {took:?}: not slow enough to tell"
+    );
+    let message: Value = serde_json::from_slice(&answer.body).expect("the whole answer");
+    assert_eq!(
+        message["content"][0]["text"].as_str().map(str::len),
+        Some(32 * 1024 * 1024)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_passthrough_upload_gets_408() {
     let mock = ok_mock().await;
     let gw = gateway(&mock, LIMITS);

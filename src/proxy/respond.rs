@@ -102,6 +102,11 @@ fn send_with<'a>(
     })
 }
 
+/// The most of a body written at once: each write waits `server.send_timeout` at
+/// most, which is to bound a client that stops reading, not one reading a large answer
+/// steadily for longer than that.
+const WRITE_PIECE: usize = 256 * 1024;
+
 /// Sends a complete response already built, keeping the connection reusable.
 pub async fn send_header_and_body(
     session: &mut Session,
@@ -111,7 +116,15 @@ pub async fn send_header_and_body(
     session
         .write_response_header(Box::new(header), false)
         .await?;
-    session.write_response_body(Some(body), true).await?;
+    let mut rest = body;
+    loop {
+        let piece = rest.split_to(rest.len().min(WRITE_PIECE));
+        let end = rest.is_empty();
+        session.write_response_body(Some(piece), end).await?;
+        if end {
+            break;
+        }
+    }
     session.downstream_session.finish_body().await
 }
 
