@@ -747,6 +747,32 @@ async fn a_retry_at_the_same_provider_counts_against_its_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_to_another_model_at_the_same_provider_counts_there() {
+    // gpt-4o-mini fails, and falls back to gpt-4o at the same provider: two requests
+    // against its quota of 2 a minute.
+    let mock = MockUpstream::start(|rec: &Recorded| {
+        if String::from_utf8_lossy(&rec.body).contains("gpt-4o-mini") {
+            Reply::json(503, r#"{"error":{"message":"overloaded"}}"#)
+        } else {
+            provider_like(rec)
+        }
+    })
+    .await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [openai/gpt-4o]\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";
+    let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+    clear_of_a_minute_boundary().await;
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(header(&resp, "x-aurora-attempts"), "2");
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let refused = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(refused.status(), 429);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("provider `openai`"), "{text}");
+    assert_eq!(mock.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_refused_before_the_provider_are_not_in_the_usage_report() {
     let mock = MockUpstream::start(provider_like).await;
     let (gw, report) = reporting_gateway(

@@ -125,8 +125,9 @@ pub struct RequestContext {
     pub retry_decided: Option<bool>,
     /// The next attempt is already readied (target, body and key chosen).
     pub attempt_ready: bool,
-    /// The attempt readied last goes to the provider the one before went to (a retry, or
-    /// another of its keys): one more request against that provider's quota.
+    /// The attempt readied last is one after the first (a retry, another key, a
+    /// fallback): one more request against the quota of the provider it goes to, even
+    /// the one the attempt before went to.
     pub attempt_again_in_place: bool,
     /// The limits the request counts against (its call slots are held here).
     pub held_to: super::limit_check::HeldToSubjects,

@@ -234,7 +234,9 @@ pub fn ready_attempt(
     responses: &Arc<dyn ResponseStore>,
 ) -> Result<Option<(Bytes, Option<ResponseCodecs>)>, GatewayError> {
     if std::mem::take(&mut ctx.attempt_ready) {
-        // Readied with the request (or by the main request, for a subrequest).
+        // Readied with the request (or by the main request, for a subrequest), and
+        // admitted there.
+        ctx.attempt_again_in_place = false;
         return Ok(None);
     }
     let Some(config) = ctx.config.clone() else {
@@ -246,7 +248,9 @@ pub fn ready_attempt(
     let moved = prepare_moved(ctx, &plan, health, responses, &config);
     ctx.plan = Some(plan);
     let moved = moved?;
-    ctx.attempt_again_in_place = moved.is_none();
+    // Another request to a provider: counted where it goes, once more where the one
+    // before went (a retry, or a fallback to another of its models).
+    ctx.attempt_again_in_place = true;
     if let Some(upstream) = ctx.upstream.as_mut() {
         upstream.credential = attempts::credential(&upstream.provider, headers, &config, health)?;
     }
