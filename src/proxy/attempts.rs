@@ -285,7 +285,8 @@ pub fn describe_answer(headers: &mut HeaderMap, ctx: &RequestContext) -> pingora
         + usize::from(counted)
         + rate_headers;
     // A caller's own provider key (`!PASSTHRU`) has its own account's quota to hear of.
-    if super::limit_check::caller_held(ctx) && !super::with_callers_own_key(ctx) {
+    let own_limits = super::limit_check::caller_limits(ctx);
+    if own_limits.is_some() && !super::with_callers_own_key(ctx) {
         crate::limits::remove_provider_quota_headers(headers);
     }
     header_maps::make_room(headers, room)?;
@@ -301,7 +302,7 @@ pub fn describe_answer(headers: &mut HeaderMap, ctx: &RequestContext) -> pingora
     }
     match &ctx.rate {
         Some(rate) => {
-            let limit_texts = super::limit_check::caller_limit_texts(ctx);
+            let limit_texts = own_limits.map(|limited| &limited.limit_texts);
             crate::limits::insert_rate_headers(headers, rate, limit_texts)
                 .map_err(header_maps::too_many_headers)
         }

@@ -14,9 +14,7 @@ use super::resilience::HealthBook;
 use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
 use crate::config::{Config, KeyLimits, Limited, LiveConfig, OnStoreError};
-use crate::limits::{
-    usd_micros, CallSlot, LimitStore, LimitTexts, RateState, Refusal, UsageRecord,
-};
+use crate::limits::{usd_micros, CallSlot, LimitStore, RateState, Refusal, UsageRecord};
 
 /// What a request is held to: the subject it counts against, its limits, and the call
 /// slot it holds while it runs.
@@ -88,23 +86,14 @@ pub async fn admit_caller(
     Ok(())
 }
 
-/// The caller's limits as made with its config, for the `x-ratelimit-limit-*` values
-/// of its answer.
-pub fn caller_limit_texts(ctx: &RequestContext) -> Option<&LimitTexts> {
+/// The limits the config holds the caller's key to (counted or not; told in a
+/// subrequest too, which holds no subjects of its own), with their texts made with the
+/// config for the `x-ratelimit-limit-*` values of its answer.
+pub fn caller_limits(ctx: &RequestContext) -> Option<&Limited> {
     let Some(Caller::Managed(name)) = ctx.caller.as_ref() else {
         return None;
     };
-    let limited = ctx.config.as_deref()?.limits.for_key(name)?;
-    Some(&limited.limit_texts)
-}
-
-/// Whether the caller's key is held to limits of its own, by the config (counted or
-/// not; told in a subrequest too, which holds no subjects of its own).
-pub fn caller_held(ctx: &RequestContext) -> bool {
-    match (ctx.caller.as_ref(), ctx.config.as_deref()) {
-        (Some(Caller::Managed(name)), Some(config)) => config.limits.for_key(name).is_some(),
-        _ => false,
-    }
+    ctx.config.as_deref()?.limits.for_key(name)
 }
 
 /// Whether the caller's key is held to what its calls use (tokens per minute, or a
