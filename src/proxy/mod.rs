@@ -1109,6 +1109,9 @@ impl ProxyHttp for AuroraProxy {
         // without the record that copy, and every edit to it, costs half.
         header_maps::forget_request_spelling(session.req_header_mut());
         if session.req_header().version < http::Version::HTTP_11 {
+            // HTTP/1.0's keep-alive (an extension) is not kept: an answer whose end is
+            // the connection's close could not say `Connection: keep-alive` truthfully.
+            session.set_keepalive(None);
             if let Some(module) = session
                 .downstream_modules_ctx
                 .get_mut::<ResponseTranslator>()
