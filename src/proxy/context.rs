@@ -128,7 +128,7 @@ pub struct RequestContext {
     /// The attempt readied last is one after the first (a retry, another key, a
     /// fallback): one more request against the quota of the provider it goes to, even
     /// the one the attempt before went to.
-    pub attempt_again_in_place: bool,
+    pub later_attempt: bool,
     /// The limits the request counts against (its call slots are held here).
     pub held_to: super::limit_check::HeldToSubjects,
     /// The caller's rate windows, for the `x-ratelimit-*` headers.
@@ -168,7 +168,7 @@ impl RequestContext {
             retry_wait: None,
             retry_decided: None,
             attempt_ready: false,
-            attempt_again_in_place: false,
+            later_attempt: false,
             held_to: Default::default(),
             rate: None,
             answer_due: None,

@@ -176,10 +176,10 @@ pub async fn admit_provider_or_move_on(
     }
 }
 
-/// Admits the request against the limits of the provider a new attempt goes to (a
-/// pool's other instance, a fallback), when they are not those it was admitted to:
-/// the quota of each provider tried is checked, and the tokens are charged to the
-/// provider that answered.
+/// Admits an attempt after the first against the limits of the provider it goes to:
+/// every request sent counts where it goes (a retry at the same provider, a pool's
+/// other instance, a fallback), and the tokens are charged to the provider that
+/// answered.
 async fn admit_provider_of_attempt(
     store: &Arc<dyn LimitStore>,
     ctx: &mut RequestContext,
@@ -187,19 +187,12 @@ async fn admit_provider_of_attempt(
     let (Some(config), Some(provider)) = (ctx.config.clone(), ctx.provider_name()) else {
         return Ok(());
     };
-    let limited = config.limits.for_provider(provider);
-    let held = ctx.held_to.provider.as_ref().map(|h| &h.subject);
-    // A retry at the provider it was admitted to is one more request there.
-    let again = std::mem::take(&mut ctx.attempt_again_in_place);
-    match (limited, held) {
-        (None, None) => Ok(()),
-        (Some(limited), Some(held)) if limited.subject == *held && !again => Ok(()),
-        _ => {
-            // The attempt before counted against its own provider; its slot is freed.
-            ctx.held_to.provider = None;
-            admit_provider(store, ctx).await
-        }
+    if config.limits.for_provider(provider).is_none() && ctx.held_to.provider.is_none() {
+        return Ok(());
     }
+    // The attempt before counted against its own provider; its slot is freed.
+    ctx.held_to.provider = None;
+    admit_provider(store, ctx).await
 }
 
 /// One admission: the subject held to (with its windows when it has any, and its call

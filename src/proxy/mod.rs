@@ -674,8 +674,6 @@ fn no_work_past_limits(
     }
 }
 
-/// Whether the request goes with the caller's own provider key (`!PASSTHRU`), which
-/// does what it likes: the provider bills the caller, not the gateway's keys.
 /// Whether the request ended because its client left (or stopped reading its answer).
 fn client_left(ctx: &RequestContext) -> bool {
     ctx.error
@@ -683,6 +681,8 @@ fn client_left(ctx: &RequestContext) -> bool {
         .is_some_and(|err| err.code == Some("client_closed"))
 }
 
+/// Whether the request goes with the caller's own provider key (`!PASSTHRU`), which
+/// does what it likes: the provider bills the caller, not the gateway's keys.
 fn with_callers_own_key(ctx: &RequestContext) -> bool {
     ctx.upstream
         .as_ref()
@@ -1279,20 +1279,16 @@ impl ProxyHttp for AuroraProxy {
                 Ok(None) => Ok(false),
                 Err(err) => Err(err),
             };
-            // An attempt at another provider counts against its quota, and so does a
-            // retry at the same one; one out of quota is passed over. Nothing of the attempt is held across the wait:
-            // this future is every request's.
+            // Every attempt after the first (the first was admitted with the request)
+            // counts against the quota of the provider it goes to, a retry at the same
+            // one too; one out of quota is passed over. Nothing of the attempt is held
+            // across the wait: this future is every request's.
             let admitted = match readied {
-                Ok(true) => {
+                Ok(_) if ctx.later_attempt => {
                     limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
                         .await
                 }
-                // A retry where the attempt before went counts there once more.
-                Ok(false) if ctx.attempt_again_in_place => {
-                    limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
-                        .await
-                }
-                Ok(false) => Ok(limit_check::ProviderAdmission::Admitted),
+                Ok(_) => Ok(limit_check::ProviderAdmission::Admitted),
                 Err(err) => Err(err),
             };
             match admitted {

@@ -272,9 +272,10 @@ impl AuroraProxy {
     ) -> std::result::Result<Option<(Bytes, Option<ResponseCodecs>)>, GatewayError> {
         loop {
             let next = self.ready_attempt(ctx, headers)?;
-            // A retry where the attempt before went is admitted there once more.
-            if next.is_none() && !ctx.attempt_again_in_place {
-                return Ok(None);
+            // The first attempt was admitted with the request; every later one counts
+            // where it goes, a retry at the same provider too.
+            if !ctx.later_attempt {
+                return Ok(next);
             }
             match limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
                 .await?

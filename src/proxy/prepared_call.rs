@@ -236,7 +236,7 @@ pub fn ready_attempt(
     if std::mem::take(&mut ctx.attempt_ready) {
         // Readied with the request (or by the main request, for a subrequest), and
         // admitted there.
-        ctx.attempt_again_in_place = false;
+        ctx.later_attempt = false;
         return Ok(None);
     }
     let Some(config) = ctx.config.clone() else {
@@ -250,7 +250,7 @@ pub fn ready_attempt(
     let moved = moved?;
     // Another request to a provider: counted where it goes, once more where the one
     // before went (a retry, or a fallback to another of its models).
-    ctx.attempt_again_in_place = true;
+    ctx.later_attempt = true;
     if let Some(upstream) = ctx.upstream.as_mut() {
         upstream.credential = attempts::credential(&upstream.provider, headers, &config, health)?;
     }

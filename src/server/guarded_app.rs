@@ -87,17 +87,14 @@ where
         // new connection the client has already sent (or is sending) its request, so
         // the first header is read here, out of the shutdown's reach, and handed over
         // whole: Pingora parses it without waiting and answers it with `close`.
-        let keepalive = self.keepalive_seconds();
-        let first_header = guarded
-            .read_first_header(Duration::from_secs(keepalive))
-            .await?;
+        let first_header = guarded.read_first_header(self.keepalive()).await?;
         let mut session = ServerSession::new_http1(Box::new(guarded));
         session.set_pipelined_prefix(first_header);
         // As Pingora's own HTTP/1 loop: no keep-alive once shutting down.
         if *shutdown.borrow() {
             session.set_keepalive(None);
         } else {
-            session.set_keepalive(Some(keepalive));
+            session.set_keepalive(Some(self.keepalive_seconds()));
         }
         session.set_keepalive_reuses_remaining(
             self.app
@@ -118,7 +115,6 @@ where
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
             }
-
             reused = self.app.process_new_http(session, shutdown).await;
         }
         None
