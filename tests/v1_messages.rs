@@ -309,3 +309,28 @@ async fn a_stream_to_mistral_is_not_asked_for_the_usage_it_reports_unasked() {
     assert!(text.contains("event: message_stop"), "{text}");
     assert!(text.contains(r#""output_tokens":2"#), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_anthropics_request_too_large() {
+    let mock = MockUpstream::start(provider_like).await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", ANT_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("BODY_SIZE_LIMIT", "1KiB"),
+        ],
+    );
+    let body = format!(
+        r#"{{"model":"anthropic:claude-sonnet-4-5","max_tokens":8,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(2048)
+    );
+    let resp = post(&gw, "/v1/messages", &body).await;
+    assert_eq!(resp.status(), 413);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "request_too_large", "{v}");
+    assert!(mock.requests().is_empty());
+}

@@ -190,9 +190,9 @@ fn array_contents(array: &[u8]) -> Option<&[u8]> {
 }
 
 /// The default store: this process's memory, bounded in entries, bytes and age. The
-/// expired go first; then room is made at the expense of whoever holds the most bytes,
-/// its oldest first: one key filling the store evicts its own responses, not every
-/// other key's (with one key, that is the oldest first).
+/// expired go first; then room is made at the expense of whoever holds the most of
+/// what ran out (entries or bytes), its oldest first: one key filling the store evicts
+/// its own responses, not every other key's (with one key, that is the oldest first).
 #[derive(Debug, Default)]
 pub struct MemoryResponseStore {
     inner: Mutex<Entries>,
@@ -205,8 +205,22 @@ struct Entries {
     /// Insertion order, for eviction; ids already removed are skipped.
     order: VecDeque<String>,
     bytes: usize,
-    /// Bytes each owner holds.
-    held: HashMap<Arc<str>, usize>,
+    /// What each owner holds.
+    held: HashMap<Arc<str>, Holding>,
+}
+
+/// What one owner holds in the store.
+#[derive(Debug, Default, Clone, Copy)]
+struct Holding {
+    entries: usize,
+    bytes: usize,
+}
+
+/// The store's bound that ran out, which decides whose responses make room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shortage {
+    Entries,
+    Bytes,
 }
 
 impl Entries {
@@ -216,8 +230,9 @@ impl Entries {
                 let size = stored.size();
                 self.bytes -= size;
                 if let Some(held) = self.held.get_mut(&stored.owner) {
-                    *held = held.saturating_sub(size);
-                    if *held == 0 {
+                    held.bytes = held.bytes.saturating_sub(size);
+                    held.entries = held.entries.saturating_sub(1);
+                    if held.entries == 0 {
                         self.held.remove(&stored.owner);
                     }
                 }
@@ -227,13 +242,22 @@ impl Entries {
         }
     }
 
-    /// Removes the oldest response of the owner holding the most bytes; whether one
-    /// was there.
-    fn evict_from_largest_holder(&mut self) -> bool {
+    /// Removes the oldest response of the owner holding the most of what is short:
+    /// by bytes alone, a key storing many small responses would evict, one by one, the
+    /// oldest links of another key's few large ones (and with them its conversations);
+    /// whether one was there.
+    /// Between holders of as much, `inserting`'s own go.
+    fn evict_from_largest_holder(&mut self, short: Shortage, inserting: &Arc<str>) -> bool {
         let Some(largest) = self
             .held
             .iter()
-            .max_by_key(|(_, bytes)| **bytes)
+            .max_by_key(|(owner, held)| {
+                let most = match short {
+                    Shortage::Entries => held.entries,
+                    Shortage::Bytes => held.bytes,
+                };
+                (most, *owner == inserting)
+            })
             .map(|(owner, _)| Arc::clone(owner))
         else {
             return false;
@@ -296,13 +320,22 @@ impl MemoryResponseStore {
             };
             entries.remove(&oldest);
         }
-        while entries.map.len() >= limits.max_entries || entries.bytes + size > limits.max_bytes {
-            if !entries.evict_from_largest_holder() {
+        loop {
+            let short = if entries.map.len() >= limits.max_entries {
+                Shortage::Entries
+            } else if entries.bytes + size > limits.max_bytes {
+                Shortage::Bytes
+            } else {
+                break;
+            };
+            if !entries.evict_from_largest_holder(short, &stored.owner) {
                 break;
             }
         }
         entries.bytes += size;
-        *entries.held.entry(Arc::clone(&stored.owner)).or_default() += size;
+        let held = entries.held.entry(Arc::clone(&stored.owner)).or_default();
+        held.bytes += size;
+        held.entries += 1;
         entries.order.push_back(id.clone());
         entries.map.insert(id, (Arc::new(stored), now + limits.ttl));
         // Ids replaced or deleted linger in `order`; keep it from growing past the map.
@@ -457,6 +490,47 @@ mod tests {
         store.put("b2".into(), of("key:b"), four).await;
         assert!(store.get("b1").await.is_some() && store.get("b2").await.is_some());
         assert!(store.get("a4").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_key_filling_the_store_with_small_responses_does_not_evict_a_larger_holders_chain() {
+        let store = MemoryResponseStore::default();
+        let four = StoreLimits {
+            max_entries: 4,
+            ..limits()
+        };
+        let large = StoredResponse {
+            owner: "key:b".into(),
+            ..stored(None, "[]", &format!(r#"["{}"]"#, "x".repeat(4096)))
+        };
+        store.put("b1".into(), large.clone(), four).await;
+        store
+            .put(
+                "b2".into(),
+                StoredResponse {
+                    previous: Some("b1".into()),
+                    ..large
+                },
+                four,
+            )
+            .await;
+        let small = StoredResponse {
+            owner: "key:a".into(),
+            ..stored(None, "[]", "[]")
+        };
+        for i in 0..10 {
+            store.put(format!("a{i}"), small.clone(), four).await;
+        }
+        assert!(
+            store.get("b1").await.is_some(),
+            "the chain's first link stays"
+        );
+        assert!(store.get("b2").await.is_some());
+        assert!(store.get("a9").await.is_some() && store.get("a8").await.is_some());
+        assert!(
+            store.get("a7").await.is_none(),
+            "the filler's own oldest went"
+        );
     }
 
     #[tokio::test]

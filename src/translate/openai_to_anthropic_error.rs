@@ -6,7 +6,8 @@ use std::borrow::Cow;
 /// The Anthropic error `type` for an HTTP status.
 pub fn anthropic_error_type_for_status(status: u16) -> &'static str {
     match status {
-        400 | 413 | 422 => "invalid_request_error",
+        400 | 422 => "invalid_request_error",
+        413 => "request_too_large",
         401 => "authentication_error",
         403 => "permission_error",
         404 => "not_found_error",
@@ -175,10 +176,7 @@ mod tests {
         assert_eq!(anthropic_error_type_for_status(401), "authentication_error");
         assert_eq!(anthropic_error_type_for_status(403), "permission_error");
         assert_eq!(anthropic_error_type_for_status(404), "not_found_error");
-        assert_eq!(
-            anthropic_error_type_for_status(413),
-            "invalid_request_error"
-        );
+        assert_eq!(anthropic_error_type_for_status(413), "request_too_large");
         assert_eq!(anthropic_error_type_for_status(429), "rate_limit_error");
         assert_eq!(anthropic_error_type_for_status(503), "overloaded_error");
         assert_eq!(anthropic_error_type_for_status(529), "overloaded_error");

@@ -948,6 +948,8 @@ fn tool_choice(
     parallel: Option<Json<'_>>,
 ) -> Result<Option<Choice>, TranslateError> {
     let no_parallel = field(parallel).and_then(Json::as_bool) == Some(false);
+    // Anthropic's `none` has no members beyond its type (any other is refused).
+    let mut allows_parallel_flag = true;
     let (mut json, forced) = match field(choice) {
         None => (br#"{"type":"auto""#.to_vec(), false),
         Some(c) => {
@@ -955,7 +957,10 @@ fn tool_choice(
                 match mode.as_ref() {
                     "auto" => (br#"{"type":"auto""#.to_vec(), false),
                     "required" => (br#"{"type":"any""#.to_vec(), true),
-                    "none" => (br#"{"type":"none""#.to_vec(), false),
+                    "none" => {
+                        allows_parallel_flag = false;
+                        (br#"{"type":"none""#.to_vec(), false)
+                    }
                     _ => {
                         return Err(TranslateError::invalid_field(
                             "tool_choice",
@@ -1000,7 +1005,7 @@ fn tool_choice(
             }
         }
     };
-    if no_parallel {
+    if no_parallel && allows_parallel_flag {
         json.extend_from_slice(br#","disable_parallel_tool_use":true"#);
     }
     json.push(b'}');
@@ -1237,6 +1242,15 @@ mod tests {
             r.tool_names.split("multi_agent_v1__close_agent"),
             (Some("multi_agent_v1"), "close_agent")
         );
+    }
+
+    #[test]
+    fn tool_choice_none_never_carries_disable_parallel_tool_use() {
+        let tools = json!([{"type": "function", "name": "f"}]);
+        let got = translate(json!({
+            "input": "x", "tools": tools, "tool_choice": "none", "parallel_tool_calls": false
+        }));
+        assert_eq!(got["tool_choice"], json!({"type": "none"}));
     }
 
     #[test]
