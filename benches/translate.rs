@@ -234,7 +234,7 @@ fn one_shot(c: &mut Criterion) {
     g.bench_function("responses_to_anthropic_request", |b| {
         let opts = ResponsesRequestOptions {
             model: "claude-sonnet-4-5".into(),
-            default_max_tokens: 4096,
+            default_max_tokens: Some(64_000),
         };
         b.iter(|| {
             CheckedBody::check(codex_request.as_bytes())
@@ -369,7 +369,7 @@ fn agent_conversations(c: &mut Criterion) {
     g.bench_function("responses_to_messages", |b| {
         let opts = ResponsesRequestOptions {
             model: "claude-sonnet-4-5".into(),
-            default_max_tokens: 4096,
+            default_max_tokens: Some(64_000),
         };
         let check = |body: &str| {
             CheckedBody::check(body.as_bytes())

@@ -709,3 +709,42 @@ async fn a_conversation_larger_than_a_request_may_be_is_refused_not_rebuilt() {
     let third = post(&gw, &turn(second["id"].as_str())).await;
     assert_eq!(third.status(), 503, "past the budget for bodies held");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_request_without_max_output_tokens_is_not_cut_at_the_default() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    // Codex names no limit: OpenAI reads that as the model's own maximum.
+    let codex =
+        |model: &str| json!({"model": model, "input": "write the whole file", "stream": true});
+    let resp = post(&gw, &codex("anthropic/claude-sonnet-4-5")).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+    assert_eq!(sent(&mock.last())["max_tokens"], 64_000);
+    let resp = post(&gw, &codex("anthropic/claude-3-5-haiku-latest")).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+    assert_eq!(sent(&mock.last())["max_tokens"], 8_192);
+    // A chat server is sent no limit at all.
+    let resp = post(&gw, &codex("vllm/qwen3")).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+    let body = sent(&mock.last());
+    assert_eq!(mock.last().uri, "/vllm/chat/completions");
+    assert!(
+        body.get("max_tokens").is_none() && body.get("max_completion_tokens").is_none(),
+        "{body}"
+    );
+    // An operator's default still applies, within the model's ceiling.
+    let limited = gateway_with(
+        &mock,
+        &format!(
+            "providers:\n  vllm:\n    base_url: '{}'\nmodels:\n  default_max_tokens: 2000\n",
+            mock.url("/vllm")
+        ),
+    );
+    let resp = post(&limited, &codex("vllm/qwen3")).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+    assert_eq!(sent(&mock.last())["max_tokens"], 2000);
+}

@@ -132,8 +132,8 @@ fn model_settings(
         },
         Ok,
     )?
-    .unwrap_or(defaults.default_max_tokens);
-    if default_max_tokens == 0 {
+    .or(defaults.default_max_tokens);
+    if default_max_tokens == Some(0) {
         return Err(invalid("models.default_max_tokens must be at least 1"));
     }
     let mut aliases = BTreeMap::new();
@@ -879,10 +879,36 @@ providers:
     }
 
     #[test]
-    fn models_section_defaults_to_no_aliases_and_4096_tokens() {
+    fn models_section_defaults_to_no_aliases_and_no_default_limit() {
         let c = build("", &[]).unwrap();
         assert!(c.models.aliases.is_empty());
-        assert_eq!(c.models.default_max_tokens, 4096);
+        assert_eq!(c.models.default_max_tokens, None);
+    }
+
+    #[test]
+    fn a_request_without_a_limit_gets_the_models_ceiling_unless_a_default_is_configured() {
+        let yaml = "providers:\n  anthropic: {api_key: k}\n  groq: {api_key: k}\n  zai: {api_key: k, format: anthropic}\nmodels:\n  limits:\n    glm-4.6: {max_output_tokens: 96000}\n    llama-3.1-8b: {max_output_tokens: 8000}\n";
+        let c = build(yaml, &[]).unwrap();
+        let limit = |provider: &str, model: &str| {
+            let p = c.providers.find(provider).unwrap();
+            c.models.unasked_output_limit(p, model, model)
+        };
+        // Anthropic requires a limit: the family's ceiling, the configured one, else 4096.
+        assert_eq!(limit("anthropic", "claude-sonnet-4-5"), Some(64_000));
+        assert_eq!(limit("anthropic", "claude-3-5-haiku-latest"), Some(8_192));
+        assert_eq!(limit("zai", "glm-4.6"), Some(96_000));
+        assert_eq!(limit("zai", "glm-4.5"), Some(4_096));
+        // A chat server is sent none: it answers up to the model's maximum.
+        assert_eq!(limit("groq", "llama-3.1-8b"), None);
+        let c = build(&format!("{yaml}  default_max_tokens: 16000\n"), &[]).unwrap();
+        let limit = |provider: &str, model: &str| {
+            let p = c.providers.find(provider).unwrap();
+            c.models.unasked_output_limit(p, model, model)
+        };
+        assert_eq!(limit("anthropic", "claude-sonnet-4-5"), Some(16_000));
+        assert_eq!(limit("anthropic", "claude-3-5-haiku-latest"), Some(8_192));
+        assert_eq!(limit("groq", "llama-3.1-8b"), Some(8_000));
+        assert_eq!(limit("groq", "other"), Some(16_000));
     }
 
     #[test]
@@ -891,7 +917,7 @@ providers:
         let c = build(yaml, &[]).unwrap();
         assert_eq!(c.models.aliases["fast"], "groq/llama-3.1-8b");
         assert_eq!(c.models.aliases["smart"], "anthropic:claude-sonnet-4-5");
-        assert_eq!(c.models.default_max_tokens, 1024);
+        assert_eq!(c.models.default_max_tokens, Some(1024));
     }
 
     #[test]
@@ -982,7 +1008,7 @@ providers:
             &[("AURORA_DEFAULT_MAX_TOKENS", "8192")],
         )
         .unwrap();
-        assert_eq!(c.models.default_max_tokens, 8192);
+        assert_eq!(c.models.default_max_tokens, Some(8192));
         let e = build("", &[("AURORA_DEFAULT_MAX_TOKENS", "lots")]).unwrap_err();
         assert!(e.to_string().contains("AURORA_DEFAULT_MAX_TOKENS"), "{e}");
         let e = build("", &[("AURORA_DEFAULT_MAX_TOKENS", "0")]).unwrap_err();

@@ -17,7 +17,10 @@ use crate::proxy::response_store::StoreLimits;
 pub fn default_config_yaml() -> String {
     let mut root = Mapping::new();
     root.insert("server".into(), server().into());
-    root.insert("models".into(), models().into());
+    let models = models();
+    if !models.is_empty() {
+        root.insert("models".into(), models.into());
+    }
     root.insert("retry".into(), retry(&RetryPolicy::default()).into());
     root.insert("health".into(), health(HealthPolicy::default()).into());
     root.insert("limits".into(), limits(&LimitSettings::default()).into());
@@ -104,12 +107,11 @@ fn server() -> Mapping {
 }
 
 fn models() -> Mapping {
-    let defaults = ModelSettings::default();
     let mut m = Mapping::new();
-    m.insert(
-        "default_max_tokens".into(),
-        defaults.default_max_tokens.into(),
-    );
+    // Unset by default: a translated request without a limit gets the model's ceiling.
+    if let Some(tokens) = ModelSettings::default().default_max_tokens {
+        m.insert("default_max_tokens".into(), tokens.into());
+    }
     m
 }
 

@@ -50,24 +50,28 @@ pub use tls_listener::{ListenerCert, ServerCert, DEFAULT_TLS_LISTEN};
 
 use crate::auth::GatewayAuth;
 use crate::metrics::usage::Price;
-use crate::providers::{ModelTraits, Provider, ProviderCatalogue};
+use crate::providers::{
+    claude_output_ceiling, ModelTraits, Provider, ProviderCatalogue, WireFormat,
+};
 use crate::proxy::response_store::StoreLimits;
 
 /// Default config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "conf/aurora.yaml";
 
-/// `max_tokens` sent to Anthropic when a translated OpenAI request names none
+/// `max_tokens` sent to an Anthropic-format provider when a translated OpenAI request
+/// names none and neither configuration nor the model's family says its ceiling
 /// (Anthropic requires the field, OpenAI does not).
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 /// Model names and request defaults.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelSettings {
     /// Alias name → `provider/model` (or `provider:model`); every target names a
     /// configured provider.
     pub aliases: BTreeMap<String, String>,
-    /// `max_tokens` for translated requests that name none.
-    pub default_max_tokens: u32,
+    /// `max_tokens` for translated requests that name none, when configured; else
+    /// the model's ceiling (see [`ModelSettings::unasked_output_limit`]).
+    pub default_max_tokens: Option<u32>,
     /// `models.limits`: model name → what configuration says about it.
     pub limits: BTreeMap<String, ModelTraits>,
     /// `models.prices`: model name → its price per million tokens.
@@ -76,19 +80,6 @@ pub struct ModelSettings {
     pub fallbacks: Fallbacks,
     /// `models.timeouts`: model name → what it changes of its provider's timeouts.
     pub timeouts: BTreeMap<String, ModelTimeouts>,
-}
-
-impl Default for ModelSettings {
-    fn default() -> Self {
-        Self {
-            aliases: BTreeMap::new(),
-            default_max_tokens: DEFAULT_MAX_TOKENS,
-            limits: BTreeMap::new(),
-            prices: BTreeMap::new(),
-            fallbacks: Fallbacks::default(),
-            timeouts: BTreeMap::new(),
-        }
-    }
 }
 
 /// `model` without a snapshot date at its end (`-2024-07-18`, `-20250514`), if it
@@ -136,6 +127,37 @@ impl ModelSettings {
     /// What is known of `model` (routed to `provider` as `upstream`): the provider's own
     /// entry first, then `models.limits` under the client's name, then under the
     /// provider's.
+    /// The output limit a translated request that names none is sent with: the
+    /// configured `models.default_max_tokens`, within the model's ceiling; without
+    /// one, an Anthropic-format provider (which requires a limit) gets the model's
+    /// ceiling (configured, else its Claude family's, else [`DEFAULT_MAX_TOKENS`]) and
+    /// a chat server none, so that it answers up to the model's own maximum, as an
+    /// OpenAI client leaving the limit out expects.
+    pub fn unasked_output_limit(
+        &self,
+        provider: &Provider,
+        client_name: &str,
+        upstream: &str,
+    ) -> Option<u32> {
+        let configured = self
+            .traits(provider, client_name, upstream)
+            .max_output_tokens;
+        match provider.format {
+            WireFormat::Anthropic => {
+                let ceiling = configured.or_else(|| claude_output_ceiling(upstream));
+                Some(match (self.default_max_tokens, ceiling) {
+                    (Some(default), Some(ceiling)) => default.min(ceiling),
+                    (Some(default), None) => default,
+                    (None, Some(ceiling)) => ceiling,
+                    (None, None) => DEFAULT_MAX_TOKENS,
+                })
+            }
+            WireFormat::OpenAi => self
+                .default_max_tokens
+                .map(|default| configured.map_or(default, |ceiling| default.min(ceiling))),
+        }
+    }
+
     pub fn traits(&self, provider: &Provider, client_name: &str, upstream: &str) -> ModelTraits {
         let limit = |name: &str| self.limits.get(name).copied().unwrap_or_default();
         provider

@@ -3,6 +3,7 @@
 
 mod base_url;
 mod catalogue;
+mod claude_output_ceilings;
 mod credential;
 mod format_facts;
 mod kind;
@@ -15,6 +16,7 @@ mod tls_roots;
 pub use crate::config::env_prefix;
 pub use base_url::{BaseUrl, BaseUrlError};
 pub use catalogue::{how_to_configure, Provider, ProviderCatalogue, Timeouts};
+pub use claude_output_ceilings::claude_output_ceiling;
 pub use credential::{is_caller_key_marker, KeyRing, ProviderCredential, CALLER_KEY_MARKER};
 pub use format_facts::{FormatFacts, ANTHROPIC_VERSION};
 pub use kind::{AuthStyle, ProviderKind, WireFormat};

@@ -298,7 +298,7 @@ mod tests {
             (GatewayError::invalid_request("x"), "invalid_request_error"),
             (GatewayError::unauthorized("x"), "authentication_error"),
             (GatewayError::not_found("x"), "not_found_error"),
-            (GatewayError::payload_too_large(1), "invalid_request_error"),
+            (GatewayError::payload_too_large(1), "request_too_large"),
             (GatewayError::bad_gateway("x"), "api_error"),
             (GatewayError::gateway_timeout("x"), "api_error"),
         ];

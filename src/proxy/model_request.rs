@@ -210,7 +210,11 @@ pub fn prepare_for(
         &DecodeOptions {
             client_model: requested,
             upstream_model: &route.model,
-            default_max_tokens: config.models.default_max_tokens,
+            default_max_tokens: config.models.unasked_output_limit(
+                &provider,
+                requested,
+                &route.model,
+            ),
             created,
             history,
             response_id: &response_id,

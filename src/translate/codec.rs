@@ -31,6 +31,7 @@ use super::{
     anthropic_to_openai_request, openai_to_anthropic_request, ClientEncoder, OpenAiRequestOptions,
     ProviderDecoder, RequestOptions, TranslateError,
 };
+use crate::config::DEFAULT_MAX_TOKENS;
 use crate::providers::WireFormat;
 
 /// An API a client speaks to the gateway.
@@ -51,8 +52,10 @@ pub struct DecodeOptions<'a> {
     pub client_model: &'a str,
     /// The model the provider gets.
     pub upstream_model: &'a str,
-    /// `max_tokens` when the client names none (the hub requires one).
-    pub default_max_tokens: u32,
+    /// `max_tokens` when the client names none; none leaves a Responses request for
+    /// a chat server without a limit (the provider's own applies). A Chat request goes
+    /// through the hub only to an Anthropic-format provider, which requires one.
+    pub default_max_tokens: Option<u32>,
     /// Unix time a translated answer reports.
     pub created: u64,
     /// Responses: the stored conversation the request continues.
@@ -112,7 +115,7 @@ pub fn decode_request<'a>(
                 body,
                 &RequestOptions {
                     model: opts.upstream_model.to_string(),
-                    default_max_tokens: opts.default_max_tokens,
+                    default_max_tokens: opts.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
                 },
             )?;
             Ok(HubRequest {
@@ -189,7 +192,7 @@ mod tests {
         DecodeOptions {
             client_model: "client-model",
             upstream_model: "upstream-model",
-            default_max_tokens: 1000,
+            default_max_tokens: Some(1000),
             created: 7,
             history: None,
             response_id: "resp_1",

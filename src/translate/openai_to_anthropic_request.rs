@@ -68,9 +68,14 @@ pub struct AnthropicRequest {
 const EMPTY_SCHEMA: &[u8] = br#"{"properties":{},"type":"object"}"#;
 
 /// Thinking budgets for OpenAI's `reasoning_effort` levels.
-const BUDGET_LOW: u64 = 1024;
-const BUDGET_MEDIUM: u64 = 4096;
-const BUDGET_HIGH: u64 = 16384;
+pub(crate) const BUDGET_LOW: u64 = 1024;
+pub(crate) const BUDGET_MEDIUM: u64 = 4096;
+pub(crate) const BUDGET_HIGH: u64 = 16384;
+
+/// Room for the answer past a thinking budget when the client's own limit leaves
+/// none (Anthropic counts thinking inside `max_tokens`): a fixed size, since the
+/// budget and this stay within the ceiling of every model that thinks (32,000 and up).
+pub(crate) const ANSWER_ROOM_PAST_THINKING: u64 = 4096;
 
 json_object!(
     /// The members of a Chat Completions request that translation reads.
@@ -171,7 +176,7 @@ pub fn openai_to_anthropic_request(
             // Anthropic counts thinking inside max_tokens and requires room
             // for the answer as well.
             if max <= budget {
-                max = budget + u64::from(opts.default_max_tokens);
+                max = budget + ANSWER_ROOM_PAST_THINKING;
             }
         }
         Ok((budget, max))

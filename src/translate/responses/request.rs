@@ -29,9 +29,10 @@
 //!   (`minimal`/`low` 1024, `medium` 4096, `high`/`xhigh` 16384; `none` none),
 //!   `max_tokens` raised above it when needed; thinking drops `temperature` and
 //!   `top_p`, which Anthropic refuses with it. `temperature` is clamped to 1.
-//! - `max_output_tokens` becomes `max_tokens` (the configured default when
-//!   absent; Anthropic requires one); `user` / `safety_identifier` becomes
-//!   `metadata.user_id`.
+//! - `max_output_tokens` becomes `max_tokens`; when absent, the limit the gateway
+//!   gives (Anthropic requires one: the model's ceiling), or none for a chat server,
+//!   which then answers up to the model's maximum as OpenAI does; `user` /
+//!   `safety_identifier` becomes `metadata.user_id`.
 //! - Hints with no counterpart are not sent: `prompt_cache_key`,
 //!   `client_metadata`, `reasoning.summary`, `include`, `store`, `metadata`,
 //!   `service_tier`, `truncation`, `top_logprobs`, `text.verbosity`.
@@ -43,8 +44,12 @@ use std::borrow::Cow;
 use super::reasoning_state::ReasoningState;
 use super::tool_names::ToolNames;
 use crate::translate::error::TranslateError;
+// Thinking budgets for `reasoning.effort`, as for Chat Completions.
 use crate::translate::json_writer::{
     write_compact, write_f64, write_key, write_str, write_str_fragment, write_u64,
+};
+use crate::translate::openai_to_anthropic_request::{
+    ANSWER_ROOM_PAST_THINKING, BUDGET_HIGH, BUDGET_LOW, BUDGET_MEDIUM,
 };
 use crate::translate::request_fields::{
     field, json_object, parse_text, stream_flag, CheckedBody, Json, Text,
@@ -55,8 +60,9 @@ use crate::translate::request_fields::{
 pub struct ResponsesRequestOptions {
     /// The model the provider gets, routing prefix already removed.
     pub model: String,
-    /// `max_tokens` when the client gives no `max_output_tokens`.
-    pub default_max_tokens: u32,
+    /// `max_tokens` when the client gives no `max_output_tokens`; none leaves the
+    /// limit to the provider (a chat server's own is the model's maximum).
+    pub default_max_tokens: Option<u32>,
 }
 
 /// A translated request, and what the answer needs to know about it.
@@ -81,11 +87,6 @@ pub struct ResponsesRequest {
     /// user message), to be stored with the response.
     pub input_items: Vec<u8>,
 }
-
-/// Thinking budgets for `reasoning.effort`, as for Chat Completions.
-const BUDGET_LOW: u64 = 1024;
-const BUDGET_MEDIUM: u64 = 4096;
-const BUDGET_HIGH: u64 = 16384;
 
 /// Anthropic's schema when a function tool has no `parameters`.
 const EMPTY_SCHEMA: &[u8] = br#"{"properties":{},"type":"object"}"#;
@@ -312,14 +313,14 @@ pub fn responses_to_anthropic_request(
         },
     };
     let mut max_tokens = match field(req.max_output_tokens) {
-        Some(v) => v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+        Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
             TranslateError::invalid_field("max_output_tokens", "must be a positive integer")
-        })?,
-        None => u64::from(opts.default_max_tokens),
+        })?),
+        None => opts.default_max_tokens.map(u64::from),
     };
-    if let Some(budget) = budget {
-        if max_tokens <= budget {
-            max_tokens = budget + u64::from(opts.default_max_tokens);
+    if let (Some(budget), Some(max)) = (budget, max_tokens.as_mut()) {
+        if *max <= budget {
+            *max = budget + ANSWER_ROOM_PAST_THINKING;
         }
     }
     let number = |key: &str, value: Option<Json<'_>>| match field(value) {
@@ -344,9 +345,12 @@ pub fn responses_to_anthropic_request(
 
     let mut out = Vec::with_capacity(messages.len() + tools.as_ref().map_or(0, Vec::len) + 512);
     out.push(b'{');
-    write_key(&mut out, "max_tokens");
-    write_u64(&mut out, max_tokens);
-    out.extend_from_slice(br#","messages":"#);
+    if let Some(max_tokens) = max_tokens {
+        write_key(&mut out, "max_tokens");
+        write_u64(&mut out, max_tokens);
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""messages":"#);
     out.extend_from_slice(&messages);
     drop(messages);
     if let Some(user) = user {
@@ -1021,7 +1025,7 @@ mod tests {
     fn opts() -> ResponsesRequestOptions {
         ResponsesRequestOptions {
             model: "claude-sonnet-4-5".into(),
-            default_max_tokens: 4096,
+            default_max_tokens: Some(4096),
         }
     }
 
@@ -1103,6 +1107,26 @@ mod tests {
         assert!(r.store, "store defaults to true");
         let items: Value = serde_json::from_slice(&r.input_items).unwrap();
         assert_eq!(items, json!([user_text("Hi")]));
+    }
+
+    #[test]
+    fn without_a_limit_or_a_default_the_request_names_no_max_tokens() {
+        let body = json!({"input": "write a long file"});
+        let req = responses_to_anthropic_request(
+            checked(&body),
+            None,
+            &ResponsesRequestOptions {
+                model: "llama".into(),
+                default_max_tokens: None,
+            },
+        )
+        .unwrap();
+        let got: Value = serde_json::from_slice(&req.body).unwrap();
+        assert!(got.get("max_tokens").is_none(), "{got}");
+        assert_eq!(got["messages"][0]["role"], "user");
+        let body = json!({"input": "x", "max_output_tokens": 10, "reasoning": {"effort": "high"}});
+        let got = translate(body);
+        assert_eq!(got["max_tokens"], 16384 + 4096);
     }
 
     #[test]
