@@ -235,6 +235,7 @@ fn one_shot(c: &mut Criterion) {
         let opts = ResponsesRequestOptions {
             model: "claude-sonnet-4-5".into(),
             default_max_tokens: Some(64_000),
+            summaries_as_thinking: false,
         };
         b.iter(|| {
             CheckedBody::check(codex_request.as_bytes())
@@ -344,6 +345,8 @@ fn agent_conversations(c: &mut Criterion) {
             token_limit: TokenLimitField::MaxCompletionTokens,
             max_output_tokens: None,
             stream_usage: aurora::translate::StreamUsage::OnRequest,
+            reasoning_content_back: false,
+            user_field: true,
         };
         let check = |body: &str| {
             CheckedBody::check(body.as_bytes()).and_then(|b| anthropic_to_openai_request(b, &opts))
@@ -370,6 +373,7 @@ fn agent_conversations(c: &mut Criterion) {
         let opts = ResponsesRequestOptions {
             model: "claude-sonnet-4-5".into(),
             default_max_tokens: Some(64_000),
+            summaries_as_thinking: false,
         };
         let check = |body: &str| {
             CheckedBody::check(body.as_bytes())

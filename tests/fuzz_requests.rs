@@ -55,6 +55,8 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
         token_limit: TokenLimitField::MaxCompletionTokens,
         max_output_tokens: Some(16384),
         stream_usage: aurora::translate::StreamUsage::OnRequest,
+        reasoning_content_back: true,
+        user_field: true,
     };
     if let Ok(unchecked) = CheckedBody::already_checked(body) {
         let _ = anthropic_to_openai_request(unchecked, &opts);
@@ -140,6 +142,8 @@ proptest! {
             token_limit: TokenLimitField::MaxTokens,
             max_output_tokens: None,
             stream_usage: aurora::translate::StreamUsage::OnRequest,
+            reasoning_content_back: true,
+            user_field: true,
         };
         let compact = req.to_string();
         let pretty = serde_json::to_string_pretty(&req).unwrap();

@@ -186,6 +186,8 @@ fn anthropic_to_openai_translation_peak_heap_is_at_most_four_times_the_body() {
         token_limit: TokenLimitField::MaxTokens,
         max_output_tokens: None,
         stream_usage: aurora::translate::StreamUsage::OnRequest,
+        reasoning_content_back: false,
+        user_field: true,
     };
     let (translated, peak) = peak_extra_heap(|| {
         CheckedBody::check(&body).and_then(|body| anthropic_to_openai_request(body, &opts))

@@ -334,3 +334,130 @@ async fn a_body_over_the_limit_is_anthropics_request_too_large() {
     assert_eq!(v["error"]["type"], "request_too_large", "{v}");
     assert!(mock.requests().is_empty());
 }
+
+/// A Claude Code turn after one tool call: `metadata.user_id`, thinking, a tool use
+/// and its result.
+fn claude_code_tool_loop(model: &str) -> String {
+    serde_json::json!({
+        "model": model, "max_tokens": 512, "metadata": {"user_id": "user_abc_account_x_session_y"},
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "tools": [{"name": "Bash", "description": "Run a command",
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}],
+        "messages": [
+            {"role": "user", "content": "list the files"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "I should run ls.", "signature": ""},
+                {"type": "tool_use", "id": "call_1", "name": "Bash", "input": {"command": "ls"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "a.txt"}]}
+        ]
+    })
+    .to_string()
+}
+
+fn chat_answer() -> Reply {
+    Reply::json(200, fixture("openai/chat_completion.json"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistral_is_sent_no_member_it_refuses_from_a_claude_code_turn() {
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::mistral_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  mistral: {{type: mistral, api_key: sk-mistral-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        &claude_code_tool_loop("mistral:devstral-medium"),
+    )
+    .await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert!(sent.get("user").is_none(), "{sent}");
+    assert!(
+        sent["messages"][2].get("reasoning_content").is_none(),
+        "{sent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistral_refusal_reaches_the_client_with_its_own_words() {
+    let mock = MockUpstream::start(|_rec| {
+        Reply::json(
+            400,
+            r#"{"object":"error","message":"Prompt contains 160907 tokens, too large for model with 131072 maximum context length","type":"invalid_request_invalid_args","param":null,"code":"3051"}"#,
+        )
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  mistral: {{type: mistral, api_key: sk-mistral-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        &claude_code_tool_loop("mistral:devstral-medium"),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("160907 tokens"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deepseek_tool_loop_sends_thinking_back_as_reasoning_content() {
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        &claude_code_tool_loop("deepseek:deepseek-reasoner"),
+    )
+    .await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let assistant = &sent["messages"][2];
+    assert_eq!(assistant["role"], "assistant", "{sent}");
+    assert_eq!(assistant["reasoning_content"], "I should run ls.");
+    assert_eq!(assistant["tool_calls"][0]["id"], "call_1");
+    // Other chat servers are not sent the member.
+    let openai = MockUpstream::start(|rec| {
+        common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", openai.url("/v1").as_str()),
+        ],
+    );
+    let resp = post(&gw, "/v1/messages", &claude_code_tool_loop("openai:gpt-4o")).await;
+    assert_eq!(resp.status(), 200);
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    assert!(
+        sent["messages"][2].get("reasoning_content").is_none(),
+        "{sent}"
+    );
+    assert_eq!(sent["user"], "user_abc_account_x_session_y");
+}

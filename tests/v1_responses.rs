@@ -748,3 +748,33 @@ async fn codex_request_without_max_output_tokens_is_not_cut_at_the_default() {
     resp.text().await.unwrap();
     assert_eq!(sent(&mock.last())["max_tokens"], 2000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deepseek_reasoning_returns_as_reasoning_content_in_a_tool_loop() {
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    // Codex sends back the reasoning item the gateway made from DeepSeek's
+    // `reasoning_content` (its summary), the call and its output.
+    let body = json!({"model": "deepseek/deepseek-reasoner", "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Run ls."}],
+            "encrypted_content": null},
+        {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"}
+    ], "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]});
+    let answer = ok_json(post(&gw, &body).await).await;
+    assert_eq!(answer["object"], "response");
+    let sent = sent(&mock.last());
+    let assistant = &sent["messages"][1];
+    assert_eq!(assistant["role"], "assistant", "{sent}");
+    assert_eq!(assistant["reasoning_content"], "Run ls.");
+    assert_eq!(assistant["tool_calls"][0]["id"], "call_1");
+}

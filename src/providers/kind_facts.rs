@@ -33,6 +33,11 @@ pub struct KindFacts {
     pub chat_token_limit: TokenLimitField,
     /// How its Chat Completions streams report their usage (asked for, or unasked).
     pub stream_usage: StreamUsage,
+    /// An assistant turn's thinking must come back as its `reasoning_content` (a
+    /// thinking model's tool loop is refused without it).
+    pub takes_reasoning_content_back: bool,
+    /// Its Chat Completions take OpenAI's `user` member (some refuse unknown members).
+    pub takes_user_field: bool,
     /// Appended to `GET {base}/models` so that one page holds the whole list.
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
@@ -54,6 +59,8 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     serves_responses_api: false,
     chat_token_limit: TokenLimitField::MaxTokens,
     stream_usage: StreamUsage::OnRequest,
+    takes_reasoning_content_back: false,
+    takes_user_field: true,
     models_list_query: "",
     default_headers: &[],
     model_families: &[],
@@ -113,6 +120,8 @@ const DEEPSEEK: KindFacts = KindFacts {
     name: "deepseek",
     telemetry_name: "deepseek",
     default_base_url: "https://api.deepseek.com/v1",
+    // Its thinking mode refuses a tool loop whose earlier turns lack their reasoning.
+    takes_reasoning_content_back: true,
     model_families: &["deepseek-"],
     ..OPENAI_COMPATIBLE
 };
@@ -147,8 +156,10 @@ const MISTRAL: KindFacts = KindFacts {
     name: "mistral",
     telemetry_name: "mistral_ai",
     default_base_url: "https://api.mistral.ai/v1",
-    // Its last chunk carries the usage, and `stream_options` is refused (422).
+    // Its last chunk carries the usage, and `stream_options` is refused (422), as is
+    // any member it does not know, `user` among them.
     stream_usage: StreamUsage::Unasked,
+    takes_user_field: false,
     ..OPENAI_COMPATIBLE
 };
 

@@ -215,6 +215,8 @@ pub fn prepare_for(
                 requested,
                 &route.model,
             ),
+            summaries_as_thinking: provider.format == WireFormat::OpenAi
+                && provider.kind.facts().takes_reasoning_content_back,
             created,
             history,
             response_id: &response_id,
@@ -264,6 +266,8 @@ fn chat_options(
         token_limit: provider.kind.facts().chat_token_limit,
         stream_usage: provider.stream_usage,
         max_output_tokens: traits.max_output_tokens.map(u64::from),
+        reasoning_content_back: provider.kind.facts().takes_reasoning_content_back,
+        user_field: provider.kind.facts().takes_user_field,
         model,
     }
 }

@@ -72,6 +72,13 @@ pub struct OpenAiRequestOptions {
     pub max_output_tokens: Option<u64>,
     /// How the provider reports a stream's usage: asked for when it must be.
     pub stream_usage: StreamUsage,
+    /// An assistant turn's thinking goes back as its `reasoning_content`: DeepSeek's
+    /// thinking mode refuses a tool loop whose earlier turns lack it (400), where
+    /// other servers refuse the member (Mistral) or ignore it.
+    pub reasoning_content_back: bool,
+    /// The provider takes OpenAI's `user` (from `metadata.user_id`); Mistral refuses
+    /// the member (422).
+    pub user_field: bool,
 }
 
 /// How an OpenAI-format provider reports a stream's token usage.
@@ -148,6 +155,7 @@ json_object!(
         content,
         is_error,
         tool_name,
+        thinking,
     }
 );
 
@@ -222,7 +230,10 @@ pub fn anthropic_to_openai_request(
         out.push(b',');
     }
     out.extend_from_slice(br#""messages":["#);
-    let mut messages = MessagesWriter::default();
+    let mut messages = MessagesWriter {
+        reasoning_content_back: opts.reasoning_content_back,
+        ..MessagesWriter::default()
+    };
     // Joined with separators, several texts are never empty.
     if let Some(system) = system {
         write_system_message(&system, &mut messages, &mut out);
@@ -249,7 +260,8 @@ pub fn anthropic_to_openai_request(
     let stops = stop_sequences(req.stop_sequences)?;
     let user = field(req.metadata)
         .and_then(|m| m.get("user_id"))
-        .and_then(Json::as_str);
+        .and_then(Json::as_str)
+        .filter(|_| opts.user_field);
     let effort = if opts.reasoning {
         reasoning_effort(field(req.thinking), field(req.output_config))
     } else {
@@ -413,6 +425,8 @@ struct MessagesWriter {
     written: usize,
     /// The assistant message's tool calls, reused from message to message.
     tool_calls: Vec<u8>,
+    /// [`OpenAiRequestOptions::reasoning_content_back`].
+    reasoning_content_back: bool,
 }
 
 impl MessagesWriter {
@@ -759,8 +773,9 @@ fn convert_assistant_blocks(
     messages: &mut MessagesWriter,
     out: &mut Vec<u8>,
 ) -> Result<(), TranslateError> {
-    // Text blocks are pieces of one answer.
+    // Text blocks are pieces of one answer, thinking blocks of one reasoning.
     let mut text = Vec::new();
+    let mut thinking = Vec::new();
     let mut calls = std::mem::take(&mut messages.tool_calls);
     calls.clear();
     let mut call_count = 0;
@@ -800,7 +815,12 @@ fn convert_assistant_blocks(
                 write_str(&mut calls, &id);
                 calls.extend_from_slice(br#","type":"function"}"#);
             }
-            "thinking" | "redacted_thinking" => {}
+            "thinking" => {
+                if messages.reasoning_content_back {
+                    thinking.extend(block.thinking.and_then(Json::as_text));
+                }
+            }
+            "redacted_thinking" => {}
             other => {
                 return Err(TranslateError::unsupported(
                     path(),
@@ -816,6 +836,11 @@ fn convert_assistant_blocks(
     } else {
         out.push(b'"');
         write_joined(out, &text, "");
+        out.push(b'"');
+    }
+    if !thinking.is_empty() {
+        out.extend_from_slice(br#","reasoning_content":""#);
+        write_joined(out, &thinking, "");
         out.push(b'"');
     }
     out.extend_from_slice(br#","role":"assistant""#);
@@ -927,6 +952,8 @@ mod tests {
             token_limit: TokenLimitField::MaxTokens,
             max_output_tokens: None,
             stream_usage: StreamUsage::OnRequest,
+            reasoning_content_back: false,
+            user_field: true,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct DecodeOptions<'a> {
     /// a chat server without a limit (the provider's own applies). A Chat request goes
     /// through the hub only to an Anthropic-format provider, which requires one.
     pub default_max_tokens: Option<u32>,
+    /// Responses: [`ResponsesRequestOptions::summaries_as_thinking`].
+    pub summaries_as_thinking: bool,
     /// Unix time a translated answer reports.
     pub created: u64,
     /// Responses: the stored conversation the request continues.
@@ -136,6 +138,7 @@ pub fn decode_request<'a>(
                 &ResponsesRequestOptions {
                     model: opts.upstream_model.to_string(),
                     default_max_tokens: opts.default_max_tokens,
+                    summaries_as_thinking: opts.summaries_as_thinking,
                 },
             )?;
             let omitted = (!hub.omitted_tools.is_empty()).then(|| hub.omitted_tools.join(","));
@@ -193,6 +196,7 @@ mod tests {
             client_model: "client-model",
             upstream_model: "upstream-model",
             default_max_tokens: Some(1000),
+            summaries_as_thinking: false,
             created: 7,
             history: None,
             response_id: "resp_1",
@@ -207,6 +211,8 @@ mod tests {
             token_limit: TokenLimitField::MaxTokens,
             max_output_tokens: None,
             stream_usage: crate::translate::StreamUsage::OnRequest,
+            reasoning_content_back: false,
+            user_field: true,
         }
     }
 

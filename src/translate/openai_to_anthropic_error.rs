@@ -126,6 +126,7 @@ pub(crate) enum OpenAiErrorOrString<'a> {
 /// OpenAI error JSON.
 pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
     let parsed = serde_json::from_slice::<OpenAiErrorEnvelope>(body).ok();
+    let top_level;
     let (message, overloaded) = match &parsed {
         Some(OpenAiErrorEnvelope {
             error: OpenAiErrorOrString::Detail(d),
@@ -133,7 +134,10 @@ pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
         Some(OpenAiErrorEnvelope {
             error: OpenAiErrorOrString::Text(t),
         }) => (Some(t.as_ref()), false),
-        None => (None, false),
+        None => {
+            top_level = top_level_message(body);
+            (top_level.as_deref(), false)
+        }
     };
     let kind = if (overloaded && status >= 500) || status == 503 || status == 529 {
         "overloaded_error"
@@ -151,6 +155,21 @@ pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
         }
     };
     AnthropicErrorBody::new(kind, message).to_vec()
+}
+
+/// The message of an error body with no `error` wrapper, as Mistral sends:
+/// `{"object":"error","message":"…","type":…}`, its `message` an object (a validation
+/// error's details) for a 422, written out as JSON then.
+fn top_level_message(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct TopLevel {
+        message: serde_json::Value,
+    }
+    match serde_json::from_slice::<TopLevel>(body).ok()?.message {
+        serde_json::Value::String(text) => Some(text),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +201,24 @@ mod tests {
         assert_eq!(anthropic_error_type_for_status(529), "overloaded_error");
         assert_eq!(anthropic_error_type_for_status(500), "api_error");
         assert_eq!(anthropic_error_type_for_status(502), "api_error");
+    }
+
+    #[test]
+    fn mistral_top_level_error_message_is_kept() {
+        let body = r#"{"object":"error","message":"Prompt contains 160907 tokens, too large for model with 131072 maximum context length","type":"invalid_request_invalid_args","param":null,"code":"3051"}"#;
+        let got = translate(400, body);
+        assert_eq!(got["error"]["type"], "invalid_request_error");
+        assert!(got["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Prompt contains 160907 tokens"));
+        let body = r#"{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","user"],"msg":"Extra inputs are not permitted","input":"u"}]},"type":"invalid_request_error","param":null,"code":null}"#;
+        let got = translate(422, body);
+        let message = got["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("extra_forbidden") && message.contains("\"user\""),
+            "{message}"
+        );
     }
 
     #[test]

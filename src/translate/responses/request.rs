@@ -63,6 +63,11 @@ pub struct ResponsesRequestOptions {
     /// `max_tokens` when the client gives no `max_output_tokens`; none leaves the
     /// limit to the provider (a chat server's own is the model's maximum).
     pub default_max_tokens: Option<u32>,
+    /// A reasoning item without the gateway's state comes back as thinking from its
+    /// summary: for a chat server that wants its reasoning back (DeepSeek refuses a
+    /// tool loop without it, and its reasoning is what the summary holds); Anthropic
+    /// takes back only the thinking it signed.
+    pub summaries_as_thinking: bool,
 }
 
 /// A translated request, and what the answer needs to know about it.
@@ -143,6 +148,7 @@ json_object!(
         arguments,
         output,
         encrypted_content,
+        summary,
     }
 );
 
@@ -235,6 +241,7 @@ pub fn responses_to_anthropic_request(
     let tools = convert_tools(req.tools, &mut tool_names, &mut omitted_tools)?;
 
     let mut conv = Conversation::with_capacity(body.text().len() + history.map_or(0, <[u8]>::len));
+    conv.summaries_as_thinking = opts.summaries_as_thinking;
     let history = match history {
         Some(h) => Some(
             parse_text(
@@ -475,6 +482,8 @@ enum Role {
 /// until the role changes.
 struct Conversation {
     out: Vec<u8>,
+    /// [`ResponsesRequestOptions::summaries_as_thinking`].
+    summaries_as_thinking: bool,
     role: Option<Role>,
     /// The current user message's tool results, which Anthropic wants first.
     results: Vec<u8>,
@@ -488,6 +497,7 @@ impl Conversation {
         out.push(b'[');
         Self {
             out,
+            summaries_as_thinking: false,
             role: None,
             results: Vec::new(),
             blocks: Vec::new(),
@@ -650,6 +660,26 @@ fn convert_item<'a>(
                         write_str(out, &redacted);
                         out.extend_from_slice(br#","type":"redacted_thinking"}"#);
                     })
+                }
+                None if conv.summaries_as_thinking => {
+                    let texts: Vec<Text<'_>> = field(it.summary)
+                        .and_then(Json::elements)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|part| Part::read(part).text.and_then(Json::as_text))
+                        .collect();
+                    if !texts.is_empty() {
+                        conv.block(Role::Assistant, false, |out| {
+                            out.extend_from_slice(br#"{"signature":"","thinking":""#);
+                            for (k, text) in texts.iter().enumerate() {
+                                if k > 0 {
+                                    out.extend_from_slice(b"\\n\\n");
+                                }
+                                text.write_fragment(out);
+                            }
+                            out.extend_from_slice(br#"","type":"thinking"}"#);
+                        });
+                    }
                 }
                 // Another provider's reasoning: nothing this one can continue from.
                 None => {}
@@ -1026,6 +1056,7 @@ mod tests {
         ResponsesRequestOptions {
             model: "claude-sonnet-4-5".into(),
             default_max_tokens: Some(4096),
+            summaries_as_thinking: false,
         }
     }
 
@@ -1118,6 +1149,7 @@ mod tests {
             &ResponsesRequestOptions {
                 model: "llama".into(),
                 default_max_tokens: None,
+                summaries_as_thinking: false,
             },
         )
         .unwrap();

@@ -197,17 +197,85 @@ pub fn openai_chat_stream(rec: &Recorded) -> Reply {
     Reply::sse(events.into_iter().map(bytes::Bytes::from))
 }
 
-/// Mistral's 422 for a Chat request carrying `stream_options`, which its API forbids
-/// (it reports a stream's usage in the last chunk unasked), or `None`.
+/// The members Mistral's Chat Completions request takes; it refuses any other with a
+/// 422 `extra_forbidden` (`stream_options`, `user`, `metadata`, `max_completion_tokens`
+/// have all been seen refused).
+const MISTRAL_REQUEST_MEMBERS: [&str; 18] = [
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stream",
+    "stop",
+    "random_seed",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "prediction",
+    "parallel_tool_calls",
+    "prompt_mode",
+    "safe_prompt",
+];
+
+/// The members Mistral's messages take (`reasoning_content` is refused).
+const MISTRAL_MESSAGE_MEMBERS: [&str; 6] = [
+    "role",
+    "content",
+    "tool_calls",
+    "tool_call_id",
+    "name",
+    "prefix",
+];
+
+/// Mistral's 422 for a Chat request carrying a member its API forbids (it reports a
+/// stream's usage in the last chunk unasked, so `stream_options` is one), or `None`.
 pub fn mistral_chat_refusal(rec: &Recorded) -> Option<Reply> {
     let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
-    let options = body.get("stream_options")?;
+    let top = body.as_object()?;
+    let extra = top
+        .iter()
+        .find(|(k, _)| !MISTRAL_REQUEST_MEMBERS.contains(&k.as_str()))
+        .map(|(k, v)| (json!(["body", k]), v.clone()))
+        .or_else(|| {
+            let messages = top.get("messages")?.as_array()?;
+            messages.iter().enumerate().find_map(|(i, m)| {
+                let m = m.as_object()?;
+                let role = m.get("role")?.as_str()?;
+                m.iter()
+                    .find(|(k, _)| !MISTRAL_MESSAGE_MEMBERS.contains(&k.as_str()))
+                    .map(|(k, v)| (json!(["body", "messages", i, role, k]), v.clone()))
+            })
+        })?;
     let detail = json!({"detail": [{"type": "extra_forbidden",
-        "loc": ["body", "stream_options"], "msg": "Extra inputs are not permitted",
-        "input": options}]});
+        "loc": extra.0, "msg": "Extra inputs are not permitted", "input": extra.1}]});
     let body = json!({"object": "error", "message": detail,
         "type": "invalid_request_error", "param": null, "code": null});
     Some(Reply::json(422, body.to_string()))
+}
+
+/// DeepSeek's 400 for a thinking-mode request (its default) whose assistant turn with
+/// tool calls lacks its `reasoning_content`: a tool loop must pass its reasoning
+/// back, or `None`.
+pub fn deepseek_chat_refusal(rec: &Recorded) -> Option<Reply> {
+    let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
+    if body["thinking"]["type"] == "disabled" {
+        return None;
+    }
+    let messages = body["messages"].as_array()?;
+    let missing = messages.iter().position(|m| {
+        m["role"] == "assistant"
+            && m["tool_calls"].as_array().is_some_and(|c| !c.is_empty())
+            && !m["reasoning_content"].is_string()
+    })?;
+    Some(openai_400(
+        format!("Missing `reasoning_content` field in the assistant message at message index {missing}. The reasoning_content in the thinking mode must be passed back to the API."),
+        None,
+        "invalid_request_error",
+    ))
 }
 
 /// A recorded provider answer, from `tests/fixtures`.
