@@ -347,6 +347,7 @@ fn agent_conversations(c: &mut Criterion) {
             stream_usage: aurora::translate::StreamUsage::OnRequest,
             reasoning_content_back: false,
             user_field: true,
+            default_sampling_only: false,
         };
         let check = |body: &str| {
             CheckedBody::check(body.as_bytes()).and_then(|b| anthropic_to_openai_request(b, &opts))

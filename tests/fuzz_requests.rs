@@ -57,6 +57,7 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
         stream_usage: aurora::translate::StreamUsage::OnRequest,
         reasoning_content_back: true,
         user_field: true,
+        default_sampling_only: false,
     };
     if let Ok(unchecked) = CheckedBody::already_checked(body) {
         let _ = anthropic_to_openai_request(unchecked, &opts);
@@ -144,6 +145,7 @@ proptest! {
             stream_usage: aurora::translate::StreamUsage::OnRequest,
             reasoning_content_back: true,
             user_field: true,
+            default_sampling_only: false,
         };
         let compact = req.to_string();
         let pretty = serde_json::to_string_pretty(&req).unwrap();

@@ -461,3 +461,37 @@ async fn deepseek_tool_loop_sends_thinking_back_as_reasoning_content() {
     );
     assert_eq!(sent["user"], "user_abc_account_x_session_y");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
+    let openai = MockUpstream::start(|rec| {
+        common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", openai.url("/v1").as_str()),
+        ],
+    );
+    let body = |model: &str| {
+        format!(
+            r#"{{"model":"{model}","max_tokens":64,"temperature":0.2,"top_p":0.9,"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    };
+    let resp = post(&gw, "/v1/messages", &body("openai:gpt-5")).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    assert!(
+        sent.get("temperature").is_none() && sent.get("top_p").is_none(),
+        "{sent}"
+    );
+    // A model that takes them gets them.
+    let resp = post(&gw, "/v1/messages", &body("openai:gpt-4o")).await;
+    assert_eq!(resp.status(), 200);
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    assert_eq!(sent["temperature"], 0.2);
+}

@@ -12,7 +12,7 @@ use super::upstream::AnswerShape;
 use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
 use crate::metrics::usage::ModelWork;
-use crate::providers::{Provider, WireFormat};
+use crate::providers::{Provider, ProviderKind, WireFormat};
 use crate::translate::codec::{decode_request, encode_request, ClientFormat, DecodeOptions};
 use crate::translate::{
     CheckedBody, OpenAiRequestOptions, ResponseCodecs, StreamUsage, TranslateError,
@@ -268,6 +268,7 @@ fn chat_options(
         max_output_tokens: traits.max_output_tokens.map(u64::from),
         reasoning_content_back: provider.kind.facts().takes_reasoning_content_back,
         user_field: provider.kind.facts().takes_user_field,
+        default_sampling_only: provider.kind == ProviderKind::OpenAi && traits.reasons(&model),
         model,
     }
 }

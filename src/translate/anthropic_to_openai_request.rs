@@ -79,6 +79,9 @@ pub struct OpenAiRequestOptions {
     /// The provider takes OpenAI's `user` (from `metadata.user_id`); Mistral refuses
     /// the member (422).
     pub user_field: bool,
+    /// The model takes only the default `temperature` and `top_p` (1): OpenAI's
+    /// reasoning models refuse any other value (400), so another is not sent.
+    pub default_sampling_only: bool,
 }
 
 /// How an OpenAI-format provider reports a stream's token usage.
@@ -256,7 +259,10 @@ pub fn anthropic_to_openai_request(
             );
         }
     }
-    let [temperature, top_p] = sampling;
+    // A value the model would refuse is not sent; the default it runs with instead
+    // is the only one it takes.
+    let [temperature, top_p] = sampling
+        .map(|value| value.filter(|v| !opts.default_sampling_only || v.as_f64() == Some(1.0)));
     let stops = stop_sequences(req.stop_sequences)?;
     let user = field(req.metadata)
         .and_then(|m| m.get("user_id"))
@@ -954,6 +960,7 @@ mod tests {
             stream_usage: StreamUsage::OnRequest,
             reasoning_content_back: false,
             user_field: true,
+            default_sampling_only: false,
         }
     }
 
@@ -1327,6 +1334,30 @@ mod tests {
         assert_eq!(got["top_p"], 0.9);
         assert_eq!(got["stop"], json!(["3", "END"]));
         assert_eq!(got["user"], "u-1");
+    }
+
+    #[test]
+    fn reasoning_models_drop_non_default_sampling() {
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
+            "temperature": 0.2, "top_p": 0.9});
+        let fixed = OpenAiRequestOptions {
+            default_sampling_only: true,
+            ..opts(true)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &fixed).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(
+            got.get("temperature").is_none() && got.get("top_p").is_none(),
+            "{got}"
+        );
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
+            "temperature": 1, "top_p": 1.0});
+        let r = anthropic_to_openai_request(checked(&body), &fixed).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (got["temperature"].as_f64(), got["top_p"].as_f64()),
+            (Some(1.0), Some(1.0))
+        );
     }
 
     #[test]

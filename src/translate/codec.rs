@@ -213,6 +213,7 @@ mod tests {
             stream_usage: crate::translate::StreamUsage::OnRequest,
             reasoning_content_back: false,
             user_field: true,
+            default_sampling_only: false,
         }
     }
 

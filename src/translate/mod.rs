@@ -43,6 +43,7 @@ pub mod anthropic_to_openai_response;
 pub mod anthropic_to_openai_stream;
 pub(crate) mod borrowed_text;
 pub mod codec;
+mod context_overflow;
 pub mod error;
 pub mod generated_id;
 #[cfg(test)]
@@ -70,6 +71,7 @@ pub use anthropic_to_openai_request::{
 };
 pub use anthropic_to_openai_response::{anthropic_to_openai_response, ResponseOptions};
 pub use anthropic_to_openai_stream::{AnthropicToOpenAiStream, StreamOptions};
+pub use context_overflow::is_context_overflow;
 pub use error::TranslateError;
 pub use generated_id::generated_id;
 pub use openai_to_anthropic_error::{anthropic_error_type_for_status, openai_error_to_anthropic};

@@ -154,8 +154,22 @@ pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
             &generic
         }
     };
+    // Said in Anthropic's words, which Anthropic clients act on (Claude Code compacts
+    // the conversation), the provider's own after them.
+    let overflow;
+    let message = if super::is_context_overflow(status, body)
+        && !crate::metrics::usage::starts_with_ignoring_case(message, PROMPT_TOO_LONG)
+    {
+        overflow = format!("{PROMPT_TOO_LONG}: {message}");
+        &overflow
+    } else {
+        message
+    };
     AnthropicErrorBody::new(kind, message).to_vec()
 }
+
+/// How Anthropic says a prompt is longer than the model's context.
+const PROMPT_TOO_LONG: &str = "prompt is too long";
 
 /// The message of an error body with no `error` wrapper, as Mistral sends:
 /// `{"object":"error","message":"…","type":…}`, its `message` an object (a validation
@@ -204,14 +218,28 @@ mod tests {
     }
 
     #[test]
+    fn context_length_exceeded_becomes_prompt_is_too_long() {
+        let body = r#"{"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        let got = translate(400, body);
+        assert_eq!(got["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            got["error"]["message"],
+            "prompt is too long: This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens."
+        );
+        let other = translate(400, &openai("Invalid 'tools'", "invalid_request_error"));
+        assert_eq!(other["error"]["message"], "Invalid 'tools'");
+    }
+
+    #[test]
     fn mistral_top_level_error_message_is_kept() {
         let body = r#"{"object":"error","message":"Prompt contains 160907 tokens, too large for model with 131072 maximum context length","type":"invalid_request_invalid_args","param":null,"code":"3051"}"#;
         let got = translate(400, body);
         assert_eq!(got["error"]["type"], "invalid_request_error");
-        assert!(got["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Prompt contains 160907 tokens"));
+        // A prompt too long, said in Anthropic's words first.
+        assert_eq!(
+            got["error"]["message"],
+            "prompt is too long: Prompt contains 160907 tokens, too large for model with 131072 maximum context length"
+        );
         let body = r#"{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","user"],"msg":"Extra inputs are not permitted","input":"u"}]},"type":"invalid_request_error","param":null,"code":null}"#;
         let got = translate(422, body);
         let message = got["error"]["message"].as_str().unwrap();

@@ -63,8 +63,18 @@ struct State {
     /// Provider id of the most recently started tool call.
     last_tool_id: String,
     stop_reason: Option<&'static str>,
+    /// What the answer's text was: a refusal alone ends as Anthropic's `refusal`, as a
+    /// whole answer does.
+    said: Said,
     usage: OpenAiUsageIn,
     phase: Phase,
+}
+
+/// The kinds of answer text a stream has carried so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Said {
+    content: bool,
+    refusal: bool,
 }
 
 const TRUNCATED: &str =
@@ -85,6 +95,7 @@ impl OpenAiToAnthropicStream {
                 last_tool_seen: None,
                 last_tool_id: String::new(),
                 stop_reason: None,
+                said: Said::default(),
                 usage: OpenAiUsageIn::default(),
                 phase: Phase::Streaming,
             }),
@@ -443,10 +454,12 @@ impl State {
         }
         if let Some(finish) = choice.finish_reason.as_deref() {
             self.close_open(out);
-            self.stop_reason = Some(anthropic_stop_reason(
-                Some(finish),
-                !self.tools_seen.is_empty(),
-            ));
+            let refused = self.said.refusal && !self.said.content && self.tools_seen.is_empty();
+            self.stop_reason = Some(if refused {
+                "refusal"
+            } else {
+                anthropic_stop_reason(Some(finish), !self.tools_seen.is_empty())
+            });
         }
     }
 
@@ -459,6 +472,9 @@ impl State {
         content: Option<&str>,
         refusal: Option<&str>,
     ) {
+        let said = |text: Option<&str>| text.is_some_and(|t| !t.is_empty());
+        self.said.content |= said(content);
+        self.said.refusal |= said(refusal);
         let texts = [
             (BlockKind::Thinking, thinking),
             (BlockKind::Text, content),
@@ -1072,6 +1088,18 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             .iter()
             .any(|(n, d)| n == "content_block_stop" && d["index"] == 1));
         assert!(!names(&evs).contains(&"message_stop"));
+    }
+
+    #[test]
+    fn streamed_refusal_ends_with_refusal_stop_reason() {
+        let input = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"refusal\":\"I can't\"}}]}\n\n\
+            data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\" help.\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let evs = events(&run(input));
+        assert_eq!(evs[evs.len() - 2].1["delta"]["stop_reason"], "refusal");
+        // Text beside it is an answer, not a refusal.
+        let input = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Sure\",\"refusal\":\"no\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let evs = events(&run(input));
+        assert_eq!(evs[evs.len() - 2].1["delta"]["stop_reason"], "end_turn");
     }
 
     #[test]

@@ -74,23 +74,7 @@ impl AttemptFailure {
     }
 }
 
-/// Whether an error answer says the prompt is too long for the model: OpenAI's
-/// `context_length_exceeded`, Anthropic's "prompt is too long", and the wording of
-/// OpenAI-compatible servers.
-pub fn is_context_overflow(status: u16, body: &[u8]) -> bool {
-    const SIGNS: [&[u8]; 5] = [
-        b"context_length_exceeded",
-        b"prompt is too long",
-        b"maximum context length",
-        b"context window",
-        b"too many tokens",
-    ];
-    matches!(status, 400 | 413 | 422)
-        && SIGNS.iter().any(|sign| {
-            body.windows(sign.len())
-                .any(|w| w.eq_ignore_ascii_case(sign))
-        })
-}
+pub use crate::translate::is_context_overflow;
 
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3), from `now`.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
@@ -156,19 +140,6 @@ mod tests {
         assert_eq!(backoff(&policy, 3, 1.0), Duration::from_millis(500));
         assert_eq!(backoff(&policy, 30, 0.5), Duration::from_millis(250));
         assert_eq!(backoff(&policy, 1, 0.0), Duration::ZERO);
-    }
-
-    #[test]
-    fn a_prompt_too_long_is_told_apart_from_other_refusals() {
-        let openai = br#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
-        let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215000 tokens > 200000 maximum"}}"#;
-        assert!(is_context_overflow(400, openai));
-        assert!(is_context_overflow(400, anthropic));
-        assert!(!is_context_overflow(
-            400,
-            br#"{"error":{"message":"bad tool"}}"#
-        ));
-        assert!(!is_context_overflow(500, openai));
     }
 
     #[test]

@@ -82,6 +82,16 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
             "unsupported_parameter",
         ));
     }
+    for field in ["temperature", "top_p"] {
+        let value = body.get(field).and_then(Value::as_f64);
+        if openai_reasons(model) && value.is_some_and(|v| v != 1.0) {
+            return Some(openai_400(
+                format!("Unsupported value: '{field}' does not support {} with this model. Only the default (1) value is supported.", value.unwrap_or_default()),
+                Some(field.into()),
+                "unsupported_value",
+            ));
+        }
+    }
     for field in ["max_tokens", "max_completion_tokens"] {
         let asked = body.get(field).and_then(Value::as_u64);
         if let (Some(asked), Some(ceiling)) = (asked, openai_output_ceiling(model)) {

@@ -1,0 +1,39 @@
+//! Telling a provider's "the prompt is too long for this model" apart from its other
+//! refusals, whatever its format: a fallback may take such a prompt, and an Anthropic
+//! client (Claude Code compacts its conversation on it) is told it in Anthropic's words.
+
+/// Whether an error answer says the prompt is too long for the model: OpenAI's
+/// `context_length_exceeded`, Anthropic's "prompt is too long", and the wording of
+/// OpenAI-compatible servers.
+pub fn is_context_overflow(status: u16, body: &[u8]) -> bool {
+    const SIGNS: [&[u8]; 5] = [
+        b"context_length_exceeded",
+        b"prompt is too long",
+        b"maximum context length",
+        b"context window",
+        b"too many tokens",
+    ];
+    matches!(status, 400 | 413 | 422)
+        && SIGNS.iter().any(|sign| {
+            body.windows(sign.len())
+                .any(|w| w.eq_ignore_ascii_case(sign))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_too_long_is_told_apart_from_other_refusals() {
+        let openai = br#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+        let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215000 tokens > 200000 maximum"}}"#;
+        assert!(is_context_overflow(400, openai));
+        assert!(is_context_overflow(400, anthropic));
+        assert!(!is_context_overflow(
+            400,
+            br#"{"error":{"message":"bad tool"}}"#
+        ));
+        assert!(!is_context_overflow(500, openai));
+    }
+}
