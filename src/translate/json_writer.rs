@@ -130,6 +130,22 @@ impl JsonText {
     pub(super) fn is_empty(&self) -> bool {
         self.escaped.is_empty()
     }
+
+    /// The text, unescaped; `None` if it is not valid UTF-8 once unescaped (text
+    /// pushed here never is).
+    pub(super) fn text(&self) -> Option<String> {
+        let mut quoted = Vec::with_capacity(self.escaped.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(&self.escaped);
+        quoted.push(b'"');
+        serde_json::from_slice(&quoted).ok()
+    }
+
+    /// Replaces the text with `text`.
+    pub(super) fn replace(&mut self, text: &str) {
+        self.escaped.clear();
+        self.push(text);
+    }
 }
 
 /// Text written as a JSON string literal: plain text, escaped as it is

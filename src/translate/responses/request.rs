@@ -149,6 +149,8 @@ json_object!(
         output,
         encrypted_content,
         summary,
+        input,
+        action,
     }
 );
 
@@ -601,7 +603,39 @@ fn convert_item<'a>(
             });
             Ok(())
         }
-        "function_call_output" => {
+        // A call of a tool OpenAI's models have and this one is not offered, kept
+        // from a conversation begun on one of them (Codex's freeform `apply_patch`, its
+        // `local_shell`): the turn as it was, for this model to read.
+        "custom_tool_call" | "local_shell_call" => {
+            let call_id = required_str(it.call_id, path, "call_id")?;
+            let (name, input) = if kind.as_deref() == Some("custom_tool_call") {
+                let name = required_str(it.name, path, "name")?;
+                let mut input = br#"{"input":"#.to_vec();
+                write_str(&mut input, &required_str(it.input, path, "input")?);
+                input.push(b'}');
+                (name, input)
+            } else {
+                let action = field(it.action).filter(|a| a.is_object()).ok_or_else(|| {
+                    TranslateError::invalid_field(format!("{path}.action"), "must be an object")
+                })?;
+                let mut input = Vec::new();
+                write_compact(&mut input, action.text());
+                (Cow::Borrowed("local_shell"), input)
+            };
+            conv.block(Role::Assistant, false, |out| {
+                out.extend_from_slice(br#"{"id":"#);
+                write_str(out, &call_id);
+                out.extend_from_slice(br#","input":"#);
+                out.extend_from_slice(&input);
+                out.extend_from_slice(br#","name":"#);
+                write_str(out, &name);
+                out.extend_from_slice(br#","type":"tool_use"}"#);
+            });
+            Ok(())
+        }
+        // OpenAI ran the search itself: nothing for this model to answer.
+        "web_search_call" => Ok(()),
+        "function_call_output" | "custom_tool_call_output" => {
             let call_id = required_str(it.call_id, path, "call_id")?;
             let mut content = Vec::new();
             match field(it.output) {
@@ -1159,6 +1193,37 @@ mod tests {
         let body = json!({"input": "x", "max_output_tokens": 10, "reasoning": {"effort": "high"}});
         let got = translate(body);
         assert_eq!(got["max_tokens"], 16384 + 4096);
+    }
+
+    #[test]
+    fn codex_history_from_an_openai_model_becomes_tool_turns() {
+        let got = translate(json!({"input": [
+            user_text("fix it"),
+            {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch",
+                "input": "*** Begin Patch\n*** End Patch"},
+            {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done!"},
+            {"type": "web_search_call", "id": "ws_1", "status": "completed",
+                "action": {"type": "search", "query": "rust"}},
+            {"type": "local_shell_call", "call_id": "call_s", "status": "completed",
+                "action": {"type": "exec", "command": ["ls"]}},
+            {"type": "function_call_output", "call_id": "call_s", "output": "a.txt"},
+            user_text("thanks")
+        ]}));
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "fix it"}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "call_p",
+                    "name": "apply_patch", "input": {"input": "*** Begin Patch\n*** End Patch"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_p",
+                    "content": "Done!"}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "call_s",
+                    "name": "local_shell", "input": {"type": "exec", "command": ["ls"]}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_s", "content": "a.txt"},
+                    {"type": "text", "text": "thanks"}]}
+            ])
+        );
     }
 
     #[test]

@@ -20,7 +20,10 @@
 //! the message ends. Likewise a reasoning item's summary part is added with
 //! its first non-empty thinking, so empty thinking has an empty summary.
 //! Function call arguments are streamed as Anthropic sends them; a call with
-//! no input gets `{}`.
+//! no input gets `{}`, and so does one whose arguments add up to no JSON object (a
+//! chat server's model can stream any text): its `.done` event and item say `{}`, as
+//! the whole answer's do, so that the client sends back a call the next request
+//! takes.
 //!
 //! An upstream `error` event, a malformed event, or input ending before
 //! `message_stop` ends the stream with one `error` event; nothing follows it,
@@ -37,6 +40,7 @@ use crate::translate::anthropic_text_delta::{plain_text_delta, PlainTextDelta};
 use crate::translate::anthropic_to_openai_error::openai_error_type_for_anthropic_type;
 use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
 use crate::translate::json_writer::{write_compact, write_str, write_u64, JsonString, JsonText};
+use crate::translate::request_fields::parse_text;
 use crate::translate::sse::{SseError, SseEventRef};
 use crate::translate::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::Deserialize;
@@ -843,7 +847,9 @@ impl State {
                 name,
                 mut arguments,
             } => {
-                if arguments.is_empty() {
+                if !arguments.is_empty() && !holds_json_object(&arguments) {
+                    arguments.replace("{}");
+                } else if arguments.is_empty() {
                     // A call without input: its deltas add up to `{}`, as the
                     // whole answer's arguments do.
                     arguments.push("{}");
@@ -941,6 +947,13 @@ impl State {
         out.extend_from_slice(b",\"param\":null,");
         end_event(out, &mut self.seq);
     }
+}
+
+/// Whether streamed arguments add up to the text of a JSON object.
+fn holds_json_object(arguments: &JsonText) -> bool {
+    arguments
+        .text()
+        .is_some_and(|text| parse_text(&text).is_ok_and(|v| v.is_object()))
 }
 
 #[cfg(test)]
@@ -1116,6 +1129,31 @@ data: {"type":"message_stop"}
                    "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
                    "total_tokens": 15})
         );
+    }
+
+    #[test]
+    fn malformed_streamed_arguments_end_as_an_empty_object() {
+        // A chat server's model streamed arguments that add up to no JSON object.
+        let stream = TOOL_STREAM.replace(
+            r#""partial_json":"{\"location\":""#,
+            r#""partial_json":"{\"location\": Zurich""#,
+        );
+        assert_ne!(stream, TOOL_STREAM);
+        let evs = events(&run(&stream));
+        let done = evs
+            .iter()
+            .find(|e| e["type"] == "response.function_call_arguments.done")
+            .unwrap();
+        assert_eq!(done["arguments"], "{}");
+        let item = evs
+            .iter()
+            .find(|e| {
+                e["type"] == "response.output_item.done" && e["item"]["type"] == "function_call"
+            })
+            .unwrap();
+        assert_eq!(item["item"]["arguments"], "{}");
+        let completed = evs.last().unwrap();
+        assert_eq!(completed["response"]["output"][1]["arguments"], "{}");
     }
 
     #[test]
