@@ -778,3 +778,27 @@ async fn deepseek_reasoning_returns_as_reasoning_content_in_a_tool_loop() {
     assert_eq!(assistant["reasoning_content"], "Run ls.");
     assert_eq!(assistant["tool_calls"][0]["id"], "call_1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_history_from_an_openai_model_continues_on_claude() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    // Begun on gpt-5-codex (freeform apply_patch, a hosted web search), then `/model`.
+    let body = json!({"model": "anthropic/claude-sonnet-4-5", "stream": true, "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "fix it"}]},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed",
+            "action": {"type": "search", "query": "rust error E0308"}},
+        {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch",
+            "input": "*** Begin Patch\n*** End Patch\n"},
+        {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Success."},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "now test"}]}
+    ], "tools": codex_tools()});
+    let resp = post(&gw, &body).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("response.completed"), "{text}");
+    let sent = sent(&mock.last());
+    assert_eq!(sent["messages"][1]["content"][0]["name"], "apply_patch");
+    assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "call_p");
+}
