@@ -802,3 +802,41 @@ async fn codex_history_from_an_openai_model_continues_on_claude() {
     assert_eq!(sent["messages"][1]["content"][0]["name"], "apply_patch");
     assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "call_p");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_thinking_tool_loop_continues_by_previous_response_id() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    // The SDK's defaults: stored, no `include`.
+    let first = ok_json(
+        post(
+            &gw,
+            &json!({"model": "anthropic:claude-sonnet-4-5", "tools": codex_tools(),
+                "reasoning": {"effort": "low"}, "input": "think, then list files"}),
+        )
+        .await,
+    )
+    .await;
+    let call = first["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .unwrap()
+        .clone();
+    let second = post(
+        &gw,
+        &json!({"model": "anthropic:claude-sonnet-4-5", "tools": codex_tools(),
+            "reasoning": {"effort": "low"}, "previous_response_id": first["id"],
+            "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "a.txt"}]}),
+    )
+    .await;
+    let status = second.status();
+    let text = second.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let body = sent(&mock.last());
+    assert_eq!(
+        body["messages"][1]["content"][0],
+        json!({"type": "thinking", "thinking": "Let me run ls.", "signature": "sig-abc"})
+    );
+}

@@ -205,8 +205,11 @@ pub fn responses_to_anthropic_request(
     }
     let stream = stream_flag(req.stream)?;
     let store = field(req.store).and_then(Json::as_bool).unwrap_or(true);
-    let include_encrypted_reasoning =
-        field(req.include)
+    // A stored response keeps its reasoning state too: `previous_response_id` replays
+    // it, and Anthropic refuses a thinking tool loop whose turn lost its thinking. The
+    // answer the client gets is the one stored, so it carries the state as well.
+    let include_encrypted_reasoning = store
+        || field(req.include)
             .and_then(Json::elements)
             .is_some_and(|items| {
                 items
@@ -678,6 +681,9 @@ fn convert_item<'a>(
                 .and_then(Json::as_str)
                 .and_then(|c| ReasoningState::decode(&c));
             match state {
+                // Unsigned thinking (a chat server's reasoning) is refused by Anthropic.
+                Some(ReasoningState::Thinking { signature, .. })
+                    if signature.is_empty() && !conv.summaries_as_thinking => {}
                 Some(ReasoningState::Thinking {
                     thinking,
                     signature,
@@ -1193,6 +1199,40 @@ mod tests {
         let body = json!({"input": "x", "max_output_tokens": 10, "reasoning": {"effort": "high"}});
         let got = translate(body);
         assert_eq!(got["max_tokens"], 16384 + 4096);
+    }
+
+    #[test]
+    fn unsigned_thinking_goes_back_only_to_a_chat_server_that_takes_it() {
+        let state = ReasoningState::Thinking {
+            thinking: "Run ls.".into(),
+            signature: String::new(),
+        }
+        .encode();
+        let body = json!({"input": [
+            user_text("list"),
+            {"type": "reasoning", "summary": [], "encrypted_content": state},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "a"}
+        ]});
+        let got = translate(body.clone());
+        assert_eq!(
+            got["messages"][1]["content"][0]["type"], "tool_use",
+            "{got}"
+        );
+        let req = responses_to_anthropic_request(
+            checked(&body),
+            None,
+            &ResponsesRequestOptions {
+                summaries_as_thinking: true,
+                ..opts()
+            },
+        )
+        .unwrap();
+        let got: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(
+            got["messages"][1]["content"][0],
+            json!({"type": "thinking", "thinking": "Run ls.", "signature": ""})
+        );
     }
 
     #[test]

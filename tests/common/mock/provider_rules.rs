@@ -169,6 +169,32 @@ pub fn anthropic_messages_refusal(rec: &Recorded) -> Option<Reply> {
             .filter(|b| b["type"] == "tool_use")
             .filter_map(|b| b["id"].as_str().map(str::to_string))
             .collect();
+        if let Some(j) = blocks.iter().position(|b| {
+            b["type"] == "thinking" && b["signature"].as_str().unwrap_or("").is_empty()
+        }) {
+            return Some(anthropic_400(format!(
+                "messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+            )));
+        }
+    }
+    // With thinking on, the turn that made the tool calls being answered must start
+    // with its thinking.
+    let thinking = body["thinking"]["type"] == "enabled";
+    let last_is_results = messages.last().is_some_and(|m| {
+        m["role"] == "user"
+            && m["content"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+    });
+    if thinking && last_is_results && messages.len() >= 2 {
+        let i = messages.len() - 2;
+        let first = &messages[i]["content"][0]["type"];
+        if first != "thinking" && first != "redacted_thinking" {
+            return Some(anthropic_400(format!(
+                "messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`.",
+                first.as_str().unwrap_or("text")
+            )));
+        }
     }
     None
 }
