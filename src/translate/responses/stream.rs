@@ -41,6 +41,7 @@ use crate::translate::anthropic_to_openai_error::openai_error_type_for_anthropic
 use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
 use crate::translate::json_writer::{write_compact, write_str, write_u64, JsonString, JsonText};
 use crate::translate::request_fields::parse_text;
+use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::sse::{SseError, SseEventRef};
 use crate::translate::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::Deserialize;
@@ -69,6 +70,7 @@ impl AnthropicToResponsesStream {
                 status: Status::Completed,
                 final_response: None,
                 phase: Phase::Streaming,
+                read: 0,
             }),
         }
     }
@@ -169,12 +171,17 @@ struct State {
     status: Status,
     final_response: Option<Vec<u8>>,
     phase: Phase,
+    /// The bytes of event data read so far: what the answer gathered for its final
+    /// `response` can hold at most, as good as.
+    read: usize,
 }
 
 const TRUNCATED: &str =
     "the provider's stream ended before the response was complete; retry the request";
 const MALFORMED: &str = "the provider sent a malformed stream event; retry the request";
 const UPSTREAM_ERROR: &str = "the provider reported an error mid-stream; retry the request";
+const TOO_LARGE: &str =
+    "the provider's answer grew past 64 MiB without ending; it is cut here, and not stored";
 /// The `error` event's code for failures on the provider's side.
 const SERVER_ERROR: &str = "server_error";
 
@@ -424,6 +431,12 @@ fn item_done(
 impl State {
     fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>) {
         let data = ev.data;
+        // The whole answer is gathered for `response.completed`: a provider that
+        // never ends its message is cut where a whole answer would be.
+        self.read = self.read.saturating_add(data.len());
+        if self.read > MAX_WHOLE_ANSWER_BYTES {
+            return self.fail(out, SERVER_ERROR, TOO_LARGE);
+        }
         let owned_kind;
         // The event name saves a parse; without a known one (some proxies
         // drop or rename it) the `type` member decides.
@@ -1129,6 +1142,39 @@ data: {"type":"message_stop"}
                    "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
                    "total_tokens": 15})
         );
+    }
+
+    #[test]
+    fn an_endless_stream_is_cut_at_the_answer_cap() {
+        let head = TOOL_STREAM
+            .split("event: content_block_stop")
+            .next()
+            .unwrap();
+        let mut t = AnthropicToResponsesStream::new(opts());
+        let mut out = Vec::new();
+        t.push(head.as_bytes(), &mut out);
+        let piece = "x".repeat(1 << 20);
+        let delta = format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{piece}\"}}}}\n\n"
+        );
+        let mut pushed = 0;
+        while !out.starts_with(b"event: error") && pushed <= MAX_WHOLE_ANSWER_BYTES >> 20 {
+            out.clear();
+            t.push(delta.as_bytes(), &mut out);
+            pushed += 1;
+        }
+        // 64 pieces of 1 MiB and their events' JSON pass the cap.
+        assert_eq!(pushed, MAX_WHOLE_ANSWER_BYTES >> 20, "cut at the cap");
+        let text = std::str::from_utf8(&out).unwrap();
+        let data = text.split_once("data: ").unwrap().1.trim();
+        let last: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(last["type"], "error");
+        assert!(last["message"].as_str().unwrap().contains("64 MiB"));
+        // Nothing more is gathered or sent.
+        out.clear();
+        t.push(delta.as_bytes(), &mut out);
+        t.finish(&mut out);
+        assert!(out.is_empty());
     }
 
     #[test]
