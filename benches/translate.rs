@@ -348,6 +348,7 @@ fn agent_conversations(c: &mut Criterion) {
             reasoning_content_back: false,
             user_field: true,
             default_sampling_only: false,
+            thought_signature_stand_in: false,
         };
         let check = |body: &str| {
             CheckedBody::check(body.as_bytes()).and_then(|b| anthropic_to_openai_request(b, &opts))

@@ -58,6 +58,7 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
         reasoning_content_back: true,
         user_field: true,
         default_sampling_only: false,
+        thought_signature_stand_in: false,
     };
     if let Ok(unchecked) = CheckedBody::already_checked(body) {
         let _ = anthropic_to_openai_request(unchecked, &opts);
@@ -146,6 +147,7 @@ proptest! {
             reasoning_content_back: true,
             user_field: true,
             default_sampling_only: false,
+            thought_signature_stand_in: false,
         };
         let compact = req.to_string();
         let pretty = serde_json::to_string_pretty(&req).unwrap();

@@ -495,3 +495,30 @@ async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
     let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
     assert_eq!(sent["temperature"], 0.2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_3_tool_loop_gives_a_thought_signature_back() {
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::gemini_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  gemini: {{api_key: gemini-test-key-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1beta/openai")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        &claude_code_tool_loop("gemini:gemini-3-pro-preview"),
+    )
+    .await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(
+        sent["messages"][2]["tool_calls"][0]["extra_content"]["google"]["thought_signature"],
+        "skip_thought_signature_validator"
+    );
+}

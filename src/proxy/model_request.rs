@@ -269,8 +269,20 @@ fn chat_options(
         reasoning_content_back: provider.kind.facts().takes_reasoning_content_back,
         user_field: provider.kind.facts().takes_user_field,
         default_sampling_only: provider.kind == ProviderKind::OpenAi && traits.reasons(&model),
+        thought_signature_stand_in: provider.kind == ProviderKind::Gemini
+            && signs_its_thoughts(&model),
         model,
     }
+}
+
+/// Whether `model` is a Gemini that requires its thought signatures back (Gemini 3
+/// and later, `gemini-3-pro-preview`).
+fn signs_its_thoughts(model: &str) -> bool {
+    model
+        .strip_prefix("gemini-")
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major >= 3)
 }
 
 /// The provider's base path, then `endpoint`, then `?query`: written in one allocation
@@ -310,6 +322,20 @@ impl From<TranslateError> for GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemini_3_and_later_sign_their_thoughts() {
+        for (model, signs) in [
+            ("gemini-3-pro-preview", true),
+            ("gemini-3.1-flash", true),
+            ("gemini-10-ultra", true),
+            ("gemini-2.5-pro", false),
+            ("gemini-exp-1206", false),
+            ("gpt-4o", false),
+        ] {
+            assert_eq!(signs_its_thoughts(model), signs, "{model}");
+        }
+    }
 
     #[test]
     fn a_model_call_to_gemini_at_googles_root_goes_to_its_openai_compatible_api() {

@@ -59,6 +59,10 @@ use super::json_writer::{
 };
 use super::request_fields::{field, json_object, stream_flag, CheckedBody, Json, Text};
 
+/// Google's documented value for a thought signature the client did not keep.
+const THOUGHT_SIGNATURE_STAND_IN: &[u8] =
+    br#""extra_content":{"google":{"thought_signature":"skip_thought_signature_validator"}}"#;
+
 /// Settings for [`anthropic_to_openai_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenAiRequestOptions {
@@ -82,6 +86,11 @@ pub struct OpenAiRequestOptions {
     /// The model takes only the default `temperature` and `top_p` (1): OpenAI's
     /// reasoning models refuse any other value (400), so another is not sent.
     pub default_sampling_only: bool,
+    /// Each assistant turn's first tool call carries Google's documented stand-in for
+    /// the thought signature it had (`skip_thought_signature_validator`): Gemini 3
+    /// refuses a tool loop whose calls come back without one (400), and a Messages or
+    /// Responses client keeps none.
+    pub thought_signature_stand_in: bool,
 }
 
 /// How an OpenAI-format provider reports a stream's token usage.
@@ -235,6 +244,7 @@ pub fn anthropic_to_openai_request(
     out.extend_from_slice(br#""messages":["#);
     let mut messages = MessagesWriter {
         reasoning_content_back: opts.reasoning_content_back,
+        thought_signature_stand_in: opts.thought_signature_stand_in,
         ..MessagesWriter::default()
     };
     // Joined with separators, several texts are never empty.
@@ -433,6 +443,8 @@ struct MessagesWriter {
     tool_calls: Vec<u8>,
     /// [`OpenAiRequestOptions::reasoning_content_back`].
     reasoning_content_back: bool,
+    /// [`OpenAiRequestOptions::thought_signature_stand_in`].
+    thought_signature_stand_in: bool,
 }
 
 impl MessagesWriter {
@@ -800,8 +812,13 @@ fn convert_assistant_blocks(
                 if call_count > 0 {
                     calls.push(b',');
                 }
+                calls.push(b'{');
+                if call_count == 0 && messages.thought_signature_stand_in {
+                    calls.extend_from_slice(THOUGHT_SIGNATURE_STAND_IN);
+                    calls.push(b',');
+                }
                 call_count += 1;
-                calls.extend_from_slice(br#"{"function":{"arguments":"#);
+                calls.extend_from_slice(br#""function":{"arguments":"#);
                 match field(block.input) {
                     None => calls.extend_from_slice(br#""{}""#),
                     Some(input) if input.is_object() => {
@@ -961,6 +978,7 @@ mod tests {
             reasoning_content_back: false,
             user_field: true,
             default_sampling_only: false,
+            thought_signature_stand_in: false,
         }
     }
 
@@ -1334,6 +1352,37 @@ mod tests {
         assert_eq!(got["top_p"], 0.9);
         assert_eq!(got["stop"], json!(["3", "END"]));
         assert_eq!(got["user"], "u-1");
+    }
+
+    #[test]
+    fn gemini_tool_calls_carry_the_thought_signature_stand_in_on_each_turns_first_call() {
+        let body = json!({"max_tokens": 5, "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "a", "name": "f", "input": {}},
+                {"type": "tool_use", "id": "b", "name": "f", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "a", "content": "1"},
+                {"type": "tool_result", "tool_use_id": "b", "content": "2"}]}
+        ]});
+        let gemini = OpenAiRequestOptions {
+            thought_signature_stand_in: true,
+            ..opts(false)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &gemini).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        let calls = &got["messages"][1]["tool_calls"];
+        assert_eq!(
+            calls[0]["extra_content"],
+            json!({"google": {"thought_signature": "skip_thought_signature_validator"}})
+        );
+        assert!(calls[1].get("extra_content").is_none());
+        assert_eq!(calls[1]["id"], "b");
+        let r = anthropic_to_openai_request(checked(&body), &opts(false)).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(got["messages"][1]["tool_calls"][0]
+            .get("extra_content")
+            .is_none());
     }
 
     #[test]

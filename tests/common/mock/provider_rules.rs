@@ -293,6 +293,25 @@ pub fn mistral_chat_refusal(rec: &Recorded) -> Option<Reply> {
     Some(Reply::json(422, body.to_string()))
 }
 
+/// Gemini's 400 (its OpenAI-compatible API) for a Gemini 3 request whose assistant turn
+/// with tool calls does not give its first call's thought signature back, or `None`.
+pub fn gemini_chat_refusal(rec: &Recorded) -> Option<Reply> {
+    let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
+    if !body["model"].as_str()?.starts_with("gemini-3") {
+        return None;
+    }
+    let messages = body["messages"].as_array()?;
+    let missing = messages.iter().position(|m| {
+        m["tool_calls"][0].is_object()
+            && !m["tool_calls"][0]["extra_content"]["google"]["thought_signature"].is_string()
+    })?;
+    Some(openai_400(
+        format!("Function call is missing a thought_signature in functionCall parts. This is required for tools to work correctly, and missing thought_signature may lead to degraded model performance. Additional data, function call `default_api:Bash` , position {missing}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details."),
+        None,
+        "invalid_argument",
+    ))
+}
+
 /// DeepSeek's 400 for a thinking-mode request (its default) whose assistant turn with
 /// tool calls lacks its `reasoning_content`: a tool loop must pass its reasoning
 /// back, or `None`.
