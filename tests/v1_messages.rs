@@ -522,3 +522,52 @@ async fn a_gemini_3_tool_loop_gives_a_thought_signature_back() {
         "skip_thought_signature_validator"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geminis_own_thought_signature_makes_the_round_trip() {
+    let mock = MockUpstream::start(|rec| {
+        if let Some(refusal) = common::mock::provider_rules::gemini_chat_refusal(rec) {
+            return refusal;
+        }
+        Reply::json(
+            200,
+            serde_json::json!({"id": "g1", "object": "chat.completion", "model": "gemini-3-pro-preview",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+                    "content": null, "tool_calls": [{"id": "call_g", "type": "function",
+                        "function": {"name": "Bash", "arguments": "{\"command\":\"ls\"}"},
+                        "extra_content": {"google": {"thought_signature": "sig-gemini-1"}}}]}}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}})
+            .to_string(),
+        )
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  gemini: {{api_key: gemini-test-key-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1beta/openai")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let first = serde_json::json!({"model": "gemini:gemini-3-pro-preview", "max_tokens": 256,
+        "tools": [{"name": "Bash", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "content": "list the files"}]});
+    let resp = post(&gw, "/v1/messages", &first.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(
+        answer["content"][0]["signature"], "sig-gemini-1",
+        "{answer}"
+    );
+    // The client sends the turn back as it got it, with the call's result.
+    let mut next = first.clone();
+    next["messages"] = serde_json::json!([
+        {"role": "user", "content": "list the files"},
+        {"role": "assistant", "content": answer["content"]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_g", "content": "a.txt"}]}
+    ]);
+    let resp = post(&gw, "/v1/messages", &next.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(
+        sent["messages"][1]["tool_calls"][0]["extra_content"]["google"]["thought_signature"],
+        "sig-gemini-1"
+    );
+}

@@ -168,6 +168,7 @@ json_object!(
         is_error,
         tool_name,
         thinking,
+        signature,
     }
 );
 
@@ -794,6 +795,8 @@ fn convert_assistant_blocks(
     // Text blocks are pieces of one answer, thinking blocks of one reasoning.
     let mut text = Vec::new();
     let mut thinking = Vec::new();
+    // The signature a thinking block holds: Gemini's, given back with the first call.
+    let mut signature: Option<Text<'_>> = None;
     let mut calls = std::mem::take(&mut messages.tool_calls);
     calls.clear();
     let mut call_count = 0;
@@ -814,7 +817,16 @@ fn convert_assistant_blocks(
                 }
                 calls.push(b'{');
                 if call_count == 0 && messages.thought_signature_stand_in {
-                    calls.extend_from_slice(THOUGHT_SIGNATURE_STAND_IN);
+                    match &signature {
+                        Some(signature) => {
+                            calls.extend_from_slice(
+                                br#""extra_content":{"google":{"thought_signature":"#,
+                            );
+                            signature.write(&mut calls);
+                            calls.extend_from_slice(b"}}");
+                        }
+                        None => calls.extend_from_slice(THOUGHT_SIGNATURE_STAND_IN),
+                    }
                     calls.push(b',');
                 }
                 call_count += 1;
@@ -841,6 +853,12 @@ fn convert_assistant_blocks(
             "thinking" => {
                 if messages.reasoning_content_back {
                     thinking.extend(block.thinking.and_then(Json::as_text));
+                }
+                if messages.thought_signature_stand_in && signature.is_none() {
+                    signature = block
+                        .signature
+                        .and_then(Json::as_text)
+                        .filter(|s| !s.is_empty());
                 }
             }
             "redacted_thinking" => {}
@@ -1383,6 +1401,27 @@ mod tests {
         assert!(got["messages"][1]["tool_calls"][0]
             .get("extra_content")
             .is_none());
+    }
+
+    #[test]
+    fn a_thinking_blocks_signature_goes_back_to_gemini_with_the_first_call() {
+        let body = json!({"max_tokens": 5, "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "", "signature": "CiQBsig"},
+                {"type": "tool_use", "id": "a", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "1"}]}
+        ]});
+        let gemini = OpenAiRequestOptions {
+            thought_signature_stand_in: true,
+            ..opts(false)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &gemini).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            got["messages"][1]["tool_calls"][0]["extra_content"],
+            json!({"google": {"thought_signature": "CiQBsig"}})
+        );
     }
 
     #[test]

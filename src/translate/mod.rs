@@ -61,6 +61,7 @@ pub mod responses;
 pub mod results_url;
 pub mod sse;
 mod sse_driver;
+mod thought_signature;
 pub mod unasked_usage;
 
 pub use anthropic_to_openai_error::{

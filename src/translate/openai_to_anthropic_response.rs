@@ -157,6 +157,8 @@ struct InToolCall<'a> {
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     function: Option<InFunction<'a>>,
+    #[serde(borrow, default)]
+    extra_content: Option<crate::translate::thought_signature::ExtraContent<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +266,24 @@ pub fn openai_to_anthropic_response(
     }
     let calls = msg.tool_calls.unwrap_or_default();
     let has_tool_calls = !calls.is_empty();
+    // Gemini's thought signature goes to the client in a thinking block, first.
+    let signature = calls
+        .iter()
+        .find_map(|c| c.extra_content.as_ref()?.thought_signature());
+    if let Some(signature) = signature {
+        match content.first_mut() {
+            Some(Block::Thinking { signature: s, .. }) if s.is_empty() => {
+                *s = signature.to_string()
+            }
+            _ => content.insert(
+                0,
+                Block::Thinking {
+                    thinking: String::new(),
+                    signature: signature.to_string(),
+                },
+            ),
+        }
+    }
     for call in calls {
         let function = call.function.unwrap_or(InFunction {
             name: None,
@@ -429,6 +449,21 @@ mod tests {
                 "{finish}"
             );
         }
+    }
+
+    #[test]
+    fn geminis_thought_signature_comes_first_as_a_signed_thinking_block() {
+        let body = json!({"id": "x", "choices": [{"finish_reason": "tool_calls", "message": {
+            "content": "Checking.",
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"},
+                "extra_content": {"google": {"thought_signature": "CiQBsig"}}}]}}]});
+        let got = translate(&body.to_string());
+        assert_eq!(
+            got["content"][0],
+            json!({"type": "thinking", "thinking": "", "signature": "CiQBsig"})
+        );
+        assert_eq!(got["content"][1]["type"], "text");
+        assert_eq!(got["content"][2]["type"], "tool_use");
     }
 
     #[test]

@@ -204,6 +204,8 @@ struct ToolCallDelta<'a> {
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     function: Option<FunctionDelta<'a>>,
+    #[serde(borrow, default)]
+    extra_content: Option<crate::translate::thought_signature::ExtraContent<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -382,6 +384,7 @@ enum StartBlock<'a> {
 enum BlockDelta<'a> {
     Text { text: &'a str },
     Thinking { thinking: &'a str },
+    Signature { signature: &'a str },
     InputJson { partial_json: &'a str },
 }
 
@@ -555,6 +558,13 @@ impl State {
                 }
                 self.last_tool_seen = self.last_tool_seen.max(Some(k));
                 self.last_tool_id.clear();
+                if let Some(signature) = call
+                    .extra_content
+                    .as_ref()
+                    .and_then(|e| e.thought_signature())
+                {
+                    self.signed_thinking(out, signature);
+                }
                 let generated;
                 let id = match id {
                     Some(id) => {
@@ -588,6 +598,18 @@ impl State {
             let delta = BlockDelta::InputJson { partial_json: args };
             Self::write_delta(self.phase, out, block_index, &delta);
         }
+    }
+
+    /// Gemini's thought signature on a tool call, as a thinking block of its own
+    /// before the call: where an Anthropic-format client keeps it for the next turn.
+    fn signed_thinking(&mut self, out: &mut Vec<u8>, signature: &str) {
+        let block = StartBlock::Thinking {
+            thinking: "",
+            signature: "",
+        };
+        let index = self.open_block(out, BlockKind::Thinking, block);
+        Self::write_delta(self.phase, out, index, &BlockDelta::Signature { signature });
+        self.close_open(out);
     }
 
     fn open_block(&mut self, out: &mut Vec<u8>, kind: BlockKind, block: StartBlock<'_>) -> u32 {
@@ -665,6 +687,7 @@ impl State {
         let (kind, key, value) = match delta {
             BlockDelta::Text { text } => ("text_delta", "text", text),
             BlockDelta::Thinking { thinking } => ("thinking_delta", "thinking", thinking),
+            BlockDelta::Signature { signature } => ("signature_delta", "signature", signature),
             BlockDelta::InputJson { partial_json } => {
                 ("input_json_delta", "partial_json", partial_json)
             }
@@ -1088,6 +1111,26 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             .iter()
             .any(|(n, d)| n == "content_block_stop" && d["index"] == 1));
         assert!(!names(&evs).contains(&"message_stop"));
+    }
+
+    #[test]
+    fn geminis_thought_signature_streams_as_a_signed_thinking_block_before_the_call() {
+        let input = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"},\"extra_content\":{\"google\":{\"thought_signature\":\"CiQBsig\"}}}]}}]}\n\n\
+            data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n";
+        let evs = events(&run(input));
+        assert_eq!(
+            evs[1].1,
+            json!({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+        );
+        assert_eq!(
+            evs[2].1,
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "signature_delta", "signature": "CiQBsig"}})
+        );
+        assert_eq!(evs[3].0, "content_block_stop");
+        assert_eq!(evs[4].1["content_block"]["type"], "tool_use");
+        assert_eq!(evs[4].1["index"], 1);
     }
 
     #[test]
