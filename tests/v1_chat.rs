@@ -824,3 +824,57 @@ async fn an_openai_stream_is_asked_for_its_usage_which_only_a_client_that_asked_
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["total_tokens"], 21);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_openai_clients_send_that_claude_refuses_is_made_acceptable() {
+    // The mock refuses what Anthropic refuses.
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::anthropic_messages_refusal(rec)
+            .unwrap_or_else(|| provider_like(rec))
+    })
+    .await;
+    let gw = anthropic_gateway(&mock.url("/v1"));
+    let call = serde_json::json!({"id": "c1", "type": "function",
+        "function": {"name": "get_time", "arguments": "{}"}});
+    let requests = [
+        // A reasoning tool loop's second turn: no signed thinking to send back.
+        serde_json::json!({"model": "anthropic/claude-sonnet-4-5", "reasoning_effort": "medium",
+            "tools": [{"type": "function", "function": {"name": "get_time"}}],
+            "messages": [{"role": "user", "content": "time?"},
+                {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "12:00"}]}),
+        // Both sampling knobs, which Claude 4.5 refuses together.
+        serde_json::json!({"model": "anthropic/claude-sonnet-4-5", "temperature": 0.7,
+            "top_p": 0.9, "messages": [{"role": "user", "content": "hi"}]}),
+        // Whitespace stops and parts, and a prefill ending in a newline.
+        serde_json::json!({"model": "anthropic/claude-sonnet-4-5", "stop": ["\n"],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": " "},
+                {"type": "text", "text": "Write a haiku"}]},
+                {"role": "assistant", "content": "Haiku:\n"}]}),
+    ];
+    for body in requests {
+        let resp = post(&gw, "/v1/chat/completions", body.to_string().into_bytes()).await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{body}\n{text}");
+    }
+    // A prompt too long reaches the client with OpenAI's code for it.
+    let too_long = MockUpstream::start(|_| {
+        Reply::json(
+            400,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215000 tokens > 200000 maximum"}}"#,
+        )
+    })
+    .await;
+    let gw = anthropic_gateway(&too_long.url("/v1"));
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "context_length_exceeded");
+}

@@ -116,7 +116,13 @@ pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> Vec<u8> {
             &generic
         }
     };
-    OpenAiErrorBody::new(message, kind).to_vec()
+    let mut error = OpenAiErrorBody::new(message, kind);
+    // OpenAI's code for a prompt past the model's context, which clients act on
+    // (trimming or compacting the conversation).
+    if super::is_context_overflow(status, body) {
+        error.error.code = Some("context_length_exceeded");
+    }
+    error.to_vec()
 }
 
 #[cfg(test)]
@@ -130,6 +136,18 @@ mod tests {
 
     fn anthropic(kind: &str, message: &str) -> String {
         json!({"type": "error", "error": {"type": kind, "message": message}}).to_string()
+    }
+
+    #[test]
+    fn prompt_too_long_gets_context_length_exceeded_code() {
+        let body = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215000 tokens > 200000 maximum"}}"#;
+        let got: Value = serde_json::from_slice(&anthropic_error_to_openai(400, body)).unwrap();
+        assert_eq!(got["error"]["code"], "context_length_exceeded");
+        assert_eq!(got["error"]["type"], "invalid_request_error");
+        let other =
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad tool"}}"#;
+        let got: Value = serde_json::from_slice(&anthropic_error_to_openai(400, other)).unwrap();
+        assert!(got["error"]["code"].is_null());
     }
 
     #[test]

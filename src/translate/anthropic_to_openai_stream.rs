@@ -48,6 +48,10 @@ struct State {
     /// an index-addressed table (a bogus huge index cannot make it allocate) nor a
     /// list (a stream of many blocks would be read once per delta).
     tool_blocks: crate::lookup::LookupMap<u64, u32>,
+    /// Tool blocks that have streamed no input yet: a tool without parameters gets
+    /// only an empty `partial_json`, and its call then says `{}` at its end, as
+    /// OpenAI's do (clients parse the arguments and drop a call they cannot).
+    tools_without_input: crate::lookup::LookupSet<u64>,
     tool_count: u32,
     input_tokens: u64,
     cache_read: u64,
@@ -82,6 +86,7 @@ impl AnthropicToOpenAiStream {
                 role_sent: false,
                 finish_sent: false,
                 tool_blocks: crate::lookup::LookupMap::default(),
+                tools_without_input: Default::default(),
                 tool_count: 0,
                 input_tokens: 0,
                 cache_read: 0,
@@ -385,6 +390,7 @@ impl State {
             "message_start" => self.on_message_start(data, out),
             "content_block_start" => self.on_block_start(data, out),
             "content_block_delta" => self.on_block_delta(data, out),
+            "content_block_stop" => self.on_block_stop(data, out),
             "message_delta" => self.on_message_delta(data, out),
             "message_stop" => {
                 self.on_message_stop(out);
@@ -394,8 +400,7 @@ impl State {
                 self.on_error(data, out);
                 Ok(())
             }
-            // ping, content_block_stop and future event types carry nothing
-            // an OpenAI client needs.
+            // ping and future event types carry nothing an OpenAI client needs.
             _ => Ok(()),
         };
         if result.is_err() {
@@ -470,6 +475,7 @@ impl State {
                 let k = self.tool_count;
                 self.tool_count = self.tool_count.saturating_add(1);
                 self.tool_blocks.insert(ev.index, k);
+                self.tools_without_input.insert(ev.index);
                 let delta = DeltaOut {
                     tool_calls: Some([ToolCallDelta {
                         index: k,
@@ -488,6 +494,34 @@ impl State {
             _ => {
                 self.tool_blocks.remove(&ev.index);
             }
+        }
+        Ok(())
+    }
+
+    /// A tool block ending without input: its call's arguments are `{}`.
+    fn on_block_stop(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        #[derive(Deserialize)]
+        struct BlockStop {
+            index: u64,
+        }
+        let ev: BlockStop = serde_json::from_str(data)?;
+        if !self.tools_without_input.remove(&ev.index) {
+            return Ok(());
+        }
+        if let Some(&k) = self.tool_blocks.get(&ev.index) {
+            let delta = DeltaOut {
+                tool_calls: Some([ToolCallDelta {
+                    index: k,
+                    id: None,
+                    kind: None,
+                    function: FunctionDelta {
+                        name: None,
+                        arguments: "{}",
+                    },
+                }]),
+                ..DeltaOut::default()
+            };
+            self.emit(out, delta, None);
         }
         Ok(())
     }
@@ -513,6 +547,7 @@ impl State {
                 let tool = self.tool_blocks.get(&ev.index).copied();
                 let json = d.partial_json.as_deref().unwrap_or("");
                 if let (Some(k), false) = (tool, json.is_empty()) {
+                    self.tools_without_input.remove(&ev.index);
                     let delta = DeltaOut {
                         tool_calls: Some([ToolCallDelta {
                             index: k,
@@ -767,6 +802,49 @@ data: {"type":"message_stop"}
             .iter()
             .filter_map(|d| d[field].as_str().map(str::to_owned))
             .collect()
+    }
+
+    #[test]
+    fn parameterless_tool_call_streams_empty_object_arguments() {
+        let input = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"usage":{"input_tokens":5,"output_tokens":1}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_time","input":{}}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_2","name":"f","input":{}}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":1}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+        let evs = events(&run(input, false));
+        let arguments = |k: u64| -> String {
+            deltas(&evs)
+                .iter()
+                .flat_map(|d| d["tool_calls"].as_array().cloned().unwrap_or_default())
+                .filter(|c| c["index"] == k)
+                .filter_map(|c| c["function"]["arguments"].as_str().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(arguments(0), "{}");
+        assert_eq!(arguments(1), "{\"a\":1}");
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //!   `reasoning_content` (Anthropic needs signed thinking blocks, which an
 //!   OpenAI client cannot send back).
 //! - `temperature` above 1 is clamped to 1, Anthropic's maximum (OpenAI
-//!   allows up to 2). `top_k`, not an OpenAI field, is passed through.
+//!   allows up to 2); `top_p` is sent only without a temperature (Claude 4.5 and
+//!   later refuse both). `top_k`, not an OpenAI field, is passed through.
 //! - `tool_choice: "none"` drops the tools, unless the conversation already
 //!   contains tool calls or results (Anthropic then requires the tool
 //!   definitions), in which case `{"type":"none"}` is sent with the tools. A
@@ -195,6 +196,10 @@ pub fn openai_to_anthropic_request(
     }
     let conv = convert_messages(req.messages, &mut out)?;
     let (thinking_budget, _) = limits?;
+    // With thinking on, Anthropic wants the turn whose tool calls are being answered
+    // to start with its signed thinking, which an OpenAI client cannot send back: such
+    // a request goes without thinking, as Anthropic's error advises.
+    let thinking_budget = thinking_budget.filter(|_| !conv.answers_tool_calls);
 
     let tooling = tooling(&req, conv.has_tool_blocks, thinking_budget.is_some())?;
     let sampling = match thinking_budget {
@@ -386,7 +391,8 @@ fn sampling(req: &ChatRequest<'_>) -> Result<Sampling, TranslateError> {
             .ok_or_else(|| TranslateError::invalid_field(key, "must be a number")),
     };
     let temperature = number("temperature", req.temperature)?;
-    let top_p = number("top_p", req.top_p)?;
+    // Claude 4.5 and later refuse both at once: the temperature is the one kept.
+    let top_p = number("top_p", req.top_p)?.filter(|_| temperature.is_none());
     let top_k = match field(req.top_k) {
         Some(k) => Some(k.as_u64().ok_or_else(|| {
             TranslateError::invalid_field("top_k", "must be a non-negative integer")
@@ -414,7 +420,9 @@ fn stop_sequences<'a>(req: &ChatRequest<'a>) -> Result<Vec<Cow<'a, str>>, Transl
             .map(|s| s.as_str().ok_or_else(invalid))
             .collect::<Result<_, _>>()?,
     };
-    Ok(stops.into_iter().filter(|s| !s.is_empty()).collect())
+    // Anthropic refuses a stop sequence of whitespace alone ("each stop sequence must
+    // contain non-whitespace"); it could not be honoured, so it is not sent.
+    Ok(stops.into_iter().filter(|s| !s.trim().is_empty()).collect())
 }
 
 /// A text block of the system prompt.
@@ -451,6 +459,8 @@ fn write_system(out: &mut Vec<u8>, blocks: &[SystemText<'_>]) {
 struct Converted<'a> {
     system: Vec<SystemText<'a>>,
     has_tool_blocks: bool,
+    /// Tool results follow the last assistant message.
+    answers_tool_calls: bool,
 }
 
 /// Content blocks written one after the other, comma-separated.
@@ -543,11 +553,13 @@ fn convert_messages<'a>(
     let mut conv = Converted {
         system: Vec::new(),
         has_tool_blocks: false,
+        answers_tool_calls: false,
     };
     out.extend_from_slice(br#""messages":["#);
     let mut writer = MessagesWriter { open_role: None };
     // One buffer for every message's blocks, reused.
     let mut blocks = BlockList::new();
+    let last = messages.len().saturating_sub(1);
     for (i, msg) in messages.into_iter().enumerate() {
         if !msg.is_object() {
             return Err(TranslateError::invalid_field(
@@ -586,19 +598,34 @@ fn convert_messages<'a>(
                         "the deprecated functions API is not translated; send `tool_calls` instead",
                     ));
                 }
-                content_blocks(field(msg.content), i, PartRole::Assistant, |block| {
-                    block.write(blocks.next())
-                })?;
+                if i == last && field(msg.tool_calls).is_none() {
+                    // A final assistant message is a prefill, which Anthropic refuses
+                    // to see end in whitespace.
+                    let mut prefill = Vec::new();
+                    content_blocks(field(msg.content), i, PartRole::Assistant, |block| {
+                        prefill.push(block)
+                    })?;
+                    trim_prefill_end(&mut prefill);
+                    for block in &prefill {
+                        block.write(blocks.next());
+                    }
+                } else {
+                    content_blocks(field(msg.content), i, PartRole::Assistant, |block| {
+                        block.write(blocks.next())
+                    })?;
+                }
                 if let Some(calls) = field(msg.tool_calls) {
                     let before = blocks.len;
                     write_tool_use_blocks(calls, i, &mut blocks)?;
                     conv.has_tool_blocks |= blocks.len > before;
                 }
                 writer.push(out, "assistant", &blocks);
+                conv.answers_tool_calls = false;
             }
             "tool" => {
                 write_tool_result_block(&msg, i, blocks.next())?;
                 conv.has_tool_blocks = true;
+                conv.answers_tool_calls = true;
                 writer.push(out, "user", &blocks);
             }
             "function" => return Err(TranslateError::unsupported(
@@ -615,6 +642,21 @@ fn convert_messages<'a>(
     }
     writer.finish(out)?;
     Ok(conv)
+}
+
+/// Trims the whitespace at the end of a prefill's last text block (dropping the block
+/// if nothing is left).
+fn trim_prefill_end(blocks: &mut Vec<Block<'_>>) {
+    let Some(Block::Text { text, .. }) = blocks.last_mut() else {
+        return;
+    };
+    let trimmed = std::mem::replace(text, Text::from("")).trimmed_end();
+    if trimmed.is_empty() {
+        blocks.pop();
+        trim_prefill_end(blocks);
+    } else {
+        *text = trimmed;
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -732,9 +774,10 @@ fn content_blocks<'a>(
     Ok(())
 }
 
-/// Anthropic rejects empty text blocks, so empty text is dropped.
+/// Anthropic rejects empty text blocks, and blocks of whitespace alone ("text content
+/// blocks must contain non-whitespace text"), so such text is dropped.
 fn text_block<'a>(text: Text<'a>, cache_control: Option<Json<'a>>) -> Option<Block<'a>> {
-    (!text.is_empty()).then_some(Block::Text {
+    (!text.is_blank()).then_some(Block::Text {
         text,
         cache_control,
     })
@@ -1569,12 +1612,66 @@ mod tests {
     }
 
     #[test]
+    fn whitespace_only_stops_and_text_parts_are_dropped() {
+        let got = translate(json!({"stop": ["\n", " \t", "END"], "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "\n"}, {"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": " "},
+            user("more")
+        ]}));
+        assert_eq!(got["stop_sequences"], json!(["END"]));
+        assert_eq!(
+            got["messages"],
+            json!([{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "more"}]}])
+        );
+        let got = translate(json!({"stop": "\n\n", "messages": [user("x")]}));
+        assert!(got.get("stop_sequences").is_none(), "{got}");
+    }
+
+    #[test]
+    fn final_assistant_prefill_trailing_whitespace_is_trimmed() {
+        let got = translate(json!({"messages": [user("x"),
+            {"role": "assistant", "content": [{"type": "text", "text": "Answer: "},
+                {"type": "text", "text": "\n  "}]}]}));
+        assert_eq!(
+            got["messages"][1]["content"],
+            json!([{"type": "text", "text": "Answer:"}])
+        );
+        // An earlier assistant message keeps its text as it was.
+        let got = translate(json!({"messages": [user("x"),
+            {"role": "assistant", "content": "Sure. "}, user("y")]}));
+        assert_eq!(got["messages"][1]["content"][0]["text"], "Sure. ");
+    }
+
+    #[test]
+    fn a_reasoning_tool_loop_answering_its_calls_goes_without_thinking() {
+        let call =
+            json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+        let got = translate(json!({"reasoning_effort": "medium", "temperature": 0.5,
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [user("x"), {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"}]}));
+        assert!(got.get("thinking").is_none(), "{got}");
+        assert_eq!(got["temperature"], 0.5);
+        // The next question, after the loop ended, thinks again.
+        let got = translate(json!({"reasoning_effort": "medium",
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [user("x"), {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"},
+                {"role": "assistant", "content": "It is 42."}, user("and now?")]}));
+        assert_eq!(got["thinking"]["type"], "enabled");
+    }
+
+    #[test]
     fn sampling_params_are_copied_and_temperature_clamped() {
+        let got = translate(json!({"messages": [user("x")], "top_p": 0.9, "top_k": 5}));
+        assert_eq!(got["top_p"], 0.9);
+        assert_eq!(got["top_k"], 5);
+        // Claude 4.5 and later refuse both: the temperature is kept.
         let got = translate(
             json!({"messages": [user("x")], "temperature": 0.2, "top_p": 0.9, "top_k": 5}),
         );
         assert_eq!(got["temperature"], 0.2);
-        assert_eq!(got["top_p"], 0.9);
+        assert!(got.get("top_p").is_none(), "{got}");
         assert_eq!(got["top_k"], 5);
         let got = translate(json!({"messages": [user("x")], "temperature": 1.7}));
         assert_eq!(got["temperature"], 1.0);

@@ -260,6 +260,35 @@ impl<'a> Text<'a> {
         self.write_fragment(out);
         out.push(b'"');
     }
+
+    /// The text itself, escapes undone.
+    fn unescaped(&self) -> Cow<'_, str> {
+        match self {
+            Text::Escaped(s) if s.contains('\\') => {
+                serde_json::from_str::<String>(&format!("\"{s}\""))
+                    .map_or(Cow::Borrowed(*s), Cow::Owned)
+            }
+            Text::Escaped(s) => Cow::Borrowed(*s),
+            Text::Plain(s) => Cow::Borrowed(s.as_ref()),
+        }
+    }
+
+    /// Whether the text holds nothing but whitespace (or nothing).
+    pub(super) fn is_blank(&self) -> bool {
+        if let Text::Escaped(s) = self {
+            // Most text has a letter among its first bytes: told without unescaping.
+            if s.bytes().any(|b| !matches!(b, b' ' | b'\\' | b't' | b'n' | b'r' | b'u' | b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F')) {
+                return false;
+            }
+        }
+        self.unescaped().trim().is_empty()
+    }
+
+    /// The text without the whitespace at its end.
+    pub(super) fn trimmed_end(self) -> Text<'a> {
+        let trimmed = self.unescaped().trim_end().to_string();
+        Text::Plain(Cow::Owned(trimmed))
+    }
 }
 
 impl<'a> From<&'a str> for Text<'a> {

@@ -28,7 +28,8 @@
 //! - `reasoning.effort` gives a thinking budget as for Chat Completions
 //!   (`minimal`/`low` 1024, `medium` 4096, `high`/`xhigh` 16384; `none` none),
 //!   `max_tokens` raised above it when needed; thinking drops `temperature` and
-//!   `top_p`, which Anthropic refuses with it. `temperature` is clamped to 1.
+//!   `top_p`, which Anthropic refuses with it. `temperature` is clamped to 1, and
+//!   `top_p` is sent only without it (Claude 4.5 and later refuse both).
 //! - `max_output_tokens` becomes `max_tokens`; when absent, the limit the gateway
 //!   gives (Anthropic requires one: the model's ceiling), or none for a chat server,
 //!   which then answers up to the model's maximum as OpenAI does; `user` /
@@ -298,6 +299,7 @@ pub fn responses_to_anthropic_request(
             }
         }
     };
+    let answers_calls_without_thinking = conv.answers_calls_without_thinking();
     let messages = conv.finish();
     if messages.is_empty() || messages == b"[]" {
         return Err(TranslateError::invalid_field(
@@ -324,6 +326,8 @@ pub fn responses_to_anthropic_request(
             }
         },
     };
+    // Anthropic would refuse it: the turn goes without thinking, as its error advises.
+    let budget = budget.filter(|_| !answers_calls_without_thinking);
     let mut max_tokens = match field(req.max_output_tokens) {
         Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
             TranslateError::invalid_field("max_output_tokens", "must be a positive integer")
@@ -343,7 +347,8 @@ pub fn responses_to_anthropic_request(
             .ok_or_else(|| TranslateError::invalid_field(key, "must be a number")),
     };
     let temperature = number("temperature", req.temperature)?.map(|t| t.min(1.0));
-    let top_p = number("top_p", req.top_p)?;
+    // Claude 4.5 and later refuse both at once: the temperature is the one kept.
+    let top_p = number("top_p", req.top_p)?.filter(|_| temperature.is_none());
     let choice = tool_choice(req.tool_choice, req.parallel_tool_calls)?;
     if budget.is_some() && choice.as_ref().is_some_and(|c| c.forced) {
         return Err(TranslateError::unsupported(
@@ -494,6 +499,10 @@ struct Conversation {
     results: Vec<u8>,
     /// The current message's other blocks.
     blocks: Vec<u8>,
+    /// Tool results follow the last assistant message, whose first block was (or
+    /// was not) thinking: with thinking on, Anthropic wants such a turn to open with it.
+    answers_tool_calls: bool,
+    last_assistant_thinks_first: bool,
 }
 
 impl Conversation {
@@ -506,7 +515,16 @@ impl Conversation {
             role: None,
             results: Vec::new(),
             blocks: Vec::new(),
+            answers_tool_calls: false,
+            last_assistant_thinks_first: false,
         }
+    }
+
+    /// Whether the conversation answers tool calls of a turn that did not open with
+    /// its thinking (a client without the gateway's reasoning state): Anthropic
+    /// refuses such a request with thinking on.
+    fn answers_calls_without_thinking(&self) -> bool {
+        self.answers_tool_calls && !self.last_assistant_thinks_first
     }
 
     /// Adds a block written by `write` to a message of `role`.
@@ -520,10 +538,21 @@ impl Conversation {
         } else {
             &mut self.blocks
         };
-        if !buf.is_empty() {
+        let first = buf.is_empty();
+        if !first {
             buf.push(b',');
         }
         write(buf);
+        match role {
+            Role::Assistant if first => {
+                // Thinking blocks are written signature first, redacted ones data first.
+                self.last_assistant_thinks_first =
+                    buf.starts_with(br#"{"signature""#) || buf.starts_with(br#"{"data""#);
+                self.answers_tool_calls = false;
+            }
+            Role::User if tool_result => self.answers_tool_calls = true,
+            _ => {}
+        }
     }
 
     fn flush(&mut self) {
@@ -1199,6 +1228,36 @@ mod tests {
         let body = json!({"input": "x", "max_output_tokens": 10, "reasoning": {"effort": "high"}});
         let got = translate(body);
         assert_eq!(got["max_tokens"], 16384 + 4096);
+    }
+
+    #[test]
+    fn a_thinking_tool_loop_without_its_reasoning_state_goes_without_thinking() {
+        let loop_input = json!([
+            user_text("list"),
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "a"}
+        ]);
+        let got = translate(json!({"input": loop_input, "reasoning": {"effort": "low"}}));
+        assert!(got.get("thinking").is_none(), "{got}");
+        // With its thinking given back, the turn thinks.
+        let state = ReasoningState::Thinking {
+            thinking: "t".into(),
+            signature: "sig".into(),
+        }
+        .encode();
+        let mut with_state = loop_input.as_array().unwrap().clone();
+        with_state.insert(
+            1,
+            json!({"type": "reasoning", "summary": [], "encrypted_content": state}),
+        );
+        let got = translate(json!({"input": with_state, "reasoning": {"effort": "low"}}));
+        assert_eq!(got["thinking"]["type"], "enabled", "{got}");
+        // A new question after the loop thinks too.
+        let mut next = loop_input.as_array().unwrap().clone();
+        next.push(json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "a"}]}));
+        next.push(user_text("more"));
+        let got = translate(json!({"input": next, "reasoning": {"effort": "low"}}));
+        assert_eq!(got["thinking"]["type"], "enabled", "{got}");
     }
 
     #[test]

@@ -144,7 +144,58 @@ pub fn anthropic_messages_refusal(rec: &Recorded) -> Option<Reply> {
     let system_beta = rec
         .header("anthropic-beta")
         .is_some_and(|b| b.contains("mid-conversation-system"));
+    let model = body["model"].as_str().unwrap_or_default();
+    let from_4_5 = ["4-5", "4-6", "4-7", "opus-5", "sonnet-5"]
+        .iter()
+        .any(|v| model.contains(v));
+    if from_4_5 && body.get("temperature").is_some() && body.get("top_p").is_some() {
+        return Some(anthropic_400(
+            "`temperature` and `top_p` cannot both be specified for this model. Please use only one.".into(),
+        ));
+    }
+    let stops = body["stop_sequences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if stops
+        .iter()
+        .any(|s| s.as_str().is_some_and(|s| s.trim().is_empty()))
+    {
+        return Some(anthropic_400(
+            "stop_sequences: each stop sequence must contain non-whitespace".into(),
+        ));
+    }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    for message in &messages {
+        let blank = message["content"].as_array().is_some_and(|blocks| {
+            blocks.iter().any(|b| {
+                b["type"] == "text" && b["text"].as_str().is_some_and(|t| t.trim().is_empty())
+            })
+        }) || message["content"]
+            .as_str()
+            .is_some_and(|t| t.trim().is_empty());
+        if blank {
+            return Some(anthropic_400(
+                "messages: text content blocks must contain non-whitespace text".into(),
+            ));
+        }
+    }
+    if let Some(last) = messages.last().filter(|m| m["role"] == "assistant") {
+        let text = match &last["content"] {
+            Value::String(t) => t.clone(),
+            Value::Array(blocks) => blocks
+                .last()
+                .and_then(|b| b["text"].as_str())
+                .unwrap_or("x")
+                .to_string(),
+            _ => String::new(),
+        };
+        if text.ends_with(char::is_whitespace) {
+            return Some(anthropic_400(
+                "messages: final assistant content cannot end with trailing whitespace".into(),
+            ));
+        }
+    }
     let mut calls_before: Vec<String> = Vec::new();
     for (i, message) in messages.iter().enumerate() {
         let role = message["role"].as_str().unwrap_or_default();
