@@ -11,6 +11,7 @@
 //! record that is written goes through [`redact`] first.
 
 mod access_writer;
+mod clipped;
 mod redact;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use log::{LevelFilter, Log, Metadata, Record};
 use once_cell::sync::Lazy;
 
 pub use access_writer::{AccessLogWriter, LineFilter, ACCESS_LOG_CAPACITY};
+pub use clipped::clipped;
 pub use redact::{
     is_credential_header, is_credential_param, redact, redact_access_line, RedactedHeaders,
     CREDENTIAL_HEADERS, REDACTED,

@@ -25,6 +25,13 @@ fn provider_like(rec: &Recorded) -> Reply {
             headers: vec![("content-type".into(), "text/event-stream".into())],
             body: fixture("anthropic/messages_stream.txt").into(),
         },
+        // A model the provider does not have.
+        "/v1/chat/completions" if String::from_utf8_lossy(&rec.body).contains("made-up-") => {
+            Reply::json(
+                404,
+                r#"{"error":{"message":"The model does not exist","type":"invalid_request_error","code":"model_not_found"}}"#,
+            )
+        }
         "/v1/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
         "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
         _ => Reply::json(404, "{}"),
@@ -418,4 +425,23 @@ async fn a_client_trace_not_sampled_exports_nothing_and_tells_the_provider_so() 
     let spans_later = otlp.spans();
     assert_eq!(spans_later.len(), 2, "{spans_later:#?}");
     assert!(spans.iter().all(|s| s.trace_id() != TRACE_ID));
+}
+
+#[tokio::test]
+async fn a_made_up_model_names_no_span_and_a_huge_one_is_clipped() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+    let model = format!("gpt-made-up-{}", "x".repeat(64 * 1024));
+    let resp = chat(&gw, &model, None).await;
+    assert_eq!(resp.status(), 404);
+    resp.bytes().await.unwrap();
+    let spans = otlp.wait_for(2).await;
+    for span in [one_of_kind(&spans, SERVER), one_of_kind(&spans, CLIENT)] {
+        assert_eq!(span.span.name, "chat other");
+        let attr = span.attr("gen_ai.request.model").unwrap();
+        assert!(attr.len() <= 256 + '…'.len_utf8(), "{}", attr.len());
+        assert!(attr.starts_with("gpt-made-up-xxx"));
+    }
 }

@@ -57,26 +57,39 @@ pub fn redact_access_line(text: &str) -> Cow<'_, str> {
 }
 
 /// [`redact`], a header value unquoted ending at a space when `fields` says so.
+///
+/// Linear in the text's length, whatever it holds: the names found are read in the
+/// order they stand, and each scan for a value's end or a quote goes on from where
+/// the last one stopped, so that a line of many names (`key=key=key=…`, as a client
+/// can write in a path) costs no more than reading it once per name.
 fn redact_with(text: &str, fields: bool) -> Cow<'_, str> {
     let lower = text.to_ascii_lowercase();
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    let names = CREDENTIAL_HEADERS
-        .iter()
-        .map(|n| (n, b":=".as_slice()))
-        .chain(CREDENTIAL_PARAMS.iter().map(|n| (n, b"=".as_slice())));
-    for (name, separators) in names {
-        for (at, _) in lower.match_indices(name) {
-            let found = value_after_name(lower.as_bytes(), at, name.len(), separators, fields);
-            if let Some(span) = found {
-                spans.push(span);
-            }
-        }
+    let mut found: Vec<(usize, Name)> = Vec::new();
+    for name in CREDENTIAL_HEADERS {
+        found.extend(
+            lower
+                .match_indices(name)
+                .map(|(at, _)| (at, Name::Header(name))),
+        );
     }
-    for (at, _) in lower.match_indices("bearer") {
-        if let Some(span) = token_after_scheme(lower.as_bytes(), at, "bearer".len()) {
-            spans.push(span);
-        }
+    for name in CREDENTIAL_PARAMS {
+        found.extend(
+            lower
+                .match_indices(name)
+                .map(|(at, _)| (at, Name::Param(name))),
+        );
     }
+    found.extend(
+        lower
+            .match_indices("bearer")
+            .map(|(at, _)| (at, Name::Bearer)),
+    );
+    if found.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    found.sort_unstable_by_key(|(at, _)| *at);
+    let mut scan = Scanner::new(lower.as_bytes());
+    let mut spans = credential_spans(&mut scan, found, fields);
     if spans.is_empty() {
         return Cow::Borrowed(text);
     }
@@ -95,6 +108,36 @@ fn redact_with(text: &str, fields: bool) -> Cow<'_, str> {
     }
     out.push_str(&text[copied..]);
     Cow::Owned(out)
+}
+
+/// The spans of the credential values after the names `found` (in the order they
+/// stand in the text).
+fn credential_spans(
+    scan: &mut Scanner<'_>,
+    found: Vec<(usize, Name)>,
+    fields: bool,
+) -> Vec<(usize, usize)> {
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for (at, name) in found {
+        let span = match name {
+            Name::Header(name) => scan.value_after_name(at, name.len(), b":=", fields),
+            Name::Param(name) => scan.value_after_name(at, name.len(), b"=", fields),
+            Name::Bearer => scan.token_after_scheme(at, "bearer".len()),
+        };
+        spans.extend(span);
+    }
+    spans
+}
+
+/// A credential's name found in a text.
+#[derive(Clone, Copy)]
+enum Name {
+    /// A header's, its value after `:` or `=`.
+    Header(&'static str),
+    /// A query parameter's, its value after `=`.
+    Param(&'static str),
+    /// The `Bearer` scheme, its token after a space.
+    Bearer,
 }
 
 /// Header map contents for a log line, credential values shown as [`REDACTED`].
@@ -129,80 +172,214 @@ fn starts_alone(lower: &[u8], at: usize) -> bool {
         || (at >= 2 && lower[at - 2] == b'\\' && matches!(lower[at - 1], b'n' | b'r' | b't'))
 }
 
-/// The span of the value after the name matched at `at`: the name must stand alone,
-/// then come one of `separators` (after a closing `"` of a quoted name, spaces allowed).
-fn value_after_name(
-    lower: &[u8],
-    at: usize,
-    len: usize,
-    separators: &[u8],
-    fields: bool,
-) -> Option<(usize, usize)> {
-    if !starts_alone(lower, at) {
-        return None;
-    }
-    let mut i = at + len;
-    if lower.get(i).is_some_and(|b| is_name_byte(*b)) {
-        return None;
-    }
-    if lower.get(i) == Some(&b'"') {
-        i += 1;
-    }
-    i = skip_spaces(lower, i);
-    let separator = *lower.get(i)?;
-    if !separators.contains(&separator) {
-        return None;
-    }
-    if fields {
-        return field_value_after(lower, i + 1, separator);
-    }
-    i = skip_spaces(lower, i + 1);
-    if lower.get(i) == Some(&b'"') {
-        let start = i + 1;
-        let end = closing_quote(lower, start);
-        return (end > start && !is_placeholder(lower, start, end)).then_some((start, end));
-    }
-    let end = unquoted_end(lower, i, separator == b'=');
-    (end > i && !is_placeholder(lower, i, end)).then_some((i, end))
+/// Reads one text for credential values, remembering how far each kind of scan has
+/// gone: a scan that starts within a stretch an earlier one read through gets that
+/// one's answer without reading it again.
+struct Scanner<'a> {
+    lower: &'a [u8],
+    /// `(from, to)`: no value ends in `from..to`, one ends at `to` (or the text does).
+    word_end: Option<(usize, usize)>,
+    line_end: Option<(usize, usize)>,
+    /// The same for a space, ending an access line's unquoted field.
+    space: Option<(usize, usize)>,
+    /// The same for the quote closing a quoted value.
+    quote: Option<(usize, usize)>,
+    /// How far the count of quotes from the start has gone: the place last asked
+    /// about, the next position to read, and whether a quote is open there.
+    quotes_read: (usize, usize, bool),
+    /// Bytes the scans have read, all together.
+    read: usize,
 }
 
-/// The span of a credential's value at `start` in an access line, right after its
-/// `separator`. Every raw `"` of such a line delimits a field (a value's own are
-/// escaped), so none opens the credential's value: a value that would begin at one,
-/// or, outside quotes, at a space, is empty. Outside quotes the value ends at the
-/// next space (the next field), within them at the closing quote.
-fn field_value_after(lower: &[u8], start: usize, separator: u8) -> Option<(usize, usize)> {
-    let within = within_quotes(lower, start);
-    let i = if within {
-        skip_spaces(lower, start)
-    } else {
-        start
-    };
-    if matches!(lower.get(i), None | Some(b'"' | b' ')) {
-        return None;
+impl<'a> Scanner<'a> {
+    fn new(lower: &'a [u8]) -> Self {
+        Self {
+            lower,
+            word_end: None,
+            line_end: None,
+            space: None,
+            quote: None,
+            quotes_read: (0, 0, false),
+            read: 0,
+        }
     }
-    let end = if separator == b'=' {
-        unquoted_end(lower, i, true)
-    } else if within {
-        unquoted_end(lower, i, false)
-    } else {
-        unquoted_end(lower, i, false).min(field_end(lower, i))
-    };
-    (end > i && !is_placeholder(lower, i, end)).then_some((i, end))
+
+    /// The span of the value after the name matched at `at`: the name must stand
+    /// alone, then come one of `separators` (after a closing `"` of a quoted name,
+    /// spaces allowed).
+    fn value_after_name(
+        &mut self,
+        at: usize,
+        len: usize,
+        separators: &[u8],
+        fields: bool,
+    ) -> Option<(usize, usize)> {
+        let lower = self.lower;
+        if !starts_alone(lower, at) {
+            return None;
+        }
+        let mut i = at + len;
+        if lower.get(i).is_some_and(|b| is_name_byte(*b)) {
+            return None;
+        }
+        if lower.get(i) == Some(&b'"') {
+            i += 1;
+        }
+        i = skip_spaces(lower, i);
+        let separator = *lower.get(i)?;
+        if !separators.contains(&separator) {
+            return None;
+        }
+        if fields {
+            return self.field_value_after(i + 1, separator);
+        }
+        i = skip_spaces(lower, i + 1);
+        if lower.get(i) == Some(&b'"') {
+            let start = i + 1;
+            let end = self.closing_quote(start);
+            return (end > start && !is_placeholder(lower, start, end)).then_some((start, end));
+        }
+        let end = self.unquoted_end(i, separator == b'=');
+        (end > i && !is_placeholder(lower, i, end)).then_some((i, end))
+    }
+
+    /// The span of a credential's value at `start` in an access line, right after its
+    /// `separator`. Every raw `"` of such a line delimits a field (a value's own are
+    /// escaped), so none opens the credential's value: a value that would begin at
+    /// one, or, outside quotes, at a space, is empty. Outside quotes the value ends at
+    /// the next space (the next field), within them at the closing quote.
+    fn field_value_after(&mut self, start: usize, separator: u8) -> Option<(usize, usize)> {
+        let lower = self.lower;
+        let within = self.within_quotes(start);
+        let i = if within {
+            skip_spaces(lower, start)
+        } else {
+            start
+        };
+        if matches!(lower.get(i), None | Some(b'"' | b' ')) {
+            return None;
+        }
+        let end = if separator == b'=' {
+            self.unquoted_end(i, true)
+        } else if within {
+            self.unquoted_end(i, false)
+        } else {
+            self.unquoted_end(i, false).min(self.field_end(i))
+        };
+        (end > i && !is_placeholder(lower, i, end)).then_some((i, end))
+    }
+
+    /// The span of the token after an auth scheme word matched at `at`.
+    fn token_after_scheme(&mut self, at: usize, len: usize) -> Option<(usize, usize)> {
+        let lower = self.lower;
+        if !starts_alone(lower, at) {
+            return None;
+        }
+        let i = at + len;
+        if lower.get(i) != Some(&b' ') {
+            return None;
+        }
+        let start = skip_spaces(lower, i);
+        let end = self.unquoted_end(start, true);
+        (end > start && lower[start] != b'<').then_some((start, end))
+    }
+
+    /// The index of the `"` closing a quoted value that starts at `start` (escaped
+    /// quotes skipped), or the end of the text. `start` follows a `"`, so a scan that
+    /// went past it read it in step (the quote before it was escaped), and its answer
+    /// holds.
+    fn closing_quote(&mut self, start: usize) -> usize {
+        let lower = self.lower;
+        remembered(&mut self.quote, &mut self.read, start, |start| {
+            let mut i = start;
+            while i < lower.len() {
+                match lower[i] {
+                    b'\\' => i += 2,
+                    b'"' => return i,
+                    _ => i += 1,
+                }
+            }
+            lower.len()
+        })
+    }
+
+    /// Where an unquoted value ends: at a line break (raw or written as `\r`/`\n`), a
+    /// quote or backtick, and for a `=` parameter or a token also at a space, `&`,
+    /// `;`, `,` or `#`.
+    fn unquoted_end(&mut self, start: usize, word: bool) -> usize {
+        let lower = self.lower;
+        let memo = if word {
+            &mut self.word_end
+        } else {
+            &mut self.line_end
+        };
+        let read = &mut self.read;
+        remembered(memo, read, start, |start| {
+            lower[start.min(lower.len())..]
+                .iter()
+                .position(|&b| {
+                    matches!(b, b'\r' | b'\n' | b'\\' | b'"' | b'`' | b'\'')
+                        || (word && matches!(b, b' ' | b'&' | b';' | b',' | b'#' | b'}' | b')'))
+                })
+                .map_or(lower.len(), |p| start + p)
+        })
+    }
+
+    /// Where an unquoted value of an access line that starts at `start` ends: at a
+    /// space.
+    fn field_end(&mut self, start: usize) -> usize {
+        let lower = self.lower;
+        remembered(&mut self.space, &mut self.read, start, |start| {
+            lower[start.min(lower.len())..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(lower.len(), |p| start + p)
+        })
+    }
+
+    /// Whether `at` lies within a quoted value (a quote not escaped opened before it
+    /// is not closed yet). Read on from the last answer when `at` is past it.
+    fn within_quotes(&mut self, at: usize) -> bool {
+        let lower = self.lower;
+        let (asked, mut i, mut within) = self.quotes_read;
+        if at < asked {
+            // Asked about a place before the last: read again from the start (names
+            // are read in order, so only a value starting before the last one's does).
+            (i, within) = (0, false);
+        }
+        let from = i;
+        while i < at.min(lower.len()) {
+            match lower[i] {
+                b'\\' => i += 2,
+                b'"' => {
+                    within = !within;
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+        }
+        self.read += i.saturating_sub(from);
+        self.quotes_read = (at, i, within);
+        within
+    }
 }
 
-/// The span of the token after an auth scheme word matched at `at`.
-fn token_after_scheme(lower: &[u8], at: usize, len: usize) -> Option<(usize, usize)> {
-    if !starts_alone(lower, at) {
-        return None;
+/// `scan(start)`, unless `memo` holds the answer of a scan that read through `start`.
+fn remembered(
+    memo: &mut Option<(usize, usize)>,
+    read: &mut usize,
+    start: usize,
+    scan: impl FnOnce(usize) -> usize,
+) -> usize {
+    if let Some((from, to)) = *memo {
+        if from <= start && start <= to {
+            return to;
+        }
     }
-    let i = at + len;
-    if lower.get(i) != Some(&b' ') {
-        return None;
-    }
-    let start = skip_spaces(lower, i);
-    let end = unquoted_end(lower, start, true);
-    (end > start && lower[start] != b'<').then_some((start, end))
+    let to = scan(start);
+    *read += to.saturating_sub(start);
+    *memo = Some((start, to));
+    to
 }
 
 fn skip_spaces(lower: &[u8], mut i: usize) -> usize {
@@ -210,58 +387,6 @@ fn skip_spaces(lower: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// The index of the `"` closing a quoted value that starts at `start` (escaped quotes
-/// skipped), or the end of the text.
-fn closing_quote(lower: &[u8], start: usize) -> usize {
-    let mut i = start;
-    while i < lower.len() {
-        match lower[i] {
-            b'\\' => i += 2,
-            b'"' => return i,
-            _ => i += 1,
-        }
-    }
-    lower.len()
-}
-
-/// Where an unquoted value ends: at a line break (raw or written as `\r`/`\n`), a quote
-/// or backtick, and for a `=` parameter or a token also at a space, `&`, `;`, `,` or `#`.
-fn unquoted_end(lower: &[u8], start: usize, word: bool) -> usize {
-    lower[start.min(lower.len())..]
-        .iter()
-        .position(|&b| {
-            matches!(b, b'\r' | b'\n' | b'\\' | b'"' | b'`' | b'\'')
-                || (word && matches!(b, b' ' | b'&' | b';' | b',' | b'#' | b'}' | b')'))
-        })
-        .map_or(lower.len(), |p| start + p)
-}
-
-/// Whether `at` lies within a quoted value (a quote not escaped opened before it is
-/// not closed yet).
-fn within_quotes(lower: &[u8], at: usize) -> bool {
-    let mut within = false;
-    let mut i = 0;
-    while i < at.min(lower.len()) {
-        match lower[i] {
-            b'\\' => i += 2,
-            b'"' => {
-                within = !within;
-                i += 1;
-            }
-            _ => i += 1,
-        }
-    }
-    within
-}
-
-/// Where an unquoted value of an access line that starts at `start` ends: at a space.
-fn field_end(lower: &[u8], start: usize) -> usize {
-    lower[start.min(lower.len())..]
-        .iter()
-        .position(|&b| b == b' ')
-        .map_or(lower.len(), |p| start + p)
 }
 
 /// A value like `<key>` or `Bearer <gateway key>`: the gateway's own help text.
@@ -302,6 +427,56 @@ mod tests {
         ] {
             assert_eq!(redact_access_line(line), line);
         }
+    }
+
+    /// The bytes the scans read to redact `text`.
+    fn bytes_read(text: &str, fields: bool) -> usize {
+        let lower = text.to_ascii_lowercase();
+        let mut found: Vec<(usize, Name)> = CREDENTIAL_HEADERS
+            .iter()
+            .flat_map(|name| {
+                lower
+                    .match_indices(name)
+                    .map(|(at, _)| (at, Name::Header(name)))
+            })
+            .chain(CREDENTIAL_PARAMS.iter().flat_map(|name| {
+                lower
+                    .match_indices(name)
+                    .map(|(at, _)| (at, Name::Param(name)))
+            }))
+            .collect();
+        found.sort_unstable_by_key(|(at, _)| *at);
+        let mut scan = Scanner::new(lower.as_bytes());
+        credential_spans(&mut scan, found, fields);
+        scan.read
+    }
+
+    #[test]
+    fn redaction_is_linear_in_line_length() {
+        // A client can write a path or a model of many names; each value would
+        // otherwise be read to the end of the line, once per name.
+        let names = "key=".repeat(1 << 14);
+        let headers = "x-api-key:".repeat(1 << 12);
+        let fielded =
+            format!(r#"path=/{names} model="{headers}" error="{headers} {names}" status=401"#);
+        for (text, fields) in [
+            (names.as_str(), true),
+            (names.as_str(), false),
+            (headers.as_str(), false),
+            (fielded.as_str(), true),
+            (fielded.as_str(), false),
+        ] {
+            let read = bytes_read(text, fields);
+            assert!(
+                read <= 4 * text.len(),
+                "{read} bytes read for {}",
+                text.len()
+            );
+        }
+        assert_eq!(redact_access_line(&names), "key=<redacted>");
+        assert_eq!(redact(&headers), "x-api-key:<redacted>");
+        let out = redact_access_line(&fielded);
+        assert!(out.ends_with(" status=401"), "{}", &out[out.len() - 40..]);
     }
 
     #[test]

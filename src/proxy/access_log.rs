@@ -32,13 +32,14 @@ pub struct AccessRecord<'a> {
     /// The provider's `X-Request-Id`, `-` when there is none.
     pub upstream_request_id: Cow<'a, str>,
     pub method: &'a str,
-    /// The path, never the query string.
-    pub path: &'a str,
+    /// The path, never the query string. This and the other fields a client writes
+    /// are clipped (see [`MAX_FIELD_TEXT`]).
+    pub path: Cow<'a, str>,
     pub route: &'a str,
     /// Provider instance, `-` when none.
     pub provider: &'a str,
     /// The model the provider was asked for, `-` when the route names none.
-    pub model: &'a str,
+    pub model: Cow<'a, str>,
     /// `master`, a managed key's name, `caller_key` or `open` (as the metrics' `key`).
     pub key_name: &'a str,
     /// Gateway key name and caller-key hash of the caller's own provider key.
@@ -60,12 +61,20 @@ pub struct AccessRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub omitted_tools: Option<&'a str>,
+    pub omitted_tools: Option<Cow<'a, str>>,
     /// Each attempt (`provider/model:outcome:ms`), when there was more than one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'a str>,
+    pub error: Option<Cow<'a, str>>,
+}
+
+/// The most bytes of a client-written field an access line holds: the line queue is
+/// bounded in lines, and a model name or a path can be as long as a request may be.
+pub const MAX_FIELD_TEXT: usize = 2048;
+
+fn field_text(text: &str) -> Cow<'_, str> {
+    crate::logging::clipped(text, MAX_FIELD_TEXT)
 }
 
 /// An answer's tokens, as the access line names them.
@@ -129,10 +138,10 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
             .and_then(provider_request_id)
             .unwrap_or(Cow::Borrowed("-")),
         method: req.method.as_str(),
-        path: req.uri.path(),
+        path: field_text(req.uri.path()),
         route: ctx.route_kind,
         provider: ctx.provider_name().unwrap_or("-"),
-        model: ctx.obs.model().unwrap_or("-"),
+        model: field_text(ctx.obs.model().unwrap_or("-")),
         key_name: observe::key_name(ctx),
         caller: caller_field(ctx.caller.as_ref(), ctx.caller_key_label()),
         status: super::final_status(session).unwrap_or(0),
@@ -147,9 +156,19 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
             .usage()
             .map(|u| TokenFields::of(u, ctx.obs.usage_estimated())),
         cost_usd: observe::cost_usd(ctx),
-        omitted_tools: ctx.omitted_tools.as_deref(),
-        attempts: ctx.plan.as_ref().and_then(super::attempts::attempts_list),
-        error,
+        omitted_tools: ctx.omitted_tools.as_deref().map(field_text),
+        attempts: ctx
+            .plan
+            .as_ref()
+            .and_then(super::attempts::attempts_list)
+            .map(|list| {
+                if list.len() > MAX_FIELD_TEXT {
+                    field_text(&list).into_owned()
+                } else {
+                    list
+                }
+            }),
+        error: error.map(field_text),
     };
     let now = SystemTime::now();
     let line = match format {
@@ -175,10 +194,10 @@ pub fn text_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
         field_value(r.request_id),
         field_value(&r.upstream_request_id),
         field_value(r.method),
-        field_value(r.path),
+        field_value(&r.path),
         r.route,
         field_value(r.provider),
-        field_value(r.model),
+        field_value(&r.model),
         field_value(r.key_name),
         field_value(&r.caller),
         r.status,
@@ -210,13 +229,13 @@ pub fn text_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
     if let Some(cost) = r.cost_usd {
         let _ = write!(line, " cost_usd={cost:.6}");
     }
-    if let Some(tools) = r.omitted_tools {
+    if let Some(tools) = r.omitted_tools.as_deref() {
         let _ = write!(line, " omitted_tools={}", field_value(tools));
     }
     if let Some(attempts) = &r.attempts {
         let _ = write!(line, " attempts={}", field_value(attempts));
     }
-    if let Some(error) = r.error {
+    if let Some(error) = r.error.as_deref() {
         let _ = write!(line, " error={}", quoted(error));
     }
     line.push('\n');

@@ -37,7 +37,8 @@ pub fn route_model(requested: &str, config: &Config) -> Result<ModelRoute, Gatew
         // Targets are checked at load time; a miss here means the config was built by hand.
         return explicit(target, config)?.ok_or_else(|| {
             model_error(format!(
-                "alias `{requested}` points to `{target}`, which names no configured provider; fix `models.aliases`"
+                "alias `{requested}` points to `{target}`, which names no configured provider; fix `models.aliases`",
+                requested = shown_model(requested)
             ))
         });
     }
@@ -101,7 +102,8 @@ fn explicit(requested: &str, config: &Config) -> Result<Option<ModelRoute>, Gate
     if prefix.is_empty() {
         return Err(model_error(format!(
             "model `{requested}` has an empty provider prefix: write `provider/model` with one of the configured providers ({})",
-            configured_names(config)
+            configured_names(config),
+            requested = shown_model(requested)
         )));
     }
     let Some(provider) = config.providers.configured_named(prefix) else {
@@ -114,12 +116,16 @@ fn explicit(requested: &str, config: &Config) -> Result<Option<ModelRoute>, Gate
         })),
         Some(Err(ModelAfterPrefixError::DoubledSeparator)) => Err(model_error(format!(
             "model `{requested}` has a doubled separator after provider `{}`: write `{}/<model>`",
-            provider.name, provider.name
+            provider.name,
+            provider.name,
+            requested = shown_model(requested)
         ))),
         // A prefixed name always has a part after the prefix; `None` cannot happen.
         Some(Err(ModelAfterPrefixError::Missing)) | None => Err(model_error(format!(
             "model `{requested}` names provider `{}` but no model after it: write `{}/<model>`",
-            provider.name, provider.name
+            provider.name,
+            provider.name,
+            requested = shown_model(requested)
         ))),
     }
 }
@@ -135,8 +141,15 @@ fn unsupported(requested: &str, family: Option<ProviderKind>, config: &Config) -
     };
     model_error(format!(
         "unsupported model `{requested}`: {why}; prefix it with a configured provider as `provider/{requested}` (configured: {}) or add an alias under `models.aliases`",
-        configured_names(config)
+        configured_names(config),
+        requested = shown_model(requested)
     ))
+}
+
+/// A client's model name as an error quotes it: cut short, since a name can be as long
+/// as a request may be, and the answer would carry it back twice.
+fn shown_model(requested: &str) -> std::borrow::Cow<'_, str> {
+    crate::logging::clipped(requested, 256)
 }
 
 fn configured_names(config: &Config) -> String {

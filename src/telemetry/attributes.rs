@@ -3,6 +3,7 @@
 
 use opentelemetry::{KeyValue, Value};
 
+use crate::logging::clipped;
 use crate::providers::{Provider, ProviderKind};
 
 /// `gen_ai.operation.name`.
@@ -130,10 +131,18 @@ pub fn gen_ai(
         out.push(KeyValue::new(SERVER_PORT, i64::from(p.base.port)));
     }
     if let Some(model) = model {
-        out.push(KeyValue::new(REQUEST_MODEL, model.to_string()));
+        out.push(KeyValue::new(
+            REQUEST_MODEL,
+            clipped(model, MAX_ATTRIBUTE_TEXT).into_owned(),
+        ));
     }
     out
 }
+
+/// The most of a client's text an attribute holds: a model name of megabytes would
+/// otherwise ride in every span of its request, and a batch of such spans past a
+/// collector's body limit is refused whole, everyone's spans with it.
+pub const MAX_ATTRIBUTE_TEXT: usize = 256;
 
 /// The token counts the provider reported; a count it did not report is left out.
 pub fn usage(input: Option<u64>, output: Option<u64>) -> Vec<KeyValue> {

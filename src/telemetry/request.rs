@@ -14,6 +14,7 @@ use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use super::{attributes, propagation, tracer};
+use crate::metrics::labels::OTHER_MODEL;
 use crate::metrics::UpstreamErrorKind;
 use crate::proxy::RequestContext;
 
@@ -107,10 +108,12 @@ pub fn attempt_began(ctx: &mut RequestContext) {
     let model = ctx.obs.model().or(ctx.trace.handed_model.as_deref());
     let upstream_path = Some(upstream.path_and_query.as_str());
     let operation = attributes::operation(ctx.route_kind, model.is_some(), upstream_path);
+    // Named by the bounded label: a client's made-up model names no span.
+    let named = model.map(|_| ctx.obs.model_label().unwrap_or(OTHER_MODEL));
     let span = tracer
         .span_builder(attributes::span_name(
             operation,
-            model,
+            named,
             "POST",
             ctx.route_kind,
         ))
@@ -211,9 +214,18 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         .response_written()
         .map(|r| r.status.as_u16())
         .filter(|s| *s >= 200);
+    // Named by the model when configuration knows it or the provider took the call
+    // (a name it answered is real); a client's made-up names become `other`, so that
+    // span names stay as few as the models are.
+    let answered = status.is_some_and(|s| s < 400);
+    let named = model.map(|model| match ctx.obs.model_label() {
+        Some(label) if label != OTHER_MODEL => label,
+        _ if answered => model,
+        _ => OTHER_MODEL,
+    });
     let name = attributes::span_name(
         operation,
-        model,
+        named,
         session.req_header().method.as_str(),
         ctx.route_kind,
     );
