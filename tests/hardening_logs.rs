@@ -500,6 +500,9 @@ async fn a_huge_model_or_path_of_key_names_is_clipped_and_stalls_no_access_line(
         assert!(line.len() < 16 * 1024, "{} bytes", line.len());
     }
     let model_line = lines.iter().find(|l| l.contains("status=400")).unwrap();
-    assert!(model_line.contains("unsupported model `made-up-xxx"), "{model_line}");
+    assert!(
+        model_line.contains("unsupported model `made-up-xxx"),
+        "{model_line}"
+    );
     assert!(model_line.contains('…'), "{model_line}");
 }

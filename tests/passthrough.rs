@@ -75,6 +75,45 @@ async fn trace_is_never_forwarded_where_it_could_echo_the_providers_credential()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_is_refused_with_501_before_the_provider() {
+    // OpenAI's Realtime API over a WebSocket: not proxied, and said so.
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let resp = raw_request(
+        &gw.addr(),
+        &format!("GET /p/openai/realtime?model=gpt-realtime HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(resp.status, 501, "{}", resp.head);
+    let body = String::from_utf8_lossy(&resp.body);
+    assert!(body.contains("WebSocket"), "{body}");
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_chat_body_passes_as_it_came() {
+    use std::io::Write as _;
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let body =
+        br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body).unwrap();
+    let gzipped = gz.finish().unwrap();
+    let resp = authed(client().post(gw.url("/p/openai/chat/completions")))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzipped.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let sent = mock.last();
+    assert_eq!(sent.body, gzipped);
+    assert_eq!(sent.header("content-encoding"), Some("gzip"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_may_be_named_by_instance_or_type() {
     let mock = ok_mock().await;
     let yaml = format!(

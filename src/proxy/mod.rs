@@ -724,14 +724,17 @@ fn no_unmetered_ask(ctx: &RequestContext, body: &[u8]) -> Result<(), GatewayErro
 /// input's estimate, whatever type it says (servers read JSON without one), refused
 /// unless it is a JSON object the gateway reads. A Gemini provider's (`gemini`) body
 /// in protobuf or JSPB, Google's own clients' formats, passes unread (a whole
-/// answer's input is then counted by the body's size; a stream's by none).
+/// answer's input is then counted by the body's size; a stream's by none). So does a
+/// compressed Chat body, which the gateway cannot read to ask for the usage: sent as
+/// it came, as passthrough sends bodies (a caller held to tokens or a budget is
+/// refused such a body before this, its input being unreadable).
 fn held_body(
     asks_usage: bool,
     cost: Option<write_cost::WriteCost>,
     gemini: bool,
     req: &RequestHeader,
 ) -> Option<HeldBody> {
-    if asks_usage {
+    if asks_usage && !request_is_encoded(req) {
         return Some(HeldBody::AskingUsage);
     }
     let generates = write_cost::WriteCost::Metered(Some(metrics::usage::ModelWork::Generates));
@@ -956,6 +959,13 @@ fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), G
     if req.method == http::Method::TRACE {
         return Err(GatewayError::method_not_forwarded(&req.method));
     }
+    // A WebSocket (OpenAI's Realtime, Gemini Live) would reach the provider as a plain
+    // request stripped of its upgrade, answered with whatever it makes of that.
+    if wants_websocket(req) {
+        return Err(GatewayError::not_implemented(
+            "WebSocket upgrades (OpenAI's Realtime API, Gemini Live) are not proxied; use the provider's HTTP API through the gateway",
+        ));
+    }
     match route.method() {
         Some(method)
             if req.method != method
@@ -965,6 +975,18 @@ fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), G
         }
         _ => Ok(()),
     }
+}
+
+/// Whether the request asks to become a WebSocket.
+fn wants_websocket(req: &RequestHeader) -> bool {
+    req.headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        })
 }
 
 /// Whether the request says its body is JSON.
