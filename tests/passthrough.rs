@@ -114,6 +114,37 @@ async fn a_compressed_chat_body_passes_as_it_came() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groqs_and_ollamas_own_sdks_reach_their_apis() {
+    let mock = ok_mock().await;
+    let yaml = format!(
+        "providers:\n  groq: {{api_key: gsk-test-key, base_url: '{}'}}\n  ollama: {{base_url: '{}'}}\nserver:\n  enabled_passthrough_providers: [groq, ollama]\n",
+        mock.url("/openai/v1"),
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    for (path, upstream) in [
+        // groq-python posts below its base URL's own path.
+        (
+            "/p/groq/openai/v1/chat/completions",
+            "/openai/v1/chat/completions",
+        ),
+        ("/p/groq/chat/completions", "/openai/v1/chat/completions"),
+        // The ollama client calls its native API at the root.
+        ("/p/ollama/api/chat", "/api/chat"),
+        ("/p/ollama/chat/completions", "/v1/chat/completions"),
+    ] {
+        let resp = authed(client().post(gw.url(path)))
+            .header("content-type", "application/json")
+            .body(r#"{"model":"m","messages":[]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(mock.last().uri, upstream, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_may_be_named_by_instance_or_type() {
     let mock = ok_mock().await;
     let yaml = format!(

@@ -42,6 +42,9 @@ pub struct KindFacts {
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
     pub default_headers: &'static [(&'static str, &'static str)],
+    /// Passthrough endpoints of its own API that live at the host's root, not below
+    /// the base URL's path (Ollama's native `api/…` beside its OpenAI-compatible `/v1`).
+    pub root_endpoints: &'static [&'static str],
     /// Lowercase model-name prefixes of its models (`claude-` → anthropic), which route
     /// a bare model name to it.
     pub model_families: &'static [&'static str],
@@ -63,6 +66,7 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     takes_user_field: true,
     models_list_query: "",
     default_headers: &[],
+    root_endpoints: &[],
     model_families: &[],
 };
 
@@ -168,6 +172,8 @@ const OLLAMA: KindFacts = KindFacts {
     telemetry_name: "ollama",
     default_base_url: "http://localhost:11434/v1",
     requires_key: false,
+    // Its own client (`ollama`) calls `/api/chat`, `/api/tags`, … at the root.
+    root_endpoints: &["api/"],
     ..OPENAI_COMPATIBLE
 };
 

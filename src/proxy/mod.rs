@@ -769,9 +769,16 @@ fn passthrough_target(
         .uri
         .query()
         .and_then(|q| client_query::upstream_query(q, google));
+    let at_root = provider
+        .kind
+        .facts()
+        .root_endpoints
+        .iter()
+        .any(|prefix| pt.endpoint.starts_with(prefix));
+    let base_path = if at_root { "" } else { &provider.base.path };
     Ok(UpstreamTarget::new(
         Arc::clone(provider),
-        pt.upstream_path(&provider.base.path, query.as_deref()),
+        pt.upstream_path(base_path, query.as_deref()),
         credential,
     ))
 }

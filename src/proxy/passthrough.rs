@@ -166,6 +166,9 @@ pub struct PassthroughRoute {
     /// version (`…/v1`, `…/v1beta/openai`), so SDKs that add `/v1` to theirs reach it
     /// once. A provider at its host's root has none, and gets it back upstream.
     pub dropped_v1: bool,
+    /// An endpoint that starts with the whole base path is taken below it (see
+    /// [`Self::upstream_path`]); on with the `v1` alias.
+    pub base_path_alias: bool,
 }
 
 impl PassthroughRoute {
@@ -206,6 +209,7 @@ impl PassthroughRoute {
             provider,
             endpoint,
             dropped_v1,
+            base_path_alias: allow_v1_alias,
         })
     }
 
@@ -223,22 +227,43 @@ impl PassthroughRoute {
     /// client's, less its credential parameters), byte for byte. Below an empty base
     /// path (a provider at its host's root: Gemini's own API, Ollama, a vLLM server)
     /// a `v1/` the client wrote stays, as the only version the path would name.
+    ///
+    /// An endpoint that starts with the base path's own segments is taken below it,
+    /// once: a provider's SDK pointed at `/p/{provider}` writes them itself (Groq's
+    /// writes `openai/v1/chat/completions` under its base `/openai/v1`), and no path
+    /// names them twice upstream.
     pub fn upstream_path(&self, base_path: &str, query: Option<&str>) -> String {
         let version = self.version_below(base_path);
+        let endpoint = self.below_base_path(base_path);
         // Sized once: most endpoints need no escaping, so this is the final length.
         let query_len = query.map_or(0, |q| q.len() + 1);
-        let mut out = String::with_capacity(
-            version.len() + base_path.len() + 1 + self.endpoint.len() + query_len,
-        );
+        let mut out =
+            String::with_capacity(version.len() + base_path.len() + 1 + endpoint.len() + query_len);
         out.push_str(base_path);
         out.push_str(version);
         out.push('/');
-        out.extend(utf8_percent_encode(&self.endpoint, PATH_ENCODE));
+        out.extend(utf8_percent_encode(endpoint, PATH_ENCODE));
         if let Some(q) = query {
             out.push('?');
             out.push_str(q);
         }
         out
+    }
+}
+
+impl PassthroughRoute {
+    /// The endpoint without the base path's segments it starts with (when the alias is
+    /// on and the base path names more than a version the `v1` alias covers).
+    fn below_base_path(&self, base_path: &str) -> &str {
+        let segments = base_path.trim_matches('/');
+        if !self.base_path_alias || segments.is_empty() || segments.eq_ignore_ascii_case("v1") {
+            return &self.endpoint;
+        }
+        self.endpoint
+            .strip_prefix(segments)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|rest| !rest.is_empty())
+            .unwrap_or(&self.endpoint)
     }
 }
 
@@ -453,6 +478,34 @@ mod tests {
     #[test]
     fn encoded_slash_is_a_separator() {
         assert_eq!(parse("openai/files%2Fabc").unwrap().endpoint, "files/abc");
+    }
+
+    #[test]
+    fn an_sdk_writing_the_base_path_itself_reaches_it_once() {
+        // Groq's SDK pointed at /p/groq posts to /p/groq/openai/v1/chat/completions.
+        let r = parse("groq/openai/v1/chat/completions").unwrap();
+        assert_eq!(
+            r.upstream_path("/openai/v1", None),
+            "/openai/v1/chat/completions"
+        );
+        assert_eq!(
+            parse("groq/chat/completions")
+                .unwrap()
+                .upstream_path("/openai/v1", None),
+            "/openai/v1/chat/completions"
+        );
+        // Only the whole base path, and not with the alias off.
+        assert_eq!(
+            parse("groq/openai/models")
+                .unwrap()
+                .upstream_path("/openai/v1", None),
+            "/openai/v1/openai/models"
+        );
+        let strict = PassthroughRoute::parse("groq/openai/v1/models", false).unwrap();
+        assert_eq!(
+            strict.upstream_path("/openai/v1", None),
+            "/openai/v1/openai/v1/models"
+        );
     }
 
     #[test]
