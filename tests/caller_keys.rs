@@ -473,3 +473,58 @@ async fn a_callers_key_never_falls_back_to_a_provider_at_another_host() {
         "the caller's OpenAI key went to the path of another provider"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_anthropic_oauth_token_reaches_anthropic_as_bearer() {
+    // Claude Code on a Claude subscription sends its OAuth token as a Bearer token,
+    // which Anthropic takes only so.
+    let mock = MockUpstream::start(provider_like).await;
+    let token = "sk-ant-oat01-caller-subscription-test";
+    let auth = bearer(token);
+    let master = bearer(MASTER);
+    for auth_on in [false, true] {
+        let gw = caller_key_gateway(&mock, auth_on);
+        // With gateway auth on, the gateway key is the Bearer and the token rides
+        // in `X-Provider-Api-Key`.
+        let mut headers: Headers = if auth_on {
+            vec![
+                ("authorization", master.as_str()),
+                ("x-provider-api-key", token),
+            ]
+        } else {
+            vec![("authorization", auth.as_str())]
+        };
+        headers.push(("anthropic-beta", "oauth-2025-04-20"));
+        let resp = post(
+            &gw,
+            "/v1/messages",
+            chat("anthropic:claude-sonnet-4-5"),
+            &headers,
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "auth {auth_on}");
+        let rec = mock.last();
+        assert_eq!(
+            rec.header("authorization"),
+            Some(auth.as_str()),
+            "auth {auth_on}"
+        );
+        assert!(rec.header("x-api-key").is_none(), "auth {auth_on}");
+        assert_eq!(rec.header("anthropic-beta"), Some("oauth-2025-04-20"));
+    }
+    // An API key still goes as x-api-key.
+    let gw = caller_key_gateway(&mock, false);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        chat("anthropic:claude-sonnet-4-5"),
+        &[("x-api-key", "sk-ant-api03-caller-test")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        mock.last().header("x-api-key"),
+        Some("sk-ant-api03-caller-test")
+    );
+    assert!(mock.last().header("authorization").is_none());
+}

@@ -156,6 +156,10 @@ pub fn strip_foreign_format_headers(headers: &mut http::HeaderMap, provider_form
     }
 }
 
+/// How an Anthropic OAuth access token starts (`sk-ant-oat01-…`), where an API key
+/// starts `sk-ant-api`.
+const ANTHROPIC_OAUTH_TOKEN_PREFIX: &str = "sk-ant-oat";
+
 /// Adds `key` (when there is one) in the provider's auth style, the provider's required
 /// and default headers, the configured extra headers and the request id. Call after
 /// [`strip_client_headers`].
@@ -178,6 +182,11 @@ pub fn add_provider_headers(
     header_maps::put(headers, header::HOST, host)?;
     if let Some(key) = key {
         let (name, form) = match provider.auth_style() {
+            // An Anthropic OAuth token (a Claude subscription's, a `!PASSTHRU` caller's)
+            // is taken only as a Bearer token, never as `x-api-key`.
+            AuthStyle::XApiKey if key.expose().starts_with(ANTHROPIC_OAUTH_TOKEN_PREFIX) => {
+                (header::AUTHORIZATION, KeyForm::Bearer)
+            }
             AuthStyle::XApiKey => (X_API_KEY, KeyForm::Plain),
             AuthStyle::Bearer => (header::AUTHORIZATION, KeyForm::Bearer),
             AuthStyle::GoogApiKey => (X_GOOG_API_KEY, KeyForm::Plain),
