@@ -145,6 +145,47 @@ async fn groqs_and_ollamas_own_sdks_reach_their_apis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_upload_past_the_buffered_limit_passes_under_the_passthrough_limit() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(
+        &mock,
+        "",
+        &[
+            ("BODY_SIZE_LIMIT", "1KiB"),
+            ("AURORA_PASSTHROUGH_BODY_SIZE_LIMIT", "16KiB"),
+        ],
+    );
+    let upload = |len: usize| {
+        authed(client().post(gw.url("/p/openai/audio/transcriptions")))
+            .header("content-type", "multipart/form-data; boundary=x")
+            .body(vec![b'a'; len])
+            .send()
+    };
+    // An audio file past the limit of bodies the gateway reads: streamed on whole.
+    let resp = upload(8 * 1024).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(mock.last().body.len(), 8 * 1024);
+    // Past the passthrough limit: refused, naming the setting.
+    let resp = upload(32 * 1024).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let err = error_json(resp).await;
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("server.passthrough_body_size_limit"),
+        "{message}"
+    );
+    assert_eq!(mock.requests().len(), 1);
+    // A Chat body, which the gateway reads, is held to the smaller limit.
+    let resp = authed(client().post(gw.url("/p/openai/chat/completions")))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"model":"m","user":"{}"}}"#, "u".repeat(4096)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_may_be_named_by_instance_or_type() {
     let mock = ok_mock().await;
     let yaml = format!(

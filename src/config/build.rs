@@ -290,6 +290,13 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         s.body_size_limit.as_ref(),
     )?
     .unwrap_or(defaults.body_size_limit);
+    let passthrough_body_size_limit = overlay::size(
+        env,
+        "AURORA_PASSTHROUGH_BODY_SIZE_LIMIT",
+        "server.passthrough_body_size_limit",
+        s.passthrough_body_size_limit.as_ref(),
+    )?
+    .unwrap_or(defaults.passthrough_body_size_limit);
     let max_header_bytes = overlay::size(
         env,
         "AURORA_MAX_HEADER_BYTES",
@@ -382,6 +389,7 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         log_level,
         tls_cert,
         body_size_limit,
+        passthrough_body_size_limit,
         header_timeout,
         max_header_bytes,
         body_timeout,

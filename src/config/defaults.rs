@@ -52,6 +52,7 @@ fn server() -> Mapping {
                 tls_listen: _, // only with a certificate: no listener by default
             },
         body_size_limit,
+        passthrough_body_size_limit,
         header_timeout,
         max_header_bytes,
         body_timeout,
@@ -71,6 +72,10 @@ fn server() -> Mapping {
     m.insert("threads".into(), threads.into());
     m.insert("allow_unauthenticated".into(), allow_unauthenticated.into());
     m.insert("body_size_limit".into(), size(body_size_limit));
+    m.insert(
+        "passthrough_body_size_limit".into(),
+        size(passthrough_body_size_limit),
+    );
     m.insert("header_timeout".into(), duration(header_timeout));
     m.insert("max_header_bytes".into(), size(max_header_bytes));
     m.insert("body_timeout".into(), duration(body_timeout));

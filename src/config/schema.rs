@@ -236,6 +236,7 @@ pub struct FileServer {
     pub allow_unauthenticated: Option<bool>,
     /// A size such as `10MiB`, or a plain number of bytes.
     pub body_size_limit: Option<SizeValue>,
+    pub passthrough_body_size_limit: Option<SizeValue>,
     /// Whole-header deadline, a duration such as `10s`.
     pub header_timeout: Option<String>,
     /// Request header cap, a size such as `64KiB`.

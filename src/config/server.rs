@@ -24,6 +24,10 @@ pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/aurora_upgrade.sock";
 /// Default body size limit: 10 MiB.
 pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 10 * 1024 * 1024;
 
+/// Default limit of a `/p/` body streamed to the provider unread: 512 MiB (OpenAI's
+/// and Anthropic's file uploads take as much).
+pub const DEFAULT_PASSTHROUGH_BODY_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
+
 /// Default whole-header deadline: a request header must arrive within 10 s of its first byte.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -125,6 +129,10 @@ pub struct ServerSettings {
     pub startup: ServerStartup,
     /// Largest request body accepted, in bytes.
     pub body_size_limit: u64,
+    /// Largest `/p/` request body the gateway streams to the provider without reading
+    /// it (file and audio uploads), in bytes; a `/p/` body it reads is held to
+    /// `body_size_limit`.
+    pub passthrough_body_size_limit: u64,
     /// Time a client has to send a whole request header, from its first byte (408).
     pub header_timeout: Duration,
     /// Largest request header accepted, in bytes (431).
@@ -161,6 +169,7 @@ impl Default for ServerSettings {
         Self {
             startup: ServerStartup::default(),
             body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
+            passthrough_body_size_limit: DEFAULT_PASSTHROUGH_BODY_SIZE_LIMIT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,

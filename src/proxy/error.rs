@@ -149,11 +149,20 @@ impl GatewayError {
 
     /// 413 for a body over `body_size_limit`.
     pub fn payload_too_large(limit: u64) -> Self {
+        Self::body_over(limit, "server.body_size_limit")
+    }
+
+    /// 413 for a `/p/` body streamed unread over `passthrough_body_size_limit`.
+    pub fn passthrough_too_large(limit: u64) -> Self {
+        Self::body_over(limit, "server.passthrough_body_size_limit")
+    }
+
+    fn body_over(limit: u64, setting: &str) -> Self {
         Self::new(
             413,
             ErrorKind::InvalidRequest,
             format!(
-                "request body exceeds the gateway limit of {limit} bytes; send a smaller body or raise server.body_size_limit"
+                "request body exceeds the gateway limit of {limit} bytes; send a smaller body or raise {setting}"
             ),
         )
         .with_code("request_too_large")

@@ -166,9 +166,20 @@ impl AuroraProxy {
         ctx.route_kind = route.kind();
         check_method(&route, req)?;
         framing::check_transfer_coding(req)?;
-        let limit = config.server.body_size_limit;
+        // A `/p/` body is streamed unread unless the gateway reads it, which holds it to
+        // `body_size_limit` as it reads.
+        let (limit, too_large): (u64, fn(u64) -> GatewayError) = match route {
+            Route::Passthrough(_) => (
+                config.server.passthrough_body_size_limit,
+                GatewayError::passthrough_too_large,
+            ),
+            _ => (
+                config.server.body_size_limit,
+                GatewayError::payload_too_large,
+            ),
+        };
         if declared_length(req).is_some_and(|len| len > limit) {
-            return Err(GatewayError::payload_too_large(limit));
+            return Err(too_large(limit));
         }
         Ok(route)
     }
@@ -1445,12 +1456,20 @@ impl ProxyHttp for AuroraProxy {
         }
         if let Some(chunk) = body.as_ref() {
             ctx.request_body_bytes += chunk.len() as u64;
-            let limit = ctx
-                .config
-                .as_ref()
-                .map_or(u64::MAX, |c| c.server.body_size_limit);
+            let passthrough = ctx.route_kind == "passthrough";
+            let limit = ctx.config.as_ref().map_or(u64::MAX, |c| {
+                if passthrough {
+                    c.server.passthrough_body_size_limit
+                } else {
+                    c.server.body_size_limit
+                }
+            });
             if ctx.request_body_bytes > limit {
-                ctx.error = Some(GatewayError::payload_too_large(limit));
+                ctx.error = Some(if passthrough {
+                    GatewayError::passthrough_too_large(limit)
+                } else {
+                    GatewayError::payload_too_large(limit)
+                });
                 return Err(status_error(413));
             }
             let deadline = ctx
