@@ -186,6 +186,87 @@ async fn a_streamed_upload_past_the_buffered_limit_passes_under_the_passthrough_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_page_of_an_allowed_origin_calls_through_cors() {
+    // The provider says any origin may read it; the gateway says which may.
+    let mock = MockUpstream::start(|_| Reply::Full {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("access-control-allow-origin".into(), "*".into()),
+        ],
+        body: bytes::Bytes::from_static(br#"{"ok":true}"#),
+    })
+    .await;
+    let gw = gateway_for(
+        &mock,
+        "",
+        &[("AURORA_CORS_ALLOW_ORIGINS", "https://app.example")],
+    );
+    let page = "https://app.example";
+    let preflight = |origin: &'static str| {
+        client()
+            .request(reqwest::Method::OPTIONS, gw.url("/p/anthropic/v1/messages"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "x-api-key,anthropic-version,anthropic-dangerous-direct-browser-access",
+            )
+            .send()
+    };
+    // The preflight carries no key: answered by the gateway, nothing goes upstream.
+    let resp = preflight("https://app.example").await.unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(resp.headers()["access-control-allow-origin"], page);
+    assert!(resp.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-api-key"));
+    assert!(mock.requests().is_empty());
+    // The call itself, and an error the page must be able to read.
+    let resp = client()
+        .post(gw.url("/p/anthropic/v1/messages"))
+        .header("origin", page)
+        .header("x-api-key", MASTER)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let allowed: Vec<_> = resp
+        .headers()
+        .get_all("access-control-allow-origin")
+        .iter()
+        .collect();
+    assert_eq!(allowed, [page]);
+    assert_eq!(resp.headers()["vary"], "Origin");
+    let resp = client()
+        .post(gw.url("/p/anthropic/v1/messages"))
+        .header("origin", page)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["access-control-allow-origin"], page);
+    // Another origin is told nothing, and its preflight needs the key like any call.
+    let resp = preflight("https://evil.example").await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    // Without configured origins, no CORS at all: the provider's header passes.
+    let plain = gateway_for(&mock, "", &[]);
+    let resp = client()
+        .post(plain.url("/p/anthropic/v1/messages"))
+        .header("origin", page)
+        .header("x-api-key", MASTER)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_may_be_named_by_instance_or_type() {
     let mock = ok_mock().await;
     let yaml = format!(

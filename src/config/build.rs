@@ -358,6 +358,23 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         s.enabled_passthrough_providers.as_deref(),
     )
     .unwrap_or(defaults.enabled_passthrough_providers);
+    let cors_allow_origins = overlay::list(
+        env,
+        "AURORA_CORS_ALLOW_ORIGINS",
+        s.cors_allow_origins.as_deref(),
+    )
+    .unwrap_or(defaults.cors_allow_origins);
+    for origin in &cors_allow_origins {
+        let (scheme, host) = origin.split_once("://").unwrap_or(("", ""));
+        let an_origin = matches!(scheme, "http" | "https")
+            && !host.is_empty()
+            && !host.contains(['/', '?', '#']);
+        if origin != crate::proxy::cors::ANY_ORIGIN && !an_origin {
+            return Err(invalid(format!(
+                "server.cors_allow_origins holds `{origin}`: an origin is `https://host[:port]` (no path), or `*` for any"
+            )));
+        }
+    }
     let log_level = overlay::non_blank_text(env, "RUST_LOG", s.log_level.as_deref())
         .unwrap_or(defaults.log_level);
     crate::logging::parse_filter(&log_level)
@@ -415,6 +432,7 @@ fn server_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<ServerSetting
         )?
         .unwrap_or(defaults.allow_unauthenticated),
         enabled_passthrough_providers,
+        cors_allow_origins,
     })
 }
 
@@ -884,6 +902,30 @@ providers:
     fn enabled_passthrough_entries_must_be_known() {
         let e = build("", &[("ENABLED_PASSTHROUGH_PROVIDERS", "openai,typo")]).unwrap_err();
         assert!(e.to_string().contains("`typo`"), "{e}");
+    }
+
+    #[test]
+    fn cors_origins_are_origins_or_any() {
+        let c = build(
+            "server:\n  cors_allow_origins: [\"https://app.example\", \"http://localhost:3000\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.server.cors_allow_origins.len(), 2);
+        assert!(build("server:\n  cors_allow_origins: [\"*\"]\n", &[]).is_ok());
+        for bad in [
+            "app.example",
+            "https://app.example/path",
+            "ftp://x",
+            "https://",
+        ] {
+            let e = build(
+                &format!("server:\n  cors_allow_origins: [\"{bad}\"]\n"),
+                &[],
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("cors_allow_origins"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn server() -> Mapping {
         allow_passthrough_v1_alias,
         allow_unauthenticated,
         enabled_passthrough_providers,
+        cors_allow_origins,
         log_level,
         tls_cert: _, // no certificate by default
         access_log,
@@ -94,6 +95,7 @@ fn server() -> Mapping {
         "enabled_passthrough_providers".into(),
         enabled_passthrough_providers.into(),
     );
+    m.insert("cors_allow_origins".into(), cors_allow_origins.into());
     m.insert("grace_period_seconds".into(), grace_period_seconds.into());
     m.insert("log_level".into(), log_level.into());
     m.insert("pid_file".into(), pid_file.into());

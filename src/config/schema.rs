@@ -254,6 +254,7 @@ pub struct FileServer {
     pub enable_passthrough_routes: Option<bool>,
     pub allow_passthrough_v1_alias: Option<bool>,
     pub enabled_passthrough_providers: Option<Vec<String>>,
+    pub cors_allow_origins: Option<Vec<String>>,
     /// Seconds a SIGTERM waits for in-flight requests before exiting.
     pub grace_period_seconds: Option<u64>,
     /// Log filter in `RUST_LOG` syntax (`info`, `warn,aurora::access=info`).

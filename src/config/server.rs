@@ -156,6 +156,8 @@ pub struct ServerSettings {
     pub allow_unauthenticated: bool,
     /// Instance names or types reachable through `/p/`.
     pub enabled_passthrough_providers: Vec<String>,
+    /// Origins whose web pages may call the gateway (`*` any); none: CORS off.
+    pub cors_allow_origins: Vec<String>,
     /// Log filter in `RUST_LOG` syntax, already checked.
     pub log_level: String,
     /// The certificate the HTTPS listener presents, when `server.tls` is configured.
@@ -183,6 +185,7 @@ impl Default for ServerSettings {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            cors_allow_origins: Vec::new(),
             log_level: crate::logging::DEFAULT_LOG_FILTER.to_string(),
             tls_cert: None,
             access_log: AccessLogFormat::default(),

@@ -10,6 +10,7 @@ mod body_deadline;
 mod client_hangup;
 mod client_query;
 mod context;
+pub mod cors;
 pub mod deferred_poll;
 mod error;
 mod framing;
@@ -1169,6 +1170,24 @@ impl ProxyHttp for AuroraProxy {
         session.set_write_timeout(Some(config.server.send_timeout));
         ctx.request_id = RequestId::of(session.req_header());
         ctx.config = Some(Arc::clone(&config));
+        if let Some(origin) =
+            cors::allowed_origin(session.req_header(), &config.server.cors_allow_origins)
+        {
+            if let Some(module) = session
+                .downstream_modules_ctx
+                .get_mut::<ResponseTranslator>()
+            {
+                module.answers_origin(origin);
+            }
+            // A browser's preflight carries no credential: answered before auth.
+            if cors::is_preflight(session.req_header()) {
+                let answer = cors::preflight_answer(session.req_header())?;
+                session
+                    .write_response_header(Box::new(answer), true)
+                    .await?;
+                return Ok(true);
+            }
+        }
         let admitted = self.admit(session, &config, ctx);
         observe::request_admitted(ctx);
         telemetry::request_admitted(session.req_header(), ctx);

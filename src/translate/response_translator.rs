@@ -435,6 +435,8 @@ pub struct ResponseTranslator {
     /// The client speaks HTTP/1.0, which has no chunked framing: its answer goes
     /// without `Transfer-Encoding`, its end the connection's close.
     client_http10: bool,
+    /// The web page's origin every answer is told it may be read by (CORS).
+    cors_origin: Option<http::HeaderValue>,
 }
 
 const EVENT_STREAM: &str = "text/event-stream";
@@ -471,6 +473,11 @@ impl ResponseTranslator {
     /// the connection's close (RFC 9112 forbids `Transfer-Encoding` to such a client).
     pub fn answers_http10_client(&mut self) {
         self.client_http10 = true;
+    }
+
+    /// Every answer, the gateway's own and the provider's, says `origin` may read it.
+    pub fn answers_origin(&mut self, origin: http::HeaderValue) {
+        self.cors_origin = Some(origin);
     }
 
     /// Leaves the response in the client's format (another attempt's answer passing as
@@ -708,6 +715,9 @@ impl HttpModule for ResponseTranslator {
         // The last header filter before the client: whoever made the answer chunked.
         if self.client_http10 {
             resp.remove_header(&http::header::TRANSFER_ENCODING);
+        }
+        if let Some(origin) = &self.cors_origin {
+            crate::proxy::cors::add_to_answer(resp, origin)?;
         }
         filtered
     }
