@@ -813,3 +813,53 @@ async fn a_responses_call_falls_back_unless_it_continues_a_conversation() {
     assert_eq!(resp.status(), 503);
     assert_eq!(anthropic.requests().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_error_status_counts_against_the_instances_health() {
+    // A 503 on `/p/` goes to the client as it is; it is no sign the instance is well.
+    let mock =
+        MockUpstream::start(|_| Reply::json(503, r#"{"error":{"message":"overloaded"}}"#)).await;
+    let yaml = format!(
+        "retry:\n  attempts: 1\n  backoff: 1ms\nhealth:\n  failures: 1\n  cooldown: 60s\nproviders:\n  openai:\n    api_key: {OAI_KEY}\n    base_url: {}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("AURORA_METRICS_LISTEN", PICKED_PORT),
+        ],
+    );
+    let metrics_listen = gw.metrics_listen();
+    let resp = post(&gw, "/p/openai/models", "").await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(mock.requests().len(), 1, "never retried");
+    let scrape = common::scrape(&metrics_listen).await;
+    assert!(
+        scrape.contains(r#"aurora_upstream_available{provider="openai"} 0"#),
+        "{scrape}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_longer_than_sixteen_attempts_ends_with_the_providers_answer() {
+    let mock = MockUpstream::start(|_| {
+        Reply::json(
+            503,
+            r#"{"error":{"message":"overloaded by the provider","type":"server_error"}}"#,
+        )
+    })
+    .await;
+    let yaml = format!(
+        "retry:\n  attempts: 10\n  backoff: 1ms\n  max_backoff: 1ms\nhealth:\n  failures: 1000\nmodels:\n  fallbacks:\n    gpt-4o-mini: [openai/gpt-4o]\nproviders:\n  openai:\n    api_key: {OAI_KEY}\n    base_url: {}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(&gw, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 503);
+    // Eleven tries of the model, eleven of its fallback.
+    assert_eq!(header(&resp, "x-aurora-attempts"), "22");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("overloaded by the provider"), "{text}");
+    assert_eq!(mock.requests().len(), 22);
+}

@@ -253,3 +253,16 @@ async fn a_whole_proxied_answer_past_total_is_cut() {
     let text = resp.text().await.unwrap();
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_cut_after_its_200_header_is_not_sent_again() {
+    // The provider said 200 and did the work: a retry would have it done (and billed)
+    // twice. A timeout before any answer is still tried again.
+    let anthropic = MockUpstream::start(trickling(fixture("anthropic/messages.json"))).await;
+    let yaml = "retry:\n  attempts: 2\n  backoff: 1ms\nproviders:\n  anthropic:\n    timeouts: {idle: 5s, total: 500ms}\n";
+    let gw = gateway(yaml, &unused_base(), &anthropic.url("/v1"));
+    let resp = post(&gw, chat("anthropic/claude-sonnet-4-5", false)).await;
+    assert_eq!(resp.status(), 504);
+    resp.bytes().await.unwrap();
+    assert_eq!(anthropic.requests().len(), 1, "asked once");
+}

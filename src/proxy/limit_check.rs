@@ -168,7 +168,7 @@ pub async fn admit_provider_or_move_on(
             }
         }
         Err(err) => {
-            if let Some(plan) = ctx.plan.as_ref() {
+            if let Some(plan) = ctx.plan.as_mut() {
                 plan.not_sent(health);
             }
             Err(err)

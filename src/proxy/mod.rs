@@ -486,10 +486,13 @@ impl AuroraProxy {
                     }
                 }
                 Err(e) => {
-                    observe::failed_after_answering(ctx, answered.load(Ordering::Relaxed));
+                    let status = answered.load(Ordering::Relaxed);
+                    observe::failed_after_answering(ctx, status);
                     observe::upstream_failed(ctx, e);
                     telemetry::attempt_failed(ctx, e);
-                    Some(attempts::failure_of(e))
+                    // A provider that said 200 did the work (and bills it) before its
+                    // body broke off: asking again would have it done twice.
+                    (!(100..400).contains(&status)).then(|| attempts::failure_of(e))
                 }
             };
             let retry = match failure {
@@ -1525,13 +1528,17 @@ impl ProxyHttp for AuroraProxy {
         telemetry::attempt_answered(ctx, upstream_response.status.as_u16());
         if ctx.plan.is_some() {
             let status = upstream_response.status.as_u16();
-            // Only a `/v1` body, held whole, can go to the provider again.
-            let failure =
-                (status >= 400 && ctx.held_call.is_some()).then(|| AttemptFailure::Status {
-                    code: status,
-                    retry_after: retry_after(&upstream_response.headers, SystemTime::now()),
-                });
+            let failure = (status >= 400).then(|| AttemptFailure::Status {
+                code: status,
+                retry_after: retry_after(&upstream_response.headers, SystemTime::now()),
+            });
             match failure {
+                // Only a `/v1` body, held whole, can go to the provider again: a `/p/`
+                // error answer goes to the client, counted against the instance's
+                // health as the failure it is (not as an answer that says it is well).
+                Some(failure) if ctx.held_call.is_none() => {
+                    attempts::after_failure(ctx, failure, &self.health);
+                }
                 Some(failure) => {
                     if let Some(wait) = attempts::after_failure(ctx, failure, &self.health) {
                         // Nothing has reached the client: this answer is dropped unread
@@ -1677,6 +1684,11 @@ impl ProxyHttp for AuroraProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         if let Some(corked) = ctx.corked.take() {
             corked.release();
+        }
+        // A probe taken for an attempt that never came to a verdict (the client left,
+        // the plan gave up before sending) is given back.
+        if let Some(plan) = ctx.plan.as_mut() {
+            plan.release_probe(&self.health);
         }
         if let Some(model) = observe::answer_unfinished(ctx) {
             telemetry::response_model(ctx, &model);

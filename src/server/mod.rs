@@ -48,6 +48,10 @@ use crate::proxy::AuroraProxy;
 /// (connect) it is built for.
 pub const FAST_TIMEOUT_LIMIT_SECS: u64 = 10;
 
+/// The most tries Pingora makes of one request: past any plan's length, a bound only
+/// against a loop.
+pub const MAX_PROXY_TRIES: usize = 1024;
+
 /// Pingora's server settings derived from Aurora's config.
 pub fn server_conf(config: &Config) -> ServerConf {
     ServerConf {
@@ -58,6 +62,10 @@ pub fn server_conf(config: &Config) -> ServerConf {
         grace_period_seconds: Some(config.server.startup.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(5),
         fast_timeout_to_tokio_threshold_seconds: Some(FAST_TIMEOUT_LIMIT_SECS),
+        // The attempt plan decides how often a call is tried (retries, a pool, its
+        // fallbacks); Pingora's own cap (16) would cut a longer plan short with its
+        // own error in place of the provider's last answer.
+        max_retries: MAX_PROXY_TRIES,
         ..ServerConf::default()
     }
 }

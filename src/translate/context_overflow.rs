@@ -6,12 +6,14 @@
 /// `context_length_exceeded`, Anthropic's "prompt is too long", and the wording of
 /// OpenAI-compatible servers.
 pub fn is_context_overflow(status: u16, body: &[u8]) -> bool {
-    const SIGNS: [&[u8]; 5] = [
+    const SIGNS: [&[u8]; 6] = [
         b"context_length_exceeded",
         b"prompt is too long",
         b"maximum context length",
         b"context window",
         b"too many tokens",
+        // Gemini: "The input token count (N) exceeds the maximum number of tokens allowed (M)."
+        b"exceeds the maximum number of tokens",
     ];
     matches!(status, 400 | 413 | 422)
         && SIGNS.iter().any(|sign| {
@@ -30,6 +32,8 @@ mod tests {
         let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215000 tokens > 200000 maximum"}}"#;
         assert!(is_context_overflow(400, openai));
         assert!(is_context_overflow(400, anthropic));
+        let gemini = br#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#;
+        assert!(is_context_overflow(400, gemini));
         assert!(!is_context_overflow(
             400,
             br#"{"error":{"message":"bad tool"}}"#

@@ -95,20 +95,31 @@ impl HealthBook {
     /// Whether `key` may be tried at `now`: not cooling down, or its cooldown is over
     /// and no other request is already probing it (this call then becomes the probe).
     pub fn try_acquire(&self, key: &HealthKey, now: Instant) -> bool {
+        self.admit(key, now) != Admission::Closed
+    }
+
+    /// How `key` may be tried at `now` ([`Self::try_acquire`]), telling a probe apart:
+    /// the request that took one must give it back ([`Self::not_tried`]) if its attempt
+    /// ends without a verdict on the key's health.
+    pub fn admit(&self, key: &HealthKey, now: Instant) -> Admission {
         let Some(h) = self.get(key) else {
-            return true;
+            return Admission::Open;
         };
         let until = h.cooling_until.load(Ordering::Acquire);
         if until == 0 {
-            return true;
+            return Admission::Open;
         }
         if self.millis(now) < until {
-            return false;
+            return Admission::Closed;
         }
         // Half-open: one request at a time finds out whether it is back.
-        h.probing
+        match h
+            .probing
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        {
+            Ok(_) => Admission::Probe,
+            Err(_) => Admission::Closed,
+        }
     }
 
     /// A request that may have taken `key`'s probe ([`Self::try_acquire`]) sends it
@@ -190,6 +201,18 @@ impl HealthBook {
             Transition::None
         }
     }
+}
+
+/// How a key may be tried now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// It is healthy.
+    Open,
+    /// Its cooldown is over and this request is the one probe that finds out whether
+    /// it is back.
+    Probe,
+    /// It is cooling down, or another request is probing it.
+    Closed,
 }
 
 #[cfg(test)]

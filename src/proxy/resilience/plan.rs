@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::failure::{backoff, AttemptFailure};
-use super::health::{HealthBook, HealthKey, Transition};
+use super::health::{Admission, HealthBook, HealthKey, Transition};
 use crate::config::Config;
 use crate::proxy::model_route::ModelRoute;
 
@@ -68,6 +68,10 @@ pub struct AttemptPlan {
     /// The candidates whose provider refused the call by its quota (bit `i`: the
     /// `i`th of the first 64): never tried again by this request.
     out_of_quota: u64,
+    /// The instance whose half-open probe this request holds, until an attempt there
+    /// tells whether it is back; given back otherwise ([`Self::release_probe`]), or no
+    /// other request would ever probe it again.
+    probe: Option<String>,
 }
 
 impl AttemptPlan {
@@ -94,6 +98,39 @@ impl AttemptPlan {
             records: Vec::new(),
             began: None,
             out_of_quota: 0,
+            probe: None,
+        }
+    }
+
+    /// Takes candidate `i`'s instance for the next attempt if it may be tried now,
+    /// holding its probe when that is what it takes.
+    fn take_instance(&mut self, i: usize, book: &HealthBook, now: Instant) -> bool {
+        let name = self.candidates[i].route.provider.name.clone();
+        match book.admit(&HealthKey::instance(&name), now) {
+            Admission::Closed => false,
+            Admission::Open => true,
+            Admission::Probe => {
+                self.release_probe(book);
+                self.probe = Some(name);
+                true
+            }
+        }
+    }
+
+    /// Gives back a probe this request holds and no attempt answered for: the next
+    /// request may probe that instance.
+    pub fn release_probe(&mut self, book: &HealthBook) {
+        if let Some(name) = self.probe.take() {
+            book.not_tried(&HealthKey::instance(&name));
+        }
+    }
+
+    /// The probe of the current attempt's instance, if this request holds it, is
+    /// settled by the attempt's outcome.
+    fn probe_settled(&mut self) {
+        let name = &self.current().route.provider.name;
+        if self.probe.as_ref() == Some(name) {
+            self.probe = None;
         }
     }
 
@@ -165,10 +202,8 @@ impl AttemptPlan {
     /// Nothing is sent to the current candidate after all (its quota refused the
     /// call, or the limit store failed): a probe of its instance this request took
     /// choosing it is given up, or the instance would count as probed for good.
-    pub fn not_sent(&self, book: &HealthBook) {
-        if self.at < self.pool {
-            book.not_tried(&HealthKey::instance(&self.current().route.provider.name));
-        }
+    pub fn not_sent(&mut self, book: &HealthBook) {
+        self.release_probe(book);
     }
 
     /// The current candidate's provider refused the call by its own quota
@@ -186,8 +221,7 @@ impl AttemptPlan {
             // retries go on counting (it is one model).
             for step in 1..self.pool {
                 let i = (self.at + step) % self.pool;
-                let name = &self.candidates[i].route.provider.name;
-                if !self.is_out_of_quota(i) && book.try_acquire(&HealthKey::instance(name), now) {
+                if !self.is_out_of_quota(i) && self.take_instance(i, book, now) {
                     self.at = i;
                     return true;
                 }
@@ -213,6 +247,7 @@ impl AttemptPlan {
         now: Instant,
     ) -> Vec<(String, Transition)> {
         self.record(status.to_string(), now);
+        self.probe_settled();
         let name = self.current().route.provider.name.clone();
         let mut changes = vec![(name.clone(), book.succeeded(&HealthKey::instance(&name)))];
         if let Some(key) = key {
@@ -234,11 +269,21 @@ impl AttemptPlan {
         now: Instant,
     ) -> (NextAttempt, Option<(String, Transition)>) {
         self.record(failure.label(), now);
+        let provider = std::sync::Arc::clone(&self.current().route.provider);
+        let policy = config.retry_for(&provider);
+        // Only a failure worth retrying elsewhere says the instance is unwell (and
+        // ends a probe as a failure); any other outcome says nothing of its health, and
+        // a probe this attempt held is given back.
+        let unwell = failure.is_retried_by(&policy.on)
+            && !(failure.is_key_failure() && provider.credential.static_key_count() > 1);
+        if unwell {
+            self.probe_settled();
+        } else {
+            self.release_probe(book);
+        }
         if let AttemptFailure::ContextOverflow { .. } = failure {
             return (self.past_context_overflow(config), None);
         }
-        let provider = std::sync::Arc::clone(&self.current().route.provider);
-        let policy = config.retry_for(&provider);
         let keys = provider.credential.static_key_count();
         let mut change = None;
         // A key refused (401) or out of quota (429) among several: cool that key
@@ -322,8 +367,7 @@ impl AttemptPlan {
         }
         for step in 1..self.pool {
             let i = (self.at + step) % self.pool;
-            let name = &self.candidates[i].route.provider.name;
-            if !self.is_out_of_quota(i) && book.try_acquire(&HealthKey::instance(name), now) {
+            if !self.is_out_of_quota(i) && self.take_instance(i, book, now) {
                 self.at = i;
                 return;
             }
@@ -555,6 +599,55 @@ mod tests {
         assert!(plan.refused_by_quota(&book, later));
         assert_eq!(plan.current().route.provider.name, "anthropic");
         assert!(!book.is_cooling(&HealthKey::instance("east"), later));
+    }
+
+    #[test]
+    fn a_probe_answered_with_an_unretried_status_or_abandoned_frees_the_instance() {
+        let c = config(YAML);
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(2);
+        let east = HealthKey::instance("east");
+        let probing_east = |book: &HealthBook| {
+            let mut plan = AttemptPlan::new(
+                vec![
+                    candidate(&c, "east", "gpt-4o", false),
+                    candidate(&c, "west", "gpt-4o", false),
+                ],
+                Vec::new(),
+                book,
+                t0,
+            );
+            assert_eq!(plan.current().route.provider.name, "west");
+            // West fails: the retry takes east's probe, its cooldown being over.
+            let (next, _) = plan.failed(status(503, None), None, &c, book, later);
+            assert!(matches!(next, NextAttempt::Retry { .. }));
+            assert_eq!(plan.current().route.provider.name, "east");
+            assert!(book.is_cooling(&east, later), "being probed");
+            plan
+        };
+        for outcome in [status(400, None), AttemptFailure::Other] {
+            let book = HealthBook::default();
+            book.cool_down(&east, Duration::from_secs(1), t0);
+            let mut plan = probing_east(&book);
+            plan.failed(outcome, None, &c, &book, later);
+            assert!(
+                !book.is_cooling(&east, later),
+                "{outcome:?}: the probe is given back"
+            );
+        }
+        // The client leaves before east answers: the request's end gives it back.
+        let book = HealthBook::default();
+        book.cool_down(&east, Duration::from_secs(1), t0);
+        let mut plan = probing_east(&book);
+        plan.release_probe(&book);
+        assert!(!book.is_cooling(&east, later));
+        // A failure worth retrying ends the probe as a failure: east cools again.
+        let book = HealthBook::default();
+        book.cool_down(&east, Duration::from_secs(1), t0);
+        let mut plan = probing_east(&book);
+        plan.failed(status(503, None), None, &c, &book, later);
+        plan.release_probe(&book);
+        assert!(book.is_cooling(&east, later));
     }
 
     #[test]
