@@ -263,9 +263,13 @@ impl RawUsage {
         let detail = |d: Option<Details>, f: fn(Details) -> Option<u64>| d.and_then(f).unwrap_or(0);
         if self.prompt_tokens.is_some() || self.completion_tokens.is_some() {
             let cached = detail(self.prompt_tokens_details, |d| d.cached_tokens);
+            let prompt = self.prompt_tokens.unwrap_or(0);
+            // xAI leaves the reasoning out of `completion_tokens` (and bills it as
+            // output); the total holds it, as OpenAI's holds nothing past the two.
+            let beyond_prompt = self.total_tokens.map_or(0, |t| t.saturating_sub(prompt));
             return Usage {
-                input: self.prompt_tokens.unwrap_or(0).saturating_sub(cached),
-                output: self.completion_tokens.unwrap_or(0),
+                input: prompt.saturating_sub(cached),
+                output: self.completion_tokens.unwrap_or(0).max(beyond_prompt),
                 cache_read: cached,
                 cache_write: 0,
                 reasoning: detail(self.completion_tokens_details, |d| d.reasoning_tokens),
@@ -1659,6 +1663,22 @@ mod tests {
         let mut m = fed_as(content_type, body, split);
         let usage = m.finish().unwrap().usage;
         (usage, m.take_model().unwrap())
+    }
+
+    #[test]
+    fn xai_reasoning_outside_completion_tokens_counts_as_output() {
+        // xAI's Chat usage: 35 completion tokens, 375 of reasoning apart from them, a
+        // total of 420 over a prompt of 10; it bills 410 output tokens.
+        let answer = fixture!("xai/chat_completion.json");
+        for split in [7, answer.len()] {
+            let usage = metered("application/json", answer.as_bytes(), split).unwrap();
+            assert_eq!(usage.output, 410, "split {split}");
+            assert_eq!(usage.reasoning, 375);
+            assert_eq!(usage.input + usage.cache_read, 10);
+        }
+        // OpenAI's reasoning is inside its completion tokens, its total their sum.
+        let openai = br#"{"model":"o3","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":400,"total_tokens":410,"completion_tokens_details":{"reasoning_tokens":375}}}"#;
+        assert_eq!(metered("application/json", openai, 7).unwrap().output, 400);
     }
 
     #[test]

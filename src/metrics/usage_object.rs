@@ -26,6 +26,8 @@ pub(super) struct RawUsage {
     // Chat Completions.
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// xAI's counts reasoning its `completion_tokens` leave out.
+    pub total_tokens: Option<u64>,
     pub prompt_tokens_details: Option<Details>,
     pub completion_tokens_details: Option<Details>,
     // The Responses API.
@@ -286,6 +288,7 @@ impl<'a> Scan<'a> {
                 b"cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
                 b"prompt_tokens" => &mut u.prompt_tokens,
                 b"completion_tokens" => &mut u.completion_tokens,
+                b"total_tokens" => &mut u.total_tokens,
                 b"prompt_tokens_details" => return scan.details(&mut u.prompt_tokens_details),
                 b"completion_tokens_details" => {
                     return scan.details(&mut u.completion_tokens_details)

@@ -150,8 +150,10 @@ fn read_as_another(segment: &str) -> bool {
 ///   collects the completion bills nothing more at the gateway. Any top-level
 ///   `deferred` (case ignored, escapes read) but `false` or `null` asks, so that a
 ///   second member or a spelling a provider reads cannot;
-/// - the Responses API's `image_generation` tool, whose images are billed apart from
-///   the answer's usage (as `images/generations` is).
+/// - a hosted tool billed apart from the answer's usage ([`BILLED_APART`]): the
+///   Responses API's `image_generation` (its images, as `images/generations` are),
+///   `code_interpreter` (its containers) and `file_search` (its calls), Anthropic's
+///   `code_execution` (its container time).
 pub fn unmetered_ask(body: &[u8]) -> Option<&'static str> {
     let mut members = ObjectMembers::of(body)?;
     std::iter::from_fn(|| members.next_front()).find_map(|member| {
@@ -161,24 +163,49 @@ pub fn unmetered_ask(body: &[u8]) -> Option<&'static str> {
                 "`deferred` has the answer collected later by a read the gateway cannot charge",
             );
         }
-        let generates_images = key.eq_ignore_ascii_case(b"tools")
-            && ArrayElements::of(member.value)
-                .is_some_and(|mut tools| tools.any(is_image_generation_tool));
-        generates_images.then_some(
-            "the `image_generation` tool bills images apart from the usage the answer reports",
-        )
+        if !key.eq_ignore_ascii_case(b"tools") {
+            return None;
+        }
+        let mut tools = ArrayElements::of(member.value)?;
+        tools.find_map(billed_apart)
     })
 }
 
-/// Whether the tool `tool` (an element of `tools`) is of type `image_generation`.
-fn is_image_generation_tool(tool: &[u8]) -> bool {
-    let Some(mut members) = ObjectMembers::of(tool) else {
-        return false;
-    };
-    std::iter::from_fn(|| members.next_front()).any(|member| {
-        member.key().eq_ignore_ascii_case(b"type")
-            && serde_json::from_slice::<std::borrow::Cow<'_, str>>(member.value)
-                .is_ok_and(|t| t.eq_ignore_ascii_case("image_generation"))
+/// Hosted tools a provider bills apart from the usage an answer reports, by the start
+/// of their `type` (Anthropic's carry a date: `code_execution_20250825`), and why.
+const BILLED_APART: [(&str, &str); 4] = [
+    (
+        "image_generation",
+        "the `image_generation` tool bills images apart from the usage the answer reports",
+    ),
+    (
+        "code_interpreter",
+        "the `code_interpreter` tool bills its containers apart from the usage the answer reports",
+    ),
+    (
+        "file_search",
+        "the `file_search` tool bills each call apart from the usage the answer reports",
+    ),
+    (
+        "code_execution",
+        "the `code_execution` tool bills container time apart from the usage the answer reports",
+    ),
+];
+
+/// Why the tool `tool` (an element of `tools`) is billed apart, if its type is one of
+/// [`BILLED_APART`].
+fn billed_apart(tool: &[u8]) -> Option<&'static str> {
+    let mut members = ObjectMembers::of(tool)?;
+    std::iter::from_fn(|| members.next_front()).find_map(|member| {
+        if !member.key().eq_ignore_ascii_case(b"type") {
+            return None;
+        }
+        let kind = serde_json::from_slice::<std::borrow::Cow<'_, str>>(member.value).ok()?;
+        BILLED_APART.iter().find_map(|(start, why)| {
+            kind.get(..start.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(start))
+                .then_some(*why)
+        })
     })
 }
 
@@ -382,6 +409,30 @@ mod tests {
         ] {
             assert_eq!(unmetered_ask(body.as_bytes()), None, "{body}");
         }
+    }
+
+    #[test]
+    fn per_call_hosted_tools_are_told_apart_from_tokens() {
+        for (body, tool) in [
+            (
+                r#"{"model":"gpt-5","tools":[{"type":"code_interpreter","container":{"type":"auto"}}]}"#,
+                "code_interpreter",
+            ),
+            (
+                r#"{"model":"gpt-5","tools":[{"type":"file_search","vector_store_ids":["vs_1"]}]}"#,
+                "file_search",
+            ),
+            (
+                r#"{"model":"claude-sonnet-4-5","tools":[{"type":"code_execution_20250825","name":"code_execution"}]}"#,
+                "code_execution",
+            ),
+        ] {
+            let said = unmetered_ask(body.as_bytes());
+            assert!(said.is_some_and(|s| s.contains(tool)), "{body}: {said:?}");
+        }
+        // A function of that name is the client's own.
+        let own = r#"{"model":"gpt-5","tools":[{"type":"function","name":"code_interpreter"}]}"#;
+        assert_eq!(unmetered_ask(own.as_bytes()), None);
     }
 
     #[test]
