@@ -863,3 +863,43 @@ async fn a_plan_longer_than_sixteen_attempts_ends_with_the_providers_answer() {
     assert!(text.contains("overloaded by the provider"), "{text}");
     assert_eq!(mock.requests().len(), 22);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_during_a_replayed_calls_wait_gets_no_further_attempt() {
+    use tokio::io::AsyncWriteExt;
+    // The provider asks for 3 s; the client leaves during them.
+    let mock = MockUpstream::start(|_| Reply::Full {
+        status: 503,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("retry-after".into(), "3".into()),
+        ],
+        body: bytes::Bytes::from_static(br#"{"error":{"message":"busy"}}"#),
+    })
+    .await;
+    let yaml = format!(
+        "retry:\n  attempts: 1\nproviders:\n  openai:\n    api_key: {OAI_KEY}\n    base_url: {}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let mut sock = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {MASTER}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{CHAT}",
+        CHAT.len()
+    );
+    sock.write_all(request.as_bytes()).await.unwrap();
+    for _ in 0..100 {
+        if !mock.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mock.requests().len(), 1);
+    drop(sock);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "no attempt for a client that left"
+    );
+}

@@ -1323,7 +1323,17 @@ impl ProxyHttp for AuroraProxy {
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         if let Some(wait) = ctx.retry_wait.take() {
-            tokio::time::sleep(wait).await;
+            // A client gone while the retry waits gets no further attempt: the
+            // provider would work (and bill) for nobody.
+            let client = client_hangup::ClientSocket::of(session);
+            if !client_hangup::wait_for_retry(session, ctx, client, wait).await {
+                return Err(Error::create(
+                    ErrorType::ConnectionClosed,
+                    ErrorSource::Downstream,
+                    Some("the client left while a retry waited".into()),
+                    None,
+                ));
+            }
         }
         // Another attempt (a retry, or a fallback) has its own answer to decode.
         ctx.answer_decoder = None;
