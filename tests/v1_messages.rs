@@ -359,27 +359,34 @@ fn chat_answer() -> Reply {
     Reply::json(200, fixture("openai/chat_completion.json"))
 }
 
+/// A gateway whose one provider, `entry` (its YAML after the name), is at `mock`'s
+/// `path`.
+fn one_provider_at(mock: &MockUpstream, name: &str, entry: &str, path: &str) -> Gateway {
+    let yaml = format!(
+        "providers:\n  {name}: {{{entry}, base_url: '{}'}}\n",
+        mock.url(path)
+    );
+    Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)])
+}
+
+/// What the provider got for a Claude Code tool loop on `model`, which it accepted.
+async fn sent_for_tool_loop(gw: &Gateway, mock: &MockUpstream, model: &str) -> Value {
+    let resp = post(gw, "/v1/messages", &claude_code_tool_loop(model)).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{model}: {text}");
+    serde_json::from_slice(&mock.last().body).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mistral_is_sent_no_member_it_refuses_from_a_claude_code_turn() {
     let mock = MockUpstream::start(|rec| {
         common::mock::provider_rules::mistral_chat_refusal(rec).unwrap_or_else(chat_answer)
     })
     .await;
-    let yaml = format!(
-        "providers:\n  mistral: {{type: mistral, api_key: sk-mistral-test-0123456789, base_url: '{}'}}\n",
-        mock.url("/v1")
-    );
-    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
-    let resp = post(
-        &gw,
-        "/v1/messages",
-        &claude_code_tool_loop("mistral:devstral-medium"),
-    )
-    .await;
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let entry = "type: mistral, api_key: sk-mistral-test-0123456789";
+    let gw = one_provider_at(&mock, "mistral", entry, "/v1");
+    let sent = sent_for_tool_loop(&gw, &mock, "mistral:devstral-medium").await;
     assert!(sent.get("user").is_none(), "{sent}");
     assert!(
         sent["messages"][2].get("reasoning_content").is_none(),
@@ -396,11 +403,8 @@ async fn a_mistral_refusal_reaches_the_client_with_its_own_words() {
         )
     })
     .await;
-    let yaml = format!(
-        "providers:\n  mistral: {{type: mistral, api_key: sk-mistral-test-0123456789, base_url: '{}'}}\n",
-        mock.url("/v1")
-    );
-    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let entry = "type: mistral, api_key: sk-mistral-test-0123456789";
+    let gw = one_provider_at(&mock, "mistral", entry, "/v1");
     let resp = post(
         &gw,
         "/v1/messages",
@@ -420,21 +424,13 @@ async fn deepseek_tool_loop_sends_thinking_back_as_reasoning_content() {
         common::mock::provider_rules::deepseek_chat_refusal(rec).unwrap_or_else(chat_answer)
     })
     .await;
-    let yaml = format!(
-        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
-        mock.url("/v1")
+    let gw = one_provider_at(
+        &mock,
+        "deepseek",
+        "api_key: sk-deepseek-test-0123456789",
+        "/v1",
     );
-    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
-    let resp = post(
-        &gw,
-        "/v1/messages",
-        &claude_code_tool_loop("deepseek:deepseek-reasoner"),
-    )
-    .await;
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let sent = sent_for_tool_loop(&gw, &mock, "deepseek:deepseek-reasoner").await;
     let assistant = &sent["messages"][2];
     assert_eq!(assistant["role"], "assistant", "{sent}");
     assert_eq!(assistant["reasoning_content"], "I should run ls.");
@@ -452,9 +448,7 @@ async fn deepseek_tool_loop_sends_thinking_back_as_reasoning_content() {
             ("OPENAI_BASE_URL", openai.url("/v1").as_str()),
         ],
     );
-    let resp = post(&gw, "/v1/messages", &claude_code_tool_loop("openai:gpt-4o")).await;
-    assert_eq!(resp.status(), 200);
-    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    let sent = sent_for_tool_loop(&gw, &openai, "openai:gpt-4o").await;
     assert!(
         sent["messages"][2].get("reasoning_content").is_none(),
         "{sent}"
@@ -502,21 +496,9 @@ async fn a_gemini_3_tool_loop_gives_a_thought_signature_back() {
         common::mock::provider_rules::gemini_chat_refusal(rec).unwrap_or_else(chat_answer)
     })
     .await;
-    let yaml = format!(
-        "providers:\n  gemini: {{api_key: gemini-test-key-0123456789, base_url: '{}'}}\n",
-        mock.url("/v1beta/openai")
-    );
-    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
-    let resp = post(
-        &gw,
-        "/v1/messages",
-        &claude_code_tool_loop("gemini:gemini-3-pro-preview"),
-    )
-    .await;
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let entry = "api_key: gemini-test-key-0123456789";
+    let gw = one_provider_at(&mock, "gemini", entry, "/v1beta/openai");
+    let sent = sent_for_tool_loop(&gw, &mock, "gemini:gemini-3-pro-preview").await;
     assert_eq!(
         sent["messages"][2]["tool_calls"][0]["extra_content"]["google"]["thought_signature"],
         "skip_thought_signature_validator"
@@ -541,11 +523,8 @@ async fn geminis_own_thought_signature_makes_the_round_trip() {
         )
     })
     .await;
-    let yaml = format!(
-        "providers:\n  gemini: {{api_key: gemini-test-key-0123456789, base_url: '{}'}}\n",
-        mock.url("/v1beta/openai")
-    );
-    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let entry = "api_key: gemini-test-key-0123456789";
+    let gw = one_provider_at(&mock, "gemini", entry, "/v1beta/openai");
     let first = serde_json::json!({"model": "gemini:gemini-3-pro-preview", "max_tokens": 256,
         "tools": [{"name": "Bash", "input_schema": {"type": "object"}}],
         "messages": [{"role": "user", "content": "list the files"}]});
