@@ -622,16 +622,10 @@ fn convert_item<'a>(
                 })?)
             };
             conv.block(Role::Assistant, false, |out| {
-                out.extend_from_slice(br#"{"id":"#);
-                write_str(out, &call_id);
-                out.extend_from_slice(br#","input":"#);
-                match input {
+                write_tool_use(out, &call_id, &name, |out| match input {
                     Some(v) => write_compact(out, v.text()),
                     None => out.extend_from_slice(b"{}"),
-                }
-                out.extend_from_slice(br#","name":"#);
-                write_str(out, &name);
-                out.extend_from_slice(br#","type":"tool_use"}"#);
+                })
             });
             Ok(())
         }
@@ -655,13 +649,7 @@ fn convert_item<'a>(
                 (Cow::Borrowed("local_shell"), input)
             };
             conv.block(Role::Assistant, false, |out| {
-                out.extend_from_slice(br#"{"id":"#);
-                write_str(out, &call_id);
-                out.extend_from_slice(br#","input":"#);
-                out.extend_from_slice(&input);
-                out.extend_from_slice(br#","name":"#);
-                write_str(out, &name);
-                out.extend_from_slice(br#","type":"tool_use"}"#);
+                write_tool_use(out, &call_id, &name, |out| out.extend_from_slice(&input))
             });
             Ok(())
         }
@@ -760,6 +748,17 @@ fn convert_item<'a>(
             format!("input items of type `{other}` cannot be sent to this model; send messages, function calls and their outputs"),
         )),
     }
+}
+
+/// Writes a `tool_use` block of call `id` to `name`, its input written by `input`.
+fn write_tool_use(out: &mut Vec<u8>, id: &str, name: &str, input: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(br#"{"id":"#);
+    write_str(out, id);
+    out.extend_from_slice(br#","input":"#);
+    input(out);
+    out.extend_from_slice(br#","name":"#);
+    write_str(out, name);
+    out.extend_from_slice(br#","type":"tool_use"}"#);
 }
 
 fn required_str<'a>(
