@@ -509,21 +509,26 @@ impl State {
             return Ok(());
         }
         if let Some(&k) = self.tool_blocks.get(&ev.index) {
-            let delta = DeltaOut {
-                tool_calls: Some([ToolCallDelta {
-                    index: k,
-                    id: None,
-                    kind: None,
-                    function: FunctionDelta {
-                        name: None,
-                        arguments: "{}",
-                    },
-                }]),
-                ..DeltaOut::default()
-            };
-            self.emit(out, delta, None);
+            self.emit_arguments(out, k, "{}");
         }
         Ok(())
+    }
+
+    /// A piece of tool call `k`'s arguments.
+    fn emit_arguments(&mut self, out: &mut Vec<u8>, k: u32, arguments: &str) {
+        let delta = DeltaOut {
+            tool_calls: Some([ToolCallDelta {
+                index: k,
+                id: None,
+                kind: None,
+                function: FunctionDelta {
+                    name: None,
+                    arguments,
+                },
+            }]),
+            ..DeltaOut::default()
+        };
+        self.emit(out, delta, None);
     }
 
     fn on_block_delta(&mut self, data: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
@@ -548,19 +553,7 @@ impl State {
                 let json = d.partial_json.as_deref().unwrap_or("");
                 if let (Some(k), false) = (tool, json.is_empty()) {
                     self.tools_without_input.remove(&ev.index);
-                    let delta = DeltaOut {
-                        tool_calls: Some([ToolCallDelta {
-                            index: k,
-                            id: None,
-                            kind: None,
-                            function: FunctionDelta {
-                                name: None,
-                                arguments: json,
-                            },
-                        }]),
-                        ..DeltaOut::default()
-                    };
-                    self.emit(out, delta, None);
+                    self.emit_arguments(out, k, json);
                 }
             }
             // signature_delta (Anthropic-only proof of thinking) and
