@@ -3,30 +3,43 @@
 //! leaves it out means the model's own maximum (Codex never sends one). A limit past
 //! the model's is refused by Anthropic, so a family not listed gets none from here.
 
-/// Lowercase name prefixes and their families' output ceilings, the more specific
-/// first (Anthropic's model overview).
-const CEILINGS: &[(&str, u32)] = &[
-    ("claude-3-haiku", 4_096),
-    ("claude-3-opus", 4_096),
-    ("claude-3-sonnet", 4_096),
-    ("claude-3-5-", 8_192),
-    ("claude-3-7-sonnet", 64_000),
-    ("claude-opus-4-0", 32_000),
-    ("claude-opus-4-1", 32_000),
+/// What follows `claude-` in the names of the families with a smaller ceiling than
+/// [`LATER_CEILING`], lowercase, the more specific first (Anthropic's model overview).
+const OLDER_CEILINGS: &[(&str, u32)] = &[
+    ("3-haiku", 4_096),
+    ("3-opus", 4_096),
+    ("3-sonnet", 4_096),
+    ("3-5-", 8_192),
+    ("3-7-sonnet", 64_000),
+    ("opus-4-0", 32_000),
+    ("opus-4-1", 32_000),
     // `claude-opus-4-20250514`, Opus 4's dated name.
-    ("claude-opus-4-2025", 32_000),
-    // Sonnet 4, the 4.5 family and every later Claude answer with 64,000 at least.
-    ("claude-", 64_000),
+    ("opus-4-2025", 32_000),
 ];
 
-/// The output ceiling of `model`'s Claude family, if it is one.
+/// Sonnet 4, the 4.5 family and every later Claude answer with 64,000 at least.
+const LATER_CEILING: u32 = 64_000;
+
+/// The output ceiling of `model`'s Claude family, if it is one. Asked for every
+/// translated call to an Anthropic-format provider: most names are told by their
+/// first letters.
 pub fn claude_output_ceiling(model: &str) -> Option<u32> {
-    CEILINGS.iter().find_map(|&(prefix, ceiling)| {
-        model
-            .get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    const CLAUDE: &str = "claude-";
+    let head = model.get(..CLAUDE.len())?;
+    if !head.eq_ignore_ascii_case(CLAUDE) {
+        return None;
+    }
+    let rest = &model[CLAUDE.len()..];
+    // Only `3…` and `opus-4…` names are older families.
+    if !matches!(rest.as_bytes().first(), Some(b'3' | b'o' | b'O')) {
+        return Some(LATER_CEILING);
+    }
+    let ceiling = OLDER_CEILINGS.iter().find_map(|&(start, ceiling)| {
+        rest.get(..start.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(start))
             .then_some(ceiling)
-    })
+    });
+    Some(ceiling.unwrap_or(LATER_CEILING))
 }
 
 #[cfg(test)]

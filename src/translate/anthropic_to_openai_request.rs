@@ -60,8 +60,7 @@ use super::json_writer::{
 use super::request_fields::{field, json_object, stream_flag, CheckedBody, Json, Text};
 
 /// Google's documented value for a thought signature the client did not keep.
-const THOUGHT_SIGNATURE_STAND_IN: &[u8] =
-    br#""extra_content":{"google":{"thought_signature":"skip_thought_signature_validator"}}"#;
+const THOUGHT_SIGNATURE_STAND_IN: &str = "skip_thought_signature_validator";
 
 /// Settings for [`anthropic_to_openai_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -817,17 +816,12 @@ fn convert_assistant_blocks(
                 }
                 calls.push(b'{');
                 if call_count == 0 && messages.thought_signature_stand_in {
+                    calls.extend_from_slice(br#""extra_content":{"google":{"thought_signature":"#);
                     match &signature {
-                        Some(signature) => {
-                            calls.extend_from_slice(
-                                br#""extra_content":{"google":{"thought_signature":"#,
-                            );
-                            signature.write(&mut calls);
-                            calls.extend_from_slice(b"}}");
-                        }
-                        None => calls.extend_from_slice(THOUGHT_SIGNATURE_STAND_IN),
+                        Some(signature) => signature.write(&mut calls),
+                        None => write_str(&mut calls, THOUGHT_SIGNATURE_STAND_IN),
                     }
-                    calls.push(b',');
+                    calls.extend_from_slice(b"}},");
                 }
                 call_count += 1;
                 calls.extend_from_slice(br#""function":{"arguments":"#);
