@@ -938,27 +938,29 @@ providers:
     #[test]
     fn a_request_without_a_limit_gets_the_models_ceiling_unless_a_default_is_configured() {
         let yaml = "providers:\n  anthropic: {api_key: k}\n  groq: {api_key: k}\n  zai: {api_key: k, format: anthropic}\nmodels:\n  limits:\n    glm-4.6: {max_output_tokens: 96000}\n    llama-3.1-8b: {max_output_tokens: 8000}\n";
+        let limit = |c: &Config, provider: &str, model: &str| {
+            let p = c.providers.find(provider).unwrap();
+            c.models.unasked_output_limit(p, model, model)
+        };
         let c = build(yaml, &[]).unwrap();
-        let limit = |provider: &str, model: &str| {
-            let p = c.providers.find(provider).unwrap();
-            c.models.unasked_output_limit(p, model, model)
-        };
         // Anthropic requires a limit: the family's ceiling, the configured one, else 4096.
-        assert_eq!(limit("anthropic", "claude-sonnet-4-5"), Some(64_000));
-        assert_eq!(limit("anthropic", "claude-3-5-haiku-latest"), Some(8_192));
-        assert_eq!(limit("zai", "glm-4.6"), Some(96_000));
-        assert_eq!(limit("zai", "glm-4.5"), Some(4_096));
+        assert_eq!(limit(&c, "anthropic", "claude-sonnet-4-5"), Some(64_000));
+        assert_eq!(
+            limit(&c, "anthropic", "claude-3-5-haiku-latest"),
+            Some(8_192)
+        );
+        assert_eq!(limit(&c, "zai", "glm-4.6"), Some(96_000));
+        assert_eq!(limit(&c, "zai", "glm-4.5"), Some(4_096));
         // A chat server is sent none: it answers up to the model's maximum.
-        assert_eq!(limit("groq", "llama-3.1-8b"), None);
+        assert_eq!(limit(&c, "groq", "llama-3.1-8b"), None);
         let c = build(&format!("{yaml}  default_max_tokens: 16000\n"), &[]).unwrap();
-        let limit = |provider: &str, model: &str| {
-            let p = c.providers.find(provider).unwrap();
-            c.models.unasked_output_limit(p, model, model)
-        };
-        assert_eq!(limit("anthropic", "claude-sonnet-4-5"), Some(16_000));
-        assert_eq!(limit("anthropic", "claude-3-5-haiku-latest"), Some(8_192));
-        assert_eq!(limit("groq", "llama-3.1-8b"), Some(8_000));
-        assert_eq!(limit("groq", "other"), Some(16_000));
+        assert_eq!(limit(&c, "anthropic", "claude-sonnet-4-5"), Some(16_000));
+        assert_eq!(
+            limit(&c, "anthropic", "claude-3-5-haiku-latest"),
+            Some(8_192)
+        );
+        assert_eq!(limit(&c, "groq", "llama-3.1-8b"), Some(8_000));
+        assert_eq!(limit(&c, "groq", "other"), Some(16_000));
     }
 
     #[test]
