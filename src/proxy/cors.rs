@@ -43,13 +43,13 @@ pub fn is_preflight(req: &RequestHeader) -> bool {
 /// headers it asked for (the credential headers among them); the origin itself is
 /// added with every answer ([`add_to_answer`]).
 pub fn preflight_answer(req: &RequestHeader) -> pingora_core::Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build(204, Some(4))?;
+    // A 204 has no body and says no length (RFC 9110, 8.6).
+    let mut resp = ResponseHeader::build(204, Some(3))?;
     resp.insert_header(ACCESS_CONTROL_ALLOW_METHODS, METHODS)?;
     if let Some(asked) = req.headers.get(ACCESS_CONTROL_REQUEST_HEADERS) {
         resp.insert_header(ACCESS_CONTROL_ALLOW_HEADERS, asked.clone())?;
     }
     resp.insert_header(ACCESS_CONTROL_MAX_AGE, MAX_AGE)?;
-    resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
     Ok(resp)
 }
 
@@ -125,6 +125,7 @@ mod tests {
         );
         assert_eq!(h["access-control-allow-methods"], METHODS);
         assert_eq!(h["vary"], "Origin");
+        assert!(h.get("content-length").is_none());
     }
 
     #[test]
