@@ -262,7 +262,11 @@ impl RawUsage {
     fn uncapped(&self) -> Usage {
         let detail = |d: Option<Details>, f: fn(Details) -> Option<u64>| d.and_then(f).unwrap_or(0);
         if self.prompt_tokens.is_some() || self.completion_tokens.is_some() {
-            let cached = detail(self.prompt_tokens_details, |d| d.cached_tokens);
+            let cached = self
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .or(self.prompt_cache_hit_tokens)
+                .unwrap_or(0);
             let prompt = self.prompt_tokens.unwrap_or(0);
             // xAI leaves the reasoning out of `completion_tokens` (and bills it as
             // output); the total holds it, as OpenAI's holds nothing past the two.
@@ -1663,6 +1667,18 @@ mod tests {
         let mut m = fed_as(content_type, body, split);
         let usage = m.finish().unwrap().usage;
         (usage, m.take_model().unwrap())
+    }
+
+    #[test]
+    fn deepseeks_cache_hits_are_read_from_its_own_member() {
+        // DeepSeek says its cache hits as `prompt_cache_hit_tokens`; cached input is
+        // priced apart (`cache_read`).
+        let deepseek = br#"{"model":"deepseek-chat","choices":[],"usage":{"prompt_tokens":100,"completion_tokens":5,"total_tokens":105,"prompt_cache_hit_tokens":80,"prompt_cache_miss_tokens":20}}"#;
+        let usage = metered("application/json", deepseek, 7).unwrap();
+        assert_eq!((usage.input, usage.cache_read, usage.output), (20, 80, 5));
+        // OpenAI's own member, when both are there, is the one read.
+        let both = br#"{"model":"m","choices":[],"usage":{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":60},"prompt_cache_hit_tokens":80}}"#;
+        assert_eq!(metered("application/json", both, 7).unwrap().cache_read, 60);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub(super) struct RawUsage {
     pub completion_tokens: Option<u64>,
     /// xAI's counts reasoning its `completion_tokens` leave out.
     pub total_tokens: Option<u64>,
+    /// DeepSeek's cache hits, said in its own member (it may say no
+    /// `prompt_tokens_details`).
+    pub prompt_cache_hit_tokens: Option<u64>,
     pub prompt_tokens_details: Option<Details>,
     pub completion_tokens_details: Option<Details>,
     // The Responses API.
@@ -289,6 +292,7 @@ impl<'a> Scan<'a> {
                 b"prompt_tokens" => &mut u.prompt_tokens,
                 b"completion_tokens" => &mut u.completion_tokens,
                 b"total_tokens" => &mut u.total_tokens,
+                b"prompt_cache_hit_tokens" => &mut u.prompt_cache_hit_tokens,
                 b"prompt_tokens_details" => return scan.details(&mut u.prompt_tokens_details),
                 b"completion_tokens_details" => {
                     return scan.details(&mut u.completion_tokens_details)
