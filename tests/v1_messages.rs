@@ -440,14 +440,7 @@ async fn deepseek_tool_loop_sends_thinking_back_as_reasoning_content() {
         common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
     })
     .await;
-    let gw = Gateway::start(
-        "",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", OAI_KEY),
-            ("OPENAI_BASE_URL", openai.url("/v1").as_str()),
-        ],
-    );
+    let gw = one_provider_at(&openai, "openai", &format!("api_key: {OAI_KEY}"), "/v1");
     let sent = sent_for_tool_loop(&gw, &openai, "openai:gpt-4o").await;
     assert!(
         sent["messages"][2].get("reasoning_content").is_none(),
@@ -462,14 +455,7 @@ async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
         common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
     })
     .await;
-    let gw = Gateway::start(
-        "",
-        &[
-            ("AURORA_MASTER_KEY", MASTER),
-            ("OPENAI_API_KEY", OAI_KEY),
-            ("OPENAI_BASE_URL", openai.url("/v1").as_str()),
-        ],
-    );
+    let gw = one_provider_at(&openai, "openai", &format!("api_key: {OAI_KEY}"), "/v1");
     let body = |model: &str| {
         format!(
             r#"{{"model":"{model}","max_tokens":64,"temperature":0.2,"top_p":0.9,"messages":[{{"role":"user","content":"hi"}}]}}"#
