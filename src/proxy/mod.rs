@@ -167,18 +167,7 @@ impl AuroraProxy {
         ctx.route_kind = route.kind();
         check_method(&route, req)?;
         framing::check_transfer_coding(req)?;
-        // A `/p/` body is streamed unread unless the gateway reads it, which holds it to
-        // `body_size_limit` as it reads.
-        let (limit, too_large): (u64, fn(u64) -> GatewayError) = match route {
-            Route::Passthrough(_) => (
-                config.server.passthrough_body_size_limit,
-                GatewayError::passthrough_too_large,
-            ),
-            _ => (
-                config.server.body_size_limit,
-                GatewayError::payload_too_large,
-            ),
-        };
+        let (limit, too_large) = body_limit(config, matches!(route, Route::Passthrough(_)));
         if declared_length(req).is_some_and(|len| len > limit) {
             return Err(too_large(limit));
         }
@@ -999,6 +988,23 @@ fn check_method(route: &Route, req: &RequestHeader) -> std::result::Result<(), G
     }
 }
 
+/// The largest body a request may send, and the refusal past it: a `/p/` body is
+/// streamed unread unless the gateway reads it, which holds it to `body_size_limit`
+/// as it reads.
+fn body_limit(config: &Config, passthrough: bool) -> (u64, fn(u64) -> GatewayError) {
+    if passthrough {
+        (
+            config.server.passthrough_body_size_limit,
+            GatewayError::passthrough_too_large,
+        )
+    } else {
+        (
+            config.server.body_size_limit,
+            GatewayError::payload_too_large,
+        )
+    }
+}
+
 /// Whether the request asks to become a WebSocket.
 fn wants_websocket(req: &RequestHeader) -> bool {
     req.headers
@@ -1488,21 +1494,12 @@ impl ProxyHttp for AuroraProxy {
         }
         if let Some(chunk) = body.as_ref() {
             ctx.request_body_bytes += chunk.len() as u64;
-            let passthrough = ctx.route_kind == "passthrough";
-            let limit = ctx.config.as_ref().map_or(u64::MAX, |c| {
-                if passthrough {
-                    c.server.passthrough_body_size_limit
-                } else {
-                    c.server.body_size_limit
+            if let Some(config) = ctx.config.as_ref() {
+                let (limit, too_large) = body_limit(config, ctx.route_kind == "passthrough");
+                if ctx.request_body_bytes > limit {
+                    ctx.error = Some(too_large(limit));
+                    return Err(status_error(413));
                 }
-            });
-            if ctx.request_body_bytes > limit {
-                ctx.error = Some(if passthrough {
-                    GatewayError::passthrough_too_large(limit)
-                } else {
-                    GatewayError::payload_too_large(limit)
-                });
-                return Err(status_error(413));
             }
             let deadline = ctx
                 .config

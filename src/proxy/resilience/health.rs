@@ -92,15 +92,10 @@ impl HealthBook {
         Some(Arc::clone(entries.entry(key.clone()).or_default()))
     }
 
-    /// Whether `key` may be tried at `now`: not cooling down, or its cooldown is over
-    /// and no other request is already probing it (this call then becomes the probe).
-    pub fn try_acquire(&self, key: &HealthKey, now: Instant) -> bool {
-        self.admit(key, now) != Admission::Closed
-    }
-
-    /// How `key` may be tried at `now` ([`Self::try_acquire`]), telling a probe apart:
-    /// the request that took one must give it back ([`Self::not_tried`]) if its attempt
-    /// ends without a verdict on the key's health.
+    /// How `key` may be tried at `now`: not cooling down, or its cooldown is over and no
+    /// other request is already probing it (this call then becomes the probe, and must
+    /// give it back ([`Self::not_tried`]) if its attempt ends without a verdict on the
+    /// key's health).
     pub fn admit(&self, key: &HealthKey, now: Instant) -> Admission {
         let Some(h) = self.get(key) else {
             return Admission::Open;
@@ -122,7 +117,7 @@ impl HealthBook {
         }
     }
 
-    /// A request that may have taken `key`'s probe ([`Self::try_acquire`]) sends it
+    /// A request that may have taken `key`'s probe ([`Self::admit`]) sends it
     /// nothing after all (its provider's quota refused the call first): another
     /// request may probe it.
     pub fn not_tried(&self, key: &HealthKey) {
@@ -219,6 +214,11 @@ pub enum Admission {
 mod tests {
     use super::*;
 
+    /// Whether `key` may be tried at `now` (openly or as its probe).
+    fn may_try(book: &HealthBook, key: &HealthKey, now: Instant) -> bool {
+        book.admit(key, now) != Admission::Closed
+    }
+
     fn policy() -> HealthPolicy {
         HealthPolicy {
             failures: 3,
@@ -231,23 +231,23 @@ mod tests {
         let book = HealthBook::default();
         let east = HealthKey::instance("east");
         let t0 = book.epoch + Duration::from_secs(1);
-        assert!(book.try_acquire(&east, t0));
+        assert!(may_try(&book, &east, t0));
         assert_eq!(book.failed(&east, &policy(), t0), Transition::None);
         assert_eq!(book.failed(&east, &policy(), t0), Transition::None);
         assert_eq!(book.failed(&east, &policy(), t0), Transition::CooledDown);
-        assert!(!book.try_acquire(&east, t0 + Duration::from_secs(29)));
+        assert!(!may_try(&book, &east, t0 + Duration::from_secs(29)));
         assert!(book.is_cooling(&east, t0 + Duration::from_secs(29)));
 
         let after = t0 + Duration::from_secs(31);
-        assert!(book.try_acquire(&east, after), "one probe");
-        assert!(!book.try_acquire(&east, after), "only one");
+        assert!(may_try(&book, &east, after), "one probe");
+        assert!(!may_try(&book, &east, after), "only one");
         // The probe fails: a whole cooldown again, at once.
         book.failed(&east, &policy(), after);
-        assert!(!book.try_acquire(&east, after + Duration::from_secs(29)));
+        assert!(!may_try(&book, &east, after + Duration::from_secs(29)));
         let later = after + Duration::from_secs(31);
-        assert!(book.try_acquire(&east, later));
+        assert!(may_try(&book, &east, later));
         assert_eq!(book.succeeded(&east), Transition::Recovered);
-        assert!(book.try_acquire(&east, later));
+        assert!(may_try(&book, &east, later));
         assert!(!book.is_cooling(&east, later));
     }
 
@@ -260,7 +260,7 @@ mod tests {
         book.failed(&west, &policy(), t);
         book.succeeded(&west);
         book.failed(&west, &policy(), t);
-        assert!(book.try_acquire(&west, t));
+        assert!(may_try(&book, &west, t));
         assert!(book.last_failure(&west).is_some());
         assert_eq!(book.last_failure(&HealthKey::instance("never")), None);
     }
@@ -274,10 +274,10 @@ mod tests {
             book.cool_down(&key, Duration::from_secs(5), t),
             Transition::CooledDown
         );
-        assert!(!book.try_acquire(&key, t + Duration::from_secs(4)));
-        assert!(book.try_acquire(&key, t + Duration::from_secs(6)));
+        assert!(!may_try(&book, &key, t + Duration::from_secs(4)));
+        assert!(may_try(&book, &key, t + Duration::from_secs(6)));
         assert!(
-            book.try_acquire(&HealthKey::key("openai", 0), t),
+            may_try(&book, &HealthKey::key("openai", 0), t),
             "other keys are not affected"
         );
     }

@@ -271,11 +271,11 @@ impl AttemptPlan {
         self.record(failure.label(), now);
         let provider = std::sync::Arc::clone(&self.current().route.provider);
         let policy = config.retry_for(&provider);
+        let keys = provider.credential.static_key_count();
         // Only a failure worth retrying elsewhere says the instance is unwell (and
         // ends a probe as a failure); any other outcome says nothing of its health, and
         // a probe this attempt held is given back.
-        let unwell = failure.is_retried_by(&policy.on)
-            && !(failure.is_key_failure() && provider.credential.static_key_count() > 1);
+        let unwell = failure.is_retried_by(&policy.on) && !(failure.is_key_failure() && keys > 1);
         if unwell {
             self.probe_settled();
         } else {
@@ -284,7 +284,6 @@ impl AttemptPlan {
         if let AttemptFailure::ContextOverflow { .. } = failure {
             return (self.past_context_overflow(config), None);
         }
-        let keys = provider.credential.static_key_count();
         let mut change = None;
         // A key refused (401) or out of quota (429) among several: cool that key
         // down and go on at once with another, without counting against the instance.
