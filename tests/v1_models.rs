@@ -173,3 +173,39 @@ providers:
     assert_eq!(listed_ids(&second), ["openai/gpt-4o"]);
     assert_eq!(mock.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_new_provider_key_lists_its_models_at_once() {
+    // The provider refuses the revoked key and lists for the new one.
+    let mock = MockUpstream::start(|rec| {
+        if rec.header("authorization") == Some("Bearer sk-oai-new-key") {
+            Reply::json(
+                200,
+                r#"{"object":"list","data":[{"id":"gpt-4o","object":"model"}]}"#,
+            )
+        } else {
+            Reply::json(401, r#"{"error":{"message":"revoked"}}"#)
+        }
+    })
+    .await;
+    let yaml = |key: &str| {
+        format!(
+            "providers:\n  openai: {{api_key: {key}, base_url: '{}'}}\n",
+            mock.url("/v1")
+        )
+    };
+    let gw = Gateway::start(&yaml("sk-oai-revoked"), &[("AURORA_MASTER_KEY", MASTER)]);
+    let list: Value = get(&gw, "/v1/models").await.json().await.unwrap();
+    assert!(
+        !listed_ids(&list).contains(&"openai/gpt-4o".to_string()),
+        "{list}"
+    );
+    gw.write_config(&yaml("sk-oai-new-key"));
+    gw.signal("HUP");
+    gw.wait_for_log("config reloaded:", 1).await;
+    let list: Value = get(&gw, "/v1/models").await.json().await.unwrap();
+    assert!(
+        listed_ids(&list).contains(&"openai/gpt-4o".to_string()),
+        "the refusal of the replaced key is not kept: {list}"
+    );
+}

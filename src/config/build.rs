@@ -39,9 +39,11 @@ pub fn build_config(
         Some(text) if !text.trim().is_empty() => {
             let mut file: FileConfig =
                 serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(&path_label, &e))?;
+            // The typed read keeps the last of two equal keys in a map (two `openai:`
+            // providers, two aliases) without a word; the tree refuses them.
+            let tree: serde_yaml::Value =
+                serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(&path_label, &e))?;
             if may_hold_caller_key_tag(text) {
-                let tree =
-                    serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(&path_label, &e))?;
                 restore_caller_key_tags(&tree, &mut file);
             }
             file
@@ -57,9 +59,12 @@ pub fn build_config(
     let retry = super::resilience::retry_policy(&file.retry)?;
     let health = super::resilience::health_policy(&file.health)?;
     let providers = providers(&file, env, &retry)?;
-    let mut listeners = vec![server.startup.listen.as_str()];
-    listeners.extend(server.startup.tls_listen.as_deref());
-    exposure::check_open_gateway(&auth, &providers, &listeners, server.allow_unauthenticated)?;
+    exposure::check_open_gateway(
+        &auth,
+        &providers,
+        &server.startup.listeners(),
+        server.allow_unauthenticated,
+    )?;
     for entry in &server.enabled_passthrough_providers {
         if !providers.knows(entry) {
             return Err(ConfigError::Invalid(format!(
@@ -616,9 +621,13 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     let prefix = env_prefix(name);
     let key_env = format!("{prefix}_API_KEY");
     let credential = provider_credential(name, &key_env, p, env)?;
-    let base_text =
-        overlay::non_blank_text(env, &format!("{prefix}_BASE_URL"), p.base_url.as_deref())
-            .unwrap_or_else(|| kind.facts().default_base_url.to_string());
+    let base_text = overlay::given_text(
+        env,
+        &format!("{prefix}_BASE_URL"),
+        p.base_url.as_deref(),
+        &format!("providers.{name}.base_url"),
+    )?
+    .unwrap_or_else(|| kind.facts().default_base_url.to_string());
     let base = BaseUrl::parse(&base_text).map_err(|e| {
         let shown = super::shown_url::shown_url(&base_text);
         invalid(format!("provider `{name}`: base_url `{shown}` {e}"))
@@ -855,6 +864,47 @@ providers:
         );
         assert_eq!(p.headers[0].1, "core");
         assert!(p.headers[0].1.is_sensitive(), "never written to a log");
+    }
+
+    #[test]
+    fn a_base_url_or_store_whose_variable_is_unset_is_refused() {
+        let azure = "providers:\n  azure-gpt:\n    type: openai\n    base_url: ${AZURE_URL}\n    api_key: sk-fake\n";
+        let err = build(azure, &[]).unwrap_err().to_string();
+        assert!(err.contains("providers.azure-gpt.base_url"), "{err}");
+        let c = build(azure, &[("AZURE_URL", "https://x.example/openai/v1")]).unwrap();
+        let p = c.providers.find("azure-gpt").unwrap();
+        assert_eq!(p.base.host, "x.example");
+        let store = "limits:\n  store: ${REDIS_URL}\n";
+        let err = build(store, &[]).unwrap_err().to_string();
+        assert!(err.contains("limits.store"), "{err}");
+    }
+
+    #[test]
+    fn a_key_in_a_configured_header_makes_an_open_public_gateway_refused() {
+        let azure = |header: &str| {
+            format!(
+                "server:\n  listen: 0.0.0.0:8080\nproviders:\n  azure:\n    type: vllm\n    base_url: https://x.example/openai/v1\n    headers: {{{header}: sk-fake-azure}}\n"
+            )
+        };
+        for header in ["api-key", "Authorization"] {
+            let err = build(&azure(header), &[]).unwrap_err().to_string();
+            assert!(err.contains("refusing an open gateway"), "{header}: {err}");
+        }
+        // A header that is no credential leaves a keyless provider keyless.
+        assert!(build(&azure("x-team"), &[]).is_ok());
+    }
+
+    #[test]
+    fn a_key_written_twice_in_a_map_is_refused() {
+        let twice = [
+            "providers:\n  openai:\n    api_key: sk-a\n  openai:\n    api_key: sk-b\n",
+            "models:\n  aliases:\n    fast: openai/gpt-4o-mini\n    fast: openai/gpt-4o\n",
+            "providers:\n  openai:\n    headers: {x-team: a, x-team: b}\n",
+        ];
+        for yaml in twice {
+            let err = build(yaml, &[]).unwrap_err().to_string();
+            assert!(err.contains("duplicate"), "{yaml}: {err}");
+        }
     }
 
     #[test]

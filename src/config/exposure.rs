@@ -86,9 +86,14 @@ pub fn check_open_gateway(
     if !auth.is_open() || allow_unauthenticated {
         return Ok(());
     }
-    let holds_credentials = providers
-        .configured()
-        .any(|p| matches!(p.credential, ProviderCredential::Static(_)));
+    // A key in a configured header (Azure's `api-key`, a `Bearer` for a keyless type)
+    // is spent as surely as an `api_key`.
+    let holds_credentials = providers.configured().any(|p| {
+        matches!(p.credential, ProviderCredential::Static(_))
+            || p.headers
+                .iter()
+                .any(|(name, _)| crate::logging::is_credential_header(name.as_str()))
+    });
     let Some(public) = listeners.iter().find(|l| !is_loopback(l)) else {
         return Ok(());
     };

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::error::ConfigError;
-use super::overlay::text;
+use super::overlay::given_text;
 use super::redis_address::{no_store_tls, redis_address, RedisAddress};
 use super::schema::{FileBudget, FileConfig, FileKeyLimits};
 use super::EnvSnapshot;
@@ -150,7 +150,12 @@ impl LimitSettings {
 
 /// Reads the limits of `file`; the store URL may come from `AURORA_REDIS_URL`.
 pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSettings, ConfigError> {
-    let store_text = text(env, "AURORA_REDIS_URL", file.limits.store.as_deref());
+    let store_text = given_text(
+        env,
+        "AURORA_REDIS_URL",
+        file.limits.store.as_deref(),
+        "limits.store",
+    )?;
     let store = match store_text.as_deref().map(str::trim) {
         None | Some("") | Some("memory") => {
             no_store_tls(file.limits.store_tls.as_ref(), env, "`memory`")?;

@@ -260,6 +260,34 @@ impl ConfigSource {
         let text = read_optional(&self.path, self.required)?;
         build_config(text.as_deref(), Some(&self.path), env)
     }
+
+    /// Whether the file is there and says something: a config that came from it is
+    /// reloaded only from it ([`ConfigSource::load_whole`]).
+    pub fn has_content(&self) -> bool {
+        std::fs::read_to_string(&self.path).is_ok_and(|t| !says_nothing(&t))
+    }
+
+    /// Like [`ConfigSource::load`], but the file must be there and not blank: a file
+    /// cut short by a write under way, or moved away, would otherwise reload as the
+    /// environment alone and drop every provider, key and limit it held.
+    pub fn load_whole(&self, env: &EnvSnapshot) -> Result<Config, ConfigError> {
+        let text = read_optional(&self.path, true)?.unwrap_or_default();
+        if says_nothing(&text) {
+            return Err(ConfigError::Invalid(format!(
+                "{} is empty, where the running config came from it",
+                self.path.display()
+            )));
+        }
+        build_config(Some(&text), Some(&self.path), env)
+    }
+}
+
+/// Whether YAML `text` is blank or comments alone.
+fn says_nothing(text: &str) -> bool {
+    matches!(
+        serde_yaml::from_str::<serde_yaml::Value>(text),
+        Ok(serde_yaml::Value::Null)
+    )
 }
 
 fn read_optional(path: &Path, required: bool) -> Result<Option<String>, ConfigError> {

@@ -41,6 +41,28 @@ pub(super) fn non_blank_text(env: &EnvSnapshot, var: &str, file: Option<&str>) -
     text(env, var, file).filter(|v| !v.trim().is_empty())
 }
 
+/// Like [`non_blank_text`], but a file value that names variables and expands to
+/// nothing is an error, not a value left unset: `base_url: ${AZURE_URL}` with the
+/// variable unset in one deployment would otherwise send the provider's key to the
+/// type's public URL, and `store: ${REDIS_URL}` would count each replica alone.
+/// `${VAR:-default}` says what an unset variable means.
+pub(super) fn given_text(
+    env: &EnvSnapshot,
+    var: &str,
+    file: Option<&str>,
+    setting: &str,
+) -> Result<Option<String>, ConfigError> {
+    match text(env, var, file) {
+        Some(v) if v.trim().is_empty() => match file {
+            Some(written) if env.get(var).is_none() && written.contains('$') => Err(invalid(
+                format!("{setting} `{written}` is empty once expanded: is a variable unset?"),
+            )),
+            _ => Ok(None),
+        },
+        value => Ok(value),
+    }
+}
+
 /// A number: `var` parsed (blanks around it ignored), else the file's number.
 pub(super) fn number<T: FromStr>(
     env: &EnvSnapshot,
@@ -181,6 +203,28 @@ mod tests {
         assert_eq!(text(&e, "NONE", Some(" ")).as_deref(), Some(" "));
         assert_eq!(non_blank_text(&e, "NONE", Some(" ")), None);
         assert_eq!(non_blank_text(&e, "NONE", Some("${UNSET}")), None);
+    }
+
+    #[test]
+    fn a_file_value_whose_variables_expand_to_nothing_is_an_error() {
+        let e = EnvSnapshot::from_pairs([("SET", "https://x.example"), ("BLANK", "")]);
+        let given = |file| given_text(&e, "AURORA_NONE", file, "providers.a.base_url");
+        let err = given(Some("${UNSET}")).unwrap_err().to_string();
+        assert!(err.contains("providers.a.base_url `${UNSET}`"), "{err}");
+        assert!(given(Some(" ${BLANK} ")).is_err());
+        assert_eq!(
+            given(Some("${SET}")).unwrap().as_deref(),
+            Some("https://x.example")
+        );
+        assert_eq!(
+            given(Some("${UNSET:-https://d.example}"))
+                .unwrap()
+                .as_deref(),
+            Some("https://d.example")
+        );
+        // Left blank as written, or not written: unset, as before.
+        assert_eq!(given(Some("")).unwrap(), None);
+        assert_eq!(given(None).unwrap(), None);
     }
 
     #[test]

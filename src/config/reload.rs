@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{ConfigError, ConfigSource, EnvSnapshot, LimitStoreKind, LiveConfig};
+use super::{exposure, ConfigError, ConfigSource, EnvSnapshot, LimitStoreKind, LiveConfig};
 
 /// What a reload did.
 #[derive(Debug)]
@@ -27,6 +27,8 @@ pub enum ReloadOutcome {
 #[derive(Debug)]
 pub struct ConfigReloader {
     source: ConfigSource,
+    /// The running config came from the file: a reload needs it whole.
+    from_file: bool,
     live: Arc<LiveConfig>,
     attempts: AtomicU64,
     failures: AtomicU64,
@@ -36,6 +38,7 @@ impl ConfigReloader {
     /// A reloader feeding `live` from `source`.
     pub fn new(source: ConfigSource, live: Arc<LiveConfig>) -> Self {
         Self {
+            from_file: source.has_content(),
             source,
             live,
             attempts: AtomicU64::new(0),
@@ -58,18 +61,27 @@ impl ConfigReloader {
     /// force when the reload was asked for).
     pub fn reload_with(&self, env: &EnvSnapshot) -> ReloadOutcome {
         let attempt = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut next = match self.source.load(env) {
+        let loaded = if self.from_file {
+            self.source.load_whole(env)
+        } else {
+            self.source.load(env)
+        };
+        let mut next = match loaded {
             Ok(config) => config,
-            Err(err) => {
-                let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                log::error!(
-                    "config reload failed: {err}; still serving the previous config (reload {attempt}, {failed} failed so far)"
-                );
-                return ReloadOutcome::Rejected(err);
-            }
+            Err(err) => return self.rejected(attempt, err),
         };
         let running = self.live.snapshot();
         let mut kept = next.server.keep_startup_of(&running.server);
+        // The new file was checked against its own listeners; the running ones are
+        // those that will serve it.
+        if let Err(err) = exposure::check_open_gateway(
+            &next.auth,
+            &next.providers,
+            &next.server.startup.listeners(),
+            next.server.allow_unauthenticated,
+        ) {
+            return self.rejected(attempt, err);
+        }
         // The limit store is connected and the span exporter built once, at start.
         if next.limits.store != running.limits.store {
             kept.push(store_change(&running.limits.store, &next.limits.store));
@@ -88,8 +100,9 @@ impl ConfigReloader {
         }
         if !kept.is_empty() {
             log::warn!(
-                "config reload: restart-only settings changed and were not applied: {}; still using the running values. Apply them with a graceful upgrade (start the new process with `-u`, then send SIGQUIT to this one) or a restart",
-                kept.join(", ")
+                "config reload: restart-only settings changed and were not applied: {}; still using the running values. {}",
+                kept.join(", "),
+                how_to_apply(&kept)
             );
         }
         if next.auth.is_open() && !running.auth.is_open() {
@@ -108,6 +121,14 @@ impl ConfigReloader {
         ReloadOutcome::Applied { counts, kept }
     }
 
+    fn rejected(&self, attempt: u64, err: ConfigError) -> ReloadOutcome {
+        let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        log::error!(
+            "config reload failed: {err}; still serving the previous config (reload {attempt}, {failed} failed so far)"
+        );
+        ReloadOutcome::Rejected(err)
+    }
+
     /// Reloads attempted so far, successful or not.
     pub fn attempts(&self) -> u64 {
         self.attempts.load(Ordering::Relaxed)
@@ -116,6 +137,17 @@ impl ConfigReloader {
     /// Reloads refused so far.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+}
+
+/// How the restart-only settings `kept` can be applied. A graceful upgrade finds the
+/// running process by its upgrade socket, so it cannot change that socket's path: the
+/// new process would wait on a path nobody writes to, then give up.
+fn how_to_apply(kept: &[&str]) -> &'static str {
+    if kept.contains(&"server.upgrade_sock") {
+        "Apply them with a restart: a graceful upgrade cannot change server.upgrade_sock"
+    } else {
+        "Apply them with a graceful upgrade (start the new process with `-u`, then send SIGQUIT to this one) or a restart"
     }
 }
 
@@ -224,6 +256,83 @@ mod tests {
             ReloadOutcome::Rejected(_)
         ));
         assert_eq!(key_of(&f.reloader.live().snapshot(), "openai"), "sk-fake-a");
+    }
+
+    #[test]
+    fn a_reload_cannot_leave_a_running_public_listener_without_auth() {
+        let f = fixture(&format!("{KEY_A}server:\n  listen: 0.0.0.0:8080\n"));
+        // The new file listens on loopback alone, which a restart would make true; a
+        // reload keeps the public listener running.
+        std::fs::write(
+            &f.path,
+            format!("{KEY_A}server:\n  listen: 127.0.0.1:8080\n"),
+        )
+        .unwrap();
+        let ReloadOutcome::Rejected(err) = f.reloader.reload_with(&EnvSnapshot::default()) else {
+            panic!("auth off on the running public listener must be refused");
+        };
+        assert!(
+            err.to_string().contains("refusing an open gateway"),
+            "{err}"
+        );
+        assert!(f.reloader.live().snapshot().auth.has_master());
+        // With the key kept, the same file reloads (its listener change is named kept).
+        let ReloadOutcome::Applied { kept, .. } = f.reloader.reload_with(&env()) else {
+            panic!("a keyed reload applies");
+        };
+        assert_eq!(kept, ["server.listen"]);
+    }
+
+    #[test]
+    fn a_file_emptied_or_gone_changes_nothing() {
+        let f = fixture(KEY_A);
+        for emptied in ["", "  \n# nothing yet\n"] {
+            std::fs::write(&f.path, emptied).unwrap();
+            let ReloadOutcome::Rejected(err) = f.reloader.reload_with(&env()) else {
+                panic!("an emptied file must be refused");
+            };
+            assert!(err.to_string().contains("is empty"), "{err}");
+            assert_eq!(key_of(&f.reloader.live().snapshot(), "openai"), "sk-fake-a");
+        }
+        std::fs::remove_file(&f.path).unwrap();
+        assert!(matches!(
+            f.reloader.reload_with(&env()),
+            ReloadOutcome::Rejected(_)
+        ));
+        assert_eq!(key_of(&f.reloader.live().snapshot(), "openai"), "sk-fake-a");
+    }
+
+    #[test]
+    fn a_config_that_never_had_a_file_reloads_from_the_environment() {
+        let f = fixture("");
+        std::fs::remove_file(&f.path).unwrap();
+        let reloader = ConfigReloader::new(
+            ConfigSource {
+                path: f.path.clone(),
+                required: false,
+            },
+            Arc::clone(f.reloader.live()),
+        );
+        let with_key = EnvSnapshot::from_pairs([
+            (
+                "AURORA_MASTER_KEY",
+                "reload-test-master-key-0123456789abcdef",
+            ),
+            ("OPENAI_API_KEY", "sk-fake-env"),
+        ]);
+        assert!(matches!(
+            reloader.reload_with(&with_key),
+            ReloadOutcome::Applied { .. }
+        ));
+        assert_eq!(key_of(&reloader.live().snapshot(), "openai"), "sk-fake-env");
+    }
+
+    #[test]
+    fn a_changed_upgrade_socket_is_said_to_need_a_restart() {
+        assert!(how_to_apply(&["server.threads"]).contains("graceful upgrade (start"));
+        let advice = how_to_apply(&["server.threads", "server.upgrade_sock"]);
+        assert!(advice.contains("with a restart"), "{advice}");
+        assert!(!advice.contains("`-u`"), "{advice}");
     }
 
     #[test]

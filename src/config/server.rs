@@ -86,6 +86,14 @@ impl Default for ServerStartup {
 }
 
 impl ServerStartup {
+    /// The addresses clients reach the gateway on: the plain listener, then the HTTPS
+    /// one when there is one.
+    pub fn listeners(&self) -> Vec<&str> {
+        let mut listeners = vec![self.listen.as_str()];
+        listeners.extend(self.tls_listen.as_deref());
+        listeners
+    }
+
     /// The YAML keys whose values differ between `self` and `other`, in field order:
     /// what a reload from `other` would leave unapplied.
     pub fn differing_keys(&self, other: &Self) -> Vec<&'static str> {

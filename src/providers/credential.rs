@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use sha2::{Digest, Sha256};
+
 use super::Secret;
 
 /// The configured value that makes a provider use the caller's own key.
@@ -46,6 +48,14 @@ impl ProviderCredential {
         }
     }
 
+    /// The ids of the static keys the gateway holds (none for the other kinds).
+    pub fn key_ids(&self) -> &[KeyId] {
+        match self {
+            ProviderCredential::Static(ring) => &ring.ids,
+            ProviderCredential::None | ProviderCredential::CallerKey => &[],
+        }
+    }
+
     /// The next static key in rotation; `None` unless the gateway holds keys.
     pub fn next_static_key(&self) -> Option<&Secret> {
         match self {
@@ -58,13 +68,31 @@ impl ProviderCredential {
 /// One or more static keys handed out round-robin. Never empty.
 pub struct KeyRing {
     keys: Vec<Secret>,
+    /// Each key's [`KeyId`], in the same order.
+    ids: Vec<KeyId>,
     turn: AtomicUsize,
+}
+
+/// What tells one key from another across reloads, whatever its place in the list:
+/// the first 8 bytes of its SHA-256 (never shown; kept beside the key itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(u64);
+
+impl KeyId {
+    /// The id of `key`.
+    pub fn of(key: &Secret) -> Self {
+        let digest = Sha256::digest(key.expose().as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        Self(u64::from_le_bytes(first))
+    }
 }
 
 impl KeyRing {
     /// A ring of `keys`; `None` when there are none.
     pub fn new(keys: Vec<Secret>) -> Option<Self> {
         (!keys.is_empty()).then(|| Self {
+            ids: keys.iter().map(KeyId::of).collect(),
             keys,
             turn: AtomicUsize::new(0),
         })
@@ -73,9 +101,15 @@ impl KeyRing {
     /// A ring of one key.
     pub fn single(key: Secret) -> Self {
         Self {
+            ids: vec![KeyId::of(&key)],
             keys: vec![key],
             turn: AtomicUsize::new(0),
         }
+    }
+
+    /// The [`KeyId`] of key number `index` (taken modulo the ring's length).
+    pub fn id(&self, index: usize) -> KeyId {
+        self.ids[index % self.ids.len()]
     }
 
     /// The key for the next request: each key in turn, starting with the first.

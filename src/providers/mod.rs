@@ -17,7 +17,7 @@ pub use crate::config::env_prefix;
 pub use base_url::{BaseUrl, BaseUrlError};
 pub use catalogue::{how_to_configure, Provider, ProviderCatalogue, Timeouts};
 pub use claude_output_ceilings::claude_output_ceiling;
-pub use credential::{is_caller_key_marker, KeyRing, ProviderCredential, CALLER_KEY_MARKER};
+pub use credential::{is_caller_key_marker, KeyId, KeyRing, ProviderCredential, CALLER_KEY_MARKER};
 pub use format_facts::{FormatFacts, ANTHROPIC_VERSION};
 pub use kind::{AuthStyle, ProviderKind, WireFormat};
 pub use kind_facts::KindFacts;

@@ -176,8 +176,8 @@ pub fn credential(
     book: &HealthBook,
 ) -> Result<UpstreamCredential, GatewayError> {
     let now = Instant::now();
-    upstream_credential_avoiding(provider, headers, &config.auth, |i| {
-        book.is_cooling(&HealthKey::key(&provider.name, i), now)
+    upstream_credential_avoiding(provider, headers, &config.auth, |id| {
+        book.is_cooling(&HealthKey::key(&provider.name, id), now)
     })
 }
 
@@ -198,7 +198,7 @@ pub fn after_failure(
     failure: AttemptFailure,
     book: &HealthBook,
 ) -> Option<Duration> {
-    let key = ctx.upstream.as_ref().and_then(|u| u.credential.key_index);
+    let key = ctx.upstream.as_ref().and_then(|u| u.credential.key_id);
     let config = ctx.config.clone()?;
     let plan = ctx.plan.as_mut()?;
     let (next, change) = plan.failed(failure, key, &config, book, Instant::now());
@@ -213,7 +213,7 @@ pub fn after_failure(
 
 /// The current attempt got the answer the client takes, with `status`.
 pub fn after_answer(ctx: &mut RequestContext, status: u16, book: &HealthBook) {
-    let key = ctx.upstream.as_ref().and_then(|u| u.credential.key_index);
+    let key = ctx.upstream.as_ref().and_then(|u| u.credential.key_id);
     if let Some(plan) = ctx.plan.as_mut() {
         for (provider, transition) in plan.answered(status, key, book, Instant::now()) {
             availability_changed(&provider, transition);

@@ -165,7 +165,11 @@ impl ModelDirectory {
         provider: &Arc<Provider>,
         resolver: &UpstreamResolver,
     ) -> Vec<String> {
-        let key: CacheKey = (provider.name.clone(), provider.base.to_string());
+        let key: CacheKey = (
+            provider.name.clone(),
+            provider.base.to_string(),
+            provider.credential.key_ids().to_vec(),
+        );
         let cache = &self.inner.cache;
         let waiter = match cache.plan(&key, Instant::now()) {
             Plan::Known(ids) => return ids,

@@ -5,7 +5,7 @@ use http::HeaderMap;
 
 use super::GatewayError;
 use crate::auth::{header_token, presented_bearer, sha256, GatewayAuth, GOOG_API_KEY};
-use crate::providers::{AuthStyle, Provider, ProviderCredential, Secret};
+use crate::providers::{AuthStyle, KeyId, Provider, ProviderCredential, Secret};
 
 /// The header that carries a caller's provider key when gateway auth is on (the
 /// gateway token then travels as `Authorization: Bearer`). Never sent upstream.
@@ -22,7 +22,7 @@ pub struct UpstreamCredential {
     /// For a caller's own key: [`caller_key_label`] of it, the only way logs name it.
     pub caller_key_label: Option<String>,
     /// Which of the provider's static keys it is, when the gateway holds several.
-    pub key_index: Option<usize>,
+    pub key_id: Option<KeyId>,
 }
 
 /// Decides the upstream key of a request to `provider` with client `headers`.
@@ -45,22 +45,22 @@ pub fn upstream_credential(
     upstream_credential_avoiding(provider, headers, auth, |_| false)
 }
 
-/// [`upstream_credential`], passing over the static keys for which `cooling` is true
-/// (keys refused or out of quota a moment ago) while another remains.
+/// [`upstream_credential`], passing over the static keys whose id `cooling` says is
+/// cooling down (keys refused or out of quota a moment ago) while another remains.
 pub fn upstream_credential_avoiding(
     provider: &Provider,
     headers: &HeaderMap,
     auth: &GatewayAuth,
-    cooling: impl Fn(usize) -> bool,
+    cooling: impl Fn(KeyId) -> bool,
 ) -> Result<UpstreamCredential, GatewayError> {
     match &provider.credential {
         ProviderCredential::None => Ok(UpstreamCredential::default()),
         ProviderCredential::Static(ring) => {
-            let (index, key) = ring.next_avoiding(cooling);
+            let (index, key) = ring.next_avoiding(|i| cooling(ring.id(i)));
             Ok(UpstreamCredential {
                 key: Some(key.clone()),
                 caller_key_label: None,
-                key_index: (ring.len() > 1).then_some(index),
+                key_id: (ring.len() > 1).then(|| ring.id(index)),
             })
         }
         ProviderCredential::CallerKey => {
@@ -70,7 +70,7 @@ pub fn upstream_credential_avoiding(
             Ok(UpstreamCredential {
                 caller_key_label: Some(caller_key_label(key)),
                 key: Some(Secret::new(key)),
-                key_index: None,
+                key_id: None,
             })
         }
     }

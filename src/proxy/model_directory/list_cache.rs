@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-/// Instance name and base URL: a reload that moves a provider must not reuse its list.
-pub(super) type CacheKey = (String, String);
+use crate::providers::KeyId;
+
+/// Instance name, base URL and keys: a reload that moves a provider must not reuse its
+/// list, nor one that changes its keys keep a refusal of the keys it replaced.
+pub(super) type CacheKey = (String, String, Vec<KeyId>);
 
 /// How a provider answered the last time it was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +217,11 @@ mod tests {
     }
 
     fn key(name: &str) -> CacheKey {
-        (name.to_string(), format!("http://{name}.test/v1"))
+        (
+            name.to_string(),
+            format!("http://{name}.test/v1"),
+            Vec::new(),
+        )
     }
 
     fn listed(ids: &[&str]) -> Outcome {

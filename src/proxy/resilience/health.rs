@@ -1,7 +1,8 @@
 //! Passive health of provider instances and of their keys: after `health.failures`
 //! consecutive retryable failures one is skipped for `health.cooldown`, then a single
 //! request tries it again (half-open). Success closes it. State lives in this process
-//! and survives reloads (it is keyed by instance name and key position).
+//! and survives reloads (it is keyed by instance name and by the key itself, so a key
+//! rotated out takes its cooldown with it, and no key inherits another's by its place).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -9,14 +10,15 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::HealthPolicy;
+use crate::providers::KeyId;
 
 /// What health is kept for: an instance, or one of its static keys.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HealthKey {
     /// The provider instance's name.
     pub provider: Arc<str>,
-    /// The key's position in the instance's `api_keys`; `None` for the instance.
-    pub key: Option<usize>,
+    /// Which of the instance's `api_keys`; `None` for the instance.
+    pub key: Option<KeyId>,
 }
 
 impl HealthKey {
@@ -28,8 +30,8 @@ impl HealthKey {
         }
     }
 
-    /// Key number `key` of `provider`.
-    pub fn key(provider: &str, key: usize) -> Self {
+    /// The key `key` of `provider`.
+    pub fn key(provider: &str, key: KeyId) -> Self {
         Self {
             provider: provider.into(),
             key: Some(key),
@@ -268,7 +270,8 @@ mod tests {
     #[test]
     fn a_key_cools_down_at_once_for_the_time_given() {
         let book = HealthBook::default();
-        let key = HealthKey::key("openai", 1);
+        let id = |k: &str| KeyId::of(&crate::providers::Secret::new(k));
+        let key = HealthKey::key("openai", id("sk-b"));
         let t = book.epoch;
         assert_eq!(
             book.cool_down(&key, Duration::from_secs(5), t),
@@ -277,7 +280,7 @@ mod tests {
         assert!(!may_try(&book, &key, t + Duration::from_secs(4)));
         assert!(may_try(&book, &key, t + Duration::from_secs(6)));
         assert!(
-            may_try(&book, &HealthKey::key("openai", 0), t),
+            may_try(&book, &HealthKey::key("openai", id("sk-a")), t),
             "other keys are not affected"
         );
     }

@@ -10,6 +10,7 @@ use rand::Rng;
 use super::failure::{backoff, AttemptFailure};
 use super::health::{Admission, HealthBook, HealthKey, Transition};
 use crate::config::Config;
+use crate::providers::KeyId;
 use crate::proxy::model_route::ModelRoute;
 
 /// A model the request may be sent to.
@@ -242,7 +243,7 @@ impl AttemptPlan {
     pub fn answered(
         &mut self,
         status: u16,
-        key: Option<usize>,
+        key: Option<KeyId>,
         book: &HealthBook,
         now: Instant,
     ) -> Vec<(String, Transition)> {
@@ -257,13 +258,13 @@ impl AttemptPlan {
         changes
     }
 
-    /// The current attempt failed with `failure` (with key number `key` of the
+    /// The current attempt failed with `failure` (with the key `key` of the
     /// instance, when it used one of several): what happens next, and any change in an
     /// instance's availability.
     pub fn failed(
         &mut self,
         failure: AttemptFailure,
-        key: Option<usize>,
+        key: Option<KeyId>,
         config: &Config,
         book: &HealthBook,
         now: Instant,
@@ -681,7 +682,11 @@ mod tests {
             &book,
             now,
         );
-        let (next, change) = plan.failed(status(429, None), Some(0), &c, &book, now);
+        let first = match &c.providers.find("multi").unwrap().credential {
+            crate::providers::ProviderCredential::Static(ring) => ring.id(0),
+            _ => panic!("multi holds keys"),
+        };
+        let (next, change) = plan.failed(status(429, None), Some(first), &c, &book, now);
         assert_eq!(
             next,
             NextAttempt::Retry {
@@ -689,8 +694,49 @@ mod tests {
             }
         );
         assert_eq!(change, None, "the instance is not blamed for its key");
-        assert!(book.is_cooling(&HealthKey::key("multi", 0), now));
+        assert!(book.is_cooling(&HealthKey::key("multi", first), now));
         assert!(!book.is_cooling(&HealthKey::instance("multi"), now));
+    }
+
+    #[test]
+    fn a_keys_cooldown_follows_the_key_across_a_reload_not_its_place() {
+        let with_keys = |keys: &str| {
+            config(&format!(
+                "providers:\n  multi: {{type: openai, api_keys: [{keys}]}}\n"
+            ))
+        };
+        let book = HealthBook::default();
+        let now = Instant::now();
+        let before = with_keys("k1, k2, k3");
+        let mut plan = AttemptPlan::new(
+            vec![candidate(&before, "multi", "gpt-4o", false)],
+            Vec::new(),
+            &book,
+            now,
+        );
+        let k1 = KeyId::of(&crate::providers::Secret::new("k1"));
+        plan.failed(status(429, Some(3600)), Some(k1), &before, &book, now);
+        let sent = |c: &Config| -> Vec<String> {
+            let provider = c.providers.find("multi").unwrap();
+            (0..6)
+                .map(|_| {
+                    let cred = crate::proxy::attempts::credential(
+                        provider,
+                        &http::HeaderMap::new(),
+                        c,
+                        &book,
+                    )
+                    .unwrap();
+                    cred.key.unwrap().expose().to_string()
+                })
+                .collect()
+        };
+        // k1 replaced by k4 in its place: k4 is used, in turn with the others.
+        let replaced = sent(&with_keys("k4, k2, k3"));
+        assert!(replaced.iter().any(|k| k == "k4"), "{replaced:?}");
+        // k1 moved: still passed over wherever it stands.
+        let moved = sent(&with_keys("k2, k3, k1"));
+        assert!(moved.iter().all(|k| k != "k1"), "{moved:?}");
     }
 
     #[test]
