@@ -475,6 +475,91 @@ async fn a_callers_key_never_falls_back_to_a_provider_at_another_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_served_with_the_gateways_key_never_falls_back_with_the_callers() {
+    // OpenAI with the gateway's own key fails; its fallback takes callers' keys. What
+    // the caller sent was never given for Anthropic: with gateway auth off, an OpenAI
+    // SDK's own `Authorization` (the developer's OpenAI key) is all there is.
+    let failing =
+        MockUpstream::start(|_| Reply::json(500, r#"{"error":{"message":"down"}}"#)).await;
+    let elsewhere = MockUpstream::start(provider_like).await;
+    let yaml = format!(
+        "retry:\n  attempts: 1\n  backoff: 1ms\nmodels:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\nproviders:\n  anthropic:\n    api_key: \"!PASSTHRU\"\n    base_url: {}\n  openai:\n    api_key: sk-gateway-openai-key\n    base_url: {}\n",
+        elsewhere.url("/v1"),
+        failing.url("/v1")
+    );
+    let own = bearer(CLIENT_KEY);
+    let master = bearer(MASTER);
+    let auth_off = (
+        Gateway::start(&yaml, &[]),
+        vec![("authorization", own.as_str())],
+    );
+    let auth_on = (
+        Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]),
+        vec![
+            ("authorization", master.as_str()),
+            ("x-provider-api-key", CLIENT_KEY),
+        ],
+    );
+    for (gw, headers) in [auth_off, auth_on] {
+        let resp = post(&gw, "/v1/chat/completions", chat("gpt-4o-mini"), &headers).await;
+        assert!(resp.status().is_server_error(), "{}", resp.status());
+        assert!(
+            !failing.requests().is_empty(),
+            "the model asked for was tried"
+        );
+    }
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the caller's key went to a fallback it was not given for: {:?}",
+        elsewhere.requests().first().map(|r| r.uri.clone())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_read_with_the_callers_key_goes_nowhere_the_id_may_not_belong() {
+    // OpenAI takes callers' keys, xAI serves the Responses API too: a response id the
+    // gateway did not make could be either's, and the caller's key (an xAI key, for a
+    // response of grok's) must not be handed to OpenAI on a guess.
+    let openai = MockUpstream::start(provider_like).await;
+    let xai = MockUpstream::start(provider_like).await;
+    let yaml = |with_xai: bool| {
+        let mut yaml = format!(
+            "providers:\n  openai:\n    api_key: \"!PASSTHRU\"\n    base_url: {}\n",
+            openai.url("/v1")
+        );
+        if with_xai {
+            yaml.push_str(&format!(
+                "  xai:\n    api_key: sk-gateway-xai-key\n    base_url: {}\n",
+                xai.url("/v1")
+            ));
+        }
+        yaml
+    };
+    let read = |gw: &Gateway| {
+        client()
+            .get(gw.url("/v1/responses/resp_0123456789abcdef"))
+            .bearer_auth(MASTER)
+            .header("x-provider-api-key", CLIENT_KEY)
+            .send()
+    };
+    let gw = Gateway::start(&yaml(true), &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = read(&gw).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "ambiguous_provider", "{body}");
+    assert!(openai.requests().is_empty() && xai.requests().is_empty());
+    // The only provider that could hold it: asked, with the caller's key.
+    let gw = Gateway::start(&yaml(false), &[("AURORA_MASTER_KEY", MASTER)]);
+    read(&gw).await.unwrap();
+    let asked = openai.last();
+    assert_eq!(asked.uri, "/v1/responses/resp_0123456789abcdef");
+    assert_eq!(
+        asked.header("authorization"),
+        Some(bearer(CLIENT_KEY).as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_anthropic_oauth_token_reaches_anthropic_as_bearer() {
     // Claude Code on a Claude subscription sends its OAuth token as a Bearer token,
     // which Anthropic takes only so.

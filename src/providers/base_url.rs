@@ -34,6 +34,15 @@ pub enum BaseUrlError {
 }
 
 impl BaseUrl {
+    /// Whether `other` is the same place: scheme, host (any case), port and path. What
+    /// a caller's own key is held to (one host may route to several providers by path).
+    pub fn is_same_place(&self, other: &BaseUrl) -> bool {
+        self.tls == other.tls
+            && self.port == other.port
+            && self.path == other.path
+            && self.host.eq_ignore_ascii_case(&other.host)
+    }
+
     /// Parses `http(s)://host[:port][/path]`.
     pub fn parse(url: &str) -> Result<Self, BaseUrlError> {
         let uri: http::Uri = url.trim().parse().map_err(|_| BaseUrlError::Scheme)?;

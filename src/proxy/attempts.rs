@@ -111,30 +111,27 @@ pub fn plan_for_model(
 }
 
 /// Leaves out of a plan the instances that take the caller's own provider key
-/// (`!PASSTHRU`) at another base URL than the first such instance (pool, then
-/// fallbacks, in config order): the caller gave its key for one provider, and a
-/// fallback to another (an OpenAI key sent on to Anthropic) would hand it to a third
-/// party. The path counts too: a gateway at one host may route by path to several
-/// providers (`…/openai`, `…/anthropic`).
+/// (`!PASSTHRU`) at another base URL than the first such instance of the model asked
+/// for (its pool, in config order): the caller gave its key for that model's provider,
+/// and a fallback to another (an OpenAI key sent on to Anthropic) would hand it to a
+/// third party. When the model asked for is served with the gateway's own keys, no
+/// fallback takes the caller's key: what the caller sent (with gateway auth off, its
+/// own `Authorization`) was never given for that fallback. The path counts too: a
+/// gateway at one host may route by path to several providers (`…/openai`,
+/// `…/anthropic`).
 fn keep_caller_keys_at_one_base_url(pool: &mut Vec<Candidate>, fallbacks: &mut Vec<Candidate>) {
     let takes_caller_key =
         |c: &Candidate| matches!(c.route.provider.credential, ProviderCredential::CallerKey);
     let Some(first) = pool
         .iter()
-        .chain(fallbacks.iter())
         .find(|c| takes_caller_key(c))
         .map(|c| Arc::clone(&c.route.provider))
     else {
+        fallbacks.retain(|c| !takes_caller_key(c));
         return;
     };
-    let at_first = |c: &Candidate| {
-        let (base, allowed) = (&c.route.provider.base, &first.base);
-        base.tls == allowed.tls
-            && base.port == allowed.port
-            && base.path == allowed.path
-            && base.host.eq_ignore_ascii_case(&allowed.host)
-    };
-    let keep = |c: &Candidate| !takes_caller_key(c) || at_first(c);
+    let keep =
+        |c: &Candidate| !takes_caller_key(c) || c.route.provider.base.is_same_place(&first.base);
     pool.retain(keep);
     fallbacks.retain(keep);
 }

@@ -797,27 +797,15 @@ fn responses_owner(ctx: &RequestContext, req: &RequestHeader, config: &Config) -
 
 /// Where `GET`/`DELETE /v1/responses/{id}` goes when the gateway did not store `id`:
 /// the configured provider that serves the Responses API itself (an `openai`-type
-/// instance first), with its credential; `None` when there is none.
+/// instance first), with its credential; `None` when there is none. One that takes the
+/// caller's own key is asked only when no provider elsewhere could hold the response:
+/// the id does not say whose it is, and the caller's key must not go where the caller
+/// did not send it (a caller's xAI key to OpenAI).
 fn native_responses_target(
     config: &Config,
     id: &str,
     req: &RequestHeader,
 ) -> Option<std::result::Result<UpstreamTarget, GatewayError>> {
-    let mut natives = config.providers.configured().filter(|p| {
-        p.kind.facts().serves_responses_api && p.format == crate::providers::WireFormat::OpenAi
-    });
-    let first = natives.next()?;
-    let provider = std::iter::once(first)
-        .chain(natives)
-        .find(|p| p.kind == crate::providers::ProviderKind::OpenAi)
-        .unwrap_or(first);
-    if provider.missing_key() {
-        return Some(Err(GatewayError::missing_provider_key(provider)));
-    }
-    let credential = match provider_key::upstream_credential(provider, &req.headers, &config.auth) {
-        Ok(credential) => credential,
-        Err(err) => return Some(Err(err)),
-    };
     // Response ids are `resp_` and hex; nothing else is put into an upstream path.
     if !id
         .bytes()
@@ -825,6 +813,33 @@ fn native_responses_target(
     {
         return None;
     }
+    let natives = || {
+        config.providers.configured().filter(|p| {
+            p.kind.facts().serves_responses_api && p.format == crate::providers::WireFormat::OpenAi
+        })
+    };
+    let first = natives().next()?;
+    let provider = natives()
+        .find(|p| p.kind == crate::providers::ProviderKind::OpenAi)
+        .unwrap_or(first);
+    if provider.credential.is_caller_key()
+        && natives().any(|p| !p.base.is_same_place(&provider.base))
+    {
+        return Some(Err(GatewayError::invalid_request(format!(
+            "response `{id}` was not made through this gateway's translation, and more than one \
+             configured provider serves the Responses API: with your own provider key, read it \
+             at its provider, `/p/{{provider}}/responses/{id}`"
+        ))
+        .with_param("response_id")
+        .with_code("ambiguous_provider")));
+    }
+    if provider.missing_key() {
+        return Some(Err(GatewayError::missing_provider_key(provider)));
+    }
+    let credential = match provider_key::upstream_credential(provider, &req.headers, &config.auth) {
+        Ok(credential) => credential,
+        Err(err) => return Some(Err(err)),
+    };
     let query = req
         .uri
         .query()
