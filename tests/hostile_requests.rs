@@ -427,6 +427,39 @@ async fn provider_early_hints_pass_the_translation_untouched() {
     assert_eq!(v["choices"][0]["message"]["content"], "Hello World");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_client_gets_no_interim_answer_and_its_expect_is_not_passed_on() {
+    let provider = raw_provider(json_reply(
+        "HTTP/1.1 103 Early Hints\r\nlink: </hint>; rel=preload\r\n\r\n",
+        &fixture("openai/chat_completion.json"),
+    ))
+    .await;
+    let gw = gateway_at(&provider.base);
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let request = format!(
+        "POST /p/openai/chat/completions HTTP/1.0\r\nhost: gw\r\nauthorization: Bearer {MASTER}\r\n\
+         expect: 100-continue\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut sock = sent(&gw, &request).await;
+    let (text, closed) = read_until_close(&mut sock, Duration::from_secs(10)).await;
+    assert!(closed, "{text}");
+    // HTTP/1.0 knows no interim answer: the first status line is the answer's.
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    assert!(!text.contains(" 103 ") && !text.contains(" 100 "), "{text}");
+    assert!(text.contains("chat.completion"), "{text}");
+    let received = provider.received.lock().unwrap().clone();
+    let asked = received
+        .first()
+        .expect("the provider was asked")
+        .to_ascii_lowercase();
+    assert!(!asked.contains("expect:"), "{asked}");
+}
+
 /// Reads one request (header and `Content-Length` body) from `sock`; `None` when the
 /// connection ends first.
 async fn read_request(sock: &mut TcpStream) -> Option<Vec<u8>> {

@@ -8,7 +8,6 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::tls::TestPki;
@@ -688,8 +687,6 @@ async fn a_reload_changes_the_header_limits_for_new_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dripped_header_over_https_gets_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls::pki_types::ServerName;
-    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
     let pki = TestPki::new();
     let leaf = pki.issue_leaf();
@@ -704,22 +701,7 @@ async fn a_dripped_header_over_https_gets_408() {
     let gw = gateway_with(&mock, &yaml, &[("AURORA_TLS_LISTEN", common::PICKED_PORT)]);
     let tls_port = gw.tls_port();
 
-    let mut roots = RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut config = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", tls_port))
-        .await
-        .unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = pki.connect(tls_port, b"http/1.1").await;
     let started = Instant::now();
     let mut out = Vec::new();
     for b in padded_header(2).bytes() {

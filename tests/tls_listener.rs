@@ -258,3 +258,58 @@ async fn v1_calls_over_http2_are_routed_translated_and_streamed() {
     );
     drop(gw);
 }
+
+/// Reads until the gateway closes the connection; `false` when it is still open after
+/// `within`.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    within: std::time::Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = [0u8; 4096];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_silent_or_idle_is_closed_at_the_keepalive_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let pki = TestPki::new();
+    let leaf = pki.issue_leaf();
+    let dir = scratch_dir();
+    let (cert, key) = leaf.write(&dir);
+    let mock = MockUpstream::start(|_| Reply::json(200, "{}")).await;
+    let gw = Gateway::start(
+        &yaml(&cert, &key, &mock).replace("server:\n", "server:\n  keepalive_timeout: 1s\n"),
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("AURORA_TLS_LISTEN", PICKED_PORT),
+        ],
+    );
+    let bound = std::time::Duration::from_secs(10);
+    // Connected, and never a byte of the HTTP/2 preface.
+    let mut silent = pki.connect(gw.tls_port(), b"h2").await;
+    assert_eq!(silent.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    assert!(
+        closed_within(&mut silent, bound).await,
+        "a connection that never sent its preface was kept"
+    );
+    // The preface and its settings, then no stream ever.
+    let mut idle = pki.connect(gw.tls_port(), b"h2").await;
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    idle.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    idle.flush().await.unwrap();
+    assert!(
+        closed_within(&mut idle, bound).await,
+        "an HTTP/2 connection with no stream was kept past the keep-alive timeout"
+    );
+}

@@ -647,12 +647,13 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         headers.push((hn, hv));
     }
     let timeouts = super::timeouts::provider_timeouts(name, &p.timeouts)?;
-    let tls_roots = match p.ca_file.as_deref().map(|f| env.expand(f)) {
-        Some(f) if !f.is_empty() => Some(
-            load_roots_with_ca_file(&f)
-                .map_err(|e| invalid(format!("provider `{name}`: ca_file: {e}")))?,
-        ),
-        _ => None,
+    let (tls_roots, tls_roots_group) = match p.ca_file.as_deref().map(|f| env.expand(f)) {
+        Some(f) if !f.is_empty() => {
+            let (roots, group) = load_roots_with_ca_file(&f)
+                .map_err(|e| invalid(format!("provider `{name}`: ca_file: {e}")))?;
+            (Some(roots), group)
+        }
+        _ => (None, 0),
     };
     let format = match p.format.as_deref().map(str::trim) {
         None => kind.facts().wire_format,
@@ -693,6 +694,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         headers,
         timeouts,
         tls_roots,
+        tls_roots_group,
         configured: true,
         models,
         model_traits,

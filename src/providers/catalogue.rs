@@ -61,6 +61,8 @@ pub struct Provider {
     pub timeouts: Timeouts,
     /// System roots plus `ca_file`, when a CA file is configured.
     pub tls_roots: Option<TlsRoots>,
+    /// The connection-pool group of those roots (0: the system roots).
+    pub tls_roots_group: u64,
     /// False for a built-in type nobody configured (known, so errors can say how to set it up).
     pub configured: bool,
     /// Model ids this instance serves, as configured; empty when not listed.
@@ -91,6 +93,7 @@ impl Provider {
             headers: Vec::new(),
             timeouts: Timeouts::default(),
             tls_roots: None,
+            tls_roots_group: 0,
             configured: false,
             models: Vec::new(),
             model_traits: BTreeMap::new(),

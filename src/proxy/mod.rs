@@ -1177,6 +1177,13 @@ impl ProxyHttp for AuroraProxy {
             // HTTP/1.0's keep-alive (an extension) is not kept: an answer whose end is
             // the connection's close could not say `Connection: keep-alive` truthfully.
             session.set_keepalive(None);
+            // Nor does it know interim answers (RFC 9110 §15.2): a 1.0 client would
+            // take a provider's `103` for its answer. Its `Expect` is to be ignored
+            // (§10.1.1), so no `100 Continue` is asked of the provider either.
+            session.set_ignore_info_resp(true);
+            session
+                .req_header_mut()
+                .remove_header(&http::header::EXPECT);
             if let Some(module) = session
                 .downstream_modules_ctx
                 .get_mut::<ResponseTranslator>()

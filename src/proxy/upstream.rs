@@ -40,6 +40,7 @@ pub fn provider_peer(
     o.write_timeout = Some(timeouts.write);
     o.idle_timeout = Some(timeouts.keepalive);
     o.ca = provider.tls_roots.clone();
+    peer.group_key = provider.tls_roots_group;
     peer
 }
 
@@ -68,5 +69,22 @@ mod tests {
         assert_eq!(peer.sni, "api.example.com");
         assert_eq!(peer.options.read_timeout, Some(t.idle));
         assert_eq!(peer.options.idle_timeout, Some(t.keepalive));
+    }
+
+    #[test]
+    fn peers_checked_against_other_roots_never_share_a_pooled_connection() {
+        use pingora_core::upstreams::peer::Peer;
+        let at = |group: u64| {
+            let p = Provider {
+                base: BaseUrl::parse("https://llm.internal/v1").unwrap(),
+                tls_roots_group: group,
+                ..Provider::unconfigured(ProviderKind::OpenAi)
+            };
+            let addr = "127.0.0.1:443".parse().unwrap();
+            provider_peer(&p, addr, &p.timeouts, AnswerShape::Whole).reuse_hash()
+        };
+        assert_eq!(at(0), at(0), "the same roots share the pool");
+        assert_ne!(at(0), at(7), "a private CA's connections are its own");
+        assert_ne!(at(7), at(8), "a CA file that changed starts a new pool");
     }
 }

@@ -5,8 +5,8 @@
 //! every `HttpServerApp`), one after another on a kept-alive connection. This app does
 //! the same for HTTP/1, so that between two requests it can tell the stream a new
 //! request begins, with the limits of the config live at that moment. HTTP/2
-//! connections (ALPN h2 on the TLS listener) go to Pingora untouched: the h2 codec
-//! bounds its own headers. The first request header of a connection is read here
+//! connections (ALPN h2 on the TLS listener) go to Pingora with only the wait for their
+//! preface bounded: the h2 codec bounds its own headers. The first request header of a connection is read here
 //! before Pingora sees it, so that a shutdown beginning meanwhile does not drop it.
 
 use std::sync::Arc;
@@ -66,6 +66,11 @@ impl<A: HttpServerApp> GuardedHttpApp<A> {
                 Some(ALPN::H2) | Some(ALPN::Custom(_))
             )
     }
+
+    /// Whether the connection negotiated HTTP/2 (ALPN h2 on the TLS listener).
+    fn is_h2(stream: &Stream) -> bool {
+        matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
+    }
 }
 
 #[async_trait]
@@ -79,6 +84,13 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         if self.passes_through(&stream) {
+            if Self::is_h2(&stream) {
+                // The preface's wait is bounded here as an HTTP/1 connection's first
+                // request is; once connected, the proxy's `h2_idle_timeout` bounds it.
+                let guarded =
+                    GuardedStream::awaiting_h2_preface(stream, self.limits(), self.keepalive());
+                return self.app.process_new(Box::new(guarded), shutdown).await;
+            }
             return self.app.process_new(stream, shutdown).await;
         }
         let mut guarded = GuardedStream::new(stream, self.limits());

@@ -51,6 +51,9 @@ pub struct GuardedStream {
     /// The idle deadline of a kept-alive connection waiting for its next request is
     /// running: past it, the read ends as if the client had closed.
     idle: bool,
+    /// The bytes read are HTTP/1 request headers to watch; not for HTTP/2, whose frames
+    /// its codec bounds.
+    watching: bool,
     cut: Option<Cut>,
 }
 
@@ -76,8 +79,21 @@ impl GuardedStream {
             timer: None,
             armed: false,
             idle: false,
+            watching: true,
             cut: None,
         }
+    }
+
+    /// Wraps an HTTP/2 connection: only the wait for its first bytes (the connection
+    /// preface) is held, to `first_bytes`; past it, the read ends as if the client had
+    /// closed. Pingora's h2 handshake waits for the preface for ever, and its idle
+    /// bound only starts once the handshake is done.
+    pub fn awaiting_h2_preface(inner: Stream, limits: HeaderLimits, first_bytes: Duration) -> Self {
+        let mut stream = Self::new(inner, limits);
+        stream.watching = false;
+        stream.idle = true;
+        stream.start_timer(first_bytes);
+        stream
     }
 
     /// The connection waits for its next request, held to `limits`; the idle time until
@@ -240,6 +256,9 @@ impl AsyncRead for GuardedStream {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         this.idle = false;
+        if !this.watching {
+            return Poll::Ready(Ok(()));
+        }
         match this.watch.observe(&buf.filled()[before..]) {
             HeaderProgress::NotInHeader | HeaderProgress::Continued => {}
             HeaderProgress::Started => {

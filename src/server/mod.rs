@@ -16,6 +16,7 @@ mod usage_client;
 
 use std::sync::Arc;
 
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::listeners::ListenerConfig;
 use pingora_core::protocols::l4::stream::L4BufferSettings;
@@ -137,7 +138,12 @@ pub fn build_server(
             store: Arc::clone(&limit_store),
         },
     ));
-    let proxy_app = pingora_proxy::http_proxy(&server.configuration, aurora);
+    let mut proxy_app = pingora_proxy::http_proxy(&server.configuration, aurora);
+    // An HTTP/2 connection with no stream open closes at the keep-alive timeout, as
+    // an idle HTTP/1 one does (Pingora's default keeps it for ever). Taken at start.
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(live.snapshot().server.keepalive_timeout);
+    proxy_app.server_options = Some(options);
     let mut proxy = Service::new(
         "aurora".to_string(),
         GuardedHttpApp::new(proxy_app, Arc::clone(&live)),
