@@ -244,6 +244,13 @@ fn store(cell: &AtomicU64, d: Duration) {
     cell.store(ns + 1, Ordering::Relaxed);
 }
 
+/// [`store`], unless the cell holds a value already.
+fn store_first(cell: &AtomicU64, d: Duration) {
+    let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1);
+    // Lost only to a value stored first, which is the one to keep.
+    let _ = cell.compare_exchange(0, ns + 1, Ordering::Relaxed, Ordering::Relaxed);
+}
+
 fn load(cell: &AtomicU64) -> Option<Duration> {
     match cell.load(Ordering::Relaxed) {
         0 => None,
@@ -302,7 +309,10 @@ pub fn upstream_request_ready(ctx: &mut RequestContext) {
     }
     ctx.obs.upstream_sent = Some(now);
     if let Some(shared) = &ctx.obs.shared {
-        store(&shared.overhead_ns, now);
+        // Each attempt past the replay buffer is a subrequest of its own, which starts
+        // knowing nothing: the first attempt's stands, failed ones and waits after it
+        // are not the gateway's.
+        store_first(&shared.overhead_ns, now);
     }
 }
 
