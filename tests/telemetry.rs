@@ -445,3 +445,41 @@ async fn a_made_up_model_names_no_span_and_a_huge_one_is_clipped() {
         assert!(attr.starts_with("gpt-made-up-xxx"));
     }
 }
+
+#[tokio::test]
+async fn a_request_refused_before_any_provider_names_none_in_its_span() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    // A Chat body held to ask for its stream's usage, which cannot be read: refused
+    // by the gateway, its provider chosen and never reached.
+    let resp = client()
+        .post(gw.url("/p/openai/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    resp.bytes().await.unwrap();
+    assert!(mock.requests().is_empty());
+
+    let spans = otlp.wait_for(1).await;
+    let server = one_of_kind(&spans, SERVER);
+    for key in [
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "aurora.provider",
+        "server.address",
+        "server.port",
+    ] {
+        assert_eq!(server.attr(key), None, "{key}: {server:#?}");
+    }
+    assert_eq!(
+        server.attr("http.response.status_code").as_deref(),
+        Some("400")
+    );
+}

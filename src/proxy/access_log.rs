@@ -36,7 +36,7 @@ pub struct AccessRecord<'a> {
     /// are clipped (see [`MAX_FIELD_TEXT`]).
     pub path: Cow<'a, str>,
     pub route: &'a str,
-    /// Provider instance, `-` when none.
+    /// Provider instance, `-` when the request was answered before any attempt.
     pub provider: &'a str,
     /// The model the provider was asked for, `-` when the route names none.
     pub model: Cow<'a, str>,
@@ -140,7 +140,7 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         method: req.method.as_str(),
         path: field_text(req.uri.path()),
         route: ctx.route_kind,
-        provider: ctx.provider_name().unwrap_or("-"),
+        provider: ctx.attempted_provider().map_or("-", |p| p.name.as_str()),
         model: field_text(ctx.obs.model().unwrap_or("-")),
         key_name: observe::key_name(ctx),
         caller: caller_field(ctx.caller.as_ref(), ctx.caller_key_label()),

@@ -390,6 +390,7 @@ impl AuroraProxy {
             let mut request =
                 whole_exchange_request(session.req_header(), &target, body.len(), translated, ctx)?;
             let provider = target.provider.name.clone();
+            observe::attempt_began(ctx);
             observe::upstream_request_ready(ctx);
             telemetry::attempt_began(ctx);
             telemetry::inject(ctx, &mut request);
@@ -1379,6 +1380,7 @@ impl ProxyHttp for AuroraProxy {
                 }
             }
         }
+        observe::attempt_began(ctx);
         telemetry::attempt_began(ctx);
         let Some(target) = ctx.upstream.as_ref() else {
             ctx.error = Some(GatewayError::not_found("no upstream for this request"));

@@ -3,7 +3,7 @@
 //! answered. The hooks call these; the figures are plain subtractions of instants.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,9 @@ pub struct Observation {
     shared: Option<Arc<SharedTimings>>,
     /// The exchange with the provider happened in a subrequest, which counts its errors.
     delegated: bool,
+    /// An attempt at a provider began (its connection included), here or in the
+    /// subrequest: the request is that provider's, failed or not.
+    attempted: bool,
     /// Reads the provider's answer as it passes, for its token usage.
     meter: Option<UsageMeter>,
     /// What this request's own exchange charges its answer, as the meter gave it.
@@ -145,6 +148,16 @@ impl Observation {
             .or_else(|| self.shared.as_ref().and_then(|s| load(&s.first_byte_ns)))
     }
 
+    /// Whether an attempt at a provider began, in this request or in the subrequest it
+    /// handed its exchange to.
+    pub fn attempted(&self) -> bool {
+        self.attempted
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|s| s.attempted.load(Ordering::Relaxed))
+    }
+
     /// Where the latest attempt's answer stands: this request's, or its subrequest's.
     fn latest_answer(&self) -> AnswerState {
         match (self.answer, &self.shared) {
@@ -220,6 +233,8 @@ pub struct SharedTimings {
     model: Mutex<Option<String>>,
     /// Where the subrequest's latest attempt's answer stands ([`AnswerState`]).
     answer: AtomicU8,
+    /// A subrequest began an attempt at a provider.
+    attempted: AtomicBool,
     /// Attempts the gateway stopped waiting for, the provider having the call, by
     /// either request.
     given_up: AtomicU32,
@@ -297,6 +312,14 @@ pub fn request_body(ctx: &mut RequestContext, body: &Bytes) {
 pub fn model_routed(ctx: &mut RequestContext, model: String) {
     ctx.obs.model_label = ctx.obs.handles.as_ref().map(|h| h.model_label(&model));
     ctx.obs.model = Some(model);
+}
+
+/// An attempt at the provider begins (each attempt, before its connection).
+pub fn attempt_began(ctx: &mut RequestContext) {
+    ctx.obs.attempted = true;
+    if let Some(shared) = &ctx.obs.shared {
+        shared.attempted.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The request header is about to go to the provider (each attempt).
@@ -1019,7 +1042,7 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
     let Some(h) = &ctx.obs.handles else {
         return;
     };
-    let provider = h.provider(ctx.provider_name());
+    let provider = h.provider(ctx.attempted_provider().map(|p| p.name.as_str()));
     h.request_finished(&RequestOutcome {
         route: ctx.route_kind,
         provider: h.provider_label(provider),

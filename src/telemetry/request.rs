@@ -209,7 +209,7 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
     }
     let operation = operation(ctx);
     let model = ctx.obs.request_model();
-    let provider = ctx.upstream.as_ref().map(|u| &*u.provider);
+    let provider = ctx.attempted_provider();
     let status = session
         .response_written()
         .map(|r| r.status.as_u16())
