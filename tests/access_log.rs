@@ -201,3 +201,48 @@ async fn a_retried_call_past_the_replay_buffer_counts_only_its_first_attempts_ov
     // The failed attempt and the wait are the provider's time, not the gateway's.
     assert!(overhead < 500.0, "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropics_request_id_header_is_the_upstream_request_id() {
+    // Anthropic names its id `request-id`, without the `x-`.
+    let mock = MockUpstream::start(|_: &Recorded| Reply::Full {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("request-id".into(), "req_011CXanthropic".into()),
+        ],
+        body: fixture("anthropic/messages.json").into(),
+    })
+    .await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", "sk-ant-provider-access-log-test"),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    );
+    let body = r#"{"model":"anthropic/claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    // Passed as it came, and translated from a Chat Completions call.
+    for path in ["/v1/messages", "/v1/chat/completions"] {
+        let resp = client()
+            .post(gw.url(path))
+            .bearer_auth(MASTER)
+            .header("x-request-id", format!("anthropic-id{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.bytes().await.unwrap();
+        let needle = format!("request_id=anthropic-id{path} ");
+        let log = gw.wait_for_log(&needle, 1).await;
+        let line = log.lines().find(|l| l.contains(&needle)).unwrap();
+        assert!(
+            line.contains(" upstream_request_id=req_011CXanthropic "),
+            "{line}"
+        );
+    }
+}

@@ -29,7 +29,7 @@ pub const ACCESS_TARGET: &str = "aurora::access";
 pub struct AccessRecord<'a> {
     /// The gateway's request id (`X-Aurora-Request-Id`).
     pub request_id: &'a str,
-    /// The provider's `X-Request-Id`, `-` when there is none.
+    /// The provider's request id ([`provider_request_id`]), `-` when there is none.
     pub upstream_request_id: Cow<'a, str>,
     pub method: &'a str,
     /// The path, never the query string. This and the other fields a client writes
@@ -276,11 +276,15 @@ pub fn json_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
     }
 }
 
-/// The provider's own `X-Request-Id` on a response it sent; gateway-made responses
-/// carry none.
+/// Anthropic's name for its request id (OpenAI and most others say `X-Request-Id`).
+const BARE_REQUEST_ID: &str = "request-id";
+
+/// The provider's own request id on a response it sent (`X-Request-Id`, else
+/// Anthropic's `Request-Id`); gateway-made responses carry none.
 pub(crate) fn provider_request_id(resp: &ResponseHeader) -> Option<Cow<'_, str>> {
     resp.headers
         .get(REQUEST_ID)
+        .or_else(|| resp.headers.get(BARE_REQUEST_ID))
         .map(|v| String::from_utf8_lossy(v.as_bytes()))
 }
 
@@ -432,10 +436,12 @@ mod tests {
     }
 
     #[test]
-    fn provider_request_id_reads_the_providers_header() {
+    fn provider_request_id_is_x_request_id_else_anthropics_request_id() {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         assert!(provider_request_id(&resp).is_none());
-        resp.insert_header("x-request-id", "req_011CX").unwrap();
+        resp.insert_header("request-id", "req_011CX").unwrap();
         assert_eq!(provider_request_id(&resp).as_deref(), Some("req_011CX"));
+        resp.insert_header("x-request-id", "chatcmpl-req").unwrap();
+        assert_eq!(provider_request_id(&resp).as_deref(), Some("chatcmpl-req"));
     }
 }
