@@ -483,3 +483,48 @@ async fn a_request_refused_before_any_provider_names_none_in_its_span() {
         Some("400")
     );
 }
+
+#[tokio::test]
+async fn a_body_past_the_retry_buffer_is_traced_as_a_small_one_is() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let base = mock.url("/v1");
+    // A model configuration names: spans are named by it.
+    let gw = Gateway::start(
+        "models:\n  aliases:\n    fast: openai/gpt-4o-mini\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ],
+    );
+    // Small, then past 64 KiB (the exchange runs in a subrequest).
+    for (i, pad) in [0, 100 * 1024].into_iter().enumerate() {
+        let content = "x".repeat(pad);
+        let resp = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(MASTER)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi{content}"}}]}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+        let spans = otlp.wait_for(2 * (i + 1)).await;
+        let spans = &spans[2 * i..];
+        let server = one_of_kind(spans, SERVER);
+        let attempt = one_of_kind(spans, CLIENT);
+        assert_eq!(server.span.name, "chat gpt-4o-mini", "{pad}");
+        assert_eq!(attempt.span.name, "chat gpt-4o-mini", "{pad}");
+        assert_eq!(
+            server.attr("gen_ai.response.model").as_deref(),
+            Some("gpt-4o-mini-2024-07-18"),
+            "{pad}"
+        );
+    }
+}

@@ -1706,7 +1706,11 @@ impl ProxyHttp for AuroraProxy {
         if let Some(module) = session.downstream_modules_ctx.get::<ResponseTranslator>() {
             observe::response_work(ctx, module.busy());
         }
-        observe::adopt_answering_model(ctx);
+        if let Some(model) = observe::delegated_answering_model(ctx) {
+            // Read in the subrequest, which has no request span to write it on.
+            telemetry::response_model(ctx, &model);
+            observe::answering_model(ctx, model);
+        }
         let req = session.req_header();
         let read = matches!(req.method, http::Method::GET | http::Method::HEAD);
         observe::settle_usage(ctx, read, |ctx| observe::RequestEnd {

@@ -113,6 +113,11 @@ impl Observation {
         self.model_label.as_deref()
     }
 
+    /// [`Self::model_label`], to hand on (to a subrequest's trace).
+    pub fn shared_model_label(&self) -> Option<Arc<str>> {
+        self.model_label.clone()
+    }
+
     /// The model the request asked for, when the gateway read it from the request.
     pub fn request_model(&self) -> Option<&str> {
         self.model.as_deref().filter(|_| !self.model_from_answer)
@@ -660,21 +665,18 @@ pub fn answering_model(ctx: &mut RequestContext, model: String) {
     ctx.obs.model_from_answer = true;
 }
 
-/// The main request of a subrequest takes the model its answer named, before it is
-/// priced, counted and logged: as its model when it knew none (a `/p/` call), else as
-/// the model that answered.
-pub fn adopt_answering_model(ctx: &mut RequestContext) {
+/// The model a subrequest's answer named, for its main request to take with
+/// [`answering_model`] (and its trace) before it is priced, counted and logged: as its
+/// model when it knew none (a `/p/` call), else as the model that answered. `None`
+/// for a request that handed no exchange to a subrequest.
+pub fn delegated_answering_model(ctx: &RequestContext) -> Option<String> {
     if !ctx.obs.delegated {
-        return;
+        return None;
     }
-    let named = ctx
-        .obs
+    ctx.obs
         .shared
         .as_ref()
-        .and_then(|s| s.model.lock().ok().and_then(|mut m| m.take()));
-    if let Some(model) = named {
-        answering_model(ctx, model);
-    }
+        .and_then(|s| s.model.lock().ok().and_then(|mut m| m.take()))
 }
 
 /// This request's answer is charged `charge`.
@@ -1494,7 +1496,9 @@ mod tests {
         subrequest_began(&mut sub, shared);
         model_routed(&mut sub, "gpt-4o-latest".into());
         answering_model(&mut sub, "gpt-4o-2024-08-06".into());
-        adopt_answering_model(&mut main);
+        if let Some(model) = delegated_answering_model(&main) {
+            answering_model(&mut main, model);
+        }
         assert_eq!(main.obs.model(), Some("gpt-4o-latest"));
         assert_eq!(input_price(&main), Some(2.0));
         // The model that answered comes first: the provider bills it, whatever was

@@ -4,6 +4,7 @@
 //! calls; with tracing off each returns at its first line and no span exists.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{Span as _, SpanContext, SpanKind, Status, Tracer as _};
@@ -31,6 +32,8 @@ pub struct RequestTrace {
     attempt: Option<Box<Span>>,
     /// In a subrequest: the model the main request routed to.
     handed_model: Option<String>,
+    /// In a subrequest: that model's bounded label, which names the attempt.
+    handed_label: Option<Arc<str>>,
 }
 
 impl fmt::Debug for RequestTrace {
@@ -47,6 +50,7 @@ impl fmt::Debug for RequestTrace {
 pub struct TraceHandoff {
     parent: Option<SpanContext>,
     model: Option<String>,
+    label: Option<Arc<str>>,
 }
 
 /// The request was routed: its span starts (at its arrival), as a child of the
@@ -82,6 +86,7 @@ pub fn handoff(ctx: &RequestContext) -> TraceHandoff {
     TraceHandoff {
         parent: ctx.trace.parent.clone(),
         model: ctx.obs.model().map(str::to_string),
+        label: ctx.obs.shared_model_label(),
     }
 }
 
@@ -89,6 +94,7 @@ pub fn handoff(ctx: &RequestContext) -> TraceHandoff {
 pub fn subrequest_began(ctx: &mut RequestContext, handoff: TraceHandoff) {
     ctx.trace.parent = handoff.parent;
     ctx.trace.handed_model = handoff.model;
+    ctx.trace.handed_label = handoff.label;
 }
 
 /// An attempt at the provider begins (before its connection). An attempt still open
@@ -105,11 +111,18 @@ pub fn attempt_began(ctx: &mut RequestContext) {
         return;
     };
     let provider = Some(&*upstream.provider);
-    let model = ctx.obs.model().or(ctx.trace.handed_model.as_deref());
+    // A subrequest routes no model of its own: the main request's stands.
+    let (model, label) = match ctx.obs.model() {
+        Some(model) => (Some(model), ctx.obs.model_label()),
+        None => (
+            ctx.trace.handed_model.as_deref(),
+            ctx.trace.handed_label.as_deref(),
+        ),
+    };
     let upstream_path = Some(upstream.path_and_query.as_str());
     let operation = attributes::operation(ctx.route_kind, model.is_some(), upstream_path);
     // Named by the bounded label: a client's made-up model names no span.
-    let named = model.map(|_| ctx.obs.model_label().unwrap_or(OTHER_MODEL));
+    let named = model.map(|_| label.unwrap_or(OTHER_MODEL));
     let span = tracer
         .span_builder(attributes::span_name(
             operation,
