@@ -528,3 +528,27 @@ async fn a_body_past_the_retry_buffer_is_traced_as_a_small_one_is() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_passthrough_read_is_no_model_call_and_its_attempt_names_its_method() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    // Lists stored Chat Completions: a read, not a call of a model.
+    let resp = client()
+        .get(gw.url("/p/openai/chat/completions"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    resp.bytes().await.unwrap();
+
+    let spans = otlp.wait_for(2).await;
+    for span in [one_of_kind(&spans, SERVER), one_of_kind(&spans, CLIENT)] {
+        assert_eq!(span.span.name, "GET passthrough", "{span:#?}");
+        assert_eq!(span.attr("gen_ai.operation.name"), None, "{span:#?}");
+        assert_eq!(span.attr("http.request.method").as_deref(), Some("GET"));
+    }
+}

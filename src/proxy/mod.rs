@@ -392,7 +392,7 @@ impl AuroraProxy {
             let provider = target.provider.name.clone();
             observe::attempt_began(ctx);
             observe::upstream_request_ready(ctx);
-            telemetry::attempt_began(ctx);
+            telemetry::attempt_began(ctx, session.req_header().method.as_str());
             telemetry::inject(ctx, &mut request);
             if let Some(plan) = ctx.plan.as_mut() {
                 plan.attempt_began(Instant::now());
@@ -1381,7 +1381,7 @@ impl ProxyHttp for AuroraProxy {
             }
         }
         observe::attempt_began(ctx);
-        telemetry::attempt_began(ctx);
+        telemetry::attempt_began(ctx, session.req_header().method.as_str());
         let Some(target) = ctx.upstream.as_ref() else {
             ctx.error = Some(GatewayError::not_found("no upstream for this request"));
             return Err(status_error(404));

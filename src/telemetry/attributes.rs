@@ -42,16 +42,20 @@ pub fn traced_route(route: &str) -> bool {
     !matches!(route, "health" | "root" | "metrics")
 }
 
-/// The `gen_ai.operation.name` of a request on `route` that was routed to a model
-/// (`routed_model`); for passthrough, read from the provider path
-/// (`…/chat/completions`). `None`: not a generative AI call.
+/// The `gen_ai.operation.name` of a `method` request on `route` that was routed to a
+/// model (`routed_model`); for passthrough, read from the provider path
+/// (`…/chat/completions`) of a `POST`, as the same path read (`GET` lists stored
+/// completions) calls no model. `None`: not a generative AI call.
 pub fn operation(
     route: &str,
+    method: &str,
     routed_model: bool,
     upstream_path: Option<&str>,
 ) -> Option<&'static str> {
     if route == "passthrough" {
-        return upstream_path.and_then(operation_of_path);
+        return upstream_path
+            .filter(|_| method == "POST")
+            .and_then(operation_of_path);
     }
     if !routed_model {
         // `GET /v1/responses/{id}` reads a stored answer; nothing was generated.
@@ -118,7 +122,8 @@ pub fn gen_ai(
     provider: Option<&Provider>,
     model: Option<&str>,
 ) -> Vec<KeyValue> {
-    let mut out = Vec::with_capacity(7);
+    // Room for an attempt's method too.
+    let mut out = Vec::with_capacity(8);
     if let Some(op) = operation {
         out.push(KeyValue::new(OPERATION, op));
     }
@@ -176,18 +181,27 @@ mod tests {
 
     #[test]
     fn model_routes_name_their_generative_ai_operation() {
-        assert_eq!(operation("chat_completions", true, None), Some("chat"));
-        assert_eq!(operation("messages", true, None), Some("chat"));
-        assert_eq!(operation("embeddings", true, None), Some("embeddings"));
-        assert_eq!(operation("responses", true, None), Some("responses"));
-        assert_eq!(operation("count_tokens", true, None), None);
-        assert_eq!(operation("responses", false, None), None);
-        assert_eq!(operation("models", false, None), None);
+        let op = |route, routed| operation(route, "POST", routed, None);
+        assert_eq!(op("chat_completions", true), Some("chat"));
+        assert_eq!(op("messages", true), Some("chat"));
+        assert_eq!(op("embeddings", true), Some("embeddings"));
+        assert_eq!(op("responses", true), Some("responses"));
+        assert_eq!(op("count_tokens", true), None);
+        assert_eq!(op("responses", false), None);
+        assert_eq!(operation("models", "GET", false, None), None);
+    }
+
+    #[test]
+    fn a_passthrough_read_of_a_model_path_is_no_operation() {
+        for method in ["GET", "DELETE", "HEAD"] {
+            let path = Some("/v1/chat/completions");
+            assert_eq!(operation("passthrough", method, false, path), None);
+        }
     }
 
     #[test]
     fn a_passthrough_operation_is_read_from_the_provider_path() {
-        let op = |path| operation("passthrough", false, Some(path));
+        let op = |path| operation("passthrough", "POST", false, Some(path));
         assert_eq!(op("/v1/chat/completions?x=1"), Some("chat"));
         assert_eq!(op("/v1/messages"), Some("chat"));
         assert_eq!(op("/api/paas/v4/embeddings"), Some("embeddings"));

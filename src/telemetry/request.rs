@@ -97,9 +97,9 @@ pub fn subrequest_began(ctx: &mut RequestContext, handoff: TraceHandoff) {
     ctx.trace.handed_label = handoff.label;
 }
 
-/// An attempt at the provider begins (before its connection). An attempt still open
-/// was abandoned for this one.
-pub fn attempt_began(ctx: &mut RequestContext) {
+/// An attempt at the provider begins (before its connection), sending the client's
+/// `method`. An attempt still open was abandoned for this one.
+pub fn attempt_began(ctx: &mut RequestContext, method: &str) {
     let Some(tracer) = tracer() else {
         return;
     };
@@ -120,18 +120,20 @@ pub fn attempt_began(ctx: &mut RequestContext) {
         ),
     };
     let upstream_path = Some(upstream.path_and_query.as_str());
-    let operation = attributes::operation(ctx.route_kind, model.is_some(), upstream_path);
+    let operation = attributes::operation(ctx.route_kind, method, model.is_some(), upstream_path);
     // Named by the bounded label: a client's made-up model names no span.
     let named = model.map(|_| label.unwrap_or(OTHER_MODEL));
+    let mut described = attributes::gen_ai(operation, provider, model);
+    described.push(KeyValue::new(attributes::METHOD, method.to_string()));
     let span = tracer
         .span_builder(attributes::span_name(
             operation,
             named,
-            "POST",
+            method,
             ctx.route_kind,
         ))
         .with_kind(SpanKind::Client)
-        .with_attributes(attributes::gen_ai(operation, provider, model))
+        .with_attributes(described)
         .start_with_context(tracer, &propagation::child_of(parent));
     ctx.trace.attempt = Some(Box::new(span));
 }
@@ -220,7 +222,8 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         let input = usage.input + usage.cache_read + usage.cache_write;
         tokens_reported(ctx, Some(input), Some(usage.output));
     }
-    let operation = operation(ctx);
+    let method = session.req_header().method.as_str();
+    let operation = operation(ctx, method);
     let model = ctx.obs.request_model();
     let provider = ctx.attempted_provider();
     let status = session
@@ -236,12 +239,7 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         _ if answered => model,
         _ => OTHER_MODEL,
     });
-    let name = attributes::span_name(
-        operation,
-        named,
-        session.req_header().method.as_str(),
-        ctx.route_kind,
-    );
+    let name = attributes::span_name(operation, named, method, ctx.route_kind);
     let gen_ai = attributes::gen_ai(operation, provider, model);
     let Some(mut span) = ctx.trace.span.take() else {
         return;
@@ -264,11 +262,12 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
     span.end();
 }
 
-/// The request's generative AI operation, if it is one.
-fn operation(ctx: &RequestContext) -> Option<&'static str> {
+/// The generative AI operation of the request, sent with `method`, if it is one.
+fn operation(ctx: &RequestContext, method: &str) -> Option<&'static str> {
     let upstream_path = ctx.upstream.as_ref().map(|u| u.path_and_query.as_str());
     attributes::operation(
         ctx.route_kind,
+        method,
         ctx.obs.request_model().is_some(),
         upstream_path,
     )
