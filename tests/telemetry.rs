@@ -552,3 +552,41 @@ async fn a_passthrough_read_is_no_model_call_and_its_attempt_names_its_method() 
         assert_eq!(span.attr("http.request.method").as_deref(), Some("GET"));
     }
 }
+
+#[tokio::test]
+async fn estimated_token_counts_are_marked_and_not_given_as_reported() {
+    // An OpenAI-compatible server that reports no usage: the call is charged an
+    // estimate.
+    let mock = MockUpstream::start(|_: &Recorded| {
+        Reply::json(
+            200,
+            r#"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, general Kenobi"},"finish_reason":"stop"}]}"#,
+        )
+    })
+    .await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+    let resp = chat(&gw, "gpt-4o-mini", None).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+
+    let spans = otlp.wait_for(2).await;
+    let server = one_of_kind(&spans, SERVER);
+    for key in ["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"] {
+        assert_eq!(server.attr(key), None, "{key}: {server:#?}");
+    }
+    assert_eq!(
+        server.attr("aurora.usage.estimated").as_deref(),
+        Some("true"),
+        "{server:#?}"
+    );
+    // "Hello there, general Kenobi": 7 tokens.
+    assert_eq!(
+        server
+            .attr("aurora.usage.estimated_output_tokens")
+            .as_deref(),
+        Some("7")
+    );
+    assert!(server.attr("aurora.usage.estimated_input_tokens").is_some());
+}

@@ -20,6 +20,12 @@ pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
 pub const INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
 /// `gen_ai.usage.output_tokens`.
 pub const OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
+/// The request's token counts were estimated (as the access line's `tokens_estimated`).
+pub const USAGE_ESTIMATED: &str = "aurora.usage.estimated";
+/// Estimated input tokens (cached input included), in place of [`INPUT_TOKENS`].
+pub const ESTIMATED_INPUT_TOKENS: &str = "aurora.usage.estimated_input_tokens";
+/// Estimated output tokens, in place of [`OUTPUT_TOKENS`].
+pub const ESTIMATED_OUTPUT_TOKENS: &str = "aurora.usage.estimated_output_tokens";
 /// `server.address`: the provider's host.
 pub const SERVER_ADDRESS: &str = "server.address";
 /// `server.port`: the provider's port.
@@ -157,6 +163,16 @@ pub fn usage(input: Option<u64>, output: Option<u64>) -> Vec<KeyValue> {
         .collect()
 }
 
+/// Token counts the gateway estimated (the provider reported none, or not all): kept
+/// apart from the convention's, which say what the provider reported.
+pub fn estimated_usage(input: u64, output: u64) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new(USAGE_ESTIMATED, true),
+        KeyValue::new(ESTIMATED_INPUT_TOKENS, count(input)),
+        KeyValue::new(ESTIMATED_OUTPUT_TOKENS, count(output)),
+    ]
+}
+
 /// The top-level `model` of a JSON answer (OpenAI's and Anthropic's both have one).
 pub fn model_of_json(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -240,6 +256,17 @@ mod tests {
             usage(None, Some(5)),
             vec![KeyValue::new(OUTPUT_TOKENS, 5_i64)]
         );
+    }
+
+    #[test]
+    fn estimated_token_counts_are_marked_and_apart_from_reported_ones() {
+        let estimated = estimated_usage(12, 3);
+        assert_eq!(estimated[0], KeyValue::new(USAGE_ESTIMATED, true));
+        assert_eq!(estimated[1], KeyValue::new(ESTIMATED_INPUT_TOKENS, 12_i64));
+        assert_eq!(estimated[2], KeyValue::new(ESTIMATED_OUTPUT_TOKENS, 3_i64));
+        assert!(!estimated
+            .iter()
+            .any(|kv| [INPUT_TOKENS, OUTPUT_TOKENS].contains(&kv.key.as_str())));
     }
 
     #[test]

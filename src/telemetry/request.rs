@@ -220,7 +220,14 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
     }
     if let Some(usage) = ctx.obs.usage() {
         let input = usage.input + usage.cache_read + usage.cache_write;
-        tokens_reported(ctx, Some(input), Some(usage.output));
+        if ctx.obs.usage_estimated() {
+            // Not what the provider reported: the convention's names stay unset.
+            if let Some(span) = ctx.trace.span.as_mut() {
+                span.set_attributes(attributes::estimated_usage(input, usage.output));
+            }
+        } else {
+            tokens_reported(ctx, Some(input), Some(usage.output));
+        }
     }
     let method = session.req_header().method.as_str();
     let operation = operation(ctx, method);
