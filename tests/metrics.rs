@@ -484,3 +484,41 @@ async fn a_request_the_gateway_refuses_after_choosing_its_provider_names_no_prov
         assert!(line.contains(" provider=- "), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cors_preflight_is_counted_as_its_access_line_names_it() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(
+        &mock,
+        &[("AURORA_CORS_ALLOW_ORIGINS", "https://app.example")],
+    );
+    let port = gw.metrics_port();
+    let preflight = client()
+        .request(reqwest::Method::OPTIONS, gw.url("/v1/chat/completions"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("x-request-id", "preflight-counted")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let log = gw.wait_for_log("request_id=preflight-counted ", 1).await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("request_id=preflight-counted "))
+        .unwrap();
+    assert!(line.contains(" route=- provider=- "), "{line}");
+    // Its line written, the request is in the metrics already.
+    let text = scrape(port).await;
+    assert_eq!(
+        value(
+            &text,
+            r#"aurora_requests_total{key="-",model="-",provider="-",route="-",status="204"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    for line in samples(&text, "aurora_requests_in_flight") {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
+}

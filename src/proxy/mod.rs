@@ -1189,8 +1189,10 @@ impl ProxyHttp for AuroraProxy {
             {
                 module.answers_origin(origin);
             }
-            // A browser's preflight carries no credential: answered before auth.
+            // A browser's preflight carries no credential: answered before auth, and
+            // counted as a request refused before routing is (its access line says so).
             if cors::is_preflight(session.req_header()) {
+                observe::request_admitted(ctx);
                 let answer = cors::preflight_answer(session.req_header())?;
                 session
                     .write_response_header(Box::new(answer), true)
