@@ -130,7 +130,7 @@ impl Metrics {
         let overhead = HistogramVec::new(
             HistogramOpts::new(
                 "gateway_overhead_seconds",
-                "Time from request arrival to the request header handed to the provider",
+                "The gateway's own time: request arrival to the request header handed to the provider, plus its work on the answer (response filters, usage reading, translation)",
             )
             .buckets(OVERHEAD_BUCKETS.to_vec()),
             &["route"],

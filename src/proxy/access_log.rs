@@ -50,7 +50,8 @@ pub struct AccessRecord<'a> {
     pub duration_ms: f64,
     /// The provider's time from the request header to its response header.
     pub first_byte_ms: Option<f64>,
-    /// The gateway's time from arrival to the request header handed to the provider.
+    /// The gateway's own time: arrival to the request header handed to the provider,
+    /// plus its work on the answer (as `aurora_gateway_overhead_seconds`).
     pub overhead_ms: Option<f64>,
     pub bytes_in: usize,
     pub bytes_out: usize,
