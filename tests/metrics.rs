@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_PORT};
+use common::{client, fixture, raw_request, Gateway, MockUpstream, Recorded, Reply, PICKED_PORT};
 
 const MASTER: &str = "gw-master-metrics-test-012345678";
 const OAI_KEY: &str = "sk-oai-provider-metrics-test";
@@ -520,5 +520,36 @@ async fn a_cors_preflight_is_counted_as_its_access_line_names_it() {
     );
     for line in samples(&text, "aurora_requests_in_flight") {
         assert!(line.ends_with(" 0"), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_header_cut_for_its_time_or_size_is_counted() {
+    let mock = MockUpstream::start(provider_like).await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "server:\n  header_timeout: 1s\n  max_header_bytes: 8KiB\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("AURORA_METRICS_LISTEN", PICKED_PORT),
+        ],
+    );
+    let port = gw.metrics_port();
+    // A header that never ends, and one past the cap.
+    let unfinished = raw_request(&gw.addr(), "GET /v1/models HTTP/1.1\r\nHost: t\r\n").await;
+    assert_eq!(unfinished.status, 408, "{unfinished:?}");
+    let padding = "a".repeat(16 * 1024);
+    let oversized = format!("GET /v1/models HTTP/1.1\r\nHost: t\r\nX-Pad: {padding}\r\n\r\n");
+    let oversized = raw_request(&gw.addr(), &oversized).await;
+    assert_eq!(oversized.status, 431, "{oversized:?}");
+
+    let text = scrape_after(port, 2.0).await;
+    for status in [408, 431] {
+        let series = format!(
+            r#"aurora_requests_total{{key="-",model="-",provider="-",route="-",status="{status}"}}"#
+        );
+        assert_eq!(value(&text, &series), 1.0, "{text}");
     }
 }
