@@ -140,3 +140,109 @@ async fn access_log_off_writes_no_access_line() {
     assert!(!log.contains("aurora::access"), "{log}");
     assert!(!log.contains("quiet-log"), "{log}");
 }
+
+/// Answers 429 with `Retry-After: 1` to the first request, then as a provider does.
+fn refusing_once_then_provider_like() -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    let refused = std::sync::atomic::AtomicBool::new(false);
+    move |rec| {
+        if refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return provider_like(rec);
+        }
+        Reply::Full {
+            status: 429,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("retry-after".into(), "1".into()),
+            ],
+            body: r#"{"error":{"message":"slow down"}}"#.into(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_call_past_the_replay_buffer_counts_only_its_first_attempts_overhead() {
+    let mock = MockUpstream::start(refusing_once_then_provider_like()).await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "retry:\n  attempts: 1\n  backoff: 1ms\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("AURORA_ACCESS_LOG", "json"),
+        ],
+    );
+    // Past 64 KiB: each attempt is a subrequest of its own, the second a second after
+    // the first (its `Retry-After`).
+    let long = "x".repeat(100 * 1024);
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("x-request-id", "retried-large")
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{long}"}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    assert_eq!(mock.requests().len(), 2);
+    let log = gw.wait_for_log(r#""request_id":"retried-large""#, 1).await;
+    let line: Value = log
+        .lines()
+        .find(|l| l.contains(r#""request_id":"retried-large""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap();
+    let duration = line["duration_ms"].as_f64().unwrap();
+    let overhead = line["overhead_ms"].as_f64().unwrap();
+    assert!(duration >= 900.0, "the retry waited: {line}");
+    // The failed attempt and the wait are the provider's time, not the gateway's.
+    assert!(overhead < 500.0, "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropics_request_id_header_is_the_upstream_request_id() {
+    // Anthropic names its id `request-id`, without the `x-`.
+    let mock = MockUpstream::start(|_: &Recorded| Reply::Full {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("request-id".into(), "req_011CXanthropic".into()),
+        ],
+        body: fixture("anthropic/messages.json").into(),
+    })
+    .await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", "sk-ant-provider-access-log-test"),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    );
+    let body = r#"{"model":"anthropic/claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    // Passed as it came, and translated from a Chat Completions call.
+    for path in ["/v1/messages", "/v1/chat/completions"] {
+        let resp = client()
+            .post(gw.url(path))
+            .bearer_auth(MASTER)
+            .header("x-request-id", format!("anthropic-id{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.bytes().await.unwrap();
+        let needle = format!("request_id=anthropic-id{path} ");
+        let log = gw.wait_for_log(&needle, 1).await;
+        let line = log.lines().find(|l| l.contains(&needle)).unwrap();
+        assert!(
+            line.contains(" upstream_request_id=req_011CXanthropic "),
+            "{line}"
+        );
+    }
+}

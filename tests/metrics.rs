@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply, PICKED_PORT};
+use common::{client, fixture, raw_request, Gateway, MockUpstream, Recorded, Reply, PICKED_PORT};
 
 const MASTER: &str = "gw-master-metrics-test-012345678";
 const OAI_KEY: &str = "sk-oai-provider-metrics-test";
@@ -365,6 +365,17 @@ async fn an_unreachable_provider_counts_one_connect_error_per_request_on_every_p
         errors,
         "{text}"
     );
+    // Tried and not reached: the requests are their provider's all the same.
+    let failed = |provider: &str| {
+        let provider = format!(r#"provider="{provider}""#);
+        sum_of(
+            &text,
+            "aurora_requests_total",
+            &[&provider, r#"status="502""#],
+        )
+    };
+    assert_eq!(failed("openai"), 3.0, "{text}");
+    assert_eq!(failed("anthropic"), 1.0, "{text}");
 }
 
 /// The sum of the samples of `metric` whose labels hold every one of `labels`.
@@ -415,4 +426,130 @@ async fn requests_and_tokens_count_on_in_their_series_across_a_reload() {
         "the same series, counted on"
     );
     assert_eq!(sum_of(&after, "aurora_tokens_total", &output), 24.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_gateway_refuses_after_choosing_its_provider_names_no_provider() {
+    let mock = MockUpstream::start(provider_like).await;
+    let base = mock.url("/v1");
+    // The provider's own quota: one request a minute.
+    let gw = Gateway::start(
+        "providers:\n  openai:\n    limits: {requests_per_minute: 1}\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("AURORA_METRICS_LISTEN", PICKED_PORT),
+        ],
+    );
+    let port = gw.metrics_port();
+    let chat = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(post(&gw, "/v1/chat/completions", chat).await, 200);
+    // Past the quota: refused by the gateway, on `/v1` and on `/p/`.
+    assert_eq!(post(&gw, "/v1/chat/completions", chat).await, 429);
+    assert_eq!(post(&gw, "/p/openai/chat/completions", chat).await, 429);
+    assert_eq!(mock.requests().len(), 1);
+
+    let text = scrape_after(port, 3.0).await;
+    let requests = "aurora_requests_total";
+    let count = |labels: &[&str]| sum_of(&text, requests, labels);
+    assert_eq!(
+        count(&[r#"provider="openai""#, r#"status="200""#]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        count(&[r#"provider="-""#, r#"status="429""#]),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        count(&[r#"provider="openai""#, r#"status="429""#]),
+        0.0,
+        "{text}"
+    );
+    let duration = "aurora_request_duration_seconds_count";
+    for route in ["chat_completions", "passthrough"] {
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"{duration}{{provider="-",route="{route}"}}"#)
+            ),
+            1.0,
+            "{text}"
+        );
+    }
+    let log = gw.wait_for_log(" status=429 ", 2).await;
+    for line in log.lines().filter(|l| l.contains(" status=429 ")) {
+        assert!(line.contains(" provider=- "), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cors_preflight_is_counted_as_its_access_line_names_it() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(
+        &mock,
+        &[("AURORA_CORS_ALLOW_ORIGINS", "https://app.example")],
+    );
+    let port = gw.metrics_port();
+    let preflight = client()
+        .request(reqwest::Method::OPTIONS, gw.url("/v1/chat/completions"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("x-request-id", "preflight-counted")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let log = gw.wait_for_log("request_id=preflight-counted ", 1).await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("request_id=preflight-counted "))
+        .unwrap();
+    assert!(line.contains(" route=- provider=- "), "{line}");
+    // Its line written, the request is in the metrics already.
+    let text = scrape(port).await;
+    assert_eq!(
+        value(
+            &text,
+            r#"aurora_requests_total{key="-",model="-",provider="-",route="-",status="204"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    for line in samples(&text, "aurora_requests_in_flight") {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_header_cut_for_its_time_or_size_is_counted() {
+    let mock = MockUpstream::start(provider_like).await;
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        "server:\n  header_timeout: 1s\n  max_header_bytes: 8KiB\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("AURORA_METRICS_LISTEN", PICKED_PORT),
+        ],
+    );
+    let port = gw.metrics_port();
+    // A header that never ends, and one past the cap.
+    let unfinished = raw_request(&gw.addr(), "GET /v1/models HTTP/1.1\r\nHost: t\r\n").await;
+    assert_eq!(unfinished.status, 408, "{unfinished:?}");
+    let padding = "a".repeat(16 * 1024);
+    let oversized = format!("GET /v1/models HTTP/1.1\r\nHost: t\r\nX-Pad: {padding}\r\n\r\n");
+    let oversized = raw_request(&gw.addr(), &oversized).await;
+    assert_eq!(oversized.status, 431, "{oversized:?}");
+
+    let text = scrape_after(port, 2.0).await;
+    for status in [408, 431] {
+        let series = format!(
+            r#"aurora_requests_total{{key="-",model="-",provider="-",route="-",status="{status}"}}"#
+        );
+        assert_eq!(value(&text, &series), 1.0, "{text}");
+    }
 }

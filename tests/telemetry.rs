@@ -445,3 +445,148 @@ async fn a_made_up_model_names_no_span_and_a_huge_one_is_clipped() {
         assert!(attr.starts_with("gpt-made-up-xxx"));
     }
 }
+
+#[tokio::test]
+async fn a_request_refused_before_any_provider_names_none_in_its_span() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    // A Chat body held to ask for its stream's usage, which cannot be read: refused
+    // by the gateway, its provider chosen and never reached.
+    let resp = client()
+        .post(gw.url("/p/openai/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    resp.bytes().await.unwrap();
+    assert!(mock.requests().is_empty());
+
+    let spans = otlp.wait_for(1).await;
+    let server = one_of_kind(&spans, SERVER);
+    for key in [
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "aurora.provider",
+        "server.address",
+        "server.port",
+    ] {
+        assert_eq!(server.attr(key), None, "{key}: {server:#?}");
+    }
+    assert_eq!(
+        server.attr("http.response.status_code").as_deref(),
+        Some("400")
+    );
+}
+
+#[tokio::test]
+async fn a_body_past_the_retry_buffer_is_traced_as_a_small_one_is() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let base = mock.url("/v1");
+    // A model configuration names: spans are named by it.
+    let gw = Gateway::start(
+        "models:\n  aliases:\n    fast: openai/gpt-4o-mini\n",
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ],
+    );
+    // Small, then past 64 KiB (the exchange runs in a subrequest).
+    for (i, pad) in [0, 100 * 1024].into_iter().enumerate() {
+        let content = "x".repeat(pad);
+        let resp = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(MASTER)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi{content}"}}]}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+        let spans = otlp.wait_for(2 * (i + 1)).await;
+        let spans = &spans[2 * i..];
+        let server = one_of_kind(spans, SERVER);
+        let attempt = one_of_kind(spans, CLIENT);
+        assert_eq!(server.span.name, "chat gpt-4o-mini", "{pad}");
+        assert_eq!(attempt.span.name, "chat gpt-4o-mini", "{pad}");
+        assert_eq!(
+            server.attr("gen_ai.response.model").as_deref(),
+            Some("gpt-4o-mini-2024-07-18"),
+            "{pad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_passthrough_read_is_no_model_call_and_its_attempt_names_its_method() {
+    let mock = MockUpstream::start(provider_like).await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+
+    // Lists stored Chat Completions: a read, not a call of a model.
+    let resp = client()
+        .get(gw.url("/p/openai/chat/completions"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    resp.bytes().await.unwrap();
+
+    let spans = otlp.wait_for(2).await;
+    for span in [one_of_kind(&spans, SERVER), one_of_kind(&spans, CLIENT)] {
+        assert_eq!(span.span.name, "GET passthrough", "{span:#?}");
+        assert_eq!(span.attr("gen_ai.operation.name"), None, "{span:#?}");
+        assert_eq!(span.attr("http.request.method").as_deref(), Some("GET"));
+    }
+}
+
+#[tokio::test]
+async fn estimated_token_counts_are_marked_and_not_given_as_reported() {
+    // An OpenAI-compatible server that reports no usage: the call is charged an
+    // estimate.
+    let mock = MockUpstream::start(|_: &Recorded| {
+        Reply::json(
+            200,
+            r#"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, general Kenobi"},"finish_reason":"stop"}]}"#,
+        )
+    })
+    .await;
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let gw = gateway(&mock, &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+    let resp = chat(&gw, "gpt-4o-mini", None).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+
+    let spans = otlp.wait_for(2).await;
+    let server = one_of_kind(&spans, SERVER);
+    for key in ["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"] {
+        assert_eq!(server.attr(key), None, "{key}: {server:#?}");
+    }
+    assert_eq!(
+        server.attr("aurora.usage.estimated").as_deref(),
+        Some("true"),
+        "{server:#?}"
+    );
+    // "Hello there, general Kenobi": 7 tokens.
+    assert_eq!(
+        server
+            .attr("aurora.usage.estimated_output_tokens")
+            .as_deref(),
+        Some("7")
+    );
+    assert!(server.attr("aurora.usage.estimated_input_tokens").is_some());
+}

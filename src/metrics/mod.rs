@@ -130,7 +130,7 @@ impl Metrics {
         let overhead = HistogramVec::new(
             HistogramOpts::new(
                 "gateway_overhead_seconds",
-                "Time from request arrival to the request header handed to the provider",
+                "The gateway's own time: request arrival to the request header handed to the provider, plus its work on the answer (response filters, usage reading, translation)",
             )
             .buckets(OVERHEAD_BUCKETS.to_vec()),
             &["route"],
@@ -288,6 +288,22 @@ impl Metrics {
         }
     }
 
+    /// A request whose header the gateway cut, answered with `status` (408, 431):
+    /// answered before it was routed, as a wrong key is, though it reaches no hook
+    /// that counts requests.
+    pub fn header_cut(&self, status: u16) {
+        let status = labels::status_label(status);
+        self.requests
+            .with_label_values(&[
+                labels::NONE,
+                labels::NONE,
+                labels::NONE,
+                status,
+                labels::NONE,
+            ])
+            .inc();
+    }
+
     /// A config reload was applied (`true`) or refused.
     pub fn reload_finished(&self, applied: bool) {
         let outcome = if applied { "applied" } else { "failed" };
@@ -338,7 +354,14 @@ mod tests {
             key: "caller_key",
         });
         m.reload_finished(false);
+        m.header_cut(431);
         let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(
+                r#"aurora_requests_total{key="-",model="-",provider="-",route="-",status="431"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(
             r#"aurora_requests_total{key="caller_key",model="other",provider="anthropic",route="chat_completions",status="200"} 1"#
         ), "{text}");

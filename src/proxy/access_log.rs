@@ -29,14 +29,14 @@ pub const ACCESS_TARGET: &str = "aurora::access";
 pub struct AccessRecord<'a> {
     /// The gateway's request id (`X-Aurora-Request-Id`).
     pub request_id: &'a str,
-    /// The provider's `X-Request-Id`, `-` when there is none.
+    /// The provider's request id ([`provider_request_id`]), `-` when there is none.
     pub upstream_request_id: Cow<'a, str>,
     pub method: &'a str,
     /// The path, never the query string. This and the other fields a client writes
     /// are clipped (see [`MAX_FIELD_TEXT`]).
     pub path: Cow<'a, str>,
     pub route: &'a str,
-    /// Provider instance, `-` when none.
+    /// Provider instance, `-` when the request was answered before any attempt.
     pub provider: &'a str,
     /// The model the provider was asked for, `-` when the route names none.
     pub model: Cow<'a, str>,
@@ -50,7 +50,8 @@ pub struct AccessRecord<'a> {
     pub duration_ms: f64,
     /// The provider's time from the request header to its response header.
     pub first_byte_ms: Option<f64>,
-    /// The gateway's time from arrival to the request header handed to the provider.
+    /// The gateway's own time: arrival to the request header handed to the provider,
+    /// plus its work on the answer (as `aurora_gateway_overhead_seconds`).
     pub overhead_ms: Option<f64>,
     pub bytes_in: usize,
     pub bytes_out: usize,
@@ -140,7 +141,7 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
         method: req.method.as_str(),
         path: field_text(req.uri.path()),
         route: ctx.route_kind,
-        provider: ctx.provider_name().unwrap_or("-"),
+        provider: ctx.attempted_provider().map_or("-", |p| p.name.as_str()),
         model: field_text(ctx.obs.model().unwrap_or("-")),
         key_name: observe::key_name(ctx),
         caller: caller_field(ctx.caller.as_ref(), ctx.caller_key_label()),
@@ -276,11 +277,15 @@ pub fn json_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
     }
 }
 
-/// The provider's own `X-Request-Id` on a response it sent; gateway-made responses
-/// carry none.
+/// Anthropic's name for its request id (OpenAI and most others say `X-Request-Id`).
+const BARE_REQUEST_ID: &str = "request-id";
+
+/// The provider's own request id on a response it sent (`X-Request-Id`, else
+/// Anthropic's `Request-Id`); gateway-made responses carry none.
 pub(crate) fn provider_request_id(resp: &ResponseHeader) -> Option<Cow<'_, str>> {
     resp.headers
         .get(REQUEST_ID)
+        .or_else(|| resp.headers.get(BARE_REQUEST_ID))
         .map(|v| String::from_utf8_lossy(v.as_bytes()))
 }
 
@@ -432,10 +437,12 @@ mod tests {
     }
 
     #[test]
-    fn provider_request_id_reads_the_providers_header() {
+    fn provider_request_id_is_x_request_id_else_anthropics_request_id() {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         assert!(provider_request_id(&resp).is_none());
-        resp.insert_header("x-request-id", "req_011CX").unwrap();
+        resp.insert_header("request-id", "req_011CX").unwrap();
         assert_eq!(provider_request_id(&resp).as_deref(), Some("req_011CX"));
+        resp.insert_header("x-request-id", "chatcmpl-req").unwrap();
+        assert_eq!(provider_request_id(&resp).as_deref(), Some("chatcmpl-req"));
     }
 }

@@ -186,6 +186,17 @@ impl RequestContext {
         self.upstream.as_ref().map(|u| u.provider.name.as_str())
     }
 
+    /// The provider the latest attempt went to, as the metrics, the access line and
+    /// the trace name it: `None` when the gateway answered before any attempt (a
+    /// refusal after the provider was chosen included), so that no provider is named
+    /// for a request it never saw.
+    pub fn attempted_provider(&self) -> Option<&Provider> {
+        self.upstream
+            .as_ref()
+            .filter(|_| self.obs.attempted())
+            .map(|u| &*u.provider)
+    }
+
     /// The log label of the caller's own provider key, when it sent one.
     pub fn caller_key_label(&self) -> Option<&str> {
         self.upstream

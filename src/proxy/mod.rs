@@ -390,8 +390,9 @@ impl AuroraProxy {
             let mut request =
                 whole_exchange_request(session.req_header(), &target, body.len(), translated, ctx)?;
             let provider = target.provider.name.clone();
+            observe::attempt_began(ctx);
             observe::upstream_request_ready(ctx);
-            telemetry::attempt_began(ctx);
+            telemetry::attempt_began(ctx, session.req_header().method.as_str());
             telemetry::inject(ctx, &mut request);
             if let Some(plan) = ctx.plan.as_mut() {
                 plan.attempt_began(Instant::now());
@@ -1210,8 +1211,10 @@ impl ProxyHttp for AuroraProxy {
             {
                 module.answers_origin(origin);
             }
-            // A browser's preflight carries no credential: answered before auth.
+            // A browser's preflight carries no credential: answered before auth, and
+            // counted as a request refused before routing is (its access line says so).
             if cors::is_preflight(session.req_header()) {
+                observe::request_admitted(ctx);
                 let answer = cors::preflight_answer(session.req_header())?;
                 session
                     .write_response_header(Box::new(answer), true)
@@ -1401,7 +1404,8 @@ impl ProxyHttp for AuroraProxy {
                 }
             }
         }
-        telemetry::attempt_began(ctx);
+        observe::attempt_began(ctx);
+        telemetry::attempt_began(ctx, session.req_header().method.as_str());
         let Some(target) = ctx.upstream.as_ref() else {
             ctx.error = Some(GatewayError::not_found("no upstream for this request"));
             return Err(status_error(404));
@@ -1726,7 +1730,11 @@ impl ProxyHttp for AuroraProxy {
         if let Some(module) = session.downstream_modules_ctx.get::<ResponseTranslator>() {
             observe::response_work(ctx, module.busy());
         }
-        observe::adopt_answering_model(ctx);
+        if let Some(model) = observe::delegated_answering_model(ctx) {
+            // Read in the subrequest, which has no request span to write it on.
+            telemetry::response_model(ctx, &model);
+            observe::answering_model(ctx, model);
+        }
         let req = session.req_header();
         let read = matches!(req.method, http::Method::GET | http::Method::HEAD);
         observe::settle_usage(ctx, read, |ctx| observe::RequestEnd {

@@ -3,7 +3,7 @@
 //! answered. The hooks call these; the figures are plain subtractions of instants.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,9 @@ pub struct Observation {
     shared: Option<Arc<SharedTimings>>,
     /// The exchange with the provider happened in a subrequest, which counts its errors.
     delegated: bool,
+    /// An attempt at a provider began (its connection included), here or in the
+    /// subrequest: the request is that provider's, failed or not.
+    attempted: bool,
     /// Reads the provider's answer as it passes, for its token usage.
     meter: Option<UsageMeter>,
     /// What this request's own exchange charges its answer, as the meter gave it.
@@ -110,6 +113,11 @@ impl Observation {
         self.model_label.as_deref()
     }
 
+    /// [`Self::model_label`], to hand on (to a subrequest's trace).
+    pub fn shared_model_label(&self) -> Option<Arc<str>> {
+        self.model_label.clone()
+    }
+
     /// The model the request asked for, when the gateway read it from the request.
     pub fn request_model(&self) -> Option<&str> {
         self.model.as_deref().filter(|_| !self.model_from_answer)
@@ -143,6 +151,16 @@ impl Observation {
     pub fn first_byte(&self) -> Option<Duration> {
         self.first_byte
             .or_else(|| self.shared.as_ref().and_then(|s| load(&s.first_byte_ns)))
+    }
+
+    /// Whether an attempt at a provider began, in this request or in the subrequest it
+    /// handed its exchange to.
+    pub fn attempted(&self) -> bool {
+        self.attempted
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|s| s.attempted.load(Ordering::Relaxed))
     }
 
     /// Where the latest attempt's answer stands: this request's, or its subrequest's.
@@ -220,6 +238,8 @@ pub struct SharedTimings {
     model: Mutex<Option<String>>,
     /// Where the subrequest's latest attempt's answer stands ([`AnswerState`]).
     answer: AtomicU8,
+    /// A subrequest began an attempt at a provider.
+    attempted: AtomicBool,
     /// Attempts the gateway stopped waiting for, the provider having the call, by
     /// either request.
     given_up: AtomicU32,
@@ -242,6 +262,13 @@ struct StartedHandoff {
 fn store(cell: &AtomicU64, d: Duration) {
     let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1);
     cell.store(ns + 1, Ordering::Relaxed);
+}
+
+/// [`store`], unless the cell holds a value already.
+fn store_first(cell: &AtomicU64, d: Duration) {
+    let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1);
+    // Lost only to a value stored first, which is the one to keep.
+    let _ = cell.compare_exchange(0, ns + 1, Ordering::Relaxed, Ordering::Relaxed);
 }
 
 fn load(cell: &AtomicU64) -> Option<Duration> {
@@ -292,6 +319,14 @@ pub fn model_routed(ctx: &mut RequestContext, model: String) {
     ctx.obs.model = Some(model);
 }
 
+/// An attempt at the provider begins (each attempt, before its connection).
+pub fn attempt_began(ctx: &mut RequestContext) {
+    ctx.obs.attempted = true;
+    if let Some(shared) = &ctx.obs.shared {
+        shared.attempted.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The request header is about to go to the provider (each attempt).
 pub fn upstream_request_ready(ctx: &mut RequestContext) {
     let now = ctx.started.elapsed();
@@ -302,7 +337,10 @@ pub fn upstream_request_ready(ctx: &mut RequestContext) {
     }
     ctx.obs.upstream_sent = Some(now);
     if let Some(shared) = &ctx.obs.shared {
-        store(&shared.overhead_ns, now);
+        // Each attempt past the replay buffer is a subrequest of its own, which starts
+        // knowing nothing: the first attempt's stands, failed ones and waits after it
+        // are not the gateway's.
+        store_first(&shared.overhead_ns, now);
     }
 }
 
@@ -627,21 +665,18 @@ pub fn answering_model(ctx: &mut RequestContext, model: String) {
     ctx.obs.model_from_answer = true;
 }
 
-/// The main request of a subrequest takes the model its answer named, before it is
-/// priced, counted and logged: as its model when it knew none (a `/p/` call), else as
-/// the model that answered.
-pub fn adopt_answering_model(ctx: &mut RequestContext) {
+/// The model a subrequest's answer named, for its main request to take with
+/// [`answering_model`] (and its trace) before it is priced, counted and logged: as its
+/// model when it knew none (a `/p/` call), else as the model that answered. `None`
+/// for a request that handed no exchange to a subrequest.
+pub fn delegated_answering_model(ctx: &RequestContext) -> Option<String> {
     if !ctx.obs.delegated {
-        return;
+        return None;
     }
-    let named = ctx
-        .obs
+    ctx.obs
         .shared
         .as_ref()
-        .and_then(|s| s.model.lock().ok().and_then(|mut m| m.take()));
-    if let Some(model) = named {
-        answering_model(ctx, model);
-    }
+        .and_then(|s| s.model.lock().ok().and_then(|mut m| m.take()))
 }
 
 /// This request's answer is charged `charge`.
@@ -1009,7 +1044,7 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
     let Some(h) = &ctx.obs.handles else {
         return;
     };
-    let provider = h.provider(ctx.provider_name());
+    let provider = h.provider(ctx.attempted_provider().map(|p| p.name.as_str()));
     h.request_finished(&RequestOutcome {
         route: ctx.route_kind,
         provider: h.provider_label(provider),
@@ -1461,7 +1496,9 @@ mod tests {
         subrequest_began(&mut sub, shared);
         model_routed(&mut sub, "gpt-4o-latest".into());
         answering_model(&mut sub, "gpt-4o-2024-08-06".into());
-        adopt_answering_model(&mut main);
+        if let Some(model) = delegated_answering_model(&main) {
+            answering_model(&mut main, model);
+        }
         assert_eq!(main.obs.model(), Some("gpt-4o-latest"));
         assert_eq!(input_price(&main), Some(2.0));
         // The model that answered comes first: the provider bills it, whatever was

@@ -163,6 +163,10 @@ impl GuardedStream {
             .and_then(|d| d.peer_addr().map(|a| a.to_string()))
             .unwrap_or_else(|| "-".to_string());
         log::info!("client {peer}: {message}");
+        // Pingora drops the request unlogged: it is counted here, where it ends.
+        if let Some(metrics) = crate::metrics::metrics() {
+            metrics.header_cut(err.status);
+        }
         self.cut = Some(Cut {
             breach,
             answer: breach.answer(limits),

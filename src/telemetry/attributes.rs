@@ -20,6 +20,12 @@ pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
 pub const INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
 /// `gen_ai.usage.output_tokens`.
 pub const OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
+/// The request's token counts were estimated (as the access line's `tokens_estimated`).
+pub const USAGE_ESTIMATED: &str = "aurora.usage.estimated";
+/// Estimated input tokens (cached input included), in place of [`INPUT_TOKENS`].
+pub const ESTIMATED_INPUT_TOKENS: &str = "aurora.usage.estimated_input_tokens";
+/// Estimated output tokens, in place of [`OUTPUT_TOKENS`].
+pub const ESTIMATED_OUTPUT_TOKENS: &str = "aurora.usage.estimated_output_tokens";
 /// `server.address`: the provider's host.
 pub const SERVER_ADDRESS: &str = "server.address";
 /// `server.port`: the provider's port.
@@ -42,16 +48,20 @@ pub fn traced_route(route: &str) -> bool {
     !matches!(route, "health" | "root" | "metrics")
 }
 
-/// The `gen_ai.operation.name` of a request on `route` that was routed to a model
-/// (`routed_model`); for passthrough, read from the provider path
-/// (`…/chat/completions`). `None`: not a generative AI call.
+/// The `gen_ai.operation.name` of a `method` request on `route` that was routed to a
+/// model (`routed_model`); for passthrough, read from the provider path
+/// (`…/chat/completions`) of a `POST`, as the same path read (`GET` lists stored
+/// completions) calls no model. `None`: not a generative AI call.
 pub fn operation(
     route: &str,
+    method: &str,
     routed_model: bool,
     upstream_path: Option<&str>,
 ) -> Option<&'static str> {
     if route == "passthrough" {
-        return upstream_path.and_then(operation_of_path);
+        return upstream_path
+            .filter(|_| method == "POST")
+            .and_then(operation_of_path);
     }
     if !routed_model {
         // `GET /v1/responses/{id}` reads a stored answer; nothing was generated.
@@ -118,7 +128,8 @@ pub fn gen_ai(
     provider: Option<&Provider>,
     model: Option<&str>,
 ) -> Vec<KeyValue> {
-    let mut out = Vec::with_capacity(7);
+    // Room for an attempt's method too.
+    let mut out = Vec::with_capacity(8);
     if let Some(op) = operation {
         out.push(KeyValue::new(OPERATION, op));
     }
@@ -152,6 +163,16 @@ pub fn usage(input: Option<u64>, output: Option<u64>) -> Vec<KeyValue> {
         .collect()
 }
 
+/// Token counts the gateway estimated (the provider reported none, or not all): kept
+/// apart from the convention's, which say what the provider reported.
+pub fn estimated_usage(input: u64, output: u64) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new(USAGE_ESTIMATED, true),
+        KeyValue::new(ESTIMATED_INPUT_TOKENS, count(input)),
+        KeyValue::new(ESTIMATED_OUTPUT_TOKENS, count(output)),
+    ]
+}
+
 /// The top-level `model` of a JSON answer (OpenAI's and Anthropic's both have one).
 pub fn model_of_json(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -176,18 +197,27 @@ mod tests {
 
     #[test]
     fn model_routes_name_their_generative_ai_operation() {
-        assert_eq!(operation("chat_completions", true, None), Some("chat"));
-        assert_eq!(operation("messages", true, None), Some("chat"));
-        assert_eq!(operation("embeddings", true, None), Some("embeddings"));
-        assert_eq!(operation("responses", true, None), Some("responses"));
-        assert_eq!(operation("count_tokens", true, None), None);
-        assert_eq!(operation("responses", false, None), None);
-        assert_eq!(operation("models", false, None), None);
+        let op = |route, routed| operation(route, "POST", routed, None);
+        assert_eq!(op("chat_completions", true), Some("chat"));
+        assert_eq!(op("messages", true), Some("chat"));
+        assert_eq!(op("embeddings", true), Some("embeddings"));
+        assert_eq!(op("responses", true), Some("responses"));
+        assert_eq!(op("count_tokens", true), None);
+        assert_eq!(op("responses", false), None);
+        assert_eq!(operation("models", "GET", false, None), None);
+    }
+
+    #[test]
+    fn a_passthrough_read_of_a_model_path_is_no_operation() {
+        for method in ["GET", "DELETE", "HEAD"] {
+            let path = Some("/v1/chat/completions");
+            assert_eq!(operation("passthrough", method, false, path), None);
+        }
     }
 
     #[test]
     fn a_passthrough_operation_is_read_from_the_provider_path() {
-        let op = |path| operation("passthrough", false, Some(path));
+        let op = |path| operation("passthrough", "POST", false, Some(path));
         assert_eq!(op("/v1/chat/completions?x=1"), Some("chat"));
         assert_eq!(op("/v1/messages"), Some("chat"));
         assert_eq!(op("/api/paas/v4/embeddings"), Some("embeddings"));
@@ -226,6 +256,17 @@ mod tests {
             usage(None, Some(5)),
             vec![KeyValue::new(OUTPUT_TOKENS, 5_i64)]
         );
+    }
+
+    #[test]
+    fn estimated_token_counts_are_marked_and_apart_from_reported_ones() {
+        let estimated = estimated_usage(12, 3);
+        assert_eq!(estimated[0], KeyValue::new(USAGE_ESTIMATED, true));
+        assert_eq!(estimated[1], KeyValue::new(ESTIMATED_INPUT_TOKENS, 12_i64));
+        assert_eq!(estimated[2], KeyValue::new(ESTIMATED_OUTPUT_TOKENS, 3_i64));
+        assert!(!estimated
+            .iter()
+            .any(|kv| [INPUT_TOKENS, OUTPUT_TOKENS].contains(&kv.key.as_str())));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! calls; with tracing off each returns at its first line and no span exists.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{Span as _, SpanContext, SpanKind, Status, Tracer as _};
@@ -31,6 +32,8 @@ pub struct RequestTrace {
     attempt: Option<Box<Span>>,
     /// In a subrequest: the model the main request routed to.
     handed_model: Option<String>,
+    /// In a subrequest: that model's bounded label, which names the attempt.
+    handed_label: Option<Arc<str>>,
 }
 
 impl fmt::Debug for RequestTrace {
@@ -47,6 +50,7 @@ impl fmt::Debug for RequestTrace {
 pub struct TraceHandoff {
     parent: Option<SpanContext>,
     model: Option<String>,
+    label: Option<Arc<str>>,
 }
 
 /// The request was routed: its span starts (at its arrival), as a child of the
@@ -82,6 +86,7 @@ pub fn handoff(ctx: &RequestContext) -> TraceHandoff {
     TraceHandoff {
         parent: ctx.trace.parent.clone(),
         model: ctx.obs.model().map(str::to_string),
+        label: ctx.obs.shared_model_label(),
     }
 }
 
@@ -89,11 +94,12 @@ pub fn handoff(ctx: &RequestContext) -> TraceHandoff {
 pub fn subrequest_began(ctx: &mut RequestContext, handoff: TraceHandoff) {
     ctx.trace.parent = handoff.parent;
     ctx.trace.handed_model = handoff.model;
+    ctx.trace.handed_label = handoff.label;
 }
 
-/// An attempt at the provider begins (before its connection). An attempt still open
-/// was abandoned for this one.
-pub fn attempt_began(ctx: &mut RequestContext) {
+/// An attempt at the provider begins (before its connection), sending the client's
+/// `method`. An attempt still open was abandoned for this one.
+pub fn attempt_began(ctx: &mut RequestContext, method: &str) {
     let Some(tracer) = tracer() else {
         return;
     };
@@ -105,20 +111,29 @@ pub fn attempt_began(ctx: &mut RequestContext) {
         return;
     };
     let provider = Some(&*upstream.provider);
-    let model = ctx.obs.model().or(ctx.trace.handed_model.as_deref());
+    // A subrequest routes no model of its own: the main request's stands.
+    let (model, label) = match ctx.obs.model() {
+        Some(model) => (Some(model), ctx.obs.model_label()),
+        None => (
+            ctx.trace.handed_model.as_deref(),
+            ctx.trace.handed_label.as_deref(),
+        ),
+    };
     let upstream_path = Some(upstream.path_and_query.as_str());
-    let operation = attributes::operation(ctx.route_kind, model.is_some(), upstream_path);
+    let operation = attributes::operation(ctx.route_kind, method, model.is_some(), upstream_path);
     // Named by the bounded label: a client's made-up model names no span.
-    let named = model.map(|_| ctx.obs.model_label().unwrap_or(OTHER_MODEL));
+    let named = model.map(|_| label.unwrap_or(OTHER_MODEL));
+    let mut described = attributes::gen_ai(operation, provider, model);
+    described.push(KeyValue::new(attributes::METHOD, method.to_string()));
     let span = tracer
         .span_builder(attributes::span_name(
             operation,
             named,
-            "POST",
+            method,
             ctx.route_kind,
         ))
         .with_kind(SpanKind::Client)
-        .with_attributes(attributes::gen_ai(operation, provider, model))
+        .with_attributes(described)
         .start_with_context(tracer, &propagation::child_of(parent));
     ctx.trace.attempt = Some(Box::new(span));
 }
@@ -205,11 +220,19 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
     }
     if let Some(usage) = ctx.obs.usage() {
         let input = usage.input + usage.cache_read + usage.cache_write;
-        tokens_reported(ctx, Some(input), Some(usage.output));
+        if ctx.obs.usage_estimated() {
+            // Not what the provider reported: the convention's names stay unset.
+            if let Some(span) = ctx.trace.span.as_mut() {
+                span.set_attributes(attributes::estimated_usage(input, usage.output));
+            }
+        } else {
+            tokens_reported(ctx, Some(input), Some(usage.output));
+        }
     }
-    let operation = operation(ctx);
+    let method = session.req_header().method.as_str();
+    let operation = operation(ctx, method);
     let model = ctx.obs.request_model();
-    let provider = ctx.upstream.as_ref().map(|u| &*u.provider);
+    let provider = ctx.attempted_provider();
     let status = session
         .response_written()
         .map(|r| r.status.as_u16())
@@ -223,12 +246,7 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
         _ if answered => model,
         _ => OTHER_MODEL,
     });
-    let name = attributes::span_name(
-        operation,
-        named,
-        session.req_header().method.as_str(),
-        ctx.route_kind,
-    );
+    let name = attributes::span_name(operation, named, method, ctx.route_kind);
     let gen_ai = attributes::gen_ai(operation, provider, model);
     let Some(mut span) = ctx.trace.span.take() else {
         return;
@@ -251,11 +269,12 @@ pub fn request_finished(session: &Session, e: Option<&Error>, ctx: &mut RequestC
     span.end();
 }
 
-/// The request's generative AI operation, if it is one.
-fn operation(ctx: &RequestContext) -> Option<&'static str> {
+/// The generative AI operation of the request, sent with `method`, if it is one.
+fn operation(ctx: &RequestContext, method: &str) -> Option<&'static str> {
     let upstream_path = ctx.upstream.as_ref().map(|u| u.path_and_query.as_str());
     attributes::operation(
         ctx.route_kind,
+        method,
         ctx.obs.request_model().is_some(),
         upstream_path,
     )
