@@ -350,3 +350,35 @@ async fn a_key_of_the_wrong_type_leaves_the_rest_of_a_write_made() {
     let _ = store.flush().await;
     assert_eq!(redis.zcard(slots), 0, "the slot was not given back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_made_while_a_lease_is_asked_for_counts_in_that_lease() {
+    // Redis 200 ms away: the charge comes while the lease is on its way, so Redis's
+    // answer cannot hold it (it is sent 20 ms after it, behind the lease).
+    let redis = RedisServer::start();
+    let far = Relay::start_far(redis.port, Duration::from_millis(100), Duration::ZERO).await;
+    let store = std::sync::Arc::new(RedisStore::new(&far.url()).unwrap());
+    let limits = KeyLimits {
+        tokens_per_minute: Some(1000),
+        ..KeyLimits::default()
+    };
+    // Connected, and the lease script loaded, by another key's lease.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.admit("key:another", &limits, NOW).await.is_err() {
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let asking = {
+        let store = std::sync::Arc::clone(&store);
+        tokio::spawn(async move { admitted(&store, &limits).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.charge(SUBJECT, &limits, 1000, 0.0, NOW).unwrap();
+    assert!(asking.await.unwrap(), "the lease was granted");
+    let next = store.admit(SUBJECT, &limits, NOW).await.unwrap();
+    assert_eq!(
+        next.refused.map(|r| r.0),
+        Some(Refusal::Tokens),
+        "the minute's tokens were spent by this replica's own charge"
+    );
+}

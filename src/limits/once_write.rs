@@ -246,6 +246,17 @@ impl InDoubt {
         self.subjects.contains_key(subject)
     }
 
+    /// What the writes of `subject` in doubt add to its counter `key`.
+    pub fn adds_to(&self, subject: &str, key: &str) -> i64 {
+        (self.writes.iter().filter(|w| w.subject == subject))
+            .flat_map(|w| &w.ops)
+            .filter_map(|(k, op)| match op {
+                Op::Incr { by, .. } if k == key => Some(*by),
+                _ => None,
+            })
+            .fold(0, i64::saturating_add)
+    }
+
     /// `writes`, just sent, whose answers were lost, to send again for [`RESENT_FOR`]
     /// at most (Redis keeps their ids longer); but those with nothing to write or
     /// whose time has passed.

@@ -18,9 +18,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use redis::Script;
 
-use super::lease::{Granted, LeaseBook, LEASE_MAX, LEASE_SHARE};
+use super::lease::{Granted, LeaseBook, Spend, LEASE_MAX, LEASE_SHARE};
 use super::once_write::{once_key, OnceWrite, IDS_KEPT_SECS};
-use super::pending::Counters;
 use super::period::{budget_period, minute_window};
 use super::redis_link::{key, limit_arg, micros, usage_key, Called, Link};
 use super::redis_scripts::{ADMIT, LEASE};
@@ -190,11 +189,20 @@ impl RedisStore {
             key(subject, "usd", period),
             key(subject, "btok", period),
         ];
-        let mut taken = Counters::default();
-        for k in &keys[1..] {
-            if let Some(add) = self.writer.take(subject, k) {
-                taken.insert(k.clone(), add);
-            }
+        // Marked before the waiting charges are taken: each charge made here is then
+        // in what goes with the request or in what the new lease adds to its answer.
+        self.leases.asking(subject, limits, now);
+        let (taken, behind) = self
+            .writer
+            .take_for_lease(subject, [&keys[1], &keys[2], &keys[3]]);
+        if behind != [0; 3] {
+            let [tokens, usd_micros, budget_tokens] = behind;
+            let spend = Spend {
+                tokens,
+                usd_micros,
+                budget_tokens,
+            };
+            self.leases.not_sent(subject, spend);
         }
         let adding = |k: &String| taken.get(k).map_or(0, |a| a.by);
         // The charges go under an id of their own: sent again after a lost answer,
@@ -308,7 +316,6 @@ impl LimitStore for RedisStore {
         now: u64,
     ) -> Result<(), StoreError> {
         let micros = usd_micros(usd);
-        self.leases.charged(subject, limits, tokens, micros, now);
         let by = i64::try_from(tokens).unwrap_or(i64::MAX);
         if limits.tokens_per_minute.is_some() {
             let (minute, left) = minute_window(now);
@@ -324,6 +331,9 @@ impl LimitStore for RedisStore {
             self.writer
                 .charge(subject, key(subject, "btok", period), by, ttl);
         }
+        // After the writer has it: a lease request taking the waiting charges between
+        // the two then sends it, or finds it here (see `take_lease`).
+        self.leases.charged(subject, limits, tokens, micros, now);
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::once_write::{forget_later, writes_of, OnceWrite, WriteIds};
-use super::pending::{Counters, Increment, Pending};
+use super::pending::{Counters, Pending};
 use super::redis_link::{Called, Link};
 use super::redis_scripts::APPLY_ONCE;
 use super::{SlotId, StoreError, UsageRecord};
@@ -110,14 +110,17 @@ impl Writer {
         self.wake();
     }
 
-    /// Takes what waits for `subject`'s counter `key`, to send it with a lease;
-    /// nothing while a write of the subject is in doubt.
-    pub fn take(&self, subject: &str, key: &str) -> Option<Increment> {
-        let mut p = self.pending.lock().ok()?;
-        if p.in_doubt.holds(subject) {
-            return None;
+    /// Takes what waits for `subject`'s counters `keys`, to send with a lease, and
+    /// tells how much of each stays behind ([`Pending::take_for_lease`]).
+    pub fn take_for_lease<const N: usize>(
+        &self,
+        subject: &str,
+        keys: [&str; N],
+    ) -> (Counters, [u64; N]) {
+        match self.pending.lock() {
+            Ok(mut p) => p.take_for_lease(subject, keys),
+            Err(_) => (Counters::default(), [0; N]),
         }
-        p.take_one(subject, key)
     }
 
     /// Puts back counters of `subject` taken to be sent with a lease that was not
