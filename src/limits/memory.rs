@@ -42,11 +42,32 @@ impl Window {
     }
 }
 
+/// What a subject spent of its budget in the current period of each kind, so that a
+/// budget whose kind a reload changes, then changes back, finds what it spent (as
+/// Redis does, where each period is a key of its own).
 #[derive(Debug, Default)]
 struct Spent {
-    /// The kind of period counted (`None`: nothing counted yet).
-    kind: Option<BudgetPeriod>,
-    /// Which period of that kind.
+    /// By kind: day, week, month.
+    kinds: [PeriodSpent; 3],
+}
+
+impl Spent {
+    /// The spend of `kind`'s period that `now` falls in, and the seconds left of it.
+    fn roll(&mut self, now: u64, kind: BudgetPeriod) -> (&mut PeriodSpent, u64) {
+        let slot = match kind {
+            BudgetPeriod::Day => 0,
+            BudgetPeriod::Week => 1,
+            BudgetPeriod::Month => 2,
+        };
+        let spent = &mut self.kinds[slot];
+        let left = spent.roll(now, kind);
+        (spent, left)
+    }
+}
+
+#[derive(Debug, Default)]
+struct PeriodSpent {
+    /// Which period of its kind.
     period: u64,
     /// When it ends (Unix seconds): until then the calendar need not be read again.
     ends: u64,
@@ -54,18 +75,16 @@ struct Spent {
     tokens: u64,
 }
 
-impl Spent {
+impl PeriodSpent {
     /// Turns to the period of `kind` that `now` falls in when the one counted has
-    /// ended (or the budget's kind has changed), starting its counts from zero;
-    /// returns the seconds left of it.
+    /// ended, starting its counts from zero; returns the seconds left of it.
     fn roll(&mut self, now: u64, kind: BudgetPeriod) -> u64 {
-        if now >= self.ends || self.kind != Some(kind) {
+        if now >= self.ends {
             let (period, left) = budget_period(now, kind);
-            if self.kind != Some(kind) || self.period != period {
-                *self = Spent {
-                    kind: Some(kind),
+            if self.period != period {
+                *self = PeriodSpent {
                     period,
-                    ..Spent::default()
+                    ..PeriodSpent::default()
                 };
             }
             self.ends = now + left;
@@ -114,8 +133,8 @@ impl MemoryStore {
         let (minute, window_left) = minute_window(now);
         let mut refused = None;
         if let Some(budget) = limits.budget {
-            let mut spent = counters.budget.lock().map_err(poisoned)?;
-            let period_left = spent.roll(now, budget.period);
+            let mut kinds = counters.budget.lock().map_err(poisoned)?;
+            let (spent, period_left) = kinds.roll(now, budget.period);
             let over_usd = budget
                 .usd
                 .is_some_and(|usd| spent.usd_micros >= usd_micros(usd));
@@ -192,11 +211,11 @@ impl LimitStore for MemoryStore {
             window.tokens = window.tokens.saturating_add(tokens);
         }
         if let Some(budget) = limits.budget {
-            let mut spent = counters.budget.lock().map_err(poisoned)?;
+            let mut kinds = counters.budget.lock().map_err(poisoned)?;
             // Charged as the key is limited now (the proxy charges by the live
             // config): a call admitted before a reload changed the period's kind counts
             // in the new kind's period, which the next admission keeps.
-            spent.roll(now, budget.period);
+            let (spent, _) = kinds.roll(now, budget.period);
             spent.tokens = spent.tokens.saturating_add(tokens);
             spent.usd_micros = spent.usd_micros.saturating_add(usd_micros(usd));
         }
@@ -390,6 +409,36 @@ mod tests {
         assert!(refused(&month, new_year + 1).is_some());
         // The same key's budget made daily (a config read again): counted from zero.
         assert_eq!(refused(&monthly(BudgetPeriod::Day), new_year + 2), None);
+    }
+
+    #[test]
+    fn a_budget_made_daily_then_monthly_again_finds_the_months_spend() {
+        let store = MemoryStore::default();
+        let budget = |period| KeyLimits {
+            budget: Some(Budget {
+                usd: Some(1.0),
+                tokens: None,
+                period,
+            }),
+            ..KeyLimits::default()
+        };
+        let (monthly, daily) = (budget(BudgetPeriod::Month), budget(BudgetPeriod::Day));
+        let refused = |limits: &KeyLimits, now| {
+            let a = store.decide("key:a", limits, now).unwrap();
+            a.refused.map(|r| r.0)
+        };
+        store.charge("key:a", &monthly, 0, 1.0, NOW).unwrap();
+        assert_eq!(refused(&monthly, NOW + 1), Some(Refusal::Budget));
+        // Two reloads: the budget made daily (today's spend starts at nothing), then
+        // monthly again.
+        assert_eq!(refused(&daily, NOW + 2), None);
+        store.charge("key:a", &daily, 0, 0.25, NOW + 3).unwrap();
+        assert_eq!(
+            refused(&monthly, NOW + 4),
+            Some(Refusal::Budget),
+            "the month's dollar was spent"
+        );
+        assert_eq!(refused(&daily, NOW + 5), None, "a quarter of today's");
     }
 
     #[test]
