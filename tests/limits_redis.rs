@@ -282,7 +282,7 @@ async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
         requests: 1,
         input: 10,
         output: 4,
-        cost_micros: 250,
+        cost_nanos: 250_000,
         estimated: 1,
         ..UsageRecord::default()
     };
@@ -298,10 +298,31 @@ async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
     let usage = store.usage("team-a", today - 6, today).await.unwrap();
     assert_eq!(usage["gpt-4o"].requests, 2);
     assert_eq!(usage["gpt-4o"].input, 20);
-    assert_eq!(usage["gpt-4o"].cost_micros, 500);
+    assert_eq!(usage["gpt-4o"].cost_nanos, 500_000);
     assert_eq!(usage["gpt-4o"].estimated, 2);
     assert_eq!(usage["claude"].output, 4);
     assert_eq!(usage.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cost_in_the_usage_report_written_in_millionths_before_an_upgrade_still_counts() {
+    use aurora::limits::{LimitStore, RedisStore, UsageRecord};
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    // A replica before wrote costs in millionths, as `MODEL|cost_micros`.
+    let day = "aurora:{key:team-a}:usage:20426";
+    redis.run(&["HINCRBY", day, "gpt-4o|cost_micros", "250"]);
+    let one = UsageRecord {
+        requests: 1,
+        cost_nanos: 400,
+        ..UsageRecord::default()
+    };
+    store
+        .record_usage("team-a", "gpt-4o", 20_426, &one)
+        .unwrap();
+    let usage = store.usage("team-a", 20_426, 20_426).await.unwrap();
+    assert_eq!(usage["gpt-4o"].cost_nanos, 250_400);
+    assert!(redis.hgetall(day).contains_key("gpt-4o|cost_nanos"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::period::{budget_period, minute_window};
-use super::{usd_micros, Admission, RateState, Refusal};
+use super::{usd_nanos, Admission, RateState, Refusal};
 use crate::config::KeyLimits;
 use crate::lookup::LookupMap;
 
@@ -27,9 +27,9 @@ pub struct Granted {
     pub refused: Option<(Refusal, u64)>,
     /// The minute's requests counted in Redis, this lease included.
     pub requests: u64,
-    /// The minute's tokens, the budget's USD (millionths) and tokens spent, in Redis.
+    /// The minute's tokens, the budget's USD (billionths) and tokens spent, in Redis.
     pub tokens: u64,
-    pub usd_micros: u64,
+    pub usd_nanos: u64,
     pub budget_tokens: u64,
     /// Calls the lease covers (0 when refused), the one asking included.
     pub calls: u64,
@@ -40,15 +40,15 @@ pub struct Granted {
 pub struct Spend {
     /// Of the minute's tokens.
     pub tokens: u64,
-    /// Of the budget: US dollars (millionths) and tokens.
-    pub usd_micros: u64,
+    /// Of the budget: US dollars (billionths) and tokens.
+    pub usd_nanos: u64,
     pub budget_tokens: u64,
 }
 
 impl Spend {
     fn add(&mut self, more: Spend) {
         self.tokens = self.tokens.saturating_add(more.tokens);
-        self.usd_micros = self.usd_micros.saturating_add(more.usd_micros);
+        self.usd_nanos = self.usd_nanos.saturating_add(more.usd_nanos);
         self.budget_tokens = self.budget_tokens.saturating_add(more.budget_tokens);
     }
 }
@@ -96,7 +96,7 @@ struct Lease {
     left: u64,
     requests: u64,
     tokens: u64,
-    usd_micros: u64,
+    usd_nanos: u64,
     budget_tokens: u64,
     /// A refusal Redis gave, and the Unix second it ends.
     refused: Option<(Refusal, u64)>,
@@ -117,7 +117,7 @@ impl Lease {
 
     fn add(&mut self, spend: Spend) {
         self.tokens = self.tokens.saturating_add(spend.tokens);
-        self.usd_micros = self.usd_micros.saturating_add(spend.usd_micros);
+        self.usd_nanos = self.usd_nanos.saturating_add(spend.usd_nanos);
         self.budget_tokens = self.budget_tokens.saturating_add(spend.budget_tokens);
     }
 
@@ -127,7 +127,7 @@ impl Lease {
         let l = &self.scope.limits;
         l.tokens_per_minute.is_some_and(|t| self.tokens >= t)
             || l.budget.is_some_and(|b| {
-                b.usd.is_some_and(|usd| self.usd_micros >= usd_micros(usd))
+                b.usd.is_some_and(|usd| self.usd_nanos >= usd_nanos(usd))
                     || b.tokens.is_some_and(|t| self.budget_tokens >= t)
             })
     }
@@ -241,7 +241,7 @@ impl LeaseBook {
             left: granted.calls.saturating_sub(1),
             requests: granted.requests,
             tokens: granted.tokens,
-            usd_micros: granted.usd_micros,
+            usd_nanos: granted.usd_nanos,
             budget_tokens: granted.budget_tokens,
             refused: granted
                 .refused
@@ -280,7 +280,7 @@ impl LeaseBook {
         };
         let spend = Spend {
             tokens,
-            usd_micros: usd,
+            usd_nanos: usd,
             budget_tokens: tokens,
         };
         if lease.current(limits, now) {
@@ -308,7 +308,7 @@ mod tests {
             refused: None,
             requests,
             tokens: 0,
-            usd_micros: 0,
+            usd_nanos: 0,
             budget_tokens: 0,
             calls,
         }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::charged_once::ChargedResponses;
 use super::period::{budget_period, minute_window};
 use super::{
-    usd_micros, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
+    usd_nanos, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
     USAGE_DAYS_KEPT,
 };
 use crate::config::{BudgetPeriod, KeyLimits};
@@ -71,7 +71,7 @@ struct PeriodSpent {
     period: u64,
     /// When it ends (Unix seconds): until then the calendar need not be read again.
     ends: u64,
-    usd_micros: u64,
+    usd_nanos: u64,
     tokens: u64,
 }
 
@@ -137,7 +137,7 @@ impl MemoryStore {
             let (spent, period_left) = kinds.roll(now, budget.period);
             let over_usd = budget
                 .usd
-                .is_some_and(|usd| spent.usd_micros >= usd_micros(usd));
+                .is_some_and(|usd| spent.usd_nanos >= usd_nanos(usd));
             let over_tokens = budget.tokens.is_some_and(|t| spent.tokens >= t);
             if over_usd || over_tokens {
                 refused = Some((Refusal::Budget, period_left));
@@ -217,7 +217,7 @@ impl LimitStore for MemoryStore {
             // in the new kind's period, which the next admission keeps.
             let (spent, _) = kinds.roll(now, budget.period);
             spent.tokens = spent.tokens.saturating_add(tokens);
-            spent.usd_micros = spent.usd_micros.saturating_add(usd_micros(usd));
+            spent.usd_nanos = spent.usd_nanos.saturating_add(usd_nanos(usd));
         }
         Ok(())
     }
@@ -439,6 +439,27 @@ mod tests {
             "the month's dollar was spent"
         );
         assert_eq!(refused(&daily, NOW + 5), None, "a quarter of today's");
+    }
+
+    #[test]
+    fn calls_too_cheap_for_a_millionth_of_a_dollar_each_add_up_to_the_budget() {
+        let store = MemoryStore::default();
+        let limits = KeyLimits {
+            budget: Some(Budget {
+                usd: Some(0.001),
+                tokens: None,
+                period: BudgetPeriod::Day,
+            }),
+            ..KeyLimits::default()
+        };
+        // 20 tokens of a cheap embedding model each: $0.0000004 a call.
+        for _ in 0..2_600 {
+            store
+                .charge("key:a", &limits, 20, 0.000_000_4, NOW)
+                .unwrap();
+        }
+        let a = store.decide("key:a", &limits, NOW).unwrap();
+        assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Budget), "$0.00104");
     }
 
     #[test]
