@@ -271,6 +271,17 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
     /// remembered); nothing is marked.
     async fn was_charged(&self, answer: &AnswerKey, now: u64) -> Result<bool, StoreError>;
 
+    /// Whether the counters outlive this process (Redis): only then is what a request
+    /// used worth charging while the process stops.
+    fn outlives_process(&self) -> bool {
+        false
+    }
+
+    /// Writes what waits to be written (charges and usage gathered a moment) as the
+    /// process ends, its server's runtimes gone, within `bound`. The memory store keeps
+    /// nothing elsewhere: nothing to do.
+    fn write_out_at_exit(&self, _bound: std::time::Duration) {}
+
     /// Where the background work each replica polls is kept for the others (Redis);
     /// `None` (the default, the memory store) when a replica's own list is all there
     /// is.

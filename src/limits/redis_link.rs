@@ -224,6 +224,17 @@ impl Link {
         called
     }
 
+    /// Forgets the connection, any try at one under way and the quiet after a loss:
+    /// the runtime that drove them is gone (the server stopped), and the next call
+    /// makes a connection anew on its own.
+    pub fn start_over(&self) {
+        self.connection.store(None);
+        if let Ok(mut underway) = self.underway.lock() {
+            *underway = None;
+        }
+        self.quiet_until_ms.store(0, Ordering::Relaxed);
+    }
+
     /// The connection when it has been made (and not dropped since).
     pub fn made(&self) -> Option<ConnectionManager> {
         self.connection

@@ -410,6 +410,28 @@ impl LimitStore for RedisStore {
         Some(&self.watches)
     }
 
+    fn outlives_process(&self) -> bool {
+        true
+    }
+
+    /// On a runtime of its own, and a connection made anew: those of the server went
+    /// with its runtimes.
+    fn write_out_at_exit(&self, bound: std::time::Duration) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let written = runtime.map(|runtime| {
+            self.link.start_over();
+            // The timer is made inside the runtime, which it needs.
+            runtime.block_on(async { tokio::time::timeout(bound, self.writer.write_out()).await })
+        });
+        if !matches!(written, Ok(Ok(()))) {
+            log::warn!(
+                "charges and usage not all written to Redis at exit within {bound:?}: they are lost"
+            );
+        }
+    }
+
     /// One `SET NX` every replica asks: the first sets it.
     async fn first_charge(&self, answer: &AnswerKey, _now: u64) -> Result<bool, StoreError> {
         let mut conn = self.link.connection().await?;

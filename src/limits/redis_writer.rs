@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::once_write::{forget_later, writes_of, OnceWrite, WriteIds};
 use super::pending::{Counters, Pending};
-use super::redis_link::{Called, Link};
+use super::redis_link::{Called, Link, QUIET_AFTER_LOSS};
 use super::redis_scripts::APPLY_ONCE;
 use super::{SlotId, StoreError, UsageRecord};
 
@@ -210,6 +210,18 @@ impl Writer {
         outcome
     }
 
+    /// Sends everything waiting, again and again (what waits behind a write in doubt
+    /// goes once that is answered; Redis away is asked again a moment later) until
+    /// nothing waits. Bound it with a timeout: while Redis takes nothing, it never
+    /// ends.
+    pub async fn write_out(&self) {
+        while !self.pending.lock().map_or(true, |p| p.is_empty()) {
+            if self.flush().await.is_err() {
+                tokio::time::sleep(QUIET_AFTER_LOSS).await;
+            }
+        }
+    }
+
     /// Gives back the call slot `slot` of `subject`, its charges first, without
     /// waiting.
     pub fn release(self: &Arc<Self>, subject: &str, slot: SlotId) {
@@ -243,15 +255,20 @@ impl Writer {
             }
         }
         batch.release(subject, slot);
-        let writer = Arc::clone(self);
+        let mut forget = std::mem::take(&mut batch.forget);
+        let writes = writes_of(&batch, &mut forget, &self.ids, Instant::now());
+        let mut sending = Sending {
+            writer: Arc::clone(self),
+            writes,
+        };
         runtime.spawn(async move {
-            let mut forget = std::mem::take(&mut batch.forget);
-            let writes = writes_of(&batch, &mut forget, &writer.ids, Instant::now());
-            let pipe = writer.pipeline(&writes);
+            let writer = Arc::clone(&sending.writer);
+            let pipe = writer.pipeline(&sending.writes);
             let sent = writer
                 .link
                 .called(pipe.query_async::<()>(&mut conn), "a call slot", 1)
                 .await;
+            let writes = std::mem::take(&mut sending.writes);
             match sent {
                 Called::Done(()) => {
                     writer.script_loaded.store(true, Ordering::Relaxed);
@@ -299,6 +316,23 @@ impl Writer {
             }
         }
         self.wake.notify_one();
+    }
+}
+
+/// A call slot's give-back, with its subject's charges, sent on a task of its own.
+/// Dropped before its answer came (the task never ran, or was cut mid-call: its
+/// runtime shut down as the server stopped), its writes are kept as in doubt: sent
+/// again as they are with what waits, Redis makes each once.
+struct Sending {
+    writer: Arc<Writer>,
+    writes: Vec<OnceWrite>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        for write in std::mem::take(&mut self.writes) {
+            self.writer.in_doubt(write);
+        }
     }
 }
 
