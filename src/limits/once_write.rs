@@ -212,6 +212,18 @@ pub fn writes_of(
         .collect()
 }
 
+/// What `writes` add to each counter key.
+pub fn increments<'a>(writes: impl IntoIterator<Item = &'a OnceWrite>) -> LookupMap<String, i64> {
+    let mut added: LookupMap<String, i64> = LookupMap::default();
+    for (key, op) in writes.into_iter().flat_map(|w| &w.ops) {
+        if let Op::Incr { by, .. } = op {
+            let total = added.entry(key.clone()).or_default();
+            *total = total.saturating_add(*by);
+        }
+    }
+    added
+}
+
 /// Keeps `id`, of a write of `subject` whose answer came back, for Redis to forget with
 /// the subject's next write.
 pub fn forget_later(forget: &mut LookupMap<String, Vec<u64>>, subject: &str, id: u64) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::once_write::{forget_later, writes_of, OnceWrite, WriteIds};
+use super::once_write::{forget_later, increments, writes_of, OnceWrite, WriteIds};
 use super::pending::{Counters, Pending};
 use super::redis_link::{Called, Link, QUIET_AFTER_LOSS};
 use super::redis_scripts::APPLY_ONCE;
@@ -140,7 +140,7 @@ impl Writer {
     /// whose charges wait for it).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let now = Instant::now();
-        let (batch, mut forget, resent, writes) = {
+        let (batch, mut forget, resent, writes, sending) = {
             let Ok(mut p) = self.pending.lock() else {
                 return Ok(());
             };
@@ -153,7 +153,9 @@ impl Writer {
             p.put_back(held, now);
             let mut forget = std::mem::take(&mut batch.forget);
             let writes = writes_of(&batch, &mut forget, &self.ids, now);
-            (batch, forget, resent, writes)
+            let sending = increments(resent.iter().chain(&writes));
+            p.on_its_way(&sending);
+            (batch, forget, resent, writes, sending)
         };
         let pipe = self.pipeline(resent.iter().chain(&writes));
         let sent = match self.link.connection().await {
@@ -167,6 +169,8 @@ impl Writer {
         let Ok(mut p) = self.pending.lock() else {
             return Err(StoreError("the writer's lock was poisoned".into()));
         };
+        // Answered or not, it is no longer on its way: made, waiting again, or in doubt.
+        p.arrived(&sending);
         let now = Instant::now();
         let outcome = match sent {
             Called::Done(()) => {
