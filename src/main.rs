@@ -146,6 +146,9 @@ fn main() -> ExitCode {
             // `run` returns once every runtime has stopped (`run_forever` would exit
             // at once): what is still queued for the log and the collector goes out.
             built.server.run(RunArgs::default());
+            // Then what the limit store has not written yet (the charges of streams cut
+            // as the grace period ended among others) goes before the process ends.
+            built.limit_store.write_out_at_exit(EXIT_FLUSH_TIMEOUT);
             logging::flush_access_log(EXIT_FLUSH_TIMEOUT);
             aurora::telemetry::flush(EXIT_FLUSH_TIMEOUT);
             ExitCode::SUCCESS

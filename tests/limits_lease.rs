@@ -350,3 +350,91 @@ async fn a_key_of_the_wrong_type_leaves_the_rest_of_a_write_made() {
     let _ = store.flush().await;
     assert_eq!(redis.zcard(slots), 0, "the slot was not given back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_made_while_a_lease_is_asked_for_counts_in_that_lease() {
+    // Redis 200 ms away: the charge comes while the lease is on its way, so Redis's
+    // answer cannot hold it (it is sent 20 ms after it, behind the lease).
+    let redis = RedisServer::start();
+    let far = Relay::start_far(redis.port, Duration::from_millis(100), Duration::ZERO).await;
+    let store = std::sync::Arc::new(RedisStore::new(&far.url()).unwrap());
+    let limits = KeyLimits {
+        tokens_per_minute: Some(1000),
+        ..KeyLimits::default()
+    };
+    // Connected, and the lease script loaded, by another key's lease.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.admit("key:another", &limits, NOW).await.is_err() {
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let asking = {
+        let store = std::sync::Arc::clone(&store);
+        tokio::spawn(async move { admitted(&store, &limits).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.charge(SUBJECT, &limits, 1000, 0.0, NOW).unwrap();
+    assert!(asking.await.unwrap(), "the lease was granted");
+    let next = store.admit(SUBJECT, &limits, NOW).await.unwrap();
+    assert_eq!(
+        next.refused.map(|r| r.0),
+        Some(Refusal::Tokens),
+        "the minute's tokens were spent by this replica's own charge"
+    );
+}
+
+fn usd_budget(usd: f64) -> KeyLimits {
+    KeyLimits {
+        budget: Some(Budget {
+            usd: Some(usd),
+            tokens: None,
+            period: BudgetPeriod::Month,
+        }),
+        ..KeyLimits::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_too_cheap_for_a_millionth_of_a_dollar_each_add_up_to_a_usd_budget() {
+    let redis = RedisServer::start();
+    let [store, _] = stores(&redis);
+    let limits = usd_budget(0.001);
+    assert!(admitted(&store, &limits).await);
+    // 20 tokens of a cheap embedding model each: $0.0000004 a call.
+    for _ in 0..2_600 {
+        store
+            .charge(SUBJECT, &limits, 20, 0.000_000_4, NOW)
+            .unwrap();
+    }
+    store.flush().await.unwrap();
+    let a = store.admit(SUBJECT, &limits, NOW).await.unwrap();
+    assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Budget), "$0.00104");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usd_budget_spent_in_millionths_before_an_upgrade_still_counts() {
+    // Replicas before counted a budget's dollars in millionths, under `usd:`; those
+    // of now count billionths under `usdn:` and read both.
+    let redis = RedisServer::start();
+    let [store, _] = stores(&redis);
+    let (month, _) = aurora::limits::budget_period(NOW, BudgetPeriod::Month);
+    for (subject, concurrent) in [(SUBJECT, None), ("key:team-slots", Some(4))] {
+        let spent = format!("aurora:{{{subject}}}:usd:{month}");
+        redis.set(&spent, "999", None);
+        let limits = KeyLimits {
+            concurrent,
+            ..usd_budget(0.001)
+        };
+        let a = store.admit(subject, &limits, NOW).await.unwrap();
+        assert_eq!(a.refused, None, "$0.000999 of $0.001");
+        store
+            .charge(subject, &limits, 20, 0.000_000_5, NOW)
+            .unwrap();
+        store
+            .charge(subject, &limits, 20, 0.000_000_5, NOW)
+            .unwrap();
+        store.flush().await.unwrap();
+        let a = store.admit(subject, &limits, NOW).await.unwrap();
+        assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Budget), "{subject}");
+    }
+}

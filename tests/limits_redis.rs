@@ -282,7 +282,7 @@ async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
         requests: 1,
         input: 10,
         output: 4,
-        cost_micros: 250,
+        cost_nanos: 250_000,
         estimated: 1,
         ..UsageRecord::default()
     };
@@ -298,10 +298,31 @@ async fn usage_kept_in_redis_is_summed_per_model_over_the_period() {
     let usage = store.usage("team-a", today - 6, today).await.unwrap();
     assert_eq!(usage["gpt-4o"].requests, 2);
     assert_eq!(usage["gpt-4o"].input, 20);
-    assert_eq!(usage["gpt-4o"].cost_micros, 500);
+    assert_eq!(usage["gpt-4o"].cost_nanos, 500_000);
     assert_eq!(usage["gpt-4o"].estimated, 2);
     assert_eq!(usage["claude"].output, 4);
     assert_eq!(usage.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cost_in_the_usage_report_written_in_millionths_before_an_upgrade_still_counts() {
+    use aurora::limits::{LimitStore, RedisStore, UsageRecord};
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    // A replica before wrote costs in millionths, as `MODEL|cost_micros`.
+    let day = "aurora:{key:team-a}:usage:20426";
+    redis.run(&["HINCRBY", day, "gpt-4o|cost_micros", "250"]);
+    let one = UsageRecord {
+        requests: 1,
+        cost_nanos: 400,
+        ..UsageRecord::default()
+    };
+    store
+        .record_usage("team-a", "gpt-4o", 20_426, &one)
+        .unwrap();
+    let usage = store.usage("team-a", 20_426, 20_426).await.unwrap();
+    assert_eq!(usage["gpt-4o"].cost_nanos, 250_400);
+    assert!(redis.hgetall(day).contains_key("gpt-4o|cost_nanos"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1332,4 +1353,56 @@ async fn the_command_line_asks_the_gateway_for_a_report_in_a_redis_it_cannot_rea
     ];
     let printed = common::usage_cli::usage_printed(&path, &env, "team-a", 2).await;
     assert_eq!(printed["total"]["requests"], 2, "{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_still_open_when_a_graceful_stop_ends_is_charged_before_the_process_exits() {
+    // Whether the key holds a call slot (given back as the request is dropped) or not.
+    for limits in [
+        "{budget: {tokens: 100000, period: day}}",
+        "{concurrent: 4, budget: {tokens: 100000, period: day}}",
+    ] {
+        let tokens = charged_for_a_stream_cut_at_stop(limits).await;
+        assert!(tokens > 0, "{limits}: the cut stream was charged nothing");
+    }
+}
+
+/// The tokens a key held to `limits` is charged for a stream its gateway cuts as it
+/// stops. The provider streams some text, then holds the stream open. The gateway,
+/// told to stop, cuts it once its grace period (1 s) is over: its request is dropped,
+/// never ended, and is charged all the same (an estimate, as for a client that left),
+/// written to Redis before the process exits.
+async fn charged_for_a_stream_cut_at_stop(limits: &str) -> u64 {
+    let redis = RedisServer::start();
+    let chunk = r#"data: {"id":"c-1","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Bonjour, tout le monde: here is a long answer."}}]}"#;
+    let mock = MockUpstream::start(move |_| {
+        Reply::held_sse(vec![bytes::Bytes::from(format!("{chunk}\n\n"))])
+    })
+    .await;
+    let extra = "server:\n  grace_period_seconds: 1\n";
+    let mut gw = replica(&mock, &redis, limits, extra);
+    let body =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(TEAM_KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("Bonjour"));
+    gw.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(
+        status.is_some(),
+        "the gateway must exit after its grace period"
+    );
+    let budget = redis.keys("aurora:{key:team-a}:btok:*");
+    let charged = budget.first().and_then(|key| redis.get(key));
+    charged.as_deref().unwrap_or("0").parse().unwrap()
 }

@@ -2,12 +2,14 @@
 //! once, served here without asking again. A lease also carries what Redis knew of
 //! the subject's tokens and budget when it was granted, to which this replica adds its
 //! own charges as they come; and a refusal Redis gave, which holds until its window
-//! or period ends (counters only grow within one).
+//! or period ends (counters only grow within one). The charges this replica makes
+//! while it asks for a lease are carried into the lease that comes: Redis's answer
+//! cannot hold them (they are sent after it).
 
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::period::{budget_period, minute_window};
-use super::{usd_micros, Admission, RateState, Refusal};
+use super::{usd_nanos, Admission, RateState, Refusal};
 use crate::config::KeyLimits;
 use crate::lookup::LookupMap;
 
@@ -25,31 +27,50 @@ pub struct Granted {
     pub refused: Option<(Refusal, u64)>,
     /// The minute's requests counted in Redis, this lease included.
     pub requests: u64,
-    /// The minute's tokens, the budget's USD (millionths) and tokens spent, in Redis.
+    /// The minute's tokens, the budget's USD (billionths) and tokens spent, in Redis.
     pub tokens: u64,
-    pub usd_micros: u64,
+    pub usd_nanos: u64,
     pub budget_tokens: u64,
     /// Calls the lease covers (0 when refused), the one asking included.
     pub calls: u64,
 }
 
-#[derive(Debug, Default)]
-struct Lease {
+/// What this replica charged of a minute's tokens and a budget.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Spend {
+    /// Of the minute's tokens.
+    pub tokens: u64,
+    /// Of the budget: US dollars (billionths) and tokens.
+    pub usd_nanos: u64,
+    pub budget_tokens: u64,
+}
+
+impl Spend {
+    fn add(&mut self, more: Spend) {
+        self.tokens = self.tokens.saturating_add(more.tokens);
+        self.usd_nanos = self.usd_nanos.saturating_add(more.usd_nanos);
+        self.budget_tokens = self.budget_tokens.saturating_add(more.budget_tokens);
+    }
+}
+
+/// The limits, minute and budget period a lease (or a request for one) speaks of.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Scope {
     limits: KeyLimits,
     minute: u64,
     period: u64,
-    /// Calls this replica may still admit from the lease.
-    left: u64,
-    requests: u64,
-    tokens: u64,
-    usd_micros: u64,
-    budget_tokens: u64,
-    /// A refusal Redis gave, and the Unix second it ends.
-    refused: Option<(Refusal, u64)>,
 }
 
-impl Lease {
-    /// Whether this lease speaks of `limits` at `now` (same limits, minute, period).
+impl Scope {
+    fn of(limits: &KeyLimits, now: u64) -> Self {
+        Self {
+            limits: *limits,
+            minute: minute_window(now).0,
+            period: limits.budget.map_or(0, |b| budget_period(now, b.period).0),
+        }
+    }
+
+    /// Whether this speaks of `limits` at `now` (same limits, minute, period).
     fn current(&self, limits: &KeyLimits, now: u64) -> bool {
         self.limits == *limits
             && self.minute == minute_window(now).0
@@ -57,19 +78,56 @@ impl Lease {
                 .budget
                 .is_none_or(|b| self.period == budget_period(now, b.period).0)
     }
+}
+
+/// A lease request on its way to Redis, and what this replica charged that its answer
+/// will not hold: the charges made since it was sent, and those that did not go with
+/// it.
+#[derive(Debug)]
+struct Asking {
+    scope: Scope,
+    unsent: Spend,
+}
+
+#[derive(Debug, Default)]
+struct Lease {
+    scope: Scope,
+    /// Calls this replica may still admit from the lease.
+    left: u64,
+    requests: u64,
+    tokens: u64,
+    usd_nanos: u64,
+    budget_tokens: u64,
+    /// A refusal Redis gave, and the Unix second it ends.
+    refused: Option<(Refusal, u64)>,
+    /// The request for the next lease, while it is on its way.
+    asking: Option<Asking>,
+}
+
+impl Lease {
+    /// Whether this lease speaks of `limits` at `now` (same limits, minute, period).
+    fn current(&self, limits: &KeyLimits, now: u64) -> bool {
+        self.scope.current(limits, now)
+    }
 
     fn state(&self, now: u64) -> RateState {
         let used = self.requests.saturating_sub(self.left);
-        RateState::of(&self.limits, used, self.tokens, minute_window(now).1)
+        RateState::of(&self.scope.limits, used, self.tokens, minute_window(now).1)
+    }
+
+    fn add(&mut self, spend: Spend) {
+        self.tokens = self.tokens.saturating_add(spend.tokens);
+        self.usd_nanos = self.usd_nanos.saturating_add(spend.usd_nanos);
+        self.budget_tokens = self.budget_tokens.saturating_add(spend.budget_tokens);
     }
 
     /// Whether what is known here (Redis at the lease, plus this replica's charges
     /// since) already spends the tokens or the budget: then Redis is asked again.
     fn spent_here(&self) -> bool {
-        let l = &self.limits;
+        let l = &self.scope.limits;
         l.tokens_per_minute.is_some_and(|t| self.tokens >= t)
             || l.budget.is_some_and(|b| {
-                b.usd.is_some_and(|usd| self.usd_micros >= usd_micros(usd))
+                b.usd.is_some_and(|usd| self.usd_nanos >= usd_nanos(usd))
                     || b.tokens.is_some_and(|t| self.budget_tokens >= t)
             })
     }
@@ -136,8 +194,40 @@ impl LeaseBook {
         })
     }
 
+    /// Marks that this replica asks Redis for a lease of `subject` under `limits` at
+    /// `now`: from here until the lease is installed, its charges of that minute and
+    /// period are kept for the new lease too. Marked before the waiting charges are
+    /// taken to go with the request, so that none falls between.
+    pub fn asking(&self, subject: &str, limits: &KeyLimits, now: u64) {
+        let Some(entry) = self.entry(subject) else {
+            return;
+        };
+        let Ok(mut lease) = entry.lease.lock() else {
+            return;
+        };
+        lease.asking = Some(Asking {
+            scope: Scope::of(limits, now),
+            unsent: Spend::default(),
+        });
+    }
+
+    /// `spend`, charged here before `subject`'s lease request was sent, does not go
+    /// with it (it waits behind a write in doubt): the new lease counts it all the same.
+    pub fn not_sent(&self, subject: &str, spend: Spend) {
+        let Some(entry) = self.entry(subject) else {
+            return;
+        };
+        let Ok(mut lease) = entry.lease.lock() else {
+            return;
+        };
+        if let Some(asking) = lease.asking.as_mut() {
+            asking.unsent.add(spend);
+        }
+    }
+
     /// Keeps what Redis `granted` to `subject` at `now` (the asking call takes the
-    /// first unit) and answers that call.
+    /// first unit), with what this replica charged that the answer cannot hold, and
+    /// answers that call.
     pub fn install(
         &self,
         subject: &str,
@@ -145,30 +235,33 @@ impl LeaseBook {
         now: u64,
         granted: Granted,
     ) -> Admission {
-        let (minute, _) = minute_window(now);
-        let period = limits.budget.map_or(0, |b| budget_period(now, b.period).0);
-        let fresh = Lease {
-            limits: *limits,
-            minute,
-            period,
+        let scope = Scope::of(limits, now);
+        let mut fresh = Lease {
+            scope,
             left: granted.calls.saturating_sub(1),
             requests: granted.requests,
             tokens: granted.tokens,
-            usd_micros: granted.usd_micros,
+            usd_nanos: granted.usd_nanos,
             budget_tokens: granted.budget_tokens,
             refused: granted
                 .refused
                 .map(|(r, after)| (r, now.saturating_add(after))),
+            asking: None,
         };
+        let entry = self.entry(subject);
+        let mut lease = entry.as_ref().and_then(|e| e.lease.lock().ok());
+        if let Some(asked) = lease.as_mut().and_then(|l| l.asking.take()) {
+            if asked.scope == scope {
+                fresh.add(asked.unsent);
+            }
+        }
         let admission = Admission {
             state: fresh.state(now),
             refused: granted.refused,
             slot: None,
         };
-        if let Some(entry) = self.entry(subject) {
-            if let Ok(mut lease) = entry.lease.lock() {
-                *lease = fresh;
-            }
+        if let Some(lease) = lease.as_mut() {
+            **lease = fresh;
         }
         admission
     }
@@ -185,10 +278,19 @@ impl LeaseBook {
         let Ok(mut lease) = entry.lease.lock() else {
             return;
         };
+        let spend = Spend {
+            tokens,
+            usd_nanos: usd,
+            budget_tokens: tokens,
+        };
         if lease.current(limits, now) {
-            lease.tokens = lease.tokens.saturating_add(tokens);
-            lease.usd_micros = lease.usd_micros.saturating_add(usd);
-            lease.budget_tokens = lease.budget_tokens.saturating_add(tokens);
+            lease.add(spend);
+        }
+        // Sent after the lease request on its way, so not in its answer.
+        if let Some(asking) = lease.asking.as_mut() {
+            if asking.scope.current(limits, now) {
+                asking.unsent.add(spend);
+            }
         }
     }
 }
@@ -206,7 +308,7 @@ mod tests {
             refused: None,
             requests,
             tokens: 0,
-            usd_micros: 0,
+            usd_nanos: 0,
             budget_tokens: 0,
             calls,
         }
@@ -258,6 +360,34 @@ mod tests {
         assert_eq!(again.refused, Some((Refusal::Requests, 40)));
         assert_eq!(again.state.requests.unwrap().remaining, 0);
         assert!(book.admit("key:a", &limits, NOW + 45).is_none());
+    }
+
+    #[test]
+    fn charges_made_while_a_lease_is_asked_for_count_in_the_lease_that_comes() {
+        let book = LeaseBook::default();
+        let limits = KeyLimits {
+            tokens_per_minute: Some(1000),
+            ..KeyLimits::default()
+        };
+        book.install("key:a", &limits, NOW, granted(1, 0));
+        book.asking("key:a", &limits, NOW);
+        // While Redis works on the request: charges it was sent before, and one of the
+        // next minute, which this lease does not count.
+        book.charged("key:a", &limits, 500, 0, NOW);
+        book.charged("key:a", &limits, 300, 0, NOW + 45);
+        let waiting = Spend {
+            tokens: 200,
+            ..Spend::default()
+        };
+        book.not_sent("key:a", waiting);
+        let first = book.install("key:a", &limits, NOW, granted(64, 0));
+        assert_eq!(first.state.tokens.unwrap().remaining, 1000 - 500 - 200);
+        assert!(book.admit("key:a", &limits, NOW).is_some());
+        book.charged("key:a", &limits, 300, 0, NOW);
+        assert!(
+            book.admit("key:a", &limits, NOW).is_none(),
+            "spent as far as this replica knows: Redis decides"
+        );
     }
 
     #[test]

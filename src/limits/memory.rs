@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::charged_once::ChargedResponses;
 use super::period::{budget_period, minute_window};
 use super::{
-    usd_micros, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
+    usd_nanos, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
     USAGE_DAYS_KEPT,
 };
 use crate::config::{BudgetPeriod, KeyLimits};
@@ -42,30 +42,49 @@ impl Window {
     }
 }
 
+/// What a subject spent of its budget in the current period of each kind, so that a
+/// budget whose kind a reload changes, then changes back, finds what it spent (as
+/// Redis does, where each period is a key of its own).
 #[derive(Debug, Default)]
 struct Spent {
-    /// The kind of period counted (`None`: nothing counted yet).
-    kind: Option<BudgetPeriod>,
-    /// Which period of that kind.
-    period: u64,
-    /// When it ends (Unix seconds): until then the calendar need not be read again.
-    ends: u64,
-    usd_micros: u64,
-    tokens: u64,
+    /// By kind: day, week, month.
+    kinds: [PeriodSpent; 3],
 }
 
 impl Spent {
+    /// The spend of `kind`'s period that `now` falls in, and the seconds left of it.
+    fn roll(&mut self, now: u64, kind: BudgetPeriod) -> (&mut PeriodSpent, u64) {
+        let slot = match kind {
+            BudgetPeriod::Day => 0,
+            BudgetPeriod::Week => 1,
+            BudgetPeriod::Month => 2,
+        };
+        let spent = &mut self.kinds[slot];
+        let left = spent.roll(now, kind);
+        (spent, left)
+    }
+}
+
+#[derive(Debug, Default)]
+struct PeriodSpent {
+    /// Which period of its kind.
+    period: u64,
+    /// When it ends (Unix seconds): until then the calendar need not be read again.
+    ends: u64,
+    usd_nanos: u64,
+    tokens: u64,
+}
+
+impl PeriodSpent {
     /// Turns to the period of `kind` that `now` falls in when the one counted has
-    /// ended (or the budget's kind has changed), starting its counts from zero;
-    /// returns the seconds left of it.
+    /// ended, starting its counts from zero; returns the seconds left of it.
     fn roll(&mut self, now: u64, kind: BudgetPeriod) -> u64 {
-        if now >= self.ends || self.kind != Some(kind) {
+        if now >= self.ends {
             let (period, left) = budget_period(now, kind);
-            if self.kind != Some(kind) || self.period != period {
-                *self = Spent {
-                    kind: Some(kind),
+            if self.period != period {
+                *self = PeriodSpent {
                     period,
-                    ..Spent::default()
+                    ..PeriodSpent::default()
                 };
             }
             self.ends = now + left;
@@ -114,11 +133,11 @@ impl MemoryStore {
         let (minute, window_left) = minute_window(now);
         let mut refused = None;
         if let Some(budget) = limits.budget {
-            let mut spent = counters.budget.lock().map_err(poisoned)?;
-            let period_left = spent.roll(now, budget.period);
+            let mut kinds = counters.budget.lock().map_err(poisoned)?;
+            let (spent, period_left) = kinds.roll(now, budget.period);
             let over_usd = budget
                 .usd
-                .is_some_and(|usd| spent.usd_micros >= usd_micros(usd));
+                .is_some_and(|usd| spent.usd_nanos >= usd_nanos(usd));
             let over_tokens = budget.tokens.is_some_and(|t| spent.tokens >= t);
             if over_usd || over_tokens {
                 refused = Some((Refusal::Budget, period_left));
@@ -192,13 +211,13 @@ impl LimitStore for MemoryStore {
             window.tokens = window.tokens.saturating_add(tokens);
         }
         if let Some(budget) = limits.budget {
-            let mut spent = counters.budget.lock().map_err(poisoned)?;
+            let mut kinds = counters.budget.lock().map_err(poisoned)?;
             // Charged as the key is limited now (the proxy charges by the live
             // config): a call admitted before a reload changed the period's kind counts
             // in the new kind's period, which the next admission keeps.
-            spent.roll(now, budget.period);
+            let (spent, _) = kinds.roll(now, budget.period);
             spent.tokens = spent.tokens.saturating_add(tokens);
-            spent.usd_micros = spent.usd_micros.saturating_add(usd_micros(usd));
+            spent.usd_nanos = spent.usd_nanos.saturating_add(usd_nanos(usd));
         }
         Ok(())
     }
@@ -390,6 +409,57 @@ mod tests {
         assert!(refused(&month, new_year + 1).is_some());
         // The same key's budget made daily (a config read again): counted from zero.
         assert_eq!(refused(&monthly(BudgetPeriod::Day), new_year + 2), None);
+    }
+
+    #[test]
+    fn a_budget_made_daily_then_monthly_again_finds_the_months_spend() {
+        let store = MemoryStore::default();
+        let budget = |period| KeyLimits {
+            budget: Some(Budget {
+                usd: Some(1.0),
+                tokens: None,
+                period,
+            }),
+            ..KeyLimits::default()
+        };
+        let (monthly, daily) = (budget(BudgetPeriod::Month), budget(BudgetPeriod::Day));
+        let refused = |limits: &KeyLimits, now| {
+            let a = store.decide("key:a", limits, now).unwrap();
+            a.refused.map(|r| r.0)
+        };
+        store.charge("key:a", &monthly, 0, 1.0, NOW).unwrap();
+        assert_eq!(refused(&monthly, NOW + 1), Some(Refusal::Budget));
+        // Two reloads: the budget made daily (today's spend starts at nothing), then
+        // monthly again.
+        assert_eq!(refused(&daily, NOW + 2), None);
+        store.charge("key:a", &daily, 0, 0.25, NOW + 3).unwrap();
+        assert_eq!(
+            refused(&monthly, NOW + 4),
+            Some(Refusal::Budget),
+            "the month's dollar was spent"
+        );
+        assert_eq!(refused(&daily, NOW + 5), None, "a quarter of today's");
+    }
+
+    #[test]
+    fn calls_too_cheap_for_a_millionth_of_a_dollar_each_add_up_to_the_budget() {
+        let store = MemoryStore::default();
+        let limits = KeyLimits {
+            budget: Some(Budget {
+                usd: Some(0.001),
+                tokens: None,
+                period: BudgetPeriod::Day,
+            }),
+            ..KeyLimits::default()
+        };
+        // 20 tokens of a cheap embedding model each: $0.0000004 a call.
+        for _ in 0..2_600 {
+            store
+                .charge("key:a", &limits, 20, 0.000_000_4, NOW)
+                .unwrap();
+        }
+        let a = store.decide("key:a", &limits, NOW).unwrap();
+        assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Budget), "$0.00104");
     }
 
     #[test]

@@ -117,9 +117,9 @@ pub struct UsageRecord {
     pub reasoning: u64,
     /// Web searches the models ran, billed per search.
     pub web_searches: u64,
-    /// US dollars, in millionths.
+    /// US dollars, in billionths.
     #[serde(skip)]
-    pub cost_micros: u64,
+    pub cost_nanos: u64,
     /// Requests charged an estimate of their tokens (in part or whole) rather than
     /// what the provider reported.
     pub estimated: u64,
@@ -137,7 +137,7 @@ impl UsageRecord {
             (&mut self.cache_write, other.cache_write),
             (&mut self.reasoning, other.reasoning),
             (&mut self.web_searches, other.web_searches),
-            (&mut self.cost_micros, other.cost_micros),
+            (&mut self.cost_nanos, other.cost_nanos),
             (&mut self.estimated, other.estimated),
         ] {
             *total = total.saturating_add(more);
@@ -169,7 +169,7 @@ impl UsageRecord {
             ("cache_write", self.cache_write),
             ("reasoning", self.reasoning),
             ("web_searches", self.web_searches),
-            ("cost_micros", self.cost_micros),
+            ("cost_nanos", self.cost_nanos),
             ("estimated", self.estimated),
         ]
     }
@@ -185,16 +185,20 @@ impl UsageRecord {
             "cache_write" => self.cache_write = value,
             "reasoning" => self.reasoning = value,
             "web_searches" => self.web_searches = value,
-            "cost_micros" => self.cost_micros = value,
+            "cost_nanos" => self.cost_nanos = value,
+            // Millionths, as replicas before wrote them: read in billionths.
+            "cost_micros" => self.cost_nanos = value.saturating_mul(1_000),
             "estimated" => self.estimated = value,
             _ => {}
         }
     }
 }
 
-/// US dollars in millionths, the integer unit every store counts money in.
-pub fn usd_micros(usd: f64) -> u64 {
-    (usd.max(0.0) * 1_000_000.0).round() as u64
+/// US dollars in billionths, the integer unit every store counts money in: fine
+/// enough that a call of a few tokens of a cheap model (a millionth of a dollar or
+/// less) counts, so that many of them add up.
+pub fn usd_nanos(usd: f64) -> u64 {
+    (usd.max(0.0) * 1_000_000_000.0).round() as u64
 }
 
 /// Days a key's usage is kept for the report.
@@ -266,6 +270,17 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
     /// Whether some request charged the usage of `answer` already (and it is still
     /// remembered); nothing is marked.
     async fn was_charged(&self, answer: &AnswerKey, now: u64) -> Result<bool, StoreError>;
+
+    /// Whether the counters outlive this process (Redis): only then is what a request
+    /// used worth charging while the process stops.
+    fn outlives_process(&self) -> bool {
+        false
+    }
+
+    /// Writes what waits to be written (charges and usage gathered a moment) as the
+    /// process ends, its server's runtimes gone, within `bound`. The memory store keeps
+    /// nothing elsewhere: nothing to do.
+    fn write_out_at_exit(&self, _bound: std::time::Duration) {}
 
     /// Where the background work each replica polls is kept for the others (Redis);
     /// `None` (the default, the memory store) when a replica's own list is all there

@@ -212,6 +212,18 @@ pub fn writes_of(
         .collect()
 }
 
+/// What `writes` add to each counter key.
+pub fn increments<'a>(writes: impl IntoIterator<Item = &'a OnceWrite>) -> LookupMap<String, i64> {
+    let mut added: LookupMap<String, i64> = LookupMap::default();
+    for (key, op) in writes.into_iter().flat_map(|w| &w.ops) {
+        if let Op::Incr { by, .. } = op {
+            let total = added.entry(key.clone()).or_default();
+            *total = total.saturating_add(*by);
+        }
+    }
+    added
+}
+
 /// Keeps `id`, of a write of `subject` whose answer came back, for Redis to forget with
 /// the subject's next write.
 pub fn forget_later(forget: &mut LookupMap<String, Vec<u64>>, subject: &str, id: u64) {
@@ -244,6 +256,17 @@ impl InDoubt {
     /// Whether a write of `subject` is in doubt.
     pub fn holds(&self, subject: &str) -> bool {
         self.subjects.contains_key(subject)
+    }
+
+    /// What the writes of `subject` in doubt add to its counter `key`.
+    pub fn adds_to(&self, subject: &str, key: &str) -> i64 {
+        (self.writes.iter().filter(|w| w.subject == subject))
+            .flat_map(|w| &w.ops)
+            .filter_map(|(k, op)| match op {
+                Op::Incr { by, .. } if k == key => Some(*by),
+                _ => None,
+            })
+            .fold(0, i64::saturating_add)
     }
 
     /// `writes`, just sent, whose answers were lost, to send again for [`RESENT_FOR`]

@@ -63,6 +63,9 @@ pub struct Pending {
     pub forget: LookupMap<String, Vec<u64>>,
     /// Writes whose answers were lost, sent again as they were.
     pub in_doubt: InDoubt,
+    /// Counter key → what the flush on its way to Redis adds to it: a lease asked for
+    /// meanwhile may reach Redis first ([`Pending::take_for_lease`]).
+    pub sending: LookupMap<String, i64>,
 }
 
 impl Pending {
@@ -133,6 +136,59 @@ impl Pending {
         taken
     }
 
+    /// Takes what waits for `subject`'s counters `keys`, to send with a lease, and
+    /// tells how much of each stays behind: what a flush on its way adds (it may reach
+    /// Redis after the lease); and while a write of the subject is in doubt nothing is
+    /// taken (it waits for that write), and what stays counts that write's increments
+    /// too (Redis may not have made them).
+    pub fn take_for_lease<const N: usize>(
+        &mut self,
+        subject: &str,
+        keys: [&str; N],
+    ) -> (Counters, [u64; N]) {
+        let mut taken = Counters::default();
+        let mut behind = [0; N];
+        for (key, behind) in keys.into_iter().zip(&mut behind) {
+            let by = self.sending.get(key).copied().unwrap_or(0);
+            *behind = u64::try_from(by).unwrap_or(0);
+        }
+        if self.in_doubt.holds(subject) {
+            let waiting = self.charges.get(subject);
+            for (key, behind) in keys.into_iter().zip(&mut behind) {
+                let by = waiting.and_then(|c| c.get(key)).map_or(0, |a| a.by);
+                let by = by.saturating_add(self.in_doubt.adds_to(subject, key));
+                *behind = behind.saturating_add(u64::try_from(by).unwrap_or(0));
+            }
+            return (taken, behind);
+        }
+        for key in keys {
+            if let Some(add) = self.take_one(subject, key) {
+                taken.insert(key.to_string(), add);
+            }
+        }
+        (taken, behind)
+    }
+
+    /// A flush adding `sending` (counter key → increment) is on its way to Redis.
+    pub fn on_its_way(&mut self, sending: &LookupMap<String, i64>) {
+        for (key, by) in sending {
+            let total = self.sending.entry(key.clone()).or_default();
+            *total = total.saturating_add(*by);
+        }
+    }
+
+    /// The flush that was adding `sending` is no longer on its way.
+    pub fn arrived(&mut self, sending: &LookupMap<String, i64>) {
+        for (key, by) in sending {
+            if let Some(total) = self.sending.get_mut(key) {
+                *total = total.saturating_sub(*by);
+                if *total <= 0 {
+                    self.sending.remove(key);
+                }
+            }
+        }
+    }
+
     /// Takes every counter waiting for `subject`.
     pub fn take_subject(&mut self, subject: &str) -> Counters {
         self.charges.remove(subject).unwrap_or_default()
@@ -156,6 +212,7 @@ impl Pending {
             releases: std::mem::take(&mut self.releases),
             forget: std::mem::take(&mut self.forget),
             in_doubt: InDoubt::default(),
+            sending: LookupMap::default(),
         }
     }
 
@@ -266,6 +323,50 @@ mod tests {
         let summed = p.usage["a"][&1].models["gpt"];
         assert_eq!(summed.input, u64::MAX);
         assert_eq!(summed.requests, 2);
+    }
+
+    #[test]
+    fn a_lease_takes_a_subjects_charges_unless_a_write_of_it_is_in_doubt() {
+        let now = Instant::now();
+        let mut p = Pending::default();
+        p.charge("key:a", "tok:1".into(), 5, 61, now);
+        p.charge("key:a", "usd:7".into(), 9, 86_400, now);
+        let (taken, behind) = p.take_for_lease("key:a", ["tok:1", "usd:7", "btok:7"]);
+        assert_eq!((taken.len(), behind), (2, [0, 0, 0]));
+        assert!(p.charges.is_empty());
+
+        // A write of 5 tokens in doubt: the 3 charged since wait for it, and neither
+        // goes with the lease.
+        let mut doubtful = Pending::default();
+        doubtful.charge("key:a", "tok:1".into(), 5, 61, now);
+        let ids = super::super::once_write::WriteIds::default();
+        let writes =
+            super::super::once_write::writes_of(&doubtful, &mut LookupMap::default(), &ids, now);
+        p.in_doubt.add(writes, now);
+        p.charge("key:a", "tok:1".into(), 3, 61, now);
+        let (taken, behind) = p.take_for_lease("key:a", ["tok:1", "usd:7"]);
+        assert!(taken.is_empty());
+        assert_eq!(behind, [8, 0]);
+        assert_eq!(p.charges["key:a"]["tok:1"].by, 3, "still waiting");
+    }
+
+    #[test]
+    fn charges_on_their_way_in_a_flush_stay_behind_a_lease_asked_for_meanwhile() {
+        // Sent on the same connection, the flush may still reach Redis after the lease.
+        let now = Instant::now();
+        let mut p = Pending::default();
+        let one = LookupMap::from_iter([("tok:1".to_string(), 40)]);
+        let other = LookupMap::from_iter([("tok:1".to_string(), 5)]);
+        p.on_its_way(&one);
+        p.on_its_way(&other);
+        p.charge("key:a", "tok:1".into(), 2, 61, now);
+        let (taken, behind) = p.take_for_lease("key:a", ["tok:1", "usd:7"]);
+        assert_eq!(taken["tok:1"].by, 2, "goes with the lease");
+        assert_eq!(behind, [45, 0]);
+        p.arrived(&one);
+        assert_eq!(p.take_for_lease("key:a", ["tok:1"]).1, [5]);
+        p.arrived(&other);
+        assert!(p.sending.is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::config::RedisAddress;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-use super::{usd_micros, StoreError};
+use super::{usd_nanos, StoreError};
 
 /// The longest a call waits on Redis before the store counts as unreachable.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -224,6 +224,17 @@ impl Link {
         called
     }
 
+    /// Forgets the connection, any try at one under way and the quiet after a loss:
+    /// the runtime that drove them is gone (the server stopped), and the next call
+    /// makes a connection anew on its own.
+    pub fn start_over(&self) {
+        self.connection.store(None);
+        if let Ok(mut underway) = self.underway.lock() {
+            *underway = None;
+        }
+        self.quiet_until_ms.store(0, Ordering::Relaxed);
+    }
+
     /// The connection when it has been made (and not dropped since).
     pub fn made(&self) -> Option<ConnectionManager> {
         self.connection
@@ -341,9 +352,9 @@ pub fn limit_arg(limit: Option<u64>) -> i64 {
     limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
 }
 
-/// [`usd_micros`] as a Redis integer argument.
-pub fn micros(usd: f64) -> i64 {
-    i64::try_from(usd_micros(usd)).unwrap_or(i64::MAX)
+/// A limit in US dollars as a Redis integer argument: [`usd_nanos`].
+pub fn usd_arg(usd: f64) -> i64 {
+    i64::try_from(usd_nanos(usd)).unwrap_or(i64::MAX)
 }
 
 /// A Redis error without its details.

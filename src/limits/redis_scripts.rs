@@ -8,8 +8,9 @@
 /// ([`RENEW_SLOTS`]) and removes it when the call ends. Lapsed slots (a replica gone
 /// mid-call, an admission whose answer never came back) are dropped here before they
 /// are counted, however often the subject takes others meanwhile. KEYS: requests
-/// window, tokens window, slots, budget USD (millionths), budget tokens. ARGV:
-/// requests per minute, tokens per minute, calls at once, budget USD (millionths),
+/// window, tokens window, slots, budget USD (billionths), budget tokens, budget USD
+/// as replicas before counted it (millionths; read, never written). ARGV:
+/// requests per minute, tokens per minute, calls at once, budget USD (billionths),
 /// budget tokens (-1: no limit), seconds left in the window, seconds left in the
 /// period, slot lease (seconds), the slot's name. Returns {refusal, retry after,
 /// requests, tokens, slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget.
@@ -19,7 +20,7 @@ local usd, btok = tonumber(ARGV[4]), tonumber(ARGV[5])
 local wleft, pleft, slot_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local reqs = tonumber(redis.call('GET', KEYS[1]) or '0')
 local toks = tonumber(redis.call('GET', KEYS[2]) or '0')
-if usd >= 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= usd then return {4, pleft, reqs, toks, 0} end
+if usd >= 0 and tonumber(redis.call('GET', KEYS[4]) or '0') + 1000 * tonumber(redis.call('GET', KEYS[6]) or '0') >= usd then return {4, pleft, reqs, toks, 0} end
 if btok >= 0 and tonumber(redis.call('GET', KEYS[5]) or '0') >= btok then return {4, pleft, reqs, toks, 0} end
 if tpm >= 0 and toks >= tpm then return {2, wleft, reqs, toks, 0} end
 if rpm >= 0 and reqs >= rpm then return {1, wleft, reqs, toks, 0} end
@@ -46,13 +47,14 @@ return {0, 0, reqs, toks, slot}
 /// minute or budget, at least 1, never more than the requests left (the units are
 /// counted at once). The charges are added once, under the write id the replica gave
 /// them (see [`APPLY_ONCE`]): sent again after the answer was lost, they are not
-/// added again. KEYS: requests window, tokens window, budget USD, budget tokens, the
-/// replica's applied write ids. ARGV: requests per minute, tokens per minute, budget
-/// USD, budget tokens (-1: no limit), seconds left in the window, seconds left in the
-/// period, lease max, share, tokens to add, USD to add, budget tokens to add, budget
-/// key TTL, the charges' write id (0: none), how long ids are kept. Returns
-/// {refusal, retry after, requests, tokens, USD spent, budget tokens spent, calls
-/// granted}.
+/// added again. KEYS: requests window, tokens window, budget USD (billionths), budget
+/// tokens, the replica's applied write ids, budget USD as replicas before counted it
+/// (millionths; read, never written). ARGV: requests per minute, tokens per minute,
+/// budget USD (billionths), budget tokens (-1: no limit), seconds left in the window,
+/// seconds left in the period, lease max, share, tokens to add, USD to add, budget
+/// tokens to add, budget key TTL, the charges' write id (0: none), how long ids are
+/// kept. Returns {refusal, retry after, requests, tokens, USD spent (billionths, both
+/// keys), budget tokens spent, calls granted}.
 pub const LEASE: &str = r"
 local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local usd, btok = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -79,7 +81,7 @@ if ARGV[13] ~= '0' and redis.call('ZADD', KEYS[5], 'NX', now, ARGV[13]) == 1 the
 end
 local reqs = tonumber(redis.call('GET', KEYS[1]) or '0')
 local toks = tonumber(redis.call('GET', KEYS[2]) or '0')
-local spent_usd = tonumber(redis.call('GET', KEYS[3]) or '0')
+local spent_usd = tonumber(redis.call('GET', KEYS[3]) or '0') + 1000 * tonumber(redis.call('GET', KEYS[6]) or '0')
 local spent_btok = tonumber(redis.call('GET', KEYS[4]) or '0')
 if usd >= 0 and spent_usd >= usd then return {4, pleft, reqs, toks, spent_usd, spent_btok, 0} end
 if btok >= 0 and spent_btok >= btok then return {4, pleft, reqs, toks, spent_usd, spent_btok, 0} end

@@ -18,17 +18,16 @@ use std::time::Instant;
 use async_trait::async_trait;
 use redis::Script;
 
-use super::lease::{Granted, LeaseBook, LEASE_MAX, LEASE_SHARE};
+use super::lease::{Granted, LeaseBook, Spend, LEASE_MAX, LEASE_SHARE};
 use super::once_write::{once_key, OnceWrite, IDS_KEPT_SECS};
-use super::pending::Counters;
 use super::period::{budget_period, minute_window};
-use super::redis_link::{key, limit_arg, micros, usage_key, Called, Link};
+use super::redis_link::{key, limit_arg, usage_key, usd_arg, Called, Link};
 use super::redis_scripts::{ADMIT, LEASE};
 use super::redis_slots::{slot_name, slots_key, HeldSlots};
 use super::redis_watches::SharedWatches;
 use super::redis_writer::Writer;
 use super::{
-    usd_micros, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
+    usd_nanos, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
     CHARGED_ONCE_KEPT_SECS, USAGE_DAYS_KEPT,
 };
 use crate::config::{KeyLimits, RedisAddress};
@@ -36,6 +35,12 @@ use crate::metrics::deferred_answer::AnswerKey;
 
 /// A budget key is kept a day past its period, for the usage it records.
 const BUDGET_KEPT_SECS: u64 = 86_400;
+
+/// The key of a budget's US dollars spent, in billionths.
+const USD: &str = "usdn";
+/// The key in which replicas before counted them, in millionths: read (never written)
+/// so that a budget's spend outlives the upgrade, while both kinds run and after.
+const USD_BEFORE: &str = "usd";
 
 /// A limit store in Redis.
 pub struct RedisStore {
@@ -128,12 +133,13 @@ impl RedisStore {
         call.key(key(subject, "req", minute))
             .key(key(subject, "tok", minute))
             .key(slots_key(subject))
-            .key(key(subject, "usd", period))
+            .key(key(subject, USD, period))
             .key(key(subject, "btok", period))
+            .key(key(subject, USD_BEFORE, period))
             .arg(limit_arg(limits.requests_per_minute))
             .arg(limit_arg(limits.tokens_per_minute))
             .arg(limit_arg(limits.concurrent.map(u64::from)))
-            .arg(budget.and_then(|b| b.usd).map_or(-1, micros))
+            .arg(budget.and_then(|b| b.usd).map_or(-1, usd_arg))
             .arg(limit_arg(budget.and_then(|b| b.tokens)))
             .arg(window_left)
             .arg(period_left)
@@ -187,14 +193,23 @@ impl RedisStore {
         let keys = [
             key(subject, "req", minute),
             key(subject, "tok", minute),
-            key(subject, "usd", period),
+            key(subject, USD, period),
             key(subject, "btok", period),
         ];
-        let mut taken = Counters::default();
-        for k in &keys[1..] {
-            if let Some(add) = self.writer.take(subject, k) {
-                taken.insert(k.clone(), add);
-            }
+        // Marked before the waiting charges are taken: each charge made here is then
+        // in what goes with the request or in what the new lease adds to its answer.
+        self.leases.asking(subject, limits, now);
+        let (taken, behind) = self
+            .writer
+            .take_for_lease(subject, [&keys[1], &keys[2], &keys[3]]);
+        if behind != [0; 3] {
+            let [tokens, usd_nanos, budget_tokens] = behind;
+            let spend = Spend {
+                tokens,
+                usd_nanos,
+                budget_tokens,
+            };
+            self.leases.not_sent(subject, spend);
         }
         let adding = |k: &String| taken.get(k).map_or(0, |a| a.by);
         // The charges go under an id of their own: sent again after a lost answer,
@@ -208,10 +223,11 @@ impl RedisStore {
         for k in &keys {
             call.key(k);
         }
-        call.key(once_key(subject, self.writer.ids().replica()));
+        call.key(once_key(subject, self.writer.ids().replica()))
+            .key(key(subject, USD_BEFORE, period));
         call.arg(limit_arg(limits.requests_per_minute))
             .arg(limit_arg(limits.tokens_per_minute))
-            .arg(budget.and_then(|b| b.usd).map_or(-1, micros))
+            .arg(budget.and_then(|b| b.usd).map_or(-1, usd_arg))
             .arg(limit_arg(budget.and_then(|b| b.tokens)))
             .arg(window_left)
             .arg(period_left)
@@ -256,7 +272,7 @@ impl RedisStore {
             refused: refusal(code).map(|r| (r, count(retry_after))),
             requests: count(requests),
             tokens: count(tokens),
-            usd_micros: count(usd),
+            usd_nanos: count(usd),
             budget_tokens: count(btok),
             calls: count(calls),
         };
@@ -307,8 +323,7 @@ impl LimitStore for RedisStore {
         usd: f64,
         now: u64,
     ) -> Result<(), StoreError> {
-        let micros = usd_micros(usd);
-        self.leases.charged(subject, limits, tokens, micros, now);
+        let nanos = usd_nanos(usd);
         let by = i64::try_from(tokens).unwrap_or(i64::MAX);
         if limits.tokens_per_minute.is_some() {
             let (minute, left) = minute_window(now);
@@ -318,12 +333,15 @@ impl LimitStore for RedisStore {
         if let Some(budget) = limits.budget {
             let (period, left) = budget_period(now, budget.period);
             let ttl = left + BUDGET_KEPT_SECS;
-            let usd_by = i64::try_from(micros).unwrap_or(i64::MAX);
+            let usd_by = i64::try_from(nanos).unwrap_or(i64::MAX);
             self.writer
-                .charge(subject, key(subject, "usd", period), usd_by, ttl);
+                .charge(subject, key(subject, USD, period), usd_by, ttl);
             self.writer
                 .charge(subject, key(subject, "btok", period), by, ttl);
         }
+        // After the writer has it: a lease request taking the waiting charges between
+        // the two then sends it, or finds it here (see `take_lease`).
+        self.leases.charged(subject, limits, tokens, nanos, now);
         Ok(())
     }
 
@@ -390,6 +408,28 @@ impl LimitStore for RedisStore {
 
     fn shared_watches(&self) -> Option<&SharedWatches> {
         Some(&self.watches)
+    }
+
+    fn outlives_process(&self) -> bool {
+        true
+    }
+
+    /// On a runtime of its own, and a connection made anew: those of the server went
+    /// with its runtimes.
+    fn write_out_at_exit(&self, bound: std::time::Duration) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let written = runtime.map(|runtime| {
+            self.link.start_over();
+            // The timer is made inside the runtime, which it needs.
+            runtime.block_on(async { tokio::time::timeout(bound, self.writer.write_out()).await })
+        });
+        if !matches!(written, Ok(Ok(()))) {
+            log::warn!(
+                "charges and usage not all written to Redis at exit within {bound:?}: they are lost"
+            );
+        }
     }
 
     /// One `SET NX` every replica asks: the first sets it.

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::once_write::{forget_later, writes_of, OnceWrite, WriteIds};
-use super::pending::{Counters, Increment, Pending};
-use super::redis_link::{Called, Link};
+use super::once_write::{forget_later, increments, writes_of, OnceWrite, WriteIds};
+use super::pending::{Counters, Pending};
+use super::redis_link::{Called, Link, QUIET_AFTER_LOSS};
 use super::redis_scripts::APPLY_ONCE;
 use super::{SlotId, StoreError, UsageRecord};
 
@@ -110,14 +110,17 @@ impl Writer {
         self.wake();
     }
 
-    /// Takes what waits for `subject`'s counter `key`, to send it with a lease;
-    /// nothing while a write of the subject is in doubt.
-    pub fn take(&self, subject: &str, key: &str) -> Option<Increment> {
-        let mut p = self.pending.lock().ok()?;
-        if p.in_doubt.holds(subject) {
-            return None;
+    /// Takes what waits for `subject`'s counters `keys`, to send with a lease, and
+    /// tells how much of each stays behind ([`Pending::take_for_lease`]).
+    pub fn take_for_lease<const N: usize>(
+        &self,
+        subject: &str,
+        keys: [&str; N],
+    ) -> (Counters, [u64; N]) {
+        match self.pending.lock() {
+            Ok(mut p) => p.take_for_lease(subject, keys),
+            Err(_) => (Counters::default(), [0; N]),
         }
-        p.take_one(subject, key)
     }
 
     /// Puts back counters of `subject` taken to be sent with a lease that was not
@@ -137,7 +140,7 @@ impl Writer {
     /// whose charges wait for it).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let now = Instant::now();
-        let (batch, mut forget, resent, writes) = {
+        let (batch, mut forget, resent, writes, sending) = {
             let Ok(mut p) = self.pending.lock() else {
                 return Ok(());
             };
@@ -150,7 +153,9 @@ impl Writer {
             p.put_back(held, now);
             let mut forget = std::mem::take(&mut batch.forget);
             let writes = writes_of(&batch, &mut forget, &self.ids, now);
-            (batch, forget, resent, writes)
+            let sending = increments(resent.iter().chain(&writes));
+            p.on_its_way(&sending);
+            (batch, forget, resent, writes, sending)
         };
         let pipe = self.pipeline(resent.iter().chain(&writes));
         let sent = match self.link.connection().await {
@@ -164,6 +169,8 @@ impl Writer {
         let Ok(mut p) = self.pending.lock() else {
             return Err(StoreError("the writer's lock was poisoned".into()));
         };
+        // Answered or not, it is no longer on its way: made, waiting again, or in doubt.
+        p.arrived(&sending);
         let now = Instant::now();
         let outcome = match sent {
             Called::Done(()) => {
@@ -207,6 +214,18 @@ impl Writer {
         outcome
     }
 
+    /// Sends everything waiting, again and again (what waits behind a write in doubt
+    /// goes once that is answered; Redis away is asked again a moment later) until
+    /// nothing waits. Bound it with a timeout: while Redis takes nothing, it never
+    /// ends.
+    pub async fn write_out(&self) {
+        while !self.pending.lock().map_or(true, |p| p.is_empty()) {
+            if self.flush().await.is_err() {
+                tokio::time::sleep(QUIET_AFTER_LOSS).await;
+            }
+        }
+    }
+
     /// Gives back the call slot `slot` of `subject`, its charges first, without
     /// waiting.
     pub fn release(self: &Arc<Self>, subject: &str, slot: SlotId) {
@@ -240,15 +259,20 @@ impl Writer {
             }
         }
         batch.release(subject, slot);
-        let writer = Arc::clone(self);
+        let mut forget = std::mem::take(&mut batch.forget);
+        let writes = writes_of(&batch, &mut forget, &self.ids, Instant::now());
+        let mut sending = Sending {
+            writer: Arc::clone(self),
+            writes,
+        };
         runtime.spawn(async move {
-            let mut forget = std::mem::take(&mut batch.forget);
-            let writes = writes_of(&batch, &mut forget, &writer.ids, Instant::now());
-            let pipe = writer.pipeline(&writes);
+            let writer = Arc::clone(&sending.writer);
+            let pipe = writer.pipeline(&sending.writes);
             let sent = writer
                 .link
                 .called(pipe.query_async::<()>(&mut conn), "a call slot", 1)
                 .await;
+            let writes = std::mem::take(&mut sending.writes);
             match sent {
                 Called::Done(()) => {
                     writer.script_loaded.store(true, Ordering::Relaxed);
@@ -296,6 +320,23 @@ impl Writer {
             }
         }
         self.wake.notify_one();
+    }
+}
+
+/// A call slot's give-back, with its subject's charges, sent on a task of its own.
+/// Dropped before its answer came (the task never ran, or was cut mid-call: its
+/// runtime shut down as the server stopped), its writes are kept as in doubt: sent
+/// again as they are with what waits, Redis makes each once.
+struct Sending {
+    writer: Arc<Writer>,
+    writes: Vec<OnceWrite>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        for write in std::mem::take(&mut self.writes) {
+            self.writer.in_doubt(write);
+        }
     }
 }
 

@@ -37,7 +37,7 @@ fn usage_json(u: &UsageRecord) -> Value {
         },
         // Billed per search, apart from the tokens; in `cost_usd` at its price.
         "web_searches": u.web_searches,
-        "cost_usd": u.cost_micros as f64 / 1_000_000.0,
+        "cost_usd": u.cost_nanos as f64 / 1_000_000_000.0,
         // The requests whose tokens above are estimated, not reported (a stream
         // whose usage never came, a whole answer its client left).
         "requests_estimated": u.estimated,
@@ -84,7 +84,7 @@ mod tests {
             requests: 1,
             input: 10,
             output: 5,
-            cost_micros: 1_500,
+            cost_nanos: 1_500_000,
             ..UsageRecord::default()
         };
         let estimated = UsageRecord {

@@ -137,6 +137,9 @@ pub struct RequestContext {
     pub answer_due: Option<Instant>,
     /// The decoding of the current attempt's answer, when it came compressed.
     pub answer_decoder: Option<super::answer_decoder::AnswerDecoder>,
+    /// The request's charge should the server drop it unended (a graceful stop's grace
+    /// period over); taken when `logging` settles it.
+    pub settle_on_drop: Option<super::settle_on_drop::SettleOnDrop>,
 }
 
 impl RequestContext {
@@ -173,6 +176,7 @@ impl RequestContext {
             rate: None,
             answer_due: None,
             answer_decoder: None,
+            settle_on_drop: None,
         }
     }
 
@@ -202,6 +206,14 @@ impl RequestContext {
         self.upstream
             .as_ref()
             .and_then(|u| u.credential.caller_key_label.as_deref())
+    }
+}
+
+impl Drop for RequestContext {
+    fn drop(&mut self) {
+        if let Some(settle) = self.settle_on_drop.take() {
+            settle.settle(self);
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use super::resilience::HealthBook;
 use super::{GatewayError, RequestContext};
 use crate::auth::Caller;
 use crate::config::{Config, KeyLimits, Limited, LiveConfig, OnStoreError};
-use crate::limits::{usd_micros, CallSlot, LimitStore, RateState, Refusal, UsageRecord};
+use crate::limits::{usd_nanos, CallSlot, LimitStore, RateState, Refusal, UsageRecord};
 
 /// What a request is held to: the subject it counts against, its limits, and the call
 /// slot it holds while it runs.
@@ -388,7 +388,7 @@ fn usage_record(
         cache_write: usage.cache_write,
         reasoning: usage.reasoning,
         web_searches: usage.web_searches,
-        cost_micros: usd_micros(cost.unwrap_or(0.0)),
+        cost_nanos: usd_nanos(cost.unwrap_or(0.0)),
         estimated,
     }
 }
@@ -699,6 +699,31 @@ mod tests {
             "the $0.05 less the $0.01 paid: {report}"
         );
         assert_eq!(report["total"]["tokens"]["output"], 2);
+    }
+
+    #[tokio::test]
+    async fn calls_too_cheap_for_a_millionth_of_a_dollar_each_add_up_in_the_usage_report() {
+        use crate::metrics::usage::Usage;
+        let store: Arc<dyn LimitStore> = Arc::new(crate::limits::MemoryStore::default());
+        let embedded = Usage {
+            input: 20,
+            ..Usage::default()
+        };
+        let day = now() / 86_400;
+        for _ in 0..1_000 {
+            let record = usage_record(&embedded, Some(0.000_000_4), 1, 0);
+            store.record_usage("master", "embed", day, &record).unwrap();
+        }
+        let report = crate::limits::usage_report(
+            store.as_ref(),
+            "master",
+            crate::config::BudgetPeriod::Day,
+            now(),
+        )
+        .await
+        .unwrap();
+        let cost = report["total"]["cost_usd"].as_f64().unwrap();
+        assert!((cost - 0.0004).abs() < 1e-12, "{report}");
     }
 
     #[test]

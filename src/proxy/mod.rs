@@ -37,6 +37,7 @@ mod respond;
 mod response_cork;
 pub mod response_store;
 pub mod route;
+mod settle_on_drop;
 mod subrequest;
 mod upstream;
 mod upstream_failure;
@@ -97,6 +98,8 @@ pub struct AuroraProxy {
     health: HealthBook,
     /// Where the counters of limits live.
     limits: Arc<dyn crate::limits::LimitStore>,
+    /// Where a request dropped unended is charged, when the store outlives the process.
+    settler: Option<Arc<settle_on_drop::Settler>>,
     /// Background responses and batches polled for their usage.
     deferred: deferred_poll::DeferredPoll,
 }
@@ -110,6 +113,7 @@ impl AuroraProxy {
             Arc::new(crate::limits::MemoryStore::default())
         });
         Self {
+            settler: settle_on_drop::Settler::for_store(&limits, &config),
             config,
             limits,
             resolver: UpstreamResolver::default(),
@@ -1202,6 +1206,10 @@ impl ProxyHttp for AuroraProxy {
         session.set_write_timeout(Some(config.server.send_timeout));
         ctx.request_id = RequestId::of(session.req_header());
         ctx.config = Some(Arc::clone(&config));
+        if let Some(settler) = &self.settler {
+            let json_body = request_is_json(session.req_header());
+            ctx.settle_on_drop = Some(settle_on_drop::SettleOnDrop::new(settler, json_body));
+        }
         if let Some(origin) =
             cors::allowed_origin(session.req_header(), &config.server.cors_allow_origins)
         {
@@ -1715,6 +1723,8 @@ impl ProxyHttp for AuroraProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        // Settled here: not again when it is dropped.
+        ctx.settle_on_drop = None;
         if let Some(corked) = ctx.corked.take() {
             corked.release();
         }

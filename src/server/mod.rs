@@ -77,6 +77,8 @@ pub struct AuroraServer {
     pub server: Server,
     /// Reloads `source` into the live config; counts attempts and failures.
     pub reloader: Arc<ConfigReloader>,
+    /// The limit store, for what waits to be written once the server has run.
+    pub limit_store: Arc<dyn crate::limits::LimitStore>,
 }
 
 /// Builds the server for `config`, which was loaded from `source`.
@@ -162,9 +164,17 @@ pub fn build_server(
     // reload handler is installed.
     proxy.add_dependency(&reload);
     if let Some(addr) = &metrics_listen {
-        server.add_service(metrics_service(addr, Arc::clone(&live), limit_store));
+        server.add_service(metrics_service(
+            addr,
+            Arc::clone(&live),
+            Arc::clone(&limit_store),
+        ));
     }
-    Ok(AuroraServer { server, reloader })
+    Ok(AuroraServer {
+        server,
+        reloader,
+        limit_store,
+    })
 }
 
 /// HTTPS with HTTP/2 offered first (ALPN h2, http/1.1). The certificate is looked up
