@@ -58,7 +58,9 @@ impl SettleOnDrop {
         if let Some(model) = observe::answer_unfinished(ctx) {
             observe::answering_model(ctx, model);
         }
-        observe::adopt_answering_model(ctx);
+        if let Some(model) = observe::delegated_answering_model(ctx) {
+            observe::answering_model(ctx, model);
+        }
         let read = observe::is_read(ctx);
         let body = if ctx.request_body_ended {
             ctx.request_body_bytes
