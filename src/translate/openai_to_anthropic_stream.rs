@@ -170,12 +170,18 @@ struct Choice<'a> {
     index: Option<u32>,
     #[serde(borrow, default)]
     delta: Option<Delta<'a>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::borrowed_text::optional"
-    )]
+    #[serde(borrow, default, deserialize_with = "finish_reason")]
     finish_reason: Option<Cow<'a, str>>,
+}
+
+/// A choice's `finish_reason`, where the `""` and `"null"` that SGLang, older Ollama
+/// and KoboldCpp write on every chunk still streaming read as none: taken for a
+/// finish, they would close a block per token.
+fn finish_reason<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    let reason = crate::translate::borrowed_text::optional(d)?;
+    Ok(reason.filter(|r| !r.is_empty() && r != "null"))
 }
 
 #[derive(Deserialize)]
@@ -782,6 +788,17 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
 
 "#;
 
+    /// `finish_reason: ""` and `"null"` on chunks still streaming, as SGLang, older
+    /// Ollama and KoboldCpp write them: text, then a tool call in two fragments.
+    const EMPTY_FINISH_STREAM: &str = concat!(
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":\"\"}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"null\"}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":\"}}]},\"finish_reason\":\"\"}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"1}\"}}]},\"finish_reason\":\"null\"}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+
     fn opts() -> MessageOptions {
         MessageOptions {
             model: "claude-sonnet-4".into(),
@@ -887,6 +904,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             ERROR_STREAM,
             NO_DONE_STREAM,
             TRUNCATED_STREAM,
+            EMPTY_FINISH_STREAM,
         ]
     }
 
@@ -1226,6 +1244,32 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
     }
 
     #[test]
+    fn an_empty_or_null_string_finish_reason_does_not_end_the_answer() {
+        let out = run(EMPTY_FINISH_STREAM);
+        assert_invariants(&out);
+        let evs = events(&out);
+        assert_eq!(
+            names(&evs),
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(block_text(&evs, "text"), "Hello");
+        assert_eq!(block_text(&evs, "partial_json"), "{\"a\":1}");
+        assert_eq!(evs[9].1["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
     fn comments_and_empty_role_chunks_emit_no_blocks() {
         let input = ": ping\n\ndata: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\ndata: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
         let evs = events(&run(input));
@@ -1289,6 +1333,8 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             r#"{"choices":[{}]}"#,
             r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null,"reasoning":null,"tool_calls":null}}],"usage":null}"#,
             r#"{"choices":[{"delta":{"reasoning":"r","reasoning_content":"","refusal":"no"}}],"created":0,"ok":true,"x":false}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":""}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"null"}]}"#,
         ]);
         let mut fast = 0;
         for data in datas {
