@@ -54,11 +54,11 @@ struct State {
     started: bool,
     next_index: u32,
     open: Option<OpenBlock>,
-    /// OpenAI indices of tool calls already started, to spot a provider
-    /// returning to an earlier (closed) call (hashed: a stream of many calls is not
-    /// read once per call).
-    tools_seen: crate::lookup::LookupSet<u32>,
-    /// The highest of `tools_seen`: the next call without an index comes after it.
+    /// OpenAI index → provider id (empty without one) of the last call started at
+    /// that index, to spot a provider returning to an earlier (closed) call (hashed:
+    /// a stream of many calls is not read once per call).
+    tools_seen: crate::lookup::LookupMap<u32, String>,
+    /// The highest index in `tools_seen`: the next call without an index comes after it.
     last_tool_seen: Option<u32>,
     /// Provider id of the most recently started tool call.
     last_tool_id: String,
@@ -549,6 +549,15 @@ impl State {
             _ => None,
         };
         let id = call.id.as_deref().filter(|id| !id.is_empty());
+        let name = call
+            .function
+            .as_ref()
+            .and_then(|f| f.name.as_deref())
+            .unwrap_or("");
+        // A new id with a name starts a new call even at an index in use: Ollama
+        // numbers parallel calls all 0 (ollama/ollama#15457). The name is required as
+        // some servers repeat a placeholder id on every fragment of one call.
+        let starts_call = |earlier: &str| !name.is_empty() && id.is_some_and(|id| id != earlier);
         // Without an index, a new id means a new call; no id or the open
         // call's id (some servers repeat it) continues the open one.
         let k = match (call.index, open_tool) {
@@ -557,11 +566,16 @@ impl State {
             (None, _) => self.last_tool_seen.map_or(0, |m| m.saturating_add(1)),
         };
         let block_index = match open_tool {
-            Some((open_k, index)) if open_k == k => index,
+            Some((open_k, index)) if open_k == k && !starts_call(&self.last_tool_id) => index,
             _ => {
-                if !self.tools_seen.insert(k) {
+                let returns = self
+                    .tools_seen
+                    .get(&k)
+                    .is_some_and(|earlier| !starts_call(earlier));
+                if returns {
                     return self.fail(out, "api_error", INTERLEAVED);
                 }
+                self.tools_seen.insert(k, id.unwrap_or("").to_owned());
                 self.last_tool_seen = self.last_tool_seen.max(Some(k));
                 self.last_tool_id.clear();
                 if let Some(signature) = call
@@ -582,11 +596,6 @@ impl State {
                         &generated
                     }
                 };
-                let name = call
-                    .function
-                    .as_ref()
-                    .and_then(|f| f.name.as_deref())
-                    .unwrap_or("");
                 let block = StartBlock::ToolUse {
                     id,
                     name,
@@ -799,6 +808,18 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         "data: [DONE]\n\n"
     );
 
+    /// Parallel calls all at `index: 0` (Ollama, ollama/ollama#15457): each whole
+    /// in one chunk, or in fragments, and one after a newline of text.
+    const SAME_INDEX_STREAM: &str = concat!(
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"call_a\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"call_b\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{\\\"b\\\":\"}}]}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"2}\"}}]}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\n\"}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"call_c\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"h\",\"arguments\":\"{}\"}}]}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+
     fn opts() -> MessageOptions {
         MessageOptions {
             model: "claude-sonnet-4".into(),
@@ -905,6 +926,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             NO_DONE_STREAM,
             TRUNCATED_STREAM,
             EMPTY_FINISH_STREAM,
+            SAME_INDEX_STREAM,
         ]
     }
 
@@ -1231,6 +1253,62 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
     }
 
     #[test]
+    fn parallel_calls_all_at_index_0_become_one_tool_use_block_each() {
+        let out = run(SAME_INDEX_STREAM);
+        assert_invariants(&out);
+        let evs = events(&out);
+        let starts: Vec<(&str, &str, &str)> = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| &d["content_block"])
+            .map(|b| {
+                let s = |k: &str| b[k].as_str().unwrap_or("");
+                (s("type"), s("id"), s("name"))
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                ("tool_use", "call_a", "f"),
+                ("tool_use", "call_b", "g"),
+                ("text", "", ""),
+                ("tool_use", "call_c", "h")
+            ]
+        );
+        let args: Vec<String> = [0, 1, 3]
+            .iter()
+            .map(|i| {
+                evs.iter()
+                    .filter(|(_, d)| d["index"] == *i)
+                    .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(args, ["{\"a\":1}", "{\"b\":2}", "{}"]);
+        assert_eq!(evs[evs.len() - 2].1["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn a_new_id_without_a_name_continues_the_call_at_its_index() {
+        // Some servers repeat a placeholder id, or a fresh one, on every fragment.
+        let input = concat!(
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_0\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"function\":{\"arguments\":\"1}\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_0\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let out = run(input);
+        assert_invariants(&out);
+        let evs = events(&out);
+        let starts = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .count();
+        assert_eq!(starts, 1);
+        assert_eq!(block_text(&evs, "partial_json"), "{\"a\":1}");
+    }
+
+    #[test]
     fn interleaved_tool_arguments_are_an_error() {
         let input = concat!(
             "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{\"}}]}}]}\n\n",
@@ -1239,6 +1317,15 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             "data: [DONE]\n\n"
         );
         let out = run(input);
+        assert_invariants(&out);
+        assert_eq!(events(&out).last().unwrap().0, "error");
+        // Naming the first call again is going back to it, not a new call.
+        let input = input.replace(
+            "[{\"index\":0,\"function\":{\"arguments\":\"}\"}}]",
+            "[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"}\"}}]",
+        );
+        assert!(input.contains("\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"}\""));
+        let out = run(&input);
         assert_invariants(&out);
         assert_eq!(events(&out).last().unwrap().0, "error");
     }
