@@ -51,6 +51,7 @@ mod hub_streams;
 pub mod json_members;
 mod json_writer;
 mod openai_content_chunk;
+mod openai_text_members;
 pub mod openai_to_anthropic_error;
 pub mod openai_to_anthropic_request;
 pub mod openai_to_anthropic_response;

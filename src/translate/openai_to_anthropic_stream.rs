@@ -15,6 +15,7 @@
 
 use super::json_writer::{write_str, write_u64};
 use super::openai_content_chunk::content_chunk;
+use super::openai_text_members::{Content, LenientStr};
 use super::openai_to_anthropic_error::OpenAiErrorOrString;
 use super::openai_to_anthropic_response::{
     anthropic_message_id, anthropic_stop_reason, generated_tool_use_id, AnthropicUsageOut,
@@ -22,7 +23,7 @@ use super::openai_to_anthropic_response::{
 };
 use super::sse::{write_json_event, SseError, SseEventRef};
 use super::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
@@ -187,7 +188,7 @@ fn finish_reason<'de: 'a, 'a, D: Deserializer<'de>>(
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(borrow, default)]
-    content: Option<LenientStr<'a>>,
+    content: Option<Content<'a>>,
     #[serde(borrow, default)]
     reasoning_content: Option<LenientStr<'a>>,
     #[serde(borrow, default)]
@@ -254,65 +255,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
             }
         }
         d.deserialize_seq(V(PhantomData))
-    }
-}
-
-/// A text field that some providers fill with another JSON type (e.g.
-/// `reasoning` as an object); anything but a string reads as absent rather
-/// than failing the whole chunk.
-struct LenientStr<'a>(Option<Cow<'a, str>>);
-
-impl<'a> LenientStr<'a> {
-    fn non_empty(field: &'a Option<LenientStr<'_>>) -> Option<&'a str> {
-        field
-            .as_ref()
-            .and_then(|s| s.0.as_deref())
-            .filter(|s| !s.is_empty())
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = LenientStr<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(LenientStr(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(LenientStr(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(LenientStr(Some(Cow::Owned(v))))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LenientStr(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(LenientStr(None))
-            }
-        }
-        d.deserialize_any(V(PhantomData))
     }
 }
 
@@ -448,12 +390,20 @@ impl State {
         if let Some(delta) = &choice.delta {
             let thinking = LenientStr::non_empty(&delta.reasoning_content)
                 .or_else(|| LenientStr::non_empty(&delta.reasoning));
-            self.texts(
-                out,
-                thinking,
-                LenientStr::non_empty(&delta.content),
-                LenientStr::non_empty(&delta.refusal),
-            );
+            let refusal = LenientStr::non_empty(&delta.refusal);
+            match &delta.content {
+                Some(chunks @ Content::Chunks(_)) => {
+                    self.texts(out, thinking, None, None);
+                    chunks.each_chunk_text(&mut |thinking, text| {
+                        self.chunk_text(out, thinking, text)
+                    });
+                    self.texts(out, None, None, refusal);
+                }
+                content => {
+                    let text = content.as_ref().and_then(Content::text);
+                    self.texts(out, thinking, text.filter(|t| !t.is_empty()), refusal);
+                }
+            }
             for call in delta.tool_calls.iter().flatten() {
                 self.tool_call(out, call);
                 if self.phase != Phase::Streaming {
@@ -494,6 +444,20 @@ impl State {
                 self.text_like(out, kind, text);
             }
         }
+    }
+
+    /// One text of a `content` list of chunks (Mistral's), thinking or answer.
+    fn chunk_text(&mut self, out: &mut Vec<u8>, thinking: bool, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let kind = if thinking {
+            BlockKind::Thinking
+        } else {
+            self.said.content = true;
+            BlockKind::Text
+        };
+        self.text_like(out, kind, text);
     }
 
     fn ensure_started(&mut self, out: &mut Vec<u8>, id: Option<&str>) {
@@ -820,6 +784,19 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         "data: [DONE]\n\n"
     );
 
+    /// Mistral's reasoning models (docs.mistral.ai/capabilities/reasoning; `ThinkChunk`
+    /// in mistralai/client-python): thinking as a `content` list of typed chunks, then
+    /// the answer as plain strings or text chunks.
+    const MISTRAL_THINKING_STREAM: &str = concat!(
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":[{\"type\":\"thinking\",\"thinking\":[{\"type\":\"text\",\"text\":\"Two and \"}]}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"thinking\",\"thinking\":[{\"type\":\"reference\",\"reference_ids\":[1]},{\"type\":\"text\",\"text\":\"two.\"}]}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"It is\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"text\",\"text\":\" 4\"},{\"type\":\"text\",\"text\":\".\"}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"thinking\",\"thinking\":[{\"type\":\"text\",\"text\":\"Sure?\"}]},{\"type\":\"text\",\"text\":\" Yes.\"}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":7}}\n\n",
+        "data: [DONE]\n\n"
+    );
+
     fn opts() -> MessageOptions {
         MessageOptions {
             model: "claude-sonnet-4".into(),
@@ -927,6 +904,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             TRUNCATED_STREAM,
             EMPTY_FINISH_STREAM,
             SAME_INDEX_STREAM,
+            MISTRAL_THINKING_STREAM,
         ]
     }
 
@@ -1213,6 +1191,23 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
     }
 
     #[test]
+    fn mistral_thinking_chunks_stream_as_thinking_and_text_chunks_as_text() {
+        let out = run(MISTRAL_THINKING_STREAM);
+        assert_invariants(&out);
+        let evs = events(&out);
+        let starts: Vec<&str> = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| d["content_block"]["type"].as_str().unwrap())
+            .collect();
+        // In the order they came, a chunk's parts too.
+        assert_eq!(starts, ["thinking", "text", "thinking", "text"]);
+        assert_eq!(block_text(&evs, "thinking"), "Two and two.Sure?");
+        assert_eq!(block_text(&evs, "text"), "It is 4. Yes.");
+        assert_eq!(evs[evs.len() - 2].1["delta"]["stop_reason"], "end_turn");
+    }
+
+    #[test]
     fn reasoning_field_is_accepted_as_thinking() {
         let input = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"hmm\"}}]}\n\ndata: [DONE]\n\n";
         assert_eq!(block_text(&events(&run(input)), "thinking"), "hmm");
@@ -1437,7 +1432,9 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             assert!(choice.is_none_or(|c| c.finish_reason.is_none()), "{data}");
             assert!(delta.is_none_or(|d| d.tool_calls.is_none()), "{data}");
             let read = (
-                delta.and_then(|d| text(&d.content)),
+                delta
+                    .and_then(|d| d.content.as_ref())
+                    .and_then(Content::text),
                 delta.and_then(|d| text(&d.reasoning_content)),
                 delta.and_then(|d| text(&d.reasoning)),
                 delta.and_then(|d| text(&d.refusal)),
