@@ -588,3 +588,38 @@ async fn ollamas_parallel_calls_at_one_index_reach_a_messages_client_as_two_tool
     assert_eq!(input(1), r#"{"filePath":"world.py"}"#);
     assert!(text.contains(r#""stop_reason":"tool_use""#), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_keep_alive_comments_reach_a_messages_client_as_pings() {
+    // DeepSeek writes `: keep-alive` for as long as a request queues.
+    let mock = MockUpstream::start(|_| {
+        Reply::sse(
+            [
+                ": keep-alive",
+                r#"data: {"id":"d1","object":"chat.completion.chunk","model":"deepseek-chat","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
+                r#"data: {"id":"d1","object":"chat.completion.chunk","model":"deepseek-chat","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                "data: [DONE]",
+            ]
+            .map(|e| Bytes::from(format!("{e}\n\n"))),
+        )
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"deepseek/deepseek-chat","max_tokens":32,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with("event: ping\ndata: {\"type\":\"ping\"}\n\nevent: message_start"),
+        "{text}"
+    );
+    assert!(text.contains("event: message_stop"), "{text}");
+}

@@ -893,3 +893,36 @@ async fn ollamas_parallel_calls_at_one_index_reach_a_responses_client_as_two_cal
     );
     assert!(text.contains("response.completed"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_keep_alive_comments_reach_a_responses_client() {
+    // DeepSeek writes `: keep-alive` for as long as a request queues.
+    let mock = MockUpstream::start(|_| {
+        Reply::sse(
+            [
+                ": keep-alive",
+                r#"data: {"id":"d1","object":"chat.completion.chunk","model":"deepseek-chat","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
+                r#"data: {"id":"d1","object":"chat.completion.chunk","model":"deepseek-chat","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                "data: [DONE]",
+            ]
+            .map(|e| Bytes::from(format!("{e}\n\n"))),
+        )
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let resp = post(
+        &gw,
+        &json!({"model": "deepseek/deepseek-chat", "input": "Hi", "stream": true}),
+    )
+    .await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.starts_with(": keep-alive\n\n"), "{text}");
+    assert_eq!(text.matches(": keep-alive").count(), 1, "{text}");
+    assert_eq!(events(&text).last().unwrap()["type"], "response.completed");
+}

@@ -87,4 +87,4 @@ pub use response_translator::{
     ClientEncoder, OnCompleted, ProviderDecoder, ResponseCodecs, ResponseTranslator,
     ResponseTranslatorBuilder, TranslatedAnswer, UsageRead, OMITTED_TOOLS_HEADER,
 };
-pub use sse::{SseByteParser, SseEvent, SseEventBytes, SseEventRef, SseParser};
+pub use sse::{SseByteParser, SseEvent, SseEventBytes, SseEventRef, SseItem, SseParser};

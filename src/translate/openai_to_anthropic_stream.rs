@@ -8,7 +8,8 @@
 //! `message_stop` at `[DONE]`, or at the upstream end once a `finish_reason`
 //! was seen; `[DONE]` without a `finish_reason` is taken as a normal end.
 //! An upstream error, a malformed chunk or an end without a finish produces
-//! one `event: error` and nothing after it.
+//! one `event: error` and nothing after it. Each of the provider's keep-alive
+//! comments becomes a `ping` event.
 //!
 //! Usage is only known at the end, so `message_start` reports zeros and
 //! `message_delta` carries the real input and output counts.
@@ -21,7 +22,7 @@ use super::openai_to_anthropic_response::{
     anthropic_message_id, anthropic_stop_reason, generated_tool_use_id, AnthropicUsageOut,
     MessageOptions, OpenAiUsageIn,
 };
-use super::sse::{write_json_event, SseError, SseEventRef};
+use super::sse::{write_json_event, SseError, SseEventRef, PING_EVENT};
 use super::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -133,6 +134,13 @@ impl EventHandler for State {
 
     fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>) {
         State::handle(self, ev, out);
+    }
+
+    fn keep_alive(&mut self, out: &mut Vec<u8>) {
+        // Anthropic's SDKs skip a ping wherever it comes, before `message_start` too.
+        if self.phase == Phase::Streaming {
+            out.extend_from_slice(PING_EVENT);
+        }
     }
 
     fn end_of_input(&mut self, out: &mut Vec<u8>) {
@@ -797,6 +805,17 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         "data: [DONE]\n\n"
     );
 
+    /// DeepSeek writes `: keep-alive` for as long as a request queues, OpenRouter
+    /// `: OPENROUTER PROCESSING`: a hop with an idle timeout must see them, once each.
+    const COMMENTED_STREAM: &str = concat!(
+        ": keep-alive\n\n",
+        ": OPENROUTER PROCESSING\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        ": keep-alive\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+
     fn opts() -> MessageOptions {
         MessageOptions {
             model: "claude-sonnet-4".into(),
@@ -851,7 +870,9 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         let mut started = false;
         let mut saw_message_delta = false;
         let mut ended = false;
-        for (i, (name, d)) in evs.iter().enumerate() {
+        // Pings (the provider's keep-alives) may come anywhere before the end.
+        let others = evs.iter().filter(|(name, _)| name != "ping");
+        for (i, (name, d)) in others.enumerate() {
             assert!(!ended, "event after stream end: {name}");
             match name.as_str() {
                 "message_start" => {
@@ -905,6 +926,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             EMPTY_FINISH_STREAM,
             SAME_INDEX_STREAM,
             MISTRAL_THINKING_STREAM,
+            COMMENTED_STREAM,
         ]
     }
 
@@ -1022,6 +1044,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         assert_eq!(
             names(&evs),
             [
+                "ping",
                 "message_start",
                 "content_block_start",
                 "content_block_delta",
@@ -1041,7 +1064,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         assert_eq!(block_text(&evs, "thinking"), "Think hard — ü");
         assert_eq!(block_text(&evs, "text"), "Answer: 42");
         assert_eq!(
-            evs[12].1["usage"],
+            evs[13].1["usage"],
             json!({"input_tokens": 5, "output_tokens": 9})
         );
     }
@@ -1352,12 +1375,32 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
     }
 
     #[test]
+    fn upstream_comments_reach_the_client_as_ping_events() {
+        let out = run(COMMENTED_STREAM);
+        assert!(out.starts_with(b"event: ping\ndata: {\"type\":\"ping\"}\n\n"));
+        assert_eq!(
+            names(&events(&out)),
+            [
+                "ping",
+                "ping",
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "ping",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+    }
+
+    #[test]
     fn comments_and_empty_role_chunks_emit_no_blocks() {
         let input = ": ping\n\ndata: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\ndata: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
         let evs = events(&run(input));
         assert_eq!(
             names(&evs),
-            ["message_start", "message_delta", "message_stop"]
+            ["ping", "message_start", "message_delta", "message_stop"]
         );
     }
 
