@@ -1,7 +1,7 @@
 //! Property tests of both stream translators: any input never panics and
 //! always ends the client's stream one way (end marker or error, nothing
 //! after it), and a recorded provider stream gives the same output however
-//! it is split.
+//! it is split, its keep-alives passed on one for each.
 
 #[path = "common/proptest_config.rs"]
 mod proptest_config;
@@ -169,8 +169,45 @@ fn shuffled_stream(path: &'static str) -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// The recorded stream with a provider's keep-alive comment before each event that
+/// `before` picks (DeepSeek's, while a request queues), and how many were put in.
+fn with_keep_alives(path: &str, before: &[prop::sample::Index]) -> (Vec<u8>, usize) {
+    let recorded = fixture(path);
+    let events: Vec<&str> = recorded.split_inclusive("\n\n").collect();
+    let mut bytes = String::new();
+    for (i, event) in events.iter().enumerate() {
+        for _ in before.iter().filter(|b| b.index(events.len()) == i) {
+            bytes.push_str(": keep-alive\n\n");
+        }
+        bytes.push_str(event);
+    }
+    (bytes.into_bytes(), before.len())
+}
+
 proptest! {
     #![proptest_config(config(64))]
+
+    #[test]
+    fn keep_alives_pass_on_one_for_each_however_split(
+        path in select(&OPENAI_STREAMS[..]),
+        before in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        cuts in prop::collection::vec(any::<usize>(), 1..8),
+    ) {
+        let (bytes, comments) = with_keep_alives(path, &before);
+        let whole = openai_to_anthropic(&[&bytes]);
+        prop_assert!(whole.done);
+        let pings = events(&whole.out).iter().filter(|(n, _)| n.as_deref() == Some("ping")).count();
+        prop_assert_eq!(pings, comments);
+        prop_assert_eq!(openai_to_anthropic(&split(&bytes, &cuts)).out, whole.out);
+
+        // Anthropic's own stream carries one ping; each becomes a comment too.
+        let (bytes, comments) = with_keep_alives(ANTHROPIC_STREAMS[0], &before);
+        let whole = anthropic_to_openai(&[&bytes]);
+        prop_assert!(whole.done);
+        let kept = whole.out.windows(14).filter(|w| w == b": keep-alive\n\n").count();
+        prop_assert_eq!(kept, comments + 1);
+        prop_assert_eq!(anthropic_to_openai(&split(&bytes, &cuts)).out, whole.out);
+    }
 
     #[test]
     fn anthropic_stream_split_anywhere_translates_the_same(

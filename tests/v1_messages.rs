@@ -536,3 +536,90 @@ async fn geminis_own_thought_signature_makes_the_round_trip() {
         "sig-gemini-1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollamas_parallel_calls_at_one_index_reach_a_messages_client_as_two_tool_uses() {
+    // Each call whole in one chunk, all at `index: 0` (ollama/ollama#15457).
+    let mock = MockUpstream::start(|_| {
+        Reply::sse(
+            [
+                r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen3-coder","choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"id":"call_a","index":0,"type":"function","function":{"name":"file_write","arguments":"{\"filePath\":\"hello.py\"}"}}]},"finish_reason":null}]}"#,
+                r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen3-coder","choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"id":"call_b","index":0,"type":"function","function":{"name":"file_write","arguments":"{\"filePath\":\"world.py\"}"}}]},"finish_reason":null}]}"#,
+                r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen3-coder","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"tool_calls"}]}"#,
+                "data: [DONE]",
+            ]
+            .map(|e| Bytes::from(format!("{e}\n\n"))),
+        )
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  ollama: {{base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"ollama/qwen3-coder","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"write both files"}],
+            "tools":[{"name":"file_write","input_schema":{"type":"object"}}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "content_block_start")
+        .map(|e| &e["content_block"]["id"])
+        .collect();
+    assert_eq!(calls, ["call_a", "call_b"], "{text}");
+    let input = |i: u64| -> String {
+        events
+            .iter()
+            .filter(|e| e["type"] == "content_block_delta" && e["index"] == i)
+            .filter_map(|e| e["delta"]["partial_json"].as_str())
+            .collect()
+    };
+    assert_eq!(input(0), r#"{"filePath":"hello.py"}"#);
+    assert_eq!(input(1), r#"{"filePath":"world.py"}"#);
+    assert!(text.contains(r#""stop_reason":"tool_use""#), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_keep_alive_comments_reach_a_messages_client_as_pings() {
+    // DeepSeek writes `: keep-alive` for as long as a request queues.
+    let mock = MockUpstream::start(|_| {
+        Reply::sse(
+            [
+                ": keep-alive",
+                r#"data: {"id":"d1","object":"chat.completion.chunk","model":"deepseek-chat","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
+                r#"data: {"id":"d1","object":"chat.completion.chunk","model":"deepseek-chat","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                "data: [DONE]",
+            ]
+            .map(|e| Bytes::from(format!("{e}\n\n"))),
+        )
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        r#"{"model":"deepseek/deepseek-chat","max_tokens":32,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with("event: ping\ndata: {\"type\":\"ping\"}\n\nevent: message_start"),
+        "{text}"
+    );
+    assert!(text.contains("event: message_stop"), "{text}");
+}

@@ -840,3 +840,89 @@ async fn a_stored_thinking_tool_loop_continues_by_previous_response_id() {
         json!({"type": "thinking", "thinking": "Let me run ls.", "signature": "sig-abc"})
     );
 }
+
+/// Ollama's parallel calls, each whole in one chunk and all at `index: 0`
+/// (ollama/ollama#15457), the second after a newline of text.
+fn ollama_parallel_calls(_: &Recorded) -> Reply {
+    Reply::sse(
+        [
+            r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen3-coder","choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"id":"call_a","index":0,"type":"function","function":{"name":"file_write","arguments":"{\"filePath\":\"hello.py\"}"}}]},"finish_reason":null}]}"#,
+            r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen3-coder","choices":[{"index":0,"delta":{"role":"assistant","content":"\n"},"finish_reason":null}]}"#,
+            r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen3-coder","choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"id":"call_b","index":0,"type":"function","function":{"name":"file_write","arguments":"{\"filePath\":\"world.py\"}"}}]},"finish_reason":null}]}"#,
+            r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen3-coder","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"tool_calls"}]}"#,
+            "data: [DONE]",
+        ]
+        .map(|e| Bytes::from(format!("{e}\n\n"))),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollamas_parallel_calls_at_one_index_reach_a_responses_client_as_two_calls() {
+    let mock = MockUpstream::start(ollama_parallel_calls).await;
+    let yaml = format!(
+        "providers:\n  ollama: {{base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let resp = post(
+        &gw,
+        &json!({"model": "ollama/qwen3-coder", "input": "write both files", "stream": true,
+            "tools": [{"type": "function", "name": "file_write", "parameters": {"type": "object"}}]}),
+    )
+    .await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let calls: Vec<(String, String)> = events(&text)
+        .iter()
+        .filter(|e| {
+            e["type"] == "response.output_item.done" && e["item"]["type"] == "function_call"
+        })
+        .map(|e| {
+            let field = |k: &str| e["item"][k].as_str().unwrap_or_default().to_owned();
+            (field("call_id"), field("arguments"))
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("call_a".into(), r#"{"filePath":"hello.py"}"#.into()),
+            ("call_b".into(), r#"{"filePath":"world.py"}"#.into())
+        ],
+        "{text}"
+    );
+    assert!(text.contains("response.completed"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_keep_alive_comments_reach_a_responses_client() {
+    // DeepSeek writes `: keep-alive` for as long as a request queues.
+    let mock = MockUpstream::start(|_| {
+        Reply::sse(
+            [
+                ": keep-alive",
+                r#"data: {"id":"d1","object":"chat.completion.chunk","model":"deepseek-chat","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
+                r#"data: {"id":"d1","object":"chat.completion.chunk","model":"deepseek-chat","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                "data: [DONE]",
+            ]
+            .map(|e| Bytes::from(format!("{e}\n\n"))),
+        )
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let resp = post(
+        &gw,
+        &json!({"model": "deepseek/deepseek-chat", "input": "Hi", "stream": true}),
+    )
+    .await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.starts_with(": keep-alive\n\n"), "{text}");
+    assert_eq!(text.matches(": keep-alive").count(), 1, "{text}");
+    assert_eq!(events(&text).last().unwrap()["type"], "response.completed");
+}

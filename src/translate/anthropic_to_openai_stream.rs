@@ -4,7 +4,8 @@
 //! unfinished event is held between pushes. A stream ends either with
 //! `data: [DONE]` (after `message_stop`) or with an OpenAI error chunk (after
 //! an upstream `error` event, a malformed event, or an upstream end without
-//! `message_stop`), never both.
+//! `message_stop`), never both. Each `ping` (or comment) of the provider becomes a
+//! `: keep-alive` comment, so that a hop with an idle timeout sees the stream alive.
 
 use super::anthropic_text_delta::{plain_text_delta, PlainTextDelta};
 use super::anthropic_to_openai_error::{openai_error_type_for_anthropic_type, OpenAiErrorBody};
@@ -12,7 +13,7 @@ use super::anthropic_to_openai_response::{
     openai_completion_id, openai_finish_reason, AnthropicUsageIn, ContentBlock, OpenAiUsageOut,
 };
 use super::json_writer::{write_str, write_u64};
-use super::sse::{write_json_event, SseError, SseEventRef};
+use super::sse::{write_json_event, SseError, SseEventRef, KEEP_ALIVE_COMMENT};
 use super::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -128,6 +129,12 @@ impl EventHandler for State {
 
     fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>) {
         State::handle(self, ev, out);
+    }
+
+    fn keep_alive(&mut self, out: &mut Vec<u8>) {
+        if self.phase == Phase::Streaming {
+            out.extend_from_slice(KEEP_ALIVE_COMMENT);
+        }
     }
 
     fn end_of_input(&mut self, out: &mut Vec<u8>) {
@@ -400,7 +407,11 @@ impl State {
                 self.on_error(data, out);
                 Ok(())
             }
-            // ping and future event types carry nothing an OpenAI client needs.
+            "ping" => {
+                self.keep_alive(out);
+                Ok(())
+            }
+            // Future event types carry nothing an OpenAI client needs.
             _ => Ok(()),
         };
         if result.is_err() {
@@ -929,9 +940,20 @@ data: {"type":"message_stop"}
     }
 
     #[test]
-    fn ping_is_dropped() {
-        let out = run(fixture!("anthropic/messages_stream.txt"), false);
-        assert!(!String::from_utf8_lossy(&out).contains("ping"));
+    fn pings_and_comments_reach_the_client_as_keep_alive_comments() {
+        // Anthropic pings while it works, and a proxy before it may write comments: a
+        // hop with an idle timeout must see them, once each.
+        let input =
+            format!(": queued\n\nevent: ping\ndata: {{\"type\": \"ping\"}}\n\n{THINKING_STREAM}");
+        let expected = [
+            &b": keep-alive\n\n: keep-alive\n\n"[..],
+            &run(THINKING_STREAM, false),
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&run(&input, false)),
+            String::from_utf8_lossy(&expected)
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ mod hub_streams;
 pub mod json_members;
 mod json_writer;
 mod openai_content_chunk;
+mod openai_text_members;
 pub mod openai_to_anthropic_error;
 pub mod openai_to_anthropic_request;
 pub mod openai_to_anthropic_response;
@@ -86,4 +87,4 @@ pub use response_translator::{
     ClientEncoder, OnCompleted, ProviderDecoder, ResponseCodecs, ResponseTranslator,
     ResponseTranslatorBuilder, TranslatedAnswer, UsageRead, OMITTED_TOOLS_HEADER,
 };
-pub use sse::{SseByteParser, SseEvent, SseEventBytes, SseEventRef, SseParser};
+pub use sse::{SseByteParser, SseEvent, SseEventBytes, SseEventRef, SseItem, SseParser};

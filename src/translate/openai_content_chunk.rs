@@ -23,8 +23,8 @@ pub(super) struct ContentChunk<'a> {
 /// Reads `data` when it is a chunk in a plain form, such as
 /// `{"id":"c1","object":"chat.completion.chunk","created":1,"choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}]}`:
 /// no whitespace, no escapes in keys or strings, no repeated member the
-/// translator reads, at most one choice (of index 0) with a null
-/// `finish_reason`, `usage` null or absent, no `error`, no tool calls, and
+/// translator reads, at most one choice (of index 0) with a null (or `""`,
+/// `"null"`) `finish_reason`, `usage` null or absent, no `error`, no tool calls, and
 /// every member the translator ignores a string, a non-negative integer,
 /// `true`, `false` or `null`. Any other data gives `None`, and the caller
 /// parses it with serde, which reads data in this form to the same values.
@@ -178,11 +178,20 @@ impl<'a> Cursor<'a> {
             }
             "finish_reason" => {
                 first(&mut finish)?;
-                c.literal("null")
+                c.no_finish_reason()
             }
             _ => c.ignored(),
         })?;
         self.literal("]")
+    }
+
+    /// A `finish_reason` saying the choice goes on: `null`, or the `""` and `"null"`
+    /// that SGLang, older Ollama and KoboldCpp write on every chunk (serde reads all
+    /// three as none).
+    fn no_finish_reason(&mut self) -> Option<()> {
+        self.literal("null")
+            .or_else(|| self.literal(r#""""#))
+            .or_else(|| self.literal(r#""null""#))
     }
 
     /// A choice's `delta`: text members and members the translator ignores.
@@ -253,6 +262,25 @@ mod tests {
             r#"{"choices":[{"delta":{}}]}"#,
         ] {
             assert_eq!(content_chunk(data), Some(ContentChunk::default()), "{data}");
+        }
+    }
+
+    #[test]
+    fn reads_an_empty_or_null_string_finish_reason_as_none() {
+        // SGLang, older Ollama and KoboldCpp write these on chunks still streaming.
+        for finish in [r#""""#, r#""null""#] {
+            let data = format!(
+                r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"Hi"}},"finish_reason":{finish}}}]}}"#
+            );
+            assert_eq!(
+                content_chunk(&data),
+                Some(ContentChunk {
+                    id: Some("c"),
+                    content: Some("Hi"),
+                    ..ContentChunk::default()
+                }),
+                "{data}"
+            );
         }
     }
 

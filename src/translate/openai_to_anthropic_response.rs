@@ -12,6 +12,7 @@
 //! equals OpenAI's `prompt_tokens`.
 
 use super::error::TranslateError;
+use super::openai_text_members::Content;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -127,8 +128,8 @@ struct Choice<'a> {
 
 #[derive(Deserialize)]
 struct InMessage<'a> {
-    #[serde(default)]
-    content: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    content: Option<Content<'a>>,
     #[serde(
         borrow,
         default,
@@ -207,18 +208,6 @@ enum Block {
     },
 }
 
-/// Message `content` as text: a string, or the text of an array of parts.
-fn content_text(content: Option<serde_json::Value>) -> String {
-    match content {
-        Some(serde_json::Value::String(s)) => s,
-        Some(serde_json::Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(serde_json::Value::as_str))
-            .collect(),
-        _ => String::new(),
-    }
-}
-
 /// Translates an OpenAI `chat.completion` body into an Anthropic Messages
 /// response body.
 pub fn openai_to_anthropic_response(
@@ -244,18 +233,27 @@ pub fn openai_to_anthropic_response(
     let msg = choice.message;
 
     let mut content = Vec::new();
-    let reasoning = match (msg.reasoning_content, msg.reasoning) {
+    let mut reasoning = match (msg.reasoning_content, msg.reasoning) {
         (Some(r), _) => r.into_owned(),
         (None, Some(serde_json::Value::String(r))) => r,
         _ => String::new(),
     };
+    // `content` as a string, or a list of chunks: Mistral's thinking ones are thinking.
+    let message_content = msg.content.unwrap_or_default();
+    let mut text = message_content.text().unwrap_or_default().to_owned();
+    message_content.each_chunk_text(&mut |thinking, t| {
+        if thinking {
+            reasoning.push_str(t);
+        } else {
+            text.push_str(t);
+        }
+    });
     if !reasoning.is_empty() {
         content.push(Block::Thinking {
             thinking: reasoning,
             signature: String::new(),
         });
     }
-    let text = content_text(msg.content);
     let refused = text.is_empty() && msg.refusal.as_deref().is_some_and(|r| !r.is_empty());
     if refused {
         content.push(Block::Text {
@@ -430,6 +428,26 @@ mod tests {
         assert_eq!(
             got["usage"],
             json!({"input_tokens": 15, "output_tokens": 6, "cache_read_input_tokens": 4})
+        );
+    }
+
+    #[test]
+    fn mistral_thinking_chunks_become_a_thinking_block_and_text_chunks_the_text() {
+        // Mistral's reasoning models answer `content` as typed chunks, a `thinking`
+        // one holding text chunks (docs.mistral.ai/capabilities/reasoning; `ThinkChunk`
+        // in mistralai/client-python); a `reference` chunk carries no text.
+        let body = json!({"id": "m", "choices": [{"finish_reason": "stop", "message": {"role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": [{"type": "text", "text": "Two and "},
+                {"type": "reference", "reference_ids": [1]}, {"type": "text", "text": "two."}]},
+            {"type": "text", "text": "It is "},
+            {"type": "text", "text": "4."}
+        ]}}]});
+        let got = translate(&body.to_string());
+        assert_eq!(
+            got["content"],
+            json!([{"type": "thinking", "thinking": "Two and two.", "signature": ""},
+                   {"type": "text", "text": "It is 4."}])
         );
     }
 

@@ -8,21 +8,23 @@
 //! `message_stop` at `[DONE]`, or at the upstream end once a `finish_reason`
 //! was seen; `[DONE]` without a `finish_reason` is taken as a normal end.
 //! An upstream error, a malformed chunk or an end without a finish produces
-//! one `event: error` and nothing after it.
+//! one `event: error` and nothing after it. Each of the provider's keep-alive
+//! comments becomes a `ping` event.
 //!
 //! Usage is only known at the end, so `message_start` reports zeros and
 //! `message_delta` carries the real input and output counts.
 
 use super::json_writer::{write_str, write_u64};
 use super::openai_content_chunk::content_chunk;
+use super::openai_text_members::{Content, LenientStr};
 use super::openai_to_anthropic_error::OpenAiErrorOrString;
 use super::openai_to_anthropic_response::{
     anthropic_message_id, anthropic_stop_reason, generated_tool_use_id, AnthropicUsageOut,
     MessageOptions, OpenAiUsageIn,
 };
-use super::sse::{write_json_event, SseError, SseEventRef};
+use super::sse::{write_json_event, SseError, SseEventRef, PING_EVENT};
 use super::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
@@ -54,11 +56,11 @@ struct State {
     started: bool,
     next_index: u32,
     open: Option<OpenBlock>,
-    /// OpenAI indices of tool calls already started, to spot a provider
-    /// returning to an earlier (closed) call (hashed: a stream of many calls is not
-    /// read once per call).
-    tools_seen: crate::lookup::LookupSet<u32>,
-    /// The highest of `tools_seen`: the next call without an index comes after it.
+    /// OpenAI index → provider id (empty without one) of the last call started at
+    /// that index, to spot a provider returning to an earlier (closed) call (hashed:
+    /// a stream of many calls is not read once per call).
+    tools_seen: crate::lookup::LookupMap<u32, String>,
+    /// The highest index in `tools_seen`: the next call without an index comes after it.
     last_tool_seen: Option<u32>,
     /// Provider id of the most recently started tool call.
     last_tool_id: String,
@@ -134,6 +136,13 @@ impl EventHandler for State {
         State::handle(self, ev, out);
     }
 
+    fn keep_alive(&mut self, out: &mut Vec<u8>) {
+        // Anthropic's SDKs skip a ping wherever it comes, before `message_start` too.
+        if self.phase == Phase::Streaming {
+            out.extend_from_slice(PING_EVENT);
+        }
+    }
+
     fn end_of_input(&mut self, out: &mut Vec<u8>) {
         // A provider that said why it stopped but dropped its [DONE] still finished.
         if self.stop_reason.is_some() {
@@ -170,18 +179,24 @@ struct Choice<'a> {
     index: Option<u32>,
     #[serde(borrow, default)]
     delta: Option<Delta<'a>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::translate::borrowed_text::optional"
-    )]
+    #[serde(borrow, default, deserialize_with = "finish_reason")]
     finish_reason: Option<Cow<'a, str>>,
+}
+
+/// A choice's `finish_reason`, where the `""` and `"null"` that SGLang, older Ollama
+/// and KoboldCpp write on every chunk still streaming read as none: taken for a
+/// finish, they would close a block per token.
+fn finish_reason<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    let reason = crate::translate::borrowed_text::optional(d)?;
+    Ok(reason.filter(|r| !r.is_empty() && r != "null"))
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(borrow, default)]
-    content: Option<LenientStr<'a>>,
+    content: Option<Content<'a>>,
     #[serde(borrow, default)]
     reasoning_content: Option<LenientStr<'a>>,
     #[serde(borrow, default)]
@@ -248,65 +263,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
             }
         }
         d.deserialize_seq(V(PhantomData))
-    }
-}
-
-/// A text field that some providers fill with another JSON type (e.g.
-/// `reasoning` as an object); anything but a string reads as absent rather
-/// than failing the whole chunk.
-struct LenientStr<'a>(Option<Cow<'a, str>>);
-
-impl<'a> LenientStr<'a> {
-    fn non_empty(field: &'a Option<LenientStr<'_>>) -> Option<&'a str> {
-        field
-            .as_ref()
-            .and_then(|s| s.0.as_deref())
-            .filter(|s| !s.is_empty())
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = LenientStr<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(LenientStr(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(LenientStr(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(LenientStr(Some(Cow::Owned(v))))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LenientStr(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(LenientStr(None))
-            }
-        }
-        d.deserialize_any(V(PhantomData))
     }
 }
 
@@ -442,12 +398,20 @@ impl State {
         if let Some(delta) = &choice.delta {
             let thinking = LenientStr::non_empty(&delta.reasoning_content)
                 .or_else(|| LenientStr::non_empty(&delta.reasoning));
-            self.texts(
-                out,
-                thinking,
-                LenientStr::non_empty(&delta.content),
-                LenientStr::non_empty(&delta.refusal),
-            );
+            let refusal = LenientStr::non_empty(&delta.refusal);
+            match &delta.content {
+                Some(chunks @ Content::Chunks(_)) => {
+                    self.texts(out, thinking, None, None);
+                    chunks.each_chunk_text(&mut |thinking, text| {
+                        self.chunk_text(out, thinking, text)
+                    });
+                    self.texts(out, None, None, refusal);
+                }
+                content => {
+                    let text = content.as_ref().and_then(Content::text);
+                    self.texts(out, thinking, text.filter(|t| !t.is_empty()), refusal);
+                }
+            }
             for call in delta.tool_calls.iter().flatten() {
                 self.tool_call(out, call);
                 if self.phase != Phase::Streaming {
@@ -488,6 +452,20 @@ impl State {
                 self.text_like(out, kind, text);
             }
         }
+    }
+
+    /// One text of a `content` list of chunks (Mistral's), thinking or answer.
+    fn chunk_text(&mut self, out: &mut Vec<u8>, thinking: bool, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let kind = if thinking {
+            BlockKind::Thinking
+        } else {
+            self.said.content = true;
+            BlockKind::Text
+        };
+        self.text_like(out, kind, text);
     }
 
     fn ensure_started(&mut self, out: &mut Vec<u8>, id: Option<&str>) {
@@ -543,6 +521,15 @@ impl State {
             _ => None,
         };
         let id = call.id.as_deref().filter(|id| !id.is_empty());
+        let name = call
+            .function
+            .as_ref()
+            .and_then(|f| f.name.as_deref())
+            .unwrap_or("");
+        // A new id with a name starts a new call even at an index in use: Ollama
+        // numbers parallel calls all 0 (ollama/ollama#15457). The name is required as
+        // some servers repeat a placeholder id on every fragment of one call.
+        let starts_call = |earlier: &str| !name.is_empty() && id.is_some_and(|id| id != earlier);
         // Without an index, a new id means a new call; no id or the open
         // call's id (some servers repeat it) continues the open one.
         let k = match (call.index, open_tool) {
@@ -551,11 +538,16 @@ impl State {
             (None, _) => self.last_tool_seen.map_or(0, |m| m.saturating_add(1)),
         };
         let block_index = match open_tool {
-            Some((open_k, index)) if open_k == k => index,
+            Some((open_k, index)) if open_k == k && !starts_call(&self.last_tool_id) => index,
             _ => {
-                if !self.tools_seen.insert(k) {
+                let returns = self
+                    .tools_seen
+                    .get(&k)
+                    .is_some_and(|earlier| !starts_call(earlier));
+                if returns {
                     return self.fail(out, "api_error", INTERLEAVED);
                 }
+                self.tools_seen.insert(k, id.unwrap_or("").to_owned());
                 self.last_tool_seen = self.last_tool_seen.max(Some(k));
                 self.last_tool_id.clear();
                 if let Some(signature) = call
@@ -576,11 +568,6 @@ impl State {
                         &generated
                     }
                 };
-                let name = call
-                    .function
-                    .as_ref()
-                    .and_then(|f| f.name.as_deref())
-                    .unwrap_or("");
                 let block = StartBlock::ToolUse {
                     id,
                     name,
@@ -782,6 +769,53 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
 
 "#;
 
+    /// `finish_reason: ""` and `"null"` on chunks still streaming, as SGLang, older
+    /// Ollama and KoboldCpp write them: text, then a tool call in two fragments.
+    const EMPTY_FINISH_STREAM: &str = concat!(
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":\"\"}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"null\"}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":\"}}]},\"finish_reason\":\"\"}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"1}\"}}]},\"finish_reason\":\"null\"}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+
+    /// Parallel calls all at `index: 0` (Ollama, ollama/ollama#15457): each whole
+    /// in one chunk, or in fragments, and one after a newline of text.
+    const SAME_INDEX_STREAM: &str = concat!(
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"call_a\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"call_b\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{\\\"b\\\":\"}}]}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"2}\"}}]}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\n\"}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"call_c\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"h\",\"arguments\":\"{}\"}}]}}]}\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+
+    /// Mistral's reasoning models (docs.mistral.ai/capabilities/reasoning; `ThinkChunk`
+    /// in mistralai/client-python): thinking as a `content` list of typed chunks, then
+    /// the answer as plain strings or text chunks.
+    const MISTRAL_THINKING_STREAM: &str = concat!(
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":[{\"type\":\"thinking\",\"thinking\":[{\"type\":\"text\",\"text\":\"Two and \"}]}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"thinking\",\"thinking\":[{\"type\":\"reference\",\"reference_ids\":[1]},{\"type\":\"text\",\"text\":\"two.\"}]}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"It is\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"text\",\"text\":\" 4\"},{\"type\":\"text\",\"text\":\".\"}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"thinking\",\"thinking\":[{\"type\":\"text\",\"text\":\"Sure?\"}]},{\"type\":\"text\",\"text\":\" Yes.\"}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"m\",\"model\":\"magistral-medium-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":7}}\n\n",
+        "data: [DONE]\n\n"
+    );
+
+    /// DeepSeek writes `: keep-alive` for as long as a request queues, OpenRouter
+    /// `: OPENROUTER PROCESSING`: a hop with an idle timeout must see them, once each.
+    const COMMENTED_STREAM: &str = concat!(
+        ": keep-alive\n\n",
+        ": OPENROUTER PROCESSING\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        ": keep-alive\n\n",
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+
     fn opts() -> MessageOptions {
         MessageOptions {
             model: "claude-sonnet-4".into(),
@@ -836,7 +870,9 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         let mut started = false;
         let mut saw_message_delta = false;
         let mut ended = false;
-        for (i, (name, d)) in evs.iter().enumerate() {
+        // Pings (the provider's keep-alives) may come anywhere before the end.
+        let others = evs.iter().filter(|(name, _)| name != "ping");
+        for (i, (name, d)) in others.enumerate() {
             assert!(!ended, "event after stream end: {name}");
             match name.as_str() {
                 "message_start" => {
@@ -887,6 +923,10 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             ERROR_STREAM,
             NO_DONE_STREAM,
             TRUNCATED_STREAM,
+            EMPTY_FINISH_STREAM,
+            SAME_INDEX_STREAM,
+            MISTRAL_THINKING_STREAM,
+            COMMENTED_STREAM,
         ]
     }
 
@@ -1004,6 +1044,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         assert_eq!(
             names(&evs),
             [
+                "ping",
                 "message_start",
                 "content_block_start",
                 "content_block_delta",
@@ -1023,7 +1064,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         assert_eq!(block_text(&evs, "thinking"), "Think hard — ü");
         assert_eq!(block_text(&evs, "text"), "Answer: 42");
         assert_eq!(
-            evs[12].1["usage"],
+            evs[13].1["usage"],
             json!({"input_tokens": 5, "output_tokens": 9})
         );
     }
@@ -1173,6 +1214,23 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
     }
 
     #[test]
+    fn mistral_thinking_chunks_stream_as_thinking_and_text_chunks_as_text() {
+        let out = run(MISTRAL_THINKING_STREAM);
+        assert_invariants(&out);
+        let evs = events(&out);
+        let starts: Vec<&str> = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| d["content_block"]["type"].as_str().unwrap())
+            .collect();
+        // In the order they came, a chunk's parts too.
+        assert_eq!(starts, ["thinking", "text", "thinking", "text"]);
+        assert_eq!(block_text(&evs, "thinking"), "Two and two.Sure?");
+        assert_eq!(block_text(&evs, "text"), "It is 4. Yes.");
+        assert_eq!(evs[evs.len() - 2].1["delta"]["stop_reason"], "end_turn");
+    }
+
+    #[test]
     fn reasoning_field_is_accepted_as_thinking() {
         let input = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"hmm\"}}]}\n\ndata: [DONE]\n\n";
         assert_eq!(block_text(&events(&run(input)), "thinking"), "hmm");
@@ -1213,6 +1271,62 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
     }
 
     #[test]
+    fn parallel_calls_all_at_index_0_become_one_tool_use_block_each() {
+        let out = run(SAME_INDEX_STREAM);
+        assert_invariants(&out);
+        let evs = events(&out);
+        let starts: Vec<(&str, &str, &str)> = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| &d["content_block"])
+            .map(|b| {
+                let s = |k: &str| b[k].as_str().unwrap_or("");
+                (s("type"), s("id"), s("name"))
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                ("tool_use", "call_a", "f"),
+                ("tool_use", "call_b", "g"),
+                ("text", "", ""),
+                ("tool_use", "call_c", "h")
+            ]
+        );
+        let args: Vec<String> = [0, 1, 3]
+            .iter()
+            .map(|i| {
+                evs.iter()
+                    .filter(|(_, d)| d["index"] == *i)
+                    .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(args, ["{\"a\":1}", "{\"b\":2}", "{}"]);
+        assert_eq!(evs[evs.len() - 2].1["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn a_new_id_without_a_name_continues_the_call_at_its_index() {
+        // Some servers repeat a placeholder id, or a fresh one, on every fragment.
+        let input = concat!(
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_0\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"function\":{\"arguments\":\"1}\"}}]}}]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_0\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let out = run(input);
+        assert_invariants(&out);
+        let evs = events(&out);
+        let starts = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .count();
+        assert_eq!(starts, 1);
+        assert_eq!(block_text(&evs, "partial_json"), "{\"a\":1}");
+    }
+
+    #[test]
     fn interleaved_tool_arguments_are_an_error() {
         let input = concat!(
             "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{\"}}]}}]}\n\n",
@@ -1223,6 +1337,61 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         let out = run(input);
         assert_invariants(&out);
         assert_eq!(events(&out).last().unwrap().0, "error");
+        // Naming the first call again is going back to it, not a new call.
+        let input = input.replace(
+            "[{\"index\":0,\"function\":{\"arguments\":\"}\"}}]",
+            "[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"}\"}}]",
+        );
+        assert!(input.contains("\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"}\""));
+        let out = run(&input);
+        assert_invariants(&out);
+        assert_eq!(events(&out).last().unwrap().0, "error");
+    }
+
+    #[test]
+    fn an_empty_or_null_string_finish_reason_does_not_end_the_answer() {
+        let out = run(EMPTY_FINISH_STREAM);
+        assert_invariants(&out);
+        let evs = events(&out);
+        assert_eq!(
+            names(&evs),
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(block_text(&evs, "text"), "Hello");
+        assert_eq!(block_text(&evs, "partial_json"), "{\"a\":1}");
+        assert_eq!(evs[9].1["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn upstream_comments_reach_the_client_as_ping_events() {
+        let out = run(COMMENTED_STREAM);
+        assert!(out.starts_with(b"event: ping\ndata: {\"type\":\"ping\"}\n\n"));
+        assert_eq!(
+            names(&events(&out)),
+            [
+                "ping",
+                "ping",
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "ping",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
     }
 
     #[test]
@@ -1231,7 +1400,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         let evs = events(&run(input));
         assert_eq!(
             names(&evs),
-            ["message_start", "message_delta", "message_stop"]
+            ["ping", "message_start", "message_delta", "message_stop"]
         );
     }
 
@@ -1289,6 +1458,8 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             r#"{"choices":[{}]}"#,
             r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null,"reasoning":null,"tool_calls":null}}],"usage":null}"#,
             r#"{"choices":[{"delta":{"reasoning":"r","reasoning_content":"","refusal":"no"}}],"created":0,"ok":true,"x":false}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":""}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"null"}]}"#,
         ]);
         let mut fast = 0;
         for data in datas {
@@ -1304,7 +1475,9 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
             assert!(choice.is_none_or(|c| c.finish_reason.is_none()), "{data}");
             assert!(delta.is_none_or(|d| d.tool_calls.is_none()), "{data}");
             let read = (
-                delta.and_then(|d| text(&d.content)),
+                delta
+                    .and_then(|d| d.content.as_ref())
+                    .and_then(Content::text),
                 delta.and_then(|d| text(&d.reasoning_content)),
                 delta.and_then(|d| text(&d.reasoning)),
                 delta.and_then(|d| text(&d.refusal)),

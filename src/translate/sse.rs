@@ -2,7 +2,8 @@
 //!
 //! The parser follows the WHATWG event-stream rules that matter for LLM
 //! streams: `\n`, `\r\n` and `\r` line endings, comment lines starting with
-//! `:`, one optional space after the field colon, multiple `data:` lines
+//! `:` (skipped, or told as [`SseItem::Comment`] to a translator passing a provider's
+//! keep-alives on), one optional space after the field colon, multiple `data:` lines
 //! joined with `\n`, and events dispatched on a blank line. Input may be split
 //! anywhere (inside a `\r\n` pair or a multi-byte UTF-8 character); only the
 //! unfinished line is kept between calls. An event that never ends cannot
@@ -43,6 +44,23 @@ impl SseEventRef<'_> {
         }
     }
 }
+
+/// What [`SseParser::next_item`] reads next: an event, or a comment line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SseItem<'a> {
+    /// A dispatched event.
+    Event(SseEventRef<'a>),
+    /// A comment line (`: keep-alive`), which providers send to keep an idle
+    /// stream open.
+    Comment,
+}
+
+/// The keep-alive an OpenAI-format client gets for each of the provider's: a comment.
+pub const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+/// The keep-alive an Anthropic-format client gets for each of the provider's:
+/// Anthropic's own `ping` event.
+pub const PING_EVENT: &[u8] = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -126,6 +144,26 @@ impl EventField for Vec<u8> {
     }
 }
 
+/// What one complete line did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// Added to the event being assembled, or was ignored.
+    Read,
+    /// Ended an event that has data: it is to be dispatched.
+    EndsEvent,
+    /// A comment.
+    Comment,
+}
+
+/// What the parser read up to: an event (held in `pending`), a comment, or the end
+/// of what it has (or of what it reads, once stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Event,
+    Comment,
+    Nothing,
+}
+
 /// Fields of the event being assembled. Kept apart from the input buffer so a
 /// line borrowed from the buffer can be applied to it.
 #[derive(Debug, Default)]
@@ -147,21 +185,19 @@ impl<F: EventField> Pending<F> {
         }
     }
 
-    /// Applies one complete line; returns true when it ends an event that
-    /// has data (so the event must be dispatched). Data past `limit` bytes is
-    /// refused.
-    fn apply_line(&mut self, line: &[u8], limit: usize) -> Result<bool, SseError> {
+    /// Applies one complete line. Data past `limit` bytes is refused.
+    fn apply_line(&mut self, line: &[u8], limit: usize) -> Result<Line, SseError> {
         if line.is_empty() {
             if self.has_data {
                 self.dispatched = true;
-                return Ok(true);
+                return Ok(Line::EndsEvent);
             }
             // A block without data is not an event; forget its `event:` field.
             self.event.clear();
-            return Ok(false);
+            return Ok(Line::Read);
         }
         if line[0] == b':' {
-            return Ok(false);
+            return Ok(Line::Comment);
         }
         let (name, value) = match memchr::memchr(b':', line) {
             Some(i) => {
@@ -193,7 +229,7 @@ impl<F: EventField> Pending<F> {
             // `id`, `retry` and unknown fields carry nothing the translators use.
             _ => {}
         }
-        Ok(false)
+        Ok(Line::Read)
     }
 }
 
@@ -279,14 +315,36 @@ impl SseParser {
 
     /// Returns the next complete event, borrowing the parser's buffers.
     pub fn next_event_ref(&mut self) -> Option<SseEventRef<'_>> {
-        self.advance().then(|| self.pending.as_ref())
+        loop {
+            match self.advance() {
+                Next::Event => return Some(self.pending.as_ref()),
+                Next::Comment => {}
+                Next::Nothing => return None,
+            }
+        }
+    }
+
+    /// Returns the next complete event or comment line, borrowing the parser's
+    /// buffers.
+    pub fn next_item(&mut self) -> Option<SseItem<'_>> {
+        match self.advance() {
+            Next::Event => Some(SseItem::Event(self.pending.as_ref())),
+            Next::Comment => Some(SseItem::Comment),
+            Next::Nothing => None,
+        }
     }
 }
 
 impl SseByteParser {
     /// Returns the next complete event as its bytes, borrowing the parser's buffers.
     pub fn next_event_bytes(&mut self) -> Option<SseEventBytes<'_>> {
-        self.advance().then(|| self.pending.as_bytes())
+        loop {
+            match self.advance() {
+                Next::Event => return Some(self.pending.as_bytes()),
+                Next::Comment => {}
+                Next::Nothing => return None,
+            }
+        }
     }
 }
 
@@ -338,17 +396,17 @@ impl<F: EventField> EventParser<F> {
         self.buf.len() - self.pos + self.pending.data.len()
     }
 
-    /// Reads on to the next complete event, held in `pending`; false when none has
-    /// ended yet (or the parser has stopped).
-    fn advance(&mut self) -> bool {
+    /// Reads on to the next complete event, held in `pending`, or the next comment
+    /// line; `Nothing` when neither has ended yet (or the parser has stopped).
+    fn advance(&mut self) -> Next {
         if self.error.is_some() {
-            return false;
+            return Next::Nothing;
         }
         self.pending.reset_if_dispatched();
         if !self.bom_checked {
             let rest = &self.buf[self.pos..];
             if rest.len() < BOM.len() && BOM.starts_with(rest) && !self.eof {
-                return false;
+                return Next::Nothing;
             }
             if rest.starts_with(BOM) {
                 self.pos += BOM.len();
@@ -365,7 +423,7 @@ impl<F: EventField> EventParser<F> {
                         self.skip_lf = false;
                     }
                     None if self.eof => self.skip_lf = false,
-                    None => return false,
+                    None => return Next::Nothing,
                 }
             }
             let rest = &self.buf[self.pos..];
@@ -383,13 +441,15 @@ impl<F: EventField> EventParser<F> {
                             None => self.skip_lf = true,
                         }
                     }
-                    let dispatch = match self.pending.apply_line(line, self.limit) {
-                        Ok(dispatch) => dispatch,
+                    let read = match self.pending.apply_line(line, self.limit) {
+                        Ok(read) => read,
                         Err(e) => return self.fail(e),
                     };
                     self.pos += consumed;
-                    if dispatch {
-                        return true;
+                    match read {
+                        Line::Read => {}
+                        Line::EndsEvent => return Next::Event,
+                        Line::Comment => return Next::Comment,
                     }
                 }
                 None => {
@@ -398,10 +458,11 @@ impl<F: EventField> EventParser<F> {
                             return self.fail(SseError::EventTooLong { limit: self.limit });
                         }
                         self.scanned = rest.len();
-                        return false;
+                        return Next::Nothing;
                     }
                     if !rest.is_empty() {
-                        // The unterminated final line counts as complete.
+                        // The unterminated final line counts as complete (a comment
+                        // there keeps nothing alive: the stream has ended).
                         if let Err(e) = self.pending.apply_line(rest, self.limit) {
                             return self.fail(e);
                         }
@@ -409,22 +470,22 @@ impl<F: EventField> EventParser<F> {
                     }
                     if self.pending.has_data {
                         self.pending.dispatched = true;
-                        return true;
+                        return Next::Event;
                     }
-                    return false;
+                    return Next::Nothing;
                 }
             }
         }
     }
 
     /// Stops for good: drops the held input and remembers why.
-    fn fail(&mut self, error: SseError) -> bool {
+    fn fail(&mut self, error: SseError) -> Next {
         self.error = Some(error);
         self.buf = Vec::new();
         self.pos = 0;
         self.scanned = 0;
         self.pending = Pending::default();
-        false
+        Next::Nothing
     }
 }
 
@@ -530,6 +591,37 @@ mod tests {
     fn ignores_comments_and_unknown_fields() {
         let got = parse_all(&[b": keep-alive\nid: 7\nretry: 10\nfoo: bar\ndata: x\n\n:ping\n\n"]);
         assert_eq!(got, vec![ev(None, "x")]);
+    }
+
+    #[test]
+    fn comment_lines_are_told_apart_as_items_once_each() {
+        let input: &[u8] = b": keep-alive\n\n:a\r\n:b\rdata: x\n: mid-event\n\n: tail";
+        let read = |pieces: &[&[u8]]| {
+            let mut p = SseParser::new();
+            let mut items = Vec::new();
+            let mut take = |p: &mut SseParser| {
+                while let Some(item) = p.next_item() {
+                    items.push(match item {
+                        SseItem::Event(e) => Some(e.to_event()),
+                        SseItem::Comment => None,
+                    });
+                }
+            };
+            for piece in pieces {
+                p.feed(piece);
+                take(&mut p);
+            }
+            p.finish();
+            take(&mut p);
+            items
+        };
+        let whole = read(&[input]);
+        // The unterminated last comment comes as the stream ends: nothing to keep alive.
+        assert_eq!(whole, [None, None, None, None, Some(ev(None, "x"))]);
+        for i in 0..=input.len() {
+            assert_eq!(read(&[&input[..i], &input[i..]]), whole, "split at {i}");
+        }
+        assert_eq!(parse_all(&[input]), [ev(None, "x")]);
     }
 
     #[test]

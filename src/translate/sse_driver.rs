@@ -1,9 +1,9 @@
 //! What every stream translator shares, [`SseDriver`]: an incremental SSE parser
-//! feeding one direction's [`EventHandler`], and the rule that translation stops after the
-//! provider's end marker, after an error the translator reported, or when the
-//! parser gives up on an event that never ends.
+//! feeding one direction's [`EventHandler`] events and keep-alive comments, and the
+//! rule that translation stops after the provider's end marker, after an error the
+//! translator reported, or when the parser gives up on an event that never ends.
 
-use super::sse::{SseError, SseEventRef, SseParser};
+use super::sse::{SseError, SseEventRef, SseItem, SseParser};
 
 /// Lifecycle of a stream translation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,10 @@ pub(super) trait EventHandler {
     fn phase(&self) -> Phase;
     /// Translates one upstream event, appending client bytes to `out`.
     fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>);
+    /// The provider sent a comment line, its keep-alive while it has nothing to say
+    /// (DeepSeek queueing, OpenRouter): write the client's own, so that a hop with an
+    /// idle timeout sees the stream alive.
+    fn keep_alive(&mut self, out: &mut Vec<u8>);
     /// The provider's input ended while still streaming: complete the answer or
     /// report it cut short.
     fn end_of_input(&mut self, out: &mut Vec<u8>);
@@ -77,8 +81,11 @@ impl<S: EventHandler> SseDriver<S> {
     }
 
     fn drain(&mut self, out: &mut Vec<u8>) {
-        while let Some(ev) = self.parser.next_event_ref() {
-            self.state.handle(ev, out);
+        while let Some(item) = self.parser.next_item() {
+            match item {
+                SseItem::Event(ev) => self.state.handle(ev, out),
+                SseItem::Comment => self.state.keep_alive(out),
+            }
             if self.state.phase() != Phase::Streaming {
                 return;
             }

@@ -27,7 +27,9 @@
 //!
 //! An upstream `error` event, a malformed event, or input ending before
 //! `message_stop` ends the stream with one `error` event; nothing follows it,
-//! in particular never a terminal response event.
+//! in particular never a terminal response event. Each `ping` (or comment) of the
+//! provider becomes a `: keep-alive` comment, so that a hop with an idle timeout sees
+//! the stream alive.
 //!
 //! [`anthropic_to_responses_response`]: super::anthropic_to_responses_response
 
@@ -42,7 +44,7 @@ use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
 use crate::translate::json_writer::{write_compact, write_str, write_u64, JsonString, JsonText};
 use crate::translate::request_fields::parse_text;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
-use crate::translate::sse::{SseError, SseEventRef};
+use crate::translate::sse::{SseError, SseEventRef, KEEP_ALIVE_COMMENT};
 use crate::translate::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -215,6 +217,12 @@ impl EventHandler for State {
 
     fn handle(&mut self, ev: SseEventRef<'_>, out: &mut Vec<u8>) {
         State::handle(self, ev, out);
+    }
+
+    fn keep_alive(&mut self, out: &mut Vec<u8>) {
+        if self.phase == Phase::Streaming {
+            out.extend_from_slice(KEEP_ALIVE_COMMENT);
+        }
     }
 
     fn end_of_input(&mut self, out: &mut Vec<u8>) {
@@ -466,7 +474,11 @@ impl State {
                 self.on_error(data, out);
                 Ok(())
             }
-            // ping and future event types carry nothing a client needs.
+            "ping" => {
+                self.keep_alive(out);
+                Ok(())
+            }
+            // Future event types carry nothing a client needs.
             _ => Ok(()),
         };
         if result.is_err() {
@@ -1474,6 +1486,23 @@ data: {"type":"message_stop"}
             );
         assert_eq!(run(&unnamed), run(recorded));
         assert_eq!(run(&renamed), run(recorded));
+    }
+
+    #[test]
+    fn pings_and_comments_reach_the_client_as_keep_alive_comments() {
+        // Anthropic pings while it works (and the Chat decoder makes a provider's
+        // comments pings); a hop with an idle timeout must see them, once each.
+        let input =
+            format!(": queued\n\nevent: ping\ndata: {{\"type\": \"ping\"}}\n\n{THINKING_STREAM}");
+        let expected = [
+            &b": keep-alive\n\n: keep-alive\n\n"[..],
+            &run(THINKING_STREAM),
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&run(&input)),
+            String::from_utf8_lossy(&expected)
+        );
     }
 
     #[test]
