@@ -151,18 +151,6 @@ fn paced_anthropic_stream() -> Reply {
     Reply::paced_sse(events, Duration::from_millis(300))
 }
 
-/// Waits out the end of the current minute when it is less than 5 s away: a minute
-/// window resets at its end, and a test counting one must not straddle it.
-async fn clear_of_a_minute_boundary() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let into_minute = now.as_millis() % 60_000;
-    if into_minute > 55_000 {
-        tokio::time::sleep(Duration::from_millis((60_000 - into_minute) as u64 + 100)).await;
-    }
-}
-
 fn header(resp: &reqwest::Response, name: &str) -> String {
     resp.headers()
         .get(name)
@@ -175,7 +163,7 @@ fn header(resp: &reqwest::Response, name: &str) -> String {
 async fn a_key_gets_its_requests_per_minute_and_then_429s_with_the_headers() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway(&mock, "", "{requests_per_minute: 3}");
-    clear_of_a_minute_boundary().await;
+    common::clear_of_a_minute_boundary().await;
     for left in ["2", "1", "0"] {
         let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
         assert_eq!(resp.status(), 200);
@@ -212,6 +200,46 @@ async fn a_key_gets_its_requests_per_minute_and_then_429s_with_the_headers() {
 }
 
 /// A provider that tells its quota, as OpenAI and Anthropic do, in every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_list_tells_a_limited_key_its_windows_without_counting_itself() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(
+        &mock,
+        "",
+        "{requests_per_minute: 5, tokens_per_minute: 100000}",
+    );
+    common::clear_of_a_minute_boundary().await;
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), "4");
+    for path in [
+        "/v1/models",
+        "/v1/models/gpt-4o-mini",
+        "/v1/models",
+        "/v1/models",
+    ] {
+        let resp = client()
+            .get(gw.url(path))
+            .bearer_auth(TEAM_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "5", "{path}");
+        // Read, not spent: the list is no call of the key's.
+        assert_eq!(
+            header(&resp, "x-ratelimit-remaining-requests"),
+            "4",
+            "{path}"
+        );
+        assert_eq!(
+            header(&resp, "x-ratelimit-limit-tokens"),
+            "100000",
+            "{path}"
+        );
+        assert!(header(&resp, "x-ratelimit-reset-requests").ends_with('s'));
+    }
+}
+
 fn provider_telling_its_quota(rec: &Recorded) -> Reply {
     let Reply::Full {
         status,
@@ -243,7 +271,7 @@ fn provider_telling_its_quota(rec: &Recorded) -> Reply {
 async fn a_limited_keys_answer_never_carries_the_providers_own_rate_headers() {
     let mock = MockUpstream::start(provider_telling_its_quota).await;
     let gw = gateway(&mock, "", "{requests_per_minute: 60}");
-    clear_of_a_minute_boundary().await;
+    common::clear_of_a_minute_boundary().await;
     // A body past 64 KiB goes through a subrequest, which answers the client.
     let padded = format!(
         r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
@@ -324,7 +352,7 @@ async fn a_call_past_the_replay_buffer_carries_the_headers_too() {
     // answer is the one the client gets.
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway(&mock, "", "{requests_per_minute: 5}");
-    clear_of_a_minute_boundary().await;
+    common::clear_of_a_minute_boundary().await;
     let large = format!(
         r#"{{"model":"gpt-4o-mini","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
         "u".repeat(100 * 1024)
@@ -731,7 +759,7 @@ async fn a_retry_at_the_same_provider_counts_against_its_quota() {
         })
         .await;
         let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
-        clear_of_a_minute_boundary().await;
+        common::clear_of_a_minute_boundary().await;
         let resp = post(&gw, TEAM_KEY, path, body).await;
         let attempts = header(&resp, "x-aurora-attempts");
         let status = resp.status();
@@ -760,7 +788,7 @@ async fn a_fallback_to_another_model_at_the_same_provider_counts_there() {
     .await;
     let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [openai/gpt-4o]\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";
     let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
-    clear_of_a_minute_boundary().await;
+    common::clear_of_a_minute_boundary().await;
     let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
     assert_eq!(header(&resp, "x-aurora-attempts"), "2");
     assert_eq!(resp.status(), 200);
@@ -780,7 +808,7 @@ async fn requests_refused_before_the_provider_are_not_in_the_usage_report() {
         "providers:\n  openai:\n    limits: {requests_per_minute: 1}\n",
         "{requests_per_minute: 100}",
     );
-    clear_of_a_minute_boundary().await;
+    common::clear_of_a_minute_boundary().await;
     let served = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
     assert_eq!(served.status(), 200);
     served.bytes().await.unwrap();
@@ -1579,7 +1607,7 @@ async fn reading_stored_responses_counts_against_the_keys_requests_and_the_provi
     // a request like any other, for the key's rate and the provider's quota alike.
     let mock =
         MockUpstream::start(|_| Reply::json(200, r#"{"id":"resp_x","object":"response"}"#)).await;
-    clear_of_a_minute_boundary().await;
+    common::clear_of_a_minute_boundary().await;
     let gw = gateway(&mock, "", "{requests_per_minute: 1}");
     assert_eq!(
         get(&gw, TEAM_KEY, "/v1/responses/resp_x").await.status(),
@@ -1601,7 +1629,7 @@ async fn a_stored_response_the_gateway_answers_itself_carries_the_keys_rate_head
     // provider: every answer to a key with limits carries its `x-ratelimit-*` all the
     // same.
     let mock = MockUpstream::start(provider_like).await;
-    clear_of_a_minute_boundary().await;
+    common::clear_of_a_minute_boundary().await;
     let gw = gateway(&mock, "", "{requests_per_minute: 10}");
     let body = r#"{"model":"anthropic/claude-sonnet-4-5","input":"hi"}"#;
     let made = post(&gw, TEAM_KEY, "/v1/responses", body).await;
@@ -1629,7 +1657,7 @@ async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_with
     let mock = MockUpstream::start(provider_like).await;
     let extra = "limits:\n  default: {requests_per_minute: 1}\nproviders:\n  openai:\n    limits: {requests_per_minute: 2}\n";
     let gw = gateway(&mock, extra, "{requests_per_minute: 100}");
-    clear_of_a_minute_boundary().await;
+    common::clear_of_a_minute_boundary().await;
     assert_eq!(
         post(&gw, MASTER, "/v1/chat/completions", CHAT)
             .await

@@ -106,6 +106,45 @@ async fn two_replicas_share_a_keys_requests_per_minute_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_list_tells_a_limited_key_its_windows_at_either_replica() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(provider_like).await;
+    let limits = "{requests_per_minute: 10}";
+    let (a, b) = (
+        replica(&mock, &redis, limits, ""),
+        replica(&mock, &redis, limits, ""),
+    );
+    let remaining = |resp: &reqwest::Response| {
+        resp.headers()["x-ratelimit-remaining-requests"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let list = |gw: &Gateway| {
+        client()
+            .get(gw.url("/v1/models"))
+            .bearer_auth(TEAM_KEY)
+            .send()
+    };
+    common::clear_of_a_minute_boundary().await;
+    let mut left = 10;
+    for _ in 0..3 {
+        left = remaining(&chat(&a).await);
+    }
+    // Where the calls were made, the lease says it; counting nothing.
+    for _ in 0..3 {
+        let resp = list(&a).await.unwrap();
+        assert_eq!(resp.headers()["x-ratelimit-limit-requests"], "10");
+        assert_eq!(remaining(&resp), left);
+    }
+    // At the other replica, Redis says it (what the first holds leased counts spent).
+    let resp = list(&b).await.unwrap();
+    assert_eq!(resp.headers()["x-ratelimit-limit-requests"], "10");
+    assert!(remaining(&resp) <= 7, "{}", remaining(&resp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_at_once_are_counted_across_replicas() {
     let redis = RedisServer::start();
     let mock = provider_answering_after(Duration::from_millis(800)).await;

@@ -194,6 +194,14 @@ impl LeaseBook {
         })
     }
 
+    /// `subject`'s windows at `now` as its lease for this minute tells them; `None`
+    /// without one.
+    pub fn state(&self, subject: &str, limits: &KeyLimits, now: u64) -> Option<RateState> {
+        let entry = self.entry(subject)?;
+        let lease = entry.lease.lock().ok()?;
+        lease.current(limits, now).then(|| lease.state(now))
+    }
+
     /// Marks that this replica asks Redis for a lease of `subject` under `limits` at
     /// `now`: from here until the lease is installed, its charges of that minute and
     /// period are kept for the new lease too. Marked before the waiting charges are

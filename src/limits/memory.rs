@@ -174,6 +174,20 @@ impl MemoryStore {
             slot,
         })
     }
+
+    /// The windows of `subject` at `now`, exactly, nothing counted.
+    fn windows(&self, subject: &str, limits: &KeyLimits, now: u64) -> Option<RateState> {
+        let counters = self.counters(subject).ok()?;
+        let (minute, window_left) = minute_window(now);
+        let mut window = counters.window.lock().ok()?;
+        window.roll(minute);
+        Some(RateState::of(
+            limits,
+            window.requests,
+            window.tokens,
+            window_left,
+        ))
+    }
 }
 
 #[async_trait]
@@ -194,6 +208,10 @@ impl LimitStore for MemoryStore {
         now: u64,
     ) -> Result<Admission, StoreError> {
         self.decide(subject, limits, now)
+    }
+
+    async fn peek(&self, subject: &str, limits: &KeyLimits, now: u64) -> Option<RateState> {
+        self.windows(subject, limits, now)
     }
 
     fn charge(

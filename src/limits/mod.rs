@@ -248,6 +248,13 @@ pub trait LimitStore: Send + Sync + std::fmt::Debug {
         now: u64,
     ) -> Result<Admission, StoreError>;
 
+    /// What `subject`'s windows under `limits` stand at, at `now`, counting nothing:
+    /// for an answer the gateway gives without a provider (the model list), which
+    /// still tells a key with limits where it stands. `None` when the store cannot say.
+    async fn peek(&self, _subject: &str, _limits: &KeyLimits, _now: u64) -> Option<RateState> {
+        None
+    }
+
     /// Charges what a finished request used: `tokens` (input plus output) and
     /// `usd` (its cost). Never waits: a store that keeps it elsewhere queues it.
     fn charge(

@@ -315,6 +315,29 @@ impl LimitStore for RedisStore {
         self.take_lease(subject, limits, now).await
     }
 
+    /// The lease's view when this replica holds one for the minute (what Redis held
+    /// then, and this replica's own since), else the minute's counts read from Redis.
+    async fn peek(&self, subject: &str, limits: &KeyLimits, now: u64) -> Option<RateState> {
+        if let Some(state) = self.leases.state(subject, limits, now) {
+            return Some(state);
+        }
+        let mut conn = self.link.connection().await.ok()?;
+        let (minute, window_left) = minute_window(now);
+        let mut read = redis::cmd("MGET");
+        read.arg(key(subject, "req", minute))
+            .arg(key(subject, "tok", minute));
+        let counts: Vec<Option<u64>> = match self
+            .link
+            .called(read.query_async(&mut conn), "a read of a key's windows", 1)
+            .await
+        {
+            Called::Done(counts) => counts,
+            _ => return None,
+        };
+        let count = |i: usize| counts.get(i).copied().flatten().unwrap_or(0);
+        Some(RateState::of(limits, count(0), count(1), window_left))
+    }
+
     fn charge(
         &self,
         subject: &str,

@@ -86,6 +86,19 @@ pub async fn admit_caller(
     Ok(())
 }
 
+/// For an answer the gateway gives itself without counting the request (the model
+/// list): the caller's windows as they stand, so that its answer carries the
+/// `x-ratelimit-*` headers every answer to a key with limits carries.
+pub async fn peek_caller(store: &Arc<dyn LimitStore>, ctx: &mut RequestContext) {
+    let Some(limited) = caller_limits(ctx) else {
+        return;
+    };
+    let (subject, limits) = (Arc::clone(&limited.subject), limited.limits);
+    if let Some(state) = store.peek(&subject, &limits, now()).await {
+        ctx.rate = Some(state);
+    }
+}
+
 /// The limits the config holds the caller's key to (counted or not; told in a
 /// subrequest too, which holds no subjects of its own), with their texts made with the
 /// config for the `x-ratelimit-limit-*` values of its answer.

@@ -1334,7 +1334,9 @@ impl ProxyHttp for AuroraProxy {
             Route::Models => {
                 let entries = Box::pin(self.models.list(&config, &self.resolver)).await;
                 let body = openai_list_body(&entries, unix_now());
-                respond::send_json(session, 200, body, &ctx.request_id).await?;
+                limit_check::peek_caller(&self.limits, ctx).await;
+                respond::send_json_within(session, 200, body, &ctx.request_id, ctx.rate.as_ref())
+                    .await?;
                 Ok(true)
             }
             Route::Metrics => {
@@ -1345,14 +1347,20 @@ impl ProxyHttp for AuroraProxy {
             Route::StoredResponse(id) => {
                 Box::pin(self.stored_response(session, ctx, &config, &id)).await
             }
-            Route::Model(id) => match Box::pin(self.describe_model(&config, &id)).await {
-                Ok(entry) => {
-                    let body = openai_model_body(&entry, unix_now());
-                    respond::send_json(session, 200, body, &ctx.request_id).await?;
-                    Ok(true)
+            Route::Model(id) => {
+                let described = Box::pin(self.describe_model(&config, &id)).await;
+                limit_check::peek_caller(&self.limits, ctx).await;
+                match described {
+                    Ok(entry) => {
+                        let body = openai_model_body(&entry, unix_now());
+                        let rate = ctx.rate.as_ref();
+                        respond::send_json_within(session, 200, body, &ctx.request_id, rate)
+                            .await?;
+                        Ok(true)
+                    }
+                    Err(err) => reject(session, ctx, err).await,
                 }
-                Err(err) => reject(session, ctx, err).await,
-            },
+            }
         }
     }
 

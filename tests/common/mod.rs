@@ -55,3 +55,16 @@ pub async fn scrape(listen: &str) -> String {
         .await
         .unwrap()
 }
+
+/// Waits out the end of the current minute when it is less than 5 s away: a minute
+/// window resets at its end, and a test counting one must not straddle it.
+pub async fn clear_of_a_minute_boundary() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_minute = now.as_millis() % 60_000;
+    if into_minute > 55_000 {
+        let wait = std::time::Duration::from_millis((60_000 - into_minute) as u64 + 100);
+        tokio::time::sleep(wait).await;
+    }
+}
