@@ -348,6 +348,7 @@ fn agent_conversations(c: &mut Criterion) {
             reasoning_content_back: false,
             user_field: true,
             default_sampling_only: false,
+            strict_message_order: false,
             thought_signature_stand_in: false,
         };
         let check = |body: &str| {

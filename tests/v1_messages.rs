@@ -395,6 +395,69 @@ async fn mistral_is_sent_no_member_it_refuses_from_a_claude_code_turn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_codes_text_images_and_system_notes_after_tool_results_reach_mistral_in_its_order() {
+    // Mistral refuses a user message after a tool message (400, code 3230), and a
+    // system message after an assistant one.
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::mistral_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let entry = "type: mistral, api_key: sk-mistral-test-0123456789";
+    let gw = one_provider_at(&mock, "mistral", entry, "/v1");
+    let png = "iVBORw0KGgoAAAANSUhEUg==";
+    let body = serde_json::json!({"model": "mistral:devstral-medium", "max_tokens": 512,
+    "tools": [{"name": "Read", "input_schema": {"type": "object"}}],
+    "messages": [
+        {"role": "user", "content": "read a.txt"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "a.txt"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "hello"},
+            {"type": "text", "text": "<system-reminder>Keep going.</system-reminder>"}]},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {"file_path": "b.png"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]}]},
+        {"role": "assistant", "content": "A cat."},
+        {"role": "system", "content": "The user switched models."},
+        {"role": "user", "content": "thanks"}
+    ]});
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let messages = sent["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "user",
+            "assistant",
+            "tool",
+            "assistant",
+            "tool",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "user"
+        ]
+    );
+    // The reminder is read right after the result it came with.
+    assert_eq!(
+        messages[2]["content"],
+        "hello\n\n<system-reminder>Keep going.</system-reminder>"
+    );
+    assert_eq!(messages[6]["content"][1]["type"], "image_url");
+    assert_eq!(messages[8]["content"], "The user switched models.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mistral_refusal_reaches_the_client_with_its_own_words() {
     let mock = MockUpstream::start(|_rec| {
         Reply::json(

@@ -780,6 +780,37 @@ async fn deepseek_reasoning_returns_as_reasoning_content_in_a_tool_loop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_message_after_a_function_call_output_reaches_mistral_in_its_order() {
+    // Mistral refuses a user message right after a tool message (400, code 3230).
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::mistral_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  mistral: {{type: mistral, api_key: sk-mistral-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let body = json!({"model": "mistral/devstral-medium", "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "now test"}]}
+    ], "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]});
+    ok_json(post(&gw, &body).await).await;
+    let sent = sent(&mock.last());
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool"], "{sent}");
+    assert_eq!(sent["messages"][2]["content"], "a.txt\n\nnow test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codex_history_from_an_openai_model_continues_on_claude() {
     let mock = MockUpstream::start(provider).await;
     let gw = gateway_for(&mock);

@@ -38,6 +38,10 @@ pub struct KindFacts {
     pub takes_reasoning_content_back: bool,
     /// Its Chat Completions take OpenAI's `user` member (some refuse unknown members).
     pub takes_user_field: bool,
+    /// It refuses a Chat conversation whose roles follow each other in an order its
+    /// own validator does not allow (Mistral: nothing but `assistant` or `tool` after
+    /// `tool`, no `system` after `assistant`), where OpenAI takes any order.
+    pub orders_messages_strictly: bool,
     /// Appended to `GET {base}/models` so that one page holds the whole list.
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
@@ -64,6 +68,7 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     stream_usage: StreamUsage::OnRequest,
     takes_reasoning_content_back: false,
     takes_user_field: true,
+    orders_messages_strictly: false,
     models_list_query: "",
     default_headers: &[],
     root_endpoints: &[],
@@ -164,6 +169,8 @@ const MISTRAL: KindFacts = KindFacts {
     // any member it does not know, `user` among them.
     stream_usage: StreamUsage::Unasked,
     takes_user_field: false,
+    // A user message right after tool results is refused (400, code 3230).
+    orders_messages_strictly: true,
     ..OPENAI_COMPATIBLE
 };
 
@@ -274,6 +281,8 @@ mod tests {
             ProviderKind::OpenAi.facts().stream_usage,
             StreamUsage::OnRequest
         );
+        assert!(ProviderKind::Mistral.facts().orders_messages_strictly);
+        assert!(!ProviderKind::OpenAi.facts().orders_messages_strictly);
         assert!(ProviderKind::Xai.facts().serves_responses_api);
         assert_eq!(ProviderKind::Xai.facts().telemetry_name, "x_ai");
         assert!(!ProviderKind::Vllm.facts().requires_key);

@@ -269,6 +269,7 @@ fn chat_options(
         reasoning_content_back: provider.kind.facts().takes_reasoning_content_back,
         user_field: provider.kind.facts().takes_user_field,
         default_sampling_only: provider.kind == ProviderKind::OpenAi && traits.reasons(&model),
+        strict_message_order: provider.kind.facts().orders_messages_strictly,
         thought_signature_stand_in: provider.kind == ProviderKind::Gemini
             && signs_its_thoughts(&model),
         model,

@@ -15,7 +15,9 @@
 //!   `is_error: true` is kept by prefixing `Error: `. Images and PDFs in a tool
 //!   result go into that user message instead, right after the run of tool
 //!   messages, each group behind a text part naming the tool call it came from
-//!   (the tool message says so too), so the model still sees them.
+//!   (the tool message says so too), so the model still sees them. A provider
+//!   that orders messages strictly (Mistral) gets them in an order it takes (see
+//!   `chat_messages`).
 //! - User content made only of text is sent as one string (text blocks joined
 //!   with a blank line), since some OpenAI-compatible servers accept only
 //!   string content; otherwise it is an array of parts. Assistant text blocks
@@ -51,7 +53,9 @@
 //! costs little more memory than its own size.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
+use super::chat_messages::{ChatRole, MessagesWriter};
 use super::error::TranslateError;
 use super::json_writer::{
     release_spare, write_compact, write_compact_as_str, write_number, write_str, write_str_array,
@@ -85,6 +89,11 @@ pub struct OpenAiRequestOptions {
     /// The model takes only the default `temperature` and `top_p` (1): OpenAI's
     /// reasoning models refuse any other value (400), so another is not sent.
     pub default_sampling_only: bool,
+    /// Roles follow each other only in the orders Mistral takes (see `chat_messages`):
+    /// text after tool results joins the last tool message, images after them follow a
+    /// short assistant message, a `system` message after an assistant or tool one is a
+    /// user's.
+    pub strict_message_order: bool,
     /// Each assistant turn's first tool call carries Google's documented stand-in for
     /// the thought signature it had (`skip_thought_signature_validator`): Gemini 3
     /// refuses a tool loop whose calls come back without one (400), and a Messages or
@@ -242,14 +251,9 @@ pub fn anthropic_to_openai_request(
         out.push(b',');
     }
     out.extend_from_slice(br#""messages":["#);
-    let mut messages = MessagesWriter {
-        reasoning_content_back: opts.reasoning_content_back,
-        thought_signature_stand_in: opts.thought_signature_stand_in,
-        ..MessagesWriter::default()
-    };
-    // Joined with separators, several texts are never empty.
+    let mut messages = MessagesWriter::new(opts);
     if let Some(system) = system {
-        write_system_message(&system, &mut messages, &mut out);
+        messages.system(&mut out, &system);
     }
     for (i, msg) in input.into_iter().enumerate() {
         convert_message(msg, i, &mut messages, &mut out)?;
@@ -408,21 +412,8 @@ fn system_text(
     Ok(texts)
 }
 
-/// Writes a `system` message of `texts` joined with a blank line, unless there is
-/// nothing in them.
-fn write_system_message(texts: &[Text<'_>], messages: &mut MessagesWriter, out: &mut Vec<u8>) {
-    // Joined with separators, several texts are never empty.
-    if texts.len() < 2 && texts.iter().all(|t| t.is_empty()) {
-        return;
-    }
-    let out = messages.next(out);
-    out.extend_from_slice(br#"{"content":""#);
-    write_joined(out, texts, "\\n\\n");
-    out.extend_from_slice(br#"","role":"system"}"#);
-}
-
 /// Writes `texts` joined by `separator` (already escaped) inside a string.
-fn write_joined<'t, 'a: 't>(
+pub(super) fn write_joined<'t, 'a: 't>(
     out: &mut Vec<u8>,
     texts: impl IntoIterator<Item = &'t Text<'a>>,
     separator: &str,
@@ -432,29 +423,6 @@ fn write_joined<'t, 'a: 't>(
             out.extend_from_slice(separator.as_bytes());
         }
         t.write_fragment(out);
-    }
-}
-
-/// The `messages` array being written, one comma-separated message at a time.
-#[derive(Default)]
-struct MessagesWriter {
-    written: usize,
-    /// The assistant message's tool calls, reused from message to message.
-    tool_calls: Vec<u8>,
-    /// [`OpenAiRequestOptions::reasoning_content_back`].
-    reasoning_content_back: bool,
-    /// [`OpenAiRequestOptions::thought_signature_stand_in`].
-    thought_signature_stand_in: bool,
-}
-
-impl MessagesWriter {
-    /// The buffer to write the next message into, separator written.
-    fn next<'o>(&mut self, out: &'o mut Vec<u8>) -> &'o mut Vec<u8> {
-        if self.written > 0 {
-            out.push(b',');
-        }
-        self.written += 1;
-        out
     }
 }
 
@@ -474,7 +442,7 @@ fn convert_message(
                 TranslateError::invalid_field(format!("messages[{i}].content"), "is required")
             })?;
             let texts = system_text(content, || format!("messages[{i}].content"))?;
-            write_system_message(&texts, messages, out);
+            messages.system(out, &texts);
             return Ok(());
         }
         _ => {
@@ -485,13 +453,17 @@ fn convert_message(
         }
     };
     let content = msg.content;
+    if role == "user" {
+        if let Some(text) = content.and_then(Json::as_text) {
+            messages.user_text(out, &[text]);
+            return Ok(());
+        }
+    }
     if let Some(s) = content.and_then(Json::as_str) {
-        let out = messages.next(out);
+        let out = messages.next(out, ChatRole::Assistant);
         out.extend_from_slice(br#"{"content":"#);
         write_str(out, &s);
-        out.extend_from_slice(br#","role":"#);
-        write_str(out, role);
-        out.push(b'}');
+        out.extend_from_slice(br#","role":"assistant"}"#);
         return Ok(());
     }
     match content.and_then(Json::elements) {
@@ -580,7 +552,11 @@ fn convert_user_blocks(
     for (j, block) in blocks.into_iter().enumerate() {
         let block = ContentBlock::read(block);
         match block.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
-            "tool_result" => write_tool_message(&block, i, j, messages.next(out), &mut attached)?,
+            "tool_result" => {
+                let out = messages.next(out, ChatRole::Tool);
+                let content = write_tool_message(&block, i, j, out, &mut attached)?;
+                messages.tool_content_at(content);
+            }
             kind => parts.push(user_part(kind, &block, || block_path(i, j))?),
         }
     }
@@ -591,8 +567,6 @@ fn convert_user_blocks(
     if parts.is_empty() {
         return Ok(());
     }
-    let out = messages.next(out);
-    out.extend_from_slice(br#"{"content":"#);
     let texts: Option<Vec<&Text<'_>>> = parts
         .iter()
         .map(|p| match p {
@@ -600,25 +574,20 @@ fn convert_user_blocks(
             _ => None,
         })
         .collect();
-    match texts {
-        // Some OpenAI-compatible servers accept only string content.
-        Some(texts) => {
-            out.push(b'"');
-            write_joined(out, texts, "\\n\\n");
-            out.push(b'"');
-        }
-        None => {
-            out.push(b'[');
-            for (k, p) in parts.iter().enumerate() {
-                if k > 0 {
-                    out.push(b',');
-                }
-                p.write(out);
-            }
-            out.push(b']');
-        }
+    // Some OpenAI-compatible servers accept only string content.
+    if let Some(texts) = texts {
+        messages.user_text(out, texts);
+        return Ok(());
     }
-    out.extend_from_slice(br#","role":"user"}"#);
+    let out = messages.next(out, ChatRole::User);
+    out.extend_from_slice(br#"{"content":["#);
+    for (k, p) in parts.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        p.write(out);
+    }
+    out.extend_from_slice(br#"],"role":"user"}"#);
     Ok(())
 }
 
@@ -704,19 +673,21 @@ fn source_url<'a>(
 const ATTACHED_NOTE: &str = "(attached in the next message)";
 
 /// Writes a `tool_result` block as a tool message; its images and PDFs are pushed to
-/// `attached`, behind a text part naming the tool call.
+/// `attached`, behind a text part naming the tool call. Where its content lies in
+/// `out`, between its quotes.
 fn write_tool_message<'a>(
     block: &ContentBlock<'a>,
     i: usize,
     j: usize,
     out: &mut Vec<u8>,
     attached: &mut Vec<UserPart<'a>>,
-) -> Result<(), TranslateError> {
+) -> Result<Range<usize>, TranslateError> {
     let path = || block_path(i, j);
     let id = block.tool_use_id.and_then(Json::as_str).ok_or_else(|| {
         TranslateError::invalid_field(format!("{}.tool_use_id", path()), "must be a string")
     })?;
     out.extend_from_slice(br#"{"content":""#);
+    let start = out.len();
     if block.is_error.and_then(Json::as_bool) == Some(true) {
         out.extend_from_slice(b"Error: ");
     }
@@ -779,10 +750,11 @@ fn write_tool_message<'a>(
             }
         }
     }
+    let content = start..out.len();
     out.extend_from_slice(br#"","role":"tool","tool_call_id":"#);
     write_str(out, &id);
     out.push(b'}');
-    Ok(())
+    Ok(content)
 }
 
 fn convert_assistant_blocks(
@@ -864,7 +836,7 @@ fn convert_assistant_blocks(
             }
         }
     }
-    let out = messages.next(out);
+    let out = messages.next(out, ChatRole::Assistant);
     out.extend_from_slice(br#"{"content":"#);
     if call_count > 0 && text.iter().all(|t| t.is_empty()) {
         out.extend_from_slice(b"null");
@@ -990,6 +962,7 @@ mod tests {
             reasoning_content_back: false,
             user_field: true,
             default_sampling_only: false,
+            strict_message_order: false,
             thought_signature_stand_in: false,
         }
     }

@@ -214,6 +214,7 @@ mod tests {
             reasoning_content_back: false,
             user_field: true,
             default_sampling_only: false,
+            strict_message_order: false,
             thought_signature_stand_in: false,
         }
     }

@@ -42,6 +42,7 @@ pub mod anthropic_to_openai_request;
 pub mod anthropic_to_openai_response;
 pub mod anthropic_to_openai_stream;
 pub(crate) mod borrowed_text;
+mod chat_messages;
 pub mod codec;
 mod context_overflow;
 pub mod error;

@@ -318,10 +318,39 @@ const MISTRAL_MESSAGE_MEMBERS: [&str; 6] = [
     "prefix",
 ];
 
-/// Mistral's 422 for a Chat request carrying a member its API forbids (it reports a
-/// stream's usage in the last chunk unasked, so `stream_options` is one), or `None`.
+/// Mistral's refusal of a Chat request, or `None`: a 422 for a member its API forbids
+/// (it reports a stream's usage in the last chunk unasked, so `stream_options` is one),
+/// a 400 for roles in an order it does not take.
 pub fn mistral_chat_refusal(rec: &Recorded) -> Option<Reply> {
     let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
+    mistral_extra_member(&body).or_else(|| mistral_order_refusal(&body))
+}
+
+/// Mistral's 400 for roles out of the order its validator takes (mistral-common's
+/// `_validate_message_order`): after `tool` only `assistant` or `tool`; after
+/// `assistant` only `assistant`, `user` or `tool`.
+fn mistral_order_refusal(body: &Value) -> Option<Reply> {
+    let roles: Vec<&str> = body["messages"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    let (before, after) = roles
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .find(|(before, after)| match *before {
+            "tool" => !matches!(*after, "assistant" | "tool"),
+            "assistant" => !matches!(*after, "assistant" | "user" | "tool"),
+            _ => false,
+        })?;
+    let body = json!({"object": "error",
+        "message": format!("Unexpected role '{after}' after role '{before}'"),
+        "type": "invalid_request_message_order", "param": null, "code": "3230"});
+    Some(Reply::json(400, body.to_string()))
+}
+
+/// Mistral's 422 for a member its API forbids, or `None`.
+fn mistral_extra_member(body: &Value) -> Option<Reply> {
     let top = body.as_object()?;
     let extra = top
         .iter()
