@@ -42,6 +42,10 @@ pub struct KindFacts {
     /// own validator does not allow (Mistral: nothing but `assistant` or `tool` after
     /// `tool`, no `system` after `assistant`), where OpenAI takes any order.
     pub orders_messages_strictly: bool,
+    /// It refuses a Chat request member its own API does not define (Mistral: 422
+    /// `extra_forbidden`), OpenAI's among them: a Chat body forwarded to it loses
+    /// OpenAI's hints and takes its names (see `proxy::chat_body_fit`).
+    pub refuses_unknown_members: bool,
     /// Appended to `GET {base}/models` so that one page holds the whole list.
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
@@ -69,6 +73,7 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     takes_reasoning_content_back: false,
     takes_user_field: true,
     orders_messages_strictly: false,
+    refuses_unknown_members: false,
     models_list_query: "",
     default_headers: &[],
     root_endpoints: &[],
@@ -171,6 +176,7 @@ const MISTRAL: KindFacts = KindFacts {
     takes_user_field: false,
     // A user message right after tool results is refused (400, code 3230).
     orders_messages_strictly: true,
+    refuses_unknown_members: true,
     ..OPENAI_COMPATIBLE
 };
 
@@ -283,6 +289,7 @@ mod tests {
         );
         assert!(ProviderKind::Mistral.facts().orders_messages_strictly);
         assert!(!ProviderKind::OpenAi.facts().orders_messages_strictly);
+        assert!(ProviderKind::Mistral.facts().refuses_unknown_members);
         assert!(ProviderKind::Xai.facts().serves_responses_api);
         assert_eq!(ProviderKind::Xai.facts().telemetry_name, "x_ai");
         assert!(!ProviderKind::Vllm.facts().requires_key);

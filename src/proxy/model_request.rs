@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::chat_body_fit::ChatFit;
 pub use super::model_field::ModelField;
 use super::model_route::route_model;
 use super::upstream::AnswerShape;
@@ -168,10 +169,17 @@ pub fn prepare_for(
     if serves_natively(endpoint, &provider) {
         // Same API on both sides: the body goes as sent, only `model` changes, and a
         // Chat stream is asked for the usage the gateway counts (which the client then
-        // does not see unless it asked too).
+        // does not see unless it asked too); a Chat body loses what its provider
+        // refuses and OpenAI takes (see `chat_body_fit`).
         let ask_usage = endpoint == ModelEndpoint::ChatCompletions
             && provider.stream_usage == StreamUsage::OnRequest;
         let (body, usage_asked) = field.upstream_body(body, &route.model, ask_usage);
+        let body = match endpoint {
+            ModelEndpoint::ChatCompletions => ChatFit::for_provider(&provider)
+                .apply(&body)
+                .unwrap_or(body),
+            _ => body,
+        };
         return Ok(PreparedRequest {
             target: target(&provider, path, query)
                 .timed(timeouts, shape)
