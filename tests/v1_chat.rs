@@ -935,3 +935,29 @@ async fn an_openai_clients_chat_request_reaches_mistral_without_the_members_it_r
     assert!(text.contains(r#""completion_tokens":2"#), "{text}");
     gw.wait_for_log("tokens_input=9 tokens_output=2", 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_developer_message_reaches_deepseek_as_a_system_one() {
+    // DeepSeek refuses the role ("unknown variant `developer`", 422).
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let body = json!({"model": "deepseek/deepseek-chat", "messages": [
+        {"role": "developer", "content": "Be terse."},
+        {"role": "user", "content": "hi"}]});
+    let resp = post(&gw, "/v1/chat/completions", body.to_string().into_bytes()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}])
+    );
+}

@@ -46,6 +46,9 @@ pub struct KindFacts {
     /// `extra_forbidden`), OpenAI's among them: a Chat body forwarded to it loses
     /// OpenAI's hints and takes its names (see `proxy::chat_body_fit`).
     pub refuses_unknown_members: bool,
+    /// Its Chat Completions take OpenAI's `developer` role; DeepSeek refuses it
+    /// ("unknown variant"), and a Chat body forwarded to it says `system` instead.
+    pub takes_developer_role: bool,
     /// Appended to `GET {base}/models` so that one page holds the whole list.
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
@@ -74,6 +77,7 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     takes_user_field: true,
     orders_messages_strictly: false,
     refuses_unknown_members: false,
+    takes_developer_role: true,
     models_list_query: "",
     default_headers: &[],
     root_endpoints: &[],
@@ -136,6 +140,7 @@ const DEEPSEEK: KindFacts = KindFacts {
     default_base_url: "https://api.deepseek.com/v1",
     // Its thinking mode refuses a tool loop whose earlier turns lack their reasoning.
     takes_reasoning_content_back: true,
+    takes_developer_role: false,
     model_families: &["deepseek-"],
     ..OPENAI_COMPATIBLE
 };
@@ -290,6 +295,7 @@ mod tests {
         assert!(ProviderKind::Mistral.facts().orders_messages_strictly);
         assert!(!ProviderKind::OpenAi.facts().orders_messages_strictly);
         assert!(ProviderKind::Mistral.facts().refuses_unknown_members);
+        assert!(!ProviderKind::DeepSeek.facts().takes_developer_role);
         assert!(ProviderKind::Xai.facts().serves_responses_api);
         assert_eq!(ProviderKind::Xai.facts().telemetry_name, "x_ai");
         assert!(!ProviderKind::Vllm.facts().requires_key);

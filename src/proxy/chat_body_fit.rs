@@ -9,6 +9,10 @@
 //! take is left for it to refuse by name: leaving it out would change the answer the
 //! client asked for without telling it.
 //!
+//! DeepSeek refuses the `developer` role ("unknown variant `developer`"), which OpenAI
+//! clients send for the instructions of reasoning models: such messages go as
+//! `system`, the role OpenAI's own API reads them as for older models.
+//!
 //! The body was held to JSON's rules as its model was read: here only its structure
 //! is followed, and every member kept is copied as written (the whitespace between
 //! top-level members aside).
@@ -16,7 +20,7 @@
 use std::borrow::Cow;
 
 use crate::providers::Provider;
-use crate::translate::json_members::ObjectMembers;
+use crate::translate::json_members::{ArrayElements, ObjectMembers};
 use crate::translate::StreamUsage;
 
 /// OpenAI's request members that change no answer (storage, attribution, caching,
@@ -37,6 +41,10 @@ const RENAMED: [(&str, &str); 2] = [
     ("seed", "random_seed"),
 ];
 
+/// A member that goes to the provider: its key as written between its quotes, and its
+/// value's JSON text.
+type KeptMember<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
 /// How a forwarded Chat body is fitted to its provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChatFit {
@@ -44,6 +52,8 @@ pub struct ChatFit {
     own_members_only: bool,
     /// Leave out `stream_options`: the provider reports a stream's usage unasked.
     no_stream_options: bool,
+    /// Send `developer` messages as `system`.
+    developer_as_system: bool,
 }
 
 impl ChatFit {
@@ -53,6 +63,7 @@ impl ChatFit {
         Self {
             own_members_only,
             no_stream_options: own_members_only && provider.stream_usage == StreamUsage::Unasked,
+            developer_as_system: !provider.kind.facts().takes_developer_role,
         }
     }
 
@@ -72,7 +83,7 @@ impl ChatFit {
         }
         let has = |name: &str| all.iter().any(|(key, _)| key.as_ref() == name.as_bytes());
         let mut changed = false;
-        let mut kept: Vec<(Cow<'_, [u8]>, &[u8])> = Vec::with_capacity(all.len());
+        let mut kept: Vec<KeptMember<'_>> = Vec::with_capacity(all.len());
         for (key, member) in &all {
             let name = key.as_ref();
             let left_out = (self.own_members_only && HINTS.iter().any(|h| h.as_bytes() == name))
@@ -80,15 +91,23 @@ impl ChatFit {
             let renamed = RENAMED
                 .iter()
                 .find(|(from, _)| self.own_members_only && from.as_bytes() == name);
+            let value = match name {
+                b"messages" if self.developer_as_system => {
+                    developer_as_system(member.value).map(Cow::Owned)
+                }
+                _ => None,
+            };
+            changed |= value.is_some();
+            let value = value.unwrap_or(Cow::Borrowed(member.value));
             match renamed {
                 // Given both ways, the provider's own name wins.
                 Some((_, to)) if has(to) => changed = true,
                 Some((_, to)) => {
                     changed = true;
-                    kept.push((Cow::Borrowed(to.as_bytes()), member.value));
+                    kept.push((Cow::Borrowed(to.as_bytes()), value));
                 }
                 None if left_out => changed = true,
-                None => kept.push((Cow::Borrowed(member.raw_key), member.value)),
+                None => kept.push((Cow::Borrowed(member.raw_key), value)),
             }
         }
         changed.then(|| {
@@ -111,6 +130,40 @@ impl ChatFit {
             out
         })
     }
+}
+
+/// `messages` with each `developer` role written `system`, or `None` when none is.
+fn developer_as_system(messages: &[u8]) -> Option<Vec<u8>> {
+    let mut roles = Vec::new();
+    for message in ArrayElements::of(messages)? {
+        let Some(mut members) = ObjectMembers::of(message) else {
+            continue;
+        };
+        while let Some(member) = members.next_front() {
+            if member.key().as_ref() == b"role" && is_developer(member.value) {
+                // An element of `messages` is a slice of it.
+                let start = member.value.as_ptr() as usize - messages.as_ptr() as usize;
+                roles.push(start..start + member.value.len());
+            }
+        }
+    }
+    let last = roles.last()?.end;
+    let mut out = Vec::with_capacity(messages.len());
+    let mut at = 0;
+    for role in roles {
+        out.extend_from_slice(&messages[at..role.start]);
+        out.extend_from_slice(br#""system""#);
+        at = role.end;
+    }
+    out.extend_from_slice(&messages[last..]);
+    Some(out)
+}
+
+/// Whether a role's JSON text says `developer` (escapes read).
+fn is_developer(role: &[u8]) -> bool {
+    role == br#""developer""#
+        || (role.contains(&b'\\')
+            && serde_json::from_slice::<String>(role).is_ok_and(|r| r == "developer"))
 }
 
 #[cfg(test)]
@@ -155,6 +208,21 @@ mod tests {
         let hinted = json!({"model": "m", "store": true, "max_completion_tokens": 5});
         assert_eq!(fitted(ProviderKind::OpenAi, &hinted), None);
         assert_eq!(fitted(ProviderKind::Vllm, &hinted), None);
+    }
+
+    #[test]
+    fn deepseek_gets_developer_messages_as_system_ones() {
+        let body = br#"{"model":"deepseek-chat","messages":[{"role":"developer","content":"Be terse."},{"content":"hi","role" : "user"},{"role":"develop\u0065r","content":"Use French."}],"store":true}"#;
+        let provider = Provider::unconfigured(ProviderKind::DeepSeek);
+        let got = ChatFit::for_provider(&provider).apply(body).unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            r#"{"model":"deepseek-chat","messages":[{"role":"system","content":"Be terse."},{"content":"hi","role" : "user"},{"role":"system","content":"Use French."}],"store":true}"#
+        );
+        let plain = json!({"model": "m", "messages": [{"role": "system", "content": "x"}]});
+        assert_eq!(fitted(ProviderKind::DeepSeek, &plain), None);
+        let developer = json!({"model": "m", "messages": [{"role": "developer", "content": "x"}]});
+        assert_eq!(fitted(ProviderKind::OpenAi, &developer), None);
     }
 
     #[test]

@@ -392,15 +392,29 @@ pub fn gemini_chat_refusal(rec: &Recorded) -> Option<Reply> {
     ))
 }
 
-/// DeepSeek's 400 for a thinking-mode request (its default) whose assistant turn with
-/// tool calls lacks its `reasoning_content`: a tool loop must pass its reasoning
-/// back, or `None`.
+/// DeepSeek's refusal of a Chat request, or `None`: a 422 for a role it does not know
+/// (`developer`), a 400 for a thinking-mode request (its default) whose assistant turn
+/// with tool calls lacks its `reasoning_content` (a tool loop must pass its reasoning
+/// back).
 pub fn deepseek_chat_refusal(rec: &Recorded) -> Option<Reply> {
     let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
+    let messages = body["messages"].as_array()?;
+    let unknown = messages.iter().enumerate().find(|(_, m)| {
+        !matches!(
+            m["role"].as_str(),
+            Some("system" | "user" | "assistant" | "tool")
+        )
+    });
+    if let Some((i, m)) = unknown {
+        let body = json!({"error": {"message": format!(
+            "Failed to deserialize the JSON body into the target type: messages[{i}].role: unknown variant `{}`, expected one of `system`, `user`, `assistant`, `tool`",
+            m["role"].as_str().unwrap_or_default()),
+            "type": "invalid_request_error", "param": null, "code": "invalid_request_error"}});
+        return Some(Reply::json(422, body.to_string()));
+    }
     if body["thinking"]["type"] == "disabled" {
         return None;
     }
-    let messages = body["messages"].as_array()?;
     let missing = messages.iter().position(|m| {
         m["role"] == "assistant"
             && m["tool_calls"].as_array().is_some_and(|c| !c.is_empty())
