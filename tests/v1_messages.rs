@@ -513,6 +513,31 @@ async fn deepseek_tool_loop_sends_thinking_back_as_reasoning_content() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_loop_whose_thinking_was_not_kept_continues_on_deepseek() {
+    // DeepSeek's thinking mode refuses a tool-call turn without `reasoning_content`;
+    // a turn begun on another model, or whose thinking came redacted, has none.
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(
+        &mock,
+        "deepseek",
+        "api_key: sk-deepseek-test-0123456789",
+        "/v1",
+    );
+    let mut body: Value =
+        serde_json::from_str(&claude_code_tool_loop("deepseek:deepseek-reasoner")).unwrap();
+    body["messages"][1]["content"][0] =
+        serde_json::json!({"type": "redacted_thinking", "data": "opaque"});
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["messages"][2]["reasoning_content"], "", "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
     let openai = MockUpstream::start(|rec| {
         common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)

@@ -780,6 +780,31 @@ async fn deepseek_reasoning_returns_as_reasoning_content_in_a_tool_loop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_tool_loop_without_reasoning_summaries_continues_on_deepseek() {
+    // DeepSeek's thinking mode refuses a tool-call turn without `reasoning_content`:
+    // a reasoning item without summary, or a conversation begun elsewhere, has none.
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let body = json!({"model": "deepseek/deepseek-reasoner", "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": null},
+        {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"}
+    ], "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]});
+    ok_json(post(&gw, &body).await).await;
+    let sent = sent(&mock.last());
+    assert_eq!(sent["messages"][1]["reasoning_content"], "", "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_message_after_a_function_call_output_reaches_mistral_in_its_order() {
     // Mistral refuses a user message right after a tool message (400, code 3230).
     let mock = MockUpstream::start(|rec| {

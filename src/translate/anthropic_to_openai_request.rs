@@ -79,9 +79,10 @@ pub struct OpenAiRequestOptions {
     pub max_output_tokens: Option<u64>,
     /// How the provider reports a stream's usage: asked for when it must be.
     pub stream_usage: StreamUsage,
-    /// An assistant turn's thinking goes back as its `reasoning_content`: DeepSeek's
-    /// thinking mode refuses a tool loop whose earlier turns lack it (400), where
-    /// other servers refuse the member (Mistral) or ignore it.
+    /// An assistant turn's thinking goes back as its `reasoning_content`, empty on a
+    /// tool-call turn whose thinking the client did not keep: DeepSeek's thinking mode
+    /// refuses a tool loop whose earlier turns lack it (400), where other servers
+    /// refuse the member (Mistral) or ignore it.
     pub reasoning_content_back: bool,
     /// The provider takes OpenAI's `user` (from `metadata.user_id`); Mistral refuses
     /// the member (422).
@@ -845,7 +846,10 @@ fn convert_assistant_blocks(
         write_joined(out, &text, "");
         out.push(b'"');
     }
-    if !thinking.is_empty() {
+    // DeepSeek's thinking mode refuses a tool-call turn without the member, whether or
+    // not the client kept the turn's thinking (redacted, begun on another model, a
+    // Responses reasoning item without summary): then it goes back empty.
+    if !thinking.is_empty() || (messages.reasoning_content_back && call_count > 0) {
         out.extend_from_slice(br#","reasoning_content":""#);
         write_joined(out, &thinking, "");
         out.push(b'"');
@@ -1389,6 +1393,30 @@ mod tests {
             got["messages"][1]["tool_calls"][0]["extra_content"],
             json!({"google": {"thought_signature": "CiQBsig"}})
         );
+    }
+
+    #[test]
+    fn a_tool_call_turn_without_thinking_gives_deepseek_an_empty_reasoning_content() {
+        let body = json!({"max_tokens": 5, "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "tool_use", "id": "a", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "1"}]},
+            {"role": "assistant", "content": "done"}
+        ]});
+        let deepseek = OpenAiRequestOptions {
+            reasoning_content_back: true,
+            ..opts(false)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &deepseek).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(got["messages"][1]["reasoning_content"], "");
+        // A turn without calls needs none.
+        assert!(got["messages"][3].get("reasoning_content").is_none());
+        let r = anthropic_to_openai_request(checked(&body), &opts(false)).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(got["messages"][1].get("reasoning_content").is_none());
     }
 
     #[test]
