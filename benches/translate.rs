@@ -349,6 +349,7 @@ fn agent_conversations(c: &mut Criterion) {
             user_field: true,
             default_sampling_only: false,
             strict_message_order: false,
+            short_tool_call_ids: false,
             thought_signature_stand_in: false,
         };
         let check = |body: &str| {

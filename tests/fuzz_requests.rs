@@ -59,6 +59,7 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
         user_field: true,
         default_sampling_only: false,
         strict_message_order: true,
+        short_tool_call_ids: true,
         thought_signature_stand_in: false,
     };
     if let Ok(unchecked) = CheckedBody::already_checked(body) {
@@ -80,6 +81,15 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
                     let args: Value = serde_json::from_str(args)
                         .map_err(|e| TestCaseError::fail(format!("arguments: {e}")))?;
                     prop_assert!(args.is_object());
+                }
+                // Ids as Mistral takes them: nine letters and digits.
+                let calls = m["tool_calls"].as_array().cloned().unwrap_or_default();
+                let ids = calls.iter().map(|c| &c["id"]).chain([&m["tool_call_id"]]);
+                for id in ids.filter_map(Value::as_str) {
+                    prop_assert!(
+                        id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+                        "{id}"
+                    );
                 }
             }
             // In an order Mistral takes: after `tool` only `assistant` or `tool`, after
@@ -165,6 +175,7 @@ proptest! {
             user_field: true,
             default_sampling_only: false,
             strict_message_order: false,
+            short_tool_call_ids: false,
             thought_signature_stand_in: false,
         };
         let compact = req.to_string();

@@ -458,6 +458,33 @@ async fn claude_codes_text_images_and_system_notes_after_tool_results_reach_mist
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_codes_tool_call_ids_reach_mistral_as_nine_letters_and_digits() {
+    // Mistral refuses any other id (400, code 3280); Claude Code's are `toolu_…`.
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::mistral_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let entry = "type: mistral, api_key: sk-mistral-test-0123456789";
+    let gw = one_provider_at(&mock, "mistral", entry, "/v1");
+    let mut body: Value =
+        serde_json::from_str(&claude_code_tool_loop("mistral:devstral-medium")).unwrap();
+    let id = "toolu_01A09q90qw90lq917835lq9";
+    body["messages"][1]["content"][1]["id"] = id.into();
+    body["messages"][2]["content"][0]["tool_use_id"] = id.into();
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let call_id = sent["messages"][2]["tool_calls"][0]["id"].as_str().unwrap();
+    assert_eq!(call_id.len(), 9, "{sent}");
+    assert_eq!(sent["messages"][3]["tool_call_id"], call_id, "{sent}");
+    // The next turn sends the same conversation again: the same id.
+    post(&gw, "/v1/messages", &body.to_string()).await;
+    let again: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(again["messages"][2]["tool_calls"][0]["id"], call_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mistral_refusal_reaches_the_client_with_its_own_words() {
     let mock = MockUpstream::start(|_rec| {
         Reply::json(

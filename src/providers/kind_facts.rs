@@ -49,6 +49,9 @@ pub struct KindFacts {
     /// Its Chat Completions take OpenAI's `developer` role; DeepSeek refuses it
     /// ("unknown variant"), and a Chat body forwarded to it says `system` instead.
     pub takes_developer_role: bool,
+    /// It takes only tool-call ids of nine letters and digits (Mistral: 400, code
+    /// 3280): other clients' ids are shortened on their way to it.
+    pub short_tool_call_ids: bool,
     /// Appended to `GET {base}/models` so that one page holds the whole list.
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
@@ -78,6 +81,7 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     orders_messages_strictly: false,
     refuses_unknown_members: false,
     takes_developer_role: true,
+    short_tool_call_ids: false,
     models_list_query: "",
     default_headers: &[],
     root_endpoints: &[],
@@ -182,6 +186,7 @@ const MISTRAL: KindFacts = KindFacts {
     // A user message right after tool results is refused (400, code 3230).
     orders_messages_strictly: true,
     refuses_unknown_members: true,
+    short_tool_call_ids: true,
     ..OPENAI_COMPATIBLE
 };
 
@@ -296,6 +301,7 @@ mod tests {
         assert!(!ProviderKind::OpenAi.facts().orders_messages_strictly);
         assert!(ProviderKind::Mistral.facts().refuses_unknown_members);
         assert!(!ProviderKind::DeepSeek.facts().takes_developer_role);
+        assert!(ProviderKind::Mistral.facts().short_tool_call_ids);
         assert!(ProviderKind::Xai.facts().serves_responses_api);
         assert_eq!(ProviderKind::Xai.facts().telemetry_name, "x_ai");
         assert!(!ProviderKind::Vllm.facts().requires_key);

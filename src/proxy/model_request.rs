@@ -278,6 +278,7 @@ fn chat_options(
         user_field: provider.kind.facts().takes_user_field,
         default_sampling_only: provider.kind == ProviderKind::OpenAi && traits.reasons(&model),
         strict_message_order: provider.kind.facts().orders_messages_strictly,
+        short_tool_call_ids: provider.kind.facts().short_tool_call_ids,
         thought_signature_stand_in: provider.kind == ProviderKind::Gemini
             && signs_its_thoughts(&model),
         model,

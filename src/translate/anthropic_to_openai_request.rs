@@ -62,6 +62,7 @@ use super::json_writer::{
     write_str_fragment, write_u64,
 };
 use super::request_fields::{field, json_object, stream_flag, CheckedBody, Json, Text};
+use super::tool_call_id::provider_tool_call_id;
 
 /// Google's documented value for a thought signature the client did not keep.
 const THOUGHT_SIGNATURE_STAND_IN: &str = "skip_thought_signature_validator";
@@ -95,6 +96,10 @@ pub struct OpenAiRequestOptions {
     /// short assistant message, a `system` message after an assistant or tool one is a
     /// user's.
     pub strict_message_order: bool,
+    /// Tool-call ids are nine letters and digits, the only ones Mistral takes (400,
+    /// code 3280): any other becomes nine of its hash, in its call and its result alike
+    /// (see `tool_call_id`).
+    pub short_tool_call_ids: bool,
     /// Each assistant turn's first tool call carries Google's documented stand-in for
     /// the thought signature it had (`skip_thought_signature_validator`): Gemini 3
     /// refuses a tool loop whose calls come back without one (400), and a Messages or
@@ -555,7 +560,8 @@ fn convert_user_blocks(
         match block.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
             "tool_result" => {
                 let out = messages.next(out, ChatRole::Tool);
-                let content = write_tool_message(&block, i, j, out, &mut attached)?;
+                let short_ids = messages.short_tool_call_ids;
+                let content = write_tool_message(&block, i, j, out, &mut attached, short_ids)?;
                 messages.tool_content_at(content);
             }
             kind => parts.push(user_part(kind, &block, || block_path(i, j))?),
@@ -682,11 +688,13 @@ fn write_tool_message<'a>(
     j: usize,
     out: &mut Vec<u8>,
     attached: &mut Vec<UserPart<'a>>,
+    short_ids: bool,
 ) -> Result<Range<usize>, TranslateError> {
     let path = || block_path(i, j);
     let id = block.tool_use_id.and_then(Json::as_str).ok_or_else(|| {
         TranslateError::invalid_field(format!("{}.tool_use_id", path()), "must be a string")
     })?;
+    let id = provider_tool_call_id(&id, short_ids);
     out.extend_from_slice(br#"{"content":""#);
     let start = out.len();
     if block.is_error.and_then(Json::as_bool) == Some(true) {
@@ -814,7 +822,10 @@ fn convert_assistant_blocks(
                 calls.extend_from_slice(br#","name":"#);
                 write_str(&mut calls, &name);
                 calls.extend_from_slice(br#"},"id":"#);
-                write_str(&mut calls, &id);
+                write_str(
+                    &mut calls,
+                    &provider_tool_call_id(&id, messages.short_tool_call_ids),
+                );
                 calls.extend_from_slice(br#","type":"function"}"#);
             }
             "thinking" => {
@@ -967,6 +978,7 @@ mod tests {
             user_field: true,
             default_sampling_only: false,
             strict_message_order: false,
+            short_tool_call_ids: false,
             thought_signature_stand_in: false,
         }
     }

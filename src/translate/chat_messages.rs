@@ -48,6 +48,8 @@ pub(super) struct MessagesWriter {
     pub(super) reasoning_content_back: bool,
     /// [`OpenAiRequestOptions::thought_signature_stand_in`].
     pub(super) thought_signature_stand_in: bool,
+    /// [`OpenAiRequestOptions::short_tool_call_ids`].
+    pub(super) short_tool_call_ids: bool,
 }
 
 impl MessagesWriter {
@@ -57,6 +59,7 @@ impl MessagesWriter {
             strict_order: opts.strict_message_order,
             reasoning_content_back: opts.reasoning_content_back,
             thought_signature_stand_in: opts.thought_signature_stand_in,
+            short_tool_call_ids: opts.short_tool_call_ids,
             ..Self::default()
         }
     }

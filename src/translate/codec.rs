@@ -215,6 +215,7 @@ mod tests {
             user_field: true,
             default_sampling_only: false,
             strict_message_order: false,
+            short_tool_call_ids: false,
             thought_signature_stand_in: false,
         }
     }

@@ -63,6 +63,7 @@ pub mod results_url;
 pub mod sse;
 mod sse_driver;
 mod thought_signature;
+mod tool_call_id;
 pub mod unasked_usage;
 
 pub use anthropic_to_openai_error::{

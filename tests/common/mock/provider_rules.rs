@@ -320,10 +320,27 @@ const MISTRAL_MESSAGE_MEMBERS: [&str; 6] = [
 
 /// Mistral's refusal of a Chat request, or `None`: a 422 for a member its API forbids
 /// (it reports a stream's usage in the last chunk unasked, so `stream_options` is one),
-/// a 400 for roles in an order it does not take.
+/// a 400 for roles in an order it does not take or a tool-call id not its own form.
 pub fn mistral_chat_refusal(rec: &Recorded) -> Option<Reply> {
     let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
-    mistral_extra_member(&body).or_else(|| mistral_order_refusal(&body))
+    mistral_extra_member(&body)
+        .or_else(|| mistral_order_refusal(&body))
+        .or_else(|| mistral_tool_call_id_refusal(&body))
+}
+
+/// Mistral's 400 for a tool-call id (of a call, or a tool message's) other than nine
+/// letters and digits.
+fn mistral_tool_call_id_refusal(body: &Value) -> Option<Reply> {
+    let short = |id: &str| id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    let id = body["messages"].as_array()?.iter().find_map(|m| {
+        let calls = m["tool_calls"].as_array().into_iter().flatten();
+        let ids = calls.map(|c| &c["id"]).chain([&m["tool_call_id"]]);
+        ids.filter_map(Value::as_str).find(|id| !short(id))
+    })?;
+    let body = json!({"object": "error",
+        "message": format!("Tool call id was {id} but must be a-z, A-Z, 0-9, with a length of 9."),
+        "type": "invalid_function_call", "param": null, "code": "3280"});
+    Some(Reply::json(400, body.to_string()))
 }
 
 /// Mistral's 400 for roles out of the order its validator takes (mistral-common's
