@@ -236,6 +236,7 @@ fn one_shot(c: &mut Criterion) {
             model: "claude-sonnet-4-5".into(),
             default_max_tokens: Some(64_000),
             summaries_as_thinking: false,
+            anthropic_target: true,
         };
         b.iter(|| {
             CheckedBody::check(codex_request.as_bytes())
@@ -378,6 +379,7 @@ fn agent_conversations(c: &mut Criterion) {
             model: "claude-sonnet-4-5".into(),
             default_max_tokens: Some(64_000),
             summaries_as_thinking: false,
+            anthropic_target: true,
         };
         let check = |body: &str| {
             CheckedBody::check(body.as_bytes())

@@ -750,6 +750,28 @@ async fn codex_request_without_max_output_tokens_is_not_cut_at_the_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_reasoning_effort_reaches_a_chat_server_on_every_turn() {
+    let mock = MockUpstream::start(provider).await;
+    let yaml = format!(
+        "providers:\n  vllm:\n    base_url: '{}'\n    models:\n      - {{id: qwen3, reasoning: true}}\n",
+        mock.url("/vllm")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    // A turn answering a tool call, which Anthropic would take only without thinking.
+    let body = json!({"model": "vllm/qwen3", "reasoning": {"effort": "high"},
+        "temperature": 1.5, "max_output_tokens": 500, "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"}
+    ], "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]});
+    ok_json(post(&gw, &body).await).await;
+    let sent = sent(&mock.last());
+    assert_eq!(sent["reasoning_effort"], "high", "{sent}");
+    assert_eq!(sent["temperature"], 1.5, "{sent}");
+    assert_eq!(sent["max_tokens"], 500, "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deepseek_reasoning_returns_as_reasoning_content_in_a_tool_loop() {
     let mock = MockUpstream::start(|rec| {
         common::mock::provider_rules::deepseek_chat_refusal(rec)

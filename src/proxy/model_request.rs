@@ -225,6 +225,7 @@ pub fn prepare_for(
             ),
             summaries_as_thinking: provider.format == WireFormat::OpenAi
                 && provider.kind.facts().takes_reasoning_content_back,
+            provider_format: provider.format,
             created,
             history,
             response_id: &response_id,
