@@ -592,6 +592,30 @@ async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_reasoning_model_is_not_sent_stop_sequences_it_refuses() {
+    let openai = MockUpstream::start(|rec| {
+        common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(&openai, "openai", &format!("api_key: {OAI_KEY}"), "/v1");
+    let body = |model: &str| {
+        format!(
+            r#"{{"model":"{model}","max_tokens":64,"stop_sequences":["END"],"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    };
+    let resp = post(&gw, "/v1/messages", &body("openai:o4-mini")).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    assert!(sent.get("stop").is_none(), "{sent}");
+    // A model that takes them gets them.
+    let resp = post(&gw, "/v1/messages", &body("openai:gpt-4o")).await;
+    assert_eq!(resp.status(), 200);
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    assert_eq!(sent["stop"], serde_json::json!(["END"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gemini_3_tool_loop_gives_a_thought_signature_back() {
     let mock = MockUpstream::start(|rec| {
         common::mock::provider_rules::gemini_chat_refusal(rec).unwrap_or_else(chat_answer)

@@ -88,8 +88,9 @@ pub struct OpenAiRequestOptions {
     /// The provider takes OpenAI's `user` (from `metadata.user_id`); Mistral refuses
     /// the member (422).
     pub user_field: bool,
-    /// The model takes only the default `temperature` and `top_p` (1): OpenAI's
-    /// reasoning models refuse any other value (400), so another is not sent.
+    /// The model takes only the default `temperature` and `top_p` (1), and no `stop`:
+    /// OpenAI's reasoning models refuse any other value and the member (400), so they
+    /// are not sent.
     pub default_sampling_only: bool,
     /// Roles follow each other only in the orders Mistral takes (see `chat_messages`):
     /// text after tool results joins the last tool message, images after them follow a
@@ -283,7 +284,11 @@ pub fn anthropic_to_openai_request(
     // is the only one it takes.
     let [temperature, top_p] = sampling
         .map(|value| value.filter(|v| !opts.default_sampling_only || v.as_f64() == Some(1.0)));
-    let stops = stop_sequences(req.stop_sequences)?;
+    let mut stops = stop_sequences(req.stop_sequences)?;
+    if opts.default_sampling_only {
+        // Its reasoning models answer "'stop' is not supported with this model".
+        stops.clear();
+    }
     let user = field(req.metadata)
         .and_then(|m| m.get("user_id"))
         .and_then(Json::as_str)
@@ -1453,6 +1458,20 @@ mod tests {
             (got["temperature"].as_f64(), got["top_p"].as_f64()),
             (Some(1.0), Some(1.0))
         );
+    }
+
+    #[test]
+    fn reasoning_models_get_no_stop_sequences() {
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
+            "stop_sequences": ["END"]});
+        let fixed = OpenAiRequestOptions {
+            default_sampling_only: true,
+            ..opts(true)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &fixed).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(got.get("stop").is_none(), "{got}");
+        assert_eq!(translate_with(body, true)["stop"], json!(["END"]));
     }
 
     #[test]

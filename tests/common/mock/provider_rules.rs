@@ -82,6 +82,13 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
             "unsupported_parameter",
         ));
     }
+    if openai_reasons(model) && body.get("stop").is_some() {
+        return Some(openai_400(
+            "Unsupported parameter: 'stop' is not supported with this model.".into(),
+            Some("stop".into()),
+            "unsupported_parameter",
+        ));
+    }
     for field in ["temperature", "top_p"] {
         let value = body.get(field).and_then(Value::as_f64);
         if openai_reasons(model) && value.is_some_and(|v| v != 1.0) {
