@@ -351,6 +351,7 @@ fn agent_conversations(c: &mut Criterion) {
             default_sampling_only: false,
             strict_message_order: false,
             short_tool_call_ids: false,
+            text_only: false,
             thought_signature_stand_in: false,
         };
         let check = |body: &str| {

@@ -60,6 +60,7 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
         default_sampling_only: false,
         strict_message_order: true,
         short_tool_call_ids: true,
+        text_only: false,
         thought_signature_stand_in: false,
     };
     if let Ok(unchecked) = CheckedBody::already_checked(body) {
@@ -176,6 +177,7 @@ proptest! {
             default_sampling_only: false,
             strict_message_order: false,
             short_tool_call_ids: false,
+            text_only: false,
             thought_signature_stand_in: false,
         };
         let compact = req.to_string();

@@ -565,6 +565,39 @@ async fn a_tool_loop_whose_thinking_was_not_kept_continues_on_deepseek() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_reading_an_image_on_deepseek_gets_a_note_in_its_place() {
+    // DeepSeek's chat models read text only ("unknown variant `image_url`", 422).
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(
+        &mock,
+        "deepseek",
+        "api_key: sk-deepseek-test-0123456789",
+        "/v1",
+    );
+    let mut body: Value =
+        serde_json::from_str(&claude_code_tool_loop("deepseek:deepseek-chat")).unwrap();
+    body["messages"][2]["content"][0]["content"] = serde_json::json!([{"type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]);
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let tool = &sent["messages"][3];
+    assert_eq!(tool["role"], "tool", "{sent}");
+    assert!(
+        tool["content"]
+            .as_str()
+            .unwrap()
+            .contains("image was left out"),
+        "{sent}"
+    );
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 4, "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
     let openai = MockUpstream::start(|rec| {
         common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)

@@ -827,6 +827,31 @@ async fn a_codex_tool_loop_without_reasoning_summaries_continues_on_deepseek() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_for_deepseek_becomes_a_note_that_it_was_left_out() {
+    // DeepSeek's chat models read text only ("unknown variant `image_url`", 422).
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let body = json!({"model": "deepseek/deepseek-chat", "input": [
+        {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "what is this?"},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}
+    ]});
+    ok_json(post(&gw, &body).await).await;
+    let sent = sent(&mock.last());
+    let content = sent["messages"][0]["content"].as_str().unwrap();
+    assert!(content.starts_with("what is this?"), "{sent}");
+    assert!(content.contains("image was left out"), "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_message_after_a_function_call_output_reaches_mistral_in_its_order() {
     // Mistral refuses a user message right after a tool message (400, code 3230).
     let mock = MockUpstream::start(|rec| {

@@ -52,6 +52,9 @@ pub struct KindFacts {
     /// It takes only tool-call ids of nine letters and digits (Mistral: 400, code
     /// 3280): other clients' ids are shortened on their way to it.
     pub short_tool_call_ids: bool,
+    /// Its chat models take image and file parts; DeepSeek's read text only ("unknown
+    /// variant `image_url`, expected `text`"), and get a note in their place.
+    pub takes_images: bool,
     /// Appended to `GET {base}/models` so that one page holds the whole list.
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
@@ -82,6 +85,7 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     refuses_unknown_members: false,
     takes_developer_role: true,
     short_tool_call_ids: false,
+    takes_images: true,
     models_list_query: "",
     default_headers: &[],
     root_endpoints: &[],
@@ -145,6 +149,7 @@ const DEEPSEEK: KindFacts = KindFacts {
     // Its thinking mode refuses a tool loop whose earlier turns lack their reasoning.
     takes_reasoning_content_back: true,
     takes_developer_role: false,
+    takes_images: false,
     model_families: &["deepseek-"],
     ..OPENAI_COMPATIBLE
 };
@@ -302,6 +307,7 @@ mod tests {
         assert!(ProviderKind::Mistral.facts().refuses_unknown_members);
         assert!(!ProviderKind::DeepSeek.facts().takes_developer_role);
         assert!(ProviderKind::Mistral.facts().short_tool_call_ids);
+        assert!(!ProviderKind::DeepSeek.facts().takes_images);
         assert!(ProviderKind::Xai.facts().serves_responses_api);
         assert_eq!(ProviderKind::Xai.facts().telemetry_name, "x_ai");
         assert!(!ProviderKind::Vllm.facts().requires_key);

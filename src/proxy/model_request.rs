@@ -280,6 +280,7 @@ fn chat_options(
         default_sampling_only: provider.kind == ProviderKind::OpenAi && traits.reasons(&model),
         strict_message_order: provider.kind.facts().orders_messages_strictly,
         short_tool_call_ids: provider.kind.facts().short_tool_call_ids,
+        text_only: !provider.kind.facts().takes_images,
         thought_signature_stand_in: provider.kind == ProviderKind::Gemini
             && signs_its_thoughts(&model),
         model,

@@ -101,6 +101,9 @@ pub struct OpenAiRequestOptions {
     /// code 3280): any other becomes nine of its hash, in its call and its result alike
     /// (see `tool_call_id`).
     pub short_tool_call_ids: bool,
+    /// The model reads text parts only (DeepSeek's refuse any other, 422): an image
+    /// or a file becomes a short note saying it was left out.
+    pub text_only: bool,
     /// Each assistant turn's first tool call carries Google's documented stand-in for
     /// the thought signature it had (`skip_thought_signature_validator`): Gemini 3
     /// refuses a tool loop whose calls come back without one (400), and a Messages or
@@ -565,11 +568,12 @@ fn convert_user_blocks(
         match block.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
             "tool_result" => {
                 let out = messages.next(out, ChatRole::Tool);
-                let short_ids = messages.short_tool_call_ids;
-                let content = write_tool_message(&block, i, j, out, &mut attached, short_ids)?;
+                let fit = PartFit::of(messages);
+                let content = write_tool_message(&block, i, j, out, &mut attached, fit)?;
                 messages.tool_content_at(content);
             }
-            kind => parts.push(user_part(kind, &block, || block_path(i, j))?),
+            kind => parts
+                .push(PartFit::of(messages).part(user_part(kind, &block, || block_path(i, j))?)),
         }
     }
     if !attached.is_empty() {
@@ -681,6 +685,40 @@ fn source_url<'a>(
     }
 }
 
+/// What a text-only model reads in place of an image.
+const IMAGE_LEFT_OUT: &str = "(an image was left out here: this model reads text only)";
+
+/// What a text-only model reads in place of a file.
+const FILE_LEFT_OUT: &str = "(a file was left out here: this model reads text only)";
+
+/// How the parts of user and tool messages are fitted to the provider.
+#[derive(Clone, Copy)]
+struct PartFit {
+    /// [`OpenAiRequestOptions::short_tool_call_ids`].
+    short_ids: bool,
+    /// [`OpenAiRequestOptions::text_only`].
+    text_only: bool,
+}
+
+impl PartFit {
+    fn of(messages: &MessagesWriter) -> Self {
+        Self {
+            short_ids: messages.short_tool_call_ids,
+            text_only: messages.text_only,
+        }
+    }
+
+    /// `part`, or for a text-only model a note in place of an image or a file, so
+    /// that the model knows something was there.
+    fn part(self, part: UserPart<'_>) -> UserPart<'_> {
+        match part {
+            UserPart::Image(_) if self.text_only => UserPart::Text(IMAGE_LEFT_OUT.into()),
+            UserPart::File { .. } if self.text_only => UserPart::Text(FILE_LEFT_OUT.into()),
+            part => part,
+        }
+    }
+}
+
 /// What a tool message says when its images or PDFs follow in a user message.
 const ATTACHED_NOTE: &str = "(attached in the next message)";
 
@@ -693,13 +731,13 @@ fn write_tool_message<'a>(
     j: usize,
     out: &mut Vec<u8>,
     attached: &mut Vec<UserPart<'a>>,
-    short_ids: bool,
+    fit: PartFit,
 ) -> Result<Range<usize>, TranslateError> {
     let path = || block_path(i, j);
     let id = block.tool_use_id.and_then(Json::as_str).ok_or_else(|| {
         TranslateError::invalid_field(format!("{}.tool_use_id", path()), "must be a string")
     })?;
-    let id = provider_tool_call_id(&id, short_ids);
+    let id = provider_tool_call_id(&id, fit.short_ids);
     out.extend_from_slice(br#"{"content":""#);
     let start = out.len();
     if block.is_error.and_then(Json::as_bool) == Some(true) {
@@ -724,7 +762,7 @@ fn write_tool_message<'a>(
                             None => "".into(),
                         },
                         kind @ ("image" | "document") => {
-                            match user_part(kind, &item, item_path)? {
+                            match fit.part(user_part(kind, &item, item_path)?) {
                                 UserPart::Text(text) => text,
                                 part => {
                                     if attached.len() == attached_before {
@@ -984,6 +1022,7 @@ mod tests {
             default_sampling_only: false,
             strict_message_order: false,
             short_tool_call_ids: false,
+            text_only: false,
             thought_signature_stand_in: false,
         }
     }
@@ -1268,6 +1307,32 @@ mod tests {
                 ]},
                 {"role": "assistant", "content": "A cat."}
             ])
+        );
+    }
+
+    #[test]
+    fn a_text_only_model_reads_a_note_where_an_image_or_a_file_was() {
+        let body = json!({"messages": [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}]},
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}},
+                {"type": "text", "text": "What is it?"}]}
+        ]});
+        let deepseek = OpenAiRequestOptions {
+            text_only: true,
+            ..opts(false)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &deepseek).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            got["messages"][1],
+            json!({"role": "tool", "tool_call_id": "t1", "content": IMAGE_LEFT_OUT})
+        );
+        assert_eq!(
+            got["messages"][2],
+            json!({"role": "user", "content": format!("{FILE_LEFT_OUT}\n\nWhat is it?")})
         );
     }
 

@@ -50,6 +50,8 @@ pub(super) struct MessagesWriter {
     pub(super) thought_signature_stand_in: bool,
     /// [`OpenAiRequestOptions::short_tool_call_ids`].
     pub(super) short_tool_call_ids: bool,
+    /// [`OpenAiRequestOptions::text_only`].
+    pub(super) text_only: bool,
 }
 
 impl MessagesWriter {
@@ -60,6 +62,7 @@ impl MessagesWriter {
             reasoning_content_back: opts.reasoning_content_back,
             thought_signature_stand_in: opts.thought_signature_stand_in,
             short_tool_call_ids: opts.short_tool_call_ids,
+            text_only: opts.text_only,
             ..Self::default()
         }
     }

@@ -220,6 +220,7 @@ mod tests {
             default_sampling_only: false,
             strict_message_order: false,
             short_tool_call_ids: false,
+            text_only: false,
             thought_signature_stand_in: false,
         }
     }

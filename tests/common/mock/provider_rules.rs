@@ -417,7 +417,7 @@ pub fn gemini_chat_refusal(rec: &Recorded) -> Option<Reply> {
 }
 
 /// DeepSeek's refusal of a Chat request, or `None`: a 422 for a role it does not know
-/// (`developer`), a 400 for a thinking-mode request (its default) whose assistant turn
+/// (`developer`) or a part other than text (its chat models read text only), a 400 for a thinking-mode request (its default) whose assistant turn
 /// with tool calls lacks its `reasoning_content` (a tool loop must pass its reasoning
 /// back).
 pub fn deepseek_chat_refusal(rec: &Recorded) -> Option<Reply> {
@@ -430,11 +430,21 @@ pub fn deepseek_chat_refusal(rec: &Recorded) -> Option<Reply> {
         )
     });
     if let Some((i, m)) = unknown {
-        let body = json!({"error": {"message": format!(
-            "Failed to deserialize the JSON body into the target type: messages[{i}].role: unknown variant `{}`, expected one of `system`, `user`, `assistant`, `tool`",
-            m["role"].as_str().unwrap_or_default()),
-            "type": "invalid_request_error", "param": null, "code": "invalid_request_error"}});
-        return Some(Reply::json(422, body.to_string()));
+        return Some(deepseek_422(format!(
+            "messages[{i}].role: unknown variant `{}`, expected one of `system`, `user`, `assistant`, `tool`",
+            m["role"].as_str().unwrap_or_default()
+        )));
+    }
+    // Its chat models read text parts only.
+    let media = messages.iter().enumerate().find_map(|(i, m)| {
+        let parts = m["content"].as_array()?;
+        let part = parts.iter().find(|p| p["type"] != "text")?;
+        Some((i, part["type"].as_str().unwrap_or_default().to_string()))
+    });
+    if let Some((i, kind)) = media {
+        return Some(deepseek_422(format!(
+            "messages[{i}]: unknown variant `{kind}`, expected `text`"
+        )));
     }
     if body["thinking"]["type"] == "disabled" {
         return None;
@@ -449,6 +459,14 @@ pub fn deepseek_chat_refusal(rec: &Recorded) -> Option<Reply> {
         None,
         "invalid_request_error",
     ))
+}
+
+/// DeepSeek's 422 for a body it cannot read, `what` saying where.
+fn deepseek_422(what: String) -> Reply {
+    let body = json!({"error": {
+        "message": format!("Failed to deserialize the JSON body into the target type: {what}"),
+        "type": "invalid_request_error", "param": null, "code": "invalid_request_error"}});
+    Reply::json(422, body.to_string())
 }
 
 /// A recorded provider answer, from `tests/fixtures`.
