@@ -236,6 +236,7 @@ fn one_shot(c: &mut Criterion) {
             model: "claude-sonnet-4-5".into(),
             default_max_tokens: Some(64_000),
             summaries_as_thinking: false,
+            anthropic_target: true,
         };
         b.iter(|| {
             CheckedBody::check(codex_request.as_bytes())
@@ -348,6 +349,9 @@ fn agent_conversations(c: &mut Criterion) {
             reasoning_content_back: false,
             user_field: true,
             default_sampling_only: false,
+            strict_message_order: false,
+            short_tool_call_ids: false,
+            text_only: false,
             thought_signature_stand_in: false,
         };
         let check = |body: &str| {
@@ -376,6 +380,7 @@ fn agent_conversations(c: &mut Criterion) {
             model: "claude-sonnet-4-5".into(),
             default_max_tokens: Some(64_000),
             summaries_as_thinking: false,
+            anthropic_target: true,
         };
         let check = |body: &str| {
             CheckedBody::check(body.as_bytes())

@@ -58,6 +58,9 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
         reasoning_content_back: true,
         user_field: true,
         default_sampling_only: false,
+        strict_message_order: true,
+        short_tool_call_ids: true,
+        text_only: false,
         thought_signature_stand_in: false,
     };
     if let Ok(unchecked) = CheckedBody::already_checked(body) {
@@ -80,6 +83,31 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
                         .map_err(|e| TestCaseError::fail(format!("arguments: {e}")))?;
                     prop_assert!(args.is_object());
                 }
+                // Ids as Mistral takes them: nine letters and digits.
+                let calls = m["tool_calls"].as_array().cloned().unwrap_or_default();
+                let ids = calls.iter().map(|c| &c["id"]).chain([&m["tool_call_id"]]);
+                for id in ids.filter_map(Value::as_str) {
+                    prop_assert!(
+                        id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+                        "{id}"
+                    );
+                }
+            }
+            // In an order Mistral takes: after `tool` only `assistant` or `tool`, after
+            // `assistant` no `system`.
+            let roles: Vec<Value> = v["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| m["role"].clone())
+                .collect();
+            for pair in roles.windows(2) {
+                let allowed = match pair[0].as_str() {
+                    Some("tool") => matches!(pair[1].as_str(), Some("assistant" | "tool")),
+                    Some("assistant") => pair[1] != "system",
+                    _ => true,
+                };
+                prop_assert!(allowed, "{:?} then {:?}", pair[0], pair[1]);
             }
             prop_assert_eq!(v.get("stream").is_some(), r.stream);
             Ok(())
@@ -147,6 +175,9 @@ proptest! {
             reasoning_content_back: true,
             user_field: true,
             default_sampling_only: false,
+            strict_message_order: false,
+            short_tool_call_ids: false,
+            text_only: false,
             thought_signature_stand_in: false,
         };
         let compact = req.to_string();

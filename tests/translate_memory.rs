@@ -189,6 +189,9 @@ fn anthropic_to_openai_translation_peak_heap_is_at_most_four_times_the_body() {
         reasoning_content_back: false,
         user_field: true,
         default_sampling_only: false,
+        strict_message_order: false,
+        short_tool_call_ids: false,
+        text_only: false,
         thought_signature_stand_in: false,
     };
     let (translated, peak) = peak_extra_heap(|| {

@@ -878,3 +878,86 @@ async fn what_openai_clients_send_that_claude_refuses_is_made_acceptable() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "context_length_exceeded");
 }
+
+/// A gateway whose one provider is Mistral at `mock`'s `/v1`.
+fn mistral_gateway(mock: &MockUpstream) -> Gateway {
+    let yaml = format!(
+        "providers:\n  mistral: {{type: mistral, api_key: sk-mistral-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_clients_chat_request_reaches_mistral_without_the_members_it_refuses() {
+    // Mistral refuses any member it does not define (422) and reports a stream's usage
+    // in its last chunk unasked.
+    let mock = MockUpstream::start(|rec| {
+        if let Some(refusal) = common::mock::provider_rules::mistral_chat_refusal(rec) {
+            return refusal;
+        }
+        let streams = serde_json::from_slice::<Value>(&rec.body).unwrap()["stream"] == true;
+        if !streams {
+            return Reply::json(200, fixture("openai/chat_completion.json"));
+        }
+        Reply::sse([
+            r#"data: {"id":"m1","object":"chat.completion.chunk","model":"mistral-small-latest","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}"#,
+            r#"data: {"id":"m1","object":"chat.completion.chunk","model":"mistral-small-latest","choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"total_tokens":11,"completion_tokens":2}}"#,
+            "data: [DONE]",
+        ]
+        .map(|e| Bytes::from(format!("{e}\n\n"))))
+    })
+    .await;
+    let gw = mistral_gateway(&mock);
+    // What the openai SDKs and agent frameworks send along.
+    let body = json!({"model": "mistral/mistral-small-latest", "messages": [{"role": "user", "content": "hi"}],
+        "max_completion_tokens": 64, "store": false, "user": "u-1", "metadata": {"run": "r1"},
+        "seed": 7, "temperature": 0.2});
+    let resp = post(&gw, "/v1/chat/completions", body.to_string().into_bytes()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(
+        sent,
+        json!({"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 64, "random_seed": 7, "temperature": 0.2})
+    );
+
+    // A stream whose client asks for the usage: Mistral reports it unasked, and the
+    // gateway counts it.
+    let body = json!({"model": "mistral/mistral-small-latest", "stream": true,
+        "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]});
+    let resp = post(&gw, "/v1/chat/completions", body.to_string().into_bytes()).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    assert!(text.contains(r#""completion_tokens":2"#), "{text}");
+    gw.wait_for_log("tokens_input=9 tokens_output=2", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_developer_message_reaches_deepseek_as_a_system_one() {
+    // DeepSeek refuses the role ("unknown variant `developer`", 422).
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let body = json!({"model": "deepseek/deepseek-chat", "messages": [
+        {"role": "developer", "content": "Be terse."},
+        {"role": "user", "content": "hi"}]});
+    let resp = post(&gw, "/v1/chat/completions", body.to_string().into_bytes()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}])
+    );
+}

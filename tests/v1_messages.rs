@@ -395,6 +395,96 @@ async fn mistral_is_sent_no_member_it_refuses_from_a_claude_code_turn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_codes_text_images_and_system_notes_after_tool_results_reach_mistral_in_its_order() {
+    // Mistral refuses a user message after a tool message (400, code 3230), and a
+    // system message after an assistant one.
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::mistral_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let entry = "type: mistral, api_key: sk-mistral-test-0123456789";
+    let gw = one_provider_at(&mock, "mistral", entry, "/v1");
+    let png = "iVBORw0KGgoAAAANSUhEUg==";
+    let body = serde_json::json!({"model": "mistral:devstral-medium", "max_tokens": 512,
+    "tools": [{"name": "Read", "input_schema": {"type": "object"}}],
+    "messages": [
+        {"role": "user", "content": "read a.txt"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "a.txt"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "hello"},
+            {"type": "text", "text": "<system-reminder>Keep going.</system-reminder>"}]},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {"file_path": "b.png"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]}]},
+        {"role": "assistant", "content": "A cat."},
+        {"role": "system", "content": "The user switched models."},
+        {"role": "user", "content": "thanks"}
+    ]});
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let messages = sent["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "user",
+            "assistant",
+            "tool",
+            "assistant",
+            "tool",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "user"
+        ]
+    );
+    // The reminder is read right after the result it came with.
+    assert_eq!(
+        messages[2]["content"],
+        "hello\n\n<system-reminder>Keep going.</system-reminder>"
+    );
+    assert_eq!(messages[6]["content"][1]["type"], "image_url");
+    assert_eq!(messages[8]["content"], "The user switched models.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_codes_tool_call_ids_reach_mistral_as_nine_letters_and_digits() {
+    // Mistral refuses any other id (400, code 3280); Claude Code's are `toolu_…`.
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::mistral_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let entry = "type: mistral, api_key: sk-mistral-test-0123456789";
+    let gw = one_provider_at(&mock, "mistral", entry, "/v1");
+    let mut body: Value =
+        serde_json::from_str(&claude_code_tool_loop("mistral:devstral-medium")).unwrap();
+    let id = "toolu_01A09q90qw90lq917835lq9";
+    body["messages"][1]["content"][1]["id"] = id.into();
+    body["messages"][2]["content"][0]["tool_use_id"] = id.into();
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let call_id = sent["messages"][2]["tool_calls"][0]["id"].as_str().unwrap();
+    assert_eq!(call_id.len(), 9, "{sent}");
+    assert_eq!(sent["messages"][3]["tool_call_id"], call_id, "{sent}");
+    // The next turn sends the same conversation again: the same id.
+    post(&gw, "/v1/messages", &body.to_string()).await;
+    let again: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(again["messages"][2]["tool_calls"][0]["id"], call_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mistral_refusal_reaches_the_client_with_its_own_words() {
     let mock = MockUpstream::start(|_rec| {
         Reply::json(
@@ -450,6 +540,64 @@ async fn deepseek_tool_loop_sends_thinking_back_as_reasoning_content() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_loop_whose_thinking_was_not_kept_continues_on_deepseek() {
+    // DeepSeek's thinking mode refuses a tool-call turn without `reasoning_content`;
+    // a turn begun on another model, or whose thinking came redacted, has none.
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(
+        &mock,
+        "deepseek",
+        "api_key: sk-deepseek-test-0123456789",
+        "/v1",
+    );
+    let mut body: Value =
+        serde_json::from_str(&claude_code_tool_loop("deepseek:deepseek-reasoner")).unwrap();
+    body["messages"][1]["content"][0] =
+        serde_json::json!({"type": "redacted_thinking", "data": "opaque"});
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["messages"][2]["reasoning_content"], "", "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_reading_an_image_on_deepseek_gets_a_note_in_its_place() {
+    // DeepSeek's chat models read text only ("unknown variant `image_url`", 422).
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(
+        &mock,
+        "deepseek",
+        "api_key: sk-deepseek-test-0123456789",
+        "/v1",
+    );
+    let mut body: Value =
+        serde_json::from_str(&claude_code_tool_loop("deepseek:deepseek-chat")).unwrap();
+    body["messages"][2]["content"][0]["content"] = serde_json::json!([{"type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]);
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let tool = &sent["messages"][3];
+    assert_eq!(tool["role"], "tool", "{sent}");
+    assert!(
+        tool["content"]
+            .as_str()
+            .unwrap()
+            .contains("image was left out"),
+        "{sent}"
+    );
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 4, "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
     let openai = MockUpstream::start(|rec| {
         common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
@@ -474,6 +622,30 @@ async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
     assert_eq!(resp.status(), 200);
     let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
     assert_eq!(sent["temperature"], 0.2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_reasoning_model_is_not_sent_stop_sequences_it_refuses() {
+    let openai = MockUpstream::start(|rec| {
+        common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(&openai, "openai", &format!("api_key: {OAI_KEY}"), "/v1");
+    let body = |model: &str| {
+        format!(
+            r#"{{"model":"{model}","max_tokens":64,"stop_sequences":["END"],"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    };
+    let resp = post(&gw, "/v1/messages", &body("openai:o4-mini")).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    assert!(sent.get("stop").is_none(), "{sent}");
+    // A model that takes them gets them.
+    let resp = post(&gw, "/v1/messages", &body("openai:gpt-4o")).await;
+    assert_eq!(resp.status(), 200);
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    assert_eq!(sent["stop"], serde_json::json!(["END"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -750,6 +750,28 @@ async fn codex_request_without_max_output_tokens_is_not_cut_at_the_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_reasoning_effort_reaches_a_chat_server_on_every_turn() {
+    let mock = MockUpstream::start(provider).await;
+    let yaml = format!(
+        "providers:\n  vllm:\n    base_url: '{}'\n    models:\n      - {{id: qwen3, reasoning: true}}\n",
+        mock.url("/vllm")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    // A turn answering a tool call, which Anthropic would take only without thinking.
+    let body = json!({"model": "vllm/qwen3", "reasoning": {"effort": "high"},
+        "temperature": 1.5, "max_output_tokens": 500, "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"}
+    ], "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]});
+    ok_json(post(&gw, &body).await).await;
+    let sent = sent(&mock.last());
+    assert_eq!(sent["reasoning_effort"], "high", "{sent}");
+    assert_eq!(sent["temperature"], 1.5, "{sent}");
+    assert_eq!(sent["max_tokens"], 500, "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deepseek_reasoning_returns_as_reasoning_content_in_a_tool_loop() {
     let mock = MockUpstream::start(|rec| {
         common::mock::provider_rules::deepseek_chat_refusal(rec)
@@ -777,6 +799,87 @@ async fn deepseek_reasoning_returns_as_reasoning_content_in_a_tool_loop() {
     assert_eq!(assistant["role"], "assistant", "{sent}");
     assert_eq!(assistant["reasoning_content"], "Run ls.");
     assert_eq!(assistant["tool_calls"][0]["id"], "call_1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_tool_loop_without_reasoning_summaries_continues_on_deepseek() {
+    // DeepSeek's thinking mode refuses a tool-call turn without `reasoning_content`:
+    // a reasoning item without summary, or a conversation begun elsewhere, has none.
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let body = json!({"model": "deepseek/deepseek-reasoner", "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": null},
+        {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"}
+    ], "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]});
+    ok_json(post(&gw, &body).await).await;
+    let sent = sent(&mock.last());
+    assert_eq!(sent["messages"][1]["reasoning_content"], "", "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_for_deepseek_becomes_a_note_that_it_was_left_out() {
+    // DeepSeek's chat models read text only ("unknown variant `image_url`", 422).
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::deepseek_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  deepseek: {{api_key: sk-deepseek-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let body = json!({"model": "deepseek/deepseek-chat", "input": [
+        {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "what is this?"},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}
+    ]});
+    ok_json(post(&gw, &body).await).await;
+    let sent = sent(&mock.last());
+    let content = sent["messages"][0]["content"].as_str().unwrap();
+    assert!(content.starts_with("what is this?"), "{sent}");
+    assert!(content.contains("image was left out"), "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_message_after_a_function_call_output_reaches_mistral_in_its_order() {
+    // Mistral refuses a user message right after a tool message (400, code 3230).
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::mistral_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  mistral: {{type: mistral, api_key: sk-mistral-test-0123456789, base_url: '{}'}}\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let body = json!({"model": "mistral/devstral-medium", "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "now test"}]}
+    ], "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]});
+    ok_json(post(&gw, &body).await).await;
+    let sent = sent(&mock.last());
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool"], "{sent}");
+    assert_eq!(sent["messages"][2]["content"], "a.txt\n\nnow test");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,23 @@ pub struct KindFacts {
     pub takes_reasoning_content_back: bool,
     /// Its Chat Completions take OpenAI's `user` member (some refuse unknown members).
     pub takes_user_field: bool,
+    /// It refuses a Chat conversation whose roles follow each other in an order its
+    /// own validator does not allow (Mistral: nothing but `assistant` or `tool` after
+    /// `tool`, no `system` after `assistant`), where OpenAI takes any order.
+    pub orders_messages_strictly: bool,
+    /// It refuses a Chat request member its own API does not define (Mistral: 422
+    /// `extra_forbidden`), OpenAI's among them: a Chat body forwarded to it loses
+    /// OpenAI's hints and takes its names (see `proxy::chat_body_fit`).
+    pub refuses_unknown_members: bool,
+    /// Its Chat Completions take OpenAI's `developer` role; DeepSeek refuses it
+    /// ("unknown variant"), and a Chat body forwarded to it says `system` instead.
+    pub takes_developer_role: bool,
+    /// It takes only tool-call ids of nine letters and digits (Mistral: 400, code
+    /// 3280): other clients' ids are shortened on their way to it.
+    pub short_tool_call_ids: bool,
+    /// Its chat models take image and file parts; DeepSeek's read text only ("unknown
+    /// variant `image_url`, expected `text`"), and get a note in their place.
+    pub takes_images: bool,
     /// Appended to `GET {base}/models` so that one page holds the whole list.
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
@@ -64,6 +81,11 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     stream_usage: StreamUsage::OnRequest,
     takes_reasoning_content_back: false,
     takes_user_field: true,
+    orders_messages_strictly: false,
+    refuses_unknown_members: false,
+    takes_developer_role: true,
+    short_tool_call_ids: false,
+    takes_images: true,
     models_list_query: "",
     default_headers: &[],
     root_endpoints: &[],
@@ -126,6 +148,8 @@ const DEEPSEEK: KindFacts = KindFacts {
     default_base_url: "https://api.deepseek.com/v1",
     // Its thinking mode refuses a tool loop whose earlier turns lack their reasoning.
     takes_reasoning_content_back: true,
+    takes_developer_role: false,
+    takes_images: false,
     model_families: &["deepseek-"],
     ..OPENAI_COMPATIBLE
 };
@@ -164,6 +188,10 @@ const MISTRAL: KindFacts = KindFacts {
     // any member it does not know, `user` among them.
     stream_usage: StreamUsage::Unasked,
     takes_user_field: false,
+    // A user message right after tool results is refused (400, code 3230).
+    orders_messages_strictly: true,
+    refuses_unknown_members: true,
+    short_tool_call_ids: true,
     ..OPENAI_COMPATIBLE
 };
 
@@ -274,6 +302,12 @@ mod tests {
             ProviderKind::OpenAi.facts().stream_usage,
             StreamUsage::OnRequest
         );
+        assert!(ProviderKind::Mistral.facts().orders_messages_strictly);
+        assert!(!ProviderKind::OpenAi.facts().orders_messages_strictly);
+        assert!(ProviderKind::Mistral.facts().refuses_unknown_members);
+        assert!(!ProviderKind::DeepSeek.facts().takes_developer_role);
+        assert!(ProviderKind::Mistral.facts().short_tool_call_ids);
+        assert!(!ProviderKind::DeepSeek.facts().takes_images);
         assert!(ProviderKind::Xai.facts().serves_responses_api);
         assert_eq!(ProviderKind::Xai.facts().telemetry_name, "x_ai");
         assert!(!ProviderKind::Vllm.facts().requires_key);

@@ -7,6 +7,7 @@ mod attempts;
 mod batch_links;
 mod body_budget;
 mod body_deadline;
+mod chat_body_fit;
 mod client_hangup;
 mod client_query;
 mod context;

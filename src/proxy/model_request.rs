@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::chat_body_fit::ChatFit;
 pub use super::model_field::ModelField;
 use super::model_route::route_model;
 use super::upstream::AnswerShape;
@@ -168,10 +169,17 @@ pub fn prepare_for(
     if serves_natively(endpoint, &provider) {
         // Same API on both sides: the body goes as sent, only `model` changes, and a
         // Chat stream is asked for the usage the gateway counts (which the client then
-        // does not see unless it asked too).
+        // does not see unless it asked too); a Chat body loses what its provider
+        // refuses and OpenAI takes (see `chat_body_fit`).
         let ask_usage = endpoint == ModelEndpoint::ChatCompletions
             && provider.stream_usage == StreamUsage::OnRequest;
         let (body, usage_asked) = field.upstream_body(body, &route.model, ask_usage);
+        let body = match endpoint {
+            ModelEndpoint::ChatCompletions => ChatFit::for_provider(&provider)
+                .apply(&body)
+                .unwrap_or(body),
+            _ => body,
+        };
         return Ok(PreparedRequest {
             target: target(&provider, path, query)
                 .timed(timeouts, shape)
@@ -217,6 +225,7 @@ pub fn prepare_for(
             ),
             summaries_as_thinking: provider.format == WireFormat::OpenAi
                 && provider.kind.facts().takes_reasoning_content_back,
+            provider_format: provider.format,
             created,
             history,
             response_id: &response_id,
@@ -269,6 +278,9 @@ fn chat_options(
         reasoning_content_back: provider.kind.facts().takes_reasoning_content_back,
         user_field: provider.kind.facts().takes_user_field,
         default_sampling_only: provider.kind == ProviderKind::OpenAi && traits.reasons(&model),
+        strict_message_order: provider.kind.facts().orders_messages_strictly,
+        short_tool_call_ids: provider.kind.facts().short_tool_call_ids,
+        text_only: !provider.kind.facts().takes_images,
         thought_signature_stand_in: provider.kind == ProviderKind::Gemini
             && signs_its_thoughts(&model),
         model,

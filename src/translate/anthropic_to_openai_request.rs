@@ -15,7 +15,9 @@
 //!   `is_error: true` is kept by prefixing `Error: `. Images and PDFs in a tool
 //!   result go into that user message instead, right after the run of tool
 //!   messages, each group behind a text part naming the tool call it came from
-//!   (the tool message says so too), so the model still sees them.
+//!   (the tool message says so too), so the model still sees them. A provider
+//!   that orders messages strictly (Mistral) gets them in an order it takes (see
+//!   `chat_messages`).
 //! - User content made only of text is sent as one string (text blocks joined
 //!   with a blank line), since some OpenAI-compatible servers accept only
 //!   string content; otherwise it is an array of parts. Assistant text blocks
@@ -51,13 +53,16 @@
 //! costs little more memory than its own size.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
+use super::chat_messages::{ChatRole, MessagesWriter};
 use super::error::TranslateError;
 use super::json_writer::{
     release_spare, write_compact, write_compact_as_str, write_number, write_str, write_str_array,
     write_str_fragment, write_u64,
 };
 use super::request_fields::{field, json_object, stream_flag, CheckedBody, Json, Text};
+use super::tool_call_id::provider_tool_call_id;
 
 /// Google's documented value for a thought signature the client did not keep.
 const THOUGHT_SIGNATURE_STAND_IN: &str = "skip_thought_signature_validator";
@@ -75,16 +80,30 @@ pub struct OpenAiRequestOptions {
     pub max_output_tokens: Option<u64>,
     /// How the provider reports a stream's usage: asked for when it must be.
     pub stream_usage: StreamUsage,
-    /// An assistant turn's thinking goes back as its `reasoning_content`: DeepSeek's
-    /// thinking mode refuses a tool loop whose earlier turns lack it (400), where
-    /// other servers refuse the member (Mistral) or ignore it.
+    /// An assistant turn's thinking goes back as its `reasoning_content`, empty on a
+    /// tool-call turn whose thinking the client did not keep: DeepSeek's thinking mode
+    /// refuses a tool loop whose earlier turns lack it (400), where other servers
+    /// refuse the member (Mistral) or ignore it.
     pub reasoning_content_back: bool,
     /// The provider takes OpenAI's `user` (from `metadata.user_id`); Mistral refuses
     /// the member (422).
     pub user_field: bool,
-    /// The model takes only the default `temperature` and `top_p` (1): OpenAI's
-    /// reasoning models refuse any other value (400), so another is not sent.
+    /// The model takes only the default `temperature` and `top_p` (1), and no `stop`:
+    /// OpenAI's reasoning models refuse any other value and the member (400), so they
+    /// are not sent.
     pub default_sampling_only: bool,
+    /// Roles follow each other only in the orders Mistral takes (see `chat_messages`):
+    /// text after tool results joins the last tool message, images after them follow a
+    /// short assistant message, a `system` message after an assistant or tool one is a
+    /// user's.
+    pub strict_message_order: bool,
+    /// Tool-call ids are nine letters and digits, the only ones Mistral takes (400,
+    /// code 3280): any other becomes nine of its hash, in its call and its result alike
+    /// (see `tool_call_id`).
+    pub short_tool_call_ids: bool,
+    /// The model reads text parts only (DeepSeek's refuse any other, 422): an image
+    /// or a file becomes a short note saying it was left out.
+    pub text_only: bool,
     /// Each assistant turn's first tool call carries Google's documented stand-in for
     /// the thought signature it had (`skip_thought_signature_validator`): Gemini 3
     /// refuses a tool loop whose calls come back without one (400), and a Messages or
@@ -242,14 +261,9 @@ pub fn anthropic_to_openai_request(
         out.push(b',');
     }
     out.extend_from_slice(br#""messages":["#);
-    let mut messages = MessagesWriter {
-        reasoning_content_back: opts.reasoning_content_back,
-        thought_signature_stand_in: opts.thought_signature_stand_in,
-        ..MessagesWriter::default()
-    };
-    // Joined with separators, several texts are never empty.
+    let mut messages = MessagesWriter::new(opts);
     if let Some(system) = system {
-        write_system_message(&system, &mut messages, &mut out);
+        messages.system(&mut out, &system);
     }
     for (i, msg) in input.into_iter().enumerate() {
         convert_message(msg, i, &mut messages, &mut out)?;
@@ -273,7 +287,11 @@ pub fn anthropic_to_openai_request(
     // is the only one it takes.
     let [temperature, top_p] = sampling
         .map(|value| value.filter(|v| !opts.default_sampling_only || v.as_f64() == Some(1.0)));
-    let stops = stop_sequences(req.stop_sequences)?;
+    let mut stops = stop_sequences(req.stop_sequences)?;
+    if opts.default_sampling_only {
+        // Its reasoning models answer "'stop' is not supported with this model".
+        stops.clear();
+    }
     let user = field(req.metadata)
         .and_then(|m| m.get("user_id"))
         .and_then(Json::as_str)
@@ -408,21 +426,8 @@ fn system_text(
     Ok(texts)
 }
 
-/// Writes a `system` message of `texts` joined with a blank line, unless there is
-/// nothing in them.
-fn write_system_message(texts: &[Text<'_>], messages: &mut MessagesWriter, out: &mut Vec<u8>) {
-    // Joined with separators, several texts are never empty.
-    if texts.len() < 2 && texts.iter().all(|t| t.is_empty()) {
-        return;
-    }
-    let out = messages.next(out);
-    out.extend_from_slice(br#"{"content":""#);
-    write_joined(out, texts, "\\n\\n");
-    out.extend_from_slice(br#"","role":"system"}"#);
-}
-
 /// Writes `texts` joined by `separator` (already escaped) inside a string.
-fn write_joined<'t, 'a: 't>(
+pub(super) fn write_joined<'t, 'a: 't>(
     out: &mut Vec<u8>,
     texts: impl IntoIterator<Item = &'t Text<'a>>,
     separator: &str,
@@ -432,29 +437,6 @@ fn write_joined<'t, 'a: 't>(
             out.extend_from_slice(separator.as_bytes());
         }
         t.write_fragment(out);
-    }
-}
-
-/// The `messages` array being written, one comma-separated message at a time.
-#[derive(Default)]
-struct MessagesWriter {
-    written: usize,
-    /// The assistant message's tool calls, reused from message to message.
-    tool_calls: Vec<u8>,
-    /// [`OpenAiRequestOptions::reasoning_content_back`].
-    reasoning_content_back: bool,
-    /// [`OpenAiRequestOptions::thought_signature_stand_in`].
-    thought_signature_stand_in: bool,
-}
-
-impl MessagesWriter {
-    /// The buffer to write the next message into, separator written.
-    fn next<'o>(&mut self, out: &'o mut Vec<u8>) -> &'o mut Vec<u8> {
-        if self.written > 0 {
-            out.push(b',');
-        }
-        self.written += 1;
-        out
     }
 }
 
@@ -474,7 +456,7 @@ fn convert_message(
                 TranslateError::invalid_field(format!("messages[{i}].content"), "is required")
             })?;
             let texts = system_text(content, || format!("messages[{i}].content"))?;
-            write_system_message(&texts, messages, out);
+            messages.system(out, &texts);
             return Ok(());
         }
         _ => {
@@ -485,13 +467,17 @@ fn convert_message(
         }
     };
     let content = msg.content;
+    if role == "user" {
+        if let Some(text) = content.and_then(Json::as_text) {
+            messages.user_text(out, &[text]);
+            return Ok(());
+        }
+    }
     if let Some(s) = content.and_then(Json::as_str) {
-        let out = messages.next(out);
+        let out = messages.next(out, ChatRole::Assistant);
         out.extend_from_slice(br#"{"content":"#);
         write_str(out, &s);
-        out.extend_from_slice(br#","role":"#);
-        write_str(out, role);
-        out.push(b'}');
+        out.extend_from_slice(br#","role":"assistant"}"#);
         return Ok(());
     }
     match content.and_then(Json::elements) {
@@ -580,8 +566,14 @@ fn convert_user_blocks(
     for (j, block) in blocks.into_iter().enumerate() {
         let block = ContentBlock::read(block);
         match block.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
-            "tool_result" => write_tool_message(&block, i, j, messages.next(out), &mut attached)?,
-            kind => parts.push(user_part(kind, &block, || block_path(i, j))?),
+            "tool_result" => {
+                let out = messages.next(out, ChatRole::Tool);
+                let fit = PartFit::of(messages);
+                let content = write_tool_message(&block, i, j, out, &mut attached, fit)?;
+                messages.tool_content_at(content);
+            }
+            kind => parts
+                .push(PartFit::of(messages).part(user_part(kind, &block, || block_path(i, j))?)),
         }
     }
     if !attached.is_empty() {
@@ -591,8 +583,6 @@ fn convert_user_blocks(
     if parts.is_empty() {
         return Ok(());
     }
-    let out = messages.next(out);
-    out.extend_from_slice(br#"{"content":"#);
     let texts: Option<Vec<&Text<'_>>> = parts
         .iter()
         .map(|p| match p {
@@ -600,25 +590,20 @@ fn convert_user_blocks(
             _ => None,
         })
         .collect();
-    match texts {
-        // Some OpenAI-compatible servers accept only string content.
-        Some(texts) => {
-            out.push(b'"');
-            write_joined(out, texts, "\\n\\n");
-            out.push(b'"');
-        }
-        None => {
-            out.push(b'[');
-            for (k, p) in parts.iter().enumerate() {
-                if k > 0 {
-                    out.push(b',');
-                }
-                p.write(out);
-            }
-            out.push(b']');
-        }
+    // Some OpenAI-compatible servers accept only string content.
+    if let Some(texts) = texts {
+        messages.user_text(out, texts);
+        return Ok(());
     }
-    out.extend_from_slice(br#","role":"user"}"#);
+    let out = messages.next(out, ChatRole::User);
+    out.extend_from_slice(br#"{"content":["#);
+    for (k, p) in parts.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        p.write(out);
+    }
+    out.extend_from_slice(br#"],"role":"user"}"#);
     Ok(())
 }
 
@@ -700,23 +685,61 @@ fn source_url<'a>(
     }
 }
 
+/// What a text-only model reads in place of an image.
+const IMAGE_LEFT_OUT: &str = "(an image was left out here: this model reads text only)";
+
+/// What a text-only model reads in place of a file.
+const FILE_LEFT_OUT: &str = "(a file was left out here: this model reads text only)";
+
+/// How the parts of user and tool messages are fitted to the provider.
+#[derive(Clone, Copy)]
+struct PartFit {
+    /// [`OpenAiRequestOptions::short_tool_call_ids`].
+    short_ids: bool,
+    /// [`OpenAiRequestOptions::text_only`].
+    text_only: bool,
+}
+
+impl PartFit {
+    fn of(messages: &MessagesWriter) -> Self {
+        Self {
+            short_ids: messages.short_tool_call_ids,
+            text_only: messages.text_only,
+        }
+    }
+
+    /// `part`, or for a text-only model a note in place of an image or a file, so
+    /// that the model knows something was there.
+    fn part(self, part: UserPart<'_>) -> UserPart<'_> {
+        match part {
+            UserPart::Image(_) if self.text_only => UserPart::Text(IMAGE_LEFT_OUT.into()),
+            UserPart::File { .. } if self.text_only => UserPart::Text(FILE_LEFT_OUT.into()),
+            part => part,
+        }
+    }
+}
+
 /// What a tool message says when its images or PDFs follow in a user message.
 const ATTACHED_NOTE: &str = "(attached in the next message)";
 
 /// Writes a `tool_result` block as a tool message; its images and PDFs are pushed to
-/// `attached`, behind a text part naming the tool call.
+/// `attached`, behind a text part naming the tool call. Where its content lies in
+/// `out`, between its quotes.
 fn write_tool_message<'a>(
     block: &ContentBlock<'a>,
     i: usize,
     j: usize,
     out: &mut Vec<u8>,
     attached: &mut Vec<UserPart<'a>>,
-) -> Result<(), TranslateError> {
+    fit: PartFit,
+) -> Result<Range<usize>, TranslateError> {
     let path = || block_path(i, j);
     let id = block.tool_use_id.and_then(Json::as_str).ok_or_else(|| {
         TranslateError::invalid_field(format!("{}.tool_use_id", path()), "must be a string")
     })?;
+    let id = provider_tool_call_id(&id, fit.short_ids);
     out.extend_from_slice(br#"{"content":""#);
+    let start = out.len();
     if block.is_error.and_then(Json::as_bool) == Some(true) {
         out.extend_from_slice(b"Error: ");
     }
@@ -739,7 +762,7 @@ fn write_tool_message<'a>(
                             None => "".into(),
                         },
                         kind @ ("image" | "document") => {
-                            match user_part(kind, &item, item_path)? {
+                            match fit.part(user_part(kind, &item, item_path)?) {
                                 UserPart::Text(text) => text,
                                 part => {
                                     if attached.len() == attached_before {
@@ -779,10 +802,11 @@ fn write_tool_message<'a>(
             }
         }
     }
+    let content = start..out.len();
     out.extend_from_slice(br#"","role":"tool","tool_call_id":"#);
     write_str(out, &id);
     out.push(b'}');
-    Ok(())
+    Ok(content)
 }
 
 fn convert_assistant_blocks(
@@ -841,7 +865,10 @@ fn convert_assistant_blocks(
                 calls.extend_from_slice(br#","name":"#);
                 write_str(&mut calls, &name);
                 calls.extend_from_slice(br#"},"id":"#);
-                write_str(&mut calls, &id);
+                write_str(
+                    &mut calls,
+                    &provider_tool_call_id(&id, messages.short_tool_call_ids),
+                );
                 calls.extend_from_slice(br#","type":"function"}"#);
             }
             "thinking" => {
@@ -864,7 +891,7 @@ fn convert_assistant_blocks(
             }
         }
     }
-    let out = messages.next(out);
+    let out = messages.next(out, ChatRole::Assistant);
     out.extend_from_slice(br#"{"content":"#);
     if call_count > 0 && text.iter().all(|t| t.is_empty()) {
         out.extend_from_slice(b"null");
@@ -873,7 +900,10 @@ fn convert_assistant_blocks(
         write_joined(out, &text, "");
         out.push(b'"');
     }
-    if !thinking.is_empty() {
+    // DeepSeek's thinking mode refuses a tool-call turn without the member, whether or
+    // not the client kept the turn's thinking (redacted, begun on another model, a
+    // Responses reasoning item without summary): then it goes back empty.
+    if !thinking.is_empty() || (messages.reasoning_content_back && call_count > 0) {
         out.extend_from_slice(br#","reasoning_content":""#);
         write_joined(out, &thinking, "");
         out.push(b'"');
@@ -990,6 +1020,9 @@ mod tests {
             reasoning_content_back: false,
             user_field: true,
             default_sampling_only: false,
+            strict_message_order: false,
+            short_tool_call_ids: false,
+            text_only: false,
             thought_signature_stand_in: false,
         }
     }
@@ -1278,6 +1311,32 @@ mod tests {
     }
 
     #[test]
+    fn a_text_only_model_reads_a_note_where_an_image_or_a_file_was() {
+        let body = json!({"messages": [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}]},
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}},
+                {"type": "text", "text": "What is it?"}]}
+        ]});
+        let deepseek = OpenAiRequestOptions {
+            text_only: true,
+            ..opts(false)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &deepseek).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            got["messages"][1],
+            json!({"role": "tool", "tool_call_id": "t1", "content": IMAGE_LEFT_OUT})
+        );
+        assert_eq!(
+            got["messages"][2],
+            json!({"role": "user", "content": format!("{FILE_LEFT_OUT}\n\nWhat is it?")})
+        );
+    }
+
+    #[test]
     fn tool_result_text_pdf_and_tool_references_are_kept() {
         let got = translate(json!({"messages": [{"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "t1", "is_error": true, "content": [
@@ -1419,6 +1478,30 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_call_turn_without_thinking_gives_deepseek_an_empty_reasoning_content() {
+        let body = json!({"max_tokens": 5, "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "tool_use", "id": "a", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "1"}]},
+            {"role": "assistant", "content": "done"}
+        ]});
+        let deepseek = OpenAiRequestOptions {
+            reasoning_content_back: true,
+            ..opts(false)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &deepseek).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(got["messages"][1]["reasoning_content"], "");
+        // A turn without calls needs none.
+        assert!(got["messages"][3].get("reasoning_content").is_none());
+        let r = anthropic_to_openai_request(checked(&body), &opts(false)).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(got["messages"][1].get("reasoning_content").is_none());
+    }
+
+    #[test]
     fn reasoning_models_drop_non_default_sampling() {
         let body = json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
             "temperature": 0.2, "top_p": 0.9});
@@ -1440,6 +1523,20 @@ mod tests {
             (got["temperature"].as_f64(), got["top_p"].as_f64()),
             (Some(1.0), Some(1.0))
         );
+    }
+
+    #[test]
+    fn reasoning_models_get_no_stop_sequences() {
+        let body = json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
+            "stop_sequences": ["END"]});
+        let fixed = OpenAiRequestOptions {
+            default_sampling_only: true,
+            ..opts(true)
+        };
+        let r = anthropic_to_openai_request(checked(&body), &fixed).unwrap();
+        let got: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(got.get("stop").is_none(), "{got}");
+        assert_eq!(translate_with(body, true)["stop"], json!(["END"]));
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct DecodeOptions<'a> {
     pub default_max_tokens: Option<u32>,
     /// Responses: [`ResponsesRequestOptions::summaries_as_thinking`].
     pub summaries_as_thinking: bool,
+    /// The format the provider speaks, which the hub request is encoded for.
+    pub provider_format: WireFormat,
     /// Unix time a translated answer reports.
     pub created: u64,
     /// Responses: the stored conversation the request continues.
@@ -139,6 +141,7 @@ pub fn decode_request<'a>(
                     model: opts.upstream_model.to_string(),
                     default_max_tokens: opts.default_max_tokens,
                     summaries_as_thinking: opts.summaries_as_thinking,
+                    anthropic_target: opts.provider_format == WireFormat::Anthropic,
                 },
             )?;
             let omitted = (!hub.omitted_tools.is_empty()).then(|| hub.omitted_tools.join(","));
@@ -197,6 +200,7 @@ mod tests {
             upstream_model: "upstream-model",
             default_max_tokens: Some(1000),
             summaries_as_thinking: false,
+            provider_format: WireFormat::Anthropic,
             created: 7,
             history: None,
             response_id: "resp_1",
@@ -214,6 +218,9 @@ mod tests {
             reasoning_content_back: false,
             user_field: true,
             default_sampling_only: false,
+            strict_message_order: false,
+            short_tool_call_ids: false,
+            text_only: false,
             thought_signature_stand_in: false,
         }
     }
@@ -224,7 +231,11 @@ mod tests {
         body: Value,
     ) -> (Value, ProviderDecoder, HubRequest<'static>) {
         let body: &'static [u8] = Box::leak(body.to_string().into_bytes().into_boxed_slice());
-        let hub = decode_request(client, CheckedBody::check(body).unwrap(), &opts()).unwrap();
+        let opts = DecodeOptions {
+            provider_format: provider,
+            ..opts()
+        };
+        let hub = decode_request(client, CheckedBody::check(body).unwrap(), &opts).unwrap();
         let (out, decoder) = encode_request(provider, hub.body.clone(), chat_opts).unwrap();
         (serde_json::from_slice(&out).unwrap(), decoder, hub)
     }

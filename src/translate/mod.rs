@@ -42,6 +42,7 @@ pub mod anthropic_to_openai_request;
 pub mod anthropic_to_openai_response;
 pub mod anthropic_to_openai_stream;
 pub(crate) mod borrowed_text;
+mod chat_messages;
 pub mod codec;
 mod context_overflow;
 pub mod error;
@@ -63,6 +64,7 @@ pub mod results_url;
 pub mod sse;
 mod sse_driver;
 mod thought_signature;
+mod tool_call_id;
 pub mod unasked_usage;
 
 pub use anthropic_to_openai_error::{

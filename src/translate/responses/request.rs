@@ -26,10 +26,14 @@
 //!   `auto` / `any` / `none` / `tool`; `parallel_tool_calls: false` sets
 //!   `disable_parallel_tool_use`.
 //! - `reasoning.effort` gives a thinking budget as for Chat Completions
-//!   (`minimal`/`low` 1024, `medium` 4096, `high`/`xhigh` 16384; `none` none),
-//!   `max_tokens` raised above it when needed; thinking drops `temperature` and
-//!   `top_p`, which Anthropic refuses with it. `temperature` is clamped to 1, and
-//!   `top_p` is sent only without it (Claude 4.5 and later refuse both).
+//!   (`minimal`/`low` 1024, `medium` 4096, `high`/`xhigh` 16384; `none` none). For
+//!   an Anthropic-format provider ([`ResponsesRequestOptions::anthropic_target`]),
+//!   what Anthropic refuses is made acceptable: `max_tokens` is raised above the
+//!   budget when needed; thinking drops `temperature` and `top_p`, and goes when the
+//!   turn answers tool calls whose thinking was not kept or when a tool is forced
+//!   (refused); `temperature` is clamped to 1, and `top_p` is sent only without it
+//!   (Claude 4.5 and later refuse both). A chat server gets them all as sent, the
+//!   budget becoming its `reasoning_effort` on every turn.
 //! - `max_output_tokens` becomes `max_tokens`; when absent, the limit the gateway
 //!   gives (Anthropic requires one: the model's ceiling), or none for a chat server,
 //!   which then answers up to the model's maximum as OpenAI does; `user` /
@@ -69,6 +73,10 @@ pub struct ResponsesRequestOptions {
     /// tool loop without it, and its reasoning is what the summary holds); Anthropic
     /// takes back only the thinking it signed.
     pub summaries_as_thinking: bool,
+    /// The provider is Anthropic-format: the request is held to the rules only
+    /// Anthropic has (see the module doc); a chat server, which gets the hub request
+    /// translated again, is not held to them.
+    pub anthropic_target: bool,
 }
 
 /// A translated request, and what the answer needs to know about it.
@@ -327,14 +335,15 @@ pub fn responses_to_anthropic_request(
         },
     };
     // Anthropic would refuse it: the turn goes without thinking, as its error advises.
-    let budget = budget.filter(|_| !answers_calls_without_thinking);
+    let anthropic = opts.anthropic_target;
+    let budget = budget.filter(|_| !(anthropic && answers_calls_without_thinking));
     let mut max_tokens = match field(req.max_output_tokens) {
         Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
             TranslateError::invalid_field("max_output_tokens", "must be a positive integer")
         })?),
         None => opts.default_max_tokens.map(u64::from),
     };
-    if let (Some(budget), Some(max)) = (budget, max_tokens.as_mut()) {
+    if let (Some(budget), Some(max), true) = (budget, max_tokens.as_mut(), anthropic) {
         if *max <= budget {
             *max = budget + ANSWER_ROOM_PAST_THINKING;
         }
@@ -346,11 +355,17 @@ pub fn responses_to_anthropic_request(
             .map(Some)
             .ok_or_else(|| TranslateError::invalid_field(key, "must be a number")),
     };
-    let temperature = number("temperature", req.temperature)?.map(|t| t.min(1.0));
+    let temperature = number("temperature", req.temperature)?;
+    let temperature = temperature.map(|t| if anthropic { t.min(1.0) } else { t });
     // Claude 4.5 and later refuse both at once: the temperature is the one kept.
-    let top_p = number("top_p", req.top_p)?.filter(|_| temperature.is_none());
+    let top_p = number("top_p", req.top_p)?.filter(|_| !anthropic || temperature.is_none());
+    // Anthropic refuses thinking with them.
+    let (temperature, top_p) = match budget {
+        Some(_) if anthropic => (None, None),
+        _ => (temperature, top_p),
+    };
     let choice = tool_choice(req.tool_choice, req.parallel_tool_calls)?;
-    if budget.is_some() && choice.as_ref().is_some_and(|c| c.forced) {
+    if anthropic && budget.is_some() && choice.as_ref().is_some_and(|c| c.forced) {
         return Err(TranslateError::unsupported(
             "reasoning.effort",
             "Anthropic models cannot think while forced to call a tool; remove `reasoning.effort` or set `tool_choice` to auto",
@@ -390,18 +405,14 @@ pub fn responses_to_anthropic_request(
         }
         out.push(b'"');
     }
-    match budget {
-        Some(budget) => {
-            out.extend_from_slice(br#","thinking":{"budget_tokens":"#);
-            write_u64(&mut out, budget);
-            out.extend_from_slice(br#","type":"enabled"}"#);
-        }
-        None => {
-            if let Some(t) = temperature {
-                out.extend_from_slice(br#","temperature":"#);
-                write_f64(&mut out, t);
-            }
-        }
+    if let Some(t) = temperature {
+        out.extend_from_slice(br#","temperature":"#);
+        write_f64(&mut out, t);
+    }
+    if let Some(budget) = budget {
+        out.extend_from_slice(br#","thinking":{"budget_tokens":"#);
+        write_u64(&mut out, budget);
+        out.extend_from_slice(br#","type":"enabled"}"#);
     }
     let has_tools = tools.as_ref().is_some_and(|t| t.len() > 2);
     if has_tools {
@@ -412,11 +423,9 @@ pub fn responses_to_anthropic_request(
         out.extend_from_slice(br#","tools":"#);
         out.extend_from_slice(tools.as_deref().unwrap_or(b"[]"));
     }
-    if budget.is_none() {
-        if let Some(p) = top_p {
-            out.extend_from_slice(br#","top_p":"#);
-            write_f64(&mut out, p);
-        }
+    if let Some(p) = top_p {
+        out.extend_from_slice(br#","top_p":"#);
+        write_f64(&mut out, p);
     }
     out.push(b'}');
 
@@ -1125,6 +1134,7 @@ mod tests {
             model: "claude-sonnet-4-5".into(),
             default_max_tokens: Some(4096),
             summaries_as_thinking: false,
+            anthropic_target: true,
         }
     }
 
@@ -1141,6 +1151,57 @@ mod tests {
 
     fn translate(req: Value) -> Value {
         translate_with(req, None).0
+    }
+
+    /// The hub request a chat server's translation starts from.
+    fn for_chat_server(req: Value) -> Result<Value, TranslateError> {
+        let opts = ResponsesRequestOptions {
+            anthropic_target: false,
+            ..opts()
+        };
+        let r = responses_to_anthropic_request(checked(&req), None, &opts)?;
+        Ok(serde_json::from_slice(&r.body).unwrap())
+    }
+
+    #[test]
+    fn a_chat_server_gets_the_effort_on_a_turn_answering_tool_calls() {
+        let body = json!({"reasoning": {"effort": "high"}, "input": [
+            user_text("list"),
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "a"}
+        ]});
+        let got = for_chat_server(body.clone()).unwrap();
+        assert_eq!(got["thinking"]["budget_tokens"], BUDGET_HIGH, "{got}");
+        // Anthropic would refuse thinking there: the turn goes without.
+        assert!(translate(body).get("thinking").is_none());
+    }
+
+    #[test]
+    fn a_chat_server_is_not_held_to_anthropics_sampling_rules() {
+        let body = json!({"input": "x", "reasoning": {"effort": "medium"},
+            "max_output_tokens": 500, "temperature": 1.5, "top_p": 0.9,
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+            "tool_choice": "required"});
+        let got = for_chat_server(body.clone()).unwrap();
+        assert_eq!(
+            (
+                &got["max_tokens"],
+                &got["temperature"],
+                &got["top_p"],
+                &got["thinking"]["budget_tokens"],
+                &got["tool_choice"]["type"]
+            ),
+            (
+                &json!(500),
+                &json!(1.5),
+                &json!(0.9),
+                &json!(BUDGET_MEDIUM),
+                &json!("any")
+            ),
+            "{got}"
+        );
+        let e = responses_to_anthropic_request(checked(&body), None, &opts()).unwrap_err();
+        assert_eq!(e.param(), Some("reasoning.effort"));
     }
 
     #[test]
@@ -1218,6 +1279,7 @@ mod tests {
                 model: "llama".into(),
                 default_max_tokens: None,
                 summaries_as_thinking: false,
+                anthropic_target: false,
             },
         )
         .unwrap();
@@ -1282,6 +1344,7 @@ mod tests {
             None,
             &ResponsesRequestOptions {
                 summaries_as_thinking: true,
+                anthropic_target: false,
                 ..opts()
             },
         )

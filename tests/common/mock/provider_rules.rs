@@ -82,6 +82,13 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
             "unsupported_parameter",
         ));
     }
+    if openai_reasons(model) && body.get("stop").is_some() {
+        return Some(openai_400(
+            "Unsupported parameter: 'stop' is not supported with this model.".into(),
+            Some("stop".into()),
+            "unsupported_parameter",
+        ));
+    }
     for field in ["temperature", "top_p"] {
         let value = body.get(field).and_then(Value::as_f64);
         if openai_reasons(model) && value.is_some_and(|v| v != 1.0) {
@@ -318,10 +325,56 @@ const MISTRAL_MESSAGE_MEMBERS: [&str; 6] = [
     "prefix",
 ];
 
-/// Mistral's 422 for a Chat request carrying a member its API forbids (it reports a
-/// stream's usage in the last chunk unasked, so `stream_options` is one), or `None`.
+/// Mistral's refusal of a Chat request, or `None`: a 422 for a member its API forbids
+/// (it reports a stream's usage in the last chunk unasked, so `stream_options` is one),
+/// a 400 for roles in an order it does not take or a tool-call id not its own form.
 pub fn mistral_chat_refusal(rec: &Recorded) -> Option<Reply> {
     let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
+    mistral_extra_member(&body)
+        .or_else(|| mistral_order_refusal(&body))
+        .or_else(|| mistral_tool_call_id_refusal(&body))
+}
+
+/// Mistral's 400 for a tool-call id (of a call, or a tool message's) other than nine
+/// letters and digits.
+fn mistral_tool_call_id_refusal(body: &Value) -> Option<Reply> {
+    let short = |id: &str| id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    let id = body["messages"].as_array()?.iter().find_map(|m| {
+        let calls = m["tool_calls"].as_array().into_iter().flatten();
+        let ids = calls.map(|c| &c["id"]).chain([&m["tool_call_id"]]);
+        ids.filter_map(Value::as_str).find(|id| !short(id))
+    })?;
+    let body = json!({"object": "error",
+        "message": format!("Tool call id was {id} but must be a-z, A-Z, 0-9, with a length of 9."),
+        "type": "invalid_function_call", "param": null, "code": "3280"});
+    Some(Reply::json(400, body.to_string()))
+}
+
+/// Mistral's 400 for roles out of the order its validator takes (mistral-common's
+/// `_validate_message_order`): after `tool` only `assistant` or `tool`; after
+/// `assistant` only `assistant`, `user` or `tool`.
+fn mistral_order_refusal(body: &Value) -> Option<Reply> {
+    let roles: Vec<&str> = body["messages"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    let (before, after) = roles
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .find(|(before, after)| match *before {
+            "tool" => !matches!(*after, "assistant" | "tool"),
+            "assistant" => !matches!(*after, "assistant" | "user" | "tool"),
+            _ => false,
+        })?;
+    let body = json!({"object": "error",
+        "message": format!("Unexpected role '{after}' after role '{before}'"),
+        "type": "invalid_request_message_order", "param": null, "code": "3230"});
+    Some(Reply::json(400, body.to_string()))
+}
+
+/// Mistral's 422 for a member its API forbids, or `None`.
+fn mistral_extra_member(body: &Value) -> Option<Reply> {
     let top = body.as_object()?;
     let extra = top
         .iter()
@@ -363,15 +416,39 @@ pub fn gemini_chat_refusal(rec: &Recorded) -> Option<Reply> {
     ))
 }
 
-/// DeepSeek's 400 for a thinking-mode request (its default) whose assistant turn with
-/// tool calls lacks its `reasoning_content`: a tool loop must pass its reasoning
-/// back, or `None`.
+/// DeepSeek's refusal of a Chat request, or `None`: a 422 for a role it does not know
+/// (`developer`) or a part other than text (its chat models read text only), a 400 for a thinking-mode request (its default) whose assistant turn
+/// with tool calls lacks its `reasoning_content` (a tool loop must pass its reasoning
+/// back).
 pub fn deepseek_chat_refusal(rec: &Recorded) -> Option<Reply> {
     let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
+    let messages = body["messages"].as_array()?;
+    let unknown = messages.iter().enumerate().find(|(_, m)| {
+        !matches!(
+            m["role"].as_str(),
+            Some("system" | "user" | "assistant" | "tool")
+        )
+    });
+    if let Some((i, m)) = unknown {
+        return Some(deepseek_422(format!(
+            "messages[{i}].role: unknown variant `{}`, expected one of `system`, `user`, `assistant`, `tool`",
+            m["role"].as_str().unwrap_or_default()
+        )));
+    }
+    // Its chat models read text parts only.
+    let media = messages.iter().enumerate().find_map(|(i, m)| {
+        let parts = m["content"].as_array()?;
+        let part = parts.iter().find(|p| p["type"] != "text")?;
+        Some((i, part["type"].as_str().unwrap_or_default().to_string()))
+    });
+    if let Some((i, kind)) = media {
+        return Some(deepseek_422(format!(
+            "messages[{i}]: unknown variant `{kind}`, expected `text`"
+        )));
+    }
     if body["thinking"]["type"] == "disabled" {
         return None;
     }
-    let messages = body["messages"].as_array()?;
     let missing = messages.iter().position(|m| {
         m["role"] == "assistant"
             && m["tool_calls"].as_array().is_some_and(|c| !c.is_empty())
@@ -382,6 +459,14 @@ pub fn deepseek_chat_refusal(rec: &Recorded) -> Option<Reply> {
         None,
         "invalid_request_error",
     ))
+}
+
+/// DeepSeek's 422 for a body it cannot read, `what` saying where.
+fn deepseek_422(what: String) -> Reply {
+    let body = json!({"error": {
+        "message": format!("Failed to deserialize the JSON body into the target type: {what}"),
+        "type": "invalid_request_error", "param": null, "code": "invalid_request_error"}});
+    Reply::json(422, body.to_string())
 }
 
 /// A recorded provider answer, from `tests/fixtures`.
