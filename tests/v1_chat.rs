@@ -213,6 +213,40 @@ async fn embeddings_of_megabytes_reach_an_openai_format_provider_intact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_by_openais_own_model_name_reach_openai() {
+    let mock = MockUpstream::start(|rec: &Recorded| {
+        match common::mock::provider_rules::openai_embeddings_refusal(rec) {
+            Some(refusal) => refusal,
+            None => provider_like(rec),
+        }
+    })
+    .await;
+    let gw = gateway_for(&mock, "");
+    for model in ["text-embedding-3-small", "text-embedding-ada-002"] {
+        let body = serde_json::to_vec(&json!({"model": model, "input": "hi"})).unwrap();
+        let resp = post(&gw, "/v1/embeddings", body).await;
+        assert_eq!(resp.status(), 200, "{model}");
+        let rec = mock.last();
+        assert_eq!(rec.uri, "/v1/embeddings");
+        assert_eq!(
+            rec.header("authorization"),
+            Some(&*format!("Bearer {OAI_KEY}"))
+        );
+        let sent: Value = serde_json::from_slice(&rec.body).unwrap();
+        assert_eq!(sent["model"], model);
+    }
+    // Gemini's embedding model is no OpenAI model: it is not sent there.
+    let resp = post(
+        &gw,
+        "/v1/embeddings",
+        br#"{"model":"text-embedding-004","input":"hi"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(mock.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_for_an_anthropic_model_are_refused_naming_the_reason() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway_for(&mock, "");

@@ -127,6 +127,39 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
     None
 }
 
+/// OpenAI's embedding models.
+const OPENAI_EMBEDDING_MODELS: [&str; 3] = [
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "text-embedding-ada-002",
+];
+
+/// OpenAI's answer to an embeddings request for a model it does not have, or an
+/// input that is missing; `None` when it would embed it.
+pub fn openai_embeddings_refusal(rec: &Recorded) -> Option<Reply> {
+    let Ok(body) = serde_json::from_slice::<Value>(&rec.body) else {
+        return Some(openai_400(
+            "We could not parse the JSON body of your request.".into(),
+            None,
+            "invalid_json",
+        ));
+    };
+    if body.get("input").is_none() {
+        return Some(openai_400(
+            "Missing required parameter: 'input'.".into(),
+            Some("input".into()),
+            "missing_required_parameter",
+        ));
+    }
+    let model = body["model"].as_str().unwrap_or_default();
+    if !OPENAI_EMBEDDING_MODELS.contains(&model) {
+        let body = json!({"error": {"message": format!("The model `{model}` does not exist or you do not have access to it."),
+            "type": "invalid_request_error", "param": null, "code": "model_not_found"}});
+        return Some(Reply::json(404, body.to_string()));
+    }
+    None
+}
+
 fn anthropic_400(message: String) -> Reply {
     let body =
         json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
