@@ -3565,3 +3565,22 @@ async fn a_usd_budget_counts_what_the_provider_says_a_call_cost() {
         assert_budget_spent(post(&gw, TEAM_KEY, &path, body).await).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_completion_is_metered_input_and_output_against_the_keys_budget() {
+    let mock = MockUpstream::start(common::mock::provider_rules::openai_completions).await;
+    for body in [
+        r#"{"model":"gpt-3.5-turbo-instruct","prompt":"def fib(n):"}"#,
+        r#"{"model":"gpt-3.5-turbo-instruct","prompt":"def fib(n):","stream":true}"#,
+    ] {
+        // 22 tokens spend a budget of 20.
+        let gw = gateway(&mock, "", "{budget: {tokens: 20, period: month}}");
+        let resp = post(&gw, TEAM_KEY, "/v1/completions", body).await;
+        assert_eq!(resp.status(), 200, "{body}");
+        resp.bytes().await.unwrap();
+        let line = access_line(&gw, "/v1/completions").await;
+        assert!(line.contains("tokens_input=10 tokens_output=12"), "{line}");
+        assert!(line.contains(" route=completions "), "{line}");
+        assert_budget_spent(post(&gw, TEAM_KEY, "/v1/completions", body).await).await;
+    }
+}

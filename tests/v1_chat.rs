@@ -912,3 +912,70 @@ async fn what_openai_clients_send_that_claude_refuses_is_made_acceptable() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "context_length_exceeded");
 }
+
+/// Answers like OpenAI's legacy Completions would, else like [`provider_like`].
+fn openai_legacy_like(rec: &Recorded) -> Reply {
+    use common::mock::provider_rules::openai_completions;
+    match rec.uri.as_str() {
+        "/v1/completions" => openai_completions(rec),
+        _ => provider_like(rec),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_completion_reaches_the_models_provider_whole_or_streamed() {
+    let mock = MockUpstream::start(openai_legacy_like).await;
+    let gw = gateway_for(&mock, "");
+    let whole = br#"{"model":"openai/gpt-3.5-turbo-instruct","prompt":"def fib(n):","suffix":"\n","max_tokens":16}"#;
+    let resp = post(&gw, "/v1/completions", whole.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["object"], "text_completion");
+    assert_eq!(answer["usage"]["total_tokens"], 22);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/completions");
+    assert_eq!(
+        rec.body,
+        String::from_utf8_lossy(whole).replacen(
+            "openai/gpt-3.5-turbo-instruct",
+            "gpt-3.5-turbo-instruct",
+            1
+        )
+    );
+
+    // A stream is asked for its usage, which a client that did not ask never sees.
+    let streamed = br#"{"model":"gpt-3.5-turbo-instruct","prompt":"def fib(n):","stream":true}"#;
+    let resp = post(&gw, "/v1/completions", streamed.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+    let data = event_data(&text);
+    assert_eq!(data.len(), 3, "{text}");
+    assert_eq!(data[2], "[DONE]");
+    for chunk in &data[..2] {
+        let chunk: Value = serde_json::from_str(chunk).unwrap();
+        assert_eq!(chunk["choices"].as_array().unwrap().len(), 1, "{chunk}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_completion_for_an_anthropic_model_is_refused_in_openais_envelope() {
+    let mock = MockUpstream::start(openai_legacy_like).await;
+    let gw = gateway_for(&mock, "");
+    let resp = post(
+        &gw,
+        "/v1/completions",
+        br#"{"model":"claude-sonnet-4-5","prompt":"hi"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert_eq!(err["error"]["param"], "model");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("OpenAI-format"));
+    assert!(mock.requests().is_empty());
+}

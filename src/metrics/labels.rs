@@ -19,13 +19,14 @@ pub const NONE: &str = "-";
 
 /// The route labels [`crate::proxy::Route::kind`] gives, and `-` for a request refused
 /// before it was routed.
-pub const ROUTE_KINDS: [&str; 11] = [
+pub const ROUTE_KINDS: [&str; 12] = [
     "-",
     "health",
     "root",
     "passthrough",
     "chat_completions",
     "embeddings",
+    "completions",
     "messages",
     "count_tokens",
     "responses",
@@ -218,6 +219,7 @@ mod tests {
         for endpoint in [
             ModelEndpoint::ChatCompletions,
             ModelEndpoint::Embeddings,
+            ModelEndpoint::Completions,
             ModelEndpoint::Messages,
             ModelEndpoint::CountTokens,
             ModelEndpoint::Responses,

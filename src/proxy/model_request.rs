@@ -25,6 +25,8 @@ pub enum ModelEndpoint {
     ChatCompletions,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/completions` (the legacy text completions).
+    Completions,
     /// `POST /v1/messages` (Anthropic Messages API).
     Messages,
     /// `POST /v1/messages/count_tokens`.
@@ -39,6 +41,7 @@ impl ModelEndpoint {
         match self {
             ModelEndpoint::ChatCompletions => "chat_completions",
             ModelEndpoint::Embeddings => "embeddings",
+            ModelEndpoint::Completions => "completions",
             ModelEndpoint::Messages => "messages",
             ModelEndpoint::CountTokens => "count_tokens",
             ModelEndpoint::Responses => "responses",
@@ -51,9 +54,10 @@ impl ModelEndpoint {
         match self {
             ModelEndpoint::CountTokens => None,
             ModelEndpoint::Embeddings => Some(ModelWork::Embeds),
-            ModelEndpoint::ChatCompletions | ModelEndpoint::Messages | ModelEndpoint::Responses => {
-                Some(ModelWork::Generates)
-            }
+            ModelEndpoint::ChatCompletions
+            | ModelEndpoint::Completions
+            | ModelEndpoint::Messages
+            | ModelEndpoint::Responses => Some(ModelWork::Generates),
         }
     }
 
@@ -63,6 +67,7 @@ impl ModelEndpoint {
         match self {
             ModelEndpoint::ChatCompletions => (WireFormat::OpenAi, "/chat/completions"),
             ModelEndpoint::Embeddings => (WireFormat::OpenAi, "/embeddings"),
+            ModelEndpoint::Completions => (WireFormat::OpenAi, "/completions"),
             ModelEndpoint::Messages => (WireFormat::Anthropic, "/messages"),
             ModelEndpoint::CountTokens => (WireFormat::Anthropic, "/messages/count_tokens"),
             ModelEndpoint::Responses => (WireFormat::OpenAi, "/responses"),
@@ -167,10 +172,12 @@ pub fn prepare_for(
     };
     if serves_natively(endpoint, &provider) {
         // Same API on both sides: the body goes as sent, only `model` changes, and a
-        // Chat stream is asked for the usage the gateway counts (which the client then
-        // does not see unless it asked too).
-        let ask_usage = endpoint == ModelEndpoint::ChatCompletions
-            && provider.stream_usage == StreamUsage::OnRequest;
+        // Chat (or legacy Completions) stream is asked for the usage the gateway counts
+        // (which the client then does not see unless it asked too).
+        let ask_usage = matches!(
+            endpoint,
+            ModelEndpoint::ChatCompletions | ModelEndpoint::Completions
+        ) && provider.stream_usage == StreamUsage::OnRequest;
         let (body, usage_asked) = field.upstream_body(body, &route.model, ask_usage);
         return Ok(PreparedRequest {
             target: target(&provider, path, query)
@@ -186,7 +193,7 @@ pub fn prepare_for(
         ModelEndpoint::ChatCompletions => ClientFormat::Chat,
         ModelEndpoint::Messages => ClientFormat::Messages,
         ModelEndpoint::Responses => ClientFormat::Responses,
-        ModelEndpoint::Embeddings | ModelEndpoint::CountTokens => {
+        ModelEndpoint::Embeddings | ModelEndpoint::Completions | ModelEndpoint::CountTokens => {
             return Err(GatewayError::invalid_request(format!(
                 "{} is served only by {}-format providers; `{}` speaks the {} format",
                 endpoint.label(),
