@@ -913,11 +913,13 @@ async fn what_openai_clients_send_that_claude_refuses_is_made_acceptable() {
     assert_eq!(v["error"]["code"], "context_length_exceeded");
 }
 
-/// Answers like OpenAI's legacy Completions would, else like [`provider_like`].
+/// Answers like OpenAI's legacy Completions and Moderations would, else like
+/// [`provider_like`].
 fn openai_legacy_like(rec: &Recorded) -> Reply {
-    use common::mock::provider_rules::openai_completions;
+    use common::mock::provider_rules::{openai_completions, openai_moderations};
     match rec.uri.as_str() {
         "/v1/completions" => openai_completions(rec),
+        "/v1/moderations" => openai_moderations(rec),
         _ => provider_like(rec),
     }
 }
@@ -978,4 +980,37 @@ async fn a_legacy_completion_for_an_anthropic_model_is_refused_in_openais_envelo
         .unwrap()
         .contains("OpenAI-format"));
     assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderation_goes_to_openai_by_its_model_or_by_default() {
+    let mock = MockUpstream::start(openai_legacy_like).await;
+    let gw = gateway_for(&mock, "");
+    // No model: OpenAI's default, named for the provider.
+    let resp = post(&gw, "/v1/moderations", br#"{"input":"hello"}"#.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["results"][0]["flagged"], false);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/moderations");
+    assert_eq!(
+        rec.body,
+        r#"{"model":"omni-moderation-latest","input":"hello"}"#
+    );
+    // Its own model names route to OpenAI without a prefix.
+    let body = br#"{"model":"text-moderation-stable","input":"hello"}"#;
+    let resp = post(&gw, "/v1/moderations", body.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(mock.last().body, &body[..]);
+    // An Anthropic model moderates nothing.
+    let resp = post(
+        &gw,
+        "/v1/moderations",
+        br#"{"model":"claude-sonnet-4-5","input":"hello"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "model");
+    assert_eq!(mock.requests().len(), 2);
 }

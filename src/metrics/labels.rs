@@ -19,7 +19,7 @@ pub const NONE: &str = "-";
 
 /// The route labels [`crate::proxy::Route::kind`] gives, and `-` for a request refused
 /// before it was routed.
-pub const ROUTE_KINDS: [&str; 12] = [
+pub const ROUTE_KINDS: [&str; 13] = [
     "-",
     "health",
     "root",
@@ -27,6 +27,7 @@ pub const ROUTE_KINDS: [&str; 12] = [
     "chat_completions",
     "embeddings",
     "completions",
+    "moderations",
     "messages",
     "count_tokens",
     "responses",
@@ -220,6 +221,7 @@ mod tests {
             ModelEndpoint::ChatCompletions,
             ModelEndpoint::Embeddings,
             ModelEndpoint::Completions,
+            ModelEndpoint::Moderations,
             ModelEndpoint::Messages,
             ModelEndpoint::CountTokens,
             ModelEndpoint::Responses,

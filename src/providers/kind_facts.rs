@@ -98,6 +98,8 @@ const OPENAI: KindFacts = KindFacts {
         "o4",
         "text-embedding-3",
         "text-embedding-ada",
+        "omni-moderation",
+        "text-moderation",
     ],
     ..OPENAI_COMPATIBLE
 };
@@ -319,6 +321,8 @@ mod tests {
             ("text-embedding-3-small", Some(ProviderKind::OpenAi)),
             ("text-embedding-ada-002", Some(ProviderKind::OpenAi)),
             ("text-embedding-004", None),
+            ("omni-moderation-latest", Some(ProviderKind::OpenAi)),
+            ("text-moderation-stable", Some(ProviderKind::OpenAi)),
             ("llama-3", None),
             ("o", None),
             ("é", None),

@@ -658,9 +658,7 @@ fn no_work_past_limits(
     if !limit_check::caller_charged_by_usage(ctx) {
         return Ok(None);
     }
-    let provider = &target.provider;
-    let at_openai = provider.kind == crate::providers::ProviderKind::OpenAi
-        && provider.base.host.eq_ignore_ascii_case(OPENAI_API_HOST);
+    let at_openai = at_openais_api(&target.provider);
     match write_cost::write_cost(&req.method, &pt.endpoint, at_openai) {
         write_cost::WriteCost::Unmetered => Err(GatewayError::forbidden(format!(
             "`{} {}` has the provider do work billed by what the gateway cannot meter (or \
@@ -704,6 +702,37 @@ fn request_is_encoded(req: &RequestHeader) -> bool {
         .get_all(http::header::CONTENT_ENCODING)
         .iter()
         .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+}
+
+/// Whether `provider` is OpenAI's own API, where some endpoints bill nothing that
+/// other OpenAI-format providers bill ([`write_cost`]).
+fn at_openais_api(provider: &crate::providers::Provider) -> bool {
+    provider.kind == crate::providers::ProviderKind::OpenAi
+        && provider.base.host.eq_ignore_ascii_case(OPENAI_API_HOST)
+}
+
+/// A moderation is free at OpenAI's own API and billed by the token elsewhere
+/// (Mistral's), where its answer reports no usage: there it is refused for a caller
+/// held to tokens or a budget, as through `/p/`; a caller's own provider key asks what
+/// it likes.
+fn no_unmetered_moderation(
+    ctx: &RequestContext,
+    endpoint: model_request::ModelEndpoint,
+) -> Result<(), GatewayError> {
+    if endpoint != model_request::ModelEndpoint::Moderations
+        || with_callers_own_key(ctx)
+        || !limit_check::caller_charged_by_usage(ctx)
+        || ctx
+            .upstream
+            .as_ref()
+            .is_some_and(|t| at_openais_api(&t.provider))
+    {
+        return Ok(());
+    }
+    Err(GatewayError::forbidden(
+        "moderation is billed by the token at this provider, which does not report it: \
+         not served for a key held to tokens or a budget",
+    ))
 }
 
 /// A model call that has the provider bill past the usage its answer reports

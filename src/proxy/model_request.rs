@@ -27,6 +27,8 @@ pub enum ModelEndpoint {
     Embeddings,
     /// `POST /v1/completions` (the legacy text completions).
     Completions,
+    /// `POST /v1/moderations`.
+    Moderations,
     /// `POST /v1/messages` (Anthropic Messages API).
     Messages,
     /// `POST /v1/messages/count_tokens`.
@@ -42,6 +44,7 @@ impl ModelEndpoint {
             ModelEndpoint::ChatCompletions => "chat_completions",
             ModelEndpoint::Embeddings => "embeddings",
             ModelEndpoint::Completions => "completions",
+            ModelEndpoint::Moderations => "moderations",
             ModelEndpoint::Messages => "messages",
             ModelEndpoint::CountTokens => "count_tokens",
             ModelEndpoint::Responses => "responses",
@@ -49,10 +52,10 @@ impl ModelEndpoint {
     }
 
     /// What a call has a model do for it, which the provider bills (counting tokens
-    /// does not).
+    /// does not, nor does OpenAI's moderation).
     pub fn model_work(self) -> Option<ModelWork> {
         match self {
-            ModelEndpoint::CountTokens => None,
+            ModelEndpoint::CountTokens | ModelEndpoint::Moderations => None,
             ModelEndpoint::Embeddings => Some(ModelWork::Embeds),
             ModelEndpoint::ChatCompletions
             | ModelEndpoint::Completions
@@ -68,10 +71,17 @@ impl ModelEndpoint {
             ModelEndpoint::ChatCompletions => (WireFormat::OpenAi, "/chat/completions"),
             ModelEndpoint::Embeddings => (WireFormat::OpenAi, "/embeddings"),
             ModelEndpoint::Completions => (WireFormat::OpenAi, "/completions"),
+            ModelEndpoint::Moderations => (WireFormat::OpenAi, "/moderations"),
             ModelEndpoint::Messages => (WireFormat::Anthropic, "/messages"),
             ModelEndpoint::CountTokens => (WireFormat::Anthropic, "/messages/count_tokens"),
             ModelEndpoint::Responses => (WireFormat::OpenAi, "/responses"),
         }
+    }
+
+    /// The model a body that names none asks for: OpenAI's moderation defaults to
+    /// its latest model, which the gateway must name to route the call.
+    pub fn default_model(self) -> Option<&'static str> {
+        (self == ModelEndpoint::Moderations).then_some("omni-moderation-latest")
     }
 
     /// The envelope the client expects for errors the gateway raises.
@@ -193,7 +203,10 @@ pub fn prepare_for(
         ModelEndpoint::ChatCompletions => ClientFormat::Chat,
         ModelEndpoint::Messages => ClientFormat::Messages,
         ModelEndpoint::Responses => ClientFormat::Responses,
-        ModelEndpoint::Embeddings | ModelEndpoint::Completions | ModelEndpoint::CountTokens => {
+        ModelEndpoint::Embeddings
+        | ModelEndpoint::Completions
+        | ModelEndpoint::Moderations
+        | ModelEndpoint::CountTokens => {
             return Err(GatewayError::invalid_request(format!(
                 "{} is served only by {}-format providers; `{}` speaks the {} format",
                 endpoint.label(),

@@ -77,6 +77,7 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
         "/v1/chat/completions" => return Ok(Route::ModelCall(ModelEndpoint::ChatCompletions)),
         "/v1/embeddings" => return Ok(Route::ModelCall(ModelEndpoint::Embeddings)),
         "/v1/completions" => return Ok(Route::ModelCall(ModelEndpoint::Completions)),
+        "/v1/moderations" => return Ok(Route::ModelCall(ModelEndpoint::Moderations)),
         "/v1/messages" => return Ok(Route::ModelCall(ModelEndpoint::Messages)),
         "/v1/messages/count_tokens" => return Ok(Route::ModelCall(ModelEndpoint::CountTokens)),
         "/v1/responses" => return Ok(Route::ModelCall(ModelEndpoint::Responses)),
@@ -104,7 +105,7 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
         ));
     }
     Err(GatewayError::not_found(format!(
-        "no route for `{path}`: the gateway serves /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/models, /v1/messages and provider APIs under /p/{{provider}}/{{endpoint}}"
+        "no route for `{path}`: the gateway serves /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/moderations, /v1/models, /v1/messages and provider APIs under /p/{{provider}}/{{endpoint}}"
     )))
 }
 
@@ -138,6 +139,10 @@ mod tests {
         assert_eq!(
             classify("/v1/completions", &s),
             Ok(Route::ModelCall(ModelEndpoint::Completions))
+        );
+        assert_eq!(
+            classify("/v1/moderations", &s),
+            Ok(Route::ModelCall(ModelEndpoint::Moderations))
         );
         assert_eq!(classify("/v1/models", &s), Ok(Route::Models));
         assert_eq!(classify("/metrics", &s), Ok(Route::Metrics));

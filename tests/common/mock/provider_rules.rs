@@ -233,6 +233,45 @@ pub fn openai_completions(rec: &Recorded) -> Reply {
     Reply::sse(events.into_iter().map(bytes::Bytes::from))
 }
 
+/// OpenAI's moderation models (`model` may be left out: `omni-moderation-latest`).
+const OPENAI_MODERATION_MODELS: [&str; 4] = [
+    "omni-moderation-latest",
+    "omni-moderation-2024-09-26",
+    "text-moderation-latest",
+    "text-moderation-stable",
+];
+
+/// OpenAI's Moderations endpoint: its refusals (no `input`, a model it does not
+/// have), else a result that flags nothing and, as OpenAI's, reports no usage.
+pub fn openai_moderations(rec: &Recorded) -> Reply {
+    let Ok(body) = serde_json::from_slice::<Value>(&rec.body) else {
+        return openai_400(
+            "We could not parse the JSON body of your request.".into(),
+            None,
+            "invalid_json",
+        );
+    };
+    if body.get("input").is_none() {
+        return openai_400(
+            "Missing required parameter: 'input'.".into(),
+            Some("input".into()),
+            "missing_required_parameter",
+        );
+    }
+    let model = body["model"].as_str().unwrap_or("omni-moderation-latest");
+    if !OPENAI_MODERATION_MODELS.contains(&model) {
+        return openai_400(
+            format!("Invalid value for 'model' = {model}."),
+            Some("model".into()),
+            "invalid_value",
+        );
+    }
+    let answer = json!({"id": "modr-1", "model": "omni-moderation-2024-09-26",
+        "results": [{"flagged": false, "categories": {"violence": false},
+            "category_scores": {"violence": 0.0001}}]});
+    Reply::json(200, answer.to_string())
+}
+
 fn anthropic_400(message: String) -> Reply {
     let body =
         json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
