@@ -17,6 +17,7 @@ mod framing;
 pub mod header_maps;
 pub mod headers;
 mod held_chat_body;
+mod input_items;
 mod limit_check;
 mod model_call;
 mod model_call_body;
@@ -35,6 +36,7 @@ pub mod request_id;
 pub mod resilience;
 mod respond;
 mod response_cork;
+mod response_parts;
 pub mod response_store;
 pub mod route;
 mod subrequest;
@@ -271,7 +273,7 @@ impl AuroraProxy {
             }
             // Not one of the gateway's own: the provider that serves the Responses API
             // itself may hold it.
-            let Some(target) = native_responses_target(config, id, session.req_header()) else {
+            let Some(target) = native_responses_target(config, id, "", session.req_header()) else {
                 return reject(session, ctx, not_found()).await;
             };
             match target {
@@ -825,7 +827,8 @@ fn responses_owner(ctx: &RequestContext, req: &RequestHeader, config: &Config) -
     })
 }
 
-/// Where `GET`/`DELETE /v1/responses/{id}` goes when the gateway did not store `id`:
+/// Where `GET`/`DELETE /v1/responses/{id}` (and `suffix` below it: `/input_items`,
+/// `/cancel`) goes when the gateway did not store `id`:
 /// the configured provider that serves the Responses API itself (an `openai`-type
 /// instance first), with its credential; `None` when there is none. One that takes the
 /// caller's own key is asked only when no provider elsewhere could hold the response:
@@ -834,6 +837,7 @@ fn responses_owner(ctx: &RequestContext, req: &RequestHeader, config: &Config) -
 fn native_responses_target(
     config: &Config,
     id: &str,
+    suffix: &str,
     req: &RequestHeader,
 ) -> Option<std::result::Result<UpstreamTarget, GatewayError>> {
     // Response ids are `resp_` and hex; nothing else is put into an upstream path.
@@ -875,8 +879,8 @@ fn native_responses_target(
         .query()
         .and_then(|q| client_query::upstream_query(q, false));
     let path_and_query = match query {
-        Some(query) => format!("{}/responses/{id}?{query}", provider.base.path),
-        None => format!("{}/responses/{id}", provider.base.path),
+        Some(query) => format!("{}/responses/{id}{suffix}?{query}", provider.base.path),
+        None => format!("{}/responses/{id}{suffix}", provider.base.path),
     };
     Some(Ok(UpstreamTarget::new(
         Arc::clone(provider),
@@ -1261,7 +1265,10 @@ impl ProxyHttp for AuroraProxy {
         // A stored response's read counts as a request too, as a `/p/` read does.
         if matches!(
             route,
-            Route::Passthrough(_) | Route::ModelCall(_) | Route::StoredResponse(_)
+            Route::Passthrough(_)
+                | Route::ModelCall(_)
+                | Route::StoredResponse(_)
+                | Route::ResponsePart(..)
         ) {
             if let Err(err) = limit_check::admit_caller(&self.limits, ctx).await {
                 return reject(session, ctx, err).await;
@@ -1365,6 +1372,9 @@ impl ProxyHttp for AuroraProxy {
             }
             Route::StoredResponse(id) => {
                 Box::pin(self.stored_response(session, ctx, &config, &id)).await
+            }
+            Route::ResponsePart(id, part) => {
+                Box::pin(self.response_part(session, ctx, &config, &id, part)).await
             }
             Route::Model(id) => match Box::pin(self.describe_model(&config, &id)).await {
                 Ok(entry) => {

@@ -35,6 +35,10 @@ pub enum ModelEndpoint {
     CountTokens,
     /// `POST /v1/responses` (OpenAI Responses API).
     Responses,
+    /// `POST /v1/responses/input_tokens`: a Responses request's input counted.
+    ResponsesInputTokens,
+    /// `POST /v1/responses/compact`: a Responses conversation compacted.
+    ResponsesCompact,
 }
 
 impl ModelEndpoint {
@@ -47,7 +51,9 @@ impl ModelEndpoint {
             ModelEndpoint::Moderations => "moderations",
             ModelEndpoint::Messages => "messages",
             ModelEndpoint::CountTokens => "count_tokens",
-            ModelEndpoint::Responses => "responses",
+            // Counting a request's tokens, as `count_tokens` does for Messages.
+            ModelEndpoint::ResponsesInputTokens => "count_tokens",
+            ModelEndpoint::Responses | ModelEndpoint::ResponsesCompact => "responses",
         }
     }
 
@@ -55,12 +61,15 @@ impl ModelEndpoint {
     /// does not, nor does OpenAI's moderation).
     pub fn model_work(self) -> Option<ModelWork> {
         match self {
-            ModelEndpoint::CountTokens | ModelEndpoint::Moderations => None,
+            ModelEndpoint::CountTokens
+            | ModelEndpoint::ResponsesInputTokens
+            | ModelEndpoint::Moderations => None,
             ModelEndpoint::Embeddings => Some(ModelWork::Embeds),
             ModelEndpoint::ChatCompletions
             | ModelEndpoint::Completions
             | ModelEndpoint::Messages
-            | ModelEndpoint::Responses => Some(ModelWork::Generates),
+            | ModelEndpoint::Responses
+            | ModelEndpoint::ResponsesCompact => Some(ModelWork::Generates),
         }
     }
 
@@ -75,6 +84,8 @@ impl ModelEndpoint {
             ModelEndpoint::Messages => (WireFormat::Anthropic, "/messages"),
             ModelEndpoint::CountTokens => (WireFormat::Anthropic, "/messages/count_tokens"),
             ModelEndpoint::Responses => (WireFormat::OpenAi, "/responses"),
+            ModelEndpoint::ResponsesInputTokens => (WireFormat::OpenAi, "/responses/input_tokens"),
+            ModelEndpoint::ResponsesCompact => (WireFormat::OpenAi, "/responses/compact"),
         }
     }
 
@@ -82,6 +93,17 @@ impl ModelEndpoint {
     /// its latest model, which the gateway must name to route the call.
     pub fn default_model(self) -> Option<&'static str> {
         (self == ModelEndpoint::Moderations).then_some("omni-moderation-latest")
+    }
+
+    /// Whether the endpoint is the Responses API's, which only a provider that serves
+    /// it itself answers as sent.
+    pub fn is_responses_api(self) -> bool {
+        matches!(
+            self,
+            ModelEndpoint::Responses
+                | ModelEndpoint::ResponsesInputTokens
+                | ModelEndpoint::ResponsesCompact
+        )
     }
 
     /// The envelope the client expects for errors the gateway raises.
@@ -133,7 +155,7 @@ pub fn stored_history_needed<'f>(field: &'f ModelField, config: &Config) -> Opti
 fn serves_natively(endpoint: ModelEndpoint, provider: &Provider) -> bool {
     let (native, _) = endpoint.native();
     provider.format == native
-        && (endpoint != ModelEndpoint::Responses || provider.kind.facts().serves_responses_api)
+        && (!endpoint.is_responses_api() || provider.kind.facts().serves_responses_api)
 }
 
 /// A client's `/v1` call as the gateway read it, ready to be prepared for any model.
@@ -215,6 +237,17 @@ pub fn prepare_for(
                 provider.format.facts().api_name
             ))
             .with_param("model"))
+        }
+        // Counted and compacted by the provider's own Responses API alone: the
+        // gateway's translation cannot stand in for either.
+        ModelEndpoint::ResponsesInputTokens | ModelEndpoint::ResponsesCompact => {
+            return Err(GatewayError::invalid_request(format!(
+                "{path} needs a provider's native Responses API, and `{}` does not serve one: \
+                 name a model of a provider that does (type openai or xai)",
+                provider.name
+            ))
+            .with_param("model")
+            .with_code("native_responses_api_required"))
         }
     };
     // Only a Responses client is given an id for the answer.
