@@ -3593,3 +3593,48 @@ async fn a_usd_budget_counts_what_the_provider_says_a_call_cost() {
         assert_budget_spent(post(&gw, TEAM_KEY, &path, body).await).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_completion_is_metered_input_and_output_against_the_keys_budget() {
+    let mock = MockUpstream::start(common::mock::provider_rules::openai_completions).await;
+    for body in [
+        r#"{"model":"gpt-3.5-turbo-instruct","prompt":"def fib(n):"}"#,
+        r#"{"model":"gpt-3.5-turbo-instruct","prompt":"def fib(n):","stream":true}"#,
+    ] {
+        // 22 tokens spend a budget of 20.
+        let gw = gateway(&mock, "", "{budget: {tokens: 20, period: month}}");
+        let resp = post(&gw, TEAM_KEY, "/v1/completions", body).await;
+        assert_eq!(resp.status(), 200, "{body}");
+        resp.bytes().await.unwrap();
+        let line = access_line(&gw, "/v1/completions").await;
+        assert!(line.contains("tokens_input=10 tokens_output=12"), "{line}");
+        assert!(line.contains(" route=completions "), "{line}");
+        assert_budget_spent(post(&gw, TEAM_KEY, "/v1/completions", body).await).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderation_counts_as_a_request_and_no_tokens() {
+    let mock = MockUpstream::start(common::mock::provider_rules::openai_moderations).await;
+    let body = r#"{"input":"hello"}"#;
+    let gw = gateway(&mock, "", "{requests_per_minute: 1}");
+    common::clear_of_a_minute_boundary().await;
+    let resp = post(&gw, TEAM_KEY, "/v1/moderations", body).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let line = access_line(&gw, "/v1/moderations").await;
+    assert!(line.contains(" route=moderations "), "{line}");
+    assert!(
+        !line.contains("tokens_input=") || line.contains("tokens_input=0 "),
+        "{line}"
+    );
+    let resp = post(&gw, TEAM_KEY, "/v1/moderations", body).await;
+    assert_eq!(resp.status(), 429);
+
+    // Free only at OpenAI's own API (this OpenAI is elsewhere): a key held to tokens
+    // is not let run it where it may bill unseen.
+    let gw = gateway(&mock, "", "{budget: {tokens: 1000, period: month}}");
+    let resp = post(&gw, TEAM_KEY, "/v1/moderations", body).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(mock.requests().len(), 1);
+}

@@ -213,6 +213,40 @@ async fn embeddings_of_megabytes_reach_an_openai_format_provider_intact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_by_openais_own_model_name_reach_openai() {
+    let mock = MockUpstream::start(|rec: &Recorded| {
+        match common::mock::provider_rules::openai_embeddings_refusal(rec) {
+            Some(refusal) => refusal,
+            None => provider_like(rec),
+        }
+    })
+    .await;
+    let gw = gateway_for(&mock, "");
+    for model in ["text-embedding-3-small", "text-embedding-ada-002"] {
+        let body = serde_json::to_vec(&json!({"model": model, "input": "hi"})).unwrap();
+        let resp = post(&gw, "/v1/embeddings", body).await;
+        assert_eq!(resp.status(), 200, "{model}");
+        let rec = mock.last();
+        assert_eq!(rec.uri, "/v1/embeddings");
+        assert_eq!(
+            rec.header("authorization"),
+            Some(&*format!("Bearer {OAI_KEY}"))
+        );
+        let sent: Value = serde_json::from_slice(&rec.body).unwrap();
+        assert_eq!(sent["model"], model);
+    }
+    // Gemini's embedding model is no OpenAI model: it is not sent there.
+    let resp = post(
+        &gw,
+        "/v1/embeddings",
+        br#"{"model":"text-embedding-004","input":"hi"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(mock.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_for_an_anthropic_model_are_refused_naming_the_reason() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway_for(&mock, "");
@@ -960,4 +994,106 @@ async fn a_developer_message_reaches_deepseek_as_a_system_one() {
         sent["messages"],
         json!([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}])
     );
+}
+
+/// Answers like OpenAI's legacy Completions and Moderations would, else like
+/// [`provider_like`].
+fn openai_legacy_like(rec: &Recorded) -> Reply {
+    use common::mock::provider_rules::{openai_completions, openai_moderations};
+    match rec.uri.as_str() {
+        "/v1/completions" => openai_completions(rec),
+        "/v1/moderations" => openai_moderations(rec),
+        _ => provider_like(rec),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_completion_reaches_the_models_provider_whole_or_streamed() {
+    let mock = MockUpstream::start(openai_legacy_like).await;
+    let gw = gateway_for(&mock, "");
+    let whole = br#"{"model":"openai/gpt-3.5-turbo-instruct","prompt":"def fib(n):","suffix":"\n","max_tokens":16}"#;
+    let resp = post(&gw, "/v1/completions", whole.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["object"], "text_completion");
+    assert_eq!(answer["usage"]["total_tokens"], 22);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/completions");
+    assert_eq!(
+        rec.body,
+        String::from_utf8_lossy(whole).replacen(
+            "openai/gpt-3.5-turbo-instruct",
+            "gpt-3.5-turbo-instruct",
+            1
+        )
+    );
+
+    // A stream is asked for its usage, which a client that did not ask never sees.
+    let streamed = br#"{"model":"gpt-3.5-turbo-instruct","prompt":"def fib(n):","stream":true}"#;
+    let resp = post(&gw, "/v1/completions", streamed.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+    let data = event_data(&text);
+    assert_eq!(data.len(), 3, "{text}");
+    assert_eq!(data[2], "[DONE]");
+    for chunk in &data[..2] {
+        let chunk: Value = serde_json::from_str(chunk).unwrap();
+        assert_eq!(chunk["choices"].as_array().unwrap().len(), 1, "{chunk}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_completion_for_an_anthropic_model_is_refused_in_openais_envelope() {
+    let mock = MockUpstream::start(openai_legacy_like).await;
+    let gw = gateway_for(&mock, "");
+    let resp = post(
+        &gw,
+        "/v1/completions",
+        br#"{"model":"claude-sonnet-4-5","prompt":"hi"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert_eq!(err["error"]["param"], "model");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("OpenAI-format"));
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderation_goes_to_openai_by_its_model_or_by_default() {
+    let mock = MockUpstream::start(openai_legacy_like).await;
+    let gw = gateway_for(&mock, "");
+    // No model: OpenAI's default, named for the provider.
+    let resp = post(&gw, "/v1/moderations", br#"{"input":"hello"}"#.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["results"][0]["flagged"], false);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/moderations");
+    assert_eq!(
+        rec.body,
+        r#"{"model":"omni-moderation-latest","input":"hello"}"#
+    );
+    // Its own model names route to OpenAI without a prefix.
+    let body = br#"{"model":"text-moderation-stable","input":"hello"}"#;
+    let resp = post(&gw, "/v1/moderations", body.to_vec()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(mock.last().body, &body[..]);
+    // An Anthropic model moderates nothing.
+    let resp = post(
+        &gw,
+        "/v1/moderations",
+        br#"{"model":"claude-sonnet-4-5","input":"hello"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "model");
+    assert_eq!(mock.requests().len(), 2);
 }

@@ -495,7 +495,8 @@ async fn codex_tools_reach_anthropic_flattened_and_calls_come_back_namespaced() 
             assert!(body.get(hint).is_none(), "{hint} sent");
         }
     }
-    assert!(gw.log().contains("omitted_tools=web_search"));
+    // The access line is written once the answer has gone: waited for, not read at once.
+    gw.wait_for_log("omitted_tools=web_search", 1).await;
 
     let resp = post(
         &gw,
@@ -1028,4 +1029,150 @@ async fn a_providers_keep_alive_comments_reach_a_responses_client() {
     assert!(text.starts_with(": keep-alive\n\n"), "{text}");
     assert_eq!(text.matches(": keep-alive").count(), 1, "{text}");
     assert_eq!(events(&text).last().unwrap()["type"], "response.completed");
+}
+
+/// OpenAI's Responses sub-endpoints as its API answers them, refusing what it refuses
+/// (`compact` without a model; ids it does not have), else [`provider`].
+fn openai_responses_parts(rec: &Recorded) -> Reply {
+    const NATIVE: &str = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b";
+    let body: Value = serde_json::from_slice(&rec.body).unwrap_or(Value::Null);
+    match (rec.method.as_str(), rec.path()) {
+        ("POST", "/v1/responses/input_tokens") => Reply::json(
+            200,
+            r#"{"object":"response.input_tokens","input_tokens":11}"#,
+        ),
+        ("POST", "/v1/responses/compact") if body["model"].is_string() => Reply::json(
+            200,
+            json!({"id": "resp_compact_1", "object": "response.compaction", "created_at": 1700000000,
+                "output": [{"id": "cmp_1", "type": "compaction", "encrypted_content": "opaque"}],
+                "usage": {"input_tokens": 10, "output_tokens": 12, "total_tokens": 22,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens_details": {"reasoning_tokens": 0}}})
+            .to_string(),
+        ),
+        ("POST", "/v1/responses/compact") => Reply::json(
+            400,
+            r#"{"error":{"message":"Missing required parameter: 'model'.","type":"invalid_request_error","param":"model","code":"missing_required_parameter"}}"#,
+        ),
+        ("GET", path) if path == format!("/v1/responses/{NATIVE}/input_items") => Reply::json(
+            200,
+            r#"{"object":"list","data":[],"first_id":null,"last_id":null,"has_more":false}"#,
+        ),
+        ("POST", path) if path == format!("/v1/responses/{NATIVE}/cancel") => Reply::json(
+            200,
+            json!({"id": NATIVE, "object": "response", "status": "cancelled"}).to_string(),
+        ),
+        (_, path) if path.starts_with("/v1/responses/resp_") => Reply::json(
+            404,
+            r#"{"error":{"message":"No response found.","type":"invalid_request_error","param":null,"code":null}}"#,
+        ),
+        _ => provider(rec),
+    }
+}
+
+async fn post_to(gw: &Gateway, path: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(gw.url(path))
+        .bearer_auth(MASTER)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_tokens_and_compact_reach_a_provider_serving_the_responses_api_itself() {
+    let mock = MockUpstream::start(openai_responses_parts).await;
+    let gw = gateway_for(&mock);
+    let body = json!({"model": "openai/gpt-4o", "input": "count me"});
+    let counted = ok_json(post_to(&gw, "/v1/responses/input_tokens", &body).await).await;
+    assert_eq!(counted["input_tokens"], 11);
+    let rec = mock.last();
+    assert_eq!(rec.uri, "/v1/responses/input_tokens");
+    assert_eq!(sent(&rec)["model"], "gpt-4o");
+    let compacted = ok_json(post_to(&gw, "/v1/responses/compact", &body).await).await;
+    assert_eq!(compacted["object"], "response.compaction");
+    assert_eq!(mock.last().uri, "/v1/responses/compact");
+
+    // Neither can be translated: a provider without the API is named, nothing sent.
+    let asked = mock.requests().len();
+    for model in ["anthropic/claude-sonnet-4-5", "vllm/llama-3"] {
+        for path in ["/v1/responses/input_tokens", "/v1/responses/compact"] {
+            let body = json!({"model": model, "input": "count me"});
+            let resp = post_to(&gw, path, &body).await;
+            assert_eq!(resp.status(), 400, "{path} {model}");
+            let err: Value = resp.json().await.unwrap();
+            assert_eq!(err["error"]["code"], "native_responses_api_required");
+            assert!(err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("native Responses API"));
+        }
+    }
+    assert_eq!(mock.requests().len(), asked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_responses_input_items_and_cancel_are_answered_here_and_others_forwarded() {
+    let mock = MockUpstream::start(openai_responses_parts).await;
+    let gw = gateway_for(&mock);
+    let first = ok_json(
+        post(
+            &gw,
+            &json!({"model": "anthropic:claude-sonnet-4-5", "input": "first question"}),
+        )
+        .await,
+    )
+    .await;
+    let id = first["id"].as_str().unwrap().to_string();
+    let asked = mock.requests().len();
+    let get = |path: String| client().get(gw.url(&path)).bearer_auth(MASTER).send();
+    let items = ok_json(
+        get(format!("/v1/responses/{id}/input_items"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(items["object"], "list");
+    assert_eq!(items["has_more"], false);
+    assert_eq!(items["data"][0]["type"], "message");
+    assert_eq!(items["data"][0]["content"][0]["text"], "first question");
+    assert_eq!(items["first_id"], items["data"][0]["id"]);
+    // Answered before it was stored, it was never a background response.
+    let resp = post_to(&gw, &format!("/v1/responses/{id}/cancel"), &json!({})).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert_eq!(mock.requests().len(), asked, "the store answered");
+
+    // An id made here but not stored is not OpenAI's either.
+    let gone = "resp_0123456789abcdef0123456789abcdef";
+    let resp = get(format!("/v1/responses/{gone}/input_items"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(mock.requests().len(), asked, "not asked of OpenAI");
+    // One of OpenAI's own is asked of OpenAI, with its key.
+    let native = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b";
+    let items = ok_json(
+        get(format!("/v1/responses/{native}/input_items?limit=5"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(items["object"], "list");
+    let rec = mock.last();
+    assert_eq!(rec.method, "GET");
+    assert_eq!(
+        rec.uri,
+        format!("/v1/responses/{native}/input_items?limit=5")
+    );
+    assert_eq!(
+        rec.header("authorization"),
+        Some(format!("Bearer {OAI_KEY}").as_str())
+    );
+    let cancelled =
+        ok_json(post_to(&gw, &format!("/v1/responses/{native}/cancel"), &json!({})).await).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(mock.last().uri, format!("/v1/responses/{native}/cancel"));
 }

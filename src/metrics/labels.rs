@@ -19,13 +19,15 @@ pub const NONE: &str = "-";
 
 /// The route labels [`crate::proxy::Route::kind`] gives, and `-` for a request refused
 /// before it was routed.
-pub const ROUTE_KINDS: [&str; 11] = [
+pub const ROUTE_KINDS: [&str; 13] = [
     "-",
     "health",
     "root",
     "passthrough",
     "chat_completions",
     "embeddings",
+    "completions",
+    "moderations",
     "messages",
     "count_tokens",
     "responses",
@@ -218,6 +220,8 @@ mod tests {
         for endpoint in [
             ModelEndpoint::ChatCompletions,
             ModelEndpoint::Embeddings,
+            ModelEndpoint::Completions,
+            ModelEndpoint::Moderations,
             ModelEndpoint::Messages,
             ModelEndpoint::CountTokens,
             ModelEndpoint::Responses,

@@ -111,7 +111,18 @@ const OPENAI: KindFacts = KindFacts {
     serves_responses_api: true,
     // Its reasoning models refuse `max_tokens`.
     chat_token_limit: TokenLimitField::MaxCompletionTokens,
-    model_families: &["gpt-", "chatgpt-", "o1", "o3", "o4"],
+    // Its embedding names only: Gemini's `text-embedding-004` is not OpenAI's.
+    model_families: &[
+        "gpt-",
+        "chatgpt-",
+        "o1",
+        "o3",
+        "o4",
+        "text-embedding-3",
+        "text-embedding-ada",
+        "omni-moderation",
+        "text-moderation",
+    ],
     ..OPENAI_COMPATIBLE
 };
 
@@ -341,12 +352,35 @@ mod tests {
             ("gemini-2.5-pro", Some(ProviderKind::Gemini)),
             ("grok-4", Some(ProviderKind::Xai)),
             ("deepseek-chat", Some(ProviderKind::DeepSeek)),
+            ("text-embedding-3-small", Some(ProviderKind::OpenAi)),
+            ("text-embedding-ada-002", Some(ProviderKind::OpenAi)),
+            ("text-embedding-004", None),
+            ("omni-moderation-latest", Some(ProviderKind::OpenAi)),
+            ("text-moderation-stable", Some(ProviderKind::OpenAi)),
             ("llama-3", None),
             ("o", None),
             ("é", None),
         ];
         for (model, kind) in cases {
             assert_eq!(ProviderKind::of_model_family(model), kind, "{model}");
+        }
+    }
+
+    #[test]
+    fn no_model_family_prefix_is_claimed_by_two_types() {
+        let prefixes: Vec<(&str, ProviderKind)> = ProviderKind::ALL
+            .into_iter()
+            .flat_map(|k| k.facts().model_families.iter().map(move |p| (*p, k)))
+            .collect();
+        for (a, kind_a) in &prefixes {
+            for (b, kind_b) in &prefixes {
+                if kind_a != kind_b {
+                    assert!(
+                        !a.starts_with(b),
+                        "`{a}` ({kind_a}) falls under `{b}` ({kind_b})"
+                    );
+                }
+            }
         }
     }
 }

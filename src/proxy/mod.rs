@@ -18,6 +18,7 @@ mod framing;
 pub mod header_maps;
 pub mod headers;
 mod held_chat_body;
+mod input_items;
 mod limit_check;
 mod model_call;
 mod model_call_body;
@@ -36,6 +37,7 @@ pub mod request_id;
 pub mod resilience;
 mod respond;
 mod response_cork;
+mod response_parts;
 pub mod response_store;
 pub mod route;
 mod settle_on_drop;
@@ -276,7 +278,7 @@ impl AuroraProxy {
             }
             // Not one of the gateway's own: the provider that serves the Responses API
             // itself may hold it.
-            let Some(target) = native_responses_target(config, id, session.req_header()) else {
+            let Some(target) = native_responses_target(config, id, "", session.req_header()) else {
                 return reject(session, ctx, not_found()).await;
             };
             match target {
@@ -663,9 +665,7 @@ fn no_work_past_limits(
     if !limit_check::caller_charged_by_usage(ctx) {
         return Ok(None);
     }
-    let provider = &target.provider;
-    let at_openai = provider.kind == crate::providers::ProviderKind::OpenAi
-        && provider.base.host.eq_ignore_ascii_case(OPENAI_API_HOST);
+    let at_openai = at_openais_api(&target.provider);
     match write_cost::write_cost(&req.method, &pt.endpoint, at_openai) {
         write_cost::WriteCost::Unmetered => Err(GatewayError::forbidden(format!(
             "`{} {}` has the provider do work billed by what the gateway cannot meter (or \
@@ -709,6 +709,37 @@ fn request_is_encoded(req: &RequestHeader) -> bool {
         .get_all(http::header::CONTENT_ENCODING)
         .iter()
         .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+}
+
+/// Whether `provider` is OpenAI's own API, where some endpoints bill nothing that
+/// other OpenAI-format providers bill ([`write_cost`]).
+fn at_openais_api(provider: &crate::providers::Provider) -> bool {
+    provider.kind == crate::providers::ProviderKind::OpenAi
+        && provider.base.host.eq_ignore_ascii_case(OPENAI_API_HOST)
+}
+
+/// A moderation is free at OpenAI's own API and billed by the token elsewhere
+/// (Mistral's), where its answer reports no usage: there it is refused for a caller
+/// held to tokens or a budget, as through `/p/`; a caller's own provider key asks what
+/// it likes.
+fn no_unmetered_moderation(
+    ctx: &RequestContext,
+    endpoint: model_request::ModelEndpoint,
+) -> Result<(), GatewayError> {
+    if endpoint != model_request::ModelEndpoint::Moderations
+        || with_callers_own_key(ctx)
+        || !limit_check::caller_charged_by_usage(ctx)
+        || ctx
+            .upstream
+            .as_ref()
+            .is_some_and(|t| at_openais_api(&t.provider))
+    {
+        return Ok(());
+    }
+    Err(GatewayError::forbidden(
+        "moderation is billed by the token at this provider, which does not report it: \
+         not served for a key held to tokens or a budget",
+    ))
 }
 
 /// A model call that has the provider bill past the usage its answer reports
@@ -801,7 +832,8 @@ fn responses_owner(ctx: &RequestContext, req: &RequestHeader, config: &Config) -
     })
 }
 
-/// Where `GET`/`DELETE /v1/responses/{id}` goes when the gateway did not store `id`:
+/// Where `GET`/`DELETE /v1/responses/{id}` (and `suffix` below it: `/input_items`,
+/// `/cancel`) goes when the gateway did not store `id`:
 /// the configured provider that serves the Responses API itself (an `openai`-type
 /// instance first), with its credential; `None` when there is none. One that takes the
 /// caller's own key is asked only when no provider elsewhere could hold the response:
@@ -810,6 +842,7 @@ fn responses_owner(ctx: &RequestContext, req: &RequestHeader, config: &Config) -
 fn native_responses_target(
     config: &Config,
     id: &str,
+    suffix: &str,
     req: &RequestHeader,
 ) -> Option<std::result::Result<UpstreamTarget, GatewayError>> {
     // Response ids are `resp_` and hex; nothing else is put into an upstream path.
@@ -851,8 +884,8 @@ fn native_responses_target(
         .query()
         .and_then(|q| client_query::upstream_query(q, false));
     let path_and_query = match query {
-        Some(query) => format!("{}/responses/{id}?{query}", provider.base.path),
-        None => format!("{}/responses/{id}", provider.base.path),
+        Some(query) => format!("{}/responses/{id}{suffix}?{query}", provider.base.path),
+        None => format!("{}/responses/{id}{suffix}", provider.base.path),
     };
     Some(Ok(UpstreamTarget::new(
         Arc::clone(provider),
@@ -1241,7 +1274,10 @@ impl ProxyHttp for AuroraProxy {
         // A stored response's read counts as a request too, as a `/p/` read does.
         if matches!(
             route,
-            Route::Passthrough(_) | Route::ModelCall(_) | Route::StoredResponse(_)
+            Route::Passthrough(_)
+                | Route::ModelCall(_)
+                | Route::StoredResponse(_)
+                | Route::ResponsePart(..)
         ) {
             if let Err(err) = limit_check::admit_caller(&self.limits, ctx).await {
                 return reject(session, ctx, err).await;
@@ -1347,6 +1383,9 @@ impl ProxyHttp for AuroraProxy {
             }
             Route::StoredResponse(id) => {
                 Box::pin(self.stored_response(session, ctx, &config, &id)).await
+            }
+            Route::ResponsePart(id, part) => {
+                Box::pin(self.response_part(session, ctx, &config, &id, part)).await
             }
             Route::Model(id) => {
                 let described = Box::pin(self.describe_model(&config, &id)).await;

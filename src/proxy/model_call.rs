@@ -15,7 +15,7 @@ use super::client_hangup::{self, ClientSocket};
 use super::held_chat_body::{self, HeldBody};
 use super::limit_check::ProviderAdmission;
 use super::model_call_body::{ModelCallBody, SubrequestReturn};
-use super::model_field::{readable_body, ModelField};
+use super::model_field::{readable_body, with_model_if_absent, ModelField};
 use super::model_request::ModelEndpoint;
 use super::prepared_call::{self, CallRequest, CallSources, Delivery, FirstAttempt, PreparedCall};
 use super::subrequest::{self, SubrequestPlan};
@@ -42,6 +42,13 @@ impl AuroraProxy {
         let body = match self.read_whole_body(session, ctx, config).await? {
             Ok(body) => body,
             Err(err) => return reject(session, ctx, err).await,
+        };
+        let body = match endpoint.default_model() {
+            Some(model) => match with_model_if_absent(body, model) {
+                Ok(body) => body,
+                Err(err) => return reject(session, ctx, err).await,
+            },
+            None => body,
         };
         // The one pass over the whole body: its model, its conversation, and JSON's
         // rules held (the request translators rely on it).
@@ -83,7 +90,9 @@ impl AuroraProxy {
             Err(err) => return reject(session, ctx, err).await,
         };
         ctx.upstream = Some(prepared.target().clone());
-        if let Err(err) = super::no_unmetered_ask(ctx, &body) {
+        if let Err(err) = super::no_unmetered_ask(ctx, &body)
+            .and_then(|()| super::no_unmetered_moderation(ctx, endpoint))
+        {
             return reject(session, ctx, err).await;
         }
         let past_replay = session.as_ref().retry_buffer_truncated();

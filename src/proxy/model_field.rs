@@ -115,6 +115,29 @@ pub fn readable_body(body: &[u8]) -> Result<(), GatewayError> {
     TopLevelModel::read(body).map(|_| ())
 }
 
+/// `body` naming `model` when it names none (a top-level `model` member inserted
+/// first, every other byte unchanged), else `body` itself. Refused (400) as
+/// [`ModelField::find`] refuses a body it cannot read.
+pub fn with_model_if_absent(body: bytes::Bytes, model: &str) -> Result<bytes::Bytes, GatewayError> {
+    if TopLevelModel::read(&body)?.model.is_some() {
+        return Ok(body);
+    }
+    // Read as a JSON object: its first byte past white space is `{`.
+    let Some(open) = body.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return Ok(body);
+    };
+    let empty = body[open + 1..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'}');
+    let mut member = format!("\"model\":{}", serde_json::Value::from(model)).into_bytes();
+    if !empty {
+        member.push(b',');
+    }
+    let at = open + 1;
+    Ok(edited(&body, vec![(at..at, member)]).into())
+}
+
 /// `body` with each byte range replaced by its text (an empty range: an insertion).
 fn edited(body: &[u8], mut edits: Vec<(Range<usize>, Vec<u8>)>) -> Vec<u8> {
     edits.sort_by_key(|(span, _)| span.start);
@@ -443,6 +466,21 @@ impl<'de> Visitor<'de> for MemberSeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_naming_no_model_is_given_the_default_one_first() {
+        let with = |body: &'static str| {
+            let out = with_model_if_absent(bytes::Bytes::from_static(body.as_bytes()), "m-1");
+            String::from_utf8(out.unwrap().to_vec()).unwrap()
+        };
+        assert_eq!(with(r#"{"input":"x"}"#), r#"{"model":"m-1","input":"x"}"#);
+        assert_eq!(with(" { } "), r#" {"model":"m-1" } "#);
+        assert_eq!(
+            with(r#"{"model":"mine","input":"x"}"#),
+            r#"{"model":"mine","input":"x"}"#
+        );
+        assert!(with_model_if_absent(bytes::Bytes::from_static(b"[1]"), "m").is_err());
+    }
 
     #[test]
     fn replaces_only_the_model_value() {

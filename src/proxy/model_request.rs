@@ -26,12 +26,20 @@ pub enum ModelEndpoint {
     ChatCompletions,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/completions` (the legacy text completions).
+    Completions,
+    /// `POST /v1/moderations`.
+    Moderations,
     /// `POST /v1/messages` (Anthropic Messages API).
     Messages,
     /// `POST /v1/messages/count_tokens`.
     CountTokens,
     /// `POST /v1/responses` (OpenAI Responses API).
     Responses,
+    /// `POST /v1/responses/input_tokens`: a Responses request's input counted.
+    ResponsesInputTokens,
+    /// `POST /v1/responses/compact`: a Responses conversation compacted.
+    ResponsesCompact,
 }
 
 impl ModelEndpoint {
@@ -40,21 +48,29 @@ impl ModelEndpoint {
         match self {
             ModelEndpoint::ChatCompletions => "chat_completions",
             ModelEndpoint::Embeddings => "embeddings",
+            ModelEndpoint::Completions => "completions",
+            ModelEndpoint::Moderations => "moderations",
             ModelEndpoint::Messages => "messages",
             ModelEndpoint::CountTokens => "count_tokens",
-            ModelEndpoint::Responses => "responses",
+            // Counting a request's tokens, as `count_tokens` does for Messages.
+            ModelEndpoint::ResponsesInputTokens => "count_tokens",
+            ModelEndpoint::Responses | ModelEndpoint::ResponsesCompact => "responses",
         }
     }
 
     /// What a call has a model do for it, which the provider bills (counting tokens
-    /// does not).
+    /// does not, nor does OpenAI's moderation).
     pub fn model_work(self) -> Option<ModelWork> {
         match self {
-            ModelEndpoint::CountTokens => None,
+            ModelEndpoint::CountTokens
+            | ModelEndpoint::ResponsesInputTokens
+            | ModelEndpoint::Moderations => None,
             ModelEndpoint::Embeddings => Some(ModelWork::Embeds),
-            ModelEndpoint::ChatCompletions | ModelEndpoint::Messages | ModelEndpoint::Responses => {
-                Some(ModelWork::Generates)
-            }
+            ModelEndpoint::ChatCompletions
+            | ModelEndpoint::Completions
+            | ModelEndpoint::Messages
+            | ModelEndpoint::Responses
+            | ModelEndpoint::ResponsesCompact => Some(ModelWork::Generates),
         }
     }
 
@@ -64,10 +80,31 @@ impl ModelEndpoint {
         match self {
             ModelEndpoint::ChatCompletions => (WireFormat::OpenAi, "/chat/completions"),
             ModelEndpoint::Embeddings => (WireFormat::OpenAi, "/embeddings"),
+            ModelEndpoint::Completions => (WireFormat::OpenAi, "/completions"),
+            ModelEndpoint::Moderations => (WireFormat::OpenAi, "/moderations"),
             ModelEndpoint::Messages => (WireFormat::Anthropic, "/messages"),
             ModelEndpoint::CountTokens => (WireFormat::Anthropic, "/messages/count_tokens"),
             ModelEndpoint::Responses => (WireFormat::OpenAi, "/responses"),
+            ModelEndpoint::ResponsesInputTokens => (WireFormat::OpenAi, "/responses/input_tokens"),
+            ModelEndpoint::ResponsesCompact => (WireFormat::OpenAi, "/responses/compact"),
         }
+    }
+
+    /// The model a body that names none asks for: OpenAI's moderation defaults to
+    /// its latest model, which the gateway must name to route the call.
+    pub fn default_model(self) -> Option<&'static str> {
+        (self == ModelEndpoint::Moderations).then_some("omni-moderation-latest")
+    }
+
+    /// Whether the endpoint is the Responses API's, which only a provider that serves
+    /// it itself answers as sent.
+    pub fn is_responses_api(self) -> bool {
+        matches!(
+            self,
+            ModelEndpoint::Responses
+                | ModelEndpoint::ResponsesInputTokens
+                | ModelEndpoint::ResponsesCompact
+        )
     }
 
     /// The envelope the client expects for errors the gateway raises.
@@ -119,7 +156,7 @@ pub fn stored_history_needed<'f>(field: &'f ModelField, config: &Config) -> Opti
 fn serves_natively(endpoint: ModelEndpoint, provider: &Provider) -> bool {
     let (native, _) = endpoint.native();
     provider.format == native
-        && (endpoint != ModelEndpoint::Responses || provider.kind.facts().serves_responses_api)
+        && (!endpoint.is_responses_api() || provider.kind.facts().serves_responses_api)
 }
 
 /// A client's `/v1` call as the gateway read it, ready to be prepared for any model.
@@ -168,11 +205,13 @@ pub fn prepare_for(
     };
     if serves_natively(endpoint, &provider) {
         // Same API on both sides: the body goes as sent, only `model` changes, and a
-        // Chat stream is asked for the usage the gateway counts (which the client then
-        // does not see unless it asked too); a Chat body loses what its provider
-        // refuses and OpenAI takes (see `chat_body_fit`).
-        let ask_usage = endpoint == ModelEndpoint::ChatCompletions
-            && provider.stream_usage == StreamUsage::OnRequest;
+        // Chat (or legacy Completions) stream is asked for the usage the gateway counts
+        // (which the client then does not see unless it asked too); a Chat body loses
+        // what its provider refuses and OpenAI takes (see `chat_body_fit`).
+        let ask_usage = matches!(
+            endpoint,
+            ModelEndpoint::ChatCompletions | ModelEndpoint::Completions
+        ) && provider.stream_usage == StreamUsage::OnRequest;
         let (body, usage_asked) = field.upstream_body(body, &route.model, ask_usage);
         let body = match endpoint {
             ModelEndpoint::ChatCompletions => ChatFit::for_provider(&provider)
@@ -194,7 +233,10 @@ pub fn prepare_for(
         ModelEndpoint::ChatCompletions => ClientFormat::Chat,
         ModelEndpoint::Messages => ClientFormat::Messages,
         ModelEndpoint::Responses => ClientFormat::Responses,
-        ModelEndpoint::Embeddings | ModelEndpoint::CountTokens => {
+        ModelEndpoint::Embeddings
+        | ModelEndpoint::Completions
+        | ModelEndpoint::Moderations
+        | ModelEndpoint::CountTokens => {
             return Err(GatewayError::invalid_request(format!(
                 "{} is served only by {}-format providers; `{}` speaks the {} format",
                 endpoint.label(),
@@ -203,6 +245,17 @@ pub fn prepare_for(
                 provider.format.facts().api_name
             ))
             .with_param("model"))
+        }
+        // Counted and compacted by the provider's own Responses API alone: the
+        // gateway's translation cannot stand in for either.
+        ModelEndpoint::ResponsesInputTokens | ModelEndpoint::ResponsesCompact => {
+            return Err(GatewayError::invalid_request(format!(
+                "{path} needs a provider's native Responses API, and `{}` does not serve one: \
+                 name a model of a provider that does (type openai or xai)",
+                provider.name
+            ))
+            .with_param("model")
+            .with_code("native_responses_api_required"))
         }
     };
     // Only a Responses client is given an id for the answer.

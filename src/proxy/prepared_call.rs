@@ -121,7 +121,7 @@ impl PreparedCall {
     ) -> Result<Self, GatewayError> {
         let CallSources { config, health, .. } = sources;
         let field = call.field;
-        let stateful = call.endpoint == ModelEndpoint::Responses && field.continues_conversation;
+        let stateful = call.endpoint.is_responses_api() && field.continues_conversation;
         let plan =
             attempts::plan_for_model(&field.name, stateful, &call.req.headers, config, health)?;
         let held = HeldCall {

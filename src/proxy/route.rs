@@ -15,7 +15,8 @@ pub enum Route {
     Root,
     /// `/p/{provider}/{endpoint}`.
     Passthrough(PassthroughRoute),
-    /// `POST /v1/chat/completions` and `POST /v1/embeddings`: routed by the body's model.
+    /// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, … : routed by
+    /// the body's model.
     ModelCall(ModelEndpoint),
     /// `GET /v1/models`.
     Models,
@@ -25,6 +26,34 @@ pub enum Route {
     Model(String),
     /// `GET` or `DELETE /v1/responses/{id}`: a stored Responses API answer.
     StoredResponse(String),
+    /// `GET /v1/responses/{id}/input_items` or `POST /v1/responses/{id}/cancel`.
+    ResponsePart(String, ResponsePart),
+}
+
+/// What below a response `/v1/responses/{id}/…` addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponsePart {
+    /// `GET …/input_items`.
+    InputItems,
+    /// `POST …/cancel`.
+    Cancel,
+}
+
+impl ResponsePart {
+    /// What follows the id in the provider's path.
+    pub fn upstream_suffix(self) -> &'static str {
+        match self {
+            ResponsePart::InputItems => "/input_items",
+            ResponsePart::Cancel => "/cancel",
+        }
+    }
+
+    fn method(self) -> http::Method {
+        match self {
+            ResponsePart::InputItems => http::Method::GET,
+            ResponsePart::Cancel => http::Method::POST,
+        }
+    }
 }
 
 impl Route {
@@ -37,7 +66,7 @@ impl Route {
             Route::ModelCall(endpoint) => endpoint.label(),
             Route::Models | Route::Model(_) => "models",
             Route::Metrics => "metrics",
-            Route::StoredResponse(_) => "responses",
+            Route::StoredResponse(_) | Route::ResponsePart(..) => "responses",
         }
     }
 
@@ -50,6 +79,7 @@ impl Route {
             Route::Models | Route::Model(_) | Route::Metrics => Some(http::Method::GET),
             // GET or DELETE, checked by its handler.
             Route::StoredResponse(_) => None,
+            Route::ResponsePart(_, part) => Some(part.method()),
         }
     }
 }
@@ -75,9 +105,15 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
         "/metrics" => return Ok(Route::Metrics),
         "/v1/chat/completions" => return Ok(Route::ModelCall(ModelEndpoint::ChatCompletions)),
         "/v1/embeddings" => return Ok(Route::ModelCall(ModelEndpoint::Embeddings)),
+        "/v1/completions" => return Ok(Route::ModelCall(ModelEndpoint::Completions)),
+        "/v1/moderations" => return Ok(Route::ModelCall(ModelEndpoint::Moderations)),
         "/v1/messages" => return Ok(Route::ModelCall(ModelEndpoint::Messages)),
         "/v1/messages/count_tokens" => return Ok(Route::ModelCall(ModelEndpoint::CountTokens)),
         "/v1/responses" => return Ok(Route::ModelCall(ModelEndpoint::Responses)),
+        "/v1/responses/input_tokens" => {
+            return Ok(Route::ModelCall(ModelEndpoint::ResponsesInputTokens))
+        }
+        "/v1/responses/compact" => return Ok(Route::ModelCall(ModelEndpoint::ResponsesCompact)),
         "/v1/models" => return Ok(Route::Models),
         _ => {}
     }
@@ -86,6 +122,21 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
             .decode_utf8()
             .map_err(|_| GatewayError::invalid_request("model id is not valid UTF-8"))?;
         return Ok(Route::Model(id.into_owned()));
+    }
+    if let Some((id, part)) = path
+        .strip_prefix("/v1/responses/")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(id, _)| !id.is_empty() && !id.contains('/'))
+    {
+        let part = match part {
+            "input_items" => ResponsePart::InputItems,
+            "cancel" => ResponsePart::Cancel,
+            _ => return Err(no_route(path)),
+        };
+        let id = percent_encoding::percent_decode_str(id)
+            .decode_utf8()
+            .map_err(|_| GatewayError::invalid_request("response id is not valid UTF-8"))?;
+        return Ok(Route::ResponsePart(id.into_owned(), part));
     }
     if let Some(id) = path
         .strip_prefix("/v1/responses/")
@@ -101,9 +152,13 @@ pub fn classify(path: &str, settings: &ServerSettings) -> Result<Route, GatewayE
             "missing provider: use /p/{provider}/{endpoint}",
         ));
     }
-    Err(GatewayError::not_found(format!(
-        "no route for `{path}`: the gateway serves /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, /v1/messages and provider APIs under /p/{{provider}}/{{endpoint}}"
-    )))
+    Err(no_route(path))
+}
+
+fn no_route(path: &str) -> GatewayError {
+    GatewayError::not_found(format!(
+        "no route for `{path}`: the gateway serves /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/moderations, /v1/models, /v1/messages and provider APIs under /p/{{provider}}/{{endpoint}}"
+    ))
 }
 
 #[cfg(test)]
@@ -133,6 +188,14 @@ mod tests {
             classify("/v1/embeddings", &s),
             Ok(Route::ModelCall(ModelEndpoint::Embeddings))
         );
+        assert_eq!(
+            classify("/v1/completions", &s),
+            Ok(Route::ModelCall(ModelEndpoint::Completions))
+        );
+        assert_eq!(
+            classify("/v1/moderations", &s),
+            Ok(Route::ModelCall(ModelEndpoint::Moderations))
+        );
         assert_eq!(classify("/v1/models", &s), Ok(Route::Models));
         assert_eq!(classify("/metrics", &s), Ok(Route::Metrics));
         assert_eq!(
@@ -157,11 +220,30 @@ mod tests {
             Ok(Route::StoredResponse("resp_1".into()))
         );
         assert_eq!(
-            classify("/v1/responses/resp_1/input_items", &s)
-                .unwrap_err()
-                .status,
-            404
+            classify("/v1/responses/input_tokens", &s),
+            Ok(Route::ModelCall(ModelEndpoint::ResponsesInputTokens))
         );
+        assert_eq!(
+            classify("/v1/responses/compact", &s),
+            Ok(Route::ModelCall(ModelEndpoint::ResponsesCompact))
+        );
+        assert_eq!(
+            classify("/v1/responses/resp_1/input_items", &s),
+            Ok(Route::ResponsePart(
+                "resp_1".into(),
+                ResponsePart::InputItems
+            ))
+        );
+        assert_eq!(
+            classify("/v1/responses/resp_1/cancel", &s),
+            Ok(Route::ResponsePart("resp_1".into(), ResponsePart::Cancel))
+        );
+        for unknown in [
+            "/v1/responses/resp_1/other",
+            "/v1/responses/resp_1/cancel/x",
+        ] {
+            assert_eq!(classify(unknown, &s).unwrap_err().status, 404, "{unknown}");
+        }
     }
 
     #[test]

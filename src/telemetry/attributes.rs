@@ -71,6 +71,7 @@ pub fn operation(
         "chat_completions" | "messages" => Some("chat"),
         "embeddings" => Some("embeddings"),
         "responses" => Some("responses"),
+        "completions" => Some("text_completion"),
         _ => None,
     }
 }
@@ -202,6 +203,7 @@ mod tests {
         assert_eq!(op("messages", true), Some("chat"));
         assert_eq!(op("embeddings", true), Some("embeddings"));
         assert_eq!(op("responses", true), Some("responses"));
+        assert_eq!(op("completions", true), Some("text_completion"));
         assert_eq!(op("count_tokens", true), None);
         assert_eq!(op("responses", false), None);
         assert_eq!(operation("models", "GET", false, None), None);

@@ -134,6 +134,151 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
     None
 }
 
+/// OpenAI's embedding models.
+const OPENAI_EMBEDDING_MODELS: [&str; 3] = [
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "text-embedding-ada-002",
+];
+
+/// OpenAI's answer to an embeddings request for a model it does not have, or an
+/// input that is missing; `None` when it would embed it.
+pub fn openai_embeddings_refusal(rec: &Recorded) -> Option<Reply> {
+    let Ok(body) = serde_json::from_slice::<Value>(&rec.body) else {
+        return Some(openai_400(
+            "We could not parse the JSON body of your request.".into(),
+            None,
+            "invalid_json",
+        ));
+    };
+    if body.get("input").is_none() {
+        return Some(openai_400(
+            "Missing required parameter: 'input'.".into(),
+            Some("input".into()),
+            "missing_required_parameter",
+        ));
+    }
+    let model = body["model"].as_str().unwrap_or_default();
+    if !OPENAI_EMBEDDING_MODELS.contains(&model) {
+        let body = json!({"error": {"message": format!("The model `{model}` does not exist or you do not have access to it."),
+            "type": "invalid_request_error", "param": null, "code": "model_not_found"}});
+        return Some(Reply::json(404, body.to_string()));
+    }
+    None
+}
+
+/// OpenAI's legacy Completions models.
+const OPENAI_COMPLETION_MODELS: [&str; 3] =
+    ["gpt-3.5-turbo-instruct", "davinci-002", "babbage-002"];
+
+/// OpenAI's legacy Completions endpoint: its refusals (a chat model, a `messages`
+/// member, no `prompt`, `stream_options` without a stream), else a completion of 10
+/// input and 12 output tokens, whole or streamed. A stream reports its usage only
+/// when `stream_options.include_usage` asks, in a last chunk whose `choices` is empty.
+pub fn openai_completions(rec: &Recorded) -> Reply {
+    let Ok(body) = serde_json::from_slice::<Value>(&rec.body) else {
+        return openai_400(
+            "We could not parse the JSON body of your request.".into(),
+            None,
+            "invalid_json",
+        );
+    };
+    if body.get("messages").is_some() {
+        return openai_400(
+            "Unrecognized request argument supplied: messages".into(),
+            None,
+            "unknown_parameter",
+        );
+    }
+    if body.get("prompt").is_none() {
+        return openai_400(
+            "Missing required parameter: 'prompt'.".into(),
+            Some("prompt".into()),
+            "missing_required_parameter",
+        );
+    }
+    let streams = body["stream"] == json!(true);
+    if !streams && !body["stream_options"].is_null() {
+        return openai_400(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.".into(),
+            Some("stream_options".into()),
+            "invalid_value",
+        );
+    }
+    let model = body["model"].as_str().unwrap_or_default();
+    if !OPENAI_COMPLETION_MODELS.contains(&model) {
+        let body = json!({"error": {"message": "This is a chat model and not supported in the v1/completions endpoint. Did you mean to use v1/chat/completions?",
+            "type": "invalid_request_error", "param": "model", "code": null}});
+        return Reply::json(404, body.to_string());
+    }
+    let usage = json!({"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22});
+    let choice = |text: &str, finish: Value| json!({"text": text, "index": 0, "logprobs": null, "finish_reason": finish});
+    let chunk = |choices: Value| {
+        json!({"id": "cmpl-1", "object": "text_completion", "created": 1700000000,
+            "model": model, "choices": choices})
+    };
+    if !streams {
+        let mut whole = chunk(json!([choice("Hi there", json!("stop"))]));
+        whole["usage"] = usage;
+        return Reply::json(200, whole.to_string());
+    }
+    let asked = body["stream_options"]["include_usage"] == json!(true);
+    let mut chunks = vec![
+        chunk(json!([choice("Hi", Value::Null)])),
+        chunk(json!([choice(" there", json!("stop"))])),
+    ];
+    if asked {
+        for c in &mut chunks {
+            c["usage"] = Value::Null;
+        }
+        let mut last = chunk(json!([]));
+        last["usage"] = usage;
+        chunks.push(last);
+    }
+    let mut events: Vec<String> = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    events.push("data: [DONE]\n\n".to_string());
+    Reply::sse(events.into_iter().map(bytes::Bytes::from))
+}
+
+/// OpenAI's moderation models (`model` may be left out: `omni-moderation-latest`).
+const OPENAI_MODERATION_MODELS: [&str; 4] = [
+    "omni-moderation-latest",
+    "omni-moderation-2024-09-26",
+    "text-moderation-latest",
+    "text-moderation-stable",
+];
+
+/// OpenAI's Moderations endpoint: its refusals (no `input`, a model it does not
+/// have), else a result that flags nothing and, as OpenAI's, reports no usage.
+pub fn openai_moderations(rec: &Recorded) -> Reply {
+    let Ok(body) = serde_json::from_slice::<Value>(&rec.body) else {
+        return openai_400(
+            "We could not parse the JSON body of your request.".into(),
+            None,
+            "invalid_json",
+        );
+    };
+    if body.get("input").is_none() {
+        return openai_400(
+            "Missing required parameter: 'input'.".into(),
+            Some("input".into()),
+            "missing_required_parameter",
+        );
+    }
+    let model = body["model"].as_str().unwrap_or("omni-moderation-latest");
+    if !OPENAI_MODERATION_MODELS.contains(&model) {
+        return openai_400(
+            format!("Invalid value for 'model' = {model}."),
+            Some("model".into()),
+            "invalid_value",
+        );
+    }
+    let answer = json!({"id": "modr-1", "model": "omni-moderation-2024-09-26",
+        "results": [{"flagged": false, "categories": {"violence": false},
+            "category_scores": {"violence": 0.0001}}]});
+    Reply::json(200, answer.to_string())
+}
+
 fn anthropic_400(message: String) -> Reply {
     let body =
         json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
