@@ -45,7 +45,7 @@ pub(super) fn non_blank_text(env: &EnvSnapshot, var: &str, file: Option<&str>) -
 /// nothing is an error, not a value left unset: `base_url: ${AZURE_URL}` with the
 /// variable unset in one deployment would otherwise send the provider's key to the
 /// type's public URL, and `store: ${REDIS_URL}` would count each replica alone.
-/// `${VAR:-default}` says what an unset variable means.
+/// `${VAR:-default}` says what an unset variable means (`${VAR:-}`: nothing, meant).
 pub(super) fn given_text(
     env: &EnvSnapshot,
     var: &str,
@@ -54,9 +54,14 @@ pub(super) fn given_text(
 ) -> Result<Option<String>, ConfigError> {
     match text(env, var, file) {
         Some(v) if v.trim().is_empty() => match file {
-            Some(written) if env.get(var).is_none() && written.contains('$') => Err(invalid(
-                format!("{setting} `{written}` is empty once expanded: is a variable unset?"),
-            )),
+            // `${VAR:-}` says an empty value is meant.
+            Some(written)
+                if env.get(var).is_none() && written.contains('$') && !written.contains(":-") =>
+            {
+                Err(invalid(format!(
+                    "{setting} `{written}` is empty once expanded: is a variable unset?"
+                )))
+            }
             _ => Ok(None),
         },
         value => Ok(value),
@@ -222,8 +227,9 @@ mod tests {
                 .as_deref(),
             Some("https://d.example")
         );
-        // Left blank as written, or not written: unset, as before.
+        // Left blank as written, an empty default asked for, or not written: unset.
         assert_eq!(given(Some("")).unwrap(), None);
+        assert_eq!(given(Some("${UNSET:-}")).unwrap(), None);
         assert_eq!(given(None).unwrap(), None);
     }
 

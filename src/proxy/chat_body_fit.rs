@@ -81,7 +81,13 @@ impl ChatFit {
         if members.broken() {
             return None;
         }
-        let has = |name: &str| all.iter().any(|(key, _)| key.as_ref() == name.as_bytes());
+        // Given: present with a value other than `null`, which some clients write for
+        // an option they leave unset.
+        let has = |name: &[u8]| all.iter().any(|(key, _)| key.as_ref() == name);
+        let given = |name: &[u8]| {
+            all.iter()
+                .any(|(key, m)| key.as_ref() == name && m.value.trim_ascii() != b"null")
+        };
         let mut changed = false;
         let mut kept: Vec<KeptMember<'_>> = Vec::with_capacity(all.len());
         for (key, member) in &all {
@@ -91,6 +97,13 @@ impl ChatFit {
             let renamed = RENAMED
                 .iter()
                 .find(|(from, _)| self.own_members_only && from.as_bytes() == name);
+            // The provider's own name left unset (`null`) beside OpenAI's given: OpenAI's
+            // value goes under it, in its place.
+            let unset_twin = self.own_members_only
+                && member.value.trim_ascii() == b"null"
+                && RENAMED
+                    .iter()
+                    .any(|(from, to)| to.as_bytes() == name && given(from.as_bytes()));
             let value = match name {
                 b"messages" if self.developer_as_system => {
                     developer_as_system(member.value).map(Cow::Owned)
@@ -100,13 +113,16 @@ impl ChatFit {
             changed |= value.is_some();
             let value = value.unwrap_or(Cow::Borrowed(member.value));
             match renamed {
-                // Given both ways, the provider's own name wins.
-                Some((_, to)) if has(to) => changed = true,
+                // Given both ways, the provider's own name wins; left unset both ways,
+                // the provider's own stays alone.
+                Some((_, to)) if given(to.as_bytes()) || (has(to.as_bytes()) && !given(name)) => {
+                    changed = true
+                }
                 Some((_, to)) => {
                     changed = true;
                     kept.push((Cow::Borrowed(to.as_bytes()), value));
                 }
-                None if left_out => changed = true,
+                None if left_out || unset_twin => changed = true,
                 None => kept.push((Cow::Borrowed(member.raw_key), value)),
             }
         }
@@ -199,6 +215,24 @@ mod tests {
         let body = json!({"model": "m", "max_tokens": 10, "max_completion_tokens": 64});
         let got = fitted(ProviderKind::Mistral, &body).unwrap();
         assert_eq!(got, json!({"model": "m", "max_tokens": 10}));
+    }
+
+    #[test]
+    fn a_providers_name_left_null_takes_the_value_given_under_openais() {
+        let body = json!({"model": "m", "max_tokens": null, "max_completion_tokens": 64, "seed": 7, "random_seed": null});
+        let got = fitted(ProviderKind::Mistral, &body).unwrap();
+        assert_eq!(
+            got,
+            json!({"model": "m", "max_tokens": 64, "random_seed": 7})
+        );
+        // Both left unset: one `null` under the provider's name, no key twice.
+        let unset = br#"{"model":"m","max_tokens":null,"max_completion_tokens":null}"#;
+        let provider = Provider::unconfigured(ProviderKind::Mistral);
+        let got = ChatFit::for_provider(&provider).apply(unset).unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            r#"{"model":"m","max_tokens":null}"#
+        );
     }
 
     #[test]

@@ -1241,8 +1241,10 @@ impl ProxyHttp for AuroraProxy {
         ctx.request_id = RequestId::of(session.req_header());
         ctx.config = Some(Arc::clone(&config));
         if let Some(settler) = &self.settler {
-            let json_body = request_is_json(session.req_header());
-            ctx.settle_on_drop = Some(settle_on_drop::SettleOnDrop::new(settler, json_body));
+            let req = session.req_header();
+            let read = matches!(req.method, http::Method::GET | http::Method::HEAD);
+            let json_body = request_is_json(req);
+            ctx.settle_on_drop = Some(settle_on_drop::SettleOnDrop::new(settler, json_body, read));
         }
         if let Some(origin) =
             cors::allowed_origin(session.req_header(), &config.server.cors_allow_origins)

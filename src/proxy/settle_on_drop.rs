@@ -40,14 +40,19 @@ pub struct SettleOnDrop {
     settler: Arc<Settler>,
     /// The request's body is JSON (its size counts as its input when it was not read).
     json_body: bool,
+    /// The request reads (`GET`, `HEAD`): an answer's usage it reads back is not its
+    /// own work.
+    read: bool,
 }
 
 impl SettleOnDrop {
-    /// Armed with `settler`, for a request whose body is JSON or not.
-    pub fn new(settler: &Arc<Settler>, json_body: bool) -> Self {
+    /// Armed with `settler`, for a request whose body is JSON or not, that reads or
+    /// not.
+    pub fn new(settler: &Arc<Settler>, json_body: bool, read: bool) -> Self {
         Self {
             settler: Arc::clone(settler),
             json_body,
+            read,
         }
     }
 
@@ -61,7 +66,7 @@ impl SettleOnDrop {
         if let Some(model) = observe::delegated_answering_model(ctx) {
             observe::answering_model(ctx, model);
         }
-        let read = observe::is_read(ctx);
+        let read = self.read;
         let body = if ctx.request_body_ended {
             ctx.request_body_bytes
         } else {
@@ -76,6 +81,56 @@ impl SettleOnDrop {
             answer_bytes: 0,
             failed: true,
         });
+        // An answer made apart from its call (a batch's results, a background
+        // response) is charged once, by whichever read or poll asks the store first:
+        // that check waits on the store, which a drop cannot, so a read cut here leaves
+        // the charge to the poll (or a read) that makes it.
+        if observe::deferred_charged(ctx).is_some() {
+            return;
+        }
         limit_check::settle(&self.settler.store, ctx, &self.settler.live);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{build_config, EnvSnapshot};
+    use crate::providers::{Provider, ProviderKind};
+    use crate::proxy::UpstreamTarget;
+
+    fn settler() -> Arc<Settler> {
+        let config = build_config(None, None, &EnvSnapshot::loopback()).unwrap();
+        Arc::new(Settler {
+            store: Arc::new(crate::limits::MemoryStore::default()),
+            live: Arc::new(LiveConfig::new(config)),
+        })
+    }
+
+    /// A `GET` at OpenAI of a finished response, its answer (carrying the usage of the
+    /// call that made it) read whole by the gateway.
+    fn read_of_a_finished_response() -> RequestContext {
+        let mut ctx = RequestContext::new();
+        let provider = Arc::new(Provider::unconfigured(ProviderKind::OpenAi));
+        let target = UpstreamTarget::new(provider, String::new(), Default::default());
+        observe::passthrough_endpoint(&mut ctx, &http::Method::GET, "responses/resp_1", &target);
+        let mut resp = pingora_http::ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", "application/json")
+            .unwrap();
+        observe::answer_header(&mut ctx, &resp);
+        let body = br#"{"id":"resp_1","object":"response","model":"m","usage":{"input_tokens":3,"output_tokens":5}}"#;
+        observe::answer_bytes(&mut ctx, Some(body), true);
+        ctx
+    }
+
+    #[test]
+    fn a_read_dropped_unended_is_not_charged_the_usage_it_read_back() {
+        let mut ctx = read_of_a_finished_response();
+        SettleOnDrop::new(&settler(), false, true).settle(&mut ctx);
+        assert_eq!(ctx.obs.usage(), None, "a read's answer is not its own work");
+        // The same answer to a call (not a read) is that call's.
+        let mut ctx = read_of_a_finished_response();
+        SettleOnDrop::new(&settler(), false, false).settle(&mut ctx);
+        assert_eq!(ctx.obs.usage().map(|u| u.output), Some(5));
     }
 }
