@@ -13,7 +13,7 @@ use super::anthropic_to_openai_response::{
     openai_completion_id, openai_finish_reason, AnthropicUsageIn, ContentBlock, OpenAiUsageOut,
 };
 use super::json_writer::{write_str, write_u64};
-use super::sse::{write_json_event, SseError, SseEventRef, KEEP_ALIVE_COMMENT};
+use super::sse::{write_json_event, PingFilter, SseError, SseEventRef, KEEP_ALIVE_COMMENT};
 use super::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -59,6 +59,8 @@ struct State {
     cache_creation: u64,
     output_tokens: u64,
     phase: Phase,
+    /// Which of the stream's pings reach the client.
+    pings: PingFilter,
 }
 
 const TRUNCATED: &str =
@@ -94,8 +96,16 @@ impl AnthropicToOpenAiStream {
                 cache_creation: 0,
                 output_tokens: 0,
                 phase: Phase::Streaming,
+                pings: PingFilter::default(),
             }),
         }
+    }
+
+    /// The same, for a stream Anthropic sends itself: its first ping is left out
+    /// ([`PingFilter::anthropics`]).
+    pub fn anthropic_upstream(mut self) -> Self {
+        self.inner.state.pings = PingFilter::anthropics();
+        self
     }
 
     /// Translates a chunk of upstream bytes, appending OpenAI SSE bytes to
@@ -408,7 +418,9 @@ impl State {
                 Ok(())
             }
             "ping" => {
-                self.keep_alive(out);
+                if self.pings.passes() {
+                    self.keep_alive(out);
+                }
                 Ok(())
             }
             // Future event types carry nothing an OpenAI client needs.
@@ -953,6 +965,31 @@ data: {"type":"message_stop"}
         assert_eq!(
             String::from_utf8_lossy(&run(&input, false)),
             String::from_utf8_lossy(&expected)
+        );
+    }
+
+    #[test]
+    fn anthropics_first_ping_marks_no_wait_and_is_not_passed_on() {
+        // Anthropic pings once as every stream begins; later pings are waits.
+        let recorded = fixture!("anthropic/messages_stream.txt");
+        assert!(recorded.contains("event: ping"));
+        let mut t = AnthropicToOpenAiStream::new(opts(false)).anthropic_upstream();
+        let mut out = Vec::new();
+        t.push(recorded.as_bytes(), &mut out);
+        assert!(!String::from_utf8_lossy(&out).contains(": keep-alive"));
+        let waited = recorded.replacen(
+            "event: content_block_stop",
+            "event: ping\ndata: {\"type\": \"ping\"}\n\nevent: content_block_stop",
+            1,
+        );
+        let mut t = AnthropicToOpenAiStream::new(opts(false)).anthropic_upstream();
+        let mut out = Vec::new();
+        t.push(waited.as_bytes(), &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out)
+                .matches(": keep-alive")
+                .count(),
+            1
         );
     }
 

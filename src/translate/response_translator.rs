@@ -193,6 +193,7 @@ impl ResponseCodecs {
     }
 
     fn stream_codecs(&self) -> StreamCodecs {
+        let from_anthropic = matches!(self.provider, ProviderDecoder::Messages);
         let decode = match self.provider {
             ProviderDecoder::Messages => None,
             ProviderDecoder::Chat => Some(Box::new(OpenAiToAnthropicStream::new(MessageOptions {
@@ -205,19 +206,33 @@ impl ResponseCodecs {
                 model,
                 created,
                 include_usage,
-            } => ClientStream::Chat(Box::new(AnthropicToOpenAiStream::new(StreamOptions {
-                model: model.clone(),
-                created: *created,
-                include_usage: *include_usage,
-            }))),
+            } => {
+                let stream = AnthropicToOpenAiStream::new(StreamOptions {
+                    model: model.clone(),
+                    created: *created,
+                    include_usage: *include_usage,
+                });
+                ClientStream::Chat(Box::new(if from_anthropic {
+                    stream.anthropic_upstream()
+                } else {
+                    stream
+                }))
+            }
             ClientEncoder::Responses {
                 options,
                 on_completed,
                 ..
-            } => ClientStream::Responses(
-                Box::new(AnthropicToResponsesStream::new(options.clone())),
-                on_completed.clone(),
-            ),
+            } => {
+                let stream = AnthropicToResponsesStream::new(options.clone());
+                ClientStream::Responses(
+                    Box::new(if from_anthropic {
+                        stream.anthropic_upstream()
+                    } else {
+                        stream
+                    }),
+                    on_completed.clone(),
+                )
+            }
         };
         StreamCodecs {
             decode,

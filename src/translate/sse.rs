@@ -58,6 +58,34 @@ pub enum SseItem<'a> {
 /// The keep-alive an OpenAI-format client gets for each of the provider's: a comment.
 pub const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
 
+/// Which `ping` events of the stream an OpenAI-format client is told of.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PingFilter {
+    /// Anthropic's first ping is left out: Anthropic sends one as every stream
+    /// begins (after its first block's start), which marks no wait. Passed on, it
+    /// would put a comment in every stream, and some SSE readers (openai-go before
+    /// its 2026 fix) end a stream at a comment. A chat server's comments, which its
+    /// decoder makes pings, are waits every one.
+    skip_first: bool,
+    seen: bool,
+}
+
+impl PingFilter {
+    /// All of Anthropic's pings but its first.
+    pub fn anthropics() -> Self {
+        Self {
+            skip_first: true,
+            seen: false,
+        }
+    }
+
+    /// Whether the ping that came now is passed on.
+    pub fn passes(&mut self) -> bool {
+        let first = !std::mem::replace(&mut self.seen, true);
+        !(first && self.skip_first)
+    }
+}
+
 /// The keep-alive an Anthropic-format client gets for each of the provider's:
 /// Anthropic's own `ping` event.
 pub const PING_EVENT: &[u8] = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";

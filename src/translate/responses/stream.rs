@@ -44,7 +44,7 @@ use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
 use crate::translate::json_writer::{write_compact, write_str, write_u64, JsonString, JsonText};
 use crate::translate::request_fields::parse_text;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
-use crate::translate::sse::{SseError, SseEventRef, KEEP_ALIVE_COMMENT};
+use crate::translate::sse::{PingFilter, SseError, SseEventRef, KEEP_ALIVE_COMMENT};
 use crate::translate::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -73,8 +73,16 @@ impl AnthropicToResponsesStream {
                 final_response: None,
                 phase: Phase::Streaming,
                 read: 0,
+                pings: PingFilter::default(),
             }),
         }
+    }
+
+    /// The same, for a stream Anthropic sends itself: its first ping is left out
+    /// ([`PingFilter::anthropics`]).
+    pub fn anthropic_upstream(mut self) -> Self {
+        self.inner.state.pings = PingFilter::anthropics();
+        self
     }
 
     /// Translates a chunk of upstream bytes, appending Responses SSE bytes to
@@ -176,6 +184,8 @@ struct State {
     /// The bytes of event data read so far: what the answer gathered for its final
     /// `response` can hold at most, as good as.
     read: usize,
+    /// Which of the stream's pings reach the client.
+    pings: PingFilter,
 }
 
 const TRUNCATED: &str =
@@ -475,7 +485,9 @@ impl State {
                 Ok(())
             }
             "ping" => {
-                self.keep_alive(out);
+                if self.pings.passes() {
+                    self.keep_alive(out);
+                }
                 Ok(())
             }
             // Future event types carry nothing a client needs.
