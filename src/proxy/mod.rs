@@ -1071,6 +1071,12 @@ fn wants_websocket(req: &RequestHeader) -> bool {
         })
 }
 
+/// Whether the request reads (`GET`, `HEAD`): the usage of an answer it reads back is
+/// not its own work, whether it ends in its `logging` hook or is dropped unended.
+fn request_reads(req: &RequestHeader) -> bool {
+    matches!(req.method, http::Method::GET | http::Method::HEAD)
+}
+
 /// Whether the request says its body is JSON.
 fn request_is_json(req: &RequestHeader) -> bool {
     req.headers
@@ -1242,8 +1248,7 @@ impl ProxyHttp for AuroraProxy {
         ctx.config = Some(Arc::clone(&config));
         if let Some(settler) = &self.settler {
             let req = session.req_header();
-            let read = matches!(req.method, http::Method::GET | http::Method::HEAD);
-            let json_body = request_is_json(req);
+            let (json_body, read) = (request_is_json(req), request_reads(req));
             ctx.settle_on_drop = Some(settle_on_drop::SettleOnDrop::new(settler, json_body, read));
         }
         if let Some(origin) =
@@ -1796,7 +1801,7 @@ impl ProxyHttp for AuroraProxy {
             observe::answering_model(ctx, model);
         }
         let req = session.req_header();
-        let read = matches!(req.method, http::Method::GET | http::Method::HEAD);
+        let read = request_reads(req);
         observe::settle_usage(ctx, read, |ctx| observe::RequestEnd {
             client_left: e.is_some_and(|e| *e.esource() == ErrorSource::Downstream)
                 || ctx
