@@ -90,6 +90,12 @@ impl GatewayAuth {
         self.master_hash.is_some()
     }
 
+    /// Whether a key goes by `name` in logs and reports: `master` with a master key
+    /// set, or a managed key's name.
+    pub fn has_key_named(&self, name: &str) -> bool {
+        (name == "master" && self.has_master()) || self.managed.values().any(|k| *k.name == *name)
+    }
+
     /// Number of managed keys.
     pub fn managed_len(&self) -> usize {
         self.managed.len()

@@ -90,7 +90,7 @@ fn main() -> ExitCode {
     if let Some(Command::Usage { key, period }) = &cli.command {
         let source = config_source(cli.config.clone(), &env);
         return match source.load(&env) {
-            Ok(config) => usage(&config, &env, key, period),
+            Ok(config) => usage(&config, &source, &env, key, period),
             Err(e) => {
                 eprintln!("aurora: config error: {e}");
                 ExitCode::FAILURE
@@ -161,10 +161,23 @@ fn main() -> ExitCode {
 }
 
 /// `aurora usage`: the report, printed as JSON: read from Redis when the limits are
-/// counted there, else asked of the running gateway with the master key of
-/// `AURORA_MASTER_KEY`, as the gateway's own.
-fn usage(config: &aurora::config::Config, env: &EnvSnapshot, key: &str, period: &str) -> ExitCode {
-    let master = env.get("AURORA_MASTER_KEY").filter(|k| !k.is_empty());
+/// counted there, else asked of the running gateway with its master key, found where
+/// the gateway finds it (the environment, a file it names, the config).
+fn usage(
+    config: &aurora::config::Config,
+    source: &ConfigSource,
+    env: &EnvSnapshot,
+    key: &str,
+    period: &str,
+) -> ExitCode {
+    let master = match source.master_key(env) {
+        Ok(master) => master,
+        Err(e) => {
+            eprintln!("aurora: config error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let master = master.as_ref().map(|m| m.expose());
     match aurora::server::usage_report_text(config, key, period, master) {
         Ok(report) => {
             println!("{report}");

@@ -1757,6 +1757,99 @@ async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
     assert_eq!(printed["models"]["gpt-4o-mini"]["requests"], 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_report_is_kept_from_caches_and_says_a_name_no_key_goes_by() {
+    let mock = MockUpstream::start(provider_like).await;
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        sha256_hex(TEAM_KEY)
+    );
+    let env = [
+        ("AURORA_MASTER_KEY", MASTER),
+        ("OPENAI_API_KEY", "sk-oai-limits"),
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
+    ];
+    let gw = Gateway::start(&yaml, &env);
+    let listen = gw.metrics_listen();
+    let url = |key: &str| format!("http://{listen}/admin/usage?key={key}&period=month");
+    let c = client();
+
+    let read = c
+        .get(url("team-a"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "a key left idle reports zeros");
+    assert_eq!(read.headers()["cache-control"], "no-store");
+    let unauthorized = c.get(url("team-a")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    assert_eq!(unauthorized.headers()["www-authenticate"], "Bearer");
+    let posted = c
+        .post(url("team-a"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 405);
+    assert_eq!(posted.headers()["allow"], "GET, HEAD");
+    let head = c
+        .head(url("team-a"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+
+    // A name mistyped is not shown as a key that used nothing.
+    let mistyped = c
+        .get(url("team-aa"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mistyped.status(), 404);
+    let said = mistyped.text().await.unwrap();
+    assert!(said.contains("no key is named `team-aa`"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_command_finds_the_master_key_where_the_gateway_does() {
+    let mock = MockUpstream::start(provider_like).await;
+    let base = mock.url("/v1");
+    let dir = common::scratch_dir();
+    let key_file = dir.join("master_key");
+    std::fs::write(&key_file, format!("{MASTER}\n")).unwrap();
+    let key_file = key_file.to_str().unwrap().to_string();
+    let yaml = format!(
+        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        sha256_hex(TEAM_KEY)
+    );
+    let env = [
+        ("AURORA_MASTER_KEY_FILE", key_file.as_str()),
+        ("OPENAI_API_KEY", "sk-oai-limits"),
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
+    ];
+    let gw = Gateway::start(&yaml, &env);
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT)
+            .await
+            .status(),
+        200
+    );
+    let listen = gw.metrics_listen();
+    // The key only in the file the gateway was given, as its service unit passes it.
+    let env = [
+        ("AURORA_MASTER_KEY_FILE", key_file.as_str()),
+        ("AURORA_METRICS_LISTEN", listen.as_str()),
+    ];
+    let printed = common::usage_cli::usage_printed(&gw.config_path(), &env, "team-a", 1).await;
+    assert_eq!(printed["total"]["requests"], 1, "{printed}");
+}
+
 /// A Responses API response as OpenAI keeps it, under `id`, run in the background or
 /// not: the recorded answer, 17 input and 5 output tokens.
 fn stored_response(id: &str, background: bool) -> Reply {

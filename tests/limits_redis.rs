@@ -1363,6 +1363,41 @@ async fn the_command_line_reads_the_usage_report_from_redis_with_no_gateway_runn
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_says_a_name_no_key_goes_by_rather_than_printing_zeros() {
+    let redis = RedisServer::start();
+    let dir = common::scratch_dir();
+    let path = dir.join("aurora.yaml");
+    let yaml = format!(
+        "limits:\n  store: {}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        redis.url(),
+        common::sha256_hex("gw-team-a-usage-cli-0123456789")
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let config = path.to_str().unwrap().to_string();
+    let run = |key: &'static str| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            common::run_cli(&["usage", "--key", key, "--config", &config], &[])
+        })
+    };
+    let idle = run("team-a").await.unwrap();
+    assert!(
+        idle.status.success(),
+        "{}",
+        String::from_utf8_lossy(&idle.stderr)
+    );
+    for (key, says) in [
+        ("team-aa", "no key is named `team-aa`"),
+        ("", "name the key"),
+    ] {
+        let out = run(key).await.unwrap();
+        assert!(!out.status.success(), "`{key}` was reported");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(says), "{said}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_asks_the_gateway_for_a_report_in_a_redis_it_cannot_reach() {
     // The gateway reaches its Redis; the host `aurora usage` runs on does not (here: a
     // config naming a port nothing listens on).

@@ -1,5 +1,5 @@
 //! Prometheus metrics: the metrics listener answers without a key while the main
-//! listener's `/metrics` needs one, a scrape after scripted traffic shows exactly the
+//! listener's `/metrics` needs the master key, a scrape after scripted traffic shows exactly the
 //! requests sent, and no client input can add a series.
 
 mod common;
@@ -250,6 +250,42 @@ async fn the_metrics_listener_needs_no_key_and_the_main_listener_needs_one() {
     for secret in [MASTER, OAI_KEY, ANT_KEY] {
         assert!(!text.contains(secret));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_key_cannot_read_every_keys_usage_from_the_main_listeners_metrics() {
+    let mock = MockUpstream::start(provider_like).await;
+    let base = mock.url("/v1");
+    let tenant = "gw-tenant-metrics-test-0123456789";
+    let yaml = format!(
+        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        common::sha256_hex(tenant)
+    );
+    let gw = Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", OAI_KEY),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ],
+    );
+    let c = client();
+    let asked = c
+        .get(gw.url("/metrics"))
+        .bearer_auth(tenant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 403);
+    let said = asked.text().await.unwrap();
+    assert!(!said.contains("aurora_requests_total"), "{said}");
+    let master = c
+        .get(gw.url("/metrics"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(master.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -491,6 +491,21 @@ fn downstream_tls(
     )))
 }
 
+/// The master key `yaml` (absent: environment only) and `env` give, found as the
+/// gateway finds it ([`master_key`]): for a command that asks the running gateway.
+pub(super) fn master_key_of(
+    yaml: Option<&str>,
+    env: &EnvSnapshot,
+) -> Result<Option<Secret>, ConfigError> {
+    let file: FileConfig = match yaml {
+        Some(text) if !text.trim().is_empty() => {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::yaml("<config>", &e))?
+        }
+        _ => FileConfig::default(),
+    };
+    master_key(&file, env)
+}
+
 /// The master key: `AURORA_MASTER_KEY`, else the file `AURORA_MASTER_KEY_FILE` names,
 /// else `server.master_key`, else the file `server.master_key_file` names.
 fn master_key(file: &FileConfig, env: &EnvSnapshot) -> Result<Option<Secret>, ConfigError> {

@@ -51,7 +51,7 @@ pub use tls_listener::{ListenerCert, ServerCert, DEFAULT_TLS_LISTEN};
 use crate::auth::GatewayAuth;
 use crate::metrics::usage::Price;
 use crate::providers::{
-    claude_output_ceiling, ModelTraits, Provider, ProviderCatalogue, WireFormat,
+    claude_output_ceiling, ModelTraits, Provider, ProviderCatalogue, Secret, WireFormat,
 };
 use crate::proxy::response_store::StoreLimits;
 
@@ -259,6 +259,14 @@ impl ConfigSource {
     pub fn load(&self, env: &EnvSnapshot) -> Result<Config, ConfigError> {
         let text = read_optional(&self.path, self.required)?;
         build_config(text.as_deref(), Some(&self.path), env)
+    }
+
+    /// The master key this source and `env` give the gateway (`AURORA_MASTER_KEY`,
+    /// `AURORA_MASTER_KEY_FILE`, `server.master_key`, `server.master_key_file`), for a
+    /// command that asks the running gateway with it.
+    pub fn master_key(&self, env: &EnvSnapshot) -> Result<Option<Secret>, ConfigError> {
+        let text = read_optional(&self.path, self.required)?;
+        build::master_key_of(text.as_deref(), env)
     }
 
     /// Whether the file is there and says something: a config that came from it is

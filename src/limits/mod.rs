@@ -32,7 +32,7 @@ pub use redis_link::QUIET_AFTER_LOSS;
 pub use redis_store::RedisStore;
 pub use redis_watches::SharedWatches;
 pub use redis_writer::FLUSH_AFTER;
-pub use report::{parse_period, usage_report};
+pub use report::{parse_period, reports_no_key, usage_report};
 
 use crate::config::KeyLimits;
 use crate::metrics::deferred_answer::AnswerKey;

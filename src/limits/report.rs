@@ -44,6 +44,13 @@ fn usage_json(u: &UsageRecord) -> Value {
     })
 }
 
+/// Whether `report` is of a name that no key goes by (`known` false) and under which
+/// nothing was used: a name mistyped, said as such rather than shown as a key left idle.
+/// A key removed from the config still reports what it used.
+pub fn reports_no_key(report: &Value, known: bool) -> bool {
+    !known && report["total"]["requests"] == 0
+}
+
 /// What `key` used in the `period` that `now` (Unix seconds) falls in.
 pub async fn usage_report(
     store: &dyn LimitStore,

@@ -169,10 +169,18 @@ impl AuroraProxy {
             .auth
             .authenticate(&req.headers, req.uri.query(), SystemTime::now)
             .map_err(|e| GatewayError::unauthorized(e.to_string()))?;
+        let managed = matches!(caller, crate::auth::Caller::Managed(_));
         ctx.caller = Some(caller);
         let route = route?;
         ctx.route_kind = route.kind();
         check_method(&route, req)?;
+        if route == Route::Metrics && managed {
+            // Every key's requests, tokens and spend by name: not for a tenant's key.
+            return Err(GatewayError::forbidden(
+                "`/metrics` names every key's usage: it is served to the master key, or \
+                 without a key on the metrics listener",
+            ));
+        }
         framing::check_transfer_coding(req)?;
         let (limit, too_large) = body_limit(config, matches!(route, Route::Passthrough(_)));
         if declared_length(req).is_some_and(|len| len > limit) {

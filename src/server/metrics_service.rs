@@ -34,10 +34,25 @@ pub fn metrics_service(
     service
 }
 
+/// What the usage report answers: its status and JSON body.
+struct UsageAnswer {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+impl UsageAnswer {
+    fn error(status: StatusCode, message: &str) -> Self {
+        Self {
+            status,
+            body: error_json(message),
+        }
+    }
+}
+
 impl MetricsApp {
     /// `GET /admin/usage?key=NAME&period=day|week|month` (month by default), for the
     /// master key only.
-    async fn usage(&self, session: &ServerSession) -> (StatusCode, Vec<u8>) {
+    async fn usage(&self, session: &ServerSession) -> UsageAnswer {
         let req = session.req_header();
         let config = self.config.snapshot();
         // Its `key` parameter names the key reported: the token is read from headers only.
@@ -47,9 +62,9 @@ impl MetricsApp {
         {
             Ok(Caller::Master) => {}
             _ => {
-                return (
+                return UsageAnswer::error(
                     StatusCode::UNAUTHORIZED,
-                    error_json("the usage report needs the master key"),
+                    "the usage report needs the master key",
                 )
             }
         }
@@ -63,23 +78,26 @@ impl MetricsApp {
             }
         }
         let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return (
-                StatusCode::BAD_REQUEST,
-                error_json("name the key: ?key=NAME"),
-            );
+            return UsageAnswer::error(StatusCode::BAD_REQUEST, "name the key: ?key=NAME");
         };
         let Some(period) = limits::parse_period(&period) else {
-            return (
-                StatusCode::BAD_REQUEST,
-                error_json("period is day, week or month"),
-            );
+            return UsageAnswer::error(StatusCode::BAD_REQUEST, "period is day, week or month");
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         match limits::usage_report(&*self.store, &key, period, now).await {
-            Ok(report) => (StatusCode::OK, report.to_string().into_bytes()),
-            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, error_json(&e.to_string())),
+            Ok(report) if limits::reports_no_key(&report, config.auth.has_key_named(&key)) => {
+                UsageAnswer::error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no key is named `{key}`, and nothing was used under that name"),
+                )
+            }
+            Ok(report) => UsageAnswer {
+                status: StatusCode::OK,
+                body: report.to_string().into_bytes(),
+            },
+            Err(e) => UsageAnswer::error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         }
     }
 }
@@ -107,32 +125,37 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let (status, content_type, body) =
-            if req.uri.path() == "/admin/usage" && req.method == Method::GET {
-                let (status, body) = self.usage(session).await;
-                (status, "application/json", body)
-            } else if req.uri.path() != "/metrics" {
-                (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec())
-            } else if req.method != Method::GET && req.method != Method::HEAD {
-                (
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "text/plain",
-                    b"GET only\n".to_vec(),
-                )
-            } else {
-                let body = metrics::metrics().map(|m| m.render()).unwrap_or_default();
-                (StatusCode::OK, metrics::CONTENT_TYPE, body)
-            };
-        let head = req.method == Method::HEAD;
-        let mut builder = Response::builder()
+        let readable = req.method == Method::GET || req.method == Method::HEAD;
+        let path = req.uri.path();
+        let mut answer = Response::builder();
+        let (status, content_type, body) = if path != "/metrics" && path != "/admin/usage" {
+            (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec())
+        } else if !readable {
+            answer = answer.header(http::header::ALLOW, "GET, HEAD");
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"GET or HEAD only\n".to_vec(),
+            )
+        } else if path == "/admin/usage" {
+            let usage = self.usage(session).await;
+            // A key's spend, for the master key only: kept by no cache on the way.
+            answer = answer.header(http::header::CACHE_CONTROL, "no-store");
+            if usage.status == StatusCode::UNAUTHORIZED {
+                answer = answer.header(http::header::WWW_AUTHENTICATE, "Bearer");
+            }
+            (usage.status, "application/json", usage.body)
+        } else {
+            let body = metrics::metrics().map(|m| m.render()).unwrap_or_default();
+            (StatusCode::OK, metrics::CONTENT_TYPE, body)
+        };
+        let head = session.req_header().method == Method::HEAD;
+        let answer = answer
             .status(status)
             .header(http::header::CONTENT_TYPE, content_type)
             .header(http::header::CONTENT_LENGTH, body.len());
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            builder = builder.header(http::header::ALLOW, "GET, HEAD");
-        }
         let body = if head { Vec::new() } else { body };
         // Every header above is a valid name and value: building cannot fail.
-        builder.body(body).unwrap_or_default()
+        answer.body(body).unwrap_or_default()
     }
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs,
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, LimitStoreKind, RedisAddress};
-use crate::limits::{parse_period, usage_report, RedisStore};
+use crate::limits::{parse_period, reports_no_key, usage_report, RedisStore};
 
 /// The JSON report of `key` over `period` (`day`, `week`, `month`): read from the
 /// Redis the config counts limits in, else asked of the gateway it configures with
@@ -22,6 +22,9 @@ pub fn usage_report_text(
 ) -> Result<String, String> {
     // A wrong argument is said as such, not taken for a store to ask elsewhere.
     parse_period(period).ok_or("period is day, week or month")?;
+    if key.is_empty() {
+        return Err("name the key: --key NAME".into());
+    }
     match &config.limits.store {
         LimitStoreKind::Redis(address) => {
             let unread = match read_from_redis(config, address, key, period) {
@@ -38,8 +41,9 @@ pub fn usage_report_text(
         }
         LimitStoreKind::Memory => {
             let master_key = master_key.ok_or(
-                "set AURORA_MASTER_KEY to the gateway's master key: the report is asked of \
-                 the running gateway, whose memory holds it",
+                "the report is asked of the running gateway, whose memory holds it, with its \
+                 master key: set AURORA_MASTER_KEY (or AURORA_MASTER_KEY_FILE, or \
+                 server.master_key_file)",
             )?;
             fetch_usage_report(config, key, period, master_key)
         }
@@ -71,6 +75,11 @@ fn read_from_redis(
         loop {
             tries += 1;
             match usage_report(&store, key, period, now).await {
+                Ok(report) if reports_no_key(&report, config.auth.has_key_named(key)) => {
+                    return Err(format!(
+                        "no key is named `{key}`, and nothing was used under that name"
+                    ))
+                }
                 Ok(report) => return Ok(report.to_string()),
                 Err(e) if tries >= REDIS_TRIES => {
                     return Err(format!("cannot read the usage from Redis: {e}"))
