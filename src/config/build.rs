@@ -76,12 +76,14 @@ pub fn build_config(
     let responses = response_store_limits(&file, env)?;
     let telemetry = super::telemetry::telemetry_settings(&file.telemetry, env)?;
     let limits = super::limits::limit_settings(&file, env)?;
+    let responses_store = super::responses_store::responses_store(&file, env, &limits.store)?;
     Ok(Config {
         server,
         auth,
         providers,
         models,
         responses,
+        responses_store,
         telemetry,
         retry,
         health,

@@ -170,6 +170,7 @@ fn limits(settings: &LimitSettings) -> Mapping {
 
 fn responses(limits: &StoreLimits) -> Mapping {
     let mut m = Mapping::new();
+    m.insert("store".into(), "memory".into());
     m.insert("store_max_entries".into(), limits.max_entries.into());
     m.insert("store_max_bytes".into(), size(limits.max_bytes as u64));
     m.insert("store_ttl".into(), duration(limits.ttl));

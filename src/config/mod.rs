@@ -15,6 +15,7 @@ mod overlay;
 mod redis_address;
 mod reload;
 mod resilience;
+mod responses_store;
 pub mod schema;
 mod server;
 mod shown_url;
@@ -39,6 +40,7 @@ pub use observability::{AccessLogFormat, DEFAULT_METRICS_LISTEN};
 pub use redis_address::{ClientIdentity, RedisAddress, StoreTls};
 pub use reload::{ConfigReloader, ReloadOutcome};
 pub use resilience::{Fallbacks, HealthPolicy, RetryOn, RetryPolicy};
+pub use responses_store::ResponsesStoreKind;
 pub use server::{
     ServerSettings, ServerStartup, DEFAULT_BODY_SIZE_LIMIT, DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_HEADER_BYTES,
@@ -183,6 +185,8 @@ pub struct Config {
     pub models: ModelSettings,
     /// How much of the Responses API's answers the gateway keeps.
     pub responses: StoreLimits,
+    /// Where it keeps them; read once at start (restart only).
+    pub responses_store: ResponsesStoreKind,
     /// Where traces go; read once at start (restart only).
     pub telemetry: TelemetrySettings,
     /// How failed attempts are retried (a provider's own `retry:` wins for it).

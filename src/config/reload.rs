@@ -87,6 +87,10 @@ impl ConfigReloader {
             kept.push(store_change(&running.limits.store, &next.limits.store));
             next.limits.store = running.limits.store.clone();
         }
+        if next.responses_store != running.responses_store {
+            next.responses_store = running.responses_store.clone();
+            kept.push("responses.store");
+        }
         // A Redis store holds its call slots for the lease it was built with.
         if next.limits.slot_lease != running.limits.slot_lease
             && matches!(running.limits.store, LimitStoreKind::Redis(_))

@@ -127,6 +127,9 @@ pub struct FileTelemetry {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileResponses {
+    /// Where the answers are kept: `memory` (default) or `redis` (the Redis of
+    /// `limits.store`, shared by every replica).
+    pub store: Option<String>,
     /// Responses kept at most.
     pub store_max_entries: Option<usize>,
     /// Bytes kept at most, a size such as `256MiB`.

@@ -39,6 +39,7 @@ mod respond;
 mod response_cork;
 mod response_parts;
 pub mod response_store;
+mod response_store_redis;
 pub mod route;
 mod settle_on_drop;
 mod subrequest;
@@ -117,14 +118,14 @@ impl AuroraProxy {
         });
         Self {
             settler: settle_on_drop::Settler::for_store(&limits, &config),
-            config,
             limits,
             resolver: UpstreamResolver::default(),
             models: ModelDirectory::new(),
             // Built once here: it loads the system trust roots.
             connector: Connector::new(None),
             bodies: Arc::default(),
-            responses: Arc::new(MemoryResponseStore::default()),
+            responses: response_store_for(&config.snapshot()),
+            config,
             health: HealthBook::default(),
             deferred: deferred_poll::DeferredPoll::new(),
         }
@@ -213,6 +214,7 @@ impl AuroraProxy {
                 response_store::HistoryError::TooLarge(..) => {
                     GatewayError::conversation_too_large(e.to_string())
                 }
+                response_store::HistoryError::Unavailable(e) => store_unavailable(e),
                 _ => GatewayError::not_found(e.to_string()).with_param("previous_response_id"),
             })
     }
@@ -273,9 +275,15 @@ impl AuroraProxy {
         let owner = responses_owner(ctx, session.req_header(), config);
         // Another caller's is not found, as a response of another project is not at
         // the provider.
-        let stored = response_store::owned(&*self.responses, id, &owner).await;
+        let stored = match response_store::owned(&*self.responses, id, &owner).await {
+            Ok(stored) => stored,
+            Err(e) => return reject(session, ctx, store_unavailable(e)).await,
+        };
         let stored_here = match (&method, &stored) {
-            (&http::Method::DELETE, Some(_)) => self.responses.delete(id).await,
+            (&http::Method::DELETE, Some(_)) => match self.responses.delete(id).await {
+                Ok(deleted) => deleted,
+                Err(e) => return reject(session, ctx, store_unavailable(e)).await,
+            },
             _ => stored.is_some(),
         };
         if !stored_here {
@@ -830,6 +838,28 @@ fn passthrough_target(
         pt.upstream_path(base_path, query.as_deref()),
         credential,
     ))
+}
+
+/// The store of translated Responses API answers the config names, chosen at start.
+fn response_store_for(config: &Config) -> Arc<dyn ResponseStore> {
+    match &config.responses_store {
+        crate::config::ResponsesStoreKind::Memory => Arc::new(MemoryResponseStore::default()),
+        crate::config::ResponsesStoreKind::Redis(address) => {
+            match response_store_redis::RedisResponseStore::at(address) {
+                Ok(store) => Arc::new(store),
+                Err(e) => {
+                    log::error!("{e}; Responses API answers are kept in this process instead");
+                    Arc::new(MemoryResponseStore::default())
+                }
+            }
+        }
+    }
+}
+
+/// A shared store of Responses API answers out of reach: a 503 to try again, never
+/// a response not found.
+fn store_unavailable(e: response_store::StoreUnavailable) -> GatewayError {
+    GatewayError::overloaded(e.to_string(), 1).with_code("response_store_unavailable")
 }
 
 /// Whose the stored responses a request reads, continues or stores are

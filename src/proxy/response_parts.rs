@@ -28,7 +28,11 @@ impl AuroraProxy {
         let owner = responses_owner(ctx, session.req_header(), config);
         // Another caller's is not found, as a response of another project is not at
         // the provider.
-        if let Some(stored) = response_store::owned(&*self.responses, id, &owner).await {
+        let stored = match response_store::owned(&*self.responses, id, &owner).await {
+            Ok(stored) => stored,
+            Err(e) => return reject(session, ctx, super::store_unavailable(e)).await,
+        };
+        if let Some(stored) = stored {
             let answer = match part {
                 ResponsePart::InputItems => ListQuery::parse(session.req_header().uri.query())
                     .and_then(|query| input_items::list_body(id, &stored.input_items, &query)),

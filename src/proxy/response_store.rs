@@ -50,7 +50,8 @@ pub struct StoredResponse {
 }
 
 impl StoredResponse {
-    fn size(&self) -> usize {
+    /// The bytes it holds, as the store's bounds count them.
+    pub fn size(&self) -> usize {
         self.response.len()
             + self.input_items.len()
             + self.previous.as_ref().map_or(0, String::len)
@@ -91,7 +92,16 @@ pub enum HistoryError {
     /// The conversation is larger than a request may be.
     #[error("the conversation up to response `{0}` is larger than the {1} bytes a request body may still hold beside this turn: start a new one, or raise server.body_size_limit")]
     TooLarge(String, u64),
+    /// The store could not be asked (a shared store out of reach).
+    #[error(transparent)]
+    Unavailable(#[from] StoreUnavailable),
 }
+
+/// A shared store that could not be asked: said as such (503), never as a response
+/// not found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the store of Responses API answers cannot be reached: {0}")]
+pub struct StoreUnavailable(pub String);
 
 /// Where stored responses live. Every call returns a future so a remote store can
 /// stand behind the trait; the in-memory store has done its work before it returns,
@@ -105,15 +115,22 @@ pub trait ResponseStore: Send + Sync {
         limits: StoreLimits,
     ) -> BoxFuture<'static, ()>;
     /// The response stored under `id`.
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<StoredResponse>>;
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredResponse>, StoreUnavailable>>;
     /// Forgets `id`; whether it was there.
-    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool>;
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
 }
 
 /// The response stored under `id`, when `owner` made it ([`owner_of`]): another
 /// caller's is not found.
-pub async fn owned(store: &dyn ResponseStore, id: &str, owner: &str) -> Option<StoredResponse> {
-    store.get(id).await.filter(|s| &*s.owner == owner)
+pub async fn owned(
+    store: &dyn ResponseStore,
+    id: &str,
+    owner: &str,
+) -> Result<Option<StoredResponse>, StoreUnavailable> {
+    Ok(store.get(id).await?.filter(|s| &*s.owner == owner))
 }
 
 /// The whole conversation up to and including response `id`, as one JSON array of
@@ -135,7 +152,7 @@ pub async fn history(
     let first = id;
     while let Some(id) = next {
         let stored = owned(store, &id, owner)
-            .await
+            .await?
             .ok_or_else(|| HistoryError::NotFound(id.clone()))?;
         let output =
             output_items(&stored.response).ok_or_else(|| HistoryError::Corrupt(id.clone()))?;
@@ -292,14 +309,18 @@ impl ResponseStore for MemoryResponseStore {
         Box::pin(std::future::ready(()))
     }
 
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<StoredResponse>> {
-        Box::pin(std::future::ready(self.lookup(id)))
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredResponse>, StoreUnavailable>> {
+        Box::pin(std::future::ready(Ok(self.lookup(id))))
     }
 
-    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool> {
-        Box::pin(std::future::ready(
-            self.inner.lock().is_ok_and(|mut e| e.remove(id)),
-        ))
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        Box::pin(std::future::ready(Ok(self
+            .inner
+            .lock()
+            .is_ok_and(|mut e| e.remove(id)))))
     }
 }
 
@@ -401,8 +422,8 @@ mod tests {
             std::str::from_utf8(&got).unwrap(),
             r#"[{"a":1},{"b":2},{"c":3},{"d":4},{"e":5}]"#
         );
-        assert!(store.delete("r2").await);
-        assert!(!store.delete("r2").await);
+        assert_eq!(store.delete("r2").await, Ok(true));
+        assert_eq!(store.delete("r2").await, Ok(false));
         assert_eq!(
             history(&store, "r3", "key:a", u64::MAX).await,
             Err(HistoryError::NotFound("r2".into()))
@@ -422,9 +443,9 @@ mod tests {
         let mut theirs = stored(Some("r1"), "[]", "[]");
         theirs.owner = "key:b".into();
         store.put("r2".into(), theirs, limits()).await;
-        assert!(owned(&store, "r1", "key:a").await.is_some());
-        assert!(owned(&store, "r1", "key:b").await.is_none());
-        assert!(owned(&store, "r1", "master").await.is_none());
+        assert!(owned(&store, "r1", "key:a").await.unwrap().is_some());
+        assert!(owned(&store, "r1", "key:b").await.unwrap().is_none());
+        assert!(owned(&store, "r1", "master").await.unwrap().is_none());
         // B's continuation of A's response cannot read A's part either.
         assert_eq!(
             history(&store, "r2", "key:b", u64::MAX).await,
@@ -481,15 +502,23 @@ mod tests {
         for id in ["a1", "a2", "a3", "a4", "a5", "a6"] {
             store.put(id.into(), of("key:a"), four).await;
         }
-        assert!(store.get("b1").await.is_some(), "the other key's survives");
+        assert!(
+            store.get("b1").await.unwrap().is_some(),
+            "the other key's survives"
+        );
         for id in ["a4", "a5", "a6"] {
-            assert!(store.get(id).await.is_some(), "{id}");
+            assert!(store.get(id).await.unwrap().is_some(), "{id}");
         }
-        assert!(store.get("a3").await.is_none(), "the filler's oldest went");
+        assert!(
+            store.get("a3").await.unwrap().is_none(),
+            "the filler's oldest went"
+        );
         // The other key, now the smaller holder, still gets its room.
         store.put("b2".into(), of("key:b"), four).await;
-        assert!(store.get("b1").await.is_some() && store.get("b2").await.is_some());
-        assert!(store.get("a4").await.is_none());
+        assert!(
+            store.get("b1").await.unwrap().is_some() && store.get("b2").await.unwrap().is_some()
+        );
+        assert!(store.get("a4").await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -522,13 +551,15 @@ mod tests {
             store.put(format!("a{i}"), small.clone(), four).await;
         }
         assert!(
-            store.get("b1").await.is_some(),
+            store.get("b1").await.unwrap().is_some(),
             "the chain's first link stays"
         );
-        assert!(store.get("b2").await.is_some());
-        assert!(store.get("a9").await.is_some() && store.get("a8").await.is_some());
+        assert!(store.get("b2").await.unwrap().is_some());
         assert!(
-            store.get("a7").await.is_none(),
+            store.get("a9").await.unwrap().is_some() && store.get("a8").await.unwrap().is_some()
+        );
+        assert!(
+            store.get("a7").await.unwrap().is_none(),
             "the filler's own oldest went"
         );
     }
@@ -543,8 +574,8 @@ mod tests {
         for id in ["a", "b", "c"] {
             store.put(id.into(), stored(None, "[]", "[]"), few).await;
         }
-        assert!(store.get("a").await.is_none());
-        assert!(store.get("b").await.is_some() && store.get("c").await.is_some());
+        assert!(store.get("a").await.unwrap().is_none());
+        assert!(store.get("b").await.unwrap().is_some() && store.get("c").await.unwrap().is_some());
         let one_size = stored(None, "[]", "[]").size();
         let small = StoreLimits {
             max_bytes: 2 * one_size,
@@ -553,15 +584,15 @@ mod tests {
         for id in ["d", "e", "f"] {
             store.put(id.into(), stored(None, "[]", "[]"), small).await;
         }
-        assert!(store.get("d").await.is_none());
-        assert!(store.get("f").await.is_some());
+        assert!(store.get("d").await.unwrap().is_none());
+        assert!(store.get("f").await.unwrap().is_some());
         // One response larger than the whole store is not kept at all.
         let tiny = StoreLimits {
             max_bytes: 4,
             ..limits()
         };
         store.put("g".into(), stored(None, "[]", "[]"), tiny).await;
-        assert!(store.get("g").await.is_none());
+        assert!(store.get("g").await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -572,7 +603,7 @@ mod tests {
             ..limits()
         };
         store.put("a".into(), stored(None, "[]", "[]"), brief).await;
-        assert!(store.get("a").await.is_none());
+        assert!(store.get("a").await.unwrap().is_none());
         store
             .put("b".into(), stored(None, "[]", "[]"), limits())
             .await;

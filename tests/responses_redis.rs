@@ -1,0 +1,170 @@
+//! Translated Responses API answers kept in Redis (`responses.store: redis`): a
+//! conversation stored at one replica goes on, is read and is deleted at another;
+//! each key keeps its own newest within the store's bounds; a Redis out of reach is a
+//! 503, never a response not found.
+
+mod common;
+
+use common::redis::RedisServer;
+use common::{client, fixture, sha256_hex, Gateway, MockUpstream, Recorded, Reply};
+use serde_json::{json, Value};
+
+const MASTER: &str = "gw-master-responses-redis-0123456789";
+const TEAM_KEY: &str = "gw-team-responses-redis-0123456789";
+const MODEL: &str = "anthropic:claude-sonnet-4-5";
+
+/// Anthropic, whole or streamed as asked.
+fn anthropic(rec: &Recorded) -> Reply {
+    let streamed = String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#);
+    match rec.uri.as_str() {
+        "/v1/messages" if streamed => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            body: fixture("anthropic/messages_stream.txt").into(),
+        },
+        "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
+        _ => Reply::json(404, "{}"),
+    }
+}
+
+/// A replica keeping its Responses API answers in `redis`; `extra` goes under
+/// `responses:`.
+fn replica(mock: &MockUpstream, redis: &RedisServer, extra: &str) -> Gateway {
+    let base = mock.url("/v1");
+    let yaml = format!(
+        "limits:\n  store: {}\nresponses:\n  store: redis\n{extra}auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        redis.url(),
+        sha256_hex(TEAM_KEY),
+    );
+    Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("ANTHROPIC_API_KEY", "sk-ant-responses-redis"),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    )
+}
+
+async fn respond(gw: &Gateway, key: &str, body: Value) -> reqwest::Response {
+    client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A response made at `gw` by `key`: its id.
+async fn stored(gw: &Gateway, key: &str, input: &str) -> String {
+    let resp = respond(gw, key, json!({"model": MODEL, "input": input})).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["id"].as_str().unwrap().to_string()
+}
+
+async fn read(gw: &Gateway, key: &str, id: &str) -> reqwest::Response {
+    client()
+        .get(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_stored_at_one_replica_goes_on_is_read_and_deleted_at_another() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(anthropic).await;
+    let (a, b) = (replica(&mock, &redis, ""), replica(&mock, &redis, ""));
+    let first = respond(
+        &a,
+        MASTER,
+        json!({"model": MODEL, "input": "first question"}),
+    )
+    .await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+
+    // The next turn reaches the other replica, streamed.
+    let second = respond(
+        &b,
+        MASTER,
+        json!({"model": MODEL, "input": "second question", "previous_response_id": id,
+            "stream": true}),
+    )
+    .await;
+    assert_eq!(second.status(), 200);
+    let text = second.text().await.unwrap();
+    assert!(text.contains("response.completed"), "{text}");
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{sent}");
+    assert_eq!(messages[0]["content"][0]["text"], "first question");
+    assert_eq!(messages[1]["role"], "assistant");
+
+    let read_at_b = read(&b, MASTER, &id).await;
+    assert_eq!(read_at_b.status(), 200);
+    assert_eq!(read_at_b.json::<Value>().await.unwrap(), first);
+    // Another key's is not found, as at a provider.
+    assert_eq!(read(&b, TEAM_KEY, &id).await.status(), 404);
+
+    let deleted = client()
+        .delete(b.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(read(&a, MASTER, &id).await.status(), 404);
+    assert!(redis.keys(&format!("aurora:resp:{id}")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_keeps_its_newest_responses_within_the_bounds_and_no_other_keys() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(anthropic).await;
+    let gw = replica(&mock, &redis, "  store_max_entries: 2\n");
+    let theirs = stored(&gw, TEAM_KEY, "the team's").await;
+    let mut mine = Vec::new();
+    for n in 0..3 {
+        mine.push(stored(&gw, MASTER, &format!("turn {n}")).await);
+    }
+    // Written as each answer ends: the last may land a moment after it.
+    let newest = read(&gw, MASTER, &mine[2]).await;
+    assert_eq!(newest.status(), 200);
+    assert_eq!(
+        read(&gw, MASTER, &mine[0]).await.status(),
+        404,
+        "the oldest went"
+    );
+    assert_eq!(read(&gw, MASTER, &mine[1]).await.status(), 200);
+    assert_eq!(read(&gw, TEAM_KEY, &theirs).await.status(), 200);
+    assert_eq!(redis.zcard("aurora:resps:ids:master"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_out_of_reach_is_a_503_not_a_response_not_found() {
+    let mut redis = RedisServer::start();
+    let mock = MockUpstream::start(anthropic).await;
+    let gw = replica(&mock, &redis, "");
+    let id = stored(&gw, MASTER, "first").await;
+    assert_eq!(read(&gw, MASTER, &id).await.status(), 200);
+    redis.stop();
+    let unreached = read(&gw, MASTER, &id).await;
+    assert_eq!(unreached.status(), 503);
+    let continued = respond(
+        &gw,
+        MASTER,
+        json!({"model": MODEL, "input": "more", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(continued.status(), 503);
+    let said: Value = continued.json().await.unwrap();
+    assert_eq!(
+        said["error"]["code"], "response_store_unavailable",
+        "{said}"
+    );
+}
