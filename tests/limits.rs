@@ -1848,6 +1848,16 @@ async fn the_usage_command_finds_the_master_key_where_the_gateway_does() {
     ];
     let printed = common::usage_cli::usage_printed(&gw.config_path(), &env, "team-a", 1).await;
     assert_eq!(printed["total"]["requests"], 1, "{printed}");
+
+    // Or only in the config, as `server.master_key_file`.
+    let config = dir.join("cli.yaml");
+    std::fs::write(
+        &config,
+        format!("server:\n  master_key_file: {key_file}\n  metrics_listen: {listen}\n"),
+    )
+    .unwrap();
+    let printed = common::usage_cli::usage_printed(&config, &[], "team-a", 1).await;
+    assert_eq!(printed["total"]["requests"], 1, "{printed}");
 }
 
 /// A Responses API response as OpenAI keeps it, under `id`, run in the background or

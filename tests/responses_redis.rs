@@ -23,6 +23,9 @@ fn anthropic(rec: &Recorded) -> Reply {
             body: fixture("anthropic/messages_stream.txt").into(),
         },
         "/v1/messages" => Reply::json(200, fixture("anthropic/messages.json")),
+        uri if uri.starts_with("/v1/responses/") => {
+            Reply::json(200, fixture("openai/responses.json"))
+        }
         _ => Reply::json(404, "{}"),
     }
 }
@@ -42,6 +45,8 @@ fn replica(mock: &MockUpstream, redis: &RedisServer, extra: &str) -> Gateway {
             ("AURORA_MASTER_KEY", MASTER),
             ("ANTHROPIC_API_KEY", "sk-ant-responses-redis"),
             ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", "sk-oai-responses-redis"),
+            ("OPENAI_BASE_URL", base.as_str()),
         ],
     )
 }
@@ -123,18 +128,17 @@ async fn a_conversation_stored_at_one_replica_goes_on_is_read_and_deleted_at_ano
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_key_keeps_its_newest_responses_within_the_bounds_and_no_other_keys() {
+async fn past_the_stores_bounds_the_key_holding_most_loses_its_oldest_and_no_other_keys() {
     let redis = RedisServer::start();
     let mock = MockUpstream::start(anthropic).await;
-    let gw = replica(&mock, &redis, "  store_max_entries: 2\n");
+    let gw = replica(&mock, &redis, "  store_max_entries: 3\n");
     let theirs = stored(&gw, TEAM_KEY, "the team's").await;
     let mut mine = Vec::new();
     for n in 0..3 {
         mine.push(stored(&gw, MASTER, &format!("turn {n}")).await);
     }
-    // Written as each answer ends: the last may land a moment after it.
-    let newest = read(&gw, MASTER, &mine[2]).await;
-    assert_eq!(newest.status(), 200);
+    // Written as each answer ends: a read waits for one still under way.
+    assert_eq!(read(&gw, MASTER, &mine[2]).await.status(), 200);
     assert_eq!(
         read(&gw, MASTER, &mine[0]).await.status(),
         404,
@@ -143,6 +147,37 @@ async fn each_key_keeps_its_newest_responses_within_the_bounds_and_no_other_keys
     assert_eq!(read(&gw, MASTER, &mine[1]).await.status(), 200);
     assert_eq!(read(&gw, TEAM_KEY, &theirs).await.status(), 200);
     assert_eq!(redis.zcard("aurora:resps:ids:master"), 2);
+    assert_eq!(redis.hgetall("aurora:resps:totals")["entries"], "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_books_give_back_what_a_deleted_response_held() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(anthropic).await;
+    let gw = replica(&mock, &redis, "");
+    let first = stored(&gw, MASTER, "first").await;
+    assert_eq!(read(&gw, MASTER, &first).await.status(), 200);
+    let held = redis.hgetall("aurora:resps:totals");
+    let one: u64 = held["bytes"].parse().unwrap();
+    assert!(one > 0, "{held:?}");
+    assert_eq!(held["entries"], "1");
+    let second = stored(&gw, MASTER, "first").await;
+    assert_eq!(read(&gw, MASTER, &second).await.status(), 200);
+    for id in [&first, &second] {
+        let deleted = client()
+            .delete(gw.url(&format!("/v1/responses/{id}")))
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 200);
+    }
+    let held = redis.hgetall("aurora:resps:totals");
+    assert_eq!(
+        (held["bytes"].as_str(), held["entries"].as_str()),
+        ("0", "0")
+    );
+    assert_eq!(redis.zcard("aurora:resps:ids:master"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,4 +202,10 @@ async fn a_redis_out_of_reach_is_a_503_not_a_response_not_found() {
         said["error"]["code"], "response_store_unavailable",
         "{said}"
     );
+
+    // A response OpenAI keeps itself is never looked for in the store: read at OpenAI.
+    let native = format!("resp_{}", "0a".repeat(24));
+    let read_there = read(&gw, MASTER, &native).await;
+    assert_eq!(read_there.status(), 200);
+    assert_eq!(mock.last().uri, format!("/v1/responses/{native}"));
 }

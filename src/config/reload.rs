@@ -87,10 +87,13 @@ impl ConfigReloader {
             kept.push(store_change(&running.limits.store, &next.limits.store));
             next.limits.store = running.limits.store.clone();
         }
-        if next.responses_store != running.responses_store {
-            next.responses_store = running.responses_store.clone();
+        // Its Redis is limits.store's, whose change is said above: only its kind here.
+        if std::mem::discriminant(&next.responses_store)
+            != std::mem::discriminant(&running.responses_store)
+        {
             kept.push("responses.store");
         }
+        next.responses_store = running.responses_store.clone();
         // A Redis store holds its call slots for the lease it was built with.
         if next.limits.slot_lease != running.limits.slot_lease
             && matches!(running.limits.store, LimitStoreKind::Redis(_))

@@ -311,6 +311,7 @@ fn keep_responses(
         return;
     }
     let store = Arc::clone(sources.responses);
+    tokio::spawn(store.expect(&plan.id));
     let limits = sources.config.responses;
     let Some(owner) = ctx.responses_owner.clone() else {
         // Every Responses call is given its owner before it is prepared.

@@ -119,8 +119,22 @@ pub trait ResponseStore: Send + Sync {
         &'a self,
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<StoredResponse>, StoreUnavailable>>;
+    /// `id` is under way: its answer is to be stored when it ends. A shared store
+    /// marks it, so that a read at another replica waits a moment for a write that may
+    /// land just after the client's next turn got there.
+    fn expect(&self, _id: &str) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
     /// Forgets `id`; whether it was there.
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
+    /// The response stored under `id` when `owner` made it ([`owner_of`]).
+    fn get_owned<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredResponse>, StoreUnavailable>> {
+        Box::pin(async move { Ok(self.get(id).await?.filter(|s| &*s.owner == owner)) })
+    }
 }
 
 /// The response stored under `id`, when `owner` made it ([`owner_of`]): another
@@ -130,7 +144,7 @@ pub async fn owned(
     id: &str,
     owner: &str,
 ) -> Result<Option<StoredResponse>, StoreUnavailable> {
-    Ok(store.get(id).await?.filter(|s| &*s.owner == owner))
+    store.get_owned(id, owner).await
 }
 
 /// The whole conversation up to and including response `id`, as one JSON array of

@@ -1,15 +1,17 @@
 //! Stored Responses API answers in Redis (`responses.store: redis`), shared by every
 //! replica: a conversation goes on at whichever replica its next turn reaches.
 //!
-//! Each response is a hash that expires with `store_ttl`. What each owner holds is a
-//! sorted set of `{size}:{id}` scored by when each expires, beside a count of its
-//! bytes, so that one script per store keeps every owner within `store_max_entries`
-//! and `store_max_bytes`, its oldest going first: one key filling the store evicts its
-//! own responses, never another key's. The key names are the script's only
-//! undeclared ones; the store is a single Redis or a primary, never a Cluster.
+//! Each response is a hash that expires with `store_ttl`. The store's bounds hold for
+//! the store as a whole, as in memory: past one, the key holding the most of what ran
+//! out loses its oldest (one key filling the store evicts its own responses, never
+//! another key's). For that each owner has a sorted set of its `{size}:{id}` scored
+//! by when each expires, two sorted sets give each owner's bytes and entries, and a
+//! hash the totals; one script per write keeps them, on Redis's clock. The key names
+//! a script builds are its only undeclared ones: the store is a single Redis or a
+//! primary, never a Cluster.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -17,72 +19,131 @@ use redis::Script;
 
 use super::response_store::{ResponseStore, StoreLimits, StoreUnavailable, StoredResponse};
 use crate::config::RedisAddress;
-use crate::limits::{OnceAMinute, RedisLink};
+use crate::limits::{OnceAMinute, RedisLink, QUIET_AFTER_LOSS};
 use crate::translate::generated_id::is_generated;
 
 const ENTRY_PREFIX: &str = "aurora:resp:";
 const OWNER_IDS_PREFIX: &str = "aurora:resps:ids:";
-const OWNER_BYTES_PREFIX: &str = "aurora:resps:bytes:";
+const UNDER_WAY_PREFIX: &str = "aurora:resps:under_way:";
+const BYTES_HELD: &str = "aurora:resps:bytes";
+const ENTRIES_HELD: &str = "aurora:resps:entries";
+const TOTALS: &str = "aurora:resps:totals";
 
-/// Keeps one response within its owner's bounds. KEYS: the response, its owner's ids,
-/// its owner's bytes. ARGV: now (ms), ttl (ms), max entries, max bytes, id, size,
-/// owner, response, input items, previous id (empty for none), the response keys'
-/// prefix.
-const PUT: &str = r"
-local now = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
-local size = tonumber(ARGV[6])
-local bytes = tonumber(redis.call('GET', KEYS[3]) or '0')
-local function forget(member)
-  if redis.call('ZREM', KEYS[2], member) == 0 then return nil end
+/// What both scripts share: Redis's clock, and `forget`, which takes one of an
+/// owner's responses out of the books (not the response itself). KEYS[2..4]: bytes
+/// held, entries held, totals. ARGV[1]: the owners' id sets' prefix.
+const BOOKS: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function forget(holder, member)
+  if redis.call('ZREM', ARGV[1] .. holder, member) == 0 then return nil end
   local sep = string.find(member, ':', 1, true)
-  bytes = bytes - tonumber(string.sub(member, 1, sep - 1))
+  local size = tonumber(string.sub(member, 1, sep - 1))
+  redis.call('HINCRBY', KEYS[4], 'bytes', -size)
+  redis.call('HINCRBY', KEYS[4], 'entries', -1)
+  redis.call('ZINCRBY', KEYS[2], -size, holder)
+  if tonumber(redis.call('ZINCRBY', KEYS[3], -1, holder)) <= 0 then
+    redis.call('ZREM', KEYS[2], holder)
+    redis.call('ZREM', KEYS[3], holder)
+  end
   return string.sub(member, sep + 1)
 end
--- The expired are gone from Redis by themselves: their bytes are given back here.
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
-  forget(member)
+";
+
+/// Keeps one response within the store's bounds. KEYS: the response, bytes held,
+/// entries held, totals. ARGV: the owners' id sets' prefix, the responses' prefix,
+/// ttl (ms), max entries, max bytes, id, size, owner, response, input items, previous
+/// id (empty for none), the prefix of the marks of responses under way.
+const PUT: &str = r"
+local ttl = tonumber(ARGV[3])
+local max_entries = tonumber(ARGV[4])
+local max_bytes = tonumber(ARGV[5])
+local id, size, owner = ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local mine = ARGV[1] .. owner
+-- Kept as long as what they count: the longest time any replica keeps a response.
+local function last(key)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 end
-local before = redis.call('HGET', KEYS[1], 'size')
-if before then forget(before .. ':' .. ARGV[5]) end
-while redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) or bytes + size > tonumber(ARGV[4]) do
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-  if not oldest then break end
-  local id = forget(oldest)
-  if id then redis.call('DEL', ARGV[11] .. id) end
+-- The expired are gone from Redis by themselves: out of the books here.
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', mine, '-inf', now)) do
+  forget(owner, member)
 end
-if bytes < 0 then bytes = 0 end
+local before = redis.call('HMGET', KEYS[1], 'owner', 'size')
+if before[1] then forget(before[1], before[2] .. ':' .. id) end
+while true do
+  local totals = redis.call('HMGET', KEYS[4], 'entries', 'bytes')
+  local short
+  if tonumber(totals[1] or '0') >= max_entries then
+    short = KEYS[3]
+  elseif tonumber(totals[2] or '0') + size > max_bytes then
+    short = KEYS[2]
+  else
+    break
+  end
+  local largest = redis.call('ZREVRANGE', short, 0, 0, 'WITHSCORES')
+  if not largest[1] then
+    -- Nothing is held by the books, whatever the totals say: they start over.
+    redis.call('DEL', KEYS[4])
+    break
+  end
+  local holder = largest[1]
+  local own = redis.call('ZSCORE', short, owner)
+  if own and tonumber(own) == tonumber(largest[2]) then holder = owner end
+  local oldest = redis.call('ZRANGE', ARGV[1] .. holder, 0, 0)[1]
+  if oldest then
+    local gone = forget(holder, oldest)
+    if gone then redis.call('DEL', ARGV[2] .. gone) end
+  else
+    -- Its set expired before the books said so: what they held it to goes.
+    local bytes = tonumber(redis.call('ZSCORE', KEYS[2], holder) or '0')
+    local entries = tonumber(redis.call('ZSCORE', KEYS[3], holder) or '0')
+    redis.call('HINCRBY', KEYS[4], 'bytes', -bytes)
+    redis.call('HINCRBY', KEYS[4], 'entries', -entries)
+    redis.call('ZREM', KEYS[2], holder)
+    redis.call('ZREM', KEYS[3], holder)
+  end
+end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'owner', ARGV[7], 'response', ARGV[8], 'input', ARGV[9],
-  'previous', ARGV[10], 'size', size)
+redis.call('HSET', KEYS[1], 'owner', owner, 'response', ARGV[9], 'input', ARGV[10],
+  'previous', ARGV[11], 'size', size)
 redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('ZADD', KEYS[2], now + ttl, size .. ':' .. ARGV[5])
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('SET', KEYS[3], bytes + size, 'PX', ttl)
+redis.call('ZADD', mine, now + ttl, size .. ':' .. id)
+redis.call('ZINCRBY', KEYS[2], size, owner)
+redis.call('ZINCRBY', KEYS[3], 1, owner)
+redis.call('HINCRBY', KEYS[4], 'bytes', size)
+redis.call('HINCRBY', KEYS[4], 'entries', 1)
+for _, key in ipairs({mine, KEYS[2], KEYS[3], KEYS[4]}) do last(key) end
+redis.call('DEL', ARGV[12] .. id)
 return 1
 ";
 
-/// Forgets one response and what its owner held of it. KEYS: the response. ARGV: the
-/// owners' ids prefix, the owners' bytes prefix, the id. 1 if it was there.
+/// Forgets one response and its place in the books. KEYS: the response, bytes held,
+/// entries held, totals. ARGV: the owners' id sets' prefix, the id. 1 if it was there.
 const DELETE: &str = r"
 local held = redis.call('HMGET', KEYS[1], 'owner', 'size')
 if not held[1] then return 0 end
 redis.call('DEL', KEYS[1])
-if redis.call('ZREM', ARGV[1] .. held[1], held[2] .. ':' .. ARGV[3]) == 1 then
-  local bytes = ARGV[2] .. held[1]
-  if redis.call('EXISTS', bytes) == 1 then redis.call('DECRBY', bytes, held[2]) end
-end
+forget(held[1], held[2] .. ':' .. ARGV[2])
 return 1
 ";
 
-/// After a response the gateway made is not found, how long its read waits for it,
-/// in steps: the replica that answered it writes it as the answer ends, and the
-/// client's next turn may reach another replica a moment before that write lands.
+/// After a response under way is not found, how long its read waits for it, in steps:
+/// the replica that answers it writes it as the answer ends, and the client's next
+/// turn may reach another replica a moment before that write lands.
 const LATE_WRITE_WAITS: [Duration; 3] = [
     Duration::from_millis(50),
     Duration::from_millis(100),
     Duration::from_millis(150),
 ];
+
+/// How long a response stays marked as under way, unless its write clears the mark
+/// sooner: as long as an answer may take.
+const UNDER_WAY_KEPT_MS: u64 = 30 * 60 * 1000;
+
+/// How often a write is tried: one that failed is tried again once Redis is asked
+/// again, past the quiet after a loss.
+const WRITE_TRIES: u32 = 3;
 
 /// The store in Redis.
 pub struct RedisResponseStore {
@@ -99,46 +160,52 @@ impl std::fmt::Debug for RedisResponseStore {
     }
 }
 
+/// A stored response's fields, as read.
+type Fields = (
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
+
 impl RedisResponseStore {
     /// A store in the Redis at `address`; it connects on first use.
     pub fn at(address: &RedisAddress) -> Result<Self, StoreUnavailable> {
         let link = RedisLink::new(address).map_err(|e| StoreUnavailable(e.0))?;
         Ok(Self {
             link: Arc::new(link),
-            put: Script::new(PUT),
-            delete: Script::new(DELETE),
+            put: Script::new(&format!("{BOOKS}{PUT}")),
+            delete: Script::new(&format!("{BOOKS}{DELETE}")),
             unwritten: Arc::new(OnceAMinute::new()),
         })
     }
 
-    async fn read(&self, id: &str) -> Result<Option<StoredResponse>, StoreUnavailable> {
+    /// The response under `id`, and whether it is marked as under way.
+    async fn read(&self, id: &str) -> Result<(Option<StoredResponse>, bool), StoreUnavailable> {
         let mut conn = self.link.connection().await.map_err(unavailable)?;
-        let mut read = redis::cmd("HMGET");
-        read.arg(entry_key(id))
+        let mut read = redis::pipe();
+        read.cmd("HMGET")
+            .arg(format!("{ENTRY_PREFIX}{id}"))
             .arg("owner")
             .arg("response")
             .arg("input")
             .arg("previous");
-        type Fields = (
-            Option<String>,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Option<String>,
-        );
-        let fields: Fields = self
+        read.cmd("EXISTS").arg(format!("{UNDER_WAY_PREFIX}{id}"));
+        let (fields, under_way): (Fields, bool) = self
             .link
             .within(read.query_async(&mut conn), "a stored response's read", 1)
             .await
             .map_err(unavailable)?;
         let (Some(owner), Some(response), Some(input), previous) = fields else {
-            return Ok(None);
+            return Ok((None, under_way));
         };
-        Ok(Some(StoredResponse {
+        let stored = StoredResponse {
             owner: owner.into(),
             response: Bytes::from(response),
             input_items: Bytes::from(input),
             previous: previous.filter(|p| !p.is_empty()),
-        }))
+        };
+        Ok((Some(stored), under_way))
     }
 }
 
@@ -146,14 +213,19 @@ fn unavailable(e: crate::limits::StoreError) -> StoreUnavailable {
     StoreUnavailable(e.0)
 }
 
-fn entry_key(id: &str) -> String {
-    format!("{ENTRY_PREFIX}{id}")
+/// The books' keys, after the response's own.
+fn books(call: &mut redis::ScriptInvocation<'_>, id: &str) {
+    call.key(format!("{ENTRY_PREFIX}{id}"))
+        .key(BYTES_HELD)
+        .key(ENTRIES_HELD)
+        .key(TOTALS)
+        .arg(OWNER_IDS_PREFIX);
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// How many call times a write of `size` bytes may take: a large conversation's
+/// write is not cut at a small read's time.
+fn patience_for(size: usize) -> u32 {
+    1 + u32::try_from(size / (1 << 20)).unwrap_or(u32::MAX).min(15)
 }
 
 impl ResponseStore for RedisResponseStore {
@@ -171,12 +243,9 @@ impl ResponseStore for RedisResponseStore {
             if !storable {
                 return;
             }
-            let owner = &*stored.owner;
             let mut call = script.prepare_invoke();
-            call.key(entry_key(&id))
-                .key(format!("{OWNER_IDS_PREFIX}{owner}"))
-                .key(format!("{OWNER_BYTES_PREFIX}{owner}"))
-                .arg(unix_ms())
+            books(&mut call, &id);
+            call.arg(ENTRY_PREFIX)
                 .arg(
                     u64::try_from(limits.ttl.as_millis())
                         .unwrap_or(u64::MAX)
@@ -186,25 +255,50 @@ impl ResponseStore for RedisResponseStore {
                 .arg(limits.max_bytes)
                 .arg(&id)
                 .arg(size)
-                .arg(owner)
+                .arg(&*stored.owner)
                 .arg(&stored.response[..])
                 .arg(&stored.input_items[..])
                 .arg(stored.previous.as_deref().unwrap_or(""))
-                .arg(ENTRY_PREFIX);
-            let written = match link.connection().await {
-                Ok(mut conn) => {
-                    let call = call.invoke_async::<i64>(&mut conn);
-                    link.within(call, "a response's write", 1).await.map(drop)
+                .arg(UNDER_WAY_PREFIX);
+            let mut tries = 0;
+            let failed = loop {
+                tries += 1;
+                let written = match link.connection().await {
+                    Ok(mut conn) => {
+                        let sent = call.invoke_async::<i64>(&mut conn);
+                        link.within(sent, "a response's write", patience_for(size))
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match written {
+                    Ok(_) => return,
+                    Err(e) if tries >= WRITE_TRIES => break e,
+                    Err(_) => tokio::time::sleep(QUIET_AFTER_LOSS).await,
                 }
-                Err(e) => Err(e),
             };
-            if let Err(e) = written {
-                if unwritten.due() {
-                    log::warn!(
-                        "a Responses API answer was not stored, so it cannot be continued: {e} \
-                         (said once a minute)"
-                    );
-                }
+            if unwritten.due() {
+                log::warn!(
+                    "a Responses API answer was not stored, so it cannot be continued or \
+                     read: {failed} (said once a minute)"
+                );
+            }
+        })
+    }
+
+    fn expect(&self, id: &str) -> BoxFuture<'static, ()> {
+        let link = Arc::clone(&self.link);
+        let mut mark = redis::cmd("SET");
+        mark.arg(format!("{UNDER_WAY_PREFIX}{id}"))
+            .arg(1)
+            .arg("PX")
+            .arg(UNDER_WAY_KEPT_MS);
+        Box::pin(async move {
+            // A mark not made costs a read at another replica its wait, nothing more.
+            if let Ok(mut conn) = link.connection().await {
+                let _ = link
+                    .within(mark.query_async::<()>(&mut conn), "a response's mark", 1)
+                    .await;
             }
         })
     }
@@ -214,14 +308,32 @@ impl ResponseStore for RedisResponseStore {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<StoredResponse>, StoreUnavailable>> {
         Box::pin(async move {
-            let found = self.read(id).await?;
-            if found.is_some() || !is_generated(id, "resp_") {
-                return Ok(found);
+            // Only ids the gateway made are ever stored: another is not asked for.
+            if !is_generated(id, "resp_") {
+                return Ok(None);
+            }
+            Ok(self.read(id).await?.0)
+        })
+    }
+
+    fn get_owned<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredResponse>, StoreUnavailable>> {
+        Box::pin(async move {
+            if !is_generated(id, "resp_") {
+                return Ok(None);
+            }
+            let owned = |found: Option<StoredResponse>| found.filter(|s| &*s.owner == owner);
+            let (found, under_way) = self.read(id).await?;
+            if found.is_some() || !under_way {
+                return Ok(owned(found));
             }
             for wait in LATE_WRITE_WAITS {
                 tokio::time::sleep(wait).await;
-                if let Some(found) = self.read(id).await? {
-                    return Ok(Some(found));
+                if let (Some(found), _) = self.read(id).await? {
+                    return Ok(owned(Some(found)));
                 }
             }
             Ok(None)
@@ -230,12 +342,13 @@ impl ResponseStore for RedisResponseStore {
 
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
         Box::pin(async move {
+            if !is_generated(id, "resp_") {
+                return Ok(false);
+            }
             let mut conn = self.link.connection().await.map_err(unavailable)?;
             let mut call = self.delete.prepare_invoke();
-            call.key(entry_key(id))
-                .arg(OWNER_IDS_PREFIX)
-                .arg(OWNER_BYTES_PREFIX)
-                .arg(id);
+            books(&mut call, id);
+            call.arg(id);
             let deleted: i64 = self
                 .link
                 .within(
@@ -247,5 +360,24 @@ impl ResponseStore for RedisResponseStore {
                 .map_err(unavailable)?;
             Ok(deleted == 1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_write_is_given_time_in_proportion_capped() {
+        assert_eq!(patience_for(10_000), 1);
+        assert_eq!(patience_for(3 << 20), 4);
+        assert_eq!(patience_for(usize::MAX), 16);
+    }
+
+    #[test]
+    fn every_script_reads_redis_clock_with_its_writes_replicated() {
+        assert!(BOOKS
+            .trim_start()
+            .starts_with("if redis.replicate_commands"));
     }
 }

@@ -29,7 +29,9 @@ pub fn usage_report_text(
         LimitStoreKind::Redis(address) => {
             let unread = match read_from_redis(config, address, key, period) {
                 Ok(report) => return Ok(report),
-                Err(e) => e,
+                // Redis answered: the gateway would say the same.
+                Err(RedisRead::Answered(said)) => return Err(said),
+                Err(RedisRead::Unread(e)) => e,
             };
             match master_key {
                 Some(master_key) if config.server.startup.metrics_listen.is_some() => {
@@ -42,8 +44,8 @@ pub fn usage_report_text(
         LimitStoreKind::Memory => {
             let master_key = master_key.ok_or(
                 "the report is asked of the running gateway, whose memory holds it, with its \
-                 master key: set AURORA_MASTER_KEY (or AURORA_MASTER_KEY_FILE, or \
-                 server.master_key_file)",
+                 master key: set AURORA_MASTER_KEY (or AURORA_MASTER_KEY_FILE, \
+                 server.master_key or server.master_key_file)",
             )?;
             fetch_usage_report(config, key, period, master_key)
         }
@@ -54,35 +56,47 @@ pub fn usage_report_text(
 /// from afar takes longer than one call's time, and goes on being made between tries.
 const REDIS_TRIES: u32 = 5;
 
+/// Why the report was not read from Redis.
+enum RedisRead {
+    /// Redis answered, and the answer is no report (a name no key goes by).
+    Answered(String),
+    /// Redis could not be read.
+    Unread(String),
+}
+
 /// The report read from the Redis at `address`, as every replica writes it.
 fn read_from_redis(
     config: &Config,
     address: &RedisAddress,
     key: &str,
     period: &str,
-) -> Result<String, String> {
-    let period = parse_period(period).ok_or("period is day, week or month")?;
+) -> Result<String, RedisRead> {
+    let period = parse_period(period)
+        .ok_or_else(|| RedisRead::Answered("period is day, week or month".into()))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start: {e}"))?;
+        .map_err(|e| RedisRead::Unread(format!("cannot start: {e}")))?;
     runtime.block_on(async {
-        let store = RedisStore::at(address, config.limits.slot_lease).map_err(|e| e.to_string())?;
+        let store = RedisStore::at(address, config.limits.slot_lease)
+            .map_err(|e| RedisRead::Unread(e.to_string()))?;
         let mut tries = 0;
         loop {
             tries += 1;
             match usage_report(&store, key, period, now).await {
                 Ok(report) if reports_no_key(&report, config.auth.has_key_named(key)) => {
-                    return Err(format!(
+                    return Err(RedisRead::Answered(format!(
                         "no key is named `{key}`, and nothing was used under that name"
-                    ))
+                    )))
                 }
                 Ok(report) => return Ok(report.to_string()),
                 Err(e) if tries >= REDIS_TRIES => {
-                    return Err(format!("cannot read the usage from Redis: {e}"))
+                    return Err(RedisRead::Unread(format!(
+                        "cannot read the usage from Redis: {e}"
+                    )))
                 }
                 // A store whose call failed asks nothing for a moment: tried past it.
                 Err(_) => {
