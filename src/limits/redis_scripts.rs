@@ -1,5 +1,8 @@
 //! The Lua scripts the Redis store runs: each one atomic, so replicas never race each
-//! other past a limit.
+//! other past a limit. Each one that reads Redis's clock (`TIME`) and then writes
+//! first asks for its effects to be replicated rather than the script (Redis before 5
+//! refuses a write after `TIME` otherwise: a replica running the script again would
+//! read another time); Redis 5 and later, and Valkey, do so always.
 
 /// One exact admission, for a subject with calls at once: checks budgets, then the
 /// token and request windows, then takes a call slot and counts the request. The
@@ -15,6 +18,7 @@
 /// period, slot lease (seconds), the slot's name. Returns {refusal, retry after,
 /// requests, tokens, slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget.
 pub const ADMIT: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local rpm, tpm, calls = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local usd, btok = tonumber(ARGV[4]), tonumber(ARGV[5])
 local wleft, pleft, slot_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -56,6 +60,7 @@ return {0, 0, reqs, toks, slot}
 /// kept. Returns {refusal, retry after, requests, tokens, USD spent (billionths, both
 /// keys), budget tokens spent, calls granted}.
 pub const LEASE: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local usd, btok = tonumber(ARGV[3]), tonumber(ARGV[4])
 local wleft, pleft = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -117,6 +122,7 @@ return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 /// its two operands. Returns 1
 /// when made, 0 when it had been.
 pub const APPLY_ONCE: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local id, kept, forget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = tonumber(redis.call('TIME')[1])
 for f = 4, 3 + forget do redis.call('ZREM', KEYS[1], ARGV[f]) end
@@ -147,6 +153,7 @@ return 1
 /// one given back, or lapsed and dropped, is not taken again. KEYS: the slots. ARGV:
 /// the slot lease (seconds), then the slots' names.
 pub const RENEW_SLOTS: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local lease = tonumber(ARGV[1])
 local lapses = tonumber(redis.call('TIME')[1]) + lease
 local renewed = 0
@@ -156,3 +163,27 @@ if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('TTL', KEYS[1]) < lease the
 end
 return renewed
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first line of a script that reads `TIME` and then writes.
+    const EFFECTS: &str = "if redis.replicate_commands then redis.replicate_commands() end\n";
+
+    #[test]
+    fn every_script_that_reads_redis_time_replicates_its_effects_for_redis_before_5() {
+        for (name, script) in [
+            ("ADMIT", ADMIT),
+            ("LEASE", LEASE),
+            ("APPLY_ONCE", APPLY_ONCE),
+            ("RENEW_SLOTS", RENEW_SLOTS),
+        ] {
+            assert!(script.contains("redis.call('TIME')"), "{name} reads TIME");
+            assert!(
+                script.trim_start_matches('\n').starts_with(EFFECTS),
+                "{name} writes after TIME without asking for effects replication first"
+            );
+        }
+    }
+}
