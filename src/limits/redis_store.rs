@@ -20,6 +20,7 @@ use redis::Script;
 
 use super::lease::{Granted, LeaseBook, Spend, LEASE_MAX, LEASE_SHARE};
 use super::once_write::{once_key, OnceWrite, IDS_KEPT_SECS};
+use super::pending::Counters;
 use super::period::{budget_period, minute_window};
 use super::redis_link::{key, limit_arg, usage_key, usd_arg, Called, Link};
 use super::redis_scripts::{ADMIT, LEASE};
@@ -212,12 +213,19 @@ impl RedisStore {
             self.leases.not_sent(subject, spend);
         }
         let adding = |k: &String| taken.get(k).map_or(0, |a| a.by);
+        let adds = [adding(&keys[1]), adding(&keys[2]), adding(&keys[3])];
         // The charges go under an id of their own: sent again after a lost answer,
         // Redis adds them once.
         let write_id = if taken.is_empty() {
             0
         } else {
             self.writer.ids().next()
+        };
+        let carried = Carried {
+            writer: &self.writer,
+            subject,
+            write_id,
+            taken: Some(taken),
         };
         let mut call = self.lease.prepare_invoke();
         for k in &keys {
@@ -233,33 +241,29 @@ impl RedisStore {
             .arg(period_left)
             .arg(LEASE_MAX)
             .arg(LEASE_SHARE)
-            .arg(adding(&keys[1]))
-            .arg(adding(&keys[2]))
-            .arg(adding(&keys[3]))
+            .arg(adds[0])
+            .arg(adds[1])
+            .arg(adds[2])
             .arg(period_left + BUDGET_KEPT_SECS)
             .arg(write_id)
             .arg(IDS_KEPT_SECS);
-        let answer: Called<Vec<i64>> = self
+        let answer: Vec<i64> = match self
             .link
             .called(call.invoke_async(&mut conn), "a limit check", 1)
-            .await;
-        let answer = match answer {
+            .await
+        {
             Called::Done(answer) => {
-                if write_id != 0 {
-                    self.writer.answered(subject, write_id);
-                }
+                carried.added();
                 answer
             }
             Called::Unsent(e) => {
-                self.writer.put_back(subject, taken);
+                carried.unsent();
                 return Err(e);
             }
-            // Perhaps added: sent again under their id, so Redis adds them once.
+            // Perhaps added: sent again under their id (as `carried` goes), so Redis
+            // adds them once.
             Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
-                if write_id != 0 {
-                    let write = OnceWrite::of_counters(subject, write_id, &taken, Instant::now());
-                    self.writer.in_doubt(write);
-                }
+                drop(carried);
                 return Err(e);
             }
         };
@@ -277,6 +281,46 @@ impl RedisStore {
             calls: count(calls),
         };
         Ok(self.leases.install(subject, limits, now, granted))
+    }
+}
+
+/// The charges taken from the writer to go with a lease request, until the request's
+/// outcome is known. Dropped before (the admission's future dropped while Redis had
+/// the request: cancelled, or its runtime shut down at the end of a graceful stop's
+/// grace period), they are a write in doubt: Redis may have added them, so they are
+/// sent again under their id, and added once.
+struct Carried<'a> {
+    writer: &'a Arc<Writer>,
+    subject: &'a str,
+    write_id: u64,
+    taken: Option<Counters>,
+}
+
+impl Carried<'_> {
+    /// Redis added them and answered: their id may be forgotten.
+    fn added(mut self) {
+        if self.taken.take().is_some() && self.write_id != 0 {
+            self.writer.answered(self.subject, self.write_id);
+        }
+    }
+
+    /// Not sent: they wait again, with what came since.
+    fn unsent(mut self) {
+        if let Some(taken) = self.taken.take() {
+            self.writer.put_back(self.subject, taken);
+        }
+    }
+}
+
+impl Drop for Carried<'_> {
+    fn drop(&mut self) {
+        let Some(taken) = self.taken.take() else {
+            return;
+        };
+        if self.write_id != 0 {
+            let write = OnceWrite::of_counters(self.subject, self.write_id, &taken, Instant::now());
+            self.writer.in_doubt(write);
+        }
     }
 }
 
