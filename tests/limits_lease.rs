@@ -440,6 +440,38 @@ async fn a_usd_budget_spent_in_millionths_before_an_upgrade_still_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_together_for_leases_of_one_call_wait_about_one_call_not_one_each() {
+    // Redis 200 ms away, and a key under 32 requests a minute: each lease the replica
+    // asks for alone is one call. Were the 30 requests arriving together each to ask
+    // Redis in turn, the last would wait 30 round trips (6 s).
+    let redis = RedisServer::start();
+    let far = Relay::start_far(redis.port, Duration::from_millis(100), Duration::ZERO).await;
+    let store = std::sync::Arc::new(RedisStore::new(&far.url()).unwrap());
+    let limits = per_minute(31);
+    // Connected, and the lease script loaded, by another key's lease.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.admit("key:another", &limits, NOW).await.is_err() {
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let calls: Vec<_> = (0..30)
+        .map(|_| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move { (admitted(&store, &limits).await, started.elapsed()) })
+        })
+        .collect();
+    for call in calls {
+        let (admitted, took) = call.await.unwrap();
+        assert!(admitted, "30 of 31 a minute");
+        assert!(
+            took < Duration::from_secs(2),
+            "one waited {took:?}: a round trip for each request queued before it"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charges_that_went_with_a_lease_request_dropped_mid_call_are_sent_again() {
     // A lease request carries the replica's waiting charges; the admission is dropped
     // while Redis has it (cancelled, or its runtime shut down at the end of a graceful

@@ -48,8 +48,9 @@ return {0, 0, reqs, toks, slot}
 /// still waiting for this minute and period, then checks budgets and windows as
 /// [`ADMIT`] does, then grants up to `lease_max` calls: at most 1/`share` of the
 /// minute's requests left, at most `lease_max` times the share left of the tokens per
-/// minute or budget, at least 1, never more than the requests left (the units are
-/// counted at once). The charges are added once, under the write id the replica gave
+/// minute or budget, at least one per call `wanted` (the replica's requests waiting
+/// for the lease: each takes its unit at once) up to `lease_max`, never more than the
+/// requests left (the units are counted at once). The charges are added once, under the write id the replica gave
 /// them (see [`APPLY_ONCE`]): sent again after the answer was lost, they are not
 /// added again. KEYS: requests window, tokens window, budget USD (billionths), budget
 /// tokens, the replica's applied write ids, budget USD as replicas before counted it
@@ -57,7 +58,7 @@ return {0, 0, reqs, toks, slot}
 /// budget USD (billionths), budget tokens (-1: no limit), seconds left in the window,
 /// seconds left in the period, lease max, share, tokens to add, USD to add, budget
 /// tokens to add, budget key TTL, the charges' write id (0: none), how long ids are
-/// kept. Returns {refusal, retry after, requests, tokens, USD spent (billionths, both
+/// kept, calls wanted (1 when absent). Returns {refusal, retry after, requests, tokens, USD spent (billionths, both
 /// keys), budget tokens spent, calls granted}.
 pub const LEASE: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
@@ -97,7 +98,8 @@ if rpm >= 0 then n = math.min(n, math.floor((rpm - reqs) / share)) end
 if tpm > 0 then n = math.min(n, math.floor(lease_max * (tpm - toks) / tpm)) end
 if usd > 0 then n = math.min(n, math.floor(lease_max * (usd - spent_usd) / usd)) end
 if btok > 0 then n = math.min(n, math.floor(lease_max * (btok - spent_btok) / btok)) end
-if n < 1 then n = 1 end
+local wanted = math.max(1, math.min(tonumber(ARGV[15] or '1'), lease_max))
+if n < wanted then n = wanted end
 if rpm >= 0 then
   n = math.min(n, rpm - reqs)
   reqs = redis.call('INCRBY', KEYS[1], n)
