@@ -438,3 +438,75 @@ async fn a_usd_budget_spent_in_millionths_before_an_upgrade_still_counts() {
         assert_eq!(a.refused.map(|r| r.0), Some(Refusal::Budget), "{subject}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_together_for_leases_of_one_call_wait_about_one_call_not_one_each() {
+    // Redis 200 ms away, and a key under 32 requests a minute: each lease the replica
+    // asks for alone is one call. Were the 30 requests arriving together each to ask
+    // Redis in turn, the last would wait 30 round trips (6 s).
+    let redis = RedisServer::start();
+    let far = Relay::start_far(redis.port, Duration::from_millis(100), Duration::ZERO).await;
+    let store = std::sync::Arc::new(RedisStore::new(&far.url()).unwrap());
+    let limits = per_minute(31);
+    // Connected, and the lease script loaded, by another key's lease.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.admit("key:another", &limits, NOW).await.is_err() {
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let calls: Vec<_> = (0..30)
+        .map(|_| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move { (admitted(&store, &limits).await, started.elapsed()) })
+        })
+        .collect();
+    for call in calls {
+        let (admitted, took) = call.await.unwrap();
+        assert!(admitted, "30 of 31 a minute");
+        assert!(
+            took < Duration::from_secs(2),
+            "one waited {took:?}: a round trip for each request queued before it"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_that_went_with_a_lease_request_dropped_mid_call_are_sent_again() {
+    // A lease request carries the replica's waiting charges; the admission is dropped
+    // while Redis has it (cancelled, or its runtime shut down at the end of a graceful
+    // stop): Redis may or may not have added them, so they are sent again, once.
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port).await;
+    let store = RedisStore::new(&relay.url()).unwrap();
+    // Under 32 requests a minute, each lease is one call: the next asks Redis.
+    let limits = KeyLimits {
+        requests_per_minute: Some(20),
+        ..token_budget(1000)
+    };
+    assert!(admitted(&store, &limits).await);
+    // Charged off the runtime, the charge wakes no flusher: it waits for the lease.
+    std::thread::scope(|s| {
+        s.spawn(|| store.charge(SUBJECT, &limits, 21, 0.0, NOW).unwrap());
+    });
+    relay.cut();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(100),
+        store.admit(SUBJECT, &limits, NOW),
+    )
+    .await;
+    assert!(dropped.is_err(), "dropped while Redis had the request");
+    // The relay carries new connections: the charge reaches Redis on one.
+    let spent = format!("aurora:{{{SUBJECT}}}:btok:{}", NOW / 86_400);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.get(&spent).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the charge that went with the dropped request was lost"
+        );
+        let _ = store.flush().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(redis.get(&spent).as_deref(), Some("21"));
+}

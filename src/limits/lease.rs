@@ -5,8 +5,15 @@
 //! or period ends (counters only grow within one). The charges this replica makes
 //! while it asks for a lease are carried into the lease that comes: Redis's answer
 //! cannot hold them (they are sent after it).
+//!
+//! One request of a replica at a time asks Redis for a subject's lease, and asks for
+//! a unit for each request waiting behind it, so requests arriving together wait about
+//! one call behind the others however small the leases are; one that waits longer
+//! than a call's time for its turn asks Redis alone.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use super::period::{budget_period, minute_window};
 use super::{usd_nanos, Admission, RateState, Refusal};
@@ -17,7 +24,8 @@ use crate::lookup::LookupMap;
 pub const LEASE_MAX: u64 = 64;
 /// A lease takes at most this share (1/16) of a minute's requests still left, so
 /// leases shrink as the window runs low and a key under 32 requests a minute is
-/// counted one request at a time.
+/// counted one request at a time (one for each of the replica's requests waiting
+/// together for the lease).
 pub const LEASE_SHARE: u64 = 16;
 
 /// What Redis answered to a lease request.
@@ -138,12 +146,76 @@ impl Lease {
 struct Entry {
     lease: Mutex<Lease>,
     asking: Arc<tokio::sync::Mutex<()>>,
+    /// Requests waiting for the turn.
+    waiting: AtomicU64,
+}
+
+/// One request counted among those waiting for a turn while it waits (until it has
+/// the turn, gives up, or is dropped).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn on(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How a request's wait for its turn to ask Redis for a lease ended; each says the
+/// Unix second it ended at (`now`).
+#[derive(Debug)]
+pub enum Turn {
+    /// Its turn, held until this is dropped.
+    Mine {
+        now: u64,
+        /// Requests waiting for the lease it asks for: Redis is asked for a unit for
+        /// each, besides its own.
+        behind: u64,
+        _turn: tokio::sync::OwnedMutexGuard<()>,
+    },
+    /// It waited as long as it may: it asks Redis alone, out of turn.
+    TooLong { now: u64 },
+    /// The book cannot be read: it asks Redis without a turn.
+    NoBook { now: u64 },
+}
+
+impl Turn {
+    /// The Unix second the wait ended at.
+    pub fn now(&self) -> u64 {
+        match self {
+            Turn::Mine { now, .. } | Turn::TooLong { now } | Turn::NoBook { now } => *now,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch by the system's clock.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The leases of one replica, per subject.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LeaseBook {
     subjects: RwLock<LookupMap<String, Arc<Entry>>>,
+    /// The clock a wait for a turn is measured on (the system's; a test's own).
+    clock: fn() -> u64,
+}
+
+impl Default for LeaseBook {
+    fn default() -> Self {
+        Self {
+            subjects: RwLock::default(),
+            clock: unix_now,
+        }
+    }
 }
 
 impl LeaseBook {
@@ -155,13 +227,28 @@ impl LeaseBook {
         Some(Arc::clone(all.entry(subject.to_string()).or_default()))
     }
 
-    /// Waits for `subject`'s turn to ask Redis for a lease: one request of a replica
-    /// at a time, so requests arriving together share one lease rather than each
-    /// taking one and leaving the others' units unused. The turn ends when the guard
-    /// is dropped; `None` when the book cannot be read.
-    pub async fn turn_to_ask(&self, subject: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        let entry = self.entry(subject)?;
-        Some(Arc::clone(&entry.asking).lock_owned().await)
+    /// Waits for `subject`'s turn to ask Redis for a lease, at most `bound`: one
+    /// request of a replica at a time, so requests arriving together share one lease
+    /// rather than each taking one and leaving the others' units unused. `now` (the
+    /// Unix second the request came at) is moved on by what the clock moved while it
+    /// waited: one that waited across the end of a minute counts in the new one.
+    pub async fn turn_to_ask(&self, subject: &str, now: u64, bound: Duration) -> Turn {
+        let started = (self.clock)();
+        let later = || now.saturating_add((self.clock)().saturating_sub(started));
+        let Some(entry) = self.entry(subject) else {
+            return Turn::NoBook { now };
+        };
+        let waiting = Waiting::on(&entry.waiting);
+        let turn = tokio::time::timeout(bound, Arc::clone(&entry.asking).lock_owned()).await;
+        drop(waiting);
+        match turn {
+            Ok(turn) => Turn::Mine {
+                now: later(),
+                behind: entry.waiting.load(Ordering::Acquire),
+                _turn: turn,
+            },
+            Err(_) => Turn::TooLong { now: later() },
+        }
     }
 
     /// The answer to `subject`'s request at `now` from its lease, or `None` when Redis
@@ -395,6 +482,88 @@ mod tests {
         assert!(
             book.admit("key:a", &limits, NOW).is_none(),
             "spent as far as this replica knows: Redis decides"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_its_turn_to_ask_no_longer_than_its_bound() {
+        // A clock that stands still: the wait crosses no second.
+        let book = LeaseBook {
+            clock: || 0,
+            ..LeaseBook::default()
+        };
+        let holder = book.turn_to_ask("key:a", NOW, Duration::from_secs(1)).await;
+        assert!(matches!(holder, Turn::Mine { behind: 0, .. }));
+        // The turn is held for good (a call to a slow Redis, and another, and another):
+        // the next request stops waiting after its bound, not after them.
+        let waited = tokio::time::timeout(
+            Duration::from_secs(10),
+            book.turn_to_ask("key:a", NOW, Duration::from_millis(50)),
+        )
+        .await
+        .expect("gave up waiting at its bound");
+        assert!(matches!(waited, Turn::TooLong { now: NOW }), "{waited:?}");
+        let entry = book.entry("key:a").unwrap();
+        assert_eq!(
+            entry.waiting.load(Ordering::Acquire),
+            0,
+            "no longer waiting"
+        );
+        drop(holder);
+    }
+
+    /// A clock of the test's own, for [`LeaseBook::clock`].
+    static CLOCK: AtomicU64 = AtomicU64::new(0);
+
+    fn test_clock() -> u64 {
+        CLOCK.load(Ordering::Acquire)
+    }
+
+    #[tokio::test]
+    async fn the_request_whose_turn_comes_asks_for_those_behind_it_in_the_minute_it_came() {
+        // The last second of a minute.
+        let last = NOW + 44;
+        CLOCK.store(last, Ordering::Release);
+        let book = Arc::new(LeaseBook {
+            clock: test_clock,
+            ..LeaseBook::default()
+        });
+        let holder = book
+            .turn_to_ask("key:a", last, Duration::from_secs(60))
+            .await;
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let book = Arc::clone(&book);
+                tokio::spawn(async move {
+                    let turn = book
+                        .turn_to_ask("key:a", last, Duration::from_secs(60))
+                        .await;
+                    let seen = match &turn {
+                        Turn::Mine { now, behind, .. } => (*now, *behind),
+                        other => panic!("{other:?}"),
+                    };
+                    // Held a moment, as a call to Redis holds it.
+                    tokio::task::yield_now().await;
+                    seen
+                })
+            })
+            .collect();
+        let entry = book.entry("key:a").unwrap();
+        while entry.waiting.load(Ordering::Acquire) < 3 {
+            tokio::task::yield_now().await;
+        }
+        // The holder's call takes a while; the minute ends meanwhile.
+        CLOCK.store(last + 1, Ordering::Release);
+        drop(holder);
+        let mut seen = Vec::new();
+        for waiter in waiters {
+            seen.push(waiter.await.unwrap());
+        }
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            [(last + 1, 0), (last + 1, 1), (last + 1, 2)],
+            "each asks for those still waiting, in the new minute"
         );
     }
 

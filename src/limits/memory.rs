@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 
 use super::charged_once::ChargedResponses;
-use super::period::{budget_period, minute_window};
+use super::period::{budget_period, minute_window, MINUTE};
 use super::{
     usd_nanos, Admission, LimitStore, RateState, Refusal, SlotId, StoreError, UsageRecord,
     USAGE_DAYS_KEPT,
@@ -32,13 +32,24 @@ struct Window {
 }
 
 impl Window {
-    fn roll(&mut self, minute: u64) {
-        if self.minute != minute {
+    /// Turns to the minute `now` falls in when it is later than the one counted,
+    /// starting its counts from zero; returns the seconds left of the window counted.
+    /// An earlier minute counts in the current window: an instant taken just before a
+    /// minute ended, by a thread that ran after requests of the next one, must not
+    /// wipe their counts (each such reset would give the minute its limit again).
+    fn roll(&mut self, now: u64) -> u64 {
+        let (minute, left) = minute_window(now);
+        if minute > self.minute {
             *self = Window {
                 minute,
                 ..Window::default()
             };
         }
+        if minute < self.minute {
+            // The window counted began after `now`: at most a minute of it is left.
+            return MINUTE;
+        }
+        left
     }
 }
 
@@ -130,7 +141,6 @@ impl MemoryStore {
     /// The admission, decided in place: the counters are this process's own.
     fn decide(&self, subject: &str, limits: &KeyLimits, now: u64) -> Result<Admission, StoreError> {
         let counters = self.counters(subject)?;
-        let (minute, window_left) = minute_window(now);
         let mut refused = None;
         if let Some(budget) = limits.budget {
             let mut kinds = counters.budget.lock().map_err(poisoned)?;
@@ -144,7 +154,7 @@ impl MemoryStore {
             }
         }
         let mut window = counters.window.lock().map_err(poisoned)?;
-        window.roll(minute);
+        let window_left = window.roll(now);
         if refused.is_none() {
             if limits.tokens_per_minute.is_some_and(|l| window.tokens >= l) {
                 refused = Some((Refusal::Tokens, window_left));
@@ -178,9 +188,8 @@ impl MemoryStore {
     /// The windows of `subject` at `now`, exactly, nothing counted.
     fn windows(&self, subject: &str, limits: &KeyLimits, now: u64) -> Option<RateState> {
         let counters = self.counters(subject).ok()?;
-        let (minute, window_left) = minute_window(now);
         let mut window = counters.window.lock().ok()?;
-        window.roll(minute);
+        let window_left = window.roll(now);
         Some(RateState::of(
             limits,
             window.requests,
@@ -225,7 +234,7 @@ impl LimitStore for MemoryStore {
         let counters = self.counters(subject)?;
         if limits.tokens_per_minute.is_some() {
             let mut window = counters.window.lock().map_err(poisoned)?;
-            window.roll(minute_window(now).0);
+            window.roll(now);
             window.tokens = window.tokens.saturating_add(tokens);
         }
         if let Some(budget) = limits.budget {
@@ -334,6 +343,38 @@ mod tests {
             let next_minute = store.admit("key:a", &limits, NOW + 45).await.unwrap();
             assert_eq!(next_minute.refused, None);
         });
+    }
+
+    #[test]
+    fn an_instant_of_the_minute_before_counts_in_the_current_window_not_wiping_it() {
+        // NOW + 60 falls in the next minute. A thread whose instant was taken in the
+        // minute before runs after that minute's requests.
+        let store = MemoryStore::default();
+        let limits = KeyLimits {
+            requests_per_minute: Some(3),
+            ..KeyLimits::default()
+        };
+        let next_minute = NOW + 60;
+        let refused = |now| store.decide("key:a", &limits, now).unwrap().refused;
+        for _ in 0..3 {
+            assert_eq!(refused(next_minute), None);
+        }
+        let late = store.decide("key:a", &limits, NOW).unwrap();
+        assert_eq!(
+            late.refused,
+            Some((Refusal::Requests, 60)),
+            "counted in the current minute, which is spent"
+        );
+        assert_eq!(late.state.requests.unwrap().remaining, 0);
+        assert_eq!(
+            refused(next_minute).map(|r| r.0),
+            Some(Refusal::Requests),
+            "the minute's three were not wiped"
+        );
+        // Nor by a look at the windows (the model list) from the minute before.
+        let seen = store.windows("key:a", &limits, NOW).unwrap();
+        assert_eq!(seen.requests.unwrap().remaining, 0);
+        assert_eq!(refused(next_minute).map(|r| r.0), Some(Refusal::Requests));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The Lua scripts the Redis store runs: each one atomic, so replicas never race each
-//! other past a limit.
+//! other past a limit. Each one that reads Redis's clock (`TIME`) and then writes
+//! first asks for its effects to be replicated rather than the script (Redis before 5
+//! refuses a write after `TIME` otherwise: a replica running the script again would
+//! read another time); Redis 5 and later, and Valkey, do so always.
 
 /// One exact admission, for a subject with calls at once: checks budgets, then the
 /// token and request windows, then takes a call slot and counts the request. The
@@ -15,6 +18,7 @@
 /// period, slot lease (seconds), the slot's name. Returns {refusal, retry after,
 /// requests, tokens, slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget.
 pub const ADMIT: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local rpm, tpm, calls = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local usd, btok = tonumber(ARGV[4]), tonumber(ARGV[5])
 local wleft, pleft, slot_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -44,8 +48,9 @@ return {0, 0, reqs, toks, slot}
 /// still waiting for this minute and period, then checks budgets and windows as
 /// [`ADMIT`] does, then grants up to `lease_max` calls: at most 1/`share` of the
 /// minute's requests left, at most `lease_max` times the share left of the tokens per
-/// minute or budget, at least 1, never more than the requests left (the units are
-/// counted at once). The charges are added once, under the write id the replica gave
+/// minute or budget, at least one per call `wanted` (the replica's requests waiting
+/// for the lease: each takes its unit at once) up to `lease_max`, never more than the
+/// requests left (the units are counted at once). The charges are added once, under the write id the replica gave
 /// them (see [`APPLY_ONCE`]): sent again after the answer was lost, they are not
 /// added again. KEYS: requests window, tokens window, budget USD (billionths), budget
 /// tokens, the replica's applied write ids, budget USD as replicas before counted it
@@ -53,9 +58,10 @@ return {0, 0, reqs, toks, slot}
 /// budget USD (billionths), budget tokens (-1: no limit), seconds left in the window,
 /// seconds left in the period, lease max, share, tokens to add, USD to add, budget
 /// tokens to add, budget key TTL, the charges' write id (0: none), how long ids are
-/// kept. Returns {refusal, retry after, requests, tokens, USD spent (billionths, both
+/// kept, calls wanted (1 when absent). Returns {refusal, retry after, requests, tokens, USD spent (billionths, both
 /// keys), budget tokens spent, calls granted}.
 pub const LEASE: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local usd, btok = tonumber(ARGV[3]), tonumber(ARGV[4])
 local wleft, pleft = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -92,7 +98,8 @@ if rpm >= 0 then n = math.min(n, math.floor((rpm - reqs) / share)) end
 if tpm > 0 then n = math.min(n, math.floor(lease_max * (tpm - toks) / tpm)) end
 if usd > 0 then n = math.min(n, math.floor(lease_max * (usd - spent_usd) / usd)) end
 if btok > 0 then n = math.min(n, math.floor(lease_max * (btok - spent_btok) / btok)) end
-if n < 1 then n = 1 end
+local wanted = math.max(1, math.min(tonumber(ARGV[15] or '1'), lease_max))
+if n < wanted then n = wanted end
 if rpm >= 0 then
   n = math.min(n, rpm - reqs)
   reqs = redis.call('INCRBY', KEYS[1], n)
@@ -117,6 +124,7 @@ return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 /// its two operands. Returns 1
 /// when made, 0 when it had been.
 pub const APPLY_ONCE: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local id, kept, forget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = tonumber(redis.call('TIME')[1])
 for f = 4, 3 + forget do redis.call('ZREM', KEYS[1], ARGV[f]) end
@@ -147,6 +155,7 @@ return 1
 /// one given back, or lapsed and dropped, is not taken again. KEYS: the slots. ARGV:
 /// the slot lease (seconds), then the slots' names.
 pub const RENEW_SLOTS: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local lease = tonumber(ARGV[1])
 local lapses = tonumber(redis.call('TIME')[1]) + lease
 local renewed = 0
@@ -156,3 +165,27 @@ if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('TTL', KEYS[1]) < lease the
 end
 return renewed
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first line of a script that reads `TIME` and then writes.
+    const EFFECTS: &str = "if redis.replicate_commands then redis.replicate_commands() end\n";
+
+    #[test]
+    fn every_script_that_reads_redis_time_replicates_its_effects_for_redis_before_5() {
+        for (name, script) in [
+            ("ADMIT", ADMIT),
+            ("LEASE", LEASE),
+            ("APPLY_ONCE", APPLY_ONCE),
+            ("RENEW_SLOTS", RENEW_SLOTS),
+        ] {
+            assert!(script.contains("redis.call('TIME')"), "{name} reads TIME");
+            assert!(
+                script.trim_start_matches('\n').starts_with(EFFECTS),
+                "{name} writes after TIME without asking for effects replication first"
+            );
+        }
+    }
+}

@@ -18,10 +18,11 @@ use std::time::Instant;
 use async_trait::async_trait;
 use redis::Script;
 
-use super::lease::{Granted, LeaseBook, Spend, LEASE_MAX, LEASE_SHARE};
+use super::lease::{Granted, LeaseBook, Spend, Turn, LEASE_MAX, LEASE_SHARE};
 use super::once_write::{once_key, OnceWrite, IDS_KEPT_SECS};
+use super::pending::Counters;
 use super::period::{budget_period, minute_window};
-use super::redis_link::{key, limit_arg, usage_key, usd_arg, Called, Link};
+use super::redis_link::{key, limit_arg, usage_key, usd_arg, Called, Link, CALL_TIMEOUT};
 use super::redis_scripts::{ADMIT, LEASE};
 use super::redis_slots::{slot_name, slots_key, HeldSlots};
 use super::redis_watches::SharedWatches;
@@ -176,26 +177,63 @@ impl RedisStore {
         })
     }
 
-    /// A new lease for `subject`, this replica's waiting charges for the current
-    /// minute and period sent with it.
+    /// The lease script's call for `subject` at `now`, its keys `keys`
+    /// ([`lease_keys`]).
+    fn lease_call(
+        &self,
+        subject: &str,
+        limits: &KeyLimits,
+        now: u64,
+        keys: &[String; 4],
+        asked: Asked,
+    ) -> redis::ScriptInvocation<'_> {
+        let Asked {
+            most,
+            wanted,
+            adds,
+            write_id,
+        } = asked;
+        let (_, window_left) = minute_window(now);
+        let (period, period_left) = limits
+            .budget
+            .map_or((0, 0), |b| budget_period(now, b.period));
+        let budget = limits.budget;
+        let mut call = self.lease.prepare_invoke();
+        for k in keys {
+            call.key(k);
+        }
+        call.key(once_key(subject, self.writer.ids().replica()))
+            .key(key(subject, USD_BEFORE, period));
+        call.arg(limit_arg(limits.requests_per_minute))
+            .arg(limit_arg(limits.tokens_per_minute))
+            .arg(budget.and_then(|b| b.usd).map_or(-1, usd_arg))
+            .arg(limit_arg(budget.and_then(|b| b.tokens)))
+            .arg(window_left)
+            .arg(period_left)
+            .arg(most)
+            .arg(LEASE_SHARE)
+            .arg(adds[0])
+            .arg(adds[1])
+            .arg(adds[2])
+            .arg(period_left + BUDGET_KEPT_SECS)
+            .arg(write_id)
+            .arg(IDS_KEPT_SECS)
+            .arg(wanted);
+        call
+    }
+
+    /// A new lease for `subject`, at least `wanted` calls (the one asking and those
+    /// waiting behind it), this replica's waiting charges for the current minute and
+    /// period sent with it.
     async fn take_lease(
         &self,
         subject: &str,
         limits: &KeyLimits,
         now: u64,
+        wanted: u64,
     ) -> Result<Admission, StoreError> {
         let mut conn = self.link.connection().await?;
-        let (minute, window_left) = minute_window(now);
-        let (period, period_left) = limits
-            .budget
-            .map_or((0, 0), |b| budget_period(now, b.period));
-        let budget = limits.budget;
-        let keys = [
-            key(subject, "req", minute),
-            key(subject, "tok", minute),
-            key(subject, USD, period),
-            key(subject, "btok", period),
-        ];
+        let keys = lease_keys(subject, limits, now);
         // Marked before the waiting charges are taken: each charge made here is then
         // in what goes with the request or in what the new lease adds to its answer.
         self.leases.asking(subject, limits, now);
@@ -212,6 +250,7 @@ impl RedisStore {
             self.leases.not_sent(subject, spend);
         }
         let adding = |k: &String| taken.get(k).map_or(0, |a| a.by);
+        let adds = [adding(&keys[1]), adding(&keys[2]), adding(&keys[3])];
         // The charges go under an id of their own: sent again after a lost answer,
         // Redis adds them once.
         let write_id = if taken.is_empty() {
@@ -219,64 +258,155 @@ impl RedisStore {
         } else {
             self.writer.ids().next()
         };
-        let mut call = self.lease.prepare_invoke();
-        for k in &keys {
-            call.key(k);
-        }
-        call.key(once_key(subject, self.writer.ids().replica()))
-            .key(key(subject, USD_BEFORE, period));
-        call.arg(limit_arg(limits.requests_per_minute))
-            .arg(limit_arg(limits.tokens_per_minute))
-            .arg(budget.and_then(|b| b.usd).map_or(-1, usd_arg))
-            .arg(limit_arg(budget.and_then(|b| b.tokens)))
-            .arg(window_left)
-            .arg(period_left)
-            .arg(LEASE_MAX)
-            .arg(LEASE_SHARE)
-            .arg(adding(&keys[1]))
-            .arg(adding(&keys[2]))
-            .arg(adding(&keys[3]))
-            .arg(period_left + BUDGET_KEPT_SECS)
-            .arg(write_id)
-            .arg(IDS_KEPT_SECS);
-        let answer: Called<Vec<i64>> = self
+        let carried = Carried {
+            writer: &self.writer,
+            subject,
+            write_id,
+            taken: Some(taken),
+        };
+        let asked = Asked {
+            most: LEASE_MAX,
+            wanted: wanted.min(LEASE_MAX),
+            adds,
+            write_id,
+        };
+        let call = self.lease_call(subject, limits, now, &keys, asked);
+        let answer: Vec<i64> = match self
             .link
             .called(call.invoke_async(&mut conn), "a limit check", 1)
-            .await;
-        let answer = match answer {
+            .await
+        {
             Called::Done(answer) => {
-                if write_id != 0 {
-                    self.writer.answered(subject, write_id);
-                }
+                carried.added();
                 answer
             }
             Called::Unsent(e) => {
-                self.writer.put_back(subject, taken);
+                carried.unsent();
                 return Err(e);
             }
-            // Perhaps added: sent again under their id, so Redis adds them once.
+            // Perhaps added: sent again under their id (as `carried` goes), so Redis
+            // adds them once.
             Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
-                if write_id != 0 {
-                    let write = OnceWrite::of_counters(subject, write_id, &taken, Instant::now());
-                    self.writer.in_doubt(write);
-                }
+                drop(carried);
                 return Err(e);
             }
         };
-        let [code, retry_after, requests, tokens, usd, btok, calls] = answer[..] else {
-            return Err(StoreError(
-                "Redis answered a limit check with nonsense".into(),
-            ));
-        };
-        let granted = Granted {
-            refused: refusal(code).map(|r| (r, count(retry_after))),
-            requests: count(requests),
-            tokens: count(tokens),
-            usd_nanos: count(usd),
-            budget_tokens: count(btok),
-            calls: count(calls),
-        };
+        let granted = granted(&answer)?;
         Ok(self.leases.install(subject, limits, now, granted))
+    }
+
+    /// One call for `subject` alone, asked of Redis out of turn (this request waited
+    /// too long for its turn): no charges go with it, and the book's lease is left as
+    /// it is.
+    async fn ask_alone(
+        &self,
+        subject: &str,
+        limits: &KeyLimits,
+        now: u64,
+    ) -> Result<Admission, StoreError> {
+        let mut conn = self.link.connection().await?;
+        let keys = lease_keys(subject, limits, now);
+        let one = Asked {
+            most: 1,
+            wanted: 1,
+            adds: [0; 3],
+            write_id: 0,
+        };
+        let call = self.lease_call(subject, limits, now, &keys, one);
+        let answer: Vec<i64> = self
+            .link
+            .within(call.invoke_async(&mut conn), "a limit check", 1)
+            .await?;
+        let granted = granted(&answer)?;
+        let (_, window_left) = minute_window(now);
+        Ok(Admission {
+            state: RateState::of(limits, granted.requests, granted.tokens, window_left),
+            refused: granted.refused,
+            slot: None,
+        })
+    }
+}
+
+/// What a lease request asks of Redis, besides the subject's limits.
+struct Asked {
+    /// At most this many calls, and at least `wanted` (the requests waiting for it).
+    most: u64,
+    wanted: u64,
+    /// The charges it adds (tokens, USD in billionths, budget tokens), under the
+    /// write id `write_id` (0: none).
+    adds: [i64; 3],
+    write_id: u64,
+}
+
+/// The keys a lease of `subject` at `now` reads and writes: requests and tokens of
+/// the minute, USD and tokens of the budget's period.
+fn lease_keys(subject: &str, limits: &KeyLimits, now: u64) -> [String; 4] {
+    let (minute, _) = minute_window(now);
+    let (period, _) = limits
+        .budget
+        .map_or((0, 0), |b| budget_period(now, b.period));
+    [
+        key(subject, "req", minute),
+        key(subject, "tok", minute),
+        key(subject, USD, period),
+        key(subject, "btok", period),
+    ]
+}
+
+/// What Redis granted, from the lease script's answer.
+fn granted(answer: &[i64]) -> Result<Granted, StoreError> {
+    let [code, retry_after, requests, tokens, usd, btok, calls] = answer[..] else {
+        return Err(StoreError(
+            "Redis answered a limit check with nonsense".into(),
+        ));
+    };
+    Ok(Granted {
+        refused: refusal(code).map(|r| (r, count(retry_after))),
+        requests: count(requests),
+        tokens: count(tokens),
+        usd_nanos: count(usd),
+        budget_tokens: count(btok),
+        calls: count(calls),
+    })
+}
+
+/// The charges taken from the writer to go with a lease request, until the request's
+/// outcome is known. Dropped before (the admission's future dropped while Redis had
+/// the request: cancelled, or its runtime shut down at the end of a graceful stop's
+/// grace period), they are a write in doubt: Redis may have added them, so they are
+/// sent again under their id, and added once.
+struct Carried<'a> {
+    writer: &'a Arc<Writer>,
+    subject: &'a str,
+    write_id: u64,
+    taken: Option<Counters>,
+}
+
+impl Carried<'_> {
+    /// Redis added them and answered: their id may be forgotten.
+    fn added(mut self) {
+        if self.taken.take().is_some() && self.write_id != 0 {
+            self.writer.answered(self.subject, self.write_id);
+        }
+    }
+
+    /// Not sent: they wait again, with what came since.
+    fn unsent(mut self) {
+        if let Some(taken) = self.taken.take() {
+            self.writer.put_back(self.subject, taken);
+        }
+    }
+}
+
+impl Drop for Carried<'_> {
+    fn drop(&mut self) {
+        let Some(taken) = self.taken.take() else {
+            return;
+        };
+        if self.write_id != 0 {
+            let write = OnceWrite::of_counters(self.subject, self.write_id, &taken, Instant::now());
+            self.writer.in_doubt(write);
+        }
     }
 }
 
@@ -307,12 +437,21 @@ impl LimitStore for RedisStore {
         if limits.concurrent.is_some() {
             return self.admit_exactly(subject, limits, now).await;
         }
-        let _turn = self.leases.turn_to_ask(subject).await;
+        // Waited for no longer than a call may take: past it, asked of Redis alone.
+        let turn = self.leases.turn_to_ask(subject, now, CALL_TIMEOUT).await;
+        let now = turn.now();
         // Another request may have brought a lease while this one waited its turn.
         if let Some(admission) = self.leases.admit(subject, limits, now) {
             return Ok(admission);
         }
-        self.take_lease(subject, limits, now).await
+        match &turn {
+            Turn::Mine { behind, .. } => {
+                self.take_lease(subject, limits, now, behind.saturating_add(1))
+                    .await
+            }
+            Turn::TooLong { .. } => self.ask_alone(subject, limits, now).await,
+            Turn::NoBook { .. } => self.take_lease(subject, limits, now, 1).await,
+        }
     }
 
     /// The lease's view when this replica holds one for the minute (what Redis held
