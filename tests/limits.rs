@@ -703,6 +703,50 @@ async fn the_gateways_own_error_answers_carry_the_keys_rate_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_before_its_admission_carries_the_keys_rate_headers_counting_nothing() {
+    // A wrong method, a path no route serves, a declared body past the limit: refused
+    // before the key's limits are counted, each still tells the key its windows.
+    let mock = MockUpstream::start(provider_like).await;
+    let limit = "server:\n  body_size_limit: 1KiB\n";
+    let gw = gateway(&mock, limit, "{requests_per_minute: 10}");
+    common::clear_of_a_minute_boundary().await;
+    let too_large = format!(
+        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[]}}"#,
+        "u".repeat(2048)
+    );
+    let refusals = [
+        (client().get(gw.url("/v1/chat/completions")), 405),
+        (client().post(gw.url("/v1/no-such-route")).body("{}"), 404),
+        (
+            client()
+                .post(gw.url("/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(too_large),
+            413,
+        ),
+    ];
+    for (request, status) in refusals {
+        let resp = request.bearer_auth(TEAM_KEY).send().await.unwrap();
+        assert_eq!(resp.status(), status);
+        assert_eq!(
+            header(&resp, "x-ratelimit-limit-requests"),
+            "10",
+            "{status}"
+        );
+        assert_eq!(
+            header(&resp, "x-ratelimit-remaining-requests"),
+            "10",
+            "{status}: nothing counted"
+        );
+        assert!(
+            header(&resp, "x-ratelimit-reset-requests").ends_with('s'),
+            "{status}"
+        );
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fallback_counts_against_the_quota_of_the_provider_it_goes_to() {
     // OpenAI fails every call, which falls back to Anthropic: each call counts against
     // Anthropic's quota, and its tokens are charged to Anthropic, which answered, not

@@ -1284,7 +1284,12 @@ impl ProxyHttp for AuroraProxy {
         telemetry::request_admitted(session.req_header(), ctx);
         let route = match admitted {
             Ok(route) => route,
-            Err(err) => return reject(session, ctx, err).await,
+            Err(err) => {
+                // Refused before the limits' admission: a key with limits still hears
+                // its windows, as every answer to it does, counting nothing.
+                limit_check::peek_caller(&self.limits, ctx).await;
+                return reject(session, ctx, err).await;
+            }
         };
         // A stored response's read counts as a request too, as a `/p/` read does.
         if matches!(
