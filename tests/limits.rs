@@ -867,6 +867,71 @@ async fn requests_refused_before_the_provider_are_not_in_the_usage_report() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_request_the_gateway_refuses_uses_none_of_the_providers_quota() {
+    // OpenAI's quota allows two requests a minute. Bodies the gateway reads and
+    // refuses (a Chat body held to ask for its stream's usage that is not JSON), and a
+    // credential minted past the limits, never reach OpenAI: the quota is left whole
+    // for the calls that do.
+    let mock = MockUpstream::start(provider_like).await;
+    let yaml = "providers:\n  openai:\n    limits: {requests_per_minute: 2}\n";
+    let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+    common::clear_of_a_minute_boundary().await;
+    for _ in 0..2 {
+        let refused = post(&gw, TEAM_KEY, "/p/openai/chat/completions", "not json").await;
+        assert_eq!(refused.status(), 400);
+    }
+    let minted = post(&gw, TEAM_KEY, "/p/openai/realtime/client_secrets", "{}").await;
+    assert_eq!(minted.status(), 403);
+    assert!(mock.requests().is_empty(), "nothing reached the provider");
+    for call in 1..=2 {
+        let resp = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
+        assert_eq!(
+            resp.status(),
+            200,
+            "call {call}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+    let refused = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(refused.status(), 429, "the quota still holds");
+    assert_eq!(mock.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_no_connection_was_made_counts_once_against_the_providers_quota() {
+    // Nothing reaches a provider that cannot be connected to: the retry is the same
+    // request against its quota of 2 a minute, not another one.
+    let dead = format!("http://127.0.0.1:{}/v1", common::closed_port());
+    let yaml = format!(
+        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\nretry:\n  attempts: 1\n  backoff: 1ms\nproviders:\n  openai:\n    limits: {{requests_per_minute: 2}}\n",
+        sha256_hex(TEAM_KEY),
+    );
+    for path in ["/p/openai/chat/completions", "/v1/chat/completions"] {
+        let gw = Gateway::start(
+            &yaml,
+            &[
+                ("AURORA_MASTER_KEY", MASTER),
+                ("OPENAI_API_KEY", "sk-oai-limits"),
+                ("OPENAI_BASE_URL", dead.as_str()),
+            ],
+        );
+        common::clear_of_a_minute_boundary().await;
+        for call in 1..=2 {
+            let resp = post(&gw, TEAM_KEY, path, CHAT).await;
+            assert_eq!(resp.status(), 502, "{path} {call}");
+        }
+        let needle = format!(" path={path} ");
+        let log = gw.wait_for_log(&needle, 2).await;
+        let tried_twice = log
+            .lines()
+            .filter(|l| l.contains(&needle) && l.matches(":connect:").count() == 2);
+        assert_eq!(tried_twice.count(), 2, "{log}");
+        let refused = post(&gw, TEAM_KEY, path, CHAT).await;
+        assert_eq!(refused.status(), 429, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_out_of_quota_is_passed_over_for_the_fallback() {
     // OpenAI's quota allows one call a minute: the next goes to the model's fallback,
     // not back to the client as a 429; with no fallback left, the 429 is the client's.

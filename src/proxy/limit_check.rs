@@ -31,9 +31,6 @@ pub struct HeldTo {
 pub struct HeldToSubjects {
     key: Option<HeldTo>,
     provider: Option<HeldTo>,
-    /// The config holds the request to a limit (its key's or its provider's), whether
-    /// or not the store could count it.
-    limited: bool,
     /// The caller's key is held to what its calls use (tokens per minute, or a budget).
     caller_by_usage: bool,
 }
@@ -48,12 +45,17 @@ impl HeldToSubjects {
     fn is_empty(&self) -> bool {
         self.key.is_none() && self.provider.is_none()
     }
+}
 
-    /// Whether the config holds the request to any limit, counted or not (a store that
-    /// failed, under `allow`, counts nothing).
-    pub fn limited(&self) -> bool {
-        self.limited
-    }
+/// Whether the request's config holds it to any limit, its caller's key's or its
+/// provider's: told by the config, not by what was counted (a store that failed,
+/// under `allow`, counts nothing; the provider may not be admitted yet).
+pub fn held_to_limits(ctx: &RequestContext) -> bool {
+    let provider_limited = match (ctx.config.as_deref(), ctx.provider_name()) {
+        (Some(config), Some(name)) => config.limits.for_provider(name).is_some(),
+        _ => false,
+    };
+    provider_limited || caller_limits(ctx).is_some()
 }
 
 /// Unix seconds now.
@@ -77,7 +79,6 @@ pub async fn admit_caller(
     let Some(limited) = config.limits.for_key(name) else {
         return Ok(());
     };
-    ctx.held_to.limited = true;
     ctx.held_to.caller_by_usage =
         limited.limits.tokens_per_minute.is_some() || limited.limits.budget.is_some();
     let (held, windows) = admit(store, limited, config.limits.on_store_error, Whose::Key).await?;
@@ -136,7 +137,6 @@ pub async fn admit_provider(
             refused.rate = ctx.rate.map(Box::new);
             refused
         })?;
-    ctx.held_to.limited = true;
     ctx.held_to.provider = Some(held);
     Ok(())
 }
@@ -192,7 +192,8 @@ pub async fn admit_provider_or_move_on(
 /// Admits an attempt after the first against the limits of the provider it goes to:
 /// every request sent counts where it goes (a retry at the same provider, a pool's
 /// other instance, a fallback), and the tokens are charged to the provider that
-/// answered.
+/// answered. An attempt after one that never reached its provider (no connection)
+/// at the same provider is the request that attempt was admitted as.
 async fn admit_provider_of_attempt(
     store: &Arc<dyn LimitStore>,
     ctx: &mut RequestContext,
@@ -200,12 +201,28 @@ async fn admit_provider_of_attempt(
     let (Some(config), Some(provider)) = (ctx.config.clone(), ctx.provider_name()) else {
         return Ok(());
     };
-    if config.limits.for_provider(provider).is_none() && ctx.held_to.provider.is_none() {
+    let limited = config.limits.for_provider(provider);
+    if limited.is_none() && ctx.held_to.provider.is_none() {
+        return Ok(());
+    }
+    if limited.is_some_and(|limited| still_admitted(ctx, limited)) {
         return Ok(());
     }
     // The attempt before counted against its own provider; its slot is freed.
     ctx.held_to.provider = None;
     admit_provider(store, ctx).await
+}
+
+/// Whether the request is still admitted as `limited` has it: the attempt before went
+/// to the same subject under the same limits, and never reached it (no connection
+/// was made), so nothing was sent there against its admission.
+fn still_admitted(ctx: &RequestContext, limited: &Limited) -> bool {
+    let held_there = ctx
+        .held_to
+        .provider
+        .as_ref()
+        .is_some_and(|held| held.subject == limited.subject && held.limits == limited.limits);
+    held_there && ctx.plan.as_ref().is_some_and(|p| p.last_never_connected())
 }
 
 /// One admission: the subject held to (with its windows when it has any, and its call

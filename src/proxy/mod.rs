@@ -292,16 +292,17 @@ impl AuroraProxy {
             match target {
                 Ok(target) => {
                     ctx.upstream = Some(target);
-                    // The provider's quota holds for a read forwarded to it too.
-                    if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
-                        return reject(session, ctx, err).await;
-                    }
                     observe::stored_response_read(ctx, id);
                     if method == http::Method::DELETE {
                         let deleted = Some((ApartKind::Response, id));
                         if let Err(err) = self.before_delete(deleted, config).await {
                             return reject(session, ctx, err).await;
                         }
+                    }
+                    // The provider's quota holds for a read forwarded to it too, once
+                    // the gateway has nothing to refuse of it itself.
+                    if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+                        return reject(session, ctx, err).await;
                     }
                     return Ok(false);
                 }
@@ -660,7 +661,7 @@ fn no_work_past_limits(
     let Some(target) = ctx.upstream.as_ref() else {
         return Ok(None);
     };
-    if !ctx.held_to.limited() || with_callers_own_key(ctx) {
+    if !limit_check::held_to_limits(ctx) || with_callers_own_key(ctx) {
         return Ok(None);
     }
     if req.method == http::Method::POST && passthrough::mints_a_credential(&pt.endpoint) {
@@ -1339,9 +1340,8 @@ impl ProxyHttp for AuroraProxy {
                             }
                         }
                         ctx.upstream = Some(target);
-                        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
-                            return reject(session, ctx, err).await;
-                        }
+                        // What the gateway refuses itself is refused before the
+                        // provider's quota counts the request or holds a call slot.
                         let cost = match no_work_past_limits(session, ctx, &pt) {
                             Ok(cost) => cost,
                             Err(err) => return reject(session, ctx, err).await,
@@ -1357,8 +1357,12 @@ impl ProxyHttp for AuroraProxy {
                             }
                         }
                         if let Some(held) = held {
+                            // Admitted once its body is read and accepted.
                             return Box::pin(self.pass_held_body(session, ctx, &config, held))
                                 .await;
+                        }
+                        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+                            return reject(session, ctx, err).await;
                         }
                         Ok(false)
                     }

@@ -234,6 +234,11 @@ impl AuroraProxy {
             Ok(read) => read,
             Err(err) => return reject(session, ctx, err).await,
         };
+        // Only a body read whole and accepted counts against the provider's quota: a
+        // refused one never reaches it, and a slow upload holds none of its call slots.
+        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+            return reject(session, ctx, err).await;
+        }
         let Some(target) = ctx.upstream.take() else {
             return reject(session, ctx, GatewayError::not_found("no upstream")).await;
         };

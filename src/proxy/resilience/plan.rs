@@ -181,6 +181,14 @@ impl AttemptPlan {
         &self.records
     }
 
+    /// Whether the latest attempt failed to connect: nothing of it reached its
+    /// provider.
+    pub fn last_never_connected(&self) -> bool {
+        self.records
+            .last()
+            .is_some_and(|r| r.outcome == AttemptFailure::Connect.label())
+    }
+
     /// An attempt at the current candidate begins.
     pub fn attempt_began(&mut self, now: Instant) {
         self.began = Some(now);
