@@ -932,6 +932,52 @@ async fn a_retry_after_no_connection_was_made_counts_once_against_the_providers_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_with_the_gateways_key_is_held_to_what_a_budgeted_key_may_ask() {
+    // The caller's own key (`!PASSTHRU`) may ask for the `image_generation` tool at
+    // `byok`; refused there (429), the call falls back to `openai`, which would bill
+    // the images to the gateway's key: not for a key held to a budget.
+    let mock = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
+        "/byok/v1/responses" => Reply::json(429, r#"{"error":{"message":"quota"}}"#),
+        "/v1/responses" => Reply::json(200, fixture("openai/responses.json")),
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let yaml = format!(
+        "models:\n  fallbacks:\n    byok/gpt-4o-mini: [openai/gpt-4o-mini]\nproviders:\n  byok:\n    type: openai\n    api_key: \"!PASSTHRU\"\n    base_url: {}\n",
+        mock.url("/byok/v1")
+    );
+    let gw = gateway(&mock, &yaml, "{budget: {usd: 5, period: month}}");
+    let images =
+        r#"{"model":"byok/gpt-4o-mini","input":"a cat","tools":[{"type":"image_generation"}]}"#;
+    // A body past 64 KiB goes through subrequests, each attempt one of its own.
+    let padded = format!(
+        r#"{{"model":"byok/gpt-4o-mini","user":"{}","input":"a cat","tools":[{{"type":"image_generation"}}]}}"#,
+        "u".repeat(100 * 1024)
+    );
+    for body in [images, padded.as_str()] {
+        let resp = client()
+            .post(gw.url("/v1/responses"))
+            .bearer_auth(TEAM_KEY)
+            .header("x-provider-api-key", "sk-callers-own")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(status, 403, "{err}");
+        assert_eq!(err["error"]["code"], "not_allowed", "{err}");
+    }
+    let uris: Vec<String> = mock.requests().iter().map(|r| r.uri.clone()).collect();
+    assert!(!uris.is_empty(), "the caller's own key was tried");
+    assert!(
+        uris.iter().all(|u| u == "/byok/v1/responses"),
+        "never at the gateway's key: {uris:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_out_of_quota_is_passed_over_for_the_fallback() {
     // OpenAI's quota allows one call a minute: the next goes to the model's fallback,
     // not back to the client as a 429; with no fallback left, the 429 is the client's.

@@ -168,24 +168,34 @@ pub async fn admit_provider_or_move_on(
     match admitted {
         Ok(()) => Ok(ProviderAdmission::Admitted),
         // Refused by the quota (a store that cannot be reached is a 503, not passed over).
-        Err(refused) if refused.status == 429 => {
-            let now = std::time::Instant::now();
-            let moved = ctx
-                .plan
-                .as_mut()
-                .is_some_and(|p| p.refused_by_quota(health, now));
-            if moved {
-                Ok(ProviderAdmission::MovedOn)
-            } else {
-                Err(refused)
-            }
-        }
+        Err(refused) if refused.status == 429 => move_on_or(ctx, health, refused, "quota"),
         Err(err) => {
             if let Some(plan) = ctx.plan.as_mut() {
                 plan.not_sent(health);
             }
             Err(err)
         }
+    }
+}
+
+/// The gateway refused the readied attempt before sending it (`refused`, recorded as
+/// `outcome`): the request's plan moves on to its next candidate, to be readied, when
+/// it has one; otherwise `refused` is the request's answer.
+pub fn move_on_or(
+    ctx: &mut RequestContext,
+    health: &HealthBook,
+    refused: GatewayError,
+    outcome: &str,
+) -> Result<ProviderAdmission, GatewayError> {
+    let now = std::time::Instant::now();
+    let moved = ctx
+        .plan
+        .as_mut()
+        .is_some_and(|p| p.refused_before_sending(outcome, health, now));
+    if moved {
+        Ok(ProviderAdmission::MovedOn)
+    } else {
+        Err(refused)
     }
 }
 

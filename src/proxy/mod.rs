@@ -751,6 +751,19 @@ fn no_unmetered_moderation(
     ))
 }
 
+/// A `/v1` call's attempt is held to what its caller may have done at the gateway's
+/// expense ([`no_unmetered_ask`] of the client's `body`, [`no_unmetered_moderation`]
+/// at `endpoint`), as the attempt's provider and credential say: checked for each
+/// attempt, as a later one may go with the gateway's key where the first went with
+/// the caller's own, or to a provider that bills what the first did not.
+fn no_unmetered_work(
+    ctx: &RequestContext,
+    body: &[u8],
+    endpoint: model_request::ModelEndpoint,
+) -> Result<(), GatewayError> {
+    no_unmetered_ask(ctx, body).and_then(|()| no_unmetered_moderation(ctx, endpoint))
+}
+
 /// A model call that has the provider bill past the usage its answer reports
 /// ([`write_cost::unmetered_ask`]: xAI's `deferred`, the `image_generation` tool) is
 /// refused for a caller held to tokens or a budget; a caller's own provider key asks
@@ -1468,8 +1481,9 @@ impl ProxyHttp for AuroraProxy {
             // across the wait: this future is every request's.
             let admitted = match readied {
                 Ok(_) if ctx.later_attempt => {
-                    limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
-                        .await
+                    let asked = ctx.held_call.as_ref().map(|c| (c.body.clone(), c.endpoint));
+                    // Boxed: only a later attempt pays for its future.
+                    Box::pin(self.admit_attempt(ctx, asked)).await
                 }
                 Ok(_) => Ok(limit_check::ProviderAdmission::Admitted),
                 Err(err) => Err(err),
