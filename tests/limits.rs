@@ -93,6 +93,9 @@ async fn report_with_output(url: &str, output: u64) -> Value {
 
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
 const MESSAGES: &str = r#"{"model":"anthropic/claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+/// [`MESSAGES`] as Anthropic takes it, through `/p/`.
+const MESSAGES_AS_SENT: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
 
 async fn post(gw: &Gateway, key: &str, path: &str, body: &str) -> reqwest::Response {
     gw.post_json(key, path, body).await
@@ -975,6 +978,41 @@ async fn a_fallback_with_the_gateways_key_is_held_to_what_a_budgeted_key_may_ask
         uris.iter().all(|u| u == "/byok/v1/responses"),
         "never at the gateway's key: {uris:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_input_of_an_attempt_given_up_on_is_charged_to_the_provider_that_had_it() {
+    // OpenAI has the call and is slow: the gateway gives up at its first byte and
+    // falls back to Anthropic, which answers (14 + 5 tokens). OpenAI may finish and
+    // bill the call: its input is OpenAI's to count, not Anthropic's.
+    let mock = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
+        "/v1/chat/completions" => {
+            Reply::Delayed(Duration::from_secs(5), Box::new(provider_like(rec)))
+        }
+        _ => provider_like(rec),
+    })
+    .await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\nproviders:\n  openai:\n    timeouts: {first_byte: 300ms}\n    limits: {tokens_per_minute: 100}\n  anthropic:\n    limits: {tokens_per_minute: 100}\n";
+    let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+    common::clear_of_a_minute_boundary().await;
+    let question = "a question long enough to cost tokens ".repeat(40);
+    let body = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{question}"}}]}}"#
+    );
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", &body).await;
+    assert_eq!(header(&resp, "x-aurora-provider"), "anthropic");
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    gw.wait_for_log(" path=/v1/chat/completions ", 1).await;
+    // OpenAI's window holds the input it was given up on (some 380 tokens)...
+    let openai = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(openai.status(), 429);
+    let text = openai.text().await.unwrap();
+    assert!(text.contains("provider `openai`"), "{text}");
+    // ...and Anthropic's only what it answered.
+    let anthropic = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", MESSAGES_AS_SENT).await;
+    let status = anthropic.status();
+    assert_eq!(status, 200, "{}", anthropic.text().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,11 +36,6 @@ pub struct HeldToSubjects {
 }
 
 impl HeldToSubjects {
-    /// Each subject held to, the caller's key first.
-    fn iter(&self) -> impl Iterator<Item = &HeldTo> + Clone {
-        self.key.iter().chain(self.provider.iter())
-    }
-
     /// Whether the request counts against nothing.
     fn is_empty(&self) -> bool {
         self.key.is_none() && self.provider.is_none()
@@ -378,7 +373,7 @@ pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext, live: &LiveConf
         ctx.config.as_deref(),
     );
     let usage = ctx.obs.usage();
-    if key.is_none() && (ctx.held_to.is_empty() || usage.is_none()) {
+    if key.is_none() && (!counts_against_any(ctx) || usage.is_none()) {
         return;
     }
     let cost = super::observe::cost_usd(ctx);
@@ -451,10 +446,18 @@ fn report_key<'a>(
     }
 }
 
+/// Whether the request counted against any subject: its key, its provider, or the
+/// provider of an attempt given up on.
+fn counts_against_any(ctx: &RequestContext) -> bool {
+    !ctx.held_to.is_empty() || !super::observe::attempts_given_up(ctx).0.is_empty()
+}
+
 /// Charges `usage` (costing `cost`) to every subject the request counted against, as
 /// it is limited now: after a reload since the admission, as the `live` config limits
 /// it (a budget's period changed, a budget or a token rate added or taken away),
-/// where admissions count now, so that the counters survive the reload.
+/// where admissions count now, so that the counters survive the reload. The input of
+/// attempts the gateway gave up on is the key's, and the provider's that had each of
+/// them, not the provider's that answered last.
 fn charge(
     store: &Arc<dyn LimitStore>,
     ctx: &RequestContext,
@@ -463,22 +466,73 @@ fn charge(
     cost: Option<f64>,
     now: u64,
 ) {
-    if ctx.held_to.is_empty() {
+    if !counts_against_any(ctx) {
         return;
     }
     let model = || super::observe::priced_model(ctx);
-    let cost = (cost, || super::observe::price_of(ctx));
-    if ctx.config.as_ref().is_none_or(|c| live.is_current(c)) {
-        let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
-        charge_subjects(store, subjects, usage, cost, model, now);
+    let price = || super::observe::price_of(ctx);
+    let reloaded = ctx
+        .config
+        .as_ref()
+        .filter(|c| !live.is_current(c))
+        .map(|_| live.snapshot());
+    let (key, provider) = match reloaded.as_deref() {
+        None => (
+            ctx.held_to.key.as_ref().map(|h| (&h.subject, &h.limits)),
+            ctx.held_to
+                .provider
+                .as_ref()
+                .map(|h| (&h.subject, &h.limits)),
+        ),
+        Some(current) => {
+            let caller = ctx.caller.as_ref().filter(|_| ctx.held_to.key.is_some());
+            let provider = ctx.held_to.provider.as_ref();
+            let provider =
+                provider.and_then(|held| crate::limits::provider_of_subject(&held.subject));
+            (
+                limited_subjects(current, caller, None).next(),
+                limited_subjects(current, None, provider).next(),
+            )
+        }
+    };
+    let (given_up, each) = super::observe::attempts_given_up(ctx);
+    if given_up.is_empty() {
+        let subjects = key.into_iter().chain(provider);
+        charge_subjects(store, subjects, usage, (cost, price), model, now);
         return;
     }
-    let current = live.snapshot();
-    let caller = ctx.caller.as_ref().filter(|_| ctx.held_to.key.is_some());
-    let provider = ctx.held_to.provider.as_ref();
-    let provider = provider.and_then(|held| crate::limits::provider_of_subject(&held.subject));
-    let subjects = limited_subjects(&current, caller, provider);
-    charge_subjects(store, subjects, usage, cost, model, now);
+    charge_subjects(store, key.into_iter(), usage, (cost, price), model, now);
+    let each = crate::metrics::usage::Usage {
+        input: each,
+        ..Default::default()
+    };
+    let each_cost = price().map(|p| p.cost(&each));
+    let mut moved = crate::metrics::usage::Usage::default();
+    let config = reloaded.as_deref().or(ctx.config.as_deref());
+    for name in given_up {
+        moved.add(&each);
+        let limited = config.and_then(|c| c.limits.for_provider(name));
+        let subject = limited.map(|l| (&l.subject, &l.limits));
+        charge_subjects(
+            store,
+            subject.into_iter(),
+            &each,
+            (each_cost, price),
+            model,
+            now,
+        );
+    }
+    let own = usage.less(&moved);
+    let moved_cost = price().map_or(0.0, |p| p.cost(&moved));
+    let own_cost = cost.map(|c| (c - moved_cost).max(0.0));
+    charge_subjects(
+        store,
+        provider.into_iter(),
+        &own,
+        (own_cost, price),
+        model,
+        now,
+    );
 }
 
 /// The subjects `config` limits of a call by `caller` to `provider` (either left out
