@@ -112,12 +112,26 @@ pub fn caller_charged_by_usage(ctx: &RequestContext) -> bool {
     ctx.held_to.caller_by_usage
 }
 
-/// Admits the request against the limits of the provider it goes to, if any.
+/// Admits the request against the limits of the provider it goes to, if any, as its
+/// config has them.
 pub async fn admit_provider(
     store: &Arc<dyn LimitStore>,
     ctx: &mut RequestContext,
 ) -> Result<(), GatewayError> {
-    let (Some(config), Some(provider)) = (ctx.config.clone(), ctx.provider_name()) else {
+    let Some(config) = ctx.config.clone() else {
+        return Ok(());
+    };
+    admit_provider_under(store, ctx, &config).await
+}
+
+/// Admits the request against the limits `config` gives the provider it goes to, if
+/// any.
+async fn admit_provider_under(
+    store: &Arc<dyn LimitStore>,
+    ctx: &mut RequestContext,
+    config: &Config,
+) -> Result<(), GatewayError> {
+    let Some(provider) = ctx.provider_name() else {
         return Ok(());
     };
     let Some(limited) = config.limits.for_provider(provider) else {
@@ -153,12 +167,12 @@ pub async fn admit_provider_or_move_on(
     store: &Arc<dyn LimitStore>,
     health: &HealthBook,
     ctx: &mut RequestContext,
-    first: bool,
+    (first, live): (bool, &LiveConfig),
 ) -> Result<ProviderAdmission, GatewayError> {
     let admitted = if first {
         admit_provider(store, ctx).await
     } else {
-        admit_provider_of_attempt(store, ctx).await
+        admit_provider_of_attempt(store, ctx, live).await
     };
     match admitted {
         Ok(()) => Ok(ProviderAdmission::Admitted),
@@ -194,18 +208,22 @@ pub fn move_on_or(
     }
 }
 
-/// Admits an attempt after the first against the limits of the provider it goes to:
-/// every request sent counts where it goes (a retry at the same provider, a pool's
-/// other instance, a fallback), and the tokens are charged to the provider that
-/// answered. An attempt after one that never reached its provider (no connection)
-/// at the same provider is the request that attempt was admitted as.
+/// Admits an attempt after the first against the limits of the provider it goes to,
+/// as the `live` config has them now (a reload since the request began may have
+/// changed them; the counters, and a replica's lease, are kept for the limits in
+/// force): every request sent counts where it goes (a retry at the same provider, a
+/// pool's other instance, a fallback), and the tokens are charged to the provider
+/// that answered. An attempt after one that never reached its provider (no
+/// connection) at the same provider is the request that attempt was admitted as.
 async fn admit_provider_of_attempt(
     store: &Arc<dyn LimitStore>,
     ctx: &mut RequestContext,
+    live: &LiveConfig,
 ) -> Result<(), GatewayError> {
-    let (Some(config), Some(provider)) = (ctx.config.clone(), ctx.provider_name()) else {
+    let Some(provider) = ctx.provider_name() else {
         return Ok(());
     };
+    let config = live.snapshot();
     let limited = config.limits.for_provider(provider);
     if limited.is_none() && ctx.held_to.provider.is_none() {
         return Ok(());
@@ -215,7 +233,7 @@ async fn admit_provider_of_attempt(
     }
     // The attempt before counted against its own provider; its slot is freed.
     ctx.held_to.provider = None;
-    admit_provider(store, ctx).await
+    admit_provider_under(store, ctx, &config).await
 }
 
 /// Whether the request is still admitted as `limited` has it: the attempt before went
@@ -793,6 +811,39 @@ mod tests {
             "the $0.05 less the $0.01 paid: {report}"
         );
         assert_eq!(report["total"]["tokens"]["output"], 2);
+    }
+
+    /// A config whose provider `p` allows `per_minute` requests a minute.
+    fn provider_limited(per_minute: u64) -> Config {
+        let yaml = format!("server:\n  listen: 127.0.0.1:8080\nproviders:\n  p:\n    type: openai\n    base_url: http://127.0.0.1:9\n    api_key: sk-p\n    limits: {{requests_per_minute: {per_minute}}}\n");
+        let env = crate::config::EnvSnapshot::from_pairs(Vec::<(&str, &str)>::new());
+        crate::config::build_config(Some(&yaml), None, &env).unwrap()
+    }
+
+    /// A request of `config` bound for provider `p`.
+    fn bound_for_p(config: Arc<Config>) -> RequestContext {
+        let mut ctx = RequestContext::new();
+        let provider = Arc::clone(config.providers.find("p").unwrap());
+        ctx.upstream = Some(crate::proxy::UpstreamTarget::new(
+            provider,
+            String::new(),
+            Default::default(),
+        ));
+        ctx.config = Some(config);
+        ctx
+    }
+
+    #[tokio::test]
+    async fn a_later_attempt_is_held_to_its_providers_limits_as_a_reload_left_them() {
+        let store: Arc<dyn LimitStore> = Arc::new(crate::limits::MemoryStore::default());
+        let live = LiveConfig::new(provider_limited(1));
+        // A request begun after the reload takes the minute's one request.
+        let mut after = bound_for_p(live.snapshot());
+        admit_provider(&store, &mut after).await.unwrap();
+        // One begun before it, under 100 a minute, tries again: held to the one.
+        let mut before = bound_for_p(Arc::new(provider_limited(100)));
+        let refused = admit_provider_of_attempt(&store, &mut before, &live).await;
+        assert_eq!(refused.map_err(|e| e.status), Err(429));
     }
 
     #[tokio::test]

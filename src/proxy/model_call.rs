@@ -313,8 +313,11 @@ impl AuroraProxy {
                 return limit_check::move_on_or(ctx, &self.health, refused, "not_allowed");
             }
         }
+        // The first attempt was admitted with the request's config; a later one as
+        // the limits stand now.
         let first = !ctx.later_attempt;
-        limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, first).await
+        let live = &*self.config;
+        limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, (first, live)).await
     }
 
     /// [`Self::ready_attempt_admitted`] in a loop that holds the attempt's body and
