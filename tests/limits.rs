@@ -93,6 +93,9 @@ async fn report_with_output(url: &str, output: u64) -> Value {
 
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
 const MESSAGES: &str = r#"{"model":"anthropic/claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+/// [`MESSAGES`] as Anthropic takes it, through `/p/`.
+const MESSAGES_AS_SENT: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
 
 async fn post(gw: &Gateway, key: &str, path: &str, body: &str) -> reqwest::Response {
     gw.post_json(key, path, body).await
@@ -703,6 +706,50 @@ async fn the_gateways_own_error_answers_carry_the_keys_rate_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_before_its_admission_carries_the_keys_rate_headers_counting_nothing() {
+    // A wrong method, a path no route serves, a declared body past the limit: refused
+    // before the key's limits are counted, each still tells the key its windows.
+    let mock = MockUpstream::start(provider_like).await;
+    let limit = "server:\n  body_size_limit: 1KiB\n";
+    let gw = gateway(&mock, limit, "{requests_per_minute: 10}");
+    common::clear_of_a_minute_boundary().await;
+    let too_large = format!(
+        r#"{{"model":"gpt-4o-mini","user":"{}","messages":[]}}"#,
+        "u".repeat(2048)
+    );
+    let refusals = [
+        (client().get(gw.url("/v1/chat/completions")), 405),
+        (client().post(gw.url("/v1/no-such-route")).body("{}"), 404),
+        (
+            client()
+                .post(gw.url("/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(too_large),
+            413,
+        ),
+    ];
+    for (request, status) in refusals {
+        let resp = request.bearer_auth(TEAM_KEY).send().await.unwrap();
+        assert_eq!(resp.status(), status);
+        assert_eq!(
+            header(&resp, "x-ratelimit-limit-requests"),
+            "10",
+            "{status}"
+        );
+        assert_eq!(
+            header(&resp, "x-ratelimit-remaining-requests"),
+            "10",
+            "{status}: nothing counted"
+        );
+        assert!(
+            header(&resp, "x-ratelimit-reset-requests").ends_with('s'),
+            "{status}"
+        );
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fallback_counts_against_the_quota_of_the_provider_it_goes_to() {
     // OpenAI fails every call, which falls back to Anthropic: each call counts against
     // Anthropic's quota, and its tokens are charged to Anthropic, which answered, not
@@ -820,6 +867,152 @@ async fn requests_refused_before_the_provider_are_not_in_the_usage_report() {
     let report = report_with_output(&report, 4).await;
     assert_eq!(report["total"]["requests"], 1, "{report}");
     assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_request_the_gateway_refuses_uses_none_of_the_providers_quota() {
+    // OpenAI's quota allows two requests a minute. Bodies the gateway reads and
+    // refuses (a Chat body held to ask for its stream's usage that is not JSON), and a
+    // credential minted past the limits, never reach OpenAI: the quota is left whole
+    // for the calls that do.
+    let mock = MockUpstream::start(provider_like).await;
+    let yaml = "providers:\n  openai:\n    limits: {requests_per_minute: 2}\n";
+    let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+    common::clear_of_a_minute_boundary().await;
+    for _ in 0..2 {
+        let refused = post(&gw, TEAM_KEY, "/p/openai/chat/completions", "not json").await;
+        assert_eq!(refused.status(), 400);
+    }
+    let minted = post(&gw, TEAM_KEY, "/p/openai/realtime/client_secrets", "{}").await;
+    assert_eq!(minted.status(), 403);
+    assert!(mock.requests().is_empty(), "nothing reached the provider");
+    for call in 1..=2 {
+        let resp = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
+        assert_eq!(
+            resp.status(),
+            200,
+            "call {call}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+    let refused = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(refused.status(), 429, "the quota still holds");
+    assert_eq!(mock.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_no_connection_was_made_counts_once_against_the_providers_quota() {
+    // Nothing reaches a provider that cannot be connected to: the retry is the same
+    // request against its quota of 2 a minute, not another one.
+    let dead = format!("http://127.0.0.1:{}/v1", common::closed_port());
+    let yaml = format!(
+        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\nretry:\n  attempts: 1\n  backoff: 1ms\nproviders:\n  openai:\n    limits: {{requests_per_minute: 2}}\n",
+        sha256_hex(TEAM_KEY),
+    );
+    for path in ["/p/openai/chat/completions", "/v1/chat/completions"] {
+        let gw = Gateway::start(
+            &yaml,
+            &[
+                ("AURORA_MASTER_KEY", MASTER),
+                ("OPENAI_API_KEY", "sk-oai-limits"),
+                ("OPENAI_BASE_URL", dead.as_str()),
+            ],
+        );
+        common::clear_of_a_minute_boundary().await;
+        for call in 1..=2 {
+            let resp = post(&gw, TEAM_KEY, path, CHAT).await;
+            assert_eq!(resp.status(), 502, "{path} {call}");
+        }
+        let needle = format!(" path={path} ");
+        let log = gw.wait_for_log(&needle, 2).await;
+        let tried_twice = log
+            .lines()
+            .filter(|l| l.contains(&needle) && l.matches(":connect:").count() == 2);
+        assert_eq!(tried_twice.count(), 2, "{log}");
+        let refused = post(&gw, TEAM_KEY, path, CHAT).await;
+        assert_eq!(refused.status(), 429, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_with_the_gateways_key_is_held_to_what_a_budgeted_key_may_ask() {
+    // The caller's own key (`!PASSTHRU`) may ask for the `image_generation` tool at
+    // `byok`; refused there (429), the call falls back to `openai`, which would bill
+    // the images to the gateway's key: not for a key held to a budget.
+    let mock = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
+        "/byok/v1/responses" => Reply::json(429, r#"{"error":{"message":"quota"}}"#),
+        "/v1/responses" => Reply::json(200, fixture("openai/responses.json")),
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let yaml = format!(
+        "models:\n  fallbacks:\n    byok/gpt-4o-mini: [openai/gpt-4o-mini]\nproviders:\n  byok:\n    type: openai\n    api_key: \"!PASSTHRU\"\n    base_url: {}\n",
+        mock.url("/byok/v1")
+    );
+    let gw = gateway(&mock, &yaml, "{budget: {usd: 5, period: month}}");
+    let images =
+        r#"{"model":"byok/gpt-4o-mini","input":"a cat","tools":[{"type":"image_generation"}]}"#;
+    // A body past 64 KiB goes through subrequests, each attempt one of its own.
+    let padded = format!(
+        r#"{{"model":"byok/gpt-4o-mini","user":"{}","input":"a cat","tools":[{{"type":"image_generation"}}]}}"#,
+        "u".repeat(100 * 1024)
+    );
+    for body in [images, padded.as_str()] {
+        let resp = client()
+            .post(gw.url("/v1/responses"))
+            .bearer_auth(TEAM_KEY)
+            .header("x-provider-api-key", "sk-callers-own")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(status, 403, "{err}");
+        assert_eq!(err["error"]["code"], "not_allowed", "{err}");
+    }
+    let uris: Vec<String> = mock.requests().iter().map(|r| r.uri.clone()).collect();
+    assert!(!uris.is_empty(), "the caller's own key was tried");
+    assert!(
+        uris.iter().all(|u| u == "/byok/v1/responses"),
+        "never at the gateway's key: {uris:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_input_of_an_attempt_given_up_on_is_charged_to_the_provider_that_had_it() {
+    // OpenAI has the call and is slow: the gateway gives up at its first byte and
+    // falls back to Anthropic, which answers (14 + 5 tokens). OpenAI may finish and
+    // bill the call: its input is OpenAI's to count, not Anthropic's.
+    let mock = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
+        "/v1/chat/completions" => {
+            Reply::Delayed(Duration::from_secs(5), Box::new(provider_like(rec)))
+        }
+        _ => provider_like(rec),
+    })
+    .await;
+    let yaml = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\nproviders:\n  openai:\n    timeouts: {first_byte: 300ms}\n    limits: {tokens_per_minute: 100}\n  anthropic:\n    limits: {tokens_per_minute: 100}\n";
+    let gw = gateway(&mock, yaml, "{requests_per_minute: 100}");
+    common::clear_of_a_minute_boundary().await;
+    let question = "a question long enough to cost tokens ".repeat(40);
+    let body = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{question}"}}]}}"#
+    );
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", &body).await;
+    assert_eq!(header(&resp, "x-aurora-provider"), "anthropic");
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    gw.wait_for_log(" path=/v1/chat/completions ", 1).await;
+    // OpenAI's window holds the input it was given up on (some 380 tokens)...
+    let openai = post(&gw, TEAM_KEY, "/p/openai/chat/completions", CHAT).await;
+    assert_eq!(openai.status(), 429);
+    let text = openai.text().await.unwrap();
+    assert!(text.contains("provider `openai`"), "{text}");
+    // ...and Anthropic's only what it answered.
+    let anthropic = post(&gw, TEAM_KEY, "/p/anthropic/v1/messages", MESSAGES_AS_SENT).await;
+    let status = anthropic.status();
+    assert_eq!(status, 200, "{}", anthropic.text().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,29 +31,26 @@ pub struct HeldTo {
 pub struct HeldToSubjects {
     key: Option<HeldTo>,
     provider: Option<HeldTo>,
-    /// The config holds the request to a limit (its key's or its provider's), whether
-    /// or not the store could count it.
-    limited: bool,
     /// The caller's key is held to what its calls use (tokens per minute, or a budget).
     caller_by_usage: bool,
 }
 
 impl HeldToSubjects {
-    /// Each subject held to, the caller's key first.
-    fn iter(&self) -> impl Iterator<Item = &HeldTo> + Clone {
-        self.key.iter().chain(self.provider.iter())
-    }
-
     /// Whether the request counts against nothing.
     fn is_empty(&self) -> bool {
         self.key.is_none() && self.provider.is_none()
     }
+}
 
-    /// Whether the config holds the request to any limit, counted or not (a store that
-    /// failed, under `allow`, counts nothing).
-    pub fn limited(&self) -> bool {
-        self.limited
-    }
+/// Whether the request's config holds it to any limit, its caller's key's or its
+/// provider's: told by the config, not by what was counted (a store that failed,
+/// under `allow`, counts nothing; the provider may not be admitted yet).
+pub fn held_to_limits(ctx: &RequestContext) -> bool {
+    let provider_limited = match (ctx.config.as_deref(), ctx.provider_name()) {
+        (Some(config), Some(name)) => config.limits.for_provider(name).is_some(),
+        _ => false,
+    };
+    provider_limited || caller_limits(ctx).is_some()
 }
 
 /// Unix seconds now.
@@ -77,7 +74,6 @@ pub async fn admit_caller(
     let Some(limited) = config.limits.for_key(name) else {
         return Ok(());
     };
-    ctx.held_to.limited = true;
     ctx.held_to.caller_by_usage =
         limited.limits.tokens_per_minute.is_some() || limited.limits.budget.is_some();
     let (held, windows) = admit(store, limited, config.limits.on_store_error, Whose::Key).await?;
@@ -116,12 +112,26 @@ pub fn caller_charged_by_usage(ctx: &RequestContext) -> bool {
     ctx.held_to.caller_by_usage
 }
 
-/// Admits the request against the limits of the provider it goes to, if any.
+/// Admits the request against the limits of the provider it goes to, if any, as its
+/// config has them.
 pub async fn admit_provider(
     store: &Arc<dyn LimitStore>,
     ctx: &mut RequestContext,
 ) -> Result<(), GatewayError> {
-    let (Some(config), Some(provider)) = (ctx.config.clone(), ctx.provider_name()) else {
+    let Some(config) = ctx.config.clone() else {
+        return Ok(());
+    };
+    admit_provider_under(store, ctx, &config).await
+}
+
+/// Admits the request against the limits `config` gives the provider it goes to, if
+/// any.
+async fn admit_provider_under(
+    store: &Arc<dyn LimitStore>,
+    ctx: &mut RequestContext,
+    config: &Config,
+) -> Result<(), GatewayError> {
+    let Some(provider) = ctx.provider_name() else {
         return Ok(());
     };
     let Some(limited) = config.limits.for_provider(provider) else {
@@ -136,7 +146,6 @@ pub async fn admit_provider(
             refused.rate = ctx.rate.map(Box::new);
             refused
         })?;
-    ctx.held_to.limited = true;
     ctx.held_to.provider = Some(held);
     Ok(())
 }
@@ -158,28 +167,17 @@ pub async fn admit_provider_or_move_on(
     store: &Arc<dyn LimitStore>,
     health: &HealthBook,
     ctx: &mut RequestContext,
-    first: bool,
+    (first, live): (bool, &LiveConfig),
 ) -> Result<ProviderAdmission, GatewayError> {
     let admitted = if first {
         admit_provider(store, ctx).await
     } else {
-        admit_provider_of_attempt(store, ctx).await
+        admit_provider_of_attempt(store, ctx, live).await
     };
     match admitted {
         Ok(()) => Ok(ProviderAdmission::Admitted),
         // Refused by the quota (a store that cannot be reached is a 503, not passed over).
-        Err(refused) if refused.status == 429 => {
-            let now = std::time::Instant::now();
-            let moved = ctx
-                .plan
-                .as_mut()
-                .is_some_and(|p| p.refused_by_quota(health, now));
-            if moved {
-                Ok(ProviderAdmission::MovedOn)
-            } else {
-                Err(refused)
-            }
-        }
+        Err(refused) if refused.status == 429 => move_on_or(ctx, health, refused, "quota"),
         Err(err) => {
             if let Some(plan) = ctx.plan.as_mut() {
                 plan.not_sent(health);
@@ -189,23 +187,65 @@ pub async fn admit_provider_or_move_on(
     }
 }
 
-/// Admits an attempt after the first against the limits of the provider it goes to:
-/// every request sent counts where it goes (a retry at the same provider, a pool's
-/// other instance, a fallback), and the tokens are charged to the provider that
-/// answered.
+/// The gateway refused the readied attempt before sending it (`refused`, recorded as
+/// `outcome`): the request's plan moves on to its next candidate, to be readied, when
+/// it has one; otherwise `refused` is the request's answer.
+pub fn move_on_or(
+    ctx: &mut RequestContext,
+    health: &HealthBook,
+    refused: GatewayError,
+    outcome: &str,
+) -> Result<ProviderAdmission, GatewayError> {
+    let now = std::time::Instant::now();
+    let moved = ctx
+        .plan
+        .as_mut()
+        .is_some_and(|p| p.refused_before_sending(outcome, health, now));
+    if moved {
+        Ok(ProviderAdmission::MovedOn)
+    } else {
+        Err(refused)
+    }
+}
+
+/// Admits an attempt after the first against the limits of the provider it goes to,
+/// as the `live` config has them now (a reload since the request began may have
+/// changed them; the counters, and a replica's lease, are kept for the limits in
+/// force): every request sent counts where it goes (a retry at the same provider, a
+/// pool's other instance, a fallback), and the tokens are charged to the provider
+/// that answered. An attempt after one that never reached its provider (no
+/// connection) at the same provider is the request that attempt was admitted as.
 async fn admit_provider_of_attempt(
     store: &Arc<dyn LimitStore>,
     ctx: &mut RequestContext,
+    live: &LiveConfig,
 ) -> Result<(), GatewayError> {
-    let (Some(config), Some(provider)) = (ctx.config.clone(), ctx.provider_name()) else {
+    let Some(provider) = ctx.provider_name() else {
         return Ok(());
     };
-    if config.limits.for_provider(provider).is_none() && ctx.held_to.provider.is_none() {
+    let config = live.snapshot();
+    let limited = config.limits.for_provider(provider);
+    if limited.is_none() && ctx.held_to.provider.is_none() {
+        return Ok(());
+    }
+    if limited.is_some_and(|limited| still_admitted(ctx, limited)) {
         return Ok(());
     }
     // The attempt before counted against its own provider; its slot is freed.
     ctx.held_to.provider = None;
-    admit_provider(store, ctx).await
+    admit_provider_under(store, ctx, &config).await
+}
+
+/// Whether the request is still admitted as `limited` has it: the attempt before went
+/// to the same subject under the same limits, and never reached it (no connection
+/// was made), so nothing was sent there against its admission.
+fn still_admitted(ctx: &RequestContext, limited: &Limited) -> bool {
+    let held_there = ctx
+        .held_to
+        .provider
+        .as_ref()
+        .is_some_and(|held| held.subject == limited.subject && held.limits == limited.limits);
+    held_there && ctx.plan.as_ref().is_some_and(|p| p.last_never_connected())
 }
 
 /// One admission: the subject held to (with its windows when it has any, and its call
@@ -351,7 +391,7 @@ pub fn settle(store: &Arc<dyn LimitStore>, ctx: &RequestContext, live: &LiveConf
         ctx.config.as_deref(),
     );
     let usage = ctx.obs.usage();
-    if key.is_none() && (ctx.held_to.is_empty() || usage.is_none()) {
+    if key.is_none() && (!counts_against_any(ctx) || usage.is_none()) {
         return;
     }
     let cost = super::observe::cost_usd(ctx);
@@ -424,10 +464,18 @@ fn report_key<'a>(
     }
 }
 
+/// Whether the request counted against any subject: its key, its provider, or the
+/// provider of an attempt given up on.
+fn counts_against_any(ctx: &RequestContext) -> bool {
+    !ctx.held_to.is_empty() || !super::observe::attempts_given_up(ctx).0.is_empty()
+}
+
 /// Charges `usage` (costing `cost`) to every subject the request counted against, as
 /// it is limited now: after a reload since the admission, as the `live` config limits
 /// it (a budget's period changed, a budget or a token rate added or taken away),
-/// where admissions count now, so that the counters survive the reload.
+/// where admissions count now, so that the counters survive the reload. The input of
+/// attempts the gateway gave up on is the key's, and the provider's that had each of
+/// them, not the provider's that answered last.
 fn charge(
     store: &Arc<dyn LimitStore>,
     ctx: &RequestContext,
@@ -436,22 +484,73 @@ fn charge(
     cost: Option<f64>,
     now: u64,
 ) {
-    if ctx.held_to.is_empty() {
+    if !counts_against_any(ctx) {
         return;
     }
     let model = || super::observe::priced_model(ctx);
-    let cost = (cost, || super::observe::price_of(ctx));
-    if ctx.config.as_ref().is_none_or(|c| live.is_current(c)) {
-        let subjects = ctx.held_to.iter().map(|h| (&h.subject, &h.limits));
-        charge_subjects(store, subjects, usage, cost, model, now);
+    let price = || super::observe::price_of(ctx);
+    let reloaded = ctx
+        .config
+        .as_ref()
+        .filter(|c| !live.is_current(c))
+        .map(|_| live.snapshot());
+    let (key, provider) = match reloaded.as_deref() {
+        None => (
+            ctx.held_to.key.as_ref().map(|h| (&h.subject, &h.limits)),
+            ctx.held_to
+                .provider
+                .as_ref()
+                .map(|h| (&h.subject, &h.limits)),
+        ),
+        Some(current) => {
+            let caller = ctx.caller.as_ref().filter(|_| ctx.held_to.key.is_some());
+            let provider = ctx.held_to.provider.as_ref();
+            let provider =
+                provider.and_then(|held| crate::limits::provider_of_subject(&held.subject));
+            (
+                limited_subjects(current, caller, None).next(),
+                limited_subjects(current, None, provider).next(),
+            )
+        }
+    };
+    let (given_up, each) = super::observe::attempts_given_up(ctx);
+    if given_up.is_empty() {
+        let subjects = key.into_iter().chain(provider);
+        charge_subjects(store, subjects, usage, (cost, price), model, now);
         return;
     }
-    let current = live.snapshot();
-    let caller = ctx.caller.as_ref().filter(|_| ctx.held_to.key.is_some());
-    let provider = ctx.held_to.provider.as_ref();
-    let provider = provider.and_then(|held| crate::limits::provider_of_subject(&held.subject));
-    let subjects = limited_subjects(&current, caller, provider);
-    charge_subjects(store, subjects, usage, cost, model, now);
+    charge_subjects(store, key.into_iter(), usage, (cost, price), model, now);
+    let each = crate::metrics::usage::Usage {
+        input: each,
+        ..Default::default()
+    };
+    let each_cost = price().map(|p| p.cost(&each));
+    let mut moved = crate::metrics::usage::Usage::default();
+    let config = reloaded.as_deref().or(ctx.config.as_deref());
+    for name in given_up {
+        moved.add(&each);
+        let limited = config.and_then(|c| c.limits.for_provider(name));
+        let subject = limited.map(|l| (&l.subject, &l.limits));
+        charge_subjects(
+            store,
+            subject.into_iter(),
+            &each,
+            (each_cost, price),
+            model,
+            now,
+        );
+    }
+    let own = usage.less(&moved);
+    let moved_cost = price().map_or(0.0, |p| p.cost(&moved));
+    let own_cost = cost.map(|c| (c - moved_cost).max(0.0));
+    charge_subjects(
+        store,
+        provider.into_iter(),
+        &own,
+        (own_cost, price),
+        model,
+        now,
+    );
 }
 
 /// The subjects `config` limits of a call by `caller` to `provider` (either left out
@@ -712,6 +811,39 @@ mod tests {
             "the $0.05 less the $0.01 paid: {report}"
         );
         assert_eq!(report["total"]["tokens"]["output"], 2);
+    }
+
+    /// A config whose provider `p` allows `per_minute` requests a minute.
+    fn provider_limited(per_minute: u64) -> Config {
+        let yaml = format!("server:\n  listen: 127.0.0.1:8080\nproviders:\n  p:\n    type: openai\n    base_url: http://127.0.0.1:9\n    api_key: sk-p\n    limits: {{requests_per_minute: {per_minute}}}\n");
+        let env = crate::config::EnvSnapshot::from_pairs(Vec::<(&str, &str)>::new());
+        crate::config::build_config(Some(&yaml), None, &env).unwrap()
+    }
+
+    /// A request of `config` bound for provider `p`.
+    fn bound_for_p(config: Arc<Config>) -> RequestContext {
+        let mut ctx = RequestContext::new();
+        let provider = Arc::clone(config.providers.find("p").unwrap());
+        ctx.upstream = Some(crate::proxy::UpstreamTarget::new(
+            provider,
+            String::new(),
+            Default::default(),
+        ));
+        ctx.config = Some(config);
+        ctx
+    }
+
+    #[tokio::test]
+    async fn a_later_attempt_is_held_to_its_providers_limits_as_a_reload_left_them() {
+        let store: Arc<dyn LimitStore> = Arc::new(crate::limits::MemoryStore::default());
+        let live = LiveConfig::new(provider_limited(1));
+        // A request begun after the reload takes the minute's one request.
+        let mut after = bound_for_p(live.snapshot());
+        admit_provider(&store, &mut after).await.unwrap();
+        // One begun before it, under 100 a minute, tries again: held to the one.
+        let mut before = bound_for_p(Arc::new(provider_limited(100)));
+        let refused = admit_provider_of_attempt(&store, &mut before, &live).await;
+        assert_eq!(refused.map_err(|e| e.status), Err(429));
     }
 
     #[tokio::test]

@@ -300,16 +300,17 @@ impl AuroraProxy {
             match target {
                 Ok(target) => {
                     ctx.upstream = Some(target);
-                    // The provider's quota holds for a read forwarded to it too.
-                    if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
-                        return reject(session, ctx, err).await;
-                    }
                     observe::stored_response_read(ctx, id);
                     if method == http::Method::DELETE {
                         let deleted = Some((ApartKind::Response, id));
                         if let Err(err) = self.before_delete(deleted, config).await {
                             return reject(session, ctx, err).await;
                         }
+                    }
+                    // The provider's quota holds for a read forwarded to it too, once
+                    // the gateway has nothing to refuse of it itself.
+                    if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+                        return reject(session, ctx, err).await;
                     }
                     return Ok(false);
                 }
@@ -668,7 +669,7 @@ fn no_work_past_limits(
     let Some(target) = ctx.upstream.as_ref() else {
         return Ok(None);
     };
-    if !ctx.held_to.limited() || with_callers_own_key(ctx) {
+    if !limit_check::held_to_limits(ctx) || with_callers_own_key(ctx) {
         return Ok(None);
     }
     if req.method == http::Method::POST && passthrough::mints_a_credential(&pt.endpoint) {
@@ -756,6 +757,19 @@ fn no_unmetered_moderation(
         "moderation is billed by the token at this provider, which does not report it: \
          not served for a key held to tokens or a budget",
     ))
+}
+
+/// A `/v1` call's attempt is held to what its caller may have done at the gateway's
+/// expense ([`no_unmetered_ask`] of the client's `body`, [`no_unmetered_moderation`]
+/// at `endpoint`), as the attempt's provider and credential say: checked for each
+/// attempt, as a later one may go with the gateway's key where the first went with
+/// the caller's own, or to a provider that bills what the first did not.
+fn no_unmetered_work(
+    ctx: &RequestContext,
+    body: &[u8],
+    endpoint: model_request::ModelEndpoint,
+) -> Result<(), GatewayError> {
+    no_unmetered_ask(ctx, body).and_then(|()| no_unmetered_moderation(ctx, endpoint))
 }
 
 /// A model call that has the provider bill past the usage its answer reports
@@ -1314,7 +1328,12 @@ impl ProxyHttp for AuroraProxy {
         telemetry::request_admitted(session.req_header(), ctx);
         let route = match admitted {
             Ok(route) => route,
-            Err(err) => return reject(session, ctx, err).await,
+            Err(err) => {
+                // Refused before the limits' admission: a key with limits still hears
+                // its windows, as every answer to it does, counting nothing.
+                limit_check::peek_caller(&self.limits, ctx).await;
+                return reject(session, ctx, err).await;
+            }
         };
         // A stored response's read counts as a request too, as a `/p/` read does.
         if matches!(
@@ -1364,9 +1383,8 @@ impl ProxyHttp for AuroraProxy {
                             }
                         }
                         ctx.upstream = Some(target);
-                        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
-                            return reject(session, ctx, err).await;
-                        }
+                        // What the gateway refuses itself is refused before the
+                        // provider's quota counts the request or holds a call slot.
                         let cost = match no_work_past_limits(session, ctx, &pt) {
                             Ok(cost) => cost,
                             Err(err) => return reject(session, ctx, err).await,
@@ -1382,8 +1400,12 @@ impl ProxyHttp for AuroraProxy {
                             }
                         }
                         if let Some(held) = held {
+                            // Admitted once its body is read and accepted.
                             return Box::pin(self.pass_held_body(session, ctx, &config, held))
                                 .await;
+                        }
+                        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+                            return reject(session, ctx, err).await;
                         }
                         Ok(false)
                     }
@@ -1489,8 +1511,9 @@ impl ProxyHttp for AuroraProxy {
             // across the wait: this future is every request's.
             let admitted = match readied {
                 Ok(_) if ctx.later_attempt => {
-                    limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
-                        .await
+                    let asked = ctx.held_call.as_ref().map(|c| (c.body.clone(), c.endpoint));
+                    // Boxed: only a later attempt pays for its future.
+                    Box::pin(self.admit_attempt(ctx, asked)).await
                 }
                 Ok(_) => Ok(limit_check::ProviderAdmission::Admitted),
                 Err(err) => Err(err),

@@ -90,18 +90,15 @@ impl AuroraProxy {
             Err(err) => return reject(session, ctx, err).await,
         };
         ctx.upstream = Some(prepared.target().clone());
-        if let Err(err) = super::no_unmetered_ask(ctx, &body)
-            .and_then(|()| super::no_unmetered_moderation(ctx, endpoint))
-        {
-            return reject(session, ctx, err).await;
-        }
         let past_replay = session.as_ref().retry_buffer_truncated();
         let rule = prepared.delivery_rule(past_replay);
         let mut delivery = prepared.delivery(past_replay);
         let mut first = prepared.into_first_attempt(ctx, config);
-        // A provider out of quota is passed over for the plan's next candidate.
+        // A candidate the gateway refuses (its provider out of quota, or work its
+        // caller may not have done there) is passed over for the plan's next one.
         loop {
-            match limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, true)
+            match self
+                .admit_attempt(ctx, Some((body.clone(), endpoint)))
                 .await
             {
                 Ok(ProviderAdmission::Admitted) => break,
@@ -234,6 +231,11 @@ impl AuroraProxy {
             Ok(read) => read,
             Err(err) => return reject(session, ctx, err).await,
         };
+        // Only a body read whole and accepted counts against the provider's quota: a
+        // refused one never reaches it, and a slow upload holds none of its call slots.
+        if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
+            return reject(session, ctx, err).await;
+        }
         let Some(target) = ctx.upstream.take() else {
             return reject(session, ctx, GatewayError::not_found("no upstream")).await;
         };
@@ -286,14 +288,36 @@ impl AuroraProxy {
             if !ctx.later_attempt {
                 return Ok(next);
             }
-            match limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, false)
-                .await?
-            {
+            let asked = ctx.held_call.as_ref().map(|c| (c.body.clone(), c.endpoint));
+            match self.admit_attempt(ctx, asked).await? {
                 ProviderAdmission::Admitted => return Ok(next),
                 // The plan moved past a provider out of quota: the next one is readied.
                 ProviderAdmission::MovedOn => {}
             }
         }
+    }
+
+    /// Admits the readied attempt: a `/v1` call (`asked`: the client's body and
+    /// endpoint; `None` for a passthrough request, held to its one provider at its
+    /// start) is refused where its credential would have the provider do work its
+    /// caller's limits cannot meter ([`super::no_unmetered_work`]), then every attempt
+    /// is held to its provider's quota. A candidate refused either way is passed over
+    /// for the plan's next one, when it has one.
+    pub(super) async fn admit_attempt(
+        &self,
+        ctx: &mut RequestContext,
+        asked: Option<(Bytes, ModelEndpoint)>,
+    ) -> std::result::Result<ProviderAdmission, GatewayError> {
+        if let Some((body, endpoint)) = asked {
+            if let Err(refused) = super::no_unmetered_work(ctx, &body, endpoint) {
+                return limit_check::move_on_or(ctx, &self.health, refused, "not_allowed");
+            }
+        }
+        // The first attempt was admitted with the request's config; a later one as
+        // the limits stand now.
+        let first = !ctx.later_attempt;
+        let live = &*self.config;
+        limit_check::admit_provider_or_move_on(&self.limits, &self.health, ctx, (first, live)).await
     }
 
     /// [`Self::ready_attempt_admitted`] in a loop that holds the attempt's body and

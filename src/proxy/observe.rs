@@ -3,7 +3,7 @@
 //! answered. The hooks call these; the figures are plain subtractions of instants.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,14 @@ pub struct Observation {
     /// Where the latest attempt's answer stands.
     answer: AnswerState,
     /// Attempts the gateway stopped waiting for, the provider having the call: each
-    /// may have been done and billed. Counted in `shared` instead when there is one.
-    given_up: u32,
+    /// may have been done and billed, by the provider named. Kept in `shared` instead
+    /// when there is one.
+    given_up: Vec<Arc<str>>,
+    /// The attempts before the latest one given up on, by their providers, each
+    /// charged `given_up_input` input tokens once the request is settled.
+    earlier_given_up: Vec<Arc<str>>,
+    /// The input tokens charged for each of `earlier_given_up`.
+    given_up_input: u64,
     /// Whether the call has a model generate (or embed) for it, which the provider
     /// bills once it has the call, whether or not the client stays for the answer.
     asks_model: ModelAsked,
@@ -241,8 +247,8 @@ pub struct SharedTimings {
     /// A subrequest began an attempt at a provider.
     attempted: AtomicBool,
     /// Attempts the gateway stopped waiting for, the provider having the call, by
-    /// either request.
-    given_up: AtomicU32,
+    /// either request: the providers that had them.
+    given_up: Mutex<Vec<Arc<str>>>,
     /// The work apart from the call that the subrequest's answer started, handed to
     /// whichever of the two requests ends last.
     started: Mutex<StartedHandoff>,
@@ -719,11 +725,15 @@ pub fn attempt_failed(ctx: &mut RequestContext, e: &Error) {
         // Given up on already: told again.
         return;
     }
+    // Its input is owed by the provider that had it, whichever answers in the end.
+    let provider = Arc::from(ctx.provider_name().unwrap_or_default());
     match &ctx.obs.shared {
         Some(shared) => {
-            shared.given_up.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut given_up) = shared.given_up.lock() {
+                given_up.push(provider);
+            }
         }
-        None => ctx.obs.given_up = ctx.obs.given_up.saturating_add(1),
+        None => ctx.obs.given_up.push(provider),
     }
     answer_now(ctx, AnswerState::GivenUp);
 }
@@ -795,15 +805,16 @@ pub fn settle_usage(
 /// having them whole, are each charged their input as a call left unanswered is: a
 /// retry does not make the work the provider may have done free.
 fn charge_attempts_given_up(ctx: &mut RequestContext, read: bool) {
-    let shared = ctx.obs.shared.as_ref();
-    let given_up = ctx
-        .obs
-        .given_up
-        .saturating_add(shared.map_or(0, |s| s.given_up.load(Ordering::Relaxed)));
-    // The latest attempt's is charged as a call left unanswered.
-    let latest = u32::from(ctx.obs.latest_answer() == AnswerState::GivenUp);
-    let earlier = u64::from(given_up.saturating_sub(latest));
-    if earlier == 0 || read || model_work(ctx).is_none() {
+    let mut given_up = std::mem::take(&mut ctx.obs.given_up);
+    if let Some(Ok(shared)) = ctx.obs.shared.as_ref().map(|s| s.given_up.lock()) {
+        given_up.extend(shared.iter().cloned());
+    }
+    // The latest attempt's (the last given up on) is charged as a call left
+    // unanswered.
+    if ctx.obs.latest_answer() == AnswerState::GivenUp {
+        given_up.pop();
+    }
+    if given_up.is_empty() || read || model_work(ctx).is_none() {
         return;
     }
     let each = Charge::left_unanswered()
@@ -813,10 +824,20 @@ fn charge_attempts_given_up(ctx: &mut RequestContext, read: bool) {
     if each == 0 {
         return;
     }
+    let earlier = given_up.len() as u64;
     let mut usage = ctx.obs.usage.unwrap_or_default();
     usage.input = usage.input.saturating_add(each.saturating_mul(earlier));
     ctx.obs.usage = Some(usage);
     ctx.obs.usage_estimated = true;
+    ctx.obs.earlier_given_up = given_up;
+    ctx.obs.given_up_input = each;
+}
+
+/// The providers of the attempts before the latest one that the gateway gave up
+/// waiting for, and the input tokens each was charged ([`settle_usage`]): part of the
+/// request's usage, owed by those providers rather than by the latest attempt's.
+pub fn attempts_given_up(ctx: &RequestContext) -> (&[Arc<str>], u64) {
+    (&ctx.obs.earlier_given_up, ctx.obs.given_up_input)
 }
 
 /// [`settle_usage`] for the latest attempt.

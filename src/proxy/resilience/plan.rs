@@ -66,9 +66,10 @@ pub struct AttemptPlan {
     records: Vec<AttemptRecord>,
     /// When the current attempt began.
     began: Option<Instant>,
-    /// The candidates whose provider refused the call by its quota (bit `i`: the
+    /// The candidates the gateway refused the call before sending it (their
+    /// provider's quota, or work the caller may not have done there; bit `i`: the
     /// `i`th of the first 64): never tried again by this request.
-    out_of_quota: u64,
+    passed_over: u64,
     /// The instance whose half-open probe this request holds, until an attempt there
     /// tells whether it is back; given back otherwise ([`Self::release_probe`]), or no
     /// other request would ever probe it again.
@@ -98,7 +99,7 @@ impl AttemptPlan {
             key_turns: 0,
             records: Vec::new(),
             began: None,
-            out_of_quota: 0,
+            passed_over: 0,
             probe: None,
         }
     }
@@ -135,15 +136,14 @@ impl AttemptPlan {
         }
     }
 
-    /// Whether candidate `i`'s provider refused this call by its quota.
-    fn is_out_of_quota(&self, i: usize) -> bool {
-        i < 64 && self.out_of_quota & (1 << i) != 0
+    /// Whether the gateway refused this call at candidate `i` before sending it.
+    fn is_passed_over(&self, i: usize) -> bool {
+        i < 64 && self.passed_over & (1 << i) != 0
     }
 
-    /// The first candidate from `i` on whose provider has not refused the call by its
-    /// quota.
-    fn first_with_quota_from(&self, mut i: usize) -> usize {
-        while i < self.candidates.len() && self.is_out_of_quota(i) {
+    /// The first candidate from `i` on that the gateway has not refused the call at.
+    fn first_not_passed_over_from(&self, mut i: usize) -> usize {
+        while i < self.candidates.len() && self.is_passed_over(i) {
             i += 1;
         }
         i
@@ -181,6 +181,14 @@ impl AttemptPlan {
         &self.records
     }
 
+    /// Whether the latest attempt failed to connect: nothing of it reached its
+    /// provider.
+    pub fn last_never_connected(&self) -> bool {
+        self.records
+            .last()
+            .is_some_and(|r| r.outcome == AttemptFailure::Connect.label())
+    }
+
     /// An attempt at the current candidate begins.
     pub fn attempt_began(&mut self, now: Instant) {
         self.began = Some(now);
@@ -212,23 +220,37 @@ impl AttemptPlan {
     /// plan moves to the next candidate (the pool's next instance, then the
     /// fallbacks), if there is one.
     pub fn refused_by_quota(&mut self, book: &HealthBook, now: Instant) -> bool {
+        self.refused_before_sending("quota", book, now)
+    }
+
+    /// The gateway refused the current candidate before anything was sent to it (its
+    /// provider's quota, or what the caller may not have done at the gateway's
+    /// expense), for the reason `outcome` records: never tried again by this request,
+    /// the plan moves to the next candidate (the pool's next instance, then the
+    /// fallbacks), if there is one.
+    pub fn refused_before_sending(
+        &mut self,
+        outcome: &str,
+        book: &HealthBook,
+        now: Instant,
+    ) -> bool {
         self.not_sent(book);
-        self.record("quota".to_string(), now);
+        self.record(outcome.to_string(), now);
         if self.at < 64 {
-            self.out_of_quota |= 1 << self.at;
+            self.passed_over |= 1 << self.at;
         }
         if self.at < self.pool {
             // Another instance of the pool, as a retry would pick it; the pool's
             // retries go on counting (it is one model).
             for step in 1..self.pool {
                 let i = (self.at + step) % self.pool;
-                if !self.is_out_of_quota(i) && self.take_instance(i, book, now) {
+                if !self.is_passed_over(i) && self.take_instance(i, book, now) {
                     self.at = i;
                     return true;
                 }
             }
         }
-        let next = self.first_with_quota_from(self.pool.max(self.at + 1));
+        let next = self.first_not_passed_over_from(self.pool.max(self.at + 1));
         if next >= self.candidates.len() {
             return false;
         }
@@ -321,7 +343,7 @@ impl AttemptPlan {
             self.next_in_pool(book, now);
             return (NextAttempt::Retry { wait }, change);
         }
-        let next = self.first_with_quota_from(if self.at < self.pool {
+        let next = self.first_not_passed_over_from(if self.at < self.pool {
             self.pool
         } else {
             self.at + 1
@@ -367,7 +389,7 @@ impl AttemptPlan {
         }
         for step in 1..self.pool {
             let i = (self.at + step) % self.pool;
-            if !self.is_out_of_quota(i) && self.take_instance(i, book, now) {
+            if !self.is_passed_over(i) && self.take_instance(i, book, now) {
                 self.at = i;
                 return;
             }
