@@ -111,6 +111,25 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
             }
         }
     }
+    // A schema must be named (`^[a-zA-Z0-9_-]{1,64}$`).
+    let format = &body["response_format"];
+    if format["type"] == "json_schema" {
+        for (path, value) in [
+            ("response_format.json_schema", &format["json_schema"]),
+            (
+                "response_format.json_schema.name",
+                &format["json_schema"]["name"],
+            ),
+        ] {
+            if value.is_null() {
+                return Some(openai_400(
+                    format!("Missing required parameter: '{path}'."),
+                    Some(path.into()),
+                    "missing_required_parameter",
+                ));
+            }
+        }
+    }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     for (i, message) in messages.iter().enumerate() {
         let role = message["role"].as_str().unwrap_or_default();
