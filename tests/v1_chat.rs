@@ -913,6 +913,60 @@ async fn what_openai_clients_send_that_claude_refuses_is_made_acceptable() {
     assert_eq!(v["error"]["code"], "context_length_exceeded");
 }
 
+/// Anthropic as it answers structured outputs (the JSON as the message's text), after
+/// refusing what it refuses (an `output_config.format` of any other shape among it).
+fn anthropic_structured(rec: &Recorded) -> Reply {
+    if let Some(refusal) = common::mock::provider_rules::anthropic_messages_refusal(rec) {
+        return refusal;
+    }
+    let body: Value = serde_json::from_slice(&rec.body).unwrap();
+    let mut message: Value = serde_json::from_str(&fixture("anthropic/messages.json")).unwrap();
+    if body["output_config"]["format"].is_object() {
+        message["content"] = json!([{"type": "text", "text": r#"{"city":"Paris"}"#}]);
+    }
+    Reply::json(200, message.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_schema_response_format_reaches_claude_as_output_config_format() {
+    let mock = MockUpstream::start(anthropic_structured).await;
+    let gw = anthropic_gateway(&mock.url("/v1"));
+    // What the openai SDK's `beta.chat.completions.parse(response_format=Place)` sends.
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
+        "required": ["city"], "additionalProperties": false, "title": "Place"});
+    let body = json!({"model": "anthropic/claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "Where is the Louvre?"}],
+        "response_format": {"type": "json_schema",
+            "json_schema": {"name": "Place", "strict": true, "schema": schema}}});
+    let resp = post(&gw, "/v1/chat/completions", body.to_string().into_bytes()).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    // The SDK's `.parse()` reads the JSON from the message's content.
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        r#"{"city":"Paris"}"#
+    );
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(
+        sent["output_config"],
+        json!({"format": {"type": "json_schema", "schema": schema}})
+    );
+    assert!(sent.get("response_format").is_none(), "{sent}");
+
+    // JSON object mode, which Anthropic has not: a 400 naming the member, nothing sent.
+    let sent_before = mock.requests().len();
+    let body = json!({"model": "anthropic/claude-sonnet-4-5", "response_format": {"type": "json_object"},
+        "messages": [{"role": "user", "content": "JSON please"}]});
+    let resp = post(&gw, "/v1/chat/completions", body.to_string().into_bytes()).await;
+    assert_eq!(resp.status(), 400);
+    let error: Value = resp.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "response_format", "{error}");
+    assert_eq!(mock.requests().len(), sent_before);
+}
+
 /// A gateway whose one provider is Mistral at `mock`'s `/v1`.
 fn mistral_gateway(mock: &MockUpstream) -> Gateway {
     let yaml = format!(

@@ -625,6 +625,38 @@ async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_clients_output_config_format_reaches_a_chat_server_as_response_format() {
+    // The mock refuses a `json_schema` without the `name` Chat requires, and
+    // `output_config`, a member OpenAI does not know.
+    let openai = MockUpstream::start(|rec| {
+        common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(&openai, "openai", &format!("api_key: {OAI_KEY}"), "/v1");
+    let schema = serde_json::json!({"type": "object",
+        "properties": {"name": {"type": "string"}, "email": {"type": "string"}},
+        "required": ["name"], "additionalProperties": false});
+    // What the Anthropic SDKs send for `messages.parse(output_format=Contact)`.
+    let body = serde_json::json!({"model": "openai:gpt-4o-mini", "max_tokens": 256,
+        "messages": [{"role": "user", "content": "Extract: Jane, jane@example.com"}],
+        "output_config": {"format": {"type": "json_schema", "schema": schema}}});
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["content"][0]["type"], "text");
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    // No `strict`: OpenAI's strict mode would refuse the optional `email`.
+    assert_eq!(
+        sent["response_format"],
+        serde_json::json!({"type": "json_schema",
+            "json_schema": {"name": "response", "schema": schema}}),
+        "{sent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_reasoning_model_is_not_sent_stop_sequences_it_refuses() {
     let openai = MockUpstream::start(|rec| {
         common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)

@@ -16,8 +16,8 @@ const MASTER: &str = "gw-master-responses-test-012345678";
 const ANT_KEY: &str = "sk-ant-provider-responses-test";
 const OAI_KEY: &str = "sk-oai-provider-responses-test";
 
-/// What the Anthropic mock answers: a text answer, unless the last user turn asks for
-/// a tool call or thinking by name.
+/// What the Anthropic mock answers: a text answer (JSON when `output_config.format` asks
+/// for it), unless the last user turn asks for a tool call or thinking by name.
 fn anthropic_answer(rec: &Recorded) -> Value {
     let body: Value = serde_json::from_slice(&rec.body).unwrap();
     let last = body["messages"]
@@ -28,7 +28,10 @@ fn anthropic_answer(rec: &Recorded) -> Value {
         .to_string();
     let mut message: Value = serde_json::from_str(&fixture("anthropic/messages.json")).unwrap();
     message["model"] = body["model"].clone();
-    if last.contains("spawn") {
+    if body["output_config"]["format"].is_object() {
+        // Structured outputs: the JSON, as the message's text.
+        message["content"] = json!([{"type": "text", "text": r#"{"verdict":"ok"}"#}]);
+    } else if last.contains("spawn") {
         message["content"] = json!([{"type": "tool_use", "id": "toolu_spawn_1",
             "name": "multi_agent_v1__spawn_agent", "input": {"task": "lint"}}]);
         message["stop_reason"] = json!("tool_use");
@@ -311,6 +314,71 @@ async fn a_chat_only_server_is_reached_through_chat_completions() {
     let events = events(&resp.text().await.unwrap());
     assert_eq!(events.first().unwrap()["type"], "response.created");
     assert_eq!(events.last().unwrap()["type"], "response.completed");
+}
+
+/// What Codex sends for `codex exec --output-schema schema.json`.
+fn codex_output_schema(model: &str) -> (Value, Value) {
+    let schema = json!({"type": "object", "properties": {"verdict": {"type": "string"}},
+        "required": ["verdict"], "additionalProperties": false});
+    let body = json!({"model": model, "input": "Review the change.", "stream": true,
+        "store": false, "text": {"verbosity": "medium", "format": {"type": "json_schema",
+            "name": "codex_output_schema", "strict": true, "schema": schema}}});
+    (body, schema)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_output_schema_reaches_claude_as_output_config_format() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let (body, schema) = codex_output_schema("anthropic:claude-sonnet-4-5");
+    let resp = post(&gw, &body).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    // The mock refuses any other shape (a `name` or `strict` beside the schema).
+    let sent = sent(&mock.last());
+    assert_eq!(
+        sent["output_config"],
+        json!({"format": {"type": "json_schema", "schema": schema}})
+    );
+    // The JSON comes back as the output text Codex reads.
+    let events = events(&text);
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "response.completed");
+    assert_eq!(
+        done["response"]["output"][0]["content"][0]["text"],
+        r#"{"verdict":"ok"}"#
+    );
+    assert_eq!(
+        done["response"]["text"]["format"]["name"],
+        "codex_output_schema"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_output_schema_reaches_a_chat_server_as_response_format() {
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let (mut body, schema) = codex_output_schema("vllm/qwen3");
+    body["stream"] = json!(false);
+    // The mock refuses a `json_schema` without the `name` Chat requires.
+    ok_json(post(&gw, &body).await).await;
+    let got = sent(&mock.last());
+    assert_eq!(
+        got["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "codex_output_schema",
+            "strict": true, "schema": schema}}),
+        "{got}"
+    );
+    assert!(got.get("output_config").is_none(), "{got}");
+    // JSON object mode, which a chat server has.
+    let body = json!({"model": "vllm/qwen3", "input": "JSON please",
+        "text": {"format": {"type": "json_object"}}});
+    ok_json(post(&gw, &body).await).await;
+    assert_eq!(
+        sent(&mock.last())["response_format"],
+        json!({"type": "json_object"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

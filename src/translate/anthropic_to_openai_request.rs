@@ -44,6 +44,13 @@
 //! - `max_tokens` is sent as `max_completion_tokens` to OpenAI itself (its
 //!   reasoning models refuse `max_tokens`) and as `max_tokens` to other
 //!   OpenAI-compatible servers, lowered to the model's configured ceiling.
+//! - `output_config.format` (structured outputs; the beta's top-level
+//!   `output_format` alike) becomes `response_format` `json_schema`: the schema, its
+//!   `name` ("response" when the request has none, as a Messages client's never
+//!   does: Chat requires one), and `description` and `strict` when the request has
+//!   them (a Responses client's, through the hub; OpenAI's strict mode refuses
+//!   schemas Anthropic takes, so it is not made up). The hub's `json_object`, a
+//!   Responses client's, becomes `response_format` `json_object`.
 //! - Server tools (typed tools such as `web_search_…`) and `mcp_servers`
 //!   cannot run elsewhere and are rejected.
 
@@ -158,6 +165,7 @@ json_object!(
         metadata,
         thinking,
         output_config,
+        output_format,
         tools,
         tool_choice,
         stream,
@@ -302,6 +310,7 @@ pub fn anthropic_to_openai_request(
         None
     };
     let tooling = convert_tooling(&req)?;
+    let response_format = response_format(field(req.output_config), field(req.output_format))?;
     let stream = stream_flag(req.stream)?;
 
     out.extend_from_slice(br#","model":"#);
@@ -312,6 +321,10 @@ pub fn anthropic_to_openai_request(
     if let Some(effort) = effort {
         out.extend_from_slice(br#","reasoning_effort":"#);
         write_str(&mut out, effort);
+    }
+    if let Some(format) = response_format {
+        out.extend_from_slice(br#","response_format":"#);
+        out.extend_from_slice(&format);
     }
     if !stops.is_empty() {
         out.extend_from_slice(br#","stop":"#);
@@ -373,6 +386,69 @@ fn reasoning_effort(
         }),
         Some("adaptive") => Some("medium"),
         _ => None,
+    }
+}
+
+/// The name a schema gets when the request gives none: Chat requires
+/// `json_schema.name`, and a Messages client's `output_config.format` has no member for
+/// it (only a Responses client's, through the hub, brings one).
+const SCHEMA_NAME_STAND_IN: &str = "response";
+
+/// The Chat `response_format` for the request's `output_config.format`, or for the
+/// top-level `output_format` that Anthropic's structured-outputs beta took (older SDKs
+/// still send it), written; `None` when it asks for no format.
+fn response_format(
+    output_config: Option<Json<'_>>,
+    output_format: Option<Json<'_>>,
+) -> Result<Option<Vec<u8>>, TranslateError> {
+    let found = output_config
+        .and_then(|c| c.get("format"))
+        .and_then(Json::non_null)
+        .map(|f| (f, "output_config.format"))
+        .or_else(|| output_format.map(|f| (f, "output_format")));
+    let Some((format, path)) = found else {
+        return Ok(None);
+    };
+    let [kind, name, description, schema, strict] =
+        format.members(["type", "name", "description", "schema", "strict"]);
+    match kind.and_then(Json::as_str).as_deref() {
+        Some("json_schema") => {
+            let schema = field(schema).filter(|s| s.is_object()).ok_or_else(|| {
+                TranslateError::invalid_field(
+                    format!("{path}.schema"),
+                    "is required and must be a JSON schema object",
+                )
+            })?;
+            let mut out = Vec::with_capacity(schema.text().len() + 128);
+            out.extend_from_slice(br#"{"json_schema":{"#);
+            if let Some(d) = field(description).filter(|d| d.is_string()) {
+                out.extend_from_slice(br#""description":"#);
+                write_compact(&mut out, d.text());
+                out.push(b',');
+            }
+            out.extend_from_slice(br#""name":"#);
+            match field(name).filter(|n| n.is_string()) {
+                Some(n) => write_compact(&mut out, n.text()),
+                None => write_str(&mut out, SCHEMA_NAME_STAND_IN),
+            }
+            out.extend_from_slice(br#","schema":"#);
+            write_compact(&mut out, schema.text());
+            // Only a Chat or Responses client's own choice: OpenAI's strict mode refuses
+            // schemas Anthropic takes (an optional property), so none is made up.
+            match field(strict).and_then(Json::as_bool) {
+                Some(true) => out.extend_from_slice(br#","strict":true"#),
+                Some(false) => out.extend_from_slice(br#","strict":false"#),
+                None => {}
+            }
+            out.extend_from_slice(br#"},"type":"json_schema"}"#);
+            Ok(Some(out))
+        }
+        // Only a Responses client's, through the hub: Anthropic has no such mode.
+        Some("json_object") => Ok(Some(br#"{"type":"json_object"}"#.to_vec())),
+        _ => Err(TranslateError::invalid_field(
+            format!("{path}.type"),
+            "must be json_schema",
+        )),
     }
 }
 
@@ -1624,6 +1700,68 @@ mod tests {
         let req = json!({"messages": [{"role": "user", "content": "x"}],
             "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}});
         assert_eq!(translate_with(req, true)["reasoning_effort"], "high");
+    }
+
+    #[test]
+    fn output_config_format_becomes_a_json_schema_response_format() {
+        let schema = json!({"type": "object", "properties": {"name": {"type": "string"}},
+            "required": ["name"], "additionalProperties": false});
+        // What the Anthropic SDKs send: Chat's required name is made up, strictness is not.
+        let req = json!({"messages": [{"role": "user", "content": "x"}],
+            "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": schema}}});
+        let got = translate_with(req, true);
+        assert_eq!(
+            got["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema}})
+        );
+        assert_eq!(got["reasoning_effort"], "low");
+        // The beta's top-level member alike.
+        let req = json!({"messages": [{"role": "user", "content": "x"}],
+            "output_format": {"type": "json_schema", "schema": schema}});
+        assert_eq!(
+            translate(req)["response_format"]["json_schema"]["schema"],
+            schema
+        );
+        // A Responses client's, through the hub, with its name and strictness.
+        let req = json!({"messages": [{"role": "user", "content": "x"}],
+            "output_config": {"format": {"type": "json_schema", "name": "verdict",
+                "description": "d", "strict": true, "schema": schema}}});
+        assert_eq!(
+            translate(req)["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "verdict", "description": "d",
+                "strict": true, "schema": schema}})
+        );
+        let req = json!({"messages": [{"role": "user", "content": "x"}],
+            "output_config": {"format": {"type": "json_object"}}});
+        assert_eq!(
+            translate(req)["response_format"],
+            json!({"type": "json_object"})
+        );
+        let req = json!({"messages": [{"role": "user", "content": "x"}],
+            "output_config": {"effort": "high"}});
+        assert!(translate(req).get("response_format").is_none());
+    }
+
+    #[test]
+    fn an_output_format_without_a_schema_is_refused_by_name() {
+        for (req, param) in [
+            (
+                json!({"output_config": {"format": {"type": "json_schema"}}}),
+                "output_config.format.schema",
+            ),
+            (
+                json!({"output_config": {"format": {"type": "yaml", "schema": {}}}}),
+                "output_config.format.type",
+            ),
+            (
+                json!({"output_format": {"type": "json_schema", "schema": []}}),
+                "output_format.schema",
+            ),
+        ] {
+            let mut req = req;
+            req["messages"] = json!([{"role": "user", "content": "x"}]);
+            assert_eq!(translate_err(req.clone()).param(), Some(param), "{req}");
+        }
     }
 
     #[test]

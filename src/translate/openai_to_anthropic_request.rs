@@ -10,9 +10,14 @@
 //!   empty text blocks.
 //! - Rejected (the client expects something Anthropic cannot give): `n` > 1,
 //!   `logprobs: true`, non-zero `top_logprobs`, `audio`, `modalities` with
-//!   `audio`, `input_audio` parts, `response_format` of type `json_object` /
-//!   `json_schema`, the deprecated `functions` / `function_call`, and forced
-//!   tool use together with `reasoning_effort`.
+//!   `audio`, `input_audio` parts, `response_format` of type `json_object`
+//!   (Anthropic's structured outputs need a schema), the deprecated `functions` /
+//!   `function_call`, and forced tool use together with `reasoning_effort`.
+//! - `response_format` `json_schema` becomes `output_config.format` (`type:
+//!   json_schema` and the schema): Anthropic answers with the JSON as text, which
+//!   is the message's `content` as OpenAI's would be. Its `name`, `description` and
+//!   `strict` are not sent (Anthropic always holds the answer to the schema); a
+//!   model without structured outputs is left for Anthropic to refuse.
 //! - Ignored (no effect on the shape of the answer, or only meaningful to
 //!   OpenAI): `n: 1`, `stream_options` (except `include_usage`, reported back),
 //!   `store`, `metadata` (OpenAI's stored-completion tags; Anthropic only has
@@ -168,6 +173,7 @@ pub fn openai_to_anthropic_request(
     }
     let req = ChatRequest::read(value);
     reject_unsupported(&req)?;
+    let schema = output_schema(&req)?;
 
     // `max_tokens` is written first (keys are sorted as before), but its
     // errors are reported after those of the messages.
@@ -229,6 +235,11 @@ pub fn openai_to_anthropic_request(
     }
     out.extend_from_slice(br#","model":"#);
     write_str(&mut out, &opts.model);
+    if let Some(schema) = schema {
+        out.extend_from_slice(br#","output_config":{"format":{"schema":"#);
+        write_compact(&mut out, schema.text());
+        out.extend_from_slice(br#","type":"json_schema"}}"#);
+    }
     if !stops.is_empty() {
         out.extend_from_slice(br#","stop_sequences":"#);
         write_str_array(&mut out, &stops);
@@ -312,23 +323,6 @@ fn reject_unsupported(req: &ChatRequest<'_>) -> Result<(), TranslateError> {
             ));
         }
     }
-    if let Some(rf) = field(req.response_format) {
-        match rf.get("type").and_then(Json::as_str).as_deref() {
-            Some("text") => {}
-            Some("json_object" | "json_schema") => {
-                return Err(TranslateError::unsupported(
-                    "response_format",
-                    "Anthropic models have no JSON mode; remove `response_format` and describe the JSON in the prompt, or define a tool whose input schema is the JSON you want",
-                ))
-            }
-            _ => {
-                return Err(TranslateError::invalid_field(
-                    "response_format",
-                    "`type` must be one of text, json_object, json_schema",
-                ))
-            }
-        }
-    }
     for (key, value) in [
         ("functions", req.functions),
         ("function_call", req.function_call),
@@ -404,6 +398,40 @@ fn sampling(req: &ChatRequest<'_>) -> Result<Sampling, TranslateError> {
         top_p,
         top_k,
     })
+}
+
+/// The JSON schema `response_format` holds the answer to, for Anthropic's
+/// `output_config.format`; `None` for plain text.
+fn output_schema<'a>(req: &ChatRequest<'a>) -> Result<Option<Json<'a>>, TranslateError> {
+    let Some(rf) = field(req.response_format) else {
+        return Ok(None);
+    };
+    match rf.get("type").and_then(Json::as_str).as_deref() {
+        Some("text") => Ok(None),
+        // Anthropic's `output_config.format` takes a schema and nothing else: there is
+        // no "any JSON object" to ask for.
+        Some("json_object") => Err(TranslateError::unsupported(
+            "response_format",
+            "Anthropic models have no JSON object mode; send `response_format` of type `json_schema` with the schema the answer should follow, or describe the JSON in the prompt",
+        )),
+        // `name`, `description` and `strict` have no counterpart: Anthropic always
+        // holds the answer to the schema, and needs no name for it.
+        Some("json_schema") => rf
+            .get("json_schema")
+            .and_then(|s| s.get("schema"))
+            .filter(|s| s.is_object())
+            .map(Some)
+            .ok_or_else(|| {
+                TranslateError::invalid_field(
+                    "response_format.json_schema.schema",
+                    "is required and must be a JSON schema object: Anthropic models hold the answer to it",
+                )
+            }),
+        _ => Err(TranslateError::invalid_field(
+            "response_format",
+            "`type` must be one of text, json_object, json_schema",
+        )),
+    }
 }
 
 /// `stop` as Anthropic stop sequences, empty ones dropped.
@@ -1770,10 +1798,6 @@ mod tests {
                 json!({"response_format": {"type": "json_object"}}),
                 "response_format",
             ),
-            (
-                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}),
-                "response_format",
-            ),
             (json!({"functions": [{"name": "f"}]}), "functions"),
         ];
         for (extra, field) in cases {
@@ -1786,6 +1810,45 @@ mod tests {
             assert_eq!(e.param(), Some(field));
             assert!(e.to_string().contains(field));
         }
+    }
+
+    #[test]
+    fn a_json_schema_response_format_becomes_anthropics_output_config_format() {
+        // What the openai SDK's `beta.chat.completions.parse` sends.
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"], "additionalProperties": false});
+        let got = translate(json!({"messages": [user("x")], "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "Place", "description": "a place", "strict": true,
+                "schema": schema}}}));
+        assert_eq!(
+            got["output_config"],
+            json!({"format": {"type": "json_schema", "schema": schema}})
+        );
+        // Plain text asks for nothing.
+        let got = translate(json!({"messages": [user("x")], "response_format": {"type": "text"}}));
+        assert!(got.get("output_config").is_none(), "{got}");
+    }
+
+    #[test]
+    fn a_response_format_anthropic_cannot_hold_the_answer_to_is_refused() {
+        // No schema to hold the answer to: Anthropic has no "any JSON object".
+        let e = translate_err(
+            json!({"messages": [user("x")], "response_format": {"type": "json_object"}}),
+        );
+        assert!(matches!(e, TranslateError::Unsupported { .. }), "{e}");
+        assert_eq!(e.param(), Some("response_format"));
+        assert!(e.to_string().contains("json_schema"), "{e}");
+        for json_schema in [
+            json!({"name": "x"}),
+            json!({"name": "x", "schema": "object"}),
+        ] {
+            let e = translate_err(json!({"messages": [user("x")],
+                "response_format": {"type": "json_schema", "json_schema": json_schema}}));
+            assert_eq!(e.param(), Some("response_format.json_schema.schema"));
+        }
+        let e = translate_err(json!({"messages": [user("x")], "response_format": {"type": "xml"}}));
+        assert_eq!(e.param(), Some("response_format"));
     }
 
     #[test]

@@ -41,8 +41,13 @@
 //! - Hints with no counterpart are not sent: `prompt_cache_key`,
 //!   `client_metadata`, `reasoning.summary`, `include`, `store`, `metadata`,
 //!   `service_tier`, `truncation`, `top_logprobs`, `text.verbosity`.
-//! - Refused: `background`, `conversation`, `prompt`, `item_reference` items,
-//!   and `text.format` `json_schema` / `json_object` (Anthropic has no JSON mode).
+//! - `text.format` `json_schema` becomes `output_config.format` (`type:
+//!   json_schema`, the schema): Anthropic answers with the JSON as text, the
+//!   `output_text` the client reads. For a chat server the hub keeps the schema's
+//!   `name`, `description` and `strict` there too, and takes `json_object`, for its
+//!   `response_format`; Anthropic, which refuses other members and has no JSON
+//!   object mode, gets the schema alone, and `json_object` is refused.
+//! - Refused: `background`, `conversation`, `prompt`, `item_reference` items.
 
 use std::borrow::Cow;
 
@@ -225,20 +230,7 @@ pub fn responses_to_anthropic_request(
                     .iter()
                     .any(|i| i.as_str().as_deref() == Some("reasoning.encrypted_content"))
             });
-    if let Some(format) = field(req.text)
-        .and_then(|t| t.get("format"))
-        .and_then(Json::non_null)
-    {
-        match format.get("type").and_then(Json::as_str).as_deref() {
-            Some("text") | None => {}
-            Some(_) => {
-                return Err(TranslateError::unsupported(
-                    "text.format",
-                    "Anthropic models have no JSON mode; remove `text.format` and describe the JSON in the prompt, or define a function tool whose parameters are the JSON you want",
-                ))
-            }
-        }
-    }
+    let output_format = output_format(req.text, opts.anthropic_target)?;
 
     let mut system: Vec<Cow<'_, str>> = Vec::new();
     if let Some(instructions) = field(req.instructions) {
@@ -392,6 +384,11 @@ pub fn responses_to_anthropic_request(
     }
     out.extend_from_slice(br#","model":"#);
     write_str(&mut out, &opts.model);
+    if let Some(format) = output_format {
+        out.extend_from_slice(br#","output_config":{"format":"#);
+        out.extend_from_slice(&format);
+        out.push(b'}');
+    }
     if stream {
         out.extend_from_slice(br#","stream":true"#);
     }
@@ -439,6 +436,66 @@ pub fn responses_to_anthropic_request(
         echo: echo(&req, store),
         input_items,
     })
+}
+
+/// `text.format` as the hub's `output_config.format`, written; `None` for plain text.
+/// Anthropic takes the schema alone (and refuses any other member); a chat server's
+/// `response_format` also wants the schema's `name` (required), `description` and
+/// `strict`, so the hub carries them for one (`anthropic_target` false), and its JSON
+/// object mode too, which Anthropic does not have.
+fn output_format(
+    text: Option<Json<'_>>,
+    anthropic_target: bool,
+) -> Result<Option<Vec<u8>>, TranslateError> {
+    let Some(format) = field(text)
+        .and_then(|t| t.get("format"))
+        .and_then(Json::non_null)
+    else {
+        return Ok(None);
+    };
+    let [kind, name, description, schema, strict] =
+        format.members(["type", "name", "description", "schema", "strict"]);
+    match kind.and_then(Json::as_str).as_deref() {
+        Some("text") | None => Ok(None),
+        Some("json_schema") => {
+            let schema = field(schema).filter(|s| s.is_object()).ok_or_else(|| {
+                TranslateError::invalid_field(
+                    "text.format.schema",
+                    "is required and must be a JSON schema object",
+                )
+            })?;
+            let mut out = Vec::with_capacity(schema.text().len() + 128);
+            out.push(b'{');
+            if !anthropic_target {
+                for (key, value) in [("description", description), ("name", name)] {
+                    if let Some(value) = field(value).filter(|v| v.is_string()) {
+                        write_key(&mut out, key);
+                        write_compact(&mut out, value.text());
+                        out.push(b',');
+                    }
+                }
+            }
+            write_key(&mut out, "schema");
+            write_compact(&mut out, schema.text());
+            match field(strict).and_then(Json::as_bool) {
+                _ if anthropic_target => {}
+                Some(true) => out.extend_from_slice(br#","strict":true"#),
+                Some(false) => out.extend_from_slice(br#","strict":false"#),
+                None => {}
+            }
+            out.extend_from_slice(br#","type":"json_schema"}"#);
+            Ok(Some(out))
+        }
+        Some("json_object") if !anthropic_target => Ok(Some(br#"{"type":"json_object"}"#.to_vec())),
+        Some("json_object") => Err(TranslateError::unsupported(
+            "text.format",
+            "Anthropic models have no JSON object mode; send `text.format` of type `json_schema` with the schema the answer should follow, or describe the JSON in the prompt",
+        )),
+        Some(_) => Err(TranslateError::invalid_field(
+            "text.format.type",
+            "must be one of text, json_schema, json_object",
+        )),
+    }
 }
 
 /// The request parameters a `response` object echoes.
@@ -1646,6 +1703,71 @@ mod tests {
         assert_eq!(items, json!([user_text("second")]));
     }
 
+    /// What Codex sends for `--output-schema`.
+    fn codex_output_schema() -> (Value, Value) {
+        let schema = json!({"type": "object", "properties": {"verdict": {"type": "string"}},
+            "required": ["verdict"], "additionalProperties": false});
+        let body = json!({"input": "x", "text": {"verbosity": "low", "format": {
+            "type": "json_schema", "name": "codex_output_schema", "description": "the verdict",
+            "strict": true, "schema": schema}}});
+        (body, schema)
+    }
+
+    #[test]
+    fn a_json_schema_text_format_becomes_anthropics_output_config_format() {
+        let (body, schema) = codex_output_schema();
+        // Anthropic takes the schema and nothing else beside it.
+        assert_eq!(
+            translate(body)["output_config"],
+            json!({"format": {"type": "json_schema", "schema": schema}})
+        );
+        let got = translate(json!({"input": "x", "text": {"format": {"type": "text"}}}));
+        assert!(got.get("output_config").is_none(), "{got}");
+    }
+
+    #[test]
+    fn a_chat_server_gets_the_schemas_name_and_strictness_and_json_object_mode() {
+        let (body, schema) = codex_output_schema();
+        assert_eq!(
+            for_chat_server(body).unwrap()["output_config"],
+            json!({"format": {"type": "json_schema", "name": "codex_output_schema",
+                "description": "the verdict", "strict": true, "schema": schema}})
+        );
+        let body = json!({"input": "x", "text": {"format": {"type": "json_object"}}});
+        assert_eq!(
+            for_chat_server(body.clone()).unwrap()["output_config"],
+            json!({"format": {"type": "json_object"}})
+        );
+        // Anthropic has no JSON object mode.
+        let e = translate_err(body);
+        assert!(matches!(e, TranslateError::Unsupported { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_text_format_without_a_schema_is_refused_by_name() {
+        for target in [true, false] {
+            let opts = ResponsesRequestOptions {
+                anthropic_target: target,
+                ..opts()
+            };
+            for (format, param) in [
+                (
+                    json!({"type": "json_schema", "name": "x"}),
+                    "text.format.schema",
+                ),
+                (
+                    json!({"type": "json_schema", "name": "x", "schema": "object"}),
+                    "text.format.schema",
+                ),
+                (json!({"type": "xml"}), "text.format.type"),
+            ] {
+                let req = json!({"input": "x", "text": {"format": format}});
+                let e = responses_to_anthropic_request(checked(&req), None, &opts).unwrap_err();
+                assert_eq!(e.param(), Some(param), "{req}");
+            }
+        }
+    }
+
     #[test]
     fn what_needs_openais_servers_is_refused() {
         for (req, param) in [
@@ -1656,7 +1778,7 @@ mod tests {
             ),
             (json!({"input": "x", "prompt": {"id": "pmpt_1"}}), "prompt"),
             (
-                json!({"input": "x", "text": {"format": {"type": "json_schema", "schema": {}}}}),
+                json!({"input": "x", "text": {"format": {"type": "json_object"}}}),
                 "text.format",
             ),
             (

@@ -111,6 +111,25 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
             }
         }
     }
+    // A schema must be named (`^[a-zA-Z0-9_-]{1,64}$`).
+    let format = &body["response_format"];
+    if format["type"] == "json_schema" {
+        for (path, value) in [
+            ("response_format.json_schema", &format["json_schema"]),
+            (
+                "response_format.json_schema.name",
+                &format["json_schema"]["name"],
+            ),
+        ] {
+            if value.is_null() {
+                return Some(openai_400(
+                    format!("Missing required parameter: '{path}'."),
+                    Some(path.into()),
+                    "missing_required_parameter",
+                ));
+            }
+        }
+    }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     for (i, message) in messages.iter().enumerate() {
         let role = message["role"].as_str().unwrap_or_default();
@@ -293,6 +312,9 @@ pub fn anthropic_messages_refusal(rec: &Recorded) -> Option<Reply> {
             "There was an issue with the JSON body of your request.".into(),
         ));
     };
+    if let Some(refusal) = anthropic_output_config_refusal(&body) {
+        return Some(refusal);
+    }
     let system_beta = rec
         .header("anthropic-beta")
         .is_some_and(|b| b.contains("mid-conversation-system"));
@@ -400,6 +422,42 @@ pub fn anthropic_messages_refusal(rec: &Recorded) -> Option<Reply> {
         }
     }
     None
+}
+
+/// Anthropic's 400 for an `output_config` it does not take, or `None`: its members are
+/// `effort` and `format`, and a `format` (structured outputs) is `{"type":
+/// "json_schema", "schema": {…}}` and nothing more (its SDKs' `JSONOutputFormatParam`;
+/// a schema's `name` or `strict`, OpenAI's, is refused as an extra input).
+fn anthropic_output_config_refusal(body: &Value) -> Option<Reply> {
+    let config = body.get("output_config")?;
+    let refuse = |at: &str, what: &str| Some(anthropic_400(format!("output_config{at}: {what}")));
+    let Some(config) = config.as_object() else {
+        return refuse("", "Input should be a valid dictionary");
+    };
+    if let Some(key) = config
+        .keys()
+        .find(|k| !["effort", "format"].contains(&k.as_str()))
+    {
+        return refuse(&format!(".{key}"), "Extra inputs are not permitted");
+    }
+    let format = config.get("format").filter(|f| !f.is_null())?;
+    let Some(format) = format.as_object() else {
+        return refuse(".format", "Input should be a valid dictionary");
+    };
+    if let Some(key) = format
+        .keys()
+        .find(|k| !["type", "schema"].contains(&k.as_str()))
+    {
+        return refuse(&format!(".format.{key}"), "Extra inputs are not permitted");
+    }
+    if format.get("type") != Some(&json!("json_schema")) {
+        return refuse(".format.type", "Input should be 'json_schema'");
+    }
+    match format.get("schema") {
+        Some(Value::Object(_)) => None,
+        None => refuse(".format.schema", "Field required"),
+        Some(_) => refuse(".format.schema", "Input should be a valid dictionary"),
+    }
 }
 
 /// OpenAI's answer to a streamed Chat request, from the recorded stream: with
