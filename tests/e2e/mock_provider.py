@@ -338,12 +338,42 @@ def anthropic_request_problem(payload, count_tokens: bool = False, betas: str = 
                     "`tool_use` block in the previous message."
                 )
         calls_before = [b.get("id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"]
+    problem = output_config_problem(payload.get("output_config"))
+    if problem:
+        return problem
     for i, tool in enumerate(payload.get("tools") or []):
         if not isinstance(tool, dict) or "name" not in tool:
             return f"tools.{i}.name: Field required"
         if tool.get("type") in (None, "custom") and "input_schema" not in tool:
             return f"tools.{i}.custom.input_schema: Field required"
     return None
+
+
+def output_config_problem(config) -> str | None:
+    """What Anthropic refuses in `output_config`: members other than `effort` and
+    `format`, and a `format` other than `{type: "json_schema", schema: {...}}`."""
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        return "output_config: Input should be an object"
+    for key in config:
+        if key not in ("effort", "format"):
+            return f"output_config.{key}: Extra inputs are not permitted"
+    fmt = config.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return "output_config.format.type: Input should be 'json_schema'"
+    for key in fmt:
+        if key not in ("type", "schema"):
+            return f"output_config.format.{key}: Extra inputs are not permitted"
+    if not isinstance(fmt.get("schema"), dict):
+        return "output_config.format.schema: Field required"
+    return None
+
+
+# What the mock answers, as JSON text, when a request asks for a JSON schema's shape.
+STRUCTURED_ANSWER = {"city": "Paris", "temperature_c": 21}
 
 
 def anthropic_input_tokens(payload: dict) -> int:
@@ -709,6 +739,11 @@ class _Handler(BaseHTTPRequestHandler):
             if not stream:
                 return self._send_json(400, {"error": {"message": "mock: midstream_error needs stream"}})
             return self._send_sse(anthropic_midstream_error_stream(payload["model"]))
+        if (payload.get("output_config") or {}).get("format"):
+            # Structured outputs: the answer is the JSON text the schema asks for.
+            message = {**anthropic_text_message(), "model": payload["model"]}
+            message["content"] = [{"type": "text", "text": json.dumps(STRUCTURED_ANSWER)}]
+            return self._send_sse(anthropic_stream_of(message)) if stream else self._send_json(200, message)
         if stream:
             return self._send_sse(anthropic_text_stream())
         self._send(200, "application/json", fixture_bytes("anthropic/messages.json"))

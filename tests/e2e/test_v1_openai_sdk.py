@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import httpx
 import openai
+import pydantic
 import pytest
 from openai.types import Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -22,6 +23,7 @@ from mock_provider import (
     RETRY_AFTER,
     SLOW_ANSWER,
     SLOW_USAGE,
+    STRUCTURED_ANSWER,
     TOOL,
     TOOL_INPUT,
     TOOL_NAME,
@@ -149,6 +151,24 @@ def test_anthropic_model_completion_parses_into_sdk_types(gateway):
     # Anthropic requires max_tokens; the client gave none, so the gateway chose one.
     assert isinstance(body["max_tokens"], int) and body["max_tokens"] > 0
     assert not body.get("stream")
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    temperature_c: int
+
+
+def test_anthropic_model_answers_the_sdks_parse_in_the_schema_it_asked(gateway):
+    completion = v1_client(gateway).chat.completions.parse(
+        model=CLAUDE, messages=PROMPT, response_format=Weather
+    )
+
+    assert completion.choices[0].message.parsed == Weather(**STRUCTURED_ANSWER)
+    body = anthropic_upstream_request(gateway).json()
+    assert "response_format" not in body
+    schema_format = body["output_config"]["format"]
+    assert schema_format["type"] == "json_schema"
+    assert set(schema_format["schema"]["properties"]) == {"city", "temperature_c"}
 
 
 @pytest.mark.parametrize("model", [CLAUDE, "anthropic:claude-sonnet-4-5", "claude-sonnet-4-5"])
