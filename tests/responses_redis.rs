@@ -17,6 +17,10 @@ const MODEL: &str = "anthropic:claude-sonnet-4-5";
 fn anthropic(rec: &Recorded) -> Reply {
     let streamed = String::from_utf8_lossy(&rec.body).contains(r#""stream":true"#);
     match rec.uri.as_str() {
+        "/v1/messages" if String::from_utf8_lossy(&rec.body).contains("fail here") => Reply::json(
+            500,
+            r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#,
+        ),
         "/v1/messages" if streamed => Reply::Full {
             status: 200,
             headers: vec![("content-type".into(), "text/event-stream".into())],
@@ -208,4 +212,44 @@ async fn a_redis_out_of_reach_is_a_503_not_a_response_not_found() {
     let read_there = read(&gw, MASTER, &native).await;
     assert_eq!(read_there.status(), 200);
     assert_eq!(mock.last().uri, format!("/v1/responses/{native}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_gone_idle_holds_no_place_past_its_responses_time() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(anthropic).await;
+    let gw = replica(&mock, &redis, "  store_max_entries: 2\n  store_ttl: 2s\n");
+    let wait = |ms| tokio::time::sleep(std::time::Duration::from_millis(ms));
+    stored(&gw, TEAM_KEY, "the team's").await;
+    wait(1200).await;
+    // Written while the team's still holds its place, and kept past its time.
+    let first = stored(&gw, MASTER, "one").await;
+    wait(1200).await;
+    // The team's has expired, its key storing nothing more: the place is free.
+    let second = stored(&gw, MASTER, "two").await;
+    for id in [&first, &second] {
+        assert_eq!(read(&gw, MASTER, id).await.status(), 200, "{id}");
+    }
+    assert_eq!(redis.zcard("aurora:resps:ids:master"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_ends_without_an_answer_leaves_no_mark_to_wait_on() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(anthropic).await;
+    let gw = replica(&mock, &redis, "");
+    let failed = respond(&gw, MASTER, json!({"model": MODEL, "input": "fail here"})).await;
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !redis.keys("aurora:resps:under_way:*").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mark of a call that failed is kept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A call that completes leaves none either: its write clears it.
+    let id = stored(&gw, MASTER, "first").await;
+    assert_eq!(read(&gw, MASTER, &id).await.status(), 200);
+    assert!(redis.keys("aurora:resps:under_way:*").is_empty());
 }

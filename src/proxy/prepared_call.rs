@@ -311,7 +311,10 @@ fn keep_responses(
         return;
     }
     let store = Arc::clone(sources.responses);
-    tokio::spawn(store.expect(&plan.id));
+    let under_way = store.mark_under_way(&plan.id).map(|mark| {
+        tokio::spawn(mark);
+        UnderWay::new(&store, &plan.id)
+    });
     let limits = sources.config.responses;
     let Some(owner) = ctx.responses_owner.clone() else {
         // Every Responses call is given its owner before it is prepared.
@@ -326,10 +329,54 @@ fn keep_responses(
             previous: plan.previous.clone(),
         };
         // The in-memory store has it once `put` returns; a remote one when the
-        // future completes.
+        // future completes (which clears the mark).
         let pending = store.put(plan.id.clone(), stored, limits);
+        if let Some(under_way) = &under_way {
+            under_way.ended_with_answer();
+        }
         tokio::spawn(pending);
     })));
+}
+
+/// A response marked as under way in a shared store: the mark is cleared when the
+/// call ends without an answer to store (this is dropped with the call's translation
+/// first), so a read of its id is not kept waiting for a write that never comes.
+struct UnderWay {
+    store: Arc<dyn ResponseStore>,
+    id: String,
+    answered: std::sync::atomic::AtomicBool,
+}
+
+impl UnderWay {
+    fn new(store: &Arc<dyn ResponseStore>, id: &str) -> Self {
+        Self {
+            store: Arc::clone(store),
+            id: id.to_string(),
+            answered: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Its answer is being stored: the write clears the mark.
+    fn ended_with_answer(&self) {
+        self.answered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        if self.answered.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        // Dropped on the worker that ran the call; without a runtime (the process
+        // ending), the mark lapses by itself.
+        if let (Some(unmark), Ok(runtime)) = (
+            self.store.unmark(&self.id),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            runtime.spawn(unmark);
+        }
+    }
 }
 
 #[cfg(test)]

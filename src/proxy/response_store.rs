@@ -120,10 +120,15 @@ pub trait ResponseStore: Send + Sync {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<StoredResponse>, StoreUnavailable>>;
     /// `id` is under way: its answer is to be stored when it ends. A shared store
-    /// marks it, so that a read at another replica waits a moment for a write that may
+    /// marks it (what to run for that; none in memory), so that a read at another replica waits a moment for a write that may
     /// land just after the client's next turn got there.
-    fn expect(&self, _id: &str) -> BoxFuture<'static, ()> {
-        Box::pin(std::future::ready(()))
+    fn mark_under_way(&self, _id: &str) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
+    /// `id` ended without an answer to store (the call failed, its client left): its
+    /// mark goes, so that a read of it is not kept waiting.
+    fn unmark(&self, _id: &str) -> Option<BoxFuture<'static, ()>> {
+        None
     }
     /// Forgets `id`; whether it was there.
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
@@ -330,6 +335,15 @@ impl ResponseStore for MemoryResponseStore {
         Box::pin(std::future::ready(Ok(self.lookup(id))))
     }
 
+    fn get_owned<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredResponse>, StoreUnavailable>> {
+        let found = self.lookup(id).filter(|s| &*s.owner == owner);
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
         Box::pin(std::future::ready(Ok(self
             .inner
@@ -405,6 +419,13 @@ mod tests {
 
     fn limits() -> StoreLimits {
         StoreLimits::default()
+    }
+
+    #[test]
+    fn the_memory_store_marks_nothing_under_way() {
+        let store = MemoryResponseStore::default();
+        assert!(store.mark_under_way("resp_x").is_none());
+        assert!(store.unmark("resp_x").is_none());
     }
 
     #[tokio::test]

@@ -28,18 +28,22 @@ const UNDER_WAY_PREFIX: &str = "aurora:resps:under_way:";
 const BYTES_HELD: &str = "aurora:resps:bytes";
 const ENTRIES_HELD: &str = "aurora:resps:entries";
 const TOTALS: &str = "aurora:resps:totals";
+const EXPIRIES: &str = "aurora:resps:expiries";
 
-/// What both scripts share: Redis's clock, and `forget`, which takes one of an
-/// owner's responses out of the books (not the response itself). KEYS[2..4]: bytes
-/// held, entries held, totals. ARGV[1]: the owners' id sets' prefix.
+/// What both scripts share: Redis's clock; `forget`, which takes one of an owner's
+/// responses out of the books (not the response itself), once: the index of every
+/// response by when it expires says whether the books still count it; `sweep`, which
+/// takes every owner's expired responses out of them. KEYS[2..5]: bytes held, entries
+/// held, totals, every response by when it expires (`{owner}\0{size}:{id}`). ARGV[1]:
+/// the owners' id sets' prefix.
 const BOOKS: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local function forget(holder, member)
-  if redis.call('ZREM', ARGV[1] .. holder, member) == 0 then return nil end
-  local sep = string.find(member, ':', 1, true)
-  local size = tonumber(string.sub(member, 1, sep - 1))
+  redis.call('ZREM', ARGV[1] .. holder, member)
+  if redis.call('ZREM', KEYS[5], holder .. '\0' .. member) == 0 then return end
+  local size = tonumber(string.sub(member, 1, string.find(member, ':', 1, true) - 1))
   redis.call('HINCRBY', KEYS[4], 'bytes', -size)
   redis.call('HINCRBY', KEYS[4], 'entries', -1)
   redis.call('ZINCRBY', KEYS[2], -size, holder)
@@ -47,14 +51,25 @@ local function forget(holder, member)
     redis.call('ZREM', KEYS[2], holder)
     redis.call('ZREM', KEYS[3], holder)
   end
-  return string.sub(member, sep + 1)
+end
+local function sweep(most)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, most)
+  for _, entry in ipairs(expired) do
+    local sep = string.find(entry, '\0', 1, true)
+    if sep then
+      forget(string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1))
+    else
+      redis.call('ZREM', KEYS[5], entry)
+    end
+  end
+  return #expired
 end
 ";
 
 /// Keeps one response within the store's bounds. KEYS: the response, bytes held,
-/// entries held, totals. ARGV: the owners' id sets' prefix, the responses' prefix,
-/// ttl (ms), max entries, max bytes, id, size, owner, response, input items, previous
-/// id (empty for none), the prefix of the marks of responses under way.
+/// entries held, totals, expiries. ARGV: the owners' id sets' prefix, the responses'
+/// prefix, ttl (ms), max entries, max bytes, id, size, owner, response, input items,
+/// previous id (empty for none), the prefix of the marks of responses under way.
 const PUT: &str = r"
 local ttl = tonumber(ARGV[3])
 local max_entries = tonumber(ARGV[4])
@@ -65,12 +80,14 @@ local mine = ARGV[1] .. owner
 local function last(key)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 end
--- The expired are gone from Redis by themselves: out of the books here.
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', mine, '-inf', now)) do
-  forget(owner, member)
-end
+-- The expired are gone from Redis by themselves: out of the books here, every
+-- owner's, a few hundred at a time, so that a key gone idle holds no place past
+-- its responses' time.
+sweep(256)
 local before = redis.call('HMGET', KEYS[1], 'owner', 'size')
 if before[1] then forget(before[1], before[2] .. ':' .. id) end
+-- At a bound, every expired response leaves the books before a live one goes.
+local swept_all = false
 while true do
   local totals = redis.call('HMGET', KEYS[4], 'entries', 'bytes')
   local short
@@ -81,27 +98,32 @@ while true do
   else
     break
   end
-  local largest = redis.call('ZREVRANGE', short, 0, 0, 'WITHSCORES')
-  if not largest[1] then
-    -- Nothing is held by the books, whatever the totals say: they start over.
-    redis.call('DEL', KEYS[4])
-    break
-  end
-  local holder = largest[1]
-  local own = redis.call('ZSCORE', short, owner)
-  if own and tonumber(own) == tonumber(largest[2]) then holder = owner end
-  local oldest = redis.call('ZRANGE', ARGV[1] .. holder, 0, 0)[1]
-  if oldest then
-    local gone = forget(holder, oldest)
-    if gone then redis.call('DEL', ARGV[2] .. gone) end
+  if not swept_all then
+    swept_all = true
+    sweep(-1)
   else
-    -- Its set expired before the books said so: what they held it to goes.
-    local bytes = tonumber(redis.call('ZSCORE', KEYS[2], holder) or '0')
-    local entries = tonumber(redis.call('ZSCORE', KEYS[3], holder) or '0')
-    redis.call('HINCRBY', KEYS[4], 'bytes', -bytes)
-    redis.call('HINCRBY', KEYS[4], 'entries', -entries)
-    redis.call('ZREM', KEYS[2], holder)
-    redis.call('ZREM', KEYS[3], holder)
+    local largest = redis.call('ZREVRANGE', short, 0, 0, 'WITHSCORES')
+    if not largest[1] then
+      -- Nothing is held by the books, whatever the totals say: they start over.
+      redis.call('DEL', KEYS[4])
+      break
+    end
+    local holder = largest[1]
+    local own = redis.call('ZSCORE', short, owner)
+    if own and tonumber(own) == tonumber(largest[2]) then holder = owner end
+    local oldest = redis.call('ZRANGE', ARGV[1] .. holder, 0, 0)[1]
+    if oldest then
+      forget(holder, oldest)
+      redis.call('DEL', ARGV[2] .. string.sub(oldest, string.find(oldest, ':', 1, true) + 1))
+    elseif sweep(-1) == 0 then
+      -- Held by the books to what neither its set nor the index lists: that goes.
+      local bytes = tonumber(redis.call('ZSCORE', KEYS[2], holder) or '0')
+      local entries = tonumber(redis.call('ZSCORE', KEYS[3], holder) or '0')
+      redis.call('HINCRBY', KEYS[4], 'bytes', -bytes)
+      redis.call('HINCRBY', KEYS[4], 'entries', -entries)
+      redis.call('ZREM', KEYS[2], holder)
+      redis.call('ZREM', KEYS[3], holder)
+    end
   end
 end
 redis.call('DEL', KEYS[1])
@@ -109,17 +131,18 @@ redis.call('HSET', KEYS[1], 'owner', owner, 'response', ARGV[9], 'input', ARGV[1
   'previous', ARGV[11], 'size', size)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('ZADD', mine, now + ttl, size .. ':' .. id)
+redis.call('ZADD', KEYS[5], now + ttl, owner .. '\0' .. size .. ':' .. id)
 redis.call('ZINCRBY', KEYS[2], size, owner)
 redis.call('ZINCRBY', KEYS[3], 1, owner)
 redis.call('HINCRBY', KEYS[4], 'bytes', size)
 redis.call('HINCRBY', KEYS[4], 'entries', 1)
-for _, key in ipairs({mine, KEYS[2], KEYS[3], KEYS[4]}) do last(key) end
+for _, key in ipairs({mine, KEYS[2], KEYS[3], KEYS[4], KEYS[5]}) do last(key) end
 redis.call('DEL', ARGV[12] .. id)
 return 1
 ";
 
 /// Forgets one response and its place in the books. KEYS: the response, bytes held,
-/// entries held, totals. ARGV: the owners' id sets' prefix, the id. 1 if it was there.
+/// entries held, totals, expiries. ARGV: the owners' id sets' prefix, the id. 1 if it was there.
 const DELETE: &str = r"
 local held = redis.call('HMGET', KEYS[1], 'owner', 'size')
 if not held[1] then return 0 end
@@ -209,6 +232,21 @@ impl RedisResponseStore {
     }
 }
 
+impl RedisResponseStore {
+    /// `command` (a mark's write or removal), sent apart from any request: a mark not
+    /// made or not removed costs a read at another replica its wait, nothing more.
+    fn send_mark(&self, command: redis::Cmd, what: &'static str) -> BoxFuture<'static, ()> {
+        let link = Arc::clone(&self.link);
+        Box::pin(async move {
+            if let Ok(mut conn) = link.connection().await {
+                let _ = link
+                    .within(command.query_async::<()>(&mut conn), what, 1)
+                    .await;
+            }
+        })
+    }
+}
+
 fn unavailable(e: crate::limits::StoreError) -> StoreUnavailable {
     StoreUnavailable(e.0)
 }
@@ -219,6 +257,7 @@ fn books(call: &mut redis::ScriptInvocation<'_>, id: &str) {
         .key(BYTES_HELD)
         .key(ENTRIES_HELD)
         .key(TOTALS)
+        .key(EXPIRIES)
         .arg(OWNER_IDS_PREFIX);
 }
 
@@ -239,9 +278,10 @@ impl ResponseStore for RedisResponseStore {
         let script = self.put.clone();
         let size = stored.size();
         let storable = size <= limits.max_bytes && limits.max_entries > 0;
+        let unmark = (!storable).then(|| self.unmark(&id)).flatten();
         Box::pin(async move {
-            if !storable {
-                return;
+            if let Some(unmark) = unmark {
+                return unmark.await;
             }
             let mut call = script.prepare_invoke();
             books(&mut call, &id);
@@ -286,21 +326,19 @@ impl ResponseStore for RedisResponseStore {
         })
     }
 
-    fn expect(&self, id: &str) -> BoxFuture<'static, ()> {
-        let link = Arc::clone(&self.link);
+    fn mark_under_way(&self, id: &str) -> Option<BoxFuture<'static, ()>> {
         let mut mark = redis::cmd("SET");
         mark.arg(format!("{UNDER_WAY_PREFIX}{id}"))
             .arg(1)
             .arg("PX")
             .arg(UNDER_WAY_KEPT_MS);
-        Box::pin(async move {
-            // A mark not made costs a read at another replica its wait, nothing more.
-            if let Ok(mut conn) = link.connection().await {
-                let _ = link
-                    .within(mark.query_async::<()>(&mut conn), "a response's mark", 1)
-                    .await;
-            }
-        })
+        Some(self.send_mark(mark, "a response's mark"))
+    }
+
+    fn unmark(&self, id: &str) -> Option<BoxFuture<'static, ()>> {
+        let mut unmark = redis::cmd("DEL");
+        unmark.arg(format!("{UNDER_WAY_PREFIX}{id}"));
+        Some(self.send_mark(unmark, "a response's unmark"))
     }
 
     fn get<'a>(
