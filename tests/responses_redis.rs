@@ -253,3 +253,39 @@ async fn a_call_that_ends_without_an_answer_leaves_no_mark_to_wait_on() {
     assert_eq!(read(&gw, MASTER, &id).await.status(), 200);
     assert!(redis.keys("aurora:resps:under_way:*").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_conversation_is_read_back_in_one_call_not_one_per_turn() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(anthropic).await;
+    let (a, b) = (replica(&mock, &redis, ""), replica(&mock, &redis, ""));
+    let mut previous = stored(&a, MASTER, "turn 0").await;
+    for n in 1..6 {
+        let gw = if n % 2 == 0 { &a } else { &b };
+        let resp = respond(
+            gw,
+            MASTER,
+            json!({"model": MODEL, "input": format!("turn {n}"), "previous_response_id": previous}),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        previous = resp.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    let reads_before = redis.calls("exists");
+    let last = respond(
+        &b,
+        MASTER,
+        json!({"model": MODEL, "input": "turn 6", "previous_response_id": previous}),
+    )
+    .await;
+    assert_eq!(last.status(), 200);
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    // Seven turns asked, six answered, one asked now.
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 13, "{sent}");
+    // The newest link alone is read by itself (its read checks for a write under
+    // way); the six before it come in one call.
+    assert_eq!(redis.calls("exists") - reads_before, 1);
+}

@@ -132,6 +132,35 @@ pub trait ResponseStore: Send + Sync {
     }
     /// Forgets `id`; whether it was there.
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
+    /// The responses the chain holds from `id` back, each `owner`'s: at most `most`,
+    /// and none past the one that takes their own bytes over `max_bytes`; fewer when a
+    /// link is missing or another's (asked for alone, it is then said not found). A
+    /// shared store reads them in one call.
+    fn chain<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        most: usize,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<Vec<(String, StoredResponse)>, StoreUnavailable>> {
+        Box::pin(async move {
+            let mut links = Vec::new();
+            let mut held = 0u64;
+            let mut next = Some(id.to_string());
+            while let Some(id) = next.take() {
+                let Some(stored) = self.get_owned(&id, owner).await? else {
+                    break;
+                };
+                held = held.saturating_add(stored.size() as u64);
+                next = stored.previous.clone();
+                links.push((id, stored));
+                if links.len() >= most || held > max_bytes {
+                    break;
+                }
+            }
+            Ok(links)
+        })
+    }
     /// The response stored under `id` when `owner` made it ([`owner_of`]).
     fn get_owned<'a>(
         &'a self,
@@ -169,18 +198,31 @@ pub async fn history(
     let mut held = 0u64;
     let mut next = Some(id.to_string());
     let first = id;
-    while let Some(id) = next {
-        let stored = owned(store, &id, owner)
-            .await?
-            .ok_or_else(|| HistoryError::NotFound(id.clone()))?;
-        let output =
-            output_items(&stored.response).ok_or_else(|| HistoryError::Corrupt(id.clone()))?;
-        held = held.saturating_add((stored.input_items.len() + output.len()) as u64);
-        if held > max_bytes {
-            return Err(HistoryError::TooLarge(first.to_string(), max_bytes));
+    while let Some(id) = next.take() {
+        // The first is asked for alone (a read of it waits for a write under way);
+        // the rest in batches, a round trip each to a shared store.
+        let batch = if links.is_empty() {
+            owned(store, &id, owner)
+                .await?
+                .map(|stored| vec![(id.clone(), stored)])
+                .unwrap_or_default()
+        } else {
+            let left = max_bytes.saturating_sub(held);
+            store.chain(&id, owner, CHAIN_BATCH, left).await?
+        };
+        if batch.is_empty() {
+            return Err(HistoryError::NotFound(id));
         }
-        next = stored.previous.clone();
-        links.push((id, stored.input_items, output));
+        for (id, stored) in batch {
+            let output =
+                output_items(&stored.response).ok_or_else(|| HistoryError::Corrupt(id.clone()))?;
+            held = held.saturating_add((stored.input_items.len() + output.len()) as u64);
+            if held > max_bytes {
+                return Err(HistoryError::TooLarge(first.to_string(), max_bytes));
+            }
+            next = stored.previous.clone();
+            links.push((id, stored.input_items, output));
+        }
         if links.len() > MAX_CHAIN {
             break;
         }
@@ -201,6 +243,9 @@ pub async fn history(
     out.push(b']');
     Ok(out)
 }
+
+/// How many links of a conversation are read at once.
+const CHAIN_BATCH: usize = 64;
 
 /// More links than any real conversation has: a cycle cannot loop forever.
 const MAX_CHAIN: usize = 100_000;

@@ -151,6 +151,26 @@ forget(held[1], held[2] .. ':' .. ARGV[2])
 return 1
 ";
 
+/// Follows a conversation back from one response, each link its owner's, at most a
+/// number of links and no link past the one that takes their bytes over a bound. ARGV:
+/// the responses' prefix, the first id, the owner, most links, most bytes. Each link
+/// as four values: id, response, input items, previous id (empty for none).
+const CHAIN: &str = r"
+local links = {}
+local id = ARGV[2]
+local held = 0
+for _ = 1, tonumber(ARGV[4]) do
+  local f = redis.call('HMGET', ARGV[1] .. id, 'owner', 'response', 'input', 'previous')
+  if f[1] ~= ARGV[3] or not f[2] or not f[3] then break end
+  local previous = f[4] or ''
+  for _, value in ipairs({id, f[2], f[3], previous}) do links[#links + 1] = value end
+  held = held + #f[2] + #f[3]
+  if held > tonumber(ARGV[5]) or previous == '' then break end
+  id = previous
+end
+return links
+";
+
 /// After a response under way is not found, how long its read waits for it, in steps:
 /// the replica that answers it writes it as the answer ends, and the client's next
 /// turn may reach another replica a moment before that write lands.
@@ -173,6 +193,7 @@ pub struct RedisResponseStore {
     link: Arc<RedisLink>,
     put: Script,
     delete: Script,
+    chain: Script,
     unwritten: Arc<OnceAMinute>,
 }
 
@@ -199,6 +220,7 @@ impl RedisResponseStore {
             link: Arc::new(link),
             put: Script::new(&format!("{BOOKS}{PUT}")),
             delete: Script::new(&format!("{BOOKS}{DELETE}")),
+            chain: Script::new(CHAIN),
             unwritten: Arc::new(OnceAMinute::new()),
         })
     }
@@ -339,6 +361,48 @@ impl ResponseStore for RedisResponseStore {
         let mut unmark = redis::cmd("DEL");
         unmark.arg(format!("{UNDER_WAY_PREFIX}{id}"));
         Some(self.send_mark(unmark, "a response's unmark"))
+    }
+
+    fn chain<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        most: usize,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<Vec<(String, StoredResponse)>, StoreUnavailable>> {
+        Box::pin(async move {
+            if !is_generated(id, "resp_") {
+                return Ok(Vec::new());
+            }
+            let mut conn = self.link.connection().await.map_err(unavailable)?;
+            let mut call = self.chain.prepare_invoke();
+            call.arg(ENTRY_PREFIX)
+                .arg(id)
+                .arg(owner)
+                .arg(most)
+                .arg(max_bytes);
+            let values: Vec<Vec<u8>> = self
+                .link
+                .within(call.invoke_async(&mut conn), "a conversation's read", 4)
+                .await
+                .map_err(unavailable)?;
+            let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+            let owner: Arc<str> = owner.into();
+            let mut values = values.into_iter();
+            let mut links = Vec::new();
+            while let (Some(id), Some(response), Some(input), Some(previous)) =
+                (values.next(), values.next(), values.next(), values.next())
+            {
+                let stored = StoredResponse {
+                    owner: Arc::clone(&owner),
+                    response: Bytes::from(response),
+                    input_items: Bytes::from(input),
+                    previous: Some(text(previous)).filter(|p| !p.is_empty()),
+                };
+                links.push((text(id), stored));
+            }
+            Ok(links)
+        })
     }
 
     fn get<'a>(
