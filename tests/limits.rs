@@ -1894,22 +1894,30 @@ async fn a_provider_quota_holds_whoever_calls_and_default_limits_cover_keys_with
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
-    let mock = MockUpstream::start(provider_like).await;
+/// A gateway whose key `team-a` calls OpenAI on `mock`, with `models` (YAML, before
+/// the keys), the master key given as `master` says, and its metrics listener, which
+/// serves the usage report, on a port of its own.
+fn usage_gateway(mock: &MockUpstream, models: &str, master: (&str, &str)) -> Gateway {
     let base = mock.url("/v1");
     let yaml = format!(
-        "models:\n  limits:\n    gpt-4o-mini: {{max_output_tokens: 1000}}\n  prices:\n    gpt-4o-mini: {{input: 1.0, output: 2.0}}\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
+        "{models}auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
         sha256_hex(TEAM_KEY)
     );
     let env = [
-        ("AURORA_MASTER_KEY", MASTER),
+        master,
         ("OPENAI_API_KEY", "sk-oai-limits"),
         ("OPENAI_BASE_URL", base.as_str()),
         // The harness turns the listener off unless told where it goes.
         ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
     ];
-    let gw = Gateway::start(&yaml, &env);
+    Gateway::start(&yaml, &env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
+    let mock = MockUpstream::start(provider_like).await;
+    let models = "models:\n  limits:\n    gpt-4o-mini: {max_output_tokens: 1000}\n  prices:\n    gpt-4o-mini: {input: 1.0, output: 2.0}\n";
+    let gw = usage_gateway(&mock, models, ("AURORA_MASTER_KEY", MASTER));
     let listen = gw.metrics_listen();
     for _ in 0..2 {
         assert_eq!(
@@ -1953,18 +1961,7 @@ async fn the_usage_report_gives_a_keys_requests_tokens_and_cost_per_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_usage_report_is_kept_from_caches_and_says_a_name_no_key_goes_by() {
     let mock = MockUpstream::start(provider_like).await;
-    let base = mock.url("/v1");
-    let yaml = format!(
-        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
-        sha256_hex(TEAM_KEY)
-    );
-    let env = [
-        ("AURORA_MASTER_KEY", MASTER),
-        ("OPENAI_API_KEY", "sk-oai-limits"),
-        ("OPENAI_BASE_URL", base.as_str()),
-        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
-    ];
-    let gw = Gateway::start(&yaml, &env);
+    let gw = usage_gateway(&mock, "", ("AURORA_MASTER_KEY", MASTER));
     let listen = gw.metrics_listen();
     let url = |key: &str| format!("http://{listen}/admin/usage?key={key}&period=month");
     let c = client();
@@ -2011,22 +2008,11 @@ async fn the_usage_report_is_kept_from_caches_and_says_a_name_no_key_goes_by() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_usage_command_finds_the_master_key_where_the_gateway_does() {
     let mock = MockUpstream::start(provider_like).await;
-    let base = mock.url("/v1");
     let dir = common::scratch_dir();
     let key_file = dir.join("master_key");
     std::fs::write(&key_file, format!("{MASTER}\n")).unwrap();
     let key_file = key_file.to_str().unwrap().to_string();
-    let yaml = format!(
-        "auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
-        sha256_hex(TEAM_KEY)
-    );
-    let env = [
-        ("AURORA_MASTER_KEY_FILE", key_file.as_str()),
-        ("OPENAI_API_KEY", "sk-oai-limits"),
-        ("OPENAI_BASE_URL", base.as_str()),
-        ("AURORA_METRICS_LISTEN", common::PICKED_PORT),
-    ];
-    let gw = Gateway::start(&yaml, &env);
+    let gw = usage_gateway(&mock, "", ("AURORA_MASTER_KEY_FILE", &key_file));
     assert_eq!(
         post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT)
             .await

@@ -289,11 +289,12 @@ async fn a_leased_allowance_is_spent_without_waiting_and_concurrency_always_asks
     assert!(store.admit_now(SUBJECT, &slots, NOW).is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn charges_sent_with_a_lease_whose_answer_was_lost_count_once() {
-    // A lease carries the replica's waiting charges; Redis adds them and its answer
-    // is lost. The replica sends them again (it cannot tell): Redis must add them once.
-    let redis = RedisServer::start();
+/// A store through a relay to `redis`, its key admitted once and limited so that each
+/// lease is one call, and charged 21 tokens off the runtime (the charge wakes no
+/// flusher): the charge goes with the next lease request.
+async fn a_charge_waiting_for_the_next_lease(
+    redis: &RedisServer,
+) -> (Relay, RedisStore, KeyLimits) {
     let relay = Relay::start(redis.port).await;
     let store = RedisStore::new(&relay.url()).unwrap();
     // Under 32 requests a minute, each lease is one call: the next asks Redis.
@@ -302,10 +303,18 @@ async fn charges_sent_with_a_lease_whose_answer_was_lost_count_once() {
         ..token_budget(1000)
     };
     assert!(admitted(&store, &limits).await);
-    // Charged off the runtime, the charge wakes no flusher: it waits for the lease.
     std::thread::scope(|s| {
         s.spawn(|| store.charge(SUBJECT, &limits, 21, 0.0, NOW).unwrap());
     });
+    (relay, store, limits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_sent_with_a_lease_whose_answer_was_lost_count_once() {
+    // A lease carries the replica's waiting charges; Redis adds them and its answer
+    // is lost. The replica sends them again (it cannot tell): Redis must add them once.
+    let redis = RedisServer::start();
+    let (relay, store, limits) = a_charge_waiting_for_the_next_lease(&redis).await;
     relay.mute();
     let scripts = redis.calls("evalsha");
     assert!(
@@ -477,18 +486,7 @@ async fn charges_that_went_with_a_lease_request_dropped_mid_call_are_sent_again(
     // while Redis has it (cancelled, or its runtime shut down at the end of a graceful
     // stop): Redis may or may not have added them, so they are sent again, once.
     let redis = RedisServer::start();
-    let relay = Relay::start(redis.port).await;
-    let store = RedisStore::new(&relay.url()).unwrap();
-    // Under 32 requests a minute, each lease is one call: the next asks Redis.
-    let limits = KeyLimits {
-        requests_per_minute: Some(20),
-        ..token_budget(1000)
-    };
-    assert!(admitted(&store, &limits).await);
-    // Charged off the runtime, the charge wakes no flusher: it waits for the lease.
-    std::thread::scope(|s| {
-        s.spawn(|| store.charge(SUBJECT, &limits, 21, 0.0, NOW).unwrap());
-    });
+    let (relay, store, limits) = a_charge_waiting_for_the_next_lease(&redis).await;
     relay.cut();
     let dropped = tokio::time::timeout(
         Duration::from_millis(100),

@@ -73,6 +73,15 @@ async fn stored(gw: &Gateway, key: &str, input: &str) -> String {
     body["id"].as_str().unwrap().to_string()
 }
 
+async fn delete(gw: &Gateway, key: &str, id: &str) -> reqwest::Response {
+    client()
+        .delete(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn read(gw: &Gateway, key: &str, id: &str) -> reqwest::Response {
     client()
         .get(gw.url(&format!("/v1/responses/{id}")))
@@ -120,13 +129,7 @@ async fn a_conversation_stored_at_one_replica_goes_on_is_read_and_deleted_at_ano
     // Another key's is not found, as at a provider.
     assert_eq!(read(&b, TEAM_KEY, &id).await.status(), 404);
 
-    let deleted = client()
-        .delete(b.url(&format!("/v1/responses/{id}")))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 200);
+    assert_eq!(delete(&b, MASTER, &id).await.status(), 200);
     assert_eq!(read(&a, MASTER, &id).await.status(), 404);
     assert!(redis.keys(&format!("aurora:resp:{id}")).is_empty());
 }
@@ -168,13 +171,7 @@ async fn the_books_give_back_what_a_deleted_response_held() {
     let second = stored(&gw, MASTER, "first").await;
     assert_eq!(read(&gw, MASTER, &second).await.status(), 200);
     for id in [&first, &second] {
-        let deleted = client()
-            .delete(gw.url(&format!("/v1/responses/{id}")))
-            .bearer_auth(MASTER)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(deleted.status(), 200);
+        assert_eq!(delete(&gw, MASTER, id).await.status(), 200);
     }
     let held = redis.hgetall("aurora:resps:totals");
     assert_eq!(
