@@ -6,6 +6,7 @@ an offered `web_search`, `store: false`, `include: ["reasoning.encrypted_content
 the mock provider plays a model that runs one `exec_command` round trip (see
 agent_script.py) and refuses what the real APIs refuse."""
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from mock_provider import CHAT_COMPLETIONS_PATH, MESSAGES_PATH, RESPONSES_PATH
+from mock_provider import CHAT_COMPLETIONS_PATH, MESSAGES_PATH, RESPONSES_PATH, STRUCTURED_ANSWER
 
 CODEX = Path(os.environ.get("CODEX_BIN", REPO / "tests" / "e2e" / "agents" / "node_modules" / ".bin" / "codex"))
 RUN_TIMEOUT = 120
@@ -33,7 +34,7 @@ def codex():
     return CODEX
 
 
-def run_codex(codex: Path, gateway, model: str, prompt: str, workdir: Path) -> str:
+def run_codex(codex: Path, gateway, model: str, prompt: str, workdir: Path, extra: tuple = ()) -> str:
     home = workdir / "home"
     (home / ".codex").mkdir(parents=True, exist_ok=True)
     (home / ".codex" / "config.toml").write_text(
@@ -51,7 +52,7 @@ def run_codex(codex: Path, gateway, model: str, prompt: str, workdir: Path) -> s
     }
     done = subprocess.run(
         # The sandbox needs user namespaces, which test machines may not give.
-        [str(codex), "exec", "--skip-git-repo-check", "--sandbox", "danger-full-access", "-m", model, prompt],
+        [str(codex), "exec", "--skip-git-repo-check", "--sandbox", "danger-full-access", "-m", model, *extra, prompt],
         cwd=workdir,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -95,3 +96,29 @@ def test_codex_runs_a_shell_round_trip(gateway, codex, tmp_path, model):
     else:
         tools = [m for m in second["messages"] if m["role"] == "tool"]
         assert len(tools) == 1 and token in tools[0]["content"]
+
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "temperature_c": {"type": "integer"}},
+    "required": ["city", "temperature_c"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("model", ["anthropic:claude-sonnet-4-5", "vllm/qwen3-coder"])
+def test_codex_output_schema_reaches_the_model_in_its_providers_terms(gateway, codex, tmp_path, model):
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(WEATHER_SCHEMA))
+    answer = run_codex(codex, gateway, model, "What is the weather in Paris?", tmp_path, ("--output-schema", str(schema)))
+    path = MODELS[model]
+    (sent,) = [r.json() for r in gateway.mock.requests if r.method == "POST" and r.path.split("?")[0] == path]
+    if path == MESSAGES_PATH:
+        # Anthropic's structured outputs: the schema alone, Claude's JSON the answer.
+        assert sent["output_config"]["format"] == {"type": "json_schema", "schema": WEATHER_SCHEMA}
+        assert json.loads(answer.strip().splitlines()[-1]) == STRUCTURED_ANSWER, answer
+    else:
+        response_format = sent["response_format"]
+        assert response_format["type"] == "json_schema"
+        assert response_format["json_schema"]["schema"] == WEATHER_SCHEMA
+        assert response_format["json_schema"]["name"]
