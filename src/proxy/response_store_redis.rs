@@ -252,9 +252,7 @@ impl RedisResponseStore {
         };
         Ok((Some(stored), under_way))
     }
-}
 
-impl RedisResponseStore {
     /// `command` (a mark's write or removal), sent apart from any request: a mark not
     /// made or not removed costs a read at another replica its wait, nothing more.
     fn send_mark(&self, command: redis::Cmd, what: &'static str) -> BoxFuture<'static, ()> {
