@@ -338,9 +338,9 @@ fn keep_responses(
     })));
 }
 
-/// A response marked as under way in a shared store: the mark is cleared when the
-/// call ends without an answer to store (this is dropped with the call's translation
-/// first), so a read of its id is not kept waiting for a write that never comes.
+/// A response marked as under way in a shared store. Dropped with the call's
+/// translation: when the call ended without an answer to store, the mark is cleared,
+/// so that a read of its id is not kept waiting for a write that never comes.
 struct UnderWay {
     store: Arc<dyn ResponseStore>,
     id: String,
