@@ -6,11 +6,13 @@ response store."""
 import json
 
 import openai
+import pydantic
 import pytest
 
 from mock_provider import (
     MESSAGES_PATH,
     RESPONSES_PATH,
+    STRUCTURED_ANSWER,
     THINKING,
     THINKING_SIGNATURE,
     THINKING_TEXT,
@@ -57,6 +59,20 @@ def test_responses_create_answers_text(client, gateway, model):
     else:
         assert body["model"] == "gpt-4o-mini"
         assert body["instructions"] == "Be brief."
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    temperature_c: int
+
+
+def test_responses_parse_reads_claudes_answer_in_the_schema_it_asked(client, gateway):
+    response = client.responses.parse(model=CLAUDE, input="Weather in Paris?", text_format=Weather)
+    assert response.output_parsed == Weather(**STRUCTURED_ANSWER)
+    (upstream,) = upstream_posts(gateway, MESSAGES_PATH)
+    schema_format = upstream.json()["output_config"]["format"]
+    assert schema_format["type"] == "json_schema"
+    assert set(schema_format["schema"]["properties"]) == {"city", "temperature_c"}
 
 
 @pytest.mark.parametrize("model", MODELS)
