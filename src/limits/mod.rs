@@ -30,7 +30,7 @@ pub use period::{budget_period, date_text, minute_window, period_start_day, rese
 pub use rate_headers::{insert_rate_headers, remove_provider_quota_headers, LimitTexts};
 pub use redis_link::{Link as RedisLink, QUIET_AFTER_LOSS};
 pub use redis_store::RedisStore;
-pub use redis_watches::SharedWatches;
+pub use redis_watches::{SharedWatches, REDIS_NOW_MS};
 pub use redis_writer::FLUSH_AFTER;
 pub use report::{parse_period, reports_no_key, usage_report};
 

@@ -23,8 +23,10 @@ const SEEN: &str = "aurora:{poll}:seen";
 const DUE: &str = "aurora:{poll}:due";
 const ALIVE: &str = "aurora:{poll}:alive";
 
-/// Redis's time in milliseconds, as `now`, in each script (effects replicated).
-const NOW: &str = r"
+/// Redis's time in milliseconds, as `now`, in each script that starts with it (its
+/// effects replicated, as a script that reads `TIME` and then writes must ask for on
+/// Redis before 5).
+pub const REDIS_NOW_MS: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -106,7 +108,7 @@ pub struct SharedWatches {
 impl SharedWatches {
     /// The work shared in the Redis at `address`, through a connection of its own.
     pub fn new(address: &RedisAddress) -> Result<Self, StoreError> {
-        let script = |body: &str| Script::new(&format!("{NOW}{body}"));
+        let script = |body: &str| Script::new(&format!("{REDIS_NOW_MS}{body}"));
         Ok(Self {
             link: Link::new(address)?,
             keep: script(KEEP),

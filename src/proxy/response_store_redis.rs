@@ -19,7 +19,7 @@ use redis::Script;
 
 use super::response_store::{ResponseStore, StoreLimits, StoreUnavailable, StoredResponse};
 use crate::config::RedisAddress;
-use crate::limits::{OnceAMinute, RedisLink, QUIET_AFTER_LOSS};
+use crate::limits::{OnceAMinute, RedisLink, QUIET_AFTER_LOSS, REDIS_NOW_MS};
 use crate::translate::generated_id::is_generated;
 
 const ENTRY_PREFIX: &str = "aurora:resp:";
@@ -30,16 +30,13 @@ const ENTRIES_HELD: &str = "aurora:resps:entries";
 const TOTALS: &str = "aurora:resps:totals";
 const EXPIRIES: &str = "aurora:resps:expiries";
 
-/// What both scripts share: Redis's clock; `forget`, which takes one of an owner's
+/// What the writing scripts share, after Redis's clock ([`REDIS_NOW_MS`]): `forget`, which takes one of an owner's
 /// responses out of the books (not the response itself), once: the index of every
 /// response by when it expires says whether the books still count it; `sweep`, which
 /// takes every owner's expired responses out of them. KEYS[2..5]: bytes held, entries
 /// held, totals, every response by when it expires (`{owner}\0{size}:{id}`). ARGV[1]:
 /// the owners' id sets' prefix.
 const BOOKS: &str = r"
-if redis.replicate_commands then redis.replicate_commands() end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local function forget(holder, member)
   redis.call('ZREM', ARGV[1] .. holder, member)
   if redis.call('ZREM', KEYS[5], holder .. '\0' .. member) == 0 then return end
@@ -218,8 +215,8 @@ impl RedisResponseStore {
         let link = RedisLink::new(address).map_err(|e| StoreUnavailable(e.0))?;
         Ok(Self {
             link: Arc::new(link),
-            put: Script::new(&format!("{BOOKS}{PUT}")),
-            delete: Script::new(&format!("{BOOKS}{DELETE}")),
+            put: Script::new(&writing_script(PUT)),
+            delete: Script::new(&writing_script(DELETE)),
             chain: Script::new(CHAIN),
             unwritten: Arc::new(OnceAMinute::new()),
         })
@@ -265,6 +262,11 @@ impl RedisResponseStore {
             }
         })
     }
+}
+
+/// A script that writes the books: Redis's clock, what the books share, then `body`.
+fn writing_script(body: &str) -> String {
+    format!("{REDIS_NOW_MS}{BOOKS}{body}")
 }
 
 fn unavailable(e: crate::limits::StoreError) -> StoreUnavailable {
@@ -476,8 +478,12 @@ mod tests {
 
     #[test]
     fn every_script_reads_redis_clock_with_its_writes_replicated() {
-        assert!(BOOKS
-            .trim_start()
-            .starts_with("if redis.replicate_commands"));
+        for body in [PUT, DELETE] {
+            let script = writing_script(body);
+            assert!(script
+                .trim_start()
+                .starts_with("if redis.replicate_commands"));
+            assert!(script.contains("redis.call('TIME')"));
+        }
     }
 }
