@@ -202,6 +202,41 @@ async fn a_key_gets_its_requests_per_minute_and_then_429s_with_the_headers() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_client_on_p_anthropic_is_refused_in_anthropics_envelope_with_the_headers() {
+    // Claude Code pointed at /p/anthropic raises its RateLimitError from this envelope,
+    // and waits as `Retry-After` says.
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(&mock, "", "{requests_per_minute: 1}");
+    common::clear_of_a_minute_boundary().await;
+    let call = || {
+        client()
+            .post(gw.url("/p/anthropic/v1/messages"))
+            .header("x-api-key", TEAM_KEY)
+            .header("anthropic-version", "2023-06-01")
+            .header("content-type", "application/json")
+            .body(MESSAGES_AS_SENT)
+            .send()
+    };
+    let resp = call().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = call().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(header(&resp, "retry-after").parse::<u64>().unwrap() >= 1);
+    assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "1");
+    assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), "0");
+    assert!(header(&resp, "x-ratelimit-reset-requests").ends_with('s'));
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["type"], "error", "{err}");
+    assert_eq!(err["error"]["type"], "rate_limit_error", "{err}");
+    assert!(err["error"]["message"].is_string(), "{err}");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "the refused call never went upstream"
+    );
+}
+
 /// A provider that tells its quota, as OpenAI and Anthropic do, in every answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_model_list_tells_a_limited_key_its_windows_without_counting_itself() {

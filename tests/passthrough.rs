@@ -914,6 +914,128 @@ async fn provider_429_reaches_the_client_untouched() {
     assert_eq!(resp.text().await.unwrap(), body);
 }
 
+/// A Messages call as an Anthropic SDK sends it, with gateway key `key` and, when
+/// `version` is given, the `anthropic-version` every Anthropic SDK call carries.
+async fn anthropic_style_call(
+    gw: &Gateway,
+    path: &str,
+    key: &str,
+    version: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client()
+        .post(gw.url(path))
+        .header("x-api-key", key)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[]}"#);
+    if let Some(version) = version {
+        request = request.header("anthropic-version", version);
+    }
+    request.send().await.unwrap()
+}
+
+/// Asserts that `body` is Anthropic's error envelope of `error_type`, and nothing of
+/// OpenAI's.
+fn assert_anthropic_envelope(body: &serde_json::Value, error_type: &str) {
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], error_type, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let error = body["error"].as_object().unwrap();
+    assert!(
+        !error.contains_key("code") && !error.contains_key("param"),
+        "{body}"
+    );
+}
+
+/// Asserts that `body` is OpenAI's error envelope of `error_type`.
+fn assert_openai_envelope(body: &serde_json::Value, error_type: &str) {
+    assert!(body.get("type").is_none(), "{body}");
+    assert_eq!(body["error"]["type"], error_type, "{body}");
+    let error = body["error"].as_object().unwrap();
+    assert!(
+        error.contains_key("code") && error.contains_key("param"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_gateway_key_from_an_anthropic_client_is_refused_in_anthropics_envelope() {
+    // Claude Code or an Anthropic SDK with its base URL at /p/anthropic reads this
+    // envelope to raise its own AuthenticationError.
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let resp = anthropic_style_call(
+        &gw,
+        "/p/anthropic/v1/messages",
+        "not-the-gateway-key",
+        Some("2023-06-01"),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().contains_key("x-aurora-request-id"));
+    assert_anthropic_envelope(&error_json(resp).await, "authentication_error");
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_client_at_anthropics_compatible_endpoint_keeps_openais_envelope() {
+    // The OpenAI SDK at Anthropic's OpenAI-compatible endpoint sends no
+    // `anthropic-version`: it reads OpenAI's envelope.
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    let resp = client()
+        .post(gw.url("/p/anthropic/v1/chat/completions"))
+        .bearer_auth("not-the-gateway-key")
+        .header("content-type", "application/json")
+        .body(r#"{"model":"claude-sonnet-4-5","messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_openai_envelope(&error_json(resp).await, "authentication_error");
+    let resp =
+        anthropic_style_call(&gw, "/p/anthropic/v1/messages", "not-the-gateway-key", None).await;
+    assert_eq!(resp.status(), 401);
+    assert_openai_envelope(&error_json(resp).await, "authentication_error");
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_format_provider_refuses_in_openais_envelope_whatever_the_client_sends() {
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    for path in ["/p/openai/v1/chat/completions", "/p/openai/v1/messages"] {
+        let resp = anthropic_style_call(&gw, path, "not-the-gateway-key", Some("2023-06-01")).await;
+        assert_eq!(resp.status(), 401, "{path}");
+        assert_openai_envelope(&error_json(resp).await, "authentication_error");
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_at_an_anthropic_format_provider_is_in_anthropics_envelope() {
+    // A caller-key Anthropic, and another vendor's Anthropic-format endpoint that
+    // cannot be reached: each error the gateway raises reads as Anthropic's own.
+    let mock = ok_mock().await;
+    let dead = format!("http://127.0.0.1:{}/v1", common::closed_port());
+    let yaml = format!(
+        "providers:\n  anthropic:\n    api_key: \"!PASSTHRU\"\n    base_url: '{}'\n  glm:\n    type: openai\n    format: anthropic\n    api_key: glm-provider-test\n    base_url: '{dead}'\nserver:\n  enabled_passthrough_providers: [anthropic, glm]\n",
+        mock.url("/v1"),
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let refusals = [
+        // The gateway key alone: the caller's own Anthropic key is missing.
+        ("/p/anthropic/v1/messages", 401, "authentication_error"),
+        ("/p/anthropic/v1/a%5Cb", 400, "invalid_request_error"),
+        ("/p/glm/v1/messages", 502, "api_error"),
+    ];
+    for (path, status, error_type) in refusals {
+        let resp = anthropic_style_call(&gw, path, MASTER, Some("2023-06-01")).await;
+        assert_eq!(resp.status(), status, "{path}");
+        assert_anthropic_envelope(&error_json(resp).await, error_type);
+    }
+    assert!(mock.requests().is_empty());
+}
+
 /// The `data:` payloads of an event stream, in order.
 fn event_data(text: &str) -> Vec<String> {
     text.split("\n\n")

@@ -156,10 +156,11 @@ impl AuroraProxy {
     ) -> std::result::Result<Route, GatewayError> {
         let req = session.req_header();
         let route = route::classify(req.uri.path(), &config.server);
-        if let Ok(Route::ModelCall(endpoint)) = &route {
-            // Even a refused key must come back in the envelope the client's SDK reads.
-            ctx.error_format = endpoint.error_format();
-        }
+        // Even a refused key must come back in the envelope the client's SDK reads.
+        ctx.error_format = match &route {
+            Ok(Route::ModelCall(endpoint)) => endpoint.error_format(),
+            _ => passthrough::error_format(req.uri.path(), &req.headers, &config.providers),
+        };
         if let Ok(open @ (Route::Health | Route::Root)) = route {
             ctx.route_kind = open.kind();
             check_method(&open, req)?;

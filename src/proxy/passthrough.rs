@@ -1,10 +1,13 @@
 //! `/p/{provider}/{endpoint}`: parsing and checking the client's path so it can only
 //! ever address a path below the provider's base URL.
 
+use std::borrow::Cow;
+
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::GatewayError;
 use crate::metrics::usage::ModelWork;
+use crate::providers::{ProviderCatalogue, ProviderKind, WireFormat};
 
 /// Path prefix of the passthrough routes.
 pub const PASSTHROUGH_PREFIX: &str = "/p/";
@@ -33,6 +36,44 @@ pub fn client_prefix(path: &str) -> Option<&str> {
     let rest = path.strip_prefix(PASSTHROUGH_PREFIX)?;
     let name = rest.split('/').next().filter(|n| !n.is_empty())?;
     Some(&path[..PASSTHROUGH_PREFIX.len() + name.len()])
+}
+
+/// The header every call to Anthropic's own API carries (its SDKs always send it);
+/// its OpenAI-compatible endpoint, called with OpenAI's SDKs, does without.
+const ANTHROPIC_VERSION_HEADER: &str = "anthropic-version";
+
+/// The envelope of the errors the gateway raises itself on a request to `path` with
+/// `headers`: on `/p/{provider}` Anthropic's when the provider speaks Anthropic's API
+/// (its configured format, else a built-in type's own) and the client does too, as its
+/// `anthropic-version` says, so that an Anthropic SDK raises its own typed errors even
+/// for a refused key; OpenAI's otherwise, and on any other path.
+pub fn error_format(
+    path: &str,
+    headers: &http::HeaderMap,
+    providers: &ProviderCatalogue,
+) -> WireFormat {
+    // The header first: most requests lack it, and then no provider is looked up.
+    if !headers.contains_key(ANTHROPIC_VERSION_HEADER) {
+        return WireFormat::OpenAi;
+    }
+    let Some(name) = named_provider(path) else {
+        return WireFormat::OpenAi;
+    };
+    let format = match providers.find(&name) {
+        Some(provider) => Some(provider.format),
+        // Not configured: its refusal says how to configure it, to the client of its type.
+        None => ProviderKind::from_name(&name).map(|kind| kind.facts().wire_format),
+    };
+    format.unwrap_or(WireFormat::OpenAi)
+}
+
+/// The provider a passthrough `path` names (`/p/{provider}/…`), its escapes decoded
+/// as the route decodes them; `None` for any other path.
+fn named_provider(path: &str) -> Option<Cow<'_, str>> {
+    let prefix = client_prefix(path)?;
+    percent_decode_str(&prefix[PASSTHROUGH_PREFIX.len()..])
+        .decode_utf8()
+        .ok()
 }
 
 /// The last segments of the endpoints that have a model generate: OpenAI's Chat
@@ -366,6 +407,74 @@ fn is_dot_segment(segment: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Provider;
+
+    /// A configured instance `name` of `kind` that speaks `format`.
+    fn configured(name: &str, kind: ProviderKind, format: WireFormat) -> Provider {
+        Provider {
+            name: name.to_string(),
+            configured: true,
+            format,
+            ..Provider::unconfigured(kind)
+        }
+    }
+
+    fn with_version(version: bool) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        if version {
+            headers.insert("anthropic-version", "2023-06-01".parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn errors_are_anthropics_where_provider_and_client_both_speak_its_api() {
+        let providers = ProviderCatalogue::new(vec![
+            configured("anthropic", ProviderKind::Anthropic, WireFormat::Anthropic),
+            configured("glm", ProviderKind::Zai, WireFormat::Anthropic),
+            configured("openai", ProviderKind::OpenAi, WireFormat::OpenAi),
+            configured("claude-compat", ProviderKind::Anthropic, WireFormat::OpenAi),
+        ]);
+        let format =
+            |path: &str, version: bool| error_format(path, &with_version(version), &providers);
+        for anthropic in [
+            "/p/anthropic/v1/messages",
+            "/p/anthropic/v1/chat/completions",
+            "/p/anthropic",
+            "/p/glm/messages",
+            "/p/anthrop%69c/v1/messages",
+            // Refused before routing: still the client's envelope.
+            "/p/anthropic/../secret",
+        ] {
+            assert_eq!(
+                format(anthropic, true),
+                WireFormat::Anthropic,
+                "{anthropic}"
+            );
+            // An OpenAI SDK at Anthropic's OpenAI-compatible endpoint sends no version.
+            assert_eq!(format(anthropic, false), WireFormat::OpenAi, "{anthropic}");
+        }
+        for openai in [
+            "/p/openai/v1/chat/completions",
+            "/p/claude-compat/v1/messages",
+            "/p/unknown/v1/messages",
+            "/p/vllm/v1/messages",
+            "/p/",
+            "/p",
+            "/v1/chat/completions",
+            "/health",
+        ] {
+            assert_eq!(format(openai, true), WireFormat::OpenAi, "{openai}");
+        }
+    }
+
+    #[test]
+    fn an_unconfigured_anthropic_is_refused_in_its_clients_envelope() {
+        let providers = ProviderCatalogue::new(Vec::new());
+        let format = error_format("/p/anthropic/v1/messages", &with_version(true), &providers);
+        assert_eq!(format, WireFormat::Anthropic);
+    }
 
     #[test]
     fn a_google_path_names_its_model() {

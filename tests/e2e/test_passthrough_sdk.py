@@ -113,7 +113,11 @@ def test_anthropic_wrong_gateway_key_is_authentication_error_and_never_forwarded
         )
 
     assert caught.value.status_code == 401
-    assert caught.value.response.json()["error"]["type"] == "authentication_error"
+    # Anthropic's own envelope: the SDK sends `anthropic-version`, so the gateway answers
+    # as Anthropic would.
+    body = caught.value.response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "authentication_error"
     assert gateway.mock.requests == []
 
 
