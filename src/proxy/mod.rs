@@ -70,6 +70,7 @@ pub use upstream_failure::gateway_error_for;
 use crate::config::{Config, LiveConfig};
 use crate::metrics;
 use crate::metrics::deferred_answer::ApartKind;
+use crate::providers::WireFormat;
 use crate::telemetry;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
 use crate::translate::{
@@ -156,11 +157,11 @@ impl AuroraProxy {
     ) -> std::result::Result<Route, GatewayError> {
         let req = session.req_header();
         let route = route::classify(req.uri.path(), &config.server);
-        // Even a refused key must come back in the envelope the client's SDK reads.
-        ctx.error_format = match &route {
-            Ok(Route::ModelCall(endpoint)) => endpoint.error_format(),
-            _ => passthrough::error_format(req.uri.path(), &req.headers, &config.providers),
-        };
+        if let Ok(Route::ModelCall(endpoint)) = &route {
+            // Even a refused key must come back in the envelope the client's SDK reads
+            // (on `/p/`, [`error_format`] tells it when an error is answered).
+            ctx.error_format = endpoint.error_format();
+        }
         if let Ok(open @ (Route::Health | Route::Root)) = route {
             ctx.route_kind = open.kind();
             check_method(&open, req)?;
@@ -670,7 +671,13 @@ fn no_work_past_limits(
     let Some(target) = ctx.upstream.as_ref() else {
         return Ok(None);
     };
-    if !limit_check::held_to_limits(ctx) || with_callers_own_key(ctx) {
+    if with_callers_own_key(ctx) {
+        return Ok(None);
+    }
+    // Told by the admission without a lookup; only a caller not charged by usage has
+    // the config asked.
+    let by_usage = limit_check::caller_charged_by_usage(ctx);
+    if !by_usage && !limit_check::held_to_limits(ctx) {
         return Ok(None);
     }
     if req.method == http::Method::POST && passthrough::mints_a_credential(&pt.endpoint) {
@@ -680,7 +687,7 @@ fn no_work_past_limits(
             pt.endpoint
         )));
     }
-    if !limit_check::caller_charged_by_usage(ctx) {
+    if !by_usage {
         return Ok(None);
     }
     let at_openai = at_openais_api(&target.provider);
@@ -906,9 +913,10 @@ fn native_responses_target(
         return None;
     }
     let natives = || {
-        config.providers.configured().filter(|p| {
-            p.kind.facts().serves_responses_api && p.format == crate::providers::WireFormat::OpenAi
-        })
+        config
+            .providers
+            .configured()
+            .filter(|p| p.kind.facts().serves_responses_api && p.format == WireFormat::OpenAi)
     };
     let first = natives().next()?;
     let provider = natives()
@@ -973,6 +981,19 @@ fn passthrough_location(
     http::HeaderValue::from_str(&client).ok()
 }
 
+/// The envelope of an error the gateway answers itself: the `/v1` route's, else the
+/// one a `/p/` client reads ([`passthrough::error_format`]). Told when an error is
+/// answered, so that a request its provider answers never pays for the telling.
+fn error_format(session: &Session, ctx: &RequestContext) -> WireFormat {
+    if ctx.error_format != WireFormat::OpenAi {
+        return ctx.error_format;
+    }
+    let req = session.req_header();
+    ctx.config.as_deref().map_or(WireFormat::OpenAi, |config| {
+        passthrough::error_format(req.uri.path(), &req.headers, &config.providers)
+    })
+}
+
 /// Answers with `err` from `request_filter`.
 async fn reject(
     session: &mut Session,
@@ -985,7 +1006,8 @@ async fn reject(
         session.set_keepalive(None);
     } else {
         let rate = ctx.rate.as_ref();
-        respond::send_error(session, &err, ctx.error_format, &ctx.request_id, rate).await?;
+        let format = error_format(session, ctx);
+        respond::send_error(session, &err, format, &ctx.request_id, rate).await?;
     }
     ctx.error = Some(err);
     Ok(true)
@@ -1030,7 +1052,7 @@ async fn end_answer_under_way(
             Err(e) => Err(e),
         }
     } else if streams_as_is(ctx) {
-        respond::end_stream_with_error(session, err, ctx.error_format).await
+        respond::end_stream_with_error(session, err, error_format(session, ctx)).await
     } else {
         return false;
     };
@@ -1823,9 +1845,9 @@ impl ProxyHttp for AuroraProxy {
             {
                 module.disable();
             }
-            let rate = ctx.rate.as_ref();
+            let (rate, format) = (ctx.rate.as_ref(), error_format(session, ctx));
             if let Err(write_err) =
-                respond::send_error(session, &err, ctx.error_format, &ctx.request_id, rate).await
+                respond::send_error(session, &err, format, &ctx.request_id, rate).await
             {
                 log::debug!("could not send error response: {write_err}");
             }

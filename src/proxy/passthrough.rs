@@ -40,7 +40,8 @@ pub fn client_prefix(path: &str) -> Option<&str> {
 
 /// The header every call to Anthropic's own API carries (its SDKs always send it);
 /// its OpenAI-compatible endpoint, called with OpenAI's SDKs, does without.
-const ANTHROPIC_VERSION_HEADER: &str = "anthropic-version";
+const ANTHROPIC_VERSION_HEADER: http::HeaderName =
+    http::HeaderName::from_static("anthropic-version");
 
 /// The envelope of the errors the gateway raises itself on a request to `path` with
 /// `headers`: on `/p/{provider}` Anthropic's when the provider speaks Anthropic's API
@@ -122,7 +123,7 @@ pub fn model_work_of(last: &str, third_last: Option<&str>) -> Option<ModelWork> 
         Some(method) => (&GENERATING_METHODS[..], &EMBEDDING_METHODS[..], method),
         None => (&GENERATING_ENDPOINTS[..], &EMBEDDING_ENDPOINTS[..], last),
     };
-    let named = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    let named = |names: &[&str]| names.iter().any(|n| named_as(name, n));
     if named(generating) {
         Some(ModelWork::Generates)
     } else if named(embedding) {
@@ -130,6 +131,12 @@ pub fn model_work_of(last: &str, third_last: Option<&str>) -> Option<ModelWork> 
     } else {
         None
     }
+}
+
+/// Whether `segment` is `name`, case ignored. Written as `name` is, as most paths
+/// are, it is told by one comparison rather than byte by byte.
+pub fn named_as(segment: &str, name: &str) -> bool {
+    segment == name || segment.eq_ignore_ascii_case(name)
 }
 
 /// The method of a Gemini segment (`{model}:{method}`, after its last colon).

@@ -10,7 +10,7 @@
 
 use http::Method;
 
-use super::passthrough::{gemini_method, model_work_of};
+use super::passthrough::{gemini_method, model_work_of, named_as};
 use crate::metrics::usage::ModelWork;
 use crate::translate::json_members::{ArrayElements, ObjectMembers};
 
@@ -89,6 +89,12 @@ pub fn write_cost(method: &Method, endpoint: &str, at_openai: bool) -> WriteCost
     ) {
         return WriteCost::Free;
     }
+    if let Some(work) = common_model_call(endpoint) {
+        return match *method {
+            Method::POST => WriteCost::Metered(Some(work)),
+            _ => WriteCost::Unmetered,
+        };
+    }
     let mut named = [""; MOST_SEGMENTS];
     let mut count = 0;
     for segment in endpoint.split('/').filter(|s| !s.is_empty()) {
@@ -102,7 +108,7 @@ pub fn write_cost(method: &Method, endpoint: &str, at_openai: bool) -> WriteCost
         count += 1;
     }
     let segments = &named[..count];
-    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
+    let is = named_as;
     let any_of = |s: &str, names: &[&str]| names.iter().any(|n| is(s, n));
     if segments.iter().any(|s| any_of(s, &UNMETERED_ANYWHERE)) {
         return WriteCost::Unmetered;
@@ -137,10 +143,33 @@ pub fn write_cost(method: &Method, endpoint: &str, at_openai: bool) -> WriteCost
     }
 }
 
+/// The model work of the endpoints nearly every model call goes to, written as their
+/// SDKs write them (the client's `v1/` dropped or kept): told by one comparison, before
+/// the endpoint is read segment by segment, which tells the same of them.
+fn common_model_call(endpoint: &str) -> Option<ModelWork> {
+    match endpoint {
+        "chat/completions"
+        | "v1/chat/completions"
+        | "messages"
+        | "v1/messages"
+        | "responses"
+        | "v1/responses"
+        | "completions"
+        | "v1/completions" => Some(ModelWork::Generates),
+        "embeddings" | "v1/embeddings" => Some(ModelWork::Embeds),
+        _ => None,
+    }
+}
+
 /// Whether a lenient server may read `segment` as another name: what precedes a `;`
 /// (matrix parameters), or the segment without trailing dots or white space.
 fn read_as_another(segment: &str) -> bool {
-    segment.contains(';') || segment.ends_with(|c: char| c == '.' || c.is_ascii_whitespace())
+    // Bytes, not chars: every byte looked for is ASCII, and a path segment is short.
+    let bytes = segment.as_bytes();
+    bytes.contains(&b';')
+        || bytes
+            .last()
+            .is_some_and(|&b| b == b'.' || b.is_ascii_whitespace())
 }
 
 /// What in a model call's `body` has the provider bill past the usage its answer
@@ -228,6 +257,42 @@ mod tests {
 
     fn all(endpoints: &[&str], cost: WriteCost) -> Vec<(String, WriteCost)> {
         endpoints.iter().map(|e| (e.to_string(), cost)).collect()
+    }
+
+    #[test]
+    fn the_common_model_calls_cost_what_reading_them_segment_by_segment_tells() {
+        let common = [
+            "chat/completions",
+            "v1/chat/completions",
+            "messages",
+            "v1/messages",
+            "responses",
+            "v1/responses",
+            "completions",
+            "v1/completions",
+            "embeddings",
+            "v1/embeddings",
+        ];
+        for endpoint in common {
+            let work = common_model_call(endpoint);
+            assert!(work.is_some(), "{endpoint}");
+            // The same endpoint with a segment the fast path does not know: read in full.
+            let read = format!("{endpoint}/");
+            assert_eq!(common_model_call(&read), None);
+            for method in [Method::POST, Method::PUT, Method::PATCH, Method::GET] {
+                for at_openai in [true, false] {
+                    assert_eq!(
+                        write_cost(&method, endpoint, at_openai),
+                        write_cost(&method, &read, at_openai),
+                        "{method} {endpoint}"
+                    );
+                }
+            }
+            assert_eq!(
+                write_cost(&Method::POST, endpoint, false),
+                WriteCost::Metered(work)
+            );
+        }
     }
 
     #[test]
