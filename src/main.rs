@@ -2,13 +2,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::RunArgs;
 
 use aurora::config::{ConfigSource, EnvSnapshot, DEFAULT_CONFIG_PATH};
+use aurora::limits::LimitStore;
 use aurora::logging;
+use aurora::proxy::response_store::ResponseStore;
 
 #[cfg(feature = "alloc-count")]
 #[global_allocator]
@@ -18,8 +21,9 @@ static ALLOCATOR: aurora::alloc_count::CountingAllocator = aurora::alloc_count::
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// How long queued access lines and spans may take to leave at exit.
-const EXIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long what waits to be written (charges, Responses API answers, access lines,
+/// spans) may take to leave at exit.
+const EXIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Aurora, an AI gateway.
 #[derive(Debug, Parser)]
@@ -146,9 +150,14 @@ fn main() -> ExitCode {
             // `run` returns once every runtime has stopped (`run_forever` would exit
             // at once): what is still queued for the log and the collector goes out.
             built.server.run(RunArgs::default());
-            // Then what the limit store has not written yet (the charges of streams cut
-            // as the grace period ended among others) goes before the process ends.
-            built.limit_store.write_out_at_exit(EXIT_FLUSH_TIMEOUT);
+            // Then what the stores have not written yet (the charges of streams cut as
+            // the grace period ended, the Responses API answers whose writes the
+            // runtimes dropped) goes before the process ends.
+            write_out_stores(
+                built.limit_store.as_ref(),
+                built.response_store.as_ref(),
+                EXIT_FLUSH_TIMEOUT,
+            );
             logging::flush_access_log(EXIT_FLUSH_TIMEOUT);
             aurora::telemetry::flush(EXIT_FLUSH_TIMEOUT);
             ExitCode::SUCCESS
@@ -158,6 +167,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Has each store write what waits as the process ends, side by side: the exit waits
+/// out the bound once, not once per store.
+fn write_out_stores(limits: &dyn LimitStore, responses: &dyn ResponseStore, bound: Duration) {
+    std::thread::scope(|scope| {
+        let apart = std::thread::Builder::new()
+            .name("responses-at-exit".into())
+            .spawn_scoped(scope, || responses.write_out_at_exit(bound));
+        limits.write_out_at_exit(bound);
+        if apart.is_err() {
+            // No thread to be had: one after the other.
+            responses.write_out_at_exit(bound);
+        }
+    });
 }
 
 /// `aurora usage`: the report, printed as JSON: read from Redis when the limits are

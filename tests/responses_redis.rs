@@ -1,11 +1,14 @@
 //! Translated Responses API answers kept in Redis (`responses.store: redis`): a
 //! conversation stored at one replica goes on, is read and is deleted at another;
 //! each key keeps its own newest within the store's bounds; a Redis out of reach is a
-//! 503, never a response not found.
+//! 503, never a response not found; a write a graceful stop cut short is made before
+//! the process exits.
 
 mod common;
 
-use common::redis::RedisServer;
+use std::time::{Duration, Instant};
+
+use common::redis::{RedisServer, Relay};
 use common::{client, fixture, sha256_hex, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 
@@ -37,10 +40,15 @@ fn anthropic(rec: &Recorded) -> Reply {
 /// A replica keeping its Responses API answers in `redis`; `extra` goes under
 /// `responses:`.
 fn replica(mock: &MockUpstream, redis: &RedisServer, extra: &str) -> Gateway {
+    replica_at(mock, &redis.url(), extra, "")
+}
+
+/// A replica keeping its Responses API answers in the Redis at `redis_url`; `extra`
+/// goes under `responses:`, `top` at the top of the file.
+fn replica_at(mock: &MockUpstream, redis_url: &str, extra: &str, top: &str) -> Gateway {
     let base = mock.url("/v1");
     let yaml = format!(
-        "limits:\n  store: {}\nresponses:\n  store: redis\n{extra}auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
-        redis.url(),
+        "{top}limits:\n  store: {redis_url}\nresponses:\n  store: redis\n{extra}auth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n",
         sha256_hex(TEAM_KEY),
     );
     Gateway::start(
@@ -285,4 +293,196 @@ async fn a_long_conversation_is_read_back_in_one_call_not_one_per_turn() {
     // The newest link alone is read by itself (its read checks for a write under
     // way); the six before it come in one call.
     assert_eq!(redis.calls("exists") - reads_before, 1);
+}
+
+/// How long the provider takes to answer in the tests of writes cut short: the
+/// response is marked under way well before its answer is written.
+const ANSWER_AFTER: Duration = Duration::from_millis(800);
+
+/// How long after its mark is seen in Redis Redis's answer to it has surely reached the
+/// gateway (through a relay too): what holds up the write then leaves the mark alone.
+const MARK_ANSWERED: Duration = Duration::from_millis(200);
+
+/// Anthropic, answering [`ANSWER_AFTER`] the call.
+fn slow_anthropic(rec: &Recorded) -> Reply {
+    Reply::Delayed(ANSWER_AFTER, Box::new(anthropic(rec)))
+}
+
+/// Waits until `done` holds, for a few seconds at most.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The id of a response made at `gw`, its write held up: once the call is marked as
+/// under way and the mark answered (and before its answer comes), `hold_up` runs.
+async fn answered_with_write_held_up(
+    gw: &Gateway,
+    redis: &RedisServer,
+    input: &str,
+    hold_up: impl FnOnce(),
+) -> String {
+    let call = respond(gw, MASTER, json!({"model": MODEL, "input": input}));
+    let held_up = async {
+        until("the call's mark", || {
+            !redis.keys("aurora:resps:under_way:*").is_empty()
+        })
+        .await;
+        tokio::time::sleep(MARK_ANSWERED).await;
+        hold_up();
+    };
+    let (resp, ()) = tokio::join!(call, held_up);
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// What the store's books say it holds: entries and bytes.
+fn books(redis: &RedisServer) -> (u64, u64) {
+    let totals = redis.hgetall("aurora:resps:totals");
+    let field = |name: &str| totals.get(name).map_or(0, |v| v.parse().unwrap());
+    (field("entries"), field("bytes"))
+}
+
+/// The bytes the response `id` holds, as its hash says.
+fn size_of(redis: &RedisServer, id: &str) -> u64 {
+    redis.hgetall(&format!("aurora:resp:{id}"))["size"]
+        .parse()
+        .unwrap()
+}
+
+/// A gateway told to stop, and its exit waited for.
+async fn stopped(mut gw: Gateway) -> (Gateway, std::process::ExitStatus) {
+    gw.signal("TERM");
+    tokio::task::spawn_blocking(move || {
+        let status = gw.wait_exit(Duration::from_secs(20));
+        let status = status.expect("the gateway exits after its grace period and the exit write");
+        (gw, status)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_whose_write_a_graceful_stop_cut_short_is_written_before_the_process_exits() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(slow_anthropic).await;
+    let fast_stop = "server:\n  grace_period_seconds: 1\n";
+    let gw = replica_at(&mock, &redis.url(), "", fast_stop);
+    // Redis takes no write from the moment the call is marked: the answer's write waits.
+    let id = answered_with_write_held_up(&gw, &redis, "first question", || {
+        redis.run(&["CLIENT", "PAUSE", "30000", "WRITE"]);
+    })
+    .await;
+    gw.signal("TERM");
+    // Redis answers again only once the server's runtimes are gone, and with them the
+    // write they were making.
+    gw.wait_for_log("All runtimes exited", 1).await;
+    redis.run(&["CLIENT", "UNPAUSE"]);
+    let (gw, status) = stopped(gw).await;
+    assert!(status.success(), "{status}");
+
+    // The client's next turn reaches another replica (or the next process).
+    let other = replica(&mock, &redis, "");
+    let read_there = read(&other, MASTER, &id).await;
+    assert_eq!(read_there.status(), 200, "{}", gw.log());
+    assert_eq!(read_there.json::<Value>().await.unwrap()["id"], id.as_str());
+    let next = respond(
+        &other,
+        MASTER,
+        json!({"model": MODEL, "input": "second question", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(next.status(), 200);
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["messages"][0]["content"][0]["text"], "first question");
+    let next_id = next.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(read(&other, MASTER, &next_id).await.status(), 200);
+
+    // Counted once each in the books, and no mark left to wait on.
+    assert_eq!(
+        books(&redis),
+        (2, size_of(&redis, &id) + size_of(&redis, &next_id))
+    );
+    assert_eq!(redis.zcard("aurora:resps:ids:master"), 2);
+    assert!(redis.keys("aurora:resps:under_way:*").is_empty());
+    assert!(
+        gw.log()
+            .contains("Responses API answers written to Redis at exit: 1"),
+        "{}",
+        gw.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cut_short_and_not_made_at_exit_in_time_is_said_by_its_count_alone() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(slow_anthropic).await;
+    let gw = replica_at(
+        &mock,
+        &redis.url(),
+        "",
+        "server:\n  grace_period_seconds: 1\n",
+    );
+    let input = "a question that is never logged";
+    let id = answered_with_write_held_up(&gw, &redis, input, || {
+        redis.run(&["CLIENT", "PAUSE", "30000", "WRITE"]);
+    })
+    .await;
+    let started = Instant::now();
+    let (gw, status) = stopped(gw).await;
+    assert!(status.success(), "{status}");
+    // One grace second, then the exit's own bound (5 s), not more.
+    assert!(started.elapsed() < Duration::from_secs(15));
+    redis.run(&["CLIENT", "UNPAUSE"]);
+    let log = gw.log();
+    let said = "Responses API answers not written to Redis at exit within 5s: 1;";
+    assert_eq!(log.matches(said).count(), 1, "{log}");
+    for secret in [input, MASTER, "sk-ant-responses-redis", id.as_str()] {
+        assert!(!log.contains(secret), "`{secret}` in the log:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_made_twice_counts_once_in_the_books() {
+    // Whether its hash is still there when the write is made again, or gone (evicted).
+    for hash_gone in [false, true] {
+        let redis = RedisServer::start();
+        let relay = Relay::start(redis.port).await;
+        let mock = MockUpstream::start(slow_anthropic).await;
+        let gw = replica_at(&mock, &relay.url(), "", "");
+        // Written as usual first: Redis holds the writing script from then on.
+        let first = stored(&gw, MASTER, "first").await;
+        assert_eq!(read(&gw, MASTER, &first).await.status(), 200);
+        // Redis makes the next write, and its answer is lost: the write is made again
+        // on a connection made anew.
+        let id = answered_with_write_held_up(&gw, &redis, "second", || relay.mute()).await;
+        let key = format!("aurora:resp:{id}");
+        until("the first try's write", || !redis.keys(&key).is_empty()).await;
+        if hash_gone {
+            redis.run(&["DEL", &key]);
+            until("the write made again", || !redis.keys(&key).is_empty()).await;
+        } else {
+            // A field the write made again clears, as it writes the hash anew.
+            redis.run(&["HSET", &key, "probe", "1"]);
+            until("the write made again", || {
+                !redis.hgetall(&key).contains_key("probe")
+            })
+            .await;
+        }
+        assert_eq!(
+            books(&redis),
+            (2, size_of(&redis, &first) + size_of(&redis, &id)),
+            "hash gone: {hash_gone}"
+        );
+        assert_eq!(redis.zcard("aurora:resps:ids:master"), 2);
+        assert_eq!(redis.zcard("aurora:resps:expiries"), 2);
+        assert_eq!(read(&gw, MASTER, &id).await.status(), 200);
+    }
 }

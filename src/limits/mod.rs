@@ -28,7 +28,7 @@ pub use memory::MemoryStore;
 pub use once_a_minute::OnceAMinute;
 pub use period::{budget_period, date_text, minute_window, period_start_day, reset_text};
 pub use rate_headers::{insert_rate_headers, remove_provider_quota_headers, LimitTexts};
-pub use redis_link::{Link as RedisLink, QUIET_AFTER_LOSS};
+pub use redis_link::{Called as RedisCalled, Link as RedisLink, QUIET_AFTER_LOSS};
 pub use redis_store::RedisStore;
 pub use redis_watches::{SharedWatches, REDIS_NOW_MS};
 pub use redis_writer::FLUSH_AFTER;

@@ -40,9 +40,11 @@ mod response_cork;
 mod response_parts;
 pub mod response_store;
 mod response_store_redis;
+mod response_write_redis;
 pub mod route;
 mod settle_on_drop;
 mod subrequest;
+mod unfinished_writes;
 mod upstream;
 mod upstream_failure;
 mod whole_answer;
@@ -140,6 +142,12 @@ impl AuroraProxy {
     /// The store of limit counters and usage (shared with the usage report).
     pub fn limit_store(&self) -> Arc<dyn crate::limits::LimitStore> {
         Arc::clone(&self.limits)
+    }
+
+    /// The store of translated Responses API answers, for the writes a stop left
+    /// unfinished.
+    pub fn response_store(&self) -> Arc<dyn ResponseStore> {
+        Arc::clone(&self.responses)
     }
 
     /// The resolver this proxy connects with; a clone shares its address table.

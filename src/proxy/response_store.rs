@@ -130,6 +130,10 @@ pub trait ResponseStore: Send + Sync {
     fn unmark(&self, _id: &str) -> Option<BoxFuture<'static, ()>> {
         None
     }
+    /// Makes, as the process ends, the writes its server's runtimes dropped unfinished
+    /// as they stopped, within `bound`, on a runtime and a connection of its own. The
+    /// in-memory store has made each write before `put` returns: nothing to do.
+    fn write_out_at_exit(&self, _bound: Duration) {}
     /// Forgets `id`; whether it was there.
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
     /// The responses the chain holds from `id` back, each `owner`'s: at most `most`,
@@ -471,6 +475,18 @@ mod tests {
         let store = MemoryResponseStore::default();
         assert!(store.mark_under_way("resp_x").is_none());
         assert!(store.unmark("resp_x").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_has_nothing_left_to_write_at_exit() {
+        let store = MemoryResponseStore::default();
+        store
+            .put("r1".into(), stored(None, "[]", "[]"), limits())
+            .await;
+        let started = Instant::now();
+        store.write_out_at_exit(Duration::from_secs(5));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(store.get("r1").await.unwrap().is_some());
     }
 
     #[tokio::test]

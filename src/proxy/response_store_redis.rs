@@ -18,13 +18,17 @@ use futures_util::future::BoxFuture;
 use redis::Script;
 
 use super::response_store::{ResponseStore, StoreLimits, StoreUnavailable, StoredResponse};
+use super::response_write_redis::{self as write, ResponseWrite};
+use super::unfinished_writes::UnfinishedWrites;
 use crate::config::RedisAddress;
-use crate::limits::{OnceAMinute, RedisLink, QUIET_AFTER_LOSS, REDIS_NOW_MS};
+use crate::limits::{OnceAMinute, RedisCalled, RedisLink, QUIET_AFTER_LOSS, REDIS_NOW_MS};
 use crate::translate::generated_id::is_generated;
 
-const ENTRY_PREFIX: &str = "aurora:resp:";
+/// How a response's key starts; its id follows.
+pub(super) const ENTRY_PREFIX: &str = "aurora:resp:";
 const OWNER_IDS_PREFIX: &str = "aurora:resps:ids:";
-const UNDER_WAY_PREFIX: &str = "aurora:resps:under_way:";
+/// How the key marking a response under way starts; its id follows.
+pub(super) const UNDER_WAY_PREFIX: &str = "aurora:resps:under_way:";
 const BYTES_HELD: &str = "aurora:resps:bytes";
 const ENTRIES_HELD: &str = "aurora:resps:entries";
 const TOTALS: &str = "aurora:resps:totals";
@@ -83,6 +87,9 @@ end
 sweep(256)
 local before = redis.call('HMGET', KEYS[1], 'owner', 'size')
 if before[1] then forget(before[1], before[2] .. ':' .. id) end
+-- This very write may be counted already, its hash gone since (a write made again
+-- after a try whose answer was lost, the hash evicted meanwhile): counted once.
+forget(owner, size .. ':' .. id)
 -- At a bound, every expired response leaves the books before a live one goes.
 local swept_all = false
 while true do
@@ -192,6 +199,9 @@ pub struct RedisResponseStore {
     delete: Script,
     chain: Script,
     unwritten: Arc<OnceAMinute>,
+    /// The writes begun and not ended: those the runtimes dropped as the server
+    /// stopped are made again at exit.
+    unfinished: Arc<UnfinishedWrites<ResponseWrite>>,
 }
 
 impl std::fmt::Debug for RedisResponseStore {
@@ -219,6 +229,7 @@ impl RedisResponseStore {
             delete: Script::new(&writing_script(DELETE)),
             chain: Script::new(CHAIN),
             unwritten: Arc::new(OnceAMinute::new()),
+            unfinished: Arc::default(),
         })
     }
 
@@ -274,19 +285,13 @@ fn unavailable(e: crate::limits::StoreError) -> StoreUnavailable {
 }
 
 /// The books' keys, after the response's own.
-fn books(call: &mut redis::ScriptInvocation<'_>, id: &str) {
+pub(super) fn books(call: &mut redis::ScriptInvocation<'_>, id: &str) {
     call.key(format!("{ENTRY_PREFIX}{id}"))
         .key(BYTES_HELD)
         .key(ENTRIES_HELD)
         .key(TOTALS)
         .key(EXPIRIES)
         .arg(OWNER_IDS_PREFIX);
-}
-
-/// How many call times a write of `size` bytes may take: a large conversation's
-/// write is not cut at a small read's time.
-fn patience_for(size: usize) -> u32 {
-    1 + u32::try_from(size / (1 << 20)).unwrap_or(u32::MAX).min(15)
 }
 
 impl ResponseStore for RedisResponseStore {
@@ -296,56 +301,47 @@ impl ResponseStore for RedisResponseStore {
         stored: StoredResponse,
         limits: StoreLimits,
     ) -> BoxFuture<'static, ()> {
+        if stored.size() > limits.max_bytes || limits.max_entries == 0 {
+            // Never kept: its mark goes, so that a read is not kept waiting for it.
+            return self.unmark(&id).unwrap_or_else(|| Box::pin(async {}));
+        }
         let (link, unwritten) = (Arc::clone(&self.link), Arc::clone(&self.unwritten));
-        let script = self.put.clone();
-        let size = stored.size();
-        let storable = size <= limits.max_bytes && limits.max_entries > 0;
-        let unmark = (!storable).then(|| self.unmark(&id)).flatten();
+        let (script, unfinished) = (self.put.clone(), Arc::clone(&self.unfinished));
+        // Held from now, not from the future's first poll: a future dropped unpolled
+        // (its runtime stopping) leaves it to be made at exit all the same.
+        let (ticket, write) = self.unfinished.begin(ResponseWrite { id, stored, limits });
         Box::pin(async move {
-            if let Some(unmark) = unmark {
-                return unmark.await;
-            }
-            let mut call = script.prepare_invoke();
-            books(&mut call, &id);
-            call.arg(ENTRY_PREFIX)
-                .arg(
-                    u64::try_from(limits.ttl.as_millis())
-                        .unwrap_or(u64::MAX)
-                        .max(1),
-                )
-                .arg(limits.max_entries)
-                .arg(limits.max_bytes)
-                .arg(&id)
-                .arg(size)
-                .arg(&*stored.owner)
-                .arg(&stored.response[..])
-                .arg(&stored.input_items[..])
-                .arg(stored.previous.as_deref().unwrap_or(""))
-                .arg(UNDER_WAY_PREFIX);
             let mut tries = 0;
             let failed = loop {
                 tries += 1;
-                let written = match link.connection().await {
-                    Ok(mut conn) => {
-                        let sent = call.invoke_async::<i64>(&mut conn);
-                        link.within(sent, "a response's write", patience_for(size))
-                            .await
+                match write.try_once(&link, &script).await {
+                    RedisCalled::Done(_) => break None,
+                    RedisCalled::Unsent(e)
+                    | RedisCalled::Refused(e)
+                    | RedisCalled::NotMade(e)
+                    | RedisCalled::InDoubt(e) => {
+                        if tries >= WRITE_TRIES {
+                            break Some(e);
+                        }
                     }
-                    Err(e) => Err(e),
-                };
-                match written {
-                    Ok(_) => return,
-                    Err(e) if tries >= WRITE_TRIES => break e,
-                    Err(_) => tokio::time::sleep(QUIET_AFTER_LOSS).await,
                 }
+                tokio::time::sleep(QUIET_AFTER_LOSS).await;
             };
-            if unwritten.due() {
-                log::warn!(
-                    "a Responses API answer was not stored, so it cannot be continued or \
-                     read: {failed} (said once a minute)"
-                );
+            // Written, or given up on and said: not made again at exit.
+            unfinished.finish(ticket);
+            if let Some(failed) = failed {
+                if unwritten.due() {
+                    log::warn!(
+                        "a Responses API answer was not stored, so it cannot be continued or \
+                         read: {failed} (said once a minute)"
+                    );
+                }
             }
         })
+    }
+
+    fn write_out_at_exit(&self, bound: Duration) {
+        write::write_out_at_exit(&self.unfinished, &self.link, &self.put, bound);
     }
 
     fn mark_under_way(&self, id: &str) -> Option<BoxFuture<'static, ()>> {
@@ -468,13 +464,6 @@ impl ResponseStore for RedisResponseStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_large_write_is_given_time_in_proportion_capped() {
-        assert_eq!(patience_for(10_000), 1);
-        assert_eq!(patience_for(3 << 20), 4);
-        assert_eq!(patience_for(usize::MAX), 16);
-    }
 
     #[test]
     fn every_script_reads_redis_clock_with_its_writes_replicated() {

@@ -79,6 +79,9 @@ pub struct AuroraServer {
     pub reloader: Arc<ConfigReloader>,
     /// The limit store, for what waits to be written once the server has run.
     pub limit_store: Arc<dyn crate::limits::LimitStore>,
+    /// The store of Responses API answers, for the writes the server's runtimes left
+    /// unfinished as they stopped.
+    pub response_store: Arc<dyn crate::proxy::response_store::ResponseStore>,
 }
 
 /// Builds the server for `config`, which was loaded from `source`.
@@ -121,6 +124,7 @@ pub fn build_server(
     ));
     let aurora = AuroraProxy::new(Arc::clone(&live));
     let limit_store = aurora.limit_store();
+    let response_store = aurora.response_store();
     // Not a dependency of the proxy: a request for a host not resolved yet looks it up
     // itself, so a slow resolver never delays the listener.
     server.add_service(background_service(
@@ -174,6 +178,7 @@ pub fn build_server(
         server,
         reloader,
         limit_store,
+        response_store,
     })
 }
 
