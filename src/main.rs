@@ -177,9 +177,18 @@ fn write_out_stores(limits: &dyn LimitStore, responses: &dyn ResponseStore, boun
             .name("responses-at-exit".into())
             .spawn_scoped(scope, || responses.write_out_at_exit(bound));
         limits.write_out_at_exit(bound);
-        if apart.is_err() {
+        match apart {
+            // Joined here, so that a panic there is said, not carried past the log's
+            // and the collector's own flush.
+            Ok(thread) => {
+                if thread.join().is_err() {
+                    log::warn!(
+                        "Responses API answers not written to Redis at exit: the write failed"
+                    );
+                }
+            }
             // No thread to be had: one after the other.
-            responses.write_out_at_exit(bound);
+            Err(_) => responses.write_out_at_exit(bound),
         }
     });
 }

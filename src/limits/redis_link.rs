@@ -235,6 +235,27 @@ impl Link {
         self.quiet_until_ms.store(0, Ordering::Relaxed);
     }
 
+    /// Runs `work` as the process ends, the server's runtimes gone: on a runtime of its
+    /// own and a connection made anew, for `bound` at most. `None` when it did not end
+    /// within it (or no runtime could be had). The runtime is let go without waiting for
+    /// its blocking threads: a host name still being resolved must not hold the exit
+    /// past its bound.
+    pub fn run_at_exit<F: std::future::Future>(
+        &self,
+        bound: Duration,
+        work: F,
+    ) -> Option<F::Output> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        self.start_over();
+        // The timer is made inside the runtime, which it needs.
+        let done = runtime.block_on(async { tokio::time::timeout(bound, work).await });
+        runtime.shutdown_background();
+        done.ok()
+    }
+
     /// The connection when it has been made (and not dropped since).
     pub fn made(&self) -> Option<ConnectionManager> {
         self.connection
@@ -392,6 +413,27 @@ mod tests {
         assert_eq!(e.kind_text(), "ReadOnly (READONLY)");
     }
 
+    #[test]
+    fn work_at_exit_is_let_go_at_its_bound_even_with_a_blocking_thread_still_busy() {
+        let link = Link::new(&RedisAddress::plain("redis://127.0.0.1:1/0")).unwrap();
+        let started = std::time::Instant::now();
+        // A host name's lookup runs on a blocking thread, as this does, for as long as
+        // the resolver takes.
+        let done = link.run_at_exit(Duration::from_millis(50), async {
+            let _ =
+                tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_secs(20))).await;
+        });
+        assert!(done.is_none());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            link.run_at_exit(Duration::from_secs(5), async { 7 }),
+            Some(7)
+        );
+    }
     #[tokio::test]
     async fn a_late_failure_on_an_old_connection_leaves_the_one_made_since_alone() {
         let link = Link::new(&RedisAddress::plain("redis://127.0.0.1:1/0")).unwrap();

@@ -579,15 +579,11 @@ impl LimitStore for RedisStore {
     /// On a runtime of its own, and a connection made anew: those of the server went
     /// with its runtimes.
     fn write_out_at_exit(&self, bound: std::time::Duration) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        let written = runtime.map(|runtime| {
-            self.link.start_over();
-            // The timer is made inside the runtime, which it needs.
-            runtime.block_on(async { tokio::time::timeout(bound, self.writer.write_out()).await })
-        });
-        if !matches!(written, Ok(Ok(()))) {
+        if self
+            .link
+            .run_at_exit(bound, self.writer.write_out())
+            .is_none()
+        {
             log::warn!(
                 "charges and usage not all written to Redis at exit within {bound:?}: they are lost"
             );

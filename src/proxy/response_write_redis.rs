@@ -5,6 +5,7 @@
 //! (a try whose answer was lost, then the next; a write cut short as the server stopped,
 //! then made again at exit) and still counts it once in the store's books.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,22 +64,29 @@ pub fn patience_for(size: usize) -> u32 {
     1 + u32::try_from(size / (1 << 20)).unwrap_or(u32::MAX).min(15)
 }
 
-/// Makes the writes `unfinished` holds, again and again a moment apart while Redis
-/// takes none, until each is written or refused (Redis will not run it: tried again,
-/// it would be refused again). Each one written is finished; those left are what was
-/// not written. Bound it with a timeout: while Redis takes nothing, it never ends.
+/// Makes the writes `unfinished` holds, smallest first (a large conversation's write,
+/// given more time, does not keep the others from theirs), again and again a moment
+/// apart while Redis takes none, until each is written or refused (Redis will not run
+/// it: tried again, it would be refused again; counted in `refused`). Each one written
+/// or refused is finished; those left are what was not tried to the end. Bound it with
+/// a timeout: while Redis takes nothing, it never ends.
 pub async fn write_again(
     unfinished: &UnfinishedWrites<ResponseWrite>,
     link: &RedisLink,
     script: &Script,
+    refused: &Cell<usize>,
 ) {
     let mut left: Vec<(Ticket, Arc<ResponseWrite>)> = unfinished.unfinished();
+    left.sort_by_key(|(_, write)| write.stored.size());
     while !left.is_empty() {
         let mut again = Vec::new();
         for (ticket, write) in left {
             match write.try_once(link, script).await {
                 RedisCalled::Done(_) => unfinished.finish(ticket),
-                RedisCalled::Refused(_) => {}
+                RedisCalled::Refused(_) => {
+                    unfinished.finish(ticket);
+                    refused.set(refused.get() + 1);
+                }
                 RedisCalled::Unsent(_) | RedisCalled::NotMade(_) | RedisCalled::InDoubt(_) => {
                     again.push((ticket, write));
                 }
@@ -105,19 +113,10 @@ pub fn write_out_at_exit(
     if waiting == 0 {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    if let Ok(runtime) = runtime {
-        // The connection, and any try at one, belonged to the runtimes now gone.
-        link.start_over();
-        // The timer is made inside the runtime, which it needs.
-        let _ = runtime.block_on(async {
-            tokio::time::timeout(bound, write_again(unfinished, link, script)).await
-        });
-    }
-    let unwritten = unfinished.len();
-    let written = waiting.saturating_sub(unwritten);
+    let refused = Cell::new(0);
+    link.run_at_exit(bound, write_again(unfinished, link, script, &refused));
+    let (unwritten, refused) = (unfinished.len(), refused.get());
+    let written = waiting.saturating_sub(unwritten + refused);
     if written > 0 {
         log::info!("Responses API answers written to Redis at exit: {written}");
     }
@@ -125,6 +124,12 @@ pub fn write_out_at_exit(
         log::warn!(
             "Responses API answers not written to Redis at exit within {bound:?}: {unwritten}; \
              they cannot be continued or read"
+        );
+    }
+    if refused > 0 {
+        log::warn!(
+            "Responses API answers Redis refused to store at exit: {refused}; they cannot be \
+             continued or read"
         );
     }
 }
