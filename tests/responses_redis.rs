@@ -486,3 +486,37 @@ async fn a_write_made_twice_counts_once_in_the_books() {
         assert_eq!(read(&gw, MASTER, &id).await.status(), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_deleted_before_its_write_is_made_again_stays_deleted() {
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port).await;
+    let mock = MockUpstream::start(slow_anthropic).await;
+    let gw = replica_at(&mock, &relay.url(), "", "");
+    let other = replica(&mock, &redis, "");
+    // Written as usual first: Redis holds the writing script from then on.
+    let first = stored(&gw, MASTER, "first").await;
+    // Redis makes the next write, and its answer is lost: the write is made again a
+    // moment later, on a connection made anew.
+    let id = answered_with_write_held_up(&gw, &redis, "second", || relay.mute()).await;
+    let key = format!("aurora:resp:{id}");
+    until("the first try's write", || !redis.keys(&key).is_empty()).await;
+    // Meanwhile the client, its answer in hand, deletes the response at another replica.
+    assert_eq!(delete(&other, MASTER, &id).await.status(), 200);
+    // Made again on a connection of its own, the gateway's last ones being lost.
+    let before = redis.connections_last_running("evalsha");
+    until("the write made again", || {
+        redis
+            .connections_last_running("evalsha")
+            .iter()
+            .any(|c| !before.contains(c))
+    })
+    .await;
+    assert!(
+        redis.keys(&key).is_empty(),
+        "the deleted response came back"
+    );
+    assert_eq!(read(&other, MASTER, &id).await.status(), 404);
+    assert_eq!(books(&redis), (1, size_of(&redis, &first)));
+    assert_eq!(redis.zcard("aurora:resps:ids:master"), 1);
+}

@@ -29,6 +29,11 @@ pub(super) const ENTRY_PREFIX: &str = "aurora:resp:";
 const OWNER_IDS_PREFIX: &str = "aurora:resps:ids:";
 /// How the key marking a response under way starts; its id follows.
 pub(super) const UNDER_WAY_PREFIX: &str = "aurora:resps:under_way:";
+/// How the key saying a response was deleted starts; its id follows.
+pub(super) const DELETED_PREFIX: &str = "aurora:resps:deleted:";
+/// How long a deletion is remembered: well past the last time a write of the response
+/// may be made again (its tries, a second apart; the exit's, within its bound).
+const DELETED_KEPT_MS: u64 = 10 * 60 * 1000;
 const BYTES_HELD: &str = "aurora:resps:bytes";
 const ENTRIES_HELD: &str = "aurora:resps:entries";
 const TOTALS: &str = "aurora:resps:totals";
@@ -70,8 +75,15 @@ end
 /// Keeps one response within the store's bounds. KEYS: the response, bytes held,
 /// entries held, totals, expiries. ARGV: the owners' id sets' prefix, the responses'
 /// prefix, ttl (ms), max entries, max bytes, id, size, owner, response, input items,
-/// previous id (empty for none), the prefix of the marks of responses under way.
+/// previous id (empty for none), the prefix of the marks of responses under way, the
+/// prefix of the deletions remembered.
 const PUT: &str = r"
+-- A response deleted since this write was first made (a try whose answer was lost,
+-- then made again; a write made again as its replica stops) stays deleted.
+if redis.call('GET', ARGV[13] .. ARGV[6]) then
+  redis.call('DEL', ARGV[12] .. ARGV[6])
+  return 0
+end
 local ttl = tonumber(ARGV[3])
 local max_entries = tonumber(ARGV[4])
 local max_bytes = tonumber(ARGV[5])
@@ -145,13 +157,17 @@ redis.call('DEL', ARGV[12] .. id)
 return 1
 ";
 
-/// Forgets one response and its place in the books. KEYS: the response, bytes held,
-/// entries held, totals, expiries. ARGV: the owners' id sets' prefix, the id. 1 if it was there.
+/// Forgets one response and its place in the books, and remembers for a while that it
+/// was deleted, so that a write of it made again does not bring it back. KEYS: the
+/// response, bytes held, entries held, totals, expiries. ARGV: the owners' id sets'
+/// prefix, the id, the prefix of the deletions remembered, how long (ms). 1 if it was
+/// there.
 const DELETE: &str = r"
 local held = redis.call('HMGET', KEYS[1], 'owner', 'size')
 if not held[1] then return 0 end
 redis.call('DEL', KEYS[1])
 forget(held[1], held[2] .. ':' .. ARGV[2])
+redis.call('SET', ARGV[3] .. ARGV[2], 1, 'PX', ARGV[4])
 return 1
 ";
 
@@ -446,7 +462,7 @@ impl ResponseStore for RedisResponseStore {
             let mut conn = self.link.connection().await.map_err(unavailable)?;
             let mut call = self.delete.prepare_invoke();
             books(&mut call, id);
-            call.arg(id);
+            call.arg(id).arg(DELETED_PREFIX).arg(DELETED_KEPT_MS);
             let deleted: i64 = self
                 .link
                 .within(
