@@ -434,6 +434,7 @@ mod tests {
             Some(7)
         );
     }
+
     #[tokio::test]
     async fn a_late_failure_on_an_old_connection_leaves_the_one_made_since_alone() {
         let link = Link::new(&RedisAddress::plain("redis://127.0.0.1:1/0")).unwrap();
