@@ -1000,13 +1000,40 @@ async fn an_openai_client_at_anthropics_compatible_endpoint_keeps_openais_envelo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_openai_format_provider_refuses_in_openais_envelope_whatever_the_client_sends() {
+async fn an_openai_format_providers_own_endpoints_refuse_in_openais_envelope_whatever_the_client_sends(
+) {
     let mock = ok_mock().await;
     let gw = gateway_for(&mock, "", &[]);
-    for path in ["/p/openai/v1/chat/completions", "/p/openai/v1/messages"] {
+    for path in [
+        "/p/openai/v1/chat/completions",
+        "/p/openai/v1/threads/thread_1/messages",
+    ] {
         let resp = anthropic_style_call(&gw, path, "not-the-gateway-key", Some("2023-06-01")).await;
         assert_eq!(resp.status(), 401, "{path}");
         assert_openai_envelope(&error_json(resp).await, "authentication_error");
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_client_at_an_openai_format_servers_messages_endpoint_is_refused_in_anthropics_envelope(
+) {
+    // vLLM's and Ollama's `v1/messages`, DeepSeek's `anthropic/v1/messages`: Claude
+    // Code pointed at them through the gateway reads Anthropic's envelope.
+    let mock = ok_mock().await;
+    let gw = gateway_for(&mock, "", &[]);
+    for path in [
+        "/p/openai/v1/messages",
+        "/p/openai/anthropic/v1/messages/count_tokens",
+    ] {
+        let resp = anthropic_style_call(&gw, path, "not-the-gateway-key", Some("2023-06-01")).await;
+        assert_eq!(resp.status(), 401, "{path}");
+        let body = error_json(resp).await;
+        assert_eq!(body["type"], "error", "{path}: {body}");
+        assert_eq!(
+            body["error"]["type"], "authentication_error",
+            "{path}: {body}"
+        );
     }
     assert!(mock.requests().is_empty());
 }

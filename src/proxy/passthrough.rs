@@ -44,9 +44,11 @@ const ANTHROPIC_VERSION_HEADER: http::HeaderName =
     http::HeaderName::from_static("anthropic-version");
 
 /// The envelope of the errors the gateway raises itself on a request to `path` with
-/// `headers`: on `/p/{provider}` Anthropic's when the provider speaks Anthropic's API
-/// (its configured format, else a built-in type's own) and the client does too, as its
-/// `anthropic-version` says, so that an Anthropic SDK raises its own typed errors even
+/// `headers`: on `/p/{provider}` Anthropic's when the client speaks Anthropic's API, as
+/// its `anthropic-version` says, to a provider that does too (its configured format,
+/// else a built-in type's own) or at an OpenAI-format server's Anthropic-compatible
+/// Messages endpoint (vLLM's and Ollama's `v1/messages`, DeepSeek's and Moonshot's
+/// `anthropic/v1/messages`), so that an Anthropic SDK raises its own typed errors even
 /// for a refused key; OpenAI's otherwise, and on any other path.
 pub fn error_format(
     path: &str,
@@ -65,7 +67,26 @@ pub fn error_format(
         // Not configured: its refusal says how to configure it, to the client of its type.
         None => ProviderKind::from_name(&name).map(|kind| kind.facts().wire_format),
     };
-    format.unwrap_or(WireFormat::OpenAi)
+    if format == Some(WireFormat::Anthropic) || is_messages_call(path) {
+        WireFormat::Anthropic
+    } else {
+        WireFormat::OpenAi
+    }
+}
+
+/// Whether `path` ends at Anthropic's Messages API (`…/messages`, or its
+/// `…/messages/count_tokens`), not at a message of an OpenAI Assistants thread
+/// (`threads/{id}/messages`).
+fn is_messages_call(path: &str) -> bool {
+    let mut segments = path.rsplit('/').filter(|s| !s.is_empty());
+    let mut last = segments.next();
+    if last.is_some_and(|s| s.eq_ignore_ascii_case("count_tokens")) {
+        last = segments.next();
+    }
+    last.is_some_and(|s| s.eq_ignore_ascii_case("messages"))
+        && !segments
+            .nth(1)
+            .is_some_and(|s| s.eq_ignore_ascii_case("threads"))
 }
 
 /// The provider a passthrough `path` names (`/p/{provider}/…`), its escapes decoded
@@ -464,15 +485,30 @@ mod tests {
         }
         for openai in [
             "/p/openai/v1/chat/completions",
-            "/p/claude-compat/v1/messages",
-            "/p/unknown/v1/messages",
-            "/p/vllm/v1/messages",
+            "/p/claude-compat/v1/chat/completions",
+            "/p/openai/v1/threads/thread_1/messages",
+            "/p/openai/v1/messages/batches",
+            "/p/unknown/v1/chat/completions",
             "/p/",
             "/p",
             "/v1/chat/completions",
+            "/v1/messages",
             "/health",
         ] {
             assert_eq!(format(openai, true), WireFormat::OpenAi, "{openai}");
+        }
+        // An OpenAI-format server's Anthropic-compatible Messages endpoint: the client
+        // speaks Anthropic's API there too.
+        for messages in [
+            "/p/vllm/v1/messages",
+            "/p/openai/v1/messages",
+            "/p/claude-compat/v1/messages",
+            "/p/deepseek/anthropic/v1/messages",
+            "/p/ollama/v1/messages/count_tokens",
+            "/p/unknown/v1/Messages",
+        ] {
+            assert_eq!(format(messages, true), WireFormat::Anthropic, "{messages}");
+            assert_eq!(format(messages, false), WireFormat::OpenAi, "{messages}");
         }
     }
 
