@@ -83,10 +83,10 @@ fn is_messages_call(path: &str) -> bool {
     if last.is_some_and(|s| s.eq_ignore_ascii_case("count_tokens")) {
         last = segments.next();
     }
-    last.is_some_and(|s| s.eq_ignore_ascii_case("messages"))
-        && !segments
-            .nth(1)
-            .is_some_and(|s| s.eq_ignore_ascii_case("threads"))
+    // A thread's messages are told apart as the meter tells them.
+    last.is_some_and(|s| {
+        s.eq_ignore_ascii_case("messages") && model_work_of(s, segments.nth(1)).is_some()
+    })
 }
 
 /// The provider a passthrough `path` names (`/p/{provider}/…`), its escapes decoded
