@@ -189,7 +189,8 @@ async fn a_key_gets_its_requests_per_minute_and_then_429s_with_the_headers() {
     assert_eq!(err["type"], "error");
     assert_eq!(err["error"]["type"], "rate_limit_error");
 
-    // Other keys (no limits of their own, no default) and the master key go on.
+    // Other keys (no limits of their own, no default) and the master key (no
+    // `limits.master`) go on.
     for key in [OTHER_KEY, MASTER] {
         let resp = post(&gw, key, "/v1/chat/completions", CHAT).await;
         assert_eq!(resp.status(), 200);
@@ -200,6 +201,57 @@ async fn a_key_gets_its_requests_per_minute_and_then_429s_with_the_headers() {
         5,
         "refused calls never went upstream"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_key_is_held_to_limits_master_and_left_out_of_the_default() {
+    let mock = MockUpstream::start(provider_like).await;
+    let limits =
+        "limits:\n  default: {requests_per_minute: 1}\n  master: {requests_per_minute: 2}\n";
+    let gw = gateway(&mock, limits, "{requests_per_minute: 5}");
+    common::clear_of_a_minute_boundary().await;
+    for left in ["1", "0"] {
+        let resp = post(&gw, MASTER, "/v1/chat/completions", CHAT).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "2");
+        assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), left);
+    }
+    let resp = post(&gw, MASTER, "/p/openai/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 429, "the master key past limits.master");
+    assert!(header(&resp, "retry-after").parse::<u64>().unwrap() >= 1);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "rate_limit_exceeded");
+
+    // The default holds the key without limits of its own, not the master key's
+    // counters; a key with its own limits has its own counters.
+    let resp = post(&gw, OTHER_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "1");
+    assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), "0");
+    let resp = post(&gw, TEAM_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), "4");
+    assert_eq!(
+        mock.requests().len(),
+        4,
+        "the refused call never went upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_keys_budget_is_charged_from_its_usage_and_the_next_call_refused() {
+    let mock = MockUpstream::start(provider_like).await;
+    // One answer reports 21 tokens: the first call spends the budget, the next is refused.
+    let limits = "limits:\n  master: {budget: {tokens: 20, period: day}}\n";
+    let gw = gateway(&mock, limits, "{requests_per_minute: 5}");
+    let resp = post(&gw, MASTER, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    gw.wait_for_log("path=/v1/chat/completions", 1).await;
+    assert_budget_spent(post(&gw, MASTER, "/v1/chat/completions", CHAT).await).await;
+    assert_eq!(mock.requests().len(), 1);
+    // Other keys spend their own.
+    let resp = post(&gw, OTHER_KEY, "/v1/chat/completions", CHAT).await;
+    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

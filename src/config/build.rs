@@ -1392,6 +1392,28 @@ providers:
     }
 
     #[test]
+    fn the_master_key_has_the_limits_listed_for_it_and_not_the_default() {
+        use crate::auth::Caller;
+        let yaml = "limits:\n  default: {requests_per_minute: 600}\n";
+        assert!(build(yaml, &[])
+            .unwrap()
+            .limits
+            .for_caller(&Caller::Master)
+            .is_none());
+        let yaml = "limits:\n  default: {requests_per_minute: 600}\n  master: {concurrent: 8}\n";
+        let c = build(yaml, &[]).unwrap();
+        let master = c.limits.for_caller(&Caller::Master).unwrap();
+        assert_eq!(&*master.subject, "key:master");
+        assert_eq!(master.limits.concurrent, Some(8));
+        assert_eq!(master.limits.requests_per_minute, None);
+        assert!(c.limits.for_caller(&Caller::Open).is_none());
+        let e = build("limits:\n  master: {requests_per_minute: 0}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.master.requests_per_minute"), "{e}");
+    }
+
+    #[test]
     fn keys_of_one_name_must_share_their_limits() {
         let hash = |seed: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(seed));
         let (old, new) = (

@@ -8,6 +8,7 @@ use super::overlay::given_text;
 use super::redis_address::{no_store_tls, redis_address, RedisAddress};
 use super::schema::{FileBudget, FileConfig, FileKeyLimits};
 use super::EnvSnapshot;
+use crate::auth::Caller;
 use crate::lookup::LookupMap;
 
 /// Where limit counters live.
@@ -71,6 +72,8 @@ pub struct LimitSettings {
     pub on_store_error: OnStoreError,
     /// Managed key name → its limits (its own, else `limits.default`).
     pub keys: LookupMap<String, Limited>,
+    /// The master key's limits (`limits.master`; `limits.default` leaves it out).
+    pub master: Option<Limited>,
     /// Provider instance name → its limits.
     pub providers: LookupMap<String, Limited>,
     /// Background responses and OpenAI batches a call started are polled for their
@@ -129,6 +132,7 @@ impl Default for LimitSettings {
             store: LimitStoreKind::Memory,
             on_store_error: OnStoreError::Allow,
             keys: LookupMap::default(),
+            master: None,
             providers: LookupMap::default(),
             poll_background: Some(DEFAULT_POLL_BACKGROUND),
             slot_lease: DEFAULT_SLOT_LEASE,
@@ -140,6 +144,16 @@ impl LimitSettings {
     /// The limits of the managed key `name`, when it has any.
     pub fn for_key(&self, name: &str) -> Option<&Limited> {
         self.keys.get(name)
+    }
+
+    /// The limits of `caller`'s key, when it has any: a managed key's, or the master
+    /// key's when `limits.master` lists them.
+    pub fn for_caller(&self, caller: &Caller) -> Option<&Limited> {
+        match caller {
+            Caller::Managed(name) => self.keys.get(&**name),
+            Caller::Master => self.master.as_ref(),
+            Caller::Open => None,
+        }
     }
 
     /// The limits of provider instance `name`, when it has any.
@@ -212,6 +226,15 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
             keys.insert(k.name.clone(), Limited::new(subject, limits));
         }
     }
+    // Named `master` in the store and the usage report, a name no managed key may take.
+    let master = file
+        .limits
+        .master
+        .as_ref()
+        .map(|l| key_limits("limits.master", l))
+        .transpose()?
+        .filter(|limits| !limits.is_empty())
+        .map(|limits| Limited::new(crate::limits::key_subject("master").into(), limits));
     let mut providers = LookupMap::default();
     for (name, p) in &file.providers {
         let Some(limits) = &p.limits else { continue };
@@ -256,6 +279,7 @@ pub fn limit_settings(file: &FileConfig, env: &EnvSnapshot) -> Result<LimitSetti
         store,
         on_store_error,
         keys,
+        master,
         providers,
         poll_background,
         slot_lease,

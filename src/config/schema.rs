@@ -43,6 +43,8 @@ pub struct FileLimits {
     pub on_store_error: Option<String>,
     /// For managed keys without limits of their own.
     pub default: Option<FileKeyLimits>,
+    /// For the master key, which `default` leaves out.
+    pub master: Option<FileKeyLimits>,
     /// When work a call started apart from itself is first polled, a duration.
     pub poll_background: Option<String>,
     /// How long a call slot in Redis outlives a replica that stopped renewing it, a

@@ -60,7 +60,7 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Admits the request against the limits of its caller (a managed key with limits).
+/// Admits the request against the limits of its caller's key, if it has any.
 pub async fn admit_caller(
     store: &Arc<dyn LimitStore>,
     ctx: &mut RequestContext,
@@ -68,10 +68,11 @@ pub async fn admit_caller(
     let Some(config) = ctx.config.clone() else {
         return Ok(());
     };
-    let Some(Caller::Managed(name)) = ctx.caller.as_ref() else {
-        return Ok(());
-    };
-    let Some(limited) = config.limits.for_key(name) else {
+    let Some(limited) = ctx
+        .caller
+        .as_ref()
+        .and_then(|c| config.limits.for_caller(c))
+    else {
         return Ok(());
     };
     ctx.held_to.caller_by_usage =
@@ -99,10 +100,10 @@ pub async fn peek_caller(store: &Arc<dyn LimitStore>, ctx: &mut RequestContext) 
 /// subrequest too, which holds no subjects of its own), with their texts made with the
 /// config for the `x-ratelimit-limit-*` values of its answer.
 pub fn caller_limits(ctx: &RequestContext) -> Option<&Limited> {
-    let Some(Caller::Managed(name)) = ctx.caller.as_ref() else {
-        return None;
-    };
-    ctx.config.as_deref()?.limits.for_key(name)
+    ctx.config
+        .as_deref()?
+        .limits
+        .for_caller(ctx.caller.as_ref()?)
 }
 
 /// Whether the caller's key is held to what its calls use (tokens per minute, or a
@@ -560,10 +561,7 @@ fn limited_subjects<'a>(
     caller: Option<&Caller>,
     provider: Option<&str>,
 ) -> impl Iterator<Item = (&'a Arc<str>, &'a KeyLimits)> + Clone {
-    let key = match caller {
-        Some(Caller::Managed(name)) => config.limits.for_key(name),
-        _ => None,
-    };
+    let key = caller.and_then(|c| config.limits.for_caller(c));
     let provider = provider.and_then(|name| config.limits.for_provider(name));
     key.into_iter()
         .chain(provider)
