@@ -137,9 +137,13 @@ async fn post_accepting_gzip(gw: &Gateway, mock: &MockUpstream, path: &str, body
     resp.text().await.unwrap()
 }
 
-/// Asserts `resp` is the refusal of a spent budget: 429, `insufficient_quota`.
+/// Asserts `resp` is the refusal of a spent budget: 429, `insufficient_quota`; the
+/// client told not to retry unless the period ends within a minute.
 async fn assert_budget_spent(resp: reqwest::Response) {
     assert_eq!(resp.status(), 429);
+    let wait: u64 = header(&resp, "retry-after").parse().unwrap();
+    let should_retry = header(&resp, "x-should-retry");
+    assert_eq!(should_retry, if wait > 60 { "false" } else { "" }, "{wait}");
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["code"], "insufficient_quota");
 }
@@ -178,6 +182,8 @@ async fn a_key_gets_its_requests_per_minute_and_then_429s_with_the_headers() {
     assert_eq!(resp.status(), 429);
     assert!(header(&resp, "retry-after").parse::<u64>().unwrap() >= 1);
     assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), "0");
+    // Within the minute: the SDKs wait for it and retry, as they should.
+    assert!(resp.headers().get("x-should-retry").is_none());
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["type"], "rate_limit_error");
     assert_eq!(err["error"]["code"], "rate_limit_exceeded");

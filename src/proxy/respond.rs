@@ -63,6 +63,22 @@ pub async fn send(
 /// every hook that may send one, allocated and moved per request, a kilobyte larger.
 type Sending<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
+/// Tells a client not to retry a refusal: a header the OpenAI and Anthropic SDKs and
+/// Claude Code obey before any other retry rule.
+const SHOULD_RETRY: http::HeaderName = http::HeaderName::from_static("x-should-retry");
+
+/// The longest `Retry-After` a client is told to wait for and then retry: a minute, as
+/// long as a rate window lasts. Past it (a spent budget waits for its period to end) the
+/// SDKs do worse than give up: Anthropic's sleep for whatever it says, days, before
+/// their retry; OpenAI's retry at once (older ones) or give up.
+const LONGEST_WAIT_WORTH_RETRYING: u32 = 60;
+
+/// Whether an answer that says to retry after `retry_after` seconds tells the client not
+/// to retry at all (`x-should-retry: false`).
+fn not_worth_retrying(retry_after: Option<u32>) -> bool {
+    retry_after.is_some_and(|seconds| seconds > LONGEST_WAIT_WORTH_RETRYING)
+}
+
 /// [`send`], with a `Retry-After` of `retry_after` seconds when given.
 fn send_with<'a>(
     session: &'a mut Session,
@@ -74,11 +90,17 @@ fn send_with<'a>(
     rate: Option<&'a RateState>,
 ) -> Sending<'a> {
     Box::pin(async move {
-        let room = 3 + usize::from(retry_after.is_some()) + rate.map_or(0, RateState::header_count);
+        let room = 3
+            + usize::from(retry_after.is_some())
+            + usize::from(not_worth_retrying(retry_after))
+            + rate.map_or(0, RateState::header_count);
         let mut head = header_maps::blank_answer(status, room)?;
         let map = &mut head.headers;
         if let Some(seconds) = retry_after {
             header_maps::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
+        }
+        if not_worth_retrying(retry_after) {
+            header_maps::put(map, SHOULD_RETRY, HeaderValue::from_static("false"))?;
         }
         if let Some(rate) = rate {
             // A refusal is rare: its numbers are formatted.
@@ -170,4 +192,18 @@ pub async fn send_error(
         err.rate.as_deref().or(caller_rate),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_wait_past_a_minute_tells_the_client_not_to_retry() {
+        assert!(!not_worth_retrying(None));
+        assert!(!not_worth_retrying(Some(1)));
+        assert!(!not_worth_retrying(Some(60)));
+        assert!(not_worth_retrying(Some(61)));
+        assert!(not_worth_retrying(Some(u32::MAX)));
+    }
 }

@@ -1,5 +1,6 @@
 """Session fixtures: a mock provider and the real gateway binary pointed at it."""
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -16,6 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Fake credentials: the tests check where each one does (and does not) end up.
 MASTER_KEY = "aurora-e2e-master-0123456789abcdef"
+# A managed key whose budget (one token a month) its first call spends.
+SPENT_BUDGET_KEY = "aur_e2e_spent_budget_key_0123456789abcdef"
 PROVIDER_KEYS = {
     "anthropic": "sk-ant-e2e-provider",
     "openai": "sk-openai-e2e-provider",
@@ -31,9 +34,15 @@ def gateway_config(mock: MockProvider) -> str:
     mock, Gemini's own API at the mock's root (enabled on `/p/`, as Gemini is not by
     default), OpenAI's output ceiling for gpt-4o-mini, which the mock enforces as
     OpenAI does (coding agents ask for more: Claude Code 32000), and fallbacks for the
-    mock's always-overloaded models."""
+    mock's always-overloaded models; a managed key with a budget of one token."""
+    spent_budget = hashlib.sha256(SPENT_BUDGET_KEY.encode()).hexdigest()
     return f"""server:
   enabled_passthrough_providers: [openai, anthropic, vllm, gemini-native]
+auth:
+  keys:
+    - name: spent-budget
+      sha256: "{spent_budget}"
+      limits: {{budget: {{tokens: 1, period: month}}}}
 providers:
   vllm:
     base_url: {mock.base_url}
