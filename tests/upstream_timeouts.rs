@@ -266,3 +266,51 @@ async fn a_whole_answer_cut_after_its_200_header_is_not_sent_again() {
     resp.bytes().await.unwrap();
     assert_eq!(anthropic.requests().len(), 1, "asked once");
 }
+
+fn should_retry(resp: &reqwest::Response) -> Option<&str> {
+    resp.headers()
+        .get("x-should-retry")
+        .and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_after_the_providers_success_tells_the_client_not_to_retry() {
+    // The SDKs retry every 5xx: after a 200 the provider did (and bills) the work, so
+    // the client is told not to have it done again. A body within Pingora's 64 KiB
+    // replay buffer and one past it.
+    let anthropic = MockUpstream::start(trickling(fixture("anthropic/messages.json"))).await;
+    let yaml = "providers:\n  anthropic:\n    timeouts: {idle: 5s, total: 500ms}\n";
+    let gw = gateway(yaml, &unused_base(), &anthropic.url("/v1"));
+    let large = format!(
+        r#"{{"model":"anthropic/claude-sonnet-4-5","user":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+        "u".repeat(100 * 1024)
+    );
+    for body in [chat("anthropic/claude-sonnet-4-5", false), large] {
+        let resp = post(&gw, body).await;
+        assert_eq!(resp.status(), 504);
+        assert_eq!(should_retry(&resp), Some("false"));
+    }
+
+    // A 200 whose body cannot be translated fails the same way each time.
+    let garbled = MockUpstream::start(|_| Reply::json(200, "not json at all")).await;
+    let gw = gateway("", &unused_base(), &garbled.url("/v1"));
+    let resp = post(&gw, chat("anthropic/claude-sonnet-4-5", false)).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(should_retry(&resp), Some("false"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_before_any_answer_leaves_the_client_free_to_retry() {
+    // Nothing reached a provider, or the provider refused: a retry may well succeed.
+    let gw = gateway("", &unused_base(), &unused_base());
+    let resp = post(&gw, chat("anthropic/claude-sonnet-4-5", false)).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(should_retry(&resp), None);
+
+    let silent = MockUpstream::start(slow_first(Duration::from_secs(5))).await;
+    let yaml = "providers:\n  openai:\n    timeouts: {first_byte: 300ms}\n";
+    let gw = gateway(yaml, &silent.url("/v1"), &unused_base());
+    let resp = post(&gw, chat("gpt-4o-mini", false)).await;
+    assert_eq!(resp.status(), 504);
+    assert_eq!(should_retry(&resp), None);
+}

@@ -51,6 +51,10 @@ pub struct GatewayError {
     pub retry_after: Option<u32>,
     /// The caller's rate windows, sent as `x-ratelimit-*` headers.
     pub rate: Option<Box<crate::limits::RateState>>,
+    /// The provider did the work this error ends (it answered with success, then its
+    /// answer could not be delivered): the client is told not to retry, which would
+    /// have the work done, and billed, again.
+    pub after_provider_work: bool,
 }
 
 impl GatewayError {
@@ -63,6 +67,7 @@ impl GatewayError {
             code: None,
             retry_after: None,
             rate: None,
+            after_provider_work: false,
         }
     }
 
@@ -243,6 +248,13 @@ impl GatewayError {
     /// Sets the offending parameter.
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
+        self
+    }
+
+    /// Marks an error that ends an exchange whose provider answered `status`: after a
+    /// success, the provider did the work (see [`GatewayError::after_provider_work`]).
+    pub fn after_answer(mut self, status: u16) -> Self {
+        self.after_provider_work |= (100..400).contains(&status);
         self
     }
 

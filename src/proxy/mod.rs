@@ -534,6 +534,7 @@ impl AuroraProxy {
                                 "provider `{provider}` broke the exchange"
                             ))
                         });
+                        let err = err.after_answer(answered.load(Ordering::Relaxed));
                         return reject(session, ctx, err).await;
                     }
                 }
@@ -570,7 +571,8 @@ impl AuroraProxy {
                     log::warn!("untranslatable answer from provider `{provider}`: {e}");
                     let err = GatewayError::bad_provider_answer(format!(
                         "provider `{provider}` answered {status} with a body that could not be translated: {e}"
-                    ));
+                    ))
+                    .after_answer(status);
                     return reject(session, ctx, err).await;
                 }
             },

@@ -41,7 +41,7 @@ pub async fn send_json_within(
         "application/json",
         body,
         request_id,
-        None,
+        (None, false),
         rate,
     )
     .await
@@ -55,7 +55,16 @@ pub async fn send(
     body: Vec<u8>,
     request_id: &RequestId,
 ) -> Result<()> {
-    send_with(session, status, content_type, body, request_id, None, None).await
+    send_with(
+        session,
+        status,
+        content_type,
+        body,
+        request_id,
+        (None, false),
+        None,
+    )
+    .await
 }
 
 /// A gateway-made answer being written. Boxed: these answers (errors, health, model
@@ -73,33 +82,37 @@ const SHOULD_RETRY: http::HeaderName = http::HeaderName::from_static("x-should-r
 /// their retry; OpenAI's retry at once (older ones) or give up.
 const LONGEST_WAIT_WORTH_RETRYING: u32 = 60;
 
-/// Whether an answer that says to retry after `retry_after` seconds tells the client not
-/// to retry at all (`x-should-retry: false`).
-fn not_worth_retrying(retry_after: Option<u32>) -> bool {
-    retry_after.is_some_and(|seconds| seconds > LONGEST_WAIT_WORTH_RETRYING)
+/// Whether `err` tells the client not to retry at all (`x-should-retry: false`): the
+/// provider did the work it ends, or it says to wait longer than a retry is worth.
+fn not_worth_retrying(err: &GatewayError) -> bool {
+    err.after_provider_work
+        || err
+            .retry_after
+            .is_some_and(|seconds| seconds > LONGEST_WAIT_WORTH_RETRYING)
 }
 
-/// [`send`], with a `Retry-After` of `retry_after` seconds when given.
+/// [`send`], with a `Retry-After` of `retry_after` seconds when given, and
+/// `x-should-retry: false` when `no_retry`.
 fn send_with<'a>(
     session: &'a mut Session,
     status: u16,
     content_type: &'a str,
     body: Vec<u8>,
     request_id: &'a RequestId,
-    retry_after: Option<u32>,
+    (retry_after, no_retry): (Option<u32>, bool),
     rate: Option<&'a RateState>,
 ) -> Sending<'a> {
     Box::pin(async move {
         let room = 3
             + usize::from(retry_after.is_some())
-            + usize::from(not_worth_retrying(retry_after))
+            + usize::from(no_retry)
             + rate.map_or(0, RateState::header_count);
         let mut head = header_maps::blank_answer(status, room)?;
         let map = &mut head.headers;
         if let Some(seconds) = retry_after {
             header_maps::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
         }
-        if not_worth_retrying(retry_after) {
+        if no_retry {
             header_maps::put(map, SHOULD_RETRY, HeaderValue::from_static("false"))?;
         }
         if let Some(rate) = rate {
@@ -188,7 +201,7 @@ pub async fn send_error(
         "application/json",
         err.envelope(format),
         request_id,
-        err.retry_after,
+        (err.retry_after, not_worth_retrying(err)),
         err.rate.as_deref().or(caller_rate),
     )
     .await
@@ -198,12 +211,36 @@ pub async fn send_error(
 mod tests {
     use super::*;
 
+    fn waiting(seconds: Option<u32>) -> GatewayError {
+        let mut err = GatewayError::bad_gateway("x");
+        err.retry_after = seconds;
+        err
+    }
+
     #[test]
     fn only_a_wait_past_a_minute_tells_the_client_not_to_retry() {
-        assert!(!not_worth_retrying(None));
-        assert!(!not_worth_retrying(Some(1)));
-        assert!(!not_worth_retrying(Some(60)));
-        assert!(not_worth_retrying(Some(61)));
-        assert!(not_worth_retrying(Some(u32::MAX)));
+        assert!(!not_worth_retrying(&waiting(None)));
+        assert!(!not_worth_retrying(&waiting(Some(1))));
+        assert!(!not_worth_retrying(&waiting(Some(60))));
+        assert!(not_worth_retrying(&waiting(Some(61))));
+        assert!(not_worth_retrying(&waiting(Some(u32::MAX))));
+    }
+
+    #[test]
+    fn an_error_after_the_provider_answered_with_success_is_not_to_be_retried() {
+        for (status, done) in [
+            (200, true),
+            (201, true),
+            (302, true),
+            (429, false),
+            (502, false),
+        ] {
+            let err = GatewayError::bad_gateway("x").after_answer(status);
+            assert_eq!(not_worth_retrying(&err), done, "{status}");
+        }
+        // No answer at all: the provider may never have had the request.
+        assert!(!not_worth_retrying(
+            &GatewayError::bad_gateway("x").after_answer(0)
+        ));
     }
 }
