@@ -412,10 +412,14 @@ async fn provider_request_id_is_kept_and_gateway_id_comes_as_x_aurora_request_id
         resp.bytes().await.unwrap();
     }
 
-    // Gateway-made answers carry only the gateway's id, fresh when the client sent none.
+    // A gateway-made error is named by the gateway's id, fresh when the client sent
+    // none, also where the OpenAI SDKs read a failed call's id: no provider answered.
     let resp = send(&gw, "GET", "/p/anthropic/v1/models", None, &[]).await;
     assert_eq!(resp.status(), 401);
-    assert!(resp.headers().get("x-request-id").is_none());
+    assert_eq!(
+        resp.headers()["x-request-id"],
+        resp.headers()["x-aurora-request-id"]
+    );
     let fresh = resp.headers()["x-aurora-request-id"]
         .to_str()
         .unwrap()
@@ -428,7 +432,7 @@ async fn provider_request_id_is_kept_and_gateway_id_comes_as_x_aurora_request_id
     let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let resp = send(&gw, "GET", "/p/groq/models", None, &pairs).await;
     assert_eq!(resp.status(), 502);
-    assert!(resp.headers().get("x-request-id").is_none());
+    assert_eq!(resp.headers()["x-request-id"], "client-id-error");
     assert_eq!(resp.headers()["x-aurora-request-id"], "client-id-error");
 
     let log = log_with_access_lines(&gw, 4).await;

@@ -971,8 +971,13 @@ async fn a_wrong_gateway_key_from_an_anthropic_client_is_refused_in_anthropics_e
     )
     .await;
     assert_eq!(resp.status(), 401);
-    assert!(resp.headers().contains_key("x-aurora-request-id"));
-    assert_anthropic_envelope(&error_json(resp).await, "authentication_error");
+    // Named where the Anthropic SDKs read a failed call's id, as the access log has it.
+    let id = resp.headers()["x-aurora-request-id"].clone();
+    assert_eq!(resp.headers()["request-id"], id);
+    assert!(!resp.headers().contains_key("x-request-id"));
+    let err = error_json(resp).await;
+    assert_anthropic_envelope(&err, "authentication_error");
+    assert_eq!(err["request_id"], id.to_str().unwrap());
     assert!(mock.requests().is_empty());
 }
 
@@ -991,6 +996,12 @@ async fn an_openai_client_at_anthropics_compatible_endpoint_keeps_openais_envelo
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    // Named where the OpenAI SDKs read a failed call's id.
+    assert_eq!(
+        resp.headers()["x-request-id"],
+        resp.headers()["x-aurora-request-id"]
+    );
+    assert!(!resp.headers().contains_key("request-id"));
     assert_openai_envelope(&error_json(resp).await, "authentication_error");
     let resp =
         anthropic_style_call(&gw, "/p/anthropic/v1/messages", "not-the-gateway-key", None).await;

@@ -134,9 +134,11 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
     };
     let record = AccessRecord {
         request_id: ctx.request_id.as_str(),
+        // The gateway's own answers carry its id where a provider's would be.
         upstream_request_id: session
             .response_written()
             .and_then(provider_request_id)
+            .filter(|id| id != ctx.request_id.as_str())
             .unwrap_or(Cow::Borrowed("-")),
         method: req.method.as_str(),
         path: field_text(req.uri.path()),

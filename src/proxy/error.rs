@@ -272,16 +272,32 @@ impl GatewayError {
         }
     }
 
+    /// [`GatewayError::envelope`] of the answer to request `request_id`: Anthropic's
+    /// names it in its body too, where the Anthropic SDKs read it (`request_id`).
+    pub fn envelope_answering(&self, format: WireFormat, request_id: &str) -> Vec<u8> {
+        match format {
+            WireFormat::OpenAi => self.openai_envelope(),
+            WireFormat::Anthropic => self.anthropic_envelope_with(Some(request_id)),
+        }
+    }
+
     /// The Anthropic error envelope `{"type":"error","error":{"type","message"}}`, so
     /// Anthropic SDKs raise their own typed errors.
     pub fn anthropic_envelope(&self) -> Vec<u8> {
-        let body = json!({
+        self.anthropic_envelope_with(None)
+    }
+
+    fn anthropic_envelope_with(&self, request_id: Option<&str>) -> Vec<u8> {
+        let mut body = json!({
             "type": "error",
             "error": {
                 "type": anthropic_error_type_for_status(self.status),
                 "message": self.message,
             }
         });
+        if let Some(id) = request_id {
+            body["request_id"] = json!(id);
+        }
         serde_json::to_vec(&body).unwrap_or_default()
     }
 

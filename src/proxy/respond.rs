@@ -41,7 +41,7 @@ pub async fn send_json_within(
         "application/json",
         body,
         request_id,
-        (None, false),
+        ErrorHead::default(),
         rate,
     )
     .await
@@ -61,7 +61,7 @@ pub async fn send(
         content_type,
         body,
         request_id,
-        (None, false),
+        ErrorHead::default(),
         None,
     )
     .await
@@ -91,29 +91,66 @@ fn not_worth_retrying(err: &GatewayError) -> bool {
             .is_some_and(|seconds| seconds > LONGEST_WAIT_WORTH_RETRYING)
 }
 
-/// [`send`], with a `Retry-After` of `retry_after` seconds when given, and
-/// `x-should-retry: false` when `no_retry`.
+/// The header the OpenAI SDKs read a request's id from (`APIError.request_id`).
+const OPENAI_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// The header the Anthropic SDKs read a request's id from (`APIError.request_id`).
+const ANTHROPIC_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
+
+/// What an error answer says besides its body.
+#[derive(Default)]
+struct ErrorHead {
+    /// Seconds to wait before retrying (`Retry-After`).
+    retry_after: Option<u32>,
+    /// Not to retry at all (`x-should-retry: false`).
+    no_retry: bool,
+    /// Where the client's SDK reads the request's id, besides `X-Aurora-Request-Id`:
+    /// a user quoting the id of a failed call then quotes the one the access log has.
+    id_header: Option<http::HeaderName>,
+}
+
+impl ErrorHead {
+    /// What `err` says besides its body, to a client of `format`.
+    fn of(err: &GatewayError, format: WireFormat) -> Self {
+        Self {
+            retry_after: err.retry_after,
+            no_retry: not_worth_retrying(err),
+            id_header: Some(match format {
+                WireFormat::OpenAi => OPENAI_REQUEST_ID,
+                WireFormat::Anthropic => ANTHROPIC_REQUEST_ID,
+            }),
+        }
+    }
+
+    fn header_count(&self) -> usize {
+        usize::from(self.retry_after.is_some())
+            + usize::from(self.no_retry)
+            + usize::from(self.id_header.is_some())
+    }
+}
+
+/// [`send`], with what an error answer says besides its body (`error`).
 fn send_with<'a>(
     session: &'a mut Session,
     status: u16,
     content_type: &'a str,
     body: Vec<u8>,
     request_id: &'a RequestId,
-    (retry_after, no_retry): (Option<u32>, bool),
+    error: ErrorHead,
     rate: Option<&'a RateState>,
 ) -> Sending<'a> {
     Box::pin(async move {
-        let room = 3
-            + usize::from(retry_after.is_some())
-            + usize::from(no_retry)
-            + rate.map_or(0, RateState::header_count);
+        let room = 3 + error.header_count() + rate.map_or(0, RateState::header_count);
         let mut head = header_maps::blank_answer(status, room)?;
         let map = &mut head.headers;
-        if let Some(seconds) = retry_after {
+        if let Some(seconds) = error.retry_after {
             header_maps::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
         }
-        if no_retry {
+        if error.no_retry {
             header_maps::put(map, SHOULD_RETRY, HeaderValue::from_static("false"))?;
+        }
+        if let Some(name) = error.id_header {
+            header_maps::put(map, name, request_id.header_value())?;
         }
         if let Some(rate) = rate {
             // A refusal is rare: its numbers are formatted.
@@ -199,9 +236,9 @@ pub async fn send_error(
         session,
         err.status,
         "application/json",
-        err.envelope(format),
+        err.envelope_answering(format, request_id.as_str()),
         request_id,
-        (err.retry_after, not_worth_retrying(err)),
+        ErrorHead::of(err, format),
         err.rate.as_deref().or(caller_rate),
     )
     .await

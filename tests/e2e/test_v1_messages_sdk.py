@@ -539,6 +539,10 @@ def test_wrong_gateway_key_is_authentication_error_and_never_forwarded(gateway, 
 
     assert caught.value.status_code == 401
     anthropic_error_body(caught.value, "authentication_error")
+    # The SDK names the failed call by the id the gateway's access log has.
+    gateway_id = caught.value.response.headers["x-aurora-request-id"]
+    assert caught.value.request_id == gateway_id
+    assert caught.value.response.json()["request_id"] == gateway_id
     assert gateway.mock.requests == []
 
 

@@ -444,6 +444,8 @@ def test_v1_wrong_gateway_key_is_authentication_error_and_never_forwarded(gatewa
 
     assert caught.value.status_code == 401
     assert caught.value.response.json()["error"]["type"] == "authentication_error"
+    # The SDK names the failed call by the id the gateway's access log has.
+    assert caught.value.request_id == caught.value.response.headers["x-aurora-request-id"]
     assert gateway.mock.requests == []
 
 
