@@ -345,9 +345,56 @@ async fn anthropic_rate_limit_becomes_openai_envelope_keeping_retry_after() {
     .await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
+    // A short wait: the SDKs wait for it and retry, as they should.
+    assert!(resp.headers().get("x-should-retry").is_none());
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["type"], "rate_limit_error");
     assert_eq!(err["error"]["message"], "slow down");
+}
+
+/// A provider's 429 asking for an hour's wait, in its own API's envelope.
+fn refusing_for_an_hour(rec: &Recorded) -> Reply {
+    let body: &'static [u8] = if rec.uri == "/v1/messages" {
+        br#"{"type":"error","error":{"type":"rate_limit_error","message":"daily limit"}}"#
+    } else {
+        br#"{"error":{"type":"requests","code":"rate_limit_exceeded","message":"daily limit"}}"#
+    };
+    Reply::Full {
+        status: 429,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("retry-after".into(), "3600".into()),
+        ],
+        body: Bytes::from_static(body),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_translated_refusal_to_wait_an_hour_tells_the_client_not_to_retry() {
+    // The Anthropic SDKs sleep for whatever `Retry-After` says; a provider of another
+    // API cannot tell them not to in their terms, so the gateway does.
+    let mock = MockUpstream::start(refusing_for_an_hour).await;
+    let gw = gateway_for(&mock, "");
+    for stream in [false, true] {
+        let chat = format!(
+            r#"{{"model":"anthropic/claude-sonnet-4-5","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let messages = format!(
+            r#"{{"model":"openai:gpt-4o-mini","max_tokens":16,"stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        for (path, body) in [("/v1/chat/completions", chat), ("/v1/messages", messages)] {
+            let resp = post(&gw, path, body.into_bytes()).await;
+            assert_eq!(resp.status(), 429, "{path} stream={stream}");
+            assert_eq!(resp.headers()["retry-after"], "3600");
+            assert_eq!(
+                resp.headers()["x-should-retry"],
+                "false",
+                "{path} stream={stream}"
+            );
+            let err: Value = resp.json().await.unwrap();
+            assert_eq!(err["error"]["message"], "daily limit", "{path}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

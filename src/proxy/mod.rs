@@ -41,6 +41,7 @@ mod response_parts;
 pub mod response_store;
 mod response_store_redis;
 mod response_write_redis;
+pub mod retry_advice;
 pub mod route;
 mod settle_on_drop;
 mod subrequest;
@@ -595,10 +596,16 @@ impl AuroraProxy {
                 // The gateway's own bytes (a compressed answer was decoded or failed).
                 map.remove(http::header::CONTENT_ENCODING);
             }
-            header_maps::make_room(map, 3)?;
+            header_maps::make_room(map, 4)?;
             if translation.is_some() {
                 let json = http::HeaderValue::from_static("application/json");
                 header_maps::put(map, http::header::CONTENT_TYPE, json)?;
+                if status >= 400
+                    && retry_advice::translated_error_not_worth_retrying(map, SystemTime::now())
+                {
+                    let no = retry_advice::do_not_retry();
+                    header_maps::put(map, retry_advice::SHOULD_RETRY, no)?;
+                }
             }
             let length = http::HeaderValue::from(translated.len());
             header_maps::put(map, http::header::CONTENT_LENGTH, length)?;

@@ -12,6 +12,7 @@ use pingora_proxy::Session;
 use super::header_maps;
 use super::headers::AURORA_REQUEST_ID;
 use super::request_id::RequestId;
+use super::retry_advice;
 use super::GatewayError;
 use crate::limits::{insert_rate_headers, RateState};
 use crate::providers::WireFormat;
@@ -72,23 +73,14 @@ pub async fn send(
 /// every hook that may send one, allocated and moved per request, a kilobyte larger.
 type Sending<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
-/// Tells a client not to retry a refusal: a header the OpenAI and Anthropic SDKs and
-/// Claude Code obey before any other retry rule.
-const SHOULD_RETRY: http::HeaderName = http::HeaderName::from_static("x-should-retry");
-
-/// The longest `Retry-After` a client is told to wait for and then retry: a minute, as
-/// long as a rate window lasts. Past it (a spent budget waits for its period to end) the
-/// SDKs do worse than give up: Anthropic's sleep for whatever it says, days, before
-/// their retry; OpenAI's retry at once (older ones) or give up.
-const LONGEST_WAIT_WORTH_RETRYING: u32 = 60;
-
 /// Whether `err` tells the client not to retry at all (`x-should-retry: false`): the
-/// provider did the work it ends, or it says to wait longer than a retry is worth.
+/// provider did the work it ends, or it says to wait longer than a retry is worth (a
+/// spent budget, until its period ends).
 fn not_worth_retrying(err: &GatewayError) -> bool {
     err.after_provider_work
         || err
             .retry_after
-            .is_some_and(|seconds| seconds > LONGEST_WAIT_WORTH_RETRYING)
+            .is_some_and(|seconds| retry_advice::too_long_to_wait(seconds.into()))
 }
 
 /// The header the OpenAI SDKs read a request's id from (`APIError.request_id`).
@@ -147,7 +139,11 @@ fn send_with<'a>(
             header_maps::put(map, header::RETRY_AFTER, HeaderValue::from(seconds))?;
         }
         if error.no_retry {
-            header_maps::put(map, SHOULD_RETRY, HeaderValue::from_static("false"))?;
+            header_maps::put(
+                map,
+                retry_advice::SHOULD_RETRY,
+                retry_advice::do_not_retry(),
+            )?;
         }
         if let Some(name) = error.id_header {
             header_maps::put(map, name, request_id.header_value())?;

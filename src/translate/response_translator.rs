@@ -22,6 +22,8 @@ use bytes::Bytes;
 use pingora_core::modules::http::{HttpModule, HttpModuleBuilder, Module};
 use pingora_http::ResponseHeader;
 
+use crate::proxy::retry_advice;
+
 use super::anthropic_to_openai_error::OpenAiErrorBody;
 use super::anthropic_to_openai_response::anthropic_to_openai_response_and_usage;
 use super::openai_to_anthropic_error::AnthropicErrorBody;
@@ -620,6 +622,10 @@ impl ResponseTranslator {
         let status = resp.status.as_u16();
         if let Some(tools) = codecs.client.omitted_tools() {
             resp.insert_header(OMITTED_TOOLS_HEADER, tools)?;
+        }
+        let now = std::time::SystemTime::now();
+        if status >= 400 && retry_advice::translated_error_not_worth_retrying(&resp.headers, now) {
+            resp.insert_header(retry_advice::SHOULD_RETRY, retry_advice::do_not_retry())?;
         }
         self.body = if codecs.streams(resp) {
             Body::Stream(codecs.stream_codecs())
