@@ -623,8 +623,12 @@ impl ResponseTranslator {
         if let Some(tools) = codecs.client.omitted_tools() {
             resp.insert_header(OMITTED_TOOLS_HEADER, tools)?;
         }
-        let now = std::time::SystemTime::now();
-        if status >= 400 && retry_advice::translated_error_not_worth_retrying(&resp.headers, now) {
+        if status >= 400
+            && retry_advice::translated_error_not_worth_retrying(
+                &resp.headers,
+                std::time::SystemTime::now(),
+            )
+        {
             resp.insert_header(retry_advice::SHOULD_RETRY, retry_advice::do_not_retry())?;
         }
         self.body = if codecs.streams(resp) {
