@@ -59,6 +59,9 @@ RATE_LIMITED_MODEL = "rate-limited"
 # under load. The gateway's config gives them fallbacks.
 OVERLOADED_GPT = "gpt-4o-overloaded"
 OVERLOADED_CLAUDE = "claude-overloaded"
+# A model whose chat answer is a 200 with a body that is not JSON: the work done (and
+# billed), the answer unusable.
+GARBLED_GPT = "gpt-4o-garbled"
 RATE_LIMIT_MESSAGE = "mock provider: rate limit exceeded"
 _ANTHROPIC_RATE_LIMIT = (
     {"type": "error", "error": {"type": "rate_limit_error", "message": RATE_LIMIT_MESSAGE}},
@@ -709,6 +712,8 @@ class _Handler(BaseHTTPRequestHandler):
         if payload.get("model") == OVERLOADED_GPT and path == CHAT_COMPLETIONS_PATH:
             error = {"message": "mock: the engine is currently overloaded", "type": "server_error", "param": None, "code": None}
             return self._send_json(503, {"error": error})
+        if payload.get("model") == GARBLED_GPT and path == CHAT_COMPLETIONS_PATH:
+            return self._send(200, "application/json", b"<html>upstream page, not JSON</html>")
         if payload.get("model") == OVERLOADED_CLAUDE and path == MESSAGES_PATH:
             error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
             return self._send_json(529, error)

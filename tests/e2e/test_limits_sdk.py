@@ -1,7 +1,9 @@
-"""A key whose budget is spent, as the official SDKs meet it with their default retries:
-the refusal is raised at once, after one request, rather than retried for nothing or
-slept on until the budget's period ends (the Anthropic SDK sleeps for whatever
-`Retry-After` says, here weeks)."""
+"""What the official SDKs retry by themselves, with their default retries, and what the
+gateway tells them not to: a key whose budget is spent is raised at once, after one
+request, rather than retried for nothing or slept on until the budget's period ends
+(the Anthropic SDK sleeps for whatever `Retry-After` says, here weeks); an answer the
+provider gave with success but the gateway could not deliver is not asked for again
+(the work was done and billed)."""
 
 import threading
 import time
@@ -13,6 +15,7 @@ import openai
 import pytest
 
 from conftest import SPENT_BUDGET_KEY
+from mock_provider import CHAT_COMPLETIONS_PATH, GARBLED_GPT
 
 GPT = "gpt-4o-mini"
 PROMPT = [{"role": "user", "content": "Say hello"}]
@@ -114,3 +117,23 @@ def test_openai_sdk_raises_a_spent_budget_at_once_without_retrying(gateway, spen
     assert raised.response.headers["x-should-retry"] == "false"
     assert transport.sent == 1
     assert gateway.mock.requests == []
+
+
+def test_anthropic_sdk_does_not_ask_again_for_work_the_provider_did_but_could_not_be_delivered(gateway):
+    transport = CountingTransport()
+    client = anthropic.Anthropic(
+        base_url=gateway.base_url,
+        api_key=gateway.master_key,
+        http_client=httpx2.Client(transport=transport),
+    )
+
+    raised = raised_within_bound(
+        lambda: client.messages.create(model=f"openai:{GARBLED_GPT}", max_tokens=32, messages=PROMPT)
+    )
+
+    assert isinstance(raised, anthropic.APIStatusError), raised
+    assert raised.status_code == 502
+    assert raised.response.headers["x-should-retry"] == "false"
+    assert transport.sent == 1
+    asked = [r for r in gateway.mock.requests if r.path == CHAT_COMPLETIONS_PATH]
+    assert len(asked) == 1, "the SDK retried work the provider had done"
