@@ -297,7 +297,11 @@ async fn a_stream_that_fails_mid_way_ends_with_an_error_then_response_failed() {
     let mock = MockUpstream::start(failing_mid_stream).await;
     let gw = gateway_for(&mock);
     for (model, code, message) in [
-        ("anthropic:claude-sonnet-4-5", "server_error", "Overloaded"),
+        (
+            "anthropic:claude-sonnet-4-5",
+            "server_is_overloaded",
+            "Overloaded",
+        ),
         (
             "vllm/qwen3",
             "context_length_exceeded",

@@ -6,7 +6,8 @@
 //! event (typed or OpenAI's untyped `data: {"error":…}`), reports the stream as cut
 //! before `response.completed`, and sends the request again, the model run again each
 //! time; on `response.failed` it shows the message, and on the codes it knows it acts:
-//! it stops at `context_length_exceeded` and `insufficient_quota`, waits out
+//! it stops at `context_length_exceeded`, `insufficient_quota` and
+//! `server_is_overloaded` (saying so in its own words), waits out
 //! `rate_limit_exceeded`. The gateway sends its `error` event first (the OpenAI SDKs
 //! raise it), then `response.failed`.
 
@@ -16,20 +17,34 @@ use crate::translate::json_writer::write_str;
 pub const CONTEXT_LENGTH_EXCEEDED: &str = "context_length_exceeded";
 /// The code of a spent budget.
 pub const INSUFFICIENT_QUOTA: &str = "insufficient_quota";
+/// The code of a provider too busy to answer: Codex does not run the model again
+/// against it.
+pub const SERVER_IS_OVERLOADED: &str = "server_is_overloaded";
+/// The code of a rate limit.
+pub const RATE_LIMIT_EXCEEDED: &str = "rate_limit_exceeded";
 /// The code of a failure on the provider's side (or the gateway's).
 pub const SERVER_ERROR: &str = "server_error";
 
+/// The codes Responses clients act on: passed on as they are.
+const ACTED_ON: [&str; 4] = [
+    CONTEXT_LENGTH_EXCEEDED,
+    INSUFFICIENT_QUOTA,
+    SERVER_IS_OVERLOADED,
+    RATE_LIMIT_EXCEEDED,
+];
+
 /// The `code` of a failed response's `error`, for an error of the OpenAI `type` `kind`
-/// (`None`: unknown) whose own code is `code`: the codes Responses clients act on for a
-/// context overflow, a spent budget and a rate limit, `server_error` for the provider's
+/// (`None`: unknown) whose own code is `code`: a code Responses clients act on as it
+/// is, `rate_limit_exceeded` for any rate limit, `server_error` for the provider's
 /// failures, else the type.
 pub fn failure_code(kind: Option<&'static str>, code: Option<&str>) -> &'static str {
-    match (code, kind) {
-        (Some(CONTEXT_LENGTH_EXCEEDED), _) => CONTEXT_LENGTH_EXCEEDED,
-        (Some(INSUFFICIENT_QUOTA), _) => INSUFFICIENT_QUOTA,
-        (_, Some("rate_limit_error")) => "rate_limit_exceeded",
-        (_, Some("provider_error") | None) => SERVER_ERROR,
-        (_, Some(other)) => other,
+    if let Some(known) = ACTED_ON.iter().find(|known| Some(**known) == code) {
+        return known;
+    }
+    match kind {
+        Some("rate_limit_error") => RATE_LIMIT_EXCEEDED,
+        Some("provider_error") | None => SERVER_ERROR,
+        Some(other) => other,
     }
 }
 
@@ -86,6 +101,11 @@ mod tests {
                 "rate_limit_exceeded",
             ),
             (Some("rate_limit_error"), None, "rate_limit_exceeded"),
+            (
+                Some("provider_error"),
+                Some(SERVER_IS_OVERLOADED),
+                SERVER_IS_OVERLOADED,
+            ),
             (
                 Some("provider_error"),
                 Some("upstream_timeout"),

@@ -34,7 +34,7 @@
 //!
 //! [`anthropic_to_responses_response`]: super::anthropic_to_responses_response
 
-use super::failure::{failure_code, CONTEXT_LENGTH_EXCEEDED, SERVER_ERROR};
+use super::failure::{failure_code, CONTEXT_LENGTH_EXCEEDED, SERVER_ERROR, SERVER_IS_OVERLOADED};
 use super::response::{
     item_separator, write_function_call_item, write_message_item, write_output_text_part,
     write_reasoning_item, write_summary_part, Arguments, Block, ResponseHead, Status, Usage,
@@ -212,13 +212,19 @@ const KNOWN_EVENTS: [&str; 8] = [
 
 /// The failure's `code` for an upstream error event of the Anthropic error type
 /// `anthropic_type` whose data is `data`: the OpenAI error type the gateway uses for
-/// it elsewhere, as [`failure_code`] has Responses clients told it. A prompt too long
-/// for the model is `context_length_exceeded` whatever its type (a Chat provider's
-/// error crosses the hub as `api_error`), but a rate limit's "too many tokens" is not.
+/// it elsewhere, as [`failure_code`] has Responses clients told it; an overloaded
+/// provider is `server_is_overloaded`. A prompt too long for the model is
+/// `context_length_exceeded` whatever its type (a Chat provider's error crosses the
+/// hub as `api_error`), but a rate limit's "too many tokens" is not.
 fn error_code(anthropic_type: Option<&str>, data: &str) -> &'static str {
     let kind = anthropic_type.and_then(openai_error_type_for_anthropic_type);
-    let overflow = kind != Some("rate_limit_error") && says_context_overflow(data.as_bytes());
-    failure_code(kind, overflow.then_some(CONTEXT_LENGTH_EXCEEDED))
+    let code = if anthropic_type == Some("overloaded_error") {
+        Some(SERVER_IS_OVERLOADED)
+    } else {
+        let overflow = kind != Some("rate_limit_error") && says_context_overflow(data.as_bytes());
+        overflow.then_some(CONTEXT_LENGTH_EXCEEDED)
+    };
+    failure_code(kind, code)
 }
 
 impl EventHandler for State {
@@ -1441,7 +1447,7 @@ data: {"type":"message_stop"}
         let n = evs.len();
         assert_eq!(
             evs[n - 2],
-            json!({"type": "error", "code": "server_error", "message": "Overloaded",
+            json!({"type": "error", "code": "server_is_overloaded", "message": "Overloaded",
                    "param": null, "sequence_number": n - 2})
         );
         // The response as the other terminal events write it, failed with the same
@@ -1451,7 +1457,7 @@ data: {"type":"message_stop"}
             json!({"type": "response.failed", "sequence_number": n - 1, "response": {
                 "id": "resp_abc123", "object": "response", "created_at": 1_700_000_000,
                 "status": "failed",
-                "error": {"code": "server_error", "message": "Overloaded"},
+                "error": {"code": "server_is_overloaded", "message": "Overloaded"},
                 "incomplete_details": null, "model": "gpt-5-codex", "output": [],
                 "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0},
                           "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": 0},
@@ -1474,7 +1480,7 @@ data: {"type":"message_stop"}
     #[test]
     fn error_types_are_mapped_to_codes() {
         for (anthropic, code) in [
-            ("overloaded_error", "server_error"),
+            ("overloaded_error", "server_is_overloaded"),
             ("api_error", "server_error"),
             ("rate_limit_error", "rate_limit_exceeded"),
             ("invalid_request_error", "invalid_request_error"),
@@ -1512,7 +1518,7 @@ data: {"type":"message_stop"}
                 "Too many tokens per minute; slow down",
                 "rate_limit_exceeded",
             ),
-            ("overloaded_error", "Overloaded", "server_error"),
+            ("overloaded_error", "Overloaded", "server_is_overloaded"),
         ] {
             let input = format!(
                 "event: error\ndata: {}\n\n",
