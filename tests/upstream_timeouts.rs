@@ -196,6 +196,76 @@ async fn a_same_format_stream_silent_past_idle_ends_with_the_routes_error_event(
     drop(kept);
 }
 
+/// OpenAI's Responses stream that names its response, starts the text and then sends
+/// nothing, holding the connection open (the senders are kept until the test ends).
+fn stalling_responses_stream(
+    kept: Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
+) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    move |_| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = concat!(
+            "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_stalled_1\",\"object\":\"response\",\"created_at\":1,\"status\":\"in_progress\",\"model\":\"gpt-4o-mini\",\"output\":[],\"usage\":null}}\n\n",
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hel\"}\n\n",
+        );
+        let _ = tx.send(Bytes::from_static(start.as_bytes()));
+        if let Ok(mut kept) = kept.lock() {
+            kept.push(tx);
+        }
+        Reply::Channel {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            chunks: rx,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responses_stream_silent_past_idle_ends_with_the_error_then_response_failed() {
+    // Codex reads a failure from `response.failed` alone: after an error event only, it
+    // reports the stream cut and sends the request again, five times.
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let openai = MockUpstream::start(stalling_responses_stream(Arc::clone(&kept))).await;
+    let timeouts = "providers:\n  openai:\n    timeouts: {idle: 400ms}\n";
+    // Proxied by Pingora, and streamed from the gateway's own exchange.
+    let overflow = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
+    for yaml in [timeouts.to_string(), format!("{timeouts}{overflow}")] {
+        let gw = gateway(&yaml, &openai.url("/v1"), &unused_base());
+        let resp = client()
+            .post(gw.url("/v1/responses"))
+            .bearer_auth(MASTER)
+            .json(&serde_json::json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
+            .await
+            .expect("the stream ends at the idle timeout")
+            .expect("the stream ends cleanly");
+        assert!(text.contains("Hel"), "{text}");
+        let events: Vec<&str> = text.trim_end().rsplit("\n\n").take(2).collect();
+        let (failed, error) = (events[0], events[1]);
+        // OpenAI's envelope, which the OpenAI SDKs raise, as before.
+        let error: Value = serde_json::from_str(error.trim_start_matches("data: ")).unwrap();
+        assert_eq!(error["error"]["type"], "provider_error", "{text}");
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("timeouts.idle"), "{text}");
+        // Then the response failed, named as its stream named it, with that message.
+        let data = failed
+            .strip_prefix("event: response.failed\ndata: ")
+            .unwrap_or_else(|| panic!("response.failed ends the stream: {text}"));
+        let failed: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(failed["type"], "response.failed");
+        let response = &failed["response"];
+        assert_eq!(response["id"], "resp_stalled_1");
+        assert_eq!(response["status"], "failed");
+        assert_eq!(response["error"]["code"], "server_error");
+        assert_eq!(response["error"]["message"], message);
+    }
+    assert_eq!(openai.requests().len(), 2, "asked once each");
+    drop(kept);
+}
+
 /// A JSON answer whose header comes at once and whose body trickles in, a piece every
 /// 150 ms: each silence is short, the whole is long.
 fn trickling(body: String) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {

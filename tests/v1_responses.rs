@@ -262,6 +262,90 @@ async fn an_anthropic_stream_becomes_the_responses_event_sequence() {
     }
 }
 
+/// A stream that breaks off mid-way: the message's first events, then `error`, of
+/// Anthropic (`overloaded_error`) or of a chat server (a prompt too long, in OpenAI's
+/// envelope), as the path asks.
+fn failing_mid_stream(rec: &Recorded) -> Reply {
+    if rec.path() == "/vllm/chat/completions" {
+        return Reply::sse(
+            [
+                r#"data: {"id":"c1","object":"chat.completion.chunk","model":"qwen3","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}"#,
+                r#"data: {"error":{"message":"This model's maximum context length is 32768 tokens.","type":"invalid_request_error","param":null,"code":"context_length_exceeded"}}"#,
+            ]
+            .map(|e| Bytes::from(format!("{e}\n\n"))),
+        );
+    }
+    let mut events = anthropic_stream_of(&anthropic_answer(rec));
+    let stop = events
+        .iter()
+        .position(|(_, e)| e.starts_with(b"event: content_block_stop"))
+        .unwrap();
+    events.truncate(stop);
+    let error =
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+    events.push((
+        Duration::ZERO,
+        Bytes::from(format!("event: error\ndata: {error}\n\n")),
+    ));
+    sse(events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_fails_mid_way_ends_with_an_error_then_response_failed() {
+    // Codex reads a failure from `response.failed` alone: after an error event only, it
+    // reports the stream cut and sends the request again, five times.
+    let mock = MockUpstream::start(failing_mid_stream).await;
+    let gw = gateway_for(&mock);
+    for (model, code, message) in [
+        (
+            "anthropic:claude-sonnet-4-5",
+            "server_is_overloaded",
+            "Overloaded",
+        ),
+        (
+            "vllm/qwen3",
+            "context_length_exceeded",
+            "This model's maximum context length is 32768 tokens.",
+        ),
+    ] {
+        let resp = post(&gw, &json!({"model": model, "input": "Hi", "stream": true})).await;
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        let events = events(&text);
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert!(kinds.contains(&"response.output_text.delta"), "{text}");
+        assert_eq!(
+            kinds[kinds.len() - 2..],
+            ["error", "response.failed"],
+            "{text}"
+        );
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event["sequence_number"], i, "{event}");
+        }
+        let terminal = [
+            "response.completed",
+            "response.incomplete",
+            "response.failed",
+        ];
+        let ends = kinds.iter().filter(|k| terminal.contains(k)).count();
+        assert_eq!(ends, 1, "{text}");
+        let error = &events[events.len() - 2];
+        assert_eq!(
+            (&error["code"], &error["message"]),
+            (&json!(code), &json!(message))
+        );
+        // The response the stream began, failed with the same code and message.
+        let failed = &events[events.len() - 1]["response"];
+        assert_eq!(failed["id"], events[0]["response"]["id"], "{model}");
+        assert_eq!(failed["model"], model);
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(failed["error"], json!({"code": code, "message": message}));
+        assert_eq!(failed["output"], json!([]), "the message never finished");
+    }
+    // Nothing was asked again.
+    assert_eq!(mock.requests().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_answers_the_responses_api_itself() {
     let mock = MockUpstream::start(provider).await;

@@ -593,9 +593,20 @@ impl<'a> Carrier<'a> {
             read.running_last = running;
         }
         if read.model.is_none() {
+            // The event that first names the model, a Responses stream's
+            // `response.created`, names the response too: read here, once per stream.
+            if self.nested_final && read.response_id.is_none() {
+                read.response_id = self.nested.id.and_then(plain_text);
+            }
             read.model = self.model.or(self.nested.model);
         }
     }
+}
+
+/// The text of a JSON string with nothing escaped in it (an id), as `raw` holds it.
+fn plain_text(raw: &[u8]) -> Option<String> {
+    let text = unquoted(raw.trim_ascii())?;
+    std::str::from_utf8(text).ok().map(str::to_owned)
 }
 
 /// The most of a JSON answer held whole to read its usage; of a larger one only its
@@ -847,6 +858,8 @@ struct Read {
     started: Option<StartedApart>,
     /// The answer's `status` was read: whether it says its work has ended.
     ended: Option<bool>,
+    /// The response a Responses stream is of, as its `response.created` names it.
+    response_id: Option<String>,
     /// The background response a read resumes the stream of, as its path names it:
     /// the stream itself may never name it.
     resumed: Option<DeferredAnswer>,
@@ -1012,6 +1025,12 @@ impl UsageMeter {
     /// no status the meter read).
     pub fn work_ended(&self) -> Option<bool> {
         self.read.ended
+    }
+
+    /// The id of the response a Responses stream is of, once its first event (the
+    /// first to name the model) named it.
+    pub fn response_id(&self) -> Option<&str> {
+        self.read.response_id.as_deref()
     }
 
     /// An OpenAI batch's output file, by its id, taken out of the meter once read.
@@ -2161,6 +2180,31 @@ mod tests {
         // A message is no batch.
         let (mut m, _) = meter_of(fixture!("anthropic/messages.json"));
         assert_eq!(m.take_started(), None);
+    }
+
+    #[test]
+    fn a_responses_stream_is_known_by_the_id_its_first_event_names() {
+        let stream = fixture!("openai/responses_stream.txt");
+        let created = stream.split("\n\n").next().unwrap();
+        let m = fed_as("text/event-stream", created.as_bytes(), 7);
+        assert_eq!(m.response_id(), None, "not before the event is whole");
+        let m = fed_as("text/event-stream", format!("{created}\n\n").as_bytes(), 7);
+        assert_eq!(
+            m.response_id(),
+            Some("resp_0b7e83747d2b84440069a31433ab1881998d8036ef3db1ef03")
+        );
+        // Later events do not change it, and other streams name none.
+        let m = fed_as("text/event-stream", stream.as_bytes(), 64);
+        assert_eq!(
+            m.response_id(),
+            Some("resp_0b7e83747d2b84440069a31433ab1881998d8036ef3db1ef03")
+        );
+        let anthropic = fixture!("anthropic/messages_stream.txt");
+        let m = fed_as("text/event-stream", anthropic.as_bytes(), 64);
+        assert_eq!(m.response_id(), None);
+        let chat = fixture!("openai/chat_completion_stream.txt");
+        let m = fed_as("text/event-stream", chat.as_bytes(), 64);
+        assert_eq!(m.response_id(), None);
     }
 
     /// An OpenAI batch object in `status`, reporting 1,000 input and 200 output tokens.

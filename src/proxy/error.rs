@@ -4,6 +4,7 @@ use serde_json::json;
 
 use crate::providers::{how_to_configure, Provider, ProviderCatalogue, WireFormat};
 use crate::translate::anthropic_error_type_for_status;
+use crate::translate::responses::failure_code;
 
 /// The error family, which fixes the envelope `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +263,13 @@ impl GatewayError {
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.code = Some(code);
         self
+    }
+
+    /// The `code` of the `response.failed` event that ends a Responses stream with
+    /// this error: the code Responses clients act on for a spent budget or a rate
+    /// limit, `server_error` for a provider's failure (see [`failure_code`]).
+    pub fn responses_code(&self) -> &'static str {
+        failure_code(Some(self.kind.openai_type()), self.code)
     }
 
     /// The envelope a client of `format` expects.

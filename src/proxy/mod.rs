@@ -1069,7 +1069,8 @@ async fn end_answer_under_way(
             Err(e) => Err(e),
         }
     } else if streams_as_is(ctx) {
-        respond::end_stream_with_error(session, err, error_format(session, ctx)).await
+        let format = error_format(session, ctx);
+        respond::end_stream_with_error(session, err, format, after_the_error(ctx)).await
     } else {
         return false;
     };
@@ -1079,6 +1080,16 @@ async fn end_answer_under_way(
             log::debug!("could not end the answer: {write_err}");
             false
         }
+    }
+}
+
+/// What ends a same-format stream after the gateway's error event: a Responses
+/// stream's `response.failed`, which Responses clients read its failure from.
+fn after_the_error(ctx: &RequestContext) -> respond::AfterTheError<'_> {
+    if ctx.route_kind == model_request::ModelEndpoint::Responses.label() {
+        respond::AfterTheError::ResponseFailed(observe::streamed_response_id(ctx))
+    } else {
+        respond::AfterTheError::Nothing
     }
 }
 

@@ -581,6 +581,12 @@ pub fn answer_bytes(
     model
 }
 
+/// The id of the response the provider's Responses stream is of, as its first event
+/// named it to the meter (which reads that event anyway, for the model).
+pub fn streamed_response_id(ctx: &RequestContext) -> Option<&str> {
+    ctx.obs.meter.as_ref()?.response_id()
+}
+
 /// The request ends with the provider's answer unfinished (the client left, or the
 /// answer broke off): what it reported by then is its usage (an Anthropic stream's
 /// input, from `message_start`), a stream's with the rest estimated, charged and

@@ -16,6 +16,7 @@ use super::retry_advice;
 use super::GatewayError;
 use crate::limits::{insert_rate_headers, RateState};
 use crate::providers::WireFormat;
+use crate::translate::responses::response_failed_event;
 
 /// Sends a complete JSON response, keeping the connection reusable.
 pub async fn send_json(
@@ -196,15 +197,38 @@ pub async fn send_header_and_body(
     session.downstream_session.finish_body().await
 }
 
+/// What follows the error event of a stream the gateway cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterTheError<'a> {
+    /// Nothing: the error event is the stream's last word (Chat Completions,
+    /// Anthropic Messages).
+    Nothing,
+    /// `response.failed`, which Responses clients read the failure from (Codex
+    /// skips an error event, and sends the request again), of the response `id` when
+    /// the stream named it.
+    ResponseFailed(Option<&'a str>),
+}
+
 /// Ends a stream already under way with `err` as the client's API writes an error
 /// event: `event: error` and Anthropic's envelope, or OpenAI's `data: {"error": …}`
-/// (which the OpenAI SDKs raise for Chat Completions and Responses streams alike).
-/// A blank line first closes whatever event the provider left half-written.
+/// (which the OpenAI SDKs raise for Chat Completions and Responses streams alike),
+/// then what `after` says. A blank line first closes whatever event the provider
+/// left half-written.
 pub async fn end_stream_with_error(
     session: &mut Session,
     err: &GatewayError,
     format: WireFormat,
+    after: AfterTheError<'_>,
 ) -> Result<()> {
+    let event = stream_end(err, format, after);
+    session
+        .write_response_body(Some(Bytes::from(event)), true)
+        .await?;
+    session.downstream_session.finish_body().await
+}
+
+/// The bytes [`end_stream_with_error`] writes.
+fn stream_end(err: &GatewayError, format: WireFormat, after: AfterTheError<'_>) -> Vec<u8> {
     let mut event = Vec::with_capacity(256);
     event.extend_from_slice(match format {
         WireFormat::Anthropic => b"\n\nevent: error\ndata: ".as_slice(),
@@ -212,10 +236,14 @@ pub async fn end_stream_with_error(
     });
     event.extend_from_slice(&err.envelope(format));
     event.extend_from_slice(b"\n\n");
-    session
-        .write_response_body(Some(Bytes::from(event)), true)
-        .await?;
-    session.downstream_session.finish_body().await
+    if let AfterTheError::ResponseFailed(id) = after {
+        event.extend_from_slice(&response_failed_event(
+            id,
+            err.responses_code(),
+            &err.message,
+        ));
+    }
+    event
 }
 
 /// Sends `err` in the envelope of the client's API, with the `x-ratelimit-*` headers
@@ -248,6 +276,79 @@ mod tests {
         let mut err = GatewayError::bad_gateway("x");
         err.retry_after = seconds;
         err
+    }
+
+    /// The `data` of each event of `bytes`, with its event name.
+    fn events(bytes: &[u8]) -> Vec<(Option<String>, serde_json::Value)> {
+        let text = std::str::from_utf8(bytes).unwrap();
+        text.split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| {
+                let name = e.lines().find_map(|l| l.strip_prefix("event: "));
+                let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                (name.map(str::to_owned), serde_json::from_str(data).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_responses_stream_cut_ends_with_the_error_then_response_failed() {
+        let err = GatewayError::gateway_timeout("provider `openai` went quiet");
+        let end = stream_end(
+            &err,
+            WireFormat::OpenAi,
+            AfterTheError::ResponseFailed(Some("resp_1")),
+        );
+        assert!(
+            end.starts_with(b"\n\n"),
+            "a half-written event is closed first"
+        );
+        let evs = events(&end);
+        assert_eq!(evs.len(), 2);
+        // OpenAI's envelope first, untyped, as the OpenAI SDKs raise it.
+        assert_eq!(evs[0].0, None);
+        assert_eq!(evs[0].1["error"]["code"], "upstream_timeout");
+        assert_eq!(evs[1].0.as_deref(), Some("response.failed"));
+        assert_eq!(
+            evs[1].1,
+            serde_json::json!({"type": "response.failed", "response": {
+                "id": "resp_1", "object": "response", "status": "failed",
+                "error": {"code": "server_error", "message": "provider `openai` went quiet"}}})
+        );
+        let unnamed = stream_end(
+            &err,
+            WireFormat::OpenAi,
+            AfterTheError::ResponseFailed(None),
+        );
+        assert!(events(&unnamed)[1].1["response"].get("id").is_none());
+    }
+
+    #[test]
+    fn other_streams_cut_end_at_the_error() {
+        let err = GatewayError::bad_gateway("broke off");
+        for format in [WireFormat::OpenAi, WireFormat::Anthropic] {
+            let evs = events(&stream_end(&err, format, AfterTheError::Nothing));
+            assert_eq!(evs.len(), 1, "{format:?}");
+        }
+        let evs = events(&stream_end(
+            &err,
+            WireFormat::Anthropic,
+            AfterTheError::Nothing,
+        ));
+        assert_eq!(evs[0].0.as_deref(), Some("error"));
+    }
+
+    #[test]
+    fn a_rate_limit_fails_a_response_with_the_code_responses_clients_know() {
+        let rate = crate::limits::RateState::default();
+        let limited = GatewayError::rate_limited("slow down", false, 1, rate);
+        assert_eq!(limited.responses_code(), "rate_limit_exceeded");
+        let spent = GatewayError::rate_limited("spent", true, 1, rate);
+        assert_eq!(spent.responses_code(), "insufficient_quota");
+        assert_eq!(
+            GatewayError::bad_gateway("x").responses_code(),
+            "server_error"
+        );
     }
 
     #[test]

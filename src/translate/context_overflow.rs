@@ -6,6 +6,12 @@
 /// `context_length_exceeded`, Anthropic's "prompt is too long", and the wording of
 /// OpenAI-compatible servers.
 pub fn is_context_overflow(status: u16, body: &[u8]) -> bool {
+    matches!(status, 400 | 413 | 422) && says_context_overflow(body)
+}
+
+/// Whether `text` (an error answer, or an error event a stream ends with) says the
+/// prompt is too long for the model, in the words of any provider.
+pub fn says_context_overflow(text: &[u8]) -> bool {
     const SIGNS: [&[u8]; 6] = [
         b"context_length_exceeded",
         b"prompt is too long",
@@ -15,11 +21,10 @@ pub fn is_context_overflow(status: u16, body: &[u8]) -> bool {
         // Gemini: "The input token count (N) exceeds the maximum number of tokens allowed (M)."
         b"exceeds the maximum number of tokens",
     ];
-    matches!(status, 400 | 413 | 422)
-        && SIGNS.iter().any(|sign| {
-            body.windows(sign.len())
-                .any(|w| w.eq_ignore_ascii_case(sign))
-        })
+    SIGNS.iter().any(|sign| {
+        text.windows(sign.len())
+            .any(|w| w.eq_ignore_ascii_case(sign))
+    })
 }
 
 #[cfg(test)]

@@ -89,6 +89,8 @@ RETRY_AFTER = "7"
 TOOL = "tool"  # the model calls TOOL_NAME with TOOL_INPUT (streamed too)
 RATE_LIMIT = "rate_limit"  # 429 with retry-after, as RATE_LIMITED_MODEL gets
 MIDSTREAM_ERROR = "midstream_error"  # streams only: some text, then an in-stream error
+# Streams only: as MIDSTREAM_ERROR, the error saying the prompt is too long for the model.
+CONTEXT_OVERFLOW = "context_overflow"
 THINKING = "thinking"  # Anthropic: a signed thinking block (THINKING_TEXT), then the text
 # OpenAI streams only: the usage-only chunk (when asked for) comes USAGE_DELAY seconds
 # after the chunk that finishes, as a client may leave in between.
@@ -98,7 +100,7 @@ USAGE_DELAY = 1.0
 # from a model that works long before it answers; a client may leave meanwhile.
 SLOW_ANSWER = "slow_answer"
 ANSWER_DELAY = 3.0
-SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR, THINKING, SLOW_USAGE, SLOW_ANSWER)
+SCENARIOS = (TOOL, RATE_LIMIT, MIDSTREAM_ERROR, CONTEXT_OVERFLOW, THINKING, SLOW_USAGE, SLOW_ANSWER)
 THINKING_TEXT = "The user wants a greeting."
 THINKING_SIGNATURE = "EqQBCgIYAhIM-mock-signature"
 
@@ -128,6 +130,18 @@ OPENAI_MIDSTREAM_ERROR = {
         "type": "server_error",
         "param": None,
         "code": None,
+    }
+}
+# The context_overflow scenario's errors, in each provider's words.
+CONTEXT_OVERFLOW_MESSAGE = "prompt is too long: 215000 tokens > 200000 maximum"
+CONTEXT_OVERFLOW_EVENT = {"type": "error", "error": {"type": "invalid_request_error", "message": CONTEXT_OVERFLOW_MESSAGE}}
+OPENAI_CONTEXT_OVERFLOW_MESSAGE = "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens."
+OPENAI_CONTEXT_OVERFLOW = {
+    "error": {
+        "message": OPENAI_CONTEXT_OVERFLOW_MESSAGE,
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
     }
 }
 
@@ -268,14 +282,14 @@ def _anthropic_block_events(index: int, block: dict) -> list[bytes]:
     ]
 
 
-def anthropic_midstream_error_stream(model: str) -> list[bytes]:
-    """MIDSTREAM_TEXT in several deltas, then an `error` event; no block stop, no
-    message_stop."""
+def anthropic_midstream_error_stream(model: str, error: dict = MIDSTREAM_ERROR_EVENT) -> list[bytes]:
+    """MIDSTREAM_TEXT in several deltas, then `error` as an `error` event; no block
+    stop, no message_stop."""
     message = {**anthropic_text_message(), "model": model}
     message["content"] = [{"type": "text", "text": MIDSTREAM_TEXT}]
     events = anthropic_stream_of(message)
     cut = next(i for i, e in enumerate(events) if sse_data(e)["type"] == "content_block_stop")
-    return events[:cut] + [sse_event("error", MIDSTREAM_ERROR_EVENT)]
+    return events[:cut] + [sse_event("error", error)]
 
 
 # Chat Completions fields Anthropic's Messages API refuses ("Extra inputs are not
@@ -630,13 +644,15 @@ def agent_openai_answer(model: str, turn, stream: bool, include_usage: bool):
     return completion
 
 
-def openai_midstream_error_stream(model: str, include_usage: bool = False) -> list[bytes]:
-    """MIDSTREAM_TEXT in several content chunks, then OPENAI_MIDSTREAM_ERROR as a
-    `data:` chunk, and the stream ends: no finish_reason, no usage, no [DONE]."""
+def openai_midstream_error_stream(
+    model: str, include_usage: bool = False, error: dict = OPENAI_MIDSTREAM_ERROR
+) -> list[bytes]:
+    """MIDSTREAM_TEXT in several content chunks, then `error` as a `data:` chunk, and
+    the stream ends: no finish_reason, no usage, no [DONE]."""
     chunk, _ = _openai_chunks(model, include_usage)
     events = [chunk({"role": "assistant", "content": "", "refusal": None})]
     events += [chunk({"content": piece}) for piece in split_text(MIDSTREAM_TEXT)]
-    return events + [sse_event(None, OPENAI_MIDSTREAM_ERROR)]
+    return events + [sse_event(None, error)]
 
 
 # --- Server ------------------------------------------------------------------------------
@@ -740,10 +756,11 @@ class _Handler(BaseHTTPRequestHandler):
             thinking = {"type": "thinking", "thinking": THINKING_TEXT, "signature": THINKING_SIGNATURE}
             message["content"] = [thinking, *message["content"]]
             return self._send_sse(anthropic_stream_of(message)) if stream else self._send_json(200, message)
-        if wanted == MIDSTREAM_ERROR:
+        if wanted in (MIDSTREAM_ERROR, CONTEXT_OVERFLOW):
             if not stream:
-                return self._send_json(400, {"error": {"message": "mock: midstream_error needs stream"}})
-            return self._send_sse(anthropic_midstream_error_stream(payload["model"]))
+                return self._send_json(400, {"error": {"message": f"mock: {wanted} needs stream"}})
+            error = CONTEXT_OVERFLOW_EVENT if wanted == CONTEXT_OVERFLOW else MIDSTREAM_ERROR_EVENT
+            return self._send_sse(anthropic_midstream_error_stream(payload["model"], error))
         if (payload.get("output_config") or {}).get("format"):
             # Structured outputs: the answer is the JSON text the schema asks for.
             message = {**anthropic_text_message(), "model": payload["model"]}
@@ -773,10 +790,11 @@ class _Handler(BaseHTTPRequestHandler):
         if turn is not None:
             answer = agent_openai_answer(model, turn, stream, include_usage)
             return self._send_sse(answer) if stream else self._send_json(200, answer)
-        if wanted == MIDSTREAM_ERROR:
+        if wanted in (MIDSTREAM_ERROR, CONTEXT_OVERFLOW):
             if not stream:
-                return self._send_json(400, {"error": {"message": "mock: midstream_error needs stream"}})
-            return self._send_sse(openai_midstream_error_stream(model, include_usage))
+                return self._send_json(400, {"error": {"message": f"mock: {wanted} needs stream"}})
+            error = OPENAI_CONTEXT_OVERFLOW if wanted == CONTEXT_OVERFLOW else OPENAI_MIDSTREAM_ERROR
+            return self._send_sse(openai_midstream_error_stream(model, include_usage, error))
         if stream:
             if wanted == TOOL:
                 return self._send_sse(openai_tool_stream(model, include_usage))

@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from mock_provider import CHAT_COMPLETIONS_PATH, MESSAGES_PATH, RESPONSES_PATH, STRUCTURED_ANSWER
+from mock_provider import (
+    CHAT_COMPLETIONS_PATH,
+    CONTEXT_OVERFLOW,
+    MESSAGES_PATH,
+    MIDSTREAM_ERROR,
+    OPENAI_MIDSTREAM_ERROR,
+    RESPONSES_PATH,
+    STRUCTURED_ANSWER,
+    scenario,
+)
 
 CODEX = Path(os.environ.get("CODEX_BIN", REPO / "tests" / "e2e" / "agents" / "node_modules" / ".bin" / "codex"))
 RUN_TIMEOUT = 120
@@ -35,6 +44,14 @@ def codex():
 
 
 def run_codex(codex: Path, gateway, model: str, prompt: str, workdir: Path, extra: tuple = ()) -> str:
+    """Codex's answer (its stdout), once it exited 0."""
+    done = codex_exec(codex, gateway, model, prompt, workdir, extra)
+    assert done.returncode == 0, f"codex exited {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    return done.stdout
+
+
+def codex_exec(codex: Path, gateway, model: str, prompt: str, workdir: Path, extra: tuple = ()):
+    """`codex exec` with `prompt`, whatever its end."""
     home = workdir / "home"
     (home / ".codex").mkdir(parents=True, exist_ok=True)
     (home / ".codex" / "config.toml").write_text(
@@ -50,7 +67,7 @@ def run_codex(codex: Path, gateway, model: str, prompt: str, workdir: Path, extr
         "HOME": str(home),
         "AURORA_API_KEY": gateway.master_key,
     }
-    done = subprocess.run(
+    return subprocess.run(
         # The sandbox needs user namespaces, which test machines may not give.
         [str(codex), "exec", "--skip-git-repo-check", "--sandbox", "danger-full-access", "-m", model, *extra, prompt],
         cwd=workdir,
@@ -60,8 +77,6 @@ def run_codex(codex: Path, gateway, model: str, prompt: str, workdir: Path, extr
         text=True,
         timeout=RUN_TIMEOUT,
     )
-    assert done.returncode == 0, f"codex exited {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    return done.stdout
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -122,3 +137,47 @@ def test_codex_output_schema_reaches_the_model_in_its_providers_terms(gateway, c
         assert response_format["type"] == "json_schema"
         assert response_format["json_schema"]["schema"] == WEATHER_SCHEMA
         assert response_format["json_schema"]["name"]
+
+
+def model_calls(gateway, model: str) -> int:
+    path = MODELS[model]
+    return len([r for r in gateway.mock.requests if r.method == "POST" and r.path.split("?")[0] == path])
+
+
+# What Codex says when a stream ended without `response.completed` or `response.failed`:
+# it read no failure, and sent the request again.
+CUT_SHORT = "stream closed before response.completed"
+
+
+@pytest.mark.parametrize("model", ["anthropic:claude-sonnet-4-5", "vllm/qwen3-coder"])
+def test_codex_stops_at_a_prompt_too_long_that_fails_the_stream(gateway, codex, tmp_path, model):
+    # The provider's stream breaks off with "prompt is too long" (Anthropic's words, or
+    # OpenAI's context_length_exceeded from the chat server): the gateway ends it with
+    # response.failed, code context_length_exceeded, on which Codex gives up at once
+    # rather than run the model five more times.
+    done = codex_exec(codex, gateway, model, f"Say hi {scenario(CONTEXT_OVERFLOW)}", tmp_path)
+    assert done.returncode != 0, done.stdout
+    assert model_calls(gateway, model) == 1, done.stderr
+    assert "ran out of room in the model's context window" in done.stderr, done.stderr
+    assert CUT_SHORT not in done.stderr and "Reconnecting" not in done.stderr, done.stderr
+
+
+def test_codex_shows_the_message_of_a_stream_that_failed(gateway, codex, tmp_path):
+    # A chat server's error mid-stream: Codex tries again (as it does OpenAI's own
+    # server_error), and in the end shows the error the gateway passed on.
+    model = "vllm/qwen3-coder"
+    done = codex_exec(codex, gateway, model, f"Say hi {scenario(MIDSTREAM_ERROR)}", tmp_path)
+    assert done.returncode != 0, done.stdout
+    message = OPENAI_MIDSTREAM_ERROR["error"]["message"]
+    assert f"stream disconnected before completion: {message}" in done.stderr, done.stderr
+    assert CUT_SHORT not in done.stderr, done.stderr
+
+
+def test_codex_does_not_run_an_overloaded_model_again(gateway, codex, tmp_path):
+    # Anthropic's overloaded_error mid-stream: response.failed says
+    # server_is_overloaded, and Codex stops with its own words for it.
+    model = "anthropic:claude-sonnet-4-5"
+    done = codex_exec(codex, gateway, model, f"Say hi {scenario(MIDSTREAM_ERROR)}", tmp_path)
+    assert done.returncode != 0, done.stdout
+    assert model_calls(gateway, model) == 1, done.stderr
+    assert "Selected model is at capacity" in done.stderr, done.stderr

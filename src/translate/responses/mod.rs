@@ -7,14 +7,17 @@
 //! - [`response`]: a Messages answer → a Responses `response` object;
 //! - [`stream`]: a Messages SSE stream → the Responses event stream.
 //!
-//! Errors use OpenAI's envelope, as the Responses API does.
+//! Errors use OpenAI's envelope, as the Responses API does; a stream that fails
+//! ends with `response.failed` ([`failure`]).
 
+pub mod failure;
 pub mod reasoning_state;
 pub mod request;
 pub mod response;
 pub mod stream;
 pub mod tool_names;
 
+pub use failure::{failure_code, response_failed_event};
 pub use reasoning_state::ReasoningState;
 pub use request::{responses_to_anthropic_request, ResponsesRequest, ResponsesRequestOptions};
 pub use response::anthropic_to_responses_response;

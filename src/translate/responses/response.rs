@@ -31,6 +31,7 @@
 //! Both translators write items and the response object with the functions
 //! here, which keeps their answers identical.
 
+use super::failure::write_error;
 use super::{ReasoningState, ResponsesOptions, ToolNames};
 use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
 use crate::translate::error::TranslateError;
@@ -61,6 +62,8 @@ pub(super) enum Status {
     Completed,
     /// Stopped at the output token limit.
     Incomplete,
+    /// Ended by an error: the stream broke off, or the provider reported one.
+    Failed,
 }
 
 impl Status {
@@ -77,6 +80,7 @@ impl Status {
             Self::InProgress => "in_progress",
             Self::Completed => "completed",
             Self::Incomplete => "incomplete",
+            Self::Failed => "failed",
         }
     }
 
@@ -84,6 +88,7 @@ impl Status {
     pub(super) fn terminal_event(self) -> &'static str {
         match self {
             Self::Incomplete => "response.incomplete",
+            Self::Failed => "response.failed",
             Self::InProgress | Self::Completed => "response.completed",
         }
     }
@@ -192,9 +197,37 @@ impl ResponseHead {
         output: &[u8],
         usage: Option<&Usage>,
     ) {
+        self.write_with_error(out, status, None, output, usage);
+    }
+
+    /// Appends the `response` object of an answer that failed with `error` (its
+    /// `code` and `message`), holding the items finished before it.
+    pub(super) fn write_failed(
+        &self,
+        out: &mut Vec<u8>,
+        (code, message): (&str, &str),
+        output: &[u8],
+        usage: Option<&Usage>,
+    ) {
+        self.write_with_error(out, Status::Failed, Some((code, message)), output, usage);
+    }
+
+    fn write_with_error(
+        &self,
+        out: &mut Vec<u8>,
+        status: Status,
+        error: Option<(&str, &str)>,
+        output: &[u8],
+        usage: Option<&Usage>,
+    ) {
         out.extend_from_slice(&self.start);
         out.extend_from_slice(status.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"error\":null,\"incomplete_details\":");
+        out.extend_from_slice(b"\",\"error\":");
+        match error {
+            Some((code, message)) => write_error(out, code, message),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"incomplete_details\":");
         if status == Status::Incomplete {
             out.extend_from_slice(b"{\"reason\":\"max_output_tokens\"}");
         } else {

@@ -26,13 +26,15 @@
 //! takes.
 //!
 //! An upstream `error` event, a malformed event, or input ending before
-//! `message_stop` ends the stream with one `error` event; nothing follows it,
-//! in particular never a terminal response event. Each `ping` (or comment) of the
-//! provider becomes a `: keep-alive` comment, so that a hop with an idle timeout sees
-//! the stream alive.
+//! `message_stop` ends the stream with an `error` event, then `response.failed`:
+//! the response failed with the same `code` and `message`, holding the items
+//! finished before the failure (see [`super::failure`]); nothing follows. Each `ping`
+//! (or comment) of the provider becomes a `: keep-alive` comment, so that a hop with an
+//! idle timeout sees the stream alive.
 //!
 //! [`anthropic_to_responses_response`]: super::anthropic_to_responses_response
 
+use super::failure::{failure_code, CONTEXT_LENGTH_EXCEEDED, SERVER_ERROR, SERVER_IS_OVERLOADED};
 use super::response::{
     item_separator, write_function_call_item, write_message_item, write_output_text_part,
     write_reasoning_item, write_summary_part, Arguments, Block, ResponseHead, Status, Usage,
@@ -41,6 +43,7 @@ use super::{ReasoningState, ResponsesOptions};
 use crate::translate::anthropic_text_delta::{plain_text_delta, PlainTextDelta};
 use crate::translate::anthropic_to_openai_error::openai_error_type_for_anthropic_type;
 use crate::translate::anthropic_to_openai_response::AnthropicUsageIn;
+use crate::translate::context_overflow::says_context_overflow;
 use crate::translate::json_writer::{write_compact, write_str, write_u64, JsonString, JsonText};
 use crate::translate::request_fields::parse_text;
 use crate::translate::response_translator::MAX_WHOLE_ANSWER_BYTES;
@@ -91,14 +94,15 @@ impl AnthropicToResponsesStream {
         self.inner.push(chunk, out);
     }
 
-    /// Signals the end of upstream input. Emits an `error` event when the
-    /// stream was cut short; nothing after the terminal event or an error.
+    /// Signals the end of upstream input. Emits an `error` event and
+    /// `response.failed` when the stream was cut short; nothing after the terminal
+    /// event.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         self.inner.finish(out);
     }
 
-    /// True once an `error` event has been emitted; the stream must then be
-    /// closed as it is.
+    /// True once the stream failed (`error`, then `response.failed`); it must then
+    /// be closed as it is.
     pub fn is_failed(&self) -> bool {
         self.inner.phase() == Phase::Failed
     }
@@ -194,8 +198,6 @@ const MALFORMED: &str = "the provider sent a malformed stream event; retry the r
 const UPSTREAM_ERROR: &str = "the provider reported an error mid-stream; retry the request";
 const TOO_LARGE: &str =
     "the provider's answer grew past 64 MiB without ending; it is cut here, and not stored";
-/// The `error` event's code for failures on the provider's side.
-const SERVER_ERROR: &str = "server_error";
 
 const KNOWN_EVENTS: [&str; 8] = [
     "message_start",
@@ -208,16 +210,21 @@ const KNOWN_EVENTS: [&str; 8] = [
     "error",
 ];
 
-/// The `error` event's `code` for an Anthropic error type: the OpenAI error
-/// type the gateway uses for it elsewhere, except that provider failures and
-/// rate limits get the codes Responses clients know (`server_error`,
-/// `rate_limit_exceeded`).
-fn error_code(anthropic_type: Option<&str>) -> &'static str {
-    match anthropic_type.and_then(openai_error_type_for_anthropic_type) {
-        Some("rate_limit_error") => "rate_limit_exceeded",
-        Some("provider_error") | None => SERVER_ERROR,
-        Some(other) => other,
-    }
+/// The failure's `code` for an upstream error event of the Anthropic error type
+/// `anthropic_type` whose data is `data`: the OpenAI error type the gateway uses for
+/// it elsewhere, as [`failure_code`] has Responses clients told it; an overloaded
+/// provider is `server_is_overloaded`. A prompt too long for the model is
+/// `context_length_exceeded` whatever its type (a Chat provider's error crosses the
+/// hub as `api_error`), but a rate limit's "too many tokens" is not.
+fn error_code(anthropic_type: Option<&str>, data: &str) -> &'static str {
+    let kind = anthropic_type.and_then(openai_error_type_for_anthropic_type);
+    let code = if anthropic_type == Some("overloaded_error") {
+        Some(SERVER_IS_OVERLOADED)
+    } else {
+        let overflow = kind != Some("rate_limit_error") && says_context_overflow(data.as_bytes());
+        overflow.then_some(CONTEXT_LENGTH_EXCEEDED)
+    };
+    failure_code(kind, code)
 }
 
 impl EventHandler for State {
@@ -703,7 +710,7 @@ impl State {
     fn on_error(&mut self, data: &str, out: &mut Vec<u8>) {
         let parsed = serde_json::from_str::<ErrorEvent>(data).ok();
         let detail = parsed.as_ref().map(|e| &e.error);
-        let code = error_code(detail.and_then(|d| d.kind.as_deref()));
+        let code = error_code(detail.and_then(|d| d.kind.as_deref()), data);
         let message = detail
             .and_then(|d| d.message.as_deref())
             .filter(|m| !m.is_empty())
@@ -968,20 +975,36 @@ impl State {
         }
     }
 
-    /// Sends the `error` event and stops the stream for good.
+    /// Sends the `error` event, then `response.failed`, and stops the stream for
+    /// good. The OpenAI SDKs raise the first; Responses clients such as Codex read
+    /// only the second, and without it send the request again.
     fn fail(&mut self, out: &mut Vec<u8>, code: &str, message: &str) {
         if self.phase != Phase::Streaming {
             return;
         }
         self.phase = Phase::Failed;
+        // An item under way is left out: it never finished.
         self.open = OpenItem::None;
-        self.output = Vec::new();
+        let output = std::mem::take(&mut self.output);
         begin_event(out, "error");
         out.extend_from_slice(b"\"code\":");
         write_str(out, code);
         out.extend_from_slice(b",\"message\":");
         write_str(out, message);
         out.extend_from_slice(b",\"param\":null,");
+        end_event(out, &mut self.seq);
+        // An answer cut at the cap is not sent a second time.
+        let output = if self.read > MAX_WHOLE_ANSWER_BYTES {
+            &[][..]
+        } else {
+            &output[..]
+        };
+        // Usage is known once the provider's answer began.
+        let usage = self.started.then_some(&self.usage);
+        begin_event(out, Status::Failed.terminal_event());
+        out.extend_from_slice(b"\"response\":");
+        self.head.write_failed(out, (code, message), output, usage);
+        out.push(b',');
         end_event(out, &mut self.seq);
     }
 }
@@ -1189,11 +1212,17 @@ data: {"type":"message_stop"}
         }
         // 64 pieces of 1 MiB and their events' JSON pass the cap.
         assert_eq!(pushed, MAX_WHOLE_ANSWER_BYTES >> 20, "cut at the cap");
-        let text = std::str::from_utf8(&out).unwrap();
-        let data = text.split_once("data: ").unwrap().1.trim();
-        let last: Value = serde_json::from_str(data).unwrap();
-        assert_eq!(last["type"], "error");
-        assert!(last["message"].as_str().unwrap().contains("64 MiB"));
+        let mut p = SseParser::new();
+        p.feed(&out);
+        let mut ends = Vec::new();
+        while let Some(e) = p.next_event() {
+            ends.push(serde_json::from_str::<Value>(&e.data).unwrap());
+        }
+        assert_eq!(types(&ends), ["error", "response.failed"]);
+        assert!(ends[0]["message"].as_str().unwrap().contains("64 MiB"));
+        // The items gathered are not sent again.
+        assert_eq!(ends[1]["response"]["output"], json!([]));
+        assert_eq!(ends[1]["response"]["error"]["message"], ends[0]["message"]);
         // Nothing more is gathered or sent.
         out.clear();
         t.push(delta.as_bytes(), &mut out);
@@ -1394,8 +1423,20 @@ data: {"type":"message_stop"}
         );
     }
 
+    /// The events that end a response: exactly one in a stream, its last.
+    fn terminal_events(evs: &[Value]) -> Vec<&Value> {
+        evs.iter()
+            .filter(|e| {
+                matches!(
+                    e["type"].as_str(),
+                    Some("response.completed" | "response.incomplete" | "response.failed")
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn upstream_error_event_ends_the_stream_with_one_error_event() {
+    fn upstream_error_event_ends_the_stream_with_an_error_then_response_failed() {
         let mut t = AnthropicToResponsesStream::new(opts());
         let mut out = Vec::new();
         t.push(ERROR_STREAM.as_bytes(), &mut out);
@@ -1405,12 +1446,28 @@ data: {"type":"message_stop"}
         let evs = events(&out);
         let n = evs.len();
         assert_eq!(
-            evs[n - 1],
-            json!({"type": "error", "code": "server_error", "message": "Overloaded",
-                   "param": null, "sequence_number": n - 1})
+            evs[n - 2],
+            json!({"type": "error", "code": "server_is_overloaded", "message": "Overloaded",
+                   "param": null, "sequence_number": n - 2})
         );
-        assert_eq!(evs[n - 2]["type"], "response.output_text.delta");
+        // The response as the other terminal events write it, failed with the same
+        // code and message; the message being written never finished.
+        assert_eq!(
+            evs[n - 1],
+            json!({"type": "response.failed", "sequence_number": n - 1, "response": {
+                "id": "resp_abc123", "object": "response", "created_at": 1_700_000_000,
+                "status": "failed",
+                "error": {"code": "server_is_overloaded", "message": "Overloaded"},
+                "incomplete_details": null, "model": "gpt-5-codex", "output": [],
+                "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0},
+                          "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": 0},
+                          "total_tokens": 6},
+                "store": true, "tool_choice": "required", "parallel_tool_calls": true,
+                "tools": []}})
+        );
+        assert_eq!(evs[n - 3]["type"], "response.output_text.delta");
         assert_eq!(evs.iter().filter(|e| e["type"] == "error").count(), 1);
+        assert_eq!(terminal_events(&evs).len(), 1);
         let before = out.len();
         t.push(
             b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
@@ -1423,7 +1480,7 @@ data: {"type":"message_stop"}
     #[test]
     fn error_types_are_mapped_to_codes() {
         for (anthropic, code) in [
-            ("overloaded_error", "server_error"),
+            ("overloaded_error", "server_is_overloaded"),
             ("api_error", "server_error"),
             ("rate_limit_error", "rate_limit_exceeded"),
             ("invalid_request_error", "invalid_request_error"),
@@ -1436,9 +1493,82 @@ data: {"type":"message_stop"}
                 "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"{anthropic}\",\"message\":\"m\"}}}}\n\n"
             );
             let evs = events(&run(&input));
-            assert_eq!(evs.len(), 1);
+            assert_eq!(types(&evs), ["error", "response.failed"]);
             assert_eq!(evs[0]["code"], code, "{anthropic}");
+            assert_eq!(evs[1]["response"]["error"]["code"], code, "{anthropic}");
         }
+    }
+
+    #[test]
+    fn a_prompt_too_long_fails_with_context_length_exceeded() {
+        for (kind, message, code) in [
+            (
+                "invalid_request_error",
+                "prompt is too long: 215000 tokens > 200000 maximum",
+                "context_length_exceeded",
+            ),
+            // A Chat provider's error, as the hub carries it.
+            (
+                "api_error",
+                "This model's maximum context length is 128000 tokens.",
+                "context_length_exceeded",
+            ),
+            (
+                "rate_limit_error",
+                "Too many tokens per minute; slow down",
+                "rate_limit_exceeded",
+            ),
+            ("overloaded_error", "Overloaded", "server_is_overloaded"),
+        ] {
+            let input = format!(
+                "event: error\ndata: {}\n\n",
+                json!({"type": "error", "error": {"type": kind, "message": message}})
+            );
+            let evs = events(&run(&input));
+            assert_eq!(evs[0]["code"], code, "{message}");
+            let failed = &evs[1]["response"];
+            assert_eq!(
+                failed["error"],
+                json!({"code": code, "message": message}),
+                "{message}"
+            );
+            // Failed before the provider's answer began: nothing known of it.
+            assert_eq!(failed["output"], json!([]));
+            assert_eq!(failed["usage"], Value::Null);
+        }
+    }
+
+    #[test]
+    fn a_failed_response_holds_the_items_finished_before_the_failure() {
+        // The message and the first call are done; the second call is under way.
+        let cut = TOOL_STREAM
+            .find(r#"{"type":"content_block_stop","index":2}"#)
+            .unwrap();
+        let head = TOOL_STREAM[..cut].rsplit_once("event: ").unwrap().0;
+        let input = format!(
+            "{head}event: error\ndata: {}\n\n",
+            json!({"type": "error", "error": {"type": "api_error", "message": "boom"}})
+        );
+        let (out, stored) = run_pieces_with(opts(), &[input.as_bytes()]);
+        assert_eq!(stored, None, "a failed response is not stored");
+        let evs = events(&out);
+        let done: Vec<Value> = evs
+            .iter()
+            .filter(|e| e["type"] == "response.output_item.done")
+            .map(|e| e["item"].clone())
+            .collect();
+        assert_eq!(done.len(), 2);
+        let terminal = terminal_events(&evs);
+        assert_eq!(terminal.len(), 1);
+        let failed = &terminal[0]["response"];
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(failed["output"], Value::Array(done));
+        assert_eq!(failed["usage"]["input_tokens"], 572);
+        assert_eq!(
+            types(&evs)[evs.len() - 2..],
+            ["error", "response.failed"],
+            "the failure ends the stream"
+        );
     }
 
     #[test]
@@ -1450,19 +1580,25 @@ data: {"type":"message_stop"}
         t.finish(&mut out);
         assert!(t.is_failed());
         let evs = events(&out);
-        let last = evs.last().unwrap();
-        assert_eq!(last["type"], "error");
-        assert_eq!(last["code"], "server_error");
-        assert!(last["message"].as_str().unwrap().contains("ended before"));
+        let (error, last) = (&evs[evs.len() - 2], &evs[evs.len() - 1]);
+        assert_eq!(error["type"], "error");
+        assert_eq!(error["code"], "server_error");
+        assert!(error["message"].as_str().unwrap().contains("ended before"));
+        assert_eq!(last["type"], "response.failed");
+        assert_eq!(last["response"]["error"]["message"], error["message"]);
         assert!(!evs.iter().any(|e| e["type"] == "response.completed"));
+        // Nothing follows.
+        let len = out.len();
+        t.finish(&mut out);
+        assert_eq!(out.len(), len);
     }
 
     #[test]
     fn malformed_event_fails_the_stream() {
         let evs = events(&run("event: content_block_delta\ndata: {not json\n\n"));
-        assert_eq!(evs.len(), 1);
-        assert_eq!(evs[0]["type"], "error");
+        assert_eq!(types(&evs), ["error", "response.failed"]);
         assert!(evs[0]["message"].as_str().unwrap().contains("malformed"));
+        assert_eq!(evs[1]["response"]["error"]["code"], "server_error");
     }
 
     #[test]
