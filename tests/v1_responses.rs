@@ -262,15 +262,23 @@ async fn an_anthropic_stream_becomes_the_responses_event_sequence() {
     }
 }
 
+/// A chat server's throttle, in words that also name tokens.
+const THROTTLED: &str = r#"data: {"error":{"message":"Too many tokens, please wait before trying again.","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#;
+
 /// A stream that breaks off mid-way: the message's first events, then `error`, of
-/// Anthropic (`overloaded_error`) or of a chat server (a prompt too long, in OpenAI's
-/// envelope), as the path asks.
+/// Anthropic (`overloaded_error`) or of a chat server (a prompt too long, or for the
+/// model `throttled` a rate limit, in OpenAI's envelope), as the path asks.
 fn failing_mid_stream(rec: &Recorded) -> Reply {
     if rec.path() == "/vllm/chat/completions" {
+        let throttled = String::from_utf8_lossy(&rec.body).contains(r#""model":"throttled""#);
         return Reply::sse(
             [
                 r#"data: {"id":"c1","object":"chat.completion.chunk","model":"qwen3","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}"#,
-                r#"data: {"error":{"message":"This model's maximum context length is 32768 tokens.","type":"invalid_request_error","param":null,"code":"context_length_exceeded"}}"#,
+                if throttled {
+                    THROTTLED
+                } else {
+                    r#"data: {"error":{"message":"This model's maximum context length is 32768 tokens.","type":"invalid_request_error","param":null,"code":"context_length_exceeded"}}"#
+                },
             ]
             .map(|e| Bytes::from(format!("{e}\n\n"))),
         );
@@ -306,6 +314,13 @@ async fn a_stream_that_fails_mid_way_ends_with_an_error_then_response_failed() {
             "vllm/qwen3",
             "context_length_exceeded",
             "This model's maximum context length is 32768 tokens.",
+        ),
+        // A throttle that speaks of tokens is no prompt too long: Codex waits it out
+        // rather than stop.
+        (
+            "vllm/throttled",
+            "rate_limit_exceeded",
+            "Too many tokens, please wait before trying again.",
         ),
     ] {
         let resp = post(&gw, &json!({"model": model, "input": "Hi", "stream": true})).await;
@@ -343,7 +358,7 @@ async fn a_stream_that_fails_mid_way_ends_with_an_error_then_response_failed() {
         assert_eq!(failed["output"], json!([]), "the message never finished");
     }
     // Nothing was asked again.
-    assert_eq!(mock.requests().len(), 2);
+    assert_eq!(mock.requests().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

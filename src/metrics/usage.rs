@@ -1033,6 +1033,13 @@ impl UsageMeter {
         self.read.response_id.as_deref()
     }
 
+    /// Whether the answer said its last word on usage: a Responses stream's terminal
+    /// event (`response.completed`, `response.incomplete`), a Chat stream's last
+    /// chunk, Anthropic's `message_delta`.
+    pub fn said_its_last_word(&self) -> bool {
+        self.read.final_usage
+    }
+
     /// An OpenAI batch's output file, by its id, taken out of the meter once read.
     pub fn take_output_file(&mut self) -> Option<String> {
         self.read.output_file.take()

@@ -253,9 +253,10 @@ impl GatewayError {
     }
 
     /// Marks an error that ends an exchange whose provider answered `status`: after a
-    /// success, the provider did the work (see [`GatewayError::after_provider_work`]).
+    /// success, the provider did the work (see [`GatewayError::after_provider_work`]);
+    /// a redirect did none.
     pub fn after_answer(mut self, status: u16) -> Self {
-        self.after_provider_work |= (100..400).contains(&status);
+        self.after_provider_work |= (200..300).contains(&status);
         self
     }
 

@@ -1084,9 +1084,12 @@ async fn end_answer_under_way(
 }
 
 /// What ends a same-format stream after the gateway's error event: a Responses
-/// stream's `response.failed`, which Responses clients read its failure from.
+/// stream's `response.failed`, which Responses clients read its failure from, unless
+/// the provider's own terminal event already ended the response.
 fn after_the_error(ctx: &RequestContext) -> respond::AfterTheError<'_> {
-    if ctx.route_kind == model_request::ModelEndpoint::Responses.label() {
+    if ctx.route_kind == model_request::ModelEndpoint::Responses.label()
+        && !observe::stream_said_its_last_word(ctx)
+    {
         respond::AfterTheError::ResponseFailed(observe::streamed_response_id(ctx))
     } else {
         respond::AfterTheError::Nothing

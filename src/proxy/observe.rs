@@ -587,6 +587,15 @@ pub fn streamed_response_id(ctx: &RequestContext) -> Option<&str> {
     ctx.obs.meter.as_ref()?.response_id()
 }
 
+/// Whether the provider's stream already said its last word (a Responses stream's
+/// terminal event, with its usage), as the meter read it.
+pub fn stream_said_its_last_word(ctx: &RequestContext) -> bool {
+    ctx.obs
+        .meter
+        .as_ref()
+        .is_some_and(|meter| meter.said_its_last_word())
+}
+
 /// The request ends with the provider's answer unfinished (the client left, or the
 /// answer broke off): what it reported by then is its usage (an Anthropic stream's
 /// input, from `message_start`), a stream's with the rest estimated, charged and

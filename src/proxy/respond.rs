@@ -365,7 +365,7 @@ mod tests {
         for (status, done) in [
             (200, true),
             (201, true),
-            (302, true),
+            (302, false),
             (429, false),
             (502, false),
         ] {

@@ -82,6 +82,25 @@ impl OpenAiErrorDetail<'_> {
         };
         says(&self.kind) || says(&self.code)
     }
+
+    /// True when the provider says the request was rate limited (OpenAI's
+    /// `rate_limit_error` type, `rate_limit_exceeded` code, or a 429).
+    pub(crate) fn is_rate_limited(&self) -> bool {
+        let says = |v: &Option<serde_json::Value>| match v {
+            Some(serde_json::Value::String(s)) => {
+                s.to_ascii_lowercase().contains("rate_limit") || s == "429"
+            }
+            Some(serde_json::Value::Number(n)) => n.as_u64() == Some(429),
+            _ => false,
+        };
+        says(&self.kind) || says(&self.code)
+    }
+
+    /// True when the provider says the prompt is longer than the model's context
+    /// (OpenAI's `context_length_exceeded` code).
+    pub(crate) fn is_context_overflow(&self) -> bool {
+        matches!(&self.code, Some(serde_json::Value::String(s)) if s == "context_length_exceeded")
+    }
 }
 
 impl OpenAiErrorOrString<'_> {
@@ -94,10 +113,14 @@ impl OpenAiErrorOrString<'_> {
         .filter(|m| !m.is_empty())
     }
 
-    /// The Anthropic error type for an error received mid-stream.
+    /// The Anthropic error type for an error received mid-stream: what the provider
+    /// said of it kept where Anthropic has a type for it (a rate limit is not then
+    /// taken for a prompt too long, nor the reverse).
     pub(crate) fn anthropic_stream_type(&self) -> &'static str {
         match self {
             Self::Detail(d) if d.is_overloaded() => "overloaded_error",
+            Self::Detail(d) if d.is_rate_limited() => "rate_limit_error",
+            Self::Detail(d) if d.is_context_overflow() => "invalid_request_error",
             _ => "api_error",
         }
     }
@@ -270,6 +293,29 @@ mod tests {
         assert_eq!(got["error"]["type"], "overloaded_error");
         let got = translate(503, "{}");
         assert_eq!(got["error"]["type"], "overloaded_error");
+    }
+
+    #[test]
+    fn a_mid_stream_error_keeps_what_the_provider_said_of_it() {
+        let stream_type = |error: &str| {
+            let parsed: OpenAiErrorOrString = serde_json::from_str(error).unwrap();
+            parsed.anthropic_stream_type()
+        };
+        let throttled = r#"{"message":"Too many tokens","type":"rate_limit_error","code":"rate_limit_exceeded"}"#;
+        assert_eq!(stream_type(throttled), "rate_limit_error");
+        assert_eq!(
+            stream_type(r#"{"message":"slow","code":429}"#),
+            "rate_limit_error"
+        );
+        let overflow = r#"{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}"#;
+        assert_eq!(stream_type(overflow), "invalid_request_error");
+        let busy = r#"{"message":"busy","type":"server_error","code":"server_overloaded"}"#;
+        assert_eq!(stream_type(busy), "overloaded_error");
+        assert_eq!(
+            stream_type(r#"{"message":"boom","type":"server_error"}"#),
+            "api_error"
+        );
+        assert_eq!(stream_type(r#""text only""#), "api_error");
     }
 
     #[test]
