@@ -106,14 +106,23 @@ async fn a_models_own_first_byte_wins_over_its_providers() {
 fn stalling_anthropic_stream(
     kept: Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
 ) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    let start = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+    );
+    stalling_after(kept, start.to_string())
+}
+
+/// An event stream that sends `first` and then nothing, holding the connection open
+/// (its senders kept in `kept` until the test ends).
+fn stalling_after(
+    kept: Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
+    first: String,
+) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
     move |_| {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let start = concat!(
-            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
-            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
-            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
-        );
-        let _ = tx.send(Bytes::from_static(start.as_bytes()));
+        let _ = tx.send(Bytes::from(first.clone()));
         if let Ok(mut kept) = kept.lock() {
             kept.push(tx);
         }
@@ -209,22 +218,28 @@ fn stalling_responses_stream_after(
     kept: Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Bytes>>>>,
     more: &'static str,
 ) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
-    move |_| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let start = concat!(
-            "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_stalled_1\",\"object\":\"response\",\"created_at\":1,\"status\":\"in_progress\",\"model\":\"gpt-4o-mini\",\"output\":[],\"usage\":null}}\n\n",
-            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hel\"}\n\n",
-        );
-        let _ = tx.send(Bytes::from(format!("{start}{more}")));
-        if let Ok(mut kept) = kept.lock() {
-            kept.push(tx);
-        }
-        Reply::Channel {
-            status: 200,
-            headers: vec![("content-type".into(), "text/event-stream".into())],
-            chunks: rx,
-        }
-    }
+    let start = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_stalled_1\",\"object\":\"response\",\"created_at\":1,\"status\":\"in_progress\",\"model\":\"gpt-4o-mini\",\"output\":[],\"usage\":null}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hel\"}\n\n",
+    );
+    stalling_after(kept, format!("{start}{more}"))
+}
+
+/// The text of a `/v1/responses` stream of `gpt-4o-mini` its provider stalled, which
+/// the gateway ends at the idle timeout.
+async fn stalled_responses_stream(gw: &Gateway) -> String {
+    let resp = client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(MASTER)
+        .json(&serde_json::json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::timeout(Duration::from_secs(20), resp.text())
+        .await
+        .expect("the stream ends at the idle timeout")
+        .expect("the stream ends cleanly")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,18 +253,7 @@ async fn a_responses_stream_silent_past_idle_ends_with_the_error_then_response_f
     let overflow = "models:\n  fallbacks:\n    gpt-4o-mini: [anthropic/claude-sonnet-4-5]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n";
     for yaml in [timeouts.to_string(), format!("{timeouts}{overflow}")] {
         let gw = gateway(&yaml, &openai.url("/v1"), &unused_base());
-        let resp = client()
-            .post(gw.url("/v1/responses"))
-            .bearer_auth(MASTER)
-            .json(&serde_json::json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
-            .await
-            .expect("the stream ends at the idle timeout")
-            .expect("the stream ends cleanly");
+        let text = stalled_responses_stream(&gw).await;
         assert!(text.contains("Hel"), "{text}");
         let events: Vec<&str> = text.trim_end().rsplit("\n\n").take(2).collect();
         let (failed, error) = (events[0], events[1]);
@@ -286,17 +290,7 @@ async fn a_responses_stream_that_completed_before_it_stalled_is_not_failed_after
     .await;
     let yaml = "providers:\n  openai:\n    timeouts: {idle: 400ms}\n";
     let gw = gateway(yaml, &openai.url("/v1"), &unused_base());
-    let resp = client()
-        .post(gw.url("/v1/responses"))
-        .bearer_auth(MASTER)
-        .json(&serde_json::json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}))
-        .send()
-        .await
-        .unwrap();
-    let text = tokio::time::timeout(Duration::from_secs(20), resp.text())
-        .await
-        .expect("the stream ends at the idle timeout")
-        .unwrap_or_default();
+    let text = stalled_responses_stream(&gw).await;
     assert!(text.contains("event: response.completed"), "{text}");
     assert!(!text.contains("response.failed"), "{text}");
     drop(kept);
@@ -328,6 +322,8 @@ async fn a_whole_translated_answer_past_total_is_504() {
 
     let resp = post(&gw, chat("anthropic/claude-sonnet-4-5", false)).await;
     assert_eq!(resp.status(), 504);
+    // The provider said 200 and did (and bills) the work: not to be asked again.
+    assert_eq!(should_retry(&resp), Some("false"));
     let err: Value = resp.json().await.unwrap();
     let message = err["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("timeouts.total"), "{err}");
@@ -382,15 +378,9 @@ fn should_retry(resp: &reqwest::Response) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_after_the_providers_success_tells_the_client_not_to_retry() {
     // The SDKs retry every 5xx: after a 200 the provider did (and bills) the work, so
-    // the client is told not to have it done again.
-    let anthropic = MockUpstream::start(trickling(fixture("anthropic/messages.json"))).await;
-    let yaml = "providers:\n  anthropic:\n    timeouts: {idle: 5s, total: 500ms}\n";
-    let gw = gateway(yaml, &unused_base(), &anthropic.url("/v1"));
-    let resp = post(&gw, chat("anthropic/claude-sonnet-4-5", false)).await;
-    assert_eq!(resp.status(), 504);
-    assert_eq!(should_retry(&resp), Some("false"));
-
-    // A 200 whose body cannot be translated fails the same way each time.
+    // the client is told not to have it done again (an answer past `timeouts.total`:
+    // `a_whole_translated_answer_past_total_is_504`). A 200 whose body cannot be
+    // translated would fail the same way each time, too.
     let garbled = MockUpstream::start(|_| Reply::json(200, "not json at all")).await;
     let gw = gateway("", &unused_base(), &garbled.url("/v1"));
     let resp = post(&gw, chat("anthropic/claude-sonnet-4-5", false)).await;
