@@ -352,20 +352,57 @@ async fn anthropic_rate_limit_becomes_openai_envelope_keeping_retry_after() {
     assert_eq!(err["error"]["message"], "slow down");
 }
 
-/// A provider's 429 asking for an hour's wait, in its own API's envelope.
+/// A provider's 429 asking for an hour's wait, in its own API's envelope, named by
+/// its own API's id header.
 fn refusing_for_an_hour(rec: &Recorded) -> Reply {
-    let body: &'static [u8] = if rec.uri == "/v1/messages" {
-        br#"{"type":"error","error":{"type":"rate_limit_error","message":"daily limit"}}"#
+    let (body, id): (&'static [u8], _) = if rec.uri == "/v1/messages" {
+        (
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"daily limit"}}"#,
+            ("request-id", "req_anthropic_1"),
+        )
     } else {
-        br#"{"error":{"type":"requests","code":"rate_limit_exceeded","message":"daily limit"}}"#
+        (
+            br#"{"error":{"type":"requests","code":"rate_limit_exceeded","message":"daily limit"}}"#,
+            ("x-request-id", "req_openai_1"),
+        )
     };
     Reply::Full {
         status: 429,
         headers: vec![
             ("content-type".into(), "application/json".into()),
             ("retry-after".into(), "3600".into()),
+            (id.0.into(), id.1.into()),
         ],
         body: Bytes::from_static(body),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_translated_providers_error_is_named_where_the_clients_sdk_reads_its_id() {
+    // A user quotes a failed call's id to its provider: the SDK of the other API reads
+    // it under its own header name.
+    let mock = MockUpstream::start(refusing_for_an_hour).await;
+    let gw = gateway_for(&mock, "");
+    for stream in [false, true] {
+        let chat = format!(
+            r#"{{"model":"anthropic/claude-sonnet-4-5","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let messages = format!(
+            r#"{{"model":"openai:gpt-4o-mini","max_tokens":16,"stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        for (path, body, header, id) in [
+            (
+                "/v1/chat/completions",
+                chat,
+                "x-request-id",
+                "req_anthropic_1",
+            ),
+            ("/v1/messages", messages, "request-id", "req_openai_1"),
+        ] {
+            let resp = post(&gw, path, body.into_bytes()).await;
+            assert_eq!(resp.status(), 429, "{path} stream={stream}");
+            assert_eq!(resp.headers()[header], id, "{path} stream={stream}");
+        }
     }
 }
 

@@ -596,15 +596,19 @@ impl AuroraProxy {
                 // The gateway's own bytes (a compressed answer was decoded or failed).
                 map.remove(http::header::CONTENT_ENCODING);
             }
-            header_maps::make_room(map, 4)?;
-            if translation.is_some() {
+            header_maps::make_room(map, 5)?;
+            if let Some(translation) = &translation {
                 let json = http::HeaderValue::from_static("application/json");
                 header_maps::put(map, http::header::CONTENT_TYPE, json)?;
-                if status >= 400
-                    && retry_advice::translated_error_not_worth_retrying(map, SystemTime::now())
-                {
-                    let no = retry_advice::do_not_retry();
-                    header_maps::put(map, retry_advice::SHOULD_RETRY, no)?;
+                if status >= 400 {
+                    if retry_advice::translated_error_not_worth_retrying(map, SystemTime::now()) {
+                        let no = retry_advice::do_not_retry();
+                        header_maps::put(map, retry_advice::SHOULD_RETRY, no)?;
+                    }
+                    // A failed call's id is what a user quotes to the provider.
+                    if let Some((name, id)) = translation.client.provider_request_id(map) {
+                        header_maps::put(map, name, id)?;
+                    }
                 }
             }
             let length = http::HeaderValue::from(translated.len());

@@ -334,6 +334,12 @@ impl ResponseCodecs {
     }
 }
 
+/// Where OpenAI's SDKs read a call's id.
+const OPENAI_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// Where Anthropic's SDKs read a call's id.
+const ANTHROPIC_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
+
 impl ClientEncoder {
     /// `X-Aurora-Omitted-Tools` for the answer, when there is one.
     pub fn omitted_tools(&self) -> Option<&str> {
@@ -341,6 +347,26 @@ impl ClientEncoder {
             ClientEncoder::Responses { omitted_tools, .. } => omitted_tools.as_deref(),
             _ => None,
         }
+    }
+
+    /// The provider's id of a call, from its answer's `headers`, under the header the
+    /// client's SDK reads it from (`APIError.request_id`), when the provider named it
+    /// only under its own API's: Anthropic's `request-id`, OpenAI's `x-request-id`.
+    pub fn provider_request_id(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Option<(http::HeaderName, http::HeaderValue)> {
+        let (wanted, named) = match self {
+            ClientEncoder::Messages { .. } => (ANTHROPIC_REQUEST_ID, OPENAI_REQUEST_ID),
+            ClientEncoder::Chat { .. } | ClientEncoder::Responses { .. } => {
+                (OPENAI_REQUEST_ID, ANTHROPIC_REQUEST_ID)
+            }
+        };
+        if headers.contains_key(&wanted) {
+            return None;
+        }
+        let id = headers.get(&named)?.clone();
+        Some((wanted, id))
     }
 
     /// The model name the client sent.
@@ -623,13 +649,15 @@ impl ResponseTranslator {
         if let Some(tools) = codecs.client.omitted_tools() {
             resp.insert_header(OMITTED_TOOLS_HEADER, tools)?;
         }
-        if status >= 400
-            && retry_advice::translated_error_not_worth_retrying(
-                &resp.headers,
-                std::time::SystemTime::now(),
-            )
-        {
-            resp.insert_header(retry_advice::SHOULD_RETRY, retry_advice::do_not_retry())?;
+        if status >= 400 {
+            let now = std::time::SystemTime::now();
+            if retry_advice::translated_error_not_worth_retrying(&resp.headers, now) {
+                resp.insert_header(retry_advice::SHOULD_RETRY, retry_advice::do_not_retry())?;
+            }
+            // A failed call's id is what a user quotes to the provider.
+            if let Some((name, id)) = codecs.client.provider_request_id(&resp.headers) {
+                resp.insert_header(name, id)?;
+            }
         }
         self.body = if codecs.streams(resp) {
             Body::Stream(codecs.stream_codecs())
@@ -1016,6 +1044,30 @@ mod tests {
         }
         assert!(t.is_finished(), "still holding the answer");
         assert!(String::from_utf8(out).unwrap().contains("too large"));
+    }
+
+    #[test]
+    fn a_providers_call_id_is_named_as_the_clients_sdk_reads_it_unless_it_already_is() {
+        let chat = ClientEncoder::Chat {
+            model: "m".into(),
+            created: 0,
+            include_usage: false,
+        };
+        let messages = ClientEncoder::Messages { model: "m".into() };
+        let mut anthropic = http::HeaderMap::new();
+        anthropic.insert("request-id", http::HeaderValue::from_static("req_a"));
+        let (name, id) = chat.provider_request_id(&anthropic).unwrap();
+        assert_eq!(
+            (name.as_str(), id.to_str().unwrap()),
+            ("x-request-id", "req_a")
+        );
+        assert!(messages.provider_request_id(&anthropic).is_none());
+        anthropic.insert("x-request-id", http::HeaderValue::from_static("req_b"));
+        assert!(
+            chat.provider_request_id(&anthropic).is_none(),
+            "kept as given"
+        );
+        assert!(chat.provider_request_id(&http::HeaderMap::new()).is_none());
     }
 
     #[test]
