@@ -377,32 +377,43 @@ fn refusing_for_an_hour(rec: &Recorded) -> Reply {
     }
 }
 
+/// A call of each face to a provider of the other API, JSON and streamed: its path,
+/// whether it streams, and its body (Chat to Anthropic, Messages to OpenAI).
+fn calls_of_the_other_api() -> Vec<(&'static str, bool, String)> {
+    let mut calls = Vec::new();
+    for stream in [false, true] {
+        calls.push((
+            "/v1/chat/completions",
+            stream,
+            format!(
+                r#"{{"model":"anthropic/claude-sonnet-4-5","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            ),
+        ));
+        calls.push((
+            "/v1/messages",
+            stream,
+            format!(
+                r#"{{"model":"openai:gpt-4o-mini","max_tokens":16,"stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            ),
+        ));
+    }
+    calls
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_translated_providers_error_is_named_where_the_clients_sdk_reads_its_id() {
     // A user quotes a failed call's id to its provider: the SDK of the other API reads
     // it under its own header name.
     let mock = MockUpstream::start(refusing_for_an_hour).await;
     let gw = gateway_for(&mock, "");
-    for stream in [false, true] {
-        let chat = format!(
-            r#"{{"model":"anthropic/claude-sonnet-4-5","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
-        );
-        let messages = format!(
-            r#"{{"model":"openai:gpt-4o-mini","max_tokens":16,"stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
-        );
-        for (path, body, header, id) in [
-            (
-                "/v1/chat/completions",
-                chat,
-                "x-request-id",
-                "req_anthropic_1",
-            ),
-            ("/v1/messages", messages, "request-id", "req_openai_1"),
-        ] {
-            let resp = post(&gw, path, body.into_bytes()).await;
-            assert_eq!(resp.status(), 429, "{path} stream={stream}");
-            assert_eq!(resp.headers()[header], id, "{path} stream={stream}");
-        }
+    for (path, stream, body) in calls_of_the_other_api() {
+        let (header, id) = match path {
+            "/v1/messages" => ("request-id", "req_openai_1"),
+            _ => ("x-request-id", "req_anthropic_1"),
+        };
+        let resp = post(&gw, path, body.into_bytes()).await;
+        assert_eq!(resp.status(), 429, "{path} stream={stream}");
+        assert_eq!(resp.headers()[header], id, "{path} stream={stream}");
     }
 }
 
@@ -412,25 +423,17 @@ async fn a_translated_refusal_to_wait_an_hour_tells_the_client_not_to_retry() {
     // API cannot tell them not to in their terms, so the gateway does.
     let mock = MockUpstream::start(refusing_for_an_hour).await;
     let gw = gateway_for(&mock, "");
-    for stream in [false, true] {
-        let chat = format!(
-            r#"{{"model":"anthropic/claude-sonnet-4-5","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+    for (path, stream, body) in calls_of_the_other_api() {
+        let resp = post(&gw, path, body.into_bytes()).await;
+        assert_eq!(resp.status(), 429, "{path} stream={stream}");
+        assert_eq!(resp.headers()["retry-after"], "3600");
+        assert_eq!(
+            resp.headers()["x-should-retry"],
+            "false",
+            "{path} stream={stream}"
         );
-        let messages = format!(
-            r#"{{"model":"openai:gpt-4o-mini","max_tokens":16,"stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
-        );
-        for (path, body) in [("/v1/chat/completions", chat), ("/v1/messages", messages)] {
-            let resp = post(&gw, path, body.into_bytes()).await;
-            assert_eq!(resp.status(), 429, "{path} stream={stream}");
-            assert_eq!(resp.headers()["retry-after"], "3600");
-            assert_eq!(
-                resp.headers()["x-should-retry"],
-                "false",
-                "{path} stream={stream}"
-            );
-            let err: Value = resp.json().await.unwrap();
-            assert_eq!(err["error"]["message"], "daily limit", "{path}");
-        }
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["message"], "daily limit", "{path}");
     }
 }
 
