@@ -279,15 +279,12 @@ pub fn json_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
     }
 }
 
-/// Anthropic's name for its request id (OpenAI and most others say `X-Request-Id`).
-const BARE_REQUEST_ID: &str = "request-id";
-
 /// The provider's own request id on a response it sent (`X-Request-Id`, else
 /// Anthropic's `Request-Id`); gateway-made responses carry none.
 pub(crate) fn provider_request_id(resp: &ResponseHeader) -> Option<Cow<'_, str>> {
     resp.headers
         .get(REQUEST_ID)
-        .or_else(|| resp.headers.get(BARE_REQUEST_ID))
+        .or_else(|| resp.headers.get(super::headers::ANTHROPIC_REQUEST_ID))
         .map(|v| String::from_utf8_lossy(v.as_bytes()))
 }
 

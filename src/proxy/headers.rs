@@ -15,6 +15,18 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// [`REQUEST_ID`] as a header name.
 pub const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
 
+/// Anthropic's name for its request id.
+pub const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+
+/// The header a client of `format` has its SDK read a call's id from
+/// (`APIError.request_id`): `x-request-id` for OpenAI's, `request-id` for Anthropic's.
+pub fn request_id_header_of(format: WireFormat) -> HeaderName {
+    match format {
+        WireFormat::OpenAi => REQUEST_ID_NAME,
+        WireFormat::Anthropic => ANTHROPIC_REQUEST_ID,
+    }
+}
+
 /// Anthropic's key header.
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 

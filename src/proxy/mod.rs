@@ -601,13 +601,9 @@ impl AuroraProxy {
                 let json = http::HeaderValue::from_static("application/json");
                 header_maps::put(map, http::header::CONTENT_TYPE, json)?;
                 if status >= 400 {
-                    if retry_advice::translated_error_not_worth_retrying(map, SystemTime::now()) {
-                        let no = retry_advice::do_not_retry();
-                        header_maps::put(map, retry_advice::SHOULD_RETRY, no)?;
-                    }
-                    // A failed call's id is what a user quotes to the provider.
-                    if let Some((name, id)) = translation.client.provider_request_id(map) {
-                        header_maps::put(map, name, id)?;
+                    let added = translation.client.error_headers(map, SystemTime::now());
+                    for (name, value) in added.into_iter().flatten() {
+                        header_maps::put(map, name, value)?;
                     }
                 }
             }

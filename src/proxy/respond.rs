@@ -84,12 +84,6 @@ fn not_worth_retrying(err: &GatewayError) -> bool {
             .is_some_and(|seconds| retry_advice::too_long_to_wait(seconds.into()))
 }
 
-/// The header the OpenAI SDKs read a request's id from (`APIError.request_id`).
-const OPENAI_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-
-/// The header the Anthropic SDKs read a request's id from (`APIError.request_id`).
-const ANTHROPIC_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
-
 /// What an error answer says besides its body.
 #[derive(Default)]
 struct ErrorHead {
@@ -108,10 +102,7 @@ impl ErrorHead {
         Self {
             retry_after: err.retry_after,
             no_retry: not_worth_retrying(err),
-            id_header: Some(match format {
-                WireFormat::OpenAi => OPENAI_REQUEST_ID,
-                WireFormat::Anthropic => ANTHROPIC_REQUEST_ID,
-            }),
+            id_header: Some(super::headers::request_id_header_of(format)),
         }
     }
 

@@ -22,6 +22,8 @@ use bytes::Bytes;
 use pingora_core::modules::http::{HttpModule, HttpModuleBuilder, Module};
 use pingora_http::ResponseHeader;
 
+use crate::providers::WireFormat;
+use crate::proxy::headers::{ANTHROPIC_REQUEST_ID, REQUEST_ID_NAME};
 use crate::proxy::retry_advice;
 
 use super::anthropic_to_openai_error::OpenAiErrorBody;
@@ -334,18 +336,20 @@ impl ResponseCodecs {
     }
 }
 
-/// Where OpenAI's SDKs read a call's id.
-const OPENAI_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-
-/// Where Anthropic's SDKs read a call's id.
-const ANTHROPIC_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
-
 impl ClientEncoder {
     /// `X-Aurora-Omitted-Tools` for the answer, when there is one.
     pub fn omitted_tools(&self) -> Option<&str> {
         match self {
             ClientEncoder::Responses { omitted_tools, .. } => omitted_tools.as_deref(),
             _ => None,
+        }
+    }
+
+    /// The API the client speaks.
+    fn format(&self) -> WireFormat {
+        match self {
+            ClientEncoder::Messages { .. } => WireFormat::Anthropic,
+            ClientEncoder::Chat { .. } | ClientEncoder::Responses { .. } => WireFormat::OpenAi,
         }
     }
 
@@ -356,17 +360,28 @@ impl ClientEncoder {
         &self,
         headers: &http::HeaderMap,
     ) -> Option<(http::HeaderName, http::HeaderValue)> {
-        let (wanted, named) = match self {
-            ClientEncoder::Messages { .. } => (ANTHROPIC_REQUEST_ID, OPENAI_REQUEST_ID),
-            ClientEncoder::Chat { .. } | ClientEncoder::Responses { .. } => {
-                (OPENAI_REQUEST_ID, ANTHROPIC_REQUEST_ID)
-            }
+        let (wanted, named) = match self.format() {
+            WireFormat::Anthropic => (ANTHROPIC_REQUEST_ID, REQUEST_ID_NAME),
+            WireFormat::OpenAi => (REQUEST_ID_NAME, ANTHROPIC_REQUEST_ID),
         };
         if headers.contains_key(&wanted) {
             return None;
         }
         let id = headers.get(&named)?.clone();
         Some((wanted, id))
+    }
+
+    /// What a provider's error answer with `headers`, translated for this client, adds
+    /// to them: `x-should-retry: false` past a wait too long to retry after (see
+    /// [`retry_advice`]), and the provider's id where the client's SDK reads it.
+    pub fn error_headers(
+        &self,
+        headers: &http::HeaderMap,
+        now: std::time::SystemTime,
+    ) -> [Option<(http::HeaderName, http::HeaderValue)>; 2] {
+        let no_retry = retry_advice::translated_error_not_worth_retrying(headers, now)
+            .then(|| (retry_advice::SHOULD_RETRY, retry_advice::do_not_retry()));
+        [no_retry, self.provider_request_id(headers)]
     }
 
     /// The model name the client sent.
@@ -650,13 +665,11 @@ impl ResponseTranslator {
             resp.insert_header(OMITTED_TOOLS_HEADER, tools)?;
         }
         if status >= 400 {
-            let now = std::time::SystemTime::now();
-            if retry_advice::translated_error_not_worth_retrying(&resp.headers, now) {
-                resp.insert_header(retry_advice::SHOULD_RETRY, retry_advice::do_not_retry())?;
-            }
-            // A failed call's id is what a user quotes to the provider.
-            if let Some((name, id)) = codecs.client.provider_request_id(&resp.headers) {
-                resp.insert_header(name, id)?;
+            let added = codecs
+                .client
+                .error_headers(&resp.headers, std::time::SystemTime::now());
+            for (name, value) in added.into_iter().flatten() {
+                resp.insert_header(name, value)?;
             }
         }
         self.body = if codecs.streams(resp) {
