@@ -4013,3 +4013,66 @@ async fn a_moderation_counts_as_a_request_and_no_tokens() {
     assert_eq!(resp.status(), 403);
     assert_eq!(mock.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_whole_answer_outlasted_total_before_a_word_of_it_is_charged_its_input() {
+    // Some providers (OpenRouter among them) send a non-streamed answer's header at
+    // once and white space while the model works. Past `timeouts.total` with nothing
+    // but white space passed, the provider still does the work and bills it: the call
+    // is charged its input, as one the gateway stopped waiting for before its header.
+    let padding = |_: &Recorded| Reply::Stream {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        chunks: (0..30)
+            .map(|_| (Duration::from_millis(100), bytes::Bytes::from_static(b"\n")))
+            .collect(),
+    };
+    let yaml = "providers:\n  openai:\n    timeouts: {first_byte: 5s, idle: 5s, total: 500ms}\n";
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a question that costs tokens"}]}"#;
+    for path in ["/p/openai/chat/completions", "/v1/chat/completions"] {
+        let mock = MockUpstream::start(padding).await;
+        let gw = gateway(&mock, yaml, "{budget: {tokens: 5, period: month}}");
+        let cut = post(&gw, TEAM_KEY, path, body).await;
+        // Nothing the client could use came: however it ends, it is not an answer.
+        let _ = cut.bytes().await;
+        let line = access_line(&gw, path).await;
+        assert!(line.contains("tokens_estimated=true"), "{path}: {line}");
+        assert!(!line.contains(" tokens_input=0 "), "{path}: {line}");
+        // The estimate spent the budget: the next call is refused.
+        assert_budget_spent(post(&gw, TEAM_KEY, path, body).await).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_call_gives_its_slot_back_while_its_unread_body_still_comes() {
+    // The gateway answers a call itself (here: an endpoint handing out a credential,
+    // refused for a key with limits) before reading its body. The connection is not
+    // kept for the body's rest: a client trickling a large body after its answer must
+    // not hold its key's call slot, and so its other calls at 429.
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway(&mock, "", "{concurrent: 1}");
+    let mut sock = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let head = format!(
+        "POST /p/openai/realtime/sessions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {TEAM_KEY}\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n{{\"model\":"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut sock, head.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut sock, &mut answer),
+    )
+    .await
+    .expect("answered before the body")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).to_lowercase();
+    assert!(answer.starts_with("http/1.1 403"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+
+    // The client still holds its end open; the key's next call runs.
+    let chat = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let next = post(&gw, TEAM_KEY, "/p/openai/chat/completions", chat).await;
+    assert_eq!(next.status(), 200);
+    drop(sock);
+}

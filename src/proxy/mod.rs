@@ -1811,10 +1811,13 @@ impl ProxyHttp for AuroraProxy {
             ctx.error = Some(GatewayError::gateway_timeout(
                 upstream_failure::waited_too_long(who, UpstreamWait::Total),
             ));
+            // The provider's time ran out, as its read timers' do: the call was given
+            // up on, and is charged as such.
             return Err(Error::explain(
                 ErrorType::ReadTimedout,
                 "whole answer past timeouts.total",
-            ));
+            )
+            .into_up());
         }
         if ctx.answer_decoder.is_some() {
             match answer_decoder::decode_piece(&mut ctx.answer_decoder, body.take(), end_of_stream)
