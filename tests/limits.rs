@@ -4076,3 +4076,31 @@ async fn a_refused_call_gives_its_slot_back_while_its_unread_body_still_comes() 
     assert_eq!(next.status(), 200);
     drop(sock);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerank_that_reports_only_its_total_spends_a_token_budget() {
+    // vLLM's rerank reports `{"total_tokens": N}` alone: the documents it read.
+    let mock = MockUpstream::start(|rec: &Recorded| match rec.uri.as_str() {
+        "/v1/rerank" => Reply::json(
+            200,
+            r#"{"id":"rerank-1","model":"bge-reranker","results":[],"usage":{"total_tokens":500}}"#,
+        ),
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  local:\n    type: vllm\n    base_url: '{}'\nserver:\n  enabled_passthrough_providers: [local]\n",
+        mock.url("/v1")
+    );
+    let gw = gateway(&mock, &yaml, "{budget: {tokens: 100, period: day}}");
+    let rerank = r#"{"model":"bge-reranker","query":"q","documents":["a","b"]}"#;
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/p/local/rerank", rerank)
+            .await
+            .status(),
+        200
+    );
+    let line = access_line(&gw, "/p/local/rerank").await;
+    assert!(line.contains(" tokens_input=500 "), "{line}");
+    assert_budget_spent(post(&gw, TEAM_KEY, "/p/local/rerank", rerank).await).await;
+}

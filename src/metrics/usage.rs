@@ -319,6 +319,16 @@ impl RawUsage {
                 cost_nanos: 0,
             };
         }
+        if let (None, None, Some(total)) =
+            (self.input_tokens, self.output_tokens, self.total_tokens)
+        {
+            // A total alone (vLLM's and Jina's rerank, some embedding servers): the
+            // work read, and nothing written.
+            return Usage {
+                input: total,
+                ..Usage::default()
+            };
+        }
         Usage {
             input: self.input_tokens.unwrap_or(0),
             output: self.output_tokens.unwrap_or(0),
@@ -1705,6 +1715,23 @@ mod tests {
         // OpenAI's own member, when both are there, is the one read.
         let both = br#"{"model":"m","choices":[],"usage":{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":60},"prompt_cache_hit_tokens":80}}"#;
         assert_eq!(metered("application/json", both, 7).unwrap().cache_read, 60);
+    }
+
+    #[test]
+    fn a_usage_that_says_only_its_total_is_charged_that_total_as_input() {
+        // vLLM's rerank says `{"total_tokens": N}` alone: the documents read.
+        let rerank = br#"{"id":"rerank-1","model":"bge-reranker","results":[],"usage":{"total_tokens":500}}"#;
+        for split in [7, rerank.len()] {
+            let usage = metered("application/json", rerank, split).unwrap();
+            assert_eq!((usage.input, usage.output), (500, 0), "split {split}");
+        }
+        // Beside the counts it sums, a total is not counted again.
+        let chat = br#"{"model":"m","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#;
+        let usage = metered("application/json", chat, 7).unwrap();
+        assert_eq!((usage.input, usage.output), (10, 5));
+        let responses = br#"{"object":"response","usage":{"input_tokens":10,"output_tokens":5,"total_tokens":15}}"#;
+        let usage = metered("application/json", responses, 7).unwrap();
+        assert_eq!((usage.input, usage.output), (10, 5));
     }
 
     #[test]
