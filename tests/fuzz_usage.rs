@@ -78,7 +78,11 @@ fn chat_usage() -> impl Strategy<Value = (Value, Usage)> {
                         cost_nanos: 0,
                     }
                 } else {
-                    Usage::default()
+                    // A total alone (vLLM's rerank) is what was read.
+                    Usage {
+                        input: 12,
+                        ..Usage::default()
+                    }
                 };
                 (with_extras(usage, extras), reported)
             },
