@@ -508,3 +508,56 @@ async fn charges_that_went_with_a_lease_request_dropped_mid_call_are_sent_again(
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(redis.get(&spent).as_deref(), Some("21"));
 }
+
+/// The first second of `NOW`'s minute, and the second its next begins.
+fn minute_bounds() -> (u64, u64) {
+    let start = NOW - NOW % 60;
+    (start, start + 60)
+}
+
+/// `SUBJECT`'s counter `what` in `NOW`'s minute.
+fn minute_key(what: &str) -> String {
+    format!("aurora:{{{SUBJECT}}}:{what}:{}", NOW / 60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_late_in_a_minute_never_shortens_the_life_its_keys_had() {
+    // `early` writes the minute's keys at its first second, `late` at its last: each
+    // script (a lease, an exact admission, a charge) keeps the longer life.
+    let redis = RedisServer::start();
+    let [early, late] = stores(&redis);
+    let (minute_start, minute_end) = minute_bounds();
+    let leased = KeyLimits {
+        tokens_per_minute: Some(100_000),
+        ..per_minute(100)
+    };
+    let exact = KeyLimits {
+        concurrent: Some(10),
+        ..per_minute(100)
+    };
+    const EXACT: &str = "key:team-lease-exact";
+    let exact_requests = format!("aurora:{{{EXACT}}}:req:{}", NOW / 60);
+    let keys = [minute_key("req"), minute_key("tok"), exact_requests];
+    let mut lives = Vec::new();
+    for (store, at) in [(&early, minute_start), (&late, minute_end - 1)] {
+        let a = store.admit(SUBJECT, &leased, at).await.unwrap();
+        assert!(a.refused.is_none());
+        store.charge(SUBJECT, &leased, 10, 0.0, at).unwrap();
+        store.flush().await.unwrap();
+        let a = store.admit(EXACT, &exact, at).await.unwrap();
+        assert!(a.refused.is_none());
+        lives.push(keys.each_ref().map(|k| redis.ttl(k)));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let (first, last) = (lives[0][i], lives[1][i]);
+        assert!(
+            first >= 55,
+            "{key} lives {first} s from its minute's first second"
+        );
+        // A second or two passed between the two reads.
+        assert!(
+            last >= first - 2,
+            "{key} lived {first} s more, then {last} s: the last write cut it short"
+        );
+    }
+}

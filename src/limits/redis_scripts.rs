@@ -3,6 +3,13 @@
 //! first asks for its effects to be replicated rather than the script (Redis before 5
 //! refuses a write after `TIME` otherwise: a replica running the script again would
 //! read another time); Redis 5 and later, and Valkey, do so always.
+//!
+//! A window's or budget's key is given a life by each write (`outlive`), set only
+//! when longer than the one it has: each replica counts its life from its own clock,
+//! and one whose clock is ahead, writing in the last second of its minute, would
+//! otherwise cut the key short under a replica still counting that minute. The life
+//! is compared by `PTTL` in the script rather than `EXPIRE … GT`, which Redis before 7
+//! does not know.
 
 /// One exact admission, for a subject with calls at once: checks budgets, then the
 /// token and request windows, then takes a call slot and counts the request. The
@@ -19,6 +26,10 @@
 /// requests, tokens, slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget.
 pub const ADMIT: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
+local function outlive(k, secs)
+  local left = redis.pcall('PTTL', k)
+  if type(left) == 'number' and left < secs * 1000 then redis.pcall('EXPIRE', k, secs) end
+end
 local rpm, tpm, calls = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local usd, btok = tonumber(ARGV[4]), tonumber(ARGV[5])
 local wleft, pleft, slot_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -39,7 +50,7 @@ if calls >= 0 then
 end
 if rpm >= 0 then
   reqs = redis.call('INCR', KEYS[1])
-  redis.call('EXPIRE', KEYS[1], wleft + 1)
+  outlive(KEYS[1], wleft + 1)
 end
 return {0, 0, reqs, toks, slot}
 ";
@@ -62,6 +73,10 @@ return {0, 0, reqs, toks, slot}
 /// keys), budget tokens spent, calls granted}.
 pub const LEASE: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
+local function outlive(k, secs)
+  local left = redis.pcall('PTTL', k)
+  if type(left) == 'number' and left < secs * 1000 then redis.pcall('EXPIRE', k, secs) end
+end
 local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local usd, btok = tonumber(ARGV[3]), tonumber(ARGV[4])
 local wleft, pleft = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -74,15 +89,15 @@ if ARGV[13] ~= '0' and redis.call('ZADD', KEYS[5], 'NX', now, ARGV[13]) == 1 the
   redis.call('EXPIRE', KEYS[5], kept)
   if add_tok > 0 then
     redis.call('INCRBY', KEYS[2], add_tok)
-    redis.call('EXPIRE', KEYS[2], wleft + 1)
+    outlive(KEYS[2], wleft + 1)
   end
   if add_usd > 0 then
     redis.call('INCRBY', KEYS[3], add_usd)
-    redis.call('EXPIRE', KEYS[3], budget_ttl)
+    outlive(KEYS[3], budget_ttl)
   end
   if add_btok > 0 then
     redis.call('INCRBY', KEYS[4], add_btok)
-    redis.call('EXPIRE', KEYS[4], budget_ttl)
+    outlive(KEYS[4], budget_ttl)
   end
 end
 local reqs = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -103,7 +118,7 @@ if n < wanted then n = wanted end
 if rpm >= 0 then
   n = math.min(n, rpm - reqs)
   reqs = redis.call('INCRBY', KEYS[1], n)
-  redis.call('EXPIRE', KEYS[1], wleft + 1)
+  outlive(KEYS[1], wleft + 1)
 end
 return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 ";
@@ -125,6 +140,10 @@ return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 /// when made, 0 when it had been.
 pub const APPLY_ONCE: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
+local function outlive(k, secs)
+  local left = redis.pcall('PTTL', k)
+  if type(left) == 'number' and left < secs * 1000 then redis.pcall('EXPIRE', k, secs) end
+end
 local id, kept, forget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = tonumber(redis.call('TIME')[1])
 for f = 4, 3 + forget do redis.call('ZREM', KEYS[1], ARGV[f]) end
@@ -137,11 +156,11 @@ for i = 2, #KEYS do
   local what, a, b = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   if what == 'incr' then
     redis.pcall('INCRBY', KEYS[i], a)
-    redis.pcall('EXPIRE', KEYS[i], b)
+    outlive(KEYS[i], tonumber(b))
   elseif what == 'hincr' then
     redis.pcall('HINCRBY', KEYS[i], a, b)
   elseif what == 'expire' then
-    redis.pcall('EXPIRE', KEYS[i], a)
+    outlive(KEYS[i], tonumber(a))
   elseif what == 'release' then
     for slot in string.gmatch(a, '[^,]+') do redis.pcall('ZREM', KEYS[i], slot) end
   end
