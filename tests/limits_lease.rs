@@ -521,6 +521,37 @@ fn minute_key(what: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_lags_finds_the_minute_another_replica_ended() {
+    // `ahead` spends the minute in its last second; `behind`, its clock 12 s behind,
+    // asks 3 s later, still in that minute by its own clock: the minute is spent.
+    let redis = RedisServer::start();
+    let [ahead, behind] = stores(&redis);
+    let limits = per_minute(100);
+    let (_, minute_end) = minute_bounds();
+    let mut served = 0;
+    while ahead
+        .admit(SUBJECT, &limits, minute_end - 1)
+        .await
+        .unwrap()
+        .refused
+        .is_none()
+    {
+        served += 1;
+    }
+    assert_eq!(served, 100);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let late = behind
+        .admit(SUBJECT, &limits, minute_end - 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        late.refused.map(|r| r.0),
+        Some(Refusal::Requests),
+        "the minute's count had expired: counted again from zero"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_late_in_a_minute_never_shortens_the_life_its_keys_had() {
     // `early` writes the minute's keys at its first second, `late` at its last: each
     // script (a lease, an exact admission, a charge) keeps the longer life.

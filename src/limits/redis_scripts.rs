@@ -22,7 +22,8 @@
 /// as replicas before counted it (millionths; read, never written). ARGV:
 /// requests per minute, tokens per minute, calls at once, budget USD (billionths),
 /// budget tokens (-1: no limit), seconds left in the window, seconds left in the
-/// period, slot lease (seconds), the slot's name. Returns {refusal, retry after,
+/// period, slot lease (seconds), the slot's name, the window's keys' life (seconds).
+/// Returns {refusal, retry after,
 /// requests, tokens, slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget.
 pub const ADMIT: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
@@ -33,6 +34,7 @@ end
 local rpm, tpm, calls = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local usd, btok = tonumber(ARGV[4]), tonumber(ARGV[5])
 local wleft, pleft, slot_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local wttl = tonumber(ARGV[10])
 local reqs = tonumber(redis.call('GET', KEYS[1]) or '0')
 local toks = tonumber(redis.call('GET', KEYS[2]) or '0')
 if usd >= 0 and tonumber(redis.call('GET', KEYS[4]) or '0') + 1000 * tonumber(redis.call('GET', KEYS[6]) or '0') >= usd then return {4, pleft, reqs, toks, 0} end
@@ -50,7 +52,7 @@ if calls >= 0 then
 end
 if rpm >= 0 then
   reqs = redis.call('INCR', KEYS[1])
-  outlive(KEYS[1], wleft + 1)
+  outlive(KEYS[1], wttl)
 end
 return {0, 0, reqs, toks, slot}
 ";
@@ -69,8 +71,9 @@ return {0, 0, reqs, toks, slot}
 /// budget USD (billionths), budget tokens (-1: no limit), seconds left in the window,
 /// seconds left in the period, lease max, share, tokens to add, USD to add, budget
 /// tokens to add, budget key TTL, the charges' write id (0: none), how long ids are
-/// kept, calls wanted (1 when absent). Returns {refusal, retry after, requests, tokens, USD spent (billionths, both
-/// keys), budget tokens spent, calls granted}.
+/// kept, calls wanted, the window's keys' life (seconds). Returns {refusal, retry
+/// after, requests, tokens, USD spent (billionths, both keys), budget tokens spent,
+/// calls granted}.
 pub const LEASE: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
 local function outlive(k, secs)
@@ -82,14 +85,14 @@ local usd, btok = tonumber(ARGV[3]), tonumber(ARGV[4])
 local wleft, pleft = tonumber(ARGV[5]), tonumber(ARGV[6])
 local lease_max, share = tonumber(ARGV[7]), tonumber(ARGV[8])
 local add_tok, add_usd, add_btok = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local budget_ttl = tonumber(ARGV[12])
+local budget_ttl, wttl = tonumber(ARGV[12]), tonumber(ARGV[16])
 local now, kept = tonumber(redis.call('TIME')[1]), tonumber(ARGV[14])
 if ARGV[13] ~= '0' and redis.call('ZADD', KEYS[5], 'NX', now, ARGV[13]) == 1 then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - kept)
   redis.call('EXPIRE', KEYS[5], kept)
   if add_tok > 0 then
     redis.call('INCRBY', KEYS[2], add_tok)
-    outlive(KEYS[2], wleft + 1)
+    outlive(KEYS[2], wttl)
   end
   if add_usd > 0 then
     redis.call('INCRBY', KEYS[3], add_usd)
@@ -113,12 +116,12 @@ if rpm >= 0 then n = math.min(n, math.floor((rpm - reqs) / share)) end
 if tpm > 0 then n = math.min(n, math.floor(lease_max * (tpm - toks) / tpm)) end
 if usd > 0 then n = math.min(n, math.floor(lease_max * (usd - spent_usd) / usd)) end
 if btok > 0 then n = math.min(n, math.floor(lease_max * (btok - spent_btok) / btok)) end
-local wanted = math.max(1, math.min(tonumber(ARGV[15] or '1'), lease_max))
+local wanted = math.max(1, math.min(tonumber(ARGV[15]), lease_max))
 if n < wanted then n = wanted end
 if rpm >= 0 then
   n = math.min(n, rpm - reqs)
   reqs = redis.call('INCRBY', KEYS[1], n)
-  outlive(KEYS[1], wleft + 1)
+  outlive(KEYS[1], wttl)
 end
 return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 ";
