@@ -592,3 +592,32 @@ async fn a_write_late_in_a_minute_never_shortens_the_life_its_keys_had() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_a_lease_carries_reach_the_budget_though_a_minute_key_is_of_another_type() {
+    // The minute's tokens key is a hash: the lease cannot count tokens there, and
+    // the charge it carries must reach the budget all the same.
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let limits = KeyLimits {
+        tokens_per_minute: Some(100_000),
+        ..token_budget(1000)
+    };
+    // Charged off the runtime (no flushing task starts): the lease carries it.
+    std::thread::scope(|s| {
+        s.spawn(|| store.charge(SUBJECT, &limits, 21, 0.0, NOW).unwrap());
+    });
+    redis.run(&["HSET", &minute_key("tok"), "not", "a counter"]);
+    let _ = store.admit(SUBJECT, &limits, NOW).await;
+    let spent = format!("aurora:{{{SUBJECT}}}:btok:{}", NOW / 86_400);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.get(&spent).as_deref() != Some("21") {
+        assert!(
+            Instant::now() < deadline,
+            "the budget never got the charge: {:?}",
+            redis.get(&spent)
+        );
+        let _ = store.flush().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -65,7 +65,8 @@ return {0, 0, reqs, toks, slot}
 /// for the lease: each takes its unit at once) up to `lease_max`, never more than the
 /// requests left (the units are counted at once). The charges are added once, under the write id the replica gave
 /// them (see [`APPLY_ONCE`]): sent again after the answer was lost, they are not
-/// added again. KEYS: requests window, tokens window, budget USD (billionths), budget
+/// added again; and, as there, each key's adding stands alone (one refused, a key of
+/// another type, leaves the others made, as their id says). KEYS: requests window, tokens window, budget USD (billionths), budget
 /// tokens, the replica's applied write ids, budget USD as replicas before counted it
 /// (millionths; read, never written). ARGV: requests per minute, tokens per minute,
 /// budget USD (billionths), budget tokens (-1: no limit), seconds left in the window,
@@ -90,16 +91,18 @@ local now, kept = tonumber(redis.call('TIME')[1]), tonumber(ARGV[14])
 if ARGV[13] ~= '0' and redis.call('ZADD', KEYS[5], 'NX', now, ARGV[13]) == 1 then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - kept)
   redis.call('EXPIRE', KEYS[5], kept)
+  -- The id is recorded: a write refused here is never sent again, so each stands
+  -- alone (as in APPLY_ONCE) and the others are made.
   if add_tok > 0 then
-    redis.call('INCRBY', KEYS[2], add_tok)
+    redis.pcall('INCRBY', KEYS[2], add_tok)
     outlive(KEYS[2], wttl)
   end
   if add_usd > 0 then
-    redis.call('INCRBY', KEYS[3], add_usd)
+    redis.pcall('INCRBY', KEYS[3], add_usd)
     outlive(KEYS[3], budget_ttl)
   end
   if add_btok > 0 then
-    redis.call('INCRBY', KEYS[4], add_btok)
+    redis.pcall('INCRBY', KEYS[4], add_btok)
     outlive(KEYS[4], budget_ttl)
   end
 end
