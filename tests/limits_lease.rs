@@ -594,6 +594,59 @@ async fn a_write_late_in_a_minute_never_shortens_the_life_its_keys_had() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_are_written_at_once_after_redis_restarts_empty() {
+    // Redis restarts (or fails over) without the scripts the writer had loaded: its
+    // next write loads them, rather than failing and waiting in doubt for a retry.
+    let mut redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let limits = KeyLimits {
+        requests_per_minute: Some(20),
+        ..token_budget(1000)
+    };
+    // Charged off the runtime (no flushing task starts): only `flush` sends them.
+    let charge = |tokens| {
+        std::thread::scope(|s| {
+            s.spawn(|| store.charge(SUBJECT, &limits, tokens, 0.0, NOW).unwrap());
+        })
+    };
+    assert!(admitted(&store, &limits).await);
+    charge(5);
+    store.flush().await.unwrap();
+    let spent = format!("aurora:{{{SUBJECT}}}:btok:{}", NOW / 86_400);
+    assert_eq!(redis.get(&spent).as_deref(), Some("5"));
+    redis.stop();
+    assert!(store.admit(SUBJECT, &limits, NOW).await.is_err());
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.admit(SUBJECT, &limits, NOW).await.is_err() {
+        assert!(Instant::now() < deadline, "never admitted again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    charge(7);
+    store.flush().await.unwrap();
+    assert_eq!(redis.get(&spent).as_deref(), Some("7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_are_written_at_once_after_redis_flushed_its_scripts() {
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let limits = token_budget(1000);
+    let charge = |tokens| {
+        std::thread::scope(|s| {
+            s.spawn(|| store.charge(SUBJECT, &limits, tokens, 0.0, NOW).unwrap());
+        })
+    };
+    charge(5);
+    store.flush().await.unwrap();
+    redis.run(&["SCRIPT", "FLUSH"]);
+    charge(7);
+    store.flush().await.unwrap();
+    let spent = format!("aurora:{{{SUBJECT}}}:btok:{}", NOW / 86_400);
+    assert_eq!(redis.get(&spent).as_deref(), Some("12"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charges_a_lease_carries_reach_the_budget_though_a_minute_key_is_of_another_type() {
     // The minute's tokens key is a hash: the lease cannot count tokens there, and
     // the charge it carries must reach the budget all the same.
