@@ -508,3 +508,169 @@ async fn charges_that_went_with_a_lease_request_dropped_mid_call_are_sent_again(
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(redis.get(&spent).as_deref(), Some("21"));
 }
+
+/// The first second of `NOW`'s minute, and the second its next begins.
+fn minute_bounds() -> (u64, u64) {
+    let start = NOW - NOW % 60;
+    (start, start + 60)
+}
+
+/// `SUBJECT`'s counter `what` in `NOW`'s minute.
+fn minute_key(what: &str) -> String {
+    format!("aurora:{{{SUBJECT}}}:{what}:{}", NOW / 60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_lags_finds_the_minute_another_replica_ended() {
+    // `ahead` spends the minute in its last second; `behind`, its clock 12 s behind,
+    // asks 3 s later, still in that minute by its own clock: the minute is spent.
+    let redis = RedisServer::start();
+    let [ahead, behind] = stores(&redis);
+    let limits = per_minute(100);
+    let (_, minute_end) = minute_bounds();
+    let mut served = 0;
+    while ahead
+        .admit(SUBJECT, &limits, minute_end - 1)
+        .await
+        .unwrap()
+        .refused
+        .is_none()
+    {
+        served += 1;
+    }
+    assert_eq!(served, 100);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let late = behind
+        .admit(SUBJECT, &limits, minute_end - 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        late.refused.map(|r| r.0),
+        Some(Refusal::Requests),
+        "the minute's count had expired: counted again from zero"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_late_in_a_minute_never_shortens_the_life_its_keys_had() {
+    // `early` writes the minute's keys at its first second, `late` at its last: each
+    // script (a lease, an exact admission, a charge) keeps the longer life.
+    let redis = RedisServer::start();
+    let [early, late] = stores(&redis);
+    let (minute_start, minute_end) = minute_bounds();
+    let leased = KeyLimits {
+        tokens_per_minute: Some(100_000),
+        ..per_minute(100)
+    };
+    let exact = KeyLimits {
+        concurrent: Some(10),
+        ..per_minute(100)
+    };
+    const EXACT: &str = "key:team-lease-exact";
+    let exact_requests = format!("aurora:{{{EXACT}}}:req:{}", NOW / 60);
+    let keys = [minute_key("req"), minute_key("tok"), exact_requests];
+    let mut lives = Vec::new();
+    for (store, at) in [(&early, minute_start), (&late, minute_end - 1)] {
+        let a = store.admit(SUBJECT, &leased, at).await.unwrap();
+        assert!(a.refused.is_none());
+        store.charge(SUBJECT, &leased, 10, 0.0, at).unwrap();
+        store.flush().await.unwrap();
+        let a = store.admit(EXACT, &exact, at).await.unwrap();
+        assert!(a.refused.is_none());
+        lives.push(keys.each_ref().map(|k| redis.ttl(k)));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let (first, last) = (lives[0][i], lives[1][i]);
+        assert!(
+            first >= 55,
+            "{key} lives {first} s from its minute's first second"
+        );
+        // A second or two passed between the two reads.
+        assert!(
+            last >= first - 2,
+            "{key} lived {first} s more, then {last} s: the last write cut it short"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_are_written_at_once_after_redis_restarts_empty() {
+    // Redis restarts (or fails over) without the scripts the writer had loaded: its
+    // next write loads them, rather than failing and waiting in doubt for a retry.
+    let mut redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let limits = KeyLimits {
+        requests_per_minute: Some(20),
+        ..token_budget(1000)
+    };
+    // Charged off the runtime (no flushing task starts): only `flush` sends them.
+    let charge = |tokens| {
+        std::thread::scope(|s| {
+            s.spawn(|| store.charge(SUBJECT, &limits, tokens, 0.0, NOW).unwrap());
+        })
+    };
+    assert!(admitted(&store, &limits).await);
+    charge(5);
+    store.flush().await.unwrap();
+    let spent = format!("aurora:{{{SUBJECT}}}:btok:{}", NOW / 86_400);
+    assert_eq!(redis.get(&spent).as_deref(), Some("5"));
+    redis.stop();
+    assert!(store.admit(SUBJECT, &limits, NOW).await.is_err());
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.admit(SUBJECT, &limits, NOW).await.is_err() {
+        assert!(Instant::now() < deadline, "never admitted again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    charge(7);
+    store.flush().await.unwrap();
+    assert_eq!(redis.get(&spent).as_deref(), Some("7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_are_written_at_once_after_redis_flushed_its_scripts() {
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let limits = token_budget(1000);
+    let charge = |tokens| {
+        std::thread::scope(|s| {
+            s.spawn(|| store.charge(SUBJECT, &limits, tokens, 0.0, NOW).unwrap());
+        })
+    };
+    charge(5);
+    store.flush().await.unwrap();
+    redis.run(&["SCRIPT", "FLUSH"]);
+    charge(7);
+    store.flush().await.unwrap();
+    let spent = format!("aurora:{{{SUBJECT}}}:btok:{}", NOW / 86_400);
+    assert_eq!(redis.get(&spent).as_deref(), Some("12"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_a_lease_carries_reach_the_budget_though_a_minute_key_is_of_another_type() {
+    // The minute's tokens key is a hash: the lease cannot count tokens there, and
+    // the charge it carries must reach the budget all the same.
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let limits = KeyLimits {
+        tokens_per_minute: Some(100_000),
+        ..token_budget(1000)
+    };
+    // Charged off the runtime (no flushing task starts): the lease carries it.
+    std::thread::scope(|s| {
+        s.spawn(|| store.charge(SUBJECT, &limits, 21, 0.0, NOW).unwrap());
+    });
+    redis.run(&["HSET", &minute_key("tok"), "not", "a counter"]);
+    let _ = store.admit(SUBJECT, &limits, NOW).await;
+    let spent = format!("aurora:{{{SUBJECT}}}:btok:{}", NOW / 86_400);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.get(&spent).as_deref() != Some("21") {
+        assert!(
+            Instant::now() < deadline,
+            "the budget never got the charge: {:?}",
+            redis.get(&spent)
+        );
+        let _ = store.flush().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -256,6 +256,12 @@ impl Link {
         done.ok()
     }
 
+    /// How many connections were made so far: one more than before means a new
+    /// connection, perhaps to another Redis (a failover) or one restarted.
+    pub fn connections_made(&self) -> u64 {
+        self.made_count.load(Ordering::Relaxed)
+    }
+
     /// The connection when it has been made (and not dropped since).
     pub fn made(&self) -> Option<ConnectionManager> {
         self.connection

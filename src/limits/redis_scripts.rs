@@ -3,6 +3,13 @@
 //! first asks for its effects to be replicated rather than the script (Redis before 5
 //! refuses a write after `TIME` otherwise: a replica running the script again would
 //! read another time); Redis 5 and later, and Valkey, do so always.
+//!
+//! A window's or budget's key is given a life by each write (`outlive`), set only
+//! when longer than the one it has: each replica counts its life from its own clock,
+//! and one whose clock is ahead, writing in the last second of its minute, would
+//! otherwise cut the key short under a replica still counting that minute. The life
+//! is compared by `PTTL` in the script rather than `EXPIRE … GT`, which Redis before 7
+//! does not know.
 
 /// One exact admission, for a subject with calls at once: checks budgets, then the
 /// token and request windows, then takes a call slot and counts the request. The
@@ -15,13 +22,19 @@
 /// as replicas before counted it (millionths; read, never written). ARGV:
 /// requests per minute, tokens per minute, calls at once, budget USD (billionths),
 /// budget tokens (-1: no limit), seconds left in the window, seconds left in the
-/// period, slot lease (seconds), the slot's name. Returns {refusal, retry after,
+/// period, slot lease (seconds), the slot's name, the window's keys' life (seconds).
+/// Returns {refusal, retry after,
 /// requests, tokens, slot}: refusal 0 (none), 1 requests, 2 tokens, 3 calls, 4 budget.
 pub const ADMIT: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
+local function outlive(k, secs)
+  local left = redis.pcall('PTTL', k)
+  if type(left) == 'number' and left < secs * 1000 then redis.pcall('EXPIRE', k, secs) end
+end
 local rpm, tpm, calls = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local usd, btok = tonumber(ARGV[4]), tonumber(ARGV[5])
 local wleft, pleft, slot_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local wttl = tonumber(ARGV[10])
 local reqs = tonumber(redis.call('GET', KEYS[1]) or '0')
 local toks = tonumber(redis.call('GET', KEYS[2]) or '0')
 if usd >= 0 and tonumber(redis.call('GET', KEYS[4]) or '0') + 1000 * tonumber(redis.call('GET', KEYS[6]) or '0') >= usd then return {4, pleft, reqs, toks, 0} end
@@ -39,7 +52,7 @@ if calls >= 0 then
 end
 if rpm >= 0 then
   reqs = redis.call('INCR', KEYS[1])
-  redis.call('EXPIRE', KEYS[1], wleft + 1)
+  outlive(KEYS[1], wttl)
 end
 return {0, 0, reqs, toks, slot}
 ";
@@ -52,37 +65,45 @@ return {0, 0, reqs, toks, slot}
 /// for the lease: each takes its unit at once) up to `lease_max`, never more than the
 /// requests left (the units are counted at once). The charges are added once, under the write id the replica gave
 /// them (see [`APPLY_ONCE`]): sent again after the answer was lost, they are not
-/// added again. KEYS: requests window, tokens window, budget USD (billionths), budget
+/// added again; and, as there, each key's adding stands alone (one refused, a key of
+/// another type, leaves the others made, as their id says). KEYS: requests window, tokens window, budget USD (billionths), budget
 /// tokens, the replica's applied write ids, budget USD as replicas before counted it
 /// (millionths; read, never written). ARGV: requests per minute, tokens per minute,
 /// budget USD (billionths), budget tokens (-1: no limit), seconds left in the window,
 /// seconds left in the period, lease max, share, tokens to add, USD to add, budget
 /// tokens to add, budget key TTL, the charges' write id (0: none), how long ids are
-/// kept, calls wanted (1 when absent). Returns {refusal, retry after, requests, tokens, USD spent (billionths, both
-/// keys), budget tokens spent, calls granted}.
+/// kept, calls wanted, the window's keys' life (seconds). Returns {refusal, retry
+/// after, requests, tokens, USD spent (billionths, both keys), budget tokens spent,
+/// calls granted}.
 pub const LEASE: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
+local function outlive(k, secs)
+  local left = redis.pcall('PTTL', k)
+  if type(left) == 'number' and left < secs * 1000 then redis.pcall('EXPIRE', k, secs) end
+end
 local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local usd, btok = tonumber(ARGV[3]), tonumber(ARGV[4])
 local wleft, pleft = tonumber(ARGV[5]), tonumber(ARGV[6])
 local lease_max, share = tonumber(ARGV[7]), tonumber(ARGV[8])
 local add_tok, add_usd, add_btok = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local budget_ttl = tonumber(ARGV[12])
+local budget_ttl, wttl = tonumber(ARGV[12]), tonumber(ARGV[16])
 local now, kept = tonumber(redis.call('TIME')[1]), tonumber(ARGV[14])
 if ARGV[13] ~= '0' and redis.call('ZADD', KEYS[5], 'NX', now, ARGV[13]) == 1 then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - kept)
   redis.call('EXPIRE', KEYS[5], kept)
+  -- The id is recorded: a write refused here is never sent again, so each stands
+  -- alone (as in APPLY_ONCE) and the others are made.
   if add_tok > 0 then
-    redis.call('INCRBY', KEYS[2], add_tok)
-    redis.call('EXPIRE', KEYS[2], wleft + 1)
+    redis.pcall('INCRBY', KEYS[2], add_tok)
+    outlive(KEYS[2], wttl)
   end
   if add_usd > 0 then
-    redis.call('INCRBY', KEYS[3], add_usd)
-    redis.call('EXPIRE', KEYS[3], budget_ttl)
+    redis.pcall('INCRBY', KEYS[3], add_usd)
+    outlive(KEYS[3], budget_ttl)
   end
   if add_btok > 0 then
-    redis.call('INCRBY', KEYS[4], add_btok)
-    redis.call('EXPIRE', KEYS[4], budget_ttl)
+    redis.pcall('INCRBY', KEYS[4], add_btok)
+    outlive(KEYS[4], budget_ttl)
   end
 end
 local reqs = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -98,12 +119,12 @@ if rpm >= 0 then n = math.min(n, math.floor((rpm - reqs) / share)) end
 if tpm > 0 then n = math.min(n, math.floor(lease_max * (tpm - toks) / tpm)) end
 if usd > 0 then n = math.min(n, math.floor(lease_max * (usd - spent_usd) / usd)) end
 if btok > 0 then n = math.min(n, math.floor(lease_max * (btok - spent_btok) / btok)) end
-local wanted = math.max(1, math.min(tonumber(ARGV[15] or '1'), lease_max))
+local wanted = math.max(1, math.min(tonumber(ARGV[15]), lease_max))
 if n < wanted then n = wanted end
 if rpm >= 0 then
   n = math.min(n, rpm - reqs)
   reqs = redis.call('INCRBY', KEYS[1], n)
-  redis.call('EXPIRE', KEYS[1], wleft + 1)
+  outlive(KEYS[1], wttl)
 end
 return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 ";
@@ -125,6 +146,10 @@ return {0, 0, reqs, toks, spent_usd, spent_btok, n}
 /// when made, 0 when it had been.
 pub const APPLY_ONCE: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
+local function outlive(k, secs)
+  local left = redis.pcall('PTTL', k)
+  if type(left) == 'number' and left < secs * 1000 then redis.pcall('EXPIRE', k, secs) end
+end
 local id, kept, forget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = tonumber(redis.call('TIME')[1])
 for f = 4, 3 + forget do redis.call('ZREM', KEYS[1], ARGV[f]) end
@@ -137,11 +162,11 @@ for i = 2, #KEYS do
   local what, a, b = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   if what == 'incr' then
     redis.pcall('INCRBY', KEYS[i], a)
-    redis.pcall('EXPIRE', KEYS[i], b)
+    outlive(KEYS[i], tonumber(b))
   elseif what == 'hincr' then
     redis.pcall('HINCRBY', KEYS[i], a, b)
   elseif what == 'expire' then
-    redis.pcall('EXPIRE', KEYS[i], a)
+    outlive(KEYS[i], tonumber(a))
   elseif what == 'release' then
     for slot in string.gmatch(a, '[^,]+') do redis.pcall('ZREM', KEYS[i], slot) end
   end

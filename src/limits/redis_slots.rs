@@ -3,16 +3,17 @@
 //! A subject's slots are a sorted set of the calls holding one (`REPLICA.N`), each
 //! scored by when it lapses. A slot lasts a slot lease (`limits.slot_lease`) unless
 //! renewed: this replica renews every slot its calls still hold each quarter of a
-//! lease, in one pipeline, and gives each back when its call ends. So the slots of a
-//! replica that stopped (killed, its runtime shut down mid-call, cut off from Redis)
-//! lapse a lease later, however busy their subject stays, and so does a slot whose
-//! admission's answer was lost (also given back, in case it was taken).
+//! lease, in one pipeline (sooner again after one that failed), and gives each back
+//! when its call ends. So the slots of a replica that stopped (killed, its runtime
+//! shut down mid-call, cut off from Redis) lapse a lease later, however busy their
+//! subject stays, and so does a slot whose admission's answer was lost (also given
+//! back, in case it was taken).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use super::redis_link::{key, Called, Link};
+use super::redis_link::{key, Called, Link, QUIET_AFTER_LOSS};
 use super::redis_scripts::RENEW_SLOTS;
 use super::SlotId;
 use crate::lookup::LookupMap;
@@ -142,23 +143,41 @@ fn renew_every(lease: Duration) -> Duration {
     (lease / 4).max(Duration::from_millis(250))
 }
 
-/// The renewing task: every [`renew_every`], the slots held then are renewed; it ends
-/// with the store.
+/// How long after a renewal began the next one begins: [`renew_every`] (`every`) after
+/// one that went through; after `failed` in a row, [`QUIET_AFTER_LOSS`] (by then the
+/// link asks Redis again: a renewal is often refused only because another call was
+/// just lost), then twice as long each time, never longer than `every`. So a slot
+/// whose renewals fail for a moment is renewed a moment later, not a quarter lease,
+/// and one Redis does not answer is asked a few times more before it lapses, not once
+/// a second.
+fn next_renewal_in(every: Duration, failed: u32) -> Duration {
+    if failed == 0 {
+        return every;
+    }
+    let doublings = (failed - 1).min(16);
+    QUIET_AFTER_LOSS.saturating_mul(1 << doublings).min(every)
+}
+
+/// The renewing task: every [`renew_every`] (sooner after one that failed:
+/// [`next_renewal_in`]), the slots held then are renewed; it ends with the store.
 async fn renewing(held: Weak<HeldSlots>) {
     let Some((lease, link)) = held.upgrade().map(|h| (h.lease, Arc::clone(&h.link))) else {
         return;
     };
     let every = renew_every(lease);
     // A slot just taken lasts a whole lease: the first renewal comes a quarter later.
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = tokio::time::Instant::now() + every;
+    let mut failed: u32 = 0;
     loop {
-        ticks.tick().await;
+        tokio::time::sleep_until(next).await;
+        let began = tokio::time::Instant::now();
         let Some(slots) = held.upgrade() else {
             return;
         };
         let now_held = slots.now_held();
         if now_held.is_empty() {
+            failed = 0;
+            next = began + every;
             continue;
         }
         let pipe = slots.renewal(&now_held);
@@ -171,11 +190,15 @@ async fn renewing(held: Weak<HeldSlots>) {
             Err(e) => Called::Unsent(e),
         };
         match sent {
-            Called::Done(()) => {}
+            Called::Done(()) => failed = 0,
             Called::Unsent(e) | Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
+                failed = failed.saturating_add(1);
                 said_once_a_minute(&e);
             }
         }
+        // Never sooner than now: a renewal that took long does not make the next one
+        // come at once.
+        next = (began + next_renewal_in(every, failed)).max(tokio::time::Instant::now());
     }
 }
 
@@ -224,6 +247,31 @@ mod tests {
         assert_eq!(sent[..3], ["SCRIPT", "LOAD", RENEW_SLOTS]);
         assert_eq!(sent[3], "EVALSHA");
         assert_eq!(sent[5..], ["1", "aurora:{key:a}:slots:0", "60", "r.2"]);
+    }
+
+    #[test]
+    fn a_failed_renewal_is_tried_again_after_a_second_then_less_often_up_to_the_usual() {
+        let every = renew_every(Duration::from_secs(60));
+        let waits: Vec<u64> = (0..8)
+            .map(|failed| next_renewal_in(every, failed).as_secs())
+            .collect();
+        assert_eq!(waits, [15, 1, 2, 4, 8, 15, 15, 15]);
+        // A slot renewed at 0 s lapses at 60 s: the renewal due at 15 s, failing on,
+        // is tried six times before then, not three.
+        let mut at = every;
+        let mut tries = vec![at.as_secs()];
+        for failed in 1.. {
+            at += next_renewal_in(every, failed);
+            if at >= Duration::from_secs(60) {
+                break;
+            }
+            tries.push(at.as_secs());
+        }
+        assert_eq!(tries, [15, 16, 18, 22, 30, 45]);
+        assert_eq!(next_renewal_in(every, u32::MAX), every);
+        // A short lease keeps its cadence.
+        let short = renew_every(Duration::from_secs(2));
+        assert_eq!(next_renewal_in(short, 1), short);
     }
 
     #[test]

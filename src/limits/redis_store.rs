@@ -37,6 +37,16 @@ use crate::metrics::deferred_answer::AnswerKey;
 /// A budget key is kept a day past its period, for the usage it records.
 const BUDGET_KEPT_SECS: u64 = 86_400;
 
+/// A minute's keys are kept a minute past it (by the clock of the replica writing):
+/// a replica whose clock lags by less still finds the minute's count, whoever wrote it
+/// first, rather than counting that minute again from zero.
+const WINDOW_KEPT_SECS: u64 = 60;
+
+/// How long the keys of the minute with `window_left` seconds left live once written.
+fn window_life(window_left: u64) -> u64 {
+    window_left + WINDOW_KEPT_SECS
+}
+
 /// The key of a budget's US dollars spent, in billionths.
 const USD: &str = "usdn";
 /// The key in which replicas before counted them, in millionths: read (never written)
@@ -145,7 +155,8 @@ impl RedisStore {
             .arg(window_left)
             .arg(period_left)
             .arg(self.slots.lease_secs())
-            .arg(slot_name(self.replica(), slot));
+            .arg(slot_name(self.replica(), slot))
+            .arg(window_life(window_left));
         let answer: Vec<i64> = match self
             .link
             .called(call.invoke_async(&mut conn), "a limit check", 1)
@@ -218,7 +229,8 @@ impl RedisStore {
             .arg(period_left + BUDGET_KEPT_SECS)
             .arg(write_id)
             .arg(IDS_KEPT_SECS)
-            .arg(wanted);
+            .arg(wanted)
+            .arg(window_life(window_left));
         call
     }
 
@@ -490,7 +502,7 @@ impl LimitStore for RedisStore {
         if limits.tokens_per_minute.is_some() {
             let (minute, left) = minute_window(now);
             self.writer
-                .charge(subject, key(subject, "tok", minute), by, left + 1);
+                .charge(subject, key(subject, "tok", minute), by, window_life(left));
         }
         if let Some(budget) = limits.budget {
             let (period, left) = budget_period(now, budget.period);

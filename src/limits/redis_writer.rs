@@ -6,10 +6,11 @@
 //! taken (the answer was lost) is sent again as it was, and made once
 //! (`once_write.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 
 use super::once_write::{forget_later, increments, writes_of, OnceWrite, WriteIds};
@@ -23,6 +24,8 @@ use super::{SlotId, StoreError, UsageRecord};
 pub const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// After Redis failed to take a flush, the next try comes this much later.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// [`Writer::loaded_on`] when no pipeline is known to have loaded [`APPLY_ONCE`].
+const NOT_LOADED: u64 = u64::MAX;
 
 /// Gathers writes and sends them.
 pub struct Writer {
@@ -33,8 +36,11 @@ pub struct Writer {
     ids: WriteIds,
     /// The SHA of [`APPLY_ONCE`].
     apply_once: String,
-    /// Whether Redis answered the last pipeline, so it has [`APPLY_ONCE`].
-    script_loaded: AtomicBool,
+    /// The connection ([`Link::connections_made`]) on which Redis last answered a
+    /// pipeline, so had [`APPLY_ONCE`]; [`NOT_LOADED`] after a pipeline failed. A hint
+    /// only: Redis may lose its scripts on the same connection (restarted under the
+    /// connection manager, `SCRIPT FLUSH`), which [`Self::send`] mends.
+    loaded_on: AtomicU64,
 }
 
 impl Writer {
@@ -47,7 +53,7 @@ impl Writer {
             started: AtomicBool::new(false),
             ids: WriteIds::default(),
             apply_once: redis::Script::new(APPLY_ONCE).get_hash().to_string(),
-            script_loaded: AtomicBool::new(false),
+            loaded_on: AtomicU64::new(NOT_LOADED),
         })
     }
 
@@ -61,7 +67,7 @@ impl Writer {
         if let Ok(mut p) = self.pending.lock() {
             p.in_doubt.add([write], Instant::now());
         }
-        self.script_loaded.store(false, Ordering::Relaxed);
+        self.loaded_on.store(NOT_LOADED, Ordering::Relaxed);
         self.wake();
     }
 
@@ -72,12 +78,10 @@ impl Writer {
         }
     }
 
-    /// A pipeline that makes `writes`, loading [`APPLY_ONCE`] first unless Redis
-    /// answered a pipeline since the connection was made (Redis may have restarted,
-    /// and lost its scripts).
-    fn pipeline<'a>(&self, writes: impl IntoIterator<Item = &'a OnceWrite>) -> redis::Pipeline {
+    /// A pipeline that makes `writes`, loading [`APPLY_ONCE`] first when `load`.
+    fn pipeline(&self, writes: &[&OnceWrite], load: bool) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        if !self.script_loaded.load(Ordering::Relaxed) {
+        if load {
             pipe.cmd("SCRIPT").arg("LOAD").arg(APPLY_ONCE).ignore();
         }
         for write in writes {
@@ -85,6 +89,54 @@ impl Writer {
             pipe.add_command(command).ignore();
         }
         pipe
+    }
+
+    /// Sends `writes` on `conn` (naming `what` in errors), loading [`APPLY_ONCE`] first
+    /// unless Redis answered a pipeline on this connection. One Redis answers
+    /// `NOSCRIPT` (it restarted, failed over or flushed its scripts: the connection
+    /// manager may have reconnected by itself) goes again at once with the script
+    /// loaded, rather than waiting in doubt for a retry: each write is made once, by
+    /// its id, so those Redis made the first time are not made again.
+    async fn send(
+        &self,
+        conn: &mut ConnectionManager,
+        writes: &[&OnceWrite],
+        what: &str,
+    ) -> Called<()> {
+        let on = self.link.connections_made();
+        let mut load = self.loaded_on.load(Ordering::Relaxed) != on;
+        loop {
+            let pipe = self.pipeline(writes, load);
+            let call = async {
+                match pipe.query_async::<()>(&mut *conn).await {
+                    // Answered: the script was missing, nothing else is known amiss.
+                    Err(e) if e.kind() == redis::ErrorKind::NoScriptError => Ok(false),
+                    sent => sent.map(|()| true),
+                }
+            };
+            let sent = self.link.called(call, what, 1).await;
+            let failed = match sent {
+                Called::Done(true) => {
+                    self.loaded_on.store(on, Ordering::Relaxed);
+                    return Called::Done(());
+                }
+                Called::Done(false) if !load => {
+                    load = true;
+                    continue;
+                }
+                // Flushed again between the load and the writes: sent again later.
+                Called::Done(false) => Called::Refused(StoreError(format!(
+                    "Redis refused {what}: its script was flushed as it was loaded"
+                ))),
+                Called::Refused(e) => Called::Refused(e),
+                Called::Unsent(e) => Called::Unsent(e),
+                Called::NotMade(e) => Called::NotMade(e),
+                Called::InDoubt(e) => Called::InDoubt(e),
+            };
+            // Redis may be another, or restarted, when it answers again.
+            self.loaded_on.store(NOT_LOADED, Ordering::Relaxed);
+            return failed;
+        }
     }
 
     /// Adds `by` to `subject`'s counter `key` (which lives `ttl_secs`), soon.
@@ -157,14 +209,13 @@ impl Writer {
             p.on_its_way(&sending);
             (batch, forget, resent, writes, sending)
         };
-        let pipe = self.pipeline(resent.iter().chain(&writes));
+        let all: Vec<&OnceWrite> = resent.iter().chain(&writes).collect();
         let sent = match self.link.connection().await {
-            Ok(mut conn) => {
-                self.link
-                    .called(pipe.query_async::<()>(&mut conn), "charges and usage", 1)
-                    .await
+            Ok(mut conn) => self.send(&mut conn, &all, "charges and usage").await,
+            Err(e) => {
+                self.loaded_on.store(NOT_LOADED, Ordering::Relaxed);
+                Called::Unsent(e)
             }
-            Err(e) => Called::Unsent(e),
         };
         let Ok(mut p) = self.pending.lock() else {
             return Err(StoreError("the writer's lock was poisoned".into()));
@@ -178,7 +229,6 @@ impl Writer {
                 for write in &writes {
                     forget_later(&mut p.forget, &write.subject, write.id);
                 }
-                self.script_loaded.store(true, Ordering::Relaxed);
                 Ok(())
             }
             // Nothing sent: the new writes join what came since, under new ids later.
@@ -197,7 +247,6 @@ impl Writer {
             Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
                 p.in_doubt.put_back(resent);
                 p.in_doubt.add(writes, now);
-                self.script_loaded.store(false, Ordering::Relaxed);
                 Err(StoreError(format!(
                     "{e}; charges and usage are sent again, and made once, when Redis answers"
                 )))
@@ -267,15 +316,11 @@ impl Writer {
         };
         runtime.spawn(async move {
             let writer = Arc::clone(&sending.writer);
-            let pipe = writer.pipeline(&sending.writes);
-            let sent = writer
-                .link
-                .called(pipe.query_async::<()>(&mut conn), "a call slot", 1)
-                .await;
+            let all: Vec<&OnceWrite> = sending.writes.iter().collect();
+            let sent = writer.send(&mut conn, &all, "a call slot").await;
             let writes = std::mem::take(&mut sending.writes);
             match sent {
                 Called::Done(()) => {
-                    writer.script_loaded.store(true, Ordering::Relaxed);
                     for write in &writes {
                         writer.answered(&write.subject, write.id);
                     }
