@@ -129,6 +129,13 @@ impl GatewayAuth {
         master || self.managed.contains_key(&digest)
     }
 
+    /// Whether a header value is one of the gateway's own keys, bare or as a Bearer
+    /// token: a provider key header is sent on as it came, so `Bearer <gateway key>`
+    /// in one would hand the gateway key to the provider all the same.
+    pub fn holds_gateway_key(&self, value: &str) -> bool {
+        self.is_gateway_key(value) || bearer_token(value).is_some_and(|t| self.is_gateway_key(t))
+    }
+
     /// Checks one token; `now` is read only for a key that expires.
     pub fn check_token(
         &self,

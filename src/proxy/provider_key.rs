@@ -87,7 +87,9 @@ pub fn caller_key_label(key: &str) -> String {
 /// `!PASSTHRU` provider: what tells apart callers the gateway does not know by a key
 /// of its own (gateway auth off).
 pub fn caller_key_digest(headers: &HeaderMap, auth: &GatewayAuth) -> Option<String> {
-    client_provider_key(headers, auth, false).map(|key| hex::encode(sha256(key.as_bytes())))
+    // Read as for a provider that takes `x-goog-api-key`: a caller whose key comes only
+    // there is told apart by it, not taken for one that brought none.
+    client_provider_key(headers, auth, true).map(|key| hex::encode(sha256(key.as_bytes())))
 }
 
 /// The caller's provider key in `headers`; `x-goog-api-key` is read only for a
@@ -111,7 +113,7 @@ fn client_provider_key<'a>(
     [explicit, x_api_key, goog_api_key]
         .into_iter()
         .flatten()
-        .find(|key| !auth.is_gateway_key(key))
+        .find(|key| !auth.holds_gateway_key(key))
 }
 
 fn missing_client_key(provider: &str, gateway_auth_on: bool) -> GatewayError {
@@ -373,6 +375,21 @@ mod tests {
             ("x-api-key", GW),
         ];
         assert_eq!(sent(&both, true), None);
+        // Nor the master key written as a Bearer token in a provider key header.
+        let gw = bearer(GW);
+        for header in ["x-api-key", "x-provider-api-key"] {
+            assert_eq!(sent(&[("authorization", &b), (header, &gw)], true), None);
+        }
+    }
+
+    #[test]
+    fn auth_off_a_caller_is_told_apart_by_a_key_in_x_goog_api_key_alone() {
+        let auth = gateway_auth(false);
+        let digest = |pairs: &[(&'static str, &str)]| caller_key_digest(&headers(pairs), &auth);
+        let goog = digest(&[("x-goog-api-key", CLIENT)]);
+        assert_eq!(goog, Some(hex::encode(sha256(CLIENT.as_bytes()))));
+        assert_ne!(goog, digest(&[("x-goog-api-key", "sk-another-caller")]));
+        assert_eq!(digest(&[]), None);
     }
 
     #[test]
