@@ -541,11 +541,42 @@ fn echo(req: &Request<'_>, store: bool) -> String {
     member(&mut out, "temperature", req.temperature, "1.0");
     member(&mut out, "text", req.text, r#"{"format":{"type":"text"}}"#);
     member(&mut out, "tool_choice", req.tool_choice, r#""auto""#);
-    member(&mut out, "tools", req.tools, "[]");
+    match field(req.tools).and_then(echoed_tools) {
+        Some(tools) => {
+            out.push(b',');
+            write_key(&mut out, "tools");
+            out.extend_from_slice(tools.as_bytes());
+        }
+        None => member(&mut out, "tools", req.tools, "[]"),
+    }
     member(&mut out, "top_p", req.top_p, "1.0");
     member(&mut out, "truncation", req.truncation, r#""disabled""#);
     member(&mut out, "user", req.user, "null");
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// The `tools` a response echoes when one is an MCP tool: each MCP tool without its
+/// `authorization` and `headers`, the caller's credentials for that server, which
+/// OpenAI neither stores nor returns (the response is stored, and read back by
+/// whoever holds its id). `None` when no tool is one: they are echoed as sent.
+fn echoed_tools(tools: Json<'_>) -> Option<String> {
+    let is_mcp = |t: &Json<'_>| {
+        let [kind] = t.members(["type"]);
+        kind.and_then(Json::as_str).as_deref() == Some("mcp")
+    };
+    if !tools.elements()?.iter().any(is_mcp) {
+        return None;
+    }
+    let mut tools: serde_json::Value = serde_json::from_str(tools.text()).ok()?;
+    for tool in tools.as_array_mut()? {
+        if let Some(tool) = tool.as_object_mut() {
+            if tool.get("type").and_then(serde_json::Value::as_str) == Some("mcp") {
+                tool.remove("authorization");
+                tool.remove("headers");
+            }
+        }
+    }
+    serde_json::to_string(&tools).ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1680,6 +1711,26 @@ mod tests {
         assert_eq!(echo["tool_choice"], "auto");
         assert_eq!(echo["metadata"], json!({"m": "1"}));
         assert_eq!(echo["truncation"], "auto");
+    }
+
+    #[test]
+    fn an_mcp_tools_credentials_are_not_echoed_in_the_response() {
+        let mcp = json!({"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.com",
+            "authorization": "mcp-secret-token", "headers": {"Authorization": "Bearer mcp-secret-token"},
+            "require_approval": "never"});
+        let function = json!({"type": "function", "name": "f", "parameters": {"type": "object"}});
+        let (_, r) = translate_with(json!({"input": "hi", "tools": [function, mcp]}), None);
+        assert!(!r.echo.contains("mcp-secret-token"), "{}", r.echo);
+        let echo: Value = serde_json::from_str(&format!("{{{}}}", r.echo)).unwrap();
+        assert_eq!(
+            echo["tools"],
+            json!([function, {"type": "mcp", "server_label": "docs",
+                "server_url": "https://mcp.example.com", "require_approval": "never"}])
+        );
+        // Without one, the tools are echoed as they came.
+        let (_, r) = translate_with(json!({"input": "hi", "tools": [function]}), None);
+        let echo: Value = serde_json::from_str(&format!("{{{}}}", r.echo)).unwrap();
+        assert_eq!(echo["tools"], json!([function]));
     }
 
     #[test]
