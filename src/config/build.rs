@@ -26,6 +26,19 @@ use crate::providers::{
 use crate::proxy::response_store::StoreLimits;
 use crate::translate::StreamUsage;
 
+/// Headers that frame a request or its connection: the gateway and Pingora set them,
+/// so a provider's configured `headers` may not name them.
+const FRAMING_HEADERS: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
 /// Parses `yaml` (absent: environment only), overlays `env`, and validates everything.
 pub fn build_config(
     yaml: Option<&str>,
@@ -653,6 +666,13 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     for (k, v) in &p.headers {
         let hn = HeaderName::try_from(k.as_str())
             .map_err(|_| invalid(format!("provider `{name}`: `{k}` is not a header name")))?;
+        if FRAMING_HEADERS.contains(&hn.as_str()) {
+            // Put after the gateway frames the request: a second framing (a length and
+            // `chunked` at once) is how requests are smuggled past a server's front.
+            return Err(invalid(format!(
+                "provider `{name}`: header `{k}` frames the request or the connection, which the gateway does itself: not configurable"
+            )));
+        }
         let mut hv = HeaderValue::try_from(env.expand(v)).map_err(|_| {
             invalid(format!(
                 "provider `{name}`: header `{k}` has an invalid value"
@@ -911,6 +931,16 @@ providers:
         }
         // A header that is no credential leaves a keyless provider keyless.
         assert!(build(&azure("x-team"), &[]).is_ok());
+    }
+
+    #[test]
+    fn a_configured_header_that_frames_the_request_is_refused() {
+        for header in FRAMING_HEADERS.iter().chain(&["Transfer-Encoding"]) {
+            let yaml = format!("providers:\n  openai:\n    headers: {{{header}: x}}\n");
+            let err = build(&yaml, &[]).unwrap_err().to_string();
+            assert!(err.contains("frames the request"), "{header}: {err}");
+        }
+        assert!(build("providers:\n  openai:\n    headers: {x-team: a}\n", &[]).is_ok());
     }
 
     #[test]
