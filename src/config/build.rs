@@ -28,16 +28,11 @@ use crate::translate::StreamUsage;
 
 /// Headers that frame a request or its connection: the gateway and Pingora set them,
 /// so a provider's configured `headers` may not name them.
-const FRAMING_HEADERS: [&str; 8] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-];
+fn frames_the_request(name: &HeaderName) -> bool {
+    name == http::header::CONTENT_LENGTH
+        || name == http::header::TRANSFER_ENCODING
+        || crate::proxy::headers::HOP_BY_HOP.contains(&name.as_str())
+}
 
 /// Parses `yaml` (absent: environment only), overlays `env`, and validates everything.
 pub fn build_config(
@@ -666,7 +661,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
     for (k, v) in &p.headers {
         let hn = HeaderName::try_from(k.as_str())
             .map_err(|_| invalid(format!("provider `{name}`: `{k}` is not a header name")))?;
-        if FRAMING_HEADERS.contains(&hn.as_str()) {
+        if frames_the_request(&hn) {
             // Put after the gateway frames the request: a second framing (a length and
             // `chunked` at once) is how requests are smuggled past a server's front.
             return Err(invalid(format!(
@@ -935,7 +930,17 @@ providers:
 
     #[test]
     fn a_configured_header_that_frames_the_request_is_refused() {
-        for header in FRAMING_HEADERS.iter().chain(&["Transfer-Encoding"]) {
+        let framing = [
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "keep-alive",
+            "TE",
+            "trailer",
+            "Upgrade",
+            "proxy-connection",
+        ];
+        for header in framing {
             let yaml = format!("providers:\n  openai:\n    headers: {{{header}: x}}\n");
             let err = build(&yaml, &[]).unwrap_err().to_string();
             assert!(err.contains("frames the request"), "{header}: {err}");
