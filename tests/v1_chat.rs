@@ -1238,3 +1238,51 @@ async fn a_moderation_goes_to_openai_by_its_model_or_by_default() {
     assert_eq!(err["error"]["param"], "model");
     assert_eq!(mock.requests().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_redirect_on_a_model_route_is_not_passed_to_the_client() {
+    // On `/v1` the provider's paths are not the client's: a `Location` at the provider
+    // (maybe an internal address) would take the client, and the gateway key its SDK
+    // sends along (the Anthropic SDK keeps `x-api-key` across hosts), there.
+    let mock = MockUpstream::start(|rec: &Recorded| Reply::Full {
+        status: 307,
+        headers: vec![(
+            "location".into(),
+            format!(
+                "http://{}/internal{}",
+                rec.header("host").unwrap_or_default(),
+                rec.uri
+            ),
+        )],
+        body: Vec::new().into(),
+    })
+    .await;
+    let gw = gateway_for(&mock, "");
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let chat = |model: &str| {
+        format!(
+            r#"{{"model":"{model}","max_tokens":8,"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    };
+    for (path, body) in [
+        ("/v1/chat/completions", chat("gpt-4o-mini")),
+        ("/v1/chat/completions", chat("anthropic/claude-sonnet-4-5")),
+        ("/v1/messages", chat("anthropic:claude-sonnet-4-5")),
+        ("/v1/messages", chat("openai:gpt-4o-mini")),
+    ] {
+        let resp = c
+            .post(gw.url(path))
+            .bearer_auth(MASTER)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 307, "{path} {body}");
+        assert!(resp.headers().get("location").is_none(), "{path} {body}");
+    }
+    assert!(mock.requests().len() >= 4);
+}

@@ -589,8 +589,10 @@ impl AuroraProxy {
         }
         let mut header = answer.header;
         let omitted = translation.as_ref().and_then(|t| t.client.omitted_tools());
+        let location = client_location(ctx, session.req_header(), &header);
         header_maps::open_answer(&mut header, |map| {
             headers::strip_upstream_response_headers(map);
+            location.apply(map);
             map.remove(http::header::TRANSFER_ENCODING);
             if translation.is_some() {
                 // The gateway's own bytes (a compressed answer was decoded or failed).
@@ -972,6 +974,28 @@ fn native_responses_target(
     )))
 }
 
+/// What the client's answer says of the provider's `Location`: on a model route, none;
+/// on `/p/`, for an answer that redirects (3xx) or names what it made (201), one below
+/// the provider's base URL comes back through the gateway ([`passthrough_location`]).
+fn client_location(
+    ctx: &RequestContext,
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+) -> provider_redirect::LocationEdit {
+    use provider_redirect::LocationEdit;
+    if ctx.route_kind != "passthrough" {
+        return if resp.headers.contains_key(http::header::LOCATION) {
+            LocationEdit::Removed
+        } else {
+            LocationEdit::AsSent
+        };
+    }
+    match passthrough_location(ctx, req, resp) {
+        Some(location) => LocationEdit::Through(location),
+        None => LocationEdit::AsSent,
+    }
+}
+
 /// The `Location` the client gets for a `/p/` answer that redirects (3xx) or names what
 /// it made (201), when the provider's points below its base URL
 /// ([`provider_redirect::client_location`]); `None` leaves the answer's as it is.
@@ -981,9 +1005,7 @@ fn passthrough_location(
     resp: &ResponseHeader,
 ) -> Option<http::HeaderValue> {
     let status = resp.status;
-    if ctx.route_kind != "passthrough"
-        || !(status.is_redirection() || status == http::StatusCode::CREATED)
-    {
+    if !(status.is_redirection() || status == http::StatusCode::CREATED) {
         return None;
     }
     let location = resp.headers.get(http::header::LOCATION)?.to_str().ok()?;
@@ -1780,12 +1802,10 @@ impl ProxyHttp for AuroraProxy {
         let to_head = session.req_header().method == http::Method::HEAD;
         ctx.answer_decoder = AnswerDecoder::of(upstream_response, to_head);
         observe::answer_header(ctx, upstream_response);
-        let location = passthrough_location(ctx, session.req_header(), upstream_response);
+        let location = client_location(ctx, session.req_header(), upstream_response);
         header_maps::open_answer(upstream_response, |map| {
             headers::strip_upstream_response_headers(map);
-            if let Some(location) = location {
-                map.insert(http::header::LOCATION, location);
-            }
+            location.apply(map);
             attempts::describe_answer(map, ctx)
         })?;
         // This answer goes to the client: the main request logs the attempts.

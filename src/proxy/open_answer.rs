@@ -38,8 +38,10 @@ pub async fn stream_to_client(
     }
     ctx.upstream_status = Some(header.status.as_u16());
     observe::answer_header(ctx, &header);
+    let location = super::client_location(ctx, session.req_header(), &header);
     header_maps::open_answer(&mut header, |map| {
         headers::strip_upstream_response_headers(map);
+        location.apply(map);
         if translated {
             // The translator's bytes (a compressed answer was decoded first).
             map.remove(http::header::CONTENT_ENCODING);

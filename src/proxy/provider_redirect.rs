@@ -10,6 +10,34 @@
 use super::passthrough::PassthroughRoute;
 use crate::providers::BaseUrl;
 
+/// What becomes of the provider's `Location` in the client's answer.
+#[derive(Debug)]
+pub enum LocationEdit {
+    /// Left as the provider sent it (or there is none).
+    AsSent,
+    /// Replaced: the same endpoint below the gateway's `/p/{provider}/`.
+    Through(http::HeaderValue),
+    /// Taken out: on a model route (`/v1/…`) the provider's paths are not the
+    /// client's, and a client following it would take its gateway key to the
+    /// provider's own (perhaps internal) address.
+    Removed,
+}
+
+impl LocationEdit {
+    /// Makes the edit in the answer's `headers`.
+    pub fn apply(self, headers: &mut http::HeaderMap) {
+        match self {
+            Self::AsSent => {}
+            Self::Through(location) => {
+                headers.insert(http::header::LOCATION, location);
+            }
+            Self::Removed => {
+                headers.remove(http::header::LOCATION);
+            }
+        }
+    }
+}
+
 /// The client's `Location` for the provider's `location`, when it points below `base`
 /// and the gateway reads what it becomes as the same upstream path (with
 /// `allow_v1_alias` as configured: no dot segment, escaped slash or `v1` the gateway
