@@ -266,3 +266,83 @@ async fn an_http2_client_that_cancels_its_stream_closes_the_upstream_connection(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_for_a_client_that_hung_up_is_not_ended_as_if_whole() {
+    // A client that closes its side (a half-close) is taken as gone, on Pingora's loop
+    // and on the gateway's own streamed exchange alike: the stream stops there. What the
+    // client may still read must not end as a whole chunked body would (`0\r\n\r\n`):
+    // that would make a cut stream look finished.
+    let event = |i: usize| {
+        bytes::Bytes::from(format!(
+            "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"w{i}\"}},\"finish_reason\":null}}]}}\n\n"
+        ))
+    };
+    // Events closer together than the gateway looks at a waiting client's socket,
+    // and further apart.
+    for gap in [Duration::from_millis(40), Duration::from_millis(250)] {
+        let mock = common::MockUpstream::start(move |_| common::Reply::Stream {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            chunks: (0..40)
+                .map(|i| (gap, event(i)))
+                .chain([(Duration::ZERO, bytes::Bytes::from("data: [DONE]\n\n"))])
+                .collect(),
+        })
+        .await;
+        let base = mock.url("/v1");
+        let env = [
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-hangup-test"),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ];
+        let proxied = Gateway::start("", &env);
+        // A stream that may fall back on a prompt too long is the gateway's own exchange.
+        let own_exchange = Gateway::start(
+        "models:\n  fallbacks:\n    gpt-4o-mini: [openai/gpt-4o]\n  fallbacks_on_context_overflow: [gpt-4o-mini]\n",
+        &env,
+    );
+        for (path, gw) in [("proxied", &proxied), ("own exchange", &own_exchange)] {
+            let case = format!("{path}, events {gap:?} apart");
+            let body = chat("gpt-4o-mini", true, 10);
+            let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+            let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+            s.write_all(request.as_bytes()).await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 16 * 1024];
+            // The stream has begun before the client closes its side.
+            while !String::from_utf8_lossy(&got).contains("w0") {
+                let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                    .await
+                    .unwrap_or_else(|_| panic!("{case}: no first event"))
+                    .unwrap();
+                assert!(n > 0, "{case}: closed before the first event");
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.shutdown().await.unwrap();
+            loop {
+                let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                    .await
+                    .unwrap_or_else(|_| panic!("{case}: the connection stayed open"));
+                match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&got);
+            assert!(text.starts_with("HTTP/1.1 200"), "{case}: {text}");
+            assert!(
+                !text.contains("[DONE]"),
+                "{case}: the stream ran whole for a client taken as gone: {text}"
+            );
+            assert!(
+                !text.ends_with("0\r\n\r\n"),
+                "{case}: a cut stream ended as a whole one: {text}"
+            );
+        }
+    }
+}

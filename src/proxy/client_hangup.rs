@@ -57,12 +57,22 @@ impl ClientSocket {
 /// Resolves once the client of `session` has hung up: an HTTP/2 client that reset its
 /// stream or lost its connection, an HTTP/1 client whose socket says so.
 pub async fn hung_up(session: &mut Session, socket: ClientSocket) {
-    if let ServerSession::H2(h2) = &mut *session.downstream_session {
-        // Pending until the stream is reset or the connection fails.
-        let _ = h2.idle().await;
-        return;
+    if session.downstream_session.is_http2() {
+        return stream_reset(session).await;
     }
     socket.hung_up().await
+}
+
+/// Resolves once an HTTP/2 client reset its stream or lost its connection; never for
+/// an HTTP/1 one (watch its [`ClientSocket`] instead).
+pub async fn stream_reset(session: &mut Session) {
+    match &mut *session.downstream_session {
+        // Pending until the stream is reset or the connection fails.
+        ServerSession::H2(h2) => {
+            let _ = h2.idle().await;
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 /// Waits out a retry's `wait` unless the client hangs up first: then the request ends

@@ -8,7 +8,7 @@ use pingora_core::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-use super::client_hangup::ClientSocket;
+use super::client_hangup::{self, ClientSocket};
 use super::whole_answer::OpenAnswer;
 use super::{
     attempts, header_maps, headers, observe, upstream_failure, GatewayError, RequestContext,
@@ -55,16 +55,16 @@ pub async fn stream_to_client(
     if let Err(e) = session.write_response_header(Box::new(header), false).await {
         return client_gone(session, ctx, e);
     }
-    let client = ClientSocket::of(session);
+    // One watch for the whole answer: made again for each piece, its first look
+    // would never come while pieces come faster than it looks.
+    let socket_closed = ClientSocket::of(session).hung_up();
+    tokio::pin!(socket_closed);
     loop {
         let next = tokio::select! {
             next = answer.next() => next,
-            () = super::client_hangup::hung_up(session, client) => {
-                // Dropping the answer closes the provider's connection: it stops
-                // working for a client that is gone.
-                session.set_keepalive(None);
-                ctx.error = Some(GatewayError::client_gone());
-                return Ok(true);
+            () = &mut socket_closed => return client_gone(session, ctx, hung_up()),
+            () = client_hangup::stream_reset(session) => {
+                return client_gone(session, ctx, hung_up());
             }
         };
         match next {
@@ -102,6 +102,18 @@ pub async fn stream_to_client(
             }
         }
     }
+}
+
+/// The error of an answer cut because its client hung up. An error, not an answer
+/// given: Pingora then ends the response without its last chunk, so a client that
+/// still reads does not take the cut stream for a whole one. Dropping the answer
+/// closes the provider's connection: it stops working for a client that is gone.
+fn hung_up() -> Box<pingora_core::Error> {
+    pingora_core::Error::explain(
+        pingora_core::ErrorType::ConnectionClosed,
+        "the client hung up during the answer",
+    )
+    .into_down()
 }
 
 fn client_gone(
