@@ -49,6 +49,7 @@ use super::json_writer::{
     release_spare, write_compact, write_f64, write_key, write_str, write_str_array, write_u64,
 };
 use super::request_fields::{field, json_object, parse_text, stream_flag, CheckedBody, Json, Text};
+use super::tool_call_id::anthropic_tool_use_id;
 
 /// Settings for [`openai_to_anthropic_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -993,7 +994,7 @@ fn write_tool_use_blocks(
         };
         let out = blocks.next();
         out.extend_from_slice(br#"{"id":"#);
-        write_str(out, &id);
+        write_str(out, &anthropic_tool_use_id(&id));
         out.extend_from_slice(br#","input":"#);
         write_compact(out, &input);
         out.extend_from_slice(br#","name":"#);
@@ -1024,7 +1025,8 @@ fn write_tool_result_block(
     out.push(b'{');
     if let Some(content) = field(msg.content) {
         if let Some(s) = content.as_text() {
-            if !s.is_empty() {
+            // Anthropic refuses text of whitespace alone, as in a text block.
+            if !s.is_blank() {
                 out.extend_from_slice(br#""content":"#);
                 s.write(out);
                 out.push(b',');
@@ -1053,7 +1055,7 @@ fn write_tool_result_block(
         }
     }
     out.extend_from_slice(br#""tool_use_id":"#);
-    write_str(out, &id);
+    write_str(out, &anthropic_tool_use_id(&id));
     out.extend_from_slice(br#","type":"tool_result"}"#);
     Ok(())
 }
@@ -1507,6 +1509,36 @@ mod tests {
                 {"type": "tool_result", "tool_use_id": "c2", "content": [{"type": "text", "text": "21C"}]},
                 {"type": "text", "text": "Which is warmer?"}
             ]})
+        );
+    }
+
+    #[test]
+    fn another_providers_tool_call_ids_become_ones_anthropic_takes() {
+        let got = translate(json!({"messages": [
+            user("x"),
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "functions.get_weather:0", "type": "function",
+                 "function": {"name": "w", "arguments": "{}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "18C"},
+        ]}));
+        let id = got["messages"][1]["content"][0]["id"].as_str().unwrap();
+        assert!(id.starts_with("functions_get_weather_0_"), "{id}");
+        assert_eq!(got["messages"][2]["content"][0]["tool_use_id"], id);
+    }
+
+    #[test]
+    fn a_tool_result_of_whitespace_alone_is_sent_without_content() {
+        let got = translate(json!({"messages": [
+            user("x"),
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "c1", "content": "\n"},
+        ]}));
+        assert_eq!(
+            got["messages"][2]["content"],
+            json!([{"type": "tool_result", "tool_use_id": "c1"}])
         );
     }
 

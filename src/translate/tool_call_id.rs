@@ -22,17 +22,49 @@ pub(super) fn provider_tool_call_id(id: &str, short: bool) -> Cow<'_, str> {
     if !short || is_short_id(id) {
         return Cow::Borrowed(id);
     }
+    let mut short_id = String::with_capacity(SHORT_ID_LEN);
+    push_digest(&mut short_id, id);
+    Cow::Owned(short_id)
+}
+
+/// `id` as Anthropic takes a `tool_use` id and a `tool_result`'s `tool_use_id`: only
+/// letters, digits, `_` and `-` (400 "String should match pattern
+/// '^[a-zA-Z0-9_-]+$'"). Other providers' ids reach it when a conversation begun on
+/// one of them goes on there (Kimi K2's `functions.shell:0`): each other character
+/// becomes `_`, and nine letters and digits of the id's SHA-256 follow, so that two
+/// ids differing only there stay two; the same in a call and in its result, and from
+/// turn to turn. An id Anthropic takes is kept.
+pub(super) fn anthropic_tool_use_id(id: &str) -> Cow<'_, str> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    if !id.is_empty() && id.bytes().all(allowed) {
+        return Cow::Borrowed(id);
+    }
+    let mut taken = String::with_capacity(id.len() + 1 + SHORT_ID_LEN);
+    taken.extend(id.chars().map(|c| {
+        if c.is_ascii() && allowed(c as u8) {
+            c
+        } else {
+            '_'
+        }
+    }));
+    if !taken.is_empty() {
+        taken.push('_');
+    }
+    push_digest(&mut taken, id);
+    Cow::Owned(taken)
+}
+
+/// Appends nine letters and digits of `id`'s SHA-256.
+fn push_digest(out: &mut String, id: &str) {
     let digest = Sha256::digest(id.as_bytes());
     let mut head = [0u8; 8];
     head.copy_from_slice(&digest[..8]);
     // 62^9 is below 2^64: nine base-62 digits of 64 bits of the hash.
     let mut n = u64::from_be_bytes(head);
-    let mut short_id = String::with_capacity(SHORT_ID_LEN);
     for _ in 0..SHORT_ID_LEN {
-        short_id.push(char::from(ALPHANUMERIC[(n % 62) as usize]));
+        out.push(char::from(ALPHANUMERIC[(n % 62) as usize]));
         n /= 62;
     }
-    Cow::Owned(short_id)
 }
 
 fn is_short_id(id: &str) -> bool {
@@ -54,6 +86,30 @@ mod tests {
             provider_tool_call_id("call_1", true),
             provider_tool_call_id("call_2", true)
         );
+    }
+
+    #[test]
+    fn ids_anthropic_refuses_become_ones_it_takes_the_same_every_time() {
+        let takes = |id: &str| {
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        for id in ["functions.shell:0", "call 1", "", "é", "a/b"] {
+            let taken = anthropic_tool_use_id(id);
+            assert!(takes(&taken), "{id} → {taken}");
+            assert_eq!(taken, anthropic_tool_use_id(id));
+        }
+        assert!(anthropic_tool_use_id("functions.shell:0").starts_with("functions_shell_0_"));
+        // Two ids that differ only in a replaced character stay two.
+        assert_ne!(
+            anthropic_tool_use_id("functions.shell:0"),
+            anthropic_tool_use_id("functions.shell.0")
+        );
+        for id in ["toolu_01A09q90qw90lq917835lq9", "call_abc-1", "D681PevKs"] {
+            assert_eq!(anthropic_tool_use_id(id), id);
+        }
     }
 
     #[test]

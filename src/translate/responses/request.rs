@@ -54,6 +54,7 @@ use std::borrow::Cow;
 use super::reasoning_state::ReasoningState;
 use super::tool_names::ToolNames;
 use crate::translate::error::TranslateError;
+use crate::translate::tool_call_id::anthropic_tool_use_id;
 // Thinking budgets for `reasoning.effort`, as for Chat Completions.
 use crate::translate::json_writer::{
     write_compact, write_f64, write_key, write_str, write_str_fragment, write_u64,
@@ -762,17 +763,24 @@ fn convert_item<'a>(
                         text.write(&mut content);
                     } else if let Some(parts) = output.elements() {
                         content.push(b'[');
+                        let mut written = 0;
                         for (j, part) in parts.into_iter().enumerate() {
-                            if j > 0 {
+                            let part = Part::read(part);
+                            if is_blank_text(&part) {
+                                continue;
+                            }
+                            if written > 0 {
                                 content.push(b',');
                             }
-                            write_part(
-                                &mut content,
-                                Part::read(part),
-                                &format!("{path}.output[{j}]"),
-                            )?;
+                            written += 1;
+                            write_part(&mut content, part, &format!("{path}.output[{j}]"))?;
                         }
-                        content.push(b']');
+                        if written == 0 {
+                            content.clear();
+                            content.extend_from_slice(br#""""#);
+                        } else {
+                            content.push(b']');
+                        }
                     } else {
                         return Err(TranslateError::invalid_field(
                             format!("{path}.output"),
@@ -785,7 +793,7 @@ fn convert_item<'a>(
                 out.extend_from_slice(br#"{"content":"#);
                 out.extend_from_slice(&content);
                 out.extend_from_slice(br#","tool_use_id":"#);
-                write_str(out, &call_id);
+                write_str(out, &anthropic_tool_use_id(&call_id));
                 out.extend_from_slice(br#","type":"tool_result"}"#);
             });
             Ok(())
@@ -850,7 +858,7 @@ fn convert_item<'a>(
 /// Writes a `tool_use` block of call `id` to `name`, its input written by `input`.
 fn write_tool_use(out: &mut Vec<u8>, id: &str, name: &str, input: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(br#"{"id":"#);
-    write_str(out, id);
+    write_str(out, &anthropic_tool_use_id(id));
     out.extend_from_slice(br#","input":"#);
     input(out);
     out.extend_from_slice(br#","name":"#);
@@ -923,7 +931,8 @@ fn convert_message<'a>(
         ));
     };
     if let Some(text) = content.as_text() {
-        if !text.is_empty() {
+        // Anthropic refuses text blocks empty or of whitespace alone.
+        if !text.is_blank() {
             conv.block(role, false, |out| write_text_block(out, &text));
         }
         return Ok(());
@@ -937,12 +946,7 @@ fn convert_message<'a>(
     for (j, part) in parts.into_iter().enumerate() {
         let part_path = format!("{path}.content[{j}]");
         let p = Part::read(part);
-        // Anthropic refuses empty text blocks.
-        let empty_text = matches!(
-            p.kind.and_then(Json::as_str).as_deref(),
-            Some("input_text" | "output_text" | "text")
-        ) && p.text.and_then(Json::as_text).is_some_and(|t| t.is_empty());
-        if empty_text {
+        if is_blank_text(&p) {
             continue;
         }
         let mut block = Vec::new();
@@ -950,6 +954,16 @@ fn convert_message<'a>(
         conv.block(role, false, |out| out.extend_from_slice(&block));
     }
     Ok(())
+}
+
+/// Whether `p` is a text part empty or of whitespace alone, which Anthropic refuses
+/// ("text content blocks must contain non-whitespace text"): a model that said only
+/// line breaks before its tool calls left one in the conversation an agent sends back.
+fn is_blank_text(p: &Part<'_>) -> bool {
+    matches!(
+        p.kind.and_then(Json::as_str).as_deref(),
+        Some("input_text" | "output_text" | "text")
+    ) && p.text.and_then(Json::as_text).is_some_and(|t| t.is_blank())
 }
 
 /// Writes one content part (`input_text`, `output_text`, `refusal`,
@@ -1524,6 +1538,47 @@ mod tests {
                 {"role": "user", "content": [{"type": "text", "text": "thanks"}]}
             ])
         );
+    }
+
+    #[test]
+    fn blank_text_a_model_left_in_the_conversation_is_not_sent_back() {
+        // A chat server's model that said only line breaks before its tool call.
+        let got = translate(json!({"input": [
+            user_text("go"),
+            {"type": "message", "role": "assistant",
+             "content": [{"type": "output_text", "text": "\n\n"}]},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c",
+             "output": [{"type": "input_text", "text": " \n"}]},
+            {"type": "message", "role": "assistant", "content": "\t"},
+            user_text("and?")
+        ]}));
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "go"}]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "c", "name": "f", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "c", "content": ""},
+                    {"type": "text", "text": "and?"}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn another_providers_tool_call_ids_become_ones_anthropic_takes() {
+        let got = translate(json!({"input": [
+            user_text("go"),
+            {"type": "function_call", "call_id": "functions.shell:0", "name": "f",
+             "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "functions.shell:0", "output": "ok"}
+        ]}));
+        let id = got["messages"][1]["content"][0]["id"].as_str().unwrap();
+        assert!(id.starts_with("functions_shell_0_"), "{id}");
+        assert_eq!(got["messages"][2]["content"][0]["tool_use_id"], id);
     }
 
     #[test]
