@@ -22,9 +22,11 @@
 //!
 //! `stop_reason: "max_tokens"` (and `model_context_window_exceeded`) make the
 //! response `incomplete` with `incomplete_details.reason: "max_output_tokens"`;
-//! every other stop reason, `refusal` included, is `completed`: a refusal is
-//! the text Claude wrote, and the Responses API has no separate refusal
-//! status. Items themselves are always `completed`.
+//! `refusal` (Claude's safety classifier stopped it, or a chat model's
+//! `content_filter`) makes it `incomplete` with `"content_filter"`, as the
+//! Responses API reports a filtered answer: its text was cut, not finished.
+//! Every other stop reason is `completed`. Items themselves are always
+//! `completed`.
 //!
 //! Item ids are derived from the response id and the item's output index, so
 //! the stream translator ([`super::stream`]) names the same items the same way.
@@ -60,8 +62,8 @@ pub(super) enum Status {
     InProgress,
     /// Ended normally.
     Completed,
-    /// Stopped at the output token limit.
-    Incomplete,
+    /// Stopped before its end.
+    Incomplete(IncompleteReason),
     /// Ended by an error: the stream broke off, or the provider reported one.
     Failed,
 }
@@ -70,7 +72,10 @@ impl Status {
     /// The status of a finished answer with this Anthropic `stop_reason`.
     pub(super) fn for_stop_reason(stop_reason: Option<&str>) -> Self {
         match stop_reason {
-            Some("max_tokens" | "model_context_window_exceeded") => Self::Incomplete,
+            Some("max_tokens" | "model_context_window_exceeded") => {
+                Self::Incomplete(IncompleteReason::MaxOutputTokens)
+            }
+            Some("refusal") => Self::Incomplete(IncompleteReason::ContentFilter),
             _ => Self::Completed,
         }
     }
@@ -79,7 +84,7 @@ impl Status {
         match self {
             Self::InProgress => "in_progress",
             Self::Completed => "completed",
-            Self::Incomplete => "incomplete",
+            Self::Incomplete(_) => "incomplete",
             Self::Failed => "failed",
         }
     }
@@ -87,9 +92,27 @@ impl Status {
     /// The streaming event that ends a response with this status.
     pub(super) fn terminal_event(self) -> &'static str {
         match self {
-            Self::Incomplete => "response.incomplete",
+            Self::Incomplete(_) => "response.incomplete",
             Self::Failed => "response.failed",
             Self::InProgress | Self::Completed => "response.completed",
+        }
+    }
+}
+
+/// Why a response stopped before its end (`incomplete_details.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IncompleteReason {
+    /// At the output token limit (or the context window's end).
+    MaxOutputTokens,
+    /// Cut by a safety filter.
+    ContentFilter,
+}
+
+impl IncompleteReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxOutputTokens => "max_output_tokens",
+            Self::ContentFilter => "content_filter",
         }
     }
 }
@@ -228,10 +251,13 @@ impl ResponseHead {
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"incomplete_details\":");
-        if status == Status::Incomplete {
-            out.extend_from_slice(b"{\"reason\":\"max_output_tokens\"}");
-        } else {
-            out.extend_from_slice(b"null");
+        match status {
+            Status::Incomplete(reason) => {
+                out.extend_from_slice(b"{\"reason\":\"");
+                out.extend_from_slice(reason.as_str().as_bytes());
+                out.extend_from_slice(b"\"}");
+            }
+            _ => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(&self.model);
         out.extend_from_slice(b",\"output\":[");
@@ -780,18 +806,24 @@ mod tests {
             r["incomplete_details"],
             json!({"reason": "max_output_tokens"})
         );
-        for reason in [
-            "end_turn",
-            "tool_use",
-            "stop_sequence",
-            "pause_turn",
-            "refusal",
-        ] {
+        for reason in ["end_turn", "tool_use", "stop_sequence", "pause_turn"] {
             let body = body.replace("max_tokens", reason);
             let r = translate(&body, &opts());
             assert_eq!(r["status"], "completed", "{reason}");
             assert_eq!(r["incomplete_details"], Value::Null);
         }
+    }
+
+    #[test]
+    fn a_filtered_answer_is_incomplete_for_its_content_filter() {
+        // Claude's safety classifier stops it with `refusal`; a chat model's
+        // `content_filter` reaches this translator as the same stop reason.
+        let body = r#"{"type":"message","content":[{"type":"text","text":"Here is"}],
+            "stop_reason":"refusal","usage":{"input_tokens":3,"output_tokens":2}}"#;
+        let r = translate(body, &opts());
+        assert_eq!(r["status"], "incomplete");
+        assert_eq!(r["incomplete_details"], json!({"reason": "content_filter"}));
+        assert_eq!(r["output"][0]["content"][0]["text"], "Here is");
     }
 
     #[test]

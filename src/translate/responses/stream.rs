@@ -1423,6 +1423,18 @@ data: {"type":"message_stop"}
         );
     }
 
+    #[test]
+    fn a_filtered_stream_ends_incomplete_for_its_content_filter() {
+        let input = fixture!("anthropic/messages_stream.txt").replace("end_turn", "refusal");
+        let evs = events(&run(&input));
+        let last = evs.last().unwrap();
+        assert_eq!(last["type"], "response.incomplete");
+        assert_eq!(
+            last["response"]["incomplete_details"],
+            json!({"reason": "content_filter"})
+        );
+    }
+
     /// The events that end a response: exactly one in a stream, its last.
     fn terminal_events(evs: &[Value]) -> Vec<&Value> {
         evs.iter()
