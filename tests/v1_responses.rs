@@ -1343,3 +1343,39 @@ async fn a_stored_responses_input_items_and_cancel_are_answered_here_and_others_
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(mock.last().uri, format!("/v1/responses/{native}/cancel"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_translated_response_continued_on_openai_is_refused_not_sent_to_it() {
+    // OpenAI never held a response this gateway made for Claude: sending it the id
+    // would get "previous response not found" from OpenAI, with the gateway's key.
+    let mock = MockUpstream::start(provider).await;
+    let gw = gateway_for(&mock);
+    let first = ok_json(
+        post(
+            &gw,
+            &json!({"model": "anthropic:claude-sonnet-4-5", "input": "first question"}),
+        )
+        .await,
+    )
+    .await;
+    let id = first["id"].as_str().unwrap();
+    let asked = mock.requests().len();
+    let resp = post(
+        &gw,
+        &json!({"model": "openai:gpt-4o", "input": "second", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "previous_response_id", "{err}");
+    assert_eq!(err["error"]["code"], "previous_response_not_found", "{err}");
+    assert_eq!(mock.requests().len(), asked, "OpenAI was asked");
+    // A response OpenAI made itself is still continued there.
+    let resp = post(
+        &gw,
+        &json!({"model": "openai:gpt-4o", "input": "second",
+            "previous_response_id": "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+}

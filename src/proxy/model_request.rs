@@ -152,6 +152,14 @@ pub fn stored_history_needed<'f>(field: &'f ModelField, config: &Config) -> Opti
     (!serves_natively(ModelEndpoint::Responses, &route.provider)).then_some(previous)
 }
 
+/// The `previous_response_id` of a Responses API call when the gateway made it (a
+/// translated answer it stored): a provider serving the API itself never holds it.
+fn gateway_made_previous(endpoint: ModelEndpoint, field: &ModelField) -> Option<&str> {
+    let previous = field.previous_response_id.as_deref()?;
+    (endpoint.is_responses_api() && crate::translate::generated_id::is_generated(previous, "resp_"))
+        .then_some(previous)
+}
+
 /// Whether `provider` answers `endpoint` in its own format, the body going as sent.
 fn serves_natively(endpoint: ModelEndpoint, provider: &Provider) -> bool {
     let (native, _) = endpoint.native();
@@ -204,6 +212,15 @@ pub fn prepare_for(
         AnswerShape::Whole
     };
     if serves_natively(endpoint, &provider) {
+        if let Some(previous) = gateway_made_previous(endpoint, field) {
+            return Err(GatewayError::invalid_request(format!(
+                "previous response `{previous}` was made by this gateway for a model it \
+                 translates, and `{requested}` is served by its provider, which does not hold \
+                 it: send the conversation's items in `input` instead"
+            ))
+            .with_param("previous_response_id")
+            .with_code("previous_response_not_found"));
+        }
         // Same API on both sides: the body goes as sent, only `model` changes, and a
         // Chat (or legacy Completions) stream is asked for the usage the gateway counts
         // (which the client then does not see unless it asked too); a Chat body loses
