@@ -725,3 +725,36 @@ async fn a_dripped_header_over_https_gets_408() {
     answer.assert_refusal(408, "request_timeout", "server.header_timeout");
     assert!(started.elapsed() < Duration::from_secs(8));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_cuts_a_dripped_or_oversized_header_as_the_proxy_does() {
+    let mock = ok_mock().await;
+    let gw = gateway_with(
+        &mock,
+        LIMITS,
+        &[("AURORA_METRICS_LISTEN", common::PICKED_PORT)],
+    );
+    let addr = gw.metrics_listen();
+    let dripped = {
+        let addr = addr.clone();
+        blocking(move || {
+            let started = Instant::now();
+            let mut s = connect(&addr);
+            let answer = drip(&mut s, padded_header(2).as_bytes());
+            (answer, started.elapsed())
+        })
+        .await
+    };
+    let (answer, took) = dripped;
+    assert_eq!(answer.status, 408, "{}", answer.head);
+    assert!(answer.closed, "the connection stayed open");
+    assert!(took < Duration::from_secs(8), "cut after {took:?}");
+    let oversized = blocking(move || {
+        let mut s = connect(&addr);
+        let _ = s.write_all(padded_header(HEADER_CAP + 1024).as_bytes());
+        read_rest(&mut s, Vec::new(), Duration::from_secs(10))
+    })
+    .await;
+    assert_eq!(oversized.status, 431, "{}", oversized.head);
+    assert!(oversized.closed, "the connection stayed open");
+}

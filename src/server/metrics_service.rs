@@ -8,10 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
-use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::apps::http_app::{HttpServer, ServeHttp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::services::listening::Service;
 
+use super::guarded_app::GuardedHttpApp;
 use crate::auth::Caller;
 use crate::config::LiveConfig;
 use crate::limits::{self, LimitStore};
@@ -28,8 +29,18 @@ pub fn metrics_service(
     addr: &str,
     config: Arc<LiveConfig>,
     store: Arc<dyn LimitStore>,
-) -> Service<MetricsApp> {
-    let mut service = Service::new("aurora metrics".to_string(), MetricsApp { config, store });
+) -> Service<GuardedHttpApp<HttpServer<MetricsApp>>> {
+    // The main listener's guards: a scraper's port is often reachable beyond loopback,
+    // and a connection dripping its header or never reading its answer would otherwise
+    // be held for ever, with the proxy's memory and descriptors.
+    let app = HttpServer::new_app(MetricsApp {
+        config: Arc::clone(&config),
+        store,
+    });
+    let mut service = Service::new(
+        "aurora metrics".to_string(),
+        GuardedHttpApp::new(app, config),
+    );
     service.add_tcp(addr);
     service
 }
@@ -124,6 +135,8 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 #[async_trait]
 impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // A client that does not read its answer is let go, as on the main listener.
+        session.set_write_timeout(Some(self.config.snapshot().server.send_timeout));
         let req = session.req_header();
         let readable = req.method == Method::GET || req.method == Method::HEAD;
         let path = req.uri.path();
