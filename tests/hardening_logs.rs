@@ -475,13 +475,17 @@ async fn client_address_headers_never_reach_the_provider() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_huge_model_or_path_of_key_names_is_clipped_and_stalls_no_access_line() {
+async fn a_huge_model_method_or_path_of_key_names_is_clipped_and_stalls_no_access_line() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway(&mock, "info");
     // No key needed for the first: a path of credential names the redaction would once
     // read once per name; with a key, a model of megabytes that a 400 repeats.
     let path = format!("/{}", "key=".repeat(14 * 1024));
     let resp = send(&gw, "GET", &path, None, &[]).await;
+    assert_eq!(resp.status(), 401);
+    // A method is the client's text too, of any length.
+    let method = "A".repeat(60 * 1024);
+    let resp = send(&gw, &method, "/v1/chat/completions", None, &[]).await;
     assert_eq!(resp.status(), 401);
     let auth = format!("Bearer {MASTER}");
     let model = format!("made-up-{}", "x".repeat(2 << 20));
@@ -497,12 +501,13 @@ async fn a_huge_model_or_path_of_key_names_is_clipped_and_stalls_no_access_line(
     assert_eq!(resp.status(), 400);
     resp.bytes().await.unwrap();
     // Both lines are written at once, and short.
-    let log = log_with_access_lines(&gw, 2).await;
+    let log = log_with_access_lines(&gw, 3).await;
     let lines = access_lines(&log);
-    assert_eq!(lines.len(), 2, "{}", &log[..log.len().min(2000)]);
+    assert_eq!(lines.len(), 3, "{}", &log[..log.len().min(2000)]);
     for line in &lines {
         assert!(line.len() < 16 * 1024, "{} bytes", line.len());
     }
+    assert!(lines.iter().any(|l| l.contains("method=AAAA")), "{lines:?}");
     let model_line = lines.iter().find(|l| l.contains("status=400")).unwrap();
     assert!(
         model_line.contains("unsupported model `made-up-xxx"),

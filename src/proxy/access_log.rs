@@ -31,7 +31,7 @@ pub struct AccessRecord<'a> {
     pub request_id: &'a str,
     /// The provider's request id ([`provider_request_id`]), `-` when there is none.
     pub upstream_request_id: Cow<'a, str>,
-    pub method: &'a str,
+    pub method: Cow<'a, str>,
     /// The path, never the query string. This and the other fields a client writes
     /// are clipped (see [`MAX_FIELD_TEXT`]).
     pub path: Cow<'a, str>,
@@ -140,7 +140,8 @@ pub fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestContext) {
             .and_then(provider_request_id)
             .filter(|id| id != ctx.request_id.as_str())
             .unwrap_or(Cow::Borrowed("-")),
-        method: req.method.as_str(),
+        // A client writes the method, of any length, as it writes the path.
+        method: field_text(req.method.as_str()),
         path: field_text(req.uri.path()),
         route: ctx.route_kind,
         provider: ctx.attempted_provider().map_or("-", |p| p.name.as_str()),
@@ -196,7 +197,7 @@ pub fn text_line(r: &AccessRecord<'_>, at: SystemTime) -> String {
         humantime::format_rfc3339_seconds(at),
         field_value(r.request_id),
         field_value(&r.upstream_request_id),
-        field_value(r.method),
+        field_value(&r.method),
         field_value(&r.path),
         r.route,
         field_value(r.provider),
@@ -299,9 +300,9 @@ pub fn request_summary(req: &RequestHeader) -> String {
         });
     format!(
         "{} {}, Host: {}",
-        field_value(req.method.as_str()),
-        field_value(req.uri.path()),
-        field_value(&host)
+        field_value(&field_text(req.method.as_str())),
+        field_value(&field_text(req.uri.path())),
+        field_value(&field_text(&host))
     )
 }
 

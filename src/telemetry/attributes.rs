@@ -108,16 +108,28 @@ pub fn span_name(
     route: &str,
 ) -> String {
     match (operation, model) {
-        (Some(op), Some(model)) => format!("{op} {model}"),
+        (Some(op), Some(model)) => format!("{op} {}", clipped(model, MAX_ATTRIBUTE_TEXT)),
         (Some(op), None) => op.to_string(),
-        (None, _) => format!("{method} {route}"),
+        (None, _) => format!("{} {route}", method_name(method)),
+    }
+}
+
+/// `method` as the convention's `http.request.method` holds it: a standard method's
+/// name, `_OTHER` for any other. A client picks the method's text, of any length: it
+/// would otherwise name spans, and ride in them, as the client wrote it.
+pub fn method_name(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => {
+            method
+        }
+        _ => "_OTHER",
     }
 }
 
 /// What the request span knows when the request has been routed.
 pub fn request_start(method: &str, route: &'static str, request_id: &str) -> Vec<KeyValue> {
     vec![
-        KeyValue::new(METHOD, method.to_string()),
+        KeyValue::new(METHOD, method_name(method).to_string()),
         KeyValue::new(ROUTE, route),
         KeyValue::new(REQUEST_ID, request_id.to_string()),
     ]
@@ -195,6 +207,17 @@ fn count(n: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_made_up_method_is_other_and_a_long_model_is_clipped_in_a_span_name() {
+        assert_eq!(method_name("PATCH"), "PATCH");
+        let method = "A".repeat(60 * 1024);
+        assert_eq!(method_name(&method), "_OTHER");
+        assert_eq!(span_name(None, None, &method, "chat"), "_OTHER chat");
+        let model = "m".repeat(64 * 1024);
+        let name = span_name(Some("chat"), Some(&model), "POST", "chat");
+        assert!(name.len() <= "chat ".len() + MAX_ATTRIBUTE_TEXT + '…'.len_utf8());
+    }
 
     #[test]
     fn model_routes_name_their_generative_ai_operation() {

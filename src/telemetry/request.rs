@@ -124,7 +124,10 @@ pub fn attempt_began(ctx: &mut RequestContext, method: &str) {
     // Named by the bounded label: a client's made-up model names no span.
     let named = model.map(|_| label.unwrap_or(OTHER_MODEL));
     let mut described = attributes::gen_ai(operation, provider, model);
-    described.push(KeyValue::new(attributes::METHOD, method.to_string()));
+    described.push(KeyValue::new(
+        attributes::METHOD,
+        attributes::method_name(method).to_string(),
+    ));
     let span = tracer
         .span_builder(attributes::span_name(
             operation,
