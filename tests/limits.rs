@@ -2379,7 +2379,9 @@ async fn background_work_is_charged_before_its_delete_and_a_stream_left_not_twic
         "limits:\n  poll_background: 1s\n",
         "{budget: {tokens: 100000, period: month}}",
     );
-    // Started in an organization and project of the provider key's.
+    // A caller's organization and project do not scope the gateway's key (see
+    // `passthrough::a_caller_picks_no_organization_or_project_of_the_gateways_key`):
+    // the start goes without them, and so do its polls.
     let resp = client()
         .post(gw.url("/p/openai/responses"))
         .bearer_auth(TEAM_KEY)
@@ -2405,8 +2407,15 @@ async fn background_work_is_charged_before_its_delete_and_a_stream_left_not_twic
         calls.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
         ["GET", "DELETE"]
     );
-    assert_eq!(calls[0].header("openai-organization"), Some("org-test"));
-    assert_eq!(calls[0].header("openai-project"), Some("proj-test"));
+    let start = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.uri == "/v1/responses")
+        .unwrap();
+    for sent in [&start, &calls[0]] {
+        assert_eq!(sent.header("openai-organization"), None);
+        assert_eq!(sent.header("openai-project"), None);
+    }
     // A background stream the client leaves after its first text: charged an estimate
     // then, and the rest of its usage once the poll finds it ended.
     let mut resp = client()

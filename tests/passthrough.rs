@@ -632,6 +632,54 @@ async fn configured_provider_headers_are_added() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_picks_no_organization_or_project_of_the_gateways_key() {
+    // Which of the operator's OpenAI organizations and projects a call is made (and
+    // billed) in is the operator's to say; a caller's own key goes with its own.
+    let mock = ok_mock().await;
+    let yaml = format!(
+        "providers:
+  byok:
+    type: openai
+    api_key: \"!PASSTHRU\"\n    base_url: '{}'\nserver:\n  enabled_passthrough_providers: [openai, byok]\n",
+        mock.url("/v1")
+    );
+    let gw = gateway_for(&mock, &yaml, &[]);
+    for (path, own_key) in [
+        ("/p/openai/models", None),
+        ("/p/byok/models", Some("sk-caller-own-0123456789")),
+    ] {
+        let mut rb = authed(client().get(gw.url(path)))
+            .header("OpenAI-Organization", "org-other")
+            .header("OpenAI-Project", "proj-other");
+        if let Some(key) = own_key {
+            rb = rb.header("x-provider-api-key", key);
+        }
+        assert_eq!(rb.send().await.unwrap().status(), 200, "{path}");
+        let sent = mock.last();
+        let expected = own_key.map(|_| ("org-other", "proj-other"));
+        assert_eq!(
+            sent.header("openai-organization")
+                .zip(sent.header("openai-project")),
+            expected,
+            "{path}"
+        );
+    }
+    // The operator's own, configured, still goes.
+    let gw = gateway_for(
+        &mock,
+        "providers:\n  openai:\n    headers: {OpenAI-Project: proj-ops}\n",
+        &[],
+    );
+    let resp = authed(client().get(gw.url("/p/openai/models")))
+        .header("OpenAI-Project", "proj-other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(mock.last().header("openai-project"), Some("proj-ops"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_id_goes_upstream_and_comes_back_as_x_aurora_request_id() {
     let mock = ok_mock().await;
     let gw = gateway_for(&mock, "", &[]);

@@ -49,6 +49,25 @@ const OVERRIDES: [&str; 4] = [
     "x-goog-fieldmask",
 ];
 
+/// The headers that pick which of a key's OpenAI organizations and projects a call
+/// is made and billed in.
+pub(crate) const KEY_SCOPE: [&str; 2] = ["openai-organization", "openai-project"];
+
+/// Removes the client's [`KEY_SCOPE`] headers, for a call made with the gateway's own
+/// key: which of that key's organizations and projects pays is the operator's choice
+/// (a provider's configured `headers`), not each caller's. A caller's own key goes
+/// with the caller's.
+pub fn strip_key_scope_headers(headers: &mut http::HeaderMap) {
+    let scoping = |name: &HeaderName| KEY_SCOPE.contains(&name.as_str());
+    // Most requests carry neither: looked for before any is removed.
+    if !headers.keys().any(scoping) {
+        return;
+    }
+    for name in KEY_SCOPE {
+        headers.remove(name);
+    }
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `Proxy-Connection`).
 pub(crate) const HOP_BY_HOP: [&str; 6] = [
     "connection",

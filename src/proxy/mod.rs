@@ -1288,6 +1288,9 @@ fn rewrite_upstream_request(
         if translated {
             headers::strip_foreign_format_headers(headers, target.provider.format);
         }
+        if target.credential.caller_key_label.is_none() {
+            headers::strip_key_scope_headers(headers);
+        }
         // Every answer is read for its usage (and translated, or its usage chunk hidden):
         // compressed, it would be decoded first, work the provider can be spared. A
         // client that names no encoding is sent on without one (only the gateway's own

@@ -73,9 +73,10 @@ const ROTATED_KEYS_TRIED: usize = 4;
 /// refused (503, to be sent again).
 const DELETE_WAITS: Duration = Duration::from_secs(10);
 
-/// The headers a client scopes its provider key's work with (an OpenAI key may serve
-/// several organizations and projects): sent again with every poll.
-const SCOPE_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
+/// The headers a client scopes its own provider key's work with (an OpenAI key may
+/// serve several organizations and projects): sent again with every poll. The
+/// gateway's own key goes without them ([`super::headers::strip_key_scope_headers`]).
+const SCOPE_HEADERS: [&str; 2] = super::headers::KEY_SCOPE;
 
 /// Why a delete of watched work is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,6 +353,7 @@ impl DeferredPoll {
         }
         let scope = SCOPE_HEADERS
             .iter()
+            .filter(|_| by.brought_key)
             .filter_map(|name| {
                 let value = client.get(*name)?;
                 Some((HeaderName::from_static(name), value.clone()))
