@@ -166,10 +166,17 @@ pub fn fetch_usage_report(
         .write_all(request.as_bytes())
         .map_err(|e| format!("cannot ask the gateway: {e}"))?;
     let mut answer = Vec::new();
-    stream
+    // Whatever answers on the port, a report is read up to a bound.
+    (&mut stream)
+        .take(MAX_ANSWER_BYTES + 1)
         .read_to_end(&mut answer)
         .map_err(|e| format!("no answer from the gateway: {e}"))?;
-    let answer = String::from_utf8_lossy(&answer);
+    if answer.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(format!(
+            "the answer on {addr} is longer than a usage report can be ({MAX_ANSWER_BYTES} bytes)"
+        ));
+    }
+    let answer = printable(&String::from_utf8_lossy(&answer));
     let (head, body) = answer
         .split_once("\r\n\r\n")
         .ok_or("the gateway's answer is not HTTP")?;
@@ -180,9 +187,57 @@ pub fn fetch_usage_report(
     Ok(body.to_string())
 }
 
+/// The most of an answer read: a report names a key's models, a few kilobytes.
+const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// `text` with its control characters (a terminal's escape sequences among them) but
+/// line breaks and tabs shown as `�`: what answers is printed on the operator's terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\r' | '\n' | '\t') {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_answers_is_printed_without_a_terminals_escape_sequences() {
+        assert_eq!(
+            printable("{\"a\":1}\r\n\t\u{1b}[2J\u{7}x"),
+            "{\"a\":1}\r\n\t\u{fffd}[2J\u{fffd}x"
+        );
+    }
+
+    #[test]
+    fn an_answer_longer_than_a_report_is_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..=(MAX_ANSWER_BYTES >> 20) {
+                if s.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let yaml = format!("server:\n  metrics_listen: \"{addr}\"\n");
+        let env = crate::config::EnvSnapshot::loopback();
+        let config = crate::config::build_config(Some(&yaml), None, &env).unwrap();
+        let err = fetch_usage_report(&config, "team", "month", "master").unwrap_err();
+        assert!(err.contains("longer than a usage report"), "{err}");
+    }
 
     #[test]
     fn the_master_key_is_sent_only_to_a_gateway_on_this_host() {
