@@ -27,6 +27,8 @@ pub struct ManagedKey {
     pub enabled: bool,
     /// Keys are refused from this instant on.
     pub expires_at: Option<SystemTime>,
+    /// The key may use `/p/` routes.
+    pub passthrough: bool,
 }
 
 /// Who made a request, as far as the gateway knows.
@@ -69,14 +71,31 @@ pub enum AuthError {
 pub struct GatewayAuth {
     master_hash: Option<[u8; 32]>,
     managed: LookupMap<[u8; 32], ManagedKey>,
+    /// The names of the managed keys kept off `/p/` routes (most configs: none).
+    without_passthrough: Vec<Arc<str>>,
 }
 
 impl GatewayAuth {
     /// Builds the set from the master key and managed keys keyed by their SHA-256.
     pub fn new(master: Option<&Secret>, managed: LookupMap<[u8; 32], ManagedKey>) -> Self {
+        let without_passthrough = managed
+            .values()
+            .filter(|k| !k.passthrough)
+            .map(|k| Arc::clone(&k.name))
+            .collect();
         Self {
             master_hash: master.map(|m| sha256(m.expose().as_bytes())),
             managed,
+            without_passthrough,
+        }
+    }
+
+    /// Whether `caller` may use `/p/` routes: every caller but a managed key
+    /// configured with `passthrough: false`.
+    pub fn allows_passthrough(&self, caller: &Caller) -> bool {
+        match caller {
+            Caller::Managed(name) => !self.without_passthrough.contains(name),
+            Caller::Open | Caller::Master => true,
         }
     }
 
@@ -284,6 +303,7 @@ mod tests {
                 name: "ci".into(),
                 enabled,
                 expires_at,
+                passthrough: true,
             },
         );
         GatewayAuth::new(Some(&Secret::new("master-secret")), managed)

@@ -137,6 +137,52 @@ async fn managed_keys_match_by_hash_and_honour_enabled_and_expiry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_kept_off_passthrough_is_refused_there_and_calls_models_on_v1() {
+    // `/p/` acts on the provider account as a whole (its files, batches, stored
+    // completions): an operator keeps a tenant's key to its own model calls.
+    let mock = ok_mock().await;
+    let hash = |k: &str| hex::encode(aurora::auth::sha256(k.as_bytes()));
+    let yaml = format!(
+        "auth:\n  keys:\n    - {{name: tenant, sha256: \"{}\", passthrough: false}}\n    - {{name: ops, sha256: \"{}\"}}\n",
+        hash("sk-aurora-tenant-0123456789abcdef"),
+        hash("sk-aurora-ops-0123456789abcdefgh"),
+    );
+    let base = mock.url("/v1");
+    let gw = Gateway::start(
+        &yaml,
+        &[("OPENAI_API_KEY", PROVIDER_KEY), ("OPENAI_BASE_URL", &base)],
+    );
+    let c = client();
+    for path in ["/p/openai/files", "/p/openai/v1/batches"] {
+        let resp = c
+            .get(gw.url(path))
+            .bearer_auth("sk-aurora-tenant-0123456789abcdef")
+            .send()
+            .await
+            .unwrap();
+        let msg = assert_envelope(resp, 403, "invalid_request_error").await;
+        assert!(msg.contains("passthrough: false"), "{msg}");
+    }
+    assert!(mock.requests().is_empty(), "the provider was asked");
+    let resp = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth("sk-aurora-tenant-0123456789abcdef")
+        .header("content-type", "application/json")
+        .body(r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = c
+        .get(gw.url("/p/openai/files"))
+        .bearer_auth("sk-aurora-ops-0123456789abcdefgh")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_gateway_says_so_loudly_at_startup() {
     let gw = Gateway::start("", &[]);
     assert!(gw.log().contains("GATEWAY AUTH IS OFF"), "{}", gw.log());

@@ -587,6 +587,7 @@ fn managed_keys(file: &FileConfig) -> Result<LookupMap<[u8; 32], ManagedKey>, Co
             name: k.name.as_str().into(),
             enabled: k.enabled,
             expires_at,
+            passthrough: k.passthrough,
         };
         if keys.insert(digest, key).is_some() {
             return Err(invalid(format!(

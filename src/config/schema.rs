@@ -313,6 +313,10 @@ pub struct FileManagedKey {
     /// What the key is held to; `limits.default` when absent.
     #[serde(default)]
     pub limits: Option<FileKeyLimits>,
+    /// Whether the key may use `/p/` routes, which act on the provider account as a
+    /// whole (its files, batches, stored completions), not on the key's own calls.
+    #[serde(default = "enabled_by_default")]
+    pub passthrough: bool,
 }
 
 fn enabled_by_default() -> bool {

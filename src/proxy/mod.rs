@@ -182,10 +182,17 @@ impl AuroraProxy {
             .authenticate(&req.headers, req.uri.query(), SystemTime::now)
             .map_err(|e| GatewayError::unauthorized(e.to_string()))?;
         let managed = matches!(caller, crate::auth::Caller::Managed(_));
+        let passthrough_allowed = config.auth.allows_passthrough(&caller);
         ctx.caller = Some(caller);
         let route = route?;
         ctx.route_kind = route.kind();
         check_method(&route, req)?;
+        if matches!(route, Route::Passthrough(_)) && !passthrough_allowed {
+            return Err(GatewayError::forbidden(
+                "this key may not use `/p/` routes (`passthrough: false`): they act on the \
+                 provider account as a whole; call models through `/v1`",
+            ));
+        }
         if route == Route::Metrics && managed {
             // Every key's requests, tokens and spend by name: not for a tenant's key.
             return Err(GatewayError::forbidden(

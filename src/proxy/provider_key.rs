@@ -153,6 +153,7 @@ mod tests {
                     name: name.into(),
                     enabled,
                     expires_at: None,
+                    passthrough: true,
                 };
                 (sha256(key.as_bytes()), entry)
             })
