@@ -35,6 +35,9 @@
 //!   `tool_choice` or `parallel_tool_calls` without tools is dropped.
 //! - `reasoning_effort` `minimal`/`low`, `medium`, `high` give thinking budgets
 //!   of 1024, 4096 and 16384 tokens; `none` disables thinking.
+//! - A base64 image is sent with the media type its first bytes show (a JPEG
+//!   labelled `image/png` would be refused as a mismatch), else the one its data
+//!   URL names, `image/jpg` made `image/jpeg`.
 //! - A `file` part holding a base64 PDF becomes a `document` block.
 
 //!
@@ -45,6 +48,7 @@
 use std::borrow::Cow;
 
 use super::error::TranslateError;
+use super::image_media_type::anthropic_image_media_type;
 use super::json_writer::{
     release_spare, write_compact, write_f64, write_key, write_str, write_str_array, write_u64,
 };
@@ -729,6 +733,10 @@ impl Block<'_> {
         out.extend_from_slice(br#""source":"#);
         match split_data_url(url) {
             Some((media_type, data)) => {
+                let media_type = match self {
+                    Block::Image { .. } => anthropic_image_media_type(media_type, data),
+                    _ => media_type,
+                };
                 out.extend_from_slice(br#"{"data":"#);
                 write_str(out, data);
                 out.extend_from_slice(br#","media_type":"#);
@@ -1394,6 +1402,32 @@ mod tests {
             got["messages"][0]["content"][1],
             json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}})
         );
+    }
+
+    #[test]
+    fn an_image_is_sent_with_the_media_type_anthropic_takes_for_its_bytes() {
+        let jpeg = "/9j/4AAQSkZJRgABAQA=";
+        for (url, media_type) in [
+            // A browser's label for JPEG, which Anthropic refuses by name.
+            (format!("data:image/jpg;base64,{jpeg}"), "image/jpeg"),
+            // A JPEG said to be a PNG, which Anthropic refuses as a mismatch.
+            (format!("data:image/png;base64,{jpeg}"), "image/jpeg"),
+            // Bytes no type can be read from: the alias is still made the name.
+            ("data:image/pjpeg;base64,AAAA".into(), "image/jpeg"),
+        ] {
+            let got = translate(json!({"messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "shot", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c", "content": [{"type": "image_url", "image_url": {"url": url}}]}
+            ], "tools": [{"type": "function", "function": {"name": "shot"}}]}));
+            let user_image = &got["messages"][0]["content"][0]["source"];
+            let tool_image = &got["messages"][2]["content"][0]["content"][0]["source"];
+            for source in [user_image, tool_image] {
+                assert_eq!(source["media_type"], media_type, "{url}: {got}");
+                assert_eq!(source["data"], url.split_once(',').unwrap().1);
+            }
+        }
     }
 
     #[test]
