@@ -32,7 +32,10 @@
 //! - `tool_choice: "none"` drops the tools, unless the conversation already
 //!   contains tool calls or results (Anthropic then requires the tool
 //!   definitions), in which case `{"type":"none"}` is sent with the tools. A
-//!   `tool_choice` or `parallel_tool_calls` without tools is dropped.
+//!   conversation with tool calls but no `tools` (a summary of an agent's work
+//!   replays them without) gets, for the same reason, a bare definition of each
+//!   tool it called (`input_schema` `{"type":"object"}`) and `{"type":"none"}`.
+//!   Otherwise a `tool_choice` or `parallel_tool_calls` without tools is dropped.
 //! - `reasoning_effort` `minimal`/`low`, `medium`, `high` give thinking budgets
 //!   of 1024, 4096 and 16384 tokens; `none` disables thinking.
 //! - A base64 image is sent with the media type its first bytes show (a JPEG
@@ -212,7 +215,12 @@ pub fn openai_to_anthropic_request(
     // a request goes without thinking, as Anthropic's error advises.
     let thinking_budget = thinking_budget.filter(|_| !conv.answers_tool_calls);
 
-    let tooling = tooling(&req, conv.has_tool_blocks, thinking_budget.is_some())?;
+    let tooling = tooling(
+        &req,
+        conv.has_tool_blocks,
+        &conv.called_tool_names,
+        thinking_budget.is_some(),
+    )?;
     let sampling = match thinking_budget {
         // Anthropic rejects sampling changes with thinking enabled (it
         // requires temperature 1), so these are only sent without it.
@@ -492,6 +500,8 @@ fn write_system(out: &mut Vec<u8>, blocks: &[SystemText<'_>]) {
 struct Converted<'a> {
     system: Vec<SystemText<'a>>,
     has_tool_blocks: bool,
+    /// The names of the tools called, each once, in the order first called.
+    called_tool_names: Vec<Cow<'a, str>>,
     /// Tool results follow the last assistant message.
     answers_tool_calls: bool,
 }
@@ -586,6 +596,7 @@ fn convert_messages<'a>(
     let mut conv = Converted {
         system: Vec::new(),
         has_tool_blocks: false,
+        called_tool_names: Vec::new(),
         answers_tool_calls: false,
     };
     out.extend_from_slice(br#""messages":["#);
@@ -649,7 +660,7 @@ fn convert_messages<'a>(
                 }
                 if let Some(calls) = field(msg.tool_calls) {
                     let before = blocks.len;
-                    write_tool_use_blocks(calls, i, &mut blocks)?;
+                    write_tool_use_blocks(calls, i, &mut blocks, &mut conv.called_tool_names)?;
                     conv.has_tool_blocks |= blocks.len > before;
                 }
                 writer.push(out, "assistant", &blocks);
@@ -950,10 +961,13 @@ fn check_image_url(url: &str, path: impl FnOnce() -> String) -> Result<(), Trans
     ))
 }
 
-fn write_tool_use_blocks(
-    calls: Json<'_>,
+/// Writes the tool calls as `tool_use` blocks, adding their names to
+/// `called_tool_names` (each once).
+fn write_tool_use_blocks<'a>(
+    calls: Json<'a>,
     i: usize,
     blocks: &mut BlockList,
+    called_tool_names: &mut Vec<Cow<'a, str>>,
 ) -> Result<(), TranslateError> {
     let Some(calls) = calls.elements() else {
         return Err(TranslateError::invalid_field(
@@ -1008,6 +1022,9 @@ fn write_tool_use_blocks(
         out.extend_from_slice(br#","name":"#);
         write_str(out, &name);
         out.extend_from_slice(br#","type":"tool_use"}"#);
+        if !called_tool_names.contains(&name) {
+            called_tool_names.push(name);
+        }
     }
     Ok(())
 }
@@ -1188,9 +1205,27 @@ fn convert_tools(tools: Json<'_>) -> Result<Option<Vec<u8>>, TranslateError> {
     Ok(Some(out))
 }
 
+/// Bare definitions of the tools a conversation called, for Anthropic to take its
+/// tool calls when the client sent no tools: a name and an object schema.
+fn bare_tool_definitions(called_tool_names: &[Cow<'_, str>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(called_tool_names.len() * 64 + 2);
+    out.push(b'[');
+    for (k, name) in called_tool_names.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"input_schema":{"type":"object"},"name":"#);
+        write_str(&mut out, name);
+        out.push(b'}');
+    }
+    out.push(b']');
+    out
+}
+
 fn tooling<'a>(
     req: &ChatRequest<'a>,
     has_tool_blocks: bool,
+    called_tool_names: &[Cow<'_, str>],
     thinking: bool,
 ) -> Result<Option<Tooling<'a>>, TranslateError> {
     let tools = match field(req.tools) {
@@ -1198,15 +1233,23 @@ fn tooling<'a>(
         None => None,
     };
     let choice = field(req.tool_choice).map(parse_tool_choice).transpose()?;
-    let Some(tools) = tools else {
-        return Ok(None);
-    };
-    let no_parallel = field(req.parallel_tool_calls).and_then(Json::as_bool) == Some(false);
     let choice_out = |kind, name| ChoiceOut {
         kind,
         name,
         disable_parallel_tool_use: false,
     };
+    let Some(tools) = tools else {
+        // Anthropic refuses tool calls in a conversation without tools: the tools
+        // called are defined, and `none` keeps the model from calling them.
+        if called_tool_names.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some(Tooling {
+            tools: bare_tool_definitions(called_tool_names),
+            choice: Some(choice_out("none", None)),
+        }));
+    };
+    let no_parallel = field(req.parallel_tool_calls).and_then(Json::as_bool) == Some(false);
     let mut choice = match choice {
         Some(ToolChoice::None) => {
             return Ok(has_tool_blocks.then(|| Tooling {
@@ -1665,6 +1708,37 @@ mod tests {
         ], "tools": tools(), "tool_choice": "none"}));
         assert_eq!(got["tool_choice"], json!({"type": "none"}));
         assert_eq!(got["tools"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn tool_history_without_tools_gets_a_bare_definition_of_each_tool_used_and_tool_choice_none() {
+        let call = |id: &str, name: &str| json!({"id": id, "type": "function", "function": {"name": name, "arguments": "{}"}});
+        // A summary of an agent's work replays its tool calls without the tools.
+        let history = json!([
+            user("Fix the bug"),
+            {"role": "assistant", "content": null, "tool_calls": [call("c1", "read"), call("c2", "grep")]},
+            {"role": "tool", "tool_call_id": "c1", "content": "a"},
+            {"role": "tool", "tool_call_id": "c2", "content": "b"},
+            {"role": "assistant", "content": null, "tool_calls": [call("c3", "read")]},
+            {"role": "tool", "tool_call_id": "c3", "content": "c"},
+            user("Summarise the conversation so far.")
+        ]);
+        for tools in [None, Some(json!([]))] {
+            let mut req = json!({"messages": history, "tool_choice": "auto"});
+            if let Some(tools) = tools {
+                req["tools"] = tools;
+            }
+            let got = translate(req);
+            assert_eq!(
+                got["tools"],
+                json!([
+                    {"name": "read", "input_schema": {"type": "object"}},
+                    {"name": "grep", "input_schema": {"type": "object"}}
+                ]),
+                "{got}"
+            );
+            assert_eq!(got["tool_choice"], json!({"type": "none"}));
+        }
     }
 
     #[test]
