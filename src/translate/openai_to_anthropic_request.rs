@@ -36,6 +36,8 @@
 //!   replays them without) gets, for the same reason, a bare definition of each
 //!   tool it called (`input_schema` `{"type":"object"}`) and `{"type":"none"}`.
 //!   Otherwise a `tool_choice` or `parallel_tool_calls` without tools is dropped.
+//! - A tool call's `arguments` that do not encode a JSON object (a call the
+//!   length limit cut short) become the input `{}`, as in a translated answer.
 //! - `reasoning_effort` `minimal`/`low`, `medium`, `high` give thinking budgets
 //!   of 1024, 4096 and 16384 tokens; `none` disables thinking.
 //! - A base64 image is sent with the media type its first bytes show (a JPEG
@@ -992,26 +994,24 @@ fn write_tool_use_blocks<'a>(
         let name = function.name.and_then(Json::as_str).ok_or_else(|| {
             TranslateError::invalid_field(format!("{}.function.name", path()), "must be a string")
         })?;
-        let args_path = || format!("{}.function.arguments", path());
         let input: Cow<'_, str> = match field(function.arguments) {
             None => Cow::Borrowed("{}"),
             Some(args) => match args.as_str() {
-                Some(s) if s.trim().is_empty() => Cow::Borrowed("{}"),
-                Some(s) => {
-                    let parsed = parse_text(&s).map_err(|e| {
-                        TranslateError::invalid_field(
-                            args_path(),
-                            format!("must be a JSON object encoded as a string ({e})"),
-                        )
-                    })?;
-                    if !parsed.is_object() {
-                        return Err(not_an_object(args_path()));
-                    }
-                    s
-                }
+                // Arguments a model left unfinished (cut by the length limit) or wrote
+                // as some other JSON: OpenAI takes such a history back, and Anthropic
+                // inputs are objects, so the call goes with an empty one (as in an answer).
+                Some(s) => match parse_text(&s) {
+                    Ok(parsed) if parsed.is_object() => s,
+                    _ => Cow::Borrowed("{}"),
+                },
                 // Some clients send the object itself rather than its encoding.
                 None if args.is_object() => Cow::Borrowed(args.text()),
-                None => return Err(not_an_object(args_path())),
+                None => {
+                    return Err(TranslateError::invalid_field(
+                        format!("{}.function.arguments", path()),
+                        "must be a JSON object encoded as a string",
+                    ))
+                }
             },
         };
         let out = blocks.next();
@@ -1027,13 +1027,6 @@ fn write_tool_use_blocks<'a>(
         }
     }
     Ok(())
-}
-
-fn not_an_object(args_path: String) -> TranslateError {
-    TranslateError::invalid_field(
-        args_path,
-        "must encode a JSON object, as Anthropic tool inputs are objects",
-    )
 }
 
 fn write_tool_result_block(
@@ -1548,8 +1541,28 @@ mod tests {
     }
 
     #[test]
-    fn invalid_tool_call_arguments_name_the_field() {
-        for args in ["{not json", "[1,2]"] {
+    fn tool_call_arguments_encoding_no_object_are_sent_as_an_empty_input() {
+        // A call cut short by the length limit, or a model's stray text: OpenAI takes
+        // such a history back.
+        for args in [r#"{"path": "/tm"#, r#""raw""#, "[1,2]", "{not json", "null"] {
+            let got = translate(json!({"messages": [
+                user("x"),
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{\"k\":1}"}},
+                    {"id": "b", "type": "function", "function": {"name": "f", "arguments": args}}
+                ]},
+                {"role": "tool", "tool_call_id": "a", "content": "ok"},
+                {"role": "tool", "tool_call_id": "b", "content": "cut"}
+            ], "tools": [{"type": "function", "function": {"name": "f"}}]}));
+            let calls = &got["messages"][1]["content"];
+            assert_eq!(calls[0]["input"], json!({"k": 1}), "{args}");
+            assert_eq!(calls[1]["input"], json!({}), "{args}");
+        }
+    }
+
+    #[test]
+    fn tool_call_arguments_neither_a_string_nor_an_object_name_the_field() {
+        for args in [json!(5), json!([1, 2])] {
             let e = translate_err(json!({"messages": [
                 user("x"),
                 {"role": "assistant", "content": null, "tool_calls": [
