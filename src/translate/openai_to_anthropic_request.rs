@@ -39,7 +39,9 @@
 //! - A tool call's `arguments` that do not encode a JSON object (a call the
 //!   length limit cut short) become the input `{}`, as in a translated answer.
 //! - `reasoning_effort` `minimal`/`low`, `medium`, `high` give thinking budgets
-//!   of 1024, 4096 and 16384 tokens; `none` disables thinking.
+//!   of 1024, 4096 and 16384 tokens; `none` disables thinking. A request answering
+//!   tool calls goes without it (Anthropic would want the calls' signed thinking).
+//!   `max_tokens` is raised past the budget only when thinking is sent.
 //! - A base64 image is sent with the media type its first bytes show (a JPEG
 //!   labelled `image/png` would be refused as a mismatch), else the one its data
 //!   URL names, `image/jpg` made `image/jpeg`.
@@ -185,9 +187,19 @@ pub fn openai_to_anthropic_request(
     reject_unsupported(&req)?;
     let schema = output_schema(&req)?;
 
+    let messages = field(req.messages).and_then(Json::elements);
+    // With thinking on, Anthropic wants the turn whose tool calls are being answered
+    // to start with its signed thinking, which an OpenAI client cannot send back: such
+    // a request goes without thinking, as Anthropic's error advises. Read ahead of the
+    // messages: `max_tokens`, written before them, makes room only for thinking sent.
+    let answers_tool_calls = messages
+        .as_deref()
+        .is_some_and(last_turn_answers_tool_calls);
+
     // `max_tokens` is written first (keys are sorted as before), but its
     // errors are reported after those of the messages.
     let limits = reasoning_budget(&req).and_then(|budget| {
+        let budget = budget.filter(|_| !answers_tool_calls);
         let mut max = max_tokens(&req, opts.default_max_tokens)?;
         if let Some(budget) = budget {
             // Anthropic counts thinking inside max_tokens and requires room
@@ -210,12 +222,8 @@ pub fn openai_to_anthropic_request(
         write_u64(&mut out, *max);
         out.push(b',');
     }
-    let conv = convert_messages(req.messages, &mut out)?;
+    let conv = convert_messages(messages, &mut out)?;
     let (thinking_budget, _) = limits?;
-    // With thinking on, Anthropic wants the turn whose tool calls are being answered
-    // to start with its signed thinking, which an OpenAI client cannot send back: such
-    // a request goes without thinking, as Anthropic's error advises.
-    let thinking_budget = thinking_budget.filter(|_| !conv.answers_tool_calls);
 
     let tooling = tooling(
         &req,
@@ -504,8 +512,6 @@ struct Converted<'a> {
     has_tool_blocks: bool,
     /// The names of the tools called, each once, in the order first called.
     called_tool_names: Vec<Cow<'a, str>>,
-    /// Tool results follow the last assistant message.
-    answers_tool_calls: bool,
 }
 
 /// Content blocks written one after the other, comma-separated.
@@ -584,12 +590,25 @@ fn close_message(out: &mut Vec<u8>, role: &str) {
     out.push(b'}');
 }
 
+/// Tool results follow the last assistant message: the request answers its tool calls.
+fn last_turn_answers_tool_calls(messages: &[Json<'_>]) -> bool {
+    messages
+        .iter()
+        .rev()
+        .find_map(|m| match m.get("role").and_then(Json::as_str).as_deref() {
+            Some("assistant") => Some(false),
+            Some("tool") => Some(true),
+            _ => None,
+        })
+        .unwrap_or(false)
+}
+
 /// Writes `"messages":[...]` and collects the system prompt.
 fn convert_messages<'a>(
-    messages: Option<Json<'a>>,
+    messages: Option<Vec<Json<'a>>>,
     out: &mut Vec<u8>,
 ) -> Result<Converted<'a>, TranslateError> {
-    let Some(messages) = field(messages).and_then(Json::elements) else {
+    let Some(messages) = messages else {
         return Err(TranslateError::invalid_field(
             "messages",
             "is required and must be an array of messages",
@@ -599,7 +618,6 @@ fn convert_messages<'a>(
         system: Vec::new(),
         has_tool_blocks: false,
         called_tool_names: Vec::new(),
-        answers_tool_calls: false,
     };
     out.extend_from_slice(br#""messages":["#);
     let mut writer = MessagesWriter { open_role: None };
@@ -666,12 +684,10 @@ fn convert_messages<'a>(
                     conv.has_tool_blocks |= blocks.len > before;
                 }
                 writer.push(out, "assistant", &blocks);
-                conv.answers_tool_calls = false;
             }
             "tool" => {
                 write_tool_result_block(&msg, i, blocks.next())?;
                 conv.has_tool_blocks = true;
-                conv.answers_tool_calls = true;
                 writer.push(out, "user", &blocks);
             }
             "function" => return Err(TranslateError::unsupported(
@@ -1902,6 +1918,24 @@ mod tests {
         assert_eq!(got["max_tokens"], 16384 + 4096);
         let got = translate(json!({"messages": [user("x")], "reasoning_effort": "low"}));
         assert_eq!(got["max_tokens"], 4096);
+    }
+
+    #[test]
+    fn max_tokens_is_raised_for_thinking_only_when_thinking_is_sent() {
+        let call =
+            json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+        // An agent's tool step answers its calls, so it goes without thinking.
+        let tool_step = json!({"reasoning_effort": "high",
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [user("x"), {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"}]});
+        let mut with_limit = tool_step.clone();
+        with_limit["max_completion_tokens"] = json!(1000);
+        for (req, max_tokens) in [(with_limit, 1000), (tool_step, 4096)] {
+            let got = translate(req);
+            assert!(got.get("thinking").is_none(), "{got}");
+            assert_eq!(got["max_tokens"], max_tokens, "{got}");
+        }
     }
 
     #[test]
