@@ -49,6 +49,7 @@ pub mod error;
 pub mod generated_id;
 #[cfg(test)]
 mod hub_streams;
+mod image_media_type;
 pub mod json_members;
 mod json_writer;
 mod openai_content_chunk;

@@ -32,9 +32,19 @@
 //! - `tool_choice: "none"` drops the tools, unless the conversation already
 //!   contains tool calls or results (Anthropic then requires the tool
 //!   definitions), in which case `{"type":"none"}` is sent with the tools. A
-//!   `tool_choice` or `parallel_tool_calls` without tools is dropped.
+//!   conversation with tool calls but no `tools` (a summary of an agent's work
+//!   replays them without) gets, for the same reason, a bare definition of each
+//!   tool it called (`input_schema` `{"type":"object"}`) and `{"type":"none"}`.
+//!   Otherwise a `tool_choice` or `parallel_tool_calls` without tools is dropped.
+//! - A tool call's `arguments` that do not encode a JSON object (a call the
+//!   length limit cut short) become the input `{}`, as in a translated answer.
 //! - `reasoning_effort` `minimal`/`low`, `medium`, `high` give thinking budgets
-//!   of 1024, 4096 and 16384 tokens; `none` disables thinking.
+//!   of 1024, 4096 and 16384 tokens; `none` disables thinking. A request answering
+//!   tool calls goes without it (Anthropic would want the calls' signed thinking).
+//!   `max_tokens` is raised past the budget only when thinking is sent.
+//! - A base64 image is sent with the media type its first bytes show (a JPEG
+//!   labelled `image/png` would be refused as a mismatch), else the one its data
+//!   URL names, `image/jpg` made `image/jpeg`.
 //! - A `file` part holding a base64 PDF becomes a `document` block.
 
 //!
@@ -45,6 +55,7 @@
 use std::borrow::Cow;
 
 use super::error::TranslateError;
+use super::image_media_type::anthropic_image_media_type;
 use super::json_writer::{
     release_spare, write_compact, write_f64, write_key, write_str, write_str_array, write_u64,
 };
@@ -176,9 +187,19 @@ pub fn openai_to_anthropic_request(
     reject_unsupported(&req)?;
     let schema = output_schema(&req)?;
 
+    let messages = field(req.messages).and_then(Json::elements);
+    // With thinking on, Anthropic wants the turn whose tool calls are being answered
+    // to start with its signed thinking, which an OpenAI client cannot send back: such
+    // a request goes without thinking, as Anthropic's error advises. Read ahead of the
+    // messages: `max_tokens`, written before them, makes room only for thinking sent.
+    let answers_tool_calls = messages
+        .as_deref()
+        .is_some_and(last_turn_answers_tool_calls);
+
     // `max_tokens` is written first (keys are sorted as before), but its
     // errors are reported after those of the messages.
     let limits = reasoning_budget(&req).and_then(|budget| {
+        let budget = budget.filter(|_| !answers_tool_calls);
         let mut max = max_tokens(&req, opts.default_max_tokens)?;
         if let Some(budget) = budget {
             // Anthropic counts thinking inside max_tokens and requires room
@@ -201,14 +222,15 @@ pub fn openai_to_anthropic_request(
         write_u64(&mut out, *max);
         out.push(b',');
     }
-    let conv = convert_messages(req.messages, &mut out)?;
+    let conv = convert_messages(messages, &mut out)?;
     let (thinking_budget, _) = limits?;
-    // With thinking on, Anthropic wants the turn whose tool calls are being answered
-    // to start with its signed thinking, which an OpenAI client cannot send back: such
-    // a request goes without thinking, as Anthropic's error advises.
-    let thinking_budget = thinking_budget.filter(|_| !conv.answers_tool_calls);
 
-    let tooling = tooling(&req, conv.has_tool_blocks, thinking_budget.is_some())?;
+    let tooling = tooling(
+        &req,
+        conv.has_tool_blocks,
+        &conv.called_tool_names,
+        thinking_budget.is_some(),
+    )?;
     let sampling = match thinking_budget {
         // Anthropic rejects sampling changes with thinking enabled (it
         // requires temperature 1), so these are only sent without it.
@@ -488,8 +510,8 @@ fn write_system(out: &mut Vec<u8>, blocks: &[SystemText<'_>]) {
 struct Converted<'a> {
     system: Vec<SystemText<'a>>,
     has_tool_blocks: bool,
-    /// Tool results follow the last assistant message.
-    answers_tool_calls: bool,
+    /// The names of the tools called, each once, in the order first called.
+    called_tool_names: Vec<Cow<'a, str>>,
 }
 
 /// Content blocks written one after the other, comma-separated.
@@ -568,12 +590,25 @@ fn close_message(out: &mut Vec<u8>, role: &str) {
     out.push(b'}');
 }
 
+/// Tool results follow the last assistant message: the request answers its tool calls.
+fn last_turn_answers_tool_calls(messages: &[Json<'_>]) -> bool {
+    messages
+        .iter()
+        .rev()
+        .find_map(|m| match m.get("role").and_then(Json::as_str).as_deref() {
+            Some("assistant") => Some(false),
+            Some("tool") => Some(true),
+            _ => None,
+        })
+        .unwrap_or(false)
+}
+
 /// Writes `"messages":[...]` and collects the system prompt.
 fn convert_messages<'a>(
-    messages: Option<Json<'a>>,
+    messages: Option<Vec<Json<'a>>>,
     out: &mut Vec<u8>,
 ) -> Result<Converted<'a>, TranslateError> {
-    let Some(messages) = field(messages).and_then(Json::elements) else {
+    let Some(messages) = messages else {
         return Err(TranslateError::invalid_field(
             "messages",
             "is required and must be an array of messages",
@@ -582,7 +617,7 @@ fn convert_messages<'a>(
     let mut conv = Converted {
         system: Vec::new(),
         has_tool_blocks: false,
-        answers_tool_calls: false,
+        called_tool_names: Vec::new(),
     };
     out.extend_from_slice(br#""messages":["#);
     let mut writer = MessagesWriter { open_role: None };
@@ -645,16 +680,14 @@ fn convert_messages<'a>(
                 }
                 if let Some(calls) = field(msg.tool_calls) {
                     let before = blocks.len;
-                    write_tool_use_blocks(calls, i, &mut blocks)?;
+                    write_tool_use_blocks(calls, i, &mut blocks, &mut conv.called_tool_names)?;
                     conv.has_tool_blocks |= blocks.len > before;
                 }
                 writer.push(out, "assistant", &blocks);
-                conv.answers_tool_calls = false;
             }
             "tool" => {
                 write_tool_result_block(&msg, i, blocks.next())?;
                 conv.has_tool_blocks = true;
-                conv.answers_tool_calls = true;
                 writer.push(out, "user", &blocks);
             }
             "function" => return Err(TranslateError::unsupported(
@@ -729,6 +762,10 @@ impl Block<'_> {
         out.extend_from_slice(br#""source":"#);
         match split_data_url(url) {
             Some((media_type, data)) => {
+                let media_type = match self {
+                    Block::Image { .. } => anthropic_image_media_type(media_type, data),
+                    _ => media_type,
+                };
                 out.extend_from_slice(br#"{"data":"#);
                 write_str(out, data);
                 out.extend_from_slice(br#","media_type":"#);
@@ -942,10 +979,13 @@ fn check_image_url(url: &str, path: impl FnOnce() -> String) -> Result<(), Trans
     ))
 }
 
-fn write_tool_use_blocks(
-    calls: Json<'_>,
+/// Writes the tool calls as `tool_use` blocks, adding their names to
+/// `called_tool_names` (each once).
+fn write_tool_use_blocks<'a>(
+    calls: Json<'a>,
     i: usize,
     blocks: &mut BlockList,
+    called_tool_names: &mut Vec<Cow<'a, str>>,
 ) -> Result<(), TranslateError> {
     let Some(calls) = calls.elements() else {
         return Err(TranslateError::invalid_field(
@@ -970,26 +1010,24 @@ fn write_tool_use_blocks(
         let name = function.name.and_then(Json::as_str).ok_or_else(|| {
             TranslateError::invalid_field(format!("{}.function.name", path()), "must be a string")
         })?;
-        let args_path = || format!("{}.function.arguments", path());
         let input: Cow<'_, str> = match field(function.arguments) {
             None => Cow::Borrowed("{}"),
             Some(args) => match args.as_str() {
-                Some(s) if s.trim().is_empty() => Cow::Borrowed("{}"),
-                Some(s) => {
-                    let parsed = parse_text(&s).map_err(|e| {
-                        TranslateError::invalid_field(
-                            args_path(),
-                            format!("must be a JSON object encoded as a string ({e})"),
-                        )
-                    })?;
-                    if !parsed.is_object() {
-                        return Err(not_an_object(args_path()));
-                    }
-                    s
-                }
+                // Arguments a model left unfinished (cut by the length limit) or wrote
+                // as some other JSON: OpenAI takes such a history back, and Anthropic
+                // inputs are objects, so the call goes with an empty one (as in an answer).
+                Some(s) => match parse_text(&s) {
+                    Ok(parsed) if parsed.is_object() => s,
+                    _ => Cow::Borrowed("{}"),
+                },
                 // Some clients send the object itself rather than its encoding.
                 None if args.is_object() => Cow::Borrowed(args.text()),
-                None => return Err(not_an_object(args_path())),
+                None => {
+                    return Err(TranslateError::invalid_field(
+                        format!("{}.function.arguments", path()),
+                        "must be a JSON object encoded as a string",
+                    ))
+                }
             },
         };
         let out = blocks.next();
@@ -1000,15 +1038,11 @@ fn write_tool_use_blocks(
         out.extend_from_slice(br#","name":"#);
         write_str(out, &name);
         out.extend_from_slice(br#","type":"tool_use"}"#);
+        if !called_tool_names.contains(&name) {
+            called_tool_names.push(name);
+        }
     }
     Ok(())
-}
-
-fn not_an_object(args_path: String) -> TranslateError {
-    TranslateError::invalid_field(
-        args_path,
-        "must encode a JSON object, as Anthropic tool inputs are objects",
-    )
 }
 
 fn write_tool_result_block(
@@ -1180,9 +1214,27 @@ fn convert_tools(tools: Json<'_>) -> Result<Option<Vec<u8>>, TranslateError> {
     Ok(Some(out))
 }
 
+/// Bare definitions of the tools a conversation called, for Anthropic to take its
+/// tool calls when the client sent no tools: a name and an object schema.
+fn bare_tool_definitions(called_tool_names: &[Cow<'_, str>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(called_tool_names.len() * 64 + 2);
+    out.push(b'[');
+    for (k, name) in called_tool_names.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"input_schema":{"type":"object"},"name":"#);
+        write_str(&mut out, name);
+        out.push(b'}');
+    }
+    out.push(b']');
+    out
+}
+
 fn tooling<'a>(
     req: &ChatRequest<'a>,
     has_tool_blocks: bool,
+    called_tool_names: &[Cow<'_, str>],
     thinking: bool,
 ) -> Result<Option<Tooling<'a>>, TranslateError> {
     let tools = match field(req.tools) {
@@ -1190,15 +1242,23 @@ fn tooling<'a>(
         None => None,
     };
     let choice = field(req.tool_choice).map(parse_tool_choice).transpose()?;
-    let Some(tools) = tools else {
-        return Ok(None);
-    };
-    let no_parallel = field(req.parallel_tool_calls).and_then(Json::as_bool) == Some(false);
     let choice_out = |kind, name| ChoiceOut {
         kind,
         name,
         disable_parallel_tool_use: false,
     };
+    let Some(tools) = tools else {
+        // Anthropic refuses tool calls in a conversation without tools: the tools
+        // called are defined, and `none` keeps the model from calling them.
+        if called_tool_names.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some(Tooling {
+            tools: bare_tool_definitions(called_tool_names),
+            choice: Some(choice_out("none", None)),
+        }));
+    };
+    let no_parallel = field(req.parallel_tool_calls).and_then(Json::as_bool) == Some(false);
     let mut choice = match choice {
         Some(ToolChoice::None) => {
             return Ok(has_tool_blocks.then(|| Tooling {
@@ -1397,6 +1457,32 @@ mod tests {
     }
 
     #[test]
+    fn an_image_is_sent_with_the_media_type_anthropic_takes_for_its_bytes() {
+        let jpeg = "/9j/4AAQSkZJRgABAQA=";
+        for (url, media_type) in [
+            // A browser's label for JPEG, which Anthropic refuses by name.
+            (format!("data:image/jpg;base64,{jpeg}"), "image/jpeg"),
+            // A JPEG said to be a PNG, which Anthropic refuses as a mismatch.
+            (format!("data:image/png;base64,{jpeg}"), "image/jpeg"),
+            // Bytes no type can be read from: the alias is still made the name.
+            ("data:image/pjpeg;base64,AAAA".into(), "image/jpeg"),
+        ] {
+            let got = translate(json!({"messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "shot", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c", "content": [{"type": "image_url", "image_url": {"url": url}}]}
+            ], "tools": [{"type": "function", "function": {"name": "shot"}}]}));
+            let user_image = &got["messages"][0]["content"][0]["source"];
+            let tool_image = &got["messages"][2]["content"][0]["content"][0]["source"];
+            for source in [user_image, tool_image] {
+                assert_eq!(source["media_type"], media_type, "{url}: {got}");
+                assert_eq!(source["data"], url.split_once(',').unwrap().1);
+            }
+        }
+    }
+
+    #[test]
     fn http_image_becomes_url_source() {
         let got = translate(json!({"messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}, "cache_control": {"type": "ephemeral"}}
@@ -1471,8 +1557,28 @@ mod tests {
     }
 
     #[test]
-    fn invalid_tool_call_arguments_name_the_field() {
-        for args in ["{not json", "[1,2]"] {
+    fn tool_call_arguments_encoding_no_object_are_sent_as_an_empty_input() {
+        // A call cut short by the length limit, or a model's stray text: OpenAI takes
+        // such a history back.
+        for args in [r#"{"path": "/tm"#, r#""raw""#, "[1,2]", "{not json", "null"] {
+            let got = translate(json!({"messages": [
+                user("x"),
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{\"k\":1}"}},
+                    {"id": "b", "type": "function", "function": {"name": "f", "arguments": args}}
+                ]},
+                {"role": "tool", "tool_call_id": "a", "content": "ok"},
+                {"role": "tool", "tool_call_id": "b", "content": "cut"}
+            ], "tools": [{"type": "function", "function": {"name": "f"}}]}));
+            let calls = &got["messages"][1]["content"];
+            assert_eq!(calls[0]["input"], json!({"k": 1}), "{args}");
+            assert_eq!(calls[1]["input"], json!({}), "{args}");
+        }
+    }
+
+    #[test]
+    fn tool_call_arguments_neither_a_string_nor_an_object_name_the_field() {
+        for args in [json!(5), json!([1, 2])] {
             let e = translate_err(json!({"messages": [
                 user("x"),
                 {"role": "assistant", "content": null, "tool_calls": [
@@ -1634,6 +1740,37 @@ mod tests {
     }
 
     #[test]
+    fn tool_history_without_tools_gets_a_bare_definition_of_each_tool_used_and_tool_choice_none() {
+        let call = |id: &str, name: &str| json!({"id": id, "type": "function", "function": {"name": name, "arguments": "{}"}});
+        // A summary of an agent's work replays its tool calls without the tools.
+        let history = json!([
+            user("Fix the bug"),
+            {"role": "assistant", "content": null, "tool_calls": [call("c1", "read"), call("c2", "grep")]},
+            {"role": "tool", "tool_call_id": "c1", "content": "a"},
+            {"role": "tool", "tool_call_id": "c2", "content": "b"},
+            {"role": "assistant", "content": null, "tool_calls": [call("c3", "read")]},
+            {"role": "tool", "tool_call_id": "c3", "content": "c"},
+            user("Summarise the conversation so far.")
+        ]);
+        for tools in [None, Some(json!([]))] {
+            let mut req = json!({"messages": history, "tool_choice": "auto"});
+            if let Some(tools) = tools {
+                req["tools"] = tools;
+            }
+            let got = translate(req);
+            assert_eq!(
+                got["tools"],
+                json!([
+                    {"name": "read", "input_schema": {"type": "object"}},
+                    {"name": "grep", "input_schema": {"type": "object"}}
+                ]),
+                "{got}"
+            );
+            assert_eq!(got["tool_choice"], json!({"type": "none"}));
+        }
+    }
+
+    #[test]
     fn parallel_tool_calls_false_disables_parallel_use() {
         let got = translate(
             json!({"messages": [user("x")], "tools": tools(), "parallel_tool_calls": false}),
@@ -1781,6 +1918,24 @@ mod tests {
         assert_eq!(got["max_tokens"], 16384 + 4096);
         let got = translate(json!({"messages": [user("x")], "reasoning_effort": "low"}));
         assert_eq!(got["max_tokens"], 4096);
+    }
+
+    #[test]
+    fn max_tokens_is_raised_for_thinking_only_when_thinking_is_sent() {
+        let call =
+            json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+        // An agent's tool step answers its calls, so it goes without thinking.
+        let tool_step = json!({"reasoning_effort": "high",
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [user("x"), {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"}]});
+        let mut with_limit = tool_step.clone();
+        with_limit["max_completion_tokens"] = json!(1000);
+        for (req, max_tokens) in [(with_limit, 1000), (tool_step, 4096)] {
+            let got = translate(req);
+            assert!(got.get("thinking").is_none(), "{got}");
+            assert_eq!(got["max_tokens"], max_tokens, "{got}");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   message.
 //! - `input_image` and `input_file` (data URL or URL) become image and
 //!   document blocks; a `file_id` reference cannot be resolved and is refused.
+//!   A base64 image gets the media type its first bytes show, else the one its
+//!   data URL names, `image/jpg` made `image/jpeg` (as for Chat Completions).
 //! - `function_call` arguments must encode an object (they become the tool
 //!   call's `input`).
 //! - A `reasoning` item whose `encrypted_content` the gateway made becomes the
@@ -54,6 +56,7 @@ use std::borrow::Cow;
 use super::reasoning_state::ReasoningState;
 use super::tool_names::ToolNames;
 use crate::translate::error::TranslateError;
+use crate::translate::image_media_type::anthropic_image_media_type;
 use crate::translate::tool_call_id::anthropic_tool_use_id;
 // Thinking budgets for `reasoning.effort`, as for Chat Completions.
 use crate::translate::json_writer::{
@@ -991,7 +994,7 @@ fn write_part(out: &mut Vec<u8>, p: Part<'_>, path: &str) -> Result<(), Translat
                 TranslateError::invalid_field(format!("{path}.image_url"), "must be a string")
             })?;
             out.extend_from_slice(br#"{"source":"#);
-            write_source(out, &url, path, "image_url")?;
+            write_source(out, &url, path, "image_url", Source::Image)?;
             out.extend_from_slice(br#","type":"image"}"#);
             Ok(())
         }
@@ -1001,9 +1004,9 @@ fn write_part(out: &mut Vec<u8>, p: Part<'_>, path: &str) -> Result<(), Translat
             }
             out.extend_from_slice(br#"{"source":"#);
             if let Some(data) = field(p.file_data).and_then(Json::as_str) {
-                write_source(out, &data, path, "file_data")?;
+                write_source(out, &data, path, "file_data", Source::Document)?;
             } else if let Some(url) = field(p.file_url).and_then(Json::as_str) {
-                write_source(out, &url, path, "file_url")?;
+                write_source(out, &url, path, "file_url", Source::Document)?;
             } else {
                 return Err(TranslateError::invalid_field(
                     path,
@@ -1034,8 +1037,21 @@ fn file_id_refused(path: &str) -> TranslateError {
     )
 }
 
+/// What a `source` is written for: an image's media type is checked against its bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Image,
+    Document,
+}
+
 /// An Anthropic `source` for a data URL (base64) or any other URL.
-fn write_source(out: &mut Vec<u8>, url: &str, path: &str, key: &str) -> Result<(), TranslateError> {
+fn write_source(
+    out: &mut Vec<u8>,
+    url: &str,
+    path: &str,
+    key: &str,
+    source: Source,
+) -> Result<(), TranslateError> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (media_type, data) = rest.split_once(";base64,").ok_or_else(|| {
             TranslateError::invalid_field(
@@ -1043,6 +1059,10 @@ fn write_source(out: &mut Vec<u8>, url: &str, path: &str, key: &str) -> Result<(
                 "a data URL must be base64 (`data:<type>;base64,<data>`)",
             )
         })?;
+        let media_type = match source {
+            Source::Image => anthropic_image_media_type(media_type, data),
+            Source::Document => media_type,
+        };
         out.extend_from_slice(br#"{"data":"#);
         write_str(out, data);
         out.extend_from_slice(br#","media_type":"#);
@@ -1636,6 +1656,31 @@ mod tests {
         let e = translate_err(json!({"input": [{"role": "user", "content": [
             {"type": "input_image", "file_id": "file-1"}]}]}));
         assert_eq!(e.param(), Some("input[0].content[0].file_id"));
+    }
+
+    #[test]
+    fn an_image_is_sent_with_the_media_type_anthropic_takes_for_its_bytes() {
+        let jpeg = "/9j/4AAQSkZJRgABAQA=";
+        let got = translate(json!({"input": [{"role": "user", "content": [
+            {"type": "input_image", "image_url": format!("data:image/jpg;base64,{jpeg}")},
+            {"type": "input_image", "image_url": format!("data:image/png;base64,{jpeg}")},
+            {"type": "input_image", "image_url": "data:image/jpg;base64,AAAA"},
+            // A document keeps the type it was given.
+            {"type": "input_file", "file_data": "data:application/pdf;base64,JVBE"}
+        ]}]}));
+        let media_types: Vec<&Value> = (0..4)
+            .map(|k| &got["messages"][0]["content"][k]["source"]["media_type"])
+            .collect();
+        assert_eq!(
+            media_types,
+            [
+                &json!("image/jpeg"),
+                &json!("image/jpeg"),
+                &json!("image/jpeg"),
+                &json!("application/pdf")
+            ],
+            "{got}"
+        );
     }
 
     #[test]
