@@ -487,6 +487,31 @@ async fn provider_stream_cut_short_ends_with_an_error_chunk() {
     assert!(!text.contains("[DONE]"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_stream_that_loses_only_its_message_stop_ends_with_done() {
+    let mock = MockUpstream::start(|_| {
+        let stream = fixture("anthropic/messages_stream.txt");
+        let cut = stream.find("event: message_stop").unwrap();
+        sse(stream[..cut].to_string(), 40, 0)
+    })
+    .await;
+    let gw = gateway_for(&mock, "");
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        br#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("Hello World"), "{text}");
+    assert!(text.contains(r#""finish_reason":"stop""#), "{text}");
+    assert!(text.contains(r#""usage":"#), "{text}");
+    assert!(!text.contains(r#""error""#), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+}
+
 /// A provider that starts an SSE answer, then drops the connection mid-body.
 async fn provider_that_hangs_up_mid_stream() -> (String, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

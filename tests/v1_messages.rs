@@ -696,6 +696,29 @@ async fn a_gemini_3_tool_loop_gives_a_thought_signature_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_begun_on_claude_goes_on_to_gemini_3_without_claudes_signature() {
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::gemini_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let entry = "api_key: gemini-test-key-0123456789";
+    let gw = one_provider_at(&mock, "gemini", entry, "/v1beta/openai");
+    let mut body: Value =
+        serde_json::from_str(&claude_code_tool_loop("gemini:gemini-3-pro-preview")).unwrap();
+    // The turn as Claude signed its thinking.
+    body["messages"][1]["content"][0]["signature"] =
+        "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds".into();
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(
+        sent["messages"][2]["tool_calls"][0]["extra_content"]["google"]["thought_signature"],
+        "skip_thought_signature_validator"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn geminis_own_thought_signature_makes_the_round_trip() {
     let mock = MockUpstream::start(|rec| {
         if let Some(refusal) = common::mock::provider_rules::gemini_chat_refusal(rec) {
@@ -721,8 +744,9 @@ async fn geminis_own_thought_signature_makes_the_round_trip() {
     let resp = post(&gw, "/v1/messages", &first.to_string()).await;
     assert_eq!(resp.status(), 200);
     let answer: Value = resp.json().await.unwrap();
+    // Tagged as Gemini's, to be told from another model's.
     assert_eq!(
-        answer["content"][0]["signature"], "sig-gemini-1",
+        answer["content"][0]["signature"], "gemini:sig-gemini-1",
         "{answer}"
     );
     // The client sends the turn back as it got it, with the call's result.

@@ -69,6 +69,7 @@ use super::json_writer::{
     write_str_fragment, write_u64,
 };
 use super::request_fields::{field, json_object, stream_flag, CheckedBody, Json, Text};
+use super::thought_signature;
 use super::tool_call_id::provider_tool_call_id;
 
 /// Google's documented value for a thought signature the client did not keep.
@@ -111,10 +112,11 @@ pub struct OpenAiRequestOptions {
     /// The model reads text parts only (DeepSeek's refuse any other, 422): an image
     /// or a file becomes a short note saying it was left out.
     pub text_only: bool,
-    /// Each assistant turn's first tool call carries Google's documented stand-in for
-    /// the thought signature it had (`skip_thought_signature_validator`): Gemini 3
-    /// refuses a tool loop whose calls come back without one (400), and a Messages or
-    /// Responses client keeps none.
+    /// Each assistant turn's first tool call carries its thought signature: Gemini's
+    /// own where a thinking block of the turn carries it (see `thought_signature`),
+    /// else Google's documented stand-in (`skip_thought_signature_validator`). Gemini 3
+    /// refuses a tool loop whose calls come back without one (400), and another
+    /// model's (Claude's, in a conversation begun there) as corrupted (400).
     pub thought_signature_stand_in: bool,
 }
 
@@ -894,8 +896,9 @@ fn convert_assistant_blocks(
     // Text blocks are pieces of one answer, thinking blocks of one reasoning.
     let mut text = Vec::new();
     let mut thinking = Vec::new();
-    // The signature a thinking block holds: Gemini's, given back with the first call.
-    let mut signature: Option<Text<'_>> = None;
+    // Gemini's own signature, which a thinking block carries: given back with the
+    // first call.
+    let mut signature: Option<Cow<'_, str>> = None;
     let mut calls = std::mem::take(&mut messages.tool_calls);
     calls.clear();
     let mut call_count = 0;
@@ -917,10 +920,8 @@ fn convert_assistant_blocks(
                 calls.push(b'{');
                 if call_count == 0 && messages.thought_signature_stand_in {
                     calls.extend_from_slice(br#""extra_content":{"google":{"thought_signature":"#);
-                    match &signature {
-                        Some(signature) => signature.write(&mut calls),
-                        None => write_str(&mut calls, THOUGHT_SIGNATURE_STAND_IN),
-                    }
+                    let signature = signature.as_deref().unwrap_or(THOUGHT_SIGNATURE_STAND_IN);
+                    write_str(&mut calls, signature);
                     calls.extend_from_slice(b"}},");
                 }
                 call_count += 1;
@@ -952,10 +953,7 @@ fn convert_assistant_blocks(
                     thinking.extend(block.thinking.and_then(Json::as_text));
                 }
                 if messages.thought_signature_stand_in && signature.is_none() {
-                    signature = block
-                        .signature
-                        .and_then(Json::as_text)
-                        .filter(|s| !s.is_empty());
+                    signature = block.signature.and_then(Json::as_str).and_then(geminis_own);
                 }
             }
             "redacted_thinking" => {}
@@ -993,6 +991,15 @@ fn convert_assistant_blocks(
     out.push(b'}');
     messages.tool_calls = calls;
     Ok(())
+}
+
+/// The signature Gemini made, out of a thinking block's; none for another model's,
+/// which Gemini refuses as corrupted.
+fn geminis_own(thinking_signature: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    match thinking_signature {
+        Cow::Borrowed(s) => thought_signature::geminis_own(s).map(Cow::Borrowed),
+        Cow::Owned(s) => thought_signature::geminis_own(&s).map(|s| Cow::Owned(s.to_owned())),
+    }
 }
 
 /// The translated `tools` array, `tool_choice` and whether parallel calls
@@ -1532,13 +1539,17 @@ mod tests {
             .is_none());
     }
 
-    #[test]
-    fn a_thinking_blocks_signature_goes_back_to_gemini_with_the_first_call() {
+    /// The thought signature Gemini gets for the first call of an assistant turn whose
+    /// thinking blocks carry `signatures`.
+    fn thought_signature_sent_for(signatures: &[&str]) -> Value {
+        let mut content: Vec<Value> = signatures
+            .iter()
+            .map(|s| json!({"type": "thinking", "thinking": "", "signature": s}))
+            .collect();
+        content.push(json!({"type": "tool_use", "id": "a", "name": "f", "input": {}}));
         let body = json!({"max_tokens": 5, "messages": [
             {"role": "user", "content": "x"},
-            {"role": "assistant", "content": [
-                {"type": "thinking", "thinking": "", "signature": "CiQBsig"},
-                {"type": "tool_use", "id": "a", "name": "f", "input": {}}]},
+            {"role": "assistant", "content": content},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "1"}]}
         ]});
         let gemini = OpenAiRequestOptions {
@@ -1547,9 +1558,29 @@ mod tests {
         };
         let r = anthropic_to_openai_request(checked(&body), &gemini).unwrap();
         let got: Value = serde_json::from_slice(&r.body).unwrap();
+        got["messages"][1]["tool_calls"][0]["extra_content"]["google"]["thought_signature"].clone()
+    }
+
+    #[test]
+    fn a_gemini_signature_the_gateway_carried_goes_back_to_gemini_as_it_was() {
+        let carried = crate::translate::thought_signature::tagged("CiQBsig");
+        assert_eq!(thought_signature_sent_for(&[&carried]), "CiQBsig");
+        // After a thinking block Gemini streamed unsigned, as its reasoning.
+        assert_eq!(thought_signature_sent_for(&["", &carried]), "CiQBsig");
+    }
+
+    #[test]
+    fn a_claude_signature_is_not_sent_to_gemini() {
+        // A turn Claude took with thinking, in a conversation gone on to Gemini.
+        let claudes = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds";
         assert_eq!(
-            got["messages"][1]["tool_calls"][0]["extra_content"],
-            json!({"google": {"thought_signature": "CiQBsig"}})
+            thought_signature_sent_for(&[claudes]),
+            THOUGHT_SIGNATURE_STAND_IN
+        );
+        // Nor one with no tag, which may be anyone's.
+        assert_eq!(
+            thought_signature_sent_for(&["CiQBsig"]),
+            THOUGHT_SIGNATURE_STAND_IN
         );
     }
 

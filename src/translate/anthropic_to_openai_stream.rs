@@ -2,9 +2,10 @@
 //!
 //! Each Anthropic event is translated as soon as it is complete; only an
 //! unfinished event is held between pushes. A stream ends either with
-//! `data: [DONE]` (after `message_stop`) or with an OpenAI error chunk (after
-//! an upstream `error` event, a malformed event, or an upstream end without
-//! `message_stop`), never both. Each `ping` (or comment) of the provider becomes a
+//! `data: [DONE]` (after `message_stop`, or an upstream end after the
+//! `message_delta` that gives the stop reason) or with an OpenAI error chunk (after
+//! an upstream `error` event, a malformed event, or an upstream end before the
+//! stop reason), never both. Each `ping` (or comment) of the provider becomes a
 //! `: keep-alive` comment, so that a hop with an idle timeout sees the stream alive.
 
 use super::anthropic_text_delta::{plain_text_delta, PlainTextDelta};
@@ -115,7 +116,9 @@ impl AnthropicToOpenAiStream {
     }
 
     /// Signals the end of upstream input. Emits an error chunk when the
-    /// stream was cut short; emits nothing after `[DONE]` or an error.
+    /// stream was cut short before its stop reason, the end of the stream
+    /// (usage chunk if asked for, `[DONE]`) when only `message_stop` is missing;
+    /// emits nothing after `[DONE]` or an error.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         self.inner.finish(out);
     }
@@ -148,7 +151,14 @@ impl EventHandler for State {
     }
 
     fn end_of_input(&mut self, out: &mut Vec<u8>) {
-        self.fail(out, "provider_error", TRUNCATED);
+        // A provider that said why it stopped but dropped its message_stop still
+        // finished: the answer is whole, and an OpenAI SDK raises on a stream that
+        // ends in an error chunk.
+        if self.finish_sent {
+            self.on_message_stop(out);
+        } else {
+            self.fail(out, "provider_error", TRUNCATED);
+        }
     }
 
     fn unreadable(&mut self, out: &mut Vec<u8>, error: SseError) {
@@ -1045,6 +1055,29 @@ data: {"type":"message_stop"}
         t.finish(&mut out);
         assert!(t.is_failed());
         let evs = events(&out);
+        assert_eq!(evs.last().unwrap()["error"]["type"], "provider_error");
+        assert!(!evs.iter().any(|e| e == "[DONE]"));
+    }
+
+    #[test]
+    fn a_stream_that_loses_only_its_message_stop_ends_as_a_whole_one() {
+        let whole = fixture!("anthropic/messages_stream.txt");
+        let cut = whole.find("event: message_stop").unwrap();
+        for include_usage in [true, false] {
+            let mut t = AnthropicToOpenAiStream::new(opts(include_usage));
+            let mut out = Vec::new();
+            t.push(&whole.as_bytes()[..cut], &mut out);
+            t.finish(&mut out);
+            assert!(t.is_done() && !t.is_failed());
+            assert_eq!(events(&out), events(&run(whole, include_usage)));
+        }
+    }
+
+    #[test]
+    fn a_stream_cut_before_its_finish_reason_still_ends_with_an_error() {
+        let whole = fixture!("anthropic/messages_stream.txt");
+        let cut = whole.find("event: message_delta").unwrap();
+        let evs = events(&run(&whole[..cut], true));
         assert_eq!(evs.last().unwrap()["error"]["type"], "provider_error");
         assert!(!evs.iter().any(|e| e == "[DONE]"));
     }

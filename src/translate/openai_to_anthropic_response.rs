@@ -13,6 +13,7 @@
 
 use super::error::TranslateError;
 use super::openai_text_members::Content;
+use super::thought_signature;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -264,20 +265,20 @@ pub fn openai_to_anthropic_response(
     }
     let calls = msg.tool_calls.unwrap_or_default();
     let has_tool_calls = !calls.is_empty();
-    // Gemini's thought signature goes to the client in a thinking block, first.
+    // Gemini's thought signature goes to the client in a thinking block, first,
+    // tagged as Gemini's (see `thought_signature`).
     let signature = calls
         .iter()
-        .find_map(|c| c.extra_content.as_ref()?.thought_signature());
+        .find_map(|c| c.extra_content.as_ref()?.thought_signature())
+        .map(thought_signature::tagged);
     if let Some(signature) = signature {
         match content.first_mut() {
-            Some(Block::Thinking { signature: s, .. }) if s.is_empty() => {
-                *s = signature.to_string()
-            }
+            Some(Block::Thinking { signature: s, .. }) if s.is_empty() => *s = signature,
             _ => content.insert(
                 0,
                 Block::Thinking {
                     thinking: String::new(),
-                    signature: signature.to_string(),
+                    signature,
                 },
             ),
         }
@@ -478,7 +479,7 @@ mod tests {
         let got = translate(&body.to_string());
         assert_eq!(
             got["content"][0],
-            json!({"type": "thinking", "thinking": "", "signature": "CiQBsig"})
+            json!({"type": "thinking", "thinking": "", "signature": "gemini:CiQBsig"})
         );
         assert_eq!(got["content"][1]["type"], "text");
         assert_eq!(got["content"][2]["type"], "tool_use");

@@ -24,6 +24,7 @@ use super::openai_to_anthropic_response::{
 };
 use super::sse::{write_json_event, SseError, SseEventRef, PING_EVENT};
 use super::sse_driver::{unreadable_message, EventHandler, Phase, SseDriver};
+use super::thought_signature;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -588,13 +589,15 @@ impl State {
     }
 
     /// Gemini's thought signature on a tool call, as a thinking block of its own
-    /// before the call: where an Anthropic-format client keeps it for the next turn.
-    fn signed_thinking(&mut self, out: &mut Vec<u8>, signature: &str) {
+    /// before the call: where an Anthropic-format client keeps it for the next turn,
+    /// tagged as Gemini's (see `thought_signature`).
+    fn signed_thinking(&mut self, out: &mut Vec<u8>, geminis_signature: &str) {
         let block = StartBlock::Thinking {
             thinking: "",
             signature: "",
         };
         let index = self.open_block(out, BlockKind::Thinking, block);
+        let signature = &thought_signature::tagged(geminis_signature);
         Self::write_delta(self.phase, out, index, &BlockDelta::Signature { signature });
         self.close_open(out);
     }
@@ -1167,7 +1170,7 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
         assert_eq!(
             evs[2].1,
             json!({"type": "content_block_delta", "index": 0,
-                   "delta": {"type": "signature_delta", "signature": "CiQBsig"}})
+                   "delta": {"type": "signature_delta", "signature": "gemini:CiQBsig"}})
         );
         assert_eq!(evs[3].0, "content_block_stop");
         assert_eq!(evs[4].1["content_block"]["type"], "tool_use");

@@ -600,14 +600,33 @@ fn mistral_extra_member(body: &Value) -> Option<Reply> {
     Some(Reply::json(422, body.to_string()))
 }
 
+/// The thought signatures the mock's Gemini answers carry start with this; Gemini
+/// takes back only its own and Google's stand-in.
+const GEMINI_SIGNATURE_PREFIX: &str = "sig-gemini-";
+
 /// Gemini's 400 (its OpenAI-compatible API) for a Gemini 3 request whose assistant turn
-/// with tool calls does not give its first call's thought signature back, or `None`.
+/// with tool calls does not give its first call's thought signature back, or gives
+/// one Gemini did not make (another model's), or `None`.
 pub fn gemini_chat_refusal(rec: &Recorded) -> Option<Reply> {
     let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
     if !body["model"].as_str()?.starts_with("gemini-3") {
         return None;
     }
     let messages = body["messages"].as_array()?;
+    let foreign = messages.iter().any(|m| {
+        m["tool_calls"][0]["extra_content"]["google"]["thought_signature"]
+            .as_str()
+            .is_some_and(|s| {
+                s != "skip_thought_signature_validator" && !s.starts_with(GEMINI_SIGNATURE_PREFIX)
+            })
+    });
+    if foreign {
+        return Some(openai_400(
+            "Corrupted thought signature.".into(),
+            None,
+            "invalid_argument",
+        ));
+    }
     let missing = messages.iter().position(|m| {
         m["tool_calls"][0].is_object()
             && !m["tool_calls"][0]["extra_content"]["google"]["thought_signature"].is_string()
