@@ -520,3 +520,70 @@ async fn a_response_deleted_before_its_write_is_made_again_stays_deleted() {
     assert_eq!(books(&redis), (1, size_of(&redis, &first)));
     assert_eq!(redis.zcard("aurora:resps:ids:master"), 1);
 }
+
+/// The id of the turn `key` makes at `gw` continuing `previous`, which it must rebuild.
+async fn continued(gw: &Gateway, key: &str, previous: &str, input: &str) -> String {
+    let resp = respond(
+        gw,
+        key,
+        json!({"model": MODEL, "input": input, "previous_response_id": previous}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "continuing {previous}");
+    resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_continued_within_the_ttl_outlives_its_first_turns_own() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(anthropic).await;
+    let gw = replica(&mock, &redis, "  store_ttl: 2s\n");
+    let wait = |ms| tokio::time::sleep(Duration::from_millis(ms));
+    let first = stored(&gw, MASTER, "first question").await;
+    wait(1200).await;
+    let second = continued(&gw, MASTER, &first, "second question").await;
+    // The first turn's own time is over by now; the second renewed it.
+    wait(1200).await;
+    continued(&gw, MASTER, &second, "third question").await;
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["messages"][0]["content"][0]["text"], "first question");
+    assert_eq!(read(&gw, MASTER, &first).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_stores_bound_idle_responses_go_before_the_first_turn_of_a_conversation_in_use() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(anthropic).await;
+    let gw = replica(&mock, &redis, "  store_max_entries: 3\n");
+    let first = stored(&gw, MASTER, "first question").await;
+    let idle = [
+        stored(&gw, MASTER, "idle one").await,
+        stored(&gw, MASTER, "idle two").await,
+    ];
+    // The store is full as the conversation goes on: not at the expense of its root.
+    let second = continued(&gw, MASTER, &first, "second question").await;
+    let newest = stored(&gw, MASTER, "another").await;
+    assert_eq!(read(&gw, MASTER, &newest).await.status(), 200);
+    for id in &idle {
+        assert_eq!(read(&gw, MASTER, id).await.status(), 404, "{id} stays");
+    }
+    for id in [&first, &second] {
+        assert_eq!(read(&gw, MASTER, id).await.status(), 200, "{id} went");
+    }
+    // Each renewed, still counted once.
+    assert_eq!(
+        books(&redis),
+        (
+            3,
+            size_of(&redis, &first) + size_of(&redis, &second) + size_of(&redis, &newest)
+        )
+    );
+    assert_eq!(redis.zcard("aurora:resps:ids:master"), 3);
+    assert_eq!(redis.zcard("aurora:resps:expiries"), 3);
+    continued(&gw, MASTER, &second, "third question").await;
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["messages"][0]["content"][0]["text"], "first question");
+}

@@ -274,10 +274,18 @@ fn array_contents(array: &[u8]) -> Option<&[u8]> {
         .map(<[u8]>::trim_ascii)
 }
 
-/// The default store: this process's memory, bounded in entries, bytes and age. The
-/// expired go first; then room is made at the expense of whoever holds the most of
-/// what ran out (entries or bytes), its oldest first: one key filling the store evicts
-/// its own responses, not every other key's (with one key, that is the oldest first).
+/// How many links behind a new turn are renewed at most: no more than the store
+/// holds, nor than [`history`] reads back.
+pub(super) fn renewed_at_most(limits: &StoreLimits) -> usize {
+    limits.max_entries.min(MAX_CHAIN + CHAIN_BATCH)
+}
+
+/// The default store: this process's memory, bounded in entries, bytes and age. A
+/// conversation in use stays: each turn stored renews every link before it (its age
+/// starts over, and it counts as just used). The expired go first; then room is made
+/// at the expense of whoever holds the most of what ran out (entries or bytes), its
+/// least recently used first: one key filling the store evicts its own responses, not
+/// every other key's (with one key, that is the least recently used first).
 #[derive(Debug, Default)]
 pub struct MemoryResponseStore {
     inner: Mutex<Entries>,
@@ -285,13 +293,25 @@ pub struct MemoryResponseStore {
 
 #[derive(Debug, Default)]
 struct Entries {
-    /// Id → the response and when it expires.
-    map: HashMap<String, (Arc<StoredResponse>, Instant)>,
-    /// Insertion order, for eviction; ids already removed are skipped.
-    order: VecDeque<String>,
+    /// Id → the response, when it expires and its place in `order`.
+    map: HashMap<String, Entry>,
+    /// Least recently used first, for eviction: `(id, seq)`, skipped once the id is
+    /// gone or holds another place (its `seq` no longer the entry's).
+    order: VecDeque<(String, u64)>,
+    /// The next place in `order`.
+    next_seq: u64,
     bytes: usize,
     /// What each owner holds.
     held: HashMap<Arc<str>, Holding>,
+}
+
+/// One stored response, as the memory store keeps it.
+#[derive(Debug)]
+struct Entry {
+    stored: Arc<StoredResponse>,
+    expires: Instant,
+    /// Its place in `order`.
+    seq: u64,
 }
 
 /// What one owner holds in the store.
@@ -311,7 +331,7 @@ enum Shortage {
 impl Entries {
     fn remove(&mut self, id: &str) -> bool {
         match self.map.remove(id) {
-            Some((stored, _)) => {
+            Some(Entry { stored, .. }) => {
                 let size = stored.size();
                 self.bytes -= size;
                 if let Some(held) = self.held.get_mut(&stored.owner) {
@@ -347,22 +367,88 @@ impl Entries {
         else {
             return false;
         };
-        let oldest = self.order.iter().position(|id| {
+        let oldest = self.order.iter().position(|(id, seq)| {
             self.map
                 .get(id)
-                .is_some_and(|(stored, _)| stored.owner == largest)
+                .is_some_and(|entry| entry.seq == *seq && entry.stored.owner == largest)
         });
         match oldest.and_then(|at| self.order.remove(at)) {
-            Some(id) => self.remove(&id),
+            Some((id, _)) => self.remove(&id),
             None => false,
         }
     }
 
-    /// Whether the oldest entry has expired by `now`.
-    fn oldest_expired(&self, now: Instant) -> bool {
-        self.order
-            .front()
-            .is_some_and(|id| self.map.get(id).is_none_or(|(_, expires)| *expires <= now))
+    /// Removes the least recently used while they have expired by `now`, and the
+    /// places left behind before them. A place taken at the newest end gets the
+    /// latest expiry (the ttl unchanged), so the expired are at the front.
+    fn sweep_expired(&mut self, now: Instant) {
+        while let Some(front) = self.order.front() {
+            let expired = match self.map.get(&front.0) {
+                Some(entry) if entry.seq == front.1 => entry.expires <= now,
+                // A place left behind: only the place goes.
+                _ => {
+                    self.order.pop_front();
+                    continue;
+                }
+            };
+            if !expired {
+                break;
+            }
+            if let Some((id, _)) = self.order.pop_front() {
+                self.remove(&id);
+            }
+        }
+    }
+
+    /// Puts `id` at the newest end of `order`, expiring at `expires`.
+    fn touch(&mut self, id: &str, expires: Instant) {
+        let seq = self.next_seq;
+        let Some(entry) = self.map.get_mut(id) else {
+            return;
+        };
+        self.next_seq += 1;
+        entry.expires = expires;
+        entry.seq = seq;
+        self.order.push_back((id.to_string(), seq));
+    }
+
+    /// Renews the chain behind a new turn of `owner`'s, from `previous` back: each
+    /// link lives another ttl from `now` and counts as just used, so that a
+    /// conversation in use keeps its first turns. As far back as the store could hold (no more links
+    /// than its entries, [`renewed_at_most`], nor bytes than its bytes); it stops at a
+    /// link missing, expired or another's, as [`history`] would.
+    fn renew_chain(
+        &mut self,
+        previous: Option<&str>,
+        owner: &Arc<str>,
+        limits: &StoreLimits,
+        now: Instant,
+    ) {
+        let most = renewed_at_most(limits);
+        let mut links = Vec::new();
+        let mut held = 0usize;
+        let mut next = previous.map(str::to_string);
+        while let Some(id) = next.take() {
+            if links.len() >= most {
+                break;
+            }
+            let Some(entry) = self.map.get(&id) else {
+                break;
+            };
+            if entry.stored.owner != *owner || entry.expires <= now {
+                break;
+            }
+            held = held.saturating_add(entry.stored.size());
+            if held > limits.max_bytes {
+                break;
+            }
+            next = entry.stored.previous.clone();
+            links.push(id);
+        }
+        // Oldest first, so the newest link is the most recently used.
+        for id in links.iter().rev() {
+            self.touch(id, now + limits.ttl);
+        }
     }
 }
 
@@ -403,6 +489,11 @@ impl ResponseStore for MemoryResponseStore {
 
 impl MemoryResponseStore {
     fn insert(&self, id: String, stored: StoredResponse, limits: StoreLimits) {
+        self.insert_at(id, stored, limits, Instant::now());
+    }
+
+    /// [`Self::insert`] as at `now`.
+    fn insert_at(&self, id: String, stored: StoredResponse, limits: StoreLimits, now: Instant) {
         let size = stored.size();
         if size > limits.max_bytes || limits.max_entries == 0 {
             return;
@@ -410,14 +501,10 @@ impl MemoryResponseStore {
         let Ok(mut entries) = self.inner.lock() else {
             return;
         };
-        let now = Instant::now();
         entries.remove(&id);
-        while entries.oldest_expired(now) {
-            let Some(oldest) = entries.order.pop_front() else {
-                break;
-            };
-            entries.remove(&oldest);
-        }
+        entries.sweep_expired(now);
+        // Before any eviction: the links this turn continues are the last to go.
+        entries.renew_chain(stored.previous.as_deref(), &stored.owner, &limits, now);
         loop {
             let short = if entries.map.len() >= limits.max_entries {
                 Shortage::Entries
@@ -434,20 +521,28 @@ impl MemoryResponseStore {
         let held = entries.held.entry(Arc::clone(&stored.owner)).or_default();
         held.bytes += size;
         held.entries += 1;
-        entries.order.push_back(id.clone());
-        entries.map.insert(id, (Arc::new(stored), now + limits.ttl));
-        // Ids replaced or deleted linger in `order`; keep it from growing past the map.
+        let seq = entries.next_seq;
+        entries.next_seq += 1;
+        entries.order.push_back((id.clone(), seq));
+        let entry = Entry {
+            stored: Arc::new(stored),
+            expires: now + limits.ttl,
+            seq,
+        };
+        entries.map.insert(id, entry);
+        // The places of ids replaced, deleted or renewed linger in `order`; keep it
+        // from growing past the map.
         if entries.order.len() > 2 * entries.map.len() + 16 {
             let Entries { map, order, .. } = &mut *entries;
-            order.retain(|id| map.contains_key(id));
+            order.retain(|(id, seq)| map.get(id).is_some_and(|entry| entry.seq == *seq));
         }
     }
 
     fn lookup(&self, id: &str) -> Option<StoredResponse> {
         let entries = self.inner.lock().ok()?;
-        let (stored, expires) = entries.map.get(id)?;
+        let entry = entries.map.get(id)?;
         // Past its age it is gone, even before an insert evicts it.
-        (*expires > Instant::now()).then(|| StoredResponse::clone(stored))
+        (entry.expires > Instant::now()).then(|| StoredResponse::clone(&entry.stored))
     }
 }
 
@@ -689,6 +784,99 @@ mod tests {
         };
         store.put("g".into(), stored(None, "[]", "[]"), tiny).await;
         assert!(store.get("g").await.unwrap().is_none());
+    }
+
+    /// `now` less `ago`.
+    fn before_now(ago: Duration) -> Instant {
+        Instant::now().checked_sub(ago).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_conversation_continued_within_the_ttl_outlives_its_first_turns_own() {
+        let store = MemoryResponseStore::default();
+        let ten_seconds = StoreLimits {
+            ttl: Duration::from_secs(10),
+            ..limits()
+        };
+        let turn = |previous, input| stored(previous, input, "[]");
+        // The first turn, on its own, expired 5 s ago; the second came while it lived.
+        store.insert_at(
+            "r1".into(),
+            turn(None, r#"[{"a":1}]"#),
+            ten_seconds,
+            before_now(Duration::from_secs(15)),
+        );
+        store.insert_at(
+            "r2".into(),
+            turn(Some("r1"), r#"[{"b":2}]"#),
+            ten_seconds,
+            before_now(Duration::from_secs(8)),
+        );
+        store
+            .put("r3".into(), turn(Some("r2"), r#"[{"c":3}]"#), ten_seconds)
+            .await;
+        let got = history(&store, "r3", "key:a", u64::MAX).await.unwrap();
+        assert_eq!(
+            std::str::from_utf8(&got).unwrap(),
+            r#"[{"a":1},{"b":2},{"c":3}]"#
+        );
+        // Swept as an expired front would be: the renewed first turn stays.
+        store
+            .put("other".into(), turn(None, "[]"), ten_seconds)
+            .await;
+        assert!(history(&store, "r3", "key:a", u64::MAX).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn at_the_entries_bound_idle_responses_go_before_the_first_turn_of_a_conversation_in_use()
+    {
+        let store = MemoryResponseStore::default();
+        let three = StoreLimits {
+            max_entries: 3,
+            ..limits()
+        };
+        for id in ["r1", "idle1", "idle2"] {
+            store.put(id.into(), stored(None, "[]", "[]"), three).await;
+        }
+        // The store is full as the conversation goes on: not at the expense of its root.
+        store
+            .put("r2".into(), stored(Some("r1"), "[]", "[]"), three)
+            .await;
+        store
+            .put("new".into(), stored(None, "[]", "[]"), three)
+            .await;
+        for id in ["idle1", "idle2"] {
+            assert!(store.get(id).await.unwrap().is_none(), "{id} stays");
+        }
+        for id in ["r1", "r2", "new"] {
+            assert!(store.get(id).await.unwrap().is_some(), "{id} went");
+        }
+        assert!(history(&store, "r2", "key:a", u64::MAX).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn another_owners_chain_is_not_renewed_by_a_continuation() {
+        let store = MemoryResponseStore::default();
+        let ten_seconds = StoreLimits {
+            ttl: Duration::from_secs(10),
+            ..limits()
+        };
+        let theirs = StoredResponse {
+            owner: "key:b".into(),
+            ..stored(None, "[]", "[]")
+        };
+        store.insert_at(
+            "b1".into(),
+            theirs,
+            ten_seconds,
+            before_now(Duration::from_secs(8)),
+        );
+        store
+            .put("a2".into(), stored(Some("b1"), "[]", "[]"), ten_seconds)
+            .await;
+        let entries = store.inner.lock().unwrap();
+        let expires = entries.map["b1"].expires;
+        assert!(expires < Instant::now() + Duration::from_secs(5));
     }
 
     #[tokio::test]

@@ -1,14 +1,16 @@
 //! Stored Responses API answers in Redis (`responses.store: redis`), shared by every
 //! replica: a conversation goes on at whichever replica its next turn reaches.
 //!
-//! Each response is a hash that expires with `store_ttl`. The store's bounds hold for
+//! Each response is a hash that expires with `store_ttl`; each turn stored renews the
+//! conversation behind it, so a conversation in use stays. The store's bounds hold for
 //! the store as a whole, as in memory: past one, the key holding the most of what ran
-//! out loses its oldest (one key filling the store evicts its own responses, never
-//! another key's). For that each owner has a sorted set of its `{size}:{id}` scored
-//! by when each expires, two sorted sets give each owner's bytes and entries, and a
-//! hash the totals; one script per write keeps them, on Redis's clock. The key names
-//! a script builds are its only undeclared ones: the store is a single Redis or a
-//! primary, never a Cluster.
+//! out loses its least recently used (one key filling the store evicts its own
+//! responses, never another key's). For that each owner has a sorted set of its
+//! `{size}:{id}` scored by when each expires (renewed as it is used, so the soonest
+//! to expire is the least recently used), two sorted sets give each owner's bytes and
+//! entries, and a hash the totals; one script per write keeps them, on Redis's clock.
+//! The key names a script builds are its only undeclared ones: the store is a single
+//! Redis or a primary, never a Cluster.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,11 +74,12 @@ local function sweep(most)
 end
 ";
 
-/// Keeps one response within the store's bounds. KEYS: the response, bytes held,
-/// entries held, totals, expiries. ARGV: the owners' id sets' prefix, the responses'
-/// prefix, ttl (ms), max entries, max bytes, id, size, owner, response, input items,
-/// previous id (empty for none), the prefix of the marks of responses under way, the
-/// prefix of the deletions remembered.
+/// Keeps one response within the store's bounds, and renews the conversation it
+/// continues. KEYS: the response, bytes held, entries held, totals, expiries. ARGV:
+/// the owners' id sets' prefix, the responses' prefix, ttl (ms), max entries, max
+/// bytes, id, size, owner, response, input items, previous id (empty for none), the
+/// prefix of the marks of responses under way, the prefix of the deletions
+/// remembered, how many links behind it are renewed at most.
 const PUT: &str = r"
 -- A response deleted since this write was first made (a try whose answer was lost,
 -- then made again; a write made again as its replica stops) stays deleted.
@@ -102,6 +105,27 @@ if before[1] then forget(before[1], before[2] .. ':' .. id) end
 -- This very write may be counted already, its hash gone since (a write made again
 -- after a try whose answer was lost, the hash evicted meanwhile): counted once.
 forget(owner, size .. ':' .. id)
+-- A conversation in use stays: every link behind this one, its owner's, lives another
+-- ttl and counts as just used (eviction takes the soonest to expire), before any
+-- eviction. As far back as the store could hold, no further than a read of it goes:
+-- at most so many links, and no more bytes than the store's.
+local link, links, behind = ARGV[11], 0, 0
+while link ~= '' and links < tonumber(ARGV[14]) do
+  local f = redis.call('HMGET', ARGV[2] .. link, 'owner', 'size', 'previous')
+  local link_size = tonumber(f[2])
+  if f[1] ~= owner or not link_size then break end
+  behind = behind + link_size
+  if behind > max_bytes then break end
+  local member = f[2] .. ':' .. link
+  -- Only what the books count is renewed: they go on counting it once.
+  if redis.call('ZSCORE', KEYS[5], owner .. '\0' .. member) then
+    redis.call('PEXPIRE', ARGV[2] .. link, ttl)
+    redis.call('ZADD', mine, now + ttl, member)
+    redis.call('ZADD', KEYS[5], now + ttl, owner .. '\0' .. member)
+  end
+  links = links + 1
+  link = f[3] or ''
+end
 -- At a bound, every expired response leaves the books before a live one goes.
 local swept_all = false
 while true do

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::response_store::{StoreLimits, StoredResponse};
+use super::response_store::{renewed_at_most, StoreLimits, StoredResponse};
 use super::response_store_redis::{books, DELETED_PREFIX, ENTRY_PREFIX, UNDER_WAY_PREFIX};
 use super::unfinished_writes::{Ticket, UnfinishedWrites};
 use crate::limits::{RedisCalled, RedisLink, QUIET_AFTER_LOSS};
@@ -52,7 +52,8 @@ impl ResponseWrite {
             .arg(&self.stored.input_items[..])
             .arg(self.stored.previous.as_deref().unwrap_or(""))
             .arg(UNDER_WAY_PREFIX)
-            .arg(DELETED_PREFIX);
+            .arg(DELETED_PREFIX)
+            .arg(renewed_at_most(&self.limits));
         let sent = call.invoke_async::<i64>(&mut conn);
         link.called(sent, "a response's write", patience_for(size))
             .await
