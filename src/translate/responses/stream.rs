@@ -73,6 +73,7 @@ impl AnthropicToResponsesStream {
                 block: None,
                 usage: Usage::default(),
                 status: Status::Completed,
+                stop_said: false,
                 final_response: None,
                 phase: Phase::Streaming,
                 read: 0,
@@ -183,6 +184,8 @@ struct State {
     block: Option<(u64, BlockKind)>,
     usage: Usage,
     status: Status,
+    /// The provider said why it stopped (`message_delta`'s `stop_reason`).
+    stop_said: bool,
     final_response: Option<Vec<u8>>,
     phase: Phase,
     /// The bytes of event data read so far: what the answer gathered for its final
@@ -243,7 +246,13 @@ impl EventHandler for State {
     }
 
     fn end_of_input(&mut self, out: &mut Vec<u8>) {
-        self.fail(out, SERVER_ERROR, TRUNCATED);
+        // A provider that said why it stopped but dropped its message_stop still
+        // finished: the response is whole, as the Chat translation ends it.
+        if self.stop_said {
+            self.on_message_stop(out);
+        } else {
+            self.fail(out, SERVER_ERROR, TRUNCATED);
+        }
     }
 
     fn unreadable(&mut self, out: &mut Vec<u8>, error: SseError) {
@@ -687,6 +696,7 @@ impl State {
             self.usage.record(u);
         }
         self.status = Status::for_stop_reason(ev.delta.stop_reason.as_deref());
+        self.stop_said |= ev.delta.stop_reason.is_some();
         Ok(())
     }
 
@@ -1603,6 +1613,20 @@ data: {"type":"message_stop"}
         let len = out.len();
         t.finish(&mut out);
         assert_eq!(out.len(), len);
+    }
+
+    #[test]
+    fn a_stream_that_loses_only_its_message_stop_ends_as_a_whole_one() {
+        let whole = fixture!("anthropic/messages_stream.txt");
+        let cut = &whole[..whole.find("event: message_stop").unwrap()];
+        let mut t = AnthropicToResponsesStream::new(opts());
+        let mut out = Vec::new();
+        t.push(cut.as_bytes(), &mut out);
+        t.finish(&mut out);
+        assert!(!t.is_failed());
+        let evs = events(&out);
+        assert_eq!(evs.last().unwrap()["type"], "response.completed");
+        assert_eq!(types(&evs), types(&events(&run(whole))));
     }
 
     #[test]
