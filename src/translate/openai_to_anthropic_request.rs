@@ -191,15 +191,18 @@ pub fn openai_to_anthropic_request(
     // With thinking on, Anthropic wants the turn whose tool calls are being answered
     // to start with its signed thinking, which an OpenAI client cannot send back: such
     // a request goes without thinking, as Anthropic's error advises. Read ahead of the
-    // messages: `max_tokens`, written before them, makes room only for thinking sent.
-    let answers_tool_calls = messages
-        .as_deref()
-        .is_some_and(last_turn_answers_tool_calls);
+    // messages (only when thinking is asked for): `max_tokens`, written before them,
+    // makes room only for thinking sent.
+    let answers_tool_calls = || {
+        messages
+            .as_deref()
+            .is_some_and(last_turn_answers_tool_calls)
+    };
 
     // `max_tokens` is written first (keys are sorted as before), but its
     // errors are reported after those of the messages.
     let limits = reasoning_budget(&req).and_then(|budget| {
-        let budget = budget.filter(|_| !answers_tool_calls);
+        let budget = budget.filter(|_| !answers_tool_calls());
         let mut max = max_tokens(&req, opts.default_max_tokens)?;
         if let Some(budget) = budget {
             // Anthropic counts thinking inside max_tokens and requires room
