@@ -252,6 +252,7 @@ pub fn responses_to_anthropic_request(
 
     let mut conv = Conversation::with_capacity(body.text().len() + history.map_or(0, <[u8]>::len));
     conv.summaries_as_thinking = opts.summaries_as_thinking;
+    conv.anthropic_target = opts.anthropic_target;
     let history = match history {
         Some(h) => Some(
             parse_text(
@@ -595,6 +596,8 @@ struct Conversation {
     out: Vec<u8>,
     /// [`ResponsesRequestOptions::summaries_as_thinking`].
     summaries_as_thinking: bool,
+    /// [`ResponsesRequestOptions::anthropic_target`].
+    anthropic_target: bool,
     role: Option<Role>,
     /// The current user message's tool results, which Anthropic wants first.
     results: Vec<u8>,
@@ -613,6 +616,7 @@ impl Conversation {
         Self {
             out,
             summaries_as_thinking: false,
+            anthropic_target: false,
             role: None,
             results: Vec::new(),
             blocks: Vec::new(),
@@ -800,9 +804,15 @@ fn convert_item<'a>(
                 .and_then(Json::as_str)
                 .and_then(|c| ReasoningState::decode(&c));
             match state {
-                // Unsigned thinking (a chat server's reasoning) is refused by Anthropic.
+                // Unsigned thinking (a chat server's reasoning) is refused by Anthropic,
+                // and so is thinking Gemini signed (a turn Gemini took, in a
+                // conversation gone on to Claude).
                 Some(ReasoningState::Thinking { signature, .. })
                     if signature.is_empty() && !conv.summaries_as_thinking => {}
+                Some(ReasoningState::Thinking { signature, .. })
+                    if conv.anthropic_target
+                        && crate::translate::thought_signature::geminis_own(&signature)
+                            .is_some() => {}
                 Some(ReasoningState::Thinking {
                     thinking,
                     signature,
@@ -1405,6 +1415,33 @@ mod tests {
         let body = json!({"input": "x", "max_output_tokens": 10, "reasoning": {"effort": "high"}});
         let got = translate(body);
         assert_eq!(got["max_tokens"], 16384 + 4096);
+    }
+
+    #[test]
+    fn thinking_gemini_signed_goes_back_to_a_chat_server_but_never_to_anthropic() {
+        let state = ReasoningState::Thinking {
+            thinking: "t".into(),
+            signature: crate::translate::thought_signature::tagged("CiQBsig"),
+        }
+        .encode();
+        let input = json!([
+            user_text("list"),
+            {"type": "reasoning", "summary": [], "encrypted_content": state},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "a"}
+        ]);
+        // Claude would refuse the block as an invalid signature.
+        let got = translate(json!({"input": input}));
+        assert_eq!(
+            got["messages"][1]["content"],
+            json!([{"type": "tool_use", "id": "c", "name": "f", "input": {}}])
+        );
+        // Gemini, behind the hub, gets its own back.
+        let hub = for_chat_server(json!({"input": input})).unwrap();
+        assert_eq!(
+            hub["messages"][1]["content"][0]["type"], "thinking",
+            "{hub}"
+        );
     }
 
     #[test]
