@@ -464,14 +464,19 @@ async fn anthropic_error_event_mid_stream_ends_the_stream_without_done() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_stream_cut_short_ends_with_an_error_chunk() {
-    let mock = MockUpstream::start(|_| {
+/// A provider whose recorded Anthropic stream ends just before `event`.
+async fn anthropic_stream_cut_at(event: &'static str) -> MockUpstream {
+    MockUpstream::start(move |_| {
         let stream = fixture("anthropic/messages_stream.txt");
-        let cut = stream.find("event: message_delta").unwrap();
+        let cut = stream.find(event).unwrap();
         sse(stream[..cut].to_string(), 40, 0)
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_stream_cut_short_ends_with_an_error_chunk() {
+    let mock = anthropic_stream_cut_at("event: message_delta").await;
     let gw = gateway_for(&mock, "");
     let resp = post(
         &gw,
@@ -489,12 +494,7 @@ async fn provider_stream_cut_short_ends_with_an_error_chunk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_stream_that_loses_only_its_message_stop_ends_with_done() {
-    let mock = MockUpstream::start(|_| {
-        let stream = fixture("anthropic/messages_stream.txt");
-        let cut = stream.find("event: message_stop").unwrap();
-        sse(stream[..cut].to_string(), 40, 0)
-    })
-    .await;
+    let mock = anthropic_stream_cut_at("event: message_stop").await;
     let gw = gateway_for(&mock, "");
     let resp = post(
         &gw,
