@@ -20,7 +20,7 @@ use aurora::metrics::usage::{Usage, UsageMeter};
 use aurora::metrics::{MetricHandles, Metrics, RequestOutcome};
 use aurora::providers::Secret;
 use aurora::proxy::header_maps;
-use aurora::proxy::headers::{add_provider_headers, strip_client_headers};
+use aurora::proxy::headers::{add_provider_headers, strip_client_headers, KeyScope};
 use aurora::proxy::model_route::route_model;
 use aurora::proxy::passthrough::PassthroughRoute;
 use aurora::proxy::request_id::RequestId;
@@ -130,7 +130,7 @@ fn header_rewrite(c: &mut Criterion) {
                 |mut req| {
                     let uri = black_box("/v1/messages").parse().unwrap();
                     header_maps::open_request(&mut req, uri, |parts| {
-                        strip_client_headers(&mut parts.headers);
+                        strip_client_headers(&mut parts.headers, KeyScope::Gateways);
                         add_provider_headers(parts, &provider, Some(&key), &request_id).unwrap();
                     });
                     req

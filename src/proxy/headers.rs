@@ -53,18 +53,25 @@ const OVERRIDES: [&str; 4] = [
 /// is made and billed in.
 pub(crate) const KEY_SCOPE: [&str; 2] = ["openai-organization", "openai-project"];
 
-/// Removes the client's [`KEY_SCOPE`] headers, for a call made with the gateway's own
-/// key: which of that key's organizations and projects pays is the operator's choice
-/// (a provider's configured `headers`), not each caller's. A caller's own key goes
-/// with the caller's.
-pub fn strip_key_scope_headers(headers: &mut http::HeaderMap) {
-    let scoping = |name: &HeaderName| KEY_SCOPE.contains(&name.as_str());
-    // Most requests carry neither: looked for before any is removed.
-    if !headers.keys().any(scoping) {
-        return;
-    }
-    for name in KEY_SCOPE {
-        headers.remove(name);
+/// Whose provider key a call goes with, as far as the client's [`KEY_SCOPE`] headers
+/// are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    /// The caller's own key: its organization and project headers go with it.
+    Callers,
+    /// The gateway's own key: which of its organizations and projects pays is the
+    /// operator's choice (a provider's configured `headers`), not each caller's, so the
+    /// client's [`KEY_SCOPE`] headers are removed.
+    Gateways,
+}
+
+impl KeyScope {
+    /// The [`KEY_SCOPE`] names removed for a call with this key.
+    fn removed(self) -> &'static [&'static str] {
+        match self {
+            Self::Callers => &[],
+            Self::Gateways => &KEY_SCOPE,
+        }
     }
 }
 
@@ -102,15 +109,16 @@ fn client_only() -> impl Iterator<Item = &'static &'static str> + Clone {
 }
 
 /// Removes every header that must not reach the provider: credentials, cookies,
-/// hop-by-hop headers (with those `Connection` names) and forwarding headers that
-/// would leak the client's address.
-pub fn strip_client_headers(headers: &mut http::HeaderMap) {
+/// hop-by-hop headers (with those `Connection` names), forwarding headers that
+/// would leak the client's address, and, for a call with the gateway's own key, the
+/// client's [`KEY_SCOPE`] headers.
+pub fn strip_client_headers(headers: &mut http::HeaderMap, scope: KeyScope) {
     // Every request passes here: only the listed names present are removed (a removal
-    // by name hashes it).
-    let listed = client_only().chain(&HOP_BY_HOP);
+    // by name hashes it), found in one pass over the names.
+    let listed = client_only().chain(&HOP_BY_HOP).chain(scope.removed());
     let forwarding = |name: &str| name.starts_with("x-forwarded-");
     let Some(present) = listed_present(headers, listed, forwarding) else {
-        return strip_client_headers_naming_others(headers);
+        return strip_client_headers_naming_others(headers, scope);
     };
     for name in present.iter().flatten() {
         headers.remove(name);
@@ -144,7 +152,7 @@ fn listed_present<'a>(
 }
 
 /// [`strip_client_headers`] for a request whose headers name others to remove.
-fn strip_client_headers_naming_others(headers: &mut http::HeaderMap) {
+fn strip_client_headers_naming_others(headers: &mut http::HeaderMap, scope: KeyScope) {
     let mut doomed = connection_nominated(headers);
     doomed.extend(
         headers
@@ -153,7 +161,7 @@ fn strip_client_headers_naming_others(headers: &mut http::HeaderMap) {
             .filter(|n| n.starts_with("x-forwarded-"))
             .map(str::to_string),
     );
-    for name in client_only().chain(&HOP_BY_HOP) {
+    for name in client_only().chain(&HOP_BY_HOP).chain(scope.removed()) {
         headers.remove(*name);
     }
     for name in &doomed {
@@ -391,7 +399,7 @@ mod tests {
             r.headers.insert(name, HeaderValue::from_static(value));
         }
         let room = r.headers.capacity();
-        strip_client_headers(&mut r.headers);
+        strip_client_headers(&mut r.headers, KeyScope::Callers);
         // Host replaced, the key and the request id added: six, where six fit.
         add_provider_headers(
             &mut r,
@@ -421,7 +429,7 @@ mod tests {
             ("x-custom", "kept"),
             ("anthropic-beta", "tools-2024"),
         ]);
-        strip_client_headers(&mut r.headers);
+        strip_client_headers(&mut r.headers, KeyScope::Callers);
         for gone in [
             "authorization",
             "x-api-key",
@@ -451,7 +459,7 @@ mod tests {
                 ("x-goog-api-key", "gw-or-client"),
                 ("api-key", "azure-client"),
             ]);
-            strip_client_headers(&mut r.headers);
+            strip_client_headers(&mut r.headers, KeyScope::Callers);
             add_provider_headers(&mut r, &provider(kind), Some(&key()), &rid()).unwrap();
             assert!(!r.headers.contains_key("api-key"), "{kind}");
             let goog = r.headers.get("x-goog-api-key");
@@ -468,7 +476,7 @@ mod tests {
             ("x-goog-api-key", "gw"),
             ("api-key", "client"),
         ]);
-        strip_client_headers(&mut r.headers);
+        strip_client_headers(&mut r.headers, KeyScope::Callers);
         assert!(r.headers.is_empty(), "{:?}", r.headers);
     }
 
@@ -481,7 +489,7 @@ mod tests {
             ("x-goog-fieldmask", "name"),
             ("x-custom", "kept"),
         ]);
-        strip_client_headers(&mut r.headers);
+        strip_client_headers(&mut r.headers, KeyScope::Callers);
         assert_eq!(r.headers.len(), 1, "{:?}", r.headers);
         assert_eq!(r.headers["x-custom"], "kept");
     }
@@ -502,7 +510,7 @@ mod tests {
             ("content-type", "application/json"),
             ("content-length", "2"),
         ]);
-        strip_client_headers(&mut r.headers);
+        strip_client_headers(&mut r.headers, KeyScope::Callers);
         for gone in ["authorization", "x-api-key", "te"] {
             assert!(!r.headers.contains_key(gone), "{gone}");
         }
@@ -521,8 +529,47 @@ mod tests {
             "x-real-ip",
         ];
         let mut r = request(&gone.map(|name| (name, "x")));
-        strip_client_headers(&mut r.headers);
+        strip_client_headers(&mut r.headers, KeyScope::Callers);
         assert!(r.headers.is_empty(), "{:?}", r.headers);
+    }
+
+    #[test]
+    fn the_gateways_key_goes_without_the_clients_organization_and_project_a_callers_with_them() {
+        let scoped = [
+            ("openai-organization", "org-caller"),
+            ("openai-project", "proj-caller"),
+        ];
+        let few = [
+            ("content-type", "application/json"),
+            ("authorization", "Bearer x"),
+        ];
+        let many = [
+            ("authorization", "Bearer x"),
+            ("cookie", "a=b"),
+            ("x-api-key", "k"),
+            ("x-real-ip", "10.0.0.1"),
+            ("te", "trailers"),
+        ];
+        let naming = [("connection", "close")];
+        for others in [&few[..], &many[..], &naming[..]] {
+            let pairs: Vec<_> = others.iter().chain(&scoped).copied().collect();
+            let mut gateways = request(&pairs);
+            strip_client_headers(&mut gateways.headers, KeyScope::Gateways);
+            let mut callers = request(&pairs);
+            strip_client_headers(&mut callers.headers, KeyScope::Callers);
+            for (name, value) in scoped {
+                assert!(
+                    !gateways.headers.contains_key(name),
+                    "{name} with {others:?}"
+                );
+                assert_eq!(callers.headers[name], value, "{name} with {others:?}");
+            }
+            for (name, _) in others {
+                let kept = *name == "content-type";
+                assert_eq!(gateways.headers.contains_key(*name), kept, "{name}");
+                assert_eq!(callers.headers.contains_key(*name), kept, "{name}");
+            }
+        }
     }
 
     #[test]
@@ -537,7 +584,7 @@ mod tests {
             ("proxy-connection", "keep-alive"),
             ("content-length", "3"),
         ]);
-        strip_client_headers(&mut r.headers);
+        strip_client_headers(&mut r.headers, KeyScope::Callers);
         for gone in [
             "connection",
             "x-secret-hop",

@@ -1282,7 +1282,12 @@ fn rewrite_upstream_request(
     header_maps::open_request(req, uri, |req| {
         let headers = &mut req.headers;
         framing::collapse_content_length(headers);
-        headers::strip_client_headers(headers);
+        let scope = if target.credential.caller_key_label.is_none() {
+            headers::KeyScope::Gateways
+        } else {
+            headers::KeyScope::Callers
+        };
+        headers::strip_client_headers(headers, scope);
         if let Some(len) = prepared_len {
             // Framed for the prepared body, whatever the client's framing was; the
             // client's `Expect` was answered before its body was read.
@@ -1294,9 +1299,6 @@ fn rewrite_upstream_request(
         }
         if translated {
             headers::strip_foreign_format_headers(headers, target.provider.format);
-        }
-        if target.credential.caller_key_label.is_none() {
-            headers::strip_key_scope_headers(headers);
         }
         // Every answer is read for its usage (and translated, or its usage chunk hidden):
         // compressed, it would be decoded first, work the provider can be spared. A

@@ -75,7 +75,7 @@ const DELETE_WAITS: Duration = Duration::from_secs(10);
 
 /// The headers a client scopes its own provider key's work with (an OpenAI key may
 /// serve several organizations and projects): sent again with every poll. The
-/// gateway's own key goes without them ([`super::headers::strip_key_scope_headers`]).
+/// gateway's own key goes without them ([`super::headers::KeyScope::Gateways`]).
 const SCOPE_HEADERS: [&str; 2] = super::headers::KEY_SCOPE;
 
 /// Why a delete of watched work is refused.
