@@ -606,6 +606,34 @@ async fn a_slot_whose_admission_lost_its_answer_is_given_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_slot_an_admission_dropped_unanswered_asked_for_is_given_back() {
+    use aurora::config::KeyLimits;
+    use aurora::limits::{LimitStore, RedisStore};
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let one = KeyLimits {
+        concurrent: Some(1),
+        ..KeyLimits::default()
+    };
+    let (subject, now) = ("key:team-dropped", 1_796_351_415);
+    // A call made and ended, so the connection the dropped admission uses is made.
+    let slot = store.admit(subject, &one, now).await.unwrap().slot.unwrap();
+    store.release(subject, slot);
+    wait_until(|| redis.zcard("aurora:{key:team-dropped}:slots:0") == 0).await;
+    // The admission is dropped while Redis has its call (a graceful stop's grace
+    // period ending, say), before the link's own patience runs out.
+    redis.freeze();
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(150), store.admit(subject, &one, now)).await;
+    assert!(dropped.is_err(), "answered while frozen");
+    redis.thaw();
+    // Redis took the slot as it ran the call: given back, else the key's one call at
+    // once would be refused until the slot's lease (a minute) lapsed.
+    let taken = store.admit(subject, &one, now).await.unwrap();
+    assert!(taken.slot.is_some(), "refused: {:?}", taken.refused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_slot_is_renewed_and_lapses_once_its_replica_stops() {
     use aurora::config::KeyLimits;
     use aurora::limits::{LimitStore, RedisStore, Refusal};

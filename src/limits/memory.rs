@@ -167,11 +167,17 @@ impl MemoryStore {
         }
         let mut slot = None;
         if let (None, Some(max)) = (refused, limits.concurrent) {
-            if counters.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
-                counters.in_flight.fetch_sub(1, Ordering::AcqRel);
-                refused = Some((Refusal::Concurrency, 1));
-            } else {
+            // Taken only below the limit: a refused call never holds the count up for
+            // another to be refused by.
+            let taken = counters
+                .in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                });
+            if taken.is_ok() {
                 slot = Some(0);
+            } else {
+                refused = Some((Refusal::Concurrency, 1));
             }
         }
         if refused.is_none() && limits.requests_per_minute.is_some() {

@@ -157,26 +157,32 @@ impl RedisStore {
             .arg(self.slots.lease_secs())
             .arg(slot_name(self.replica(), slot))
             .arg(window_life(window_left));
+        // The slot may be taken without its taker knowing (or be taken yet, by bytes
+        // that arrive late): given back, which does nothing if it was not, unless the
+        // answer said whether it was.
+        let unknown = SlotInDoubt {
+            writer: &self.writer,
+            subject,
+            slot: Some(slot),
+        };
         let answer: Vec<i64> = match self
             .link
             .called(call.invoke_async(&mut conn), "a limit check", 1)
             .await
         {
             Called::Done(answer) => answer,
-            Called::Unsent(e) => return Err(e),
-            // The slot may have been taken (or be taken yet, by bytes that arrive
-            // late): given back, which does nothing if it was not.
-            Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => {
-                self.writer.release(subject, slot);
+            Called::Unsent(e) => {
+                unknown.known();
                 return Err(e);
             }
+            Called::Refused(e) | Called::NotMade(e) | Called::InDoubt(e) => return Err(e),
         };
         let [code, retry_after, requests, tokens, taken] = answer[..] else {
-            self.writer.release(subject, slot);
             return Err(StoreError(
                 "Redis answered a limit check with nonsense".into(),
             ));
         };
+        unknown.known();
         let slot = (taken == 1).then(|| {
             self.slots.hold(subject, slot);
             slot
@@ -418,6 +424,33 @@ impl Drop for Carried<'_> {
         if self.write_id != 0 {
             let write = OnceWrite::of_counters(self.subject, self.write_id, &taken, Instant::now());
             self.writer.in_doubt(write);
+        }
+    }
+}
+
+/// A call slot an admission asked Redis for, until the answer says whether it was
+/// taken. Dropped before (a call Redis refused or left unanswered, an answer that
+/// makes no sense, or the admission's future dropped while Redis had the request:
+/// cancelled, or its runtime shut down at the end of a graceful stop's grace
+/// period), it is given back: else a slot Redis took would hold one of the key's
+/// calls at once until its lease lapsed.
+struct SlotInDoubt<'a> {
+    writer: &'a Arc<Writer>,
+    subject: &'a str,
+    slot: Option<SlotId>,
+}
+
+impl SlotInDoubt<'_> {
+    /// Whether the slot was taken is known (or it was never asked for).
+    fn known(mut self) {
+        self.slot = None;
+    }
+}
+
+impl Drop for SlotInDoubt<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.writer.release(self.subject, slot);
         }
     }
 }
