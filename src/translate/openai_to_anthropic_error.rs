@@ -148,7 +148,7 @@ pub(crate) enum OpenAiErrorOrString<'a> {
 /// `error.message`, or a generic one naming the status when the body is not
 /// OpenAI error JSON.
 pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
-    let parsed = serde_json::from_slice::<OpenAiErrorEnvelope>(body).ok();
+    let parsed = error_envelope(body);
     let top_level;
     let (message, overloaded) = match &parsed {
         Some(OpenAiErrorEnvelope {
@@ -191,6 +191,16 @@ pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
     AnthropicErrorBody::new(kind, message).to_vec()
 }
 
+/// The error envelope of `body`: `{"error": …}`, or the first of an array of them, as
+/// Gemini's OpenAI-compatible API answers (`[{"error": {"code": 400, …}}]`).
+fn error_envelope(body: &[u8]) -> Option<OpenAiErrorEnvelope<'_>> {
+    if body.trim_ascii_start().starts_with(b"[") {
+        let mut envelopes = serde_json::from_slice::<Vec<OpenAiErrorEnvelope>>(body).ok()?;
+        return (!envelopes.is_empty()).then(|| envelopes.swap_remove(0));
+    }
+    serde_json::from_slice(body).ok()
+}
+
 /// How Anthropic says a prompt is longer than the model's context.
 const PROMPT_TOO_LONG: &str = "prompt is too long";
 
@@ -221,6 +231,23 @@ mod tests {
     fn openai(message: &str, kind: &str) -> String {
         json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
             .to_string()
+    }
+
+    #[test]
+    fn geminis_error_array_keeps_its_message() {
+        // Gemini's OpenAI-compatible API wraps its error in an array.
+        let body = r#"[{"error": {"code": 400, "message": "Invalid JSON payload received. Unknown name \"foo\": Cannot find field.", "status": "INVALID_ARGUMENT"}}]"#;
+        let out = translate(400, body);
+        assert_eq!(out["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            out["error"]["message"],
+            "Invalid JSON payload received. Unknown name \"foo\": Cannot find field."
+        );
+        let empty = translate(400, "[]");
+        assert!(empty["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without a readable error"));
     }
 
     #[test]

@@ -26,11 +26,14 @@ pub struct MessageOptions {
 
 /// Maps an OpenAI `finish_reason` to an Anthropic `stop_reason`. Tool calls
 /// finishing with `stop` (as several OpenAI-compatible servers report) are
-/// still `tool_use`, since Anthropic clients run tools only on that reason.
+/// still `tool_use`, since Anthropic clients run tools only on that reason; a
+/// `tool_calls` finish without any is `end_turn`.
 pub fn anthropic_stop_reason(finish_reason: Option<&str>, has_tool_calls: bool) -> &'static str {
     match finish_reason {
         Some("length") => "max_tokens",
-        Some("tool_calls" | "function_call") => "tool_use",
+        // Anthropic clients loop while the reason is `tool_use`: a server that says
+        // it called tools and called none ended its turn.
+        Some("tool_calls" | "function_call") if has_tool_calls => "tool_use",
         Some("content_filter") => "refusal",
         _ if has_tool_calls => "tool_use",
         _ => "end_turn",
@@ -69,6 +72,11 @@ pub(crate) struct OpenAiUsageIn {
     pub completion_tokens: Option<u64>,
     #[serde(default)]
     pub prompt_tokens_details: Option<PromptDetails>,
+    /// DeepSeek's count of the prompt read from its cache.
+    #[serde(default)]
+    pub prompt_cache_hit_tokens: Option<u64>,
+    #[serde(default)]
+    pub total_tokens: Option<u64>,
 }
 
 /// OpenAI `usage.prompt_tokens_details`.
@@ -79,12 +87,20 @@ pub(crate) struct PromptDetails {
 }
 
 impl OpenAiUsageIn {
+    /// The counts as Anthropic says them, read as the gateway meters them
+    /// (`metrics::usage`), so the client is told what it is charged.
     pub(crate) fn to_anthropic(self) -> AnthropicUsageOut {
         let prompt = self.prompt_tokens.unwrap_or(0);
-        let cached = self.prompt_tokens_details.and_then(|d| d.cached_tokens);
+        let cached = self
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .or(self.prompt_cache_hit_tokens);
+        // xAI leaves the reasoning out of `completion_tokens` (and bills it as
+        // output); its total holds it.
+        let beyond_prompt = self.total_tokens.map_or(0, |t| t.saturating_sub(prompt));
         AnthropicUsageOut {
             input_tokens: prompt.saturating_sub(cached.unwrap_or(0)),
-            output_tokens: self.completion_tokens.unwrap_or(0),
+            output_tokens: self.completion_tokens.unwrap_or(0).max(beyond_prompt),
             cache_read_input_tokens: cached,
         }
     }
@@ -353,6 +369,39 @@ mod tests {
     }
 
     #[test]
+    fn usage_is_told_as_the_gateway_meters_it_deepseeks_cache_hits_and_xais_reasoning() {
+        let completion = |usage: Value| {
+            json!({"id": "chatcmpl-u", "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "ok"}}], "usage": usage})
+            .to_string()
+        };
+        let deepseek = translate(&completion(json!({"prompt_tokens": 100,
+            "completion_tokens": 5, "total_tokens": 105, "prompt_cache_hit_tokens": 80,
+            "prompt_cache_miss_tokens": 20})));
+        assert_eq!(
+            deepseek["usage"],
+            json!({"input_tokens": 20, "output_tokens": 5, "cache_read_input_tokens": 80})
+        );
+        // xAI's `completion_tokens` leaves out the reasoning its total holds.
+        let xai = translate(&completion(json!({"prompt_tokens": 10,
+            "completion_tokens": 5, "total_tokens": 315,
+            "completion_tokens_details": {"reasoning_tokens": 300}})));
+        assert_eq!(xai["usage"]["output_tokens"], 305);
+    }
+
+    #[test]
+    fn a_tool_calls_finish_that_called_no_tool_ends_the_turn() {
+        let got = translate(
+            &json!({"id": "chatcmpl-t", "choices": [{"index": 0, "finish_reason": "tool_calls",
+                "message": {"role": "assistant", "content": "nothing to run"}}]})
+            .to_string(),
+        );
+        assert_eq!(got["stop_reason"], "end_turn");
+        assert_eq!(anthropic_stop_reason(Some("tool_calls"), true), "tool_use");
+        assert_eq!(anthropic_stop_reason(Some("tool_calls"), false), "end_turn");
+    }
+
+    #[test]
     fn fixture_tool_calls_become_tool_use_blocks() {
         for (body, id, location) in [
             (
@@ -387,9 +436,10 @@ mod tests {
             .unwrap()
             .starts_with("First, the user said"));
         assert_eq!(content[1]["type"], "text");
+        // xAI's 35 completion tokens leave out its 375 of reasoning, billed as output.
         assert_eq!(
             got["usage"],
-            json!({"input_tokens": 7, "output_tokens": 35, "cache_read_input_tokens": 3})
+            json!({"input_tokens": 7, "output_tokens": 410, "cache_read_input_tokens": 3})
         );
     }
 
@@ -426,9 +476,10 @@ mod tests {
             .map(|b| b["type"].as_str().unwrap())
             .collect();
         assert_eq!(kinds, ["thinking", "text"]);
+        // The reasoning xAI leaves out of `completion_tokens` is output too.
         assert_eq!(
             got["usage"],
-            json!({"input_tokens": 15, "output_tokens": 6, "cache_read_input_tokens": 4})
+            json!({"input_tokens": 15, "output_tokens": 179, "cache_read_input_tokens": 4})
         );
     }
 
@@ -454,14 +505,18 @@ mod tests {
 
     #[test]
     fn finish_reasons_map_to_stop_reasons() {
-        for (finish, stop) in [
-            ("stop", "end_turn"),
-            ("length", "max_tokens"),
-            ("tool_calls", "tool_use"),
-            ("function_call", "tool_use"),
-            ("content_filter", "refusal"),
+        let call = json!([{"id": "call_1", "type": "function",
+            "function": {"name": "f", "arguments": "{}"}}]);
+        for (finish, calls, stop) in [
+            ("stop", None, "end_turn"),
+            ("length", None, "max_tokens"),
+            ("tool_calls", Some(&call), "tool_use"),
+            ("function_call", Some(&call), "tool_use"),
+            ("tool_calls", None, "end_turn"),
+            ("content_filter", None, "refusal"),
         ] {
-            let body = json!({"id": "x", "choices": [{"message": {"content": "hi"}, "finish_reason": finish}]});
+            let body = json!({"id": "x", "choices": [{"message": {"content": "hi", "tool_calls": calls},
+                "finish_reason": finish}]});
             assert_eq!(
                 translate(&body.to_string())["stop_reason"],
                 stop,

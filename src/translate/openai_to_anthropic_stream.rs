@@ -934,6 +934,25 @@ data: {"id":"chatcmpl-X","choices":[{"index":0,"delta":{"tool_calls":[{"index":0
     }
 
     #[test]
+    fn a_stream_that_finishes_for_tool_calls_it_never_made_ends_the_turn() {
+        let input = "data: {\"id\":\"chatcmpl-n\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"done\"}}]}\n\n\
+data: {\"id\":\"chatcmpl-n\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":5,\"total_tokens\":105,\"prompt_cache_hit_tokens\":80}}\n\n\
+data: [DONE]\n\n";
+        let out = run(input);
+        assert_invariants(&out);
+        let evs = events(&out);
+        let delta = evs
+            .iter()
+            .find(|(n, _)| n == "message_delta")
+            .map(|(_, d)| d)
+            .unwrap();
+        assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+        // DeepSeek's cache hits, as the gateway meters them.
+        assert_eq!(delta["usage"]["input_tokens"], 20);
+        assert_eq!(delta["usage"]["cache_read_input_tokens"], 80);
+    }
+
+    #[test]
     fn fixture_openai_text_stream_translates() {
         let evs = events(&run(fixture!("openai/chat_completion_stream.txt")));
         assert_eq!(
