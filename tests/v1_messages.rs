@@ -719,6 +719,69 @@ async fn a_conversation_begun_on_claude_goes_on_to_gemini_3_without_claudes_sign
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_gone_on_from_gemini_and_deepseek_to_claude_sends_it_no_thinking_it_cannot_verify(
+) {
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::anthropic_messages_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("anthropic/messages.json")))
+    })
+    .await;
+    // Anthropic's own API checks signatures; the mock stands in for it on loopback.
+    let entry =
+        "type: anthropic, api_key: sk-ant-test-0123456789, checks_thinking_signatures: true";
+    let gw = one_provider_at(&mock, "anthropic", entry, "/v1");
+    let claudes = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds";
+    // Claude Code after `/model`: turns answered by Gemini (its signature tagged) and
+    // by DeepSeek (reasoning without a signature), then by Claude, thinking on.
+    let body = serde_json::json!({"model": "anthropic:claude-sonnet-4-5", "max_tokens": 20000,
+        "thinking": {"type": "enabled", "budget_tokens": 10000},
+        "tools": [{"name": "Bash", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": "list the files"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "ls it is", "signature": "gemini:sig-gemini-1"},
+                {"type": "text", "text": "Listing."}]},
+            {"role": "user", "content": "now the big ones"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Claude thought", "signature": claudes},
+                {"type": "text", "text": "Sorted."}]},
+            {"role": "user", "content": "and count them"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "wc then", "signature": ""},
+                {"type": "tool_use", "id": "call_1", "name": "Bash", "input": {"command": "ls | wc -l"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "3"}]}]});
+    let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(
+        sent["messages"][1]["content"],
+        serde_json::json!([{"type": "text", "text": "Listing."}])
+    );
+    assert_eq!(
+        sent["messages"][3], body["messages"][3],
+        "Claude's own thinking goes"
+    );
+    assert_eq!(sent["messages"][5]["content"][0]["type"], "tool_use");
+    // The answered turn lost the thinking it led with: thinking is off for the call.
+    assert_eq!(sent["thinking"], serde_json::json!({"type": "disabled"}));
+    // An Anthropic-compatible server that takes unsigned thinking gets DeepSeek's back.
+    let lenient = one_provider_at(
+        &mock,
+        "anthropic",
+        "type: anthropic, api_key: sk-ant-test-0123456789",
+        "/v1",
+    );
+    let mut deepseeks = body.clone();
+    deepseeks["messages"][1]["content"][0]["signature"] = claudes.into();
+    let _ = post(&lenient, "/v1/messages", &deepseeks.to_string()).await;
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["messages"][5], body["messages"][5]);
+    assert_eq!(sent["thinking"], body["thinking"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn geminis_own_thought_signature_makes_the_round_trip() {
     let mock = MockUpstream::start(|rec| {
         if let Some(refusal) = common::mock::provider_rules::gemini_chat_refusal(rec) {

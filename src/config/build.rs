@@ -718,6 +718,9 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
             model_traits.insert(m.to_string(), traits);
         }
     }
+    let checks_thinking_signatures = p
+        .checks_thinking_signatures
+        .unwrap_or_else(|| crate::providers::checks_thinking_signatures(kind, &base));
     Ok(Provider {
         name: name.to_string(),
         kind,
@@ -735,6 +738,7 @@ fn provider(name: &str, p: &FileProvider, env: &EnvSnapshot) -> Result<Provider,
         stream_usage,
         retry: None,
         weight: 1,
+        checks_thinking_signatures,
     })
 }
 
@@ -1181,6 +1185,19 @@ providers:
         assert_eq!(usage("mistral"), StreamUsage::Unasked);
         assert_eq!(usage("strict"), StreamUsage::Unasked);
         assert_eq!(usage("mistral-proxy"), StreamUsage::OnRequest);
+    }
+
+    #[test]
+    fn only_anthropics_own_api_checks_thinking_signatures_unless_configured() {
+        let yaml = "providers:\n  anthropic: {}\n  kimi: {type: anthropic, base_url: 'https://api.moonshot.ai/anthropic'}\n  claude-eu: {type: anthropic, base_url: 'https://eu.api.anthropic.com/v1'}\n  relay: {type: anthropic, base_url: 'http://127.0.0.1:9/v1', checks_thinking_signatures: true}\n  lax: {type: anthropic, checks_thinking_signatures: false}\n  openai: {}\n";
+        let c = build(yaml, &[]).unwrap();
+        let checks = |name: &str| c.providers.find(name).unwrap().checks_thinking_signatures;
+        assert!(checks("anthropic"));
+        assert!(!checks("kimi"));
+        assert!(checks("claude-eu"));
+        assert!(checks("relay"));
+        assert!(!checks("lax"));
+        assert!(!checks("openai"));
     }
 
     #[test]

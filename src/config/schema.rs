@@ -352,6 +352,9 @@ pub struct FileProvider {
     pub weight: Option<u32>,
     /// Protects the provider's own quota: requests and tokens per minute.
     pub limits: Option<FileKeyLimits>,
+    /// Whether it refuses thinking blocks it did not sign; Anthropic's own API alone
+    /// when absent.
+    pub checks_thinking_signatures: Option<bool>,
 }
 
 /// Upstream timeouts, as humane durations (`10s`, `2m`).

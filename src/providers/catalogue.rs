@@ -77,6 +77,16 @@ pub struct Provider {
     pub retry: Option<crate::config::RetryPolicy>,
     /// Its share of a model's traffic among the instances serving that model.
     pub weight: u32,
+    /// It refuses a thinking block it did not sign (Anthropic's own API does; other
+    /// Anthropic-compatible ones take unsigned thinking back).
+    pub checks_thinking_signatures: bool,
+}
+
+/// Whether a provider of `kind` at `base` checks thinking signatures when its
+/// configuration does not say: only Anthropic's own API is known to.
+pub fn checks_thinking_signatures(kind: ProviderKind, base: &BaseUrl) -> bool {
+    let host = base.host.trim_end_matches('.');
+    kind == ProviderKind::Anthropic && (host == "anthropic.com" || host.ends_with(".anthropic.com"))
 }
 
 impl Provider {
@@ -84,6 +94,7 @@ impl Provider {
     pub fn unconfigured(kind: ProviderKind) -> Self {
         let base = BaseUrl::parse(kind.facts().default_base_url)
             .unwrap_or_else(|_| unreachable_base_url(kind));
+        let checks_thinking_signatures = checks_thinking_signatures(kind, &base);
         Self {
             name: kind.name().to_string(),
             kind,
@@ -101,6 +112,7 @@ impl Provider {
             stream_usage: kind.facts().stream_usage,
             retry: None,
             weight: 1,
+            checks_thinking_signatures,
         }
     }
 

@@ -15,7 +15,9 @@ mod tls_roots;
 
 pub use crate::config::env_prefix;
 pub use base_url::{BaseUrl, BaseUrlError};
-pub use catalogue::{how_to_configure, Provider, ProviderCatalogue, Timeouts};
+pub use catalogue::{
+    checks_thinking_signatures, how_to_configure, Provider, ProviderCatalogue, Timeouts,
+};
 pub use claude_output_ceilings::claude_output_ceiling;
 pub use credential::{is_caller_key_marker, KeyId, KeyRing, ProviderCredential, CALLER_KEY_MARKER};
 pub use format_facts::{FormatFacts, ANTHROPIC_VERSION};

@@ -20,6 +20,7 @@ pub mod headers;
 mod held_chat_body;
 mod input_items;
 mod limit_check;
+mod messages_body_fit;
 mod model_call;
 mod model_call_body;
 pub mod model_directory;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::chat_body_fit::ChatFit;
+use super::messages_body_fit::MessagesFit;
 pub use super::model_field::ModelField;
 use super::model_route::route_model;
 use super::upstream::AnswerShape;
@@ -234,6 +235,11 @@ pub fn prepare_for(
             ModelEndpoint::ChatCompletions => ChatFit::for_provider(&provider)
                 .apply(&body)
                 .unwrap_or(body),
+            ModelEndpoint::Messages | ModelEndpoint::CountTokens => {
+                MessagesFit::for_provider(&provider)
+                    .apply(&body)
+                    .unwrap_or(body)
+            }
             _ => body,
         };
         return Ok(PreparedRequest {

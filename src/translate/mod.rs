@@ -65,6 +65,7 @@ pub mod results_url;
 pub mod sse;
 mod sse_driver;
 mod thought_signature;
+pub(crate) use thought_signature::GEMINIS_TAG;
 mod tool_call_id;
 pub mod unasked_usage;
 

@@ -43,7 +43,7 @@ impl ExtraContent<'_> {
 
 /// What goes before Gemini's signature in a thinking block. Signatures are base64,
 /// which has no `:`, so no other model's starts with it.
-const GEMINIS_TAG: &str = "gemini:";
+pub(crate) const GEMINIS_TAG: &str = "gemini:";
 
 /// Gemini's thought signature as a thinking block's `signature` carries it.
 pub(crate) fn tagged(geminis_signature: &str) -> String {

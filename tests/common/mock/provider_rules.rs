@@ -394,8 +394,11 @@ pub fn anthropic_messages_refusal(rec: &Recorded) -> Option<Reply> {
             .filter(|b| b["type"] == "tool_use")
             .filter_map(|b| b["id"].as_str().map(str::to_string))
             .collect();
+        // Anthropic checks every thinking block's signature: one it did not make (none,
+        // or Gemini's as the gateway tags it) is refused.
         if let Some(j) = blocks.iter().position(|b| {
-            b["type"] == "thinking" && b["signature"].as_str().unwrap_or("").is_empty()
+            let signature = b["signature"].as_str().unwrap_or("");
+            b["type"] == "thinking" && (signature.is_empty() || signature.starts_with("gemini:"))
         }) {
             return Some(anthropic_400(format!(
                 "messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
