@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::mock::provider_rules::{anthropic_messages_refusal, openai_chat_refusal};
+use common::mock::provider_rules::{
+    anthropic_messages_refusal, openai_chat_refusal, vllm_chat_refusal,
+};
 use common::{client, fixture, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
 
@@ -24,7 +26,8 @@ fn validating_provider(rec: &Recorded) -> Reply {
             .unwrap_or_else(|| Reply::json(200, fixture("anthropic/messages.json"))),
         "/v1/chat/completions" => openai_chat_refusal(rec)
             .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json"))),
-        "/vllm/chat/completions" => Reply::json(200, fixture("openai/chat_completion.json")),
+        "/vllm/chat/completions" => vllm_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json"))),
         _ => Reply::json(404, "{}"),
     }
 }
@@ -251,9 +254,19 @@ async fn the_validating_mocks_refuse_what_the_real_apis_refuse() {
         })
     };
     let user = json!([{"role": "user", "content": "x"}]);
-    assert!(
-        openai(json!({"model": "gpt-4o-mini", "max_tokens": 16384, "messages": user})).is_none()
-    );
+    let call = |id: &str| json!({"id": id, "type": "function", "function": {"name": "f", "arguments": "{}"}});
+    let calls = json!({"role": "assistant", "content": null, "tool_calls": [call("a"), call("b")]});
+    let result = |id: &str| json!({"role": "tool", "tool_call_id": id, "content": "r"});
+    let pdf = json!([{"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBE"}}]);
+    for taken in [
+        json!({"model": "gpt-4o-mini", "max_tokens": 16384, "messages": user}),
+        json!({"model": "gpt-5", "parallel_tool_calls": false, "messages": user}),
+        json!({"model": "m", "stop": ["1", "2", "3", "4"], "messages": user}),
+        json!({"model": "m", "messages": [user[0], calls, result("b"), result("a"), user[0]]}),
+        json!({"model": "m", "messages": [{"role": "user", "content": pdf}]}),
+    ] {
+        assert!(openai(taken.clone()).is_none(), "{taken}");
+    }
     for refused in [
         json!({"model": "gpt-4o-mini", "max_tokens": 32000, "messages": user}),
         json!({"model": "o3-mini", "max_tokens": 5, "messages": user}),
@@ -261,9 +274,26 @@ async fn the_validating_mocks_refuse_what_the_real_apis_refuse() {
         json!({"model": "m", "messages": [{"role": "robot", "content": "x"}]}),
         json!({"model": "m", "messages": [{"role": "tool", "tool_call_id": "t",
             "content": [{"type": "image_url", "image_url": {"url": "data:"}}]}]}),
+        json!({"model": "o3-mini", "parallel_tool_calls": false, "messages": user}),
+        json!({"model": "m", "stop": ["1", "2", "3", "4", "5"], "messages": user}),
+        json!({"model": "m", "messages": [user[0], calls, result("a"), user[0], result("b")]}),
+        json!({"model": "m", "messages": [user[0], calls, result("a")]}),
+        json!({"model": "m", "messages": [user[0], result("a")]}),
     ] {
         assert!(openai(refused.clone()).is_some(), "{refused}");
     }
+    let vllm = |body: Value| {
+        let body = bytes::Bytes::from(body.to_string());
+        vllm_chat_refusal(&Recorded {
+            method: "POST".into(),
+            uri: "/vllm/chat/completions".into(),
+            headers: http::HeaderMap::new(),
+            body_len: body.len(),
+            body,
+        })
+    };
+    assert!(vllm(json!({"model": "m", "messages": [{"role": "user", "content": pdf}]})).is_some());
+    assert!(vllm(json!({"model": "m", "messages": user})).is_none());
     // Anthropic: a system role needs its beta, and a tool result needs its call.
     let gw = gateway_for(&mock);
     let mut req = claude_code_request("anthropic:claude-sonnet-4-5");

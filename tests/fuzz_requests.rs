@@ -61,6 +61,8 @@ fn to_openai(body: &[u8]) -> Result<(), TestCaseError> {
         strict_message_order: true,
         short_tool_call_ids: true,
         text_only: false,
+        file_parts: true,
+        parallel_tool_calls_field: true,
         thought_signature_stand_in: false,
     };
     if let Ok(unchecked) = CheckedBody::already_checked(body) {
@@ -178,6 +180,8 @@ proptest! {
             strict_message_order: false,
             short_tool_call_ids: false,
             text_only: false,
+            file_parts: true,
+            parallel_tool_calls_field: true,
             thought_signature_stand_in: false,
         };
         let compact = req.to_string();

@@ -192,6 +192,8 @@ fn anthropic_to_openai_translation_peak_heap_is_at_most_four_times_the_body() {
         strict_message_order: false,
         short_tool_call_ids: false,
         text_only: false,
+        file_parts: true,
+        parallel_tool_calls_field: true,
         thought_signature_stand_in: false,
     };
     let (translated, peak) = peak_extra_heap(|| {

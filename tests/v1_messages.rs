@@ -597,6 +597,148 @@ async fn claude_code_reading_an_image_on_deepseek_gets_a_note_in_its_place() {
     assert_eq!(sent["messages"].as_array().unwrap().len(), 4, "{sent}");
 }
 
+/// A Claude Code turn whose Read tool returned a PDF, on `model`.
+fn claude_code_reading_a_pdf(model: &str) -> String {
+    let mut body: Value = serde_json::from_str(&claude_code_tool_loop(model)).unwrap();
+    body["messages"][2]["content"][0]["content"] = serde_json::json!([
+        {"type": "text", "text": "PDF file read: /tmp/a.pdf"},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}}]);
+    body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdf_claude_code_read_reaches_openai_as_a_file_and_vllm_as_a_note() {
+    // vLLM refuses a `file` part (400 "Unsupported chat content part type"), and the
+    // PDF stays in every later turn of the session; OpenAI reads it.
+    let mock = MockUpstream::start(|rec| {
+        let refusal = match rec.path() {
+            "/vllm/chat/completions" => common::mock::provider_rules::vllm_chat_refusal(rec),
+            _ => common::mock::provider_rules::openai_chat_refusal(rec),
+        };
+        refusal.unwrap_or_else(chat_answer)
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  vllm: {{base_url: '{}'}}\n  openai: {{api_key: {OAI_KEY}, base_url: '{}'}}\n",
+        mock.url("/vllm"),
+        mock.url("/v1")
+    );
+    let gw = Gateway::start(&yaml, &[("AURORA_MASTER_KEY", MASTER)]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        &claude_code_reading_a_pdf("vllm/qwen3-coder"),
+    )
+    .await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    let tool = &sent["messages"][3];
+    assert_eq!(tool["role"], "tool", "{sent}");
+    let content = tool["content"].as_str().unwrap();
+    assert!(content.starts_with("PDF file read: /tmp/a.pdf\n"), "{sent}");
+    assert!(content.contains("PDF file was left out"), "{sent}");
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 4, "{sent}");
+
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        &claude_code_reading_a_pdf("openai/gpt-4o"),
+    )
+    .await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["messages"][4]["content"][1]["type"], "file", "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_o_series_model_is_not_sent_parallel_tool_calls_it_refuses() {
+    let openai = MockUpstream::start(|rec| {
+        common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(&openai, "openai", &format!("api_key: {OAI_KEY}"), "/v1");
+    let body = |model: &str| {
+        serde_json::json!({"model": model, "max_tokens": 64,
+            "tools": [{"name": "Bash", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "auto", "disable_parallel_tool_use": true},
+            "messages": [{"role": "user", "content": "hi"}]})
+        .to_string()
+    };
+    for model in ["o3-mini", "o4-mini-2025-04-16", "o1"] {
+        let resp = post(&gw, "/v1/messages", &body(&format!("openai:{model}"))).await;
+        let status = resp.status();
+        assert_eq!(status, 200, "{model}: {}", resp.text().await.unwrap());
+        let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+        assert!(sent.get("parallel_tool_calls").is_none(), "{sent}");
+    }
+    // GPT-5 takes it.
+    let resp = post(&gw, "/v1/messages", &body("openai:gpt-5")).await;
+    assert_eq!(resp.status(), 200);
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    assert_eq!(sent["parallel_tool_calls"], false, "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_assistant_turns_reach_openai_as_one_message_before_the_results() {
+    // Anthropic combines consecutive turns of one role; OpenAI refuses an assistant
+    // message with tool calls that tool messages do not follow (400).
+    let openai = MockUpstream::start(|rec| {
+        common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(&openai, "openai", &format!("api_key: {OAI_KEY}"), "/v1");
+    let call = |id: &str| serde_json::json!({"type": "tool_use", "id": id, "name": "Read", "input": {"file_path": id}});
+    let result =
+        |id: &str| serde_json::json!({"type": "tool_result", "tool_use_id": id, "content": id});
+    let reminder =
+        serde_json::json!({"type": "text", "text": "<system-reminder>r</system-reminder>"});
+    let histories = [
+        serde_json::json!([
+            {"role": "user", "content": "read a and b"},
+            {"role": "assistant", "content": [call("a")]},
+            {"role": "assistant", "content": [call("b")]},
+            {"role": "user", "content": [result("a"), result("b")]}]),
+        // Its results split too, text between them.
+        serde_json::json!([
+            {"role": "user", "content": "read a and b"},
+            {"role": "assistant", "content": [call("a")]},
+            {"role": "assistant", "content": [call("b")]},
+            {"role": "user", "content": [result("a"), reminder]},
+            {"role": "user", "content": [result("b")]}]),
+    ];
+    for messages in histories {
+        let body = serde_json::json!({"model": "openai:gpt-4o", "max_tokens": 64,
+            "tools": [{"name": "Read", "input_schema": {"type": "object"}}],
+            "messages": messages});
+        let resp = post(&gw, "/v1/messages", &body.to_string()).await;
+        let status = resp.status();
+        assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+        let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+        let calls = &sent["messages"][1]["tool_calls"];
+        assert_eq!(calls.as_array().unwrap().len(), 2, "{sent}");
+        assert_eq!(sent["messages"][2]["tool_call_id"], "a", "{sent}");
+        assert_eq!(sent["messages"][3]["tool_call_id"], "b", "{sent}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_four_stop_sequences_reach_openai_as_the_first_four() {
+    // Chat Completions takes four at most (400 above); Anthropic takes more.
+    let openai = MockUpstream::start(|rec| {
+        common::mock::provider_rules::openai_chat_refusal(rec).unwrap_or_else(chat_answer)
+    })
+    .await;
+    let gw = one_provider_at(&openai, "openai", &format!("api_key: {OAI_KEY}"), "/v1");
+    let body = r#"{"model":"openai:gpt-4o","max_tokens":64,"stop_sequences":["1","2","3","4","5","6"],"messages":[{"role":"user","content":"count"}]}"#;
+    let resp = post(&gw, "/v1/messages", body).await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Value = serde_json::from_slice(&openai.last().body).unwrap();
+    assert_eq!(sent["stop"], serde_json::json!(["1", "2", "3", "4"]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_reasoning_model_is_not_sent_a_temperature_it_refuses() {
     let openai = MockUpstream::start(|rec| {

@@ -1020,6 +1020,31 @@ async fn an_image_for_deepseek_becomes_a_note_that_it_was_left_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdf_input_file_for_vllm_becomes_a_note_that_it_was_left_out() {
+    // vLLM refuses a `file` part (400 "Unsupported chat content part type: 'file'").
+    let mock = MockUpstream::start(|rec| {
+        common::mock::provider_rules::vllm_chat_refusal(rec)
+            .unwrap_or_else(|| Reply::json(200, fixture("openai/chat_completion.json")))
+    })
+    .await;
+    let yaml = format!(
+        "providers:\n  vllm: {{base_url: '{}'}}\n",
+        mock.url("/vllm")
+    );
+    let gw = gateway_with(&mock, &yaml);
+    let body = json!({"model": "vllm/qwen3-coder", "input": [
+        {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "summarize"},
+            {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}]}
+    ]});
+    ok_json(post(&gw, &body).await).await;
+    let sent = sent(&mock.last());
+    let content = sent["messages"][0]["content"].as_str().unwrap();
+    assert!(content.starts_with("summarize"), "{sent}");
+    assert!(content.contains("PDF file was left out"), "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_message_after_a_function_call_output_reaches_mistral_in_its_order() {
     // Mistral refuses a user message right after a tool message (400, code 3230).
     let mock = MockUpstream::start(|rec| {

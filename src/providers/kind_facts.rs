@@ -52,9 +52,14 @@ pub struct KindFacts {
     /// It takes only tool-call ids of nine letters and digits (Mistral: 400, code
     /// 3280): other clients' ids are shortened on their way to it.
     pub short_tool_call_ids: bool,
-    /// Its chat models take image and file parts; DeepSeek's read text only ("unknown
-    /// variant `image_url`, expected `text`"), and get a note in their place.
+    /// Its chat models take image parts; DeepSeek's read text only ("unknown variant
+    /// `image_url`, expected `text`"), and get a note in their place, of a file too.
     pub takes_images: bool,
+    /// Its Chat Completions take OpenAI's `file` content part (a PDF as `file_data`):
+    /// OpenAI's own API and OpenRouter document it; other servers refuse the part type
+    /// (vLLM: 400 "Unsupported chat content part type: 'file'"), and get a note in its
+    /// place.
+    pub takes_file_parts: bool,
     /// Appended to `GET {base}/models` so that one page holds the whole list.
     pub models_list_query: &'static str,
     /// Headers sent upstream unless the client sent its own.
@@ -86,6 +91,7 @@ const OPENAI_COMPATIBLE: KindFacts = KindFacts {
     takes_developer_role: true,
     short_tool_call_ids: false,
     takes_images: true,
+    takes_file_parts: false,
     models_list_query: "",
     default_headers: &[],
     root_endpoints: &[],
@@ -111,6 +117,7 @@ const OPENAI: KindFacts = KindFacts {
     serves_responses_api: true,
     // Its reasoning models refuse `max_tokens`.
     chat_token_limit: TokenLimitField::MaxCompletionTokens,
+    takes_file_parts: true,
     // Its embedding names only: Gemini's `text-embedding-004` is not OpenAI's.
     model_families: &[
         "gpt-",
@@ -135,6 +142,8 @@ const OPENROUTER: KindFacts = KindFacts {
         ("http-referer", "https://aurora-gateway.local"),
         ("x-title", "Aurora"),
     ],
+    // It reads a PDF `file` part for any model (its PDF inputs guide).
+    takes_file_parts: true,
     ..OPENAI_COMPATIBLE
 };
 
@@ -319,6 +328,15 @@ mod tests {
         assert!(!ProviderKind::DeepSeek.facts().takes_developer_role);
         assert!(ProviderKind::Mistral.facts().short_tool_call_ids);
         assert!(!ProviderKind::DeepSeek.facts().takes_images);
+        // A `file` part only where the API documents it.
+        let takes_files: Vec<ProviderKind> = ProviderKind::ALL
+            .into_iter()
+            .filter(|k| k.facts().takes_file_parts)
+            .collect();
+        assert_eq!(
+            takes_files,
+            [ProviderKind::OpenAi, ProviderKind::OpenRouter]
+        );
         assert!(ProviderKind::Xai.facts().serves_responses_api);
         assert_eq!(ProviderKind::Xai.facts().telemetry_name, "x_ai");
         assert!(!ProviderKind::Vllm.facts().requires_key);

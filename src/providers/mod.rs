@@ -24,6 +24,6 @@ pub use format_facts::{FormatFacts, ANTHROPIC_VERSION};
 pub use kind::{AuthStyle, ProviderKind, WireFormat};
 pub use kind_facts::KindFacts;
 pub use model_ref::{ModelAfterPrefixError, ModelRef};
-pub use model_traits::{reasoning_family, ModelTraits};
+pub use model_traits::{o_series, reasoning_family, ModelTraits};
 pub use secret::{KeyForm, Secret};
 pub use tls_roots::{load_roots_with_ca_file, read_ca_file, usable_system_roots, TlsRoots};

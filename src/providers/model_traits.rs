@@ -31,16 +31,24 @@ impl ModelTraits {
 /// GPT-5 (`gpt-5`, `gpt-5.1-codex`). A vendor prefix (`openai/o3` on OpenRouter) is
 /// looked through.
 pub fn reasoning_family(model: &str) -> bool {
-    let name = model
-        .rsplit('/')
-        .next()
-        .unwrap_or(model)
-        .to_ascii_lowercase();
-    let o_series = name
-        .strip_prefix('o')
-        .and_then(|rest| rest.chars().next())
-        .is_some_and(|c| c.is_ascii_digit());
-    o_series || name.starts_with("gpt-5")
+    let name = bare_name(model);
+    o_series(name)
+        || name
+            .get(..5)
+            .is_some_and(|head| head.eq_ignore_ascii_case("gpt-5"))
+}
+
+/// OpenAI's o-series by name (`o1`, `o3-mini`, `o4-mini-2025-04-16`), a vendor prefix
+/// looked through: reasoning models that refuse a member GPT-5 takes
+/// (`parallel_tool_calls`).
+pub fn o_series(model: &str) -> bool {
+    let mut name = bare_name(model).chars();
+    matches!(name.next(), Some('o' | 'O')) && name.next().is_some_and(|c| c.is_ascii_digit())
+}
+
+/// `model` without a vendor prefix (`openai/o3` → `o3`).
+fn bare_name(model: &str) -> &str {
+    model.rsplit('/').next().unwrap_or(model)
 }
 
 #[cfg(test)]
@@ -68,6 +76,23 @@ mod tests {
             "o",
         ] {
             assert!(!reasoning_family(model), "{model}");
+        }
+    }
+
+    #[test]
+    fn the_o_series_is_told_from_gpt_5_by_name() {
+        for model in ["o1", "O3", "o3-mini-2025-01-31", "o4-mini", "openai/o3"] {
+            assert!(o_series(model), "{model}");
+        }
+        for model in [
+            "gpt-5",
+            "gpt-5.1-codex",
+            "gpt-4o",
+            "olmo-2",
+            "o",
+            "openai/gpt-5",
+        ] {
+            assert!(!o_series(model), "{model}");
         }
     }
 

@@ -14,7 +14,7 @@ use super::upstream::AnswerShape;
 use super::{GatewayError, UpstreamTarget};
 use crate::config::Config;
 use crate::metrics::usage::ModelWork;
-use crate::providers::{Provider, ProviderKind, WireFormat};
+use crate::providers::{o_series, Provider, ProviderKind, WireFormat};
 use crate::translate::codec::{decode_request, encode_request, ClientFormat, DecodeOptions};
 use crate::translate::{
     CheckedBody, OpenAiRequestOptions, ResponseCodecs, StreamUsage, TranslateError,
@@ -357,6 +357,8 @@ fn chat_options(
         strict_message_order: provider.kind.facts().orders_messages_strictly,
         short_tool_call_ids: provider.kind.facts().short_tool_call_ids,
         text_only: !provider.kind.facts().takes_images,
+        file_parts: provider.kind.facts().takes_file_parts,
+        parallel_tool_calls_field: !(provider.kind == ProviderKind::OpenAi && o_series(&model)),
         thought_signature_stand_in: provider.kind == ProviderKind::Gemini
             && signs_its_thoughts(&model),
         model,

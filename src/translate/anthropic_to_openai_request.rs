@@ -25,8 +25,14 @@
 //! - Thinking blocks in the history are dropped: their signatures mean
 //!   nothing to other providers. A `tool_use` input that is not an object is
 //!   refused, as OpenAI arguments must encode one.
-//! - A base64 PDF `document` becomes a `file` part and a plain-text document
-//!   a text part; other documents are rejected.
+//! - A base64 PDF `document` becomes a `file` part for a provider that takes one
+//!   (OpenAI, OpenRouter), else a note that it was left out (chat servers refuse
+//!   the part type, and the PDF would stay in every later turn); a plain-text
+//!   document becomes a text part; other documents are rejected.
+//! - Consecutive turns of one role, which Anthropic reads as one turn, become one:
+//!   an assistant message with all their text and tool calls (Chat wants the tool
+//!   messages answering every call right after it), and one run of tool messages
+//!   then one user message.
 //! - Fields Chat Completions has no counterpart for are not sent: `top_k`,
 //!   `cache_control`, `context_management`, and `metadata` but for `user_id`,
 //!   which becomes `user` (cut to OpenAI's 64 characters).
@@ -41,6 +47,10 @@
 //!   | `budget_tokens` ≥ 8192 | `high` |
 //!   | `thinking: {type: adaptive}` | `medium` (OpenAI's default) |
 //!   | `thinking: {type: disabled}` or none | not sent |
+//! - `stop_sequences` become `stop`, the first four: Chat Completions takes no
+//!   more (OpenAI: 400). `tool_choice.disable_parallel_tool_use` becomes
+//!   `parallel_tool_calls: false`, but for a model refusing the member (OpenAI's
+//!   o-series).
 //! - `max_tokens` is sent as `max_completion_tokens` to OpenAI itself (its
 //!   reasoning models refuse `max_tokens`) and as `max_tokens` to other
 //!   OpenAI-compatible servers, lowered to the model's configured ceiling.
@@ -112,6 +122,15 @@ pub struct OpenAiRequestOptions {
     /// The model reads text parts only (DeepSeek's refuse any other, 422): an image
     /// or a file becomes a short note saying it was left out.
     pub text_only: bool,
+    /// The provider takes OpenAI's `file` part (OpenAI, OpenRouter): any other refuses
+    /// the part type (vLLM: 400 "Unsupported chat content part type: 'file'"), which
+    /// would stick a conversation holding a PDF, so a PDF becomes a note saying it was
+    /// left out.
+    pub file_parts: bool,
+    /// The model takes `parallel_tool_calls`; OpenAI's o-series refuse the member (400
+    /// "Unsupported parameter"), so `tool_choice.disable_parallel_tool_use` is not sent
+    /// to them.
+    pub parallel_tool_calls_field: bool,
     /// Each assistant turn's first tool call carries its thought signature: Gemini's
     /// own where a thinking block of the turn carries it (see `thought_signature`),
     /// else Google's documented stand-in (`skip_thought_signature_validator`). Gemini 3
@@ -141,6 +160,10 @@ pub enum TokenLimitField {
 
 /// OpenAI's longest `user`.
 const MAX_USER_CHARS: usize = 64;
+
+/// The most stop sequences Chat Completions takes (OpenAI refuses more, 400), where
+/// Anthropic takes more: the first ones go.
+const MAX_CHAT_STOPS: usize = 4;
 
 /// A translated request, ready to send to an OpenAI-compatible provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,8 +298,31 @@ pub fn anthropic_to_openai_request(
     if let Some(system) = system {
         messages.system(&mut out, &system);
     }
-    for (i, msg) in input.into_iter().enumerate() {
-        convert_message(msg, i, &mut messages, &mut out)?;
+    let mut turns = input.into_iter().map(Message::read).enumerate().peekable();
+    while let Some((i, msg)) = turns.next() {
+        let role = TurnRole::of(&msg).ok_or_else(|| {
+            TranslateError::invalid_field(
+                format!("messages[{i}].role"),
+                "must be user, assistant or system",
+            )
+        })?;
+        if role == TurnRole::System {
+            convert_system_message(msg, i, &mut messages, &mut out)?;
+            continue;
+        }
+        // Anthropic reads consecutive turns of one role as one turn; Chat needs them
+        // as one message (an assistant message's tool calls must be followed by their
+        // results, OpenAI's 400 says).
+        let mut run = vec![(i, msg)];
+        while let Some(next) = turns.next_if(|(_, m)| TurnRole::of(m) == Some(role)) {
+            run.push(next);
+        }
+        let blocks = run_blocks(&run)?;
+        if role == TurnRole::User {
+            convert_user_blocks(blocks, &mut messages, &mut out)?;
+        } else {
+            convert_assistant_blocks(blocks, &mut messages, &mut out)?;
+        }
     }
     out.push(b']');
     max_tokens?;
@@ -302,6 +348,7 @@ pub fn anthropic_to_openai_request(
         // Its reasoning models answer "'stop' is not supported with this model".
         stops.clear();
     }
+    stops.truncate(MAX_CHAT_STOPS);
     let user = field(req.metadata)
         .and_then(|m| m.get("user_id"))
         .and_then(Json::as_str)
@@ -317,7 +364,7 @@ pub fn anthropic_to_openai_request(
 
     out.extend_from_slice(br#","model":"#);
     write_str(&mut out, &opts.model);
-    if tooling.as_ref().is_some_and(|t| t.no_parallel) {
+    if opts.parallel_tool_calls_field && tooling.as_ref().is_some_and(|t| t.no_parallel) {
         out.extend_from_slice(br#","parallel_tool_calls":false"#);
     }
     if let Some(effort) = effort {
@@ -518,54 +565,90 @@ pub(super) fn write_joined<'t, 'a: 't>(
     }
 }
 
-fn convert_message(
-    msg: Json<'_>,
+/// The role of a turn in a Messages request's `messages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TurnRole {
+    User,
+    Assistant,
+    /// A `system` message (Claude Code sends them mid-conversation).
+    System,
+}
+
+impl TurnRole {
+    /// The turn's role; `None` for a role the Messages API does not have.
+    fn of(msg: &Message<'_>) -> Option<Self> {
+        match msg.role.and_then(Json::as_str).as_deref() {
+            Some("user") => Some(Self::User),
+            Some("assistant") => Some(Self::Assistant),
+            Some("system") => Some(Self::System),
+            _ => None,
+        }
+    }
+}
+
+/// Writes a `system` message of `messages` as a Chat `system` message (see
+/// [`MessagesWriter::system`]).
+fn convert_system_message(
+    msg: Message<'_>,
     i: usize,
     messages: &mut MessagesWriter,
     out: &mut Vec<u8>,
 ) -> Result<(), TranslateError> {
-    let msg = Message::read(msg);
-    let role = msg.role.and_then(Json::as_str);
-    let role = match role.as_deref() {
-        Some("user") => "user",
-        Some("assistant") => "assistant",
-        Some("system") => {
-            let content = msg.content.ok_or_else(|| {
-                TranslateError::invalid_field(format!("messages[{i}].content"), "is required")
-            })?;
-            let texts = system_text(content, || format!("messages[{i}].content"))?;
-            messages.system(out, &texts);
-            return Ok(());
+    let content = msg.content.ok_or_else(|| {
+        TranslateError::invalid_field(format!("messages[{i}].content"), "is required")
+    })?;
+    let texts = system_text(content, || format!("messages[{i}].content"))?;
+    messages.system(out, &texts);
+    Ok(())
+}
+
+/// A content block of a turn, read, with its place in the request.
+struct PlacedBlock<'a> {
+    /// The index of its message in `messages`.
+    message: usize,
+    /// Its index in the message's `content`.
+    index: usize,
+    /// Its `type`.
+    kind: Cow<'a, str>,
+    block: ContentBlock<'a>,
+}
+
+/// The content blocks of a run of turns of one role, `(index, message)`, in order:
+/// what Anthropic reads as one turn. Content given as a string reads as a text block.
+fn run_blocks<'a>(run: &[(usize, Message<'a>)]) -> Result<Vec<PlacedBlock<'a>>, TranslateError> {
+    let mut placed = Vec::new();
+    for &(i, msg) in run {
+        let content = msg.content.filter(|c| c.is_string());
+        if let Some(text) = content {
+            placed.push(PlacedBlock {
+                message: i,
+                index: 0,
+                kind: Cow::Borrowed("text"),
+                block: ContentBlock {
+                    text: Some(text),
+                    ..ContentBlock::default()
+                },
+            });
+            continue;
         }
-        _ => {
+        let Some(blocks) = msg.content.and_then(Json::elements) else {
             return Err(TranslateError::invalid_field(
-                format!("messages[{i}].role"),
-                "must be user, assistant or system",
-            ))
+                format!("messages[{i}].content"),
+                "must be a string or an array of content blocks",
+            ));
+        };
+        placed.reserve(blocks.len());
+        for (j, block) in blocks.into_iter().enumerate() {
+            let block = ContentBlock::read(block);
+            placed.push(PlacedBlock {
+                message: i,
+                index: j,
+                kind: block.kind.and_then(Json::as_str).unwrap_or_default(),
+                block,
+            });
         }
-    };
-    let content = msg.content;
-    if role == "user" {
-        if let Some(text) = content.and_then(Json::as_text) {
-            messages.user_text(out, &[text]);
-            return Ok(());
-        }
     }
-    if let Some(s) = content.and_then(Json::as_str) {
-        let out = messages.next(out, ChatRole::Assistant);
-        out.extend_from_slice(br#"{"content":"#);
-        write_str(out, &s);
-        out.extend_from_slice(br#","role":"assistant"}"#);
-        return Ok(());
-    }
-    match content.and_then(Json::elements) {
-        Some(blocks) if role == "user" => convert_user_blocks(blocks, i, messages, out),
-        Some(blocks) => convert_assistant_blocks(blocks, i, messages, out),
-        None => Err(TranslateError::invalid_field(
-            format!("messages[{i}].content"),
-            "must be a string or an array of content blocks",
-        )),
-    }
+    Ok(placed)
 }
 
 fn block_path(i: usize, j: usize) -> String {
@@ -632,8 +715,7 @@ impl UserPart<'_> {
 }
 
 fn convert_user_blocks(
-    blocks: Vec<Json<'_>>,
-    i: usize,
+    blocks: Vec<PlacedBlock<'_>>,
     messages: &mut MessagesWriter,
     out: &mut Vec<u8>,
 ) -> Result<(), TranslateError> {
@@ -641,9 +723,14 @@ fn convert_user_blocks(
     // the tool messages.
     let mut attached = Vec::new();
     let mut parts = Vec::new();
-    for (j, block) in blocks.into_iter().enumerate() {
-        let block = ContentBlock::read(block);
-        match block.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
+    for PlacedBlock {
+        message: i,
+        index: j,
+        kind,
+        block,
+    } in blocks
+    {
+        match &*kind {
             "tool_result" => {
                 let out = messages.next(out, ChatRole::Tool);
                 let fit = PartFit::of(messages);
@@ -769,6 +856,9 @@ const IMAGE_LEFT_OUT: &str = "(an image was left out here: this model reads text
 /// What a text-only model reads in place of a file.
 const FILE_LEFT_OUT: &str = "(a file was left out here: this model reads text only)";
 
+/// What a model whose provider takes no `file` part reads in place of a PDF.
+const FILE_NOT_TAKEN: &str = "(a PDF file was left out here: this model's API takes no files)";
+
 /// How the parts of user and tool messages are fitted to the provider.
 #[derive(Clone, Copy)]
 struct PartFit {
@@ -776,6 +866,8 @@ struct PartFit {
     short_ids: bool,
     /// [`OpenAiRequestOptions::text_only`].
     text_only: bool,
+    /// [`OpenAiRequestOptions::file_parts`].
+    file_parts: bool,
 }
 
 impl PartFit {
@@ -783,15 +875,17 @@ impl PartFit {
         Self {
             short_ids: messages.short_tool_call_ids,
             text_only: messages.text_only,
+            file_parts: messages.file_parts,
         }
     }
 
-    /// `part`, or for a text-only model a note in place of an image or a file, so
+    /// `part`, or a note in place of an image or a file the provider would refuse, so
     /// that the model knows something was there.
     fn part(self, part: UserPart<'_>) -> UserPart<'_> {
         match part {
             UserPart::Image(_) if self.text_only => UserPart::Text(IMAGE_LEFT_OUT.into()),
             UserPart::File { .. } if self.text_only => UserPart::Text(FILE_LEFT_OUT.into()),
+            UserPart::File { .. } if !self.file_parts => UserPart::Text(FILE_NOT_TAKEN.into()),
             part => part,
         }
     }
@@ -887,9 +981,10 @@ fn write_tool_message<'a>(
     Ok(content)
 }
 
+/// Writes the blocks of an assistant turn (a run of them, merged) as one assistant
+/// message: its text, its tool calls, and its thinking where the provider takes it back.
 fn convert_assistant_blocks(
-    blocks: Vec<Json<'_>>,
-    i: usize,
+    blocks: Vec<PlacedBlock<'_>>,
     messages: &mut MessagesWriter,
     out: &mut Vec<u8>,
 ) -> Result<(), TranslateError> {
@@ -902,51 +997,25 @@ fn convert_assistant_blocks(
     let mut calls = std::mem::take(&mut messages.tool_calls);
     calls.clear();
     let mut call_count = 0;
-    for (j, block) in blocks.into_iter().enumerate() {
+    for PlacedBlock {
+        message: i,
+        index: j,
+        kind,
+        block,
+    } in blocks
+    {
         let path = || block_path(i, j);
-        let block = ContentBlock::read(block);
-        match block.kind.and_then(Json::as_str).as_deref().unwrap_or("") {
+        match &*kind {
             "text" => text.push(text_of(&block, path)?),
             "tool_use" => {
-                let id = block.id.and_then(Json::as_str).ok_or_else(|| {
-                    TranslateError::invalid_field(format!("{}.id", path()), "must be a string")
-                })?;
-                let name = block.name.and_then(Json::as_str).ok_or_else(|| {
-                    TranslateError::invalid_field(format!("{}.name", path()), "must be a string")
-                })?;
                 if call_count > 0 {
                     calls.push(b',');
                 }
-                calls.push(b'{');
-                if call_count == 0 && messages.thought_signature_stand_in {
-                    calls.extend_from_slice(br#""extra_content":{"google":{"thought_signature":"#);
-                    let signature = signature.as_deref().unwrap_or(THOUGHT_SIGNATURE_STAND_IN);
-                    write_str(&mut calls, signature);
-                    calls.extend_from_slice(b"}},");
-                }
+                // Gemini 3 wants a signature on each turn's first call.
+                let first_signature = (call_count == 0 && messages.thought_signature_stand_in)
+                    .then(|| signature.as_deref().unwrap_or(THOUGHT_SIGNATURE_STAND_IN));
+                write_tool_call(&mut calls, &block, path, first_signature, messages)?;
                 call_count += 1;
-                calls.extend_from_slice(br#""function":{"arguments":"#);
-                match field(block.input) {
-                    None => calls.extend_from_slice(br#""{}""#),
-                    Some(input) if input.is_object() => {
-                        write_compact_as_str(&mut calls, input.text())
-                    }
-                    // OpenAI arguments are the text of an object.
-                    Some(_) => {
-                        return Err(TranslateError::invalid_field(
-                            format!("{}.input", path()),
-                            "must be an object, as tool inputs are",
-                        ))
-                    }
-                }
-                calls.extend_from_slice(br#","name":"#);
-                write_str(&mut calls, &name);
-                calls.extend_from_slice(br#"},"id":"#);
-                write_str(
-                    &mut calls,
-                    &provider_tool_call_id(&id, messages.short_tool_call_ids),
-                );
-                calls.extend_from_slice(br#","type":"function"}"#);
             }
             "thinking" => {
                 if messages.reasoning_content_back {
@@ -990,6 +1059,50 @@ fn convert_assistant_blocks(
     }
     out.push(b'}');
     messages.tool_calls = calls;
+    Ok(())
+}
+
+/// Writes a `tool_use` block as a Chat tool call into `calls`, carrying
+/// `thought_signature` (Gemini's) when given.
+fn write_tool_call(
+    calls: &mut Vec<u8>,
+    block: &ContentBlock<'_>,
+    path: impl Fn() -> String,
+    thought_signature: Option<&str>,
+    messages: &MessagesWriter,
+) -> Result<(), TranslateError> {
+    let id = block.id.and_then(Json::as_str).ok_or_else(|| {
+        TranslateError::invalid_field(format!("{}.id", path()), "must be a string")
+    })?;
+    let name = block.name.and_then(Json::as_str).ok_or_else(|| {
+        TranslateError::invalid_field(format!("{}.name", path()), "must be a string")
+    })?;
+    calls.push(b'{');
+    if let Some(signature) = thought_signature {
+        calls.extend_from_slice(br#""extra_content":{"google":{"thought_signature":"#);
+        write_str(calls, signature);
+        calls.extend_from_slice(b"}},");
+    }
+    calls.extend_from_slice(br#""function":{"arguments":"#);
+    match field(block.input) {
+        None => calls.extend_from_slice(br#""{}""#),
+        Some(input) if input.is_object() => write_compact_as_str(calls, input.text()),
+        // OpenAI arguments are the text of an object.
+        Some(_) => {
+            return Err(TranslateError::invalid_field(
+                format!("{}.input", path()),
+                "must be an object, as tool inputs are",
+            ))
+        }
+    }
+    calls.extend_from_slice(br#","name":"#);
+    write_str(calls, &name);
+    calls.extend_from_slice(br#"},"id":"#);
+    write_str(
+        calls,
+        &provider_tool_call_id(&id, messages.short_tool_call_ids),
+    );
+    calls.extend_from_slice(br#","type":"function"}"#);
     Ok(())
 }
 
@@ -1106,6 +1219,8 @@ mod tests {
             strict_message_order: false,
             short_tool_call_ids: false,
             text_only: false,
+            file_parts: true,
+            parallel_tool_calls_field: true,
             thought_signature_stand_in: false,
         }
     }
@@ -1419,6 +1534,46 @@ mod tests {
         );
     }
 
+    fn translate_opts(body: &Value, opts: &OpenAiRequestOptions) -> Value {
+        let r = anthropic_to_openai_request(checked(body), opts).unwrap();
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn a_provider_taking_no_file_parts_reads_a_note_where_a_pdf_was() {
+        // Claude Code's Read tool sends a PDF in its result; vLLM and most chat servers
+        // refuse a `file` part (400), and the PDF stays in every later turn.
+        let pdf = json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}});
+        let body = json!({"messages": [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [pdf]},
+                pdf,
+                {"type": "text", "text": "Summarize both."}]}
+        ]});
+        let vllm = OpenAiRequestOptions {
+            file_parts: false,
+            ..opts(false)
+        };
+        let got = translate_opts(&body, &vllm);
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "t1", "type": "function", "function": {"name": "Read", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "t1", "content": FILE_NOT_TAKEN},
+                {"role": "user", "content": format!("{FILE_NOT_TAKEN}\n\nSummarize both.")}
+            ])
+        );
+        // Images still go: only the file part is refused.
+        let image = json!({"messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}]}]});
+        assert_eq!(
+            translate_opts(&image, &vllm)["messages"][0]["content"][0]["type"],
+            "image_url"
+        );
+    }
+
     #[test]
     fn tool_result_text_pdf_and_tool_references_are_kept() {
         let got = translate(json!({"messages": [{"role": "user", "content": [
@@ -1489,6 +1644,22 @@ mod tests {
     }
 
     #[test]
+    fn parallel_tool_calls_is_not_sent_to_a_model_refusing_the_member() {
+        // OpenAI's o-series: "Unsupported parameter: 'parallel_tool_calls'".
+        let body = json!({"messages": [{"role": "user", "content": "x"}],
+            "tools": [{"name": "now"}],
+            "tool_choice": {"type": "auto", "disable_parallel_tool_use": true}});
+        let o_series = OpenAiRequestOptions {
+            parallel_tool_calls_field: false,
+            ..opts(true)
+        };
+        let got = translate_opts(&body, &o_series);
+        assert!(got.get("parallel_tool_calls").is_none(), "{got}");
+        assert_eq!(got["tool_choice"], "auto");
+        assert_eq!(translate_with(body, true)["parallel_tool_calls"], false);
+    }
+
+    #[test]
     fn server_tools_are_unsupported() {
         let e = translate_err(json!({"messages": [{"role": "user", "content": "x"}],
             "tools": [{"type": "web_search_20250305", "name": "web_search"}]}));
@@ -1506,6 +1677,123 @@ mod tests {
         assert_eq!(got["top_p"], 0.9);
         assert_eq!(got["stop"], json!(["3", "END"]));
         assert_eq!(got["user"], "u-1");
+    }
+
+    #[test]
+    fn at_most_four_stop_sequences_are_sent() {
+        // Chat Completions takes up to four (OpenAI: 400 above); Anthropic more.
+        let got = translate(json!({"messages": [{"role": "user", "content": "x"}],
+            "stop_sequences": ["a", "b", "c", "d", "e", "f"]}));
+        assert_eq!(got["stop"], json!(["a", "b", "c", "d"]));
+    }
+
+    #[test]
+    fn consecutive_assistant_turns_are_one_assistant_message() {
+        // Anthropic combines them; Chat wants an assistant message's calls followed by
+        // their results (OpenAI: 400 otherwise).
+        let got = translate(json!({"messages": [
+            {"role": "user", "content": "read a and b"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "a first", "signature": "s"},
+                {"type": "text", "text": "Reading a."},
+                {"type": "tool_use", "id": "a", "name": "Read", "input": {"p": "a"}}]},
+            {"role": "assistant", "content": "Then b."},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "b", "name": "Read", "input": {"p": "b"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "a", "content": "A"},
+                {"type": "tool_result", "tool_use_id": "b", "content": "B"}]}
+        ]}));
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "user", "content": "read a and b"},
+                {"role": "assistant", "content": "Reading a.Then b.", "tool_calls": [
+                    {"id": "a", "type": "function", "function": {"name": "Read", "arguments": "{\"p\":\"a\"}"}},
+                    {"id": "b", "type": "function", "function": {"name": "Read", "arguments": "{\"p\":\"b\"}"}}]},
+                {"role": "tool", "tool_call_id": "a", "content": "A"},
+                {"role": "tool", "tool_call_id": "b", "content": "B"}
+            ])
+        );
+    }
+
+    #[test]
+    fn merged_assistant_turns_give_deepseek_and_gemini_one_turns_thinking() {
+        let body = json!({"messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "one, ", "signature": "gemini:sig-g"},
+                {"type": "tool_use", "id": "a", "name": "f", "input": {}}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "two", "signature": ""},
+                {"type": "tool_use", "id": "b", "name": "f", "input": {}}]}
+        ]});
+        let deepseek = OpenAiRequestOptions {
+            reasoning_content_back: true,
+            ..opts(false)
+        };
+        let got = translate_opts(&body, &deepseek);
+        assert_eq!(got["messages"][1]["reasoning_content"], "one, two");
+        assert_eq!(got["messages"].as_array().unwrap().len(), 2, "{got}");
+        let gemini = OpenAiRequestOptions {
+            thought_signature_stand_in: true,
+            ..opts(false)
+        };
+        let calls = &translate_opts(&body, &gemini)["messages"][1]["tool_calls"];
+        assert_eq!(
+            calls[0]["extra_content"]["google"]["thought_signature"],
+            "sig-g"
+        );
+        assert!(calls[1].get("extra_content").is_none(), "{calls}");
+    }
+
+    #[test]
+    fn tool_results_split_across_user_turns_follow_the_calls_as_tool_messages() {
+        // The text and the image of the first turn go after every result, where a
+        // user message between the tool messages would be refused.
+        let png = "iVBORw0KGgo=";
+        let got = translate(json!({"messages": [
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "a", "name": "Read", "input": {}},
+                {"type": "tool_use", "id": "b", "name": "Read", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "a", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]},
+                {"type": "text", "text": "<system-reminder>r</system-reminder>"}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "b", "content": "B"}]},
+            {"role": "user", "content": "go on"}
+        ]}));
+        let roles: Vec<&str> = got["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["assistant", "tool", "tool", "user"], "{got}");
+        assert_eq!(got["messages"][2]["tool_call_id"], "b");
+        assert_eq!(
+            got["messages"][3]["content"],
+            json!([
+                {"type": "text", "text": "Attached by tool call a:"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}")}},
+                {"type": "text", "text": "<system-reminder>r</system-reminder>"},
+                {"type": "text", "text": "go on"}
+            ])
+        );
+    }
+
+    #[test]
+    fn an_error_in_a_merged_turn_names_its_own_message() {
+        let e = translate_err(json!({"messages": [
+            {"role": "user", "content": "x"},
+            {"role": "user", "content": [{"type": "text"}]}
+        ]}));
+        assert_eq!(e.param(), Some("messages[1].content[0].text"));
+        let e = translate_err(json!({"messages": [
+            {"role": "assistant", "content": "x"},
+            {"role": "assistant", "content": 5}
+        ]}));
+        assert_eq!(e.param(), Some("messages[1].content"));
     }
 
     #[test]

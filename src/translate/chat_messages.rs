@@ -52,6 +52,8 @@ pub(super) struct MessagesWriter {
     pub(super) short_tool_call_ids: bool,
     /// [`OpenAiRequestOptions::text_only`].
     pub(super) text_only: bool,
+    /// [`OpenAiRequestOptions::file_parts`].
+    pub(super) file_parts: bool,
 }
 
 impl MessagesWriter {
@@ -63,6 +65,7 @@ impl MessagesWriter {
             thought_signature_stand_in: opts.thought_signature_stand_in,
             short_tool_call_ids: opts.short_tool_call_ids,
             text_only: opts.text_only,
+            file_parts: opts.file_parts,
             ..Self::default()
         }
     }

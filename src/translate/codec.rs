@@ -221,6 +221,8 @@ mod tests {
             strict_message_order: false,
             short_tool_call_ids: false,
             text_only: false,
+            file_parts: true,
+            parallel_tool_calls_field: true,
             thought_signature_stand_in: false,
         }
     }

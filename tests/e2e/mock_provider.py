@@ -460,7 +460,16 @@ OPENAI_OUTPUT_CEILINGS = {"gpt-4o-mini": 16384, "gpt-4o": 16384}
 
 def openai_reasoning_model(model: str) -> bool:
     """OpenAI's reasoning families (o-series, GPT-5), which refuse `max_tokens`."""
-    return bool(re.match(r"o\d", model)) or model.startswith("gpt-5")
+    return openai_o_series(model) or model.startswith("gpt-5")
+
+
+def openai_o_series(model: str) -> bool:
+    """OpenAI's o-series, which also refuse `parallel_tool_calls` (GPT-5 takes it)."""
+    return bool(re.match(r"o\d", model))
+
+
+# The most stop sequences Chat Completions takes.
+OPENAI_MAX_STOPS = 4
 OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 OPENAI_PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
 
@@ -486,6 +495,14 @@ def openai_request_problem(payload) -> str | None:
                 f"max_tokens is too large: {asked}. This model supports at most {ceiling} "
                 f"completion tokens, whereas you provided {asked}."
             )
+    if openai_o_series(model) and "parallel_tool_calls" in payload:
+        return "Unsupported parameter: 'parallel_tool_calls' is not supported with this model."
+    stop = payload.get("stop")
+    if isinstance(stop, list) and len(stop) > OPENAI_MAX_STOPS:
+        return (
+            f"Invalid 'stop': array too long. Expected an array with maximum length {OPENAI_MAX_STOPS}, "
+            f"but got an array with length {len(stop)} instead."
+        )
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty array"
@@ -506,12 +523,43 @@ def openai_request_problem(payload) -> str | None:
                     )
         if role == "tool" and not isinstance(message.get("tool_call_id"), str):
             return f"Missing required parameter: 'messages[{i}].tool_call_id'"
+    problem = tool_message_problem(messages)
+    if problem:
+        return problem
     for i, tool in enumerate(payload.get("tools") or []):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             return f"Missing required parameter: 'tools[{i}].function'"
         if tool.get("type") != "function":
             return f"Invalid value for 'tools[{i}].type': {tool.get('type')!r}"
+    return None
+
+
+def tool_message_problem(messages: list) -> str | None:
+    """OpenAI's refusal of tool calls and tool messages out of step: each call of an
+    assistant message answered by the tool messages right after it, and every tool
+    message answering a call of the assistant message before its run."""
+    calls: list[str] = []
+    answered: list[str] = []
+    for i, message in enumerate([*messages, {"role": "end"}]):
+        if message.get("role") == "tool":
+            if message.get("tool_call_id") not in calls:
+                return (
+                    f"Invalid parameter: messages with role 'tool' must be a response to a "
+                    f"preceeding message with 'tool_calls' (messages.[{i}])."
+                )
+            answered.append(message["tool_call_id"])
+            continue
+        unanswered = [c for c in calls if c not in answered]
+        if unanswered:
+            return (
+                "An assistant message with 'tool_calls' must be followed by tool messages responding "
+                "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+                + ", ".join(unanswered)
+            )
+        tool_calls = message.get("tool_calls") if message.get("role") == "assistant" else None
+        calls = [c.get("id") for c in tool_calls or [] if isinstance(c, dict)]
+        answered = []
     return None
 
 

@@ -35,12 +35,20 @@ fn openai_output_ceiling(model: &str) -> Option<u64> {
 }
 
 fn openai_reasons(model: &str) -> bool {
-    let o_series = model
+    openai_o_series(model) || model.starts_with("gpt-5")
+}
+
+/// OpenAI's o-series (`o1`, `o3-mini`, `o4-mini-2025-04-16`), which refuse
+/// `parallel_tool_calls` where GPT-5 takes it.
+fn openai_o_series(model: &str) -> bool {
+    model
         .strip_prefix('o')
         .and_then(|r| r.chars().next())
-        .is_some_and(|c| c.is_ascii_digit());
-    o_series || model.starts_with("gpt-5")
+        .is_some_and(|c| c.is_ascii_digit())
 }
+
+/// The most stop sequences Chat Completions takes.
+const OPENAI_MAX_STOPS: usize = 4;
 
 fn openai_400(message: String, param: Option<String>, code: &str) -> Reply {
     let body = json!({"error": {"message": message, "type": "invalid_request_error",
@@ -87,6 +95,23 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
             "Unsupported parameter: 'stop' is not supported with this model.".into(),
             Some("stop".into()),
             "unsupported_parameter",
+        ));
+    }
+    if openai_o_series(model) && body.get("parallel_tool_calls").is_some() {
+        return Some(openai_400(
+            "Unsupported parameter: 'parallel_tool_calls' is not supported with this model.".into(),
+            Some("parallel_tool_calls".into()),
+            "unsupported_parameter",
+        ));
+    }
+    if let Some(stops) = body["stop"]
+        .as_array()
+        .filter(|s| s.len() > OPENAI_MAX_STOPS)
+    {
+        return Some(openai_400(
+            format!("Invalid 'stop': array too long. Expected an array with maximum length {OPENAI_MAX_STOPS}, but got an array with length {} instead.", stops.len()),
+            Some("stop".into()),
+            "array_above_max_length",
         ));
     }
     for field in ["temperature", "top_p"] {
@@ -150,7 +175,97 @@ pub fn openai_chat_refusal(rec: &Recorded) -> Option<Reply> {
             ));
         }
     }
+    openai_tool_message_refusal(&messages)
+}
+
+/// OpenAI's 400 for tool calls and tool messages out of step: an assistant message's
+/// calls must each be answered by the tool messages right after it, and a tool
+/// message must answer a call of the assistant message before its run.
+fn openai_tool_message_refusal(messages: &[Value]) -> Option<Reply> {
+    let mut i = 0;
+    while i < messages.len() {
+        let message = &messages[i];
+        if message["role"] == "tool" {
+            return Some(openai_400(
+                "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.".into(),
+                Some(format!("messages.[{i}].role")),
+                "invalid_value",
+            ));
+        }
+        let calls: Vec<&str> = message["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        i += 1;
+        if message["role"] != "assistant" || calls.is_empty() {
+            continue;
+        }
+        let mut answered = Vec::new();
+        while let Some(tool) = messages.get(i).filter(|m| m["role"] == "tool") {
+            let id = tool["tool_call_id"].as_str().unwrap_or_default();
+            if !calls.contains(&id) {
+                return Some(openai_400(
+                    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.".into(),
+                    Some(format!("messages.[{i}].role")),
+                    "invalid_value",
+                ));
+            }
+            answered.push(id);
+            i += 1;
+        }
+        let unanswered: Vec<&str> = calls
+            .iter()
+            .copied()
+            .filter(|c| !answered.contains(c))
+            .collect();
+        if !unanswered.is_empty() {
+            return Some(openai_400(
+                format!("An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: {}", unanswered.join(", ")),
+                Some(format!("messages.[{}].role", i)),
+                "invalid_value",
+            ));
+        }
+    }
     None
+}
+
+/// The content part types vLLM's Chat Completions take (its own list, as its 400
+/// gives it): no `file`.
+const VLLM_PART_TYPES: [&str; 15] = [
+    "audio_embeds",
+    "audio_url",
+    "image_embeds",
+    "image_pil",
+    "image_url",
+    "input_audio",
+    "input_image",
+    "input_text",
+    "output_text",
+    "prompt_embeds",
+    "refusal",
+    "text",
+    "thinking",
+    "tool_reference",
+    "video_url",
+];
+
+/// vLLM's 400 for a Chat request holding a content part type it does not take (a
+/// `file`, which OpenAI alone reads), or `None`.
+pub fn vllm_chat_refusal(rec: &Recorded) -> Option<Reply> {
+    let body = serde_json::from_slice::<Value>(&rec.body).ok()?;
+    let kind = body["messages"].as_array()?.iter().find_map(|m| {
+        let parts = m["content"].as_array()?;
+        parts
+            .iter()
+            .filter_map(|p| p["type"].as_str())
+            .find(|kind| !VLLM_PART_TYPES.contains(kind))
+    })?;
+    let body = json!({"error": {
+        "message": format!("Unsupported chat content part type: '{kind}'. Supported types: {}", VLLM_PART_TYPES.join(", ")),
+        "type": "BadRequestError", "param": null, "code": 400}});
+    Some(Reply::json(400, body.to_string()))
 }
 
 /// OpenAI's embedding models.
