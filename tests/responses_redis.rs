@@ -695,6 +695,13 @@ async fn with_redis_out_of_reach_a_native_read_is_a_503_and_a_create_is_answered
     .await;
     assert_eq!(made.status(), 200);
     let id = response_id_for("before");
+    // Its record written (after the answer: it is a whole one) before Redis goes.
+    let record = format!("aurora:resps:native:{id}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.get(&record).is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(redis.get(&record).is_some(), "never recorded");
     redis.stop();
     let asked = mock.requests().len();
     let unreached = read(&gw, TEAM_KEY, &id).await;
