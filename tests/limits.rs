@@ -1889,24 +1889,39 @@ async fn a_large_call_the_client_leaves_is_charged_what_its_subrequest_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_stored_responses_counts_against_the_keys_requests_and_the_providers_quota() {
-    // `GET /v1/responses/{id}` goes on to OpenAI for an id the gateway did not store:
-    // a request like any other, for the key's rate and the provider's quota alike.
+    // `GET /v1/responses/{id}` goes on to OpenAI for a response OpenAI keeps, for the
+    // key that made it there (or the master key, for one the gateway has no record
+    // of): a request like any other, for the key's rate and the provider's quota alike.
     let mock =
         MockUpstream::start(|_| Reply::json(200, r#"{"id":"resp_x","object":"response"}"#)).await;
+    let make = r#"{"model":"openai/gpt-4o","input":"hi"}"#;
     common::clear_of_a_minute_boundary().await;
-    let gw = gateway(&mock, "", "{requests_per_minute: 1}");
+    let gw = gateway(&mock, "", "{requests_per_minute: 2}");
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/v1/responses", make).await.status(),
+        200
+    );
     assert_eq!(
         get(&gw, TEAM_KEY, "/v1/responses/resp_x").await.status(),
         200
     );
     let again = get(&gw, TEAM_KEY, "/v1/responses/resp_x").await;
     assert_eq!(again.status(), 429, "the key's minute is spent");
-    let quota = "providers:\n  openai:\n    limits: {requests_per_minute: 1}\n";
+    let quota = "providers:\n  openai:\n    limits: {requests_per_minute: 2}\n";
     let gw = gateway(&mock, quota, "{requests_per_minute: 100}");
-    assert_eq!(get(&gw, MASTER, "/v1/responses/resp_x").await.status(), 200);
+    assert_eq!(
+        post(&gw, TEAM_KEY, "/v1/responses", make).await.status(),
+        200
+    );
+    assert_eq!(
+        get(&gw, MASTER, "/v1/responses/resp_unrecorded")
+            .await
+            .status(),
+        200
+    );
     let again = get(&gw, TEAM_KEY, "/v1/responses/resp_x").await;
     assert_eq!(again.status(), 429, "the provider's quota is spent");
-    assert_eq!(mock.requests().len(), 2);
+    assert_eq!(mock.requests().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::mock::openai_responses::{openai_responses, response_id_for};
 use common::redis::{RedisServer, Relay};
 use common::{client, fixture, sha256_hex, Gateway, MockUpstream, Recorded, Reply};
 use serde_json::{json, Value};
@@ -212,11 +213,13 @@ async fn a_redis_out_of_reach_is_a_503_not_a_response_not_found() {
         "{said}"
     );
 
-    // A response OpenAI keeps itself is never looked for in the store: read at OpenAI.
+    // A response OpenAI keeps itself goes there only for its owner, whom the store
+    // names: out of reach, it is a 503 too, and OpenAI is not asked.
     let native = format!("resp_{}", "0a".repeat(24));
+    let asked = mock.requests().len();
     let read_there = read(&gw, MASTER, &native).await;
-    assert_eq!(read_there.status(), 200);
-    assert_eq!(mock.last().uri, format!("/v1/responses/{native}"));
+    assert_eq!(read_there.status(), 503);
+    assert_eq!(mock.requests().len(), asked);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -586,4 +589,162 @@ async fn at_the_stores_bound_idle_responses_go_before_the_first_turn_of_a_conver
     continued(&gw, MASTER, &second, "third question").await;
     let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
     assert_eq!(sent["messages"][0]["content"][0]["text"], "first question");
+}
+
+const OTHER_TEAM_KEY: &str = "gw-other-team-responses-redis-0123456789";
+
+/// A replica keeping its Responses API answers in `redis`, OpenAI at `mock` with the
+/// gateway's key, two teams' keys.
+fn native_replica(mock: &MockUpstream, redis: &RedisServer) -> Gateway {
+    let yaml = format!(
+        "limits:\n  store: {}\nresponses:\n  store: redis\nauth:\n  keys:\n    - name: team-a\n      sha256: \"{}\"\n    - name: team-b\n      sha256: \"{}\"\n",
+        redis.url(),
+        sha256_hex(TEAM_KEY),
+        sha256_hex(OTHER_TEAM_KEY),
+    );
+    let base = mock.url("/v1");
+    Gateway::start(
+        &yaml,
+        &[
+            ("AURORA_MASTER_KEY", MASTER),
+            ("OPENAI_API_KEY", "sk-oai-responses-redis"),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ],
+    )
+}
+
+/// `GET`s and `DELETE`s of `id` that reached `mock`.
+fn asked_for(mock: &MockUpstream, id: &str) -> usize {
+    let path = format!("/v1/responses/{id}");
+    mock.requests().iter().filter(|r| r.path() == path).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_responses_owner_recorded_at_one_replica_holds_at_another() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(openai_responses).await;
+    let (a, b) = (native_replica(&mock, &redis), native_replica(&mock, &redis));
+    let whole = respond(
+        &a,
+        TEAM_KEY,
+        json!({"model": "openai/gpt-4o", "input": "whole_at_a"}),
+    )
+    .await;
+    assert_eq!(whole.status(), 200);
+    let streamed = respond(
+        &b,
+        TEAM_KEY,
+        json!({"model": "openai/gpt-4o", "input": "streamed_at_b", "stream": true}),
+    )
+    .await;
+    assert!(streamed
+        .text()
+        .await
+        .unwrap()
+        .contains("response.completed"));
+    let (whole, streamed) = (
+        response_id_for("whole_at_a"),
+        response_id_for("streamed_at_b"),
+    );
+    for (gw, id) in [(&b, &whole), (&a, &streamed)] {
+        // Another team's, at the replica that did not make it: not found, not asked.
+        assert_eq!(read(gw, OTHER_TEAM_KEY, id).await.status(), 404);
+        assert_eq!(delete(gw, OTHER_TEAM_KEY, id).await.status(), 404);
+        let continued = respond(
+            gw,
+            OTHER_TEAM_KEY,
+            json!({"model": "openai/gpt-4o", "input": "next", "previous_response_id": id}),
+        )
+        .await;
+        assert_eq!(continued.status(), 400);
+        assert_eq!(asked_for(&mock, id), 0, "{id} reached OpenAI");
+        // Its team's, read there.
+        assert_eq!(read(gw, TEAM_KEY, id).await.status(), 200);
+        assert_eq!(asked_for(&mock, id), 1);
+    }
+    // Kept as long as OpenAI keeps the response: 30 days.
+    let record = format!("aurora:resps:native:{whole}");
+    let ttl = redis.ttl(&record);
+    assert!(ttl > 29 * 24 * 3600 && ttl <= 30 * 24 * 3600, "{ttl}");
+    assert!(
+        !redis.get(&record).unwrap().contains("sk-"),
+        "no key in the record"
+    );
+    // Deleted at OpenAI by its team, its record goes too.
+    assert_eq!(delete(&b, TEAM_KEY, &whole).await.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !redis.keys(&record).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        redis.keys(&record).is_empty(),
+        "the record outlived its response"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_out_of_reach_a_native_read_is_a_503_and_a_create_is_answered_and_counted() {
+    let mut redis = RedisServer::start();
+    let mock = MockUpstream::start(openai_responses).await;
+    let gw = native_replica(&mock, &redis);
+    let made = respond(
+        &gw,
+        TEAM_KEY,
+        json!({"model": "openai/gpt-4o", "input": "before"}),
+    )
+    .await;
+    assert_eq!(made.status(), 200);
+    let id = response_id_for("before");
+    // Its record written (after the answer: it is a whole one) before Redis goes.
+    let record = format!("aurora:resps:native:{id}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.get(&record).is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(redis.get(&record).is_some(), "never recorded");
+    redis.stop();
+    let asked = mock.requests().len();
+    let unreached = read(&gw, TEAM_KEY, &id).await;
+    assert_eq!(unreached.status(), 503);
+    let said: Value = unreached.json().await.unwrap();
+    assert_eq!(
+        said["error"]["code"], "response_store_unavailable",
+        "{said}"
+    );
+    let continued = respond(
+        &gw,
+        TEAM_KEY,
+        json!({"model": "openai/gpt-4o", "input": "next", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(continued.status(), 503);
+    assert_eq!(mock.requests().len(), asked, "OpenAI was asked");
+    // A create is answered all the same; its owner, unrecorded, is counted.
+    let made = respond(
+        &gw,
+        TEAM_KEY,
+        json!({"model": "openai/gpt-4o", "input": "during"}),
+    )
+    .await;
+    assert_eq!(made.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client()
+            .get(gw.url("/metrics"))
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("\naurora_response_owners_unrecorded_total 1\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = gw.log();
+    assert!(log.contains("was not recorded"), "{log}");
+    assert!(!log.contains("sk-oai-responses-redis"));
 }

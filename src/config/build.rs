@@ -85,6 +85,7 @@ pub fn build_config(
     let telemetry = super::telemetry::telemetry_settings(&file.telemetry, env)?;
     let limits = super::limits::limit_settings(&file, env)?;
     let responses_store = super::responses_store::responses_store(&file, env, &limits.store)?;
+    let native_owners = super::native_owners::native_owner_settings(&file, env)?;
     Ok(Config {
         server,
         auth,
@@ -92,6 +93,7 @@ pub fn build_config(
         models,
         responses,
         responses_store,
+        native_owners,
         telemetry,
         retry,
         health,

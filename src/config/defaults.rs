@@ -10,6 +10,7 @@ use super::{
     AccessLogFormat, HealthPolicy, LimitSettings, LimitStoreKind, ModelSettings, OnStoreError,
     RetryOn, RetryPolicy, ServerSettings, ServerStartup, TelemetrySettings,
 };
+use crate::proxy::native_owner::NativeOwnerSettings;
 use crate::proxy::response_store::StoreLimits;
 
 /// Every setting that has a default, as the YAML an operator would write for it.
@@ -26,7 +27,7 @@ pub fn default_config_yaml() -> String {
     root.insert("limits".into(), limits(&LimitSettings::default()).into());
     root.insert(
         "responses".into(),
-        responses(&StoreLimits::default()).into(),
+        responses(&StoreLimits::default(), &NativeOwnerSettings::default()).into(),
     );
     root.insert(
         "telemetry".into(),
@@ -168,12 +169,18 @@ fn limits(settings: &LimitSettings) -> Mapping {
     m
 }
 
-fn responses(limits: &StoreLimits) -> Mapping {
+fn responses(limits: &StoreLimits, natives: &NativeOwnerSettings) -> Mapping {
     let mut m = Mapping::new();
     m.insert("store".into(), "memory".into());
     m.insert("store_max_entries".into(), limits.max_entries.into());
     m.insert("store_max_bytes".into(), size(limits.max_bytes as u64));
     m.insert("store_ttl".into(), duration(limits.ttl));
+    m.insert("native_owner_ttl".into(), duration(natives.ttl));
+    m.insert(
+        "native_owner_max_entries".into(),
+        natives.max_entries.into(),
+    );
+    m.insert("native_access".into(), natives.access.name().into());
     m
 }
 

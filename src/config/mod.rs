@@ -10,6 +10,7 @@ mod error;
 mod exposure;
 mod limits;
 mod live;
+mod native_owners;
 mod observability;
 mod overlay;
 mod redis_address;
@@ -187,6 +188,8 @@ pub struct Config {
     pub responses: StoreLimits,
     /// Where it keeps them; read once at start (restart only).
     pub responses_store: ResponsesStoreKind,
+    /// How the gateway keeps whose each natively served response is.
+    pub native_owners: crate::proxy::native_owner::NativeOwnerSettings,
     /// Where traces go; read once at start (restart only).
     pub telemetry: TelemetrySettings,
     /// How failed attempts are retried (a provider's own `retry:` wins for it).

@@ -138,6 +138,14 @@ pub struct FileResponses {
     pub store_max_bytes: Option<SizeValue>,
     /// How long a response is kept, a duration such as `24h`.
     pub store_ttl: Option<String>,
+    /// How long the gateway remembers whose a natively served response is, a duration
+    /// such as `720h`.
+    pub native_owner_ttl: Option<String>,
+    /// Such records kept at most in memory.
+    pub native_owner_max_entries: Option<usize>,
+    /// What a managed key may do with a natively served response the gateway has no
+    /// record of: `owned` (nothing) or `open` (reach it at its provider).
+    pub native_access: Option<String>,
 }
 
 /// `models:` section.

@@ -44,6 +44,7 @@ pub struct Metrics {
     web_searches: IntCounterVec,
     upstream_available: IntGaugeVec,
     limit_store_errors: IntCounter,
+    response_owners_unrecorded: IntCounter,
     background_watched: IntGauge,
     background_taken_over: IntCounter,
     /// Instances whose availability series exists (set to 1 when first configured).
@@ -213,6 +214,11 @@ impl Metrics {
             "Limit checks and charges the limit store could not answer",
         )?;
         registry.register(Box::new(limit_store_errors.clone()))?;
+        let response_owners_unrecorded = IntCounter::new(
+            "response_owners_unrecorded_total",
+            "Natively served Responses API answers whose owner the response store could not record",
+        )?;
+        registry.register(Box::new(response_owners_unrecorded.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(cost.clone()))?;
         registry.register(Box::new(usage_estimates.clone()))?;
@@ -242,6 +248,7 @@ impl Metrics {
             web_searches,
             upstream_available,
             limit_store_errors,
+            response_owners_unrecorded,
             background_watched,
             background_taken_over,
             availability_known: Default::default(),
@@ -263,6 +270,11 @@ impl Metrics {
     /// The limit store could not answer.
     pub fn limit_store_error(&self) {
         self.limit_store_errors.inc();
+    }
+
+    /// The owner of a natively served Responses API answer could not be recorded.
+    pub fn response_owner_unrecorded(&self) {
+        self.response_owners_unrecorded.inc();
     }
 
     /// Whether `provider` is tried (`true`) or cooling down.

@@ -377,6 +377,11 @@ struct Carrier<'a> {
     metadata: bool,
     /// The answer is a Responses API response (`"object": "response"`).
     response: bool,
+    /// Its top-level `object` was read.
+    object_read: bool,
+    /// Its `id` and `object` are wanted, wherever they lie: the answer is to be known
+    /// by the response id it names ([`UsageMeter::keeps_response_id`]).
+    wants_id: bool,
     /// Its top-level `output`, as the JSON text of its value: a response's items.
     output: Option<&'a [u8]>,
     /// The web searches its `output` (a Responses answer's) or its candidates (a
@@ -403,6 +408,7 @@ impl<'a> Carrier<'a> {
         while (!self.model_known && self.model.is_none())
             || (self.batch && (self.ended.is_none() || self.output_file.is_none()))
             || (self.response && self.output.is_none())
+            || self.id_unread()
         {
             let Some(member) = members.next_front() else {
                 break;
@@ -431,7 +437,10 @@ impl<'a> Carrier<'a> {
             self.take(member)?;
         }
         if let Some(mut front) = ObjectMembers::of_head(head) {
-            while !self.usage_read || (!self.model_known && self.model.is_none()) {
+            while !self.usage_read
+                || (!self.model_known && self.model.is_none())
+                || self.id_unread()
+            {
                 let Some(member) = front.next_front() else {
                     break;
                 };
@@ -445,6 +454,11 @@ impl<'a> Carrier<'a> {
             self.take(member)?;
         }
         Some(())
+    }
+
+    /// Whether the answer's `id` and `object` are wanted and not both read yet.
+    fn id_unread(&self) -> bool {
+        self.wants_id && (self.id.is_none() || !self.object_read)
     }
 
     /// Keeps `member` when it is one of the carrier's, unless one was kept already.
@@ -482,6 +496,7 @@ impl<'a> Carrier<'a> {
                 Some(())
             }
             b"object" => {
+                self.object_read = true;
                 self.batch = member.value == br#""batch""#;
                 self.response = member.value == br#""response""#;
                 Some(())
@@ -601,6 +616,9 @@ impl<'a> Carrier<'a> {
             }
             read.final_usage |= last_word;
             read.running_last = running;
+        }
+        if read.keeps_response_id && self.response && read.response_id.is_none() {
+            read.response_id = self.id.and_then(plain_text);
         }
         if read.model.is_none() {
             // The event that first names the model, a Responses stream's
@@ -868,8 +886,11 @@ struct Read {
     started: Option<StartedApart>,
     /// The answer's `status` was read: whether it says its work has ended.
     ended: Option<bool>,
-    /// The response a Responses stream is of, as its `response.created` names it.
+    /// The response a Responses stream is of, as its `response.created` names it; or
+    /// a whole Responses answer's, when asked for ([`UsageMeter::keeps_response_id`]).
     response_id: Option<String>,
+    /// A whole answer's top-level `id` is kept when it is a `response` object.
+    keeps_response_id: bool,
     /// The background response a read resumes the stream of, as its path names it:
     /// the stream itself may never name it.
     resumed: Option<DeferredAnswer>,
@@ -892,6 +913,13 @@ struct Read {
     /// The bytes of a stream's events (or lines) that are not JSON objects (JSPB's
     /// arrays, protobuf): what the estimate of a stream reporting nothing counts.
     unread_data: u64,
+}
+
+impl Read {
+    /// Whether a whole answer's response id is still to be read.
+    fn wants_response_id(&self) -> bool {
+        self.keeps_response_id && self.response_id.is_none()
+    }
 }
 
 enum Body {
@@ -1043,6 +1071,19 @@ impl UsageMeter {
         self.read.response_id.as_deref()
     }
 
+    /// Keeps the id of a whole answer that is a Responses API `response` object (a
+    /// stream's is kept anyway): asked for only where the gateway records whose the
+    /// response is, so that no other answer pays for the copy.
+    pub fn keeps_response_id(&mut self) {
+        self.read.keeps_response_id = true;
+    }
+
+    /// The id of the response the answer is ([`Self::response_id`]), taken out of the
+    /// meter once read.
+    pub fn take_response_id(&mut self) -> Option<String> {
+        self.read.response_id.take()
+    }
+
     /// Whether the answer said its last word on usage: a Responses stream's terminal
     /// event (`response.completed`, `response.incomplete`), a Chat stream's last
     /// chunk, Anthropic's `message_delta`.
@@ -1150,6 +1191,7 @@ impl UsageMeter {
             Body::JsonEnds(ends) => {
                 let mut carrier = Carrier {
                     model_known: self.read.model.is_some(),
+                    wants_id: self.read.wants_response_id(),
                     ..Carrier::default()
                 };
                 if carrier.read_ends(&ends.head, &ends.tail).is_some() {
@@ -1471,6 +1513,7 @@ fn read_carried_object(doc: &[u8], read: &mut Read) {
     }
     let mut carrier = Carrier {
         model_known: read.model.is_some(),
+        wants_id: read.wants_response_id(),
         ..Carrier::default()
     };
     if carrier.read(doc).is_some() {
@@ -1617,9 +1660,24 @@ fn names_usage(data: &[u8]) -> bool {
 /// (a translated answer, a fallback's): what it reported, or the estimate of
 /// [`Charge::unreported`] when it reported none; `None` for work still under way.
 pub fn charge_of_call_answer(body: &[u8]) -> Option<Charge> {
-    let mut meter = UsageMeter::for_answer(Some("application/json"), None)?;
+    charge_and_response_of_call_answer(body, false).0
+}
+
+/// [`charge_of_call_answer`], and when `response_id` asks for it, the id of the
+/// Responses API `response` object the answer is, read in the same pass.
+pub fn charge_and_response_of_call_answer(
+    body: &[u8],
+    response_id: bool,
+) -> (Option<Charge>, Option<String>) {
+    let Some(mut meter) = UsageMeter::for_answer(Some("application/json"), None) else {
+        return (None, None);
+    };
     meter.may_answer_a_call();
-    meter.finish_with(body)
+    if response_id {
+        meter.keeps_response_id();
+    }
+    let charge = meter.finish_with(body);
+    (charge, meter.take_response_id())
 }
 
 /// Whether the answer read so far reported no usage, or only zeros: a server that
@@ -2214,6 +2272,37 @@ mod tests {
         // A message is no batch.
         let (mut m, _) = meter_of(fixture!("anthropic/messages.json"));
         assert_eq!(m.take_started(), None);
+    }
+
+    #[test]
+    fn a_whole_responses_answer_gives_its_id_only_when_asked_in_the_pass_that_reads_its_usage() {
+        let answer = fixture!("openai/responses.json");
+        let id: serde_json::Value = serde_json::from_str(answer).unwrap();
+        let id = id["id"].as_str().unwrap();
+        let (charge, named) = charge_and_response_of_call_answer(answer.as_bytes(), true);
+        assert!(charge.is_some(), "its usage read as before");
+        assert_eq!(named.as_deref(), Some(id));
+        let (_, unasked) = charge_and_response_of_call_answer(answer.as_bytes(), false);
+        assert_eq!(unasked, None, "no copy of an id nobody asked for");
+        // Fed in pieces, and background (queued, no usage): named all the same.
+        let queued = r#"{"id":"resp_bg_1","object":"response","status":"queued","background":true,"model":"gpt-4o-mini","output":[],"usage":null}"#;
+        let mut m = UsageMeter::for_answer(Some("application/json"), None).unwrap();
+        m.keeps_response_id();
+        for piece in queued.as_bytes().chunks(5) {
+            m.feed(piece);
+        }
+        m.finish();
+        assert_eq!(m.take_response_id().as_deref(), Some("resp_bg_1"));
+        // Its members in another order (`object` after `model`): found all the same.
+        let sorted = r#"{"background":false,"created_at":1,"id":"resp_sorted","model":"m","object":"response","output":[],"usage":{"input_tokens":1,"output_tokens":1}}"#;
+        let (_, named) = charge_and_response_of_call_answer(sorted.as_bytes(), true);
+        assert_eq!(named.as_deref(), Some("resp_sorted"));
+        // Another object's id is no response's.
+        let chat = fixture!("openai/chat_completion.json");
+        assert_eq!(
+            charge_and_response_of_call_answer(chat.as_bytes(), true).1,
+            None
+        );
     }
 
     #[test]

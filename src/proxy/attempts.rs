@@ -48,6 +48,8 @@ pub struct HeldCall {
     pub history: Option<Vec<u8>>,
     /// The Unix time a translated response reports.
     pub created: u64,
+    /// Its `previous_response_id` may not be continued with the gateway's credential.
+    pub previous_refused: bool,
 }
 
 impl HeldCall {
@@ -60,6 +62,7 @@ impl HeldCall {
             query: self.query.as_deref(),
             history: self.history.as_deref(),
             created: self.created,
+            previous_refused: self.previous_refused,
         }
     }
 }

@@ -93,6 +93,8 @@ pub struct RequestContext {
     /// Whose the Responses answer this request may store is
     /// ([`super::response_store::owner_of`]); set for Responses calls.
     pub responses_owner: Option<Arc<str>>,
+    /// What the request records or forgets of whose a natively served response is.
+    pub native_owner: super::native_responses::NativeOwnerStep,
     /// The client's body passed to its end (not cut off by the client leaving).
     pub request_body_ended: bool,
     /// How the body reaches the provider: the client's as it streams, or a `/v1`
@@ -156,6 +158,7 @@ impl RequestContext {
             upstream_status: None,
             request_body_bytes: 0,
             responses_owner: None,
+            native_owner: Default::default(),
             request_body_ended: false,
             body: Default::default(),
             body_permit: None,

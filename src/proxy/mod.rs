@@ -27,6 +27,9 @@ pub mod model_directory;
 mod model_field;
 pub mod model_request;
 pub mod model_route;
+pub mod native_owner;
+mod native_owner_redis;
+mod native_responses;
 mod observe;
 mod open_answer;
 pub mod passthrough;
@@ -277,12 +280,7 @@ impl AuroraProxy {
         config: &Arc<Config>,
         id: &str,
     ) -> Result<bool> {
-        let not_found = || {
-            GatewayError::not_found(format!(
-                "response `{id}` not found: only responses this gateway translated and stored can be read here"
-            ))
-            .with_param("response_id")
-        };
+        let not_found = || response_not_found(id);
         let method = session.req_header().method.clone();
         if ![http::Method::GET, http::Method::HEAD, http::Method::DELETE].contains(&method) {
             let err = GatewayError::method_not_allowed(
@@ -312,14 +310,19 @@ impl AuroraProxy {
                 return reject(session, ctx, not_found()).await;
             }
             // Not one of the gateway's own: the provider that serves the Responses API
-            // itself may hold it.
-            let Some(target) = native_responses_target(config, id, "", session.req_header()) else {
-                return reject(session, ctx, not_found()).await;
-            };
+            // itself may hold it, for its owner alone.
+            // Boxed: only a read of a provider's response waits on its record.
+            let target =
+                Box::pin(self.native_target(ctx, session.req_header(), config, id, "")).await;
             match target {
-                Ok(target) => {
+                Ok(None) => return reject(session, ctx, not_found()).await,
+                Ok(Some((target, recorded))) => {
                     ctx.upstream = Some(target);
                     observe::stored_response_read(ctx, id);
+                    if method == http::Method::DELETE && recorded {
+                        let forget = native_responses::NativeOwnerStep::ForgetOnDelete(id.into());
+                        ctx.native_owner = forget;
+                    }
                     if method == http::Method::DELETE {
                         let deleted = Some((ApartKind::Response, id));
                         if let Err(err) = self.before_delete(deleted, config).await {
@@ -560,6 +563,7 @@ impl AuroraProxy {
                 open,
                 translation,
                 &self.connector,
+                &self.responses,
             ))
             .await;
         }
@@ -593,7 +597,9 @@ impl AuroraProxy {
                 UsageRead::Read(usage) => usage,
                 UsageRead::Unread => None,
             };
+            native_responses::answer_begins(ctx, true);
             observe::answer_read_whole(ctx, &answer.body, reported);
+            native_responses::record_named(&self.responses, ctx);
         }
         let mut header = answer.header;
         let omitted = translation.as_ref().and_then(|t| t.client.omitted_tools());
@@ -905,6 +911,13 @@ fn response_store_for(config: &Config) -> Arc<dyn ResponseStore> {
     }
 }
 
+/// The answer to a response id unknown to this caller: one the gateway never stored
+/// (or that expired), another caller's, or one a provider keeps that a managed key
+/// has no record of, all alike, so that no caller learns whether another's exists.
+fn response_not_found(id: &str) -> GatewayError {
+    GatewayError::not_found(format!("Response with id '{id}' not found.")).with_param("response_id")
+}
+
 /// A shared store of Responses API answers out of reach: a 503 to try again, never
 /// a response not found.
 fn store_unavailable(e: response_store::StoreUnavailable) -> GatewayError {
@@ -921,8 +934,10 @@ fn responses_owner(ctx: &RequestContext, req: &RequestHeader, config: &Config) -
 
 /// Where `GET`/`DELETE /v1/responses/{id}` (and `suffix` below it: `/input_items`,
 /// `/cancel`) goes when the gateway did not store `id`:
-/// the configured provider that serves the Responses API itself (an `openai`-type
-/// instance first), with its credential; `None` when there is none. One that takes the
+/// the configured provider that serves the Responses API itself (the one `recorded` as
+/// holding it, else an `openai`-type instance first), with its credential; `None` when
+/// there is none. Whether the caller may reach it is [`AuroraProxy::native_target`]'s
+/// to say. One that takes the
 /// caller's own key is asked only when no provider elsewhere could hold the response:
 /// the id does not say whose it is, and the caller's key must not go where the caller
 /// did not send it (a caller's xAI key to OpenAI).
@@ -931,6 +946,7 @@ fn native_responses_target(
     id: &str,
     suffix: &str,
     req: &RequestHeader,
+    recorded: Option<&str>,
 ) -> Option<std::result::Result<UpstreamTarget, GatewayError>> {
     // Response ids are `resp_` and hex; nothing else is put into an upstream path.
     if !id
@@ -946,8 +962,9 @@ fn native_responses_target(
             .filter(|p| p.kind.facts().serves_responses_api && p.format == WireFormat::OpenAi)
     };
     let first = natives().next()?;
-    let provider = natives()
-        .find(|p| p.kind == crate::providers::ProviderKind::OpenAi)
+    let provider = recorded
+        .and_then(|name| natives().find(|p| p.name == name))
+        .or_else(|| natives().find(|p| p.kind == crate::providers::ProviderKind::OpenAi))
         .unwrap_or(first);
     if provider.credential.is_caller_key()
         && natives().any(|p| !p.base.is_same_place(&provider.base))
@@ -1815,6 +1832,7 @@ impl ProxyHttp for AuroraProxy {
         let to_head = session.req_header().method == http::Method::HEAD;
         ctx.answer_decoder = AnswerDecoder::of(upstream_response, to_head);
         observe::answer_header(ctx, upstream_response);
+        native_responses::answer_begins(ctx, upstream_response.status.is_success());
         let location = client_location(ctx, session.req_header(), upstream_response);
         header_maps::open_answer(upstream_response, |map| {
             headers::strip_upstream_response_headers(map);
@@ -1866,6 +1884,7 @@ impl ProxyHttp for AuroraProxy {
             telemetry::response_model(ctx, &model);
             observe::answering_model(ctx, model);
         }
+        native_responses::record_named(&self.responses, ctx);
         observe::response_work(ctx, began.elapsed());
         Ok(None)
     }
@@ -1943,6 +1962,8 @@ impl ProxyHttp for AuroraProxy {
             telemetry::response_model(ctx, &model);
             observe::answering_model(ctx, model);
         }
+        // A whole answer the proxy loop ended without telling its body filter.
+        native_responses::record_named(&self.responses, ctx);
         if let Some(module) = session.downstream_modules_ctx.get::<ResponseTranslator>() {
             observe::response_work(ctx, module.busy());
         }
@@ -1983,6 +2004,7 @@ impl ProxyHttp for AuroraProxy {
         // A subrequest watches what its own answer started.
         self.deferred
             .watch_call(ctx, &session.req_header().headers, read);
+        native_responses::forget_if_deleted(&self.responses, ctx);
         // Counted before its line is written, so a line in the log means the metrics
         // already show the request.
         observe::request_finished(session, e, ctx);

@@ -77,6 +77,19 @@ impl AuroraProxy {
             }
             _ => None,
         };
+        // Boxed: only a call continuing a provider's own response waits on its record.
+        let previous_refused = match Box::pin(self.previous_refused(
+            ctx,
+            session.req_header(),
+            config,
+            endpoint,
+            &field,
+        ))
+        .await
+        {
+            Ok(refused) => refused,
+            Err(err) => return reject(session, ctx, err).await,
+        };
         let request = CallRequest {
             endpoint,
             req: session.req_header(),
@@ -84,6 +97,7 @@ impl AuroraProxy {
             field,
             history,
             created: unix_now(),
+            previous_refused,
         };
         let prepared = match PreparedCall::prepare(ctx, request, self.call_sources(config)) {
             Ok(prepared) => prepared,

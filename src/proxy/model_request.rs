@@ -183,6 +183,10 @@ pub struct ModelCall<'a> {
     pub history: Option<&'a [u8]>,
     /// The Unix time a translated response reports.
     pub created: u64,
+    /// Its `previous_response_id` names a response a provider keeps that the caller
+    /// may not continue with the gateway's credential: another caller's, or one the
+    /// gateway has no record of ([`super::native_responses::previous_refused`]).
+    pub previous_refused: bool,
 }
 
 /// Prepares `call` for `route`, the model named `requested` (the client's model, or
@@ -200,6 +204,7 @@ pub fn prepare_for(
         query,
         history,
         created,
+        previous_refused,
     } = *call;
     let provider = route.provider;
     if provider.missing_key() {
@@ -221,6 +226,13 @@ pub fn prepare_for(
             ))
             .with_param("previous_response_id")
             .with_code("previous_response_not_found"));
+        }
+        // With the gateway's credential the provider holds every caller's responses:
+        // one the caller may not continue is, to it, unknown, as at its provider.
+        if previous_refused && !provider.credential.is_caller_key() {
+            if let Some(previous) = field.previous_response_id.as_deref() {
+                return Err(super::native_responses::previous_not_found(previous));
+            }
         }
         // Same API on both sides: the body goes as sent, only `model` changes, and a
         // Chat (or legacy Completions) stream is asked for the usage the gateway counts

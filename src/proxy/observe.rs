@@ -96,6 +96,10 @@ pub struct Observation {
     /// The body the provider got, when the gateway read it: a stream without its
     /// final usage is charged the input estimated from it.
     request_body: Option<Bytes>,
+    /// The answer's response id is kept as the meter reads it ([`keep_response_id`]).
+    keeps_response_id: bool,
+    /// The id of the response the answer was, once the meter that read it is gone.
+    response_id: Option<String>,
 }
 
 impl fmt::Debug for Observation {
@@ -439,6 +443,8 @@ pub fn answer_header(ctx: &mut RequestContext, resp: &ResponseHeader) {
     // An earlier attempt's meter never reads this answer.
     ctx.obs.meter = None;
     ctx.obs.usage_by_model.clear();
+    ctx.obs.keeps_response_id = false;
+    ctx.obs.response_id = None;
     if !resp.status.is_success() {
         return;
     }
@@ -497,6 +503,12 @@ pub fn answer_read_whole(ctx: &mut RequestContext, body: &[u8], reported: Option
                 usage.cost_nanos = said.map_or(0, |u| u.cost_nanos);
             }
             Some(Charge::reported(usage))
+        }
+        _ if ctx.obs.keeps_response_id => {
+            let (charge, id) =
+                crate::metrics::usage::charge_and_response_of_call_answer(body, true);
+            ctx.obs.response_id = id;
+            charge
         }
         _ => crate::metrics::usage::charge_of_call_answer(body),
     };
@@ -570,6 +582,9 @@ pub fn answer_bytes(
     let charge = meter.finish_with(bytes);
     let model = meter.take_model();
     ctx.obs.usage_by_model = meter.take_usage_by_model();
+    if ctx.obs.keeps_response_id {
+        ctx.obs.response_id = meter.take_response_id();
+    }
     let started = under_way(meter);
     ctx.obs.meter = None;
     keep_started(ctx, started);
@@ -585,6 +600,26 @@ pub fn answer_bytes(
 /// named it to the meter (which reads that event anyway, for the model).
 pub fn streamed_response_id(ctx: &RequestContext) -> Option<&str> {
     ctx.obs.meter.as_ref()?.response_id()
+}
+
+/// The answer now coming is to be known by the response id it names (a natively
+/// served Responses create, whose owner the gateway records): the meter that reads
+/// it for its usage keeps the id of a whole answer too, read in the same pass
+/// ([`named_response_id`]). Asked for after [`answer_header`], each attempt anew.
+pub fn keep_response_id(ctx: &mut RequestContext) {
+    ctx.obs.keeps_response_id = true;
+    if let Some(meter) = ctx.obs.meter.as_mut() {
+        meter.keeps_response_id();
+    }
+}
+
+/// The id of the response the provider's answer is, once read ([`keep_response_id`]):
+/// a stream's from its first event, a whole answer's at its end.
+pub fn named_response_id(ctx: &RequestContext) -> Option<&str> {
+    match &ctx.obs.response_id {
+        Some(id) => Some(id),
+        None => ctx.obs.meter.as_ref()?.response_id(),
+    }
 }
 
 /// Whether the provider's stream already said its last word (a Responses stream's
@@ -605,6 +640,9 @@ pub fn answer_unfinished(ctx: &mut RequestContext) -> Option<String> {
     let mut meter = ctx.obs.meter.take()?;
     if let Some(charge) = meter.cut_short() {
         answer_charged(ctx, charge);
+    }
+    if ctx.obs.keeps_response_id {
+        ctx.obs.response_id = meter.take_response_id();
     }
     ctx.obs.usage_by_model = meter.take_usage_by_model();
     let started = under_way(&mut meter);

@@ -3,12 +3,16 @@
 //! header rewritten and described, each piece read for usage and passed through the
 //! translation module, and a failure under way ended with the route's error event.
 
+use std::sync::Arc;
+
 use pingora_core::connectors::http::v1::Connector;
 use pingora_core::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use super::client_hangup::{self, ClientSocket};
+use super::native_responses;
+use super::response_store::ResponseStore;
 use super::whole_answer::OpenAnswer;
 use super::{
     attempts, header_maps, headers, observe, upstream_failure, GatewayError, RequestContext,
@@ -26,6 +30,7 @@ pub async fn stream_to_client(
     mut answer: Box<OpenAnswer>,
     translation: Option<ResponseCodecs>,
     connector: &Connector,
+    responses: &Arc<dyn ResponseStore>,
 ) -> Result<bool> {
     let omitted = translation
         .as_ref()
@@ -38,6 +43,7 @@ pub async fn stream_to_client(
     }
     ctx.upstream_status = Some(header.status.as_u16());
     observe::answer_header(ctx, &header);
+    native_responses::answer_begins(ctx, header.status.is_success());
     let location = super::client_location(ctx, session.req_header(), &header);
     header_maps::open_answer(&mut header, |map| {
         headers::strip_upstream_response_headers(map);
@@ -74,6 +80,7 @@ pub async fn stream_to_client(
                     telemetry::response_model(ctx, &model);
                     observe::answering_model(ctx, model);
                 }
+                native_responses::record_named(responses, ctx);
                 let written = match session.write_response_body(piece, end).await {
                     Ok(()) if end => session.downstream_session.finish_body().await,
                     other => other,

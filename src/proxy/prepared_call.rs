@@ -33,6 +33,9 @@ pub struct CallRequest<'a> {
     pub history: Option<Vec<u8>>,
     /// The Unix time a translated response reports.
     pub created: u64,
+    /// Its `previous_response_id` may not be continued with the gateway's credential
+    /// ([`super::native_responses::previous_refused`]).
+    pub previous_refused: bool,
 }
 
 /// Where preparing a call looks things up.
@@ -138,6 +141,7 @@ impl PreparedCall {
                 .map(std::borrow::Cow::into_owned),
             history: call.history,
             created: call.created,
+            previous_refused: call.previous_refused,
         };
         let (target, body, translation) = prepare_attempt(ctx, &plan, &held, sources)?;
         let credential = attempts::credential(&target.provider, &call.req.headers, config, health)?;
@@ -411,6 +415,7 @@ mod tests {
             field: ModelField::find(body.as_bytes())?,
             history: None,
             created: 1,
+            previous_refused: false,
         };
         let sources = CallSources {
             config,

@@ -1,6 +1,7 @@
 //! `GET /v1/responses/{id}/input_items` and `POST /v1/responses/{id}/cancel`: answered
 //! from the store for a response the gateway translated and stored, else forwarded to
-//! the provider that serves the Responses API itself, as `GET /v1/responses/{id}` is.
+//! the provider that serves the Responses API itself, for the response's owner alone
+//! ([`AuroraProxy::native_target`]), as `GET /v1/responses/{id}` is.
 
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use pingora_proxy::Session;
 use super::input_items::{self, ListQuery};
 use super::route::ResponsePart;
 use super::{
-    limit_check, native_responses_target, reject, respond, response_store, responses_owner,
-    AuroraProxy, GatewayError, RequestContext,
+    limit_check, reject, respond, response_not_found, response_store, responses_owner, AuroraProxy,
+    GatewayError, RequestContext,
 };
 use crate::config::Config;
 
@@ -51,17 +52,16 @@ impl AuroraProxy {
                 Err(err) => reject(session, ctx, err).await,
             };
         }
-        let not_found = GatewayError::not_found(format!(
-            "response `{id}` not found: neither stored by this gateway nor at a provider that serves the Responses API itself"
-        ))
-        .with_param("response_id");
+        let not_found = response_not_found(id);
         // An id made here is never the provider's: one not found (another caller's, or
         // gone) is not sent on with whatever key this caller brought.
         if crate::translate::generated_id::is_generated(id, "resp_") {
             return reject(session, ctx, not_found).await;
         }
-        match native_responses_target(config, id, part.upstream_suffix(), session.req_header()) {
-            Some(Ok(target)) => {
+        // A provider's own response, for its owner alone.
+        let req = session.req_header();
+        match Box::pin(self.native_target(ctx, req, config, id, part.upstream_suffix())).await {
+            Ok(Some((target, _))) => {
                 ctx.upstream = Some(target);
                 // The provider's quota holds for a call forwarded to it too.
                 if let Err(err) = limit_check::admit_provider(&self.limits, ctx).await {
@@ -69,8 +69,8 @@ impl AuroraProxy {
                 }
                 Ok(false)
             }
-            Some(Err(err)) => reject(session, ctx, err).await,
-            None => reject(session, ctx, not_found).await,
+            Ok(None) => reject(session, ctx, not_found).await,
+            Err(err) => reject(session, ctx, err).await,
         }
     }
 }

@@ -17,6 +17,8 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::native_owner::{NativeOwner, NativeOwnerBook, NativeOwnerSettings};
+
 /// Whose a stored response is: only the caller that made it reads, continues or
 /// deletes it, as at a provider, where an API key's project holds its own. The master
 /// key, a managed key by its name, or without gateway auth the provider key the caller
@@ -136,6 +138,22 @@ pub trait ResponseStore: Send + Sync {
     fn write_out_at_exit(&self, _bound: Duration) {}
     /// Forgets `id`; whether it was there.
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
+    /// Remembers whose the response `id` a provider made and keeps is, and at which
+    /// provider ([`super::native_owner`]), for `settings.ttl`. The in-memory store has
+    /// it once this returns; a shared one when the future completes.
+    fn record_native(
+        &self,
+        id: &str,
+        record: NativeOwner,
+        settings: NativeOwnerSettings,
+    ) -> BoxFuture<'static, Result<(), StoreUnavailable>>;
+    /// The record of the response `id` a provider keeps, if the gateway made one.
+    fn native_owner<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NativeOwner>, StoreUnavailable>>;
+    /// Forgets the record of `id`, its response deleted at its provider.
+    fn forget_native(&self, id: &str) -> BoxFuture<'static, Result<(), StoreUnavailable>>;
     /// The responses the chain holds from `id` back, each `owner`'s: at most `most`,
     /// and none past the one that takes their own bytes over `max_bytes`; fewer when a
     /// link is missing or another's (asked for alone, it is then said not found). A
@@ -289,6 +307,8 @@ pub(super) fn renewed_at_most(limits: &StoreLimits) -> usize {
 #[derive(Debug, Default)]
 pub struct MemoryResponseStore {
     inner: Mutex<Entries>,
+    /// Whose the responses natively served providers keep are.
+    natives: NativeOwnerBook,
 }
 
 #[derive(Debug, Default)]
@@ -484,6 +504,28 @@ impl ResponseStore for MemoryResponseStore {
             .inner
             .lock()
             .is_ok_and(|mut e| e.remove(id)))))
+    }
+
+    fn record_native(
+        &self,
+        id: &str,
+        record: NativeOwner,
+        settings: NativeOwnerSettings,
+    ) -> BoxFuture<'static, Result<(), StoreUnavailable>> {
+        self.natives.put(id, record, &settings);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn native_owner<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NativeOwner>, StoreUnavailable>> {
+        Box::pin(std::future::ready(Ok(self.natives.get(id))))
+    }
+
+    fn forget_native(&self, id: &str) -> BoxFuture<'static, Result<(), StoreUnavailable>> {
+        self.natives.forget(id);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -19,6 +19,8 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use redis::Script;
 
+use super::native_owner::{NativeOwner, NativeOwnerSettings};
+use super::native_owner_redis;
 use super::response_store::{ResponseStore, StoreLimits, StoreUnavailable, StoredResponse};
 use super::response_write_redis::{self as write, ResponseWrite};
 use super::unfinished_writes::UnfinishedWrites;
@@ -476,6 +478,28 @@ impl ResponseStore for RedisResponseStore {
             }
             Ok(None)
         })
+    }
+
+    fn record_native(
+        &self,
+        id: &str,
+        record: NativeOwner,
+        settings: NativeOwnerSettings,
+    ) -> BoxFuture<'static, Result<(), StoreUnavailable>> {
+        let (link, id) = (Arc::clone(&self.link), id.to_string());
+        Box::pin(async move { native_owner_redis::write(&link, &id, &record, &settings).await })
+    }
+
+    fn native_owner<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NativeOwner>, StoreUnavailable>> {
+        Box::pin(native_owner_redis::read(&self.link, id))
+    }
+
+    fn forget_native(&self, id: &str) -> BoxFuture<'static, Result<(), StoreUnavailable>> {
+        let (link, id) = (Arc::clone(&self.link), id.to_string());
+        Box::pin(async move { native_owner_redis::forget(&link, &id).await })
     }
 
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {

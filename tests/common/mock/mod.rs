@@ -7,6 +7,7 @@
 //! - [`canned`]: a fixed provider API (small JSON, uploads, completions and messages,
 //!   plain or paced SSE, model list, errors on demand), what the load bench serves.
 //! - [`provider_rules`]: the real APIs' refusals, for handlers that validate requests.
+//! - [`openai_responses`]: OpenAI's Responses API keeping its responses, by id.
 //!
 //! The tests include it as `common::mock`; the load bench with `#[path]`, so the library
 //! itself carries none of it.
@@ -15,6 +16,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod canned;
+pub mod openai_responses;
 pub mod provider_rules;
 pub mod reply;
 pub mod server;
