@@ -77,18 +77,22 @@ impl AuroraProxy {
             }
             _ => None,
         };
-        // Boxed: only a call continuing a provider's own response waits on its record.
-        let previous_refused = match Box::pin(self.previous_refused(
-            ctx,
-            session.req_header(),
-            config,
-            endpoint,
-            &field,
-        ))
-        .await
-        {
-            Ok(refused) => refused,
-            Err(err) => return reject(session, ctx, err).await,
+        // Boxed, and only for a call that continues a response: only such a call waits
+        // on a record, and every other is spared the future.
+        let previous_refused = if field.previous_response_id.is_none() {
+            false
+        } else {
+            let refused = Box::pin(self.previous_refused(
+                ctx,
+                session.req_header(),
+                config,
+                endpoint,
+                &field,
+            ));
+            match refused.await {
+                Ok(refused) => refused,
+                Err(err) => return reject(session, ctx, err).await,
+            }
         };
         let request = CallRequest {
             endpoint,
