@@ -310,6 +310,34 @@ async fn transfer_coding_other_than_chunked_is_501() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_framed_both_by_length_and_by_chunks_goes_by_its_chunks_and_its_connection_closes(
+) {
+    // Pingora drops the length when chunks frame the body (RFC 9112 §6.3) and keeps no
+    // such connection alive (§6.1): the provider never gets a length the chunks gainsay,
+    // and nothing after the body is read as another request.
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_at(&mock.url("/v1"));
+    let body = r#"{"model":"gpt-4o-mini","x":1}"#;
+    let request = format!(
+        "{}{:x}\r\n{body}\r\n0\r\n\r\n",
+        head(
+            "POST",
+            "/p/openai/chat/completions",
+            "content-length: 4\r\ntransfer-encoding: chunked\r\n"
+        ),
+        body.len()
+    );
+    let mut sock = sent(&gw, &request).await;
+    let (answer, closed) = read_until_close(&mut sock, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed, "the connection was kept");
+    let got = mock.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, body.as_bytes());
+    assert_ne!(got[0].header("content-length"), Some("4"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_model_key_is_refused_before_routing() {
     let mock = MockUpstream::start(provider_like).await;
     let gw = gateway_at(&mock.url("/v1"));
@@ -526,6 +554,51 @@ async fn a_whole_answer_on_a_pooled_connection_the_provider_dropped_is_asked_aga
     // The second and third calls each met a dropped connection, then a new one.
     assert_eq!(answered.load(Ordering::SeqCst), 3);
     assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_call_a_pooled_connection_was_reset_on_is_not_sent_twice() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // Each connection answers its first request, keeps alive, reads the next one whole
+    // and resets the connection (an overloaded provider, a balancer cutting it): the
+    // provider may have been at work on it, so the call is not made again.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (connections, received) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, r) = (connections.clone(), received.clone());
+    let reply = json_reply("", &fixture("anthropic/messages.json"));
+    let _provider = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let (reply, r) = (reply.clone(), r.clone());
+            tokio::spawn(async move {
+                if read_request(&mut sock).await.is_none() {
+                    return;
+                }
+                r.fetch_add(1, Ordering::SeqCst);
+                if sock.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+                if read_request(&mut sock).await.is_some() {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    // Closed with unread state discarded: a reset, not an orderly end.
+                    let _ = sock.set_zero_linger();
+                }
+            });
+        }
+    });
+    let gw = gateway_at(&base);
+    let (status, v) = ask_whole(&gw, "/v1/chat/completions", "anthropic/claude-x").await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = ask_whole(&gw, "/v1/chat/completions", "anthropic/claude-x").await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        2,
+        "the call was made again"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 
 /// Asks `path` for a whole (not streamed) answer from `model`.

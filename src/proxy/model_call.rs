@@ -214,12 +214,9 @@ impl AuroraProxy {
         }
         let limit = config.server.body_size_limit;
         let deadline = BodyDeadline::new(ctx.started, config.server.body_timeout);
+        // Cut short, malformed or too large: the connection closes after the answer.
         let read = subrequest::read_body_within(session, limit, &mut permit, deadline).await;
         ctx.body_permit = Some(permit);
-        if read.is_err() {
-            // Cut short, malformed or too large.
-            session.set_keepalive(None);
-        }
         Ok(read)
     }
 

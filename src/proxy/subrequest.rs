@@ -98,10 +98,26 @@ pub fn take_plan(session: &mut Session) -> Option<SubrequestPlan> {
 const DECLARED_START_CAPACITY: u64 = 1 << 20;
 
 /// Reads the whole request body, refusing more than `limit` bytes, more than `permit`
-/// can cover of the gateway's body budget, and a body that misses `deadline` (408, and
-/// the connection closes: the rest of the body is unread). A client that closes or
-/// breaks its connection before the body's end is gone (`client_closed`), not wrong.
+/// can cover of the gateway's body budget, and a body that misses `deadline` (408). A
+/// client that closes or breaks its connection before the body's end is gone
+/// (`client_closed`), not wrong. On any refusal the connection closes after the
+/// answer: the rest of the body is unread, or (a malformed chunk, which Pingora takes
+/// for the body's end) would be read as another request.
 pub async fn read_body_within(
+    session: &mut Session,
+    limit: u64,
+    permit: &mut BodyPermit,
+    deadline: BodyDeadline,
+) -> Result<Bytes, GatewayError> {
+    let read = read_whole_body(session, limit, permit, deadline).await;
+    if read.is_err() {
+        session.set_keepalive(None);
+    }
+    read
+}
+
+/// [`read_body_within`], the connection left as it is.
+async fn read_whole_body(
     session: &mut Session,
     limit: u64,
     permit: &mut BodyPermit,
@@ -123,7 +139,6 @@ pub async fn read_body_within(
                     ErrorType::ConnectionClosed | ErrorType::ReadError
                 ) =>
             {
-                session.set_keepalive(None);
                 return Err(GatewayError::client_gone());
             }
             Ok(Err(e)) if *e.etype() != ErrorType::ReadTimedout => {
@@ -131,10 +146,7 @@ pub async fn read_body_within(
                     "could not read the request body: {e}"
                 )))
             }
-            Ok(Err(_)) | Err(_) => {
-                session.set_keepalive(None);
-                return Err(deadline.error());
-            }
+            Ok(Err(_)) | Err(_) => return Err(deadline.error()),
         };
         let Some(chunk) = chunk else {
             return Ok(body.freeze());

@@ -204,21 +204,27 @@ async fn attempt(
     // Each read is timed here, by its stage.
     session.set_read_timeout(None);
     session.set_write_timeout(peer.options.write_timeout);
-    // A pooled connection the provider closed fails at once; a slow provider is not
-    // a closed connection and is not asked twice.
-    let before_answer = |e: Box<Error>| {
+    // A pooled connection the provider closed fails at once, as the request is
+    // written. Once it was, the provider may be at work on it: only a connection it
+    // had closed meanwhile (the end of its stream, nothing answered) is asked again,
+    // never one it reset or a slow provider, which would do and bill the call twice.
+    let before_sent = |e: Box<Error>| {
         let stale = reused && e.etype() != &ErrorType::ReadTimedout;
+        upstream_failure(e, stale)
+    };
+    let before_answer = |e: Box<Error>| {
+        let stale = reused && e.etype() == &ErrorType::ConnectionClosed;
         upstream_failure(e, stale)
     };
     session
         .write_request_header(Box::new(request))
         .await
-        .map_err(before_answer)?;
+        .map_err(before_sent)?;
     session
         .write_request_body(body.clone(), true)
         .await
-        .map_err(before_answer)?;
-    session.finish_request_body().await.map_err(before_answer)?;
+        .map_err(before_sent)?;
+    session.finish_request_body().await.map_err(before_sent)?;
     sent.store(true, Ordering::Relaxed);
     let mut header = loop {
         within(
