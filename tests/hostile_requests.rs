@@ -226,6 +226,51 @@ async fn expect_continue(gw: &Gateway, path: &str, body: &[u8]) -> String {
     read_until_close(&mut sock, Duration::from_secs(10)).await.0
 }
 
+/// One whole HTTP answer from `sock` (framed as a request is: by its length or chunks).
+async fn read_answer(sock: &mut TcpStream) -> Vec<u8> {
+    read_request(sock).await.expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_asked_for_100_continue_is_kept_for_the_next_request() {
+    let mock = MockUpstream::start(provider_like).await;
+    let gw = gateway_at(&mock.url("/v1"));
+    let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let expecting = head(
+        "POST",
+        "/v1/chat/completions",
+        &format!(
+            "content-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n",
+            body.len()
+        ),
+    );
+    let mut sock = sent(&gw, &expecting).await;
+    assert!(next_bytes(&mut sock).await.starts_with("HTTP/1.1 100"));
+    sock.write_all(body).await.unwrap();
+    let answer = read_answer(&mut sock).await;
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(!text.contains("connection: close"), "{text}");
+    // The same connection carries the next call (curl's next upload, an SDK's pool).
+    let plain = head(
+        "POST",
+        "/v1/chat/completions",
+        &format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        ),
+    );
+    sock.write_all(plain.as_bytes()).await.unwrap();
+    sock.write_all(body).await.unwrap();
+    let again = read_answer(&mut sock).await;
+    assert!(
+        again.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&again)
+    );
+    assert_eq!(mock.requests().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_continue_then_unreachable_provider_still_gets_the_error_envelope() {
     // Nothing listens on port 9: the provider cannot be reached.

@@ -208,9 +208,15 @@ impl AuroraProxy {
         }
         if admission.send_continue {
             let proceed = ResponseHeader::build(100, Some(0))?;
-            session
+            // Pingora keeps no connection alive that answered before its body came,
+            // and the `100` is such an answer: the body it asks for is read whole
+            // below (any failure to closes the connection then).
+            session.set_close_on_response_before_downstream_finish(false);
+            let written = session
                 .write_response_header(Box::new(proceed), false)
-                .await?;
+                .await;
+            session.set_close_on_response_before_downstream_finish(true);
+            written?;
         }
         let limit = config.server.body_size_limit;
         let deadline = BodyDeadline::new(ctx.started, config.server.body_timeout);
