@@ -501,6 +501,40 @@ async fn provider_early_hints_pass_the_translation_untouched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_early_hints_reach_the_client_without_its_cookies_or_hop_by_hop_headers() {
+    let provider = raw_provider(json_reply(
+        "HTTP/1.1 103 Early Hints\r\nlink: </hint>; rel=preload\r\nset-cookie: provider_session=s3cret\r\n\
+         keep-alive: timeout=5\r\n\r\n",
+        &fixture("openai/chat_completion.json"),
+    ))
+    .await;
+    let gw = gateway_at(&provider.base);
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let request = format!(
+        "{}{body}",
+        head(
+            "POST",
+            "/p/openai/chat/completions",
+            &format!(
+                "content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                body.len()
+            )
+        )
+    );
+    let mut sock = sent(&gw, &request).await;
+    let (text, _) = read_until_close(&mut sock, Duration::from_secs(10)).await;
+    let (hints, answer) = text.split_once("\r\n\r\n").unwrap();
+    assert!(hints.starts_with("HTTP/1.1 103"), "{text}");
+    assert!(hints.contains("link: </hint>"), "{hints}");
+    let lower = hints.to_ascii_lowercase();
+    assert!(
+        !lower.contains("set-cookie") && !lower.contains("keep-alive"),
+        "{hints}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http10_client_gets_no_interim_answer_and_its_expect_is_not_passed_on() {
     let provider = raw_provider(json_reply(
         "HTTP/1.1 103 Early Hints\r\nlink: </hint>; rel=preload\r\n\r\n",

@@ -1783,7 +1783,10 @@ impl ProxyHttp for AuroraProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if upstream_response.status.is_informational() {
-            // `100 Continue`, `103 Early Hints`: the provider's real answer is still to come.
+            // `100 Continue`, `103 Early Hints`: the provider's real answer is still to
+            // come. Pingora passes this one on to an HTTP/1.1 client: without what a
+            // provider may not send back (cookies, hop-by-hop headers), as the answer.
+            header_maps::open_answer(upstream_response, headers::strip_upstream_response_headers);
             return Ok(());
         }
         let answered = Instant::now();
