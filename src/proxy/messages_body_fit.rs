@@ -10,8 +10,9 @@
 //! an Anthropic-format provider; an unsigned one does not go to a provider that checks
 //! signatures (Anthropic's own API; Kimi's and others' Anthropic-compatible ones take
 //! unsigned thinking back, and may need it). With thinking on, Anthropic wants the
-//! turn whose tool calls are being answered to start with its thinking: when the
-//! thinking it started with is the one left out, thinking is turned off for the call.
+//! turn whose tool calls are being answered to start with its thinking: when it does
+//! not (the thinking it started with was left out, or Claude made it on a call whose
+//! thinking was turned off so), thinking is turned off for the call.
 //!
 //! Only bodies that hold such a signature are read (one search for `"signature"`);
 //! the others, and every member of the ones fitted but those changed, go as written.
@@ -61,8 +62,7 @@ impl MessagesFit {
         let messages = messages?;
         let fitted = self.fit_messages(messages)?;
         let mut edits = vec![(within(body, messages), fitted.text)];
-        if let Some(thinking) = thinking.filter(|t| fitted.answered_turn_lost_its_lead && is_on(t))
-        {
+        if let Some(thinking) = thinking.filter(|t| fitted.answered_turn_lacks_lead && is_on(t)) {
             edits.push((within(body, thinking), THINKING_OFF.to_vec()));
         }
         Some(edited(body, edits))
@@ -92,20 +92,20 @@ impl MessagesFit {
     fn fit_messages(self, messages: &[u8]) -> Option<FittedMessages> {
         let mut kept: Vec<Vec<u8>> = Vec::new();
         let mut changed = false;
-        // The last assistant turn kept: whether it lost a block, and its text.
-        let mut last_assistant: Option<(bool, usize)> = None;
+        // Where the last assistant turn kept is.
+        let mut last_assistant: Option<usize> = None;
         let mut elements = ArrayElements::of(messages)?;
         for message in elements.by_ref() {
             match self.fit_turn(message) {
                 TurnFit::Kept => {
                     if is_assistant(message) {
-                        last_assistant = Some((false, kept.len()));
+                        last_assistant = Some(kept.len());
                     }
                     kept.push(message.to_vec());
                 }
                 TurnFit::Fitted(text) => {
                     changed = true;
-                    last_assistant = Some((true, kept.len()));
+                    last_assistant = Some(kept.len());
                     kept.push(text);
                 }
                 TurnFit::Emptied => changed = true,
@@ -114,12 +114,13 @@ impl MessagesFit {
         if elements.broken() || !changed {
             return None;
         }
-        let answered_turn_lost_its_lead = last_assistant.is_some_and(|(lost, at)| {
-            lost && ObjectMembers::of(&kept[at]).is_some_and(lacks_leading_thinking)
-        });
+        // Whether this turn lost its thinking here or came without (Claude's answer to
+        // the call thinking was turned off for), Anthropic would refuse it with thinking.
+        let answered_turn_lacks_lead = last_assistant
+            .is_some_and(|at| ObjectMembers::of(&kept[at]).is_some_and(lacks_leading_thinking));
         Some(FittedMessages {
             text: joined(&kept),
-            answered_turn_lost_its_lead,
+            answered_turn_lacks_lead,
         })
     }
 
@@ -191,9 +192,8 @@ enum TurnFit {
 /// `messages` fitted.
 struct FittedMessages {
     text: Vec<u8>,
-    /// The last assistant turn lost a thinking block and no longer starts with thinking
-    /// before its tool calls.
-    answered_turn_lost_its_lead: bool,
+    /// The last assistant turn makes tool calls without starting with thinking.
+    answered_turn_lacks_lead: bool,
 }
 
 /// Whether a message is the assistant's.
@@ -372,6 +372,22 @@ mod tests {
             got["messages"],
             json!([{"role": "user", "content": "q"}, {"role": "user", "content": "again"}])
         );
+    }
+
+    #[test]
+    fn thinking_stays_off_through_the_tool_loop_claude_answered_without_it() {
+        // The call after the switch went without thinking; Claude's answer to it, a
+        // tool call without thinking, is the turn the next call answers.
+        let body = json!({"model": "m", "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [
+            {"role": "user", "content": "list"},
+            {"role": "assistant", "content": [thinking("gemini:a"), {"type": "text", "text": "x"}]},
+            {"role": "user", "content": "count them"},
+            {"role": "assistant", "content": [call("toolu_3")]},
+            result("toolu_3")]});
+        let got = fit(false, &body).unwrap();
+        assert_eq!(got["thinking"], json!({"type": "disabled"}));
+        assert_eq!(got["messages"][3], body["messages"][3]);
     }
 
     #[test]
