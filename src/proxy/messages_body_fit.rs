@@ -97,8 +97,8 @@ impl MessagesFit {
         let mut elements = ArrayElements::of(messages)?;
         for message in elements.by_ref() {
             match self.fit_turn(message) {
-                TurnFit::Kept => {
-                    if is_assistant(message) {
+                TurnFit::Kept { assistant } => {
+                    if assistant {
                         last_assistant = Some(kept.len());
                     }
                     kept.push(message.to_vec());
@@ -127,7 +127,7 @@ impl MessagesFit {
     /// One turn as it goes: an assistant turn without its foreign thinking.
     fn fit_turn(self, message: &[u8]) -> TurnFit {
         let Some(mut members) = ObjectMembers::of(message) else {
-            return TurnFit::Kept;
+            return TurnFit::Kept { assistant: false };
         };
         let (mut assistant, mut content) = (false, None);
         while let Some(member) = members.next_front() {
@@ -138,10 +138,10 @@ impl MessagesFit {
             }
         }
         let Some(content) = content.filter(|_| assistant && !members.broken()) else {
-            return TurnFit::Kept;
+            return TurnFit::Kept { assistant };
         };
         let Some(blocks) = ArrayElements::of(content) else {
-            return TurnFit::Kept;
+            return TurnFit::Kept { assistant };
         };
         let all: Vec<&[u8]> = blocks.collect();
         let kept: Vec<&[u8]> = all
@@ -150,7 +150,7 @@ impl MessagesFit {
             .filter(|block| !self.is_foreign_thinking(block))
             .collect();
         if kept.len() == all.len() {
-            TurnFit::Kept
+            TurnFit::Kept { assistant }
         } else if kept.is_empty() {
             TurnFit::Emptied
         } else {
@@ -181,8 +181,8 @@ impl MessagesFit {
 
 /// What became of one turn.
 enum TurnFit {
-    /// As written.
-    Kept,
+    /// As written; whether it is the assistant's.
+    Kept { assistant: bool },
     /// Without some of its blocks: its text.
     Fitted(Vec<u8>),
     /// Without any block: it goes.
@@ -194,15 +194,6 @@ struct FittedMessages {
     text: Vec<u8>,
     /// The last assistant turn makes tool calls without starting with thinking.
     answered_turn_lacks_lead: bool,
-}
-
-/// Whether a message is the assistant's.
-fn is_assistant(message: &[u8]) -> bool {
-    let Some(mut members) = ObjectMembers::of(message) else {
-        return false;
-    };
-    std::iter::from_fn(|| members.next_front())
-        .any(|m| m.key().as_ref() == b"role" && m.value == br#""assistant""#)
 }
 
 /// Whether an assistant turn makes tool calls without thinking before them.

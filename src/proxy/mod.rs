@@ -949,10 +949,7 @@ fn native_responses_target(
     recorded: Option<&str>,
 ) -> Option<std::result::Result<UpstreamTarget, GatewayError>> {
     // Response ids are `resp_` and hex; nothing else is put into an upstream path.
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !native_responses::is_id_text(id) {
         return None;
     }
     let natives = || {

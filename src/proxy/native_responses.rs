@@ -47,11 +47,14 @@ const MAX_ID_LEN: usize = 256;
 
 /// Whether `id` may be a provider's response id, fit for a store key.
 fn plausible_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty() && id.len() <= MAX_ID_LEN && is_id_text(id)
+}
+
+/// Whether `id` holds only what response ids are written with (`resp_` and hex),
+/// nothing that could change an upstream path or a store key.
+pub(super) fn is_id_text(id: &str) -> bool {
+    id.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The provider's answer header arrived (after [`observe::answer_header`]): a
